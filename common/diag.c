@@ -1,0 +1,256 @@
+// diag.c — the diagnostic reporter: source registry, line/column mapping, excerpts with carets,
+// did-you-mean suggestions. Long lines are shown as a window around the caret so that a 1 MB line
+// never floods the terminal.
+#include "diag.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { EXCERPT_WIDTH = 120 };
+
+void diag_init(Diag *d, FILE *out) {
+    memset(d, 0, sizeof *d);
+    d->out = out ? out : stderr;
+    d->capsrc = 8;
+    d->src = calloc((size_t)d->capsrc, sizeof(Source));
+    d->nsrc = 1;
+}
+
+void diag_free(Diag *d) {
+    for (int i = 1; i < d->nsrc; i++) {
+        free(d->src[i].path);
+        free(d->src[i].text);
+    }
+    free(d->src);
+    memset(d, 0, sizeof *d);
+}
+
+uint32_t diag_add_source(Diag *d, const char *path, const char *text, size_t len) {
+    if (d->nsrc == d->capsrc) {
+        d->capsrc *= 2;
+        d->src = realloc(d->src, (size_t)d->capsrc * sizeof(Source));
+    }
+    Source *s = &d->src[d->nsrc];
+    s->path = strdup(path);
+    s->text = malloc(len + 1);
+    memcpy(s->text, text, len);
+    s->text[len] = 0;
+    s->len = len;
+    return (uint32_t)d->nsrc++;
+}
+
+uint32_t diag_load_file(Diag *d, const char *path, Loc from, size_t max_bytes) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (from.file) diag_error(d, from, "cannot open `%s`: %s", path, strerror(errno));
+        else diag_plain_error(d, "cannot open `%s`: %s", path, strerror(errno));
+        return 0;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len == cap) {
+            if (cap >= max_bytes + 1) break;
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || len > max_bytes) {
+        if (bad) {
+            if (from.file) diag_error(d, from, "cannot read `%s`", path);
+            else diag_plain_error(d, "cannot read `%s`", path);
+        } else {
+            if (from.file) diag_error(d, from, "`%s` is larger than %zu bytes", path, max_bytes);
+            else diag_plain_error(d, "`%s` is larger than %zu bytes", path, max_bytes);
+        }
+        free(buf);
+        return 0;
+    }
+    uint32_t id = diag_add_source(d, path, buf, len);
+    free(buf);
+    return id;
+}
+
+const Source *diag_source(const Diag *d, uint32_t file) {
+    return (file >= 1 && (int)file < d->nsrc) ? &d->src[file] : NULL;
+}
+
+static int is_utf8_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
+
+void diag_linecol(const Diag *d, Loc loc, int *line, int *col) {
+    const Source *s = diag_source(d, loc.file);
+    *line = 0;
+    *col = 0;
+    if (!s) return;
+    size_t off = loc.off > s->len ? s->len : loc.off;
+    int ln = 1, c = 1;
+    for (size_t i = 0; i < off; i++) {
+        unsigned char ch = (unsigned char)s->text[i];
+        if (ch == '\n') { ln++; c = 1; }
+        else if (!is_utf8_cont(ch)) c++;
+    }
+    *line = ln;
+    *col = c;
+}
+
+Loc loc_span(Loc a, Loc b) {
+    if (a.file != b.file || b.off + b.len < a.off) return a;
+    Loc r = a;
+    r.len = b.off + b.len - a.off;
+    return r;
+}
+
+// Prints the source line holding loc, then a caret line under loc.
+static void excerpt(Diag *d, Loc loc, int line) {
+    const Source *s = diag_source(d, loc.file);
+    if (!s) return;
+    size_t off = loc.off > s->len ? s->len : loc.off;
+    size_t bol = off, eol = off;
+    while (bol > 0 && s->text[bol - 1] != '\n') bol--;
+    while (eol < s->len && s->text[eol] != '\n') eol++;
+    // window [ws, we) of at most EXCERPT_WIDTH bytes around the caret, cut on character starts
+    size_t ws = bol, we = eol;
+    if (we - ws > EXCERPT_WIDTH) {
+        ws = off > bol + EXCERPT_WIDTH / 2 ? off - EXCERPT_WIDTH / 2 : bol;
+        while (ws > bol && is_utf8_cont((unsigned char)s->text[ws])) ws--;
+        we = ws + EXCERPT_WIDTH < eol ? ws + EXCERPT_WIDTH : eol;
+        while (we < eol && is_utf8_cont((unsigned char)s->text[we])) we++;
+    }
+    const char *pre = ws > bol ? "..." : "";
+    const char *post = we < eol ? "..." : "";
+    fprintf(d->out, "%5d | %s", line, pre);
+    for (size_t i = ws; i < we; i++) {
+        unsigned char ch = (unsigned char)s->text[i];
+        // control bytes would garble the terminal: show them as '?'
+        fputc((ch < 0x20 && ch != '\t') || ch == 0x7f ? '?' : ch, d->out);
+    }
+    fprintf(d->out, "%s\n      | %s", post, pre);
+    for (size_t i = ws; i < off; i++) {
+        unsigned char ch = (unsigned char)s->text[i];
+        if (is_utf8_cont(ch)) continue;
+        fputc(ch == '\t' ? '\t' : ' ', d->out);
+    }
+    fputc('^', d->out);
+    size_t end = loc.off + (size_t)loc.len;
+    if (end > we) end = we;
+    int first = 1;
+    for (size_t i = off; i < end; i++) {
+        if (is_utf8_cont((unsigned char)s->text[i])) continue;
+        if (first) { first = 0; continue; }
+        fputc('~', d->out);
+    }
+    fputc('\n', d->out);
+}
+
+static void report(Diag *d, Loc loc, const char *level, const char *fmt, va_list ap) {
+    const Source *s = diag_source(d, loc.file);
+    if (s) {
+        int line, col;
+        diag_linecol(d, loc, &line, &col);
+        fprintf(d->out, "%s:%d:%d: %s: ", s->path, line, col, level);
+        vfprintf(d->out, fmt, ap);
+        fputc('\n', d->out);
+        excerpt(d, loc, line);
+    } else {
+        fprintf(d->out, "trlc: %s: ", level);
+        vfprintf(d->out, fmt, ap);
+        fputc('\n', d->out);
+    }
+}
+
+void diag_error(Diag *d, Loc loc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report(d, loc, "error", fmt, ap);
+    va_end(ap);
+    d->errors++;
+}
+
+void diag_warning(Diag *d, Loc loc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report(d, loc, "warning", fmt, ap);
+    va_end(ap);
+    d->warnings++;
+}
+
+void diag_note(Diag *d, Loc loc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report(d, loc, "note", fmt, ap);
+    va_end(ap);
+}
+
+void diag_hint(Diag *d, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("hint: ", d->out);
+    vfprintf(d->out, fmt, ap);
+    fputc('\n', d->out);
+    va_end(ap);
+}
+
+void diag_file_error(Diag *d, const char *path, long line, long col, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    if (line > 0 && col > 0) fprintf(d->out, "%s:%ld:%ld: error: ", path, line, col);
+    else if (line > 0) fprintf(d->out, "%s:%ld: error: ", path, line);
+    else fprintf(d->out, "%s: error: ", path);
+    vfprintf(d->out, fmt, ap);
+    fputc('\n', d->out);
+    va_end(ap);
+    d->errors++;
+}
+
+void diag_plain_error(Diag *d, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("trlc: error: ", d->out);
+    vfprintf(d->out, fmt, ap);
+    fputc('\n', d->out);
+    va_end(ap);
+    d->errors++;
+}
+
+// Optimal string alignment distance (Damerau-Levenshtein without repeated edits of a substring).
+static size_t edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 64 || m > 64) return (size_t)-1;
+    size_t dp[65][65];
+    for (size_t i = 0; i <= n; i++) dp[i][0] = i;
+    for (size_t j = 0; j <= m; j++) dp[0][j] = j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            size_t cost = a[i - 1] != b[j - 1];
+            size_t best = dp[i - 1][j] + 1;
+            if (dp[i][j - 1] + 1 < best) best = dp[i][j - 1] + 1;
+            if (dp[i - 1][j - 1] + cost < best) best = dp[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                dp[i - 2][j - 2] + 1 < best)
+                best = dp[i - 2][j - 2] + 1;
+            dp[i][j] = best;
+        }
+    return dp[n][m];
+}
+
+const char *suggest_word(const char *word, const char *const *cands, size_t n) {
+    size_t len = strlen(word);
+    size_t limit = len <= 3 ? 1 : len <= 6 ? 2 : 3;
+    const char *best = NULL;
+    size_t bestd = limit + 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!cands[i]) continue;
+        size_t dist = edit_distance(word, cands[i]);
+        if (dist < bestd) {
+            bestd = dist;
+            best = cands[i];
+        }
+    }
+    return best;
+}

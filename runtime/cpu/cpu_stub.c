@@ -1,0 +1,1 @@
+int trlc_cpu_placeholder;
