@@ -1,0 +1,297 @@
+// ir.h — the tensor IR: an SSA graph of primitive ops, one append-only node array kept in
+// topological order (a node's inputs always have smaller ids). Builders infer dtype and shape,
+// report mistakes through the graph's Diag at the node's spec location, and return IR_NONE
+// instead of crashing; an IR_NONE input makes a builder return IR_NONE silently (the error was
+// already reported), so callers can chain builders and check once.
+// Shapes may hold the dynamic dims B (batch) and T (sequence) as symbols: a Dim is
+// coef * Π(symbols), so (B, T, H*D) → (B*T, H*D) stays symbolic; B and T are bound at execution.
+// Not here: executing the graph (runtime/cpu), gradients (autodiff.h), the spec language (lower.c).
+#ifndef TRLC_IR_H
+#define TRLC_IR_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "arena.h"
+#include "diag.h"
+
+// ---------------------------------------------------------------------------------------------
+// dtypes
+typedef enum IrDType {
+    IR_F32, IR_F64, IR_BF16, IR_F16, IR_I32,
+    IR_U8,           // raw bytes; packed 4-bit weights later
+    IR_DTYPE_COUNT
+} IrDType;
+
+const char *ir_dtype_name(IrDType t);   // "f32", "f64", "bf16", "f16", "i32", "u8"
+static inline bool ir_dtype_is_float(IrDType t) {
+    return t == IR_F32 || t == IR_F64 || t == IR_BF16 || t == IR_F16;
+}
+
+// ---------------------------------------------------------------------------------------------
+// shapes with symbolic dims
+#define IR_MAX_RANK 8
+enum { IR_SYM_B = 0, IR_SYM_T = 1, IR_NSYMS = 2 };   // bit i of IrDim.syms = symbol i
+const char *ir_sym_name(int sym);                     // "B", "T"
+
+typedef struct IrDim {
+    int64_t coef;    // constant factor (>= 0); in reshape targets -1 means "infer this dim"
+    uint8_t syms;    // bit set of symbols multiplied in (each at most once)
+} IrDim;
+
+typedef struct IrShape {
+    int rank;                    // 0 = scalar
+    IrDim d[IR_MAX_RANK];
+} IrShape;
+
+static inline IrDim ir_dim(int64_t n) { IrDim d = {n, 0}; return d; }
+static inline IrDim ir_dim_sym(int sym) { IrDim d = {1, (uint8_t)(1u << sym)}; return d; }
+static inline IrDim ir_dim_b(void) { return ir_dim_sym(IR_SYM_B); }
+static inline IrDim ir_dim_t(void) { return ir_dim_sym(IR_SYM_T); }
+static inline bool ir_dim_eq(IrDim a, IrDim b) { return a.coef == b.coef && a.syms == b.syms; }
+static inline bool ir_dim_is_one(IrDim a) { return a.coef == 1 && a.syms == 0; }
+
+IrShape ir_shape0(void);                                   // scalar
+IrShape ir_shape_of(int rank, const IrDim *dims);
+IrShape ir_shape1(IrDim a);
+IrShape ir_shape2(IrDim a, IrDim b);
+IrShape ir_shape3(IrDim a, IrDim b, IrDim c);
+IrShape ir_shape4(IrDim a, IrDim b, IrDim c, IrDim d);
+bool ir_shape_eq(const IrShape *a, const IrShape *b);
+// Product of all dims as one Dim; false when a symbol would be squared or the constant overflows.
+bool ir_shape_numel_dim(const IrShape *s, IrDim *out);
+// Concrete element count with symbol values bound (sym_vals[IR_NSYMS]); -1 on overflow.
+int64_t ir_shape_numel(const IrShape *s, const int64_t *sym_vals);
+int64_t ir_dim_value(IrDim d, const int64_t *sym_vals);       // -1 on overflow
+// "[B,T,3072]"-style text (also "[B*T,16]", "[]"); returns buf.
+char *ir_shape_str(const IrShape *s, char *buf, size_t n);
+
+// ---------------------------------------------------------------------------------------------
+// ops
+typedef enum IrOp {
+    // leaves
+    IR_INPUT,          // a runtime input (token ids, labels, positions, masks): name
+    IR_PARAM,          // a model parameter: name (HF path), trainable
+    IR_FULL,           // a.value broadcast to a.shape (scalars: rank 0)
+    IR_ARANGE,         // i32 (n): 0, 1, ..., n-1 where n = a.shape.d[0] (may be symbolic)
+    // elementwise unary: in[0]
+    IR_NEG, IR_EXP, IR_LOG, IR_SQRT, IR_RSQRT, IR_TANH, IR_SIGMOID, IR_SILU,
+    IR_GELU,           // tanh approximation
+    IR_RELU, IR_ABS, IR_SQUARE,
+    IR_POW,            // x ^ a.value (constant exponent)
+    IR_LOG_SIGMOID,    // stable: min(x,0) - log1p(exp(-|x|))
+    IR_SOFTPLUS,       // stable: max(x,0) + log1p(exp(-|x|))
+    IR_CAST,           // to the node's dtype (float→bf16/f16 rounds the value; float→i32 truncates)
+    IR_STOP_GRAD,      // identity; blocks gradients
+    IR_DROPOUT,        // x * keep / (1-p), keep from hash(a.seed, a.salt, step, element index);
+                       // a.value = p. Its own backward (the same mask regenerated).
+    // elementwise binary with numpy broadcasting: in[0], in[1]
+    IR_ADD, IR_SUB, IR_MUL, IR_DIV, IR_MAXIMUM, IR_MINIMUM,
+    IR_EQ, IR_NE, IR_LT, IR_LE, IR_GT, IR_GE,   // masks 0/1 in a float dtype, no gradient
+    // elementwise ternary
+    IR_WHERE,          // in[0] mask (nonzero = true), in[1] a, in[2] b; broadcast all three
+    // reductions over the axes in a.axes (bit i = axis i), reduced dims kept as size 1
+    IR_SUM, IR_MEAN, IR_MAX,
+    IR_SUM_TO,         // sum in[0] down to the broadcast-compatible a.shape (broadcast gradients)
+    IR_BROADCAST,      // expand in[0] to a.shape (numpy rules)
+    // linear algebra: in[0] (..., M, K) @ in[1] (..., K, N) → (..., M, N); batch dims broadcast;
+    // a.trans_a / a.trans_b transpose the last two dims of the operand first
+    IR_MATMUL,
+    // softmax family over the last axis
+    IR_SOFTMAX, IR_LOG_SOFTMAX,
+    // model primitives
+    IR_EMBED,          // in[0] ids i32 (...), in[1] table (V, H) → (..., H)
+    IR_EMBED_BWD,      // in[0] ids i32 (...), in[1] grad (..., H) → (V, H) in a.shape (scatter-add)
+    IR_ROPE,           // in[0] x (B, H, T, D), in[1] pos i32 (B, T) or (T); a.rope; a.inverse
+                       // rotates by -angle (the backward)
+    IR_SDPA,           // in[0] q (B,Hq,T,D), in[1] k (B,Hkv,T,D), in[2] v (B,Hkv,T,D) → (B,Hq,T,D);
+                       // a.causal, a.scale
+    IR_SDPA_BWD_Q,     // in: q, k, v, gout (B,Hq,T,D) → dq (like q)
+    IR_SDPA_BWD_K,     // in: q, k, v, gout → dk (like k)
+    IR_SDPA_BWD_V,     // in: q, k, v, gout → dv (like v)
+    IR_CROSS_ENTROPY,  // in[0] logits (..., V), in[1] labels i32 (...) → loss (...), 0 where
+                       // label == a.ignore_index; a.value = label smoothing
+    IR_CROSS_ENTROPY_BWD, // in: logits, labels, gloss (...) → dlogits (..., V)
+    IR_GATHER,         // torch.gather: in[0] x, in[1] idx i32 (same rank; out = idx's shape),
+                       // along a.axis; other dims must equal x's
+    IR_GATHER_BWD,     // in[0] idx, in[1] grad (idx's shape) → zeros of a.shape, scatter-added
+    // layout
+    IR_RESHAPE,        // to a.shape (same element count)
+    IR_PERMUTE,        // out dim i = in dim a.perm[i]
+    IR_CONCAT,         // in[0..nin) along a.axis
+    IR_SLICE,          // [a.start, a.end) along a.axis (constant dim)
+    IR_PAD,            // in[0] placed at a.start along a.axis inside zeros of a.shape (slice bwd)
+    IR_OP_COUNT
+} IrOp;
+
+const char *ir_op_name(IrOp op);            // "silu", "matmul", ...
+bool ir_op_is_elementwise(IrOp op);         // unary/binary/ternary elementwise (fusable)
+
+// Llama-3 rope scaling: factor == 0 means none.
+typedef struct IrRope {
+    double theta;                 // base, e.g. 1e6; inv_freq[i] = theta^(-2i/D)
+    double factor, low_freq_factor, high_freq_factor;
+    double original_max_pos;      // original_max_position_embeddings
+} IrRope;
+
+// Op-specific attributes; unused fields are zero.
+typedef struct IrAttrs {
+    double value;         // full: the constant; pow: exponent; dropout: p; cross_entropy: smoothing
+    double scale;         // sdpa: the score scale
+    uint32_t axes;        // reductions
+    int axis;             // concat, slice, pad, gather (normalised, >= 0)
+    int64_t start, end;   // slice [start, end); pad: start
+    int64_t ignore_index; // cross_entropy (default -100)
+    int perm[IR_MAX_RANK];// permute
+    bool trans_a, trans_b;// matmul
+    bool causal;          // sdpa
+    bool inverse;         // rope backward
+    uint64_t seed;        // dropout: user seed
+    uint32_t salt;        // dropout: distinguishes dropout sites sharing a seed
+    IrRope rope;
+    IrShape shape;        // full, arange, reshape, broadcast, sum_to, pad, embed_bwd, gather_bwd
+} IrAttrs;
+
+typedef int32_t IrId;            // node index in IrGraph.nodes
+#define IR_NONE ((IrId)-1)       // "error, already reported" (and "no node")
+
+typedef struct IrNode {
+    IrOp op;
+    IrDType dtype;
+    IrShape shape;
+    int nin;
+    IrId *in;             // nin inputs (graph arena)
+    IrAttrs a;
+    Loc loc;              // where in the spec this came from (backward nodes: the forward node's)
+    const char *name;     // inputs and params: the name (params: HF path); else NULL
+    bool trainable;       // params only
+    bool backward;        // created by autodiff
+} IrNode;
+
+typedef struct IrOutput {
+    IrId id;
+    const char *name;     // "loss", "logits", or "grad:<param name>" for gradients
+    IrId grad_of;         // for gradients: the param (or input) node; else IR_NONE
+} IrOutput;
+
+typedef struct IrGraph {
+    Arena arena;          // names, input arrays, outputs
+    Diag *diag;           // where builders report
+    IrDType float_dtype;  // dtype of masks from integer comparisons and of untyped constants
+    IrNode *nodes;        // n nodes in topological order (malloc'd, grows)
+    int n, cap;
+    IrOutput *outs;       // nouts outputs (malloc'd)
+    int nouts, capouts;
+    IrId loss;            // the scalar the autodiff pass differentiates; IR_NONE if unset
+    int errors;           // errors reported by builders on this graph
+    bool in_backward;     // set by autodiff: new nodes are marked backward
+    uint32_t next_salt;   // for dropout sites
+} IrGraph;
+
+// float_dtype: IR_F32 normally, IR_F64 for gradient checks.
+void ir_graph_init(IrGraph *g, Diag *d, IrDType float_dtype);
+void ir_graph_free(IrGraph *g);
+
+static inline const IrNode *ir_node(const IrGraph *g, IrId id) {
+    return (id >= 0 && id < g->n) ? &g->nodes[id] : NULL;
+}
+// The input or param with this name, or IR_NONE.
+IrId ir_find(const IrGraph *g, const char *name);
+// Marks id as an output under name (copied). Returns its output index, or -1.
+int ir_add_output(IrGraph *g, IrId id, const char *name);
+void ir_set_loss(IrGraph *g, IrId id);      // also an output named "loss"; must be a scalar
+                                            // (rank 0 or all dims 1), else an error
+// Number of trainable params.
+int ir_count_trainable(const IrGraph *g);
+
+// ---------------------------------------------------------------------------------------------
+// builders. All take the spec location to report at and to keep on the node. Names are copied.
+
+// leaves
+IrId ir_input(IrGraph *g, const char *name, IrDType dt, IrShape shape, Loc loc);
+IrId ir_param(IrGraph *g, const char *name, IrDType dt, IrShape shape, bool trainable, Loc loc);
+IrId ir_full(IrGraph *g, double value, IrDType dt, IrShape shape, Loc loc);
+IrId ir_scalar(IrGraph *g, double value, Loc loc);   // rank 0, g->float_dtype (adopts the
+                                                     // other operand's float dtype in binary ops)
+IrId ir_zeros_like(IrGraph *g, IrId x, Loc loc);
+IrId ir_arange(IrGraph *g, IrDim n, Loc loc);        // i32 (n)
+
+// elementwise
+IrId ir_unary(IrGraph *g, IrOp op, IrId x, Loc loc);           // IR_NEG .. IR_SOFTPLUS, STOP_GRAD
+IrId ir_pow(IrGraph *g, IrId x, double exponent, Loc loc);
+IrId ir_cast(IrGraph *g, IrId x, IrDType dt, Loc loc);
+IrId ir_stop_gradient(IrGraph *g, IrId x, Loc loc);
+IrId ir_dropout(IrGraph *g, IrId x, double p, uint64_t seed, Loc loc);  // p in [0, 1)
+IrId ir_binary(IrGraph *g, IrOp op, IrId a, IrId b, Loc loc);  // IR_ADD .. IR_GE, broadcasting
+IrId ir_add(IrGraph *g, IrId a, IrId b, Loc loc);
+IrId ir_sub(IrGraph *g, IrId a, IrId b, Loc loc);
+IrId ir_mul(IrGraph *g, IrId a, IrId b, Loc loc);
+IrId ir_div(IrGraph *g, IrId a, IrId b, Loc loc);
+IrId ir_where(IrGraph *g, IrId mask, IrId a, IrId b, Loc loc);
+// The broadcast of two shapes, or false (no report) when incompatible.
+bool ir_broadcast_shapes(const IrShape *a, const IrShape *b, IrShape *out);
+
+// reductions (axis may be negative; reduced dims kept as 1)
+IrId ir_reduce(IrGraph *g, IrOp op, IrId x, int axis, Loc loc);     // IR_SUM, IR_MEAN, IR_MAX
+IrId ir_reduce_all(IrGraph *g, IrOp op, IrId x, Loc loc);           // every axis → all dims 1
+IrId ir_reduce_axes(IrGraph *g, IrOp op, IrId x, uint32_t axes, Loc loc);
+IrId ir_sum_to(IrGraph *g, IrId x, IrShape shape, Loc loc);         // inverse of broadcasting
+IrId ir_broadcast_to(IrGraph *g, IrId x, IrShape shape, Loc loc);
+
+// linear algebra
+IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc);
+// x (..., K) @ w(N, K)ᵀ → (..., N): HF [out, in] layout. With bias b (N) added.
+IrId ir_linear(IrGraph *g, IrId x, IrId w, Loc loc);
+IrId ir_linear_bias(IrGraph *g, IrId x, IrId w, IrId b, Loc loc);
+
+// softmax family (last axis)
+IrId ir_softmax(IrGraph *g, IrId x, Loc loc);
+IrId ir_log_softmax(IrGraph *g, IrId x, Loc loc);
+
+// model primitives
+IrId ir_embed(IrGraph *g, IrId ids, IrId table, Loc loc);
+IrId ir_rope(IrGraph *g, IrId x, IrId pos, IrRope rope, Loc loc);
+// scale <= 0 means 1/sqrt(D).
+IrId ir_sdpa(IrGraph *g, IrId q, IrId k, IrId v, bool causal, double scale, Loc loc);
+IrId ir_cross_entropy(IrGraph *g, IrId logits, IrId labels, int64_t ignore_index,
+                      double label_smoothing, Loc loc);
+IrId ir_gather(IrGraph *g, IrId x, IrId idx, int axis, Loc loc);
+
+// layout
+// dims with coef -1 (at most one) are inferred; the element counts must match.
+IrId ir_reshape(IrGraph *g, IrId x, IrShape shape, Loc loc);
+IrId ir_permute(IrGraph *g, IrId x, const int *perm, Loc loc);    // perm has x's rank entries
+IrId ir_transpose(IrGraph *g, IrId x, int axis0, int axis1, Loc loc);
+IrId ir_concat(IrGraph *g, const IrId *xs, int n, int axis, Loc loc);
+// start/end may be negative (from the end); the axis must be a constant dim.
+IrId ir_slice(IrGraph *g, IrId x, int axis, int64_t start, int64_t end, Loc loc);
+
+// Backward-only builders (used by autodiff; exposed for tests and other passes).
+IrId ir_pad(IrGraph *g, IrId x, int axis, int64_t start, IrShape shape, Loc loc);
+IrId ir_rope_inverse(IrGraph *g, IrId x, IrId pos, IrRope rope, Loc loc);
+IrId ir_sdpa_bwd(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, bool causal,
+                 double scale, Loc loc);                   // which: IR_SDPA_BWD_Q/K/V
+IrId ir_cross_entropy_bwd(IrGraph *g, IrId logits, IrId labels, IrId gloss,
+                          int64_t ignore_index, double label_smoothing, Loc loc);
+IrId ir_embed_bwd(IrGraph *g, IrId ids, IrId gout, IrShape table_shape, Loc loc);
+IrId ir_gather_bwd(IrGraph *g, IrId idx, IrId gout, int axis, IrShape x_shape, Loc loc);
+// A generic append with explicit dtype/shape/attrs, no checking (for passes that copy nodes).
+IrId ir_append(IrGraph *g, IrOp op, IrDType dt, IrShape shape, const IrId *in, int nin,
+               const IrAttrs *a, Loc loc);
+
+// ---------------------------------------------------------------------------------------------
+// passes
+// Dead-code elimination: keeps outputs, their ancestors, and every input and param (so that
+// bindings stay valid); renumbers nodes. Returns the number of nodes removed.
+int ir_dce(IrGraph *g);
+// Checks invariants (inputs precede uses, shapes valid); reports and returns false on a broken graph.
+bool ir_verify(IrGraph *g);
+
+// ---------------------------------------------------------------------------------------------
+// printing (ir_print.c)
+// Sections: inputs, parameters (name, shape, trainable), forward, backward, outputs; one node
+// per line: `%12 = silu(%11) : f32[B,T,3072]  # qwen3.trl:14:22`. d may be NULL (no locations).
+void ir_print(FILE *f, const IrGraph *g, const Diag *d);
+// The same with a heading naming the pass the graph is shown after ("lower", "autodiff", "dce").
+void ir_print_after(FILE *f, const IrGraph *g, const Diag *d, const char *pass);
+
+#endif
