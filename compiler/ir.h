@@ -118,8 +118,8 @@ typedef enum IrOp {
     IR_RESHAPE,        // to a.shape (same element count)
     IR_PERMUTE,        // out dim i = in dim a.perm[i]
     IR_CONCAT,         // in[0..nin) along a.axis
-    IR_SLICE,          // [a.start, a.end) along a.axis (constant dim)
-    IR_PAD,            // in[0] placed at a.start along a.axis inside zeros of a.shape (slice bwd)
+    IR_SLICE,          // [a.off, a.off + out dim) along a.axis
+    IR_PAD,            // in[0] placed at a.off along a.axis inside zeros of a.shape (slice bwd)
     IR_OP_COUNT
 } IrOp;
 
@@ -139,7 +139,7 @@ typedef struct IrAttrs {
     double scale;         // sdpa: the score scale
     uint32_t axes;        // reductions
     int axis;             // concat, slice, pad, gather (normalised, >= 0)
-    int64_t start, end;   // slice [start, end); pad: start
+    IrDim off;            // slice: first element along axis (length = the node's dim); pad: offset
     int64_t ignore_index; // cross_entropy (default -100)
     int perm[IR_MAX_RANK];// permute
     bool trans_a, trans_b;// matmul
@@ -262,11 +262,13 @@ IrId ir_reshape(IrGraph *g, IrId x, IrShape shape, Loc loc);
 IrId ir_permute(IrGraph *g, IrId x, const int *perm, Loc loc);    // perm has x's rank entries
 IrId ir_transpose(IrGraph *g, IrId x, int axis0, int axis1, Loc loc);
 IrId ir_concat(IrGraph *g, const IrId *xs, int n, int axis, Loc loc);
-// start/end may be negative (from the end); the axis must be a constant dim.
+// start/end may be negative (from the end, python-style); the axis must be a constant dim.
 IrId ir_slice(IrGraph *g, IrId x, int axis, int64_t start, int64_t end, Loc loc);
+// Symbolic slice [start, start + len), e.g. the second half (B, B) of a (2B, ...) batch.
+IrId ir_slice_dim(IrGraph *g, IrId x, int axis, IrDim start, IrDim len, Loc loc);
 
 // Backward-only builders (used by autodiff; exposed for tests and other passes).
-IrId ir_pad(IrGraph *g, IrId x, int axis, int64_t start, IrShape shape, Loc loc);
+IrId ir_pad(IrGraph *g, IrId x, int axis, IrDim off, IrShape shape, Loc loc);
 IrId ir_rope_inverse(IrGraph *g, IrId x, IrId pos, IrRope rope, Loc loc);
 IrId ir_sdpa_bwd(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, bool causal,
                  double scale, Loc loc);                   // which: IR_SDPA_BWD_Q/K/V
