@@ -198,6 +198,8 @@ static inline const IrNode *ir_node(const IrGraph *g, IrId id) {
 IrId ir_find(const IrGraph *g, const char *name);
 // Marks id as an output under name (copied). Returns its output index, or -1.
 int ir_add_output(IrGraph *g, IrId id, const char *name);
+// The same for a gradient: grad_of names the node it is the gradient of (autodiff uses it).
+int ir_add_grad_output(IrGraph *g, IrId id, const char *name, IrId grad_of);
 void ir_set_loss(IrGraph *g, IrId id);      // also an output named "loss"; must be a scalar
                                             // (rank 0 or all dims 1), else an error
 // Number of trainable params.
