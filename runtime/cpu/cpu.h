@@ -1,0 +1,48 @@
+// cpu.h — the CPU backend: an interpreter of IR programs. It binds the dynamic dims (B, T) and
+// the input/param buffers, allocates intermediates, runs the nodes in order (matrix products
+// through OpenBLAS, the rest in plain C threaded with OpenMP), frees each intermediate after its
+// last use, and hands back the outputs (losses, logits, gradients).
+// Every float tensor is computed and stored at one precision per program, `real`: IR_F32 for
+// training, IR_F64 for gradient checks; bf16/f16 nodes hold values rounded to that precision.
+// Runtime errors (an id out of range, a size overflow, out of memory) are reported through the
+// Diag at the node's spec location and returned as a status. Not here: fusion, code generation.
+#ifndef TRLC_CPU_H
+#define TRLC_CPU_H
+#include <stddef.h>
+#include <stdint.h>
+#include "ir.h"
+
+typedef struct CpuTensor {
+    IrDType dtype;                 // storage: IR_I32 (int32_t), IR_U8 (uint8_t), else the real type
+    int rank;
+    int64_t shape[IR_MAX_RANK];
+    int64_t numel;
+    void *data;                    // float/double (real), int32_t or uint8_t
+} CpuTensor;
+
+typedef struct CpuProgram CpuProgram;
+
+// The graph must outlive the program and stay unchanged. real: IR_F32 or IR_F64.
+// Returns NULL after reporting when the graph cannot be executed.
+CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d);
+void cpu_program_free(CpuProgram *p);
+
+// Binds an input or param node to a caller-owned buffer of nbytes bytes: real-typed for float
+// nodes (whatever their IR dtype), int32_t for i32 nodes. Checked against the node's shape at run
+// time. The buffer must stay valid through cpu_run. Returns 0 or -1 (reported).
+int cpu_bind(CpuProgram *p, IrId leaf, const void *data, size_t nbytes);
+int cpu_bind_name(CpuProgram *p, const char *name, const void *data, size_t nbytes);
+
+// Executes the graph with B = sym_vals[IR_SYM_B], T = sym_vals[IR_SYM_T]; step feeds the dropout
+// RNG. Returns 0, or -1 after reporting a runtime error (naming the node and its spec location).
+int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step);
+
+// Outputs of the last successful run, in the graph's output order; valid until the next run.
+const CpuTensor *cpu_output(const CpuProgram *p, int i);
+const CpuTensor *cpu_output_named(const CpuProgram *p, const char *name);
+// Peak bytes of intermediates held at once during the last run (bindings not counted).
+int64_t cpu_peak_bytes(const CpuProgram *p);
+// Size in bytes of one element of a tensor of IR dtype t in a program computing in real.
+size_t cpu_elem_size(IrDType t, IrDType real);
+
+#endif
