@@ -1,0 +1,1433 @@
+// check.c — the semantic checker of the top-level blocks of a spec (model, quantize, lora, data,
+// objective, train): names, types, units, ranges, enums, files, and the rules that tie blocks
+// together (a `lora` needs its model, a teacher must exist, data formats fit the objective, LoRA
+// targets exist in the architecture). Every problem is reported, with a hint where one helps;
+// nothing stops at the first error. Then it fills a CheckedSpec with every value and default.
+// Not here: syntax and imports (the front end reports those before we run), graph code inside
+// `def`/`arch` (lower.c), the contents of data files and checkpoints (runtime/io).
+#include "check.h"
+#include "schema.h"
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pcre2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { MAX_ARCHS = 32, MAX_DEPTH = 16 };
+
+typedef struct Ck {
+    Diag *d;
+    Arena *a;
+    CheckedSpec *out;
+    const char *dir;                    // the spec's directory
+    const Ast *blocks[64];              // top-level blocks (valid kind and label)
+    int nblocks;
+    const Ast *models[CHECK_MAX_MODELS];
+    int nmodels;
+    const char *model_names[CHECK_MAX_MODELS + 1];
+    const Ast *archs[MAX_ARCHS];        // AST_ARCH of the main spec and of every loaded module
+    int narchs;
+    // blocks reported as misspelt (`modle policy`, `objective sfft`): taken as present by the
+    // later rules, so that one typo gives one error and not a cascade
+    const char *ghost_kind[16], *ghost_label[16];
+    int nghosts;
+} Ck;
+
+static const char *const builtin_archs[] = {"llama", "qwen2", "qwen3"};
+static const char *const builtin_linear[] = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                             "gate_proj", "up_proj", "down_proj", "lm_head"};
+static const char *const planned_objectives[] = {"reward", "ppo", NULL};
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers over values
+
+static bool get_number(const Ast *v, double *x, bool *is_int, int64_t *i) {
+    if (!v) return false;
+    if (v->kind == AST_NUM) {
+        *x = v->num;
+        *is_int = v->is_int;
+        *i = v->inum;
+        return true;
+    }
+    if (v->kind == AST_UNARY && v->op == '-' && v->a && v->a->kind == AST_NUM) {
+        *x = -v->a->num;
+        *is_int = v->a->is_int && v->a->inum != INT64_MIN;
+        *i = *is_int ? -v->a->inum : 0;
+        return true;
+    }
+    return false;
+}
+
+static bool is_unit(const Ast *v, const char *unit) {
+    if (!v || v->kind != AST_QUANTITY || !v->unit) return false;
+    size_t n = strlen(unit);
+    // `1 step` and `1 epoch` read as well as the plural
+    return !strcmp(v->unit, unit) || (unit[n - 1] == 's' && !strncmp(v->unit, unit, n - 1) && !v->unit[n - 1]);
+}
+
+// The source text of v, bounded, for messages: `2.5`, `bf61`.
+static const char *src_text(Ck *c, const Ast *v) {
+    const Source *s = diag_source(c->d, v->loc.file);
+    if (!s || v->loc.off >= s->len) return "?";
+    size_t n = v->loc.len;
+    if (n > s->len - v->loc.off) n = s->len - v->loc.off;
+    if (n > 40) return arena_printf(c->a, "%.37s...", s->text + v->loc.off);
+    if (n == 0) n = 1;
+    return arena_strndup(c->a, s->text + v->loc.off, n);
+}
+
+// "a string", "a list", "`2.5`" — what the user wrote, for "expects X, got Y".
+static const char *describe(Ck *c, const Ast *v) {
+    if (!v) return "nothing";
+    switch (v->kind) {
+    case AST_STR: return "a string";
+    case AST_LIST: return "a list";
+    case AST_CONSTRUCT: case AST_BLOCK: return arena_printf(c->a, "`%s { ... }`", v->name ? v->name : "");
+    case AST_CALL: return arena_printf(c->a, "a call of `%s`", v->name ? v->name : "");
+    default: return arena_printf(c->a, "`%s`", src_text(c, v));
+    }
+}
+
+static const char *join_names(Ck *c, const char *const *names, int n) {
+    const char *s = "";
+    for (int i = 0; i < n && names[i]; i++) s = arena_printf(c->a, "%s%s%s", s, i ? ", " : "", names[i]);
+    return s;
+}
+
+static int count_names(const char *const *names) {
+    int n = 0;
+    while (names && names[n]) n++;
+    return n;
+}
+
+static const char *key_names(Ck *c, const SchemaBlock *b) {
+    const char *names[64];
+    int n = 0;
+    for (const SchemaKey *k = b->keys; k && k->name && n < 63; k++) names[n++] = k->name;
+    names[n] = NULL;
+    return join_names(c, names, n);
+}
+
+static const char *suggest_key(const SchemaBlock *b, const char *word) {
+    const char *names[64];
+    int n = 0;
+    for (const SchemaKey *k = b->keys; k && k->name && n < 64; k++) names[n++] = k->name;
+    return suggest_word(word, names, (size_t)n);
+}
+
+static Loc head_loc(const Ast *blk) {
+    return blk->label ? loc_span(blk->name_loc, blk->label_loc) : blk->name_loc;
+}
+
+// "`lora policy`", "`train`", "`optimizer = adamw { }`"
+static const char *block_title(Ck *c, const Ast *blk) {
+    if (blk->kind == AST_CONSTRUCT) return arena_printf(c->a, "`%s { }`", blk->name);
+    if (blk->label) return arena_printf(c->a, "`%s %s`", blk->name, blk->label);
+    return arena_printf(c->a, "`%s`", blk->name);
+}
+
+// The value of setting `key` in a block or construct (the first one), or NULL.
+static const Ast *setting(const Ast *blk, const char *key) {
+    if (!blk || blk->kind == AST_IDENT) return NULL;
+    for (int i = 0; i < blk->nkids; i++) {
+        const Ast *k = blk->kids[i];
+        if (k && k->kind == AST_ASSIGN && k->name && !strcmp(k->name, key)) return k->a;
+    }
+    return NULL;
+}
+
+static const Ast *setting_item(const Ast *blk, const char *key) {
+    for (int i = 0; blk && i < blk->nkids; i++) {
+        const Ast *k = blk->kids[i];
+        if (k && k->kind == AST_ASSIGN && k->name && !strcmp(k->name, key)) return k;
+    }
+    return NULL;
+}
+
+static const Ast *sub_block(const Ast *blk, const char *name) {
+    for (int i = 0; blk && i < blk->nkids; i++) {
+        const Ast *k = blk->kids[i];
+        if (k && k->kind == AST_BLOCK && k->name && !strcmp(k->name, name)) return k;
+    }
+    return NULL;
+}
+
+static double num_or(const Ast *blk, const char *key, double def) {
+    double x;
+    bool is_int;
+    int64_t i;
+    return get_number(setting(blk, key), &x, &is_int, &i) ? x : def;
+}
+
+static int64_t int_or(const Ast *blk, const char *key, int64_t def) {
+    const Ast *v = setting(blk, key);
+    if (v && v->kind == AST_QUANTITY && v->is_int) return v->inum;
+    double x;
+    bool is_int;
+    int64_t i;
+    return get_number(v, &x, &is_int, &i) && is_int ? i : def;
+}
+
+static bool bool_or(const Ast *blk, const char *key, bool def) {
+    const Ast *v = setting(blk, key);
+    return v && v->kind == AST_BOOL ? v->boolean : def;
+}
+
+static const char *name_or(const Ast *blk, const char *key, const char *def) {
+    const Ast *v = setting(blk, key);
+    return v && v->kind == AST_IDENT ? v->name : def;
+}
+
+static const char *str_or(const Ast *blk, const char *key, const char *def) {
+    const Ast *v = setting(blk, key);
+    return v && v->kind == AST_STR ? v->str : def;
+}
+
+static const char *join_path(Ck *c, const char *rel) {
+    if (rel[0] == '/' || !strcmp(c->dir, ".")) return rel;
+    return arena_printf(c->a, "%s/%s", c->dir, rel);
+}
+
+static int model_index(Ck *c, const char *name) {
+    for (int i = 0; i < c->nmodels; i++)
+        if (!strcmp(c->models[i]->label, name)) return i;
+    return -1;
+}
+
+static void add_ghost(Ck *c, const char *kind, const char *label) {
+    if (c->nghosts < 16) {
+        c->ghost_kind[c->nghosts] = kind;
+        c->ghost_label[c->nghosts++] = label;
+    }
+}
+
+// A misspelt block of this kind (and label, unless NULL) was reported already.
+static bool ghost(Ck *c, const char *kind, const char *label) {
+    for (int i = 0; i < c->nghosts; i++)
+        if (!strcmp(c->ghost_kind[i], kind) && (!label || (c->ghost_label[i] && !strcmp(c->ghost_label[i], label))))
+            return true;
+    return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One value against its schema key
+
+static bool in_enum(const char *const *enums, const char *s) {
+    for (int i = 0; enums && enums[i]; i++)
+        if (!strcmp(enums[i], s)) return true;
+    return false;
+}
+
+static void range_error(Ck *c, const SchemaKey *k, const char *what, const Ast *v) {
+    unsigned f = k->flags;
+    const char *r;
+    if ((f & SF_LO) && (f & SF_HI))
+        r = arena_printf(c->a, "in %s%g, %g%s", f & SF_LO_OPEN ? "(" : "[", k->lo, k->hi, f & SF_HI_OPEN ? ")" : "]");
+    else if (f & SF_LO) r = arena_printf(c->a, f & SF_LO_OPEN ? "greater than %g" : "at least %g", k->lo);
+    else r = arena_printf(c->a, f & SF_HI_OPEN ? "less than %g" : "at most %g", k->hi);
+    if (f & SF_POW2) r = arena_printf(c->a, "a power of two %s", r);
+    diag_error(c->d, v->loc, "%s must be %s, got %s", what, r, src_text(c, v));
+}
+
+// Is x within k's bounds (and a power of two when asked)?
+static bool in_range(const SchemaKey *k, double x) {
+    unsigned f = k->flags;
+    if (isnan(x)) return false;
+    if (f & SF_LO) {
+        if (x < k->lo || ((f & SF_LO_OPEN) && x == k->lo)) return false;
+    }
+    if (f & SF_HI) {
+        if (x > k->hi || ((f & SF_HI_OPEN) && x == k->hi)) return false;
+    }
+    if (f & SF_POW2) {
+        if (x < 1 || x != floor(x) || x > 9.0e15) return false;
+        int64_t n = (int64_t)x;
+        if (n & (n - 1)) return false;
+    }
+    return true;
+}
+
+static void enum_error(Ck *c, const char *what, const char *const *enums, const Ast *v, const char *word) {
+    diag_error(c->d, v->loc, "%s expects one of %s; got `%s`", what, join_names(c, enums, count_names(enums)), word);
+    const char *s = suggest_word(word, enums, (size_t)count_names(enums));
+    if (s) diag_hint(c->d, "did you mean `%s`?", s);
+}
+
+static void check_items(Ck *c, const Ast *blk, const SchemaBlock *sb, int depth);
+
+// `500 stpes`: did you mean `steps`?
+static void unit_hint(Ck *c, const char *unit) {
+    static const char *const units[] = {"steps", "epochs", "tokens"};
+    const char *s = suggest_word(unit, units, 3);
+    if (s) diag_hint(c->d, "did you mean `%s`?", s);
+}
+
+static void check_construct(Ck *c, const SchemaKey *k, const char *what, const Ast *v, int depth) {
+    const char *names[16];
+    int n = 0;
+    for (int i = 0; k->subs[i] && n < 16; i++) names[n++] = k->subs[i]->name;
+    if (v->kind != AST_CONSTRUCT && v->kind != AST_IDENT) {
+        diag_error(c->d, v->loc, "%s expects %s, got %s", what, join_names(c, names, n), describe(c, v));
+        diag_hint(c->d, "write `%s = %s { ... };`", k->name, names[0]);
+        return;
+    }
+    const SchemaBlock *variant = NULL;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(k->subs[i]->name, v->name)) variant = k->subs[i];
+    if (!variant) {
+        Loc at = v->kind == AST_CONSTRUCT ? v->name_loc : v->loc;
+        if (at.len == 0) at = v->loc;
+        diag_error(c->d, at, "%s expects one of %s; got `%s`", what, join_names(c, names, n), v->name);
+        const char *s = suggest_word(v->name, names, (size_t)n);
+        if (s) diag_hint(c->d, "did you mean `%s`?", s);
+        return;
+    }
+    if (v->kind == AST_CONSTRUCT) check_items(c, v, variant, depth + 1);
+    else {   // a bare name: its required settings are missing
+        for (const SchemaKey *r = variant->keys; r && r->name; r++)
+            if (r->flags & SF_REQUIRED) {
+                diag_error(c->d, v->loc, "`%s` needs `%s`", v->name, r->name);
+                diag_hint(c->d, "write `%s = %s { %s = ...; }`", k->name, v->name, r->name);
+            }
+    }
+}
+
+// Checks one value; `what` names the setting in messages ("`rank`").
+static void check_value(Ck *c, const SchemaKey *k, const Ast *v, int depth) {
+    const char *what = arena_printf(c->a, "`%s`", k->name);
+    double x = 0;
+    bool is_int = false;
+    int64_t iv = 0;
+    switch (k->type) {
+    case SK_INT:
+    case SK_NUM:
+        if (!get_number(v, &x, &is_int, &iv)) {
+            diag_error(c->d, v->loc, "%s expects %s, got %s", what, k->type == SK_INT ? "an integer" : "a number",
+                       describe(c, v));
+            if (v->kind == AST_QUANTITY) diag_hint(c->d, "write a plain number, without `%s`", v->unit);
+            else if (v->kind == AST_STR) diag_hint(c->d, "write the number without quotes");
+            return;
+        }
+        if (k->type == SK_INT && !is_int) {
+            diag_error(c->d, v->loc, "%s expects an integer, got %s", what, src_text(c, v));
+            return;
+        }
+        if (!in_range(k, x)) range_error(c, k, what, v);
+        return;
+    case SK_BOOL:
+        if (v->kind != AST_BOOL) {
+            diag_error(c->d, v->loc, "%s expects `true` or `false`, got %s", what, describe(c, v));
+        }
+        return;
+    case SK_STR:
+    case SK_PATH:
+        if (v->kind != AST_STR) {
+            diag_error(c->d, v->loc, "%s expects a %s in quotes, got %s", what, k->type == SK_PATH ? "path" : "string",
+                       describe(c, v));
+            if (v->kind == AST_IDENT) diag_hint(c->d, "write `%s = \"%s\";`", k->name, v->name);
+        } else if (v->str_len == 0 && k->type == SK_PATH) {
+            diag_error(c->d, v->loc, "%s is empty", what);
+        }
+        return;
+    case SK_ENUM:
+        if (v->kind == AST_STR && k->enums) {
+            diag_error(c->d, v->loc, "%s expects a name, not a string", what);
+            if (in_enum(k->enums, v->str)) diag_hint(c->d, "write `%s = %s;` without quotes", k->name, v->str);
+            else diag_hint(c->d, "one of %s", join_names(c, k->enums, count_names(k->enums)));
+        } else if (v->kind != AST_IDENT) {
+            diag_error(c->d, v->loc, "%s expects a name, got %s", what, describe(c, v));
+            if (k->enums) diag_hint(c->d, "one of %s", join_names(c, k->enums, count_names(k->enums)));
+        } else if (k->enums && !in_enum(k->enums, v->name)) {
+            enum_error(c, what, k->enums, v, v->name);
+        }
+        return;
+    case SK_TEMPLATE:
+        if (v->kind == AST_IDENT) {
+            if (!in_enum(k->enums, v->name)) {
+                diag_error(c->d, v->loc, "%s expects %s or a string; got `%s`", what,
+                           join_names(c, k->enums, count_names(k->enums)), v->name);
+                const char *s = suggest_word(v->name, k->enums, (size_t)count_names(k->enums));
+                if (s) diag_hint(c->d, "did you mean `%s`?", s);
+            }
+        } else if (v->kind != AST_STR) {
+            diag_error(c->d, v->loc, "%s expects %s or a string, got %s", what,
+                       join_names(c, k->enums, count_names(k->enums)), describe(c, v));
+        }
+        return;
+    case SK_STEPS:
+        if (v->kind == AST_QUANTITY && (is_unit(v, "steps") || is_unit(v, "epochs"))) {
+            if (!v->is_int) diag_error(c->d, v->loc, "%s expects a whole number of %s, got %s", what, v->unit, src_text(c, v));
+            else if (!in_range(k, v->num)) range_error(c, k, what, v);
+        } else if (get_number(v, &x, &is_int, &iv)) {
+            diag_error(c->d, v->loc, "%s needs a unit: steps or epochs", what);
+            diag_hint(c->d, "write `%s steps`", src_text(c, v));
+        } else if (v->kind == AST_QUANTITY) {
+            diag_error(c->d, v->loc, "%s counts steps or epochs, not %s", what, v->unit);
+            unit_hint(c, v->unit);
+        } else {
+            diag_error(c->d, v->loc, "%s expects a count of steps or epochs, got %s", what, describe(c, v));
+        }
+        return;
+    case SK_TOKENS:
+        if (is_unit(v, "tokens")) {
+            if (!v->is_int) diag_error(c->d, v->loc, "%s expects a whole number of tokens, got %s", what, src_text(c, v));
+            else if (!in_range(k, v->num)) range_error(c, k, what, v);
+        } else if (get_number(v, &x, &is_int, &iv)) {
+            diag_error(c->d, v->loc, "%s needs a unit: tokens", what);
+            diag_hint(c->d, "write `%s tokens`", src_text(c, v));
+        } else if (v->kind == AST_QUANTITY) {
+            diag_error(c->d, v->loc, "%s counts tokens, not %s", what, v->unit);
+            unit_hint(c, v->unit);
+        } else {
+            diag_error(c->d, v->loc, "%s expects a count of tokens, got %s", what, describe(c, v));
+        }
+        return;
+    case SK_RATIO:
+    case SK_RATIO_OR_STEPS:
+        if (is_unit(v, "%")) {
+            if (!(v->num >= 0 && v->num <= 100)) diag_error(c->d, v->loc, "%s must be in [0%%, 100%%], got %s", what, src_text(c, v));
+        } else if (k->type == SK_RATIO_OR_STEPS && is_unit(v, "steps")) {
+            if (!v->is_int || v->num < 0) diag_error(c->d, v->loc, "%s expects a whole number of steps, got %s", what, src_text(c, v));
+        } else if (get_number(v, &x, &is_int, &iv)) {
+            if (!(x >= 0 && x <= 1)) {
+                diag_error(c->d, v->loc, "%s as a plain number is a ratio in [0, 1], got %s", what, src_text(c, v));
+                if (x > 1 && k->type == SK_RATIO_OR_STEPS) diag_hint(c->d, "write `%s steps` or `%s%%`", src_text(c, v), src_text(c, v));
+            }
+        } else {
+            diag_error(c->d, v->loc, "%s expects a ratio (`3%%` or 0.03)%s, got %s", what,
+                       k->type == SK_RATIO_OR_STEPS ? " or `N steps`" : "", describe(c, v));
+        }
+        return;
+    case SK_NUMS:
+        if (v->kind != AST_LIST) {
+            diag_error(c->d, v->loc, "%s expects a list of %d numbers, got %s", what, k->count, describe(c, v));
+            return;
+        }
+        if (v->nkids != k->count) {
+            diag_error(c->d, v->loc, "%s expects a list of %d numbers, got %d", what, k->count, v->nkids);
+            return;
+        }
+        for (int i = 0; i < v->nkids; i++) {
+            const Ast *e = v->kids[i];
+            if (!get_number(e, &x, &is_int, &iv)) diag_error(c->d, e->loc, "%s expects numbers, got %s", what, describe(c, e));
+            else if (!in_range(k, x)) range_error(c, k, arena_printf(c->a, "each of %s", what), e);
+        }
+        return;
+    case SK_NAMES:
+        if (v->kind == AST_IDENT) {
+            if (!in_enum(k->enums, v->name)) {
+                diag_error(c->d, v->loc, "%s expects a list of names or %s, got `%s`", what,
+                           join_names(c, k->enums, count_names(k->enums)), v->name);
+                diag_hint(c->d, "write `%s = [%s];`", k->name, v->name);
+            }
+            return;
+        }
+        if (v->kind != AST_LIST) {
+            diag_error(c->d, v->loc, "%s expects a list of names, got %s", what, describe(c, v));
+            return;
+        }
+        if (v->nkids == 0) diag_error(c->d, v->loc, "%s is empty", what);
+        for (int i = 0; i < v->nkids; i++) {
+            const Ast *e = v->kids[i];
+            if (e->kind == AST_STR) {
+                diag_error(c->d, e->loc, "%s expects names, not strings", what);
+                diag_hint(c->d, "write `%s` without quotes", e->str);
+            } else if (e->kind != AST_IDENT) {
+                diag_error(c->d, e->loc, "%s expects names, got %s", what, describe(c, e));
+            }
+        }
+        return;
+    case SK_MODEL:
+        if (v->kind != AST_IDENT) {
+            diag_error(c->d, v->loc, "%s expects the name of a model, got %s", what, describe(c, v));
+            if (v->kind == AST_STR) diag_hint(c->d, "write `%s = %s;` without quotes", k->name, v->str);
+        } else if (model_index(c, v->name) < 0 && !ghost(c, "model", v->name)) {
+            diag_error(c->d, v->loc, "%s names `%s`, but there is no `model %s`", what, v->name, v->name);
+            const char *s = suggest_word(v->name, c->model_names, (size_t)c->nmodels);
+            if (s) diag_hint(c->d, "did you mean `%s`?", s);
+            else diag_hint(c->d, "models in this spec: %s", join_names(c, c->model_names, c->nmodels));
+        }
+        return;
+    case SK_CONSTRUCT:
+        check_construct(c, k, what, v, depth);
+        return;
+    case SK_INIT:
+        if (v->kind == AST_IDENT && !strcmp(v->name, "zeros")) return;
+        if (v->kind == AST_CALL && v->name && !strcmp(v->name, "normal")) {
+            for (int i = 0; i < v->nkids; i++) {
+                const Ast *arg = v->kids[i];
+                double s;
+                if (arg->kind != AST_NAMED_ARG || strcmp(arg->name, "std")) {
+                    diag_error(c->d, arg->loc, "`normal` takes one argument, `std = ...`");
+                } else if (!get_number(arg->a, &s, &is_int, &iv) || !(s > 0)) {
+                    diag_error(c->d, arg->a ? arg->a->loc : arg->loc, "`std` must be a number greater than 0");
+                }
+            }
+            return;
+        }
+        diag_error(c->d, v->loc, "%s expects `normal(std = ...)` or `zeros`, got %s", what, describe(c, v));
+        return;
+    case SK_LAYERS: {
+        const Ast *obj = (v->kind == AST_SLICE || v->kind == AST_INDEX) ? v->a : NULL;
+        if (!obj || obj->kind != AST_IDENT || strcmp(obj->name, "layers")) {
+            diag_error(c->d, v->loc, "%s expects `layers[i:j]` or `layers[i]`, got %s", what, describe(c, v));
+            return;
+        }
+        const Ast *ends[2] = {v->b, v->kind == AST_SLICE ? v->c : NULL};
+        for (int i = 0; i < 2; i++) {
+            if (!ends[i]) continue;
+            if (!get_number(ends[i], &x, &is_int, &iv) || !is_int || iv < 0)
+                diag_error(c->d, ends[i]->loc, "a layer index is a whole number >= 0, got %s", describe(c, ends[i]));
+        }
+        return;
+    }
+    case SK_BLOCK:
+    case SK_BLOCKS:
+        break;   // handled by check_items
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The items of one block (or construct) against its schema
+
+// A hint for a key that belongs elsewhere: inside a construct/sub-block here, or another block.
+static bool hint_elsewhere(Ck *c, const SchemaBlock *sb, const char *name) {
+    for (const SchemaKey *k = sb->keys; k && k->name; k++) {
+        if (!k->subs) continue;
+        for (int i = 0; k->subs[i]; i++) {
+            if (!schema_key(k->subs[i], name)) continue;
+            if (k->type == SK_CONSTRUCT)
+                diag_hint(c->d, "`%s` is a setting of the %s: `%s = %s { %s = ...; }`", name, k->name, k->name,
+                          k->subs[i]->name, name);
+            else diag_hint(c->d, "`%s` goes inside `%s { ... }`", name, k->name);
+            return true;
+        }
+    }
+    for (int i = 0; schema_blocks[i]; i++)
+        if (schema_blocks[i] != sb && schema_key(schema_blocks[i], name)) {
+            diag_hint(c->d, "`%s` is a setting of `%s` blocks", name, schema_blocks[i]->name);
+            return true;
+        }
+    return false;
+}
+
+static void check_items(Ck *c, const Ast *blk, const SchemaBlock *sb, int depth) {
+    const char *title = block_title(c, blk);
+    if (depth > MAX_DEPTH) {
+        diag_error(c->d, blk->loc, "blocks nested too deeply");
+        return;
+    }
+    enum { MAXK = 64 };
+    const Ast *seen[MAXK] = {0};
+    int nkeys = schema_nkeys(sb);
+    for (int i = 0; i < blk->nkids; i++) {
+        const Ast *it = blk->kids[i];
+        if (!it) continue;
+        if (it->kind != AST_ASSIGN && it->kind != AST_BLOCK) {
+            diag_error(c->d, it->loc, "expected a setting `key = value;` in %s", title);
+            continue;
+        }
+        const SchemaKey *k = schema_key(sb, it->name);
+        if (!k) {
+            diag_error(c->d, it->name_loc, "unknown %s `%s` in %s", it->kind == AST_BLOCK ? "block" : "setting",
+                       it->name, title);
+            const char *s = suggest_key(sb, it->name);
+            if (s) diag_hint(c->d, "did you mean `%s`?", s);
+            else if (!hint_elsewhere(c, sb, it->name)) diag_hint(c->d, "%s accepts: %s", title, key_names(c, sb));
+            continue;
+        }
+        int ki = (int)(k - sb->keys);
+        bool is_block = k->type == SK_BLOCK || k->type == SK_BLOCKS;
+        if (it->kind == AST_ASSIGN && is_block) {
+            if (ki < MAXK) seen[ki] = it;
+            diag_error(c->d, it->name_loc, "`%s` is a block, not a setting", it->name);
+            diag_hint(c->d, "write `%s%s { ... }` without `=`", it->name, k->type == SK_BLOCKS ? " NAME" : "");
+            continue;
+        }
+        if (it->kind == AST_BLOCK && !is_block) {
+            if (ki < MAXK) seen[ki] = it;
+            diag_error(c->d, it->name_loc, "`%s` is a setting, not a block", it->name);
+            if (k->type == SK_CONSTRUCT)
+                diag_hint(c->d, "write `%s = %s { ... };`", it->name, it->label ? it->label : k->subs[0]->name);
+            else diag_hint(c->d, "write `%s = ...;`", it->name);
+            continue;
+        }
+        if (k->type == SK_BLOCKS) {
+            if (!it->label) {
+                diag_error(c->d, it->name_loc, "`%s` needs a name: `%s NAME { ... }`", it->name, it->name);
+                continue;
+            }
+            for (int j = 0; j < i; j++) {   // same kind and label earlier?
+                const Ast *o = blk->kids[j];
+                if (o && o->kind == AST_BLOCK && !strcmp(o->name, it->name) && o->label && !strcmp(o->label, it->label)) {
+                    diag_error(c->d, it->label_loc, "`%s %s` is defined twice", it->name, it->label);
+                    diag_note(c->d, head_loc(o), "first defined here");
+                    break;
+                }
+            }
+            check_items(c, it, k->subs[0], depth + 1);
+            seen[ki] = it;
+            continue;
+        }
+        if (ki < MAXK && seen[ki]) {
+            diag_error(c->d, it->name_loc, "`%s` is set twice in %s", it->name, title);
+            diag_note(c->d, seen[ki]->name_loc, "first set here");
+            continue;
+        }
+        if (ki < MAXK) seen[ki] = it;
+        if (k->type == SK_BLOCK) {
+            if (it->label) diag_error(c->d, it->label_loc, "`%s` takes no name", it->name);
+            check_items(c, it, k->subs[0], depth + 1);
+        } else if (it->a) {
+            check_value(c, k, it->a, depth);
+        }
+    }
+    for (int ki = 0; ki < nkeys && ki < MAXK; ki++) {
+        const SchemaKey *k = &sb->keys[ki];
+        if (!(k->flags & SF_REQUIRED) || seen[ki]) continue;
+        Loc at = blk->kind == AST_CONSTRUCT ? (blk->name_loc.len ? blk->name_loc : blk->loc) : head_loc(blk);
+        if (k->type == SK_BLOCKS) {
+            diag_error(c->d, at, "%s has no `%s` block", title, k->name);
+            diag_hint(c->d, "add at least one `%s NAME { ... }` block", k->name);
+        } else {
+            diag_error(c->d, at, "%s is missing `%s`", title, k->name);
+            if (k->enums) diag_hint(c->d, "`%s`: %s (one of %s)", k->name, k->doc, join_names(c, k->enums, count_names(k->enums)));
+            else diag_hint(c->d, "`%s`: %s", k->name, k->doc);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Architectures and their linear layers
+
+static void collect_linear(const Ast *n, const char **names, int *count, int cap, int depth) {
+    if (!n || depth > 64) return;
+    if (n->kind == AST_PARAM) {
+        const Ast *path = n->a, *shape = n->b;
+        if (!path || !shape || shape->kind != AST_LIST || shape->nkids != 2) return;
+        if (path->kind != AST_MEMBER || !path->name || strcmp(path->name, "weight") || !path->a) return;
+        const Ast *owner = path->a;
+        const char *name = (owner->kind == AST_MEMBER || owner->kind == AST_IDENT) ? owner->name : NULL;
+        if (!name || strstr(name, "embed")) return;
+        for (int i = 0; i < *count; i++)
+            if (!strcmp(names[i], name)) return;
+        if (*count < cap) names[(*count)++] = name;
+        return;
+    }
+    if (n->body) collect_linear(n->body, names, count, cap, depth + 1);
+    if (n->kind == AST_IF && n->c) collect_linear(n->c, names, count, cap, depth + 1);
+    if (n->kind == AST_STMTS || n->kind == AST_FOR || n->kind == AST_IF || n->kind == AST_ARCH)
+        for (int i = 0; i < n->nkids; i++) collect_linear(n->kids[i], names, count, cap, depth + 1);
+}
+
+int check_linear_names(const Ast *arch, const char **names, int cap) {
+    int n = 0;
+    if (arch) collect_linear(arch, names, &n, cap, 0);
+    if (n == 0) {
+        for (size_t i = 0; i < sizeof builtin_linear / sizeof *builtin_linear && n < cap; i++)
+            names[n++] = builtin_linear[i];
+    }
+    return n;
+}
+
+static const Ast *find_arch(Ck *c, const char *name) {
+    for (int i = 0; i < c->narchs; i++)
+        if (c->archs[i]->name && !strcmp(c->archs[i]->name, name)) return c->archs[i];
+    return NULL;
+}
+
+static bool known_arch(Ck *c, const char *name) {
+    for (size_t i = 0; i < sizeof builtin_archs / sizeof *builtin_archs; i++)
+        if (!strcmp(builtin_archs[i], name)) return true;
+    return find_arch(c, name) != NULL;
+}
+
+static void add_archs(Ck *c, const Ast *spec) {
+    for (int i = 0; spec && i < spec->nkids; i++)
+        if (spec->kids[i] && spec->kids[i]->kind == AST_ARCH && c->narchs < MAX_ARCHS)
+            c->archs[c->narchs++] = spec->kids[i];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+// 0: a regular file (want_dir false) or a directory (want_dir true); reports and returns -1 else.
+static int check_file(Ck *c, const Ast *v, const char *what, bool want_dir, const char **joined) {
+    const char *path = join_path(c, v->str);
+    *joined = path;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        diag_error(c->d, v->loc, "%s `%s` %s", what, v->str, errno == ENOENT ? "does not exist" : strerror(errno));
+        if (strcmp(path, v->str)) diag_hint(c->d, "paths are relative to the spec's directory: looked for `%s`", path);
+        return -1;
+    }
+    if (want_dir && !S_ISDIR(st.st_mode)) {
+        diag_error(c->d, v->loc, "%s `%s` is not a directory", what, v->str);
+        diag_hint(c->d, "`from` names a Hugging Face model directory (config.json, *.safetensors, tokenizer.json)");
+        return -1;
+    }
+    if (!want_dir && S_ISDIR(st.st_mode)) {
+        diag_error(c->d, v->loc, "%s `%s` is a directory, not a file", what, v->str);
+        return -1;
+    }
+    return 0;
+}
+
+static bool has_suffix(const char *s, const char *suf) {
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+// ---------------------------------------------------------------------------------------------
+// model, quantize, lora
+
+static void set_cfg_from_hf(CheckedConfig *cfg, const HfConfig *hf) {
+    cfg->vocab = hf->vocab_size;
+    cfg->hidden = hf->hidden_size;
+    cfg->layers = hf->num_hidden_layers;
+    cfg->heads = hf->num_attention_heads;
+    cfg->kv_heads = hf->num_key_value_heads;
+    cfg->head_dim = hf->head_dim;
+    cfg->ffn = hf->intermediate_size;
+    cfg->max_pos = hf->max_position_embeddings;
+    cfg->eps = hf->rms_norm_eps;
+    cfg->rope_theta = hf->rope.theta;
+    cfg->tie = hf->tie_word_embeddings;
+    cfg->init_std = 0.02;
+}
+
+static void check_model(Ck *c, const Ast *blk, CheckedModel *m) {
+    m->name = blk->label;
+    m->loc = blk->label_loc;
+    m->dtype = name_or(blk, "dtype", "bf16");
+    const Ast *from = setting(blk, "from"), *arch = setting(blk, "arch"), *config = sub_block(blk, "config");
+    const Ast *init = setting(blk, "init"), *tok = setting(blk, "tokenizer");
+    if (arch && arch->kind == AST_IDENT) {
+        if (!known_arch(c, arch->name)) {
+            const char *names[MAX_ARCHS + 4];
+            int n = 0;
+            for (size_t i = 0; i < sizeof builtin_archs / sizeof *builtin_archs; i++) names[n++] = builtin_archs[i];
+            for (int i = 0; i < c->narchs && n < MAX_ARCHS + 3; i++) names[n++] = c->archs[i]->name;
+            // dedupe (a module may define llama too)
+            int u = 0;
+            for (int i = 0; i < n; i++) {
+                bool dup = false;
+                for (int j = 0; j < u; j++) dup |= !strcmp(names[j], names[i]);
+                if (!dup) names[u++] = names[i];
+            }
+            names[u] = NULL;
+            enum_error(c, "`arch`", names, arch, arch->name);
+        } else {
+            m->arch = arch->name;
+        }
+    }
+    if (from && from->kind == AST_STR && from->str_len > 0) {
+        const char *dir;
+        if (check_file(c, from, "model directory", true, &dir) == 0) {
+            m->from = dir;
+            const char *cfgpath = arena_printf(c->a, "%s/config.json", dir);
+            struct stat st;
+            if (stat(cfgpath, &st) != 0 || !S_ISREG(st.st_mode)) {
+                diag_error(c->d, from->loc, "model directory `%s` has no config.json", from->str);
+                diag_hint(c->d, "`from` names a Hugging Face model directory (config.json, *.safetensors, tokenizer.json)");
+            } else {
+#ifdef TRLC_HAVE_HFCONFIG
+                if (hf_config_load(c->d, dir, &m->hf) == 0) {
+                    m->has_hf = true;
+                    m->has_config = true;
+                    set_cfg_from_hf(&m->cfg, &m->hf);
+                    if (!m->arch) m->arch = hf_arch_name(m->hf.arch);
+                } else {
+                    diag_note(c->d, from->loc, "while reading the model `%s`", blk->label);
+                }
+#else
+                (void)set_cfg_from_hf;   // config.json is read once runtime/io/hfconfig.c lands
+#endif
+            }
+        }
+        if (config) {
+            diag_error(c->d, config->name_loc, "model `%s` has both `from` and `config`", blk->label);
+            diag_hint(c->d, "with `from`, the dimensions come from config.json; `config { }` is for models without checkpoint");
+        }
+        if (init) {
+            diag_error(c->d, setting_item(blk, "init")->name_loc, "`init` is for models without checkpoint; `%s` loads its weights from `from`",
+                       blk->label);
+        }
+    } else if (!from) {
+        if (!arch) {
+            diag_error(c->d, head_loc(blk), "model `%s` needs `from` or `arch`", blk->label);
+            diag_hint(c->d, "write `from = \"path/to/hf-model\";`, or `arch = llama;` with `config { ... }` for a model from scratch");
+        } else if (!config) {
+            diag_error(c->d, head_loc(blk), "model `%s` has no checkpoint: give its dimensions in `config { ... }`", blk->label);
+            diag_hint(c->d, "`config { vocab = ...; hidden = ...; layers = ...; heads = ...; ffn = ...; }`");
+        }
+        if (!tok && arch) {
+            diag_error(c->d, head_loc(blk), "model `%s` has no checkpoint, so it needs a `tokenizer`", blk->label);
+            diag_hint(c->d, "write `tokenizer = bytes;` or `tokenizer = \"path/to/tokenizer.json\";`");
+        }
+    }
+    if (config) {
+        CheckedConfig *g = &m->cfg;
+        g->vocab = int_or(config, "vocab", 0);
+        g->hidden = int_or(config, "hidden", 0);
+        g->layers = int_or(config, "layers", 0);
+        g->heads = int_or(config, "heads", 0);
+        g->kv_heads = int_or(config, "kv_heads", g->heads);
+        g->ffn = int_or(config, "ffn", 0);
+        g->max_pos = int_or(config, "max_pos", 2048);
+        g->eps = num_or(config, "eps", 1e-6);
+        g->rope_theta = num_or(config, "rope_theta", 10000);
+        g->tie = bool_or(config, "tie", false);
+        const Ast *hd = setting(config, "head_dim");
+        g->head_dim = int_or(config, "head_dim", 0);
+        if (!hd && g->heads > 0 && g->hidden > 0) {
+            if (g->hidden % g->heads) {
+                diag_error(c->d, setting(config, "heads")->loc, "`heads` (%lld) does not divide `hidden` (%lld)",
+                           (long long)g->heads, (long long)g->hidden);
+                diag_hint(c->d, "choose `heads` dividing `hidden`, or set `head_dim`");
+            } else {
+                g->head_dim = g->hidden / g->heads;
+            }
+        }
+        const Ast *kv = setting(config, "kv_heads");
+        if (kv && g->kv_heads > 0 && g->heads > 0 && g->heads % g->kv_heads) {
+            diag_error(c->d, kv->loc, "`kv_heads` (%lld) does not divide `heads` (%lld)", (long long)g->kv_heads,
+                       (long long)g->heads);
+            diag_hint(c->d, "grouped-query attention shares each key/value head among heads / kv_heads query heads");
+        }
+        m->has_config = g->vocab > 0 && g->hidden > 0 && g->layers > 0 && g->heads > 0 && g->ffn > 0;
+        g->init_std = 0.02;
+    }
+    if (init && init->kind == AST_CALL) {
+        const Ast *std = init->nkids > 0 ? init->kids[0]->a : NULL;
+        double x;
+        bool is_int;
+        int64_t iv;
+        if (get_number(std, &x, &is_int, &iv) && x > 0) m->cfg.init_std = x;
+    } else if (init && init->kind == AST_IDENT) {
+        m->cfg.init_std = 0;
+    }
+    if (tok && tok->kind == AST_IDENT) m->tokenizer = tok->name;
+    if (tok && tok->kind == AST_STR) {
+        const char *path;
+        if (tok->str_len == 0) diag_error(c->d, tok->loc, "`tokenizer` is empty");
+        else if (check_file(c, tok, "tokenizer file", false, &path) == 0) m->tokenizer = path;
+    }
+    const Ast *freeze = setting(blk, "freeze");
+    if (freeze && (freeze->kind == AST_SLICE || freeze->kind == AST_INDEX)) {
+        double x;
+        bool is_int;
+        int64_t lo = 0, hi = -1, iv;
+        if (freeze->b && get_number(freeze->b, &x, &is_int, &iv) && is_int) lo = iv;
+        if (freeze->kind == AST_INDEX) hi = lo + 1;
+        else if (!freeze->c) hi = m->has_config ? m->cfg.layers : -1;
+        else if (get_number(freeze->c, &x, &is_int, &iv) && is_int) hi = iv;
+        if (hi >= 0 && lo >= hi && freeze->kind == AST_SLICE) {
+            diag_error(c->d, freeze->loc, "`freeze` names no layer: %lld >= %lld", (long long)lo, (long long)hi);
+        } else if (m->has_config && hi > m->cfg.layers) {
+            diag_error(c->d, freeze->loc, "`freeze` goes past the last layer: model `%s` has %lld layers (0 .. %lld)",
+                       blk->label, (long long)m->cfg.layers, (long long)m->cfg.layers - 1);
+        } else if (hi >= 0 && lo >= 0 && lo <= INT_MAX && hi <= INT_MAX) {
+            m->freeze_lo = (int)lo;
+            m->freeze_hi = (int)hi;
+        }
+    }
+    if (!m->arch && !from) m->arch = NULL;
+    m->arch_ast = m->arch ? find_arch(c, m->arch) : NULL;
+}
+
+static void check_quantize(Ck *c, const Ast *blk, CheckedModel *m) {
+    m->quantized = true;
+    m->quant_format = name_or(blk, "format", "nf4");
+    m->quant_block = (int)int_or(blk, "block", 64);
+    m->double_quant = bool_or(blk, "double_quant", false);
+    (void)c;
+}
+
+static void check_lora(Ck *c, const Ast *blk, CheckedModel *m) {
+    m->has_lora = true;
+    m->lora_rank = (int)int_or(blk, "rank", 16);
+    if (m->lora_rank < 1) m->lora_rank = 1;
+    m->lora_alpha = num_or(blk, "alpha", 2.0 * m->lora_rank);
+    m->lora_dropout = num_or(blk, "dropout", 0);
+    m->lora_rslora = bool_or(blk, "rslora", false);
+    const char *names[CHECK_MAX_TARGETS];
+    int n = check_linear_names(m->arch_ast, names, CHECK_MAX_TARGETS);
+    const Ast *t = setting(blk, "targets");
+    if (!t || (t->kind == AST_IDENT && !strcmp(t->name, "all_linear"))) {
+        m->lora_all_linear = true;
+        for (int i = 0; i < n; i++)
+            if (strcmp(names[i], "lm_head")) m->lora_targets[m->lora_ntargets++] = names[i];
+        return;
+    }
+    if (t->kind != AST_LIST) return;
+    for (int i = 0; i < t->nkids; i++) {
+        const Ast *e = t->kids[i];
+        if (e->kind != AST_IDENT) continue;
+        if (!strcmp(e->name, "all_linear")) {
+            diag_error(c->d, e->loc, "`all_linear` stands alone: write `targets = all_linear;`");
+            continue;
+        }
+        bool found = false;
+        for (int j = 0; j < n; j++) found |= !strcmp(names[j], e->name);
+        if (!found) {
+            if (m->arch) diag_error(c->d, e->loc, "model `%s` (%s) has no linear layer `%s`", m->name, m->arch, e->name);
+            else diag_error(c->d, e->loc, "model `%s` has no linear layer `%s`", m->name, e->name);
+            const char *s = suggest_word(e->name, names, (size_t)n);
+            if (s) diag_hint(c->d, "did you mean `%s`?", s);
+            else diag_hint(c->d, "its linear layers: %s", join_names(c, names, n));
+            continue;
+        }
+        bool dup = false;
+        for (int j = 0; j < m->lora_ntargets; j++) dup |= !strcmp(m->lora_targets[j], e->name);
+        if (dup) diag_error(c->d, e->loc, "LoRA target `%s` is listed twice", e->name);
+        else if (m->lora_ntargets < CHECK_MAX_TARGETS) m->lora_targets[m->lora_ntargets++] = e->name;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// data
+
+typedef struct FormatInfo {
+    const char *format;
+    const char *fields[4];
+} FormatInfo;
+
+static const FormatInfo format_fields[] = {
+    {"text", {"text"}},
+    {"prompt_response", {"prompt", "response"}},
+    {"messages", {"messages"}},
+    {"preference", {"prompt", "chosen", "rejected"}},
+    {"prompt_answer", {"prompt", "answer"}},
+};
+
+static const FormatInfo *format_info(const char *format) {
+    for (size_t i = 0; i < sizeof format_fields / sizeof *format_fields; i++)
+        if (!strcmp(format_fields[i].format, format)) return &format_fields[i];
+    return NULL;
+}
+
+static void check_data(Ck *c, const Ast *blk, CheckedData *dt) {
+    dt->name = blk->label;
+    dt->loc = blk->label_loc;
+    dt->format = name_or(blk, "format", NULL);
+    const Ast *from = setting(blk, "from");
+    if (from && from->kind == AST_STR && from->str_len > 0) {
+        const char *path;
+        if (!has_suffix(from->str, ".jsonl") && !has_suffix(from->str, ".json") && !has_suffix(from->str, ".csv")) {
+            diag_error(c->d, from->loc, "unsupported data file `%s`", from->str);
+            diag_hint(c->d, "trlc reads .jsonl, .json and .csv files");
+        } else if (check_file(c, from, "data file", false, &path) == 0) {
+            dt->from = path;
+        }
+    }
+    const FormatInfo *fi = dt->format ? format_info(dt->format) : NULL;
+    const Ast *fields = sub_block(blk, "fields");
+    for (int i = 0; fi && fields && i < fields->nkids; i++) {
+        const Ast *it = fields->kids[i];
+        if (!it || it->kind != AST_ASSIGN || !schema_key(schema_key(schema_block("data"), "fields")->subs[0], it->name)) continue;
+        bool ok = false;
+        for (int j = 0; j < 4 && fi->fields[j]; j++) ok |= !strcmp(fi->fields[j], it->name);
+        if (!ok) {
+            diag_error(c->d, it->name_loc, "format `%s` has no field `%s`", fi->format, it->name);
+            diag_hint(c->d, "its fields: %s", join_names(c, fi->fields, count_names(fi->fields)));
+        }
+    }
+    dt->f_text = str_or(fields, "text", "text");
+    dt->f_prompt = str_or(fields, "prompt", "prompt");
+    dt->f_response = str_or(fields, "response", "response");
+    dt->f_messages = str_or(fields, "messages", "messages");
+    dt->f_chosen = str_or(fields, "chosen", "chosen");
+    dt->f_rejected = str_or(fields, "rejected", "rejected");
+    dt->f_answer = str_or(fields, "answer", "answer");
+    const Ast *tpl = setting(blk, "template");
+    dt->template_kind = "chat";
+    if (tpl && tpl->kind == AST_IDENT) dt->template_kind = tpl->name;
+    if (tpl && tpl->kind == AST_STR) {
+        dt->template_kind = "string";
+        dt->template_str = tpl->str;
+        if (!strstr(tpl->str, "{prompt}")) {
+            diag_error(c->d, tpl->loc, "the template has no `{prompt}`");
+            diag_hint(c->d, "a template string shows where the prompt goes: \"User: {prompt}\\nAssistant: \"");
+        }
+    }
+    dt->max_len = int_or(blk, "max_len", 2048);
+    dt->pack = bool_or(blk, "pack", false);
+    dt->shuffle = bool_or(blk, "shuffle", true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// objective
+
+static const char *const formats_sft[] = {"prompt_response", "messages", "text", NULL};
+static const char *const formats_text[] = {"text", NULL};
+static const char *const formats_pref[] = {"preference", NULL};
+static const char *const formats_kd[] = {"text", "prompt_response", "messages", NULL};
+static const char *const formats_grpo[] = {"prompt_answer", NULL};
+
+static const char *const *objective_formats(const char *kind) {
+    if (!strcmp(kind, "sft")) return formats_sft;
+    if (!strcmp(kind, "pretrain")) return formats_text;
+    if (!strcmp(kind, "dpo") || !strcmp(kind, "orpo")) return formats_pref;
+    if (!strcmp(kind, "kd")) return formats_kd;
+    if (!strcmp(kind, "grpo")) return formats_grpo;
+    return NULL;
+}
+
+static void check_reward(Ck *c, const Ast *blk, CheckedReward *r) {
+    r->name = blk->label;
+    r->loc = blk->label_loc;
+    r->fn = name_or(blk, "fn", NULL);
+    r->field = str_or(blk, "field", "answer");
+    r->pattern = str_or(blk, "pattern", NULL);
+    r->command = str_or(blk, "command", NULL);
+    r->weight = num_or(blk, "weight", 1.0);
+    if (!r->fn || !in_enum(schema_key(schema_objective("grpo"), "reward")->subs[0]->keys[0].enums, r->fn)) return;
+    // settings that belong to another fn
+    static const struct { const char *key, *fn; } owner[] = {
+        {"field", "exact_number"}, {"pattern", "regex"}, {"command", "exec"}};
+    for (size_t i = 0; i < sizeof owner / sizeof *owner; i++) {
+        const Ast *it = setting_item(blk, owner[i].key);
+        if (it && strcmp(r->fn, owner[i].fn)) {
+            diag_error(c->d, it->name_loc, "`%s` is a setting of `fn = %s`, but reward `%s` uses `fn = %s`", owner[i].key,
+                       owner[i].fn, blk->label, r->fn);
+        }
+    }
+    if (!strcmp(r->fn, "regex")) {
+        const Ast *p = setting(blk, "pattern");
+        if (!p) {
+            diag_error(c->d, head_loc(blk), "reward `%s` uses `fn = regex` but has no `pattern`", blk->label);
+            diag_hint(c->d, "write `pattern = \"<think>.*</think>\";`");
+        } else if (p->kind == AST_STR) {
+            int err;
+            PCRE2_SIZE off;
+            pcre2_code *re = pcre2_compile((PCRE2_SPTR)p->str, p->str_len, PCRE2_UTF, &err, &off, NULL);
+            if (!re) {
+                PCRE2_UCHAR msg[256];
+                pcre2_get_error_message(err, msg, sizeof msg);
+                diag_error(c->d, p->loc, "invalid regular expression: %s (at offset %zu)", (const char *)msg, (size_t)off);
+            }
+            pcre2_code_free(re);
+        }
+    }
+    if (!strcmp(r->fn, "exec") && !setting(blk, "command")) {
+        diag_error(c->d, head_loc(blk), "reward `%s` uses `fn = exec` but has no `command`", blk->label);
+        diag_hint(c->d, "write `command = \"python3 reward.py\";` (JSON lines over stdin/stdout)");
+    }
+}
+
+static void check_objective(Ck *c, const Ast *blk, CheckedObjective *o) {
+    o->kind = blk->label;
+    o->loc = blk->label_loc;
+    o->ref = o->teacher = -1;
+    o->mask_prompt = bool_or(blk, "mask_prompt", true);
+    o->label_smoothing = num_or(blk, "label_smoothing", 0);
+    o->beta = num_or(blk, "beta", !strcmp(o->kind, "grpo") ? 0.04 : 0.1);
+    o->loss = name_or(blk, "loss", !strcmp(o->kind, "grpo") ? "grpo" : !strcmp(o->kind, "dpo") ? "sigmoid" : NULL);
+    const Ast *ref = setting(blk, "ref"), *teacher = setting(blk, "teacher");
+    if (ref && ref->kind == AST_IDENT) o->ref = model_index(c, ref->name);
+    if (teacher && teacher->kind == AST_IDENT) o->teacher = model_index(c, teacher->name);
+    o->temperature = num_or(blk, "temperature", 1.0);
+    o->alpha = num_or(blk, "alpha", 0.5);
+    o->group = (int)int_or(blk, "group", 8);
+    o->max_new = int_or(blk, "max_new", 512);
+    o->top_p = num_or(blk, "top_p", 1.0);
+    o->clip = num_or(blk, "clip", 0.2);
+    o->scale_rewards = name_or(blk, "scale_rewards", "group");
+    for (int i = 0; i < blk->nkids; i++) {
+        const Ast *it = blk->kids[i];
+        if (!it || it->kind != AST_BLOCK || strcmp(it->name, "reward") || !it->label) continue;
+        if (o->nrewards == CHECK_MAX_REWARDS) {
+            diag_error(c->d, head_loc(it), "too many rewards (at most %d)", CHECK_MAX_REWARDS);
+            break;
+        }
+        bool dup = false;
+        for (int j = 0; j < o->nrewards; j++) dup |= !strcmp(o->rewards[j].name, it->label);
+        if (!dup) check_reward(c, it, &o->rewards[o->nrewards++]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// train
+
+static CheckedEvery every_of(const Ast *blk, const char *key, int64_t def_steps) {
+    CheckedEvery e = {def_steps, false};
+    const Ast *v = setting(blk, key);
+    if (v && v->kind == AST_QUANTITY && v->is_int && v->inum > 0 && (is_unit(v, "steps") || is_unit(v, "epochs"))) {
+        e.count = v->inum;
+        e.epochs = is_unit(v, "epochs");
+    }
+    return e;
+}
+
+static void check_train(Ck *c, const Ast *blk, CheckedTrain *t, const char *spec_name) {
+    const Ast *opt = setting(blk, "optimizer");
+    t->optimizer = opt && (opt->kind == AST_CONSTRUCT || opt->kind == AST_IDENT) ? opt->name : "adamw";
+    const Ast *ob = opt && opt->kind == AST_CONSTRUCT ? opt : NULL;
+    t->lr = num_or(ob, "lr", 0);
+    const Ast *betas = setting(ob, "betas");
+    t->beta1 = 0.9;
+    t->beta2 = 0.999;
+    if (betas && betas->kind == AST_LIST && betas->nkids == 2) {
+        double x;
+        bool is_int;
+        int64_t iv;
+        if (get_number(betas->kids[0], &x, &is_int, &iv)) t->beta1 = x;
+        if (get_number(betas->kids[1], &x, &is_int, &iv)) t->beta2 = x;
+    }
+    t->eps = num_or(ob, "eps", 1e-8);
+    t->weight_decay = num_or(ob, "weight_decay", 0);
+    t->momentum = num_or(ob, "momentum", 0);
+
+    const Ast *sch = setting(blk, "schedule");
+    t->schedule = sch && (sch->kind == AST_CONSTRUCT || sch->kind == AST_IDENT) ? sch->name : "constant";
+    const Ast *sb = sch && sch->kind == AST_CONSTRUCT ? sch : NULL;
+    const Ast *warm = setting(sb, "warmup");
+    if (warm && is_unit(warm, "%")) t->warmup_ratio = warm->num / 100;
+    else if (warm && is_unit(warm, "steps") && warm->is_int) t->warmup_steps = warm->inum;
+    else t->warmup_ratio = num_or(sb, "warmup", 0);
+    t->min_lr = num_or(sb, "min_lr", 0);
+    const Ast *min_lr = setting(sb, "min_lr");
+    if (min_lr && t->lr > 0 && t->min_lr > t->lr) {
+        diag_error(c->d, min_lr->loc, "`min_lr` (%g) is larger than the optimizer's `lr` (%g)", t->min_lr, t->lr);
+        diag_hint(c->d, "the schedule decays from `lr` down to `min_lr`");
+    }
+
+    t->batch = int_or(blk, "batch", 1);
+    t->grad_accum = int_or(blk, "grad_accum", 1);
+    t->epochs = int_or(blk, "epochs", 1);
+    t->steps = int_or(blk, "steps", 0);
+    const Ast *ep = setting_item(blk, "epochs"), *st = setting_item(blk, "steps");
+    if (ep && st) {
+        const Ast *second = ep->loc.off > st->loc.off ? ep : st, *first = second == ep ? st : ep;
+        diag_error(c->d, second->name_loc, "set either `steps` or `epochs`, not both");
+        diag_note(c->d, first->name_loc, "`%s` is set here", first->name);
+    }
+    t->clip_norm = num_or(blk, "clip_norm", 0);
+    t->precision = name_or(blk, "precision", "bf16");
+    t->recompute = bool_or(blk, "recompute", false);
+    t->eval_every = every_of(blk, "eval_every", 0);
+    t->save_every = every_of(blk, "save_every", 0);
+    t->log_every = every_of(blk, "log_every", 10);
+    t->keep = int_or(blk, "keep", 0);
+    const Ast *es = sub_block(blk, "early_stop");
+    t->early_stop = es != NULL;
+    t->es_metric = name_or(es, "metric", "eval_loss");
+    t->es_patience = int_or(es, "patience", 1);
+    t->es_min_delta = num_or(es, "min_delta", 0);
+    t->seed = int_or(blk, "seed", 0);
+    const char *out = str_or(blk, "out", NULL);
+    t->out = out ? join_path(c, out) : join_path(c, arena_printf(c->a, "runs/%s", spec_name));
+    if (out && !*out) diag_error(c->d, setting(blk, "out")->loc, "`out` is empty");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole spec
+
+static const char *const block_kinds[] = {"model", "quantize", "lora", "data", "objective", "train", NULL};
+static const char *const data_roles[] = {"train", "eval", NULL};
+
+// Top-level items: kinds, labels, duplicates. Keeps the valid blocks in c->blocks.
+static void check_top(Ck *c, const Ast *spec) {
+    const Ast *objective = NULL;
+    for (int i = 0; i < spec->nkids; i++) {
+        const Ast *it = spec->kids[i];
+        if (!it) continue;
+        switch (it->kind) {
+        case AST_VERSION: {
+            const Ast *v = it->a;
+            if (!v || v->kind != AST_NUM || !v->is_int || v->inum != 1) {
+                diag_error(c->d, v ? v->loc : it->loc, "unsupported language version `%s`", v ? src_text(c, v) : "?");
+                diag_hint(c->d, "this trlc reads version 1: write `trl 1;`");
+            }
+            continue;
+        }
+        case AST_IMPORT: case AST_DEF: case AST_ARCH:
+            continue;
+        case AST_ASSIGN: {
+            diag_error(c->d, it->name_loc, "setting `%s` is outside any block", it->name);
+            bool hinted = false;
+            for (int j = 0; schema_blocks[j] && !hinted; j++)
+                if (schema_key(schema_blocks[j], it->name)) {
+                    diag_hint(c->d, "`%s` is a setting of `%s` blocks: move it inside `%s%s { ... }`", it->name,
+                              schema_blocks[j]->name, schema_blocks[j]->name, schema_blocks[j]->label ? " NAME" : "");
+                    hinted = true;
+                }
+            if (!hinted) diag_hint(c->d, "settings go inside a block such as `train { ... }`");
+            continue;
+        }
+        case AST_BLOCK:
+            break;
+        default:
+            diag_error(c->d, it->loc, "expected a block (model, data, objective, train, ...) here");
+            continue;
+        }
+        const SchemaBlock *sb = schema_block(it->name);
+        if (!sb) {
+            diag_error(c->d, it->name_loc, "unknown block `%s`", it->name);
+            const char *s = suggest_word(it->name, block_kinds, 6);
+            if (s) add_ghost(c, s, it->label);
+            if (s) diag_hint(c->d, "did you mean `%s`?", s);
+            else diag_hint(c->d, "the blocks are: %s", join_names(c, block_kinds, 6));
+            continue;
+        }
+        if (sb->label && !it->label) {
+            diag_error(c->d, it->name_loc, "`%s` needs a name: `%s %s { ... }`", it->name, it->name, sb->label);
+            if (!strcmp(it->name, "objective"))
+                diag_hint(c->d, "the name is the kind: %s",
+                          join_names(c, (const char *const[]){"sft", "pretrain", "dpo", "orpo", "kd", "grpo"}, 6));
+            continue;
+        }
+        if (!sb->label && it->label) {
+            diag_error(c->d, it->label_loc, "`%s` takes no name", it->name);
+            diag_hint(c->d, "write `%s { ... }`", it->name);
+            continue;
+        }
+        if (!strcmp(it->name, "objective")) {
+            if (!schema_objective(it->label)) {
+                add_ghost(c, "objective", NULL);
+                const char *kinds[8];
+                int n = 0;
+                for (int j = 0; schema_objectives[j] && n < 8; j++) kinds[n++] = schema_objectives[j]->name;
+                if (in_enum(planned_objectives, it->label)) {
+                    diag_error(c->d, it->label_loc, "objective `%s` is not available in this version of trlc", it->label);
+                    diag_hint(c->d, "available objectives: %s", join_names(c, kinds, n));
+                } else {
+                    diag_error(c->d, it->label_loc, "unknown objective `%s`", it->label);
+                    const char *s = suggest_word(it->label, kinds, (size_t)n);
+                    if (s) diag_hint(c->d, "did you mean `%s`?", s);
+                    else diag_hint(c->d, "objectives: %s", join_names(c, kinds, n));
+                }
+                continue;
+            }
+            if (objective) {
+                diag_error(c->d, head_loc(it), "a spec has one objective; this is a second one");
+                diag_note(c->d, head_loc(objective), "the first objective is here");
+                continue;
+            }
+            objective = it;
+        }
+        if (!strcmp(it->name, "data") && !in_enum(data_roles, it->label)) {
+            diag_error(c->d, it->label_loc, "unknown dataset role `%s`", it->label);
+            const char *s = suggest_word(it->label, data_roles, 2);
+            if (s) add_ghost(c, "data", s);
+            if (s) diag_hint(c->d, "did you mean `%s`?", s);
+            else diag_hint(c->d, "datasets are `data train { ... }` and `data eval { ... }`");
+            continue;
+        }
+        bool dup = false;
+        for (int j = 0; j < c->nblocks && !dup; j++) {
+            const Ast *o = c->blocks[j];
+            if (strcmp(o->name, it->name) || (o->label == NULL) != (it->label == NULL)) continue;
+            if (o->label && strcmp(o->label, it->label)) continue;
+            diag_error(c->d, head_loc(it), "`%s%s%s` is defined twice", it->name, it->label ? " " : "",
+                       it->label ? it->label : "");
+            diag_note(c->d, head_loc(o), "first defined here");
+            dup = true;
+        }
+        if (dup) continue;
+        if (c->nblocks == (int)(sizeof c->blocks / sizeof *c->blocks)) {
+            diag_error(c->d, head_loc(it), "too many blocks");
+            continue;
+        }
+        c->blocks[c->nblocks++] = it;
+    }
+}
+
+// The model whose weights or adapters train: the one not used as teacher or reference, else
+// the one named `policy`, else the only one.
+static int pick_policy(Ck *c, const CheckedObjective *o) {
+    int cand = -1, ncand = 0;
+    for (int i = 0; i < c->nmodels; i++)
+        if (i != o->teacher && i != o->ref) {
+            cand = i;
+            ncand++;
+        }
+    if (ncand == 1) return cand;
+    int named = model_index(c, "policy");
+    if (named >= 0) return named;
+    if (ncand > 1) {
+        const Ast *m = c->models[cand];
+        diag_error(c->d, head_loc(m), "several models could be the one to train");
+        diag_hint(c->d, "name the trained model `policy`, and the others `teacher = ...` (kd) or `ref = ...` (dpo)");
+        return -1;
+    }
+    return c->nmodels > 0 ? 0 : -1;
+}
+
+static const char *base_name(Ck *c, const char *path) {
+    const char *s = strrchr(path, '/');
+    s = s ? s + 1 : path;
+    size_t n = strlen(s);
+    if (n > 4 && !strcmp(s + n - 4, ".trl")) n -= 4;
+    return arena_strndup(c->a, s, n);
+}
+
+static const char *dir_name(Ck *c, const char *path) {
+    const char *s = strrchr(path, '/');
+    if (!s) return ".";
+    if (s == path) return "/";
+    return arena_strndup(c->a, path, (size_t)(s - path));
+}
+
+int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
+    memset(out, 0, sizeof *out);
+    out->policy = out->train_data = out->eval_data = -1;
+    if (!spec || spec->nmods < 1 || !spec->mods[spec->nmods - 1].root) {
+        diag_plain_error(d, "no spec to check");
+        return -1;
+    }
+    const LoadedModule *mainmod = &spec->mods[spec->nmods - 1];
+    const Ast *root = mainmod->root;
+    int errors0 = d->errors;
+    Ck ck = {.d = d, .a = a, .out = out};
+    Ck *c = &ck;
+    out->path = mainmod->path;
+    out->dir = c->dir = dir_name(c, mainmod->path);
+    out->spec = root;
+
+    if (root->nkids == 0) {
+        diag_file_error(d, mainmod->path, 0, 0, "the spec is empty");
+        diag_hint(d, "a spec starts with `trl 1;`, then blocks: model, data, objective, train");
+        return -1;
+    }
+    if (root->kids[0]->kind != AST_VERSION) {
+        Loc at = root->kids[0]->loc;
+        at.len = 0;
+        diag_error(d, at, "a spec starts with the language version `trl 1;`");
+        diag_hint(d, "add `trl 1;` as the first line");
+    }
+    for (int i = 0; i < spec->nmods; i++) add_archs(c, spec->mods[i].root);
+
+    check_top(c, root);
+
+    // models first: the other blocks refer to them
+    for (int i = 0; i < c->nblocks; i++) {
+        const Ast *b = c->blocks[i];
+        if (strcmp(b->name, "model")) continue;
+        if (c->nmodels == CHECK_MAX_MODELS) {
+            diag_error(d, head_loc(b), "too many models (at most %d)", CHECK_MAX_MODELS);
+            continue;
+        }
+        c->model_names[c->nmodels] = b->label;
+        c->models[c->nmodels++] = b;
+    }
+    out->nmodels = c->nmodels;
+    for (int i = 0; i < c->nmodels; i++) {
+        check_items(c, c->models[i], schema_block("model"), 0);
+        check_model(c, c->models[i], &out->models[i]);
+    }
+
+    const Ast *objective = NULL, *train = NULL;
+    for (int i = 0; i < c->nblocks; i++) {
+        const Ast *b = c->blocks[i];
+        if (!strcmp(b->name, "quantize") || !strcmp(b->name, "lora")) {
+            int m = model_index(c, b->label);
+            check_items(c, b, schema_block(b->name), 0);
+            if (m < 0 && ghost(c, "model", b->label)) continue;
+            if (m < 0) {
+                diag_error(d, b->label_loc, "`%s %s` refers to model `%s`, which does not exist", b->name, b->label, b->label);
+                const char *s = suggest_word(b->label, c->model_names, (size_t)c->nmodels);
+                if (s) diag_hint(d, "did you mean `%s`?", s);
+                else diag_hint(d, "the label of a `%s` block names the model it applies to: add `model %s { ... }`", b->name,
+                               b->label);
+                continue;
+            }
+            if (!strcmp(b->name, "quantize")) check_quantize(c, b, &out->models[m]);
+            else check_lora(c, b, &out->models[m]);
+        } else if (!strcmp(b->name, "data")) {
+            check_items(c, b, schema_block("data"), 0);
+            if (out->ndata < CHECK_MAX_DATA) {
+                if (!strcmp(b->label, "train")) out->train_data = out->ndata;
+                if (!strcmp(b->label, "eval")) out->eval_data = out->ndata;
+                check_data(c, b, &out->data[out->ndata++]);
+            }
+        } else if (!strcmp(b->name, "objective")) {
+            objective = b;
+            check_items(c, b, schema_objective(b->label), 0);
+            check_objective(c, b, &out->objective);
+        } else if (!strcmp(b->name, "train")) {
+            train = b;
+            check_items(c, b, schema_block("train"), 0);
+            check_train(c, b, &out->train, base_name(c, mainmod->path));
+        }
+    }
+
+    // what every spec needs
+    if (c->nmodels == 0 && !ghost(c, "model", NULL)) {
+        diag_file_error(d, mainmod->path, 0, 0, "the spec has no model");
+        diag_hint(d, "add `model policy { from = \"path/to/hf-model\"; }`");
+    }
+    if (out->train_data < 0 && !ghost(c, "data", "train")) {
+        diag_file_error(d, mainmod->path, 0, 0, "the spec has no training data");
+        diag_hint(d, "add `data train { from = \"train.jsonl\"; format = prompt_response; }`");
+    }
+    if (!objective && !ghost(c, "objective", NULL)) {
+        diag_file_error(d, mainmod->path, 0, 0, "the spec has no objective");
+        diag_hint(d, "add an objective such as `objective sft { }`");
+    }
+    if (!train && !ghost(c, "train", NULL)) {
+        diag_file_error(d, mainmod->path, 0, 0, "the spec has no `train` block");
+        diag_hint(d, "add `train { optimizer = adamw { lr = 2e-4; }; }`");
+    }
+
+    // roles: which model trains, and what the others may carry
+    CheckedObjective *o = &out->objective;
+    if (objective) {
+        const Ast *teacher = setting(objective, "teacher"), *ref = setting(objective, "ref");
+        out->policy = pick_policy(c, o);
+        if (out->policy >= 0 && o->teacher == out->policy && teacher) {
+            diag_error(d, teacher->loc, "the teacher `%s` is the model being trained", teacher->name);
+            diag_hint(d, "distillation needs a second model: `model big { from = \"...\"; }` and `teacher = big;`");
+        }
+        if (out->policy >= 0 && o->ref == out->policy && ref) {
+            diag_error(d, ref->loc, "the reference `%s` is the model being trained", ref->name);
+            diag_hint(d, "leave `ref` out to use the policy with its adapters switched off");
+        }
+        const char *const *formats = objective_formats(o->kind);
+        for (int i = 0; formats && i < out->ndata; i++) {
+            const CheckedData *dt = &out->data[i];
+            if (!dt->format || in_enum(formats, dt->format)) continue;
+            const Ast *blk = NULL;
+            for (int j = 0; j < c->nblocks; j++)
+                if (!strcmp(c->blocks[j]->name, "data") && !strcmp(c->blocks[j]->label, dt->name)) blk = c->blocks[j];
+            const Ast *fv = setting(blk, "format");
+            diag_error(d, fv ? fv->loc : dt->loc, "objective `%s` needs data in format %s; `data %s` is `%s`", o->kind,
+                       join_names(c, formats, count_names(formats)), dt->name, dt->format);
+            const FormatInfo *fi = format_info(formats[0]);
+            diag_hint(d, "`%s` rows hold %s", formats[0], join_names(c, fi->fields, count_names(fi->fields)));
+        }
+    } else if (c->nmodels > 0) {
+        out->policy = model_index(c, "policy") >= 0 ? model_index(c, "policy") : 0;
+    }
+    for (int i = 0; i < c->nmodels; i++) {
+        CheckedModel *m = &out->models[i];
+        m->trainable = i == out->policy;
+        if (!m->trainable && m->has_lora && out->policy >= 0) {
+            const Ast *lb = NULL;
+            for (int j = 0; j < c->nblocks; j++)
+                if (!strcmp(c->blocks[j]->name, "lora") && !strcmp(c->blocks[j]->label, m->name)) lb = c->blocks[j];
+            diag_error(d, lb ? lb->label_loc : m->loc, "model `%s` does not train (it is the %s), so it takes no LoRA adapters",
+                       m->name, i == o->teacher ? "teacher" : i == o->ref ? "reference" : "second model");
+        }
+        if (m->trainable && m->quantized && !m->has_lora) {
+            diag_error(d, m->loc, "model `%s` is quantized but has no `lora %s` block", m->name, m->name);
+            diag_hint(d, "quantized weights stay frozen: train adapters with `lora %s { rank = 16; }` (QLoRA)", m->name);
+        }
+    }
+    if (train && out->eval_data < 0) {
+        const Ast *ev = setting_item(train, "eval_every");
+        const Ast *es = sub_block(train, "early_stop");
+        if (ev) {
+            diag_error(d, ev->name_loc, "`eval_every` is set but there is no `data eval` block");
+            diag_hint(d, "add `data eval { from = \"eval.jsonl\"; format = ...; }`");
+        } else if (es && !strcmp(out->train.es_metric, "eval_loss")) {
+            diag_error(d, es->name_loc, "`early_stop` watches `eval_loss`, but there is no `data eval` block");
+            diag_hint(d, "add `data eval { ... }` and `eval_every = N steps;`");
+        }
+    }
+    return d->errors > errors0 ? -1 : 0;
+}
