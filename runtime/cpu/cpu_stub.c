@@ -1,1 +1,0 @@
-int trlc_cpu_placeholder;
