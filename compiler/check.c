@@ -603,8 +603,29 @@ static void check_items(Ck *c, const Ast *blk, const SchemaBlock *sb, int depth)
 // ---------------------------------------------------------------------------------------------
 // Architectures and their linear layers
 
-static void collect_linear(const Ast *n, const char **names, int *count, int cap, int depth) {
+// The value of an `if` condition on a boolean config field (`cfg.tie`, `!cfg.tie`): 1, 0, or -1
+// when unknown (no config, or any other expression: both branches count).
+static int cfg_cond(const Ast *e, const CheckedConfig *cfg) {
+    if (!e || !cfg) return -1;
+    if (e->kind == AST_UNARY && e->op == '!') {
+        int v = cfg_cond(e->a, cfg);
+        return v < 0 ? -1 : !v;
+    }
+    if (e->kind == AST_MEMBER && e->a && e->a->kind == AST_IDENT && !strcmp(e->a->name, "cfg") && e->name &&
+        !strcmp(e->name, "tie"))
+        return cfg->tie;
+    return -1;
+}
+
+static void collect_linear(const Ast *n, const CheckedConfig *cfg, const char **names, int *count, int cap,
+                           int depth) {
     if (!n || depth > 64) return;
+    if (n->kind == AST_IF) {
+        int v = cfg_cond(n->a, cfg);
+        if (v != 0) collect_linear(n->body, cfg, names, count, cap, depth + 1);
+        if (v != 1) collect_linear(n->c, cfg, names, count, cap, depth + 1);
+        return;
+    }
     if (n->kind == AST_PARAM) {
         const Ast *path = n->a, *shape = n->b;
         if (!path || !shape || shape->kind != AST_LIST || shape->nkids != 2) return;
@@ -617,20 +638,23 @@ static void collect_linear(const Ast *n, const char **names, int *count, int cap
         if (*count < cap) names[(*count)++] = name;
         return;
     }
-    if (n->body) collect_linear(n->body, names, count, cap, depth + 1);
-    if (n->kind == AST_IF && n->c) collect_linear(n->c, names, count, cap, depth + 1);
-    if (n->kind == AST_STMTS || n->kind == AST_FOR || n->kind == AST_IF || n->kind == AST_ARCH)
-        for (int i = 0; i < n->nkids; i++) collect_linear(n->kids[i], names, count, cap, depth + 1);
+    if (n->body) collect_linear(n->body, cfg, names, count, cap, depth + 1);
+    if (n->kind == AST_STMTS)
+        for (int i = 0; i < n->nkids; i++) collect_linear(n->kids[i], cfg, names, count, cap, depth + 1);
+}
+
+static int linear_names(const Ast *arch, const CheckedConfig *cfg, const char **names, int cap) {
+    int n = 0;
+    if (arch) collect_linear(arch, cfg, names, &n, cap, 0);
+    if (n == 0) {
+        for (size_t i = 0; i < sizeof builtin_linear / sizeof *builtin_linear && n < cap; i++)
+            if (!(cfg && cfg->tie && !strcmp(builtin_linear[i], "lm_head"))) names[n++] = builtin_linear[i];
+    }
+    return n;
 }
 
 int check_linear_names(const Ast *arch, const char **names, int cap) {
-    int n = 0;
-    if (arch) collect_linear(arch, names, &n, cap, 0);
-    if (n == 0) {
-        for (size_t i = 0; i < sizeof builtin_linear / sizeof *builtin_linear && n < cap; i++)
-            names[n++] = builtin_linear[i];
-    }
-    return n;
+    return linear_names(arch, NULL, names, cap);
 }
 
 static const Ast *find_arch(Ck *c, const char *name) {
@@ -855,7 +879,7 @@ static void check_lora(Ck *c, const Ast *blk, CheckedModel *m) {
     m->lora_dropout = num_or(blk, "dropout", 0);
     m->lora_rslora = bool_or(blk, "rslora", false);
     const char *names[CHECK_MAX_TARGETS];
-    int n = check_linear_names(m->arch_ast, names, CHECK_MAX_TARGETS);
+    int n = linear_names(m->arch_ast, m->has_config ? &m->cfg : NULL, names, CHECK_MAX_TARGETS);
     const Ast *t = setting(blk, "targets");
     if (!t || (t->kind == AST_IDENT && !strcmp(t->name, "all_linear"))) {
         m->lora_all_linear = true;
@@ -877,7 +901,10 @@ static void check_lora(Ck *c, const Ast *blk, CheckedModel *m) {
             if (m->arch) diag_error(c->d, e->loc, "model `%s` (%s) has no linear layer `%s`", m->name, m->arch, e->name);
             else diag_error(c->d, e->loc, "model `%s` has no linear layer `%s`", m->name, e->name);
             const char *s = suggest_word(e->name, names, (size_t)n);
-            if (s) diag_hint(c->d, "did you mean `%s`?", s);
+            if (!strcmp(e->name, "lm_head") && m->has_config && m->cfg.tie)
+                diag_hint(c->d, "model `%s` ties its output projection to the embedding (tie_word_embeddings): it has no separate lm_head",
+                          m->name);
+            else if (s) diag_hint(c->d, "did you mean `%s`?", s);
             else diag_hint(c->d, "its linear layers: %s", join_names(c, names, n));
             continue;
         }

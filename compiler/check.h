@@ -140,7 +140,8 @@ typedef struct CheckedSpec {
 int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out);
 
 // The linear-layer names LoRA can target in an architecture: from the arch's 2-D `.weight` params
-// (embeddings excluded), or a built-in list for llama/qwen2/qwen3 when arch is NULL.
+// (embeddings excluded; params under any `if` count), or a built-in list for llama/qwen2/qwen3
+// when arch is NULL or declares none. (For a model, check_spec also drops `lm_head` when tied.)
 int check_linear_names(const Ast *arch, const char **names, int cap);
 
 #endif

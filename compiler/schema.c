@@ -205,13 +205,13 @@ static const SchemaKey train_keys[] = {
 
 // --- top level ---
 static const SchemaBlock blk_model = {"model", "NAME", model_keys,
-                                      "a model: from a checkpoint (`from`) or from scratch (`arch` + `config`)"};
-static const SchemaBlock blk_quantize = {"quantize", "MODEL", quantize_keys, "quantized frozen weights (QLoRA)"};
+                                      "A model: from a checkpoint (`from`) or from scratch (`arch` + `config`)"};
+static const SchemaBlock blk_quantize = {"quantize", "MODEL", quantize_keys, "Quantized frozen weights (QLoRA)"};
 static const SchemaBlock blk_lora = {"lora", "MODEL", lora_keys, "LoRA adapters on a model's linear layers"};
-static const SchemaBlock blk_data = {"data", "ROLE", data_keys, "a dataset: `data train`, `data eval`"};
+static const SchemaBlock blk_data = {"data", "ROLE", data_keys, "A dataset: `data train` (required), `data eval` (for `eval_every`, `early_stop`)"};
 static const SchemaBlock blk_objective = {"objective", "KIND", NULL,
-                                          "what is optimised; the label is the kind (settings below)"};
-static const SchemaBlock blk_train = {"train", NULL, train_keys, "trainer settings"};
+                                          "What is optimised; the label is the kind, one objective per spec (settings below)"};
+static const SchemaBlock blk_train = {"train", NULL, train_keys, "Trainer settings"};
 const SchemaBlock *const schema_blocks[] = {&blk_model, &blk_quantize, &blk_lora, &blk_data,
                                             &blk_objective, &blk_train, NULL};
 
@@ -351,9 +351,28 @@ static void write_table(FILE *out, const SchemaBlock *b) {
 }
 
 void schema_write_markdown(FILE *out) {
-    fprintf(out, "## Blocks and settings\n\n"
-                 "Generated from compiler/schema.c (`trlc check --settings` prints it). Every block may\n"
-                 "appear once per label; order does not matter. `trl 1;` comes first.\n\n");
+    fprintf(out,
+            "## Blocks and settings\n\n"
+            "Generated from compiler/schema.c by `trlc check --settings`; `trlc check SPEC` enforces it.\n\n"
+            "- A spec starts with `trl 1;`. Then, in any order: at least one `model`, a `data train`, one\n"
+            "  `objective` and a `train` block (`quantize`, `lora`, `data eval` are optional).\n"
+            "- A block appears once per label (`lora policy` twice is an error). The label of `quantize`\n"
+            "  and `lora` names a model; `objective`'s label is its kind.\n"
+            "- The trained model (the policy) is the one model not named by `teacher` or `ref`, else the\n"
+            "  one called `policy`. Only it may have `lora`; a quantized policy needs `lora` (QLoRA).\n"
+            "- Paths are relative to the spec's directory. `model.from` is a directory with config.json\n"
+            "  (its `model_type` gives the architecture and dimensions); `data.from` ends in .jsonl,\n"
+            "  .json or .csv.\n"
+            "- LoRA targets are the last part of a 2-D `.weight` parameter path of the architecture\n"
+            "  (`model.layers[i].self_attn.q_proj.weight` → `q_proj`); `all_linear` is all of them but\n"
+            "  `lm_head`.\n"
+            "- Data formats per objective: sft: prompt_response, messages, text; pretrain: text;\n"
+            "  dpo, orpo: preference; kd: text, prompt_response, messages; grpo: prompt_answer.\n"
+            "- `steps` and `epochs` exclude each other; `eval_every` and `early_stop` (on eval_loss) need\n"
+            "  `data eval`; `min_lr` is at most the optimizer's `lr`.\n"
+            "- Counts carry units: `200 steps`, `1 epochs`, `2048 tokens`; ratios are `3%%` or 0.03.\n"
+            "- Settings are addressed by dotted paths (for `--set`): `train.optimizer.lr`,\n"
+            "  `lora.policy.rank`, `objective.grpo.reward.correct.weight`.\n\n");
     for (int i = 0; schema_blocks[i]; i++) {
         const SchemaBlock *b = schema_blocks[i];
         fprintf(out, "### `%s%s%s`\n\n%s.\n\n", b->name, b->label ? " " : "", b->label ? b->label : "", b->doc);

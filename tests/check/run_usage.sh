@@ -28,5 +28,14 @@ expect 0 "^| \`rank\` | integer" check --settings
 expect 0 "^../../examples/language/dpo.trl: ok$" check ../../examples/language/dpo.trl
 expect 1 "cannot open\|No such file" check broken/does-not-exist.trl
 expect 1 "^broken/27-rank-zero.trl: 1 error$" check broken/27-rank-zero.trl
+# docs/settings.md holds the generated reference between its BEGIN/END markers: it must be current
+docs=../../docs/settings.md
+if diff <(sed -n '/^<!-- BEGIN blocks-and-settings/,/^<!-- END blocks-and-settings/p' "$docs" | sed '1d;$d') \
+        <("$trlc" check --settings) >/dev/null; then
+    pass=$((pass + 1))
+else
+    echo "FAIL $docs is out of date: regenerate its blocks-and-settings section with \`trlc check --settings\`"
+    fail=$((fail + 1))
+fi
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
