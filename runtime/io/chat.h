@@ -1,0 +1,83 @@
+// chat.h — chat templates: render a conversation (role, content) to the exact text a model's
+// Hugging Face chat_template produces, with the byte spans a trainer should learn (each assistant
+// turn's content and its end-of-turn token), then tokenize it token-exactly with a per-token
+// trainable mask. Kinds: ChatML (Qwen2 / Qwen2.5 with their default system prompts, Qwen3 with its
+// <think></think> handling), Llama-3, plain concatenation, and user format strings with
+// {system} {prompt} {response}. Templates are recognised from tokenizer_config.json by distinctive
+// substrings. Does not: run Jinja, render tools/tool calls (the `tool` role is rendered as the Qwen
+// templates do, tool_calls fields are ignored), images, or Llama-3.1's dated system preamble.
+#ifndef TRLC_CHAT_H
+#define TRLC_CHAT_H
+#include "diag.h"
+#include "tokenizer.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum ChatKind {
+    CHAT_CHATML,   // <|im_start|>{role}\n{content}<|im_end|>\n  (Qwen2, Qwen2.5, generic ChatML)
+    CHAT_QWEN3,    // ChatML + Qwen3's <think> block on assistant turns after the last user turn
+    CHAT_LLAMA3,   // <|begin_of_text|><|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>
+    CHAT_PLAIN,    // contents concatenated; assistant content + eos trainable
+    CHAT_FORMAT,   // user format string with {system} {prompt} {response}
+} ChatKind;
+
+typedef struct ChatTemplate {
+    ChatKind kind;
+    char *default_system;  // CHATML: system turn rendered when the conversation has none, or NULL
+    char *format;          // CHAT_FORMAT: the format string ("{{" and "}}" are literal braces)
+    char *bos;             // text before the first turn (LLAMA3: "<|begin_of_text|>"), or NULL
+    char *eos;             // PLAIN/FORMAT: text after each response (trainable), or NULL for none
+} ChatTemplate;
+
+typedef struct ChatMsg {
+    const char *role;      // "system" | "user" | "assistant" | "tool" (NUL-terminated)
+    const char *content;   // UTF-8, content_len bytes (may contain NUL)
+    size_t content_len;
+    const char *reasoning; // Qwen3 `reasoning_content`, or NULL
+    size_t reasoning_len;
+} ChatMsg;
+
+// Trainable bytes [begin, end) of the rendered text.
+typedef struct ChatSpan {
+    size_t begin, end;
+} ChatSpan;
+
+// A rendered conversation. Zero-initialise; chat_render resets and refills it; chat_render_free.
+typedef struct ChatRender {
+    char *text;            // NUL-terminated, len bytes
+    size_t len, cap;
+    ChatSpan *spans;       // sorted, disjoint
+    size_t nspans, capspans;
+} ChatRender;
+
+// Template from a name: chatml | qwen2 | qwen2.5 | qwen3 | llama3 | plain. Unknown name → error
+// (with a did-you-mean) and nonzero.
+int chat_named(Diag *d, const char *name, ChatTemplate *out);
+// Template from a Jinja chat_template text, recognised by distinctive substrings. Nonzero with an
+// error naming `where` when it is not one we render.
+int chat_from_jinja(Diag *d, const char *where, const char *jinja, ChatTemplate *out);
+// Template from a tokenizer_config.json (its chat_template; bos/eos tokens). Nonzero on error.
+int chat_from_config(Diag *d, const char *path, ChatTemplate *out);
+// A custom format string, e.g. "User: {prompt}\nAssistant: ". Nonzero when it has an unknown
+// {placeholder}, an unbalanced brace, or no {prompt}.
+int chat_format(Diag *d, const char *fmt, ChatTemplate *out);
+// Sets the end-of-sequence text PLAIN/FORMAT append after a response (copied; NULL clears).
+int chat_set_eos(ChatTemplate *t, const char *eos);
+// Deep copy (dst is overwritten). Nonzero on allocation failure.
+int chat_copy(ChatTemplate *dst, const ChatTemplate *src);
+void chat_free(ChatTemplate *t);
+
+// Renders msgs. add_generation_prompt appends the assistant header (for prompts to generate from).
+// Returns 0, or nonzero with *err set to a static message (bad role, FORMAT turn order, OOM).
+int chat_render(const ChatTemplate *t, const ChatMsg *msgs, size_t n, bool add_generation_prompt,
+                ChatRender *out, const char **err);
+void chat_render_free(ChatRender *r);
+
+// Tokenizes r->text exactly as tok_encode(text, add_special=false) does and sets (*trainable)[i]
+// to 1 for tokens inside the trainable spans (a token straddling a span edge counts as trainable).
+// ids is appended to after being emptied; *trainable is malloc'd (ids->n bytes; caller frees).
+// Returns 0, or nonzero on allocation failure.
+int chat_tokenize(const Tokenizer *tok, const ChatRender *r, TokIds *ids, uint8_t **trainable);
+
+#endif
