@@ -565,6 +565,10 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, ParseState *ps) {
     } else if (prevtok == '=' && ps->key_before && want[YYSYMBOL_NUMBER] && want[YYSYMBOL_IDENT] &&
                (la == S(';') || la == S('}') || la == YYSYMBOL_YYEOF)) {
         diag_error(ps->d, at, "syntax error: expected a value after `%s =`", ps->key_before);
+    } else if ((la == YYSYMBOL_FOR || la == YYSYMBOL_IF || la == YYSYMBOL_RETURN || la == YYSYMBOL_PARAM) &&
+               want[YYSYMBOL_IDENT]) {
+        diag_error(ps->d, at, "syntax error: `%s` can only be used inside the body of a `def` or `arch`",
+                   tok_text(ps, at));
     } else if (is_reserved(la) && want[YYSYMBOL_IDENT]) {
         diag_error(ps->d, at, "syntax error: `%s` is a reserved word and cannot be used as a name",
                    tok_text(ps, at));
@@ -582,6 +586,8 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, ParseState *ps) {
         const char *list[8];
         int nl = 0;
         bool ops = false, many = false;
+        int nops = 0;
+        for (int i = 0; i < nexp; i++) nops += is_operator(exp[i]);
         bool value = want[YYSYMBOL_IDENT] && want[YYSYMBOL_NUMBER] && want[YYSYMBOL_STRING];
         if (value) list[nl++] = "a value";
         for (int i = 0; i < nexp; i++) {
@@ -589,7 +595,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, ParseState *ps) {
                           exp[i] == YYSYMBOL_TRUE || exp[i] == YYSYMBOL_FALSE || exp[i] == S('!') ||
                           exp[i] == S('-') || exp[i] == S('(') || exp[i] == S('[')))
                 continue;
-            if (is_operator(exp[i])) { ops = true; continue; }
+            if (nops >= 3 && is_operator(exp[i])) { ops = true; continue; }
             if (nl == 6) { many = true; break; }
             list[nl++] = sym_display(ps, exp[i]);
         }
@@ -620,6 +626,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, ParseState *ps) {
 
 static void fe_error(const Loc *loc, ParseState *ps, const char *msg) {
     if (ps->stopped) return;
-    diag_error(ps->d, *loc, "the spec is nested too deeply for the parser (%s)", msg);
+    diag_error(ps->d, *loc, "this is nested too deeply for the parser (%s)", msg);
+    diag_hint(ps->d, "split the expression with intermediate variables");
     ps->stopped = true;
 }

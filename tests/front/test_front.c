@@ -346,6 +346,7 @@ static void test_robust(void) {
     expect_s("30 digits", "trl 1; model m { x = 123456789012345678901234567890; }", false, "too large");
     expect_s("300 digits as float", "trl 1; model m { x = 1.0e400000000000000000000000; }", false, NULL);
     expect_s("hex", "trl 1; model m { x = 0x1F_FF; }", true, NULL);
+    expect_s("zero with exponent", "trl 1; model m { x = 0e5; y = 0.0e-999; z = 1.5E+3; }", true, NULL);
     expect_s("bad underscore", "trl 1; model m { x = 1__0; }", false, "between two digits");
     expect_s("trailing underscore", "trl 1; model m { x = 10_; }", false, "between two digits");
     expect_s("exponent without digits", "trl 1; model m { x = 1e-; }", false, "no digits");
