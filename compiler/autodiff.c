@@ -54,22 +54,25 @@ static IrId gelu_grad(Ad *ad, IrId x, Loc loc) {
     return ir_add(g, left, right, loc);
 }
 
-// The runtime element count of the reduced axes of x as a (1, ..., 1) tensor or a scalar.
+// The runtime element count of the reduced axes of x: a scalar constant when they are all
+// constant, else (constant) * sum(ones) over a tensor holding just their symbolic factors.
 static IrId reduced_count(Ad *ad, const IrShape *xs, uint32_t axes, Loc loc) {
     int64_t c = 1;
     bool sym = false;
     IrShape part = *xs;
     for (int i = 0; i < xs->rank; i++) {
-        if (!(axes & (1u << i))) {
-            part.d[i] = ir_dim(1);
-            continue;
+        part.d[i] = ir_dim(1);
+        if (!(axes & (1u << i))) continue;
+        if (xs->d[i].syms) {
+            sym = true;
+            part.d[i].syms = xs->d[i].syms;
         }
-        if (xs->d[i].syms) sym = true;
         c *= xs->d[i].coef;
     }
     if (!sym) return sc(ad, (double)c, loc);
     IrId ones = ir_full(ad->g, 1.0, ad->g->float_dtype, part, loc);
-    return ir_reduce_axes(ad->g, IR_SUM, ones, axes, loc);
+    IrId n = ir_reduce_axes(ad->g, IR_SUM, ones, axes, loc);
+    return c == 1 ? n : ir_mul(ad->g, n, sc(ad, (double)c, loc), loc);
 }
 
 // matmul backward: C = op(A) op(B).

@@ -261,6 +261,62 @@ static void stop_gradient_case(void) {
     diag_free(&d);
 }
 
+// A tiny llama block end to end: embed, rmsnorm, GQA attention with rope, SiLU MLP, lm_head,
+// cross entropy with ignored positions; all weights trainable, B and T dynamic.
+static IrId rmsnorm(IrGraph *g, IrId x, IrId w) {
+    IrId ms = ir_reduce(g, IR_MEAN, ir_mul(g, x, x, L0), -1, L0);
+    IrId r = ir_unary(g, IR_RSQRT, ir_add(g, ms, ir_scalar(g, 1e-5, L0), L0), L0);
+    return ir_mul(g, w, ir_mul(g, x, r, L0), L0);
+}
+
+static IrId heads(IrGraph *g, IrId x, int64_t h, int64_t d) {   // (B,T,h*d) -> (B,h,T,d)
+    IrId r = ir_reshape(g, x, ir_shape4(DB, DT, D(h), D(d)), L0);
+    return ir_permute(g, r, (const int[]){0, 2, 1, 3}, L0);
+}
+
+static void block_case(void) {
+    GC c;
+    gc_begin(&c, "llama block (B=2,T=4) + CE", 2, 4);
+    IrGraph *g = &c.g;
+    const int64_t V = 11, H = 8, NH = 4, NKV = 2, HD = 2, I = 12;
+    int32_t ids[8] = {1, 5, 7, 10, 0, 3, 3, 9}, lab[8] = {5, 7, 10, -100, 3, 3, 9, -100};
+    int32_t pos[4] = {0, 1, 2, 3};
+    IrId tok = gc_input(&c, IR_I32, ir_shape2(DB, DT), ids);
+    IrId labels = gc_input(&c, IR_I32, ir_shape2(DB, DT), lab);
+    IrId ps = gc_input(&c, IR_I32, ir_shape1(DT), pos);
+    IrId emb = gc_var(&c, ir_shape2(D(V), D(H)), -1, 1);
+    IrId n1 = gc_var(&c, ir_shape1(D(H)), 0.5, 1.5);
+    IrId wq = gc_var(&c, ir_shape2(D(NH * HD), D(H)), -0.5, 0.5);
+    IrId wk = gc_var(&c, ir_shape2(D(NKV * HD), D(H)), -0.5, 0.5);
+    IrId wv = gc_var(&c, ir_shape2(D(NKV * HD), D(H)), -0.5, 0.5);
+    IrId wo = gc_var(&c, ir_shape2(D(H), D(NH * HD)), -0.5, 0.5);
+    IrId wg = gc_var(&c, ir_shape2(D(I), D(H)), -0.5, 0.5);
+    IrId wu = gc_var(&c, ir_shape2(D(I), D(H)), -0.5, 0.5);
+    // (8 vars max: down_proj and lm_head are frozen params, exercising frozen branches)
+    IrId wd = ir_param(g, "down", IR_F64, ir_shape2(D(H), D(I)), false, L0);
+    IrRope r = {.theta = 10000.0};
+    IrId x = ir_embed(g, tok, emb, L0);
+    IrId hn = rmsnorm(g, x, n1);
+    IrId q = ir_rope(g, heads(g, ir_linear(g, hn, wq, L0), NH, HD), ps, r, L0);
+    IrId k = ir_rope(g, heads(g, ir_linear(g, hn, wk, L0), NKV, HD), ps, r, L0);
+    IrId v = heads(g, ir_linear(g, hn, wv, L0), NKV, HD);
+    IrId a = ir_sdpa(g, q, k, v, true, 0, L0);
+    a = ir_reshape(g, ir_permute(g, a, (const int[]){0, 2, 1, 3}, L0), ir_shape3(DB, DT, D(NH * HD)), L0);
+    IrId h = ir_add(g, x, ir_linear(g, a, wo, L0), L0);
+    IrId m = ir_mul(g, ir_unary(g, IR_SILU, ir_linear(g, h, wg, L0), L0), ir_linear(g, h, wu, L0), L0);
+    IrId y = ir_add(g, h, ir_linear(g, m, wd, L0), L0);
+    IrId logits = ir_linear(g, y, emb, L0);   // tied embeddings
+    IrId ce = ir_cross_entropy(g, logits, labels, -100, 0.05, L0);
+    // bind the frozen down_proj
+    static double wdv[8 * 12];
+    for (int i = 0; i < 8 * 12; i++) wdv[i] = gc_rand(&c) - 0.5;
+    c.inp[c.ni] = wd;
+    c.idata[c.ni] = malloc(sizeof wdv);
+    memcpy(c.idata[c.ni], wdv, sizeof wdv);
+    c.ibytes[c.ni++] = sizeof wdv;
+    gc_check(&c, ce, TOL);
+}
+
 int main(void) {
     unary_cases();
     binary_cases();
@@ -270,5 +326,6 @@ int main(void) {
     model_cases();
     layout_cases();
     stop_gradient_case();
+    block_case();
     return test_done("ir.grad");
 }

@@ -1,0 +1,261 @@
+// test_build.c — the IR builders' shape inference and diagnostics (bad shapes are reported at the
+// node's location and give IR_NONE, never a crash), symbolic dims, printing, DCE and the pass
+// pipeline, and the CPU backend's runtime errors (bad ids, labels, bindings) and dropout RNG.
+#include <stdlib.h>
+#include <string.h>
+#include "autodiff.h"
+#include "cpu.h"
+#include "test.h"
+
+#define D(n) ir_dim(n)
+#define DB ir_dim_b()
+#define DT ir_dim_t()
+
+static const char *SPEC = "def f(x, w) = linear(x, w) * silu(x);\n"
+                          "loss = cross_entropy(logits, labels);\n";
+
+typedef struct Env {
+    Diag d;
+    IrGraph g;
+    char *buf;
+    size_t len;
+    FILE *mem;
+    Loc l1, l2;
+} Env;
+
+static void env_init(Env *e) {
+    memset(e, 0, sizeof *e);
+    e->mem = open_memstream(&e->buf, &e->len);
+    diag_init(&e->d, e->mem);
+    uint32_t f = diag_add_source(&e->d, "spec.trl", SPEC, strlen(SPEC));
+    e->l1 = (Loc){f, 14, 14};                         // linear(x, w) on line 1
+    e->l2 = (Loc){f, (uint32_t)(strchr(SPEC, '\n') - SPEC + 8), 13};   // cross_entropy on line 2
+    ir_graph_init(&e->g, &e->d, IR_F32);
+}
+
+// The diagnostics printed so far (and clears them).
+static const char *env_text(Env *e) {
+    fflush(e->mem);
+    return e->buf ? e->buf : "";
+}
+
+static void env_free(Env *e) {
+    ir_graph_free(&e->g);
+    diag_free(&e->d);
+    fclose(e->mem);
+    free(e->buf);
+}
+
+static void expect_error(const char *what, IrId got, Env *e, int errors_before, const char *needle) {
+    const char *t = env_text(e);
+    CHECK_MSG(got == IR_NONE, "%s: expected IR_NONE", what);
+    CHECK_MSG(e->g.errors == errors_before + 1, "%s: errors %d -> %d", what, errors_before, e->g.errors);
+    CHECK_MSG(strstr(t, needle) != NULL, "%s: `%s` not in diagnostics:\n%s", what, needle, t);
+}
+
+static void shape_errors(void) {
+    Env e;
+    env_init(&e);
+    IrGraph *g = &e.g;
+    IrId x = ir_input(g, "x", IR_F32, ir_shape3(DB, DT, D(16)), e.l1);
+    IrId w = ir_param(g, "w", IR_F32, ir_shape2(D(8), D(12)), true, e.l1);
+    int n0 = g->errors;
+    expect_error("linear", ir_linear(g, x, w, e.l1), &e, n0, "shape mismatch in linear");
+    CHECK(strstr(env_text(&e), "spec.trl:1:15: error:") != NULL);
+    IrId w2 = ir_param(g, "w2", IR_F32, ir_shape2(D(12), D(8)), true, e.l1);
+    expect_error("matmul", ir_matmul(g, x, w2, false, false, e.l1), &e, g->errors,
+                 "shape mismatch in matmul");
+    IrId y = ir_input(g, "y", IR_F32, ir_shape3(DB, DT, D(15)), e.l1);
+    expect_error("broadcast", ir_add(g, x, y, e.l1), &e, g->errors, "cannot be broadcast");
+    expect_error("axis", ir_reduce(g, IR_SUM, x, 3, e.l1), &e, g->errors, "axis 3 is out of range");
+    expect_error("reshape", ir_reshape(g, x, ir_shape2(DB, D(16)), e.l1), &e, g->errors,
+                 "different element counts");
+    IrDim bb = {1, 1u << IR_SYM_B};
+    expect_error("reshape -1", ir_reshape(g, x, ir_shape3(bb, bb, D(-1)), e.l1), &e, g->errors,
+                 "invalid target shape");
+    expect_error("slice T", ir_slice(g, x, 1, 0, -1, e.l1), &e, g->errors, "is dynamic");
+    IrId q = ir_input(g, "q", IR_F32, ir_shape4(DB, D(6), DT, D(8)), e.l1);
+    IrId k = ir_input(g, "k", IR_F32, ir_shape4(DB, D(4), DT, D(8)), e.l1);
+    expect_error("sdpa heads", ir_sdpa(g, q, k, k, true, 0, e.l1), &e, g->errors, "multiple of key/value heads");
+    IrId odd = ir_input(g, "odd", IR_F32, ir_shape4(DB, D(2), DT, D(7)), e.l1);
+    IrId pos = ir_input(g, "pos", IR_I32, ir_shape1(DT), e.l1);
+    expect_error("rope odd", ir_rope(g, odd, pos, (IrRope){.theta = 1e4}, e.l1), &e, g->errors,
+                 "constant even number");
+    IrId lab = ir_input(g, "lab", IR_I32, ir_shape2(DB, D(3)), e.l2);
+    expect_error("ce labels", ir_cross_entropy(g, x, lab, -100, 0, e.l2), &e, g->errors,
+                 "without the last axis");
+    CHECK(strstr(env_text(&e), "spec.trl:2:") != NULL);
+    expect_error("embed ids", ir_embed(g, x, w, e.l1), &e, g->errors, "token ids must be i32");
+    expect_error("dup param", ir_param(g, "w", IR_F32, ir_shape1(D(3)), true, e.l1), &e, g->errors,
+                 "defined twice");
+    expect_error("permute", ir_permute(g, x, (const int[]){0, 0, 1}, e.l1), &e, g->errors,
+                 "not a permutation");
+    expect_error("dropout p", ir_dropout(g, x, 1.5, 1, e.l1), &e, g->errors, "dropout probability");
+    IrId i32 = ir_input(g, "ids", IR_I32, ir_shape2(DB, DT), e.l1);
+    expect_error("dtypes", ir_matmul(g, i32, i32, false, false, e.l1), &e, g->errors, "floating-point");
+    // errors propagate silently
+    int n1 = g->errors;
+    CHECK(ir_add(g, IR_NONE, x, e.l1) == IR_NONE);
+    CHECK(ir_sdpa(g, IR_NONE, IR_NONE, IR_NONE, true, 0, e.l1) == IR_NONE);
+    CHECK(ir_concat(g, (const IrId[]){x, IR_NONE}, 2, 0, e.l1) == IR_NONE);
+    CHECK(g->errors == n1);
+    // loss must be a scalar
+    ir_set_loss(g, x);
+    CHECK(g->loss == IR_NONE && g->errors == n1 + 1);
+    env_free(&e);
+}
+
+static void shape_inference(void) {
+    Env e;
+    env_init(&e);
+    IrGraph *g = &e.g;
+    char buf[160];
+    IrId x = ir_input(g, "x", IR_F32, ir_shape3(DB, DT, D(12)), e.l1);
+    IrId r = ir_reshape(g, x, ir_shape2(D(-1), D(12)), e.l1);
+    CHECK(r != IR_NONE && strcmp(ir_shape_str(&g->nodes[r].shape, buf, sizeof buf), "[B*T,12]") == 0);
+    IrId r2 = ir_reshape(g, r, ir_shape4(DB, DT, D(3), D(-1)), e.l1);
+    CHECK(r2 != IR_NONE && strcmp(ir_shape_str(&g->nodes[r2].shape, buf, sizeof buf), "[B,T,3,4]") == 0);
+    IrId s = ir_reduce(g, IR_MEAN, x, -1, e.l1);
+    CHECK(s != IR_NONE && strcmp(ir_shape_str(&g->nodes[s].shape, buf, sizeof buf), "[B,T,1]") == 0);
+    IrId w = ir_param(g, "w", IR_BF16, ir_shape2(D(5), D(12)), true, e.l1);
+    IrId y = ir_linear(g, x, w, e.l1);   // bf16 weight promoted to f32
+    CHECK(y != IR_NONE && g->nodes[y].dtype == IR_F32);
+    CHECK(y != IR_NONE && strcmp(ir_shape_str(&g->nodes[y].shape, buf, sizeof buf), "[B,T,5]") == 0);
+    IrId c = ir_concat(g, (const IrId[]){x, x}, 2, 0, e.l1);
+    CHECK(c != IR_NONE && strcmp(ir_shape_str(&g->nodes[c].shape, buf, sizeof buf), "[2*B,T,12]") == 0);
+    IrId half = ir_slice_dim(g, c, 0, DB, DB, e.l1);
+    CHECK(half != IR_NONE && ir_shape_eq(&g->nodes[half].shape, &g->nodes[x].shape));
+    IrId m = ir_binary(g, IR_NE, ir_input(g, "lab", IR_I32, ir_shape2(DB, DT), e.l1),
+                       ir_scalar(g, -100, e.l1), e.l1);
+    CHECK(m != IR_NONE && g->nodes[m].dtype == IR_F32);
+    int64_t syms[IR_NSYMS] = {3, 7};
+    CHECK(ir_shape_numel(&g->nodes[x].shape, syms) == 3 * 7 * 12);
+    CHECK(g->errors == 0);
+    env_free(&e);
+}
+
+static void printing_and_passes(void) {
+    Env e;
+    env_init(&e);
+    IrGraph *g = &e.g;
+    IrId x = ir_input(g, "x", IR_F32, ir_shape3(DB, DT, D(8)), e.l1);
+    IrId w = ir_param(g, "model.layers.0.mlp.up_proj.weight", IR_F32, ir_shape2(D(8), D(8)), true, e.l1);
+    IrId f = ir_param(g, "frozen", IR_F32, ir_shape1(D(8)), false, e.l1);
+    IrId unused = ir_unary(g, IR_EXP, x, e.l1);
+    (void)unused;
+    IrId s = ir_unary(g, IR_SILU, ir_mul(g, ir_linear(g, x, w, e.l1), f, e.l1), e.l1);
+    IrId loss = ir_reshape(g, ir_reduce_all(g, IR_MEAN, s, e.l2), ir_shape0(), e.l2);
+    ir_set_loss(g, loss);
+    CHECK(ad_run_passes(g, "nope") == -1);
+    CHECK(strstr(env_text(&e), "unknown IR pass `nope`") != NULL);
+    CHECK(ad_run_passes(g, "dcee") == -1);
+    CHECK(strstr(env_text(&e), "did you mean `dce`?") != NULL);
+    int before = g->n;
+    CHECK(ad_run_passes(g, NULL) == 0);
+    CHECK(g->n < before + 40);
+    IrId gw = ad_grad_of(g, ir_find(g, "model.layers.0.mlp.up_proj.weight"));
+    CHECK(gw != IR_NONE);
+    CHECK(ad_grad_of(g, ir_find(g, "frozen")) == IR_NONE);
+    for (int i = 0; i < g->n; i++) CHECK_MSG(g->nodes[i].op != IR_EXP || g->nodes[i].backward, "dce kept %%%d", i);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+    ir_print_after(m, g, &e.d, "dce");
+    fclose(m);
+    CHECK(strstr(out, "# IR after dce") != NULL);
+    CHECK(strstr(out, "param \"model.layers.0.mlp.up_proj.weight\" : f32[8,8] trainable  # spec.trl:1:15") != NULL);
+    CHECK(strstr(out, "= silu(%") != NULL && strstr(out, ") : f32[B,T,8]  # spec.trl:1:15\n") != NULL);
+    CHECK(strstr(out, "backward (") != NULL);
+    CHECK(strstr(out, "grad:model.layers.0.mlp.up_proj.weight = %") != NULL);
+    if (getenv("IR_SHOW")) fputs(out, stdout);
+    free(out);
+    (void)x;
+    (void)w;
+    (void)f;
+    env_free(&e);
+}
+
+static void runtime_errors(void) {
+    Env e;
+    env_init(&e);
+    IrGraph *g = &e.g;
+    IrId ids = ir_input(g, "ids", IR_I32, ir_shape2(DB, DT), e.l1);
+    IrId tab = ir_param(g, "emb", IR_F32, ir_shape2(D(5), D(3)), true, e.l1);
+    IrId lab = ir_input(g, "labels", IR_I32, ir_shape2(DB, DT), e.l2);
+    IrId x = ir_embed(g, ids, tab, e.l1);
+    IrId ce = ir_cross_entropy(g, x, lab, -100, 0, e.l2);
+    ir_add_output(g, ce, "ce");
+    CpuProgram *p = cpu_program_new(g, IR_F32, &e.d);
+    CHECK(p != NULL);
+    float tv[15];
+    for (int i = 0; i < 15; i++) tv[i] = (float)i / 10;
+    int32_t idv[4] = {0, 4, 2, 1}, labv[4] = {0, -100, 2, 1};
+    int64_t syms[IR_NSYMS] = {2, 2};
+    CHECK(cpu_run(p, syms, 0) == -1);   // nothing bound
+    CHECK(strstr(env_text(&e), "input `ids` is not bound") != NULL);
+    cpu_bind(p, ids, idv, sizeof idv);
+    cpu_bind(p, tab, tv, sizeof tv);
+    cpu_bind(p, lab, labv, sizeof labv - 4);
+    CHECK(cpu_run(p, syms, 0) == -1);   // wrong size
+    CHECK(strstr(env_text(&e), "`labels` is bound to 12 bytes, but i32[B,T] with B=2, T=2 needs 16") != NULL);
+    cpu_bind(p, lab, labv, sizeof labv);
+    CHECK(cpu_run(p, syms, 0) == 0);
+    const CpuTensor *t = cpu_output_named(p, "ce");
+    CHECK(t && t->numel == 4 && ((float *)t->data)[1] == 0.0f);
+    idv[2] = 5;
+    CHECK(cpu_run(p, syms, 0) == -1);
+    CHECK(strstr(env_text(&e), "spec.trl:1:15: error: runtime error in embed") != NULL);
+    CHECK(strstr(env_text(&e), "token id 5 at position 2 is out of range [0, 5)") != NULL);
+    idv[2] = 2;
+    labv[3] = 3;
+    CHECK(cpu_run(p, syms, 0) == -1);
+    CHECK(strstr(env_text(&e), "label 3 at position 3 is out of range [0, 3)") != NULL);
+    labv[3] = 1;
+    int64_t bad[IR_NSYMS] = {0, 2};
+    CHECK(cpu_run(p, bad, 0) == -1);
+    int64_t huge[IR_NSYMS] = {(int64_t)1 << 30, (int64_t)1 << 30};
+    CHECK(cpu_run(p, huge, 0) == -1);   // bindings no longer match; never reads past them
+    CHECK(cpu_run(p, syms, 0) == 0);
+    cpu_program_free(p);
+    env_free(&e);
+}
+
+static void dropout_rng(void) {
+    Env e;
+    env_init(&e);
+    IrGraph *g = &e.g;
+    IrId x = ir_input(g, "x", IR_F32, ir_shape1(D(10000)), e.l1);
+    IrId y = ir_dropout(g, x, 0.25, 99, e.l1);
+    ir_add_output(g, y, "y");
+    CpuProgram *p = cpu_program_new(g, IR_F32, &e.d);
+    float *xv = malloc(10000 * sizeof *xv), *y1 = malloc(10000 * sizeof *y1);
+    for (int i = 0; i < 10000; i++) xv[i] = 1.0f;
+    cpu_bind(p, x, xv, 10000 * sizeof *xv);
+    CHECK(cpu_run(p, NULL, 5) == 0);
+    memcpy(y1, cpu_output(p, 0)->data, 10000 * sizeof *y1);
+    int zeros = 0, same = 0;
+    for (int i = 0; i < 10000; i++) {
+        zeros += y1[i] == 0;
+        CHECK_MSG(y1[i] == 0 || fabsf(y1[i] - 1 / 0.75f) < 1e-6f, "kept value %g", y1[i]);
+    }
+    CHECK_MSG(zeros > 2300 && zeros < 2700, "dropped %d of 10000 at p = 0.25", zeros);
+    CHECK(cpu_run(p, NULL, 5) == 0);
+    CHECK(memcmp(y1, cpu_output(p, 0)->data, 10000 * sizeof *y1) == 0);   // same step: same mask
+    CHECK(cpu_run(p, NULL, 6) == 0);
+    for (int i = 0; i < 10000; i++) same += y1[i] == ((float *)cpu_output(p, 0)->data)[i];
+    CHECK_MSG(same < 8000, "step 6 mask equals step 5 mask in %d places", same);
+    printf("  dropout p=0.25: %d/10000 dropped\n", zeros);
+    free(xv);
+    free(y1);
+    cpu_program_free(p);
+    env_free(&e);
+}
+
+int main(void) {
+    shape_errors();
+    shape_inference();
+    printing_and_passes();
+    runtime_errors();
+    dropout_rng();
+    return test_done("ir.build");
+}
