@@ -528,7 +528,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, ParseState *ps) {
     if (nexp < 0) nexp = 0;
     bool want[YYNTOKENS] = {false};
     for (int i = 0; i < nexp; i++) want[exp[i]] = true;
-    Loc prev = ps->prev_loc[1];   // the token before the lookahead
+    Loc prev = ps->ntokens > 1 ? ps->prev_loc[1] : at;   // the token before the lookahead
     int prevtok = ps->prev_tok[1];
     ps->syntax_errors++;
 
@@ -549,6 +549,9 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, ParseState *ps) {
         // `rank = 16 alpha = 32;`: the name before `=` starts the next setting
         diag_error(ps->d, after(ps->prev_loc[2]), "syntax error: expected `;` after the value of `%s`",
                    ps->key_before);
+        diag_hint(ps->d, "every setting ends with `;`");
+    } else if (want[S(';')] && la == S(',') && ps->key_before) {
+        diag_error(ps->d, at, "syntax error: expected `;` after the value of `%s`, not `,`", ps->key_before);
         diag_hint(ps->d, "every setting ends with `;`");
     } else if (want[S(';')] && la != S(';') &&
                (la == YYSYMBOL_YYEOF || la == YYSYMBOL_IDENT || la == S('}') || is_reserved(la) ||
@@ -614,6 +617,8 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, ParseState *ps) {
                        tok_text(ps, prev), buf);
         else
             diag_error(ps->d, at, "syntax error: unexpected %s%s", la_display(ps, la, at), buf);
+        if (prevtok == '%')
+            diag_hint(ps->d, "`%%` marks a percentage (`3%%`); there is no remainder operator");
         if (la == S('}') && ps->depth == 0 && prevtok != 0)
             diag_hint(ps->d, "this `}` closes nothing: look for an extra `}` or a missing `{` above");
     }
