@@ -1,0 +1,131 @@
+// tok_norm.c — tokenizer normalizers: Unicode NFC/NFD/NFKC/NFKD (utf8proc), Prepend, Replace
+// (literal or regex), Strip, Lowercase. Each step maps a valid UTF-8 string to another; offsets
+// are not tracked (trlc needs ids only). Parsing them from JSON is in tokenizer.c.
+#include "tok_internal.h"
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+static int unicode_form(TokNormKind k, const TokBuf *in, TokBuf *out) {
+    int opt = UTF8PROC_STABLE;
+    if (k == NORM_NFC || k == NORM_NFKC) opt |= UTF8PROC_COMPOSE;
+    else opt |= UTF8PROC_DECOMPOSE;
+    if (k == NORM_NFKC || k == NORM_NFKD) opt |= UTF8PROC_COMPAT;
+    if (in->n == 0) return tokbuf_add(out, "", 0);
+    utf8proc_uint8_t *dst = NULL;
+    utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)in->p, (utf8proc_ssize_t)in->n, &dst,
+                                      (utf8proc_option_t)opt);
+    if (r < 0) {
+        free(dst);
+        return -1;
+    }
+    int rc = tokbuf_add(out, dst, (size_t)r);
+    free(dst);
+    return rc;
+}
+
+static int replace_literal(const TokNorm *s, const TokBuf *in, TokBuf *out) {
+    if (s->alen == 0) return tokbuf_add(out, in->p, in->n);
+    size_t i = 0, run = 0;
+    while (i + s->alen <= in->n) {
+        if (memcmp(in->p + i, s->a, s->alen) == 0) {
+            if (tokbuf_add(out, in->p + run, i - run) || tokbuf_add(out, s->b, s->blen)) return -1;
+            i += s->alen;
+            run = i;
+        } else i++;
+    }
+    return tokbuf_add(out, in->p + run, in->n - run);
+}
+
+static int replace_regex(const TokNorm *s, const TokBuf *in, TokBuf *out, pcre2_match_data *md) {
+    size_t pos = 0, run = 0;
+    while (pos <= in->n) {
+        int rc = pcre2_match(s->re, (PCRE2_SPTR)in->p, in->n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
+        if (rc < 0) break;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        if (tokbuf_add(out, in->p + run, ov[0] - run) || tokbuf_add(out, s->b, s->blen)) return -1;
+        run = ov[1];
+        if (ov[1] > ov[0]) pos = ov[1];
+        else {   // empty match: step over one character
+            if (ov[1] >= in->n) break;
+            int32_t cp;
+            int k = tok_utf8_next((const unsigned char *)in->p + ov[1], in->n - ov[1], &cp);
+            pos = ov[1] + (size_t)(k > 0 ? k : 1);
+        }
+    }
+    return tokbuf_add(out, in->p + run, in->n - run);
+}
+
+static int strip(const TokNorm *s, const TokBuf *in, TokBuf *out) {
+    const unsigned char *u = (const unsigned char *)in->p;
+    size_t a = 0, b = in->n;
+    if (s->left)
+        while (a < b) {
+            int32_t cp;
+            int k = tok_utf8_next(u + a, b - a, &cp);
+            if (k <= 0 || !tok_is_whitespace(cp)) break;
+            a += (size_t)k;
+        }
+    if (s->right)
+        while (b > a) {
+            size_t c = b - 1;
+            while (c > a && (u[c] & 0xC0) == 0x80) c--;
+            int32_t cp;
+            int k = tok_utf8_next(u + c, b - c, &cp);
+            if (k <= 0 || !tok_is_whitespace(cp)) break;
+            b = c;
+        }
+    return tokbuf_add(out, in->p + a, b - a);
+}
+
+static int lowercase(const TokBuf *in, TokBuf *out) {
+    const unsigned char *u = (const unsigned char *)in->p;
+    size_t i = 0;
+    if (tokbuf_reserve(out, in->n)) return -1;
+    while (i < in->n) {
+        int32_t cp;
+        int k = tok_utf8_next(u + i, in->n - i, &cp);
+        if (k <= 0) return -1;
+        char tmp[4];
+        int m = tok_utf8_put(utf8proc_tolower(cp), tmp);
+        if (tokbuf_add(out, tmp, (size_t)m)) return -1;
+        i += (size_t)k;
+    }
+    return 0;
+}
+
+int tok_normalize(const TokNorm *steps, int nsteps, const char *s, size_t n, TokBuf *out,
+                  pcre2_match_data *md) {
+    TokBuf a = {0}, b = {0};
+    int rc = tokbuf_add(&a, s, n);
+    for (int i = 0; i < nsteps && !rc; i++) {
+        const TokNorm *st = &steps[i];
+        b.n = 0;
+        switch (st->kind) {
+        case NORM_NFC: case NORM_NFD: case NORM_NFKC: case NORM_NFKD:
+            rc = unicode_form(st->kind, &a, &b);
+            break;
+        case NORM_PREPEND:
+            // tokenizers prepends only to a non-empty string
+            rc = a.n ? (tokbuf_add(&b, st->a, st->alen) || tokbuf_add(&b, a.p, a.n)) : tokbuf_add(&b, "", 0);
+            break;
+        case NORM_REPLACE:
+            rc = st->re ? replace_regex(st, &a, &b, md) : replace_literal(st, &a, &b);
+            break;
+        case NORM_STRIP:
+            rc = strip(st, &a, &b);
+            break;
+        case NORM_LOWERCASE:
+            rc = lowercase(&a, &b);
+            break;
+        }
+        TokBuf t = a;
+        a = b;
+        b = t;
+    }
+    out->n = 0;
+    if (!rc) rc = tokbuf_add(out, a.p, a.n);
+    free(a.p);
+    free(b.p);
+    return rc ? -1 : 0;
+}
