@@ -1,0 +1,439 @@
+// export.c — PEFT LoRA adapter directories and full Hugging Face model directories (see export.h).
+// JSON files are written with sorted keys and 2-space indentation as peft / transformers write them,
+// numbers in their shortest round-trip form; every file goes to a temp name and is renamed.
+// Does not: compute merged weights, quantize, or upload anything.
+#include "export.h"
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { EX_MAX_JSON_DEPTH = 64 };
+
+int ex_peft_tensor_name(char *buf, size_t cap, const char *module, char which) {
+    int n = snprintf(buf, cap, "base_model.model.%s.lora_%c.weight", module, which);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+// mkdir -p
+static int make_dirs(Diag *d, const char *dir) {
+    size_t n = strlen(dir);
+    char *p = malloc(n + 1);
+    if (!p) {
+        diag_file_error(d, dir, 0, 0, "out of memory");
+        return -1;
+    }
+    memcpy(p, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != 0) continue;
+        char c = p[i];
+        p[i] = 0;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            diag_file_error(d, p, 0, 0, "cannot create directory: %s", strerror(errno));
+            free(p);
+            return -1;
+        }
+        p[i] = c;
+    }
+    free(p);
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        diag_file_error(d, dir, 0, 0, "not a directory");
+        return -1;
+    }
+    return 0;
+}
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir), m = strlen(name);
+    char *s = malloc(n + m + 2);
+    if (!s) return NULL;
+    memcpy(s, dir, n);
+    size_t k = n;
+    if (n && dir[n - 1] != '/') s[k++] = '/';
+    memcpy(s + k, name, m + 1);
+    return s;
+}
+
+// Writes len bytes to path through path.tmp.<pid> + rename.
+static int write_atomic(Diag *d, const char *path, const char *data, size_t len) {
+    size_t plen = strlen(path) + 32;
+    char *tmp = malloc(plen);
+    if (!tmp) {
+        diag_file_error(d, path, 0, 0, "out of memory");
+        return -1;
+    }
+    snprintf(tmp, plen, "%s.tmp.%ld", path, (long)getpid());
+    FILE *fp = fopen(tmp, "wb");
+    if (!fp) {
+        diag_file_error(d, path, 0, 0, "cannot create `%s`: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    int bad = len && fwrite(data, 1, len, fp) != len;
+    if (fclose(fp) != 0) bad = 1;
+    if (bad || rename(tmp, path) != 0) {
+        diag_file_error(d, path, 0, 0, "cannot write: %s", strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}
+
+// The fewest significant digits that give back x, as Python's repr does.
+static int shortest_digits(double x) {
+    char buf[40];
+    for (int p = 1; p < 17; p++) {
+        snprintf(buf, sizeof buf, "%.*g", p, x);
+        if (strtod(buf, NULL) == x) return p;
+    }
+    return 17;
+}
+
+static int max_digits(const json_t *v, int depth) {
+    int best = 1;
+    if (depth > EX_MAX_JSON_DEPTH) return 17;
+    if (json_is_real(v)) return shortest_digits(json_real_value(v));
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            int p = max_digits(json_array_get(v, i), depth + 1);
+            if (p > best) best = p;
+        }
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x) {
+            int p = max_digits(x, depth + 1);
+            if (p > best) best = p;
+        }
+    }
+    return best;
+}
+
+// Sorted keys, indent 2, trailing newline — json.dumps(obj, indent=2, sort_keys=True) + "\n".
+static int write_json(Diag *d, const char *path, json_t *root) {
+    char *s = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(max_digits(root, 0)));
+    if (!s) {
+        diag_file_error(d, path, 0, 0, "out of memory");
+        return -1;
+    }
+    size_t n = strlen(s);
+    char *t = realloc(s, n + 2);
+    if (!t) {
+        free(s);
+        diag_file_error(d, path, 0, 0, "out of memory");
+        return -1;
+    }
+    t[n] = '\n';
+    t[n + 1] = 0;
+    int rc = write_atomic(d, path, t, n + 1);
+    free(t);
+    return rc;
+}
+
+static json_t *number(double x) {
+    if (x == (double)(long long)x && x > -1e15 && x < 1e15) return json_integer((json_int_t)x);
+    return json_real(x);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// ---------------------------------------------------------------- PEFT adapter
+
+static json_t *adapter_config(const ExLoraConfig *c, const ExLoraModule *mods, int n) {
+    json_t *o = json_object();
+    if (!o) return NULL;
+    // peft 0.15's LoraConfig fields, with its defaults where trlc has no setting.
+    json_object_set_new(o, "alpha_pattern", json_object());
+    json_object_set_new(o, "auto_mapping", json_null());
+    json_object_set_new(o, "base_model_name_or_path",
+                        c->base_model_name_or_path ? json_string(c->base_model_name_or_path) : json_null());
+    json_object_set_new(o, "bias", json_string("none"));
+    json_object_set_new(o, "corda_config", json_null());
+    json_object_set_new(o, "eva_config", json_null());
+    json_object_set_new(o, "exclude_modules", json_null());
+    json_object_set_new(o, "fan_in_fan_out", json_false());
+    json_object_set_new(o, "inference_mode", json_true());
+    json_object_set_new(o, "init_lora_weights", json_true());
+    json_object_set_new(o, "layer_replication", json_null());
+    json_object_set_new(o, "layers_pattern", json_null());
+    json_object_set_new(o, "layers_to_transform", json_null());
+    json_object_set_new(o, "loftq_config", json_object());
+    json_object_set_new(o, "lora_alpha", number(c->lora_alpha));
+    json_object_set_new(o, "lora_bias", json_false());
+    json_object_set_new(o, "lora_dropout", json_real(c->lora_dropout));
+    json_object_set_new(o, "megatron_config", json_null());
+    json_object_set_new(o, "megatron_core", json_string("megatron.core"));
+    json_object_set_new(o, "modules_to_save", json_null());
+    json_object_set_new(o, "peft_type", json_string("LORA"));
+    json_object_set_new(o, "r", json_integer(c->r));
+    json_object_set_new(o, "rank_pattern", json_object());
+    json_object_set_new(o, "revision", json_null());
+    json_object_set_new(o, "task_type", json_string("CAUSAL_LM"));
+    json_object_set_new(o, "trainable_token_indices", json_null());
+    json_object_set_new(o, "use_dora", json_false());
+    json_object_set_new(o, "use_rslora", json_boolean(c->use_rslora));
+    // target_modules: given, or the last name component of every module; sorted, unique.
+    int cap = c->target_modules ? c->n_target_modules : n;
+    const char **names = calloc((size_t)(cap > 0 ? cap : 1), sizeof(char *));
+    char **owned = calloc((size_t)(cap > 0 ? cap : 1), sizeof(char *));
+    json_t *tm = json_array();
+    if (!names || !owned || !tm) {
+        free(names);
+        free(owned);
+        json_decref(tm);
+        json_decref(o);
+        return NULL;
+    }
+    int k = 0;
+    for (int i = 0; i < cap; i++) {
+        if (c->target_modules) names[k++] = c->target_modules[i];
+        else {
+            const char *dot = strrchr(mods[i].module, '.');
+            owned[i] = strdup(dot ? dot + 1 : mods[i].module);
+            if (owned[i]) names[k++] = owned[i];
+        }
+    }
+    qsort(names, (size_t)k, sizeof(char *), cmp_str);
+    for (int i = 0; i < k; i++)
+        if (i == 0 || strcmp(names[i], names[i - 1])) json_array_append_new(tm, json_string(names[i]));
+    json_object_set_new(o, "target_modules", tm);
+    for (int i = 0; i < cap; i++) free(owned[i]);
+    free(owned);
+    free(names);
+    return o;
+}
+
+int ex_write_peft_adapter(Diag *d, const char *dir, const ExLoraConfig *cfg, const ExLoraModule *mods,
+                          int n_mods) {
+    if (cfg->r <= 0 || !(cfg->lora_alpha > 0) || !(cfg->lora_dropout >= 0 && cfg->lora_dropout < 1) ||
+        n_mods <= 0 || (cfg->target_modules && cfg->n_target_modules <= 0)) {
+        diag_file_error(d, dir, 0, 0, "invalid LoRA adapter: r = %d, alpha = %g, dropout = %g, %d modules", cfg->r,
+                        cfg->lora_alpha, cfg->lora_dropout, n_mods);
+        return -1;
+    }
+    StDtype dt = cfg->dtype == ST_BF16 || cfg->dtype == ST_F16 ? cfg->dtype : ST_F32;
+    if (make_dirs(d, dir)) return -1;
+    StWriter *w = st_writer_new();
+    if (!w) {
+        diag_file_error(d, dir, 0, 0, "out of memory");
+        return -1;
+    }
+    int rc = -1;
+    char name[512];
+    for (int i = 0; i < n_mods; i++) {
+        const ExLoraModule *m = &mods[i];
+        if (!m->module || !m->module[0] || m->in <= 0 || m->out <= 0 || !m->A || !m->B) {
+            diag_file_error(d, dir, 0, 0, "LoRA module %d (`%s`) has no name, data or a bad shape", i,
+                            m->module ? m->module : "");
+            goto out;
+        }
+        int64_t sa[2] = {cfg->r, m->in}, sb[2] = {m->out, cfg->r};
+        if (ex_peft_tensor_name(name, sizeof name, m->module, 'A') ||
+            st_writer_add_f32(d, w, name, dt, 2, sa, m->A) ||
+            ex_peft_tensor_name(name, sizeof name, m->module, 'B') ||
+            st_writer_add_f32(d, w, name, dt, 2, sb, m->B))
+            goto out;
+    }
+    char *st = join(dir, "adapter_model.safetensors"), *cj = join(dir, "adapter_config.json");
+    json_t *conf = adapter_config(cfg, mods, n_mods);
+    if (!st || !cj || !conf) diag_file_error(d, dir, 0, 0, "out of memory");
+    else if (st_writer_write(d, w, st) == 0 && write_json(d, cj, conf) == 0) rc = 0;
+    json_decref(conf);
+    free(st);
+    free(cj);
+out:
+    st_writer_free(w);
+    return rc;
+}
+
+// ---------------------------------------------------------------- full model directories
+
+static const char *const tokenizer_files[] = {
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+    "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json", "chat_template.jinja",
+};
+
+static int copy_file(Diag *d, const char *from, const char *to) {
+    FILE *in = fopen(from, "rb");
+    if (!in) {
+        diag_file_error(d, from, 0, 0, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    int rc = -1;
+    while (buf) {
+        if (len == cap) {
+            char *nb = cap < ((size_t)1 << 40) ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t k = fread(buf + len, 1, cap - len, in);
+        len += k;
+        if (k == 0) break;
+    }
+    if (!buf) diag_file_error(d, from, 0, 0, "out of memory");
+    else if (ferror(in)) diag_file_error(d, from, 0, 0, "cannot read");
+    else rc = write_atomic(d, to, buf, len);
+    free(buf);
+    fclose(in);
+    return rc;
+}
+
+static const char *torch_dtype_name(StDtype t) {
+    return t == ST_BF16 ? "bfloat16" : t == ST_F16 ? "float16" : "float32";
+}
+
+static int write_config(Diag *d, const char *base_dir, const char *dir, StDtype dt) {
+    char *from = join(base_dir, "config.json"), *to = join(dir, "config.json");
+    int rc = -1;
+    json_error_t err;
+    json_t *root = NULL;
+    if (!from || !to) {
+        diag_file_error(d, dir, 0, 0, "out of memory");
+        goto out;
+    }
+    root = json_load_file(from, JSON_REJECT_DUPLICATES, &err);
+    if (!root) {
+        diag_file_error(d, from, err.line, err.column, "cannot read config: %s", err.text);
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        diag_file_error(d, from, 0, 0, "config.json must hold a JSON object");
+        goto out;
+    }
+    bool has_dtype = json_object_get(root, "dtype") != NULL;
+    if (has_dtype) json_object_set_new(root, "dtype", json_string(torch_dtype_name(dt)));
+    if (!has_dtype || json_object_get(root, "torch_dtype"))
+        json_object_set_new(root, "torch_dtype", json_string(torch_dtype_name(dt)));
+    rc = write_json(d, to, root);
+out:
+    json_decref(root);
+    free(from);
+    free(to);
+    return rc;
+}
+
+static uint64_t tensor_bytes(const ExTensor *t, StDtype dt) {
+    uint64_t n = (uint64_t)st_dtype_bits(dt) / 8;
+    for (int k = 0; k < t->ndim; k++) n *= (uint64_t)t->shape[k];
+    return n;
+}
+
+int ex_write_hf_model(Diag *d, const char *dir, const ExModelOptions *opt, const ExTensor *tensors, int n) {
+    StDtype dt = opt->dtype == ST_BF16 || opt->dtype == ST_F16 ? opt->dtype : ST_F32;
+    uint64_t max = opt->max_shard_bytes ? opt->max_shard_bytes : 5000000000ull;
+    if (!opt->base_dir) {
+        diag_file_error(d, dir, 0, 0, "exporting a model needs the base model directory (for config.json)");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const ExTensor *t = &tensors[i];
+        bool ok = t->name && t->name[0] && t->data && t->ndim >= 0 && t->ndim <= ST_MAX_DIMS;
+        for (int k = 0; ok && k < t->ndim; k++) ok = t->shape[k] >= 0 && t->shape[k] < ((int64_t)1 << 40);
+        if (!ok) {
+            diag_file_error(d, dir, 0, 0, "tensor %d (`%s`) has no name, no data or a bad shape", i,
+                            t->name ? t->name : "");
+            return -1;
+        }
+    }
+    if (make_dirs(d, dir)) return -1;
+    // Shards as transformers / huggingface_hub split them: in order; a tensor over the limit gets a
+    // shard of its own; otherwise a new shard starts when the next tensor would pass the limit.
+    int *shard = calloc((size_t)(n > 0 ? n : 1), sizeof(int));
+    if (!shard) {
+        diag_file_error(d, dir, 0, 0, "out of memory");
+        return -1;
+    }
+    int nshards = 0, cur = -1;
+    uint64_t cur_size = 0, total = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t b = tensor_bytes(&tensors[i], dt);
+        total += b;
+        if (b > max) {
+            shard[i] = nshards++;
+            continue;
+        }
+        if (cur < 0 || cur_size + b > max) {
+            cur = nshards++;
+            cur_size = 0;
+        }
+        shard[i] = cur;
+        cur_size += b;
+    }
+    if (nshards == 0) nshards = 1;
+    int rc = -1;
+    json_t *wm = json_object();
+    char fname[64];
+    char *path = NULL;
+    if (!wm) goto oom;
+    for (int s = 0; s < nshards; s++) {
+        StWriter *w = st_writer_new();
+        if (!w) goto oom;
+        if (nshards == 1) snprintf(fname, sizeof fname, "model.safetensors");
+        else snprintf(fname, sizeof fname, "model-%05d-of-%05d.safetensors", s + 1, nshards);
+        int bad = 0;
+        for (int i = 0; i < n && !bad; i++) {
+            if (shard[i] != s) continue;
+            bad = st_writer_add_f32(d, w, tensors[i].name, dt, tensors[i].ndim, tensors[i].shape, tensors[i].data);
+            if (!bad && nshards > 1) bad = json_object_set_new(wm, tensors[i].name, json_string(fname));
+        }
+        free(path);
+        path = join(dir, fname);
+        if (!bad && path) bad = st_writer_write(d, w, path);
+        st_writer_free(w);
+        if (!path) goto oom;
+        if (bad) goto out;
+    }
+    // The other layout must not shadow this one (transformers looks for model.safetensors first).
+    free(path);
+    path = join(dir, nshards == 1 ? "model.safetensors.index.json" : "model.safetensors");
+    if (!path) goto oom;
+    unlink(path);
+    if (nshards > 1) {
+        json_t *idx = json_object(), *meta = json_object();
+        if (!idx || !meta) {
+            json_decref(idx);
+            json_decref(meta);
+            goto oom;
+        }
+        json_object_set_new(meta, "total_size", json_integer((json_int_t)total));
+        json_object_set_new(idx, "metadata", meta);
+        json_object_set(idx, "weight_map", wm);
+        free(path);
+        path = join(dir, "model.safetensors.index.json");
+        int bad = !path || write_json(d, path, idx);
+        json_decref(idx);
+        if (bad) goto out;
+    }
+    if (write_config(d, opt->base_dir, dir, dt)) goto out;
+    for (size_t i = 0; i < sizeof tokenizer_files / sizeof tokenizer_files[0]; i++) {
+        char *from = join(opt->base_dir, tokenizer_files[i]), *to = join(dir, tokenizer_files[i]);
+        struct stat st;
+        int bad = !from || !to;
+        if (!bad && stat(from, &st) == 0 && S_ISREG(st.st_mode)) bad = copy_file(d, from, to);
+        free(from);
+        free(to);
+        if (bad) goto out;
+    }
+    rc = 0;
+    goto out;
+oom:
+    diag_file_error(d, dir, 0, 0, "out of memory");
+out:
+    free(path);
+    free(shard);
+    json_decref(wm);
+    return rc;
+}

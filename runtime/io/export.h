@@ -1,0 +1,61 @@
+// export.h — writing what the Hugging Face ecosystem reads back: a PEFT LoRA adapter directory
+// (adapter_config.json + adapter_model.safetensors, loadable by peft's PeftModel.from_pretrained)
+// and a full / merged model directory (config.json + model.safetensors, sharded with an index past
+// a size limit, + the base model's tokenizer files), loadable by transformers' from_pretrained.
+// Takes plain float tensors; does not merge LoRA into weights (the trainer does), nor quantize.
+// Directories are created when missing; each file is written to a temp name and renamed.
+#ifndef TRLC_EXPORT_H
+#define TRLC_EXPORT_H
+#include "diag.h"
+#include "safetensors.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+// One LoRA-adapted linear layer. The base weight `<module>.weight` is [out, in].
+typedef struct ExLoraModule {
+    const char *module;      // base-model name without ".weight", e.g. "model.layers.0.self_attn.q_proj"
+    int64_t in, out;
+    const float *A;          // (r, in)   → base_model.model.<module>.lora_A.weight
+    const float *B;          // (out, r)  → base_model.model.<module>.lora_B.weight
+} ExLoraModule;
+
+typedef struct ExLoraConfig {
+    const char *base_model_name_or_path;   // written as given (a hub id or a path)
+    int r;
+    double lora_alpha;
+    double lora_dropout;
+    bool use_rslora;                       // scaling alpha/sqrt(r) instead of alpha/r
+    const char *const *target_modules;     // e.g. {"q_proj", "v_proj"}; NULL = derived from the modules
+    int n_target_modules;
+    StDtype dtype;                         // F32, BF16 or F16 for the saved tensors
+} ExLoraConfig;
+
+// Writes dir/adapter_config.json (sorted keys, peft 0.15's field set) and
+// dir/adapter_model.safetensors ({"format": "pt"}). Returns 0, or -1 (reported).
+int ex_write_peft_adapter(Diag *d, const char *dir, const ExLoraConfig *cfg, const ExLoraModule *mods,
+                          int n_mods);
+// The PEFT tensor name of a module's A (which = 'A') or B ('B') matrix into buf; -1 if too long.
+int ex_peft_tensor_name(char *buf, size_t cap, const char *module, char which);
+
+// One tensor of a full model, named as in the checkpoint ("model.layers.0.mlp.up_proj.weight").
+typedef struct ExTensor {
+    const char *name;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    const float *data;       // (shape...) row-major
+} ExTensor;
+
+typedef struct ExModelOptions {
+    const char *base_dir;            // the base model directory: config.json and tokenizer files are
+                                     // copied from it (config.json with torch_dtype/dtype updated)
+    StDtype dtype;                   // F32, BF16 or F16
+    uint64_t max_shard_bytes;        // 0 = 5 GB (transformers' default); split as transformers does
+} ExModelOptions;
+
+// Writes dir/config.json, dir/model.safetensors or dir/model-0000k-of-0000n.safetensors +
+// dir/model.safetensors.index.json, and copies tokenizer.json, tokenizer_config.json,
+// special_tokens_map.json, generation_config.json, vocab.json, merges.txt, tokenizer.model,
+// added_tokens.json, chat_template.jinja when the base directory has them. Returns 0 or -1.
+int ex_write_hf_model(Diag *d, const char *dir, const ExModelOptions *opt, const ExTensor *tensors, int n);
+
+#endif

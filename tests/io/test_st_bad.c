@@ -1,0 +1,161 @@
+// test_st_bad.c — the malformed corpus (tests/io/bad/EXPECTED: kind, path, expected message part):
+// every case must fail with a non-zero status, at least one error, and the expected message.
+// Then hostile mutations of a valid file (every truncation, random header bytes) on exact-size
+// buffers: a failure or a success, never a read out of bounds (run under ASan).
+#include "hfconfig.h"
+#include "safetensors.h"
+#include "test.h"
+#include <stdlib.h>
+#include <string.h>
+
+static char src[1024];
+
+// Runs one case with diagnostics captured; returns the number of errors and the text in *out.
+static int run_case(const char *kind, const char *path, char **out, int *status) {
+    size_t len = 0;
+    FILE *mem = open_memstream(out, &len);
+    Diag d;
+    diag_init(&d, mem);
+    *status = 0;
+    if (!strcmp(kind, "st")) {
+        StFile *f = st_open(&d, path);
+        *status = f ? 0 : 1;
+        st_close(f);
+    } else if (!strcmp(kind, "cfg")) {
+        HfConfig c;
+        *status = hf_config_load(&d, path, &c) ? 1 : 0;
+    } else if (!strcmp(kind, "ck")) {
+        StCheckpoint *ck = st_checkpoint_open(&d, path);
+        *status = ck ? 0 : 1;
+        st_checkpoint_close(ck);
+    } else if (!strcmp(kind, "shape")) {
+        HfConfig c;
+        StCheckpoint *ck = NULL;
+        if (hf_config_load(&d, path, &c) == 0 && (ck = st_checkpoint_open(&d, path)) != NULL)
+            *status = hf_config_check_checkpoint(&d, &c, ck) ? 1 : 0;
+        else
+            *status = 2;   // the config and files themselves must be fine
+        st_checkpoint_close(ck);
+    }
+    int errors = d.errors;
+    diag_free(&d);
+    fclose(mem);
+    return errors;
+}
+
+static void test_corpus(void) {
+    char path[4096], line[1024];
+    snprintf(path, sizeof path, "%s/bad/EXPECTED", src);
+    FILE *m = fopen(path, "r");
+    CHECK(m != NULL);
+    if (!m) return;
+    int n = 0;
+    while (fgets(line, sizeof line, m)) {
+        line[strcspn(line, "\n")] = 0;
+        char *kind = strtok(line, "\t"), *name = strtok(NULL, "\t"), *want = strtok(NULL, "\t");
+        if (!kind || !name || !want) continue;
+        snprintf(path, sizeof path, "%s/bad/%s", src, name);
+        char *msg = NULL;
+        int status, errors = run_case(kind, path, &msg, &status);
+        CHECK_MSG(status == 1, "%s: status %d", name, status);
+        CHECK_MSG(errors > 0, "%s: no error reported", name);
+        CHECK_MSG(msg && strstr(msg, want), "%s: expected `%s` in:\n%s", name, want, msg ? msg : "");
+        CHECK_MSG(msg && strstr(msg, name), "%s: the message does not name the file:\n%s", name, msg ? msg : "");
+        if (getenv("VERBOSE")) fputs(msg, stdout);
+        free(msg);
+        n++;
+    }
+    fclose(m);
+    printf("%d malformed inputs rejected with the expected message\n", n);
+    CHECK(n >= 20);
+    // Positive control for the shape check: a consistent pair.
+    snprintf(path, sizeof path, "%s/fixtures/tiny-qwen3-h8", src);
+    char *msg = NULL;
+    size_t len;
+    FILE *mem = open_memstream(&msg, &len);
+    Diag d;
+    diag_init(&d, mem);
+    HfConfig c;
+    StCheckpoint *ck = NULL;
+    CHECK(hf_config_load(&d, path, &c) == 0);
+    CHECK((ck = st_checkpoint_open(&d, path)) != NULL);
+    if (ck) CHECK(hf_config_check_checkpoint(&d, &c, ck) == 0);
+    st_checkpoint_close(ck);
+    CHECK(d.errors == 0);
+    diag_free(&d);
+    fclose(mem);
+    free(msg);
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t next(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+
+static void test_mutations(void) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/fixtures/dtypes.safetensors", src);
+    FILE *fp = fopen(path, "rb");
+    CHECK(fp != NULL);
+    if (!fp) return;
+    static uint8_t file[1 << 16];
+    size_t n = fread(file, 1, sizeof file, fp);
+    fclose(fp);
+    FILE *devnull = fopen("/dev/null", "w");
+    Diag d;
+    diag_init(&d, devnull);
+    int accepted = 0;
+    for (size_t len = 0; len < n; len++) {   // every truncation fails
+        uint8_t *b = malloc(len ? len : 1);
+        memcpy(b, file, len);
+        StFile *f = st_open_buffer(&d, "trunc", b, len);
+        if (f) accepted++;
+        st_close(f);
+        free(b);
+    }
+    CHECK_MSG(accepted == 0, "%d truncations accepted", accepted);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | file[i];
+    int ok = 0, rejected = 0;
+    for (int iter = 0; iter < 4000; iter++) {   // random bytes in the header
+        uint8_t *b = malloc(n);
+        memcpy(b, file, n);
+        int flips = 1 + (int)(next() % 4);
+        for (int k = 0; k < flips; k++) {
+            size_t at = 8 + next() % hlen;
+            b[at] = next() % 4 ? (uint8_t)"0123456789[]{}\",:-e. "[next() % 21] : (uint8_t)next();
+        }
+        StFile *f = st_open_buffer(&d, "mut", b, n);
+        if (f) {
+            ok++;
+            // whatever was accepted must be convertible without reading out of bounds
+            for (size_t i = 0; i < st_count(f); i++) {
+                const StTensor *t = st_tensor(f, i);
+                CHECK((const uint8_t *)t->data + t->nbytes <= b + n);
+                if (t->numel < 100000) {
+                    float *v = malloc((size_t)(t->numel + 1) * sizeof(float));
+                    st_to_f32(&d, t, v);
+                    free(v);
+                }
+            }
+        } else
+            rejected++;
+        st_close(f);
+        free(b);
+    }
+    printf("mutations: %zu truncations rejected; %d random header edits: %d accepted, %d rejected\n", n, 4000,
+           ok, rejected);
+    CHECK(rejected > 0);
+    diag_free(&d);
+    fclose(devnull);
+}
+
+int main(int argc, char **argv) {
+    snprintf(src, sizeof src, "%s", argc > 1 ? argv[1] : ".");
+    test_corpus();
+    test_mutations();
+    return test_done("io.st_bad");
+}
