@@ -1,12 +1,113 @@
-// cmd_ir.c — `trlc ir` (stub until its owner fills it in).
+// cmd_ir.c — `trlc ir SPEC [--after PASS] [--model NAME] [--f64]`: loads and checks the spec,
+// lowers the policy (or the named model) with its objective, runs the IR passes up to PASS
+// (lower, autodiff, dce; all by default) and prints the graph: inputs, parameters (name, shape,
+// trainable), forward, backward, outputs. Exit 0, 1 (spec errors), 2 (usage).
+// Not here: running the graph (trlc run), kernels.
+#include "autodiff.h"
+#include "check.h"
 #include "cli.h"
+#include "ir.h"
+#include "load.h"
+#include "lower.h"
 #include <stdio.h>
+#include <string.h>
 
-const char usage_ir[] = "usage: trlc ir ...\n";
+const char usage_ir[] =
+    "usage: trlc ir SPEC [--after PASS] [--model NAME] [--f64]\n"
+    "\n"
+    "Checks SPEC, lowers its model and objective to the tensor IR, differentiates it, and prints\n"
+    "the graph: inputs, parameters (HF names, shapes, trainable), forward nodes, backward nodes\n"
+    "and outputs, one node per line with the spec location it came from.\n"
+    "\n"
+    "options:\n"
+    "  --after PASS   print the IR after PASS: lower, autodiff or dce (default: the last)\n"
+    "  --model NAME   lower the model block NAME instead of the policy\n"
+    "  --f64          build the graph in float64 (as gradient checks do)\n"
+    "  -h, --help     this help\n"
+    "\n"
+    "exit status: 0 success, 1 spec errors, 2 usage error\n";
 
 int cmd_ir(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "trlc: error: `ir` is not implemented yet\n");
-    return EXIT_RUNTIME;
+    const char *path = NULL, *after = NULL, *model_name = NULL;
+    bool f64 = false, opts_done = false;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!opts_done && !strcmp(arg, "--")) {
+            opts_done = true;
+        } else if (!opts_done && (!strcmp(arg, "--after") || !strcmp(arg, "--model"))) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "trlc ir: error: `%s` needs a value\n%s", arg, usage_ir);
+                return EXIT_USAGE;
+            }
+            if (!strcmp(arg, "--after")) after = argv[++i];
+            else model_name = argv[++i];
+        } else if (!opts_done && !strcmp(arg, "--f64")) {
+            f64 = true;
+        } else if (!opts_done && arg[0] == '-' && arg[1]) {
+            fprintf(stderr, "trlc ir: error: unknown option `%s`\n%s", arg, usage_ir);
+            return EXIT_USAGE;
+        } else if (path) {
+            fprintf(stderr, "trlc ir: error: one spec at a time (got `%s` and `%s`)\n%s", path, arg, usage_ir);
+            return EXIT_USAGE;
+        } else {
+            path = arg;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "trlc ir: error: no spec given\n%s", usage_ir);
+        return EXIT_USAGE;
+    }
+    if (after) {
+        int n;
+        const char *const *names = ad_pass_names(&n);
+        bool known = false;
+        for (int i = 0; i < n; i++) known |= !strcmp(names[i], after);
+        if (!known) {
+            fprintf(stderr, "trlc ir: error: unknown pass `%s` (passes:", after);
+            for (int i = 0; i < n; i++) fprintf(stderr, " %s", names[i]);
+            fprintf(stderr, ")\n");
+            const char *s = suggest_word(after, names, (size_t)n);
+            if (s) fprintf(stderr, "hint: did you mean `%s`?\n", s);
+            return EXIT_USAGE;
+        }
+    }
+
+    Diag d;
+    diag_init(&d, stderr);
+    Arena arena = {0};
+    LoadedSpec spec = {0};
+    CheckedSpec *cs = arena_alloc(&arena, sizeof *cs);
+    IrGraph g;
+    ir_graph_init(&g, &d, f64 ? IR_F64 : IR_F32);
+    int status = EXIT_OK;
+    if (load_spec(&d, &arena, path, &spec) != 0 || check_spec(&d, &arena, &spec, cs) != 0) {
+        status = EXIT_SPEC;
+    } else {
+        int model = -1;
+        if (model_name) {
+            for (int i = 0; i < cs->nmodels; i++)
+                if (cs->models[i].name && !strcmp(cs->models[i].name, model_name)) model = i;
+            if (model < 0) {
+                diag_plain_error(&d, "the spec has no model `%s`", model_name);
+                const char *names[CHECK_MAX_MODELS];
+                for (int i = 0; i < cs->nmodels; i++) names[i] = cs->models[i].name;
+                const char *s = suggest_word(model_name, names, (size_t)cs->nmodels);
+                if (s) diag_hint(&d, "did you mean `%s`?", s);
+                status = EXIT_USAGE;
+            }
+        }
+        LowerResult res;
+        if (status == EXIT_OK) {
+            if (lower_model(&d, &arena, &spec, cs, model, &g, &res) != 0 || ad_run_passes(&g, after) != 0)
+                status = EXIT_SPEC;
+            else
+                ir_print_after(stdout, &g, &d, after ? after : "dce");
+        }
+    }
+    if (status == EXIT_SPEC && d.errors)
+        fprintf(stderr, "%s: %d error%s\n", path, d.errors, d.errors == 1 ? "" : "s");
+    ir_graph_free(&g);
+    arena_free(&arena);
+    diag_free(&d);
+    return status;
 }

@@ -260,7 +260,9 @@ static void check_items(Ck *c, const Ast *blk, const SchemaBlock *sb, int depth)
 
 // `500 stpes`: did you mean `steps`?
 static void unit_hint(Ck *c, const char *unit) {
-    static const char *const units[] = {"steps", "epochs", "tokens"};
+    static const char *const units[] = {"steps", "epochs", "tokens", "step", "epoch", "token"};
+    for (int i = 0; i < 6; i++)
+        if (!strcmp(unit, units[i])) return;   // a real unit, just not the one expected here
     const char *s = suggest_word(unit, units, 3);
     if (s) diag_hint(c->d, "did you mean `%s`?", s);
 }
@@ -365,7 +367,7 @@ static void check_value(Ck *c, const SchemaKey *k, const Ast *v, int depth) {
             diag_error(c->d, v->loc, "%s needs a unit: steps or epochs", what);
             diag_hint(c->d, "write `%s steps`", src_text(c, v));
         } else if (v->kind == AST_QUANTITY) {
-            diag_error(c->d, v->loc, "%s counts steps or epochs, not %s", what, v->unit);
+            diag_error(c->d, v->loc, "%s counts steps or epochs, not `%s`", what, v->unit);
             unit_hint(c, v->unit);
         } else {
             diag_error(c->d, v->loc, "%s expects a count of steps or epochs, got %s", what, describe(c, v));
@@ -379,7 +381,7 @@ static void check_value(Ck *c, const SchemaKey *k, const Ast *v, int depth) {
             diag_error(c->d, v->loc, "%s needs a unit: tokens", what);
             diag_hint(c->d, "write `%s tokens`", src_text(c, v));
         } else if (v->kind == AST_QUANTITY) {
-            diag_error(c->d, v->loc, "%s counts tokens, not %s", what, v->unit);
+            diag_error(c->d, v->loc, "%s counts tokens, not `%s`", what, v->unit);
             unit_hint(c, v->unit);
         } else {
             diag_error(c->d, v->loc, "%s expects a count of tokens, got %s", what, describe(c, v));
@@ -407,7 +409,7 @@ static void check_value(Ck *c, const SchemaKey *k, const Ast *v, int depth) {
             return;
         }
         if (v->nkids != k->count) {
-            diag_error(c->d, v->loc, "%s expects a list of %d numbers, got %d", what, k->count, v->nkids);
+            diag_error(c->d, v->loc, "%s expects a list of %d numbers, got a list of %d", what, k->count, v->nkids);
             return;
         }
         for (int i = 0; i < v->nkids; i++) {
@@ -419,7 +421,7 @@ static void check_value(Ck *c, const SchemaKey *k, const Ast *v, int depth) {
     case SK_NAMES:
         if (v->kind == AST_IDENT) {
             if (!in_enum(k->enums, v->name)) {
-                diag_error(c->d, v->loc, "%s expects a list of names or %s, got `%s`", what,
+                diag_error(c->d, v->loc, "%s expects a list of names or `%s`, got `%s`", what,
                            join_names(c, k->enums, count_names(k->enums)), v->name);
                 diag_hint(c->d, "write `%s = [%s];`", k->name, v->name);
             }
@@ -1414,6 +1416,20 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
             diag_error(d, ref->loc, "the reference `%s` is the model being trained", ref->name);
             diag_hint(d, "leave `ref` out to use the policy with its adapters switched off");
         }
+        // a teacher or reference scores the same tokens as the policy: same vocabulary
+        const Ast *other_ast[2] = {teacher, ref};
+        int other[2] = {o->teacher, o->ref};
+        for (int r = 0; r < 2 && out->policy >= 0; r++) {
+            if (other[r] < 0 || other[r] == out->policy || !other_ast[r]) continue;
+            const CheckedModel *p = &out->models[out->policy], *q = &out->models[other[r]];
+            if (p->has_config && q->has_config && p->cfg.vocab != q->cfg.vocab) {
+                diag_error(d, other_ast[r]->loc, "the %s `%s` has a vocabulary of %lld tokens, but the policy `%s` has %lld",
+                           r == 0 ? "teacher" : "reference", q->name, (long long)q->cfg.vocab, p->name,
+                           (long long)p->cfg.vocab);
+                diag_hint(d, "both models must use the same tokenizer: %s compares their distributions token by token",
+                          o->kind);
+            }
+        }
         const char *const *formats = objective_formats(o->kind);
         for (int i = 0; formats && i < out->ndata; i++) {
             const CheckedData *dt = &out->data[i];
@@ -1457,4 +1473,145 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
         }
     }
     return d->errors > errors0 ? -1 : 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Overrides (`--set train.optimizer.lr=1e-4`): rewrite the AST before checking, so that the value
+// is checked (and located) like a written one.
+
+static Ast *find_kid(Ast *owner, AstKind kind, const char *name, const char *label) {
+    for (int i = 0; owner && i < owner->nkids; i++) {
+        Ast *k = owner->kids[i];
+        if (!k || k->kind != kind || !k->name || strcmp(k->name, name)) continue;
+        if (label && (!k->label || strcmp(k->label, label))) continue;
+        return k;
+    }
+    return NULL;
+}
+
+static Ast *new_block(Arena *a, Ast *owner, const char *name, const char *label, Loc loc) {
+    Ast *b = ast_new(a, AST_BLOCK, loc);
+    b->name = arena_strdup(a, name);
+    b->name_loc = loc;
+    if (label) {
+        b->label = arena_strdup(a, label);
+        b->label_loc = loc;
+    }
+    ast_push(a, owner, b);
+    return b;
+}
+
+// Reports an unknown part of an override path with did-you-mean over the candidates.
+static int bad_path(Diag *d, const char *path, const char *part, const char *const *cands, int n) {
+    diag_plain_error(d, "`%s`: no setting `%s` here", path, part);
+    const char *s = suggest_word(part, cands, (size_t)n);
+    if (s) diag_hint(d, "did you mean `%s`?", s);
+    return -1;
+}
+
+int check_override(Diag *d, Arena *a, Ast *spec, const char *path, Ast *value) {
+    char *buf = arena_strdup(a, path);
+    char *parts[16];
+    int n = 0;
+    for (char *save = NULL, *p = strtok_r(buf, ".", &save); p; p = strtok_r(NULL, ".", &save)) {
+        if (n == 16) {
+            diag_plain_error(d, "`%s`: the path is too long", path);
+            return -1;
+        }
+        parts[n++] = p;
+    }
+    if (n < 2) {
+        diag_plain_error(d, "`%s`: expected BLOCK.SETTING, e.g. `train.optimizer.lr`", path);
+        return -1;
+    }
+    const SchemaBlock *sb = schema_block(parts[0]);
+    if (!sb) return bad_path(d, path, parts[0], block_kinds, 6);
+    int i = 1;
+    const char *label = NULL;
+    if (sb->label) {
+        label = parts[i++];
+        if (!strcmp(sb->name, "objective") && !(sb = schema_objective(label))) {
+            const char *kinds[8];
+            int nk = 0;
+            for (int j = 0; schema_objectives[j] && nk < 8; j++) kinds[nk++] = schema_objectives[j]->name;
+            return bad_path(d, path, label, kinds, nk);
+        }
+        if (i >= n) {
+            diag_plain_error(d, "`%s`: expected a setting after `%s.%s`", path, parts[0], label);
+            return -1;
+        }
+    }
+    Ast *owner = find_kid(spec, AST_BLOCK, parts[0], label);
+    if (!owner) owner = new_block(a, spec, parts[0], label, value->loc);
+    for (; i < n; i++) {
+        const SchemaKey *k = schema_key(sb, parts[i]);
+        if (!k) {
+            const char *names[64];
+            int nn = 0;
+            for (const SchemaKey *q = sb->keys; q && q->name && nn < 64; q++) names[nn++] = q->name;
+            return bad_path(d, path, parts[i], names, nn);
+        }
+        bool last = i == n - 1;
+        if (k->type == SK_BLOCK || k->type == SK_BLOCKS) {
+            const char *name = parts[i], *lbl = NULL;
+            if (k->type == SK_BLOCKS) {
+                if (i + 1 >= n) {
+                    diag_plain_error(d, "`%s`: expected the name of a `%s` block after `%s`", path, name, name);
+                    return -1;
+                }
+                lbl = parts[++i];
+            }
+            if (i + 1 >= n) {
+                diag_plain_error(d, "`%s` is a block: name one of its settings", path);
+                return -1;
+            }
+            Ast *sub = find_kid(owner, AST_BLOCK, name, lbl);
+            owner = sub ? sub : new_block(a, owner, name, lbl, value->loc);
+            sb = k->subs[0];
+            continue;
+        }
+        Ast *item = find_kid(owner, AST_ASSIGN, parts[i], NULL);
+        if (last) {
+            if (item) {
+                item->a = value;
+            } else {
+                item = ast_new(a, AST_ASSIGN, value->loc);
+                item->name = arena_strdup(a, parts[i]);
+                item->name_loc = value->loc;
+                item->a = value;
+                ast_push(a, owner, item);
+            }
+            return 0;
+        }
+        if (k->type != SK_CONSTRUCT) {
+            diag_plain_error(d, "`%s`: `%s` has no settings inside", path, parts[i]);
+            return -1;
+        }
+        // descend into `name = variant { ... }`, making one when the setting is absent or bare
+        const SchemaBlock *variant = NULL;
+        if (item && item->a && (item->a->kind == AST_CONSTRUCT || item->a->kind == AST_IDENT)) {
+            for (int j = 0; k->subs[j]; j++)
+                if (!strcmp(k->subs[j]->name, item->a->name)) variant = k->subs[j];
+        }
+        if (!variant)
+            for (int j = 0; k->subs[j] && !variant; j++)
+                if (schema_key(k->subs[j], parts[i + 1])) variant = k->subs[j];
+        if (!variant) variant = k->subs[0];
+        if (!item) {
+            item = ast_new(a, AST_ASSIGN, value->loc);
+            item->name = arena_strdup(a, parts[i]);
+            item->name_loc = value->loc;
+            ast_push(a, owner, item);
+        }
+        if (!item->a || item->a->kind != AST_CONSTRUCT) {
+            Ast *con = ast_new(a, AST_CONSTRUCT, item->a ? item->a->loc : value->loc);
+            con->name = variant->name;
+            con->name_loc = con->loc;
+            item->a = con;
+        }
+        owner = item->a;
+        sb = variant;
+    }
+    diag_plain_error(d, "`%s`: expected a setting at the end of the path", path);
+    return -1;
 }

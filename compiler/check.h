@@ -139,6 +139,14 @@ typedef struct CheckedSpec {
 // through d. Returns 0 when the spec is valid, -1 otherwise (then *out is incomplete: don't use it).
 int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out);
 
+// Replaces (or adds) one setting before checking, as `--set train.optimizer.lr=1e-4` will: `path`
+// is a dotted settings path (`lora.policy.rank`, `objective.grpo.reward.correct.weight`,
+// `train.early_stop.patience`), `value` an expression the caller parsed (its Loc is where errors
+// about the value point). Missing blocks and constructs are created (`train.optimizer.lr` on a
+// bare `optimizer = adamw;` makes it `adamw { lr = ...; }`). Returns 0, or -1 after reporting an
+// unknown path (with did-you-mean). Call before check_spec, on the main spec's root.
+int check_override(Diag *d, Arena *a, Ast *spec, const char *path, Ast *value);
+
 // The linear-layer names LoRA can target in an architecture: from the arch's 2-D `.weight` params
 // (embeddings excluded; params under any `if` count), or a built-in list for llama/qwen2/qwen3
 // when arch is NULL or declares none. (For a model, check_spec also drops `lm_head` when tied.)

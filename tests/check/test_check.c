@@ -51,7 +51,7 @@ static void test_sft_lora(void) {
     const CheckedModel *m = &s->models[0];
     CHECK(!strcmp(m->name, "policy") && m->trainable);
     CHECK(!strcmp(m->dtype, "bf16"));
-    CHECK(m->from && strstr(m->from, "models/tiny-qwen3"));
+    CHECK(m->from && strstr(m->from, "fixtures/tiny-qwen3"));
     CHECK(m->has_lora && m->lora_rank == 16);
     CHECK_CLOSE(m->lora_alpha, 32, 0, 0);
     CHECK_CLOSE(m->lora_dropout, 0.05, 1e-12, 0);
@@ -141,7 +141,7 @@ static void test_roles(void) {
     }
     memset(s, 0, sizeof *s);
     if (!check_file("freeze.trl", &a, s)) {
-        CHECK(s->models[0].freeze_lo == 0 && s->models[0].freeze_hi == 6 && !s->models[0].has_lora);
+        CHECK(s->models[0].freeze_lo == 0 && s->models[0].freeze_hi == 1 && !s->models[0].has_lora);
         CHECK(!strcmp(s->train.optimizer, "sgd") && !strcmp(s->train.schedule, "constant"));
         CHECK_CLOSE(s->train.momentum, 0.9, 0, 1e-12);
     }
@@ -166,7 +166,7 @@ static void test_defaults(void) {
     Arena a = {0};
     CheckedSpec *s = arena_alloc(&a, sizeof *s);
     int errors = check_text("trl 1;\n"
-                            "model policy { from = \"models/tiny-qwen3\"; }\n"
+                            "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
                             "lora policy { }\n"
                             "data train { from = \"data/text.jsonl\"; format = text; }\n"
                             "objective sft { }\n"
@@ -188,7 +188,7 @@ static void test_defaults(void) {
     memset(s, 0, sizeof *s);
     FILE *sink = fopen("/dev/null", "w");
     errors = check_text("trl 1;\n"
-                        "model policy { from = \"models/tiny-qwen3\"; dtype = bf61; }\n"
+                        "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; dtype = bf61; }\n"
                         "lora policy { rank = 0; alpah = 3; }\n"
                         "data train { from = \"data/text.jsonl\"; format = text; }\n"
                         "objective sft { }\n"
@@ -251,6 +251,59 @@ static void test_schema_paths(void) {
     CHECK(schema_lookup_path("train.batch.x") == NULL);
 }
 
+static Ast *num(Arena *a, double x, bool is_int) {
+    Ast *v = ast_new(a, AST_NUM, (Loc){0, 0, 0});
+    v->num = x;
+    v->is_int = is_int;
+    v->inum = (int64_t)x;
+    return v;
+}
+
+// --set: overrides rewrite the AST, then the checker sees (and validates) the new values.
+static void test_overrides(void) {
+    Arena a = {0};
+    Diag d;
+    diag_init(&d, stderr);
+    LoadedSpec spec = {0};
+    char *path = arena_printf(&a, "%s/qlora.trl", dir);
+    CHECK(load_spec(&d, &a, path, &spec) == 0);
+    if (d.errors) goto done;
+    Ast *root = spec.mods[spec.nmods - 1].root;
+    CHECK(check_override(&d, &a, root, "train.optimizer.lr", num(&a, 5e-5, false)) == 0);
+    CHECK(check_override(&d, &a, root, "lora.policy.rank", num(&a, 4, true)) == 0);
+    CHECK(check_override(&d, &a, root, "train.seed", num(&a, 7, true)) == 0);               // added
+    CHECK(check_override(&d, &a, root, "train.early_stop.patience", num(&a, 2, true)) == 0); // new block
+    Ast *metric = ast_new(&a, AST_IDENT, (Loc){0, 0, 0});
+    metric->name = "loss";
+    CHECK(check_override(&d, &a, root, "train.early_stop.metric", metric) == 0);
+    CHECK(d.errors == 0);
+    CheckedSpec *s = arena_alloc(&a, sizeof *s);
+    CHECK(check_spec(&d, &a, &spec, s) == 0);
+    CHECK_CLOSE(s->train.lr, 5e-5, 0, 1e-12);
+    CHECK(s->models[0].lora_rank == 4 && s->train.seed == 7);
+    CHECK(s->train.early_stop && s->train.es_patience == 2 && !strcmp(s->train.es_metric, "loss"));
+    // a value out of range is caught by the check, not by the override
+    CHECK(check_override(&d, &a, root, "lora.policy.dropout", num(&a, 2, true)) == 0);
+    FILE *sink = fopen("/dev/null", "w");
+    Diag d2;
+    diag_init(&d2, sink ? sink : stderr);
+    memset(s, 0, sizeof *s);
+    CHECK(check_spec(&d2, &a, &spec, s) == -1 && d2.errors == 1);
+    // unknown paths
+    int e0 = d2.errors;
+    CHECK(check_override(&d2, &a, root, "train.optimizer.lrr", num(&a, 1, true)) == -1);
+    CHECK(check_override(&d2, &a, root, "objective.ppo.beta", num(&a, 1, true)) == -1);
+    CHECK(check_override(&d2, &a, root, "trian.seed", num(&a, 1, true)) == -1);
+    CHECK(check_override(&d2, &a, root, "train", num(&a, 1, true)) == -1);
+    CHECK(check_override(&d2, &a, root, "train.early_stop", num(&a, 1, true)) == -1);
+    CHECK(d2.errors == e0 + 5);
+    diag_free(&d2);
+    if (sink) fclose(sink);
+done:
+    diag_free(&d);
+    arena_free(&a);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: test_check EXAMPLES_DIR\n");
@@ -264,5 +317,6 @@ int main(int argc, char **argv) {
     test_defaults();
     test_linear_names();
     test_schema_paths();
+    test_overrides();
     return test_done("check.values");
 }

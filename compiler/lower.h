@@ -1,0 +1,87 @@
+// lower.h — lowering: the graph language (stdlib/*.trl and user defs) → an IrGraph.
+// Evaluates config expressions, runs an arch's body to declare its parameters (HF checkpoint
+// names: `model.layers.3.mlp.up_proj.weight`), inlines defs (depth-limited), unrolls `for` over
+// constant ranges and `if` on config values, maps calls to IR builders, and adds the objective's
+// loss (a SUM over target tokens) as the graph's loss. Errors are reported at the spec or stdlib
+// location through the Diag, with notes naming the calls that led there.
+// Not here: parsing (load.h), spec validation (check.h), autodiff and later passes (autodiff.h),
+// LoRA / quantization rewriting (a later pass; every linear node carries its module path in
+// IrNode.name so that the rewrite can find it).
+#ifndef TRLC_LOWER_H
+#define TRLC_LOWER_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "arena.h"
+#include "check.h"
+#include "diag.h"
+#include "hfconfig.h"
+#include "ir.h"
+#include "load.h"
+
+// The graph inputs lowering creates (all i32):
+//   tokens (B, T)  token ids
+//   pos    (B, T)  position ids (restart at 0 for each packed sequence; DsBatch.positions)
+//   labels (B, T)  next-token targets, ALREADY SHIFTED: labels[b, t] is the token to predict from
+//                  position t (DsBatch.targets), -100 where nothing is learned (prompt, padding)
+#define LOWER_INPUT_TOKENS "tokens"
+#define LOWER_INPUT_POS "pos"
+#define LOWER_INPUT_LABELS "labels"
+#define LOWER_IGNORE_INDEX (-100)
+
+// How a parameter is initialised for a model trained from scratch (`= normal(std)`, `= ones`,
+// `= zeros` in its declaration). Models loaded `from` a checkpoint ignore it.
+typedef enum LowerInit { LOWER_INIT_NONE = 0, LOWER_INIT_NORMAL, LOWER_INIT_ONES, LOWER_INIT_ZEROS } LowerInit;
+
+typedef struct LowerParam {
+    IrId id;                  // the IR_PARAM node
+    const char *name;         // HF path, e.g. "model.layers.0.self_attn.q_proj.weight"
+    LowerInit init;
+    double std;               // LOWER_INIT_NORMAL
+    int layer;                // N of "model.layers.N." or -1
+    bool trainable;
+    Loc loc;                  // the `param` declaration
+} LowerParam;
+
+// What to lower: an architecture and its configuration. lower_model() fills this from a checked
+// spec; tests and tools may fill it directly.
+typedef struct LowerModel {
+    const char *name;         // the model block's label ("policy"), for messages; may be NULL
+    const char *arch;         // arch name: defined in a loaded module, or a stdlib module of that name
+    CheckedConfig cfg;        // cfg.vocab, cfg.hidden ... as the stdlib reads them
+    const HfConfig *hf;       // config.json when the model comes `from` a checkpoint, else NULL:
+                              // adds attention_bias, mlp_bias and rope scaling to cfg
+    const Ast *config_block;  // the spec's `config { }` (extra keys for custom archs), or NULL
+    int freeze_lo, freeze_hi; // layers [lo, hi) are not trainable (lo == hi: none)
+    Loc loc;                  // where model-level errors point (the model block's label)
+} LowerModel;
+
+typedef struct LowerOptions {
+    // The objective whose loss becomes the graph's loss: "sft", "pretrain", or NULL / "none" for
+    // the forward only (logits as the output). Others ("dpo", ...) are not lowered yet: an error.
+    const char *objective;
+    double label_smoothing;   // sft, pretrain
+    int max_def_depth;        // nested def calls allowed (0 → 64)
+} LowerOptions;
+
+void lower_options_init(LowerOptions *o);
+
+typedef struct LowerResult {
+    IrId tokens, pos, labels; // inputs (labels is IR_NONE without an objective)
+    IrId logits;              // (B, T, vocab), also the output "logits"
+    IrId loss;                // the scalar loss (sum over target tokens), or IR_NONE
+    LowerParam *params;       // every declared parameter, in declaration order (arena memory)
+    int nparams;
+} LowerResult;
+
+// Lowers `m` into g, which the caller has set up with ir_graph_init (its float dtype is the
+// dtype of params and activations: IR_F32, or IR_F64 for gradient checks). May add stdlib
+// modules to spec (the arch's module, "objectives"). Returns 0, or -1 after reporting.
+int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const LowerOptions *opt,
+                IrGraph *g, LowerResult *res);
+
+// The same for model number `model` of a checked spec (-1: the policy), with the spec's
+// objective (sft, pretrain; otherwise the forward only, with a warning).
+int lower_model(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, int model,
+                IrGraph *g, LowerResult *res);
+
+#endif

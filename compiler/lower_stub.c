@@ -1,2 +1,0 @@
-// placeholder so the library links before its sources land
-int trlc_lower_placeholder;
