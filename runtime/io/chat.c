@@ -188,6 +188,19 @@ int chat_format(Diag *d, const char *fmt, ChatTemplate *out) {
     return 0;
 }
 
+int chat_from_spec(Diag *d, const char *value, const char *tokenizer_config_path, ChatTemplate *out) {
+    memset(out, 0, sizeof *out);
+    if (strchr(value, '{')) return chat_format(d, value, out);
+    if (!strcmp(value, "chat")) {
+        if (!tokenizer_config_path) {
+            diag_plain_error(d, "template = chat needs the model's tokenizer_config.json");
+            return -1;
+        }
+        return chat_from_config(d, tokenizer_config_path, out);
+    }
+    return chat_named(d, value, out);
+}
+
 // ---- rendering -------------------------------------------------------------------------------
 
 void chat_render_free(ChatRender *r) {

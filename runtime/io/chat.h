@@ -62,6 +62,9 @@ int chat_from_config(Diag *d, const char *path, ChatTemplate *out);
 // A custom format string, e.g. "User: {prompt}\nAssistant: ". Nonzero when it has an unknown
 // {placeholder}, an unbalanced brace, or no {prompt}.
 int chat_format(Diag *d, const char *fmt, ChatTemplate *out);
+// The spec's `template = ...` value: "chat" (the model's own template, from tokenizer_config_path),
+// a name (chat_named) or a format string (anything with a `{`). Nonzero with a diagnostic.
+int chat_from_spec(Diag *d, const char *value, const char *tokenizer_config_path, ChatTemplate *out);
 // Sets the end-of-sequence text PLAIN/FORMAT append after a response (copied; NULL clears).
 int chat_set_eos(ChatTemplate *t, const char *eos);
 // Deep copy (dst is overwritten). Nonzero on allocation failure.

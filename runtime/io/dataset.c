@@ -64,6 +64,20 @@ void ds_config_init(DsConfig *c) {
     c->pad_id = -1;
 }
 
+static const char *const format_names[] = {"text", "prompt_response", "messages", "preference",
+                                           "prompt_answer"};
+
+int ds_format_parse(const char *name, DsFormat *out) {
+    for (int i = 0; i < 5; i++)
+        if (!strcmp(name, format_names[i])) {
+            *out = (DsFormat)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *ds_format_name(DsFormat f) { return (unsigned)f < 5 ? format_names[f] : "?"; }
+
 // ---- small helpers ---------------------------------------------------------------------------
 
 static char *dup_str(const char *s) {
@@ -759,6 +773,16 @@ static void csv_row(int c, void *ctx) {
     if (s->failed) return;
     if (s->nheader == 0 && s->header) {   // the header just ended
         s->nheader = s->nfield;
+        for (size_t i = 0; i < s->nheader; i++) {
+            json_t *probe = json_string(s->header[i]);
+            if (!probe) {
+                diag_file_error(s->l->d, s->l->cfg.path, s->row_line, 0,
+                                "header column %zu is not valid UTF-8 text", i + 1);
+                s->failed = 1;
+                return;
+            }
+            json_decref(probe);
+        }
         for (size_t i = 0; i < s->nheader; i++)
             for (size_t j = 0; j < i; j++)
                 if (!strcmp(s->header[i], s->header[j])) {
@@ -793,6 +817,12 @@ static void csv_row(int c, void *ctx) {
     s->first_field = 1;
 }
 
+// Fields are kept verbatim: libcsv would otherwise trim spaces and tabs around unquoted fields.
+static int csv_no_space(unsigned char c) {
+    (void)c;
+    return 0;
+}
+
 static int load_csv(DsLoader *l) {
     size_t n;
     char *buf = read_whole(l, &n);
@@ -805,10 +835,12 @@ static int load_csv(DsLoader *l) {
     s.line = 1;
     s.first_field = 1;
     int st = -1;
-    if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0 || !s.all || !s.cur) {
+    if (!s.all || !s.cur || csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0) {
         diag_plain_error(l->d, "out of memory");
         goto out_nofree;
     }
+    csv_set_space_func(&p, csv_no_space);
+    int errors_before = l->d->errors;
     // Feed one physical line at a time so that rows know their line numbers.
     for (size_t i = 0; i < n && !s.failed;) {
         const char *nl = memchr(buf + i, '\n', n - i);
@@ -827,6 +859,8 @@ static int load_csv(DsLoader *l) {
                         csv_strerror(csv_error(&p)));
         s.failed = 1;
     }
+    if (s.failed && l->d->errors == errors_before)   // only allocation failures are silent
+        diag_plain_error(l->d, "out of memory reading %s", l->cfg.path);
     if (!s.failed && s.nheader == 0) {
         diag_file_error(l->d, l->cfg.path, 1, 0, "no header row");
         s.failed = 1;

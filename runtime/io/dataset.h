@@ -62,6 +62,11 @@ typedef struct DsConfig {
     int32_t pad_id;             // -1: eos, else 0
 } DsConfig;
 
+// "text" | "prompt_response" | "messages" | "preference" | "prompt_answer" → *out; nonzero when
+// unknown. ds_format_name is the inverse.
+int ds_format_parse(const char *name, DsFormat *out);
+const char *ds_format_name(DsFormat f);
+
 // Defaults: JSONL-by-extension, prompt_response, mask_prompt, seed 0, 1 epoch, ids detected.
 void ds_config_init(DsConfig *c);
 

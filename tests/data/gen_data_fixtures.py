@@ -57,6 +57,7 @@ def main():
     cw.writerow(["Hello, world", "Hi"])
     cw.writerow(["two\nlines", 'say "yes"'])
     cw.writerow(["last", "row"])
+    cw.writerow([" spaced ", "\tkept "])
     w(os.path.join(D, "sft.csv"), "\ufeff" + s.getvalue())
     # GSM8K-style prompt_answer.
     w(os.path.join(D, "gsm.jsonl"), jl([

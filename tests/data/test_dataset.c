@@ -156,7 +156,7 @@ static void test_alpaca_csv(void) {
     l = open_ds("sft.csv", DS_PROMPT_RESPONSE, NULL);
     CHECK(l != NULL);
     if (l) {
-        CHECK(ds_num_rows(l) == 3);
+        CHECK(ds_num_rows(l) == 4);
         CHECK(ds_get(l, 0, &ex) == 0);   // BOM stripped from the header, quoted comma kept
         CHECK(seq_is(ex.ids, ex.labels, ex.n, "Hello, worldHi", &eos, 1, 12) && ex.line == 2);
         ds_example_free(&ex);
@@ -164,6 +164,9 @@ static void test_alpaca_csv(void) {
         CHECK(seq_is(ex.ids, ex.labels, ex.n, "two\nlinessay \"yes\"", &eos, 1, 9) && ex.line == 3);
         ds_example_free(&ex);
         CHECK(ds_get(l, 2, &ex) == 0 && ex.line == 5);
+        ds_example_free(&ex);
+        CHECK(ds_get(l, 3, &ex) == 0);   // spaces around unquoted fields are kept
+        CHECK(seq_is(ex.ids, ex.labels, ex.n, " spaced \tkept ", &eos, 1, 8) && ex.line == 6);
         ds_example_free(&ex);
     }
     ds_close(l);
