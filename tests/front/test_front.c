@@ -180,6 +180,88 @@ static void test_parse(const char *dir) {
     CHECK(load_stdlib_name(-1) == NULL && load_stdlib_name(load_stdlib_count()) == NULL);
 }
 
+// ---- precedence and associativity ----
+
+// An s-expression of an expression tree: (op a b), names and numbers as themselves.
+static void sexpr(FILE *f, const Ast *n) {
+    switch (n->kind) {
+    case AST_NUM: fprintf(f, "%g", n->num); return;
+    case AST_QUANTITY: fprintf(f, "%g%s", n->num, n->unit); return;
+    case AST_IDENT: fputs(n->name, f); return;
+    case AST_BOOL: fputs(n->boolean ? "true" : "false", f); return;
+    case AST_STR: fprintf(f, "\"%s\"", n->str); return;
+    case AST_MEMBER: fputs("(. ", f); sexpr(f, n->a); fprintf(f, " %s)", n->name); return;
+    case AST_INDEX: fputs("([] ", f); sexpr(f, n->a); fputc(' ', f); sexpr(f, n->b); fputc(')', f); return;
+    case AST_UNARY: fprintf(f, "(%c ", n->op); sexpr(f, n->a); fputc(')', f); return;
+    case AST_BINARY: {
+        const char *op = n->op == OP_LE ? "<=" : n->op == OP_GE ? ">=" : n->op == OP_EQ ? "==" :
+                         n->op == OP_NE ? "!=" : n->op == OP_AND ? "&&" : n->op == OP_OR ? "||" : NULL;
+        if (op) fprintf(f, "(%s ", op);
+        else fprintf(f, "(%c ", n->op);
+        sexpr(f, n->a);
+        fputc(' ', f);
+        sexpr(f, n->b);
+        fputc(')', f);
+        return;
+    }
+    case AST_CALL:
+        fprintf(f, "(%s", n->name);
+        for (int i = 0; i < n->nkids; i++) {
+            fputc(' ', f);
+            if (n->kids[i]->kind == AST_NAMED_ARG) {
+                fprintf(f, "%s=", n->kids[i]->name);
+                sexpr(f, n->kids[i]->a);
+            } else {
+                sexpr(f, n->kids[i]);
+            }
+        }
+        fputc(')', f);
+        return;
+    default: fprintf(f, "<%s>", ast_kind_name(n->kind)); return;
+    }
+}
+
+// Parses `x = EXPR;` in a block and compares the value's s-expression.
+static void check_expr(const char *expr, const char *want) {
+    char src[512];
+    snprintf(src, sizeof src, "trl 1; m { x = %s; }", expr);
+    Arena a = {0};
+    Parsed p = parse_text(&a, "expr.trl", src, strlen(src), true);
+    char *got = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&got, &len);
+    if (p.errors == 0 && p.root && p.root->nkids == 2 && p.root->kids[1]->nkids == 1)
+        sexpr(f, p.root->kids[1]->kids[0]->a);
+    else
+        fprintf(f, "error");
+    fclose(f);
+    CHECK_MSG(!strcmp(got, want), "`%s`: got %s, want %s %s", expr, got, want, p.diags);
+    free(got);
+    free(p.diags);
+    arena_free(&a);
+}
+
+static void test_precedence(void) {
+    check_expr("a || b && c == d < e + f * -g.h[i]",
+               "(|| a (&& b (== c (< d (+ e (* f (- ([] (. g h) i))))))))");
+    check_expr("a - b - c", "(- (- a b) c)");
+    check_expr("a / b * c", "(* (/ a b) c)");
+    check_expr("a + b * c - d", "(- (+ a (* b c)) d)");
+    check_expr("-a * b", "(* (- a) b)");
+    check_expr("-2 * b", "(* -2 b)");
+    check_expr("!a && b || !c", "(|| (&& (! a) b) (! c))");
+    check_expr("(a + b) * c", "(* (+ a b) c)");
+    check_expr("a < b == c >= d", "(== (< a b) (>= c d))");
+    check_expr("a != b && c <= d", "(&& (!= a b) (<= c d))");
+    check_expr("f(a, b = -1)[0].c", "(. ([] (f a b=-1) 0) c)");
+    check_expr("- - 3", "3");
+    check_expr("2 - -3", "(- 2 -3)");
+    check_expr("1 - 2%", "(- 1 2%)");
+    check_expr("a < b < c", "error");
+    check_expr("a == b == c", "error");
+    check_expr("a.b(c)", "error");
+}
+
 // ---- diagnostics ----
 
 static void test_diagnostics(const char *dir) {
@@ -646,7 +728,10 @@ int main(int argc, char **argv) {
     }
     const char *mode = argv[1];
     if (!strcmp(mode, "dump")) return dump_file(argv[2]);
-    if (!strcmp(mode, "parse")) test_parse(argv[2]);
+    if (!strcmp(mode, "parse")) {
+        test_parse(argv[2]);
+        test_precedence();
+    }
     else if (!strcmp(mode, "diagnostics")) test_diagnostics(argv[2]);
     else if (!strcmp(mode, "robust")) test_robust();
     else if (!strcmp(mode, "fuzz")) test_fuzz(argv[2]);
