@@ -263,9 +263,30 @@ static void test_rotation_and_discovery(void) {
     opt_free(&m.opt);
 }
 
-// Forks a child that saves a large checkpoint (step 2) and kills it with SIGKILL after `delay_us`.
-// Returns 1 when the child was killed before finishing.
-static int kill_during_save(const char *run, long delay_us, size_t big_n, const Model *prev) {
+// How far the child's save has got, seen from outside: 0 nothing yet, 1 its temp dir exists,
+// 2/3 the model file is being written (>= 1 MiB / >= 48 MiB), 4 the model file is complete,
+// 5 the optimizer file is there, 6 state.json is there, 7 checkpoint-2 is in place.
+static int save_stage(const char *run, pid_t pid) {
+    char tmp[1300], path[1400];
+    snprintf(tmp, sizeof tmp, "%s/.tmp-checkpoint-2-%ld", run, (long)pid);
+    snprintf(path, sizeof path, "%s/checkpoint-2", run);
+    if (exists(path)) return 7;
+    snprintf(path, sizeof path, "%s/state.json", tmp);
+    if (exists(path)) return 6;
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
+    if (exists(path)) return 5;
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    if (exists(path)) return 4;
+    snprintf(path, sizeof path, "%s/model.safetensors.tmp.%ld", tmp, (long)pid);
+    struct stat sb;
+    if (stat(path, &sb) == 0) return sb.st_size >= (48 << 20) ? 3 : sb.st_size >= (1 << 20) ? 2 : 1;
+    return exists(tmp) ? 1 : 0;
+}
+
+// Forks a child that saves a large checkpoint (step 2) and kills it with SIGKILL as soon as its
+// save has reached `stage` (see save_stage). Returns 1 when the child died by the signal, 0 when it
+// exited first, -1 when fork failed; *seen is the stage observed at the kill.
+static int kill_during_save(const char *run, int stage, size_t big_n, const Model *prev, int *seen) {
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
@@ -280,10 +301,16 @@ static int kill_during_save(const char *run, long delay_us, size_t big_n, const 
         int rc = ckpt_save(&d, run, &st, t, 3, &prev->opt, 1, NULL, 0);
         _exit(rc == 0 ? 0 : 4);
     }
-    struct timespec ts = {delay_us / 1000000, (delay_us % 1000000) * 1000};
-    nanosleep(&ts, NULL);
-    kill(pid, SIGKILL);
     int status = 0;
+    *seen = 0;
+    for (;;) {
+        *seen = save_stage(run, pid);
+        if (*seen >= stage) break;
+        if (waitpid(pid, &status, WNOHANG) == pid) return 0;   // finished before the kill point
+        struct timespec ts = {0, 50000};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
 }
@@ -296,25 +323,26 @@ static void test_sigkill(void) {
     model_train(&m, 1);
     CHECK(save(&m, run, 1) == 0);   // checkpoint-1: the one that must survive
     size_t big_n = 24u << 20;        // 96 MiB of tensors
-    long delays[] = {0, 2000, 10000, 30000, 80000, 150000, 300000};
-    int killed = 0, completed = 0;
-    for (size_t i = 0; i < sizeof delays / sizeof delays[0]; i++) {
-        int k = kill_during_save(run, delays[i], big_n, &m);
+    int killed = 0, completed = 0, mid_tensor = 0;
+    for (int stage = 0; stage <= 7; stage++) {
+        int seen = 0;
+        int k = kill_during_save(run, stage, big_n, &m, &seen);
         CHECK(k >= 0);
         int64_t l = latest(run);
         snprintf(path, sizeof path, "%s/checkpoint-2", run);
         if (k == 1 && !exists(path)) {
-            killed++;
-            CHECK_MSG(l == 1, "after a kill at %ld us the latest is %lld", delays[i], (long long)l);
+            killed += seen >= 1;   // seen == 0: killed before its save began
+            mid_tensor += seen == 2 || seen == 3;
+            CHECK_MSG(l == 1, "after a kill at stage %d the latest is %lld", seen, (long long)l);
         } else {
-            // the child finished (a slow kill): then checkpoint-2 is complete and checkpoint-1 was
-            // rotated away (keep = 1); restore the scenario for the next round
+            // the child got its checkpoint-2 in place before dying (or finished): then it must be
+            // complete, and checkpoint-1 may be rotated away (keep = 1); restore the scenario
             completed++;
-            CHECK(l == 2);
+            CHECK_MSG(l == 2, "after a kill at stage %d the latest is %lld", seen, (long long)l);
             rmrf(path);
             if (latest(run) != 1) CHECK(save(&m, run, 1) == 0);
         }
-        // whatever happened, the latest loads
+        // whatever happened, the latest loads and holds checkpoint-1's values
         Model r;
         model_init(&r, 0.0f);
         char dir[1200];
@@ -326,9 +354,10 @@ static void test_sigkill(void) {
         diag_free(&d);
         opt_free(&r.opt);
     }
-    printf("sigkill: %d saves killed mid-write, %d completed before the kill; previous checkpoint "
-           "intact every time\n", killed, completed);
-    CHECK(killed >= 3);
+    printf("sigkill: %d saves killed mid-save (%d while writing the tensors), %d got into place "
+           "first; every time the latest complete checkpoint loaded with checkpoint-1's values\n", killed,
+           mid_tensor, completed);
+    CHECK(killed >= 4 && mid_tensor >= 1);
     // the next save by a live process cleans up the dead ones' temp dirs
     model_train(&m, 2);
     CHECK(save(&m, run, 1) == 0);
