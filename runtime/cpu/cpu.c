@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CPU_MAX_BYTES ((int64_t)1 << 40)   // refuse single tensors above 1 TiB
 #define CPU_MAX_SYM ((int64_t)1 << 31)
@@ -24,7 +25,27 @@ struct CpuProgram {
     bool *is_out;            // (n)
     int64_t live_bytes, peak_bytes;
     int64_t *bytes;          // (n) allocated bytes per owned tensor
+    bool profile;            // TRLC_CPU_PROFILE set: per-op times on stderr after each run
+    double op_secs[IR_OP_COUNT];
+    int op_calls[IR_OP_COUNT];
 };
+
+static double now_secs(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void print_profile(CpuProgram *p) {
+    double total = 0;
+    for (int i = 0; i < IR_OP_COUNT; i++) total += p->op_secs[i];
+    fprintf(stderr, "trlc cpu profile: %.3f s in kernels, peak %.1f MB of intermediates\n", total,
+            (double)p->peak_bytes / 1e6);
+    for (int i = 0; i < IR_OP_COUNT; i++)
+        if (p->op_calls[i])
+            fprintf(stderr, "  %-18s %6d calls %9.3f ms\n", ir_op_name((IrOp)i), p->op_calls[i],
+                    1e3 * p->op_secs[i]);
+}
 
 size_t cpu_elem_size(IrDType t, IrDType real) {
     if (t == IR_I32) return 4;
@@ -57,6 +78,8 @@ CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
     p->g = g;
     p->real = real;
     p->d = d;
+    const char *prof = getenv("TRLC_CPU_PROFILE");
+    p->profile = prof && *prof && strcmp(prof, "0") != 0;
     size_t n = (size_t)(g->n ? g->n : 1);
     p->t = calloc(n, sizeof *p->t);
     p->owned = calloc(n, sizeof *p->owned);
@@ -142,6 +165,8 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
     char msg[320];
     release_all(p);
     p->peak_bytes = 0;
+    memset(p->op_secs, 0, sizeof p->op_secs);
+    memset(p->op_calls, 0, sizeof p->op_calls);
     int64_t syms[IR_NSYMS];
     for (int s = 0; s < IR_NSYMS; s++) {
         syms[s] = sym_vals ? sym_vals[s] : 1;
@@ -215,7 +240,12 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
         e.in = ins;
         e.step = step;
         e.off = (n->op == IR_SLICE || n->op == IR_PAD) ? ir_dim_value(n->a.off, syms) : 0;
+        double t0 = p->profile ? now_secs() : 0;
         int rc = p->real == IR_F64 ? cpu_exec_f64(&e) : cpu_exec_f32(&e);
+        if (p->profile) {
+            p->op_secs[n->op] += now_secs() - t0;
+            p->op_calls[n->op]++;
+        }
         if (ins != small_in) free(ins);
         if (rc != 0) {
             snprintf(msg, sizeof msg, "%s", e.err);
@@ -232,6 +262,7 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
         release_all(p);
         return runtime_error(p, i, "tensor size overflows (check B and T)");
     }
+    if (p->profile) print_profile(p);
     return 0;
 }
 
