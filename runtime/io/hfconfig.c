@@ -442,7 +442,6 @@ long hf_expected_tensors(const HfConfig *c, HfTensorSpec *out, long cap) {
     const char *L = "model.layers.%ld.%s";
     spec(out, cap, &n, 2, V, H, "model.embed_tokens.weight", -1, NULL);
     for (long l = 0; l < c->num_hidden_layers; l++) {
-        spec(out, cap, &n, 1, H, 0, L, l, "input_layernorm.weight");
         spec(out, cap, &n, 2, q, H, L, l, "self_attn.q_proj.weight");
         if (c->qkv_bias) spec(out, cap, &n, 1, q, 0, L, l, "self_attn.q_proj.bias");
         spec(out, cap, &n, 2, kv, H, L, l, "self_attn.k_proj.weight");
@@ -455,13 +454,14 @@ long hf_expected_tensors(const HfConfig *c, HfTensorSpec *out, long cap) {
             spec(out, cap, &n, 1, c->head_dim, 0, L, l, "self_attn.q_norm.weight");
             spec(out, cap, &n, 1, c->head_dim, 0, L, l, "self_attn.k_norm.weight");
         }
-        spec(out, cap, &n, 1, H, 0, L, l, "post_attention_layernorm.weight");
         spec(out, cap, &n, 2, I, H, L, l, "mlp.gate_proj.weight");
         if (c->mlp_bias) spec(out, cap, &n, 1, I, 0, L, l, "mlp.gate_proj.bias");
         spec(out, cap, &n, 2, I, H, L, l, "mlp.up_proj.weight");
         if (c->mlp_bias) spec(out, cap, &n, 1, I, 0, L, l, "mlp.up_proj.bias");
         spec(out, cap, &n, 2, H, I, L, l, "mlp.down_proj.weight");
         if (c->mlp_bias) spec(out, cap, &n, 1, H, 0, L, l, "mlp.down_proj.bias");
+        spec(out, cap, &n, 1, H, 0, L, l, "input_layernorm.weight");
+        spec(out, cap, &n, 1, H, 0, L, l, "post_attention_layernorm.weight");
     }
     spec(out, cap, &n, 1, H, 0, "model.norm.weight", -1, NULL);
     if (!c->tie_word_embeddings) spec(out, cap, &n, 2, V, H, "lm_head.weight", -1, NULL);

@@ -72,7 +72,9 @@ const char *hf_dtype_name(HfDtype t);   // "float32", "float16", "bfloat16", "un
 // scaled as rope.type says (linear: /factor; llama3: the smooth band of FORMATS.md).
 void hf_rope_inv_freq(const HfConfig *c, double *inv_freq /* (hd/2) */);
 
-// The weights a checkpoint of this config holds, in a fixed order (embed, per layer, norm, lm_head).
+// The weights a checkpoint of this config holds, in transformers' state_dict order (embed; per layer
+// q/k/v/o (+bias), q_norm/k_norm, gate/up/down, input/post_attention_layernorm; norm; lm_head) —
+// the order to pass to ex_write_hf_model for shards identical to save_pretrained's.
 typedef struct HfTensorSpec {
     char name[96];                      // e.g. "model.layers.3.self_attn.q_proj.weight"
     int ndim;                           // 1 or 2

@@ -34,11 +34,12 @@ static void test_real(Diag *d) {
     HfTensorSpec *s = calloc((size_t)n, sizeof *s);
     CHECK(hf_expected_tensors(&c, s, n) == n);
     CHECK(!strcmp(s[0].name, "model.embed_tokens.weight") && s[0].shape[0] == 151936 && s[0].shape[1] == 1024);
-    CHECK(!strcmp(s[2].name, "model.layers.0.self_attn.q_proj.weight") && s[2].shape[0] == 2048 &&
-          s[2].shape[1] == 1024);
-    CHECK(!strcmp(s[5].name, "model.layers.0.self_attn.o_proj.weight") && s[5].shape[0] == 1024 &&
-          s[5].shape[1] == 2048);
-    CHECK(!strcmp(s[6].name, "model.layers.0.self_attn.q_norm.weight") && s[6].ndim == 1 && s[6].shape[0] == 128);
+    CHECK(!strcmp(s[1].name, "model.layers.0.self_attn.q_proj.weight") && s[1].shape[0] == 2048 &&
+          s[1].shape[1] == 1024);
+    CHECK(!strcmp(s[4].name, "model.layers.0.self_attn.o_proj.weight") && s[4].shape[0] == 1024 &&
+          s[4].shape[1] == 2048);
+    CHECK(!strcmp(s[5].name, "model.layers.0.self_attn.q_norm.weight") && s[5].ndim == 1 && s[5].shape[0] == 128);
+    CHECK(!strcmp(s[12].name, "model.layers.1.self_attn.q_proj.weight"));
     CHECK(!strcmp(s[n - 1].name, "model.norm.weight"));
     free(s);
 
@@ -51,8 +52,8 @@ static void test_real(Diag *d) {
     CHECK(n == 1 + 24 * 12 + 1);
     s = calloc((size_t)n, sizeof *s);
     hf_expected_tensors(&c, s, n);
-    CHECK(!strcmp(s[3].name, "model.layers.0.self_attn.q_proj.bias") && s[3].shape[0] == 896);
-    CHECK(!strcmp(s[5].name, "model.layers.0.self_attn.k_proj.bias") && s[5].shape[0] == 128);
+    CHECK(!strcmp(s[2].name, "model.layers.0.self_attn.q_proj.bias") && s[2].shape[0] == 896);
+    CHECK(!strcmp(s[4].name, "model.layers.0.self_attn.k_proj.bias") && s[4].shape[0] == 128);
     free(s);
 
     CHECK(load(d, "configs/llama-3.2-1b.json", &c) == 0);
