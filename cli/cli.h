@@ -17,6 +17,8 @@ int cmd_ast(int argc, char **argv);
 extern const char usage_ast[];
 int cmd_ir(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+extern const char usage_data[];
 
 extern const char usage_check[], usage_ir[], usage_tokenize[];
 

@@ -10,6 +10,7 @@ static const Command commands[] = {
     {"ast", "print the syntax tree of a spec (debugging)", usage_ast, cmd_ast},
     {"ir", "print the IR of a spec (forward, backward, parameters)", usage_ir, cmd_ir},
     {"tokenize", "encode JSON strings from stdin to token ids (or decode)", usage_tokenize, cmd_tokenize},
+    {"data", "check a dataset and show which tokens are learned", usage_data, cmd_data},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 
