@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -193,12 +194,14 @@ static json_t *state_to_json(const CkptState *st, const Optimizer *opt, json_t *
                       c->weight_decay, "momentum", c->momentum, "dampening", c->dampening,
                       "nesterov", (int)c->nesterov);
     }
-    return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:o, s:s, s:o}", "format",
-                     CKPT_FORMAT, "version", CKPT_VERSION, "step", (json_int_t)st->step, "epoch",
-                     (json_int_t)st->epoch, "data_pos", (json_int_t)st->data_pos, "samples_seen",
-                     (json_int_t)st->samples_seen, "tokens_seen", (json_int_t)st->tokens_seen,
-                     "seed", seed, "rng", rng, "schedule", sched, "optimizer", o, "spec_hash",
-                     st->spec_hash, "files", files);
+    json_t *best = isfinite(st->best_metric) ? json_real(st->best_metric) : json_null();
+    return json_pack("{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:o, s:o, s:I, s:s, s:o}",
+                     "format", CKPT_FORMAT, "version", CKPT_VERSION, "step", (json_int_t)st->step,
+                     "epoch", (json_int_t)st->epoch, "data_pos", (json_int_t)st->data_pos,
+                     "samples_seen", (json_int_t)st->samples_seen, "tokens_seen",
+                     (json_int_t)st->tokens_seen, "seed", seed, "rng", rng, "schedule", sched,
+                     "optimizer", o, "best_metric", best, "evals_since_best",
+                     (json_int_t)st->evals_since_best, "spec_hash", st->spec_hash, "files", files);
 }
 
 static int write_state(Diag *d, const char *path, json_t *root) {
@@ -314,6 +317,13 @@ static int parse_state(Diag *d, const char *ckpt_dir, CkptState *st, json_t **ro
         get_real(d, path, sc, "num_cycles", &st->sched.num_cycles) ||
         get_real(d, path, sc, "min_lr_rate", &st->sched.min_lr_rate))
         goto fail;
+    json_t *best = json_object_get(root, "best_metric");
+    if (!json_is_null(best) && !json_is_number(best)) {
+        report(d, path, 0, 0, "`best_metric` is missing or not a number or null");
+        goto fail;
+    }
+    st->best_metric = json_is_null(best) ? NAN : json_number_value(best);
+    if (get_int(d, path, root, "evals_since_best", &st->evals_since_best)) goto fail;
     const char *hash = json_string_value(json_object_get(root, "spec_hash"));
     if (!hash || strlen(hash) >= sizeof st->spec_hash) {
         report(d, path, 0, 0, "`spec_hash` is missing or longer than %zu characters",

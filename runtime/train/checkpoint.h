@@ -5,7 +5,8 @@
 //                          `<name>.momentum_buffer` (SGD with momentum); absent when there is none
 //   state.json             {"format": "trlc-checkpoint", "version": 1, "step", "epoch", "data_pos",
 //                          "samples_seen", "tokens_seen", "seed", "rng": [4 hex words],
-//                          "schedule": {...}, "optimizer": {...}, "spec_hash", "files": {name: size}}
+//                          "schedule": {...}, "optimizer": {...}, "best_metric" (null when none),
+//                          "evals_since_best", "spec_hash", "files": {name: size}}
 // Saving writes everything into RUN/.tmp-checkpoint-<step>-<pid>/, fsyncs every file and the
 // directory, renames it to checkpoint-<step> and fsyncs RUN; only then are older checkpoints beyond
 // the newest `keep` deleted. A checkpoint is complete when its state.json parses, names the step of
@@ -39,6 +40,8 @@ typedef struct CkptState {
     uint64_t seed;               // the run's seed
     Rng rng;                     // generator state after `step`
     Schedule sched;
+    double best_metric;          // early stopping: best eval metric so far (NaN when none)
+    int64_t evals_since_best;    // early stopping: evaluations without improvement
     char spec_hash[80];          // hex digest of the spec and its inputs ("" when unknown)
 } CkptState;
 

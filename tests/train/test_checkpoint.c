@@ -57,6 +57,7 @@ static void model_init(Model *m, float base) {
     m->t[0] = (CkptTensor){"layer.w", m->w, 2, {2, 3}};
     m->t[1] = (CkptTensor){"layer.b", m->b, 1, {3}};
     rng_seed(&m->st.rng, 1);
+    m->st.best_metric = NAN;   // no evaluation yet: written as null
     Diag d;
     diag_init(&d, stderr);
     OptConfig c = opt_config_adamw();
@@ -117,6 +118,8 @@ static void test_roundtrip(void) {
     diag_init(&d, stderr);
     CHECK(sched_init(&d, &a.st.sched, &sc) == 0);
     strcpy(a.st.spec_hash, "sha256:0123abcd");
+    a.st.best_metric = 1.8125;
+    a.st.evals_since_best = 2;
     char out[1200];
     CHECK(ckpt_save(&d, run, &a.st, a.t, 2, &a.opt, 3, out, sizeof out) == 0);
     CHECK(strstr(out, "/run/checkpoint-5") != NULL);
@@ -147,6 +150,7 @@ static void test_roundtrip(void) {
     CHECK(b.st.sched.num_cycles == 0.5);
     CHECK(sched_mult(&a.st.sched, 517) == sched_mult(&b.st.sched, 517));
     CHECK(strcmp(b.st.spec_hash, "sha256:0123abcd") == 0);
+    CHECK(b.st.best_metric == 1.8125 && b.st.evals_since_best == 2);
     // continuing training from the loaded state gives the same parameters as without stopping
     model_train(&a, 2);
     model_train(&b, 2);
@@ -243,6 +247,7 @@ static void test_rotation_and_discovery(void) {
     CHECK(strstr(slurp(err), "holds adamw optimizer state, the run uses sgd") != NULL);
     opt_free(&sgd);
     CHECK(ckpt_load(&d, path, &st, m.t, 2, &m.opt) == 0 && st.step == 4);
+    CHECK(isnan(st.best_metric) && st.evals_since_best == 0);
     // rotation removes the dead process's temp dir and keeps the newest complete ones
     snprintf(path, sizeof path, "%s/.tmp-checkpoint-11-999999", run);
     model_train(&m, 3);   // loaded step 4 + 3 = 7
