@@ -34,6 +34,7 @@ typedef struct Ck {
     // later rules, so that one typo gives one error and not a cascade
     const char *ghost_kind[16], *ghost_label[16];
     int nghosts;
+    bool dir_ok[CHECK_MAX_MODELS];      // the model's `from` directory and config.json were fine
 } Ck;
 
 static const char *const builtin_archs[] = {"llama", "qwen2", "qwen3"};
@@ -760,8 +761,10 @@ static void check_model(Ck *c, const Ast *blk, CheckedModel *m) {
                 diag_error(c->d, from->loc, "model directory `%s` has no config.json", from->str);
                 diag_hint(c->d, "`from` names a Hugging Face model directory (config.json, *.safetensors, tokenizer.json)");
             } else {
+                bool *ok = &c->dir_ok[m - c->out->models];
 #ifdef TRLC_HAVE_HFCONFIG
                 if (hf_config_load(c->d, dir, &m->hf) == 0) {
+                    *ok = true;
                     m->has_hf = true;
                     m->has_config = true;
                     set_cfg_from_hf(&m->cfg, &m->hf);
@@ -770,6 +773,7 @@ static void check_model(Ck *c, const Ast *blk, CheckedModel *m) {
                     diag_note(c->d, from->loc, "while reading the model `%s`", blk->label);
                 }
 #else
+                *ok = true;
                 (void)set_cfg_from_hf;   // config.json is read once runtime/io/hfconfig.c lands
 #endif
             }
@@ -1455,6 +1459,17 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
                 if (!strcmp(c->blocks[j]->name, "lora") && !strcmp(c->blocks[j]->label, m->name)) lb = c->blocks[j];
             diag_error(d, lb ? lb->label_loc : m->loc, "model `%s` does not train (it is the %s), so it takes no LoRA adapters",
                        m->name, i == o->teacher ? "teacher" : i == o->ref ? "reference" : "second model");
+        }
+        if (m->trainable && m->from && c->dir_ok[i] && !setting(c->models[i], "tokenizer")) {
+            struct stat st;
+            const char *tj = arena_printf(a, "%s/tokenizer.json", m->from);
+            if (stat(tj, &st) != 0 || !S_ISREG(st.st_mode)) {
+                const Ast *from = setting(c->models[i], "from");
+                diag_error(d, from->loc, "model directory `%s` has no tokenizer.json", from->str);
+                diag_hint(d, "the trained model needs its tokenizer: add tokenizer.json there, or set `tokenizer = \"path/to/tokenizer.json\";`");
+            } else {
+                m->tokenizer = tj;
+            }
         }
         if (m->trainable && m->quantized && !m->has_lora) {
             diag_error(d, m->loc, "model `%s` is quantized but has no `lora %s` block", m->name, m->name);

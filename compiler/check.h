@@ -36,7 +36,8 @@ typedef struct CheckedModel {
     CheckedConfig cfg;
     const char *dtype;         // "fp32" | "bf16" | "fp16"
     int freeze_lo, freeze_hi;  // layers [lo, hi) are frozen; lo == hi == 0: none
-    const char *tokenizer;     // "bytes", a tokenizer.json path (joined), or NULL: the one in `from`
+    const char *tokenizer;     // "bytes" or a tokenizer.json path (joined; for the policy with `from`,
+                               // from/tokenizer.json); NULL for other models without `tokenizer`
     // quantize MODEL { }
     bool quantized;
     const char *quant_format;  // "nf4" | "fp4" | "int8"
