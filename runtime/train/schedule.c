@@ -86,6 +86,7 @@ int sched_init(Diag *d, Schedule *s, const SchedConfig *c) {
 static double max1(int64_t x) { return x > 1 ? (double)x : 1.0; }
 
 double sched_mult(const Schedule *s, int64_t step) {
+    if (step < 0) step = 0;   // not a step transformers can see; treat as the first
     if (step < s->warmup_steps) return (double)step / max1(s->warmup_steps);
     switch (s->kind) {
     case SCHED_CONSTANT:

@@ -38,7 +38,7 @@ SchedConfig sched_config_default(void);
 int sched_init(Diag *d, Schedule *s, const SchedConfig *cfg);
 // ceil(total * ratio) as transformers computes it (0 for ratio <= 0).
 int64_t sched_warmup_from_ratio(int64_t total_steps, double ratio);
-// The lr multiplier for optimizer step `step` (0-based).
+// The lr multiplier for optimizer step `step` (0-based; a negative step counts as 0).
 double sched_mult(const Schedule *s, int64_t step);
 // "constant" | "linear" | "cosine"; sched_kind_from_name returns -1 for an unknown name.
 const char *sched_kind_name(SchedKind k);

@@ -104,6 +104,12 @@ static void test_errors(void) {
     c = sched_config_default();
     CHECK(sched_init(&d2, &s, &c) == 0);
     CHECK(sched_mult(&s, 0) == 1.0 && sched_mult(&s, 1000000) == 1.0);
+    c.kind = SCHED_LINEAR;
+    c.total_steps = 10;
+    c.warmup_steps = 2;
+    CHECK(sched_init(&d2, &s, &c) == 0);
+    CHECK(sched_mult(&s, -5) == 0.0 && sched_mult(&s, 1) == 0.5 && sched_mult(&s, 6) == 0.5);
+    CHECK(sched_mult(&s, 10) == 0.0 && sched_mult(&s, 11) == 0.0);
     diag_free(&d2);
 }
 
