@@ -6,6 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifndef FIXTURES
+#define FIXTURES "tests/data/fixtures"
+#endif
+
 static const uint8_t known[] = {
     0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x29, 0xed, 0xa9, 0x50,
     0x09, 0x00, 0x00, 0x60, 0x40, 0xfc, 0x54, 0xd9, 0x41, 0x10, 0x0a, 0x2a, 0x13, 0x0a, 0x11, 0x0a,
@@ -76,6 +80,35 @@ int main(void) {
     CHECK(nrec == 4);
     CHECK(off == len);
     unlink(path);
+
+    // The peer: tensorboardX wrote the same scalars (fixtures/tbx_events.bin, gen_tb_fixture.py).
+    // With its file_version wall time, our whole file must be byte-identical.
+    f = fopen(FIXTURES "/tbx_events.bin", "rb");
+    CHECK(f != NULL);
+    static uint8_t peer[4096], ours[4096];
+    size_t npeer = f ? fread(peer, 1, sizeof peer, f) : 0;
+    if (f) fclose(f);
+    CHECK(npeer == 184);
+    double vwall = 0;
+    if (npeer > 21) {
+        uint64_t u = get_u64(peer + 13);
+        memcpy(&vwall, &u, 8);
+    }
+    w = tb_open_at(&d, logdir, vwall, "host");
+    CHECK(w != NULL);
+    if (w) {
+        CHECK(tb_scalar_at(w, "train/loss", 10, 1.5f, 1700000001.5) == 0);
+        CHECK(tb_scalar_at(w, "train/lr", 0, 2e-4f, 1700000002.0) == 0);
+        CHECK(tb_scalar_at(w, "eval/loss", 1ll << 40, 0.25f, 1700000003.25) == 0);
+        snprintf(path, sizeof path, "%s", tb_path(w));
+        CHECK(tb_close(w) == 0);
+        f = fopen(path, "rb");
+        size_t nours = f ? fread(ours, 1, sizeof ours, f) : 0;
+        if (f) fclose(f);
+        CHECK_MSG(nours == npeer && memcmp(ours, peer, npeer) == 0, "differs from tensorboardX (%zu vs %zu bytes)",
+                  nours, npeer);
+        unlink(path);
+    }
 
     // A log directory that cannot be created: an error, no crash.
     FILE *devnull = fopen("/dev/null", "w");
