@@ -39,6 +39,7 @@ typedef struct ParseState {
     const char *key;               // the setting being written: the name before the newest `=`
     const char *key_before;        // `key` as it was before the newest token
     int depth;                     // open brackets and braces
+    bool unmatched_close;          // the newest token closes a bracket that was never opened
     Loc open_loc[FE_MAX_DEPTH];    // where each open one is
     int syntax_errors;
     bool stopped;                  // too deep or too many errors: the filter returns end of file
@@ -447,8 +448,12 @@ static int fe_lex(FE_STYPE *lval, Loc *lloc, ParseState *ps) {
         } else {
             ps->open_loc[ps->depth++] = *lloc;
         }
-    } else if ((tok == ')' || tok == ']' || tok == '}') && ps->depth > 0) {
-        ps->depth--;
+    }
+    ps->unmatched_close = false;
+    if (tok == ')' || tok == ']' || tok == '}') {
+        char open = tok == ')' ? '(' : tok == ']' ? '[' : '{';
+        if (ps->depth > 0 && ps->text[ps->open_loc[ps->depth - 1].off] == open) ps->depth--;
+        else ps->unmatched_close = true;   // closes nothing, or not what is open
     }
     ps->key_before = ps->key;
     if (tok == '=') {
@@ -581,6 +586,15 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, ParseState *ps) {
         const char *o = tok_text(ps, open);
         diag_error(ps->d, at, "syntax error: unexpected %s: the `%s` before it is not closed", la_display(ps, la, at), o);
         diag_note(ps->d, open, "the `%s` opened here needs a matching `%s`", o, o[0] == '(' ? ")" : "]");
+    } else if (ps->unmatched_close && ps->depth > 0 && (la == S('}') || la == S(')') || la == S(']'))) {
+        Loc open = ps->open_loc[ps->depth - 1];
+        diag_error(ps->d, at, "syntax error: this `%s` does not match the `%s` before it",
+                   tok_text(ps, at), tok_text(ps, open));
+        diag_note(ps->d, open, "the `%s` opened here is still open", tok_text(ps, open));
+    } else if (ps->unmatched_close && (la == S('}') || la == S(')') || la == S(']'))) {
+        diag_error(ps->d, at, "syntax error: this `%s` closes nothing", tok_text(ps, at));
+        diag_hint(ps->d, "look for an extra `%s` or a missing `%s` above", tok_text(ps, at),
+                  la == S('}') ? "{" : la == S(')') ? "(" : "[");
     } else if (la == S(';') && prevtok == '}') {
         diag_error(ps->d, at, "syntax error: unexpected `;` after `}`: a block ends at its `}`");
         diag_hint(ps->d, "remove the `;`");
@@ -619,8 +633,6 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, ParseState *ps) {
             diag_error(ps->d, at, "syntax error: unexpected %s%s", la_display(ps, la, at), buf);
         if (prevtok == '%')
             diag_hint(ps->d, "`%%` marks a percentage (`3%%`); there is no remainder operator");
-        if (la == S('}') && ps->depth == 0 && prevtok != 0)
-            diag_hint(ps->d, "this `}` closes nothing: look for an extra `}` or a missing `{` above");
     }
     if (ps->syntax_errors >= FE_MAX_SYNTAX_ERRORS) {
         diag_hint(ps->d, "too many errors; stopping here");

@@ -411,7 +411,9 @@ static void test_robust(void) {
     free(s);
     free(t);
     s = repeat("trl 1;\n", "}", 10000, "", &len);
-    expect("10,000 }", s, len, false, "closes nothing");
+    expect("10,000 }", s, len, false, "this `}` closes nothing");
+    expect_s("stray )", "trl 1; model m { x = 1); }", false, "this `)` does not match the `{` before it");
+    expect_s("stray ]", "trl 1; ]", false, "this `]` closes nothing");
     free(s);
 
     // strings, numbers, characters
