@@ -35,6 +35,8 @@ typedef struct Ck {
     const char *ghost_kind[16], *ghost_label[16];
     int nghosts;
     bool dir_ok[CHECK_MAX_MODELS];      // the model's `from` directory and config.json were fine
+    bool config_open;                   // checking a model whose arch is the spec's own: its
+                                        // `config { }` may hold any numeric or boolean key
 } Ck;
 
 static const char *const builtin_archs[] = {"llama", "qwen2", "qwen3"};
@@ -534,6 +536,14 @@ static void check_items(Ck *c, const Ast *blk, const SchemaBlock *sb, int depth)
             continue;
         }
         const SchemaKey *k = schema_key(sb, it->name);
+        if (!k && c->config_open && !strcmp(sb->name, "config") && it->kind == AST_ASSIGN && it->a) {
+            double x;
+            bool is_int;
+            int64_t iv;
+            if (!get_number(it->a, &x, &is_int, &iv) && it->a->kind != AST_BOOL)
+                diag_error(c->d, it->a->loc, "`%s` expects a number or `true`/`false`, got %s", it->name, describe(c, it->a));
+            continue;
+        }
         if (!k) {
             diag_error(c->d, it->name_loc, "unknown %s `%s` in %s", it->kind == AST_BLOCK ? "block" : "setting",
                        it->name, title);
@@ -591,6 +601,7 @@ static void check_items(Ck *c, const Ast *blk, const SchemaBlock *sb, int depth)
     for (int ki = 0; ki < nkeys && ki < MAXK; ki++) {
         const SchemaKey *k = &sb->keys[ki];
         if (!(k->flags & SF_REQUIRED) || seen[ki]) continue;
+        if (c->config_open && !strcmp(sb->name, "config")) continue;   // the arch decides what it needs
         Loc at = blk->kind == AST_CONSTRUCT ? (blk->name_loc.len ? blk->name_loc : blk->loc) : head_loc(blk);
         if (k->type == SK_BLOCKS) {
             diag_error(c->d, at, "%s has no `%s` block", title, k->name);
@@ -666,10 +677,14 @@ static const Ast *find_arch(Ck *c, const char *name) {
     return NULL;
 }
 
-static bool known_arch(Ck *c, const char *name) {
+static bool builtin_arch(const char *name) {
     for (size_t i = 0; i < sizeof builtin_archs / sizeof *builtin_archs; i++)
         if (!strcmp(builtin_archs[i], name)) return true;
-    return find_arch(c, name) != NULL;
+    return false;
+}
+
+static bool known_arch(Ck *c, const char *name) {
+    return builtin_arch(name) || find_arch(c, name) != NULL;
 }
 
 static void add_archs(Ck *c, const Ast *spec) {
@@ -829,6 +844,7 @@ static void check_model(Ck *c, const Ast *blk, CheckedModel *m) {
             diag_hint(c->d, "grouped-query attention shares each key/value head among heads / kv_heads query heads");
         }
         m->has_config = g->vocab > 0 && g->hidden > 0 && g->layers > 0 && g->heads > 0 && g->ffn > 0;
+        if (m->arch && !builtin_arch(m->arch)) m->has_config = g->vocab > 0;   // the spec's own arch
         g->init_std = 0.02;
     }
     if (init && init->kind == AST_CALL) {
@@ -891,6 +907,11 @@ static void check_lora(Ck *c, const Ast *blk, CheckedModel *m) {
         m->lora_all_linear = true;
         for (int i = 0; i < n; i++)
             if (strcmp(names[i], "lm_head")) m->lora_targets[m->lora_ntargets++] = names[i];
+        if (m->lora_ntargets == 0) {
+            diag_error(c->d, t ? t->loc : blk->label_loc, "`all_linear` finds no linear layer in model `%s` (%s) but `lm_head`",
+                       m->name, m->arch ? m->arch : "?");
+            diag_hint(c->d, "name the layers to adapt: `targets = [lm_head];`");
+        }
         return;
     }
     if (t->kind != AST_LIST) return;
@@ -1350,7 +1371,10 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
     }
     out->nmodels = c->nmodels;
     for (int i = 0; i < c->nmodels; i++) {
+        const Ast *arch = setting(c->models[i], "arch");
+        c->config_open = arch && arch->kind == AST_IDENT && find_arch(c, arch->name) && !builtin_arch(arch->name);
         check_items(c, c->models[i], schema_block("model"), 0);
+        c->config_open = false;
         check_model(c, c->models[i], &out->models[i]);
     }
 
