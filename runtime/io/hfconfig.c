@@ -502,6 +502,11 @@ int hf_config_check_checkpoint(Diag *d, const HfConfig *c, struct StCheckpoint *
         }
         bool same = t->ndim == s->ndim;
         for (int k = 0; same && k < s->ndim; k++) same = t->shape[k] == s->shape[k];
+        if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16) {
+            diag_file_error(d, t->file, 0, 0, "tensor `%s` has dtype %s; a model weight must be F32, BF16 or F16",
+                            s->name, st_dtype_name(t->dtype));
+            problems++;
+        }
         if (!same) {
             shape_str(got, sizeof got, t->ndim, t->shape);
             diag_file_error(d, t->file, 0, 0, "tensor `%s` has shape %s, expected %s from %s", s->name, got,

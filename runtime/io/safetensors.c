@@ -707,7 +707,7 @@ static int write_data(FILE *fp, const StWEntry *e) {
 }
 
 int st_writer_write(Diag *d, StWriter *w, const char *path) {
-    qsort(w->e, w->n, sizeof(StWEntry), cmp_wentry);
+    if (w->n > 1) qsort(w->e, w->n, sizeof(StWEntry), cmp_wentry);
     json_t *root = json_object(), *meta = json_object();
     int rc = -1;
     char *hdr = NULL, *tmp = NULL;
@@ -993,3 +993,26 @@ const StTensor *st_checkpoint_find(const StCheckpoint *ck, const char *name) {
 size_t st_checkpoint_count(const StCheckpoint *ck) { return ck->n; }
 const StTensor *st_checkpoint_tensor(const StCheckpoint *ck, size_t i) { return i < ck->n ? ck->t[i] : NULL; }
 const char *st_checkpoint_path(const StCheckpoint *ck) { return ck->path; }
+
+int st_checkpoint_read_f32(Diag *d, const StCheckpoint *ck, const char *name, int ndim, const int64_t *shape,
+                           float *out) {
+    const StTensor *t = st_checkpoint_find(ck, name);
+    if (!t) {
+        diag_file_error(d, ck->path, 0, 0, "no tensor `%s` in this checkpoint", name);
+        return -1;
+    }
+    bool same = t->ndim == ndim;
+    for (int k = 0; same && k < ndim; k++) same = t->shape[k] == shape[k];
+    if (!same) {
+        char want[160], got[160];
+        size_t a = 0, b = 0;
+        want[0] = got[0] = 0;
+        for (int k = 0; k < ndim && k < ST_MAX_DIMS && a < sizeof want; k++)
+            a += (size_t)snprintf(want + a, sizeof want - a, "%s%lld", k ? ", " : "", (long long)shape[k]);
+        for (int k = 0; k < t->ndim && b < sizeof got; k++)
+            b += (size_t)snprintf(got + b, sizeof got - b, "%s%lld", k ? ", " : "", (long long)t->shape[k]);
+        diag_file_error(d, t->file, 0, 0, "tensor `%s` has shape [%s], expected [%s]", name, got, want);
+        return -1;
+    }
+    return st_to_f32(d, t, out);
+}

@@ -103,5 +103,9 @@ const StTensor *st_checkpoint_find(const StCheckpoint *ck, const char *name);
 size_t st_checkpoint_count(const StCheckpoint *ck);
 const StTensor *st_checkpoint_tensor(const StCheckpoint *ck, size_t i);   // sorted by name
 const char *st_checkpoint_path(const StCheckpoint *ck);   // what was opened (for messages)
+// Finds `name`, checks that its shape is exactly shape[0..ndim) and converts it into out (numel
+// floats). Returns 0, or -1 after `file: error: tensor `name` ...` (missing, shape, dtype).
+int st_checkpoint_read_f32(Diag *d, const StCheckpoint *ck, const char *name, int ndim, const int64_t *shape,
+                           float *out);
 
 #endif

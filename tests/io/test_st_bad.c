@@ -153,9 +153,47 @@ static void test_mutations(void) {
     fclose(devnull);
 }
 
+// Random edits of a real config.json text: an error or a config, never a crash.
+static void test_config_mutations(void) {
+    char path[2048];
+    snprintf(path, sizeof path, "%s/configs/llama-3.2-1b.json", src);
+    FILE *fp = fopen(path, "rb");
+    CHECK(fp != NULL);
+    if (!fp) return;
+    static char text[1 << 14];
+    size_t n = fread(text, 1, sizeof text, fp);
+    fclose(fp);
+    FILE *devnull = fopen("/dev/null", "w");
+    Diag d;
+    diag_init(&d, devnull);
+    int ok = 0, rejected = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        char *b = malloc(n);
+        memcpy(b, text, n);
+        int flips = 1 + (int)(next() % 3);
+        for (int k = 0; k < flips; k++)
+            b[next() % n] = next() % 4 ? "0123456789[]{}\",:-e.n "[next() % 22] : (char)next();
+        HfConfig c;
+        if (hf_config_parse(&d, "mut.json", b, next() % 8 ? n : next() % n, &c) == 0) {
+            ok++;
+            CHECK(c.hidden_size > 0 && c.head_dim > 0 && c.num_attention_heads % c.num_key_value_heads == 0);
+            double *f = malloc((size_t)c.head_dim / 2 * sizeof(double) + 8);
+            hf_rope_inv_freq(&c, f);
+            free(f);
+        } else
+            rejected++;
+        free(b);
+    }
+    printf("config mutations: %d accepted, %d rejected\n", ok, rejected);
+    CHECK(ok > 0 && rejected > 0);
+    diag_free(&d);
+    fclose(devnull);
+}
+
 int main(int argc, char **argv) {
     snprintf(src, sizeof src, "%s", argc > 1 ? argv[1] : ".");
     test_corpus();
     test_mutations();
+    test_config_mutations();
     return test_done("io.st_bad");
 }

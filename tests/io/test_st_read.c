@@ -152,6 +152,27 @@ static void test_checkpoints(Diag *d) {
     }
     ck = st_checkpoint_open(d, fx("../fixtures/tiny-qwen3/model.safetensors"));
     CHECK(ck && st_checkpoint_count(ck) == 24);
+    if (ck) {
+        float w[64 * 32];
+        int64_t sh[2] = {64, 32}, bad[2] = {32, 64};
+        CHECK(st_checkpoint_read_f32(d, ck, "model.layers.1.mlp.up_proj.weight", 2, sh, w) == 0);
+        const StTensor *t = st_checkpoint_find(ck, "model.layers.1.mlp.up_proj.weight");
+        CHECK(t && memcmp(t->data, w, sizeof w) == 0);
+        char *msg = NULL;
+        size_t len;
+        FILE *mem = open_memstream(&msg, &len);
+        Diag q;
+        diag_init(&q, mem);
+        CHECK(st_checkpoint_read_f32(&q, ck, "model.layers.1.mlp.up_proj.weight", 2, bad, w) != 0);
+        CHECK(st_checkpoint_read_f32(&q, ck, "model.layers.7.mlp.up_proj.weight", 2, sh, w) != 0);
+        CHECK(q.errors == 2);
+        diag_free(&q);
+        fclose(mem);
+        CHECK(msg && strstr(msg, "model.safetensors: error: tensor `model.layers.1.mlp.up_proj.weight` has shape "
+                                 "[64, 32], expected [32, 64]"));
+        CHECK(msg && strstr(msg, "no tensor `model.layers.7.mlp.up_proj.weight` in this checkpoint"));
+        free(msg);
+    }
     st_checkpoint_close(ck);
 }
 
