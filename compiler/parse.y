@@ -643,7 +643,9 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, ParseState *ps) {
 
 static void fe_error(const Loc *loc, ParseState *ps, const char *msg) {
     if (ps->stopped) return;
-    diag_error(ps->d, *loc, "this is nested too deeply for the parser (%s)", msg);
+    (void)msg;   // bison's "memory exhausted": its stack reached YYMAXDEPTH
+    diag_error(ps->d, *loc, "this is nested too deeply for the parser (more than %d open constructs)",
+               YYMAXDEPTH);
     diag_hint(ps->d, "split the expression with intermediate variables");
     ps->stopped = true;
 }

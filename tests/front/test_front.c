@@ -397,7 +397,7 @@ static void test_robust(void) {
     expect("10,000 ifs", s, len, false, "nested more than 200 levels");
     free(s);
     s = repeat("trl 1; model m { x = ", "-", 10000, "1; }", &len);
-    expect("10,000 minus signs", s, len, false, NULL);
+    expect("10,000 minus signs", s, len, false, "nested too deeply for the parser");
     free(s);
     s = repeat("trl 1; model m { x = ", "!", 10000, "y; }", &len);
     expect("10,000 !", s, len, false, NULL);
