@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Writes the reference fixtures of tests/lower from Hugging Face transformers (the peer
+implementation of llama, qwen2 and qwen3): for each architecture, a tiny model with random
+weights, a batch of tokens and next-token labels, the logits of the HF forward pass in float64,
+and the summed cross-entropy loss as torch computes it.
+
+One safetensors file per case, fixtures/<case>.safetensors:
+  model.* / lm_head.weight   F32   the weights (HF names; no lm_head when tied)
+  test.tokens, test.pos      I32   (B, T)
+  test.labels                I32   (B, T) shifted targets, -100 where ignored
+  test.logits                F64   (B, T, V) reference logits
+  test.loss                  F64   (1,) sum over targets of CE (with label smoothing)
+  __metadata__: arch, tie, label_smoothing, rope_theta, eps
+The C test (test_lower.c) never runs Python; rerun this script only to regenerate.
+Requires: pip install torch transformers safetensors.
+"""
+import os
+import torch
+import torch.nn.functional as F
+import transformers
+from safetensors.torch import save_file
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "fixtures")
+
+DIMS = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=8, intermediate_size=48, max_position_embeddings=64,
+            rms_norm_eps=1e-6)
+
+CASES = [
+    # name, config class, extra config, label smoothing
+    ("llama", transformers.LlamaConfig, dict(rope_theta=10000.0, tie_word_embeddings=False), 0.0),
+    ("qwen2", transformers.Qwen2Config, dict(rope_theta=10000.0, tie_word_embeddings=False), 0.0),
+    ("qwen3", transformers.Qwen3Config, dict(rope_theta=1000000.0, tie_word_embeddings=True), 0.1),
+]
+
+B, T = 2, 8
+
+
+def make(name, cls, extra, ls, seed):
+    torch.manual_seed(seed)
+    kw = dict(DIMS)
+    kw.update(extra)
+    if "rope_theta" in kw:   # transformers >= 5 reads rope_parameters; older versions rope_theta
+        kw["rope_parameters"] = {"rope_type": "default", "rope_theta": kw["rope_theta"]}
+    cfg = cls(**kw)
+    cfg._attn_implementation = "eager"
+    model = transformers.AutoModelForCausalLM.from_config(cfg).double().eval()
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "norm" in pname:
+                v = 1.0 + 0.1 * torch.randn_like(p)
+            elif pname.endswith(".bias"):
+                v = 0.1 * torch.randn_like(p)
+            else:
+                v = 0.2 * torch.randn_like(p)
+            p.copy_(v.float().double())   # the fixture stores f32: use exactly those values
+    tokens = torch.randint(0, DIMS["vocab_size"], (B, T))
+    pos = torch.arange(T).unsqueeze(0).expand(B, T)
+    labels = torch.full((B, T), -100, dtype=torch.long)
+    labels[:, :-1] = tokens[:, 1:]
+    labels[0, :3] = -100   # a masked prompt
+    labels[1, :2] = -100
+    with torch.no_grad():
+        logits = model(input_ids=tokens, position_ids=pos).logits
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                               ignore_index=-100, reduction="sum", label_smoothing=ls)
+    tie = extra["tie_word_embeddings"]
+    tensors = {}
+    for pname, p in model.state_dict().items():
+        if tie and pname == "lm_head.weight":
+            continue
+        tensors[pname] = p.float().contiguous()
+    tensors["test.tokens"] = tokens.int().contiguous()
+    tensors["test.pos"] = pos.int().contiguous()
+    tensors["test.labels"] = labels.int().contiguous()
+    tensors["test.logits"] = logits.contiguous()
+    tensors["test.loss"] = loss.reshape(1).contiguous()
+    meta = {"format": "pt", "arch": name, "tie": "1" if tie else "0", "label_smoothing": repr(ls),
+            "rope_theta": repr(kw["rope_theta"]), "eps": repr(kw["rms_norm_eps"]),
+            "transformers": transformers.__version__, "torch": torch.__version__}
+    path = os.path.join(OUT, name + ".safetensors")
+    save_file(tensors, path, metadata=meta)
+    print(f"{path}: loss {loss.item():.10g}, {len(tensors)} tensors")
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    for i, (name, cls, extra, ls) in enumerate(CASES):
+        make(name, cls, extra, ls, seed=1234 + i)
+
+
+if __name__ == "__main__":
+    main()
