@@ -28,6 +28,15 @@ static inline char *fx_read(const char *path) {
     return buf;
 }
 
+// Everything written to a (tmpfile) stream so far, NUL-terminated, in a static buffer (8 KiB).
+static inline const char *fx_stream_text(FILE *f) {
+    static char buf[8192];
+    rewind(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    return buf;
+}
+
 // Cuts the next line out of *cur (replacing its newline by NUL); NULL at the end.
 static inline char *fx_line(char **cur) {
     char *s = *cur;

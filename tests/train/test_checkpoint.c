@@ -4,6 +4,7 @@
 // junk, and clear errors for a corrupted state.json, a truncated tensor file and shape mismatches.
 #include "checkpoint.h"
 #include "test.h"
+#include "train/fixture.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -19,14 +20,6 @@ static void rmrf(const char *path) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
     if (system(cmd) != 0) fprintf(stderr, "cannot clean %s\n", path);
-}
-
-static char *slurp(FILE *f) {
-    static char buf[8192];
-    rewind(f);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
-    return buf;
 }
 
 static bool exists(const char *path) {
@@ -205,46 +198,46 @@ static void test_rotation_and_discovery(void) {
     CkptState st;
     snprintf(path, sizeof path, "%s/checkpoint-6", run);
     CHECK(ckpt_load(&d, path, &st, m.t, 2, &m.opt) == -1);
-    CHECK_MSG(strstr(slurp(err), "checkpoint-6/model.safetensors: error: has 20 bytes, state.json recorded") != NULL,
-              "%s", slurp(err));
+    CHECK_MSG(strstr(fx_stream_text(err), "checkpoint-6/model.safetensors: error: has 20 bytes, state.json recorded") != NULL,
+              "%s", fx_stream_text(err));
     // a corrupted state.json: a clear error with line and column; discovery skips it
     snprintf(path, sizeof path, "%s/checkpoint-5/state.json", run);
     write_file(path, "{\n  \"format\": \"trlc-checkpoint\",\n  \"step\": 5,,\n}\n");
     CHECK(latest(run) == 4);
     snprintf(path, sizeof path, "%s/checkpoint-5", run);
     CHECK(ckpt_read_state(&d, path, &st) == -1);
-    CHECK_MSG(strstr(slurp(err), "checkpoint-5/state.json:3:13: error: invalid JSON") != NULL, "%s",
-              slurp(err));
+    CHECK_MSG(strstr(fx_stream_text(err), "checkpoint-5/state.json:3:13: error: invalid JSON") != NULL, "%s",
+              fx_stream_text(err));
     // valid JSON, wrong content
     write_file(strcat(path, "/state.json"), "{\"format\": \"trlc-checkpoint\", \"version\": 1, \"step\": -3}");
     snprintf(path, sizeof path, "%s/checkpoint-5", run);
     CHECK(ckpt_read_state(&d, path, &st) == -1);
-    CHECK(strstr(slurp(err), "checkpoint-5/state.json: error: `step` is missing or not a non-negative integer") != NULL);
+    CHECK(strstr(fx_stream_text(err), "checkpoint-5/state.json: error: `step` is missing or not a non-negative integer") != NULL);
     write_file(strcat(path, "/state.json"), "[1, 2]");
     snprintf(path, sizeof path, "%s/checkpoint-5", run);
     CHECK(ckpt_read_state(&d, path, &st) == -1);
-    CHECK(strstr(slurp(err), "not a trlc checkpoint state") != NULL);
+    CHECK(strstr(fx_stream_text(err), "not a trlc checkpoint state") != NULL);
     // an all-zero generator state cannot be saved (xoshiro would only ever return 0)
     CkptState zero = m.st;
     memset(&zero.rng, 0, sizeof zero.rng);
     CHECK(ckpt_save(&d, run, &zero, m.t, 2, &m.opt, 0, NULL, 0) == -1);
-    CHECK(strstr(slurp(err), "rng state is all zero") != NULL);
+    CHECK(strstr(fx_stream_text(err), "rng state is all zero") != NULL);
     // a model whose tensor has another shape, and one the checkpoint lacks
     snprintf(path, sizeof path, "%s/checkpoint-4", run);
     CkptTensor bad[2] = {m.t[0], m.t[1]};
     bad[0].shape[0] = 3, bad[0].shape[1] = 2;
     CHECK(ckpt_load(&d, path, &st, bad, 2, NULL) == -1);
-    CHECK(strstr(slurp(err), "tensor `layer.w` has a different shape than the model") != NULL);
+    CHECK(strstr(fx_stream_text(err), "tensor `layer.w` has a different shape than the model") != NULL);
     bad[0] = m.t[0];
     bad[1].name = "layer.c";
     CHECK(ckpt_load(&d, path, &st, bad, 2, NULL) == -1);
-    CHECK(strstr(slurp(err), "tensor `layer.c` is missing from the checkpoint") != NULL);
+    CHECK(strstr(fx_stream_text(err), "tensor `layer.c` is missing from the checkpoint") != NULL);
     // optimizer kind mismatch
     Optimizer sgd;
     OptConfig oc = opt_config_sgd();
     opt_init(&d, &sgd, &oc);
     CHECK(ckpt_load(&d, path, &st, m.t, 2, &sgd) == -1);
-    CHECK(strstr(slurp(err), "holds adamw optimizer state, the run uses sgd") != NULL);
+    CHECK(strstr(fx_stream_text(err), "holds adamw optimizer state, the run uses sgd") != NULL);
     opt_free(&sgd);
     CHECK(ckpt_load(&d, path, &st, m.t, 2, &m.opt) == 0 && st.step == 4);
     CHECK(isnan(st.best_metric) && st.evals_since_best == 0);

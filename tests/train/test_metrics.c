@@ -3,17 +3,10 @@
 // piped, thousands grouping, durations, and the non-finite loss check.
 #include "metrics.h"
 #include "test.h"
+#include "train/fixture.h"
 #include <jansson.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static char *slurp(FILE *f) {
-    static char buf[4096];
-    rewind(f);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
-    return buf;
-}
 
 static void test_jsonl(const char *dir) {
     char path[1024];
@@ -66,7 +59,7 @@ static void test_jsonl(const char *dir) {
     FILE *err = tmpfile();
     diag_init(&d, err);
     CHECK(met_open(&d, "/nonexistent-dir/x/metrics.jsonl", false) == NULL);
-    CHECK(strstr(slurp(err), "/nonexistent-dir/x/metrics.jsonl: error: cannot open metrics file") != NULL);
+    CHECK(strstr(fx_stream_text(err), "/nonexistent-dir/x/metrics.jsonl: error: cannot open metrics file") != NULL);
     diag_free(&d);
     fclose(err);
 }
@@ -107,9 +100,9 @@ static void test_progress(void) {
     met_progress_draw(&p, 1, 10, 2.0, 1e-4, 100, 9);
     met_progress_draw(&p, 2, 10, 1.5, 1e-4, 100, 8);
     met_progress_end(&p);
-    CHECK_MSG(strcmp(slurp(f), "step 1/10  loss 2.0000  lr 1.0e-04  100 tok/s  ETA 0:09\n"
+    CHECK_MSG(strcmp(fx_stream_text(f), "step 1/10  loss 2.0000  lr 1.0e-04  100 tok/s  ETA 0:09\n"
                                "step 2/10  loss 1.5000  lr 1.0e-04  100 tok/s  ETA 0:08\n") == 0,
-              "%s", slurp(f));
+              "%s", fx_stream_text(f));
     fclose(f);
     // terminal: \r redraws, a shorter line is padded over the longer one, end adds the newline
     f = tmpfile();
@@ -118,9 +111,9 @@ static void test_progress(void) {
     met_progress_draw(&p, 9, 10, 1.0, 1e-4, 12345, 1);
     met_progress_draw(&p, 10, 10, 1.0, 1e-4, -1, -1);
     met_progress_end(&p);
-    CHECK_MSG(strcmp(slurp(f), "\rstep 9/10  loss 1.0000  lr 1.0e-04  12,345 tok/s  ETA 0:01"
+    CHECK_MSG(strcmp(fx_stream_text(f), "\rstep 9/10  loss 1.0000  lr 1.0e-04  12,345 tok/s  ETA 0:01"
                                "\rstep 10/10  loss 1.0000  lr 1.0e-04" "                       \n") == 0,
-              "[%s]", slurp(f));
+              "[%s]", fx_stream_text(f));
     fclose(f);
 }
 
@@ -132,7 +125,7 @@ static void test_finite(void) {
     CHECK(met_check_finite(&d, "loss", NAN, 120) == -1);
     CHECK(met_check_finite(&d, "grad_norm", -INFINITY, 7) == -1);
     CHECK(d.errors == 2);
-    const char *out = slurp(err);
+    const char *out = fx_stream_text(err);
     CHECK_MSG(strstr(out, "trlc: error: loss is NaN at step 120\n") != NULL, "%s", out);
     CHECK(strstr(out, "grad_norm is -inf at step 7") != NULL);
     CHECK(strstr(out, "hint: lower the learning rate") != NULL);
