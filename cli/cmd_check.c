@@ -1,6 +1,7 @@
 // cmd_check.c — `trlc check SPEC`: loads the spec and its imports, checks every block, prints all
 // diagnostics on stderr and a one-line summary. Exit 0 (valid), 1 (spec errors), 2 (usage).
-// `--settings` prints the blocks-and-settings reference generated from the schema.
+// `--set KEY=VALUE` overrides a setting before checking (check_override); `--settings` prints the
+// blocks-and-settings reference generated from the schema.
 // Not here: lowering or memory planning (later passes and options).
 #include "check.h"
 #include "cli.h"
@@ -10,7 +11,7 @@
 #include <string.h>
 
 const char usage_check[] =
-    "usage: trlc check SPEC\n"
+    "usage: trlc check SPEC [--set KEY=VALUE ...]\n"
     "       trlc check --settings\n"
     "\n"
     "Checks SPEC (a .trl file) and the modules it imports without running anything: syntax,\n"
@@ -18,18 +19,56 @@ const char usage_check[] =
     "problem is printed on stderr as `file:line:col: error: ...` with the source line and a hint.\n"
     "\n"
     "options:\n"
-    "  --settings     print the reference of every block and setting (Markdown) and exit\n"
-    "  -h, --help     this help\n"
+    "  --set KEY=VALUE   override a setting before checking: `--set train.optimizer.lr=1e-4`,\n"
+    "                    `--set lora.policy.targets=[q_proj,v_proj]`; KEY is a dotted path\n"
+    "                    (block, label, setting ...), VALUE is written as in a spec\n"
+    "  --settings        print the reference of every block and setting (Markdown) and exit\n"
+    "  -h, --help        this help\n"
     "\n"
     "exit status: 0 the spec is valid, 1 it has errors, 2 usage error\n";
 
+enum { MAX_SETS = 64 };
+
+// Parses VALUE of `--set KEY=VALUE` as the spec language does (a source named `--set` holding
+// `NAME = VALUE;`, NAME the last part of KEY, so that errors show what was written) and applies it.
+static int apply_set(Diag *d, Arena *a, Ast *root, const char *set) {
+    const char *eq = strchr(set, '=');
+    char *key = arena_strndup(a, set, (size_t)(eq - set));
+    const char *last = strrchr(key, '.');
+    last = last ? last + 1 : key;
+    char *text = arena_printf(a, "%s = %s;", *last ? last : "_", eq + 1);
+    uint32_t file = diag_add_source(d, "--set", text, strlen(text));
+    int errors = d->errors;
+    Ast *parsed = parse_source(d, a, file);
+    if (!parsed || d->errors > errors) return -1;
+    if (parsed->nkids != 1 || parsed->kids[0]->kind != AST_ASSIGN || !parsed->kids[0]->a) {
+        diag_plain_error(d, "`--set %s`: expected KEY=VALUE with one value", set);
+        return -1;
+    }
+    return check_override(d, a, root, key, parsed->kids[0]->a);
+}
+
 int cmd_check(int argc, char **argv) {
     const char *path = NULL;
+    const char *sets[MAX_SETS];
+    int nsets = 0;
     bool settings = false, opts_done = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!opts_done && !strcmp(arg, "--")) {
             opts_done = true;
+        } else if (!opts_done && !strcmp(arg, "--set")) {
+            const char *kv = i + 1 < argc ? argv[++i] : NULL;
+            if (!kv || !strchr(kv, '=') || kv[0] == '=') {
+                fprintf(stderr, "trlc check: error: `--set` takes KEY=VALUE, e.g. `--set train.optimizer.lr=1e-4`\n%s",
+                        usage_check);
+                return EXIT_USAGE;
+            }
+            if (nsets == MAX_SETS) {
+                fprintf(stderr, "trlc check: error: more than %d `--set` options\n", MAX_SETS);
+                return EXIT_USAGE;
+            }
+            sets[nsets++] = kv;
         } else if (!opts_done && !strcmp(arg, "--settings")) {
             settings = true;
         } else if (!opts_done && arg[0] == '-' && arg[1]) {
@@ -60,7 +99,12 @@ int cmd_check(int argc, char **argv) {
     Arena arena = {0};
     LoadedSpec spec = {0};
     CheckedSpec *checked = arena_alloc(&arena, sizeof *checked);
-    if (load_spec(&d, &arena, path, &spec) == 0) check_spec(&d, &arena, &spec, checked);
+    if (load_spec(&d, &arena, path, &spec) == 0) {
+        Ast *root = spec.mods[spec.nmods - 1].root;
+        int bad = 0;
+        for (int i = 0; i < nsets; i++) bad |= apply_set(&d, &arena, root, sets[i]) != 0;
+        if (!bad) check_spec(&d, &arena, &spec, checked);
+    }
     int errors = d.errors, warnings = d.warnings;
     if (errors == 0) {
         printf("%s: ok\n", path);

@@ -1541,8 +1541,8 @@ static Ast *new_block(Arena *a, Ast *owner, const char *name, const char *label,
 }
 
 // Reports an unknown part of an override path with did-you-mean over the candidates.
-static int bad_path(Diag *d, const char *path, const char *part, const char *const *cands, int n) {
-    diag_plain_error(d, "`%s`: no setting `%s` here", path, part);
+static int bad_path(Diag *d, const char *path, const char *what, const char *part, const char *const *cands, int n) {
+    diag_plain_error(d, "`%s`: unknown %s `%s`", path, what, part);
     const char *s = suggest_word(part, cands, (size_t)n);
     if (s) diag_hint(d, "did you mean `%s`?", s);
     return -1;
@@ -1564,7 +1564,7 @@ int check_override(Diag *d, Arena *a, Ast *spec, const char *path, Ast *value) {
         return -1;
     }
     const SchemaBlock *sb = schema_block(parts[0]);
-    if (!sb) return bad_path(d, path, parts[0], block_kinds, 6);
+    if (!sb) return bad_path(d, path, "block", parts[0], block_kinds, 6);
     int i = 1;
     const char *label = NULL;
     if (sb->label) {
@@ -1573,7 +1573,7 @@ int check_override(Diag *d, Arena *a, Ast *spec, const char *path, Ast *value) {
             const char *kinds[8];
             int nk = 0;
             for (int j = 0; schema_objectives[j] && nk < 8; j++) kinds[nk++] = schema_objectives[j]->name;
-            return bad_path(d, path, label, kinds, nk);
+            return bad_path(d, path, "objective", label, kinds, nk);
         }
         if (i >= n) {
             diag_plain_error(d, "`%s`: expected a setting after `%s.%s`", path, parts[0], label);
@@ -1588,7 +1588,7 @@ int check_override(Diag *d, Arena *a, Ast *spec, const char *path, Ast *value) {
             const char *names[64];
             int nn = 0;
             for (const SchemaKey *q = sb->keys; q && q->name && nn < 64; q++) names[nn++] = q->name;
-            return bad_path(d, path, parts[i], names, nn);
+            return bad_path(d, path, "setting", parts[i], names, nn);
         }
         bool last = i == n - 1;
         if (k->type == SK_BLOCK || k->type == SK_BLOCKS) {

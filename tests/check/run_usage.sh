@@ -28,6 +28,17 @@ expect 0 "^| \`rank\` | integer" check --settings
 expect 0 "^../../examples/language/dpo.trl: ok$" check ../../examples/language/dpo.trl
 expect 1 "cannot open\|No such file" check broken/does-not-exist.trl
 expect 1 "^broken/27-rank-zero.trl: 1 error$" check broken/27-rank-zero.trl
+# --set: the value is parsed and checked like a written one, errors point into `--set`
+ex=../../examples/language/dpo.trl
+expect 1 "^--set:1:8: error: \`rank\` must be at least 1, got 0$" check $ex --set lora.policy.rank=0
+expect 1 "unknown setting \`lrr\`" check $ex --set train.optimizer.lrr=1
+expect 1 "did you mean \`lr\`?" check $ex --set train.optimizer.lrr=1
+expect 1 "unknown block \`trian\`" check $ex --set trian.seed=1
+expect 1 "has no linear layer \`qq_proj\`" check $ex --set "lora.policy.targets=[qq_proj]"
+expect 1 "closes nothing" check $ex --set "train.seed=)"
+expect 0 ": ok$" check $ex --set "lora.policy.targets=[q_proj, k_proj]" --set train.seed=3 --set objective.dpo.beta=0.2
+expect 2 "takes KEY=VALUE" check $ex --set train.seed
+expect 2 "takes KEY=VALUE" check $ex --set
 # docs/settings.md holds the generated reference between its BEGIN/END markers: it must be current
 docs=../../docs/settings.md
 if diff <(sed -n '/^<!-- BEGIN blocks-and-settings/,/^<!-- END blocks-and-settings/p' "$docs" | sed '1d;$d') \
