@@ -10,9 +10,11 @@
   peft-tiny-qwen3/  a LoRA adapter written by peft (r=4, all linear layers, random A and B)
                     + tensors.txt (name dtype shape per line)
   rope_llama3.json  inv_freq of transformers' llama3 rope init for the Llama-3.2-1B config
+  tiny-qwen2/       Qwen2Config (q/k/v biases, untied, f32) + reference.safetensors
+  tiny-llama/reference.safetensors  logits of the bf16 tiny-llama computed in bf16
 
 Needs torch, transformers, peft, tokenizers, safetensors (CI never runs this). Run from the repo
-root: python3 tests/io/gen_tiny_models.py
+root: python3 tests/io/gen_tiny_models.py [qwen3 llama peft rope qwen2 llama-ref]  (default: all)
 """
 import json
 import os
@@ -123,6 +125,34 @@ def tiny_llama():
     return out
 
 
+def reference(model_dir, ids, dtype):
+    """reference.safetensors: logits transformers computes from the saved files for fixed ids."""
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype).eval()
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()
+    save_file({"input_ids": torch.tensor(ids, dtype=torch.int64), "logits": logits.contiguous()},
+              os.path.join(model_dir, "reference.safetensors"), metadata={"dtype": str(dtype)})
+
+
+def tiny_qwen2():
+    out = os.path.join(FIX, "tiny-qwen2")
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = transformers.Qwen2Config(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                                   rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=False,
+                                   torch_dtype="float32")
+    torch.manual_seed(3)
+    model = transformers.Qwen2ForCausalLM(cfg).eval()
+    with torch.no_grad():   # non-zero biases and norms so that every parameter matters
+        for n, p in model.named_parameters():
+            if n.endswith("norm.weight"):
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            elif n.endswith(".bias"):
+                p.copy_(0.1 * torch.randn_like(p))
+    model.save_pretrained(out, safe_serialization=True)
+    reference(out, [1, 7, 42, 255, 0, 13, 100, 200, 31, 9], torch.float32)
+
+
 def peft_adapter(base_dir):
     out = os.path.join(FIX, "peft-tiny-qwen3")
     shutil.rmtree(out, ignore_errors=True)
@@ -163,8 +193,18 @@ def rope_llama3():
 
 
 if __name__ == "__main__":
+    import sys
+    parts = sys.argv[1:] or ["qwen3", "llama", "peft", "rope", "qwen2", "llama-ref"]
     print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)
-    qdir, _ = tiny_qwen3()
-    tiny_llama()
-    peft_adapter(qdir)
-    rope_llama3()
+    if "qwen3" in parts:
+        tiny_qwen3()
+    if "llama" in parts:
+        tiny_llama()
+    if "peft" in parts:
+        peft_adapter(os.path.join(FIX, "tiny-qwen3"))
+    if "rope" in parts:
+        rope_llama3()
+    if "qwen2" in parts:
+        tiny_qwen2()
+    if "llama-ref" in parts:   # bf16 weights, logits computed in bf16 by transformers
+        reference(os.path.join(FIX, "tiny-llama"), [1, 5, 77, 299, 0, 150, 3, 64], torch.bfloat16)

@@ -124,8 +124,8 @@ static void test_rope_llama3(Diag *d) {
 }
 
 static void test_checkpoints(Diag *d) {
-    const char *dirs[] = {"../fixtures/tiny-qwen3", "../fixtures/tiny-llama"};
-    for (int i = 0; i < 2; i++) {
+    const char *dirs[] = {"../fixtures/tiny-qwen3", "../fixtures/tiny-llama", "../fixtures/tiny-qwen2"};
+    for (int i = 0; i < 3; i++) {
         char p[2048];
         snprintf(p, sizeof p, "%s/%s", src, dirs[i]);
         HfConfig c;
@@ -137,6 +137,7 @@ static void test_checkpoints(Diag *d) {
         st_checkpoint_close(ck);
         if (i == 0) CHECK(c.tie_word_embeddings && c.vocab_size == 384 && c.head_dim == 8 && c.dtype == HF_DTYPE_F32);
         if (i == 1) CHECK(!c.tie_word_embeddings && c.rope.type == HF_ROPE_LLAMA3 && c.head_dim == 8);
+        if (i == 2) CHECK(!c.tie_word_embeddings && c.qkv_bias && !c.o_bias && c.arch == HF_ARCH_QWEN2);
     }
 }
 
