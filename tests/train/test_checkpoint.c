@@ -369,6 +369,76 @@ static void test_sigkill(void) {
     opt_free(&m.opt);
 }
 
+// Damaged checkpoints never crash the loader: random byte flips, insertions and truncations of
+// state.json and of the tensor files either load or fail with a reported error.
+static void test_fuzz(void) {
+    char run[1100], dir[1200], path[1300];
+    snprintf(run, sizeof run, "%s/fuzz", work);
+    Model m;
+    model_init(&m, 2.0f);
+    model_train(&m, 2);
+    CHECK(save(&m, run, 0) == 0);
+    snprintf(dir, sizeof dir, "%s/checkpoint-2", run);
+    const char *files[] = {"state.json", "model.safetensors", "optimizer.safetensors"};
+    Rng r;
+    rng_seed(&r, 77);
+    int failed = 0, loaded = 0, silent = 0;
+    for (int f = 0; f < 3; f++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+        FILE *in = fopen(path, "rb");
+        char orig[4096];
+        size_t n = in ? fread(orig, 1, sizeof orig, in) : 0;
+        if (in) fclose(in);
+        CHECK(n > 0 && n < sizeof orig);
+        for (int iter = 0; iter < 300 && n > 0; iter++) {
+            char buf[4200];
+            memcpy(buf, orig, n);
+            size_t len = n;
+            int kind = (int)rng_below(&r, 3);
+            int edits = 1 + (int)rng_below(&r, 4);
+            for (int e = 0; e < edits; e++) {
+                size_t at = (size_t)rng_below(&r, len);
+                if (kind == 0) buf[at] = (char)rng_u64(&r);                   // flip a byte
+                else if (kind == 1 && len < sizeof buf - 1) {                  // insert a byte
+                    memmove(buf + at + 1, buf + at, len - at);
+                    buf[at] = "{}[]\",:0-e9 \x00"[rng_below(&r, 14)];
+                    len++;
+                } else len = at;                                               // truncate
+                if (len == 0) break;
+            }
+            FILE *out = fopen(path, "wb");
+            if (out) {
+                fwrite(buf, 1, len, out);
+                fclose(out);
+            }
+            FILE *err = tmpfile();
+            Diag d;
+            diag_init(&d, err);
+            Model t;
+            model_init(&t, 0.0f);
+            CkptState st;
+            int rc = ckpt_load(&d, dir, &st, t.t, 2, &t.opt);
+            if (rc == 0) loaded++;
+            else {
+                failed++;
+                silent += d.errors == 0;
+            }
+            diag_free(&d);
+            fclose(err);
+            opt_free(&t.opt);
+        }
+        FILE *out = fopen(path, "wb");   // restore for the next file
+        if (out) {
+            fwrite(orig, 1, n, out);
+            fclose(out);
+        }
+    }
+    printf("fuzz: %d damaged checkpoints rejected with an error, %d still loadable, %d silent\n",
+           failed, loaded, silent);
+    CHECK(failed > 600 && silent == 0);
+    opt_free(&m.opt);
+}
+
 int main(int argc, char **argv) {
     const char *base = argc > 1 ? argv[1] : "ckpt-work";
     snprintf(work, sizeof work, "%s", base);
@@ -377,6 +447,7 @@ int main(int argc, char **argv) {
     test_roundtrip();
     test_rotation_and_discovery();
     test_sigkill();
+    test_fuzz();
     int rc = test_done("train.checkpoint");
     if (rc == 0) rmrf(work);
     return rc;
