@@ -19,7 +19,9 @@ enum {
     MAX_LOOP = 1000000,           // iterations of one `for`
     MAX_NOTES = 8,                // call-stack notes after an error
 };
-static const int64_t EVAL_BUDGET = 50000000;   // evaluation steps per lowering
+static const int64_t EVAL_BUDGET = 2000000;    // evaluation steps per lowering (a 100-layer
+                                               // model takes ~30,000)
+enum { MAX_NODES = 1000000 };                  // IR nodes per graph
 static const int64_t MAX_DIM = (int64_t)1 << 40;
 
 // ---------------------------------------------------------------------------------------------
@@ -45,7 +47,14 @@ void lower_notes(Lower *L) {
     int k = 0;
     for (LFrame *f = L->top; f && k < MAX_NOTES; f = f->caller) {
         if (!f->fn || f->call.file == 0) continue;
-        diag_note(L->d, f->call, "in `%s`, called here", f->fn);
+        int same = 1;   // a recursion repeats one call site: one note with a count
+        while (f->caller && f->caller->fn && !strcmp(f->caller->fn, f->fn) && f->caller->call.file == f->call.file &&
+               f->caller->call.off == f->call.off) {
+            f = f->caller;
+            same++;
+        }
+        if (same > 1) diag_note(L->d, f->call, "in `%s`, called here (%d times)", f->fn, same);
+        else diag_note(L->d, f->call, "in `%s`, called here", f->fn);
         k++;
     }
 }
@@ -144,6 +153,17 @@ int lower_as_tensor(Lower *L, const LVal *v, Loc loc, const char *what, IrId *ou
             const char *w = arena_printf(L->a, "%s.weight", v->s);
             const char *s = suggest_word(w, names, (size_t)L->nparams);
             if (!s) s = suggest_word(v->s, names, (size_t)L->nparams);
+            if (!s) {   // the same module under another prefix: model.lm_head → lm_head.weight
+                const char *last = strrchr(v->s, '.');
+                last = last ? last + 1 : v->s;
+                const char *want = arena_printf(L->a, "%s.weight", last);
+                size_t nw = strlen(want);
+                for (int i = 0; i < L->nparams && !s; i++) {
+                    size_t n = strlen(names[i]);
+                    if (n >= nw && !strcmp(names[i] + n - nw, want) && (n == nw || names[i][n - nw - 1] == '.'))
+                        s = names[i];
+                }
+            }
             if (s) diag_hint(L->d, "did you mean `%s`?", s);
             else diag_hint(L->d, "declare it in the arch with `param %s.weight : [...];`", v->s);
             free(names);
@@ -224,6 +244,11 @@ static int call_def(Lower *L, const Ast *def, LFrame *parent, const char **names
                     const Loc *locs, int n, Loc call, LVal *out);
 
 static bool step(Lower *L, Loc loc) {
+    if (L->g->n > MAX_NODES && L->budget >= 0) {
+        lower_err(L, loc, "the graph grows past %d IR nodes", MAX_NODES);
+        L->budget = -2;
+        return false;
+    }
     if (--L->budget >= 0) return true;
     if (L->budget == -1)
         lower_err(L, loc, "graph code takes more than %" PRId64 " evaluation steps to lower", EVAL_BUDGET);
@@ -244,7 +269,14 @@ static int eval_ident(Lower *L, LFrame *F, const Ast *e, LVal *out) {
     const char *names[64];
     int n = 0;
     for (LFrame *f = F; f; f = f->parent)
-        for (int i = 0; i < f->n && n < 60; i++) names[n++] = f->vars[i].name;
+        for (int i = 0; i < f->n && n < 48; i++) names[n++] = f->vars[i].name;
+    for (int i = 0; i < L->nparams && n < 64; i++) {   // parameter roots: model, lm_head
+        const char *p = L->params[i].name, *dot = strchr(p, '.');
+        const char *root = dot ? arena_strndup(L->a, p, (size_t)(dot - p)) : p;
+        bool dup = false;
+        for (int j = 0; j < n && !dup; j++) dup = !strcmp(names[j], root);
+        if (!dup) names[n++] = root;
+    }
     const char *s = suggest_word(e->name, names, (size_t)n);
     if (s) diag_hint(L->d, "did you mean `%s`?", s);
     else if (find_top(L, AST_DEF, e->name)) diag_hint(L->d, "`%s` is a def: call it with `%s(...)`", e->name, e->name);
@@ -329,7 +361,7 @@ static int num_binop(Lower *L, const Ast *e, const LVal *a, const LVal *b, LVal 
             lower_err(L, e->loc, "division by zero in a compile-time expression");
             return -1;
         }
-        if (a->is_int && b->is_int && a->inum % b->inum == 0 && !(a->inum == INT64_MIN && b->inum == -1))
+        if (a->is_int && b->is_int && !(a->inum == INT64_MIN && b->inum == -1) && a->inum % b->inum == 0)
             *out = v_int(a->inum / b->inum);
         else
             *out = v_num(x / y);
@@ -700,12 +732,17 @@ static int decl_param(Lower *L, LFrame *F, const Ast *s) {
         return -1;
     }
     IrDim dims[IR_MAX_RANK];
+    int64_t numel = 1;
     for (int i = 0; i < sh->nkids; i++) {
         LVal v;
         int64_t n;
         if (eval(L, F, sh->kids[i], &v) || lower_as_int(L, &v, sh->kids[i]->loc, "a parameter size", &n)) return -1;
         if (n <= 0 || n > MAX_DIM) {
             lower_err(L, sh->kids[i]->loc, "parameter size %" PRId64 " is out of range (1 .. 2^40)", n);
+            return -1;
+        }
+        if (__builtin_mul_overflow(numel, n, &numel) || numel > MAX_DIM) {
+            lower_err(L, sh->loc, "parameter `%s` has more than 2^40 elements", p.name);
             return -1;
         }
         dims[i] = ir_dim(n);
@@ -753,7 +790,8 @@ static int exec_stmt(Lower *L, LFrame *F, const Ast *s, LVal *ret) {
             return -1;
         if (eval(L, F, s->a->b, &hi) || lower_as_int(L, &hi, s->a->b->loc, "the end of a `for` range", &b))
             return -1;
-        if (b > a && (b - a > MAX_LOOP || b - a < 0)) {
+        int64_t count;
+        if (b > a && (__builtin_sub_overflow(b, a, &count) || count > MAX_LOOP)) {
             lower_err(L, s->a->loc, "a `for` range of more than %d iterations", MAX_LOOP);
             return -1;
         }
