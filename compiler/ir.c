@@ -296,6 +296,11 @@ void ir_set_loss(IrGraph *g, IrId id) {
     add_output(g, id, "loss", IR_NONE);
 }
 
+void ir_set_name(IrGraph *g, IrId id, const char *name) {
+    if (!valid(g, id) || g->nodes[id].op == IR_INPUT || g->nodes[id].op == IR_PARAM) return;
+    g->nodes[id].name = name ? arena_strdup(&g->arena, name) : NULL;
+}
+
 int ir_count_trainable(const IrGraph *g) {
     int k = 0;
     for (int i = 0; i < g->n; i++) k += g->nodes[i].op == IR_PARAM && g->nodes[i].trainable;
@@ -305,19 +310,30 @@ int ir_count_trainable(const IrGraph *g) {
 // ---------------------------------------------------------------------------------------------
 // builders: leaves
 
+// The product of the constant factors of all dims fits in int64 (symbols may repeat: a (T, T)
+// mask is a fine tensor, only its element count is not one Dim).
+static bool const_numel_ok(const IrShape *s) {
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++) {
+        int64_t c = s->d[i].coef;
+        if (c < 0 || (c != 0 && n > INT64_MAX / c)) return false;
+        n *= c;
+    }
+    return true;
+}
+
 static bool shape_ok(IrGraph *g, const IrShape *s, Loc loc, const char *what) {
     if (s->rank < 0 || s->rank > IR_MAX_RANK) {
         ir_err(g, loc, "%s: rank %d is out of range (at most %d)", what, s->rank, IR_MAX_RANK);
         return false;
     }
-    IrDim n;
     for (int i = 0; i < s->rank; i++)
         if (s->d[i].coef < 0 || (s->d[i].syms >> IR_NSYMS)) {
             ir_err(g, loc, "%s: invalid dimension %d", what, i);
             return false;
         }
-    if (!ir_shape_numel_dim(s, &n)) {
-        ir_err(g, loc, "%s: shape %s is too large or repeats a dynamic dimension", what, shs(s));
+    if (!const_numel_ok(s)) {
+        ir_err(g, loc, "%s: shape %s is too large", what, shs(s));
         return false;
     }
     return true;
@@ -518,6 +534,10 @@ IrId ir_binary(IrGraph *g, IrOp op, IrId a, IrId b, Loc loc) {
                ir_op_name(op));
         return IR_NONE;
     }
+    if (!const_numel_ok(&s)) {
+        ir_err(g, loc, "%s: result shape %s is too large", ir_op_name(op), shs(&s));
+        return IR_NONE;
+    }
     bool cmp = op >= IR_EQ && op <= IR_GE;
     if (cmp && !ir_dtype_is_float(dt)) dt = g->float_dtype;
     IrId in[2] = {a, b};
@@ -542,6 +562,10 @@ IrId ir_where(IrGraph *g, IrId mask, IrId a, IrId b, Loc loc) {
         !ir_broadcast_shapes(&N(g, mask)->shape, &s, &s2)) {
         ir_err(g, loc, "where: shapes %s, %s and %s cannot be broadcast together", shp(g, mask),
                shp(g, a), shp(g, b));
+        return IR_NONE;
+    }
+    if (!const_numel_ok(&s2)) {
+        ir_err(g, loc, "where: result shape %s is too large", shs(&s2));
         return IR_NONE;
     }
     IrId in[3] = {mask, a, b};
@@ -611,6 +635,10 @@ IrId ir_sum_to(IrGraph *g, IrId x, IrShape shape, Loc loc) {
     const IrNode *n = N(g, x);
     IrShape b;
     if (!shape_ok(g, &shape, loc, "sum_to")) return IR_NONE;
+    if (!ir_dtype_is_float(n->dtype)) {
+        ir_err(g, loc, "sum_to needs a floating-point tensor, not %s", ir_dtype_name(n->dtype));
+        return IR_NONE;
+    }
     if (!ir_broadcast_shapes(&shape, &n->shape, &b) || !ir_shape_eq(&b, &n->shape)) {
         ir_err(g, loc, "sum_to: %s does not broadcast to %s", shs(&shape), shp(g, x));
         return IR_NONE;
@@ -675,8 +703,7 @@ IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc) 
     }
     bs.d[bs.rank++] = m;
     bs.d[bs.rank++] = nn;
-    IrDim tot;
-    if (!ir_shape_numel_dim(&bs, &tot)) {
+    if (!const_numel_ok(&bs)) {
         ir_err(g, loc, "matmul: result shape %s is too large", shs(&bs));
         return IR_NONE;
     }
@@ -757,8 +784,7 @@ IrId ir_embed(IrGraph *g, IrId ids, IrId table, Loc loc) {
     }
     IrShape s = ni->shape;
     s.d[s.rank++] = nt->shape.d[1];
-    IrDim tot;
-    if (!ir_shape_numel_dim(&s, &tot)) {
+    if (!const_numel_ok(&s)) {
         ir_err(g, loc, "embed: result shape %s is too large", shs(&s));
         return IR_NONE;
     }
@@ -979,6 +1005,10 @@ IrId ir_gather(IrGraph *g, IrId x, IrId idx, int axis, Loc loc) {
         ir_err(g, loc, "gather: indices must be i32, not %s", ir_dtype_name(ni->dtype));
         return IR_NONE;
     }
+    if (!ir_dtype_is_float(nx->dtype)) {
+        ir_err(g, loc, "gather: x must be a floating-point tensor, not %s", ir_dtype_name(nx->dtype));
+        return IR_NONE;
+    }
     int ax;
     if (!norm_axis(g, axis, nx->shape.rank, &ax, "gather", loc)) return IR_NONE;
     bool ok = nx->shape.rank == ni->shape.rank;
@@ -1022,7 +1052,11 @@ IrId ir_reshape(IrGraph *g, IrId x, IrShape shape, Loc loc) {
     }
     const IrNode *n = N(g, x);
     IrDim src, known = ir_dim(1);
-    if (!ir_shape_numel_dim(&n->shape, &src)) return IR_NONE;
+    if (!ir_shape_numel_dim(&n->shape, &src)) {
+        ir_err(g, loc, "reshape: %s repeats a dynamic dimension, so its element count is not a "
+               "product of B and T; it cannot be reshaped", shp(g, x));
+        return IR_NONE;
+    }
     int infer = -1;
     for (int i = 0; i < shape.rank; i++) {
         if (shape.d[i].coef == -1 && shape.d[i].syms == 0) {

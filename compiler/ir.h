@@ -162,7 +162,8 @@ typedef struct IrNode {
     IrId *in;             // nin inputs (graph arena)
     IrAttrs a;
     Loc loc;              // where in the spec this came from (backward nodes: the forward node's)
-    const char *name;     // inputs and params: the name (params: HF path); else NULL
+    const char *name;     // inputs and params: the name (params: HF path); others: optional
+                          // label, e.g. a linear's module path (ir_set_name); else NULL
     bool trainable;       // params only
     bool backward;        // created by autodiff
 } IrNode;
@@ -202,6 +203,9 @@ int ir_add_output(IrGraph *g, IrId id, const char *name);
 int ir_add_grad_output(IrGraph *g, IrId id, const char *name, IrId grad_of);
 void ir_set_loss(IrGraph *g, IrId id);      // also an output named "loss"; must be a scalar
                                             // (rank 0 or all dims 1), else an error
+// Labels a non-leaf node (e.g. the matmul of `model.layers.0.self_attn.q_proj`) so that rewrites
+// (LoRA, quantization) can find it; printed by ir_print. Leaves keep their own names.
+void ir_set_name(IrGraph *g, IrId id, const char *name);
 // Number of trainable params.
 int ir_count_trainable(const IrGraph *g);
 

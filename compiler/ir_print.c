@@ -93,6 +93,7 @@ static void print_node(FILE *f, const IrGraph *g, const Diag *d, IrId id) {
     for (int k = 0; k < n->nin; k++) fprintf(f, "%s%%%d", k ? ", " : "", n->in[k]);
     print_attrs(f, n);
     fprintf(f, ") : %s%s", ir_dtype_name(n->dtype), ir_shape_str(&n->shape, buf, sizeof buf));
+    if (n->name) fprintf(f, "  \"%s\"", n->name);
     print_loc(f, d, n->loc);
     fputc('\n', f);
 }

@@ -73,6 +73,12 @@ static void shape_errors(void) {
     IrDim bb = {1, 1u << IR_SYM_B};
     expect_error("reshape -1", ir_reshape(g, x, ir_shape3(bb, bb, D(-1)), e.l1), &e, g->errors,
                  "invalid target shape");
+    int e0 = g->errors;
+    IrId tt = ir_binary(g, IR_GE, ir_reshape(g, ir_arange(g, DT, e.l1), ir_shape2(DT, D(1)), e.l1),
+                        ir_arange(g, DT, e.l1), e.l1);   // a (T, T) causal mask is fine
+    CHECK(tt != IR_NONE && g->errors == e0);
+    expect_error("reshape (T,T)", ir_reshape(g, tt, ir_shape1(D(-1)), e.l1), &e, g->errors,
+                 "repeats a dynamic dimension");
     expect_error("slice T", ir_slice(g, x, 1, 0, -1, e.l1), &e, g->errors, "is dynamic");
     IrId q = ir_input(g, "q", IR_F32, ir_shape4(DB, D(6), DT, D(8)), e.l1);
     IrId k = ir_input(g, "k", IR_F32, ir_shape4(DB, D(4), DT, D(8)), e.l1);
