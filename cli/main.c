@@ -9,6 +9,7 @@ static const Command commands[] = {
     {"check", "check a spec and print every diagnostic", usage_check, cmd_check},
     {"ast", "print the syntax tree of a spec (debugging)", usage_ast, cmd_ast},
     {"ir", "print the IR of a spec (forward, backward, parameters)", usage_ir, cmd_ir},
+    {"inspect", "show and validate a model directory or .safetensors file", usage_inspect, cmd_inspect},
     {"tokenize", "encode JSON strings from stdin to token ids (or decode)", usage_tokenize, cmd_tokenize},
     {"data", "check a dataset and show which tokens are learned", usage_data, cmd_data},
 };

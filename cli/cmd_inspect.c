@@ -1,0 +1,117 @@
+// cmd_inspect.c — `trlc inspect PATH`: what is in a Hugging Face model directory, a sharded index
+// or a .safetensors file — config.json summary, every tensor (name, dtype, shape), totals — and
+// whether config.json and the tensors agree. Every problem is reported with the file (and tensor)
+// at fault. Exit status 1 when anything is wrong, 2 on usage errors.
+// Does not: load weights into memory (the files are mapped), or read tokenizers.
+#include "cli.h"
+#include "diag.h"
+#include "hfconfig.h"
+#include "safetensors.h"
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+const char usage_inspect[] =
+    "usage: trlc inspect PATH [--summary]\n"
+    "\n"
+    "Shows a Hugging Face model directory (config.json + model.safetensors or sharded\n"
+    "model-*-of-*.safetensors with model.safetensors.index.json), an index file, or one\n"
+    ".safetensors file: the architecture from config.json, every tensor with its dtype and\n"
+    "shape, parameter and byte totals. For a model directory, checks that every weight\n"
+    "config.json implies is present with the right shape. Every file is fully validated.\n"
+    "\n"
+    "options:\n"
+    "  --summary    totals only, no tensor list\n"
+    "  -h, --help   this help\n"
+    "\n"
+    "exit status: 0 consistent, 1 a broken or inconsistent file, 2 usage error\n";
+
+static void print_shape(const StTensor *t) {
+    char buf[200];
+    size_t k = 0;
+    buf[k++] = '[';
+    for (int i = 0; i < t->ndim && k < sizeof buf - 24; i++)
+        k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    snprintf(buf + k, sizeof buf - k, "]");
+    printf("  %-56s %-8s %s\n", t->name, st_dtype_name(t->dtype), buf);
+}
+
+static void print_config(const HfConfig *c) {
+    printf("config: %s (%s)\n", c->path, c->model_type);
+    printf("  vocab %lld, hidden %lld, ffn %lld, layers %lld, heads %lld (kv %lld, head_dim %lld)\n",
+           (long long)c->vocab_size, (long long)c->hidden_size, (long long)c->intermediate_size,
+           (long long)c->num_hidden_layers, (long long)c->num_attention_heads, (long long)c->num_key_value_heads,
+           (long long)c->head_dim);
+    const char *rope = c->rope.type == HF_ROPE_LLAMA3 ? ", llama3 scaling" : c->rope.type == HF_ROPE_LINEAR ? ", linear scaling" : "";
+    printf("  rope theta %g%s, rms_norm_eps %g, %s embeddings, dtype %s%s%s\n", c->rope.theta, rope, c->rms_norm_eps,
+           c->tie_word_embeddings ? "tied" : "untied", hf_dtype_name(c->dtype), c->qkv_bias ? ", q/k/v bias" : "",
+           c->qk_norm ? ", q/k norm" : "");
+}
+
+int cmd_inspect(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        fputs(usage_inspect, stdout);
+        return EXIT_OK;
+    }
+    const char *path = NULL;
+    bool summary = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--summary")) summary = true;
+        else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "trlc inspect: error: unknown option `%s`\n%s", argv[i], usage_inspect);
+            return EXIT_USAGE;
+        } else if (path) {
+            fprintf(stderr, "trlc inspect: error: one PATH only (got `%s` and `%s`)\n", path, argv[i]);
+            return EXIT_USAGE;
+        } else
+            path = argv[i];
+    }
+    if (!path) {
+        fputs(usage_inspect, stderr);
+        return EXIT_USAGE;
+    }
+    Diag d;
+    diag_init(&d, stderr);
+    HfConfig cfg;
+    bool have_cfg = false;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        char p[HF_PATH_MAX];
+        snprintf(p, sizeof p, "%s/config.json", path);
+        if (stat(p, &st) == 0) {
+            if (hf_config_load(&d, path, &cfg) == 0) {
+                have_cfg = true;
+                print_config(&cfg);
+            }
+        } else
+            printf("config: none (no config.json in %s)\n", path);
+    }
+    StCheckpoint *ck = st_checkpoint_open(&d, path);
+    if (ck) {
+        size_t n = st_checkpoint_count(ck);
+        unsigned long long params = 0, bytes = 0;
+        const char *files[4096];
+        size_t nfiles = 0;
+        for (size_t i = 0; i < n; i++) {
+            const StTensor *t = st_checkpoint_tensor(ck, i);
+            params += (unsigned long long)t->numel;
+            bytes += t->nbytes;
+            size_t k = 0;
+            while (k < nfiles && files[k] != t->file) k++;
+            if (k == nfiles && nfiles < 4096) files[nfiles++] = t->file;
+        }
+        printf("checkpoint: %s (%zu file%s, %zu tensors, %llu parameters, %llu bytes)\n", st_checkpoint_path(ck),
+               nfiles, nfiles == 1 ? "" : "s", n, params, bytes);
+        if (!summary)
+            for (size_t i = 0; i < n; i++) print_shape(st_checkpoint_tensor(ck, i));
+        if (have_cfg) {
+            int problems = hf_config_check_checkpoint(&d, &cfg, ck);
+            if (problems == 0) printf("ok: every weight config.json implies is present with the right shape\n");
+        }
+        st_checkpoint_close(ck);
+    }
+    int rc = d.errors ? EXIT_SPEC : EXIT_OK;
+    if (d.errors) fprintf(stderr, "trlc inspect: %d error%s\n", d.errors, d.errors == 1 ? "" : "s");
+    diag_free(&d);
+    return rc;
+}

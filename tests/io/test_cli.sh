@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# test_cli.sh TRLC SRC — `trlc inspect` on the fixtures (exit 0, expected lines) and on every
+# malformed input of tests/io/bad (exit 1 with the expected message on stderr, never a crash).
+set -u
+trlc=$1
+src=$2
+fail=0
+pass=0
+check() {   # check NAME CONDITION-STATUS
+    if [ "$2" = 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1"; fi
+}
+out=$("$trlc" inspect "$src/../fixtures/tiny-qwen3"); rc=$?
+check "tiny-qwen3 exit $rc" $rc
+echo "$out" | grep -q "^config: .*tiny-qwen3/config.json (qwen3)$"; check "qwen3 config line" $?
+echo "$out" | grep -q "24 tensors, 30912 parameters, 123648 bytes"; check "qwen3 totals" $?
+echo "$out" | grep -qE "^  model.layers.1.self_attn.k_norm.weight +F32 +\[8\]$"; check "qwen3 tensor line" $?
+echo "$out" | grep -q "^ok: every weight"; check "qwen3 consistent" $?
+out=$("$trlc" inspect "$src/../fixtures/tiny-llama" --summary); rc=$?
+check "tiny-llama exit $rc" $rc
+echo "$out" | grep -q "(4 files, 21 tensors, 34720 parameters, 69440 bytes)"; check "llama shards" $?
+"$trlc" inspect "$src/../fixtures/tiny-qwen2" --summary >/dev/null; check "tiny-qwen2" $?
+"$trlc" inspect >/dev/null 2>&1; rc=$?; [ $rc = 2 ]; check "no path: exit $rc" $?
+"$trlc" inspect a b >/dev/null 2>&1; rc=$?; [ $rc = 2 ]; check "two paths: exit $rc" $?
+"$trlc" inspect --frob x >/dev/null 2>&1; rc=$?; [ $rc = 2 ]; check "bad option: exit $rc" $?
+"$trlc" inspect --help | grep -q "^usage: trlc inspect PATH"; check "help" $?
+n=0
+while IFS=$'\t' read -r kind name want; do
+    [ "$kind" = cfg ] && continue   # a lone config.json is not a model directory
+    err=$("$trlc" inspect "$src/bad/$name" 2>&1 >/dev/null); rc=$?
+    [ $rc = 1 ]; check "$name: exit $rc" $?
+    case "$err" in *"$want"*) check "$name message" 0 ;; *) check "$name message: $err" 1 ;; esac
+    n=$((n + 1))
+done < "$src/bad/EXPECTED"
+echo "inspect: $n malformed inputs, $pass passed, $fail failed"
+[ $fail = 0 ] && [ $n -ge 40 ]
