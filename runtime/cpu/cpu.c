@@ -25,6 +25,7 @@ struct CpuProgram {
     bool *is_out;            // (n)
     int64_t live_bytes, peak_bytes;
     int64_t *bytes;          // (n) allocated bytes per owned tensor
+    bool check_finite;       // cpu_set_check_finite
     bool profile;            // TRLC_CPU_PROFILE set: per-op times on stderr after each run
     double op_secs[IR_OP_COUNT];
     int op_calls[IR_OP_COUNT];
@@ -129,6 +130,28 @@ void cpu_program_free(CpuProgram *p) {
     free(p->is_out);
     free(p->bytes);
     free(p);
+}
+
+void cpu_set_check_finite(CpuProgram *p, bool on) { p->check_finite = on; }
+
+// Index of the first non-finite element of a real tensor, or -1.
+static int64_t first_nonfinite(const CpuTensor *t, double *val) {
+    if (t->dtype == IR_F64) {
+        const double *v = t->data;
+        for (int64_t i = 0; i < t->numel; i++)
+            if (!isfinite(v[i])) {
+                *val = v[i];
+                return i;
+            }
+    } else if (t->dtype == IR_F32) {
+        const float *v = t->data;
+        for (int64_t i = 0; i < t->numel; i++)
+            if (!isfinite(v[i])) {
+                *val = v[i];
+                return i;
+            }
+    }
+    return -1;
 }
 
 int cpu_bind(CpuProgram *p, IrId leaf, const void *data, size_t nbytes) {
@@ -249,6 +272,14 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
         if (ins != small_in) free(ins);
         if (rc != 0) {
             snprintf(msg, sizeof msg, "%s", e.err);
+            release_all(p);
+            return runtime_error(p, i, msg);
+        }
+        double bad;
+        int64_t at = p->check_finite ? first_nonfinite(t, &bad) : -1;
+        if (at >= 0) {
+            snprintf(msg, sizeof msg, "%s at element %" PRId64 " of the result (%s)",
+                     isnan(bad) ? "NaN" : "infinity", at, n->backward ? "backward" : "forward");
             release_all(p);
             return runtime_error(p, i, msg);
         }

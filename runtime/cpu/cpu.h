@@ -8,6 +8,7 @@
 // Diag at the node's spec location and returned as a status. Not here: fusion, code generation.
 #ifndef TRLC_CPU_H
 #define TRLC_CPU_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "ir.h"
@@ -36,6 +37,11 @@ int cpu_bind_name(CpuProgram *p, const char *name, const void *data, size_t nbyt
 // Executes the graph with B = sym_vals[IR_SYM_B], T = sym_vals[IR_SYM_T]; step feeds the dropout
 // RNG. Returns 0, or -1 after reporting a runtime error (naming the node and its spec location).
 int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step);
+
+// With on, every float result is scanned after its node runs; the first NaN or infinity is a
+// runtime error naming the node and its spec location (off by default: it costs a pass over
+// every intermediate).
+void cpu_set_check_finite(CpuProgram *p, bool on);
 
 // Outputs of the last successful run, in the graph's output order; valid until the next run.
 const CpuTensor *cpu_output(const CpuProgram *p, int i);

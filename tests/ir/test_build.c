@@ -226,6 +226,27 @@ static void runtime_errors(void) {
     env_free(&e);
 }
 
+static void finite_check(void) {
+    Env e;
+    env_init(&e);
+    IrGraph *g = &e.g;
+    IrId x = ir_input(g, "x", IR_F32, ir_shape1(D(4)), e.l1);
+    IrId y = ir_unary(g, IR_LOG, x, e.l2);
+    ir_add_output(g, ir_unary(g, IR_EXP, y, e.l1), "y");
+    CpuProgram *p = cpu_program_new(g, IR_F32, &e.d);
+    float xv[4] = {1, 2, -1, 3};
+    cpu_bind(p, x, xv, sizeof xv);
+    CHECK(cpu_run(p, NULL, 0) == 0);   // NaN flows silently by default
+    cpu_set_check_finite(p, true);
+    CHECK(cpu_run(p, NULL, 0) == -1);
+    CHECK(strstr(env_text(&e), "spec.trl:2:8: error: runtime error in log") != NULL);
+    CHECK(strstr(env_text(&e), "NaN at element 2 of the result (forward)") != NULL);
+    xv[2] = 5;
+    CHECK(cpu_run(p, NULL, 0) == 0);
+    cpu_program_free(p);
+    env_free(&e);
+}
+
 static void dropout_rng(void) {
     Env e;
     env_init(&e);
@@ -262,6 +283,7 @@ int main(void) {
     shape_inference();
     printing_and_passes();
     runtime_errors();
+    finite_check();
     dropout_rng();
     return test_done("ir.build");
 }
