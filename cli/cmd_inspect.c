@@ -46,6 +46,9 @@ static void print_config(const HfConfig *c) {
     printf("  rope theta %g%s, rms_norm_eps %g, %s embeddings, dtype %s%s%s\n", c->rope.theta, rope, c->rms_norm_eps,
            c->tie_word_embeddings ? "tied" : "untied", hf_dtype_name(c->dtype), c->qkv_bias ? ", q/k/v bias" : "",
            c->qk_norm ? ", q/k norm" : "");
+    if (c->sliding_window)
+        printf("  sliding-window attention: %lld positions in layers %lld and up\n", (long long)c->sliding_window,
+               (long long)c->max_window_layers);
 }
 
 int cmd_inspect(int argc, char **argv) {

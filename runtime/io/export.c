@@ -74,6 +74,7 @@ static int write_atomic(Diag *d, const char *path, const char *data, size_t len)
         return -1;
     }
     int bad = len && fwrite(data, 1, len, fp) != len;
+    if (!bad && (fflush(fp) != 0 || fsync(fileno(fp)) != 0)) bad = 1;   // durable before the rename
     if (fclose(fp) != 0) bad = 1;
     if (bad || rename(tmp, path) != 0) {
         diag_file_error(d, path, 0, 0, "cannot write: %s", strerror(errno));

@@ -292,6 +292,16 @@ static int parse_root(Diag *d, const char *path, json_t *root, HfConfig *c) {
         c->qkv_bias = c->o_bias = ab;
     }
     if (a == HF_ARCH_LLAMA) bad |= get_bool(d, path, root, "mlp_bias", &c->mlp_bias);
+    if (a != HF_ARCH_LLAMA) {   // Qwen2Config / Qwen3Config: use_sliding_window false, 4096, 28
+        bool use = false;
+        int64_t win = 4096;
+        c->max_window_layers = 28;
+        bad |= get_bool(d, path, root, "use_sliding_window", &use);
+        bad |= get_int(d, path, root, "sliding_window", 1, HF_MAX_DIM, &win);
+        bad |= get_int(d, path, root, "max_window_layers", 0, 100000, &c->max_window_layers);
+        json_t *w = json_object_get(root, "sliding_window");
+        if (use && !(w && json_is_null(w)) && c->max_window_layers < c->num_hidden_layers) c->sliding_window = win;
+    }
     if (bad) return -1;
     if (get_rope(d, path, root, c) || get_dtype(d, path, root, c) || get_token_ids(d, path, root, c))
         return -1;

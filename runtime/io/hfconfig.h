@@ -53,6 +53,10 @@ typedef struct HfConfig {
     int64_t pad_token_id;               // -1 when absent/null
     int64_t eos_token_ids[HF_MAX_EOS];  // eos_token_id (an int or a list)
     int n_eos;
+    // qwen2/qwen3 `use_sliding_window`: layers >= max_window_layers attend only to the last
+    // sliding_window positions. 0 = full causal attention in every layer (all released Qwen configs).
+    int64_t sliding_window;
+    int64_t max_window_layers;
     char path[HF_PATH_MAX];             // the config.json that was read
     char dir[HF_PATH_MAX];              // its directory: where weights and tokenizer files live
 } HfConfig;

@@ -764,6 +764,7 @@ int st_writer_write(Diag *d, StWriter *w, const char *path) {
     int bad = fwrite(len8, 1, 8, fp) != 8 || fwrite(hdr, 1, hlen, fp) != hlen;
     for (size_t i = hlen; !bad && i < padded; i++) bad = fputc(' ', fp) == EOF;
     for (size_t i = 0; !bad && i < w->n; i++) bad = write_data(fp, &w->e[i]) != 0;
+    if (!bad && (fflush(fp) != 0 || fsync(fileno(fp)) != 0)) bad = 1;   // durable before the rename
     if (fclose(fp) != 0) bad = 1;
     fp = NULL;
     if (bad) {

@@ -85,6 +85,11 @@ static void test_defaults(Diag *d) {
     CHECK(c.vocab_size == 151936 && c.hidden_size == 64 && c.intermediate_size == 22016);
     CHECK(c.num_attention_heads == 4 && c.num_key_value_heads == 4 && c.head_dim == 16);
     CHECK(c.max_position_embeddings == 32768 && !c.tie_word_embeddings && c.bos_token_id == -1 && c.n_eos == 0);
+    CHECK(c.sliding_window == 0 && c.max_window_layers == 28);
+    CHECK(load(d, "configs/qwen2-sliding.json", &c) == 0);
+    CHECK(c.sliding_window == 131072 && c.max_window_layers == 21);
+    CHECK(load(d, "configs/qwen2.5-0.5b.json", &c) == 0);   // sliding_window 32768 but unused
+    CHECK(c.sliding_window == 0 && c.max_window_layers == 24);
     CHECK(load(d, "configs/qwen3-defaults.json", &c) == 0);
     CHECK(c.num_attention_heads == 32 && c.num_key_value_heads == 32 && c.head_dim == 128);
     CHECK(c.intermediate_size == 22016 && c.num_hidden_layers == 32);
