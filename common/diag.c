@@ -83,6 +83,20 @@ const Source *diag_source(const Diag *d, uint32_t file) {
 
 static int is_utf8_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
 
+// Length of the valid UTF-8 character starting at p (at most n bytes available), or 0 when the
+// bytes there are not one (stray continuation, overlong form, surrogate, > U+10FFFF, truncated).
+static size_t utf8_valid_len(const char *p, size_t n) {
+    const unsigned char *u = (const unsigned char *)p;
+    if (u[0] < 0x80) return 1;
+    size_t len = u[0] >= 0xF0 ? 4 : u[0] >= 0xE0 ? 3 : u[0] >= 0xC2 ? 2 : 0;
+    if (len == 0 || u[0] > 0xF4 || len > n) return 0;
+    for (size_t i = 1; i < len; i++)
+        if (!is_utf8_cont(u[i])) return 0;
+    if (len == 3 && ((u[0] == 0xE0 && u[1] < 0xA0) || (u[0] == 0xED && u[1] >= 0xA0))) return 0;
+    if (len == 4 && ((u[0] == 0xF0 && u[1] < 0x90) || (u[0] == 0xF4 && u[1] >= 0x90))) return 0;
+    return len;
+}
+
 void diag_linecol(const Diag *d, Loc loc, int *line, int *col) {
     const Source *s = diag_source(d, loc.file);
     *line = 0;
@@ -125,10 +139,17 @@ static void excerpt(Diag *d, Loc loc, int line) {
     const char *pre = ws > bol ? "..." : "";
     const char *post = we < eol ? "..." : "";
     fprintf(d->out, "%5d | %s", line, pre);
-    for (size_t i = ws; i < we; i++) {
+    for (size_t i = ws; i < we;) {
         unsigned char ch = (unsigned char)s->text[i];
-        // control bytes would garble the terminal: show them as '?'
-        fputc((ch < 0x20 && ch != '\t') || ch == 0x7f ? '?' : ch, d->out);
+        size_t n = utf8_valid_len(s->text + i, we - i);
+        if (n > 1) {   // a whole, valid multi-byte character
+            fwrite(s->text + i, 1, n, d->out);
+            i += n;
+            continue;
+        }
+        // control bytes and invalid UTF-8 would garble the terminal: show them as '?'
+        fputc(n == 0 || (ch < 0x20 && ch != '\t') || ch == 0x7f ? '?' : ch, d->out);
+        i++;
     }
     fprintf(d->out, "%s\n      | %s", post, pre);
     for (size_t i = ws; i < off; i++) {

@@ -52,6 +52,13 @@ int main(void) {
     free(out);
     free(big);
 
+    // invalid UTF-8 in the excerpt is shown as '?', valid multi-byte characters as they are
+    const char *bad = "x = \"\xff\xc3\xa9\x80\";";
+    uint32_t b = diag_add_source(&d, "bad.trl", bad, strlen(bad));
+    out = report_to_string(&d, (Loc){b, 4, 1}, "bad string");
+    CHECK_MSG(strstr(out, "x = \"?\xc3\xa9?\";") != NULL, "got:\n%s", out);
+    free(out);
+
     const char *keys[] = {"rank", "alpha", "dropout", "targets", "rslora"};
     CHECK(suggest_word("alhpa", keys, 5) && !strcmp(suggest_word("alhpa", keys, 5), "alpha"));
     CHECK(suggest_word("dropuot", keys, 5) && !strcmp(suggest_word("dropuot", keys, 5), "dropout"));
