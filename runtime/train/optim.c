@@ -1,7 +1,9 @@
 // optim.c — AdamW and SGD updates and global-norm clipping over flat float32 arrays, following
 // torch/optim/adam.py (_single_tensor_adam, decoupled) and sgd.py (_single_tensor_sgd) operation by
 // operation in float32 with double scalars, as torch's CPU kernels do. OpenMP over elements for
-// large arrays. See optim.h. Does not: touch the schedule (the caller passes the step's lr).
+// large arrays, SIMD within a thread (built with -fno-math-errno so that sqrtf vectorizes; vector
+// sqrt and division are correctly rounded, so results equal the scalar ones). See optim.h.
+// Does not: touch the schedule (the caller passes the step's lr).
 #include "optim.h"
 #include <math.h>
 #include <stdlib.h>
@@ -139,7 +141,7 @@ static double sumsq(const float *x, size_t n) {
 
 static void scale(float *x, size_t n, float c) {
     long long nn = (long long)n;
-#pragma omp parallel for schedule(static) if (n >= OPT_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= OPT_PAR_MIN)
     for (long long i = 0; i < nn; i++) x[i] *= c;
 }
 
@@ -166,17 +168,16 @@ void opt_zero_grad(Optimizer *o) {
 
 void opt_adamw_update(float *p, const float *g, float *m, float *v, size_t n, double lr,
                       double weight_decay, double beta1, double beta2, double eps, int64_t step) {
-    float decay = (float)(1 - lr * weight_decay);                  // param.mul_(1 - lr * wd)
+    // param.mul_(1 - lr * wd); torch skips it when wd == 0, and x * 1.0f == x exactly
+    float decay = weight_decay != 0 ? (float)(1 - lr * weight_decay) : 1.0f;
     float w1 = (float)(1 - beta1), b2 = (float)beta2, w2 = (float)(1 - beta2);
     double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
     float neg_step_size = (float)(-(lr / bc1));
     float bc2_sqrt = (float)sqrt(bc2), feps = (float)eps;
-    bool do_decay = weight_decay != 0;
     long long nn = (long long)n;
-#pragma omp parallel for schedule(static) if (n >= OPT_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= OPT_PAR_MIN)
     for (long long i = 0; i < nn; i++) {
-        float gi = g[i], pi = p[i];
-        if (do_decay) pi *= decay;
+        float gi = g[i], pi = p[i] * decay;
         float mi = m[i] + w1 * (gi - m[i]);                        // exp_avg.lerp_(grad, 1 - b1)
         float vi = v[i] * b2 + w2 * (gi * gi);                     // mul_(b2).addcmul_(g, g, 1-b2)
         float denom = sqrtf(vi) / bc2_sqrt + feps;                 // (sqrt(v) / bc2_sqrt) + eps
@@ -192,7 +193,7 @@ void opt_sgd_update(float *p, const float *g, float *buf, size_t n, double lr, d
     float neg_lr = (float)(-lr);
     bool use_buf = momentum != 0 && buf;
     long long nn = (long long)n;
-#pragma omp parallel for schedule(static) if (n >= OPT_PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= OPT_PAR_MIN)
     for (long long i = 0; i < nn; i++) {
         float gi = g[i];
         if (wd != 0) gi = gi + wd * p[i];                          // grad.add(param, alpha=wd)
