@@ -196,6 +196,24 @@ void met_progress_end(MetProgress *p) {
     p->last_len = 0;
 }
 
+void met_rate_start(MetRate *r, double now, int64_t step, int64_t tokens_seen) {
+    r->t0 = r->last_t = now;
+    r->step0 = step;
+    r->last_tokens = tokens_seen;
+}
+
+void met_rate_update(MetRate *r, double now, int64_t step, int64_t tokens_seen,
+                     int64_t total_steps, double *tokens_per_s, double *eta_s) {
+    double dt = now - r->last_t;
+    *tokens_per_s = dt > 0 ? (double)(tokens_seen - r->last_tokens) / dt : -1;
+    int64_t done = step - r->step0;
+    *eta_s = total_steps > 0 && done > 0 && now > r->t0
+                 ? (now - r->t0) / (double)done * (double)(total_steps > step ? total_steps - step : 0)
+                 : -1;
+    r->last_t = now;
+    r->last_tokens = tokens_seen;
+}
+
 double met_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

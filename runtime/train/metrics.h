@@ -3,7 +3,7 @@
 // "elapsed": 61.2, ...}; NaN/Inf are written as null, since JSON has no such numbers), the progress
 // line `step 120/1000  loss 1.2345  lr 1.9e-04  12,345 tok/s  ETA 3:21` (redrawn in place with \r
 // when the stream is a terminal, one plain line per call when piped), a monotonic clock and a
-// non-finite loss check. Does not: write TensorBoard files (tensorboard.h) or aggregate over ranks.
+// non-finite loss check, tokens/s and ETA. Does not: write TensorBoard files (tensorboard.h) or aggregate over ranks.
 #ifndef TRLC_METRICS_H
 #define TRLC_METRICS_H
 #include "diag.h"
@@ -54,6 +54,20 @@ void met_progress_end(MetProgress *p);
 size_t met_group_thousands(char *buf, size_t cap, long long v);
 // Seconds → "3:21", "1:02:03" (ceil to whole seconds; "?" for negative or non-finite).
 size_t met_format_duration(char *buf, size_t cap, double seconds);
+
+// ---- throughput and ETA ----
+typedef struct MetRate {
+    double t0;             // when counting began (met_now seconds)
+    int64_t step0;         // the step then (non-zero after a resume)
+    double last_t;         // the previous update
+    int64_t last_tokens;   // tokens seen at the previous update
+} MetRate;
+
+void met_rate_start(MetRate *r, double now, int64_t step, int64_t tokens_seen);
+// Tokens per second since the previous update (or the start), and the ETA: the average time per
+// step since the start times the steps left (total_steps <= 0 or no step done yet: -1).
+void met_rate_update(MetRate *r, double now, int64_t step, int64_t tokens_seen,
+                     int64_t total_steps, double *tokens_per_s, double *eta_s);
 
 // ---- helpers ----
 // Seconds on a monotonic clock.

@@ -131,6 +131,18 @@ static void test_finite(void) {
     CHECK(strstr(out, "hint: lower the learning rate") != NULL);
     diag_free(&d);
     fclose(err);
+    // throughput over the last interval; ETA from the average step time since the (resumed) start
+    MetRate r;
+    double tps, eta;
+    met_rate_start(&r, 100.0, 40, 5000);
+    met_rate_update(&r, 100.0, 40, 5000, 100, &tps, &eta);
+    CHECK(tps == -1 && eta == -1);   // no time, no step yet
+    met_rate_update(&r, 110.0, 50, 25000, 100, &tps, &eta);
+    CHECK(tps == 2000 && eta == 50);   // 20,000 tokens in 10 s; 1 s per step, 50 steps left
+    met_rate_update(&r, 130.0, 60, 30000, 100, &tps, &eta);
+    CHECK(tps == 250 && eta == 60);    // 30 s for 20 steps, 40 left
+    met_rate_update(&r, 131.0, 100, 31000, 0, &tps, &eta);
+    CHECK(tps == 1000 && eta == -1);   // unknown total
     double t0 = met_now(), t1 = met_now();
     CHECK(t1 >= t0 && t0 > 0);
 }
