@@ -947,15 +947,16 @@ static void check_lora(Ck *c, const Ast *blk, CheckedModel *m) {
 
 typedef struct FormatInfo {
     const char *format;
-    const char *fields[4];
+    int nrequired;           // the first fields every row has; the others are optional
+    const char *fields[5];   // NULL-terminated
 } FormatInfo;
 
 static const FormatInfo format_fields[] = {
-    {"text", {"text"}},
-    {"prompt_response", {"prompt", "response"}},
-    {"messages", {"messages"}},
-    {"preference", {"prompt", "chosen", "rejected"}},
-    {"prompt_answer", {"prompt", "answer"}},
+    {"text", 1, {"text"}},
+    {"prompt_response", 2, {"prompt", "response", "input", "system"}},
+    {"messages", 1, {"messages"}},
+    {"preference", 3, {"prompt", "chosen", "rejected", "system"}},
+    {"prompt_answer", 2, {"prompt", "answer"}},
 };
 
 static const FormatInfo *format_info(const char *format) {
@@ -984,19 +985,21 @@ static void check_data(Ck *c, const Ast *blk, CheckedData *dt) {
         const Ast *it = fields->kids[i];
         if (!it || it->kind != AST_ASSIGN || !schema_key(schema_key(schema_block("data"), "fields")->subs[0], it->name)) continue;
         bool ok = false;
-        for (int j = 0; j < 4 && fi->fields[j]; j++) ok |= !strcmp(fi->fields[j], it->name);
+        for (int j = 0; fi->fields[j]; j++) ok |= !strcmp(fi->fields[j], it->name);
         if (!ok) {
             diag_error(c->d, it->name_loc, "format `%s` has no field `%s`", fi->format, it->name);
             diag_hint(c->d, "its fields: %s", join_names(c, fi->fields, count_names(fi->fields)));
         }
     }
-    dt->f_text = str_or(fields, "text", "text");
-    dt->f_prompt = str_or(fields, "prompt", "prompt");
-    dt->f_response = str_or(fields, "response", "response");
-    dt->f_messages = str_or(fields, "messages", "messages");
-    dt->f_chosen = str_or(fields, "chosen", "chosen");
-    dt->f_rejected = str_or(fields, "rejected", "rejected");
-    dt->f_answer = str_or(fields, "answer", "answer");
+    dt->f_text = str_or(fields, "text", NULL);
+    dt->f_prompt = str_or(fields, "prompt", NULL);
+    dt->f_input = str_or(fields, "input", NULL);
+    dt->f_response = str_or(fields, "response", NULL);
+    dt->f_system = str_or(fields, "system", NULL);
+    dt->f_messages = str_or(fields, "messages", NULL);
+    dt->f_chosen = str_or(fields, "chosen", NULL);
+    dt->f_rejected = str_or(fields, "rejected", NULL);
+    dt->f_answer = str_or(fields, "answer", NULL);
     const Ast *tpl = setting(blk, "template");
     dt->template_kind = "chat";
     if (tpl && tpl->kind == AST_IDENT) dt->template_kind = tpl->name;
@@ -1479,7 +1482,7 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
             diag_error(d, fv ? fv->loc : dt->loc, "objective `%s` needs data in format %s; `data %s` is `%s`", o->kind,
                        join_names(c, formats, count_names(formats)), dt->name, dt->format);
             const FormatInfo *fi = format_info(formats[0]);
-            diag_hint(d, "`%s` rows hold %s", formats[0], join_names(c, fi->fields, count_names(fi->fields)));
+            diag_hint(d, "`%s` rows hold %s", formats[0], join_names(c, fi->fields, fi->nrequired));
         }
     } else if (c->nmodels > 0) {
         out->policy = model_index(c, "policy") >= 0 ? model_index(c, "policy") : 0;

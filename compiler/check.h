@@ -60,8 +60,9 @@ typedef struct CheckedData {
     Loc loc;
     const char *from;          // joined to the spec's directory
     const char *format;        // "text" | "prompt_response" | "messages" | "preference" | "prompt_answer"
-    // column names (defaults: the field's own name)
-    const char *f_text, *f_prompt, *f_response, *f_messages, *f_chosen, *f_rejected, *f_answer;
+    // column names as written in `fields { }`; NULL: not written (the dataset reader's defaults,
+    // DsFields in runtime/io/dataset.h, apply)
+    const char *f_text, *f_prompt, *f_input, *f_response, *f_system, *f_messages, *f_chosen, *f_rejected, *f_answer;
     const char *template_kind; // "chat" | "plain" | "string"
     const char *template_str;  // the string when template_kind is "string"
     int64_t max_len;           // tokens

@@ -73,15 +73,18 @@ static const SchemaKey lora_keys[] = {
 
 // --- data ---
 static const SchemaKey fields_keys[] = {
-    {"text", SK_STR, .def = "\"text\"", .doc = "format text: the document"},
-    {"prompt", SK_STR, .def = "\"prompt\"", .doc = "prompt_response, preference, prompt_answer: the prompt"},
-    {"response", SK_STR, .def = "\"response\"", .doc = "prompt_response: the target answer"},
-    {"messages", SK_STR, .def = "\"messages\"", .doc = "messages: the list of {role, content}"},
-    {"chosen", SK_STR, .def = "\"chosen\"", .doc = "preference: the preferred answer"},
-    {"rejected", SK_STR, .def = "\"rejected\"", .doc = "preference: the other answer"},
-    {"answer", SK_STR, .def = "\"answer\"", .doc = "prompt_answer: the reference answer rewards compare with"},
+    {"text", SK_STR, .def = "text", .doc = "text: the document"},
+    {"prompt", SK_STR, .def = "prompt, instruction, question", .doc = "prompt_response, preference, prompt_answer: the prompt"},
+    {"input", SK_STR, .def = "input", .doc = "prompt_response: extra input appended to the prompt (Alpaca)"},
+    {"response", SK_STR, .def = "response, completion, output, answer", .doc = "prompt_response: the target answer"},
+    {"system", SK_STR, .def = "system", .doc = "prompt_response, preference: the system prompt"},
+    {"messages", SK_STR, .def = "messages, conversations", .doc = "messages: the list of {role, content}"},
+    {"chosen", SK_STR, .def = "chosen", .doc = "preference: the preferred answer"},
+    {"rejected", SK_STR, .def = "rejected", .doc = "preference: the other answer"},
+    {"answer", SK_STR, .def = "answer", .doc = "prompt_answer: the reference answer rewards compare with"},
     END};
-static const SchemaBlock fields_block = {"fields", NULL, fields_keys, "column names in the data file"};
+static const SchemaBlock fields_block = {"fields", NULL, fields_keys,
+                                         "column names in the data file (default: the names listed, first found)"};
 static const SchemaBlock *const fields_subs[] = {&fields_block, NULL};
 
 static const SchemaKey data_keys[] = {

@@ -45,7 +45,7 @@ if diff <(sed -n '/^<!-- BEGIN blocks-and-settings/,/^<!-- END blocks-and-settin
         <("$trlc" check --settings) >/dev/null; then
     pass=$((pass + 1))
 else
-    echo "FAIL $docs is out of date: regenerate its blocks-and-settings section with \`trlc check --settings\`"
+    echo "FAIL $docs is out of date: run tests/check/update_settings_doc.sh TRLC"
     fail=$((fail + 1))
 fi
 echo "$pass passed, $fail failed"

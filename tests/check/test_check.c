@@ -183,6 +183,7 @@ static void test_defaults(void) {
         CHECK(!strcmp(s->train.schedule, "constant") && s->train.clip_norm == 0 && s->train.keep == 0);
         CHECK_CLOSE(s->train.beta2, 0.999, 0, 1e-12);
         CHECK(s->eval_data == -1 && s->data[0].max_len == 2048 && !strcmp(s->data[0].template_kind, "chat"));
+        CHECK(s->data[0].f_text == NULL && s->data[0].f_prompt == NULL);   // the reader's defaults
         CHECK(strstr(s->train.out, "runs/mem") != NULL);
     }
     memset(s, 0, sizeof *s);
