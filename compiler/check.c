@@ -35,6 +35,7 @@ typedef struct Ck {
     const char *ghost_kind[16], *ghost_label[16];
     int nghosts;
     bool dir_ok[CHECK_MAX_MODELS];      // the model's `from` directory and config.json were fine
+    const SchemaKey *construct;         // the construct setting whose variant is being checked
     bool config_open;                   // checking a model whose arch is the spec's own: its
                                         // `config { }` may hold any numeric or boolean key
 } Ck;
@@ -290,7 +291,12 @@ static void check_construct(Ck *c, const SchemaKey *k, const char *what, const A
         if (s) diag_hint(c->d, "did you mean `%s`?", s);
         return;
     }
-    if (v->kind == AST_CONSTRUCT) check_items(c, v, variant, depth + 1);
+    if (v->kind == AST_CONSTRUCT) {
+        const SchemaKey *outer = c->construct;
+        c->construct = k;
+        check_items(c, v, variant, depth + 1);
+        c->construct = outer;
+    }
     else {   // a bare name: its required settings are missing
         for (const SchemaKey *r = variant->keys; r && r->name; r++)
             if (r->flags & SF_REQUIRED) {
@@ -548,7 +554,12 @@ static void check_items(Ck *c, const Ast *blk, const SchemaBlock *sb, int depth)
             diag_error(c->d, it->name_loc, "unknown %s `%s` in %s", it->kind == AST_BLOCK ? "block" : "setting",
                        it->name, title);
             const char *s = suggest_key(sb, it->name);
+            const SchemaBlock *sibling = NULL;   // another variant of the same construct has it
+            for (int j = 0; c->construct && blk->kind == AST_CONSTRUCT && c->construct->subs[j] && !sibling; j++)
+                if (c->construct->subs[j] != sb && schema_key(c->construct->subs[j], it->name)) sibling = c->construct->subs[j];
             if (s) diag_hint(c->d, "did you mean `%s`?", s);
+            else if (sibling) diag_hint(c->d, "`%s` is a setting of `%s { }` (%s), not of `%s { }` (%s)", it->name, sibling->name,
+                                        sibling->doc, sb->name, sb->doc);
             else if (!hint_elsewhere(c, sb, it->name)) diag_hint(c->d, "%s accepts: %s", title, key_names(c, sb));
             continue;
         }

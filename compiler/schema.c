@@ -25,6 +25,7 @@ static const char *const grpo_losses[] = {"grpo", "dr_grpo", "dapo", NULL};
 static const char *const scale_rewards[] = {"group", "batch", "none", NULL};
 static const char *const reward_fns[] = {"exact_number", "regex", "exec", NULL};
 static const char *const metrics[] = {"eval_loss", "loss", "reward", NULL};
+static const char *const on_nan_actions[] = {"stop", "skip", NULL};   // run
 
 // --- model ---
 static const SchemaKey config_keys[] = {
@@ -166,15 +167,15 @@ static const SchemaBlock opt_adamw = {"adamw", NULL, adamw_keys, "AdamW"};
 static const SchemaBlock opt_sgd = {"sgd", NULL, sgd_keys, "stochastic gradient descent"};
 static const SchemaBlock *const optimizers[] = {&opt_adamw, &opt_sgd, NULL};
 
-static const SchemaKey constant_keys[] = {
+static const SchemaKey constant_keys[] = {   // constant and linear
     {"warmup", SK_RATIO_OR_STEPS, .def = "0", .doc = "linear warmup: a share of training (`3%`) or `N steps`"},
     END};
-static const SchemaKey decay_keys[] = {
+static const SchemaKey decay_keys[] = {      // cosine
     {"warmup", SK_RATIO_OR_STEPS, .def = "0", .doc = "linear warmup: a share of training (`3%`) or `N steps`"},
-    {"min_lr", SK_NUM, GE(0), .def = "0", .doc = "the learning rate at the end"},
+    {"min_lr", SK_NUM, GE(0), .def = "0", .doc = "the learning rate at the end (at most `lr`)"},
     END};
 static const SchemaBlock sched_constant = {"constant", NULL, constant_keys, "constant after warmup"};
-static const SchemaBlock sched_linear = {"linear", NULL, decay_keys, "linear decay to min_lr"};
+static const SchemaBlock sched_linear = {"linear", NULL, constant_keys, "linear decay to 0, as in transformers"};
 static const SchemaBlock sched_cosine = {"cosine", NULL, decay_keys, "cosine decay to min_lr"};
 static const SchemaBlock *const schedules[] = {&sched_constant, &sched_linear, &sched_cosine, NULL};
 
@@ -203,6 +204,8 @@ static const SchemaKey train_keys[] = {
     {"keep", SK_INT, GE(1), .doc = "checkpoints kept (older ones are deleted)"},
     {"early_stop", SK_BLOCK, .subs = early_stop_subs, .doc = "`early_stop { metric; patience; }`"},
     {"seed", SK_INT, GE(0), .def = "0", .doc = "random seed"},
+    {"on_nan", SK_ENUM, .enums = on_nan_actions, .def = "stop",
+     .doc = "a NaN/inf loss or gradient: `stop` the run (exit 3) or `skip` the update"},
     {"out", SK_STR, .def = "\"runs/<spec name>\"", .doc = "output directory"},
     END};
 

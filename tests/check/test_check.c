@@ -94,7 +94,7 @@ static void test_qlora(void) {
     const CheckedData *t = &s->data[s->train_data];
     CHECK(!strcmp(t->template_kind, "string") && !strcmp(t->template_str, "User: {prompt}\nAssistant: "));
     CHECK(t->max_len == 512 && t->pack);
-    CHECK(s->train.steps == 1000 && !strcmp(s->train.schedule, "linear") && s->train.warmup_steps == 10);
+    CHECK(s->train.steps == 1000 && !strcmp(s->train.schedule, "cosine") && s->train.warmup_steps == 10);
     CHECK_CLOSE(s->train.min_lr, 1e-6, 0, 1e-12);
     CHECK(s->train.save_every.count == 1 && s->train.save_every.epochs);
     CHECK(s->train.log_every.count == 10 && !s->train.log_every.epochs);   // the default
