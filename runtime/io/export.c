@@ -438,3 +438,245 @@ out:
     json_decref(wm);
     return rc;
 }
+
+// ---------------------------------------------------------------- reading a PEFT adapter back
+
+void ex_lora_adapter_free(ExLoraAdapter *a) {
+    if (!a) return;
+    for (int i = 0; i < a->n_mods; i++) {
+        free((char *)a->mods[i].module);
+        free((float *)a->mods[i].A);
+        free((float *)a->mods[i].B);
+    }
+    free(a->mods);
+    for (int i = 0; i < a->cfg.n_target_modules; i++) free(a->targets[i]);
+    free(a->targets);
+    free(a->base_model);
+    memset(a, 0, sizeof *a);
+}
+
+static const char *jkind(const json_t *v) {
+    return json_is_object(v) ? "an object" : json_is_array(v) ? "an array" : json_is_string(v) ? "a string"
+         : json_is_integer(v) ? "an integer" : json_is_real(v) ? "a number" : json_is_boolean(v) ? "a boolean"
+         : "null";
+}
+
+static int read_adapter_config(Diag *d, const char *path, ExLoraAdapter *a) {
+    json_error_t err;
+    json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (!o) {
+        if (err.line > 0) diag_file_error(d, path, err.line, err.column, "invalid JSON: %s", err.text);
+        else diag_file_error(d, path, 0, 0, "cannot read: %s", err.text);
+        return -1;
+    }
+    int rc = -1;
+    json_t *v;
+    if (!json_is_object(o)) {
+        diag_file_error(d, path, 0, 0, "adapter_config.json must hold a JSON object, found %s", jkind(o));
+        goto out;
+    }
+    v = json_object_get(o, "peft_type");
+    if (!json_is_string(v) || strcmp(json_string_value(v), "LORA")) {
+        diag_file_error(d, path, 0, 0, "unsupported peft_type %s%s%s; trlc reads LORA adapters", v && json_is_string(v) ? "`" : "",
+                        v ? (json_is_string(v) ? json_string_value(v) : jkind(v)) : "(missing)",
+                        v && json_is_string(v) ? "`" : "");
+        goto out;
+    }
+    v = json_object_get(o, "r");
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65536) {
+        diag_file_error(d, path, 0, 0, "`r` must be an integer in [1, 65536]");
+        goto out;
+    }
+    a->cfg.r = (int)json_integer_value(v);
+    v = json_object_get(o, "lora_alpha");
+    a->cfg.lora_alpha = 8;   // LoraConfig's defaults: lora_alpha 8, lora_dropout 0
+    if (v && !json_is_null(v)) {
+        if (!json_is_number(v) || !(json_number_value(v) > 0)) {
+            diag_file_error(d, path, 0, 0, "`lora_alpha` must be a positive number");
+            goto out;
+        }
+        a->cfg.lora_alpha = json_number_value(v);
+    }
+    v = json_object_get(o, "lora_dropout");
+    if (v && !json_is_null(v)) {
+        if (!json_is_number(v) || !(json_number_value(v) >= 0 && json_number_value(v) < 1)) {
+            diag_file_error(d, path, 0, 0, "`lora_dropout` must be a number in [0, 1)");
+            goto out;
+        }
+        a->cfg.lora_dropout = json_number_value(v);
+    }
+    const char *flags[3] = {"use_rslora", "use_dora", "fan_in_fan_out"};
+    for (int i = 0; i < 3; i++) {
+        v = json_object_get(o, flags[i]);
+        if (v && !json_is_null(v) && !json_is_boolean(v)) {
+            diag_file_error(d, path, 0, 0, "`%s` must be true or false, found %s", flags[i], jkind(v));
+            goto out;
+        }
+        bool on = v && json_is_true(v);
+        if (i == 0) a->cfg.use_rslora = on;
+        else if (on) {
+            diag_file_error(d, path, 0, 0, "`%s` adapters are not supported", i == 1 ? "use_dora" : "fan_in_fan_out");
+            goto out;
+        }
+    }
+    v = json_object_get(o, "bias");
+    if (v && !json_is_null(v) && (!json_is_string(v) || strcmp(json_string_value(v), "none"))) {
+        diag_file_error(d, path, 0, 0, "`bias` must be \"none\" (trained biases are not supported)");
+        goto out;
+    }
+    const char *patterns[2] = {"rank_pattern", "alpha_pattern"};
+    for (int i = 0; i < 2; i++) {
+        v = json_object_get(o, patterns[i]);
+        if (v && !json_is_null(v) && (!json_is_object(v) || json_object_size(v))) {
+            diag_file_error(d, path, 0, 0, "`%s` (per-module ranks or alphas) is not supported", patterns[i]);
+            goto out;
+        }
+    }
+    v = json_object_get(o, "modules_to_save");
+    if (v && !json_is_null(v) && !(json_is_array(v) && json_array_size(v) == 0)) {
+        diag_file_error(d, path, 0, 0, "`modules_to_save` (fully trained extra modules) is not supported");
+        goto out;
+    }
+    v = json_object_get(o, "base_model_name_or_path");
+    if (v && json_is_string(v) && !(a->base_model = strdup(json_string_value(v)))) goto oom;
+    a->cfg.base_model_name_or_path = a->base_model;
+    v = json_object_get(o, "target_modules");
+    if (v && !json_is_null(v)) {
+        size_t n = json_is_array(v) ? json_array_size(v) : 1;
+        if (!json_is_array(v) && !json_is_string(v)) {
+            diag_file_error(d, path, 0, 0, "`target_modules` must be a list of names or a string");
+            goto out;
+        }
+        if (n > 4096 || !(a->targets = calloc(n ? n : 1, sizeof(char *)))) goto oom;
+        for (size_t i = 0; i < n; i++) {
+            json_t *x = json_is_array(v) ? json_array_get(v, i) : v;
+            if (!json_is_string(x)) {
+                diag_file_error(d, path, 0, 0, "`target_modules[%zu]` must be a string", i);
+                goto out;
+            }
+            if (!(a->targets[i] = strdup(json_string_value(x)))) goto oom;
+            a->cfg.n_target_modules = (int)i + 1;
+        }
+        a->cfg.target_modules = (const char *const *)a->targets;
+    }
+    a->cfg.dtype = ST_F32;
+    rc = 0;
+    goto out;
+oom:
+    diag_file_error(d, path, 0, 0, "out of memory");
+out:
+    json_decref(o);
+    return rc;
+}
+
+static int cmp_module(const void *x, const void *y) {
+    return strcmp(((const ExLoraModule *)x)->module, ((const ExLoraModule *)y)->module);
+}
+
+int ex_load_peft_adapter(Diag *d, const char *dir, ExLoraAdapter *out) {
+    memset(out, 0, sizeof *out);
+    char *cj = join(dir, "adapter_config.json"), *sp = join(dir, "adapter_model.safetensors");
+    StFile *f = NULL;
+    int rc = -1;
+    struct stat st;
+    if (!cj || !sp) {
+        diag_file_error(d, dir, 0, 0, "out of memory");
+        goto out;
+    }
+    if (stat(cj, &st) != 0) {
+        diag_file_error(d, dir, 0, 0, "not a PEFT adapter directory: no adapter_config.json in it");
+        goto out;
+    }
+    if (stat(sp, &st) != 0) {
+        diag_file_error(d, dir, 0, 0, "no adapter_model.safetensors in this directory (adapter_model.bin "
+                        "pickles are not read)");
+        goto out;
+    }
+    if (read_adapter_config(d, cj, out)) goto out;
+    if (!(f = st_open(d, sp))) goto out;
+    size_t n = st_count(f);
+    if (n == 0 || n % 2) {
+        diag_file_error(d, sp, 0, 0, "%zu tensors: a LoRA adapter holds lora_A / lora_B pairs", n);
+        goto out;
+    }
+    out->mods = calloc(n / 2, sizeof(ExLoraModule));
+    if (!out->mods) {
+        diag_file_error(d, sp, 0, 0, "out of memory");
+        goto out;
+    }
+    const char *pre = "base_model.model.", *sa = ".lora_A.weight", *sb = ".lora_B.weight";
+    size_t lp = strlen(pre), ls = strlen(sa);
+    for (size_t i = 0; i < n; i++) {
+        const StTensor *t = st_tensor(f, i);
+        size_t L = strlen(t->name);
+        bool is_a = L > lp + ls && !strncmp(t->name, pre, lp) && !strcmp(t->name + L - ls, sa);
+        bool is_b = L > lp + ls && !strncmp(t->name, pre, lp) && !strcmp(t->name + L - ls, sb);
+        if (!is_a && !is_b) {
+            diag_file_error(d, sp, 0, 0, "tensor `%s` is not a LoRA matrix (expected "
+                            "base_model.model.<module>.lora_A.weight or .lora_B.weight)", t->name);
+            goto out;
+        }
+        if (!is_a) continue;
+        char *bname = malloc(L + 1);
+        if (!bname) {
+            diag_file_error(d, sp, 0, 0, "out of memory");
+            goto out;
+        }
+        memcpy(bname, t->name, L + 1);
+        bname[L - ls + 6] = 'B';   // ".lora_A" → ".lora_B"
+        const StTensor *b = st_find(f, bname);
+        free(bname);
+        if (!b) {
+            diag_file_error(d, sp, 0, 0, "tensor `%s` has no lora_B partner", t->name);
+            goto out;
+        }
+        const StTensor *ab[2] = {t, b};
+        for (int k = 0; k < 2; k++)
+            if (ab[k]->dtype != ST_F32 && ab[k]->dtype != ST_BF16 && ab[k]->dtype != ST_F16) {
+                diag_file_error(d, sp, 0, 0, "tensor `%s` has dtype %s; LoRA matrices must be F32, BF16 or F16",
+                                ab[k]->name, st_dtype_name(ab[k]->dtype));
+                goto out;
+            }
+        int64_t r = out->cfg.r;
+        if (t->ndim != 2 || b->ndim != 2 || t->shape[0] != r || b->shape[1] != r || t->shape[1] < 1 ||
+            b->shape[0] < 1) {
+            diag_file_error(d, sp, 0, 0, "tensor `%s`: lora_A must be [r, in] and lora_B [out, r] with r = %lld "
+                            "from adapter_config.json", t->name, (long long)r);
+            goto out;
+        }
+        if (out->n_mods >= (int)(n / 2)) {
+            diag_file_error(d, sp, 0, 0, "unpaired LoRA tensors");
+            goto out;
+        }
+        ExLoraModule *m = &out->mods[out->n_mods];
+        char *name = malloc(L - lp - ls + 1);
+        float *A = malloc((size_t)t->numel * sizeof(float)), *B = malloc((size_t)b->numel * sizeof(float));
+        if (name) {
+            memcpy(name, t->name + lp, L - lp - ls);
+            name[L - lp - ls] = 0;
+        }
+        m->module = name;
+        m->A = A;
+        m->B = B;
+        m->in = t->shape[1];
+        m->out = b->shape[0];
+        out->n_mods++;
+        if (!name || !A || !B) {
+            diag_file_error(d, sp, 0, 0, "out of memory");
+            goto out;
+        }
+        if (st_to_f32(d, t, A) || st_to_f32(d, b, B)) goto out;
+    }
+    if ((size_t)out->n_mods * 2 != n) {
+        diag_file_error(d, sp, 0, 0, "%zu tensors but %d lora_A / lora_B pairs", n, out->n_mods);
+        goto out;
+    }
+    qsort(out->mods, (size_t)out->n_mods, sizeof(ExLoraModule), cmp_module);
+    rc = 0;
+out:
+    st_close(f);
+    if (rc) ex_lora_adapter_free(out);
+    free(cj);
+    free(sp);
+    return rc;
+}

@@ -37,6 +37,23 @@ int ex_write_peft_adapter(Diag *d, const char *dir, const ExLoraConfig *cfg, con
 // The PEFT tensor name of a module's A (which = 'A') or B ('B') matrix into buf; -1 if too long.
 int ex_peft_tensor_name(char *buf, size_t cap, const char *module, char which);
 
+// A LoRA adapter read back from a PEFT directory (adapter_config.json + adapter_model.safetensors),
+// e.g. to continue training it or to evaluate it. Everything is owned; free with ex_lora_adapter_free.
+typedef struct ExLoraAdapter {
+    ExLoraConfig cfg;        // r, lora_alpha, lora_dropout, use_rslora, base model, target_modules
+    ExLoraModule *mods;      // n_mods modules in name order; A (r, in) and B (out, r) as float32
+    int n_mods;
+    char *base_model;        // storage behind cfg.base_model_name_or_path (NULL when null)
+    char **targets;          // storage behind cfg.target_modules
+} ExLoraAdapter;
+
+// Reads and validates a PEFT LoRA adapter directory: peft_type LORA, no DoRA, no per-module
+// rank/alpha patterns, no modules_to_save, bias "none"; every tensor named
+// base_model.model.<module>.lora_{A,B}.weight with A [r, in] and B [out, r] in pairs. Returns 0, or
+// -1 after reporting the file (and tensor or key) at fault; *out is then empty.
+int ex_load_peft_adapter(Diag *d, const char *dir, ExLoraAdapter *out);
+void ex_lora_adapter_free(ExLoraAdapter *a);
+
 // One tensor of a full model, named as in the checkpoint ("model.layers.0.mlp.up_proj.weight").
 typedef struct ExTensor {
     const char *name;

@@ -278,6 +278,41 @@ def bad_corpus():
     t = qwen3_tensors()
     t["model.norm.weight"] = ("I8", [8], b"\0" * 8)
     shape_case("shape_dtype", qcfg, t, "tensor `model.norm.weight` has dtype I8; a model weight must be F32, BF16 or F16")
+    # --- PEFT adapter directories ---
+    lcfg = {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj"],
+            "bias": "none", "use_dora": False, "use_rslora": False, "base_model_name_or_path": "x"}
+    def peft_case(name, cfgobj, tensors, expect):
+        d = os.path.join(BAD, name)
+        write(os.path.join(d, "adapter_config.json"), cfgobj if isinstance(cfgobj, str) else json.dumps(cfgobj))
+        if tensors is not None:
+            good_file(os.path.join(d, "adapter_model.safetensors"), tensors)
+        cases.append(("peft", name, expect))
+    qa = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
+    qb = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"
+    pair = {qa: ("F32", [4, 8], b"\0" * 128), qb: ("F32", [16, 4], b"\0" * 256)}
+    peft_case("peft_prefix", dict(lcfg, peft_type="PREFIX_TUNING"), pair, "unsupported peft_type `PREFIX_TUNING`")
+    peft_case("peft_dora", dict(lcfg, use_dora=True), pair, "`use_dora` adapters are not supported")
+    peft_case("peft_rank_pattern", dict(lcfg, rank_pattern={"q_proj": 8}), pair,
+              "`rank_pattern` (per-module ranks or alphas) is not supported")
+    peft_case("peft_modules_to_save", dict(lcfg, modules_to_save=["lm_head"]), pair,
+              "`modules_to_save` (fully trained extra modules) is not supported")
+    peft_case("peft_bias", dict(lcfg, bias="lora_only"), pair, "`bias` must be \"none\"")
+    peft_case("peft_r_string", dict(lcfg, r="4"), pair, "`r` must be an integer")
+    peft_case("peft_bad_json", '{"peft_type": "LORA",\n "r": 4 4}', pair, "adapter_config.json:2:")
+    peft_case("peft_no_weights", lcfg, None, "no adapter_model.safetensors in this directory")
+    peft_case("peft_rank", lcfg, {qa: ("F32", [3, 8], b"\0" * 96), qb: ("F32", [16, 3], b"\0" * 192)},
+              "lora_A must be [r, in] and lora_B [out, r] with r = 4")
+    peft_case("peft_no_partner", lcfg, {qa: ("F32", [4, 8], b"\0" * 128),
+                                        qa.replace("q_proj", "k_proj"): ("F32", [4, 8], b"\0" * 128)},
+              "has no lora_B partner")
+    peft_case("peft_foreign_tensor", lcfg, dict(pair, **{"base_model.model.lm_head.weight": ("F32", [2, 2], b"\0" * 16),
+                                                       "base_model.model.x.lora_A.weight": ("F32", [4, 1], b"\0" * 16)}),
+              "tensor `base_model.model.lm_head.weight` is not a LoRA matrix")
+    peft_case("peft_int_tensor", lcfg, {qa: ("I32", [4, 8], b"\0" * 128), qb: ("F32", [16, 4], b"\0" * 256)},
+              "tensor `%s` has dtype I32; LoRA matrices must be F32, BF16 or F16" % qa)
+    os.makedirs(os.path.join(BAD, "peft_empty_dir"), exist_ok=True)
+    write(os.path.join(BAD, "peft_empty_dir", ".keep"), "")
+    cases.append(("peft", "peft_empty_dir", "not a PEFT adapter directory: no adapter_config.json in it"))
     # The positive control: the same files are consistent.
     d = os.path.join(FIX, "tiny-qwen3-h8")
     shutil.rmtree(d, ignore_errors=True)

@@ -100,6 +100,24 @@ static void test_adapter(Diag *d) {
     }
     json_decref(want);
     json_decref(got);
+    // reading back: peft's own adapter and ours give the same modules
+    ExLoraAdapter pa, ta;
+    snprintf(p, sizeof p, "%s/../fixtures/peft-tiny-qwen3", src);
+    CHECK(ex_load_peft_adapter(d, p, &pa) == 0);
+    CHECK(ex_load_peft_adapter(d, out, &ta) == 0);
+    CHECK(pa.n_mods == 14 && ta.n_mods == 14 && pa.cfg.r == 4 && pa.cfg.lora_alpha == 8 &&
+          pa.cfg.lora_dropout == 0.05 && !pa.cfg.use_rslora && pa.cfg.n_target_modules == 7 &&
+          pa.cfg.base_model_name_or_path && !strcmp(pa.cfg.base_model_name_or_path, "tiny-qwen3"));
+    for (int i = 0; i < pa.n_mods && i < ta.n_mods; i++) {
+        const ExLoraModule *x = &pa.mods[i], *y = &ta.mods[i];
+        CHECK(!strcmp(x->module, y->module) && x->in == y->in && x->out == y->out);
+        CHECK(memcmp(x->A, y->A, (size_t)(4 * x->in) * sizeof(float)) == 0);
+        CHECK(memcmp(x->B, y->B, (size_t)(4 * x->out) * sizeof(float)) == 0);
+        if (i) CHECK(strcmp(pa.mods[i - 1].module, x->module) < 0);
+    }
+    CHECK(!strcmp(pa.mods[0].module, "model.layers.0.mlp.down_proj") && pa.mods[0].in == 64 && pa.mods[0].out == 32);
+    ex_lora_adapter_free(&pa);
+    ex_lora_adapter_free(&ta);
     char buf[128];
     CHECK(ex_peft_tensor_name(buf, sizeof buf, "model.layers.0.self_attn.q_proj", 'A') == 0 &&
           !strcmp(buf, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));

@@ -2,6 +2,7 @@
 // every case must fail with a non-zero status, at least one error, and the expected message.
 // Then hostile mutations of a valid file (every truncation, random header bytes) on exact-size
 // buffers: a failure or a success, never a read out of bounds (run under ASan).
+#include "export.h"
 #include "hfconfig.h"
 #include "safetensors.h"
 #include "test.h"
@@ -28,6 +29,10 @@ static int run_case(const char *kind, const char *path, char **out, int *status)
         StCheckpoint *ck = st_checkpoint_open(&d, path);
         *status = ck ? 0 : 1;
         st_checkpoint_close(ck);
+    } else if (!strcmp(kind, "peft")) {
+        ExLoraAdapter a;
+        *status = ex_load_peft_adapter(&d, path, &a) ? 1 : 0;
+        if (*status == 0) ex_lora_adapter_free(&a);
     } else if (!strcmp(kind, "shape")) {
         HfConfig c;
         StCheckpoint *ck = NULL;
