@@ -24,7 +24,7 @@ q=tiny-qwen3.trl
 expect 0 '^# IR after dce' ir $q
 expect 0 '^parameters (25, 25 trainable):$' ir $q
 expect 0 '^  %[0-9]* = param "model.layers.1.self_attn.q_norm.weight" : f32\[8\] trainable  # qwen3.trl:' ir $q
-expect 0 '^  %[0-9]* = param "lm_head.weight" : f32\[64,32\] trainable' ir $q
+expect 0 '^  %[0-9]* = param "lm_head.weight" : f32\[320,32\] trainable' ir $q
 expect 0 '^  %[0-9]* = input "labels" : i32\[B,T\]' ir $q
 expect 0 '^forward (' ir $q
 expect 0 '= sdpa(%[0-9]*, %[0-9]*, %[0-9]*, causal=true, scale=0.353553) : f32\[B,4,T,8\]  # nn.trl:' ir $q
@@ -34,7 +34,7 @@ expect 0 '= embed_bwd(' ir $q
 expect 0 '^  grad:model.layers.0.mlp.down_proj.weight = %' ir $q
 expect 0 '^  loss = %' ir $q
 expect 0 '^  logits = %' ir $q
-expect 0 '= f64\[B,T,64\]\|: f64\[B,T,64\]' ir --f64 $q
+expect 0 '= f64\[B,T,320\]\|: f64\[B,T,320\]' ir --f64 $q
 expect 0 '^# IR after lower' ir --after lower $q
 n=$("$trlc" ir --after lower $q 2>/dev/null | grep -c '^backward\|^  grad:')
 if [ "$n" -eq 0 ]; then pass=$((pass + 1)); else echo "FAIL --after lower prints gradients"; fail=$((fail + 1)); fi
