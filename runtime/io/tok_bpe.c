@@ -84,8 +84,47 @@ static void sym_add(Sym *sy, size_t *n, int32_t c, uint32_t len) {
     if (i) sy[i - 1].next = (int32_t)i;
 }
 
+// A small per-thread cache of short words → ids (direct-mapped), keyed by the tokenizer's serial so
+// that tokenizers never see each other's entries. Per thread, so encoding stays lock-free.
+enum { CACHE_SLOTS = 1024, CACHE_KEY = 22, CACHE_IDS = 8 };
+typedef struct CacheEntry {
+    uint64_t serial;   // 0 = empty
+    uint8_t klen, nids;
+    char key[CACHE_KEY];
+    int32_t ids[CACHE_IDS];
+} CacheEntry;
+static _Thread_local CacheEntry bpe_cache[CACHE_SLOTS];
+
+static uint32_t word_hash(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+static int bpe_word(const struct Tokenizer *t, const char *s, size_t n, TokIds *out);
+
 int tok_bpe_word(const struct Tokenizer *t, const char *s, size_t n, TokIds *out) {
     if (n == 0) return 0;
+    if (n > CACHE_KEY) return bpe_word(t, s, n, out);
+    CacheEntry *e = &bpe_cache[(word_hash(s, n) ^ (uint32_t)t->serial) % CACHE_SLOTS];
+    if (e->serial == t->serial && e->klen == n && !memcmp(e->key, s, n)) {
+        for (int i = 0; i < e->nids; i++)
+            if (tok_ids_push(out, e->ids[i])) return -1;
+        return 0;
+    }
+    size_t before = out->n;
+    if (bpe_word(t, s, n, out)) return -1;
+    if (out->n - before <= CACHE_IDS) {
+        e->serial = t->serial;
+        e->klen = (uint8_t)n;
+        e->nids = (uint8_t)(out->n - before);
+        memcpy(e->key, s, n);
+        memcpy(e->ids, out->v + before, (out->n - before) * sizeof *e->ids);
+    }
+    return 0;
+}
+
+static int bpe_word(const struct Tokenizer *t, const char *s, size_t n, TokIds *out) {
     if (t->ignore_merges) {
         int32_t id = tokmap_get(&t->vocab, s, n);
         if (id >= 0) return tok_ids_push(out, id);

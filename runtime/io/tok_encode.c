@@ -38,7 +38,7 @@ static int split_added(const struct Tokenizer *t, const int *set, int nset, cons
                 const TokAdded *a = &t->added[set[k]];
                 const char *m = normalized ? a->norm : a->content;
                 size_t ml = normalized ? a->normlen : a->len;
-                if (ml <= n - i && memcmp(s + i, m, ml) == 0) {
+                if (ml <= n - i && (ml < 2 || m[1] == s[i + 1]) && memcmp(s + i, m, ml) == 0) {
                     hit = set[k], mstart = i, mend = i + ml;
                     break;
                 }

@@ -125,6 +125,7 @@ enum { TOK_MODEL_BPE, TOK_MODEL_BYTES };
 
 struct Tokenizer {
     int model;
+    uint64_t serial;               // unique per tokenizer: keys the per-thread BPE cache
     // vocabulary (model) and id → string
     TokMap vocab;
     int32_t nids;                  // one past the highest id (model + added)

@@ -6,15 +6,9 @@
 #include <string.h>
 #include <utf8proc.h>
 
-static int unicode_form(TokNormKind k, const TokBuf *in, TokBuf *out) {
-    int opt = UTF8PROC_STABLE;
-    if (k == NORM_NFC || k == NORM_NFKC) opt |= UTF8PROC_COMPOSE;
-    else opt |= UTF8PROC_DECOMPOSE;
-    if (k == NORM_NFKC || k == NORM_NFKD) opt |= UTF8PROC_COMPAT;
-    if (in->n == 0) return tokbuf_add(out, "", 0);
+static int unicode_chunk(int opt, const char *s, size_t n, TokBuf *out) {
     utf8proc_uint8_t *dst = NULL;
-    utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)in->p, (utf8proc_ssize_t)in->n, &dst,
-                                      (utf8proc_option_t)opt);
+    utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &dst, (utf8proc_option_t)opt);
     if (r < 0) {
         free(dst);
         return -1;
@@ -22,6 +16,31 @@ static int unicode_form(TokNormKind k, const TokBuf *in, TokBuf *out) {
     int rc = tokbuf_add(out, dst, (size_t)r);
     free(dst);
     return rc;
+}
+
+// ASCII characters never decompose, never compose with what precedes them and have combining
+// class 0, so a string can be cut before an ASCII character that is followed by another ASCII
+// character (or the end): only the stretches around non-ASCII text go through utf8proc.
+static int unicode_form(TokNormKind k, const TokBuf *in, TokBuf *out) {
+    int opt = UTF8PROC_STABLE;
+    if (k == NORM_NFC || k == NORM_NFKC) opt |= UTF8PROC_COMPOSE;
+    else opt |= UTF8PROC_DECOMPOSE;
+    if (k == NORM_NFKC || k == NORM_NFKD) opt |= UTF8PROC_COMPAT;
+    const unsigned char *u = (const unsigned char *)in->p;
+    size_t n = in->n, i = 0;
+    if (tokbuf_reserve(out, n)) return -1;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && u[j] < 0x80) j++;
+        if (j == n) return tokbuf_add(out, in->p + i, n - i);
+        size_t start = j > i ? j - 1 : j;   // the ASCII character before may compose with what follows
+        if (tokbuf_add(out, in->p + i, start - i)) return -1;
+        size_t e = j;
+        while (e < n && !(u[e] < 0x80 && (e + 1 == n || u[e + 1] < 0x80))) e++;
+        if (unicode_chunk(opt, in->p + start, e - start, out)) return -1;
+        i = e;
+    }
+    return tokbuf_add(out, "", 0);
 }
 
 static int replace_literal(const TokNorm *s, const TokBuf *in, TokBuf *out) {

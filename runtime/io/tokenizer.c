@@ -7,11 +7,13 @@
 #include "tok_internal.h"
 #include <errno.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum { TOK_MAX_IDS = 1 << 24, TOK_MAX_DEPTH = 8 };
+static atomic_uint_fast64_t next_serial = 1;   // Tokenizer.serial, never 0
 #define TOK_MAX_FILE ((size_t)1 << 30)
 
 // ---------------------------------------------------------------------------------------------
@@ -751,6 +753,7 @@ static int load_added(Load *L, const json_t *arr) {
         return -1;
     }
     TokBuf nb = {0};
+    int32_t maxadded = -1;
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_array_get(arr, i);
         char w[64];
@@ -777,6 +780,23 @@ static int load_added(Load *L, const json_t *arr) {
             return -1;
         }
         if (len == 0) continue;   // tokenizers ignores empty added tokens
+        // tokenizers does not trust the file's ids: an added token gets its vocabulary id, else the
+        // next id after the vocabulary and the added tokens so far (AddedVocabulary::add_tokens).
+        // For consistent files this is the id written there.
+        bool dup = false;
+        for (int k = 0; k < t->nadded && !dup; k++) dup = t->added[k].len == len && !memcmp(t->added[k].content, s, len);
+        if (dup) continue;
+        int32_t vid = tokmap_get(&t->vocab, s, len);
+        int32_t vlen = (int32_t)t->vocab.n;
+        if (vid >= 0) id = vid;
+        else if (maxadded < 0) id = vlen;
+        else id = (maxadded >= vlen || vlen == 0) ? maxadded + 1 : vlen;
+        if (id >= TOK_MAX_IDS) {
+            LERR(L, "%s: id out of range", w);
+            free(nb.p);
+            return -1;
+        }
+        if (id > maxadded) maxadded = (int32_t)id;
         a->id = (int32_t)id;
         a->len = len;
         if (!(a->content = dupn(s, len))) {
@@ -852,6 +872,7 @@ Tokenizer *tok_load_json(Diag *d, const char *name, const char *json, size_t len
         return NULL;
     }
     L.t = t;
+    t->serial = atomic_fetch_add(&next_serial, 1);
     t->model = TOK_MODEL_BPE;
     t->unk_id = -1;
     tok_bytelevel_tables(t);
@@ -919,6 +940,7 @@ Tokenizer *tok_new_bytes(void) {
     Tokenizer *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->model = TOK_MODEL_BYTES;
+    t->serial = atomic_fetch_add(&next_serial, 1);
     t->unk_id = -1;
     tok_bytelevel_tables(t);
     static const char *const specials[] = {"<|bos|>", "<|eos|>", "<|pad|>"};

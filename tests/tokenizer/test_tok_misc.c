@@ -232,6 +232,127 @@ static void test_queries(const char *tokdir, const char *here) {
     tok_ids_free(&b);
 }
 
+// Random bytes (mostly invalid UTF-8 and special-token fragments) must encode without error, give ids
+// inside the vocabulary, and decode to valid UTF-8; randomly damaged tokenizer.json texts must either
+// load or be refused with a diagnostic — never crash (run under ASan+UBSan).
+static uint32_t rng_state = 12345;
+static uint32_t rnd(void) {
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return rng_state >> 8;
+}
+
+static void test_fuzz(const char *here) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/qwen2_tokenizer.json", here);
+    Tokenizer *ts[2] = {load_quiet(path), tok_new_bytes()};
+    CHECK(ts[0] && ts[1]);
+    static const char *frags[] = {"<|im_start|>", "<|im_end|>", "[MASK]", "qwertyword", " ", "\n", "\xe2\x80",
+                                  "\xcc\x81", "a", "1", "\xf0\x9f\x98", "\xff", "\r\n", "\xc3\xa9"};
+    char buf[512];
+    int bad = 0;
+    TokIds ids = {0};
+    for (int it = 0; it < 3000; it++) {
+        size_t n = 0, want = rnd() % 200;
+        while (n < want) {
+            if (rnd() % 3) buf[n++] = (char)(rnd() & 0xff);
+            else {
+                const char *f = frags[rnd() % (sizeof frags / sizeof *frags)];
+                size_t fl = strlen(f);
+                if (n + fl > sizeof buf) break;
+                memcpy(buf + n, f, fl);
+                n += fl;
+            }
+        }
+        for (int k = 0; k < 2; k++) {
+            Tokenizer *t = ts[k];
+            if (!t) continue;
+            ids.n = 0;
+            if (tok_encode(t, buf, n, it & 1, &ids)) bad++;
+            for (size_t i = 0; i < ids.n; i++)
+                if (ids.v[i] < 0 || ids.v[i] >= tok_vocab_size(t)) bad++;
+            size_t len;
+            char *s = tok_decode(t, ids.v, ids.n, it & 2, &len);
+            if (!s || strlen(s) > len) bad++;
+            // a decode of an arbitrary id list, out-of-range ids included
+            int32_t rid[16];
+            for (int i = 0; i < 16; i++) rid[i] = (int32_t)(rnd() % 60000) - 100;
+            char *r = tok_decode(t, rid, 16, false, &len);
+            if (!r) bad++;
+            free(s);
+            free(r);
+        }
+    }
+    CHECK_MSG(bad == 0, "%d fuzz failures", bad);
+    tok_free(ts[0]);
+    tok_free(ts[1]);
+    tok_ids_free(&ids);
+    // damaged tokenizer.json: a small valid one with random edits
+    // mini_tokenizer.json: a gap in the vocabulary ids (so tokenizers re-assigns the added token's id
+    // from 5 to 6), normalizers, a Split, byte fallback, fused unk, a Strip decoder. Expected values
+    // from tokenizers 0.23: encode("ab ab<s>xA") = [5, 2, 3, 2, 6, 4, 3], decoded "abab<s><0x41>".
+    snprintf(path, sizeof path, "%s/mini_tokenizer.json", here);
+    size_t gl;
+    char *good = slurp(path, &gl);
+    CHECK(good != NULL);
+    if (!good) return;
+
+    Diag d;
+    FILE *devnull = fopen("/dev/null", "w");
+    diag_init(&d, devnull);
+    Tokenizer *t = tok_load_json(&d, "mini", good, gl);
+    CHECK_MSG(t != NULL, "the mini tokenizer should load");
+    if (t) {
+        int32_t want[] = {5, 2, 3, 2, 6, 4, 3}, want2[] = {5, 1, 3, 0, 3, 2};
+        ids.n = 0;
+        CHECK(tok_encode(t, "ab ab<s>xA", 10, true, &ids) == 0);
+        CHECK(ids.n == 7 && !memcmp(ids.v, want, sizeof want));
+        ids.n = 0;
+        CHECK(tok_encode(t, "b a_ab", 6, true, &ids) == 0);
+        CHECK(ids.n == 6 && !memcmp(ids.v, want2, sizeof want2));
+        char *s = tok_decode(t, want, 7, false, NULL);
+        CHECK(s && !strcmp(s, "abab<s><0x41>"));
+        free(s);
+        CHECK(tok_id(t, "<s>") == 6);
+        tok_free(t);
+    }
+    char *m = malloc(gl + 1);
+    int loaded = 0, refused = 0;
+    for (int it = 0; it < 4000; it++) {
+        memcpy(m, good, gl + 1);
+        int edits = 1 + (int)(rnd() % 3);
+        size_t ml = gl;
+        for (int e = 0; e < edits && ml > 0; e++) {
+            size_t at = rnd() % ml;
+            switch (rnd() % 3) {
+            case 0: m[at] = "{}[]\",:0123456789atrue-"[rnd() % 24]; break;
+            case 1: memmove(m + at, m + at + 1, ml - at), ml--; break;   // delete a character
+            default: ml = at; m[ml] = 0; break;                          // truncate
+            }
+        }
+        Diag dd;
+        diag_init(&dd, devnull);
+        Tokenizer *x = tok_load_json(&dd, "mutant", m, ml);
+        if (x) {
+            loaded++;
+            ids.n = 0;
+            tok_encode(x, "ab ab<s>xA\xff", 11, true, &ids);
+            char *s = tok_decode(x, ids.v, ids.n, false, NULL);
+            free(s);
+            tok_free(x);
+        } else {
+            refused++;
+            CHECK(dd.errors > 0);
+        }
+        diag_free(&dd);
+    }
+    printf("fuzz: 3000 random inputs x 2 tokenizers; damaged tokenizer.json: %d loaded, %d refused\n", loaded, refused);
+    tok_ids_free(&ids);
+    free(m);
+    free(good);
+    diag_free(&d);
+    fclose(devnull);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: test_tok_misc SHARED_TOKENIZERS_DIR TESTS_TOKENIZER_DIR\n");
@@ -241,5 +362,6 @@ int main(int argc, char **argv) {
     test_malformed(argv[2]);
     test_bytes();
     test_queries(argv[1], argv[2]);
+    test_fuzz(argv[2]);
     return test_done("tokenizer.misc");
 }
