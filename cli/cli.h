@@ -21,6 +21,8 @@ int cmd_ir(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 extern const char usage_data[];
+int cmd_run(int argc, char **argv);
+extern const char usage_run[];
 
 extern const char usage_check[], usage_ir[], usage_tokenize[];
 

@@ -12,6 +12,7 @@ static const Command commands[] = {
     {"inspect", "show and validate a model directory or .safetensors file", usage_inspect, cmd_inspect},
     {"tokenize", "encode JSON strings from stdin to token ids (or decode)", usage_tokenize, cmd_tokenize},
     {"data", "check a dataset and show which tokens are learned", usage_data, cmd_data},
+    {"run", "train a spec: full fine-tuning, LoRA, from scratch (checkpoints, resume, export)", usage_run, cmd_run},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -1,0 +1,125 @@
+// cmd_run.c — `trlc run SPEC`: loads and checks the spec (with `--set` overrides applied as in
+// `trlc check`), then trains it (runtime/train/trainer.h) and prints a summary.
+// Exit: 0 done, 1 spec or data error, 2 usage error, 3 runtime failure (NaN loss, no CUDA, I/O).
+// Not here: the training loop itself (trainer_loop.c).
+#include "check.h"
+#include "cli.h"
+#include "load.h"
+#include "trainer.h"
+#include <stdio.h>
+#include <string.h>
+
+const char usage_run[] =
+    "usage: trlc run SPEC [--set KEY=VALUE ...] [--out DIR] [--resume RUN_DIR] [--device cpu|cuda]\n"
+    "\n"
+    "Checks SPEC, compiles its policy (LoRA adapters when the spec has a `lora` block), loads the\n"
+    "weights (`from`) or initialises them (`init`), and trains on `data train`: gradient\n"
+    "accumulation normalised by the target tokens of the whole step, clipping, AdamW/SGD,\n"
+    "schedules, `data eval` evaluation, early stopping, checkpoints. The run directory (train.out,\n"
+    "default runs/<spec name>) gets metrics.jsonl, tensorboard/, checkpoint-<step>/, best/ and the\n"
+    "export: adapter/ (a PEFT adapter) for LoRA runs, model/ (a Hugging Face model) otherwise.\n"
+    "\n"
+    "options:\n"
+    "  --set KEY=VALUE   override a setting before checking: `--set train.optimizer.lr=1e-4`\n"
+    "  --out DIR         the run directory (instead of train.out)\n"
+    "  --resume RUN_DIR  continue RUN_DIR from its latest complete checkpoint (same losses as an\n"
+    "                    uninterrupted run); outputs go to RUN_DIR\n"
+    "  --device DEV      cpu (default); cuda is not available yet\n"
+    "  -h, --help        this help\n"
+    "\n"
+    "exit status: 0 done, 1 spec or data error, 2 usage error, 3 runtime failure (e.g. NaN loss)\n";
+
+enum { MAX_SETS = 64 };
+
+// `--set KEY=VALUE`: VALUE parsed as spec text (a source named `--set`), applied by check_override.
+static int apply_set(Diag *d, Arena *a, Ast *root, const char *set) {
+    const char *eq = strchr(set, '=');
+    char *key = arena_strndup(a, set, (size_t)(eq - set));
+    const char *last = strrchr(key, '.');
+    last = last ? last + 1 : key;
+    char *text = arena_printf(a, "%s = %s;", *last ? last : "_", eq + 1);
+    uint32_t file = diag_add_source(d, "--set", text, strlen(text));
+    int errors = d->errors;
+    Ast *parsed = parse_source(d, a, file);
+    if (!parsed || d->errors > errors) return -1;
+    if (parsed->nkids != 1 || parsed->kids[0]->kind != AST_ASSIGN || !parsed->kids[0]->a) {
+        diag_plain_error(d, "`--set %s`: expected KEY=VALUE with one value", set);
+        return -1;
+    }
+    return check_override(d, a, root, key, parsed->kids[0]->a);
+}
+
+static int usage_error(const char *msg, const char *arg) {
+    fprintf(stderr, "trlc run: error: ");
+    fprintf(stderr, msg, arg);
+    fprintf(stderr, "\n%s", usage_run);
+    return EXIT_USAGE;
+}
+
+int cmd_run(int argc, char **argv) {
+    const char *path = NULL, *sets[MAX_SETS];
+    int nsets = 0;
+    TrainerOptions o = {0};
+    o.device = "cpu";
+    bool opts_done = false;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        bool takes = !opts_done && (!strcmp(arg, "--set") || !strcmp(arg, "--out") || !strcmp(arg, "--resume") ||
+                                    !strcmp(arg, "--device"));
+        const char *v = takes && i + 1 < argc ? argv[i + 1] : NULL;
+        if (takes && !v) return usage_error("`%s` needs a value", arg);
+        if (takes) i++;
+        if (!opts_done && !strcmp(arg, "--")) {
+            opts_done = true;
+        } else if (takes && !strcmp(arg, "--set")) {
+            if (!strchr(v, '=') || v[0] == '=')
+                return usage_error("`--set` takes KEY=VALUE, e.g. `--set train.optimizer.lr=1e-4` (got `%s`)", v);
+            if (nsets == MAX_SETS) return usage_error("too many `--set` options (%s)", "64 at most");
+            sets[nsets++] = v;
+        } else if (takes && !strcmp(arg, "--out")) {
+            o.out_dir = v;
+        } else if (takes && !strcmp(arg, "--resume")) {
+            o.resume_dir = v;
+        } else if (takes && !strcmp(arg, "--device")) {
+            if (strcmp(v, "cpu") && strcmp(v, "cuda"))
+                return usage_error("unknown device `%s` (cpu or cuda)", v);
+            o.device = v;
+        } else if (!opts_done && arg[0] == '-' && arg[1]) {
+            return usage_error("unknown option `%s`", arg);
+        } else if (path) {
+            return usage_error("one spec at a time (also got `%s`)", arg);
+        } else {
+            path = arg;
+        }
+    }
+    if (!path) return usage_error("%s", "no spec given");
+    if (o.out_dir && o.resume_dir) return usage_error("%s", "`--out` and `--resume` cannot be combined (a resumed run writes to RUN_DIR)");
+
+    Diag d;
+    diag_init(&d, stderr);
+    Arena arena = {0};
+    LoadedSpec spec = {0};
+    CheckedSpec *cs = arena_alloc(&arena, sizeof *cs);
+    int rc = EXIT_SPEC;
+    if (load_spec(&d, &arena, path, &spec) == 0) {
+        Ast *root = spec.mods[spec.nmods - 1].root;
+        int bad = 0;
+        for (int i = 0; i < nsets; i++) bad |= apply_set(&d, &arena, root, sets[i]) != 0;
+        if (!bad && check_spec(&d, &arena, &spec, cs) == 0 && d.errors == 0) {
+            if (strcmp(o.device, "cpu") != 0) {
+                diag_plain_error(&d, "`--device %s`: there is no CUDA backend in this build yet; use `--device cpu`",
+                                 o.device);
+                rc = EXIT_RUNTIME;
+            } else {
+                TrainerSummary sum;
+                int st = trainer_run(&d, &arena, &spec, cs, &o, &sum);
+                rc = st == TR_OK ? EXIT_OK : st == TR_SPEC_ERROR ? EXIT_SPEC : EXIT_RUNTIME;
+            }
+        }
+    }
+    if (rc == EXIT_SPEC && d.errors)
+        fprintf(stderr, "%s: %d error%s\n", path, d.errors, d.errors == 1 ? "" : "s");
+    arena_free(&arena);
+    diag_free(&d);
+    return rc;
+}

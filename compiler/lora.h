@@ -1,0 +1,58 @@
+// lora.h — the LoRA pass: after lowering and before autodiff, rewrites every linear layer whose
+// module path ends in a target name (PEFT's matching: `q_proj` matches
+// `model.layers.0.self_attn.q_proj`; all_linear = every linear but lm_head) into
+//     y = linear(x, W) + scale * linear(linear(dropout(x), A), B)      scale = alpha / r
+// (rsLoRA: alpha / sqrt(r)), adds the params `<module>.lora_A.weight` [r, in] and
+// `<module>.lora_B.weight` [out, r] (trainable) and freezes every other parameter.
+// The graph is rebuilt node by node (it is append-only and topologically ordered), so every IrId
+// held elsewhere must be remapped: lora_apply updates the LowerResult it is given.
+// Not here: initialising A and B (lora_init_values), quantized base weights, DoRA, merging.
+#ifndef TRLC_LORA_H
+#define TRLC_LORA_H
+#include <stdbool.h>
+#include <stdint.h>
+#include "arena.h"
+#include "diag.h"
+#include "ir.h"
+#include "lower.h"
+
+typedef struct LoraOptions {
+    int rank;
+    double alpha;
+    double dropout;          // probability on the LoRA branch's input
+    bool train_dropout;      // false: no dropout node (evaluation graphs)
+    bool rslora;
+    bool all_linear;         // every linear except lm_head
+    const char *const *targets;   // last path components to match (unless all_linear)
+    int ntargets;
+    uint64_t seed;           // dropout seed
+} LoraOptions;
+
+typedef struct LoraModule {
+    const char *module;      // "model.layers.0.self_attn.q_proj" (arena memory)
+    int64_t in, out;
+    IrId A, B;               // the new params: A [r, in], B [out, r]
+    int pA, pB;              // their indexes in LowerResult.params
+} LoraModule;
+
+typedef struct LoraResult {
+    LoraModule *mods;        // arena memory, in graph order
+    int nmods;
+    double scale;            // alpha / r or alpha / sqrt(r)
+} LoraResult;
+
+// True when `module`'s last path component is one of the options' targets (or, with all_linear,
+// when it is not lm_head).
+bool lora_matches(const LoraOptions *o, const char *module);
+
+// Rewrites g (must have no backward nodes yet) and res (ids remapped; the A/B params appended,
+// every other param made non-trainable). `a` holds the result's arrays. Returns 0, or -1 after
+// reporting (no linear matched a target, bad rank, a graph error).
+int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOptions *o, LoraResult *out);
+
+// PEFT's initial values: A ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)) drawn with
+// `uniform` (a caller-supplied generator returning [0, 1)), B = 0.
+void lora_init_values(float *A /* (r, in) */, float *B /* (out, r) */, int64_t r, int64_t in, int64_t out,
+                      double (*uniform)(void *ctx), void *ctx);
+
+#endif

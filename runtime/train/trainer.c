@@ -1,0 +1,371 @@
+// trainer.c — the Trainer object (trainer.h): compiles the policy twice (a training graph with
+// LoRA dropout and the backward, an evaluation graph without either), allocates one fp32 master
+// buffer per parameter bound to both CPU programs, loads the weights from the model directory or
+// initialises them from the seed, and runs one micro-batch / one optimizer update at a time.
+// Not here: the data, the loop, checkpoints or export (trainer_loop.c).
+#include "trainer_int.h"
+#include "autodiff.h"
+#include "hfconfig.h"
+#include "safetensors.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Rng streams of a run's seed: 0 the run state, 1 weight init, 2 LoRA init.
+enum { TR_STREAM_RUN = 0, TR_STREAM_INIT = 1, TR_STREAM_LORA = 2 };
+
+static double rng_unit(void *ctx) { return rng_uniform_f64((Rng *)ctx); }
+
+// lower (+ LoRA) (+ autodiff) into g.
+static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, bool train) {
+    ir_graph_init(g, t->d, IR_F32);
+    if (lower_model(t->d, t->a, spec, t->cs, -1, g, res) != 0) return -1;
+    if (res->loss == IR_NONE) {
+        diag_plain_error(t->d, "objective `%s` has no loss the trainer can run yet (sft and pretrain do)",
+                         t->cs->objective.kind ? t->cs->objective.kind : "?");
+        return -1;
+    }
+    if (t->has_lora) {
+        const CheckedModel *m = t->m;
+        LoraOptions lo = {0};
+        lo.rank = m->lora_rank;
+        lo.alpha = m->lora_alpha;
+        lo.dropout = m->lora_dropout;
+        lo.train_dropout = train;
+        lo.rslora = m->lora_rslora;
+        lo.all_linear = m->lora_all_linear;
+        lo.targets = m->lora_targets;
+        lo.ntargets = m->lora_ntargets;
+        lo.seed = (uint64_t)t->cs->train.seed;
+        LoraResult lr;
+        if (lora_apply(t->d, t->a, g, res, &lo, &lr) != 0) return -1;
+        if (train) t->lora = lr;
+    }
+    if (train && ad_backward(g, NULL, 0) != 0) return -1;
+    return g->errors ? -1 : 0;
+}
+
+static int find_output(const IrGraph *g, const char *name) {
+    for (int i = 0; i < g->nouts; i++)
+        if (!strcmp(g->outs[i].name, name)) return i;
+    return -1;
+}
+
+// Parameter buffers from the training graph's LowerResult.
+static int alloc_params(Trainer *t) {
+    t->np = t->res.nparams;
+    t->ps = calloc((size_t)t->np + 1, sizeof *t->ps);
+    if (!t->ps) goto oom;
+    for (int i = 0; i < t->np; i++) {
+        const LowerParam *lp = &t->res.params[i];
+        const IrNode *n = ir_node(&t->g, lp->id);
+        TrParam *p = &t->ps[i];
+        p->name = lp->name;
+        p->rank = n->shape.rank;
+        p->numel = 1;
+        p->grad_out = -1;
+        p->lora = -1;
+        for (int k = 0; k < n->shape.rank; k++) {
+            if (n->shape.d[k].syms || n->shape.d[k].coef < 0 || n->shape.d[k].coef > ((int64_t)1 << 40) ||
+                p->numel > ((int64_t)1 << 40) / (n->shape.d[k].coef ? n->shape.d[k].coef : 1)) {
+                diag_plain_error(t->d, "parameter `%s` has an unsupported shape", p->name);
+                return -1;
+            }
+            p->shape[k] = n->shape.d[k].coef;
+            p->numel *= p->shape[k];
+        }
+        p->trainable = n->trainable;
+        p->data = calloc((size_t)(p->numel ? p->numel : 1), sizeof(float));
+        if (!p->data) goto oom;
+        if (p->trainable) {
+            p->grad = calloc((size_t)(p->numel ? p->numel : 1), sizeof(float));
+            if (!p->grad) goto oom;
+            char gname[1024];
+            snprintf(gname, sizeof gname, "grad:%s", p->name);
+            p->grad_out = find_output(&t->g, gname);
+            if (p->grad_out < 0) {
+                diag_plain_error(t->d, "internal: no gradient output for `%s`", p->name);
+                return -1;
+            }
+        }
+    }
+    for (int i = 0; i < t->lora.nmods; i++) {
+        t->ps[t->lora.mods[i].pA].lora = i;
+        t->ps[t->lora.mods[i].pB].lora = i;
+    }
+    return 0;
+oom:
+    diag_plain_error(t->d, "out of memory allocating the model's parameters");
+    return -1;
+}
+
+// Weights: from the checkpoint directory, or the declared inits; LoRA A/B as PEFT.
+static int init_weights(Trainer *t) {
+    const CheckedModel *m = t->m;
+    Rng ri, rl;
+    rng_stream(&ri, (uint64_t)t->cs->train.seed, TR_STREAM_INIT);
+    rng_stream(&rl, (uint64_t)t->cs->train.seed, TR_STREAM_LORA);
+    StCheckpoint *ck = NULL;
+    if (m->from) {
+        ck = st_checkpoint_open(t->d, m->from);
+        if (!ck) return -1;
+        if (m->has_hf && hf_config_check_checkpoint(t->d, &m->hf, ck) != 0) {
+            st_checkpoint_close(ck);
+            return -1;
+        }
+    }
+    int rc = 0;
+    for (int i = 0; i < t->np && rc == 0; i++) {
+        TrParam *p = &t->ps[i];
+        const LowerParam *lp = &t->res.params[i];
+        if (p->lora >= 0) {
+            const LoraModule *lm = &t->lora.mods[p->lora];
+            if (i == lm->pA) {
+                TrParam *b = &t->ps[lm->pB];
+                lora_init_values(p->data, b->data, m->lora_rank, lm->in, lm->out, rng_unit, &rl);
+            }
+            continue;
+        }
+        if (ck) {
+            rc = st_checkpoint_read_f32(t->d, ck, p->name, p->rank, p->shape, p->data);
+            continue;
+        }
+        switch (lp->init) {
+        case LOWER_INIT_ONES:
+            for (int64_t k = 0; k < p->numel; k++) p->data[k] = 1.0f;
+            break;
+        case LOWER_INIT_ZEROS: break;
+        case LOWER_INIT_NORMAL:
+            rng_normal_fill(&ri, p->data, (size_t)p->numel, 0.0f, (float)lp->std);
+            break;
+        default:   // no initialiser declared: the model's init std
+            rng_normal_fill(&ri, p->data, (size_t)p->numel, 0.0f, (float)m->cfg.init_std);
+            break;
+        }
+    }
+    st_checkpoint_close(ck);
+    return rc;
+}
+
+static int bind_params(Trainer *t, CpuProgram *p, const IrGraph *g) {
+    for (int i = 0; i < t->np; i++) {
+        if (ir_find(g, t->ps[i].name) == IR_NONE) continue;   // e.g. unused in this graph
+        if (cpu_bind_name(p, t->ps[i].name, t->ps[i].data, (size_t)t->ps[i].numel * sizeof(float)) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int init_optimizer(Trainer *t) {
+    const CheckedTrain *tr = &t->cs->train;
+    OptConfig oc;
+    if (tr->optimizer && !strcmp(tr->optimizer, "sgd")) {
+        oc = opt_config_sgd();
+        oc.momentum = tr->momentum;
+    } else {
+        oc = opt_config_adamw();
+        oc.beta1 = tr->beta1;
+        oc.beta2 = tr->beta2;
+        oc.eps = tr->eps;
+    }
+    oc.lr = tr->lr;
+    oc.weight_decay = tr->weight_decay;
+    if (opt_init(t->d, &t->opt, &oc) != 0) return -1;
+    t->opt_ok = true;
+    t->base_lr = tr->lr;
+    t->clip = tr->clip_norm;
+    for (int i = 0; i < t->np; i++) {
+        TrParam *p = &t->ps[i];
+        if (!p->trainable) continue;
+        if (opt_add(t->d, &t->opt, p->name, p->data, p->grad, (size_t)p->numel, opt_default_decay(p->name)) < 0)
+            return -1;
+    }
+    if (t->opt.nparams == 0) {
+        diag_plain_error(t->d, "nothing to train: every parameter of `%s` is frozen", t->m->name);
+        return -1;
+    }
+    return 0;
+}
+
+int tr_set_schedule(Trainer *t, int64_t total_steps) {
+    const CheckedTrain *tr = &t->cs->train;
+    SchedConfig sc = sched_config_default();
+    int kind = sched_kind_from_name(tr->schedule ? tr->schedule : "constant");
+    sc.kind = kind < 0 ? SCHED_CONSTANT : (SchedKind)kind;
+    sc.total_steps = total_steps > 0 ? total_steps : 1;
+    sc.warmup_steps = tr->warmup_steps > 0 ? tr->warmup_steps : -1;
+    sc.warmup_ratio = tr->warmup_ratio;
+    sc.min_lr = sc.kind == SCHED_COSINE && tr->min_lr > 0 ? tr->min_lr : -1;
+    sc.base_lr = tr->lr;
+    if (sc.warmup_steps > sc.total_steps) sc.warmup_steps = sc.total_steps;
+    return sched_init(t->d, &t->sched, &sc);
+}
+
+Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, const TrainerOptions *o,
+                int *status) {
+    *status = TR_SPEC_ERROR;
+    if (o && o->device && strcmp(o->device, "cpu") != 0) {
+        diag_plain_error(d, "device `%s`: there is no CUDA backend yet (and no GPU is used); run with `--device cpu`",
+                         o->device);
+        *status = TR_RUNTIME_ERROR;
+        return NULL;
+    }
+    if (cs->policy < 0 || cs->policy >= cs->nmodels) {
+        diag_plain_error(d, "the spec has no model to train");
+        return NULL;
+    }
+    Trainer *t = calloc(1, sizeof *t);
+    if (!t) {
+        diag_plain_error(d, "out of memory");
+        *status = TR_RUNTIME_ERROR;
+        return NULL;
+    }
+    t->d = d;
+    t->a = a;
+    t->cs = cs;
+    t->m = &cs->models[cs->policy];
+    t->has_lora = t->m->has_lora;
+    t->loss_out = t->eloss_out = t->elogits_out = -1;
+    ir_graph_init(&t->g, d, IR_F32);
+    ir_graph_init(&t->ge, d, IR_F32);
+    rng_stream(&t->rng, (uint64_t)cs->train.seed, TR_STREAM_RUN);
+    if (t->m->quantized) {
+        diag_plain_error(d, "quantized models (QLoRA) are not trained by the CPU trainer yet");
+        goto fail;
+    }
+    if (compile(t, spec, &t->g, &t->res, true) || compile(t, spec, &t->ge, &t->rese, false)) goto fail;
+    t->loss_out = find_output(&t->g, "loss");
+    t->eloss_out = find_output(&t->ge, "loss");
+    t->elogits_out = find_output(&t->ge, "logits");
+    if (alloc_params(t) || init_weights(t)) goto fail;
+    *status = TR_RUNTIME_ERROR;
+    t->prog = cpu_program_new(&t->g, IR_F32, d);
+    t->eprog = t->prog ? cpu_program_new(&t->ge, IR_F32, d) : NULL;
+    if (!t->eprog || bind_params(t, t->prog, &t->g) || bind_params(t, t->eprog, &t->ge)) goto fail;
+    *status = TR_SPEC_ERROR;
+    if (init_optimizer(t) || tr_set_schedule(t, cs->train.steps)) goto fail;
+    *status = TR_OK;
+    return t;
+fail:
+    tr_free(t);
+    return NULL;
+}
+
+void tr_free(Trainer *t) {
+    if (!t) return;
+    cpu_program_free(t->prog);
+    cpu_program_free(t->eprog);
+    for (int i = 0; i < t->np; i++) {
+        free(t->ps[i].data);
+        free(t->ps[i].grad);
+    }
+    free(t->ps);
+    if (t->opt_ok) opt_free(&t->opt);
+    ir_graph_free(&t->g);
+    ir_graph_free(&t->ge);
+    free(t);
+}
+
+static int bind_inputs(Trainer *t, CpuProgram *p, const int32_t *tokens, const int32_t *pos,
+                       const int32_t *labels, int B, int T) {
+    if (B < 1 || T < 1 || (int64_t)B * T > ((int64_t)1 << 31)) {
+        diag_plain_error(t->d, "bad batch shape %d x %d", B, T);
+        return -1;
+    }
+    int64_t V = t->m->cfg.vocab;
+    size_t n = (size_t)B * (size_t)T;
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V || labels[i] >= V || (labels[i] < 0 && labels[i] != LOWER_IGNORE_INDEX)) {
+            diag_plain_error(t->d, "token id %d is outside the model's vocabulary (%lld ids)",
+                             tokens[i] < 0 || tokens[i] >= V ? tokens[i] : labels[i], (long long)V);
+            return -1;
+        }
+    size_t nb = n * sizeof(int32_t);
+    if (cpu_bind_name(p, LOWER_INPUT_TOKENS, tokens, nb) || cpu_bind_name(p, LOWER_INPUT_POS, pos, nb) ||
+        cpu_bind_name(p, LOWER_INPUT_LABELS, labels, nb))
+        return -1;
+    return 0;
+}
+
+int tr_micro_step(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
+                  int B, int T, uint64_t step, double *loss_sum) {
+    if (bind_inputs(t, t->prog, tokens, pos, labels, B, T)) return -1;
+    int64_t sym[IR_NSYMS] = {B, T};
+    if (cpu_run(t->prog, sym, step) != 0) return -1;
+    const CpuTensor *l = cpu_output(t->prog, t->loss_out);
+    *loss_sum = l && l->numel >= 1 ? ((const float *)l->data)[0] : NAN;
+    for (int i = 0; i < t->np; i++) {
+        TrParam *p = &t->ps[i];
+        if (!p->trainable) continue;
+        const CpuTensor *gt = cpu_output(t->prog, p->grad_out);
+        if (!gt || gt->numel != p->numel) {
+            diag_plain_error(t->d, "internal: gradient of `%s` has the wrong size", p->name);
+            return -1;
+        }
+        const float *gv = gt->data;
+        float *acc = p->grad;
+        for (int64_t k = 0; k < p->numel; k++) acc[k] += gv[k];
+    }
+    return 0;
+}
+
+void tr_zero_grad(Trainer *t) {
+    for (int i = 0; i < t->np; i++)
+        if (t->ps[i].grad) memset(t->ps[i].grad, 0, (size_t)t->ps[i].numel * sizeof(float));
+}
+
+int tr_apply(Trainer *t, int64_t n_targets, double *grad_norm, double *lr) {
+    float s = n_targets > 0 ? (float)(1.0 / (double)n_targets) : 1.0f;
+    for (int i = 0; i < t->np; i++) {
+        TrParam *p = &t->ps[i];
+        if (!p->trainable) continue;
+        for (int64_t k = 0; k < p->numel; k++) p->grad[k] *= s;
+    }
+    double gn = t->clip > 0 ? opt_clip_grad_norm(&t->opt, t->clip) : opt_grad_norm(&t->opt);
+    double l = t->base_lr * sched_mult(&t->sched, t->step);
+    if (grad_norm) *grad_norm = gn;
+    if (lr) *lr = l;
+    opt_step(&t->opt, l);
+    t->step++;
+    tr_zero_grad(t);
+    return 0;
+}
+
+int tr_eval_batch(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
+                  int B, int T, double *loss_sum) {
+    if (bind_inputs(t, t->eprog, tokens, pos, labels, B, T)) return -1;
+    int64_t sym[IR_NSYMS] = {B, T};
+    if (cpu_run(t->eprog, sym, 0) != 0) return -1;
+    const CpuTensor *l = cpu_output(t->eprog, t->eloss_out);
+    *loss_sum = l && l->numel >= 1 ? ((const float *)l->data)[0] : NAN;
+    return 0;
+}
+
+const float *tr_eval_logits(const Trainer *t, int64_t *numel) {
+    const CpuTensor *x = t->elogits_out >= 0 ? cpu_output(t->eprog, t->elogits_out) : NULL;
+    if (numel) *numel = x ? x->numel : 0;
+    return x ? x->data : NULL;
+}
+
+static TrParam *find_param(Trainer *t, const char *name) {
+    for (int i = 0; i < t->np; i++)
+        if (!strcmp(t->ps[i].name, name)) return &t->ps[i];
+    return NULL;
+}
+
+float *tr_param(Trainer *t, const char *name, int64_t *numel) {
+    TrParam *p = find_param(t, name);
+    if (numel) *numel = p ? p->numel : 0;
+    return p ? p->data : NULL;
+}
+
+float *tr_grad(Trainer *t, const char *name, int64_t *numel) {
+    TrParam *p = find_param(t, name);
+    if (numel) *numel = p && p->grad ? p->numel : 0;
+    return p ? p->grad : NULL;
+}
+
+int tr_nparams(const Trainer *t) { return t->np; }
+const char *tr_param_name(const Trainer *t, int i) { return i >= 0 && i < t->np ? t->ps[i].name : NULL; }
+bool tr_param_trainable(const Trainer *t, int i) { return i >= 0 && i < t->np && t->ps[i].trainable; }
+Optimizer *tr_optimizer(Trainer *t) { return &t->opt; }

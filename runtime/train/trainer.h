@@ -1,0 +1,80 @@
+// trainer.h — the trainer behind `trlc run`: compiles a checked spec's policy (lower → LoRA →
+// autodiff on the CPU backend), loads or initialises its weights, and trains it: micro-batches,
+// gradient accumulation normalised by the target-token count of the whole accumulated batch,
+// clipping, AdamW/SGD with schedules, evaluation, early stopping, checkpoints, resume, metrics,
+// TensorBoard and the final export (a PEFT adapter for LoRA runs, an HF model directory otherwise).
+// Two levels: Trainer (tr_*) — one compiled model with its parameters, gradients and optimizer,
+// driven batch by batch (tests use it directly); trainer_run — the whole loop over the spec's data.
+// Not here: the objectives' math (stdlib .trl via lower), GPU execution, DPO/GRPO loops.
+#ifndef TRLC_TRAINER_H
+#define TRLC_TRAINER_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "arena.h"
+#include "check.h"
+#include "diag.h"
+#include "load.h"
+#include "optim.h"
+
+// Status codes (the CLI turns them into exit codes 0 / 1 / 3).
+enum { TR_OK = 0, TR_SPEC_ERROR = 1, TR_RUNTIME_ERROR = 3 };
+
+typedef struct TrainerOptions {
+    const char *out_dir;       // overrides train.out (NULL: the spec's)
+    const char *resume_dir;    // a run directory to resume from its latest complete checkpoint
+    const char *device;        // "cpu" (NULL = cpu); "cuda" is refused for now
+    FILE *log;                 // progress and summary (NULL = stderr)
+    bool nan_skip;             // a non-finite loss skips the update instead of stopping
+} TrainerOptions;
+
+typedef struct TrainerSummary {
+    int64_t steps;             // optimizer steps done
+    double final_loss;         // mean per-token loss of the last step
+    double eval_loss;          // last evaluation (NaN when none)
+    double tokens_per_s;
+    char run_dir[4096];
+    char export_dir[4096];
+} TrainerSummary;
+
+typedef struct Trainer Trainer;
+
+// Compiles the policy of cs (spec was checked into cs), initialises its weights (from the
+// checkpoint directory, or seeded from the declared inits; LoRA A/B as PEFT) and the optimizer.
+// NULL after reporting; *status gets TR_SPEC_ERROR or TR_RUNTIME_ERROR.
+Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, const TrainerOptions *o,
+                int *status);
+void tr_free(Trainer *t);
+
+// Forward + backward on one micro-batch; the gradients are ADDED to the accumulation buffers
+// (sums over target tokens). *loss_sum gets the batch's summed loss. tokens, pos, labels:
+// (B, T) int32, labels already shifted (-100 = ignored). step feeds dropout. Returns 0 or -1.
+int tr_micro_step(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
+                  int B, int T, uint64_t step, double *loss_sum);
+// Divides the accumulated gradients by n_targets, clips (train.clip_norm), updates every trainable
+// parameter with lr = base lr * schedule(step), and zeroes the accumulators. *grad_norm gets the
+// pre-clip norm. Returns 0.
+int tr_apply(Trainer *t, int64_t n_targets, double *grad_norm, double *lr);
+// Forward only (no dropout) through the evaluation graph: summed loss of the batch.
+int tr_eval_batch(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
+                  int B, int T, double *loss_sum);
+// The logits (B, T, V) of the last tr_eval_batch, or NULL.
+const float *tr_eval_logits(const Trainer *t, int64_t *numel);
+// Zeroes the gradient accumulators.
+void tr_zero_grad(Trainer *t);
+
+// A parameter's values / accumulated gradient (NULL for a frozen param's gradient or an unknown
+// name); *numel gets its size.
+float *tr_param(Trainer *t, const char *name, int64_t *numel);
+float *tr_grad(Trainer *t, const char *name, int64_t *numel);
+int tr_nparams(const Trainer *t);
+const char *tr_param_name(const Trainer *t, int i);
+bool tr_param_trainable(const Trainer *t, int i);
+Optimizer *tr_optimizer(Trainer *t);
+
+// The whole run: tr_new, data, the loop, evaluation, checkpoints, export, summary. Returns a
+// TR_* status; *sum (may be NULL) is filled as far as the run got.
+int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, const TrainerOptions *o,
+                TrainerSummary *sum);
+
+#endif

@@ -1,0 +1,48 @@
+// trainer_int.h — the Trainer's insides, shared by trainer.c (compile, weights, one step) and
+// trainer_loop.c (data, the loop, evaluation, checkpoints, export). Not a public API.
+#ifndef TRLC_TRAINER_INT_H
+#define TRLC_TRAINER_INT_H
+#include "cpu.h"
+#include "lora.h"
+#include "lower.h"
+#include "rng.h"
+#include "schedule.h"
+#include "trainer.h"
+
+typedef struct TrParam {
+    const char *name;          // HF path ("model.norm.weight", "...q_proj.lora_A.weight")
+    int rank;
+    int64_t shape[IR_MAX_RANK];
+    int64_t numel;
+    float *data;               // (numel) fp32 master values
+    float *grad;               // (numel) accumulated gradient (trainable only)
+    bool trainable;
+    int grad_out;              // index of its gradient among the train program's outputs, or -1
+    int lora;                  // index into lora.mods when a LoRA A or B, else -1
+} TrParam;
+
+struct Trainer {
+    Diag *d;
+    Arena *a;
+    const CheckedSpec *cs;
+    const CheckedModel *m;
+    IrGraph g, ge;             // training graph (with backward), evaluation graph (forward only)
+    LowerResult res, rese;
+    bool has_lora;
+    LoraResult lora;
+    CpuProgram *prog, *eprog;
+    int loss_out, eloss_out, elogits_out;
+    TrParam *ps;
+    int np;
+    Optimizer opt;
+    bool opt_ok;
+    Schedule sched;
+    double base_lr, clip;
+    int64_t step;              // optimizer updates done
+    Rng rng;                   // the run's generator (saved in checkpoints)
+};
+
+// (Re)builds the schedule for total_steps optimizer steps. Returns 0 or -1 (reported).
+int tr_set_schedule(Trainer *t, int64_t total_steps);
+
+#endif

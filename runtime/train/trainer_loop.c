@@ -1,0 +1,585 @@
+// trainer_loop.c — trainer_run (trainer.h): the run directory, tokenizer, chat template and
+// datasets of the spec, the optimizer-step loop (micro-batches accumulated, the loss and the
+// gradients divided by the target tokens of the whole accumulated batch), non-finite handling,
+// logging (metrics.jsonl, TensorBoard, the progress line), evaluation with early stopping and the
+// best model, checkpoints and --resume, and the final export and summary.
+// Not here: compiling or stepping the model (trainer.c).
+#include "trainer_int.h"
+#include "chat.h"
+#include "checkpoint.h"
+#include "dataset.h"
+#include "export.h"
+#include "metrics.h"
+#include "tensorboard.h"
+#include "tokenizer.h"
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { TR_PATH = 4096, TR_STEPS_EPOCHS = 1000000 };
+
+typedef struct Run {
+    Diag *d;
+    Trainer *t;
+    const CheckedSpec *cs;
+    const TrainerOptions *o;
+    FILE *log;
+    char dir[TR_PATH];
+    Tokenizer *tok;
+    ChatTemplate tmpl, etmpl;
+    bool has_tmpl, has_etmpl;
+    DsLoader *train, *eval;
+    DsBatch batch;
+    MetLog *met;
+    TbWriter *tb;
+    MetProgress prog;
+    int64_t total;             // optimizer steps planned
+    int64_t samples, tokens;   // seen so far
+    double best;               // early stopping: best metric (NaN: none)
+    int64_t since_best;
+    double last_loss, last_eval;
+    bool stop_early;
+} Run;
+
+static int mkdir_p(Diag *d, const char *path) {
+    char buf[TR_PATH];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        diag_plain_error(d, "bad output directory `%s`", path);
+        return -1;
+    }
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char c = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            diag_plain_error(d, "cannot create directory `%s`: %s", buf, strerror(errno));
+            return -1;
+        }
+        buf[i] = c;
+    }
+    return 0;
+}
+
+// dir + "/" + name into buf; false (reported) when too long.
+static bool join(Diag *d, char *buf, size_t cap, const char *dir, const char *name) {
+    int n = snprintf(buf, cap, "%s/%s", dir, name);
+    if (n < 0 || (size_t)n >= cap) {
+        diag_plain_error(d, "path too long: %s/%s", dir, name);
+        return false;
+    }
+    return true;
+}
+
+static bool file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// The spec's `on_nan = skip;` in the train block.
+static bool spec_nan_skip(const CheckedSpec *cs) {
+    const Ast *root = cs->spec;
+    for (int i = 0; root && i < root->nkids; i++) {
+        const Ast *b = root->kids[i];
+        if (b->kind != AST_BLOCK || !b->name || strcmp(b->name, "train")) continue;
+        for (int k = 0; k < b->nkids; k++) {
+            const Ast *s = b->kids[k];
+            if (s->kind == AST_ASSIGN && s->name && !strcmp(s->name, "on_nan") && s->a &&
+                s->a->kind == AST_IDENT && s->a->name && !strcmp(s->a->name, "skip"))
+                return true;
+        }
+    }
+    return false;
+}
+
+static int open_template(Run *r, const CheckedData *cd, ChatTemplate *out) {
+    const CheckedModel *m = r->t->m;
+    char cfg[TR_PATH];
+    const char *cfgp = NULL;
+    if (m->from) {
+        snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", m->from);
+        if (file_exists(cfg)) cfgp = cfg;
+    }
+    const char *v = "plain";
+    if (cd->template_kind && !strcmp(cd->template_kind, "chat")) v = "chat";
+    else if (cd->template_kind && !strcmp(cd->template_kind, "string") && cd->template_str) v = cd->template_str;
+    else if (cd->template_kind && strcmp(cd->template_kind, "plain")) v = cd->template_kind;
+    return chat_from_spec(r->d, v, cfgp, out);
+}
+
+static DsLoader *open_data(Run *r, const CheckedData *cd, ChatTemplate *tmpl, bool train) {
+    const CheckedSpec *cs = r->cs;
+    DsConfig c;
+    ds_config_init(&c);
+    c.path = cd->from;
+    if (ds_format_parse(cd->format ? cd->format : "prompt_response", &c.format)) {
+        diag_plain_error(r->d, "data %s: unknown format `%s`", cd->name, cd->format);
+        return NULL;
+    }
+    c.fields.text = cd->f_text;
+    c.fields.prompt = cd->f_prompt;
+    c.fields.response = cd->f_response;
+    c.fields.messages = cd->f_messages;
+    c.fields.chosen = cd->f_chosen;
+    c.fields.rejected = cd->f_rejected;
+    c.fields.answer = cd->f_answer;
+    c.tmpl = tmpl;
+    c.max_len = cd->max_len > 0 && cd->max_len < (1 << 30) ? (int)cd->max_len : 0;
+    c.pack = cd->pack && c.max_len > 0;
+    c.mask_prompt = cs->objective.kind && !strcmp(cs->objective.kind, "sft") ? cs->objective.mask_prompt : false;
+    c.shuffle = train && cd->shuffle;
+    c.seed = (uint64_t)cs->train.seed;
+    c.epochs = !train ? 1 : cs->train.steps > 0 ? TR_STEPS_EPOCHS : (int)cs->train.epochs;
+    return ds_open(r->d, &c, r->tok);
+}
+
+static int open_inputs(Run *r) {
+    const CheckedSpec *cs = r->cs;
+    const CheckedModel *m = r->t->m;
+    const char *tp = m->tokenizer;
+    char buf[TR_PATH];
+    if (!tp && m->from) {
+        snprintf(buf, sizeof buf, "%s/tokenizer.json", m->from);
+        tp = buf;
+    }
+    if (!tp || !strcmp(tp, "bytes")) r->tok = tok_new_bytes();
+    else r->tok = tok_load(r->d, tp);
+    if (!r->tok) {
+        if (!tp || !strcmp(tp, "bytes")) diag_plain_error(r->d, "out of memory");
+        return -1;
+    }
+    if (tok_vocab_size(r->tok) > m->cfg.vocab) {
+        diag_plain_error(r->d, "the tokenizer has %d ids but model `%s` has a vocabulary of %lld",
+                         (int)tok_vocab_size(r->tok), m->name, (long long)m->cfg.vocab);
+        diag_hint(r->d, "make `config { vocab = ...; }` at least %d", (int)tok_vocab_size(r->tok));
+        return -1;
+    }
+    if (cs->train_data < 0) {
+        diag_plain_error(r->d, "the spec has no `data train` block");
+        return -1;
+    }
+    const CheckedData *td = &cs->data[cs->train_data];
+    if (open_template(r, td, &r->tmpl)) return -1;
+    r->has_tmpl = true;
+    r->train = open_data(r, td, &r->tmpl, true);
+    if (!r->train) return -1;
+    if (cs->eval_data >= 0) {
+        const CheckedData *ed = &cs->data[cs->eval_data];
+        if (open_template(r, ed, &r->etmpl)) return -1;
+        r->has_etmpl = true;
+        r->eval = open_data(r, ed, &r->etmpl, false);
+        if (!r->eval) return -1;
+    }
+    return 0;
+}
+
+static int64_t planned_steps(const Run *r) {
+    const CheckedTrain *tr = &r->cs->train;
+    if (tr->steps > 0) return tr->steps;
+    int64_t rows = (int64_t)ds_num_rows(r->train);
+    int64_t micro = (rows + tr->batch - 1) / tr->batch * tr->epochs;
+    int64_t s = (micro + tr->grad_accum - 1) / tr->grad_accum;
+    return s > 0 ? s : 1;
+}
+
+// Checkpoint tensors: every trainable parameter.
+static CkptTensor *ckpt_tensors(Run *r, size_t *n) {
+    Trainer *t = r->t;
+    CkptTensor *v = calloc((size_t)t->np + 1, sizeof *v);
+    size_t k = 0;
+    for (int i = 0; v && i < t->np; i++) {
+        if (!t->ps[i].trainable) continue;
+        v[k].name = t->ps[i].name;
+        v[k].data = t->ps[i].data;
+        v[k].ndim = t->ps[i].rank;
+        for (int j = 0; j < t->ps[i].rank; j++) v[k].shape[j] = t->ps[i].shape[j];
+        k++;
+    }
+    *n = k;
+    if (!v) diag_plain_error(r->d, "out of memory");
+    return v;
+}
+
+static void fill_state(Run *r, CkptState *st) {
+    memset(st, 0, sizeof *st);
+    int ep;
+    size_t idx;
+    ds_position(r->train, &ep, &idx);
+    st->step = r->t->step;
+    st->epoch = ep;
+    st->data_pos = (int64_t)idx;
+    st->samples_seen = r->samples;
+    st->tokens_seen = r->tokens;
+    st->seed = (uint64_t)r->cs->train.seed;
+    st->rng = r->t->rng;
+    st->sched = r->t->sched;
+    st->best_metric = r->best;
+    st->evals_since_best = r->since_best;
+}
+
+static int save_checkpoint(Run *r) {
+    size_t n;
+    CkptTensor *v = ckpt_tensors(r, &n);
+    if (!v) return -1;
+    CkptState st;
+    fill_state(r, &st);
+    char out[TR_PATH];
+    int rc = ckpt_save(r->d, r->dir, &st, v, n, &r->t->opt, (int)r->cs->train.keep, out, sizeof out);
+    free(v);
+    return rc;
+}
+
+static int resume(Run *r) {
+    char path[TR_PATH];
+    int64_t step = 0;
+    int f = ckpt_find_latest(r->d, r->o->resume_dir, path, sizeof path, &step);
+    if (f < 0) return -1;
+    if (f == 0) {
+        diag_plain_error(r->d, "--resume %s: no complete checkpoint in this directory", r->o->resume_dir);
+        diag_hint(r->d, "checkpoints are written every `save_every` steps into RUN/checkpoint-<step>/");
+        return -1;
+    }
+    size_t n;
+    CkptTensor *v = ckpt_tensors(r, &n);
+    if (!v) return -1;
+    CkptState st;
+    int rc = ckpt_load(r->d, path, &st, v, n, &r->t->opt);
+    free(v);
+    if (rc) return -1;
+    if (st.seed != (uint64_t)r->cs->train.seed) {
+        diag_plain_error(r->d, "--resume: the checkpoint was trained with seed %llu, the spec says %lld",
+                         (unsigned long long)st.seed, (long long)r->cs->train.seed);
+        return -1;
+    }
+    if (st.epoch < 0 || st.epoch > INT32_MAX || st.data_pos < 0 ||
+        ds_seek(r->train, (int)st.epoch, (size_t)st.data_pos))
+        return -1;
+    r->t->step = st.step;
+    r->t->rng = st.rng;
+    r->samples = st.samples_seen;
+    r->tokens = st.tokens_seen;
+    r->best = st.best_metric;
+    r->since_best = st.evals_since_best;
+    fprintf(r->log, "resuming from %s (step %lld)\n", path, (long long)st.step);
+    return 0;
+}
+
+// Writes a config.json for a model trained from scratch (a stdlib arch) into dir.
+static int scratch_config(Run *r, const char *dir) {
+    const CheckedModel *m = r->t->m;
+    const CheckedConfig *c = &m->cfg;
+    const char *arch = m->arch, *cls = NULL;
+    if (!strcmp(arch, "llama")) cls = "LlamaForCausalLM";
+    else if (!strcmp(arch, "qwen2")) cls = "Qwen2ForCausalLM";
+    else if (!strcmp(arch, "qwen3")) cls = "Qwen3ForCausalLM";
+    if (!cls) return 1;
+    if (mkdir_p(r->d, dir)) return -1;
+    char p[TR_PATH];
+    if (!join(r->d, p, sizeof p, dir, "config.json")) return -1;
+    FILE *f = fopen(p, "w");
+    if (!f) {
+        diag_plain_error(r->d, "cannot write `%s`: %s", p, strerror(errno));
+        return -1;
+    }
+    int32_t bos = tok_bos_id(r->tok), eos = ds_eos_id(r->train);
+    fprintf(f,
+            "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n  \"vocab_size\": %lld,\n"
+            "  \"hidden_size\": %lld,\n  \"intermediate_size\": %lld,\n  \"num_hidden_layers\": %lld,\n"
+            "  \"num_attention_heads\": %lld,\n  \"num_key_value_heads\": %lld,\n  \"head_dim\": %lld,\n"
+            "  \"max_position_embeddings\": %lld,\n  \"rms_norm_eps\": %.17g,\n  \"rope_theta\": %.17g,\n"
+            "  \"tie_word_embeddings\": %s,\n  \"hidden_act\": \"silu\",\n  \"torch_dtype\": \"float32\",\n"
+            "  \"initializer_range\": %.17g,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d\n}\n",
+            cls, arch, (long long)c->vocab, (long long)c->hidden, (long long)c->ffn, (long long)c->layers,
+            (long long)c->heads, (long long)c->kv_heads, (long long)c->head_dim, (long long)c->max_pos, c->eps,
+            c->rope_theta, c->tie ? "true" : "false", c->init_std, bos >= 0 ? bos : 256, eos);
+    if (fclose(f) != 0) {
+        diag_plain_error(r->d, "cannot write `%s`", p);
+        return -1;
+    }
+    return 0;
+}
+
+// The adapter (LoRA) or the model directory into dir.
+static int export_to(Run *r, const char *dir) {
+    Trainer *t = r->t;
+    const CheckedModel *m = t->m;
+    if (t->has_lora) {
+        int n = t->lora.nmods;
+        ExLoraModule *mods = calloc((size_t)n + 1, sizeof *mods);
+        if (!mods) return -1;
+        for (int i = 0; i < n; i++) {
+            const LoraModule *lm = &t->lora.mods[i];
+            mods[i].module = lm->module;
+            mods[i].in = lm->in;
+            mods[i].out = lm->out;
+            mods[i].A = t->ps[lm->pA].data;
+            mods[i].B = t->ps[lm->pB].data;
+        }
+        ExLoraConfig c = {0};
+        c.base_model_name_or_path = m->from ? m->from : m->name;
+        c.r = m->lora_rank;
+        c.lora_alpha = m->lora_alpha;
+        c.lora_dropout = m->lora_dropout;
+        c.use_rslora = m->lora_rslora;
+        c.target_modules = m->lora_targets;
+        c.n_target_modules = m->lora_ntargets;
+        c.dtype = ST_F32;
+        int rc = ex_write_peft_adapter(r->d, dir, &c, mods, n);
+        free(mods);
+        return rc;
+    }
+    char base[TR_PATH];
+    const char *bd = m->from;
+    if (!bd) {
+        if (!join(r->d, base, sizeof base, r->dir, ".scratch-config")) return -1;
+        int rc = scratch_config(r, base);
+        if (rc > 0) {
+            fprintf(r->log, "note: model `%s` (arch `%s`) is not exported as a Hugging Face model (only llama, "
+                    "qwen2 and qwen3 are); its weights are in the checkpoints\n", m->name, m->arch);
+            return 0;
+        }
+        if (rc < 0) return -1;
+        bd = base;
+    }
+    ExTensor *ts = calloc((size_t)t->np + 1, sizeof *ts);
+    if (!ts) return -1;
+    for (int i = 0; i < t->np; i++) {
+        ts[i].name = t->ps[i].name;
+        ts[i].ndim = t->ps[i].rank;
+        for (int k = 0; k < t->ps[i].rank; k++) ts[i].shape[k] = t->ps[i].shape[k];
+        ts[i].data = t->ps[i].data;
+    }
+    ExModelOptions eo = {0};
+    eo.base_dir = bd;
+    eo.dtype = ST_F32;
+    int rc = ex_write_hf_model(r->d, dir, &eo, ts, t->np);
+    free(ts);
+    return rc;
+}
+
+// Eval loss over the whole eval set; then early stopping and the best model.
+static int evaluate(Run *r) {
+    if (!r->eval) return 0;
+    if (ds_seek(r->eval, 0, 0)) return -1;
+    DsBatch b = {0};
+    double sum = 0;
+    long targets = 0;
+    int n, rc = 0;
+    while ((n = ds_next_batch(r->eval, (int)r->cs->train.batch, &b)) > 0) {
+        double l;
+        if (tr_eval_batch(r->t, b.tokens, b.positions, b.targets, b.B, b.T, &l)) {
+            rc = -1;
+            break;
+        }
+        sum += l;
+        targets += b.n_targets;
+    }
+    ds_batch_free(&b);
+    if (n < 0 || rc) return -1;
+    double loss = targets > 0 ? sum / (double)targets : NAN;
+    r->last_eval = loss;
+    MetField f[] = {{"eval_loss", loss}, {"eval_ppl", exp(loss)}};
+    met_progress_end(&r->prog);
+    fprintf(r->log, "eval step %lld  eval_loss %.4f  ppl %.3f\n", (long long)r->t->step, loss, exp(loss));
+    if (met_log(r->met, r->t->step, f, 2)) return -1;
+    tb_scalar(r->tb, "eval/loss", r->t->step, (float)loss);
+    tb_scalar(r->tb, "eval/perplexity", r->t->step, (float)exp(loss));
+    const CheckedTrain *tr = &r->cs->train;
+    double v = tr->early_stop && tr->es_metric && !strcmp(tr->es_metric, "loss") ? r->last_loss : loss;
+    if (isfinite(v) && (isnan(r->best) || v < r->best - tr->es_min_delta)) {
+        r->best = v;
+        r->since_best = 0;
+        char dir[TR_PATH];
+        if (!join(r->d, dir, sizeof dir, r->dir, "best")) return -1;
+        if (export_to(r, dir)) return -1;
+    } else {
+        r->since_best++;
+        if (tr->early_stop && r->since_best >= tr->es_patience) {
+            fprintf(r->log, "early stopping at step %lld: %s did not improve for %lld evaluations (best %.4f)\n",
+                    (long long)r->t->step, tr->es_metric, (long long)r->since_best, r->best);
+            r->stop_early = true;
+        }
+    }
+    return 0;
+}
+
+// Epochs finished after the data position (ep, idx).
+static int64_t epochs_done(const Run *r) {
+    int ep;
+    size_t idx;
+    ds_position(r->train, &ep, &idx);
+    return ep + (idx >= ds_num_rows(r->train) ? 1 : 0);
+}
+
+static bool due(CheckedEvery e, int64_t step, int64_t ep_before, int64_t ep_after) {
+    if (e.count <= 0) return false;
+    if (e.epochs) return ep_after > ep_before && ep_after % e.count == 0;
+    return step % e.count == 0;
+}
+
+static int loop(Run *r) {
+    Trainer *t = r->t;
+    const CheckedTrain *tr = &r->cs->train;
+    bool skip_nan = r->o->nan_skip || spec_nan_skip(r->cs);
+    double t0 = met_now(), tlast = t0;
+    int64_t step0 = t->step, tok_last = r->tokens;
+    double tps = -1;
+    while (t->step < r->total && !r->stop_early) {
+        int64_t ep_before = epochs_done(r);
+        double loss_sum = 0;
+        int64_t targets = 0;
+        int micro = 0;
+        for (int k = 0; k < tr->grad_accum; k++) {
+            int n = ds_next_batch(r->train, (int)tr->batch, &r->batch);
+            if (n < 0) return TR_SPEC_ERROR;
+            if (n == 0) break;
+            double l;
+            uint64_t dstep = (uint64_t)t->step * (uint64_t)tr->grad_accum + (uint64_t)k;
+            if (tr_micro_step(t, r->batch.tokens, r->batch.positions, r->batch.targets, r->batch.B,
+                              r->batch.T, dstep, &l))
+                return TR_RUNTIME_ERROR;
+            loss_sum += l;
+            targets += r->batch.n_targets;
+            r->samples += r->batch.n_examples;
+            for (int b = 0; b < r->batch.B; b++) r->tokens += r->batch.lengths[b];
+            micro++;
+        }
+        if (micro == 0) break;   // the data is used up (epochs)
+        int64_t step = t->step + 1;
+        double loss = targets > 0 ? loss_sum / (double)targets : 0.0;
+        double gn = NAN, lr = 0;
+        bool finite = isfinite(loss);
+        if (finite) {
+            // the gradient norm before the update (tr_apply would clip a non-finite one as is)
+            double s = targets > 0 ? 1.0 / (double)targets : 1.0;
+            gn = opt_grad_norm(&t->opt) * s;
+            finite = isfinite(gn);
+        }
+        if (!finite) {
+            met_progress_end(&r->prog);
+            const char *what = isfinite(loss) ? "gradient norm" : "loss";
+            if (!skip_nan) {
+                met_check_finite(r->d, what, isfinite(loss) ? gn : loss, step);
+                return TR_RUNTIME_ERROR;
+            }
+            fprintf(r->log, "step %lld: the %s is %s; update skipped (on_nan = skip)\n", (long long)step,
+                    what, isnan(isfinite(loss) ? gn : loss) ? "NaN" : "inf");
+            tr_zero_grad(t);
+            t->step++;
+            continue;
+        }
+        tr_apply(t, targets, &gn, &lr);
+        r->last_loss = loss;
+        int64_t ep_after = epochs_done(r);
+        if (due(tr->log_every, step, ep_before, ep_after) || step == r->total || step == 1) {
+            double now = met_now();
+            tps = now > tlast ? (double)(r->tokens - tok_last) / (now - tlast) : -1;
+            tlast = now;
+            tok_last = r->tokens;
+            double eta = step > step0 ? (now - t0) / (double)(step - step0) * (double)(r->total - step) : -1;
+            MetField f[] = {{"loss", loss}, {"lr", lr}, {"grad_norm", gn}, {"tokens_per_s", tps},
+                            {"epoch", (double)ep_after}, {"elapsed", now - t0}};
+            if (met_log(r->met, step, f, sizeof f / sizeof f[0])) return TR_RUNTIME_ERROR;
+            tb_scalar(r->tb, "train/loss", step, (float)loss);
+            tb_scalar(r->tb, "train/lr", step, (float)lr);
+            tb_scalar(r->tb, "train/grad_norm", step, (float)gn);
+            met_progress_draw(&r->prog, step, r->total, loss, lr, tps, eta);
+        }
+        if (due(tr->eval_every, step, ep_before, ep_after) && evaluate(r)) return TR_RUNTIME_ERROR;
+        if (due(tr->save_every, step, ep_before, ep_after) && save_checkpoint(r)) return TR_RUNTIME_ERROR;
+    }
+    met_progress_end(&r->prog);
+    return TR_OK;
+}
+
+int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, const TrainerOptions *o,
+                TrainerSummary *sum) {
+    TrainerOptions def = {0};
+    if (!o) o = &def;
+    Run r;
+    memset(&r, 0, sizeof r);
+    r.d = d;
+    r.cs = cs;
+    r.o = o;
+    r.log = o->log ? o->log : stderr;
+    r.best = NAN;
+    r.last_eval = NAN;
+    r.last_loss = NAN;
+    if (sum) {
+        memset(sum, 0, sizeof *sum);
+        sum->eval_loss = NAN;
+        sum->final_loss = NAN;
+    }
+    const char *dir = o->resume_dir ? o->resume_dir : o->out_dir ? o->out_dir : cs->train.out;
+    if (!dir || strlen(dir) >= sizeof r.dir - 64) {
+        diag_plain_error(d, "no usable output directory");
+        return TR_SPEC_ERROR;
+    }
+    snprintf(r.dir, sizeof r.dir, "%s", dir);
+    int status;
+    double t_start = met_now();
+    r.t = tr_new(d, a, spec, cs, o, &status);
+    if (!r.t) return status;
+    status = TR_SPEC_ERROR;
+    if (open_inputs(&r)) goto out;
+    r.total = planned_steps(&r);
+    if (tr_set_schedule(r.t, r.total)) goto out;
+    status = TR_RUNTIME_ERROR;
+    if (mkdir_p(d, r.dir)) goto out;
+    if (o->resume_dir && resume(&r)) goto out;
+    char p[TR_PATH + 32];
+    r.met = join(d, p, sizeof p, r.dir, "metrics.jsonl") ? met_open(d, p, o->resume_dir != NULL) : NULL;
+    r.tb = r.met && join(d, p, sizeof p, r.dir, "tensorboard") ? tb_open(d, p) : NULL;
+    if (!r.tb) goto out;
+    met_progress_init(&r.prog, r.log);
+    int64_t trainable = 0, total_params = 0;
+    for (int i = 0; i < r.t->np; i++) {
+        total_params += r.t->ps[i].numel;
+        if (r.t->ps[i].trainable) trainable += r.t->ps[i].numel;
+    }
+    fprintf(r.log, "trlc run: %s: %s (%s%s), %lld parameters, %lld trainable; %zu training rows; %lld steps -> %s\n",
+            cs->path, r.t->m->name, r.t->m->arch, r.t->has_lora ? " + LoRA" : "", (long long)total_params,
+            (long long)trainable, ds_num_rows(r.train), (long long)r.total, r.dir);
+    double t_loop = met_now();
+    int64_t tok0 = r.tokens;
+    status = loop(&r);
+    double el = met_now() - t_loop;
+    if (status != TR_OK) goto out;
+    status = TR_RUNTIME_ERROR;
+    if (r.eval && (isnan(r.last_eval) || r.cs->train.eval_every.count == 0) && evaluate(&r)) goto out;
+    if (cs->train.save_every.count > 0 && save_checkpoint(&r)) goto out;
+    char ex[TR_PATH + 16];
+    if (!join(d, ex, sizeof ex, r.dir, r.t->has_lora ? "adapter" : "model") || export_to(&r, ex)) goto out;
+    double tps = el > 0 ? (double)(r.tokens - tok0) / el : 0;
+    fprintf(r.log, "done: %lld steps, final loss %.4f", (long long)r.t->step, r.last_loss);
+    if (!isnan(r.last_eval)) fprintf(r.log, ", eval loss %.4f (ppl %.3f)", r.last_eval, exp(r.last_eval));
+    fprintf(r.log, ", %.0f tokens/s, %.1f s\n", tps, met_now() - t_start);
+    fprintf(r.log, "  %s: %s\n  metrics: %s/metrics.jsonl, TensorBoard: %s/tensorboard\n",
+            r.t->has_lora ? "adapter" : "model", ex, r.dir, r.dir);
+    if (sum) {
+        sum->tokens_per_s = tps;
+        if (snprintf(sum->export_dir, sizeof sum->export_dir, "%s", ex) < 0) sum->export_dir[0] = 0;
+    }
+    status = TR_OK;
+out:
+    if (sum) {
+        sum->steps = r.t ? r.t->step : 0;
+        sum->final_loss = r.last_loss;
+        sum->eval_loss = r.last_eval;
+        snprintf(sum->run_dir, sizeof sum->run_dir, "%s", r.dir);
+    }
+    if (met_close(r.met) && status == TR_OK) status = TR_RUNTIME_ERROR;
+    if (tb_close(r.tb) && status == TR_OK) status = TR_RUNTIME_ERROR;
+    ds_batch_free(&r.batch);
+    ds_close(r.train);
+    ds_close(r.eval);
+    if (r.has_tmpl) chat_free(&r.tmpl);
+    if (r.has_etmpl) chat_free(&r.etmpl);
+    tok_free(r.tok);
+    tr_free(r.t);
+    return status;
+}
