@@ -326,9 +326,11 @@ out:
     return rc;
 }
 
+// Bytes as written; UINT64_MAX when the product overflows (st_writer_add_f32 then refuses it).
 static uint64_t tensor_bytes(const ExTensor *t, StDtype dt) {
     uint64_t n = (uint64_t)st_dtype_bits(dt) / 8;
-    for (int k = 0; k < t->ndim; k++) n *= (uint64_t)t->shape[k];
+    for (int k = 0; k < t->ndim; k++)
+        if (__builtin_mul_overflow(n, (uint64_t)t->shape[k], &n)) return UINT64_MAX;
     return n;
 }
 
@@ -361,7 +363,11 @@ int ex_write_hf_model(Diag *d, const char *dir, const ExModelOptions *opt, const
     uint64_t cur_size = 0, total = 0;
     for (int i = 0; i < n; i++) {
         uint64_t b = tensor_bytes(&tensors[i], dt);
-        total += b;
+        if (b == UINT64_MAX || __builtin_add_overflow(total, b, &total)) {
+            diag_file_error(d, dir, 0, 0, "tensor `%s`: its size overflows 64 bits", tensors[i].name);
+            free(shard);
+            return -1;
+        }
         if (b > max) {
             shard[i] = nshards++;
             continue;
