@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static char src[1024];
 
@@ -146,6 +147,53 @@ static void test_checkpoints(Diag *d) {
     }
 }
 
+// Real scale: a Qwen3-0.6B-shaped bf16 checkpoint (310 tensors, 1.2 GB) as a sparse file — the
+// header written here, the data a hole — opened, validated and checked against its config.json.
+static void test_real_scale(Diag *d, const char *bin) {
+    HfConfig c;
+    CHECK(load(d, "configs/qwen3-0.6b.json", &c) == 0);
+    long n = hf_expected_tensors(&c, NULL, 0);
+    HfTensorSpec *s = calloc((size_t)n, sizeof *s);
+    hf_expected_tensors(&c, s, n);
+    json_t *root = json_object();
+    uint64_t off = 0;
+    for (long i = 0; i < n; i++) {
+        uint64_t numel = (uint64_t)s[i].shape[0] * (uint64_t)(s[i].ndim == 2 ? s[i].shape[1] : 1);
+        json_t *e = json_pack("{s:s, s:[I], s:[I,I]}", "dtype", "BF16", "shape", (json_int_t)s[i].shape[0],
+                              "data_offsets", (json_int_t)off, (json_int_t)(off + 2 * numel));
+        if (s[i].ndim == 2) json_array_append_new(json_object_get(e, "shape"), json_integer(s[i].shape[1]));
+        json_object_set_new(root, s[i].name, e);
+        off += 2 * numel;
+    }
+    char *hdr = json_dumps(root, JSON_COMPACT);
+    size_t hl = strlen(hdr);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/qwen3-0.6b-sparse.safetensors", bin);
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (f) {
+        uint8_t len8[8];
+        for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+        fwrite(len8, 1, 8, f);
+        fwrite(hdr, 1, hl, f);
+        fclose(f);
+        CHECK(truncate(path, (off_t)(8 + hl + off)) == 0);
+        StCheckpoint *ck = st_checkpoint_open(d, path);
+        CHECK(ck && st_checkpoint_count(ck) == 310);
+        if (ck) CHECK(hf_config_check_checkpoint(d, &c, ck) == 0);
+        const StTensor *t = ck ? st_checkpoint_find(ck, "model.embed_tokens.weight") : NULL;
+        CHECK(t && t->numel == 151936LL * 1024 && t->nbytes == 2 * 151936ULL * 1024);
+        printf("real scale: Qwen3-0.6B shapes, %zu tensors, %llu bytes of bf16 data\n",
+               ck ? st_checkpoint_count(ck) : 0, (unsigned long long)off);
+        CHECK(off == 2ULL * 596049920ULL);   // Qwen3-0.6B: 596,049,920 parameters without lm_head (tied)
+        st_checkpoint_close(ck);
+        unlink(path);
+    }
+    free(hdr);
+    json_decref(root);
+    free(s);
+}
+
 int main(int argc, char **argv) {
     snprintf(src, sizeof src, "%s", argc > 1 ? argv[1] : ".");
     Diag d;
@@ -154,6 +202,7 @@ int main(int argc, char **argv) {
     test_defaults(&d);
     test_rope_llama3(&d);
     test_checkpoints(&d);
+    test_real_scale(&d, argc > 2 ? argv[2] : ".");
     CHECK(d.errors == 0);
     diag_free(&d);
     return test_done("io.hfconfig");
