@@ -253,6 +253,8 @@ static void backward_node(Ad *ad, IrId id, IrId gy) {
     case IR_PAD:
         acc(ad, x, ir_slice_dim(g, gy, n.a.axis, n.a.off, nd(ad, x)->shape.d[n.a.axis], loc), loc);
         return;
+    case IR_DEQUANT_NF4: case IR_DEQUANT_MAP8:   // frozen quantized weights
+        return;
     case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: case IR_CROSS_ENTROPY_BWD:
     case IR_OP_COUNT:
         break;
@@ -265,6 +267,7 @@ static void backward_node(Ad *ad, IrId id, IrId gy) {
 static bool blocks_gradient(const IrNode *n) {
     switch (n->op) {
     case IR_STOP_GRAD: case IR_FULL: case IR_ARANGE: case IR_INPUT: case IR_PARAM:
+    case IR_DEQUANT_NF4: case IR_DEQUANT_MAP8:
     case IR_EQ: case IR_NE: case IR_LT: case IR_LE: case IR_GT: case IR_GE:
         return true;
     default:

@@ -40,6 +40,7 @@ static const char *const op_names[IR_OP_COUNT] = {
     [IR_CROSS_ENTROPY] = "cross_entropy", [IR_CROSS_ENTROPY_BWD] = "cross_entropy_bwd",
     [IR_GATHER] = "gather", [IR_GATHER_BWD] = "gather_bwd", [IR_RESHAPE] = "reshape",
     [IR_PERMUTE] = "permute", [IR_CONCAT] = "concat", [IR_SLICE] = "slice", [IR_PAD] = "pad",
+    [IR_DEQUANT_NF4] = "dequant_nf4", [IR_DEQUANT_MAP8] = "dequant_map8",
 };
 
 const char *ir_op_name(IrOp op) {
@@ -1248,6 +1249,70 @@ IrId ir_pad(IrGraph *g, IrId x, int axis, IrDim off, IrShape shape, Loc loc) {
     a.off = off;
     a.shape = shape;
     return ir_append(g, IR_PAD, n->dtype, shape, &x, 1, &a, loc);
+}
+
+// ---------------------------------------------------------------------------------------------
+// builders: quantized weights
+
+double ir_nf4_value(int code) {
+    static const double nf4[16] = {
+        -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+        -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+        0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+        0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+    };
+    return (code >= 0 && code < 16) ? nf4[code] : 0.0;
+}
+
+// x is a constant 1-D tensor of dtype dt with n elements.
+static bool is_vec(const IrGraph *g, IrId x, IrDType dt, int64_t n) {
+    const IrNode *nd = N(g, x);
+    bool float_ok = dt == IR_F32 && ir_dtype_is_float(nd->dtype);
+    return (nd->dtype == dt || float_ok) && nd->shape.rank == 1 && nd->shape.d[0].syms == 0 &&
+           nd->shape.d[0].coef == n;
+}
+
+IrId ir_dequant_nf4(IrGraph *g, IrId packed, IrId absmax, int64_t block, IrShape shape, Loc loc) {
+    if (!valid(g, packed) || !valid(g, absmax)) return IR_NONE;
+    if (!shape_ok(g, &shape, loc, "dequant_nf4")) return IR_NONE;
+    IrDim nd;
+    if (!ir_shape_numel_dim(&shape, &nd) || nd.syms || block <= 0) {
+        ir_err(g, loc, "dequant_nf4: shape %s must be constant and the block size positive",
+               shs(&shape));
+        return IR_NONE;
+    }
+    int64_t n = nd.coef, nbytes = n / 2 + n % 2, nblocks = n / block + (n % block != 0);
+    if (!is_vec(g, packed, IR_U8, nbytes) || !is_vec(g, absmax, IR_F32, nblocks)) {
+        ir_err(g, loc, "dequant_nf4: expected u8[%" PRId64 "] codes and f32[%" PRId64 "] absmax, got "
+               "%s%s and %s%s", nbytes, nblocks, ir_dtype_name(N(g, packed)->dtype),
+               shp(g, packed), ir_dtype_name(N(g, absmax)->dtype), shp(g, absmax));
+        return IR_NONE;
+    }
+    IrAttrs a;
+    memset(&a, 0, sizeof a);
+    a.block = block;
+    a.shape = shape;
+    IrId in[2] = {packed, absmax};
+    return ir_append(g, IR_DEQUANT_NF4, N(g, absmax)->dtype, shape, in, 2, &a, loc);
+}
+
+IrId ir_dequant_map8(IrGraph *g, IrId q, IrId map, IrId scale, int64_t block, double offset, Loc loc) {
+    if (!valid(g, q) || !valid(g, map) || !valid(g, scale)) return IR_NONE;
+    const IrShape *sq = &N(g, q)->shape;
+    int64_t n = sq->rank == 1 && !sq->d[0].syms ? sq->d[0].coef : -1;
+    int64_t nblocks = block > 0 && n >= 0 ? n / block + (n % block != 0) : -1;
+    if (n < 0 || N(g, q)->dtype != IR_U8 || block <= 0 || !is_vec(g, map, IR_F32, 256) ||
+        !is_vec(g, scale, IR_F32, nblocks) || !isfinite(offset)) {
+        ir_err(g, loc, "dequant_map8: expected u8[n] codes, a f32[256] map and f32[ceil(n/%" PRId64
+               ")] scales, got %s, %s and %s", block, shp(g, q), shp(g, map), shp(g, scale));
+        return IR_NONE;
+    }
+    IrAttrs a;
+    memset(&a, 0, sizeof a);
+    a.block = block;
+    a.value = offset;
+    IrId in[3] = {q, map, scale};
+    return ir_append(g, IR_DEQUANT_MAP8, N(g, scale)->dtype, ir_shape1(ir_dim(n)), in, 3, &a, loc);
 }
 
 // ---------------------------------------------------------------------------------------------

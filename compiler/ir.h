@@ -120,6 +120,11 @@ typedef enum IrOp {
     IR_CONCAT,         // in[0..nin) along a.axis
     IR_SLICE,          // [a.off, a.off + out dim) along a.axis
     IR_PAD,            // in[0] placed at a.off along a.axis inside zeros of a.shape (slice bwd)
+    // quantized weights (QLoRA), no gradient
+    IR_DEQUANT_NF4,    // in[0] packed u8 (ceil(n/2)), two 4-bit codes per byte, first element in the
+                       // high nibble; in[1] absmax (ceil(n/a.block)) → nf4[code] * absmax, a.shape
+    IR_DEQUANT_MAP8,   // in[0] codes u8 (n), in[1] code map (256), in[2] scales (ceil(n/a.block))
+                       // → map[code] * scale + a.value, shape (n): bitsandbytes' nested absmax
     IR_OP_COUNT
 } IrOp;
 
@@ -148,7 +153,9 @@ typedef struct IrAttrs {
     uint64_t seed;        // dropout: user seed
     uint32_t salt;        // dropout: distinguishes dropout sites sharing a seed
     IrRope rope;
-    IrShape shape;        // full, arange, reshape, broadcast, sum_to, pad, embed_bwd, gather_bwd
+    IrShape shape;        // full, arange, reshape, broadcast, sum_to, pad, embed_bwd, gather_bwd,
+                          // dequant_nf4
+    int64_t block;        // dequant: elements per scale
 } IrAttrs;
 
 typedef int32_t IrId;            // node index in IrGraph.nodes
@@ -272,6 +279,15 @@ IrId ir_concat(IrGraph *g, const IrId *xs, int n, int axis, Loc loc);
 IrId ir_slice(IrGraph *g, IrId x, int axis, int64_t start, int64_t end, Loc loc);
 // Symbolic slice [start, start + len), e.g. the second half (B, B) of a (2B, ...) batch.
 IrId ir_slice_dim(IrGraph *g, IrId x, int axis, IrDim start, IrDim len, Loc loc);
+
+// Quantized weights as bitsandbytes stores them: w = nf4[code] * absmax[i / block] as a float
+// tensor of `shape` (row-major; ceil(n/2) packed bytes, ceil(n/block) absmax); and the 8-bit
+// blockwise dequantization map[q] * scale[i / block] + offset that double quantization uses for
+// absmax (ceil(n/block) scales). Neither has a gradient.
+IrId ir_dequant_nf4(IrGraph *g, IrId packed, IrId absmax, int64_t block, IrShape shape, Loc loc);
+IrId ir_dequant_map8(IrGraph *g, IrId q, IrId map, IrId scale, int64_t block, double offset, Loc loc);
+// The 16 NF4 code values (bitsandbytes), index 0..15.
+double ir_nf4_value(int code);
 
 // Backward-only builders (used by autodiff; exposed for tests and other passes).
 IrId ir_pad(IrGraph *g, IrId x, int axis, IrDim off, IrShape shape, Loc loc);

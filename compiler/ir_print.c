@@ -82,6 +82,10 @@ static void print_attrs(FILE *f, const IrNode *n) {
         print_dim(f, a->off);
         fprintf(f, ", %s", ir_shape_str(&a->shape, buf, sizeof buf));
         break;
+    case IR_DEQUANT_NF4:
+        fprintf(f, ", block=%" PRId64 ", %s", a->block, ir_shape_str(&a->shape, buf, sizeof buf));
+        break;
+    case IR_DEQUANT_MAP8: fprintf(f, ", block=%" PRId64 ", offset=%.9g", a->block, a->value); break;
     default: break;
     }
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """gen_fixtures.py — reference values for tests/ir/test_fixtures.c, from the peer implementations:
 torch (softmax, log_softmax, scaled_dot_product_attention with GQA, cross_entropy with ignore_index
-and label smoothing, and their autograd gradients) and transformers (LlamaRotaryEmbedding incl.
-llama-3 rope_scaling, apply_rotary_pos_emb). Writes tests/ir/fixtures/ir_ref.txt; CI only reads it.
+and label smoothing, and their autograd gradients), transformers (LlamaRotaryEmbedding incl.
+llama-3 rope_scaling, apply_rotary_pos_emb) and bitsandbytes (NF4 quantize/dequantize, with
+double-quantized absmax; `pip install bitsandbytes` — its CPU backend suffices). Writes tests/ir/fixtures/ir_ref.txt; CI only reads it.
 
 Format, one tensor per two lines:
     tensor NAME DTYPE RANK D0 D1 ...
@@ -80,6 +81,27 @@ for tag, ls in (("ce0", 0.0), ("ce1", 0.1)):
     put(f"{tag}.loss", loss)
     put(f"{tag}.gloss", gl)
     put(f"{tag}.dlogits", lg.grad)
+
+# bitsandbytes NF4 (blocks of 64), plain and double-quantized absmax (8-bit, blocks of 256).
+# Row length a multiple of 64 as in real checkpoints: bitsandbytes 0.50's CPU dequantize_4bit
+# indexes absmax per row when rows are not (e.g. (4, 160)), disagreeing with its own flat-block
+# quantization; trlc follows the flat layout of the format.
+try:
+    import bitsandbytes.functional as bnbf
+    w = torch.randn(6, 128, dtype=torch.float32) * 2   # rows a multiple of the block (see below)
+    for tag, nested in (("nf4", False), ("nf4dq", True)):
+        q, st = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4", compress_statistics=nested)
+        put(f"{tag}.packed", q.reshape(-1).to(torch.int32))
+        if nested:
+            put(f"{tag}.absmax_q", st.absmax.reshape(-1).to(torch.int32))
+            put(f"{tag}.code", st.state2.code.double())
+            put(f"{tag}.absmax2", st.state2.absmax.double())
+            put(f"{tag}.offset", st.offset.reshape(1).double())
+        else:
+            put(f"{tag}.absmax", st.absmax.double())
+        put(f"{tag}.w", bnbf.dequantize_4bit(q, st).double())
+except ImportError:
+    print("bitsandbytes not installed: no NF4 fixtures")
 
 here = os.path.dirname(os.path.abspath(__file__))
 os.makedirs(os.path.join(here, "fixtures"), exist_ok=True)

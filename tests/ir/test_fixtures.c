@@ -1,7 +1,8 @@
 // test_fixtures.c — CPU forward (and dedicated backward) results of softmax, log_softmax, rope
 // (HF LlamaRotaryEmbedding, with and without llama-3 scaling), sdpa with GQA, and cross_entropy
-// (ignore_index, label smoothing) against values from PyTorch/transformers
-// (tests/ir/gen_fixtures.py → fixtures/ir_ref.txt), each in float64 and float32.
+// (ignore_index, label smoothing) against values from PyTorch/transformers, and NF4 dequantization
+// (plain and double-quantized absmax) against bitsandbytes (tests/ir/gen_fixtures.py →
+// fixtures/ir_ref.txt), each in float64 and float32.
 #include <stdlib.h>
 #include <string.h>
 #include "autodiff.h"
@@ -89,10 +90,12 @@ static CpuProgram *run(IrGraph *g, IrDType real, Diag *d, int64_t B, int64_t T, 
         if (g->nodes[i].op != IR_INPUT) continue;
         const Fx *x = get(g->nodes[i].name);
         if (!x) continue;
-        size_t es = x->i32 ? 4 : cpu_elem_size(IR_F32, real);
+        IrDType dt = g->nodes[i].dtype;
+        size_t es = cpu_elem_size(dt, real);
         void *b = malloc((size_t)x->n * es);
         for (int64_t k = 0; k < x->n; k++) {
-            if (x->i32) ((int32_t *)b)[k] = (int32_t)x->v[k];
+            if (dt == IR_U8) ((uint8_t *)b)[k] = (uint8_t)x->v[k];
+            else if (x->i32) ((int32_t *)b)[k] = (int32_t)x->v[k];
             else if (real == IR_F64) ((double *)b)[k] = x->v[k];
             else ((float *)b)[k] = (float)x->v[k];
         }
@@ -212,6 +215,29 @@ static IrId build_ce(IrGraph *g, const char *tag) {
     return lg;
 }
 
+// bitsandbytes NF4: packed codes + absmax (plain, or itself 8-bit quantized with an offset)
+static IrId u8_input(IrGraph *g, const char *name) {
+    const Fx *x = get(name);
+    return x ? ir_input(g, name, IR_U8, ir_shape1(ir_dim(x->n)), L0) : IR_NONE;
+}
+
+static IrId build_nf4(IrGraph *g, const char *tag) {
+    char n[64];
+    snprintf(n, sizeof n, "%s.packed", tag);
+    IrId packed = u8_input(g, n);
+    IrId absmax;
+    if (strcmp(tag, "nf4dq") == 0) {
+        const Fx *off = get("nf4dq.offset");
+        absmax = ir_dequant_map8(g, u8_input(g, "nf4dq.absmax_q"), fx_input(g, "nf4dq.code", -1, -1),
+                                 fx_input(g, "nf4dq.absmax2", -1, -1), 256, off ? off->v[0] : 0, L0);
+    } else {
+        absmax = fx_input(g, "nf4.absmax", -1, -1);
+    }
+    IrId w = ir_dequant_nf4(g, packed, absmax, 64, ir_shape2(ir_dim(6), ir_dim(128)), L0);
+    ir_add_output(g, w, "w");
+    return w;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || !load(argv[1])) {
         fprintf(stderr, "usage: test_ir_fixtures FIXTURE_FILE (could not load)\n");
@@ -231,6 +257,9 @@ int main(int argc, char **argv) {
     const char *ce_o[] = {"loss", "dlogits"};
     case_run("ce0", build_ce, ce_o, ce_o, 2, 2, 5, 1e-12, 2e-5);
     case_run("ce1", build_ce, ce_o, ce_o, 2, 2, 5, 1e-12, 2e-5);
+    const char *w_o[] = {"w"};
+    case_run("nf4", build_nf4, w_o, w_o, 1, 1, 1, 1e-6, 1e-6);
+    case_run("nf4dq", build_nf4, w_o, w_o, 1, 1, 1, 1e-6, 1e-6);
     for (int i = 0; i < nfx; i++) free(fx[i].v);
     return test_done("ir.fixtures");
 }
