@@ -7,6 +7,7 @@
 // `def`/`arch` (lower.c), the contents of data files and checkpoints (runtime/io).
 #include "check.h"
 #include "schema.h"
+#include "tokenizer.h"
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
 #include <limits.h>
@@ -825,7 +826,7 @@ static void check_model(Ck *c, const Ast *blk, CheckedModel *m) {
             diag_hint(c->d, "write `tokenizer = bytes;` or `tokenizer = \"path/to/tokenizer.json\";`");
         }
     }
-    if (config) {
+    if (config && !from) {   // with `from` the dimensions are config.json's (a `config` was reported above)
         CheckedConfig *g = &m->cfg;
         g->vocab = int_or(config, "vocab", 0);
         g->hidden = int_or(config, "hidden", 0);
@@ -1518,6 +1519,21 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
             } else {
                 m->tokenizer = tj;
             }
+        }
+        // the trained model's tokenizer must fit its embedding (the trainer would stop at start)
+        if (m->trainable && m->tokenizer && m->has_config && (!m->from || c->dir_ok[i])) {
+            const Ast *tv = setting(c->models[i], "tokenizer");
+            int errs = d->errors;
+            Tokenizer *tk = !strcmp(m->tokenizer, "bytes") ? tok_new_bytes() : tok_load(d, m->tokenizer);
+            if (tk && tok_vocab_size(tk) > m->cfg.vocab) {
+                diag_error(d, tv ? tv->loc : m->loc, "the tokenizer has %d ids, but model `%s` has a vocabulary of %lld",
+                           (int)tok_vocab_size(tk), m->name, (long long)m->cfg.vocab);
+                if (m->from) diag_hint(d, "use the tokenizer that comes with the checkpoint");
+                else diag_hint(d, "make `config { vocab = ...; }` at least %d", (int)tok_vocab_size(tk));
+            } else if (!tk && d->errors > errs && tv) {
+                diag_note(d, tv->loc, "the tokenizer of model `%s`", m->name);
+            }
+            tok_free(tk);
         }
         if (m->trainable && m->quantized && !m->has_lora) {
             diag_error(d, m->loc, "model `%s` is quantized but has no `lora %s` block", m->name, m->name);
