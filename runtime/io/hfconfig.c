@@ -306,6 +306,11 @@ static int parse_root(Diag *d, const char *path, json_t *root, HfConfig *c) {
     if (get_rope(d, path, root, c) || get_dtype(d, path, root, c) || get_token_ids(d, path, root, c))
         return -1;
 
+    json_t *qc = json_object_get(root, "quantization_config");
+    if (qc && !json_is_null(qc)) {
+        json_t *qm = json_is_object(qc) ? json_object_get(qc, "quant_method") : NULL;
+        snprintf(c->quant_method, sizeof c->quant_method, "%s", json_is_string(qm) ? json_string_value(qm) : "unknown");
+    }
     json_t *act = json_object_get(root, "hidden_act");
     if (act && !json_is_null(act)) {
         if (!json_is_string(act) ||
@@ -525,5 +530,8 @@ int hf_config_check_checkpoint(Diag *d, const HfConfig *c, struct StCheckpoint *
         }
     }
     free(all);
+    if (problems && c->quant_method[0])
+        diag_hint(d, "config.json has a quantization_config (%s): this is a pre-quantized checkpoint; give trlc the "
+                     "unquantized model and let it quantize", c->quant_method);
     return problems;
 }

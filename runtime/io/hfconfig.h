@@ -57,6 +57,9 @@ typedef struct HfConfig {
     // sliding_window positions. 0 = full causal attention in every layer (all released Qwen configs).
     int64_t sliding_window;
     int64_t max_window_layers;
+    // quantization_config.quant_method of a pre-quantized checkpoint ("bitsandbytes", "gptq", ...);
+    // "" when the weights are plain floats. Recorded only: the weights' check reports what it finds.
+    char quant_method[32];
     char path[HF_PATH_MAX];             // the config.json that was read
     char dir[HF_PATH_MAX];              // its directory: where weights and tokenizer files live
 } HfConfig;

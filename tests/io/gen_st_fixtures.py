@@ -276,6 +276,10 @@ def bad_corpus():
     shape_case("shape_qwen2_bias", dict(qcfg, model_type="qwen2"), qwen3_tensors(),
                "missing tensor `model.layers.0.self_attn.q_proj.bias` [8] expected from")
     t = qwen3_tensors()
+    t["model.layers.0.mlp.up_proj.weight"] = ("U8", [64, 1], b"\0" * 64)
+    shape_case("shape_prequantized", dict(qcfg, quantization_config={"quant_method": "bitsandbytes", "load_in_4bit": True}),
+               t, "hint: config.json has a quantization_config (bitsandbytes): this is a pre-quantized checkpoint")
+    t = qwen3_tensors()
     t["model.norm.weight"] = ("I8", [8], b"\0" * 8)
     shape_case("shape_dtype", qcfg, t, "tensor `model.norm.weight` has dtype I8; a model weight must be F32, BF16 or F16")
     # --- PEFT adapter directories ---
