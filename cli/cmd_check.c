@@ -106,8 +106,10 @@ int cmd_check(int argc, char **argv) {
         if (!bad) check_spec(&d, &arena, &spec, checked);
     }
     int errors = d.errors, warnings = d.warnings;
-    if (errors == 0) {
+    if (errors == 0 && warnings == 0) {
         printf("%s: ok\n", path);
+    } else if (errors == 0) {
+        fprintf(stderr, "%s: ok, %d warning%s\n", path, warnings, warnings == 1 ? "" : "s");
     } else {
         fprintf(stderr, "%s: %d error%s", path, errors, errors == 1 ? "" : "s");
         if (warnings) fprintf(stderr, ", %d warning%s", warnings, warnings == 1 ? "" : "s");

@@ -1540,6 +1540,28 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
             diag_hint(d, "quantized weights stay frozen: train adapters with `lora %s { rank = 16; }` (QLoRA)", m->name);
         }
     }
+    // settings that do nothing, or more than the model can take: warnings
+    if (out->policy >= 0) {
+        const CheckedModel *m = &out->models[out->policy];
+        const Ast *fz = setting_item(c->models[out->policy], "freeze");
+        if (fz && m->has_lora) {
+            diag_warning(d, fz->name_loc, "`freeze` has no effect on model `%s`: with LoRA every base weight is frozen",
+                         m->name);
+        }
+        for (int i = 0; i < out->ndata && m->has_config && m->cfg.max_pos > 0; i++) {
+            const Ast *blk = NULL;
+            for (int j = 0; j < c->nblocks; j++)
+                if (!strcmp(c->blocks[j]->name, "data") && !strcmp(c->blocks[j]->label, out->data[i].name)) blk = c->blocks[j];
+            const Ast *ml = setting(blk, "max_len");
+            if (ml && out->data[i].max_len > m->cfg.max_pos) {
+                diag_warning(d, ml->loc, "`max_len` (%lld) is longer than model `%s` was made for (%lld positions)",
+                             (long long)out->data[i].max_len, m->name, (long long)m->cfg.max_pos);
+            }
+        }
+    }
+    if (train && setting(train, "keep") && !setting(train, "save_every")) {
+        diag_warning(d, setting_item(train, "keep")->name_loc, "`keep` has no effect without `save_every`");
+    }
     if (train && out->eval_data < 0) {
         const Ast *ev = setting_item(train, "eval_every");
         const Ast *es = sub_block(train, "early_stop");

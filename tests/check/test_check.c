@@ -60,7 +60,7 @@ static void test_sft_lora(void) {
     CHECK(s->ndata == 2 && s->train_data >= 0 && s->eval_data >= 0);
     const CheckedData *t = &s->data[s->train_data];
     CHECK(!strcmp(t->format, "prompt_response") && !strcmp(t->f_prompt, "instruction") && !strcmp(t->f_response, "output"));
-    CHECK(!strcmp(t->template_kind, "chat") && t->max_len == 2048 && !t->pack && t->shuffle);
+    CHECK(!strcmp(t->template_kind, "chat") && t->max_len == 512 && !t->pack && t->shuffle);
     CHECK(!strcmp(s->objective.kind, "sft") && s->objective.mask_prompt);
     const CheckedTrain *tr = &s->train;
     CHECK(!strcmp(tr->optimizer, "adamw"));
