@@ -437,50 +437,70 @@ void hf_rope_inv_freq(const HfConfig *c, double *inv_freq /* (hd/2) */) {
     }
 }
 
-static void spec(HfTensorSpec *out, long cap, long *n, int ndim, int64_t d0, int64_t d1, const char *fmt,
-                 long layer, const char *part) {
-    if (*n < cap) {
-        HfTensorSpec *s = &out[*n];
-        if (layer >= 0) snprintf(s->name, sizeof s->name, fmt, layer, part);
-        else snprintf(s->name, sizeof s->name, "%s", fmt);
-        s->ndim = ndim;
-        s->shape[0] = d0;
-        s->shape[1] = ndim == 2 ? d1 : 0;
-    }
-    (*n)++;
+// Walks the expected weights in transformers' state_dict order, calling fn for each.
+typedef struct Walk {
+    void (*fn)(struct Walk *w, const HfTensorSpec *s);
+    long n;
+} Walk;
+
+static void spec(Walk *w, int ndim, int64_t d0, int64_t d1, const char *fmt, long layer, const char *part) {
+    HfTensorSpec s;
+    if (layer >= 0) snprintf(s.name, sizeof s.name, fmt, layer, part);
+    else snprintf(s.name, sizeof s.name, "%s", fmt);
+    s.ndim = ndim;
+    s.shape[0] = d0;
+    s.shape[1] = ndim == 2 ? d1 : 0;
+    w->fn(w, &s);
+    w->n++;
 }
 
-long hf_expected_tensors(const HfConfig *c, HfTensorSpec *out, long cap) {
-    long n = 0;
+static long walk(const HfConfig *c, Walk *w) {
     int64_t H = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
     int64_t q = c->num_attention_heads * c->head_dim, kv = c->num_key_value_heads * c->head_dim;
     const char *L = "model.layers.%ld.%s";
-    spec(out, cap, &n, 2, V, H, "model.embed_tokens.weight", -1, NULL);
+    w->n = 0;
+    spec(w, 2, V, H, "model.embed_tokens.weight", -1, NULL);
     for (long l = 0; l < c->num_hidden_layers; l++) {
-        spec(out, cap, &n, 2, q, H, L, l, "self_attn.q_proj.weight");
-        if (c->qkv_bias) spec(out, cap, &n, 1, q, 0, L, l, "self_attn.q_proj.bias");
-        spec(out, cap, &n, 2, kv, H, L, l, "self_attn.k_proj.weight");
-        if (c->qkv_bias) spec(out, cap, &n, 1, kv, 0, L, l, "self_attn.k_proj.bias");
-        spec(out, cap, &n, 2, kv, H, L, l, "self_attn.v_proj.weight");
-        if (c->qkv_bias) spec(out, cap, &n, 1, kv, 0, L, l, "self_attn.v_proj.bias");
-        spec(out, cap, &n, 2, H, q, L, l, "self_attn.o_proj.weight");
-        if (c->o_bias) spec(out, cap, &n, 1, H, 0, L, l, "self_attn.o_proj.bias");
+        spec(w, 2, q, H, L, l, "self_attn.q_proj.weight");
+        if (c->qkv_bias) spec(w, 1, q, 0, L, l, "self_attn.q_proj.bias");
+        spec(w, 2, kv, H, L, l, "self_attn.k_proj.weight");
+        if (c->qkv_bias) spec(w, 1, kv, 0, L, l, "self_attn.k_proj.bias");
+        spec(w, 2, kv, H, L, l, "self_attn.v_proj.weight");
+        if (c->qkv_bias) spec(w, 1, kv, 0, L, l, "self_attn.v_proj.bias");
+        spec(w, 2, H, q, L, l, "self_attn.o_proj.weight");
+        if (c->o_bias) spec(w, 1, H, 0, L, l, "self_attn.o_proj.bias");
         if (c->qk_norm) {
-            spec(out, cap, &n, 1, c->head_dim, 0, L, l, "self_attn.q_norm.weight");
-            spec(out, cap, &n, 1, c->head_dim, 0, L, l, "self_attn.k_norm.weight");
+            spec(w, 1, c->head_dim, 0, L, l, "self_attn.q_norm.weight");
+            spec(w, 1, c->head_dim, 0, L, l, "self_attn.k_norm.weight");
         }
-        spec(out, cap, &n, 2, I, H, L, l, "mlp.gate_proj.weight");
-        if (c->mlp_bias) spec(out, cap, &n, 1, I, 0, L, l, "mlp.gate_proj.bias");
-        spec(out, cap, &n, 2, I, H, L, l, "mlp.up_proj.weight");
-        if (c->mlp_bias) spec(out, cap, &n, 1, I, 0, L, l, "mlp.up_proj.bias");
-        spec(out, cap, &n, 2, H, I, L, l, "mlp.down_proj.weight");
-        if (c->mlp_bias) spec(out, cap, &n, 1, H, 0, L, l, "mlp.down_proj.bias");
-        spec(out, cap, &n, 1, H, 0, L, l, "input_layernorm.weight");
-        spec(out, cap, &n, 1, H, 0, L, l, "post_attention_layernorm.weight");
+        spec(w, 2, I, H, L, l, "mlp.gate_proj.weight");
+        if (c->mlp_bias) spec(w, 1, I, 0, L, l, "mlp.gate_proj.bias");
+        spec(w, 2, I, H, L, l, "mlp.up_proj.weight");
+        if (c->mlp_bias) spec(w, 1, I, 0, L, l, "mlp.up_proj.bias");
+        spec(w, 2, H, I, L, l, "mlp.down_proj.weight");
+        if (c->mlp_bias) spec(w, 1, H, 0, L, l, "mlp.down_proj.bias");
+        spec(w, 1, H, 0, L, l, "input_layernorm.weight");
+        spec(w, 1, H, 0, L, l, "post_attention_layernorm.weight");
     }
-    spec(out, cap, &n, 1, H, 0, "model.norm.weight", -1, NULL);
-    if (!c->tie_word_embeddings) spec(out, cap, &n, 2, V, H, "lm_head.weight", -1, NULL);
-    return n;
+    spec(w, 1, H, 0, "model.norm.weight", -1, NULL);
+    if (!c->tie_word_embeddings) spec(w, 2, V, H, "lm_head.weight", -1, NULL);
+    return w->n;
+}
+
+typedef struct ListWalk {
+    Walk w;
+    HfTensorSpec *out;
+    long cap;
+} ListWalk;
+
+static void list_one(Walk *w, const HfTensorSpec *s) {
+    ListWalk *lw = (ListWalk *)w;
+    if (w->n < lw->cap) lw->out[w->n] = *s;
+}
+
+long hf_expected_tensors(const HfConfig *c, HfTensorSpec *out, long cap) {
+    ListWalk lw = {{list_one, 0}, out, out ? cap : 0};
+    return walk(c, &lw.w);
 }
 
 static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
@@ -491,47 +511,59 @@ static void shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     if (k < cap) snprintf(buf + k, cap - k, "]");
 }
 
-int hf_config_check_checkpoint(Diag *d, const HfConfig *c, struct StCheckpoint *ck) {
-    long n = hf_expected_tensors(c, NULL, 0);
-    int problems = 0;
-    const char *where = st_checkpoint_path(ck);
-    HfTensorSpec *all = calloc((size_t)n, sizeof *all);
-    if (!all) {
-        diag_file_error(d, where, 0, 0, "out of memory checking %ld tensors", n);
-        return 1;
+enum { HF_MAX_REPORTED = 20 };   // problems printed before "... and N more"
+
+typedef struct CheckWalk {
+    Walk w;
+    Diag *d;
+    const HfConfig *c;
+    struct StCheckpoint *ck;
+    int problems;
+} CheckWalk;
+
+static void check_one(Walk *w, const HfTensorSpec *s) {
+    CheckWalk *cw = (CheckWalk *)w;
+    Diag *d = cw->d;
+    const HfConfig *c = cw->c;
+    const StTensor *t = st_checkpoint_find(cw->ck, s->name);
+    char want[64], got[160];
+    shape_str(want, sizeof want, s->ndim, s->shape);
+    bool quiet = cw->problems >= HF_MAX_REPORTED;
+    if (!t) {
+        if (!quiet && !strcmp(s->name, "lm_head.weight"))
+            diag_file_error(d, st_checkpoint_path(cw->ck), 0, 0, "missing tensor `lm_head.weight` %s (config.json has "
+                            "tie_word_embeddings false)", want);
+        else if (!quiet)
+            diag_file_error(d, st_checkpoint_path(cw->ck), 0, 0, "missing tensor `%s` %s expected from %s", s->name,
+                            want, c->path);
+        cw->problems++;
+        return;
     }
-    hf_expected_tensors(c, all, n);
-    for (long i = 0; i < n; i++) {
-        const HfTensorSpec *s = &all[i];
-        const StTensor *t = st_checkpoint_find(ck, s->name);
-        char want[64], got[160];
-        shape_str(want, sizeof want, s->ndim, s->shape);
-        if (!t) {
-            if (!strcmp(s->name, "lm_head.weight"))
-                diag_file_error(d, where, 0, 0, "missing tensor `lm_head.weight` %s (config.json has "
-                                "tie_word_embeddings false)", want);
-            else
-                diag_file_error(d, where, 0, 0, "missing tensor `%s` %s expected from %s", s->name, want, c->path);
-            problems++;
-            continue;
-        }
-        bool same = t->ndim == s->ndim;
-        for (int k = 0; same && k < s->ndim; k++) same = t->shape[k] == s->shape[k];
-        if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16) {
+    bool same = t->ndim == s->ndim;
+    for (int k = 0; same && k < s->ndim; k++) same = t->shape[k] == s->shape[k];
+    if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16) {
+        if (!quiet)
             diag_file_error(d, t->file, 0, 0, "tensor `%s` has dtype %s; a model weight must be F32, BF16 or F16",
                             s->name, st_dtype_name(t->dtype));
-            problems++;
-        }
-        if (!same) {
-            shape_str(got, sizeof got, t->ndim, t->shape);
-            diag_file_error(d, t->file, 0, 0, "tensor `%s` has shape %s, expected %s from %s", s->name, got,
-                            want, c->path);
-            problems++;
-        }
+        cw->problems++;
     }
-    free(all);
-    if (problems && c->quant_method[0])
+    if (!same) {
+        shape_str(got, sizeof got, t->ndim, t->shape);
+        if (!quiet)
+            diag_file_error(d, t->file, 0, 0, "tensor `%s` has shape %s, expected %s from %s", s->name, got, want,
+                            c->path);
+        cw->problems++;
+    }
+}
+
+int hf_config_check_checkpoint(Diag *d, const HfConfig *c, struct StCheckpoint *ck) {
+    CheckWalk cw = {{check_one, 0}, d, c, ck, 0};
+    walk(c, &cw.w);
+    if (cw.problems > HF_MAX_REPORTED)
+        diag_file_error(d, st_checkpoint_path(ck), 0, 0, "... and %d more problems (%d in all)",
+                        cw.problems - HF_MAX_REPORTED, cw.problems);
+    if (cw.problems && c->quant_method[0])
         diag_hint(d, "config.json has a quantization_config (%s): this is a pre-quantized checkpoint; give trlc the "
                      "unquantized model and let it quantize", c->quant_method);
-    return problems;
+    return cw.problems;
 }

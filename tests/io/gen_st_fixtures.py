@@ -275,6 +275,8 @@ def bad_corpus():
                "tensor `model.layers.0.self_attn.q_norm.weight` has shape [4], expected [2]")
     shape_case("shape_qwen2_bias", dict(qcfg, model_type="qwen2"), qwen3_tensors(),
                "missing tensor `model.layers.0.self_attn.q_proj.bias` [8] expected from")
+    shape_case("shape_many_layers", dict(qcfg, num_hidden_layers=1000), qwen3_tensors(),
+               "error: ... and 10969 more problems (10989 in all)")
     t = qwen3_tensors()
     t["model.layers.0.mlp.up_proj.weight"] = ("U8", [64, 1], b"\0" * 64)
     shape_case("shape_prequantized", dict(qcfg, quantization_config={"quant_method": "bitsandbytes", "load_in_4bit": True}),
