@@ -220,10 +220,12 @@ static void backward_node(Ad *ad, IrId id, IrId gy) {
         return;
     }
     case IR_SDPA: {
-        IrId q = n.in[0], k = n.in[1], v = n.in[2];
-        if (ad->needs[q]) acc(ad, q, ir_sdpa_bwd(g, IR_SDPA_BWD_Q, q, k, v, gy, n.a.causal, n.a.scale, loc), loc);
-        if (ad->needs[k]) acc(ad, k, ir_sdpa_bwd(g, IR_SDPA_BWD_K, q, k, v, gy, n.a.causal, n.a.scale, loc), loc);
-        if (ad->needs[v]) acc(ad, v, ir_sdpa_bwd(g, IR_SDPA_BWD_V, q, k, v, gy, n.a.causal, n.a.scale, loc), loc);
+        IrId q = n.in[0], k = n.in[1], v = n.in[2], m = n.nin > 3 ? n.in[3] : IR_NONE;
+        static const IrOp bw[3] = {IR_SDPA_BWD_Q, IR_SDPA_BWD_K, IR_SDPA_BWD_V};
+        for (int i = 0; i < 3; i++)
+            if (ad->needs[n.in[i]])
+                acc(ad, n.in[i], ir_sdpa_bwd_masked(g, bw[i], q, k, v, gy, m, n.a.causal, n.a.scale, loc),
+                    loc);
         return;
     }
     case IR_CROSS_ENTROPY:

@@ -889,6 +889,34 @@ static double sdpa_scale(const IrShape *sq, double scale) {
     return d > 0 ? 1.0 / sqrt(d) : 1.0;
 }
 
+static bool mask_check(IrGraph *g, IrId q, IrId k, IrId m, Loc loc) {
+    const IrNode *nm = N(g, m);
+    const IrShape *sq = &N(g, q)->shape, *sk = &N(g, k)->shape;
+    if (nm->dtype == IR_U8 || nm->shape.rank != 2 || !ir_dim_eq(nm->shape.d[0], sq->d[0]) ||
+        !ir_dim_eq(nm->shape.d[1], sk->d[2])) {
+        ir_err(g, loc, "sdpa: the key mask must be a float or i32 (B, T) tensor matching k %s, got %s%s",
+               shp(g, k), ir_dtype_name(nm->dtype), shp(g, m));
+        return false;
+    }
+    return true;
+}
+
+IrId ir_sdpa_masked(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, bool causal, double scale,
+                    Loc loc) {
+    if (!valid(g, q) || !valid(g, k) || !valid(g, v) || !valid(g, key_mask)) return IR_NONE;
+    if (!sdpa_check(g, q, k, v, loc) || !mask_check(g, q, k, key_mask, loc)) return IR_NONE;
+    if (!isfinite(scale)) {
+        ir_err(g, loc, "sdpa: the scale must be finite");
+        return IR_NONE;
+    }
+    IrAttrs a;
+    memset(&a, 0, sizeof a);
+    a.causal = causal;
+    a.scale = sdpa_scale(&N(g, q)->shape, scale);
+    IrId in[4] = {q, k, v, key_mask};
+    return ir_append(g, IR_SDPA, N(g, q)->dtype, N(g, q)->shape, in, 4, &a, loc);
+}
+
 IrId ir_sdpa(IrGraph *g, IrId q, IrId k, IrId v, bool causal, double scale, Loc loc) {
     if (!valid(g, q) || !valid(g, k) || !valid(g, v)) return IR_NONE;
     if (!sdpa_check(g, q, k, v, loc)) return IR_NONE;
@@ -904,14 +932,16 @@ IrId ir_sdpa(IrGraph *g, IrId q, IrId k, IrId v, bool causal, double scale, Loc 
     return ir_append(g, IR_SDPA, N(g, q)->dtype, N(g, q)->shape, in, 3, &a, loc);
 }
 
-IrId ir_sdpa_bwd(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, bool causal,
-                 double scale, Loc loc) {
+IrId ir_sdpa_bwd_masked(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, IrId key_mask,
+                        bool causal, double scale, Loc loc) {
     if (!valid(g, q) || !valid(g, k) || !valid(g, v) || !valid(g, gout)) return IR_NONE;
+    if (key_mask != IR_NONE && !valid(g, key_mask)) return IR_NONE;
     if (which != IR_SDPA_BWD_Q && which != IR_SDPA_BWD_K && which != IR_SDPA_BWD_V) {
         ir_err(g, loc, "internal: %s is not an sdpa backward op", ir_op_name(which));
         return IR_NONE;
     }
     if (!sdpa_check(g, q, k, v, loc)) return IR_NONE;
+    if (key_mask != IR_NONE && !mask_check(g, q, k, key_mask, loc)) return IR_NONE;
     if (!ir_shape_eq(&N(g, gout)->shape, &N(g, q)->shape) || N(g, gout)->dtype != N(g, q)->dtype) {
         ir_err(g, loc, "sdpa backward: gradient %s does not match q %s", shp(g, gout), shp(g, q));
         return IR_NONE;
@@ -921,8 +951,14 @@ IrId ir_sdpa_bwd(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, bool
     a.causal = causal;
     a.scale = sdpa_scale(&N(g, q)->shape, scale);
     IrId like = which == IR_SDPA_BWD_Q ? q : which == IR_SDPA_BWD_K ? k : v;
-    IrId in[4] = {q, k, v, gout};
-    return ir_append(g, which, N(g, like)->dtype, N(g, like)->shape, in, 4, &a, loc);
+    IrId in[5] = {q, k, v, gout, key_mask};
+    return ir_append(g, which, N(g, like)->dtype, N(g, like)->shape, in, key_mask != IR_NONE ? 5 : 4,
+                     &a, loc);
+}
+
+IrId ir_sdpa_bwd(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, bool causal,
+                 double scale, Loc loc) {
+    return ir_sdpa_bwd_masked(g, which, q, k, v, gout, IR_NONE, causal, scale, loc);
 }
 
 static bool ce_check(IrGraph *g, IrId logits, IrId labels, double ls, Loc loc) {

@@ -104,10 +104,10 @@ typedef enum IrOp {
     IR_ROPE,           // in[0] x (B, H, T, D), in[1] pos i32 (B, T) or (T); a.rope; a.inverse
                        // rotates by -angle (the backward)
     IR_SDPA,           // in[0] q (B,Hq,T,D), in[1] k (B,Hkv,T,D), in[2] v (B,Hkv,T,D) → (B,Hq,T,D);
-                       // a.causal, a.scale
-    IR_SDPA_BWD_Q,     // in: q, k, v, gout (B,Hq,T,D) → dq (like q)
-    IR_SDPA_BWD_K,     // in: q, k, v, gout → dk (like k)
-    IR_SDPA_BWD_V,     // in: q, k, v, gout → dv (like v)
+                       // a.causal, a.scale; optional in[3] key mask (B, T), 0 = padding key
+    IR_SDPA_BWD_Q,     // in: q, k, v, gout (B,Hq,T,D) [, key mask] → dq (like q)
+    IR_SDPA_BWD_K,     // in: q, k, v, gout [, key mask] → dk (like k)
+    IR_SDPA_BWD_V,     // in: q, k, v, gout [, key mask] → dv (like v)
     IR_CROSS_ENTROPY,  // in[0] logits (..., V), in[1] labels i32 (...) → loss (...), 0 where
                        // label == a.ignore_index; a.value = label smoothing
     IR_CROSS_ENTROPY_BWD, // in: logits, labels, gloss (...) → dlogits (..., V)
@@ -265,6 +265,10 @@ IrId ir_embed(IrGraph *g, IrId ids, IrId table, Loc loc);
 IrId ir_rope(IrGraph *g, IrId x, IrId pos, IrRope rope, Loc loc);
 // scale <= 0 means 1/sqrt(D).
 IrId ir_sdpa(IrGraph *g, IrId q, IrId k, IrId v, bool causal, double scale, Loc loc);
+// With a key-padding mask (B, T) (float or i32; 0 = a padding key nobody attends to), e.g. left-
+// padded prompts in GRPO/DPO batches. A query row with no key left gets output 0 and no gradient.
+IrId ir_sdpa_masked(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, bool causal, double scale,
+                    Loc loc);
 IrId ir_cross_entropy(IrGraph *g, IrId logits, IrId labels, int64_t ignore_index,
                       double label_smoothing, Loc loc);
 IrId ir_gather(IrGraph *g, IrId x, IrId idx, int axis, Loc loc);
@@ -294,6 +298,9 @@ IrId ir_pad(IrGraph *g, IrId x, int axis, IrDim off, IrShape shape, Loc loc);
 IrId ir_rope_inverse(IrGraph *g, IrId x, IrId pos, IrRope rope, Loc loc);
 IrId ir_sdpa_bwd(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, bool causal,
                  double scale, Loc loc);                   // which: IR_SDPA_BWD_Q/K/V
+// key_mask may be IR_NONE here (no mask).
+IrId ir_sdpa_bwd_masked(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, IrId key_mask,
+                        bool causal, double scale, Loc loc);
 IrId ir_cross_entropy_bwd(IrGraph *g, IrId logits, IrId labels, IrId gloss,
                           int64_t ignore_index, double label_smoothing, Loc loc);
 IrId ir_embed_bwd(IrGraph *g, IrId ids, IrId gout, IrShape table_shape, Loc loc);

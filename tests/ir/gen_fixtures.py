@@ -65,6 +65,20 @@ for causal in (True, False):
                  ("dv", v.grad)):
         put(f"{tag}.{n}", t)
 
+# sdpa with a key-padding mask (0 = padding key) on top of the causal mask; no row fully masked
+q = torch.randn(2, 4, 6, 8, dtype=torch.float64, requires_grad=True)
+k = torch.randn(2, 2, 6, 8, dtype=torch.float64, requires_grad=True)
+v = torch.randn(2, 2, 6, 8, dtype=torch.float64, requires_grad=True)
+km = torch.tensor([[1, 1, 0, 1, 0, 1], [1, 0, 1, 1, 1, 0]], dtype=torch.int64)
+allow = torch.tril(torch.ones(6, 6, dtype=torch.bool))[None, None] & km.bool()[:, None, None, :]
+y = F.scaled_dot_product_attention(q, k, v, attn_mask=allow, enable_gqa=True)
+gy = torch.randn_like(y)
+y.backward(gy)
+put("sdpa_masked.mask", km)
+for n, t in (("q", q), ("k", k), ("v", v), ("y", y), ("gy", gy), ("dq", q.grad), ("dk", k.grad),
+             ("dv", v.grad)):
+    put(f"sdpa_masked.{n}", t)
+
 # cross entropy per position (reduction none), ignore_index -100, label smoothing 0 and 0.1
 logits = torch.randn(2, 5, 11, dtype=torch.float64) * 2
 labels = torch.randint(0, 11, (2, 5), dtype=torch.int64)

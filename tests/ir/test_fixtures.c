@@ -195,11 +195,15 @@ static IrId build_sdpa(IrGraph *g, const char *tag) {
         snprintf(n, sizeof n, "%s.%s", tag, names[i]);
         t[i] = fx_input(g, n, 2, 6);
     }
-    bool causal = strcmp(tag, "sdpa_causal") == 0;
-    ir_add_output(g, ir_sdpa(g, t[0], t[1], t[2], causal, 0, L0), "y");
-    ir_add_output(g, ir_sdpa_bwd(g, IR_SDPA_BWD_Q, t[0], t[1], t[2], t[3], causal, 0, L0), "dq");
-    ir_add_output(g, ir_sdpa_bwd(g, IR_SDPA_BWD_K, t[0], t[1], t[2], t[3], causal, 0, L0), "dk");
-    ir_add_output(g, ir_sdpa_bwd(g, IR_SDPA_BWD_V, t[0], t[1], t[2], t[3], causal, 0, L0), "dv");
+    bool causal = strcmp(tag, "sdpa_full") != 0;
+    IrId m = IR_NONE;
+    if (strcmp(tag, "sdpa_masked") == 0) m = fx_input(g, "sdpa_masked.mask", 2, 6);
+    ir_add_output(g, m == IR_NONE ? ir_sdpa(g, t[0], t[1], t[2], causal, 0, L0)
+                                  : ir_sdpa_masked(g, t[0], t[1], t[2], m, causal, 0, L0), "y");
+    static const IrOp bw[3] = {IR_SDPA_BWD_Q, IR_SDPA_BWD_K, IR_SDPA_BWD_V};
+    static const char *bn[3] = {"dq", "dk", "dv"};
+    for (int i = 0; i < 3; i++)
+        ir_add_output(g, ir_sdpa_bwd_masked(g, bw[i], t[0], t[1], t[2], t[3], m, causal, 0, L0), bn[i]);
     return t[0];
 }
 
@@ -254,6 +258,7 @@ int main(int argc, char **argv) {
     const char *sd_o[] = {"y", "dq", "dk", "dv"};
     case_run("sdpa_causal", build_sdpa, sd_o, sd_o, 4, 2, 6, 1e-12, 2e-5);
     case_run("sdpa_full", build_sdpa, sd_o, sd_o, 4, 2, 6, 1e-12, 2e-5);
+    case_run("sdpa_masked", build_sdpa, sd_o, sd_o, 4, 2, 6, 1e-12, 2e-5);
     const char *ce_o[] = {"loss", "dlogits"};
     case_run("ce0", build_ce, ce_o, ce_o, 2, 2, 5, 1e-12, 2e-5);
     case_run("ce1", build_ce, ce_o, ce_o, 2, 2, 5, 1e-12, 2e-5);

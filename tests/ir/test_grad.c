@@ -178,6 +178,19 @@ static void model_cases(void) {
         gc_check(&c, ir_sdpa(&c.g, q, k, v, sd[i].causal, 0, L0), TOL);
     }
 
+    // key-padding mask (left padding): batch 1's first key is padding, so its first query row under
+    // the causal mask sees nothing (output 0); i32 and float masks
+    for (int mi = 0; mi < 2; mi++) {
+        gc_begin(&c, mi ? "sdpa causal GQA key mask (f64)" : "sdpa causal GQA key mask (i32)", 2, 4);
+        IrId q = gc_var(&c, ir_shape4(DB, D(4), DT, D(3)), -1, 1);
+        IrId k = gc_var(&c, ir_shape4(DB, D(2), DT, D(3)), -1, 1);
+        IrId v = gc_var(&c, ir_shape4(DB, D(2), DT, D(3)), -1, 1);
+        int32_t mi32[8] = {1, 1, 0, 1, 0, 1, 1, 1};
+        double mf[8] = {1, 1, 0, 1, 0, 1, 1, 1};
+        IrId m = mi ? gc_input(&c, IR_F64, ir_shape2(DB, DT), mf) : gc_input(&c, IR_I32, ir_shape2(DB, DT), mi32);
+        gc_check(&c, ir_sdpa_masked(&c.g, q, k, v, m, true, 0, L0), TOL);
+    }
+
     // cross entropy with ignored positions, with and without label smoothing
     for (int ls = 0; ls < 2; ls++) {
         gc_begin(&c, ls ? "cross_entropy smoothing 0.1" : "cross_entropy ignore_index", 2, 3);
