@@ -530,7 +530,9 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     if (tr_set_schedule(r.t, r.total)) goto out;
     status = TR_RUNTIME_ERROR;
     if (mkdir_p(d, r.dir)) goto out;
+    status = TR_SPEC_ERROR;   // a missing or damaged checkpoint is bad input
     if (o->resume_dir && resume(&r)) goto out;
+    status = TR_RUNTIME_ERROR;
     char p[TR_PATH + 32];
     r.met = join(d, p, sizeof p, r.dir, "metrics.jsonl") ? met_open(d, p, o->resume_dir != NULL) : NULL;
     r.tb = r.met && join(d, p, sizeof p, r.dir, "tensorboard") ? tb_open(d, p) : NULL;

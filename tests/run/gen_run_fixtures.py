@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""Reference fixtures for tests/run (run with /usr/bin/python3 tests/run/gen_run_fixtures.py:
+Debian's torch 1.13, transformers 4.51, peft 0.15). The C tests never run Python.
+
+Peers: transformers' Qwen3ForCausalLM on tests/fixtures/tiny-qwen3 (fp32, eager attention) and
+peft's LoRA (r=4, alpha=8, the seven projections, dropout 0) on the same weights and batch.
+
+fixtures/step.safetensors
+  batch.tokens, batch.pos, batch.labels  I32 (B, T) labels already shifted, -100 ignored
+  full.loss                F64 (1,) mean CE over the target tokens (sum / count)
+  full.grad.<param>        F32 gradients of that mean for every parameter
+  lora.<module>.lora_A.weight / lora_B.weight   F32 the adapter values used (B non-zero)
+  lora.loss                F64 (1,)
+  lora.grad.<module>.lora_{A,B}.weight          F32
+  adamw.losses             F64 (4,) full fine-tuning: the loss before each of 3 AdamW updates
+                           (lr 1e-3, wd 0.01 except norms, clip 1.0) and after the last one,
+                           alternating batch 0 (rows 0-1) and batch 1 (rows 2-3)
+  adamw.batch.tokens/labels/pos  I32 (4, T) the rows of those two batches
+"""
+import os
+import torch
+import torch.nn.functional as F
+import transformers
+from safetensors.torch import save_file
+import peft
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODEL = os.path.join(HERE, "..", "fixtures", "tiny-qwen3")
+OUT = os.path.join(HERE, "fixtures")
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+B, T, V = 2, 10, 378
+
+
+def load():
+    m = transformers.AutoModelForCausalLM.from_pretrained(MODEL, torch_dtype=torch.float32,
+                                                          attn_implementation="eager")
+    return m.train()
+
+
+def batch(gen, rows):
+    tokens = torch.randint(0, V, (rows, T), generator=gen)
+    pos = torch.arange(T).unsqueeze(0).expand(rows, T).contiguous()
+    labels = torch.full((rows, T), -100, dtype=torch.long)
+    labels[:, :-1] = tokens[:, 1:]
+    for r in range(rows):          # uneven prompt masks: different target counts per row
+        labels[r, : 1 + 2 * r] = -100
+    return tokens, pos, labels
+
+
+def mean_loss(model, tokens, pos, labels):
+    logits = model(input_ids=tokens, position_ids=pos).logits.float()
+    s = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                        reduction="sum")
+    return s / (labels != -100).sum()
+
+
+def decay(name):
+    parts = name.split(".")
+    return not ("bias" in name or "layernorm" in name or "rmsnorm" in name or
+                any(p.endswith("norm") for p in parts))
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    gen = torch.Generator().manual_seed(1234)
+    tokens, pos, labels = batch(gen, B)
+    t = {"batch.tokens": tokens.int(), "batch.pos": pos.int(), "batch.labels": labels.int()}
+
+    # full fine-tuning: loss and every gradient
+    m = load()
+    loss = mean_loss(m, tokens, pos, labels)
+    loss.backward()
+    t["full.loss"] = loss.detach().double().reshape(1)
+    for n, p in m.named_parameters():
+        t["full.grad." + n] = p.grad.detach().float().contiguous()
+
+    # LoRA with peft: A and B set to random values so that both get gradients
+    m = load()
+    cfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=TARGETS, bias="none",
+                          task_type="CAUSAL_LM")
+    pm = peft.get_peft_model(m, cfg)
+    g2 = torch.Generator().manual_seed(99)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_" in n:
+                p.copy_(0.3 * torch.randn(p.shape, generator=g2))
+    loss = mean_loss(pm, tokens, pos, labels)
+    loss.backward()
+    t["lora.loss"] = loss.detach().double().reshape(1)
+    for n, p in pm.named_parameters():
+        if "lora_" in n:
+            name = n.replace("base_model.model.", "", 1).replace(".default", "")
+            t["lora." + name] = p.detach().float().contiguous()
+            t["lora.grad." + name] = p.grad.detach().float().contiguous()
+
+    # a few AdamW steps (full fine-tuning)
+    m = load()
+    tk, ps, lb = batch(gen, 4)
+    t["adamw.batch.tokens"], t["adamw.batch.pos"], t["adamw.batch.labels"] = tk.int(), ps.int(), lb.int()
+    groups = [{"params": [p for n, p in m.named_parameters() if decay(n)], "weight_decay": 0.01},
+              {"params": [p for n, p in m.named_parameters() if not decay(n)], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
+    losses = []
+    for step in range(4):
+        r = slice(0, 2) if step % 2 == 0 else slice(2, 4)
+        opt.zero_grad()
+        loss = mean_loss(m, tk[r], ps[r], lb[r])
+        losses.append(loss.item())
+        if step == 3:
+            break
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+    t["adamw.losses"] = torch.tensor(losses, dtype=torch.float64)
+
+    save_file({k: v.contiguous() for k, v in t.items()}, os.path.join(OUT, "step.safetensors"),
+              metadata={"format": "pt", "peft": peft.__version__, "transformers": transformers.__version__})
+    print("wrote", os.path.join(OUT, "step.safetensors"), "losses", losses)
+
+
+if __name__ == "__main__":
+    main()

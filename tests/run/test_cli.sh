@@ -1,0 +1,112 @@
+#!/bin/bash
+# test_cli.sh — `trlc run` end to end on the tiny fixtures (area run): usage and exit codes,
+# --device cuda, LoRA / full / from-scratch runs and their exports (adapter names and shapes as
+# peft writes them: tests/fixtures/peft-tiny-qwen3/tensors.txt), grad accumulation through the
+# data path, SIGKILL during checkpoint saves + --resume giving the uninterrupted run's losses,
+# NaN handling (stop: exit 3 naming the step; on_nan = skip), bad data (exit 1, file:line).
+# usage: test_cli.sh TRLC SRC_DIR WORK_DIR
+set -u
+TRLC=$1; SRC=$2; W=$3
+rm -rf "$W"; mkdir -p "$W"
+fails=0; passes=0
+ok() { passes=$((passes+1)); }
+bad() { echo "FAIL: $*" >&2; fails=$((fails+1)); }
+expect_rc() {   # expect_rc WANT DESC -- cmd...
+    local want=$1 desc=$2; shift 3
+    "$@" >"$W/out.txt" 2>"$W/err.txt"; local rc=$?
+    if [ "$rc" = "$want" ]; then ok; else bad "$desc: exit $rc, want $want"; cat "$W/err.txt" >&2; fi
+}
+grep_err() { if grep -q -- "$1" "$W/err.txt"; then ok; else bad "stderr lacks '$1'"; cat "$W/err.txt" >&2; fi; }
+# loss of step N in a metrics.jsonl (the last line logged for it: resumed runs append)
+loss_at() { grep "^{\"step\": $2, \"loss\"" "$1" | tail -1 | sed 's/.*"loss": \([^,]*\),.*/\1/'; }
+
+cd "$SRC"
+# --- usage ---
+expect_rc 2 "no spec" -- "$TRLC" run
+expect_rc 2 "unknown option" -- "$TRLC" run lora.trl --bogus
+expect_rc 2 "--set without =" -- "$TRLC" run lora.trl --set train.steps
+expect_rc 0 "--help" -- "$TRLC" run --help
+grep -q -- "--resume" "$W/out.txt" && ok || bad "help lacks --resume"
+expect_rc 3 "--device cuda" -- "$TRLC" run lora.trl --device cuda --out "$W/cuda"
+grep_err "no CUDA backend"
+expect_rc 1 "--set of an unknown key" -- "$TRLC" run lora.trl --set train.optimizr.lr=1e-3 --out "$W/x"
+
+# --- LoRA run, export vs peft's tensor names and shapes ---
+expect_rc 0 "lora run" -- "$TRLC" run lora.trl --out "$W/lora"
+for f in adapter/adapter_config.json adapter/adapter_model.safetensors metrics.jsonl checkpoint-8/state.json best/adapter_model.safetensors; do
+    [ -s "$W/lora/$f" ] && ok || bad "lora run: $f missing"
+done
+ls "$W/lora/tensorboard"/events.out.tfevents.* >/dev/null 2>&1 && ok || bad "no TensorBoard file"
+"$TRLC" inspect "$W/lora/adapter/adapter_model.safetensors" | awk 'NR > 1 { gsub(/[\[\],]/, " "); print $1, ($2 == "F32" ? "float32" : $2), $3, $4 }' | sort > "$W/names.txt"
+sort "$SRC/../fixtures/peft-tiny-qwen3/tensors.txt" | sed 's/ *$//' > "$W/peft.txt"
+if diff "$W/names.txt" "$W/peft.txt" >/dev/null; then ok; else bad "adapter tensors differ from peft's"; diff "$W/names.txt" "$W/peft.txt" | head >&2; fi
+grep -q '"peft_type": "LORA"' "$W/lora/adapter/adapter_config.json" && grep -q '"r": 4' "$W/lora/adapter/adapter_config.json" && ok || bad "adapter_config.json"
+grep -q "done: 8 steps" "$W/err.txt" && ok || bad "no summary line"
+l1=$(loss_at "$W/lora/metrics.jsonl" 1); l8=$(loss_at "$W/lora/metrics.jsonl" 8)
+awk -v a="$l1" -v b="$l8" 'BEGIN { exit !(b < a) }' && ok || bad "LoRA loss did not go down ($l1 -> $l8)"
+
+# --- full fine-tuning and from scratch: HF model directories ---
+expect_rc 0 "full run" -- "$TRLC" run full.trl --out "$W/full"
+[ -s "$W/full/model/model.safetensors" ] && [ -s "$W/full/model/config.json" ] && [ -s "$W/full/model/tokenizer.json" ] && ok || bad "full export"
+expect_rc 0 "inspect the full export" -- "$TRLC" inspect "$W/full/model"
+expect_rc 0 "scratch run" -- "$TRLC" run scratch.trl --out "$W/scratch"
+[ -s "$W/scratch/model/model.safetensors" ] && grep -q '"model_type": "llama"' "$W/scratch/model/config.json" && ok || bad "scratch export"
+expect_rc 0 "inspect the scratch export" -- "$TRLC" inspect "$W/scratch/model"
+grep -q "eval step" "$W/scratch/metrics.jsonl" 2>/dev/null; grep -q '"eval_loss"' "$W/scratch/metrics.jsonl" && ok || bad "scratch: no eval_loss in metrics"
+
+# --- same seed, same run ---
+expect_rc 0 "lora run again" -- "$TRLC" run lora.trl --out "$W/lora2"
+[ "$(loss_at "$W/lora/metrics.jsonl" 8)" = "$(loss_at "$W/lora2/metrics.jsonl" 8)" ] && ok || bad "two runs with one seed differ"
+
+# --- accumulation through the data path: batch 4 == batch 2 x accum 2 ---
+A="--set train.steps=2 --set train.clip_norm=100"
+expect_rc 0 "batch 4" -- "$TRLC" run lora.trl $A --set train.batch=4 --set train.grad_accum=1 --out "$W/b4"
+expect_rc 0 "batch 2 x 2" -- "$TRLC" run lora.trl $A --set train.batch=2 --set train.grad_accum=2 --out "$W/b22"
+for s in 1 2; do
+    x=$(loss_at "$W/b4/metrics.jsonl" $s); y=$(loss_at "$W/b22/metrics.jsonl" $s)
+    awk -v a="$x" -v b="$y" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-5 * (a < 0 ? -a : a)) }' && ok || bad "accum step $s: $x vs $y"
+done
+
+# --- SIGKILL while saving, then --resume: the same losses as the uninterrupted run ---
+R="--set train.steps=40 --set train.save_every=1steps --set train.keep=2 --set lora.policy.dropout=0.1 --set data.train.shuffle=true"
+expect_rc 0 "uninterrupted" -- "$TRLC" run lora.trl $R --out "$W/u"
+killed_mid_save=0
+for attempt in 1 2 3 4 5; do
+    rm -rf "$W/k"
+    "$TRLC" run lora.trl $R --out "$W/k" >/dev/null 2>&1 &
+    pid=$!
+    while kill -0 $pid 2>/dev/null; do
+        if compgen -G "$W/k/.tmp-checkpoint-*" >/dev/null && [ "$(ls -d "$W"/k/checkpoint-* 2>/dev/null | wc -l)" -ge 1 ] &&
+           [ "$(wc -l < "$W/k/metrics.jsonl")" -ge 5 ]; then
+            kill -9 $pid 2>/dev/null && killed_mid_save=1
+            break
+        fi
+    done
+    wait $pid 2>/dev/null
+    [ $killed_mid_save = 1 ] && break
+done
+[ $killed_mid_save = 1 ] && ok || bad "could not kill the run during a checkpoint save"
+expect_rc 0 "resume" -- "$TRLC" run lora.trl $R --resume "$W/k"
+grep_err "resuming from"
+same=0; differ=0
+for s in $(seq 1 40); do
+    [ "$(loss_at "$W/u/metrics.jsonl" $s)" = "$(loss_at "$W/k/metrics.jsonl" $s)" ] && same=$((same+1)) || { differ=$((differ+1)); echo "step $s: $(loss_at "$W/u/metrics.jsonl" $s) vs $(loss_at "$W/k/metrics.jsonl" $s)" >&2; }
+done
+[ $same = 40 ] && ok || bad "resumed losses differ from the uninterrupted run at $differ steps"
+cmp -s "$W/u/adapter/adapter_model.safetensors" "$W/k/adapter/adapter_model.safetensors" && ok || bad "resumed adapter differs"
+expect_rc 1 "resume from an empty dir" -- "$TRLC" run lora.trl --resume "$W/empty-run"
+
+# --- NaN / inf ---
+expect_rc 3 "NaN loss stops" -- "$TRLC" run lora.trl --set train.optimizer.lr=1e30 --set train.clip_norm=1e30 --out "$W/nan"
+grep_err "at step [0-9]"
+expect_rc 0 "on_nan = skip" -- "$TRLC" run lora.trl --set train.optimizer.lr=1e30 --set train.clip_norm=1e30 --set train.on_nan=skip --out "$W/nanskip"
+grep_err "update skipped"
+
+# --- bad inputs ---
+expect_rc 1 "missing data file" -- "$TRLC" run missing-data.trl --out "$W/missing"
+grep_err "missing-data.trl:4:[0-9]*: error: .*no-such.jsonl"
+expect_rc 1 "bad row" -- "$TRLC" run lora.trl --set 'data.train.from="bad.jsonl"' --out "$W/badrow"
+grep_err "bad.jsonl:3"
+
+echo "run.cli: $passes passed, $fails failed"
+[ $fails = 0 ]

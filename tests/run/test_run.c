@@ -1,0 +1,318 @@
+// test_run.c — the trainer against PyTorch (fixtures/step.safetensors from gen_run_fixtures.py):
+// (a) one step of the tiny Qwen3, full fine-tuning and LoRA: loss and every gradient vs
+//     transformers / peft (max relative error <= 1e-4, fp32);
+// (b) three AdamW updates (clip 1.0, no decay on norms): the losses vs torch.optim.AdamW;
+// (c) LoRA at initialisation (B = 0) gives exactly the base model's logits;
+// (d) gradient accumulation: 2 micro-batches of 2 rows == 1 batch of 4 rows (uneven target
+//     counts), the same update.
+// usage: test_run DIR (tests/run: the specs and fixtures/)
+#include "check.h"
+#include "load.h"
+#include "safetensors.h"
+#include "test.h"
+#include "trainer.h"
+#include <stdlib.h>
+#include <string.h>
+
+static const char *dir;
+static StFile *fx;
+
+typedef struct Opened {
+    Arena a;
+    LoadedSpec spec;
+    CheckedSpec cs;
+    Trainer *t;
+} Opened;
+
+static Trainer *open_spec(Diag *d, Opened *o, const char *name) {
+    memset(o, 0, sizeof *o);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (load_spec(d, &o->a, path, &o->spec) || check_spec(d, &o->a, &o->spec, &o->cs)) return NULL;
+    int st;
+    o->t = tr_new(d, &o->a, &o->spec, &o->cs, NULL, &st);
+    return o->t;
+}
+
+static void close_spec(Opened *o) {
+    tr_free(o->t);
+    arena_free(&o->a);
+}
+
+static float *fx_f32(const char *name, int64_t *numel) {
+    const StTensor *t = st_find(fx, name);
+    if (!t) return NULL;
+    float *v = malloc((size_t)t->numel * sizeof *v);
+    if (v && st_to_f32(NULL, t, v)) {
+        free(v);
+        return NULL;
+    }
+    if (numel) *numel = t->numel;
+    return v;
+}
+
+static int32_t *fx_i32(const char *name, int *B, int *T) {
+    const StTensor *t = st_find(fx, name);
+    if (!t || t->dtype != ST_I32 || t->ndim != 2) return NULL;
+    int32_t *v = malloc(t->nbytes);
+    memcpy(v, t->data, t->nbytes);
+    *B = (int)t->shape[0];
+    *T = (int)t->shape[1];
+    return v;
+}
+
+static double fx_scalar(const char *name, int i) {
+    int64_t n = 0;
+    float *v = fx_f32(name, &n);
+    double x = v && i < n ? v[i] : NAN;
+    free(v);
+    return x;
+}
+
+static int64_t count_targets(const int32_t *labels, size_t n) {
+    int64_t c = 0;
+    for (size_t i = 0; i < n; i++) c += labels[i] != -100;
+    return c;
+}
+
+// max |a - b| / max |b| over a tensor.
+static double rel_err(const float *a, const float *b, int64_t n) {
+    double md = 0, mb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double dd = fabs((double)a[i] - b[i]);
+        if (dd > md || isnan(dd)) md = isnan(dd) ? INFINITY : dd;
+        if (fabs(b[i]) > mb) mb = fabs(b[i]);
+    }
+    return mb > 0 ? md / mb : md;
+}
+
+static void test_full_step(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
+    Opened o;
+    Trainer *t = open_spec(d, &o, "full.trl");
+    CHECK(t != NULL);
+    if (!t) return;
+    double ls;
+    CHECK(tr_micro_step(t, tok, pos, lab, B, T, 0, &ls) == 0);
+    int64_t n = count_targets(lab, (size_t)B * T);
+    CHECK_CLOSE(ls / (double)n, fx_scalar("full.loss", 0), 0, 1e-5);
+    int checked = 0;
+    double worst = 0;
+    for (int i = 0; i < tr_nparams(t); i++) {
+        const char *name = tr_param_name(t, i);
+        char key[512];
+        snprintf(key, sizeof key, "full.grad.%s", name);
+        int64_t rn = 0, gn = 0;
+        float *ref = fx_f32(key, &rn);
+        float *g = tr_grad(t, name, &gn);
+        CHECK_MSG(ref && g && rn == gn, "gradient of %s", name);
+        if (ref && g && rn == gn) {
+            float *s = malloc((size_t)gn * sizeof *s);
+            for (int64_t k = 0; k < gn; k++) s[k] = g[k] / (float)n;
+            double e = rel_err(s, ref, gn);
+            if (e > worst) worst = e;
+            CHECK_MSG(e <= 1e-4, "full FT gradient of %s: max rel error %.3g", name, e);
+            free(s);
+            checked++;
+        }
+        free(ref);
+    }
+    printf("full FT: %d gradients vs transformers, max rel error %.2e\n", checked, worst);
+    CHECK(checked >= 20);
+    close_spec(&o);
+}
+
+static void test_lora_step(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
+    Opened o;
+    Trainer *t = open_spec(d, &o, "lora.trl");
+    CHECK(t != NULL);
+    if (!t) return;
+    // the adapter values peft used
+    int set = 0;
+    for (int i = 0; i < tr_nparams(t); i++) {
+        if (!tr_param_trainable(t, i)) continue;
+        const char *name = tr_param_name(t, i);
+        char key[512];
+        snprintf(key, sizeof key, "lora.%s", name);
+        int64_t rn = 0, pn = 0;
+        float *ref = fx_f32(key, &rn);
+        float *p = tr_param(t, name, &pn);
+        CHECK_MSG(ref && p && rn == pn, "adapter %s", name);
+        if (ref && p && rn == pn) memcpy(p, ref, (size_t)pn * sizeof *p), set++;
+        free(ref);
+    }
+    CHECK(set == 2 * 7 * 2);   // 2 layers x 7 projections x (A, B)
+    double ls;
+    CHECK(tr_micro_step(t, tok, pos, lab, B, T, 0, &ls) == 0);
+    int64_t n = count_targets(lab, (size_t)B * T);
+    CHECK_CLOSE(ls / (double)n, fx_scalar("lora.loss", 0), 0, 1e-5);
+    double worst = 0;
+    for (int i = 0; i < tr_nparams(t); i++) {
+        const char *name = tr_param_name(t, i);
+        if (!tr_param_trainable(t, i)) {
+            CHECK(tr_grad(t, name, NULL) == NULL);   // the base model is frozen
+            continue;
+        }
+        char key[512];
+        snprintf(key, sizeof key, "lora.grad.%s", name);
+        int64_t rn = 0, gn = 0;
+        float *ref = fx_f32(key, &rn);
+        float *g = tr_grad(t, name, &gn);
+        CHECK_MSG(ref && g && rn == gn, "gradient of %s", name);
+        if (ref && g && rn == gn) {
+            float *s = malloc((size_t)gn * sizeof *s);
+            for (int64_t k = 0; k < gn; k++) s[k] = g[k] / (float)n;
+            double e = rel_err(s, ref, gn);
+            if (e > worst) worst = e;
+            CHECK_MSG(e <= 1e-4, "LoRA gradient of %s: max rel error %.3g", name, e);
+            free(s);
+        }
+        free(ref);
+    }
+    printf("LoRA: 28 adapter gradients vs peft, max rel error %.2e\n", worst);
+    close_spec(&o);
+}
+
+static void test_adamw(Diag *d) {
+    int B, T, b2, t2;
+    int32_t *tok = fx_i32("adamw.batch.tokens", &B, &T), *pos = fx_i32("adamw.batch.pos", &b2, &t2),
+            *lab = fx_i32("adamw.batch.labels", &b2, &t2);
+    CHECK(tok && pos && lab && B == 4);
+    Opened o;
+    Trainer *t = tok && pos && lab ? open_spec(d, &o, "full.trl") : NULL;
+    CHECK(t != NULL);
+    if (t) {
+        double worst = 0;
+        for (int step = 0; step < 4; step++) {
+            size_t off = (size_t)(step % 2 ? 2 : 0) * (size_t)T;
+            double ls, gn, lr;
+            CHECK(tr_micro_step(t, tok + off, pos + off, lab + off, 2, T, (uint64_t)step, &ls) == 0);
+            int64_t n = count_targets(lab + off, 2 * (size_t)T);
+            double ref = fx_scalar("adamw.losses", step), got = ls / (double)n;
+            CHECK_CLOSE(got, ref, 0, 1e-4);
+            if (fabs(got - ref) / fabs(ref) > worst) worst = fabs(got - ref) / fabs(ref);
+            if (step < 3) CHECK(tr_apply(t, n, &gn, &lr) == 0 && lr == 1e-3);
+        }
+        printf("AdamW: 3 updates, losses vs torch max rel error %.2e\n", worst);
+        close_spec(&o);
+    }
+    free(tok);
+    free(pos);
+    free(lab);
+}
+
+// (c) LoRA at init == the base model, bit for bit.
+static void test_lora_identity(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
+    Opened a, b;
+    Trainer *base = open_spec(d, &a, "full.trl"), *lora = open_spec(d, &b, "lora.trl");
+    CHECK(base && lora);
+    if (base && lora) {
+        double l1, l2;
+        CHECK(tr_eval_batch(base, tok, pos, lab, B, T, &l1) == 0);
+        int64_t n1, n2;
+        const float *x1 = tr_eval_logits(base, &n1);
+        float *copy = malloc((size_t)n1 * sizeof *copy);
+        memcpy(copy, x1, (size_t)n1 * sizeof *copy);
+        CHECK(tr_eval_batch(lora, tok, pos, lab, B, T, &l2) == 0);
+        const float *x2 = tr_eval_logits(lora, &n2);
+        CHECK(n1 == n2 && n1 == (int64_t)B * T * 384);
+        int64_t diff = 0;
+        for (int64_t i = 0; i < n1 && i < n2; i++) diff += copy[i] != x2[i];
+        CHECK_MSG(diff == 0, "%lld logits differ", (long long)diff);
+        CHECK(l1 == l2);
+        // ... and the A matrices are not zero (PEFT's kaiming-uniform init, within its bound)
+        int64_t na;
+        float *A = tr_param(lora, "model.layers.0.self_attn.q_proj.lora_A.weight", &na);
+        double bound = 1 / sqrt(32.0), mx = 0;
+        for (int64_t i = 0; A && i < na; i++) mx = fmax(mx, fabs(A[i]));
+        CHECK(A && na == 4 * 32 && mx > 0.5 * bound && mx <= bound);
+        free(copy);
+    }
+    if (base) close_spec(&a);
+    if (lora) close_spec(&b);
+}
+
+// (d) accumulation: micro-batches (rows 0-1, rows 2-3) vs one batch (rows 0-3).
+static void test_accum(Diag *d) {
+    int B, T, b2, t2;
+    int32_t *tok = fx_i32("adamw.batch.tokens", &B, &T), *pos = fx_i32("adamw.batch.pos", &b2, &t2),
+            *lab = fx_i32("adamw.batch.labels", &b2, &t2);
+    Opened a, b;
+    Trainer *x = tok ? open_spec(d, &a, "lora.trl") : NULL, *y = tok ? open_spec(d, &b, "lora.trl") : NULL;
+    CHECK(x && y && B == 4);
+    if (x && y) {
+        size_t h = 2 * (size_t)T;
+        int64_t n0 = count_targets(lab, h), n1 = count_targets(lab + h, h);
+        CHECK(n0 != n1);   // uneven: a mean of micro-batch means would differ
+        double l0, l1, l, gx, gy, lr;
+        CHECK(tr_micro_step(x, tok, pos, lab, 2, T, 0, &l0) == 0);
+        CHECK(tr_micro_step(x, tok + h, pos + h, lab + h, 2, T, 1, &l1) == 0);
+        CHECK(tr_micro_step(y, tok, pos, lab, 4, T, 0, &l) == 0);
+        CHECK_CLOSE(l0 + l1, l, 0, 1e-5);
+        // the summed gradients agree (the normalisation by n0 + n1 is then the same division)
+        double worst = 0;
+        for (int i = 0; i < tr_nparams(x); i++) {
+            if (!tr_param_trainable(x, i)) continue;
+            int64_t n;
+            const char *name = tr_param_name(x, i);
+            float *gx_ = tr_grad(x, name, &n), *gy_ = tr_grad(y, name, NULL);
+            double e = rel_err(gx_, gy_, n);
+            if (e > worst) worst = e;
+        }
+        CHECK_MSG(worst <= 1e-5, "accumulated vs one batch: gradients differ by %.3g (rel)", worst);
+        CHECK(tr_apply(x, n0 + n1, &gx, &lr) == 0);
+        CHECK(tr_apply(y, n0 + n1, &gy, &lr) == 0);
+        CHECK_CLOSE(gx, gy, 0, 1e-5);
+        // a mean of the micro-batch means (the transformers bug) would weight the rows differently
+        double naive = 0.5 * (l0 / (double)n0 + l1 / (double)n1), right = (l0 + l1) / (double)(n0 + n1);
+        CHECK(fabs(naive - right) > 1e-4);
+        double pw = 0;
+        for (int i = 0; i < tr_nparams(x); i++) {
+            if (!tr_param_trainable(x, i)) continue;
+            int64_t n;
+            const char *name = tr_param_name(x, i);
+            float *px = tr_param(x, name, &n), *py = tr_param(y, name, NULL);
+            double e = rel_err(px, py, n);
+            if (e > pw) pw = e;
+        }
+        CHECK(pw <= 1e-5);
+        printf("grad accumulation 2x2 vs 4 (%lld + %lld targets): gradients differ by %.2e, params by %.2e (rel)\n",
+               (long long)n0, (long long)n1, worst, pw);
+    }
+    if (x) close_spec(&a);
+    if (y) close_spec(&b);
+    free(tok);
+    free(pos);
+    free(lab);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_run DIR\n");
+        return 2;
+    }
+    dir = argv[1];
+    Diag d;
+    diag_init(&d, stderr);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/fixtures/step.safetensors", dir);
+    fx = st_open(&d, path);
+    CHECK(fx != NULL);
+    if (!fx) return test_done("run.step");
+    int B, T, b2, t2;
+    int32_t *tok = fx_i32("batch.tokens", &B, &T), *pos = fx_i32("batch.pos", &b2, &t2),
+            *lab = fx_i32("batch.labels", &b2, &t2);
+    CHECK(tok && pos && lab);
+    if (tok && pos && lab) {
+        test_full_step(&d, tok, pos, lab, B, T);
+        test_lora_step(&d, tok, pos, lab, B, T);
+        test_lora_identity(&d, tok, pos, lab, B, T);
+    }
+    test_adamw(&d);
+    test_accum(&d);
+    free(tok);
+    free(pos);
+    free(lab);
+    st_close(fx);
+    diag_free(&d);
+    return test_done("run.step");
+}
