@@ -27,6 +27,7 @@ const char usage_data[] =
     "  --no-mask            learn every token (no prompt masking)\n"
     "  --skip-errors        skip bad rows and count them instead of failing\n"
     "  --show N             examples to show (default 2)\n"
+    "  --stats              tokenize every row: token counts, longest row, rows over --max-len\n"
     "  -h, --help           this help\n"
     "\n"
     "In the shown examples the learned text is between [[ and ]].\n"
@@ -70,7 +71,7 @@ int cmd_data(int argc, char **argv) {
     DsConfig c;
     ds_config_init(&c);
     const char *tokpath = NULL, *tmpl = "plain", *config = NULL;
-    int show = 2;
+    int show = 2, stats = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -95,6 +96,7 @@ int cmd_data(int argc, char **argv) {
             if (!strcmp(a, "--left")) c.truncate = DS_TRUNC_LEFT;
             else if (!strcmp(a, "--no-mask")) c.mask_prompt = false;
             else if (!strcmp(a, "--skip-errors")) c.skip_errors = true;
+            else if (!strcmp(a, "--stats")) stats = 1;
             else if (a[0] != '-' && !c.path) c.path = a;
             else {
                 fprintf(stderr, "trlc data: unexpected argument `%s`\n%s", a, usage_data);
@@ -134,6 +136,23 @@ int cmd_data(int argc, char **argv) {
         }
         if (ex.answer) printf("--- answer: %s\n", ex.answer);
         ds_example_free(&ex);
+    }
+    if (stats) {
+        size_t total = 0, learned = 0, longest = 0, n = ds_num_rows(l);
+        for (size_t i = 0; i < n; i++) {
+            DsExample ex;
+            if (ds_get(l, i, &ex)) goto out;
+            total += ex.n + ex.rej_n;
+            if (ex.n > longest) longest = ex.n;
+            if (ex.rej_n > longest) longest = ex.rej_n;
+            for (size_t k = 0; k < ex.n; k++) learned += ex.labels[k] != DS_IGNORE;
+            for (size_t k = 0; k < ex.rej_n; k++) learned += ex.rej_labels[k] != DS_IGNORE;
+            ds_example_free(&ex);
+        }
+        printf("\nstats: %zu tokens (%.1f per row), %zu learned, longest row %zu tokens", total,
+               n ? (double)total / n : 0.0, learned, longest);
+        if (c.max_len > 0) printf(", %zu rows truncated to %d", ds_stats(l).truncated, c.max_len);
+        putchar('\n');
     }
     rc = EXIT_OK;
 out:

@@ -27,6 +27,7 @@ check skip 0 '3 rows (prompt_response), 1 skipped' -- "$fx/bad/bad_json.jsonl" -
 check badtpl 1 'did you mean `qwen3`' -- "$fx/sft.jsonl" --tokenizer bytes --template qwen33
 check usage 2 'usage: trlc data' -- "$fx/sft.jsonl"
 check badfmt 2 'unknown format' -- "$fx/sft.jsonl" --tokenizer bytes --format chat
+check stats 0 'stats: 82 tokens (16.4 per row), 14 learned, longest row 20 tokens, 2 rows truncated to 20' -- "$fx/sft.jsonl" --tokenizer bytes --stats --show 0 --max-len 20
 check help 0 'usage: trlc data' -- --help
 echo "data.cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]
