@@ -19,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 SHARED = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data"
 TOKS = {"tiny-qwen3": os.path.join(ROOT, "tests/fixtures/tiny-qwen3/tokenizer.json"),
         "phi-2": os.path.join(SHARED, "tokenizers/phi-2/tokenizer.json")}
+EOS = {"tiny-qwen3": "<|endoftext|>", "phi-2": "<|endoftext|>", "llama2": "</s>"}
 sys.path.insert(0, HERE)
 from gen_chat_fixtures import TEMPLATES  # noqa: E402  (the same real templates)
 
@@ -74,8 +75,8 @@ def main():
     out = []
     for tokname, path in TOKS.items():
         tok = Tokenizer.from_file(path)
-        eos = "<|endoftext|>"
-        cases = [(t, None, c) for t in ("qwen3", "qwen2.5", "llama3") for c in CONVS]
+        eos = EOS[tokname]
+        cases = [] if tokname == "llama2" else [(t, None, c) for t in ("qwen3", "qwen2.5", "llama3") for c in CONVS]
         cases += [(None, f, c) for f, c in FORMATS]
         for tname, fmt, msgs in cases:
             if tname:
