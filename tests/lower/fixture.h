@@ -62,7 +62,7 @@ static inline const void *fx_get(const Fx *f, const char *name, const char *dtyp
     int64_t n = 1;
     for (size_t i = 0; i < json_array_size(shape); i++) n *= json_integer_value(json_array_get(shape, i));
     json_int_t b = json_integer_value(json_array_get(off, 0)), e = json_integer_value(json_array_get(off, 1));
-    size_t esz = !strcmp(dtype, "F64") ? 8 : 4;
+    size_t esz = !strcmp(dtype, "F64") || !strcmp(dtype, "I64") ? 8 : 4;
     if (b < 0 || e < b || (size_t)e > f->len - f->data || (size_t)(e - b) != (size_t)n * esz) return NULL;
     *numel = n;
     return f->buf + f->data + b;

@@ -45,6 +45,11 @@ n=$("$trlc" ir $l 2>/dev/null | grep -c '^  grad:')
 if [ "$n" -eq 11 ]; then pass=$((pass + 1)); else echo "FAIL frozen llama: $n gradients, expected 11"; fail=$((fail + 1)); fi
 n=$("$trlc" ir $l 2>/dev/null | grep -c 'param "lm_head')
 if [ "$n" -eq 0 ]; then pass=$((pass + 1)); else echo "FAIL tied llama declares lm_head"; fail=$((fail + 1)); fi
+f=from-qwen3.trl
+expect 0 '^parameters (24, 24 trainable):$' ir $f
+expect 0 '= rope(%[0-9]*, %[0-9]*, theta=1e+06) : f32\[B,4,T,8\]' ir $f
+n=$("$trlc" ir $f 2>/dev/null | grep -c 'param "lm_head')
+if [ "$n" -eq 0 ]; then pass=$((pass + 1)); else echo "FAIL tied qwen3 checkpoint declares lm_head"; fail=$((fail + 1)); fi
 expect 1 "^tiny-bad-arch.trl:6:76: error: unknown variable \`lm_haed\`" ir tiny-bad-arch.trl
 expect 1 "did you mean \`lm_head\`?" ir tiny-bad-arch.trl
 expect 1 "note: in \`forward\`, called here" ir tiny-bad-arch.trl

@@ -4,8 +4,10 @@
 //     and label smoothing);
 //  2. the gradient of the loss w.r.t. EVERY parameter against central finite differences
 //     (a few sampled entries per parameter), max relative error printed and asserted;
-//  3. frozen layers (freeze = layers[0:1]) are not trainable and get no gradient output.
-// usage: test_lower FIXTURE_DIR
+//  3. frozen layers (freeze = layers[0:1]) are not trainable and get no gradient output;
+//  4. the forward of the tiny Qwen3 checkpoint in tests/fixtures/tiny-qwen3 (written by the io
+//     tests from transformers, float32) against its reference logits.
+// usage: test_lower FIXTURE_DIR [CHECKPOINT_DIR]
 #include "autodiff.h"
 #include "cpu.h"
 #include "fixture.h"
@@ -216,10 +218,94 @@ static void test_arch(const char *dir, const char *arch) {
     fx_close(&fx);
 }
 
+// tests/fixtures/tiny-qwen3: config.json (vocab 384, hidden 32, 2 layers, 4/2 heads, head_dim 8,
+// ffn 64, rope_theta 1e6, tied), model.safetensors, reference.safetensors (input_ids (32) I64,
+// logits (32, 384) F32 from transformers in float32).
+static void test_checkpoint(const char *dir) {
+    char path[1024];
+    Fx w, ref;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    int ok = fx_open(&w, path) == 0;
+    snprintf(path, sizeof path, "%s/reference.safetensors", dir);
+    ok = ok && fx_open(&ref, path) == 0;
+    CHECK_MSG(ok, "cannot read the checkpoint in %s", dir);
+    if (!ok) return;
+    Diag d;
+    diag_init(&d, stderr);
+    Arena a = {0};
+    LoadedSpec spec = {0};
+    const char *text = "trl 1;\n";
+    CHECK(load_spec_text(&d, &a, "test.trl", text, strlen(text), &spec) == 0);
+    CheckedConfig cfg = {.vocab = 384, .hidden = 32, .layers = 2, .heads = 4, .kv_heads = 2, .head_dim = 8,
+                         .ffn = 64, .max_pos = 512, .eps = 1e-6, .rope_theta = 1e6, .tie = true};
+    LowerModel m = {.name = "tiny", .arch = "qwen3", .cfg = cfg};
+    LowerOptions o;
+    lower_options_init(&o);
+    o.objective = "none";
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F64);
+    LowerResult res;
+    int rc = lower_graph(&d, &a, &spec, &m, &o, &g, &res);
+    CHECK(rc == 0 && res.loss == IR_NONE && res.labels == IR_NONE);
+    CpuProgram *p = rc == 0 ? cpu_program_new(&g, IR_F64, &d) : NULL;
+    CHECK(p != NULL);
+    double **bufs = calloc((size_t)res.nparams + 1, sizeof *bufs);
+    for (int i = 0; p && i < res.nparams; i++) {
+        int64_t n;
+        const void *src = fx_get(&w, res.params[i].name, "F32", &n);
+        CHECK_MSG(src != NULL, "checkpoint lacks %s", res.params[i].name);
+        if (!src) continue;
+        bufs[i] = malloc((size_t)n * sizeof(double));
+        for (int64_t k = 0; k < n; k++) {
+            float v;
+            memcpy(&v, (const char *)src + 4 * k, 4);
+            bufs[i][k] = v;
+        }
+        CHECK(cpu_bind(p, res.params[i].id, bufs[i], (size_t)n * sizeof(double)) == 0);
+    }
+    int64_t n = 0, nl = 0;
+    const void *ids = fx_get(&ref, "input_ids", "I64", &n);
+    const void *logits = fx_get(&ref, "logits", "F32", &nl);
+    CHECK(ids && logits && n == 32 && nl == 32 * 384);
+    if (p && ids && logits && n == 32) {
+        int32_t tokens[32], pos[32];
+        for (int i = 0; i < 32; i++) {
+            int64_t v;
+            memcpy(&v, (const char *)ids + 8 * i, 8);
+            tokens[i] = (int32_t)v;
+            pos[i] = i;
+        }
+        CHECK(cpu_bind_name(p, LOWER_INPUT_TOKENS, tokens, sizeof tokens) == 0);
+        CHECK(cpu_bind_name(p, LOWER_INPUT_POS, pos, sizeof pos) == 0);
+        int64_t syms[IR_NSYMS] = {1, 32};
+        CHECK(cpu_run(p, syms, 0) == 0);
+        const CpuTensor *out = cpu_output_named(p, "logits");
+        CHECK(out && out->numel == nl);
+        double maxd = 0, maxv = 0;
+        for (int64_t i = 0; out && i < nl && i < out->numel; i++) {
+            float r;
+            memcpy(&r, (const char *)logits + 4 * i, 4);
+            maxd = fmax(maxd, fabs(((const double *)out->data)[i] - r));
+            maxv = fmax(maxv, fabs(r));
+        }
+        printf("tiny-qwen3 checkpoint: logits max |diff| %.3g vs transformers (float32), max |logit| %.3g\n", maxd, maxv);
+        CHECK_MSG(maxd < 1e-4 * (1 + maxv), "checkpoint logits differ by %g", maxd);
+    }
+    for (int i = 0; i < res.nparams; i++) free(bufs[i]);
+    free(bufs);
+    if (p) cpu_program_free(p);
+    ir_graph_free(&g);
+    arena_free(&a);
+    diag_free(&d);
+    fx_close(&w);
+    fx_close(&ref);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "fixtures";
     test_arch(dir, "llama");
     test_arch(dir, "qwen2");
     test_arch(dir, "qwen3");
+    if (argc > 2) test_checkpoint(argv[2]);
     return test_done("lower.archs");
 }
