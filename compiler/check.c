@@ -3,10 +3,10 @@
 // together (a `lora` needs its model, a teacher must exist, data formats fit the objective, LoRA
 // targets exist in the architecture). Every problem is reported, with a hint where one helps;
 // nothing stops at the first error. Then it fills a CheckedSpec with every value and default.
+// Each block's own settings are validated by check_items.c (against compiler/schema.c).
 // Not here: syntax and imports (the front end reports those before we run), graph code inside
 // `def`/`arch` (lower.c), the contents of data files and checkpoints (runtime/io).
-#include "check.h"
-#include "schema.h"
+#include "check_int.h"
 #include "tokenizer.h"
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
@@ -17,614 +17,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum { MAX_ARCHS = 32, MAX_DEPTH = 16 };
-
-typedef struct Ck {
-    Diag *d;
-    Arena *a;
-    CheckedSpec *out;
-    const char *dir;                    // the spec's directory
-    const Ast *blocks[64];              // top-level blocks (valid kind and label)
-    int nblocks;
-    const Ast *models[CHECK_MAX_MODELS];
-    int nmodels;
-    const char *model_names[CHECK_MAX_MODELS + 1];
-    const Ast *archs[MAX_ARCHS];        // AST_ARCH of the main spec and of every loaded module
-    int narchs;
-    // blocks reported as misspelt (`modle policy`, `objective sfft`): taken as present by the
-    // later rules, so that one typo gives one error and not a cascade
-    const char *ghost_kind[16], *ghost_label[16];
-    int nghosts;
-    bool dir_ok[CHECK_MAX_MODELS];      // the model's `from` directory and config.json were fine
-    const SchemaKey *construct;         // the construct setting whose variant is being checked
-    bool config_open;                   // checking a model whose arch is the spec's own: its
-                                        // `config { }` may hold any numeric or boolean key
-} Ck;
-
 static const char *const builtin_archs[] = {"llama", "qwen2", "qwen3"};
 static const char *const builtin_linear[] = {"q_proj", "k_proj", "v_proj", "o_proj",
                                              "gate_proj", "up_proj", "down_proj", "lm_head"};
 static const char *const planned_objectives[] = {"reward", "ppo", NULL};
-
-// ---------------------------------------------------------------------------------------------
-// Small helpers over values
-
-static bool get_number(const Ast *v, double *x, bool *is_int, int64_t *i) {
-    if (!v) return false;
-    if (v->kind == AST_NUM) {
-        *x = v->num;
-        *is_int = v->is_int;
-        *i = v->inum;
-        return true;
-    }
-    if (v->kind == AST_UNARY && v->op == '-' && v->a && v->a->kind == AST_NUM) {
-        *x = -v->a->num;
-        *is_int = v->a->is_int && v->a->inum != INT64_MIN;
-        *i = *is_int ? -v->a->inum : 0;
-        return true;
-    }
-    return false;
-}
-
-static bool is_unit(const Ast *v, const char *unit) {
-    if (!v || v->kind != AST_QUANTITY || !v->unit) return false;
-    size_t n = strlen(unit);
-    // `1 step` and `1 epoch` read as well as the plural
-    return !strcmp(v->unit, unit) || (unit[n - 1] == 's' && !strncmp(v->unit, unit, n - 1) && !v->unit[n - 1]);
-}
-
-// The source text of v, bounded, for messages: `2.5`, `bf61`.
-static const char *src_text(Ck *c, const Ast *v) {
-    const Source *s = diag_source(c->d, v->loc.file);
-    if (!s || v->loc.off >= s->len) return "?";
-    size_t n = v->loc.len;
-    if (n > s->len - v->loc.off) n = s->len - v->loc.off;
-    if (n > 40) return arena_printf(c->a, "%.37s...", s->text + v->loc.off);
-    if (n == 0) n = 1;
-    return arena_strndup(c->a, s->text + v->loc.off, n);
-}
-
-// "a string", "a list", "`2.5`" — what the user wrote, for "expects X, got Y".
-static const char *describe(Ck *c, const Ast *v) {
-    if (!v) return "nothing";
-    switch (v->kind) {
-    case AST_STR: return "a string";
-    case AST_LIST: return "a list";
-    case AST_CONSTRUCT: case AST_BLOCK: return arena_printf(c->a, "`%s { ... }`", v->name ? v->name : "");
-    case AST_CALL: return arena_printf(c->a, "a call of `%s`", v->name ? v->name : "");
-    default: return arena_printf(c->a, "`%s`", src_text(c, v));
-    }
-}
-
-static const char *join_names(Ck *c, const char *const *names, int n) {
-    const char *s = "";
-    for (int i = 0; i < n && names[i]; i++) s = arena_printf(c->a, "%s%s%s", s, i ? ", " : "", names[i]);
-    return s;
-}
-
-static int count_names(const char *const *names) {
-    int n = 0;
-    while (names && names[n]) n++;
-    return n;
-}
-
-static const char *key_names(Ck *c, const SchemaBlock *b) {
-    const char *names[64];
-    int n = 0;
-    for (const SchemaKey *k = b->keys; k && k->name && n < 63; k++) names[n++] = k->name;
-    names[n] = NULL;
-    return join_names(c, names, n);
-}
-
-static const char *suggest_key(const SchemaBlock *b, const char *word) {
-    const char *names[64];
-    int n = 0;
-    for (const SchemaKey *k = b->keys; k && k->name && n < 64; k++) names[n++] = k->name;
-    return suggest_word(word, names, (size_t)n);
-}
-
-static Loc head_loc(const Ast *blk) {
-    return blk->label ? loc_span(blk->name_loc, blk->label_loc) : blk->name_loc;
-}
-
-// "`lora policy`", "`train`", "`optimizer = adamw { }`"
-static const char *block_title(Ck *c, const Ast *blk) {
-    if (blk->kind == AST_CONSTRUCT) return arena_printf(c->a, "`%s { }`", blk->name);
-    if (blk->label) return arena_printf(c->a, "`%s %s`", blk->name, blk->label);
-    return arena_printf(c->a, "`%s`", blk->name);
-}
-
-// The value of setting `key` in a block or construct (the first one), or NULL.
-static const Ast *setting(const Ast *blk, const char *key) {
-    if (!blk || blk->kind == AST_IDENT) return NULL;
-    for (int i = 0; i < blk->nkids; i++) {
-        const Ast *k = blk->kids[i];
-        if (k && k->kind == AST_ASSIGN && k->name && !strcmp(k->name, key)) return k->a;
-    }
-    return NULL;
-}
-
-static const Ast *setting_item(const Ast *blk, const char *key) {
-    for (int i = 0; blk && i < blk->nkids; i++) {
-        const Ast *k = blk->kids[i];
-        if (k && k->kind == AST_ASSIGN && k->name && !strcmp(k->name, key)) return k;
-    }
-    return NULL;
-}
-
-static const Ast *sub_block(const Ast *blk, const char *name) {
-    for (int i = 0; blk && i < blk->nkids; i++) {
-        const Ast *k = blk->kids[i];
-        if (k && k->kind == AST_BLOCK && k->name && !strcmp(k->name, name)) return k;
-    }
-    return NULL;
-}
-
-static double num_or(const Ast *blk, const char *key, double def) {
-    double x;
-    bool is_int;
-    int64_t i;
-    return get_number(setting(blk, key), &x, &is_int, &i) ? x : def;
-}
-
-static int64_t int_or(const Ast *blk, const char *key, int64_t def) {
-    const Ast *v = setting(blk, key);
-    if (v && v->kind == AST_QUANTITY && v->is_int) return v->inum;
-    double x;
-    bool is_int;
-    int64_t i;
-    return get_number(v, &x, &is_int, &i) && is_int ? i : def;
-}
-
-static bool bool_or(const Ast *blk, const char *key, bool def) {
-    const Ast *v = setting(blk, key);
-    return v && v->kind == AST_BOOL ? v->boolean : def;
-}
-
-static const char *name_or(const Ast *blk, const char *key, const char *def) {
-    const Ast *v = setting(blk, key);
-    return v && v->kind == AST_IDENT ? v->name : def;
-}
-
-static const char *str_or(const Ast *blk, const char *key, const char *def) {
-    const Ast *v = setting(blk, key);
-    return v && v->kind == AST_STR ? v->str : def;
-}
-
-static const char *join_path(Ck *c, const char *rel) {
-    if (rel[0] == '/' || !strcmp(c->dir, ".")) return rel;
-    return arena_printf(c->a, "%s/%s", c->dir, rel);
-}
-
-static int model_index(Ck *c, const char *name) {
-    for (int i = 0; i < c->nmodels; i++)
-        if (!strcmp(c->models[i]->label, name)) return i;
-    return -1;
-}
-
-static void add_ghost(Ck *c, const char *kind, const char *label) {
-    if (c->nghosts < 16) {
-        c->ghost_kind[c->nghosts] = kind;
-        c->ghost_label[c->nghosts++] = label;
-    }
-}
-
-// A misspelt block of this kind (and label, unless NULL) was reported already.
-static bool ghost(Ck *c, const char *kind, const char *label) {
-    for (int i = 0; i < c->nghosts; i++)
-        if (!strcmp(c->ghost_kind[i], kind) && (!label || (c->ghost_label[i] && !strcmp(c->ghost_label[i], label))))
-            return true;
-    return false;
-}
-
-// ---------------------------------------------------------------------------------------------
-// One value against its schema key
-
-static bool in_enum(const char *const *enums, const char *s) {
-    for (int i = 0; enums && enums[i]; i++)
-        if (!strcmp(enums[i], s)) return true;
-    return false;
-}
-
-static void range_error(Ck *c, const SchemaKey *k, const char *what, const Ast *v) {
-    unsigned f = k->flags;
-    const char *r;
-    if ((f & SF_LO) && (f & SF_HI))
-        r = arena_printf(c->a, "in %s%g, %g%s", f & SF_LO_OPEN ? "(" : "[", k->lo, k->hi, f & SF_HI_OPEN ? ")" : "]");
-    else if (f & SF_LO) r = arena_printf(c->a, f & SF_LO_OPEN ? "greater than %g" : "at least %g", k->lo);
-    else r = arena_printf(c->a, f & SF_HI_OPEN ? "less than %g" : "at most %g", k->hi);
-    if (f & SF_POW2) r = arena_printf(c->a, "a power of two %s", r);
-    diag_error(c->d, v->loc, "%s must be %s, got %s", what, r, src_text(c, v));
-}
-
-// Is x within k's bounds (and a power of two when asked)?
-static bool in_range(const SchemaKey *k, double x) {
-    unsigned f = k->flags;
-    if (isnan(x)) return false;
-    if (f & SF_LO) {
-        if (x < k->lo || ((f & SF_LO_OPEN) && x == k->lo)) return false;
-    }
-    if (f & SF_HI) {
-        if (x > k->hi || ((f & SF_HI_OPEN) && x == k->hi)) return false;
-    }
-    if (f & SF_POW2) {
-        if (x < 1 || x != floor(x) || x > 9.0e15) return false;
-        int64_t n = (int64_t)x;
-        if (n & (n - 1)) return false;
-    }
-    return true;
-}
-
-static void enum_error(Ck *c, const char *what, const char *const *enums, const Ast *v, const char *word) {
-    diag_error(c->d, v->loc, "%s expects one of %s; got `%s`", what, join_names(c, enums, count_names(enums)), word);
-    const char *s = suggest_word(word, enums, (size_t)count_names(enums));
-    if (s) diag_hint(c->d, "did you mean `%s`?", s);
-}
-
-static void check_items(Ck *c, const Ast *blk, const SchemaBlock *sb, int depth);
-
-// `500 stpes`: did you mean `steps`?
-static void unit_hint(Ck *c, const char *unit) {
-    static const char *const units[] = {"steps", "epochs", "tokens", "step", "epoch", "token"};
-    for (int i = 0; i < 6; i++)
-        if (!strcmp(unit, units[i])) return;   // a real unit, just not the one expected here
-    const char *s = suggest_word(unit, units, 3);
-    if (s) diag_hint(c->d, "did you mean `%s`?", s);
-}
-
-static void check_construct(Ck *c, const SchemaKey *k, const char *what, const Ast *v, int depth) {
-    const char *names[16];
-    int n = 0;
-    for (int i = 0; k->subs[i] && n < 16; i++) names[n++] = k->subs[i]->name;
-    if (v->kind != AST_CONSTRUCT && v->kind != AST_IDENT) {
-        diag_error(c->d, v->loc, "%s expects %s, got %s", what, join_names(c, names, n), describe(c, v));
-        diag_hint(c->d, "write `%s = %s { ... };`", k->name, names[0]);
-        return;
-    }
-    const SchemaBlock *variant = NULL;
-    for (int i = 0; i < n; i++)
-        if (!strcmp(k->subs[i]->name, v->name)) variant = k->subs[i];
-    if (!variant) {
-        Loc at = v->kind == AST_CONSTRUCT ? v->name_loc : v->loc;
-        if (at.len == 0) at = v->loc;
-        diag_error(c->d, at, "%s expects one of %s; got `%s`", what, join_names(c, names, n), v->name);
-        const char *s = suggest_word(v->name, names, (size_t)n);
-        if (s) diag_hint(c->d, "did you mean `%s`?", s);
-        return;
-    }
-    if (v->kind == AST_CONSTRUCT) {
-        const SchemaKey *outer = c->construct;
-        c->construct = k;
-        check_items(c, v, variant, depth + 1);
-        c->construct = outer;
-    }
-    else {   // a bare name: its required settings are missing
-        for (const SchemaKey *r = variant->keys; r && r->name; r++)
-            if (r->flags & SF_REQUIRED) {
-                diag_error(c->d, v->loc, "`%s` needs `%s`", v->name, r->name);
-                diag_hint(c->d, "write `%s = %s { %s = ...; }`", k->name, v->name, r->name);
-            }
-    }
-}
-
-// Checks one value; `what` names the setting in messages ("`rank`").
-static void check_value(Ck *c, const SchemaKey *k, const Ast *v, int depth) {
-    const char *what = arena_printf(c->a, "`%s`", k->name);
-    double x = 0;
-    bool is_int = false;
-    int64_t iv = 0;
-    switch (k->type) {
-    case SK_INT:
-    case SK_NUM:
-        if (!get_number(v, &x, &is_int, &iv)) {
-            diag_error(c->d, v->loc, "%s expects %s, got %s", what, k->type == SK_INT ? "an integer" : "a number",
-                       describe(c, v));
-            if (v->kind == AST_QUANTITY) diag_hint(c->d, "write a plain number, without `%s`", v->unit);
-            else if (v->kind == AST_STR) diag_hint(c->d, "write the number without quotes");
-            return;
-        }
-        if (k->type == SK_INT && !is_int) {
-            diag_error(c->d, v->loc, "%s expects an integer, got %s", what, src_text(c, v));
-            return;
-        }
-        if (!in_range(k, x)) range_error(c, k, what, v);
-        return;
-    case SK_BOOL:
-        if (v->kind != AST_BOOL) {
-            diag_error(c->d, v->loc, "%s expects `true` or `false`, got %s", what, describe(c, v));
-        }
-        return;
-    case SK_STR:
-    case SK_PATH:
-        if (v->kind != AST_STR) {
-            diag_error(c->d, v->loc, "%s expects a %s in quotes, got %s", what, k->type == SK_PATH ? "path" : "string",
-                       describe(c, v));
-            if (v->kind == AST_IDENT) diag_hint(c->d, "write `%s = \"%s\";`", k->name, v->name);
-        } else if (v->str_len == 0 && k->type == SK_PATH) {
-            diag_error(c->d, v->loc, "%s is empty", what);
-        }
-        return;
-    case SK_ENUM:
-        if (v->kind == AST_STR && k->enums) {
-            diag_error(c->d, v->loc, "%s expects a name, not a string", what);
-            if (in_enum(k->enums, v->str)) diag_hint(c->d, "write `%s = %s;` without quotes", k->name, v->str);
-            else diag_hint(c->d, "one of %s", join_names(c, k->enums, count_names(k->enums)));
-        } else if (v->kind != AST_IDENT) {
-            diag_error(c->d, v->loc, "%s expects a name, got %s", what, describe(c, v));
-            if (k->enums) diag_hint(c->d, "one of %s", join_names(c, k->enums, count_names(k->enums)));
-        } else if (k->enums && !in_enum(k->enums, v->name)) {
-            enum_error(c, what, k->enums, v, v->name);
-        }
-        return;
-    case SK_TEMPLATE:
-        if (v->kind == AST_IDENT) {
-            if (!in_enum(k->enums, v->name)) {
-                diag_error(c->d, v->loc, "%s expects %s or a string; got `%s`", what,
-                           join_names(c, k->enums, count_names(k->enums)), v->name);
-                const char *s = suggest_word(v->name, k->enums, (size_t)count_names(k->enums));
-                if (s) diag_hint(c->d, "did you mean `%s`?", s);
-            }
-        } else if (v->kind != AST_STR) {
-            diag_error(c->d, v->loc, "%s expects %s or a string, got %s", what,
-                       join_names(c, k->enums, count_names(k->enums)), describe(c, v));
-        }
-        return;
-    case SK_STEPS:
-        if (v->kind == AST_QUANTITY && (is_unit(v, "steps") || is_unit(v, "epochs"))) {
-            if (!v->is_int) diag_error(c->d, v->loc, "%s expects a whole number of %s, got %s", what, v->unit, src_text(c, v));
-            else if (!in_range(k, v->num)) range_error(c, k, what, v);
-        } else if (get_number(v, &x, &is_int, &iv)) {
-            diag_error(c->d, v->loc, "%s needs a unit: steps or epochs", what);
-            diag_hint(c->d, "write `%s steps`", src_text(c, v));
-        } else if (v->kind == AST_QUANTITY) {
-            diag_error(c->d, v->loc, "%s counts steps or epochs, not `%s`", what, v->unit);
-            unit_hint(c, v->unit);
-        } else {
-            diag_error(c->d, v->loc, "%s expects a count of steps or epochs, got %s", what, describe(c, v));
-        }
-        return;
-    case SK_TOKENS:
-        if (is_unit(v, "tokens")) {
-            if (!v->is_int) diag_error(c->d, v->loc, "%s expects a whole number of tokens, got %s", what, src_text(c, v));
-            else if (!in_range(k, v->num)) range_error(c, k, what, v);
-        } else if (get_number(v, &x, &is_int, &iv)) {
-            diag_error(c->d, v->loc, "%s needs a unit: tokens", what);
-            diag_hint(c->d, "write `%s tokens`", src_text(c, v));
-        } else if (v->kind == AST_QUANTITY) {
-            diag_error(c->d, v->loc, "%s counts tokens, not `%s`", what, v->unit);
-            unit_hint(c, v->unit);
-        } else {
-            diag_error(c->d, v->loc, "%s expects a count of tokens, got %s", what, describe(c, v));
-        }
-        return;
-    case SK_RATIO:
-    case SK_RATIO_OR_STEPS:
-        if (is_unit(v, "%")) {
-            if (!(v->num >= 0 && v->num <= 100)) diag_error(c->d, v->loc, "%s must be in [0%%, 100%%], got %s", what, src_text(c, v));
-        } else if (k->type == SK_RATIO_OR_STEPS && is_unit(v, "steps")) {
-            if (!v->is_int || v->num < 0) diag_error(c->d, v->loc, "%s expects a whole number of steps, got %s", what, src_text(c, v));
-        } else if (get_number(v, &x, &is_int, &iv)) {
-            if (!(x >= 0 && x <= 1)) {
-                diag_error(c->d, v->loc, "%s as a plain number is a ratio in [0, 1], got %s", what, src_text(c, v));
-                if (x > 1 && k->type == SK_RATIO_OR_STEPS) diag_hint(c->d, "write `%s steps` or `%s%%`", src_text(c, v), src_text(c, v));
-            }
-        } else {
-            diag_error(c->d, v->loc, "%s expects a ratio (`3%%` or 0.03)%s, got %s", what,
-                       k->type == SK_RATIO_OR_STEPS ? " or `N steps`" : "", describe(c, v));
-        }
-        return;
-    case SK_NUMS:
-        if (v->kind != AST_LIST) {
-            diag_error(c->d, v->loc, "%s expects a list of %d numbers, got %s", what, k->count, describe(c, v));
-            return;
-        }
-        if (v->nkids != k->count) {
-            diag_error(c->d, v->loc, "%s expects a list of %d numbers, got a list of %d", what, k->count, v->nkids);
-            return;
-        }
-        for (int i = 0; i < v->nkids; i++) {
-            const Ast *e = v->kids[i];
-            if (!get_number(e, &x, &is_int, &iv)) diag_error(c->d, e->loc, "%s expects numbers, got %s", what, describe(c, e));
-            else if (!in_range(k, x)) range_error(c, k, arena_printf(c->a, "each of %s", what), e);
-        }
-        return;
-    case SK_NAMES:
-        if (v->kind == AST_IDENT) {
-            if (!in_enum(k->enums, v->name)) {
-                diag_error(c->d, v->loc, "%s expects a list of names or `%s`, got `%s`", what,
-                           join_names(c, k->enums, count_names(k->enums)), v->name);
-                diag_hint(c->d, "write `%s = [%s];`", k->name, v->name);
-            }
-            return;
-        }
-        if (v->kind != AST_LIST) {
-            diag_error(c->d, v->loc, "%s expects a list of names, got %s", what, describe(c, v));
-            return;
-        }
-        if (v->nkids == 0) diag_error(c->d, v->loc, "%s is empty", what);
-        for (int i = 0; i < v->nkids; i++) {
-            const Ast *e = v->kids[i];
-            if (e->kind == AST_STR) {
-                diag_error(c->d, e->loc, "%s expects names, not strings", what);
-                diag_hint(c->d, "write `%s` without quotes", e->str);
-            } else if (e->kind != AST_IDENT) {
-                diag_error(c->d, e->loc, "%s expects names, got %s", what, describe(c, e));
-            }
-        }
-        return;
-    case SK_MODEL:
-        if (v->kind != AST_IDENT) {
-            diag_error(c->d, v->loc, "%s expects the name of a model, got %s", what, describe(c, v));
-            if (v->kind == AST_STR) diag_hint(c->d, "write `%s = %s;` without quotes", k->name, v->str);
-        } else if (model_index(c, v->name) < 0 && !ghost(c, "model", v->name)) {
-            diag_error(c->d, v->loc, "%s names `%s`, but there is no `model %s`", what, v->name, v->name);
-            const char *s = suggest_word(v->name, c->model_names, (size_t)c->nmodels);
-            if (s) diag_hint(c->d, "did you mean `%s`?", s);
-            else diag_hint(c->d, "models in this spec: %s", join_names(c, c->model_names, c->nmodels));
-        }
-        return;
-    case SK_CONSTRUCT:
-        check_construct(c, k, what, v, depth);
-        return;
-    case SK_INIT:
-        if (v->kind == AST_IDENT && !strcmp(v->name, "zeros")) return;
-        if (v->kind == AST_CALL && v->name && !strcmp(v->name, "normal")) {
-            for (int i = 0; i < v->nkids; i++) {
-                const Ast *arg = v->kids[i];
-                double s;
-                if (arg->kind != AST_NAMED_ARG || strcmp(arg->name, "std")) {
-                    diag_error(c->d, arg->loc, "`normal` takes one argument, `std = ...`");
-                } else if (!get_number(arg->a, &s, &is_int, &iv) || !(s > 0)) {
-                    diag_error(c->d, arg->a ? arg->a->loc : arg->loc, "`std` must be a number greater than 0");
-                }
-            }
-            return;
-        }
-        diag_error(c->d, v->loc, "%s expects `normal(std = ...)` or `zeros`, got %s", what, describe(c, v));
-        return;
-    case SK_LAYERS: {
-        const Ast *obj = (v->kind == AST_SLICE || v->kind == AST_INDEX) ? v->a : NULL;
-        if (!obj || obj->kind != AST_IDENT || strcmp(obj->name, "layers")) {
-            diag_error(c->d, v->loc, "%s expects `layers[i:j]` or `layers[i]`, got %s", what, describe(c, v));
-            return;
-        }
-        const Ast *ends[2] = {v->b, v->kind == AST_SLICE ? v->c : NULL};
-        for (int i = 0; i < 2; i++) {
-            if (!ends[i]) continue;
-            if (!get_number(ends[i], &x, &is_int, &iv) || !is_int || iv < 0)
-                diag_error(c->d, ends[i]->loc, "a layer index is a whole number >= 0, got %s", describe(c, ends[i]));
-        }
-        return;
-    }
-    case SK_BLOCK:
-    case SK_BLOCKS:
-        break;   // handled by check_items
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The items of one block (or construct) against its schema
-
-// A hint for a key that belongs elsewhere: inside a construct/sub-block here, or another block.
-static bool hint_elsewhere(Ck *c, const SchemaBlock *sb, const char *name) {
-    for (const SchemaKey *k = sb->keys; k && k->name; k++) {
-        if (!k->subs) continue;
-        for (int i = 0; k->subs[i]; i++) {
-            if (!schema_key(k->subs[i], name)) continue;
-            if (k->type == SK_CONSTRUCT)
-                diag_hint(c->d, "`%s` is a setting of the %s: `%s = %s { %s = ...; }`", name, k->name, k->name,
-                          k->subs[i]->name, name);
-            else diag_hint(c->d, "`%s` goes inside `%s { ... }`", name, k->name);
-            return true;
-        }
-    }
-    for (int i = 0; schema_blocks[i]; i++)
-        if (schema_blocks[i] != sb && schema_key(schema_blocks[i], name)) {
-            diag_hint(c->d, "`%s` is a setting of `%s` blocks", name, schema_blocks[i]->name);
-            return true;
-        }
-    return false;
-}
-
-static void check_items(Ck *c, const Ast *blk, const SchemaBlock *sb, int depth) {
-    const char *title = block_title(c, blk);
-    if (depth > MAX_DEPTH) {
-        diag_error(c->d, blk->loc, "blocks nested too deeply");
-        return;
-    }
-    enum { MAXK = 64 };
-    const Ast *seen[MAXK] = {0};
-    int nkeys = schema_nkeys(sb);
-    for (int i = 0; i < blk->nkids; i++) {
-        const Ast *it = blk->kids[i];
-        if (!it) continue;
-        if (it->kind != AST_ASSIGN && it->kind != AST_BLOCK) {
-            diag_error(c->d, it->loc, "expected a setting `key = value;` in %s", title);
-            continue;
-        }
-        const SchemaKey *k = schema_key(sb, it->name);
-        if (!k && c->config_open && !strcmp(sb->name, "config") && it->kind == AST_ASSIGN && it->a) {
-            double x;
-            bool is_int;
-            int64_t iv;
-            if (!get_number(it->a, &x, &is_int, &iv) && it->a->kind != AST_BOOL)
-                diag_error(c->d, it->a->loc, "`%s` expects a number or `true`/`false`, got %s", it->name, describe(c, it->a));
-            continue;
-        }
-        if (!k) {
-            diag_error(c->d, it->name_loc, "unknown %s `%s` in %s", it->kind == AST_BLOCK ? "block" : "setting",
-                       it->name, title);
-            const char *s = suggest_key(sb, it->name);
-            const SchemaBlock *sibling = NULL;   // another variant of the same construct has it
-            for (int j = 0; c->construct && blk->kind == AST_CONSTRUCT && c->construct->subs[j] && !sibling; j++)
-                if (c->construct->subs[j] != sb && schema_key(c->construct->subs[j], it->name)) sibling = c->construct->subs[j];
-            if (s) diag_hint(c->d, "did you mean `%s`?", s);
-            else if (sibling) diag_hint(c->d, "`%s` is a setting of `%s { }` (%s), not of `%s { }` (%s)", it->name, sibling->name,
-                                        sibling->doc, sb->name, sb->doc);
-            else if (!hint_elsewhere(c, sb, it->name)) diag_hint(c->d, "%s accepts: %s", title, key_names(c, sb));
-            continue;
-        }
-        int ki = (int)(k - sb->keys);
-        bool is_block = k->type == SK_BLOCK || k->type == SK_BLOCKS;
-        if (it->kind == AST_ASSIGN && is_block) {
-            if (ki < MAXK) seen[ki] = it;
-            diag_error(c->d, it->name_loc, "`%s` is a block, not a setting", it->name);
-            diag_hint(c->d, "write `%s%s { ... }` without `=`", it->name, k->type == SK_BLOCKS ? " NAME" : "");
-            continue;
-        }
-        if (it->kind == AST_BLOCK && !is_block) {
-            if (ki < MAXK) seen[ki] = it;
-            diag_error(c->d, it->name_loc, "`%s` is a setting, not a block", it->name);
-            if (k->type == SK_CONSTRUCT)
-                diag_hint(c->d, "write `%s = %s { ... };`", it->name, it->label ? it->label : k->subs[0]->name);
-            else diag_hint(c->d, "write `%s = ...;`", it->name);
-            continue;
-        }
-        if (k->type == SK_BLOCKS) {
-            if (!it->label) {
-                diag_error(c->d, it->name_loc, "`%s` needs a name: `%s NAME { ... }`", it->name, it->name);
-                continue;
-            }
-            for (int j = 0; j < i; j++) {   // same kind and label earlier?
-                const Ast *o = blk->kids[j];
-                if (o && o->kind == AST_BLOCK && !strcmp(o->name, it->name) && o->label && !strcmp(o->label, it->label)) {
-                    diag_error(c->d, it->label_loc, "`%s %s` is defined twice", it->name, it->label);
-                    diag_note(c->d, head_loc(o), "first defined here");
-                    break;
-                }
-            }
-            check_items(c, it, k->subs[0], depth + 1);
-            seen[ki] = it;
-            continue;
-        }
-        if (ki < MAXK && seen[ki]) {
-            diag_error(c->d, it->name_loc, "`%s` is set twice in %s", it->name, title);
-            diag_note(c->d, seen[ki]->name_loc, "first set here");
-            continue;
-        }
-        if (ki < MAXK) seen[ki] = it;
-        if (k->type == SK_BLOCK) {
-            if (it->label) diag_error(c->d, it->label_loc, "`%s` takes no name", it->name);
-            check_items(c, it, k->subs[0], depth + 1);
-        } else if (it->a) {
-            check_value(c, k, it->a, depth);
-        }
-    }
-    for (int ki = 0; ki < nkeys && ki < MAXK; ki++) {
-        const SchemaKey *k = &sb->keys[ki];
-        if (!(k->flags & SF_REQUIRED) || seen[ki]) continue;
-        if (c->config_open && !strcmp(sb->name, "config")) continue;   // the arch decides what it needs
-        Loc at = blk->kind == AST_CONSTRUCT ? (blk->name_loc.len ? blk->name_loc : blk->loc) : head_loc(blk);
-        if (k->type == SK_BLOCKS) {
-            diag_error(c->d, at, "%s has no `%s` block", title, k->name);
-            diag_hint(c->d, "add at least one `%s NAME { ... }` block", k->name);
-        } else {
-            diag_error(c->d, at, "%s is missing `%s`", title, k->name);
-            if (k->enums) diag_hint(c->d, "`%s`: %s (one of %s)", k->name, k->doc, join_names(c, k->enums, count_names(k->enums)));
-            else diag_hint(c->d, "`%s`: %s", k->name, k->doc);
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Architectures and their linear layers
@@ -710,7 +106,7 @@ static void add_archs(Ck *c, const Ast *spec) {
 
 // 0: a regular file (want_dir false) or a directory (want_dir true); reports and returns -1 else.
 static int check_file(Ck *c, const Ast *v, const char *what, bool want_dir, const char **joined) {
-    const char *path = join_path(c, v->str);
+    const char *path = ck_join_path(c, v->str);
     *joined = path;
     struct stat st;
     if (stat(path, &st) != 0) {
@@ -756,9 +152,9 @@ static void set_cfg_from_hf(CheckedConfig *cfg, const HfConfig *hf) {
 static void check_model(Ck *c, const Ast *blk, CheckedModel *m) {
     m->name = blk->label;
     m->loc = blk->label_loc;
-    m->dtype = name_or(blk, "dtype", "bf16");
-    const Ast *from = setting(blk, "from"), *arch = setting(blk, "arch"), *config = sub_block(blk, "config");
-    const Ast *init = setting(blk, "init"), *tok = setting(blk, "tokenizer");
+    m->dtype = ck_name_or(blk, "dtype", "bf16");
+    const Ast *from = ck_setting(blk, "from"), *arch = ck_setting(blk, "arch"), *config = ck_sub_block(blk, "config");
+    const Ast *init = ck_setting(blk, "init"), *tok = ck_setting(blk, "tokenizer");
     if (arch && arch->kind == AST_IDENT) {
         if (!known_arch(c, arch->name)) {
             const char *names[MAX_ARCHS + 4];
@@ -773,7 +169,7 @@ static void check_model(Ck *c, const Ast *blk, CheckedModel *m) {
                 if (!dup) names[u++] = names[i];
             }
             names[u] = NULL;
-            enum_error(c, "`arch`", names, arch, arch->name);
+            ck_enum_error(c, "`arch`", names, arch, arch->name);
         } else {
             m->arch = arch->name;
         }
@@ -810,46 +206,46 @@ static void check_model(Ck *c, const Ast *blk, CheckedModel *m) {
             diag_hint(c->d, "with `from`, the dimensions come from config.json; `config { }` is for models without checkpoint");
         }
         if (init) {
-            diag_error(c->d, setting_item(blk, "init")->name_loc, "`init` is for models without checkpoint; `%s` loads its weights from `from`",
+            diag_error(c->d, ck_setting_item(blk, "init")->name_loc, "`init` is for models without checkpoint; `%s` loads its weights from `from`",
                        blk->label);
         }
     } else if (!from) {
         if (!arch) {
-            diag_error(c->d, head_loc(blk), "model `%s` needs `from` or `arch`", blk->label);
+            diag_error(c->d, ck_head_loc(blk), "model `%s` needs `from` or `arch`", blk->label);
             diag_hint(c->d, "write `from = \"path/to/hf-model\";`, or `arch = llama;` with `config { ... }` for a model from scratch");
         } else if (!config) {
-            diag_error(c->d, head_loc(blk), "model `%s` has no checkpoint: give its dimensions in `config { ... }`", blk->label);
+            diag_error(c->d, ck_head_loc(blk), "model `%s` has no checkpoint: give its dimensions in `config { ... }`", blk->label);
             diag_hint(c->d, "`config { vocab = ...; hidden = ...; layers = ...; heads = ...; ffn = ...; }`");
         }
         if (!tok && arch) {
-            diag_error(c->d, head_loc(blk), "model `%s` has no checkpoint, so it needs a `tokenizer`", blk->label);
+            diag_error(c->d, ck_head_loc(blk), "model `%s` has no checkpoint, so it needs a `tokenizer`", blk->label);
             diag_hint(c->d, "write `tokenizer = bytes;` or `tokenizer = \"path/to/tokenizer.json\";`");
         }
     }
     if (config && !from) {   // with `from` the dimensions are config.json's (a `config` was reported above)
         CheckedConfig *g = &m->cfg;
-        g->vocab = int_or(config, "vocab", 0);
-        g->hidden = int_or(config, "hidden", 0);
-        g->layers = int_or(config, "layers", 0);
-        g->heads = int_or(config, "heads", 0);
-        g->kv_heads = int_or(config, "kv_heads", g->heads);
-        g->ffn = int_or(config, "ffn", 0);
-        g->max_pos = int_or(config, "max_pos", 2048);
-        g->eps = num_or(config, "eps", 1e-6);
-        g->rope_theta = num_or(config, "rope_theta", 10000);
-        g->tie = bool_or(config, "tie", false);
-        const Ast *hd = setting(config, "head_dim");
-        g->head_dim = int_or(config, "head_dim", 0);
+        g->vocab = ck_int_or(config, "vocab", 0);
+        g->hidden = ck_int_or(config, "hidden", 0);
+        g->layers = ck_int_or(config, "layers", 0);
+        g->heads = ck_int_or(config, "heads", 0);
+        g->kv_heads = ck_int_or(config, "kv_heads", g->heads);
+        g->ffn = ck_int_or(config, "ffn", 0);
+        g->max_pos = ck_int_or(config, "max_pos", 2048);
+        g->eps = ck_num_or(config, "eps", 1e-6);
+        g->rope_theta = ck_num_or(config, "rope_theta", 10000);
+        g->tie = ck_bool_or(config, "tie", false);
+        const Ast *hd = ck_setting(config, "head_dim");
+        g->head_dim = ck_int_or(config, "head_dim", 0);
         if (!hd && g->heads > 0 && g->hidden > 0) {
             if (g->hidden % g->heads) {
-                diag_error(c->d, setting(config, "heads")->loc, "`heads` (%lld) does not divide `hidden` (%lld)",
+                diag_error(c->d, ck_setting(config, "heads")->loc, "`heads` (%lld) does not divide `hidden` (%lld)",
                            (long long)g->heads, (long long)g->hidden);
                 diag_hint(c->d, "choose `heads` dividing `hidden`, or set `head_dim`");
             } else {
                 g->head_dim = g->hidden / g->heads;
             }
         }
-        const Ast *kv = setting(config, "kv_heads");
+        const Ast *kv = ck_setting(config, "kv_heads");
         if (kv && g->kv_heads > 0 && g->heads > 0 && g->heads % g->kv_heads) {
             diag_error(c->d, kv->loc, "`kv_heads` (%lld) does not divide `heads` (%lld)", (long long)g->kv_heads,
                        (long long)g->heads);
@@ -864,7 +260,7 @@ static void check_model(Ck *c, const Ast *blk, CheckedModel *m) {
         double x;
         bool is_int;
         int64_t iv;
-        if (get_number(std, &x, &is_int, &iv) && x > 0) m->cfg.init_std = x;
+        if (ck_get_number(std, &x, &is_int, &iv) && x > 0) m->cfg.init_std = x;
     } else if (init && init->kind == AST_IDENT) {
         m->cfg.init_std = 0;
     }
@@ -874,15 +270,15 @@ static void check_model(Ck *c, const Ast *blk, CheckedModel *m) {
         if (tok->str_len == 0) diag_error(c->d, tok->loc, "`tokenizer` is empty");
         else if (check_file(c, tok, "tokenizer file", false, &path) == 0) m->tokenizer = path;
     }
-    const Ast *freeze = setting(blk, "freeze");
+    const Ast *freeze = ck_setting(blk, "freeze");
     if (freeze && (freeze->kind == AST_SLICE || freeze->kind == AST_INDEX)) {
         double x;
         bool is_int;
         int64_t lo = 0, hi = -1, iv;
-        if (freeze->b && get_number(freeze->b, &x, &is_int, &iv) && is_int) lo = iv;
+        if (freeze->b && ck_get_number(freeze->b, &x, &is_int, &iv) && is_int) lo = iv;
         if (freeze->kind == AST_INDEX) hi = lo + 1;
         else if (!freeze->c) hi = m->has_config ? m->cfg.layers : -1;
-        else if (get_number(freeze->c, &x, &is_int, &iv) && is_int) hi = iv;
+        else if (ck_get_number(freeze->c, &x, &is_int, &iv) && is_int) hi = iv;
         if (hi >= 0 && lo >= hi && freeze->kind == AST_SLICE) {
             diag_error(c->d, freeze->loc, "`freeze` names no layer: %lld >= %lld", (long long)lo, (long long)hi);
         } else if (m->has_config && hi > m->cfg.layers) {
@@ -899,22 +295,22 @@ static void check_model(Ck *c, const Ast *blk, CheckedModel *m) {
 
 static void check_quantize(Ck *c, const Ast *blk, CheckedModel *m) {
     m->quantized = true;
-    m->quant_format = name_or(blk, "format", "nf4");
-    m->quant_block = (int)int_or(blk, "block", 64);
-    m->double_quant = bool_or(blk, "double_quant", false);
+    m->quant_format = ck_name_or(blk, "format", "nf4");
+    m->quant_block = (int)ck_int_or(blk, "block", 64);
+    m->double_quant = ck_bool_or(blk, "double_quant", false);
     (void)c;
 }
 
 static void check_lora(Ck *c, const Ast *blk, CheckedModel *m) {
     m->has_lora = true;
-    m->lora_rank = (int)int_or(blk, "rank", 16);
+    m->lora_rank = (int)ck_int_or(blk, "rank", 16);
     if (m->lora_rank < 1) m->lora_rank = 1;
-    m->lora_alpha = num_or(blk, "alpha", 2.0 * m->lora_rank);
-    m->lora_dropout = num_or(blk, "dropout", 0);
-    m->lora_rslora = bool_or(blk, "rslora", false);
+    m->lora_alpha = ck_num_or(blk, "alpha", 2.0 * m->lora_rank);
+    m->lora_dropout = ck_num_or(blk, "dropout", 0);
+    m->lora_rslora = ck_bool_or(blk, "rslora", false);
     const char *names[CHECK_MAX_TARGETS];
     int n = linear_names(m->arch_ast, m->has_config ? &m->cfg : NULL, names, CHECK_MAX_TARGETS);
-    const Ast *t = setting(blk, "targets");
+    const Ast *t = ck_setting(blk, "targets");
     if (!t || (t->kind == AST_IDENT && !strcmp(t->name, "all_linear"))) {
         m->lora_all_linear = true;
         for (int i = 0; i < n; i++)
@@ -944,7 +340,7 @@ static void check_lora(Ck *c, const Ast *blk, CheckedModel *m) {
                 diag_hint(c->d, "model `%s` ties its output projection to the embedding (tie_word_embeddings): it has no separate lm_head",
                           m->name);
             else if (s) diag_hint(c->d, "did you mean `%s`?", s);
-            else diag_hint(c->d, "its linear layers: %s", join_names(c, names, n));
+            else diag_hint(c->d, "its linear layers: %s", ck_join_names(c, names, n));
             continue;
         }
         bool dup = false;
@@ -980,8 +376,8 @@ static const FormatInfo *format_info(const char *format) {
 static void check_data(Ck *c, const Ast *blk, CheckedData *dt) {
     dt->name = blk->label;
     dt->loc = blk->label_loc;
-    dt->format = name_or(blk, "format", NULL);
-    const Ast *from = setting(blk, "from");
+    dt->format = ck_name_or(blk, "format", NULL);
+    const Ast *from = ck_setting(blk, "from");
     if (from && from->kind == AST_STR && from->str_len > 0) {
         const char *path;
         if (!has_suffix(from->str, ".jsonl") && !has_suffix(from->str, ".json") && !has_suffix(from->str, ".csv")) {
@@ -992,7 +388,7 @@ static void check_data(Ck *c, const Ast *blk, CheckedData *dt) {
         }
     }
     const FormatInfo *fi = dt->format ? format_info(dt->format) : NULL;
-    const Ast *fields = sub_block(blk, "fields");
+    const Ast *fields = ck_sub_block(blk, "fields");
     for (int i = 0; fi && fields && i < fields->nkids; i++) {
         const Ast *it = fields->kids[i];
         if (!it || it->kind != AST_ASSIGN || !schema_key(schema_key(schema_block("data"), "fields")->subs[0], it->name)) continue;
@@ -1000,19 +396,19 @@ static void check_data(Ck *c, const Ast *blk, CheckedData *dt) {
         for (int j = 0; fi->fields[j]; j++) ok |= !strcmp(fi->fields[j], it->name);
         if (!ok) {
             diag_error(c->d, it->name_loc, "format `%s` has no field `%s`", fi->format, it->name);
-            diag_hint(c->d, "its fields: %s", join_names(c, fi->fields, count_names(fi->fields)));
+            diag_hint(c->d, "its fields: %s", ck_join_names(c, fi->fields, ck_count_names(fi->fields)));
         }
     }
-    dt->f_text = str_or(fields, "text", NULL);
-    dt->f_prompt = str_or(fields, "prompt", NULL);
-    dt->f_input = str_or(fields, "input", NULL);
-    dt->f_response = str_or(fields, "response", NULL);
-    dt->f_system = str_or(fields, "system", NULL);
-    dt->f_messages = str_or(fields, "messages", NULL);
-    dt->f_chosen = str_or(fields, "chosen", NULL);
-    dt->f_rejected = str_or(fields, "rejected", NULL);
-    dt->f_answer = str_or(fields, "answer", NULL);
-    const Ast *tpl = setting(blk, "template");
+    dt->f_text = ck_str_or(fields, "text", NULL);
+    dt->f_prompt = ck_str_or(fields, "prompt", NULL);
+    dt->f_input = ck_str_or(fields, "input", NULL);
+    dt->f_response = ck_str_or(fields, "response", NULL);
+    dt->f_system = ck_str_or(fields, "system", NULL);
+    dt->f_messages = ck_str_or(fields, "messages", NULL);
+    dt->f_chosen = ck_str_or(fields, "chosen", NULL);
+    dt->f_rejected = ck_str_or(fields, "rejected", NULL);
+    dt->f_answer = ck_str_or(fields, "answer", NULL);
+    const Ast *tpl = ck_setting(blk, "template");
     dt->template_kind = "chat";
     if (tpl && tpl->kind == AST_IDENT) dt->template_kind = tpl->name;
     if (tpl && tpl->kind == AST_STR) {
@@ -1023,9 +419,9 @@ static void check_data(Ck *c, const Ast *blk, CheckedData *dt) {
             diag_hint(c->d, "a template string shows where the prompt goes: \"User: {prompt}\\nAssistant: \"");
         }
     }
-    dt->max_len = int_or(blk, "max_len", 2048);
-    dt->pack = bool_or(blk, "pack", false);
-    dt->shuffle = bool_or(blk, "shuffle", true);
+    dt->max_len = ck_int_or(blk, "max_len", 2048);
+    dt->pack = ck_bool_or(blk, "pack", false);
+    dt->shuffle = ck_bool_or(blk, "shuffle", true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1049,26 +445,26 @@ static const char *const *objective_formats(const char *kind) {
 static void check_reward(Ck *c, const Ast *blk, CheckedReward *r) {
     r->name = blk->label;
     r->loc = blk->label_loc;
-    r->fn = name_or(blk, "fn", NULL);
-    r->field = str_or(blk, "field", "answer");
-    r->pattern = str_or(blk, "pattern", NULL);
-    r->command = str_or(blk, "command", NULL);
-    r->weight = num_or(blk, "weight", 1.0);
-    if (!r->fn || !in_enum(schema_key(schema_objective("grpo"), "reward")->subs[0]->keys[0].enums, r->fn)) return;
+    r->fn = ck_name_or(blk, "fn", NULL);
+    r->field = ck_str_or(blk, "field", "answer");
+    r->pattern = ck_str_or(blk, "pattern", NULL);
+    r->command = ck_str_or(blk, "command", NULL);
+    r->weight = ck_num_or(blk, "weight", 1.0);
+    if (!r->fn || !ck_in_enum(schema_key(schema_objective("grpo"), "reward")->subs[0]->keys[0].enums, r->fn)) return;
     // settings that belong to another fn
     static const struct { const char *key, *fn; } owner[] = {
         {"field", "exact_number"}, {"pattern", "regex"}, {"command", "exec"}};
     for (size_t i = 0; i < sizeof owner / sizeof *owner; i++) {
-        const Ast *it = setting_item(blk, owner[i].key);
+        const Ast *it = ck_setting_item(blk, owner[i].key);
         if (it && strcmp(r->fn, owner[i].fn)) {
             diag_error(c->d, it->name_loc, "`%s` is a setting of `fn = %s`, but reward `%s` uses `fn = %s`", owner[i].key,
                        owner[i].fn, blk->label, r->fn);
         }
     }
     if (!strcmp(r->fn, "regex")) {
-        const Ast *p = setting(blk, "pattern");
+        const Ast *p = ck_setting(blk, "pattern");
         if (!p) {
-            diag_error(c->d, head_loc(blk), "reward `%s` uses `fn = regex` but has no `pattern`", blk->label);
+            diag_error(c->d, ck_head_loc(blk), "reward `%s` uses `fn = regex` but has no `pattern`", blk->label);
             diag_hint(c->d, "write `pattern = \"<think>.*</think>\";`");
         } else if (p->kind == AST_STR) {
             int err;
@@ -1082,8 +478,8 @@ static void check_reward(Ck *c, const Ast *blk, CheckedReward *r) {
             pcre2_code_free(re);
         }
     }
-    if (!strcmp(r->fn, "exec") && !setting(blk, "command")) {
-        diag_error(c->d, head_loc(blk), "reward `%s` uses `fn = exec` but has no `command`", blk->label);
+    if (!strcmp(r->fn, "exec") && !ck_setting(blk, "command")) {
+        diag_error(c->d, ck_head_loc(blk), "reward `%s` uses `fn = exec` but has no `command`", blk->label);
         diag_hint(c->d, "write `command = \"python3 reward.py\";` (JSON lines over stdin/stdout)");
     }
 }
@@ -1092,25 +488,25 @@ static void check_objective(Ck *c, const Ast *blk, CheckedObjective *o) {
     o->kind = blk->label;
     o->loc = blk->label_loc;
     o->ref = o->teacher = -1;
-    o->mask_prompt = bool_or(blk, "mask_prompt", true);
-    o->label_smoothing = num_or(blk, "label_smoothing", 0);
-    o->beta = num_or(blk, "beta", !strcmp(o->kind, "grpo") ? 0.04 : 0.1);
-    o->loss = name_or(blk, "loss", !strcmp(o->kind, "grpo") ? "grpo" : !strcmp(o->kind, "dpo") ? "sigmoid" : NULL);
-    const Ast *ref = setting(blk, "ref"), *teacher = setting(blk, "teacher");
-    if (ref && ref->kind == AST_IDENT) o->ref = model_index(c, ref->name);
-    if (teacher && teacher->kind == AST_IDENT) o->teacher = model_index(c, teacher->name);
-    o->temperature = num_or(blk, "temperature", 1.0);
-    o->alpha = num_or(blk, "alpha", 0.5);
-    o->group = (int)int_or(blk, "group", 8);
-    o->max_new = int_or(blk, "max_new", 512);
-    o->top_p = num_or(blk, "top_p", 1.0);
-    o->clip = num_or(blk, "clip", 0.2);
-    o->scale_rewards = name_or(blk, "scale_rewards", "group");
+    o->mask_prompt = ck_bool_or(blk, "mask_prompt", true);
+    o->label_smoothing = ck_num_or(blk, "label_smoothing", 0);
+    o->beta = ck_num_or(blk, "beta", !strcmp(o->kind, "grpo") ? 0.04 : 0.1);
+    o->loss = ck_name_or(blk, "loss", !strcmp(o->kind, "grpo") ? "grpo" : !strcmp(o->kind, "dpo") ? "sigmoid" : NULL);
+    const Ast *ref = ck_setting(blk, "ref"), *teacher = ck_setting(blk, "teacher");
+    if (ref && ref->kind == AST_IDENT) o->ref = ck_model_index(c, ref->name);
+    if (teacher && teacher->kind == AST_IDENT) o->teacher = ck_model_index(c, teacher->name);
+    o->temperature = ck_num_or(blk, "temperature", 1.0);
+    o->alpha = ck_num_or(blk, "alpha", 0.5);
+    o->group = (int)ck_int_or(blk, "group", 8);
+    o->max_new = ck_int_or(blk, "max_new", 512);
+    o->top_p = ck_num_or(blk, "top_p", 1.0);
+    o->clip = ck_num_or(blk, "clip", 0.2);
+    o->scale_rewards = ck_name_or(blk, "scale_rewards", "group");
     for (int i = 0; i < blk->nkids; i++) {
         const Ast *it = blk->kids[i];
         if (!it || it->kind != AST_BLOCK || strcmp(it->name, "reward") || !it->label) continue;
         if (o->nrewards == CHECK_MAX_REWARDS) {
-            diag_error(c->d, head_loc(it), "too many rewards (at most %d)", CHECK_MAX_REWARDS);
+            diag_error(c->d, ck_head_loc(it), "too many rewards (at most %d)", CHECK_MAX_REWARDS);
             break;
         }
         bool dup = false;
@@ -1124,73 +520,73 @@ static void check_objective(Ck *c, const Ast *blk, CheckedObjective *o) {
 
 static CheckedEvery every_of(const Ast *blk, const char *key, int64_t def_steps) {
     CheckedEvery e = {def_steps, false};
-    const Ast *v = setting(blk, key);
-    if (v && v->kind == AST_QUANTITY && v->is_int && v->inum > 0 && (is_unit(v, "steps") || is_unit(v, "epochs"))) {
+    const Ast *v = ck_setting(blk, key);
+    if (v && v->kind == AST_QUANTITY && v->is_int && v->inum > 0 && (ck_is_unit(v, "steps") || ck_is_unit(v, "epochs"))) {
         e.count = v->inum;
-        e.epochs = is_unit(v, "epochs");
+        e.epochs = ck_is_unit(v, "epochs");
     }
     return e;
 }
 
 static void check_train(Ck *c, const Ast *blk, CheckedTrain *t, const char *spec_name) {
-    const Ast *opt = setting(blk, "optimizer");
+    const Ast *opt = ck_setting(blk, "optimizer");
     t->optimizer = opt && (opt->kind == AST_CONSTRUCT || opt->kind == AST_IDENT) ? opt->name : "adamw";
     const Ast *ob = opt && opt->kind == AST_CONSTRUCT ? opt : NULL;
-    t->lr = num_or(ob, "lr", 0);
-    const Ast *betas = setting(ob, "betas");
+    t->lr = ck_num_or(ob, "lr", 0);
+    const Ast *betas = ck_setting(ob, "betas");
     t->beta1 = 0.9;
     t->beta2 = 0.999;
     if (betas && betas->kind == AST_LIST && betas->nkids == 2) {
         double x;
         bool is_int;
         int64_t iv;
-        if (get_number(betas->kids[0], &x, &is_int, &iv)) t->beta1 = x;
-        if (get_number(betas->kids[1], &x, &is_int, &iv)) t->beta2 = x;
+        if (ck_get_number(betas->kids[0], &x, &is_int, &iv)) t->beta1 = x;
+        if (ck_get_number(betas->kids[1], &x, &is_int, &iv)) t->beta2 = x;
     }
-    t->eps = num_or(ob, "eps", 1e-8);
-    t->weight_decay = num_or(ob, "weight_decay", 0);
-    t->momentum = num_or(ob, "momentum", 0);
+    t->eps = ck_num_or(ob, "eps", 1e-8);
+    t->weight_decay = ck_num_or(ob, "weight_decay", 0);
+    t->momentum = ck_num_or(ob, "momentum", 0);
 
-    const Ast *sch = setting(blk, "schedule");
+    const Ast *sch = ck_setting(blk, "schedule");
     t->schedule = sch && (sch->kind == AST_CONSTRUCT || sch->kind == AST_IDENT) ? sch->name : "constant";
     const Ast *sb = sch && sch->kind == AST_CONSTRUCT ? sch : NULL;
-    const Ast *warm = setting(sb, "warmup");
-    if (warm && is_unit(warm, "%")) t->warmup_ratio = warm->num / 100;
-    else if (warm && is_unit(warm, "steps") && warm->is_int) t->warmup_steps = warm->inum;
-    else t->warmup_ratio = num_or(sb, "warmup", 0);
-    t->min_lr = num_or(sb, "min_lr", 0);
-    const Ast *min_lr = setting(sb, "min_lr");
+    const Ast *warm = ck_setting(sb, "warmup");
+    if (warm && ck_is_unit(warm, "%")) t->warmup_ratio = warm->num / 100;
+    else if (warm && ck_is_unit(warm, "steps") && warm->is_int) t->warmup_steps = warm->inum;
+    else t->warmup_ratio = ck_num_or(sb, "warmup", 0);
+    t->min_lr = ck_num_or(sb, "min_lr", 0);
+    const Ast *min_lr = ck_setting(sb, "min_lr");
     if (min_lr && t->lr > 0 && t->min_lr > t->lr) {
         diag_error(c->d, min_lr->loc, "`min_lr` (%g) is larger than the optimizer's `lr` (%g)", t->min_lr, t->lr);
         diag_hint(c->d, "the schedule decays from `lr` down to `min_lr`");
     }
 
-    t->batch = int_or(blk, "batch", 1);
-    t->grad_accum = int_or(blk, "grad_accum", 1);
-    t->epochs = int_or(blk, "epochs", 1);
-    t->steps = int_or(blk, "steps", 0);
-    const Ast *ep = setting_item(blk, "epochs"), *st = setting_item(blk, "steps");
+    t->batch = ck_int_or(blk, "batch", 1);
+    t->grad_accum = ck_int_or(blk, "grad_accum", 1);
+    t->epochs = ck_int_or(blk, "epochs", 1);
+    t->steps = ck_int_or(blk, "steps", 0);
+    const Ast *ep = ck_setting_item(blk, "epochs"), *st = ck_setting_item(blk, "steps");
     if (ep && st) {
         const Ast *second = ep->loc.off > st->loc.off ? ep : st, *first = second == ep ? st : ep;
         diag_error(c->d, second->name_loc, "set either `steps` or `epochs`, not both");
         diag_note(c->d, first->name_loc, "`%s` is set here", first->name);
     }
-    t->clip_norm = num_or(blk, "clip_norm", 0);
-    t->precision = name_or(blk, "precision", "bf16");
-    t->recompute = bool_or(blk, "recompute", false);
+    t->clip_norm = ck_num_or(blk, "clip_norm", 0);
+    t->precision = ck_name_or(blk, "precision", "bf16");
+    t->recompute = ck_bool_or(blk, "recompute", false);
     t->eval_every = every_of(blk, "eval_every", 0);
     t->save_every = every_of(blk, "save_every", 0);
     t->log_every = every_of(blk, "log_every", 10);
-    t->keep = int_or(blk, "keep", 0);
-    const Ast *es = sub_block(blk, "early_stop");
+    t->keep = ck_int_or(blk, "keep", 0);
+    const Ast *es = ck_sub_block(blk, "early_stop");
     t->early_stop = es != NULL;
-    t->es_metric = name_or(es, "metric", "eval_loss");
-    t->es_patience = int_or(es, "patience", 1);
-    t->es_min_delta = num_or(es, "min_delta", 0);
-    t->seed = int_or(blk, "seed", 0);
-    const char *out = str_or(blk, "out", NULL);
-    t->out = out ? join_path(c, out) : join_path(c, arena_printf(c->a, "runs/%s", spec_name));
-    if (out && !*out) diag_error(c->d, setting(blk, "out")->loc, "`out` is empty");
+    t->es_metric = ck_name_or(es, "metric", "eval_loss");
+    t->es_patience = ck_int_or(es, "patience", 1);
+    t->es_min_delta = ck_num_or(es, "min_delta", 0);
+    t->seed = ck_int_or(blk, "seed", 0);
+    const char *out = ck_str_or(blk, "out", NULL);
+    t->out = out ? ck_join_path(c, out) : ck_join_path(c, arena_printf(c->a, "runs/%s", spec_name));
+    if (out && !*out) diag_error(c->d, ck_setting(blk, "out")->loc, "`out` is empty");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1209,7 +605,7 @@ static void check_top(Ck *c, const Ast *spec) {
         case AST_VERSION: {
             const Ast *v = it->a;
             if (!v || v->kind != AST_NUM || !v->is_int || v->inum != 1) {
-                diag_error(c->d, v ? v->loc : it->loc, "unsupported language version `%s`", v ? src_text(c, v) : "?");
+                diag_error(c->d, v ? v->loc : it->loc, "unsupported language version `%s`", v ? ck_src_text(c, v) : "?");
                 diag_hint(c->d, "this trlc reads version 1: write `trl 1;`");
             }
             continue;
@@ -1238,16 +634,16 @@ static void check_top(Ck *c, const Ast *spec) {
         if (!sb) {
             diag_error(c->d, it->name_loc, "unknown block `%s`", it->name);
             const char *s = suggest_word(it->name, block_kinds, 6);
-            if (s) add_ghost(c, s, it->label);
+            if (s) ck_add_ghost(c, s, it->label);
             if (s) diag_hint(c->d, "did you mean `%s`?", s);
-            else diag_hint(c->d, "the blocks are: %s", join_names(c, block_kinds, 6));
+            else diag_hint(c->d, "the blocks are: %s", ck_join_names(c, block_kinds, 6));
             continue;
         }
         if (sb->label && !it->label) {
             diag_error(c->d, it->name_loc, "`%s` needs a name: `%s %s { ... }`", it->name, it->name, sb->label);
             if (!strcmp(it->name, "objective"))
                 diag_hint(c->d, "the name is the kind: %s",
-                          join_names(c, (const char *const[]){"sft", "pretrain", "dpo", "orpo", "kd", "grpo"}, 6));
+                          ck_join_names(c, (const char *const[]){"sft", "pretrain", "dpo", "orpo", "kd", "grpo"}, 6));
             continue;
         }
         if (!sb->label && it->label) {
@@ -1257,32 +653,32 @@ static void check_top(Ck *c, const Ast *spec) {
         }
         if (!strcmp(it->name, "objective")) {
             if (!schema_objective(it->label)) {
-                add_ghost(c, "objective", NULL);
+                ck_add_ghost(c, "objective", NULL);
                 const char *kinds[8];
                 int n = 0;
                 for (int j = 0; schema_objectives[j] && n < 8; j++) kinds[n++] = schema_objectives[j]->name;
-                if (in_enum(planned_objectives, it->label)) {
+                if (ck_in_enum(planned_objectives, it->label)) {
                     diag_error(c->d, it->label_loc, "objective `%s` is not available in this version of trlc", it->label);
-                    diag_hint(c->d, "available objectives: %s", join_names(c, kinds, n));
+                    diag_hint(c->d, "available objectives: %s", ck_join_names(c, kinds, n));
                 } else {
                     diag_error(c->d, it->label_loc, "unknown objective `%s`", it->label);
                     const char *s = suggest_word(it->label, kinds, (size_t)n);
                     if (s) diag_hint(c->d, "did you mean `%s`?", s);
-                    else diag_hint(c->d, "objectives: %s", join_names(c, kinds, n));
+                    else diag_hint(c->d, "objectives: %s", ck_join_names(c, kinds, n));
                 }
                 continue;
             }
             if (objective) {
-                diag_error(c->d, head_loc(it), "a spec has one objective; this is a second one");
-                diag_note(c->d, head_loc(objective), "the first objective is here");
+                diag_error(c->d, ck_head_loc(it), "a spec has one objective; this is a second one");
+                diag_note(c->d, ck_head_loc(objective), "the first objective is here");
                 continue;
             }
             objective = it;
         }
-        if (!strcmp(it->name, "data") && !in_enum(data_roles, it->label)) {
+        if (!strcmp(it->name, "data") && !ck_in_enum(data_roles, it->label)) {
             diag_error(c->d, it->label_loc, "unknown dataset role `%s`", it->label);
             const char *s = suggest_word(it->label, data_roles, 2);
-            if (s) add_ghost(c, "data", s);
+            if (s) ck_add_ghost(c, "data", s);
             if (s) diag_hint(c->d, "did you mean `%s`?", s);
             else diag_hint(c->d, "datasets are `data train { ... }` and `data eval { ... }`");
             continue;
@@ -1292,14 +688,14 @@ static void check_top(Ck *c, const Ast *spec) {
             const Ast *o = c->blocks[j];
             if (strcmp(o->name, it->name) || (o->label == NULL) != (it->label == NULL)) continue;
             if (o->label && strcmp(o->label, it->label)) continue;
-            diag_error(c->d, head_loc(it), "`%s%s%s` is defined twice", it->name, it->label ? " " : "",
+            diag_error(c->d, ck_head_loc(it), "`%s%s%s` is defined twice", it->name, it->label ? " " : "",
                        it->label ? it->label : "");
-            diag_note(c->d, head_loc(o), "first defined here");
+            diag_note(c->d, ck_head_loc(o), "first defined here");
             dup = true;
         }
         if (dup) continue;
         if (c->nblocks == (int)(sizeof c->blocks / sizeof *c->blocks)) {
-            diag_error(c->d, head_loc(it), "too many blocks");
+            diag_error(c->d, ck_head_loc(it), "too many blocks");
             continue;
         }
         c->blocks[c->nblocks++] = it;
@@ -1316,11 +712,11 @@ static int pick_policy(Ck *c, const CheckedObjective *o) {
             ncand++;
         }
     if (ncand == 1) return cand;
-    int named = model_index(c, "policy");
+    int named = ck_model_index(c, "policy");
     if (named >= 0) return named;
     if (ncand > 1) {
         const Ast *m = c->models[cand];
-        diag_error(c->d, head_loc(m), "several models could be the one to train");
+        diag_error(c->d, ck_head_loc(m), "several models could be the one to train");
         diag_hint(c->d, "name the trained model `policy`, and the others `teacher = ...` (kd) or `ref = ...` (dpo)");
         return -1;
     }
@@ -1388,7 +784,7 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
         const Ast *b = c->blocks[i];
         if (strcmp(b->name, "model")) continue;
         if (c->nmodels == CHECK_MAX_MODELS) {
-            diag_error(d, head_loc(b), "too many models (at most %d)", CHECK_MAX_MODELS);
+            diag_error(d, ck_head_loc(b), "too many models (at most %d)", CHECK_MAX_MODELS);
             continue;
         }
         c->model_names[c->nmodels] = b->label;
@@ -1396,9 +792,9 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
     }
     out->nmodels = c->nmodels;
     for (int i = 0; i < c->nmodels; i++) {
-        const Ast *arch = setting(c->models[i], "arch");
+        const Ast *arch = ck_setting(c->models[i], "arch");
         c->config_open = arch && arch->kind == AST_IDENT && find_arch(c, arch->name) && !builtin_arch(arch->name);
-        check_items(c, c->models[i], schema_block("model"), 0);
+        ck_check_items(c, c->models[i], schema_block("model"), 0);
         c->config_open = false;
         check_model(c, c->models[i], &out->models[i]);
     }
@@ -1407,9 +803,9 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
     for (int i = 0; i < c->nblocks; i++) {
         const Ast *b = c->blocks[i];
         if (!strcmp(b->name, "quantize") || !strcmp(b->name, "lora")) {
-            int m = model_index(c, b->label);
-            check_items(c, b, schema_block(b->name), 0);
-            if (m < 0 && ghost(c, "model", b->label)) continue;
+            int m = ck_model_index(c, b->label);
+            ck_check_items(c, b, schema_block(b->name), 0);
+            if (m < 0 && ck_ghost(c, "model", b->label)) continue;
             if (m < 0) {
                 diag_error(d, b->label_loc, "`%s %s` refers to model `%s`, which does not exist", b->name, b->label, b->label);
                 const char *s = suggest_word(b->label, c->model_names, (size_t)c->nmodels);
@@ -1421,7 +817,7 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
             if (!strcmp(b->name, "quantize")) check_quantize(c, b, &out->models[m]);
             else check_lora(c, b, &out->models[m]);
         } else if (!strcmp(b->name, "data")) {
-            check_items(c, b, schema_block("data"), 0);
+            ck_check_items(c, b, schema_block("data"), 0);
             if (out->ndata < CHECK_MAX_DATA) {
                 if (!strcmp(b->label, "train")) out->train_data = out->ndata;
                 if (!strcmp(b->label, "eval")) out->eval_data = out->ndata;
@@ -1429,29 +825,29 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
             }
         } else if (!strcmp(b->name, "objective")) {
             objective = b;
-            check_items(c, b, schema_objective(b->label), 0);
+            ck_check_items(c, b, schema_objective(b->label), 0);
             check_objective(c, b, &out->objective);
         } else if (!strcmp(b->name, "train")) {
             train = b;
-            check_items(c, b, schema_block("train"), 0);
+            ck_check_items(c, b, schema_block("train"), 0);
             check_train(c, b, &out->train, base_name(c, mainmod->path));
         }
     }
 
     // what every spec needs
-    if (c->nmodels == 0 && !ghost(c, "model", NULL)) {
+    if (c->nmodels == 0 && !ck_ghost(c, "model", NULL)) {
         diag_file_error(d, mainmod->path, 0, 0, "the spec has no model");
         diag_hint(d, "add `model policy { from = \"path/to/hf-model\"; }`");
     }
-    if (out->train_data < 0 && !ghost(c, "data", "train")) {
+    if (out->train_data < 0 && !ck_ghost(c, "data", "train")) {
         diag_file_error(d, mainmod->path, 0, 0, "the spec has no training data");
         diag_hint(d, "add `data train { from = \"train.jsonl\"; format = prompt_response; }`");
     }
-    if (!objective && !ghost(c, "objective", NULL)) {
+    if (!objective && !ck_ghost(c, "objective", NULL)) {
         diag_file_error(d, mainmod->path, 0, 0, "the spec has no objective");
         diag_hint(d, "add an objective such as `objective sft { }`");
     }
-    if (!train && !ghost(c, "train", NULL)) {
+    if (!train && !ck_ghost(c, "train", NULL)) {
         diag_file_error(d, mainmod->path, 0, 0, "the spec has no `train` block");
         diag_hint(d, "add `train { optimizer = adamw { lr = 2e-4; }; }`");
     }
@@ -1459,7 +855,7 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
     // roles: which model trains, and what the others may carry
     CheckedObjective *o = &out->objective;
     if (objective) {
-        const Ast *teacher = setting(objective, "teacher"), *ref = setting(objective, "ref");
+        const Ast *teacher = ck_setting(objective, "teacher"), *ref = ck_setting(objective, "ref");
         out->policy = pick_policy(c, o);
         if (out->policy >= 0 && o->teacher == out->policy && teacher) {
             diag_error(d, teacher->loc, "the teacher `%s` is the model being trained", teacher->name);
@@ -1486,18 +882,18 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
         const char *const *formats = objective_formats(o->kind);
         for (int i = 0; formats && i < out->ndata; i++) {
             const CheckedData *dt = &out->data[i];
-            if (!dt->format || in_enum(formats, dt->format)) continue;
+            if (!dt->format || ck_in_enum(formats, dt->format)) continue;
             const Ast *blk = NULL;
             for (int j = 0; j < c->nblocks; j++)
                 if (!strcmp(c->blocks[j]->name, "data") && !strcmp(c->blocks[j]->label, dt->name)) blk = c->blocks[j];
-            const Ast *fv = setting(blk, "format");
+            const Ast *fv = ck_setting(blk, "format");
             diag_error(d, fv ? fv->loc : dt->loc, "objective `%s` needs data in format %s; `data %s` is `%s`", o->kind,
-                       join_names(c, formats, count_names(formats)), dt->name, dt->format);
+                       ck_join_names(c, formats, ck_count_names(formats)), dt->name, dt->format);
             const FormatInfo *fi = format_info(formats[0]);
-            diag_hint(d, "`%s` rows hold %s", formats[0], join_names(c, fi->fields, fi->nrequired));
+            diag_hint(d, "`%s` rows hold %s", formats[0], ck_join_names(c, fi->fields, fi->nrequired));
         }
     } else if (c->nmodels > 0) {
-        out->policy = model_index(c, "policy") >= 0 ? model_index(c, "policy") : 0;
+        out->policy = ck_model_index(c, "policy") >= 0 ? ck_model_index(c, "policy") : 0;
     }
     for (int i = 0; i < c->nmodels; i++) {
         CheckedModel *m = &out->models[i];
@@ -1509,11 +905,11 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
             diag_error(d, lb ? lb->label_loc : m->loc, "model `%s` does not train (it is the %s), so it takes no LoRA adapters",
                        m->name, i == o->teacher ? "teacher" : i == o->ref ? "reference" : "second model");
         }
-        if (m->trainable && m->from && c->dir_ok[i] && !setting(c->models[i], "tokenizer")) {
+        if (m->trainable && m->from && c->dir_ok[i] && !ck_setting(c->models[i], "tokenizer")) {
             struct stat st;
             const char *tj = arena_printf(a, "%s/tokenizer.json", m->from);
             if (stat(tj, &st) != 0 || !S_ISREG(st.st_mode)) {
-                const Ast *from = setting(c->models[i], "from");
+                const Ast *from = ck_setting(c->models[i], "from");
                 diag_error(d, from->loc, "model directory `%s` has no tokenizer.json", from->str);
                 diag_hint(d, "the trained model needs its tokenizer: add tokenizer.json there, or set `tokenizer = \"path/to/tokenizer.json\";`");
             } else {
@@ -1522,7 +918,7 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
         }
         // the trained model's tokenizer must fit its embedding (the trainer would stop at start)
         if (m->trainable && m->tokenizer && m->has_config && (!m->from || c->dir_ok[i])) {
-            const Ast *tv = setting(c->models[i], "tokenizer");
+            const Ast *tv = ck_setting(c->models[i], "tokenizer");
             int errs = d->errors;
             Tokenizer *tk = !strcmp(m->tokenizer, "bytes") ? tok_new_bytes() : tok_load(d, m->tokenizer);
             if (tk && tok_vocab_size(tk) > m->cfg.vocab) {
@@ -1543,7 +939,7 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
     // settings that do nothing, or more than the model can take: warnings
     if (out->policy >= 0) {
         const CheckedModel *m = &out->models[out->policy];
-        const Ast *fz = setting_item(c->models[out->policy], "freeze");
+        const Ast *fz = ck_setting_item(c->models[out->policy], "freeze");
         if (fz && m->has_lora) {
             diag_warning(d, fz->name_loc, "`freeze` has no effect on model `%s`: with LoRA every base weight is frozen",
                          m->name);
@@ -1552,19 +948,19 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
             const Ast *blk = NULL;
             for (int j = 0; j < c->nblocks; j++)
                 if (!strcmp(c->blocks[j]->name, "data") && !strcmp(c->blocks[j]->label, out->data[i].name)) blk = c->blocks[j];
-            const Ast *ml = setting(blk, "max_len");
+            const Ast *ml = ck_setting(blk, "max_len");
             if (ml && out->data[i].max_len > m->cfg.max_pos) {
                 diag_warning(d, ml->loc, "`max_len` (%lld) is longer than model `%s` was made for (%lld positions)",
                              (long long)out->data[i].max_len, m->name, (long long)m->cfg.max_pos);
             }
         }
     }
-    if (train && setting(train, "keep") && !setting(train, "save_every")) {
-        diag_warning(d, setting_item(train, "keep")->name_loc, "`keep` has no effect without `save_every`");
+    if (train && ck_setting(train, "keep") && !ck_setting(train, "save_every")) {
+        diag_warning(d, ck_setting_item(train, "keep")->name_loc, "`keep` has no effect without `save_every`");
     }
     if (train && out->eval_data < 0) {
-        const Ast *ev = setting_item(train, "eval_every");
-        const Ast *es = sub_block(train, "early_stop");
+        const Ast *ev = ck_setting_item(train, "eval_every");
+        const Ast *es = ck_sub_block(train, "early_stop");
         if (ev) {
             diag_error(d, ev->name_loc, "`eval_every` is set but there is no `data eval` block");
             diag_hint(d, "add `data eval { from = \"eval.jsonl\"; format = ...; }`");
