@@ -1,7 +1,9 @@
-// ir.c — the IR graph: names of dtypes and ops, symbolic shapes, the builders (dtype and shape
-// inference with diagnostics at the node's spec location), dead-code elimination and a verifier.
-// Not here: printing (ir_print.c), gradients (autodiff.c), execution (runtime/cpu).
-#include "ir.h"
+// ir.c — the IR graph: names of dtypes and ops, symbolic shapes, the generic builders (leaves,
+// elementwise, reductions, matmul/linear, layout) with dtype and shape inference and diagnostics at
+// the node's spec location, dead-code elimination and a verifier.
+// Not here: the model primitives' builders (ir_model.c), printing (ir_print.c), gradients
+// (autodiff.c), execution (runtime/cpu).
+#include "ir_internal.h"
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -182,8 +184,7 @@ void ir_graph_free(IrGraph *g) {
     g->loss = IR_NONE;
 }
 
-static void ir_err(IrGraph *g, Loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void ir_err(IrGraph *g, Loc loc, const char *fmt, ...) {
+void ir_report(IrGraph *g, Loc loc, const char *fmt, ...) {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -195,18 +196,14 @@ static void ir_err(IrGraph *g, Loc loc, const char *fmt, ...) {
     else diag_plain_error(g->diag, "%s", msg);
 }
 
-static const IrNode *N(const IrGraph *g, IrId id) { return &g->nodes[id]; }
-
-static bool valid(const IrGraph *g, IrId id) { return id >= 0 && id < g->n; }
-
 // Shape text of node id, in a rotating set of buffers (for messages).
-static const char *shp(const IrGraph *g, IrId id) {
+const char *ir_shp(const IrGraph *g, IrId id) {
     static _Thread_local char bufs[4][160];
     static _Thread_local int k;
     char *b = bufs[k++ & 3];
     return ir_shape_str(&g->nodes[id].shape, b, 160);
 }
-static const char *shs(const IrShape *s) {
+const char *ir_shs(const IrShape *s) {
     static _Thread_local char bufs[4][160];
     static _Thread_local int k;
     char *b = bufs[k++ & 3];
@@ -216,7 +213,7 @@ static const char *shs(const IrShape *s) {
 IrId ir_append(IrGraph *g, IrOp op, IrDType dt, IrShape shape, const IrId *in, int nin,
                const IrAttrs *a, Loc loc) {
     if (nin < 0 || g->n >= INT32_MAX - 1) {
-        ir_err(g, loc, "IR graph too large");
+        ir_report(g, loc, "IR graph too large");
         return IR_NONE;
     }
     if (g->n == g->cap) {
@@ -225,7 +222,7 @@ IrId ir_append(IrGraph *g, IrOp op, IrDType dt, IrShape shape, const IrId *in, i
         cap *= 2;
         IrNode *nn = realloc(g->nodes, (size_t)cap * sizeof *nn);
         if (!nn) {
-            ir_err(g, loc, "out of memory building the IR graph");
+            ir_report(g, loc, "out of memory building the IR graph");
             return IR_NONE;
         }
         g->nodes = nn;
@@ -256,7 +253,7 @@ IrId ir_find(const IrGraph *g, const char *name) {
 }
 
 static int add_output(IrGraph *g, IrId id, const char *name, IrId grad_of) {
-    if (!valid(g, id)) return -1;
+    if (!ir_valid(g, id)) return -1;
     if (g->nouts == g->capouts) {
         int cap = g->capouts ? g->capouts * 2 : 16;
         IrOutput *no = realloc(g->outs, (size_t)cap * sizeof *no);
@@ -283,14 +280,14 @@ static bool is_scalar_shape(const IrShape *s) {
 }
 
 void ir_set_loss(IrGraph *g, IrId id) {
-    if (!valid(g, id)) return;
-    const IrNode *n = N(g, id);
+    if (!ir_valid(g, id)) return;
+    const IrNode *n = ir_nd(g, id);
     if (!is_scalar_shape(&n->shape)) {
-        ir_err(g, n->loc, "the loss must be a scalar, but this has shape %s", shp(g, id));
+        ir_report(g, n->loc, "the loss must be a scalar, but this has shape %s", ir_shp(g, id));
         return;
     }
     if (!ir_dtype_is_float(n->dtype)) {
-        ir_err(g, n->loc, "the loss must be a floating-point value, not %s", ir_dtype_name(n->dtype));
+        ir_report(g, n->loc, "the loss must be a floating-point value, not %s", ir_dtype_name(n->dtype));
         return;
     }
     g->loss = id;
@@ -298,7 +295,7 @@ void ir_set_loss(IrGraph *g, IrId id) {
 }
 
 void ir_set_name(IrGraph *g, IrId id, const char *name) {
-    if (!valid(g, id) || g->nodes[id].op == IR_INPUT || g->nodes[id].op == IR_PARAM) return;
+    if (!ir_valid(g, id) || g->nodes[id].op == IR_INPUT || g->nodes[id].op == IR_PARAM) return;
     g->nodes[id].name = name ? arena_strdup(&g->arena, name) : NULL;
 }
 
@@ -313,7 +310,7 @@ int ir_count_trainable(const IrGraph *g) {
 
 // The product of the constant factors of all dims fits in int64 (symbols may repeat: a (T, T)
 // mask is a fine tensor, only its element count is not one Dim).
-static bool const_numel_ok(const IrShape *s) {
+bool ir_const_numel_ok(const IrShape *s) {
     int64_t n = 1;
     for (int i = 0; i < s->rank; i++) {
         int64_t c = s->d[i].coef;
@@ -323,18 +320,18 @@ static bool const_numel_ok(const IrShape *s) {
     return true;
 }
 
-static bool shape_ok(IrGraph *g, const IrShape *s, Loc loc, const char *what) {
+bool ir_shape_ok(IrGraph *g, const IrShape *s, Loc loc, const char *what) {
     if (s->rank < 0 || s->rank > IR_MAX_RANK) {
-        ir_err(g, loc, "%s: rank %d is out of range (at most %d)", what, s->rank, IR_MAX_RANK);
+        ir_report(g, loc, "%s: rank %d is out of range (at most %d)", what, s->rank, IR_MAX_RANK);
         return false;
     }
     for (int i = 0; i < s->rank; i++)
         if (s->d[i].coef < 0 || (s->d[i].syms >> IR_NSYMS)) {
-            ir_err(g, loc, "%s: invalid dimension %d", what, i);
+            ir_report(g, loc, "%s: invalid dimension %d", what, i);
             return false;
         }
-    if (!const_numel_ok(s)) {
-        ir_err(g, loc, "%s: shape %s is too large", what, shs(s));
+    if (!ir_const_numel_ok(s)) {
+        ir_report(g, loc, "%s: shape %s is too large", what, ir_shs(s));
         return false;
     }
     return true;
@@ -344,20 +341,20 @@ static IrId leaf(IrGraph *g, IrOp op, const char *name, IrDType dt, IrShape shap
                  Loc loc) {
     const char *what = op == IR_PARAM ? "parameter" : "input";
     if (!name || !*name) {
-        ir_err(g, loc, "%s without a name", what);
+        ir_report(g, loc, "%s without a name", what);
         return IR_NONE;
     }
     if (dt < 0 || dt >= IR_DTYPE_COUNT) {
-        ir_err(g, loc, "%s `%s`: invalid dtype", what, name);
+        ir_report(g, loc, "%s `%s`: invalid dtype", what, name);
         return IR_NONE;
     }
-    if (!shape_ok(g, &shape, loc, what)) return IR_NONE;
+    if (!ir_shape_ok(g, &shape, loc, what)) return IR_NONE;
     if (ir_find(g, name) != IR_NONE) {
-        ir_err(g, loc, "%s `%s` is defined twice", what, name);
+        ir_report(g, loc, "%s `%s` is defined twice", what, name);
         return IR_NONE;
     }
     if (op == IR_PARAM && trainable && !ir_dtype_is_float(dt)) {
-        ir_err(g, loc, "parameter `%s` of dtype %s cannot be trainable", name, ir_dtype_name(dt));
+        ir_report(g, loc, "parameter `%s` of dtype %s cannot be trainable", name, ir_dtype_name(dt));
         return IR_NONE;
     }
     IrId id = ir_append(g, op, dt, shape, NULL, 0, NULL, loc);
@@ -376,10 +373,10 @@ IrId ir_param(IrGraph *g, const char *name, IrDType dt, IrShape shape, bool trai
 }
 
 IrId ir_full(IrGraph *g, double value, IrDType dt, IrShape shape, Loc loc) {
-    if (!shape_ok(g, &shape, loc, "full")) return IR_NONE;
+    if (!ir_shape_ok(g, &shape, loc, "full")) return IR_NONE;
     if (dt < 0 || dt >= IR_DTYPE_COUNT) dt = g->float_dtype;
     if (!isfinite(value) && !ir_dtype_is_float(dt)) {
-        ir_err(g, loc, "a non-finite constant cannot be %s", ir_dtype_name(dt));
+        ir_report(g, loc, "a non-finite constant cannot be %s", ir_dtype_name(dt));
         return IR_NONE;
     }
     IrAttrs a;
@@ -394,13 +391,13 @@ IrId ir_scalar(IrGraph *g, double value, Loc loc) {
 }
 
 IrId ir_zeros_like(IrGraph *g, IrId x, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
-    return ir_full(g, 0.0, N(g, x)->dtype, N(g, x)->shape, loc);
+    if (!ir_valid(g, x)) return IR_NONE;
+    return ir_full(g, 0.0, ir_nd(g, x)->dtype, ir_nd(g, x)->shape, loc);
 }
 
 IrId ir_arange(IrGraph *g, IrDim n, Loc loc) {
     IrShape s = ir_shape1(n);
-    if (!shape_ok(g, &s, loc, "arange")) return IR_NONE;
+    if (!ir_shape_ok(g, &s, loc, "arange")) return IR_NONE;
     IrAttrs a;
     memset(&a, 0, sizeof a);
     a.shape = s;
@@ -410,58 +407,58 @@ IrId ir_arange(IrGraph *g, IrDim n, Loc loc) {
 // ---------------------------------------------------------------------------------------------
 // builders: elementwise
 
-static IrId unary_node(IrGraph *g, IrOp op, IrId x, const IrAttrs *a, Loc loc) {
-    return ir_append(g, op, N(g, x)->dtype, N(g, x)->shape, &x, 1, a, loc);
+IrId ir_unary_node(IrGraph *g, IrOp op, IrId x, const IrAttrs *a, Loc loc) {
+    return ir_append(g, op, ir_nd(g, x)->dtype, ir_nd(g, x)->shape, &x, 1, a, loc);
 }
 
 IrId ir_unary(IrGraph *g, IrOp op, IrId x, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
+    if (!ir_valid(g, x)) return IR_NONE;
     if (!((op >= IR_NEG && op <= IR_SOFTPLUS && op != IR_POW) || op == IR_STOP_GRAD)) {
-        ir_err(g, loc, "internal: %s is not a unary op", ir_op_name(op));
+        ir_report(g, loc, "internal: %s is not a unary op", ir_op_name(op));
         return IR_NONE;
     }
-    IrDType dt = N(g, x)->dtype;
+    IrDType dt = ir_nd(g, x)->dtype;
     bool int_ok = op == IR_NEG || op == IR_ABS || op == IR_RELU || op == IR_SQUARE ||
                   op == IR_STOP_GRAD;
     if (!ir_dtype_is_float(dt) && !(int_ok && dt == IR_I32)) {
-        ir_err(g, loc, "%s needs a floating-point tensor, not %s", ir_op_name(op), ir_dtype_name(dt));
+        ir_report(g, loc, "%s needs a floating-point tensor, not %s", ir_op_name(op), ir_dtype_name(dt));
         return IR_NONE;
     }
-    return unary_node(g, op, x, NULL, loc);
+    return ir_unary_node(g, op, x, NULL, loc);
 }
 
 IrId ir_pow(IrGraph *g, IrId x, double exponent, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
-    if (!ir_dtype_is_float(N(g, x)->dtype) || !isfinite(exponent)) {
-        ir_err(g, loc, "pow needs a floating-point tensor and a finite exponent");
+    if (!ir_valid(g, x)) return IR_NONE;
+    if (!ir_dtype_is_float(ir_nd(g, x)->dtype) || !isfinite(exponent)) {
+        ir_report(g, loc, "pow needs a floating-point tensor and a finite exponent");
         return IR_NONE;
     }
     IrAttrs a;
     memset(&a, 0, sizeof a);
     a.value = exponent;
-    return unary_node(g, IR_POW, x, &a, loc);
+    return ir_unary_node(g, IR_POW, x, &a, loc);
 }
 
 IrId ir_cast(IrGraph *g, IrId x, IrDType dt, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
-    if (dt < 0 || dt >= IR_DTYPE_COUNT || dt == IR_U8 || N(g, x)->dtype == IR_U8) {
-        ir_err(g, loc, "cannot cast %s to %s", ir_dtype_name(N(g, x)->dtype), ir_dtype_name(dt));
+    if (!ir_valid(g, x)) return IR_NONE;
+    if (dt < 0 || dt >= IR_DTYPE_COUNT || dt == IR_U8 || ir_nd(g, x)->dtype == IR_U8) {
+        ir_report(g, loc, "cannot cast %s to %s", ir_dtype_name(ir_nd(g, x)->dtype), ir_dtype_name(dt));
         return IR_NONE;
     }
-    if (N(g, x)->dtype == dt) return x;
-    return ir_append(g, IR_CAST, dt, N(g, x)->shape, &x, 1, NULL, loc);
+    if (ir_nd(g, x)->dtype == dt) return x;
+    return ir_append(g, IR_CAST, dt, ir_nd(g, x)->shape, &x, 1, NULL, loc);
 }
 
 IrId ir_stop_gradient(IrGraph *g, IrId x, Loc loc) { return ir_unary(g, IR_STOP_GRAD, x, loc); }
 
 IrId ir_dropout(IrGraph *g, IrId x, double p, uint64_t seed, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
+    if (!ir_valid(g, x)) return IR_NONE;
     if (!(p >= 0.0 && p < 1.0)) {
-        ir_err(g, loc, "dropout probability must be in [0, 1), got %g", p);
+        ir_report(g, loc, "dropout probability must be in [0, 1), got %g", p);
         return IR_NONE;
     }
-    if (!ir_dtype_is_float(N(g, x)->dtype)) {
-        ir_err(g, loc, "dropout needs a floating-point tensor");
+    if (!ir_dtype_is_float(ir_nd(g, x)->dtype)) {
+        ir_report(g, loc, "dropout needs a floating-point tensor");
         return IR_NONE;
     }
     if (p == 0.0) return x;
@@ -470,7 +467,7 @@ IrId ir_dropout(IrGraph *g, IrId x, double p, uint64_t seed, Loc loc) {
     a.value = p;
     a.seed = seed;
     a.salt = g->next_salt++;
-    return unary_node(g, IR_DROPOUT, x, &a, loc);
+    return ir_unary_node(g, IR_DROPOUT, x, &a, loc);
 }
 
 static int float_rank(IrDType t) {
@@ -483,20 +480,20 @@ static int float_rank(IrDType t) {
 }
 
 static bool is_const_scalar(const IrGraph *g, IrId x) {
-    return N(g, x)->op == IR_FULL && N(g, x)->shape.rank == 0;
+    return ir_nd(g, x)->op == IR_FULL && ir_nd(g, x)->shape.rank == 0;
 }
 
 // The common dtype of two operands; rank-0 constants adopt the other operand's dtype (re-created).
 static bool unify(IrGraph *g, IrId *a, IrId *b, IrDType *out, const char *what, Loc loc) {
-    IrDType ta = N(g, *a)->dtype, tb = N(g, *b)->dtype;
+    IrDType ta = ir_nd(g, *a)->dtype, tb = ir_nd(g, *b)->dtype;
     if (ta == tb) { *out = ta; return true; }
     if (is_const_scalar(g, *a) && !is_const_scalar(g, *b)) {
-        *a = ir_full(g, N(g, *a)->a.value, tb, ir_shape0(), N(g, *a)->loc);
+        *a = ir_full(g, ir_nd(g, *a)->a.value, tb, ir_shape0(), ir_nd(g, *a)->loc);
         *out = tb;
         return *a != IR_NONE;
     }
     if (is_const_scalar(g, *b)) {
-        *b = ir_full(g, N(g, *b)->a.value, ta, ir_shape0(), N(g, *b)->loc);
+        *b = ir_full(g, ir_nd(g, *b)->a.value, ta, ir_shape0(), ir_nd(g, *b)->loc);
         *out = ta;
         return *b != IR_NONE;
     }
@@ -512,31 +509,31 @@ static bool unify(IrGraph *g, IrId *a, IrId *b, IrDType *out, const char *what, 
         *lo = ir_cast(g, *lo, *out, loc);
         return *lo != IR_NONE;
     }
-    ir_err(g, loc, "%s: operand dtypes differ (%s and %s)", what, ir_dtype_name(ta), ir_dtype_name(tb));
+    ir_report(g, loc, "%s: operand dtypes differ (%s and %s)", what, ir_dtype_name(ta), ir_dtype_name(tb));
     if (g->diag) diag_hint(g->diag, "use cast(x, ...) to convert one of them");
     return false;
 }
 
 IrId ir_binary(IrGraph *g, IrOp op, IrId a, IrId b, Loc loc) {
-    if (!valid(g, a) || !valid(g, b)) return IR_NONE;
+    if (!ir_valid(g, a) || !ir_valid(g, b)) return IR_NONE;
     if (!(op >= IR_ADD && op <= IR_GE)) {
-        ir_err(g, loc, "internal: %s is not a binary op", ir_op_name(op));
+        ir_report(g, loc, "internal: %s is not a binary op", ir_op_name(op));
         return IR_NONE;
     }
     IrDType dt;
     if (!unify(g, &a, &b, &dt, ir_op_name(op), loc)) return IR_NONE;
     if (!ir_dtype_is_float(dt) && dt != IR_I32) {
-        ir_err(g, loc, "%s: unsupported dtype %s", ir_op_name(op), ir_dtype_name(dt));
+        ir_report(g, loc, "%s: unsupported dtype %s", ir_op_name(op), ir_dtype_name(dt));
         return IR_NONE;
     }
     IrShape s;
-    if (!ir_broadcast_shapes(&N(g, a)->shape, &N(g, b)->shape, &s)) {
-        ir_err(g, loc, "shapes %s and %s cannot be broadcast together in %s", shp(g, a), shp(g, b),
+    if (!ir_broadcast_shapes(&ir_nd(g, a)->shape, &ir_nd(g, b)->shape, &s)) {
+        ir_report(g, loc, "shapes %s and %s cannot be broadcast together in %s", ir_shp(g, a), ir_shp(g, b),
                ir_op_name(op));
         return IR_NONE;
     }
-    if (!const_numel_ok(&s)) {
-        ir_err(g, loc, "%s: result shape %s is too large", ir_op_name(op), shs(&s));
+    if (!ir_const_numel_ok(&s)) {
+        ir_report(g, loc, "%s: result shape %s is too large", ir_op_name(op), ir_shs(&s));
         return IR_NONE;
     }
     bool cmp = op >= IR_EQ && op <= IR_GE;
@@ -551,22 +548,22 @@ IrId ir_mul(IrGraph *g, IrId a, IrId b, Loc loc) { return ir_binary(g, IR_MUL, a
 IrId ir_div(IrGraph *g, IrId a, IrId b, Loc loc) { return ir_binary(g, IR_DIV, a, b, loc); }
 
 IrId ir_where(IrGraph *g, IrId mask, IrId a, IrId b, Loc loc) {
-    if (!valid(g, mask) || !valid(g, a) || !valid(g, b)) return IR_NONE;
+    if (!ir_valid(g, mask) || !ir_valid(g, a) || !ir_valid(g, b)) return IR_NONE;
     IrDType dt;
     if (!unify(g, &a, &b, &dt, "where", loc)) return IR_NONE;
-    if (N(g, mask)->dtype == IR_U8) {
-        ir_err(g, loc, "where: the mask cannot be u8");
+    if (ir_nd(g, mask)->dtype == IR_U8) {
+        ir_report(g, loc, "where: the mask cannot be u8");
         return IR_NONE;
     }
     IrShape s, s2;
-    if (!ir_broadcast_shapes(&N(g, a)->shape, &N(g, b)->shape, &s) ||
-        !ir_broadcast_shapes(&N(g, mask)->shape, &s, &s2)) {
-        ir_err(g, loc, "where: shapes %s, %s and %s cannot be broadcast together", shp(g, mask),
-               shp(g, a), shp(g, b));
+    if (!ir_broadcast_shapes(&ir_nd(g, a)->shape, &ir_nd(g, b)->shape, &s) ||
+        !ir_broadcast_shapes(&ir_nd(g, mask)->shape, &s, &s2)) {
+        ir_report(g, loc, "where: shapes %s, %s and %s cannot be broadcast together", ir_shp(g, mask),
+               ir_shp(g, a), ir_shp(g, b));
         return IR_NONE;
     }
-    if (!const_numel_ok(&s2)) {
-        ir_err(g, loc, "where: result shape %s is too large", shs(&s2));
+    if (!ir_const_numel_ok(&s2)) {
+        ir_report(g, loc, "where: result shape %s is too large", ir_shs(&s2));
         return IR_NONE;
     }
     IrId in[3] = {mask, a, b};
@@ -576,10 +573,10 @@ IrId ir_where(IrGraph *g, IrId mask, IrId a, IrId b, Loc loc) {
 // ---------------------------------------------------------------------------------------------
 // builders: reductions and broadcasting
 
-static bool norm_axis(IrGraph *g, int axis, int rank, int *out, const char *what, Loc loc) {
+bool ir_norm_axis(IrGraph *g, int axis, int rank, int *out, const char *what, Loc loc) {
     int a = axis < 0 ? axis + rank : axis;
     if (a < 0 || a >= rank) {
-        ir_err(g, loc, "%s: axis %d is out of range for a tensor of rank %d", what, axis, rank);
+        ir_report(g, loc, "%s: axis %d is out of range for a tensor of rank %d", what, axis, rank);
         return false;
     }
     *out = a;
@@ -587,26 +584,26 @@ static bool norm_axis(IrGraph *g, int axis, int rank, int *out, const char *what
 }
 
 IrId ir_reduce_axes(IrGraph *g, IrOp op, IrId x, uint32_t axes, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
+    if (!ir_valid(g, x)) return IR_NONE;
     if (op != IR_SUM && op != IR_MEAN && op != IR_MAX) {
-        ir_err(g, loc, "internal: %s is not a reduction", ir_op_name(op));
+        ir_report(g, loc, "internal: %s is not a reduction", ir_op_name(op));
         return IR_NONE;
     }
-    const IrNode *n = N(g, x);
+    const IrNode *n = ir_nd(g, x);
     if (!ir_dtype_is_float(n->dtype)) {
-        ir_err(g, loc, "%s needs a floating-point tensor, not %s", ir_op_name(op),
+        ir_report(g, loc, "%s needs a floating-point tensor, not %s", ir_op_name(op),
                ir_dtype_name(n->dtype));
         return IR_NONE;
     }
     if (n->shape.rank < 32 && (axes >> n->shape.rank)) {
-        ir_err(g, loc, "%s: axis out of range for a tensor of rank %d", ir_op_name(op), n->shape.rank);
+        ir_report(g, loc, "%s: axis out of range for a tensor of rank %d", ir_op_name(op), n->shape.rank);
         return IR_NONE;
     }
     IrShape s = n->shape;
     for (int i = 0; i < s.rank; i++)
         if (axes & (1u << i)) {
             if (op == IR_MAX && s.d[i].coef == 0) {
-                ir_err(g, loc, "max over an empty axis");
+                ir_report(g, loc, "max over an empty axis");
                 return IR_NONE;
             }
             s.d[i] = ir_dim(1);
@@ -619,29 +616,29 @@ IrId ir_reduce_axes(IrGraph *g, IrOp op, IrId x, uint32_t axes, Loc loc) {
 }
 
 IrId ir_reduce(IrGraph *g, IrOp op, IrId x, int axis, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
+    if (!ir_valid(g, x)) return IR_NONE;
     int ax;
-    if (!norm_axis(g, axis, N(g, x)->shape.rank, &ax, ir_op_name(op), loc)) return IR_NONE;
+    if (!ir_norm_axis(g, axis, ir_nd(g, x)->shape.rank, &ax, ir_op_name(op), loc)) return IR_NONE;
     return ir_reduce_axes(g, op, x, 1u << ax, loc);
 }
 
 IrId ir_reduce_all(IrGraph *g, IrOp op, IrId x, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
-    int r = N(g, x)->shape.rank;
+    if (!ir_valid(g, x)) return IR_NONE;
+    int r = ir_nd(g, x)->shape.rank;
     return ir_reduce_axes(g, op, x, r ? (uint32_t)((1u << r) - 1) : 0, loc);
 }
 
 IrId ir_sum_to(IrGraph *g, IrId x, IrShape shape, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
-    const IrNode *n = N(g, x);
+    if (!ir_valid(g, x)) return IR_NONE;
+    const IrNode *n = ir_nd(g, x);
     IrShape b;
-    if (!shape_ok(g, &shape, loc, "sum_to")) return IR_NONE;
+    if (!ir_shape_ok(g, &shape, loc, "sum_to")) return IR_NONE;
     if (!ir_dtype_is_float(n->dtype)) {
-        ir_err(g, loc, "sum_to needs a floating-point tensor, not %s", ir_dtype_name(n->dtype));
+        ir_report(g, loc, "sum_to needs a floating-point tensor, not %s", ir_dtype_name(n->dtype));
         return IR_NONE;
     }
     if (!ir_broadcast_shapes(&shape, &n->shape, &b) || !ir_shape_eq(&b, &n->shape)) {
-        ir_err(g, loc, "sum_to: %s does not broadcast to %s", shs(&shape), shp(g, x));
+        ir_report(g, loc, "sum_to: %s does not broadcast to %s", ir_shs(&shape), ir_shp(g, x));
         return IR_NONE;
     }
     if (ir_shape_eq(&shape, &n->shape)) return x;
@@ -652,12 +649,12 @@ IrId ir_sum_to(IrGraph *g, IrId x, IrShape shape, Loc loc) {
 }
 
 IrId ir_broadcast_to(IrGraph *g, IrId x, IrShape shape, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
-    const IrNode *n = N(g, x);
+    if (!ir_valid(g, x)) return IR_NONE;
+    const IrNode *n = ir_nd(g, x);
     IrShape b;
-    if (!shape_ok(g, &shape, loc, "broadcast")) return IR_NONE;
+    if (!ir_shape_ok(g, &shape, loc, "broadcast")) return IR_NONE;
     if (!ir_broadcast_shapes(&n->shape, &shape, &b) || !ir_shape_eq(&b, &shape)) {
-        ir_err(g, loc, "cannot broadcast %s to %s", shp(g, x), shs(&shape));
+        ir_report(g, loc, "cannot broadcast %s to %s", ir_shp(g, x), ir_shs(&shape));
         return IR_NONE;
     }
     if (ir_shape_eq(&shape, &n->shape)) return x;
@@ -671,41 +668,41 @@ IrId ir_broadcast_to(IrGraph *g, IrId x, IrShape shape, Loc loc) {
 // builders: matmul, linear
 
 IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc) {
-    if (!valid(g, a) || !valid(g, b)) return IR_NONE;
+    if (!ir_valid(g, a) || !ir_valid(g, b)) return IR_NONE;
     IrDType dt;
     if (!unify(g, &a, &b, &dt, "matmul", loc)) return IR_NONE;
     if (!ir_dtype_is_float(dt)) {
-        ir_err(g, loc, "matmul needs floating-point tensors, not %s", ir_dtype_name(dt));
+        ir_report(g, loc, "matmul needs floating-point tensors, not %s", ir_dtype_name(dt));
         return IR_NONE;
     }
-    const IrShape *sa = &N(g, a)->shape, *sb = &N(g, b)->shape;
+    const IrShape *sa = &ir_nd(g, a)->shape, *sb = &ir_nd(g, b)->shape;
     if (sa->rank < 2 || sb->rank < 2) {
-        ir_err(g, loc, "matmul needs tensors of rank >= 2, got %s and %s", shp(g, a), shp(g, b));
+        ir_report(g, loc, "matmul needs tensors of rank >= 2, got %s and %s", ir_shp(g, a), ir_shp(g, b));
         return IR_NONE;
     }
     IrDim m = sa->d[sa->rank - (trans_a ? 1 : 2)], ka = sa->d[sa->rank - (trans_a ? 2 : 1)];
     IrDim kb = sb->d[sb->rank - (trans_b ? 1 : 2)], nn = sb->d[sb->rank - (trans_b ? 2 : 1)];
     if (!ir_dim_eq(ka, kb)) {
-        ir_err(g, loc, "shape mismatch in matmul: %s%s @ %s%s (inner dimensions differ)", shp(g, a),
-               trans_a ? "ᵀ" : "", shp(g, b), trans_b ? "ᵀ" : "");
+        ir_report(g, loc, "shape mismatch in matmul: %s%s @ %s%s (inner dimensions differ)", ir_shp(g, a),
+               trans_a ? "ᵀ" : "", ir_shp(g, b), trans_b ? "ᵀ" : "");
         return IR_NONE;
     }
     IrShape ba = *sa, bb = *sb, bs;
     ba.rank -= 2;
     bb.rank -= 2;
     if (!ir_broadcast_shapes(&ba, &bb, &bs)) {
-        ir_err(g, loc, "matmul: batch dimensions of %s and %s cannot be broadcast", shp(g, a),
-               shp(g, b));
+        ir_report(g, loc, "matmul: batch dimensions of %s and %s cannot be broadcast", ir_shp(g, a),
+               ir_shp(g, b));
         return IR_NONE;
     }
     if (bs.rank + 2 > IR_MAX_RANK) {
-        ir_err(g, loc, "matmul: result rank too large");
+        ir_report(g, loc, "matmul: result rank too large");
         return IR_NONE;
     }
     bs.d[bs.rank++] = m;
     bs.d[bs.rank++] = nn;
-    if (!const_numel_ok(&bs)) {
-        ir_err(g, loc, "matmul: result shape %s is too large", shs(&bs));
+    if (!ir_const_numel_ok(&bs)) {
+        ir_report(g, loc, "matmul: result shape %s is too large", ir_shs(&bs));
         return IR_NONE;
     }
     IrAttrs at;
@@ -717,18 +714,18 @@ IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc) 
 }
 
 IrId ir_linear(IrGraph *g, IrId x, IrId w, Loc loc) {
-    if (!valid(g, x) || !valid(g, w)) return IR_NONE;
-    const IrShape *sx = &N(g, x)->shape, *sw = &N(g, w)->shape;
+    if (!ir_valid(g, x) || !ir_valid(g, w)) return IR_NONE;
+    const IrShape *sx = &ir_nd(g, x)->shape, *sw = &ir_nd(g, w)->shape;
     if (sw->rank != 2) {
-        ir_err(g, loc, "linear: the weight must have rank 2 [out, in], got %s", shp(g, w));
+        ir_report(g, loc, "linear: the weight must have rank 2 [out, in], got %s", ir_shp(g, w));
         return IR_NONE;
     }
     if (sx->rank < 1 || !ir_dim_eq(sx->d[sx->rank - 1], sw->d[1])) {
         char k[48];
         if (sx->rank >= 1) dim_str(sx->d[sx->rank - 1], k, sizeof k);
         else snprintf(k, sizeof k, "none");
-        ir_err(g, loc, "shape mismatch in linear: input %s has %s features, weight %s [out, in] expects "
-               "%" PRId64, shp(g, x), k, shp(g, w), sw->d[1].coef);
+        ir_report(g, loc, "shape mismatch in linear: input %s has %s features, weight %s [out, in] expects "
+               "%" PRId64, ir_shp(g, x), k, ir_shp(g, w), sw->d[1].coef);
         return IR_NONE;
     }
     if (sx->rank == 1) {
@@ -741,364 +738,37 @@ IrId ir_linear(IrGraph *g, IrId x, IrId w, Loc loc) {
 
 IrId ir_linear_bias(IrGraph *g, IrId x, IrId w, IrId b, Loc loc) {
     IrId y = ir_linear(g, x, w, loc);
-    if (y == IR_NONE || !valid(g, b)) return IR_NONE;
-    const IrShape *sb = &N(g, b)->shape, *sw = &N(g, w)->shape;
+    if (y == IR_NONE || !ir_valid(g, b)) return IR_NONE;
+    const IrShape *sb = &ir_nd(g, b)->shape, *sw = &ir_nd(g, w)->shape;
     if (sb->rank != 1 || !ir_dim_eq(sb->d[0], sw->d[0])) {
-        ir_err(g, loc, "linear: bias shape %s does not match the weight's %s outputs", shp(g, b),
-               shp(g, w));
+        ir_report(g, loc, "linear: bias shape %s does not match the weight's %s outputs", ir_shp(g, b),
+               ir_shp(g, w));
         return IR_NONE;
     }
     return ir_add(g, y, b, loc);
 }
 
 // ---------------------------------------------------------------------------------------------
-// builders: softmax, model primitives
-
-static IrId softmax_like(IrGraph *g, IrOp op, IrId x, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
-    if (!ir_dtype_is_float(N(g, x)->dtype) || N(g, x)->shape.rank < 1) {
-        ir_err(g, loc, "%s needs a floating-point tensor of rank >= 1, got %s %s", ir_op_name(op),
-               ir_dtype_name(N(g, x)->dtype), shp(g, x));
-        return IR_NONE;
-    }
-    return unary_node(g, op, x, NULL, loc);
-}
-
-IrId ir_softmax(IrGraph *g, IrId x, Loc loc) { return softmax_like(g, IR_SOFTMAX, x, loc); }
-IrId ir_log_softmax(IrGraph *g, IrId x, Loc loc) { return softmax_like(g, IR_LOG_SOFTMAX, x, loc); }
-
-IrId ir_embed(IrGraph *g, IrId ids, IrId table, Loc loc) {
-    if (!valid(g, ids) || !valid(g, table)) return IR_NONE;
-    const IrNode *ni = N(g, ids), *nt = N(g, table);
-    if (ni->dtype != IR_I32) {
-        ir_err(g, loc, "embed: token ids must be i32, not %s", ir_dtype_name(ni->dtype));
-        return IR_NONE;
-    }
-    if (nt->shape.rank != 2 || !ir_dtype_is_float(nt->dtype)) {
-        ir_err(g, loc, "embed: the table must be a floating-point (vocab, hidden) matrix, got %s %s",
-               ir_dtype_name(nt->dtype), shp(g, table));
-        return IR_NONE;
-    }
-    if (ni->shape.rank + 1 > IR_MAX_RANK) {
-        ir_err(g, loc, "embed: ids rank too large");
-        return IR_NONE;
-    }
-    IrShape s = ni->shape;
-    s.d[s.rank++] = nt->shape.d[1];
-    if (!const_numel_ok(&s)) {
-        ir_err(g, loc, "embed: result shape %s is too large", shs(&s));
-        return IR_NONE;
-    }
-    IrId in[2] = {ids, table};
-    return ir_append(g, IR_EMBED, nt->dtype, s, in, 2, NULL, loc);
-}
-
-static bool rope_check(IrGraph *g, IrId x, IrId pos, const IrRope *r, Loc loc) {
-    const IrNode *nx = N(g, x), *np = N(g, pos);
-    if (nx->shape.rank != 4 || !ir_dtype_is_float(nx->dtype)) {
-        ir_err(g, loc, "rope: x must be a floating-point (B, H, T, D) tensor, got %s %s",
-               ir_dtype_name(nx->dtype), shp(g, x));
-        return false;
-    }
-    IrDim dd = nx->shape.d[3];
-    if (dd.syms || dd.coef % 2) {
-        ir_err(g, loc, "rope: the head dimension must be a constant even number, got %s", shp(g, x));
-        return false;
-    }
-    if (np->dtype != IR_I32) {
-        ir_err(g, loc, "rope: positions must be i32, not %s", ir_dtype_name(np->dtype));
-        return false;
-    }
-    bool ok = (np->shape.rank == 1 && ir_dim_eq(np->shape.d[0], nx->shape.d[2])) ||
-              (np->shape.rank == 2 && ir_dim_eq(np->shape.d[0], nx->shape.d[0]) &&
-               ir_dim_eq(np->shape.d[1], nx->shape.d[2]));
-    if (!ok) {
-        ir_err(g, loc, "rope: positions %s do not match x %s (expected (T) or (B, T))", shp(g, pos),
-               shp(g, x));
-        return false;
-    }
-    if (!(r->theta > 0) || !isfinite(r->theta)) {
-        ir_err(g, loc, "rope: theta must be positive, got %g", r->theta);
-        return false;
-    }
-    if (r->factor != 0) {
-        if (!(r->factor > 0) || !(r->low_freq_factor > 0) || !(r->high_freq_factor > r->low_freq_factor) ||
-            !(r->original_max_pos > 0)) {
-            ir_err(g, loc, "rope: invalid llama3 scaling (factor %g, low %g, high %g, original max %g)",
-                   r->factor, r->low_freq_factor, r->high_freq_factor, r->original_max_pos);
-            return false;
-        }
-    }
-    return true;
-}
-
-static IrId rope_node(IrGraph *g, IrId x, IrId pos, IrRope rope, bool inverse, Loc loc) {
-    if (!valid(g, x) || !valid(g, pos)) return IR_NONE;
-    if (!rope_check(g, x, pos, &rope, loc)) return IR_NONE;
-    IrAttrs a;
-    memset(&a, 0, sizeof a);
-    a.rope = rope;
-    a.inverse = inverse;
-    IrId in[2] = {x, pos};
-    return ir_append(g, IR_ROPE, N(g, x)->dtype, N(g, x)->shape, in, 2, &a, loc);
-}
-
-IrId ir_rope(IrGraph *g, IrId x, IrId pos, IrRope rope, Loc loc) {
-    return rope_node(g, x, pos, rope, false, loc);
-}
-IrId ir_rope_inverse(IrGraph *g, IrId x, IrId pos, IrRope rope, Loc loc) {
-    return rope_node(g, x, pos, rope, true, loc);
-}
-
-static bool sdpa_check(IrGraph *g, IrId q, IrId k, IrId v, Loc loc) {
-    const IrShape *sq = &N(g, q)->shape, *sk = &N(g, k)->shape, *sv = &N(g, v)->shape;
-    if (sq->rank != 4 || sk->rank != 4 || sv->rank != 4) {
-        ir_err(g, loc, "sdpa: q, k, v must be (B, H, T, D), got %s, %s, %s", shp(g, q), shp(g, k),
-               shp(g, v));
-        return false;
-    }
-    if (!ir_dtype_is_float(N(g, q)->dtype) || N(g, q)->dtype != N(g, k)->dtype ||
-        N(g, q)->dtype != N(g, v)->dtype) {
-        ir_err(g, loc, "sdpa: q, k, v must share one floating-point dtype");
-        return false;
-    }
-    if (!ir_shape_eq(sk, sv)) {
-        ir_err(g, loc, "sdpa: k %s and v %s must have the same shape", shp(g, k), shp(g, v));
-        return false;
-    }
-    if (!ir_dim_eq(sq->d[0], sk->d[0]) || !ir_dim_eq(sq->d[3], sk->d[3])) {
-        ir_err(g, loc, "sdpa: q %s and k %s differ in batch or head dimension", shp(g, q), shp(g, k));
-        return false;
-    }
-    IrDim hq = sq->d[1], hk = sk->d[1];
-    if (hq.syms || hk.syms || hk.coef == 0 || hq.coef % hk.coef) {
-        ir_err(g, loc, "sdpa: query heads (%s) must be a multiple of key/value heads (%s)", shp(g, q),
-               shp(g, k));
-        return false;
-    }
-    if (!ir_dim_eq(sq->d[2], sk->d[2])) {
-        ir_err(g, loc, "sdpa: q %s and k %s have different sequence lengths", shp(g, q), shp(g, k));
-        return false;
-    }
-    return true;
-}
-
-static double sdpa_scale(const IrShape *sq, double scale) {
-    if (scale > 0) return scale;
-    double d = (double)sq->d[3].coef;
-    return d > 0 ? 1.0 / sqrt(d) : 1.0;
-}
-
-static bool mask_check(IrGraph *g, IrId q, IrId k, IrId m, Loc loc) {
-    const IrNode *nm = N(g, m);
-    const IrShape *sq = &N(g, q)->shape, *sk = &N(g, k)->shape;
-    if (nm->dtype == IR_U8 || nm->shape.rank != 2 || !ir_dim_eq(nm->shape.d[0], sq->d[0]) ||
-        !ir_dim_eq(nm->shape.d[1], sk->d[2])) {
-        ir_err(g, loc, "sdpa: the key mask must be a float or i32 (B, T) tensor matching k %s, got %s%s",
-               shp(g, k), ir_dtype_name(nm->dtype), shp(g, m));
-        return false;
-    }
-    return true;
-}
-
-IrId ir_sdpa_masked(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, bool causal, double scale,
-                    Loc loc) {
-    if (!valid(g, q) || !valid(g, k) || !valid(g, v) || !valid(g, key_mask)) return IR_NONE;
-    if (!sdpa_check(g, q, k, v, loc) || !mask_check(g, q, k, key_mask, loc)) return IR_NONE;
-    if (!isfinite(scale)) {
-        ir_err(g, loc, "sdpa: the scale must be finite");
-        return IR_NONE;
-    }
-    IrAttrs a;
-    memset(&a, 0, sizeof a);
-    a.causal = causal;
-    a.scale = sdpa_scale(&N(g, q)->shape, scale);
-    IrId in[4] = {q, k, v, key_mask};
-    return ir_append(g, IR_SDPA, N(g, q)->dtype, N(g, q)->shape, in, 4, &a, loc);
-}
-
-IrId ir_sdpa(IrGraph *g, IrId q, IrId k, IrId v, bool causal, double scale, Loc loc) {
-    if (!valid(g, q) || !valid(g, k) || !valid(g, v)) return IR_NONE;
-    if (!sdpa_check(g, q, k, v, loc)) return IR_NONE;
-    if (!isfinite(scale)) {
-        ir_err(g, loc, "sdpa: the scale must be finite");
-        return IR_NONE;
-    }
-    IrAttrs a;
-    memset(&a, 0, sizeof a);
-    a.causal = causal;
-    a.scale = sdpa_scale(&N(g, q)->shape, scale);
-    IrId in[3] = {q, k, v};
-    return ir_append(g, IR_SDPA, N(g, q)->dtype, N(g, q)->shape, in, 3, &a, loc);
-}
-
-IrId ir_sdpa_bwd_masked(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, IrId key_mask,
-                        bool causal, double scale, Loc loc) {
-    if (!valid(g, q) || !valid(g, k) || !valid(g, v) || !valid(g, gout)) return IR_NONE;
-    if (key_mask != IR_NONE && !valid(g, key_mask)) return IR_NONE;
-    if (which != IR_SDPA_BWD_Q && which != IR_SDPA_BWD_K && which != IR_SDPA_BWD_V) {
-        ir_err(g, loc, "internal: %s is not an sdpa backward op", ir_op_name(which));
-        return IR_NONE;
-    }
-    if (!sdpa_check(g, q, k, v, loc)) return IR_NONE;
-    if (key_mask != IR_NONE && !mask_check(g, q, k, key_mask, loc)) return IR_NONE;
-    if (!ir_shape_eq(&N(g, gout)->shape, &N(g, q)->shape) || N(g, gout)->dtype != N(g, q)->dtype) {
-        ir_err(g, loc, "sdpa backward: gradient %s does not match q %s", shp(g, gout), shp(g, q));
-        return IR_NONE;
-    }
-    IrAttrs a;
-    memset(&a, 0, sizeof a);
-    a.causal = causal;
-    a.scale = sdpa_scale(&N(g, q)->shape, scale);
-    IrId like = which == IR_SDPA_BWD_Q ? q : which == IR_SDPA_BWD_K ? k : v;
-    IrId in[5] = {q, k, v, gout, key_mask};
-    return ir_append(g, which, N(g, like)->dtype, N(g, like)->shape, in, key_mask != IR_NONE ? 5 : 4,
-                     &a, loc);
-}
-
-IrId ir_sdpa_bwd(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, bool causal,
-                 double scale, Loc loc) {
-    return ir_sdpa_bwd_masked(g, which, q, k, v, gout, IR_NONE, causal, scale, loc);
-}
-
-static bool ce_check(IrGraph *g, IrId logits, IrId labels, double ls, Loc loc) {
-    const IrNode *nl = N(g, logits), *nb = N(g, labels);
-    if (!ir_dtype_is_float(nl->dtype) || nl->shape.rank < 1) {
-        ir_err(g, loc, "cross_entropy: logits must be a floating-point (..., V) tensor, got %s %s",
-               ir_dtype_name(nl->dtype), shp(g, logits));
-        return false;
-    }
-    if (nb->dtype != IR_I32) {
-        ir_err(g, loc, "cross_entropy: labels must be i32, not %s", ir_dtype_name(nb->dtype));
-        return false;
-    }
-    IrShape pre = nl->shape;
-    pre.rank--;
-    if (!ir_shape_eq(&pre, &nb->shape)) {
-        ir_err(g, loc, "cross_entropy: labels %s must have the logits' shape %s without the last axis",
-               shp(g, labels), shp(g, logits));
-        return false;
-    }
-    if (!(ls >= 0.0 && ls < 1.0)) {
-        ir_err(g, loc, "cross_entropy: label smoothing must be in [0, 1), got %g", ls);
-        return false;
-    }
-    return true;
-}
-
-IrId ir_cross_entropy(IrGraph *g, IrId logits, IrId labels, int64_t ignore_index,
-                      double label_smoothing, Loc loc) {
-    if (!valid(g, logits) || !valid(g, labels)) return IR_NONE;
-    if (!ce_check(g, logits, labels, label_smoothing, loc)) return IR_NONE;
-    IrAttrs a;
-    memset(&a, 0, sizeof a);
-    a.ignore_index = ignore_index;
-    a.value = label_smoothing;
-    IrId in[2] = {logits, labels};
-    return ir_append(g, IR_CROSS_ENTROPY, N(g, logits)->dtype, N(g, labels)->shape, in, 2, &a, loc);
-}
-
-IrId ir_cross_entropy_bwd(IrGraph *g, IrId logits, IrId labels, IrId gloss, int64_t ignore_index,
-                          double label_smoothing, Loc loc) {
-    if (!valid(g, logits) || !valid(g, labels) || !valid(g, gloss)) return IR_NONE;
-    if (!ce_check(g, logits, labels, label_smoothing, loc)) return IR_NONE;
-    if (!ir_shape_eq(&N(g, gloss)->shape, &N(g, labels)->shape)) {
-        ir_err(g, loc, "cross_entropy backward: gradient %s does not match labels %s", shp(g, gloss),
-               shp(g, labels));
-        return IR_NONE;
-    }
-    IrAttrs a;
-    memset(&a, 0, sizeof a);
-    a.ignore_index = ignore_index;
-    a.value = label_smoothing;
-    IrId in[3] = {logits, labels, gloss};
-    return ir_append(g, IR_CROSS_ENTROPY_BWD, N(g, logits)->dtype, N(g, logits)->shape, in, 3, &a,
-                     loc);
-}
-
-IrId ir_embed_bwd(IrGraph *g, IrId ids, IrId gout, IrShape table_shape, Loc loc) {
-    if (!valid(g, ids) || !valid(g, gout)) return IR_NONE;
-    IrShape s = N(g, ids)->shape;
-    if (table_shape.rank != 2 || s.rank + 1 > IR_MAX_RANK) {
-        ir_err(g, loc, "embed backward: bad table shape");
-        return IR_NONE;
-    }
-    s.d[s.rank++] = table_shape.d[1];
-    if (!ir_shape_eq(&s, &N(g, gout)->shape)) {
-        ir_err(g, loc, "embed backward: gradient %s does not match %s", shp(g, gout), shs(&s));
-        return IR_NONE;
-    }
-    IrAttrs a;
-    memset(&a, 0, sizeof a);
-    a.shape = table_shape;
-    IrId in[2] = {ids, gout};
-    return ir_append(g, IR_EMBED_BWD, N(g, gout)->dtype, table_shape, in, 2, &a, loc);
-}
-
-IrId ir_gather(IrGraph *g, IrId x, IrId idx, int axis, Loc loc) {
-    if (!valid(g, x) || !valid(g, idx)) return IR_NONE;
-    const IrNode *nx = N(g, x), *ni = N(g, idx);
-    if (ni->dtype != IR_I32) {
-        ir_err(g, loc, "gather: indices must be i32, not %s", ir_dtype_name(ni->dtype));
-        return IR_NONE;
-    }
-    if (!ir_dtype_is_float(nx->dtype)) {
-        ir_err(g, loc, "gather: x must be a floating-point tensor, not %s", ir_dtype_name(nx->dtype));
-        return IR_NONE;
-    }
-    int ax;
-    if (!norm_axis(g, axis, nx->shape.rank, &ax, "gather", loc)) return IR_NONE;
-    bool ok = nx->shape.rank == ni->shape.rank;
-    for (int i = 0; ok && i < nx->shape.rank; i++)
-        if (i != ax && !ir_dim_eq(nx->shape.d[i], ni->shape.d[i])) ok = false;
-    if (!ok) {
-        ir_err(g, loc, "gather: indices %s must match x %s in every dimension but axis %d",
-               shp(g, idx), shp(g, x), axis);
-        return IR_NONE;
-    }
-    IrAttrs a;
-    memset(&a, 0, sizeof a);
-    a.axis = ax;
-    IrId in[2] = {x, idx};
-    return ir_append(g, IR_GATHER, nx->dtype, ni->shape, in, 2, &a, loc);
-}
-
-IrId ir_gather_bwd(IrGraph *g, IrId idx, IrId gout, int axis, IrShape x_shape, Loc loc) {
-    if (!valid(g, idx) || !valid(g, gout)) return IR_NONE;
-    if (!ir_shape_eq(&N(g, idx)->shape, &N(g, gout)->shape) || axis < 0 || axis >= x_shape.rank) {
-        ir_err(g, loc, "gather backward: gradient %s does not match indices %s", shp(g, gout),
-               shp(g, idx));
-        return IR_NONE;
-    }
-    IrAttrs a;
-    memset(&a, 0, sizeof a);
-    a.axis = axis;
-    a.shape = x_shape;
-    IrId in[2] = {idx, gout};
-    return ir_append(g, IR_GATHER_BWD, N(g, gout)->dtype, x_shape, in, 2, &a, loc);
-}
-
-// ---------------------------------------------------------------------------------------------
 // builders: layout
 
 IrId ir_reshape(IrGraph *g, IrId x, IrShape shape, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
+    if (!ir_valid(g, x)) return IR_NONE;
     if (shape.rank < 0 || shape.rank > IR_MAX_RANK) {
-        ir_err(g, loc, "reshape: rank %d is out of range", shape.rank);
+        ir_report(g, loc, "reshape: rank %d is out of range", shape.rank);
         return IR_NONE;
     }
-    const IrNode *n = N(g, x);
+    const IrNode *n = ir_nd(g, x);
     IrDim src, known = ir_dim(1);
     if (!ir_shape_numel_dim(&n->shape, &src)) {
-        ir_err(g, loc, "reshape: %s repeats a dynamic dimension, so its element count is not a "
-               "product of B and T; it cannot be reshaped", shp(g, x));
+        ir_report(g, loc, "reshape: %s repeats a dynamic dimension, so its element count is not a "
+               "product of B and T; it cannot be reshaped", ir_shp(g, x));
         return IR_NONE;
     }
     int infer = -1;
     for (int i = 0; i < shape.rank; i++) {
         if (shape.d[i].coef == -1 && shape.d[i].syms == 0) {
             if (infer >= 0) {
-                ir_err(g, loc, "reshape: only one dimension can be -1");
+                ir_report(g, loc, "reshape: only one dimension can be -1");
                 return IR_NONE;
             }
             infer = i;
@@ -1106,15 +776,15 @@ IrId ir_reshape(IrGraph *g, IrId x, IrShape shape, Loc loc) {
         }
         if (shape.d[i].coef < 0 || (shape.d[i].syms >> IR_NSYMS) ||
             !dim_mul(known, shape.d[i], &known)) {
-            ir_err(g, loc, "reshape: invalid target shape %s", shs(&shape));
+            ir_report(g, loc, "reshape: invalid target shape %s", ir_shs(&shape));
             return IR_NONE;
         }
     }
     if (infer >= 0) {
         bool ok = known.coef != 0 && (known.syms & ~src.syms) == 0 && src.coef % known.coef == 0;
         if (!ok) {
-            ir_err(g, loc, "reshape: cannot infer the -1 dimension of %s from %s", shs(&shape),
-                   shp(g, x));
+            ir_report(g, loc, "reshape: cannot infer the -1 dimension of %s from %s", ir_shs(&shape),
+                   ir_shp(g, x));
             return IR_NONE;
         }
         shape.d[infer].coef = src.coef / known.coef;
@@ -1122,7 +792,7 @@ IrId ir_reshape(IrGraph *g, IrId x, IrShape shape, Loc loc) {
         known = src;
     }
     if (!ir_dim_eq(known, src)) {
-        ir_err(g, loc, "reshape: %s and %s have different element counts", shp(g, x), shs(&shape));
+        ir_report(g, loc, "reshape: %s and %s have different element counts", ir_shp(g, x), ir_shs(&shape));
         return IR_NONE;
     }
     if (ir_shape_eq(&shape, &n->shape)) return x;
@@ -1133,8 +803,8 @@ IrId ir_reshape(IrGraph *g, IrId x, IrShape shape, Loc loc) {
 }
 
 IrId ir_permute(IrGraph *g, IrId x, const int *perm, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
-    const IrNode *n = N(g, x);
+    if (!ir_valid(g, x)) return IR_NONE;
+    const IrNode *n = ir_nd(g, x);
     int r = n->shape.rank;
     bool seen[IR_MAX_RANK] = {false};
     IrAttrs a;
@@ -1144,7 +814,7 @@ IrId ir_permute(IrGraph *g, IrId x, const int *perm, Loc loc) {
     for (int i = 0; i < r; i++) {
         int p = perm[i] < 0 ? perm[i] + r : perm[i];
         if (p < 0 || p >= r || seen[p]) {
-            ir_err(g, loc, "permute: not a permutation of the %d axes of %s", r, shp(g, x));
+            ir_report(g, loc, "permute: not a permutation of the %d axes of %s", r, ir_shp(g, x));
             return IR_NONE;
         }
         seen[p] = true;
@@ -1157,9 +827,9 @@ IrId ir_permute(IrGraph *g, IrId x, const int *perm, Loc loc) {
 }
 
 IrId ir_transpose(IrGraph *g, IrId x, int axis0, int axis1, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
-    int r = N(g, x)->shape.rank, a0, a1;
-    if (!norm_axis(g, axis0, r, &a0, "transpose", loc) || !norm_axis(g, axis1, r, &a1, "transpose", loc))
+    if (!ir_valid(g, x)) return IR_NONE;
+    int r = ir_nd(g, x)->shape.rank, a0, a1;
+    if (!ir_norm_axis(g, axis0, r, &a0, "transpose", loc) || !ir_norm_axis(g, axis1, r, &a1, "transpose", loc))
         return IR_NONE;
     int perm[IR_MAX_RANK];
     for (int i = 0; i < r; i++) perm[i] = i;
@@ -1186,29 +856,29 @@ static bool dim_le(IrDim a, IrDim b) {
 
 IrId ir_concat(IrGraph *g, const IrId *xs, int n, int axis, Loc loc) {
     if (n < 1) {
-        ir_err(g, loc, "concat of no tensors");
+        ir_report(g, loc, "concat of no tensors");
         return IR_NONE;
     }
     for (int i = 0; i < n; i++)
-        if (!valid(g, xs[i])) return IR_NONE;
+        if (!ir_valid(g, xs[i])) return IR_NONE;
     if (n == 1) return xs[0];
-    const IrNode *n0 = N(g, xs[0]);
+    const IrNode *n0 = ir_nd(g, xs[0]);
     int ax;
-    if (!norm_axis(g, axis, n0->shape.rank, &ax, "concat", loc)) return IR_NONE;
+    if (!ir_norm_axis(g, axis, n0->shape.rank, &ax, "concat", loc)) return IR_NONE;
     IrShape s = n0->shape;
     for (int i = 1; i < n; i++) {
-        const IrNode *ni = N(g, xs[i]);
+        const IrNode *ni = ir_nd(g, xs[i]);
         bool ok = ni->dtype == n0->dtype && ni->shape.rank == s.rank;
         for (int d = 0; ok && d < s.rank; d++)
             if (d != ax && !ir_dim_eq(ni->shape.d[d], s.d[d])) ok = false;
         if (!ok) {
-            ir_err(g, loc, "concat: %s %s and %s %s differ outside axis %d", ir_dtype_name(n0->dtype),
-                   shp(g, xs[0]), ir_dtype_name(ni->dtype), shp(g, xs[i]), axis);
+            ir_report(g, loc, "concat: %s %s and %s %s differ outside axis %d", ir_dtype_name(n0->dtype),
+                   ir_shp(g, xs[0]), ir_dtype_name(ni->dtype), ir_shp(g, xs[i]), axis);
             return IR_NONE;
         }
         if (!dim_add(s.d[ax], ni->shape.d[ax], &s.d[ax])) {
-            ir_err(g, loc, "concat: cannot add dimensions of %s and %s along axis %d", shp(g, xs[0]),
-                   shp(g, xs[i]), axis);
+            ir_report(g, loc, "concat: cannot add dimensions of %s and %s along axis %d", ir_shp(g, xs[0]),
+                   ir_shp(g, xs[i]), axis);
             return IR_NONE;
         }
     }
@@ -1219,17 +889,17 @@ IrId ir_concat(IrGraph *g, const IrId *xs, int n, int axis, Loc loc) {
 }
 
 IrId ir_slice_dim(IrGraph *g, IrId x, int axis, IrDim start, IrDim len, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
-    const IrNode *n = N(g, x);
+    if (!ir_valid(g, x)) return IR_NONE;
+    const IrNode *n = ir_nd(g, x);
     int ax;
-    if (!norm_axis(g, axis, n->shape.rank, &ax, "slice", loc)) return IR_NONE;
+    if (!ir_norm_axis(g, axis, n->shape.rank, &ax, "slice", loc)) return IR_NONE;
     IrDim end;
     if (start.coef < 0 || len.coef <= 0 || !dim_add(start, len, &end) || !dim_le(end, n->shape.d[ax])) {
         char a[48], b[48];
         dim_str(start, a, sizeof a);
         dim_str(len, b, sizeof b);
-        ir_err(g, loc, "slice: [%s, %s + %s) is not a non-empty range inside axis %d of %s", a, a, b,
-               axis, shp(g, x));
+        ir_report(g, loc, "slice: [%s, %s + %s) is not a non-empty range inside axis %d of %s", a, a, b,
+               axis, ir_shp(g, x));
         return IR_NONE;
     }
     if (start.coef == 0 && ir_dim_eq(len, n->shape.d[ax])) return x;
@@ -1243,14 +913,14 @@ IrId ir_slice_dim(IrGraph *g, IrId x, int axis, IrDim start, IrDim len, Loc loc)
 }
 
 IrId ir_slice(IrGraph *g, IrId x, int axis, int64_t start, int64_t end, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
-    const IrNode *n = N(g, x);
+    if (!ir_valid(g, x)) return IR_NONE;
+    const IrNode *n = ir_nd(g, x);
     int ax;
-    if (!norm_axis(g, axis, n->shape.rank, &ax, "slice", loc)) return IR_NONE;
+    if (!ir_norm_axis(g, axis, n->shape.rank, &ax, "slice", loc)) return IR_NONE;
     IrDim d = n->shape.d[ax];
     if (d.syms) {
-        ir_err(g, loc, "slice: axis %d of %s is dynamic; slice only constant dimensions", axis,
-               shp(g, x));
+        ir_report(g, loc, "slice: axis %d of %s is dynamic; slice only constant dimensions", axis,
+               ir_shp(g, x));
         if (g->diag) diag_hint(g->diag, "shift labels in the data instead of slicing the sequence axis");
         return IR_NONE;
     }
@@ -1260,22 +930,22 @@ IrId ir_slice(IrGraph *g, IrId x, int axis, int64_t start, int64_t end, Loc loc)
     if (start < 0) start = 0;
     if (end > len) end = len;
     if (start >= end) {
-        ir_err(g, loc, "slice: the range is empty for axis %d of %s", axis, shp(g, x));
+        ir_report(g, loc, "slice: the range is empty for axis %d of %s", axis, ir_shp(g, x));
         return IR_NONE;
     }
     return ir_slice_dim(g, x, ax, ir_dim(start), ir_dim(end - start), loc);
 }
 
 IrId ir_pad(IrGraph *g, IrId x, int axis, IrDim off, IrShape shape, Loc loc) {
-    if (!valid(g, x)) return IR_NONE;
-    const IrNode *n = N(g, x);
+    if (!ir_valid(g, x)) return IR_NONE;
+    const IrNode *n = ir_nd(g, x);
     bool ok = shape.rank == n->shape.rank && axis >= 0 && axis < shape.rank;
     for (int d = 0; ok && d < shape.rank; d++)
         if (d != axis && !ir_dim_eq(shape.d[d], n->shape.d[d])) ok = false;
     IrDim end;
     if (ok) ok = dim_add(off, n->shape.d[axis], &end) && dim_le(end, shape.d[axis]);
     if (!ok) {
-        ir_err(g, loc, "pad: %s does not fit into %s along axis %d", shp(g, x), shs(&shape), axis);
+        ir_report(g, loc, "pad: %s does not fit into %s along axis %d", ir_shp(g, x), ir_shs(&shape), axis);
         return IR_NONE;
     }
     if (ir_shape_eq(&shape, &n->shape)) return x;
@@ -1285,70 +955,6 @@ IrId ir_pad(IrGraph *g, IrId x, int axis, IrDim off, IrShape shape, Loc loc) {
     a.off = off;
     a.shape = shape;
     return ir_append(g, IR_PAD, n->dtype, shape, &x, 1, &a, loc);
-}
-
-// ---------------------------------------------------------------------------------------------
-// builders: quantized weights
-
-double ir_nf4_value(int code) {
-    static const double nf4[16] = {
-        -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-        -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-        0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-        0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
-    };
-    return (code >= 0 && code < 16) ? nf4[code] : 0.0;
-}
-
-// x is a constant 1-D tensor of dtype dt with n elements.
-static bool is_vec(const IrGraph *g, IrId x, IrDType dt, int64_t n) {
-    const IrNode *nd = N(g, x);
-    bool float_ok = dt == IR_F32 && ir_dtype_is_float(nd->dtype);
-    return (nd->dtype == dt || float_ok) && nd->shape.rank == 1 && nd->shape.d[0].syms == 0 &&
-           nd->shape.d[0].coef == n;
-}
-
-IrId ir_dequant_nf4(IrGraph *g, IrId packed, IrId absmax, int64_t block, IrShape shape, Loc loc) {
-    if (!valid(g, packed) || !valid(g, absmax)) return IR_NONE;
-    if (!shape_ok(g, &shape, loc, "dequant_nf4")) return IR_NONE;
-    IrDim nd;
-    if (!ir_shape_numel_dim(&shape, &nd) || nd.syms || block <= 0) {
-        ir_err(g, loc, "dequant_nf4: shape %s must be constant and the block size positive",
-               shs(&shape));
-        return IR_NONE;
-    }
-    int64_t n = nd.coef, nbytes = n / 2 + n % 2, nblocks = n / block + (n % block != 0);
-    if (!is_vec(g, packed, IR_U8, nbytes) || !is_vec(g, absmax, IR_F32, nblocks)) {
-        ir_err(g, loc, "dequant_nf4: expected u8[%" PRId64 "] codes and f32[%" PRId64 "] absmax, got "
-               "%s%s and %s%s", nbytes, nblocks, ir_dtype_name(N(g, packed)->dtype),
-               shp(g, packed), ir_dtype_name(N(g, absmax)->dtype), shp(g, absmax));
-        return IR_NONE;
-    }
-    IrAttrs a;
-    memset(&a, 0, sizeof a);
-    a.block = block;
-    a.shape = shape;
-    IrId in[2] = {packed, absmax};
-    return ir_append(g, IR_DEQUANT_NF4, N(g, absmax)->dtype, shape, in, 2, &a, loc);
-}
-
-IrId ir_dequant_map8(IrGraph *g, IrId q, IrId map, IrId scale, int64_t block, double offset, Loc loc) {
-    if (!valid(g, q) || !valid(g, map) || !valid(g, scale)) return IR_NONE;
-    const IrShape *sq = &N(g, q)->shape;
-    int64_t n = sq->rank == 1 && !sq->d[0].syms ? sq->d[0].coef : -1;
-    int64_t nblocks = block > 0 && n >= 0 ? n / block + (n % block != 0) : -1;
-    if (n < 0 || N(g, q)->dtype != IR_U8 || block <= 0 || !is_vec(g, map, IR_F32, 256) ||
-        !is_vec(g, scale, IR_F32, nblocks) || !isfinite(offset)) {
-        ir_err(g, loc, "dequant_map8: expected u8[n] codes, a f32[256] map and f32[ceil(n/%" PRId64
-               ")] scales, got %s, %s and %s", block, shp(g, q), shp(g, map), shp(g, scale));
-        return IR_NONE;
-    }
-    IrAttrs a;
-    memset(&a, 0, sizeof a);
-    a.block = block;
-    a.value = offset;
-    IrId in[3] = {q, map, scale};
-    return ir_append(g, IR_DEQUANT_MAP8, N(g, scale)->dtype, ir_shape1(ir_dim(n)), in, 3, &a, loc);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1364,8 +970,8 @@ int ir_dce(IrGraph *g) {
         return 0;
     }
     for (int i = 0; i < g->nouts; i++)
-        if (valid(g, g->outs[i].id)) live[g->outs[i].id] = true;
-    if (valid(g, g->loss)) live[g->loss] = true;
+        if (ir_valid(g, g->outs[i].id)) live[g->outs[i].id] = true;
+    if (ir_valid(g, g->loss)) live[g->loss] = true;
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].op == IR_INPUT || g->nodes[i].op == IR_PARAM) live[i] = true;
     for (int i = g->n - 1; i >= 0; i--) {
@@ -1388,11 +994,11 @@ int ir_dce(IrGraph *g) {
     }
     int removed = g->n - m;
     for (int i = 0; i < g->nouts; i++) {
-        g->outs[i].id = valid(g, g->outs[i].id) ? map[g->outs[i].id] : IR_NONE;
-        if (g->outs[i].grad_of != IR_NONE && valid(g, g->outs[i].grad_of))
+        g->outs[i].id = ir_valid(g, g->outs[i].id) ? map[g->outs[i].id] : IR_NONE;
+        if (g->outs[i].grad_of != IR_NONE && ir_valid(g, g->outs[i].grad_of))
             g->outs[i].grad_of = map[g->outs[i].grad_of];
     }
-    if (valid(g, g->loss)) g->loss = map[g->loss];
+    if (ir_valid(g, g->loss)) g->loss = map[g->loss];
     g->n = m;
     free(live);
     free(map);
@@ -1404,19 +1010,19 @@ bool ir_verify(IrGraph *g) {
         const IrNode *n = &g->nodes[i];
         if (n->op < 0 || n->op >= IR_OP_COUNT || n->dtype < 0 || n->dtype >= IR_DTYPE_COUNT ||
             n->shape.rank < 0 || n->shape.rank > IR_MAX_RANK) {
-            ir_err(g, n->loc, "internal: IR node %%%d is malformed", i);
+            ir_report(g, n->loc, "internal: IR node %%%d is malformed", i);
             return false;
         }
         for (int k = 0; k < n->nin; k++)
             if (n->in[k] < 0 || n->in[k] >= i) {
-                ir_err(g, n->loc, "internal: IR node %%%d (%s) uses %%%d out of order", i,
+                ir_report(g, n->loc, "internal: IR node %%%d (%s) uses %%%d out of order", i,
                        ir_op_name(n->op), n->in[k]);
                 return false;
             }
     }
     for (int i = 0; i < g->nouts; i++)
-        if (!valid(g, g->outs[i].id)) {
-            ir_err(g, (Loc){0, 0, 0}, "internal: IR output `%s` has no node", g->outs[i].name);
+        if (!ir_valid(g, g->outs[i].id)) {
+            ir_report(g, (Loc){0, 0, 0}, "internal: IR output `%s` has no node", g->outs[i].name);
             return false;
         }
     return true;
