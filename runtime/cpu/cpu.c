@@ -309,6 +309,11 @@ const CpuTensor *cpu_output_named(const CpuProgram *p, const char *name) {
     return NULL;
 }
 
+const CpuTensor *cpu_value(const CpuProgram *p, IrId id) {
+    if (id < 0 || id >= p->g->n || !p->t[id].data) return NULL;
+    return &p->t[id];
+}
+
 int64_t cpu_peak_bytes(const CpuProgram *p) { return p->peak_bytes; }
 
 double cpu_round_float(double x, int bits, int emin, double maxv) {

@@ -46,6 +46,9 @@ void cpu_set_check_finite(CpuProgram *p, bool on);
 // Outputs of the last successful run, in the graph's output order; valid until the next run.
 const CpuTensor *cpu_output(const CpuProgram *p, int i);
 const CpuTensor *cpu_output_named(const CpuProgram *p, const char *name);
+// The value of node id after the last run when it is still held: outputs (e.g. the gradient node
+// ad_grad_of gives) and bound leaves; NULL otherwise.
+const CpuTensor *cpu_value(const CpuProgram *p, IrId id);
 // Peak bytes of intermediates held at once during the last run (bindings not counted).
 int64_t cpu_peak_bytes(const CpuProgram *p);
 // Size in bytes of one element of a tensor of IR dtype t in a program computing in real.

@@ -262,7 +262,7 @@ static void stop_gradient_case(void) {
     cpu_bind(p, frozen, fv, sizeof fv);
     CHECK(cpu_run(p, NULL, 0) == 0);
     const CpuTensor *gx = cpu_output_named(p, "grad:x");
-    CHECK(gx != NULL);
+    CHECK(gx != NULL && gx == cpu_value(p, ad_grad_of(&g, x)));
     if (gx) {
         const double *gv = gx->data;
         CHECK_CLOSE(gv[0], 1.0, 1e-12, 0);
