@@ -13,6 +13,8 @@ typedef struct Command {
 } Command;
 
 int cmd_check(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+extern const char usage_merge[];
 int cmd_inspect(int argc, char **argv);
 extern const char usage_inspect[];
 int cmd_ast(int argc, char **argv);

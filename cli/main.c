@@ -10,6 +10,7 @@ static const Command commands[] = {
     {"ast", "print the syntax tree of a spec (debugging)", usage_ast, cmd_ast},
     {"ir", "print the IR of a spec (forward, backward, parameters)", usage_ir, cmd_ir},
     {"inspect", "show and validate a model directory or .safetensors file", usage_inspect, cmd_inspect},
+    {"merge", "merge a PEFT LoRA adapter into its base model (a full HF model directory)", usage_merge, cmd_merge},
     {"tokenize", "encode JSON strings from stdin to token ids (or decode)", usage_tokenize, cmd_tokenize},
     {"data", "check a dataset and show which tokens are learned", usage_data, cmd_data},
     {"run", "train a spec: full fine-tuning, LoRA, from scratch (checkpoints, resume, export)", usage_run, cmd_run},

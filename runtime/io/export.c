@@ -5,6 +5,7 @@
 #include "export.h"
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,7 +335,8 @@ static uint64_t tensor_bytes(const ExTensor *t, StDtype dt) {
     return n;
 }
 
-int ex_write_hf_model(Diag *d, const char *dir, const ExModelOptions *opt, const ExTensor *tensors, int n) {
+static int write_model(Diag *d, const char *dir, const ExModelOptions *opt, const ExTensor *tensors, int n,
+                       ExFillFn fill, void *ctx) {
     StDtype dt = opt->dtype == ST_BF16 || opt->dtype == ST_F16 ? opt->dtype : ST_F32;
     uint64_t max = opt->max_shard_bytes ? opt->max_shard_bytes : 5000000000ull;
     if (!opt->base_dir) {
@@ -343,7 +345,7 @@ int ex_write_hf_model(Diag *d, const char *dir, const ExModelOptions *opt, const
     }
     for (int i = 0; i < n; i++) {
         const ExTensor *t = &tensors[i];
-        bool ok = t->name && t->name[0] && t->data && t->ndim >= 0 && t->ndim <= ST_MAX_DIMS;
+        bool ok = t->name && t->name[0] && (t->data || fill) && t->ndim >= 0 && t->ndim <= ST_MAX_DIMS;
         for (int k = 0; ok && k < t->ndim; k++) ok = t->shape[k] >= 0 && t->shape[k] < ((int64_t)1 << 40);
         if (!ok) {
             diag_file_error(d, dir, 0, 0, "tensor %d (`%s`) has no name, no data or a bad shape", i,
@@ -391,15 +393,35 @@ int ex_write_hf_model(Diag *d, const char *dir, const ExModelOptions *opt, const
         if (nshards == 1) snprintf(fname, sizeof fname, "model.safetensors");
         else snprintf(fname, sizeof fname, "model-%05d-of-%05d.safetensors", s + 1, nshards);
         int bad = 0;
+        // streaming: the floats of this shard's tensors that the caller produces on demand
+        float **made = calloc((size_t)n, sizeof(float *));
+        if (!made) bad = 1;
         for (int i = 0; i < n && !bad; i++) {
             if (shard[i] != s) continue;
-            bad = st_writer_add_f32(d, w, tensors[i].name, dt, tensors[i].ndim, tensors[i].shape, tensors[i].data);
+            const float *data = tensors[i].data;
+            if (!data) {
+                uint64_t numel = tensor_bytes(&tensors[i], ST_U8);
+                made[i] = malloc((size_t)(numel ? numel : 1) * sizeof(float));
+                if (!made[i]) {
+                    diag_file_error(d, dir, 0, 0, "out of memory for tensor `%s`", tensors[i].name);
+                    bad = 1;
+                    break;
+                }
+                if (fill(ctx, i, made[i])) {
+                    bad = 1;
+                    break;
+                }
+                data = made[i];
+            }
+            bad = st_writer_add_f32(d, w, tensors[i].name, dt, tensors[i].ndim, tensors[i].shape, data);
             if (!bad && nshards > 1) bad = json_object_set_new(wm, tensors[i].name, json_string(fname));
         }
         free(path);
         path = join(dir, fname);
         if (!bad && path) bad = st_writer_write(d, w, path);
         st_writer_free(w);
+        for (int i = 0; made && i < n; i++) free(made[i]);
+        free(made);
         if (!path) goto oom;
         if (bad) goto out;
     }
@@ -443,6 +465,15 @@ out:
     free(shard);
     json_decref(wm);
     return rc;
+}
+
+int ex_write_hf_model(Diag *d, const char *dir, const ExModelOptions *opt, const ExTensor *tensors, int n) {
+    return write_model(d, dir, opt, tensors, n, NULL, NULL);
+}
+
+int ex_write_hf_model_stream(Diag *d, const char *dir, const ExModelOptions *opt, const ExTensor *tensors, int n,
+                             ExFillFn fill, void *ctx) {
+    return write_model(d, dir, opt, tensors, n, fill, ctx);
 }
 
 // ---------------------------------------------------------------- reading a PEFT adapter back
@@ -684,5 +715,118 @@ out:
     if (rc) ex_lora_adapter_free(out);
     free(cj);
     free(sp);
+    return rc;
+}
+
+// ---------------------------------------------------------------- merging an adapter into its base
+
+typedef struct MergeCtx {
+    Diag *d;
+    StCheckpoint *ck;
+    const ExTensor *tensors;
+    const int *lora_of;            // tensor index → adapter module index, or -1
+    const ExLoraAdapter *a;
+    float scale;
+} MergeCtx;
+
+static int merge_fill(void *vctx, int i, float *out) {
+    MergeCtx *m = vctx;
+    const ExTensor *t = &m->tensors[i];
+    if (st_checkpoint_read_f32(m->d, m->ck, t->name, t->ndim, t->shape, out)) return -1;
+    if (m->lora_of[i] < 0) return 0;
+    const ExLoraModule *mod = &m->a->mods[m->lora_of[i]];
+    int64_t r = m->a->cfg.r, in = mod->in;
+    float *row = malloc((size_t)in * sizeof(float));   // (in) one row of B A
+    if (!row) {
+        diag_file_error(m->d, st_checkpoint_path(m->ck), 0, 0, "out of memory merging `%s`", t->name);
+        return -1;
+    }
+    for (int64_t o = 0; o < mod->out; o++) {   // W[o, :] += s * sum_k B[o, k] A[k, :]
+        memset(row, 0, (size_t)in * sizeof(float));
+        for (int64_t k = 0; k < r; k++) {
+            float b = mod->B[o * r + k];
+            const float *arow = mod->A + k * in;
+            for (int64_t j = 0; j < in; j++) row[j] += b * arow[j];
+        }
+        float *w = out + o * in;
+        for (int64_t j = 0; j < in; j++) w[j] += row[j] * m->scale;
+    }
+    free(row);
+    return 0;
+}
+
+int ex_merge_lora(Diag *d, const char *base_dir, const char *adapter_dir, const char *out_dir, StDtype dtype,
+                  uint64_t max_shard_bytes) {
+    HfConfig *cfg = calloc(1, sizeof *cfg);
+    ExLoraAdapter a;
+    memset(&a, 0, sizeof a);
+    StCheckpoint *ck = NULL;
+    HfTensorSpec *spec = NULL;
+    ExTensor *ts = NULL;
+    int *lora_of = NULL, rc = -1;
+    if (!cfg) {
+        diag_file_error(d, base_dir, 0, 0, "out of memory");
+        return -1;
+    }
+    if (hf_config_load(d, base_dir, cfg) || !(ck = st_checkpoint_open(d, cfg->dir)) ||
+        hf_config_check_checkpoint(d, cfg, ck) || ex_load_peft_adapter(d, adapter_dir, &a))
+        goto out;
+    long n = hf_expected_tensors(cfg, NULL, 0);
+    if (n > INT32_MAX / 2) {
+        diag_file_error(d, base_dir, 0, 0, "%ld tensors is too many", n);
+        goto out;
+    }
+    spec = calloc((size_t)n, sizeof *spec);
+    ts = calloc((size_t)n, sizeof *ts);
+    lora_of = malloc((size_t)n * sizeof(int));
+    if (!spec || !ts || !lora_of) {
+        diag_file_error(d, base_dir, 0, 0, "out of memory");
+        goto out;
+    }
+    hf_expected_tensors(cfg, spec, n);
+    for (long i = 0; i < n; i++) {
+        ts[i].name = spec[i].name;
+        ts[i].ndim = spec[i].ndim;
+        ts[i].shape[0] = spec[i].shape[0];
+        ts[i].shape[1] = spec[i].shape[1];
+        lora_of[i] = -1;
+    }
+    char *apath = join(adapter_dir, "adapter_model.safetensors");
+    for (int k = 0; k < a.n_mods; k++) {
+        const ExLoraModule *m = &a.mods[k];
+        long hit = -1;
+        for (long i = 0; i < n && hit < 0; i++) {
+            size_t L = strlen(m->module);
+            if (!strncmp(spec[i].name, m->module, L) && !strcmp(spec[i].name + L, ".weight")) hit = i;
+        }
+        if (hit < 0) {
+            diag_file_error(d, apath ? apath : adapter_dir, 0, 0, "LoRA module `%s` has no base weight `%s.weight` in %s",
+                            m->module, m->module, base_dir);
+            free(apath);
+            goto out;
+        }
+        if (spec[hit].ndim != 2 || spec[hit].shape[0] != m->out || spec[hit].shape[1] != m->in) {
+            diag_file_error(d, apath ? apath : adapter_dir, 0, 0, "LoRA module `%s` is [%lld, %lld] (out, in), but the "
+                            "base weight is [%lld, %lld]", m->module, (long long)m->out, (long long)m->in,
+                            (long long)spec[hit].shape[0], (long long)spec[hit].shape[1]);
+            free(apath);
+            goto out;
+        }
+        lora_of[hit] = k;
+    }
+    free(apath);
+    MergeCtx mc = {d, ck, ts, lora_of, &a,
+                   (float)(a.cfg.use_rslora ? a.cfg.lora_alpha / sqrt((double)a.cfg.r) : a.cfg.lora_alpha / a.cfg.r)};
+    StDtype dt = dtype;
+    if (dt == ST_NDTYPES) dt = cfg->dtype == HF_DTYPE_BF16 ? ST_BF16 : cfg->dtype == HF_DTYPE_F16 ? ST_F16 : ST_F32;
+    ExModelOptions o = {.base_dir = cfg->dir, .dtype = dt, .max_shard_bytes = max_shard_bytes};
+    rc = ex_write_hf_model_stream(d, out_dir, &o, ts, (int)n, merge_fill, &mc);
+out:
+    free(lora_of);
+    free(ts);
+    free(spec);
+    ex_lora_adapter_free(&a);
+    st_checkpoint_close(ck);
+    free(cfg);
     return rc;
 }

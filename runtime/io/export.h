@@ -7,6 +7,7 @@
 #ifndef TRLC_EXPORT_H
 #define TRLC_EXPORT_H
 #include "diag.h"
+#include "hfconfig.h"
 #include "safetensors.h"
 #include <stdbool.h>
 #include <stdint.h>
@@ -74,5 +75,19 @@ typedef struct ExModelOptions {
 // special_tokens_map.json, generation_config.json, vocab.json, merges.txt, tokenizer.model,
 // added_tokens.json, chat_template.jinja when the base directory has them. Returns 0 or -1.
 int ex_write_hf_model(Diag *d, const char *dir, const ExModelOptions *opt, const ExTensor *tensors, int n);
+
+// Streaming variant: a tensor with data == NULL is produced by fill(ctx, i, out) (numel floats of
+// tensors[i]'s shape) just before its shard is written, so memory holds one shard at a time.
+// fill returns 0, or non-zero after reporting (the export then stops with -1).
+typedef int (*ExFillFn)(void *ctx, int i, float *out);
+int ex_write_hf_model_stream(Diag *d, const char *dir, const ExModelOptions *opt, const ExTensor *tensors, int n,
+                             ExFillFn fill, void *ctx);
+
+// Merges a PEFT LoRA adapter into its base model, as peft's merge_and_unload does:
+// W + s · B A with s = lora_alpha / r (lora_alpha / sqrt(r) with use_rslora), and writes the full
+// model to out_dir (config.json, weights in `dtype` (ST_NDTYPES = the base's torch_dtype),
+// tokenizer files). Every adapter module must match a base weight of shape [out, in].
+int ex_merge_lora(Diag *d, const char *base_dir, const char *adapter_dir, const char *out_dir, StDtype dtype,
+                  uint64_t max_shard_bytes);
 
 #endif

@@ -4,6 +4,7 @@
   BUILD/tests/io/model-bf16  sharded bf16 → loads; logits close to the f32 model's
   BUILD/tests/io/adapter     peft PeftModel.from_pretrained on tiny-qwen3 → logits identical to
                              the adapter peft itself wrote (fixtures/peft-tiny-qwen3)
+  BUILD/tests/io/merged      ex_merge_lora's output → logits of peft's merge_and_unload
 usage: python3 tests/io/check_export.py build-st"""
 import os
 import sys
@@ -45,4 +46,10 @@ la, lb = logits(pa), logits(pb)
 d = (la - lb).abs().max().item()
 print("adapter: max |logit diff| vs peft's own adapter = %g (adapter effect %g)" % (d, (la - ref).abs().max().item()))
 assert d == 0.0 and (la - ref).abs().max().item() > 0
+merged = load(os.path.join(out, "merged"))
+pm = peft.PeftModel.from_pretrained(load(os.path.join(FIX, "tiny-qwen3")), os.path.join(FIX, "peft-tiny-qwen3"))
+pm = pm.merge_and_unload().eval()
+d = (logits(merged) - logits(pm)).abs().max().item()
+print("merged (trlc merge): max |logit diff| vs peft merge_and_unload = %g" % d)
+assert d < 1e-5
 print("OK")

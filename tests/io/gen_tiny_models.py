@@ -12,9 +12,10 @@
   rope_llama3.json  inv_freq of transformers' llama3 rope init for the Llama-3.2-1B config
   tiny-qwen2/       Qwen2Config (q/k/v biases, untied, f32) + reference.safetensors
   tiny-llama/reference.safetensors  logits of the bf16 tiny-llama computed in bf16
+  ../io/fixtures/merged-tiny-qwen3.safetensors  peft's merge_and_unload of the adapter into tiny-qwen3
 
 Needs torch, transformers, peft, tokenizers, safetensors (CI never runs this). Run from the repo
-root: python3 tests/io/gen_tiny_models.py [qwen3 llama peft rope qwen2 llama-ref]  (default: all)
+root: python3 tests/io/gen_tiny_models.py [qwen3 llama peft rope qwen2 llama-ref merged]  (default: all)
 """
 import json
 import os
@@ -179,6 +180,17 @@ def peft_adapter(base_dir):
         os.remove(readme)
 
 
+def merged():
+    """fixtures/merged-tiny-qwen3.safetensors: peft's merge_and_unload of peft-tiny-qwen3 into
+    tiny-qwen3 (f32; the tied lm_head left out, as save_pretrained does)."""
+    base = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(FIX, "tiny-qwen3"),
+                                                             torch_dtype=torch.float32)
+    m = peft.PeftModel.from_pretrained(base, os.path.join(FIX, "peft-tiny-qwen3")).merge_and_unload()
+    sd = {k: v.contiguous() for k, v in m.state_dict().items() if k != "lm_head.weight"}
+    out = os.path.join(FIX, "..", "io", "fixtures", "merged-tiny-qwen3.safetensors")
+    save_file(sd, out, metadata={"format": "pt"})
+
+
 def rope_llama3():
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
     cfg = transformers.LlamaConfig(hidden_size=2048, num_attention_heads=32, head_dim=64, rope_theta=500000.0,
@@ -194,7 +206,7 @@ def rope_llama3():
 
 if __name__ == "__main__":
     import sys
-    parts = sys.argv[1:] or ["qwen3", "llama", "peft", "rope", "qwen2", "llama-ref"]
+    parts = sys.argv[1:] or ["qwen3", "llama", "peft", "rope", "qwen2", "llama-ref", "merged"]
     print("torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)
     if "qwen3" in parts:
         tiny_qwen3()
@@ -206,5 +218,7 @@ if __name__ == "__main__":
         rope_llama3()
     if "qwen2" in parts:
         tiny_qwen2()
+    if "merged" in parts:
+        merged()
     if "llama-ref" in parts:   # bf16 weights, logits computed in bf16 by transformers
         reference(os.path.join(FIX, "tiny-llama"), [1, 5, 77, 299, 0, 150, 3, 64], torch.bfloat16)

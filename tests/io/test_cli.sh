@@ -23,6 +23,22 @@ echo "$out" | grep -q "(4 files, 21 tensors, 34720 parameters, 69440 bytes)"; ch
 "$trlc" inspect a b >/dev/null 2>&1; rc=$?; [ $rc = 2 ]; check "two paths: exit $rc" $?
 "$trlc" inspect --frob x >/dev/null 2>&1; rc=$?; [ $rc = 2 ]; check "bad option: exit $rc" $?
 "$trlc" inspect --help | grep -q "^usage: trlc inspect PATH"; check "help" $?
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+out=$("$trlc" merge --base "$src/../fixtures/tiny-qwen3" --adapter "$src/../fixtures/peft-tiny-qwen3" \
+      -o "$tmp/m" --dtype bf16 --max-shard-size 20KB); check "merge exit $?" $?
+echo "$out" | grep -q "^merged .* wrote $tmp/m$"; check "merge message" $?
+out=$("$trlc" inspect "$tmp/m" --summary); check "inspect merged: exit $?" $?
+echo "$out" | grep -q "(3 files, 24 tensors, 30912 parameters, 61824 bytes)"; check "merged shards" $?
+echo "$out" | grep -q "dtype bfloat16"; check "merged dtype" $?
+err=$("$trlc" merge --base "$src/../fixtures/tiny-llama" --adapter "$src/../fixtures/peft-tiny-qwen3" -o "$tmp/x" 2>&1)
+[ $? = 1 ]; check "merge mismatch exit" $?
+case "$err" in *"is [32, 64] (out, in), but the base weight is [32, 48]"*) check "mismatch message" 0 ;; *) check "mismatch message: $err" 1 ;; esac
+"$trlc" merge --base a --adapter b >/dev/null 2>&1; [ $? = 2 ]; check "merge usage" $?
+"$trlc" merge --base a --adapter b -o c --dtype f8 >/dev/null 2>&1; [ $? = 2 ]; check "merge dtype" $?
+err=$("$trlc" merge --base "$src/../fixtures/tiny-qwen3" --adapter "$src/bad/peft_dora" -o "$tmp/y" 2>&1)
+[ $? = 1 ]; check "merge bad adapter exit" $?
+case "$err" in *"use_dora"*) check "bad adapter message" 0 ;; *) check "bad adapter message: $err" 1 ;; esac
 n=0
 while IFS=$'\t' read -r kind name want; do
     [ "$kind" = cfg ] || [ "$kind" = peft ] && continue   # not model directories

@@ -255,6 +255,57 @@ static void test_model(Diag *d) {
     st_checkpoint_close(ck);
 }
 
+// Merging the peft fixture into tiny-qwen3 gives peft's own merge_and_unload weights.
+static void test_merge(Diag *d) {
+    char base[2048], adapter[2048], out[2048], fx[2048];
+    snprintf(base, sizeof base, "%s/../fixtures/tiny-qwen3", src);
+    snprintf(adapter, sizeof adapter, "%s/../fixtures/peft-tiny-qwen3", src);
+    snprintf(out, sizeof out, "%s/merged", bin);
+    snprintf(fx, sizeof fx, "%s/fixtures/merged-tiny-qwen3.safetensors", src);
+    CHECK(ex_merge_lora(d, base, adapter, out, ST_NDTYPES, 0) == 0);
+    StCheckpoint *got = st_checkpoint_open(d, out), *want = st_checkpoint_open(d, fx), *orig = st_checkpoint_open(d, base);
+    CHECK(got && want && orig);
+    if (got && want && orig) {
+        CHECK(st_checkpoint_count(got) == st_checkpoint_count(want));
+        double maxdiff = 0;
+        int changed = 0;
+        for (size_t i = 0; i < st_checkpoint_count(want); i++) {
+            const StTensor *w = st_checkpoint_tensor(want, i), *g = st_checkpoint_find(got, w->name),
+                           *o = st_checkpoint_find(orig, w->name);
+            CHECK_MSG(g && o && g->numel == w->numel && g->dtype == ST_F32, "%s", w->name);
+            if (!g || !o || g->numel != w->numel) continue;
+            float x, y;
+            for (int64_t k = 0; k < w->numel; k++) {
+                memcpy(&x, (const char *)g->data + 4 * k, 4);
+                memcpy(&y, (const char *)w->data + 4 * k, 4);
+                if (fabs(x - y) > maxdiff) maxdiff = fabs(x - y);
+            }
+            changed += memcmp(g->data, o->data, g->nbytes) != 0;
+        }
+        printf("merge: %d of %zu tensors changed, max |diff| vs peft merge_and_unload %.3g\n", changed,
+               st_checkpoint_count(want), maxdiff);
+        CHECK(changed == 14);
+        CHECK(maxdiff <= 1e-6);
+    }
+    st_checkpoint_close(got);
+    st_checkpoint_close(want);
+    st_checkpoint_close(orig);
+    // an adapter for another model: the module shapes do not match
+    char *msg = NULL;
+    size_t len;
+    FILE *mem = open_memstream(&msg, &len);
+    Diag q;
+    diag_init(&q, mem);
+    snprintf(base, sizeof base, "%s/../fixtures/tiny-llama", src);
+    CHECK(ex_merge_lora(&q, base, adapter, out, ST_BF16, 0) != 0);
+    CHECK(q.errors == 1);
+    diag_free(&q);
+    fclose(mem);
+    CHECK_MSG(msg && strstr(msg, "LoRA module `model.layers.0.mlp.down_proj` is [32, 64] (out, in), but the base "
+                                 "weight is [32, 48]"), "%s", msg ? msg : "");
+    free(msg);
+}
+
 int main(int argc, char **argv) {
     snprintf(src, sizeof src, "%s", argc > 1 ? argv[1] : ".");
     snprintf(bin, sizeof bin, "%s", argc > 2 ? argv[2] : ".");
@@ -262,6 +313,7 @@ int main(int argc, char **argv) {
     diag_init(&d, stderr);
     test_adapter(&d);
     test_model(&d);
+    test_merge(&d);
     CHECK(d.errors == 0);
     diag_free(&d);
     return test_done("io.export");
