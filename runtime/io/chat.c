@@ -587,7 +587,72 @@ static int edge_token(const Tokenizer *tok, const char *text, size_t b, const To
     return 0;
 }
 
+// Byte-level fast path: walks the whole-string ids over the text, reading each token's bytes from
+// its vocabulary string through the GPT-2 byte↔unicode map (special tokens: their content as is),
+// and checks every byte against the text. Only a tokenization that spells the text exactly, to the
+// last byte, is accepted, so the token offsets are proven; anything else (SentencePiece "▁" pieces,
+// byte fallback, a normalizer that changed the text) returns -1 and the caller uses the general
+// path. On success marks the tokens that overlap a span.
+static int bytelevel_mask(const Tokenizer *tok, const ChatRender *r, const TokIds *ids, uint8_t *mask) {
+    static uint8_t from_cp[324];   // code point (< 0x144) → byte + 1, 0 = not a mapped byte
+    static int ready;
+    if (!ready) {   // idempotent: a race only recomputes the same table
+        int n = 0;
+        for (int b = 0; b < 256; b++) {
+            int self = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+            from_cp[self ? b : 0x100 + n++] = (uint8_t)(b + 1);
+        }
+        ready = 1;
+    }
+    const unsigned char *text = (const unsigned char *)r->text;
+    size_t pos = 0, span = 0;
+    for (size_t i = 0; i < ids->n; i++) {
+        const char *t = tok_token(tok, ids->v[i]);
+        if (!t) return -1;
+        size_t start = pos, k = strlen(t);
+        if (k == 0) return -1;
+        // Each token is read one way only: special tokens as raw text; others through the byte
+        // map when every character is a mapped byte, else as raw text (added tokens such as
+        // CodeGen's runs of spaces).
+        int raw = tok_is_special(tok, ids->v[i]);
+        if (!raw) {
+            size_t q = pos;
+            for (const unsigned char *p = (const unsigned char *)t; *p && !raw;) {
+                uint32_t cp = 0x200;   // unmapped
+                if (p[0] < 0x80) cp = *p++;
+                else if ((p[0] & 0xE0) == 0xC0 && (p[1] & 0xC0) == 0x80) cp = (uint32_t)(p[0] & 0x1F) << 6 | (p[1] & 0x3F), p += 2;
+                if (cp >= sizeof from_cp || !from_cp[cp]) {
+                    raw = 1;
+                    break;
+                }
+                if (q >= r->len || text[q] != from_cp[cp] - 1) return -1;
+                q++;
+            }
+            if (!raw) pos = q;
+        }
+        if (raw) {
+            if (k > r->len - pos || memcmp(text + pos, t, k)) return -1;
+            pos += k;
+        }
+        while (span < r->nspans && r->spans[span].end <= start) span++;
+        mask[i] = span < r->nspans && r->spans[span].begin < pos;
+    }
+    return pos == r->len ? 0 : -1;
+}
+
+static int tokenize_mask(const Tokenizer *tok, const ChatRender *r, TokIds *ids, uint8_t **trainable,
+                         bool bytelevel);
+
 int chat_tokenize(const Tokenizer *tok, const ChatRender *r, TokIds *ids, uint8_t **trainable) {
+    return tokenize_mask(tok, r, ids, trainable, true);
+}
+
+int chat_tokenize_general(const Tokenizer *tok, const ChatRender *r, TokIds *ids, uint8_t **trainable) {
+    return tokenize_mask(tok, r, ids, trainable, false);
+}
+
+static int tokenize_mask(const Tokenizer *tok, const ChatRender *r, TokIds *ids, uint8_t **trainable,
+                         bool bytelevel) {
     *trainable = NULL;
     ids->n = 0;
     if (tok_encode(tok, r->text, r->len, false, ids)) return -1;
@@ -597,7 +662,12 @@ int chat_tokenize(const Tokenizer *tok, const ChatRender *r, TokIds *ids, uint8_
         *trainable = mask;
         return 0;
     }
-    // Fast path: tokenize the segments between span edges separately; when their concatenation
+    if (bytelevel && bytelevel_mask(tok, r, ids, mask) == 0) {
+        *trainable = mask;
+        return 0;
+    }
+    memset(mask, 0, ids->n ? ids->n : 1);
+    // Next: tokenize the segments between span edges separately; when their concatenation
     // equals the whole-string ids, every edge is a token boundary and the mask follows directly.
     TokIds seg = {0};
     size_t pos = 0, ok = 1;

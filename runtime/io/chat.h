@@ -81,6 +81,12 @@ void chat_render_free(ChatRender *r);
 // to 1 for tokens inside the trainable spans (a token straddling a span edge counts as trainable).
 // ids is appended to after being emptied; *trainable is malloc'd (ids->n bytes; caller frees).
 // Returns 0, or nonzero on allocation failure.
+// How: byte-level tokenizers (GPT-2, Qwen, Llama-3) get each token's offset by spelling its
+// vocabulary string against the text (accepted only when it spells the whole text exactly); else
+// the segments between span edges are tokenized alone and, where they differ from the whole-string
+// ids, each edge is located by tokenizing the text before it.
 int chat_tokenize(const Tokenizer *tok, const ChatRender *r, TokIds *ids, uint8_t **trainable);
+// The same without the byte-level shortcut (the general path; tests compare the two).
+int chat_tokenize_general(const Tokenizer *tok, const ChatRender *r, TokIds *ids, uint8_t **trainable);
 
 #endif

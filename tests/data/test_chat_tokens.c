@@ -79,6 +79,15 @@ int main(void) {
             mask_ok &= mask[k] == (uint8_t)json_integer_value(json_array_get(wm, k));
         }
         mask_ok &= id_ok;
+        // The general path (no byte-level shortcut) must give the same ids and mask.
+        TokIds gids = {0};
+        uint8_t *gmask = NULL;
+        CHECK(chat_tokenize_general(toks[ti], &r, &gids, &gmask) == 0);
+        int gen_ok = gids.n == ids.n && gmask && !memcmp(gids.v, ids.v, ids.n * sizeof *ids.v) &&
+                     !memcmp(gmask, mask, ids.n);
+        CHECK_MSG(gen_ok, "case %zu (%s): the general path differs", i, tn);
+        free(gmask);
+        tok_ids_free(&gids);
         // Is some span edge inside a token? (segment-wise tokenization would differ there)
         TokIds seg = {0};
         size_t pos = 0;
