@@ -220,6 +220,21 @@ int ex_write_peft_adapter(Diag *d, const char *dir, const ExLoraConfig *cfg, con
         return -1;
     }
     StDtype dt = cfg->dtype == ST_BF16 || cfg->dtype == ST_F16 ? cfg->dtype : ST_F32;
+    // peft creates LoRA layers only where target_modules match: a module left out would be dropped
+    // on load (a silently different model), so every module's last name component must be listed.
+    for (int i = 0; cfg->target_modules && i < n_mods; i++) {
+        const char *mod = mods[i].module ? mods[i].module : "";
+        const char *last = strrchr(mod, '.');
+        last = last ? last + 1 : mod;
+        bool listed = false;
+        for (int k = 0; k < cfg->n_target_modules && !listed; k++)
+            listed = cfg->target_modules[k] && !strcmp(cfg->target_modules[k], last);
+        if (!listed) {
+            diag_file_error(d, dir, 0, 0, "LoRA module `%s` is not covered by target_modules (`%s` is not listed); "
+                            "peft would not load it", mod, last);
+            return -1;
+        }
+    }
     if (make_dirs(d, dir)) return -1;
     StWriter *w = st_writer_new();
     if (!w) {

@@ -118,6 +118,23 @@ static void test_adapter(Diag *d) {
     CHECK(!strcmp(pa.mods[0].module, "model.layers.0.mlp.down_proj") && pa.mods[0].in == 64 && pa.mods[0].out == 32);
     ex_lora_adapter_free(&pa);
     ex_lora_adapter_free(&ta);
+    // explicit target_modules must cover every module
+    FILE *devnull = fopen("/dev/null", "w");
+    Diag q;
+    diag_init(&q, devnull);
+    const char *few[2] = {"q_proj", "v_proj"}, *all[7] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                           "up_proj", "down_proj"};
+    ExLoraConfig c2 = cfg;
+    c2.target_modules = few;
+    c2.n_target_modules = 2;
+    snprintf(out, sizeof out, "%s/adapter-few", bin);
+    CHECK(ex_write_peft_adapter(&q, out, &c2, mods, nm) != 0 && q.errors == 1);
+    c2.target_modules = all;
+    c2.n_target_modules = 7;
+    snprintf(out, sizeof out, "%s/adapter-all", bin);
+    CHECK(ex_write_peft_adapter(&q, out, &c2, mods, nm) == 0 && q.errors == 1);
+    diag_free(&q);
+    fclose(devnull);
     char buf[128];
     CHECK(ex_peft_tensor_name(buf, sizeof buf, "model.layers.0.self_attn.q_proj", 'A') == 0 &&
           !strcmp(buf, "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
