@@ -25,6 +25,8 @@ int cmd_data(int argc, char **argv);
 extern const char usage_data[];
 int cmd_run(int argc, char **argv);
 extern const char usage_run[];
+int cmd_kernels(int argc, char **argv);
+extern const char usage_kernels[];
 
 extern const char usage_check[], usage_ir[], usage_tokenize[];
 

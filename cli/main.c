@@ -14,6 +14,7 @@ static const Command commands[] = {
     {"tokenize", "encode JSON strings from stdin to token ids (or decode)", usage_tokenize, cmd_tokenize},
     {"data", "check a dataset and show which tokens are learned", usage_data, cmd_data},
     {"run", "train a spec: full fine-tuning, LoRA, from scratch (checkpoints, resume, export)", usage_run, cmd_run},
+    {"kernels", "generate, compile and list the GPU kernels of a spec", usage_kernels, cmd_kernels},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 

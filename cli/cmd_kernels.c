@@ -1,0 +1,275 @@
+// cmd_kernels.c — `trlc kernels SPEC -o DIR [--arch sm_90] [--ptx] [--no-compile] [--plan]`:
+// runs the compiler pipeline (load → check → lower → LoRA when the spec has it → autodiff → dce
+// → fuse → CUDA codegen), writes every unique generated kernel to DIR/<kernel>.cu (with --ptx also
+// DIR/<kernel>.ptx), compiles them with NVRTC for the arch (through the kernel cache) and writes
+// DIR/index.txt: one line per step (kernel or library op, fused nodes, launch shape, registers and
+// static shared memory read from the compiled cubin's ELF sections).
+// Exit 0, 1 (spec errors), 2 (usage), 3 (a kernel failed to compile or a file could not be written).
+// Not here: running anything (trlc run), the library kernels' own sources (kernels/).
+#include "autodiff.h"
+#include "check.h"
+#include "cli.h"
+#include "codegen_cuda.h"
+#include "fuse.h"
+#include "ir.h"
+#include "load.h"
+#include "lower.h"
+#ifdef TRLC_HAVE_LORA
+#include "lora.h"
+#endif
+#ifdef TRLC_HAVE_CUDA
+#include "rt_cuda.h"
+#endif
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+const char usage_kernels[] =
+    "usage: trlc kernels SPEC -o DIR [--arch sm_XY] [--ptx] [--no-compile] [--plan]\n"
+    "\n"
+    "Compiles SPEC's training program (the policy, LoRA when the spec has it, the backward) down\n"
+    "to GPU kernels: fuses elementwise ops and reductions, generates CUDA C, compiles it with\n"
+    "NVRTC (through the kernel cache) and writes every unique kernel to DIR/<kernel>.cu with an\n"
+    "index (DIR/index.txt): each step, the nodes it fuses, its launch shape, and registers and\n"
+    "shared memory from the compiled binary.\n"
+    "\n"
+    "options:\n"
+    "  -o DIR         output directory (created)\n"
+    "  --arch sm_XY   target architecture (default: the GPU's own, else sm_90)\n"
+    "  --ptx          also write DIR/<kernel>.ptx\n"
+    "  --no-compile   generate only (no NVRTC)\n"
+    "  --plan         print the step plan to stdout\n"
+    "  -h, --help     this help\n"
+    "\n"
+    "environment: TRLC_CACHE_DIR (kernel cache), TRLC_PRINT_KERNELS=1 (print each source)\n"
+    "exit status: 0 success, 1 spec errors, 2 usage error, 3 compile or write failure\n";
+
+static int mkdir_p(const char *path) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return -1;
+    for (char *s = tmp + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+        *s = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+    struct stat st;
+    return stat(tmp, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+static int write_file(Diag *d, const char *dir, const char *name, const char *ext, const char *text) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
+    FILE *f = fopen(path, "w");
+    bool ok = f && fputs(text, f) >= 0;
+    if (f) ok = (fclose(f) == 0) & ok;
+    if (!ok) diag_plain_error(d, "cannot write `%s`: %s", path, strerror(errno));
+    return ok ? 0 : -1;
+}
+
+// lower (+ LoRA) + autodiff + dce into g, as the trainer compiles its training graph.
+static int compile_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g) {
+    LowerResult res;
+    if (lower_model(d, a, spec, cs, -1, g, &res) != 0) return -1;
+#ifdef TRLC_HAVE_LORA
+    const CheckedModel *m = cs->policy >= 0 && cs->policy < cs->nmodels ? &cs->models[cs->policy] : NULL;
+    if (m && m->has_lora) {
+        LoraOptions lo = {0};
+        lo.rank = m->lora_rank;
+        lo.alpha = m->lora_alpha;
+        lo.dropout = m->lora_dropout;
+        lo.train_dropout = true;
+        lo.rslora = m->lora_rslora;
+        lo.all_linear = m->lora_all_linear;
+        lo.targets = m->lora_targets;
+        lo.ntargets = m->lora_ntargets;
+        lo.seed = (uint64_t)cs->train.seed;
+        LoraResult lr;
+        if (lora_apply(d, a, g, &res, &lo, &lr) != 0) return -1;
+    }
+#endif
+    if (ad_run_passes(g, NULL) != 0) return -1;
+    return g->errors ? -1 : 0;
+}
+
+int cmd_kernels(int argc, char **argv) {
+    const char *path = NULL, *outdir = NULL, *arch = NULL;
+    bool ptx = false, compile = true, print_plan = false, opts_done = false;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!opts_done && !strcmp(arg, "--")) {
+            opts_done = true;
+        } else if (!opts_done && (!strcmp(arg, "-o") || !strcmp(arg, "--arch"))) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "trlc kernels: error: `%s` needs a value\n%s", arg, usage_kernels);
+                return EXIT_USAGE;
+            }
+            if (!strcmp(arg, "-o")) outdir = argv[++i];
+            else arch = argv[++i];
+        } else if (!opts_done && !strcmp(arg, "--ptx")) {
+            ptx = true;
+        } else if (!opts_done && !strcmp(arg, "--no-compile")) {
+            compile = false;
+        } else if (!opts_done && !strcmp(arg, "--plan")) {
+            print_plan = true;
+        } else if (!opts_done && arg[0] == '-' && arg[1]) {
+            fprintf(stderr, "trlc kernels: error: unknown option `%s`\n%s", arg, usage_kernels);
+            return EXIT_USAGE;
+        } else if (path) {
+            fprintf(stderr, "trlc kernels: error: one spec at a time (got `%s` and `%s`)\n%s", path, arg, usage_kernels);
+            return EXIT_USAGE;
+        } else {
+            path = arg;
+        }
+    }
+    if (!path || !outdir) {
+        fprintf(stderr, "trlc kernels: error: %s\n%s", !path ? "no spec given" : "no output directory (-o DIR)",
+                usage_kernels);
+        return EXIT_USAGE;
+    }
+    if (arch) {
+        int v = 0;
+        if (strncmp(arch, "sm_", 3) || sscanf(arch + 3, "%d", &v) != 1 || v < 50 || v > 200) {
+            fprintf(stderr, "trlc kernels: error: `--arch %s`: expected sm_XY, e.g. sm_80 or sm_90\n", arch);
+            return EXIT_USAGE;
+        }
+    }
+    Diag d;
+    diag_init(&d, stderr);
+    Arena arena = {0};
+    LoadedSpec spec = {0};
+    CheckedSpec *cs = arena_alloc(&arena, sizeof *cs);
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    FusePlan plan;
+    memset(&plan, 0, sizeof plan);
+    int status = EXIT_OK;
+    if (load_spec(&d, &arena, path, &spec) != 0 || check_spec(&d, &arena, &spec, cs) != 0 ||
+        compile_graph(&d, &arena, &spec, cs, &g) != 0 || fuse_plan(&g, &d, &plan) != 0) {
+        if (d.errors) fprintf(stderr, "%s: %d error%s\n", path, d.errors, d.errors == 1 ? "" : "s");
+        status = EXIT_SPEC;
+        goto out;
+    }
+    if (print_plan) fuse_print(stdout, &plan, &d);
+    if (mkdir_p(outdir) != 0) {
+        diag_plain_error(&d, "cannot create directory `%s`: %s", outdir, strerror(errno));
+        status = EXIT_RUNTIME;
+        goto out;
+    }
+    char **src = calloc((size_t)plan.nkernels + 1, sizeof *src);
+    int *regs = malloc(((size_t)plan.nkernels + 1) * sizeof *regs);
+    int64_t *shm = malloc(((size_t)plan.nkernels + 1) * sizeof *shm);
+    if (!src || !regs || !shm) {
+        diag_plain_error(&d, "out of memory");
+        status = EXIT_RUNTIME;
+        goto free_src;
+    }
+    for (int k = 0; k < plan.nkernels; k++) {
+        regs[k] = -1, shm[k] = -1;
+        src[k] = cg_cuda_kernel(&plan, k, &d);
+        if (!src[k] || write_file(&d, outdir, plan.kernels[k].name, ".cu", src[k]) != 0) {
+            if (!src[k]) diag_plain_error(&d, "out of memory generating %s", plan.kernels[k].name);
+            status = EXIT_RUNTIME;
+            goto free_src;
+        }
+    }
+    char summary[512] = "not compiled (--no-compile)";
+    if (compile) {
+#ifdef TRLC_HAVE_CUDA
+        RtCudaCache cache;
+        rt_cuda_cache_init(&cache, &d);
+        RtCudaProgram *progs = calloc((size_t)plan.nkernels + 1, sizeof *progs);
+        if (!progs) {
+            diag_plain_error(&d, "out of memory");
+            status = EXIT_RUNTIME;
+            goto free_src;
+        }
+        for (int k = 0; k < plan.nkernels; k++) progs[k].name = plan.kernels[k].name, progs[k].source = src[k];
+        char devarch[32];
+        const char *use_arch = arch ? arch : rt_cuda_device_arch(0, devarch, sizeof devarch) ? devarch : "sm_90";
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int failed = rt_cuda_compile(&cache, progs, plan.nkernels, use_arch, ptx, 2, &d);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        for (int k = 0; k < plan.nkernels; k++) {
+            regs[k] = progs[k].regs, shm[k] = progs[k].shared_bytes;
+            if (ptx && progs[k].status == 0 && progs[k].ptx &&
+                write_file(&d, outdir, plan.kernels[k].name, ".ptx", progs[k].ptx) != 0)
+                status = EXIT_RUNTIME;
+            rt_cuda_program_free(&progs[k]);
+        }
+        free(progs);
+        snprintf(summary, sizeof summary, "%d compiled for %s with NVRTC: %d built, %d from the cache%s%s, %d failed, %.1f s",
+                 plan.nkernels - failed, use_arch, cache.misses, cache.hits, cache.corrupt ? ", corrupt entries ignored: " : "",
+                 cache.corrupt ? "yes" : "", failed, secs);
+        if (failed) status = EXIT_RUNTIME;
+#else
+        snprintf(summary, sizeof summary, "not compiled (trlc was built without the CUDA toolkit)");
+#endif
+    }
+    // the index
+    {
+        char ipath[4300];
+        snprintf(ipath, sizeof ipath, "%s/index.txt", outdir);
+        FILE *f = fopen(ipath, "w");
+        if (!f) {
+            diag_plain_error(&d, "cannot write `%s`: %s", ipath, strerror(errno));
+            status = EXIT_RUNTIME;
+            goto free_src;
+        }
+        fprintf(f, "# trlc kernels %s\n# %d nodes -> %d steps: %d kernel launches (%d unique kernels), %d gemm, %d library, %d views\n",
+                path, g.n, plan.nsteps, plan.nsteps_kind[FUSE_KERNEL], plan.nkernels, plan.nsteps_kind[FUSE_GEMM],
+                plan.nsteps_kind[FUSE_LIBRARY], plan.nsteps_kind[FUSE_VIEW]);
+        fprintf(f, "# kernels: %s\n", summary);
+        fprintf(f, "# unique kernels (name, launches, registers/thread, static shared bytes):\n");
+        for (int k = 0; k < plan.nkernels; k++)
+            fprintf(f, "kernel %s launches=%d regs=%d shared=%lld\n", plan.kernels[k].name, plan.kernels[k].ngroups,
+                    regs[k], (long long)shm[k]);
+        fprintf(f, "# steps:\n");
+        char loc[256], s1[96], launch[256], args[2048];
+        for (int i = 0; i < plan.nsteps; i++) {
+            const FuseStep *st = &plan.steps[i];
+            if (st->kind != FUSE_KERNEL) {
+                const IrNode *n = &g.nodes[st->node];
+                fprintf(f, "step %d %s %s %%%d %s%s at %s\n", i,
+                        st->kind == FUSE_GEMM ? "gemm" : st->kind == FUSE_VIEW ? "view" : "library", ir_op_name(n->op),
+                        st->node, ir_dtype_name(n->dtype), ir_shape_str(&n->shape, s1, sizeof s1),
+                        fuse_loc_str(&d, n->loc, loc, sizeof loc));
+                continue;
+            }
+            const FuseGroup *gr = &plan.groups[st->group];
+            cg_launch_shape(&plan, st->group, launch, sizeof launch);
+            cg_kernel_args(&plan, st->group, args, sizeof args);
+            fprintf(f, "step %d kernel %s regs=%d shared=%lld launch: %s\n", i, plan.kernels[gr->kernel].name,
+                    regs[gr->kernel], (long long)shm[gr->kernel], launch);
+            fprintf(f, "    fuses:");
+            for (int k = 0; k < gr->nnodes; k++) {
+                const IrNode *n = &g.nodes[gr->nodes[k]];
+                fprintf(f, " %%%d %s (%s)", gr->nodes[k], ir_op_name(n->op), fuse_loc_str(&d, n->loc, loc, sizeof loc));
+            }
+            fprintf(f, "\n    args: %s\n", args);
+        }
+        if (fclose(f) != 0) status = EXIT_RUNTIME;
+    }
+    printf("%s: %d nodes -> %d steps: %d kernel launches of %d unique kernels, %d gemm, %d library, %d views\n"
+           "kernels: %s\nwrote %s/index.txt and %d .cu files\n",
+           path, g.n, plan.nsteps, plan.nsteps_kind[FUSE_KERNEL], plan.nkernels, plan.nsteps_kind[FUSE_GEMM],
+           plan.nsteps_kind[FUSE_LIBRARY], plan.nsteps_kind[FUSE_VIEW], summary, outdir, plan.nkernels);
+free_src:
+    if (src)
+        for (int k = 0; k < plan.nkernels; k++) free(src[k]);
+    free(src);
+    free(regs);
+    free(shm);
+out:
+    fuse_plan_free(&plan);
+    ir_graph_free(&g);
+    arena_free(&arena);
+    diag_free(&d);
+    return status;
+}

@@ -1,0 +1,537 @@
+// codegen_cuda.c — renders the fused groups of a plan as CUDA C (see codegen_cuda.h).
+// One kernel per unique group; the text is built from the group's first instance, and everything
+// that differs between instances (buffers, B, T, dropout seeds) is a kernel argument.
+// Kernel shape (reduce groups):
+//   for o in outputs (one block each):      kept dims of D → i0.., R index o
+//     for j in reduced elements (threads):  phase 1: prologue nodes, accumulate reductions
+//     block reduction                       phase 2: epilogue nodes at R (thread 0 stores)
+//     for j in reduced elements (threads):  phase 3: prologue recomputed, post nodes, stores
+// Elementwise groups are one grid-stride loop. Not here: grouping (fuse.c), compiling (nvrtc.c).
+#include "codegen_cuda.h"
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct Out {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} Out;
+
+static void put(Out *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(Out *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) { b->oom = true; return; }
+        if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap <= b->n + (size_t)k) cap *= 2;
+        char *s = realloc(b->s, cap);
+        if (!s) { b->oom = true; return; }
+        b->s = s;
+        b->cap = cap;
+    }
+}
+
+static const char prelude[] =
+    "// ---- trlc device helpers (codegen_cuda.c) ----\n"
+    "struct trlc_bf16 { unsigned short bits; };   // bf16 storage; math is f32\n"
+    "__device__ __forceinline__ float trlc_ld(float x) { return x; }\n"
+    "__device__ __forceinline__ float trlc_ld(int x) { return (float)x; }\n"
+    "__device__ __forceinline__ float trlc_ld(trlc_bf16 x) { return __uint_as_float((unsigned)x.bits << 16); }\n"
+    "__device__ __forceinline__ void trlc_st(float *p, float v) { *p = v; }\n"
+    "__device__ __forceinline__ void trlc_st(int *p, float v) {\n"
+    "    *p = v != v ? 0 : v >= 2147483647.0f ? 2147483647 : v <= -2147483648.0f ? (-2147483647 - 1) : (int)v;\n"
+    "}\n"
+    "__device__ __forceinline__ trlc_bf16 trlc_to_bf16(float v) {   // round to nearest even\n"
+    "    unsigned u = __float_as_uint(v);\n"
+    "    trlc_bf16 r;\n"
+    "    if ((u & 0x7fffffffu) > 0x7f800000u) { r.bits = (unsigned short)((u >> 16) | 0x40u); return r; }\n"
+    "    u += 0x7fffu + ((u >> 16) & 1u);\n"
+    "    r.bits = (unsigned short)(u >> 16);\n"
+    "    return r;\n"
+    "}\n"
+    "__device__ __forceinline__ void trlc_st(trlc_bf16 *p, float v) { *p = trlc_to_bf16(v); }\n"
+    "__device__ __forceinline__ float trlc_round_bf16(float v) { return trlc_ld(trlc_to_bf16(v)); }\n"
+    "__device__ __forceinline__ float trlc_sigmoid(float x) {\n"
+    "    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));\n"
+    "    const float z = expf(x);\n"
+    "    return z / (1.0f + z);\n"
+    "}\n"
+    "__device__ __forceinline__ float trlc_max(float a, float b) { return (a > b || a != a) ? a : b; }\n"
+    "// dropout keep test: the same hash of (seed, salt, step, index) as the CPU backend\n"
+    "__device__ __forceinline__ float trlc_dropout(float x, float p, unsigned long long seed, unsigned salt,\n"
+    "                                              unsigned long long step, unsigned long long i) {\n"
+    "    unsigned long long z = seed * 0x9E3779B97F4A7C15ull ^ ((unsigned long long)salt << 32 | salt) ^\n"
+    "                           step * 0xD1B54A32D192ED03ull ^ i * 0xBF58476D1CE4E5B9ull;\n"
+    "    for (int r = 0; r < 2; r++) {\n"
+    "        z += 0x9E3779B97F4A7C15ull;\n"
+    "        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;\n"
+    "        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;\n"
+    "        z ^= z >> 31;\n"
+    "    }\n"
+    "    const double u = (double)(z >> 11) * (1.0 / 9007199254740992.0);\n"
+    "    return u >= (double)p ? x * (float)(1.0 / (1.0 - (double)p)) : 0.0f;\n"
+    "}\n"
+    "// block-wide reductions; blockDim.x is a multiple of 32 (at most 1024); every thread gets the result\n"
+    "__device__ float trlc_block_sum(float v, float *sh) {\n"
+    "    for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);\n"
+    "    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;\n"
+    "    __syncthreads();   // sh may still be read by the previous reduction\n"
+    "    if (lane == 0) sh[w] = v;\n"
+    "    __syncthreads();\n"
+    "    v = lane < nw ? sh[lane] : 0.0f;\n"
+    "    for (int s = 16; s > 0; s >>= 1) v += __shfl_xor_sync(0xffffffffu, v, s);\n"
+    "    return v;\n"
+    "}\n"
+    "__device__ float trlc_block_max(float v, float *sh) {\n"
+    "    for (int s = 16; s > 0; s >>= 1) v = trlc_max(v, __shfl_xor_sync(0xffffffffu, v, s));\n"
+    "    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;\n"
+    "    __syncthreads();\n"
+    "    if (lane == 0) sh[w] = v;\n"
+    "    __syncthreads();\n"
+    "    v = lane < nw ? sh[lane] : -__int_as_float(0x7f800000);\n"
+    "    for (int s = 16; s > 0; s >>= 1) v = trlc_max(v, __shfl_xor_sync(0xffffffffu, v, s));\n"
+    "    return v;\n"
+    "}\n"
+    "// ---- end of helpers ----\n";
+
+const char *cg_cuda_prelude(void) { return prelude; }
+
+static const char *ctype(IrDType t) {
+    return t == IR_BF16 ? "trlc_bf16" : t == IR_I32 ? "int" : "float";
+}
+
+// A dim as a C expression: "32LL", "B", "(B*T*4LL)".
+static void dim_expr(IrDim d, char *buf, size_t n) {
+    bool b = d.syms & (1u << IR_SYM_B), t = d.syms & (1u << IR_SYM_T);
+    if (!b && !t) {
+        snprintf(buf, n, "%" PRId64 "LL", d.coef);
+        return;
+    }
+    char c[40] = "";
+    if (d.coef != 1) snprintf(c, sizeof c, "*%" PRId64 "LL", d.coef);
+    snprintf(buf, n, "%s%s%s%s%s%s", (b && t) || c[0] ? "(" : "", b ? "B" : "", b && t ? "*" : "", t ? "T" : "", c,
+             (b && t) || c[0] ? ")" : "");
+}
+
+// A float literal that survives any value.
+static void flit(double v, char *buf, size_t n) {
+    float f = (float)v;
+    if (f != f) snprintf(buf, n, "__int_as_float(0x7fc00000)");
+    else if (isinf(f)) snprintf(buf, n, "%s__int_as_float(0x7f800000)", f < 0 ? "-" : "");
+    else snprintf(buf, n, "%.9gf", (double)f);
+    if (strchr(buf, 'f') && !strchr(buf, '.') && !strchr(buf, 'e') && !strchr(buf, '_')) {
+        size_t l = strlen(buf);   // "2f" is not C: make it "2.0f"
+        if (l + 3 < n) {
+            buf[l - 1] = 0;
+            strcat(buf, ".0f");
+        }
+    }
+}
+
+typedef struct Cg {
+    const FusePlan *p;
+    const FuseGroup *gr;
+    int gi;
+    Out *o;
+    bool post;              // has post nodes
+} Cg;
+
+static int member_index(const FuseGroup *gr, IrId id) {
+    for (int i = 0; i < gr->nnodes; i++)
+        if (gr->nodes[i] == id) return i;
+    return -1;
+}
+
+static int in_index(const FuseGroup *gr, IrId id) {
+    for (int i = 0; i < gr->nins; i++)
+        if (gr->ins[i] == id) return i;
+    return -1;
+}
+
+static int out_index(const FuseGroup *gr, IrId id) {
+    for (int i = 0; i < gr->nouts; i++)
+        if (gr->outs[i] == id) return i;
+    return -1;
+}
+
+// The offset of input k's element at the current index of the full space (i, i0..) or the
+// reduced space (o, r0..): broadcast dims contribute nothing.
+static void offset_expr(const Cg *c, int k, bool reduced, char *buf, size_t n) {
+    const IrShape *xs = &c->p->g->nodes[c->gr->ins[k]].shape;
+    const IrShape *sp = reduced ? &c->gr->rshape : &c->gr->dom;
+    if (ir_shape_eq(xs, sp)) {
+        snprintf(buf, n, reduced ? "o" : "i");
+        return;
+    }
+    Out e = {0};
+    int lead = sp->rank - xs->rank;
+    bool any = false;
+    for (int ix = 0; ix < xs->rank; ix++) {
+        if (ir_dim_is_one(xs->d[ix])) continue;
+        put(&e, "%s%c%d", any ? " + " : "", reduced ? 'r' : 'i', ix + lead);
+        for (int k2 = ix + 1; k2 < xs->rank; k2++) {
+            char d[64];
+            dim_expr(xs->d[k2], d, sizeof d);
+            if (!ir_dim_is_one(xs->d[k2])) put(&e, " * %s", d);
+        }
+        any = true;
+    }
+    snprintf(buf, n, "%s", any && e.s ? e.s : "0");
+    free(e.s);
+}
+
+static void arg_expr(const Cg *c, IrId x, bool reduced, char *buf, size_t n) {
+    int m = c->p->group_of[x] == c->gi ? member_index(c->gr, x) : -1;
+    if (m >= 0) snprintf(buf, n, "v%d", m);
+    else if (c->p->level[x] == FUSE_LV_CONST) flit(c->p->g->nodes[x].a.value, buf, n);
+    else snprintf(buf, n, "%c%d", reduced ? 'y' : 'x', in_index(c->gr, x));
+}
+
+// Index of dropout member m among the group's dropout members (its seed/salt arguments).
+static int dropout_slot(const FuseGroup *gr, const IrGraph *g, int m) {
+    int k = 0;
+    for (int i = 0; i < m; i++) k += g->nodes[gr->nodes[i]].op == IR_DROPOUT;
+    return k;
+}
+
+static void emit_member(const Cg *c, int m, bool reduced, const char *ind) {
+    const IrGraph *g = c->p->g;
+    const IrNode *n = &g->nodes[c->gr->nodes[m]];
+    char a[64] = "0.0f", b[64] = "0.0f", w[64] = "0.0f", e[512];
+    if (n->nin > 0) arg_expr(c, n->in[0], reduced, a, sizeof a);
+    if (n->nin > 1) arg_expr(c, n->in[1], reduced, b, sizeof b);
+    if (n->nin > 2) arg_expr(c, n->in[2], reduced, w, sizeof w);
+    switch (n->op) {
+    case IR_FULL: flit(n->a.value, e, sizeof e); break;
+    case IR_NEG: snprintf(e, sizeof e, "-%s", a); break;
+    case IR_EXP: snprintf(e, sizeof e, "expf(%s)", a); break;
+    case IR_LOG: snprintf(e, sizeof e, "logf(%s)", a); break;
+    case IR_SQRT: snprintf(e, sizeof e, "sqrtf(%s)", a); break;
+    case IR_RSQRT: snprintf(e, sizeof e, "1.0f / sqrtf(%s)", a); break;
+    case IR_TANH: snprintf(e, sizeof e, "tanhf(%s)", a); break;
+    case IR_SIGMOID: snprintf(e, sizeof e, "trlc_sigmoid(%s)", a); break;
+    case IR_SILU: snprintf(e, sizeof e, "%s * trlc_sigmoid(%s)", a, a); break;
+    case IR_GELU:
+        snprintf(e, sizeof e, "0.5f * %s * (1.0f + tanhf(0.7978845608028654f * (%s + 0.044715f * %s * %s * %s)))",
+                 a, a, a, a, a);
+        break;
+    case IR_RELU: snprintf(e, sizeof e, "%s > 0.0f ? %s : 0.0f", a, a); break;
+    case IR_ABS: snprintf(e, sizeof e, "fabsf(%s)", a); break;
+    case IR_SQUARE: snprintf(e, sizeof e, "%s * %s", a, a); break;
+    case IR_POW: {
+        char pv[64];
+        flit(n->a.value, pv, sizeof pv);
+        snprintf(e, sizeof e, "powf(%s, %s)", a, pv);
+        break;
+    }
+    case IR_LOG_SIGMOID: snprintf(e, sizeof e, "(%s < 0.0f ? %s : 0.0f) - log1pf(expf(-fabsf(%s)))", a, a, a); break;
+    case IR_SOFTPLUS: snprintf(e, sizeof e, "(%s > 0.0f ? %s : 0.0f) + log1pf(expf(-fabsf(%s)))", a, a, a); break;
+    case IR_CAST:
+        if (n->dtype == IR_BF16) snprintf(e, sizeof e, "trlc_round_bf16(%s)", a);
+        else if (n->dtype == IR_I32) snprintf(e, sizeof e, "truncf(%s)", a);
+        else snprintf(e, sizeof e, "%s", a);
+        break;
+    case IR_STOP_GRAD: case IR_BROADCAST: snprintf(e, sizeof e, "%s", a); break;
+    case IR_DROPOUT: {
+        char pv[64];
+        flit(n->a.value, pv, sizeof pv);
+        int k = dropout_slot(c->gr, g, m);
+        snprintf(e, sizeof e, "trlc_dropout(%s, %s, seed%d, salt%d, step, (unsigned long long)%s)", a, pv, k, k,
+                 reduced ? "o" : "i");
+        break;
+    }
+    case IR_ADD: snprintf(e, sizeof e, "%s + %s", a, b); break;
+    case IR_SUB: snprintf(e, sizeof e, "%s - %s", a, b); break;
+    case IR_MUL: snprintf(e, sizeof e, "%s * %s", a, b); break;
+    case IR_DIV: snprintf(e, sizeof e, "%s / %s", a, b); break;
+    case IR_MAXIMUM: snprintf(e, sizeof e, "%s >= %s ? %s : %s", a, b, a, b); break;
+    case IR_MINIMUM: snprintf(e, sizeof e, "%s <= %s ? %s : %s", a, b, a, b); break;
+    case IR_EQ: snprintf(e, sizeof e, "(float)(%s == %s)", a, b); break;
+    case IR_NE: snprintf(e, sizeof e, "(float)(%s != %s)", a, b); break;
+    case IR_LT: snprintf(e, sizeof e, "(float)(%s < %s)", a, b); break;
+    case IR_LE: snprintf(e, sizeof e, "(float)(%s <= %s)", a, b); break;
+    case IR_GT: snprintf(e, sizeof e, "(float)(%s > %s)", a, b); break;
+    case IR_GE: snprintf(e, sizeof e, "(float)(%s >= %s)", a, b); break;
+    case IR_WHERE: snprintf(e, sizeof e, "%s != 0.0f ? %s : %s", a, b, w); break;
+    default: snprintf(e, sizeof e, "0.0f /* %s: not fusable */", ir_op_name(n->op)); break;
+    }
+    put(c->o, "%sconst float v%d = %s;   // %%%d %s\n", ind, m, e, c->gr->nodes[m], ir_op_name(n->op));
+}
+
+static void emit_store(const Cg *c, int m, const char *idx, const char *ind) {
+    int q = out_index(c->gr, c->gr->nodes[m]);
+    if (q >= 0) put(c->o, "%strlc_st(out%d + %s, v%d);\n", ind, q, idx, m);
+}
+
+// Loads of the inputs the members of the given levels read, at the top of a loop body.
+static void emit_loads(const Cg *c, unsigned levels, bool reduced, const char *ind) {
+    const IrGraph *g = c->p->g;
+    bool done[FUSE_MAX_ARGS] = {false};
+    for (int m = 0; m < c->gr->nnodes; m++) {
+        IrId id = c->gr->nodes[m];
+        if (!(levels & (1u << c->p->level[id]))) continue;
+        const IrNode *n = &g->nodes[id];
+        for (int a = 0; a < n->nin; a++) {
+            int k = in_index(c->gr, n->in[a]);
+            if (k < 0 || done[k] || c->p->group_of[n->in[a]] == c->gi) continue;
+            done[k] = true;
+            char off[512];
+            offset_expr(c, k, reduced, off, sizeof off);
+            put(c->o, "%sconst float %c%d = trlc_ld(in%d[%s]);\n", ind, reduced ? 'y' : 'x', k, k, off);
+        }
+    }
+}
+
+static void emit_decompose(Out *o, const char *var, const char *pfx, const int *dims, int nd, const char *ind) {
+    if (nd == 0) return;
+    put(o, "%slong long %s_t = %s;\n", ind, pfx, var);
+    for (int k = nd - 1; k >= 0; k--) {
+        if (k > 0) put(o, "%sconst long long %s%d = %s_t %% D%d; %s_t /= D%d;\n", ind, pfx, dims[k], pfx, dims[k], pfx, dims[k]);
+        else put(o, "%sconst long long %s%d = %s_t;\n", ind, pfx, dims[k], pfx);
+    }
+}
+
+static void emit_header(const Cg *c, int kidx, const Diag *d) {
+    const FusePlan *p = c->p;
+    const IrGraph *g = p->g;
+    const FuseKernel *k = &p->kernels[kidx];
+    const FuseGroup *gr = c->gr;
+    char s1[96], s2[96], loc[256];
+    put(c->o, "// %s — generated by trlc (compiler/codegen_cuda.c); do not edit.\n", k->name);
+    if (gr->has_reduce)
+        put(c->o, "// reduction over %s -> %s; one block per reduced element\n", ir_shape_str(&gr->dom, s1, sizeof s1),
+            ir_shape_str(&gr->rshape, s2, sizeof s2));
+    else
+        put(c->o, "// elementwise over %s; grid-stride loop\n", ir_shape_str(&gr->dom, s1, sizeof s1));
+    put(c->o, "// launched by %d step%s:", k->ngroups, k->ngroups == 1 ? "" : "s");
+    int shown = 0;
+    for (int i = 0; i < p->ngroups && shown < 32; i++) {
+        if (p->groups[i].kernel != kidx) continue;
+        put(c->o, " %d", p->groups[i].step);
+        shown++;
+    }
+    put(c->o, "%s\n", k->ngroups > shown ? " ..." : "");
+    put(c->o, "// fuses (step %d; phases: pro = before the reduction, red, epi = at the reduced shape, post):\n",
+        gr->step);
+    static const char *lvname[] = {"-", "pro", "red", "epi", "post", "const"};
+    for (int m = 0; m < gr->nnodes; m++) {
+        const IrNode *n = &g->nodes[gr->nodes[m]];
+        put(c->o, "//   v%-3d %%%-6d %-12s %s%-16s %-5s %s\n", m, gr->nodes[m], ir_op_name(n->op), ir_dtype_name(n->dtype),
+            ir_shape_str(&n->shape, s1, sizeof s1), lvname[p->level[gr->nodes[m]] % 6], fuse_loc_str(d, n->loc, loc, sizeof loc));
+    }
+}
+
+char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
+    if (kidx < 0 || kidx >= p->nkernels) return NULL;
+    const IrGraph *g = p->g;
+    Out o = {0};
+    Cg c = {p, &p->groups[p->kernels[kidx].first_group], p->kernels[kidx].first_group, &o, false};
+    const FuseGroup *gr = c.gr;
+    for (int m = 0; m < gr->nnodes; m++) c.post |= p->level[gr->nodes[m]] == FUSE_LV_POST;
+    char s1[96], dbuf[64];
+    emit_header(&c, kidx, d);
+    put(&o, "%s\n", prelude);
+    put(&o, "extern \"C\" __global__ void __launch_bounds__(256) %s(\n", p->kernels[kidx].name);
+    for (int q = 0; q < gr->nouts; q++) {
+        const IrNode *n = &g->nodes[gr->outs[q]];
+        put(&o, "    %s *__restrict__ out%d,   // %s%s (v%d)\n", ctype(n->dtype), q, ir_dtype_name(n->dtype),
+            ir_shape_str(&n->shape, s1, sizeof s1), member_index(gr, gr->outs[q]));
+    }
+    for (int k = 0; k < gr->nins; k++) {
+        const IrNode *n = &g->nodes[gr->ins[k]];
+        put(&o, "    const %s *__restrict__ in%d,   // %s%s\n", ctype(n->dtype), k, ir_dtype_name(n->dtype),
+            ir_shape_str(&n->shape, s1, sizeof s1));
+    }
+    int ndrop = 0;
+    for (int m = 0; m < gr->nnodes; m++)
+        if (g->nodes[gr->nodes[m]].op == IR_DROPOUT) {
+            put(&o, "    unsigned long long seed%d, unsigned salt%d,   // dropout v%d\n", ndrop, ndrop, m);
+            ndrop++;
+        }
+    put(&o, "    long long B, long long T, unsigned long long step)\n{\n");
+    put(&o, "    (void)B; (void)T; (void)step;\n");
+    const IrShape *D = &gr->dom;
+    for (int i = 0; i < D->rank; i++) {
+        dim_expr(D->d[i], dbuf, sizeof dbuf);
+        put(&o, "    const long long D%d = %s;\n", i, dbuf);
+    }
+    put(&o, "    const long long n = 1LL");
+    for (int i = 0; i < D->rank; i++) put(&o, " * D%d", i);
+    put(&o, ";\n");
+    int all[IR_MAX_RANK];
+    for (int i = 0; i < D->rank; i++) all[i] = i;
+    if (!gr->has_reduce) {
+        put(&o, "    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;\n"
+                "         i += (long long)gridDim.x * blockDim.x) {\n");
+        bool need_idx = false;
+        for (int k = 0; k < gr->nins; k++)
+            need_idx |= !ir_shape_eq(&g->nodes[gr->ins[k]].shape, D);
+        if (need_idx) emit_decompose(&o, "i", "i", all, D->rank, "        ");
+        emit_loads(&c, 1u << FUSE_LV_PRO, false, "        ");
+        for (int m = 0; m < gr->nnodes; m++) {
+            emit_member(&c, m, false, "        ");
+            emit_store(&c, m, "i", "        ");
+        }
+        put(&o, "    }\n}\n");
+        return o.oom ? (free(o.s), NULL) : o.s;
+    }
+    // reduction kernel
+    const IrShape *R = &gr->rshape;
+    for (int i = 0; i < R->rank; i++) {
+        dim_expr(R->d[i], dbuf, sizeof dbuf);
+        put(&o, "    const long long R%d = %s; (void)R%d;\n", i, dbuf, i);
+    }
+    int kept[IR_MAX_RANK], red[IR_MAX_RANK], nk = 0, nr = 0;
+    for (int i = 0; i < D->rank; i++) {
+        if (gr->axes & (1u << i)) red[nr++] = i;
+        else kept[nk++] = i;
+    }
+    put(&o, "    const long long nout = 1LL");
+    for (int i = 0; i < R->rank; i++) put(&o, " * R%d", i);
+    put(&o, ";\n    const long long nred = nout > 0 ? n / nout : 0;\n");
+    put(&o, "    __shared__ float sh[32];\n");
+    put(&o, "    for (long long o = blockIdx.x; o < nout; o += gridDim.x) {\n");
+    // kept dims from o
+    if (nk) {
+        put(&o, "        long long o_t = o;\n");
+        for (int k = nk - 1; k >= 0; k--) {
+            if (k > 0) put(&o, "        const long long i%d = o_t %% D%d; o_t /= D%d;\n", kept[k], kept[k], kept[k]);
+            else put(&o, "        const long long i%d = o_t;\n", kept[k]);
+        }
+    }
+    for (int m = 0; m < gr->nnodes; m++) {
+        const IrNode *n = &g->nodes[gr->nodes[m]];
+        if (p->level[gr->nodes[m]] == FUSE_LV_RED)
+            put(&o, "        float a%d = %s;\n", m, n->op == IR_MAX ? "-__int_as_float(0x7f800000)" : "0.0f");
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            // phase 2
+            for (int m = 0; m < gr->nnodes; m++) {
+                const IrNode *n = &g->nodes[gr->nodes[m]];
+                if (p->level[gr->nodes[m]] != FUSE_LV_RED) continue;
+                put(&o, "        const float v%d = %s(a%d, sh)%s;   // %%%d %s\n", m,
+                    n->op == IR_MAX ? "trlc_block_max" : "trlc_block_sum", m, n->op == IR_MEAN ? " / (float)nred" : "",
+                    gr->nodes[m], ir_op_name(n->op));
+            }
+            // the index in R, where an epilogue input is broadcast
+            bool need_r = false;
+            for (int m = 0; m < gr->nnodes; m++) {
+                if (p->level[gr->nodes[m]] != FUSE_LV_EPI) continue;
+                const IrNode *n = &g->nodes[gr->nodes[m]];
+                for (int a = 0; a < n->nin; a++)
+                    if (in_index(gr, n->in[a]) >= 0 && !ir_shape_eq(&g->nodes[n->in[a]].shape, R)) need_r = true;
+            }
+            if (need_r && R->rank) {
+                put(&o, "        long long r_t = o;\n");
+                for (int k = R->rank - 1; k >= 0; k--) {
+                    if (k > 0) put(&o, "        const long long r%d = r_t %% R%d; r_t /= R%d;\n", k, k, k);
+                    else put(&o, "        const long long r%d = r_t;\n", k);
+                }
+            }
+            emit_loads(&c, 1u << FUSE_LV_EPI, true, "        ");
+            for (int m = 0; m < gr->nnodes; m++)
+                if (p->level[gr->nodes[m]] == FUSE_LV_EPI) emit_member(&c, m, true, "        ");
+            bool any_store = false;
+            for (int m = 0; m < gr->nnodes; m++) {
+                FuseLevel lv = (FuseLevel)p->level[gr->nodes[m]];
+                if ((lv == FUSE_LV_RED || lv == FUSE_LV_EPI) && out_index(gr, gr->nodes[m]) >= 0) any_store = true;
+            }
+            if (any_store) {
+                put(&o, "        if (threadIdx.x == 0) {\n");
+                for (int m = 0; m < gr->nnodes; m++) {
+                    FuseLevel lv = (FuseLevel)p->level[gr->nodes[m]];
+                    if (lv == FUSE_LV_RED || lv == FUSE_LV_EPI) emit_store(&c, m, "o", "            ");
+                }
+                put(&o, "        }\n");
+            }
+            if (!c.post) break;
+        }
+        put(&o, "        for (long long j = threadIdx.x; j < nred; j += blockDim.x) {   // phase %d\n", pass ? 3 : 1);
+        if (nr) {
+            put(&o, "            long long j_t = j;\n");
+            for (int k = nr - 1; k >= 0; k--) {
+                if (k > 0) put(&o, "            const long long i%d = j_t %% D%d; j_t /= D%d;\n", red[k], red[k], red[k]);
+                else put(&o, "            const long long i%d = j_t;\n", red[k]);
+            }
+        }
+        put(&o, "            const long long i = ");
+        for (int k = 0; k < D->rank; k++) put(&o, "%s", "(");
+        put(&o, "0LL");
+        for (int k = 0; k < D->rank; k++) put(&o, " * D%d + i%d)", k, k);
+        put(&o, "; (void)i;\n");
+        unsigned lv = pass == 0 ? (1u << FUSE_LV_PRO | 1u << FUSE_LV_RED) : (1u << FUSE_LV_PRO | 1u << FUSE_LV_POST);
+        emit_loads(&c, lv, false, "            ");
+        for (int m = 0; m < gr->nnodes; m++) {
+            IrId id = gr->nodes[m];
+            FuseLevel l = (FuseLevel)p->level[id];
+            if (l == FUSE_LV_PRO || (pass == 1 && l == FUSE_LV_POST)) {
+                emit_member(&c, m, false, "            ");
+                if ((l == FUSE_LV_PRO) == (pass == 0)) emit_store(&c, m, "i", "            ");
+            } else if (pass == 0 && l == FUSE_LV_RED) {
+                char a[64];
+                arg_expr(&c, g->nodes[id].in[0], false, a, sizeof a);
+                if (g->nodes[id].op == IR_MAX) put(&o, "            a%d = trlc_max(%s, a%d);\n", m, a, m);
+                else put(&o, "            a%d += %s;\n", m, a);
+            }
+        }
+        put(&o, "        }\n");
+    }
+    put(&o, "    }\n}\n");
+    if (o.oom) {
+        free(o.s);
+        return NULL;
+    }
+    return o.s;
+}
+
+void cg_launch_shape(const FusePlan *p, int group, char *buf, size_t n) {
+    if (group < 0 || group >= p->ngroups) {
+        snprintf(buf, n, "?");
+        return;
+    }
+    const FuseGroup *gr = &p->groups[group];
+    char s1[96], s2[96];
+    IrDim dn, rn;
+    if (!ir_shape_numel_dim(&gr->dom, &dn)) dn = ir_dim(0);
+    IrShape one = ir_shape1(dn);
+    if (!gr->has_reduce) {
+        snprintf(buf, n, "grid-stride over %s elements, 256 threads per block", ir_shape_str(&one, s1, sizeof s1));
+        return;
+    }
+    if (!ir_shape_numel_dim(&gr->rshape, &rn)) rn = ir_dim(0);
+    IrShape r1 = ir_shape1(rn);
+    snprintf(buf, n, "one block per %s outputs (reducing %s elements), 32..256 threads",
+             ir_shape_str(&r1, s2, sizeof s2), ir_shape_str(&one, s1, sizeof s1));
+}
+
+void cg_kernel_args(const FusePlan *p, int group, char *buf, size_t n) {
+    if (group < 0 || group >= p->ngroups) {
+        snprintf(buf, n, "?");
+        return;
+    }
+    const FuseGroup *gr = &p->groups[group];
+    const IrGraph *g = p->g;
+    Out o = {0};
+    char s1[96];
+    for (int q = 0; q < gr->nouts; q++)
+        put(&o, "out%d %%%d %s%s, ", q, gr->outs[q], ir_dtype_name(g->nodes[gr->outs[q]].dtype),
+            ir_shape_str(&g->nodes[gr->outs[q]].shape, s1, sizeof s1));
+    for (int k = 0; k < gr->nins; k++)
+        put(&o, "in%d %%%d %s%s, ", k, gr->ins[k], ir_dtype_name(g->nodes[gr->ins[k]].dtype),
+            ir_shape_str(&g->nodes[gr->ins[k]].shape, s1, sizeof s1));
+    for (int m = 0; m < gr->nnodes; m++)
+        if (g->nodes[gr->nodes[m]].op == IR_DROPOUT) put(&o, "seed/salt of %%%d, ", gr->nodes[m]);
+    put(&o, "B, T, step");
+    snprintf(buf, n, "%s", o.s && !o.oom ? o.s : "?");
+    free(o.s);
+}

@@ -1,0 +1,31 @@
+// codegen_cuda.h — CUDA C for the fused kernels of a plan (fuse.h): one readable, self-contained
+// source per unique kernel (no #include: NVRTC compiles it as it is), with a header comment naming
+// the IR nodes it fuses and their spec locations, and every instance that launches it.
+// Storage types: f32 → float, bf16 → trlc_bf16 (raw bits, converted with round-to-nearest-even),
+// i32 → int; all math in f32. B and T are kernel arguments, so a new batch shape needs no
+// recompilation. Launch: elementwise kernels use a grid-stride loop (256 threads per block);
+// reduction kernels one block per reduced element (a multiple of 32 threads, up to 256).
+// Not here: compiling (runtime/cuda/nvrtc.h), library kernels (kernels/*.cuh, cg_library_source).
+#ifndef TRLC_CODEGEN_CUDA_H
+#define TRLC_CODEGEN_CUDA_H
+#include <stddef.h>
+#include "diag.h"
+#include "fuse.h"
+
+// The source of unique kernel k of p, malloc'd (the caller frees it); NULL when out of memory.
+// d (may be NULL) turns node locations into file:line:col in the header comment.
+char *cg_cuda_kernel(const FusePlan *p, int k, const Diag *d);
+
+// The device helpers every generated kernel starts with (bf16 conversion, block reductions,
+// the dropout hash), as a string.
+const char *cg_cuda_prelude(void);
+
+// How group `group` is launched, in words: "grid-stride over B*T*1024 elements, 256 threads" or
+// "one block per B*T outputs (1024 elements each), up to 256 threads".
+void cg_launch_shape(const FusePlan *p, int group, char *buf, size_t n);
+
+// The kernel's parameter list for a group in launch order, in words (for the index file):
+// "out0 %33 f32[B,T,32], in0 %26 f32[B,T,32], B, T, step".
+void cg_kernel_args(const FusePlan *p, int group, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,473 @@
+// fuse.c — the fusion pass (see fuse.h): one walk over the nodes in topological order. Each
+// fusable node joins the group of one of its producers when the shapes and phases allow it, else
+// the group opened last (for nodes whose inputs all come from memory), else it opens a new group.
+// A node may only join group G when every input it reads from memory is computed by a step
+// placed before G, so that the steps (in creation order) stay topologically ordered.
+// Afterwards: each group's external inputs and outputs, its canonical form and hash, and the
+// deduplicated kernel table. Not here: source text (codegen_cuda.c), evaluation (fuse_eval.c).
+#include "fuse.h"
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t fuse_hash(const void *data, size_t n, uint64_t seed) {
+    const unsigned char *s = data;
+    uint64_t h = 0xcbf29ce484222325ull ^ seed;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+// ---------------------------------------------------------------------------------------------
+// classification
+
+static bool dtype_ok(IrDType t) { return t == IR_F32 || t == IR_BF16 || t == IR_I32; }
+
+static bool is_reduce_op(IrOp op) {
+    return op == IR_SUM || op == IR_MEAN || op == IR_MAX || op == IR_SUM_TO;
+}
+
+// A node a generated kernel can compute (as a member or an inlined constant).
+static bool node_fusable(const IrGraph *g, const IrNode *n) {
+    if (!(ir_op_is_elementwise(n->op) || n->op == IR_BROADCAST || n->op == IR_FULL ||
+          is_reduce_op(n->op)))
+        return false;
+    if (!dtype_ok(n->dtype)) return false;
+    for (int i = 0; i < n->nin; i++) {
+        const IrNode *x = ir_node(g, n->in[i]);
+        if (!x || !dtype_ok(x->dtype)) return false;
+    }
+    return true;
+}
+
+const char *fuse_step_op(const FusePlan *p, int step) {
+    if (step < 0 || step >= p->nsteps) return "?";
+    const FuseStep *s = &p->steps[step];
+    if (s->kind == FUSE_KERNEL) return "kernel";
+    if (s->kind == FUSE_GEMM) return "gemm";
+    const IrNode *n = ir_node(p->g, s->node);
+    return n ? ir_op_name(n->op) : "?";
+}
+
+// ---------------------------------------------------------------------------------------------
+// growing arrays
+
+static int push_step(FusePlan *p, FuseStepKind kind, IrId node, int group) {
+    if (p->nsteps == p->capsteps) {
+        int cap = p->capsteps ? 2 * p->capsteps : 64;
+        FuseStep *s = realloc(p->steps, (size_t)cap * sizeof *s);
+        if (!s) return -1;
+        p->steps = s;
+        p->capsteps = cap;
+    }
+    p->steps[p->nsteps] = (FuseStep){kind, node, group};
+    p->nsteps_kind[kind]++;
+    return p->nsteps++;
+}
+
+static int new_group(FusePlan *p, const IrShape *dom) {
+    if (p->ngroups == p->capgroups) {
+        int cap = p->capgroups ? 2 * p->capgroups : 64;
+        FuseGroup *gr = realloc(p->groups, (size_t)cap * sizeof *gr);
+        if (!gr) return -1;
+        p->groups = gr;
+        p->capgroups = cap;
+    }
+    FuseGroup *gr = &p->groups[p->ngroups];
+    memset(gr, 0, sizeof *gr);
+    gr->dom = *dom;
+    gr->nodes = arena_alloc(&p->arena, FUSE_MAX_MEMBERS * sizeof *gr->nodes);
+    gr->kernel = -1;
+    int gi = p->ngroups++;
+    gr->step = push_step(p, FUSE_KERNEL, IR_NONE, gi);
+    if (gr->step < 0) return -1;
+    return gi;
+}
+
+static void add_member(FusePlan *p, int gi, IrId id, FuseLevel lv) {
+    FuseGroup *gr = &p->groups[gi];
+    gr->nodes[gr->nnodes++] = id;
+    p->group_of[id] = gi;
+    p->level[id] = (uint8_t)lv;
+    p->step_of[id] = gr->step;
+    p->steps[gr->step].node = id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// joining
+
+static bool is_reduced_level(FuseLevel lv) { return lv == FUSE_LV_RED || lv == FUSE_LV_EPI; }
+
+// The reduced axes of a reduction node over its input's shape (dom).
+static uint32_t reduce_axes(const IrNode *n, const IrShape *dom) {
+    if (n->op != IR_SUM_TO) return n->a.axes;
+    uint32_t axes = 0;
+    int lead = dom->rank - n->shape.rank;
+    for (int i = 0; i < dom->rank; i++) {
+        if (i < lead) axes |= 1u << i;
+        else if (ir_dim_is_one(n->shape.d[i - lead]) && !ir_dim_is_one(dom->d[i])) axes |= 1u << i;
+    }
+    return axes;
+}
+
+static int count_reductions(const FusePlan *p, const FuseGroup *gr) {
+    int k = 0;
+    for (int i = 0; i < gr->nnodes; i++) k += p->level[gr->nodes[i]] == FUSE_LV_RED;
+    return k;
+}
+
+// The level n would have in group gi, or FUSE_LV_NONE when it cannot join.
+static FuseLevel join_level(const FusePlan *p, int gi, const IrNode *n) {
+    const FuseGroup *gr = &p->groups[gi];
+    const IrGraph *g = p->g;
+    if (gr->nnodes >= FUSE_MAX_MEMBERS) return FUSE_LV_NONE;
+    // every input read from memory must come from a step placed before the group
+    for (int i = 0; i < n->nin; i++) {
+        IrId x = n->in[i];
+        if (p->group_of[x] == gi || p->level[x] == FUSE_LV_CONST) continue;
+        if (p->step_of[x] >= gr->step) return FUSE_LV_NONE;
+    }
+    if (is_reduce_op(n->op)) {
+        IrId x = n->in[0];
+        const IrNode *xn = ir_node(g, x);
+        if (!ir_shape_eq(&xn->shape, &gr->dom)) return FUSE_LV_NONE;
+        if (p->group_of[x] == gi && p->level[x] != FUSE_LV_PRO) return FUSE_LV_NONE;
+        uint32_t axes = reduce_axes(n, &gr->dom);
+        if (gr->has_reduce) {
+            if (axes != gr->axes || !ir_shape_eq(&n->shape, &gr->rshape)) return FUSE_LV_NONE;
+            if (count_reductions(p, gr) >= FUSE_MAX_REDUCE) return FUSE_LV_NONE;
+        }
+        return FUSE_LV_RED;
+    }
+    // elementwise (and broadcast): which levels do its member inputs have?
+    bool any_red = false, any_full = false;
+    for (int i = 0; i < n->nin; i++) {
+        IrId x = n->in[i];
+        if (p->group_of[x] != gi) continue;
+        FuseLevel lv = (FuseLevel)p->level[x];
+        if (is_reduced_level(lv)) any_red = true;
+        else any_full = true;
+    }
+    if (gr->has_reduce && ir_shape_eq(&n->shape, &gr->rshape) && !any_full) return FUSE_LV_EPI;
+    if (!ir_shape_eq(&n->shape, &gr->dom)) return FUSE_LV_NONE;
+    bool post = any_red;
+    for (int i = 0; i < n->nin; i++) {
+        IrId x = n->in[i];
+        if (p->group_of[x] == gi && p->level[x] == FUSE_LV_POST) post = true;
+        // a reduced value used over D must broadcast exactly along the reduced axes
+        if (p->group_of[x] == gi && is_reduced_level((FuseLevel)p->level[x])) {
+            const IrNode *xn = ir_node(g, x);
+            if (!ir_shape_eq(&xn->shape, &gr->rshape)) return FUSE_LV_NONE;
+        }
+    }
+    return post ? FUSE_LV_POST : FUSE_LV_PRO;
+}
+
+static int place_fused(FusePlan *p, IrId id) {
+    const IrGraph *g = p->g;
+    const IrNode *n = &g->nodes[id];
+    int gi = -1;
+    FuseLevel lv = FUSE_LV_NONE;
+    bool has_member_input = false;
+    for (int i = 0; i < n->nin && gi < 0; i++) {
+        int cand = p->group_of[n->in[i]];
+        if (cand < 0) continue;
+        has_member_input = true;
+        lv = join_level(p, cand, n);
+        if (lv != FUSE_LV_NONE) gi = cand;
+    }
+    if (gi < 0 && !has_member_input && p->ngroups > 0) {
+        int last = p->ngroups - 1;
+        lv = join_level(p, last, n);
+        if (lv != FUSE_LV_NONE) gi = last;
+    }
+    if (gi < 0) {
+        const IrShape *dom = is_reduce_op(n->op) ? &g->nodes[n->in[0]].shape : &n->shape;
+        gi = new_group(p, dom);
+        if (gi < 0) return -1;
+        lv = is_reduce_op(n->op) ? FUSE_LV_RED : FUSE_LV_PRO;
+    }
+    FuseGroup *gr = &p->groups[gi];
+    if (lv == FUSE_LV_RED && !gr->has_reduce) {
+        gr->has_reduce = true;
+        gr->axes = reduce_axes(n, &gr->dom);
+        gr->rshape = n->shape;
+    }
+    add_member(p, gi, id, lv);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// after grouping: inputs, outputs, canonical forms
+
+static int local_index(const FuseGroup *gr, IrId id) {
+    for (int i = 0; i < gr->nnodes; i++)
+        if (gr->nodes[i] == id) return i;
+    return -1;
+}
+
+static int input_index(const FuseGroup *gr, IrId id) {
+    for (int i = 0; i < gr->nins; i++)
+        if (gr->ins[i] == id) return i;
+    return -1;
+}
+
+typedef struct Buf {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} Buf;
+
+static void bprintf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bprintf(Buf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) { b->oom = true; return; }
+        if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        while (cap <= b->n + (size_t)k) cap *= 2;
+        char *s = realloc(b->s, cap);
+        if (!s) { b->oom = true; return; }
+        b->s = s;
+        b->cap = cap;
+    }
+}
+
+static int canonicalize(FusePlan *p, int gi, Buf *b) {
+    const IrGraph *g = p->g;
+    FuseGroup *gr = &p->groups[gi];
+    char s1[96], s2[96];
+    b->n = 0;
+    if (b->s) b->s[0] = 0;
+    bprintf(b, "%s dom=%s", gr->has_reduce ? "reduce" : "elementwise", ir_shape_str(&gr->dom, s1, sizeof s1));
+    if (gr->has_reduce)
+        bprintf(b, " axes=%" PRIx32 " r=%s", gr->axes, ir_shape_str(&gr->rshape, s2, sizeof s2));
+    bprintf(b, "\n");
+    for (int k = 0; k < gr->nins; k++) {
+        const IrNode *x = &g->nodes[gr->ins[k]];
+        bprintf(b, "in%d %s%s\n", k, ir_dtype_name(x->dtype), ir_shape_str(&x->shape, s1, sizeof s1));
+    }
+    for (int k = 0; k < gr->nnodes; k++) {
+        const IrNode *n = &g->nodes[gr->nodes[k]];
+        bprintf(b, "m%d lv%d %s %s%s", k, p->level[gr->nodes[k]], ir_op_name(n->op), ir_dtype_name(n->dtype),
+                ir_shape_str(&n->shape, s1, sizeof s1));
+        if (n->op == IR_POW || n->op == IR_DROPOUT || n->op == IR_FULL) bprintf(b, " v=%.17g", n->a.value);
+        if (n->op == IR_SUM || n->op == IR_MEAN || n->op == IR_MAX) bprintf(b, " axes=%" PRIx32, n->a.axes);
+        for (int i = 0; i < n->nin; i++) {
+            IrId x = n->in[i];
+            const IrNode *xn = &g->nodes[x];
+            if (p->group_of[x] == gi) bprintf(b, " m%d", local_index(gr, x));
+            else if (p->level[x] == FUSE_LV_CONST) bprintf(b, " c%.17g", xn->a.value);
+            else bprintf(b, " in%d", input_index(gr, x));
+        }
+        bprintf(b, "\n");
+    }
+    bprintf(b, "out");
+    for (int k = 0; k < gr->nouts; k++) bprintf(b, " m%d", local_index(gr, gr->outs[k]));
+    bprintf(b, "\n");
+    return b->oom ? -1 : 0;
+}
+
+static int finish_groups(FusePlan *p) {
+    const IrGraph *g = p->g;
+    // uses: does anything outside the node's group read it?
+    bool *ext_use = calloc((size_t)g->n + 1, sizeof *ext_use);
+    if (!ext_use) return -1;
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *n = &g->nodes[i];
+        for (int k = 0; k < n->nin; k++) {
+            IrId x = n->in[k];
+            if (p->group_of[x] >= 0 && p->group_of[x] != p->group_of[i]) ext_use[x] = true;
+        }
+    }
+    for (int o = 0; o < g->nouts; o++)
+        if (g->outs[o].id >= 0 && g->outs[o].id < g->n) ext_use[g->outs[o].id] = true;
+    Buf b = {0};
+    int rc = 0;
+    for (int gi = 0; gi < p->ngroups && rc == 0; gi++) {
+        FuseGroup *gr = &p->groups[gi];
+        gr->ins = arena_alloc(&p->arena, (size_t)(gr->nnodes * 3 + 1) * sizeof *gr->ins);
+        gr->outs = arena_alloc(&p->arena, (size_t)(gr->nnodes + 1) * sizeof *gr->outs);
+        for (int k = 0; k < gr->nnodes; k++) {
+            const IrNode *n = &g->nodes[gr->nodes[k]];
+            for (int i = 0; i < n->nin; i++) {
+                IrId x = n->in[i];
+                if (p->group_of[x] == gi || p->level[x] == FUSE_LV_CONST) continue;
+                if (input_index(gr, x) < 0) gr->ins[gr->nins++] = x;
+            }
+            if (ext_use[gr->nodes[k]]) gr->outs[gr->nouts++] = gr->nodes[k];
+        }
+        if (canonicalize(p, gi, &b) != 0) { rc = -1; break; }
+        uint64_t h = fuse_hash(b.s, b.n, 0);
+        int found = -1;
+        for (int k = 0; k < p->nkernels && found < 0; k++)
+            if (p->kernels[k].hash == h && !strcmp(p->kernels[k].canon, b.s)) found = k;
+        if (found < 0) {
+            if (p->nkernels == p->capkernels) {
+                int cap = p->capkernels ? 2 * p->capkernels : 32;
+                FuseKernel *kk = realloc(p->kernels, (size_t)cap * sizeof *kk);
+                if (!kk) { rc = -1; break; }
+                p->kernels = kk;
+                p->capkernels = cap;
+            }
+            FuseKernel *k = &p->kernels[p->nkernels];
+            memset(k, 0, sizeof *k);
+            snprintf(k->name, sizeof k->name, "fk_%c%d_%016" PRIx64, gr->has_reduce ? 'r' : 'e', gr->nnodes, h);
+            k->hash = h;
+            k->canon = arena_strdup(&p->arena, b.s);
+            k->first_group = gi;
+            found = p->nkernels++;
+        }
+        p->kernels[found].ngroups++;
+        gr->kernel = found;
+        if (gr->nins + gr->nouts > FUSE_MAX_ARGS) rc = -2;
+    }
+    free(b.s);
+    free(ext_use);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the pass
+
+int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p) {
+    memset(p, 0, sizeof *p);
+    p->g = g;
+    if (g->float_dtype != IR_F32) {
+        diag_plain_error(d, "fusion: the graph computes in %s; GPU kernels are generated for f32 graphs",
+                         ir_dtype_name(g->float_dtype));
+        return -1;
+    }
+    size_t n = (size_t)g->n + 1;
+    p->group_of = malloc(n * sizeof *p->group_of);
+    p->level = calloc(n, 1);
+    p->step_of = malloc(n * sizeof *p->step_of);
+    if (!p->group_of || !p->level || !p->step_of) {
+        diag_plain_error(d, "fusion: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) p->group_of[i] = -1, p->step_of[i] = -1;
+
+    // constants are inlined into fused users; materialised by a fill kernel when anything else
+    // (a library step, a GEMM, a graph output) reads them
+    bool *needs_fill = calloc(n, 1);
+    if (!needs_fill) {
+        diag_plain_error(d, "fusion: out of memory");
+        return -1;
+    }
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *x = &g->nodes[i];
+        for (int k = 0; k < x->nin; k++)
+            if (g->nodes[x->in[k]].op == IR_FULL && !node_fusable(g, x)) needs_fill[x->in[k]] = true;
+    }
+    for (int o = 0; o < g->nouts; o++)
+        if (g->outs[o].id >= 0 && g->outs[o].id < g->n && g->nodes[g->outs[o].id].op == IR_FULL)
+            needs_fill[g->outs[o].id] = true;
+
+    int rc = 0;
+    for (IrId id = 0; id < g->n && rc == 0; id++) {
+        const IrNode *x = &g->nodes[id];
+        if (x->op == IR_INPUT || x->op == IR_PARAM) continue;
+        if (x->op == IR_FULL && node_fusable(g, x)) {
+            p->level[id] = FUSE_LV_CONST;
+            if (needs_fill[id]) {
+                int gi = new_group(p, &x->shape);
+                if (gi < 0) rc = -1;
+                else {
+                    add_member(p, gi, id, FUSE_LV_PRO);
+                    p->level[id] = FUSE_LV_PRO;
+                }
+            }
+            continue;
+        }
+        if (node_fusable(g, x)) {
+            rc = place_fused(p, id);
+            continue;
+        }
+        FuseStepKind kind = x->op == IR_MATMUL ? FUSE_GEMM : x->op == IR_RESHAPE ? FUSE_VIEW : FUSE_LIBRARY;
+        int s = push_step(p, kind, id, -1);
+        if (s < 0) rc = -1;
+        p->step_of[id] = s;
+    }
+    free(needs_fill);
+    if (rc == 0) rc = finish_groups(p);
+    if (rc == -2) {
+        diag_plain_error(d, "fusion: a fused group has more than %d arguments", FUSE_MAX_ARGS);
+        return -1;
+    }
+    if (rc != 0) {
+        diag_plain_error(d, "fusion: out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+void fuse_plan_free(FusePlan *p) {
+    free(p->steps);
+    free(p->groups);
+    free(p->kernels);
+    free(p->group_of);
+    free(p->level);
+    free(p->step_of);
+    arena_free(&p->arena);
+    memset(p, 0, sizeof *p);
+}
+
+// ---------------------------------------------------------------------------------------------
+// printing
+
+const char *fuse_loc_str(const Diag *d, Loc loc, char *buf, size_t n) {
+    const Source *s = d ? diag_source(d, loc.file) : NULL;
+    if (!s) {
+        snprintf(buf, n, "?");
+        return buf;
+    }
+    int line, col;
+    diag_linecol(d, loc, &line, &col);
+    const char *base = strrchr(s->path, '/');
+    snprintf(buf, n, "%s:%d:%d", base ? base + 1 : s->path, line, col);
+    return buf;
+}
+
+static void print_loc(FILE *f, const Diag *d, Loc loc) {
+    char b[256];
+    if (d && diag_source(d, loc.file)) fprintf(f, "  # %s", fuse_loc_str(d, loc, b, sizeof b));
+}
+
+void fuse_print(FILE *f, const FusePlan *p, const Diag *d) {
+    const IrGraph *g = p->g;
+    char s[96];
+    fprintf(f, "# plan: %d steps (%d kernel launches, %d gemm, %d library, %d views); %d unique kernels\n",
+            p->nsteps, p->nsteps_kind[FUSE_KERNEL], p->nsteps_kind[FUSE_GEMM], p->nsteps_kind[FUSE_LIBRARY],
+            p->nsteps_kind[FUSE_VIEW], p->nkernels);
+    for (int i = 0; i < p->nsteps; i++) {
+        const FuseStep *st = &p->steps[i];
+        if (st->kind != FUSE_KERNEL) {
+            const IrNode *n = &g->nodes[st->node];
+            fprintf(f, "%4d %-7s %-18s %%%d : %s%s", i,
+                    st->kind == FUSE_GEMM ? "gemm" : st->kind == FUSE_VIEW ? "view" : "library",
+                    ir_op_name(n->op), st->node, ir_dtype_name(n->dtype), ir_shape_str(&n->shape, s, sizeof s));
+            print_loc(f, d, n->loc);
+            fputc('\n', f);
+            continue;
+        }
+        const FuseGroup *gr = &p->groups[st->group];
+        fprintf(f, "%4d kernel  %-24s over %s", i, p->kernels[gr->kernel].name, ir_shape_str(&gr->dom, s, sizeof s));
+        if (gr->has_reduce) fprintf(f, " -> %s", ir_shape_str(&gr->rshape, s, sizeof s));
+        fprintf(f, ":");
+        for (int k = 0; k < gr->nnodes; k++)
+            fprintf(f, " %s%%%d", ir_op_name(g->nodes[gr->nodes[k]].op), gr->nodes[k]);
+        fprintf(f, " | in");
+        for (int k = 0; k < gr->nins; k++) fprintf(f, " %%%d", gr->ins[k]);
+        fprintf(f, " | out");
+        for (int k = 0; k < gr->nouts; k++) fprintf(f, " %%%d", gr->outs[k]);
+        fputc('\n', f);
+    }
+}

@@ -1,0 +1,114 @@
+// fuse.h — the fusion pass: groups the nodes of an IrGraph into the steps the GPU executes.
+// Chains of elementwise ops and the reductions they feed become one generated kernel each
+// (rmsnorm forward = one kernel; its backward = one or two); matrix products become GEMM steps
+// (cuBLASLt), attention, cross-entropy, rope, embed/gather and layout copies become library steps
+// (kernels/), reshapes become views (no work: the same bytes under another shape).
+// A fused group computes over one iteration domain D (a shape); with a reduction, over D and its
+// reduced shape R: phase 1 walks D computing the "prologue" nodes and accumulating the
+// reductions, phase 2 computes the "epilogue" nodes at R once per reduced element, phase 3 walks
+// D again for the "post" nodes that use reduced values (prologue values are recomputed there, not
+// stored). Intermediates stay in registers; only values used outside the group are written.
+// Identical groups (same op structure, dtypes and shapes: one per layer) share one kernel,
+// found by hashing the group's canonical form.
+// Not here: the CUDA source (codegen_cuda.h), running anything (runtime/cuda), memory planning.
+#ifndef TRLC_FUSE_H
+#define TRLC_FUSE_H
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include "arena.h"
+#include "diag.h"
+#include "ir.h"
+
+typedef enum FuseStepKind {
+    FUSE_KERNEL,    // a generated kernel (one FuseGroup)
+    FUSE_GEMM,      // one matmul node → cuBLASLt
+    FUSE_LIBRARY,   // one node run by a hand-written kernel in kernels/ (sdpa, cross_entropy, ...)
+    FUSE_VIEW,      // a reshape: aliases its input, no work
+} FuseStepKind;
+
+// Where a member of a fused group is computed (see the phases above).
+typedef enum FuseLevel {
+    FUSE_LV_NONE = 0,
+    FUSE_LV_PRO,    // over D, no reduced value in its inputs (phase 1; recomputed in phase 3)
+    FUSE_LV_RED,    // a reduction: its value lives at R
+    FUSE_LV_EPI,    // elementwise over R (phase 2)
+    FUSE_LV_POST,   // over D, uses reduced values (phase 3)
+    FUSE_LV_CONST,  // a FULL constant inlined into its users (not a member)
+} FuseLevel;
+
+enum { FUSE_MAX_MEMBERS = 96,   // nodes in one group
+       FUSE_MAX_REDUCE = 8,     // reductions in one group
+       FUSE_MAX_ARGS = 48 };    // external inputs + outputs of one group
+
+typedef struct FuseGroup {
+    IrId *nodes;            // members, topological order
+    int nnodes;
+    IrShape dom;            // D
+    bool has_reduce;
+    uint32_t axes;          // reduced axes of D (bit i = axis i of D)
+    IrShape rshape;         // the reductions' output shape (R, possibly of lower rank: sum_to)
+    IrId *ins;              // external inputs (not members, not inlined constants), first use order
+    int nins;
+    IrId *outs;             // members read outside the group (or graph outputs), member order
+    int nouts;
+    int step;               // its step index
+    int kernel;             // index into FusePlan.kernels
+} FuseGroup;
+
+typedef struct FuseStep {
+    FuseStepKind kind;
+    IrId node;              // GEMM / LIBRARY / VIEW: the node; KERNEL: its last member
+    int group;              // KERNEL: index into FusePlan.groups, else -1
+} FuseStep;
+
+// One unique kernel: every group with the same canonical form shares it.
+typedef struct FuseKernel {
+    char name[40];          // "fk_r3_1a2b3c4d5e6f7a8b": kind letter, member count, hash
+    uint64_t hash;          // of the canonical form
+    const char *canon;      // the canonical form (arena)
+    int first_group;        // the group codegen instantiates
+    int ngroups;            // how many groups launch it
+} FuseKernel;
+
+typedef struct FusePlan {
+    Arena arena;
+    const IrGraph *g;
+    FuseStep *steps;
+    int nsteps, capsteps;
+    FuseGroup *groups;
+    int ngroups, capgroups;
+    FuseKernel *kernels;
+    int nkernels, capkernels;
+    int *group_of;          // per node: its group, or -1
+    uint8_t *level;         // per node: FuseLevel
+    int *step_of;           // per node: the step that computes it (-1 for leaves and constants)
+    int nsteps_kind[4];     // steps per FuseStepKind
+} FusePlan;
+
+// Builds the plan of g (which must outlive it). The graph's float dtype must be f32; f64 and f16
+// nodes are left to library steps. Returns 0, or -1 after reporting through d.
+int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p);
+void fuse_plan_free(FusePlan *p);
+
+// The library op name of a LIBRARY/GEMM step ("sdpa", "cross_entropy", "gemm", ...).
+const char *fuse_step_op(const FusePlan *p, int step);
+
+// Prints the plan: one line per step; kernels with their members and spec locations (d may be NULL).
+void fuse_print(FILE *f, const FusePlan *p, const Diag *d);
+
+// "file.trl:line:col" (the file's base name) of a node location, or "?"; returns buf.
+const char *fuse_loc_str(const Diag *d, Loc loc, char *buf, size_t n);
+
+// 64-bit FNV-1a of a byte string (the canonical-form hash; also used by the kernel cache).
+uint64_t fuse_hash(const void *data, size_t n, uint64_t seed);
+
+// Evaluates one fused group on the CPU with the same phases and index arithmetic the generated
+// kernel uses (fuse_eval.c), for tests against the interpreter. ins[k] is group->ins[k]'s data
+// (float for float dtypes, int32_t for i32), outs[k] receives group->outs[k] (float; bf16 outputs
+// rounded as the GPU stores them, i32 outputs as int32_t). sym holds B and T. Returns 0, or -1
+// after reporting (a size overflow).
+int fuse_eval_group(const FusePlan *p, int group, const int64_t *sym, uint64_t step,
+                    const void *const *ins, void *const *outs, Diag *d);
+
+#endif

@@ -1,0 +1,67 @@
+// rt_cuda.h — run-time compilation of CUDA C with NVRTC (nvrtc.c), and the on-disk kernel cache.
+// Sources compile to a cubin for one architecture (sm_80, sm_90, ...: the device's own when a
+// GPU is present), optionally also to PTX, several programs at once on worker threads. Every
+// NVRTC call is checked; a failed compile reports the kernel name, the options, NVRTC's log and
+// the numbered source. The cache lives in $TRLC_CACHE_DIR, else $XDG_CACHE_HOME/trlc, else
+// ~/.cache/trlc; an entry's key hashes the source, the options, the arch, the NVRTC version and
+// RT_CUDA_CACHE_VERSION; entries are written to a temporary file and renamed into place; an
+// entry that fails its checks (magic, length, checksum) is ignored and rebuilt.
+// TRLC_PRINT_KERNELS=1 prints every source before it is compiled (or found in the cache).
+// Registers and static shared memory per kernel are read from the cubin's ELF sections
+// (.nv.info EIATTR_REGCOUNT, .nv.shared.<kernel>), so no GPU and no cuobjdump are needed.
+// Not here: loading modules and launching (needs a GPU: rt_cuda_device_* only queries).
+#ifndef TRLC_RT_CUDA_H
+#define TRLC_RT_CUDA_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "diag.h"
+
+#define RT_CUDA_CACHE_VERSION 1
+
+typedef struct RtCudaCache {
+    char dir[4096];         // "" = caching disabled (no usable directory)
+    int hits, misses;       // programs found in / compiled into the cache
+    int corrupt;            // entries ignored because they failed their checks
+} RtCudaCache;
+
+// Resolves the cache directory from the environment and creates it. A directory that cannot be
+// created disables caching with a warning (compiling still works). Returns 0.
+int rt_cuda_cache_init(RtCudaCache *c, Diag *d);
+
+typedef struct RtCudaProgram {
+    // in
+    const char *name;       // the kernel's name (for messages, the cache file name, resources)
+    const char *source;     // complete CUDA C (NUL-terminated)
+    // out
+    unsigned char *cubin;   // malloc'd
+    size_t cubin_size;
+    char *ptx;              // malloc'd, NUL-terminated, when asked for
+    size_t ptx_size;
+    bool cached;            // the cubin came from the cache
+    int regs;               // registers per thread, -1 unknown
+    int64_t shared_bytes;   // static shared memory, -1 unknown
+    int status;             // 0 ok, -1 failed (reported)
+} RtCudaProgram;
+
+// Compiles progs[0..n) for arch ("sm_90"; NULL = the device's own, else sm_90) with nthreads
+// workers (<= 0: 2). Returns the number of programs that failed (each reported through d).
+int rt_cuda_compile(RtCudaCache *c, RtCudaProgram *progs, int n, const char *arch, bool want_ptx,
+                    int nthreads, Diag *d);
+void rt_cuda_program_free(RtCudaProgram *p);
+
+// NVRTC's version; false when unavailable.
+bool rt_nvrtc_version(int *major, int *minor);
+// The architectures NVRTC can target ("sm_75 sm_80 ..."), into buf.
+void rt_nvrtc_archs(char *buf, size_t n);
+
+// Number of CUDA devices through the driver (loaded with dlopen: a machine without a driver gets
+// 0, never a load failure), and device 0's architecture as "sm_XY". Both -1 / false on no device.
+int rt_cuda_device_count(void);
+bool rt_cuda_device_arch(int dev, char *buf, size_t n);
+
+// Registers and static shared memory of kernel `name` in a cubin (ELF); -1 when not found.
+void rt_cuda_cubin_resources(const unsigned char *cubin, size_t size, const char *name, int *regs,
+                             int64_t *shared_bytes);
+
+#endif
