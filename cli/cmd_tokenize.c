@@ -38,7 +38,7 @@ static int encode_line(const Tokenizer *t, const char *line, size_t n, long line
     }
     TokIds ids = {0};
     if (tok_encode(t, json_string_value(v), json_string_length(v), special, &ids)) {
-        diag_file_error(d, "<stdin>", lineno, 0, "out of memory while encoding");
+        diag_file_error(d, "<stdin>", lineno, 0, "could not encode this text (out of memory or regex match limit)");
         json_decref(v);
         tok_ids_free(&ids);
         return -1;

@@ -60,7 +60,8 @@ static int replace_regex(const TokNorm *s, const TokBuf *in, TokBuf *out, pcre2_
     size_t pos = 0, run = 0;
     while (pos <= in->n) {
         int rc = pcre2_match(s->re, (PCRE2_SPTR)in->p, in->n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc < 0) break;
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) return -1;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         if (tokbuf_add(out, in->p + run, ov[0] - run) || tokbuf_add(out, s->b, s->blen)) return -1;
         run = ov[1];

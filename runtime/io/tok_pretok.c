@@ -34,7 +34,8 @@ static int regex_segs(const pcre2_code *re, const char *s, size_t n, Segs *out, 
     size_t pos = 0, prev = 0;
     while (pos <= n) {
         int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
-        if (rc < 0) break;   // PCRE2_ERROR_NOMATCH, or a match limit: the rest is a gap
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) return -1;   // match limit, out of memory: fail rather than split wrongly
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t a = ov[0], b = ov[1];
         if (a < prev) a = prev;   // \K could move the start back; never overlap

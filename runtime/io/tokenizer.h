@@ -32,15 +32,19 @@ void tok_free(Tokenizer *t);
 // add_special: apply the post-processor (e.g. BOS for Llama, nothing for GPT-2/Qwen2).
 // Added tokens appearing in the text (e.g. "<|im_start|>") are always recognised.
 // Invalid UTF-8 is treated as the reference does (bytes replaced by U+FFFD before tokenizing).
-// Returns 0, or nonzero on allocation failure (out keeps what was appended so far).
+// Returns 0, or nonzero on allocation failure or when a regex hits PCRE2's match limit (out keeps what
+// was appended so far).
 int tok_encode(const Tokenizer *t, const char *text, size_t len, bool add_special, TokIds *out);
 
 // Decodes ids to a malloc'd NUL-terminated UTF-8 string (caller frees); *len (if non-NULL) gets
 // its length. skip_special drops special added tokens. Ids out of range are skipped.
+// Same text as tokenizers' decode, with one deliberate difference: tokenizers 0.23 does not skip
+// special tokens whose normalized form differs (Llama-2's "<s>" prints as "▁<s>"); trlc skips them.
 // Returns NULL only on allocation failure.
 char *tok_decode(const Tokenizer *t, const int32_t *ids, size_t n, bool skip_special, size_t *len);
 
-// Vocabulary or added token string → id, or -1.
+// Vocabulary or added token string → id, or -1. Added tokens get the ids tokenizers gives them
+// (their vocabulary id, else the next free id: for consistent files the id written in the file).
 int32_t tok_id(const Tokenizer *t, const char *token);
 // Id → token string as stored in the vocabulary (e.g. "Ġthe"), or NULL when out of range.
 // The string belongs to the tokenizer.

@@ -128,6 +128,11 @@ def corpus():
     return t
 
 
+QWEN_ADDED = [added(50256, "<|endoftext|>"), added(50257, "<|im_start|>"), added(50258, "<|im_end|>"),
+              added(50259, "<think>", special=False), added(50260, "</think>", special=False),
+              added(50261, "[MASK]", lstrip=True, rstrip=True),
+              added(50262, "<|tool|>", lstrip=True), added(50263, "<|sep|>", rstrip=True),
+              added(50264, "qwertyword", special=False, normalized=True, single_word=True)]
 BL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}
 META_DEC = {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
                                              {"type": "ByteFallback"}, {"type": "Fuse"},
@@ -165,6 +170,11 @@ PATCHES = {
         "decoder": {"type": "Sequence", "decoders": [
             {"type": "ByteFallback"}, {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
                                        "split": True}, {"type": "Fuse"}]}}),
+    # Strip and NFD normalizers (without normalized added tokens: see phi2_splits)
+    "qwen2_strip": ("qwen2", {
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Strip", "strip_left": True, "strip_right": True}, {"type": "NFD"}]},
+        "added_tokens": [a for a in QWEN_ADDED if not a["normalized"]]}),
 }
 
 
@@ -201,11 +211,7 @@ def build_variants():
 
     qwen = {
         "version": "1.0", "truncation": None, "padding": None,
-        "added_tokens": [added(50256, "<|endoftext|>"), added(50257, "<|im_start|>"), added(50258, "<|im_end|>"),
-                         added(50259, "<think>", special=False), added(50260, "</think>", special=False),
-                         added(50261, "[MASK]", lstrip=True, rstrip=True),
-                         added(50262, "<|tool|>", lstrip=True), added(50263, "<|sep|>", rstrip=True),
-                         added(50264, "qwertyword", special=False, normalized=True, single_word=True)],
+        "added_tokens": QWEN_ADDED,
         "normalizer": {"type": "NFC"},
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": QWEN2_REGEX}, "behavior": "Isolated", "invert": False}, bl]},
@@ -254,6 +260,8 @@ def main():
     bases = {"llama2": load_llama2_json()}
     with open(os.path.join(TOKDIR, "phi-2", "tokenizer.json"), encoding="utf-8") as f:
         bases["phi2"] = json.load(f)
+    with open(os.path.join(HERE, "qwen2_tokenizer.json"), encoding="utf-8") as f:
+        bases["qwen2"] = json.load(f)
     toks["llama2"] = Tokenizer.from_str(json.dumps(bases["llama2"]))
     os.makedirs(os.path.join(HERE, "patches"), exist_ok=True)
     for name, (base, patch) in PATCHES.items():
