@@ -117,8 +117,14 @@ static void test_rope_llama3(Diag *d) {
     if (!r) return;
     json_t *inv = json_object_get(r, "inv_freq");
     CHECK(json_array_size(inv) == 32);
-    double mine[32], maxrel = 0;
+    double mine[32], v5[32], maxrel = 0;
     hf_rope_inv_freq(&c, mine);
+    HfConfig c5;   // the same model as transformers 5 writes it: rope_parameters, dtype, eos list
+    CHECK(load(d, "configs/llama-3.2-1b-v5-style.json", &c5) == 0);
+    CHECK(c5.rope.type == HF_ROPE_LLAMA3 && c5.rope.theta == 500000.0 && c5.rope.factor == 32.0);
+    CHECK(c5.dtype == HF_DTYPE_BF16 && c5.n_eos == 3 && c5.eos_token_ids[2] == 128009);
+    hf_rope_inv_freq(&c5, v5);
+    CHECK(memcmp(mine, v5, sizeof v5) == 0);
     for (size_t i = 0; i < 32 && i < json_array_size(inv); i++) {
         double want = json_real_value(json_array_get(inv, i));
         CHECK_CLOSE(mine[i], want, 0, 1e-6);   // transformers computes in float32
