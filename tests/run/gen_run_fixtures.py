@@ -16,6 +16,10 @@ fixtures/step.safetensors
                            (lr 1e-3, wd 0.01 except norms, clip 1.0) and after the last one,
                            alternating batch 0 (rows 0-1) and batch 1 (rows 2-3)
   adamw.batch.tokens/labels/pos  I32 (4, T) the rows of those two batches
+  lora_adamw.losses        F64 (4,) the same for LoRA (peft, the adapter values above; lr 1e-2,
+                           wd 0.01, clip 1.0, transformers' cosine-with-min-lr schedule: warmup 2,
+                           8 steps, min_lr 1e-3) — the settings of lora.trl
+  rslora.loss              F64 (1,) the batch's loss with use_rslora (scale alpha/sqrt(r))
 """
 import os
 import torch
@@ -47,6 +51,18 @@ def batch(gen, rows):
     return tokens, pos, labels
 
 
+def lora_model(rslora):
+    cfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=TARGETS, bias="none",
+                          task_type="CAUSAL_LM", use_rslora=rslora)
+    pm = peft.get_peft_model(load(), cfg)
+    g2 = torch.Generator().manual_seed(99)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_" in n:
+                p.copy_(0.3 * torch.randn(p.shape, generator=g2))
+    return pm
+
+
 def mean_loss(model, tokens, pos, labels):
     logits = model(input_ids=tokens, position_ids=pos).logits.float()
     s = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
@@ -75,15 +91,7 @@ def main():
         t["full.grad." + n] = p.grad.detach().float().contiguous()
 
     # LoRA with peft: A and B set to random values so that both get gradients
-    m = load()
-    cfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=TARGETS, bias="none",
-                          task_type="CAUSAL_LM")
-    pm = peft.get_peft_model(m, cfg)
-    g2 = torch.Generator().manual_seed(99)
-    with torch.no_grad():
-        for n, p in pm.named_parameters():
-            if "lora_" in n:
-                p.copy_(0.3 * torch.randn(p.shape, generator=g2))
+    pm = lora_model(False)
     loss = mean_loss(pm, tokens, pos, labels)
     loss.backward()
     t["lora.loss"] = loss.detach().double().reshape(1)
@@ -113,9 +121,31 @@ def main():
         opt.step()
     t["adamw.losses"] = torch.tensor(losses, dtype=torch.float64)
 
+    # LoRA AdamW with lora.trl's settings
+    pm = lora_model(False)
+    params = [p for n, p in pm.named_parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    sched = transformers.optimization.get_cosine_with_min_lr_schedule_with_warmup(opt, 2, 8, min_lr=1e-3)
+    llosses = []
+    for step in range(4):
+        r = slice(0, 2) if step % 2 == 0 else slice(2, 4)
+        opt.zero_grad()
+        loss = mean_loss(pm, tk[r], ps[r], lb[r])
+        llosses.append(loss.item())
+        if step == 3:
+            break
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+    t["lora_adamw.losses"] = torch.tensor(llosses, dtype=torch.float64)
+
+    with torch.no_grad():
+        t["rslora.loss"] = mean_loss(lora_model(True), tokens, pos, labels).double().reshape(1)
+
     save_file({k: v.contiguous() for k, v in t.items()}, os.path.join(OUT, "step.safetensors"),
               metadata={"format": "pt", "peft": peft.__version__, "transformers": transformers.__version__})
-    print("wrote", os.path.join(OUT, "step.safetensors"), "losses", losses)
+    print("wrote", os.path.join(OUT, "step.safetensors"), "losses", losses, "lora", llosses)
 
 
 if __name__ == "__main__":

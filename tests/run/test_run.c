@@ -1,7 +1,9 @@
 // test_run.c — the trainer against PyTorch (fixtures/step.safetensors from gen_run_fixtures.py):
 // (a) one step of the tiny Qwen3, full fine-tuning and LoRA: loss and every gradient vs
 //     transformers / peft (max relative error <= 1e-4, fp32);
-// (b) three AdamW updates (clip 1.0, no decay on norms): the losses vs torch.optim.AdamW;
+// (b) three AdamW updates (clip 1.0, no decay on norms): the losses vs torch.optim.AdamW, for full
+//     fine-tuning and for LoRA (peft, with lora.trl's warmup + cosine-to-min_lr schedule);
+//     rsLoRA's scale vs peft; frozen layers (freeze = layers[0:1]) get no gradient;
 // (c) LoRA at initialisation (B = 0) gives exactly the base model's logits;
 // (d) gradient accumulation: 2 micro-batches of 2 rows == 1 batch of 4 rows (uneven target
 //     counts), the same update.
@@ -121,12 +123,8 @@ static void test_full_step(Diag *d, const int32_t *tok, const int32_t *pos, cons
     close_spec(&o);
 }
 
-static void test_lora_step(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
-    Opened o;
-    Trainer *t = open_spec(d, &o, "lora.trl");
-    CHECK(t != NULL);
-    if (!t) return;
-    // the adapter values peft used
+// Copies the adapter values peft used (fixture lora.<name>) into t; returns how many were set.
+static int set_adapter(Trainer *t) {
     int set = 0;
     for (int i = 0; i < tr_nparams(t); i++) {
         if (!tr_param_trainable(t, i)) continue;
@@ -140,7 +138,15 @@ static void test_lora_step(Diag *d, const int32_t *tok, const int32_t *pos, cons
         if (ref && p && rn == pn) memcpy(p, ref, (size_t)pn * sizeof *p), set++;
         free(ref);
     }
-    CHECK(set == 2 * 7 * 2);   // 2 layers x 7 projections x (A, B)
+    return set;
+}
+
+static void test_lora_step(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
+    Opened o;
+    Trainer *t = open_spec(d, &o, "lora.trl");
+    CHECK(t != NULL);
+    if (!t) return;
+    CHECK(set_adapter(t) == 2 * 7 * 2);   // 2 layers x 7 projections x (A, B)
     double ls;
     CHECK(tr_micro_step(t, tok, pos, lab, B, T, 0, &ls) == 0);
     int64_t n = count_targets(lab, (size_t)B * T);
@@ -172,32 +178,92 @@ static void test_lora_step(Diag *d, const int32_t *tok, const int32_t *pos, cons
     close_spec(&o);
 }
 
-static void test_adamw(Diag *d) {
+// (b) a few optimizer updates: full FT (full.trl) or LoRA from peft's adapter values (lora.trl,
+// with its warmup + cosine schedule), losses vs torch.
+static void test_adamw(Diag *d, const char *spec, const char *key, bool lora) {
     int B, T, b2, t2;
     int32_t *tok = fx_i32("adamw.batch.tokens", &B, &T), *pos = fx_i32("adamw.batch.pos", &b2, &t2),
             *lab = fx_i32("adamw.batch.labels", &b2, &t2);
     CHECK(tok && pos && lab && B == 4);
     Opened o;
-    Trainer *t = tok && pos && lab ? open_spec(d, &o, "full.trl") : NULL;
+    Trainer *t = tok && pos && lab ? open_spec(d, &o, spec) : NULL;
     CHECK(t != NULL);
     if (t) {
+        if (lora) CHECK(set_adapter(t) == 28);
         double worst = 0;
         for (int step = 0; step < 4; step++) {
             size_t off = (size_t)(step % 2 ? 2 : 0) * (size_t)T;
             double ls, gn, lr;
             CHECK(tr_micro_step(t, tok + off, pos + off, lab + off, 2, T, (uint64_t)step, &ls) == 0);
             int64_t n = count_targets(lab + off, 2 * (size_t)T);
-            double ref = fx_scalar("adamw.losses", step), got = ls / (double)n;
+            double ref = fx_scalar(key, step), got = ls / (double)n;
             CHECK_CLOSE(got, ref, 0, 1e-4);
             if (fabs(got - ref) / fabs(ref) > worst) worst = fabs(got - ref) / fabs(ref);
-            if (step < 3) CHECK(tr_apply(t, n, &gn, &lr) == 0 && lr == 1e-3);
+            if (step < 3) CHECK(tr_apply(t, n, &gn, &lr) == 0 && (lora || lr == 1e-3));
         }
-        printf("AdamW: 3 updates, losses vs torch max rel error %.2e\n", worst);
+        printf("%s: 3 AdamW updates, losses vs torch max rel error %.2e\n", spec, worst);
         close_spec(&o);
     }
     free(tok);
     free(pos);
     free(lab);
+}
+
+static void test_rslora(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
+    Opened o;
+    Trainer *t = open_spec(d, &o, "lora-rs.trl");
+    CHECK(t != NULL);
+    if (!t) return;
+    CHECK(set_adapter(t) == 28);
+    double ls;
+    CHECK(tr_eval_batch(t, tok, pos, lab, B, T, &ls) == 0);
+    CHECK_CLOSE(ls / (double)count_targets(lab, (size_t)B * T), fx_scalar("rslora.loss", 0), 0, 1e-5);
+    close_spec(&o);
+}
+
+// freeze = layers[0:1]: layer 0 gets no gradient and does not move; the rest matches full FT.
+static void test_freeze(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
+    Opened o;
+    Trainer *t = open_spec(d, &o, "freeze.trl");
+    CHECK(t != NULL);
+    if (!t) return;
+    double ls, gn, lr;
+    CHECK(tr_micro_step(t, tok, pos, lab, B, T, 0, &ls) == 0);
+    int64_t n = count_targets(lab, (size_t)B * T);
+    int frozen = 0, trained = 0;
+    int64_t qn = 0;
+    float *q0 = tr_param(t, "model.layers.0.self_attn.q_proj.weight", &qn);
+    CHECK(q0 && qn == 32 * 32);
+    float *before = malloc((size_t)qn * sizeof *before + 1);
+    if (q0) memcpy(before, q0, (size_t)qn * sizeof *before);
+    for (int i = 0; i < tr_nparams(t); i++) {
+        const char *name = tr_param_name(t, i);
+        bool l0 = !strncmp(name, "model.layers.0.", 15);
+        CHECK_MSG(tr_param_trainable(t, i) == !l0, "%s", name);
+        if (l0) {
+            frozen++;
+            CHECK(tr_grad(t, name, NULL) == NULL);
+            continue;
+        }
+        trained++;
+        char key[512];
+        snprintf(key, sizeof key, "full.grad.%s", name);
+        int64_t rn = 0, gn_ = 0;
+        float *ref = fx_f32(key, &rn), *g = tr_grad(t, name, &gn_);
+        CHECK_MSG(ref && g && rn == gn_, "gradient of %s", name);
+        if (ref && g && rn == gn_) {
+            float *s = malloc((size_t)gn_ * sizeof *s);
+            for (int64_t k = 0; k < gn_; k++) s[k] = g[k] / (float)n;
+            CHECK_MSG(rel_err(s, ref, gn_) <= 1e-4, "frozen run: gradient of %s", name);
+            free(s);
+        }
+        free(ref);
+    }
+    CHECK(frozen == 11 && trained == 13);
+    CHECK(tr_apply(t, n, &gn, &lr) == 0);
+    CHECK(q0 && memcmp(before, q0, (size_t)qn * sizeof *before) == 0);
+    free(before);
+    close_spec(&o);
 }
 
 // (c) LoRA at init == the base model, bit for bit.
@@ -306,8 +372,11 @@ int main(int argc, char **argv) {
         test_full_step(&d, tok, pos, lab, B, T);
         test_lora_step(&d, tok, pos, lab, B, T);
         test_lora_identity(&d, tok, pos, lab, B, T);
+        test_rslora(&d, tok, pos, lab, B, T);
+        test_freeze(&d, tok, pos, lab, B, T);
     }
-    test_adamw(&d);
+    test_adamw(&d, "full.trl", "adamw.losses", false);
+    test_adamw(&d, "lora.trl", "lora_adamw.losses", true);
     test_accum(&d);
     free(tok);
     free(pos);
