@@ -949,6 +949,11 @@ DsLoader *ds_open(Diag *d, const DsConfig *cfg, const Tokenizer *tok) {
         diag_file_error(d, cfg->path, 0, 0, "cannot open: %s", strerror(errno));
         goto fail;
     }
+    struct stat fst;
+    if (fstat(fileno(l->f), &fst) != 0 || !S_ISREG(fst.st_mode)) {   // devices and pipes never end
+        diag_file_error(d, cfg->path, 0, 0, "not a regular file");
+        goto fail;
+    }
     int st = l->type == DS_FILE_JSONL ? index_jsonl(l) : l->type == DS_FILE_JSON ? load_json(l) : load_csv(l);
     if (st) goto fail;
     if (l->type != DS_FILE_JSONL) {

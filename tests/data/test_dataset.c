@@ -6,6 +6,8 @@
 #include "test.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef FIXTURES
 #define FIXTURES "tests/data/fixtures"
@@ -485,6 +487,29 @@ static void test_bad_corpus(void) {
         }
     }
     printf("malformed files: %d of %d give the expected file:line error\n", passed, nb);
+
+    // Not regular files: a directory and a device (which would never end) are refused.
+    char dir[] = "/tmp/trlc_ds_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char sub[64], link_[64];
+    snprintf(sub, sizeof sub, "%s/d.jsonl", dir);
+    snprintf(link_, sizeof link_, "%s/zero.jsonl", dir);
+    CHECK(mkdir(sub, 0700) == 0);
+    CHECK(symlink("/dev/zero", link_) == 0);
+    const char *odd[2] = {sub, link_};
+    for (int i = 0; i < 2; i++) {
+        DsConfig c;
+        ds_config_init(&c);
+        c.path = odd[i];
+        c.skip_errors = true;
+        diag_reset();
+        DsLoader *l = ds_open(&d, &c, tok);
+        CHECK_MSG(l == NULL && strstr(diag_output(), "not a regular file"), "%s: %s", odd[i], diag_output());
+        ds_close(l);
+    }
+    unlink(link_);
+    rmdir(sub);
+    rmdir(dir);
 }
 
 int main(void) {
