@@ -337,29 +337,31 @@ IrId ad_grad_of(const IrGraph *g, IrId x) {
     return IR_NONE;
 }
 
-static const char *const pass_names[] = {"lower", "autodiff", "dce"};
+static const char *const pass_names[] = {"lower", "autodiff", "cse", "dce"};
 
 const char *const *ad_pass_names(int *n) {
-    if (n) *n = 3;
+    if (n) *n = 4;
     return pass_names;
 }
 
 int ad_run_passes(IrGraph *g, const char *after) {
-    int stop = 2;
+    int stop = 3;
     if (after) {
         stop = -1;
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             if (strcmp(after, pass_names[i]) == 0) stop = i;
         if (stop < 0) {
             if (g->diag) {
-                diag_plain_error(g->diag, "unknown IR pass `%s` (passes: lower, autodiff, dce)", after);
-                const char *s = suggest_word(after, pass_names, 3);
+                diag_plain_error(g->diag, "unknown IR pass `%s` (passes: lower, autodiff, cse, dce)",
+                                 after);
+                const char *s = suggest_word(after, pass_names, 4);
                 if (s) diag_hint(g->diag, "did you mean `%s`?", s);
             }
             return -1;
         }
     }
     if (stop >= 1 && g->loss != IR_NONE && ad_backward(g, NULL, 0) != 0) return -1;
-    if (stop >= 2) ir_dce(g);
+    if (stop >= 2) ir_cse(g);   // the replaced duplicates stay (unused) until dce
+    if (stop >= 3) ir_dce(g);
     return ir_verify(g) ? 0 : -1;
 }

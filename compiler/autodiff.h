@@ -1,5 +1,6 @@
 // autodiff.h — reverse-mode differentiation of an IrGraph, appending the backward nodes to the
-// same graph; and the named IR pass pipeline ("lower" → "autodiff" → "dce") `trlc ir --after` uses.
+// same graph; and the named IR pass pipeline ("lower" → "autodiff" → "cse" → "dce") that
+// `trlc ir --after` uses.
 // Gradients flow only toward trainable params (and inputs asked for); stop_gradient, integer
 // tensors and comparisons block them. Not here: optimizer updates, fusion, memory planning.
 #ifndef TRLC_AUTODIFF_H
@@ -18,7 +19,8 @@ int ad_backward(IrGraph *g, const IrId *wrt, int n_wrt);
 IrId ad_grad_of(const IrGraph *g, IrId x);
 
 // Runs the passes in order up to and including `after` (one of ad_pass_names; NULL = all):
-// "lower" (nothing: the graph as lowered), "autodiff" (ad_backward when a loss is set), "dce".
+// "lower" (nothing: the graph as lowered), "autodiff" (ad_backward when a loss is set), "cse"
+// (uses of duplicate nodes redirected to the first; the duplicates stay, unused), "dce".
 // An unknown name is reported with a did-you-mean. Returns 0, or -1 on error.
 int ad_run_passes(IrGraph *g, const char *after);
 const char *const *ad_pass_names(int *n);

@@ -960,6 +960,63 @@ IrId ir_pad(IrGraph *g, IrId x, int axis, IrDim off, IrShape shape, Loc loc) {
 // ---------------------------------------------------------------------------------------------
 // passes
 
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+// Same computation: op, dtype, shape, inputs and attributes (builders zero unused attribute bytes).
+static bool same_node(const IrNode *a, const IrNode *b) {
+    if (a->op != b->op || a->dtype != b->dtype || a->nin != b->nin || a->name || b->name ||
+        !ir_shape_eq(&a->shape, &b->shape) || memcmp(&a->a, &b->a, sizeof a->a) != 0)
+        return false;
+    for (int k = 0; k < a->nin; k++)
+        if (a->in[k] != b->in[k]) return false;
+    return true;
+}
+
+int ir_cse(IrGraph *g) {
+    if (g->n == 0) return 0;
+    size_t cap = 16;
+    while (cap < (size_t)g->n * 2) cap *= 2;
+    IrId *table = malloc(cap * sizeof *table);
+    IrId *map = malloc((size_t)g->n * sizeof *map);
+    if (!table || !map) {
+        free(table);
+        free(map);
+        return 0;
+    }
+    for (size_t i = 0; i < cap; i++) table[i] = IR_NONE;
+    int merged = 0;
+    for (int i = 0; i < g->n; i++) {
+        IrNode *n = &g->nodes[i];
+        map[i] = i;
+        for (int k = 0; k < n->nin; k++)
+            if (n->in[k] >= 0 && n->in[k] < i) n->in[k] = map[n->in[k]];
+        if (n->op == IR_INPUT || n->op == IR_PARAM || n->name) continue;
+        uint64_t h = 0xcbf29ce484222325ull;
+        h = hash_bytes(h, &n->op, sizeof n->op);
+        h = hash_bytes(h, &n->dtype, sizeof n->dtype);
+        h = hash_bytes(h, &n->shape, sizeof n->shape);
+        h = hash_bytes(h, n->in, (size_t)n->nin * sizeof *n->in);
+        h = hash_bytes(h, &n->a, sizeof n->a);
+        size_t slot = (size_t)h & (cap - 1);
+        while (table[slot] != IR_NONE && !same_node(&g->nodes[table[slot]], n)) slot = (slot + 1) & (cap - 1);
+        if (table[slot] == IR_NONE) table[slot] = i;
+        else {
+            map[i] = table[slot];
+            merged++;
+        }
+    }
+    for (int i = 0; i < g->nouts; i++)
+        if (ir_valid(g, g->outs[i].id)) g->outs[i].id = map[g->outs[i].id];
+    if (ir_valid(g, g->loss)) g->loss = map[g->loss];
+    free(table);
+    free(map);
+    return merged;
+}
+
 int ir_dce(IrGraph *g) {
     if (g->n == 0) return 0;
     bool *live = calloc((size_t)g->n, sizeof *live);

@@ -314,6 +314,10 @@ IrId ir_append(IrGraph *g, IrOp op, IrDType dt, IrShape shape, const IrId *in, i
 // Dead-code elimination: keeps outputs, their ancestors, and every input and param (so that
 // bindings stay valid); renumbers nodes. Returns the number of nodes removed.
 int ir_dce(IrGraph *g);
+// Common-subexpression elimination: a node computing the same op on the same inputs with the same
+// attributes as an earlier one is replaced by it (leaves and named nodes are kept). Leaves the
+// duplicates dead for ir_dce. Returns the number of nodes replaced.
+int ir_cse(IrGraph *g);
 // Checks invariants (inputs precede uses, shapes valid); reports and returns false on a broken graph.
 bool ir_verify(IrGraph *g);
 

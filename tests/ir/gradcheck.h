@@ -117,6 +117,7 @@ static inline double gc_check(GC *c, IrId y, double tol) {
             CHECK_MSG(0, "%s: autodiff failed", c->name);
             goto done;
         }
+        ir_cse(&c->g);
         ir_dce(&c->g);
         p = cpu_program_new(&c->g, IR_F64, &c->d);
         if (!p) {

@@ -155,6 +155,9 @@ static void printing_and_passes(void) {
     CHECK(ad_run_passes(g, "nope") == -1);
     CHECK(strstr(env_text(&e), "unknown IR pass `nope`") != NULL);
     CHECK(ad_run_passes(g, "dcee") == -1);
+    int np = 0;
+    const char *const *pn = ad_pass_names(&np);
+    CHECK(np == 4 && strcmp(pn[2], "cse") == 0);
     CHECK(strstr(env_text(&e), "did you mean `dce`?") != NULL);
     int before = g->n;
     CHECK(ad_run_passes(g, NULL) == 0);
@@ -178,6 +181,29 @@ static void printing_and_passes(void) {
     (void)x;
     (void)w;
     (void)f;
+    env_free(&e);
+}
+
+static void cse(void) {
+    Env e;
+    env_init(&e);
+    IrGraph *g = &e.g;
+    IrId x = ir_input(g, "x", IR_F32, ir_shape2(DB, D(4)), e.l1);
+    IrId a = ir_unary(g, IR_SILU, x, e.l1), b = ir_unary(g, IR_SILU, x, e.l2);   // same computation
+    IrId c = ir_add(g, a, ir_scalar(g, 1, e.l1), e.l1), d = ir_add(g, b, ir_scalar(g, 1, e.l1), e.l1);
+    IrId named = ir_unary(g, IR_SILU, x, e.l1);
+    ir_set_name(g, named, "kept");
+    ir_add_output(g, ir_mul(g, c, d, e.l1), "y");
+    ir_add_output(g, named, "named");
+    int before = g->n;
+    CHECK(ir_cse(g) == 3);   // b, the second scalar 1, d
+    CHECK(ir_dce(g) == 3 && g->n == before - 3);
+    int silus = 0;
+    for (int i = 0; i < g->n; i++) silus += g->nodes[i].op == IR_SILU;
+    CHECK(silus == 2);   // the named one is not merged
+    const IrNode *y = ir_node(g, g->outs[0].id);
+    CHECK(y && y->op == IR_MUL && y->in[0] == y->in[1]);
+    CHECK(ir_verify(g));
     env_free(&e);
 }
 
@@ -282,6 +308,7 @@ int main(void) {
     shape_errors();
     shape_inference();
     printing_and_passes();
+    cse();
     runtime_errors();
     finite_check();
     dropout_rng();
