@@ -306,7 +306,12 @@ static int parse_file(Diag *d, StFile *f) {
     json_error_t err;
     json_t *root = json_loadb(hdr, (size_t)n, JSON_REJECT_DUPLICATES, &err);
     if (!root) {
-        diag_file_error(d, path, 0, 0, "invalid header JSON at byte %d of the header: %s", err.position, err.text);
+        if (strstr(err.text, "\\u0000"))   // valid JSON, but a C string cannot hold it
+            diag_file_error(d, path, 0, 0, "a name or metadata string in the header contains \\u0000 (NUL), "
+                            "which trlc does not support");
+        else
+            diag_file_error(d, path, 0, 0, "invalid header JSON at byte %d of the header: %s", err.position,
+                            err.text);
         return -1;
     }
     int rc = -1;
@@ -323,8 +328,8 @@ static int parse_file(Diag *d, StFile *f) {
     const char *key;
     json_t *v;
     json_object_foreach(root, key, v) {
-        if (!strcmp(key, "__metadata__")) {
-            if (parse_metadata(d, path, v, f)) goto out;
+        if (!strcmp(key, "__metadata__")) {   // null is allowed (an absent map, as the reference reads it)
+            if (!json_is_null(v) && parse_metadata(d, path, v, f)) goto out;
             continue;
         }
         StTensor *t = &f->t[f->n];

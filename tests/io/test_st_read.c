@@ -121,6 +121,35 @@ static void test_buffer(Diag *d) {
     free(buf);
 }
 
+// Edge cases the reference accepts: no tensors, `__metadata__: null`, an unpadded header, extra
+// keys in an entry, zero-size tensors sharing an offset.
+static void test_edge_valid(Diag *d) {
+    static const char *hdrs[] = {
+        "{}",
+        "{\"__metadata__\":null}",
+        "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2],\"extra\":[1,2,3]}}",
+        "{\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
+        "\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
+        "\"y\":{\"dtype\":\"F32\",\"shape\":[4,0],\"data_offsets\":[2,2]}}   ",
+    };
+    size_t ntens[] = {0, 0, 1, 3};
+    for (int k = 0; k < 4; k++) {
+        size_t hl = strlen(hdrs[k]), data = k >= 2 ? 2 : 0, n = 8 + hl + data;
+        uint8_t *b = malloc(n);
+        for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+        memcpy(b + 8, hdrs[k], hl);
+        memset(b + 8 + hl, 7, data);
+        StFile *f = st_open_buffer(d, "edge", b, n);
+        CHECK_MSG(f && st_count(f) == ntens[k], "edge case %d", k);
+        if (f && k == 3) {
+            const StTensor *a = st_find(f, "a");
+            CHECK(a && a->nbytes == 2 && ((const uint8_t *)a->data)[1] == 7 && st_find(f, "y")->numel == 0);
+        }
+        st_close(f);
+        free(b);
+    }
+}
+
 static void test_checkpoints(Diag *d) {
     StCheckpoint *ck = st_checkpoint_open(d, fx("../fixtures/tiny-llama"));
     CHECK(ck != NULL);
@@ -182,6 +211,7 @@ int main(int argc, char **argv) {
     diag_init(&d, stderr);
     test_dtypes(&d);
     test_buffer(&d);
+    test_edge_valid(&d);
     test_checkpoints(&d);
     CHECK(d.errors == 0);
     diag_free(&d);
