@@ -1255,6 +1255,10 @@ int ds_next_batch(DsLoader *l, int batch, DsBatch *out) {
                 int g = next_example(l, &ex);
                 if (g < 0) return -1;
                 if (g == 0) break;
+                if (ex.n == 0) {   // nothing to place (an empty plain row): skip, do not end the row
+                    ds_example_free(&ex);
+                    continue;
+                }
                 if (c > 0 && (size_t)(T - c) < ex.n) {   // does not fit: it starts the next row
                     l->pending = ex;
                     l->has_pending = true;

@@ -59,6 +59,9 @@ def main():
     cw.writerow(["last", "row"])
     cw.writerow([" spaced ", "\tkept "])
     w(os.path.join(D, "sft.csv"), "\ufeff" + s.getvalue())
+    # Empty rows between real ones (packing must skip them, not stop).
+    w(os.path.join(D, "empty_rows.jsonl"), jl([{"prompt": "", "response": ""}, {"prompt": "ab", "response": "cd"},
+                                               {"prompt": "", "response": ""}, {"prompt": "ef", "response": "gh"}]))
     # GSM8K-style prompt_answer.
     w(os.path.join(D, "gsm.jsonl"), jl([
         {"question": "Tom has 3 apples and buys 2. How many?", "answer": "3 + 2 = <<3+2=5>>5\n#### 5"},

@@ -311,6 +311,22 @@ static void test_truncate_pack(void) {
     CHECK(ds_next_batch(l, 4, &b) == 0);
     ds_batch_free(&b);
     ds_close(l);
+
+    // Empty rows (no EOS id known: nothing to place) are skipped by packing, which goes on.
+    ds_config_init(&c);
+    c.path = FIXTURES "/empty_rows.jsonl";
+    c.max_len = 8;
+    c.pack = true;
+    c.eos_id = 999;   // not a token: no EOS text
+    c.pad_id = 0;
+    l = ds_open(&d, &c, tok);
+    CHECK(l != NULL);
+    if (!l) return;
+    CHECK(ds_next_batch(l, 4, &b) == 1);
+    CHECK(b.n_examples == 2 && b.lengths[0] == 8 && b.seq_id[4] == 1 && b.tokens[4] == 'e');
+    CHECK(ds_next_batch(l, 4, &b) == 0);
+    ds_batch_free(&b);
+    ds_close(l);
 }
 
 // First token of every example over all batches (unpacked, text rows distinguished by byte 1).
