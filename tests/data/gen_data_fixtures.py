@@ -62,6 +62,15 @@ def main():
     # Empty rows between real ones (packing must skip them, not stop).
     w(os.path.join(D, "empty_rows.jsonl"), jl([{"prompt": "", "response": ""}, {"prompt": "ab", "response": "cd"},
                                                {"prompt": "", "response": ""}, {"prompt": "ef", "response": "gh"}]))
+    # {"data": [...]} after decoys: a nested "data" array, brackets and quotes inside strings,
+    # a row spanning two lines and two rows on one line. Rows start on lines 3, 4 and 5.
+    w(os.path.join(D, "tricky.json"),
+      '{"meta": {"data": [1, 2]}, "x": "[\\"{", "data":\n'
+      '[\n'
+      ' {"prompt": "a]}\\"[{", "response": "b"},\n'
+      ' {"prompt": "c\\\\", "response":\n'
+      '   "d"}, {"prompt": "e", "response": "f"}\n'
+      ']}\n')
     # GSM8K-style prompt_answer.
     w(os.path.join(D, "gsm.jsonl"), jl([
         {"question": "Tom has 3 apples and buys 2. How many?", "answer": "3 + 2 = <<3+2=5>>5\n#### 5"},

@@ -155,6 +155,21 @@ static void test_alpaca_csv(void) {
     }
     ds_close(l);
 
+    // Row lines in a .json file with decoys (nested "data", brackets and quotes in strings).
+    l = open_ds("tricky.json", DS_PROMPT_RESPONSE, NULL);
+    CHECK(l != NULL);
+    if (l) {
+        CHECK(ds_num_rows(l) == 3);
+        long want[3] = {3, 4, 5};
+        for (size_t i = 0; i < 3; i++) {
+            CHECK(ds_get(l, i, &ex) == 0);
+            CHECK_MSG(ex.line == want[i], "row %zu: line %ld, want %ld", i, ex.line, want[i]);
+            if (i == 0) CHECK(seq_is(ex.ids, ex.labels, ex.n, "a]}\"[{b", &eos, 1, 6));
+            ds_example_free(&ex);
+        }
+    }
+    ds_close(l);
+
     l = open_ds("sft.csv", DS_PROMPT_RESPONSE, NULL);
     CHECK(l != NULL);
     if (l) {
