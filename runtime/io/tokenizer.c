@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { TOK_MAX_IDS = 1 << 24, TOK_MAX_DEPTH = 8 };
+enum { TOK_MAX_IDS = 1 << 22, TOK_MAX_DEPTH = 8 };   // ids: real vocabularies stay under 300k
 static atomic_uint_fast64_t next_serial = 1;   // Tokenizer.serial, never 0
 #define TOK_MAX_FILE ((size_t)1 << 30)
 
@@ -176,6 +176,7 @@ static pcre2_code *pattern(Load *L, const json_t *o, const char *where, char **l
             if (!*lit) LERR(L, "out of memory");
             return NULL;
         }
+        if (json_string_length(s) == 0) return compile_regex(L, "(?!)", 4, false, w);   // "" never splits
         return compile_regex(L, json_string_value(s), json_string_length(s), true, w);
     }
     if (json_is_string(r)) return compile_regex(L, json_string_value(r), json_string_length(r), false, w);
