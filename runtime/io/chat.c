@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char QWEN25_SYSTEM[] = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 static const char QWEN2_SYSTEM[] = "You are a helpful assistant.";
@@ -26,6 +27,7 @@ void chat_free(ChatTemplate *t) {
     free(t->format);
     free(t->bos);
     free(t->eos);
+    free(t->date);
     memset(t, 0, sizeof *t);
 }
 
@@ -36,8 +38,9 @@ int chat_copy(ChatTemplate *dst, const ChatTemplate *src) {
     dst->format = dup_str(src->format);
     dst->bos = dup_str(src->bos);
     dst->eos = dup_str(src->eos);
+    dst->date = dup_str(src->date);
     if ((src->default_system && !dst->default_system) || (src->format && !dst->format) ||
-        (src->bos && !dst->bos) || (src->eos && !dst->eos)) {
+        (src->bos && !dst->bos) || (src->eos && !dst->eos) || (src->date && !dst->date)) {
         chat_free(dst);
         return -1;
     }
@@ -65,8 +68,21 @@ static int set_kind(Diag *d, ChatTemplate *out, ChatKind kind, const char *sys, 
     return 0;
 }
 
+// Llama-3.1 layout with a date string.
+static int set_llama31(Diag *d, ChatTemplate *out, const char *date) {
+    if (set_kind(d, out, CHAT_LLAMA3, NULL, "<|begin_of_text|>")) return -1;
+    out->date = dup_str(date);
+    if (!out->date) {
+        chat_free(out);
+        diag_plain_error(d, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 int chat_named(Diag *d, const char *name, ChatTemplate *out) {
-    static const char *const names[] = {"chatml", "qwen2", "qwen2.5", "qwen3", "llama3", "plain"};
+    static const char *const names[] = {"chatml", "qwen2", "qwen2.5", "qwen3", "llama3", "llama3.1", "plain"};
+    if (!strcmp(name, "llama3.1")) return set_llama31(d, out, "26 Jul 2024");
     if (!strcmp(name, "chatml")) return set_kind(d, out, CHAT_CHATML, NULL, NULL);
     if (!strcmp(name, "qwen2")) return set_kind(d, out, CHAT_CHATML, QWEN2_SYSTEM, NULL);
     if (!strcmp(name, "qwen2.5")) return set_kind(d, out, CHAT_CHATML, QWEN25_SYSTEM, NULL);
@@ -77,18 +93,23 @@ int chat_named(Diag *d, const char *name, ChatTemplate *out) {
     diag_plain_error(d, "unknown chat template `%s`", name);
     const char *s = suggest_word(name, names, sizeof names / sizeof names[0]);
     if (s) diag_hint(d, "did you mean `%s`?", s);
-    else diag_hint(d, "known templates: chatml, qwen2, qwen2.5, qwen3, llama3, plain, or a format string");
+    else diag_hint(d, "known templates: chatml, qwen2, qwen2.5, qwen3, llama3, llama3.1, plain, or a format string");
     return -1;
 }
 
 int chat_from_jinja(Diag *d, const char *where, const char *jinja, ChatTemplate *out) {
     if (strstr(jinja, "<|start_header_id|>")) {
         if (strstr(jinja, "Cutting Knowledge Date")) {
-            memset(out, 0, sizeof *out);
-            diag_file_error(d, where, 0, 0,
-                            "this Llama-3.1+ chat template (dated system preamble) is not supported");
-            diag_hint(d, "set `template = llama3;` for the Llama-3 layout without the preamble");
-            return -1;
+            char date[32] = "26 Jul 2024";
+            if (strstr(jinja, "strftime_now")) {   // Llama-3.2: today, as transformers renders it
+                time_t now = time(NULL);
+                struct tm tm;
+                static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+                if (localtime_r(&now, &tm))
+                    snprintf(date, sizeof date, "%02d %s %04d", tm.tm_mday, mon[tm.tm_mon % 12], tm.tm_year + 1900);
+            }
+            return set_llama31(d, out, date);
         }
         return set_kind(d, out, CHAT_LLAMA3, NULL, "<|begin_of_text|>");
     }
@@ -401,8 +422,34 @@ static int render_qwen3(const ChatMsg *m, size_t n, ChatRender *r) {
 }
 
 static int render_llama3(const ChatTemplate *t, const ChatMsg *m, size_t n, ChatRender *r) {
-    for (size_t i = 0; i < n; i++) {
-        if (i == 0 && t->bos && puts_(r, t->bos)) return -1;
+    size_t start = 0;
+    if (t->date) {   // Llama-3.1: BOS and the system block always, with the dated preamble
+        if (t->bos && puts_(r, t->bos)) return -1;
+        if (puts_(r, "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+                     "Today Date: ") || puts_(r, t->date) || puts_(r, "\n\n"))
+            return -1;
+        if (n && is_role(&m[0], "system")) {
+            Str c = trim(msg_content(&m[0]));
+            if (put(r, c.p, c.n)) return -1;
+            start = 1;
+        }
+        if (puts_(r, "<|eot_id|>")) return -1;
+    }
+    for (size_t i = start; i < n; i++) {
+        if (t->date && is_role(&m[i], "tool")) {
+            // Tool results: the ipython role; the template passes a string through `tojson` (a
+            // string is iterable in Jinja), so it appears JSON-quoted.
+            Str c = msg_content(&m[i]);
+            json_t *js = json_stringn(c.p, c.n);
+            char *q = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+            json_decref(js);
+            int bad = !q || puts_(r, "<|start_header_id|>ipython<|end_header_id|>\n\n") || puts_(r, q) ||
+                      puts_(r, "<|eot_id|>");
+            free(q);
+            if (bad) return -1;
+            continue;
+        }
+        if (i == 0 && !t->date && t->bos && puts_(r, t->bos)) return -1;
         Str c = trim(msg_content(&m[i]));
         if (puts_(r, "<|start_header_id|>") || puts_(r, m[i].role) || puts_(r, "<|end_header_id|>\n\n"))
             return -1;

@@ -5,7 +5,7 @@
 // <think></think> handling), Llama-3, plain concatenation, and user format strings with
 // {system} {prompt} {response}. Templates are recognised from tokenizer_config.json by distinctive
 // substrings. Does not: run Jinja, render tools/tool calls (the `tool` role is rendered as the Qwen
-// templates do, tool_calls fields are ignored), images, or Llama-3.1's dated system preamble.
+// and Llama-3.1 templates do, tool_calls fields are ignored), or images.
 #ifndef TRLC_CHAT_H
 #define TRLC_CHAT_H
 #include "diag.h"
@@ -28,6 +28,8 @@ typedef struct ChatTemplate {
     char *format;          // CHAT_FORMAT: the format string ("{{" and "}}" are literal braces)
     char *bos;             // text before the first turn (LLAMA3: "<|begin_of_text|>"), or NULL
     char *eos;             // PLAIN/FORMAT: text after each response (trainable), or NULL for none
+    char *date;            // LLAMA3 with Llama-3.1's system preamble ("Cutting Knowledge Date: ...
+                           // Today Date: <date>"), e.g. "26 Jul 2024"; NULL = Llama-3.0 layout
 } ChatTemplate;
 
 typedef struct ChatMsg {
@@ -51,11 +53,14 @@ typedef struct ChatRender {
     size_t nspans, capspans;
 } ChatRender;
 
-// Template from a name: chatml | qwen2 | qwen2.5 | qwen3 | llama3 | plain. Unknown name → error
+// Template from a name: chatml | qwen2 | qwen2.5 | qwen3 | llama3 | llama3.1 | plain (llama3.1:
+// the dated system preamble with date_string "26 Jul 2024"). Unknown name → error
 // (with a did-you-mean) and nonzero.
 int chat_named(Diag *d, const char *name, ChatTemplate *out);
 // Template from a Jinja chat_template text, recognised by distinctive substrings. Nonzero with an
-// error naming `where` when it is not one we render.
+// error naming `where` when it is not one we render. Llama-3.1+ templates get the preamble with
+// "26 Jul 2024", or today's date ("%d %b %Y", as transformers' strftime_now) for templates that
+// call strftime_now (Llama-3.2).
 int chat_from_jinja(Diag *d, const char *where, const char *jinja, ChatTemplate *out);
 // Template from a tokenizer_config.json (its chat_template; bos/eos tokens). Nonzero on error.
 int chat_from_config(Diag *d, const char *path, ChatTemplate *out);

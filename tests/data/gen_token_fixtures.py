@@ -23,7 +23,8 @@ EOS = {"tiny-qwen3": "<|endoftext|>", "phi-2": "<|endoftext|>", "llama2": "</s>"
 sys.path.insert(0, HERE)
 from gen_chat_fixtures import TEMPLATES  # noqa: E402  (the same real templates)
 
-END = {"qwen3": "<|im_end|>", "qwen2.5": "<|im_end|>", "qwen2": "<|im_end|>", "llama3": "<|eot_id|>"}
+END = {"qwen3": "<|im_end|>", "qwen2.5": "<|im_end|>", "qwen2": "<|im_end|>", "llama3": "<|eot_id|>",
+       "llama3.1": "<|eot_id|>"}
 
 def U(c): return {"role": "user", "content": c}
 def A(c): return {"role": "assistant", "content": c}
@@ -76,7 +77,7 @@ def main():
     for tokname, path in TOKS.items():
         tok = Tokenizer.from_file(path)
         eos = EOS[tokname]
-        cases = [] if tokname == "llama2" else [(t, None, c) for t in ("qwen3", "qwen2.5", "llama3") for c in CONVS]
+        cases = [] if tokname == "llama2" else [(t, None, c) for t in ("qwen3", "qwen2.5", "llama3", "llama3.1") for c in CONVS]
         cases += [(None, f, c) for f, c in FORMATS]
         for tname, fmt, msgs in cases:
             if tname:

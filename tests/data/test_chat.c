@@ -37,10 +37,11 @@ int main(void) {
 
     // Recognition from the real Jinja templates.
     json_t *tpls = json_object_get(fx, "templates");
-    const char *names[] = {"qwen3", "qwen2.5", "qwen2", "llama3"};
-    ChatKind kinds[] = {CHAT_QWEN3, CHAT_CHATML, CHAT_CHATML, CHAT_LLAMA3};
-    ChatTemplate from_jinja[4];
-    for (int i = 0; i < 4; i++) {
+    enum { NT = 5 };
+    const char *names[NT] = {"qwen3", "qwen2.5", "qwen2", "llama3", "llama3.1"};
+    ChatKind kinds[NT] = {CHAT_QWEN3, CHAT_CHATML, CHAT_CHATML, CHAT_LLAMA3, CHAT_LLAMA3};
+    ChatTemplate from_jinja[NT];
+    for (int i = 0; i < NT; i++) {
         const char *src = json_string_value(json_object_get(tpls, names[i]));
         CHECK(src != NULL);
         CHECK(chat_from_jinja(&d, names[i], src ? src : "", &from_jinja[i]) == 0);
@@ -48,6 +49,7 @@ int main(void) {
     }
     CHECK(from_jinja[1].default_system && strstr(from_jinja[1].default_system, "Alibaba"));
     CHECK(from_jinja[2].default_system && !strcmp(from_jinja[2].default_system, "You are a helpful assistant."));
+    CHECK(from_jinja[3].date == NULL && from_jinja[4].date && !strcmp(from_jinja[4].date, "26 Jul 2024"));
 
     int nrender = 0, nspan_ok = 0;
     json_t *renders = json_object_get(fx, "renders"), *r;
@@ -64,9 +66,9 @@ int main(void) {
         for (int via = 0; via < 2; via++) {   // by name and from the Jinja text
             ChatTemplate t;
             int ti = 0;
-            while (ti < 4 && strcmp(names[ti], tname)) ti++;
-            CHECK(ti < 4);
-            if (ti == 4) break;
+            while (ti < NT && strcmp(names[ti], tname)) ti++;
+            CHECK(ti < NT);
+            if (ti == NT) break;
             if (via == 0) CHECK(chat_named(&d, tname, &t) == 0);
             else CHECK(chat_copy(&t, &from_jinja[ti]) == 0);
             ChatRender out = {0};
@@ -95,14 +97,17 @@ int main(void) {
         }
     }
     printf("renders compared: %d, span sets ok: %d\n", nrender, nspan_ok);
-    CHECK(nrender == 100);
-    for (int i = 0; i < 4; i++) chat_free(&from_jinja[i]);
+    CHECK(nrender == 132);
+    for (int i = 0; i < NT; i++) chat_free(&from_jinja[i]);
 
     // Unknown names and templates are errors with hints, not crashes.
     ChatTemplate t;
     CHECK(chat_named(&d, "chatlm", &t) != 0);
     CHECK(chat_from_jinja(&d, "x", "{{ messages }}", &t) != 0);
-    CHECK(chat_from_jinja(&d, "x", "<|start_header_id|> Cutting Knowledge Date", &t) != 0);
+    // Llama-3.2 templates take today's date from strftime_now: "DD Mon YYYY".
+    CHECK(chat_from_jinja(&d, "x", "<|start_header_id|> Cutting Knowledge Date strftime_now", &t) == 0);
+    CHECK(t.date && strlen(t.date) == 11 && t.date[2] == ' ' && t.date[6] == ' ');
+    chat_free(&t);
     CHECK(chat_format(&d, "User: {promt}", &t) != 0);
     CHECK(chat_format(&d, "User: {prompt", &t) != 0);
     CHECK(chat_format(&d, "User: }", &t) != 0);
