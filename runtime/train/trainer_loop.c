@@ -204,6 +204,27 @@ static CkptTensor *ckpt_tensors(Run *r, size_t *n) {
     return v;
 }
 
+// A digest of the settings a resumed run must share with the run that saved the checkpoint
+// (model, adapters, batch shape, seed, data); the number of steps, the lr or logging may change.
+static void spec_digest(const CheckedSpec *cs, char *out, size_t cap) {
+    const CheckedModel *m = &cs->models[cs->policy];
+    char buf[4096];
+    int n = snprintf(buf, sizeof buf, "%s|%s|%s|%d|%d|%.17g|%d|%d|", m->name, m->arch ? m->arch : "",
+                     m->from ? m->from : "", m->has_lora, m->lora_rank, m->lora_alpha, m->lora_all_linear,
+                     m->freeze_hi - m->freeze_lo);
+    for (int i = 0; m->has_lora && i < m->lora_ntargets && n > 0 && (size_t)n < sizeof buf; i++)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "%s,", m->lora_targets[i] ? m->lora_targets[i] : "");
+    if (n > 0 && (size_t)n < sizeof buf && cs->train_data >= 0) {
+        const CheckedData *td = &cs->data[cs->train_data];
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "|%lld|%lld|%lld|%s|%s|%lld|%d|%d", (long long)cs->train.batch,
+                      (long long)cs->train.grad_accum, (long long)cs->train.seed, td->from ? td->from : "",
+                      td->format ? td->format : "", (long long)td->max_len, td->pack, td->shuffle);
+    }
+    uint64_t h = 1469598103934665603ull;   // FNV-1a
+    for (int i = 0; i < n && (size_t)i < sizeof buf; i++) h = (h ^ (unsigned char)buf[i]) * 1099511628211ull;
+    snprintf(out, cap, "fnv1a64:%016llx", (unsigned long long)h);
+}
+
 static void fill_state(Run *r, CkptState *st) {
     memset(st, 0, sizeof *st);
     int ep;
@@ -219,6 +240,7 @@ static void fill_state(Run *r, CkptState *st) {
     st->sched = r->t->sched;
     st->best_metric = r->best;
     st->evals_since_best = r->since_best;
+    spec_digest(r->cs, st->spec_hash, sizeof st->spec_hash);
 }
 
 static int save_checkpoint(Run *r) {
@@ -253,6 +275,14 @@ static int resume(Run *r) {
     if (st.seed != (uint64_t)r->cs->train.seed) {
         diag_plain_error(r->d, "--resume: the checkpoint was trained with seed %llu, the spec says %lld",
                          (unsigned long long)st.seed, (long long)r->cs->train.seed);
+        return -1;
+    }
+    char want[80];
+    spec_digest(r->cs, want, sizeof want);
+    if (st.spec_hash[0] && strcmp(st.spec_hash, want) != 0) {
+        diag_plain_error(r->d, "--resume %s: the checkpoint was written by a run with other settings", path);
+        diag_hint(r->d, "the model, LoRA settings, batch, grad_accum, seed and training data must stay the same "
+                  "(steps, lr and logging may change)");
         return -1;
     }
     if (st.epoch < 0 || st.epoch > INT32_MAX || st.data_pos < 0 ||

@@ -94,7 +94,14 @@ for s in $(seq 1 40); do
 done
 [ $same = 40 ] && ok || bad "resumed losses differ from the uninterrupted run at $differ steps"
 cmp -s "$W/u/adapter/adapter_model.safetensors" "$W/k/adapter/adapter_model.safetensors" && ok || bad "resumed adapter differs"
+expect_rc 1 "resume with another batch size" -- "$TRLC" run lora.trl $R --set train.batch=2 --resume "$W/k"
+grep_err "other settings"
 expect_rc 1 "resume from an empty dir" -- "$TRLC" run lora.trl --resume "$W/empty-run"
+
+# --- early stopping: eval_loss must improve by 0.5 each epoch, patience 2 ---
+expect_rc 0 "early stop" -- "$TRLC" run scratch.trl --set train.epochs=8 --set train.early_stop.min_delta=0.5 --out "$W/es"
+grep_err "early stopping at step [0-9]"; grep -q "done: 48 steps" "$W/err.txt" && bad "early stop: ran all 48 steps" || ok
+[ -s "$W/es/best/model.safetensors" ] && ok || bad "early stop: no best model"
 
 # --- NaN / inf ---
 expect_rc 3 "NaN loss stops" -- "$TRLC" run lora.trl --set train.optimizer.lr=1e30 --set train.clip_norm=1e30 --out "$W/nan"

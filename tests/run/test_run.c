@@ -6,7 +6,8 @@
 //     rsLoRA's scale vs peft; frozen layers (freeze = layers[0:1]) get no gradient;
 // (c) LoRA at initialisation (B = 0) gives exactly the base model's logits;
 // (d) gradient accumulation: 2 micro-batches of 2 rows == 1 batch of 4 rows (uneven target
-//     counts), the same update.
+//     counts), the same update;
+// (f) an adapter `trlc run` exported, loaded by peft (gen_adapter_check.py), gives the same loss.
 // usage: test_run DIR (tests/run: the specs and fixtures/)
 #include "check.h"
 #include "load.h"
@@ -266,6 +267,42 @@ static void test_freeze(Diag *d, const int32_t *tok, const int32_t *pos, const i
     close_spec(&o);
 }
 
+// (f) an adapter exported by `trlc run` (fixtures/trlc-adapter) loaded into the trainer gives
+// the loss peft computes with PeftModel.from_pretrained on the same adapter directory.
+static void test_exported_adapter(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/fixtures/trlc-adapter/adapter_model.safetensors", dir);
+    StFile *ad = st_open(d, path);
+    snprintf(path, sizeof path, "%s/fixtures/trlc_adapter.safetensors", dir);
+    StFile *ref = st_open(d, path);
+    Opened o;
+    Trainer *t = ad && ref ? open_spec(d, &o, "lora.trl") : NULL;
+    CHECK(t != NULL);
+    if (t) {
+        int set = 0;
+        for (size_t i = 0; i < st_count(ad); i++) {
+            const StTensor *x = st_tensor(ad, i);
+            const char *pre = "base_model.model.";
+            CHECK(!strncmp(x->name, pre, strlen(pre)));
+            int64_t n = 0;
+            float *p = tr_param(t, x->name + strlen(pre), &n);
+            CHECK_MSG(p && n == x->numel, "%s", x->name);
+            if (p && n == x->numel && st_to_f32(d, x, p) == 0) set++;
+        }
+        CHECK(set == 28);
+        double ls, want = NAN;
+        const StTensor *l = st_find(ref, "loss");
+        float lf;
+        if (l && l->numel == 1 && st_to_f32(d, l, &lf) == 0) want = lf;
+        CHECK(tr_eval_batch(t, tok, pos, lab, B, T, &ls) == 0);
+        CHECK_CLOSE(ls / (double)count_targets(lab, (size_t)B * T), want, 0, 1e-5);
+        printf("exported adapter: loss %.6f, peft %.6f\n", ls / (double)count_targets(lab, (size_t)B * T), want);
+        close_spec(&o);
+    }
+    st_close(ad);
+    st_close(ref);
+}
+
 // (c) LoRA at init == the base model, bit for bit.
 static void test_lora_identity(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
     Opened a, b;
@@ -374,6 +411,7 @@ int main(int argc, char **argv) {
         test_lora_identity(&d, tok, pos, lab, B, T);
         test_rslora(&d, tok, pos, lab, B, T);
         test_freeze(&d, tok, pos, lab, B, T);
+        test_exported_adapter(&d, tok, pos, lab, B, T);
     }
     test_adamw(&d, "full.trl", "adamw.losses", false);
     test_adamw(&d, "lora.trl", "lora_adamw.losses", true);
