@@ -52,6 +52,8 @@ struct DsLoader {
     size_t last_index;
     DsStats stats;
     int32_t eos, pad;
+    long skip_line;           // the first skipped row: its line and reason
+    char skip_msg[ERRN];
 };
 
 void ds_config_init(DsConfig *c) {
@@ -451,7 +453,10 @@ static int check_row(DsLoader *l, json_t *row, char *err) {
 // A bad row: reported (fatal) or counted (skip). Returns -1 when fatal.
 static int bad_row(DsLoader *l, long line, long col, const char *msg) {
     if (l->cfg.skip_errors) {
-        l->stats.skipped++;
+        if (l->stats.skipped++ == 0) {
+            l->skip_line = line;
+            snprintf(l->skip_msg, sizeof l->skip_msg, "%s", msg);
+        }
         return 0;
     }
     diag_file_error(l->d, l->cfg.path, line, col, "%s", msg);
@@ -961,6 +966,9 @@ DsLoader *ds_open(Diag *d, const DsConfig *cfg, const Tokenizer *tok) {
         l->f = NULL;
     }
     l->stats.rows = l->nrows;
+    if (l->stats.skipped && l->nrows)
+        diag_warning(d, (Loc){0, 0, 0}, "%s: skipped %zu bad row%s (on_error = skip); the first, line %ld: %s",
+                     cfg->path, l->stats.skipped, l->stats.skipped == 1 ? "" : "s", l->skip_line, l->skip_msg);
     if (l->nrows == 0) {
         if (l->stats.skipped)
             diag_file_error(d, cfg->path, 0, 0, "no valid rows (%zu bad rows skipped)", l->stats.skipped);
