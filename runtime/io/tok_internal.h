@@ -62,7 +62,7 @@ bool tok_is_alnum(int32_t cp);        // Rust char::is_alphanumeric (L* or N*)
 
 // --- normalizers ---
 typedef enum { NORM_NFC, NORM_NFD, NORM_NFKC, NORM_NFKD, NORM_PREPEND, NORM_REPLACE, NORM_STRIP,
-               NORM_LOWERCASE } TokNormKind;
+               NORM_LOWERCASE, NORM_STRIP_ACCENTS } TokNormKind;
 typedef struct TokNorm {
     TokNormKind kind;
     char *a; size_t alen;        // PREPEND: text; REPLACE: literal pattern (when re == NULL)

@@ -1,5 +1,5 @@
 // tok_norm.c — tokenizer normalizers: Unicode NFC/NFD/NFKC/NFKD (utf8proc), Prepend, Replace
-// (literal or regex), Strip, Lowercase. Each step maps a valid UTF-8 string to another; offsets
+// (literal or regex), Strip, Lowercase, StripAccents. Each step maps a valid UTF-8 string to another; offsets
 // are not tracked (trlc needs ids only). Parsing them from JSON is in tokenizer.c.
 #include "tok_internal.h"
 #include <stdlib.h>
@@ -114,6 +114,24 @@ static int lowercase(const TokBuf *in, TokBuf *out) {
     return 0;
 }
 
+// StripAccents: drops every combining mark (Mn, Mc, Me), as tokenizers does.
+static int strip_accents(const TokBuf *in, TokBuf *out) {
+    const unsigned char *u = (const unsigned char *)in->p;
+    size_t i = 0;
+    if (tokbuf_reserve(out, in->n)) return -1;
+    while (i < in->n) {
+        int32_t cp;
+        int k = tok_utf8_next(u + i, in->n - i, &cp);
+        if (k <= 0) return -1;
+        utf8proc_category_t c = cp < 0x80 ? UTF8PROC_CATEGORY_LL : utf8proc_category(cp);
+        if (c != UTF8PROC_CATEGORY_MN && c != UTF8PROC_CATEGORY_MC && c != UTF8PROC_CATEGORY_ME &&
+            tokbuf_add(out, in->p + i, (size_t)k))
+            return -1;
+        i += (size_t)k;
+    }
+    return tokbuf_add(out, "", 0);
+}
+
 int tok_normalize(const TokNorm *steps, int nsteps, const char *s, size_t n, TokBuf *out,
                   pcre2_match_data *md) {
     TokBuf a = {0}, b = {0};
@@ -137,6 +155,9 @@ int tok_normalize(const TokNorm *steps, int nsteps, const char *s, size_t n, Tok
             break;
         case NORM_LOWERCASE:
             rc = lowercase(&a, &b);
+            break;
+        case NORM_STRIP_ACCENTS:
+            rc = strip_accents(&a, &b);
             break;
         }
         TokBuf t = a;

@@ -224,6 +224,7 @@ static int load_normalizer(Load *L, const json_t *o, int depth, int *cap, const 
     else if (!strcmp(ty, "NFKC")) n.kind = NORM_NFKC;
     else if (!strcmp(ty, "NFKD")) n.kind = NORM_NFKD;
     else if (!strcmp(ty, "Lowercase")) n.kind = NORM_LOWERCASE;
+    else if (!strcmp(ty, "StripAccents")) n.kind = NORM_STRIP_ACCENTS;
     else if (!strcmp(ty, "Prepend")) {
         n.kind = NORM_PREPEND;
         if (!(s = get_str(L, o, "prepend", &len, where, false)) || !(n.a = dupn(s, len))) return -1;
@@ -244,7 +245,7 @@ static int load_normalizer(Load *L, const json_t *o, int depth, int *cap, const 
             return -1;
     } else {
         LERR(L, "%s: normalizer type `%s` is not supported (supported: NFC, NFD, NFKC, NFKD, Lowercase, "
-                "Prepend, Replace, Strip, Sequence)", where, ty);
+                "StripAccents, Prepend, Replace, Strip, Sequence)", where, ty);
         return -1;
     }
     TokNorm *v = grow(t->norms, cap, t->nnorms, sizeof *v);

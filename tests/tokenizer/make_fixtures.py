@@ -170,10 +170,10 @@ PATCHES = {
         "decoder": {"type": "Sequence", "decoders": [
             {"type": "ByteFallback"}, {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always",
                                        "split": True}, {"type": "Fuse"}]}}),
-    # Strip and NFD normalizers (without normalized added tokens: see phi2_splits)
+    # Strip, NFD and StripAccents normalizers (without normalized added tokens: see phi2_splits)
     "qwen2_strip": ("qwen2", {
         "normalizer": {"type": "Sequence", "normalizers": [
-            {"type": "Strip", "strip_left": True, "strip_right": True}, {"type": "NFD"}]},
+            {"type": "Strip", "strip_left": True, "strip_right": True}, {"type": "NFD"}, {"type": "StripAccents"}]},
         "added_tokens": [a for a in QWEN_ADDED if not a["normalized"]]}),
 }
 

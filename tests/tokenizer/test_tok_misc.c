@@ -2,12 +2,15 @@
 //  - llama.cpp's GPT-2 expected ids (shared/data/tokenizers/expected/gpt-2.*) with phi-2's vocabulary
 //    (its extra whitespace added tokens removed, as the expected ids come from plain GPT-2);
 //  - every malformed tokenizer.json in bad/ is refused with the exact message of bad/EXPECTED.txt;
-//  - the byte tokenizer; vocabulary queries; invalid UTF-8 input; long inputs.
+//  - the byte tokenizer; vocabulary queries; invalid UTF-8 input; long inputs;
+//  - four threads encoding with one Tokenizer get the reference ids (per-thread BPE cache);
+//  - random inputs and damaged tokenizer.json files never crash.
 // usage: test_tok_misc SHARED_TOKENIZERS_DIR TESTS_TOKENIZER_DIR
 #include "diag.h"
 #include "test.h"
 #include "tokenizer.h"
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -353,6 +356,80 @@ static void test_fuzz(const char *here) {
     fclose(devnull);
 }
 
+typedef struct ThreadJob {
+    const Tokenizer *t;
+    char **texts, **want;   // (n) JSON strings, reference id lines
+    size_t n;
+    int offset, mismatches;
+} ThreadJob;
+
+static void *thread_run(void *arg) {
+    ThreadJob *j = arg;
+    TokIds ids = {0};
+    for (int round = 0; round < 3; round++)
+        for (size_t k = 0; k < j->n; k++) {
+            size_t i = (k + (size_t)j->offset * 37) % j->n;   // each thread in its own order
+            json_t *v = json_loads(j->texts[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+            ids.n = 0;
+            tok_encode(j->t, json_string_value(v), json_string_length(v), true, &ids);
+            json_decref(v);
+            char line[65536];
+            size_t o = 0;
+            for (size_t q = 0; q < ids.n && o + 16 < sizeof line; q++)
+                o += (size_t)snprintf(line + o, sizeof line - o, q ? " %d" : "%d", ids.v[q]);
+            line[o] = 0;
+            if (strcmp(line, j->want[i])) j->mismatches++;
+        }
+    tok_ids_free(&ids);
+    return NULL;
+}
+
+static char **read_all_lines(const char *path, size_t *n) {
+    size_t len;
+    char *s = slurp(path, &len), **v = NULL;
+    *n = 0;
+    if (!s) return NULL;
+    for (char *p = s, *e; *p; p = e + 1) {
+        e = strchr(p, '\n');
+        if (!e) e = p + strlen(p);
+        v = realloc(v, (*n + 1) * sizeof *v);
+        v[(*n)++] = strndup(p, (size_t)(e - p));
+        if (!*e) break;
+    }
+    free(s);
+    return v;
+}
+
+static void test_threads(const char *here) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/qwen2_tokenizer.json", here);
+    Tokenizer *t = load_quiet(path);
+    size_t nt, nw;
+    snprintf(path, sizeof path, "%s/corpus.jsonl", here);
+    char **texts = read_all_lines(path, &nt);
+    snprintf(path, sizeof path, "%s/ref/qwen2.ids", here);
+    char **want = read_all_lines(path, &nw);
+    CHECK(t && texts && want && nt == nw);
+    if (!t || !texts || !want || nt != nw) return;
+    ThreadJob jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (ThreadJob){t, texts, want, nt, i, 0};
+        CHECK(pthread_create(&th[i], NULL, thread_run, &jobs[i]) == 0);
+    }
+    int bad = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        bad += jobs[i].mismatches;
+    }
+    printf("threads: 4 x 3 x %zu encodes, %d mismatches\n", nt, bad);
+    CHECK(bad == 0);
+    for (size_t i = 0; i < nt; i++) free(texts[i]), free(want[i]);
+    free(texts);
+    free(want);
+    tok_free(t);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: test_tok_misc SHARED_TOKENIZERS_DIR TESTS_TOKENIZER_DIR\n");
@@ -362,6 +439,7 @@ int main(int argc, char **argv) {
     test_malformed(argv[2]);
     test_bytes();
     test_queries(argv[1], argv[2]);
+    test_threads(argv[2]);
     test_fuzz(argv[2]);
     return test_done("tokenizer.misc");
 }
