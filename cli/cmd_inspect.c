@@ -1,10 +1,11 @@
-// cmd_inspect.c — `trlc inspect PATH`: what is in a Hugging Face model directory, a sharded index
-// or a .safetensors file — config.json summary, every tensor (name, dtype, shape), totals — and
+// cmd_inspect.c — `trlc inspect PATH`: what is in a Hugging Face model directory, a sharded index,
+// a .safetensors file or a PEFT LoRA adapter directory — config.json summary, every tensor (name, dtype, shape), totals — and
 // whether config.json and the tensors agree. Every problem is reported with the file (and tensor)
 // at fault. Exit status 1 when anything is wrong, 2 on usage errors.
 // Does not: load weights into memory (the files are mapped), or read tokenizers.
 #include "cli.h"
 #include "diag.h"
+#include "export.h"
 #include "hfconfig.h"
 #include "safetensors.h"
 #include <stdio.h>
@@ -15,10 +16,11 @@ const char usage_inspect[] =
     "usage: trlc inspect PATH [--summary]\n"
     "\n"
     "Shows a Hugging Face model directory (config.json + model.safetensors or sharded\n"
-    "model-*-of-*.safetensors with model.safetensors.index.json), an index file, or one\n"
-    ".safetensors file: the architecture from config.json, every tensor with its dtype and\n"
-    "shape, parameter and byte totals. For a model directory, checks that every weight\n"
-    "config.json implies is present with the right shape. Every file is fully validated.\n"
+    "model-*-of-*.safetensors with model.safetensors.index.json), an index file, one\n"
+    ".safetensors file, or a PEFT LoRA adapter directory: the architecture from config.json,\n"
+    "every tensor with its dtype and shape (every LoRA module with its A/B shapes), parameter\n"
+    "and byte totals. For a model directory, checks that every weight config.json implies is\n"
+    "present with the right shape. Every file is fully validated.\n"
     "\n"
     "options:\n"
     "  --summary    totals only, no tensor list\n"
@@ -78,6 +80,31 @@ int cmd_inspect(int argc, char **argv) {
     HfConfig cfg;
     bool have_cfg = false;
     struct stat st;
+    char ap[HF_PATH_MAX];
+    snprintf(ap, sizeof ap, "%s/adapter_config.json", path);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && stat(ap, &st) == 0) {   // a PEFT adapter directory
+        ExLoraAdapter a;
+        if (ex_load_peft_adapter(&d, path, &a) == 0) {
+            unsigned long long params = 0;
+            for (int i = 0; i < a.n_mods; i++)
+                params += (unsigned long long)(a.cfg.r * (a.mods[i].in + a.mods[i].out));
+            printf("adapter: %s (LoRA r %d, alpha %g%s, dropout %g, base %s)\n", path, a.cfg.r, a.cfg.lora_alpha,
+                   a.cfg.use_rslora ? ", rsLoRA" : "", a.cfg.lora_dropout,
+                   a.cfg.base_model_name_or_path ? a.cfg.base_model_name_or_path : "(none)");
+            printf("  %d modules, %llu parameters; target_modules:", a.n_mods, params);
+            for (int i = 0; i < a.cfg.n_target_modules; i++) printf(" %s", a.cfg.target_modules[i]);
+            printf("\n");
+            if (!summary)
+                for (int i = 0; i < a.n_mods; i++)
+                    printf("  %-56s A [%d, %lld]  B [%lld, %d]\n", a.mods[i].module, a.cfg.r, (long long)a.mods[i].in,
+                           (long long)a.mods[i].out, a.cfg.r);
+            ex_lora_adapter_free(&a);
+        }
+        int rc = d.errors ? EXIT_SPEC : EXIT_OK;
+        if (d.errors) fprintf(stderr, "trlc inspect: %d error%s\n", d.errors, d.errors == 1 ? "" : "s");
+        diag_free(&d);
+        return rc;
+    }
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         char p[HF_PATH_MAX];
         snprintf(p, sizeof p, "%s/config.json", path);

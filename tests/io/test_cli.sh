@@ -23,6 +23,13 @@ echo "$out" | grep -q "(4 files, 21 tensors, 34720 parameters, 69440 bytes)"; ch
 "$trlc" inspect a b >/dev/null 2>&1; rc=$?; [ $rc = 2 ]; check "two paths: exit $rc" $?
 "$trlc" inspect --frob x >/dev/null 2>&1; rc=$?; [ $rc = 2 ]; check "bad option: exit $rc" $?
 "$trlc" inspect --help | grep -q "^usage: trlc inspect PATH"; check "help" $?
+out=$("$trlc" inspect "$src/../fixtures/peft-tiny-qwen3"); check "inspect adapter: exit $?" $?
+echo "$out" | head -1 | grep -q "^adapter: "; check "adapter first line" $?
+echo "$out" | grep -q "^adapter: .*peft-tiny-qwen3 (LoRA r 4, alpha 8, dropout 0.05, base tiny-qwen3)$"; check "adapter line" $?
+echo "$out" | grep -q "^  14 modules, 4096 parameters; target_modules:"; check "adapter totals" $?
+echo "$out" | grep -qE "^  model.layers.1.mlp.down_proj +A \[4, 64\]  B \[32, 4\]$"; check "adapter module line" $?
+err=$("$trlc" inspect "$src/bad/peft_rank" 2>&1 >/dev/null); [ $? = 1 ]; check "inspect bad adapter exit" $?
+case "$err" in *"lora_A must be [r, in]"*) check "bad adapter inspect message" 0 ;; *) check "bad adapter inspect message: $err" 1 ;; esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 out=$("$trlc" merge --base "$src/../fixtures/tiny-qwen3" --adapter "$src/../fixtures/peft-tiny-qwen3" \
