@@ -394,6 +394,32 @@ static void f32_vs_f64(void) {
     diag_free(&d);
 }
 
+// cast rounds to the target format's precision (round to nearest even), overflow gives inf
+static void cast_rounding(void) {
+    Env e;
+    env_init(&e);
+    IrGraph *g = &e.g;
+    IrId x = ir_input(g, "x", IR_F32, ir_shape1(D(7)), e.l1);
+    ir_add_output(g, ir_cast(g, x, IR_F16, e.l1), "f16");
+    ir_add_output(g, ir_cast(g, x, IR_BF16, e.l1), "bf16");
+    ir_add_output(g, ir_cast(g, x, IR_I32, e.l1), "i32");
+    CpuProgram *p = cpu_program_new(g, IR_F64, &e.d);
+    double xv[7] = {1.0009765625, 1 + 1.0 / 4096, 65519, 65520, 1e-8, 3e-8, -2.75};
+    cpu_bind(p, x, xv, sizeof xv);
+    CHECK(cpu_run(p, NULL, 0) == 0);
+    const double *h = cpu_output_named(p, "f16")->data, *b = cpu_output_named(p, "bf16")->data;
+    const int32_t *iv = cpu_output_named(p, "i32")->data;
+    CHECK(h[0] == 1.0009765625 && h[1] == 1.0 && h[2] == 65504 && isinf(h[3]) && h[4] == 0);
+    CHECK(h[5] == ldexp(1, -24) && h[6] == -2.75);
+    CHECK(b[0] == 1.0 && b[2] == 65536 && b[6] == -2.75);
+    CHECK(iv[6] == -2 && iv[2] == 65519);
+    xv[0] = 1e10;   // out of i32 range: a runtime error, not undefined behaviour
+    CHECK(cpu_run(p, NULL, 0) == -1);
+    CHECK(strstr(env_text(&e), "cannot convert 1e+10 (element 0) to i32") != NULL);
+    cpu_program_free(p);
+    env_free(&e);
+}
+
 static void dropout_rng(void) {
     Env e;
     env_init(&e);
@@ -433,6 +459,7 @@ int main(void) {
     runtime_errors();
     finite_check();
     f32_vs_f64();
+    cast_rounding();
     dropout_rng();
     return test_done("ir.build");
 }
