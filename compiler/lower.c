@@ -1068,6 +1068,12 @@ int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const 
         diag_error(d, m->loc, "model `%s` has no architecture", m->name ? m->name : "?");
         return -1;
     }
+    if (m->hf && m->hf->rope.type == HF_ROPE_LINEAR) {
+        diag_error(d, m->loc, "model `%s`: linear rope scaling (config.json rope_scaling) is not supported yet",
+                   m->name ? m->name : "?");
+        diag_hint(d, "the default and llama3 rope types are");
+        return -1;
+    }
     const Ast *arch = find_arch(&L, m->arch);
     if (!arch) {
         if (d->errors == errors0) diag_error(d, m->loc, "unknown architecture `%s`", m->arch);
