@@ -179,7 +179,6 @@ void ir_graph_init(IrGraph *g, Diag *d, IrDType float_dtype) {
 void ir_graph_free(IrGraph *g) {
     free(g->nodes);
     free(g->outs);
-    free(g->renum);
     arena_free(&g->arena);
     memset(g, 0, sizeof *g);
     g->loss = IR_NONE;
@@ -1057,17 +1056,10 @@ int ir_dce(IrGraph *g) {
             g->outs[i].grad_of = map[g->outs[i].grad_of];
     }
     if (ir_valid(g, g->loss)) g->loss = map[g->loss];
-    free(g->renum);
-    g->renum = map;
-    g->nrenum = g->n;
     g->n = m;
     free(live);
+    free(map);
     return removed;
-}
-
-IrId ir_renumbered(const IrGraph *g, IrId id) {
-    if (!g->renum) return id;
-    return (id >= 0 && id < g->nrenum) ? g->renum[id] : IR_NONE;
 }
 
 bool ir_verify(IrGraph *g) {

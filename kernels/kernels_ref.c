@@ -1,0 +1,161 @@
+// kernels_ref.c — the C references of kernels/*.cu (see kernels_ref.h). One loop nest per kernel,
+// in the kernel's order of operations (the thread / warp / tile structure flattened away).
+#include "kernels_ref.h"
+#include <math.h>
+
+void trlc_rope_inv_freq(double *inv_freq, int64_t D, double theta, double factor, double low_freq_factor,
+                        double high_freq_factor, double original_max_pos) {
+    for (int64_t i = 0; i < D / 2; i++) {
+        double f = pow(theta, -2.0 * (double)i / (double)D);
+        if (factor != 0) {
+            double L = original_max_pos, wl = 2.0 * M_PI / f;
+            double low_wl = L / low_freq_factor, high_wl = L / high_freq_factor;
+            if (wl > low_wl) f = f / factor;
+            else if (wl >= high_wl) {
+                double s = (L / wl - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                f = (1 - s) * f / factor + s * f;
+            }
+        }
+        inv_freq[i] = f;
+    }
+}
+
+void trlc_rope_ref(float *y, const float *x, const int32_t *pos, const double *inv_freq, int64_t B, int64_t H,
+                   int64_t T, int64_t D, int pos_batched, int inverse) {
+    int64_t half = D / 2;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t i = 0; i < half; i++) {
+                    double p = (double)pos[(pos_batched ? b * T : 0) + t];
+                    float c = (float)cos(p * inv_freq[i]), s = (float)(inverse ? -sin(p * inv_freq[i]) : sin(p * inv_freq[i]));
+                    int64_t row = ((b * H + h) * T + t) * D;
+                    float x1 = x[row + i], x2 = x[row + i + half];
+                    y[row + i] = x1 * c - x2 * s;
+                    y[row + i + half] = x2 * c + x1 * s;
+                }
+}
+
+static void lse_merge(float *m, float *s, float m2, float s2) {
+    if (m2 > *m) {
+        *s = *s * expf(*m - m2) + s2;
+        *m = m2;
+    } else if (m2 > -INFINITY) {
+        *s += s2 * expf(m2 - *m);
+    }
+}
+
+void trlc_cross_entropy_ref(float *loss, float *lse, const float *logits, const int32_t *labels, int64_t N,
+                            int64_t V, int ignore_index, float eps) {
+    for (int64_t r = 0; r < N; r++) {
+        const float *x = logits + r * V;
+        float m = -INFINITY, s = 0, sx = 0;
+        for (int64_t j = 0; j < V; j++) {
+            lse_merge(&m, &s, x[j], 1.0f);
+            sx += x[j];
+        }
+        float l = m + logf(s);
+        lse[r] = l;
+        int32_t lab = labels[r];
+        if (lab == ignore_index || lab < 0 || lab >= V) loss[r] = 0;
+        else loss[r] = (1 - eps) * (l - x[lab]) + eps * (l - sx / (float)V);
+    }
+}
+
+void trlc_cross_entropy_bwd_ref(float *dlogits, const float *logits, const float *lse, const int32_t *labels,
+                                const float *gloss, int64_t N, int64_t V, int ignore_index, float eps) {
+    for (int64_t r = 0; r < N; r++) {
+        int32_t lab = labels[r];
+        int ignored = lab == ignore_index || lab < 0 || lab >= V;
+        float g = ignored ? 0.0f : gloss[r];
+        for (int64_t j = 0; j < V; j++) {
+            float p = expf(logits[r * V + j] - lse[r]);
+            dlogits[r * V + j] = g * (p - (j == lab ? 1 - eps : 0) - eps / (float)V);
+        }
+    }
+}
+
+void trlc_adamw_ref(float *p, float *m, float *v, const float *g, int64_t n, float lr, float b1, float b2,
+                    float eps, float wd, float bc1, float bc2, float grad_scale) {
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i] * grad_scale;
+        m[i] = b1 * m[i] + (1 - b1) * gi;
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        p[i] = p[i] - lr * (wd * p[i] + (m[i] / bc1) / (sqrtf(v[i] / bc2) + eps));
+    }
+}
+
+static float dot(const float *a, const float *b, int64_t D) {
+    float s = 0;
+    for (int64_t d = 0; d < D; d++) s += a[d] * b[d];
+    return s;
+}
+
+void trlc_attention_fwd_ref(float *out, float *lse, const float *q, const float *k, const float *v, int64_t B,
+                            int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal) {
+    float acc[256];
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < Hq; h++) {
+            int64_t hk = h / (Hq / Hkv);
+            for (int64_t i = 0; i < T; i++) {
+                const float *qi = q + ((b * Hq + h) * T + i) * D;
+                float m = -INFINITY, l = 0;
+                for (int64_t d = 0; d < D && d < 256; d++) acc[d] = 0;
+                for (int64_t j = 0; j < (causal ? i + 1 : T); j++) {
+                    const float *kj = k + ((b * Hkv + hk) * T + j) * D, *vj = v + ((b * Hkv + hk) * T + j) * D;
+                    float s = scale * dot(qi, kj, D), mn = fmaxf(m, s), corr = expf(m - mn), p = expf(s - mn);
+                    l = l * corr + p;
+                    for (int64_t d = 0; d < D && d < 256; d++) acc[d] = acc[d] * corr + p * vj[d];
+                    m = mn;
+                }
+                float *oi = out + ((b * Hq + h) * T + i) * D;
+                for (int64_t d = 0; d < D && d < 256; d++) oi[d] = acc[d] / l;
+                lse[(b * Hq + h) * T + i] = m + logf(l);
+            }
+        }
+}
+
+void trlc_attention_bwd_dq_ref(float *dq, float *delta, const float *q, const float *k, const float *v,
+                               const float *out, const float *dout, const float *lse, int64_t B, int64_t Hq,
+                               int64_t Hkv, int64_t T, int64_t D, float scale, int causal) {
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < Hq; h++) {
+            int64_t hk = h / (Hq / Hkv);
+            for (int64_t i = 0; i < T; i++) {
+                int64_t ro = ((b * Hq + h) * T + i) * D;
+                float dl = dot(dout + ro, out + ro, D), li = lse[(b * Hq + h) * T + i];
+                for (int64_t d = 0; d < D; d++) dq[ro + d] = 0;
+                for (int64_t j = 0; j < (causal ? i + 1 : T); j++) {
+                    const float *kj = k + ((b * Hkv + hk) * T + j) * D, *vj = v + ((b * Hkv + hk) * T + j) * D;
+                    float p = expf(scale * dot(q + ro, kj, D) - li);
+                    float ds = p * (dot(dout + ro, vj, D) - dl);
+                    for (int64_t d = 0; d < D; d++) dq[ro + d] += ds * scale * kj[d];
+                }
+                delta[(b * Hq + h) * T + i] = dl;
+            }
+        }
+}
+
+void trlc_attention_bwd_dkdv_ref(float *dk, float *dv, const float *q, const float *k, const float *v,
+                                 const float *dout, const float *lse, const float *delta, int64_t B, int64_t Hq,
+                                 int64_t Hkv, int64_t T, int64_t D, float scale, int causal) {
+    int64_t group = Hq / Hkv;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t hk = 0; hk < Hkv; hk++)
+            for (int64_t j = 0; j < T; j++) {
+                int64_t ro = ((b * Hkv + hk) * T + j) * D;
+                for (int64_t d = 0; d < D; d++) dk[ro + d] = dv[ro + d] = 0;
+                for (int64_t g = 0; g < group; g++) {
+                    int64_t h = hk * group + g;
+                    for (int64_t i = causal ? j : 0; i < T; i++) {
+                        const float *qi = q + ((b * Hq + h) * T + i) * D, *doi = dout + ((b * Hq + h) * T + i) * D;
+                        float p = expf(scale * dot(qi, k + ro, D) - lse[(b * Hq + h) * T + i]);
+                        float ds = p * (dot(doi, v + ro, D) - delta[(b * Hq + h) * T + i]);
+                        for (int64_t d = 0; d < D; d++) {
+                            dv[ro + d] += p * doi[d];
+                            dk[ro + d] += ds * scale * qi[d];
+                        }
+                    }
+                }
+            }
+}

@@ -1,0 +1,36 @@
+// kernels_ref.h — plain C references of the hand-written GPU kernels in kernels/*.cu, computing
+// with the same algorithms (single-pass online max / sum-exp, tile-free online softmax per query,
+// per-key backward), so that the tests can check the algorithms against the unfused CPU
+// interpreter without a GPU. Also the host-side helper the launcher needs: rope's inv_freq.
+// Not here: launching anything (runtime/cuda), the generated kernels (compiler/codegen_cuda.c).
+#ifndef TRLC_KERNELS_REF_H
+#define TRLC_KERNELS_REF_H
+#include <stdint.h>
+
+// inv_freq[i] = theta^(-2i/D), with Llama-3 scaling when factor != 0 (as the IR's rope defines).
+void trlc_rope_inv_freq(double *inv_freq /* (D/2) */, int64_t D, double theta, double factor,
+                        double low_freq_factor, double high_freq_factor, double original_max_pos);
+// rope.cu trlc_rope_forward
+void trlc_rope_ref(float *y /* (B,H,T,D) */, const float *x /* (B,H,T,D) */, const int32_t *pos /* (B,T) or (T) */,
+                   const double *inv_freq, int64_t B, int64_t H, int64_t T, int64_t D, int pos_batched, int inverse);
+// cross_entropy.cu
+void trlc_cross_entropy_ref(float *loss /* (N) */, float *lse /* (N) */, const float *logits /* (N,V) */,
+                            const int32_t *labels /* (N) */, int64_t N, int64_t V, int ignore_index, float eps);
+void trlc_cross_entropy_bwd_ref(float *dlogits /* (N,V) */, const float *logits, const float *lse,
+                                const int32_t *labels, const float *gloss /* (N) */, int64_t N, int64_t V,
+                                int ignore_index, float eps);
+// adamw.cu trlc_adamw_update
+void trlc_adamw_ref(float *p, float *m, float *v, const float *g, int64_t n, float lr, float b1, float b2,
+                    float eps, float wd, float bc1, float bc2, float grad_scale);
+// attention.cu
+void trlc_attention_fwd_ref(float *out /* (B,Hq,T,D) */, float *lse /* (B,Hq,T) */, const float *q,
+                            const float *k /* (B,Hkv,T,D) */, const float *v, int64_t B, int64_t Hq, int64_t Hkv,
+                            int64_t T, int64_t D, float scale, int causal);
+void trlc_attention_bwd_dq_ref(float *dq, float *delta /* (B,Hq,T) */, const float *q, const float *k,
+                               const float *v, const float *out, const float *dout, const float *lse, int64_t B,
+                               int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal);
+void trlc_attention_bwd_dkdv_ref(float *dk, float *dv /* (B,Hkv,T,D) */, const float *q, const float *k,
+                                 const float *v, const float *dout, const float *lse, const float *delta,
+                                 int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal);
+
+#endif
