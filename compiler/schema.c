@@ -24,7 +24,7 @@ static const char *const dpo_losses[] = {"sigmoid", "ipo", "hinge", NULL};
 static const char *const grpo_losses[] = {"grpo", "dr_grpo", "dapo", NULL};
 static const char *const scale_rewards[] = {"group", "batch", "none", NULL};
 static const char *const reward_fns[] = {"exact_number", "regex", "exec", NULL};
-static const char *const metrics[] = {"eval_loss", "loss", "reward", NULL};
+static const char *const metrics[] = {"eval_loss", "eval_accuracy", "loss", "reward", NULL};
 static const char *const on_nan_actions[] = {"stop", "skip", NULL};   // run
 
 // --- model ---

@@ -32,6 +32,7 @@ typedef struct TrainerSummary {
     int64_t steps;             // optimizer steps done
     double final_loss;         // mean per-token loss of the last step
     double eval_loss;          // last evaluation (NaN when none)
+    double eval_accuracy;      // its exact-match accuracy (greedy decoding), NaN when none
     double tokens_per_s;
     char run_dir[4096];
     char export_dir[4096];

@@ -103,6 +103,11 @@ expect_rc 0 "early stop" -- "$TRLC" run scratch.trl --set train.epochs=8 --set t
 grep_err "early stopping at step [0-9]"; grep -q "done: 48 steps" "$W/err.txt" && bad "early stop: ran all 48 steps" || ok
 [ -s "$W/es/best/model.safetensors" ] && ok || bad "early stop: no best model"
 
+# --- exact-match accuracy (greedy decoding): memorising the training rows reaches 100% ---
+expect_rc 0 "memorise" -- "$TRLC" run scratch.trl --set train.epochs=100 --set train.optimizer.lr=1e-2 --set train.eval_every=50epochs --set 'data.eval.from="train.jsonl"' --set train.early_stop.patience=100 --out "$W/mem"
+grep_err "exact match 24/24 (100.0%)"
+grep -q '"eval_accuracy": 1}' "$W/mem/metrics.jsonl" && ok || bad "no eval_accuracy 1 in metrics.jsonl"
+
 # --- NaN / inf ---
 expect_rc 3 "NaN loss stops" -- "$TRLC" run lora.trl --set train.optimizer.lr=1e30 --set train.clip_norm=1e30 --out "$W/nan"
 grep_err "at step [0-9]"
