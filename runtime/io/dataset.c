@@ -1329,6 +1329,55 @@ oom:
     return -1;
 }
 
+int64_t ds_count_batches(DsLoader *l, int batch) {
+    if (batch <= 0) {
+        diag_plain_error(l->d, "batch size must be positive");
+        return -1;
+    }
+    if (!l->cfg.pack) {
+        uint64_t n = (uint64_t)l->nrows * (uint64_t)l->epochs;
+        return (int64_t)((n + (uint64_t)batch - 1) / (uint64_t)batch);
+    }
+    uint32_t *len = malloc((l->nrows ? l->nrows : 1) * sizeof *len);
+    if (!len) {
+        diag_plain_error(l->d, "out of memory");
+        return -1;
+    }
+    DsStats saved = l->stats;   // counting is not reading: keep the statistics as they were
+    for (size_t i = 0; i < l->nrows; i++) {
+        DsExample ex;
+        if (ds_get(l, i, &ex)) {
+            free(len);
+            l->stats = saved;
+            return -1;
+        }
+        len[i] = (uint32_t)ex.n;   // <= max_len after truncation
+        ds_example_free(&ex);
+    }
+    l->stats = saved;
+    // The packing loop of ds_next_batch over the whole stream: a row closes when it is full or
+    // when the next example does not fit (that example starts the next row).
+    size_t T = (size_t)l->cfg.max_len, c = 0;
+    uint64_t rows = 0;
+    for (int e = 0; e < l->epochs; e++) {
+        if (ensure_order(l, e)) {
+            free(len);
+            diag_plain_error(l->d, "out of memory");
+            return -1;
+        }
+        for (size_t k = 0; k < l->nrows; k++) {
+            size_t n = len[l->cfg.shuffle ? l->order[k] : k];
+            if (n == 0) continue;
+            if (c > 0 && T - c < n) rows++, c = 0;
+            c += n;
+            if (c >= T) rows++, c = 0;
+        }
+    }
+    if (c > 0) rows++;
+    free(len);
+    return (int64_t)((rows + (uint64_t)batch - 1) / (uint64_t)batch);
+}
+
 void ds_position(const DsLoader *l, int *epoch, size_t *index) {
     int e = l->has_pending ? l->pend_epoch : l->epoch;
     size_t i = l->has_pending ? l->pend_index : l->index;

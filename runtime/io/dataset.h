@@ -133,6 +133,12 @@ void ds_example_free(DsExample *ex);
 int ds_next_batch(DsLoader *l, int batch, DsBatch *out);
 void ds_batch_free(DsBatch *b);
 
+// The number of batches ds_next_batch returns over all epochs from the start, for LR schedules.
+// Without packing: ceil(rows * epochs / batch) (batches run on across epoch ends). With packing it
+// depends on the token lengths: every row is tokenized once (the lengths are kept, 4 bytes per
+// row) and the packing of each epoch's order is simulated. -1 on error (diagnosed).
+int64_t ds_count_batches(DsLoader *l, int batch);
+
 // Where the next batch starts: epoch (0-based) and index into that epoch's (shuffled) order.
 void ds_position(const DsLoader *l, int *epoch, size_t *index);
 // Resumes at a position from ds_position. Nonzero (diagnosed) when out of range.

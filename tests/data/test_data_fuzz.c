@@ -37,9 +37,11 @@ int main(void) {
     FILE *quiet = fopen("/dev/null", "w");
     Diag d;
     diag_init(&d, quiet);
-    ChatTemplate tpl[3];
+    enum { NTPL = 5 };
+    ChatTemplate tpl[NTPL];
     CHECK(chat_named(&d, "plain", &tpl[0]) == 0 && chat_named(&d, "qwen3", &tpl[1]) == 0);
     CHECK(chat_format(&d, "U: {prompt}\nA: {response}", &tpl[2]) == 0);
+    CHECK(chat_named(&d, "llama3.1", &tpl[3]) == 0 && chat_named(&d, "qwen2.5", &tpl[4]) == 0);
     int opened = 0, refused = 0, silent_fail = 0, bad_read = 0;
     char tmp[64];
     snprintf(tmp, sizeof tmp, "/tmp/trlc_fuzz_%ld", (long)getpid());
@@ -81,7 +83,7 @@ int main(void) {
                 ds_config_init(&c);
                 c.path = file;
                 c.format = (DsFormat)fmt;
-                c.tmpl = &tpl[rnd() % 3];
+                c.tmpl = &tpl[rnd() % NTPL];
                 c.skip_errors = rnd() % 2;
                 c.max_len = (int)(rnd() % 3) * 16;
                 c.pack = c.max_len > 0 && fmt <= DS_MESSAGES && rnd() % 2;
@@ -110,7 +112,7 @@ int main(void) {
     CHECK(silent_fail == 0);
     CHECK(bad_read == 0);
     CHECK(opened > 0 && refused > 0);
-    for (int i = 0; i < 3; i++) chat_free(&tpl[i]);
+    for (int i = 0; i < NTPL; i++) chat_free(&tpl[i]);
     diag_free(&d);
     fclose(quiet);
     tok_free(tok);

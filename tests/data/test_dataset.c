@@ -417,6 +417,33 @@ static void test_shuffle_resume(void) {
     }
 }
 
+// ds_count_batches equals the number of batches actually delivered, packed or not, shuffled, over
+// several epochs, for several batch sizes.
+static void test_count_batches(void) {
+    for (int pack = 0; pack < 2; pack++)
+        for (int batch = 1; batch <= 3; batch++) {
+            DsConfig c;
+            ds_config_init(&c);
+            c.path = FIXTURES "/sft.jsonl";
+            c.shuffle = true;
+            c.seed = 11;
+            c.epochs = 3;
+            c.pack = pack;
+            c.max_len = pack ? 36 : 0;
+            DsLoader *l = ds_open(&d, &c, tok);
+            CHECK(l != NULL);
+            if (!l) return;
+            int64_t want = ds_count_batches(l, batch);
+            DsBatch b = {0};
+            int64_t got = 0;
+            while (ds_next_batch(l, batch, &b) > 0) got++;
+            CHECK_MSG(want == got && got > 0, "pack %d batch %d: counted %lld, delivered %lld", pack, batch,
+                      (long long)want, (long long)got);
+            ds_batch_free(&b);
+            ds_close(l);
+        }
+}
+
 static void test_gsm8k(void) {
     FILE *f = fopen(TRLC_SHARED_DATA "/gsm8k/train.jsonl", "r");
     if (!f) {
@@ -555,6 +582,7 @@ int main(void) {
     test_messages_pref_text();
     test_truncate_pack();
     test_shuffle_resume();
+    test_count_batches();
     test_gsm8k();
     test_bad_corpus();
     char *g = ds_gsm8k_answer("x\n#### -3,500.5 \n", 17);
