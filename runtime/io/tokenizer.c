@@ -119,7 +119,7 @@ static int get_int(Load *L, const json_t *o, const char *key, long long lo, long
     return 0;
 }
 
-// Required (or optional when out_present != NULL) string member.
+// String member: NULL with an error when missing, or silently NULL when `optional`.
 static const char *get_str(Load *L, const json_t *o, const char *key, size_t *len, const char *where,
                            bool optional) {
     json_t *v = json_object_get(o, key);
@@ -557,10 +557,9 @@ static int load_post(Load *L, const json_t *o, int depth, int32_t **pre, int *np
 // ---------------------------------------------------------------------------------------------
 // model
 
-static int set_id_string(Tokenizer *t, int32_t id, uint32_t off, uint32_t len) {
+static void set_id_string(Tokenizer *t, int32_t id, uint32_t off, uint32_t len) {
     t->id_off[id] = off;
     t->id_len[id] = len;
-    return 0;
 }
 
 // Legacy merges "a b": when a token itself contains spaces the line is ambiguous; take the unique
