@@ -59,6 +59,20 @@ static char *join(const char *dir, const char *name) {
     return s;
 }
 
+// A regular file of at most 64 MB (a FIFO or a device would block or never end). 0, or -1 reported.
+static int small_regular_file(Diag *d, const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        diag_file_error(d, path, 0, 0, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > (64 << 20)) {
+        diag_file_error(d, path, 0, 0, "%s", S_ISREG(st.st_mode) ? "larger than 64 MB" : "not a regular file");
+        return -1;
+    }
+    return 0;
+}
+
 // Writes len bytes to path through path.tmp.<pid> + rename.
 static int write_atomic(Diag *d, const char *path, const char *data, size_t len) {
     size_t plen = strlen(path) + 32;
@@ -321,6 +335,7 @@ static int write_config(Diag *d, const char *base_dir, const char *dir, StDtype 
         diag_file_error(d, dir, 0, 0, "out of memory");
         goto out;
     }
+    if (small_regular_file(d, from)) goto out;
     root = json_load_file(from, JSON_REJECT_DUPLICATES, &err);
     if (!root) {
         diag_file_error(d, from, err.line, err.column, "cannot read config: %s", err.text);
@@ -515,6 +530,7 @@ static const char *jkind(const json_t *v) {
 
 static int read_adapter_config(Diag *d, const char *path, ExLoraAdapter *a) {
     json_error_t err;
+    if (small_regular_file(d, path)) return -1;
     json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
     if (!o) {
         if (err.line > 0) diag_file_error(d, path, err.line, err.column, "invalid JSON: %s", err.text);

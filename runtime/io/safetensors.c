@@ -408,7 +408,7 @@ StFile *st_open_buffer(Diag *d, const char *name, const void *buf, size_t len) {
 }
 
 StFile *st_open(Diag *d, const char *path) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   // a FIFO must not block the open
     if (fd < 0) {
         diag_file_error(d, path, 0, 0, "cannot open: %s", strerror(errno));
         return NULL;

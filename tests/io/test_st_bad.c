@@ -8,6 +8,8 @@
 #include "test.h"
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static char src[1024];
 
@@ -195,10 +197,38 @@ static void test_config_mutations(void) {
     fclose(devnull);
 }
 
+// FIFOs where files are expected: refused at once, never a blocked read.
+static void test_fifos(const char *bin) {
+    char dir[1200], p[1300];
+    snprintf(dir, sizeof dir, "%s/fifo-dir", bin);
+    mkdir(dir, 0777);
+    const char *names[] = {"config.json", "adapter_config.json", "model.safetensors", "adapter_model.safetensors"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        unlink(p);
+        CHECK(mkfifo(p, 0666) == 0);
+    }
+    FILE *devnull = fopen("/dev/null", "w");
+    Diag d;
+    diag_init(&d, devnull);
+    HfConfig c;
+    CHECK(hf_config_load(&d, dir, &c) != 0);
+    StCheckpoint *ck = st_checkpoint_open(&d, dir);
+    CHECK(ck == NULL);
+    ExLoraAdapter a;
+    CHECK(ex_load_peft_adapter(&d, dir, &a) != 0);
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    CHECK(st_open(&d, p) == NULL);
+    CHECK(d.errors == 4);
+    diag_free(&d);
+    fclose(devnull);
+}
+
 int main(int argc, char **argv) {
     snprintf(src, sizeof src, "%s", argc > 1 ? argv[1] : ".");
     test_corpus();
     test_mutations();
     test_config_mutations();
+    test_fifos(argc > 2 ? argv[2] : ".");
     return test_done("io.st_bad");
 }
