@@ -306,6 +306,35 @@ static void test_merge(Diag *d) {
     }
     st_checkpoint_close(got);
     st_checkpoint_close(want);
+    // rsLoRA scales by alpha/sqrt(r) instead of alpha/r: with r = 4 the merged change doubles
+    ExLoraAdapter a;
+    CHECK(ex_load_peft_adapter(d, adapter, &a) == 0);
+    a.cfg.use_rslora = true;
+    char ars[2100], mrs[2100];
+    snprintf(ars, sizeof ars, "%s/adapter-rslora", bin);
+    snprintf(mrs, sizeof mrs, "%s/merged-rslora", bin);
+    CHECK(ex_write_peft_adapter(d, ars, &a.cfg, a.mods, a.n_mods) == 0);
+    ex_lora_adapter_free(&a);
+    CHECK(ex_merge_lora(d, base, ars, mrs, ST_F32, 0) == 0);
+    StCheckpoint *plain = st_checkpoint_open(d, out), *rs = st_checkpoint_open(d, mrs);
+    CHECK(plain && rs);
+    double worst = 0;
+    for (size_t i = 0; plain && rs && orig && i < st_checkpoint_count(orig); i++) {
+        const StTensor *o = st_checkpoint_tensor(orig, i), *p = st_checkpoint_find(plain, o->name),
+                       *r = st_checkpoint_find(rs, o->name);
+        CHECK(p && r);
+        for (int64_t k = 0; p && r && k < o->numel; k++) {
+            float w0, w1, w2;
+            memcpy(&w0, (const char *)o->data + 4 * k, 4);
+            memcpy(&w1, (const char *)p->data + 4 * k, 4);
+            memcpy(&w2, (const char *)r->data + 4 * k, 4);
+            double e = fabs((double)(w2 - w0) - 2.0 * (double)(w1 - w0));
+            if (e > worst) worst = e;
+        }
+    }
+    CHECK_MSG(worst < 1e-6, "rsLoRA delta is not twice the LoRA delta: %g", worst);
+    st_checkpoint_close(plain);
+    st_checkpoint_close(rs);
     st_checkpoint_close(orig);
     // an adapter for another model: the module shapes do not match
     char *msg = NULL;
