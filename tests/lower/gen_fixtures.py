@@ -10,6 +10,9 @@ One safetensors file per case, fixtures/<case>.safetensors:
   test.labels                I32   (B, T) shifted targets, -100 where ignored
   test.logits                F64   (B, T, V) reference logits
   test.loss                  F64   (1,) sum over targets of CE (with label smoothing)
+  test.logp                  F64   (B, 1) sequence log-probs of the labels
+  test.ref_logp              F64   (B, 1) made-up reference log-probs
+  test.dpo_sigmoid/_hinge    F64   (1,) DPO losses (beta 0.1) of the pair (row 0 chosen, row 1 rejected)
   __metadata__: arch, tie, label_smoothing, rope_theta, eps
 The C test (test_lower.c) never runs Python; rerun this script only to regenerate.
 Requires: pip install torch transformers safetensors.
@@ -65,6 +68,16 @@ def make(name, cls, extra, ls, seed):
         logits = model(input_ids=tokens, position_ids=pos).logits
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                ignore_index=-100, reduction="sum", label_smoothing=ls)
+    # DPO on the same two rows as one preference pair (row 0 chosen, row 1 rejected), as TRL
+    # computes it: sequence log-probs of the labels, reference log-probs given.
+    with torch.no_grad():
+        logp = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                ignore_index=-100, reduction="none").reshape(B, T).sum(1, keepdim=True)
+    ref_logp = (logp + 0.5 * torch.randn(B, 1, dtype=torch.float64)).detach()
+    beta = 0.1
+    margin = (logp[0] - ref_logp[0]) - (logp[1] - ref_logp[1])
+    dpo_sigmoid = -F.logsigmoid(beta * margin)
+    dpo_hinge = torch.relu(1 - beta * margin)
     tie = extra["tie_word_embeddings"]
     tensors = {}
     for pname, p in model.state_dict().items():
@@ -76,6 +89,10 @@ def make(name, cls, extra, ls, seed):
     tensors["test.labels"] = labels.int().contiguous()
     tensors["test.logits"] = logits.contiguous()
     tensors["test.loss"] = loss.reshape(1).contiguous()
+    tensors["test.logp"] = logp.contiguous()
+    tensors["test.ref_logp"] = ref_logp.contiguous()
+    tensors["test.dpo_sigmoid"] = dpo_sigmoid.reshape(1).contiguous()
+    tensors["test.dpo_hinge"] = dpo_hinge.reshape(1).contiguous()
     meta = {"format": "pt", "arch": name, "tie": "1" if tie else "0", "label_smoothing": repr(ls),
             "rope_theta": repr(kw["rope_theta"]), "eps": repr(kw["rms_norm_eps"]),
             "transformers": transformers.__version__, "torch": torch.__version__}

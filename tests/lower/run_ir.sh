@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run_ir.sh — `trlc ir` on the specs in tests/lower/specs: the parameter list, forward, backward
-# and outputs of a tiny Qwen3 (SFT with label smoothing), frozen layers of a tied Llama, the
-# --after option, a spec error (exit 1) and usage errors (exit 2).
+# and outputs of a tiny Qwen3 (SFT with label smoothing), frozen layers of a tied Llama, DPO
+# (2B rows, ref_logp), a model from a checkpoint, the --after option, a spec error (exit 1) and usage errors (exit 2).
 set -u
 trlc=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 cd "$(dirname "$0")/specs"
@@ -45,6 +45,11 @@ n=$("$trlc" ir $l 2>/dev/null | grep -c '^  grad:')
 if [ "$n" -eq 11 ]; then pass=$((pass + 1)); else echo "FAIL frozen llama: $n gradients, expected 11"; fail=$((fail + 1)); fi
 n=$("$trlc" ir $l 2>/dev/null | grep -c 'param "lm_head')
 if [ "$n" -eq 0 ]; then pass=$((pass + 1)); else echo "FAIL tied llama declares lm_head"; fail=$((fail + 1)); fi
+p=tiny-qwen3-dpo.trl
+expect 0 '^  %[0-9]* = input "tokens" : i32\[2\*B,T\]' ir $p
+expect 0 '^  %[0-9]* = input "ref_logp" : f32\[2\*B,1\]' ir $p
+expect 0 '= slice(%[0-9]*, axis=0, start=B, len=B) : f32\[B,1\]  # objectives.trl:' ir $p
+expect 0 '^  grad:model.norm.weight = %' ir $p
 f=from-qwen3.trl
 expect 0 '^parameters (24, 24 trainable):$' ir $f
 expect 0 '= rope(%[0-9]*, %[0-9]*, theta=1e+06) : f32\[B,4,T,8\]' ir $f

@@ -5,7 +5,8 @@
 //  2. the gradient of the loss w.r.t. EVERY parameter against central finite differences
 //     (a few sampled entries per parameter), max relative error printed and asserted;
 //  3. frozen layers (freeze = layers[0:1]) are not trainable and get no gradient output;
-//  4. the forward of the tiny Qwen3 checkpoint in tests/fixtures/tiny-qwen3 (written by the io
+//  4. DPO (sigmoid, hinge) and sequence log-probs against torch, with gradients;
+//  5. the forward of the tiny Qwen3 checkpoint in tests/fixtures/tiny-qwen3 (written by the io
 //     tests from transformers, float32) against its reference logits.
 // usage: test_lower FIXTURE_DIR [CHECKPOINT_DIR]
 #include "autodiff.h"
@@ -28,6 +29,8 @@ typedef struct Case {
     double **w;        // bound parameter buffers (res.nparams)
     int64_t *wn;
     int32_t tokens[B * T], pos[B * T], labels[B * T];
+    double ref_logp[B];
+    int64_t bsym;      // the value bound to the symbol B: rows, or pairs for dpo
 } Case;
 
 static CheckedConfig tiny_cfg(double theta, bool tie) {
@@ -37,7 +40,7 @@ static CheckedConfig tiny_cfg(double theta, bool tie) {
 }
 
 // Lowers arch with the fixture's settings; binds weights and the batch from fx.
-static int setup(Case *c, const Fx *fx, const char *arch, int freeze_hi) {
+static int setup(Case *c, const Fx *fx, const char *arch, int freeze_hi, const char *objective, const char *dpo) {
     memset(c, 0, sizeof *c);
     diag_init(&c->d, stderr);
     const char *text = "trl 1;\n";
@@ -47,11 +50,14 @@ static int setup(Case *c, const Fx *fx, const char *arch, int freeze_hi) {
                     .freeze_lo = 0, .freeze_hi = freeze_hi};
     LowerOptions o;
     lower_options_init(&o);
-    o.objective = "sft";
-    o.label_smoothing = atof(fx_meta(fx, "label_smoothing"));
+    o.objective = objective;
+    o.label_smoothing = strcmp(objective, "dpo") ? atof(fx_meta(fx, "label_smoothing")) : 0;
+    o.beta = 0.1;
+    o.dpo_loss = dpo;
+    c->bsym = strcmp(objective, "dpo") ? B : B / 2;
     ir_graph_init(&c->g, &c->d, IR_F64);
     if (lower_graph(&c->d, &c->a, &c->spec, &m, &o, &c->g, &c->res)) return -1;
-    if (ad_backward(&c->g, NULL, 0)) return -1;
+    if (c->res.loss != IR_NONE && ad_backward(&c->g, NULL, 0)) return -1;
     c->p = cpu_program_new(&c->g, IR_F64, &c->d);
     if (!c->p) return -1;
     c->w = calloc((size_t)c->res.nparams, sizeof *c->w);
@@ -84,6 +90,12 @@ static int setup(Case *c, const Fx *fx, const char *arch, int freeze_hi) {
         cpu_bind_name(c->p, LOWER_INPUT_POS, c->pos, sizeof c->pos) ||
         cpu_bind_name(c->p, LOWER_INPUT_LABELS, c->labels, sizeof c->labels))
         return -1;
+    if (c->res.ref_logp != IR_NONE) {
+        const void *r = fx_get(fx, "test.ref_logp", "F64", &n);
+        if (!r || n != B) return -1;
+        memcpy(c->ref_logp, r, sizeof c->ref_logp);
+        if (cpu_bind(c->p, c->res.ref_logp, c->ref_logp, sizeof c->ref_logp)) return -1;
+    }
     return 0;
 }
 
@@ -98,7 +110,7 @@ static void teardown(Case *c) {
 }
 
 static int run(Case *c, double *loss) {
-    int64_t syms[IR_NSYMS] = {B, T};
+    int64_t syms[IR_NSYMS] = {c->bsym, T};
     if (cpu_run(c->p, syms, 0)) return -1;
     const CpuTensor *l = cpu_output_named(c->p, "loss");
     if (!l || l->numel != 1) return -1;
@@ -114,6 +126,51 @@ static uint64_t next_rand(void) {
     return rng;
 }
 
+// The gradient of the loss w.r.t. every parameter against central differences at SAMPLES
+// entries each; prints and asserts the max relative error.
+static void check_grads(Case *c, const char *arch) {
+    double loss = 0;
+    double maxrel = 0;
+    const char *worst = "";
+    int nchecked = 0;
+    for (int i = 0; i < c->res.nparams; i++) {
+        const LowerParam *pp = &c->res.params[i];
+        char gname[256];
+        snprintf(gname, sizeof gname, "grad:%s", pp->name);
+        if (run(c, &loss)) break;
+        const CpuTensor *gt = cpu_output_named(c->p, gname);
+        CHECK_MSG(gt && gt->numel == c->wn[i], "no gradient output for %s", pp->name);
+        if (!gt) continue;
+        double an[SAMPLES];
+        int64_t idx[SAMPLES];
+        for (int s = 0; s < SAMPLES; s++) {
+            idx[s] = (int64_t)(next_rand() % (uint64_t)c->wn[i]);
+            an[s] = ((const double *)gt->data)[idx[s]];
+        }
+        for (int s = 0; s < SAMPLES; s++) {
+            const double h = 1e-5;
+            double keep = c->w[i][idx[s]], lp = 0, lm = 0;
+            c->w[i][idx[s]] = keep + h;
+            int e1 = run(c, &lp);
+            c->w[i][idx[s]] = keep - h;
+            int e2 = run(c, &lm);
+            c->w[i][idx[s]] = keep;
+            CHECK(e1 == 0 && e2 == 0);
+            double fd = (lp - lm) / (2 * h);
+            double rel = fabs(fd - an[s]) / fmax(fabs(an[s]), 1e-2);
+            nchecked++;
+            if (rel > maxrel) {
+                maxrel = rel;
+                worst = pp->name;
+            }
+        }
+    }
+    printf("%s: gradient check of %d parameters (%d entries): max rel error %.3g (%s)\n", arch, c->res.nparams,
+           nchecked, maxrel, worst);
+    CHECK_MSG(nchecked == SAMPLES * c->res.nparams, "%s: %d entries checked", arch, nchecked);
+    CHECK_MSG(maxrel < 1e-6, "%s: gradient rel error %g at %s", arch, maxrel, worst);
+}
+
 static void test_arch(const char *dir, const char *arch) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.safetensors", dir, arch);
@@ -123,7 +180,7 @@ static void test_arch(const char *dir, const char *arch) {
         return;
     }
     Case c;
-    int rc = setup(&c, &fx, arch, 0);
+    int rc = setup(&c, &fx, arch, 0, "sft", NULL);
     CHECK_MSG(rc == 0, "%s: lowering failed", arch);
     double loss = 0;
     if (rc == 0) rc = run(&c, &loss);
@@ -157,49 +214,11 @@ static void test_arch(const char *dir, const char *arch) {
     CHECK_CLOSE(loss, rloss, 1e-5, 1e-6);
 
     // 2. gradients of every parameter against central differences
-    double maxrel = 0;
-    const char *worst = "";
-    int nchecked = 0;
-    for (int i = 0; i < c.res.nparams; i++) {
-        const LowerParam *pp = &c.res.params[i];
-        char gname[256];
-        snprintf(gname, sizeof gname, "grad:%s", pp->name);
-        if (run(&c, &loss)) break;
-        const CpuTensor *gt = cpu_output_named(c.p, gname);
-        CHECK_MSG(gt && gt->numel == c.wn[i], "no gradient output for %s", pp->name);
-        if (!gt) continue;
-        double an[SAMPLES];
-        int64_t idx[SAMPLES];
-        for (int s = 0; s < SAMPLES; s++) {
-            idx[s] = (int64_t)(next_rand() % (uint64_t)c.wn[i]);
-            an[s] = ((const double *)gt->data)[idx[s]];
-        }
-        for (int s = 0; s < SAMPLES; s++) {
-            const double h = 1e-5;
-            double keep = c.w[i][idx[s]], lp = 0, lm = 0;
-            c.w[i][idx[s]] = keep + h;
-            int e1 = run(&c, &lp);
-            c.w[i][idx[s]] = keep - h;
-            int e2 = run(&c, &lm);
-            c.w[i][idx[s]] = keep;
-            CHECK(e1 == 0 && e2 == 0);
-            double fd = (lp - lm) / (2 * h);
-            double rel = fabs(fd - an[s]) / fmax(fabs(an[s]), 1e-2);
-            nchecked++;
-            if (rel > maxrel) {
-                maxrel = rel;
-                worst = pp->name;
-            }
-        }
-    }
-    printf("%s: gradient check of %d parameters (%d entries): max rel error %.3g (%s)\n", arch, c.res.nparams,
-           nchecked, maxrel, worst);
-    CHECK_MSG(nchecked == SAMPLES * c.res.nparams, "%s: %d entries checked", arch, nchecked);
-    CHECK_MSG(maxrel < 1e-6, "%s: gradient rel error %g at %s", arch, maxrel, worst);
+    check_grads(&c, arch);
     teardown(&c);
 
     // 3. frozen layer 0: its parameters are not trainable and have no gradient
-    rc = setup(&c, &fx, arch, 1);
+    rc = setup(&c, &fx, arch, 1, "sft", NULL);
     CHECK(rc == 0);
     if (rc == 0) {
         int frozen = 0;
@@ -213,6 +232,59 @@ static void test_arch(const char *dir, const char *arch) {
         }
         CHECK(frozen > 0);
         CHECK(ir_count_trainable(&c.g) == c.res.nparams - frozen);
+    }
+    teardown(&c);
+    fx_close(&fx);
+}
+
+// DPO on the fixture's two rows as one pair (row 0 chosen, row 1 rejected), sigmoid and hinge,
+// against TRL's formulas in torch; gradients by finite differences. And the "logp" objective
+// (what the reference model computes) against the fixture's sequence log-probs.
+static void test_dpo(const char *dir, const char *arch) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, arch);
+    Fx fx;
+    if (fx_open(&fx, path)) {
+        CHECK_MSG(0, "cannot read %s", path);
+        return;
+    }
+    static const char *const kinds[] = {"sigmoid", "hinge"};
+    for (int k = 0; k < 2; k++) {
+        Case c;
+        int rc = setup(&c, &fx, arch, 0, "dpo", kinds[k]);
+        CHECK_MSG(rc == 0, "%s dpo %s: lowering failed", arch, kinds[k]);
+        double loss = 0, ref = 0;
+        if (rc == 0) rc = run(&c, &loss);
+        CHECK(rc == 0);
+        char name[64];
+        snprintf(name, sizeof name, "test.dpo_%s", kinds[k]);
+        int64_t n;
+        const void *r = fx_get(&fx, name, "F64", &n);
+        CHECK(r != NULL);
+        if (r) memcpy(&ref, r, 8);
+        printf("%s dpo %s: loss %.12g vs torch %.12g (%s per %s)\n", arch, kinds[k], loss, ref,
+               c.res.loss_per ? "summed" : "?", c.res.loss_per ? c.res.loss_per : "?");
+        CHECK_CLOSE(loss, ref, 1e-6, 1e-6);
+        CHECK(c.res.loss_per && !strcmp(c.res.loss_per, "pair"));
+        if (rc == 0) {
+            char label[64];
+            snprintf(label, sizeof label, "%s dpo %s", arch, kinds[k]);
+            check_grads(&c, label);
+        }
+        teardown(&c);
+    }
+    Case c;
+    int rc = setup(&c, &fx, arch, 0, "logp", NULL);
+    CHECK(rc == 0 && c.res.logp != IR_NONE && c.res.loss == IR_NONE);
+    int64_t syms[IR_NSYMS] = {B, T}, n;
+    if (rc == 0) CHECK(cpu_run(c.p, syms, 0) == 0);
+    const CpuTensor *lp = rc == 0 ? cpu_output_named(c.p, "logp") : NULL;
+    const void *r = fx_get(&fx, "test.logp", "F64", &n);
+    CHECK(lp && r && lp->numel == B && n == B);
+    for (int i = 0; lp && r && i < B && i < lp->numel; i++) {
+        double want;
+        memcpy(&want, (const char *)r + 8 * i, 8);
+        CHECK_CLOSE(((const double *)lp->data)[i], want, 1e-5, 1e-6);
     }
     teardown(&c);
     fx_close(&fx);
@@ -306,6 +378,7 @@ int main(int argc, char **argv) {
     test_arch(dir, "llama");
     test_arch(dir, "qwen2");
     test_arch(dir, "qwen3");
+    test_dpo(dir, "qwen3");
     if (argc > 2) test_checkpoint(argv[2]);
     return test_done("lower.archs");
 }
