@@ -193,6 +193,8 @@ typedef struct IrGraph {
     int errors;           // errors reported by builders on this graph
     bool in_backward;     // set by autodiff: new nodes are marked backward
     uint32_t next_salt;   // for dropout sites
+    IrId *renum;          // the last ir_dce's map from old ids (nrenum of them) to new ones
+    int nrenum;
 } IrGraph;
 
 // float_dtype: IR_F32 normally, IR_F64 for gradient checks.
@@ -311,15 +313,25 @@ IrId ir_append(IrGraph *g, IrOp op, IrDType dt, IrShape shape, const IrId *in, i
 
 // ---------------------------------------------------------------------------------------------
 // passes
-// Dead-code elimination: keeps outputs, their ancestors, and every input and param (so that
-// bindings stay valid); renumbers nodes. Returns the number of nodes removed.
+// Dead-code elimination: keeps outputs, their ancestors, and every input and param; renumbers the
+// nodes, updating the outputs, the loss and grad_of. Ids held elsewhere go stale: look leaves up
+// again with ir_find and gradients with ad_grad_of, or map them with ir_renumbered. Returns the
+// number of nodes removed.
 int ir_dce(IrGraph *g);
+// The current id of a node numbered `id` before the last ir_dce (IR_NONE if it was removed);
+// id itself when no ir_dce has run.
+IrId ir_renumbered(const IrGraph *g, IrId id);
 // Common-subexpression elimination: a node computing the same op on the same inputs with the same
 // attributes as an earlier one is replaced by it (leaves and named nodes are kept). Leaves the
 // duplicates dead for ir_dce. Returns the number of nodes replaced.
 int ir_cse(IrGraph *g);
 // Checks invariants (inputs precede uses, shapes valid); reports and returns false on a broken graph.
 bool ir_verify(IrGraph *g);
+// Stronger (ir_validate.c): every node is exactly what the builders make of its inputs and
+// attributes (op arity, dtypes, shapes), checked by replaying the graph through them. Reports the
+// first malformed node (as an internal error at its location) and returns false. Backends call it
+// before trusting a graph that passes may have edited with ir_append.
+bool ir_validate(const IrGraph *g, Diag *d);
 
 // ---------------------------------------------------------------------------------------------
 // printing (ir_print.c)

@@ -74,6 +74,7 @@ CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
         if (d) diag_plain_error(d, "the CPU backend computes in f32 or f64, not %s", ir_dtype_name(real));
         return NULL;
     }
+    if (!ir_validate(g, d)) return NULL;   // kernels rely on the builders' shape rules
     CpuProgram *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->g = g;

@@ -1,7 +1,8 @@
 // test_fuzz.c — random graphs: random ops on random operands with random axes and shapes (many of
-// them invalid), then autodiff, DCE and a CPU run with random data (ids sometimes out of range).
+// them invalid), then autodiff, DCE and a CPU run with random data (ids sometimes out of range);
+// half of the graphs also get raw nodes appended without checks, as a buggy pass might.
 // Asserts that nothing crashes (run it under ASan/UBSan), that every builder refusal was reported,
-// and that every CPU failure was reported.
+// that every CPU failure was reported, and that only graphs with raw nodes are refused.
 #include <stdlib.h>
 #include <string.h>
 #include "autodiff.h"
@@ -74,7 +75,7 @@ static IrId random_node(IrGraph *g, IrId *pool, int n) {
 }
 
 int main(void) {
-    int built = 0, refused = 0, ran = 0, failed_runs = 0;
+    int built = 0, refused = 0, ran = 0, failed_runs = 0, refused_graphs = 0;
     int iters = getenv("IR_FUZZ_ITERS") ? atoi(getenv("IR_FUZZ_ITERS")) : 400;
     if (getenv("IR_FUZZ_SEED")) rng ^= strtoull(getenv("IR_FUZZ_SEED"), NULL, 10) * 0x9E3779B97F4A7C15ull;
     for (int it = 0; it < iters; it++) {
@@ -116,9 +117,41 @@ int main(void) {
         if (g.loss != IR_NONE) ad_backward(&g, NULL, 0);
         ir_dce(&g);
         CHECK(ir_verify(&g));
+        // half of the graphs also get raw nodes (as a buggy pass might append): random op, inputs,
+        // dtype, shape and attributes; the backend must refuse them or run them safely
+        int raw = 0;
+        if (it % 2) {
+            for (int k = 0; k < 4; k++) {
+                IrAttrs at;
+                memset(&at, 0, sizeof at);
+                at.axes = (uint32_t)ri(16);
+                at.axis = ri(5) - 1;
+                at.off = ir_dim(ri(3));
+                at.shape = rshape();
+                at.block = ri(70) - 2;
+                at.value = ri(3) * 0.3;
+                at.scale = 0.5;
+                at.rope.theta = 100;
+                for (int q = 0; q < IR_MAX_RANK; q++) at.perm[q] = ri(5);
+                IrId ins[3] = {pick(pool, n), pick(pool, n), pick(pool, n)};
+                IrId y = ir_append(&g, (IrOp)ri(IR_OP_COUNT), (IrDType)ri(IR_DTYPE_COUNT), rshape(), ins,
+                                   ri(4), &at, L0);
+                if (y != IR_NONE && n < 64) pool[n++] = y;
+                raw++;
+            }
+        }
         for (int k = 0; k < n && k < 8; k++) ir_add_output(&g, pool[k], "o");
         IrDType real = ri(2) ? IR_F32 : IR_F64;
+        int errs0 = d.errors;
         CpuProgram *p = cpu_program_new(&g, real, &d);
+        if (!p) {
+            refused_graphs++;
+            CHECK_MSG(raw > 0 && d.errors > errs0, "iteration %d: a builder-made graph was refused", it);
+            ir_graph_free(&g);
+            diag_free(&d);
+            fclose(devnull);
+            continue;
+        }
         int64_t syms[IR_NSYMS] = {1 + ri(3), 1 + ri(4)};
         void *bufs[64];
         int nb = 0;
@@ -151,8 +184,8 @@ int main(void) {
         diag_free(&d);
         fclose(devnull);
     }
-    printf("  %d nodes built, %d refused with a diagnostic; %d runs ok, %d failed with a diagnostic\n",
-           built, refused, ran, failed_runs);
+    printf("  %d nodes built, %d refused with a diagnostic; %d runs ok, %d failed with a diagnostic;"
+           " %d graphs with raw nodes refused\n", built, refused, ran, failed_runs, refused_graphs);
     CHECK(built > 1000 && refused > 1000 && ran > 50);
     return test_done("ir.fuzz");
 }
