@@ -98,7 +98,9 @@ int cmd_ir(int argc, char **argv) {
         }
         LowerResult res;
         if (status == EXIT_OK) {
-            if (lower_model(&d, &arena, &spec, cs, model, &g, &res) != 0 || ad_run_passes(&g, after) != 0)
+            LowerOptions opt;
+            lower_options_from_spec(cs, &opt);   // dpo included: its graph is shown before it runs
+            if (lower_model_opts(&d, &arena, &spec, cs, model, &opt, &g, &res) != 0 || ad_run_passes(&g, after) != 0)
                 status = EXIT_SPEC;
             else
                 ir_print_after(stdout, &g, &d, after ? after : "dce");

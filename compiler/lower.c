@@ -956,7 +956,21 @@ static LVal make_cfg(Lower *L) {
 void lower_options_init(LowerOptions *o) {
     memset(o, 0, sizeof *o);
     o->objective = "sft";
+    o->beta = 0.1;
+    o->dpo_loss = "sigmoid";
     o->max_def_depth = DEFAULT_MAX_DEPTH;
+}
+
+void lower_options_from_spec(const CheckedSpec *cs, LowerOptions *o) {
+    lower_options_init(o);
+    const CheckedObjective *ob = &cs->objective;
+    const char *k = ob->kind;
+    o->objective = k && (!strcmp(k, "sft") || !strcmp(k, "pretrain") || !strcmp(k, "dpo")) ? k : "none";
+    o->label_smoothing = ob->label_smoothing;
+    if (k && !strcmp(k, "dpo")) {
+        o->beta = ob->beta;
+        if (ob->loss) o->dpo_loss = ob->loss;
+    }
 }
 
 static const Ast *find_arch(Lower *L, const char *name) {
@@ -974,29 +988,67 @@ static const Ast *find_method(const Ast *arch, const char *name) {
     return NULL;
 }
 
-// Calls the objective's def (from stdlib/objectives.trl unless the spec defines its own).
-static int add_loss(Lower *L, const LowerOptions *opt, IrId logits, IrId labels, IrId *loss) {
-    const char *fn = !strcmp(opt->objective, "sft") ? "sft_loss" : "pretrain_loss";
+// Calls `fn` of stdlib/objectives.trl (or the spec's own def of that name) on vals; the result
+// must be a tensor.
+static int call_objective(Lower *L, const char *fn, const char **names, const LVal *vals, int n, IrId *res) {
     const Ast *def = find_top(L, AST_DEF, fn);
     if (!def) {
         if (load_stdlib_module(L->d, L->a, L->spec, "objectives") < 0) return -1;
         def = find_top(L, AST_DEF, fn);
     }
     if (!def) {
-        lower_err(L, L->m->loc, "no def `%s` for the objective `%s`", fn, opt->objective);
+        lower_err(L, L->m->loc, "no def `%s` for the objective", fn);
         return -1;
     }
-    const char *names[3] = {NULL, NULL, "label_smoothing"};
-    LVal vals[3] = {v_tensor(logits), v_tensor(labels), v_num(opt->label_smoothing)};
-    Loc locs[3] = {L->m->loc, L->m->loc, L->m->loc};
+    Loc locs[8];
+    for (int i = 0; i < n && i < 8; i++) locs[i] = L->m->loc;
     LVal out;
-    if (call_def(L, def, NULL, names, vals, locs, 3, L->m->loc, &out)) return -1;
+    if (call_def(L, def, NULL, names, vals, locs, n, L->m->loc, &out)) return -1;
     if (out.kind != LV_TENSOR) {
         lower_err(L, def->loc, "`%s` must return a tensor, got a %s", fn, lower_kind_name(out.kind));
         return -1;
     }
-    *loss = out.t;
+    *res = out.t;
     return 0;
+}
+
+static int add_objective(Lower *L, const LowerOptions *opt, IrDim bdim, LowerResult *res) {
+    const char *obj = opt->objective;
+    IrGraph *g = L->g;
+    const LowerModel *m = L->m;
+    IrShape bt = ir_shape2(bdim, ir_dim_t());
+    res->labels = ir_input(g, LOWER_INPUT_LABELS, IR_I32, bt, m->loc);
+    if (res->labels == IR_NONE) return -1;
+    if (!strcmp(obj, "sft") || !strcmp(obj, "pretrain")) {
+        const char *names[3] = {NULL, NULL, "label_smoothing"};
+        LVal vals[3] = {v_tensor(res->logits), v_tensor(res->labels), v_num(opt->label_smoothing)};
+        if (call_objective(L, !strcmp(obj, "sft") ? "sft_loss" : "pretrain_loss", names, vals, 3, &res->loss)) return -1;
+        res->loss_per = "token";
+    } else if (!strcmp(obj, "dpo")) {
+        const char *kind = opt->dpo_loss ? opt->dpo_loss : "sigmoid";
+        if (strcmp(kind, "sigmoid") && strcmp(kind, "hinge")) {
+            diag_error(L->d, m->loc, "the dpo loss `%s` cannot be lowered yet (sigmoid and hinge can)", kind);
+            return -1;
+        }
+        res->ref_logp = ir_input(g, LOWER_INPUT_REF_LOGP, g->float_dtype, ir_shape2(bdim, ir_dim(1)), m->loc);
+        if (res->ref_logp == IR_NONE) return -1;
+        const char *names[6] = {NULL, NULL, NULL, "beta", "label_smoothing", "loss"};
+        LVal vals[6] = {v_tensor(res->logits), v_tensor(res->labels), v_tensor(res->ref_logp), v_num(opt->beta),
+                        v_num(opt->label_smoothing), (LVal){.kind = LV_STR, .s = kind}};
+        if (call_objective(L, "dpo_loss", names, vals, 6, &res->loss)) return -1;
+        res->loss_per = "pair";
+    } else if (!strcmp(obj, "logp")) {
+        const char *names[2] = {NULL, NULL};
+        LVal vals[2] = {v_tensor(res->logits), v_tensor(res->labels)};
+        if (call_objective(L, "sequence_logp", names, vals, 2, &res->logp)) return -1;
+        ir_add_output(g, res->logp, "logp");
+        return 0;
+    } else {
+        diag_error(L->d, m->loc, "the objective `%s` cannot be lowered yet (sft, pretrain and dpo can)", obj);
+        return -1;
+    }
+    ir_set_loss(g, res->loss);
+    return g->errors ? -1 : 0;
 }
 
 int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const LowerOptions *opt_in,
@@ -1005,12 +1057,21 @@ int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const 
     lower_options_init(&defaults);
     const LowerOptions *opt = opt_in ? opt_in : &defaults;
     memset(res, 0, sizeof *res);
-    res->tokens = res->pos = res->labels = res->logits = res->loss = IR_NONE;
+    res->tokens = res->pos = res->labels = res->logits = res->loss = res->ref_logp = res->logp = IR_NONE;
+    const char *obj = opt->objective && strcmp(opt->objective, "none") ? opt->objective : NULL;
+    // preference pairs: 2B rows (chosen, then rejected)
+    IrDim bdim = obj && !strcmp(obj, "dpo") ? (IrDim){2, 1u << IR_SYM_B} : ir_dim_b();
     int errors0 = d->errors;
     Lower L = {.d = d, .a = a, .g = g, .spec = spec, .m = m, .budget = EVAL_BUDGET,
                .max_depth = opt->max_def_depth > 0 ? opt->max_def_depth : DEFAULT_MAX_DEPTH};
     if (!m->arch) {
         diag_error(d, m->loc, "model `%s` has no architecture", m->name ? m->name : "?");
+        return -1;
+    }
+    if (m->hf && m->hf->rope.type == HF_ROPE_LINEAR) {
+        diag_error(d, m->loc, "model `%s`: linear rope scaling (config.json rope_scaling) is not supported yet",
+                   m->name ? m->name : "?");
+        diag_hint(d, "the default and llama3 rope types are");
         return -1;
     }
     const Ast *arch = find_arch(&L, m->arch);
@@ -1038,7 +1099,7 @@ int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const 
     L.decl = false;
     if (rc < 0) return -1;
     // 2. forward(tokens, pos)
-    IrShape bt = ir_shape2(ir_dim_b(), ir_dim_t());
+    IrShape bt = ir_shape2(bdim, ir_dim_t());
     res->tokens = ir_input(g, LOWER_INPUT_TOKENS, IR_I32, bt, fwd->loc);
     res->pos = ir_input(g, LOWER_INPUT_POS, IR_I32, bt, fwd->loc);
     if (res->tokens == IR_NONE || res->pos == IR_NONE) return -1;
@@ -1052,33 +1113,24 @@ int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const 
         return -1;
     }
     const IrNode *ln = ir_node(g, out.t);
-    if (!ln || ln->shape.rank != 3 || !ir_dim_eq(ln->shape.d[0], ir_dim_b()) || !ir_dim_eq(ln->shape.d[1], ir_dim_t()) ||
+    if (!ln || ln->shape.rank != 3 || !ir_dim_eq(ln->shape.d[0], bdim) || !ir_dim_eq(ln->shape.d[1], ir_dim_t()) ||
         !ir_dim_eq(ln->shape.d[2], ir_dim(m->cfg.vocab))) {
         char buf[96];
-        diag_error(d, fwd->loc, "`forward` must return logits of shape [B,T,%" PRId64 "], got %s", m->cfg.vocab,
-                   ln ? ir_shape_str(&ln->shape, buf, sizeof buf) : "?");
+        diag_error(d, fwd->loc, "`forward` must return logits of shape [%s,T,%" PRId64 "], got %s",
+                   bdim.coef == 2 ? "2*B" : "B", m->cfg.vocab, ln ? ir_shape_str(&ln->shape, buf, sizeof buf) : "?");
         return -1;
     }
     res->logits = out.t;
     ir_add_output(g, out.t, "logits");
     // 3. the objective
-    if (opt->objective && strcmp(opt->objective, "none")) {
-        if (strcmp(opt->objective, "sft") && strcmp(opt->objective, "pretrain")) {
-            diag_error(d, m->loc, "the objective `%s` cannot be lowered yet (sft and pretrain can)", opt->objective);
-            return -1;
-        }
-        res->labels = ir_input(g, LOWER_INPUT_LABELS, IR_I32, bt, m->loc);
-        if (res->labels == IR_NONE) return -1;
-        if (add_loss(&L, opt, res->logits, res->labels, &res->loss)) return -1;
-        ir_set_loss(g, res->loss);
-    }
+    if (obj && add_objective(&L, opt, bdim, res)) return -1;
     res->params = L.params;
     res->nparams = L.nparams;
     return d->errors > errors0 || g->errors ? -1 : 0;
 }
 
-int lower_model(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, int model, IrGraph *g,
-                LowerResult *res) {
+int lower_model_opts(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, int model,
+                     const LowerOptions *opt, IrGraph *g, LowerResult *res) {
     if (model < 0) model = cs->policy;
     if (model < 0 || model >= cs->nmodels) {
         diag_plain_error(d, "the spec has no model to lower");
@@ -1097,15 +1149,18 @@ int lower_model(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, int 
             if (b->kids[j] && b->kids[j]->kind == AST_BLOCK && b->kids[j]->name && !strcmp(b->kids[j]->name, "config"))
                 m.config_block = b->kids[j];
     }
+    return lower_graph(d, a, spec, &m, opt, g, res);
+}
+
+int lower_model(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, int model, IrGraph *g,
+                LowerResult *res) {
     LowerOptions opt;
-    lower_options_init(&opt);
+    lower_options_from_spec(cs, &opt);
     const char *kind = cs->objective.kind;
-    if (kind && (!strcmp(kind, "sft") || !strcmp(kind, "pretrain"))) {
-        opt.objective = kind;
-        opt.label_smoothing = cs->objective.label_smoothing;
-    } else {
+    if (strcmp(opt.objective, "sft") && strcmp(opt.objective, "pretrain")) {
         opt.objective = "none";
-        if (kind) diag_warning(d, cs->objective.loc, "the `%s` objective is not lowered yet: the IR holds the forward only", kind);
+        if (kind) diag_warning(d, cs->objective.loc, "the `%s` objective is not trained yet: the graph holds the forward only",
+                               kind);
     }
-    return lower_graph(d, a, spec, &m, &opt, g, res);
+    return lower_model_opts(d, a, spec, cs, model, &opt, g, res);
 }

@@ -56,19 +56,36 @@ typedef struct LowerModel {
 } LowerModel;
 
 typedef struct LowerOptions {
-    // The objective whose loss becomes the graph's loss: "sft", "pretrain", or NULL / "none" for
-    // the forward only (logits as the output). Others ("dpo", ...) are not lowered yet: an error.
+    // The objective whose loss becomes the graph's loss:
+    //   "sft", "pretrain"  sum over target tokens of the cross-entropy (stdlib sft_loss / pretrain_loss)
+    //   "dpo"              preference pairs: the batch holds 2B rows, chosen rows [0, B) then the
+    //                      rejected [B, 2B) (DsBatch order); an extra input `ref_logp` (2B, 1) holds
+    //                      the reference model's sequence log-probs; the loss is the SUM over pairs
+    //                      (stdlib dpo_loss)
+    //   "logp"             no loss: the output "logp" (B, 1) = sequence log-probs of the labels
+    //                      (what a reference model computes for dpo)
+    //   NULL / "none"      the forward only (the output "logits")
     const char *objective;
-    double label_smoothing;   // sft, pretrain
+    double label_smoothing;   // sft, pretrain, dpo
+    double beta;              // dpo (default 0.1)
+    const char *dpo_loss;     // dpo: "sigmoid" (default) | "hinge"
     int max_def_depth;        // nested def calls allowed (0 → 64)
 } LowerOptions;
 
 void lower_options_init(LowerOptions *o);
+// The options a checked spec asks for: its objective (sft, pretrain, dpo; others → "none").
+void lower_options_from_spec(const CheckedSpec *cs, LowerOptions *o);
+
+#define LOWER_INPUT_REF_LOGP "ref_logp"
 
 typedef struct LowerResult {
     IrId tokens, pos, labels; // inputs (labels is IR_NONE without an objective)
     IrId logits;              // (B, T, vocab), also the output "logits"
-    IrId loss;                // the scalar loss (sum over target tokens), or IR_NONE
+    IrId loss;                // the scalar loss, or IR_NONE
+    IrId ref_logp;            // dpo: the input (2B, 1); else IR_NONE
+    IrId logp;                // "logp": the output (B, 1); else IR_NONE
+    const char *loss_per;     // what the loss sums over, i.e. what the trainer divides it by:
+                              // "token" (sft, pretrain: target tokens), "pair" (dpo), NULL
     LowerParam *params;       // every declared parameter, in declaration order (arena memory)
     int nparams;
 } LowerResult;
@@ -80,8 +97,12 @@ int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const 
                 IrGraph *g, LowerResult *res);
 
 // The same for model number `model` of a checked spec (-1: the policy), with the spec's
-// objective (sft, pretrain; otherwise the forward only, with a warning).
+// objective when it is sft or pretrain; otherwise the forward only, with a warning (what the
+// trainer runs today).
 int lower_model(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, int model,
                 IrGraph *g, LowerResult *res);
+// The same with explicit options (e.g. from lower_options_from_spec, dpo included).
+int lower_model_opts(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, int model,
+                     const LowerOptions *opt, IrGraph *g, LowerResult *res);
 
 #endif

@@ -446,6 +446,27 @@ static int p_slice(Lower *L, const LArgs *a, LVal *out) {
     return done(L, ir_slice(L->g, x, (int)axis, s, e, a->call), out);
 }
 
+// batch_half(x, 0 | 1): the first or second half of axis 0 — the chosen and rejected rows of a
+// preference batch of 2B rows (symbolic: (2B, ...) → (B, ...)).
+static int p_batch_half(Lower *L, const LArgs *a, LVal *out) {
+    IrId x;
+    int64_t which;
+    if (targ(L, a, 0, &x) || iarg(L, a, 1, 0, "the half (0 or 1)", &which)) return -1;
+    const IrNode *n = ir_node(L->g, x);
+    if (which != 0 && which != 1) {
+        lower_err(L, a->loc[1], "batch_half takes 0 (the first half) or 1 (the second), got %" PRId64, which);
+        return -1;
+    }
+    if (n->shape.rank < 1 || n->shape.d[0].coef % 2) {
+        char buf[64];
+        lower_err(L, a->call, "batch_half needs an even first dim, got %s", ir_shape_str(&n->shape, buf, sizeof buf));
+        return -1;
+    }
+    IrDim len = {n->shape.d[0].coef / 2, n->shape.d[0].syms};
+    IrDim start = which ? len : ir_dim(0);
+    return done(L, ir_slice_dim(L->g, x, 0, start, len, a->call), out);
+}
+
 // ---------------------------------------------------------------------------------------------
 // the table
 
@@ -494,6 +515,7 @@ static const LPrim prims[] = {
     {"permute", 2, {"x", "perm"}, p_permute, 0},
     {"concat", 2, {"xs", "axis"}, p_concat, 0},
     {"slice", 4, {"x", "axis", "start", "end"}, p_slice, 0},
+    {"batch_half", 2, {"x", "half"}, p_batch_half, 0},
 };
 enum { NPRIMS = sizeof prims / sizeof prims[0] };
 
