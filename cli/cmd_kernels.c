@@ -61,6 +61,19 @@ static int mkdir_p(const char *path) {
     return stat(tmp, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
 }
 
+typedef struct LibCubin {
+    unsigned char *cubin;
+    size_t size;
+} LibCubin;
+
+static void rt_resources(const unsigned char *cubin, size_t size, const char *name, int *regs, int64_t *shared) {
+#ifdef TRLC_HAVE_CUDA
+    rt_cuda_cubin_resources(cubin, size, name, regs, shared);
+#else
+    (void)cubin, (void)size, (void)name, *regs = -1, *shared = -1;
+#endif
+}
+
 static int write_file(Diag *d, const char *dir, const char *name, const char *ext, const char *text) {
     char path[4300];
     snprintf(path, sizeof path, "%s/%s%s", dir, name, ext);
@@ -147,6 +160,10 @@ int cmd_kernels(int argc, char **argv) {
     ir_graph_init(&g, &d, IR_F32);
     FusePlan plan;
     memset(&plan, 0, sizeof plan);
+    const char *libs[32];
+    int nlibs = 0;
+    LibCubin lib[32];
+    memset(lib, 0, sizeof lib);
     int status = EXIT_OK;
     if (load_spec(&d, &arena, path, &spec) != 0 || check_spec(&d, &arena, &spec, cs) != 0 ||
         compile_graph(&d, &arena, &spec, cs, &g) != 0 || fuse_plan(&g, &d, &plan) != 0) {
@@ -177,23 +194,44 @@ int cmd_kernels(int argc, char **argv) {
             goto free_src;
         }
     }
+    // the library kernels the plan launches (kernels/*.cu), and the optimizer's (adamw.cu)
+    libs[nlibs++] = "adamw.cu";
+    for (int i = 0; i < plan.nsteps; i++) {
+        if (plan.steps[i].kind != FUSE_LIBRARY) continue;
+        const char *file = NULL;
+        cg_library_kernel(&g.nodes[plan.steps[i].node], &file);
+        bool have = !file;
+        for (int k = 0; k < nlibs && !have; k++) have = !strcmp(libs[k], file);
+        if (!have && nlibs < 32) libs[nlibs++] = file;
+    }
+    for (int k = 0; k < nlibs; k++) {
+        const char *text = cg_library_source(libs[k]);
+        if (!text || write_file(&d, outdir, libs[k], "", text) != 0) {
+            if (!text) diag_plain_error(&d, "library kernel file `%s` is not built in", libs[k]);
+            status = EXIT_RUNTIME;
+            goto free_src;
+        }
+    }
     char summary[512] = "not compiled (--no-compile)";
     if (compile) {
 #ifdef TRLC_HAVE_CUDA
         RtCudaCache cache;
         rt_cuda_cache_init(&cache, &d);
-        RtCudaProgram *progs = calloc((size_t)plan.nkernels + 1, sizeof *progs);
+        int nprog = plan.nkernels + nlibs;
+        RtCudaProgram *progs = calloc((size_t)nprog + 1, sizeof *progs);
         if (!progs) {
             diag_plain_error(&d, "out of memory");
             status = EXIT_RUNTIME;
             goto free_src;
         }
         for (int k = 0; k < plan.nkernels; k++) progs[k].name = plan.kernels[k].name, progs[k].source = src[k];
+        for (int k = 0; k < nlibs; k++)
+            progs[plan.nkernels + k].name = libs[k], progs[plan.nkernels + k].source = cg_library_source(libs[k]);
         char devarch[32];
         const char *use_arch = arch ? arch : rt_cuda_device_arch(0, devarch, sizeof devarch) ? devarch : "sm_90";
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        int failed = rt_cuda_compile(&cache, progs, plan.nkernels, use_arch, ptx, 2, &d);
+        int failed = rt_cuda_compile(&cache, progs, nprog, use_arch, ptx, 2, &d);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         for (int k = 0; k < plan.nkernels; k++) {
@@ -203,9 +241,17 @@ int cmd_kernels(int argc, char **argv) {
                 status = EXIT_RUNTIME;
             rt_cuda_program_free(&progs[k]);
         }
+        for (int k = 0; k < nlibs; k++) {
+            RtCudaProgram *pr = &progs[plan.nkernels + k];
+            if (ptx && pr->status == 0 && pr->ptx && write_file(&d, outdir, libs[k], ".ptx", pr->ptx) != 0)
+                status = EXIT_RUNTIME;
+            lib[k].cubin = pr->cubin, lib[k].size = pr->cubin_size;   // kept for the index
+            pr->cubin = NULL;
+            rt_cuda_program_free(pr);
+        }
         free(progs);
-        snprintf(summary, sizeof summary, "%d compiled for %s with NVRTC: %d built, %d from the cache%s%s, %d failed, %.1f s",
-                 plan.nkernels - failed, use_arch, cache.misses, cache.hits, cache.corrupt ? ", corrupt entries ignored: " : "",
+        snprintf(summary, sizeof summary, "%d compiled for %s with NVRTC (%d generated, %d library files): %d built, %d from the cache%s%s, %d failed, %.1f s",
+                 nprog - failed, use_arch, plan.nkernels, nlibs, cache.misses, cache.hits, cache.corrupt ? ", corrupt entries ignored: " : "",
                  cache.corrupt ? "yes" : "", failed, secs);
         if (failed) status = EXIT_RUNTIME;
 #else
@@ -236,10 +282,24 @@ int cmd_kernels(int argc, char **argv) {
             const FuseStep *st = &plan.steps[i];
             if (st->kind != FUSE_KERNEL) {
                 const IrNode *n = &g.nodes[st->node];
-                fprintf(f, "step %d %s %s %%%d %s%s at %s\n", i,
+                fprintf(f, "step %d %s %s %%%d %s%s at %s", i,
                         st->kind == FUSE_GEMM ? "gemm" : st->kind == FUSE_VIEW ? "view" : "library", ir_op_name(n->op),
                         st->node, ir_dtype_name(n->dtype), ir_shape_str(&n->shape, s1, sizeof s1),
                         fuse_loc_str(&d, n->loc, loc, sizeof loc));
+                if (st->kind == FUSE_GEMM) fprintf(f, " -> cuBLASLt");
+                if (st->kind == FUSE_LIBRARY) {
+                    const char *file = NULL, *kn = cg_library_kernel(n, &file);
+                    if (!kn) fprintf(f, " -> no GPU kernel yet");
+                    else {
+                        int r = -1;
+                        int64_t sh = -1;
+                        for (int k = 0; k < nlibs; k++)
+                            if (!strcmp(libs[k], file) && lib[k].cubin)
+                                rt_resources(lib[k].cubin, lib[k].size, kn, &r, &sh);
+                        fprintf(f, " -> %s (%s) regs=%d shared=%lld", kn, file, r, (long long)sh);
+                    }
+                }
+                fputc('\n', f);
                 continue;
             }
             const FuseGroup *gr = &plan.groups[st->group];
@@ -257,9 +317,9 @@ int cmd_kernels(int argc, char **argv) {
         if (fclose(f) != 0) status = EXIT_RUNTIME;
     }
     printf("%s: %d nodes -> %d steps: %d kernel launches of %d unique kernels, %d gemm, %d library, %d views\n"
-           "kernels: %s\nwrote %s/index.txt and %d .cu files\n",
+           "kernels: %s\nwrote %s/index.txt, %d generated and %d library .cu files\n",
            path, g.n, plan.nsteps, plan.nsteps_kind[FUSE_KERNEL], plan.nkernels, plan.nsteps_kind[FUSE_GEMM],
-           plan.nsteps_kind[FUSE_LIBRARY], plan.nsteps_kind[FUSE_VIEW], summary, outdir, plan.nkernels);
+           plan.nsteps_kind[FUSE_LIBRARY], plan.nsteps_kind[FUSE_VIEW], summary, outdir, plan.nkernels, nlibs);
 free_src:
     if (src)
         for (int k = 0; k < plan.nkernels; k++) free(src[k]);
@@ -267,6 +327,7 @@ free_src:
     free(regs);
     free(shm);
 out:
+    for (int k = 0; k < 32; k++) free(lib[k].cubin);
     fuse_plan_free(&plan);
     ir_graph_free(&g);
     arena_free(&arena);

@@ -373,9 +373,7 @@ static const FormatInfo *format_info(const char *format) {
     return NULL;
 }
 
-// errors_before: the error count before this block's settings were checked (the data file is
-// looked at only when the block itself is clean).
-static void check_data(Ck *c, const Ast *blk, CheckedData *dt, int errors_before) {
+static void check_data(Ck *c, const Ast *blk, CheckedData *dt) {
     dt->name = blk->label;
     dt->loc = blk->label_loc;
     dt->format = ck_name_or(blk, "format", NULL);
@@ -421,7 +419,6 @@ static void check_data(Ck *c, const Ast *blk, CheckedData *dt, int errors_before
             diag_hint(c->d, "a template string shows where the prompt goes: \"User: {prompt}\\nAssistant: \"");
         }
     }
-    if (dt->from && fi && c->d->errors == errors_before) ck_check_data_columns(c, blk, dt);
     dt->max_len = ck_int_or(blk, "max_len", 2048);
     dt->pack = ck_bool_or(blk, "pack", false);
     dt->shuffle = ck_bool_or(blk, "shuffle", true);
@@ -820,12 +817,11 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
             if (!strcmp(b->name, "quantize")) check_quantize(c, b, &out->models[m]);
             else check_lora(c, b, &out->models[m]);
         } else if (!strcmp(b->name, "data")) {
-            int e0 = d->errors;
             ck_check_items(c, b, schema_block("data"), 0);
             if (out->ndata < CHECK_MAX_DATA) {
                 if (!strcmp(b->label, "train")) out->train_data = out->ndata;
                 if (!strcmp(b->label, "eval")) out->eval_data = out->ndata;
-                check_data(c, b, &out->data[out->ndata++], e0);
+                check_data(c, b, &out->data[out->ndata++]);
             }
         } else if (!strcmp(b->name, "objective")) {
             objective = b;

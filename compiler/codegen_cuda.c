@@ -535,3 +535,51 @@ void cg_kernel_args(const FusePlan *p, int group, char *buf, size_t n) {
     snprintf(buf, n, "%s", o.s && !o.oom ? o.s : "?");
     free(o.s);
 }
+
+// ---------------------------------------------------------------------------------------------
+// library kernels
+
+typedef struct CgLibraryEntry {
+    const char *file;
+    const char *text;
+    size_t len;
+} CgLibraryEntry;
+extern const CgLibraryEntry cg_library_table[];   // kernels_embed.c (generated)
+extern const int cg_library_table_count;
+
+const char *cg_library_kernel(const IrNode *n, const char **file) {
+    const char *f = NULL, *k = NULL;
+    bool bf = n->nin > 0 && n->dtype == IR_BF16;
+    switch (n->op) {
+    case IR_SDPA: f = "attention.cu", k = "trlc_attention_forward"; break;
+    case IR_SDPA_BWD_Q: f = "attention.cu", k = "trlc_attention_backward_dq"; break;
+    case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: f = "attention.cu", k = "trlc_attention_backward_dkdv"; break;
+    case IR_CROSS_ENTROPY:
+        f = "cross_entropy.cu", k = bf ? "trlc_cross_entropy_forward_bf16" : "trlc_cross_entropy_forward_f32";
+        break;
+    case IR_CROSS_ENTROPY_BWD:
+        f = "cross_entropy.cu", k = bf ? "trlc_cross_entropy_backward_bf16" : "trlc_cross_entropy_backward_f32";
+        break;
+    case IR_ROPE: f = "rope.cu", k = "trlc_rope_forward"; break;
+    case IR_EMBED: f = "embed.cu", k = "trlc_embed_forward"; break;
+    case IR_EMBED_BWD: f = "embed.cu", k = "trlc_embed_backward"; break;
+    case IR_PERMUTE: case IR_SLICE: case IR_PAD: case IR_CONCAT: f = "layout.cu", k = "trlc_strided_copy"; break;
+    case IR_ARANGE: f = "layout.cu", k = "trlc_arange"; break;
+    case IR_SOFTMAX: case IR_LOG_SOFTMAX: f = "softmax.cu", k = "trlc_softmax_forward"; break;
+    default: break;
+    }
+    if (file) *file = f;
+    return k;
+}
+
+int cg_library_count(void) { return cg_library_table_count; }
+
+const char *cg_library_name(int i) {
+    return i >= 0 && i < cg_library_table_count ? cg_library_table[i].file : NULL;
+}
+
+const char *cg_library_source(const char *file) {
+    for (int i = 0; file && i < cg_library_table_count; i++)
+        if (!strcmp(cg_library_table[i].file, file)) return cg_library_table[i].text;
+    return NULL;
+}

@@ -28,4 +28,13 @@ void cg_launch_shape(const FusePlan *p, int group, char *buf, size_t n);
 // "out0 %33 f32[B,T,32], in0 %26 f32[B,T,32], B, T, step".
 void cg_kernel_args(const FusePlan *p, int group, char *buf, size_t n);
 
+// ---- library kernels (kernels/*.cu, embedded at build time) ----
+// The hand-written kernel that runs a LIBRARY step's node: its function name, and in *file the
+// kernels/ file holding it ("attention.cu"); NULL when the op has no GPU kernel yet.
+const char *cg_library_kernel(const IrNode *n, const char **file);
+// The embedded kernels/ files: count, names, and the text of one by name (NULL if unknown).
+int cg_library_count(void);
+const char *cg_library_name(int i);
+const char *cg_library_source(const char *file);
+
 #endif

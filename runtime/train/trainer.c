@@ -41,15 +41,7 @@ static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, b
         if (lora_apply(t->d, t->a, g, res, &lo, &lr) != 0) return -1;
         if (train) t->lora = lr;
     }
-    if (train) {
-        // the training program does not hand out the logits (B, T, V): as an output they would
-        // stay allocated through the whole backward pass
-        int k = 0;
-        for (int i = 0; i < g->nouts; i++)
-            if (strcmp(g->outs[i].name, "logits") != 0) g->outs[k++] = g->outs[i];
-        g->nouts = k;
-        if (ad_backward(g, NULL, 0) != 0) return -1;
-    }
+    if (train && ad_backward(g, NULL, 0) != 0) return -1;
     return g->errors ? -1 : 0;
 }
 

@@ -8,7 +8,6 @@
 // Not here: the objectives' math (stdlib .trl via lower), GPU execution, DPO/GRPO loops.
 #ifndef TRLC_TRAINER_H
 #define TRLC_TRAINER_H
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,7 +18,7 @@
 #include "optim.h"
 
 // Status codes (the CLI turns them into exit codes 0 / 1 / 3).
-enum { TR_OK = 0, TR_SPEC_ERROR = 1, TR_RUNTIME_ERROR = 3, TR_INTERRUPTED = 4 };
+enum { TR_OK = 0, TR_SPEC_ERROR = 1, TR_RUNTIME_ERROR = 3 };
 
 typedef struct TrainerOptions {
     const char *out_dir;       // overrides train.out (NULL: the spec's)
@@ -27,9 +26,6 @@ typedef struct TrainerOptions {
     const char *device;        // "cpu" (NULL = cpu); "cuda" is refused for now
     FILE *log;                 // progress and summary (NULL = stderr)
     bool nan_skip;             // a non-finite loss skips the update instead of stopping
-    // Set (e.g. by a SIGINT handler) to stop after the current step: a checkpoint is saved and
-    // trainer_run returns TR_INTERRUPTED. May be NULL.
-    volatile sig_atomic_t *interrupt;
 } TrainerOptions;
 
 typedef struct TrainerSummary {

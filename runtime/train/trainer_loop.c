@@ -510,15 +510,6 @@ static int loop(Run *r) {
             int n = ds_next_batch(r->train, (int)tr->batch, &r->batch);
             if (n < 0) return TR_SPEC_ERROR;
             if (n == 0) break;
-            if (r->batch.T > t->m->cfg.max_pos && t->m->cfg.max_pos > 0) {
-                met_progress_end(&r->prog);
-                diag_plain_error(r->d, "%s: a row of %d tokens is longer than model `%s`'s max_pos (%lld)",
-                                 r->cs->data[r->cs->train_data].from, r->batch.T, t->m->name,
-                                 (long long)t->m->cfg.max_pos);
-                diag_hint(r->d, "set `max_len = %lld tokens;` in `data train` to truncate longer rows",
-                          (long long)t->m->cfg.max_pos);
-                return TR_SPEC_ERROR;
-            }
             double l;
             uint64_t dstep = (uint64_t)t->step * (uint64_t)tr->grad_accum + (uint64_t)k;
             if (tr_micro_step(t, r->batch.tokens, r->batch.positions, r->batch.targets, r->batch.B,
@@ -573,13 +564,6 @@ static int loop(Run *r) {
         }
         if (due(tr->eval_every, step, ep_before, ep_after) && evaluate(r)) return TR_RUNTIME_ERROR;
         if (due(tr->save_every, step, ep_before, ep_after) && save_checkpoint(r)) return TR_RUNTIME_ERROR;
-        if (r->o->interrupt && *r->o->interrupt) {
-            met_progress_end(&r->prog);
-            if (save_checkpoint(r)) return TR_RUNTIME_ERROR;
-            fprintf(r->log, "interrupted after step %lld: checkpoint saved; continue with `trlc run %s --resume %s`\n",
-                    (long long)step, r->cs->path, r->dir);
-            return TR_INTERRUPTED;
-        }
     }
     met_progress_end(&r->prog);
     return TR_OK;

@@ -30,6 +30,9 @@ for spec in tests/run/full.trl tests/run/lora.trl tests/gpu/specs/tiny-llama-lor
         fail=1
     fi
     echo "$out" | grep -q " 0 failed" || { echo "FAIL: $spec: a kernel failed"; fail=1; }
+    if grep -q "no GPU kernel yet" "$work/$name/index.txt"; then
+        echo "FAIL: $spec: a library step without a GPU kernel:"; grep "no GPU kernel yet" "$work/$name/index.txt" | head -3; fail=1
+    fi
 done
 echo "gpu.nvrtc_$arch: $total kernel sources over 6 specs compiled for $arch"
 exit $fail

@@ -3,8 +3,9 @@
 // against the unfused CPU interpreter on random inputs — sdpa forward and backward with grouped
 // KV heads (causal and not), rope (plain and Llama-3 scaled, forward and inverse), cross-entropy
 // with label smoothing and ignored labels (forward, backward), AdamW against its formula.
-// With the CUDA toolkit, every kernels/*.cu also compiles with NVRTC for sm_80 and sm_90, and
+// With the CUDA toolkit, every kernels/*.cu (as embedded in trlc) also compiles with NVRTC for sm_80 and sm_90, and
 // the registers read from the cubin are printed.
+#include "codegen_cuda.h"
 #include "cpu.h"
 #include "ir.h"
 #include "kernels_ref.h"
@@ -123,25 +124,12 @@ static void test_adamw(void) {
 }
 
 #ifdef TRLC_HAVE_CUDA
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 static void test_nvrtc(const char *dir) {
-    const char *files[] = {"rope.cu", "cross_entropy.cu", "adamw.cu", "attention.cu"};
-    enum { NF = 4 };
+    (void)dir;
+    enum { NF = 16 };
+    int nf = cg_library_count();
+    CHECK(nf >= 7 && nf <= NF);   // adamw attention cross_entropy embed layout rope softmax
+    if (nf > NF) nf = NF;
     Diag d;
     diag_init(&d, stderr);
     RtCudaCache cache;
@@ -149,23 +137,14 @@ static void test_nvrtc(const char *dir) {
     for (int a = 0; a < 2; a++) {
         const char *arch = a ? "sm_90" : "sm_80";
         RtCudaProgram progs[NF];
-        char *src[NF];
         memset(progs, 0, sizeof progs);
-        for (int i = 0; i < NF; i++) {
-            char path[4096];
-            snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-            src[i] = slurp(path);
-            CHECK_MSG(src[i] != NULL, "cannot read %s", path);
-            progs[i].name = files[i];
-            progs[i].source = src[i] ? src[i] : "";
-        }
-        int failed = rt_cuda_compile(&cache, progs, NF, arch, false, 2, &d);
+        for (int i = 0; i < nf; i++) progs[i].name = cg_library_name(i), progs[i].source = cg_library_source(cg_library_name(i));
+        int failed = rt_cuda_compile(&cache, progs, nf, arch, false, 2, &d);
         CHECK(failed == 0);
-        for (int i = 0; i < NF; i++) {
-            printf("kernels/%s compiled for %s: %zu bytes of cubin%s\n", files[i], arch, progs[i].cubin_size,
+        for (int i = 0; i < nf; i++) {
+            printf("kernels/%s compiled for %s: %zu bytes of cubin%s\n", progs[i].name, arch, progs[i].cubin_size,
                    progs[i].cached ? " (cache)" : "");
             rt_cuda_program_free(&progs[i]);
-            free(src[i]);
         }
     }
     // the register count read from the cubin's ELF sections: the rope kernel on sm_90
