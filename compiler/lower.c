@@ -19,9 +19,9 @@ enum {
     MAX_LOOP = 1000000,           // iterations of one `for`
     MAX_NOTES = 8,                // call-stack notes after an error
 };
-static const int64_t EVAL_BUDGET = 2000000;    // evaluation steps per lowering (a 100-layer
-                                               // model takes ~30,000)
-enum { MAX_NODES = 1000000 };                  // IR nodes per graph
+static const int64_t EVAL_BUDGET = 1000000;    // evaluation steps per lowering (a 100-layer
+                                               // model takes ~30,000); bounds time and memory
+enum { MAX_NODES = 200000 };                   // IR nodes lowering may create (Qwen3-8B: ~2,000)
 static const int64_t MAX_DIM = (int64_t)1 << 40;
 
 // ---------------------------------------------------------------------------------------------

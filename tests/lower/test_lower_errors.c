@@ -71,6 +71,10 @@ static const ErrCase cases[] = {
      "arch t(cfg) {\n" PARAMS "    forward(tokens, pos) {\n        n = 0;\n        for i in 0 .. 1000000 {\n"
      "            for j in 0 .. 1000000 { n = n + 1; }\n        }\n        return tokens;\n    }\n}\n",
      {"evaluation steps to lower"}},
+    {"too many IR nodes",
+     "arch t(cfg) {\n" PARAMS "    forward(tokens, pos) {\n        x = embed(tokens, model.embed_tokens);\n"
+     "        for i in 0 .. 300000 { x = x + 1.5; }\n        return linear(x, lm_head);\n    }\n}\n",
+     {"the graph grows past 200000 IR nodes"}},
     {"wrong logits shape",
      "arch t(cfg) {\n" PARAMS "    forward(tokens, pos) = embed(tokens, model.embed_tokens);\n}\n",
      {"`forward` must return logits of shape [B,T,64], got [B,T,32]"}},
