@@ -68,12 +68,11 @@ for s in 1 2; do
 done
 
 # --- SIGKILL while saving, then --resume: the same losses as the uninterrupted run ---
-R="--set train.steps=40 --set train.save_every=1steps --set train.keep=2 --set lora.policy.dropout=0.1 --set data.train.shuffle=true"
-expect_rc 0 "uninterrupted" -- "$TRLC" run lora.trl $R --out "$W/u"
+expect_rc 0 "uninterrupted" -- "$TRLC" run resume.trl --out "$W/u"
 killed_mid_save=0
 for attempt in 1 2 3 4 5; do
     rm -rf "$W/k"
-    "$TRLC" run lora.trl $R --out "$W/k" >/dev/null 2>&1 &
+    "$TRLC" run resume.trl --out "$W/k" >/dev/null 2>&1 &
     pid=$!
     while kill -0 $pid 2>/dev/null; do
         if compgen -G "$W/k/.tmp-checkpoint-*" >/dev/null && [ "$(ls -d "$W"/k/checkpoint-* 2>/dev/null | wc -l)" -ge 1 ] &&
@@ -86,7 +85,7 @@ for attempt in 1 2 3 4 5; do
     [ $killed_mid_save = 1 ] && break
 done
 [ $killed_mid_save = 1 ] && ok || bad "could not kill the run during a checkpoint save"
-expect_rc 0 "resume" -- "$TRLC" run lora.trl $R --resume "$W/k"
+expect_rc 0 "resume" -- "$TRLC" run resume.trl --resume "$W/k"
 grep_err "resuming from"
 same=0; differ=0
 for s in $(seq 1 40); do
@@ -94,7 +93,7 @@ for s in $(seq 1 40); do
 done
 [ $same = 40 ] && ok || bad "resumed losses differ from the uninterrupted run at $differ steps"
 cmp -s "$W/u/adapter/adapter_model.safetensors" "$W/k/adapter/adapter_model.safetensors" && ok || bad "resumed adapter differs"
-expect_rc 1 "resume with another batch size" -- "$TRLC" run lora.trl $R --set train.batch=2 --resume "$W/k"
+expect_rc 1 "resume with another batch size" -- "$TRLC" run resume.trl --set train.batch=2 --resume "$W/k"
 grep_err "other settings"
 expect_rc 1 "resume from an empty dir" -- "$TRLC" run lora.trl --resume "$W/empty-run"
 
@@ -107,6 +106,19 @@ grep_err "early stopping at step [0-9]"; grep -q "done: 48 steps" "$W/err.txt" &
 expect_rc 0 "memorise" -- "$TRLC" run scratch.trl --set train.epochs=100 --set train.optimizer.lr=1e-2 --set train.eval_every=50epochs --set 'data.eval.from="train.jsonl"' --set train.early_stop.patience=100 --out "$W/mem"
 grep_err "exact match 24/24 (100.0%)"
 grep -q '"eval_accuracy": 1}' "$W/mem/metrics.jsonl" && ok || bad "no eval_accuracy 1 in metrics.jsonl"
+
+# --- Ctrl-C: stop after the step, save, resume ---
+"$TRLC" run lora.trl --set train.steps=100000 --set train.log_every=1steps --out "$W/int" >/dev/null 2>"$W/err.txt" &
+pid=$!
+for i in $(seq 1 200); do [ -s "$W/int/metrics.jsonl" ] && break; sleep 0.05; done
+kill -INT $pid; wait $pid; rc=$?
+[ $rc = 3 ] && ok || bad "interrupted run: exit $rc, want 3"
+grep_err "interrupted after step [0-9]*: checkpoint saved"
+ls -d "$W"/int/checkpoint-* >/dev/null 2>&1 && ok || bad "interrupted run: no checkpoint"
+
+# --- rows longer than max_pos ---
+expect_rc 1 "rows longer than max_pos" -- "$TRLC" run scratch.trl --set model.tiny.config.max_pos=8 --out "$W/maxpos"
+grep_err "longer than model .tiny.'s max_pos (8)"
 
 # --- NaN / inf ---
 expect_rc 3 "NaN loss stops" -- "$TRLC" run lora.trl --set train.optimizer.lr=1e30 --set train.clip_norm=1e30 --out "$W/nan"
