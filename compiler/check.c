@@ -308,6 +308,10 @@ static void check_lora(Ck *c, const Ast *blk, CheckedModel *m) {
     m->lora_alpha = ck_num_or(blk, "alpha", 2.0 * m->lora_rank);
     m->lora_dropout = ck_num_or(blk, "dropout", 0);
     m->lora_rslora = ck_bool_or(blk, "rslora", false);
+    const Ast *rank = ck_setting(blk, "rank");
+    if (rank && m->has_config && m->cfg.hidden > 0 && m->lora_rank > m->cfg.hidden)
+        diag_warning(c->d, rank->loc, "rank %d is larger than model `%s`'s hidden size (%lld): the adapters cannot use it",
+                     m->lora_rank, m->name, (long long)m->cfg.hidden);
     const char *names[CHECK_MAX_TARGETS];
     int n = linear_names(m->arch_ast, m->has_config ? &m->cfg : NULL, names, CHECK_MAX_TARGETS);
     const Ast *t = ck_setting(blk, "targets");
@@ -373,7 +377,9 @@ static const FormatInfo *format_info(const char *format) {
     return NULL;
 }
 
-static void check_data(Ck *c, const Ast *blk, CheckedData *dt) {
+// errors_before: the error count before this block's settings were checked (the data file is
+// looked at only when the block itself is clean).
+static void check_data(Ck *c, const Ast *blk, CheckedData *dt, int errors_before) {
     dt->name = blk->label;
     dt->loc = blk->label_loc;
     dt->format = ck_name_or(blk, "format", NULL);
@@ -419,6 +425,7 @@ static void check_data(Ck *c, const Ast *blk, CheckedData *dt) {
             diag_hint(c->d, "a template string shows where the prompt goes: \"User: {prompt}\\nAssistant: \"");
         }
     }
+    if (dt->from && fi && c->d->errors == errors_before) ck_check_data_columns(c, blk, dt);
     dt->max_len = ck_int_or(blk, "max_len", 2048);
     dt->pack = ck_bool_or(blk, "pack", false);
     dt->shuffle = ck_bool_or(blk, "shuffle", true);
@@ -817,11 +824,12 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
             if (!strcmp(b->name, "quantize")) check_quantize(c, b, &out->models[m]);
             else check_lora(c, b, &out->models[m]);
         } else if (!strcmp(b->name, "data")) {
+            int e0 = d->errors;
             ck_check_items(c, b, schema_block("data"), 0);
             if (out->ndata < CHECK_MAX_DATA) {
                 if (!strcmp(b->label, "train")) out->train_data = out->ndata;
                 if (!strcmp(b->label, "eval")) out->eval_data = out->ndata;
-                check_data(c, b, &out->data[out->ndata++]);
+                check_data(c, b, &out->data[out->ndata++], e0);
             }
         } else if (!strcmp(b->name, "objective")) {
             objective = b;

@@ -3,8 +3,10 @@
 // The result, CheckedSpec, is what later passes read instead of the AST: resolved models (their
 // architecture and dimensions), quantization, LoRA, datasets, the objective and trainer settings,
 // each with its default filled in.
-// Not here: parsing and imports (load.h), shapes of graph code (lower.c), reading data rows or
-// weights (runtime/io).
+// Files: check.c (blocks, cross-block rules), check_items.c (settings against the schema),
+// check_data.c (the first row of data files), check_override.c (`--set`).
+// Not here: parsing and imports (load.h), shapes of graph code (lower.c), validating every data
+// row or the weights (runtime/io, when the run opens them).
 #ifndef TRLC_CHECK_H
 #define TRLC_CHECK_H
 #include <stdbool.h>
@@ -17,7 +19,8 @@
 
 enum { CHECK_MAX_TARGETS = 32, CHECK_MAX_MODELS = 8, CHECK_MAX_DATA = 8, CHECK_MAX_REWARDS = 16 };
 
-// Dimensions of a model, named as the stdlib's `cfg.*` (llama.trl, qwen2.trl, qwen3.trl).
+// Dimensions of a model, named as the stdlib's `cfg.*` (llama.trl, qwen2.trl, qwen3.trl). A
+// spec's own arch may take more keys in `config { }`: they stay in the AST (numbers/booleans).
 typedef struct CheckedConfig {
     int64_t vocab, hidden, layers, heads, kv_heads, head_dim, ffn, max_pos;
     double eps, rope_theta, init_std;

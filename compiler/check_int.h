@@ -1,5 +1,6 @@
 // check_int.h — what the checker's files share (check.c: blocks and cross-block rules;
-// check_items.c: one block's settings against the schema, and the small helpers over values).
+// check_items.c: one block's settings against the schema, and the small helpers over values;
+// check_data.c: the columns of data files).
 // Internal to compiler/check*.c; other passes read CheckedSpec (check.h).
 #ifndef TRLC_CHECK_INT_H
 #define TRLC_CHECK_INT_H
@@ -57,6 +58,9 @@ const char *ck_join_path(Ck *c, const char *rel);           // relative to the s
 int ck_model_index(Ck *c, const char *name);                // -1 when no such model
 void ck_add_ghost(Ck *c, const char *kind, const char *label);
 bool ck_ghost(Ck *c, const char *kind, const char *label);
+
+// The first row (or CSV header) of a data file holds the columns its format needs (check_data.c).
+void ck_check_data_columns(Ck *c, const Ast *blk, const CheckedData *dt);
 
 // Checks the items of one block (or construct) against sb: unknown keys (did-you-mean), kinds,
 // duplicates, each value's type/unit/range/enum, missing required keys.

@@ -188,9 +188,9 @@ static void range_error(Ck *c, const SchemaKey *k, const char *what, const Ast *
     unsigned f = k->flags;
     const char *r;
     if ((f & SF_LO) && (f & SF_HI))
-        r = arena_printf(c->a, "in %s%g, %g%s", f & SF_LO_OPEN ? "(" : "[", k->lo, k->hi, f & SF_HI_OPEN ? ")" : "]");
-    else if (f & SF_LO) r = arena_printf(c->a, f & SF_LO_OPEN ? "greater than %g" : "at least %g", k->lo);
-    else r = arena_printf(c->a, f & SF_HI_OPEN ? "less than %g" : "at most %g", k->hi);
+        r = arena_printf(c->a, "in %s%.15g, %.15g%s", f & SF_LO_OPEN ? "(" : "[", k->lo, k->hi, f & SF_HI_OPEN ? ")" : "]");
+    else if (f & SF_LO) r = arena_printf(c->a, f & SF_LO_OPEN ? "greater than %.15g" : "at least %.15g", k->lo);
+    else r = arena_printf(c->a, f & SF_HI_OPEN ? "less than %.15g" : "at most %.15g", k->hi);
     if (f & SF_POW2) r = arena_printf(c->a, "a power of two %s", r);
     diag_error(c->d, v->loc, "%s must be %s, got %s", what, r, ck_src_text(c, v));
 }

@@ -12,6 +12,10 @@
 #define IN_CO(a, b) .flags = SF_LO | SF_HI | SF_HI_OPEN, .lo = (a), .hi = (b)   // [a, b)
 #define IN_CC(a, b) .flags = SF_LO | SF_HI, .lo = (a), .hi = (b)                // [a, b]
 #define IN_OC(a, b) .flags = SF_LO | SF_LO_OPEN | SF_HI, .lo = (a), .hi = (b)   // (a, b]
+// Upper bounds on counts: far above any real use, low enough for the runtime's `int` fields.
+#define DIM_MAX 1073741824.0     // 2^30, as config.json dimensions (hfconfig.c)
+#define COUNT_MAX 1048576.0      // 2^20: batch, epochs, rank, ...
+#define TOKENS_MAX 16777216.0    // 2^24 tokens in one sequence
 
 static const char *const dtypes[] = {"fp32", "bf16", "fp16", NULL};
 static const char *const quant_formats[] = {"nf4", "fp4", "int8", NULL};
@@ -29,14 +33,14 @@ static const char *const on_nan_actions[] = {"stop", "skip", NULL};   // run
 
 // --- model ---
 static const SchemaKey config_keys[] = {
-    {"vocab", SK_INT, REQ | SF_LO, .lo = 1, .doc = "vocabulary size"},
-    {"hidden", SK_INT, REQ | SF_LO, .lo = 1, .doc = "hidden size (model width)"},
-    {"layers", SK_INT, REQ | SF_LO, .lo = 1, .doc = "number of decoder layers"},
-    {"heads", SK_INT, REQ | SF_LO, .lo = 1, .doc = "attention heads"},
-    {"kv_heads", SK_INT, GE(1), .def = "heads", .doc = "key/value heads (grouped-query attention); divides `heads`"},
-    {"head_dim", SK_INT, GE(1), .def = "hidden / heads", .doc = "size of one attention head"},
-    {"ffn", SK_INT, REQ | SF_LO, .lo = 1, .doc = "MLP inner size"},
-    {"max_pos", SK_INT, GE(1), .def = "2048", .doc = "longest sequence the positions cover"},
+    {"vocab", SK_INT, REQ | SF_LO | SF_HI, .lo = 1, .hi = DIM_MAX, .doc = "vocabulary size"},
+    {"hidden", SK_INT, REQ | SF_LO | SF_HI, .lo = 1, .hi = DIM_MAX, .doc = "hidden size (model width)"},
+    {"layers", SK_INT, REQ | SF_LO | SF_HI, .lo = 1, .hi = COUNT_MAX, .doc = "number of decoder layers"},
+    {"heads", SK_INT, REQ | SF_LO | SF_HI, .lo = 1, .hi = COUNT_MAX, .doc = "attention heads"},
+    {"kv_heads", SK_INT, IN_CC(1, COUNT_MAX), .def = "heads", .doc = "key/value heads (grouped-query attention); divides `heads`"},
+    {"head_dim", SK_INT, IN_CC(1, DIM_MAX), .def = "hidden / heads", .doc = "size of one attention head"},
+    {"ffn", SK_INT, REQ | SF_LO | SF_HI, .lo = 1, .hi = DIM_MAX, .doc = "MLP inner size"},
+    {"max_pos", SK_INT, IN_CC(1, TOKENS_MAX), .def = "2048", .doc = "longest sequence the positions cover"},
     {"eps", SK_NUM, GT(0), .def = "1e-6", .doc = "RMSNorm epsilon"},
     {"rope_theta", SK_NUM, GT(0), .def = "10000", .doc = "RoPE base"},
     {"tie", SK_BOOL, .def = "false", .doc = "the output projection reuses the embedding"},
@@ -64,7 +68,7 @@ static const SchemaKey quantize_keys[] = {
     END};
 
 static const SchemaKey lora_keys[] = {
-    {"rank", SK_INT, GE(1), .def = "16", .doc = "adapter rank r"},
+    {"rank", SK_INT, IN_CC(1, COUNT_MAX), .def = "16", .doc = "adapter rank r"},
     {"alpha", SK_NUM, GT(0), .def = "2 × rank", .doc = "scale numerator: updates are scaled by alpha / r"},
     {"dropout", SK_NUM, IN_CO(0, 1), .def = "0", .doc = "dropout on the adapter input"},
     {"targets", SK_NAMES, .enums = all_linear, .def = "all_linear",
@@ -94,7 +98,7 @@ static const SchemaKey data_keys[] = {
     {"fields", SK_BLOCK, .subs = fields_subs, .doc = "column mapping when the file's names differ"},
     {"template", SK_TEMPLATE, .enums = templates, .def = "chat",
      .doc = "`chat` (the model's chat template), `plain`, or a string with `{prompt}`"},
-    {"max_len", SK_TOKENS, GE(1), .def = "2048 tokens", .doc = "longer rows are truncated"},
+    {"max_len", SK_TOKENS, IN_CC(1, TOKENS_MAX), .def = "2048 tokens", .doc = "longer rows are truncated"},
     {"pack", SK_BOOL, .def = "false", .doc = "pack several rows into one sequence"},
     {"shuffle", SK_BOOL, .def = "true", .doc = "shuffle rows every epoch"},
     END};
@@ -131,8 +135,8 @@ static const SchemaKey reward_keys[] = {
 static const SchemaBlock reward_block = {"reward", "NAME", reward_keys, "one reward function"};
 static const SchemaBlock *const reward_subs[] = {&reward_block, NULL};
 static const SchemaKey grpo_keys[] = {
-    {"group", SK_INT, GE(2), .def = "8", .doc = "completions sampled per prompt"},
-    {"max_new", SK_TOKENS, GE(1), .def = "512 tokens", .doc = "longest completion"},
+    {"group", SK_INT, IN_CC(2, COUNT_MAX), .def = "8", .doc = "completions sampled per prompt"},
+    {"max_new", SK_TOKENS, IN_CC(1, TOKENS_MAX), .def = "512 tokens", .doc = "longest completion"},
     {"temperature", SK_NUM, GT(0), .def = "1.0", .doc = "sampling temperature"},
     {"top_p", SK_NUM, IN_OC(0, 1), .def = "1.0", .doc = "nucleus sampling"},
     {"beta", SK_NUM, GE(0), .def = "0.04", .doc = "KL penalty toward the reference"},
@@ -181,7 +185,7 @@ static const SchemaBlock *const schedules[] = {&sched_constant, &sched_linear, &
 
 static const SchemaKey early_stop_keys[] = {
     {"metric", SK_ENUM, .enums = metrics, .def = "eval_loss", .doc = "the metric watched"},
-    {"patience", SK_INT, REQ | SF_LO, .lo = 1, .doc = "evaluations without improvement before stopping"},
+    {"patience", SK_INT, REQ | SF_LO | SF_HI, .lo = 1, .hi = COUNT_MAX, .doc = "evaluations without improvement before stopping"},
     {"min_delta", SK_NUM, GE(0), .def = "0", .doc = "smallest change that counts as improvement"},
     END};
 static const SchemaBlock early_stop_block = {"early_stop", NULL, early_stop_keys, "stop when a metric stalls"};
@@ -191,9 +195,9 @@ static const SchemaKey train_keys[] = {
     {"optimizer", SK_CONSTRUCT, REQ, .subs = optimizers, .doc = "`adamw { ... }` or `sgd { ... }`"},
     {"schedule", SK_CONSTRUCT, .subs = schedules, .def = "constant",
      .doc = "learning-rate schedule: `constant`, `linear { ... }`, `cosine { ... }`"},
-    {"batch", SK_INT, GE(1), .def = "1", .doc = "rows per micro-batch"},
-    {"grad_accum", SK_INT, GE(1), .def = "1", .doc = "micro-batches per optimizer step"},
-    {"epochs", SK_INT, GE(1), .def = "1", .doc = "passes over the training data (or `steps`)"},
+    {"batch", SK_INT, IN_CC(1, COUNT_MAX), .def = "1", .doc = "rows per micro-batch"},
+    {"grad_accum", SK_INT, IN_CC(1, COUNT_MAX), .def = "1", .doc = "micro-batches per optimizer step"},
+    {"epochs", SK_INT, IN_CC(1, COUNT_MAX), .def = "1", .doc = "passes over the training data (or `steps`)"},
     {"steps", SK_INT, GE(1), .doc = "optimizer steps (instead of `epochs`)"},
     {"clip_norm", SK_NUM, GT(0), .doc = "clip the global gradient norm"},
     {"precision", SK_ENUM, .enums = dtypes, .def = "bf16", .doc = "compute precision"},
@@ -201,7 +205,7 @@ static const SchemaKey train_keys[] = {
     {"eval_every", SK_STEPS, GE(1), .doc = "evaluate on `data eval` every `N steps` or `N epochs`"},
     {"save_every", SK_STEPS, GE(1), .doc = "save a checkpoint every `N steps` or `N epochs`"},
     {"log_every", SK_STEPS, GE(1), .def = "10 steps", .doc = "print and log metrics"},
-    {"keep", SK_INT, GE(1), .doc = "checkpoints kept (older ones are deleted)"},
+    {"keep", SK_INT, IN_CC(1, COUNT_MAX), .doc = "checkpoints kept (older ones are deleted)"},
     {"early_stop", SK_BLOCK, .subs = early_stop_subs, .doc = "`early_stop { metric; patience; }`"},
     {"seed", SK_INT, GE(0), .def = "0", .doc = "random seed"},
     {"on_nan", SK_ENUM, .enums = on_nan_actions, .def = "stop",
@@ -311,9 +315,9 @@ static void range_text(const SchemaKey *k, char *buf, size_t cap) {
     buf[0] = 0;
     unsigned f = k->flags;
     if ((f & SF_LO) && (f & SF_HI))
-        snprintf(buf, cap, "%s%g, %g%s", f & SF_LO_OPEN ? "(" : "[", k->lo, k->hi, f & SF_HI_OPEN ? ")" : "]");
-    else if (f & SF_LO) snprintf(buf, cap, "%s %g", f & SF_LO_OPEN ? ">" : "≥", k->lo);
-    else if (f & SF_HI) snprintf(buf, cap, "%s %g", f & SF_HI_OPEN ? "<" : "≤", k->hi);
+        snprintf(buf, cap, "%s%.15g, %.15g%s", f & SF_LO_OPEN ? "(" : "[", k->lo, k->hi, f & SF_HI_OPEN ? ")" : "]");
+    else if (f & SF_LO) snprintf(buf, cap, "%s %.15g", f & SF_LO_OPEN ? ">" : "≥", k->lo);
+    else if (f & SF_HI) snprintf(buf, cap, "%s %.15g", f & SF_HI_OPEN ? "<" : "≤", k->hi);
     if (f & SF_POW2) {
         size_t used = strlen(buf);
         snprintf(buf + used, cap - used, ", power of two");

@@ -30,7 +30,7 @@ expect 1 "cannot open\|No such file" check broken/does-not-exist.trl
 expect 1 "^broken/27-rank-zero.trl: 1 error$" check broken/27-rank-zero.trl
 # --set: the value is parsed and checked like a written one, errors point into `--set`
 ex=../../examples/language/dpo.trl
-expect 1 "^--set:1:8: error: \`rank\` must be at least 1, got 0$" check $ex --set lora.policy.rank=0
+expect 1 "^--set:1:8: error: \`rank\` must be in \[1, 1048576\], got 0$" check $ex --set lora.policy.rank=0
 expect 1 "unknown setting \`lrr\`" check $ex --set train.optimizer.lrr=1
 expect 1 "did you mean \`lr\`?" check $ex --set train.optimizer.lrr=1
 expect 1 "unknown block \`trian\`" check $ex --set trian.seed=1
