@@ -40,7 +40,8 @@ static void print_shape(const StTensor *t) {
 
 static void print_config(const HfConfig *c) {
     printf("config: %s (%s)\n", c->path, c->model_type);
-    printf("  vocab %lld, hidden %lld, ffn %lld, layers %lld, heads %lld (kv %lld, head_dim %lld)\n",
+    printf("  %lld parameters; vocab %lld, hidden %lld, ffn %lld, layers %lld, heads %lld (kv %lld, head_dim %lld)\n",
+           (long long)hf_param_count(c),
            (long long)c->vocab_size, (long long)c->hidden_size, (long long)c->intermediate_size,
            (long long)c->num_hidden_layers, (long long)c->num_attention_heads, (long long)c->num_key_value_heads,
            (long long)c->head_dim);

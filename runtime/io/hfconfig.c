@@ -498,6 +498,21 @@ static void list_one(Walk *w, const HfTensorSpec *s) {
     if (w->n < lw->cap) lw->out[w->n] = *s;
 }
 
+typedef struct CountWalk {
+    Walk w;
+    int64_t params;
+} CountWalk;
+
+static void count_one(Walk *w, const HfTensorSpec *s) {
+    ((CountWalk *)w)->params += s->shape[0] * (s->ndim == 2 ? s->shape[1] : 1);
+}
+
+int64_t hf_param_count(const HfConfig *c) {
+    CountWalk cw = {{count_one, 0}, 0};
+    walk(c, &cw.w);
+    return cw.params;
+}
+
 long hf_expected_tensors(const HfConfig *c, HfTensorSpec *out, long cap) {
     ListWalk lw = {{list_one, 0}, out, out ? cap : 0};
     return walk(c, &lw.w);

@@ -90,6 +90,9 @@ typedef struct HfTensorSpec {
 
 // Writes up to `cap` specs to out (out may be NULL when cap == 0) and returns how many there are.
 long hf_expected_tensors(const HfConfig *c, HfTensorSpec *out, long cap);
+// The number of parameters of the checkpoint (tied embeddings counted once), e.g. 596,049,920 for
+// Qwen3-0.6B and 8,030,261,248 for Llama-3.1-8B, as their model cards say.
+int64_t hf_param_count(const HfConfig *c);
 
 // Verifies that the checkpoint holds every expected tensor with the expected shape (and no
 // lm_head.weight missing when untied). Reports each problem, e.g.

@@ -73,6 +73,27 @@ static void test_real(Diag *d) {
     CHECK(hf_expected_tensors(&c, NULL, 0) == 1 + 36 * 11 + 2);
 }
 
+// Parameter counts of real checkpoints, as their model cards / safetensors metadata give them.
+static void test_param_counts(Diag *d) {
+    static const struct { const char *file; long long params; } m[] = {
+        {"configs/qwen3-0.6b.json", 596049920LL},    {"configs/qwen3-8b.json", 8190735360LL},
+        {"configs/qwen3-32b.json", 32762123264LL},   {"configs/qwen2.5-0.5b.json", 494032768LL},
+        {"configs/qwen2.5-7b.json", 7615616512LL},   {"configs/llama-3.2-1b.json", 1235814400LL},
+        {"configs/llama-3.1-8b.json", 8030261248LL},
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        HfConfig c;
+        CHECK(load(d, m[i].file, &c) == 0);
+        CHECK_MSG(hf_param_count(&c) == m[i].params, "%s: %lld parameters, expected %lld", m[i].file,
+                  (long long)hf_param_count(&c), m[i].params);
+    }
+    HfConfig c;
+    CHECK(load(d, "configs/llama-3.1-8b.json", &c) == 0);
+    CHECK(c.rope.type == HF_ROPE_LLAMA3 && c.rope.factor == 8.0 && c.head_dim == 128 && !c.tie_word_embeddings);
+    CHECK(load(d, "configs/qwen2.5-7b.json", &c) == 0);
+    CHECK(c.vocab_size == 152064 && c.qkv_bias && c.head_dim == 128 && c.sliding_window == 0);
+}
+
 // Values transformers 4.51 gives for the same files (see gen notes in the test's header).
 static void test_defaults(Diag *d) {
     HfConfig c;
@@ -206,6 +227,7 @@ int main(int argc, char **argv) {
     diag_init(&d, stderr);
     test_real(&d);
     test_defaults(&d);
+    test_param_counts(&d);
     test_rope_llama3(&d);
     test_checkpoints(&d);
     test_real_scale(&d, argc > 2 ? argv[2] : ".");
