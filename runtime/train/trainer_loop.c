@@ -111,6 +111,8 @@ static int open_template(Run *r, const CheckedData *cd, ChatTemplate *out) {
     return chat_from_spec(r->d, v, cfgp, out);
 }
 
+static bool needs_template(const CheckedData *cd) { return !cd->format || strcmp(cd->format, "text") != 0; }
+
 static DsLoader *open_data(Run *r, const CheckedData *cd, ChatTemplate *tmpl, bool train) {
     const CheckedSpec *cs = r->cs;
     DsConfig c;
@@ -163,15 +165,19 @@ static int open_inputs(Run *r) {
         return -1;
     }
     const CheckedData *td = &cs->data[cs->train_data];
-    if (open_template(r, td, &r->tmpl)) return -1;
-    r->has_tmpl = true;
-    r->train = open_data(r, td, &r->tmpl, true);
+    if (needs_template(td)) {   // raw text is not rendered through a chat template
+        if (open_template(r, td, &r->tmpl)) return -1;
+        r->has_tmpl = true;
+    }
+    r->train = open_data(r, td, r->has_tmpl ? &r->tmpl : NULL, true);
     if (!r->train) return -1;
     if (cs->eval_data >= 0) {
         const CheckedData *ed = &cs->data[cs->eval_data];
-        if (open_template(r, ed, &r->etmpl)) return -1;
-        r->has_etmpl = true;
-        r->eval = open_data(r, ed, &r->etmpl, false);
+        if (needs_template(ed)) {
+            if (open_template(r, ed, &r->etmpl)) return -1;
+            r->has_etmpl = true;
+        }
+        r->eval = open_data(r, ed, r->has_etmpl ? &r->etmpl : NULL, false);
         if (!r->eval) return -1;
     }
     return 0;
@@ -510,6 +516,15 @@ static int loop(Run *r) {
             int n = ds_next_batch(r->train, (int)tr->batch, &r->batch);
             if (n < 0) return TR_SPEC_ERROR;
             if (n == 0) break;
+            if (r->batch.T > t->m->cfg.max_pos && t->m->cfg.max_pos > 0) {
+                met_progress_end(&r->prog);
+                diag_plain_error(r->d, "%s: a row of %d tokens is longer than model `%s`'s max_pos (%lld)",
+                                 r->cs->data[r->cs->train_data].from, r->batch.T, t->m->name,
+                                 (long long)t->m->cfg.max_pos);
+                diag_hint(r->d, "set `max_len = %lld tokens;` in `data train` to truncate longer rows",
+                          (long long)t->m->cfg.max_pos);
+                return TR_SPEC_ERROR;
+            }
             double l;
             uint64_t dstep = (uint64_t)t->step * (uint64_t)tr->grad_accum + (uint64_t)k;
             if (tr_micro_step(t, r->batch.tokens, r->batch.positions, r->batch.targets, r->batch.B,
@@ -564,6 +579,13 @@ static int loop(Run *r) {
         }
         if (due(tr->eval_every, step, ep_before, ep_after) && evaluate(r)) return TR_RUNTIME_ERROR;
         if (due(tr->save_every, step, ep_before, ep_after) && save_checkpoint(r)) return TR_RUNTIME_ERROR;
+        if (r->o->interrupt && *r->o->interrupt) {
+            met_progress_end(&r->prog);
+            if (save_checkpoint(r)) return TR_RUNTIME_ERROR;
+            fprintf(r->log, "interrupted after step %lld: checkpoint saved; continue with `trlc run %s --resume %s`\n",
+                    (long long)step, r->cs->path, r->dir);
+            return TR_INTERRUPTED;
+        }
     }
     met_progress_end(&r->prog);
     return TR_OK;

@@ -54,6 +54,11 @@ expect_rc 0 "scratch run" -- "$TRLC" run scratch.trl --out "$W/scratch"
 expect_rc 0 "inspect the scratch export" -- "$TRLC" inspect "$W/scratch/model"
 grep -q "eval step" "$W/scratch/metrics.jsonl" 2>/dev/null; grep -q '"eval_loss"' "$W/scratch/metrics.jsonl" && ok || bad "scratch: no eval_loss in metrics"
 
+# --- pretraining on packed raw text (no chat template) ---
+expect_rc 0 "pretrain" -- "$TRLC" run pretrain.trl --out "$W/pretrain"
+grep -q "done: [0-9]* steps, final loss [0-2]\." "$W/err.txt" && ok || bad "pretrain: loss did not fall below 3"
+[ -s "$W/pretrain/model/model.safetensors" ] && grep -q '"model_type": "qwen3"' "$W/pretrain/model/config.json" && ok || bad "pretrain export"
+
 # --- same seed, same run ---
 expect_rc 0 "lora run again" -- "$TRLC" run lora.trl --out "$W/lora2"
 [ "$(loss_at "$W/lora/metrics.jsonl" 8)" = "$(loss_at "$W/lora2/metrics.jsonl" 8)" ] && ok || bad "two runs with one seed differ"
