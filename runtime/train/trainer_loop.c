@@ -391,7 +391,8 @@ static int export_to(Run *r, const char *dir) {
     }
     ExModelOptions eo = {0};
     eo.base_dir = bd;
-    eo.dtype = ST_F32;
+    // the model's dtype (as save_pretrained writes a bf16 model in bf16); training ran in fp32
+    eo.dtype = m->dtype && !strcmp(m->dtype, "bf16") ? ST_BF16 : m->dtype && !strcmp(m->dtype, "fp16") ? ST_F16 : ST_F32;
     int rc = ex_write_hf_model(r->d, dir, &eo, ts, t->np);
     free(ts);
     return rc;
