@@ -4,6 +4,7 @@
 // Not here: parsing text back (the IR has no text format to read).
 #include "ir.h"
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void print_loc(FILE *f, const Diag *d, Loc loc) {
@@ -24,12 +25,25 @@ static void print_dim(FILE *f, IrDim d) {
     fputs(buf + 1, f);
 }
 
+// The shortest decimal that reads back as the same double (1e-06, not 9.9999999999999995e-07).
+static void print_num(FILE *f, double v) {
+    char buf[40];
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v || prec == 17) break;
+    }
+    fputs(buf, f);
+}
+
 static void print_attrs(FILE *f, const IrNode *n) {
     const IrAttrs *a = &n->a;
     char buf[160];
     switch (n->op) {
-    case IR_FULL: fprintf(f, "%.17g", a->value); break;
-    case IR_POW: fprintf(f, ", %.17g", a->value); break;
+    case IR_FULL: print_num(f, a->value); break;
+    case IR_POW:
+        fputs(", ", f);
+        print_num(f, a->value);
+        break;
     case IR_DROPOUT:
         fprintf(f, ", p=%g, seed=%" PRIu64 ", salt=%u", a->value, a->seed, a->salt);
         break;
