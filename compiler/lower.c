@@ -957,6 +957,8 @@ void lower_options_init(LowerOptions *o) {
     memset(o, 0, sizeof *o);
     o->objective = "sft";
     o->beta = 0.1;
+    o->clip = 0.2;
+    o->temperature = 1;
     o->dpo_loss = "sigmoid";
     o->max_def_depth = DEFAULT_MAX_DEPTH;
 }
@@ -965,11 +967,17 @@ void lower_options_from_spec(const CheckedSpec *cs, LowerOptions *o) {
     lower_options_init(o);
     const CheckedObjective *ob = &cs->objective;
     const char *k = ob->kind;
-    o->objective = k && (!strcmp(k, "sft") || !strcmp(k, "pretrain") || !strcmp(k, "dpo")) ? k : "none";
+    o->objective = k && (!strcmp(k, "sft") || !strcmp(k, "pretrain") || !strcmp(k, "dpo") || !strcmp(k, "grpo"))
+                       ? k : "none";
     o->label_smoothing = ob->label_smoothing;
     if (k && !strcmp(k, "dpo")) {
         o->beta = ob->beta;
         if (ob->loss) o->dpo_loss = ob->loss;
+    }
+    if (k && !strcmp(k, "grpo")) {
+        o->beta = ob->beta;
+        o->clip = ob->clip;
+        o->temperature = ob->temperature > 0 ? ob->temperature : 1;
     }
 }
 
@@ -1037,14 +1045,29 @@ static int add_objective(Lower *L, const LowerOptions *opt, IrDim bdim, LowerRes
                         v_num(opt->label_smoothing), (LVal){.kind = LV_STR, .s = kind}};
         if (call_objective(L, "dpo_loss", names, vals, 6, &res->loss)) return -1;
         res->loss_per = "pair";
-    } else if (!strcmp(obj, "logp")) {
-        const char *names[2] = {NULL, NULL};
-        LVal vals[2] = {v_tensor(res->logits), v_tensor(res->labels)};
-        if (call_objective(L, "sequence_logp", names, vals, 2, &res->logp)) return -1;
-        ir_add_output(g, res->logp, "logp");
+    } else if (!strcmp(obj, "grpo")) {
+        IrDType f = g->float_dtype;
+        res->advantages = ir_input(g, LOWER_INPUT_ADVANTAGES, f, ir_shape2(bdim, ir_dim(1)), m->loc);
+        res->old_logp = ir_input(g, LOWER_INPUT_OLD_LOGP, f, bt, m->loc);
+        res->ref_logp = ir_input(g, LOWER_INPUT_REF_LOGP, f, bt, m->loc);
+        res->weight = ir_input(g, LOWER_INPUT_WEIGHT, f, bt, m->loc);
+        if (res->advantages == IR_NONE || res->old_logp == IR_NONE || res->ref_logp == IR_NONE || res->weight == IR_NONE)
+            return -1;
+        const char *names[9] = {NULL, NULL, NULL, NULL, NULL, NULL, "beta", "clip", "temperature"};
+        LVal vals[9] = {v_tensor(res->logits), v_tensor(res->labels), v_tensor(res->advantages),
+                        v_tensor(res->old_logp), v_tensor(res->ref_logp), v_tensor(res->weight),
+                        v_num(opt->beta), v_num(opt->clip), v_num(opt->temperature > 0 ? opt->temperature : 1)};
+        if (call_objective(L, "grpo_loss", names, vals, 9, &res->loss)) return -1;
+        res->loss_per = "weight";
+    } else if (!strcmp(obj, "logp") || !strcmp(obj, "token_logp")) {
+        bool tok = !strcmp(obj, "token_logp");
+        const char *names[3] = {NULL, NULL, "temperature"};
+        LVal vals[3] = {v_tensor(res->logits), v_tensor(res->labels), v_num(opt->temperature > 0 ? opt->temperature : 1)};
+        if (call_objective(L, tok ? "token_logp" : "sequence_logp", names, vals, tok ? 3 : 2, &res->logp)) return -1;
+        ir_add_output(g, res->logp, obj);
         return 0;
     } else {
-        diag_error(L->d, m->loc, "the objective `%s` cannot be lowered yet (sft, pretrain and dpo can)", obj);
+        diag_error(L->d, m->loc, "the objective `%s` cannot be lowered yet (sft, pretrain, dpo and grpo can)", obj);
         return -1;
     }
     ir_set_loss(g, res->loss);
@@ -1058,6 +1081,7 @@ int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const 
     const LowerOptions *opt = opt_in ? opt_in : &defaults;
     memset(res, 0, sizeof *res);
     res->tokens = res->pos = res->labels = res->logits = res->loss = res->ref_logp = res->logp = IR_NONE;
+    res->old_logp = res->advantages = res->weight = IR_NONE;
     const char *obj = opt->objective && strcmp(opt->objective, "none") ? opt->objective : NULL;
     // preference pairs: 2B rows (chosen, then rejected)
     IrDim bdim = obj && !strcmp(obj, "dpo") ? (IrDim){2, 1u << IR_SYM_B} : ir_dim_b();

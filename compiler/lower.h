@@ -62,12 +62,23 @@ typedef struct LowerOptions {
     //                      rejected [B, 2B) (DsBatch order); an extra input `ref_logp` (2B, 1) holds
     //                      the reference model's sequence log-probs; the loss is the SUM over pairs
     //                      (stdlib dpo_loss)
+    //   "grpo"             policy-gradient on B sampled completions (stdlib grpo_loss): extra
+    //                      inputs `advantages` (B, 1), `old_logp` and `ref_logp` (B, T) per-token
+    //                      log-probs of the labels under the sampling policy and the reference
+    //                      model, `weight` (B, T) per-token weights; the loss is
+    //                      SUM(weight * per-token loss) over target tokens. The trainer picks the
+    //                      weights and divisor by loss kind: grpo 1/len_i and the number of
+    //                      sequences; dr_grpo 1 and B * max_new; dapo 1 and the target tokens.
     //   "logp"             no loss: the output "logp" (B, 1) = sequence log-probs of the labels
     //                      (what a reference model computes for dpo)
+    //   "token_logp"       no loss: the output "token_logp" (B, T) = per-token log-probs of the
+    //                      labels, 0 where ignored (old_logp / ref_logp for grpo)
     //   NULL / "none"      the forward only (the output "logits")
     const char *objective;
     double label_smoothing;   // sft, pretrain, dpo
-    double beta;              // dpo (default 0.1)
+    double beta;              // dpo (default 0.1), grpo (KL coefficient)
+    double clip;              // grpo: ratio clipped to [1 - clip, 1 + clip] (default 0.2)
+    double temperature;       // grpo, token_logp: logits are divided by it (default 1)
     const char *dpo_loss;     // dpo: "sigmoid" (default) | "hinge"
     int max_def_depth;        // nested def calls allowed (0 → 64)
 } LowerOptions;
@@ -77,15 +88,20 @@ void lower_options_init(LowerOptions *o);
 void lower_options_from_spec(const CheckedSpec *cs, LowerOptions *o);
 
 #define LOWER_INPUT_REF_LOGP "ref_logp"
+#define LOWER_INPUT_OLD_LOGP "old_logp"
+#define LOWER_INPUT_ADVANTAGES "advantages"
+#define LOWER_INPUT_WEIGHT "weight"
 
 typedef struct LowerResult {
     IrId tokens, pos, labels; // inputs (labels is IR_NONE without an objective)
     IrId logits;              // (B, T, vocab), also the output "logits"
     IrId loss;                // the scalar loss, or IR_NONE
-    IrId ref_logp;            // dpo: the input (2B, 1); else IR_NONE
-    IrId logp;                // "logp": the output (B, 1); else IR_NONE
+    IrId ref_logp;            // dpo: the input (2B, 1); grpo: (B, T); else IR_NONE
+    IrId old_logp, advantages, weight;   // grpo inputs; else IR_NONE
+    IrId logp;                // "logp": the output (B, 1); "token_logp": (B, T); else IR_NONE
     const char *loss_per;     // what the loss sums over, i.e. what the trainer divides it by:
-                              // "token" (sft, pretrain: target tokens), "pair" (dpo), NULL
+                              // "token" (sft, pretrain: target tokens), "pair" (dpo),
+                              // "weight" (grpo: see above), NULL
     LowerParam *params;       // every declared parameter, in declaration order (arena memory)
     int nparams;
 } LowerResult;

@@ -13,6 +13,8 @@ One safetensors file per case, fixtures/<case>.safetensors:
   test.logp                  F64   (B, 1) sequence log-probs of the labels
   test.ref_logp              F64   (B, 1) made-up reference log-probs
   test.dpo_sigmoid/_hinge    F64   (1,) DPO losses (beta 0.1) of the pair (row 0 chosen, row 1 rejected)
+  test.token_logp            F64   (B, T) per-token log-probs at temperature 0.9
+  test.grpo_*                F64   GRPO inputs (old_logp, ref_logp, adv, weight) and TRL's loss
   __metadata__: arch, tie, label_smoothing, rope_theta, eps
 The C test (test_lower.c) never runs Python; rerun this script only to regenerate.
 Requires: pip install torch transformers safetensors.
@@ -78,6 +80,24 @@ def make(name, cls, extra, ls, seed):
     margin = (logp[0] - ref_logp[0]) - (logp[1] - ref_logp[1])
     dpo_sigmoid = -F.logsigmoid(beta * margin)
     dpo_hinge = torch.relu(1 - beta * margin)
+    # GRPO as TRL's GRPOTrainer computes it (loss_type "grpo": per-sequence token mean, then the
+    # mean over sequences) at temperature 0.9, beta 0.04, epsilon 0.2, from given old / ref
+    # per-token log-probs and advantages.
+    temp, gbeta, eps = 0.9, 0.04, 0.2
+    with torch.no_grad():
+        mask = (labels != -100).double()
+        lsm = torch.log_softmax(logits / temp, dim=-1)
+        tok_logp = lsm.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+        old_logp = (tok_logp + 0.3 * torch.randn(B, T, dtype=torch.float64)) * mask
+        gref_logp = (tok_logp + 0.2 * torch.randn(B, T, dtype=torch.float64)) * mask
+        adv = torch.tensor([[0.7], [-0.7]], dtype=torch.float64)
+        coef1 = torch.exp(tok_logp - old_logp)
+        coef2 = torch.clamp(coef1, 1 - eps, 1 + eps)
+        per_token = -torch.min(coef1 * adv, coef2 * adv)
+        d = gref_logp - tok_logp
+        per_token = per_token + gbeta * (torch.exp(d) - d - 1)
+        grpo = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+        weight = mask / mask.sum(-1, keepdim=True).clamp(min=1)
     tie = extra["tie_word_embeddings"]
     tensors = {}
     for pname, p in model.state_dict().items():
@@ -93,6 +113,12 @@ def make(name, cls, extra, ls, seed):
     tensors["test.ref_logp"] = ref_logp.contiguous()
     tensors["test.dpo_sigmoid"] = dpo_sigmoid.reshape(1).contiguous()
     tensors["test.dpo_hinge"] = dpo_hinge.reshape(1).contiguous()
+    tensors["test.token_logp"] = tok_logp.contiguous()
+    tensors["test.grpo_old_logp"] = old_logp.contiguous()
+    tensors["test.grpo_ref_logp"] = gref_logp.contiguous()
+    tensors["test.grpo_adv"] = adv.contiguous()
+    tensors["test.grpo_weight"] = weight.contiguous()
+    tensors["test.grpo_loss"] = grpo.reshape(1).contiguous()
     meta = {"format": "pt", "arch": name, "tie": "1" if tie else "0", "label_smoothing": repr(ls),
             "rope_theta": repr(kw["rope_theta"]), "eps": repr(kw["rms_norm_eps"]),
             "transformers": transformers.__version__, "torch": torch.__version__}

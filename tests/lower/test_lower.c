@@ -5,7 +5,8 @@
 //  2. the gradient of the loss w.r.t. EVERY parameter against central finite differences
 //     (a few sampled entries per parameter), max relative error printed and asserted;
 //  3. frozen layers (freeze = layers[0:1]) are not trainable and get no gradient output;
-//  4. DPO (sigmoid, hinge) and sequence log-probs against torch, with gradients;
+//  4. DPO (sigmoid, hinge), GRPO, and sequence / per-token log-probs against torch, with
+//     gradients;
 //  5. the forward of the tiny Qwen3 checkpoint in tests/fixtures/tiny-qwen3 (written by the io
 //     tests from transformers, float32) against its reference logits.
 // usage: test_lower FIXTURE_DIR [CHECKPOINT_DIR]
@@ -29,7 +30,8 @@ typedef struct Case {
     double **w;        // bound parameter buffers (res.nparams)
     int64_t *wn;
     int32_t tokens[B * T], pos[B * T], labels[B * T];
-    double ref_logp[B];
+    double ref_logp[B * T];                                  // dpo: (B); grpo: (B, T)
+    double old_logp[B * T], adv[B], weight[B * T];          // grpo
     int64_t bsym;      // the value bound to the symbol B: rows, or pairs for dpo
 } Case;
 
@@ -52,7 +54,10 @@ static int setup(Case *c, const Fx *fx, const char *arch, int freeze_hi, const c
     lower_options_init(&o);
     o.objective = objective;
     o.label_smoothing = strcmp(objective, "dpo") ? atof(fx_meta(fx, "label_smoothing")) : 0;
-    o.beta = 0.1;
+    bool grpo = !strcmp(objective, "grpo");
+    o.beta = grpo ? 0.04 : 0.1;
+    o.clip = 0.2;
+    o.temperature = grpo || !strcmp(objective, "token_logp") ? 0.9 : 1;
     o.dpo_loss = dpo;
     c->bsym = strcmp(objective, "dpo") ? B : B / 2;
     ir_graph_init(&c->g, &c->d, IR_F64);
@@ -91,10 +96,25 @@ static int setup(Case *c, const Fx *fx, const char *arch, int freeze_hi, const c
         cpu_bind_name(c->p, LOWER_INPUT_LABELS, c->labels, sizeof c->labels))
         return -1;
     if (c->res.ref_logp != IR_NONE) {
-        const void *r = fx_get(fx, "test.ref_logp", "F64", &n);
-        if (!r || n != B) return -1;
-        memcpy(c->ref_logp, r, sizeof c->ref_logp);
-        if (cpu_bind(c->p, c->res.ref_logp, c->ref_logp, sizeof c->ref_logp)) return -1;
+        const void *r = fx_get(fx, grpo ? "test.grpo_ref_logp" : "test.ref_logp", "F64", &n);
+        if (!r || n != (grpo ? B * T : B)) return -1;
+        memcpy(c->ref_logp, r, (size_t)n * sizeof(double));
+        if (cpu_bind(c->p, c->res.ref_logp, c->ref_logp, (size_t)n * sizeof(double))) return -1;
+    }
+    if (grpo) {
+        const void *ol = fx_get(fx, "test.grpo_old_logp", "F64", &n);
+        if (!ol || n != B * T) return -1;
+        memcpy(c->old_logp, ol, sizeof c->old_logp);
+        const void *wt = fx_get(fx, "test.grpo_weight", "F64", &n);
+        if (!wt || n != B * T) return -1;
+        memcpy(c->weight, wt, sizeof c->weight);
+        const void *ad = fx_get(fx, "test.grpo_adv", "F64", &n);
+        if (!ad || n != B) return -1;
+        memcpy(c->adv, ad, sizeof c->adv);
+        if (cpu_bind(c->p, c->res.old_logp, c->old_logp, sizeof c->old_logp) ||
+            cpu_bind(c->p, c->res.weight, c->weight, sizeof c->weight) ||
+            cpu_bind(c->p, c->res.advantages, c->adv, sizeof c->adv))
+            return -1;
     }
     return 0;
 }
@@ -290,6 +310,55 @@ static void test_dpo(const char *dir, const char *arch) {
     fx_close(&fx);
 }
 
+// GRPO (TRL's loss_type "grpo", temperature 0.9, beta 0.04, clip 0.2) from given old / ref
+// per-token log-probs and advantages: our weighted sum / B against TRL's mean; gradients by finite
+// differences. And the per-token log-probs ("token_logp") against torch.
+static void test_grpo(const char *dir, const char *arch) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, arch);
+    Fx fx;
+    if (fx_open(&fx, path)) {
+        CHECK_MSG(0, "cannot read %s", path);
+        return;
+    }
+    Case c;
+    int rc = setup(&c, &fx, arch, 0, "grpo", NULL);
+    CHECK_MSG(rc == 0, "%s grpo: lowering failed", arch);
+    double loss = 0, ref = 0;
+    if (rc == 0) rc = run(&c, &loss);
+    CHECK(rc == 0);
+    int64_t n;
+    const void *r = fx_get(&fx, "test.grpo_loss", "F64", &n);
+    CHECK(r != NULL);
+    if (r) memcpy(&ref, r, 8);
+    printf("%s grpo: loss / B %.12g vs TRL's formula in torch %.12g\n", arch, loss / B, ref);
+    CHECK_CLOSE(loss / B, ref, 1e-6, 1e-6);
+    CHECK(c.res.loss_per && !strcmp(c.res.loss_per, "weight"));
+    if (rc == 0) {
+        char label[64];
+        snprintf(label, sizeof label, "%s grpo", arch);
+        check_grads(&c, label);
+    }
+    teardown(&c);
+    rc = setup(&c, &fx, arch, 0, "token_logp", NULL);
+    CHECK(rc == 0 && c.res.logp != IR_NONE);
+    int64_t syms[IR_NSYMS] = {B, T};
+    if (rc == 0) CHECK(cpu_run(c.p, syms, 0) == 0);
+    const CpuTensor *lp = rc == 0 ? cpu_output_named(c.p, "token_logp") : NULL;
+    r = fx_get(&fx, "test.token_logp", "F64", &n);
+    CHECK(lp && r && lp->numel == B * T && n == B * T);
+    double maxd = 0;
+    for (int i = 0; lp && r && i < B * T && i < lp->numel; i++) {
+        double want;
+        memcpy(&want, (const char *)r + 8 * i, 8);
+        maxd = fmax(maxd, fabs(((const double *)lp->data)[i] - want));
+    }
+    printf("%s token_logp: max |diff| %.3g vs torch\n", arch, maxd);
+    CHECK(maxd < 1e-5);
+    teardown(&c);
+    fx_close(&fx);
+}
+
 // tests/fixtures/tiny-qwen3: config.json (vocab 384, hidden 32, 2 layers, 4/2 heads, head_dim 8,
 // ffn 64, rope_theta 1e6, tied), model.safetensors, reference.safetensors (input_ids (32) I64,
 // logits (32, 384) F32 from transformers in float32).
@@ -379,6 +448,7 @@ int main(int argc, char **argv) {
     test_arch(dir, "qwen2");
     test_arch(dir, "qwen3");
     test_dpo(dir, "qwen3");
+    test_grpo(dir, "qwen3");
     if (argc > 2) test_checkpoint(argv[2]);
     return test_done("lower.archs");
 }
