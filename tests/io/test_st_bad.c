@@ -6,6 +6,7 @@
 #include "hfconfig.h"
 #include "safetensors.h"
 #include "test.h"
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -197,6 +198,85 @@ static void test_config_mutations(void) {
     fclose(devnull);
 }
 
+// Random edits of a real index.json / adapter_config.json (next to links to the real weights):
+// an error or a consistent result, never a crash.
+static void mutate_json_file(const char *from, const char *to, const char *const *links, int nlinks,
+                             const char *kind, int iters) {
+    FILE *fp = fopen(from, "rb");
+    CHECK(fp != NULL);
+    if (!fp) return;
+    static char text[1 << 15];
+    size_t n = fread(text, 1, sizeof text, fp);
+    fclose(fp);
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s", to);
+    *strrchr(dir, '/') = 0;
+    mkdir(dir, 0777);
+    char srcdir[2048];
+    snprintf(srcdir, sizeof srcdir, "%s", from);
+    *strrchr(srcdir, '/') = 0;
+    for (int i = 0; i < nlinks; i++) {
+        char a[2400], b[2400], absb[4096];
+        snprintf(a, sizeof a, "%s/%s", dir, links[i]);
+        snprintf(b, sizeof b, "%s/%s", srcdir, links[i]);
+        unlink(a);
+        CHECK(realpath(b, absb) != NULL && symlink(absb, a) == 0);
+    }
+    FILE *devnull = fopen("/dev/null", "w");
+    Diag d;
+    diag_init(&d, devnull);
+    int ok = 0, rejected = 0;
+    for (int iter = 0; iter < iters; iter++) {
+        char *b = malloc(n);
+        memcpy(b, text, n);
+        int flips = 1 + (int)(next() % 3);
+        for (int k = 0; k < flips; k++)
+            b[next() % n] = next() % 4 ? "0123456789[]{}\",:-e.n/ "[next() % 23] : (char)next();
+        size_t len = next() % 8 ? n : next() % n;
+        FILE *w = fopen(to, "wb");
+        fwrite(b, 1, len, w);
+        fclose(w);
+        free(b);
+        if (!strcmp(kind, "index")) {
+            StCheckpoint *ck = st_checkpoint_open(&d, dir);
+            if (ck) {
+                ok++;
+                for (size_t i = 0; i < st_checkpoint_count(ck); i++) {
+                    const StTensor *t = st_checkpoint_tensor(ck, i);
+                    CHECK(st_checkpoint_find(ck, t->name) == t);
+                }
+                st_checkpoint_close(ck);
+            } else
+                rejected++;
+        } else {
+            ExLoraAdapter a;
+            if (ex_load_peft_adapter(&d, dir, &a) == 0) {
+                ok++;
+                CHECK(a.n_mods == 14 && a.cfg.r == 4);
+                ex_lora_adapter_free(&a);
+            } else
+                rejected++;
+        }
+    }
+    printf("%s mutations: %d accepted, %d rejected\n", kind, ok, rejected);
+    CHECK(ok > 0 && rejected > 0);
+    diag_free(&d);
+    fclose(devnull);
+}
+
+static void test_json_mutations(const char *bin) {
+    char from[2048], to[2048];
+    const char *shards[] = {"model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors",
+                            "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"};
+    snprintf(from, sizeof from, "%s/../fixtures/tiny-llama/model.safetensors.index.json", src);
+    snprintf(to, sizeof to, "%s/index-fuzz/model.safetensors.index.json", bin);
+    mutate_json_file(from, to, shards, 4, "index", 1500);
+    const char *weights[] = {"adapter_model.safetensors"};
+    snprintf(from, sizeof from, "%s/../fixtures/peft-tiny-qwen3/adapter_config.json", src);
+    snprintf(to, sizeof to, "%s/adapter-fuzz/adapter_config.json", bin);
+    mutate_json_file(from, to, weights, 1, "adapter", 1500);
+}
+
 // FIFOs where files are expected: refused at once, never a blocked read.
 static void test_fifos(const char *bin) {
     char dir[1200], p[1300];
@@ -230,5 +310,6 @@ int main(int argc, char **argv) {
     test_mutations();
     test_config_mutations();
     test_fifos(argc > 2 ? argv[2] : ".");
+    test_json_mutations(argc > 2 ? argv[2] : ".");
     return test_done("io.st_bad");
 }
