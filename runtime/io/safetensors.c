@@ -959,13 +959,13 @@ StCheckpoint *st_checkpoint_open(Diag *d, const char *path) {
     } else if (S_ISDIR(st.st_mode)) {
         char *idx = join(path, "model.safetensors.index.json"), *one = join(path, "model.safetensors");
         if (!idx || !one) diag_file_error(d, path, 0, 0, "out of memory");
-        else if (is_file(idx)) {
+        else if (is_file(one)) {   // transformers' order: model.safetensors first, then the index
+            target = one;
+            one = NULL;
+        } else if (is_file(idx)) {
             target = idx;
             idx = NULL;
             index = true;
-        } else if (is_file(one)) {
-            target = one;
-            one = NULL;
         } else
             diag_file_error(d, path, 0, 0, "no model.safetensors or model.safetensors.index.json in this directory");
         free(idx);

@@ -94,7 +94,8 @@ int st_writer_write(Diag *d, StWriter *w, const char *path);   // 0, or -1 (repo
 // ---- checkpoints (a model directory: one file or shards with an index) ----
 typedef struct StCheckpoint StCheckpoint;
 
-// `path` is a model directory (model.safetensors.index.json, else model.safetensors), an
+// `path` is a model directory (model.safetensors, else model.safetensors.index.json — the order
+// transformers' from_pretrained uses), an
 // index.json, or a single .safetensors file. Every shard named by the index is opened and every
 // weight_map entry checked to be in its shard (error naming the tensor and the shard).
 StCheckpoint *st_checkpoint_open(Diag *d, const char *path);

@@ -4,9 +4,12 @@
 #include "safetensors.h"
 #include "test.h"
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-static char src[1024];
+static char src[1024], bin[1024];
 
 static const char *fx(const char *rel) {
     static char buf[8][8192 + 64];
@@ -168,6 +171,20 @@ static void test_checkpoints(Diag *d) {
             CHECK(strcmp(st_checkpoint_tensor(ck, i - 1)->name, st_checkpoint_tensor(ck, i)->name) < 0);
         st_checkpoint_close(ck);
     }
+    {   // both layouts in one directory: model.safetensors wins, as in transformers
+        char dir[1100], a[1200], b[4096];
+        snprintf(dir, sizeof dir, "%s/both-layouts", bin);
+        mkdir(dir, 0777);
+        snprintf(a, sizeof a, "%s/model.safetensors", dir);
+        unlink(a);
+        CHECK(realpath(fx("../fixtures/tiny-qwen3/model.safetensors"), b) && symlink(b, a) == 0);
+        snprintf(a, sizeof a, "%s/model.safetensors.index.json", dir);
+        unlink(a);
+        CHECK(realpath(fx("../fixtures/tiny-llama/model.safetensors.index.json"), b) && symlink(b, a) == 0);
+        ck = st_checkpoint_open(d, dir);
+        CHECK(ck && st_checkpoint_count(ck) == 24 && strstr(st_checkpoint_path(ck), "/model.safetensors"));
+        st_checkpoint_close(ck);
+    }
     ck = st_checkpoint_open(d, fx("../fixtures/tiny-llama/model.safetensors.index.json"));
     CHECK(ck && st_checkpoint_count(ck) == 21);
     st_checkpoint_close(ck);
@@ -207,6 +224,7 @@ static void test_checkpoints(Diag *d) {
 
 int main(int argc, char **argv) {
     snprintf(src, sizeof src, "%s", argc > 1 ? argv[1] : ".");
+    snprintf(bin, sizeof bin, "%s", argc > 2 ? argv[2] : ".");
     Diag d;
     diag_init(&d, stderr);
     test_dtypes(&d);
