@@ -317,6 +317,39 @@ const CpuTensor *cpu_value(const CpuProgram *p, IrId id) {
 
 int64_t cpu_peak_bytes(const CpuProgram *p) { return p->peak_bytes; }
 
+int64_t cpu_plan_peak_bytes(const CpuProgram *p, const int64_t *sym_vals) {
+    const IrGraph *g = p->g;
+    int64_t *size = calloc((size_t)(g->n ? g->n : 1), sizeof *size);
+    if (!size) return -1;
+    int64_t live = 0, peak = 0;
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *n = &g->nodes[i];
+        if (n->op == IR_INPUT || n->op == IR_PARAM) continue;
+        int64_t cnt = ir_shape_numel(&n->shape, sym_vals);
+        int64_t es = (int64_t)cpu_elem_size(n->dtype, p->real);
+        if (cnt < 0 || cnt > CPU_MAX_BYTES / es) {
+            free(size);
+            return -1;
+        }
+        size[i] = cnt * es;
+        live += size[i];
+        if (live > peak) peak = live;
+        for (int k = 0; k < n->nin; k++) {
+            IrId in = n->in[k];
+            if (p->last_use[in] == i && !p->is_out[in] && size[in]) {
+                live -= size[in];
+                size[in] = 0;
+            }
+        }
+        if (p->last_use[i] < 0 && !p->is_out[i]) {
+            live -= size[i];
+            size[i] = 0;
+        }
+    }
+    free(size);
+    return peak;
+}
+
 double cpu_round_float(double x, int bits, int emin, double maxv) {
     if (!(x == x) || x == 0 || isinf(x)) return x;
     double ax = fabs(x);

@@ -51,6 +51,9 @@ const CpuTensor *cpu_output_named(const CpuProgram *p, const char *name);
 const CpuTensor *cpu_value(const CpuProgram *p, IrId id);
 // Peak bytes of intermediates held at once during the last run (bindings not counted).
 int64_t cpu_peak_bytes(const CpuProgram *p);
+// The same peak, computed before running for given B and T (the allocation order is static);
+// -1 when a size overflows.
+int64_t cpu_plan_peak_bytes(const CpuProgram *p, const int64_t *sym_vals);
 // Size in bytes of one element of a tensor of IR dtype t in a program computing in real.
 size_t cpu_elem_size(IrDType t, IrDType real);
 

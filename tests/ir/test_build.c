@@ -198,6 +198,8 @@ static void cse(void) {
     int before = g->n;
     CHECK(ir_cse(g) == 3);   // b, the second scalar 1, d
     CHECK(ir_dce(g) == 3 && g->n == before - 3);
+    CHECK(ir_renumbered(g, b) == IR_NONE && ir_renumbered(g, a) == a && ir_renumbered(g, named) == named - 3);
+    CHECK(ir_renumbered(g, x) == x && ir_renumbered(g, before) == IR_NONE);
     int silus = 0;
     for (int i = 0; i < g->n; i++) silus += g->nodes[i].op == IR_SILU;
     CHECK(silus == 2);   // the named one is not merged
@@ -273,6 +275,155 @@ static void finite_check(void) {
     env_free(&e);
 }
 
+// The same program in float32 and float64: a 2-layer llama-style model with GQA, rope, SiLU MLP,
+// tied lm_head and cross entropy; loss and every gradient agree to float32 precision.
+static IrId rms(IrGraph *g, IrId x, IrId w) {
+    IrId ms = ir_reduce(g, IR_MEAN, ir_mul(g, x, x, (Loc){0, 0, 0}), -1, (Loc){0, 0, 0});
+    IrId r = ir_unary(g, IR_RSQRT, ir_add(g, ms, ir_scalar(g, 1e-5, (Loc){0, 0, 0}), (Loc){0, 0, 0}), (Loc){0, 0, 0});
+    return ir_mul(g, w, ir_mul(g, x, r, (Loc){0, 0, 0}), (Loc){0, 0, 0});
+}
+
+static IrId split_heads(IrGraph *g, IrId x, int64_t h, int64_t d) {
+    IrId r = ir_reshape(g, x, ir_shape4(DB, DT, D(h), D(d)), (Loc){0, 0, 0});
+    return ir_permute(g, r, (const int[]){0, 2, 1, 3}, (Loc){0, 0, 0});
+}
+
+static void f32_vs_f64(void) {
+    const Loc l = {0, 0, 0};
+    const int64_t V = 50, H = 32, NH = 4, NKV = 2, HD = 8, I = 48, B = 2, T = 12;
+    Diag d;
+    diag_init(&d, stderr);
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    IrId tok = ir_input(&g, "tok", IR_I32, ir_shape2(DB, DT), l);
+    IrId lab = ir_input(&g, "lab", IR_I32, ir_shape2(DB, DT), l);
+    IrId pos = ir_input(&g, "pos", IR_I32, ir_shape1(DT), l);
+    IrId par[32];
+    int np = 0;
+    char name[32];
+#define PARAM(shape) (snprintf(name, sizeof name, "p%d", np), par[np++] = ir_param(&g, name, IR_F32, shape, true, l))
+    IrId emb = PARAM(ir_shape2(D(V), D(H)));
+    IrId x = ir_embed(&g, tok, emb, l);
+    for (int layer = 0; layer < 2; layer++) {
+        IrId n1 = PARAM(ir_shape1(D(H))), n2 = PARAM(ir_shape1(D(H)));
+        IrId wq = PARAM(ir_shape2(D(NH * HD), D(H))), wk = PARAM(ir_shape2(D(NKV * HD), D(H)));
+        IrId wv = PARAM(ir_shape2(D(NKV * HD), D(H))), wo = PARAM(ir_shape2(D(H), D(NH * HD)));
+        IrId wg = PARAM(ir_shape2(D(I), D(H))), wu = PARAM(ir_shape2(D(I), D(H)));
+        IrId wd = PARAM(ir_shape2(D(H), D(I)));
+        IrId hn = rms(&g, x, n1);
+        IrRope r = {.theta = 10000};
+        IrId q = ir_rope(&g, split_heads(&g, ir_linear(&g, hn, wq, l), NH, HD), pos, r, l);
+        IrId k = ir_rope(&g, split_heads(&g, ir_linear(&g, hn, wk, l), NKV, HD), pos, r, l);
+        IrId v = split_heads(&g, ir_linear(&g, hn, wv, l), NKV, HD);
+        IrId a = ir_permute(&g, ir_sdpa(&g, q, k, v, true, 0, l), (const int[]){0, 2, 1, 3}, l);
+        IrId h = ir_add(&g, x, ir_linear(&g, ir_reshape(&g, a, ir_shape3(DB, DT, D(NH * HD)), l), wo, l), l);
+        IrId h2 = rms(&g, h, n2);
+        IrId m = ir_mul(&g, ir_unary(&g, IR_SILU, ir_linear(&g, h2, wg, l), l), ir_linear(&g, h2, wu, l), l);
+        x = ir_add(&g, h, ir_linear(&g, m, wd, l), l);
+    }
+#undef PARAM
+    IrId ce = ir_cross_entropy(&g, ir_linear(&g, x, emb, l), lab, -100, 0.1, l);
+    ir_set_loss(&g, ir_reshape(&g, ir_reduce_all(&g, IR_SUM, ce, l), ir_shape0(), l));
+    CHECK(g.errors == 0 && ad_run_passes(&g, NULL) == 0);
+    // dce renumbered the nodes: look the leaves up again by name
+    tok = ir_find(&g, "tok");
+    lab = ir_find(&g, "lab");
+    pos = ir_find(&g, "pos");
+    for (int i = 0; i < np; i++) {
+        snprintf(name, sizeof name, "p%d", i);
+        par[i] = ir_find(&g, name);
+    }
+    int32_t tk[B * T], lb[B * T], ps[T];
+    uint64_t seed = 12345;
+    for (int i = 0; i < B * T; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        tk[i] = (int32_t)((seed >> 33) % V);
+        lb[i] = i % 5 == 4 ? -100 : (int32_t)((seed >> 40) % V);
+    }
+    for (int i = 0; i < T; i++) ps[i] = i;
+    CpuProgram *p[2];
+    float *w32[32];
+    double *w64[32];
+    int64_t syms[IR_NSYMS] = {B, T};
+    for (int prec = 0; prec < 2; prec++) {
+        p[prec] = cpu_program_new(&g, prec ? IR_F64 : IR_F32, &d);
+        cpu_bind(p[prec], tok, tk, sizeof tk);
+        cpu_bind(p[prec], lab, lb, sizeof lb);
+        cpu_bind(p[prec], pos, ps, sizeof ps);
+    }
+    for (int i = 0; i < np; i++) {
+        int64_t n = ir_shape_numel(&g.nodes[par[i]].shape, NULL);
+        bool norm = g.nodes[par[i]].shape.rank == 1;
+        w32[i] = malloc((size_t)n * sizeof(float));
+        w64[i] = malloc((size_t)n * sizeof(double));
+        for (int64_t k = 0; k < n; k++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            double u = (double)(seed >> 11) / 9007199254740992.0;
+            w32[i][k] = (float)(norm ? 0.8 + 0.4 * u : (u - 0.5) * 0.4);
+            w64[i][k] = w32[i][k];
+        }
+        cpu_bind(p[0], par[i], w32[i], (size_t)n * sizeof(float));
+        cpu_bind(p[1], par[i], w64[i], (size_t)n * sizeof(double));
+    }
+    CHECK(cpu_run(p[0], syms, 0) == 0 && cpu_run(p[1], syms, 0) == 0);
+    CHECK(cpu_plan_peak_bytes(p[0], syms) == cpu_peak_bytes(p[0]) && cpu_peak_bytes(p[0]) > 0);
+    CHECK(cpu_plan_peak_bytes(p[1], syms) == cpu_peak_bytes(p[1]));
+    CHECK(cpu_peak_bytes(p[1]) == 2 * cpu_peak_bytes(p[0]));   // no integer intermediates here
+    printf("  peak intermediates: %lld bytes (f32)\n", (long long)cpu_peak_bytes(p[0]));
+    double worst = 0;
+    for (int o = 0; o < g.nouts; o++) {
+        const CpuTensor *a = cpu_output(p[0], o), *b = cpu_output(p[1], o);
+        if (!a || !b || a->numel != b->numel) {
+            CHECK_MSG(0, "output %d missing", o);
+            continue;
+        }
+        double maxd = 0, maxb = 0;
+        for (int64_t k = 0; k < a->numel; k++) {
+            double x64 = ((const double *)b->data)[k], x32 = ((const float *)a->data)[k];
+            if (!(fabs(x64 - x32) <= maxd)) maxd = fabs(x64 - x32);
+            if (fabs(x64) > maxb) maxb = fabs(x64);
+        }
+        double rel = maxd / (maxb > 1e-30 ? maxb : 1e-30);
+        if (!(rel <= worst)) worst = rel;
+    }
+    printf("  f32 vs f64, loss and %d gradients: max rel diff %.3e\n", g.nouts - 1, worst);
+    CHECK_MSG(worst < 2e-5, "f32 vs f64: %.3e", worst);
+    for (int i = 0; i < np; i++) {
+        free(w32[i]);
+        free(w64[i]);
+    }
+    cpu_program_free(p[0]);
+    cpu_program_free(p[1]);
+    ir_graph_free(&g);
+    diag_free(&d);
+}
+
+// cast rounds to the target format's precision (round to nearest even), overflow gives inf
+static void cast_rounding(void) {
+    Env e;
+    env_init(&e);
+    IrGraph *g = &e.g;
+    IrId x = ir_input(g, "x", IR_F32, ir_shape1(D(7)), e.l1);
+    ir_add_output(g, ir_cast(g, x, IR_F16, e.l1), "f16");
+    ir_add_output(g, ir_cast(g, x, IR_BF16, e.l1), "bf16");
+    ir_add_output(g, ir_cast(g, x, IR_I32, e.l1), "i32");
+    CpuProgram *p = cpu_program_new(g, IR_F64, &e.d);
+    double xv[7] = {1.0009765625, 1 + 1.0 / 4096, 65519, 65520, 1e-8, 3e-8, -2.75};
+    cpu_bind(p, x, xv, sizeof xv);
+    CHECK(cpu_run(p, NULL, 0) == 0);
+    const double *h = cpu_output_named(p, "f16")->data, *b = cpu_output_named(p, "bf16")->data;
+    const int32_t *iv = cpu_output_named(p, "i32")->data;
+    CHECK(h[0] == 1.0009765625 && h[1] == 1.0 && h[2] == 65504 && isinf(h[3]) && h[4] == 0);
+    CHECK(h[5] == ldexp(1, -24) && h[6] == -2.75);
+    CHECK(b[0] == 1.0 && b[2] == 65536 && b[6] == -2.75);
+    CHECK(iv[6] == -2 && iv[2] == 65519);
+    xv[0] = 1e10;   // out of i32 range: a runtime error, not undefined behaviour
+    CHECK(cpu_run(p, NULL, 0) == -1);
+    CHECK(strstr(env_text(&e), "cannot convert 1e+10 (element 0) to i32") != NULL);
+    cpu_program_free(p);
+    env_free(&e);
+}
+
 static void dropout_rng(void) {
     Env e;
     env_init(&e);
@@ -311,6 +462,8 @@ int main(void) {
     cse();
     runtime_errors();
     finite_check();
+    f32_vs_f64();
+    cast_rounding();
     dropout_rng();
     return test_done("ir.build");
 }
