@@ -283,6 +283,12 @@ int ad_backward(IrGraph *g, const IrId *wrt, int n_wrt) {
         g->errors++;
         return -1;
     }
+    for (int i = 0; i < g->nouts; i++)
+        if (g->outs[i].grad_of != IR_NONE) {
+            if (g->diag) diag_plain_error(g->diag, "autodiff: the graph is already differentiated");
+            g->errors++;
+            return -1;
+        }
     Ad ad = {.g = g, .n0 = g->n};
     ad.needs = calloc((size_t)g->n, sizeof *ad.needs);
     ad.grad = malloc((size_t)g->n * sizeof *ad.grad);

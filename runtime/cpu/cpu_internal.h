@@ -21,7 +21,7 @@ int cpu_exec_f64(CpuExec *e);
 
 // Dropout keep decision: hash of (seed, salt, step, index) → uniform in [0, 1).
 static inline double cpu_dropout_uniform(uint64_t seed, uint32_t salt, uint64_t step, uint64_t i) {
-    uint64_t z = seed * 0x9E3779B97F4A7C15ull ^ ((uint64_t)salt << 32 | (salt >> 0)) ^
+    uint64_t z = seed * 0x9E3779B97F4A7C15ull ^ ((uint64_t)salt << 32 | salt) ^
                  step * 0xD1B54A32D192ED03ull ^ i * 0xBF58476D1CE4E5B9ull;
     // splitmix64 finaliser, twice for good mixing of the combined words
     for (int r = 0; r < 2; r++) {

@@ -164,6 +164,8 @@ static void printing_and_passes(void) {
     CHECK(g->n < before + 40);
     IrId gw = ad_grad_of(g, ir_find(g, "model.layers.0.mlp.up_proj.weight"));
     CHECK(gw != IR_NONE);
+    CHECK(ad_backward(g, NULL, 0) == -1);   // twice is refused
+    CHECK(strstr(env_text(&e), "already differentiated") != NULL);
     CHECK(ad_grad_of(g, ir_find(g, "frozen")) == IR_NONE);
     for (int i = 0; i < g->n; i++) CHECK_MSG(g->nodes[i].op != IR_EXP || g->nodes[i].backward, "dce kept %%%d", i);
     char *out = NULL;
