@@ -179,6 +179,7 @@ void ir_graph_init(IrGraph *g, Diag *d, IrDType float_dtype) {
 void ir_graph_free(IrGraph *g) {
     free(g->nodes);
     free(g->outs);
+    free(g->renum);
     arena_free(&g->arena);
     memset(g, 0, sizeof *g);
     g->loss = IR_NONE;
@@ -966,14 +967,52 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
-// Same computation: op, dtype, shape, inputs and attributes (builders zero unused attribute bytes).
+// Copies with every padding byte zero, so that equal values compare and hash equal bytewise.
+static void canon_shape(const IrShape *s, IrShape *c) {
+    memset(c, 0, sizeof *c);
+    c->rank = s->rank;
+    for (int i = 0; i < s->rank && i < IR_MAX_RANK; i++) {
+        c->d[i].coef = s->d[i].coef;
+        c->d[i].syms = s->d[i].syms;
+    }
+}
+
+static void canon_attrs(const IrAttrs *a, IrAttrs *c) {
+    memset(c, 0, sizeof *c);
+    c->value = a->value;
+    c->scale = a->scale;
+    c->axes = a->axes;
+    c->axis = a->axis;
+    c->off.coef = a->off.coef;
+    c->off.syms = a->off.syms;
+    c->ignore_index = a->ignore_index;
+    memcpy(c->perm, a->perm, sizeof c->perm);
+    c->trans_a = a->trans_a;
+    c->trans_b = a->trans_b;
+    c->causal = a->causal;
+    c->inverse = a->inverse;
+    c->seed = a->seed;
+    c->salt = a->salt;
+    c->rope.theta = a->rope.theta;
+    c->rope.factor = a->rope.factor;
+    c->rope.low_freq_factor = a->rope.low_freq_factor;
+    c->rope.high_freq_factor = a->rope.high_freq_factor;
+    c->rope.original_max_pos = a->rope.original_max_pos;
+    canon_shape(&a->shape, &c->shape);
+    c->block = a->block;
+}
+
+// Same computation: op, dtype, shape, inputs and attributes.
 static bool same_node(const IrNode *a, const IrNode *b) {
     if (a->op != b->op || a->dtype != b->dtype || a->nin != b->nin || a->name || b->name ||
-        !ir_shape_eq(&a->shape, &b->shape) || memcmp(&a->a, &b->a, sizeof a->a) != 0)
+        !ir_shape_eq(&a->shape, &b->shape))
         return false;
     for (int k = 0; k < a->nin; k++)
         if (a->in[k] != b->in[k]) return false;
-    return true;
+    IrAttrs ca, cb;
+    canon_attrs(&a->a, &ca);
+    canon_attrs(&b->a, &cb);
+    return memcmp(&ca, &cb, sizeof ca) == 0;
 }
 
 int ir_cse(IrGraph *g) {
@@ -995,12 +1034,16 @@ int ir_cse(IrGraph *g) {
         for (int k = 0; k < n->nin; k++)
             if (n->in[k] >= 0 && n->in[k] < i) n->in[k] = map[n->in[k]];
         if (n->op == IR_INPUT || n->op == IR_PARAM || n->name) continue;
+        IrShape cs;
+        IrAttrs ca;
+        canon_shape(&n->shape, &cs);
+        canon_attrs(&n->a, &ca);
         uint64_t h = 0xcbf29ce484222325ull;
         h = hash_bytes(h, &n->op, sizeof n->op);
         h = hash_bytes(h, &n->dtype, sizeof n->dtype);
-        h = hash_bytes(h, &n->shape, sizeof n->shape);
+        h = hash_bytes(h, &cs, sizeof cs);
         h = hash_bytes(h, n->in, (size_t)n->nin * sizeof *n->in);
-        h = hash_bytes(h, &n->a, sizeof n->a);
+        h = hash_bytes(h, &ca, sizeof ca);
         size_t slot = (size_t)h & (cap - 1);
         while (table[slot] != IR_NONE && !same_node(&g->nodes[table[slot]], n)) slot = (slot + 1) & (cap - 1);
         if (table[slot] == IR_NONE) table[slot] = i;
@@ -1056,10 +1099,17 @@ int ir_dce(IrGraph *g) {
             g->outs[i].grad_of = map[g->outs[i].grad_of];
     }
     if (ir_valid(g, g->loss)) g->loss = map[g->loss];
+    free(g->renum);
+    g->renum = map;
+    g->nrenum = g->n;
     g->n = m;
     free(live);
-    free(map);
     return removed;
+}
+
+IrId ir_renumbered(const IrGraph *g, IrId id) {
+    if (!g->renum) return id;
+    return (id >= 0 && id < g->nrenum) ? g->renum[id] : IR_NONE;
 }
 
 bool ir_verify(IrGraph *g) {
