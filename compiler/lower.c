@@ -749,7 +749,7 @@ static int decl_param(Lower *L, LFrame *F, const Ast *s) {
     }
     if (eval_init(L, F, s->c, &p)) return -1;
     p.layer = layer_of(p.name);
-    p.trainable = !(p.layer >= 0 && p.layer >= L->m->freeze_lo && p.layer < L->m->freeze_hi);
+    p.trainable = !L->m->frozen && !(p.layer >= 0 && p.layer >= L->m->freeze_lo && p.layer < L->m->freeze_hi);
     p.id = ir_param(L->g, p.name, L->g->float_dtype, ir_shape_of(sh->nkids, dims), p.trainable, s->loc);
     if (p.id == IR_NONE) {
         lower_notes(L);
@@ -959,6 +959,7 @@ void lower_options_init(LowerOptions *o) {
     o->beta = 0.1;
     o->clip = 0.2;
     o->temperature = 1;
+    o->alpha = 0.5;
     o->dpo_loss = "sigmoid";
     o->max_def_depth = DEFAULT_MAX_DEPTH;
 }
@@ -967,12 +968,17 @@ void lower_options_from_spec(const CheckedSpec *cs, LowerOptions *o) {
     lower_options_init(o);
     const CheckedObjective *ob = &cs->objective;
     const char *k = ob->kind;
-    o->objective = k && (!strcmp(k, "sft") || !strcmp(k, "pretrain") || !strcmp(k, "dpo") || !strcmp(k, "grpo"))
+    o->objective = k && (!strcmp(k, "sft") || !strcmp(k, "pretrain") || !strcmp(k, "dpo") || !strcmp(k, "grpo") ||
+                  !strcmp(k, "kd"))
                        ? k : "none";
     o->label_smoothing = ob->label_smoothing;
     if (k && !strcmp(k, "dpo")) {
         o->beta = ob->beta;
         if (ob->loss) o->dpo_loss = ob->loss;
+    }
+    if (k && !strcmp(k, "kd")) {
+        o->temperature = ob->temperature > 0 ? ob->temperature : 1;
+        o->alpha = ob->alpha;
     }
     if (k && !strcmp(k, "grpo")) {
         o->beta = ob->beta;
@@ -1059,6 +1065,15 @@ static int add_objective(Lower *L, const LowerOptions *opt, IrDim bdim, LowerRes
                         v_num(opt->beta), v_num(opt->clip), v_num(opt->temperature > 0 ? opt->temperature : 1)};
         if (call_objective(L, "grpo_loss", names, vals, 9, &res->loss)) return -1;
         res->loss_per = "weight";
+    } else if (!strcmp(obj, "kd")) {
+        const IrNode *ln = ir_node(g, res->logits);
+        res->teacher_logits = ir_input(g, LOWER_INPUT_TEACHER_LOGITS, g->float_dtype, ln->shape, m->loc);
+        if (res->teacher_logits == IR_NONE) return -1;
+        const char *names[5] = {NULL, NULL, NULL, "temperature", "alpha"};
+        LVal vals[5] = {v_tensor(res->logits), v_tensor(res->labels), v_tensor(res->teacher_logits),
+                        v_num(opt->temperature > 0 ? opt->temperature : 1), v_num(opt->alpha)};
+        if (call_objective(L, "kd_loss", names, vals, 5, &res->loss)) return -1;
+        res->loss_per = "token";
     } else if (!strcmp(obj, "logp") || !strcmp(obj, "token_logp")) {
         bool tok = !strcmp(obj, "token_logp");
         const char *names[3] = {NULL, NULL, "temperature"};
@@ -1067,7 +1082,7 @@ static int add_objective(Lower *L, const LowerOptions *opt, IrDim bdim, LowerRes
         ir_add_output(g, res->logp, obj);
         return 0;
     } else {
-        diag_error(L->d, m->loc, "the objective `%s` cannot be lowered yet (sft, pretrain, dpo and grpo can)", obj);
+        diag_error(L->d, m->loc, "the objective `%s` cannot be lowered yet (sft, pretrain, dpo, grpo and kd can)", obj);
         return -1;
     }
     ir_set_loss(g, res->loss);
@@ -1081,7 +1096,7 @@ int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const 
     const LowerOptions *opt = opt_in ? opt_in : &defaults;
     memset(res, 0, sizeof *res);
     res->tokens = res->pos = res->labels = res->logits = res->loss = res->ref_logp = res->logp = IR_NONE;
-    res->old_logp = res->advantages = res->weight = IR_NONE;
+    res->old_logp = res->advantages = res->weight = res->teacher_logits = IR_NONE;
     const char *obj = opt->objective && strcmp(opt->objective, "none") ? opt->objective : NULL;
     // preference pairs: 2B rows (chosen, then rejected)
     IrDim bdim = obj && !strcmp(obj, "dpo") ? (IrDim){2, 1u << IR_SYM_B} : ir_dim_b();
@@ -1162,7 +1177,8 @@ int lower_model_opts(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs,
     }
     const CheckedModel *cm = &cs->models[model];
     LowerModel m = {.name = cm->name, .arch = cm->arch, .cfg = cm->cfg, .hf = cm->has_hf ? &cm->hf : NULL,
-                    .freeze_lo = cm->freeze_lo, .freeze_hi = cm->freeze_hi, .loc = cm->loc};
+                    .freeze_lo = cm->freeze_lo, .freeze_hi = cm->freeze_hi, .loc = cm->loc,
+                    .frozen = model != cs->policy};
     // the model block's `config { }` for custom keys
     for (int i = 0; cs->spec && i < cs->spec->nkids; i++) {
         const Ast *b = cs->spec->kids[i];
@@ -1172,6 +1188,12 @@ int lower_model_opts(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs,
         for (int j = 0; j < b->nkids; j++)
             if (b->kids[j] && b->kids[j]->kind == AST_BLOCK && b->kids[j]->name && !strcmp(b->kids[j]->name, "config"))
                 m.config_block = b->kids[j];
+    }
+    LowerOptions fwd;
+    if (m.frozen && opt) {   // a teacher or reference model: its forward only
+        fwd = *opt;
+        fwd.objective = "none";
+        opt = &fwd;
     }
     return lower_graph(d, a, spec, &m, opt, g, res);
 }

@@ -52,6 +52,7 @@ typedef struct LowerModel {
                               // adds attention_bias, mlp_bias and rope scaling to cfg
     const Ast *config_block;  // the spec's `config { }` (extra keys for custom archs), or NULL
     int freeze_lo, freeze_hi; // layers [lo, hi) are not trainable (lo == hi: none)
+    bool frozen;              // no parameter is trainable (a teacher or reference model)
     Loc loc;                  // where model-level errors point (the model block's label)
 } LowerModel;
 
@@ -69,6 +70,9 @@ typedef struct LowerOptions {
     //                      SUM(weight * per-token loss) over target tokens. The trainer picks the
     //                      weights and divisor by loss kind: grpo 1/len_i and the number of
     //                      sequences; dr_grpo 1 and B * max_new; dapo 1 and the target tokens.
+    //   "kd"               distillation (Hinton): extra input `teacher_logits` (B, T, vocab);
+    //                      loss = alpha T^2 KL(teacher_T || student_T) + (1 - alpha) CE, summed
+    //                      over target tokens (stdlib kd_loss)
     //   "logp"             no loss: the output "logp" (B, 1) = sequence log-probs of the labels
     //                      (what a reference model computes for dpo)
     //   "token_logp"       no loss: the output "token_logp" (B, T) = per-token log-probs of the
@@ -78,7 +82,8 @@ typedef struct LowerOptions {
     double label_smoothing;   // sft, pretrain, dpo
     double beta;              // dpo (default 0.1), grpo (KL coefficient)
     double clip;              // grpo: ratio clipped to [1 - clip, 1 + clip] (default 0.2)
-    double temperature;       // grpo, token_logp: logits are divided by it (default 1)
+    double temperature;       // grpo, token_logp, kd: logits are divided by it (default 1)
+    double alpha;             // kd: weight of the distillation term (default 0.5)
     const char *dpo_loss;     // dpo: "sigmoid" (default) | "hinge"
     int max_def_depth;        // nested def calls allowed (0 → 64)
 } LowerOptions;
@@ -91,6 +96,7 @@ void lower_options_from_spec(const CheckedSpec *cs, LowerOptions *o);
 #define LOWER_INPUT_OLD_LOGP "old_logp"
 #define LOWER_INPUT_ADVANTAGES "advantages"
 #define LOWER_INPUT_WEIGHT "weight"
+#define LOWER_INPUT_TEACHER_LOGITS "teacher_logits"
 
 typedef struct LowerResult {
     IrId tokens, pos, labels; // inputs (labels is IR_NONE without an objective)
@@ -98,9 +104,10 @@ typedef struct LowerResult {
     IrId loss;                // the scalar loss, or IR_NONE
     IrId ref_logp;            // dpo: the input (2B, 1); grpo: (B, T); else IR_NONE
     IrId old_logp, advantages, weight;   // grpo inputs; else IR_NONE
+    IrId teacher_logits;      // kd input (B, T, vocab); else IR_NONE
     IrId logp;                // "logp": the output (B, 1); "token_logp": (B, T); else IR_NONE
     const char *loss_per;     // what the loss sums over, i.e. what the trainer divides it by:
-                              // "token" (sft, pretrain: target tokens), "pair" (dpo),
+                              // "token" (sft, pretrain, kd: target tokens), "pair" (dpo),
                               // "weight" (grpo: see above), NULL
     LowerParam *params;       // every declared parameter, in declaration order (arena memory)
     int nparams;
@@ -112,7 +119,8 @@ typedef struct LowerResult {
 int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const LowerOptions *opt,
                 IrGraph *g, LowerResult *res);
 
-// The same for model number `model` of a checked spec (-1: the policy), with the spec's
+// The same for model number `model` of a checked spec (-1: the policy; any other model — a
+// teacher or reference — is lowered frozen, forward only), with the spec's
 // objective when it is sft or pretrain; otherwise the forward only, with a warning (what the
 // trainer runs today).
 int lower_model(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, int model,

@@ -15,6 +15,7 @@ One safetensors file per case, fixtures/<case>.safetensors:
   test.dpo_sigmoid/_hinge    F64   (1,) DPO losses (beta 0.1) of the pair (row 0 chosen, row 1 rejected)
   test.token_logp            F64   (B, T) per-token log-probs at temperature 0.9
   test.grpo_*                F64   GRPO inputs (old_logp, ref_logp, adv, weight) and TRL's loss
+  test.kd_teacher, kd_loss   F64   teacher logits (B, T, V) and the distillation loss (T 2, alpha 0.5)
   __metadata__: arch, tie, label_smoothing, rope_theta, eps
 The C test (test_lower.c) never runs Python; rerun this script only to regenerate.
 Requires: pip install torch transformers safetensors.
@@ -98,6 +99,17 @@ def make(name, cls, extra, ls, seed):
         per_token = per_token + gbeta * (torch.exp(d) - d - 1)
         grpo = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1)).mean()
         weight = mask / mask.sum(-1, keepdim=True).clamp(min=1)
+    # Knowledge distillation (temperature 2, alpha 0.5) from made-up teacher logits:
+    # alpha T^2 sum_targets KL(p_teacher || p_student) + (1 - alpha) sum_targets CE.
+    kd_t, kd_a = 2.0, 0.5
+    with torch.no_grad():
+        teacher = logits + 0.5 * torch.randn_like(logits)
+        lt = torch.log_softmax(teacher / kd_t, -1)
+        lsm_s = torch.log_softmax(logits / kd_t, -1)
+        kl = (lt.exp() * (lt - lsm_s)).sum(-1)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                             reduction="none").reshape(B, T)
+        kd = kd_a * kd_t * kd_t * (kl * mask).sum() + (1 - kd_a) * (ce * mask).sum()
     tie = extra["tie_word_embeddings"]
     tensors = {}
     for pname, p in model.state_dict().items():
@@ -119,6 +131,8 @@ def make(name, cls, extra, ls, seed):
     tensors["test.grpo_adv"] = adv.contiguous()
     tensors["test.grpo_weight"] = weight.contiguous()
     tensors["test.grpo_loss"] = grpo.reshape(1).contiguous()
+    tensors["test.kd_teacher"] = teacher.contiguous()
+    tensors["test.kd_loss"] = kd.reshape(1).contiguous()
     meta = {"format": "pt", "arch": name, "tie": "1" if tie else "0", "label_smoothing": repr(ls),
             "rope_theta": repr(kw["rope_theta"]), "eps": repr(kw["rms_norm_eps"]),
             "transformers": transformers.__version__, "torch": torch.__version__}

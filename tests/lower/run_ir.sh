@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # run_ir.sh — `trlc ir` on the specs in tests/lower/specs: the parameter list, forward, backward
 # and outputs of a tiny Qwen3 (SFT with label smoothing), frozen layers of a tied Llama, DPO
-# (2B rows, ref_logp), GRPO, a model from a checkpoint, the --after option, a spec error (exit 1)
-# and usage errors (exit 2).
+# (2B rows, ref_logp), GRPO, distillation (the teacher frozen, forward only), a model from a
+# checkpoint, the --after option, a spec error (exit 1) and usage errors (exit 2).
 set -u
 trlc=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 cd "$(dirname "$0")/specs"
@@ -56,6 +56,11 @@ expect 0 '^  %[0-9]* = input "advantages" : f32\[B,1\]' ir $r
 expect 0 '^  %[0-9]* = input "old_logp" : f32\[B,T\]' ir $r
 expect 0 '^  %[0-9]* = input "weight" : f32\[B,T\]' ir $r
 expect 0 '^  grad:model.layers.1.self_attn.q_norm.weight = %' ir $r
+k=tiny-qwen3-kd.trl
+expect 0 '^  %[0-9]* = input "teacher_logits" : f32\[B,T,320\]' ir $k
+expect 0 '^parameters (25, 0 trainable):$' ir --model big $k
+n=$("$trlc" ir --model big $k 2>/dev/null | grep -c '^  grad:\|input "labels"\|input "teacher_logits"')
+if [ "$n" -eq 0 ]; then pass=$((pass + 1)); else echo "FAIL the teacher has a loss or gradients"; fail=$((fail + 1)); fi
 f=from-qwen3.trl
 expect 0 '^parameters (24, 24 trainable):$' ir $f
 expect 0 '= rope(%[0-9]*, %[0-9]*, theta=1e+06) : f32\[B,4,T,8\]' ir $f

@@ -5,7 +5,7 @@
 //  2. the gradient of the loss w.r.t. EVERY parameter against central finite differences
 //     (a few sampled entries per parameter), max relative error printed and asserted;
 //  3. frozen layers (freeze = layers[0:1]) are not trainable and get no gradient output;
-//  4. DPO (sigmoid, hinge), GRPO, and sequence / per-token log-probs against torch, with
+//  4. DPO (sigmoid, hinge), GRPO, distillation, sequence / per-token log-probs against torch, with
 //     gradients;
 //  5. the forward of the tiny Qwen3 checkpoint in tests/fixtures/tiny-qwen3 (written by the io
 //     tests from transformers, float32) against its reference logits.
@@ -32,6 +32,7 @@ typedef struct Case {
     int32_t tokens[B * T], pos[B * T], labels[B * T];
     double ref_logp[B * T];                                  // dpo: (B); grpo: (B, T)
     double old_logp[B * T], adv[B], weight[B * T];          // grpo
+    double *teacher;                                        // kd: (B, T, V)
     int64_t bsym;      // the value bound to the symbol B: rows, or pairs for dpo
 } Case;
 
@@ -57,7 +58,8 @@ static int setup(Case *c, const Fx *fx, const char *arch, int freeze_hi, const c
     bool grpo = !strcmp(objective, "grpo");
     o.beta = grpo ? 0.04 : 0.1;
     o.clip = 0.2;
-    o.temperature = grpo || !strcmp(objective, "token_logp") ? 0.9 : 1;
+    o.temperature = grpo || !strcmp(objective, "token_logp") ? 0.9 : !strcmp(objective, "kd") ? 2 : 1;
+    o.alpha = 0.5;
     o.dpo_loss = dpo;
     c->bsym = strcmp(objective, "dpo") ? B : B / 2;
     ir_graph_init(&c->g, &c->d, IR_F64);
@@ -101,6 +103,13 @@ static int setup(Case *c, const Fx *fx, const char *arch, int freeze_hi, const c
         memcpy(c->ref_logp, r, (size_t)n * sizeof(double));
         if (cpu_bind(c->p, c->res.ref_logp, c->ref_logp, (size_t)n * sizeof(double))) return -1;
     }
+    if (c->res.teacher_logits != IR_NONE) {
+        const void *tl = fx_get(fx, "test.kd_teacher", "F64", &n);
+        if (!tl) return -1;
+        c->teacher = malloc((size_t)n * sizeof(double));
+        memcpy(c->teacher, tl, (size_t)n * sizeof(double));
+        if (cpu_bind(c->p, c->res.teacher_logits, c->teacher, (size_t)n * sizeof(double))) return -1;
+    }
     if (grpo) {
         const void *ol = fx_get(fx, "test.grpo_old_logp", "F64", &n);
         if (!ol || n != B * T) return -1;
@@ -123,6 +132,7 @@ static void teardown(Case *c) {
     for (int i = 0; c->w && i < c->res.nparams; i++) free(c->w[i]);
     free(c->w);
     free(c->wn);
+    free(c->teacher);
     if (c->p) cpu_program_free(c->p);
     ir_graph_free(&c->g);
     arena_free(&c->a);
@@ -337,6 +347,22 @@ static void test_grpo(const char *dir, const char *arch) {
     if (rc == 0) {
         char label[64];
         snprintf(label, sizeof label, "%s grpo", arch);
+        check_grads(&c, label);
+    }
+    teardown(&c);
+    // knowledge distillation
+    rc = setup(&c, &fx, arch, 0, "kd", NULL);
+    CHECK_MSG(rc == 0, "%s kd: lowering failed", arch);
+    if (rc == 0) rc = run(&c, &loss);
+    CHECK(rc == 0);
+    r = fx_get(&fx, "test.kd_loss", "F64", &n);
+    CHECK(r != NULL);
+    if (r) memcpy(&ref, r, 8);
+    printf("%s kd: loss %.12g vs torch %.12g\n", arch, loss, ref);
+    CHECK_CLOSE(loss, ref, 1e-5, 1e-6);
+    if (rc == 0) {
+        char label[64];
+        snprintf(label, sizeof label, "%s kd", arch);
         check_grads(&c, label);
     }
     teardown(&c);
