@@ -141,7 +141,8 @@ static void dim_str(IrDim d, char *buf, size_t n) {
 char *ir_shape_str(const IrShape *s, char *buf, size_t n) {
     if (n == 0) return buf;
     size_t k = (size_t)snprintf(buf, n, "[");
-    for (int i = 0; i < s->rank && k < n; i++) {
+    int rank = s->rank < 0 ? 0 : s->rank > IR_MAX_RANK ? IR_MAX_RANK : s->rank;
+    for (int i = 0; i < rank && k < n; i++) {
         char d[48];
         dim_str(s->d[i], d, sizeof d);
         k += (size_t)snprintf(buf + k, n - k, "%s%s", i ? "," : "", d);

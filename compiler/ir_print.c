@@ -88,8 +88,10 @@ static void print_attrs(FILE *f, const IrNode *n) {
     case IR_SLICE:
         fprintf(f, ", axis=%d, start=", a->axis);
         print_dim(f, a->off);
-        fputs(", len=", f);
-        print_dim(f, n->shape.d[a->axis]);
+        if (a->axis >= 0 && a->axis < n->shape.rank) {
+            fputs(", len=", f);
+            print_dim(f, n->shape.d[a->axis]);
+        }
         break;
     case IR_PAD:
         fprintf(f, ", axis=%d, start=", a->axis);

@@ -141,6 +141,7 @@ int main(void) {
             }
         }
         for (int k = 0; k < n && k < 8; k++) ir_add_output(&g, pool[k], "o");
+        ir_print(devnull, &g, &d);   // printing copes with malformed nodes too
         IrDType real = ri(2) ? IR_F32 : IR_F64;
         int errs0 = d.errors;
         CpuProgram *p = cpu_program_new(&g, real, &d);
