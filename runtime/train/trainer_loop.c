@@ -261,6 +261,41 @@ static int save_checkpoint(Run *r) {
     return rc;
 }
 
+// On resume: drops the lines of RUN/metrics.jsonl logged after the checkpoint's step (the steps
+// the resumed run is about to redo), so that every step appears once. Lines that do not start
+// with {"step": N are kept.
+static int trim_metrics(Run *r, int64_t step) {
+    char path[TR_PATH], tmp[TR_PATH + 32];
+    if (!join(r->d, path, sizeof path, r->dir, "metrics.jsonl")) return -1;
+    FILE *in = fopen(path, "rb");
+    if (!in) return 0;   // nothing logged yet
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *out = fopen(tmp, "wb");
+    if (!out) {
+        fclose(in);
+        diag_plain_error(r->d, "cannot write `%s`: %s", tmp, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = 0;
+    while ((n = getline(&line, &cap, in)) > 0) {
+        long long s = 0;
+        if (sscanf(line, "{\"step\": %lld", &s) == 1 && s > step) continue;
+        if (fwrite(line, 1, (size_t)n, out) != (size_t)n) rc = -1;
+    }
+    free(line);
+    fclose(in);
+    if (fclose(out) != 0) rc = -1;
+    if (rc == 0 && rename(tmp, path) != 0) rc = -1;
+    if (rc) {
+        remove(tmp);
+        diag_plain_error(r->d, "cannot rewrite `%s`: %s", path, strerror(errno));
+    }
+    return rc;
+}
+
 static int resume(Run *r) {
     char path[TR_PATH];
     int64_t step = 0;
@@ -301,7 +336,7 @@ static int resume(Run *r) {
     r->best = st.best_metric;
     r->since_best = st.evals_since_best;
     fprintf(r->log, "resuming from %s (step %lld)\n", path, (long long)st.step);
-    return 0;
+    return trim_metrics(r, st.step);
 }
 
 // Writes a config.json for a model trained from scratch (a stdlib arch) into dir.

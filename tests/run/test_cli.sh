@@ -97,6 +97,7 @@ for s in $(seq 1 40); do
     [ "$(loss_at "$W/u/metrics.jsonl" $s)" = "$(loss_at "$W/k/metrics.jsonl" $s)" ] && same=$((same+1)) || { differ=$((differ+1)); echo "step $s: $(loss_at "$W/u/metrics.jsonl" $s) vs $(loss_at "$W/k/metrics.jsonl" $s)" >&2; }
 done
 [ $same = 40 ] && ok || bad "resumed losses differ from the uninterrupted run at $differ steps"
+[ "$(grep -c '"loss"' "$W/k/metrics.jsonl")" = 40 ] && ok || bad "resumed metrics.jsonl does not hold each of the 40 steps once"
 cmp -s "$W/u/adapter/adapter_model.safetensors" "$W/k/adapter/adapter_model.safetensors" && ok || bad "resumed adapter differs"
 expect_rc 1 "resume with another batch size" -- "$TRLC" run resume.trl --set train.batch=2 --resume "$W/k"
 grep_err "other settings"
