@@ -27,6 +27,7 @@ typedef struct GC {
     double *vdata[GC_MAXV];
     int64_t vn[GC_MAXV];
     IrId inp[GC_MAXI];
+    char iname[GC_MAXI][32];
     void *idata[GC_MAXI];
     size_t ibytes[GC_MAXI];
     uint64_t rng;
@@ -72,8 +73,8 @@ static inline IrId gc_var(GC *c, IrShape s, double lo, double hi) {
 
 // A non-differentiable input with caller data (copied): i32 or f64.
 static inline IrId gc_input(GC *c, IrDType dt, IrShape s, const void *data) {
-    char name[32];
-    snprintf(name, sizeof name, "in%d", c->ni);
+    char *name = c->iname[c->ni];
+    snprintf(name, sizeof c->iname[0], "in%d", c->ni);
     IrId id = ir_input(&c->g, name, dt, s, (Loc){0, 0, 0});
     int64_t n = ir_shape_numel(&s, c->syms);
     size_t bytes = (size_t)n * (dt == IR_I32 ? 4 : 8);
@@ -96,6 +97,7 @@ static inline double gc_check(GC *c, IrId y, double tol) {
     double worst = 1e9;
     CpuProgram *p = NULL;
     double *r = NULL;
+    char vname[32];
     if (y == IR_NONE) {
         CHECK_MSG(0, "%s: graph construction failed", c->name);
         goto done;
@@ -118,7 +120,15 @@ static inline double gc_check(GC *c, IrId y, double tol) {
             goto done;
         }
         ir_cse(&c->g);
-        ir_dce(&c->g);
+        ir_dce(&c->g);   // renumbers: find the leaves again by name
+        for (int i = 0; i < c->nv; i++) {
+            snprintf(vname, sizeof vname, "v%d", i);
+            c->var[i] = ir_find(&c->g, vname);
+        }
+        for (int i = 0; i < c->ni; i++) {
+            const char *nm = c->iname[i];
+            c->inp[i] = ir_find(&c->g, nm);
+        }
         p = cpu_program_new(&c->g, IR_F64, &c->d);
         if (!p) {
             CHECK_MSG(0, "%s: cpu program", c->name);
