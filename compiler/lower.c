@@ -130,6 +130,8 @@ static bool is_param_root(Lower *L, const char *root) {
     return false;
 }
 
+static IrId implicit_param(Lower *L, const char *path, Loc loc);
+
 int lower_as_tensor(Lower *L, const LVal *v, Loc loc, const char *what, IrId *out) {
     switch (v->kind) {
     case LV_TENSOR:
@@ -142,6 +144,11 @@ int lower_as_tensor(Lower *L, const LVal *v, Loc loc, const char *what, IrId *ou
     case LV_PATH: {
         IrId id = lower_param_id(L, v->s);
         if (id == IR_NONE) id = lower_param_id(L, arena_printf(L->a, "%s.weight", v->s));
+        if (id == IR_NONE && L->implicit) {
+            int e0 = L->d->errors;
+            id = implicit_param(L, v->s, loc);
+            if (id == IR_NONE && L->d->errors != e0) return -1;
+        }
         if (id != IR_NONE) {
             *out = id;
             return 0;
@@ -261,7 +268,7 @@ static int eval_ident(Lower *L, LFrame *F, const Ast *e, LVal *out) {
         *out = *v;
         return 0;
     }
-    if (is_param_root(L, e->name)) {
+    if (is_param_root(L, e->name) || (L->implicit && (!strcmp(e->name, "model") || !strcmp(e->name, "lm_head")))) {
         *out = v_path(e->name);
         return 0;
     }
@@ -580,6 +587,13 @@ static int eval_call(Lower *L, LFrame *F, const Ast *e, LVal *out) {
     if (def) return call_def(L, def, NULL, names, vals, locs, n, e->loc, out);
     const LPrim *p = lower_prim_find(e->name);
     if (p) return call_prim(L, p, names, vals, locs, n, e->loc, out);
+    // stdlib/nn.trl is the prelude: its defs (heads, merge_heads, rmsnorm ...) need no import
+    if (!L->prelude) {
+        L->prelude = true;
+        if (load_stdlib_module(L->d, L->a, L->spec, "nn") < 0) return -1;
+        def = find_top(L, AST_DEF, e->name);
+        if (def) return call_def(L, def, NULL, names, vals, locs, n, e->loc, out);
+    }
     lower_err(L, e->name_loc, "unknown function `%s`", e->name);
     const char *s = suggest_function(L, e->name);
     if (s) diag_hint(L->d, "did you mean `%s`?", s);
@@ -713,6 +727,26 @@ static int layer_of(const char *name) {
     return (*s == '.' || *s == 0) ? (int)v : -1;
 }
 
+// Appends parameter p (name, init, loc set) of the given shape as an IR param.
+static int add_param(Lower *L, LowerParam p, int rank, const IrDim *dims) {
+    p.layer = layer_of(p.name);
+    p.trainable = !L->m->frozen && !(p.layer >= 0 && p.layer >= L->m->freeze_lo && p.layer < L->m->freeze_hi);
+    p.id = ir_param(L->g, p.name, L->g->float_dtype, ir_shape_of(rank, dims), p.trainable, p.loc);
+    if (p.id == IR_NONE) {
+        lower_notes(L);
+        return -1;
+    }
+    if (L->nparams == L->capparams) {
+        int cap = L->capparams ? 2 * L->capparams : 64;
+        LowerParam *np = arena_alloc(L->a, (size_t)cap * sizeof *np);
+        if (L->nparams) memcpy(np, L->params, (size_t)L->nparams * sizeof *np);
+        L->params = np;
+        L->capparams = cap;
+    }
+    L->params[L->nparams++] = p;
+    return 0;
+}
+
 static int decl_param(Lower *L, LFrame *F, const Ast *s) {
     if (!L->decl) {
         lower_err(L, s->loc, "`param` declarations belong in an arch body, not in a def");
@@ -748,22 +782,60 @@ static int decl_param(Lower *L, LFrame *F, const Ast *s) {
         dims[i] = ir_dim(n);
     }
     if (eval_init(L, F, s->c, &p)) return -1;
-    p.layer = layer_of(p.name);
-    p.trainable = !L->m->frozen && !(p.layer >= 0 && p.layer >= L->m->freeze_lo && p.layer < L->m->freeze_hi);
-    p.id = ir_param(L->g, p.name, L->g->float_dtype, ir_shape_of(sh->nkids, dims), p.trainable, s->loc);
-    if (p.id == IR_NONE) {
-        lower_notes(L);
-        return -1;
+    return add_param(L, p, sh->nkids, dims);
+}
+
+// An arch without `param` declarations (as in LANGUAGE.md's example) gets the parameters of the
+// usual decoder on first use, shaped as config.json implies: `X.q_proj` → `X.q_proj.weight`
+// [heads*head_dim, hidden], norms [hidden] (q_norm/k_norm [head_dim]), ... No biases. Returns the
+// param, or IR_NONE (no report) when the name is not one of those modules.
+static IrId implicit_param(Lower *L, const char *path, Loc loc) {
+    const CheckedConfig *c = &L->m->cfg;
+    size_t n = strlen(path);
+    const char *name = n > 7 && !strcmp(path + n - 7, ".weight") ? arena_printf(L->a, "%s", path)
+                                                                   : arena_printf(L->a, "%s.weight", path);
+    size_t nn = strlen(name) - 7;   // the module path without ".weight"
+    const char *mod = name;
+    for (size_t i = 0; i < nn; i++)
+        if (name[i] == '.') mod = name + i + 1;
+    size_t ml = (size_t)(name + nn - mod);
+    int64_t q = c->heads * c->head_dim, kv = c->kv_heads * c->head_dim;
+    static const char *const norms[] = {"input_layernorm", "post_attention_layernorm", "norm"};
+    struct { const char *m; int64_t d0, d1; } linear[] = {
+        {"embed_tokens", c->vocab, c->hidden}, {"lm_head", c->vocab, c->hidden}, {"q_proj", q, c->hidden},
+        {"k_proj", kv, c->hidden}, {"v_proj", kv, c->hidden}, {"o_proj", c->hidden, q},
+        {"gate_proj", c->ffn, c->hidden}, {"up_proj", c->ffn, c->hidden}, {"down_proj", c->hidden, c->ffn},
+    };
+    LowerParam p = {.id = IR_NONE, .name = name, .loc = loc};
+    IrDim dims[2];
+    int rank = 0;
+    for (size_t i = 0; i < sizeof linear / sizeof *linear && !rank; i++)
+        if (strlen(linear[i].m) == ml && !strncmp(mod, linear[i].m, ml)) {
+            dims[0] = ir_dim(linear[i].d0);
+            dims[1] = ir_dim(linear[i].d1);
+            rank = 2;
+            p.init = LOWER_INIT_NORMAL;
+            p.std = c->init_std;
+        }
+    for (size_t i = 0; i < 3 && !rank; i++)
+        if (strlen(norms[i]) == ml && !strncmp(mod, norms[i], ml)) {
+            dims[0] = ir_dim(c->hidden);
+            rank = 1;
+            p.init = LOWER_INIT_ONES;
+        }
+    if (!rank && ((ml == 6 && !strncmp(mod, "q_norm", 6)) || (ml == 6 && !strncmp(mod, "k_norm", 6)))) {
+        dims[0] = ir_dim(c->head_dim);
+        rank = 1;
+        p.init = LOWER_INIT_ONES;
     }
-    if (L->nparams == L->capparams) {
-        int cap = L->capparams ? 2 * L->capparams : 64;
-        LowerParam *np = arena_alloc(L->a, (size_t)cap * sizeof *np);
-        if (L->nparams) memcpy(np, L->params, (size_t)L->nparams * sizeof *np);
-        L->params = np;
-        L->capparams = cap;
-    }
-    L->params[L->nparams++] = p;
-    return 0;
+    if (!rank) return IR_NONE;
+    for (int i = 0; i < rank; i++)
+        if (dims[i].coef <= 0 || dims[i].coef > MAX_DIM) {
+            lower_err(L, loc, "parameter `%s` would have size %" PRId64 " from the config", name, dims[i].coef);
+            return IR_NONE;
+        }
+    if (add_param(L, p, rank, dims)) return IR_NONE;
+    return L->params[L->nparams - 1].id;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -936,16 +1008,20 @@ static LVal make_cfg(Lower *L) {
     add_field(r, &nr, "high_freq_factor", v_num(l3 ? hf->rope.high_freq_factor : 0));
     add_field(r, &nr, "original_max_pos", v_num(l3 ? (double)hf->rope.original_max_position_embeddings : 0));
     add_field(f, &n, "rope", (LVal){.kind = LV_RECORD, .fields = r, .nfields = nr});
-    // other keys of the spec's config { } (for user-defined archs): numbers and booleans
+    // the keys of the spec's config { } as written (numbers and booleans): custom archs' own keys
     const Ast *cb = m->config_block;
     for (int i = 0; cb && i < cb->nkids && n < cap; i++) {
         const Ast *k = cb->kids[i];
         if (!k || k->kind != AST_ASSIGN || !k->name || !k->a) continue;
-        bool known = false;
-        for (int j = 0; j < n; j++) known |= !strcmp(f[j].name, k->name);
-        if (known) continue;
-        if (k->a->kind == AST_NUM) add_field(f, &n, k->name, k->a->is_int ? v_int(k->a->inum) : v_num(k->a->num));
-        else if (k->a->kind == AST_BOOL) add_field(f, &n, k->name, v_bool(k->a->boolean));
+        LVal v;
+        if (k->a->kind == AST_NUM) v = k->a->is_int ? v_int(k->a->inum) : v_num(k->a->num);
+        else if (k->a->kind == AST_BOOL) v = v_bool(k->a->boolean);
+        else continue;
+        int at = -1;   // a key written in the spec wins (`rope = 10000;` of a custom arch)
+        for (int j = 0; j < n; j++)
+            if (!strcmp(f[j].name, k->name)) at = j;
+        if (at >= 0) f[at].v = v;
+        else add_field(f, &n, k->name, v);
     }
     return (LVal){.kind = LV_RECORD, .fields = f, .nfields = n};
 }
@@ -1040,8 +1116,8 @@ static int add_objective(Lower *L, const LowerOptions *opt, IrDim bdim, LowerRes
         res->loss_per = "token";
     } else if (!strcmp(obj, "dpo")) {
         const char *kind = opt->dpo_loss ? opt->dpo_loss : "sigmoid";
-        if (strcmp(kind, "sigmoid") && strcmp(kind, "hinge")) {
-            diag_error(L->d, m->loc, "the dpo loss `%s` cannot be lowered yet (sigmoid and hinge can)", kind);
+        if (strcmp(kind, "sigmoid") && strcmp(kind, "hinge") && strcmp(kind, "ipo")) {
+            diag_error(L->d, m->loc, "the dpo loss `%s` cannot be lowered yet (sigmoid, hinge and ipo can)", kind);
             return -1;
         }
         res->ref_logp = ir_input(g, LOWER_INPUT_REF_LOGP, g->float_dtype, ir_shape2(bdim, ir_dim(1)), m->loc);
@@ -1137,6 +1213,7 @@ int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const 
     int rc = exec(&L, &A, arch->body, &ignored);
     L.decl = false;
     if (rc < 0) return -1;
+    L.implicit = L.nparams == 0;
     // 2. forward(tokens, pos)
     IrShape bt = ir_shape2(bdim, ir_dim_t());
     res->tokens = ir_input(g, LOWER_INPUT_TOKENS, IR_I32, bt, fwd->loc);

@@ -84,7 +84,7 @@ typedef struct LowerOptions {
     double clip;              // grpo: ratio clipped to [1 - clip, 1 + clip] (default 0.2)
     double temperature;       // grpo, token_logp, kd: logits are divided by it (default 1)
     double alpha;             // kd: weight of the distillation term (default 0.5)
-    const char *dpo_loss;     // dpo: "sigmoid" (default) | "hinge"
+    const char *dpo_loss;     // dpo: "sigmoid" (default) | "hinge" | "ipo" (length-normalised)
     int max_def_depth;        // nested def calls allowed (0 → 64)
 } LowerOptions;
 

@@ -61,6 +61,9 @@ typedef struct Lower {
     int64_t budget;           // evaluation steps left (guards huge unrolled loops)
     bool decl;                // running an arch body: `param` allowed
     bool noted;               // call-stack notes already printed for the current error
+    bool prelude;             // stdlib/nn.trl was looked in for an unknown function
+    bool implicit;            // the arch declares no `param`: parameters with the usual decoder
+                              // names are declared on first use, shaped from cfg
 } Lower;
 
 // lower.c

@@ -12,7 +12,7 @@ One safetensors file per case, fixtures/<case>.safetensors:
   test.loss                  F64   (1,) sum over targets of CE (with label smoothing)
   test.logp                  F64   (B, 1) sequence log-probs of the labels
   test.ref_logp              F64   (B, 1) made-up reference log-probs
-  test.dpo_sigmoid/_hinge    F64   (1,) DPO losses (beta 0.1) of the pair (row 0 chosen, row 1 rejected)
+  test.dpo_sigmoid/hinge/ipo F64   (1,) DPO losses (beta 0.1) of the pair (row 0 chosen, row 1 rejected)
   test.token_logp            F64   (B, T) per-token log-probs at temperature 0.9
   test.grpo_*                F64   GRPO inputs (old_logp, ref_logp, adv, weight) and TRL's loss
   test.kd_teacher, kd_loss   F64   teacher logits (B, T, V) and the distillation loss (T 2, alpha 0.5)
@@ -81,6 +81,12 @@ def make(name, cls, extra, ls, seed):
     margin = (logp[0] - ref_logp[0]) - (logp[1] - ref_logp[1])
     dpo_sigmoid = -F.logsigmoid(beta * margin)
     dpo_hinge = torch.relu(1 - beta * margin)
+    # IPO as TRL computes it: length-normalised log-probs (policy and reference alike)
+    with torch.no_grad():
+        ntok = (labels != -100).sum(1, keepdim=True).clamp(min=1).double()
+        avg, ref_avg = logp / ntok, ref_logp / ntok
+        ipo_margin = (avg[0] - ref_avg[0]) - (avg[1] - ref_avg[1])
+        dpo_ipo = (ipo_margin - 1 / (2 * beta)) ** 2
     # GRPO as TRL's GRPOTrainer computes it (loss_type "grpo": per-sequence token mean, then the
     # mean over sequences) at temperature 0.9, beta 0.04, epsilon 0.2, from given old / ref
     # per-token log-probs and advantages.
@@ -125,6 +131,7 @@ def make(name, cls, extra, ls, seed):
     tensors["test.ref_logp"] = ref_logp.contiguous()
     tensors["test.dpo_sigmoid"] = dpo_sigmoid.reshape(1).contiguous()
     tensors["test.dpo_hinge"] = dpo_hinge.reshape(1).contiguous()
+    tensors["test.dpo_ipo"] = dpo_ipo.reshape(1).contiguous()
     tensors["test.token_logp"] = tok_logp.contiguous()
     tensors["test.grpo_old_logp"] = old_logp.contiguous()
     tensors["test.grpo_ref_logp"] = gref_logp.contiguous()

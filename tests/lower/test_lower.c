@@ -5,9 +5,10 @@
 //  2. the gradient of the loss w.r.t. EVERY parameter against central finite differences
 //     (a few sampled entries per parameter), max relative error printed and asserted;
 //  3. frozen layers (freeze = layers[0:1]) are not trainable and get no gradient output;
-//  4. DPO (sigmoid, hinge), GRPO, distillation, sequence / per-token log-probs against torch, with
+//  4. DPO (sigmoid, hinge, ipo), GRPO, distillation, sequence / per-token log-probs against torch, with
 //     gradients;
-//  5. the forward of the tiny Qwen3 checkpoint in tests/fixtures/tiny-qwen3 (written by the io
+//  5. an arch without `param` declarations (LANGUAGE.md's llama) equals the stdlib llama;
+//  6. the forward of the tiny Qwen3 checkpoint in tests/fixtures/tiny-qwen3 (written by the io
 //     tests from transformers, float32) against its reference logits.
 // usage: test_lower FIXTURE_DIR [CHECKPOINT_DIR]
 #include "autodiff.h"
@@ -278,8 +279,8 @@ static void test_dpo(const char *dir, const char *arch) {
         CHECK_MSG(0, "cannot read %s", path);
         return;
     }
-    static const char *const kinds[] = {"sigmoid", "hinge"};
-    for (int k = 0; k < 2; k++) {
+    static const char *const kinds[] = {"sigmoid", "hinge", "ipo"};
+    for (int k = 0; k < 3; k++) {
         Case c;
         int rc = setup(&c, &fx, arch, 0, "dpo", kinds[k]);
         CHECK_MSG(rc == 0, "%s dpo %s: lowering failed", arch, kinds[k]);
@@ -385,6 +386,82 @@ static void test_grpo(const char *dir, const char *arch) {
     fx_close(&fx);
 }
 
+// LANGUAGE.md's llama, written in the spec without `param` declarations and without importing
+// nn.trl (heads / merge_heads come from the prelude): its parameters are declared on use with the
+// decoder's names and shapes, and with the llama fixture's weights it computes the same loss.
+static const char implicit_spec[] =
+    "trl 1;\n"
+    "def rmsnorm(x, w, eps) = w * x * rsqrt(mean(x * x, axis = -1) + eps);\n"
+    "def mlp(x, p) = linear(silu(linear(x, p.gate_proj)) * linear(x, p.up_proj), p.down_proj);\n"
+    "def attention(x, p, cfg, pos) {\n"
+    "    q = rope(heads(linear(x, p.q_proj), cfg.heads), pos, cfg.rope);\n"
+    "    k = rope(heads(linear(x, p.k_proj), cfg.kv_heads), pos, cfg.rope);\n"
+    "    v = heads(linear(x, p.v_proj), cfg.kv_heads);\n"
+    "    return linear(merge_heads(sdpa(q, k, v, causal = true)), p.o_proj);\n"
+    "}\n"
+    "arch mini(cfg) {\n"
+    "    forward(tokens, pos) {\n"
+    "        x = embed(tokens, model.embed_tokens);\n"
+    "        for i in 0 .. cfg.layers {\n"
+    "            p = model.layers[i];\n"
+    "            h = x + attention(rmsnorm(x, p.input_layernorm, cfg.eps), p.self_attn, cfg, pos);\n"
+    "            x = h + mlp(rmsnorm(h, p.post_attention_layernorm, cfg.eps), p.mlp);\n"
+    "        }\n"
+    "        return linear(rmsnorm(x, model.norm, cfg.eps), lm_head);\n"
+    "    }\n"
+    "}\n";
+
+static void test_implicit(const char *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/llama.safetensors", dir);
+    Fx fx;
+    if (fx_open(&fx, path)) {
+        CHECK_MSG(0, "cannot read %s", path);
+        return;
+    }
+    Case ref;
+    int rc = setup(&ref, &fx, "llama", 0, "sft", NULL);
+    double want = 0, got = 0;
+    CHECK(rc == 0 && run(&ref, &want) == 0);
+    Case c;
+    memset(&c, 0, sizeof c);
+    diag_init(&c.d, stderr);
+    rc = load_spec_text(&c.d, &c.a, "mini.trl", implicit_spec, strlen(implicit_spec), &c.spec);
+    CHECK(rc == 0);
+    LowerModel m = {.name = "mini", .arch = "mini", .cfg = tiny_cfg(10000, false)};
+    LowerOptions o;
+    lower_options_init(&o);
+    ir_graph_init(&c.g, &c.d, IR_F64);
+    if (rc == 0) rc = lower_graph(&c.d, &c.a, &c.spec, &m, &o, &c.g, &c.res);
+    CHECK_MSG(rc == 0, "the arch without params does not lower");
+    CHECK(c.res.nparams == ref.res.nparams);
+    for (int i = 0; rc == 0 && i < ref.res.nparams; i++) {
+        IrId id = ir_find(&c.g, ref.res.params[i].name);
+        CHECK_MSG(id != IR_NONE, "`%s` not declared on use", ref.res.params[i].name);
+        if (id == IR_NONE) continue;
+        const IrNode *a = ir_node(&c.g, id), *b = ir_node(&ref.g, ref.res.params[i].id);
+        CHECK(ir_shape_eq(&a->shape, &b->shape) && a->trainable);
+    }
+    if (rc == 0) {
+        c.p = cpu_program_new(&c.g, IR_F64, &c.d);
+        CHECK(c.p != NULL);
+        for (int i = 0; c.p && i < ref.res.nparams; i++) {
+            IrId id = ir_find(&c.g, ref.res.params[i].name);
+            if (id != IR_NONE) CHECK(cpu_bind(c.p, id, ref.w[i], (size_t)ref.wn[i] * sizeof(double)) == 0);
+        }
+        CHECK(c.p && cpu_bind_name(c.p, LOWER_INPUT_TOKENS, ref.tokens, sizeof ref.tokens) == 0);
+        CHECK(c.p && cpu_bind_name(c.p, LOWER_INPUT_POS, ref.pos, sizeof ref.pos) == 0);
+        CHECK(c.p && cpu_bind_name(c.p, LOWER_INPUT_LABELS, ref.labels, sizeof ref.labels) == 0);
+        c.bsym = B;
+        CHECK(c.p && run(&c, &got) == 0);
+        printf("implicit-param llama (LANGUAGE.md): loss %.12g vs stdlib llama %.12g\n", got, want);
+        CHECK_CLOSE(got, want, 1e-10, 1e-12);
+    }
+    teardown(&c);
+    teardown(&ref);
+    fx_close(&fx);
+}
+
 // tests/fixtures/tiny-qwen3: config.json (vocab 384, hidden 32, 2 layers, 4/2 heads, head_dim 8,
 // ffn 64, rope_theta 1e6, tied), model.safetensors, reference.safetensors (input_ids (32) I64,
 // logits (32, 384) F32 from transformers in float32).
@@ -475,6 +552,7 @@ int main(int argc, char **argv) {
     test_arch(dir, "qwen3");
     test_dpo(dir, "qwen3");
     test_grpo(dir, "qwen3");
+    test_implicit(dir);
     if (argc > 2) test_checkpoint(argv[2]);
     return test_done("lower.archs");
 }

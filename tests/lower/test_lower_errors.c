@@ -75,6 +75,9 @@ static const ErrCase cases[] = {
      "arch t(cfg) {\n" PARAMS "    forward(tokens, pos) {\n        x = embed(tokens, model.embed_tokens);\n"
      "        for i in 0 .. 300000 { x = x + 1.5; }\n        return linear(x, lm_head);\n    }\n}\n",
      {"the graph grows past 200000 IR nodes"}},
+    {"an arch without params uses an unknown module",
+     "arch t(cfg) {\n    forward(tokens, pos) = linear(embed(tokens, model.embed_tokens), model.head);\n}\n",
+     {"test.trl:4:70: error: parameter `model.head` is used but not declared"}},
     {"wrong logits shape",
      "arch t(cfg) {\n" PARAMS "    forward(tokens, pos) = embed(tokens, model.embed_tokens);\n}\n",
      {"`forward` must return logits of shape [B,T,64], got [B,T,32]"}},
