@@ -1,6 +1,7 @@
 // test_build.c — the IR builders' shape inference and diagnostics (bad shapes are reported at the
 // node's location and give IR_NONE, never a crash), symbolic dims, printing, DCE and the pass
 // pipeline, and the CPU backend's runtime errors (bad ids, labels, bindings) and dropout RNG.
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "autodiff.h"
@@ -426,6 +427,66 @@ static void cast_rounding(void) {
     env_free(&e);
 }
 
+// Big enough for the threaded loops: 1 and 2 OpenMP threads give identical results.
+static void threads_agree(void) {
+    const Loc l = {0, 0, 0};
+    Diag d;
+    diag_init(&d, stderr);
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    IrId x = ir_input(&g, "x", IR_F32, ir_shape3(DB, DT, D(1024)), l);      // (4, 1024, 1024)
+    IrId w = ir_input(&g, "w", IR_F32, ir_shape1(D(1024)), l);
+    IrId lab = ir_input(&g, "lab", IR_I32, ir_shape2(DB, DT), l);
+    IrId y = ir_mul(&g, ir_unary(&g, IR_SILU, x, l), w, l);
+    ir_add_output(&g, ir_reduce(&g, IR_SUM, y, -1, l), "rowsum");
+    ir_add_output(&g, ir_log_softmax(&g, y, l), "lsm");
+    ir_add_output(&g, ir_cross_entropy(&g, y, lab, -100, 0.1, l), "ce");
+    ir_add_output(&g, ir_dropout(&g, y, 0.1, 5, l), "drop");
+    IrId q = ir_input(&g, "q", IR_F32, ir_shape4(D(2), D(4), D(256), D(64)), l);
+    ir_add_output(&g, ir_sdpa(&g, q, q, q, true, 0, l), "attn");
+    CHECK(g.errors == 0);
+    int64_t syms[IR_NSYMS] = {4, 1024};
+    size_t n = 4u * 1024 * 1024;
+    float *xv = malloc(n * sizeof *xv), *wv = malloc(1024 * sizeof *wv);
+    int32_t *lv = malloc(4 * 1024 * sizeof *lv);
+    for (size_t i = 0; i < n; i++) xv[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    for (int i = 0; i < 1024; i++) wv[i] = (float)i / 1024;
+    for (int i = 0; i < 4096; i++) lv[i] = i % 7 ? (i * 31) % 1024 : -100;
+    CpuProgram *p = cpu_program_new(&g, IR_F32, &d);
+    cpu_bind_name(p, "x", xv, n * sizeof *xv);
+    cpu_bind_name(p, "w", wv, 1024 * sizeof *wv);
+    cpu_bind_name(p, "lab", lv, 4096 * sizeof *lv);
+    cpu_bind_name(p, "q", xv, 2 * 4 * 256 * 64 * sizeof *xv);
+    void *first[8] = {NULL};
+    int saved = omp_get_max_threads();
+    setenv("TRLC_CPU_SDPA_BLOCK_MAX", "0", 1);   // the threaded row path of attention
+    for (int threads = 1; threads <= 2; threads++) {
+        omp_set_num_threads(threads);
+        CHECK(cpu_run(p, syms, 3) == 0);
+        for (int o = 0; o < g.nouts && o < 8; o++) {
+            const CpuTensor *t = cpu_output(p, o);
+            if (!t) continue;
+            size_t bytes = (size_t)t->numel * sizeof(float);
+            if (threads == 1) {
+                first[o] = malloc(bytes);
+                memcpy(first[o], t->data, bytes);
+            } else {
+                CHECK_MSG(memcmp(first[o], t->data, bytes) == 0, "output %s differs with 2 threads",
+                          g.outs[o].name);
+            }
+        }
+    }
+    unsetenv("TRLC_CPU_SDPA_BLOCK_MAX");
+    omp_set_num_threads(saved);
+    for (int o = 0; o < 8; o++) free(first[o]);
+    free(xv);
+    free(wv);
+    free(lv);
+    cpu_program_free(p);
+    ir_graph_free(&g);
+    diag_free(&d);
+}
+
 static void dropout_rng(void) {
     Env e;
     env_init(&e);
@@ -466,6 +527,7 @@ int main(void) {
     finite_check();
     f32_vs_f64();
     cast_rounding();
+    threads_agree();
     dropout_rng();
     return test_done("ir.build");
 }
