@@ -417,14 +417,11 @@ static void check_data(Ck *c, const Ast *blk, CheckedData *dt, int errors_before
     const Ast *tpl = ck_setting(blk, "template");
     dt->template_kind = "chat";
     if (tpl && tpl->kind == AST_IDENT) dt->template_kind = tpl->name;
-    if (tpl && tpl->kind == AST_STR) {
+    if (tpl && tpl->kind == AST_STR) {   // a format string, or a template name (validated later)
         dt->template_kind = "string";
         dt->template_str = tpl->str;
-        if (!strstr(tpl->str, "{prompt}")) {
-            diag_error(c->d, tpl->loc, "the template has no `{prompt}`");
-            diag_hint(c->d, "a template string shows where the prompt goes: \"User: {prompt}\\nAssistant: \"");
-        }
     }
+    c->data_clean[dt - c->out->data] = c->d->errors == errors_before;
     if (dt->from && fi && c->d->errors == errors_before) ck_check_data_columns(c, blk, dt);
     dt->max_len = ck_int_or(blk, "max_len", 2048);
     dt->pack = ck_bool_or(blk, "pack", false);
@@ -902,6 +899,15 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
         }
     } else if (c->nmodels > 0) {
         out->policy = ck_model_index(c, "policy") >= 0 ? ck_model_index(c, "policy") : 0;
+    }
+    // the chat template each dataset is rendered with (needs the policy: `chat` is its own)
+    for (int i = 0; out->policy >= 0 && i < out->ndata; i++) {
+        const Ast *blk = NULL;
+        for (int j = 0; j < c->nblocks; j++)
+            if (!strcmp(c->blocks[j]->name, "data") && !strcmp(c->blocks[j]->label, out->data[i].name)) blk = c->blocks[j];
+        const CheckedModel *pm = &out->models[out->policy];
+        bool model_ok = pm->from ? c->dir_ok[out->policy] : !ck_setting(c->models[out->policy], "from") && pm->arch;
+        if (blk && c->data_clean[i] && model_ok) ck_check_template(c, blk, &out->data[i], pm);
     }
     for (int i = 0; i < c->nmodels; i++) {
         CheckedModel *m = &out->models[i];

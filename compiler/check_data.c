@@ -2,9 +2,12 @@
 // (or the header of a .csv) must hold the columns the data format needs, under the names given in
 // `fields { }` or the reader's default names (runtime/io/dataset.c). A misspelt column is reported
 // at the spec line that names it, with did-you-mean over the file's real columns.
+// Also the chat template each dataset will be rendered with (`template = ...`), through the same
+// runtime/io function the run uses, its errors moved to the spec's line.
 // Not here: validating every row, types of values, tokenization (the dataset reader does it all
 // when the run opens the file); .json files (an array that would have to be read whole).
 #include "check_int.h"
+#include "chat.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,4 +150,65 @@ void ck_check_data_columns(Ck *c, const Ast *blk, const CheckedData *dt) {
         diag_hint(c->d, "its columns: %s; name the one to use: `fields { %s = \"%s\"; }`", ck_join_names(c, cols, ncols),
                   nd->field, cand ? cand : "...");
     }
+}
+
+// Runs one of runtime/io's validators with its diagnostics captured, then re-reports the first
+// error at `at` (the spec's `template = ...`), with its hints. Returns 0 when it found no error.
+static int relocate_errors(Ck *c, Loc at, const char *value, const char *cfg_path) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *ms = open_memstream(&buf, &len);
+    if (!ms) return 0;   // cannot capture: the run reports it later
+    Diag tmp;
+    diag_init(&tmp, ms);
+    ChatTemplate t;
+    if (chat_from_spec(&tmp, value, cfg_path, &t) == 0) chat_free(&t);
+    int errors = tmp.errors;
+    diag_free(&tmp);
+    fclose(ms);
+    if (errors) {
+        bool first = true;
+        for (char *line = buf, *next; line && *line; line = next) {
+            next = strchr(line, '\n');
+            if (next) *next++ = 0;
+            if (!strncmp(line, "hint: ", 6)) {
+                if (!first) diag_hint(c->d, "%s", line + 6);
+                continue;
+            }
+            char *e = strstr(line, ": error: ");
+            if (!e || !first) continue;
+            if (!strncmp(line, "trlc: error: ", 13)) diag_error(c->d, at, "%s", line + 13);
+            else diag_error(c->d, at, "%.*s: %s", (int)(e - line), line, e + 9);   // path: message
+            first = false;
+        }
+        if (first) diag_error(c->d, at, "this template cannot be used");
+    }
+    free(buf);
+    return errors ? -1 : 0;
+}
+
+void ck_check_template(Ck *c, const Ast *blk, const CheckedData *dt, const CheckedModel *policy) {
+    if (!dt->format || !strcmp(dt->format, "text")) return;   // raw text is not rendered
+    const Ast *tpl = ck_setting(blk, "template");
+    Loc at = tpl ? tpl->loc : ck_head_loc(blk);
+    const char *value = "chat";
+    if (tpl && tpl->kind == AST_STR) value = tpl->str;
+    else if (tpl && tpl->kind == AST_IDENT) value = tpl->name;
+    const char *cfg_path = NULL;
+    if (policy->from) {
+        cfg_path = arena_printf(c->a, "%s/tokenizer_config.json", policy->from);
+        FILE *f = fopen(cfg_path, "rb");
+        if (f) fclose(f);
+        else cfg_path = NULL;
+    }
+    if (!strcmp(value, "chat") && !cfg_path) {
+        if (tpl) diag_error(c->d, at, "`template = chat` uses the chat template of model `%s`, but %s", policy->name,
+                            policy->from ? "its directory has no tokenizer_config.json" : "it has no checkpoint");
+        else diag_error(c->d, at, "`data %s` uses the model's chat template (`template = chat`, the default), but model `%s` %s",
+                        dt->name, policy->name, policy->from ? "has no tokenizer_config.json" : "has no checkpoint");
+        diag_hint(c->d, "name one: `template = chatml;` (or qwen2, qwen3, llama3, plain), or write one: "
+                        "`template = \"User: {prompt}\\nAssistant: \";`");
+        return;
+    }
+    relocate_errors(c, at, value, cfg_path);
 }

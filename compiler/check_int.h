@@ -26,6 +26,7 @@ typedef struct Ck {
     const char *ghost_kind[16], *ghost_label[16];
     int nghosts;
     bool dir_ok[CHECK_MAX_MODELS];      // the model's `from` directory and config.json were fine
+    bool data_clean[CHECK_MAX_DATA];    // the data block's settings had no error
     const SchemaKey *construct;         // the construct setting whose variant is being checked
     bool config_open;                   // checking a model whose arch is the spec's own: its
                                         // `config { }` may hold any numeric or boolean key
@@ -61,6 +62,8 @@ bool ck_ghost(Ck *c, const char *kind, const char *label);
 
 // The first row (or CSV header) of a data file holds the columns its format needs (check_data.c).
 void ck_check_data_columns(Ck *c, const Ast *blk, const CheckedData *dt);
+// The dataset's chat template can be built (named, format string, or the policy's own).
+void ck_check_template(Ck *c, const Ast *blk, const CheckedData *dt, const CheckedModel *policy);
 
 // Checks the items of one block (or construct) against sb: unknown keys (did-you-mean), kinds,
 // duplicates, each value's type/unit/range/enum, missing required keys.

@@ -22,7 +22,7 @@ static const char *const quant_formats[] = {"nf4", "fp4", "int8", NULL};
 static const char *const all_linear[] = {"all_linear", NULL};
 static const char *const data_formats[] = {"text", "prompt_response", "messages", "preference",
                                            "prompt_answer", NULL};
-static const char *const templates[] = {"chat", "plain", NULL};
+static const char *const templates[] = {"chat", "plain", "chatml", "qwen2", "qwen3", "llama3", NULL};   // chat.c's names
 static const char *const tokenizers[] = {"bytes", NULL};
 static const char *const dpo_losses[] = {"sigmoid", "ipo", "hinge", NULL};
 static const char *const grpo_losses[] = {"grpo", "dr_grpo", "dapo", NULL};
@@ -97,7 +97,7 @@ static const SchemaKey data_keys[] = {
     {"format", SK_ENUM, REQ, .enums = data_formats, .doc = "what one row holds"},
     {"fields", SK_BLOCK, .subs = fields_subs, .doc = "column mapping when the file's names differ"},
     {"template", SK_TEMPLATE, .enums = templates, .def = "chat",
-     .doc = "`chat` (the model's chat template), `plain`, or a string with `{prompt}`"},
+     .doc = "`chat` (the model's own), a named one, or a format string `\"User: {prompt}\\nAssistant: \"`"},
     {"max_len", SK_TOKENS, IN_CC(1, TOKENS_MAX), .def = "2048 tokens", .doc = "longer rows are truncated"},
     {"pack", SK_BOOL, .def = "false", .doc = "pack several rows into one sequence"},
     {"shuffle", SK_BOOL, .def = "true", .doc = "shuffle rows every epoch"},

@@ -5,9 +5,9 @@
 set -euo pipefail
 trlc=$1
 doc=$(dirname "$0")/../../docs/settings.md
-new=$("$trlc" check --settings)
-awk -v new="$new" '
-    /^<!-- BEGIN blocks-and-settings/ { print; print new; print ""; skip = 1; next }
+export new=$("$trlc" check --settings)   # through the environment: awk -v would expand `\n`
+awk '
+    /^<!-- BEGIN blocks-and-settings/ { print; print ENVIRON["new"]; print ""; skip = 1; next }
     /^<!-- END blocks-and-settings/   { skip = 0 }
     !skip { print }' "$doc" > "$doc.tmp"
 mv "$doc.tmp" "$doc"
