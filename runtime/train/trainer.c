@@ -11,20 +11,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Rng streams of a run's seed: 0 the run state, 1 weight init, 2 LoRA init.
-enum { TR_STREAM_RUN = 0, TR_STREAM_INIT = 1, TR_STREAM_LORA = 2 };
+// Rng streams of a run's seed: 0 the run state, 1 weight init, 2 LoRA init, 3 a second model's init.
+enum { TR_STREAM_RUN = 0, TR_STREAM_INIT = 1, TR_STREAM_LORA = 2, TR_STREAM_AUX = 3 };
 
 static double rng_unit(void *ctx) { return rng_uniform_f64((Rng *)ctx); }
 
 // lower (+ LoRA) (+ autodiff) into g.
 static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, bool train) {
     ir_graph_init(g, t->d, IR_F32);
-    if (lower_model(t->d, t->a, spec, t->cs, -1, g, res) != 0) return -1;
-    if (res->loss == IR_NONE) {
-        diag_plain_error(t->d, "objective `%s` has no loss the trainer can run yet (sft and pretrain do)",
-                         t->cs->objective.kind ? t->cs->objective.kind : "?");
+    LowerOptions opt;
+    lower_options_from_spec(t->cs, &opt);
+    const char *k = opt.objective;
+    if (strcmp(k, "sft") && strcmp(k, "pretrain") && strcmp(k, "dpo") && strcmp(k, "kd")) {
+        diag_error(t->d, t->cs->objective.loc, "the trainer does not run the `%s` objective yet",
+                   t->cs->objective.kind ? t->cs->objective.kind : "?");
+        diag_hint(t->d, "`trlc run` trains sft, pretrain, dpo and kd");
         return -1;
     }
+    if (lower_model_opts(t->d, t->a, spec, t->cs, -1, &opt, g, res) != 0) return -1;
+    if (res->loss == IR_NONE) {
+        diag_plain_error(t->d, "objective `%s` lowered without a loss", k);
+        return -1;
+    }
+    t->per_pair = res->loss_per && !strcmp(res->loss_per, "pair");
     if (t->has_lora) {
         const CheckedModel *m = t->m;
         LoraOptions lo = {0};
@@ -41,7 +50,15 @@ static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, b
         if (lora_apply(t->d, t->a, g, res, &lo, &lr) != 0) return -1;
         if (train) t->lora = lr;
     }
-    if (train && ad_backward(g, NULL, 0) != 0) return -1;
+    if (train) {
+        // the training program does not hand out the logits (B, T, V): as an output they would
+        // stay allocated through the whole backward pass
+        int k = 0;
+        for (int i = 0; i < g->nouts; i++)
+            if (strcmp(g->outs[i].name, "logits") != 0) g->outs[k++] = g->outs[i];
+        g->nouts = k;
+        if (ad_backward(g, NULL, 0) != 0) return -1;
+    }
     return g->errors ? -1 : 0;
 }
 
@@ -99,12 +116,12 @@ oom:
     return -1;
 }
 
-// Weights: from the checkpoint directory, or the declared inits; LoRA A/B as PEFT.
-static int init_weights(Trainer *t) {
-    const CheckedModel *m = t->m;
-    Rng ri, rl;
-    rng_stream(&ri, (uint64_t)t->cs->train.seed, TR_STREAM_INIT);
-    rng_stream(&rl, (uint64_t)t->cs->train.seed, TR_STREAM_LORA);
+// The weights of model m (params ps/res, LoRA adapters skipped): from its checkpoint directory, or
+// the declared inits drawn from stream `stream` of the seed.
+static int load_weights(Trainer *t, const CheckedModel *m, const LowerResult *res, TrParam *ps, int np,
+                        const bool *skip, uint32_t stream) {
+    Rng ri;
+    rng_stream(&ri, (uint64_t)t->cs->train.seed, stream);
     StCheckpoint *ck = NULL;
     if (m->from) {
         ck = st_checkpoint_open(t->d, m->from);
@@ -115,17 +132,10 @@ static int init_weights(Trainer *t) {
         }
     }
     int rc = 0;
-    for (int i = 0; i < t->np && rc == 0; i++) {
-        TrParam *p = &t->ps[i];
-        const LowerParam *lp = &t->res.params[i];
-        if (p->lora >= 0) {
-            const LoraModule *lm = &t->lora.mods[p->lora];
-            if (i == lm->pA) {
-                TrParam *b = &t->ps[lm->pB];
-                lora_init_values(p->data, b->data, m->lora_rank, lm->in, lm->out, rng_unit, &rl);
-            }
-            continue;
-        }
+    for (int i = 0; i < np && rc == 0; i++) {
+        TrParam *p = &ps[i];
+        const LowerParam *lp = &res->params[i];
+        if (p->lora >= 0 || (skip && skip[i])) continue;
         if (ck) {
             rc = st_checkpoint_read_f32(t->d, ck, p->name, p->rank, p->shape, p->data);
             continue;
@@ -145,6 +155,88 @@ static int init_weights(Trainer *t) {
     }
     st_checkpoint_close(ck);
     return rc;
+}
+
+// The policy's weights, then its LoRA adapters as PEFT initialises them.
+static int init_weights(Trainer *t) {
+    if (load_weights(t, t->m, &t->res, t->ps, t->np, NULL, TR_STREAM_INIT)) return -1;
+    Rng rl;
+    rng_stream(&rl, (uint64_t)t->cs->train.seed, TR_STREAM_LORA);
+    for (int i = 0; i < t->lora.nmods; i++) {
+        const LoraModule *lm = &t->lora.mods[i];
+        lora_init_values(t->ps[lm->pA].data, t->ps[lm->pB].data, t->m->lora_rank, lm->in, lm->out, rng_unit, &rl);
+    }
+    return 0;
+}
+
+static TrParam *find_param(Trainer *t, const char *name);
+
+// The second model an objective needs: kd's teacher, dpo's reference (`ref`, or else the policy
+// as it starts: its frozen base weights shared when LoRA trains, a copy of the initial weights for
+// full fine-tuning), lowered forward-only.
+static int setup_aux(Trainer *t, LoadedSpec *spec) {
+    const CheckedObjective *ob = &t->cs->objective;
+    int idx;
+    if (!strcmp(ob->kind, "kd")) {
+        t->aux = TR_AUX_TEACHER;
+        idx = ob->teacher;
+        if (idx < 0) {
+            diag_error(t->d, ob->loc, "the `kd` objective needs `teacher = MODEL;`");
+            return -1;
+        }
+    } else if (!strcmp(ob->kind, "dpo")) {
+        t->aux = TR_AUX_REFERENCE;
+        idx = ob->ref >= 0 ? ob->ref : t->cs->policy;
+    } else {
+        return 0;
+    }
+    t->am = &t->cs->models[idx];
+    LowerOptions opt;
+    lower_options_init(&opt);
+    opt.objective = "none";
+    ir_graph_init(&t->ga, t->d, IR_F32);
+    if (lower_model_opts(t->d, t->a, spec, t->cs, idx, &opt, &t->ga, &t->resa) != 0) return -1;
+    t->alogits_out = find_output(&t->ga, "logits");
+    t->nap = t->resa.nparams;
+    t->aps = calloc((size_t)t->nap + 1, sizeof *t->aps);
+    t->ashared = calloc((size_t)t->nap + 1, sizeof *t->ashared);
+    if (!t->aps || !t->ashared || t->alogits_out < 0) {
+        diag_plain_error(t->d, "out of memory");
+        return -1;
+    }
+    bool self = idx == t->cs->policy;
+    for (int i = 0; i < t->nap; i++) {
+        const IrNode *n = ir_node(&t->ga, t->resa.params[i].id);
+        TrParam *p = &t->aps[i];
+        p->name = t->resa.params[i].name;
+        p->rank = n->shape.rank;
+        p->numel = 1;
+        p->lora = -1;
+        p->grad_out = -1;
+        for (int k = 0; k < n->shape.rank; k++) {
+            p->shape[k] = n->shape.d[k].coef;
+            p->numel *= p->shape[k];
+        }
+        TrParam *pp = self ? find_param(t, p->name) : NULL;
+        if (pp && pp->numel == p->numel && !pp->trainable) {   // a frozen weight of the policy
+            p->data = pp->data;
+            t->ashared[i] = true;
+            continue;
+        }
+        p->data = calloc((size_t)(p->numel ? p->numel : 1), sizeof(float));
+        if (!p->data) {
+            diag_plain_error(t->d, "out of memory");
+            return -1;
+        }
+        if (pp && pp->numel == p->numel) memcpy(p->data, pp->data, (size_t)p->numel * sizeof(float));   // initial values
+    }
+    if (!self && load_weights(t, t->am, &t->resa, t->aps, t->nap, NULL, TR_STREAM_AUX)) return -1;
+    t->aprog = cpu_program_new(&t->ga, IR_F32, t->d);
+    if (!t->aprog) return -1;
+    for (int i = 0; i < t->nap; i++)
+        if (cpu_bind_name(t->aprog, t->aps[i].name, t->aps[i].data, (size_t)t->aps[i].numel * sizeof(float)))
+            return -1;
+    return 0;
 }
 
 static int bind_params(Trainer *t, CpuProgram *p, const IrGraph *g) {
@@ -237,7 +329,7 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     t->loss_out = find_output(&t->g, "loss");
     t->eloss_out = find_output(&t->ge, "loss");
     t->elogits_out = find_output(&t->ge, "logits");
-    if (alloc_params(t) || init_weights(t)) goto fail;
+    if (alloc_params(t) || init_weights(t) || setup_aux(t, spec)) goto fail;
     *status = TR_RUNTIME_ERROR;
     t->prog = cpu_program_new(&t->g, IR_F32, d);
     t->eprog = t->prog ? cpu_program_new(&t->ge, IR_F32, d) : NULL;
@@ -263,12 +355,19 @@ void tr_free(Trainer *t) {
     if (t->opt_ok) opt_free(&t->opt);
     ir_graph_free(&t->g);
     ir_graph_free(&t->ge);
+    cpu_program_free(t->aprog);
+    for (int i = 0; i < t->nap; i++)
+        if (!t->ashared[i]) free(t->aps[i].data);
+    free(t->aps);
+    free(t->ashared);
+    free(t->ref_logp);
+    ir_graph_free(&t->ga);
     free(t);
 }
 
 static int bind_inputs(Trainer *t, CpuProgram *p, const int32_t *tokens, const int32_t *pos,
                        const int32_t *labels, int B, int T) {
-    if (B < 1 || T < 1 || (int64_t)B * T > ((int64_t)1 << 31)) {
+    if (B < 1 || T < 1 || (int64_t)B * T > ((int64_t)1 << 31) || (t->per_pair && B % 2)) {
         diag_plain_error(t->d, "bad batch shape %d x %d", B, T);
         return -1;
     }
@@ -287,10 +386,57 @@ static int bind_inputs(Trainer *t, CpuProgram *p, const int32_t *tokens, const i
     return 0;
 }
 
+// Runs the teacher / reference on the batch and binds what it computed to program p.
+static int run_aux(Trainer *t, CpuProgram *p, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
+                   int B, int T) {
+    if (t->aux == TR_AUX_NONE) return 0;
+    size_t nb = (size_t)B * (size_t)T * sizeof(int32_t);
+    if (cpu_bind_name(t->aprog, LOWER_INPUT_TOKENS, tokens, nb) || cpu_bind_name(t->aprog, LOWER_INPUT_POS, pos, nb))
+        return -1;
+    if (ir_find(&t->ga, LOWER_INPUT_LABELS) != IR_NONE && cpu_bind_name(t->aprog, LOWER_INPUT_LABELS, labels, nb))
+        return -1;
+    int64_t sym[IR_NSYMS] = {B, T};
+    if (cpu_run(t->aprog, sym, 0) != 0) return -1;
+    const CpuTensor *lg = cpu_output(t->aprog, t->alogits_out);
+    int64_t V = t->am->cfg.vocab;
+    if (!lg || lg->numel != (int64_t)B * T * V) {
+        diag_plain_error(t->d, "internal: the %s's logits have the wrong size", t->aux == TR_AUX_TEACHER ? "teacher" : "reference");
+        return -1;
+    }
+    const float *x = lg->data;   // (B, T, V)
+    if (t->aux == TR_AUX_TEACHER)
+        return cpu_bind_name(p, LOWER_INPUT_TEACHER_LOGITS, x, (size_t)lg->numel * sizeof(float));
+    // reference: summed log-probs of each row's target tokens, (B, 1)
+    if ((size_t)B > t->ref_cap) {
+        float *nr = realloc(t->ref_logp, (size_t)B * sizeof *nr);
+        if (!nr) {
+            diag_plain_error(t->d, "out of memory");
+            return -1;
+        }
+        t->ref_logp = nr;
+        t->ref_cap = (size_t)B;
+    }
+    for (int b = 0; b < B; b++) {
+        double s = 0;
+        for (int k = 0; k < T; k++) {
+            int32_t y = labels[(size_t)b * T + k];
+            if (y == LOWER_IGNORE_INDEX) continue;
+            const float *row = x + ((size_t)b * T + k) * (size_t)V;
+            double mx = row[0], z = 0;
+            for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+            for (int64_t v = 0; v < V; v++) z += exp((double)row[v] - mx);
+            s += (double)row[y] - mx - log(z);
+        }
+        t->ref_logp[b] = (float)s;
+    }
+    return cpu_bind_name(p, LOWER_INPUT_REF_LOGP, t->ref_logp, (size_t)B * sizeof(float));
+}
+
 int tr_micro_step(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
                   int B, int T, uint64_t step, double *loss_sum) {
-    if (bind_inputs(t, t->prog, tokens, pos, labels, B, T)) return -1;
-    int64_t sym[IR_NSYMS] = {B, T};
+    if (bind_inputs(t, t->prog, tokens, pos, labels, B, T) || run_aux(t, t->prog, tokens, pos, labels, B, T))
+        return -1;
+    int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};   // dpo: B is the number of pairs
     if (cpu_run(t->prog, sym, step) != 0) return -1;
     const CpuTensor *l = cpu_output(t->prog, t->loss_out);
     *loss_sum = l && l->numel >= 1 ? ((const float *)l->data)[0] : NAN;
@@ -333,8 +479,9 @@ int tr_apply(Trainer *t, int64_t n_targets, double *grad_norm, double *lr) {
 
 int tr_eval_batch(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
                   int B, int T, double *loss_sum) {
-    if (bind_inputs(t, t->eprog, tokens, pos, labels, B, T)) return -1;
-    int64_t sym[IR_NSYMS] = {B, T};
+    if (bind_inputs(t, t->eprog, tokens, pos, labels, B, T) || run_aux(t, t->eprog, tokens, pos, labels, B, T))
+        return -1;
+    int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};
     if (cpu_run(t->eprog, sym, 0) != 0) return -1;
     const CpuTensor *l = cpu_output(t->eprog, t->eloss_out);
     *loss_sum = l && l->numel >= 1 ? ((const float *)l->data)[0] : NAN;
@@ -369,3 +516,4 @@ int tr_nparams(const Trainer *t) { return t->np; }
 const char *tr_param_name(const Trainer *t, int i) { return i >= 0 && i < t->np ? t->ps[i].name : NULL; }
 bool tr_param_trainable(const Trainer *t, int i) { return i >= 0 && i < t->np && t->ps[i].trainable; }
 Optimizer *tr_optimizer(Trainer *t) { return &t->opt; }
+bool tr_loss_per_pair(const Trainer *t) { return t->per_pair; }

@@ -8,6 +8,7 @@
 // Not here: the objectives' math (stdlib .trl via lower), GPU execution, DPO/GRPO loops.
 #ifndef TRLC_TRAINER_H
 #define TRLC_TRAINER_H
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,7 +19,7 @@
 #include "optim.h"
 
 // Status codes (the CLI turns them into exit codes 0 / 1 / 3).
-enum { TR_OK = 0, TR_SPEC_ERROR = 1, TR_RUNTIME_ERROR = 3 };
+enum { TR_OK = 0, TR_SPEC_ERROR = 1, TR_RUNTIME_ERROR = 3, TR_INTERRUPTED = 4 };
 
 typedef struct TrainerOptions {
     const char *out_dir;       // overrides train.out (NULL: the spec's)
@@ -26,6 +27,9 @@ typedef struct TrainerOptions {
     const char *device;        // "cpu" (NULL = cpu); "cuda" is refused for now
     FILE *log;                 // progress and summary (NULL = stderr)
     bool nan_skip;             // a non-finite loss skips the update instead of stopping
+    // Set (e.g. by a SIGINT handler) to stop after the current step: a checkpoint is saved and
+    // trainer_run returns TR_INTERRUPTED. May be NULL.
+    volatile sig_atomic_t *interrupt;
 } TrainerOptions;
 
 typedef struct TrainerSummary {
@@ -41,7 +45,10 @@ typedef struct TrainerSummary {
 typedef struct Trainer Trainer;
 
 // Compiles the policy of cs (spec was checked into cs), initialises its weights (from the
-// checkpoint directory, or seeded from the declared inits; LoRA A/B as PEFT) and the optimizer.
+// checkpoint directory, or seeded from the declared inits; LoRA A/B as PEFT) and the optimizer;
+// for kd the teacher and for dpo the reference (`ref`, else the policy as it starts: the base
+// without adapters, or a frozen copy of the initial weights) are compiled forward-only and run
+// before the policy on every batch.
 // NULL after reporting; *status gets TR_SPEC_ERROR or TR_RUNTIME_ERROR.
 Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, const TrainerOptions *o,
                 int *status);
@@ -72,6 +79,9 @@ int tr_nparams(const Trainer *t);
 const char *tr_param_name(const Trainer *t, int i);
 bool tr_param_trainable(const Trainer *t, int i);
 Optimizer *tr_optimizer(Trainer *t);
+// True when the loss sums over preference pairs (dpo: divide by the pairs, DsBatch.n_examples),
+// false when over target tokens (sft, pretrain, kd).
+bool tr_loss_per_pair(const Trainer *t);
 
 // The whole run: tr_new, data, the loop, evaluation, checkpoints, export, summary. Returns a
 // TR_* status; *sum (may be NULL) is filled as far as the run got.

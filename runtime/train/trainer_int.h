@@ -21,6 +21,13 @@ typedef struct TrParam {
     int lora;                  // index into lora.mods when a LoRA A or B, else -1
 } TrParam;
 
+// What the objective needs from a second, frozen model, run before the policy on each batch.
+typedef enum TrAuxKind {
+    TR_AUX_NONE,
+    TR_AUX_TEACHER,            // kd: the teacher's logits → the policy's `teacher_logits` input
+    TR_AUX_REFERENCE,          // dpo: the reference's sequence log-probs → `ref_logp`
+} TrAuxKind;
+
 struct Trainer {
     Diag *d;
     Arena *a;
@@ -40,6 +47,20 @@ struct Trainer {
     double base_lr, clip;
     int64_t step;              // optimizer updates done
     Rng rng;                   // the run's generator (saved in checkpoints)
+    // the objective
+    bool per_pair;             // the loss sums over preference pairs (dpo), else target tokens
+    TrAuxKind aux;
+    const CheckedModel *am;    // the teacher / reference model (the policy itself for a dpo
+                               // reference without `ref`)
+    IrGraph ga;                // its forward graph (logits)
+    LowerResult resa;
+    CpuProgram *aprog;
+    int alogits_out;
+    TrParam *aps;              // its parameters; data owned unless shared with the policy
+    int nap;
+    bool *ashared;             // (nap) the buffer is the policy's (a frozen base weight)
+    float *ref_logp;           // (rows) dpo: the reference's sequence log-probs
+    size_t ref_cap;
 };
 
 // (Re)builds the schedule for total_steps optimizer steps. Returns 0 or -1 (reported).

@@ -481,10 +481,11 @@ static int evaluate(Run *r) {
             break;
         }
         sum += l;
-        targets += b.n_targets;
+        targets += r->t->per_pair ? b.n_examples : b.n_targets;
         int64_t nl = 0;
         const float *lg = tr_eval_logits(r->t, &nl);
-        if (lg && nl == (int64_t)b.B * b.T * r->t->m->cfg.vocab) exact_match(&b, lg, r->t->m->cfg.vocab, &seqs, &correct);
+        if (!r->t->per_pair && lg && nl == (int64_t)b.B * b.T * r->t->m->cfg.vocab)
+            exact_match(&b, lg, r->t->m->cfg.vocab, &seqs, &correct);
     }
     ds_batch_free(&b);
     if (n < 0 || rc) return -1;
@@ -567,7 +568,7 @@ static int loop(Run *r) {
                               r->batch.T, dstep, &l))
                 return TR_RUNTIME_ERROR;
             loss_sum += l;
-            targets += r->batch.n_targets;
+            targets += t->per_pair ? r->batch.n_examples : r->batch.n_targets;
             r->samples += r->batch.n_examples;
             for (int b = 0; b < r->batch.B; b++) r->tokens += r->batch.lengths[b];
             micro++;

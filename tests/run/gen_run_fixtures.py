@@ -20,6 +20,16 @@ fixtures/step.safetensors
                            wd 0.01, clip 1.0, transformers' cosine-with-min-lr schedule: warmup 2,
                            8 steps, min_lr 1e-3) — the settings of lora.trl
   rslora.loss              F64 (1,) the batch's loss with use_rslora (scale alpha/sqrt(r))
+  dpo.tokens/pos/labels    I32 (4, T) two preference pairs: chosen rows 0-1, rejected rows 2-3
+                           (the same prompt per pair, prompt masked)
+  dpo.loss                 F64 (1,) DPO (sigmoid, beta 0.1) of the peft policy (the adapter values
+                           above) against the reference = the same model with adapters disabled,
+                           mean over the pairs (TRL's formula)
+  dpo.grad.<module>.lora_{A,B}.weight   F32 its gradients
+  kd.loss                  F64 (1,) distillation (temperature 2, alpha 0.5) of the peft student
+                           from the base model as teacher on the batch: (alpha T^2 sum KL(teacher_T
+                           || student_T) + (1 - alpha) sum CE) over target tokens / their count
+  kd.grad.<module>.lora_{A,B}.weight    F32
 """
 import os
 import torch
@@ -142,6 +152,56 @@ def main():
 
     with torch.no_grad():
         t["rslora.loss"] = mean_loss(lora_model(True), tokens, pos, labels).double().reshape(1)
+
+    # DPO: two pairs sharing a prompt each; the reference is the policy without adapters
+    P, Rn = 4, T - 4
+    dt = torch.zeros((4, T), dtype=torch.long)
+    dl = torch.full((4, T), -100, dtype=torch.long)
+    for pair in range(2):
+        prompt = torch.randint(0, V, (P,), generator=gen)
+        for side in range(2):
+            row = pair + 2 * side
+            resp = torch.randint(0, V, (Rn,), generator=gen)
+            seq = torch.cat([prompt, resp])
+            dt[row] = seq
+            dl[row, P - 1:T - 1] = seq[P:]          # targets: the response tokens
+    dp = torch.arange(T).unsqueeze(0).expand(4, T).contiguous()
+    t["dpo.tokens"], t["dpo.pos"], t["dpo.labels"] = dt.int(), dp.int(), dl.int()
+
+    def seq_logp(model):
+        lg = model(input_ids=dt, position_ids=dp).logits.float().log_softmax(-1)
+        m = dl != -100
+        g = lg.gather(-1, dl.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (g * m).sum(-1)
+
+    pm = lora_model(False)
+    with torch.no_grad(), pm.disable_adapter():
+        ref = seq_logp(pm)
+    pol = seq_logp(pm)
+    z = 0.1 * ((pol[:2] - ref[:2]) - (pol[2:] - ref[2:]))
+    loss = -F.logsigmoid(z).mean()
+    loss.backward()
+    t["dpo.loss"] = loss.detach().double().reshape(1)
+    for n, p in pm.named_parameters():
+        if "lora_" in n:
+            t["dpo.grad." + n.replace("base_model.model.", "", 1).replace(".default", "")] = p.grad.detach().float().contiguous()
+
+    # KD: the base model teaches the adapted student
+    pm = lora_model(False)
+    Tk, alpha = 2.0, 0.5
+    with torch.no_grad(), pm.disable_adapter():
+        tl = pm(input_ids=tokens, position_ids=pos).logits.float()
+    sl = pm(input_ids=tokens, position_ids=pos).logits.float()
+    mask = (labels != -100).float().unsqueeze(-1)
+    lt, ls_ = (tl / Tk).log_softmax(-1), (sl / Tk).log_softmax(-1)
+    kl = (lt.exp() * (lt - ls_)).sum(-1, keepdim=True)
+    ce = F.cross_entropy(sl.reshape(-1, sl.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum")
+    loss = (alpha * Tk * Tk * (kl * mask).sum() + (1 - alpha) * ce) / (labels != -100).sum()
+    loss.backward()
+    t["kd.loss"] = loss.detach().double().reshape(1)
+    for n, p in pm.named_parameters():
+        if "lora_" in n:
+            t["kd.grad." + n.replace("base_model.model.", "", 1).replace(".default", "")] = p.grad.detach().float().contiguous()
 
     save_file({k: v.contiguous() for k, v in t.items()}, os.path.join(OUT, "step.safetensors"),
               metadata={"format": "pt", "peft": peft.__version__, "transformers": transformers.__version__})

@@ -59,6 +59,13 @@ expect_rc 0 "pretrain" -- "$TRLC" run pretrain.trl --out "$W/pretrain"
 grep -q "done: [0-9]* steps, final loss [0-2]\." "$W/err.txt" && ok || bad "pretrain: loss did not fall below 3"
 [ -s "$W/pretrain/model/model.safetensors" ] && grep -q '"model_type": "qwen3"' "$W/pretrain/model/config.json" && ok || bad "pretrain export"
 
+# --- dpo (reference: the policy without adapters) and kd (a teacher model) end to end ---
+expect_rc 0 "dpo run" -- "$TRLC" run dpo.trl --out "$W/dpo"
+awk -v a="$(loss_at "$W/dpo/metrics.jsonl" 1)" 'BEGIN { d = a - log(2); exit !(d < 1e-6 && d > -1e-6) }' && ok || bad "dpo: step 1 loss is not log 2 (B = 0: policy == reference): $(loss_at "$W/dpo/metrics.jsonl" 1)"
+[ -s "$W/dpo/adapter/adapter_model.safetensors" ] && ok || bad "dpo: no adapter"
+expect_rc 0 "kd run" -- "$TRLC" run kd.trl --out "$W/kd"
+[ -s "$W/kd/adapter/adapter_model.safetensors" ] && ok || bad "kd: no adapter"
+
 # --- same seed, same run ---
 expect_rc 0 "lora run again" -- "$TRLC" run lora.trl --out "$W/lora2"
 [ "$(loss_at "$W/lora/metrics.jsonl" 8)" = "$(loss_at "$W/lora2/metrics.jsonl" 8)" ] && ok || bad "two runs with one seed differ"

@@ -7,6 +7,8 @@
 // (c) LoRA at initialisation (B = 0) gives exactly the base model's logits;
 // (d) gradient accumulation: 2 micro-batches of 2 rows == 1 batch of 4 rows (uneven target
 //     counts), the same update;
+// (g) dpo (reference = the policy without adapters) and kd (the base model as teacher): loss and
+//     adapter gradients vs peft with TRL's formulas;
 // (f) an adapter `trlc run` exported, loaded by peft (gen_adapter_check.py), gives the same loss.
 // usage: test_run DIR (tests/run: the specs and fixtures/)
 #include "check.h"
@@ -303,6 +305,57 @@ static void test_exported_adapter(Diag *d, const int32_t *tok, const int32_t *po
     st_close(ref);
 }
 
+// dpo (reference = the policy without adapters) and kd (teacher = the base model): one step's
+// loss and adapter gradients vs peft + TRL's formulas.
+static void test_aux_objective(Diag *d, const char *spec, const char *prefix, const char *batch, bool pairs) {
+    int B, T, b2, t2;
+    char k1[64], k2[64], k3[64];
+    snprintf(k1, sizeof k1, "%s.tokens", batch);
+    snprintf(k2, sizeof k2, "%s.pos", batch);
+    snprintf(k3, sizeof k3, "%s.labels", batch);
+    int32_t *tok = fx_i32(k1, &B, &T), *pos = fx_i32(k2, &b2, &t2), *lab = fx_i32(k3, &b2, &t2);
+    Opened o;
+    Trainer *t = tok && pos && lab ? open_spec(d, &o, spec) : NULL;
+    CHECK(t != NULL);
+    if (t) {
+        CHECK(tr_loss_per_pair(t) == pairs);
+        CHECK(set_adapter(t) == 28);
+        double ls;
+        CHECK(tr_micro_step(t, tok, pos, lab, B, T, 0, &ls) == 0);
+        double n = pairs ? B / 2 : (double)count_targets(lab, (size_t)B * T);
+        char key[512];
+        snprintf(key, sizeof key, "%s.loss", prefix);
+        double want = fx_scalar(key, 0);
+        CHECK_CLOSE(ls / n, want, 1e-7, 1e-5);
+        double worst = 0;
+        int checked = 0;
+        for (int i = 0; i < tr_nparams(t); i++) {
+            if (!tr_param_trainable(t, i)) continue;
+            const char *name = tr_param_name(t, i);
+            snprintf(key, sizeof key, "%s.grad.%s", prefix, name);
+            int64_t rn = 0, gn = 0;
+            float *ref = fx_f32(key, &rn), *g = tr_grad(t, name, &gn);
+            CHECK_MSG(ref && g && rn == gn, "%s gradient of %s", prefix, name);
+            if (ref && g && rn == gn) {
+                float *s = malloc((size_t)gn * sizeof *s);
+                for (int64_t k = 0; k < gn; k++) s[k] = (float)(g[k] / n);
+                double e = rel_err(s, ref, gn);
+                if (e > worst) worst = e;
+                CHECK_MSG(e <= 1e-4, "%s gradient of %s: max rel error %.3g", prefix, name, e);
+                free(s);
+                checked++;
+            }
+            free(ref);
+        }
+        printf("%s: loss %.6f vs %.6f, %d adapter gradients, max rel error %.2e\n", prefix, ls / n, want, checked,
+               worst);
+        close_spec(&o);
+    }
+    free(tok);
+    free(pos);
+    free(lab);
+}
+
 // (c) LoRA at init == the base model, bit for bit.
 static void test_lora_identity(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
     Opened a, b;
@@ -416,6 +469,8 @@ int main(int argc, char **argv) {
     test_adamw(&d, "full.trl", "adamw.losses", false);
     test_adamw(&d, "lora.trl", "lora_adamw.losses", true);
     test_accum(&d);
+    test_aux_objective(&d, "dpo.trl", "dpo", "dpo", true);
+    test_aux_objective(&d, "kd.trl", "kd", "batch", false);
     free(tok);
     free(pos);
     free(lab);
