@@ -63,6 +63,9 @@ grep -q "done: [0-9]* steps, final loss [0-2]\." "$W/err.txt" && ok || bad "pret
 expect_rc 0 "dpo run" -- "$TRLC" run dpo.trl --out "$W/dpo"
 awk -v a="$(loss_at "$W/dpo/metrics.jsonl" 1)" 'BEGIN { d = a - log(2); exit !(d < 1e-6 && d > -1e-6) }' && ok || bad "dpo: step 1 loss is not log 2 (B = 0: policy == reference): $(loss_at "$W/dpo/metrics.jsonl" 1)"
 [ -s "$W/dpo/adapter/adapter_model.safetensors" ] && ok || bad "dpo: no adapter"
+expect_rc 0 "dpo full fine-tuning" -- "$TRLC" run dpo-full.trl --out "$W/dpof"
+# the reference is a frozen copy: the loss leaves log 2 (it would stay there if the reference moved with the policy)
+awk -v a="$(loss_at "$W/dpof/metrics.jsonl" 6)" 'BEGIN { exit !(a < 0.6) }' && ok || bad "dpo full FT: loss did not fall"
 expect_rc 0 "kd run" -- "$TRLC" run kd.trl --out "$W/kd"
 [ -s "$W/kd/adapter/adapter_model.safetensors" ] && ok || bad "kd: no adapter"
 
