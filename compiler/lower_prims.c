@@ -241,7 +241,7 @@ static int p_linear(Lower *L, const LArgs *a, LVal *out) {
     if (given(a, 2) && targ(L, a, 2, &b)) return -1;
     IrId y = ir_linear(L->g, x, w, a->call);
     if (y == IR_NONE) return done(L, y, out);
-    if (module) L->g->nodes[y].name = arena_strdup(&L->g->arena, module);
+    if (module) ir_set_name(L->g, y, module);
     if (b != IR_NONE) {
         const IrNode *bn = ir_node(L->g, b), *wn = ir_node(L->g, w);
         if (bn->shape.rank != 1 || !ir_dim_eq(bn->shape.d[0], wn->shape.d[0])) {

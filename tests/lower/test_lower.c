@@ -221,6 +221,17 @@ static void test_arch(const char *dir, const char *arch) {
         fx_close(&fx);
         return;
     }
+    // 0. every linear product carries its module path (what LoRA / quantization match)
+    int named = 0;
+    bool down1 = false;
+    for (int i = 0; i < c.g.n; i++) {
+        const IrNode *nd = &c.g.nodes[i];
+        if (nd->op != IR_MATMUL || nd->backward || !nd->name) continue;
+        named++;
+        down1 |= !strcmp(nd->name, "model.layers.1.mlp.down_proj");
+    }
+    CHECK_MSG(named == 2 * 7 + 1 && down1, "%s: %d named linear products", arch, named);
+
     // 1. forward against transformers
     int64_t n;
     const double *ref = fx_get(&fx, "test.logits", "F64", &n);
