@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "load.h"
 #include "trainer.h"
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,9 +28,23 @@ const char usage_run[] =
     "  --device DEV      cpu (default); cuda is not available yet\n"
     "  -h, --help        this help\n"
     "\n"
-    "exit status: 0 done, 1 spec or data error, 2 usage error, 3 runtime failure (e.g. NaN loss)\n";
+    "Ctrl-C (or SIGTERM) stops after the current step and saves a checkpoint to resume from.\n"
+    "\n"
+    "exit status: 0 done, 1 spec or data error, 2 usage error, 3 runtime failure (e.g. NaN loss)\n"
+    "or interrupted\n";
 
 enum { MAX_SETS = 64 };
+
+// Ctrl-C / SIGTERM: the first one asks the trainer to stop after the current step (and save a
+// checkpoint); a second one ends the process at once.
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig) {
+    if (interrupted) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    interrupted = 1;
+}
 
 // `--set KEY=VALUE`: VALUE parsed as spec text (a source named `--set`), applied by check_override.
 static int apply_set(Diag *d, Arena *a, Ast *root, const char *set) {
@@ -112,7 +127,12 @@ int cmd_run(int argc, char **argv) {
                 rc = EXIT_RUNTIME;
             } else {
                 TrainerSummary sum;
+                o.interrupt = &interrupted;
+                signal(SIGINT, on_signal);
+                signal(SIGTERM, on_signal);
                 int st = trainer_run(&d, &arena, &spec, cs, &o, &sum);
+                signal(SIGINT, SIG_DFL);
+                signal(SIGTERM, SIG_DFL);
                 rc = st == TR_OK ? EXIT_OK : st == TR_SPEC_ERROR ? EXIT_SPEC : EXIT_RUNTIME;
             }
         }
