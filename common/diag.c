@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum { EXCERPT_WIDTH = 120 };
 
@@ -41,6 +42,14 @@ uint32_t diag_add_source(Diag *d, const char *path, const char *text, size_t len
 }
 
 uint32_t diag_load_file(Diag *d, const char *path, Loc from, size_t max_bytes) {
+    // a FIFO or device would block fopen or never end: only regular files are sources
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        const char *what = S_ISDIR(st.st_mode) ? "is a directory" : "is not a regular file";
+        if (from.file) diag_error(d, from, "cannot read `%s`: it %s", path, what);
+        else diag_plain_error(d, "cannot read `%s`: it %s", path, what);
+        return 0;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         if (from.file) diag_error(d, from, "cannot open `%s`: %s", path, strerror(errno));

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum { TOK_MAX_IDS = 1 << 22, TOK_MAX_DEPTH = 8 };   // ids: real vocabularies stay under 300k
 static atomic_uint_fast64_t next_serial = 1;   // Tokenizer.serial, never 0
@@ -909,6 +910,12 @@ Tokenizer *tok_load_json(Diag *d, const char *name, const char *json, size_t len
 }
 
 Tokenizer *tok_load(Diag *d, const char *path) {
+    // a FIFO or device would block fopen or never end: only regular files are tokenizers
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        diag_file_error(d, path, 0, 0, "cannot read tokenizer: not a regular file");
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         diag_file_error(d, path, 0, 0, "cannot open tokenizer: %s", strerror(errno));
