@@ -16,7 +16,7 @@ One safetensors file per case, fixtures/<case>.safetensors:
   test.token_logp            F64   (B, T) per-token log-probs at temperature 0.9
   test.grpo_*                F64   GRPO inputs (old_logp, ref_logp, adv, weight) and TRL's loss
   test.kd_teacher, kd_loss   F64   teacher logits (B, T, V) and the distillation loss (T 2, alpha 0.5)
-  __metadata__: arch, tie, label_smoothing, rope_theta, eps
+  __metadata__: arch, tie, label_smoothing, rope_theta, eps, rope_scaling ("factor low high L" or "")
 The C test (test_lower.c) never runs Python; rerun this script only to regenerate.
 Requires: pip install torch transformers safetensors.
 """
@@ -38,6 +38,12 @@ CASES = [
     ("llama", transformers.LlamaConfig, dict(rope_theta=10000.0, tie_word_embeddings=False), 0.0),
     ("qwen2", transformers.Qwen2Config, dict(rope_theta=10000.0, tie_word_embeddings=False), 0.0),
     ("qwen3", transformers.Qwen3Config, dict(rope_theta=1000000.0, tie_word_embeddings=True), 0.1),
+    # Llama 3.x RoPE scaling; original_max_position_embeddings 16 puts the head's frequencies in
+    # all three bands (kept, smoothed, divided by factor)
+    ("llama3", transformers.LlamaConfig, dict(rope_theta=10000.0, tie_word_embeddings=True,
+                                              rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                                                                high_freq_factor=4.0,
+                                                                original_max_position_embeddings=16)), 0.0),
 ]
 
 B, T = 2, 8
@@ -49,6 +55,8 @@ def make(name, cls, extra, ls, seed):
     kw.update(extra)
     if "rope_theta" in kw:   # transformers >= 5 reads rope_parameters; older versions rope_theta
         kw["rope_parameters"] = {"rope_type": "default", "rope_theta": kw["rope_theta"]}
+        if "rope_scaling" in kw:
+            kw["rope_parameters"] = dict(kw["rope_scaling"], rope_theta=kw["rope_theta"])
     cfg = cls(**kw)
     cfg._attn_implementation = "eager"
     model = transformers.AutoModelForCausalLM.from_config(cfg).double().eval()
@@ -140,7 +148,11 @@ def make(name, cls, extra, ls, seed):
     tensors["test.grpo_loss"] = grpo.reshape(1).contiguous()
     tensors["test.kd_teacher"] = teacher.contiguous()
     tensors["test.kd_loss"] = kd.reshape(1).contiguous()
-    meta = {"format": "pt", "arch": name, "tie": "1" if tie else "0", "label_smoothing": repr(ls),
+    rs = extra.get("rope_scaling")
+    meta = {"format": "pt", "arch": "llama" if name == "llama3" else name,
+            "rope_scaling": "" if not rs else "%r %r %r %r" % (rs["factor"], rs["low_freq_factor"],
+                                                               rs["high_freq_factor"],
+                                                               rs["original_max_position_embeddings"]), "tie": "1" if tie else "0", "label_smoothing": repr(ls),
             "rope_theta": repr(kw["rope_theta"]), "eps": repr(kw["rms_norm_eps"]),
             "transformers": transformers.__version__, "torch": torch.__version__}
     path = os.path.join(OUT, name + ".safetensors")

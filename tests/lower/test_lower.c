@@ -1,7 +1,7 @@
 // test_lower.c — the stdlib architectures lowered and run on the CPU backend in float64:
 //  1. forward logits and the summed SFT loss against Hugging Face transformers (fixtures written by
 //     gen_fixtures.py: tiny llama, qwen2 with q/k/v biases, qwen3 with q/k norms, tied embeddings
-//     and label smoothing);
+//     and label smoothing, llama with Llama-3 RoPE scaling);
 //  2. the gradient of the loss w.r.t. EVERY parameter against central finite differences
 //     (a few sampled entries per parameter), max relative error printed and asserted;
 //  3. frozen layers (freeze = layers[0:1]) are not trainable and get no gradient output;
@@ -35,6 +35,7 @@ typedef struct Case {
     double old_logp[B * T], adv[B], weight[B * T];          // grpo
     double *teacher;                                        // kd: (B, T, V)
     int64_t bsym;      // the value bound to the symbol B: rows, or pairs for dpo
+    HfConfig hf;       // the Llama-3 rope scaling when the fixture has one
 } Case;
 
 static CheckedConfig tiny_cfg(double theta, bool tie) {
@@ -52,6 +53,13 @@ static int setup(Case *c, const Fx *fx, const char *arch, int freeze_hi, const c
     LowerModel m = {.name = "tiny", .arch = arch,
                     .cfg = tiny_cfg(atof(fx_meta(fx, "rope_theta")), !strcmp(fx_meta(fx, "tie"), "1")),
                     .freeze_lo = 0, .freeze_hi = freeze_hi};
+    const char *rs = fx_meta(fx, "rope_scaling");
+    double f, lo, hi, orig;
+    if (rs && sscanf(rs, "%lf %lf %lf %lf", &f, &lo, &hi, &orig) == 4) {
+        c->hf.rope = (HfRope){.type = HF_ROPE_LLAMA3, .theta = m.cfg.rope_theta, .factor = f, .low_freq_factor = lo,
+                              .high_freq_factor = hi, .original_max_position_embeddings = (int64_t)orig};
+        m.hf = &c->hf;
+    }
     LowerOptions o;
     lower_options_init(&o);
     o.objective = objective;
@@ -202,14 +210,15 @@ static void check_grads(Case *c, const char *arch) {
     CHECK_MSG(maxrel < 1e-6, "%s: gradient rel error %g at %s", arch, maxrel, worst);
 }
 
-static void test_arch(const char *dir, const char *arch) {
+static void test_arch(const char *dir, const char *fixture) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.safetensors", dir, arch);
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, fixture);
     Fx fx;
     if (fx_open(&fx, path)) {
         CHECK_MSG(0, "cannot read %s", path);
         return;
     }
+    const char *arch = fx_meta(&fx, "arch");
     Case c;
     int rc = setup(&c, &fx, arch, 0, "sft", NULL);
     CHECK_MSG(rc == 0, "%s: lowering failed", arch);
@@ -248,7 +257,7 @@ static void test_arch(const char *dir, const char *arch) {
     const double *rl = fx_get(&fx, "test.loss", "F64", &n);
     double rloss = 0;
     if (rl) memcpy(&rloss, rl, 8);
-    printf("%s: %d params, logits max |diff| %.3g (max |logit| %.3g), loss %.12g vs transformers %.12g\n", arch,
+    printf("%s: %d params, logits max |diff| %.3g (max |logit| %.3g), loss %.12g vs transformers %.12g\n", fixture,
            c.res.nparams, maxd, maxv, loss, rloss);
     // transformers runs RMSNorm's variance and the RoPE tables in float32 even in a float64 model,
     // so agreement is to float32 precision (measured: ~1e-6 on logits of magnitude ~4).
@@ -561,6 +570,7 @@ int main(int argc, char **argv) {
     test_arch(dir, "llama");
     test_arch(dir, "qwen2");
     test_arch(dir, "qwen3");
+    test_arch(dir, "llama3");
     test_dpo(dir, "qwen3");
     test_grpo(dir, "qwen3");
     test_implicit(dir);
