@@ -14,9 +14,8 @@
 #include "ir.h"
 #include "load.h"
 #include "lower.h"
-#ifdef TRLC_HAVE_LORA
-#include "lora.h"
-#endif
+#include "memplan.h"
+#include "memplan_spec.h"
 #ifdef TRLC_HAVE_CUDA
 #include "rt_cuda.h"
 #endif
@@ -28,7 +27,7 @@
 #include <time.h>
 
 const char usage_kernels[] =
-    "usage: trlc kernels SPEC -o DIR [--arch sm_XY] [--ptx] [--no-compile] [--plan]\n"
+    "usage: trlc kernels SPEC -o DIR [--arch sm_XY] [--ptx] [--no-compile] [--plan] [--memory B,T]\n"
     "\n"
     "Compiles SPEC's training program (the policy, LoRA when the spec has it, the backward) down\n"
     "to GPU kernels: fuses elementwise ops and reductions, generates CUDA C, compiles it with\n"
@@ -42,6 +41,7 @@ const char usage_kernels[] =
     "  --ptx          also write DIR/<kernel>.ptx\n"
     "  --no-compile   generate only (no NVRTC)\n"
     "  --plan         print the step plan to stdout\n"
+    "  --memory B,T   print the memory plan of a step with batch B and sequence length T\n"
     "  -h, --help     this help\n"
     "\n"
     "environment: TRLC_CACHE_DIR (kernel cache), TRLC_PRINT_KERNELS=1 (print each source)\n"
@@ -84,38 +84,22 @@ static int write_file(Diag *d, const char *dir, const char *name, const char *ex
     return ok ? 0 : -1;
 }
 
-// lower (+ LoRA) + autodiff + dce into g, as the trainer compiles its training graph.
-static int compile_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g) {
-    LowerResult res;
-    if (lower_model(d, a, spec, cs, -1, g, &res) != 0) return -1;
-#ifdef TRLC_HAVE_LORA
-    const CheckedModel *m = cs->policy >= 0 && cs->policy < cs->nmodels ? &cs->models[cs->policy] : NULL;
-    if (m && m->has_lora) {
-        LoraOptions lo = {0};
-        lo.rank = m->lora_rank;
-        lo.alpha = m->lora_alpha;
-        lo.dropout = m->lora_dropout;
-        lo.train_dropout = true;
-        lo.rslora = m->lora_rslora;
-        lo.all_linear = m->lora_all_linear;
-        lo.targets = m->lora_targets;
-        lo.ntargets = m->lora_ntargets;
-        lo.seed = (uint64_t)cs->train.seed;
-        LoraResult lr;
-        if (lora_apply(d, a, g, &res, &lo, &lr) != 0) return -1;
-    }
-#endif
-    if (ad_run_passes(g, NULL) != 0) return -1;
-    return g->errors ? -1 : 0;
-}
-
 int cmd_kernels(int argc, char **argv) {
     const char *path = NULL, *outdir = NULL, *arch = NULL;
     bool ptx = false, compile = true, print_plan = false, opts_done = false;
+    long long mem_b = 0, mem_t = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!opts_done && !strcmp(arg, "--")) {
             opts_done = true;
+        } else if (!opts_done && !strcmp(arg, "--memory")) {
+            char tail = 0;
+            if (i + 1 >= argc || sscanf(argv[i + 1], "%lld,%lld%c", &mem_b, &mem_t, &tail) != 2 || mem_b <= 0 ||
+                mem_t <= 0 || mem_b > (1 << 20) || mem_t > (1 << 24)) {
+                fprintf(stderr, "trlc kernels: error: `--memory` needs B,T (positive numbers, e.g. 8,2048)\n");
+                return EXIT_USAGE;
+            }
+            i++;
         } else if (!opts_done && (!strcmp(arg, "-o") || !strcmp(arg, "--arch"))) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "trlc kernels: error: `%s` needs a value\n%s", arg, usage_kernels);
@@ -166,12 +150,22 @@ int cmd_kernels(int argc, char **argv) {
     memset(lib, 0, sizeof lib);
     int status = EXIT_OK;
     if (load_spec(&d, &arena, path, &spec) != 0 || check_spec(&d, &arena, &spec, cs) != 0 ||
-        compile_graph(&d, &arena, &spec, cs, &g) != 0 || fuse_plan(&g, &d, &plan) != 0) {
+        mp_compile_training_graph(&d, &arena, &spec, cs, &g) != 0 || fuse_plan(&g, &d, &plan) != 0) {
         if (d.errors) fprintf(stderr, "%s: %d error%s\n", path, d.errors, d.errors == 1 ? "" : "s");
         status = EXIT_SPEC;
         goto out;
     }
     if (print_plan) fuse_print(stdout, &plan, &d);
+    if (mem_b > 0) {
+        MpPlan mp;
+        int64_t sym[IR_NSYMS] = {mem_b, mem_t};
+        if (mp_plan(&g, &plan, sym, cs->train.precision, &mp, &d) != 0) {
+            status = EXIT_SPEC;
+            goto out;
+        }
+        mp_print(stdout, &mp);
+        mp_plan_free(&mp);
+    }
     if (mkdir_p(outdir) != 0) {
         diag_plain_error(&d, "cannot create directory `%s`: %s", outdir, strerror(errno));
         status = EXIT_RUNTIME;

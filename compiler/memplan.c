@@ -1,0 +1,195 @@
+// memplan.c — the static memory plan (see memplan.h): buffers from the fusion plan's steps,
+// their live ranges over the steps, first-fit offsets in one arena, the peak per category.
+// Not here: compiling a spec to a graph (memplan_spec.c), allocation (the CUDA runtime).
+#include "memplan.h"
+#include <stdlib.h>
+#include <string.h>
+
+enum { MP_ALIGN = 256 };
+
+static int64_t elem_bytes(IrDType t, int act_bytes) {
+    switch (t) {
+    case IR_F32: case IR_BF16: case IR_F16: case IR_F64: return act_bytes;
+    case IR_I32: return 4;
+    case IR_U8: return 1;
+    default: return 4;
+    }
+}
+
+static int64_t mul_ok(int64_t a, int64_t b) {   // -1 on overflow
+    if (a < 0 || b < 0) return -1;
+    if (a && b > INT64_MAX / a) return -1;
+    return a * b;
+}
+
+static int by_size(const void *x, const void *y) {
+    const MpBuffer *a = x, *b = y;
+    if (a->bytes != b->bytes) return a->bytes > b->bytes ? -1 : 1;
+    int la = a->last - a->first, lb = b->last - b->first;
+    if (la != lb) return la > lb ? -1 : 1;
+    return a->node < b->node ? -1 : a->node > b->node;
+}
+
+int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char *precision, MpPlan *out,
+            Diag *d) {
+    memset(out, 0, sizeof *out);
+    out->sym[0] = sym[0], out->sym[1] = sym[1];
+    int cbytes = precision && (!strcmp(precision, "bf16") || !strcmp(precision, "fp16")) ? 2 : 4;
+    out->act_bytes = cbytes;
+    out->workspace = MP_GEMM_WORKSPACE;
+    // the buffer that holds each node's value: views alias their input's
+    int *root = malloc(((size_t)g->n + 1) * sizeof *root);
+    int *bufof = malloc(((size_t)g->n + 1) * sizeof *bufof);
+    bool *is_grad = calloc((size_t)g->n + 1, 1), *is_out = calloc((size_t)g->n + 1, 1);
+    out->bufs = malloc(((size_t)g->n + 1) * sizeof *out->bufs);
+    if (!root || !bufof || !is_grad || !is_out || !out->bufs) goto oom;
+    for (int i = 0; i < g->nouts; i++) {
+        IrId id = g->outs[i].id;
+        if (id < 0 || id >= g->n) continue;
+        if (g->outs[i].grad_of != IR_NONE) is_grad[id] = true;
+        else is_out[id] = true;
+    }
+    // parameters: weights, grads, optimizer
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *n = &g->nodes[i];
+        root[i] = i, bufof[i] = -1;
+        if (n->op != IR_PARAM) continue;
+        int64_t numel = ir_shape_numel(&n->shape, sym);
+        int64_t w = mul_ok(numel, elem_bytes(n->dtype, cbytes));
+        if (numel < 0 || w < 0) goto overflow;
+        out->weights += w;
+        if (n->trainable) {
+            if (cbytes != 4) out->weights += numel * 4;   // fp32 master copy
+            out->grads += numel * 4;
+            out->optimizer += numel * 8;
+        }
+    }
+    // buffers, in step order
+    for (int s = 0; s < fp->nsteps; s++) {
+        const FuseStep *st = &fp->steps[s];
+        IrId written[FUSE_MAX_MEMBERS];
+        int nw = 0;
+        if (st->kind == FUSE_VIEW) {
+            IrId x = g->nodes[st->node].in[0];
+            root[st->node] = root[x];
+            continue;
+        }
+        if (st->kind == FUSE_KERNEL) {
+            const FuseGroup *gr = &fp->groups[st->group];
+            for (int k = 0; k < gr->nouts; k++) written[nw++] = gr->outs[k];
+        } else {
+            written[nw++] = st->node;
+        }
+        for (int k = 0; k < nw; k++) {
+            IrId id = written[k];
+            if (is_grad[id]) continue;   // written into the grads buffers
+            int64_t numel = ir_shape_numel(&g->nodes[id].shape, sym);
+            int64_t b = mul_ok(numel, elem_bytes(g->nodes[id].dtype, cbytes));
+            if (numel < 0 || b < 0 || b > INT64_MAX / 4) goto overflow;
+            b = (b + MP_ALIGN - 1) / MP_ALIGN * MP_ALIGN;
+            MpBuffer *mb = &out->bufs[out->nbufs];
+            mb->node = id, mb->first = s, mb->last = is_out[id] ? fp->nsteps : s, mb->bytes = b, mb->offset = -1;
+            bufof[id] = out->nbufs++;
+        }
+    }
+    // graph inputs (tokens, labels, ...) live through the whole step
+    for (int i = 0; i < g->n; i++) {
+        if (g->nodes[i].op != IR_INPUT) continue;
+        int64_t numel = ir_shape_numel(&g->nodes[i].shape, sym);
+        int64_t b = mul_ok(numel, elem_bytes(g->nodes[i].dtype, cbytes));
+        if (numel < 0 || b < 0 || b > INT64_MAX / 4) goto overflow;
+        MpBuffer *mb = &out->bufs[out->nbufs];
+        mb->node = i, mb->first = 0, mb->last = fp->nsteps, mb->bytes = (b + MP_ALIGN - 1) / MP_ALIGN * MP_ALIGN;
+        mb->offset = -1;
+        bufof[i] = out->nbufs++;
+    }
+    // last uses: every input a step reads
+    for (int s = 0; s < fp->nsteps; s++) {
+        const FuseStep *st = &fp->steps[s];
+        if (st->kind == FUSE_VIEW) continue;
+        const IrId *ins;
+        int nin;
+        if (st->kind == FUSE_KERNEL) ins = fp->groups[st->group].ins, nin = fp->groups[st->group].nins;
+        else ins = g->nodes[st->node].in, nin = g->nodes[st->node].nin;
+        for (int k = 0; k < nin; k++) {
+            int b = bufof[root[ins[k]]];
+            if (b >= 0 && out->bufs[b].last < s) out->bufs[b].last = s;
+        }
+    }
+    // a graph output reached through a view keeps its root alive
+    for (int i = 0; i < g->nouts; i++) {
+        IrId id = g->outs[i].id;
+        if (id >= 0 && id < g->n && bufof[root[id]] >= 0) out->bufs[bufof[root[id]]].last = fp->nsteps;
+    }
+    for (int i = 0; i < out->nbufs; i++) {
+        if (out->naive > INT64_MAX - out->bufs[i].bytes) goto overflow;
+        out->naive += out->bufs[i].bytes;
+    }
+    // first fit, largest first: the lowest offset not overlapping a placed buffer alive at once
+    qsort(out->bufs, (size_t)out->nbufs, sizeof *out->bufs, by_size);
+    int64_t peak = 0;
+    int64_t (*iv)[2] = malloc(((size_t)out->nbufs + 1) * sizeof *iv);
+    if (!iv) goto oom;
+    for (int i = 0; i < out->nbufs; i++) {
+        MpBuffer *b = &out->bufs[i];
+        int nv = 0;
+        for (int j = 0; j < i; j++) {
+            const MpBuffer *c = &out->bufs[j];
+            if (c->first <= b->last && b->first <= c->last) iv[nv][0] = c->offset, iv[nv][1] = c->offset + c->bytes, nv++;
+        }
+        // candidate offsets: 0 and every conflicting interval's end, lowest that fits
+        int64_t best = -1;
+        for (int k = -1; k < nv; k++) {
+            int64_t off = k < 0 ? 0 : iv[k][1];
+            if (best >= 0 && off >= best) continue;
+            bool ok = true;
+            for (int m = 0; m < nv && ok; m++) ok = off + b->bytes <= iv[m][0] || off >= iv[m][1];
+            if (ok) best = off;
+        }
+        b->offset = best;
+        if (best + b->bytes > peak) peak = best + b->bytes;
+    }
+    free(iv);
+    out->activations = peak;
+    out->total = out->weights + out->grads + out->optimizer + out->activations + out->workspace;
+    free(root), free(bufof), free(is_grad), free(is_out);
+    return 0;
+overflow:
+    diag_plain_error(d, "memory plan: a buffer's size overflows for B=%lld, T=%lld", (long long)sym[0],
+                     (long long)sym[1]);
+    goto fail;
+oom:
+    diag_plain_error(d, "memory plan: out of memory");
+fail:
+    free(root), free(bufof), free(is_grad), free(is_out);
+    mp_plan_free(out);
+    return -1;
+}
+
+void mp_plan_free(MpPlan *p) {
+    free(p->bufs);
+    p->bufs = NULL;
+    p->nbufs = 0;
+}
+
+static void human(char *buf, size_t n, int64_t b) {
+    if (b >= ((int64_t)1 << 30)) snprintf(buf, n, "%.2f GiB", (double)b / (double)((int64_t)1 << 30));
+    else if (b >= (1 << 20)) snprintf(buf, n, "%.1f MiB", (double)b / (double)(1 << 20));
+    else snprintf(buf, n, "%.1f KiB", (double)b / 1024.0);
+}
+
+void mp_print(FILE *f, const MpPlan *p) {
+    char s[5][32], t[32], nv[32];
+    human(s[0], sizeof s[0], p->weights);
+    human(s[1], sizeof s[1], p->grads);
+    human(s[2], sizeof s[2], p->optimizer);
+    human(s[3], sizeof s[3], p->activations);
+    human(s[4], sizeof s[4], p->workspace);
+    human(t, sizeof t, p->total);
+    human(nv, sizeof nv, p->naive);
+    fprintf(f, "memory plan for B=%lld, T=%lld (%s activations):\n", (long long)p->sym[0], (long long)p->sym[1],
+            p->act_bytes == 2 ? "16-bit" : "fp32");
+    fprintf(f, "  weights      %12s\n  grads        %12s\n  optimizer    %12s\n", s[0], s[1], s[2]);
+    fprintf(f, "  activations  %12s   (%d buffers in one arena; %s without reuse)\n", s[3], p->nbufs, nv);
+    fprintf(f, "  workspace    %12s\n  total        %12s\n", s[4], t);
+}

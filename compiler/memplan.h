@@ -1,0 +1,48 @@
+// memplan.h — the static memory plan of a training step on the GPU: which buffers exist, where
+// each lives in one activation arena (liveness over the plan's steps, then first-fit offsets, the
+// larger and longer-lived first), and the peak per category, for concrete B and T — known before
+// anything runs (`trlc check --memory`).
+// Categories: weights (every parameter at the compute dtype, plus an fp32 master copy of the
+// trainable ones when computing in bf16/fp16), grads (fp32, trainable params), optimizer (AdamW:
+// two fp32 moments per trainable element), activations (the arena: every value a step writes,
+// reused once dead; views alias their input, gradients stay until the step's end), workspace
+// (cuBLASLt's, a fixed MP_GEMM_WORKSPACE).
+// Not here: recomputation (activation checkpointing), multi-GPU sharding, allocating anything.
+#ifndef TRLC_MEMPLAN_H
+#define TRLC_MEMPLAN_H
+#include <stdint.h>
+#include <stdio.h>
+#include "diag.h"
+#include "fuse.h"
+#include "ir.h"
+
+#define MP_GEMM_WORKSPACE ((int64_t)32 << 20)
+
+typedef struct MpBuffer {
+    IrId node;              // the value (a step's output)
+    int first, last;        // steps that write it and read it last (gradients: the last step)
+    int64_t bytes;
+    int64_t offset;         // in the activation arena
+} MpBuffer;
+
+typedef struct MpPlan {
+    int64_t weights, grads, optimizer, activations, workspace;   // bytes
+    int64_t total;
+    int64_t sym[IR_NSYMS];  // the B and T planned for
+    int act_bytes;          // bytes per float activation element
+    MpBuffer *bufs;         // malloc'd
+    int nbufs;
+    int64_t naive;          // the arena without reuse (sum of every buffer), for comparison
+} MpPlan;
+
+// Plans the step of g (with its fusion plan fp) for B = sym[IR_SYM_B], T = sym[IR_SYM_T].
+// precision: "fp32", "bf16" or "fp16" (NULL = fp32): the compute dtype of weights and
+// activations. Returns 0, or -1 after reporting (a size overflow, out of memory).
+int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char *precision, MpPlan *out,
+            Diag *d);
+void mp_plan_free(MpPlan *p);
+
+// "weights   1.19 GiB" ... one line per category and the total.
+void mp_print(FILE *f, const MpPlan *p);
+
+#endif

@@ -1,0 +1,60 @@
+// memplan_spec.c — see memplan_spec.h. LoRA is applied only when the build has the LoRA pass
+// (TRLC_HAVE_LORA, set by compiler/CMakeLists.txt when the trlc_lora target exists).
+#include "memplan_spec.h"
+#include "autodiff.h"
+#include "fuse.h"
+#include "lower.h"
+#include "memplan.h"
+#ifdef TRLC_HAVE_LORA
+#include "lora.h"
+#endif
+#include <string.h>
+
+int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g) {
+    LowerResult res;
+    if (lower_model(d, a, spec, cs, -1, g, &res) != 0) return -1;
+#ifdef TRLC_HAVE_LORA
+    const CheckedModel *m = cs->policy >= 0 && cs->policy < cs->nmodels ? &cs->models[cs->policy] : NULL;
+    if (m && m->has_lora) {
+        LoraOptions lo = {0};
+        lo.rank = m->lora_rank;
+        lo.alpha = m->lora_alpha;
+        lo.dropout = m->lora_dropout;
+        lo.train_dropout = true;
+        lo.rslora = m->lora_rslora;
+        lo.all_linear = m->lora_all_linear;
+        lo.targets = m->lora_targets;
+        lo.ntargets = m->lora_ntargets;
+        lo.seed = (uint64_t)cs->train.seed;
+        LoraResult lr;
+        if (lora_apply(d, a, g, &res, &lo, &lr) != 0) return -1;
+    }
+#endif
+    if (ad_run_passes(g, NULL) != 0) return -1;
+    return g->errors ? -1 : 0;
+}
+
+int mp_report_spec(FILE *out, Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, int64_t B, int64_t T) {
+    if (B <= 0) B = cs->train.batch > 0 ? cs->train.batch : 1;
+    if (T <= 0) {
+        T = cs->train_data >= 0 && cs->data[cs->train_data].max_len > 0 ? cs->data[cs->train_data].max_len : 2048;
+    }
+    IrGraph g;
+    ir_graph_init(&g, d, IR_F32);
+    FusePlan fp;
+    memset(&fp, 0, sizeof fp);
+    MpPlan mp;
+    memset(&mp, 0, sizeof mp);
+    int rc = -1;
+    if (mp_compile_training_graph(d, a, spec, cs, &g) == 0 && fuse_plan(&g, d, &fp) == 0) {
+        int64_t sym[IR_NSYMS] = {B, T};
+        if (mp_plan(&g, &fp, sym, cs->train.precision, &mp, d) == 0) {
+            mp_print(out, &mp);
+            rc = 0;
+        }
+    }
+    mp_plan_free(&mp);
+    fuse_plan_free(&fp);
+    ir_graph_free(&g);
+    return rc;
+}

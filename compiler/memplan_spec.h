@@ -1,0 +1,25 @@
+// memplan_spec.h — the GPU pipeline's front half for a checked spec: the training graph as
+// `trlc run` compiles it (lower → LoRA when the spec has it → autodiff → dce), and the memory
+// report `trlc check --memory` prints (fusion plan + memory plan for the spec's batch size and
+// sequence length, or given ones).
+// Not here: the passes themselves (lower.h, lora.h, autodiff.h, fuse.h, memplan.h).
+#ifndef TRLC_MEMPLAN_SPEC_H
+#define TRLC_MEMPLAN_SPEC_H
+#include <stdint.h>
+#include <stdio.h>
+#include "arena.h"
+#include "check.h"
+#include "diag.h"
+#include "ir.h"
+#include "load.h"
+
+// Lowers the policy of a checked spec into g (initialised by the caller, f32), applies LoRA when
+// the spec has a lora block (and trlc was built with the LoRA pass), differentiates and removes
+// dead code. Returns 0, or -1 after reporting.
+int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g);
+
+// Compiles the spec, fuses it and prints the memory plan to out for B (<= 0: the spec's batch)
+// and T (<= 0: the train data's max_len, else 2048). Returns 0, or -1 after reporting.
+int mp_report_spec(FILE *out, Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, int64_t B, int64_t T);
+
+#endif
