@@ -93,7 +93,7 @@ typedef int (*LPrimFn)(Lower *L, const LArgs *args, LVal *out);
 typedef struct LPrim {
     const char *name;
     int nreq;                 // required parameters (positional or named)
-    const char *params[6];    // parameter names, NULL-terminated
+    const char *params[6];    // parameter names (NULL-terminated when fewer than 6)
     LPrimFn fn;
     int op;                   // IrOp for the generic unary/binary/reduction handlers
 } LPrim;

@@ -164,6 +164,15 @@ int main(void) {
                         &msgs);
     CHECK_MSG(rc == 0 && msgs[0] == 0, "valid arch: status %d\n%s", rc, msgs);
     free(msgs);
+    // sdpa with a key-padding mask (token 0 = padding)
+    rc = lower_text("arch t(cfg) {\n" PARAMS
+                    "    forward(tokens, pos) {\n        x = embed(tokens, model.embed_tokens);\n"
+                    "        q = heads(x, 4);\n"
+                    "        y = sdpa(q, q, q, causal = true, key_mask = not_equal(tokens, 0));\n"
+                    "        return linear(merge_heads(y), lm_head);\n    }\n}\n",
+                    &msgs);
+    CHECK_MSG(rc == 0 && msgs[0] == 0, "masked sdpa: status %d\n%s", rc, msgs);
+    free(msgs);
     printf("%d error cases\n", n);
     return test_done("lower.errors");
 }
