@@ -312,7 +312,10 @@ static int resume(Run *r) {
     CkptState st;
     int rc = ckpt_load(r->d, path, &st, v, n, &r->t->opt);
     free(v);
-    if (rc) return -1;
+    if (rc) {
+        diag_hint(r->d, "remove the damaged %s to resume from an older checkpoint", path);
+        return -1;
+    }
     if (st.seed != (uint64_t)r->cs->train.seed) {
         diag_plain_error(r->d, "--resume: the checkpoint was trained with seed %llu, the spec says %lld",
                          (unsigned long long)st.seed, (long long)r->cs->train.seed);
@@ -600,7 +603,13 @@ static int loop(Run *r) {
         tr_apply(t, targets, &gn, &lr);
         r->last_loss = loss;
         int64_t ep_after = epochs_done(r);
-        if (due(tr->log_every, step, ep_before, ep_after) || step == r->total || step == 1) {
+        bool log_now = due(tr->log_every, step, ep_before, ep_after) || step == r->total || step == 1;
+        if (!log_now && r->prog.tty) {   // a terminal redraws the progress line every step
+            double now = met_now();
+            double eta = step > step0 ? (now - t0) / (double)(step - step0) * (double)(r->total - step) : -1;
+            met_progress_draw(&r->prog, step, r->total, loss, lr, tps, eta);
+        }
+        if (log_now) {
             double now = met_now();
             tps = now > tlast ? (double)(r->tokens - tok_last) / (now - tlast) : -1;
             tlast = now;
@@ -677,6 +686,8 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
         total_params += r.t->ps[i].numel;
         if (r.t->ps[i].trainable) trainable += r.t->ps[i].numel;
     }
+    if (cs->train.precision && strcmp(cs->train.precision, "fp32") != 0)
+        fprintf(r.log, "note: precision = %s: the CPU backend computes in fp32\n", cs->train.precision);
     fprintf(r.log, "trlc run: %s: %s (%s%s), %lld parameters, %lld trainable; %zu training rows; %lld steps -> %s\n",
             cs->path, r.t->m->name, r.t->m->arch, r.t->has_lora ? " + LoRA" : "", (long long)total_params,
             (long long)trainable, ds_num_rows(r.train), (long long)r.total, r.dir);

@@ -111,6 +111,16 @@ done
 cmp -s "$W/u/adapter/adapter_model.safetensors" "$W/k/adapter/adapter_model.safetensors" && ok || bad "resumed adapter differs"
 expect_rc 1 "resume with another batch size" -- "$TRLC" run resume.trl --set train.batch=2 --resume "$W/k"
 grep_err "other settings"
+cp -r "$W/k" "$W/k2"
+for c in "$W"/k2/checkpoint-*; do printf 'garbage' > "$c/model.safetensors"; done
+expect_rc 1 "resume from damaged checkpoints" -- "$TRLC" run resume.trl --resume "$W/k2"
+grep_err "no complete checkpoint"
+cp -r "$W/k" "$W/k3"
+for c in "$W"/k3/checkpoint-*; do
+    sz=$(stat -c %s "$c/model.safetensors"); : > "$c/model.safetensors"; head -c "$sz" /dev/zero > "$c/model.safetensors"
+done
+expect_rc 1 "resume from zeroed tensor files" -- "$TRLC" run resume.trl --resume "$W/k3"
+grep_err "model.safetensors"
 expect_rc 1 "resume from an empty dir" -- "$TRLC" run lora.trl --resume "$W/empty-run"
 
 # --- early stopping: eval_loss must improve by 0.5 each epoch, patience 2 ---
