@@ -158,5 +158,15 @@ grep_err "missing-data.trl:4:[0-9]*: error: .*no-such.jsonl"
 expect_rc 1 "bad row" -- "$TRLC" run lora.trl --set 'data.train.from="bad.jsonl"' --out "$W/badrow"
 grep_err "bad.jsonl:3"
 
+# --- damaged model directories: exit 1 naming the file (and tensor) ---
+cp -r "$SRC/../fixtures/tiny-qwen3" "$W/trunc"
+head -c 50000 "$SRC/../fixtures/tiny-qwen3/model.safetensors" > "$W/trunc/model.safetensors"
+expect_rc 1 "truncated weights" -- "$TRLC" run lora.trl --set "model.policy.from=\"$W/trunc\"" --out "$W/x1"
+grep_err "trunc/model.safetensors: error: truncated"
+cp -r "$SRC/../fixtures/tiny-qwen3" "$W/shape"
+sed -i 's/"intermediate_size": 64/"intermediate_size": 48/' "$W/shape/config.json"
+expect_rc 1 "weights that do not fit config.json" -- "$TRLC" run lora.trl --set "model.policy.from=\"$W/shape\"" --out "$W/x2"
+grep_err "mlp.*has shape .*expected"
+
 echo "run.cli: $passes passed, $fails failed"
 [ $fails = 0 ]
