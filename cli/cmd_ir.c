@@ -1,13 +1,15 @@
 // cmd_ir.c — `trlc ir SPEC [--after PASS] [--model NAME] [--f64]`: loads and checks the spec,
 // lowers the policy (or the named model) with its objective, runs the IR passes up to PASS
-// (lower, autodiff, dce; all by default) and prints the graph: inputs, parameters (name, shape,
-// trainable), forward, backward, outputs. Exit 0, 1 (spec errors), 2 (usage).
+// (lower, lora when the spec has a `lora` block, autodiff, dce; all by default) and prints the
+// graph: inputs, parameters (name, shape, trainable), forward, backward, outputs. Exit 0, 1 (spec
+// errors), 2 (usage).
 // Not here: running the graph (trlc run), kernels.
 #include "autodiff.h"
 #include "check.h"
 #include "cli.h"
 #include "ir.h"
 #include "load.h"
+#include "lora.h"
 #include "lower.h"
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +22,7 @@ const char usage_ir[] =
     "and outputs, one node per line with the spec location it came from.\n"
     "\n"
     "options:\n"
-    "  --after PASS   print the IR after PASS: lower, autodiff or dce (default: the last)\n"
+    "  --after PASS   print the IR after PASS: lower, lora, autodiff or dce (default: the last)\n"
     "  --model NAME   lower the model block NAME instead of the policy\n"
     "  --f64          build the graph in float64 (as gradient checks do)\n"
     "  -h, --help     this help\n"
@@ -60,13 +62,17 @@ int cmd_ir(int argc, char **argv) {
     if (after) {
         int n;
         const char *const *names = ad_pass_names(&n);
+        const char *all[8] = {"lower", "lora"};
+        int nall = 2;
+        for (int i = 0; i < n && nall < 8; i++)
+            if (strcmp(names[i], "lower")) all[nall++] = names[i];
         bool known = false;
-        for (int i = 0; i < n; i++) known |= !strcmp(names[i], after);
+        for (int i = 0; i < nall; i++) known |= !strcmp(all[i], after);
         if (!known) {
             fprintf(stderr, "trlc ir: error: unknown pass `%s` (passes:", after);
-            for (int i = 0; i < n; i++) fprintf(stderr, " %s", names[i]);
+            for (int i = 0; i < nall; i++) fprintf(stderr, " %s", all[i]);
             fprintf(stderr, ")\n");
-            const char *s = suggest_word(after, names, (size_t)n);
+            const char *s = suggest_word(after, all, (size_t)nall);
             if (s) fprintf(stderr, "hint: did you mean `%s`?\n", s);
             return EXIT_USAGE;
         }
@@ -99,8 +105,21 @@ int cmd_ir(int argc, char **argv) {
         LowerResult res;
         if (status == EXIT_OK) {
             LowerOptions opt;
-            lower_options_from_spec(cs, &opt);   // dpo included: its graph is shown before it runs
-            if (lower_model_opts(&d, &arena, &spec, cs, model, &opt, &g, &res) != 0 || ad_run_passes(&g, after) != 0)
+            lower_options_from_spec(cs, &opt);
+            int rc = lower_model_opts(&d, &arena, &spec, cs, model, &opt, &g, &res);
+            // the LoRA rewrite of the policy, as `trlc run` applies it
+            const CheckedModel *cm = &cs->models[model < 0 ? cs->policy : model];
+            bool lora = cm->has_lora && (model < 0 || model == cs->policy);
+            if (rc == 0 && lora && !(after && !strcmp(after, "lower"))) {
+                LoraOptions lo = {.rank = cm->lora_rank, .alpha = cm->lora_alpha, .dropout = cm->lora_dropout,
+                                  .train_dropout = true, .rslora = cm->lora_rslora, .all_linear = cm->lora_all_linear,
+                                  .targets = cm->lora_targets, .ntargets = cm->lora_ntargets,
+                                  .seed = (uint64_t)cs->train.seed};
+                LoraResult lr;
+                rc = lora_apply(&d, &arena, &g, &res, &lo, &lr);
+            }
+            bool stop = after && (!strcmp(after, "lower") || !strcmp(after, "lora"));
+            if (rc != 0 || (!stop && ad_run_passes(&g, after) != 0))
                 status = EXIT_SPEC;
             else
                 ir_print_after(stdout, &g, &d, after ? after : "dce");

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run_ir.sh — `trlc ir` on the specs in tests/lower/specs: the parameter list, forward, backward
 # and outputs of a tiny Qwen3 (SFT with label smoothing), frozen layers of a tied Llama, DPO
-# (2B rows, ref_logp), GRPO, distillation (the teacher frozen, forward only), a model from a
+# (2B rows, ref_logp), GRPO, distillation (the teacher frozen, forward only), LoRA, a model from a
 # checkpoint, the --after option, a spec error (exit 1) and usage errors (exit 2).
 set -u
 trlc=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
@@ -61,6 +61,12 @@ expect 0 '^  %[0-9]* = input "teacher_logits" : f32\[B,T,320\]' ir $k
 expect 0 '^parameters (25, 0 trainable):$' ir --model big $k
 n=$("$trlc" ir --model big $k 2>/dev/null | grep -c '^  grad:\|input "labels"\|input "teacher_logits"')
 if [ "$n" -eq 0 ]; then pass=$((pass + 1)); else echo "FAIL the teacher has a loss or gradients"; fail=$((fail + 1)); fi
+o=tiny-qwen3-lora.trl
+expect 0 '^parameters (33, 8 trainable):$' ir $o
+expect 0 '^  %[0-9]* = param "model.layers.1.self_attn.v_proj.lora_B.weight" : f32\[16,4\] trainable' ir $o
+expect 0 '^  grad:model.layers.0.self_attn.q_proj.lora_A.weight = %' ir $o
+expect 0 '^parameters (25, 25 trainable):$' ir --after lower $o
+expect 0 '^# IR after lora' ir --after lora $o
 f=from-qwen3.trl
 expect 0 '^parameters (24, 24 trainable):$' ir $f
 expect 0 '= rope(%[0-9]*, %[0-9]*, theta=1e+06) : f32\[B,4,T,8\]' ir $f
