@@ -28,6 +28,9 @@ extern const char usage_run[];
 int cmd_kernels(int argc, char **argv);
 extern const char usage_kernels[];
 
+int cmd_generate(int argc, char **argv), cmd_chat(int argc, char **argv);   // gen
+extern const char usage_generate[], usage_chat[];   // gen
+
 extern const char usage_check[], usage_ir[], usage_tokenize[];
 
 // True when argv holds -h or --help (subcommands print their usage and return 0).

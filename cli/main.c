@@ -15,6 +15,8 @@ static const Command commands[] = {
     {"data", "check a dataset and show which tokens are learned", usage_data, cmd_data},
     {"run", "train a spec: full fine-tuning, LoRA, from scratch (checkpoints, resume, export)", usage_run, cmd_run},
     {"kernels", "generate, compile and list the GPU kernels of a spec", usage_kernels, cmd_kernels},
+    {"generate", "continue a prompt with a model directory (KV cache; greedy or sampled)", usage_generate, cmd_generate},
+    {"chat", "chat with a model directory on stdin/stdout (its chat template)", usage_chat, cmd_chat},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -1,0 +1,221 @@
+// cmd_generate.c — `trlc generate`: loads a Hugging Face model directory (or a spec's policy
+// `from` directory) with an optional PEFT adapter and continues a prompt with KV-cached decoding
+// (runtime/gen/gen.h): greedy by default, sampled with --temperature / --top-k / --top-p / --seed.
+// Prints the generated text (or ids with --ids). Does not apply a chat template (`trlc chat` does).
+#include "check.h"
+#include "cli.h"
+#include "diag.h"
+#include "gen.h"
+#include "load.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char usage_generate[] =
+    "usage: trlc generate MODEL_DIR|SPEC --prompt TEXT [options]\n"
+    "\n"
+    "Continues TEXT with the model: a Hugging Face model directory (config.json, safetensors\n"
+    "weights, tokenizer.json), or a spec whose policy names one with `from`. Greedy decoding with a\n"
+    "KV cache unless a sampling option is given; stops at the model's end-of-sequence ids\n"
+    "(generation_config.json), a --stop string, or --max-new tokens.\n"
+    "\n"
+    "options:\n"
+    "  --prompt TEXT        the text to continue (tokenized with the model's special tokens)\n"
+    "  --prompt-ids IDS     token ids instead, comma-separated (no tokenizer needed)\n"
+    "  --max-new N          new tokens at most (default 64)\n"
+    "  --temperature T      sample with temperature T > 0 (default: greedy)\n"
+    "  --top-k K            sample from the K most likely tokens\n"
+    "  --top-p P            sample from the smallest set with probability mass > P (0 < P <= 1)\n"
+    "  --seed S             the sampling seed (default 0)\n"
+    "  --stop TEXT          stop once the output contains TEXT (repeatable)\n"
+    "  --no-eos             do not stop at end-of-sequence ids\n"
+    "  --adapter DIR        a PEFT LoRA adapter directory applied on top of the model\n"
+    "  --ids                print the generated token ids instead of text\n"
+    "  --no-cache           re-run the whole forward for every token (slow; for checking)\n"
+    "  -h, --help           this help\n"
+    "\n"
+    "exit status: 0 generated, 1 a bad model, adapter or prompt, 2 usage error, 3 runtime failure\n";
+
+// A spec path (ends in .trl): the policy's `from` directory, else the argument itself.
+const char *gen_cli_model_dir(Diag *d, Arena *a, const char *arg) {
+    size_t n = strlen(arg);
+    if (n < 4 || strcmp(arg + n - 4, ".trl")) return arg;
+    LoadedSpec spec = {0};
+    CheckedSpec cs;
+    if (load_spec(d, a, arg, &spec) || check_spec(d, a, &spec, &cs)) return NULL;
+    if (cs.policy < 0 || cs.policy >= cs.nmodels || !cs.models[cs.policy].from) {
+        diag_plain_error(d, "%s: the policy has no `from` model directory to generate with", arg);
+        return NULL;
+    }
+    return cs.models[cs.policy].from;
+}
+
+static int parse_int(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+static int parse_num(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || v != v) return -1;
+    *out = v;
+    return 0;
+}
+
+int cmd_generate(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) {
+        fputs(usage_generate, stdout);
+        return EXIT_OK;
+    }
+    const char *model = NULL, *prompt = NULL, *prompt_ids = NULL, *adapter = NULL;
+    GenOptions o;
+    gen_options_init(&o);
+    bool ids = false, no_eos = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool flag = !strcmp(a, "--ids") || !strcmp(a, "--no-cache") || !strcmp(a, "--no-eos");
+        if (flag) {
+            if (!strcmp(a, "--ids")) ids = true;
+            else if (!strcmp(a, "--no-cache")) o.no_cache = true;
+            else no_eos = true;
+            continue;
+        }
+        if (a[0] != '-' || !a[1]) {
+            if (model) {
+                fprintf(stderr, "trlc generate: error: unexpected argument `%s`\n", a);
+                return EXIT_USAGE;
+            }
+            model = a;
+            continue;
+        }
+        static const char *takes[] = {"--prompt", "--prompt-ids", "--max-new", "--temperature", "--top-k",
+                                      "--top-p", "--seed", "--stop", "--adapter"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof takes / sizeof *takes; k++) known = known || !strcmp(a, takes[k]);
+        if (!known) {
+            fprintf(stderr, "trlc generate: error: unknown option `%s`\n%s", a, usage_generate);
+            return EXIT_USAGE;
+        }
+        if (!v) {
+            fprintf(stderr, "trlc generate: error: `%s` needs a value\n", a);
+            return EXIT_USAGE;
+        }
+        i++;
+        long n;
+        double x;
+        if (!strcmp(a, "--prompt")) prompt = v;
+        else if (!strcmp(a, "--prompt-ids")) prompt_ids = v;
+        else if (!strcmp(a, "--adapter")) adapter = v;
+        else if (!strcmp(a, "--stop")) {
+            if (o.nstop_strings >= GEN_MAX_STOP) {
+                fprintf(stderr, "trlc generate: error: at most %d --stop strings\n", GEN_MAX_STOP);
+                return EXIT_USAGE;
+            }
+            o.stop_strings[o.nstop_strings++] = v;
+        } else if (!strcmp(a, "--max-new")) {
+            if (parse_int(v, 1, 1 << 20, &n)) goto bad;
+            o.max_new = (int)n;
+        } else if (!strcmp(a, "--top-k")) {
+            if (parse_int(v, 0, 1 << 30, &n)) goto bad;
+            o.top_k = (int)n;
+            o.sample = true;
+        } else if (!strcmp(a, "--seed")) {
+            if (parse_int(v, 0, __LONG_MAX__, &n)) goto bad;
+            o.seed = (uint64_t)n;
+        } else if (!strcmp(a, "--temperature")) {
+            if (parse_num(v, &x) || !(x > 0) || x > 1e6) goto bad;
+            o.temperature = x;
+            o.sample = true;
+        } else {   // --top-p
+            if (parse_num(v, &x) || !(x > 0) || x > 1) goto bad;
+            o.top_p = x;
+            o.sample = true;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "trlc generate: error: bad value `%s` for %s\n", v, a);
+        return EXIT_USAGE;
+    }
+    if (!model || (!prompt && !prompt_ids) || (prompt && prompt_ids)) {
+        fprintf(stderr, "trlc generate: error: a model and one of --prompt / --prompt-ids are required\n%s",
+                usage_generate);
+        return EXIT_USAGE;
+    }
+    Diag d;
+    diag_init(&d, stderr);
+    Arena arena = {0};
+    int rc = EXIT_SPEC;
+    TokIds pids = {0};
+    GenResult r = {0};
+    const char *dir = gen_cli_model_dir(&d, &arena, model);
+    GenModel *m = dir ? gen_model_open(&d, dir, adapter) : NULL;
+    if (!m) goto out;
+    const Tokenizer *tok = gen_model_tokenizer(m);
+    if (prompt_ids) {
+        for (const char *p = prompt_ids; *p;) {
+            char *end;
+            errno = 0;
+            long v = strtol(p, &end, 10);
+            if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+                diag_plain_error(&d, "--prompt-ids: bad id list `%s` (comma-separated token ids)", prompt_ids);
+                goto out;
+            }
+            if (tok_ids_push(&pids, (int32_t)v)) goto oom;
+            p = *end ? end + 1 : end;
+        }
+    } else {
+        if (!tok) {
+            diag_plain_error(&d, "%s has no tokenizer.json: give the prompt as --prompt-ids", dir);
+            goto out;
+        }
+        if (tok_encode(tok, prompt, strlen(prompt), true, &pids)) {
+            diag_plain_error(&d, "the prompt could not be tokenized");
+            goto out;
+        }
+    }
+    if (pids.n == 0 || pids.n > (1u << 24)) {
+        diag_plain_error(&d, "the prompt has %zu tokens", pids.n);
+        goto out;
+    }
+    if (!no_eos) o.nstop_ids = gen_model_eos(m, o.stop_ids, GEN_MAX_STOP);
+    if (o.nstop_strings && !tok) {
+        diag_plain_error(&d, "--stop needs the model's tokenizer.json");
+        goto out;
+    }
+    const int32_t *pp = pids.v;
+    int plen = (int)pids.n;
+    if (gen_generate(m, &pp, &plen, 1, &o, &r)) {
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    if (ids || !tok) {
+        for (int i = 0; i < r.len[0]; i++) printf("%s%d", i ? " " : "", r.ids[0][i]);
+        printf("\n");
+    } else {
+        size_t n = 0;
+        char *txt = tok_decode(tok, r.ids[0], (size_t)r.len[0], true, &n);
+        if (!txt) goto oom;
+        fwrite(txt, 1, n, stdout);
+        printf("\n");
+        free(txt);
+    }
+    rc = EXIT_OK;
+    goto out;
+oom:
+    diag_plain_error(&d, "out of memory");
+    rc = EXIT_RUNTIME;
+out:
+    gen_result_free(&r);
+    tok_ids_free(&pids);
+    gen_model_free(m);
+    arena_free(&arena);
+    diag_free(&d);
+    return rc;
+}

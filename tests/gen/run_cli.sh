@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# run_cli.sh — `trlc generate` and `trlc chat` end to end on the tiny checkpoints: greedy ids equal
+# transformers' (fixtures/greedy.txt), text output, usage errors (exit 2), a missing model or bad
+# adapter (exit 1, a message, no crash).
+# usage: run_cli.sh TRLC MODELS_DIR
+set -u
+TRLC=$1
+M=$2
+fail=0
+expect() {   # expect NAME WANT_STATUS GOT_STATUS
+    if [ "$2" != "$3" ]; then echo "FAIL $1: exit $3, want $2"; fail=1; else echo "ok   $1"; fi
+}
+out=$("$TRLC" generate "$M/tiny-llama" --prompt-ids 5,17,33,3,40 --max-new 12 --ids --no-eos 2>&1); rc=$?
+expect "generate llama ids" 0 $rc
+[ "$out" = "71 171 238 101 200 54 259 200 54 259 200 54" ] || { echo "FAIL llama ids: $out"; fail=1; }
+out=$("$TRLC" generate "$M/tiny-qwen2" --prompt-ids 7 --max-new 12 --ids 2>&1); rc=$?
+expect "generate qwen2 ids" 0 $rc
+[ "$out" = "184 14 206 249 89 89 89 89 89 89 89 89" ] || { echo "FAIL qwen2 ids: $out"; fail=1; }
+out=$("$TRLC" generate "$M/tiny-qwen3" --prompt "hello" --max-new 5 2>&1); rc=$?
+expect "generate qwen3 text" 0 $rc
+[ -n "$out" ] || { echo "FAIL qwen3 text: empty"; fail=1; }
+out=$("$TRLC" generate "$M/tiny-qwen3" --prompt "hello" --max-new 5 --temperature 0.8 --top-p 0.9 --seed 3 --adapter "$M/peft-tiny-qwen3" 2>&1); rc=$?
+expect "generate sampled with adapter" 0 $rc
+out=$("$TRLC" generate /nonexistent/dir --prompt hi 2>&1); rc=$?
+expect "missing model dir" 1 $rc
+echo "$out" | grep -q "does not exist" || { echo "FAIL missing model message: $out"; fail=1; }
+out=$("$TRLC" generate "$M/tiny-llama" --prompt-ids 1 --adapter "$M/peft-tiny-qwen3" 2>&1); rc=$?
+expect "mismatched adapter" 1 $rc
+echo "$out" | grep -q "error" || { echo "FAIL adapter message: $out"; fail=1; }
+out=$("$TRLC" generate "$M/tiny-llama" --prompt-ids 1,x 2>&1); rc=$?
+expect "bad prompt ids" 1 $rc
+out=$("$TRLC" generate "$M/tiny-llama" --prompt-ids 99999 2>&1); rc=$?
+expect "prompt id out of vocabulary" 3 $rc
+"$TRLC" generate "$M/tiny-llama" --prompt-ids 1 --top-p 1.5 >/dev/null 2>&1; expect "bad top-p" 2 $?
+"$TRLC" generate "$M/tiny-llama" >/dev/null 2>&1; expect "no prompt" 2 $?
+"$TRLC" generate --help >/dev/null 2>&1; expect "help" 0 $?
+out=$(printf 'hi there\nand again\n' | "$TRLC" chat "$M/tiny-qwen3" --max-new 4 2>&1); rc=$?
+expect "chat" 0 $rc
+[ "$(printf '%s\n' "$out" | wc -l)" = 2 ] || { echo "FAIL chat: want 2 reply lines, got: $out"; fail=1; }
+printf 'hi\n' | "$TRLC" chat /nonexistent >/dev/null 2>&1; expect "chat missing model" 1 $?
+exit $fail

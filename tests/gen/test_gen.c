@@ -1,0 +1,265 @@
+// test_gen.c — KV-cached generation (runtime/gen) on the tiny qwen3 / llama / qwen2 checkpoints:
+// greedy ids equal transformers' generate(do_sample=False) (fixtures/greedy.txt, from
+// gen_fixtures.py), the cached path equals re-running the whole forward per token, batched
+// decoding of prompts of different lengths equals one-by-one decoding, sampling is reproducible
+// and identical with and without the cache, the warpers equal transformers' (fixtures/warpers.txt),
+// answer extraction, and bad inputs (missing model, bad adapter, bad ids) fail with a message.
+// usage: test_gen FIXTURES_DIR MODELS_DIR (tests/fixtures)
+#include "gen.h"
+#include "test.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *fixdir, *modeldir;
+
+typedef struct Case {
+    char model[32];
+    int32_t prompt[64];
+    int plen;
+    int32_t want[64];
+    int nwant;
+} Case;
+
+static int read_cases(Case *cs, int cap) {
+    char path[1024], line[4096];
+    snprintf(path, sizeof path, "%s/greedy.txt", fixdir);
+    FILE *f = fopen(path, "r");
+    CHECK_MSG(f != NULL, "cannot open %s", path);
+    if (!f) return 0;
+    int n = 0;
+    while (n < cap && fgets(line, sizeof line, f)) {
+        Case *c = &cs[n];
+        memset(c, 0, sizeof *c);
+        char *tokp = strtok(line, " \n");
+        if (!tokp) continue;
+        snprintf(c->model, sizeof c->model, "%s", tokp);
+        c->plen = atoi(strtok(NULL, " \n"));
+        for (int i = 0; i < c->plen && i < 64; i++) c->prompt[i] = atoi(strtok(NULL, " \n"));
+        strtok(NULL, " \n");   // |
+        char *t;
+        while ((t = strtok(NULL, " \n")) && c->nwant < 64) c->want[c->nwant++] = atoi(t);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static GenModel *open_model(Diag *d, const char *name, const char *adapter) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", modeldir, name);
+    return gen_model_open(d, path, adapter);
+}
+
+static bool same_ids(const int32_t *a, int na, const int32_t *b, int nb) {
+    return na == nb && (na == 0 || !memcmp(a, b, (size_t)na * sizeof *a));
+}
+
+static void test_models(void) {
+    Case cs[32];
+    int n = read_cases(cs, 32);
+    CHECK(n == 12);
+    const char *models[] = {"tiny-qwen3", "tiny-llama", "tiny-qwen2"};
+    for (int mi = 0; mi < 3; mi++) {
+        Diag d;
+        diag_init(&d, stderr);
+        GenModel *m = open_model(&d, models[mi], NULL);
+        CHECK_MSG(m != NULL, "%s does not open", models[mi]);
+        if (!m) {
+            diag_free(&d);
+            continue;
+        }
+        const int32_t *prompts[8];
+        int plens[8], nb = 0, idx[8];
+        GenOptions o;
+        gen_options_init(&o);
+        o.max_new = 12;
+        int matched = 0;
+        for (int i = 0; i < n; i++) {
+            if (strcmp(cs[i].model, models[mi])) continue;
+            const int32_t *p = cs[i].prompt;
+            GenResult a, b;
+            o.no_cache = false;
+            int rc = gen_generate(m, &p, &cs[i].plen, 1, &o, &a);
+            CHECK(rc == 0);
+            o.no_cache = true;
+            int rc2 = gen_generate(m, &p, &cs[i].plen, 1, &o, &b);
+            CHECK(rc2 == 0);
+            if (rc == 0) {
+                bool ok = same_ids(a.ids[0], a.len[0], cs[i].want, cs[i].nwant);
+                CHECK_MSG(ok, "%s prompt %d: cached greedy ids differ from transformers'", models[mi], i);
+                matched += ok;
+            }
+            if (rc == 0 && rc2 == 0)
+                CHECK_MSG(same_ids(a.ids[0], a.len[0], b.ids[0], b.len[0]), "%s prompt %d: cache != no cache",
+                          models[mi], i);
+            gen_result_free(&a);
+            gen_result_free(&b);
+            prompts[nb] = cs[i].prompt;
+            plens[nb] = cs[i].plen;
+            idx[nb++] = i;
+        }
+        printf("%s: %d/%d prompts equal transformers' greedy ids (12 new tokens)\n", models[mi], matched, nb);
+        // batched: all prompts (lengths 5, 1, 9, 2) at once
+        o.no_cache = false;
+        GenResult r;
+        CHECK(gen_generate(m, prompts, plens, nb, &o, &r) == 0);
+        for (int k = 0; k < nb && r.ids; k++)
+            CHECK_MSG(same_ids(r.ids[k], r.len[k], cs[idx[k]].want, cs[idx[k]].nwant), "%s batched row %d differs",
+                      models[mi], k);
+        gen_result_free(&r);
+        // sampling: reproducible, and the same with and without the cache (same draws in order)
+        GenOptions s = o;
+        s.sample = true;
+        s.temperature = 1.5;
+        s.top_k = 50;
+        s.top_p = 0.95;
+        s.seed = 1234;
+        s.stop_ids[0] = 3;   // a stop id: rows may stop early
+        s.nstop_ids = 1;
+        GenResult x, y, z;
+        CHECK(gen_generate(m, prompts, plens, nb, &s, &x) == 0);
+        CHECK(gen_generate(m, prompts, plens, nb, &s, &y) == 0);
+        s.no_cache = true;
+        CHECK(gen_generate(m, prompts, plens, nb, &s, &z) == 0);
+        int differ = 0;
+        for (int k = 0; k < nb && x.ids && y.ids && z.ids; k++) {
+            CHECK(same_ids(x.ids[k], x.len[k], y.ids[k], y.len[k]));
+            CHECK_MSG(same_ids(x.ids[k], x.len[k], z.ids[k], z.len[k]), "%s sampled row %d: cache != no cache",
+                      models[mi], k);
+            differ += !same_ids(x.ids[k], x.len[k], cs[idx[k]].want, cs[idx[k]].nwant);
+            for (int t = 0; t < x.len[k]; t++) CHECK(x.ids[k][t] != 3 || t == x.len[k] - 1);
+        }
+        if (mi > 0) CHECK_MSG(differ > 0, "%s: sampling at temperature 1.5 equals greedy on every row", models[mi]);
+        gen_result_free(&x);
+        gen_result_free(&y);
+        gen_result_free(&z);
+        gen_model_free(m);
+        diag_free(&d);
+    }
+}
+
+static float parse_f(const char *s) { return !strcmp(s, "-inf") ? -INFINITY : strtof(s, NULL); }
+
+static void test_warpers(void) {
+    char path[1024], line[8192];
+    snprintf(path, sizeof path, "%s/warpers.txt", fixdir);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (!f) return;
+    int cases = 0;
+    double maxerr = 0;
+    while (fgets(line, sizeof line, f)) {
+        int k = atoi(strtok(line, " \n"));
+        double p = atof(strtok(NULL, " \n")), t = atof(strtok(NULL, " \n"));
+        strtok(NULL, " \n");
+        float in[64], want[64];
+        int n = 0, m = 0;
+        char *s;
+        while ((s = strtok(NULL, " \n")) && strcmp(s, "|") && n < 64) in[n++] = parse_f(s);
+        while ((s = strtok(NULL, " \n")) && m < 64) want[m++] = parse_f(s);
+        CHECK(n == m && n == 16);
+        gen_warp(in, n, t, k, p);
+        for (int i = 0; i < n; i++) {
+            bool ok = isinf(want[i]) ? isinf(in[i]) && in[i] < 0 : fabsf(in[i] - want[i]) <= 1e-6f * (1 + fabsf(want[i]));
+            CHECK_MSG(ok, "warper case %d (k=%d p=%g t=%g) element %d: %g, transformers %g", cases, k, p, t, i, in[i],
+                      want[i]);
+            if (!isinf(want[i])) maxerr = fmax(maxerr, fabs(in[i] - want[i]));
+        }
+        cases++;
+    }
+    fclose(f);
+    CHECK(cases == 8);
+    printf("warpers: %d cases equal transformers' (max |diff| %.3g)\n", cases, maxerr);
+    float l[4] = {1, 3, 3, 2};
+    CHECK(gen_argmax(l, 4) == 1);
+}
+
+static void test_extract(void) {
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"She has 3 apples and buys 15 more, so 18.\n#### 18", "18"},
+        {"#### 1,234", "1234"},
+        {"so the answer is 18.0", "18"},
+        {"answer: 18.50 dollars", "18.5"},
+        {"-5 degrees, then -7", "-7"},
+        {"#### 42 <|im_end|>", "42"},
+        {"12 #### 7 and then 9", "9"},
+        {"007", "7"},
+        {"cost $1,000,000.", "1000000"},
+        {"x = 0.0", "0"},
+        {"-0", "0"},
+    };
+    char out[64];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        bool ok = gen_extract_number(cases[i].text, out, sizeof out);
+        CHECK_MSG(ok && !strcmp(out, cases[i].want), "extract(\"%s\") = %s, want %s", cases[i].text, ok ? out : "(none)",
+                  cases[i].want);
+    }
+    CHECK(!gen_extract_number("no number here", out, sizeof out));
+    CHECK(!gen_extract_number("", out, sizeof out));
+    CHECK(gen_answer_matches("... so 18.0\n#### 18.0", "18"));
+    CHECK(gen_answer_matches("#### 1,234", "1234"));
+    CHECK(!gen_answer_matches("#### 17", "18"));
+    CHECK(!gen_answer_matches("nothing", "18"));
+}
+
+static void test_bad_inputs(void) {
+    FILE *sink = tmpfile();
+    Diag d;
+    diag_init(&d, sink ? sink : stderr);
+    CHECK(gen_model_open(&d, "/nonexistent/model", NULL) == NULL);
+    CHECK(d.errors > 0);
+    char adapter[1024];
+    snprintf(adapter, sizeof adapter, "%s/peft-tiny-qwen3", modeldir);
+    // a qwen3 adapter on llama: the shapes do not match
+    int e0 = d.errors;
+    CHECK(open_model(&d, "tiny-llama", adapter) == NULL);
+    CHECK(d.errors > e0);
+    e0 = d.errors;
+    CHECK(open_model(&d, "tiny-qwen3", "/nonexistent/adapter") == NULL);
+    CHECK(d.errors > e0);
+    // the adapter where it belongs opens and generates
+    GenModel *m = open_model(&d, "tiny-qwen3", adapter);
+    CHECK(m != NULL);
+    if (m) {
+        GenOptions o;
+        gen_options_init(&o);
+        o.max_new = 4;
+        int32_t bad[2] = {5, 100000};
+        const int32_t *p = bad;
+        int plen = 2;
+        GenResult r;
+        e0 = d.errors;
+        CHECK(gen_generate(m, &p, &plen, 1, &o, &r) != 0);   // id outside the vocabulary
+        CHECK(d.errors > e0);
+        plen = 0;
+        CHECK(gen_generate(m, &p, &plen, 1, &o, &r) != 0);   // empty prompt
+        plen = 1;
+        o.max_new = 0;
+        CHECK(gen_generate(m, &p, &plen, 1, &o, &r) != 0);
+        o.max_new = 4;
+        CHECK(gen_generate(m, &p, &plen, 1, &o, &r) == 0);
+        CHECK(r.len && r.len[0] == 4);
+        gen_result_free(&r);
+        gen_model_free(m);
+    }
+    diag_free(&d);
+    if (sink) fclose(sink);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: test_gen FIXTURES_DIR MODELS_DIR\n");
+        return 2;
+    }
+    fixdir = argv[1];
+    modeldir = argv[2];
+    test_warpers();
+    test_extract();
+    test_models();
+    test_bad_inputs();
+    return test_done("gen");
+}
