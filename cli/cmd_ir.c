@@ -108,9 +108,10 @@ int cmd_ir(int argc, char **argv) {
             lower_options_from_spec(cs, &opt);
             int rc = lower_model_opts(&d, &arena, &spec, cs, model, &opt, &g, &res);
             // the LoRA rewrite of the policy, as `trlc run` applies it
-            const CheckedModel *cm = &cs->models[model < 0 ? cs->policy : model];
-            bool lora = cm->has_lora && (model < 0 || model == cs->policy);
-            if (rc == 0 && lora && !(after && !strcmp(after, "lower"))) {
+            int mi = model < 0 ? cs->policy : model;
+            const CheckedModel *cm = rc == 0 && mi >= 0 && mi < cs->nmodels ? &cs->models[mi] : NULL;
+            bool lora = cm && cm->has_lora && mi == cs->policy;
+            if (lora && !(after && !strcmp(after, "lower"))) {
                 LoraOptions lo = {.rank = cm->lora_rank, .alpha = cm->lora_alpha, .dropout = cm->lora_dropout,
                                   .train_dropout = true, .rslora = cm->lora_rslora, .all_linear = cm->lora_all_linear,
                                   .targets = cm->lora_targets, .ntargets = cm->lora_ntargets,
