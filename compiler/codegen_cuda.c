@@ -514,6 +514,25 @@ void cg_launch_shape(const FusePlan *p, int group, char *buf, size_t n) {
              ir_shape_str(&r1, s2, sizeof s2), ir_shape_str(&one, s1, sizeof s1));
 }
 
+void cg_launch_dims(const FusePlan *p, int group, const int64_t *sym, unsigned grid[3], unsigned block[3]) {
+    grid[0] = grid[1] = grid[2] = block[0] = block[1] = block[2] = 1;
+    if (group < 0 || group >= p->ngroups) return;
+    const FuseGroup *gr = &p->groups[group];
+    int64_t n = ir_shape_numel(&gr->dom, sym);
+    if (n <= 0) return;
+    if (!gr->has_reduce) {
+        int64_t blocks = (n + 255) / 256;
+        grid[0] = (unsigned)(blocks < (1 << 20) ? blocks : (1 << 20));
+        block[0] = 256;
+        return;
+    }
+    int64_t nout = ir_shape_numel(&gr->rshape, sym);
+    if (nout <= 0) return;
+    int64_t nred = n / nout, threads = (nred + 31) / 32 * 32;
+    grid[0] = (unsigned)(nout < (1 << 20) ? nout : (1 << 20));
+    block[0] = (unsigned)(threads < 32 ? 32 : threads > 256 ? 256 : threads);
+}
+
 void cg_kernel_args(const FusePlan *p, int group, char *buf, size_t n) {
     if (group < 0 || group >= p->ngroups) {
         snprintf(buf, n, "?");

@@ -24,6 +24,11 @@ const char *cg_cuda_prelude(void);
 // "one block per B*T outputs (1024 elements each), up to 256 threads".
 void cg_launch_shape(const FusePlan *p, int group, char *buf, size_t n);
 
+// The launch of group `group` for B = sym[0], T = sym[1]: grid and block (y, z = 1). Elementwise:
+// 256 threads, ceil(n / 256) blocks (at most 2^20, the loop strides); reduction: one block per
+// output (at most 2^20), threads = the reduced count rounded up to 32, at most 256.
+void cg_launch_dims(const FusePlan *p, int group, const int64_t *sym, unsigned grid[3], unsigned block[3]);
+
 // The kernel's parameter list for a group in launch order, in words (for the index file):
 // "out0 %33 f32[B,T,32], in0 %26 f32[B,T,32], B, T, step".
 void cg_kernel_args(const FusePlan *p, int group, char *buf, size_t n);

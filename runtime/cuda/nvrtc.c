@@ -158,9 +158,11 @@ static void report(Job *j, const RtCudaProgram *p, const char *call, nvrtcResult
 static void compile_one(Job *j, RtCudaProgram *p) {
     char archopt[64], optline[256];
     snprintf(archopt, sizeof archopt, "--gpu-architecture=%s", j->arch);
-    const char *opts[] = {archopt, "--std=c++17", "--restrict"};
-    const int nopts = 3;
-    snprintf(optline, sizeof optline, "%s %s %s", opts[0], opts[1], opts[2]);
+    // no --restrict: library kernels may run in place (rope, the cross-entropy backward);
+    // generated kernels mark their distinct buffers __restrict__ themselves
+    const char *opts[] = {archopt, "--std=c++17"};
+    const int nopts = 2;
+    snprintf(optline, sizeof optline, "%s %s", opts[0], opts[1]);
     int vmaj = 0, vmin = 0;
     rt_nvrtc_version(&vmaj, &vmin);
     char keytext[512];

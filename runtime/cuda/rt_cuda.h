@@ -60,6 +60,28 @@ void rt_nvrtc_archs(char *buf, size_t n);
 int rt_cuda_device_count(void);
 bool rt_cuda_device_arch(int dev, char *buf, size_t n);
 
+// ---- a device (device.c): the driver API through dlopen, every call checked (CU_CHECK names the
+// call, the driver's error string, file and line). Used by the executor and the GPU tests.
+typedef struct RtCudaDevice RtCudaDevice;
+typedef uint64_t RtCudaPtr;               // a device address (CUdeviceptr)
+// Opens device dev (its primary context) and makes it current. NULL when there is no driver or
+// no such device (reported through d only when quiet is false).
+RtCudaDevice *rt_cuda_open(int dev, bool quiet, Diag *d);
+void rt_cuda_close(RtCudaDevice *g);
+int rt_cuda_alloc(RtCudaDevice *g, size_t bytes, RtCudaPtr *p);
+void rt_cuda_free(RtCudaDevice *g, RtCudaPtr p);
+int rt_cuda_upload(RtCudaDevice *g, RtCudaPtr dst, const void *src, size_t bytes);
+int rt_cuda_download(RtCudaDevice *g, void *dst, RtCudaPtr src, size_t bytes);
+int rt_cuda_zero(RtCudaDevice *g, RtCudaPtr p, size_t bytes);
+// Loads a cubin; *fn receives the kernel `name` (a CUfunction). The module lives until close.
+int rt_cuda_load(RtCudaDevice *g, const void *cubin, const char *name, void **fn);
+// Launches fn with the kernel parameters args (pointers to each argument's value).
+int rt_cuda_launch(RtCudaDevice *g, void *fn, const unsigned grid[3], const unsigned block[3],
+                   unsigned shared_bytes, void **args, const char *what);
+int rt_cuda_sync(RtCudaDevice *g, const char *what);
+// Registers and static shared memory of a loaded kernel (cuFuncGetAttribute).
+int rt_cuda_func_resources(RtCudaDevice *g, void *fn, int *regs, int *shared_bytes);
+
 // Registers and static shared memory of kernel `name` in a cubin (ELF); -1 when not found.
 void rt_cuda_cubin_resources(const unsigned char *cubin, size_t size, const char *name, int *regs,
                              int64_t *shared_bytes);

@@ -1,0 +1,174 @@
+// device.c — one CUDA device through the driver API, loaded with dlopen so that trlc starts (and
+// its CPU path runs) on machines without a driver: memory, cubin modules, launches, and the
+// CU_CHECK macro that names the failing call, the driver's error string, file and line.
+// Not here: compiling (nvrtc.c), deciding what to launch (the executor).
+#include "rt_cuda.h"
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int CUresult;
+typedef int CUdevice;
+typedef void *CUcontext;
+typedef void *CUmodule;
+typedef void *CUfunction;
+typedef uint64_t CUdeviceptr;
+
+struct RtCudaDevice {
+    void *lib;
+    Diag *d;
+    CUdevice dev;
+    CUcontext ctx;
+    CUmodule mods[256];
+    int nmods;
+    CUresult (*Init)(unsigned);
+    CUresult (*DeviceGet)(CUdevice *, int);
+    CUresult (*DeviceGetCount)(int *);
+    CUresult (*PrimaryCtxRetain)(CUcontext *, CUdevice);
+    CUresult (*PrimaryCtxRelease)(CUdevice);
+    CUresult (*CtxSetCurrent)(CUcontext);
+    CUresult (*CtxSynchronize)(void);
+    CUresult (*MemAlloc)(CUdeviceptr *, size_t);
+    CUresult (*MemFree)(CUdeviceptr);
+    CUresult (*MemcpyHtoD)(CUdeviceptr, const void *, size_t);
+    CUresult (*MemcpyDtoH)(void *, CUdeviceptr, size_t);
+    CUresult (*MemsetD8)(CUdeviceptr, unsigned char, size_t);
+    CUresult (*ModuleLoadData)(CUmodule *, const void *);
+    CUresult (*ModuleUnload)(CUmodule);
+    CUresult (*ModuleGetFunction)(CUfunction *, CUmodule, const char *);
+    CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                             void *, void **, void **);
+    CUresult (*FuncGetAttribute)(int *, int, CUfunction);
+    CUresult (*GetErrorString)(CUresult, const char **);
+};
+
+static int cu_fail(RtCudaDevice *g, CUresult r, const char *call, const char *file, int line) {
+    const char *msg = NULL;
+    if (g->GetErrorString) g->GetErrorString(r, &msg);
+    diag_plain_error(g->d, "CUDA: %s failed: %s (error %d) at %s:%d", call, msg ? msg : "unknown error", r, file, line);
+    return -1;
+}
+
+#define CU_CHECK(g, call)                                                  \
+    do {                                                                   \
+        CUresult r_ = (call);                                              \
+        if (r_ != 0) return cu_fail((g), r_, #call, __FILE__, __LINE__);   \
+    } while (0)
+
+#define SYM(g, field, name) ((g)->field = (__typeof__((g)->field))(uintptr_t)dlsym((g)->lib, name))
+
+RtCudaDevice *rt_cuda_open(int dev, bool quiet, Diag *d) {
+    RtCudaDevice *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->d = d;
+    g->lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!g->lib) {
+        if (!quiet) diag_plain_error(d, "CUDA: no driver (libcuda.so.1 cannot be loaded)");
+        free(g);
+        return NULL;
+    }
+    bool ok = SYM(g, Init, "cuInit") && SYM(g, DeviceGet, "cuDeviceGet") && SYM(g, DeviceGetCount, "cuDeviceGetCount") &&
+              SYM(g, PrimaryCtxRetain, "cuDevicePrimaryCtxRetain") &&
+              SYM(g, PrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2") && SYM(g, CtxSetCurrent, "cuCtxSetCurrent") &&
+              SYM(g, CtxSynchronize, "cuCtxSynchronize") && SYM(g, MemAlloc, "cuMemAlloc_v2") &&
+              SYM(g, MemFree, "cuMemFree_v2") && SYM(g, MemcpyHtoD, "cuMemcpyHtoD_v2") &&
+              SYM(g, MemcpyDtoH, "cuMemcpyDtoH_v2") && SYM(g, MemsetD8, "cuMemsetD8_v2") &&
+              SYM(g, ModuleLoadData, "cuModuleLoadData") && SYM(g, ModuleUnload, "cuModuleUnload") &&
+              SYM(g, ModuleGetFunction, "cuModuleGetFunction") && SYM(g, LaunchKernel, "cuLaunchKernel") &&
+              SYM(g, FuncGetAttribute, "cuFuncGetAttribute") && SYM(g, GetErrorString, "cuGetErrorString");
+    int n = 0;
+    if (!ok || g->Init(0) != 0 || g->DeviceGetCount(&n) != 0 || dev < 0 || dev >= n) {
+        if (!quiet) diag_plain_error(d, "CUDA: no device %d (%d found)", dev, n);
+        dlclose(g->lib);
+        free(g);
+        return NULL;
+    }
+    if (g->DeviceGet(&g->dev, dev) != 0 || g->PrimaryCtxRetain(&g->ctx, g->dev) != 0 || g->CtxSetCurrent(g->ctx) != 0) {
+        diag_plain_error(d, "CUDA: cannot create a context on device %d", dev);
+        dlclose(g->lib);
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void rt_cuda_close(RtCudaDevice *g) {
+    if (!g) return;
+    for (int i = 0; i < g->nmods; i++) g->ModuleUnload(g->mods[i]);
+    g->PrimaryCtxRelease(g->dev);
+    dlclose(g->lib);
+    free(g);
+}
+
+int rt_cuda_alloc(RtCudaDevice *g, size_t bytes, RtCudaPtr *p) {
+    CUdeviceptr x = 0;
+    CU_CHECK(g, g->MemAlloc(&x, bytes ? bytes : 1));
+    *p = x;
+    return 0;
+}
+
+void rt_cuda_free(RtCudaDevice *g, RtCudaPtr p) {
+    if (p) g->MemFree(p);
+}
+
+int rt_cuda_upload(RtCudaDevice *g, RtCudaPtr dst, const void *src, size_t bytes) {
+    if (bytes) CU_CHECK(g, g->MemcpyHtoD(dst, src, bytes));
+    return 0;
+}
+
+int rt_cuda_download(RtCudaDevice *g, void *dst, RtCudaPtr src, size_t bytes) {
+    if (bytes) CU_CHECK(g, g->MemcpyDtoH(dst, src, bytes));
+    return 0;
+}
+
+int rt_cuda_zero(RtCudaDevice *g, RtCudaPtr p, size_t bytes) {
+    if (bytes) CU_CHECK(g, g->MemsetD8(p, 0, bytes));
+    return 0;
+}
+
+int rt_cuda_load(RtCudaDevice *g, const void *cubin, const char *name, void **fn) {
+    if (g->nmods >= 256) {
+        diag_plain_error(g->d, "CUDA: too many modules loaded");
+        return -1;
+    }
+    CUmodule m = NULL;
+    CU_CHECK(g, g->ModuleLoadData(&m, cubin));
+    g->mods[g->nmods++] = m;
+    CUfunction f = NULL;
+    CUresult r = g->ModuleGetFunction(&f, m, name);
+    if (r != 0) {
+        cu_fail(g, r, "cuModuleGetFunction", __FILE__, __LINE__);
+        diag_hint(g->d, "the kernel is `%s`", name);
+        return -1;
+    }
+    *fn = f;
+    return 0;
+}
+
+int rt_cuda_launch(RtCudaDevice *g, void *fn, const unsigned grid[3], const unsigned block[3], unsigned shared_bytes,
+                   void **args, const char *what) {
+    CUresult r = g->LaunchKernel(fn, grid[0], grid[1], grid[2], block[0], block[1], block[2], shared_bytes, NULL, args, NULL);
+    if (r != 0) {
+        cu_fail(g, r, "cuLaunchKernel", __FILE__, __LINE__);
+        diag_hint(g->d, "launching %s (grid %u,%u,%u, block %u,%u,%u)", what, grid[0], grid[1], grid[2], block[0],
+                  block[1], block[2]);
+        return -1;
+    }
+    return 0;
+}
+
+int rt_cuda_sync(RtCudaDevice *g, const char *what) {
+    CUresult r = g->CtxSynchronize();
+    if (r != 0) {
+        cu_fail(g, r, "cuCtxSynchronize", __FILE__, __LINE__);
+        diag_hint(g->d, "after %s", what);
+        return -1;
+    }
+    return 0;
+}
+
+int rt_cuda_func_resources(RtCudaDevice *g, void *fn, int *regs, int *shared_bytes) {
+    CU_CHECK(g, g->FuncGetAttribute(regs, 4 /* CU_FUNC_ATTRIBUTE_NUM_REGS */, fn));
+    CU_CHECK(g, g->FuncGetAttribute(shared_bytes, 1 /* CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES */, fn));
+    return 0;
+}

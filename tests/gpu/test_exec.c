@@ -1,0 +1,308 @@
+// test_exec.c — the kernels on a real GPU (skipped, exit 77, where there is none): every fused
+// group of the given specs' training graphs is compiled for the device's architecture, launched
+// with the interpreter's values of its inputs, and its outputs compared with the interpreter's;
+// the library kernels (attention forward/backward with grouped KV heads, cross-entropy forward/
+// backward, rope, AdamW, embed) are compared with their C references.
+#include "codegen_cuda.h"
+#include "cpu.h"
+#include "fuse.h"
+#include "kernels_ref.h"
+#include "load.h"
+#include "memplan_spec.h"
+#include "rt_cuda.h"
+#include "test.h"
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 99;
+static float frand(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0) - 0.5);
+}
+
+static double relerr(const float *a, const float *b, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]) / (1e-3 + fabs((double)b[i]));
+        if (!(e <= m)) m = e;
+    }
+    return m;
+}
+
+// compiles one source and returns the kernel `name` loaded on the device, or NULL
+static void *build(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, const char *src, const char *prog,
+                   const char *name, Diag *d) {
+    RtCudaProgram p = {.name = prog, .source = src};
+    void *fn = NULL;
+    if (rt_cuda_compile(cache, &p, 1, arch, false, 1, d) == 0) rt_cuda_load(dev, p.cubin, name, &fn);
+    rt_cuda_program_free(&p);
+    return fn;
+}
+
+static RtCudaPtr up(RtCudaDevice *dev, const void *data, size_t bytes) {
+    RtCudaPtr p = 0;
+    if (rt_cuda_alloc(dev, bytes, &p) == 0 && data) rt_cuda_upload(dev, p, data, bytes);
+    return p;
+}
+
+static void test_fused(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, const char *path) {
+    Diag d;
+    diag_init(&d, stderr);
+    Arena a = {0};
+    LoadedSpec spec = {0};
+    CheckedSpec *cs = arena_alloc(&a, sizeof *cs);
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    FusePlan plan;
+    memset(&plan, 0, sizeof plan);
+    if (load_spec(&d, &a, path, &spec) != 0 || check_spec(&d, &a, &spec, cs) != 0 ||
+        mp_compile_training_graph(&d, &a, &spec, cs, &g) != 0 || fuse_plan(&g, &d, &plan) != 0) {
+        CHECK_MSG(0, "%s does not compile", path);
+        return;
+    }
+    for (int gi = 0; gi < plan.ngroups; gi++) {
+        const FuseGroup *gr = &plan.groups[gi];
+        for (int k = 0; k < gr->nins + gr->nouts; k++) {
+            IrId id = k < gr->nins ? gr->ins[k] : gr->outs[k - gr->nins];
+            if (g.nodes[id].op == IR_INPUT || g.nodes[id].op == IR_PARAM) continue;
+            char name[32];
+            snprintf(name, sizeof name, "fz%d", id);
+            ir_add_output(&g, id, name);
+        }
+    }
+    int64_t sym[IR_NSYMS] = {2, 45};
+    const uint64_t step = 5;
+    CpuProgram *prog = cpu_program_new(&g, IR_F32, &d);
+    void **host = calloc((size_t)g.n, sizeof *host);
+    for (int i = 0; i < g.n; i++) {
+        const IrNode *n = &g.nodes[i];
+        if (n->op != IR_INPUT && n->op != IR_PARAM) continue;
+        int64_t numel = ir_shape_numel(&n->shape, sym);
+        host[i] = malloc((size_t)numel * 4 + 4);
+        for (int64_t k = 0; k < numel; k++) {
+            if (n->dtype == IR_I32) ((int32_t *)host[i])[k] = n->name && !strcmp(n->name, "pos") ? (int32_t)(k % sym[1]) : (int32_t)((frand() + 0.5f) * 300);
+            else ((float *)host[i])[k] = n->name && strstr(n->name, "norm") ? 1 + frand() * 0.4f : frand() * 0.4f;
+        }
+        cpu_bind(prog, i, host[i], (size_t)numel * 4);
+    }
+    CHECK(cpu_run(prog, sym, step) == 0);
+    void **fns = calloc((size_t)plan.nkernels, sizeof *fns);
+    int bad = 0, launched = 0;
+    double worst = 0;
+    for (int gi = 0; gi < plan.ngroups; gi++) {
+        const FuseGroup *gr = &plan.groups[gi];
+        int k = gr->kernel;
+        if (!fns[k]) {
+            char *src = cg_cuda_kernel(&plan, k, &d);
+            fns[k] = src ? build(dev, cache, arch, src, plan.kernels[k].name, plan.kernels[k].name, &d) : NULL;
+            free(src);
+        }
+        CHECK(fns[k] != NULL);
+        if (!fns[k]) continue;
+        RtCudaPtr ptr[FUSE_MAX_ARGS];
+        uint64_t seeds[FUSE_MAX_MEMBERS];
+        uint32_t salts[FUSE_MAX_MEMBERS];
+        void *args[FUSE_MAX_ARGS + 2 * FUSE_MAX_MEMBERS + 3];
+        int na = 0, nd = 0;
+        for (int q = 0; q < gr->nouts; q++) {
+            ptr[q] = up(dev, NULL, (size_t)ir_shape_numel(&g.nodes[gr->outs[q]].shape, sym) * 4);
+            args[na++] = &ptr[q];
+        }
+        for (int q = 0; q < gr->nins; q++) {
+            IrId id = gr->ins[q];
+            const void *data = host[id];
+            if (!data) {
+                char name[32];
+                snprintf(name, sizeof name, "fz%d", id);
+                const CpuTensor *t = cpu_output_named(prog, name);
+                data = t ? t->data : NULL;
+            }
+            ptr[gr->nouts + q] = up(dev, data, (size_t)ir_shape_numel(&g.nodes[id].shape, sym) * 4);
+            args[na++] = &ptr[gr->nouts + q];
+        }
+        for (int m = 0; m < gr->nnodes; m++) {
+            const IrNode *n = &g.nodes[gr->nodes[m]];
+            if (n->op != IR_DROPOUT) continue;
+            seeds[nd] = n->a.seed, salts[nd] = n->a.salt;
+            args[na++] = &seeds[nd];
+            args[na++] = &salts[nd];
+            nd++;
+        }
+        long long B = sym[0], T = sym[1];
+        unsigned long long st = step;
+        args[na++] = &B, args[na++] = &T, args[na++] = &st;
+        unsigned grid[3], block[3];
+        cg_launch_dims(&plan, gi, sym, grid, block);
+        CHECK(rt_cuda_launch(dev, fns[k], grid, block, 0, args, plan.kernels[k].name) == 0);
+        CHECK(rt_cuda_sync(dev, plan.kernels[k].name) == 0);
+        launched++;
+        for (int q = 0; q < gr->nouts; q++) {
+            int64_t numel = ir_shape_numel(&g.nodes[gr->outs[q]].shape, sym);
+            float *got = malloc((size_t)numel * 4 + 4);
+            rt_cuda_download(dev, got, ptr[q], (size_t)numel * 4);
+            char name[32];
+            snprintf(name, sizeof name, "fz%d", gr->outs[q]);
+            const CpuTensor *t = cpu_output_named(prog, name);
+            double e = t && g.nodes[gr->outs[q]].dtype != IR_I32 ? relerr(got, t->data, numel) : 0;
+            if (!(e <= worst)) worst = e;
+            if (!(e <= 2e-4) && bad++ < 5)
+                fprintf(stderr, "%s: group %d (%s) output %%%d: max rel. error %.3g\n", path, gi, plan.kernels[k].name,
+                        gr->outs[q], e);
+            free(got);
+        }
+        for (int q = 0; q < gr->nouts + gr->nins; q++) rt_cuda_free(dev, ptr[q]);
+    }
+    CHECK_MSG(bad == 0, "%d outputs differ", bad);
+    printf("%s: %d fused launches of %d kernels on the GPU vs the interpreter: max rel. error %.3g\n", path, launched,
+           plan.nkernels, worst);
+    for (int i = 0; i < g.n; i++) free(host[i]);
+    free(host);
+    free(fns);
+    cpu_program_free(prog);
+    fuse_plan_free(&plan);
+    ir_graph_free(&g);
+    arena_free(&a);
+    diag_free(&d);
+}
+
+static void test_library(RtCudaDevice *dev, RtCudaCache *cache, const char *arch) {
+    Diag d;
+    diag_init(&d, stderr);
+    enum { B = 2, Hq = 4, Hkv = 2, T = 70, D = 64, N = 37, V = 1000 };
+    const int nq = B * Hq * T * D, nkv = B * Hkv * T * D;
+    float *q = malloc(nq * 4), *k = malloc(nkv * 4), *v = malloc(nkv * 4), *go = malloc(nq * 4);
+    float *o = malloc(nq * 4), *lse = malloc(B * Hq * T * 4), *dq = malloc(nq * 4), *delta = malloc(B * Hq * T * 4);
+    float *dk = malloc(nkv * 4), *dv = malloc(nkv * 4), *got = malloc(nq * 4 + (size_t)N * V * 4);
+    for (int i = 0; i < nq; i++) q[i] = frand(), go[i] = frand();
+    for (int i = 0; i < nkv; i++) k[i] = frand(), v[i] = frand();
+    const char *src = cg_library_source("attention.cu");
+    void *ffw = build(dev, cache, arch, src, "attention.cu", "trlc_attention_forward", &d);
+    void *fdq = build(dev, cache, arch, src, "attention.cu", "trlc_attention_backward_dq", &d);
+    void *fkv = build(dev, cache, arch, src, "attention.cu", "trlc_attention_backward_dkdv", &d);
+    CHECK(ffw && fdq && fkv);
+    for (int causal = 0; causal < 2 && ffw && fdq && fkv; causal++) {
+        float scale = 0.125f;
+        trlc_attention_fwd_ref(o, lse, q, k, v, B, Hq, Hkv, T, D, scale, causal);
+        trlc_attention_bwd_dq_ref(dq, delta, q, k, v, o, go, lse, B, Hq, Hkv, T, D, scale, causal);
+        trlc_attention_bwd_dkdv_ref(dk, dv, q, k, v, go, lse, delta, B, Hq, Hkv, T, D, scale, causal);
+        RtCudaPtr pq = up(dev, q, nq * 4), pk = up(dev, k, nkv * 4), pv = up(dev, v, nkv * 4), pgo = up(dev, go, nq * 4);
+        RtCudaPtr po = up(dev, NULL, nq * 4), pl = up(dev, NULL, B * Hq * T * 4), pdq = up(dev, NULL, nq * 4);
+        RtCudaPtr pdl = up(dev, NULL, B * Hq * T * 4), pdk = up(dev, NULL, nkv * 4), pdv = up(dev, NULL, nkv * 4);
+        int t = T, dd = D, hq = Hq, hkv = Hkv;
+        unsigned grid[3] = {(T + 3) / 4, Hq, B}, gridkv[3] = {(T + 3) / 4, Hkv, B}, block[3] = {128, 1, 1};
+        void *a1[] = {&po, &pl, &pq, &pk, &pv, &t, &dd, &hq, &hkv, &scale, &causal};
+        CHECK(rt_cuda_launch(dev, ffw, grid, block, 0, a1, "attention forward") == 0);
+        void *a2[] = {&pdq, &pdl, &pq, &pk, &pv, &po, &pgo, &pl, &t, &dd, &hq, &hkv, &scale, &causal};
+        CHECK(rt_cuda_launch(dev, fdq, grid, block, 0, a2, "attention dq") == 0);
+        void *a3[] = {&pdk, &pdv, &pq, &pk, &pv, &pgo, &pl, &pdl, &t, &dd, &hq, &hkv, &scale, &causal};
+        CHECK(rt_cuda_launch(dev, fkv, gridkv, block, 0, a3, "attention dkdv") == 0);
+        CHECK(rt_cuda_sync(dev, "attention") == 0);
+        double e[5];
+        rt_cuda_download(dev, got, po, nq * 4), e[0] = relerr(got, o, nq);
+        rt_cuda_download(dev, got, pl, B * Hq * T * 4), e[1] = relerr(got, lse, B * Hq * T);
+        rt_cuda_download(dev, got, pdq, nq * 4), e[2] = relerr(got, dq, nq);
+        rt_cuda_download(dev, got, pdk, nkv * 4), e[3] = relerr(got, dk, nkv);
+        rt_cuda_download(dev, got, pdv, nkv * 4), e[4] = relerr(got, dv, nkv);
+        printf("attention on the GPU (%s, T=%d, D=%d, GQA %d/%d) vs reference: o %.2g lse %.2g dq %.2g dk %.2g dv %.2g\n",
+               causal ? "causal" : "full", T, D, Hq, Hkv, e[0], e[1], e[2], e[3], e[4]);
+        for (int i = 0; i < 5; i++) CHECK(e[i] < 1e-3);
+        RtCudaPtr all[] = {pq, pk, pv, pgo, po, pl, pdq, pdl, pdk, pdv};
+        for (int i = 0; i < 10; i++) rt_cuda_free(dev, all[i]);
+    }
+    // cross-entropy
+    float *lg = malloc((size_t)N * V * 4), *loss = malloc(N * 4), *lse2 = malloc(N * 4), *gl = malloc(N * 4);
+    float *dl = malloc((size_t)N * V * 4);
+    int32_t lab[N];
+    for (int i = 0; i < N * V; i++) lg[i] = 10 * frand();
+    for (int i = 0; i < N; i++) lab[i] = i % 9 == 4 ? -100 : (int32_t)((frand() + 0.5f) * (V - 1)), gl[i] = 1 + frand();
+    trlc_cross_entropy_ref(loss, lse2, lg, lab, N, V, -100, 0.1f);
+    trlc_cross_entropy_bwd_ref(dl, lg, lse2, lab, gl, N, V, -100, 0.1f);
+    src = cg_library_source("cross_entropy.cu");
+    void *cf = build(dev, cache, arch, src, "cross_entropy.cu", "trlc_cross_entropy_forward_f32", &d);
+    void *cb = build(dev, cache, arch, src, "cross_entropy.cu", "trlc_cross_entropy_backward_f32", &d);
+    CHECK(cf && cb);
+    if (cf && cb) {
+        RtCudaPtr plg = up(dev, lg, (size_t)N * V * 4), plab = up(dev, lab, N * 4), pgl = up(dev, gl, N * 4);
+        RtCudaPtr ploss = up(dev, NULL, N * 4), plse = up(dev, NULL, N * 4);
+        long long vv = V;
+        int ign = -100;
+        float eps = 0.1f;
+        unsigned grid[3] = {N, 1, 1}, block[3] = {256, 1, 1};
+        void *a1[] = {&ploss, &plse, &plg, &plab, &vv, &ign, &eps};
+        CHECK(rt_cuda_launch(dev, cf, grid, block, 0, a1, "cross_entropy forward") == 0);
+        void *a2[] = {&plg, &plg, &plse, &plab, &pgl, &vv, &ign, &eps};   // in place over the logits
+        CHECK(rt_cuda_launch(dev, cb, grid, block, 0, a2, "cross_entropy backward") == 0);
+        CHECK(rt_cuda_sync(dev, "cross_entropy") == 0);
+        double e1, e2;
+        rt_cuda_download(dev, got, ploss, N * 4), e1 = relerr(got, loss, N);
+        rt_cuda_download(dev, got, plg, (size_t)N * V * 4), e2 = relerr(got, dl, (int64_t)N * V);
+        printf("cross-entropy on the GPU (V=%d): loss %.2g, dlogits (in place) %.2g\n", V, e1, e2);
+        CHECK(e1 < 1e-4 && e2 < 1e-3);
+        rt_cuda_free(dev, plg), rt_cuda_free(dev, plab), rt_cuda_free(dev, pgl), rt_cuda_free(dev, ploss), rt_cuda_free(dev, plse);
+    }
+    // rope (in place), AdamW, embed
+    {
+        int32_t pos[B * T];
+        for (int i = 0; i < B * T; i++) pos[i] = (i % T) * 101;
+        double inv[D / 2];
+        trlc_rope_inv_freq(inv, D, 500000.0, 32.0, 1.0, 4.0, 8192.0);
+        trlc_rope_ref(o, q, pos, inv, B, Hq, T, D, 1, 0);
+        void *fr = build(dev, cache, arch, cg_library_source("rope.cu"), "rope.cu", "trlc_rope_forward", &d);
+        CHECK(fr != NULL);
+        if (fr) {
+            RtCudaPtr px = up(dev, q, nq * 4), pp = up(dev, pos, B * T * 4), pi = up(dev, inv, sizeof inv);
+            int t = T, dd = D, h = Hq, pb = 1, inverse = 0;
+            unsigned grid[3] = {(T * D / 2 + 255) / 256, Hq, B}, block[3] = {256, 1, 1};
+            void *a[] = {&px, &px, &pp, &pi, &t, &dd, &h, &pb, &inverse};
+            CHECK(rt_cuda_launch(dev, fr, grid, block, 0, a, "rope") == 0 && rt_cuda_sync(dev, "rope") == 0);
+            rt_cuda_download(dev, got, px, nq * 4);
+            double e = relerr(got, o, nq);
+            printf("rope on the GPU (llama-3 scaled, positions to %d): %.2g\n", (T - 1) * 101, e);
+            CHECK(e < 1e-4);
+            rt_cuda_free(dev, px), rt_cuda_free(dev, pp), rt_cuda_free(dev, pi);
+        }
+        enum { NP = 1000 };
+        float p[NP], m[NP], s[NP], gr[NP], p2[NP], m2[NP], s2[NP];
+        for (int i = 0; i < NP; i++) p[i] = p2[i] = frand(), m[i] = m2[i] = frand() * 0.1f, s[i] = s2[i] = 0.01f, gr[i] = frand();
+        trlc_adamw_ref(p2, m2, s2, gr, NP, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.19f, 0.002f, 0.7f);
+        void *fa = build(dev, cache, arch, cg_library_source("adamw.cu"), "adamw.cu", "trlc_adamw_update", &d);
+        CHECK(fa != NULL);
+        if (fa) {
+            RtCudaPtr pp = up(dev, p, sizeof p), pm = up(dev, m, sizeof m), ps = up(dev, s, sizeof s), pg = up(dev, gr, sizeof gr);
+            long long n = NP;
+            float lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.01f, bc1 = 0.19f, bc2 = 0.002f, gs = 0.7f;
+            unsigned grid[3] = {4, 1, 1}, block[3] = {256, 1, 1};
+            void *a[] = {&pp, &pm, &ps, &pg, &n, &lr, &b1, &b2, &eps, &wd, &bc1, &bc2, &gs};
+            CHECK(rt_cuda_launch(dev, fa, grid, block, 0, a, "adamw") == 0 && rt_cuda_sync(dev, "adamw") == 0);
+            rt_cuda_download(dev, got, pp, sizeof p);
+            double e = relerr(got, p2, NP);
+            printf("AdamW on the GPU: %.2g\n", e);
+            CHECK(e < 1e-5);
+            rt_cuda_free(dev, pp), rt_cuda_free(dev, pm), rt_cuda_free(dev, ps), rt_cuda_free(dev, pg);
+        }
+    }
+    free(q), free(k), free(v), free(go), free(o), free(lse), free(dq), free(delta), free(dk), free(dv), free(got);
+    free(lg), free(loss), free(lse2), free(gl), free(dl);
+    diag_free(&d);
+}
+
+int main(int argc, char **argv) {
+    Diag d;
+    diag_init(&d, stderr);
+    RtCudaDevice *dev = rt_cuda_open(0, true, &d);
+    if (!dev) {
+        printf("gpu.exec: no CUDA device: skipped\n");
+        diag_free(&d);
+        return 77;
+    }
+    char arch[32] = "sm_90";
+    rt_cuda_device_arch(0, arch, sizeof arch);
+    printf("gpu.exec: device 0 is %s\n", arch);
+    RtCudaCache cache;
+    rt_cuda_cache_init(&cache, &d);
+    for (int i = 1; i < argc; i++) test_fused(dev, &cache, arch, argv[i]);
+    test_library(dev, &cache, arch);
+    rt_cuda_close(dev);
+    diag_free(&d);
+    return test_done("gpu.exec");
+}
