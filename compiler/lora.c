@@ -20,11 +20,13 @@ bool lora_matches(const LoraOptions *o, const char *module) {
     return false;
 }
 
-// A linear product lowering named: matmul(x, W, trans_b) with W a 2-D param.
-static bool is_linear(const IrGraph *g, const IrNode *n) {
+// A linear product lowering named: matmul(x, W, trans_b) with W a 2-D param that is not an
+// embedding table (a tied output projection reuses model.embed_tokens: PEFT adapts nn.Linear
+// layers only, and never the output layer).
+static bool is_linear(const IrGraph *g, const IrNode *n, const bool *is_table) {
     if (n->op != IR_MATMUL || !n->name || n->nin != 2 || n->a.trans_a || !n->a.trans_b) return false;
     const IrNode *w = ir_node(g, n->in[1]);
-    return w && w->shape.rank == 2 && w->shape.d[0].syms == 0 && w->shape.d[1].syms == 0;
+    return w && !is_table[n->in[1]] && w->shape.rank == 2 && w->shape.d[0].syms == 0 && w->shape.d[1].syms == 0;
 }
 
 // Appends the branch for product node `n` of the old graph (already copied as `y` in the new
@@ -66,16 +68,26 @@ int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOption
             diag_plain_error(d, "lora: the pass runs before autodiff (the graph already has a backward)");
             return -1;
         }
+    bool *is_table = calloc((size_t)g->n + 1, sizeof *is_table);   // (n) params used by embed
+    if (!is_table) {
+        diag_plain_error(d, "lora: out of memory");
+        return -1;
+    }
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == IR_EMBED && g->nodes[i].nin == 2 && g->nodes[i].in[1] >= 0 && g->nodes[i].in[1] < g->n)
+            is_table[g->nodes[i].in[1]] = true;
     int nmatch = 0;
     for (int i = 0; i < g->n; i++)
-        if (is_linear(g, &g->nodes[i]) && lora_matches(o, g->nodes[i].name)) nmatch++;
+        if (is_linear(g, &g->nodes[i], is_table) && lora_matches(o, g->nodes[i].name)) nmatch++;
     if (nmatch == 0) {
+        free(is_table);
         diag_plain_error(d, "lora: no linear layer of the model matches the targets");
         return -1;
     }
     double scale = o->rslora ? o->alpha / sqrt((double)o->rank) : o->alpha / o->rank;
     IrId *map = malloc((size_t)g->n * sizeof *map);
     if (!map) {
+        free(is_table);
         diag_plain_error(d, "lora: out of memory");
         return -1;
     }
@@ -98,7 +110,7 @@ int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOption
         if (n->name) ng.nodes[id].name = arena_strdup(&ng.arena, n->name);
         ng.nodes[id].trainable = n->op == IR_PARAM ? false : n->trainable;   // base weights freeze
         map[i] = id;
-        if (is_linear(g, n) && lora_matches(o, n->name)) {
+        if (is_linear(g, n, is_table) && lora_matches(o, n->name)) {
             IrId s = add_branch(&ng, a, g, n, inp[0], id, o, scale, &mods[nm]);
             if (s == IR_NONE) rc = -1;
             else map[i] = s, nm++;
@@ -115,6 +127,7 @@ int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOption
         if (!d->errors) diag_plain_error(d, "lora: could not rewrite the graph");
         ir_graph_free(&ng);
         free(map);
+        free(is_table);
         return -1;
     }
     // The LowerResult: remap, freeze, append the adapters.
@@ -148,6 +161,7 @@ int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOption
     if (res->logits != IR_NONE) res->logits = map[res->logits];
     if (res->loss != IR_NONE) res->loss = map[res->loss];
     free(map);
+    free(is_table);
     ir_graph_free(g);
     *g = ng;
     out->mods = mods;

@@ -212,6 +212,24 @@ static void test_adamw(Diag *d, const char *spec, const char *key, bool lora) {
     free(lab);
 }
 
+// all_linear on a tied model: the 14 projections (= peft's all-linear), not the output layer
+// that reuses the embedding table; and the step equals the explicit seven-name list's.
+static void test_all_linear(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
+    Opened o;
+    Trainer *t = open_spec(d, &o, "lora-all.trl");
+    CHECK(t != NULL);
+    if (!t) return;
+    int trainable = 0;
+    for (int i = 0; i < tr_nparams(t); i++) trainable += tr_param_trainable(t, i);
+    CHECK_MSG(trainable == 28, "%d trainable tensors", trainable);
+    CHECK(tr_param(t, "model.embed_tokens.lora_A.weight", NULL) == NULL);
+    CHECK(set_adapter(t) == 28);
+    double ls;
+    CHECK(tr_micro_step(t, tok, pos, lab, B, T, 0, &ls) == 0);
+    CHECK_CLOSE(ls / (double)count_targets(lab, (size_t)B * T), fx_scalar("lora.loss", 0), 0, 1e-5);
+    close_spec(&o);
+}
+
 static void test_rslora(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
     Opened o;
     Trainer *t = open_spec(d, &o, "lora-rs.trl");
@@ -463,6 +481,7 @@ int main(int argc, char **argv) {
         test_lora_step(&d, tok, pos, lab, B, T);
         test_lora_identity(&d, tok, pos, lab, B, T);
         test_rslora(&d, tok, pos, lab, B, T);
+        test_all_linear(&d, tok, pos, lab, B, T);
         test_freeze(&d, tok, pos, lab, B, T);
         test_exported_adapter(&d, tok, pos, lab, B, T);
     }
