@@ -399,8 +399,9 @@ static int export_to(Run *r, const char *dir) {
         c.lora_alpha = m->lora_alpha;
         c.lora_dropout = m->lora_dropout;
         c.use_rslora = m->lora_rslora;
-        c.target_modules = m->lora_targets;
-        c.n_target_modules = m->lora_ntargets;
+        // all_linear: the names of the layers actually adapted (as peft records them)
+        c.target_modules = m->lora_all_linear ? NULL : m->lora_targets;
+        c.n_target_modules = m->lora_all_linear ? 0 : m->lora_ntargets;
         c.dtype = ST_F32;
         int rc = ex_write_peft_adapter(r->d, dir, &c, mods, n);
         free(mods);
