@@ -16,6 +16,10 @@
 #include "lora.h"
 #endif
 #include "test.h"
+#include "codegen_cuda.h"
+#ifdef TRLC_HAVE_CUDA
+#include "rt_cuda.h"
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,8 +139,9 @@ static double check_graph(const char *what, IrGraph *g, Diag *d, int64_t B, int6
         }
     }
     CHECK_MSG(bad == 0, "%s: %d elements differ", what, bad);
-    printf("%s: %d nodes, %d steps, %d fused groups -> %d unique kernels; max rel. error fused vs interpreter %.3g\n",
-           what, g->n, plan.nsteps, plan.ngroups, plan.nkernels, worst);
+    if (strncmp(what, "fuzz", 4))
+        printf("%s: %d nodes, %d steps, %d fused groups -> %d unique kernels; max rel. error fused vs interpreter %.3g\n",
+               what, g->n, plan.nsteps, plan.ngroups, plan.nkernels, worst);
     if (ngroups_out) *ngroups_out = plan.ngroups;
     for (int i = 0; i < g->n; i++) free(bufs ? bufs[i].data : NULL);
     free(bufs);
@@ -216,6 +221,116 @@ static void test_handbuilt(void) {
     diag_free(&d);
 }
 
+
+// Random graphs of fusable ops over broadcast-compatible shapes: the grouping rules (levels,
+// phases, the step-order rule, broadcasts of reduced values) against the interpreter.
+static IrId pick(const IrId *v, int n) { return v[(int)(urand() * n) % n]; }
+
+static void test_fuzz(int ngraphs) {
+    int groups = 0, reduce_groups = 0, failures = 0, epi = 0, post = 0, multi_red = 0, nvrtc_kernels = 0;
+    double worst = 0;
+    for (int it = 0; it < ngraphs; it++) {
+        Diag d;
+        diag_init(&d, stderr);
+        Loc L = {0, 0, 0};
+        IrGraph g;
+        ir_graph_init(&g, &d, IR_F32);
+        int64_t H = it % 7 == 0 ? 1 : 3 + it % 4;
+        IrShape full = ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(H));
+        IrShape shapes[5] = {full, ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(1)), ir_shape1(ir_dim(H)),
+                             ir_shape2(ir_dim_t(), ir_dim(H)), ir_shape3(ir_dim(1), ir_dim_t(), ir_dim(1))};
+        IrId v[200];
+        int n = 0;
+        for (int k = 0; k < 5; k++) {
+            char name[16];
+            snprintf(name, sizeof name, "in%d", k);
+            v[n++] = ir_input(&g, name, IR_F32, shapes[k], L);
+        }
+        v[n++] = ir_input(&g, "in5", IR_F32, full, L);
+        int nops = 6 + (int)(urand() * 30);
+        for (int k = 0; k < nops && n < 190; k++) {
+            double r = urand();
+            IrId x = pick(v, n), y = pick(v, n), z = IR_NONE;
+            const IrNode *xn = ir_node(&g, x);
+            if (r < 0.3) {
+                IrOp un[] = {IR_NEG, IR_TANH, IR_SIGMOID, IR_SILU, IR_SQUARE, IR_ABS, IR_RELU, IR_GELU, IR_SOFTPLUS,
+                             IR_LOG_SIGMOID};
+                z = ir_unary(&g, un[(int)(urand() * 10) % 10], x, L);
+                if (urand() < 0.3) z = ir_unary(&g, IR_TANH, z, L);   // keeps values bounded
+            } else if (r < 0.6) {
+                IrOp bin[] = {IR_ADD, IR_SUB, IR_MUL, IR_MAXIMUM, IR_MINIMUM};
+                z = ir_binary(&g, bin[(int)(urand() * 5) % 5], x, y, L);
+            } else if (r < 0.65) {
+                z = ir_div(&g, x, ir_add(&g, ir_unary(&g, IR_ABS, y, L), ir_scalar(&g, 1.0, L), L), L);
+            } else if (r < 0.7) {
+                z = ir_where(&g, ir_binary(&g, IR_LT, x, y, L), x, pick(v, n), L);
+            } else if (r < 0.85 && xn->shape.rank == 3) {
+                IrOp red[] = {IR_SUM, IR_MEAN, IR_MAX};
+                z = ir_reduce(&g, red[(int)(urand() * 3) % 3], x, (int)(urand() * 3) % 3, L);
+                if (urand() < 0.5) z = ir_mul(&g, z, ir_scalar(&g, 0.25, L), L);
+            } else if (r < 0.93 && ir_shape_eq(&xn->shape, &full)) {
+                z = ir_sum_to(&g, x, shapes[1 + (int)(urand() * 4) % 4], L);
+            } else if (xn->shape.rank == 3 && ir_dim_is_one(xn->shape.d[2])) {
+                z = ir_broadcast_to(&g, x, full, L);
+            } else {
+                z = ir_add(&g, x, ir_scalar(&g, 0.5, L), L);
+            }
+            if (z != IR_NONE) v[n++] = z;
+        }
+        CHECK(g.errors == 0);
+        for (int k = n - 1, outs = 0; k >= 6 && outs < 4; k--, outs++) {
+            char name[16];
+            snprintf(name, sizeof name, "o%d", k);
+            ir_add_output(&g, v[k], name);
+        }
+        char what[32];
+        snprintf(what, sizeof what, "fuzz graph %d", it);
+        FusePlan plan;
+        int before = test_failed;
+        int ng = 0;
+        double w = check_graph(what, &g, &d, 2, 3, &ng, &plan);
+        if (test_failed != before) failures++;
+        if (!(w <= worst)) worst = w;
+        groups += ng;
+        for (int i = 0; i < plan.ngroups; i++) {
+            reduce_groups += plan.groups[i].has_reduce;
+            for (int m = 0; m < plan.groups[i].nnodes; m++) {
+                FuseLevel lv = (FuseLevel)plan.level[plan.groups[i].nodes[m]];
+                epi += lv == FUSE_LV_EPI, post += lv == FUSE_LV_POST, multi_red += lv == FUSE_LV_RED;
+            }
+            multi_red -= plan.groups[i].has_reduce;   // reductions beyond the first
+        }
+#ifdef TRLC_HAVE_CUDA
+        // the generated CUDA of the first graphs' kernels compiles (odd shapes: H = 1, rank-1/2
+        // inputs broadcast, reductions of every kind)
+        if (it < 16) {
+            RtCudaCache cache;
+            rt_cuda_cache_init(&cache, &d);
+            RtCudaProgram progs[64];
+            char *src[64];
+            int np = 0;
+            for (int k = 0; k < plan.nkernels && np < 64; k++, np++) {
+                src[np] = cg_cuda_kernel(&plan, k, &d);
+                memset(&progs[np], 0, sizeof progs[np]);
+                progs[np].name = plan.kernels[k].name;
+                progs[np].source = src[np] ? src[np] : "";
+            }
+            CHECK(rt_cuda_compile(&cache, progs, np, "sm_90", false, 2, &d) == 0);
+            nvrtc_kernels += np;
+            for (int k = 0; k < np; k++) rt_cuda_program_free(&progs[k]), free(src[k]);
+        }
+#endif
+        fuse_plan_free(&plan);
+        ir_graph_free(&g);
+        diag_free(&d);
+    }
+    if (nvrtc_kernels) printf("fuzz: the %d kernels of the first 16 graphs compile with NVRTC for sm_90\n", nvrtc_kernels);
+    printf("fuzz: %d random graphs, %d fused groups (%d with reductions, %d extra reductions sharing a group; "
+           "%d epilogue and %d post nodes), %d failing graphs, max rel. error %.3g\n",
+           ngraphs, groups, reduce_groups, multi_red, epi, post, failures, worst);
+    CHECK(reduce_groups > 100 && epi > 100 && post > 100 && multi_red > 10);   // the generator reaches every phase
+}
+
 static int compile_spec(const char *path, Diag *d, Arena *a, IrGraph *g) {
     LoadedSpec spec = {0};
     CheckedSpec *cs = arena_alloc(a, sizeof *cs);
@@ -265,6 +380,7 @@ static void test_spec(const char *path) {
 
 int main(int argc, char **argv) {
     test_handbuilt();
+    test_fuzz(400);
     for (int i = 1; i < argc; i++) test_spec(argv[i]);
     return test_done("gpu.fuse_eval");
 }
