@@ -421,6 +421,11 @@ static int run_aux(Trainer *t, CpuProgram *p, const int32_t *tokens, const int32
         for (int k = 0; k < T; k++) {
             int32_t y = labels[(size_t)b * T + k];
             if (y == LOWER_IGNORE_INDEX) continue;
+            if (y < 0 || y >= V) {
+                diag_plain_error(t->d, "token id %d is outside the reference model's vocabulary (%lld ids)", y,
+                                 (long long)V);
+                return -1;
+            }
             const float *row = x + ((size_t)b * T + k) * (size_t)V;
             double mx = row[0], z = 0;
             for (int64_t v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
