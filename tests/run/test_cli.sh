@@ -142,6 +142,16 @@ kill -INT $pid; wait $pid; rc=$?
 grep_err "interrupted after step [0-9]*: checkpoint saved"
 ls -d "$W"/int/checkpoint-* >/dev/null 2>&1 && ok || bad "interrupted run: no checkpoint"
 
+# --- packed pretraining: Ctrl-C, --resume, the same losses as an uninterrupted run ---
+P="--set train.save_every=1steps --set train.keep=2"
+expect_rc 0 "packed, uninterrupted" -- "$TRLC" run pretrain.trl $P --out "$W/pk-u"
+"$TRLC" run pretrain.trl $P --out "$W/pk-k" >/dev/null 2>&1 &
+pid=$!
+for i in $(seq 1 400); do [ -d "$W/pk-k/checkpoint-3" ] && break; sleep 0.01; done
+kill -INT $pid 2>/dev/null; wait $pid
+expect_rc 0 "packed, resumed" -- "$TRLC" run pretrain.trl $P --resume "$W/pk-k"
+if diff <(grep -o '"step": [0-9]*, "loss": [^,]*' "$W/pk-u/metrics.jsonl") <(grep -o '"step": [0-9]*, "loss": [^,]*' "$W/pk-k/metrics.jsonl") >/dev/null; then ok; else bad "packed resume: losses differ"; fi
+
 # --- rows longer than max_pos ---
 expect_rc 1 "rows longer than max_pos" -- "$TRLC" run scratch.trl --set model.tiny.config.max_pos=8 --out "$W/maxpos"
 grep_err "longer than model .tiny.'s max_pos (8)"
