@@ -184,6 +184,12 @@ int cmd_generate(int argc, char **argv) {
         diag_plain_error(&d, "the prompt has %zu tokens", pids.n);
         goto out;
     }
+    for (size_t i = 0; i < pids.n; i++)
+        if (pids.v[i] >= gen_model_vocab(m)) {
+            diag_plain_error(&d, "prompt token id %d is outside the model's vocabulary [0, %lld)", pids.v[i],
+                             (long long)gen_model_vocab(m));
+            goto out;
+        }
     if (!no_eos) o.nstop_ids = gen_model_eos(m, o.stop_ids, GEN_MAX_STOP);
     if (o.nstop_strings && !tok) {
         diag_plain_error(&d, "--stop needs the model's tokenizer.json");

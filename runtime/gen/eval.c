@@ -3,6 +3,7 @@
 // model reasons and then writes `#### 18`) or of the whole response (prompt_response data).
 // Not here: the decoding itself (gen.c), reading the data set (runtime/io/dataset.h).
 #include "gen.h"
+#include "dataset.h"
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,11 +90,108 @@ int gen_eval_exact_match(GenModel *m, const int32_t *const *prompts, const int *
             size_t len = 0;
             char *txt = tok_decode(tok, r.ids[k], (size_t)r.len[k], true, &len);
             if (txt && answers[i + k])
-                hits += numeric ? gen_answer_matches(txt, answers[i + k]) : same_trimmed(txt, len, answers[i + k]);
+            {
+                char num[256];
+                bool by_number = numeric && gen_extract_number(answers[i + k], num, sizeof num);
+                hits += by_number ? gen_answer_matches(txt, answers[i + k]) : same_trimmed(txt, len, answers[i + k]);
+            }
             free(txt);
         }
         gen_result_free(&r);
     }
     *accuracy = (double)hits / n;
     return 0;
+}
+
+// One row's prompt and reference text (malloc'd). Returns 1 when usable, 0 to skip, -1 on error.
+static int row_case(GenModel *m, DsLoader *l, size_t i, int32_t **prompt, int *plen, char **ref, bool *numeric) {
+    DsExample ex = {0};
+    if (ds_get(l, i, &ex)) return -1;
+    size_t first = ex.n;
+    for (size_t k = 0; k < ex.n; k++)
+        if (ex.labels[k] >= 0) {
+            first = k;
+            break;
+        }
+    int rc = 0;
+    *numeric = ex.answer != NULL;
+    if (first > 0 && first <= (1u << 24) && (ex.answer || first < ex.n)) {
+        *prompt = malloc(first * sizeof **prompt);
+        if (ex.answer) *ref = strdup(ex.answer);
+        else {
+            size_t n = ex.n - first, len = 0;
+            int32_t eos = ds_eos_id(l);
+            if (n > 0 && ex.ids[ex.n - 1] == eos) n--;
+            *ref = tok_decode(gen_model_tokenizer(m), ex.ids + first, n, true, &len);
+        }
+        if (*prompt && *ref) {
+            memcpy(*prompt, ex.ids, first * sizeof **prompt);
+            *plen = (int)first;
+            rc = 1;
+        } else {
+            free(*prompt);
+            free(*ref);
+            *prompt = NULL;
+            *ref = NULL;
+            diag_plain_error(gen_model_diag(m), "out of memory");
+            rc = -1;
+        }
+    }
+    ds_example_free(&ex);
+    return rc;
+}
+
+int gen_eval_dataset(GenModel *m, DsLoader *eval, int max_new, int batch, long *correct, long *total) {
+    *correct = *total = 0;
+    if (!m || !eval) return -1;
+    if (!gen_model_tokenizer(m)) {
+        diag_plain_error(gen_model_diag(m), "generation-based evaluation needs the model's tokenizer");
+        return -1;
+    }
+    if (batch <= 0) batch = 8;
+    if (batch > 256) batch = 256;
+    gen_model_add_eos(m, ds_eos_id(eval));
+    size_t rows = ds_num_rows(eval);
+    int32_t **prompts = calloc((size_t)batch, sizeof *prompts);
+    int *plens = calloc((size_t)batch, sizeof *plens);
+    char **refs = calloc((size_t)batch, sizeof *refs);
+    bool *num = calloc((size_t)batch, sizeof *num);
+    int rc = prompts && plens && refs && num ? 0 : -1;
+    if (rc) diag_plain_error(gen_model_diag(m), "out of memory");
+    for (size_t i = 0; rc == 0 && i < rows;) {
+        int nb = 0;
+        for (; i < rows && nb < batch; i++) {
+            int r = row_case(m, eval, i, &prompts[nb], &plens[nb], &refs[nb], &num[nb]);
+            if (r < 0) {
+                rc = -1;
+                break;
+            }
+            nb += r;
+        }
+        // rows of one batch may mix kinds only in theory (one format per data set)
+        for (int k = 0; rc == 0 && k < nb; k++) {
+            double acc;
+            int j = k;
+            while (j < nb && num[j] == num[k]) j++;
+            if (gen_eval_exact_match(m, (const int32_t *const *)prompts + k, plens + k, (const char *const *)refs + k,
+                                     j - k, num[k], max_new, j - k, &acc)) {
+                rc = -1;
+                break;
+            }
+            *correct += (long)(acc * (j - k) + 0.5);
+            *total += j - k;
+            k = j - 1;
+        }
+        for (int k = 0; k < nb; k++) {
+            free(prompts[k]);
+            free(refs[k]);
+            prompts[k] = NULL;
+            refs[k] = NULL;
+        }
+    }
+    free(prompts);
+    free(plens);
+    free(refs);
+    free(num);
+    return rc;
 }

@@ -88,6 +88,12 @@ int gen_model_eos(const GenModel *m, int32_t *ids, int cap) {
     for (int i = 0; m && i < m->neos && n < cap; i++) ids[n++] = m->eos[i];
     return n;
 }
+void gen_model_add_eos(GenModel *m, int32_t id) {
+    if (!m || id < 0 || m->neos >= HF_MAX_EOS) return;
+    for (int i = 0; i < m->neos; i++)
+        if (m->eos[i] == id) return;
+    m->eos[m->neos++] = id;
+}
 Diag *gen_model_diag(GenModel *m) { return m ? m->d : NULL; }
 void gen_model_set_tokenizer(GenModel *m, const Tokenizer *tok) {
     if (!m) return;
@@ -206,11 +212,22 @@ static int build_decode(GenModel *m, int64_t S) {
     m->has_dec = true;
     IrId *map = calloc((size_t)g->n + 1, sizeof *map);
     IrId *in = NULL;
+    uint8_t *live = NULL;
     int cap = 0;
     if (!map) goto oom;
     Shared sh = {0};
+    // only what the logits need: a training or evaluation graph's labels and loss are left out
+    live = calloc((size_t)g->n + 1, 1);
+    if (!live) goto oom;
+    for (int i = 0; i < g->nouts; i++)
+        if (!strcmp(g->outs[i].name, "logits") && g->outs[i].id >= 0 && g->outs[i].id < g->n) live[g->outs[i].id] = 1;
+    for (int i = g->n - 1; i >= 0; i--)
+        for (int k = 0; live[i] && k < g->nodes[i].nin; k++)
+            if (g->nodes[i].in[k] >= 0 && g->nodes[i].in[k] < i) live[g->nodes[i].in[k]] = 1;
     for (int i = 0; i < g->n; i++) {
         const IrNode *n = &g->nodes[i];
+        map[i] = IR_NONE;
+        if (!live[i]) continue;
         if (n->nin > cap) {
             cap = n->nin;
             IrId *ni = realloc(in, (size_t)cap * sizeof *ni);
@@ -240,6 +257,7 @@ static int build_decode(GenModel *m, int64_t S) {
         goto fail;
     }
     if (ng->errors || !ir_validate(ng, m->d)) goto fail;
+    free(live);
     free(map);
     free(in);
     m->dprog = cpu_program_new(ng, IR_F32, m->d);
@@ -251,6 +269,7 @@ static int build_decode(GenModel *m, int64_t S) {
 oom:
     diag_plain_error(m->d, "out of memory building the decode graph");
 fail:
+    free(live);
     free(map);
     free(in);
     free_decode(m);
@@ -377,8 +396,10 @@ static int apply_adapter(GenModel *m, const char *adapter_dir, LowerResult *res)
         for (int k = 0; k < ad.n_mods; k++)
             if (!strcmp(ad.mods[k].module, lm->module)) em = &ad.mods[k];
         if (!em || em->in != lm->in || em->out != lm->out) {
-            diag_plain_error(m->d, "%s: no adapter weights of shape [%d, %lld] / [%lld, %d] for `%s`", adapter_dir,
-                             ad.cfg.r, (long long)lm->in, (long long)lm->out, ad.cfg.r, lm->module);
+            diag_plain_error(m->d, "%s: the adapter does not fit `%s` of the model (in %lld, out %lld)%s", adapter_dir,
+                             lm->module, (long long)lm->in, (long long)lm->out,
+                             em ? "" : ": no weights for it");
+            diag_hint(m->d, "was the adapter trained on this base model?");
             rc = -1;
             break;
         }
@@ -536,9 +557,14 @@ static int generate_no_cache(GenModel *m, const int32_t *const *prompts, const i
     int64_t maxlen = 0;
     for (int b = 0; b < B; b++) maxlen = plens[b] + o->max_new > maxlen ? plens[b] + o->max_new : maxlen;
     int32_t *seq = malloc((size_t)maxlen * sizeof *seq), *pos = malloc((size_t)maxlen * sizeof *pos);
-    int rc = seq && pos ? 0 : -1;
+    int32_t *labels = malloc((size_t)maxlen * sizeof *labels);   // for graphs with a loss: all ignored
+    bool has_labels = ir_find(m->fwd, LOWER_INPUT_LABELS) != IR_NONE;
+    int rc = seq && pos && labels ? 0 : -1;
     if (rc) diag_plain_error(m->d, "out of memory");
-    for (int k = 0; k < maxlen && pos; k++) pos[k] = k;
+    for (int k = 0; k < maxlen && pos && labels; k++) {
+        pos[k] = k;
+        labels[k] = LOWER_IGNORE_INDEX;
+    }
     // rows in turn would draw differently from the batched path; draw per step across rows instead
     for (int step = 0; rc == 0 && step < o->max_new; step++) {
         for (int b = 0; rc == 0 && b < B; b++) {
@@ -549,6 +575,7 @@ static int generate_no_cache(GenModel *m, const int32_t *const *prompts, const i
             n += out->len[b];
             size_t nb = (size_t)n * sizeof(int32_t);
             if (cpu_bind_name(m->fprog, LOWER_INPUT_TOKENS, seq, nb) || cpu_bind_name(m->fprog, LOWER_INPUT_POS, pos, nb) ||
+                (has_labels && cpu_bind_name(m->fprog, LOWER_INPUT_LABELS, labels, nb)) ||
                 cpu_run(m->fprog, (const int64_t[IR_NSYMS]){1, n}, 0)) {
                 rc = -1;
                 break;
@@ -566,6 +593,7 @@ static int generate_no_cache(GenModel *m, const int32_t *const *prompts, const i
     }
     free(seq);
     free(pos);
+    free(labels);
     return rc;
 }
 

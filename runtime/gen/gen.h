@@ -37,6 +37,8 @@ int64_t gen_model_vocab(const GenModel *m);
 // Lends a tokenizer (for stop strings and evaluation) to a model made by gen_model_from_graph; it
 // must outlive the model.
 void gen_model_set_tokenizer(GenModel *m, const Tokenizer *tok);
+// Adds an end-of-sequence id (e.g. the data set's) to those gen_model_eos returns.
+void gen_model_add_eos(GenModel *m, int32_t id);
 Diag *gen_model_diag(GenModel *m);                         // where the model reports
 // The end-of-sequence ids of the model directory (generation_config.json's eos_token_id, else
 // config.json's); returns how many were written to ids (at most cap).
@@ -90,10 +92,19 @@ bool gen_extract_number(const char *text, char *out, size_t cap);
 bool gen_answer_matches(const char *response, const char *answer);
 
 // Greedy generation for n eval prompts in batches of `batch`, compared with the references:
-// numbers when numeric (prompt_answer: gen_answer_matches), else the whole decoded response
-// (prompt_response: exact match after trimming whitespace). *accuracy = matches / n.
+// numbers when numeric and the answer holds one (prompt_answer: gen_answer_matches), else the
+// whole decoded response (exact match after trimming whitespace). Stops at the model's eos ids.
+// *accuracy = matches / n.
 int gen_eval_exact_match(GenModel *m, const int32_t *const *prompts, const int *plens,
                          const char *const *answers, int n, bool numeric, int max_new, int batch,
                          double *accuracy);
+
+// The same over every row of an evaluation data set (ds_get order) — what the trainer's
+// evaluation calls. Each example's prompt is its tokens before the first learned label; the
+// reference is its answer (prompt_answer: final numbers compared) or else its learned tokens
+// decoded, a final end-of-sequence token dropped (exact match of the trimmed text). Rows with no
+// learned token and no answer are skipped. max_new <= 0: 256. *correct / *total get the counts.
+struct DsLoader;
+int gen_eval_dataset(GenModel *m, struct DsLoader *eval, int max_new, int batch, long *correct, long *total);
 
 #endif

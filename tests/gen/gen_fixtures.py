@@ -4,11 +4,17 @@
 #   greedy.txt   per model and prompt: `model n_prompt prompt_ids... | generated_ids...` from
 #                transformers' generate(do_sample=False, max_new_tokens=12, eos disabled) on the
 #                tiny checkpoints in tests/fixtures (weights loaded as float32)
+#                and `tiny-qwen3+peft`: the same with fixtures/peft-tiny-qwen3 applied (peft 0.15)
+#                and `qwen3-sharp` / `qwen3-sharp+lora`: a qwen3 of tiny-qwen3's config with larger
+#                random weights (fixtures/qwen3-sharp, written here, seed 1: its greedy ids vary, where
+#                tiny-qwen3 repeats the last prompt token) without and with a random LoRA adapter
+#                (fixtures/qwen3-sharp-lora: q_proj, v_proj, down_proj, r 4, alpha 8, B nonzero)
 #   warpers.txt  per case: `top_k top_p temperature | logits... | processed...` where processed are
 #                the scores after transformers' TemperatureLogitsWarper → TopKLogitsWarper →
 #                TopPLogitsWarper (-inf printed as -inf)
 import os
 import torch
+from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM
 from transformers.generation.logits_process import (TemperatureLogitsWarper, TopKLogitsWarper,
                                                     TopPLogitsWarper)
@@ -31,6 +37,46 @@ with open(os.path.join(OUT, "greedy.txt"), "w") as f:
                 out = m.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                  max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW, eos_token_id=None,
                                  pad_token_id=0)
+            gen = out[0, len(p):].tolist()
+            f.write("%s %d %s | %s\n" % (name, len(p), " ".join(map(str, p)), " ".join(map(str, gen))))
+
+    m = AutoModelForCausalLM.from_pretrained(os.path.join(FIX, "tiny-qwen3"), torch_dtype=torch.float32)
+    m = PeftModel.from_pretrained(m, os.path.join(FIX, "peft-tiny-qwen3"))
+    m.eval()
+    for p in PROMPTS:
+        ids = torch.tensor([p])
+        with torch.no_grad():
+            out = m.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW, eos_token_id=None, pad_token_id=0)
+        gen = out[0, len(p):].tolist()
+        f.write("%s %d %s | %s\n" % ("tiny-qwen3+peft", len(p), " ".join(map(str, p)), " ".join(map(str, gen))))
+
+    torch.manual_seed(1)
+    base = AutoModelForCausalLM.from_pretrained(os.path.join(FIX, "tiny-qwen3"), torch_dtype=torch.float32)
+    with torch.no_grad():
+        for n, t in base.named_parameters():
+            if "norm" not in n:
+                t.normal_(0.0, 0.3)
+    sharp = os.path.join(OUT, "qwen3-sharp")
+    base.save_pretrained(sharp, safe_serialization=True)
+    base = AutoModelForCausalLM.from_pretrained(sharp, torch_dtype=torch.float32).eval()
+    lcfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0)
+    pm = get_peft_model(AutoModelForCausalLM.from_pretrained(sharp, torch_dtype=torch.float32), lcfg)
+    with torch.no_grad():
+        for n, t in pm.named_parameters():
+            if "lora_B" in n:
+                t.normal_(0.0, 0.3)
+    pm.save_pretrained(os.path.join(OUT, "qwen3-sharp-lora"))
+    os.remove(os.path.join(OUT, "qwen3-sharp-lora", "README.md"))   # peft's model card
+    pm = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(sharp, torch_dtype=torch.float32),
+                                   os.path.join(OUT, "qwen3-sharp-lora")).eval()
+    for name, mm in [("qwen3-sharp", base), ("qwen3-sharp+lora", pm)]:
+        for p in PROMPTS:
+            ids = torch.tensor([p])
+            with torch.no_grad():
+                out = mm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                  max_new_tokens=MAX_NEW, min_new_tokens=MAX_NEW, eos_token_id=None,
+                                  pad_token_id=0)
             gen = out[0, len(p):].tolist()
             f.write("%s %d %s | %s\n" % (name, len(p), " ".join(map(str, p)), " ".join(map(str, gen))))
 

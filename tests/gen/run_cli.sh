@@ -30,7 +30,8 @@ echo "$out" | grep -q "error" || { echo "FAIL adapter message: $out"; fail=1; }
 out=$("$TRLC" generate "$M/tiny-llama" --prompt-ids 1,x 2>&1); rc=$?
 expect "bad prompt ids" 1 $rc
 out=$("$TRLC" generate "$M/tiny-llama" --prompt-ids 99999 2>&1); rc=$?
-expect "prompt id out of vocabulary" 3 $rc
+expect "prompt id out of vocabulary" 1 $rc
+echo "$out" | grep -q "outside" || { echo "FAIL vocabulary message: $out"; fail=1; }
 "$TRLC" generate "$M/tiny-llama" --prompt-ids 1 --top-p 1.5 >/dev/null 2>&1; expect "bad top-p" 2 $?
 "$TRLC" generate "$M/tiny-llama" >/dev/null 2>&1; expect "no prompt" 2 $?
 "$TRLC" generate --help >/dev/null 2>&1; expect "help" 0 $?

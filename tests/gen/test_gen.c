@@ -3,9 +3,14 @@
 // gen_fixtures.py), the cached path equals re-running the whole forward per token, batched
 // decoding of prompts of different lengths equals one-by-one decoding, sampling is reproducible
 // and identical with and without the cache, the warpers equal transformers' (fixtures/warpers.txt),
-// answer extraction, and bad inputs (missing model, bad adapter, bad ids) fail with a message.
-// usage: test_gen FIXTURES_DIR MODELS_DIR (tests/fixtures)
+// a model built from a training graph (labels and loss left out) decodes as the loaded one, the
+// data-set evaluation (prompt_answer and prompt_response rows), answer extraction, and bad inputs (missing model, bad adapter, bad ids) fail with a message.
+// usage: test_gen FIXTURES_DIR (tests/gen/fixtures) MODELS_DIR (tests/fixtures)
+#include "dataset.h"
 #include "gen.h"
+#include "load.h"
+#include "lower.h"
+#include "safetensors.h"
 #include "test.h"
 #include <math.h>
 #include <stdio.h>
@@ -52,6 +57,19 @@ static GenModel *open_model(Diag *d, const char *name, const char *adapter) {
     return gen_model_open(d, path, adapter);
 }
 
+// A fixture name of greedy.txt → its model: tests/fixtures/<name>, or for qwen3-sharp (written by
+// gen_fixtures.py) tests/gen/fixtures/qwen3-sharp; "+lora" / "+peft" add the adapter.
+static GenModel *open_fixture_model(Diag *d, const char *name) {
+    char path[1024], adapter[1024];
+    bool sharp = !strncmp(name, "qwen3-sharp", 11);
+    snprintf(path, sizeof path, "%s/%s", sharp ? fixdir : modeldir, sharp ? "qwen3-sharp" : "tiny-qwen3");
+    if (!strcmp(name, "qwen3-sharp+lora")) snprintf(adapter, sizeof adapter, "%s/qwen3-sharp-lora", fixdir);
+    else if (!strcmp(name, "tiny-qwen3+peft")) snprintf(adapter, sizeof adapter, "%s/peft-tiny-qwen3", modeldir);
+    else adapter[0] = 0;
+    if (!sharp && strncmp(name, "tiny-qwen3", 10)) return open_model(d, name, NULL);
+    return gen_model_open(d, path, adapter[0] ? adapter : NULL);
+}
+
 static bool same_ids(const int32_t *a, int na, const int32_t *b, int nb) {
     return na == nb && (na == 0 || !memcmp(a, b, (size_t)na * sizeof *a));
 }
@@ -59,12 +77,13 @@ static bool same_ids(const int32_t *a, int na, const int32_t *b, int nb) {
 static void test_models(void) {
     Case cs[32];
     int n = read_cases(cs, 32);
-    CHECK(n == 12);
-    const char *models[] = {"tiny-qwen3", "tiny-llama", "tiny-qwen2"};
-    for (int mi = 0; mi < 3; mi++) {
+    CHECK(n == 24);
+    const char *models[] = {"tiny-qwen3", "tiny-llama", "tiny-qwen2", "tiny-qwen3+peft", "qwen3-sharp",
+                            "qwen3-sharp+lora"};
+    for (int mi = 0; mi < 6; mi++) {
         Diag d;
         diag_init(&d, stderr);
-        GenModel *m = open_model(&d, models[mi], NULL);
+        GenModel *m = open_fixture_model(&d, models[mi]);
         CHECK_MSG(m != NULL, "%s does not open", models[mi]);
         if (!m) {
             diag_free(&d);
@@ -131,13 +150,199 @@ static void test_models(void) {
             differ += !same_ids(x.ids[k], x.len[k], cs[idx[k]].want, cs[idx[k]].nwant);
             for (int t = 0; t < x.len[k]; t++) CHECK(x.ids[k][t] != 3 || t == x.len[k] - 1);
         }
-        if (mi > 0) CHECK_MSG(differ > 0, "%s: sampling at temperature 1.5 equals greedy on every row", models[mi]);
+        if (mi == 1 || mi == 2 || mi >= 4) CHECK_MSG(differ > 0, "%s: sampling at temperature 1.5 equals greedy on every row", models[mi]);
         gen_result_free(&x);
         gen_result_free(&y);
         gen_result_free(&z);
         gen_model_free(m);
         diag_free(&d);
     }
+}
+
+
+// Parameters loaded by the test itself, for gen_model_from_graph.
+typedef struct Params {
+    const char *names[64];
+    float *data[64];
+    int64_t numel[64];
+    int n;
+} Params;
+
+static float *get_param(void *ctx, const char *name, int64_t *numel) {
+    Params *p = ctx;
+    for (int i = 0; i < p->n; i++)
+        if (!strcmp(p->names[i], name)) {
+            *numel = p->numel[i];
+            return p->data[i];
+        }
+    return NULL;
+}
+
+// tiny-qwen3 lowered with the sft objective (inputs tokens, pos, labels; outputs logits, loss):
+// the decode graph keeps only what the logits need, and decodes as gen_model_open's model.
+static void test_from_graph(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    Arena a = {0};
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/tiny-qwen3", modeldir);
+    HfConfig hf;
+    CHECK(hf_config_load(&d, dir, &hf) == 0);
+    LoadedSpec spec = {0};
+    CHECK(load_spec_text(&d, &a, "t.trl", "trl 1;\n", 7, &spec) == 0);
+    LowerModel lm = {.name = "m", .arch = "qwen3", .hf = &hf};
+    lm.cfg = (CheckedConfig){.vocab = hf.vocab_size, .hidden = hf.hidden_size, .layers = hf.num_hidden_layers,
+                             .heads = hf.num_attention_heads, .kv_heads = hf.num_key_value_heads,
+                             .head_dim = hf.head_dim, .ffn = hf.intermediate_size, .max_pos = hf.max_position_embeddings,
+                             .eps = hf.rms_norm_eps, .rope_theta = hf.rope.theta, .init_std = 0.02,
+                             .tie = hf.tie_word_embeddings};
+    LowerOptions lo;
+    lower_options_init(&lo);
+    lo.objective = "sft";
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    LowerResult res;
+    int rc = lower_graph(&d, &a, &spec, &lm, &lo, &g, &res);
+    CHECK(rc == 0 && res.loss != IR_NONE);
+    Params ps = {0};
+    StCheckpoint *ck = rc == 0 ? st_checkpoint_open(&d, dir) : NULL;
+    CHECK(ck != NULL);
+    for (int i = 0; ck && i < res.nparams && i < 64; i++) {
+        const IrNode *n = ir_node(&g, res.params[i].id);
+        int64_t shape[IR_MAX_RANK], numel = 1;
+        for (int k = 0; k < n->shape.rank; k++) numel *= (shape[k] = n->shape.d[k].coef);
+        ps.names[ps.n] = res.params[i].name;
+        ps.numel[ps.n] = numel;
+        ps.data[ps.n] = malloc((size_t)numel * sizeof(float));
+        CHECK(st_checkpoint_read_f32(&d, ck, res.params[i].name, n->shape.rank, shape, ps.data[ps.n]) == 0);
+        ps.n++;
+    }
+    st_checkpoint_close(ck);
+    GenModel *gm = rc == 0 ? gen_model_from_graph(&d, &g, get_param, &ps) : NULL;
+    GenModel *om = gen_model_open(&d, dir, NULL);
+    CHECK(gm != NULL && om != NULL);
+    if (gm && om) {
+        int32_t p1[] = {5, 17, 33, 3, 40}, p2[] = {300, 12};
+        const int32_t *pp[] = {p1, p2};
+        int pl[] = {5, 2};
+        GenOptions o;
+        gen_options_init(&o);
+        o.max_new = 6;
+        o.sample = true;
+        o.temperature = 3.0;   // flat enough that the rows wander
+        o.seed = 7;
+        GenResult x, y, z;
+        CHECK(gen_generate(gm, pp, pl, 2, &o, &x) == 0);
+        CHECK(gen_generate(om, pp, pl, 2, &o, &y) == 0);
+        o.no_cache = true;
+        CHECK(gen_generate(gm, pp, pl, 2, &o, &z) == 0);   // the uncached path binds dummy labels
+        for (int b = 0; b < 2 && x.ids && y.ids && z.ids; b++) {
+            CHECK_MSG(same_ids(x.ids[b], x.len[b], y.ids[b], y.len[b]), "row %d: training graph != loaded model", b);
+            CHECK(same_ids(x.ids[b], x.len[b], z.ids[b], z.len[b]));
+        }
+        gen_result_free(&x);
+        gen_result_free(&y);
+        gen_result_free(&z);
+    }
+    gen_model_free(gm);
+    gen_model_free(om);
+    for (int i = 0; i < ps.n; i++) free(ps.data[i]);
+    ir_graph_free(&g);
+    arena_free(&a);
+    diag_free(&d);
+}
+
+// gen_eval_dataset on prompt_answer and prompt_response files whose references are built from what
+// the model really generates (right) and altered (wrong): the counts must be exact.
+static void test_eval_dataset(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/tiny-qwen3", modeldir);
+    GenModel *m = gen_model_open(&d, dir, NULL);
+    CHECK(m != NULL);
+    if (!m) {
+        diag_free(&d);
+        return;
+    }
+    const Tokenizer *tok = gen_model_tokenizer(m);
+    CHECK(tok != NULL);
+    const char *qs[] = {"x = 7", "count: 12", "value 5", "say 3"};
+    char got[4][256];
+    for (int i = 0; i < 4; i++) {   // what greedy decoding writes for each question (4 tokens)
+        TokIds ids = {0};
+        CHECK(tok_encode(tok, qs[i], strlen(qs[i]), true, &ids) == 0);
+        const int32_t *p = ids.v;
+        int pl = (int)ids.n;
+        GenOptions o;
+        gen_options_init(&o);
+        o.max_new = 4;
+        o.nstop_ids = gen_model_eos(m, o.stop_ids, GEN_MAX_STOP);
+        GenResult r;
+        CHECK(gen_generate(m, &p, &pl, 1, &o, &r) == 0);
+        size_t n = 0;
+        char *t = r.ids ? tok_decode(tok, r.ids[0], (size_t)r.len[0], true, &n) : NULL;
+        snprintf(got[i], sizeof got[i], "%s", t ? t : "");
+        free(t);
+        gen_result_free(&r);
+        tok_ids_free(&ids);
+    }
+    char num[64];
+    CHECK_MSG(gen_extract_number(got[0], num, sizeof num), "greedy output `%s` holds no number", got[0]);
+    // prompt_answer: rows 0 and 2 right (the number, GSM8K style), 1 and 3 wrong
+    const char *path = "gen_eval_answers.jsonl";
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f) goto out;
+    for (int i = 0; i < 4; i++) {
+        char n2[64] = "none";
+        gen_extract_number(got[i], n2, sizeof n2);
+        if (i % 2) fprintf(f, "{\"question\": \"%s\", \"answer\": \"reasoning #### 999999\"}\n", qs[i]);
+        else fprintf(f, "{\"question\": \"%s\", \"answer\": \"so it is #### %s\"}\n", qs[i], n2);
+    }
+    fclose(f);
+    DsConfig c;
+    ds_config_init(&c);
+    c.path = path;
+    c.format = DS_PROMPT_ANSWER;
+    DsLoader *l = ds_open(&d, &c, tok);
+    CHECK(l != NULL);
+    long correct = -1, total = -1;
+    if (l) CHECK(gen_eval_dataset(m, l, 4, 3, &correct, &total) == 0);
+    CHECK_MSG(correct == 2 && total == 4, "prompt_answer: %ld/%ld correct, want 2/4", correct, total);
+    ds_close(l);
+    remove(path);
+    // prompt_response: the whole response must match (rows 0 and 3 right)
+    path = "gen_eval_responses.jsonl";
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (!f) goto out;
+    for (int i = 0; i < 4; i++) {
+        char esc[512];
+        size_t k = 0;
+        const char *src = (i == 0 || i == 3) ? got[i] : "something else";
+        for (const char *p = src; *p && k + 8 < sizeof esc; p++) {
+            if (*p == '"' || *p == '\\') esc[k++] = '\\';
+            if ((unsigned char)*p < 0x20) k += (size_t)snprintf(esc + k, sizeof esc - k, "\\u%04x", *p);
+            else esc[k++] = *p;
+        }
+        esc[k] = 0;
+        fprintf(f, "{\"prompt\": \"%s\", \"response\": \"%s\"}\n", qs[i], esc);
+    }
+    fclose(f);
+    ds_config_init(&c);
+    c.path = path;
+    c.format = DS_PROMPT_RESPONSE;
+    c.eos_id = -1;
+    l = ds_open(&d, &c, tok);
+    CHECK(l != NULL);
+    if (l) CHECK(gen_eval_dataset(m, l, 4, 8, &correct, &total) == 0);
+    CHECK_MSG(correct == 2 && total == 4, "prompt_response: %ld/%ld correct, want 2/4", correct, total);
+    ds_close(l);
+    remove(path);
+out:
+    gen_model_free(m);
+    diag_free(&d);
 }
 
 static float parse_f(const char *s) { return !strcmp(s, "-inf") ? -INFINITY : strtof(s, NULL); }
@@ -261,5 +466,7 @@ int main(int argc, char **argv) {
     test_extract();
     test_models();
     test_bad_inputs();
+    test_from_graph();
+    test_eval_dataset();
     return test_done("gen");
 }
