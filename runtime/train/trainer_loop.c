@@ -171,6 +171,18 @@ static int open_inputs(Run *r) {
     }
     r->train = open_data(r, td, r->has_tmpl ? &r->tmpl : NULL, true);
     if (!r->train) return -1;
+    const CheckedTrain *tr = &cs->train;
+    if (tr->early_stop && (cs->eval_data < 0 || tr->eval_every.count <= 0)) {
+        diag_plain_error(r->d, "`early_stop` is decided at each evaluation, but the spec has no %s",
+                         cs->eval_data < 0 ? "`data eval` block" : "`eval_every`");
+        diag_hint(r->d, "add %s", cs->eval_data < 0 ? "`data eval { from = \"eval.jsonl\"; format = ...; }`"
+                                                    : "`eval_every = 100 steps;` (or `1 epochs`) to `train`");
+        return -1;
+    }
+    if (tr->early_stop && tr->es_metric && !strcmp(tr->es_metric, "reward")) {
+        diag_plain_error(r->d, "`early_stop` on `reward` needs a reward objective (grpo), which the trainer does not run yet");
+        return -1;
+    }
     if (cs->eval_data >= 0) {
         const CheckedData *ed = &cs->data[cs->eval_data];
         if (needs_template(ed)) {

@@ -156,6 +156,9 @@ if diff <(grep -o '"step": [0-9]*, "loss": [^,]*' "$W/pk-u/metrics.jsonl") <(gre
 expect_rc 1 "rows longer than max_pos" -- "$TRLC" run scratch.trl --set model.tiny.config.max_pos=8 --out "$W/maxpos"
 grep_err "longer than model .tiny.'s max_pos (8)"
 
+expect_rc 1 "early_stop without data eval" -- "$TRLC" run full.trl --set train.early_stop.metric=eval_accuracy --set train.early_stop.patience=2 --out "$W/es2"
+grep_err "early_stop. is decided at each evaluation"
+
 # --- NaN / inf ---
 expect_rc 3 "NaN loss stops" -- "$TRLC" run lora.trl --set train.optimizer.lr=1e30 --set train.clip_norm=1e30 --out "$W/nan"
 grep_err "at step [0-9]"
