@@ -14,6 +14,7 @@
 // Not here: sampling (sample.c), evaluation (eval.c).
 #include "gen.h"
 #include "cpu.h"
+#include "check.h"
 #include "export.h"
 #include "load.h"
 #include "lora.h"
@@ -423,6 +424,61 @@ static int apply_adapter(GenModel *m, const char *adapter_dir, LowerResult *res)
     }
     ex_lora_adapter_free(&ad);
     return rc;
+}
+
+GenModel *gen_model_from_spec(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, GenParamFn get,
+                              void *ctx) {
+    if (cs->policy < 0 || cs->policy >= cs->nmodels) {
+        diag_plain_error(d, "the spec has no policy model to generate with");
+        return NULL;
+    }
+    const CheckedModel *cm = &cs->models[cs->policy];
+    if (cm->quantized) {
+        diag_error(d, cm->loc, "generation with a quantized model is not supported yet");
+        return NULL;
+    }
+    GenModel *m = calloc(1, sizeof *m);
+    if (!m) {
+        diag_plain_error(d, "out of memory");
+        return NULL;
+    }
+    m->d = d;
+    ir_graph_init(&m->own, d, IR_F32);
+    m->has_own = true;
+    LowerOptions lo;
+    lower_options_init(&lo);
+    lo.objective = "none";
+    LowerResult res;
+    if (lower_model_opts(d, a, spec, cs, -1, &lo, &m->own, &res)) goto fail;
+    if (cm->has_lora) {   // as the trainer's evaluation graph: the same pass, without dropout
+        LoraOptions o = {0};
+        o.rank = cm->lora_rank;
+        o.alpha = cm->lora_alpha;
+        o.dropout = cm->lora_dropout;
+        o.train_dropout = false;
+        o.rslora = cm->lora_rslora;
+        o.all_linear = cm->lora_all_linear;
+        o.targets = cm->lora_targets;
+        o.ntargets = cm->lora_ntargets;
+        LoraResult lr;
+        if (lora_apply(d, a, &m->own, &res, &o, &lr)) goto fail;
+    }
+    if (cm->has_hf) {
+        m->hf = cm->hf;
+        m->has_hf = true;
+        for (int i = 0; i < m->hf.n_eos && i < HF_MAX_EOS; i++)
+            if (m->hf.eos_token_ids[i] >= 0 && m->hf.eos_token_ids[i] < INT32_MAX)
+                m->eos[m->neos++] = (int32_t)m->hf.eos_token_ids[i];
+        if (cm->from) read_generation_eos(m, cm->from);
+    }
+    m->fwd = &m->own;
+    m->get = get;
+    m->ctx = ctx;
+    m->vocab = cm->cfg.vocab;
+    return m;
+fail:
+    gen_model_free(m);
+    return NULL;
 }
 
 GenModel *gen_model_open(Diag *d, const char *model_dir, const char *adapter_dir) {

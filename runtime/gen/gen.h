@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "arena.h"
 #include "diag.h"
 #include "hfconfig.h"
 #include "ir.h"
@@ -30,6 +31,13 @@ GenModel *gen_model_from_graph(Diag *d, const IrGraph *g, GenParamFn get, void *
 // present) with an optional PEFT LoRA adapter directory applied on top (adapter_dir may be NULL).
 // NULL after reporting.
 GenModel *gen_model_open(Diag *d, const char *model_dir, const char *adapter_dir);
+// The policy of a checked spec compiled as the trainer compiles its evaluation graph (lowered
+// forward, LoRA without dropout; quantized models are refused), its parameters read through get
+// (e.g. the Trainer's tr_param: the buffers it trains, read at every generate call).
+struct LoadedSpec;
+struct CheckedSpec;
+GenModel *gen_model_from_spec(Diag *d, Arena *a, struct LoadedSpec *spec, const struct CheckedSpec *cs,
+                              GenParamFn get, void *ctx);
 void gen_model_free(GenModel *m);
 const Tokenizer *gen_model_tokenizer(const GenModel *m);   // NULL when the directory has none
 const HfConfig *gen_model_config(const GenModel *m);      // NULL for gen_model_from_graph

@@ -13,6 +13,7 @@
 #                the scores after transformers' TemperatureLogitsWarper → TopKLogitsWarper →
 #                TopPLogitsWarper (-inf printed as -inf)
 import os
+import shutil
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM
@@ -59,6 +60,8 @@ with open(os.path.join(OUT, "greedy.txt"), "w") as f:
                 t.normal_(0.0, 0.3)
     sharp = os.path.join(OUT, "qwen3-sharp")
     base.save_pretrained(sharp, safe_serialization=True)
+    for tf in ["tokenizer.json", "tokenizer_config.json"]:   # a complete model directory
+        shutil.copy(os.path.join(FIX, "tiny-qwen3", tf), os.path.join(sharp, tf))
     base = AutoModelForCausalLM.from_pretrained(sharp, torch_dtype=torch.float32).eval()
     lcfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0)
     pm = get_peft_model(AutoModelForCausalLM.from_pretrained(sharp, torch_dtype=torch.float32), lcfg)

@@ -4,14 +4,18 @@
 // decoding of prompts of different lengths equals one-by-one decoding, sampling is reproducible
 // and identical with and without the cache, the warpers equal transformers' (fixtures/warpers.txt),
 // a model built from a training graph (labels and loss left out) decodes as the loaded one, the
+// model compiled from a spec reading a Trainer's parameters (gen_model_from_spec), the
 // data-set evaluation (prompt_answer and prompt_response rows), answer extraction, and bad inputs (missing model, bad adapter, bad ids) fail with a message.
-// usage: test_gen FIXTURES_DIR (tests/gen/fixtures) MODELS_DIR (tests/fixtures)
+// usage: test_gen FIXTURES_DIR (tests/gen/fixtures) MODELS_DIR (tests/fixtures) SPEC (sharp-lora.trl)
+#include "check.h"
 #include "dataset.h"
+#include "export.h"
 #include "gen.h"
 #include "load.h"
 #include "lower.h"
 #include "safetensors.h"
 #include "test.h"
+#include "trainer.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -345,6 +349,78 @@ out:
     diag_free(&d);
 }
 
+static float *trainer_param(void *ctx, const char *name, int64_t *numel) { return tr_param(ctx, name, numel); }
+
+// Greedy ids of the first `n` prompts of greedy.txt for fixture `name` from model m.
+static void check_greedy(GenModel *m, const char *name, const char *what) {
+    Case cs[32];
+    int n = read_cases(cs, 32), matched = 0, total = 0;
+    GenOptions o;
+    gen_options_init(&o);
+    o.max_new = 12;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(cs[i].model, name)) continue;
+        const int32_t *p = cs[i].prompt;
+        GenResult r;
+        total++;
+        if (gen_generate(m, &p, &cs[i].plen, 1, &o, &r)) continue;
+        bool ok = same_ids(r.ids[0], r.len[0], cs[i].want, cs[i].nwant);
+        CHECK_MSG(ok, "%s: prompt %d differs from transformers' %s", what, i, name);
+        matched += ok;
+        gen_result_free(&r);
+    }
+    CHECK(total == 4);
+    printf("%s: %d/%d prompts equal transformers' %s\n", what, matched, total, name);
+}
+
+// The trainer's path: a Trainer compiled from sharp-lora.trl, a GenModel from the same spec reading
+// the Trainer's parameter buffers. At initialisation (LoRA B = 0) it decodes as the base model;
+// with the adapter's A and B written into the Trainer's buffers, as peft with the adapter.
+static void test_trainer_model(const char *spec_path) {
+    Diag d;
+    diag_init(&d, stderr);
+    Arena a = {0};
+    LoadedSpec spec = {0};
+    CheckedSpec cs;
+    int rc = load_spec(&d, &a, spec_path, &spec);
+    if (rc == 0) rc = check_spec(&d, &a, &spec, &cs);
+    CHECK(rc == 0);
+    TrainerOptions to = {0};
+    int status = 0;
+    Trainer *t = rc == 0 ? tr_new(&d, &a, &spec, &cs, &to, &status) : NULL;
+    CHECK(t != NULL);
+    GenModel *m = t ? gen_model_from_spec(&d, &a, &spec, &cs, trainer_param, t) : NULL;
+    CHECK(m != NULL);
+    if (m) {
+        check_greedy(m, "qwen3-sharp", "trainer (LoRA B = 0)");
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/qwen3-sharp-lora", fixdir);
+        ExLoraAdapter ad;
+        CHECK(ex_load_peft_adapter(&d, dir, &ad) == 0);
+        int set = 0;
+        for (int i = 0; i < ad.n_mods; i++)
+            for (int w = 0; w < 2; w++) {
+                char name[256];
+                snprintf(name, sizeof name, "%s.lora_%c.weight", ad.mods[i].module, w ? 'B' : 'A');
+                int64_t numel = 0;
+                float *p = tr_param(t, name, &numel);
+                int64_t want = (int64_t)ad.cfg.r * (w ? ad.mods[i].out : ad.mods[i].in);
+                CHECK_MSG(p && numel == want, "trainer param %s", name);
+                if (p && numel == want) {
+                    memcpy(p, w ? ad.mods[i].B : ad.mods[i].A, (size_t)numel * sizeof(float));
+                    set++;
+                }
+            }
+        CHECK(set == 12);
+        ex_lora_adapter_free(&ad);
+        check_greedy(m, "qwen3-sharp+lora", "trainer with the adapter's A, B");
+    }
+    gen_model_free(m);
+    tr_free(t);
+    arena_free(&a);
+    diag_free(&d);
+}
+
 static float parse_f(const char *s) { return !strcmp(s, "-inf") ? -INFINITY : strtof(s, NULL); }
 
 static void test_warpers(void) {
@@ -456,8 +532,8 @@ static void test_bad_inputs(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) {
-        fprintf(stderr, "usage: test_gen FIXTURES_DIR MODELS_DIR\n");
+    if (argc < 4) {
+        fprintf(stderr, "usage: test_gen FIXTURES_DIR MODELS_DIR SPEC\n");
         return 2;
     }
     fixdir = argv[1];
@@ -468,5 +544,6 @@ int main(int argc, char **argv) {
     test_bad_inputs();
     test_from_graph();
     test_eval_dataset();
+    test_trainer_model(argv[3]);
     return test_done("gen");
 }
