@@ -721,6 +721,12 @@ static int generate_cached(GenModel *m, const int32_t *const *prompts, const int
     int maxp = 0;
     for (int b = 0; b < B; b++) maxp = plens[b] > maxp ? plens[b] : maxp;
     int64_t S = ((int64_t)maxp + o->max_new + 15) / 16 * 16;
+    // the largest buffers: place and mask (B, T, S), each cache (B, Hkv, S, D)
+    if ((double)B * (double)maxp * (double)S > (double)((int64_t)1 << 36)) {
+        diag_plain_error(m->d, "generation: %d prompts of up to %d tokens with %d new tokens need too much memory", B,
+                         maxp, o->max_new);
+        return -1;
+    }
     if (build_decode(m, S)) return -1;
     int rc = -1;
     size_t nbt = (size_t)B * (size_t)maxp;

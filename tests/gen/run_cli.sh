@@ -39,4 +39,24 @@ out=$(printf 'hi there\nand again\n' | "$TRLC" chat "$M/tiny-qwen3" --max-new 4 
 expect "chat" 0 $rc
 [ "$(printf '%s\n' "$out" | wc -l)" = 2 ] || { echo "FAIL chat: want 2 reply lines, got: $out"; fail=1; }
 printf 'hi\n' | "$TRLC" chat /nonexistent >/dev/null 2>&1; expect "chat missing model" 1 $?
+# a spec stands for its policy's `from` directory (qwen3-sharp: transformers' greedy ids)
+G=$(dirname "$0")
+out=$("$TRLC" generate "$G/sharp-lora.trl" --prompt-ids 7 --max-new 12 --ids --no-eos 2>&1); rc=$?
+expect "generate from a spec" 0 $rc
+[ "$out" = "102 275 82 323 307 31 59 341 119 261 6 192" ] || { echo "FAIL spec ids: $out"; fail=1; }
+out=$("$TRLC" generate "$G/fixtures/qwen3-sharp" --adapter "$G/fixtures/qwen3-sharp-lora" --prompt-ids 7 --max-new 12 --ids --no-eos 2>&1); rc=$?
+expect "generate with an adapter" 0 $rc
+[ "$out" = "122 147 197 169 144 172 307 170 186 61 23 149" ] || { echo "FAIL adapter ids: $out"; fail=1; }
+# damaged adapters: a config without weights, truncated weights
+tmp=$(mktemp -d)
+mkdir "$tmp/a" "$tmp/b"
+cp "$G/fixtures/qwen3-sharp-lora/adapter_config.json" "$tmp/a/"
+cp "$G/fixtures/qwen3-sharp-lora/adapter_config.json" "$tmp/b/"
+head -c 3000 "$G/fixtures/qwen3-sharp-lora/adapter_model.safetensors" > "$tmp/b/adapter_model.safetensors"
+for a in a b; do
+    out=$("$TRLC" generate "$G/fixtures/qwen3-sharp" --adapter "$tmp/$a" --prompt-ids 7 2>&1); rc=$?
+    expect "damaged adapter $a" 1 $rc
+    echo "$out" | grep -q "error" || { echo "FAIL damaged adapter $a message: $out"; fail=1; }
+done
+rm -rf "$tmp"
 exit $fail

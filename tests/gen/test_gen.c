@@ -421,6 +421,51 @@ static void test_trainer_model(const char *spec_path) {
     diag_free(&d);
 }
 
+// Stop strings: the row ends at the first token whose decoded prefix contains the string.
+static void test_stop_strings(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/qwen3-sharp", fixdir);
+    GenModel *m = gen_model_open(&d, dir, NULL);
+    CHECK(m != NULL && gen_model_tokenizer(m) != NULL);
+    if (m && gen_model_tokenizer(m)) {
+        const Tokenizer *tok = gen_model_tokenizer(m);
+        int32_t p[] = {7};
+        const int32_t *pp = p;
+        int pl = 1;
+        GenOptions o;
+        gen_options_init(&o);
+        o.max_new = 12;
+        GenResult full, cut;
+        CHECK(gen_generate(m, &pp, &pl, 1, &o, &full) == 0);
+        size_t n = 0;
+        char *three = full.ids ? tok_decode(tok, full.ids[0], 3, false, &n) : NULL;
+        CHECK(three && n > 0);
+        if (three && n > 0) {
+            const char *stop = three + n - 1;   // the last byte of the first three tokens' text
+            if (((unsigned char)*stop & 0xC0) == 0x80 || (unsigned char)*stop >= 0xC0) stop = three;
+            int want = 0;
+            for (int k = 1; k <= full.len[0] && !want; k++) {
+                size_t nk = 0;
+                char *t = tok_decode(tok, full.ids[0], (size_t)k, false, &nk);
+                if (t && strstr(t, stop)) want = k;
+                free(t);
+            }
+            o.stop_strings[0] = stop;
+            o.nstop_strings = 1;
+            CHECK(gen_generate(m, &pp, &pl, 1, &o, &cut) == 0);
+            CHECK_MSG(cut.ids && want > 0 && want <= 3 && cut.len[0] == want && same_ids(cut.ids[0], want, full.ids[0], want),
+                      "stop string `%s`: %d tokens, want %d", stop, cut.ids ? cut.len[0] : -1, want);
+            gen_result_free(&cut);
+        }
+        free(three);
+        gen_result_free(&full);
+    }
+    gen_model_free(m);
+    diag_free(&d);
+}
+
 static float parse_f(const char *s) { return !strcmp(s, "-inf") ? -INFINITY : strtof(s, NULL); }
 
 static void test_warpers(void) {
@@ -544,6 +589,7 @@ int main(int argc, char **argv) {
     test_bad_inputs();
     test_from_graph();
     test_eval_dataset();
+    test_stop_strings();
     test_trainer_model(argv[3]);
     return test_done("gen");
 }
