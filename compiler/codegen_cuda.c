@@ -241,6 +241,22 @@ static void emit_member(const Cg *c, int m, bool reduced, const char *ind) {
         else snprintf(e, sizeof e, "%s", a);
         break;
     case IR_STOP_GRAD: case IR_BROADCAST: snprintf(e, sizeof e, "%s", a); break;
+    case IR_PERMUTE: {
+        // out dim i is input dim perm[i]: offset = sum_i i_i * (input stride of dim perm[i])
+        const IrNode *xn = &g->nodes[n->in[0]];
+        Out t = {0};
+        for (int i = 0; i < n->shape.rank; i++) {
+            put(&t, "%si%d", i ? " + " : "", i);
+            for (int k2 = n->a.perm[i] + 1; k2 < xn->shape.rank; k2++) {
+                char dd[64];
+                dim_expr(xn->shape.d[k2], dd, sizeof dd);
+                put(&t, " * %s", dd);
+            }
+        }
+        snprintf(e, sizeof e, "trlc_ld(in%d[%s])", in_index(c->gr, n->in[0]), t.s && !t.oom ? t.s : "0");
+        free(t.s);
+        break;
+    }
     case IR_DROPOUT: {
         char pv[64];
         flit(n->a.value, pv, sizeof pv);
@@ -280,6 +296,7 @@ static void emit_loads(const Cg *c, unsigned levels, bool reduced, const char *i
         IrId id = c->gr->nodes[m];
         if (!(levels & (1u << c->p->level[id]))) continue;
         const IrNode *n = &g->nodes[id];
+        if (n->op == IR_PERMUTE) continue;   // reads its input itself, at permuted indexes
         for (int a = 0; a < n->nin; a++) {
             int k = in_index(c->gr, n->in[a]);
             if (k < 0 || done[k] || c->p->group_of[n->in[a]] == c->gi) continue;
@@ -375,6 +392,7 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
         bool need_idx = false;
         for (int k = 0; k < gr->nins; k++)
             need_idx |= !ir_shape_eq(&g->nodes[gr->ins[k]].shape, D);
+        for (int m = 0; m < gr->nnodes; m++) need_idx |= g->nodes[gr->nodes[m]].op == IR_PERMUTE;
         if (need_idx) emit_decompose(&o, "i", "i", all, D->rank, "        ");
         emit_loads(&c, 1u << FUSE_LV_PRO, false, "        ");
         for (int m = 0; m < gr->nnodes; m++) {

@@ -32,7 +32,7 @@ static bool is_reduce_op(IrOp op) {
 
 // A node a generated kernel can compute (as a member or an inlined constant).
 static bool node_fusable(const IrGraph *g, const IrNode *n) {
-    if (!(ir_op_is_elementwise(n->op) || n->op == IR_BROADCAST || n->op == IR_FULL ||
+    if (!(ir_op_is_elementwise(n->op) || n->op == IR_BROADCAST || n->op == IR_FULL || n->op == IR_PERMUTE ||
           is_reduce_op(n->op)))
         return false;
     if (!dtype_ok(n->dtype)) return false;
@@ -141,6 +141,11 @@ static FuseLevel join_level(const FusePlan *p, int gi, const IrNode *n) {
             if (count_reductions(p, gr) >= FUSE_MAX_REDUCE) return FUSE_LV_NONE;
         }
         return FUSE_LV_RED;
+    }
+    // a permute reads its input at permuted indexes: only from memory, only over the domain
+    if (n->op == IR_PERMUTE) {
+        if (p->group_of[n->in[0]] == gi || !ir_shape_eq(&n->shape, &gr->dom)) return FUSE_LV_NONE;
+        return FUSE_LV_PRO;
     }
     // elementwise (and broadcast): which levels do its member inputs have?
     bool any_red = false, any_full = false;
@@ -260,6 +265,8 @@ static int canonicalize(FusePlan *p, int gi, Buf *b) {
                 ir_shape_str(&n->shape, s1, sizeof s1));
         if (n->op == IR_POW || n->op == IR_DROPOUT || n->op == IR_FULL) bprintf(b, " v=%.17g", n->a.value);
         if (n->op == IR_SUM || n->op == IR_MEAN || n->op == IR_MAX) bprintf(b, " axes=%" PRIx32, n->a.axes);
+        if (n->op == IR_PERMUTE)
+            for (int i = 0; i < n->shape.rank; i++) bprintf(b, "%sp%d", i ? "," : " ", n->a.perm[i]);
         for (int i = 0; i < n->nin; i++) {
             IrId x = n->in[i];
             const IrNode *xn = &g->nodes[x];

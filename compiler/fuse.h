@@ -3,6 +3,8 @@
 // (rmsnorm forward = one kernel; its backward = one or two); matrix products become GEMM steps
 // (cuBLASLt), attention, cross-entropy, rope, embed/gather and layout copies become library steps
 // (kernels/), reshapes become views (no work: the same bytes under another shape).
+// A permute whose input comes from memory joins a group as a load at permuted indexes (the
+// transposes around attention then cost no copy of their own).
 // A fused group computes over one iteration domain D (a shape); with a reduction, over D and its
 // reduced shape R: phase 1 walks D computing the "prologue" nodes and accumulating the
 // reductions, phase 2 computes the "epilogue" nodes at R once per reduced element, phase 3 walks

@@ -50,6 +50,7 @@ typedef struct Ev {
     int64_t idx[IR_MAX_RANK], ridx[IR_MAX_RANK];
     int64_t lin, rlin;                  // linear index in D, in R
     uint64_t step;
+    const int64_t *sym;
     float *val;                         // per member: its current value
 } Ev;
 
@@ -77,6 +78,24 @@ static float load_in(const Ev *e, int k, bool reduced) {
     if (reduced) for (int i = 0; i < e->rr; i++) off += e->ridx[i] * e->sR[k][i];
     else for (int i = 0; i < e->r; i++) off += e->idx[i] * e->sD[k][i];
     if (x->dtype == IR_I32) return (float)((const int32_t *)e->ins[k])[off];
+    return ((const float *)e->ins[k])[off];
+}
+
+// A permute member: its (memory) input at the permuted index — out dim i is input dim perm[i].
+static float load_permuted(const Ev *e, int m) {
+    const IrNode *n = &e->p->g->nodes[e->gr->nodes[m]];
+    IrId x = n->in[0];
+    const IrNode *xn = &e->p->g->nodes[x];
+    int k = 0;
+    while (k < e->gr->nins && e->gr->ins[k] != x) k++;
+    if (k == e->gr->nins) return NAN;
+    int64_t stride[IR_MAX_RANK], stv = 1, off = 0;
+    for (int i = xn->shape.rank - 1; i >= 0; i--) {
+        stride[i] = stv;
+        stv *= ir_dim_value(xn->shape.d[i], e->sym);
+    }
+    for (int i = 0; i < e->r; i++) off += e->idx[i] * stride[n->a.perm[i]];
+    if (xn->dtype == IR_I32) return (float)((const int32_t *)e->ins[k])[off];
     return ((const float *)e->ins[k])[off];
 }
 
@@ -121,6 +140,7 @@ static float compute(Ev *e, int m, bool reduced) {
         v = n->dtype == IR_BF16 ? round_bf16(x) : n->dtype == IR_I32 ? truncf(x) : x;
         break;
     case IR_STOP_GRAD: case IR_BROADCAST: v = x; break;
+    case IR_PERMUTE: v = load_permuted(e, m); break;
     case IR_DROPOUT: {
         double pp = n->a.value;
         double u = (double)dropout_bits(n->a.seed, n->a.salt, e->step, (uint64_t)(reduced ? e->rlin : e->lin)) *
@@ -178,7 +198,7 @@ int fuse_eval_group(const FusePlan *p, int group, const int64_t *sym, uint64_t s
     const FuseGroup *gr = &p->groups[group];
     Ev e;
     memset(&e, 0, sizeof e);
-    e.p = p, e.gr = gr, e.ins = ins, e.outs = outs, e.step = step;
+    e.p = p, e.gr = gr, e.ins = ins, e.outs = outs, e.step = step, e.sym = sym;
     e.r = gr->dom.rank;
     int64_t total = ir_shape_numel(&gr->dom, sym);
     if (total < 0) {

@@ -270,6 +270,15 @@ static void test_fuzz(int ngraphs) {
                 if (urand() < 0.5) z = ir_mul(&g, z, ir_scalar(&g, 0.25, L), L);
             } else if (r < 0.93 && ir_shape_eq(&xn->shape, &full)) {
                 z = ir_sum_to(&g, x, shapes[1 + (int)(urand() * 4) % 4], L);
+            } else if (r < 0.97 && xn->shape.rank == 3) {
+                // a permute and its inverse (the first is a copy, the second may fuse as a load)
+                static const int perms[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+                const int *pp = perms[(int)(urand() * 6) % 6];
+                int inv[3];
+                for (int i = 0; i < 3; i++) inv[pp[i]] = i;
+                IrId t = ir_permute(&g, x, pp, L);
+                if (urand() < 0.5) t = ir_unary(&g, IR_TANH, t, L);
+                z = ir_add(&g, ir_permute(&g, t, inv, L), pick(v, n), L);
             } else if (xn->shape.rank == 3 && ir_dim_is_one(xn->shape.d[2])) {
                 z = ir_broadcast_to(&g, x, full, L);
             } else {
