@@ -2,7 +2,9 @@
 // LoRA dropout and the backward, an evaluation graph without either), allocates one fp32 master
 // buffer per parameter bound to both CPU programs, loads the weights from the model directory or
 // initialises them from the seed, and runs one micro-batch / one optimizer update at a time.
-// Not here: the data, the loop, checkpoints or export (trainer_loop.c).
+// Objectives with a second model: kd runs the teacher's forward and binds its logits; dpo runs the
+// reference's forward and binds its sequence log-probs (computed here from its logits).
+// Not here: the data, the loop, checkpoints or export (trainer_loop.c); grpo (needs generation).
 #include "trainer_int.h"
 #include "autodiff.h"
 #include "hfconfig.h"

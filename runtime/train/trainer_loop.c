@@ -1,8 +1,9 @@
 // trainer_loop.c — trainer_run (trainer.h): the run directory, tokenizer, chat template and
 // datasets of the spec, the optimizer-step loop (micro-batches accumulated, the loss and the
-// gradients divided by the target tokens of the whole accumulated batch), non-finite handling,
-// logging (metrics.jsonl, TensorBoard, the progress line), evaluation with early stopping and the
-// best model, checkpoints and --resume, and the final export and summary.
+// gradients divided by the target tokens — dpo: the pairs — of the whole accumulated batch),
+// non-finite handling, logging (metrics.jsonl, TensorBoard, the progress line), evaluation (loss,
+// perplexity, greedy exact match) with early stopping and the best model, checkpoints, --resume,
+// Ctrl-C, and the final export and summary.
 // Not here: compiling or stepping the model (trainer.c).
 #include "trainer_int.h"
 #include "chat.h"
@@ -125,6 +126,8 @@ static DsLoader *open_data(Run *r, const CheckedData *cd, ChatTemplate *tmpl, bo
     c.fields.text = cd->f_text;
     c.fields.prompt = cd->f_prompt;
     c.fields.response = cd->f_response;
+    c.fields.input = cd->f_input;
+    c.fields.system = cd->f_system;
     c.fields.messages = cd->f_messages;
     c.fields.chosen = cd->f_chosen;
     c.fields.rejected = cd->f_rejected;
@@ -132,6 +135,8 @@ static DsLoader *open_data(Run *r, const CheckedData *cd, ChatTemplate *tmpl, bo
     c.tmpl = tmpl;
     c.max_len = cd->max_len > 0 && cd->max_len < (1 << 30) ? (int)cd->max_len : 0;
     c.pack = cd->pack && c.max_len > 0;
+    c.truncate = cd->truncate_left ? DS_TRUNC_LEFT : DS_TRUNC_RIGHT;
+    c.skip_errors = cd->skip_errors;
     c.mask_prompt = cs->objective.kind && !strcmp(cs->objective.kind, "sft") ? cs->objective.mask_prompt : false;
     c.shuffle = train && cd->shuffle;
     c.seed = (uint64_t)cs->train.seed;
@@ -200,6 +205,10 @@ static int64_t planned_steps(const Run *r) {
     if (tr->steps > 0) return tr->steps;
     int64_t rows = (int64_t)ds_num_rows(r->train);
     int64_t micro = (rows + tr->batch - 1) / tr->batch * tr->epochs;
+    if (r->cs->data[r->cs->train_data].pack) {   // packed rows: the exact count (-1: diagnosed)
+        micro = ds_count_batches(r->train, (int)tr->batch);
+        if (micro < 0) return -1;
+    }
     int64_t s = (micro + tr->grad_accum - 1) / tr->grad_accum;
     return s > 0 ? s : 1;
 }
@@ -683,7 +692,7 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     status = TR_SPEC_ERROR;
     if (open_inputs(&r)) goto out;
     r.total = planned_steps(&r);
-    if (tr_set_schedule(r.t, r.total)) goto out;
+    if (r.total < 0 || tr_set_schedule(r.t, r.total)) goto out;
     status = TR_RUNTIME_ERROR;
     if (mkdir_p(d, r.dir)) goto out;
     status = TR_SPEC_ERROR;   // a missing or damaged checkpoint is bad input
