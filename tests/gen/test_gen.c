@@ -466,6 +466,80 @@ static void test_stop_strings(void) {
     diag_free(&d);
 }
 
+static uint32_t lcg(uint64_t *x) {
+    *x = *x * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(*x >> 33);
+}
+
+// Random requests (batch sizes, prompt lengths, ids in and out of the vocabulary, options in and
+// out of range): each either fails with a reported error or returns B rows of 1..max_new tokens
+// inside the vocabulary; the cached and uncached paths agree on every success.
+static void test_random_requests(void) {
+    Diag d;
+    FILE *sink = tmpfile();
+    diag_init(&d, sink ? sink : stderr);
+    GenModel *m = open_model(&d, "tiny-qwen2", NULL);
+    CHECK(m != NULL);
+    uint64_t x = 12345;
+#define NEXT() lcg(&x)
+    int ok = 0, refused = 0;
+    for (int it = 0; m && it < 150; it++) {
+        int B = 1 + (int)(NEXT() % 5);
+        int32_t *rows[5];
+        int lens[5];
+        bool bad = false;
+        for (int b = 0; b < B; b++) {
+            lens[b] = NEXT() % 20 == 0 ? 0 : 1 + (int)(NEXT() % 7);   // 0 is refused
+            rows[b] = malloc(8 * sizeof(int32_t));
+            for (int t = 0; t < lens[b]; t++) {
+                int32_t id = NEXT() % 100 == 0 ? 256 + (int32_t)(NEXT() % 50) : (int32_t)(NEXT() % 256);   // vocab 256
+                rows[b][t] = NEXT() % 100 == 0 ? -id - 1 : id;
+                bad = bad || rows[b][t] < 0 || rows[b][t] >= 256;
+            }
+            bad = bad || lens[b] == 0;
+        }
+        GenOptions o;
+        gen_options_init(&o);
+        o.max_new = NEXT() % 15 == 0 ? -(int)(NEXT() % 2) : 1 + (int)(NEXT() % 7);
+        o.sample = NEXT() % 2;
+        o.temperature = NEXT() % 20 == 0 ? 0.0 : (double)(1 + NEXT() % 30) / 10.0;
+        o.top_k = NEXT() % 20 == 0 ? -1 : (int)(NEXT() % 400);
+        o.top_p = NEXT() % 20 == 0 ? 1.5 : (double)(1 + NEXT() % 10) / 10.0;
+        o.seed = NEXT();
+        o.nstop_ids = (int)(NEXT() % 3);
+        for (int k = 0; k < o.nstop_ids; k++) o.stop_ids[k] = (int32_t)(NEXT() % 256);
+        bad = bad || o.max_new <= 0 ||
+              (o.sample && (!(o.temperature > 0) || !(o.top_p > 0) || o.top_p > 1 || o.top_k < 0));
+        GenResult r, r2;
+        int e0 = d.errors;
+        int rc = gen_generate(m, (const int32_t *const *)rows, lens, B, &o, &r);
+        CHECK_MSG(rc == (bad ? -1 : 0), "request %d: status %d, expected %s", it, rc, bad ? "a refusal" : "success");
+        if (rc) {
+            CHECK(d.errors > e0);
+            refused++;
+        } else {
+            ok++;
+            o.no_cache = true;
+            CHECK(gen_generate(m, (const int32_t *const *)rows, lens, B, &o, &r2) == 0);
+            for (int b = 0; b < B; b++) {
+                CHECK(r.len[b] >= 1 && r.len[b] <= o.max_new);
+                for (int t = 0; t < r.len[b]; t++) CHECK(r.ids[b][t] >= 0 && r.ids[b][t] < 256);
+                CHECK_MSG(r2.ids && same_ids(r.ids[b], r.len[b], r2.ids[b], r2.len[b]), "request %d row %d: cache != no cache",
+                          it, b);
+            }
+            gen_result_free(&r);
+            gen_result_free(&r2);
+        }
+        for (int b = 0; b < B; b++) free(rows[b]);
+    }
+#undef NEXT
+    printf("random requests: %d generated, %d refused with a message\n", ok, refused);
+    CHECK(ok > 20 && refused > 20);
+    gen_model_free(m);
+    diag_free(&d);
+    if (sink) fclose(sink);
+}
+
 static float parse_f(const char *s) { return !strcmp(s, "-inf") ? -INFINITY : strtof(s, NULL); }
 
 static void test_warpers(void) {
@@ -590,6 +664,7 @@ int main(int argc, char **argv) {
     test_from_graph();
     test_eval_dataset();
     test_stop_strings();
+    test_random_requests();
     test_trainer_model(argv[3]);
     return test_done("gen");
 }
