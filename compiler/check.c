@@ -420,12 +420,20 @@ static void check_data(Ck *c, const Ast *blk, CheckedData *dt, int errors_before
     if (tpl && tpl->kind == AST_STR) {   // a format string, or a template name (validated later)
         dt->template_kind = "string";
         dt->template_str = tpl->str;
+        // a name written as a string ("qwen2.5", "llama3.1": a dot makes them no bare names)
+        const char *const *names = schema_key(schema_block("data"), "template")->enums;
+        if (!strchr(tpl->str, '{') && ck_in_enum(names, tpl->str)) {
+            dt->template_kind = tpl->str;
+            dt->template_str = NULL;
+        }
     }
     c->data_clean[dt - c->out->data] = c->d->errors == errors_before;
     if (dt->from && fi && c->d->errors == errors_before) ck_check_data_columns(c, blk, dt);
     dt->max_len = ck_int_or(blk, "max_len", 2048);
     dt->pack = ck_bool_or(blk, "pack", false);
     dt->shuffle = ck_bool_or(blk, "shuffle", true);
+    dt->skip_errors = !strcmp(ck_name_or(blk, "on_error", "fail"), "skip");
+    dt->truncate_left = !strcmp(ck_name_or(blk, "truncate", "right"), "left");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -908,6 +916,18 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
         const CheckedModel *pm = &out->models[out->policy];
         bool model_ok = pm->from ? c->dir_ok[out->policy] : !ck_setting(c->models[out->policy], "from") && pm->arch;
         if (blk && c->data_clean[i] && model_ok) ck_check_template(c, blk, &out->data[i], pm);
+    }
+    // GRPO rewards that read a column of the training data: it is in the first row
+    if (objective && !strcmp(o->kind, "grpo") && out->train_data >= 0 && c->data_clean[out->train_data]) {
+        const Ast *blk = NULL;
+        for (int j = 0; j < c->nblocks; j++)
+            if (!strcmp(c->blocks[j]->name, "data") && !strcmp(c->blocks[j]->label, "train")) blk = c->blocks[j];
+        for (int i = 0; blk && i < objective->nkids; i++) {
+            const Ast *it = objective->kids[i];
+            if (!it || it->kind != AST_BLOCK || strcmp(it->name, "reward") || !it->label) continue;
+            const char *fn = ck_name_or(it, "fn", NULL);
+            if (fn && !strcmp(fn, "exact_number")) ck_check_reward_field(c, it, blk, &out->data[out->train_data]);
+        }
     }
     for (int i = 0; i < c->nmodels; i++) {
         CheckedModel *m = &out->models[i];

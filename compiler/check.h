@@ -66,10 +66,13 @@ typedef struct CheckedData {
     // column names as written in `fields { }`; NULL: not written (the dataset reader's defaults,
     // DsFields in runtime/io/dataset.h, apply)
     const char *f_text, *f_prompt, *f_input, *f_response, *f_system, *f_messages, *f_chosen, *f_rejected, *f_answer;
-    const char *template_kind; // "chat" | "plain" | "string"
-    const char *template_str;  // the string when template_kind is "string"
+    const char *template_kind; // "chat" | "plain" | a chat.c name ("chatml", "qwen2.5", "llama3.1", ...,
+                               // also when written as a string) | "string" (a format string)
+    const char *template_str;  // the format string when template_kind is "string"
     int64_t max_len;           // tokens
     bool pack, shuffle;
+    bool skip_errors;          // on_error = skip: bad rows are skipped and counted (default: fail)
+    bool truncate_left;        // truncate = left: keep the last max_len tokens (default: right)
 } CheckedData;
 
 typedef struct CheckedReward {

@@ -1,11 +1,13 @@
-// check_data.c — a quick look at a data file before anything runs: the first row of a .jsonl file
-// (or the header of a .csv) must hold the columns the data format needs, under the names given in
-// `fields { }` or the reader's default names (runtime/io/dataset.c). A misspelt column is reported
-// at the spec line that names it, with did-you-mean over the file's real columns.
+// check_data.c — a quick look at a data file before anything runs: the first row of a .jsonl or
+// .json file (or the header of a .csv) must hold the columns the data format needs, under the names
+// given in `fields { }` or the reader's default names (runtime/io/dataset.c), and the column a GRPO
+// `reward { field = ...; }` reads. A misspelt column is reported at the spec line that names it,
+// with did-you-mean over the file's real columns.
 // Also the chat template each dataset will be rendered with (`template = ...`), through the same
 // runtime/io function the run uses, its errors moved to the spec's line.
 // Not here: validating every row, types of values, tokenization (the dataset reader does it all
-// when the run opens the file); .json files (an array that would have to be read whole).
+// when the run opens the file). A .json file is looked at only when its first row lies within its
+// first MiB (the reader loads it whole and reports the rest).
 #include "check_int.h"
 #include "chat.h"
 #include <jansson.h>
@@ -85,36 +87,98 @@ static bool has_column(const char *const *cols, int n, const char *name) {
     return false;
 }
 
+// The first element of the top-level array, or of the array under the top-level key "data", of
+// the JSON text buf[0, n) (a prefix of the file): its offset, or -1 when it is not within buf.
+static long json_first_element(const char *buf, size_t n) {
+    size_t i = 0;
+    while (i < n && strchr(" \t\r\n", buf[i])) i++;
+    if (i + 3 <= n && !memcmp(buf + i, "\xEF\xBB\xBF", 3)) i += 3;   // BOM
+    while (i < n && strchr(" \t\r\n", buf[i])) i++;
+    if (i < n && buf[i] == '{') {   // {"key": value, ..., "data": [...]}: skip values to "data"
+        i++;
+        for (;;) {
+            while (i < n && strchr(" \t\r\n,", buf[i])) i++;
+            if (i >= n || buf[i] != '"') return -1;
+            json_error_t je;
+            json_t *key = json_loadb(buf + i, n - i, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &je);
+            if (!json_is_string(key)) {
+                json_decref(key);
+                return -1;
+            }
+            bool is_data = !strcmp(json_string_value(key), "data");
+            json_decref(key);
+            i += je.position;
+            while (i < n && strchr(" \t\r\n", buf[i])) i++;
+            if (i >= n || buf[i] != ':') return -1;
+            i++;
+            while (i < n && strchr(" \t\r\n", buf[i])) i++;
+            if (is_data) break;
+            json_t *v = json_loadb(buf + i, n - i, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &je);
+            if (!v) return -1;
+            json_decref(v);
+            i += je.position;
+        }
+    }
+    if (i >= n || buf[i] != '[') return -1;
+    i++;
+    while (i < n && strchr(" \t\r\n", buf[i])) i++;
+    return i < n && buf[i] != ']' ? (long)i : -1;
+}
+
+// The column names of a data file's first row (.jsonl, .json) or header (.csv) into cols; *lineno
+// is the row's line and *csv tells which. Returns the count, or -1 when there is nothing that can
+// be looked at quickly (unreadable, empty, too long, not an object): the reader reports it later.
+static int first_row_columns(Ck *c, const char *path, const char **cols, int cap, long *lineno, bool *csv) {
+    size_t plen = strlen(path);
+    *csv = plen > 4 && !strcmp(path + plen - 4, ".csv");
+    bool jsonl = plen > 6 && !strcmp(path + plen - 6, ".jsonl");
+    bool json = plen > 5 && !strcmp(path + plen - 5, ".json");
+    json_t *row = NULL;
+    if (json) {
+        FILE *f = fopen(path, "rb");
+        if (!f) return -1;
+        char *buf = arena_alloc(c->a, MAX_FIRST_LINE + 1);
+        size_t n = fread(buf, 1, MAX_FIRST_LINE, f);
+        fclose(f);
+        buf[n] = 0;
+        long at = json_first_element(buf, n);
+        if (at < 0) return -1;
+        *lineno = 1;
+        for (long i = 0; i < at; i++) *lineno += buf[i] == '\n';
+        json_error_t je;
+        row = json_loadb(buf + at, n - (size_t)at, JSON_DISABLE_EOF_CHECK, &je);
+    } else if (*csv || jsonl) {
+        const char *line = first_line(c, path, lineno);
+        if (!line) return -1;   // empty or unreadable: the reader reports it with its own words
+        if (*csv) return csv_header(c, line, cols, cap);
+        json_error_t je;
+        row = json_loads(line, 0, &je);
+    }
+    if (!json_is_object(row)) {   // not a row of fields: the reader's message is better
+        json_decref(row);
+        return -1;
+    }
+    int ncols = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(row, key, v) {
+        if (ncols < cap) cols[ncols++] = arena_strdup(c->a, key);
+    }
+    json_decref(row);
+    return ncols;
+}
+
 void ck_check_data_columns(Ck *c, const Ast *blk, const CheckedData *dt) {
     if (!dt->from || !dt->format) return;
     const FormatNeeds *fn = NULL;
     for (size_t i = 0; i < sizeof needs / sizeof *needs; i++)
         if (!strcmp(needs[i].format, dt->format)) fn = &needs[i];
-    size_t plen = strlen(dt->from);
-    bool csv = plen > 4 && !strcmp(dt->from + plen - 4, ".csv");
-    bool jsonl = plen > 6 && !strcmp(dt->from + plen - 6, ".jsonl");
-    if (!fn || (!csv && !jsonl)) return;
+    if (!fn) return;
     long lineno;
-    const char *line = first_line(c, dt->from, &lineno);
-    if (!line) return;   // empty or unreadable: the reader reports it with its own words
+    bool csv;
     const char *cols[MAX_COLUMNS];
-    int ncols = 0;
-    if (csv) {
-        ncols = csv_header(c, line, cols, MAX_COLUMNS);
-    } else {
-        json_error_t jerr;
-        json_t *row = json_loads(line, 0, &jerr);
-        if (!json_is_object(row)) {   // not a row of fields: the reader's message is better
-            json_decref(row);
-            return;
-        }
-        const char *key;
-        json_t *v;
-        json_object_foreach(row, key, v) {
-            if (ncols < MAX_COLUMNS) cols[ncols++] = arena_strdup(c->a, key);
-        }
-        json_decref(row);
-    }
+    int ncols = first_row_columns(c, dt->from, cols, MAX_COLUMNS, &lineno, &csv);
+    if (ncols < 0) return;
     const Ast *from = ck_setting(blk, "from");
     const Ast *fields = ck_sub_block(blk, "fields");
     for (int i = 0; i < 2 && fn->need[i].field; i++) {
@@ -150,6 +214,22 @@ void ck_check_data_columns(Ck *c, const Ast *blk, const CheckedData *dt) {
         diag_hint(c->d, "its columns: %s; name the one to use: `fields { %s = \"%s\"; }`", ck_join_names(c, cols, ncols),
                   nd->field, cand ? cand : "...");
     }
+}
+
+void ck_check_reward_field(Ck *c, const Ast *reward, const Ast *blk, const CheckedData *dt) {
+    const Ast *field = ck_setting(reward, "field");
+    if (!dt->from || !field || field->kind != AST_STR) return;
+    long lineno;
+    bool csv;
+    const char *cols[MAX_COLUMNS];
+    int ncols = first_row_columns(c, dt->from, cols, MAX_COLUMNS, &lineno, &csv);
+    if (ncols < 0 || has_column(cols, ncols, field->str)) return;
+    const Ast *from = ck_setting(blk, "from");
+    diag_error(c->d, field->loc, "reward `%s` reads column `%s`, but `%s` (data %s) has no such column (%s %d)",
+               reward->label, field->str, from->str, dt->name, csv ? "header, line" : "first row, line", (int)lineno);
+    const char *s = suggest_word(field->str, cols, (size_t)ncols);
+    if (s) diag_hint(c->d, "did you mean `%s`?", s);
+    else diag_hint(c->d, "its columns: %s", ck_join_names(c, cols, ncols));
 }
 
 // Runs one of runtime/io's validators with its diagnostics captured, then re-reports the first

@@ -62,6 +62,9 @@ bool ck_ghost(Ck *c, const char *kind, const char *label);
 
 // The first row (or CSV header) of a data file holds the columns its format needs (check_data.c).
 void ck_check_data_columns(Ck *c, const Ast *blk, const CheckedData *dt);
+// The column an `fn = exact_number` reward names in `field = "..."` is in the first row of the
+// data (reward: the `reward NAME { }` block; blk, dt: the data block and its checked values).
+void ck_check_reward_field(Ck *c, const Ast *reward, const Ast *blk, const CheckedData *dt);
 // The dataset's chat template can be built (named, format string, or the policy's own).
 void ck_check_template(Ck *c, const Ast *blk, const CheckedData *dt, const CheckedModel *policy);
 

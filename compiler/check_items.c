@@ -319,7 +319,8 @@ static void check_value(Ck *c, const SchemaKey *k, const Ast *v, int depth) {
                 diag_error(c->d, v->loc, "%s expects %s or a string; got `%s`", what,
                            ck_join_names(c, k->enums, ck_count_names(k->enums)), v->name);
                 const char *s = suggest_word(v->name, k->enums, (size_t)ck_count_names(k->enums));
-                if (s) diag_hint(c->d, "did you mean `%s`?", s);
+                if (s && strchr(s, '.')) diag_hint(c->d, "did you mean `\"%s\"`? (a name with a dot is written in quotes)", s);
+                else if (s) diag_hint(c->d, "did you mean `%s`?", s);
             }
         } else if (v->kind != AST_STR) {
             diag_error(c->d, v->loc, "%s expects %s or a string, got %s", what,

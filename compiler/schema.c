@@ -22,7 +22,10 @@ static const char *const quant_formats[] = {"nf4", "fp4", "int8", NULL};
 static const char *const all_linear[] = {"all_linear", NULL};
 static const char *const data_formats[] = {"text", "prompt_response", "messages", "preference",
                                            "prompt_answer", NULL};
-static const char *const templates[] = {"chat", "plain", "chatml", "qwen2", "qwen3", "llama3", NULL};   // chat.c's names
+// chat.c's names (chat_named); "qwen2.5" and "llama3.1" are written as strings (a dot ends a name)
+static const char *const templates[] = {"chat", "plain", "chatml", "qwen2", "qwen2.5", "qwen3", "llama3", "llama3.1", NULL};
+static const char *const on_error_actions[] = {"fail", "skip", NULL};   // DsConfig.skip_errors
+static const char *const truncate_sides[] = {"right", "left", NULL};    // DsTruncate
 static const char *const tokenizers[] = {"bytes", NULL};
 static const char *const dpo_losses[] = {"sigmoid", "ipo", "hinge", NULL};
 static const char *const grpo_losses[] = {"grpo", "dr_grpo", "dapo", NULL};
@@ -97,8 +100,13 @@ static const SchemaKey data_keys[] = {
     {"format", SK_ENUM, REQ, .enums = data_formats, .doc = "what one row holds"},
     {"fields", SK_BLOCK, .subs = fields_subs, .doc = "column mapping when the file's names differ"},
     {"template", SK_TEMPLATE, .enums = templates, .def = "chat",
-     .doc = "`chat` (the model's own), a named one, or a format string `\"User: {prompt}\\nAssistant: \"`"},
+     .doc = "`chat` (the model's own), a named one (`qwen2.5`, `llama3.1` in quotes: `\"qwen2.5\"`), "
+            "or a format string `\"User: {prompt}\\nAssistant: \"`"},
     {"max_len", SK_TOKENS, IN_CC(1, TOKENS_MAX), .def = "2048 tokens", .doc = "longer rows are truncated"},
+    {"truncate", SK_ENUM, .enums = truncate_sides, .def = "right",
+     .doc = "which end of a longer row is cut: `right` keeps the first `max_len` tokens, `left` the last"},
+    {"on_error", SK_ENUM, .enums = on_error_actions, .def = "fail",
+     .doc = "a bad row: `fail` (exit naming file:line) or `skip` it (skipped rows are counted)"},
     {"pack", SK_BOOL, .def = "false", .doc = "pack several rows into one sequence"},
     {"shuffle", SK_BOOL, .def = "true", .doc = "shuffle rows every epoch"},
     END};

@@ -200,6 +200,58 @@ static void test_defaults(void) {
     arena_free(&a);
 }
 
+// The data options the reader takes (on_error, truncate, input/system columns, dotted template
+// names as strings) reach CheckedData; .json files have their first row checked; a GRPO reward's
+// `field` names a real column.
+static void test_data_options(void) {
+    Arena a = {0};
+    CheckedSpec *s = arena_alloc(&a, sizeof *s);
+    int errors = check_text("trl 1;\n"
+                            "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+                            "data train { from = \"../../tests/check/broken/files/rows.json\"; format = prompt_response;\n"
+                            "  fields { prompt = \"instruction\"; input = \"context\"; system = \"sys\"; }\n"
+                            "  template = \"qwen2.5\"; on_error = skip; truncate = left; }\n"
+                            "data eval { from = \"data/eval.jsonl\"; format = prompt_response; template = \"llama3.1\"; }\n"
+                            "objective sft { }\n"
+                            "train { optimizer = adamw { lr = 1e-4; }; }\n",
+                            &a, s, stderr);
+    CHECK(errors == 0);
+    if (errors == 0) {
+        const CheckedData *t = &s->data[s->train_data], *e = &s->data[s->eval_data];
+        CHECK(t->skip_errors && t->truncate_left);
+        CHECK(!e->skip_errors && !e->truncate_left);   // the defaults: fail, right
+        CHECK(t->f_input && !strcmp(t->f_input, "context") && t->f_system && !strcmp(t->f_system, "sys"));
+        CHECK(!strcmp(t->template_kind, "qwen2.5") && t->template_str == NULL);
+        CHECK(!strcmp(e->template_kind, "llama3.1") && e->template_str == NULL);
+    }
+    // a .json file with the answers under another name, and a reward reading that column
+    memset(s, 0, sizeof *s);
+    errors = check_text("trl 1;\n"
+                        "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+                        "lora policy { }\n"
+                        "data train { from = \"../../tests/check/broken/files/gsm.json\"; format = prompt_answer;\n"
+                        "  fields { answer = \"solution\"; } }\n"
+                        "objective grpo { reward correct { fn = exact_number; field = \"solution\"; } }\n"
+                        "train { optimizer = adamw { lr = 1e-4; }; }\n",
+                        &a, s, stderr);
+    CHECK(errors == 0);
+    if (errors == 0) CHECK(s->objective.nrewards == 1 && !strcmp(s->objective.rewards[0].field, "solution"));
+    // the same reward on a column that is not there: one error
+    memset(s, 0, sizeof *s);
+    FILE *sink = fopen("/dev/null", "w");
+    errors = check_text("trl 1;\n"
+                        "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+                        "lora policy { }\n"
+                        "data train { from = \"../../tests/check/broken/files/gsm.json\"; format = prompt_answer;\n"
+                        "  fields { answer = \"solution\"; } }\n"
+                        "objective grpo { reward correct { fn = exact_number; field = \"answer\"; } }\n"
+                        "train { optimizer = adamw { lr = 1e-4; }; }\n",
+                        &a, s, sink ? sink : stderr);
+    if (sink) fclose(sink);
+    CHECK_MSG(errors == 1, "%d errors, expected 1 (reward field)", errors);
+    arena_free(&a);
+}
+
 static void test_linear_names(void) {
     Arena a = {0};
     Diag d;
@@ -316,6 +368,7 @@ int main(int argc, char **argv) {
     test_scratch();
     test_roles();
     test_defaults();
+    test_data_options();
     test_linear_names();
     test_schema_paths();
     test_overrides();
