@@ -2,7 +2,12 @@
 // `from` directory) with an optional PEFT adapter and continues a prompt with KV-cached decoding
 // (runtime/gen/gen.h): greedy by default, sampled with --temperature / --top-k / --top-p / --seed.
 // Prints the generated text (or ids with --ids). Does not apply a chat template (`trlc chat` does).
+// With --eval FILE: greedy generation for every row of a data set and its exact-match accuracy
+// (final numbers for prompt_answer rows, whole responses for prompt_response), as
+// gen_eval_dataset computes it for the trainer.
+#include "chat.h"
 #include "check.h"
+#include "dataset.h"
 #include "cli.h"
 #include "diag.h"
 #include "gen.h"
@@ -14,6 +19,7 @@
 
 const char usage_generate[] =
     "usage: trlc generate MODEL_DIR|SPEC --prompt TEXT [options]\n"
+    "       trlc generate MODEL_DIR|SPEC --eval FILE [--format F] [--template T] [--batch N] [--max-new N]\n"
     "\n"
     "Continues TEXT with the model: a Hugging Face model directory (config.json, safetensors\n"
     "weights, tokenizer.json), or a spec whose policy names one with `from`. Greedy decoding with a\n"
@@ -33,6 +39,14 @@ const char usage_generate[] =
     "  --adapter DIR        a PEFT LoRA adapter directory applied on top of the model\n"
     "  --ids                print the generated token ids instead of text\n"
     "  --no-cache           re-run the whole forward for every token (slow; for checking)\n"
+    "\n"
+    "evaluation (greedy; prints `exact match: CORRECT/ROWS (PERCENT)`):\n"
+    "  --eval FILE          a .jsonl/.json/.csv data set: every row's prompt is continued\n"
+    "  --format F           prompt_answer (default: the final number is compared, GSM8K `#### 18`)\n"
+    "                       or prompt_response (the whole response is compared)\n"
+    "  --template T         chat (the model's template; default), plain, a name (qwen3, llama3 ...)\n"
+    "                       or a format string with {prompt}\n"
+    "  --batch N            prompts decoded at once (default 8); --max-new defaults to 256 here\n"
     "  -h, --help           this help\n"
     "\n"
     "exit status: 0 generated, 1 a bad model, adapter or prompt, 2 usage error, 3 runtime failure\n";
@@ -68,12 +82,59 @@ static int parse_num(const char *s, double *out) {
     return 0;
 }
 
+// --eval: greedy generation over a data set, exact-match accuracy on stdout.
+static int run_eval(const char *model, const char *adapter, const char *path, DsFormat fmt, const char *template,
+                    int batch, int max_new) {
+    Diag d;
+    diag_init(&d, stderr);
+    Arena arena = {0};
+    int rc = EXIT_SPEC;
+    ChatTemplate tpl = {0};
+    bool has_tpl = false;
+    DsLoader *l = NULL;
+    const char *dir = gen_cli_model_dir(&d, &arena, model);
+    GenModel *m = dir ? gen_model_open(&d, dir, adapter) : NULL;
+    if (!m) goto out;
+    if (!gen_model_tokenizer(m)) {
+        diag_plain_error(&d, "%s has no tokenizer.json: --eval needs one", dir);
+        goto out;
+    }
+    char cfg[8192];
+    snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", dir);
+    if (chat_from_spec(&d, template, cfg, &tpl)) goto out;
+    has_tpl = true;
+    DsConfig c;
+    ds_config_init(&c);
+    c.path = path;
+    c.format = fmt;
+    c.tmpl = &tpl;
+    l = ds_open(&d, &c, gen_model_tokenizer(m));
+    if (!l) goto out;
+    long correct = 0, total = 0;
+    if (gen_eval_dataset(m, l, max_new, batch, &correct, &total)) {
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    printf("exact match: %ld/%ld (%.1f%%)\n", correct, total, total ? 100.0 * (double)correct / (double)total : 0.0);
+    rc = EXIT_OK;
+out:
+    ds_close(l);
+    if (has_tpl) chat_free(&tpl);
+    gen_model_free(m);
+    arena_free(&arena);
+    diag_free(&d);
+    return rc;
+}
+
 int cmd_generate(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         fputs(usage_generate, stdout);
         return EXIT_OK;
     }
     const char *model = NULL, *prompt = NULL, *prompt_ids = NULL, *adapter = NULL;
+    const char *eval = NULL, *format = "prompt_answer", *template = "chat";
+    long batch = 8;
+    bool max_new_set = false;
     GenOptions o;
     gen_options_init(&o);
     bool ids = false, no_eos = false;
@@ -96,7 +157,8 @@ int cmd_generate(int argc, char **argv) {
             continue;
         }
         static const char *takes[] = {"--prompt", "--prompt-ids", "--max-new", "--temperature", "--top-k",
-                                      "--top-p", "--seed", "--stop", "--adapter"};
+                                      "--top-p", "--seed", "--stop", "--adapter", "--eval", "--format",
+                                      "--template", "--batch"};
         bool known = false;
         for (size_t k = 0; k < sizeof takes / sizeof *takes; k++) known = known || !strcmp(a, takes[k]);
         if (!known) {
@@ -113,7 +175,12 @@ int cmd_generate(int argc, char **argv) {
         if (!strcmp(a, "--prompt")) prompt = v;
         else if (!strcmp(a, "--prompt-ids")) prompt_ids = v;
         else if (!strcmp(a, "--adapter")) adapter = v;
-        else if (!strcmp(a, "--stop")) {
+        else if (!strcmp(a, "--eval")) eval = v;
+        else if (!strcmp(a, "--format")) format = v;
+        else if (!strcmp(a, "--template")) template = v;
+        else if (!strcmp(a, "--batch")) {
+            if (parse_int(v, 1, 256, &batch)) goto bad;
+        } else if (!strcmp(a, "--stop")) {
             if (o.nstop_strings >= GEN_MAX_STOP) {
                 fprintf(stderr, "trlc generate: error: at most %d --stop strings\n", GEN_MAX_STOP);
                 return EXIT_USAGE;
@@ -122,6 +189,7 @@ int cmd_generate(int argc, char **argv) {
         } else if (!strcmp(a, "--max-new")) {
             if (parse_int(v, 1, 1 << 20, &n)) goto bad;
             o.max_new = (int)n;
+            max_new_set = true;
         } else if (!strcmp(a, "--top-k")) {
             if (parse_int(v, 0, 1 << 30, &n)) goto bad;
             o.top_k = (int)n;
@@ -143,6 +211,17 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "trlc generate: error: bad value `%s` for %s\n", v, a);
         return EXIT_USAGE;
     }
+    DsFormat fmt;
+    if (eval && (ds_format_parse(format, &fmt) || (fmt != DS_PROMPT_ANSWER && fmt != DS_PROMPT_RESPONSE))) {
+        fprintf(stderr, "trlc generate: error: --format must be prompt_answer or prompt_response, got `%s`\n", format);
+        return EXIT_USAGE;
+    }
+    if (eval && (prompt || prompt_ids || o.sample)) {
+        fprintf(stderr, "trlc generate: error: --eval decodes greedily from the data set's prompts: no --prompt, "
+                        "--prompt-ids or sampling options with it\n");
+        return EXIT_USAGE;
+    }
+    if (eval && model) return run_eval(model, adapter, eval, fmt, template, (int)batch, max_new_set ? o.max_new : 256);
     if (!model || (!prompt && !prompt_ids) || (prompt && prompt_ids)) {
         fprintf(stderr, "trlc generate: error: a model and one of --prompt / --prompt-ids are required\n%s",
                 usage_generate);

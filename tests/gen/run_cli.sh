@@ -58,5 +58,21 @@ for a in a b; do
     expect "damaged adapter $a" 1 $rc
     echo "$out" | grep -q "error" || { echo "FAIL damaged adapter $a message: $out"; fail=1; }
 done
+# --eval: tiny-qwen3 repeats the prompt's last token, so with the plain template and 4 new tokens
+# "x = 7" gives "7777" (right: #### 7,777), "y = 5" gives "5555" (wrong), "z = 3" "3333" (wrong);
+# with 3 new tokens only "333" (#### 333.0) is right
+printf '{"question": "x = 7", "answer": "so #### 7,777"}\n{"question": "y = 5", "answer": "#### 6"}\n{"question": "z = 3", "answer": "#### 333.0"}\n' > "$tmp/pa.jsonl"
+out=$("$TRLC" generate "$M/tiny-qwen3" --eval "$tmp/pa.jsonl" --template plain --max-new 4 2>&1); rc=$?
+expect "eval prompt_answer" 0 $rc
+[ "$out" = "exact match: 1/3 (33.3%)" ] || { echo "FAIL eval: $out"; fail=1; }
+out=$("$TRLC" generate "$M/tiny-qwen3" --eval "$tmp/pa.jsonl" --template plain --max-new 3 --batch 2 2>&1); rc=$?
+[ "$out" = "exact match: 1/3 (33.3%)" ] || { echo "FAIL eval 3 tokens: $out"; fail=1; }
+printf '{"prompt": "q = 4", "response": "4444"}\n{"prompt": "q = 4", "response": "4445"}\n' > "$tmp/pr.jsonl"
+out=$("$TRLC" generate "$M/tiny-qwen3" --eval "$tmp/pr.jsonl" --format prompt_response --template plain --max-new 4 2>&1); rc=$?
+expect "eval prompt_response" 0 $rc
+[ "$out" = "exact match: 1/2 (50.0%)" ] || { echo "FAIL eval prompt_response: $out"; fail=1; }
+"$TRLC" generate "$M/tiny-qwen3" --eval "$tmp/pa.jsonl" --format text >/dev/null 2>&1; expect "eval bad format" 2 $?
+"$TRLC" generate "$M/tiny-qwen3" --eval "$tmp/missing.jsonl" >/dev/null 2>&1; expect "eval missing file" 1 $?
+"$TRLC" generate "$M/tiny-qwen3" --eval "$tmp/pa.jsonl" --template nosuch >/dev/null 2>&1; expect "eval bad template" 1 $?
 rm -rf "$tmp"
 exit $fail
