@@ -89,15 +89,21 @@ static bool has_column(const char *const *cols, int n, const char *name) {
 
 // The first element of the top-level array, or of the array under the top-level key "data", of
 // the JSON text buf[0, n) (a prefix of the file): its offset, or -1 when it is not within buf.
+static bool json_ws(char ch) { return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n'; }
+
 static long json_first_element(const char *buf, size_t n) {
     size_t i = 0;
-    while (i < n && strchr(" \t\r\n", buf[i])) i++;
+    while (i < n && json_ws(buf[i])) i++;
     if (i + 3 <= n && !memcmp(buf + i, "\xEF\xBB\xBF", 3)) i += 3;   // BOM
-    while (i < n && strchr(" \t\r\n", buf[i])) i++;
+    while (i < n && json_ws(buf[i])) i++;
     if (i < n && buf[i] == '{') {   // {"key": value, ..., "data": [...]}: skip values to "data"
         i++;
-        for (;;) {
-            while (i < n && strchr(" \t\r\n,", buf[i])) i++;
+        for (bool first = true;; first = false) {
+            while (i < n && json_ws(buf[i])) i++;
+            if (!first) {   // after a value: `,` and the next key (`}`: no "data")
+                if (i >= n || buf[i] != ',') return -1;
+                for (i++; i < n && json_ws(buf[i]);) i++;
+            }
             if (i >= n || buf[i] != '"') return -1;
             json_error_t je;
             json_t *key = json_loadb(buf + i, n - i, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &je);
@@ -108,10 +114,10 @@ static long json_first_element(const char *buf, size_t n) {
             bool is_data = !strcmp(json_string_value(key), "data");
             json_decref(key);
             i += je.position;
-            while (i < n && strchr(" \t\r\n", buf[i])) i++;
+            while (i < n && json_ws(buf[i])) i++;
             if (i >= n || buf[i] != ':') return -1;
             i++;
-            while (i < n && strchr(" \t\r\n", buf[i])) i++;
+            while (i < n && json_ws(buf[i])) i++;
             if (is_data) break;
             json_t *v = json_loadb(buf + i, n - i, JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &je);
             if (!v) return -1;
@@ -121,7 +127,7 @@ static long json_first_element(const char *buf, size_t n) {
     }
     if (i >= n || buf[i] != '[') return -1;
     i++;
-    while (i < n && strchr(" \t\r\n", buf[i])) i++;
+    while (i < n && json_ws(buf[i])) i++;
     return i < n && buf[i] != ']' ? (long)i : -1;
 }
 

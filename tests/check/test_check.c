@@ -6,8 +6,10 @@
 #include "load.h"
 #include "schema.h"
 #include "test.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *dir;
 
@@ -252,6 +254,64 @@ static void test_data_options(void) {
     arena_free(&a);
 }
 
+// .json files whose first row cannot be looked at quickly (empty, cut short, not an array, a
+// scalar row, deeply nested, a long first row, a NUL byte) are left to the reader: no error, no
+// crash. A first row after other top-level keys is found.
+static void test_json_first_rows(void) {
+    char tmpl[] = "/tmp/trlc-check-json-XXXXXX";
+    char *tdir = mkdtemp(tmpl);
+    CHECK(tdir != NULL);
+    if (!tdir) return;
+    char path[128];
+    snprintf(path, sizeof path, "%s/d.json", tdir);
+    static char big[(1 << 20) + 64];
+    memset(big, '[', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    const char *cases[] = {"", "   ", "[", "[]", "{", "{}", "{\"data\": 5}", "{\"data\": []}", "{\"a\": [1, 2", "{\"a\"",
+                           "{\"a\": 1 \"data\": [{\"x\": 1}]}", "[1, 2]", "[\"text\"]", "{5: 1}", "\xEF\xBB\xBF", "[{\"tex", big,
+                           "{\"data\": [{\"te\\u0000xt\": 1}]}", "[\n\n  {\"text\": \"a\", \"text\": \"b\"}]"};
+    int ncases = (int)(sizeof cases / sizeof *cases);
+    for (int i = 0; i < ncases; i++) {
+        FILE *f = fopen(path, "wb");
+        if (!f) break;
+        fputs(cases[i], f);
+        if (i == ncases - 2) fwrite("\0", 1, 1, f);   // a NUL byte in the file
+        fclose(f);
+        Arena a = {0};
+        CheckedSpec *s = arena_alloc(&a, sizeof *s);
+        char *text = arena_printf(&a, "trl 1;\nmodel policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+                                      "data train { from = \"%s\"; format = text; }\n"
+                                      "objective sft { }\ntrain { optimizer = adamw { lr = 1e-4; }; }\n", path);
+        FILE *sink = fopen("/dev/null", "w");
+        int errors = check_text(text, &a, s, sink ? sink : stderr);
+        if (sink) fclose(sink);
+        CHECK_MSG(errors == 0, "case %d: %d errors", i, errors);
+        arena_free(&a);
+    }
+    // found after other keys, on its own line; a typo'd column there is reported
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fputs("{\"meta\": {\"n\": [1, {\"x\": \"]\"}]},\n \"data\": [\n\n {\"txt\": \"a\"}]}", f);
+        fclose(f);
+        Arena a = {0};
+        CheckedSpec *s = arena_alloc(&a, sizeof *s);
+        char *text = arena_printf(&a, "trl 1;\nmodel policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+                                      "data train { from = \"%s\"; format = text; }\n"
+                                      "objective sft { }\ntrain { optimizer = adamw { lr = 1e-4; }; }\n", path);
+        char *msg = NULL;
+        size_t len = 0;
+        FILE *ms = open_memstream(&msg, &len);
+        int errors = check_text(text, &a, s, ms ? ms : stderr);
+        if (ms) fclose(ms);
+        CHECK_MSG(errors == 1, "%d errors, expected 1 (no text column)", errors);
+        CHECK_MSG(msg && strstr(msg, "its columns: txt"), "%s", msg ? msg : "(no message)");
+        free(msg);
+        arena_free(&a);
+    }
+    remove(path);
+    rmdir(tdir);
+}
+
 static void test_linear_names(void) {
     Arena a = {0};
     Diag d;
@@ -369,6 +429,7 @@ int main(int argc, char **argv) {
     test_roles();
     test_defaults();
     test_data_options();
+    test_json_first_rows();
     test_linear_names();
     test_schema_paths();
     test_overrides();
