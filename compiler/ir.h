@@ -103,8 +103,9 @@ typedef enum IrOp {
     IR_EMBED_BWD,      // in[0] ids i32 (...), in[1] grad (..., H) → (V, H) in a.shape (scatter-add)
     IR_ROPE,           // in[0] x (B, H, T, D), in[1] pos i32 (B, T) or (T); a.rope; a.inverse
                        // rotates by -angle (the backward)
-    IR_SDPA,           // in[0] q (B,Hq,T,D), in[1] k (B,Hkv,T,D), in[2] v (B,Hkv,T,D) → (B,Hq,T,D);
-                       // a.causal, a.scale; optional in[3] key mask (B, T), 0 = padding key
+    IR_SDPA,           // in[0] q (B,Hq,Tq,D), in[1] k (B,Hkv,Tk,D), in[2] v (B,Hkv,Tk,D) → (B,Hq,Tq,D);
+                       // a.causal (aligned at the end: query i sees keys j <= i + Tk - Tq, as with
+                       // a KV cache), a.scale; optional in[3] key mask (B, Tk), 0 = padding key
     IR_SDPA_BWD_Q,     // in: q, k, v, gout (B,Hq,T,D) [, key mask] → dq (like q)
     IR_SDPA_BWD_K,     // in: q, k, v, gout [, key mask] → dk (like k)
     IR_SDPA_BWD_V,     // in: q, k, v, gout [, key mask] → dv (like v)
@@ -265,7 +266,8 @@ IrId ir_log_softmax(IrGraph *g, IrId x, Loc loc);
 // model primitives
 IrId ir_embed(IrGraph *g, IrId ids, IrId table, Loc loc);
 IrId ir_rope(IrGraph *g, IrId x, IrId pos, IrRope rope, Loc loc);
-// scale <= 0 means 1/sqrt(D).
+// scale <= 0 means 1/sqrt(D). q (B, Hq, Tq, D), k and v (B, Hkv, Tk, D): Tq == Tk in training;
+// Tq = 1 against a cache of Tk keys when generating.
 IrId ir_sdpa(IrGraph *g, IrId q, IrId k, IrId v, bool causal, double scale, Loc loc);
 // With a key-padding mask (B, T) (float or i32; 0 = a padding key nobody attends to), e.g. left-
 // padded prompts in GRPO/DPO batches. A query row with no key left gets output 0 and no gradient.

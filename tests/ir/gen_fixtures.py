@@ -79,6 +79,18 @@ for n, t in (("q", q), ("k", k), ("v", v), ("y", y), ("gy", gy), ("dq", q.grad),
              ("dv", v.grad)):
     put(f"sdpa_masked.{n}", t)
 
+# a 3-query block against 7 cached keys (GQA): causal aligned at the end, query i sees j <= i + 4
+q = torch.randn(2, 4, 3, 8, dtype=torch.float64, requires_grad=True)
+k = torch.randn(2, 2, 7, 8, dtype=torch.float64, requires_grad=True)
+v = torch.randn(2, 2, 7, 8, dtype=torch.float64, requires_grad=True)
+allow = torch.ones(3, 7, dtype=torch.bool).tril(diagonal=7 - 3)[None, None]
+y = F.scaled_dot_product_attention(q, k, v, attn_mask=allow, enable_gqa=True)
+gy = torch.randn_like(y)
+y.backward(gy)
+for n, t in (("q", q), ("k", k), ("v", v), ("y", y), ("gy", gy), ("dq", q.grad), ("dk", k.grad),
+             ("dv", v.grad)):
+    put(f"sdpa_cache.{n}", t)
+
 # cross entropy per position (reduction none), ignore_index -100, label smoothing 0 and 0.1
 logits = torch.randn(2, 5, 11, dtype=torch.float64) * 2
 labels = torch.randint(0, 11, (2, 5), dtype=torch.int64)

@@ -193,7 +193,7 @@ static IrId build_sdpa(IrGraph *g, const char *tag) {
     static const char *names[] = {"q", "k", "v", "gy"};
     for (int i = 0; i < 4; i++) {
         snprintf(n, sizeof n, "%s.%s", tag, names[i]);
-        t[i] = fx_input(g, n, 2, 6);
+        t[i] = fx_input(g, n, 2, strcmp(tag, "sdpa_cache") == 0 ? 7 : 6);
     }
     bool causal = strcmp(tag, "sdpa_full") != 0;
     IrId m = IR_NONE;
@@ -259,6 +259,7 @@ int main(int argc, char **argv) {
     case_run("sdpa_causal", build_sdpa, sd_o, sd_o, 4, 2, 6, 1e-12, 2e-5);
     case_run("sdpa_full", build_sdpa, sd_o, sd_o, 4, 2, 6, 1e-12, 2e-5);
     case_run("sdpa_masked", build_sdpa, sd_o, sd_o, 4, 2, 6, 1e-12, 2e-5);
+    case_run("sdpa_cache", build_sdpa, sd_o, sd_o, 4, 2, 7, 1e-12, 2e-5);
     const char *ce_o[] = {"loss", "dlogits"};
     case_run("ce0", build_ce, ce_o, ce_o, 2, 2, 5, 1e-12, 2e-5);
     case_run("ce1", build_ce, ce_o, ce_o, 2, 2, 5, 1e-12, 2e-5);

@@ -178,6 +178,22 @@ static void model_cases(void) {
         gc_check(&c, ir_sdpa(&c.g, q, k, v, sd[i].causal, 0, L0), TOL);
     }
 
+    // a query block against a longer key cache (decoding): causal aligned at the end
+    static const struct { const char *name; int64_t tq; bool masked; } dc[] = {
+        {"sdpa decode Tq=1 vs Tk=T GQA", 1, false},
+        {"sdpa Tq=2 vs Tk=T GQA key mask", 2, true},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        gc_begin(&c, dc[i].name, 2, 5);
+        IrId q = gc_var(&c, ir_shape4(DB, D(4), D(dc[i].tq), D(3)), -1, 1);
+        IrId k = gc_var(&c, ir_shape4(DB, D(2), DT, D(3)), -1, 1);
+        IrId v = gc_var(&c, ir_shape4(DB, D(2), DT, D(3)), -1, 1);
+        int32_t km[10] = {0, 1, 1, 1, 1, 1, 1, 0, 1, 1};
+        IrId y = dc[i].masked ? ir_sdpa_masked(&c.g, q, k, v, gc_input(&c, IR_I32, ir_shape2(DB, DT), km), true, 0, L0)
+                              : ir_sdpa(&c.g, q, k, v, true, 0, L0);
+        gc_check(&c, y, TOL);
+    }
+
     // key-padding mask (left padding): batch 1's first key is padding, so its first query row under
     // the causal mask sees nothing (output 0); i32 and float masks
     for (int mi = 0; mi < 2; mi++) {
