@@ -18,7 +18,7 @@
 // dtypes
 typedef enum IrDType {
     IR_F32, IR_F64, IR_BF16, IR_F16, IR_I32,
-    IR_U8,           // raw bytes; packed 4-bit weights later
+    IR_U8,           // raw bytes: packed 4-bit / 8-bit quantized codes (dequant_nf4, dequant_map8)
     IR_DTYPE_COUNT
 } IrDType;
 
@@ -269,7 +269,7 @@ IrId ir_rope(IrGraph *g, IrId x, IrId pos, IrRope rope, Loc loc);
 // scale <= 0 means 1/sqrt(D). q (B, Hq, Tq, D), k and v (B, Hkv, Tk, D): Tq == Tk in training;
 // Tq = 1 against a cache of Tk keys when generating.
 IrId ir_sdpa(IrGraph *g, IrId q, IrId k, IrId v, bool causal, double scale, Loc loc);
-// With a key-padding mask (B, T) (float or i32; 0 = a padding key nobody attends to), e.g. left-
+// With a key-padding mask (B, Tk) (float or i32; 0 = a padding key nobody attends to), e.g. left-
 // padded prompts in GRPO/DPO batches. A query row with no key left gets output 0 and no gradient.
 IrId ir_sdpa_masked(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, bool causal, double scale,
                     Loc loc);
