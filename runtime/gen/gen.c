@@ -51,6 +51,9 @@ struct GenModel {
     CpuProgram *dprog;
     GenLayer *layers;
     int nlayers;
+    bool last_only;             // the decode graph computes the logits of one position per row
+    int64_t last_h;             // ... gathered from the hidden states (B, T, H) by "gen.last"
+    int32_t *last_idx;          // (B, 1, H) its index buffer
     CpuProgram *fprog;          // the forward graph as it is (no cache)
     // gen_model_open
     Arena a;
@@ -200,6 +203,28 @@ static void free_decode(GenModel *m) {
     free(m->layers);
     m->layers = NULL;
     m->nlayers = 0;
+    m->last_only = false;
+    free(m->last_idx);
+    m->last_idx = NULL;
+}
+
+// The output projection x (B, T, H) @ W(V, H)ᵀ computed for one position per row only (the
+// next token's logits): x is gathered at "gen.last" first, so the prefill of long prompts does
+// not materialise (B, T, V) logits. Returns false (nothing built) when the logits node has
+// another form (e.g. LoRA on lm_head): then every position's logits are computed.
+static bool last_logits(GenModel *m, IrGraph *ng, const IrNode *n, const IrId *in, IrId *out) {
+    const IrNode *x = ir_node(m->fwd, n->nin == 2 ? n->in[0] : IR_NONE);
+    if (n->op != IR_MATMUL || n->nin != 2 || n->a.trans_a || !n->a.trans_b || !x || x->shape.rank != 3 ||
+        !ir_dim_eq(x->shape.d[0], ir_dim_b()) || !ir_dim_eq(x->shape.d[1], ir_dim_t()) || x->shape.d[2].syms ||
+        x->shape.d[2].coef <= 0)
+        return false;
+    int64_t H = x->shape.d[2].coef;
+    IrId idx = ir_input(ng, "gen.last", IR_I32, ir_shape3(ir_dim_b(), ir_dim(1), ir_dim(H)), n->loc);
+    IrId xs = ir_gather(ng, in[0], idx, 1, n->loc);                         // (B, 1, H)
+    *out = ir_matmul(ng, xs, in[1], false, true, n->loc);                   // (B, 1, V)
+    m->last_only = true;
+    m->last_h = H;
+    return true;
 }
 
 // (Re)builds the decode graph and program for capacity S.
@@ -220,8 +245,10 @@ static int build_decode(GenModel *m, int64_t S) {
     // only what the logits need: a training or evaluation graph's labels and loss are left out
     live = calloc((size_t)g->n + 1, 1);
     if (!live) goto oom;
+    IrId logits_id = IR_NONE;
     for (int i = 0; i < g->nouts; i++)
-        if (!strcmp(g->outs[i].name, "logits") && g->outs[i].id >= 0 && g->outs[i].id < g->n) live[g->outs[i].id] = 1;
+        if (!strcmp(g->outs[i].name, "logits") && g->outs[i].id >= 0 && g->outs[i].id < g->n)
+            live[logits_id = g->outs[i].id] = 1;
     for (int i = g->n - 1; i >= 0; i--)
         for (int k = 0; live[i] && k < g->nodes[i].nin; k++)
             if (g->nodes[i].in[k] >= 0 && g->nodes[i].in[k] < i) live[g->nodes[i].in[k]] = 1;
@@ -236,6 +263,10 @@ static int build_decode(GenModel *m, int64_t S) {
             in = ni;
         }
         for (int k = 0; k < n->nin; k++) in[k] = n->in[k] >= 0 && n->in[k] < i ? map[n->in[k]] : IR_NONE;
+        if (i == logits_id && last_logits(m, ng, n, in, &map[i])) {
+            if (map[i] == IR_NONE) goto fail;
+            continue;
+        }
         switch (n->op) {
         case IR_INPUT: map[i] = ir_input(ng, n->name, n->dtype, n->shape, n->loc); break;
         case IR_PARAM: map[i] = ir_param(ng, n->name, n->dtype, n->shape, false, n->loc); break;
@@ -657,7 +688,7 @@ static int generate_no_cache(GenModel *m, const int32_t *const *prompts, const i
 // whether the token is real (it is then written to slot pos). Afterwards the caches hold the new
 // keys and values; the logits (B, T, V) are returned.
 static const float *decode_call(GenModel *m, int B, int T, const int32_t *tok, const int32_t *pos,
-                                const uint8_t *valid, float *place, float *keep, float *mask) {
+                                const uint8_t *valid, const int *last, float *place, float *keep, float *mask) {
     int64_t S = m->S;
     size_t nplace = (size_t)B * (size_t)S * (size_t)T;
     memset(place, 0, nplace * sizeof *place);
@@ -672,6 +703,11 @@ static const float *decode_call(GenModel *m, int B, int T, const int32_t *tok, c
             keep[(size_t)b * S + (size_t)p] = 0.0f;                 // (B, 1, S, 1)
         }
     CpuProgram *pr = m->dprog;
+    if (m->last_only) {   // (B, 1, H): each row's last position, repeated along H
+        for (int b = 0; b < B; b++)
+            for (int64_t h = 0; h < m->last_h; h++) m->last_idx[(size_t)b * (size_t)m->last_h + (size_t)h] = last[b];
+        if (cpu_bind_name(pr, "gen.last", m->last_idx, (size_t)B * (size_t)m->last_h * sizeof(int32_t))) return NULL;
+    }
     size_t nt = (size_t)B * T * sizeof(int32_t);
     if (cpu_bind_name(pr, LOWER_INPUT_TOKENS, tok, nt) || cpu_bind_name(pr, LOWER_INPUT_POS, pos, nt) ||
         cpu_bind_name(pr, "gen.place", place, nplace * sizeof(float)) ||
@@ -709,11 +745,17 @@ static const float *decode_call(GenModel *m, int B, int T, const int32_t *tok, c
         }
     }
     const CpuTensor *lg = cpu_output_named(pr, "logits");
-    if (!lg || lg->numel != (int64_t)B * T * m->vocab) {
+    if (!lg || lg->numel != (int64_t)B * (m->last_only ? 1 : T) * m->vocab) {
         diag_plain_error(m->d, "internal: the decode graph returned no logits");
         return NULL;
     }
     return lg->data;
+}
+
+// Row b's next-token logits (V) in what decode_call returned.
+static const float *row_logits(const GenModel *m, const float *lg, int b, int T, const int *last) {
+    size_t r = m->last_only ? (size_t)b : (size_t)b * (size_t)T + (size_t)last[b];
+    return lg + r * (size_t)m->vocab;
 }
 
 static int generate_cached(GenModel *m, const int32_t *const *prompts, const int *plens, int B,
@@ -734,7 +776,12 @@ static int generate_cached(GenModel *m, const int32_t *const *prompts, const int
     uint8_t *valid = malloc(nbt);
     float *place = malloc(nbt * (size_t)S * sizeof *place), *mask = malloc(nbt * (size_t)S * sizeof *mask);
     float *keep = malloc((size_t)B * (size_t)S * sizeof *keep);
-    bool ok = tok && pos && valid && place && mask && keep;
+    int *last = malloc((size_t)B * sizeof *last);
+    bool ok = tok && pos && valid && place && mask && keep && last;
+    if (ok && m->last_only) {
+        free(m->last_idx);
+        ok = (m->last_idx = malloc((size_t)B * (size_t)m->last_h * sizeof(int32_t))) != NULL;
+    }
     for (int l = 0; ok && l < m->nlayers; l++) {
         size_t n = (size_t)B * (size_t)m->layers[l].hkv * (size_t)S * (size_t)m->layers[l].d;
         m->layers[l].k = calloc(n, sizeof(float));
@@ -753,13 +800,15 @@ static int generate_cached(GenModel *m, const int32_t *const *prompts, const int
             tok[i] = t < plens[b] ? prompts[b][t] : 0;
             pos[i] = t;
         }
-    const float *lg = decode_call(m, B, maxp, tok, pos, valid, place, keep, mask);
+    for (int b = 0; b < B; b++) last[b] = plens[b] - 1;
+    const float *lg = decode_call(m, B, maxp, tok, pos, valid, last, place, keep, mask);
     if (!lg) goto done;
     int32_t t;
     for (int b = 0; b < B; b++) {
-        pick(m, o, rng, lg + ((size_t)b * maxp + (size_t)(plens[b] - 1)) * (size_t)m->vocab, tmp, &t);
+        pick(m, o, rng, row_logits(m, lg, b, maxp, last), tmp, &t);
         push_token(m, o, out, b, t);
     }
+    for (int b = 0; b < B; b++) last[b] = 0;
     // one token per call
     for (int step = 1; step < o->max_new; step++) {
         bool any = false;
@@ -771,11 +820,11 @@ static int generate_cached(GenModel *m, const int32_t *const *prompts, const int
             valid[b] = !row_done(out, b);
         }
         if (!any) break;
-        lg = decode_call(m, B, 1, tok, pos, valid, place, keep, mask);
+        lg = decode_call(m, B, 1, tok, pos, valid, last, place, keep, mask);
         if (!lg) goto done;
         for (int b = 0; b < B; b++) {
             if (row_done(out, b)) continue;
-            pick(m, o, rng, lg + (size_t)b * (size_t)m->vocab, tmp, &t);
+            pick(m, o, rng, row_logits(m, lg, b, 1, last), tmp, &t);
             push_token(m, o, out, b, t);
         }
     }
@@ -792,6 +841,7 @@ done:
     free(place);
     free(mask);
     free(keep);
+    free(last);
     return rc;
 }
 

@@ -12,6 +12,7 @@
 #include "export.h"
 #include "gen.h"
 #include "load.h"
+#include "lora.h"
 #include "lower.h"
 #include "safetensors.h"
 #include "test.h"
@@ -540,6 +541,63 @@ static void test_random_requests(void) {
     if (sink) fclose(sink);
 }
 
+// LoRA on lm_head (B = 0): the logits are no plain product, so the decode graph computes every
+// position's logits (the fallback of the last-position gather); ids still equal transformers'.
+static void test_lm_head_lora(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    Arena a = {0};
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/tiny-llama", modeldir);
+    HfConfig hf;
+    CHECK(hf_config_load(&d, dir, &hf) == 0);
+    LoadedSpec spec = {0};
+    CHECK(load_spec_text(&d, &a, "t.trl", "trl 1;\n", 7, &spec) == 0);
+    LowerModel lm = {.name = "m", .arch = "llama", .hf = &hf};
+    lm.cfg = (CheckedConfig){.vocab = hf.vocab_size, .hidden = hf.hidden_size, .layers = hf.num_hidden_layers,
+                             .heads = hf.num_attention_heads, .kv_heads = hf.num_key_value_heads,
+                             .head_dim = hf.head_dim, .ffn = hf.intermediate_size, .max_pos = hf.max_position_embeddings,
+                             .eps = hf.rms_norm_eps, .rope_theta = hf.rope.theta, .init_std = 0.02,
+                             .tie = hf.tie_word_embeddings};
+    LowerOptions lo;
+    lower_options_init(&lo);
+    lo.objective = "none";
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    LowerResult res;
+    int rc = lower_graph(&d, &a, &spec, &lm, &lo, &g, &res);
+    CHECK(rc == 0);
+    const char *targets[] = {"lm_head"};
+    LoraOptions lopt = {.rank = 2, .alpha = 4, .targets = targets, .ntargets = 1};
+    LoraResult lr;
+    if (rc == 0) CHECK((rc = lora_apply(&d, &a, &g, &res, &lopt, &lr)) == 0);
+    CHECK(rc == 0 && lr.nmods == 1);
+    Params ps = {0};
+    StCheckpoint *ck = rc == 0 ? st_checkpoint_open(&d, dir) : NULL;
+    for (int i = 0; ck && i < res.nparams && i < 64; i++) {
+        const IrNode *n = ir_node(&g, res.params[i].id);
+        int64_t shape[IR_MAX_RANK], numel = 1;
+        for (int k = 0; k < n->shape.rank; k++) numel *= (shape[k] = n->shape.d[k].coef);
+        ps.names[ps.n] = res.params[i].name;
+        ps.numel[ps.n] = numel;
+        ps.data[ps.n] = calloc((size_t)numel, sizeof(float));
+        if (strstr(res.params[i].name, "lora_A"))
+            for (int64_t k = 0; k < numel; k++) ps.data[ps.n][k] = (float)((k % 7) - 3) * 0.1f;   // B stays 0
+        else if (!strstr(res.params[i].name, "lora_B"))
+            CHECK(st_checkpoint_read_f32(&d, ck, res.params[i].name, n->shape.rank, shape, ps.data[ps.n]) == 0);
+        ps.n++;
+    }
+    st_checkpoint_close(ck);
+    GenModel *m = rc == 0 ? gen_model_from_graph(&d, &g, get_param, &ps) : NULL;
+    CHECK(m != NULL);
+    if (m) check_greedy(m, "tiny-llama", "llama with LoRA on lm_head (all-position logits)");
+    gen_model_free(m);
+    for (int i = 0; i < ps.n; i++) free(ps.data[i]);
+    ir_graph_free(&g);
+    arena_free(&a);
+    diag_free(&d);
+}
+
 static float parse_f(const char *s) { return !strcmp(s, "-inf") ? -INFINITY : strtof(s, NULL); }
 
 static void test_warpers(void) {
@@ -665,6 +723,7 @@ int main(int argc, char **argv) {
     test_eval_dataset();
     test_stop_strings();
     test_random_requests();
+    test_lm_head_lora();
     test_trainer_model(argv[3]);
     return test_done("gen");
 }
