@@ -8,7 +8,8 @@
 // / "gen.v.<layer>", which gen_generate writes into the cache. Slot = position: a row's prompt
 // fills slots [0, len) (right padding is never visible: queries see only slots <= their own
 // position, and a padding slot is overwritten by the row's next token). Grouped-query heads are
-// handled by viewing q (B, Hq, T, D) as (B, Hkv, G*T, D).
+// handled by viewing q (B, Hq, T, D) as (B, Hkv, G*T, D). The output projection runs on each
+// row's last position only (gathered by "gen.last"), so a prefill makes (B, 1, V) logits.
 // Also: the reference path without a cache (the whole forward re-run per token, one row at a
 // time), and loading an HF model directory (+ PEFT adapter) into a forward graph.
 // Not here: sampling (sample.c), evaluation (eval.c).
