@@ -29,6 +29,8 @@ const char usage_generate[] =
     "options:\n"
     "  --prompt TEXT        the text to continue (tokenized with the model's special tokens)\n"
     "  --prompt-ids IDS     token ids instead, comma-separated (no tokenizer needed)\n"
+    "                       Both repeat: the prompts are decoded as one batch and each output is\n"
+    "                       printed on its own line (with several, newlines print as \\n)\n"
     "  --max-new N          new tokens at most (default 64)\n"
     "  --temperature T      sample with temperature T > 0 (default: greedy)\n"
     "  --top-k K            sample from the K most likely tokens\n"
@@ -131,7 +133,11 @@ int cmd_generate(int argc, char **argv) {
         fputs(usage_generate, stdout);
         return EXIT_OK;
     }
-    const char *model = NULL, *prompt = NULL, *prompt_ids = NULL, *adapter = NULL;
+    enum { MAX_PROMPTS = 64 };
+    const char *model = NULL, *adapter = NULL;
+    const char *prompts[MAX_PROMPTS];
+    bool as_ids[MAX_PROMPTS];
+    int nprompts = 0;
     const char *eval = NULL, *format = "prompt_answer", *template = "chat";
     long batch = 8;
     bool max_new_set = false;
@@ -172,8 +178,14 @@ int cmd_generate(int argc, char **argv) {
         i++;
         long n;
         double x;
-        if (!strcmp(a, "--prompt")) prompt = v;
-        else if (!strcmp(a, "--prompt-ids")) prompt_ids = v;
+        if (!strcmp(a, "--prompt") || !strcmp(a, "--prompt-ids")) {
+            if (nprompts >= MAX_PROMPTS) {
+                fprintf(stderr, "trlc generate: error: at most %d prompts\n", MAX_PROMPTS);
+                return EXIT_USAGE;
+            }
+            as_ids[nprompts] = !strcmp(a, "--prompt-ids");
+            prompts[nprompts++] = v;
+        }
         else if (!strcmp(a, "--adapter")) adapter = v;
         else if (!strcmp(a, "--eval")) eval = v;
         else if (!strcmp(a, "--format")) format = v;
@@ -216,14 +228,14 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "trlc generate: error: --format must be prompt_answer or prompt_response, got `%s`\n", format);
         return EXIT_USAGE;
     }
-    if (eval && (prompt || prompt_ids || o.sample)) {
+    if (eval && (nprompts || o.sample)) {
         fprintf(stderr, "trlc generate: error: --eval decodes greedily from the data set's prompts: no --prompt, "
                         "--prompt-ids or sampling options with it\n");
         return EXIT_USAGE;
     }
     if (eval && model) return run_eval(model, adapter, eval, fmt, template, (int)batch, max_new_set ? o.max_new : 256);
-    if (!model || (!prompt && !prompt_ids) || (prompt && prompt_ids)) {
-        fprintf(stderr, "trlc generate: error: a model and one of --prompt / --prompt-ids are required\n%s",
+    if (!model || !nprompts) {
+        fprintf(stderr, "trlc generate: error: a model and a --prompt or --prompt-ids are required\n%s",
                 usage_generate);
         return EXIT_USAGE;
     }
@@ -231,65 +243,76 @@ int cmd_generate(int argc, char **argv) {
     diag_init(&d, stderr);
     Arena arena = {0};
     int rc = EXIT_SPEC;
-    TokIds pids = {0};
+    TokIds pids[MAX_PROMPTS];
+    memset(pids, 0, sizeof pids);
     GenResult r = {0};
     const char *dir = gen_cli_model_dir(&d, &arena, model);
     GenModel *m = dir ? gen_model_open(&d, dir, adapter) : NULL;
     if (!m) goto out;
     const Tokenizer *tok = gen_model_tokenizer(m);
-    if (prompt_ids) {
-        for (const char *p = prompt_ids; *p;) {
-            char *end;
-            errno = 0;
-            long v = strtol(p, &end, 10);
-            if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
-                diag_plain_error(&d, "--prompt-ids: bad id list `%s` (comma-separated token ids)", prompt_ids);
+    const int32_t *pp[MAX_PROMPTS];
+    int plen[MAX_PROMPTS];
+    for (int k = 0; k < nprompts; k++) {
+        TokIds *tk = &pids[k];
+        if (as_ids[k]) {
+            for (const char *p = prompts[k]; *p;) {
+                char *end;
+                errno = 0;
+                long v = strtol(p, &end, 10);
+                if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+                    diag_plain_error(&d, "--prompt-ids: bad id list `%s` (comma-separated token ids)", prompts[k]);
+                    goto out;
+                }
+                if (tok_ids_push(tk, (int32_t)v)) goto oom;
+                p = *end ? end + 1 : end;
+            }
+        } else {
+            if (!tok) {
+                diag_plain_error(&d, "%s has no tokenizer.json: give the prompt as --prompt-ids", dir);
                 goto out;
             }
-            if (tok_ids_push(&pids, (int32_t)v)) goto oom;
-            p = *end ? end + 1 : end;
+            if (tok_encode(tok, prompts[k], strlen(prompts[k]), true, tk)) {
+                diag_plain_error(&d, "the prompt could not be tokenized");
+                goto out;
+            }
         }
-    } else {
-        if (!tok) {
-            diag_plain_error(&d, "%s has no tokenizer.json: give the prompt as --prompt-ids", dir);
+        if (tk->n == 0 || tk->n > (1u << 24)) {
+            diag_plain_error(&d, "prompt %d has %zu tokens", k + 1, tk->n);
             goto out;
         }
-        if (tok_encode(tok, prompt, strlen(prompt), true, &pids)) {
-            diag_plain_error(&d, "the prompt could not be tokenized");
-            goto out;
-        }
+        for (size_t i = 0; i < tk->n; i++)
+            if (tk->v[i] >= gen_model_vocab(m)) {
+                diag_plain_error(&d, "prompt token id %d is outside the model's vocabulary [0, %lld)", tk->v[i],
+                                 (long long)gen_model_vocab(m));
+                goto out;
+            }
+        pp[k] = tk->v;
+        plen[k] = (int)tk->n;
     }
-    if (pids.n == 0 || pids.n > (1u << 24)) {
-        diag_plain_error(&d, "the prompt has %zu tokens", pids.n);
-        goto out;
-    }
-    for (size_t i = 0; i < pids.n; i++)
-        if (pids.v[i] >= gen_model_vocab(m)) {
-            diag_plain_error(&d, "prompt token id %d is outside the model's vocabulary [0, %lld)", pids.v[i],
-                             (long long)gen_model_vocab(m));
-            goto out;
-        }
     if (!no_eos) o.nstop_ids = gen_model_eos(m, o.stop_ids, GEN_MAX_STOP);
     if (o.nstop_strings && !tok) {
         diag_plain_error(&d, "--stop needs the model's tokenizer.json");
         goto out;
     }
-    const int32_t *pp = pids.v;
-    int plen = (int)pids.n;
-    if (gen_generate(m, &pp, &plen, 1, &o, &r)) {
+    if (gen_generate(m, pp, plen, nprompts, &o, &r)) {
         rc = EXIT_RUNTIME;
         goto out;
     }
-    if (ids || !tok) {
-        for (int i = 0; i < r.len[0]; i++) printf("%s%d", i ? " " : "", r.ids[0][i]);
+    for (int k = 0; k < nprompts; k++) {
+        if (ids || !tok) {
+            for (int i = 0; i < r.len[k]; i++) printf("%s%d", i ? " " : "", r.ids[k][i]);
+        } else {
+            size_t n = 0;
+            char *txt = tok_decode(tok, r.ids[k], (size_t)r.len[k], true, &n);
+            if (!txt) goto oom;
+            for (size_t i = 0; i < n; i++) {
+                if (nprompts > 1 && txt[i] == '\n') fputs("\\n", stdout);
+                else if (nprompts > 1 && txt[i] == '\\') fputs("\\\\", stdout);
+                else putchar(txt[i]);
+            }
+            free(txt);
+        }
         printf("\n");
-    } else {
-        size_t n = 0;
-        char *txt = tok_decode(tok, r.ids[0], (size_t)r.len[0], true, &n);
-        if (!txt) goto oom;
-        fwrite(txt, 1, n, stdout);
-        printf("\n");
-        free(txt);
     }
     rc = EXIT_OK;
     goto out;
@@ -298,7 +321,7 @@ oom:
     rc = EXIT_RUNTIME;
 out:
     gen_result_free(&r);
-    tok_ids_free(&pids);
+    for (int k = 0; k < nprompts; k++) tok_ids_free(&pids[k]);
     gen_model_free(m);
     arena_free(&arena);
     diag_free(&d);

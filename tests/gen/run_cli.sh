@@ -16,6 +16,14 @@ expect "generate llama ids" 0 $rc
 out=$("$TRLC" generate "$M/tiny-qwen2" --prompt-ids 7 --max-new 12 --ids 2>&1); rc=$?
 expect "generate qwen2 ids" 0 $rc
 [ "$out" = "184 14 206 249 89 89 89 89 89 89 89 89" ] || { echo "FAIL qwen2 ids: $out"; fail=1; }
+# several prompts of different lengths: one batch, one line each, as decoded one by one
+out=$("$TRLC" generate "$M/tiny-qwen2" --prompt-ids 5,17,33,3,40 --prompt-ids 7 --prompt-ids 9,250 --max-new 12 --ids 2>&1); rc=$?
+expect "generate a batch" 0 $rc
+want=$(printf '187 231 39 84 237 5 20 88 16 83 83 83\n184 14 206 249 89 89 89 89 89 89 89 89\n63 14 206 249 89 89 89 89 89 89 89 89')
+[ "$out" = "$want" ] || { echo "FAIL batch ids: $out"; fail=1; }
+out=$("$TRLC" generate "$M/tiny-qwen3" --prompt "hello" --prompt "a longer prompt here" --max-new 5 2>&1); rc=$?
+expect "generate a text batch" 0 $rc
+[ "$(printf '%s\n' "$out" | wc -l)" = 2 ] || { echo "FAIL text batch: $out"; fail=1; }
 out=$("$TRLC" generate "$M/tiny-qwen3" --prompt "hello" --max-new 5 2>&1); rc=$?
 expect "generate qwen3 text" 0 $rc
 [ -n "$out" ] || { echo "FAIL qwen3 text: empty"; fail=1; }
