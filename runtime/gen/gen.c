@@ -861,7 +861,13 @@ int gen_generate(GenModel *m, const int32_t *const *prompts, const int *plens, i
         diag_plain_error(m->d, "generation: temperature must be > 0, top_p in (0, 1] and top_k >= 0");
         return -1;
     }
+    int64_t window = m->has_hf ? m->hf.sliding_window : 0;   // layers that attend to a window only
     for (int b = 0; b < B; b++) {
+        if (window > 0 && prompts[b] && (int64_t)plens[b] + o->max_new > window) {
+            diag_plain_error(m->d, "generation: prompt %d plus %d new tokens exceeds the model's sliding window (%lld "
+                             "positions), which generation does not implement", b, o->max_new, (long long)window);
+            return -1;
+        }
         if (!prompts[b] || plens[b] <= 0) {
             diag_plain_error(m->d, "generation: prompt %d is empty", b);
             return -1;

@@ -82,5 +82,15 @@ expect "eval prompt_response" 0 $rc
 "$TRLC" generate "$M/tiny-qwen3" --eval "$tmp/pa.jsonl" --format text >/dev/null 2>&1; expect "eval bad format" 2 $?
 "$TRLC" generate "$M/tiny-qwen3" --eval "$tmp/missing.jsonl" >/dev/null 2>&1; expect "eval missing file" 1 $?
 "$TRLC" generate "$M/tiny-qwen3" --eval "$tmp/pa.jsonl" --template nosuch >/dev/null 2>&1; expect "eval bad template" 1 $?
+# sliding-window attention (qwen2 use_sliding_window): refused past the window, not silently wrong
+mkdir "$tmp/sw"
+cp "$M/tiny-qwen2/model.safetensors" "$tmp/sw/"
+sed 's/"use_sliding_window": false/"use_sliding_window": true/; s/"sliding_window": 4096/"sliding_window": 8/; s/"max_window_layers": 28/"max_window_layers": 1/' "$M/tiny-qwen2/config.json" > "$tmp/sw/config.json"
+out=$("$TRLC" generate "$tmp/sw" --prompt-ids 7 --max-new 7 --ids 2>&1); rc=$?
+expect "within the sliding window" 0 $rc
+[ "$out" = "184 14 206 249 89 89 89" ] || { echo "FAIL sliding window ids: $out"; fail=1; }
+out=$("$TRLC" generate "$tmp/sw" --prompt-ids 7 --max-new 8 --ids 2>&1); rc=$?
+expect "past the sliding window" 3 $rc
+echo "$out" | grep -q "sliding window" || { echo "FAIL sliding window message: $out"; fail=1; }
 rm -rf "$tmp"
 exit $fail
