@@ -249,6 +249,7 @@ int cmd_kernels(int argc, char **argv) {
                  cache.corrupt ? "yes" : "", failed, secs);
         if (failed) status = EXIT_RUNTIME;
 #else
+        (void)ptx;
         snprintf(summary, sizeof summary, "not compiled (trlc was built without the CUDA toolkit)");
 #endif
     }

@@ -116,7 +116,8 @@ static float arg(const Ev *e, int m, int a, bool reduced) {
 // The value of member m at the current index (its inputs already computed).
 static float compute(Ev *e, int m, bool reduced) {
     const IrNode *n = &e->p->g->nodes[e->gr->nodes[m]];
-    float x = n->nin > 0 ? arg(e, m, 0, reduced) : 0.0f;
+    // (a permute reads its input itself, at permuted indexes: no broadcast load of it here)
+    float x = n->nin > 0 && n->op != IR_PERMUTE ? arg(e, m, 0, reduced) : 0.0f;
     float y = n->nin > 1 ? arg(e, m, 1, reduced) : 0.0f;
     float v;
     switch (n->op) {
