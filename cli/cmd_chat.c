@@ -1,8 +1,9 @@
 // cmd_chat.c — `trlc chat MODEL_DIR`: a conversation on stdin/stdout. Each line read is a user
 // turn; the conversation so far is rendered with the model's chat template (tokenizer_config.json,
 // runtime/io/chat.h), the reply is generated with the KV cache (runtime/gen/gen.h) until the
-// end-of-turn token, printed on one line, and kept in the conversation.
-// Does not: stream tokens as they come, keep the cache across turns (each turn is prefilled).
+// end-of-turn token, printed on one line, and kept in the conversation. The KV cache is kept
+// between turns (GenSession): a turn computes only the tokens the conversation did not have yet.
+// Does not: stream tokens as they come.
 #include "chat.h"
 #include "cli.h"
 #include "diag.h"
@@ -123,7 +124,8 @@ int cmd_chat(int argc, char **argv) {
     size_t nowned = 0;
     const char *dir = gen_cli_model_dir(&d, &arena, model);
     GenModel *m = dir ? gen_model_open(&d, dir, adapter) : NULL;
-    if (!m) goto out;
+    GenSession *sess = m ? gen_session_new(m) : NULL;
+    if (!sess) goto out;
     const Tokenizer *tok = gen_model_tokenizer(m);
     if (!tok) {
         diag_plain_error(&d, "%s has no tokenizer.json", dir);
@@ -167,9 +169,7 @@ int cmd_chat(int argc, char **argv) {
         int trc = tok_encode(tok, cr.text, cr.len, false, &ids);
         chat_render_free(&cr);
         GenResult r = {0};
-        const int32_t *pp = ids.v;
-        int plen = (int)ids.n;
-        if (trc || ids.n == 0 || ids.n > (1u << 24) || gen_generate(m, &pp, &plen, 1, &o, &r)) {
+        if (trc || ids.n == 0 || ids.n > (1u << 24) || gen_session_generate(sess, ids.v, (int)ids.n, &o, &r)) {
             tok_ids_free(&ids);
             rc = EXIT_RUNTIME;
             goto out;
@@ -200,6 +200,7 @@ out:
     free(owned);
     free(msgs);
     if (has_tpl) chat_free(&tpl);
+    gen_session_free(sess);
     gen_model_free(m);
     arena_free(&arena);
     diag_free(&d);

@@ -759,54 +759,45 @@ static const float *row_logits(const GenModel *m, const float *lg, int b, int T,
     return lg + r * (size_t)m->vocab;
 }
 
-static int generate_cached(GenModel *m, const int32_t *const *prompts, const int *plens, int B,
-                           const GenOptions *o, GenResult *out, Rng *rng, float *tmp) {
-    int maxp = 0;
-    for (int b = 0; b < B; b++) maxp = plens[b] > maxp ? plens[b] : maxp;
-    int64_t S = ((int64_t)maxp + o->max_new + 15) / 16 * 16;
-    // the largest buffers: place and mask (B, T, S), each cache (B, Hkv, S, D)
-    if ((double)B * (double)maxp * (double)S > (double)((int64_t)1 << 36)) {
-        diag_plain_error(m->d, "generation: %d prompts of up to %d tokens with %d new tokens need too much memory", B,
-                         maxp, o->max_new);
-        return -1;
-    }
-    if (build_decode(m, S)) return -1;
+// Decodes B rows whose caches (m->layers[l].k / v, (B, Hkv, S, D) for the built program's S)
+// already hold slots [0, starts[b]) of row b: prefills prompts[b][starts[b] .. plens[b]) (at least
+// one token each), then one token per call.
+static int run_decode(GenModel *m, const int32_t *const *prompts, const int *plens, const int *starts, int B,
+                      const GenOptions *o, GenResult *out, Rng *rng, float *tmp) {
+    int64_t S = m->S;
+    int maxt = 0;   // the prefill's T: the longest part not cached yet
+    for (int b = 0; b < B; b++) maxt = plens[b] - starts[b] > maxt ? plens[b] - starts[b] : maxt;
     int rc = -1;
-    size_t nbt = (size_t)B * (size_t)maxp;
+    size_t nbt = (size_t)B * (size_t)maxt;
     int32_t *tok = malloc(nbt * sizeof *tok), *pos = malloc(nbt * sizeof *pos);
-    uint8_t *valid = malloc(nbt);
+    uint8_t *valid = calloc(nbt, 1);
     float *place = malloc(nbt * (size_t)S * sizeof *place), *mask = malloc(nbt * (size_t)S * sizeof *mask);
     float *keep = malloc((size_t)B * (size_t)S * sizeof *keep);
-    int *last = malloc((size_t)B * sizeof *last);
+    int *last = calloc((size_t)B, sizeof *last);
     bool ok = tok && pos && valid && place && mask && keep && last;
     if (ok && m->last_only) {
         free(m->last_idx);
         ok = (m->last_idx = malloc((size_t)B * (size_t)m->last_h * sizeof(int32_t))) != NULL;
     }
-    for (int l = 0; ok && l < m->nlayers; l++) {
-        size_t n = (size_t)B * (size_t)m->layers[l].hkv * (size_t)S * (size_t)m->layers[l].d;
-        m->layers[l].k = calloc(n, sizeof(float));
-        m->layers[l].v = calloc(n, sizeof(float));
-        ok = m->layers[l].k && m->layers[l].v;
-    }
     if (!ok) {
-        diag_plain_error(m->d, "out of memory for the KV cache");
+        diag_plain_error(m->d, "out of memory for decoding");
         goto done;
     }
-    // prefill: every prompt, right-padded to maxp
+    // prefill: what each row has not cached, right-padded to maxt
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < maxp; t++) {
-            size_t i = (size_t)b * maxp + t;
-            valid[i] = t < plens[b];
-            tok[i] = t < plens[b] ? prompts[b][t] : 0;
-            pos[i] = t;
+        for (int t = 0; t < maxt; t++) {
+            size_t i = (size_t)b * maxt + t;
+            int p = starts[b] + t;
+            valid[i] = p < plens[b];
+            tok[i] = p < plens[b] ? prompts[b][p] : 0;
+            pos[i] = p;
         }
-    for (int b = 0; b < B; b++) last[b] = plens[b] - 1;
-    const float *lg = decode_call(m, B, maxp, tok, pos, valid, last, place, keep, mask);
+    for (int b = 0; b < B; b++) last[b] = plens[b] - starts[b] - 1;
+    const float *lg = decode_call(m, B, maxt, tok, pos, valid, last, place, keep, mask);
     if (!lg) goto done;
     int32_t t;
     for (int b = 0; b < B; b++) {
-        pick(m, o, rng, row_logits(m, lg, b, maxp, last), tmp, &t);
+        pick(m, o, rng, row_logits(m, lg, b, maxt, last), tmp, &t);
         push_token(m, o, out, b, t);
     }
     for (int b = 0; b < B; b++) last[b] = 0;
@@ -831,11 +822,6 @@ static int generate_cached(GenModel *m, const int32_t *const *prompts, const int
     }
     rc = 0;
 done:
-    for (int l = 0; l < m->nlayers; l++) {
-        free(m->layers[l].k);
-        free(m->layers[l].v);
-        m->layers[l].k = m->layers[l].v = NULL;
-    }
     free(tok);
     free(pos);
     free(valid);
@@ -846,8 +832,47 @@ done:
     return rc;
 }
 
-int gen_generate(GenModel *m, const int32_t *const *prompts, const int *plens, int B, const GenOptions *o,
-                 GenResult *out) {
+// Capacity for prompts of up to maxp tokens plus max_new, refused when the buffers would be huge.
+static int64_t capacity(GenModel *m, int B, int maxp, int max_new) {
+    int64_t S = ((int64_t)maxp + max_new + 15) / 16 * 16;
+    // the largest buffers: place and mask (B, T, S), each cache (B, Hkv, S, D)
+    if ((double)B * (double)maxp * (double)S > (double)((int64_t)1 << 36)) {
+        diag_plain_error(m->d, "generation: %d prompts of up to %d tokens with %d new tokens need too much memory", B,
+                         maxp, max_new);
+        return -1;
+    }
+    return S;
+}
+
+static int generate_cached(GenModel *m, const int32_t *const *prompts, const int *plens, int B,
+                           const GenOptions *o, GenResult *out, Rng *rng, float *tmp) {
+    int maxp = 0;
+    for (int b = 0; b < B; b++) maxp = plens[b] > maxp ? plens[b] : maxp;
+    int64_t S = capacity(m, B, maxp, o->max_new);
+    if (S < 0 || build_decode(m, S)) return -1;
+    int rc = -1;
+    int *starts = calloc((size_t)B, sizeof *starts);
+    bool ok = starts != NULL;
+    for (int l = 0; ok && l < m->nlayers; l++) {
+        size_t n = (size_t)B * (size_t)m->layers[l].hkv * (size_t)S * (size_t)m->layers[l].d;
+        m->layers[l].k = calloc(n, sizeof(float));
+        m->layers[l].v = calloc(n, sizeof(float));
+        ok = m->layers[l].k && m->layers[l].v;
+    }
+    if (!ok) diag_plain_error(m->d, "out of memory for the KV cache");
+    else rc = run_decode(m, prompts, plens, starts, B, o, out, rng, tmp);
+    for (int l = 0; l < m->nlayers; l++) {
+        free(m->layers[l].k);
+        free(m->layers[l].v);
+        m->layers[l].k = m->layers[l].v = NULL;
+    }
+    free(starts);
+    return rc;
+}
+
+// Checks a request and allocates the result rows and the logits scratch (*tmp). 0 or -1 (reported).
+static int prepare(GenModel *m, const int32_t *const *prompts, const int *plens, int B, const GenOptions *o,
+                   GenResult *out, float **tmp) {
     memset(out, 0, sizeof *out);
     if (!m || !o || B <= 0 || !prompts || !plens) {
         if (m) diag_plain_error(m->d, "generation: no prompts");
@@ -886,21 +911,155 @@ int gen_generate(GenModel *m, const int32_t *const *prompts, const int *plens, i
     out->B = B;
     out->ids = calloc((size_t)B, sizeof *out->ids);
     out->len = calloc((size_t)B, sizeof *out->len);
-    float *tmp = malloc((size_t)m->vocab * sizeof *tmp);
-    bool ok = out->ids && out->len && tmp;
+    *tmp = malloc((size_t)m->vocab * sizeof **tmp);
+    bool ok = out->ids && out->len && *tmp;
     for (int b = 0; ok && b < B; b++) ok = (out->ids[b] = malloc((size_t)o->max_new * sizeof(int32_t))) != NULL;
     if (!ok) {
-        free(tmp);
+        free(*tmp);
+        *tmp = NULL;
         gen_result_free(out);
         diag_plain_error(m->d, "out of memory");
         return -1;
     }
+    return 0;
+}
+
+// The row lengths as the caller sees them; the result is freed on failure.
+static int finish(GenResult *out, float *tmp, int rc) {
+    free(tmp);
+    for (int b = 0; b < out->B; b++) out->len[b] = row_len(out, b);
+    if (rc) gen_result_free(out);
+    return rc;
+}
+
+int gen_generate(GenModel *m, const int32_t *const *prompts, const int *plens, int B, const GenOptions *o,
+                 GenResult *out) {
+    float *tmp = NULL;
+    if (prepare(m, prompts, plens, B, o, out, &tmp)) return -1;
     Rng rng;
     rng_seed(&rng, o->seed);
     int rc = o->no_cache ? generate_no_cache(m, prompts, plens, B, o, out, &rng, tmp)
                          : generate_cached(m, prompts, plens, B, o, out, &rng, tmp);
-    free(tmp);
-    for (int b = 0; b < B; b++) out->len[b] = row_len(out, b);
-    if (rc) gen_result_free(out);
-    return rc;
+    return finish(out, tmp, rc);
+}
+
+// ---------------------------------------------------------------------------------------------
+// sessions: one conversation whose cache outlives a call
+
+struct GenSession {
+    GenModel *m;
+    int32_t *ids;               // the tokens whose keys and values the cache holds (slots 0 .. n-1)
+    int n, cap;
+    int64_t S;                  // the caches' capacity (0: none yet)
+    float **k, **v;             // per layer (1, Hkv, S, D)
+    int nlayers;
+};
+
+GenSession *gen_session_new(GenModel *m) {
+    GenSession *s = m ? calloc(1, sizeof *s) : NULL;
+    if (s) s->m = m;
+    else if (m) diag_plain_error(m->d, "out of memory");
+    return s;
+}
+
+static void session_drop_cache(GenSession *s) {
+    for (int l = 0; l < s->nlayers; l++) {
+        free(s->k[l]);
+        free(s->v[l]);
+    }
+    free(s->k);
+    free(s->v);
+    s->k = s->v = NULL;
+    s->nlayers = 0;
+    s->S = 0;
+    s->n = 0;
+}
+
+int gen_session_cached(const GenSession *s) { return s ? s->n : 0; }
+
+void gen_session_free(GenSession *s) {
+    if (!s) return;
+    session_drop_cache(s);
+    free(s->ids);
+    free(s);
+}
+
+// Caches of capacity S holding the first `keep` slots of the old ones.
+static int session_grow(GenSession *s, int64_t S, int keep) {
+    GenModel *m = s->m;
+    float **k = calloc((size_t)m->nlayers + 1, sizeof *k), **v = calloc((size_t)m->nlayers + 1, sizeof *v);
+    bool ok = k && v;
+    for (int l = 0; ok && l < m->nlayers; l++) {
+        int64_t H = m->layers[l].hkv, D = m->layers[l].d;
+        k[l] = calloc((size_t)(H * S * D), sizeof(float));
+        v[l] = calloc((size_t)(H * S * D), sizeof(float));
+        ok = k[l] && v[l];
+        for (int64_t h = 0; ok && h < H && l < s->nlayers && keep > 0; h++) {   // (1, H, S, D) rows kept
+            memcpy(k[l] + (size_t)(h * S * D), s->k[l] + (size_t)(h * s->S * D), (size_t)keep * (size_t)D * sizeof(float));
+            memcpy(v[l] + (size_t)(h * S * D), s->v[l] + (size_t)(h * s->S * D), (size_t)keep * (size_t)D * sizeof(float));
+        }
+    }
+    if (!ok) {
+        for (int l = 0; k && v && l < m->nlayers; l++) {
+            free(k[l]);
+            free(v[l]);
+        }
+        free(k);
+        free(v);
+        diag_plain_error(m->d, "out of memory for the KV cache");
+        return -1;
+    }
+    int n = keep;
+    session_drop_cache(s);
+    s->k = k;
+    s->v = v;
+    s->nlayers = m->nlayers;
+    s->S = S;
+    s->n = n;
+    return 0;
+}
+
+int gen_session_generate(GenSession *s, const int32_t *prompt, int plen, const GenOptions *o, GenResult *out) {
+    if (!s) return -1;
+    GenModel *m = s->m;
+    float *tmp = NULL;
+    if (prepare(m, &prompt, &plen, 1, o, out, &tmp)) return -1;
+    if (o->no_cache) {   // the reference path keeps nothing
+        Rng rng;
+        rng_seed(&rng, o->seed);
+        return finish(out, tmp, generate_no_cache(m, &prompt, &plen, 1, o, out, &rng, tmp));
+    }
+    // the cached prefix this prompt shares (at least the last prompt token is run again)
+    int common = 0;
+    while (common < s->n && common < plen - 1 && s->ids[common] == prompt[common]) common++;
+    int64_t need = capacity(m, 1, plen, o->max_new);
+    if (need < 0) return finish(out, tmp, -1);
+    int64_t S = s->S >= need ? s->S : (need > 2 * s->S ? need : 2 * s->S);
+    if (build_decode(m, S)) return finish(out, tmp, -1);
+    if ((S != s->S || s->nlayers != m->nlayers) && session_grow(s, S, s->nlayers == m->nlayers ? common : 0))
+        return finish(out, tmp, -1);
+    if (s->nlayers != m->nlayers) common = 0;
+    for (int l = 0; l < m->nlayers; l++) {
+        m->layers[l].k = s->k[l];
+        m->layers[l].v = s->v[l];
+    }
+    Rng rng;
+    rng_seed(&rng, o->seed);
+    int rc = run_decode(m, &prompt, &plen, &common, 1, o, out, &rng, tmp);
+    for (int l = 0; l < m->nlayers; l++) m->layers[l].k = m->layers[l].v = NULL;
+    rc = finish(out, tmp, rc);
+    s->n = 0;   // on failure the cache content is unknown
+    if (rc) return rc;
+    // cached now: the prompt and every generated token but the last (never fed back)
+    int n = plen + out->len[0] - 1;
+    if (n > s->cap) {
+        int32_t *ni = realloc(s->ids, (size_t)n * sizeof *ni);
+        if (!ni) return 0;   // the cache is just not reused
+        s->ids = ni;
+        s->cap = n;
+    }
+    memcpy(s->ids, prompt, (size_t)plen * sizeof *prompt);
+    memcpy(s->ids + plen, out->ids[0], (size_t)(out->len[0] - 1) * sizeof *prompt);
+    s->n = n;
+    return 0;
 }

@@ -81,6 +81,15 @@ void gen_result_free(GenResult *r);
 int gen_generate(GenModel *m, const int32_t *const *prompts, const int *plens, int B, const GenOptions *o,
                  GenResult *out);
 
+// A conversation's cache kept between calls (e.g. `trlc chat`): each call takes the whole prompt
+// so far (one row), reuses the cached keys and values of the longest prefix it shares with the
+// previous call's prompt and output, and computes the rest. Same ids as gen_generate.
+typedef struct GenSession GenSession;
+GenSession *gen_session_new(GenModel *m);          // NULL after reporting (out of memory)
+void gen_session_free(GenSession *s);
+int gen_session_generate(GenSession *s, const int32_t *prompt, int plen, const GenOptions *o, GenResult *out);
+int gen_session_cached(const GenSession *s);       // tokens whose keys and values are cached
+
 // --- sampling (sample.c) ---
 // In place on logits (V): divides by temperature, then keeps the top_k largest (ties at the k-th
 // value kept, as torch.topk's threshold), then the smallest set whose softmax mass exceeds top_p

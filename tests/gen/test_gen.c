@@ -598,6 +598,61 @@ static void test_lm_head_lora(void) {
     diag_free(&d);
 }
 
+// A session (the cache kept between calls) gives the same ids as fresh generation for a growing
+// conversation, a prompt that differs from the cache in the middle, one shorter than the cache,
+// one that outgrows its capacity, and with sampling.
+static void test_session(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/qwen3-sharp", fixdir);
+    GenModel *m = gen_model_open(&d, dir, NULL);
+    GenSession *s = gen_session_new(m);
+    CHECK(m != NULL && s != NULL);
+    int32_t conv[256];
+    int n = 0;
+    int32_t start[] = {7, 20, 30};
+    memcpy(conv, start, sizeof start);
+    n = 3;
+    int turns = 0, same = 0;
+    for (int turn = 0; m && s && turn < 7; turn++) {
+        GenOptions o;
+        gen_options_init(&o);
+        o.max_new = 6 + turn;
+        o.sample = turn >= 4;
+        o.temperature = 1.2;
+        o.seed = (uint64_t)turn;
+        if (turn == 2) conv[1] = 21;          // an edit in the middle: only conv[0] is reused
+        if (turn == 3) n = 5;                 // shorter than what is cached
+        if (turn == 5)                        // grows past the capacity
+            for (int k = 0; k < 60 && n < 200; k++) conv[n++] = (int32_t)(k * 5 % 384);
+        GenResult a, b;
+        const int32_t *pp = conv;
+        int before = n;
+        CHECK(gen_session_generate(s, conv, n, &o, &a) == 0);
+        if (a.ids) CHECK_MSG(gen_session_cached(s) == before + a.len[0] - 1, "turn %d: %d tokens cached", turn,
+                             gen_session_cached(s));
+        CHECK(gen_generate(m, &pp, &n, 1, &o, &b) == 0);
+        turns++;
+        bool ok = a.ids && b.ids && same_ids(a.ids[0], a.len[0], b.ids[0], b.len[0]);
+        CHECK_MSG(ok, "session turn %d: ids differ from fresh generation", turn);
+        same += ok;
+        if (ok && n + a.len[0] + 2 < 256) {   // the reply and a user turn join the conversation
+            memcpy(conv + n, a.ids[0], (size_t)a.len[0] * sizeof *conv);
+            n += a.len[0];
+            conv[n++] = 11;
+            conv[n++] = (int32_t)(40 + turn);
+        }
+        gen_result_free(&a);
+        gen_result_free(&b);
+    }
+    printf("session: %d/%d turns equal fresh generation\n", same, turns);
+    CHECK(turns == 7);
+    gen_session_free(s);
+    gen_model_free(m);
+    diag_free(&d);
+}
+
 static float parse_f(const char *s) { return !strcmp(s, "-inf") ? -INFINITY : strtof(s, NULL); }
 
 static void test_warpers(void) {
@@ -724,6 +779,7 @@ int main(int argc, char **argv) {
     test_stop_strings();
     test_random_requests();
     test_lm_head_lora();
+    test_session();
     test_trainer_model(argv[3]);
     return test_done("gen");
 }
