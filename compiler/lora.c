@@ -76,11 +76,34 @@ int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOption
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].op == IR_EMBED && g->nodes[i].nin == 2 && g->nodes[i].in[1] >= 0 && g->nodes[i].in[1] < g->n)
             is_table[g->nodes[i].in[1]] = true;
-    int nmatch = 0;
-    for (int i = 0; i < g->n; i++)
-        if (is_linear(g, &g->nodes[i], is_table) && lora_matches(o, g->nodes[i].name)) nmatch++;
+    int nmatch = 0, nq = 0;
+    uint8_t *quant = calloc((size_t)g->n + 1, 1);   // (n) params to store as NF4
+    if (!quant) {
+        free(is_table);
+        diag_plain_error(d, "lora: out of memory");
+        return -1;
+    }
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *n = &g->nodes[i];
+        if (!is_linear(g, n, is_table)) continue;
+        if (lora_matches(o, n->name)) nmatch++;
+        const IrNode *w = ir_node(g, n->in[1]);
+        const char *last = strrchr(n->name, '.');
+        bool head = !strcmp(last ? last + 1 : n->name, "lm_head");
+        if (o->nf4 && !head && w->op == IR_PARAM && w->dtype == IR_F32 && !quant[n->in[1]]) {
+            quant[n->in[1]] = 1;
+            nq++;
+        }
+    }
+    if (o->nf4 && (o->quant_block < 1 || o->quant_block > (1 << 20))) {
+        free(is_table);
+        free(quant);
+        diag_plain_error(d, "quantize: bad block size %lld", (long long)o->quant_block);
+        return -1;
+    }
     if (nmatch == 0) {
         free(is_table);
+        free(quant);
         diag_plain_error(d, "lora: no linear layer of the model matches the targets");
         return -1;
     }
@@ -88,11 +111,14 @@ int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOption
     IrId *map = malloc((size_t)g->n * sizeof *map);
     if (!map) {
         free(is_table);
+        free(quant);
         diag_plain_error(d, "lora: out of memory");
         return -1;
     }
     LoraModule *mods = arena_alloc(a, (size_t)nmatch * sizeof *mods);
-    int nm = 0;
+    LoraQuant *qs = arena_alloc(a, (size_t)(nq + 1) * sizeof *qs);
+    IrId *qid = arena_alloc(a, (size_t)(2 * nq + 1) * sizeof *qid);   // new packed / absmax ids
+    int nm = 0, nqd = 0;
     IrGraph ng;
     ir_graph_init(&ng, g->diag, g->float_dtype);
     ng.next_salt = g->next_salt;
@@ -102,6 +128,29 @@ int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOption
         IrId in[16], *inp = in;
         if (n->nin > 16) inp = arena_alloc(a, (size_t)n->nin * sizeof *inp);
         for (int k = 0; k < n->nin; k++) inp[k] = map[n->in[k]];
+        if (quant[i]) {   // W → dequant_nf4(W:nf4, W:absmax)
+            int64_t rows = n->shape.d[0].coef, cols = n->shape.d[1].coef, numel = rows * cols, blk = o->quant_block;
+            IrId pq = ir_param(&ng, arena_printf(a, "%s:nf4", n->name), IR_U8, ir_shape1(ir_dim(numel / 2 + numel % 2)),
+                               false, n->loc);
+            IrId pa = ir_param(&ng, arena_printf(a, "%s:absmax", n->name), IR_F32,
+                               ir_shape1(ir_dim(numel / blk + (numel % blk != 0))), false, n->loc);
+            IrId dq = ir_dequant_nf4(&ng, pq, pa, blk, n->shape, n->loc);
+            if (dq == IR_NONE) {
+                rc = -1;
+                break;
+            }
+            LoraQuant *lq = &qs[nqd];
+            lq->weight = arena_strdup(a, n->name);
+            lq->shape[0] = rows;
+            lq->shape[1] = cols;
+            lq->numel = numel;
+            lq->block = blk;
+            qid[2 * nqd] = pq;
+            qid[2 * nqd + 1] = pa;
+            nqd++;
+            map[i] = dq;
+            continue;
+        }
         IrId id = ir_append(&ng, n->op, n->dtype, n->shape, inp, n->nin, &n->a, n->loc);
         if (id == IR_NONE) {
             rc = -1;
@@ -128,16 +177,44 @@ int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOption
         ir_graph_free(&ng);
         free(map);
         free(is_table);
+        free(quant);
         return -1;
     }
-    // The LowerResult: remap, freeze, append the adapters.
-    LowerParam *ps = arena_alloc(a, (size_t)(res->nparams + 2 * nm) * sizeof *ps);
-    memcpy(ps, res->params, (size_t)res->nparams * sizeof *ps);
+    // The LowerResult: remap, freeze (quantized weights become their codes + absmax), append the
+    // adapters.
+    LowerParam *ps = arena_alloc(a, (size_t)(res->nparams + nqd + 2 * nm + 1) * sizeof *ps);
+    int np = 0, kq = 0;
     for (int i = 0; i < res->nparams; i++) {
-        ps[i].id = map[ps[i].id];
-        ps[i].trainable = false;
+        LowerParam p = res->params[i];
+        bool q = p.id >= 0 && p.id < g->n && quant[p.id];
+        p.id = map[p.id];
+        p.trainable = false;
+        if (!q) {
+            ps[np++] = p;
+            continue;
+        }
+        for (int k = 0; k < nqd; k++) {   // the entry of this weight
+            if (strcmp(qs[k].weight, p.name)) continue;
+            for (int h = 0; h < 2; h++) {
+                LowerParam e = p;
+                e.id = qid[2 * k + h];
+                e.name = ng.nodes[e.id].name;
+                e.init = LOWER_INIT_NONE;
+                if (h) qs[k].pa = np;
+                else qs[k].pq = np;
+                ps[np++] = e;
+            }
+            kq++;
+        }
     }
-    int np = res->nparams;
+    if (kq != nqd) {
+        diag_plain_error(d, "lora: internal: %d of %d quantized weights are not declared parameters", nqd - kq, nqd);
+        ir_graph_free(&ng);
+        free(map);
+        free(is_table);
+        free(quant);
+        return -1;
+    }
     for (int i = 0; i < nm; i++) {
         for (int k = 0; k < 2; k++) {
             LowerParam *p = &ps[np];
@@ -162,12 +239,43 @@ int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOption
     if (res->loss != IR_NONE) res->loss = map[res->loss];
     free(map);
     free(is_table);
+    free(quant);
     ir_graph_free(g);
     *g = ng;
     out->mods = mods;
     out->nmods = nm;
     out->scale = scale;
+    out->quant = qs;
+    out->nquant = nqd;
     return 0;
+}
+
+void lora_quantize_nf4(const float *w, int64_t n, int64_t block, uint8_t *packed, float *absmax) {
+    float mid[15];
+    for (int j = 0; j < 15; j++) mid[j] = ((float)ir_nf4_value(j) + (float)ir_nf4_value(j + 1)) / 2.0f;
+    memset(packed, 0, (size_t)(n / 2 + n % 2));
+    for (int64_t b0 = 0, bi = 0; b0 < n; b0 += block, bi++) {
+        int64_t b1 = b0 + block < n ? b0 + block : n;
+        float am = 0;
+        for (int64_t i = b0; i < b1; i++) am = fabsf(w[i]) > am ? fabsf(w[i]) : am;
+        absmax[bi] = am;
+        float amc = am > 1e-38f ? am : 1e-38f, inv = 1.0f / amc;
+        bool partial = b1 - b0 < block;   // bitsandbytes divides in its trailing partial block
+        for (int64_t i = b0; i < b1; i++) {
+            float s = partial ? w[i] / amc : w[i] * inv;
+            s = s < -1.0f ? -1.0f : s > 1.0f ? 1.0f : s;
+            int q = 0;
+            while (q < 15 && mid[q] < s) q++;   // torch.bucketize(right=False)
+            packed[i / 2] |= (uint8_t)(i % 2 ? q : q << 4);
+        }
+    }
+}
+
+void lora_dequantize_nf4(const uint8_t *packed, const float *absmax, int64_t n, int64_t block, float *w) {
+    for (int64_t i = 0; i < n; i++) {
+        int q = i % 2 ? packed[i / 2] & 0xF : packed[i / 2] >> 4;
+        w[i] = (float)ir_nf4_value(q) * absmax[i / block];
+    }
 }
 
 void lora_init_values(float *A, float *B, int64_t r, int64_t in, int64_t out,

@@ -26,6 +26,11 @@ typedef struct LoraOptions {
     const char *const *targets;   // last path components to match (unless all_linear)
     int ntargets;
     uint64_t seed;           // dropout seed
+    // QLoRA: every linear weight but the output layer is stored as NF4 (bitsandbytes' layout:
+    // blocks of quant_block elements over the flattened weight, one fp32 absmax per block, two
+    // codes per byte, the first in the high nibble) and dequantized where it is used.
+    bool nf4;
+    int64_t quant_block;
 } LoraOptions;
 
 typedef struct LoraModule {
@@ -35,10 +40,20 @@ typedef struct LoraModule {
     int pA, pB;              // their indexes in LowerResult.params
 } LoraModule;
 
+// A weight stored as NF4: the checkpoint tensor `weight` ([rows, cols]) becomes the frozen params
+// `<weight>:nf4` (u8, ceil(n/2)) and `<weight>:absmax` (f32, ceil(n/block)).
+typedef struct LoraQuant {
+    const char *weight;      // "model.layers.0.mlp.up_proj.weight"
+    int64_t shape[2], numel, block;
+    int pq, pa;              // indexes of the packed codes and the absmax in LowerResult.params
+} LoraQuant;
+
 typedef struct LoraResult {
     LoraModule *mods;        // arena memory, in graph order
     int nmods;
     double scale;            // alpha / r or alpha / sqrt(r)
+    LoraQuant *quant;        // nf4: the quantized weights (arena memory)
+    int nquant;
 } LoraResult;
 
 // True when `module`'s last path component is one of the options' targets (or, with all_linear,
@@ -54,5 +69,12 @@ int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOption
 // `uniform` (a caller-supplied generator returning [0, 1)), B = 0.
 void lora_init_values(float *A /* (r, in) */, float *B /* (out, r) */, int64_t r, int64_t in, int64_t out,
                       double (*uniform)(void *ctx), void *ctx);
+
+// bitsandbytes' quantize_4bit (nf4): per block of `block` elements absmax = max |w|, each w scaled
+// by 1/absmax (clamped to [-1, 1]) gets the NF4 code whose interval (between midpoints of the
+// sorted table, upper bound inclusive) holds it. packed: ceil(n/2) bytes, absmax: ceil(n/block).
+void lora_quantize_nf4(const float *w /* (n) */, int64_t n, int64_t block, uint8_t *packed, float *absmax);
+// Its dequantization: w = nf4[code] * absmax[i / block] (for a reference model sharing the weights).
+void lora_dequantize_nf4(const uint8_t *packed, const float *absmax, int64_t n, int64_t block, float *w /* (n) */);
 
 #endif

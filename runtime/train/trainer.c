@@ -39,6 +39,8 @@ static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, b
     if (t->has_lora) {
         const CheckedModel *m = t->m;
         LoraOptions lo = {0};
+        lo.nf4 = m->quantized;
+        lo.quant_block = m->quant_block > 0 ? m->quant_block : 64;
         lo.rank = m->lora_rank;
         lo.alpha = m->lora_alpha;
         lo.dropout = m->lora_dropout;
@@ -94,7 +96,9 @@ static int alloc_params(Trainer *t) {
             p->numel *= p->shape[k];
         }
         p->trainable = n->trainable;
-        p->data = calloc((size_t)(p->numel ? p->numel : 1), sizeof(float));
+        p->quant = -1;
+        p->bytes = (size_t)p->numel * (n->dtype == IR_U8 ? 1 : sizeof(float));
+        p->data = calloc(p->bytes ? p->bytes : 1, 1);
         if (!p->data) goto oom;
         if (p->trainable) {
             p->grad = calloc((size_t)(p->numel ? p->numel : 1), sizeof(float));
@@ -111,6 +115,10 @@ static int alloc_params(Trainer *t) {
     for (int i = 0; i < t->lora.nmods; i++) {
         t->ps[t->lora.mods[i].pA].lora = i;
         t->ps[t->lora.mods[i].pB].lora = i;
+    }
+    for (int i = 0; i < t->lora.nquant; i++) {
+        t->ps[t->lora.quant[i].pq].quant = i;
+        t->ps[t->lora.quant[i].pa].quant = i;
     }
     return 0;
 oom:
@@ -137,7 +145,7 @@ static int load_weights(Trainer *t, const CheckedModel *m, const LowerResult *re
     for (int i = 0; i < np && rc == 0; i++) {
         TrParam *p = &ps[i];
         const LowerParam *lp = &res->params[i];
-        if (p->lora >= 0 || (skip && skip[i])) continue;
+        if (p->lora >= 0 || p->quant >= 0 || (skip && skip[i])) continue;
         if (ck) {
             rc = st_checkpoint_read_f32(t->d, ck, p->name, p->rank, p->shape, p->data);
             continue;
@@ -159,9 +167,41 @@ static int load_weights(Trainer *t, const CheckedModel *m, const LowerResult *re
     return rc;
 }
 
+// The fp32 values of a weight stored as NF4: from the checkpoint, or its declared init.
+static int quant_source(Trainer *t, const LoraQuant *q, StCheckpoint *ck, Rng *ri, float *w) {
+    if (ck) return st_checkpoint_read_f32(t->d, ck, q->weight, 2, q->shape, w);
+    rng_normal_fill(ri, w, (size_t)q->numel, 0.0f, (float)t->m->cfg.init_std);
+    return 0;
+}
+
+// QLoRA: each quantized weight read as fp32 and stored as NF4 codes + absmax.
+static int init_quantized(Trainer *t) {
+    if (t->lora.nquant == 0) return 0;
+    StCheckpoint *ck = t->m->from ? st_checkpoint_open(t->d, t->m->from) : NULL;
+    if (t->m->from && !ck) return -1;
+    Rng ri;
+    rng_stream(&ri, (uint64_t)t->cs->train.seed, TR_STREAM_AUX + 1);
+    int rc = 0;
+    for (int i = 0; i < t->lora.nquant && rc == 0; i++) {
+        const LoraQuant *q = &t->lora.quant[i];
+        float *w = malloc((size_t)q->numel * sizeof *w);
+        if (!w) {
+            diag_plain_error(t->d, "out of memory");
+            rc = -1;
+            break;
+        }
+        rc = quant_source(t, q, ck, &ri, w);
+        if (rc == 0)
+            lora_quantize_nf4(w, q->numel, q->block, (uint8_t *)t->ps[q->pq].data, t->ps[q->pa].data);
+        free(w);
+    }
+    st_checkpoint_close(ck);
+    return rc;
+}
+
 // The policy's weights, then its LoRA adapters as PEFT initialises them.
 static int init_weights(Trainer *t) {
-    if (load_weights(t, t->m, &t->res, t->ps, t->np, NULL, TR_STREAM_INIT)) return -1;
+    if (load_weights(t, t->m, &t->res, t->ps, t->np, NULL, TR_STREAM_INIT) || init_quantized(t)) return -1;
     Rng rl;
     rng_stream(&rl, (uint64_t)t->cs->train.seed, TR_STREAM_LORA);
     for (int i = 0; i < t->lora.nmods; i++) {
@@ -214,11 +254,13 @@ static int setup_aux(Trainer *t, LoadedSpec *spec) {
         p->rank = n->shape.rank;
         p->numel = 1;
         p->lora = -1;
+        p->quant = -1;
         p->grad_out = -1;
         for (int k = 0; k < n->shape.rank; k++) {
             p->shape[k] = n->shape.d[k].coef;
             p->numel *= p->shape[k];
         }
+        p->bytes = (size_t)p->numel * sizeof(float);
         TrParam *pp = self ? find_param(t, p->name) : NULL;
         if (pp && pp->numel == p->numel && !pp->trainable) {   // a frozen weight of the policy
             p->data = pp->data;
@@ -231,6 +273,11 @@ static int setup_aux(Trainer *t, LoadedSpec *spec) {
             return -1;
         }
         if (pp && pp->numel == p->numel) memcpy(p->data, pp->data, (size_t)p->numel * sizeof(float));   // initial values
+        for (int q = 0; self && !pp && q < t->lora.nquant; q++) {   // QLoRA: the policy's NF4 weight, dequantized
+            const LoraQuant *lq = &t->lora.quant[q];
+            if (strcmp(lq->weight, p->name) || lq->numel != p->numel) continue;
+            lora_dequantize_nf4((const uint8_t *)t->ps[lq->pq].data, t->ps[lq->pa].data, lq->numel, lq->block, p->data);
+        }
     }
     if (!self && load_weights(t, t->am, &t->resa, t->aps, t->nap, NULL, TR_STREAM_AUX)) return -1;
     t->aprog = cpu_program_new(&t->ga, IR_F32, t->d);
@@ -244,7 +291,7 @@ static int setup_aux(Trainer *t, LoadedSpec *spec) {
 static int bind_params(Trainer *t, CpuProgram *p, const IrGraph *g) {
     for (int i = 0; i < t->np; i++) {
         if (ir_find(g, t->ps[i].name) == IR_NONE) continue;   // e.g. unused in this graph
-        if (cpu_bind_name(p, t->ps[i].name, t->ps[i].data, (size_t)t->ps[i].numel * sizeof(float)) != 0)
+        if (cpu_bind_name(p, t->ps[i].name, t->ps[i].data, t->ps[i].bytes) != 0)
             return -1;
     }
     return 0;
@@ -323,10 +370,15 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     ir_graph_init(&t->g, d, IR_F32);
     ir_graph_init(&t->ge, d, IR_F32);
     rng_stream(&t->rng, (uint64_t)cs->train.seed, TR_STREAM_RUN);
-    if (t->m->quantized) {
-        diag_plain_error(d, "quantized models (QLoRA) are not trained by the CPU trainer yet");
+    if (t->m->quantized && (!t->m->quant_format || strcmp(t->m->quant_format, "nf4") || !t->has_lora)) {
+        diag_plain_error(d, "quantize %s: the trainer stores frozen weights as nf4 (QLoRA, with a `lora` block); `%s` is not "
+                         "supported yet", t->m->name, t->m->quant_format ? t->m->quant_format : "?");
         goto fail;
     }
+    if (t->m->quantized && t->m->double_quant)
+        fprintf(o && o->log ? o->log : stderr,
+                "note: quantize %s: double_quant is not applied yet: the NF4 absmax stay fp32 (bitsandbytes "
+                "stores them in 8 bits, which changes the dequantized weights slightly)\n", t->m->name);
     if (compile(t, spec, &t->g, &t->res, true) || compile(t, spec, &t->ge, &t->rese, false)) goto fail;
     t->loss_out = find_output(&t->g, "loss");
     t->eloss_out = find_output(&t->ge, "loss");

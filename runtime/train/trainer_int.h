@@ -14,11 +14,13 @@ typedef struct TrParam {
     int rank;
     int64_t shape[IR_MAX_RANK];
     int64_t numel;
-    float *data;               // (numel) fp32 master values
+    float *data;               // (numel) fp32 master values; for a u8 param (NF4 codes) the bytes
+    size_t bytes;              // size of data in bytes (numel floats, or numel bytes for u8)
     float *grad;               // (numel) accumulated gradient (trainable only)
     bool trainable;
     int grad_out;              // index of its gradient among the train program's outputs, or -1
     int lora;                  // index into lora.mods when a LoRA A or B, else -1
+    int quant;                 // index into lora.quant for an NF4 weight's codes or absmax, else -1
 } TrParam;
 
 // What the objective needs from a second, frozen model, run before the policy on each batch.

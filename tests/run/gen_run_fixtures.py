@@ -30,6 +30,11 @@ fixtures/step.safetensors
                            from the base model as teacher on the batch: (alpha T^2 sum KL(teacher_T
                            || student_T) + (1 - alpha) sum CE) over target tokens / their count
   kd.grad.<module>.lora_{A,B}.weight    F32
+  qlora.loss               F64 (1,) the LoRA case with the seven projections' base weights stored
+                           as NF4 by bitsandbytes' quantize_4bit (blocks of 64) and dequantized
+                           (codes * absmax over the flat weight, the format's layout)
+  qlora.grad.<module>.lora_{A,B}.weight F32
+  qlora.q_proj0.packed / .absmax   U8 / F32  bitsandbytes' codes and absmax of layer 0's q_proj
 """
 import os
 import torch
@@ -202,6 +207,32 @@ def main():
     for n, p in pm.named_parameters():
         if "lora_" in n:
             t["kd.grad." + n.replace("base_model.model.", "", 1).replace(".default", "")] = p.grad.detach().float().contiguous()
+
+    # QLoRA: base projections through bitsandbytes' NF4 quantization
+    import bitsandbytes.functional as bnbf
+    nf4 = torch.tensor([-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+                        -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+                        0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+                        0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0], dtype=torch.float32)
+    pm = lora_model(False)
+    with torch.no_grad():
+        for n, mod in pm.named_modules():
+            if n.split(".")[-1] in TARGETS and hasattr(mod, "base_layer"):
+                w = mod.base_layer.weight
+                q, st = bnbf.quantize_4bit(w.data.contiguous(), blocksize=64, quant_type="nf4", compress_statistics=False)
+                b = q.reshape(-1)
+                codes = torch.stack([b >> 4, b & 15], dim=1).reshape(-1).long()[: w.numel()]
+                deq = nf4[codes] * st.absmax.float().repeat_interleave(64)[: w.numel()]
+                if n.endswith("layers.0.self_attn.q_proj"):
+                    t["qlora.q_proj0.packed"] = b.contiguous()
+                    t["qlora.q_proj0.absmax"] = st.absmax.float().contiguous()
+                w.copy_(deq.reshape(w.shape))
+    loss = mean_loss(pm, tokens, pos, labels)
+    loss.backward()
+    t["qlora.loss"] = loss.detach().double().reshape(1)
+    for n, p in pm.named_parameters():
+        if "lora_" in n:
+            t["qlora.grad." + n.replace("base_model.model.", "", 1).replace(".default", "")] = p.grad.detach().float().contiguous()
 
     save_file({k: v.contiguous() for k, v in t.items()}, os.path.join(OUT, "step.safetensors"),
               metadata={"format": "pt", "peft": peft.__version__, "transformers": transformers.__version__})

@@ -69,6 +69,13 @@ awk -v a="$(loss_at "$W/dpof/metrics.jsonl" 6)" 'BEGIN { exit !(a < 0.6) }' && o
 expect_rc 0 "kd run" -- "$TRLC" run kd.trl --out "$W/kd"
 [ -s "$W/kd/adapter/adapter_model.safetensors" ] && ok || bad "kd: no adapter"
 
+# --- QLoRA (NF4 base weights) end to end; double_quant is noted as not applied ---
+expect_rc 0 "qlora run" -- "$TRLC" run qlora.trl --set quantize.policy.double_quant=true --out "$W/qlora"
+grep_err "double_quant is not applied"
+[ -s "$W/qlora/adapter/adapter_model.safetensors" ] && ok || bad "qlora: no adapter"
+expect_rc 1 "fp4 is refused" -- "$TRLC" run qlora.trl --set quantize.policy.format=fp4 --out "$W/fp4"
+grep_err "nf4"
+
 # --- same seed, same run ---
 expect_rc 0 "lora run again" -- "$TRLC" run lora.trl --out "$W/lora2"
 [ "$(loss_at "$W/lora/metrics.jsonl" 8)" = "$(loss_at "$W/lora2/metrics.jsonl" 8)" ] && ok || bad "two runs with one seed differ"

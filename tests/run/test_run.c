@@ -7,6 +7,7 @@
 // (c) LoRA at initialisation (B = 0) gives exactly the base model's logits;
 // (d) gradient accumulation: 2 micro-batches of 2 rows == 1 batch of 4 rows (uneven target
 //     counts), the same update;
+// QLoRA: NF4 codes as bitsandbytes quantizes, one step vs peft on the dequantized weights;
 // (g) dpo (reference = the policy without adapters) and kd (the base model as teacher): loss and
 //     adapter gradients vs peft with TRL's formulas;
 // (f) an adapter `trlc run` exported, loaded by peft (gen_adapter_check.py), gives the same loss.
@@ -374,6 +375,58 @@ static void test_aux_objective(Diag *d, const char *spec, const char *prefix, co
     free(lab);
 }
 
+// QLoRA: lora_quantize_nf4 gives bitsandbytes' codes and absmax byte for byte, and one step with
+// NF4 base weights gives peft's loss and adapter gradients on the bitsandbytes-dequantized weights.
+static void test_qlora(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
+    const StTensor *pk = st_find(fx, "qlora.q_proj0.packed"), *am = st_find(fx, "qlora.q_proj0.absmax");
+    Opened o;
+    Trainer *t = open_spec(d, &o, "qlora.trl");
+    CHECK(t != NULL && pk && am);
+    if (!t || !pk || !am) {
+        if (t) close_spec(&o);
+        return;
+    }
+    // the codes the trainer stored for layer 0's q_proj vs bitsandbytes'
+    int64_t n = 0, na = 0;
+    const uint8_t *codes = (const uint8_t *)tr_param(t, "model.layers.0.self_attn.q_proj.weight:nf4", &n);
+    const float *absmax = tr_param(t, "model.layers.0.self_attn.q_proj.weight:absmax", &na);
+    CHECK(codes && absmax && n == pk->numel && na == am->numel);
+    if (codes && absmax && n == pk->numel && na == am->numel) {
+        CHECK(memcmp(codes, pk->data, (size_t)n) == 0);
+        float *ref = malloc((size_t)na * sizeof *ref);
+        if (st_to_f32(d, am, ref) == 0) CHECK(memcmp(ref, absmax, (size_t)na * sizeof *ref) == 0);
+        free(ref);
+    }
+    CHECK(tr_param(t, "model.layers.0.self_attn.q_proj.weight", NULL) == NULL);   // no fp32 copy kept
+    CHECK(set_adapter(t) == 28);
+    double ls;
+    CHECK(tr_micro_step(t, tok, pos, lab, B, T, 0, &ls) == 0);
+    double nt = (double)count_targets(lab, (size_t)B * T), want = fx_scalar("qlora.loss", 0);
+    CHECK_CLOSE(ls / nt, want, 0, 1e-5);
+    double worst = 0;
+    for (int i = 0; i < tr_nparams(t); i++) {
+        if (!tr_param_trainable(t, i)) continue;
+        const char *name = tr_param_name(t, i);
+        char key[512];
+        snprintf(key, sizeof key, "qlora.grad.%s", name);
+        int64_t rn = 0, gn = 0;
+        float *ref = fx_f32(key, &rn), *g = tr_grad(t, name, &gn);
+        CHECK_MSG(ref && g && rn == gn, "qlora gradient of %s", name);
+        if (ref && g && rn == gn) {
+            float *s = malloc((size_t)gn * sizeof *s);
+            for (int64_t k = 0; k < gn; k++) s[k] = (float)(g[k] / nt);
+            double e = rel_err(s, ref, gn);
+            if (e > worst) worst = e;
+            CHECK_MSG(e <= 1e-4, "qlora gradient of %s: max rel error %.3g", name, e);
+            free(s);
+        }
+        free(ref);
+    }
+    printf("qlora: NF4 codes = bitsandbytes'; loss %.6f vs %.6f; adapter gradients max rel error %.2e\n", ls / nt, want,
+           worst);
+    close_spec(&o);
+}
+
 // (c) LoRA at init == the base model, bit for bit.
 static void test_lora_identity(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
     Opened a, b;
@@ -482,6 +535,7 @@ int main(int argc, char **argv) {
         test_lora_identity(&d, tok, pos, lab, B, T);
         test_rslora(&d, tok, pos, lab, B, T);
         test_all_linear(&d, tok, pos, lab, B, T);
+        test_qlora(&d, tok, pos, lab, B, T);
         test_freeze(&d, tok, pos, lab, B, T);
         test_exported_adapter(&d, tok, pos, lab, B, T);
     }
