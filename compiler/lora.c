@@ -4,7 +4,9 @@
 // and remapping every id (outputs, loss, the LowerResult). The product node is the one lowering
 // named with the module path (IrNode.name); a bias add, when present, follows it unchanged, so
 // the result is PEFT's base_layer(x) + lora_B(lora_A(dropout(x))) * scaling.
-// Not here: init values beyond lora_init_values, quantized weights, merging adapters into W.
+// QLoRA (nf4): each linear weight but the output layer is copied as two frozen params (codes,
+// absmax) feeding a dequant_nf4 node that every use of the weight reads instead.
+// Not here: init values beyond lora_init_values, fp4/int8, double quantization, merging into W.
 #include "lora.h"
 #include <math.h>
 #include <stdlib.h>

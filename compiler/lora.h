@@ -6,7 +6,9 @@
 // `<module>.lora_B.weight` [out, r] (trainable) and freezes every other parameter.
 // The graph is rebuilt node by node (it is append-only and topologically ordered), so every IrId
 // held elsewhere must be remapped: lora_apply updates the LowerResult it is given.
-// Not here: initialising A and B (lora_init_values), quantized base weights, DoRA, merging.
+// With nf4 (QLoRA) the frozen linear weights are also replaced by NF4 codes + absmax params and a
+// dequant_nf4 node (lora_quantize_nf4 fills them as bitsandbytes does).
+// Not here: initialising A and B (lora_init_values), fp4/int8, double quantization, DoRA, merging.
 #ifndef TRLC_LORA_H
 #define TRLC_LORA_H
 #include <stdbool.h>

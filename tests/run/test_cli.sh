@@ -73,6 +73,9 @@ expect_rc 0 "kd run" -- "$TRLC" run kd.trl --out "$W/kd"
 expect_rc 0 "qlora run" -- "$TRLC" run qlora.trl --set quantize.policy.double_quant=true --out "$W/qlora"
 grep_err "double_quant is not applied"
 [ -s "$W/qlora/adapter/adapter_model.safetensors" ] && ok || bad "qlora: no adapter"
+expect_rc 0 "qlora dpo" -- "$TRLC" run dpo.trl --set quantize.policy.format=nf4 --out "$W/qdpo"
+# the reference is the dequantized base: the policy equals it at step 1
+awk -v a="$(loss_at "$W/qdpo/metrics.jsonl" 1)" 'BEGIN { d = a - log(2); exit !(d < 1e-6 && d > -1e-6) }' && ok || bad "qlora dpo: step 1 is not log 2"
 expect_rc 1 "fp4 is refused" -- "$TRLC" run qlora.trl --set quantize.policy.format=fp4 --out "$W/fp4"
 grep_err "nf4"
 
