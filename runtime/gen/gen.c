@@ -600,13 +600,6 @@ fail:
 // ---------------------------------------------------------------------------------------------
 // generation
 
-typedef struct Rows {
-    int B;
-    int32_t **ids;              // (B) arrays of prompt + generated tokens, cap each
-    int *len, *plen;
-    bool *done;
-} Rows;
-
 // Appends token t to row b and decides whether the row stops.
 static void push_token(GenModel *m, const GenOptions *o, GenResult *out, int b, int32_t t) {
     out->ids[b][out->len[b]++] = t;
@@ -624,11 +617,10 @@ static void push_token(GenModel *m, const GenOptions *o, GenResult *out, int b, 
 static bool row_done(const GenResult *out, int b) { return out->len[b] < 0; }
 static int row_len(const GenResult *out, int b) { return out->len[b] < 0 ? -out->len[b] - 1 : out->len[b]; }
 
-// Picks the next token of row b from logits (V) (copied: picking warps in place).
-static int pick(GenModel *m, const GenOptions *o, Rng *rng, const float *logits, float *tmp, int32_t *t) {
+// Picks the next token from logits (V), copied to tmp first (picking warps in place).
+static void pick(GenModel *m, const GenOptions *o, Rng *rng, const float *logits, float *tmp, int32_t *t) {
     memcpy(tmp, logits, (size_t)m->vocab * sizeof *tmp);
     *t = gen_pick(tmp, m->vocab, o, rng);
-    return 0;
 }
 
 // The reference: the whole forward re-run for each new token, one row at a time.
