@@ -203,12 +203,10 @@ static int open_inputs(Run *r) {
 static int64_t planned_steps(const Run *r) {
     const CheckedTrain *tr = &r->cs->train;
     if (tr->steps > 0) return tr->steps;
-    int64_t rows = (int64_t)ds_num_rows(r->train);
-    int64_t micro = (rows + tr->batch - 1) / tr->batch * tr->epochs;
-    if (r->cs->data[r->cs->train_data].pack) {   // packed rows: the exact count (-1: diagnosed)
-        micro = ds_count_batches(r->train, (int)tr->batch);
-        if (micro < 0) return -1;
-    }
+    // the batches ds_next_batch will return: they run on across epoch ends, and packed rows
+    // depend on the token lengths (-1: diagnosed)
+    int64_t micro = ds_count_batches(r->train, (int)tr->batch);
+    if (micro < 0) return -1;
     int64_t s = (micro + tr->grad_accum - 1) / tr->grad_accum;
     return s > 0 ? s : 1;
 }

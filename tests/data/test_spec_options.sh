@@ -3,7 +3,8 @@
 # (area data): `on_error = skip` (a bad row skipped with a warning, not exit 1), `truncate = left`
 # (a long prompt cut on the left keeps the response: targets remain, loss > 0; cut on the right
 # nothing is left to learn), `fields { input = ...; }` (the Alpaca input changes what is learned),
-# and `pack = true` (the planned step count is the number of packed batches, as run).
+# and the planned step count (the schedule's length) is the number of batches run: packed
+# (`pack = true`) or not (batches run on across epoch ends).
 # Tiny llama from scratch on the byte tokenizer: each run takes well under a second.
 # usage: test_spec_options.sh TRLC WORK_DIR
 set -u
@@ -83,6 +84,14 @@ p2=$(sed -n 's/.*training rows; \([0-9]*\) steps.*/\1/p' err.txt)
 d2=$(sed -n 's/^done: \([0-9]*\) steps.*/\1/p' err.txt)
 if [ -n "$p2" ] && [ "$p2" = "$d2" ] && [ "$p2" = $(( (planned + 1) / 2 )) ]; then ok; else
     bad "pack with grad_accum 2: planned '$p2', ran '$d2', want $(( (planned + 1) / 2 ))"; fi
+
+# --- unpacked: batches run on across epoch ends: 3 rows, batch 2, 3 epochs = ceil(9 / 2) = 5 steps
+head -3 sft.jsonl > three.jsonl
+spec epochs.trl "from = \"three.jsonl\"; $SFT truncate = left;" sft "epochs = 3;"
+run 0 "3 rows, batch 2, 3 epochs" epochs.trl
+p3=$(sed -n 's/.*training rows; \([0-9]*\) steps.*/\1/p' err.txt)
+d3=$(sed -n 's/^done: \([0-9]*\) steps.*/\1/p' err.txt)
+if [ "$p3" = 5 ] && [ "$d3" = 5 ]; then ok; else bad "3 rows x 3 epochs / batch 2: planned '$p3', ran '$d3', want 5"; fi
 
 echo "data.spec_options: $passes passed, $fails failed"
 [ "$fails" = 0 ]
