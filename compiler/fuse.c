@@ -119,11 +119,29 @@ static int count_reductions(const FusePlan *p, const FuseGroup *gr) {
     return k;
 }
 
+// Distinct inputs group gi reads from memory if n joins it.
+static int count_inputs_with(const FusePlan *p, int gi, const IrNode *n) {
+    const FuseGroup *gr = &p->groups[gi];
+    IrId seen[FUSE_MAX_INS + 4];
+    int k = 0;
+    for (int m = 0; m <= gr->nnodes && k <= FUSE_MAX_INS; m++) {
+        const IrNode *x = m < gr->nnodes ? &p->g->nodes[gr->nodes[m]] : n;
+        for (int i = 0; i < x->nin && k <= FUSE_MAX_INS; i++) {
+            IrId y = x->in[i];
+            if (p->group_of[y] == gi || p->level[y] == FUSE_LV_CONST) continue;
+            bool dup = false;
+            for (int j = 0; j < k && !dup; j++) dup = seen[j] == y;
+            if (!dup) seen[k++] = y;
+        }
+    }
+    return k;
+}
+
 // The level n would have in group gi, or FUSE_LV_NONE when it cannot join.
 static FuseLevel join_level(const FusePlan *p, int gi, const IrNode *n) {
     const FuseGroup *gr = &p->groups[gi];
     const IrGraph *g = p->g;
-    if (gr->nnodes >= FUSE_MAX_MEMBERS) return FUSE_LV_NONE;
+    if (gr->nnodes >= FUSE_MAX_MEMBERS || count_inputs_with(p, gi, n) > FUSE_MAX_INS) return FUSE_LV_NONE;
     // every input read from memory must come from a step placed before the group
     for (int i = 0; i < n->nin; i++) {
         IrId x = n->in[i];

@@ -41,7 +41,9 @@ typedef enum FuseLevel {
 
 enum { FUSE_MAX_MEMBERS = 96,   // nodes in one group
        FUSE_MAX_REDUCE = 8,     // reductions in one group
-       FUSE_MAX_ARGS = 48 };    // external inputs + outputs of one group
+       FUSE_MAX_INS = 32,       // external inputs of one group (a node that would add more
+                                // starts a new group)
+       FUSE_MAX_ARGS = FUSE_MAX_INS + FUSE_MAX_MEMBERS };   // inputs + outputs of one group
 
 typedef struct FuseGroup {
     IrId *nodes;            // members, topological order

@@ -340,6 +340,33 @@ static void test_fuzz(int ngraphs) {
     CHECK(reduce_groups > 100 && epi > 100 && post > 100 && multi_red > 10);   // the generator reaches every phase
 }
 
+// A chain reading 50 different inputs: groups split at FUSE_MAX_INS inputs, results unchanged.
+static void test_many_inputs(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    Loc L = {0, 0, 0};
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    IrShape s3 = ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(4));
+    IrId acc = IR_NONE;
+    for (int i = 0; i < 50; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "x%d", i);
+        IrId x = ir_input(&g, name, IR_F32, s3, L);
+        acc = acc == IR_NONE ? ir_unary(&g, IR_TANH, x, L) : ir_add(&g, acc, x, L);
+    }
+    ir_add_output(&g, ir_reduce(&g, IR_SUM, acc, -1, L), "out");
+    FusePlan plan;
+    int ng = 0;
+    double w = check_graph("50 inputs", &g, &d, 2, 3, &ng, &plan);
+    CHECK(w <= 2e-4);
+    CHECK(plan.ngroups >= 2);
+    for (int i = 0; i < plan.ngroups; i++) CHECK(plan.groups[i].nins <= FUSE_MAX_INS);
+    fuse_plan_free(&plan);
+    ir_graph_free(&g);
+    diag_free(&d);
+}
+
 static int compile_spec(const char *path, Diag *d, Arena *a, IrGraph *g) {
     LoadedSpec spec = {0};
     CheckedSpec *cs = arena_alloc(a, sizeof *cs);
@@ -389,6 +416,7 @@ static void test_spec(const char *path) {
 
 int main(int argc, char **argv) {
     test_handbuilt();
+    test_many_inputs();
     test_fuzz(400);
     for (int i = 1; i < argc; i++) test_spec(argv[i]);
     return test_done("gpu.fuse_eval");
