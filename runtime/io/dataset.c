@@ -54,6 +54,7 @@ struct DsLoader {
     int32_t eos, pad;
     long skip_line;           // the first skipped row: its line and reason
     char skip_msg[ERRN];
+    bool warned_emptied;      // the warning about a row truncated to nothing learnable was given
 };
 
 void ds_config_init(DsConfig *c) {
@@ -1025,6 +1026,14 @@ static int truncate_seq(const DsLoader *l, int32_t *ids, int32_t *labels, size_t
     return 1;
 }
 
+// Whether labels (a sequence's) hold a target: label i is predicted from position i - 1, so the
+// first is never one.
+static bool any_target(const int32_t *labels, size_t n) {
+    for (size_t i = 1; i < n; i++)
+        if (labels[i] != DS_IGNORE) return true;
+    return false;
+}
+
 // Conversation → ids and labels (learned where trainable, or everywhere without mask_prompt).
 static int tokenize_conv(DsLoader *l, const Conv *c, bool gen, bool all_targets, int32_t **ids_out,
                          int32_t **labels_out, size_t *n_out, char *err) {
@@ -1100,10 +1109,21 @@ static int make_example(DsLoader *l, json_t *row, long line, DsExample *ex) {
         ds_example_free(ex);
         return -1;
     }
+    bool had = any_target(ex->labels, ex->n) && (!ex->rej_ids || any_target(ex->rej_labels, ex->rej_n));
     int cut = truncate_seq(l, ex->ids, ex->labels, &ex->n);
     if (ex->rej_ids) cut |= truncate_seq(l, ex->rej_ids, ex->rej_labels, &ex->rej_n);
     ex->truncated = cut;
     if (cut) l->stats.truncated++;
+    if (cut && had && (!any_target(ex->labels, ex->n) || (ex->rej_ids && !any_target(ex->rej_labels, ex->rej_n)))) {
+        l->stats.emptied++;
+        if (!l->warned_emptied) {   // once per dataset: the trainer learns nothing from such rows
+            l->warned_emptied = true;
+            diag_warning(l->d, (Loc){0, 0, 0}, "%s:%ld: truncated to %d tokens, nothing of the response is left "
+                         "to learn (the first such row)", l->cfg.path, line, l->cfg.max_len);
+            diag_hint(l->d, l->cfg.truncate == DS_TRUNC_LEFT ? "raise `max_len`"
+                                                              : "raise `max_len`, or keep the end: `truncate = left;`");
+        }
+    }
     return 0;
 }
 

@@ -108,6 +108,8 @@ typedef struct DsStats {
     size_t rows;         // valid rows (examples per epoch)
     size_t skipped;      // bad rows skipped (skip_errors)
     size_t truncated;    // examples truncated so far (each counted once per read)
+    size_t emptied;      // ... of which truncation removed every target (nothing left to learn;
+                         // the first gives a warning)
     size_t tokens;       // tokens delivered so far (without padding)
 } DsStats;
 

@@ -287,10 +287,16 @@ static void test_truncate_pack(void) {
     DsLoader *l = ds_open(&d, &c, tok);
     DsExample ex;
     CHECK(l != NULL);
+    int w0 = d.warnings;
     if (l && ds_get(l, 0, &ex) == 0) {   // right: the first 8 tokens, all prompt
         CHECK(ex.n == 8 && ex.truncated && seq_is(ex.ids, ex.labels, ex.n, "What is ", NULL, 0, 8));
         ds_example_free(&ex);
         CHECK(ds_stats(l).truncated == 1);
+        CHECK(ds_stats(l).emptied == 1 && d.warnings == w0 + 1);   // nothing learnable is left: warned
+    }
+    if (l && ds_get(l, 0, &ex) == 0) {   // counted again, warned once
+        ds_example_free(&ex);
+        CHECK(ds_stats(l).emptied == 2 && d.warnings == w0 + 1);
     }
     ds_close(l);
     c.truncate = DS_TRUNC_LEFT;
@@ -302,6 +308,7 @@ static void test_truncate_pack(void) {
         CHECK(seq_is(ex.ids, ex.labels, ex.n, "is 2+2?4", &eos, 1, 6) == 0);
         CHECK(seq_is(ex.ids, ex.labels, ex.n, "s 2+2?4", &eos, 1, 6));
         ds_example_free(&ex);
+        CHECK(ds_stats(l).truncated == 1 && ds_stats(l).emptied == 0 && d.warnings == w0 + 1);
     }
     ds_close(l);
 

@@ -2,7 +2,7 @@
 # test_spec_options.sh — the data settings of a spec reach the dataset reader through `trlc run`
 # (area data): `on_error = skip` (a bad row skipped with a warning, not exit 1), `truncate = left`
 # (a long prompt cut on the left keeps the response: targets remain, loss > 0; cut on the right
-# nothing is left to learn), `fields { input = ...; }` (the Alpaca input changes what is learned),
+# nothing is left to learn, with a warning), `fields { input = ...; }` (the Alpaca input changes what is learned),
 # and the planned step count (the schedule's length) is the number of batches run: packed
 # (`pack = true`) or not (batches run on across epoch ends).
 # Tiny llama from scratch on the byte tokenizer: each run takes well under a second.
@@ -58,9 +58,12 @@ grep -q "4 training rows" err.txt && ok || { bad "skip: not 4 rows"; cat err.txt
 spec right.trl "from = \"sft.jsonl\"; $SFT" sft "epochs = 1;"
 run 0 "truncate = right" right.trl
 lr=$(loss1)
+grep -q "sft.jsonl:1: truncated to 24 tokens, nothing of the response is left" err.txt && ok ||
+    { bad "truncate = right: no warning that nothing is left to learn"; cat err.txt >&2; }
 spec left.trl "from = \"sft.jsonl\"; $SFT truncate = left;" sft "epochs = 1;"
 run 0 "truncate = left" left.trl
 ll=$(loss1)
+grep -q "nothing of the response" err.txt && { bad "truncate = left: warned"; cat err.txt >&2; } || ok
 awk -v r="$lr" -v l="$ll" 'BEGIN { exit !(r == 0 && l > 1) }' && ok ||
     bad "truncate: loss right $lr (want 0: the response is cut), left $ll (want > 1)"
 
