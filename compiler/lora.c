@@ -188,7 +188,11 @@ int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOption
     int np = 0, kq = 0;
     for (int i = 0; i < res->nparams; i++) {
         LowerParam p = res->params[i];
-        bool q = p.id >= 0 && p.id < g->n && quant[p.id];
+        if (p.id < 0 || p.id >= g->n) {
+            kq = -1;   // reported below
+            break;
+        }
+        bool q = quant[p.id] != 0;
         p.id = map[p.id];
         p.trainable = false;
         if (!q) {
@@ -210,7 +214,8 @@ int lora_apply(Diag *d, Arena *a, IrGraph *g, LowerResult *res, const LoraOption
         }
     }
     if (kq != nqd) {
-        diag_plain_error(d, "lora: internal: %d of %d quantized weights are not declared parameters", nqd - kq, nqd);
+        diag_plain_error(d, "lora: internal: the lowered parameters do not match the graph (%d of %d quantized weights found)",
+                         kq, nqd);
         ir_graph_free(&ng);
         free(map);
         free(is_table);
