@@ -368,7 +368,7 @@ static const FormatInfo format_fields[] = {
     {"prompt_response", 2, {"prompt", "response", "input", "system"}},
     {"messages", 1, {"messages"}},
     {"preference", 3, {"prompt", "chosen", "rejected", "system"}},
-    {"prompt_answer", 2, {"prompt", "answer"}},
+    {"prompt_answer", 2, {"prompt", "answer", "system"}},
 };
 
 static const FormatInfo *format_info(const char *format) {
@@ -426,6 +426,23 @@ static void check_data(Ck *c, const Ast *blk, CheckedData *dt, int errors_before
             dt->template_kind = tpl->str;
             dt->template_str = NULL;
         }
+    }
+    // what the reader would refuse when it opens the file
+    const Ast *fv = ck_setting(blk, "format"), *pk = ck_setting(blk, "pack");
+    if (fi && pk && pk->kind == AST_BOOL && pk->boolean && (!strcmp(fi->format, "preference") || !strcmp(fi->format, "prompt_answer"))) {
+        diag_error(c->d, pk->loc, "format `%s` cannot be packed: %s", fi->format,
+                   !strcmp(fi->format, "preference") ? "each chosen answer is scored against its rejected one"
+                                                     : "its rows are prompts to generate from");
+        diag_hint(c->d, "packing applies to text, prompt_response and messages; remove `pack = true;`");
+    }
+    if (fi && dt->from && has_suffix(dt->from, ".csv") && !strcmp(fi->format, "messages") && fv) {
+        diag_error(c->d, fv->loc, "format `messages` needs a list of messages in each row, but every value of a .csv file is a string");
+        diag_hint(c->d, "write the data as .jsonl, one `{\"messages\": [{\"role\": ..., \"content\": ...}]}` per line, "
+                        "or use `format = prompt_response`");
+    }
+    if (fi && tpl && !strcmp(fi->format, "text")) {
+        diag_warning(c->d, ck_setting_item(blk, "template")->name_loc,
+                     "`template` has no effect on format `text`: raw text is tokenized as it is");
     }
     c->data_clean[dt - c->out->data] = c->d->errors == errors_before;
     if (dt->from && fi && c->d->errors == errors_before) ck_check_data_columns(c, blk, dt);

@@ -85,7 +85,7 @@ static const SchemaKey fields_keys[] = {
     {"prompt", SK_STR, .def = "prompt, instruction, question", .doc = "prompt_response, preference, prompt_answer: the prompt"},
     {"input", SK_STR, .def = "input", .doc = "prompt_response: extra input appended to the prompt (Alpaca)"},
     {"response", SK_STR, .def = "response, completion, output, answer", .doc = "prompt_response: the target answer"},
-    {"system", SK_STR, .def = "system", .doc = "prompt_response, preference: the system prompt"},
+    {"system", SK_STR, .def = "system", .doc = "prompt_response, preference, prompt_answer: the system prompt"},
     {"messages", SK_STR, .def = "messages, conversations", .doc = "messages: the list of {role, content}"},
     {"chosen", SK_STR, .def = "chosen", .doc = "preference: the preferred answer"},
     {"rejected", SK_STR, .def = "rejected", .doc = "preference: the other answer"},

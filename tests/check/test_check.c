@@ -251,6 +251,27 @@ static void test_data_options(void) {
                         &a, s, sink ? sink : stderr);
     if (sink) fclose(sink);
     CHECK_MSG(errors == 1, "%d errors, expected 1 (reward field)", errors);
+    // prompt_answer rows may carry a system prompt (as the reader takes it); its packing is refused
+    memset(s, 0, sizeof *s);
+    errors = check_text("trl 1;\n"
+                        "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+                        "lora policy { }\n"
+                        "data train { from = \"data/math.jsonl\"; format = prompt_answer; fields { system = \"sys\"; } }\n"
+                        "objective grpo { reward correct { fn = exact_number; } }\n"
+                        "train { optimizer = adamw { lr = 1e-4; }; }\n",
+                        &a, s, stderr);
+    CHECK(errors == 0 && s->data[0].f_system && !strcmp(s->data[0].f_system, "sys"));
+    memset(s, 0, sizeof *s);
+    sink = fopen("/dev/null", "w");
+    errors = check_text("trl 1;\n"
+                        "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+                        "lora policy { }\n"
+                        "data train { from = \"data/math.jsonl\"; format = prompt_answer; pack = true; }\n"
+                        "objective grpo { reward correct { fn = exact_number; } }\n"
+                        "train { optimizer = adamw { lr = 1e-4; }; }\n",
+                        &a, s, sink ? sink : stderr);
+    if (sink) fclose(sink);
+    CHECK_MSG(errors == 1, "%d errors, expected 1 (pack on prompt_answer)", errors);
     arena_free(&a);
 }
 
