@@ -431,7 +431,82 @@ int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p) {
         diag_plain_error(d, "fusion: out of memory");
         return -1;
     }
-    return 0;
+    return fuse_verify(p, d) == 0 ? 0 : -1;
+}
+
+int fuse_verify(const FusePlan *p, Diag *d) {
+    const IrGraph *g = p->g;
+    int bad = 0;
+    int *done = malloc(((size_t)g->n + 1) * sizeof *done);   // step that writes the node, or -1
+    if (!done) return 1;
+    for (int i = 0; i < g->n; i++) done[i] = -1;
+#define VIOLATION(...)                                                            \
+    do {                                                                          \
+        if (bad++ < 5) diag_plain_error(d, "fusion (internal): " __VA_ARGS__);   \
+    } while (0)
+    for (int s = 0; s < p->nsteps; s++) {
+        const FuseStep *st = &p->steps[s];
+        const IrId *reads;
+        int nreads;
+        IrId one[1];
+        if (st->kind == FUSE_KERNEL) {
+            const FuseGroup *gr = &p->groups[st->group];
+            reads = gr->ins, nreads = gr->nins;
+            for (int m = 0; m < gr->nnodes; m++) {
+                IrId id = gr->nodes[m];
+                if (done[id] >= 0) VIOLATION("node %%%d computed by steps %d and %d", id, done[id], s);
+                done[id] = s;
+                // members read only members, inlined constants and the group's inputs
+                const IrNode *n = &g->nodes[id];
+                for (int k = 0; k < n->nin; k++) {
+                    IrId x = n->in[k];
+                    if (p->group_of[x] == st->group || p->level[x] == FUSE_LV_CONST) continue;
+                    bool listed = false;
+                    for (int q = 0; q < gr->nins && !listed; q++) listed = gr->ins[q] == x;
+                    if (!listed) VIOLATION("step %d reads %%%d without listing it as an input", s, x);
+                }
+            }
+        } else {
+            one[0] = st->node;
+            if (done[st->node] >= 0) VIOLATION("node %%%d computed by steps %d and %d", st->node, done[st->node], s);
+            done[st->node] = s;
+            reads = g->nodes[st->node].in, nreads = g->nodes[st->node].nin;
+            (void)one;
+        }
+        for (int k = 0; k < nreads; k++) {
+            IrId x = reads[k];
+            const IrNode *xn = &g->nodes[x];
+            if (xn->op == IR_INPUT || xn->op == IR_PARAM || p->level[x] == FUSE_LV_CONST) continue;
+            if (done[x] < 0 || done[x] >= s) {
+                VIOLATION("step %d reads %%%d before it is computed", s, x);
+                continue;
+            }
+            int w = p->group_of[x];
+            if (w >= 0) {
+                bool out = false;
+                for (int q = 0; q < p->groups[w].nouts && !out; q++) out = p->groups[w].outs[q] == x;
+                if (!out) VIOLATION("step %d reads %%%d, which step %d does not write out", s, x, done[x]);
+            }
+        }
+    }
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *n = &g->nodes[i];
+        if (n->op == IR_INPUT || n->op == IR_PARAM || p->level[i] == FUSE_LV_CONST) continue;
+        if (done[i] < 0) VIOLATION("node %%%d (%s) is computed by no step", i, ir_op_name(n->op));
+    }
+    for (int o = 0; o < g->nouts; o++) {
+        IrId id = g->outs[o].id;
+        if (id < 0 || id >= g->n) continue;
+        int w = p->group_of[id];
+        if (w >= 0) {
+            bool out = false;
+            for (int q = 0; q < p->groups[w].nouts && !out; q++) out = p->groups[w].outs[q] == id;
+            if (!out) VIOLATION("graph output %%%d is not written by its kernel", id);
+        }
+    }
+#undef VIOLATION
+    free(done);
+    return bad;
 }
 
 void fuse_plan_free(FusePlan *p) {

@@ -95,6 +95,13 @@ typedef struct FusePlan {
 int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p);
 void fuse_plan_free(FusePlan *p);
 
+// Checks the plan's invariants: every non-leaf node is computed by exactly one step (inlined
+// constants by none); every value a step reads is a leaf, an inlined constant, or written by an
+// earlier step (a view: its input's step); every value read outside its group is an output of
+// it; every graph output is computed. Returns the number of violations (reported through d as
+// internal errors); fuse_plan runs it on every plan.
+int fuse_verify(const FusePlan *p, Diag *d);
+
 // The library op name of a LIBRARY/GEMM step ("sdpa", "cross_entropy", "gemm", ...).
 const char *fuse_step_op(const FusePlan *p, int step);
 

@@ -215,6 +215,24 @@ static void test_handbuilt(void) {
     CHECK(plan.groups[gm].has_reduce);
     // the written-out softmax: the exp is computed in the max's group or its sum's
     CHECK(plan.group_of[sm] >= 0);
+    // fuse_verify notices a plan whose steps are out of order or that drops an output
+    FILE *sink = tmpfile();
+    Diag d2;
+    diag_init(&d2, sink);
+    CHECK(fuse_verify(&plan, &d2) == 0);
+    FuseStep first = plan.steps[0];
+    plan.steps[0] = plan.steps[plan.nsteps - 1];
+    plan.steps[plan.nsteps - 1] = first;
+    CHECK(fuse_verify(&plan, &d2) > 0);
+    plan.steps[plan.nsteps - 1] = plan.steps[0];
+    plan.steps[0] = first;
+    CHECK(fuse_verify(&plan, &d2) == 0);
+    plan.groups[gm].nouts--;   // the group no longer writes one of the values read elsewhere
+    CHECK(fuse_verify(&plan, &d2) > 0);
+    plan.groups[gm].nouts++;
+    CHECK(d2.errors > 0);
+    diag_free(&d2);
+    fclose(sink);
     fuse_plan_free(&plan);
     // another batch shape, same plan: no recompilation is needed, the results still agree
     ir_graph_free(&g);
