@@ -10,18 +10,29 @@
 
 enum { EXCERPT_WIDTH = 120 };
 
+// Out of memory is fatal here as in the arena: status 3 (runtime failure), nothing to recover.
+static void *diag_xrealloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) {
+        fprintf(stderr, "trlc: out of memory (diagnostics, %zu bytes)\n", n);
+        exit(3);
+    }
+    return q;
+}
+
 void diag_init(Diag *d, FILE *out) {
     memset(d, 0, sizeof *d);
     d->out = out ? out : stderr;
     d->capsrc = 8;
-    d->src = calloc((size_t)d->capsrc, sizeof(Source));
+    d->src = diag_xrealloc(NULL, (size_t)d->capsrc * sizeof(Source *));
     d->nsrc = 1;
 }
 
 void diag_free(Diag *d) {
     for (int i = 1; i < d->nsrc; i++) {
-        free(d->src[i].path);
-        free(d->src[i].text);
+        free(d->src[i]->path);
+        free(d->src[i]->text);
+        free(d->src[i]);
     }
     free(d->src);
     memset(d, 0, sizeof *d);
@@ -30,11 +41,14 @@ void diag_free(Diag *d) {
 uint32_t diag_add_source(Diag *d, const char *path, const char *text, size_t len) {
     if (d->nsrc == d->capsrc) {
         d->capsrc *= 2;
-        d->src = realloc(d->src, (size_t)d->capsrc * sizeof(Source));
+        d->src = diag_xrealloc(d->src, (size_t)d->capsrc * sizeof(Source *));
     }
-    Source *s = &d->src[d->nsrc];
-    s->path = strdup(path);
-    s->text = malloc(len + 1);
+    Source *s = diag_xrealloc(NULL, sizeof *s);
+    d->src[d->nsrc] = s;
+    size_t plen = strlen(path);
+    s->path = diag_xrealloc(NULL, plen + 1);
+    memcpy(s->path, path, plen + 1);
+    s->text = diag_xrealloc(NULL, len + 1);
     memcpy(s->text, text, len);
     s->text[len] = 0;
     s->len = len;
@@ -57,12 +71,12 @@ uint32_t diag_load_file(Diag *d, const char *path, Loc from, size_t max_bytes) {
         return 0;
     }
     size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
+    char *buf = diag_xrealloc(NULL, cap);
     for (;;) {
         if (len == cap) {
             if (cap >= max_bytes + 1) break;
             cap *= 2;
-            buf = realloc(buf, cap);
+            buf = diag_xrealloc(buf, cap);
         }
         size_t n = fread(buf + len, 1, cap - len, f);
         len += n;
@@ -87,7 +101,7 @@ uint32_t diag_load_file(Diag *d, const char *path, Loc from, size_t max_bytes) {
 }
 
 const Source *diag_source(const Diag *d, uint32_t file) {
-    return (file >= 1 && (int)file < d->nsrc) ? &d->src[file] : NULL;
+    return (file >= 1 && (int)file < d->nsrc) ? d->src[file] : NULL;
 }
 
 static int is_utf8_cont(unsigned char c) { return (c & 0xC0) == 0x80; }

@@ -20,7 +20,8 @@ typedef struct Source {
 } Source;
 
 typedef struct Diag {
-    Source *src;     // src[0] is unused so that file id 0 means "none"
+    Source **src;    // src[0] is unused so that file id 0 means "none"; each Source is allocated
+                     // once, so a pointer from diag_source stays valid while more are added
     int nsrc, capsrc;
     FILE *out;       // stderr normally; tests may redirect
     int errors, warnings;

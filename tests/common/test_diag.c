@@ -59,6 +59,11 @@ int main(void) {
     CHECK_MSG(strstr(out, "x = \"?\xc3\xa9?\";") != NULL, "got:\n%s", out);
     free(out);
 
+    // a Source pointer stays valid while more sources are registered (the table grows)
+    const Source *first = diag_source(&d, f);
+    for (int i = 0; i < 100; i++) diag_add_source(&d, "more.trl", "x", 1);
+    CHECK(first == diag_source(&d, f) && strcmp(first->path, "a.trl") == 0);
+
     const char *keys[] = {"rank", "alpha", "dropout", "targets", "rslora"};
     CHECK(suggest_word("alhpa", keys, 5) && !strcmp(suggest_word("alhpa", keys, 5), "alpha"));
     CHECK(suggest_word("dropuot", keys, 5) && !strcmp(suggest_word("dropuot", keys, 5), "dropout"));
