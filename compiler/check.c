@@ -913,6 +913,9 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
         for (int i = 0; formats && i < out->ndata; i++) {
             const CheckedData *dt = &out->data[i];
             if (!dt->format || ck_in_enum(formats, dt->format)) continue;
+            // sft evaluates prompt_answer data (GSM8K) by generation: the final number is compared
+            bool sft_answers = !strcmp(o->kind, "sft") && !strcmp(dt->format, "prompt_answer");
+            if (sft_answers && i == out->eval_data) continue;
             const Ast *blk = NULL;
             for (int j = 0; j < c->nblocks; j++)
                 if (!strcmp(c->blocks[j]->name, "data") && !strcmp(c->blocks[j]->label, dt->name)) blk = c->blocks[j];
@@ -921,6 +924,9 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out) {
                        ck_join_names(c, formats, ck_count_names(formats)), dt->name, dt->format);
             const FormatInfo *fi = format_info(formats[0]);
             diag_hint(d, "`%s` rows hold %s", formats[0], ck_join_names(c, fi->fields, fi->nrequired));
+            if (sft_answers)
+                diag_hint(d, "`prompt_answer` data can be the `data eval` of sft (scored by the generated final "
+                             "number); train on `prompt_response` rows with the full solution as the response");
         }
     } else if (c->nmodels > 0) {
         out->policy = ck_model_index(c, "policy") >= 0 ? ck_model_index(c, "policy") : 0;

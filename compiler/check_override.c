@@ -1,6 +1,8 @@
 // check_override.c — `--set KEY=VALUE` for the checker: applies one override to the main spec's
 // AST before check_spec runs, so that an overridden value is validated (and located) exactly like
 // a written one. KEY is a dotted settings path (schema.h); missing blocks and constructs are made.
+// `train.steps` and `train.epochs` exclude each other: overriding one drops the other from the spec
+// (`--set train.steps=2` shortens an `epochs` run).
 // Not here: parsing VALUE (the caller parses it as spec text), validating it (check.c).
 #include "check.h"
 #include "schema.h"
@@ -26,6 +28,14 @@ static Ast *new_block(Arena *a, Ast *owner, const char *name, const char *label,
     }
     ast_push(a, owner, b);
     return b;
+}
+
+// Removes kid k (when not NULL) from owner's kids.
+static void drop_kid(Ast *owner, const Ast *k) {
+    int j = 0;
+    for (int i = 0; k && i < owner->nkids; i++)
+        if (owner->kids[i] != k) owner->kids[j++] = owner->kids[i];
+    if (k) owner->nkids = j;
 }
 
 // Reports an unknown part of an override path with did-you-mean over the candidates.
@@ -103,6 +113,8 @@ int check_override(Diag *d, Arena *a, Ast *spec, const char *path, Ast *value) {
             continue;
         }
         Ast *item = find_kid(owner, AST_ASSIGN, parts[i], NULL);
+        if (last && !strcmp(sb->name, "train") && (!strcmp(parts[i], "steps") || !strcmp(parts[i], "epochs")))
+            drop_kid(owner, find_kid(owner, AST_ASSIGN, !strcmp(parts[i], "steps") ? "epochs" : "steps", NULL));
         if (last) {
             if (item) {
                 item->a = value;

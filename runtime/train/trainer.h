@@ -37,6 +37,7 @@ typedef struct TrainerSummary {
     double final_loss;         // mean per-token loss of the last step
     double eval_loss;          // last evaluation (NaN when none)
     double eval_accuracy;      // its exact-match accuracy (greedy decoding), NaN when none
+    double eval_accuracy_tf;   // the same from one teacher-forced pass (a cross-check; NaN when none)
     double tokens_per_s;
     char run_dir[4096];
     char export_dir[4096];

@@ -2,14 +2,16 @@
 // datasets of the spec, the optimizer-step loop (micro-batches accumulated, the loss and the
 // gradients divided by the target tokens — dpo: the pairs — of the whole accumulated batch),
 // non-finite handling, logging (metrics.jsonl, TensorBoard, the progress line), evaluation (loss,
-// perplexity, greedy exact match) with early stopping and the best model, checkpoints, --resume,
-// Ctrl-C, and the final export and summary.
+// perplexity, exact match of greedily generated responses — KV-cached decoding, runtime/gen —
+// cross-checked against one teacher-forced pass) with early stopping and the best model,
+// checkpoints, --resume, Ctrl-C, and the final export and summary.
 // Not here: compiling or stepping the model (trainer.c).
 #include "trainer_int.h"
 #include "chat.h"
 #include "checkpoint.h"
 #include "dataset.h"
 #include "export.h"
+#include "gen.h"
 #include "metrics.h"
 #include "tensorboard.h"
 #include "tokenizer.h"
@@ -41,8 +43,10 @@ typedef struct Run {
     int64_t samples, tokens;   // seen so far
     double best;               // early stopping: best metric (NaN: none)
     int64_t since_best;
-    double last_loss, last_eval, last_acc;
+    double last_loss, last_eval, last_acc, last_acc_tf;
     bool stop_early;
+    GenModel *gen;             // decodes the eval prompts with the trained weights (NULL: teacher-forced only)
+    int gen_max_new;           // new tokens per eval prompt at most
 } Run;
 
 static int mkdir_p(Diag *d, const char *path) {
@@ -488,6 +492,45 @@ static void exact_match(const DsBatch *b, const float *logits /* (B, T, V) */, i
     }
 }
 
+static float *gen_param(void *t, const char *name, int64_t *numel) { return tr_param(t, name, numel); }
+
+// The generator of the evaluation: for prompt_response and prompt_answer eval data of a policy
+// that generation supports (not quantized, not preference pairs). Other data (text, messages —
+// whose later turns are not one response —, preference) and QLoRA keep the teacher-forced
+// exact match. max_new: the longest learned part of an eval row plus a margin; 256 for
+// prompt_answer, whose reference is only the final number (the model writes its solution first).
+static int open_generator(Run *r, Arena *a, LoadedSpec *spec) {
+    const CheckedSpec *cs = r->cs;
+    if (!r->eval || r->t->per_pair || cs->policy < 0) return 0;
+    const char *fmt = cs->data[cs->eval_data].format;
+    bool answers = fmt && !strcmp(fmt, "prompt_answer");
+    if (!fmt || (!answers && strcmp(fmt, "prompt_response"))) return 0;
+    if (cs->models[cs->policy].quantized) {
+        if (answers) {
+            diag_plain_error(r->d, "prompt_answer eval data is scored by generation, which does not support a "
+                                   "quantized policy yet");
+            diag_hint(r->d, "evaluate on prompt_response data (teacher-forced exact match), or leave out `quantize`");
+            return -1;
+        }
+        fprintf(r->log, "note: a quantized policy: eval exact match is teacher-forced (no generation yet)\n");
+        return 0;
+    }
+    int64_t longest = 0;
+    for (size_t i = 0; !answers && i < ds_num_rows(r->eval); i++) {
+        DsExample ex = {0};
+        if (ds_get(r->eval, i, &ex)) return -1;
+        int64_t n = 0;
+        for (size_t k = 0; k < ex.n; k++) n += ex.labels[k] >= 0;
+        if (n > longest) longest = n;
+        ds_example_free(&ex);
+    }
+    r->gen_max_new = answers ? 256 : (int)(longest < 4096 ? longest + 8 : 4096 + 8);
+    r->gen = gen_model_from_spec(r->d, a, spec, cs, gen_param, r->t);
+    if (!r->gen) return -1;
+    gen_model_set_tokenizer(r->gen, r->tok);
+    return 0;
+}
+
 // Eval loss, perplexity and exact-match accuracy over the whole eval set; then early stopping
 // and the best model.
 static int evaluate(Run *r) {
@@ -513,13 +556,23 @@ static int evaluate(Run *r) {
     ds_batch_free(&b);
     if (n < 0 || rc) return -1;
     double loss = targets > 0 ? sum / (double)targets : NAN;
-    double acc = seqs > 0 ? (double)correct / (double)seqs : NAN;
+    double acc_tf = seqs > 0 ? (double)correct / (double)seqs : NAN, acc = acc_tf;
+    long gcorrect = 0, gtotal = 0;
+    if (r->gen) {   // the reported accuracy: what greedy decoding actually generates
+        if (gen_eval_dataset(r->gen, r->eval, r->gen_max_new, (int)r->cs->train.batch, &gcorrect, &gtotal)) return -1;
+        acc = gtotal > 0 ? (double)gcorrect / (double)gtotal : NAN;
+    }
     r->last_eval = loss;
     r->last_acc = acc;
+    r->last_acc_tf = acc_tf;
     MetField f[] = {{"eval_loss", loss}, {"eval_ppl", exp(loss)}, {"eval_accuracy", acc}};
     met_progress_end(&r->prog);
-    fprintf(r->log, "eval step %lld  eval_loss %.4f  ppl %.3f  exact match %ld/%ld (%.1f%%)\n", (long long)r->t->step,
-            loss, exp(loss), correct, seqs, 100 * acc);
+    fprintf(r->log, "eval step %lld", (long long)r->t->step);
+    if (targets > 0) fprintf(r->log, "  eval_loss %.4f  ppl %.3f", loss, exp(loss));   // none: prompt_answer
+    if (r->gen) fprintf(r->log, "  exact match %ld/%ld (%.1f%%) generated", gcorrect, gtotal, 100 * acc);
+    else fprintf(r->log, "  exact match %ld/%ld (%.1f%%)", correct, seqs, 100 * acc);
+    if (r->gen && seqs > 0) fprintf(r->log, ", %ld/%ld teacher-forced", correct, seqs);
+    fputc('\n', r->log);
     if (met_log(r->met, r->t->step, f, 3)) return -1;
     tb_scalar(r->tb, "eval/loss", r->t->step, (float)loss);
     tb_scalar(r->tb, "eval/perplexity", r->t->step, (float)exp(loss));
@@ -670,11 +723,13 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     r.best = NAN;
     r.last_eval = NAN;
     r.last_acc = NAN;
+    r.last_acc_tf = NAN;
     r.last_loss = NAN;
     if (sum) {
         memset(sum, 0, sizeof *sum);
         sum->eval_loss = NAN;
         sum->eval_accuracy = NAN;
+        sum->eval_accuracy_tf = NAN;
         sum->final_loss = NAN;
     }
     const char *dir = o->resume_dir ? o->resume_dir : o->out_dir ? o->out_dir : cs->train.out;
@@ -688,7 +743,7 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     r.t = tr_new(d, a, spec, cs, o, &status);
     if (!r.t) return status;
     status = TR_SPEC_ERROR;
-    if (open_inputs(&r)) goto out;
+    if (open_inputs(&r) || open_generator(&r, a, spec)) goto out;
     r.total = planned_steps(&r);
     if (r.total < 0 || tr_set_schedule(r.t, r.total)) goto out;
     status = TR_RUNTIME_ERROR;
@@ -739,12 +794,14 @@ out:
         sum->final_loss = r.last_loss;
         sum->eval_loss = r.last_eval;
         sum->eval_accuracy = r.last_acc;
+        sum->eval_accuracy_tf = r.last_acc_tf;
         snprintf(sum->run_dir, sizeof sum->run_dir, "%s", r.dir);
     }
     if (met_close(r.met) && status == TR_OK) status = TR_RUNTIME_ERROR;
     if (tb_close(r.tb) && status == TR_OK) status = TR_RUNTIME_ERROR;
     ds_batch_free(&r.batch);
     ds_close(r.train);
+    gen_model_free(r.gen);
     ds_close(r.eval);
     if (r.has_tmpl) chat_free(&r.tmpl);
     if (r.has_etmpl) chat_free(&r.etmpl);

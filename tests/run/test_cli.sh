@@ -140,8 +140,25 @@ grep_err "early stopping at step [0-9]"; grep -q "done: 48 steps" "$W/err.txt" &
 
 # --- exact-match accuracy (greedy decoding): memorising the training rows reaches 100% ---
 expect_rc 0 "memorise" -- "$TRLC" run scratch.trl --set train.epochs=100 --set train.optimizer.lr=1e-2 --set train.eval_every=50epochs --set 'data.eval.from="train.jsonl"' --set train.early_stop.patience=100 --out "$W/mem"
-grep_err "exact match 24/24 (100.0%)"
+grep_err "exact match 24/24 (100.0%) generated, 24/24 teacher-forced"
 grep -q '"eval_accuracy": 1}' "$W/mem/metrics.jsonl" && ok || bad "no eval_accuracy 1 in metrics.jsonl"
+# every evaluation (the one halfway, at 20/24 or so, too): generation agrees with teacher forcing
+sed -n 's/.*exact match \([0-9]*\/[0-9]*\) .*generated, \([0-9]*\/[0-9]*\) teacher-forced.*/\1 \2/p' "$W/err.txt" > "$W/agree.txt"
+[ "$(wc -l < "$W/agree.txt")" = 2 ] && ok || bad "memorise: expected 2 evaluations with both counts"
+awk '$1 != $2 { exit 1 }' "$W/agree.txt" && ok || { bad "generated != teacher-forced exact match"; cat "$W/agree.txt" >&2; }
+
+# --- prompt_answer eval data for sft (GSM8K style): the generated final number is compared with
+# the reference's (`#### 12.0` == 12, `1,234` == 1234); the last reference is wrong on purpose ---
+expect_rc 0 "gsm" -- "$TRLC" run gsm.trl --out "$W/gsm"
+grep_err "eval step 150  exact match 4/5 (80.0%) generated"
+grep -q '"eval_accuracy": 0.8}' "$W/gsm/metrics.jsonl" && ok || bad "gsm: no eval_accuracy 0.8 in metrics.jsonl"
+
+# --- the trainer's eval accuracy is what `trlc generate --eval` finds on the exported adapter ---
+expect_rc 0 "lora eval" -- "$TRLC" run lora.trl --set train.steps=60 --set 'data.eval.from="train.jsonl"' --set train.save_every=1000steps --set train.eval_every=60steps --out "$W/lgen"
+run_acc=$(sed -n 's/.*eval step 60 .*exact match \([0-9]*\/[0-9]*\) .*generated.*/\1/p' "$W/err.txt")
+expect_rc 0 "generate --eval" -- "$TRLC" generate ../fixtures/tiny-qwen3 --adapter "$W/lgen/adapter" --eval train.jsonl --format prompt_response --template chat --batch 4
+gen_acc=$(sed -n 's/^exact match: \([0-9]*\/[0-9]*\) .*/\1/p' "$W/out.txt")
+[ -n "$run_acc" ] && [ "$run_acc" = "$gen_acc" ] && ok || bad "trlc run exact match '$run_acc' != trlc generate --eval '$gen_acc'"
 
 # --- Ctrl-C: stop after the step, save, resume ---
 "$TRLC" run lora.trl --set train.steps=100000 --set train.log_every=1steps --out "$W/int" >/dev/null 2>"$W/err.txt" &
