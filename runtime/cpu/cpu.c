@@ -3,6 +3,7 @@
 // intermediate right after its last reader has run. Outputs stay alive until the next run.
 // Not here: the kernels themselves (cpu_ops.inc), graph construction (compiler/ir.c).
 #include "cpu_internal.h"
+#include <cblas.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -69,7 +70,18 @@ static void release_all(CpuProgram *p) {
     p->live_bytes = 0;
 }
 
+// OpenBLAS's pthread pool and our OpenMP pool fought over the cores (each spins or yields while
+// waiting for work: ~30% of a training step went to waiting). BLAS runs single-threaded; the
+// kernels thread large products themselves over OpenMP (exec_matmul).
+static void blas_single_thread(void) {
+    static bool done;
+    if (done) return;
+    done = true;
+    openblas_set_num_threads(1);
+}
+
 CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
+    blas_single_thread();
     if (real != IR_F32 && real != IR_F64) {
         if (d) diag_plain_error(d, "the CPU backend computes in f32 or f64, not %s", ir_dtype_name(real));
         return NULL;

@@ -13,6 +13,7 @@
 #define real float
 #define EXEC_NAME cpu_exec_f32
 #define GEMM cblas_sgemm
+#define GEMV cblas_sgemv
 #define EXP expf
 #define LOG logf
 #define SQRT sqrtf

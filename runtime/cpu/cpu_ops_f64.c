@@ -13,6 +13,7 @@
 #define real double
 #define EXEC_NAME cpu_exec_f64
 #define GEMM cblas_dgemm
+#define GEMV cblas_dgemv
 #define EXP exp
 #define LOG log
 #define SQRT sqrt
