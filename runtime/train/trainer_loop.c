@@ -515,6 +515,13 @@ static int open_generator(Run *r, Arena *a, LoadedSpec *spec) {
         fprintf(r->log, "note: a quantized policy: eval exact match is teacher-forced (no generation yet)\n");
         return 0;
     }
+    const CheckedTrain *tr = &cs->train;
+    if (answers && tr->early_stop && (!tr->es_metric || !strcmp(tr->es_metric, "eval_loss"))) {
+        diag_plain_error(r->d, "`early_stop` watches eval_loss, but prompt_answer eval data has no loss (only the "
+                               "final answers are compared)");
+        diag_hint(r->d, "write `early_stop { metric = eval_accuracy; ... }`");
+        return -1;
+    }
     int64_t longest = 0;
     for (size_t i = 0; !answers && i < ds_num_rows(r->eval); i++) {
         DsExample ex = {0};
@@ -579,7 +586,8 @@ static int evaluate(Run *r) {
     tb_scalar(r->tb, "eval/accuracy", r->t->step, (float)acc);
     const CheckedTrain *tr = &r->cs->train;
     // lower is better; accuracy is watched as its negative
-    const char *metric = tr->early_stop && tr->es_metric ? tr->es_metric : "eval_loss";
+    // prompt_answer data has no eval loss: the best model is the most accurate one
+    const char *metric = tr->early_stop && tr->es_metric ? tr->es_metric : targets > 0 ? "eval_loss" : "eval_accuracy";
     double v = !strcmp(metric, "loss") ? r->last_loss : !strcmp(metric, "eval_accuracy") ? -acc : loss;
     if (isfinite(v) && (isnan(r->best) || v < r->best - tr->es_min_delta)) {
         r->best = v;

@@ -152,6 +152,9 @@ awk '$1 != $2 { exit 1 }' "$W/agree.txt" && ok || { bad "generated != teacher-fo
 expect_rc 0 "gsm" -- "$TRLC" run gsm.trl --out "$W/gsm"
 grep_err "eval step 150  exact match 4/5 (80.0%) generated"
 grep -q '"eval_accuracy": 0.8}' "$W/gsm/metrics.jsonl" && ok || bad "gsm: no eval_accuracy 0.8 in metrics.jsonl"
+[ -s "$W/gsm/best/model.safetensors" ] && ok || bad "gsm: no best model (chosen by eval_accuracy: there is no eval loss)"
+expect_rc 1 "gsm early_stop on eval_loss" -- "$TRLC" run gsm.trl --set train.eval_every=50steps --set train.early_stop.patience=2 --out "$W/gsm2"
+grep_err "prompt_answer eval data has no loss"
 
 # --- the trainer's eval accuracy is what `trlc generate --eval` finds on the exported adapter ---
 expect_rc 0 "lora eval" -- "$TRLC" run lora.trl --set train.steps=60 --set 'data.eval.from="train.jsonl"' --set train.save_every=1000steps --set train.eval_every=60steps --out "$W/lgen"
