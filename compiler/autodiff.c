@@ -220,11 +220,14 @@ static void backward_node(Ad *ad, IrId id, IrId gy) {
         return;
     }
     case IR_SDPA: {
-        IrId q = n.in[0], k = n.in[1], v = n.in[2], m = n.nin > 3 ? n.in[3] : IR_NONE;
+        // the backward sees the same key mask and segment ids as the forward
+        IrId q = n.in[0], k = n.in[1], v = n.in[2];
+        IrId sg = n.a.segmented ? n.in[n.nin - 1] : IR_NONE;
+        IrId m = n.nin - (n.a.segmented ? 1 : 0) > 3 ? n.in[3] : IR_NONE;
         static const IrOp bw[3] = {IR_SDPA_BWD_Q, IR_SDPA_BWD_K, IR_SDPA_BWD_V};
         for (int i = 0; i < 3; i++)
             if (ad->needs[n.in[i]])
-                acc(ad, n.in[i], ir_sdpa_bwd_masked(g, bw[i], q, k, v, gy, m, n.a.causal, n.a.scale, loc),
+                acc(ad, n.in[i], ir_sdpa_bwd_seg(g, bw[i], q, k, v, gy, m, sg, n.a.causal, n.a.scale, loc),
                     loc);
         return;
     }

@@ -991,6 +991,7 @@ static void canon_attrs(const IrAttrs *a, IrAttrs *c) {
     c->trans_a = a->trans_a;
     c->trans_b = a->trans_b;
     c->causal = a->causal;
+    c->segmented = a->segmented;
     c->inverse = a->inverse;
     c->seed = a->seed;
     c->salt = a->salt;

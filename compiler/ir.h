@@ -105,10 +105,12 @@ typedef enum IrOp {
                        // rotates by -angle (the backward)
     IR_SDPA,           // in[0] q (B,Hq,Tq,D), in[1] k (B,Hkv,Tk,D), in[2] v (B,Hkv,Tk,D) → (B,Hq,Tq,D);
                        // a.causal (aligned at the end: query i sees keys j <= i + Tk - Tq, as with
-                       // a KV cache), a.scale; optional in[3] key mask (B, Tk), 0 = padding key
-    IR_SDPA_BWD_Q,     // in: q, k, v, gout (B,Hq,T,D) [, key mask] → dq (like q)
-    IR_SDPA_BWD_K,     // in: q, k, v, gout [, key mask] → dk (like k)
-    IR_SDPA_BWD_V,     // in: q, k, v, gout [, key mask] → dv (like v)
+                       // a KV cache), a.scale; optional in[3] key mask (B, Tk), 0 = padding key;
+                       // a.segmented: the LAST input is segment ids (B, Tk) i32 (packed rows):
+                       // query i (key index i + Tk - Tq) sees key j only if seg[j] == seg[i]
+    IR_SDPA_BWD_Q,     // in: q, k, v, gout (B,Hq,T,D) [, key mask] [, seg] → dq (like q)
+    IR_SDPA_BWD_K,     // in: q, k, v, gout [, key mask] [, seg] → dk (like k)
+    IR_SDPA_BWD_V,     // in: q, k, v, gout [, key mask] [, seg] → dv (like v)
     IR_CROSS_ENTROPY,  // in[0] logits (..., V), in[1] labels i32 (...) → loss (...), 0 where
                        // label == a.ignore_index; a.value = label smoothing
     IR_CROSS_ENTROPY_BWD, // in: logits, labels, gloss (...) → dlogits (..., V)
@@ -150,6 +152,7 @@ typedef struct IrAttrs {
     int perm[IR_MAX_RANK];// permute
     bool trans_a, trans_b;// matmul
     bool causal;          // sdpa
+    bool segmented;       // sdpa (+ bwd): the last input holds segment ids (B, Tk) i32
     bool inverse;         // rope backward
     uint64_t seed;        // dropout: user seed
     uint32_t salt;        // dropout: distinguishes dropout sites sharing a seed
@@ -273,6 +276,11 @@ IrId ir_sdpa(IrGraph *g, IrId q, IrId k, IrId v, bool causal, double scale, Loc 
 // padded prompts in GRPO/DPO batches. A query row with no key left gets output 0 and no gradient.
 IrId ir_sdpa_masked(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, bool causal, double scale,
                     Loc loc);
+// With segment ids seg (B, Tk) i32 too (packed rows: several sequences per row): query i sees key
+// j only where seg[b, j] == seg[b, i + Tk - Tq] (and the causal / key masks allow it). key_mask
+// and seg may each be IR_NONE; with both IR_NONE this is ir_sdpa.
+IrId ir_sdpa_seg(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, IrId seg, bool causal, double scale,
+                 Loc loc);
 IrId ir_cross_entropy(IrGraph *g, IrId logits, IrId labels, int64_t ignore_index,
                       double label_smoothing, Loc loc);
 IrId ir_gather(IrGraph *g, IrId x, IrId idx, int axis, Loc loc);
@@ -305,6 +313,9 @@ IrId ir_sdpa_bwd(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, bool
 // key_mask may be IR_NONE here (no mask).
 IrId ir_sdpa_bwd_masked(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, IrId key_mask,
                         bool causal, double scale, Loc loc);
+// key_mask and seg may be IR_NONE.
+IrId ir_sdpa_bwd_seg(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, IrId key_mask, IrId seg,
+                     bool causal, double scale, Loc loc);
 IrId ir_cross_entropy_bwd(IrGraph *g, IrId logits, IrId labels, IrId gloss,
                           int64_t ignore_index, double label_smoothing, Loc loc);
 IrId ir_embed_bwd(IrGraph *g, IrId ids, IrId gout, IrShape table_shape, Loc loc);

@@ -153,10 +153,25 @@ static bool mask_check(IrGraph *g, IrId q, IrId k, IrId m, Loc loc) {
     return true;
 }
 
-IrId ir_sdpa_masked(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, bool causal, double scale,
-                    Loc loc) {
-    if (!ir_valid(g, q) || !ir_valid(g, k) || !ir_valid(g, v) || !ir_valid(g, key_mask)) return IR_NONE;
-    if (!sdpa_check(g, q, k, v, loc) || !mask_check(g, q, k, key_mask, loc)) return IR_NONE;
+static bool seg_check(IrGraph *g, IrId q, IrId k, IrId s, Loc loc) {
+    const IrNode *ns = ir_nd(g, s);
+    const IrShape *sq = &ir_nd(g, q)->shape, *sk = &ir_nd(g, k)->shape;
+    if (ns->dtype != IR_I32 || ns->shape.rank != 2 || !ir_dim_eq(ns->shape.d[0], sq->d[0]) ||
+        !ir_dim_eq(ns->shape.d[1], sk->d[2])) {
+        ir_report(g, loc, "sdpa: the segment ids must be an i32 (B, T) tensor matching k %s, got %s%s",
+               ir_shp(g, k), ir_dtype_name(ns->dtype), ir_shp(g, s));
+        return false;
+    }
+    return true;
+}
+
+IrId ir_sdpa_seg(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, IrId seg, bool causal, double scale,
+                 Loc loc) {
+    if (!ir_valid(g, q) || !ir_valid(g, k) || !ir_valid(g, v)) return IR_NONE;
+    if ((key_mask != IR_NONE && !ir_valid(g, key_mask)) || (seg != IR_NONE && !ir_valid(g, seg))) return IR_NONE;
+    if (!sdpa_check(g, q, k, v, loc)) return IR_NONE;
+    if (key_mask != IR_NONE && !mask_check(g, q, k, key_mask, loc)) return IR_NONE;
+    if (seg != IR_NONE && !seg_check(g, q, k, seg, loc)) return IR_NONE;
     if (!isfinite(scale)) {
         ir_report(g, loc, "sdpa: the scale must be finite");
         return IR_NONE;
@@ -164,36 +179,36 @@ IrId ir_sdpa_masked(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, bool caus
     IrAttrs a;
     memset(&a, 0, sizeof a);
     a.causal = causal;
+    a.segmented = seg != IR_NONE;
     a.scale = sdpa_scale(&ir_nd(g, q)->shape, scale);
-    IrId in[4] = {q, k, v, key_mask};
-    return ir_append(g, IR_SDPA, ir_nd(g, q)->dtype, ir_nd(g, q)->shape, in, 4, &a, loc);
+    IrId in[5] = {q, k, v};
+    int nin = 3;
+    if (key_mask != IR_NONE) in[nin++] = key_mask;
+    if (seg != IR_NONE) in[nin++] = seg;
+    return ir_append(g, IR_SDPA, ir_nd(g, q)->dtype, ir_nd(g, q)->shape, in, nin, &a, loc);
+}
+
+IrId ir_sdpa_masked(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, bool causal, double scale,
+                    Loc loc) {
+    if (!ir_valid(g, key_mask)) return IR_NONE;
+    return ir_sdpa_seg(g, q, k, v, key_mask, IR_NONE, causal, scale, loc);
 }
 
 IrId ir_sdpa(IrGraph *g, IrId q, IrId k, IrId v, bool causal, double scale, Loc loc) {
-    if (!ir_valid(g, q) || !ir_valid(g, k) || !ir_valid(g, v)) return IR_NONE;
-    if (!sdpa_check(g, q, k, v, loc)) return IR_NONE;
-    if (!isfinite(scale)) {
-        ir_report(g, loc, "sdpa: the scale must be finite");
-        return IR_NONE;
-    }
-    IrAttrs a;
-    memset(&a, 0, sizeof a);
-    a.causal = causal;
-    a.scale = sdpa_scale(&ir_nd(g, q)->shape, scale);
-    IrId in[3] = {q, k, v};
-    return ir_append(g, IR_SDPA, ir_nd(g, q)->dtype, ir_nd(g, q)->shape, in, 3, &a, loc);
+    return ir_sdpa_seg(g, q, k, v, IR_NONE, IR_NONE, causal, scale, loc);
 }
 
-IrId ir_sdpa_bwd_masked(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, IrId key_mask,
-                        bool causal, double scale, Loc loc) {
+IrId ir_sdpa_bwd_seg(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, IrId key_mask, IrId seg,
+                     bool causal, double scale, Loc loc) {
     if (!ir_valid(g, q) || !ir_valid(g, k) || !ir_valid(g, v) || !ir_valid(g, gout)) return IR_NONE;
-    if (key_mask != IR_NONE && !ir_valid(g, key_mask)) return IR_NONE;
+    if ((key_mask != IR_NONE && !ir_valid(g, key_mask)) || (seg != IR_NONE && !ir_valid(g, seg))) return IR_NONE;
     if (which != IR_SDPA_BWD_Q && which != IR_SDPA_BWD_K && which != IR_SDPA_BWD_V) {
         ir_report(g, loc, "internal: %s is not an sdpa backward op", ir_op_name(which));
         return IR_NONE;
     }
     if (!sdpa_check(g, q, k, v, loc)) return IR_NONE;
     if (key_mask != IR_NONE && !mask_check(g, q, k, key_mask, loc)) return IR_NONE;
+    if (seg != IR_NONE && !seg_check(g, q, k, seg, loc)) return IR_NONE;
     if (!ir_shape_eq(&ir_nd(g, gout)->shape, &ir_nd(g, q)->shape) || ir_nd(g, gout)->dtype != ir_nd(g, q)->dtype) {
         ir_report(g, loc, "sdpa backward: gradient %s does not match q %s", ir_shp(g, gout), ir_shp(g, q));
         return IR_NONE;
@@ -201,11 +216,19 @@ IrId ir_sdpa_bwd_masked(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gou
     IrAttrs a;
     memset(&a, 0, sizeof a);
     a.causal = causal;
+    a.segmented = seg != IR_NONE;
     a.scale = sdpa_scale(&ir_nd(g, q)->shape, scale);
     IrId like = which == IR_SDPA_BWD_Q ? q : which == IR_SDPA_BWD_K ? k : v;
-    IrId in[5] = {q, k, v, gout, key_mask};
-    return ir_append(g, which, ir_nd(g, like)->dtype, ir_nd(g, like)->shape, in, key_mask != IR_NONE ? 5 : 4,
-                     &a, loc);
+    IrId in[6] = {q, k, v, gout};
+    int nin = 4;
+    if (key_mask != IR_NONE) in[nin++] = key_mask;
+    if (seg != IR_NONE) in[nin++] = seg;
+    return ir_append(g, which, ir_nd(g, like)->dtype, ir_nd(g, like)->shape, in, nin, &a, loc);
+}
+
+IrId ir_sdpa_bwd_masked(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, IrId key_mask,
+                        bool causal, double scale, Loc loc) {
+    return ir_sdpa_bwd_seg(g, which, q, k, v, gout, key_mask, IR_NONE, causal, scale, loc);
 }
 
 IrId ir_sdpa_bwd(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, bool causal,

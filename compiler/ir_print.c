@@ -74,6 +74,7 @@ static void print_attrs(FILE *f, const IrNode *n) {
         break;
     case IR_SDPA: case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V:
         fprintf(f, ", causal=%s, scale=%g", a->causal ? "true" : "false", a->scale);
+        if (a->segmented) fputs(", segmented", f);
         break;
     case IR_CROSS_ENTROPY: case IR_CROSS_ENTROPY_BWD:
         fprintf(f, ", ignore_index=%" PRId64, a->ignore_index);

@@ -46,13 +46,18 @@ static IrId replay(IrGraph *s, const IrNode *n, const IrId *in, int idx) {
     case IR_ROPE:
         if (n->nin != 2) return IR_NONE;
         return a->inverse ? ir_rope_inverse(s, x, y, a->rope, l) : ir_rope(s, x, y, a->rope, l);
-    case IR_SDPA:
-        if (n->nin == 3) return ir_sdpa(s, x, y, z, a->causal, a->scale, l);
-        return n->nin == 4 ? ir_sdpa_masked(s, x, y, z, w, a->causal, a->scale, l) : IR_NONE;
-    case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V:
-        if (n->nin != 4 && n->nin != 5) return IR_NONE;
-        return ir_sdpa_bwd_masked(s, n->op, x, y, z, w, n->nin == 5 ? in[4] : IR_NONE, a->causal,
-                                  a->scale, l);
+    case IR_SDPA: {   // q, k, v [, key mask] [, seg]
+        int nm = n->nin - 3 - (a->segmented ? 1 : 0);
+        if (nm != 0 && nm != 1) return IR_NONE;
+        return ir_sdpa_seg(s, x, y, z, nm ? in[3] : IR_NONE, a->segmented ? in[n->nin - 1] : IR_NONE,
+                           a->causal, a->scale, l);
+    }
+    case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: {   // q, k, v, gout [, mask] [, seg]
+        int nm = n->nin - 4 - (a->segmented ? 1 : 0);
+        if (nm != 0 && nm != 1) return IR_NONE;
+        return ir_sdpa_bwd_seg(s, n->op, x, y, z, w, nm ? in[4] : IR_NONE,
+                               a->segmented ? in[n->nin - 1] : IR_NONE, a->causal, a->scale, l);
+    }
     case IR_CROSS_ENTROPY:
         return n->nin == 2 ? ir_cross_entropy(s, x, y, a->ignore_index, a->value, l) : IR_NONE;
     case IR_CROSS_ENTROPY_BWD:

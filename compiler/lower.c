@@ -534,16 +534,16 @@ static int match_args(Lower *L, const char *fn, const char *const *pnames, int n
 static int call_prim(Lower *L, const LPrim *p, const char **names, const LVal *vals, const Loc *locs, int n,
                      Loc call, LVal *out) {
     int np = 0;
-    while (np < 6 && p->params[np]) np++;
+    while (np < LPRIM_MAX_PARAMS && p->params[np]) np++;
     int slot[64];
     if (n > 64) {
         lower_err(L, call, "too many arguments");
         return -1;
     }
     if (match_args(L, p->name, p->params, np, names, locs, n, call, slot)) return -1;
-    LVal v[6];
-    Loc l[6];
-    for (int j = 0; j < 6; j++) {
+    LVal v[LPRIM_MAX_PARAMS];
+    Loc l[LPRIM_MAX_PARAMS];
+    for (int j = 0; j < LPRIM_MAX_PARAMS; j++) {
         v[j] = (LVal){.kind = LV_NONE};
         l[j] = call;
     }
@@ -1048,6 +1048,7 @@ void lower_options_from_spec(const CheckedSpec *cs, LowerOptions *o) {
                   !strcmp(k, "kd"))
                        ? k : "none";
     o->label_smoothing = ob->label_smoothing;
+    for (int i = 0; i < cs->ndata; i++) o->pack |= cs->data[i].pack;
     if (k && !strcmp(k, "dpo")) {
         o->beta = ob->beta;
         if (ob->loss) o->dpo_loss = ob->loss;
@@ -1172,12 +1173,12 @@ int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const 
     const LowerOptions *opt = opt_in ? opt_in : &defaults;
     memset(res, 0, sizeof *res);
     res->tokens = res->pos = res->labels = res->logits = res->loss = res->ref_logp = res->logp = IR_NONE;
-    res->old_logp = res->advantages = res->weight = res->teacher_logits = IR_NONE;
+    res->old_logp = res->advantages = res->weight = res->teacher_logits = res->seq = IR_NONE;
     const char *obj = opt->objective && strcmp(opt->objective, "none") ? opt->objective : NULL;
     // preference pairs: 2B rows (chosen, then rejected)
     IrDim bdim = obj && !strcmp(obj, "dpo") ? (IrDim){2, 1u << IR_SYM_B} : ir_dim_b();
     int errors0 = d->errors;
-    Lower L = {.d = d, .a = a, .g = g, .spec = spec, .m = m, .budget = EVAL_BUDGET,
+    Lower L = {.d = d, .a = a, .g = g, .spec = spec, .m = m, .budget = EVAL_BUDGET, .seq = IR_NONE,
                .max_depth = opt->max_def_depth > 0 ? opt->max_def_depth : DEFAULT_MAX_DEPTH};
     if (!m->arch) {
         diag_error(d, m->loc, "model `%s` has no architecture", m->name ? m->name : "?");
@@ -1219,6 +1220,10 @@ int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const 
     res->tokens = ir_input(g, LOWER_INPUT_TOKENS, IR_I32, bt, fwd->loc);
     res->pos = ir_input(g, LOWER_INPUT_POS, IR_I32, bt, fwd->loc);
     if (res->tokens == IR_NONE || res->pos == IR_NONE) return -1;
+    if (opt->pack) {   // packed rows: segment ids for every causal self-attention (p_sdpa)
+        res->seq = L.seq = ir_input(g, LOWER_INPUT_SEQ, IR_I32, bt, fwd->loc);
+        if (res->seq == IR_NONE) return -1;
+    }
     const char *names[2] = {NULL, NULL};
     LVal vals[2] = {v_tensor(res->tokens), v_tensor(res->pos)};
     Loc locs[2] = {m->loc, m->loc};

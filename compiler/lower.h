@@ -26,6 +26,10 @@
 #define LOWER_INPUT_TOKENS "tokens"
 #define LOWER_INPUT_POS "pos"
 #define LOWER_INPUT_LABELS "labels"
+// With LowerOptions.pack only:
+//   seq    (B, T)  segment ids (DsBatch.seq_id): every causal self-attention lets query i see key j
+//                  only where seq[b, i] == seq[b, j], so packed sequences never attend to each other
+#define LOWER_INPUT_SEQ "seq"
 #define LOWER_IGNORE_INDEX (-100)
 
 // How a parameter is initialised for a model trained from scratch (`= normal(std)`, `= ones`,
@@ -86,6 +90,8 @@ typedef struct LowerOptions {
     double alpha;             // kd: weight of the distillation term (default 0.5)
     const char *dpo_loss;     // dpo: "sigmoid" (default) | "hinge" | "ipo" (length-normalised)
     int max_def_depth;        // nested def calls allowed (0 → 64)
+    bool pack;                // rows hold packed sequences: add the input `seq` (above) and mask
+                              // every causal self-attention by it (set from the spec's data blocks)
 } LowerOptions;
 
 void lower_options_init(LowerOptions *o);
@@ -100,6 +106,7 @@ void lower_options_from_spec(const CheckedSpec *cs, LowerOptions *o);
 
 typedef struct LowerResult {
     IrId tokens, pos, labels; // inputs (labels is IR_NONE without an objective)
+    IrId seq;                 // the input `seq` with LowerOptions.pack, else IR_NONE
     IrId logits;              // (B, T, vocab), also the output "logits"
     IrId loss;                // the scalar loss, or IR_NONE
     IrId ref_logp;            // dpo: the input (2B, 1); grpo: (B, T); else IR_NONE

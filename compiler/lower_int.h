@@ -64,6 +64,8 @@ typedef struct Lower {
     bool prelude;             // stdlib/nn.trl was looked in for an unknown function
     bool implicit;            // the arch declares no `param`: parameters with the usual decoder
                               // names are declared on first use, shaped from cfg
+    IrId seq;                 // packed rows: segment ids (B, T) every causal self-attention uses,
+                              // or IR_NONE
 } Lower;
 
 // lower.c
@@ -90,10 +92,11 @@ typedef struct LArgs {
 } LArgs;
 
 typedef int (*LPrimFn)(Lower *L, const LArgs *args, LVal *out);
+#define LPRIM_MAX_PARAMS 7
 typedef struct LPrim {
     const char *name;
     int nreq;                 // required parameters (positional or named)
-    const char *params[6];    // parameter names (NULL-terminated when fewer than 6)
+    const char *params[LPRIM_MAX_PARAMS]; // parameter names (NULL-terminated when fewer)
     LPrimFn fn;
     int op;                   // IrOp for the generic unary/binary/reduction handlers
 } LPrim;

@@ -302,15 +302,24 @@ static int p_rope(Lower *L, const LArgs *a, LVal *out) {
     return done(L, ir_rope(L->g, x, pos, r, a->call), out);
 }
 
-// sdpa(q, k, v, causal = false, scale = 1/sqrt(head_dim), key_mask = none): key_mask (B, T),
-// 0 = a padding key nobody attends to
+// sdpa(q, k, v, causal = false, scale = 1/sqrt(head_dim), key_mask = none, segments = none):
+// key_mask (B, T), 0 = a padding key nobody attends to; segments (B, T) i32, query i sees key j
+// only where segments[i] == segments[j]. When the graph packs rows (L->seq), a causal
+// self-attention without explicit segments uses the input `seq`.
 static int p_sdpa(Lower *L, const LArgs *a, LVal *out) {
-    IrId q, k, v, mask = IR_NONE;
+    IrId q, k, v, mask = IR_NONE, seg = IR_NONE;
     bool causal;
     double scale;
     if (targ(L, a, 0, &q) || targ(L, a, 1, &k) || targ(L, a, 2, &v) || barg(L, a, 3, false, "causal", &causal) ||
-        narg(L, a, 4, 0, "the scale", &scale) || (given(a, 5) && targ(L, a, 5, &mask)))
+        narg(L, a, 4, 0, "the scale", &scale) || (given(a, 5) && targ(L, a, 5, &mask)) ||
+        (given(a, 6) && targ(L, a, 6, &seg)))
         return -1;
+    if (seg == IR_NONE && causal && L->seq != IR_NONE) {
+        const IrNode *nq = ir_node(L->g, q), *nk = ir_node(L->g, k);
+        if (nq && nk && nq->shape.rank == 4 && nk->shape.rank == 4 && ir_dim_eq(nq->shape.d[2], nk->shape.d[2]))
+            seg = L->seq;
+    }
+    if (seg != IR_NONE) return done(L, ir_sdpa_seg(L->g, q, k, v, mask, seg, causal, scale, a->call), out);
     if (mask != IR_NONE) return done(L, ir_sdpa_masked(L->g, q, k, v, mask, causal, scale, a->call), out);
     return done(L, ir_sdpa(L->g, q, k, v, causal, scale, a->call), out);
 }
@@ -509,7 +518,7 @@ static const LPrim prims[] = {
     {"matmul", 2, {"a", "b", "trans_a", "trans_b"}, p_matmul, 0},
     {"embed", 2, {"ids", "table"}, p_embed, 0},
     {"rope", 3, {"x", "pos", "theta"}, p_rope, 0},
-    {"sdpa", 3, {"q", "k", "v", "causal", "scale", "key_mask"}, p_sdpa, 0},
+    {"sdpa", 3, {"q", "k", "v", "causal", "scale", "key_mask", "segments"}, p_sdpa, 0},
     {"cross_entropy", 2, {"logits", "labels", "ignore_index", "label_smoothing"}, p_cross_entropy, 0},
     {"gather", 3, {"x", "idx", "axis"}, p_gather, 0},
     {"reshape", 2, {"x", "shape"}, p_reshape, 0},

@@ -236,6 +236,9 @@ static int setup_aux(Trainer *t, LoadedSpec *spec) {
     LowerOptions opt;
     lower_options_init(&opt);
     opt.objective = "none";
+    LowerOptions sopt;   // a packed run's teacher / reference masks attention by `seq` too
+    lower_options_from_spec(t->cs, &sopt);
+    opt.pack = sopt.pack;
     ir_graph_init(&t->ga, t->d, IR_F32);
     if (lower_model_opts(t->d, t->a, spec, t->cs, idx, &opt, &t->ga, &t->resa) != 0) return -1;
     t->alogits_out = find_output(&t->ga, "logits");
@@ -440,12 +443,30 @@ static int bind_inputs(Trainer *t, CpuProgram *p, const int32_t *tokens, const i
     return 0;
 }
 
+// Binds the segment ids of packed rows when graph g (run by p) has the input `seq`; seq NULL
+// means one sequence per row (zeros, allocated into *zeros for the caller to free).
+static int bind_seq(Trainer *t, CpuProgram *p, const IrGraph *g, const int32_t *seq, int B, int T,
+                    int32_t **zeros) {
+    if (ir_find(g, LOWER_INPUT_SEQ) == IR_NONE) return 0;
+    size_t n = (size_t)B * (size_t)T;
+    if (!seq) {
+        if (!*zeros) *zeros = calloc(n ? n : 1, sizeof(int32_t));
+        if (!*zeros) {
+            diag_plain_error(t->d, "out of memory");
+            return -1;
+        }
+        seq = *zeros;
+    }
+    return cpu_bind_name(p, LOWER_INPUT_SEQ, seq, n * sizeof(int32_t));
+}
+
 // Runs the teacher / reference on the batch and binds what it computed to program p.
-static int run_aux(Trainer *t, CpuProgram *p, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
-                   int B, int T) {
+static int run_aux(Trainer *t, CpuProgram *p, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                   const int32_t *labels, int B, int T, int32_t **zeros) {
     if (t->aux == TR_AUX_NONE) return 0;
     size_t nb = (size_t)B * (size_t)T * sizeof(int32_t);
-    if (cpu_bind_name(t->aprog, LOWER_INPUT_TOKENS, tokens, nb) || cpu_bind_name(t->aprog, LOWER_INPUT_POS, pos, nb))
+    if (cpu_bind_name(t->aprog, LOWER_INPUT_TOKENS, tokens, nb) || cpu_bind_name(t->aprog, LOWER_INPUT_POS, pos, nb) ||
+        bind_seq(t, t->aprog, &t->ga, seq, B, T, zeros))
         return -1;
     if (ir_find(&t->ga, LOWER_INPUT_LABELS) != IR_NONE && cpu_bind_name(t->aprog, LOWER_INPUT_LABELS, labels, nb))
         return -1;
@@ -493,10 +514,18 @@ static int run_aux(Trainer *t, CpuProgram *p, const int32_t *tokens, const int32
 
 int tr_micro_step(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
                   int B, int T, uint64_t step, double *loss_sum) {
-    if (bind_inputs(t, t->prog, tokens, pos, labels, B, T) || run_aux(t, t->prog, tokens, pos, labels, B, T))
-        return -1;
+    return tr_micro_step_seq(t, tokens, pos, NULL, labels, B, T, step, loss_sum);
+}
+
+int tr_micro_step_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                      const int32_t *labels, int B, int T, uint64_t step, double *loss_sum) {
+    int32_t *zeros = NULL;
+    int rc = bind_inputs(t, t->prog, tokens, pos, labels, B, T) || bind_seq(t, t->prog, &t->g, seq, B, T, &zeros) ||
+             run_aux(t, t->prog, tokens, pos, seq, labels, B, T, &zeros);
     int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};   // dpo: B is the number of pairs
-    if (cpu_run(t->prog, sym, step) != 0) return -1;
+    if (!rc) rc = cpu_run(t->prog, sym, step);
+    free(zeros);
+    if (rc) return -1;
     const CpuTensor *l = cpu_output(t->prog, t->loss_out);
     *loss_sum = l && l->numel >= 1 ? ((const float *)l->data)[0] : NAN;
     for (int i = 0; i < t->np; i++) {
@@ -538,10 +567,18 @@ int tr_apply(Trainer *t, int64_t n_targets, double *grad_norm, double *lr) {
 
 int tr_eval_batch(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
                   int B, int T, double *loss_sum) {
-    if (bind_inputs(t, t->eprog, tokens, pos, labels, B, T) || run_aux(t, t->eprog, tokens, pos, labels, B, T))
-        return -1;
+    return tr_eval_batch_seq(t, tokens, pos, NULL, labels, B, T, loss_sum);
+}
+
+int tr_eval_batch_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                      const int32_t *labels, int B, int T, double *loss_sum) {
+    int32_t *zeros = NULL;
+    int rc = bind_inputs(t, t->eprog, tokens, pos, labels, B, T) || bind_seq(t, t->eprog, &t->ge, seq, B, T, &zeros) ||
+             run_aux(t, t->eprog, tokens, pos, seq, labels, B, T, &zeros);
     int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};
-    if (cpu_run(t->eprog, sym, 0) != 0) return -1;
+    if (!rc) rc = cpu_run(t->eprog, sym, 0);
+    free(zeros);
+    if (rc) return -1;
     const CpuTensor *l = cpu_output(t->eprog, t->eloss_out);
     *loss_sum = l && l->numel >= 1 ? ((const float *)l->data)[0] : NAN;
     return 0;

@@ -60,6 +60,11 @@ void tr_free(Trainer *t);
 // (B, T) int32, labels already shifted (-100 = ignored). step feeds dropout. Returns 0 or -1.
 int tr_micro_step(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
                   int B, int T, uint64_t step, double *loss_sum);
+// The same with segment ids seq (B, T) (DsBatch.seq_id) for packed rows: when the spec packs, every
+// causal self-attention lets a token see only earlier tokens of its own sequence. seq NULL: one
+// sequence per row (tr_micro_step passes NULL). Ignored by graphs without packing.
+int tr_micro_step_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                      const int32_t *labels, int B, int T, uint64_t step, double *loss_sum);
 // Divides the accumulated gradients by n_targets, clips (train.clip_norm), updates every trainable
 // parameter with lr = base lr * schedule(step), and zeroes the accumulators. *grad_norm gets the
 // pre-clip norm. Returns 0.
@@ -67,6 +72,9 @@ int tr_apply(Trainer *t, int64_t n_targets, double *grad_norm, double *lr);
 // Forward only (no dropout) through the evaluation graph: summed loss of the batch.
 int tr_eval_batch(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
                   int B, int T, double *loss_sum);
+// The same with segment ids (see tr_micro_step_seq).
+int tr_eval_batch_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+                      const int32_t *labels, int B, int T, double *loss_sum);
 // The logits (B, T, V) of the last tr_eval_batch, or NULL.
 const float *tr_eval_logits(const Trainer *t, int64_t *numel);
 // Zeroes the gradient accumulators.

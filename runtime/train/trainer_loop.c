@@ -549,7 +549,7 @@ static int evaluate(Run *r) {
     int n, rc = 0;
     while ((n = ds_next_batch(r->eval, (int)r->cs->train.batch, &b)) > 0) {
         double l;
-        if (tr_eval_batch(r->t, b.tokens, b.positions, b.targets, b.B, b.T, &l)) {
+        if (tr_eval_batch_seq(r->t, b.tokens, b.positions, b.seq_id, b.targets, b.B, b.T, &l)) {
             rc = -1;
             break;
         }
@@ -648,8 +648,8 @@ static int loop(Run *r) {
             }
             double l;
             uint64_t dstep = (uint64_t)t->step * (uint64_t)tr->grad_accum + (uint64_t)k;
-            if (tr_micro_step(t, r->batch.tokens, r->batch.positions, r->batch.targets, r->batch.B,
-                              r->batch.T, dstep, &l))
+            if (tr_micro_step_seq(t, r->batch.tokens, r->batch.positions, r->batch.seq_id, r->batch.targets,
+                                  r->batch.B, r->batch.T, dstep, &l))
                 return TR_RUNTIME_ERROR;
             loss_sum += l;
             targets += t->per_pair ? r->batch.n_examples : r->batch.n_targets;

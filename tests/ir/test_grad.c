@@ -207,6 +207,25 @@ static void model_cases(void) {
         gc_check(&c, ir_sdpa_masked(&c.g, q, k, v, m, true, 0, L0), TOL);
     }
 
+    // packed rows: segment ids (B, T) block the attention between sequences of one row; with the
+    // causal mask, with a key mask too, and non-causal (block-diagonal); -1 marks padding
+    static const struct { const char *name; int hq, hk; bool causal, masked; } sg[] = {
+        {"sdpa causal GQA segments", 4, 2, true, false},
+        {"sdpa causal MHA segments + key mask", 2, 2, true, true},
+        {"sdpa full GQA segments", 3, 1, false, false},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        gc_begin(&c, sg[i].name, 2, 5);
+        IrId q = gc_var(&c, ir_shape4(DB, D(sg[i].hq), DT, D(3)), -1, 1);
+        IrId k = gc_var(&c, ir_shape4(DB, D(sg[i].hk), DT, D(3)), -1, 1);
+        IrId v = gc_var(&c, ir_shape4(DB, D(sg[i].hk), DT, D(3)), -1, 1);
+        int32_t seg[10] = {0, 0, 1, 1, 1, 0, 1, 2, 2, -1};
+        int32_t km[10] = {1, 1, 1, 0, 1, 1, 1, 1, 1, 1};
+        IrId s = gc_input(&c, IR_I32, ir_shape2(DB, DT), seg);
+        IrId m = sg[i].masked ? gc_input(&c, IR_I32, ir_shape2(DB, DT), km) : IR_NONE;
+        gc_check(&c, ir_sdpa_seg(&c.g, q, k, v, m, s, sg[i].causal, 0, L0), TOL);
+    }
+
     // cross entropy with ignored positions, with and without label smoothing
     for (int ls = 0; ls < 2; ls++) {
         gc_begin(&c, ls ? "cross_entropy smoothing 0.1" : "cross_entropy ignore_index", 2, 3);
