@@ -9,6 +9,8 @@
 //             dq_i = scale sum_j ds_ij k_j         (trlc_attention_backward_dq, one warp per query)
 //             dk_j = scale sum_i ds_ij q_i, dv_j = sum_i p_ij dO_i   summed over the query heads of
 //             the group (trlc_attention_backward_dkdv, one warp per key; no atomics)
+// Packed rows: seg (B, T) segment ids, or NULL; query i sees key j only where seg[j] == seg[i]
+// (several sequences in one row never attend to each other; the CPU sdpa's `segmented` input).
 // C reference: kernels_ref.c (the same loops). Launch: forward and dq grid (ceil(T/4), Hq, B),
 // dkdv grid (ceil(T/4), Hkv, B); 128 threads (4 warps) per block.
 #define ATT_TILE 32
@@ -36,12 +38,15 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_forward(
     const float *q,             // (B, Hq, T, D)
     const float *k,             // (B, Hkv, T, D)
     const float *v,             // (B, Hkv, T, D)
+    const int *seg,             // (B, T) segment ids, or NULL
     int T, int D, int Hq, int Hkv, float scale, int causal)
 {
     __shared__ float ks[ATT_TILE][ATT_MAXD], vs[ATT_TILE][ATT_MAXD];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const long long b = blockIdx.z, h = blockIdx.y, hk = h / (Hq / Hkv);
     const int i = blockIdx.x * ATT_WARPS + warp;           // this warp's query row
+    const int *sg = seg ? seg + b * T : 0;                 // (T) this row's segments
+    const int si = sg && i < T ? sg[i] : 0;
     const int row_last = min(T - 1, (int)(blockIdx.x * ATT_WARPS + ATT_WARPS - 1));
     const float *qi = q + ((b * Hq + h) * T + (i < T ? i : 0)) * (long long)D;
     float qr[ATT_MAXD / 32], acc[ATT_MAXD / 32];
@@ -64,6 +69,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_forward(
         if (i >= T) continue;
         const int jn = min(ATT_TILE, (causal ? i + 1 : T) - j0);
         for (int r = 0; r < jn; r++) {
+            if (sg && sg[j0 + r] != si) continue;   // another packed sequence (warp-uniform)
             const float s = scale * row_dot(qr, ks[r], D, lane);
             const float mn = fmaxf(m, s), corr = expf(m - mn), p = expf(s - mn);
             l = l * corr + p;
@@ -89,12 +95,15 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dq(
     const float *q, const float *k, const float *v,
     const float *out, const float *dout,   // (B, Hq, T, D)
     const float *lse,           // (B, Hq, T)
+    const int *seg,             // (B, T) segment ids, or NULL
     int T, int D, int Hq, int Hkv, float scale, int causal)
 {
     __shared__ float ks[ATT_TILE][ATT_MAXD], vs[ATT_TILE][ATT_MAXD];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const long long b = blockIdx.z, h = blockIdx.y, hk = h / (Hq / Hkv);
     const int i = blockIdx.x * ATT_WARPS + warp;
+    const int *sg = seg ? seg + b * T : 0;                 // (T) this row's segments
+    const int si = sg && i < T ? sg[i] : 0;
     const int row_last = min(T - 1, (int)(blockIdx.x * ATT_WARPS + ATT_WARPS - 1));
     const long long ro = ((b * Hq + h) * T + (i < T ? i : 0)) * (long long)D;
     float qr[ATT_MAXD / 32], dor[ATT_MAXD / 32], dqr[ATT_MAXD / 32];
@@ -122,6 +131,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dq(
         if (i >= T) continue;
         const int jn = min(ATT_TILE, (causal ? i + 1 : T) - j0);
         for (int r = 0; r < jn; r++) {
+            if (sg && sg[j0 + r] != si) continue;   // another packed sequence (warp-uniform)
             const float p = expf(scale * row_dot(qr, ks[r], D, lane) - li);
             const float ds = p * (row_dot(dor, vs[r], D, lane) - dl);
             for (int c = 0; c < ATT_MAXD / 32; c++) {
@@ -143,6 +153,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dkdv(
     const float *q, const float *k, const float *v,
     const float *dout,          // (B, Hq, T, D)
     const float *lse, const float *delta,   // (B, Hq, T)
+    const int *seg,             // (B, T) segment ids, or NULL
     int T, int D, int Hq, int Hkv, float scale, int causal)
 {
     __shared__ float qs[ATT_TILE][ATT_MAXD], dos[ATT_TILE][ATT_MAXD];
@@ -152,6 +163,8 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dkdv(
     const int group = Hq / Hkv;
     const int j = blockIdx.x * ATT_WARPS + warp;           // this warp's key row
     const int row_first = blockIdx.x * ATT_WARPS;
+    const int *sg = seg ? seg + b * T : 0;                 // (T) this row's segments
+    const int sj = sg && j < T ? sg[j] : 0;
     const long long ro = ((b * Hkv + hk) * T + (j < T ? j : 0)) * (long long)D;
     float kr[ATT_MAXD / 32], vr[ATT_MAXD / 32], dkr[ATT_MAXD / 32], dvr[ATT_MAXD / 32];
     for (int c = 0; c < ATT_MAXD / 32; c++) {
@@ -181,7 +194,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dkdv(
             if (j >= T) continue;
             for (int r = 0; r < ATT_TILE; r++) {
                 const int i = i0 + r;
-                if (i >= T || (causal && i < j)) continue;
+                if (i >= T || (causal && i < j) || (sg && sg[i] != sj)) continue;
                 // s needs q_i . k_j: q_i in shared memory, k_j in registers (same layout as row_dot)
                 float s = 0.0f, dp = 0.0f;
                 for (int c = 0; c < ATT_MAXD / 32; c++) {

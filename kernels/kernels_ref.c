@@ -91,8 +91,9 @@ static float dot(const float *a, const float *b, int64_t D) {
     return s;
 }
 
-void trlc_attention_fwd_ref(float *out, float *lse, const float *q, const float *k, const float *v, int64_t B,
-                            int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal) {
+void trlc_attention_fwd_ref(float *out, float *lse, const float *q, const float *k, const float *v,
+                            const int32_t *seg, int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale,
+                            int causal) {
     float acc[256];
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < Hq; h++) {
@@ -102,6 +103,7 @@ void trlc_attention_fwd_ref(float *out, float *lse, const float *q, const float 
                 float m = -INFINITY, l = 0;
                 for (int64_t d = 0; d < D && d < 256; d++) acc[d] = 0;
                 for (int64_t j = 0; j < (causal ? i + 1 : T); j++) {
+                    if (seg && seg[b * T + j] != seg[b * T + i]) continue;
                     const float *kj = k + ((b * Hkv + hk) * T + j) * D, *vj = v + ((b * Hkv + hk) * T + j) * D;
                     float s = scale * dot(qi, kj, D), mn = fmaxf(m, s), corr = expf(m - mn), p = expf(s - mn);
                     l = l * corr + p;
@@ -116,8 +118,8 @@ void trlc_attention_fwd_ref(float *out, float *lse, const float *q, const float 
 }
 
 void trlc_attention_bwd_dq_ref(float *dq, float *delta, const float *q, const float *k, const float *v,
-                               const float *out, const float *dout, const float *lse, int64_t B, int64_t Hq,
-                               int64_t Hkv, int64_t T, int64_t D, float scale, int causal) {
+                               const float *out, const float *dout, const float *lse, const int32_t *seg,
+                               int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal) {
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < Hq; h++) {
             int64_t hk = h / (Hq / Hkv);
@@ -126,6 +128,7 @@ void trlc_attention_bwd_dq_ref(float *dq, float *delta, const float *q, const fl
                 float dl = dot(dout + ro, out + ro, D), li = lse[(b * Hq + h) * T + i];
                 for (int64_t d = 0; d < D; d++) dq[ro + d] = 0;
                 for (int64_t j = 0; j < (causal ? i + 1 : T); j++) {
+                    if (seg && seg[b * T + j] != seg[b * T + i]) continue;
                     const float *kj = k + ((b * Hkv + hk) * T + j) * D, *vj = v + ((b * Hkv + hk) * T + j) * D;
                     float p = expf(scale * dot(q + ro, kj, D) - li);
                     float ds = p * (dot(dout + ro, vj, D) - dl);
@@ -137,8 +140,8 @@ void trlc_attention_bwd_dq_ref(float *dq, float *delta, const float *q, const fl
 }
 
 void trlc_attention_bwd_dkdv_ref(float *dk, float *dv, const float *q, const float *k, const float *v,
-                                 const float *dout, const float *lse, const float *delta, int64_t B, int64_t Hq,
-                                 int64_t Hkv, int64_t T, int64_t D, float scale, int causal) {
+                                 const float *dout, const float *lse, const float *delta, const int32_t *seg,
+                                 int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal) {
     int64_t group = Hq / Hkv;
     for (int64_t b = 0; b < B; b++)
         for (int64_t hk = 0; hk < Hkv; hk++)
@@ -148,6 +151,7 @@ void trlc_attention_bwd_dkdv_ref(float *dk, float *dv, const float *q, const flo
                 for (int64_t g = 0; g < group; g++) {
                     int64_t h = hk * group + g;
                     for (int64_t i = causal ? j : 0; i < T; i++) {
+                        if (seg && seg[b * T + i] != seg[b * T + j]) continue;
                         const float *qi = q + ((b * Hq + h) * T + i) * D, *doi = dout + ((b * Hq + h) * T + i) * D;
                         float p = expf(scale * dot(qi, k + ro, D) - lse[(b * Hq + h) * T + i]);
                         float ds = p * (dot(doi, v + ro, D) - delta[(b * Hq + h) * T + i]);

@@ -22,15 +22,16 @@ void trlc_cross_entropy_bwd_ref(float *dlogits /* (N,V) */, const float *logits,
 // adamw.cu trlc_adamw_update
 void trlc_adamw_ref(float *p, float *m, float *v, const float *g, int64_t n, float lr, float b1, float b2,
                     float eps, float wd, float bc1, float bc2, float grad_scale);
-// attention.cu
+// attention.cu; seg (B,T) segment ids of packed rows or NULL: query i sees key j iff seg[i] == seg[j]
 void trlc_attention_fwd_ref(float *out /* (B,Hq,T,D) */, float *lse /* (B,Hq,T) */, const float *q,
-                            const float *k /* (B,Hkv,T,D) */, const float *v, int64_t B, int64_t Hq, int64_t Hkv,
-                            int64_t T, int64_t D, float scale, int causal);
+                            const float *k /* (B,Hkv,T,D) */, const float *v, const int32_t *seg, int64_t B,
+                            int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal);
 void trlc_attention_bwd_dq_ref(float *dq, float *delta /* (B,Hq,T) */, const float *q, const float *k,
-                               const float *v, const float *out, const float *dout, const float *lse, int64_t B,
+                               const float *v, const float *out, const float *dout, const float *lse,
+                               const int32_t *seg, int64_t B,
                                int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal);
 void trlc_attention_bwd_dkdv_ref(float *dk, float *dv /* (B,Hkv,T,D) */, const float *q, const float *k,
                                  const float *v, const float *dout, const float *lse, const float *delta,
-                                 int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal);
+                                 const int32_t *seg, int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal);
 
 #endif

@@ -187,21 +187,26 @@ static void test_library(RtCudaDevice *dev, RtCudaCache *cache, const char *arch
     void *fdq = build(dev, cache, arch, src, "attention.cu", "trlc_attention_backward_dq", &d);
     void *fkv = build(dev, cache, arch, src, "attention.cu", "trlc_attention_backward_dkdv", &d);
     CHECK(ffw && fdq && fkv);
-    for (int causal = 0; causal < 2 && ffw && fdq && fkv; causal++) {
+    int32_t segs[B * T];   // packed rows: three sequences in row 0, two and padding (-1) in row 1
+    for (int i = 0; i < T; i++) segs[i] = i < 20 ? 0 : i < 45 ? 1 : 2, segs[T + i] = i < 33 ? 0 : i < 60 ? 1 : -1;
+    for (int mode = 0; mode < 3 && ffw && fdq && fkv; mode++) {   // full, causal, causal + segments
+        int causal = mode > 0;
+        const int32_t *seg = mode == 2 ? segs : NULL;
         float scale = 0.125f;
-        trlc_attention_fwd_ref(o, lse, q, k, v, B, Hq, Hkv, T, D, scale, causal);
-        trlc_attention_bwd_dq_ref(dq, delta, q, k, v, o, go, lse, B, Hq, Hkv, T, D, scale, causal);
-        trlc_attention_bwd_dkdv_ref(dk, dv, q, k, v, go, lse, delta, B, Hq, Hkv, T, D, scale, causal);
+        trlc_attention_fwd_ref(o, lse, q, k, v, seg, B, Hq, Hkv, T, D, scale, causal);
+        trlc_attention_bwd_dq_ref(dq, delta, q, k, v, o, go, lse, seg, B, Hq, Hkv, T, D, scale, causal);
+        trlc_attention_bwd_dkdv_ref(dk, dv, q, k, v, go, lse, delta, seg, B, Hq, Hkv, T, D, scale, causal);
+        RtCudaPtr ps = seg ? up(dev, seg, sizeof segs) : 0;
         RtCudaPtr pq = up(dev, q, nq * 4), pk = up(dev, k, nkv * 4), pv = up(dev, v, nkv * 4), pgo = up(dev, go, nq * 4);
         RtCudaPtr po = up(dev, NULL, nq * 4), pl = up(dev, NULL, B * Hq * T * 4), pdq = up(dev, NULL, nq * 4);
         RtCudaPtr pdl = up(dev, NULL, B * Hq * T * 4), pdk = up(dev, NULL, nkv * 4), pdv = up(dev, NULL, nkv * 4);
         int t = T, dd = D, hq = Hq, hkv = Hkv;
         unsigned grid[3] = {(T + 3) / 4, Hq, B}, gridkv[3] = {(T + 3) / 4, Hkv, B}, block[3] = {128, 1, 1};
-        void *a1[] = {&po, &pl, &pq, &pk, &pv, &t, &dd, &hq, &hkv, &scale, &causal};
+        void *a1[] = {&po, &pl, &pq, &pk, &pv, &ps, &t, &dd, &hq, &hkv, &scale, &causal};
         CHECK(rt_cuda_launch(dev, ffw, grid, block, 0, a1, "attention forward") == 0);
-        void *a2[] = {&pdq, &pdl, &pq, &pk, &pv, &po, &pgo, &pl, &t, &dd, &hq, &hkv, &scale, &causal};
+        void *a2[] = {&pdq, &pdl, &pq, &pk, &pv, &po, &pgo, &pl, &ps, &t, &dd, &hq, &hkv, &scale, &causal};
         CHECK(rt_cuda_launch(dev, fdq, grid, block, 0, a2, "attention dq") == 0);
-        void *a3[] = {&pdk, &pdv, &pq, &pk, &pv, &pgo, &pl, &pdl, &t, &dd, &hq, &hkv, &scale, &causal};
+        void *a3[] = {&pdk, &pdv, &pq, &pk, &pv, &pgo, &pl, &pdl, &ps, &t, &dd, &hq, &hkv, &scale, &causal};
         CHECK(rt_cuda_launch(dev, fkv, gridkv, block, 0, a3, "attention dkdv") == 0);
         CHECK(rt_cuda_sync(dev, "attention") == 0);
         double e[5];
@@ -211,10 +216,12 @@ static void test_library(RtCudaDevice *dev, RtCudaCache *cache, const char *arch
         rt_cuda_download(dev, got, pdk, nkv * 4), e[3] = relerr(got, dk, nkv);
         rt_cuda_download(dev, got, pdv, nkv * 4), e[4] = relerr(got, dv, nkv);
         printf("attention on the GPU (%s, T=%d, D=%d, GQA %d/%d) vs reference: o %.2g lse %.2g dq %.2g dk %.2g dv %.2g\n",
-               causal ? "causal" : "full", T, D, Hq, Hkv, e[0], e[1], e[2], e[3], e[4]);
+               seg ? "causal, packed segments" : causal ? "causal" : "full", T, D, Hq, Hkv, e[0], e[1], e[2], e[3],
+               e[4]);
         for (int i = 0; i < 5; i++) CHECK(e[i] < 1e-3);
         RtCudaPtr all[] = {pq, pk, pv, pgo, po, pl, pdq, pdl, pdk, pdv};
         for (int i = 0; i < 10; i++) rt_cuda_free(dev, all[i]);
+        if (ps) rt_cuda_free(dev, ps);
     }
     // cross-entropy
     float *lg = malloc((size_t)N * V * 4), *loss = malloc(N * 4), *lse2 = malloc(N * 4), *gl = malloc(N * 4);

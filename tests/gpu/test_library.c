@@ -83,9 +83,9 @@ static void test_attention_rope_ce(int causal) {
     CHECK(cpu_run(p, sym, 0) == 0);
     static float o[B * Hq * T * D], lse[B * Hq * T], dq[B * Hq * T * D], delta[B * Hq * T];
     static float dk[B * Hkv * T * D], dv[B * Hkv * T * D], ry[B * Hq * T * D];
-    trlc_attention_fwd_ref(o, lse, qb, kb, vb, B, Hq, Hkv, T, D, scale, causal);
-    trlc_attention_bwd_dq_ref(dq, delta, qb, kb, vb, o, gob, lse, B, Hq, Hkv, T, D, scale, causal);
-    trlc_attention_bwd_dkdv_ref(dk, dv, qb, kb, vb, gob, lse, delta, B, Hq, Hkv, T, D, scale, causal);
+    trlc_attention_fwd_ref(o, lse, qb, kb, vb, NULL, B, Hq, Hkv, T, D, scale, causal);
+    trlc_attention_bwd_dq_ref(dq, delta, qb, kb, vb, o, gob, lse, NULL, B, Hq, Hkv, T, D, scale, causal);
+    trlc_attention_bwd_dkdv_ref(dk, dv, qb, kb, vb, gob, lse, delta, NULL, B, Hq, Hkv, T, D, scale, causal);
     double e_o = maxdiff(o, out_of(p, "o"), B * Hq * T * D), e_dq = maxdiff(dq, out_of(p, "dq"), B * Hq * T * D);
     double e_dk = maxdiff(dk, out_of(p, "dk"), B * Hkv * T * D), e_dv = maxdiff(dv, out_of(p, "dv"), B * Hkv * T * D);
     printf("attention (%s, GQA %d/%d, T=%d, D=%d) vs interpreter: o %.2g, dq %.2g, dk %.2g, dv %.2g\n",
