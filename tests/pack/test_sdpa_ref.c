@@ -2,7 +2,8 @@
 // (sdpa_seg_ref.txt from gen_sdpa_ref.py: torch SDPA with an explicit block-diagonal causal mask,
 // GQA, a padding key with segment -1): the forward and dq/dk/dv (the backward ops with gout = w),
 // computed in float64 and float32, both attention paths (block and row: TRLC_CPU_SDPA_BLOCK_MAX=0);
-// and the C reference of the GPU flash kernel (kernels/kernels_ref.c) with the same segment ids.
+// and the C reference of the GPU flash kernel (kernels/kernels_ref.c) with the same segment ids;
+// all-zero segment ids give bit-for-bit the output and gradients of the plain sdpa.
 // usage: test_sdpa_ref FILE
 #include "cpu.h"
 #include "ir.h"
@@ -142,6 +143,49 @@ static void gpu_ref(const Ref *r) {
     CHECK(eo < 1e-5 && eq < 1e-5 && ek < 1e-5 && ev < 1e-5);
 }
 
+// One segment per row (all zeros) == no segment input, bit for bit (unpacked batches unchanged).
+static void zeros_identical(const Ref *r) {
+    Diag d;
+    diag_init(&d, stderr);
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F64);
+    Loc l = {0, 0, 0};
+    IrShape sq = ir_shape4(ir_dim(B), ir_dim(HQ), ir_dim(T), ir_dim(D));
+    IrShape sk = ir_shape4(ir_dim(B), ir_dim(HK), ir_dim(T), ir_dim(D));
+    IrId q = ir_input(&g, "q", IR_F64, sq, l), k = ir_input(&g, "k", IR_F64, sk, l);
+    IrId v = ir_input(&g, "v", IR_F64, sk, l), w = ir_input(&g, "w", IR_F64, sq, l);
+    IrId s = ir_input(&g, "seg", IR_I32, ir_shape2(ir_dim(B), ir_dim(T)), l);
+    IrOp bw[3] = {IR_SDPA_BWD_Q, IR_SDPA_BWD_K, IR_SDPA_BWD_V};
+    ir_add_output(&g, ir_sdpa(&g, q, k, v, true, 0, l), "y0");
+    ir_add_output(&g, ir_sdpa_seg(&g, q, k, v, IR_NONE, s, true, 0, l), "y1");
+    for (int i = 0; i < 3; i++) {
+        ir_add_output(&g, ir_sdpa_bwd(&g, bw[i], q, k, v, w, true, 0, l), i == 0 ? "q0" : i == 1 ? "k0" : "v0");
+        ir_add_output(&g, ir_sdpa_bwd_seg(&g, bw[i], q, k, v, w, IR_NONE, s, true, 0, l),
+                      i == 0 ? "q1" : i == 1 ? "k1" : "v1");
+    }
+    CpuProgram *p = cpu_program_new(&g, IR_F32, &d);
+    CHECK(p != NULL);
+    if (p) {
+        static float fq[NQ], fk[NK], fv[NK], fw[NQ];
+        static const int32_t zero[B * T];
+        for (int i = 0; i < NQ; i++) fq[i] = (float)r->q[i], fw[i] = (float)r->w[i];
+        for (int i = 0; i < NK; i++) fk[i] = (float)r->k[i], fv[i] = (float)r->v[i];
+        CHECK(cpu_bind_name(p, "q", fq, sizeof fq) == 0 && cpu_bind_name(p, "k", fk, sizeof fk) == 0 &&
+              cpu_bind_name(p, "v", fv, sizeof fv) == 0 && cpu_bind_name(p, "w", fw, sizeof fw) == 0 &&
+              cpu_bind_name(p, "seg", zero, sizeof zero) == 0);
+        int64_t sym[IR_NSYMS] = {B, T};
+        CHECK(cpu_run(p, sym, 0) == 0);
+        const char *pairs[4][2] = {{"y0", "y1"}, {"q0", "q1"}, {"k0", "k1"}, {"v0", "v1"}};
+        for (int i = 0; i < 4; i++) {
+            const CpuTensor *a = cpu_output_named(p, pairs[i][0]), *b = cpu_output_named(p, pairs[i][1]);
+            CHECK(a && b && a->numel == b->numel && !memcmp(a->data, b->data, (size_t)a->numel * sizeof(float)));
+        }
+        cpu_program_free(p);
+    }
+    ir_graph_free(&g);
+    diag_free(&d);
+}
+
 int main(int argc, char **argv) {
     static Ref r;
     CHECK(argc > 1 && read_ref(argv[1], &r) == 0);
@@ -149,5 +193,6 @@ int main(int argc, char **argv) {
     run(&r, IR_F64, 1e-12, "f64");
     run(&r, IR_F32, 1e-5, "f32");
     gpu_ref(&r);
+    zeros_identical(&r);
     return test_done("pack.sdpa_ref");
 }
