@@ -164,10 +164,16 @@ gen_acc=$(sed -n 's/^exact match: \([0-9]*\/[0-9]*\) .*/\1/p' "$W/out.txt")
 [ -n "$run_acc" ] && [ "$run_acc" = "$gen_acc" ] && ok || bad "trlc run exact match '$run_acc' != trlc generate --eval '$gen_acc'"
 
 # --- Ctrl-C: stop after the step, save, resume ---
+# A background job of a non-interactive shell starts with SIGINT ignored until trlc installs its
+# handler (before training): wait for the first logged step however long start-up takes on a busy
+# machine (the handler is in place by then), and never wait forever for the exit.
 "$TRLC" run lora.trl --set train.steps=100000 --set train.log_every=1steps --out "$W/int" >/dev/null 2>"$W/err.txt" &
 pid=$!
-for i in $(seq 1 200); do [ -s "$W/int/metrics.jsonl" ] && break; sleep 0.05; done
-kill -INT $pid; wait $pid; rc=$?
+for i in $(seq 1 1200); do [ -s "$W/int/metrics.jsonl" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill -INT $pid
+( sleep 120; kill -KILL $pid 2>/dev/null ) & watchdog=$!
+wait $pid; rc=$?
+kill $watchdog 2>/dev/null; wait $watchdog 2>/dev/null
 [ $rc = 3 ] && ok || bad "interrupted run: exit $rc, want 3"
 grep_err "interrupted after step [0-9]*: checkpoint saved"
 ls -d "$W"/int/checkpoint-* >/dev/null 2>&1 && ok || bad "interrupted run: no checkpoint"
@@ -177,7 +183,7 @@ P="--set train.save_every=1steps --set train.keep=2"
 expect_rc 0 "packed, uninterrupted" -- "$TRLC" run pretrain.trl $P --out "$W/pk-u"
 "$TRLC" run pretrain.trl $P --out "$W/pk-k" >/dev/null 2>&1 &
 pid=$!
-for i in $(seq 1 400); do [ -d "$W/pk-k/checkpoint-3" ] && break; sleep 0.01; done
+for i in $(seq 1 12000); do [ -d "$W/pk-k/checkpoint-3" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.01; done
 kill -INT $pid 2>/dev/null; wait $pid
 expect_rc 0 "packed, resumed" -- "$TRLC" run pretrain.trl $P --resume "$W/pk-k"
 if diff <(grep -o '"step": [0-9]*, "loss": [^,]*' "$W/pk-u/metrics.jsonl") <(grep -o '"step": [0-9]*, "loss": [^,]*' "$W/pk-k/metrics.jsonl") >/dev/null; then ok; else bad "packed resume: losses differ"; fi
