@@ -1,6 +1,7 @@
 // main.c — the trlc command line: dispatches to a subcommand (cmd_*.c). The only place that
 // decides the exit status; passes below only report and count.
 #include "cli.h"
+#include "cpu.h"
 #include "diag.h"
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +45,7 @@ int cli_wants_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    cpu_prefer_passive_wait(argv);   // idle OpenMP threads sleep (see cpu.h)
     if (argc < 2) {
         print_help(stderr);
         return EXIT_USAGE;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define CPU_MAX_BYTES ((int64_t)1 << 40)   // refuse single tensors above 1 TiB
 #define CPU_MAX_SYM ((int64_t)1 << 31)
@@ -78,6 +79,12 @@ static void blas_single_thread(void) {
     if (done) return;
     done = true;
     openblas_set_num_threads(1);
+}
+
+void cpu_prefer_passive_wait(char **argv) {
+    if (!argv || !argv[0] || getenv("OMP_WAIT_POLICY")) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 0) != 0) return;
+    execv("/proc/self/exe", argv);   // returns only on failure: run on with the default policy
 }
 
 CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {

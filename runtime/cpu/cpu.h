@@ -23,6 +23,13 @@ typedef struct CpuTensor {
 
 typedef struct CpuProgram CpuProgram;
 
+// For a program's main(), first thing: when OMP_WAIT_POLICY is unset, sets it to PASSIVE and
+// re-executes the program (/proc/self/exe, same argv) so that libgomp, which reads it once at
+// load, sees it. Idle OpenMP threads then sleep instead of spinning: on a shared machine spinning
+// threads made a training step 4-10x slower (on an idle one passive costs ~8%). Set
+// OMP_WAIT_POLICY yourself to keep the default. Returns only when it did not re-execute.
+void cpu_prefer_passive_wait(char **argv);
+
 // The graph must outlive the program and stay unchanged. real: IR_F32 or IR_F64.
 // Returns NULL after reporting when the graph cannot be executed.
 CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d);
