@@ -6,6 +6,11 @@ Both sides train the same architecture (the quickstart model unless --hidden/--l
 otherwise) with AdamW on the same generated batches, with the same number of threads; the
 script prints tokens/s of each (median over measured steps after warm-up) and the ratio.
 What it does not measure: data loading (both use pre-tokenized batches in memory), evaluation.
+Machine load dominates the numbers: on a shared machine run it twice and compare, and read the
+trlc figure against an idle run. trlc sleeps idle OpenMP threads (OMP_WAIT_POLICY=PASSIVE unless
+set; see runtime/cpu/cpu.h), PyTorch's spin by default. Measured 2026-11-21 on 2 cores, idle
+(run at high priority): PyTorch ~30,000 tokens/s, trlc ~13,000-14,500 (0.43-0.48x; 12,100-12,400
+before the one-pool change); under load 7-8 trlc went from ~2,500 to ~8,000 tokens/s.
 """
 import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
 
