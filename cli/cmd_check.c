@@ -29,24 +29,6 @@ const char usage_check[] =
 
 enum { MAX_SETS = 64 };
 
-// Parses VALUE of `--set KEY=VALUE` as the spec language does (a source named `--set` holding
-// `NAME = VALUE;`, NAME the last part of KEY, so that errors show what was written) and applies it.
-static int apply_set(Diag *d, Arena *a, Ast *root, const char *set) {
-    const char *eq = strchr(set, '=');
-    char *key = arena_strndup(a, set, (size_t)(eq - set));
-    const char *last = strrchr(key, '.');
-    last = last ? last + 1 : key;
-    char *text = arena_printf(a, "%s = %s;", *last ? last : "_", eq + 1);
-    uint32_t file = diag_add_source(d, "--set", text, strlen(text));
-    int errors = d->errors;
-    Ast *parsed = parse_source(d, a, file);
-    if (!parsed || d->errors > errors) return -1;
-    if (parsed->nkids != 1 || parsed->kids[0]->kind != AST_ASSIGN || !parsed->kids[0]->a) {
-        diag_plain_error(d, "`--set %s`: expected KEY=VALUE with one value", set);
-        return -1;
-    }
-    return check_override(d, a, root, key, parsed->kids[0]->a);
-}
 
 int cmd_check(int argc, char **argv) {
     const char *path = NULL;
@@ -102,7 +84,7 @@ int cmd_check(int argc, char **argv) {
     if (load_spec(&d, &arena, path, &spec) == 0) {
         Ast *root = spec.mods[spec.nmods - 1].root;
         int bad = 0;
-        for (int i = 0; i < nsets; i++) bad |= apply_set(&d, &arena, root, sets[i]) != 0;
+        for (int i = 0; i < nsets; i++) bad |= check_override_arg(&d, &arena, root, sets[i]) != 0;
         if (!bad) check_spec(&d, &arena, &spec, checked);
     }
     int errors = d.errors, warnings = d.warnings;

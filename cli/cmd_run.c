@@ -46,23 +46,6 @@ static void on_signal(int sig) {
     interrupted = 1;
 }
 
-// `--set KEY=VALUE`: VALUE parsed as spec text (a source named `--set`), applied by check_override.
-static int apply_set(Diag *d, Arena *a, Ast *root, const char *set) {
-    const char *eq = strchr(set, '=');
-    char *key = arena_strndup(a, set, (size_t)(eq - set));
-    const char *last = strrchr(key, '.');
-    last = last ? last + 1 : key;
-    char *text = arena_printf(a, "%s = %s;", *last ? last : "_", eq + 1);
-    uint32_t file = diag_add_source(d, "--set", text, strlen(text));
-    int errors = d->errors;
-    Ast *parsed = parse_source(d, a, file);
-    if (!parsed || d->errors > errors) return -1;
-    if (parsed->nkids != 1 || parsed->kids[0]->kind != AST_ASSIGN || !parsed->kids[0]->a) {
-        diag_plain_error(d, "`--set %s`: expected KEY=VALUE with one value", set);
-        return -1;
-    }
-    return check_override(d, a, root, key, parsed->kids[0]->a);
-}
 
 static int usage_error(const char *msg, const char *arg) {
     fprintf(stderr, "trlc run: error: ");
@@ -119,7 +102,7 @@ int cmd_run(int argc, char **argv) {
     if (load_spec(&d, &arena, path, &spec) == 0) {
         Ast *root = spec.mods[spec.nmods - 1].root;
         int bad = 0;
-        for (int i = 0; i < nsets; i++) bad |= apply_set(&d, &arena, root, sets[i]) != 0;
+        for (int i = 0; i < nsets; i++) bad |= check_override_arg(&d, &arena, root, sets[i]) != 0;
         if (!bad && check_spec(&d, &arena, &spec, cs) == 0 && d.errors == 0) {
             if (strcmp(o.device, "cpu") != 0) {
                 diag_plain_error(&d, "`--device %s`: there is no CUDA backend in this build yet; use `--device cpu`",

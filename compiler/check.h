@@ -155,6 +155,11 @@ int check_spec(Diag *d, Arena *a, const LoadedSpec *spec, CheckedSpec *out);
 // unknown path (with did-you-mean). Call before check_spec, on the main spec's root.
 int check_override(Diag *d, Arena *a, Ast *spec, const char *path, Ast *value);
 
+// The command-line form, `KEY=VALUE` as given to `--set`: VALUE is parsed as spec text (a source
+// named `--set` holding `NAME = VALUE;`, NAME the last part of KEY, so that errors show what was
+// written) and applied with check_override. Returns 0, or -1 after reporting.
+int check_override_arg(Diag *d, Arena *a, Ast *spec, const char *set);
+
 // The linear-layer names LoRA can target in an architecture: from the arch's 2-D `.weight` params
 // (embeddings excluded; params under any `if` count), or a built-in list for llama/qwen2/qwen3
 // when arch is NULL or declares none. (For a model, check_spec also drops `lm_head` when tied.)

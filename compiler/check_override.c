@@ -159,3 +159,24 @@ int check_override(Diag *d, Arena *a, Ast *spec, const char *path, Ast *value) {
     diag_plain_error(d, "`%s`: expected a setting at the end of the path", path);
     return -1;
 }
+
+int check_override_arg(Diag *d, Arena *a, Ast *spec, const char *set) {
+    const char *eq = strchr(set, '=');
+    if (!eq || eq == set) {
+        diag_plain_error(d, "`--set %s`: expected KEY=VALUE", set);
+        return -1;
+    }
+    char *key = arena_strndup(a, set, (size_t)(eq - set));
+    const char *last = strrchr(key, '.');
+    last = last ? last + 1 : key;
+    char *text = arena_printf(a, "%s = %s;", *last ? last : "_", eq + 1);
+    uint32_t file = diag_add_source(d, "--set", text, strlen(text));
+    int errors = d->errors;
+    Ast *parsed = parse_source(d, a, file);
+    if (!parsed || d->errors > errors) return -1;
+    if (parsed->nkids != 1 || parsed->kids[0]->kind != AST_ASSIGN || !parsed->kids[0]->a) {
+        diag_plain_error(d, "`--set %s`: expected KEY=VALUE with one value", set);
+        return -1;
+    }
+    return check_override(d, a, spec, key, parsed->kids[0]->a);
+}
