@@ -6,6 +6,7 @@
 // static shared memory read from the compiled cubin's ELF sections).
 // Exit 0, 1 (spec errors), 2 (usage), 3 (a kernel failed to compile or a file could not be written).
 // Not here: running anything (trlc run), the library kernels' own sources (kernels/).
+#include "fsutil.h"
 #include "autodiff.h"
 #include "check.h"
 #include "cli.h"
@@ -47,19 +48,6 @@ const char usage_kernels[] =
     "environment: TRLC_CACHE_DIR (kernel cache), TRLC_PRINT_KERNELS=1 (print each source)\n"
     "exit status: 0 success, 1 spec errors, 2 usage error, 3 compile or write failure\n";
 
-static int mkdir_p(const char *path) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return -1;
-    for (char *s = tmp + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-        *s = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-    struct stat st;
-    return stat(tmp, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
-}
 
 typedef struct LibCubin {
     unsigned char *cubin;
@@ -166,7 +154,7 @@ int cmd_kernels(int argc, char **argv) {
         mp_print(stdout, &mp);
         mp_plan_free(&mp);
     }
-    if (mkdir_p(outdir) != 0) {
+    if (fs_mkdir_p(outdir, 0755, NULL, 0) != 0) {
         diag_plain_error(&d, "cannot create directory `%s`: %s", outdir, strerror(errno));
         status = EXIT_RUNTIME;
         goto out;

@@ -3,6 +3,7 @@
 // One file per product: <dir>/<kernel>-<key>.cubin and .ptx. Threads take programs from a shared
 // counter; each program has its own NVRTC handle, so no NVRTC state is shared between threads.
 // Not here: module loading and launches (they need a GPU), code generation (compiler/).
+#include "fsutil.h"
 #include "rt_cuda.h"
 #include <dlfcn.h>
 #include <elf.h>
@@ -29,19 +30,6 @@ static uint64_t fnv(const void *data, size_t n, uint64_t seed) {
 // ---------------------------------------------------------------------------------------------
 // cache directory
 
-static int mkdir_p(const char *path) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return -1;
-    for (char *s = tmp + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-        *s = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-    struct stat st;
-    return stat(tmp, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
-}
 
 int rt_cuda_cache_init(RtCudaCache *c, Diag *d) {
     memset(c, 0, sizeof *c);
@@ -50,7 +38,7 @@ int rt_cuda_cache_init(RtCudaCache *c, Diag *d) {
     if (env && *env) k = snprintf(c->dir, sizeof c->dir, "%s", env);
     else if (xdg && *xdg) k = snprintf(c->dir, sizeof c->dir, "%s/trlc", xdg);
     else if (home && *home) k = snprintf(c->dir, sizeof c->dir, "%s/.cache/trlc", home);
-    if (k < 0 || k >= (int)sizeof c->dir - 64 || mkdir_p(c->dir) != 0) {
+    if (k < 0 || k >= (int)sizeof c->dir - 64 || fs_mkdir_p(c->dir, 0755, NULL, 0) != 0) {
         if (k > 0) diag_warning(d, (Loc){0, 0, 0}, "kernel cache disabled: cannot use directory `%s`", c->dir);
         c->dir[0] = 0;
     }

@@ -2,6 +2,7 @@
 // JSON files are written with sorted keys and 2-space indentation as peft / transformers write them,
 // numbers in their shortest round-trip form; every file goes to a temp name and is renamed.
 // Does not: compute merged weights, quantize, or upload anything.
+#include "fsutil.h"
 #include "export.h"
 #include <errno.h>
 #include <jansson.h>
@@ -21,31 +22,11 @@ int ex_peft_tensor_name(char *buf, size_t cap, const char *module, char which) {
 
 // mkdir -p
 static int make_dirs(Diag *d, const char *dir) {
-    size_t n = strlen(dir);
-    char *p = malloc(n + 1);
-    if (!p) {
-        diag_file_error(d, dir, 0, 0, "out of memory");
-        return -1;
-    }
-    memcpy(p, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (p[i] != '/' && p[i] != 0) continue;
-        char c = p[i];
-        p[i] = 0;
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            diag_file_error(d, p, 0, 0, "cannot create directory: %s", strerror(errno));
-            free(p);
-            return -1;
-        }
-        p[i] = c;
-    }
-    free(p);
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        diag_file_error(d, dir, 0, 0, "not a directory");
-        return -1;
-    }
-    return 0;
+    char failed[4096];
+    if (fs_mkdir_p(dir, 0777, failed, sizeof failed) == 0) return 0;
+    if (errno == ENOTDIR && strcmp(failed, dir) == 0) diag_file_error(d, dir, 0, 0, "not a directory");
+    else diag_file_error(d, failed, 0, 0, "cannot create directory: %s", strerror(errno));
+    return -1;
 }
 
 static char *join(const char *dir, const char *name) {

@@ -6,6 +6,7 @@
 // cross-checked against one teacher-forced pass) with early stopping and the best model,
 // checkpoints, --resume, Ctrl-C, and the final export and summary.
 // Not here: compiling or stepping the model (trainer.c).
+#include "fsutil.h"
 #include "trainer_int.h"
 #include "chat.h"
 #include "checkpoint.h"
@@ -50,22 +51,15 @@ typedef struct Run {
 } Run;
 
 static int mkdir_p(Diag *d, const char *path) {
-    char buf[TR_PATH];
     size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf) {
+    if (n == 0 || n >= TR_PATH) {
         diag_plain_error(d, "bad output directory `%s`", path);
         return -1;
     }
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != 0) continue;
-        char c = buf[i];
-        buf[i] = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-            diag_plain_error(d, "cannot create directory `%s`: %s", buf, strerror(errno));
-            return -1;
-        }
-        buf[i] = c;
+    char failed[TR_PATH];
+    if (fs_mkdir_p(path, 0777, failed, sizeof failed) != 0) {
+        diag_plain_error(d, "cannot create directory `%s`: %s", failed, strerror(errno));
+        return -1;
     }
     return 0;
 }
