@@ -7,6 +7,7 @@
 //     block reduction                       phase 2: epilogue nodes at R (thread 0 stores)
 //     for j in reduced elements (threads):  phase 3: prologue recomputed, post nodes, stores
 // Elementwise groups are one grid-stride loop. Not here: grouping (fuse.c), compiling (nvrtc.c).
+#include "strbuf.h"
 #include "codegen_cuda.h"
 #include <inttypes.h>
 #include <math.h>
@@ -15,30 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct Out {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} Out;
-
-static void put(Out *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(Out *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) { b->oom = true; return; }
-        if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap <= b->n + (size_t)k) cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) { b->oom = true; return; }
-        b->s = s;
-        b->cap = cap;
-    }
-}
 
 static const char prelude[] =
     "// ---- trlc device helpers (codegen_cuda.c) ----\n"
@@ -141,7 +118,7 @@ typedef struct Cg {
     const FusePlan *p;
     const FuseGroup *gr;
     int gi;
-    Out *o;
+    StrBuf *o;
     bool post;              // has post nodes
 } Cg;
 
@@ -172,16 +149,16 @@ static void offset_expr(const Cg *c, int k, bool reduced, char *buf, size_t n) {
         snprintf(buf, n, reduced ? "o" : "i");
         return;
     }
-    Out e = {0};
+    StrBuf e = {0};
     int lead = sp->rank - xs->rank;
     bool any = false;
     for (int ix = 0; ix < xs->rank; ix++) {
         if (ir_dim_is_one(xs->d[ix])) continue;
-        put(&e, "%s%c%d", any ? " + " : "", reduced ? 'r' : 'i', ix + lead);
+        sb_printf(&e, "%s%c%d", any ? " + " : "", reduced ? 'r' : 'i', ix + lead);
         for (int k2 = ix + 1; k2 < xs->rank; k2++) {
             char d[64];
             dim_expr(xs->d[k2], d, sizeof d);
-            if (!ir_dim_is_one(xs->d[k2])) put(&e, " * %s", d);
+            if (!ir_dim_is_one(xs->d[k2])) sb_printf(&e, " * %s", d);
         }
         any = true;
     }
@@ -244,13 +221,13 @@ static void emit_member(const Cg *c, int m, bool reduced, const char *ind) {
     case IR_PERMUTE: {
         // out dim i is input dim perm[i]: offset = sum_i i_i * (input stride of dim perm[i])
         const IrNode *xn = &g->nodes[n->in[0]];
-        Out t = {0};
+        StrBuf t = {0};
         for (int i = 0; i < n->shape.rank; i++) {
-            put(&t, "%si%d", i ? " + " : "", i);
+            sb_printf(&t, "%si%d", i ? " + " : "", i);
             for (int k2 = n->a.perm[i] + 1; k2 < xn->shape.rank; k2++) {
                 char dd[64];
                 dim_expr(xn->shape.d[k2], dd, sizeof dd);
-                put(&t, " * %s", dd);
+                sb_printf(&t, " * %s", dd);
             }
         }
         snprintf(e, sizeof e, "trlc_ld(in%d[%s])", in_index(c->gr, n->in[0]), t.s && !t.oom ? t.s : "0");
@@ -280,12 +257,12 @@ static void emit_member(const Cg *c, int m, bool reduced, const char *ind) {
     case IR_WHERE: snprintf(e, sizeof e, "%s != 0.0f ? %s : %s", a, b, w); break;
     default: snprintf(e, sizeof e, "0.0f /* %s: not fusable */", ir_op_name(n->op)); break;
     }
-    put(c->o, "%sconst float v%d = %s;   // %%%d %s\n", ind, m, e, c->gr->nodes[m], ir_op_name(n->op));
+    sb_printf(c->o, "%sconst float v%d = %s;   // %%%d %s\n", ind, m, e, c->gr->nodes[m], ir_op_name(n->op));
 }
 
 static void emit_store(const Cg *c, int m, const char *idx, const char *ind) {
     int q = out_index(c->gr, c->gr->nodes[m]);
-    if (q >= 0) put(c->o, "%strlc_st(out%d + %s, v%d);\n", ind, q, idx, m);
+    if (q >= 0) sb_printf(c->o, "%strlc_st(out%d + %s, v%d);\n", ind, q, idx, m);
 }
 
 // Loads of the inputs the members of the given levels read, at the top of a loop body.
@@ -303,17 +280,17 @@ static void emit_loads(const Cg *c, unsigned levels, bool reduced, const char *i
             done[k] = true;
             char off[512];
             offset_expr(c, k, reduced, off, sizeof off);
-            put(c->o, "%sconst float %c%d = trlc_ld(in%d[%s]);\n", ind, reduced ? 'y' : 'x', k, k, off);
+            sb_printf(c->o, "%sconst float %c%d = trlc_ld(in%d[%s]);\n", ind, reduced ? 'y' : 'x', k, k, off);
         }
     }
 }
 
-static void emit_decompose(Out *o, const char *var, const char *pfx, const int *dims, int nd, const char *ind) {
+static void emit_decompose(StrBuf *o, const char *var, const char *pfx, const int *dims, int nd, const char *ind) {
     if (nd == 0) return;
-    put(o, "%slong long %s_t = %s;\n", ind, pfx, var);
+    sb_printf(o, "%slong long %s_t = %s;\n", ind, pfx, var);
     for (int k = nd - 1; k >= 0; k--) {
-        if (k > 0) put(o, "%sconst long long %s%d = %s_t %% D%d; %s_t /= D%d;\n", ind, pfx, dims[k], pfx, dims[k], pfx, dims[k]);
-        else put(o, "%sconst long long %s%d = %s_t;\n", ind, pfx, dims[k], pfx);
+        if (k > 0) sb_printf(o, "%sconst long long %s%d = %s_t %% D%d; %s_t /= D%d;\n", ind, pfx, dims[k], pfx, dims[k], pfx, dims[k]);
+        else sb_printf(o, "%sconst long long %s%d = %s_t;\n", ind, pfx, dims[k], pfx);
     }
 }
 
@@ -323,26 +300,26 @@ static void emit_header(const Cg *c, int kidx, const Diag *d) {
     const FuseKernel *k = &p->kernels[kidx];
     const FuseGroup *gr = c->gr;
     char s1[96], s2[96], loc[256];
-    put(c->o, "// %s — generated by trlc (compiler/codegen_cuda.c); do not edit.\n", k->name);
+    sb_printf(c->o, "// %s — generated by trlc (compiler/codegen_cuda.c); do not edit.\n", k->name);
     if (gr->has_reduce)
-        put(c->o, "// reduction over %s -> %s; one block per reduced element\n", ir_shape_str(&gr->dom, s1, sizeof s1),
+        sb_printf(c->o, "// reduction over %s -> %s; one block per reduced element\n", ir_shape_str(&gr->dom, s1, sizeof s1),
             ir_shape_str(&gr->rshape, s2, sizeof s2));
     else
-        put(c->o, "// elementwise over %s; grid-stride loop\n", ir_shape_str(&gr->dom, s1, sizeof s1));
-    put(c->o, "// launched by %d step%s:", k->ngroups, k->ngroups == 1 ? "" : "s");
+        sb_printf(c->o, "// elementwise over %s; grid-stride loop\n", ir_shape_str(&gr->dom, s1, sizeof s1));
+    sb_printf(c->o, "// launched by %d step%s:", k->ngroups, k->ngroups == 1 ? "" : "s");
     int shown = 0;
     for (int i = 0; i < p->ngroups && shown < 32; i++) {
         if (p->groups[i].kernel != kidx) continue;
-        put(c->o, " %d", p->groups[i].step);
+        sb_printf(c->o, " %d", p->groups[i].step);
         shown++;
     }
-    put(c->o, "%s\n", k->ngroups > shown ? " ..." : "");
-    put(c->o, "// fuses (step %d; phases: pro = before the reduction, red, epi = at the reduced shape, post):\n",
+    sb_printf(c->o, "%s\n", k->ngroups > shown ? " ..." : "");
+    sb_printf(c->o, "// fuses (step %d; phases: pro = before the reduction, red, epi = at the reduced shape, post):\n",
         gr->step);
     static const char *lvname[] = {"-", "pro", "red", "epi", "post", "const"};
     for (int m = 0; m < gr->nnodes; m++) {
         const IrNode *n = &g->nodes[gr->nodes[m]];
-        put(c->o, "//   v%-3d %%%-6d %-12s %s%-16s %-5s %s\n", m, gr->nodes[m], ir_op_name(n->op), ir_dtype_name(n->dtype),
+        sb_printf(c->o, "//   v%-3d %%%-6d %-12s %s%-16s %-5s %s\n", m, gr->nodes[m], ir_op_name(n->op), ir_dtype_name(n->dtype),
             ir_shape_str(&n->shape, s1, sizeof s1), lvname[p->level[gr->nodes[m]] % 6], fuse_loc_str(d, n->loc, loc, sizeof loc));
     }
 }
@@ -350,44 +327,44 @@ static void emit_header(const Cg *c, int kidx, const Diag *d) {
 char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
     if (kidx < 0 || kidx >= p->nkernels) return NULL;
     const IrGraph *g = p->g;
-    Out o = {0};
+    StrBuf o = {0};
     Cg c = {p, &p->groups[p->kernels[kidx].first_group], p->kernels[kidx].first_group, &o, false};
     const FuseGroup *gr = c.gr;
     for (int m = 0; m < gr->nnodes; m++) c.post |= p->level[gr->nodes[m]] == FUSE_LV_POST;
     char s1[96], dbuf[64];
     emit_header(&c, kidx, d);
-    put(&o, "%s\n", prelude);
-    put(&o, "extern \"C\" __global__ void __launch_bounds__(256) %s(\n", p->kernels[kidx].name);
+    sb_printf(&o, "%s\n", prelude);
+    sb_printf(&o, "extern \"C\" __global__ void __launch_bounds__(256) %s(\n", p->kernels[kidx].name);
     for (int q = 0; q < gr->nouts; q++) {
         const IrNode *n = &g->nodes[gr->outs[q]];
-        put(&o, "    %s *__restrict__ out%d,   // %s%s (v%d)\n", ctype(n->dtype), q, ir_dtype_name(n->dtype),
+        sb_printf(&o, "    %s *__restrict__ out%d,   // %s%s (v%d)\n", ctype(n->dtype), q, ir_dtype_name(n->dtype),
             ir_shape_str(&n->shape, s1, sizeof s1), member_index(gr, gr->outs[q]));
     }
     for (int k = 0; k < gr->nins; k++) {
         const IrNode *n = &g->nodes[gr->ins[k]];
-        put(&o, "    const %s *__restrict__ in%d,   // %s%s\n", ctype(n->dtype), k, ir_dtype_name(n->dtype),
+        sb_printf(&o, "    const %s *__restrict__ in%d,   // %s%s\n", ctype(n->dtype), k, ir_dtype_name(n->dtype),
             ir_shape_str(&n->shape, s1, sizeof s1));
     }
     int ndrop = 0;
     for (int m = 0; m < gr->nnodes; m++)
         if (g->nodes[gr->nodes[m]].op == IR_DROPOUT) {
-            put(&o, "    unsigned long long seed%d, unsigned salt%d,   // dropout v%d\n", ndrop, ndrop, m);
+            sb_printf(&o, "    unsigned long long seed%d, unsigned salt%d,   // dropout v%d\n", ndrop, ndrop, m);
             ndrop++;
         }
-    put(&o, "    long long B, long long T, unsigned long long step)\n{\n");
-    put(&o, "    (void)B; (void)T; (void)step;\n");
+    sb_printf(&o, "    long long B, long long T, unsigned long long step)\n{\n");
+    sb_printf(&o, "    (void)B; (void)T; (void)step;\n");
     const IrShape *D = &gr->dom;
     for (int i = 0; i < D->rank; i++) {
         dim_expr(D->d[i], dbuf, sizeof dbuf);
-        put(&o, "    const long long D%d = %s;\n", i, dbuf);
+        sb_printf(&o, "    const long long D%d = %s;\n", i, dbuf);
     }
-    put(&o, "    const long long n = 1LL");
-    for (int i = 0; i < D->rank; i++) put(&o, " * D%d", i);
-    put(&o, ";\n");
+    sb_printf(&o, "    const long long n = 1LL");
+    for (int i = 0; i < D->rank; i++) sb_printf(&o, " * D%d", i);
+    sb_printf(&o, ";\n");
     int all[IR_MAX_RANK];
     for (int i = 0; i < D->rank; i++) all[i] = i;
     if (!gr->has_reduce) {
-        put(&o, "    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;\n"
+        sb_printf(&o, "    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;\n"
                 "         i += (long long)gridDim.x * blockDim.x) {\n");
         bool need_idx = false;
         for (int k = 0; k < gr->nins; k++)
@@ -399,37 +376,37 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
             emit_member(&c, m, false, "        ");
             emit_store(&c, m, "i", "        ");
         }
-        put(&o, "    }\n}\n");
+        sb_printf(&o, "    }\n}\n");
         return o.oom ? (free(o.s), NULL) : o.s;
     }
     // reduction kernel
     const IrShape *R = &gr->rshape;
     for (int i = 0; i < R->rank; i++) {
         dim_expr(R->d[i], dbuf, sizeof dbuf);
-        put(&o, "    const long long R%d = %s; (void)R%d;\n", i, dbuf, i);
+        sb_printf(&o, "    const long long R%d = %s; (void)R%d;\n", i, dbuf, i);
     }
     int kept[IR_MAX_RANK], red[IR_MAX_RANK], nk = 0, nr = 0;
     for (int i = 0; i < D->rank; i++) {
         if (gr->axes & (1u << i)) red[nr++] = i;
         else kept[nk++] = i;
     }
-    put(&o, "    const long long nout = 1LL");
-    for (int i = 0; i < R->rank; i++) put(&o, " * R%d", i);
-    put(&o, ";\n    const long long nred = nout > 0 ? n / nout : 0;\n");
-    put(&o, "    __shared__ float sh[32];\n");
-    put(&o, "    for (long long o = blockIdx.x; o < nout; o += gridDim.x) {\n");
+    sb_printf(&o, "    const long long nout = 1LL");
+    for (int i = 0; i < R->rank; i++) sb_printf(&o, " * R%d", i);
+    sb_printf(&o, ";\n    const long long nred = nout > 0 ? n / nout : 0;\n");
+    sb_printf(&o, "    __shared__ float sh[32];\n");
+    sb_printf(&o, "    for (long long o = blockIdx.x; o < nout; o += gridDim.x) {\n");
     // kept dims from o
     if (nk) {
-        put(&o, "        long long o_t = o;\n");
+        sb_printf(&o, "        long long o_t = o;\n");
         for (int k = nk - 1; k >= 0; k--) {
-            if (k > 0) put(&o, "        const long long i%d = o_t %% D%d; o_t /= D%d;\n", kept[k], kept[k], kept[k]);
-            else put(&o, "        const long long i%d = o_t;\n", kept[k]);
+            if (k > 0) sb_printf(&o, "        const long long i%d = o_t %% D%d; o_t /= D%d;\n", kept[k], kept[k], kept[k]);
+            else sb_printf(&o, "        const long long i%d = o_t;\n", kept[k]);
         }
     }
     for (int m = 0; m < gr->nnodes; m++) {
         const IrNode *n = &g->nodes[gr->nodes[m]];
         if (p->level[gr->nodes[m]] == FUSE_LV_RED)
-            put(&o, "        float a%d = %s;\n", m, n->op == IR_MAX ? "-__int_as_float(0x7f800000)" : "0.0f");
+            sb_printf(&o, "        float a%d = %s;\n", m, n->op == IR_MAX ? "-__int_as_float(0x7f800000)" : "0.0f");
     }
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) {
@@ -437,7 +414,7 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
             for (int m = 0; m < gr->nnodes; m++) {
                 const IrNode *n = &g->nodes[gr->nodes[m]];
                 if (p->level[gr->nodes[m]] != FUSE_LV_RED) continue;
-                put(&o, "        const float v%d = %s(a%d, sh)%s;   // %%%d %s\n", m,
+                sb_printf(&o, "        const float v%d = %s(a%d, sh)%s;   // %%%d %s\n", m,
                     n->op == IR_MAX ? "trlc_block_max" : "trlc_block_sum", m, n->op == IR_MEAN ? " / (float)nred" : "",
                     gr->nodes[m], ir_op_name(n->op));
             }
@@ -450,10 +427,10 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
                     if (in_index(gr, n->in[a]) >= 0 && !ir_shape_eq(&g->nodes[n->in[a]].shape, R)) need_r = true;
             }
             if (need_r && R->rank) {
-                put(&o, "        long long r_t = o;\n");
+                sb_printf(&o, "        long long r_t = o;\n");
                 for (int k = R->rank - 1; k >= 0; k--) {
-                    if (k > 0) put(&o, "        const long long r%d = r_t %% R%d; r_t /= R%d;\n", k, k, k);
-                    else put(&o, "        const long long r%d = r_t;\n", k);
+                    if (k > 0) sb_printf(&o, "        const long long r%d = r_t %% R%d; r_t /= R%d;\n", k, k, k);
+                    else sb_printf(&o, "        const long long r%d = r_t;\n", k);
                 }
             }
             emit_loads(&c, 1u << FUSE_LV_EPI, true, "        ");
@@ -465,28 +442,28 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
                 if ((lv == FUSE_LV_RED || lv == FUSE_LV_EPI) && out_index(gr, gr->nodes[m]) >= 0) any_store = true;
             }
             if (any_store) {
-                put(&o, "        if (threadIdx.x == 0) {\n");
+                sb_printf(&o, "        if (threadIdx.x == 0) {\n");
                 for (int m = 0; m < gr->nnodes; m++) {
                     FuseLevel lv = (FuseLevel)p->level[gr->nodes[m]];
                     if (lv == FUSE_LV_RED || lv == FUSE_LV_EPI) emit_store(&c, m, "o", "            ");
                 }
-                put(&o, "        }\n");
+                sb_printf(&o, "        }\n");
             }
             if (!c.post) break;
         }
-        put(&o, "        for (long long j = threadIdx.x; j < nred; j += blockDim.x) {   // phase %d\n", pass ? 3 : 1);
+        sb_printf(&o, "        for (long long j = threadIdx.x; j < nred; j += blockDim.x) {   // phase %d\n", pass ? 3 : 1);
         if (nr) {
-            put(&o, "            long long j_t = j;\n");
+            sb_printf(&o, "            long long j_t = j;\n");
             for (int k = nr - 1; k >= 0; k--) {
-                if (k > 0) put(&o, "            const long long i%d = j_t %% D%d; j_t /= D%d;\n", red[k], red[k], red[k]);
-                else put(&o, "            const long long i%d = j_t;\n", red[k]);
+                if (k > 0) sb_printf(&o, "            const long long i%d = j_t %% D%d; j_t /= D%d;\n", red[k], red[k], red[k]);
+                else sb_printf(&o, "            const long long i%d = j_t;\n", red[k]);
             }
         }
-        put(&o, "            const long long i = ");
-        for (int k = 0; k < D->rank; k++) put(&o, "%s", "(");
-        put(&o, "0LL");
-        for (int k = 0; k < D->rank; k++) put(&o, " * D%d + i%d)", k, k);
-        put(&o, "; (void)i;\n");
+        sb_printf(&o, "            const long long i = ");
+        for (int k = 0; k < D->rank; k++) sb_printf(&o, "%s", "(");
+        sb_printf(&o, "0LL");
+        for (int k = 0; k < D->rank; k++) sb_printf(&o, " * D%d + i%d)", k, k);
+        sb_printf(&o, "; (void)i;\n");
         unsigned lv = pass == 0 ? (1u << FUSE_LV_PRO | 1u << FUSE_LV_RED) : (1u << FUSE_LV_PRO | 1u << FUSE_LV_POST);
         emit_loads(&c, lv, false, "            ");
         for (int m = 0; m < gr->nnodes; m++) {
@@ -498,13 +475,13 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
             } else if (pass == 0 && l == FUSE_LV_RED) {
                 char a[64];
                 arg_expr(&c, g->nodes[id].in[0], false, a, sizeof a);
-                if (g->nodes[id].op == IR_MAX) put(&o, "            a%d = trlc_max(%s, a%d);\n", m, a, m);
-                else put(&o, "            a%d += %s;\n", m, a);
+                if (g->nodes[id].op == IR_MAX) sb_printf(&o, "            a%d = trlc_max(%s, a%d);\n", m, a, m);
+                else sb_printf(&o, "            a%d += %s;\n", m, a);
             }
         }
-        put(&o, "        }\n");
+        sb_printf(&o, "        }\n");
     }
-    put(&o, "    }\n}\n");
+    sb_printf(&o, "    }\n}\n");
     if (o.oom) {
         free(o.s);
         return NULL;
@@ -558,17 +535,17 @@ void cg_kernel_args(const FusePlan *p, int group, char *buf, size_t n) {
     }
     const FuseGroup *gr = &p->groups[group];
     const IrGraph *g = p->g;
-    Out o = {0};
+    StrBuf o = {0};
     char s1[96];
     for (int q = 0; q < gr->nouts; q++)
-        put(&o, "out%d %%%d %s%s, ", q, gr->outs[q], ir_dtype_name(g->nodes[gr->outs[q]].dtype),
+        sb_printf(&o, "out%d %%%d %s%s, ", q, gr->outs[q], ir_dtype_name(g->nodes[gr->outs[q]].dtype),
             ir_shape_str(&g->nodes[gr->outs[q]].shape, s1, sizeof s1));
     for (int k = 0; k < gr->nins; k++)
-        put(&o, "in%d %%%d %s%s, ", k, gr->ins[k], ir_dtype_name(g->nodes[gr->ins[k]].dtype),
+        sb_printf(&o, "in%d %%%d %s%s, ", k, gr->ins[k], ir_dtype_name(g->nodes[gr->ins[k]].dtype),
             ir_shape_str(&g->nodes[gr->ins[k]].shape, s1, sizeof s1));
     for (int m = 0; m < gr->nnodes; m++)
-        if (g->nodes[gr->nodes[m]].op == IR_DROPOUT) put(&o, "seed/salt of %%%d, ", gr->nodes[m]);
-    put(&o, "B, T, step");
+        if (g->nodes[gr->nodes[m]].op == IR_DROPOUT) sb_printf(&o, "seed/salt of %%%d, ", gr->nodes[m]);
+    sb_printf(&o, "B, T, step");
     snprintf(buf, n, "%s", o.s && !o.oom ? o.s : "?");
     free(o.s);
 }

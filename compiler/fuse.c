@@ -5,6 +5,7 @@
 // placed before G, so that the steps (in creation order) stay topologically ordered.
 // Afterwards: each group's external inputs and outputs, its canonical form and hash, and the
 // deduplicated kernel table. Not here: source text (codegen_cuda.c), evaluation (fuse_eval.c).
+#include "strbuf.h"
 #include "fuse.h"
 #include <inttypes.h>
 #include <stdarg.h>
@@ -238,65 +239,41 @@ static int input_index(const FuseGroup *gr, IrId id) {
     return -1;
 }
 
-typedef struct Buf {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} Buf;
 
-static void bprintf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bprintf(Buf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) { b->oom = true; return; }
-        if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
-        size_t cap = b->cap ? b->cap * 2 : 1024;
-        while (cap <= b->n + (size_t)k) cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) { b->oom = true; return; }
-        b->s = s;
-        b->cap = cap;
-    }
-}
-
-static int canonicalize(FusePlan *p, int gi, Buf *b) {
+static int canonicalize(FusePlan *p, int gi, StrBuf *b) {
     const IrGraph *g = p->g;
     FuseGroup *gr = &p->groups[gi];
     char s1[96], s2[96];
     b->n = 0;
     if (b->s) b->s[0] = 0;
-    bprintf(b, "%s dom=%s", gr->has_reduce ? "reduce" : "elementwise", ir_shape_str(&gr->dom, s1, sizeof s1));
+    sb_printf(b, "%s dom=%s", gr->has_reduce ? "reduce" : "elementwise", ir_shape_str(&gr->dom, s1, sizeof s1));
     if (gr->has_reduce)
-        bprintf(b, " axes=%" PRIx32 " r=%s", gr->axes, ir_shape_str(&gr->rshape, s2, sizeof s2));
-    bprintf(b, "\n");
+        sb_printf(b, " axes=%" PRIx32 " r=%s", gr->axes, ir_shape_str(&gr->rshape, s2, sizeof s2));
+    sb_printf(b, "\n");
     for (int k = 0; k < gr->nins; k++) {
         const IrNode *x = &g->nodes[gr->ins[k]];
-        bprintf(b, "in%d %s%s\n", k, ir_dtype_name(x->dtype), ir_shape_str(&x->shape, s1, sizeof s1));
+        sb_printf(b, "in%d %s%s\n", k, ir_dtype_name(x->dtype), ir_shape_str(&x->shape, s1, sizeof s1));
     }
     for (int k = 0; k < gr->nnodes; k++) {
         const IrNode *n = &g->nodes[gr->nodes[k]];
-        bprintf(b, "m%d lv%d %s %s%s", k, p->level[gr->nodes[k]], ir_op_name(n->op), ir_dtype_name(n->dtype),
+        sb_printf(b, "m%d lv%d %s %s%s", k, p->level[gr->nodes[k]], ir_op_name(n->op), ir_dtype_name(n->dtype),
                 ir_shape_str(&n->shape, s1, sizeof s1));
-        if (n->op == IR_POW || n->op == IR_DROPOUT || n->op == IR_FULL) bprintf(b, " v=%.17g", n->a.value);
-        if (n->op == IR_SUM || n->op == IR_MEAN || n->op == IR_MAX) bprintf(b, " axes=%" PRIx32, n->a.axes);
+        if (n->op == IR_POW || n->op == IR_DROPOUT || n->op == IR_FULL) sb_printf(b, " v=%.17g", n->a.value);
+        if (n->op == IR_SUM || n->op == IR_MEAN || n->op == IR_MAX) sb_printf(b, " axes=%" PRIx32, n->a.axes);
         if (n->op == IR_PERMUTE)
-            for (int i = 0; i < n->shape.rank; i++) bprintf(b, "%sp%d", i ? "," : " ", n->a.perm[i]);
+            for (int i = 0; i < n->shape.rank; i++) sb_printf(b, "%sp%d", i ? "," : " ", n->a.perm[i]);
         for (int i = 0; i < n->nin; i++) {
             IrId x = n->in[i];
             const IrNode *xn = &g->nodes[x];
-            if (p->group_of[x] == gi) bprintf(b, " m%d", local_index(gr, x));
-            else if (p->level[x] == FUSE_LV_CONST) bprintf(b, " c%.17g", xn->a.value);
-            else bprintf(b, " in%d", input_index(gr, x));
+            if (p->group_of[x] == gi) sb_printf(b, " m%d", local_index(gr, x));
+            else if (p->level[x] == FUSE_LV_CONST) sb_printf(b, " c%.17g", xn->a.value);
+            else sb_printf(b, " in%d", input_index(gr, x));
         }
-        bprintf(b, "\n");
+        sb_printf(b, "\n");
     }
-    bprintf(b, "out");
-    for (int k = 0; k < gr->nouts; k++) bprintf(b, " m%d", local_index(gr, gr->outs[k]));
-    bprintf(b, "\n");
+    sb_printf(b, "out");
+    for (int k = 0; k < gr->nouts; k++) sb_printf(b, " m%d", local_index(gr, gr->outs[k]));
+    sb_printf(b, "\n");
     return b->oom ? -1 : 0;
 }
 
@@ -314,7 +291,7 @@ static int finish_groups(FusePlan *p) {
     }
     for (int o = 0; o < g->nouts; o++)
         if (g->outs[o].id >= 0 && g->outs[o].id < g->n) ext_use[g->outs[o].id] = true;
-    Buf b = {0};
+    StrBuf b = {0};
     int rc = 0;
     for (int gi = 0; gi < p->ngroups && rc == 0; gi++) {
         FuseGroup *gr = &p->groups[gi];
