@@ -1,17 +1,24 @@
 // cmd_check.c — `trlc check SPEC`: loads the spec and its imports, checks every block, prints all
 // diagnostics on stderr and a one-line summary. Exit 0 (valid), 1 (spec errors), 2 (usage).
 // `--set KEY=VALUE` overrides a setting before checking (check_override); `--settings` prints the
-// blocks-and-settings reference generated from the schema.
-// Not here: lowering or memory planning (later passes and options).
+// blocks-and-settings reference generated from the schema. `--memory` then compiles the valid
+// spec's training step (memplan_spec.h: lower, LoRA, autodiff, fuse) and prints its static GPU
+// memory plan per category (memplan.h) for the spec's precision, batch size and max_len.
+// Not here: the passes and the planner themselves (compiler/), running anything.
 #include "check.h"
 #include "cli.h"
+#include "fuse.h"
+#include "ir.h"
 #include "load.h"
+#include "memplan.h"
+#include "memplan_spec.h"
 #include "schema.h"
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 const char usage_check[] =
-    "usage: trlc check SPEC [--set KEY=VALUE ...]\n"
+    "usage: trlc check SPEC [--set KEY=VALUE ...] [--memory]\n"
     "       trlc check --settings\n"
     "\n"
     "Checks SPEC (a .trl file) and the modules it imports without running anything: syntax,\n"
@@ -22,6 +29,10 @@ const char usage_check[] =
     "  --set KEY=VALUE   override a setting before checking: `--set train.optimizer.lr=1e-4`,\n"
     "                    `--set lora.policy.targets=[q_proj,v_proj]`; KEY is a dotted path\n"
     "                    (block, label, setting ...), VALUE is written as in a spec\n"
+    "  --memory          when the spec is valid, also print the planned GPU memory of one training\n"
+    "                    step per category (weights, grads, optimizer, activations, workspace)\n"
+    "                    for train.precision, B = train.batch and T = the train data's max_len\n"
+    "                    (other sizes: `--set train.batch=8 --set \"data.train.max_len=512 tokens\"`)\n"
     "  --settings        print the reference of every block and setting (Markdown) and exit\n"
     "  -h, --help        this help\n"
     "\n"
@@ -29,12 +40,65 @@ const char usage_check[] =
 
 enum { MAX_SETS = 64 };
 
+// The memory plan of a checked spec: the training step as `trlc run` compiles it, fused, planned
+// for train.precision, B = train.batch and T = the train data's max_len (mp_report_spec's
+// defaults). Fills *mp (free with mp_plan_free) and returns 0, or -1 after reporting through d.
+static int plan_memory(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, MpPlan *mp, const char **t_from) {
+    int64_t B = cs->train.batch > 0 ? cs->train.batch : 1;
+    int64_t T = 2048;
+    *t_from = "the default: no train data";
+    if (cs->train_data >= 0 && cs->train_data < cs->ndata && cs->data[cs->train_data].max_len > 0) {
+        T = cs->data[cs->train_data].max_len;
+        *t_from = "the train data's max_len";
+    }
+    IrGraph g;
+    ir_graph_init(&g, d, IR_F32);
+    FusePlan fp;
+    memset(&fp, 0, sizeof fp);
+    int rc = -1;
+    if (mp_compile_training_graph(d, a, spec, cs, &g) == 0 && fuse_plan(&g, d, &fp) == 0) {
+        int64_t sym[IR_NSYMS] = {B, T};
+        rc = mp_plan(&g, &fp, sym, cs->train.precision, mp, d);
+    }
+    fuse_plan_free(&fp);
+    ir_graph_free(&g);
+    if (rc == 0) {   // the categories and their sum must be representable (mp_plan bounds each buffer)
+        int64_t c[5] = {mp->weights, mp->grads, mp->optimizer, mp->activations, mp->workspace}, sum = 0;
+        for (int i = 0; i < 5 && rc == 0; i++) {
+            if (c[i] < 0 || c[i] > INT64_MAX - sum) rc = -1;
+            else sum += c[i];
+        }
+        if (rc != 0) {
+            diag_plain_error(d, "memory plan: the total overflows for B=%lld, T=%lld", (long long)B, (long long)T);
+            mp_plan_free(mp);
+        }
+    }
+    if (rc != 0 && d->errors == 0) diag_plain_error(d, "memory plan: the training step could not be compiled");
+    return rc == 0 ? 0 : -1;
+}
+
+static void print_memory(const CheckedSpec *cs, const MpPlan *mp, const char *t_from) {
+    printf("memory: precision %s (train.precision), B=%lld (train.batch), T=%lld (%s)\n",
+           cs->train.precision ? cs->train.precision : "fp32", (long long)mp->sym[0], (long long)mp->sym[1], t_from);
+    mp_print(stdout, mp);
+    printf("  bytes: weights %lld, grads %lld, optimizer %lld, activations %lld, workspace %lld, total %lld\n",
+           (long long)mp->weights, (long long)mp->grads, (long long)mp->optimizer, (long long)mp->activations,
+           (long long)mp->workspace, (long long)mp->total);
+    if (cs->train.optimizer && strcmp(cs->train.optimizer, "adamw"))
+        printf("  note: optimizer is planned as AdamW's two fp32 moments; train.optimizer is %s\n", cs->train.optimizer);
+    if (cs->train.recompute)
+        printf("  note: activations are planned without recomputation (train.recompute is not modelled)\n");
+    if (cs->nmodels > 1)
+        printf("  note: only the policy is planned; the %d other model%s (reference, teacher, reward) %s not included\n",
+               cs->nmodels - 1, cs->nmodels == 2 ? "" : "s", cs->nmodels == 2 ? "is" : "are");
+}
+
 
 int cmd_check(int argc, char **argv) {
     const char *path = NULL;
     const char *sets[MAX_SETS];
     int nsets = 0;
-    bool settings = false, opts_done = false;
+    bool settings = false, memory = false, opts_done = false;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!opts_done && !strcmp(arg, "--")) {
@@ -51,6 +115,8 @@ int cmd_check(int argc, char **argv) {
                 return EXIT_USAGE;
             }
             sets[nsets++] = kv;
+        } else if (!opts_done && !strcmp(arg, "--memory")) {
+            memory = true;
         } else if (!opts_done && !strcmp(arg, "--settings")) {
             settings = true;
         } else if (!opts_done && arg[0] == '-' && arg[1]) {
@@ -64,8 +130,9 @@ int cmd_check(int argc, char **argv) {
         }
     }
     if (settings) {
-        if (path) {
-            fprintf(stderr, "trlc check: error: `--settings` takes no spec\n%s", usage_check);
+        if (path || memory) {
+            fprintf(stderr, "trlc check: error: `--settings` takes no spec%s\n%s", memory ? " and no `--memory`" : "",
+                usage_check);
             return EXIT_USAGE;
         }
         schema_write_markdown(stdout);
@@ -81,11 +148,16 @@ int cmd_check(int argc, char **argv) {
     Arena arena = {0};
     LoadedSpec spec = {0};
     CheckedSpec *checked = arena_alloc(&arena, sizeof *checked);
+    MpPlan mp;
+    memset(&mp, 0, sizeof mp);
+    const char *t_from = NULL;
+    bool planned = false;
     if (load_spec(&d, &arena, path, &spec) == 0) {
         Ast *root = spec.mods[spec.nmods - 1].root;
         int bad = 0;
         for (int i = 0; i < nsets; i++) bad |= check_override_arg(&d, &arena, root, sets[i]) != 0;
-        if (!bad) check_spec(&d, &arena, &spec, checked);
+        if (!bad && check_spec(&d, &arena, &spec, checked) == 0 && d.errors == 0 && memory)
+            planned = plan_memory(&d, &arena, &spec, checked, &mp, &t_from) == 0;
     }
     int errors = d.errors, warnings = d.warnings;
     if (errors == 0 && warnings == 0) {
@@ -97,6 +169,8 @@ int cmd_check(int argc, char **argv) {
         if (warnings) fprintf(stderr, ", %d warning%s", warnings, warnings == 1 ? "" : "s");
         fputc('\n', stderr);
     }
+    if (planned && errors == 0) print_memory(checked, &mp, t_from);
+    mp_plan_free(&mp);
     arena_free(&arena);
     diag_free(&d);
     return errors ? EXIT_SPEC : EXIT_OK;

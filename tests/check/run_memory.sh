@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# run_memory.sh TRLC WORKDIR — `trlc check --memory`: the plan of a valid spec is printed with every
+# category, the precision and B/T; its numbers equal `trlc kernels --memory B,T`'s; the weights,
+# grads and optimizer bytes equal parameter counts worked out by hand from memory/tiny.trl's config;
+# a broken spec prints its normal diagnostics and no plan (exit 1); a spec whose arch cannot be
+# lowered and sizes that overflow fail cleanly (exit 1); usage errors still exit 2.
+# Runs from tests/check so that paths in messages are relative and stable.
+set -u
+trlc=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+work=$2
+cd "$(dirname "$0")"
+rm -rf "$work" && mkdir -p "$work"
+export TRLC_CACHE_DIR=$work/cache
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+run() {   # run STATUS ARGS...: trlc ARGS > out.txt 2> err.txt, and the exit status must be STATUS
+    local want=$1
+    shift
+    "$trlc" "$@" > "$work/out.txt" 2> "$work/err.txt"
+    local rc=$?
+    if [ $rc -ne "$want" ]; then
+        bad "trlc $*: exit $rc, expected $want"; sed -n '1,8p' "$work/err.txt"; return 1
+    fi
+    ok
+}
+has() {   # has FILE PATTERN: a line of FILE matches PATTERN
+    if grep -q -- "$2" "$work/$1"; then ok; else bad "no line matching '$2' in $1:"; cat "$work/$1"; fi
+}
+bytes() {   # bytes CATEGORY: the exact byte count `--memory` printed for it
+    sed -n "/^  bytes: /s/.*[ :]$1 \([0-9][0-9]*\).*/\1/p" "$work/out.txt"
+}
+eq() {   # eq WHAT GOT WANT
+    if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', expected '$3'"; fi
+}
+plan_lines() {   # the memory plan's own lines (mp_print: the header and the six categories)
+    sed -n '/^memory plan for /,/^  total /p' "$1"
+}
+
+# Parameters of memory/tiny.trl, by hand from stdlib/llama.trl and its config (vocab 320, hidden 48,
+# 2 layers, 4 heads and 2 kv heads of 12, ffn 96, lm_head not tied):
+V=320 H=48 L=2 QD=$((4 * 12)) KVD=$((2 * 12)) F=96
+per_layer=$((H + QD * H + 2 * KVD * H + H * QD + H + 3 * F * H))   # 2 norms, q k v o, gate up down
+params=$((V * H + L * per_layer + H + V * H))                      # embed, layers, final norm, lm_head
+eq "hand count" "$params" 72432
+# LoRA rank 4 on every linear layer of a block (not lm_head): r * (in + out) each
+R=4
+lora=$((L * R * ((H + QD) + 2 * (H + KVD) + (QD + H) + 2 * (H + F) + (F + H))))
+eq "hand LoRA count" "$lora" 6144
+WS=$((32 << 20))   # cuBLASLt workspace (memplan.h)
+
+# 1. the plan of a valid spec: every category, the precision, B and T, after `PATH: ok`
+if run 0 check memory/tiny.trl --memory; then
+    has out.txt "^memory/tiny.trl: ok$"
+    has out.txt "^memory: precision fp32 (train.precision), B=2 (train.batch), T=64 (the train data's max_len)$"
+    has out.txt "^memory plan for B=2, T=64 (fp32 activations):$"
+    for c in weights grads optimizer activations workspace total; do has out.txt "^  $c  *[0-9.]* [KMG]iB"; done
+    [ -s "$work/err.txt" ] && bad "nothing expected on stderr, got: $(cat "$work/err.txt")"
+    # fp32, full fine-tuning: every weight 4 bytes, fp32 grads, AdamW's two fp32 moments
+    eq "fp32 weights" "$(bytes weights)" $((params * 4))
+    eq "fp32 grads" "$(bytes grads)" $((params * 4))
+    eq "fp32 optimizer" "$(bytes optimizer)" $((params * 8))
+    eq "workspace" "$(bytes workspace)" $WS
+    act=$(bytes activations)
+    [ -n "$act" ] && [ "$act" -gt 0 ] && ok || bad "activations: '$act'"
+    eq "total" "$(bytes total)" $((params * 16 + ${act:-0} + WS))
+    plan_lines "$work/out.txt" > "$work/check-plan.txt"
+fi
+# the same numbers as `trlc kernels SPEC --memory B,T`
+if run 0 kernels memory/tiny.trl -o "$work/k" --no-compile --memory 2,64; then
+    plan_lines "$work/out.txt" > "$work/kernels-plan.txt"
+    [ "$(wc -l < "$work/kernels-plan.txt")" -eq 7 ] && ok || bad "kernels printed no 7-line plan"
+    diff "$work/check-plan.txt" "$work/kernels-plan.txt" > /dev/null && ok || {
+        bad "check --memory and kernels --memory 2,64 differ:"; diff "$work/check-plan.txt" "$work/kernels-plan.txt"; }
+fi
+# other sizes through --set, again equal to kernels --memory B,T
+if run 0 check memory/tiny.trl --memory --set train.batch=3 --set "data.train.max_len=32 tokens"; then
+    has out.txt "B=3 (train.batch), T=32 (the train data's max_len)$"
+    eq "weights do not depend on B, T" "$(bytes weights)" $((params * 4))
+    plan_lines "$work/out.txt" > "$work/check-plan.txt"
+    run 0 kernels memory/tiny.trl -o "$work/k" --no-compile --memory 3,32 &&
+        { plan_lines "$work/out.txt" | diff "$work/check-plan.txt" - > /dev/null && ok || bad "B=3, T=32: check and kernels differ"; }
+fi
+# bf16: 16-bit weights plus an fp32 master copy, grads and moments stay fp32
+if run 0 check memory/tiny.trl --memory --set train.precision=bf16; then
+    has out.txt "^memory: precision bf16 (train.precision), B=2"
+    has out.txt "(16-bit activations)"
+    eq "bf16 weights" "$(bytes weights)" $((params * 2 + params * 4))
+    eq "bf16 grads" "$(bytes grads)" $((params * 4))
+    eq "bf16 optimizer" "$(bytes optimizer)" $((params * 8))
+fi
+# LoRA: the base is frozen (weights only), the adapters train
+if run 0 check memory/tiny-lora.trl --memory; then
+    eq "LoRA weights" "$(bytes weights)" $(((params + lora) * 4))
+    eq "LoRA grads" "$(bytes grads)" $((lora * 4))
+    eq "LoRA optimizer" "$(bytes optimizer)" $((lora * 8))
+fi
+# a valid spec with a warning: the summary goes to stderr, the plan is still printed
+if run 0 check memory/tiny.trl --memory --set "data.train.max_len=128 tokens"; then
+    has err.txt "longer than model \`policy\` was made for"
+    has err.txt "^memory/tiny.trl: ok, 1 warning$"
+    has out.txt "T=128 (the train data's max_len)$"
+fi
+
+# 2. a broken spec: exactly the diagnostics of a plain `trlc check`, no plan
+"$trlc" check broken/27-rank-zero.trl > /dev/null 2> "$work/plain-err.txt"
+if run 1 check broken/27-rank-zero.trl --memory; then
+    diff "$work/plain-err.txt" "$work/err.txt" > /dev/null && ok || bad "--memory changed the diagnostics of a broken spec"
+    has err.txt "^broken/27-rank-zero.trl: 1 error$"
+    [ -s "$work/out.txt" ] && bad "a broken spec printed on stdout: $(cat "$work/out.txt")" || ok
+fi
+if run 1 check memory/tiny.trl --memory --set train.seed=x; then
+    [ -s "$work/out.txt" ] && bad "a bad --set printed a plan" || ok
+fi
+
+# 3. an arch that checks but cannot be lowered: its error with a location, exit 1, no plan
+run 0 check memory/bad-arch.trl
+if run 1 check memory/bad-arch.trl --memory; then
+    has err.txt "^memory/bad-arch.trl:7:76: error: unknown variable \`lm_haed\`"
+    has err.txt "^memory/bad-arch.trl: 1 error$"
+    [ -s "$work/out.txt" ] && bad "an unlowerable spec printed on stdout: $(cat "$work/out.txt")" || ok
+fi
+# sizes whose buffers overflow int64 (logits: B * T * vocab * 4 bytes > 2^63): an error, no crash
+if run 1 check memory/tiny.trl --memory --set model.policy.config.vocab=65536 --set train.batch=1048576 \
+        --set "data.train.max_len=16777216 tokens"; then
+    has err.txt "memory plan: a buffer's size overflows for B=1048576, T=16777216"
+    [ -s "$work/out.txt" ] && bad "an overflowing plan printed on stdout" || ok
+fi
+
+# 4. usage: still exit 2
+run 2 check memory/tiny.trl --memory=2,64 && has err.txt "unknown option \`--memory=2,64\`"
+run 2 check memory/tiny.trl --memroy && has err.txt "unknown option \`--memroy\`"
+run 2 check --settings --memory && has err.txt "takes no spec and no \`--memory\`"
+run 2 check --memory && has err.txt "no spec given"
+run 0 check --help && has out.txt "^  --memory "
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
