@@ -1,6 +1,10 @@
 // cpu.c — the CPU interpreter: binds B/T and the leaf buffers, computes each node's concrete shape
-// (with overflow checks), allocates its output, runs its kernel (cpu_ops.inc), and frees every
-// intermediate right after its last reader has run. Outputs stay alive until the next run.
+// (with overflow checks), places its output in the program's arena, and runs its kernel
+// (cpu_ops.inc). The arena is laid out once per (B, T) by a static plan: each value lives from
+// its node to its last reader (outputs to the end of the run), dead space is reused first-fit,
+// and reshapes are views of their input (no copy; the input lives as long as its views). The
+// arena stays allocated across runs, so a training step neither mallocs nor faults in fresh pages.
+// Outputs stay valid until the next run.
 // Not here: the kernels themselves (cpu_ops.inc), graph construction (compiler/ir.c).
 #include "cpu_internal.h"
 #include <cblas.h>
@@ -25,8 +29,18 @@ struct CpuProgram {
     size_t *bind_bytes;      // (n)
     int *last_use;           // (n) index of the last node reading it, -1 if none
     bool *is_out;            // (n)
-    int64_t live_bytes, peak_bytes;
-    int64_t *bytes;          // (n) allocated bytes per owned tensor
+    int64_t peak_bytes;      // the plan's peak of live intermediates (views not counted)
+    int64_t *bytes;          // (n) bytes per owned tensor
+    // the arena plan for plan_sym (valid when planned)
+    bool planned;
+    int64_t plan_sym[IR_NSYMS];
+    int *root;               // (n) the node whose bytes it uses: itself, or a view's source's root
+    int *end;                // (n) per root: the last node after which its bytes are dead
+    int64_t *offset;         // (n) per owned root: byte offset in the arena
+    int64_t arena_bytes;     // the plan's arena size
+    char *arena;             // 64-byte aligned, arena_cap bytes, kept across runs
+    int64_t arena_cap;
+    int (*exec_f32)(CpuExec *);   // the float kernels for this CPU (pick_f32_kernels)
     bool check_finite;       // cpu_set_check_finite
     bool profile;            // TRLC_CPU_PROFILE set: per-op times on stderr after each run
     double op_secs[IR_OP_COUNT];
@@ -57,18 +71,126 @@ size_t cpu_elem_size(IrDType t, IrDType real) {
 }
 
 static void release(CpuProgram *p, int i) {
-    if (p->owned[i]) {
-        free(p->t[i].data);
-        p->live_bytes -= p->bytes[i];
-    }
     p->t[i].data = NULL;
     p->owned[i] = false;
-    p->bytes[i] = 0;
 }
 
 static void release_all(CpuProgram *p) {
     for (int i = 0; i < p->g->n; i++) release(p, i);
-    p->live_bytes = 0;
+}
+
+// A reshape is a view: the same bytes under another shape (row-major, same element type).
+static bool is_view(const IrNode *n) { return n->op == IR_RESHAPE; }
+static bool is_leaf(const IrNode *n) { return n->op == IR_INPUT || n->op == IR_PARAM; }
+
+// ---------------------------------------------------------------------------------------------
+// The arena plan: first-fit placement in execution order over a sorted list of free spans.
+
+enum { ARENA_ALIGN = 64 };
+
+typedef struct Span {
+    int64_t off, size;
+} Span;
+
+typedef struct Spans {
+    Span *s;
+    int n;
+    int64_t top, high;       // current extent, its high-water mark (the arena size)
+} Spans;
+
+// Placed size: a multiple of ARENA_ALIGN, and never 0 (an empty tensor still gets its own address).
+static int64_t aligned(int64_t bytes) {
+    return bytes ? (bytes + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN : ARENA_ALIGN;
+}
+
+static int64_t span_alloc(Spans *f, int64_t size) {
+    for (int k = 0; k < f->n; k++) {
+        if (f->s[k].size < size) continue;
+        int64_t off = f->s[k].off;
+        f->s[k].off += size;
+        f->s[k].size -= size;
+        if (f->s[k].size == 0) {
+            memmove(&f->s[k], &f->s[k + 1], (size_t)(f->n - k - 1) * sizeof *f->s);
+            f->n--;
+        }
+        return off;
+    }
+    int64_t off = f->top;
+    f->top += size;
+    if (f->top > f->high) f->high = f->top;
+    return off;
+}
+
+// The spans array has room for one span per node (frees never outnumber allocations).
+static void span_free(Spans *f, int64_t off, int64_t size) {
+    int k = 0;
+    while (k < f->n && f->s[k].off < off) k++;
+    memmove(&f->s[k + 1], &f->s[k], (size_t)(f->n - k) * sizeof *f->s);
+    f->s[k] = (Span){off, size};
+    f->n++;
+    if (k + 1 < f->n && f->s[k].off + f->s[k].size == f->s[k + 1].off) {   // merge with next
+        f->s[k].size += f->s[k + 1].size;
+        memmove(&f->s[k + 1], &f->s[k + 2], (size_t)(f->n - k - 2) * sizeof *f->s);
+        f->n--;
+    }
+    if (k > 0 && f->s[k - 1].off + f->s[k - 1].size == f->s[k].off) {      // merge with previous
+        f->s[k - 1].size += f->s[k].size;
+        memmove(&f->s[k], &f->s[k + 1], (size_t)(f->n - k - 1) * sizeof *f->s);
+        f->n--;
+        k--;
+    }
+    if (f->s[k].off + f->s[k].size == f->top) {   // the last span gives the space back
+        f->top = f->s[k].off;
+        f->n--;
+    }
+}
+
+// Lays out every owned value of the step for syms: offset[i] for roots, *arena (bytes) and *peak
+// (live intermediate bytes at once, unaligned). Returns 0, -1 when node *bad's size overflows,
+// -2 out of memory.
+static int layout(const CpuProgram *p, const int64_t *syms, int64_t *offset, int64_t *arena,
+                  int64_t *peak, int *bad) {
+    const IrGraph *g = p->g;
+    size_t n = (size_t)(g->n ? g->n : 1);
+    int64_t *size = calloc(n, sizeof *size);
+    int *head = malloc(n * sizeof *head), *next = malloc(n * sizeof *next);
+    Spans f = {malloc(n * sizeof(Span)), 0, 0, 0};
+    if (!size || !head || !next || !f.s) {
+        free(size), free(head), free(next), free(f.s);
+        return -2;
+    }
+    for (int i = 0; i < g->n; i++) head[i] = -1;
+    int rc = 0;
+    int64_t live = 0;
+    *peak = 0;
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *nd = &g->nodes[i];
+        if (nd->op != IR_INPUT && nd->op != IR_PARAM && p->root[i] == i) {
+            int64_t cnt = ir_shape_numel(&nd->shape, syms);
+            int64_t es = (int64_t)cpu_elem_size(nd->dtype, p->real);
+            if (cnt < 0 || cnt > CPU_MAX_BYTES / es) {
+                *bad = i;
+                rc = -1;
+                break;
+            }
+            size[i] = cnt * es;
+            offset[i] = span_alloc(&f, aligned(size[i]));
+            live += size[i];
+            if (live > *peak) *peak = live;
+            int e = p->end[i];
+            if (e < g->n) {   // else an output (or a view's source that is one): kept to the end
+                next[i] = head[e];
+                head[e] = i;
+            }
+        }
+        for (int r = head[i]; r >= 0; r = next[r]) {   // dead once node i ran
+            span_free(&f, offset[r], aligned(size[r]));
+            live -= size[r];
+        }
+    }
+    *arena = f.high;
+    free(size), free(head), free(next), free(f.s);
+    return rc;
 }
 
 // OpenBLAS's pthread pool and our OpenMP pool fought over the cores (each spins or yields while
@@ -87,6 +209,33 @@ void cpu_prefer_passive_wait(char **argv) {
     execv("/proc/self/exe", argv);   // returns only on failure: run on with the default policy
 }
 
+// The float kernels built for the widest ISA this CPU has (all builds round alike: see
+// runtime/CMakeLists.txt); TRLC_CPU_ISA=base|avx2|avx512 asks for one (never one the CPU lacks).
+static int (*pick_f32_kernels(void))(CpuExec *) {
+#ifdef TRLC_CPU_ISA_CLONES
+    __builtin_cpu_init();
+    bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                __builtin_cpu_supports("bmi2");
+    bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    const char *want = getenv("TRLC_CPU_ISA");
+    if (want && !strcmp(want, "base")) avx2 = avx512 = false;
+    if (want && !strcmp(want, "avx2")) avx512 = false;
+    if (avx512) return cpu_exec_f32_avx512;
+    if (avx2) return cpu_exec_f32_avx2;
+#endif
+    return cpu_exec_f32;
+}
+
+const char *cpu_isa_name(void) {
+    int (*k)(CpuExec *) = pick_f32_kernels();
+#ifdef TRLC_CPU_ISA_CLONES
+    if (k == cpu_exec_f32_avx512) return "avx512";
+    if (k == cpu_exec_f32_avx2) return "avx2";
+#endif
+    return k == cpu_exec_f32 ? "base" : "?";
+}
+
 CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
     blas_single_thread();
     if (real != IR_F32 && real != IR_F64) {
@@ -99,6 +248,7 @@ CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
     p->g = g;
     p->real = real;
     p->d = d;
+    p->exec_f32 = pick_f32_kernels();
     const char *prof = getenv("TRLC_CPU_PROFILE");
     p->profile = prof && *prof && strcmp(prof, "0") != 0;
     size_t n = (size_t)(g->n ? g->n : 1);
@@ -109,7 +259,11 @@ CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
     p->last_use = malloc(n * sizeof *p->last_use);
     p->is_out = calloc(n, sizeof *p->is_out);
     p->bytes = calloc(n, sizeof *p->bytes);
-    if (!p->t || !p->owned || !p->bind || !p->bind_bytes || !p->last_use || !p->is_out || !p->bytes) {
+    p->root = malloc(n * sizeof *p->root);
+    p->end = malloc(n * sizeof *p->end);
+    p->offset = calloc(n, sizeof *p->offset);
+    if (!p->t || !p->owned || !p->bind || !p->bind_bytes || !p->last_use || !p->is_out || !p->bytes ||
+        !p->root || !p->end || !p->offset) {
         if (d) diag_plain_error(d, "out of memory preparing the CPU program");
         cpu_program_free(p);
         return NULL;
@@ -136,6 +290,17 @@ CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
         }
         p->is_out[id] = true;
     }
+    // Views share their source's bytes: a root lives until its last view's last reader.
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *nd = &g->nodes[i];
+        p->root[i] = is_view(nd) ? p->root[nd->in[0]] : i;
+        p->end[i] = -1;
+    }
+    for (int i = 0; i < g->n; i++) {
+        int e = p->is_out[i] ? g->n : p->last_use[i] < 0 ? i : p->last_use[i];
+        int r = p->root[i];
+        if (e > p->end[r]) p->end[r] = e;
+    }
     return p;
 }
 
@@ -149,6 +314,10 @@ void cpu_program_free(CpuProgram *p) {
     free(p->last_use);
     free(p->is_out);
     free(p->bytes);
+    free(p->root);
+    free(p->end);
+    free(p->offset);
+    free(p->arena);
     free(p);
 }
 
@@ -207,7 +376,6 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
     const IrGraph *g = p->g;
     char msg[320];
     release_all(p);
-    p->peak_bytes = 0;
     memset(p->op_secs, 0, sizeof p->op_secs);
     memset(p->op_calls, 0, sizeof p->op_calls);
     int64_t syms[IR_NSYMS];
@@ -218,6 +386,26 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
                                        ir_sym_name(s), syms[s]);
             return -1;
         }
+    }
+    if (!p->planned || memcmp(p->plan_sym, syms, sizeof syms) != 0) {
+        p->planned = false;
+        int bad = -1;
+        int rc = layout(p, syms, p->offset, &p->arena_bytes, &p->peak_bytes, &bad);
+        if (rc == -1) return runtime_error(p, bad, "tensor size overflows (check B and T)");
+        if (rc == 0 && p->arena_bytes > p->arena_cap) {
+            free(p->arena);
+            p->arena_cap = 0;
+            p->arena = aligned_alloc(ARENA_ALIGN, (size_t)p->arena_bytes);
+            if (p->arena) p->arena_cap = p->arena_bytes;
+            else rc = -2;
+        }
+        if (rc != 0) {
+            if (p->d) diag_plain_error(p->d, "CPU backend: out of memory allocating %.1f MB for a step",
+                                       (double)p->arena_bytes / 1e6);
+            return -1;
+        }
+        memcpy(p->plan_sym, syms, sizeof syms);
+        p->planned = true;
     }
     const CpuTensor *small_in[16];
     for (int i = 0; i < g->n; i++) {
@@ -256,16 +444,13 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
             continue;
         }
 
-        t->data = malloc((size_t)(bytes ? bytes : 1));
-        if (!t->data) {
-            snprintf(msg, sizeof msg, "out of memory allocating %" PRId64 " bytes", bytes);
-            release_all(p);
-            return runtime_error(p, i, msg);
+        if (is_view(n)) {   // the same bytes as its input, which the plan keeps alive
+            t->data = p->t[n->in[0]].data;
+            goto ran;
         }
+        t->data = p->arena + p->offset[i];
         p->owned[i] = true;
         p->bytes[i] = bytes;
-        p->live_bytes += bytes;
-        if (p->live_bytes > p->peak_bytes) p->peak_bytes = p->live_bytes;
 
         const CpuTensor **ins = small_in;
         if (n->nin > 16) {
@@ -284,7 +469,7 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
         e.step = step;
         e.off = (n->op == IR_SLICE || n->op == IR_PAD) ? ir_dim_value(n->a.off, syms) : 0;
         double t0 = p->profile ? now_secs() : 0;
-        int rc = p->real == IR_F64 ? cpu_exec_f64(&e) : cpu_exec_f32(&e);
+        int rc = p->real == IR_F64 ? cpu_exec_f64(&e) : p->exec_f32(&e);
         if (p->profile) {
             p->op_secs[n->op] += now_secs() - t0;
             p->op_calls[n->op]++;
@@ -303,9 +488,10 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
             release_all(p);
             return runtime_error(p, i, msg);
         }
+    ran:
         for (int k = 0; k < n->nin; k++) {
             IrId in = n->in[k];
-            if (p->last_use[in] == i && !p->is_out[in] && p->owned[in]) release(p, in);
+            if (p->last_use[in] == i && !p->is_out[in] && !is_leaf(&g->nodes[in])) release(p, in);
         }
         if (p->last_use[i] < 0 && !p->is_out[i]) release(p, i);
         continue;
@@ -337,37 +523,15 @@ const CpuTensor *cpu_value(const CpuProgram *p, IrId id) {
 int64_t cpu_peak_bytes(const CpuProgram *p) { return p->peak_bytes; }
 
 int64_t cpu_plan_peak_bytes(const CpuProgram *p, const int64_t *sym_vals) {
-    const IrGraph *g = p->g;
-    int64_t *size = calloc((size_t)(g->n ? g->n : 1), sizeof *size);
-    if (!size) return -1;
-    int64_t live = 0, peak = 0;
-    for (int i = 0; i < g->n; i++) {
-        const IrNode *n = &g->nodes[i];
-        if (n->op == IR_INPUT || n->op == IR_PARAM) continue;
-        int64_t cnt = ir_shape_numel(&n->shape, sym_vals);
-        int64_t es = (int64_t)cpu_elem_size(n->dtype, p->real);
-        if (cnt < 0 || cnt > CPU_MAX_BYTES / es) {
-            free(size);
-            return -1;
-        }
-        size[i] = cnt * es;
-        live += size[i];
-        if (live > peak) peak = live;
-        for (int k = 0; k < n->nin; k++) {
-            IrId in = n->in[k];
-            if (p->last_use[in] == i && !p->is_out[in] && size[in]) {
-                live -= size[in];
-                size[in] = 0;
-            }
-        }
-        if (p->last_use[i] < 0 && !p->is_out[i]) {
-            live -= size[i];
-            size[i] = 0;
-        }
-    }
-    free(size);
-    return peak;
+    int64_t *offset = calloc((size_t)(p->g->n ? p->g->n : 1), sizeof *offset);
+    int64_t arena, peak;
+    int bad;
+    int rc = offset ? layout(p, sym_vals, offset, &arena, &peak, &bad) : -2;
+    free(offset);
+    return rc == 0 ? peak : -1;
 }
+
+int64_t cpu_arena_bytes(const CpuProgram *p) { return p->planned ? p->arena_bytes : 0; }
 
 double cpu_round_float(double x, int bits, int emin, double maxv) {
     if (!(x == x) || x == 0 || isinf(x)) return x;

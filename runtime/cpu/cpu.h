@@ -1,7 +1,8 @@
 // cpu.h — the CPU backend: an interpreter of IR programs. It binds the dynamic dims (B, T) and
-// the input/param buffers, allocates intermediates, runs the nodes in order (matrix products
-// through OpenBLAS, the rest in plain C threaded with OpenMP), frees each intermediate after its
-// last use, and hands back the outputs (losses, logits, gradients).
+// the input/param buffers, places intermediates in one arena planned per (B, T) (space reused
+// after each value's last use; reshapes are views), runs the nodes in order (matrix products
+// through OpenBLAS, the rest in plain C threaded with OpenMP), and hands back the outputs
+// (losses, logits, gradients).
 // Every float tensor is computed and stored at one precision per program, `real`: IR_F32 for
 // training, IR_F64 for gradient checks; bf16/f16 nodes hold values rounded to that precision.
 // Runtime errors (an id out of range, a size overflow, out of memory) are reported through the
@@ -61,6 +62,10 @@ int64_t cpu_peak_bytes(const CpuProgram *p);
 // The same peak, computed before running for given B and T (the allocation order is static);
 // -1 when a size overflows.
 int64_t cpu_plan_peak_bytes(const CpuProgram *p, const int64_t *sym_vals);
+// Bytes of the arena the last run's plan laid out (intermediates, with reuse and alignment).
+int64_t cpu_arena_bytes(const CpuProgram *p);
+// The instruction set the float kernels use on this CPU: "avx512", "avx2" or "base".
+const char *cpu_isa_name(void);
 // Size in bytes of one element of a tensor of IR dtype t in a program computing in real.
 size_t cpu_elem_size(IrDType t, IrDType real);
 

@@ -2,6 +2,7 @@
 // real type in cpu_ops_f32.c / cpu_ops_f64.c) share. Not a public header.
 #ifndef TRLC_CPU_INTERNAL_H
 #define TRLC_CPU_INTERNAL_H
+#include <string.h>
 #include "cpu.h"
 
 // One node's execution: out is allocated (shape and data) by the interpreter before the call;
@@ -18,6 +19,10 @@ typedef struct CpuExec {
 
 int cpu_exec_f32(CpuExec *e);
 int cpu_exec_f64(CpuExec *e);
+#ifdef TRLC_CPU_ISA_CLONES   // x86-64 builds: the float kernels for wider ISAs
+int cpu_exec_f32_avx2(CpuExec *e);
+int cpu_exec_f32_avx512(CpuExec *e);
+#endif
 
 // Dropout keep decision: hash of (seed, salt, step, index) → uniform in [0, 1).
 static inline double cpu_dropout_uniform(uint64_t seed, uint32_t salt, uint64_t step, uint64_t i) {
@@ -31,6 +36,38 @@ static inline double cpu_dropout_uniform(uint64_t seed, uint32_t salt, uint64_t 
         z ^= z >> 31;
     }
     return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+// exp(x) in float without a library call, so that loops over it vectorize: x = n ln2 + r with
+// |r| <= ln2/2, e^r by its degree-7 Taylor polynomial (error < 1e-8 relative), 2^n built in the
+// exponent bits in two halves (so results down to the subnormals are right). Within 1 ulp of
+// expf (checked over [-110, 95]); 0 and +inf at the ends as expf; NaN stays NaN. No branch: the
+// clamps are min/max. No float-to-int conversion (NaN would make it
+// undefined): n's bits are read from the rounding constant's mantissa.
+static inline float cpu_vexpf(float x) {
+    float c = x < -104.0f ? -104.0f : x > 89.0f ? 89.0f : x;
+    const float magic = 12582912.0f;   // 1.5 * 2^23: adding it rounds to an integer
+    float nm = c * 1.44269504088896341f + magic;
+    float n = nm - magic;
+    float r = c - n * 0.693145751953125f - n * 1.42860682030941723e-6f;
+    float q = 1.0f / 5040 + r * (1.0f / 40320);
+    q = 1.0f / 720 + r * q;
+    q = 1.0f / 120 + r * q;
+    q = 1.0f / 24 + r * q;
+    q = 1.0f / 6 + r * q;
+    q = 0.5f + r * q;
+    q = 1.0f + r * q;
+    q = 1.0f + r * q;
+    int32_t nb, mb;
+    memcpy(&nb, &nm, 4);
+    memcpy(&mb, &magic, 4);
+    int32_t k = nb - mb;               // n as an integer, in [-150, 129]
+    int32_t k1 = k / 2, k2 = k - k1;
+    int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, 4);
+    memcpy(&s2, &b2, 4);
+    return q * s1 * s2;   // past expf's range (x > 88.72) this overflows to +inf, as expf does
 }
 
 // Rounds x to a float format with `bits` significant bits (incl. the implicit one), minimum

@@ -15,6 +15,7 @@
 #define GEMM cblas_dgemm
 #define GEMV cblas_dgemv
 #define EXP exp
+#define VEXP exp
 #define LOG log
 #define SQRT sqrt
 #define TANH tanh
