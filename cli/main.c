@@ -45,7 +45,7 @@ int cli_wants_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    cpu_prefer_passive_wait(argv);   // idle OpenMP threads sleep (see cpu.h)
+    cpu_prefer_short_spin(argv);   // idle OpenMP threads spin briefly, then sleep (see cpu.h)
     if (argc < 2) {
         print_help(stderr);
         return EXIT_USAGE;

@@ -203,9 +203,9 @@ static void blas_single_thread(void) {
     openblas_set_num_threads(1);
 }
 
-void cpu_prefer_passive_wait(char **argv) {
-    if (!argv || !argv[0] || getenv("OMP_WAIT_POLICY")) return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 0) != 0) return;
+void cpu_prefer_short_spin(char **argv) {
+    if (!argv || !argv[0] || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("GOMP_SPINCOUNT", CPU_SPIN_COUNT, 0) != 0) return;
     execv("/proc/self/exe", argv);   // returns only on failure: run on with the default policy
 }
 

@@ -24,12 +24,15 @@ typedef struct CpuTensor {
 
 typedef struct CpuProgram CpuProgram;
 
-// For a program's main(), first thing: when OMP_WAIT_POLICY is unset, sets it to PASSIVE and
-// re-executes the program (/proc/self/exe, same argv) so that libgomp, which reads it once at
-// load, sees it. Idle OpenMP threads then sleep instead of spinning: on a shared machine spinning
-// threads made a training step 4-10x slower (on an idle one passive costs ~8%). Set
-// OMP_WAIT_POLICY yourself to keep the default. Returns only when it did not re-execute.
-void cpu_prefer_passive_wait(char **argv);
+// For a program's main(), first thing: when neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set,
+// sets GOMP_SPINCOUNT to CPU_SPIN_COUNT and re-executes the program (/proc/self/exe, same argv)
+// so that libgomp, which reads it once at load, sees it. Idle OpenMP threads then spin briefly
+// (long enough to catch the next kernel of a step: threading small elementwise ops pays) and
+// then sleep. libgomp's default spins ~10x longer: on a shared machine spinning threads made a
+// training step 4-10x slower. Set either variable yourself to choose. Returns only when it did
+// not re-execute.
+#define CPU_SPIN_COUNT "10000"
+void cpu_prefer_short_spin(char **argv);
 
 // The graph must outlive the program and stay unchanged. real: IR_F32 or IR_F64.
 // Returns NULL after reporting when the graph cannot be executed.

@@ -45,7 +45,7 @@ static inline double cpu_dropout_uniform(uint64_t seed, uint32_t salt, uint64_t 
 // clamps are min/max. No float-to-int conversion (NaN would make it
 // undefined): n's bits are read from the rounding constant's mantissa.
 static inline float cpu_vexpf(float x) {
-    float c = x < -104.0f ? -104.0f : x > 89.0f ? 89.0f : x;
+    float c = x < -105.0f ? -105.0f : x > 89.0f ? 89.0f : x;
     const float magic = 12582912.0f;   // 1.5 * 2^23: adding it rounds to an integer
     float nm = c * 1.44269504088896341f + magic;
     float n = nm - magic;
@@ -61,7 +61,7 @@ static inline float cpu_vexpf(float x) {
     int32_t nb, mb;
     memcpy(&nb, &nm, 4);
     memcpy(&mb, &magic, 4);
-    int32_t k = nb - mb;               // n as an integer, in [-150, 129]
+    int32_t k = nb - mb;               // n as an integer, in [-152, 129]
     int32_t k1 = k / 2, k2 = k - k1;
     int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
     float s1, s2;
