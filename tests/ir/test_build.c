@@ -1,11 +1,13 @@
 // test_build.c — the IR builders' shape inference and diagnostics (bad shapes are reported at the
 // node's location and give IR_NONE, never a crash), symbolic dims, printing, DCE and the pass
 // pipeline, and the CPU backend's runtime errors (bad ids, labels, bindings) and dropout RNG.
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include "autodiff.h"
 #include "cpu.h"
+#include "cpu_internal.h"
 #include "test.h"
 
 #define D(n) ir_dim(n)
@@ -427,7 +429,46 @@ static void cast_rounding(void) {
     env_free(&e);
 }
 
-// Big enough for the threaded loops: 1 and 2 OpenMP threads give identical results.
+// Big enough for the threaded loops: every configuration — 1 or 2 OpenMP threads, the float
+// kernels of each instruction set this CPU has (TRLC_CPU_ISA), attention's block or row path —
+// gives bit-identical results to the baseline kernels on one thread.
+enum { AGREE_OUTS = 10 };
+
+static void agree_run(IrGraph *g, Diag *d, const char *isa, int threads, bool rows, const float *xv,
+                      const float *wv, const int32_t *lv, size_t n, void **first, const char *what) {
+    setenv("TRLC_CPU_ISA", isa, 1);
+    if (rows) setenv("TRLC_CPU_SDPA_BLOCK_MAX", "0", 1);
+    else unsetenv("TRLC_CPU_SDPA_BLOCK_MAX");
+    omp_set_num_threads(threads);
+    CpuProgram *p = cpu_program_new(g, IR_F32, d);
+    CHECK(p != NULL);
+    if (!p) return;
+    cpu_bind_name(p, "x", xv, n * sizeof *xv);
+    cpu_bind_name(p, "w", wv, 1024 * sizeof *wv);
+    cpu_bind_name(p, "lab", lv, 4096 * sizeof *lv);
+    cpu_bind_name(p, "q", xv, 2 * 4 * 256 * 64 * sizeof *xv);
+    cpu_bind_name(p, "kv", xv + 7, 2 * 2 * 256 * 64 * sizeof *xv);
+    cpu_bind_name(p, "go", xv + 11, 2 * 4 * 256 * 64 * sizeof *xv);
+    CHECK(cpu_run(p, (int64_t[IR_NSYMS]){4, 1024}, 3) == 0);
+    int same = 0, compared = 0;
+    for (int o = 0; o < g->nouts && o < AGREE_OUTS; o++) {
+        const CpuTensor *t = cpu_output(p, o);
+        CHECK(t != NULL);
+        if (!t) continue;
+        size_t bytes = (size_t)t->numel * sizeof(float);
+        if (!first[o]) {
+            first[o] = malloc(bytes);
+            memcpy(first[o], t->data, bytes);
+            continue;
+        }
+        compared++;
+        same += memcmp(first[o], t->data, bytes) == 0;
+        CHECK_MSG(memcmp(first[o], t->data, bytes) == 0, "output %s differs: %s", g->outs[o].name, what);
+    }
+    if (compared) printf("  %-44s %d/%d outputs bit-identical\n", what, same, compared);
+    cpu_program_free(p);
+}
+
 static void threads_agree(void) {
     const Loc l = {0, 0, 0};
     Diag d;
@@ -443,48 +484,71 @@ static void threads_agree(void) {
     ir_add_output(&g, ir_cross_entropy(&g, y, lab, -100, 0.1, l), "ce");
     ir_add_output(&g, ir_dropout(&g, y, 0.1, 5, l), "drop");
     IrId q = ir_input(&g, "q", IR_F32, ir_shape4(D(2), D(4), D(256), D(64)), l);
+    IrId kv = ir_input(&g, "kv", IR_F32, ir_shape4(D(2), D(2), D(256), D(64)), l);   // grouped heads
+    IrId go = ir_input(&g, "go", IR_F32, ir_shape4(D(2), D(4), D(256), D(64)), l);
     ir_add_output(&g, ir_sdpa(&g, q, q, q, true, 0, l), "attn");
+    ir_add_output(&g, ir_sdpa(&g, q, kv, kv, true, 0, l), "attn_gqa");
+    ir_add_output(&g, ir_sdpa_bwd(&g, IR_SDPA_BWD_Q, q, kv, kv, go, true, 0, l), "dq");
+    ir_add_output(&g, ir_sdpa_bwd(&g, IR_SDPA_BWD_K, q, kv, kv, go, true, 0, l), "dk");
+    ir_add_output(&g, ir_sdpa_bwd(&g, IR_SDPA_BWD_V, q, kv, kv, go, true, 0, l), "dv");
+    ir_add_output(&g, ir_add(&g, ir_unary(&g, IR_EXP, ir_mul(&g, x, w, l), l), ir_reduce(&g, IR_MEAN, x, -1, l), l),
+                  "exp_rowbcast");
     CHECK(g.errors == 0);
-    int64_t syms[IR_NSYMS] = {4, 1024};
     size_t n = 4u * 1024 * 1024;
     float *xv = malloc(n * sizeof *xv), *wv = malloc(1024 * sizeof *wv);
     int32_t *lv = malloc(4 * 1024 * sizeof *lv);
     for (size_t i = 0; i < n; i++) xv[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
     for (int i = 0; i < 1024; i++) wv[i] = (float)i / 1024;
     for (int i = 0; i < 4096; i++) lv[i] = i % 7 ? (i * 31) % 1024 : -100;
-    CpuProgram *p = cpu_program_new(&g, IR_F32, &d);
-    cpu_bind_name(p, "x", xv, n * sizeof *xv);
-    cpu_bind_name(p, "w", wv, 1024 * sizeof *wv);
-    cpu_bind_name(p, "lab", lv, 4096 * sizeof *lv);
-    cpu_bind_name(p, "q", xv, 2 * 4 * 256 * 64 * sizeof *xv);
-    void *first[8] = {NULL};
     int saved = omp_get_max_threads();
-    setenv("TRLC_CPU_SDPA_BLOCK_MAX", "0", 1);   // the threaded row path of attention
-    for (int threads = 1; threads <= 2; threads++) {
-        omp_set_num_threads(threads);
-        CHECK(cpu_run(p, syms, 3) == 0);
-        for (int o = 0; o < g.nouts && o < 8; o++) {
-            const CpuTensor *t = cpu_output(p, o);
-            if (!t) continue;
-            size_t bytes = (size_t)t->numel * sizeof(float);
-            if (threads == 1) {
-                first[o] = malloc(bytes);
-                memcpy(first[o], t->data, bytes);
-            } else {
-                CHECK_MSG(memcmp(first[o], t->data, bytes) == 0, "output %s differs with 2 threads",
-                          g.outs[o].name);
+    setenv("TRLC_CPU_ISA", "avx512", 1);
+    printf("  float kernels on this CPU: %s\n", cpu_isa_name());
+    const char *isas[] = {"base", "avx2", "avx512"};
+    for (int rows = 0; rows < 2; rows++) {   // the attention outputs differ between the paths
+        void *first[AGREE_OUTS] = {NULL};
+        for (int k = 0; k < 3; k++)
+            for (int threads = 1; threads <= 2; threads++) {
+                char what[96];
+                snprintf(what, sizeof what, "isa %s, %d thread%s, attention %s", isas[k], threads,
+                         threads > 1 ? "s" : "", rows ? "rows" : "blocks");
+                agree_run(&g, &d, isas[k], threads, rows, xv, wv, lv, n, first, what);
             }
-        }
+        for (int o = 0; o < AGREE_OUTS; o++) free(first[o]);
     }
     unsetenv("TRLC_CPU_SDPA_BLOCK_MAX");
+    unsetenv("TRLC_CPU_ISA");
     omp_set_num_threads(saved);
-    for (int o = 0; o < 8; o++) free(first[o]);
     free(xv);
     free(wv);
     free(lv);
-    cpu_program_free(p);
     ir_graph_free(&g);
     diag_free(&d);
+}
+
+// The kernels' vectorizable exp against the C library's exp in double (correctly rounded to
+// float): within 1 ulp across the float range, and expf's limits (0 below, +inf above, NaN).
+static void vexp_accuracy(void) {
+    double worst = 0;
+    float at = 0;
+    long n = 0, subnormal_off = 0;
+    for (float x = -110.0f; x < 95.0f; x += (fabsf(x) > 1 ? fabsf(x) : 1.0f) * 3.1e-6f, n++) {
+        float got = cpu_vexpf(x), want = (float)exp((double)x);
+        if (want >= 1.1754944e-38f && !isinf(want)) {
+            double rel = fabs((double)got - want) / want;
+            if (rel > worst) worst = rel, at = x;
+        } else if (isinf(want)) {
+            CHECK_MSG(isinf(got) && got > 0, "exp(%.9g) = %g, want inf", x, got);
+        } else if (fabsf(got - want) > 1.5e-45f) {   // subnormal results: within one step
+            subnormal_off++;
+        }
+    }
+    printf("  cpu_vexpf: %ld points in [-110, 95], worst %.3g relative (at %.7g)\n", n, worst, at);
+    CHECK(worst <= 1.2e-7);   // one float ulp is 1.19e-7 relative at worst
+    CHECK(subnormal_off == 0);
+    CHECK(cpu_vexpf(-INFINITY) == 0 && cpu_vexpf(-104.0f) == 0);
+    CHECK(isinf(cpu_vexpf(INFINITY)) && isinf(cpu_vexpf(88.8f)));
+    CHECK(isnan(cpu_vexpf(NAN)));
+    CHECK(cpu_vexpf(0.0f) == 1.0f && cpu_vexpf(1.0f) == (float)M_E);
 }
 
 static void dropout_rng(void) {
@@ -528,6 +592,7 @@ int main(void) {
     f32_vs_f64();
     cast_rounding();
     threads_agree();
+    vexp_accuracy();
     dropout_rng();
     return test_done("ir.build");
 }
