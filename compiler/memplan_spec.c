@@ -12,11 +12,15 @@
 
 int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g) {
     LowerResult res;
-    if (lower_model(d, a, spec, cs, -1, g, &res) != 0) return -1;
+    LowerOptions opt;   // the objective as the trainer lowers it (dpo's doubled batch, kd's teacher input)
+    lower_options_from_spec(cs, &opt);
+    if (lower_model_opts(d, a, spec, cs, -1, &opt, g, &res) != 0) return -1;
 #ifdef TRLC_HAVE_LORA
     const CheckedModel *m = cs->policy >= 0 && cs->policy < cs->nmodels ? &cs->models[cs->policy] : NULL;
     if (m && m->has_lora) {
         LoraOptions lo = {0};
+        lo.nf4 = m->quantized;   // QLoRA: the frozen weights are planned as NF4 codes + scales
+        lo.quant_block = m->quant_block > 0 ? m->quant_block : 64;
         lo.rank = m->lora_rank;
         lo.alpha = m->lora_alpha;
         lo.dropout = m->lora_dropout;
