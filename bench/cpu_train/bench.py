@@ -7,10 +7,12 @@ otherwise) with AdamW on the same generated batches, with the same number of thr
 script prints tokens/s of each (median over measured steps after warm-up) and the ratio.
 What it does not measure: data loading (both use pre-tokenized batches in memory), evaluation.
 Machine load dominates the numbers: on a shared machine run it twice and compare, and read the
-trlc figure against an idle run. trlc sleeps idle OpenMP threads (OMP_WAIT_POLICY=PASSIVE unless
-set; see runtime/cpu/cpu.h), PyTorch's spin by default. Measured 2026-11-21 on 2 cores, idle
-(run at high priority): PyTorch ~30,000 tokens/s, trlc ~13,000-14,500 (0.43-0.48x; 12,100-12,400
-before the one-pool change); under load 7-8 trlc went from ~2,500 to ~8,000 tokens/s.
+trlc figure against an idle run. trlc's idle OpenMP threads spin briefly and then sleep
+(GOMP_SPINCOUNT=10000 unless it or OMP_WAIT_POLICY is set; see runtime/cpu/cpu.h), PyTorch's
+spin longer (libgomp's default).
+Measured 2026-11-21 on 2 cores (AMD EPYC, AVX-512), idle: PyTorch 2.15 eager ~35,700-37,400
+tokens/s, trlc ~43,200-43,400: 1.15-1.22x (it was 0.43-0.49x before the static arena, views,
+vectorized ISA builds of the kernels, threaded elementwise ops and attention heads).
 """
 import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
 

@@ -24,13 +24,11 @@ struct CpuProgram {
     IrDType real;
     Diag *d;
     CpuTensor *t;            // (n) per node; data NULL when not alive
-    bool *owned;             // (n) data was allocated by the run
     const void **bind;       // (n) leaf bindings
     size_t *bind_bytes;      // (n)
     int *last_use;           // (n) index of the last node reading it, -1 if none
     bool *is_out;            // (n)
     int64_t peak_bytes;      // the plan's peak of live intermediates (views not counted)
-    int64_t *bytes;          // (n) bytes per owned tensor
     // the arena plan for plan_sym (valid when planned)
     bool planned;
     int64_t plan_sym[IR_NSYMS];
@@ -70,10 +68,7 @@ size_t cpu_elem_size(IrDType t, IrDType real) {
     return real == IR_F64 ? sizeof(double) : sizeof(float);
 }
 
-static void release(CpuProgram *p, int i) {
-    p->t[i].data = NULL;
-    p->owned[i] = false;
-}
+static void release(CpuProgram *p, int i) { p->t[i].data = NULL; }
 
 static void release_all(CpuProgram *p) {
     for (int i = 0; i < p->g->n; i++) release(p, i);
@@ -253,16 +248,14 @@ CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
     p->profile = prof && *prof && strcmp(prof, "0") != 0;
     size_t n = (size_t)(g->n ? g->n : 1);
     p->t = calloc(n, sizeof *p->t);
-    p->owned = calloc(n, sizeof *p->owned);
     p->bind = calloc(n, sizeof *p->bind);
     p->bind_bytes = calloc(n, sizeof *p->bind_bytes);
     p->last_use = malloc(n * sizeof *p->last_use);
     p->is_out = calloc(n, sizeof *p->is_out);
-    p->bytes = calloc(n, sizeof *p->bytes);
     p->root = malloc(n * sizeof *p->root);
     p->end = malloc(n * sizeof *p->end);
     p->offset = calloc(n, sizeof *p->offset);
-    if (!p->t || !p->owned || !p->bind || !p->bind_bytes || !p->last_use || !p->is_out || !p->bytes ||
+    if (!p->t || !p->bind || !p->bind_bytes || !p->last_use || !p->is_out ||
         !p->root || !p->end || !p->offset) {
         if (d) diag_plain_error(d, "out of memory preparing the CPU program");
         cpu_program_free(p);
@@ -306,14 +299,11 @@ CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
 
 void cpu_program_free(CpuProgram *p) {
     if (!p) return;
-    if (p->t && p->owned && p->bytes) release_all(p);
     free(p->t);
-    free(p->owned);
     free(p->bind);
     free(p->bind_bytes);
     free(p->last_use);
     free(p->is_out);
-    free(p->bytes);
     free(p->root);
     free(p->end);
     free(p->offset);
@@ -449,8 +439,6 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
             goto ran;
         }
         t->data = p->arena + p->offset[i];
-        p->owned[i] = true;
-        p->bytes[i] = bytes;
 
         const CpuTensor **ins = small_in;
         if (n->nin > 16) {
