@@ -87,7 +87,7 @@ static void print_memory(const CheckedSpec *cs, const MpPlan *mp, const char *t_
     if (cs->train.optimizer && strcmp(cs->train.optimizer, "adamw"))
         printf("  note: optimizer is planned as AdamW's two fp32 moments; train.optimizer is %s\n", cs->train.optimizer);
     if (cs->train.recompute)
-        printf("  note: activations are planned without recomputation (train.recompute is not modelled)\n");
+        printf("  note: train.recompute: each layer's values are recomputed in the backward pass (planned)\n");
     if (cs->nmodels > 1)
         printf("  note: only the policy is planned; the %d other model%s (reference, teacher, reward) %s not included\n",
                cs->nmodels - 1, cs->nmodels == 2 ? "" : "s", cs->nmodels == 2 ? "is" : "are");

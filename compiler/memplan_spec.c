@@ -5,6 +5,7 @@
 #include "fuse.h"
 #include "lower.h"
 #include "memplan.h"
+#include "recompute.h"
 #ifdef TRLC_HAVE_LORA
 #include "lora.h"
 #endif
@@ -35,6 +36,7 @@ int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *
     }
 #endif
     if (ad_run_passes(g, NULL) != 0) return -1;
+    if (cs->train.recompute && ir_recompute(g, NULL) != 0) return -1;   // after cse, which would undo it
     return g->errors ? -1 : 0;
 }
 

@@ -7,6 +7,7 @@
 // Not here: the data, the loop, checkpoints or export (trainer_loop.c); grpo (needs generation).
 #include "trainer_int.h"
 #include "autodiff.h"
+#include "recompute.h"
 #include "hfconfig.h"
 #include "safetensors.h"
 #include <math.h>
@@ -62,6 +63,8 @@ static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, b
             if (strcmp(g->outs[i].name, "logits") != 0) g->outs[k++] = g->outs[i];
         g->nouts = k;
         if (ad_backward(g, NULL, 0) != 0) return -1;
+        // train.recompute: the backward pass recomputes each layer's values (recompute.h)
+        if (t->cs->train.recompute && ir_recompute(g, &t->recompute) != 0) return -1;
     }
     return g->errors ? -1 : 0;
 }
@@ -611,5 +614,7 @@ float *tr_grad(Trainer *t, const char *name, int64_t *numel) {
 int tr_nparams(const Trainer *t) { return t->np; }
 const char *tr_param_name(const Trainer *t, int i) { return i >= 0 && i < t->np ? t->ps[i].name : NULL; }
 bool tr_param_trainable(const Trainer *t, int i) { return i >= 0 && i < t->np && t->ps[i].trainable; }
+
+int64_t tr_peak_bytes(const Trainer *t) { return t->prog ? cpu_peak_bytes(t->prog) : 0; }
 Optimizer *tr_optimizer(Trainer *t) { return &t->opt; }
 bool tr_loss_per_pair(const Trainer *t) { return t->per_pair; }

@@ -87,6 +87,8 @@ float *tr_grad(Trainer *t, const char *name, int64_t *numel);
 int tr_nparams(const Trainer *t);
 const char *tr_param_name(const Trainer *t, int i);
 bool tr_param_trainable(const Trainer *t, int i);
+// Peak bytes of intermediates the last training micro-step held at once (CPU backend), or 0.
+int64_t tr_peak_bytes(const Trainer *t);
 Optimizer *tr_optimizer(Trainer *t);
 // True when the loss sums over preference pairs (dpo: divide by the pairs, DsBatch.n_examples),
 // false when over target tokens (sft, pretrain, kd).

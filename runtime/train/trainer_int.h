@@ -5,6 +5,7 @@
 #include "cpu.h"
 #include "lora.h"
 #include "lower.h"
+#include "recompute.h"
 #include "rng.h"
 #include "schedule.h"
 #include "trainer.h"
@@ -39,6 +40,7 @@ struct Trainer {
     LowerResult res, rese;
     bool has_lora;
     LoraResult lora;
+    RecomputeStats recompute;  // train.recompute: what the pass did to the training graph
     CpuProgram *prog, *eprog;
     int loss_out, eloss_out, elogits_out;
     TrParam *ps;

@@ -768,6 +768,9 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     fprintf(r.log, "trlc run: %s: %s (%s%s), %lld parameters, %lld trainable; %zu training rows; %lld steps -> %s\n",
             cs->path, r.t->m->name, r.t->m->arch, r.t->has_lora ? " + LoRA" : "", (long long)total_params,
             (long long)trainable, ds_num_rows(r.train), (long long)r.total, r.dir);
+    if (cs->train.recompute)
+        fprintf(r.log, "recompute: %d layers; %d values recomputed in the backward pass, %d kept\n",
+                r.t->recompute.layers, r.t->recompute.recomputed, r.t->recompute.kept);
     double t_loop = met_now();
     int64_t tok0 = r.tokens;
     status = loop(&r);

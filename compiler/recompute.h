@@ -1,0 +1,31 @@
+// recompute.h — activation recomputation (`train.recompute = true`, gradient checkpointing):
+// rewrites a differentiated graph so that the backward pass recomputes each decoder layer's
+// internal values from the layer's input instead of keeping them from the forward pass.
+// A forward value belongs to layer N when it is computed from layer N's parameters (a param named
+// `...layers.N....`, LoRA and NF4 parts included) or from values of layer N; values computed
+// from layer-less parameters (embeddings, the final norm, the head) or only from inputs belong to
+// no layer. Kept: leaves, values of no layer, graph outputs, and every value a forward node of
+// another layer reads (the residual stream between layers). Every other forward value a backward
+// node reads is recomputed: a copy of its computation (back to kept values) is placed just before
+// the first backward node that reads it, so the forward pass frees it after its last forward use
+// and the backward pass holds one layer's values at a time. Dropout recomputes the same mask (its
+// RNG is a hash of seed, site, step and element). Gradients are bit-identical to the plain graph.
+// Not here: choosing which layers to checkpoint (all are), offloading, fusion or memory planning
+// (they run on the rewritten graph as on any other).
+#ifndef TRLC_RECOMPUTE_H
+#define TRLC_RECOMPUTE_H
+#include "ir.h"
+
+typedef struct RecomputeStats {
+    int layers;        // decoder layers found (0: nothing to do)
+    int recomputed;    // forward values now recomputed in the backward pass
+    int kept;          // forward values of a layer that stay (read across layers, outputs)
+} RecomputeStats;
+
+// Rewrites g (after ad_backward; before or after cse/dce) in place. Forward node ids do not change;
+// backward nodes are renumbered (outputs, the loss and ir_renumbered follow). Returns 0, or -1
+// after reporting (out of memory, a graph whose backward nodes do not all follow the forward
+// ones). stats may be NULL.
+int ir_recompute(IrGraph *g, RecomputeStats *stats);
+
+#endif
