@@ -131,11 +131,28 @@ size_t opt_state_bytes(const Optimizer *o) {
     return b;
 }
 
+// Sum of squares in fixed chunks added in order, so the result (and gradient clipping) does not
+// depend on the number of threads, as an OpenMP reduction's would.
+enum { SUMSQ_CHUNK = 1 << 14 };
+
 static double sumsq(const float *x, size_t n) {
+    long long nchunks = (long long)((n + SUMSQ_CHUNK - 1) / SUMSQ_CHUNK);
+    double small[64], *part = nchunks <= 64 ? small : malloc((size_t)nchunks * sizeof *part);
+    if (!part) {   // out of memory: one thread, same order
+        double s = 0;
+        for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+        return s;
+    }
+#pragma omp parallel for schedule(static) if (n >= OPT_PAR_MIN)
+    for (long long c = 0; c < nchunks; c++) {
+        size_t lo = (size_t)c * SUMSQ_CHUNK, hi = lo + SUMSQ_CHUNK < n ? lo + SUMSQ_CHUNK : n;
+        double s = 0;
+        for (size_t i = lo; i < hi; i++) s += (double)x[i] * x[i];
+        part[c] = s;
+    }
     double s = 0;
-    long long nn = (long long)n;
-#pragma omp parallel for reduction(+ : s) schedule(static) if (n >= OPT_PAR_MIN)
-    for (long long i = 0; i < nn; i++) s += (double)x[i] * x[i];
+    for (long long c = 0; c < nchunks; c++) s += part[c];
+    if (part != small) free(part);
     return s;
 }
 

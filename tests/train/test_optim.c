@@ -6,6 +6,7 @@
 #include "optim.h"
 #include "test.h"
 #include "train/fixture.h"
+#include <omp.h>
 #include <stdint.h>
 
 #define MAXP 8
@@ -245,6 +246,15 @@ static void test_large(void) {
     CHECK(opt_add(&d, &o, "big", p, g, n, true) == 0);
     double norm = opt_grad_norm(&o);
     CHECK_CLOSE(norm, sqrt(ss), 0, 1e-12);
+    // the same bits with 1 and 2 threads (an OpenMP reduction would add in another order)
+    int saved = omp_get_max_threads();
+    double by_threads[2];
+    for (int t = 1; t <= 2; t++) {
+        omp_set_num_threads(t);
+        by_threads[t - 1] = opt_grad_norm(&o);
+    }
+    omp_set_num_threads(saved);
+    CHECK(memcmp(&by_threads[0], &by_threads[1], sizeof(double)) == 0 && by_threads[0] == norm);
     double pre = opt_clip_grad_norm(&o, 1.0);
     CHECK_CLOSE(pre, sqrt(ss), 0, 1e-12);
     CHECK_CLOSE(opt_grad_norm(&o), 1.0, 0, 1e-6);
