@@ -58,12 +58,13 @@ static inline float cpu_vexpf(float x) {
     q = 0.5f + r * q;
     q = 1.0f + r * q;
     q = 1.0f + r * q;
-    int32_t nb, mb;
+    uint32_t nb, mb;
     memcpy(&nb, &nm, 4);
     memcpy(&mb, &magic, 4);
-    int32_t k = nb - mb;               // n as an integer, in [-152, 129]
+    // n as an integer, in [-152, 129] (any bits for a NaN x: unsigned arithmetic, no overflow)
+    int32_t k = (int32_t)(nb - mb);
     int32_t k1 = k / 2, k2 = k - k1;
-    int32_t b1 = (k1 + 127) << 23, b2 = (k2 + 127) << 23;
+    uint32_t b1 = (uint32_t)(k1 + 127) << 23, b2 = (uint32_t)(k2 + 127) << 23;
     float s1, s2;
     memcpy(&s1, &b1, 4);
     memcpy(&s2, &b2, 4);
