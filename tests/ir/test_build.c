@@ -432,7 +432,7 @@ static void cast_rounding(void) {
 // Big enough for the threaded loops: every configuration — 1 or 2 OpenMP threads, the float
 // kernels of each instruction set this CPU has (TRLC_CPU_ISA), attention's block or row path —
 // gives bit-identical results to the baseline kernels on one thread.
-enum { AGREE_OUTS = 10 };
+enum { AGREE_OUTS = 11 };
 
 static void agree_run(IrGraph *g, Diag *d, const char *isa, int threads, bool rows, const float *xv,
                       const float *wv, const int32_t *lv, size_t n, void **first, const char *what) {
@@ -493,6 +493,7 @@ static void threads_agree(void) {
     ir_add_output(&g, ir_sdpa_bwd(&g, IR_SDPA_BWD_V, q, kv, kv, go, true, 0, l), "dv");
     ir_add_output(&g, ir_add(&g, ir_unary(&g, IR_EXP, ir_mul(&g, x, w, l), l), ir_reduce(&g, IR_MEAN, x, -1, l), l),
                   "exp_rowbcast");
+    ir_add_output(&g, ir_sub(&g, ir_scalar(&g, 1.0, l), ir_unary(&g, IR_SIGMOID, x, l), l), "one_minus");
     CHECK(g.errors == 0);
     size_t n = 4u * 1024 * 1024;
     float *xv = malloc(n * sizeof *xv), *wv = malloc(1024 * sizeof *wv);
