@@ -10,9 +10,12 @@ Machine load dominates the numbers: on a shared machine run it twice and compare
 trlc figure against an idle run. trlc's idle OpenMP threads spin briefly and then sleep
 (GOMP_SPINCOUNT=10000 unless it or OMP_WAIT_POLICY is set; see runtime/cpu/cpu.h), PyTorch's
 spin longer (libgomp's default).
-Measured 2026-11-21 on 2 cores (AMD EPYC, AVX-512), idle: PyTorch 2.15 eager ~35,700-37,400
-tokens/s, trlc ~43,200-43,400: 1.15-1.22x (it was 0.43-0.49x before the static arena, views,
-vectorized ISA builds of the kernels, threaded elementwise ops and attention heads).
+Measured 2026-11-21 on 2 cores (AMD EPYC, AVX-512), otherwise idle, 8 runs: trlc 41,200-44,700
+tokens/s, PyTorch 2.15 eager 22,700-37,600 (it varies more from run to run): 1.13-1.92x, median
+~1.3x. It was 0.43-0.49x before the static arena, views, vectorized ISA builds of the kernels,
+threaded elementwise ops and attention heads. A larger model (--hidden 256 --layers 4 --ffn 768
+--heads 8 --kv-heads 4 --seq 64 --batch 16): 0.98-1.10x (3 runs), where matrix products
+(OpenBLAS vs MKL) are ~80% of the step.
 """
 import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
 
