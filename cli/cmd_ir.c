@@ -11,6 +11,7 @@
 #include "load.h"
 #include "lora.h"
 #include "lower.h"
+#include "recompute.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -22,7 +23,8 @@ const char usage_ir[] =
     "and outputs, one node per line with the spec location it came from.\n"
     "\n"
     "options:\n"
-    "  --after PASS   print the IR after PASS: lower, lora, autodiff or dce (default: the last)\n"
+    "  --after PASS   print the IR after PASS: lower, lora, autodiff, cse, dce or recompute\n"
+    "                 (default: the last the spec runs: recompute with `train.recompute = true`)\n"
     "  --model NAME   lower the model block NAME instead of the policy\n"
     "  --f64          build the graph in float64 (as gradient checks do)\n"
     "  -h, --help     this help\n"
@@ -64,8 +66,9 @@ int cmd_ir(int argc, char **argv) {
         const char *const *names = ad_pass_names(&n);
         const char *all[8] = {"lower", "lora"};
         int nall = 2;
-        for (int i = 0; i < n && nall < 8; i++)
+        for (int i = 0; i < n && nall < 7; i++)
             if (strcmp(names[i], "lower")) all[nall++] = names[i];
+        all[nall++] = "recompute";
         bool known = false;
         for (int i = 0; i < nall; i++) known |= !strcmp(all[i], after);
         if (!known) {
@@ -120,10 +123,13 @@ int cmd_ir(int argc, char **argv) {
                 rc = lora_apply(&d, &arena, &g, &res, &lo, &lr);
             }
             bool stop = after && (!strcmp(after, "lower") || !strcmp(after, "lora"));
-            if (rc != 0 || (!stop && ad_run_passes(&g, after) != 0))
+            // recompute: asked for, or by default when the spec trains with it (as `trlc run` does)
+            bool redo = after ? !strcmp(after, "recompute") : cs->train.recompute && mi == cs->policy;
+            const char *passes = after && strcmp(after, "recompute") ? after : NULL;
+            if (rc != 0 || (!stop && ad_run_passes(&g, passes) != 0) || (redo && ir_recompute(&g, NULL) != 0))
                 status = EXIT_SPEC;
             else
-                ir_print_after(stdout, &g, &d, after ? after : "dce");
+                ir_print_after(stdout, &g, &d, redo ? "recompute" : after ? after : "dce");
         }
     }
     if (status == EXIT_SPEC && d.errors)

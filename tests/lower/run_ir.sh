@@ -77,6 +77,17 @@ expect 1 "did you mean \`lm_head\`?" ir tiny-bad-arch.trl
 expect 1 "note: in \`forward\`, called here" ir tiny-bad-arch.trl
 expect 1 "cannot open\|No such file\|does not exist" ir does-not-exist.trl
 expect 2 "no spec given" ir
+# --after recompute: more nodes than after dce (clones of each layer's values in the backward
+# pass); the spec's train.recompute = true makes it the default
+expect 0 '^# IR after recompute' ir --after recompute $q
+n_dce=$("$trlc" ir $q 2>/dev/null | grep -c '^  %')
+n_rc=$("$trlc" ir --after recompute $q 2>/dev/null | grep -c '^  %')
+if [ "$n_rc" -gt "$n_dce" ]; then pass=$((pass + 1)); else echo "FAIL recompute: $n_rc nodes, dce $n_dce"; fail=$((fail + 1)); fi
+rcdir=$(mktemp -d)
+cp tiny.jsonl "$rcdir/" && sed 's/^train *{/train { recompute = true;/' $q > "$rcdir/rc.trl"
+expect 0 '^# IR after recompute' ir "$rcdir/rc.trl"
+expect 0 '^# IR after dce' ir --after dce "$rcdir/rc.trl"
+rm -rf "$rcdir"
 expect 2 "unknown pass \`autodif\`" ir --after autodif $q
 expect 2 "did you mean \`autodiff\`?" ir --after autodif $q
 expect 2 "unknown option \`--aftr\`" ir --aftr lower $q
