@@ -194,29 +194,44 @@ static void *grow(void *p, int *cap, int n, size_t elem) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// "Sequence" components (normalizers, pre-tokenizers, decoders): each element loaded in order by
+// the component's own loader, nesting bounded by TOK_MAX_DEPTH.
+
+typedef int (*ComponentLoader)(Load *L, const json_t *o, int depth, int *cap, const char *where);
+
+// The component's type; NULL (reported) when it has none or nests too deeply.
+static const char *component_type(Load *L, const json_t *o, int depth, const char *where) {
+    const char *ty = type_of(L, o, where);
+    if (ty && depth > TOK_MAX_DEPTH) {
+        LERR(L, "%s: Sequence nested too deeply", where);
+        return NULL;
+    }
+    return ty;
+}
+
+static int load_sequence(Load *L, const json_t *o, const char *key, int depth, int *cap, const char *where,
+                         ComponentLoader one) {
+    json_t *a = json_object_get(o, key);
+    if (!json_is_array(a)) {
+        LERR(L, "%s.%s: expected an array", where, key);
+        return -1;
+    }
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        char w[256];
+        snprintf(w, sizeof w, "%s.%s[%zu]", where, key, i);
+        if (one(L, json_array_get(a, i), depth + 1, cap, w)) return -1;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
 // normalizers
 
 static int load_normalizer(Load *L, const json_t *o, int depth, int *cap, const char *where) {
     Tokenizer *t = L->t;
-    const char *ty = type_of(L, o, where);
+    const char *ty = component_type(L, o, depth, where);
     if (!ty) return -1;
-    if (depth > TOK_MAX_DEPTH) {
-        LERR(L, "%s: Sequence nested too deeply", where);
-        return -1;
-    }
-    if (!strcmp(ty, "Sequence")) {
-        json_t *a = json_object_get(o, "normalizers");
-        if (!json_is_array(a)) {
-            LERR(L, "%s.normalizers: expected an array", where);
-            return -1;
-        }
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            char w[256];
-            snprintf(w, sizeof w, "%s.normalizers[%zu]", where, i);
-            if (load_normalizer(L, json_array_get(a, i), depth + 1, cap, w)) return -1;
-        }
-        return 0;
-    }
+    if (!strcmp(ty, "Sequence")) return load_sequence(L, o, "normalizers", depth, cap, where, load_normalizer);
     TokNorm n = {0};
     size_t len;
     const char *s;
@@ -305,25 +320,9 @@ static int replacement(Load *L, const json_t *o, char *rep, int *replen, const c
 
 static int load_pretok(Load *L, const json_t *o, int depth, int *cap, const char *where) {
     Tokenizer *t = L->t;
-    const char *ty = type_of(L, o, where);
+    const char *ty = component_type(L, o, depth, where);
     if (!ty) return -1;
-    if (depth > TOK_MAX_DEPTH) {
-        LERR(L, "%s: Sequence nested too deeply", where);
-        return -1;
-    }
-    if (!strcmp(ty, "Sequence")) {
-        json_t *a = json_object_get(o, "pretokenizers");
-        if (!json_is_array(a)) {
-            LERR(L, "%s.pretokenizers: expected an array", where);
-            return -1;
-        }
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            char w[256];
-            snprintf(w, sizeof w, "%s.pretokenizers[%zu]", where, i);
-            if (load_pretok(L, json_array_get(a, i), depth + 1, cap, w)) return -1;
-        }
-        return 0;
-    }
+    if (!strcmp(ty, "Sequence")) return load_sequence(L, o, "pretokenizers", depth, cap, where, load_pretok);
     TokPre p = {0};
     if (!strcmp(ty, "ByteLevel")) {
         p.kind = PRE_BYTELEVEL;
@@ -379,25 +378,9 @@ static int load_pretok(Load *L, const json_t *o, int depth, int *cap, const char
 
 static int load_decoder(Load *L, const json_t *o, int depth, int *cap, const char *where) {
     Tokenizer *t = L->t;
-    const char *ty = type_of(L, o, where);
+    const char *ty = component_type(L, o, depth, where);
     if (!ty) return -1;
-    if (depth > TOK_MAX_DEPTH) {
-        LERR(L, "%s: Sequence nested too deeply", where);
-        return -1;
-    }
-    if (!strcmp(ty, "Sequence")) {
-        json_t *a = json_object_get(o, "decoders");
-        if (!json_is_array(a)) {
-            LERR(L, "%s.decoders: expected an array", where);
-            return -1;
-        }
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            char w[256];
-            snprintf(w, sizeof w, "%s.decoders[%zu]", where, i);
-            if (load_decoder(L, json_array_get(a, i), depth + 1, cap, w)) return -1;
-        }
-        return 0;
-    }
+    if (!strcmp(ty, "Sequence")) return load_sequence(L, o, "decoders", depth, cap, where, load_decoder);
     TokDec d = {0};
     if (!strcmp(ty, "ByteLevel")) d.kind = DEC_BYTELEVEL;
     else if (!strcmp(ty, "ByteFallback")) d.kind = DEC_BYTEFALLBACK;
@@ -479,12 +462,8 @@ static int pair_id(Load *L, const json_t *o, const char *key, int32_t *id, const
 
 static int load_post(Load *L, const json_t *o, int depth, int32_t **pre, int *npre, int32_t **post, int *npost,
                      const char *where) {
-    const char *ty = type_of(L, o, where);
+    const char *ty = component_type(L, o, depth, where);
     if (!ty) return -1;
-    if (depth > TOK_MAX_DEPTH) {
-        LERR(L, "%s: Sequence nested too deeply", where);
-        return -1;
-    }
     if (!strcmp(ty, "ByteLevel")) return 0;
     if (!strcmp(ty, "Sequence")) {
         json_t *a = json_object_get(o, "processors");
