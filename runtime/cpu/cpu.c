@@ -33,6 +33,9 @@ struct CpuProgram {
     bool planned;
     int64_t plan_sym[IR_NSYMS];
     int *root;               // (n) the node whose bytes it uses: itself, or a view's source's root
+    int *lead;               // (n) sdpa_bwd_q/k/v with the same inputs run as one group: the
+                             // group's first node (its leader), or -1; see group_attention_grads
+    int (*members)[3];       // (n) for a leader: its group's q, k, v nodes (-1 where absent)
     int *end;                // (n) per root: the last node after which its bytes are dead
     int64_t *offset;         // (n) per owned root: byte offset in the arena
     int64_t arena_bytes;     // the plan's arena size
@@ -77,6 +80,35 @@ static void release_all(CpuProgram *p) {
 // A reshape is a view: the same bytes under another shape (row-major, same element type).
 static bool is_view(const IrNode *n) { return n->op == IR_RESHAPE; }
 static bool is_leaf(const IrNode *n) { return n->op == IR_INPUT || n->op == IR_PARAM; }
+
+static bool is_sdpa_bwd(IrOp op) { return op == IR_SDPA_BWD_Q || op == IR_SDPA_BWD_K || op == IR_SDPA_BWD_V; }
+
+// Attention's three backward ops (dQ, dK, dV) read the same inputs and each recompute the
+// probabilities: the ones with identical inputs and attributes form a group that the leader (the
+// first in order) computes in one call; the arena places all of them from the leader on.
+static void group_attention_grads(CpuProgram *p) {
+    const IrGraph *g = p->g;
+    for (int i = 0; i < g->n; i++) {
+        p->lead[i] = -1;
+        p->members[i][0] = p->members[i][1] = p->members[i][2] = -1;
+    }
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *a = &g->nodes[i];
+        if (!is_sdpa_bwd(a->op) || p->lead[i] >= 0) continue;
+        p->lead[i] = i;
+        p->members[i][a->op - IR_SDPA_BWD_Q] = i;
+        for (int j = i + 1; j < g->n; j++) {
+            const IrNode *b = &g->nodes[j];
+            int slot = b->op - IR_SDPA_BWD_Q;
+            if (!is_sdpa_bwd(b->op) || p->lead[j] >= 0 || p->members[i][slot] >= 0 || b->nin != a->nin ||
+                b->a.causal != a->a.causal || b->a.scale != a->a.scale || b->a.segmented != a->a.segmented ||
+                memcmp(b->in, a->in, (size_t)a->nin * sizeof *a->in) != 0)
+                continue;
+            p->lead[j] = i;
+            p->members[i][slot] = j;
+        }
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // The arena plan: first-fit placement in execution order over a sorted list of free spans.
@@ -158,24 +190,34 @@ static int layout(const CpuProgram *p, const int64_t *syms, int64_t *offset, int
     int rc = 0;
     int64_t live = 0;
     *peak = 0;
-    for (int i = 0; i < g->n; i++) {
-        const IrNode *nd = &g->nodes[i];
-        if (nd->op != IR_INPUT && nd->op != IR_PARAM && p->root[i] == i) {
+    for (int i = 0; i < g->n && rc == 0; i++) {
+        // the values node i brings to life: its own, or with an attention group its members'
+        int placed[3] = {i, -1, -1}, nplaced = 1;
+        if (p->lead[i] >= 0) {
+            nplaced = 0;
+            if (p->lead[i] == i)
+                for (int k = 0; k < 3; k++)
+                    if (p->members[i][k] >= 0) placed[nplaced++] = p->members[i][k];
+        }
+        for (int k = 0; k < nplaced; k++) {
+            int v = placed[k];
+            const IrNode *nd = &g->nodes[v];
+            if (is_leaf(nd) || p->root[v] != v) continue;
             int64_t cnt = ir_shape_numel(&nd->shape, syms);
             int64_t es = (int64_t)cpu_elem_size(nd->dtype, p->real);
             if (cnt < 0 || cnt > CPU_MAX_BYTES / es) {
-                *bad = i;
+                *bad = v;
                 rc = -1;
                 break;
             }
-            size[i] = cnt * es;
-            offset[i] = span_alloc(&f, aligned(size[i]));
-            live += size[i];
+            size[v] = cnt * es;
+            offset[v] = span_alloc(&f, aligned(size[v]));
+            live += size[v];
             if (live > *peak) *peak = live;
-            int e = p->end[i];
+            int e = p->end[v];
             if (e < g->n) {   // else an output (or a view's source that is one): kept to the end
-                next[i] = head[e];
-                head[e] = i;
+                next[v] = head[e];
+                head[e] = v;
             }
         }
         for (int r = head[i]; r >= 0; r = next[r]) {   // dead once node i ran
@@ -255,8 +297,10 @@ CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
     p->root = malloc(n * sizeof *p->root);
     p->end = malloc(n * sizeof *p->end);
     p->offset = calloc(n, sizeof *p->offset);
+    p->lead = malloc(n * sizeof *p->lead);
+    p->members = malloc(n * sizeof *p->members);
     if (!p->t || !p->bind || !p->bind_bytes || !p->last_use || !p->is_out ||
-        !p->root || !p->end || !p->offset) {
+        !p->root || !p->end || !p->offset || !p->lead || !p->members) {
         if (d) diag_plain_error(d, "out of memory preparing the CPU program");
         cpu_program_free(p);
         return NULL;
@@ -294,6 +338,7 @@ CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
         int r = p->root[i];
         if (e > p->end[r]) p->end[r] = e;
     }
+    group_attention_grads(p);
     return p;
 }
 
@@ -307,6 +352,8 @@ void cpu_program_free(CpuProgram *p) {
     free(p->root);
     free(p->end);
     free(p->offset);
+    free(p->lead);
+    free(p->members);
     free(p->arena);
     free(p);
 }
@@ -456,8 +503,16 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
         e.in = ins;
         e.step = step;
         e.off = (n->op == IR_SLICE || n->op == IR_PAD) ? ir_dim_value(n->a.off, syms) : 0;
+        if (p->lead[i] == i)   // an attention group: the leader writes its members' outputs too
+            for (int k = 0; k < 3; k++) {
+                int m = p->members[i][k];
+                if (m >= 0 && m != i) e.sdpa_grads[k] = p->arena + p->offset[m];
+            }
         double t0 = p->profile ? now_secs() : 0;
-        int rc = p->real == IR_F64 ? cpu_exec_f64(&e) : p->exec_f32(&e);
+        // a member after its leader: computed already (in its place in the arena)
+        int rc = p->lead[i] >= 0 && p->lead[i] != i ? 0
+                 : p->real == IR_F64                ? cpu_exec_f64(&e)
+                                                    : p->exec_f32(&e);
         if (p->profile) {
             p->op_secs[n->op] += now_secs() - t0;
             p->op_calls[n->op]++;

@@ -14,6 +14,8 @@ typedef struct CpuExec {
     const CpuTensor *const *in;    // n->nin inputs
     uint64_t step;
     int64_t off;                   // slice/pad: the offset along the axis, bound
+    void *sdpa_grads[3];           // sdpa_bwd_q/k/v: the outputs of the group's other members
+                                   // (dQ, dK, dV), computed in the same call; NULL when alone
     char err[256];
 } CpuExec;
 

@@ -552,6 +552,60 @@ static void vexp_accuracy(void) {
     CHECK(cpu_vexpf(0.0f) == 1.0f && cpu_vexpf(1.0f) == (float)M_E);
 }
 
+// Attention's dQ, dK, dV with the same inputs run as one group (cpu.c): each equals, bit for bit,
+// the op run alone, on the block path and on the row path, with grouped heads and a causal mask.
+static void attention_group_agrees(void) {
+    const Loc l = {0, 0, 0};
+    Diag d;
+    diag_init(&d, stderr);
+    size_t nq = 2 * 4 * 48 * 16, nk = 2 * 2 * 48 * 16;
+    float *buf = malloc((nq * 2 + nk * 2) * sizeof *buf);
+    for (size_t i = 0; i < nq * 2 + nk * 2; i++) buf[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    const IrOp ops[3] = {IR_SDPA_BWD_Q, IR_SDPA_BWD_K, IR_SDPA_BWD_V};
+    int same = 0;
+    for (int rows = 0; rows < 2; rows++) {
+        if (rows) setenv("TRLC_CPU_SDPA_BLOCK_MAX", "0", 1);
+        float *got[4][3] = {{NULL}};   // [0]: the group; [1 + k]: op k alone
+        for (int run = 0; run < 4; run++) {
+            IrGraph g;
+            ir_graph_init(&g, &d, IR_F32);
+            IrId q = ir_input(&g, "q", IR_F32, ir_shape4(D(2), D(4), D(48), D(16)), l);
+            IrId k = ir_input(&g, "k", IR_F32, ir_shape4(D(2), D(2), D(48), D(16)), l);
+            IrId v = ir_input(&g, "v", IR_F32, ir_shape4(D(2), D(2), D(48), D(16)), l);
+            IrId go = ir_input(&g, "go", IR_F32, ir_shape4(D(2), D(4), D(48), D(16)), l);
+            for (int o = 0; o < 3; o++)
+                if (run == 0 || run == o + 1)
+                    ir_add_output(&g, ir_sdpa_bwd(&g, ops[o], q, k, v, go, true, 0.3, l), "grad");
+            CpuProgram *p = cpu_program_new(&g, IR_F32, &d);
+            cpu_bind_name(p, "q", buf, nq * sizeof *buf);
+            cpu_bind_name(p, "go", buf + nq, nq * sizeof *buf);
+            cpu_bind_name(p, "k", buf + 2 * nq, nk * sizeof *buf);
+            cpu_bind_name(p, "v", buf + 2 * nq + nk, nk * sizeof *buf);
+            CHECK(cpu_run(p, NULL, 0) == 0);
+            for (int o = 0, out = 0; o < 3; o++) {
+                if (!(run == 0 || run == o + 1)) continue;
+                const CpuTensor *t = cpu_output(p, out++);
+                got[run][o] = malloc((size_t)t->numel * sizeof(float));
+                memcpy(got[run][o], t->data, (size_t)t->numel * sizeof(float));
+            }
+            cpu_program_free(p);
+            ir_graph_free(&g);
+        }
+        for (int o = 0; o < 3; o++) {
+            size_t n = o == 0 ? nq : nk;
+            bool eq = memcmp(got[0][o], got[1 + o][o], n * sizeof(float)) == 0;
+            same += eq;
+            CHECK_MSG(eq, "%s in a group differs from alone (%s path)", ir_op_name(ops[o]), rows ? "row" : "block");
+            free(got[0][o]);
+            free(got[1 + o][o]);
+        }
+    }
+    unsetenv("TRLC_CPU_SDPA_BLOCK_MAX");
+    printf("  attention backward as one group vs alone: %d/6 bit-identical (block and row paths)\n", same);
+    free(buf);
+    diag_free(&d);
+}
+
 static void dropout_rng(void) {
     Env e;
     env_init(&e);
@@ -594,6 +648,7 @@ int main(void) {
     cast_rounding();
     threads_agree();
     vexp_accuracy();
+    attention_group_agrees();
     dropout_rng();
     return test_done("ir.build");
 }
