@@ -606,6 +606,91 @@ static void attention_group_agrees(void) {
     diag_free(&d);
 }
 
+// The block path of attention (query chunks of 64 rows over the keys they can see) against the
+// row path (one query row at a time, written independently): forward and the three gradients,
+// several chunks and a partial one, causal or not, a key mask and packed segments, grouped heads,
+// and a forward with fewer queries than keys (a KV cache).
+static void attention_paths_agree(void) {
+    const Loc l = {0, 0, 0};
+    Diag d;
+    diag_init(&d, stderr);
+    enum { B2 = 2, HQ = 4, HK = 2, TK = 200, DH = 16 };
+    size_t nmax = (size_t)B2 * HQ * TK * DH;
+    float *buf = malloc(4 * nmax * sizeof *buf);
+    for (size_t i = 0; i < 4 * nmax; i++) buf[i] = (float)((i * 2654435761u) % 1000) / 250.0f - 2.0f;
+    int32_t km[B2 * TK], seg[B2 * TK];
+    for (int i = 0; i < B2 * TK; i++) {
+        km[i] = i % 17 != 3;         // some padding keys
+        seg[i] = (i % TK) / 70;      // three packed sequences per row
+    }
+    double worst = 0;
+    int cases = 0;
+    for (int c = 0; c < 4; c++) {
+        bool causal = c != 1, masked = c == 2;
+        int64_t tq = c == 3 ? 37 : TK;   // c == 3: 37 queries against 200 cached keys (forward only)
+        float *res[2][4] = {{NULL}};
+        int64_t cnt[4] = {0};
+        int nouts = 0;
+        for (int rows = 0; rows < 2; rows++) {
+            if (rows) setenv("TRLC_CPU_SDPA_BLOCK_MAX", "0", 1);
+            else unsetenv("TRLC_CPU_SDPA_BLOCK_MAX");
+            IrGraph g;
+            ir_graph_init(&g, &d, IR_F32);
+            IrId q = ir_input(&g, "q", IR_F32, ir_shape4(D(B2), D(HQ), D(tq), D(DH)), l);
+            IrId k = ir_input(&g, "k", IR_F32, ir_shape4(D(B2), D(HK), D(TK), D(DH)), l);
+            IrId v = ir_input(&g, "v", IR_F32, ir_shape4(D(B2), D(HK), D(TK), D(DH)), l);
+            IrId go = ir_input(&g, "go", IR_F32, ir_shape4(D(B2), D(HQ), D(tq), D(DH)), l);
+            IrId m = masked ? ir_input(&g, "km", IR_I32, ir_shape2(D(B2), D(TK)), l) : IR_NONE;
+            IrId sg = masked ? ir_input(&g, "seg", IR_I32, ir_shape2(D(B2), D(TK)), l) : IR_NONE;
+            ir_add_output(&g, ir_sdpa_seg(&g, q, k, v, m, sg, causal, 0, l), "out");
+            if (c != 3) {
+                ir_add_output(&g, ir_sdpa_bwd_seg(&g, IR_SDPA_BWD_Q, q, k, v, go, m, sg, causal, 0, l), "dq");
+                ir_add_output(&g, ir_sdpa_bwd_seg(&g, IR_SDPA_BWD_K, q, k, v, go, m, sg, causal, 0, l), "dk");
+                ir_add_output(&g, ir_sdpa_bwd_seg(&g, IR_SDPA_BWD_V, q, k, v, go, m, sg, causal, 0, l), "dv");
+            }
+            CHECK(g.errors == 0);
+            CpuProgram *p = cpu_program_new(&g, IR_F32, &d);
+            size_t nq = (size_t)B2 * HQ * tq * DH, nk = (size_t)B2 * HK * TK * DH;
+            cpu_bind_name(p, "q", buf, nq * sizeof *buf);
+            cpu_bind_name(p, "k", buf + nmax, nk * sizeof *buf);
+            cpu_bind_name(p, "v", buf + 2 * nmax, nk * sizeof *buf);
+            cpu_bind_name(p, "go", buf + 3 * nmax, nq * sizeof *buf);
+            if (masked) {
+                cpu_bind_name(p, "km", km, sizeof km);
+                cpu_bind_name(p, "seg", seg, sizeof seg);
+            }
+            CHECK(cpu_run(p, NULL, 0) == 0);
+            nouts = g.nouts;
+            for (int o = 0; o < g.nouts; o++) {
+                const CpuTensor *t = cpu_output(p, o);
+                cnt[o] = t->numel;
+                res[rows][o] = malloc((size_t)t->numel * sizeof(float));
+                memcpy(res[rows][o], t->data, (size_t)t->numel * sizeof(float));
+            }
+            cpu_program_free(p);
+            ir_graph_free(&g);
+        }
+        for (int o = 0; o < nouts; o++) {
+            double md = 0, mb = 0;
+            for (int64_t i = 0; i < cnt[o]; i++) {
+                double dd = fabs((double)res[0][o][i] - res[1][o][i]);
+                md = dd > md || dd != dd ? dd : md;
+                mb = fabs(res[1][o][i]) > mb ? fabs(res[1][o][i]) : mb;
+            }
+            double rel = mb > 0 ? md / mb : md;
+            worst = rel > worst ? rel : worst;
+            cases++;
+            CHECK_MSG(rel <= 1e-5 && mb > 0, "attention case %d output %d: block vs rows rel %.3g", c, o, rel);
+            free(res[0][o]);
+            free(res[1][o]);
+        }
+    }
+    unsetenv("TRLC_CPU_SDPA_BLOCK_MAX");
+    printf("  attention block path vs row path: %d outputs, worst %.3g relative\n", cases, worst);
+    free(buf);
+    diag_free(&d);
+}
+
 static void dropout_rng(void) {
     Env e;
     env_init(&e);
@@ -649,6 +734,7 @@ int main(void) {
     threads_agree();
     vexp_accuracy();
     attention_group_agrees();
+    attention_paths_agree();
     dropout_rng();
     return test_done("ir.build");
 }
