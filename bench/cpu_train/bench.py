@@ -10,12 +10,13 @@ Machine load dominates the numbers: on a shared machine run it twice and compare
 trlc figure against an idle run. trlc's idle OpenMP threads spin briefly and then sleep
 (GOMP_SPINCOUNT=10000 unless it or OMP_WAIT_POLICY is set; see runtime/cpu/cpu.h), PyTorch's
 spin longer (libgomp's default).
-Measured 2026-11-21 on 2 cores (AMD EPYC, AVX-512), otherwise idle, 8 runs: trlc 41,200-44,700
-tokens/s, PyTorch 2.15 eager 22,700-37,600 (it varies more from run to run): 1.13-1.92x, median
-~1.3x. It was 0.43-0.49x before the static arena, views, vectorized ISA builds of the kernels,
-threaded elementwise ops and attention heads. A larger model (--hidden 256 --layers 4 --ffn 768
---heads 8 --kv-heads 4 --seq 64 --batch 16): 0.98-1.10x (3 runs), where matrix products
-(OpenBLAS vs MKL) are ~80% of the step.
+Measured 2026-11-21 on 2 cores (AMD EPYC, AVX-512), otherwise idle, at the session's last commit
+(PyTorch's figure varies far more from run to run than trlc's):
+  quickstart model (defaults), 6 runs: trlc 43,700-47,300 tokens/s, PyTorch 2.15 eager
+    30,100-38,300: 1.14-1.66x (0.43-0.49x before this session's CPU work);
+  --seq 256 --batch 4, 4 runs: 1.06-2.16x (trlc 34,900-37,400 tokens/s);
+  --hidden 256 --layers 4 --ffn 768 --heads 8 --kv-heads 4 --seq 64 --batch 16, 4 runs:
+    0.85-1.16x; there matrix products (OpenBLAS vs MKL) are ~80% of the step.
 """
 import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
 
