@@ -2,7 +2,7 @@
 # run.sh — the quickstart: builds trlc (installing what it needs), makes the data, trains a small
 # model from scratch to add (part 1), then a LoRA adapter on top of it to subtract (part 2), and
 # prints the held-out exact-match accuracy of each and the training time (wall and CPU seconds).
-# About 120 CPU-seconds: ~65 s on 2 quiet CPU cores (README.md has measured numbers).
+# About 110 CPU-seconds: ~60 s on 2 quiet CPU cores (README.md has measured numbers).
 # Set TRLC=/path/to/trlc to use an existing binary instead of building; SEED=N for another data
 # split (make_data.sh). Exit status: 0 when both parts reach at least 90% held-out accuracy.
 set -euo pipefail
