@@ -376,7 +376,7 @@ int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p) {
     int rc = 0;
     for (IrId id = 0; id < g->n && rc == 0; id++) {
         const IrNode *x = &g->nodes[id];
-        if (x->op == IR_INPUT || x->op == IR_PARAM) continue;
+        if (ir_is_leaf(x)) continue;
         if (x->op == IR_FULL && node_fusable(g, x)) {
             p->level[id] = FUSE_LV_CONST;
             if (needs_fill[id]) {
@@ -453,7 +453,7 @@ int fuse_verify(const FusePlan *p, Diag *d) {
         for (int k = 0; k < nreads; k++) {
             IrId x = reads[k];
             const IrNode *xn = &g->nodes[x];
-            if (xn->op == IR_INPUT || xn->op == IR_PARAM || p->level[x] == FUSE_LV_CONST) continue;
+            if (ir_is_leaf(xn) || p->level[x] == FUSE_LV_CONST) continue;
             if (done[x] < 0 || done[x] >= s) {
                 VIOLATION("step %d reads %%%d before it is computed", s, x);
                 continue;
@@ -468,7 +468,7 @@ int fuse_verify(const FusePlan *p, Diag *d) {
     }
     for (int i = 0; i < g->n; i++) {
         const IrNode *n = &g->nodes[i];
-        if (n->op == IR_INPUT || n->op == IR_PARAM || p->level[i] == FUSE_LV_CONST) continue;
+        if (ir_is_leaf(n) || p->level[i] == FUSE_LV_CONST) continue;
         if (done[i] < 0) VIOLATION("node %%%d (%s) is computed by no step", i, ir_op_name(n->op));
     }
     for (int o = 0; o < g->nouts; o++) {

@@ -246,9 +246,19 @@ IrId ir_append(IrGraph *g, IrOp op, IrDType dt, IrShape shape, const IrId *in, i
     return g->n++;
 }
 
+int ir_layer_of(const char *name) {
+    static const char pre[] = "model.layers.";
+    if (!name || strncmp(name, pre, sizeof pre - 1)) return -1;
+    const char *s = name + sizeof pre - 1;
+    long v = 0;
+    if (*s < '0' || *s > '9') return -1;
+    while (*s >= '0' && *s <= '9' && v < INT_MAX / 10) v = v * 10 + (*s++ - '0');
+    return (*s == '.' || *s == 0) ? (int)v : -1;
+}
+
 IrId ir_find(const IrGraph *g, const char *name) {
     for (int i = 0; i < g->n; i++)
-        if ((g->nodes[i].op == IR_INPUT || g->nodes[i].op == IR_PARAM) && g->nodes[i].name &&
+        if (ir_is_leaf(&g->nodes[i]) && g->nodes[i].name &&
             strcmp(g->nodes[i].name, name) == 0)
             return i;
     return IR_NONE;
@@ -297,7 +307,7 @@ void ir_set_loss(IrGraph *g, IrId id) {
 }
 
 void ir_set_name(IrGraph *g, IrId id, const char *name) {
-    if (!ir_valid(g, id) || g->nodes[id].op == IR_INPUT || g->nodes[id].op == IR_PARAM) return;
+    if (!ir_valid(g, id) || ir_is_leaf(&g->nodes[id])) return;
     g->nodes[id].name = name ? arena_strdup(&g->arena, name) : NULL;
 }
 
@@ -1035,7 +1045,7 @@ int ir_cse(IrGraph *g) {
         map[i] = i;
         for (int k = 0; k < n->nin; k++)
             if (n->in[k] >= 0 && n->in[k] < i) n->in[k] = map[n->in[k]];
-        if (n->op == IR_INPUT || n->op == IR_PARAM || n->name) continue;
+        if (ir_is_leaf(n) || n->name) continue;
         IrShape cs;
         IrAttrs ca;
         canon_shape(&n->shape, &cs);
@@ -1075,7 +1085,7 @@ int ir_dce(IrGraph *g) {
         if (ir_valid(g, g->outs[i].id)) live[g->outs[i].id] = true;
     if (ir_valid(g, g->loss)) live[g->loss] = true;
     for (int i = 0; i < g->n; i++)
-        if (g->nodes[i].op == IR_INPUT || g->nodes[i].op == IR_PARAM) live[i] = true;
+        if (ir_is_leaf(&g->nodes[i])) live[i] = true;
     for (int i = g->n - 1; i >= 0; i--) {
         if (!live[i]) continue;
         for (int k = 0; k < g->nodes[i].nin; k++) {

@@ -208,6 +208,11 @@ void ir_graph_free(IrGraph *g);
 static inline const IrNode *ir_node(const IrGraph *g, IrId id) {
     return (id >= 0 && id < g->n) ? &g->nodes[id] : NULL;
 }
+// Inputs and params: the leaves a program binds to buffers.
+static inline bool ir_is_leaf(const IrNode *n) { return n->op == IR_INPUT || n->op == IR_PARAM; }
+// The decoder layer of a parameter named `model.layers.N` or `model.layers.N.<...>` (LoRA and NF4
+// parts included): N; -1 for any other name (embeddings, the final norm, the head).
+int ir_layer_of(const char *param_name);
 // The input or param with this name, or IR_NONE.
 IrId ir_find(const IrGraph *g, const char *name);
 // Marks id as an output under name (copied). Returns its output index, or -1.

@@ -149,12 +149,12 @@ void ir_print(FILE *f, const IrGraph *g, const Diag *d) {
     }
     fprintf(f, "forward (%d):\n", nfwd);
     for (int i = 0; i < g->n; i++)
-        if (g->nodes[i].op != IR_INPUT && g->nodes[i].op != IR_PARAM && !g->nodes[i].backward)
+        if (!ir_is_leaf(&g->nodes[i]) && !g->nodes[i].backward)
             print_node(f, g, d, i);
     if (nbwd) {
         fprintf(f, "backward (%d):\n", nbwd);
         for (int i = 0; i < g->n; i++)
-            if (g->nodes[i].op != IR_INPUT && g->nodes[i].op != IR_PARAM && g->nodes[i].backward)
+            if (!ir_is_leaf(&g->nodes[i]) && g->nodes[i].backward)
                 print_node(f, g, d, i);
     }
     fprintf(f, "outputs (%d):\n", g->nouts);

@@ -717,19 +717,9 @@ static int eval_init(Lower *L, LFrame *F, const Ast *e, LowerParam *p) {
     return -1;
 }
 
-static int layer_of(const char *name) {
-    static const char pre[] = "model.layers.";
-    if (strncmp(name, pre, sizeof pre - 1)) return -1;
-    const char *s = name + sizeof pre - 1;
-    long v = 0;
-    if (*s < '0' || *s > '9') return -1;
-    while (*s >= '0' && *s <= '9' && v < INT_MAX / 10) v = v * 10 + (*s++ - '0');
-    return (*s == '.' || *s == 0) ? (int)v : -1;
-}
-
 // Appends parameter p (name, init, loc set) of the given shape as an IR param.
 static int add_param(Lower *L, LowerParam p, int rank, const IrDim *dims) {
-    p.layer = layer_of(p.name);
+    p.layer = ir_layer_of(p.name);
     p.trainable = !L->m->frozen && !(p.layer >= 0 && p.layer >= L->m->freeze_lo && p.layer < L->m->freeze_hi);
     p.id = ir_param(L->g, p.name, L->g->float_dtype, ir_shape_of(rank, dims), p.trainable, p.loc);
     if (p.id == IR_NONE) {

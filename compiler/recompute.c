@@ -9,28 +9,14 @@
 
 enum { NO_LAYER = -1 };
 
-// The decoder layer a parameter belongs to: N in "...layers.N." (HF and PEFT names), else NO_LAYER.
-static int param_layer(const char *name) {
-    for (const char *p = name ? strstr(name, "layers.") : NULL; p; p = strstr(p + 1, "layers.")) {
-        const char *q = p + 7;
-        long v = 0;
-        int digits = 0;
-        while (*q >= '0' && *q <= '9' && digits < 9) v = v * 10 + (*q++ - '0'), digits++;
-        if (digits && *q == '.' && (p == name || p[-1] == '.')) return (int)v;
-    }
-    return NO_LAYER;
-}
-
-static bool is_leaf(const IrNode *n) { return n->op == IR_INPUT || n->op == IR_PARAM; }
-
-// Layer of each forward node: a param's from its name; a node reading params directly takes the
-// highest layer among them (NO_LAYER when they all have none: the final norm, the head); any
-// other node the highest layer among its inputs.
+// Layer of each forward node: a param's from its name (ir_layer_of); a node reading params
+// directly takes the highest layer among them (NO_LAYER when they all have none: the final norm,
+// the head); any other node the highest layer among its inputs.
 static void assign_layers(const IrGraph *g, int nfwd, int *layer) {
     for (int i = 0; i < nfwd; i++) {
         const IrNode *n = &g->nodes[i];
         if (n->op == IR_PARAM) {
-            layer[i] = param_layer(n->name);
+            layer[i] = ir_layer_of(n->name);
             continue;
         }
         int from_params = NO_LAYER, from_values = NO_LAYER;
@@ -85,7 +71,7 @@ int ir_recompute(IrGraph *g, RecomputeStats *stats) {
         if (g->nodes[i].op == IR_PARAM && layer[i] > maxl) maxl = layer[i];
     st.layers = maxl + 1;
     // candidates: forward values of a layer, not leaves, not outputs ...
-    for (int i = 0; i < nfwd; i++) redo[i] = !is_leaf(&g->nodes[i]) && layer[i] != NO_LAYER;
+    for (int i = 0; i < nfwd; i++) redo[i] = !ir_is_leaf(&g->nodes[i]) && layer[i] != NO_LAYER;
     for (int o = 0; o < g->nouts; o++)
         if (ir_valid(g, g->outs[o].id)) redo[g->outs[o].id] = false;
     if (ir_valid(g, g->loss)) redo[g->loss] = false;
@@ -103,7 +89,7 @@ int ir_recompute(IrGraph *g, RecomputeStats *stats) {
         }
     }
     for (int i = 0; i < nfwd; i++) {
-        if (!fwd_read[i] || is_leaf(&g->nodes[i]) || layer[i] == NO_LAYER) redo[i] = false;
+        if (!fwd_read[i] || ir_is_leaf(&g->nodes[i]) || layer[i] == NO_LAYER) redo[i] = false;
         else if (redo[i]) st.recomputed++;
         else st.kept++;
     }

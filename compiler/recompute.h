@@ -1,10 +1,10 @@
 // recompute.h — activation recomputation (`train.recompute = true`, gradient checkpointing):
 // rewrites a differentiated graph so that the backward pass recomputes each decoder layer's
 // internal values from the layer's input instead of keeping them from the forward pass.
-// A forward value belongs to layer N when it is computed from layer N's parameters (a param named
-// `...layers.N....`, LoRA and NF4 parts included) or from values of layer N; values computed
-// from layer-less parameters (embeddings, the final norm, the head) or only from inputs belong to
-// no layer. Kept: leaves, values of no layer, graph outputs, and every value a forward node of
+// A forward value belongs to layer N when it is computed from layer N's parameters (ir_layer_of:
+// a param named `model.layers.N....`, LoRA and NF4 parts included) or from values of layer N;
+// values computed from layer-less parameters (embeddings, the final norm, the head) or only from
+// inputs belong to no layer. Kept: leaves, values of no layer, graph outputs, and every value a forward node of
 // another layer reads (the residual stream between layers). Every other forward value a backward
 // node reads is recomputed: a copy of its computation (back to kept values) is placed just before
 // the first backward node that reads it, so the forward pass frees it after its last forward use

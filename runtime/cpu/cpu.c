@@ -79,7 +79,6 @@ static void release_all(CpuProgram *p) {
 
 // A reshape is a view: the same bytes under another shape (row-major, same element type).
 static bool is_view(const IrNode *n) { return n->op == IR_RESHAPE; }
-static bool is_leaf(const IrNode *n) { return n->op == IR_INPUT || n->op == IR_PARAM; }
 
 static bool is_sdpa_bwd(IrOp op) { return op == IR_SDPA_BWD_Q || op == IR_SDPA_BWD_K || op == IR_SDPA_BWD_V; }
 
@@ -202,7 +201,7 @@ static int layout(const CpuProgram *p, const int64_t *syms, int64_t *offset, int
         for (int k = 0; k < nplaced; k++) {
             int v = placed[k];
             const IrNode *nd = &g->nodes[v];
-            if (is_leaf(nd) || p->root[v] != v) continue;
+            if (ir_is_leaf(nd) || p->root[v] != v) continue;
             int64_t cnt = ir_shape_numel(&nd->shape, syms);
             int64_t es = (int64_t)cpu_elem_size(nd->dtype, p->real);
             if (cnt < 0 || cnt > CPU_MAX_BYTES / es) {
@@ -382,7 +381,7 @@ static int64_t first_nonfinite(const CpuTensor *t, double *val) {
 
 int cpu_bind(CpuProgram *p, IrId leaf, const void *data, size_t nbytes) {
     if (leaf < 0 || leaf >= p->g->n ||
-        (p->g->nodes[leaf].op != IR_INPUT && p->g->nodes[leaf].op != IR_PARAM)) {
+        !ir_is_leaf(&p->g->nodes[leaf])) {
         if (p->d) diag_plain_error(p->d, "CPU backend: node %%%d is not an input or parameter", leaf);
         return -1;
     }
@@ -460,7 +459,7 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
         if (t->numel < 0 || t->numel > CPU_MAX_BYTES / (int64_t)es) goto too_big;
         int64_t bytes = t->numel * (int64_t)es;
 
-        if (n->op == IR_INPUT || n->op == IR_PARAM) {
+        if (ir_is_leaf(n)) {
             if (!p->bind[i]) {
                 snprintf(msg, sizeof msg, "%s `%s` is not bound to a buffer",
                          n->op == IR_PARAM ? "parameter" : "input", n->name);
@@ -534,7 +533,7 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
     ran:
         for (int k = 0; k < n->nin; k++) {
             IrId in = n->in[k];
-            if (p->last_use[in] == i && !p->is_out[in] && !is_leaf(&g->nodes[in])) release(p, in);
+            if (p->last_use[in] == i && !p->is_out[in] && !ir_is_leaf(&g->nodes[in])) release(p, in);
         }
         if (p->last_use[i] < 0 && !p->is_out[i]) release(p, i);
         continue;
