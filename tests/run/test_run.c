@@ -46,15 +46,7 @@ static Trainer *open_spec_with(Diag *d, Opened *o, const char *name, int recompu
     return o->t;
 }
 
-static Trainer *open_spec(Diag *d, Opened *o, const char *name) {
-    memset(o, 0, sizeof *o);
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    if (load_spec(d, &o->a, path, &o->spec) || check_spec(d, &o->a, &o->spec, &o->cs)) return NULL;
-    int st;
-    o->t = tr_new(d, &o->a, &o->spec, &o->cs, NULL, &st);
-    return o->t;
-}
+static Trainer *open_spec(Diag *d, Opened *o, const char *name) { return open_spec_with(d, o, name, -1, -1); }
 
 static void close_spec(Opened *o) {
     tr_free(o->t);
