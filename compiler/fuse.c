@@ -339,6 +339,74 @@ static int finish_groups(FusePlan *p) {
 // ---------------------------------------------------------------------------------------------
 // the pass
 
+// Library steps that share work (see FusePlan.lib_leader / lib_fwd). Attention's backward nodes
+// hold q, k, v, gout then the forward's extra inputs (key mask, segments); the forward holds q,
+// k, v then the same extras.
+static bool same_attention(const IrNode *f, const IrNode *b) {
+    if (f->a.causal != b->a.causal || f->a.scale != b->a.scale || f->a.segmented != b->a.segmented) return false;
+    if (b->nin != f->nin + 1) return false;
+    for (int k = 0; k < 3; k++)
+        if (f->in[k] != b->in[k]) return false;
+    for (int k = 3; k < f->nin; k++)
+        if (f->in[k] != b->in[k + 1]) return false;
+    return true;
+}
+
+static bool is_attention_bwd(IrOp op) { return op == IR_SDPA_BWD_Q || op == IR_SDPA_BWD_K || op == IR_SDPA_BWD_V; }
+
+static int pair_library(FusePlan *p) {
+    const IrGraph *g = p->g;
+    p->lib_leader = malloc(((size_t)p->nsteps + 1) * sizeof *p->lib_leader);
+    p->lib_fwd = malloc(((size_t)p->nsteps + 1) * sizeof *p->lib_fwd);
+    if (!p->lib_leader || !p->lib_fwd) return -1;
+    for (int s = 0; s < p->nsteps; s++) p->lib_leader[s] = -1, p->lib_fwd[s] = IR_NONE;
+    for (int s = 0; s < p->nsteps; s++) {
+        const FuseStep *st = &p->steps[s];
+        if (st->kind != FUSE_LIBRARY) continue;
+        const IrNode *n = &g->nodes[st->node];
+        if (is_attention_bwd(n->op)) {
+            if (p->lib_leader[s] < 0) {   // the first of its group: lead the later ones
+                p->lib_leader[s] = s;
+                for (int t = s + 1; t < p->nsteps; t++) {
+                    const IrNode *m = &g->nodes[p->steps[t].node];
+                    if (p->steps[t].kind != FUSE_LIBRARY || !is_attention_bwd(m->op) || m->op == n->op ||
+                        p->lib_leader[t] >= 0 || m->nin != n->nin || m->a.causal != n->a.causal ||
+                        m->a.scale != n->a.scale || m->a.segmented != n->a.segmented)
+                        continue;
+                    bool same = true;
+                    for (int k = 0; k < n->nin && same; k++) same = m->in[k] == n->in[k];
+                    if (!same) continue;
+                    bool dup = false;   // at most one dq, one dk and one dv per group
+                    for (int u = s + 1; u < t && !dup; u++)
+                        dup = p->lib_leader[u] == s && g->nodes[p->steps[u].node].op == m->op;
+                    if (dup) continue;
+                    p->lib_leader[t] = s;
+                    p->step_of[p->steps[t].node] = s;
+                }
+            }
+            for (int t = 0; t < s; t++) {
+                const FuseStep *f = &p->steps[t];
+                if (f->kind == FUSE_LIBRARY && g->nodes[f->node].op == IR_SDPA && same_attention(&g->nodes[f->node], n))
+                    p->lib_fwd[s] = f->node;
+            }
+        } else if (n->op == IR_CROSS_ENTROPY_BWD) {
+            for (int t = 0; t < s; t++) {
+                const FuseStep *f = &p->steps[t];
+                const IrNode *fn = &g->nodes[f->node];
+                if (f->kind == FUSE_LIBRARY && fn->op == IR_CROSS_ENTROPY && fn->in[0] == n->in[0] &&
+                    fn->in[1] == n->in[1] && fn->a.value == n->a.value && fn->a.ignore_index == n->a.ignore_index)
+                    p->lib_fwd[s] = f->node;
+            }
+        }
+    }
+    return 0;
+}
+
+bool fuse_step_runs(const FusePlan *p, int s) {
+    if (s < 0 || s >= p->nsteps || p->steps[s].kind == FUSE_VIEW) return false;
+    return !p->lib_leader || p->lib_leader[s] < 0 || p->lib_leader[s] == s;
+}
+
 int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p) {
     memset(p, 0, sizeof *p);
     p->g = g;
@@ -400,6 +468,7 @@ int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p) {
     }
     free(needs_fill);
     if (rc == 0) rc = finish_groups(p);
+    if (rc == 0) rc = pair_library(p);
     if (rc == -2) {
         diag_plain_error(d, "fusion: a fused group has more than %d arguments", FUSE_MAX_ARGS);
         return -1;
@@ -443,10 +512,26 @@ int fuse_verify(const FusePlan *p, Diag *d) {
                     if (!listed) VIOLATION("step %d reads %%%d without listing it as an input", s, x);
                 }
             }
+        } else if (p->lib_leader && p->lib_leader[s] >= 0 && p->lib_leader[s] != s) {
+            // computed by its leader: an earlier step of the same kind reading the same inputs
+            int l = p->lib_leader[s];
+            if (l > s || p->steps[l].kind != FUSE_LIBRARY || p->lib_leader[l] != l)
+                VIOLATION("step %d is led by step %d, which does not lead", s, l);
+            else if (done[st->node] != l)
+                VIOLATION("node %%%d is not computed by its leader step %d", st->node, l);
+            continue;
         } else {
             one[0] = st->node;
             if (done[st->node] >= 0) VIOLATION("node %%%d computed by steps %d and %d", st->node, done[st->node], s);
             done[st->node] = s;
+            for (int t = s + 1; p->lib_leader && p->lib_leader[s] == s && t < p->nsteps; t++)
+                if (p->lib_leader[t] == s) {
+                    if (done[p->steps[t].node] >= 0)
+                        VIOLATION("node %%%d computed by steps %d and %d", p->steps[t].node, done[p->steps[t].node], s);
+                    done[p->steps[t].node] = s;
+                }
+            if (p->lib_fwd && p->lib_fwd[s] != IR_NONE && (done[p->lib_fwd[s]] < 0 || done[p->lib_fwd[s]] >= s))
+                VIOLATION("step %d reads the saved state of %%%d before it is computed", s, p->lib_fwd[s]);
             reads = g->nodes[st->node].in, nreads = g->nodes[st->node].nin;
             (void)one;
         }
@@ -493,6 +578,8 @@ void fuse_plan_free(FusePlan *p) {
     free(p->group_of);
     free(p->level);
     free(p->step_of);
+    free(p->lib_leader);
+    free(p->lib_fwd);
     arena_free(&p->arena);
     memset(p, 0, sizeof *p);
 }
@@ -531,6 +618,9 @@ void fuse_print(FILE *f, const FusePlan *p, const Diag *d) {
             fprintf(f, "%4d %-7s %-18s %%%d : %s%s", i,
                     st->kind == FUSE_GEMM ? "gemm" : st->kind == FUSE_VIEW ? "view" : "library",
                     ir_op_name(n->op), st->node, ir_dtype_name(n->dtype), ir_shape_str(&n->shape, s, sizeof s));
+            if (p->lib_leader && p->lib_leader[i] >= 0 && p->lib_leader[i] != i)
+                fprintf(f, " (computed by step %d)", p->lib_leader[i]);
+            if (p->lib_fwd && p->lib_fwd[i] != IR_NONE) fprintf(f, " (reads %%%d's saved state)", p->lib_fwd[i]);
             print_loc(f, d, n->loc);
             fputc('\n', f);
             continue;

@@ -87,6 +87,14 @@ typedef struct FusePlan {
     int *group_of;          // per node: its group, or -1
     uint8_t *level;         // per node: FuseLevel
     int *step_of;           // per node: the step that computes it (-1 for leaves and constants)
+    // Library steps that share work (fuse_pair_library): attention's dq, dk and dv of one
+    // attention (same inputs and attributes) are computed together by the first of their steps,
+    // the `leader` (dk and dv come from one kernel, and dq's pass computes the delta rows both
+    // need); the other members' steps do nothing. A backward step reads the state its forward
+    // saved (attention: the output and the log-sum-exp rows; cross-entropy: the log-sum-exp)
+    // when the plan computes that forward: `fwd`; otherwise it recomputes it.
+    int *lib_leader;        // per step: the step that computes this step's node, or -1 (not shared)
+    IrId *lib_fwd;          // per step: the matching forward node, or IR_NONE
     int nsteps_kind[4];     // steps per FuseStepKind
 } FusePlan;
 
@@ -102,6 +110,8 @@ void fuse_plan_free(FusePlan *p);
 // internal errors); fuse_plan runs it on every plan.
 int fuse_verify(const FusePlan *p, Diag *d);
 
+// Whether step s does work (not a view, not a non-leader member of a shared library step).
+bool fuse_step_runs(const FusePlan *p, int s);
 // The library op name of a LIBRARY/GEMM step ("sdpa", "cross_entropy", "gemm", ...).
 const char *fuse_step_op(const FusePlan *p, int step);
 

@@ -30,6 +30,41 @@ static int by_size(const void *x, const void *y) {
     return a->node < b->node ? -1 : a->node > b->node;
 }
 
+static int add_aux(MpPlan *out, IrId node, MpWhat what, int64_t numel, int s) {
+    if (numel < 0 || numel > INT64_MAX / 8) return -1;
+    MpBuffer *mb = &out->bufs[out->nbufs++];
+    mb->node = node, mb->what = what, mb->first = mb->last = s;
+    mb->bytes = (numel * 4 + MP_ALIGN - 1) / MP_ALIGN * MP_ALIGN, mb->offset = -1;
+    return 0;
+}
+
+// The state library step s keeps (MpWhat): fp32 rows of attention (B, Hq, Tq) or cross-entropy (N).
+static int aux_buffers(const IrGraph *g, const FusePlan *fp, int s, const int64_t *sym, MpPlan *out) {
+    const IrNode *n = &g->nodes[fp->steps[s].node];
+    int64_t numel = ir_shape_numel(&n->shape, sym);
+    if (numel < 0) return -1;
+    switch (n->op) {
+    case IR_SDPA: return add_aux(out, fp->steps[s].node, MP_LSE, numel / (n->shape.rank ? ir_dim_value(n->shape.d[n->shape.rank - 1], sym) : 1), s);
+    case IR_CROSS_ENTROPY: return add_aux(out, fp->steps[s].node, MP_LSE, numel, s);
+    case IR_CROSS_ENTROPY_BWD: {
+        if (fp->lib_fwd[s] != IR_NONE) return 0;
+        int64_t rows = ir_shape_numel(&g->nodes[n->in[2]].shape, sym);   // gloss: one per row
+        return add_aux(out, fp->steps[s].node, MP_SCRATCH_LSE, rows, s) ||
+               add_aux(out, fp->steps[s].node, MP_SCRATCH_OUT, rows, s);
+    }
+    case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: {
+        const IrNode *q = &g->nodes[n->in[0]];
+        int64_t qn = ir_shape_numel(&q->shape, sym), D = ir_dim_value(q->shape.d[q->shape.rank - 1], sym);
+        if (qn < 0 || D <= 0) return -1;
+        if (add_aux(out, fp->steps[s].node, MP_DELTA, qn / D, s)) return -1;
+        if (fp->lib_fwd[s] != IR_NONE) return 0;
+        return add_aux(out, fp->steps[s].node, MP_SCRATCH_OUT, qn, s) ||
+               add_aux(out, fp->steps[s].node, MP_SCRATCH_LSE, qn / D, s);
+    }
+    default: return 0;
+    }
+}
+
 int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char *precision, MpPlan *out,
             Diag *d) {
     memset(out, 0, sizeof *out);
@@ -41,7 +76,7 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
     int *root = malloc(((size_t)g->n + 1) * sizeof *root);
     int *bufof = malloc(((size_t)g->n + 1) * sizeof *bufof);
     bool *is_grad = calloc((size_t)g->n + 1, 1), *is_out = calloc((size_t)g->n + 1, 1);
-    out->bufs = malloc(((size_t)g->n + 1) * sizeof *out->bufs);
+    out->bufs = malloc(((size_t)g->n * 3 + 1) * sizeof *out->bufs);   // values + at most 2 aux per node
     if (!root || !bufof || !is_grad || !is_out || !out->bufs) goto oom;
     for (int i = 0; i < g->nouts; i++) {
         IrId id = g->outs[i].id;
@@ -74,11 +109,15 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
             root[st->node] = root[x];
             continue;
         }
+        if (!fuse_step_runs(fp, s)) continue;   // its leader wrote it
         if (st->kind == FUSE_KERNEL) {
             const FuseGroup *gr = &fp->groups[st->group];
             for (int k = 0; k < gr->nouts; k++) written[nw++] = gr->outs[k];
         } else {
             written[nw++] = st->node;
+            for (int t = s + 1; fp->lib_leader[s] == s && t < fp->nsteps; t++)
+                if (fp->lib_leader[t] == s) written[nw++] = fp->steps[t].node;
+            if (aux_buffers(g, fp, s, sym, out) != 0) goto overflow;
         }
         for (int k = 0; k < nw; k++) {
             IrId id = written[k];
@@ -88,7 +127,8 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
             if (numel < 0 || b < 0 || b > INT64_MAX / 4) goto overflow;
             b = (b + MP_ALIGN - 1) / MP_ALIGN * MP_ALIGN;
             MpBuffer *mb = &out->bufs[out->nbufs];
-            mb->node = id, mb->first = s, mb->last = is_out[id] ? fp->nsteps : s, mb->bytes = b, mb->offset = -1;
+            mb->node = id, mb->what = MP_VALUE, mb->first = s, mb->last = is_out[id] ? fp->nsteps : s, mb->bytes = b;
+            mb->offset = -1;
             bufof[id] = out->nbufs++;
         }
     }
@@ -99,14 +139,22 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
         int64_t b = mul_ok(numel, elem_bytes(g->nodes[i].dtype, cbytes));
         if (numel < 0 || b < 0 || b > INT64_MAX / 4) goto overflow;
         MpBuffer *mb = &out->bufs[out->nbufs];
-        mb->node = i, mb->first = 0, mb->last = fp->nsteps, mb->bytes = (b + MP_ALIGN - 1) / MP_ALIGN * MP_ALIGN;
+        mb->node = i, mb->what = MP_VALUE, mb->first = 0, mb->last = fp->nsteps;
+        mb->bytes = (b + MP_ALIGN - 1) / MP_ALIGN * MP_ALIGN;
         mb->offset = -1;
         bufof[i] = out->nbufs++;
     }
     // last uses: every input a step reads
     for (int s = 0; s < fp->nsteps; s++) {
         const FuseStep *st = &fp->steps[s];
-        if (st->kind == FUSE_VIEW) continue;
+        if (!fuse_step_runs(fp, s)) continue;
+        if (fp->lib_fwd[s] != IR_NONE) {   // the forward's saved state (and attention's output)
+            IrId f = fp->lib_fwd[s];
+            for (int i = 0; i < out->nbufs; i++)
+                if (out->bufs[i].node == f && out->bufs[i].what == MP_LSE && out->bufs[i].last < s) out->bufs[i].last = s;
+            int b = g->nodes[f].op == IR_SDPA ? bufof[root[f]] : -1;
+            if (b >= 0 && out->bufs[b].last < s) out->bufs[b].last = s;
+        }
         const IrId *ins;
         int nin;
         if (st->kind == FUSE_KERNEL) ins = fp->groups[st->group].ins, nin = fp->groups[st->group].nins;
@@ -164,6 +212,12 @@ fail:
     free(root), free(bufof), free(is_grad), free(is_out);
     mp_plan_free(out);
     return -1;
+}
+
+const MpBuffer *mp_find(const MpPlan *p, IrId node, MpWhat what) {
+    for (int i = 0; i < p->nbufs; i++)
+        if (p->bufs[i].node == node && p->bufs[i].what == what) return &p->bufs[i];
+    return NULL;
 }
 
 void mp_plan_free(MpPlan *p) {

@@ -7,7 +7,8 @@
 // two fp32 moments per trainable element), activations (the arena: every value a step writes,
 // reused once dead; views alias their input, gradients stay until the step's end), workspace
 // (cuBLASLt's, a fixed MP_GEMM_WORKSPACE).
-// Not here: recomputation (activation checkpointing), multi-GPU sharding, allocating anything.
+// Not here: recomputation (activation checkpointing: an IR pass before fusion), multi-GPU
+// sharding, allocating anything.
 #ifndef TRLC_MEMPLAN_H
 #define TRLC_MEMPLAN_H
 #include <stdint.h>
@@ -18,8 +19,16 @@
 
 #define MP_GEMM_WORKSPACE ((int64_t)32 << 20)
 
+// What a buffer holds: a node's value, or state a library step keeps for another (fuse.h's
+// lib_fwd / lib_leader): attention's and cross-entropy's log-sum-exp rows (fp32, from the forward
+// to the last backward that reads them), attention's delta rows (fp32, inside its backward step),
+// and the forward's output and log-sum-exp recomputed by a backward whose forward is not in the
+// plan (scratch inside that step).
+typedef enum MpWhat { MP_VALUE, MP_LSE, MP_DELTA, MP_SCRATCH_OUT, MP_SCRATCH_LSE, MP_NWHAT } MpWhat;
+
 typedef struct MpBuffer {
-    IrId node;              // the value (a step's output)
+    IrId node;              // the value (a step's output), or the node the state belongs to
+    MpWhat what;
     int first, last;        // steps that write it and read it last (gradients: the last step)
     int64_t bytes;
     int64_t offset;         // in the activation arena
@@ -41,6 +50,8 @@ typedef struct MpPlan {
 int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char *precision, MpPlan *out,
             Diag *d);
 void mp_plan_free(MpPlan *p);
+// The buffer of (node, what) in p, or NULL.
+const MpBuffer *mp_find(const MpPlan *p, IrId node, MpWhat what);
 
 // "weights   1.19 GiB" ... one line per category and the total.
 void mp_print(FILE *f, const MpPlan *p);
