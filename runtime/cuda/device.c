@@ -1,6 +1,8 @@
 // device.c — one CUDA device through the driver API, loaded with dlopen so that trlc starts (and
 // its CPU path runs) on machines without a driver: memory, cubin modules, launches, and the
 // CU_CHECK macro that names the failing call, the driver's error string, file and line.
+// The driver library is libcuda.so.1, or $TRLC_CUDA_DRIVER (a test hook: the CPU emulator in
+// tests/gpu/emu, which loads modules from CUDA C source: rt_cuda_load_source).
 // Not here: compiling (nvrtc.c), deciding what to launch (the executor).
 #include "rt_cuda.h"
 #include <dlfcn.h>
@@ -40,6 +42,7 @@ struct RtCudaDevice {
                              void *, void **, void **);
     CUresult (*FuncGetAttribute)(int *, int, CUfunction);
     CUresult (*GetErrorString)(CUresult, const char **);
+    CUresult (*EmuLoadSource)(CUmodule *, const char *);   // only in the emulator, else NULL
 };
 
 static int cu_fail(RtCudaDevice *g, CUresult r, const char *call, const char *file, int line) {
@@ -57,13 +60,19 @@ static int cu_fail(RtCudaDevice *g, CUresult r, const char *call, const char *fi
 
 #define SYM(g, field, name) ((g)->field = (__typeof__((g)->field))(uintptr_t)dlsym((g)->lib, name))
 
+const char *rt_cuda_driver_path(void) {
+    const char *env = getenv("TRLC_CUDA_DRIVER");
+    return env && *env ? env : "libcuda.so.1";
+}
+
 RtCudaDevice *rt_cuda_open(int dev, bool quiet, Diag *d) {
     RtCudaDevice *g = calloc(1, sizeof *g);
     if (!g) return NULL;
     g->d = d;
-    g->lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    const char *path = rt_cuda_driver_path();
+    g->lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!g->lib) {
-        if (!quiet) diag_plain_error(d, "CUDA: no driver (libcuda.so.1 cannot be loaded)");
+        if (!quiet) diag_plain_error(d, "CUDA: no driver (%s cannot be loaded: %s)", path, dlerror());
         free(g);
         return NULL;
     }
@@ -76,6 +85,7 @@ RtCudaDevice *rt_cuda_open(int dev, bool quiet, Diag *d) {
               SYM(g, ModuleLoadData, "cuModuleLoadData") && SYM(g, ModuleUnload, "cuModuleUnload") &&
               SYM(g, ModuleGetFunction, "cuModuleGetFunction") && SYM(g, LaunchKernel, "cuLaunchKernel") &&
               SYM(g, FuncGetAttribute, "cuFuncGetAttribute") && SYM(g, GetErrorString, "cuGetErrorString");
+    SYM(g, EmuLoadSource, "trlcEmuModuleLoadSource");
     int n = 0;
     if (!ok || g->Init(0) != 0 || g->DeviceGetCount(&n) != 0 || dev < 0 || dev >= n) {
         if (!quiet) diag_plain_error(d, "CUDA: no device %d (%d found)", dev, n);
@@ -126,13 +136,32 @@ int rt_cuda_zero(RtCudaDevice *g, RtCudaPtr p, size_t bytes) {
     return 0;
 }
 
+bool rt_cuda_is_emulated(const RtCudaDevice *g) { return g && g->EmuLoadSource; }
+
 int rt_cuda_load(RtCudaDevice *g, const void *cubin, const char *name, void **fn) {
+    return rt_cuda_load_source(g, cubin, NULL, name, fn);
+}
+
+int rt_cuda_load_source(RtCudaDevice *g, const void *cubin, const char *source, const char *name, void **fn) {
     if (g->nmods >= 256) {
         diag_plain_error(g->d, "CUDA: too many modules loaded");
         return -1;
     }
     CUmodule m = NULL;
-    CU_CHECK(g, g->ModuleLoadData(&m, cubin));
+    if (g->EmuLoadSource && source) {
+        CUresult r = g->EmuLoadSource(&m, source);
+        if (r != 0) {
+            cu_fail(g, r, "trlcEmuModuleLoadSource", __FILE__, __LINE__);
+            diag_hint(g->d, "the module holds kernel `%s`", name);
+            return -1;
+        }
+    } else {
+        if (!cubin) {
+            diag_plain_error(g->d, "CUDA: no cubin for kernel `%s`", name);
+            return -1;
+        }
+        CU_CHECK(g, g->ModuleLoadData(&m, cubin));
+    }
     g->mods[g->nmods++] = m;
     CUfunction f = NULL;
     CUresult r = g->ModuleGetFunction(&f, m, name);

@@ -358,7 +358,7 @@ static void *driver(void) {
     static bool tried;
     if (!tried) {
         tried = true;
-        h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+        h = dlopen(rt_cuda_driver_path(), RTLD_NOW | RTLD_LOCAL);
         if (h) {
             CuInit init = (CuInit)(uintptr_t)dlsym(h, "cuInit");
             if (!init || init(0) != 0) h = NULL;

@@ -55,6 +55,11 @@ bool rt_nvrtc_version(int *major, int *minor);
 // The architectures NVRTC can target ("sm_75 sm_80 ..."), into buf.
 void rt_nvrtc_archs(char *buf, size_t n);
 
+// The driver library both device.c and the device queries dlopen: libcuda.so.1, or
+// $TRLC_CUDA_DRIVER when set (a test hook: a fake driver, e.g. the test emulator
+// tests/gpu/emu/libtrlc_cuemu.so, which runs the kernels' CUDA C on the CPU).
+const char *rt_cuda_driver_path(void);
+
 // Number of CUDA devices through the driver (loaded with dlopen: a machine without a driver gets
 // 0, never a load failure), and device 0's architecture as "sm_XY". Both -1 / false on no device.
 int rt_cuda_device_count(void);
@@ -75,6 +80,12 @@ int rt_cuda_download(RtCudaDevice *g, void *dst, RtCudaPtr src, size_t bytes);
 int rt_cuda_zero(RtCudaDevice *g, RtCudaPtr p, size_t bytes);
 // Loads a cubin; *fn receives the kernel `name` (a CUfunction). The module lives until close.
 int rt_cuda_load(RtCudaDevice *g, const void *cubin, const char *name, void **fn);
+// The same, given also the CUDA C the cubin was compiled from: a driver that exports
+// trlcEmuModuleLoadSource (the emulator) loads the source, a real one the cubin. Use this one
+// wherever the source is at hand (the executor, the GPU tests), so they run under the emulator.
+int rt_cuda_load_source(RtCudaDevice *g, const void *cubin, const char *source, const char *name, void **fn);
+// True when the driver is the emulator (no cubins, no real registers or timing).
+bool rt_cuda_is_emulated(const RtCudaDevice *g);
 // Launches fn with the kernel parameters args (pointers to each argument's value).
 int rt_cuda_launch(RtCudaDevice *g, void *fn, const unsigned grid[3], const unsigned block[3],
                    unsigned shared_bytes, void **args, const char *what);
