@@ -57,6 +57,12 @@ static int aux_buffers(const IrGraph *g, const FusePlan *fp, int s, const int64_
         int64_t qn = ir_shape_numel(&q->shape, sym), D = ir_dim_value(q->shape.d[q->shape.rank - 1], sym);
         if (qn < 0 || D <= 0) return -1;
         if (add_aux(out, fp->steps[s].node, MP_DELTA, qn / D, s)) return -1;
+        bool has[3] = {false, false, false};   // dq, dk, dv among the step's group
+        for (int t = s; t < fp->nsteps; t++)
+            if (t == s || fp->lib_leader[t] == s) has[g->nodes[fp->steps[t].node].op - IR_SDPA_BWD_Q] = true;
+        int64_t kn = ir_shape_numel(&g->nodes[n->in[1]].shape, sym);
+        if (!has[0] && add_aux(out, fp->steps[s].node, MP_SCRATCH_DQ, qn, s)) return -1;
+        if (has[1] != has[2] && add_aux(out, fp->steps[s].node, MP_SCRATCH_DKV, kn, s)) return -1;
         if (fp->lib_fwd[s] != IR_NONE) return 0;
         return add_aux(out, fp->steps[s].node, MP_SCRATCH_OUT, qn, s) ||
                add_aux(out, fp->steps[s].node, MP_SCRATCH_LSE, qn / D, s);
@@ -76,12 +82,15 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
     int *root = malloc(((size_t)g->n + 1) * sizeof *root);
     int *bufof = malloc(((size_t)g->n + 1) * sizeof *bufof);
     bool *is_grad = calloc((size_t)g->n + 1, 1), *is_out = calloc((size_t)g->n + 1, 1);
-    out->bufs = malloc(((size_t)g->n * 3 + 1) * sizeof *out->bufs);   // values + at most 2 aux per node
+    out->bufs = malloc(((size_t)g->n * 6 + 1) * sizeof *out->bufs);   // values + at most 5 aux per node
     if (!root || !bufof || !is_grad || !is_out || !out->bufs) goto oom;
     for (int i = 0; i < g->nouts; i++) {
         IrId id = g->outs[i].id;
         if (id < 0 || id >= g->n) continue;
-        if (g->outs[i].grad_of != IR_NONE) is_grad[id] = true;
+        IrId of = g->outs[i].grad_of;   // gradients of params live in the grads buffers
+        if (of >= 0 && of < g->n && g->nodes[of].op == IR_PARAM && !ir_is_leaf(&g->nodes[id]) &&
+            g->nodes[id].op != IR_RESHAPE)
+            is_grad[id] = true;
         else is_out[id] = true;
     }
     // parameters: weights, grads, optimizer

@@ -24,7 +24,10 @@
 // to the last backward that reads them), attention's delta rows (fp32, inside its backward step),
 // and the forward's output and log-sum-exp recomputed by a backward whose forward is not in the
 // plan (scratch inside that step).
-typedef enum MpWhat { MP_VALUE, MP_LSE, MP_DELTA, MP_SCRATCH_OUT, MP_SCRATCH_LSE, MP_NWHAT } MpWhat;
+// An attention backward without a dq (or without one of dk, dv) still computes it: scratch too.
+typedef enum MpWhat {
+    MP_VALUE, MP_LSE, MP_DELTA, MP_SCRATCH_OUT, MP_SCRATCH_LSE, MP_SCRATCH_DQ, MP_SCRATCH_DKV, MP_NWHAT
+} MpWhat;
 
 typedef struct MpBuffer {
     IrId node;              // the value (a step's output), or the node the state belongs to

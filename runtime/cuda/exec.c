@@ -1,0 +1,780 @@
+// exec.c — the GPU backend (exec.h): walks the fusion plan's steps on one device. Fused groups
+// launch their generated kernel (arguments: outputs, inputs, dropout seed/salt pairs, B, T, step —
+// the order codegen_cuda.c writes); matrix products become one cuBLASLt call (or one per batch
+// element when the batch dimensions broadcast in a way one stride cannot express); the other
+// library steps launch the hand-written kernels of kernels/*.cu with the argument lists and launch
+// shapes their header comments give. Buffers: one arena per (B, T) laid out by mp_plan, params
+// and gradients in their own allocations.
+// Not here: deciding what fuses (fuse.c), kernel source (codegen_cuda.c, kernels/), compiling
+// (nvrtc.c), the driver (device.c), cuBLASLt (blas.c).
+#include "exec.h"
+#include "codegen_cuda.h"
+#include "fuse.h"
+#include "kernels_ref.h"
+#include "memplan.h"
+#include <stdlib.h>
+#include <string.h>
+
+enum { EXEC_MAX_LIB = 32 };
+
+typedef struct LibFn {
+    const char *name;
+    void *fn;
+} LibFn;
+
+typedef struct Leaf {
+    const void *host;       // bound host buffer (NULL: unbound)
+    size_t nbytes;
+    RtCudaPtr dev;          // params: their own buffer (inputs live in the arena)
+    size_t dev_bytes;
+    const void *uploaded;   // frozen params: the host buffer last uploaded
+} Leaf;
+
+struct CudaProgram {
+    const IrGraph *g;
+    Diag *d;
+    RtCudaDevice *dev;
+    RtCudaCache *cache;
+    RtBlas *blas;
+    char arch[16];
+    FusePlan plan;
+    void **kfn;                 // per unique fused kernel
+    LibFn lib[EXEC_MAX_LIB];
+    int nlib;
+    Leaf *leaf;                 // per node
+    RtCudaPtr *grad;            // per node: its gradient buffer when it is a gradient output, else 0
+    RtCudaPtr *rope_freq;       // per node: a rope node's inv_freq (double, D/2)
+    RtCudaPtr workspace, bad;   // cuBLASLt's workspace; embed's out-of-range flag (one int per node)
+    // the plan for the last (B, T)
+    MpPlan mp;
+    bool planned;
+    int64_t sym[IR_NSYMS];
+    RtCudaPtr arena;
+    int64_t arena_bytes;
+    int64_t *off[MP_NWHAT];     // per node: offset in the arena, -1 when none
+    // outputs of the last run, downloaded on demand
+    CpuTensor *outs;
+    size_t *out_cap;            // bytes allocated for each
+    bool *out_ready;
+    bool *used;                 // per node: read by some node or a graph output (leaves to upload)
+    bool ran;
+    int launches;
+    int64_t fixed_bytes;        // params, grads, rope tables, workspace
+};
+
+static bool is_float(IrDType t) { return t == IR_F32 || t == IR_BF16 || t == IR_F16 || t == IR_F64; }
+
+static size_t esize(IrDType t) { return t == IR_U8 ? 1 : 4; }   // fp32 storage for every float
+
+static const char *where(const CudaProgram *p, IrId id, char *buf, size_t n) {
+    char loc[200];
+    snprintf(buf, n, "%s %%%d at %s", ir_op_name(p->g->nodes[id].op), id, fuse_loc_str(p->d, p->g->nodes[id].loc, loc, sizeof loc));
+    return buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// building: what the plan needs, checked before anything is compiled
+
+// The library kernel file and function a LIBRARY step needs, or NULL with a reason.
+static const char *unsupported(const IrGraph *g, IrId id) {
+    const IrNode *n = &g->nodes[id];
+    switch (n->op) {
+    case IR_SDPA: case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: {
+        const IrNode *q = &g->nodes[n->in[0]], *k = &g->nodes[n->in[1]];
+        int base = n->op == IR_SDPA ? 3 : 4;
+        if (n->nin > base + (n->a.segmented ? 1 : 0)) return "attention with a key mask has no GPU kernel yet";
+        if (q->shape.rank != 4 || k->shape.rank != 4 || !ir_dim_eq(q->shape.d[2], k->shape.d[2]))
+            return "attention with fewer queries than keys (a KV cache) has no GPU kernel yet";
+        IrDim D = q->shape.d[3];
+        if (D.syms || D.coef > 128 || D.coef < 1) return "attention's GPU kernel needs a head dim of at most 128";
+        return NULL;
+    }
+    case IR_CROSS_ENTROPY: case IR_CROSS_ENTROPY_BWD: case IR_ROPE: case IR_EMBED: case IR_EMBED_BWD:
+    case IR_ARANGE: case IR_SOFTMAX: case IR_LOG_SOFTMAX: return NULL;
+    case IR_PERMUTE: case IR_SLICE: case IR_PAD: case IR_CONCAT:
+        return n->dtype == IR_U8 ? "a layout copy of bytes has no GPU kernel yet" : NULL;
+    default: return "this op has no GPU kernel yet";
+    }
+}
+
+static int check_graph(CudaProgram *p) {
+    const IrGraph *g = p->g;
+    int bad = 0;
+    char w[256];
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *n = &g->nodes[i];
+        if (n->dtype == IR_BF16 || n->dtype == IR_F16 || n->dtype == IR_F64) {
+            diag_error(p->d, n->loc, "the GPU backend computes in fp32 only for now: %s is %s (set precision = fp32)",
+                       where(p, i, w, sizeof w), ir_dtype_name(n->dtype));
+            return -1;
+        }
+    }
+    for (int s = 0; s < p->plan.nsteps; s++) {
+        const FuseStep *st = &p->plan.steps[s];
+        if (st->kind != FUSE_LIBRARY) continue;
+        const char *why = unsupported(g, st->node);
+        if (why && bad++ < 5) diag_error(p->d, g->nodes[st->node].loc, "%s: %s", where(p, st->node, w, sizeof w), why);
+    }
+    return bad ? -1 : 0;
+}
+
+static void *lib_fn(CudaProgram *p, const char *name) {
+    for (int i = 0; i < p->nlib; i++)
+        if (!strcmp(p->lib[i].name, name)) return p->lib[i].fn;
+    return NULL;
+}
+
+// Compiles the library files the plan uses and loads the functions it launches.
+static int load_library(CudaProgram *p) {
+    const IrGraph *g = p->g;
+    const char *files[16];
+    int nfiles = 0;
+    const char *fns[EXEC_MAX_LIB], *fn_file[EXEC_MAX_LIB];
+    int nfns = 0;
+#define NEED(file_, fn_)                                                              \
+    do {                                                                              \
+        bool seen_ = false;                                                           \
+        for (int q_ = 0; q_ < nfns && !seen_; q_++) seen_ = !strcmp(fns[q_], (fn_));  \
+        if (!seen_ && nfns < EXEC_MAX_LIB) fn_file[nfns] = (file_), fns[nfns++] = (fn_); \
+    } while (0)
+    for (int s = 0; s < p->plan.nsteps; s++) {
+        const FuseStep *st = &p->plan.steps[s];
+        if (st->kind != FUSE_LIBRARY) continue;
+        const IrNode *n = &g->nodes[st->node];
+        const char *file = NULL, *k = cg_library_kernel(n, &file);
+        if (!k || !file) continue;
+        NEED(file, k);
+        if (n->op == IR_SDPA_BWD_Q || n->op == IR_SDPA_BWD_K || n->op == IR_SDPA_BWD_V) {
+            NEED(file, "trlc_attention_forward");   // when the forward is not in the plan
+            NEED(file, "trlc_attention_backward_dq");
+            NEED(file, "trlc_attention_backward_dkdv");
+        }
+        if (n->op == IR_CROSS_ENTROPY_BWD) NEED(file, "trlc_cross_entropy_forward_f32");
+        if (n->op == IR_PAD) NEED("layout.cu", "trlc_fill");
+    }
+#undef NEED
+    for (int i = 0; i < nfns; i++) {
+        bool seen = false;
+        for (int f = 0; f < nfiles && !seen; f++) seen = !strcmp(files[f], fn_file[i]);
+        if (!seen && nfiles < 16) files[nfiles++] = fn_file[i];
+    }
+    RtCudaProgram progs[16];
+    memset(progs, 0, sizeof progs);
+    for (int f = 0; f < nfiles; f++) {
+        progs[f].name = files[f];
+        progs[f].source = cg_library_source(files[f]);
+        if (!progs[f].source) {
+            diag_plain_error(p->d, "GPU: the library kernel file %s is not embedded in trlc", files[f]);
+            return -1;
+        }
+    }
+    int rc = nfiles ? rt_cuda_compile(p->cache, progs, nfiles, p->arch, false, 0, p->d) : 0;
+    for (int i = 0; rc == 0 && i < nfns; i++) {
+        int f = 0;
+        while (strcmp(files[f], fn_file[i])) f++;
+        void *fn = NULL;
+        if (rt_cuda_load_source(p->dev, progs[f].cubin, progs[f].source, fns[i], &fn) != 0) rc = -1;
+        else p->lib[p->nlib].name = fns[i], p->lib[p->nlib++].fn = fn;
+    }
+    for (int f = 0; f < nfiles; f++) rt_cuda_program_free(&progs[f]);
+    return rc ? -1 : 0;
+}
+
+static int load_fused(CudaProgram *p) {
+    int nk = p->plan.nkernels;
+    p->kfn = calloc((size_t)nk + 1, sizeof *p->kfn);
+    RtCudaProgram *progs = calloc((size_t)nk + 1, sizeof *progs);
+    char **src = calloc((size_t)nk + 1, sizeof *src);
+    int rc = p->kfn && progs && src ? 0 : -1;
+    if (rc) diag_plain_error(p->d, "GPU: out of memory");
+    for (int k = 0; rc == 0 && k < nk; k++) {
+        src[k] = cg_cuda_kernel(&p->plan, k, p->d);
+        if (!src[k]) {
+            diag_plain_error(p->d, "GPU: out of memory generating kernel %s", p->plan.kernels[k].name);
+            rc = -1;
+        }
+        progs[k].name = p->plan.kernels[k].name;
+        progs[k].source = src[k];
+    }
+    if (rc == 0 && nk > 0 && rt_cuda_compile(p->cache, progs, nk, p->arch, false, 0, p->d) != 0) rc = -1;
+    for (int k = 0; rc == 0 && k < nk; k++)
+        if (rt_cuda_load_source(p->dev, progs[k].cubin, src[k], p->plan.kernels[k].name, &p->kfn[k]) != 0) rc = -1;
+    for (int k = 0; progs && k < nk; k++) rt_cuda_program_free(&progs[k]);
+    for (int k = 0; src && k < nk; k++) free(src[k]);
+    free(progs);
+    free(src);
+    return rc;
+}
+
+CudaProgram *cuda_program_new(const IrGraph *g, RtCudaDevice *dev, RtCudaCache *cache, Diag *d) {
+    CudaProgram *p = calloc(1, sizeof *p);
+    if (!p) {
+        diag_plain_error(d, "GPU: out of memory");
+        return NULL;
+    }
+    p->g = g, p->d = d, p->dev = dev, p->cache = cache;
+    if (!rt_cuda_device_arch(0, p->arch, sizeof p->arch)) snprintf(p->arch, sizeof p->arch, "sm_90");
+    size_t n = (size_t)g->n + 1;
+    p->leaf = calloc(n, sizeof *p->leaf);
+    p->grad = calloc(n, sizeof *p->grad);
+    p->rope_freq = calloc(n, sizeof *p->rope_freq);
+    p->outs = calloc((size_t)g->nouts + 1, sizeof *p->outs);
+    p->out_ready = calloc((size_t)g->nouts + 1, 1);
+    p->out_cap = calloc((size_t)g->nouts + 1, sizeof *p->out_cap);
+    p->used = calloc(n, 1);
+    for (int w = 0; w < MP_NWHAT; w++) p->off[w] = malloc(n * sizeof *p->off[w]);
+    bool ok = p->leaf && p->grad && p->rope_freq && p->outs && p->out_ready && p->out_cap && p->used;
+    for (int w = 0; w < MP_NWHAT; w++) ok = ok && p->off[w];
+    if (!ok) {
+        diag_plain_error(d, "GPU: out of memory");
+        cuda_program_free(p);
+        return NULL;
+    }
+    for (int i = 0; p->used && i < g->n; i++)
+        for (int k = 0; k < g->nodes[i].nin; k++) p->used[g->nodes[i].in[k]] = true;
+    for (int o = 0; p->used && o < g->nouts; o++)
+        if (g->outs[o].id >= 0 && g->outs[o].id < g->n) p->used[g->outs[o].id] = true;
+    if (fuse_plan(g, d, &p->plan) != 0 || check_graph(p) != 0 || load_fused(p) != 0 || load_library(p) != 0) {
+        cuda_program_free(p);
+        return NULL;
+    }
+    // fixed buffers: cuBLASLt's workspace, embed flags, gradients (fp32, one per gradient output)
+    size_t ws = MP_GEMM_WORKSPACE;
+    if (rt_cuda_alloc(dev, ws, &p->workspace) != 0 || rt_cuda_alloc(dev, n * sizeof(int), &p->bad) != 0) {
+        cuda_program_free(p);
+        return NULL;
+    }
+    p->fixed_bytes = (int64_t)ws + (int64_t)(n * sizeof(int));
+    p->blas = rt_blas_open(p->workspace, ws, d);
+    if (!p->blas) {
+        cuda_program_free(p);
+        return NULL;
+    }
+    for (int o = 0; o < g->nouts; o++) {
+        IrId id = g->outs[o].id;
+        IrId of = g->outs[o].grad_of;
+        // gradients of params (memplan's grads); those of inputs are planned with the activations
+        if (of < 0 || of >= g->n || g->nodes[of].op != IR_PARAM || id < 0 || id >= g->n || p->grad[id]) continue;
+        const IrNode *x = &g->nodes[id];
+        if (ir_is_leaf(x) || x->op == IR_RESHAPE) continue;   // views live in the arena (memplan)
+        int64_t numel = ir_shape_numel(&x->shape, (const int64_t[IR_NSYMS]){1, 1});
+        if (numel < 0) continue;
+        if (rt_cuda_alloc(dev, (size_t)numel * 4 + 4, &p->grad[id]) != 0) {
+            cuda_program_free(p);
+            return NULL;
+        }
+        p->fixed_bytes += numel * 4;
+    }
+    return p;
+}
+
+void cuda_program_free(CudaProgram *p) {
+    if (!p) return;
+    const IrGraph *g = p->g;
+    for (int i = 0; p->leaf && i < g->n; i++)
+        if (p->leaf[i].dev) rt_cuda_free(p->dev, p->leaf[i].dev);
+    for (int i = 0; p->grad && i < g->n; i++)
+        if (p->grad[i]) rt_cuda_free(p->dev, p->grad[i]);
+    for (int i = 0; p->rope_freq && i < g->n; i++)
+        if (p->rope_freq[i]) rt_cuda_free(p->dev, p->rope_freq[i]);
+    if (p->arena) rt_cuda_free(p->dev, p->arena);
+    if (p->workspace) rt_cuda_free(p->dev, p->workspace);
+    if (p->bad) rt_cuda_free(p->dev, p->bad);
+    rt_blas_close(p->blas);
+    for (int o = 0; p->outs && o < g->nouts; o++) free(p->outs[o].data);
+    free(p->outs);
+    free(p->out_cap);
+    free(p->out_ready);
+    free(p->used);
+    free(p->kfn);
+    free(p->leaf);
+    free(p->grad);
+    free(p->rope_freq);
+    for (int w = 0; w < MP_NWHAT; w++) free(p->off[w]);
+    mp_plan_free(&p->mp);
+    if (p->plan.g) fuse_plan_free(&p->plan);
+    free(p);
+}
+
+int cuda_bind(CudaProgram *p, IrId leaf, const void *data, size_t nbytes) {
+    if (leaf < 0 || leaf >= p->g->n || !ir_is_leaf(&p->g->nodes[leaf])) {
+        diag_plain_error(p->d, "GPU: node %d is not an input or param", leaf);
+        return -1;
+    }
+    p->leaf[leaf].host = data, p->leaf[leaf].nbytes = nbytes;
+    return 0;
+}
+
+int cuda_bind_name(CudaProgram *p, const char *name, const void *data, size_t nbytes) {
+    IrId id = ir_find(p->g, name);
+    if (id == IR_NONE) {
+        diag_plain_error(p->d, "GPU: the program has no input or param named '%s'", name);
+        return -1;
+    }
+    return cuda_bind(p, id, data, nbytes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// running
+
+// The device address of node id's value (views: their input's).
+static RtCudaPtr addr(const CudaProgram *p, IrId id) {
+    const IrGraph *g = p->g;
+    while (g->nodes[id].op == IR_RESHAPE) id = g->nodes[id].in[0];
+    if (g->nodes[id].op == IR_PARAM) return p->leaf[id].dev;
+    if (p->grad[id]) return p->grad[id];
+    int64_t o = p->off[MP_VALUE][id];
+    return o >= 0 ? p->arena + (RtCudaPtr)o : 0;
+}
+
+static RtCudaPtr aux(const CudaProgram *p, IrId id, MpWhat w) {
+    int64_t o = p->off[w][id];
+    return o >= 0 ? p->arena + (RtCudaPtr)o : 0;
+}
+
+static int64_t dimv(const CudaProgram *p, const IrShape *s, int k) { return ir_dim_value(s->d[k], p->sym); }
+static int64_t numel_of(const CudaProgram *p, IrId id) { return ir_shape_numel(&p->g->nodes[id].shape, p->sym); }
+
+static int plan_for(CudaProgram *p, const int64_t *sym) {
+    if (p->planned && p->sym[0] == sym[0] && p->sym[1] == sym[1]) return 0;
+    mp_plan_free(&p->mp);
+    p->planned = false;
+    if (mp_plan(p->g, &p->plan, sym, "fp32", &p->mp, p->d) != 0) return -1;
+    for (int w = 0; w < MP_NWHAT; w++)
+        for (int i = 0; i < p->g->n; i++) p->off[w][i] = -1;
+    for (int i = 0; i < p->mp.nbufs; i++) p->off[p->mp.bufs[i].what][p->mp.bufs[i].node] = p->mp.bufs[i].offset;
+    if (p->mp.activations > p->arena_bytes) {
+        if (p->arena) rt_cuda_free(p->dev, p->arena);
+        p->arena = 0, p->arena_bytes = 0;
+        if (rt_cuda_alloc(p->dev, (size_t)p->mp.activations, &p->arena) != 0) return -1;
+        p->arena_bytes = p->mp.activations;
+    }
+    p->sym[0] = sym[0], p->sym[1] = sym[1];
+    p->planned = true;
+    return 0;
+}
+
+// Uploads bound leaves: inputs into the arena, params into their buffers (frozen ones once).
+static int upload_leaves(CudaProgram *p) {
+    const IrGraph *g = p->g;
+    char w[256];
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *n = &g->nodes[i];
+        if (!ir_is_leaf(n)) continue;
+        Leaf *l = &p->leaf[i];
+        int64_t numel = numel_of(p, i);
+        size_t want = (size_t)numel * esize(n->dtype);
+        if (!p->used[i]) continue;
+        if (!l->host) {
+            diag_error(p->d, n->loc, "GPU: %s '%s' is not bound to data", n->op == IR_PARAM ? "param" : "input",
+                       n->name ? n->name : where(p, i, w, sizeof w));
+            return -1;
+        }
+        if (numel < 0 || l->nbytes != want) {
+            diag_error(p->d, n->loc, "GPU: '%s' is bound to %zu bytes, its shape needs %zu", n->name ? n->name : "?",
+                       l->nbytes, want);
+            return -1;
+        }
+        if (n->op == IR_INPUT) {
+            if (rt_cuda_upload(p->dev, addr(p, i), l->host, want) != 0) return -1;
+            continue;
+        }
+        if (!l->dev) {
+            if (rt_cuda_alloc(p->dev, want + 4, &l->dev) != 0) return -1;
+            l->dev_bytes = want;
+            p->fixed_bytes += (int64_t)want;
+        }
+        if (n->trainable || l->uploaded != l->host) {
+            if (rt_cuda_upload(p->dev, l->dev, l->host, want) != 0) return -1;
+            l->uploaded = l->host;
+        }
+    }
+    return 0;
+}
+
+static int launch(CudaProgram *p, const char *fn_name, unsigned gx, unsigned gy, unsigned gz, unsigned threads,
+                  void **args, IrId id) {
+    void *fn = lib_fn(p, fn_name);
+    char w[256], what[320];
+    snprintf(what, sizeof what, "%s for %s", fn_name, where(p, id, w, sizeof w));
+    if (!fn) {
+        diag_plain_error(p->d, "GPU: kernel %s is not loaded", what);
+        return -1;
+    }
+    if (gx == 0 || gy == 0 || gz == 0) return 0;   // an empty tensor: nothing to do
+    unsigned grid[3] = {gx, gy, gz}, block[3] = {threads, 1, 1};
+    p->launches++;
+    return rt_cuda_launch(p->dev, fn, grid, block, 0, args, what);
+}
+
+static unsigned blocks_for(int64_t n, int64_t per, int64_t cap) {
+    int64_t b = (n + per - 1) / per;
+    return (unsigned)(b < 1 ? 1 : b > cap ? cap : b);
+}
+
+static int run_fused(CudaProgram *p, int s, uint64_t step) {
+    const FuseGroup *gr = &p->plan.groups[p->plan.steps[s].group];
+    const IrGraph *g = p->g;
+    RtCudaPtr ptr[FUSE_MAX_ARGS];
+    unsigned long long seeds[FUSE_MAX_MEMBERS];
+    unsigned salts[FUSE_MAX_MEMBERS];
+    void *args[FUSE_MAX_ARGS + 2 * FUSE_MAX_MEMBERS + 3];
+    int na = 0, nd = 0;
+    for (int q = 0; q < gr->nouts; q++) ptr[na] = addr(p, gr->outs[q]), args[na] = &ptr[na], na++;
+    for (int q = 0; q < gr->nins; q++) ptr[na] = addr(p, gr->ins[q]), args[na] = &ptr[na], na++;
+    for (int m = 0; m < gr->nnodes; m++) {
+        const IrNode *n = &g->nodes[gr->nodes[m]];
+        if (n->op != IR_DROPOUT) continue;
+        seeds[nd] = n->a.seed, salts[nd] = n->a.salt;
+        args[na++] = &seeds[nd];
+        args[na++] = &salts[nd];
+        nd++;
+    }
+    long long B = p->sym[0], T = p->sym[1];
+    unsigned long long st = step;
+    args[na++] = &B, args[na++] = &T, args[na++] = &st;
+    unsigned grid[3], block[3];
+    cg_launch_dims(&p->plan, p->plan.steps[s].group, p->sym, grid, block);
+    const FuseKernel *k = &p->plan.kernels[gr->kernel];
+    char w[256], what[320];
+    snprintf(what, sizeof what, "kernel %s (step %d, %s)", k->name, s, where(p, gr->nodes[gr->nnodes - 1], w, sizeof w));
+    if (grid[0] == 0) return 0;
+    p->launches++;
+    return rt_cuda_launch(p->dev, p->kfn[gr->kernel], grid, block, 0, args, what);
+}
+
+// matmul: row-major out (batch..., M, N) = op(a) op(b). In column-major terms outᵀ = op(b)ᵀ op(a)ᵀ:
+// cuBLASLt's A is b's storage, its B is a's, m = N, n = M.
+static int run_gemm(CudaProgram *p, IrId id) {
+    const IrGraph *g = p->g;
+    const IrNode *n = &g->nodes[id];
+    const IrShape *sa = &g->nodes[n->in[0]].shape, *sb = &g->nodes[n->in[1]].shape, *so = &n->shape;
+    int ra = sa->rank, rb = sb->rank, ro = so->rank;
+    bool ta = n->a.trans_a, tb = n->a.trans_b;
+    int64_t M = dimv(p, sa, ra - (ta ? 1 : 2)), K = dimv(p, sa, ra - (ta ? 2 : 1)), N = dimv(p, sb, rb - (tb ? 2 : 1));
+    // batch dims, right-aligned with the output's; an operand's batch is either the output's
+    // (stride: one matrix) or all ones (stride 0); anything else loops
+    int nbd = ro - 2;
+    int64_t obat[IR_MAX_RANK], abat[IR_MAX_RANK], bbat[IR_MAX_RANK];
+    int64_t nbatch = 1, na = 1, nb = 1;
+    for (int i = 0; i < nbd; i++) {
+        obat[i] = dimv(p, so, i);
+        int ia = i - (nbd - (ra - 2)), ib = i - (nbd - (rb - 2));
+        abat[i] = ia >= 0 ? dimv(p, sa, ia) : 1;
+        bbat[i] = ib >= 0 ? dimv(p, sb, ib) : 1;
+        nbatch *= obat[i], na *= abat[i], nb *= bbat[i];
+    }
+    RtGemm gm;
+    memset(&gm, 0, sizeof gm);
+    gm.type_ab = gm.type_c = IR_F32;
+    gm.ta = tb, gm.tb = ta;
+    gm.m = N, gm.k = K;
+    gm.lda = tb ? K : N, gm.ldb = ta ? M : K, gm.ldc = N;
+    RtCudaPtr A = addr(p, n->in[1]), Bm = addr(p, n->in[0]), C = addr(p, id);
+    char w[256], what[320];
+    snprintf(what, sizeof what, "matmul %lldx%lldx%lld x%lld (%s)", (long long)M, (long long)N, (long long)K,
+             (long long)nbatch, where(p, id, w, sizeof w));
+    if (M == 0 || N == 0 || nbatch == 0) return 0;
+    if (K == 0) return rt_cuda_zero(p->dev, C, (size_t)(nbatch * M * N) * 4);
+    p->launches++;
+    if (nb == 1 && !ta) {   // b shared by every batch element, a contiguous: one product of nbatch*M rows
+        gm.n = nbatch * M, gm.batch = 1, gm.a = A, gm.b = Bm, gm.c = C;
+        return rt_blas_gemm(p->blas, &gm, what);
+    }
+    bool a_full = true, b_full = true;
+    for (int i = 0; i < nbd; i++) a_full = a_full && abat[i] == obat[i], b_full = b_full && bbat[i] == obat[i];
+    if ((a_full || na == 1) && (b_full || nb == 1) && nbatch <= 0x7fffffff) {
+        gm.n = M, gm.batch = (int)nbatch, gm.a = A, gm.b = Bm, gm.c = C;
+        gm.stride_a = nb == 1 ? 0 : K * N, gm.stride_b = na == 1 ? 0 : M * K, gm.stride_c = M * N;
+        return rt_blas_gemm(p->blas, &gm, what);
+    }
+    // general broadcast: one product per output batch element
+    gm.n = M, gm.batch = 1;
+    for (int64_t e = 0; e < nbatch; e++) {
+        int64_t t = e, ao = 0, bo = 0, as = 1, bs = 1;
+        for (int i = nbd - 1; i >= 0; i--) {
+            int64_t c = t % obat[i];
+            t /= obat[i];
+            ao += (abat[i] == 1 ? 0 : c) * as, bo += (bbat[i] == 1 ? 0 : c) * bs;
+            as *= abat[i], bs *= bbat[i];
+        }
+        gm.a = A + (RtCudaPtr)(bo * K * N * 4), gm.b = Bm + (RtCudaPtr)(ao * M * K * 4), gm.c = C + (RtCudaPtr)(e * M * N * 4);
+        if (rt_blas_gemm(p->blas, &gm, what) != 0) return -1;
+    }
+    return 0;
+}
+
+// The layout struct of layout.cu (same member order and types).
+typedef struct TrlcLayout {
+    int rank;
+    long long dims[8];
+    long long src_stride[8];
+    long long dst_stride[8];
+    long long src_base, dst_base;
+} TrlcLayout;
+
+static void strides_of(const CudaProgram *p, const IrShape *s, long long *st) {
+    long long m = 1;
+    for (int k = s->rank - 1; k >= 0; k--) st[k] = m, m *= dimv(p, s, k);
+}
+
+static int copy(CudaProgram *p, IrId id, RtCudaPtr dst, RtCudaPtr src, TrlcLayout *L) {
+    long long n = 1;
+    for (int k = 0; k < L->rank; k++) n *= L->dims[k];
+    if (n == 0) return 0;
+    if (L->rank == 0) L->rank = 1, L->dims[0] = 1, L->src_stride[0] = L->dst_stride[0] = 1;
+    void *args[] = {&dst, &src, &n, L};
+    return launch(p, "trlc_strided_copy", blocks_for(n, 256, 1 << 20), 1, 1, 256, args, id);
+}
+
+static int run_layout(CudaProgram *p, IrId id) {
+    const IrNode *n = &p->g->nodes[id];
+    const IrShape *si = &p->g->nodes[n->in[0]].shape, *so = &n->shape;
+    long long ist[IR_MAX_RANK], ost[IR_MAX_RANK];
+    TrlcLayout L;
+    memset(&L, 0, sizeof L);
+    RtCudaPtr out = addr(p, id);
+    switch (n->op) {
+    case IR_PERMUTE:
+        strides_of(p, si, ist), strides_of(p, so, ost);
+        L.rank = so->rank;
+        for (int k = 0; k < so->rank; k++)
+            L.dims[k] = dimv(p, so, k), L.src_stride[k] = ist[n->a.perm[k]], L.dst_stride[k] = ost[k];
+        return copy(p, id, out, addr(p, n->in[0]), &L);
+    case IR_SLICE:
+        strides_of(p, si, ist), strides_of(p, so, ost);
+        L.rank = so->rank;
+        for (int k = 0; k < so->rank; k++) L.dims[k] = dimv(p, so, k), L.src_stride[k] = ist[k], L.dst_stride[k] = ost[k];
+        L.src_base = ir_dim_value(n->a.off, p->sym) * ist[n->a.axis];
+        return copy(p, id, out, addr(p, n->in[0]), &L);
+    case IR_PAD: {
+        long long total = numel_of(p, id);
+        float zero = 0.0f;
+        void *fa[] = {&out, &total, &zero};
+        if (total > 0 && launch(p, "trlc_fill", blocks_for(total, 256, 1 << 20), 1, 1, 256, fa, id) != 0) return -1;
+        strides_of(p, si, ist), strides_of(p, so, ost);
+        L.rank = si->rank;
+        for (int k = 0; k < si->rank; k++) L.dims[k] = dimv(p, si, k), L.src_stride[k] = ist[k], L.dst_stride[k] = ost[k];
+        L.dst_base = ir_dim_value(n->a.off, p->sym) * ost[n->a.axis];
+        return copy(p, id, out, addr(p, n->in[0]), &L);
+    }
+    case IR_CONCAT: {
+        strides_of(p, so, ost);
+        long long at = 0;
+        for (int i = 0; i < n->nin; i++) {
+            const IrShape *sx = &p->g->nodes[n->in[i]].shape;
+            strides_of(p, sx, ist);
+            memset(&L, 0, sizeof L);
+            L.rank = sx->rank;
+            for (int k = 0; k < sx->rank; k++) L.dims[k] = dimv(p, sx, k), L.src_stride[k] = ist[k], L.dst_stride[k] = ost[k];
+            L.dst_base = at * ost[n->a.axis];
+            at += dimv(p, sx, n->a.axis);
+            if (copy(p, id, out, addr(p, n->in[i]), &L) != 0) return -1;
+        }
+        return 0;
+    }
+    default: return -1;
+    }
+}
+
+// Attention's backward group led by step s: dq (+ delta), then dk and dv in one kernel.
+static int run_attention_bwd(CudaProgram *p, int s) {
+    const IrGraph *g = p->g;
+    IrId lead = p->plan.steps[s].node, mem[3] = {IR_NONE, IR_NONE, IR_NONE};
+    for (int t = s; t < p->plan.nsteps; t++)
+        if (t == s || p->plan.lib_leader[t] == s) mem[g->nodes[p->plan.steps[t].node].op - IR_SDPA_BWD_Q] = p->plan.steps[t].node;
+    const IrNode *n = &g->nodes[lead];
+    const IrShape *sq = &g->nodes[n->in[0]].shape, *sk = &g->nodes[n->in[1]].shape;
+    int B = (int)dimv(p, sq, 0), Hq = (int)dimv(p, sq, 1), T = (int)dimv(p, sq, 2), D = (int)dimv(p, sq, 3);
+    int Hkv = (int)dimv(p, sk, 1), causal = n->a.causal;
+    float scale = (float)n->a.scale;
+    RtCudaPtr q = addr(p, n->in[0]), k = addr(p, n->in[1]), v = addr(p, n->in[2]), go = addr(p, n->in[3]);
+    RtCudaPtr seg = n->a.segmented ? addr(p, n->in[n->nin - 1]) : 0;
+    IrId f = p->plan.lib_fwd[s];
+    RtCudaPtr o = f != IR_NONE ? addr(p, f) : aux(p, lead, MP_SCRATCH_OUT);
+    RtCudaPtr lse = f != IR_NONE ? aux(p, f, MP_LSE) : aux(p, lead, MP_SCRATCH_LSE);
+    RtCudaPtr delta = aux(p, lead, MP_DELTA);
+    RtCudaPtr dq = mem[0] != IR_NONE ? addr(p, mem[0]) : aux(p, lead, MP_SCRATCH_DQ);
+    RtCudaPtr dk = mem[1] != IR_NONE ? addr(p, mem[1]) : aux(p, lead, MP_SCRATCH_DKV);
+    RtCudaPtr dv = mem[2] != IR_NONE ? addr(p, mem[2]) : aux(p, lead, MP_SCRATCH_DKV);
+    if (!o || !lse || !delta || !dq || !dk || !dv) {
+        char w[256];
+        diag_plain_error(p->d, "GPU (internal): attention backward %s has no buffer for its state", where(p, lead, w, sizeof w));
+        return -1;
+    }
+    unsigned gq = (unsigned)((T + 3) / 4);
+    if (f == IR_NONE) {   // recompute the forward's output and log-sum-exp rows
+        void *a0[] = {&o, &lse, &q, &k, &v, &seg, &T, &D, &Hq, &Hkv, &scale, &causal};
+        if (launch(p, "trlc_attention_forward", gq, (unsigned)Hq, (unsigned)B, 128, a0, lead) != 0) return -1;
+    }
+    void *a1[] = {&dq, &delta, &q, &k, &v, &o, &go, &lse, &seg, &T, &D, &Hq, &Hkv, &scale, &causal};
+    if (launch(p, "trlc_attention_backward_dq", gq, (unsigned)Hq, (unsigned)B, 128, a1, lead) != 0) return -1;
+    if (mem[1] == IR_NONE && mem[2] == IR_NONE) return 0;
+    void *a2[] = {&dk, &dv, &q, &k, &v, &go, &lse, &delta, &seg, &T, &D, &Hq, &Hkv, &scale, &causal};
+    return launch(p, "trlc_attention_backward_dkdv", gq, (unsigned)Hkv, (unsigned)B, 128, a2, lead);
+}
+
+static int run_library(CudaProgram *p, int s) {
+    const IrGraph *g = p->g;
+    IrId id = p->plan.steps[s].node;
+    const IrNode *n = &g->nodes[id];
+    RtCudaPtr out = addr(p, id);
+    switch (n->op) {
+    case IR_SDPA: {
+        const IrShape *sq = &g->nodes[n->in[0]].shape, *sk = &g->nodes[n->in[1]].shape;
+        int B = (int)dimv(p, sq, 0), Hq = (int)dimv(p, sq, 1), T = (int)dimv(p, sq, 2), D = (int)dimv(p, sq, 3);
+        int Hkv = (int)dimv(p, sk, 1), causal = n->a.causal;
+        float scale = (float)n->a.scale;
+        RtCudaPtr q = addr(p, n->in[0]), k = addr(p, n->in[1]), v = addr(p, n->in[2]), lse = aux(p, id, MP_LSE);
+        RtCudaPtr seg = n->a.segmented ? addr(p, n->in[n->nin - 1]) : 0;
+        void *a[] = {&out, &lse, &q, &k, &v, &seg, &T, &D, &Hq, &Hkv, &scale, &causal};
+        return launch(p, "trlc_attention_forward", (unsigned)((T + 3) / 4), (unsigned)Hq, (unsigned)B, 128, a, id);
+    }
+    case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: return run_attention_bwd(p, s);
+    case IR_CROSS_ENTROPY: case IR_CROSS_ENTROPY_BWD: {
+        const IrShape *sl = &g->nodes[n->in[0]].shape;
+        long long V = dimv(p, sl, sl->rank - 1), rows = numel_of(p, n->in[1]);
+        int ign = (int)n->a.ignore_index;
+        float eps = (float)n->a.value;
+        RtCudaPtr logits = addr(p, n->in[0]), labels = addr(p, n->in[1]);
+        unsigned grid = (unsigned)(rows > 0x7fffffff ? 0x7fffffff : rows);
+        if (n->op == IR_CROSS_ENTROPY) {
+            RtCudaPtr lse = aux(p, id, MP_LSE);
+            void *a[] = {&out, &lse, &logits, &labels, &V, &ign, &eps};
+            return launch(p, "trlc_cross_entropy_forward_f32", grid, 1, 1, 256, a, id);
+        }
+        IrId f = p->plan.lib_fwd[s];
+        RtCudaPtr lse = f != IR_NONE ? aux(p, f, MP_LSE) : aux(p, id, MP_SCRATCH_LSE), gl = addr(p, n->in[2]);
+        if (f == IR_NONE) {
+            RtCudaPtr loss = aux(p, id, MP_SCRATCH_OUT);
+            void *a0[] = {&loss, &lse, &logits, &labels, &V, &ign, &eps};
+            if (launch(p, "trlc_cross_entropy_forward_f32", grid, 1, 1, 256, a0, id) != 0) return -1;
+        }
+        void *a[] = {&out, &logits, &lse, &labels, &gl, &V, &ign, &eps};
+        return launch(p, "trlc_cross_entropy_backward_f32", grid, 1, 1, 256, a, id);
+    }
+    case IR_ROPE: {
+        const IrShape *sx = &g->nodes[n->in[0]].shape;
+        int B = (int)dimv(p, sx, 0), H = (int)dimv(p, sx, 1), T = (int)dimv(p, sx, 2), D = (int)dimv(p, sx, 3);
+        int pos_batched = g->nodes[n->in[1]].shape.rank == 2, inverse = n->a.inverse;
+        if (!p->rope_freq[id]) {
+            double *inv = malloc((size_t)(D / 2 + 1) * sizeof *inv);
+            if (!inv) return -1;
+            const IrRope *r = &n->a.rope;
+            trlc_rope_inv_freq(inv, D, r->theta, r->factor, r->low_freq_factor, r->high_freq_factor, r->original_max_pos);
+            int rc = rt_cuda_alloc(p->dev, (size_t)(D / 2 + 1) * sizeof *inv, &p->rope_freq[id]);
+            if (rc == 0) rc = rt_cuda_upload(p->dev, p->rope_freq[id], inv, (size_t)(D / 2) * sizeof *inv);
+            free(inv);
+            if (rc != 0) return -1;
+            p->fixed_bytes += (D / 2 + 1) * 8;
+        }
+        RtCudaPtr x = addr(p, n->in[0]), pos = addr(p, n->in[1]), inv = p->rope_freq[id];
+        void *a[] = {&out, &x, &pos, &inv, &T, &D, &H, &pos_batched, &inverse};
+        return launch(p, "trlc_rope_forward", blocks_for((int64_t)T * (D / 2), 256, 0x7fffffff), (unsigned)H, (unsigned)B, 256,
+                      a, id);
+    }
+    case IR_EMBED: case IR_EMBED_BWD: {
+        const IrShape *st = n->op == IR_EMBED ? &g->nodes[n->in[1]].shape : &n->shape;
+        long long N = numel_of(p, n->in[0]), V = dimv(p, st, 0), H = dimv(p, st, 1);
+        RtCudaPtr ids = addr(p, n->in[0]), x = addr(p, n->in[1]), bad = p->bad + (RtCudaPtr)id * sizeof(int);
+        unsigned grid = blocks_for(N, 1, 1 << 20);
+        if (n->op == IR_EMBED) {
+            void *a[] = {&out, &bad, &ids, &x, &N, &H, &V};
+            return launch(p, "trlc_embed_forward", grid, 1, 1, 128, a, id);
+        }
+        if (rt_cuda_zero(p->dev, out, (size_t)(V * H) * 4) != 0) return -1;
+        void *a[] = {&out, &ids, &x, &N, &H, &V};
+        return launch(p, "trlc_embed_backward", grid, 1, 1, 128, a, id);
+    }
+    case IR_ARANGE: {
+        long long cnt = numel_of(p, id);
+        void *a[] = {&out, &cnt};
+        return launch(p, "trlc_arange", blocks_for(cnt, 256, 1 << 20), 1, 1, 256, a, id);
+    }
+    case IR_SOFTMAX: case IR_LOG_SOFTMAX: {
+        const IrShape *sx = &n->shape;
+        long long cols = sx->rank ? dimv(p, sx, sx->rank - 1) : 1, rows = cols ? numel_of(p, id) / cols : 0;
+        int lg = n->op == IR_LOG_SOFTMAX;
+        RtCudaPtr x = addr(p, n->in[0]);
+        void *a[] = {&out, &x, &rows, &cols, &lg};
+        return rows ? launch(p, "trlc_softmax_forward", blocks_for(rows, 1, 1 << 20), 1, 1, 256, a, id) : 0;
+    }
+    case IR_PERMUTE: case IR_SLICE: case IR_PAD: case IR_CONCAT: return run_layout(p, id);
+    default: {
+        char w[256];
+        diag_error(p->d, n->loc, "GPU: %s has no GPU kernel yet", where(p, id, w, sizeof w));
+        return -1;
+    }
+    }
+}
+
+// Embed's out-of-range flags: the first bad row of any embed, reported at its node.
+static int check_embed_flags(CudaProgram *p) {
+    const IrGraph *g = p->g;
+    int *flags = malloc((size_t)g->n * sizeof *flags + 4);
+    if (!flags) return -1;
+    int rc = rt_cuda_download(p->dev, flags, p->bad, (size_t)g->n * sizeof *flags);
+    for (int i = 0; rc == 0 && i < g->n; i++) {
+        if (g->nodes[i].op != IR_EMBED || !flags[i]) continue;
+        const IrShape *st = &g->nodes[g->nodes[i].in[1]].shape;
+        diag_error(p->d, g->nodes[i].loc, "token id out of range at row %d of the batch (vocabulary of %lld)",
+                   flags[i] - 1, (long long)dimv(p, st, 0));
+        rc = -1;
+    }
+    free(flags);
+    return rc;
+}
+
+int cuda_run(CudaProgram *p, const int64_t *sym, uint64_t step) {
+    p->ran = false;
+    for (int o = 0; o < p->g->nouts; o++) p->out_ready[o] = false;
+    if (sym[0] < 1 || sym[1] < 1 || plan_for(p, sym) != 0 || upload_leaves(p) != 0) return -1;
+    if (rt_cuda_zero(p->dev, p->bad, (size_t)p->g->n * sizeof(int)) != 0) return -1;
+    p->launches = 0;
+    for (int s = 0; s < p->plan.nsteps; s++) {
+        if (!fuse_step_runs(&p->plan, s)) continue;
+        const FuseStep *st = &p->plan.steps[s];
+        int rc = st->kind == FUSE_KERNEL ? run_fused(p, s, step) : st->kind == FUSE_GEMM ? run_gemm(p, st->node)
+                                                                                        : run_library(p, s);
+        if (rc != 0) return -1;
+    }
+    if (rt_cuda_sync(p->dev, "the training step") != 0 || check_embed_flags(p) != 0) return -1;
+    p->ran = true;
+    return 0;
+}
+
+const CpuTensor *cuda_output(CudaProgram *p, int i) {
+    const IrGraph *g = p->g;
+    if (!p->ran || i < 0 || i >= g->nouts) return NULL;
+    CpuTensor *t = &p->outs[i];
+    if (p->out_ready[i]) return t;
+    IrId id = g->outs[i].id;
+    const IrNode *n = &g->nodes[id];
+    int64_t numel = numel_of(p, id);
+    if (numel < 0) return NULL;
+    size_t bytes = (size_t)numel * esize(n->dtype);
+    if (!t->data || bytes > p->out_cap[i]) {
+        free(t->data);
+        t->data = malloc(bytes + 4);
+        p->out_cap[i] = t->data ? bytes : 0;
+        if (!t->data) return NULL;
+    }
+    t->dtype = is_float(n->dtype) ? IR_F32 : n->dtype, t->rank = n->shape.rank, t->numel = numel;
+    for (int k = 0; k < n->shape.rank; k++) t->shape[k] = dimv(p, &n->shape, k);
+    int rc;
+    if (n->op == IR_INPUT || n->op == IR_PARAM) memcpy(t->data, p->leaf[id].host, bytes), rc = 0;
+    else rc = bytes ? rt_cuda_download(p->dev, t->data, addr(p, id), bytes) : 0;
+    if (rc != 0) return NULL;
+    p->out_ready[i] = true;
+    return t;
+}
+
+const CpuTensor *cuda_output_named(CudaProgram *p, const char *name) {
+    for (int i = 0; i < p->g->nouts; i++)
+        if (!strcmp(p->g->outs[i].name, name)) return cuda_output(p, i);
+    return NULL;
+}
+
+int64_t cuda_device_bytes(const CudaProgram *p) { return p->arena_bytes + p->fixed_bytes; }
+int cuda_kernel_count(const CudaProgram *p) { return p->plan.nkernels; }
+int cuda_launch_count(const CudaProgram *p) { return p->launches; }

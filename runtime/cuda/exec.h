@@ -1,0 +1,71 @@
+// exec.h — the GPU backend: runs an IR program on a CUDA device, with the same contract as the
+// CPU interpreter (cpu.h) so that the trainer drives either. At creation the graph is fused
+// (compiler/fuse.h), every unique kernel generated (codegen_cuda.h) and compiled by NVRTC through
+// the kernel cache, and the hand-written library kernels (kernels/*.cu) compiled once each. Per
+// (B, T) the static memory plan (compiler/memplan.h) lays out one device arena for every
+// activation and the state library steps keep (attention / cross-entropy log-sum-exp rows);
+// parameters and gradients have their own buffers. A run uploads what changed on the host (bound
+// inputs every run; trainable params every run; frozen params once), launches the plan's steps in
+// order (fused kernels; matrix products through cuBLASLt, blas.c; library kernels), waits, and
+// downloads the outputs when asked.
+// Every driver / NVRTC / cuBLASLt failure is reported naming the call and the step's node and spec
+// location.
+// Not here (yet): fp16/bf16 graphs (computed as fp32 on the CPU; refused here with a message),
+// the optimizer on the device (the trainer's AdamW runs on the host over downloaded gradients),
+// CUDA graph capture of the step, several devices.
+#ifndef TRLC_EXEC_H
+#define TRLC_EXEC_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "cpu.h"
+#include "ir.h"
+#include "rt_cuda.h"
+
+// ---- cuBLASLt (blas.c) ----
+typedef struct RtBlas RtBlas;
+// One column-major strided-batched product: C = op(A) op(B) + beta C, op(A) m x k, op(B) k x n,
+// C m x n; a stride of 0 repeats an operand for every batch. fp32 accumulation. Zero-initialise
+// (the struct is a cache key).
+typedef struct RtGemm {
+    bool ta, tb;
+    int64_t m, n, k;
+    RtCudaPtr a, b, c;
+    int64_t lda, ldb, ldc;
+    int64_t stride_a, stride_b, stride_c;
+    int batch;
+    float beta;
+    IrDType type_ab, type_c;   // IR_F32 or IR_BF16
+} RtGemm;
+// Loads cuBLASLt ($TRLC_CUBLASLT_LIB, else libcublasLt.so.13/.12/.so) and makes a handle; the
+// workspace (device memory) is offered to every product. NULL after reporting.
+RtBlas *rt_blas_open(RtCudaPtr workspace, size_t workspace_bytes, Diag *d);
+void rt_blas_close(RtBlas *b);
+// Returns 0, or -1 after reporting (`what` names the product in the message).
+int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what);
+
+// ---- the program ----
+typedef struct CudaProgram CudaProgram;
+// Fuses, generates and compiles g's kernels for the device's architecture (cache: the kernel
+// cache, may be NULL = no caching) and loads them. g must outlive the program, unchanged.
+// NULL after reporting.
+CudaProgram *cuda_program_new(const IrGraph *g, RtCudaDevice *dev, RtCudaCache *cache, Diag *d);
+void cuda_program_free(CudaProgram *p);
+// Binds a leaf to a host buffer (float for float nodes, int32_t for i32, uint8_t for u8), read
+// at every run (inputs and trainable params are uploaded each run; a frozen param once, until it
+// is bound to another buffer). Checked against the node's shape at run time. Returns 0 or -1.
+int cuda_bind(CudaProgram *p, IrId leaf, const void *data, size_t nbytes);
+int cuda_bind_name(CudaProgram *p, const char *name, const void *data, size_t nbytes);
+// Runs the step for B = sym[IR_SYM_B], T = sym[IR_SYM_T]; step feeds dropout. Returns 0 or -1.
+int cuda_run(CudaProgram *p, const int64_t *sym, uint64_t step);
+// Output i of the last run, downloaded on first use (host memory valid until the next run).
+const CpuTensor *cuda_output(CudaProgram *p, int i);
+const CpuTensor *cuda_output_named(CudaProgram *p, const char *name);
+// Bytes of device memory the program holds: the arena of the last run's plan, params, grads,
+// saved library state, workspace.
+int64_t cuda_device_bytes(const CudaProgram *p);
+// Counts for messages and tests: unique fused kernels, steps launched by the last run.
+int cuda_kernel_count(const CudaProgram *p);
+int cuda_launch_count(const CudaProgram *p);
+
+#endif
