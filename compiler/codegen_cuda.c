@@ -580,6 +580,10 @@ const char *cg_library_kernel(const IrNode *n, const char **file) {
     case IR_PERMUTE: case IR_SLICE: case IR_PAD: case IR_CONCAT: f = "layout.cu", k = "trlc_strided_copy"; break;
     case IR_ARANGE: f = "layout.cu", k = "trlc_arange"; break;
     case IR_SOFTMAX: case IR_LOG_SOFTMAX: f = "softmax.cu", k = "trlc_softmax_forward"; break;
+    case IR_GATHER: f = "gather.cu", k = bf ? "trlc_gather_forward_bf16" : "trlc_gather_forward_f32"; break;
+    case IR_GATHER_BWD: f = "gather.cu", k = bf ? "trlc_gather_backward_bf16" : "trlc_gather_backward_f32"; break;
+    case IR_DEQUANT_NF4: f = "quant.cu", k = bf ? "trlc_dequant_nf4_bf16" : "trlc_dequant_nf4_f32"; break;
+    case IR_DEQUANT_MAP8: f = "quant.cu", k = bf ? "trlc_dequant_map8_bf16" : "trlc_dequant_map8_f32"; break;
     default: break;
     }
     if (file) *file = f;

@@ -163,3 +163,58 @@ void trlc_attention_bwd_dkdv_ref(float *dk, float *dv, const float *q, const flo
                 }
             }
 }
+
+static void flag_bad(int *bad, int64_t k) {
+    if (*bad == 0) *bad = (int)(k + 1 < 0x7fffffff ? k + 1 : 0x7fffffff);
+}
+
+void trlc_gather_ref(float *out, int *bad, const float *x, const int32_t *idx, int64_t outer, int64_t Li,
+                     int64_t Lx, int64_t inner) {
+    for (int64_t k = 0; k < outer * Li * inner; k++) {
+        int64_t r = k % inner, o = k / inner / Li;
+        int32_t l = idx[k];
+        if (l < 0 || l >= Lx) {
+            flag_bad(bad, k);
+            out[k] = 0;
+        } else {
+            out[k] = x[(o * Lx + l) * inner + r];
+        }
+    }
+}
+
+void trlc_gather_bwd_ref(float *dx, int *bad, const int32_t *idx, const float *g, int64_t outer, int64_t Li,
+                         int64_t Lx, int64_t inner) {
+    for (int64_t e = 0; e < outer * Lx * inner; e++) {
+        int64_t r = e % inner, l = e / inner % Lx, o = e / inner / Lx;
+        float s = 0;
+        for (int64_t a = 0; a < Li; a++) {
+            int64_t k = (o * Li + a) * inner + r;
+            int32_t i = idx[k];
+            if (i == l) s += g[k];
+            else if ((i < 0 || i >= Lx) && l == 0) flag_bad(bad, k);
+        }
+        dx[e] = s;
+    }
+}
+
+// The bitsandbytes NF4 code values as float32 (gpu.library checks them against ir_nf4_value).
+static const float nf4_table[16] = {
+    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+    -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+    0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+    0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f,
+};
+
+void trlc_dequant_nf4_ref(float *out, const uint8_t *packed, const float *absmax, int64_t n, int64_t block) {
+    for (int64_t m = 0; m < n / 2 + n % 2; m++) {
+        unsigned byte = packed[m];
+        int64_t i = 2 * m, b0 = i / block, b1 = i + 1 - b0 * block == block ? b0 + 1 : b0;
+        out[i] = nf4_table[byte >> 4] * absmax[b0];
+        if (i + 1 < n) out[i + 1] = nf4_table[byte & 15u] * absmax[b1];
+    }
+}
+
+void trlc_dequant_map8_ref(float *out, const uint8_t *q, const float *map, const float *scale, int64_t n,
+                           int64_t block, float offset) {
+    for (int64_t i = 0; i < n; i++) out[i] = map[q[i]] * scale[i / block] + offset;
+}

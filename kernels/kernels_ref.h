@@ -1,7 +1,8 @@
 // kernels_ref.h — plain C references of the hand-written GPU kernels in kernels/*.cu, computing
 // with the same algorithms (single-pass online max / sum-exp, tile-free online softmax per query,
 // per-key backward), so that the tests can check the algorithms against the unfused CPU
-// interpreter without a GPU. Also the host-side helper the launcher needs: rope's inv_freq.
+// interpreter without a GPU (gather, dequantization: the same loops, bit-identical to it). Also the
+// host-side helper the launcher needs: rope's inv_freq.
 // Not here: launching anything (runtime/cuda), the generated kernels (compiler/codegen_cuda.c).
 #ifndef TRLC_KERNELS_REF_H
 #define TRLC_KERNELS_REF_H
@@ -33,5 +34,19 @@ void trlc_attention_bwd_dq_ref(float *dq, float *delta /* (B,Hq,T) */, const flo
 void trlc_attention_bwd_dkdv_ref(float *dk, float *dv /* (B,Hkv,T,D) */, const float *q, const float *k,
                                  const float *v, const float *dout, const float *lse, const float *delta,
                                  const int32_t *seg, int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal);
+
+// gather.cu: x (outer, Lx, inner), idx and out (outer, Li, inner) around the gather axis. An index
+// outside [0, Lx) gives 0 (forward) or nothing (backward) and sets *bad to a bad flat position + 1
+// when *bad is 0. The backward writes every dx element: the sum over a of g where idx == l.
+void trlc_gather_ref(float *out /* (outer,Li,inner) */, int *bad /* (1) */, const float *x /* (outer,Lx,inner) */,
+                     const int32_t *idx /* (outer,Li,inner) */, int64_t outer, int64_t Li, int64_t Lx, int64_t inner);
+void trlc_gather_bwd_ref(float *dx /* (outer,Lx,inner) */, int *bad /* (1) */, const int32_t *idx /* (outer,Li,inner) */,
+                         const float *g /* (outer,Li,inner) */, int64_t outer, int64_t Li, int64_t Lx, int64_t inner);
+// quant.cu: NF4 codes packed two per byte (element 2m in the high nibble of byte m), absmax per block
+// of `block` elements; map8: out[i] = map[q[i]] * scale[i / block] + offset.
+void trlc_dequant_nf4_ref(float *out /* (n) */, const uint8_t *packed /* (ceil(n/2)) */,
+                          const float *absmax /* (ceil(n/block)) */, int64_t n, int64_t block);
+void trlc_dequant_map8_ref(float *out /* (n) */, const uint8_t *q /* (n) */, const float *map /* (256) */,
+                           const float *scale /* (ceil(n/block)) */, int64_t n, int64_t block, float offset);
 
 #endif

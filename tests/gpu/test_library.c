@@ -2,7 +2,8 @@
 // the same algorithms: online softmax, single-pass log-sum-exp, per-key attention backward)
 // against the unfused CPU interpreter on random inputs — sdpa forward and backward with grouped
 // KV heads (causal and not), rope (plain and Llama-3 scaled, forward and inverse), cross-entropy
-// with label smoothing and ignored labels (forward, backward), AdamW against its formula.
+// with label smoothing and ignored labels (forward, backward), AdamW against its formula, gather and
+// its scatter-add backward (every axis, duplicated and bad indexes), NF4 / map8 dequantization.
 // With the CUDA toolkit, every kernels/*.cu (as embedded in trlc) also compiles with NVRTC for sm_80 and sm_90, and
 // the registers read from the cubin are printed.
 #include "codegen_cuda.h"
@@ -13,6 +14,7 @@
 #ifdef TRLC_HAVE_CUDA
 #include "rt_cuda.h"
 #endif
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,6 +113,200 @@ static void test_attention_rope_ce(int causal) {
     diag_free(&d);
 }
 
+// A library node's kernel (cg_library_kernel) is an extern "C" function of the file it names.
+static void check_mapping(const IrGraph *g, IrId id, const char *want) {
+    const char *file = NULL, *k = cg_library_kernel(&g->nodes[id], &file);
+    const char *src = file ? cg_library_source(file) : NULL;
+    char decl[160];
+    snprintf(decl, sizeof decl, " %s(", k ? k : "?");
+    CHECK_MSG(k && !strcmp(k, want) && src && strstr(src, decl), "%s: kernel %s in %s", want, k ? k : "none",
+              file ? file : "none");
+}
+
+// gather along axis `ax` of x (3, 7, 5) with idx of the given shape: forward and backward (the
+// scatter-add, with duplicated and never-chosen positions) against the interpreter.
+static void test_gather_axis(int ax, IrShape si) {
+    Diag d;
+    diag_init(&d, stderr);
+    Loc L = {0, 0, 0};
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    IrShape sx = ir_shape3(ir_dim(3), ir_dim(7), ir_dim(5));
+    IrId x = ir_input(&g, "x", IR_F32, sx, L), idx = ir_input(&g, "idx", IR_I32, si, L);
+    IrId gy = ir_input(&g, "gy", IR_F32, si, L);
+    IrId ga = ir_gather(&g, x, idx, ax, L), gb = ir_gather_bwd(&g, idx, gy, ax, sx, L);
+    ir_add_output(&g, ga, "y");
+    ir_add_output(&g, gb, "dx");
+    CHECK(g.errors == 0);
+    if (g.errors) return;
+    check_mapping(&g, ga, "trlc_gather_forward_f32");
+    check_mapping(&g, gb, "trlc_gather_backward_f32");
+    int64_t ds[3], nx = 3 * 7 * 5, ni = 1;
+    for (int i = 0; i < 3; i++) ds[i] = si.d[i].coef, ni *= ds[i];
+    int64_t outer = 1, inner = 1, Lx = ax == 0 ? 3 : ax == 1 ? 7 : 5, Li = ds[ax];
+    for (int i = 0; i < ax; i++) outer *= ds[i];
+    for (int i = ax + 1; i < 3; i++) inner *= ds[i];
+    float xb[3 * 7 * 5], *gyb = malloc((size_t)ni * sizeof *gyb), *y = malloc((size_t)ni * sizeof *y);
+    int32_t *ib = malloc((size_t)ni * sizeof *ib);
+    float dx[3 * 7 * 5];
+    for (int64_t i = 0; i < nx; i++) xb[i] = frand();
+    // index a and a + 1 (a even) of a column pick the same position (duplicates); the last position
+    // along the axis is never picked
+    int dups = 0;
+    for (int64_t k = 0; k < ni; k++) {
+        int64_t r = k % inner, a = k / inner % Li, o = k / inner / Li;
+        gyb[k] = frand(), ib[k] = (int32_t)((a / 2 + o + r) % (Lx - 1));
+        dups += a % 2 == 1;
+    }
+    CpuProgram *p = cpu_program_new(&g, IR_F32, &d);
+    CHECK(p != NULL);
+    if (p) {
+        cpu_bind(p, x, xb, sizeof xb), cpu_bind(p, idx, ib, (size_t)ni * sizeof *ib);
+        cpu_bind(p, gy, gyb, (size_t)ni * sizeof *gyb);
+        int64_t sym[IR_NSYMS] = {1, 1};
+        CHECK(cpu_run(p, sym, 0) == 0);
+        int bad = 0, bad2 = 0;
+        trlc_gather_ref(y, &bad, xb, ib, outer, Li, Lx, inner);
+        trlc_gather_bwd_ref(dx, &bad2, ib, gyb, outer, Li, Lx, inner);
+        const float *iy = out_of(p, "y"), *idx_ = out_of(p, "dx");
+        int same_y = iy && !memcmp(iy, y, (size_t)ni * sizeof *y), same_dx = idx_ && !memcmp(idx_, dx, sizeof dx);
+        int zero_rows = 0;   // dx elements at the never-chosen position: must be 0
+        for (int64_t e = 0; e < nx; e++) zero_rows += e / inner % Lx == Lx - 1 && dx[e] == 0;
+        printf("gather axis %d (x 3x7x5, idx %" PRId64 "x%" PRId64 "x%" PRId64 ") vs interpreter: forward %s, "
+               "backward %s (%d duplicated indexes), %d zeros at the unused position\n",
+               ax, ds[0], ds[1], ds[2], same_y ? "bit-identical" : "DIFFERENT", same_dx ? "bit-identical" : "DIFFERENT",
+               dups, zero_rows);
+        CHECK(same_y && same_dx && bad == 0 && bad2 == 0 && zero_rows == nx / Lx && (Li == 1 || dups > 0));
+        cpu_program_free(p);
+    }
+    free(gyb), free(y), free(ib);
+    ir_graph_free(&g);
+    diag_free(&d);
+}
+
+// An index out of range: the interpreter fails with the position; the kernels (reference) give 0
+// / skip it and report the first bad position + 1.
+static void test_gather_bad(void) {
+    float x[2 * 4] = {1, 2, 3, 4, 5, 6, 7, 8}, y[2 * 3], g[2 * 3] = {1, 1, 1, 1, 1, 1}, dx[2 * 4];
+    int32_t idx[2 * 3] = {0, 3, 3, 1, 4, -1};   // (2, 3) along axis 1 of (2, 4): 4 and -1 are bad
+    int bad = 0, bad2 = 0;
+    trlc_gather_ref(y, &bad, x, idx, 2, 3, 4, 1);
+    trlc_gather_bwd_ref(dx, &bad2, idx, g, 2, 3, 4, 1);
+    float ye[6] = {1, 4, 4, 6, 0, 0}, dxe[8] = {1, 0, 0, 2, 0, 1, 0, 0};
+    CHECK(!memcmp(y, ye, sizeof y) && !memcmp(dx, dxe, sizeof dx));
+    CHECK_MSG(bad == 5 && bad2 == 5, "bad %d %d", bad, bad2);
+    // the interpreter refuses the same input
+    FILE *mem = tmpfile();
+    Diag d;
+    diag_init(&d, mem);
+    Loc L = {0, 0, 0};
+    IrGraph gr;
+    ir_graph_init(&gr, &d, IR_F32);
+    IrId xi = ir_input(&gr, "x", IR_F32, ir_shape2(ir_dim(2), ir_dim(4)), L);
+    IrId ii = ir_input(&gr, "idx", IR_I32, ir_shape2(ir_dim(2), ir_dim(3)), L);
+    ir_add_output(&gr, ir_gather(&gr, xi, ii, 1, L), "y");
+    CpuProgram *p = cpu_program_new(&gr, IR_F32, &d);
+    CHECK(p != NULL);
+    if (p) {
+        cpu_bind(p, xi, x, sizeof x), cpu_bind(p, ii, idx, sizeof idx);
+        int64_t sym[IR_NSYMS] = {1, 1};
+        CHECK(cpu_run(p, sym, 0) != 0);
+        char log[1024] = "";
+        rewind(mem);
+        size_t n = fread(log, 1, sizeof log - 1, mem);
+        log[n] = 0;
+        CHECK_MSG(strstr(log, "gather index 4 at position 4"), "interpreter said: %s", log);
+        cpu_program_free(p);
+    }
+    ir_graph_free(&gr);
+    diag_free(&d);
+    fclose(mem);
+}
+
+// The NF4 table of quant.cu (parsed from the source trlc embeds) equals the interpreter's.
+static void test_nf4_table_cu(void) {
+    const char *src = cg_library_source("quant.cu"), *t = src ? strstr(src, "trlc_nf4_table[16] = {") : NULL;
+    CHECK(t != NULL);
+    if (!t) return;
+    t = strchr(t, '{') + 1;
+    int same = 0;
+    for (int c = 0; c < 16; c++) {
+        char *end;
+        float v = strtof(t, &end);
+        if (end == t) break;
+        same += v == (float)ir_nf4_value(c);
+        t = end;
+        while (*t == 'f' || *t == ',' || *t == ' ' || *t == '\n') t++;
+    }
+    printf("quant.cu's NF4 table: %d of 16 codes equal to the interpreter's\n", same);
+    CHECK(same == 16);
+}
+
+// NF4 and map8 dequantization against the interpreter: n odd (the last byte's low nibble unused),
+// a last partial block, an odd block (a byte's two elements in different blocks), every code in
+// both nibbles; then the two chained as double quantization does (map8 gives the NF4 absmax).
+static void test_dequant(int64_t rows, int64_t cols, int64_t block, int64_t block2) {
+    Diag d;
+    diag_init(&d, stderr);
+    Loc L = {0, 0, 0};
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    int64_t n = rows * cols, nb = (n + 1) / 2, nbl = (n + block - 1) / block, nbl2 = (nbl + block2 - 1) / block2;
+    IrId pk = ir_input(&g, "packed", IR_U8, ir_shape1(ir_dim(nb)), L);
+    IrId am = ir_input(&g, "absmax", IR_F32, ir_shape1(ir_dim(nbl)), L);
+    IrId q8 = ir_input(&g, "q8", IR_U8, ir_shape1(ir_dim(nbl)), L);
+    IrId map = ir_input(&g, "map", IR_F32, ir_shape1(ir_dim(256)), L);
+    IrId sc = ir_input(&g, "scale", IR_F32, ir_shape1(ir_dim(nbl2)), L);
+    IrShape sw = ir_shape2(ir_dim(rows), ir_dim(cols));
+    IrId w = ir_dequant_nf4(&g, pk, am, block, sw, L);
+    IrId a8 = ir_dequant_map8(&g, q8, map, sc, block2, 0.0123, L);
+    IrId w2 = ir_dequant_nf4(&g, pk, a8, block, sw, L);
+    ir_add_output(&g, w, "w");
+    ir_add_output(&g, a8, "absmax8");
+    ir_add_output(&g, w2, "w_double");
+    CHECK(g.errors == 0);
+    if (g.errors) return;
+    check_mapping(&g, w, "trlc_dequant_nf4_f32");
+    check_mapping(&g, a8, "trlc_dequant_map8_f32");
+    uint8_t *pb = malloc((size_t)nb), *qb = malloc((size_t)nbl);
+    float *ab = malloc((size_t)nbl * 4), mb[256], *sb = malloc((size_t)nbl2 * 4);
+    float *wr = malloc((size_t)n * 4), *ar = malloc((size_t)nbl * 4), *w2r = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < nb; i++) pb[i] = (uint8_t)(i < 16 ? i * 17 : (int)((frand() + 0.5f) * 255.99f));
+    if (nb > 32) pb[16] = 0x0f, pb[17] = 0xf0, pb[18] = 0x7e;   // both nibbles at the extremes
+    for (int64_t i = 0; i < nbl; i++) ab[i] = 0.01f + (frand() + 0.5f), qb[i] = (uint8_t)(i * 37 % 256);
+    for (int i = 0; i < 256; i++) mb[i] = (float)(i - 128) / 127.0f + 0.001f * frand();
+    for (int64_t i = 0; i < nbl2; i++) sb[i] = 0.5f + frand();
+    CpuProgram *p = cpu_program_new(&g, IR_F32, &d);
+    CHECK(p != NULL);
+    if (p) {
+        cpu_bind(p, pk, pb, (size_t)nb), cpu_bind(p, am, ab, (size_t)nbl * 4), cpu_bind(p, q8, qb, (size_t)nbl);
+        cpu_bind(p, map, mb, sizeof mb), cpu_bind(p, sc, sb, (size_t)nbl2 * 4);
+        int64_t sym[IR_NSYMS] = {1, 1};
+        CHECK(cpu_run(p, sym, 0) == 0);
+        trlc_dequant_nf4_ref(wr, pb, ab, n, block);
+        trlc_dequant_map8_ref(ar, qb, mb, sb, nbl, block2, 0.0123f);
+        trlc_dequant_nf4_ref(w2r, pb, ar, n, block);
+        const float *iw = out_of(p, "w");
+        int same = iw && !memcmp(iw, wr, (size_t)n * 4);
+        double e8 = maxdiff(ar, out_of(p, "absmax8"), nbl), e2 = maxdiff(w2r, out_of(p, "w_double"), n);
+        printf("dequant nf4 (%" PRId64 "x%" PRId64 ", block %" PRId64 ") vs interpreter: %s; map8 (block %" PRId64
+               "): %.2g; nf4 of map8 absmax: %.2g\n", rows, cols, block, same ? "bit-identical" : "DIFFERENT",
+               block2, e8, e2);
+        CHECK(same && e8 < 1e-6 && e2 < 1e-6);
+        cpu_program_free(p);
+    }
+    // every code through the reference (absmax 1): the 16 table values, high nibble first
+    uint8_t codes[8] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef};
+    float one[1] = {1}, v[16];
+    trlc_dequant_nf4_ref(v, codes, one, 16, 16);
+    int ok = 0;
+    for (int c = 0; c < 16; c++) ok += v[c] == (float)ir_nf4_value(c);
+    CHECK(ok == 16);
+    free(pb), free(qb), free(ab), free(sb), free(wr), free(ar), free(w2r);
+    ir_graph_free(&g);
+    diag_free(&d);
+}
+
 static void test_adamw(void) {
     float p[4] = {1, -2, 0.5f, 0}, m[4] = {0.1f, 0, -0.2f, 0}, v[4] = {0.01f, 0, 0.04f, 0}, g[4] = {0.5f, -1, 0, 2};
     float pe[4], lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f, bc1 = 1 - 0.9f * 0.9f,
@@ -128,7 +324,7 @@ static void test_nvrtc(const char *dir) {
     (void)dir;
     enum { NF = 16 };
     int nf = cg_library_count();
-    CHECK(nf >= 7 && nf <= NF);   // adamw attention cross_entropy embed layout rope softmax
+    CHECK(nf >= 9 && nf <= NF);   // adamw attention cross_entropy embed gather layout quant rope softmax
     if (nf > NF) nf = NF;
     Diag d;
     diag_init(&d, stderr);
@@ -178,6 +374,13 @@ int main(int argc, char **argv) {
     test_attention_rope_ce(1);
     test_attention_rope_ce(0);
     test_adamw();
+    test_gather_axis(1, ir_shape3(ir_dim(3), ir_dim(4), ir_dim(5)));
+    test_gather_axis(0, ir_shape3(ir_dim(6), ir_dim(7), ir_dim(5)));
+    test_gather_axis(2, ir_shape3(ir_dim(3), ir_dim(7), ir_dim(1)));
+    test_gather_bad();
+    test_nf4_table_cu();
+    test_dequant(3, 67, 64, 2);
+    test_dequant(5, 9, 7, 3);
 #ifdef TRLC_HAVE_CUDA
     if (argc > 1) test_nvrtc(argv[1]);
 #else
