@@ -1,0 +1,966 @@
+// cuemu.c — a fake CUDA driver for the tests: runs the kernels' CUDA C source on the CPU so that
+// gpu.exec and the GPU executor run where there is no GPU (selected with $TRLC_CUDA_DRIVER, see
+// rt_cuda.h). Device memory is host memory (a CUdeviceptr is the host address); allocations are
+// tracked and every copy, set and free is checked against them (CUDA_ERROR_INVALID_VALUE), so an
+// executor's wrong size or stale pointer fails like a real bug. Fresh allocations hold 0xff bytes
+// (NaN as floats) so that reading memory nobody wrote shows. Modules come from CUDA C source
+// (trlcEmuModuleLoadSource): the source plus a launcher per __global__ function is compiled with
+// the host C++ compiler into a shared object (cached by a hash of what was compiled) and dlopen'd.
+// Launches run synchronously: blocks one after another, the threads of a block as coroutines
+// (started with makecontext, switched with _setjmp/_longjmp: no system call per switch) that run
+// until they finish or wait at a barrier; __syncthreads waits for every live thread of the block,
+// a warp shuffle for every live lane of the warp. A barrier nobody can complete (deadlock), waiters
+// at different __syncthreads / shuffle lines, or a shuffle reading a lane that has exited fails
+// the launch with a message naming the kernel, the block and the threads.
+// Not here: timing, concurrency (one block at a time, so no real races), cubins (cuModuleLoadData
+// fails), streams (accepted and ignored), memory checks inside kernels (the sanitizer build
+// compiles modules with -fsanitize=address for that), the cuBLASLt subset (cuemu_blas.c).
+#undef _FORTIFY_SOURCE   // longjmp between coroutine stacks is deliberate
+#define _GNU_SOURCE
+#include <cuda.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <ucontext.h>
+#include <unistd.h>
+#define CUEMU_ABI_ONLY
+#include "cuemu_shim.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define CUEMU_ASAN 1
+#else
+#define CUEMU_ASAN 0
+#endif
+
+#ifndef CUEMU_SRC_DIR
+#define CUEMU_SRC_DIR "."
+#endif
+
+#define EXPORT __attribute__((visibility("default")))
+#define STACK_BYTES (64 * 1024)
+#define MAX_THREADS 1024
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;   // allocations, modules, launches
+static int inited;
+
+// ---------------------------------------------------------------------------------------------
+// device memory: host memory, every allocation tracked
+
+typedef struct Alloc {
+    uintptr_t p;
+    size_t n;
+} Alloc;
+
+static Alloc *allocs;
+static size_t nallocs, capallocs, bytes_in_use;
+
+// the allocation holding [p, p + n), or -1
+static long find_alloc(uintptr_t p, size_t n) {
+    for (size_t i = 0; i < nallocs; i++)
+        if (p >= allocs[i].p && p - allocs[i].p <= allocs[i].n && n <= allocs[i].n - (p - allocs[i].p)) return (long)i;
+    return -1;
+}
+
+static bool in_alloc(uintptr_t p, size_t n, const char *call) {
+    pthread_mutex_lock(&mu);
+    bool ok = find_alloc(p, n) >= 0;
+    pthread_mutex_unlock(&mu);
+    if (!ok) fprintf(stderr, "cuemu: %s: [0x%" PRIxPTR ", +%zu) is not inside one allocation\n", call, p, n);
+    return ok;
+}
+
+// ---------------------------------------------------------------------------------------------
+// errors
+
+static const char *err_name(CUresult r) {
+    switch (r) {
+    case CUDA_SUCCESS: return "CUDA_SUCCESS";
+    case CUDA_ERROR_INVALID_VALUE: return "CUDA_ERROR_INVALID_VALUE";
+    case CUDA_ERROR_OUT_OF_MEMORY: return "CUDA_ERROR_OUT_OF_MEMORY";
+    case CUDA_ERROR_NOT_INITIALIZED: return "CUDA_ERROR_NOT_INITIALIZED";
+    case CUDA_ERROR_INVALID_DEVICE: return "CUDA_ERROR_INVALID_DEVICE";
+    case CUDA_ERROR_INVALID_IMAGE: return "CUDA_ERROR_INVALID_IMAGE";
+    case CUDA_ERROR_INVALID_CONTEXT: return "CUDA_ERROR_INVALID_CONTEXT";
+    case CUDA_ERROR_INVALID_SOURCE: return "CUDA_ERROR_INVALID_SOURCE";
+    case CUDA_ERROR_INVALID_HANDLE: return "CUDA_ERROR_INVALID_HANDLE";
+    case CUDA_ERROR_NOT_FOUND: return "CUDA_ERROR_NOT_FOUND";
+    case CUDA_ERROR_LAUNCH_FAILED: return "CUDA_ERROR_LAUNCH_FAILED";
+    case CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: return "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES";
+    case CUDA_ERROR_NOT_SUPPORTED: return "CUDA_ERROR_NOT_SUPPORTED";
+    default: return NULL;
+    }
+}
+
+EXPORT CUresult cuGetErrorName(CUresult r, const char **s) {
+    *s = err_name(r);
+    return *s ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+EXPORT CUresult cuGetErrorString(CUresult r, const char **s) {
+    switch (r) {
+    case CUDA_SUCCESS: *s = "no error"; break;
+    case CUDA_ERROR_INVALID_VALUE: *s = "invalid argument"; break;
+    case CUDA_ERROR_OUT_OF_MEMORY: *s = "out of memory"; break;
+    case CUDA_ERROR_NOT_INITIALIZED: *s = "initialization error"; break;
+    case CUDA_ERROR_INVALID_DEVICE: *s = "invalid device ordinal"; break;
+    case CUDA_ERROR_INVALID_IMAGE: *s = "device kernel image is invalid (the emulator runs CUDA C source, not cubins)"; break;
+    case CUDA_ERROR_INVALID_CONTEXT: *s = "invalid device context"; break;
+    case CUDA_ERROR_INVALID_SOURCE: *s = "device kernel source is invalid (the host compiler failed: see its output)"; break;
+    case CUDA_ERROR_INVALID_HANDLE: *s = "invalid resource handle"; break;
+    case CUDA_ERROR_NOT_FOUND: *s = "named symbol not found"; break;
+    case CUDA_ERROR_LAUNCH_FAILED: *s = "unspecified launch failure (emulator: see the message above)"; break;
+    case CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES: *s = "too many resources requested for launch"; break;
+    case CUDA_ERROR_NOT_SUPPORTED: *s = "operation not supported (by the emulator)"; break;
+    default: *s = NULL; return CUDA_ERROR_INVALID_VALUE;
+    }
+    return CUDA_SUCCESS;
+}
+
+// ---------------------------------------------------------------------------------------------
+// device, context, memory
+
+#define EMU_TOTAL_MEM ((size_t)16 << 30)
+
+EXPORT CUresult cuInit(unsigned flags) {
+    if (flags != 0) return CUDA_ERROR_INVALID_VALUE;
+    inited = 1;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDriverGetVersion(int *v) {
+    if (!v) return CUDA_ERROR_INVALID_VALUE;
+    *v = CUDA_VERSION;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGetCount(int *n) {
+    if (!inited) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!n) return CUDA_ERROR_INVALID_VALUE;
+    *n = 1;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGet(CUdevice *d, int ordinal) {
+    if (!inited) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!d) return CUDA_ERROR_INVALID_VALUE;
+    if (ordinal != 0) return CUDA_ERROR_INVALID_DEVICE;
+    *d = 0;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGetName(char *name, int len, CUdevice d) {
+    if (!name || len <= 0) return CUDA_ERROR_INVALID_VALUE;
+    if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
+    snprintf(name, (size_t)len, "trlc CUDA emulator (CPU)");
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceTotalMem(size_t *bytes, CUdevice d) {
+    if (!bytes) return CUDA_ERROR_INVALID_VALUE;
+    if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
+    *bytes = EMU_TOTAL_MEM;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGetAttribute(int *v, CUdevice_attribute a, CUdevice d) {
+    if (!v) return CUDA_ERROR_INVALID_VALUE;
+    if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
+    switch (a) {
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: *v = 9; break;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: *v = 0; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *v = MAX_THREADS; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_X: case CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Y: *v = 1024; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_BLOCK_DIM_Z: *v = 64; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X: *v = 2147483647; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y: case CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Z: *v = 65535; break;
+    case CU_DEVICE_ATTRIBUTE_WARP_SIZE: *v = 32; break;
+    case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: *v = 1; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK: *v = 48 * 1024; break;
+    default: return CUDA_ERROR_INVALID_VALUE;
+    }
+    return CUDA_SUCCESS;
+}
+
+static int the_context;   // the primary context: any non-NULL address
+
+EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *c, CUdevice d) {
+    if (!inited) return CUDA_ERROR_NOT_INITIALIZED;
+    if (!c) return CUDA_ERROR_INVALID_VALUE;
+    if (d != 0) return CUDA_ERROR_INVALID_DEVICE;
+    *c = (CUcontext)(void *)&the_context;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice d) { return d == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE; }
+
+EXPORT CUresult cuCtxSetCurrent(CUcontext c) {
+    return !c || c == (CUcontext)(void *)&the_context ? CUDA_SUCCESS : CUDA_ERROR_INVALID_CONTEXT;
+}
+
+EXPORT CUresult cuCtxSynchronize(void) { return CUDA_SUCCESS; }
+
+EXPORT CUresult cuStreamCreate(CUstream *s, unsigned flags) {
+    (void)flags;
+    if (!s) return CUDA_ERROR_INVALID_VALUE;
+    *s = (CUstream)(void *)&the_context;   // one stream: launches run synchronously
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuStreamDestroy(CUstream s) { return s ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE; }
+EXPORT CUresult cuStreamSynchronize(CUstream s) { (void)s; return CUDA_SUCCESS; }
+
+EXPORT CUresult cuMemGetInfo(size_t *free_bytes, size_t *total) {
+    if (!free_bytes || !total) return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&mu);
+    *total = EMU_TOTAL_MEM;
+    *free_bytes = bytes_in_use < EMU_TOTAL_MEM ? EMU_TOTAL_MEM - bytes_in_use : 0;
+    pthread_mutex_unlock(&mu);
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuMemAlloc(CUdeviceptr *p, size_t n) {
+    if (!p || n == 0) return CUDA_ERROR_INVALID_VALUE;   // as the real driver: no empty allocations
+    if (n > EMU_TOTAL_MEM) return CUDA_ERROR_OUT_OF_MEMORY;
+    size_t rounded = (n + 255) & ~(size_t)255;
+    void *m = aligned_alloc(256, rounded);
+    if (!m) return CUDA_ERROR_OUT_OF_MEMORY;
+    memset(m, 0xff, rounded);   // NaN as floats, -1 as ints: never-written memory shows
+    pthread_mutex_lock(&mu);
+    if (nallocs == capallocs) {
+        size_t cap = capallocs ? 2 * capallocs : 256;
+        Alloc *na = realloc(allocs, cap * sizeof *na);
+        if (!na) {
+            pthread_mutex_unlock(&mu);
+            free(m);
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+        allocs = na, capallocs = cap;
+    }
+    allocs[nallocs++] = (Alloc){(uintptr_t)m, n};
+    bytes_in_use += n;
+    pthread_mutex_unlock(&mu);
+    *p = (CUdeviceptr)(uintptr_t)m;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuMemFree(CUdeviceptr p) {
+    pthread_mutex_lock(&mu);
+    long i = -1;
+    for (size_t k = 0; k < nallocs; k++)
+        if (allocs[k].p == (uintptr_t)p) i = (long)k;
+    if (i < 0) {
+        pthread_mutex_unlock(&mu);
+        fprintf(stderr, "cuemu: cuMemFree: 0x%" PRIx64 " is not an allocation's start (double free?)\n", (uint64_t)p);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    bytes_in_use -= allocs[i].n;
+    allocs[i] = allocs[--nallocs];
+    pthread_mutex_unlock(&mu);
+    free((void *)(uintptr_t)p);
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuMemcpyHtoD(CUdeviceptr dst, const void *src, size_t n) {
+    if (!src || !in_alloc((uintptr_t)dst, n, "cuMemcpyHtoD")) return CUDA_ERROR_INVALID_VALUE;
+    if (n) memcpy((void *)(uintptr_t)dst, src, n);
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuMemcpyDtoH(void *dst, CUdeviceptr src, size_t n) {
+    if (!dst || !in_alloc((uintptr_t)src, n, "cuMemcpyDtoH")) return CUDA_ERROR_INVALID_VALUE;
+    if (n) memcpy(dst, (const void *)(uintptr_t)src, n);
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuMemcpyDtoD(CUdeviceptr dst, CUdeviceptr src, size_t n) {
+    if (!in_alloc((uintptr_t)dst, n, "cuMemcpyDtoD (destination)") || !in_alloc((uintptr_t)src, n, "cuMemcpyDtoD (source)"))
+        return CUDA_ERROR_INVALID_VALUE;
+    if (n) memmove((void *)(uintptr_t)dst, (const void *)(uintptr_t)src, n);
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuMemsetD8(CUdeviceptr p, unsigned char v, size_t n) {
+    if (!in_alloc((uintptr_t)p, n, "cuMemsetD8")) return CUDA_ERROR_INVALID_VALUE;
+    if (n) memset((void *)(uintptr_t)p, v, n);
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuMemsetD32(CUdeviceptr p, unsigned v, size_t n) {
+    if (p % 4 || n > SIZE_MAX / 4 || !in_alloc((uintptr_t)p, n * 4, "cuMemsetD32")) return CUDA_ERROR_INVALID_VALUE;
+    unsigned *q = (unsigned *)(uintptr_t)p;
+    for (size_t i = 0; i < n; i++) q[i] = v;
+    return CUDA_SUCCESS;
+}
+
+// for cuemu_blas.c: is [p, p + n) device memory?
+bool cuemu_check_range(const void *p, size_t n, const char *what) { return in_alloc((uintptr_t)p, n, what); }
+
+// ---------------------------------------------------------------------------------------------
+// modules: CUDA C compiled by the host C++ compiler
+
+typedef struct Module Module;
+typedef struct Kernel {
+    char name[128];
+    void (*launch)(void **args);
+    int max_threads;          // __launch_bounds__'s first argument, else 1024
+    Module *mod;
+} Kernel;
+
+struct Module {
+    void *dl;
+    int nk;
+    Kernel *k;
+    Module *next;
+};
+
+static Module *modules;
+static CuemuState state;
+
+static void emu_syncthreads(int line);
+static void emu_syncwarp(int line);
+static unsigned long long emu_shfl(int line, int mode, unsigned long long v, int arg, int width);
+static void emu_trap(int line, const char *what);
+
+static uint64_t fnv(const void *data, size_t n, uint64_t h) {
+    const unsigned char *s = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ull;
+    return h;
+}
+
+// a whole file into a malloc'd string (NULL when unreadable)
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0;
+    char *s = malloc(cap);
+    while (s) {
+        if (n + 1024 > cap) {
+            char *t = realloc(s, cap * 2);
+            if (!t) { free(s); s = NULL; break; }
+            s = t, cap *= 2;
+        }
+        size_t k = fread(s + n, 1, cap - n - 1, f);
+        if (!k) break;
+        n += k;
+    }
+    fclose(f);
+    if (s) s[n] = 0;
+    return s;
+}
+
+// growable text
+typedef struct Buf {
+    char *s;
+    size_t n, cap;
+    bool oom;
+} Buf;
+
+static void put(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(Buf *b, const char *fmt, ...) {
+    va_list ap;
+    for (;;) {
+        if (b->oom) return;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) { b->oom = true; return; }
+        if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap <= b->n + (size_t)k) cap *= 2;
+        char *t = realloc(b->s, cap);
+        if (!t) { b->oom = true; return; }
+        b->s = t, b->cap = cap;
+    }
+}
+
+// the source with comments, string and character literals blanked (same length), for scanning
+static char *blank_comments(const char *src) {
+    size_t n = strlen(src);
+    char *s = malloc(n + 1);
+    if (!s) return NULL;
+    memcpy(s, src, n + 1);
+    for (size_t i = 0; i < n;) {
+        if (s[i] == '/' && s[i + 1] == '/') {
+            while (i < n && s[i] != '\n') s[i++] = ' ';
+        } else if (s[i] == '/' && s[i + 1] == '*') {
+            s[i] = s[i + 1] = ' ', i += 2;
+            while (i < n && !(s[i] == '*' && s[i + 1] == '/')) { if (s[i] != '\n') s[i] = ' '; i++; }
+            if (i < n) s[i] = s[i + 1] = ' ', i += 2;
+        } else if (s[i] == '"' || s[i] == '\'') {
+            char q = s[i++];
+            while (i < n && s[i] != q && s[i] != '\n') {
+                if (s[i] == '\\' && i + 1 < n) s[i++] = ' ';
+                s[i++] = ' ';
+            }
+            i++;
+        } else i++;
+    }
+    return s;
+}
+
+static const char *skip_ws(const char *p) {
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+    return p;
+}
+
+static bool is_ident(char c) { return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+
+// scans `__global__ void [__launch_bounds__(...)] NAME(` and writes one launcher per kernel;
+// returns the number of kernels, -1 on a malformed kernel head
+static int write_launchers(const char *src, Buf *out, Buf *names) {
+    char *s = blank_comments(src);
+    if (!s) return -1;
+    int nk = 0;
+    char seen[64][128];
+    for (const char *p = strstr(s, "__global__"); p; p = strstr(p + 1, "__global__")) {
+        if ((p > s && is_ident(p[-1])) || is_ident(p[10])) continue;
+        const char *q = skip_ws(p + 10);
+        if (strncmp(q, "void", 4) || is_ident(q[4])) continue;
+        q = skip_ws(q + 4);
+        const char *lb = NULL;
+        size_t lblen = 0;
+        if (!strncmp(q, "__launch_bounds__", 17)) {
+            q = skip_ws(q + 17);
+            if (*q != '(') break;
+            int depth = 0;
+            const char *a = q + 1;
+            for (; *q; q++) {
+                if (*q == '(') depth++;
+                else if (*q == ')' && --depth == 0) break;
+                else if (*q == ',' && depth == 1 && !lb) lb = a, lblen = (size_t)(q - a);
+            }
+            if (!*q) break;
+            if (!lb) lb = a, lblen = (size_t)(q - a);
+            q = skip_ws(q + 1);
+        }
+        const char *name = q;
+        while (is_ident(*q)) q++;
+        size_t nlen = (size_t)(q - name);
+        if (!nlen || nlen >= 128 || *skip_ws(q) != '(') continue;
+        bool dup = false;
+        for (int i = 0; i < nk; i++) dup |= strlen(seen[i]) == nlen && !strncmp(seen[i], name, nlen);
+        if (dup) continue;
+        if (nk == 64) { free(s); return -1; }
+        memcpy(seen[nk], name, nlen);
+        seen[nk][nlen] = 0;
+        put(out, "extern \"C\" void cuemu_launch_%s(void **a) { cuemu_call(%s, a); }\n", seen[nk], seen[nk]);
+        put(out, "extern \"C\" const int cuemu_bounds_%s = (int)(%.*s);\n", seen[nk], lb ? (int)lblen : 4,
+            lb ? lb : "1024");
+        put(names, "\"%s\", ", seen[nk]);
+        nk++;
+    }
+    free(s);
+    return nk;
+}
+
+static const char *cache_dir(char *buf, size_t n) {
+    const char *env = getenv("TRLC_CACHE_DIR"), *tmp = getenv("TMPDIR");
+    if (env && *env) snprintf(buf, n, "%s/cuemu", env);
+    else snprintf(buf, n, "%s/trlc-cuemu-%ld", tmp && *tmp ? tmp : "/tmp", (long)getuid());
+    // mkdir -p of the last two levels is enough for these paths
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", buf);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) { *slash = 0; mkdir(parent, 0755); }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return NULL;
+    return buf;
+}
+
+static const char *cxx_flags(void) {
+#if CUEMU_ASAN
+    // the sanitizer build checks the kernels' own memory accesses too
+    return "-std=c++17 -O1 -g -fPIC -shared -fsanitize=address -fno-omit-frame-pointer";
+#else
+    return "-std=c++17 -O1 -g -fPIC -shared";
+#endif
+}
+
+// compiles text into so_path (through a temporary file renamed into place); 0 on success
+static int compile_module(const char *dir, const char *cpp_path, const char *so_path, const char *text) {
+    FILE *f = fopen(cpp_path, "wb");
+    if (!f) return -1;
+    bool ok = fputs(text, f) >= 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) return -1;
+    const char *cxx = getenv("TRLC_CUEMU_CXX");
+    if (!cxx || !*cxx) cxx = "c++";
+    char tmp[4500], cmd[14000];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", so_path, (long)getpid());
+    snprintf(cmd, sizeof cmd, "%s %s -I'%s' -o '%s' '%s' 2>&1", cxx, cxx_flags(), dir, tmp, cpp_path);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    char line[1024];
+    Buf log = {0};
+    while (fgets(line, sizeof line, p)) put(&log, "%s", line);
+    int rc = pclose(p);
+    if (rc != 0) {
+        fprintf(stderr, "cuemu: compiling a module failed: %s\n%s", cmd, log.s ? log.s : "");
+        free(log.s);
+        remove(tmp);
+        return -1;
+    }
+    free(log.s);
+    if (rename(tmp, so_path) != 0) { remove(tmp); return -1; }
+    return 0;
+}
+
+EXPORT CUresult trlcEmuModuleLoadSource(CUmodule *mod, const char *source) {
+    if (!mod || !source) return CUDA_ERROR_INVALID_VALUE;
+    Buf text = {0}, launchers = {0}, names = {0};
+    put(&text, "#include \"cuemu_shim.h\"\n#line 1 \"kernel.cu\"\n%s\n", source);
+    put(&launchers, "// ---- cuemu launchers ----\n");
+    int nk = write_launchers(source, &launchers, &names);
+    if (nk <= 0) {
+        fprintf(stderr, "cuemu: no __global__ kernel found in the module source (or more than 64)\n");
+        free(text.s), free(launchers.s), free(names.s);
+        return CUDA_ERROR_INVALID_SOURCE;
+    }
+    put(&text, "%s", launchers.s);
+    put(&text, "extern \"C\" const char *const cuemu_kernels[] = {%s0};\n", names.s);
+    put(&text, "extern \"C\" int cuemu_module_init(CuemuState *s) { cuemu_state = s; return CUEMU_ABI_VERSION; }\n");
+    free(launchers.s), free(names.s);
+    if (text.oom) { free(text.s); return CUDA_ERROR_OUT_OF_MEMORY; }
+    // the cache key: the module text, the shim, the compiler and its flags
+    char *shim = slurp(CUEMU_SRC_DIR "/cuemu_shim.h");
+    const char *cxx = getenv("TRLC_CUEMU_CXX");
+    uint64_t h = fnv(text.s, text.n, 0xcbf29ce484222325ull);
+    h = fnv(shim ? shim : "", shim ? strlen(shim) : 0, h);
+    h = fnv(cxx ? cxx : "c++", strlen(cxx ? cxx : "c++"), h);
+    h = fnv(cxx_flags(), strlen(cxx_flags()), h);
+    free(shim);
+    char dir[4096], cpp[4400], so[4400];
+    if (!cache_dir(dir, sizeof dir)) { free(text.s); return CUDA_ERROR_INVALID_VALUE; }
+    snprintf(cpp, sizeof cpp, "%s/m%016" PRIx64 ".%ld.cpp", dir, h, (long)getpid());
+    snprintf(so, sizeof so, "%s/m%016" PRIx64 ".so", dir, h);
+    void *dl = NULL;
+    struct stat st;
+    if (stat(so, &st) == 0) dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);   // a corrupt entry: rebuilt
+    if (!dl) {
+        // the shim is included from the source directory
+        if (compile_module(CUEMU_SRC_DIR, cpp, so, text.s) != 0) {
+            remove(cpp);
+            free(text.s);
+            return CUDA_ERROR_INVALID_SOURCE;
+        }
+        remove(cpp);
+        dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+    }
+    free(text.s);
+    if (!dl) {
+        fprintf(stderr, "cuemu: cannot load the compiled module %s: %s\n", so, dlerror());
+        return CUDA_ERROR_INVALID_IMAGE;
+    }
+    int (*init)(CuemuState *) = (int (*)(CuemuState *))(uintptr_t)dlsym(dl, "cuemu_module_init");
+    const char *const *kn = (const char *const *)dlsym(dl, "cuemu_kernels");
+    Module *m = calloc(1, sizeof *m);
+    if (m) m->k = calloc((size_t)nk, sizeof *m->k);
+    if (!init || !kn || !m || !m->k || init(&state) != CUEMU_ABI_VERSION) {
+        if (m) free(m->k);
+        free(m);
+        dlclose(dl);
+        return CUDA_ERROR_INVALID_IMAGE;
+    }
+    m->dl = dl;
+    for (int i = 0; i < nk && kn[i]; i++) {
+        char sym[200];
+        Kernel *k = &m->k[m->nk];
+        snprintf(k->name, sizeof k->name, "%s", kn[i]);
+        snprintf(sym, sizeof sym, "cuemu_launch_%s", kn[i]);
+        k->launch = (void (*)(void **))(uintptr_t)dlsym(dl, sym);
+        snprintf(sym, sizeof sym, "cuemu_bounds_%s", kn[i]);
+        const int *b = dlsym(dl, sym);
+        k->max_threads = b && *b > 0 && *b < MAX_THREADS ? *b : MAX_THREADS;
+        k->mod = m;
+        if (k->launch) m->nk++;
+    }
+    pthread_mutex_lock(&mu);
+    m->next = modules;
+    modules = m;
+    pthread_mutex_unlock(&mu);
+    *mod = (CUmodule)(void *)m;
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image) {
+    (void)mod, (void)image;
+    fprintf(stderr, "cuemu: cuModuleLoadData: the emulator cannot run cubins (load the source: rt_cuda_load_source)\n");
+    return CUDA_ERROR_INVALID_IMAGE;
+}
+
+static bool known_module(Module *m) {
+    for (Module *p = modules; p; p = p->next)
+        if (p == m) return true;
+    return false;
+}
+
+static bool known_kernel(Kernel *k) {
+    for (Module *p = modules; p; p = p->next)
+        if (k >= p->k && k < p->k + p->nk) return true;
+    return false;
+}
+
+EXPORT CUresult cuModuleUnload(CUmodule mod) {
+    Module *m = (Module *)(void *)mod;
+    pthread_mutex_lock(&mu);
+    if (!known_module(m)) {
+        pthread_mutex_unlock(&mu);
+        return CUDA_ERROR_INVALID_HANDLE;
+    }
+    for (Module **p = &modules; *p; p = &(*p)->next)
+        if (*p == m) { *p = m->next; break; }
+    pthread_mutex_unlock(&mu);
+    dlclose(m->dl);
+    free(m->k);
+    free(m);
+    return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuModuleGetFunction(CUfunction *f, CUmodule mod, const char *name) {
+    Module *m = (Module *)(void *)mod;
+    if (!f || !name) return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&mu);
+    bool ok = known_module(m);
+    pthread_mutex_unlock(&mu);
+    if (!ok) return CUDA_ERROR_INVALID_HANDLE;
+    for (int i = 0; i < m->nk; i++)
+        if (!strcmp(m->k[i].name, name)) {
+            *f = (CUfunction)(void *)&m->k[i];
+            return CUDA_SUCCESS;
+        }
+    return CUDA_ERROR_NOT_FOUND;
+}
+
+EXPORT CUresult cuFuncGetAttribute(int *v, CUfunction_attribute a, CUfunction f) {
+    Kernel *k = (Kernel *)(void *)f;
+    if (!v) return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&mu);
+    bool ok = known_kernel(k);
+    pthread_mutex_unlock(&mu);
+    if (!ok) return CUDA_ERROR_INVALID_HANDLE;
+    switch (a) {
+    case CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK: *v = k->max_threads; break;
+    case CU_FUNC_ATTRIBUTE_NUM_REGS: *v = 32; break;   // no registers here: a plausible number
+    case CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES: *v = 0; break;   // unknown (statics of the module)
+    case CU_FUNC_ATTRIBUTE_CONST_SIZE_BYTES: case CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES: *v = 0; break;
+    case CU_FUNC_ATTRIBUTE_PTX_VERSION: case CU_FUNC_ATTRIBUTE_BINARY_VERSION: *v = 90; break;
+    default: return CUDA_ERROR_INVALID_VALUE;
+    }
+    return CUDA_SUCCESS;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the block scheduler: the threads of a block are coroutines
+
+enum { T_NEW, T_RUN, T_WAIT_BLOCK, T_WAIT_WARP, T_DONE };
+
+typedef struct EmuThread {
+    CuemuDim tid;
+    int state;
+    int line;                    // where it waits
+    unsigned long long slot;     // its value in a shuffle
+    jmp_buf jb;
+    ucontext_t uc;
+    char *stack;                 // STACK_BYTES
+    void *fake;                  // ASan's fake stack while switched away
+} EmuThread;
+
+static struct {
+    EmuThread *th;
+    int cap;                       // threads with stacks
+    int n, live, block_waiting;
+    int warp_live[MAX_THREADS / 32], warp_waiting[MAX_THREADS / 32];
+    int cur;
+    jmp_buf sched;
+    Kernel *k;
+    void **args;
+    bool failed;
+    char err[2048];
+    const void *main_bottom;       // ASan: the scheduler's stack
+    size_t main_size;
+    void *main_fake;
+} E;
+
+static void asan_start(void **fake, const void *bottom, size_t size) {
+#if CUEMU_ASAN
+    __sanitizer_start_switch_fiber(fake, bottom, size);
+#else
+    (void)fake, (void)bottom, (void)size;
+#endif
+}
+
+static void asan_finish(void *fake, const void **bottom, size_t *size) {
+#if CUEMU_ASAN
+    __sanitizer_finish_switch_fiber(fake, bottom, size);
+#else
+    (void)fake, (void)bottom, (void)size;
+#endif
+}
+
+// from the running emulated thread back to the scheduler; returns when resumed
+static void to_sched(EmuThread *t) {
+    if (!_setjmp(t->jb)) {
+        asan_start(&t->fake, E.main_bottom, E.main_size);
+        _longjmp(E.sched, 1);
+    }
+    asan_finish(t->fake, NULL, NULL);
+}
+
+// fails the launch from inside an emulated thread (which is abandoned)
+static void fail_here(void) {
+    E.failed = true;
+    asan_start(NULL, E.main_bottom, E.main_size);
+    _longjmp(E.sched, 1);
+}
+
+static void release_block(void) {
+    int line = -1;
+    bool divergent = false;
+    for (int i = 0; i < E.n; i++)
+        if (E.th[i].state == T_WAIT_BLOCK) {
+            if (line >= 0 && E.th[i].line != line) divergent = true;
+            line = E.th[i].line;
+        }
+    if (divergent) {
+        int len = snprintf(E.err, sizeof E.err, "divergent __syncthreads: threads wait at different barriers:");
+        int shown = 0;
+        for (int i = 0; i < E.n && shown < 8 && len < (int)sizeof E.err - 80; i++)
+            if (E.th[i].state == T_WAIT_BLOCK && (i == 0 || E.th[i - 1].state != T_WAIT_BLOCK || E.th[i - 1].line != E.th[i].line)) {
+                len += snprintf(E.err + len, sizeof E.err - (size_t)len, " thread %d at line %d;", i, E.th[i].line);
+                shown++;
+            }
+        fail_here();
+    }
+    for (int i = 0; i < E.n; i++)
+        if (E.th[i].state == T_WAIT_BLOCK) E.th[i].state = T_RUN;
+    E.block_waiting = 0;
+}
+
+static void release_warp(int w) {
+    int line = -1;
+    int end = (w + 1) * 32 < E.n ? (w + 1) * 32 : E.n;
+    for (int i = w * 32; i < end; i++)
+        if (E.th[i].state == T_WAIT_WARP) {
+            if (line >= 0 && E.th[i].line != line) {
+                snprintf(E.err, sizeof E.err, "divergent warp operation: lanes of warp %d wait at lines %d and %d", w,
+                         line, E.th[i].line);
+                fail_here();
+            }
+            line = E.th[i].line;
+        }
+    for (int i = w * 32; i < end; i++)
+        if (E.th[i].state == T_WAIT_WARP) E.th[i].state = T_RUN;
+    E.warp_waiting[w] = 0;
+}
+
+static void emu_syncthreads(int line) {
+    EmuThread *t = &E.th[E.cur];
+    t->state = T_WAIT_BLOCK, t->line = line;
+    if (++E.block_waiting == E.live) release_block();
+    if (t->state != T_RUN) to_sched(t);
+}
+
+static void warp_barrier(int line) {
+    EmuThread *t = &E.th[E.cur];
+    int w = E.cur / 32;
+    t->state = T_WAIT_WARP, t->line = line;
+    if (++E.warp_waiting[w] == E.warp_live[w]) release_warp(w);
+    if (t->state != T_RUN) to_sched(t);
+}
+
+static void emu_syncwarp(int line) { warp_barrier(line); }
+
+static unsigned long long emu_shfl(int line, int mode, unsigned long long v, int arg, int width) {
+    int me = E.cur, lane = me % 32;
+    if (width <= 0 || width > 32 || (width & (width - 1))) {
+        snprintf(E.err, sizeof E.err, "thread %d: a shuffle of width %d (line %d): not a power of two <= 32", me, width, line);
+        fail_here();
+    }
+    E.th[me].slot = v;
+    warp_barrier(line);
+    int base = lane & ~(width - 1), src = lane;
+    switch (mode) {
+    case CUEMU_SHFL_IDX: src = base + (arg & (width - 1)); break;
+    case CUEMU_SHFL_UP: src = lane - arg >= base ? lane - arg : lane; break;
+    case CUEMU_SHFL_DOWN: src = lane + arg < base + width ? lane + arg : lane; break;
+    default: src = (lane ^ arg) < base + width ? lane ^ arg : lane; break;
+    }
+    int s = me - lane + src;
+    if (s >= E.n || E.th[s].state == T_DONE) {
+        snprintf(E.err, sizeof E.err, "thread %d: a warp shuffle at line %d reads lane %d, which %s", me, line, src,
+                 s >= E.n ? "does not exist (a partial warp)" : "has exited");
+        fail_here();
+    }
+    unsigned long long r = E.th[s].slot;
+    warp_barrier(line);
+    return r;
+}
+
+static void emu_trap(int line, const char *what) {
+    snprintf(E.err, sizeof E.err, "thread %d: %s at line %d", E.cur, what, line);
+    fail_here();
+}
+
+static void thread_main(void) {
+    EmuThread *t = &E.th[E.cur];
+    asan_finish(NULL, &E.main_bottom, &E.main_size);
+    E.k->launch(E.args);
+    t = &E.th[E.cur];
+    t->state = T_DONE;
+    E.live--;
+    int w = E.cur / 32;
+    E.warp_live[w]--;
+    if (E.warp_waiting[w] && E.warp_waiting[w] == E.warp_live[w]) release_warp(w);
+    if (E.block_waiting && E.block_waiting == E.live) release_block();
+    asan_start(NULL, E.main_bottom, E.main_size);
+    _longjmp(E.sched, 1);
+}
+
+static bool ensure_threads(int n) {
+    if (n <= E.cap) return true;
+    EmuThread *th = realloc(E.th, (size_t)n * sizeof *th);
+    if (!th) return false;
+    E.th = th;
+    for (int i = E.cap; i < n; i++) {
+        memset(&th[i], 0, sizeof th[i]);
+        if (!(th[i].stack = malloc(STACK_BYTES))) {
+            E.cap = i;
+            return false;
+        }
+    }
+    E.cap = n;
+    return true;
+}
+
+static void run_thread(int i) {
+    E.cur = i;
+    state.thread = &E.th[i].tid;
+    if (!_setjmp(E.sched)) {
+        asan_start(&E.main_fake, E.th[i].stack, STACK_BYTES);
+        if (E.th[i].state == T_NEW) {
+            E.th[i].state = T_RUN;
+            setcontext(&E.th[i].uc);
+        }
+        _longjmp(E.th[i].jb, 1);
+    }
+    asan_finish(E.main_fake, NULL, NULL);
+}
+
+// the waiting threads, grouped by what they wait at, into E.err after its current text
+static void describe_waiters(void) {
+    size_t len = strlen(E.err);
+    int shown = 0;
+    for (int i = 0; i < E.n && shown < 8; i++) {
+        const EmuThread *t = &E.th[i];
+        if (t->state != T_WAIT_BLOCK && t->state != T_WAIT_WARP) continue;
+        if (i > 0 && E.th[i - 1].state == t->state && E.th[i - 1].line == t->line) continue;
+        int j = i;
+        while (j + 1 < E.n && E.th[j + 1].state == t->state && E.th[j + 1].line == t->line) j++;
+        if (len + 100 < sizeof E.err)
+            len += (size_t)snprintf(E.err + len, sizeof E.err - len, " threads %d-%d wait at %s (line %d);", i, j,
+                                    t->state == T_WAIT_BLOCK ? "__syncthreads" : "a warp shuffle / __syncwarp", t->line);
+        shown++;
+    }
+    int done = 0;
+    for (int i = 0; i < E.n; i++) done += E.th[i].state == T_DONE;
+    if (len + 60 < sizeof E.err) snprintf(E.err + len, sizeof E.err - len, " %d threads have exited", done);
+}
+
+static int run_block(unsigned bx, unsigned by, unsigned bz) {
+    const int n = E.n;
+    E.live = n, E.block_waiting = 0;
+    for (int w = 0; w < (n + 31) / 32; w++) {
+        E.warp_waiting[w] = 0;
+        E.warp_live[w] = n - w * 32 < 32 ? n - w * 32 : 32;
+    }
+    for (int i = 0; i < n; i++) {
+        EmuThread *t = &E.th[i];
+        t->tid.x = (unsigned)i % bx, t->tid.y = ((unsigned)i / bx) % by, t->tid.z = (unsigned)i / (bx * by);
+        t->state = T_NEW, t->line = 0, t->fake = NULL;
+#if CUEMU_ASAN
+        __asan_unpoison_memory_region(t->stack, STACK_BYTES);   // frames abandoned by an earlier block
+#endif
+        if (getcontext(&t->uc) != 0) return -1;
+        t->uc.uc_stack.ss_sp = t->stack;
+        t->uc.uc_stack.ss_size = STACK_BYTES;
+        t->uc.uc_link = NULL;
+        makecontext(&t->uc, thread_main, 0);
+    }
+    (void)bz;
+    while (E.live > 0 && !E.failed) {
+        bool ran = false;
+        for (int i = 0; i < n && !E.failed; i++)
+            if (E.th[i].state == T_NEW || E.th[i].state == T_RUN) {
+                run_thread(i);
+                ran = true;
+            }
+        if (!ran && !E.failed) {
+            snprintf(E.err, sizeof E.err, "deadlock: no thread can run;");
+            describe_waiters();
+            E.failed = true;
+        }
+    }
+    return E.failed ? -1 : 0;
+}
+
+EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                               unsigned shared_bytes, CUstream stream, void **params, void **extra) {
+    (void)stream;
+    Kernel *k = (Kernel *)(void *)f;
+    pthread_mutex_lock(&mu);
+    if (!known_kernel(k)) {
+        pthread_mutex_unlock(&mu);
+        return CUDA_ERROR_INVALID_HANDLE;
+    }
+    if (extra) {
+        pthread_mutex_unlock(&mu);
+        fprintf(stderr, "cuemu: cuLaunchKernel %s: `extra` parameters are not supported\n", k->name);
+        return CUDA_ERROR_NOT_SUPPORTED;
+    }
+    if (!gx || !gy || !gz || !bx || !by || !bz || gx > 2147483647u || gy > 65535 || gz > 65535 || bx > 1024 ||
+        by > 1024 || bz > 64 || (uint64_t)bx * by * bz > MAX_THREADS || shared_bytes > 227 * 1024) {
+        pthread_mutex_unlock(&mu);
+        fprintf(stderr, "cuemu: cuLaunchKernel %s: invalid grid (%u,%u,%u) / block (%u,%u,%u) / shared %u\n", k->name,
+                gx, gy, gz, bx, by, bz, shared_bytes);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    int n = (int)(bx * by * bz);
+    if (n > k->max_threads) {
+        pthread_mutex_unlock(&mu);
+        fprintf(stderr, "cuemu: cuLaunchKernel %s: %d threads per block over its __launch_bounds__ (%d)\n", k->name, n,
+                k->max_threads);
+        return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
+    }
+    if (!ensure_threads(n)) {
+        pthread_mutex_unlock(&mu);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    E.k = k, E.args = params, E.n = n, E.failed = false, E.err[0] = 0;
+    state.block_dim = (CuemuDim){bx, by, bz};
+    state.grid_dim = (CuemuDim){gx, gy, gz};
+    CUresult r = CUDA_SUCCESS;
+    for (unsigned z = 0; z < gz && r == CUDA_SUCCESS; z++)
+        for (unsigned y = 0; y < gy && r == CUDA_SUCCESS; y++)
+            for (unsigned x = 0; x < gx && r == CUDA_SUCCESS; x++) {
+                state.block = (CuemuDim){x, y, z};
+                if (run_block(bx, by, bz) != 0) {
+                    fprintf(stderr, "cuemu: kernel %s, block (%u,%u,%u) of (%u,%u,%u), %u threads: %s\n", k->name, x,
+                            y, z, gx, gy, gz, n, E.err[0] ? E.err : "cannot start the threads");
+                    r = CUDA_ERROR_LAUNCH_FAILED;
+                }
+            }
+    pthread_mutex_unlock(&mu);
+    return r;
+}
+
+static CuemuState state = {NULL, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, emu_syncthreads, emu_syncwarp, emu_shfl, emu_trap};

@@ -1,0 +1,327 @@
+// test_emu.c — the CUDA emulator (tests/gpu/emu) itself, through trlc's device layer with
+// TRLC_CUDA_DRIVER pointing at it, and its driver / cuBLASLt entry points directly: block sums of
+// a kernel with shared memory, __syncthreads and warp shuffles (2-D blocks, a partial last warp);
+// a divergent __syncthreads, a barrier/shuffle deadlock and a shuffle from an exited lane fail the
+// launch (no hang); launch bounds; out-of-bounds copies, sets and frees rejected; cublasLtMatmul
+// for every transpose combination, strided batches (stride 0 = broadcast), beta != 0 with C
+// aliasing D, and bf16 operands, against OpenBLAS cblas_sgemm (the same column-major problem);
+// malformed problems (ld < rows, shapes that disagree) rejected. Usage: test_gpu_emu LIBCUEMU.
+#include "rt_cuda.h"
+#include "test.h"
+#include <cblas.h>
+#include <cublasLt.h>
+#include <cuda.h>
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t rng = 7;
+static float frand(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0) - 0.5);
+}
+
+static const char *kernels_src =
+    "// block sums: warp shuffles, then one value per warp through shared memory\n"
+    "#define NW 32\n"
+    "extern \"C\" __global__ void __launch_bounds__(256) block_sum(\n"
+    "    float *out,            // (blocks)\n"
+    "    const float *x, int n) // (n)\n"
+    "{\n"
+    "    __shared__ float sh[NW];\n"
+    "    const int t = threadIdx.y * blockDim.x + threadIdx.x, nt = blockDim.x * blockDim.y;\n"
+    "    const int i = blockIdx.x * nt + t;\n"
+    "    float v = i < n ? x[i] : 0.0f;\n"
+    "    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);\n"
+    "    if ((t & 31) == 0) sh[t >> 5] = v;\n"
+    "    __syncthreads();\n"
+    "    if (t < 32) {\n"
+    "        v = t < (nt + 31) / 32 ? sh[t] : 0.0f;\n"
+    "        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);\n"
+    "        if (t == 0) out[blockIdx.x] = v;\n"
+    "    }\n"
+    "}\n"
+    "/* a comment naming __global__ void not_a_kernel( must not make a launcher */\n"
+    "extern \"C\" __global__ void divergent_sync(float *out) {\n"
+    "    if (threadIdx.x < 16) __syncthreads();\n"
+    "    else __syncthreads();\n"
+    "    out[threadIdx.x] = 1.0f;\n"
+    "}\n"
+    "extern \"C\" __global__ void deadlock(float *out) {\n"
+    "    float v = (float)threadIdx.x;\n"
+    "    if (threadIdx.x < 16) __syncthreads();\n"
+    "    v += __shfl_xor_sync(0xffffffffu, v, 16);\n"
+    "    out[threadIdx.x] = v;\n"
+    "}\n"
+    "extern \"C\" __global__ void exited_lane(float *out) {\n"
+    "    if (threadIdx.x >= 16) return;\n"
+    "    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 16);\n"
+    "}\n";
+
+static void test_kernels(RtCudaDevice *dev) {
+    void *sum = NULL, *div = NULL, *dead = NULL, *exited = NULL;
+    CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "block_sum", &sum) == 0);
+    CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "divergent_sync", &div) == 0);
+    CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "deadlock", &dead) == 0);
+    CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "exited_lane", &exited) == 0);
+    void *none = NULL;
+    CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "not_a_kernel", &none) != 0);
+    if (!sum || !div || !dead || !exited) return;
+    enum { N = 1000 };
+    float x[N];
+    for (int i = 0; i < N; i++) x[i] = (float)(i % 17) - 8.0f;   // small integers: exact sums
+    RtCudaPtr px = 0, pout = 0;
+    CHECK(rt_cuda_alloc(dev, sizeof x, &px) == 0 && rt_cuda_upload(dev, px, x, sizeof x) == 0);
+    CHECK(rt_cuda_alloc(dev, 64 * sizeof(float), &pout) == 0);
+    // 1-D blocks of 256, 2-D blocks of 32 x 4, and 1-D blocks of 80 (a partial last warp)
+    const unsigned shapes[3][2] = {{256, 1}, {32, 4}, {80, 1}};
+    for (int s = 0; s < 3; s++) {
+        unsigned nt = shapes[s][0] * shapes[s][1], nb = (N + nt - 1) / nt;
+        unsigned grid[3] = {nb, 1, 1}, block[3] = {shapes[s][0], shapes[s][1], 1};
+        int n = N;
+        void *args[] = {&pout, &px, &n};
+        if (s == 2) {   // a partial warp: the full-mask shuffles of the last warp read missing lanes
+            CHECK_MSG(rt_cuda_launch(dev, sum, grid, block, 0, args, "block_sum (partial warp)") != 0,
+                      "a shuffle reading a lane of a partial warp must fail");
+            continue;
+        }
+        CHECK(rt_cuda_launch(dev, sum, grid, block, 0, args, "block_sum") == 0);
+        float got[64];
+        CHECK(rt_cuda_download(dev, got, pout, nb * sizeof(float)) == 0);
+        int bad = 0;
+        for (unsigned b = 0; b < nb; b++) {
+            float want = 0;
+            for (unsigned i = b * nt; i < (b + 1) * nt && i < N; i++) want += x[i];
+            bad += got[b] != want;
+        }
+        CHECK_MSG(bad == 0, "block %ux%u: %d of %u block sums wrong", shapes[s][0], shapes[s][1], bad, nb);
+        printf("block_sum, blocks of %ux%u: %u block sums exact\n", shapes[s][0], shapes[s][1], nb);
+    }
+    // bugs the emulator must report instead of hanging
+    unsigned g1[3] = {1, 1, 1}, b32[3] = {32, 1, 1}, b512[3] = {512, 1, 1};
+    void *a1[] = {&pout};
+    time_t t0 = time(NULL);
+    CHECK_MSG(rt_cuda_launch(dev, div, g1, b32, 0, a1, "divergent_sync") != 0, "a divergent __syncthreads must fail");
+    CHECK_MSG(rt_cuda_launch(dev, dead, g1, b32, 0, a1, "deadlock") != 0, "a deadlock must fail");
+    CHECK_MSG(rt_cuda_launch(dev, exited, g1, b32, 0, a1, "exited_lane") != 0, "a shuffle from an exited lane must fail");
+    CHECK(time(NULL) - t0 < 10);
+    int n = N;
+    void *a2[] = {&pout, &px, &n};
+    CHECK_MSG(rt_cuda_launch(dev, sum, g1, b512, 0, a2, "block_sum, 512 threads") != 0, "over __launch_bounds__(256)");
+    unsigned gbig[3] = {1, 70000, 1};
+    CHECK_MSG(rt_cuda_launch(dev, sum, gbig, b32, 0, a2, "block_sum, grid y 70000") != 0, "grid y over 65535");
+    // the device still works after the failures
+    unsigned grid[3] = {4, 1, 1}, block[3] = {256, 1, 1};
+    CHECK(rt_cuda_launch(dev, sum, grid, block, 0, a2, "block_sum again") == 0);
+    rt_cuda_free(dev, px);
+    rt_cuda_free(dev, pout);
+}
+
+static void test_memory(void) {
+    CUdeviceptr p = 0;
+    char host[256] = {0};
+    CHECK(cuMemAlloc(&p, 100) == CUDA_SUCCESS);
+    CHECK(cuMemcpyHtoD(p, host, 100) == CUDA_SUCCESS);
+    CHECK(cuMemcpyHtoD(p + 50, host, 50) == CUDA_SUCCESS);
+    CHECK(cuMemcpyHtoD(p, host, 101) == CUDA_ERROR_INVALID_VALUE);
+    CHECK(cuMemcpyHtoD(p + 50, host, 60) == CUDA_ERROR_INVALID_VALUE);
+    CHECK(cuMemcpyDtoH(host, p + 99, 2) == CUDA_ERROR_INVALID_VALUE);
+    CHECK(cuMemcpyDtoH(host, p - 1, 1) == CUDA_ERROR_INVALID_VALUE);
+    CHECK(cuMemsetD8(p, 0, 101) == CUDA_ERROR_INVALID_VALUE);
+    CHECK(cuMemsetD32(p, 0, 26) == CUDA_ERROR_INVALID_VALUE);
+    CHECK(cuMemsetD32(p, 7, 25) == CUDA_SUCCESS);
+    CHECK(cuMemcpyDtoD(p, p + 4, 96) == CUDA_SUCCESS);
+    CHECK(cuMemcpyDtoD(p, p + 4, 97) == CUDA_ERROR_INVALID_VALUE);
+    CHECK(cuMemFree(p + 4) == CUDA_ERROR_INVALID_VALUE);
+    CHECK(cuMemFree(p) == CUDA_SUCCESS);
+    CHECK(cuMemFree(p) == CUDA_ERROR_INVALID_VALUE);   // double free
+    CHECK(cuMemcpyHtoD(p, host, 4) == CUDA_ERROR_INVALID_VALUE);   // after free
+    CUmodule m = NULL;
+    CHECK(cuModuleLoadData(&m, host) != CUDA_SUCCESS);   // no cubins
+}
+
+// ---- cuBLASLt
+
+static uint16_t to_bf16(float v) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float from_bf16(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static CUdeviceptr dev_copy(const void *h, size_t n) {
+    CUdeviceptr p = 0;
+    if (cuMemAlloc(&p, n) == CUDA_SUCCESS) cuMemcpyHtoD(p, h, n);
+    return p;
+}
+
+static cublasLtMatrixLayout_t layout(cudaDataType t, int rows, int cols, int ld, int batch, long long stride) {
+    cublasLtMatrixLayout_t l = NULL;
+    CHECK(cublasLtMatrixLayoutCreate(&l, t, (uint64_t)rows, (uint64_t)cols, ld) == CUBLAS_STATUS_SUCCESS);
+    int32_t b = batch;
+    int64_t s = stride;
+    CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &b, sizeof b) == CUBLAS_STATUS_SUCCESS);
+    CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &s, sizeof s) ==
+          CUBLAS_STATUS_SUCCESS);
+    return l;
+}
+
+// one batched problem: D = alpha op(A) op(B) + beta C with C aliasing D; returns the max rel. error
+static double gemm_case(cublasLtHandle_t lt, int ta, int tb, int m, int n, int k, int batch, bool bcast_a, bool bcast_b,
+                        float beta, bool bf16) {
+    const int lda = (ta ? k : m) + 3, ldb = (tb ? n : k) + 1, ldc = m + 2;
+    const long long sa = bcast_a ? 0 : (long long)lda * (ta ? m : k) + 5, sb = bcast_b ? 0 : (long long)ldb * (tb ? k : n);
+    const long long sc = (long long)ldc * n + 7;
+    const size_t na = (size_t)(sa * (batch - 1) + (long long)lda * (ta ? m : k));
+    const size_t nb = (size_t)(sb * (batch - 1) + (long long)ldb * (tb ? k : n));
+    const size_t nc = (size_t)(sc * (batch - 1) + (long long)ldc * n);
+    float *a = malloc(na * 4), *b = malloc(nb * 4), *c = malloc(nc * 4), *want = malloc(nc * 4), *got = malloc(nc * 4);
+    uint16_t *a16 = malloc(na * 2), *b16 = malloc(nb * 2), *c16 = malloc(nc * 2);
+    for (size_t i = 0; i < na; i++) a[i] = frand(), a16[i] = to_bf16(a[i]), a[i] = bf16 ? from_bf16(a16[i]) : a[i];
+    for (size_t i = 0; i < nb; i++) b[i] = frand(), b16[i] = to_bf16(b[i]), b[i] = bf16 ? from_bf16(b16[i]) : b[i];
+    for (size_t i = 0; i < nc; i++) c[i] = frand(), c16[i] = to_bf16(c[i]), c[i] = bf16 ? from_bf16(c16[i]) : c[i];
+    const float alpha = 0.75f;
+    // the reference: the same column-major problem, one cblas_sgemm per batch
+    memcpy(want, c, nc * 4);
+    for (int q = 0; q < batch; q++)
+        cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha,
+                    a + q * sa, lda, b + q * sb, ldb, beta, want + q * sc, ldc);
+    cudaDataType t = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    size_t es = bf16 ? 2 : 4;
+    CUdeviceptr pa = dev_copy(bf16 ? (void *)a16 : (void *)a, na * es), pb = dev_copy(bf16 ? (void *)b16 : (void *)b, nb * es);
+    CUdeviceptr pc = dev_copy(bf16 ? (void *)c16 : (void *)c, nc * es);
+    cublasLtMatmulDesc_t op = NULL;
+    CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS);
+    int32_t ota = ta ? CUBLAS_OP_T : CUBLAS_OP_N, otb = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ota, sizeof ota) == CUBLAS_STATUS_SUCCESS);
+    CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &otb, sizeof otb) == CUBLAS_STATUS_SUCCESS);
+    cublasLtMatrixLayout_t la = layout(t, ta ? k : m, ta ? m : k, lda, batch, sa);
+    cublasLtMatrixLayout_t lb = layout(t, tb ? n : k, tb ? k : n, ldb, batch, sb);
+    cublasLtMatrixLayout_t lc = layout(t, m, n, ldc, batch, sc);
+    cublasLtMatmulPreference_t pref = NULL;
+    uint64_t ws = 0;
+    CHECK(cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS);
+    CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws) ==
+          CUBLAS_STATUS_SUCCESS);
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    CHECK(cublasLtMatmulAlgoGetHeuristic(lt, op, la, lb, lc, lc, pref, 1, &res, &nres) == CUBLAS_STATUS_SUCCESS &&
+          nres == 1);
+    CHECK(cublasLtMatmul(lt, op, &alpha, (void *)(uintptr_t)pa, la, (void *)(uintptr_t)pb, lb, &beta,
+                         (void *)(uintptr_t)pc, lc, (void *)(uintptr_t)pc, lc, &res.algo, NULL, 0, 0) ==
+          CUBLAS_STATUS_SUCCESS);
+    double worst = 0;
+    if (bf16) {
+        CHECK(cuMemcpyDtoH(c16, pc, nc * 2) == CUDA_SUCCESS);
+        for (size_t i = 0; i < nc; i++) got[i] = from_bf16(c16[i]);
+    } else CHECK(cuMemcpyDtoH(got, pc, nc * 4) == CUDA_SUCCESS);
+    for (int q = 0; q < batch; q++)
+        for (int j = 0; j < n; j++)
+            for (int i = 0; i < m; i++) {
+                size_t at = (size_t)(q * sc) + (size_t)j * ldc + i;
+                double e = fabs((double)got[at] - want[at]) / (1e-2 + fabs((double)want[at]));
+                if (!(e <= worst)) worst = e;
+            }
+    // the padding between columns and batches is untouched
+    int touched = 0;
+    for (int q = 0; q < batch; q++)
+        for (int j = 0; j < n; j++)
+            for (int i = m; i < ldc && (size_t)(q * sc) + (size_t)j * ldc + i < nc; i++) {
+                size_t at = (size_t)(q * sc) + (size_t)j * ldc + i;
+                touched += got[at] != c[at];
+            }
+    CHECK_MSG(touched == 0, "%d padding elements written", touched);
+    cublasLtMatrixLayoutDestroy(la), cublasLtMatrixLayoutDestroy(lb), cublasLtMatrixLayoutDestroy(lc);
+    cublasLtMatmulDescDestroy(op);
+    cublasLtMatmulPreferenceDestroy(pref);
+    cuMemFree(pa), cuMemFree(pb), cuMemFree(pc);
+    free(a), free(b), free(c), free(want), free(got), free(a16), free(b16), free(c16);
+    return worst;
+}
+
+static void test_blas(void) {
+    cublasLtHandle_t lt = NULL;
+    CHECK(cublasLtCreate(&lt) == CUBLAS_STATUS_SUCCESS);
+    double worst32 = 0, worst16 = 0;
+    int cases = 0;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int v = 0; v < 4; v++) {
+                // plain; batched; batched with A broadcast (stride 0) and beta != 0; B broadcast
+                int batch = v == 0 ? 1 : 3;
+                float beta = v >= 2 ? 0.5f : 0.0f;
+                double e = gemm_case(lt, ta, tb, 13, 9, 21, batch, v == 2, v == 3, beta, false);
+                CHECK_MSG(e < 1e-5, "f32 ta %d tb %d variant %d: %.3g", ta, tb, v, e);
+                if (!(e <= worst32)) worst32 = e;
+                e = gemm_case(lt, ta, tb, 13, 9, 21, batch, v == 2, v == 3, beta, true);
+                CHECK_MSG(e < 8e-3, "bf16 ta %d tb %d variant %d: %.3g", ta, tb, v, e);   // one bf16 rounding of D
+                if (!(e <= worst16)) worst16 = e;
+                cases += 2;
+            }
+    printf("cublasLtMatmul: %d cases (N/T x N/T, batched, stride-0 broadcast, beta != 0 with C = D, f32 and bf16) vs "
+           "cblas_sgemm: max rel. error f32 %.2g, bf16 %.2g\n", cases, worst32, worst16);
+    // malformed problems are rejected like the real library does
+    cublasLtMatmulDesc_t op = NULL;
+    CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS);
+    CUdeviceptr p = 0;
+    CHECK(cuMemAlloc(&p, 4096) == CUDA_SUCCESS);
+    void *d = (void *)(uintptr_t)p;
+    float one = 1, zero = 0;
+    cublasLtMatrixLayout_t a = layout(CUDA_R_32F, 8, 4, 8, 1, 0), b = layout(CUDA_R_32F, 4, 6, 4, 1, 0);
+    cublasLtMatrixLayout_t c = layout(CUDA_R_32F, 8, 6, 8, 1, 0), bad_ld = layout(CUDA_R_32F, 8, 4, 4, 1, 0);
+    cublasLtMatrixLayout_t bad_k = layout(CUDA_R_32F, 5, 6, 5, 1, 0), bad_batch = layout(CUDA_R_32F, 8, 6, 8, 2, 48);
+    cublasLtMatrixLayout_t b3 = layout(CUDA_R_32F, 4, 6, 4, 3, 24);
+    CHECK(cublasLtMatmul(lt, op, &one, d, a, d, b, &zero, d, c, d, c, NULL, NULL, 0, 0) == CUBLAS_STATUS_SUCCESS);
+    CHECK(cublasLtMatmul(lt, op, &one, d, bad_ld, d, b, &zero, d, c, d, c, NULL, NULL, 0, 0) == CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(cublasLtMatmul(lt, op, &one, d, a, d, bad_k, &zero, d, c, d, c, NULL, NULL, 0, 0) == CUBLAS_STATUS_INVALID_VALUE);
+    CHECK(cublasLtMatmul(lt, op, &one, d, a, d, b3, &zero, d, c, d, bad_batch, NULL, NULL, 0, 0) ==
+          CUBLAS_STATUS_INVALID_VALUE);   // 3 vs 2 batches
+    int32_t tr = CUBLAS_OP_T;
+    CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof tr) == CUBLAS_STATUS_SUCCESS);
+    CHECK(cublasLtMatmul(lt, op, &one, d, a, d, b, &zero, d, c, d, c, NULL, NULL, 0, 0) == CUBLAS_STATUS_INVALID_VALUE);
+    int32_t epi = 1;
+    CHECK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi) == CUBLAS_STATUS_NOT_SUPPORTED);
+    // D outside its allocation
+    cublasLtMatrixLayout_t big = layout(CUDA_R_32F, 8, 6, 8, 30, 48);
+    cublasLtMatrixLayout_t a30 = layout(CUDA_R_32F, 8, 4, 8, 30, 0), b30 = layout(CUDA_R_32F, 4, 6, 4, 30, 0);
+    tr = CUBLAS_OP_N;
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tr, sizeof tr);
+    CHECK(cublasLtMatmul(lt, op, &one, d, a30, d, b30, &zero, d, big, d, big, NULL, NULL, 0, 0) == CUBLAS_STATUS_INVALID_VALUE);
+    cublasLtMatrixLayout_t all[] = {a, b, c, bad_ld, bad_k, bad_batch, b3, big, a30, b30};
+    for (int i = 0; i < 10; i++) cublasLtMatrixLayoutDestroy(all[i]);
+    cublasLtMatmulDescDestroy(op);
+    cuMemFree(p);
+    CHECK(cublasLtDestroy(lt) == CUBLAS_STATUS_SUCCESS);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: test_gpu_emu LIBCUEMU\n");
+        return 2;
+    }
+    setenv("TRLC_CUDA_DRIVER", argv[1], 1);
+    Diag d;
+    diag_init(&d, stderr);
+    CHECK(rt_cuda_device_count() == 1);
+    char arch[32] = "";
+    CHECK(rt_cuda_device_arch(0, arch, sizeof arch) && !strcmp(arch, "sm_90"));
+    RtCudaDevice *dev = rt_cuda_open(0, false, &d);
+    CHECK(dev != NULL);
+    if (dev) {
+        CHECK(rt_cuda_is_emulated(dev));
+        test_kernels(dev);
+    }
+    test_memory();
+    test_blas();
+    rt_cuda_close(dev);
+    diag_free(&d);
+    return test_done("gpu.emu");
+}
