@@ -10,9 +10,43 @@
 #include "recompute.h"
 #include "hfconfig.h"
 #include "safetensors.h"
+#ifdef TRLC_HAVE_CUDA
+#include "exec.h"
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+// ---- the programs: the CPU interpreter or the GPU executor, one interface for the trainer
+
+static int prog_bind(TrProg *p, const char *name, const void *data, size_t nbytes) {
+#ifdef TRLC_HAVE_CUDA
+    if (p->cuda) return cuda_bind_name(p->cuda, name, data, nbytes);
+#endif
+    return cpu_bind_name(p->cpu, name, data, nbytes);
+}
+
+static int prog_run(TrProg *p, const int64_t *sym, uint64_t step) {
+#ifdef TRLC_HAVE_CUDA
+    if (p->cuda) return cuda_run(p->cuda, sym, step);
+#endif
+    return cpu_run(p->cpu, sym, step);
+}
+
+static const CpuTensor *prog_output(const TrProg *p, int i) {
+#ifdef TRLC_HAVE_CUDA
+    if (p->cuda) return cuda_output(p->cuda, i);
+#endif
+    return cpu_output(p->cpu, i);
+}
+
+static void prog_free(TrProg *p) {
+#ifdef TRLC_HAVE_CUDA
+    cuda_program_free(p->cuda);
+#endif
+    cpu_program_free(p->cpu);
+    p->cpu = NULL, p->cuda = NULL;
+}
 
 // Rng streams of a run's seed: 0 the run state, 1 weight init, 2 LoRA init, 3 a second model's init.
 enum { TR_STREAM_RUN = 0, TR_STREAM_INIT = 1, TR_STREAM_LORA = 2, TR_STREAM_AUX = 3 };
@@ -286,18 +320,18 @@ static int setup_aux(Trainer *t, LoadedSpec *spec) {
         }
     }
     if (!self && load_weights(t, t->am, &t->resa, t->aps, t->nap, NULL, TR_STREAM_AUX)) return -1;
-    t->aprog = cpu_program_new(&t->ga, IR_F32, t->d);
-    if (!t->aprog) return -1;
+    t->aprog.cpu = cpu_program_new(&t->ga, IR_F32, t->d);
+    if (!t->aprog.cpu) return -1;
     for (int i = 0; i < t->nap; i++)
-        if (cpu_bind_name(t->aprog, t->aps[i].name, t->aps[i].data, (size_t)t->aps[i].numel * sizeof(float)))
+        if (prog_bind(&t->aprog, t->aps[i].name, t->aps[i].data, (size_t)t->aps[i].numel * sizeof(float)))
             return -1;
     return 0;
 }
 
-static int bind_params(Trainer *t, CpuProgram *p, const IrGraph *g) {
+static int bind_params(Trainer *t, TrProg *p, const IrGraph *g) {
     for (int i = 0; i < t->np; i++) {
         if (ir_find(g, t->ps[i].name) == IR_NONE) continue;   // e.g. unused in this graph
-        if (cpu_bind_name(p, t->ps[i].name, t->ps[i].data, t->ps[i].bytes) != 0)
+        if (prog_bind(p, t->ps[i].name, t->ps[i].data, t->ps[i].bytes) != 0)
             return -1;
     }
     return 0;
@@ -348,15 +382,32 @@ int tr_set_schedule(Trainer *t, int64_t total_steps) {
     return sched_init(t->d, &t->sched, &sc);
 }
 
+// The training program on the device the options name ("cpu" when NULL).
+static int new_train_program(Trainer *t, const TrainerOptions *o) {
+    const char *dev = o && o->device ? o->device : "cpu";
+    if (!strcmp(dev, "cpu")) {
+        t->prog.cpu = cpu_program_new(&t->g, IR_F32, t->d);
+        return t->prog.cpu ? 0 : -1;
+    }
+#ifdef TRLC_HAVE_CUDA
+    t->dev = rt_cuda_open(0, true, t->d);
+    if (!t->dev) {
+        diag_plain_error(t->d, "`--device %s`: no CUDA device found (no driver, or no GPU); run with `--device cpu`", dev);
+        return -1;
+    }
+    t->cache = calloc(1, sizeof *t->cache);
+    if (!t->cache || rt_cuda_cache_init(t->cache, t->d) != 0) return -1;
+    t->prog.cuda = cuda_program_new(&t->g, t->dev, t->cache, t->d);
+    return t->prog.cuda ? 0 : -1;
+#else
+    diag_plain_error(t->d, "`--device %s`: this trlc was built without the CUDA toolkit; run with `--device cpu`", dev);
+    return -1;
+#endif
+}
+
 Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, const TrainerOptions *o,
                 int *status) {
     *status = TR_SPEC_ERROR;
-    if (o && o->device && strcmp(o->device, "cpu") != 0) {
-        diag_plain_error(d, "device `%s`: there is no CUDA backend yet (and no GPU is used); run with `--device cpu`",
-                         o->device);
-        *status = TR_RUNTIME_ERROR;
-        return NULL;
-    }
     if (cs->policy < 0 || cs->policy >= cs->nmodels) {
         diag_plain_error(d, "the spec has no model to train");
         return NULL;
@@ -391,9 +442,9 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     t->elogits_out = find_output(&t->ge, "logits");
     if (alloc_params(t) || init_weights(t) || setup_aux(t, spec)) goto fail;
     *status = TR_RUNTIME_ERROR;
-    t->prog = cpu_program_new(&t->g, IR_F32, d);
-    t->eprog = t->prog ? cpu_program_new(&t->ge, IR_F32, d) : NULL;
-    if (!t->eprog || bind_params(t, t->prog, &t->g) || bind_params(t, t->eprog, &t->ge)) goto fail;
+    if (new_train_program(t, o) != 0) goto fail;
+    t->eprog.cpu = cpu_program_new(&t->ge, IR_F32, d);
+    if (!t->eprog.cpu || bind_params(t, &t->prog, &t->g) || bind_params(t, &t->eprog, &t->ge)) goto fail;
     *status = TR_SPEC_ERROR;
     if (init_optimizer(t) || tr_set_schedule(t, cs->train.steps)) goto fail;
     *status = TR_OK;
@@ -405,8 +456,8 @@ fail:
 
 void tr_free(Trainer *t) {
     if (!t) return;
-    cpu_program_free(t->prog);
-    cpu_program_free(t->eprog);
+    prog_free(&t->prog);
+    prog_free(&t->eprog);
     for (int i = 0; i < t->np; i++) {
         free(t->ps[i].data);
         free(t->ps[i].grad);
@@ -415,17 +466,21 @@ void tr_free(Trainer *t) {
     if (t->opt_ok) opt_free(&t->opt);
     ir_graph_free(&t->g);
     ir_graph_free(&t->ge);
-    cpu_program_free(t->aprog);
+    prog_free(&t->aprog);
     for (int i = 0; i < t->nap; i++)
         if (!t->ashared[i]) free(t->aps[i].data);
     free(t->aps);
     free(t->ashared);
     free(t->ref_logp);
     ir_graph_free(&t->ga);
+#ifdef TRLC_HAVE_CUDA
+    rt_cuda_close(t->dev);
+#endif
+    free(t->cache);
     free(t);
 }
 
-static int bind_inputs(Trainer *t, CpuProgram *p, const int32_t *tokens, const int32_t *pos,
+static int bind_inputs(Trainer *t, TrProg *p, const int32_t *tokens, const int32_t *pos,
                        const int32_t *labels, int B, int T) {
     if (B < 1 || T < 1 || (int64_t)B * T > ((int64_t)1 << 31) || (t->per_pair && B % 2)) {
         diag_plain_error(t->d, "bad batch shape %d x %d", B, T);
@@ -440,15 +495,15 @@ static int bind_inputs(Trainer *t, CpuProgram *p, const int32_t *tokens, const i
             return -1;
         }
     size_t nb = n * sizeof(int32_t);
-    if (cpu_bind_name(p, LOWER_INPUT_TOKENS, tokens, nb) || cpu_bind_name(p, LOWER_INPUT_POS, pos, nb) ||
-        cpu_bind_name(p, LOWER_INPUT_LABELS, labels, nb))
+    if (prog_bind(p, LOWER_INPUT_TOKENS, tokens, nb) || prog_bind(p, LOWER_INPUT_POS, pos, nb) ||
+        prog_bind(p, LOWER_INPUT_LABELS, labels, nb))
         return -1;
     return 0;
 }
 
 // Binds the segment ids of packed rows when graph g (run by p) has the input `seq`; seq NULL
 // means one sequence per row (zeros, allocated into *zeros for the caller to free).
-static int bind_seq(Trainer *t, CpuProgram *p, const IrGraph *g, const int32_t *seq, int B, int T,
+static int bind_seq(Trainer *t, TrProg *p, const IrGraph *g, const int32_t *seq, int B, int T,
                     int32_t **zeros) {
     if (ir_find(g, LOWER_INPUT_SEQ) == IR_NONE) return 0;
     size_t n = (size_t)B * (size_t)T;
@@ -460,22 +515,22 @@ static int bind_seq(Trainer *t, CpuProgram *p, const IrGraph *g, const int32_t *
         }
         seq = *zeros;
     }
-    return cpu_bind_name(p, LOWER_INPUT_SEQ, seq, n * sizeof(int32_t));
+    return prog_bind(p, LOWER_INPUT_SEQ, seq, n * sizeof(int32_t));
 }
 
 // Runs the teacher / reference on the batch and binds what it computed to program p.
-static int run_aux(Trainer *t, CpuProgram *p, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
+static int run_aux(Trainer *t, TrProg *p, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                    const int32_t *labels, int B, int T, int32_t **zeros) {
     if (t->aux == TR_AUX_NONE) return 0;
     size_t nb = (size_t)B * (size_t)T * sizeof(int32_t);
-    if (cpu_bind_name(t->aprog, LOWER_INPUT_TOKENS, tokens, nb) || cpu_bind_name(t->aprog, LOWER_INPUT_POS, pos, nb) ||
-        bind_seq(t, t->aprog, &t->ga, seq, B, T, zeros))
+    if (prog_bind(&t->aprog, LOWER_INPUT_TOKENS, tokens, nb) || prog_bind(&t->aprog, LOWER_INPUT_POS, pos, nb) ||
+        bind_seq(t, &t->aprog, &t->ga, seq, B, T, zeros))
         return -1;
-    if (ir_find(&t->ga, LOWER_INPUT_LABELS) != IR_NONE && cpu_bind_name(t->aprog, LOWER_INPUT_LABELS, labels, nb))
+    if (ir_find(&t->ga, LOWER_INPUT_LABELS) != IR_NONE && prog_bind(&t->aprog, LOWER_INPUT_LABELS, labels, nb))
         return -1;
     int64_t sym[IR_NSYMS] = {B, T};
-    if (cpu_run(t->aprog, sym, 0) != 0) return -1;
-    const CpuTensor *lg = cpu_output(t->aprog, t->alogits_out);
+    if (prog_run(&t->aprog, sym, 0) != 0) return -1;
+    const CpuTensor *lg = prog_output(&t->aprog, t->alogits_out);
     int64_t V = t->am->cfg.vocab;
     if (!lg || lg->numel != (int64_t)B * T * V) {
         diag_plain_error(t->d, "internal: the %s's logits have the wrong size", t->aux == TR_AUX_TEACHER ? "teacher" : "reference");
@@ -483,7 +538,7 @@ static int run_aux(Trainer *t, CpuProgram *p, const int32_t *tokens, const int32
     }
     const float *x = lg->data;   // (B, T, V)
     if (t->aux == TR_AUX_TEACHER)
-        return cpu_bind_name(p, LOWER_INPUT_TEACHER_LOGITS, x, (size_t)lg->numel * sizeof(float));
+        return prog_bind(p, LOWER_INPUT_TEACHER_LOGITS, x, (size_t)lg->numel * sizeof(float));
     // reference: summed log-probs of each row's target tokens, (B, 1)
     if ((size_t)B > t->ref_cap) {
         float *nr = realloc(t->ref_logp, (size_t)B * sizeof *nr);
@@ -512,7 +567,7 @@ static int run_aux(Trainer *t, CpuProgram *p, const int32_t *tokens, const int32
         }
         t->ref_logp[b] = (float)s;
     }
-    return cpu_bind_name(p, LOWER_INPUT_REF_LOGP, t->ref_logp, (size_t)B * sizeof(float));
+    return prog_bind(p, LOWER_INPUT_REF_LOGP, t->ref_logp, (size_t)B * sizeof(float));
 }
 
 int tr_micro_step(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
@@ -523,18 +578,18 @@ int tr_micro_step(Trainer *t, const int32_t *tokens, const int32_t *pos, const i
 int tr_micro_step_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                       const int32_t *labels, int B, int T, uint64_t step, double *loss_sum) {
     int32_t *zeros = NULL;
-    int rc = bind_inputs(t, t->prog, tokens, pos, labels, B, T) || bind_seq(t, t->prog, &t->g, seq, B, T, &zeros) ||
-             run_aux(t, t->prog, tokens, pos, seq, labels, B, T, &zeros);
+    int rc = bind_inputs(t, &t->prog, tokens, pos, labels, B, T) || bind_seq(t, &t->prog, &t->g, seq, B, T, &zeros) ||
+             run_aux(t, &t->prog, tokens, pos, seq, labels, B, T, &zeros);
     int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};   // dpo: B is the number of pairs
-    if (!rc) rc = cpu_run(t->prog, sym, step);
+    if (!rc) rc = prog_run(&t->prog, sym, step);
     free(zeros);
     if (rc) return -1;
-    const CpuTensor *l = cpu_output(t->prog, t->loss_out);
+    const CpuTensor *l = prog_output(&t->prog, t->loss_out);
     *loss_sum = l && l->numel >= 1 ? ((const float *)l->data)[0] : NAN;
     for (int i = 0; i < t->np; i++) {
         TrParam *p = &t->ps[i];
         if (!p->trainable) continue;
-        const CpuTensor *gt = cpu_output(t->prog, p->grad_out);
+        const CpuTensor *gt = prog_output(&t->prog, p->grad_out);
         if (!gt || gt->numel != p->numel) {
             diag_plain_error(t->d, "internal: gradient of `%s` has the wrong size", p->name);
             return -1;
@@ -576,19 +631,19 @@ int tr_eval_batch(Trainer *t, const int32_t *tokens, const int32_t *pos, const i
 int tr_eval_batch_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                       const int32_t *labels, int B, int T, double *loss_sum) {
     int32_t *zeros = NULL;
-    int rc = bind_inputs(t, t->eprog, tokens, pos, labels, B, T) || bind_seq(t, t->eprog, &t->ge, seq, B, T, &zeros) ||
-             run_aux(t, t->eprog, tokens, pos, seq, labels, B, T, &zeros);
+    int rc = bind_inputs(t, &t->eprog, tokens, pos, labels, B, T) || bind_seq(t, &t->eprog, &t->ge, seq, B, T, &zeros) ||
+             run_aux(t, &t->eprog, tokens, pos, seq, labels, B, T, &zeros);
     int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};
-    if (!rc) rc = cpu_run(t->eprog, sym, 0);
+    if (!rc) rc = prog_run(&t->eprog, sym, 0);
     free(zeros);
     if (rc) return -1;
-    const CpuTensor *l = cpu_output(t->eprog, t->eloss_out);
+    const CpuTensor *l = prog_output(&t->eprog, t->eloss_out);
     *loss_sum = l && l->numel >= 1 ? ((const float *)l->data)[0] : NAN;
     return 0;
 }
 
 const float *tr_eval_logits(const Trainer *t, int64_t *numel) {
-    const CpuTensor *x = t->elogits_out >= 0 ? cpu_output(t->eprog, t->elogits_out) : NULL;
+    const CpuTensor *x = t->elogits_out >= 0 ? prog_output(&t->eprog, t->elogits_out) : NULL;
     if (numel) *numel = x ? x->numel : 0;
     return x ? x->data : NULL;
 }
@@ -615,6 +670,11 @@ int tr_nparams(const Trainer *t) { return t->np; }
 const char *tr_param_name(const Trainer *t, int i) { return i >= 0 && i < t->np ? t->ps[i].name : NULL; }
 bool tr_param_trainable(const Trainer *t, int i) { return i >= 0 && i < t->np && t->ps[i].trainable; }
 
-int64_t tr_peak_bytes(const Trainer *t) { return t->prog ? cpu_peak_bytes(t->prog) : 0; }
+int64_t tr_peak_bytes(const Trainer *t) {
+#ifdef TRLC_HAVE_CUDA
+    if (t->prog.cuda) return cuda_device_bytes(t->prog.cuda);
+#endif
+    return t->prog.cpu ? cpu_peak_bytes(t->prog.cpu) : 0;
+}
 Optimizer *tr_optimizer(Trainer *t) { return &t->opt; }
 bool tr_loss_per_pair(const Trainer *t) { return t->per_pair; }

@@ -24,7 +24,7 @@ enum { TR_OK = 0, TR_SPEC_ERROR = 1, TR_RUNTIME_ERROR = 3, TR_INTERRUPTED = 4 };
 typedef struct TrainerOptions {
     const char *out_dir;       // overrides train.out (NULL: the spec's)
     const char *resume_dir;    // a run directory to resume from its latest complete checkpoint
-    const char *device;        // "cpu" (NULL = cpu); "cuda" is refused for now
+    const char *device;        // "cpu" (NULL = cpu) or "cuda": the training program on GPU 0
     FILE *log;                 // progress and summary (NULL = stderr)
     bool nan_skip;             // a non-finite loss skips the update instead of stopping
     // Set (e.g. by a SIGINT handler) to stop after the current step: a checkpoint is saved and

@@ -10,6 +10,13 @@
 #include "schedule.h"
 #include "trainer.h"
 
+// A program on the CPU interpreter (cpu) or on the GPU executor (cuda, `--device cuda`: the
+// training program only; evaluation, the teacher and the reference run on the CPU).
+typedef struct TrProg {
+    CpuProgram *cpu;
+    struct CudaProgram *cuda;
+} TrProg;
+
 typedef struct TrParam {
     const char *name;          // HF path ("model.norm.weight", "...q_proj.lora_A.weight")
     int rank;
@@ -41,7 +48,9 @@ struct Trainer {
     bool has_lora;
     LoraResult lora;
     RecomputeStats recompute;  // train.recompute: what the pass did to the training graph
-    CpuProgram *prog, *eprog;
+    TrProg prog, eprog;
+    struct RtCudaDevice *dev;  // --device cuda: device 0, and the kernel cache
+    struct RtCudaCache *cache;
     int loss_out, eloss_out, elogits_out;
     TrParam *ps;
     int np;
@@ -58,7 +67,7 @@ struct Trainer {
                                // reference without `ref`)
     IrGraph ga;                // its forward graph (logits)
     LowerResult resa;
-    CpuProgram *aprog;
+    TrProg aprog;
     int alogits_out;
     TrParam *aps;              // its parameters; data owned unless shared with the policy
     int nap;

@@ -764,7 +764,8 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
         if (r.t->ps[i].trainable) trainable += r.t->ps[i].numel;
     }
     if (cs->train.precision && strcmp(cs->train.precision, "fp32") != 0)
-        fprintf(r.log, "note: precision = %s: the CPU backend computes in fp32\n", cs->train.precision);
+        fprintf(r.log, "note: precision = %s: the %s backend computes in fp32\n", cs->train.precision,
+                o->device && !strcmp(o->device, "cuda") ? "CUDA" : "CPU");
     fprintf(r.log, "trlc run: %s: %s (%s%s), %lld parameters, %lld trainable; %zu training rows; %lld steps -> %s\n",
             cs->path, r.t->m->name, r.t->m->arch, r.t->has_lora ? " + LoRA" : "", (long long)total_params,
             (long long)trainable, ds_num_rows(r.train), (long long)r.total, r.dir);

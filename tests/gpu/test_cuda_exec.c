@@ -1,0 +1,157 @@
+// test_cuda_exec.c — the GPU executor (runtime/cuda/exec.c) against the CPU interpreter: each
+// spec's whole training step (forward, loss, backward: every gradient) runs on the device and on
+// the CPU with the same random params and batch, for two batch shapes (the second replans the
+// arena) and a dropout step; loss and every output must agree to 1e-4 relative (fp32 both).
+// Without a device it exits 77 (skipped); CI registers it a second time with the CUDA emulator
+// (tests/gpu/emu) as the driver and cuBLASLt, so the executor, the generated kernels and the
+// library kernels run there too.
+#include "cpu.h"
+#include "exec.h"
+#include "load.h"
+#include "memplan_spec.h"
+#include "lower.h"
+#include "test.h"
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 7;
+static float frand(void) {   // [-0.5, 0.5)
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0) - 0.5);
+}
+
+// max |a - b| / (1e-3 max|b| + |b|): relative, with a floor for entries near zero
+static double relerr(const float *a, const float *b, int64_t n) {
+    double scale = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) scale = fabs((double)b[i]) > scale ? fabs((double)b[i]) : scale;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]) / (1e-3 * scale + fabs((double)b[i]) + 1e-30);
+        if (!(e <= m)) m = e;
+    }
+    return m;
+}
+
+static int64_t vocab_of(const IrGraph *g) {
+    int64_t v = 1 << 30;
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *n = &g->nodes[i];
+        if (n->op == IR_PARAM && n->name && strstr(n->name, "embed_tokens") && n->shape.d[0].coef < v)
+            v = n->shape.d[0].coef;
+    }
+    return v;
+}
+
+static void check_spec_step(RtCudaDevice *dev, RtCudaCache *cache, const char *path) {
+    Diag d;
+    diag_init(&d, stderr);
+    Arena a = {0};
+    LoadedSpec spec = {0};
+    CheckedSpec *cs = arena_alloc(&a, sizeof *cs);
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    if (load_spec(&d, &a, path, &spec) != 0 || check_spec(&d, &a, &spec, cs) != 0 ||
+        mp_compile_training_graph(&d, &a, &spec, cs, &g) != 0) {
+        CHECK_MSG(0, "%s does not compile", path);
+        return;
+    }
+    CpuProgram *cpu = cpu_program_new(&g, IR_F32, &d);
+    CudaProgram *gpu = cuda_program_new(&g, dev, cache, &d);
+    CHECK_MSG(cpu && gpu, "%s: programs", path);
+    if (!cpu || !gpu) return;
+    int64_t V = vocab_of(&g);
+    void **host = calloc((size_t)g.n, sizeof *host);
+    // params once (max shape), inputs per batch shape
+    for (int i = 0; i < g.n; i++) {
+        const IrNode *n = &g.nodes[i];
+        if (n->op != IR_PARAM) continue;
+        int64_t numel = ir_shape_numel(&n->shape, (const int64_t[IR_NSYMS]){1, 1});
+        host[i] = malloc((size_t)numel * 4 + 4);
+        for (int64_t k = 0; k < numel; k++) {
+            if (n->dtype == IR_U8) ((uint8_t *)host[i])[k] = (uint8_t)((frand() + 0.5f) * 255);
+            else ((float *)host[i])[k] = n->name && strstr(n->name, "norm") ? 1 + frand() * 0.4f : frand() * 0.2f;
+        }
+        size_t nb = (size_t)numel * (n->dtype == IR_U8 ? 1 : 4);
+        CHECK(cpu_bind(cpu, i, host[i], nb) == 0 && cuda_bind(gpu, i, host[i], nb) == 0);
+    }
+    const int64_t shapes[3][3] = {{2, 37, 0}, {3, 16, 5}, {2, 37, 9}};   // B, T, step (a shape again: arena reuse)
+    for (int r = 0; r < 3; r++) {
+        int64_t B = shapes[r][0], T = shapes[r][1], sym[IR_NSYMS] = {B, T};
+        uint64_t step = (uint64_t)shapes[r][2];
+        void **in = calloc((size_t)g.n, sizeof *in);
+        for (int i = 0; i < g.n; i++) {
+            const IrNode *n = &g.nodes[i];
+            if (n->op != IR_INPUT) continue;
+            int64_t numel = ir_shape_numel(&n->shape, sym);
+            in[i] = malloc((size_t)numel * 4 + 4);
+            for (int64_t k = 0; k < numel; k++) {
+                int32_t *iv = in[i];
+                if (!strcmp(n->name, LOWER_INPUT_POS)) iv[k] = (int32_t)(k % T);
+                else if (!strcmp(n->name, LOWER_INPUT_LABELS)) iv[k] = k % 7 == 3 ? LOWER_IGNORE_INDEX : (int32_t)((frand() + 0.5f) * (float)(V - 1));
+                else if (!strcmp(n->name, LOWER_INPUT_SEQ)) iv[k] = (int32_t)((k % T) / 12);   // packed rows
+                else if (n->dtype == IR_I32) iv[k] = (int32_t)((frand() + 0.5f) * (float)(V - 1));
+                else ((float *)in[i])[k] = frand();
+            }
+            CHECK(cpu_bind(cpu, i, in[i], (size_t)numel * 4) == 0 && cuda_bind(gpu, i, in[i], (size_t)numel * 4) == 0);
+        }
+        int rc_cpu = cpu_run(cpu, sym, step), rc_gpu = cuda_run(gpu, sym, step);
+        CHECK_MSG(rc_cpu == 0 && rc_gpu == 0, "%s: run B=%lld T=%lld", path, (long long)B, (long long)T);
+        double worst = 0;
+        int worst_out = -1, nbad = 0;
+        for (int o = 0; rc_cpu == 0 && rc_gpu == 0 && o < g.nouts; o++) {
+            const CpuTensor *c = cpu_output(cpu, o), *x = cuda_output(gpu, o);
+            CHECK_MSG(c && x && c->numel == x->numel, "%s: output %s", path, g.outs[o].name);
+            if (!c || !x || c->numel != x->numel || c->dtype != IR_F32) continue;
+            double e = relerr(x->data, c->data, c->numel);
+            if (!(e <= worst)) worst = e, worst_out = o;
+            if (!(e <= 1e-4) && nbad++ < 5)
+                fprintf(stderr, "%s: output %s differs: max rel. error %.3g\n", path, g.outs[o].name, e);
+        }
+        CHECK_MSG(nbad == 0, "%s: %d outputs differ", path, nbad);
+        const CpuTensor *lc = cpu_output(cpu, 0), *lg = cuda_output(gpu, 0);
+        printf("%s: B=%lld T=%lld step %llu: %d outputs (loss %.6f cpu, %.6f gpu), worst %.2g (%s); %d kernels, %d "
+               "launches\n",
+               path, (long long)B, (long long)T, (unsigned long long)step, g.nouts, lc ? ((float *)lc->data)[0] : 0.0f,
+               lg ? ((float *)lg->data)[0] : 0.0f, worst, worst_out >= 0 ? g.outs[worst_out].name : "-",
+               cuda_kernel_count(gpu), cuda_launch_count(gpu));
+        for (int i = 0; i < g.n; i++) free(in[i]);
+        free(in);
+    }
+    // a token id outside the vocabulary is an error at the embedding, not garbage
+    {
+        int64_t sym[IR_NSYMS] = {1, 8};
+        int32_t ids[8] = {1, 2, 3, (int32_t)V + 5, 4, 5, 6, 7}, pos[8] = {0, 1, 2, 3, 4, 5, 6, 7}, zero[8] = {0};
+        for (int i = 0; i < g.n; i++) {
+            const IrNode *n = &g.nodes[i];
+            if (n->op != IR_INPUT) continue;
+            const int32_t *v = !strcmp(n->name, LOWER_INPUT_TOKENS) ? ids : !strcmp(n->name, LOWER_INPUT_POS) ? pos : zero;
+            cuda_bind(gpu, i, v, sizeof ids);
+        }
+        int errs = d.errors;
+        CHECK_MSG(cuda_run(gpu, sym, 0) != 0 && d.errors > errs, "%s: an out-of-range token id is reported", path);
+    }
+    cuda_program_free(gpu);
+    cpu_program_free(cpu);
+    for (int i = 0; i < g.n; i++) free(host[i]);
+    free(host);
+    ir_graph_free(&g);
+    arena_free(&a);
+    diag_free(&d);
+}
+
+int main(int argc, char **argv) {
+    Diag d;
+    diag_init(&d, stderr);
+    RtCudaDevice *dev = rt_cuda_open(0, true, &d);
+    if (!dev) {
+        printf("gpu.cuda_exec: no CUDA device: skipped\n");
+        diag_free(&d);
+        return 77;
+    }
+    printf("gpu.cuda_exec: %s\n", rt_cuda_is_emulated(dev) ? "the CUDA emulator (tests/gpu/emu)" : "a CUDA device");
+    RtCudaCache cache;
+    rt_cuda_cache_init(&cache, &d);
+    for (int i = 1; i < argc; i++) check_spec_step(dev, &cache, argv[i]);
+    rt_cuda_close(dev);
+    diag_free(&d);
+    return test_done("gpu.cuda_exec");
+}

@@ -1,0 +1,53 @@
+#!/bin/bash
+# test_run_cuda.sh TRLC SRCDIR WORKDIR — `trlc run --device cuda` end to end: the same specs
+# trained on the CPU and on the device give the same loss and gradient norm at every step (1e-4
+# relative; fp32 on both), and the run's files are written. CI runs it with the CUDA emulator as
+# the driver (TRLC_CUDA_DRIVER / TRLC_CUBLASLT_LIB set by ctest); on a machine with neither a GPU
+# nor the emulator only the "no device" error is checked, then it exits 77 (skipped).
+set -u
+trlc=$1 src=$2 work=$3
+rm -rf "$work"
+mkdir -p "$work"
+export TRLC_CACHE_DIR=$work/cache
+fail=0
+# no driver at all: a clear error and exit 3, nothing trained
+TRLC_CUDA_DRIVER=$work/no-such-driver.so "$trlc" run "$src/tests/run/full.trl" --device cuda --out "$work/none" \
+    > "$work/out.txt" 2> "$work/err.txt"
+rc=$?
+if [ $rc -ne 3 ] || ! grep -q "no CUDA device" "$work/err.txt" || [ -e "$work/none/metrics.jsonl" ]; then
+    echo "FAIL: --device cuda without a driver: exit $rc"; cat "$work/err.txt"; fail=1
+else
+    echo "ok: --device cuda without a driver: exit 3, $(head -1 "$work/err.txt")"
+fi
+# is there a device (a GPU, or the emulator named by TRLC_CUDA_DRIVER)?
+if "$trlc" run "$src/tests/run/full.trl" --device cuda --set train.steps=1 --out "$work/probe" > "$work/probe.txt" 2>&1; then :
+elif grep -q "no CUDA device" "$work/probe.txt"; then
+    echo "no CUDA device (and no emulator named by TRLC_CUDA_DRIVER): the training comparison is skipped"
+    [ $fail -eq 0 ] && exit 77
+    exit 1
+fi
+for spec in full lora; do
+    for dev in cpu cuda; do
+        if ! "$trlc" run "$src/tests/run/$spec.trl" --device $dev --out "$work/$spec-$dev" > "$work/$spec-$dev.log" 2>&1; then
+            echo "FAIL: $spec on $dev: exit $?"; tail -5 "$work/$spec-$dev.log"; fail=1; continue
+        fi
+    done
+    [ -s "$work/$spec-cpu/metrics.jsonl" ] && [ -s "$work/$spec-cuda/metrics.jsonl" ] || { echo "FAIL: $spec: no metrics"; fail=1; continue; }
+    [ -s "$work/$spec-cuda/model/model.safetensors" ] || [ -s "$work/$spec-cuda/adapter/adapter_model.safetensors" ] ||
+        { echo "FAIL: $spec on cuda: no model written"; fail=1; }
+    # step, loss, grad_norm of every logged step, side by side
+    paste -d' ' <(grep -o '"step": [0-9]*, "loss": [-0-9.e]*\|"grad_norm": [-0-9.e]*' "$work/$spec-cpu/metrics.jsonl" | tr -d ',"' | paste -d' ' - -) \
+                <(grep -o '"step": [0-9]*, "loss": [-0-9.e]*\|"grad_norm": [-0-9.e]*' "$work/$spec-cuda/metrics.jsonl" | tr -d ',"' | paste -d' ' - -) \
+        > "$work/$spec-pairs.txt"
+    # columns: step: S loss: L grad_norm: G  step: S loss: L grad_norm: G
+    if ! awk -v spec=$spec '
+        function rel(a, b) { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; return d / (m + 1e-12) }
+        { n++; el = rel($10, $4); eg = rel($12, $6); if (el > wl) wl = el; if (eg > wg) wg = eg
+          if ($2 != $8 || el > 1e-4 || eg > 1e-4) { printf "FAIL: %s step %s: loss %s (cpu) %s (cuda), grad norm %s %s\n", spec, $2, $4, $10, $6, $12; bad = 1 } }
+        END { if (n < 4) { print "FAIL: " spec ": only " n " steps"; exit 1 }
+              printf "ok: %s: %d steps, loss and grad norm on cuda vs cpu: worst %.2g / %.2g relative\n", spec, n, wl, wg; exit bad }' \
+        "$work/$spec-pairs.txt"; then
+        fail=1
+    fi
+done
+exit $fail
