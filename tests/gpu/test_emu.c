@@ -55,6 +55,12 @@ static const char *kernels_src =
     "    v += __shfl_xor_sync(0xffffffffu, v, 16);\n"
     "    out[threadIdx.x] = v;\n"
     "}\n"
+    "extern \"C\" __global__ void stale_shared(float *out) {   // block 1 reads what it never wrote\n"
+    "    __shared__ float s[4];\n"
+    "    if (blockIdx.x == 0) s[threadIdx.x] = 1.0f;\n"
+    "    __syncthreads();\n"
+    "    out[blockIdx.x * 4 + threadIdx.x] = s[threadIdx.x];\n"
+    "}\n"
     "extern \"C\" __global__ void exited_lane(float *out) {\n"
     "    if (threadIdx.x >= 16) return;\n"
     "    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 16);\n"
@@ -112,6 +118,16 @@ static void test_kernels(RtCudaDevice *dev) {
     CHECK_MSG(rt_cuda_launch(dev, sum, g1, b512, 0, a2, "block_sum, 512 threads") != 0, "over __launch_bounds__(256)");
     unsigned gbig[3] = {1, 70000, 1};
     CHECK_MSG(rt_cuda_launch(dev, sum, gbig, b32, 0, a2, "block_sum, grid y 70000") != 0, "grid y over 65535");
+    // shared memory does not survive from one block to the next: block 1 reads garbage (NaN)
+    void *stale = NULL;
+    CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "stale_shared", &stale) == 0);
+    if (stale) {
+        unsigned g2[3] = {2, 1, 1}, b4[3] = {4, 1, 1};
+        float got[8];
+        CHECK(rt_cuda_launch(dev, stale, g2, b4, 0, a1, "stale_shared") == 0);
+        CHECK(rt_cuda_download(dev, got, pout, sizeof got) == 0);
+        CHECK(got[0] == 1.0f && got[3] == 1.0f && isnan(got[4]) && isnan(got[7]));
+    }
     // the device still works after the failures
     unsigned grid[3] = {4, 1, 1}, block[3] = {256, 1, 1};
     CHECK(rt_cuda_launch(dev, sum, grid, block, 0, a2, "block_sum again") == 0);

@@ -302,6 +302,248 @@ static void test_library(RtCudaDevice *dev, RtCudaCache *cache, const char *arch
     diag_free(&d);
 }
 
+static uint16_t bf16_bits(float v) {   // round to nearest even, as the kernels store
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float bf16_val(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+// launches kernel `name` of library file `file` on a grid-stride / per-row grid; 0 on success
+static int launch_lib(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, const char *file, const char *name,
+                      unsigned grid, unsigned block, void **args, Diag *d) {
+    void *fn = build(dev, cache, arch, cg_library_source(file), file, name, d);
+    unsigned g[3] = {grid, 1, 1}, b[3] = {block, 1, 1};
+    CHECK_MSG(fn != NULL, "%s does not build", name);
+    if (!fn) return -1;
+    int r = rt_cuda_launch(dev, fn, g, b, 0, args, name) == 0 && rt_cuda_sync(dev, name) == 0 ? 0 : -1;
+    CHECK_MSG(r == 0, "%s does not run", name);
+    return r;
+}
+
+// the library kernels test_library does not cover: embed, softmax, layout copies, the gradient's
+// sum of squares, cross-entropy on bf16 logits, gather and dequantization (exact where the C
+// reference runs the same loops)
+static void test_library_more(RtCudaDevice *dev, RtCudaCache *cache, const char *arch) {
+    Diag d;
+    diag_init(&d, stderr);
+    enum { N = 45, H = 72, V = 50 };
+    float *table = malloc(V * H * 4), *out = malloc(N * H * 4), *want = malloc(N * H * 4), *grad = malloc(N * H * 4);
+    float *got = malloc(16384 * 4);   // the largest result below: 7 x 1000 or 9 x 777 floats
+    int32_t ids[N];
+    for (int i = 0; i < V * H; i++) table[i] = frand();
+    for (int i = 0; i < N * H; i++) grad[i] = frand();
+    for (int i = 0; i < N; i++) ids[i] = i == 17 ? V + 3 : (i * 7) % V;   // one bad id, repeated ids
+    {   // embed forward: rows of the table, a zero row and the first bad position + 1 for a bad id
+        RtCudaPtr po = up(dev, NULL, N * H * 4), pbad = up(dev, NULL, 4), pids = up(dev, ids, sizeof ids);
+        RtCudaPtr pt = up(dev, table, V * H * 4);
+        int zero = 0, bad = -1;
+        rt_cuda_upload(dev, pbad, &zero, 4);
+        long long n = N, h = H, v = V;
+        void *a[] = {&po, &pbad, &pids, &pt, &n, &h, &v};
+        if (launch_lib(dev, cache, arch, "embed.cu", "trlc_embed_forward", 16, 128, a, &d) == 0) {
+            rt_cuda_download(dev, got, po, N * H * 4);
+            rt_cuda_download(dev, &bad, pbad, 4);
+            int wrong = 0;
+            for (int r = 0; r < N; r++)
+                for (int c = 0; c < H; c++) wrong += got[r * H + c] != (r == 17 ? 0.0f : table[ids[r] * H + c]);
+            CHECK_MSG(wrong == 0 && bad == 18, "embed forward: %d wrong, bad = %d", wrong, bad);
+        }
+        // backward: scatter-add into a zeroed table gradient
+        float *dt = calloc(V * H, 4);
+        for (int r = 0; r < N; r++)
+            if (ids[r] >= 0 && ids[r] < V)
+                for (int c = 0; c < H; c++) dt[ids[r] * H + c] += grad[r * H + c];
+        RtCudaPtr pd = up(dev, NULL, V * H * 4), pg = up(dev, grad, N * H * 4);
+        rt_cuda_zero(dev, pd, V * H * 4);
+        void *b[] = {&pd, &pids, &pg, &n, &h, &v};
+        if (launch_lib(dev, cache, arch, "embed.cu", "trlc_embed_backward", 16, 128, b, &d) == 0) {
+            rt_cuda_download(dev, got, pd, V * H * 4);
+            double e = relerr(got, dt, V * H);
+            printf("embed on the GPU: forward exact, backward %.2g\n", e);
+            CHECK(e < 1e-6);
+        }
+        free(dt);
+        rt_cuda_free(dev, po), rt_cuda_free(dev, pbad), rt_cuda_free(dev, pids), rt_cuda_free(dev, pt);
+        rt_cuda_free(dev, pd), rt_cuda_free(dev, pg);
+    }
+    {   // softmax and log-softmax over rows of 1000 (several blocks per row count: grid-stride)
+        enum { R = 7, C = 1000 };
+        float *x = malloc(R * C * 4), *y = malloc(R * C * 4);
+        for (int i = 0; i < R * C; i++) x[i] = 8 * frand();
+        RtCudaPtr px = up(dev, x, R * C * 4), py = up(dev, NULL, R * C * 4);
+        for (int lg = 0; lg < 2; lg++) {
+            for (int r = 0; r < R; r++) {
+                double m = -INFINITY, s = 0;
+                for (int c = 0; c < C; c++) m = fmax(m, x[r * C + c]);
+                for (int c = 0; c < C; c++) s += exp(x[r * C + c] - m);
+                for (int c = 0; c < C; c++)
+                    y[r * C + c] = (float)(lg ? x[r * C + c] - m - log(s) : exp(x[r * C + c] - m) / s);
+            }
+            long long rows = R, n = C;
+            void *a[] = {&py, &px, &rows, &n, &lg};
+            if (launch_lib(dev, cache, arch, "softmax.cu", "trlc_softmax_forward", 3, 256, a, &d) == 0) {
+                rt_cuda_download(dev, got, py, R * C * 4);
+                double e = relerr(got, y, R * C);
+                printf("%s on the GPU: %.2g\n", lg ? "log-softmax" : "softmax", e);
+                CHECK(e < 1e-5);
+            }
+        }
+        rt_cuda_free(dev, px), rt_cuda_free(dev, py);
+        free(x), free(y);
+    }
+    {   // layout: (2,3,5,7) permuted to (2,5,3,7) into the window of a padded output; fill; arange
+        struct { int rank; long long dims[8], src_stride[8], dst_stride[8], src_base, dst_base; } L;
+        memset(&L, 0, sizeof L);
+        const int A0 = 2, A1 = 3, A2 = 5, A3 = 7, n = A0 * A1 * A2 * A3;
+        float x[2 * 3 * 5 * 7], y[2 * 5 * 3 * 8 + 1], w[2 * 5 * 3 * 8 + 1];
+        for (int i = 0; i < n; i++) x[i] = frand();
+        for (int i = 0; i < 2 * 5 * 3 * 8 + 1; i++) w[i] = 0.5f;   // the fill value around the window
+        for (int a = 0; a < A0; a++)
+            for (int b = 0; b < A1; b++)
+                for (int c = 0; c < A2; c++)
+                    for (int e = 0; e < A3; e++) w[1 + ((a * A2 + c) * A1 + b) * 8 + e] = x[((a * A1 + b) * A2 + c) * A3 + e];
+        L.rank = 4;
+        long long dims[4] = {A0, A2, A1, A3}, ss[4] = {A1 * A2 * A3, A3, A2 * A3, 1}, ds[4] = {A2 * A1 * 8, A1 * 8, 8, 1};
+        memcpy(L.dims, dims, sizeof dims), memcpy(L.src_stride, ss, sizeof ss), memcpy(L.dst_stride, ds, sizeof ds);
+        L.dst_base = 1;
+        const int ny = 2 * 5 * 3 * 8 + 1;
+        RtCudaPtr px = up(dev, x, sizeof x), py = up(dev, NULL, sizeof y);
+        long long nn = ny, nw = n;
+        float half = 0.5f;
+        void *f[] = {&py, &nn, &half};
+        void *c[] = {&py, &px, &nw, &L};
+        if (launch_lib(dev, cache, arch, "layout.cu", "trlc_fill", 1, 256, f, &d) == 0 &&
+            launch_lib(dev, cache, arch, "layout.cu", "trlc_strided_copy", 1, 256, c, &d) == 0) {
+            rt_cuda_download(dev, y, py, sizeof y);
+            CHECK_MSG(!memcmp(y, w, sizeof y), "strided copy (permute into a padded window) differs");
+        }
+        RtCudaPtr pi = up(dev, NULL, 1000 * 4);
+        long long na = 1000;
+        void *r[] = {&pi, &na};
+        if (launch_lib(dev, cache, arch, "layout.cu", "trlc_arange", 2, 256, r, &d) == 0) {
+            int32_t ar[1000];
+            int wrong = 0;
+            rt_cuda_download(dev, ar, pi, sizeof ar);
+            for (int i = 0; i < 1000; i++) wrong += ar[i] != i;
+            CHECK(wrong == 0);
+        }
+        rt_cuda_free(dev, px), rt_cuda_free(dev, py), rt_cuda_free(dev, pi);
+    }
+    {   // the sum of squares: one partial per block
+        enum { NG = 5000, NB = 3 };
+        float *g = malloc(NG * 4), part[NB];
+        double want_s = 0;
+        for (int i = 0; i < NG; i++) g[i] = frand(), want_s += (double)g[i] * g[i];
+        RtCudaPtr pg = up(dev, g, NG * 4), pp = up(dev, NULL, sizeof part);
+        long long n = NG;
+        void *a[] = {&pp, &pg, &n};
+        if (launch_lib(dev, cache, arch, "adamw.cu", "trlc_sumsq_partial", NB, 256, a, &d) == 0) {
+            rt_cuda_download(dev, part, pp, sizeof part);
+            double s = 0;
+            for (int i = 0; i < NB; i++) s += part[i];
+            printf("sum of squares on the GPU: rel. error %.2g\n", fabs(s - want_s) / want_s);
+            CHECK(fabs(s - want_s) <= 1e-5 * want_s);
+        }
+        rt_cuda_free(dev, pg), rt_cuda_free(dev, pp);
+        free(g);
+    }
+    {   // cross-entropy on bf16 logits (forward; backward in place, bf16 gradients)
+        enum { R = 9, C = 777 };
+        uint16_t *lg16 = malloc(R * C * 2);
+        float *lg = malloc(R * C * 4), loss[R], lse[R], gl[R], *dl = malloc(R * C * 4);
+        int32_t lab[R];
+        for (int i = 0; i < R * C; i++) lg16[i] = bf16_bits(10 * frand()), lg[i] = bf16_val(lg16[i]);
+        for (int i = 0; i < R; i++) lab[i] = i == 4 ? -100 : (i * 131) % C, gl[i] = 1 + frand();
+        trlc_cross_entropy_ref(loss, lse, lg, lab, R, C, -100, 0.1f);
+        trlc_cross_entropy_bwd_ref(dl, lg, lse, lab, gl, R, C, -100, 0.1f);
+        RtCudaPtr plg = up(dev, lg16, R * C * 2), plab = up(dev, lab, sizeof lab), pgl = up(dev, gl, sizeof gl);
+        RtCudaPtr ploss = up(dev, NULL, sizeof loss), plse = up(dev, NULL, sizeof lse);
+        long long vv = C;
+        int ign = -100;
+        float eps = 0.1f;
+        void *a1[] = {&ploss, &plse, &plg, &plab, &vv, &ign, &eps};
+        void *a2[] = {&plg, &plg, &plse, &plab, &pgl, &vv, &ign, &eps};
+        if (launch_lib(dev, cache, arch, "cross_entropy.cu", "trlc_cross_entropy_forward_bf16", R, 256, a1, &d) == 0 &&
+            launch_lib(dev, cache, arch, "cross_entropy.cu", "trlc_cross_entropy_backward_bf16", R, 256, a2, &d) == 0) {
+            float gloss[R];
+            rt_cuda_download(dev, gloss, ploss, sizeof gloss);
+            rt_cuda_download(dev, lg16, plg, R * C * 2);
+            for (int i = 0; i < R * C; i++) got[i] = bf16_val(lg16[i]);
+            double e1 = relerr(gloss, loss, R), e2 = relerr(got, dl, R * C);
+            printf("cross-entropy on the GPU, bf16 logits (V=%d): loss %.2g, dlogits (bf16, in place) %.2g\n", C, e1, e2);
+            CHECK(e1 < 1e-5 && e2 < 4e-3);   // the gradient is rounded to bf16 once
+        }
+        rt_cuda_free(dev, plg), rt_cuda_free(dev, plab), rt_cuda_free(dev, pgl), rt_cuda_free(dev, ploss);
+        rt_cuda_free(dev, plse);
+        free(lg16), free(lg), free(dl);
+    }
+    {   // gather along the middle axis, forward and backward, with duplicated and one bad index
+        enum { O = 3, LI = 4, LX = 6, IN = 5 };
+        float x[O * LX * IN], g[O * LI * IN], o1[O * LI * IN], o2[O * LI * IN], dx1[O * LX * IN], dx2[O * LX * IN];
+        int32_t idx[O * LI * IN];
+        for (int i = 0; i < O * LX * IN; i++) x[i] = frand();
+        for (int i = 0; i < O * LI * IN; i++) g[i] = frand(), idx[i] = i == 23 ? LX : (i * 5) % LX;
+        int bad1 = 0, bad2 = 0, gb1 = -1, gb2 = -1;
+        trlc_gather_ref(o1, &bad1, x, idx, O, LI, LX, IN);
+        trlc_gather_bwd_ref(dx1, &bad2, idx, g, O, LI, LX, IN);
+        RtCudaPtr po = up(dev, NULL, sizeof o2), pb = up(dev, NULL, 4), px = up(dev, x, sizeof x), pi = up(dev, idx, sizeof idx);
+        RtCudaPtr pg = up(dev, g, sizeof g), pdx = up(dev, NULL, sizeof dx2);
+        int zero = 0;
+        long long o = O, li = LI, lx = LX, in = IN;
+        void *a1[] = {&po, &pb, &px, &pi, &o, &li, &lx, &in};
+        void *a2[] = {&pdx, &pb, &pi, &pg, &o, &li, &lx, &in};
+        rt_cuda_upload(dev, pb, &zero, 4);
+        if (launch_lib(dev, cache, arch, "gather.cu", "trlc_gather_forward_f32", 1, 256, a1, &d) == 0) {
+            rt_cuda_download(dev, o2, po, sizeof o2);
+            rt_cuda_download(dev, &gb1, pb, 4);
+            CHECK_MSG(!memcmp(o1, o2, sizeof o1) && gb1 == bad1, "gather forward differs (bad %d vs %d)", gb1, bad1);
+        }
+        rt_cuda_upload(dev, pb, &zero, 4);
+        if (launch_lib(dev, cache, arch, "gather.cu", "trlc_gather_backward_f32", 1, 256, a2, &d) == 0) {
+            rt_cuda_download(dev, dx2, pdx, sizeof dx2);
+            rt_cuda_download(dev, &gb2, pb, 4);
+            CHECK_MSG(!memcmp(dx1, dx2, sizeof dx1) && gb2 == bad2, "gather backward differs (bad %d vs %d)", gb2, bad2);
+        }
+        rt_cuda_free(dev, po), rt_cuda_free(dev, pb), rt_cuda_free(dev, px), rt_cuda_free(dev, pi);
+        rt_cuda_free(dev, pg), rt_cuda_free(dev, pdx);
+    }
+    {   // NF4 and map8 dequantization (odd n, a partial last block)
+        enum { NQ = 301, BLK = 64 };
+        uint8_t packed[(NQ + 1) / 2], q8[NQ];
+        float absmax[(NQ + BLK - 1) / BLK], map[256], o1[NQ], o2[NQ];
+        for (int i = 0; i < (NQ + 1) / 2; i++) packed[i] = (uint8_t)(i * 37 + 11);
+        for (int i = 0; i < NQ; i++) q8[i] = (uint8_t)(i * 91 + 5);
+        for (int i = 0; i < (NQ + BLK - 1) / BLK; i++) absmax[i] = 0.5f + frand();
+        for (int i = 0; i < 256; i++) map[i] = frand();
+        RtCudaPtr po = up(dev, NULL, sizeof o2), pp = up(dev, packed, sizeof packed), pa = up(dev, absmax, sizeof absmax);
+        RtCudaPtr pq = up(dev, q8, sizeof q8), pm = up(dev, map, sizeof map);
+        long long n = NQ, blk = BLK;
+        float off = 0.25f;
+        void *a1[] = {&po, &pp, &pa, &n, &blk};
+        trlc_dequant_nf4_ref(o1, packed, absmax, NQ, BLK);
+        if (launch_lib(dev, cache, arch, "quant.cu", "trlc_dequant_nf4_f32", 1, 256, a1, &d) == 0) {
+            rt_cuda_download(dev, o2, po, sizeof o2);
+            CHECK_MSG(!memcmp(o1, o2, sizeof o1), "NF4 dequantization differs");
+        }
+        void *a2[] = {&po, &pq, &pm, &pa, &n, &blk, &off};
+        trlc_dequant_map8_ref(o1, q8, map, absmax, NQ, BLK, off);
+        if (launch_lib(dev, cache, arch, "quant.cu", "trlc_dequant_map8_f32", 1, 256, a2, &d) == 0) {
+            rt_cuda_download(dev, o2, po, sizeof o2);
+            CHECK_MSG(!memcmp(o1, o2, sizeof o1), "map8 dequantization differs");
+        }
+        rt_cuda_free(dev, po), rt_cuda_free(dev, pp), rt_cuda_free(dev, pa), rt_cuda_free(dev, pq), rt_cuda_free(dev, pm);
+    }
+    free(table), free(out), free(want), free(grad), free(got);
+    diag_free(&d);
+}
+
 int main(int argc, char **argv) {
     Diag d;
     diag_init(&d, stderr);
@@ -318,6 +560,7 @@ int main(int argc, char **argv) {
     rt_cuda_cache_init(&cache, &d);
     for (int i = 1; i < argc; i++) test_fused(dev, &cache, arch, argv[i]);
     test_library(dev, &cache, arch);
+    test_library_more(dev, &cache, arch);
     rt_cuda_close(dev);
     diag_free(&d);
     return test_done("gpu.exec");

@@ -319,6 +319,7 @@ typedef struct Kernel {
 
 struct Module {
     void *dl;
+    char *shared, *shared_end;   // the module's __shared__ variables (section cuemu_shared)
     int nk;
     Kernel *k;
     Module *next;
@@ -529,6 +530,8 @@ EXPORT CUresult trlcEmuModuleLoadSource(CUmodule *mod, const char *source) {
     put(&text, "%s", launchers.s);
     put(&text, "extern \"C\" const char *const cuemu_kernels[] = {%s0};\n", names.s);
     put(&text, "extern \"C\" int cuemu_module_init(CuemuState *s) { cuemu_state = s; return CUEMU_ABI_VERSION; }\n");
+    put(&text, "extern \"C\" char __start_cuemu_shared[] __attribute__((weak)), __stop_cuemu_shared[] __attribute__((weak));\n"
+               "extern \"C\" void cuemu_shared_range(char **b, char **e) { *b = __start_cuemu_shared; *e = __stop_cuemu_shared; }\n");
     free(launchers.s), free(names.s);
     if (text.oom) { free(text.s); return CUDA_ERROR_OUT_OF_MEMORY; }
     // the cache key: the module text, the shim, the compiler and its flags
@@ -562,16 +565,19 @@ EXPORT CUresult trlcEmuModuleLoadSource(CUmodule *mod, const char *source) {
         return CUDA_ERROR_INVALID_IMAGE;
     }
     int (*init)(CuemuState *) = (int (*)(CuemuState *))(uintptr_t)dlsym(dl, "cuemu_module_init");
+    void (*shared_range)(char **, char **) = (void (*)(char **, char **))(uintptr_t)dlsym(dl, "cuemu_shared_range");
     const char *const *kn = (const char *const *)dlsym(dl, "cuemu_kernels");
     Module *m = calloc(1, sizeof *m);
     if (m) m->k = calloc((size_t)nk, sizeof *m->k);
-    if (!init || !kn || !m || !m->k || init(&state) != CUEMU_ABI_VERSION) {
+    if (!init || !kn || !shared_range || !m || !m->k || init(&state) != CUEMU_ABI_VERSION) {
         if (m) free(m->k);
         free(m);
         dlclose(dl);
         return CUDA_ERROR_INVALID_IMAGE;
     }
     m->dl = dl;
+    shared_range(&m->shared, &m->shared_end);
+    if (!m->shared || m->shared_end < m->shared) m->shared = m->shared_end = NULL;
     for (int i = 0; i < nk && kn[i]; i++) {
         char sym[200];
         Kernel *k = &m->k[m->nk];
@@ -842,7 +848,8 @@ static bool ensure_threads(int n) {
     return true;
 }
 
-static void run_thread(int i) {
+// noinline: the _setjmp stays in a frame of its own (no locals of the caller to clobber)
+__attribute__((noinline)) static void run_thread(int i) {
     E.cur = i;
     state.thread = &E.th[i].tid;
     if (!_setjmp(E.sched)) {
@@ -897,6 +904,8 @@ static int run_block(unsigned bx, unsigned by, unsigned bz) {
         makecontext(&t->uc, thread_main, 0);
     }
     (void)bz;
+    Module *m = E.k->mod;
+    if (m->shared) memset(m->shared, 0xff, (size_t)(m->shared_end - m->shared));   // garbage, as on a GPU
     while (E.live > 0 && !E.failed) {
         bool ran = false;
         for (int i = 0; i < n && !E.failed; i++)

@@ -44,7 +44,9 @@ static CuemuState *cuemu_state;   // set by cuemu_module_init (one module = one 
 #define __forceinline__ inline
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
-#define __shared__ static
+// shared memory: statics in their own section, which the emulator fills with 0xff bytes (NaN as
+// floats) before every block, as a real block finds garbage there
+#define __shared__ static __attribute__((section("cuemu_shared")))
 #define __constant__ static
 
 typedef CuemuDim uint3;
