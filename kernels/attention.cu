@@ -11,6 +11,10 @@
 //             the group (trlc_attention_backward_dkdv, one warp per key; no atomics)
 // Packed rows: seg (B, T) segment ids, or NULL; query i sees key j only where seg[j] == seg[i]
 // (several sequences in one row never attend to each other; the CPU sdpa's `segmented` input).
+// Key mask: key_mask (B, T) floats, or NULL; key j with key_mask[j] == 0 is a padding key nobody
+// attends to (the CPU sdpa's key-mask input; an i32 mask must be converted to f32 first). A query
+// that sees no key at all (a left-padded row under the causal mask) gets output 0, lse = +inf (so
+// that every p = exp(s - lse) of the backward is 0) and zero gradients, as the interpreter gives.
 // C reference: kernels_ref.c (the same loops). Launch: forward and dq grid (ceil(T/4), Hq, B),
 // dkdv grid (ceil(T/4), Hkv, B); 128 threads (4 warps) per block.
 #define ATT_TILE 32
@@ -39,6 +43,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_forward(
     const float *k,             // (B, Hkv, T, D)
     const float *v,             // (B, Hkv, T, D)
     const int *seg,             // (B, T) segment ids, or NULL
+    const float *key_mask,      // (B, T) 0 = padding key, or NULL
     int T, int D, int Hq, int Hkv, float scale, int causal)
 {
     __shared__ float ks[ATT_TILE][ATT_MAXD], vs[ATT_TILE][ATT_MAXD];
@@ -46,6 +51,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_forward(
     const long long b = blockIdx.z, h = blockIdx.y, hk = h / (Hq / Hkv);
     const int i = blockIdx.x * ATT_WARPS + warp;           // this warp's query row
     const int *sg = seg ? seg + b * T : 0;                 // (T) this row's segments
+    const float *km = key_mask ? key_mask + b * T : 0;     // (T) this row's key mask
     const int si = sg && i < T ? sg[i] : 0;
     const int row_last = min(T - 1, (int)(blockIdx.x * ATT_WARPS + ATT_WARPS - 1));
     const float *qi = q + ((b * Hq + h) * T + (i < T ? i : 0)) * (long long)D;
@@ -69,7 +75,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_forward(
         if (i >= T) continue;
         const int jn = min(ATT_TILE, (causal ? i + 1 : T) - j0);
         for (int r = 0; r < jn; r++) {
-            if (sg && sg[j0 + r] != si) continue;   // another packed sequence (warp-uniform)
+            if ((sg && sg[j0 + r] != si) || (km && km[j0 + r] == 0.0f)) continue;   // warp-uniform
             const float s = scale * row_dot(qr, ks[r], D, lane);
             const float mn = fmaxf(m, s), corr = expf(m - mn), p = expf(s - mn);
             l = l * corr + p;
@@ -84,9 +90,9 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_forward(
     float *oi = out + ((b * Hq + h) * T + i) * (long long)D;
     for (int c = 0; c < ATT_MAXD / 32; c++) {
         const int d = lane + 32 * c;
-        if (d < D) oi[d] = acc[c] / l;
+        if (d < D) oi[d] = l > 0.0f ? acc[c] / l : 0.0f;   // no key seen: 0
     }
-    if (lane == 0) lse[(b * Hq + h) * T + i] = m + logf(l);
+    if (lane == 0) lse[(b * Hq + h) * T + i] = l > 0.0f ? m + logf(l) : __int_as_float(0x7f800000);
 }
 
 extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dq(
@@ -96,6 +102,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dq(
     const float *out, const float *dout,   // (B, Hq, T, D)
     const float *lse,           // (B, Hq, T)
     const int *seg,             // (B, T) segment ids, or NULL
+    const float *key_mask,      // (B, T) 0 = padding key, or NULL
     int T, int D, int Hq, int Hkv, float scale, int causal)
 {
     __shared__ float ks[ATT_TILE][ATT_MAXD], vs[ATT_TILE][ATT_MAXD];
@@ -103,6 +110,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dq(
     const long long b = blockIdx.z, h = blockIdx.y, hk = h / (Hq / Hkv);
     const int i = blockIdx.x * ATT_WARPS + warp;
     const int *sg = seg ? seg + b * T : 0;                 // (T) this row's segments
+    const float *km = key_mask ? key_mask + b * T : 0;     // (T) this row's key mask
     const int si = sg && i < T ? sg[i] : 0;
     const int row_last = min(T - 1, (int)(blockIdx.x * ATT_WARPS + ATT_WARPS - 1));
     const long long ro = ((b * Hq + h) * T + (i < T ? i : 0)) * (long long)D;
@@ -131,7 +139,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dq(
         if (i >= T) continue;
         const int jn = min(ATT_TILE, (causal ? i + 1 : T) - j0);
         for (int r = 0; r < jn; r++) {
-            if (sg && sg[j0 + r] != si) continue;   // another packed sequence (warp-uniform)
+            if ((sg && sg[j0 + r] != si) || (km && km[j0 + r] == 0.0f)) continue;   // warp-uniform
             const float p = expf(scale * row_dot(qr, ks[r], D, lane) - li);
             const float ds = p * (row_dot(dor, vs[r], D, lane) - dl);
             for (int c = 0; c < ATT_MAXD / 32; c++) {
@@ -154,6 +162,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dkdv(
     const float *dout,          // (B, Hq, T, D)
     const float *lse, const float *delta,   // (B, Hq, T)
     const int *seg,             // (B, T) segment ids, or NULL
+    const float *key_mask,      // (B, T) 0 = padding key, or NULL
     int T, int D, int Hq, int Hkv, float scale, int causal)
 {
     __shared__ float qs[ATT_TILE][ATT_MAXD], dos[ATT_TILE][ATT_MAXD];
@@ -164,6 +173,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dkdv(
     const int j = blockIdx.x * ATT_WARPS + warp;           // this warp's key row
     const int row_first = blockIdx.x * ATT_WARPS;
     const int *sg = seg ? seg + b * T : 0;                 // (T) this row's segments
+    const float *km = key_mask ? key_mask + b * T : 0;     // (T) this row's key mask
     const int sj = sg && j < T ? sg[j] : 0;
     const long long ro = ((b * Hkv + hk) * T + (j < T ? j : 0)) * (long long)D;
     float kr[ATT_MAXD / 32], vr[ATT_MAXD / 32], dkr[ATT_MAXD / 32], dvr[ATT_MAXD / 32];
@@ -191,7 +201,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dkdv(
                 dls[r] = i < T ? delta[(b * Hq + h) * T + i] : 0.0f;
             }
             __syncthreads();
-            if (j >= T) continue;
+            if (j >= T || (km && km[j] == 0.0f)) continue;   // a padding key: dk = dv = 0
             for (int r = 0; r < ATT_TILE; r++) {
                 const int i = i0 + r;
                 if (i >= T || (causal && i < j) || (sg && sg[i] != sj)) continue;

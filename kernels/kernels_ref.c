@@ -92,8 +92,8 @@ static float dot(const float *a, const float *b, int64_t D) {
 }
 
 void trlc_attention_fwd_ref(float *out, float *lse, const float *q, const float *k, const float *v,
-                            const int32_t *seg, int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale,
-                            int causal) {
+                            const int32_t *seg, const float *key_mask, int64_t B, int64_t Hq, int64_t Hkv, int64_t T,
+                            int64_t D, float scale, int causal) {
     float acc[256];
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < Hq; h++) {
@@ -104,6 +104,7 @@ void trlc_attention_fwd_ref(float *out, float *lse, const float *q, const float 
                 for (int64_t d = 0; d < D && d < 256; d++) acc[d] = 0;
                 for (int64_t j = 0; j < (causal ? i + 1 : T); j++) {
                     if (seg && seg[b * T + j] != seg[b * T + i]) continue;
+                    if (key_mask && key_mask[b * T + j] == 0) continue;
                     const float *kj = k + ((b * Hkv + hk) * T + j) * D, *vj = v + ((b * Hkv + hk) * T + j) * D;
                     float s = scale * dot(qi, kj, D), mn = fmaxf(m, s), corr = expf(m - mn), p = expf(s - mn);
                     l = l * corr + p;
@@ -111,15 +112,16 @@ void trlc_attention_fwd_ref(float *out, float *lse, const float *q, const float 
                     m = mn;
                 }
                 float *oi = out + ((b * Hq + h) * T + i) * D;
-                for (int64_t d = 0; d < D && d < 256; d++) oi[d] = acc[d] / l;
-                lse[(b * Hq + h) * T + i] = m + logf(l);
+                for (int64_t d = 0; d < D && d < 256; d++) oi[d] = l > 0 ? acc[d] / l : 0;   // no key seen: 0
+                lse[(b * Hq + h) * T + i] = l > 0 ? m + logf(l) : INFINITY;
             }
         }
 }
 
 void trlc_attention_bwd_dq_ref(float *dq, float *delta, const float *q, const float *k, const float *v,
                                const float *out, const float *dout, const float *lse, const int32_t *seg,
-                               int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal) {
+                               const float *key_mask, int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale,
+                               int causal) {
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < Hq; h++) {
             int64_t hk = h / (Hq / Hkv);
@@ -129,6 +131,7 @@ void trlc_attention_bwd_dq_ref(float *dq, float *delta, const float *q, const fl
                 for (int64_t d = 0; d < D; d++) dq[ro + d] = 0;
                 for (int64_t j = 0; j < (causal ? i + 1 : T); j++) {
                     if (seg && seg[b * T + j] != seg[b * T + i]) continue;
+                    if (key_mask && key_mask[b * T + j] == 0) continue;
                     const float *kj = k + ((b * Hkv + hk) * T + j) * D, *vj = v + ((b * Hkv + hk) * T + j) * D;
                     float p = expf(scale * dot(q + ro, kj, D) - li);
                     float ds = p * (dot(dout + ro, vj, D) - dl);
@@ -141,13 +144,15 @@ void trlc_attention_bwd_dq_ref(float *dq, float *delta, const float *q, const fl
 
 void trlc_attention_bwd_dkdv_ref(float *dk, float *dv, const float *q, const float *k, const float *v,
                                  const float *dout, const float *lse, const float *delta, const int32_t *seg,
-                                 int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal) {
+                                 const float *key_mask, int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale,
+                                 int causal) {
     int64_t group = Hq / Hkv;
     for (int64_t b = 0; b < B; b++)
         for (int64_t hk = 0; hk < Hkv; hk++)
             for (int64_t j = 0; j < T; j++) {
                 int64_t ro = ((b * Hkv + hk) * T + j) * D;
                 for (int64_t d = 0; d < D; d++) dk[ro + d] = dv[ro + d] = 0;
+                if (key_mask && key_mask[b * T + j] == 0) continue;   // a padding key: no gradient
                 for (int64_t g = 0; g < group; g++) {
                     int64_t h = hk * group + g;
                     for (int64_t i = causal ? j : 0; i < T; i++) {

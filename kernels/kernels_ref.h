@@ -23,24 +23,29 @@ void trlc_cross_entropy_bwd_ref(float *dlogits /* (N,V) */, const float *logits,
 // adamw.cu trlc_adamw_update
 void trlc_adamw_ref(float *p, float *m, float *v, const float *g, int64_t n, float lr, float b1, float b2,
                     float eps, float wd, float bc1, float bc2, float grad_scale);
-// attention.cu; seg (B,T) segment ids of packed rows or NULL: query i sees key j iff seg[i] == seg[j]
+// attention.cu; seg (B,T) segment ids of packed rows or NULL: query i sees key j iff seg[i] == seg[j];
+// key_mask (B,T) or NULL: key j is skipped where key_mask[j] == 0. A query seeing no key gets
+// output 0, lse = +inf and zero gradients.
 void trlc_attention_fwd_ref(float *out /* (B,Hq,T,D) */, float *lse /* (B,Hq,T) */, const float *q,
-                            const float *k /* (B,Hkv,T,D) */, const float *v, const int32_t *seg, int64_t B,
-                            int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal);
+                            const float *k /* (B,Hkv,T,D) */, const float *v, const int32_t *seg,
+                            const float *key_mask, int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D,
+                            float scale, int causal);
 void trlc_attention_bwd_dq_ref(float *dq, float *delta /* (B,Hq,T) */, const float *q, const float *k,
                                const float *v, const float *out, const float *dout, const float *lse,
-                               const int32_t *seg, int64_t B,
+                               const int32_t *seg, const float *key_mask, int64_t B,
                                int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal);
 void trlc_attention_bwd_dkdv_ref(float *dk, float *dv /* (B,Hkv,T,D) */, const float *q, const float *k,
                                  const float *v, const float *dout, const float *lse, const float *delta,
-                                 const int32_t *seg, int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D, float scale, int causal);
+                                 const int32_t *seg, const float *key_mask, int64_t B, int64_t Hq, int64_t Hkv,
+                                 int64_t T, int64_t D, float scale, int causal);
 
 // gather.cu: x (outer, Lx, inner), idx and out (outer, Li, inner) around the gather axis. An index
 // outside [0, Lx) gives 0 (forward) or nothing (backward) and sets *bad to a bad flat position + 1
 // when *bad is 0. The backward writes every dx element: the sum over a of g where idx == l.
 void trlc_gather_ref(float *out /* (outer,Li,inner) */, int *bad /* (1) */, const float *x /* (outer,Lx,inner) */,
                      const int32_t *idx /* (outer,Li,inner) */, int64_t outer, int64_t Li, int64_t Lx, int64_t inner);
-void trlc_gather_bwd_ref(float *dx /* (outer,Lx,inner) */, int *bad /* (1) */, const int32_t *idx /* (outer,Li,inner) */,
+void trlc_gather_bwd_ref(float *dx /* (outer,Lx,inner) */, int *bad /* (1) */,
+                         const int32_t *idx /* (outer,Li,inner) */,
                          const float *g /* (outer,Li,inner) */, int64_t outer, int64_t Li, int64_t Lx, int64_t inner);
 // quant.cu: NF4 codes packed two per byte (element 2m in the high nibble of byte m), absmax per block
 // of `block` elements; map8: out[i] = map[q[i]] * scale[i / block] + offset.

@@ -589,7 +589,7 @@ static int run_attention_bwd(CudaProgram *p, int s) {
     int Hkv = (int)dimv(p, sk, 1), causal = n->a.causal;
     float scale = (float)n->a.scale;
     RtCudaPtr q = addr(p, n->in[0]), k = addr(p, n->in[1]), v = addr(p, n->in[2]), go = addr(p, n->in[3]);
-    RtCudaPtr seg = n->a.segmented ? addr(p, n->in[n->nin - 1]) : 0;
+    RtCudaPtr seg = n->a.segmented ? addr(p, n->in[n->nin - 1]) : 0, km = 0;   // key mask: refused above
     IrId f = p->plan.lib_fwd[s];
     RtCudaPtr o = f != IR_NONE ? addr(p, f) : aux(p, lead, MP_SCRATCH_OUT);
     RtCudaPtr lse = f != IR_NONE ? aux(p, f, MP_LSE) : aux(p, lead, MP_SCRATCH_LSE);
@@ -604,13 +604,13 @@ static int run_attention_bwd(CudaProgram *p, int s) {
     }
     unsigned gq = (unsigned)((T + 3) / 4);
     if (f == IR_NONE) {   // recompute the forward's output and log-sum-exp rows
-        void *a0[] = {&o, &lse, &q, &k, &v, &seg, &T, &D, &Hq, &Hkv, &scale, &causal};
+        void *a0[] = {&o, &lse, &q, &k, &v, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
         if (launch(p, "trlc_attention_forward", gq, (unsigned)Hq, (unsigned)B, 128, a0, lead) != 0) return -1;
     }
-    void *a1[] = {&dq, &delta, &q, &k, &v, &o, &go, &lse, &seg, &T, &D, &Hq, &Hkv, &scale, &causal};
+    void *a1[] = {&dq, &delta, &q, &k, &v, &o, &go, &lse, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
     if (launch(p, "trlc_attention_backward_dq", gq, (unsigned)Hq, (unsigned)B, 128, a1, lead) != 0) return -1;
     if (mem[1] == IR_NONE && mem[2] == IR_NONE) return 0;
-    void *a2[] = {&dk, &dv, &q, &k, &v, &go, &lse, &delta, &seg, &T, &D, &Hq, &Hkv, &scale, &causal};
+    void *a2[] = {&dk, &dv, &q, &k, &v, &go, &lse, &delta, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
     return launch(p, "trlc_attention_backward_dkdv", gq, (unsigned)Hkv, (unsigned)B, 128, a2, lead);
 }
 
@@ -626,8 +626,8 @@ static int run_library(CudaProgram *p, int s) {
         int Hkv = (int)dimv(p, sk, 1), causal = n->a.causal;
         float scale = (float)n->a.scale;
         RtCudaPtr q = addr(p, n->in[0]), k = addr(p, n->in[1]), v = addr(p, n->in[2]), lse = aux(p, id, MP_LSE);
-        RtCudaPtr seg = n->a.segmented ? addr(p, n->in[n->nin - 1]) : 0;
-        void *a[] = {&out, &lse, &q, &k, &v, &seg, &T, &D, &Hq, &Hkv, &scale, &causal};
+        RtCudaPtr seg = n->a.segmented ? addr(p, n->in[n->nin - 1]) : 0, km = 0;   // key mask: refused above
+        void *a[] = {&out, &lse, &q, &k, &v, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
         return launch(p, "trlc_attention_forward", (unsigned)((T + 3) / 4), (unsigned)Hq, (unsigned)B, 128, a, id);
     }
     case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: return run_attention_bwd(p, s);

@@ -85,9 +85,9 @@ static void test_attention_rope_ce(int causal) {
     CHECK(cpu_run(p, sym, 0) == 0);
     static float o[B * Hq * T * D], lse[B * Hq * T], dq[B * Hq * T * D], delta[B * Hq * T];
     static float dk[B * Hkv * T * D], dv[B * Hkv * T * D], ry[B * Hq * T * D];
-    trlc_attention_fwd_ref(o, lse, qb, kb, vb, NULL, B, Hq, Hkv, T, D, scale, causal);
-    trlc_attention_bwd_dq_ref(dq, delta, qb, kb, vb, o, gob, lse, NULL, B, Hq, Hkv, T, D, scale, causal);
-    trlc_attention_bwd_dkdv_ref(dk, dv, qb, kb, vb, gob, lse, delta, NULL, B, Hq, Hkv, T, D, scale, causal);
+    trlc_attention_fwd_ref(o, lse, qb, kb, vb, NULL, NULL, B, Hq, Hkv, T, D, scale, causal);
+    trlc_attention_bwd_dq_ref(dq, delta, qb, kb, vb, o, gob, lse, NULL, NULL, B, Hq, Hkv, T, D, scale, causal);
+    trlc_attention_bwd_dkdv_ref(dk, dv, qb, kb, vb, gob, lse, delta, NULL, NULL, B, Hq, Hkv, T, D, scale, causal);
     double e_o = maxdiff(o, out_of(p, "o"), B * Hq * T * D), e_dq = maxdiff(dq, out_of(p, "dq"), B * Hq * T * D);
     double e_dk = maxdiff(dk, out_of(p, "dk"), B * Hkv * T * D), e_dv = maxdiff(dv, out_of(p, "dv"), B * Hkv * T * D);
     printf("attention (%s, GQA %d/%d, T=%d, D=%d) vs interpreter: o %.2g, dq %.2g, dk %.2g, dv %.2g\n",
@@ -307,6 +307,86 @@ static void test_dequant(int64_t rows, int64_t cols, int64_t block, int64_t bloc
     diag_free(&d);
 }
 
+// Attention with a key mask (B, T): row 0 masks every fifth key, row 1 is left-padded (6 keys);
+// with segments, row 1's padding is its own segment (-1), so its queries see no key even without
+// the causal mask. A query with no visible key: output 0, lse +inf, dq 0 (the interpreter's 0
+// output and gradients); a masked key: dk = dv = 0.
+static void test_attention_masked(int causal, int with_seg) {
+    enum { B = 2, Hq = 4, Hkv = 2, T = 29, D = 8, PAD = 6 };
+    Diag d;
+    diag_init(&d, stderr);
+    Loc L = {0, 0, 0};
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    IrShape sq = ir_shape4(ir_dim_b(), ir_dim(Hq), ir_dim_t(), ir_dim(D));
+    IrShape skv = ir_shape4(ir_dim_b(), ir_dim(Hkv), ir_dim_t(), ir_dim(D));
+    IrId q = ir_input(&g, "q", IR_F32, sq, L), k = ir_input(&g, "k", IR_F32, skv, L);
+    IrId v = ir_input(&g, "v", IR_F32, skv, L), go = ir_input(&g, "go", IR_F32, sq, L);
+    IrId km = ir_input(&g, "mask", IR_F32, ir_shape2(ir_dim_b(), ir_dim_t()), L);
+    IrId sg = with_seg ? ir_input(&g, "seg", IR_I32, ir_shape2(ir_dim_b(), ir_dim_t()), L) : IR_NONE;
+    const float scale = 0.4f;
+    ir_add_output(&g, ir_sdpa_seg(&g, q, k, v, km, sg, causal, scale, L), "o");
+    const char *names[3] = {"dq", "dk", "dv"};
+    for (int w = 0; w < 3; w++)
+        ir_add_output(&g, ir_sdpa_bwd_seg(&g, IR_SDPA_BWD_Q + w, q, k, v, go, km, sg, causal, scale, L), names[w]);
+    CHECK(g.errors == 0);
+    if (g.errors) return;
+    static float qb[B * Hq * T * D], kb[B * Hkv * T * D], vb[B * Hkv * T * D], gob[B * Hq * T * D], mb[B * T];
+    static int32_t sb[B * T];
+    for (int i = 0; i < B * Hq * T * D; i++) qb[i] = 2 * frand(), gob[i] = frand();
+    for (int i = 0; i < B * Hkv * T * D; i++) kb[i] = 2 * frand(), vb[i] = frand();
+    for (int j = 0; j < T; j++) {
+        mb[j] = j % 5 == 2 ? 0.0f : 1.0f;
+        mb[T + j] = j < PAD ? 0.0f : 1.0f;
+        sb[j] = j < 12 ? 0 : 1;
+        sb[T + j] = j < PAD ? -1 : j < 20 ? 0 : 1;
+    }
+    CpuProgram *p = cpu_program_new(&g, IR_F32, &d);
+    CHECK(p != NULL);
+    if (!p) return;
+    cpu_bind(p, q, qb, sizeof qb), cpu_bind(p, k, kb, sizeof kb), cpu_bind(p, v, vb, sizeof vb);
+    cpu_bind(p, go, gob, sizeof gob), cpu_bind(p, km, mb, sizeof mb);
+    if (with_seg) cpu_bind(p, sg, sb, sizeof sb);
+    int64_t sym[IR_NSYMS] = {B, T};
+    CHECK(cpu_run(p, sym, 0) == 0);
+    static float o[B * Hq * T * D], lse[B * Hq * T], dq[B * Hq * T * D], delta[B * Hq * T];
+    static float dk[B * Hkv * T * D], dv[B * Hkv * T * D];
+    const int32_t *seg = with_seg ? sb : NULL;
+    trlc_attention_fwd_ref(o, lse, qb, kb, vb, seg, mb, B, Hq, Hkv, T, D, scale, causal);
+    trlc_attention_bwd_dq_ref(dq, delta, qb, kb, vb, o, gob, lse, seg, mb, B, Hq, Hkv, T, D, scale, causal);
+    trlc_attention_bwd_dkdv_ref(dk, dv, qb, kb, vb, gob, lse, delta, seg, mb, B, Hq, Hkv, T, D, scale, causal);
+    double e_o = maxdiff(o, out_of(p, "o"), B * Hq * T * D), e_dq = maxdiff(dq, out_of(p, "dq"), B * Hq * T * D);
+    double e_dk = maxdiff(dk, out_of(p, "dk"), B * Hkv * T * D), e_dv = maxdiff(dv, out_of(p, "dv"), B * Hkv * T * D);
+    int empty = 0, empty_ok = 0, masked_ok = 0;   // query rows seeing no key; masked keys' gradients
+    for (int h = 0; h < Hq; h++)
+        for (int i = 0; i < T; i++) {
+            int64_t r = (int64_t)(1 * Hq + h) * T + i;   // batch row 1
+            int none = i < PAD && (causal || with_seg);
+            if (!none) continue;
+            empty++;
+            int zero = lse[r] == INFINITY;
+            for (int e = 0; e < D; e++) zero &= o[r * D + e] == 0 && dq[r * D + e] == 0;
+            empty_ok += zero;
+        }
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < Hkv; h++)
+            for (int j = 0; j < T; j++) {
+                if (mb[b * T + j] != 0) continue;
+                int zero = 1;
+                for (int e = 0; e < D; e++) zero &= dk[((b * Hkv + h) * T + j) * D + e] == 0 && dv[((b * Hkv + h) * T + j) * D + e] == 0;
+                masked_ok += zero;
+            }
+    printf("attention with a key mask (%s%s) vs interpreter: o %.2g, dq %.2g, dk %.2g, dv %.2g; %d/%d query rows "
+           "with no key: o = dq = 0, lse = inf; %d masked keys: dk = dv = 0\n", causal ? "causal" : "full",
+           with_seg ? ", segments" : "", e_o, e_dq, e_dk, e_dv, empty_ok, empty, masked_ok);
+    CHECK(e_o < 1e-4 && e_dq < 1e-4 && e_dk < 1e-4 && e_dv < 1e-4);
+    CHECK(empty == ((causal || with_seg) ? Hq * PAD : 0) && empty_ok == empty);
+    CHECK(masked_ok == Hkv * (PAD + (T + 2) / 5));
+    cpu_program_free(p);
+    ir_graph_free(&g);
+    diag_free(&d);
+}
+
 static void test_adamw(void) {
     float p[4] = {1, -2, 0.5f, 0}, m[4] = {0.1f, 0, -0.2f, 0}, v[4] = {0.01f, 0, 0.04f, 0}, g[4] = {0.5f, -1, 0, 2};
     float pe[4], lr = 1e-2f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f, bc1 = 1 - 0.9f * 0.9f,
@@ -373,6 +453,9 @@ static void test_nvrtc(const char *dir) {
 int main(int argc, char **argv) {
     test_attention_rope_ce(1);
     test_attention_rope_ce(0);
+    test_attention_masked(1, 0);
+    test_attention_masked(0, 1);
+    test_attention_masked(1, 1);
     test_adamw();
     test_gather_axis(1, ir_shape3(ir_dim(3), ir_dim(4), ir_dim(5)));
     test_gather_axis(0, ir_shape3(ir_dim(6), ir_dim(7), ir_dim(5)));

@@ -134,9 +134,9 @@ static void gpu_ref(const Ref *r) {
     for (int i = 0; i < NQ; i++) q[i] = (float)r->q[i], w[i] = (float)r->w[i];
     for (int i = 0; i < NK; i++) k[i] = (float)r->k[i], v[i] = (float)r->v[i];
     float scale = (float)(1.0 / sqrt((double)D));
-    trlc_attention_fwd_ref(o, lse, q, k, v, seg, B, HQ, HK, T, D, scale, 1);
-    trlc_attention_bwd_dq_ref(dq, delta, q, k, v, o, w, lse, seg, B, HQ, HK, T, D, scale, 1);
-    trlc_attention_bwd_dkdv_ref(dk, dv, q, k, v, w, lse, delta, seg, B, HQ, HK, T, D, scale, 1);
+    trlc_attention_fwd_ref(o, lse, q, k, v, seg, NULL, B, HQ, HK, T, D, scale, 1);
+    trlc_attention_bwd_dq_ref(dq, delta, q, k, v, o, w, lse, seg, NULL, B, HQ, HK, T, D, scale, 1);
+    trlc_attention_bwd_dkdv_ref(dk, dv, q, k, v, w, lse, delta, seg, NULL, B, HQ, HK, T, D, scale, 1);
     double eo = rel_err_f(o, r->out, NQ), eq = rel_err_f(dq, r->dq, NQ);
     double ek = rel_err_f(dk, r->dk, NK), ev = rel_err_f(dv, r->dv, NK);
     printf("flash reference: out %.3g dq %.3g dk %.3g dv %.3g (max rel err vs torch)\n", eo, eq, ek, ev);
