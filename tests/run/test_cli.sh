@@ -27,8 +27,8 @@ expect_rc 2 "unknown option" -- "$TRLC" run lora.trl --bogus
 expect_rc 2 "--set without =" -- "$TRLC" run lora.trl --set train.steps
 expect_rc 0 "--help" -- "$TRLC" run --help
 grep -q -- "--resume" "$W/out.txt" && ok || bad "help lacks --resume"
-expect_rc 3 "--device cuda" -- "$TRLC" run lora.trl --device cuda --out "$W/cuda"
-grep_err "no CUDA backend"
+expect_rc 3 "--device cuda without a driver" -- env TRLC_CUDA_DRIVER="$W/no-driver.so" "$TRLC" run lora.trl --device cuda --out "$W/cuda"
+grep_err "no CUDA device found"
 expect_rc 1 "--set of an unknown key" -- "$TRLC" run lora.trl --set train.optimizr.lr=1e-3 --out "$W/x"
 
 # --- LoRA run, export vs peft's tensor names and shapes ---
