@@ -5,7 +5,8 @@
 // with label smoothing and ignored labels (forward, backward), AdamW against its formula, gather and
 // its scatter-add backward (every axis, duplicated and bad indexes), NF4 / map8 dequantization.
 // With the CUDA toolkit, every kernels/*.cu (as embedded in trlc) also compiles with NVRTC for sm_80 and sm_90, and
-// the registers read from the cubin are printed.
+// the registers read from the cubin are printed; with a device (a GPU, or the emulator named by
+// $TRLC_CUDA_DRIVER) masked attention and the bf16 gather / dequantization kernels are launched.
 #include "codegen_cuda.h"
 #include "cpu.h"
 #include "ir.h"
@@ -448,6 +449,209 @@ static void test_nvrtc(const char *dir) {
     diag_free(&d2);
     diag_free(&d);
 }
+// ---------------------------------------------------------------------------------------------
+// On a device (a GPU, or the CUDA emulator through $TRLC_CUDA_DRIVER): the kernels this file's
+// references stand for, launched and compared with the references — attention with a key mask
+// (fully masked query rows), and the bf16 variants of gather and dequantization (bit-exact: the
+// same f32 math, rounded to nearest even once). Without a device this part is skipped.
+
+static uint16_t to_bf16(float v) {   // round to nearest even, as the kernels' stores
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float from_bf16(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+// relative error with equal values (infinities included) counting as 0
+static double reldiff(const float *got, const float *want, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (got[i] == want[i]) continue;
+        double e = fabs((double)got[i] - want[i]) / (1e-3 + fabs((double)want[i]));
+        if (!(e <= m)) m = e;
+    }
+    return m;
+}
+
+static RtCudaPtr dev_up(RtCudaDevice *dev, const void *data, size_t bytes) {
+    RtCudaPtr p = 0;
+    if (rt_cuda_alloc(dev, bytes, &p) == 0 && data) rt_cuda_upload(dev, p, data, bytes);
+    return p;
+}
+
+// compiles `file` (as embedded in trlc), loads `name`, launches it and waits; 0 or -1
+static int dev_launch(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, const char *file, const char *name,
+                      const unsigned grid[3], unsigned block, void **args, Diag *d) {
+    const char *src = cg_library_source(file);
+    RtCudaProgram pr = {.name = file, .source = src};
+    void *fn = NULL;
+    int r = -1;
+    unsigned b[3] = {block, 1, 1};
+    if (src && rt_cuda_compile(cache, &pr, 1, arch, false, 1, d) == 0 &&
+        rt_cuda_load_source(dev, pr.cubin, src, name, &fn) == 0)
+        r = rt_cuda_launch(dev, fn, grid, b, 0, args, name) == 0 && rt_cuda_sync(dev, name) == 0 ? 0 : -1;
+    rt_cuda_program_free(&pr);
+    CHECK_MSG(r == 0, "%s (%s) does not run", name, file);
+    return r;
+}
+
+static void dev_attention_masked(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, int with_seg, Diag *d) {
+    enum { B = 2, Hq = 4, Hkv = 2, T = 45, D = 40, PAD = 7 };
+    const int nq = B * Hq * T * D, nkv = B * Hkv * T * D, nl = B * Hq * T;
+    float *q = malloc(nq * 4), *k = malloc(nkv * 4), *v = malloc(nkv * 4), *go = malloc(nq * 4);
+    float *o = malloc(nq * 4), *lse = malloc(nl * 4), *dq = malloc(nq * 4), *delta = malloc(nl * 4);
+    float *dk = malloc(nkv * 4), *dv = malloc(nkv * 4), *got = malloc(nq * 4), km[B * T];
+    int32_t sg[B * T];
+    for (int i = 0; i < nq; i++) q[i] = 2 * frand(), go[i] = frand();
+    for (int i = 0; i < nkv; i++) k[i] = 2 * frand(), v[i] = frand();
+    for (int j = 0; j < T; j++) {
+        km[j] = j % 5 == 2 ? 0.0f : 1.0f, km[T + j] = j < PAD ? 0.0f : 1.0f;
+        sg[j] = j < 20 ? 0 : 1, sg[T + j] = j < PAD ? -1 : j < 33 ? 0 : 1;
+    }
+    const int32_t *seg = with_seg ? sg : NULL;
+    float scale = 0.3f;
+    int causal = 1, t = T, dd = D, hq = Hq, hkv = Hkv;
+    trlc_attention_fwd_ref(o, lse, q, k, v, seg, km, B, Hq, Hkv, T, D, scale, causal);
+    trlc_attention_bwd_dq_ref(dq, delta, q, k, v, o, go, lse, seg, km, B, Hq, Hkv, T, D, scale, causal);
+    trlc_attention_bwd_dkdv_ref(dk, dv, q, k, v, go, lse, delta, seg, km, B, Hq, Hkv, T, D, scale, causal);
+    RtCudaPtr ps = seg ? dev_up(dev, sg, sizeof sg) : 0, pm = dev_up(dev, km, sizeof km);
+    RtCudaPtr pq = dev_up(dev, q, nq * 4), pk = dev_up(dev, k, nkv * 4), pv = dev_up(dev, v, nkv * 4);
+    RtCudaPtr pgo = dev_up(dev, go, nq * 4), po = dev_up(dev, NULL, nq * 4), pl = dev_up(dev, NULL, nl * 4);
+    RtCudaPtr pdq = dev_up(dev, NULL, nq * 4), pdl = dev_up(dev, NULL, nl * 4), pdk = dev_up(dev, NULL, nkv * 4);
+    RtCudaPtr pdv = dev_up(dev, NULL, nkv * 4);
+    unsigned grid[3] = {(T + 3) / 4, Hq, B}, gridkv[3] = {(T + 3) / 4, Hkv, B};
+    void *a1[] = {&po, &pl, &pq, &pk, &pv, &ps, &pm, &t, &dd, &hq, &hkv, &scale, &causal};
+    void *a2[] = {&pdq, &pdl, &pq, &pk, &pv, &po, &pgo, &pl, &ps, &pm, &t, &dd, &hq, &hkv, &scale, &causal};
+    void *a3[] = {&pdk, &pdv, &pq, &pk, &pv, &pgo, &pl, &pdl, &ps, &pm, &t, &dd, &hq, &hkv, &scale, &causal};
+    if (dev_launch(dev, cache, arch, "attention.cu", "trlc_attention_forward", grid, 128, a1, d) == 0 &&
+        dev_launch(dev, cache, arch, "attention.cu", "trlc_attention_backward_dq", grid, 128, a2, d) == 0 &&
+        dev_launch(dev, cache, arch, "attention.cu", "trlc_attention_backward_dkdv", gridkv, 128, a3, d) == 0) {
+        double e[5];
+        int inf_rows = 0;
+        rt_cuda_download(dev, got, po, nq * 4), e[0] = reldiff(got, o, nq);
+        rt_cuda_download(dev, got, pl, nl * 4), e[1] = reldiff(got, lse, nl);
+        for (int i = 0; i < nl; i++) inf_rows += got[i] == INFINITY;
+        rt_cuda_download(dev, got, pdq, nq * 4), e[2] = reldiff(got, dq, nq);
+        rt_cuda_download(dev, got, pdk, nkv * 4), e[3] = reldiff(got, dk, nkv);
+        rt_cuda_download(dev, got, pdv, nkv * 4), e[4] = reldiff(got, dv, nkv);
+        printf("attention with a key mask on the device (causal%s, T=%d, D=%d) vs reference: o %.2g lse %.2g dq %.2g "
+               "dk %.2g dv %.2g; %d query rows with no key (lse inf)\n", with_seg ? ", segments" : "", T, D, e[0], e[1],
+               e[2], e[3], e[4], inf_rows);
+        for (int i = 0; i < 5; i++) CHECK(e[i] < 1e-3);
+        CHECK(inf_rows == Hq * PAD);
+    }
+    RtCudaPtr all[] = {pm, pq, pk, pv, pgo, po, pl, pdq, pdl, pdk, pdv};
+    for (int i = 0; i < 11; i++) rt_cuda_free(dev, all[i]);
+    if (ps) rt_cuda_free(dev, ps);
+    free(q), free(k), free(v), free(go), free(o), free(lse), free(dq), free(delta), free(dk), free(dv), free(got);
+}
+
+// bf16 gather forward / backward along the middle axis of (O, LX, IN), several blocks in a grid-
+// stride loop: bit-exact against the reference run on the bf16 values and rounded once.
+static void dev_gather_bf16(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, Diag *d) {
+    enum { O = 5, LX = 40, LI = 12, IN = 9 };
+    const int nx = O * LX * IN, ni = O * LI * IN;
+    uint16_t xb[O * LX * IN], gb[O * LI * IN], yb[O * LI * IN], dxb[O * LX * IN];
+    float xf[O * LX * IN], gf[O * LI * IN], y[O * LI * IN], dx[O * LX * IN];
+    int32_t idx[O * LI * IN];
+    for (int i = 0; i < nx; i++) xb[i] = to_bf16(frand()), xf[i] = from_bf16(xb[i]);
+    for (int i = 0; i < ni; i++) {
+        gb[i] = to_bf16(frand()), gf[i] = from_bf16(gb[i]);
+        idx[i] = (int32_t)(((i / IN) % LI / 3 * 7 + i % IN) % (LX - 1));   // triples of a pick one position
+    }
+    int bad = 0, bad2 = 0, gbad = -1;
+    trlc_gather_ref(y, &bad, xf, idx, O, LI, LX, IN);
+    trlc_gather_bwd_ref(dx, &bad2, idx, gf, O, LI, LX, IN);
+    RtCudaPtr px = dev_up(dev, xb, sizeof xb), pg = dev_up(dev, gb, sizeof gb), pi = dev_up(dev, idx, sizeof idx);
+    RtCudaPtr py = dev_up(dev, NULL, sizeof yb), pdx = dev_up(dev, NULL, sizeof dxb), pbad = dev_up(dev, NULL, 4);
+    rt_cuda_zero(dev, pbad, 4);
+    long long outer = O, li = LI, lx = LX, inner = IN;
+    unsigned grid[3] = {3, 1, 1};   // fewer threads than elements: the grid-stride loop runs
+    void *a1[] = {&py, &pbad, &px, &pi, &outer, &li, &lx, &inner};
+    void *a2[] = {&pdx, &pbad, &pi, &pg, &outer, &li, &lx, &inner};
+    if (dev_launch(dev, cache, arch, "gather.cu", "trlc_gather_forward_bf16", grid, 256, a1, d) == 0 &&
+        dev_launch(dev, cache, arch, "gather.cu", "trlc_gather_backward_bf16", grid, 256, a2, d) == 0) {
+        rt_cuda_download(dev, yb, py, sizeof yb), rt_cuda_download(dev, dxb, pdx, sizeof dxb);
+        rt_cuda_download(dev, &gbad, pbad, 4);
+        int wrong_y = 0, wrong_dx = 0;
+        for (int i = 0; i < ni; i++) wrong_y += yb[i] != to_bf16(y[i]);
+        for (int i = 0; i < nx; i++) wrong_dx += dxb[i] != to_bf16(dx[i]);
+        printf("gather bf16 on the device (%dx%dx%d, %d indexes): forward %d, backward %d elements differ\n", O, LX, IN,
+               LI, wrong_y, wrong_dx);
+        CHECK(wrong_y == 0 && wrong_dx == 0 && gbad == 0);
+    }
+    RtCudaPtr all[] = {px, pg, pi, py, pdx, pbad};
+    for (int i = 0; i < 6; i++) rt_cuda_free(dev, all[i]);
+}
+
+// bf16 NF4 (odd n, a partial last block, an odd block size) and map8, several blocks in the
+// grid-stride loop: bit-exact against the reference rounded once.
+static void dev_dequant_bf16(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, int64_t n, int64_t block,
+                             Diag *d) {
+    int64_t nb = (n + 1) / 2, nbl = (n + block - 1) / block;
+    uint8_t *packed = malloc((size_t)nb), *q8 = malloc((size_t)n);
+    float *absmax = malloc((size_t)nbl * 4), map[256], *want = malloc((size_t)n * 4);
+    uint16_t *got = malloc((size_t)n * 2);
+    for (int64_t i = 0; i < nb; i++) packed[i] = (uint8_t)(i * 73 + 11);
+    for (int64_t i = 0; i < n; i++) q8[i] = (uint8_t)(i * 29 + 5);
+    for (int64_t i = 0; i < nbl; i++) absmax[i] = 0.05f + (frand() + 0.5f);
+    for (int i = 0; i < 256; i++) map[i] = (float)(i - 128) / 127.0f + 0.01f * frand();
+    RtCudaPtr pp = dev_up(dev, packed, (size_t)nb), pa = dev_up(dev, absmax, (size_t)nbl * 4);
+    RtCudaPtr pq = dev_up(dev, q8, (size_t)n), pm = dev_up(dev, map, sizeof map), po = dev_up(dev, NULL, (size_t)n * 2);
+    long long ln = n, lb = block;
+    float off = -0.0123f;
+    unsigned grid[3] = {2, 1, 1};
+    void *a1[] = {&po, &pp, &pa, &ln, &lb};
+    void *a2[] = {&po, &pq, &pm, &pa, &ln, &lb, &off};
+    int wrong4 = -1, wrong8 = -1;
+    if (dev_launch(dev, cache, arch, "quant.cu", "trlc_dequant_nf4_bf16", grid, 256, a1, d) == 0) {
+        trlc_dequant_nf4_ref(want, packed, absmax, n, block);
+        rt_cuda_download(dev, got, po, (size_t)n * 2);
+        wrong4 = 0;
+        for (int64_t i = 0; i < n; i++) wrong4 += got[i] != to_bf16(want[i]);
+    }
+    if (dev_launch(dev, cache, arch, "quant.cu", "trlc_dequant_map8_bf16", grid, 256, a2, d) == 0) {
+        trlc_dequant_map8_ref(want, q8, map, absmax, n, block, off);
+        rt_cuda_download(dev, got, po, (size_t)n * 2);
+        wrong8 = 0;
+        for (int64_t i = 0; i < n; i++) wrong8 += got[i] != to_bf16(want[i]);
+    }
+    printf("dequant bf16 on the device (n=%" PRId64 ", block %" PRId64 "): nf4 %d, map8 %d elements differ\n", n, block,
+           wrong4, wrong8);
+    CHECK(wrong4 == 0 && wrong8 == 0);
+    RtCudaPtr all[] = {pp, pa, pq, pm, po};
+    for (int i = 0; i < 5; i++) rt_cuda_free(dev, all[i]);
+    free(packed), free(q8), free(absmax), free(want), free(got);
+}
+
+static void test_device(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    RtCudaDevice *dev = rt_cuda_open(0, true, &d);
+    if (!dev) {
+        printf("gpu.library: no CUDA device (nor $TRLC_CUDA_DRIVER): kernels not launched\n");
+        diag_free(&d);
+        return;
+    }
+    char arch[32] = "sm_90";
+    rt_cuda_device_arch(0, arch, sizeof arch);
+    printf("gpu.library: launching on %s (%s)\n", arch, rt_cuda_is_emulated(dev) ? "the emulator" : "a GPU");
+    RtCudaCache cache;
+    rt_cuda_cache_init(&cache, &d);
+    dev_attention_masked(dev, &cache, arch, 0, &d);
+    dev_attention_masked(dev, &cache, arch, 1, &d);
+    dev_gather_bf16(dev, &cache, arch, &d);
+    dev_dequant_bf16(dev, &cache, arch, 1401, 64, &d);
+    dev_dequant_bf16(dev, &cache, arch, 999, 37, &d);
+    rt_cuda_close(dev);
+    diag_free(&d);
+}
 #endif
 
 int main(int argc, char **argv) {
@@ -466,6 +670,7 @@ int main(int argc, char **argv) {
     test_dequant(5, 9, 7, 3);
 #ifdef TRLC_HAVE_CUDA
     if (argc > 1) test_nvrtc(argv[1]);
+    test_device();
 #else
     (void)argc, (void)argv;
 #endif
