@@ -544,6 +544,88 @@ static void test_library_more(RtCudaDevice *dev, RtCudaCache *cache, const char 
     diag_free(&d);
 }
 
+// max relative error where equal infinities (lse of a query that sees no key) count as exact
+static double relerr_inf(const float *a, const float *b, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isinf(a[i]) && a[i] == b[i]) continue;
+        double e = fabs((double)a[i] - b[i]) / (1e-3 + fabs((double)b[i]));
+        if (!(e <= m)) m = e;
+    }
+    return m;
+}
+
+// attention at shapes the main case does not reach: head sizes 16 / 32 / 80 / 128, one KV head,
+// no grouping, T a multiple of the tile or not, key masks (left padding under the causal mask
+// leaves queries seeing no key), segments with a key mask
+static void test_attention_shapes(RtCudaDevice *dev, RtCudaCache *cache, const char *arch) {
+    Diag d;
+    diag_init(&d, stderr);
+    const char *src = cg_library_source("attention.cu");
+    void *ffw = build(dev, cache, arch, src, "attention.cu", "trlc_attention_forward", &d);
+    void *fdq = build(dev, cache, arch, src, "attention.cu", "trlc_attention_backward_dq", &d);
+    void *fkv = build(dev, cache, arch, src, "attention.cu", "trlc_attention_backward_dkdv", &d);
+    CHECK(ffw && fdq && fkv);
+    static const struct { int B, Hq, Hkv, T, D, causal, mask, seg; } cases[] = {
+        {1, 2, 2, 33, 16, 1, 1, 0},   // left padding: queries 0-4 see no key
+        {2, 3, 1, 40, 128, 0, 2, 0},  // scattered padding keys, full attention
+        {1, 4, 2, 65, 80, 1, 0, 1},   // segments
+        {2, 2, 1, 32, 32, 1, 2, 1},   // segments and padding keys
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0] && ffw && fdq && fkv; c++) {
+        const int B = cases[c].B, Hq = cases[c].Hq, Hkv = cases[c].Hkv, T = cases[c].T, D = cases[c].D;
+        const int nq = B * Hq * T * D, nkv = B * Hkv * T * D, nl = B * Hq * T;
+        float *q = malloc(nq * 4), *k = malloc(nkv * 4), *v = malloc(nkv * 4), *go = malloc(nq * 4);
+        float *o = malloc(nq * 4), *lse = malloc(nl * 4), *dq = malloc(nq * 4), *delta = malloc(nl * 4);
+        float *dk = malloc(nkv * 4), *dv = malloc(nkv * 4), *got = malloc(nq * 4), *km = malloc(B * T * 4);
+        int32_t *sg = malloc(B * T * 4);
+        for (int i = 0; i < nq; i++) q[i] = frand(), go[i] = frand();
+        for (int i = 0; i < nkv; i++) k[i] = frand(), v[i] = frand();
+        for (int i = 0; i < B * T; i++) {
+            int t = i % T;
+            km[i] = cases[c].mask == 1 ? (t >= 5 ? 1.0f : 0.0f) : (t % 7 == 3 ? 0.0f : 1.0f);
+            sg[i] = t < T / 3 ? 0 : t < T - 4 ? 1 : -1;
+        }
+        const float *kmp = cases[c].mask ? km : NULL;
+        const int32_t *sgp = cases[c].seg ? sg : NULL;
+        int causal = cases[c].causal;
+        float scale = 1.0f / sqrtf((float)D);
+        trlc_attention_fwd_ref(o, lse, q, k, v, sgp, kmp, B, Hq, Hkv, T, D, scale, causal);
+        trlc_attention_bwd_dq_ref(dq, delta, q, k, v, o, go, lse, sgp, kmp, B, Hq, Hkv, T, D, scale, causal);
+        trlc_attention_bwd_dkdv_ref(dk, dv, q, k, v, go, lse, delta, sgp, kmp, B, Hq, Hkv, T, D, scale, causal);
+        RtCudaPtr ps = sgp ? up(dev, sg, B * T * 4) : 0, pkm = kmp ? up(dev, km, B * T * 4) : 0;
+        RtCudaPtr pq = up(dev, q, nq * 4), pk = up(dev, k, nkv * 4), pv = up(dev, v, nkv * 4), pgo = up(dev, go, nq * 4);
+        RtCudaPtr po = up(dev, NULL, nq * 4), pl = up(dev, NULL, nl * 4), pdq = up(dev, NULL, nq * 4);
+        RtCudaPtr pdl = up(dev, NULL, nl * 4), pdk = up(dev, NULL, nkv * 4), pdv = up(dev, NULL, nkv * 4);
+        int t = T, dd = D, hq = Hq, hkv = Hkv;
+        unsigned grid[3] = {(T + 3) / 4, Hq, B}, gridkv[3] = {(T + 3) / 4, Hkv, B}, block[3] = {128, 1, 1};
+        void *a1[] = {&po, &pl, &pq, &pk, &pv, &ps, &pkm, &t, &dd, &hq, &hkv, &scale, &causal};
+        void *a2[] = {&pdq, &pdl, &pq, &pk, &pv, &po, &pgo, &pl, &ps, &pkm, &t, &dd, &hq, &hkv, &scale, &causal};
+        void *a3[] = {&pdk, &pdv, &pq, &pk, &pv, &pgo, &pl, &pdl, &ps, &pkm, &t, &dd, &hq, &hkv, &scale, &causal};
+        CHECK(rt_cuda_launch(dev, ffw, grid, block, 0, a1, "attention forward") == 0);
+        CHECK(rt_cuda_launch(dev, fdq, grid, block, 0, a2, "attention dq") == 0);
+        CHECK(rt_cuda_launch(dev, fkv, gridkv, block, 0, a3, "attention dkdv") == 0);
+        CHECK(rt_cuda_sync(dev, "attention") == 0);
+        double e[5];
+        rt_cuda_download(dev, got, po, nq * 4), e[0] = relerr_inf(got, o, nq);
+        rt_cuda_download(dev, got, pl, nl * 4), e[1] = relerr_inf(got, lse, nl);
+        rt_cuda_download(dev, got, pdq, nq * 4), e[2] = relerr_inf(got, dq, nq);
+        rt_cuda_download(dev, got, pdk, nkv * 4), e[3] = relerr_inf(got, dk, nkv);
+        rt_cuda_download(dev, got, pdv, nkv * 4), e[4] = relerr_inf(got, dv, nkv);
+        printf("attention on the GPU (B=%d Hq=%d Hkv=%d T=%d D=%d%s%s%s): o %.2g lse %.2g dq %.2g dk %.2g dv %.2g\n", B, Hq,
+               Hkv, T, D, causal ? ", causal" : "", cases[c].mask ? ", key mask" : "", sgp ? ", segments" : "", e[0], e[1],
+               e[2], e[3], e[4]);
+        for (int i = 0; i < 5; i++) CHECK_MSG(e[i] < 1e-3, "case %zu output %d: %.3g", c, i, e[i]);
+        RtCudaPtr all[] = {pq, pk, pv, pgo, po, pl, pdq, pdl, pdk, pdv};
+        for (int i = 0; i < 10; i++) rt_cuda_free(dev, all[i]);
+        if (ps) rt_cuda_free(dev, ps);
+        if (pkm) rt_cuda_free(dev, pkm);
+        free(q), free(k), free(v), free(go), free(o), free(lse), free(dq), free(delta), free(dk), free(dv), free(got);
+        free(km), free(sg);
+    }
+    diag_free(&d);
+}
+
 int main(int argc, char **argv) {
     Diag d;
     diag_init(&d, stderr);
@@ -561,6 +643,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) test_fused(dev, &cache, arch, argv[i]);
     test_library(dev, &cache, arch);
     test_library_more(dev, &cache, arch);
+    test_attention_shapes(dev, &cache, arch);
     rt_cuda_close(dev);
     diag_free(&d);
     return test_done("gpu.exec");

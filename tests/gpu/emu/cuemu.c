@@ -8,13 +8,14 @@
 // the host C++ compiler into a shared object (cached by a hash of what was compiled) and dlopen'd.
 // Launches run synchronously: blocks one after another, the threads of a block as coroutines
 // (started with makecontext, switched with _setjmp/_longjmp: no system call per switch) that run
-// until they finish or wait at a barrier; __syncthreads waits for every live thread of the block,
-// a warp shuffle for every live lane of the warp. A barrier nobody can complete (deadlock), waiters
-// at different __syncthreads / shuffle lines, or a shuffle reading a lane that has exited fails
-// the launch with a message naming the kernel, the block and the threads.
-// Not here: timing, concurrency (one block at a time, so no real races), cubins (cuModuleLoadData
-// fails), streams (accepted and ignored), memory checks inside kernels (the sanitizer build
-// compiles modules with -fsanitize=address for that), the cuBLASLt subset (cuemu_blas.c).
+// in thread order (reversed in odd blocks) until they finish or wait at a barrier; __syncthreads
+// waits for every live thread of the block, a warp shuffle for every live lane of the warp. A
+// barrier nobody can complete (deadlock), waiters at different __syncthreads / shuffle lines, or a
+// shuffle reading a lane that has exited fails the launch with a message naming the kernel, the
+// block and the threads. __shared__ memory holds 0xff bytes when a block starts.
+// Not here: timing, concurrency (one block at a time: races only show as order effects), cubins
+// (cuModuleLoadData fails), streams (accepted and ignored), memory checks inside kernels (the
+// sanitizer build compiles modules with -fsanitize=address for that), cuBLASLt (cuemu_blas.c).
 #undef _FORTIFY_SOURCE   // longjmp between coroutine stacks is deliberate
 #define _GNU_SOURCE
 #include <cuda.h>
@@ -232,10 +233,9 @@ EXPORT CUresult cuMemGetInfo(size_t *free_bytes, size_t *total) {
 EXPORT CUresult cuMemAlloc(CUdeviceptr *p, size_t n) {
     if (!p || n == 0) return CUDA_ERROR_INVALID_VALUE;   // as the real driver: no empty allocations
     if (n > EMU_TOTAL_MEM) return CUDA_ERROR_OUT_OF_MEMORY;
-    size_t rounded = (n + 255) & ~(size_t)255;
-    void *m = aligned_alloc(256, rounded);
-    if (!m) return CUDA_ERROR_OUT_OF_MEMORY;
-    memset(m, 0xff, rounded);   // NaN as floats, -1 as ints: never-written memory shows
+    void *m = NULL;   // exactly n bytes: the sanitizer build sees a kernel reading past the end
+    if (posix_memalign(&m, 256, n) != 0 || !m) return CUDA_ERROR_OUT_OF_MEMORY;
+    memset(m, 0xff, n);   // NaN as floats, -1 as ints: never-written memory shows
     pthread_mutex_lock(&mu);
     if (nallocs == capallocs) {
         size_t cap = capallocs ? 2 * capallocs : 256;
@@ -883,6 +883,16 @@ static void describe_waiters(void) {
     if (len + 60 < sizeof E.err) snprintf(E.err + len, sizeof E.err - len, " %d threads have exited", done);
 }
 
+// a fresh context entering thread_main on t's stack (noinline: getcontext returns twice)
+__attribute__((noinline)) static int start_context(EmuThread *t) {
+    if (getcontext(&t->uc) != 0) return -1;
+    t->uc.uc_stack.ss_sp = t->stack;
+    t->uc.uc_stack.ss_size = STACK_BYTES;
+    t->uc.uc_link = NULL;
+    makecontext(&t->uc, thread_main, 0);
+    return 0;
+}
+
 static int run_block(unsigned bx, unsigned by, unsigned bz) {
     const int n = E.n;
     E.live = n, E.block_waiting = 0;
@@ -897,22 +907,23 @@ static int run_block(unsigned bx, unsigned by, unsigned bz) {
 #if CUEMU_ASAN
         __asan_unpoison_memory_region(t->stack, STACK_BYTES);   // frames abandoned by an earlier block
 #endif
-        if (getcontext(&t->uc) != 0) return -1;
-        t->uc.uc_stack.ss_sp = t->stack;
-        t->uc.uc_stack.ss_size = STACK_BYTES;
-        t->uc.uc_link = NULL;
-        makecontext(&t->uc, thread_main, 0);
+        if (start_context(t) != 0) return -1;
     }
     (void)bz;
     Module *m = E.k->mod;
     if (m->shared) memset(m->shared, 0xff, (size_t)(m->shared_end - m->shared));   // garbage, as on a GPU
+    // odd blocks run their threads in the reverse order: a race on shared memory (a read before
+    // the barrier that orders it) gives different results in the two orders
+    const bool reverse = (state.block.x + state.block.y + state.block.z) & 1;
     while (E.live > 0 && !E.failed) {
         bool ran = false;
-        for (int i = 0; i < n && !E.failed; i++)
+        for (int k = 0; k < n && !E.failed; k++) {
+            int i = reverse ? n - 1 - k : k;
             if (E.th[i].state == T_NEW || E.th[i].state == T_RUN) {
                 run_thread(i);
                 ran = true;
             }
+        }
         if (!ran && !E.failed) {
             snprintf(E.err, sizeof E.err, "deadlock: no thread can run;");
             describe_waiters();
