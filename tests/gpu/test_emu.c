@@ -135,6 +135,34 @@ static void test_kernels(RtCudaDevice *dev) {
     rt_cuda_free(dev, pout);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sys/wait.h>
+#include <unistd.h>
+// the sanitizer build compiles kernels with AddressSanitizer: a kernel writing one element past
+// its buffer kills the process (in a child here) with a report naming the kernel's line
+static void test_kernel_overflow(RtCudaDevice *dev) {
+    const char *src = "extern \"C\" __global__ void overflow(float *x) {   // 33 threads, 32 floats\n"
+                      "    x[threadIdx.x] = 1.0f;\n"
+                      "}\n";
+    void *fn = NULL;
+    CHECK(rt_cuda_load_source(dev, NULL, src, "overflow", &fn) == 0);
+    if (!fn) return;
+    fflush(stdout), fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        RtCudaPtr p = 0;
+        unsigned g[3] = {1, 1, 1}, b[3] = {33, 1, 1};
+        void *args[] = {&p};
+        if (rt_cuda_alloc(dev, 32 * sizeof(float), &p) == 0) rt_cuda_launch(dev, fn, g, b, 0, args, "overflow");
+        _exit(0);   // not reached when the overflow is seen
+    }
+    int st = 0;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+    CHECK_MSG(!(WIFEXITED(st) && WEXITSTATUS(st) == 0), "a kernel writing past its buffer went unnoticed");
+    printf("sanitizer build: a kernel writing past its buffer is reported (child status %d)\n", st);
+}
+#endif
+
 static void test_memory(void) {
     CUdeviceptr p = 0;
     char host[256] = {0};
@@ -334,6 +362,9 @@ int main(int argc, char **argv) {
     if (dev) {
         CHECK(rt_cuda_is_emulated(dev));
         test_kernels(dev);
+#if defined(__SANITIZE_ADDRESS__)
+        test_kernel_overflow(dev);
+#endif
     }
     test_memory();
     test_blas();
