@@ -55,13 +55,18 @@ What happens, in order:
      this whole Python process, interpreter and libraries included): only a check of the
      plumbing, not a fair comparison.
   6. Parity first (METHOD.md), printed above the table: same weights, same A, same first batch,
-     so step 1 must agree: the loss and the gradient norm (tolerance 1e-2 in bf16, 1e-4 with
-     --precision fp32) and every LoRA B gradient, |trlc - pytorch| / |pytorch| over all of them
-     (2e-2 in bf16, issue #5's bound, 1e-4 in fp32). The loss alone is no test: at random init it
-     stays near ln V whatever the wiring (on the full model a token-id shift, a label shift, a
-     missing BOS or RoPE base 1e4 each moved it by < 1e-2); the gradients caught each planted bug
-     tried on the tiny model (rel diff 0.3 to 34). Also printed, not judged: the largest relative
-     difference of the two timed runs' losses over all steps (same start, AdamW on both).
+     so step 1 must agree. In bf16 both sides are judged against an fp32 reference of step 1
+     (PyTorch in fp32 from the same bf16 weight values and A, no autocast, no TF32): the loss,
+     the gradient norm and every LoRA B gradient (|x - ref| / |ref| over all of them). trlc passes
+     when its error is within 1e-2 (loss, grad norm) / 2e-2 (gradients, issue #5's bound), or
+     at most twice PyTorch's own bf16 error: two bf16 implementations both differ from fp32 (on
+     the full-size model at 1 x 64 tokens PyTorch bf16's B gradients were 1.5e-2 from the
+     reference, trlc's CPU backend 1.9e-6). With --precision fp32 the PyTorch row is the
+     reference and the bounds are 1e-4. The loss alone is no test: at random init it stays near
+     ln V whatever the wiring (on the full model a token-id shift, a label shift, a missing BOS
+     or RoPE base 1e4 each moved it by < 1e-2); the gradients caught each bug planted on the tiny
+     model (rel diff 0.3 to 34). Also printed, not judged: the largest relative difference of the
+     two timed runs' losses over all steps (same start, AdamW on both).
 
 Not measured: data loading/tokenization for PyTorch (its batches are on the device beforehand;
 trlc's step time includes its batching), evaluation, checkpoint saving, the start-up (model
@@ -236,11 +241,11 @@ cfg = Qwen3Config(vocab_size=M["vocab"], hidden_size=M["hidden"], intermediate_s
 cfg._attn_implementation = "sdpa"
 
 
-def build_model():
-    """The model created on the device directly in `dtype` (as from_pretrained(torch_dtype=...)
+def build_model(dt=dtype):
+    """The model created on the device directly in `dt` (as from_pretrained(torch_dtype=...)
     does: no fp32 copy first, so none counts toward the peak)."""
     old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
+    torch.set_default_dtype(dt)
     try:
         with torch.device(dev):
             return Qwen3ForCausalLM(cfg)
@@ -416,13 +421,9 @@ def check_model(m):
         print(f"bench.py: note: attention is {m.config._attn_implementation}, not sdpa", file=sys.stderr)
 
 
-def run_torch(compiled):
-    """One PyTorch row: fresh model from the saved weights, peft LoRA, AdamW, TOTAL steps."""
-    if GPU:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        sampler.start()
-    m = build_model()
+def peft_model(dt):
+    """A fresh model in `dt` with the saved weights, peft LoRA on it, lora_A from trlc if known."""
+    m = build_model(dt)
     missing, unexpected = m.load_state_dict(init_state, strict=False)
     if unexpected or [k for k in missing if k != "lm_head.weight"]:
         die(f"state dict mismatch: missing {missing}, unexpected {unexpected}")
@@ -444,6 +445,46 @@ def run_torch(compiled):
             n_set += 1
         if n_set != M["layers"] * len(TARGETS):
             die(f"trlc's adapter has {n_set} lora_A tensors, want {M['layers'] * len(TARGETS)}")
+    return m
+
+
+def step1_grads(m, loss):
+    """Step 1's loss, gradient norm and LoRA B gradients (fp32, on the CPU, by trlc's names)."""
+    params = [q for q in m.parameters() if q.requires_grad and q.grad is not None]
+    gn = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(q.grad.float()) for q in params])))
+    gb = {k.replace(".lora_B.default.weight", ".lora_B.weight"): q.grad.detach().float().cpu()
+          for k, q in m.named_parameters() if ".lora_B." in k and q.grad is not None}
+    return {"loss": float(loss), "gnorm": gn, "gradB": gb}
+
+
+def reference_step1():
+    """The fp32 reference of step 1 (METHOD.md: compare with higher precision): the same bf16
+    weight values and A, computed in fp32 without autocast and without TF32."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        m = peft_model(torch.float32)
+        m.train()
+        ids = ids_all[0].to(dev)
+        out = m(input_ids=ids, labels=ids)
+        out.loss.backward()
+        ref = step1_grads(m, out.loss.detach())
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    del m, out, ids
+    gc.collect()
+    if GPU:
+        torch.cuda.empty_cache()
+    return ref
+
+
+def run_torch(compiled):
+    """One PyTorch row: fresh model from the saved weights, peft LoRA, AdamW, TOTAL steps."""
+    if GPU:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        sampler.start()
+    m = peft_model(dtype)
     attn = m.base_model.model.config._attn_implementation
     params = [p for p in m.parameters() if p.requires_grad]
     n_train = sum(p.numel() for p in params)
@@ -474,10 +515,7 @@ def run_torch(compiled):
             out = step_fn(input_ids=ids, labels=ids)
         out.loss.backward()
         if i == 0:   # step 1's gradients (before the update), for parity
-            gnorm1 = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(q.grad.float())
-                                                                 for q in params if q.grad is not None])))
-            gradB = {k.replace(".lora_B.default.weight", ".lora_B.weight"): q.grad.detach().float().cpu()
-                     for k, q in m.named_parameters() if ".lora_B." in k and q.grad is not None}
+            g1 = step1_grads(m, out.loss.detach())
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(out.loss.detach())
@@ -492,7 +530,7 @@ def run_torch(compiled):
         dts = [b - a for a, b in zip(walls, walls[1:])]
     losses = [float(l) for l in losses]
     res = {"name": "pytorch " + ("compile" if compiled else "eager") + f" ({attn})",
-           "step_s": statistics.median(dts[args.warmup:]), "loss1": losses[0], "losses": losses, "gnorm1": gnorm1, "gradB": gradB,
+           "step_s": statistics.median(dts[args.warmup:]), "loss1": losses[0], "losses": losses, "gnorm1": g1["gnorm"], "step1": g1,
            "trainable": n_train, "step_times_s": dts, "wall_mean_step_s": t_wall / args.steps}
     if GPU:
         res["alloc"] = torch.cuda.max_memory_allocated()
@@ -509,7 +547,10 @@ def run_torch(compiled):
     return res
 
 
+# bf16: an fp32 reference of step 1 to judge both sides by; fp32: the PyTorch row is the reference.
+ref = reference_step1() if dtype != torch.float32 else None
 torch_rows = [run_torch(False)]
+ref = ref or torch_rows[0]["step1"]
 if args.compile:
     try:
         torch_rows.append(run_torch(True))
@@ -535,47 +576,61 @@ dev_name = torch.cuda.get_device_name(0) if GPU else f"CPU, {torch.get_num_threa
 print(f"device: {dev_name}; torch {torch.__version__}, transformers "
       f"{__import__('transformers').__version__}, peft {peft.__version__}; trlc {args.trlc}")
 parity_ok = True
-tol = 1e-2 if prec == "bf16" else 1e-4      # METHOD.md: bf16 1e-3..1e-2; fp32 far under 1e-3
+# Judged against the fp32 reference: trlc's error must be within the tolerance, or at most twice
+# PyTorch's own bf16 error (two bf16 implementations each differ from fp32 by rounding; over 28
+# layers PyTorch's B gradients were 1.5e-2 from trlc's CPU fp32 on the full-size model).
+tol = 1e-2 if prec == "bf16" else 1e-4      # loss, grad norm (METHOD.md: bf16 1e-3..1e-2)
+gtol = 2e-2 if prec == "bf16" else 1e-4     # gradients (issue #5: bf16 <= 2e-2, fp32 <= 1e-4)
 
 
 def rel_diff(a, b):
     return abs(a - b) / max(abs(b), 1e-30)
 
 
+def grads_rel(g, r):
+    """|g - r| / |r| over all tensors, and the worst tensor's own; None if names/shapes differ."""
+    if set(g) != set(r) or any(g[k].shape != r[k].shape for k in r):
+        return None
+    num = math.sqrt(sum(float(((g[k] - r[k]) ** 2).sum()) for k in r))
+    den = math.sqrt(sum(float((r[k] ** 2).sum()) for k in r))
+    per = {k: float((g[k] - r[k]).norm()) / max(float(r[k].norm()), 1e-30) for k in r}
+    worst = max(per, key=per.get)
+    return num / max(den, 1e-30), per[worst], worst.replace("base_model.model.model.", "")
+
+
 if trlc_par.get("loss1") is not None:
-    same_a = "same weights, same LoRA A, same batch" if lora_A is not None else "same weights, same batch"
-    print(f"parity, step 1 ({same_a}):")
-    for key, what in (("loss1", "loss"), ("gnorm1", "grad norm")):
-        a, b = trlc_par.get(key), tp.get(key)
-        if a is None or b is None:
-            print(f"  {what:10s} pytorch {b}  trlc {a}: not compared")
+    t1 = tp["step1"]
+    tr1 = {"loss": trlc_par["loss1"], "gnorm": trlc_par.get("gnorm1"), "gradB": trlc_gradB}
+    src = "PyTorch fp32, no TF32" if dtype != torch.float32 else "the PyTorch row"
+    print(f"parity, step 1 (same weights, same LoRA A, same batch; errors against {src}):")
+    print(f"  {'':18s} {'reference':>12s} {'pytorch':>12s} {'its error':>10s} {'trlc':>12s} {'its error':>10s}  verdict")
+    for key, what in (("loss", "loss"), ("gnorm", "grad norm")):
+        r, a, b = ref[key], tr1[key], t1[key]
+        if a is None:
+            print(f"  {what:18s} trlc wrote no value: not compared")
             continue
-        rel = rel_diff(a, b)
-        ok = rel <= tol and math.isfinite(a)
+        ea, eb = rel_diff(a, r), rel_diff(b, r)
+        ok = math.isfinite(a) and ea <= max(tol, 2 * eb)
         parity_ok = parity_ok and ok
-        print(f"  {what:10s} pytorch {b:.6g}  trlc {a:.6g}  rel diff {rel:.2e} (tolerance {tol:.0e}): "
-              f"{'ok' if ok else 'FAILED'}")
-    if trlc_gradB is not None:
-        gb = tp["gradB"]
-        if set(gb) != set(trlc_gradB) or any(gb[k].shape != trlc_gradB[k].shape for k in gb):
-            print(f"  gradients: the LoRA B tensors differ in names or shapes ({len(gb)} vs {len(trlc_gradB)}): FAILED")
-            parity_ok = False
-        else:
-            num = math.sqrt(sum(float(((trlc_gradB[k] - gb[k]) ** 2).sum()) for k in gb))
-            den = math.sqrt(sum(float((gb[k] ** 2).sum()) for k in gb))
-            worst = max(gb, key=lambda k: float((trlc_gradB[k] - gb[k]).norm()) / max(float(gb[k].norm()), 1e-30))
-            wrel = float((trlc_gradB[worst] - gb[worst]).norm()) / max(float(gb[worst].norm()), 1e-30)
-            rel = num / max(den, 1e-30)
-            gtol = 2e-2 if prec == "bf16" else 1e-4   # issue #5: gradients bf16 <= 2e-2, fp32 <= 1e-4
-            ok = rel <= gtol and math.isfinite(rel)
-            parity_ok = parity_ok and ok
-            print(f"  gradients of all {len(gb)} LoRA B tensors: |trlc - pytorch| / |pytorch| = {rel:.2e} "
-                  f"(tolerance {gtol:.0e}): {'ok' if ok else 'FAILED'}; worst tensor {wrel:.2e} "
-                  f"({worst.replace('base_model.model.model.', '')})")
+        print(f"  {what:18s} {r:12.6g} {b:12.6g} {eb:10.2e} {a:12.6g} {ea:10.2e}  {'ok' if ok else 'FAILED'}")
+    gt, gp = grads_rel(tr1["gradB"], ref["gradB"]), grads_rel(t1["gradB"], ref["gradB"])
+    if gt is None or gp is None:
+        print(f"  LoRA B gradients: the tensors differ in names or shapes "
+              f"(trlc {len(tr1['gradB'])}, reference {len(ref['gradB'])}): FAILED")
+        parity_ok = False
+    else:
+        ok = math.isfinite(gt[0]) and gt[0] <= max(gtol, 2 * gp[0])
+        parity_ok = parity_ok and ok
+        print(f"  {'B gradients (' + str(len(ref['gradB'])) + ')':18s} {'':12s} {'':12s} {gp[0]:10.2e} {'':12s} "
+              f"{gt[0]:10.2e}  {'ok' if ok else 'FAILED'}")
+        print(f"  worst B gradient tensor: pytorch {gp[1]:.2e} ({gp[2]}), trlc {gt[1]:.2e} ({gt[2]}); "
+              f"trlc vs pytorch over all: {grads_rel(tr1['gradB'], t1['gradB'])[0]:.2e}")
+    print(f"  (pass: trlc's error <= {tol:.0e} for loss and grad norm, <= {gtol:.0e} for the gradients, "
+          f"or <= 2x PyTorch's)")
     if trlc.get("losses") and len(trlc["losses"]) == len(tp["losses"]):
         d = max(rel_diff(a, b) for a, b in zip(trlc["losses"], tp["losses"]))
-        print(f"  losses of all {TOTAL} steps (timed runs): largest rel diff {d:.2e}; last step pytorch "
-              f"{tp['losses'][-1]:.6g}, trlc {trlc['losses'][-1]:.6g}")
+        print(f"  losses of all {TOTAL} steps (timed runs, not judged): largest trlc/pytorch rel diff {d:.2e}; "
+              f"last step pytorch {tp['losses'][-1]:.6g}, trlc {trlc['losses'][-1]:.6g}")
 else:
     print(f"parity: not checked (trlc did not run); pytorch step-1 loss {tp['loss1']:.6f} "
           f"(ln V = {math.log(M['vocab']):.4f}), grad norm {tp['gnorm1']:.6g}")
