@@ -8,8 +8,8 @@ LoRA r=16, alpha=32 on every linear layer but the output (q,k,v,o,gate,up,down),
 exactly --seq (1024) tokens, no padding. One call runs both and prints one table: tokens/s, peak
 device memory, and the ratios trlc / PyTorch. First target: trlc >= 1.0x tokens/s at <= 1.0x memory.
 
-Run on the GPU machine (the trlc binary from a prebuilt build directory):
-    python3 bench/gpu_train/bench.py --trlc build/cli/trlc [--compile]
+Run on the GPU machine (trlc staged by bench/gpu_train/stage.sh; README.md has the device call):
+    python3 bench/gpu_train/bench.py --trlc build-carry/trlc [--compile] [--json FILE]
 Check the script end to end on a CPU (small shapes: hidden 64, 2 layers, vocab 512, seq 64):
     /usr/bin/python3 bench/gpu_train/bench.py --device cpu --tiny --trlc build-x/cli/trlc
 
@@ -151,7 +151,10 @@ class MemSampler:
                 self._read = None
 
     def read(self):
-        return self._read() if self._read else None
+        try:
+            return self._read() if self._read else None
+        except Exception:
+            return None
 
     def start(self):
         self.peak, self.n, self._stop = None, 0, threading.Event()
@@ -576,6 +579,7 @@ dev_name = torch.cuda.get_device_name(0) if GPU else f"CPU, {torch.get_num_threa
 print(f"device: {dev_name}; torch {torch.__version__}, transformers "
       f"{__import__('transformers').__version__}, peft {peft.__version__}; trlc {args.trlc}")
 parity_ok = True
+parity = {}
 # Judged against the fp32 reference: trlc's error must be within the tolerance, or at most twice
 # PyTorch's own bf16 error (two bf16 implementations each differ from fp32 by rounding; over 28
 # layers PyTorch's B gradients were 1.5e-2 from trlc's CPU fp32 on the full-size model).
@@ -613,6 +617,7 @@ if trlc_par.get("loss1") is not None:
         ok = math.isfinite(a) and ea <= max(tol, 2 * eb)
         parity_ok = parity_ok and ok
         print(f"  {what:18s} {r:12.6g} {b:12.6g} {eb:10.2e} {a:12.6g} {ea:10.2e}  {'ok' if ok else 'FAILED'}")
+        parity[key] = {"reference": r, "pytorch": b, "pytorch_err": eb, "trlc": a, "trlc_err": ea, "ok": ok}
     gt, gp = grads_rel(tr1["gradB"], ref["gradB"]), grads_rel(t1["gradB"], ref["gradB"])
     if gt is None or gp is None:
         print(f"  LoRA B gradients: the tensors differ in names or shapes "
@@ -621,6 +626,7 @@ if trlc_par.get("loss1") is not None:
     else:
         ok = math.isfinite(gt[0]) and gt[0] <= max(gtol, 2 * gp[0])
         parity_ok = parity_ok and ok
+        parity["gradB"] = {"pytorch_err": gp[0], "trlc_err": gt[0], "pytorch_worst": gp[1:], "trlc_worst": gt[1:], "ok": ok}
         print(f"  {'B gradients (' + str(len(ref['gradB'])) + ')':18s} {'':12s} {'':12s} {gp[0]:10.2e} {'':12s} "
               f"{gt[0]:10.2e}  {'ok' if ok else 'FAILED'}")
         print(f"  worst B gradient tensor: pytorch {gp[1]:.2e} ({gp[2]}), trlc {gt[1]:.2e} ({gt[2]}); "
@@ -636,8 +642,7 @@ else:
           f"(ln V = {math.log(M['vocab']):.4f}), grad norm {tp['gnorm1']:.6g}")
 
 if GPU:
-    how = f"device used, sampled by {sampler.how}" if sampler.how else "no sampler (no pynvml or nvidia-smi)"
-    hdr = f"{'':28s} {'tokens/s':>12s} {'step ms':>9s} {'TFLOP/s':>8s} {'peak mem (' + how + ')':>40s}   torch allocated / reserved"
+    hdr = f"{'':28s} {'tokens/s':>12s} {'step ms':>9s} {'TFLOP/s':>8s} {'peak memory*':>14s}   torch allocated / reserved"
 else:
     hdr = f"{'':28s} {'tokens/s':>12s} {'step ms':>9s} {'TFLOP/s':>8s} {'peak host RSS':>16s}"
 print(hdr)
@@ -654,12 +659,15 @@ for r in torch_rows + [trlc]:
     tps = B * T / r["step_s"]
     line = f"{r['name']:28s} {tps:12,.0f} {r['step_s'] * 1000:9.2f} {FLOPS / r['step_s'] / 1e12:8.3g} "
     if GPU:
-        line += f"{fmt_mem(mem_of(r)):>40s}"
+        line += f"{fmt_mem(mem_of(r)):>14s}"
         if "alloc" in r:
             line += f"   {fmt_mem(r['alloc'])} / {fmt_mem(r['reserved'])}"
     else:
         line += f"{fmt_mem(mem_of(r)):>16s}"
     print(line)
+if GPU:
+    print("* the device's used memory during the run, minus before it (CUDA context included), "
+          + (f"sampled every 20 ms by {sampler.how}" if sampler.how else "not measured: no pynvml, no nvidia-smi"))
 if plan is not None:
     print(f"trlc memory plan (trlc check --memory, a plan, not a measurement): {fmt_mem(plan)}")
 for l in trlc.get("peak_lines", []):
@@ -699,7 +707,7 @@ if args.json:
                    "memory_sampler": sampler.how if sampler else None, "trlc_plan_bytes": plan,
                    "rows": [{k: r[k] for k in keep if k in r} for r in torch_rows + [trlc]],
                    "trlc_parity_run": {k: trlc_par[k] for k in keep if k in trlc_par},
-                   "exit": status}, f, indent=1)
+                   "parity": parity, "parity_ok": parity_ok, "exit": status}, f, indent=1)
 if tmp:
     tmp.cleanup()
 sys.exit(status)
