@@ -551,7 +551,7 @@ def run_torch(compiled):
 
 
 # bf16: an fp32 reference of step 1 to judge both sides by; fp32: the PyTorch row is the reference.
-ref = reference_step1() if dtype != torch.float32 else None
+ref = reference_step1() if dtype != torch.float32 and lora_A is not None else None
 torch_rows = [run_torch(False)]
 ref = ref or torch_rows[0]["step1"]
 if args.compile:
