@@ -81,8 +81,6 @@ static const char *unsupported(const IrGraph *g, IrId id) {
     switch (n->op) {
     case IR_SDPA: case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: {
         const IrNode *q = &g->nodes[n->in[0]], *k = &g->nodes[n->in[1]];
-        int base = n->op == IR_SDPA ? 3 : 4;
-        if (n->nin > base + (n->a.segmented ? 1 : 0)) return "attention with a key mask has no GPU kernel yet";
         if (q->shape.rank != 4 || k->shape.rank != 4 || !ir_dim_eq(q->shape.d[2], k->shape.d[2]))
             return "attention with fewer queries than keys (a KV cache) has no GPU kernel yet";
         IrDim D = q->shape.d[3];
@@ -90,7 +88,8 @@ static const char *unsupported(const IrGraph *g, IrId id) {
         return NULL;
     }
     case IR_CROSS_ENTROPY: case IR_CROSS_ENTROPY_BWD: case IR_ROPE: case IR_EMBED: case IR_EMBED_BWD:
-    case IR_ARANGE: case IR_SOFTMAX: case IR_LOG_SOFTMAX: return NULL;
+    case IR_ARANGE: case IR_SOFTMAX: case IR_LOG_SOFTMAX: case IR_GATHER: case IR_GATHER_BWD:
+    case IR_DEQUANT_NF4: case IR_DEQUANT_MAP8: return NULL;
     case IR_PERMUTE: case IR_SLICE: case IR_PAD: case IR_CONCAT:
         return n->dtype == IR_U8 ? "a layout copy of bytes has no GPU kernel yet" : NULL;
     default: return "this op has no GPU kernel yet";
@@ -589,7 +588,8 @@ static int run_attention_bwd(CudaProgram *p, int s) {
     int Hkv = (int)dimv(p, sk, 1), causal = n->a.causal;
     float scale = (float)n->a.scale;
     RtCudaPtr q = addr(p, n->in[0]), k = addr(p, n->in[1]), v = addr(p, n->in[2]), go = addr(p, n->in[3]);
-    RtCudaPtr seg = n->a.segmented ? addr(p, n->in[n->nin - 1]) : 0, km = 0;   // key mask: refused above
+    RtCudaPtr seg = n->a.segmented ? addr(p, n->in[n->nin - 1]) : 0;
+    RtCudaPtr km = n->nin > 4 + (n->a.segmented ? 1 : 0) ? addr(p, n->in[4]) : 0;   // the key mask
     IrId f = p->plan.lib_fwd[s];
     RtCudaPtr o = f != IR_NONE ? addr(p, f) : aux(p, lead, MP_SCRATCH_OUT);
     RtCudaPtr lse = f != IR_NONE ? aux(p, f, MP_LSE) : aux(p, lead, MP_SCRATCH_LSE);
@@ -626,7 +626,8 @@ static int run_library(CudaProgram *p, int s) {
         int Hkv = (int)dimv(p, sk, 1), causal = n->a.causal;
         float scale = (float)n->a.scale;
         RtCudaPtr q = addr(p, n->in[0]), k = addr(p, n->in[1]), v = addr(p, n->in[2]), lse = aux(p, id, MP_LSE);
-        RtCudaPtr seg = n->a.segmented ? addr(p, n->in[n->nin - 1]) : 0, km = 0;   // key mask: refused above
+        RtCudaPtr seg = n->a.segmented ? addr(p, n->in[n->nin - 1]) : 0;
+        RtCudaPtr km = n->nin > 3 + (n->a.segmented ? 1 : 0) ? addr(p, n->in[3]) : 0;   // the key mask
         void *a[] = {&out, &lse, &q, &k, &v, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
         return launch(p, "trlc_attention_forward", (unsigned)((T + 3) / 4), (unsigned)Hq, (unsigned)B, 128, a, id);
     }
@@ -699,6 +700,31 @@ static int run_library(CudaProgram *p, int s) {
         void *a[] = {&out, &x, &rows, &cols, &lg};
         return rows ? launch(p, "trlc_softmax_forward", blocks_for(rows, 1, 1 << 20), 1, 1, 256, a, id) : 0;
     }
+    case IR_GATHER: case IR_GATHER_BWD: {   // (outer, L, inner) around the axis; idx's shape is out's / g's
+        IrId ix = n->in[n->op == IR_GATHER ? 1 : 0];
+        const IrShape *si = &g->nodes[ix].shape, *sx = n->op == IR_GATHER ? &g->nodes[n->in[0]].shape : &n->shape;
+        int ax = n->a.axis;
+        long long outer = 1, inner = 1, Li = dimv(p, si, ax), Lx = dimv(p, sx, ax);
+        for (int k = 0; k < ax; k++) outer *= dimv(p, si, k);
+        for (int k = ax + 1; k < si->rank; k++) inner *= dimv(p, si, k);
+        RtCudaPtr idx = addr(p, ix), x = addr(p, n->in[n->op == IR_GATHER ? 0 : 1]);
+        RtCudaPtr bad = p->bad + (RtCudaPtr)id * sizeof(int);
+        const char *fn = n->op == IR_GATHER ? "trlc_gather_forward_f32" : "trlc_gather_backward_f32";
+        void *a[] = {&out, &bad, n->op == IR_GATHER ? &x : &idx, n->op == IR_GATHER ? &idx : &x, &outer, &Li, &Lx, &inner};
+        return launch(p, fn, blocks_for(numel_of(p, id), 256, 1 << 20), 1, 1, 256, a, id);
+    }
+    case IR_DEQUANT_NF4: case IR_DEQUANT_MAP8: {
+        long long cnt = numel_of(p, id), block = n->a.block;
+        RtCudaPtr q = addr(p, n->in[0]), b = addr(p, n->in[1]);
+        if (n->op == IR_DEQUANT_NF4) {
+            void *a[] = {&out, &q, &b, &cnt, &block};
+            return launch(p, "trlc_dequant_nf4_f32", blocks_for((cnt + 1) / 2, 256, 1 << 20), 1, 1, 256, a, id);
+        }
+        RtCudaPtr sc = addr(p, n->in[2]);
+        float offset = (float)n->a.value;
+        void *a[] = {&out, &q, &b, &sc, &cnt, &block, &offset};
+        return launch(p, "trlc_dequant_map8_f32", blocks_for(cnt, 256, 1 << 20), 1, 1, 256, a, id);
+    }
     case IR_PERMUTE: case IR_SLICE: case IR_PAD: case IR_CONCAT: return run_layout(p, id);
     default: {
         char w[256];
@@ -708,17 +734,23 @@ static int run_library(CudaProgram *p, int s) {
     }
 }
 
-// Embed's out-of-range flags: the first bad row of any embed, reported at its node.
+// Embed's and gather's out-of-range flags: the first bad position, reported at the node.
 static int check_embed_flags(CudaProgram *p) {
     const IrGraph *g = p->g;
     int *flags = malloc((size_t)g->n * sizeof *flags + 4);
     if (!flags) return -1;
     int rc = rt_cuda_download(p->dev, flags, p->bad, (size_t)g->n * sizeof *flags);
     for (int i = 0; rc == 0 && i < g->n; i++) {
-        if (g->nodes[i].op != IR_EMBED || !flags[i]) continue;
-        const IrShape *st = &g->nodes[g->nodes[i].in[1]].shape;
-        diag_error(p->d, g->nodes[i].loc, "token id out of range at row %d of the batch (vocabulary of %lld)",
-                   flags[i] - 1, (long long)dimv(p, st, 0));
+        IrOp op = g->nodes[i].op;
+        if ((op != IR_EMBED && op != IR_GATHER && op != IR_GATHER_BWD) || !flags[i]) continue;
+        if (op == IR_EMBED) {
+            const IrShape *st = &g->nodes[g->nodes[i].in[1]].shape;
+            diag_error(p->d, g->nodes[i].loc, "token id out of range at row %d of the batch (vocabulary of %lld)",
+                       flags[i] - 1, (long long)dimv(p, st, 0));
+        } else {
+            diag_error(p->d, g->nodes[i].loc, "gather: index out of range at flat position %d of the indexes",
+                       flags[i] - 1);
+        }
         rc = -1;
     }
     free(flags);
