@@ -7,7 +7,7 @@
 // (trlcEmuModuleLoadSource): the source plus a launcher per __global__ function is compiled with
 // the host C++ compiler into a shared object (cached by a hash of what was compiled) and dlopen'd.
 // Launches run synchronously: blocks one after another, the threads of a block as coroutines
-// (started with makecontext, switched with _setjmp/_longjmp: no system call per switch) that run
+// (started with makecontext, switched with __builtin_setjmp/longjmp: no system call) that run
 // in thread order (reversed in odd blocks) until they finish or wait at a barrier; __syncthreads
 // waits for every live thread of the block, a warp shuffle for every live lane of the warp. A
 // barrier nobody can complete (deadlock), waiters at different __syncthreads / shuffle lines, or a
@@ -16,7 +16,6 @@
 // Not here: timing, concurrency (one block at a time: races only show as order effects), cubins
 // (cuModuleLoadData fails), streams (accepted and ignored), memory checks inside kernels (the
 // sanitizer build compiles modules with -fsanitize=address for that), cuBLASLt (cuemu_blas.c).
-#undef _FORTIFY_SOURCE   // longjmp between coroutine stacks is deliberate
 #define _GNU_SOURCE
 #include <cuda.h>
 #include <dlfcn.h>
@@ -24,7 +23,6 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -675,7 +673,7 @@ typedef struct EmuThread {
     int state;
     int line;                    // where it waits
     unsigned long long slot;     // its value in a shuffle
-    jmp_buf jb;
+    void *jb[5];                 // __builtin_setjmp's buffer
     ucontext_t uc;
     char *stack;                 // STACK_BYTES
     void *fake;                  // ASan's fake stack while switched away
@@ -687,7 +685,7 @@ static struct {
     int n, live, block_waiting;
     int warp_live[MAX_THREADS / 32], warp_waiting[MAX_THREADS / 32];
     int cur;
-    jmp_buf sched;
+    void *sched[5];                // the scheduler's __builtin_setjmp buffer
     Kernel *k;
     void **args;
     bool failed;
@@ -713,20 +711,27 @@ static void asan_finish(void *fake, const void **bottom, size_t *size) {
 #endif
 }
 
+// the GCC builtins, not _setjmp / _longjmp: they save only what the switch needs and are not
+// intercepted by the sanitizers (whose longjmp hook costs a system call per switch); a function
+// may not both __builtin_setjmp and __builtin_longjmp, hence jump(). The switching functions are
+// not instrumented: the sanitizer would precede each jump with __asan_handle_no_return (a system
+// call per switch); the fiber annotations already tell it about the stacks.
+__attribute__((noinline, no_sanitize_address)) static void jump(void **buf) { __builtin_longjmp(buf, 1); }
+
 // from the running emulated thread back to the scheduler; returns when resumed
-static void to_sched(EmuThread *t) {
-    if (!_setjmp(t->jb)) {
+__attribute__((noinline, no_sanitize_address)) static void to_sched(EmuThread *t) {
+    if (!__builtin_setjmp(t->jb)) {
         asan_start(&t->fake, E.main_bottom, E.main_size);
-        _longjmp(E.sched, 1);
+        jump(E.sched);
     }
     asan_finish(t->fake, NULL, NULL);
 }
 
 // fails the launch from inside an emulated thread (which is abandoned)
-static void fail_here(void) {
+__attribute__((no_sanitize_address)) static void fail_here(void) {
     E.failed = true;
     asan_start(NULL, E.main_bottom, E.main_size);
-    _longjmp(E.sched, 1);
+    jump(E.sched);
 }
 
 static void release_block(void) {
@@ -817,7 +822,7 @@ static void emu_trap(int line, const char *what) {
     fail_here();
 }
 
-static void thread_main(void) {
+__attribute__((no_sanitize_address)) static void thread_main(void) {
     EmuThread *t = &E.th[E.cur];
     asan_finish(NULL, &E.main_bottom, &E.main_size);
     E.k->launch(E.args);
@@ -829,7 +834,7 @@ static void thread_main(void) {
     if (E.warp_waiting[w] && E.warp_waiting[w] == E.warp_live[w]) release_warp(w);
     if (E.block_waiting && E.block_waiting == E.live) release_block();
     asan_start(NULL, E.main_bottom, E.main_size);
-    _longjmp(E.sched, 1);
+    jump(E.sched);
 }
 
 static bool ensure_threads(int n) {
@@ -848,17 +853,22 @@ static bool ensure_threads(int n) {
     return true;
 }
 
-// noinline: the _setjmp stays in a frame of its own (no locals of the caller to clobber)
-__attribute__((noinline)) static void run_thread(int i) {
+// noinline: the setjmp stays in a frame of its own (no locals of the caller to clobber)
+// a new thread starts on its own stack, a waiting one continues after its __builtin_setjmp
+__attribute__((noinline, no_sanitize_address)) static void resume(EmuThread *t) {
+    if (t->state == T_NEW) {
+        t->state = T_RUN;
+        setcontext(&t->uc);
+    }
+    jump(t->jb);
+}
+
+__attribute__((noinline, no_sanitize_address)) static void run_thread(int i) {
     E.cur = i;
     state.thread = &E.th[i].tid;
-    if (!_setjmp(E.sched)) {
+    if (!__builtin_setjmp(E.sched)) {
         asan_start(&E.main_fake, E.th[i].stack, STACK_BYTES);
-        if (E.th[i].state == T_NEW) {
-            E.th[i].state = T_RUN;
-            setcontext(&E.th[i].uc);
-        }
-        _longjmp(E.th[i].jb, 1);
+        resume(&E.th[i]);
     }
     asan_finish(E.main_fake, NULL, NULL);
 }
