@@ -680,6 +680,10 @@ IrId ir_broadcast_to(IrGraph *g, IrId x, IrShape shape, Loc loc) {
 // builders: matmul, linear
 
 IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc) {
+    return ir_matmul_to(g, a, b, trans_a, trans_b, IR_DTYPE_COUNT, loc);
+}
+
+IrId ir_matmul_to(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, Loc loc) {
     if (!ir_valid(g, a) || !ir_valid(g, b)) return IR_NONE;
     IrDType dt;
     if (!unify(g, &a, &b, &dt, "matmul", loc)) return IR_NONE;
@@ -721,6 +725,14 @@ IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc) 
     memset(&at, 0, sizeof at);
     at.trans_a = trans_a;
     at.trans_b = trans_b;
+    if (out != IR_DTYPE_COUNT && out != dt) {
+        if (out != IR_F32 || (dt != IR_BF16 && dt != IR_F16)) {
+            ir_report(g, loc, "matmul: a %s result of %s operands (only f32 over bf16 or f16)", ir_dtype_name(out),
+                      ir_dtype_name(dt));
+            return IR_NONE;
+        }
+        dt = out;
+    }
     IrId in[2] = {a, b};
     return ir_append(g, IR_MATMUL, dt, bs, in, 2, &at, loc);
 }

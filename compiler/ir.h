@@ -263,6 +263,9 @@ IrId ir_broadcast_to(IrGraph *g, IrId x, IrShape shape, Loc loc);
 
 // linear algebra
 IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc);
+// The same with the result's dtype: the operands' (IR_DTYPE_COUNT = that default), or f32 over bf16
+// or f16 operands (mixed precision: products of low-precision values accumulated and kept in fp32).
+IrId ir_matmul_to(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, Loc loc);
 // x (..., K) @ w(N, K)ᵀ → (..., N): HF [out, in] layout. With bias b (N) added.
 IrId ir_linear(IrGraph *g, IrId x, IrId w, Loc loc);
 IrId ir_linear_bias(IrGraph *g, IrId x, IrId w, IrId b, Loc loc);
@@ -306,6 +309,8 @@ IrId ir_slice_dim(IrGraph *g, IrId x, int axis, IrDim start, IrDim len, Loc loc)
 // blockwise dequantization map[q] * scale[i / block] + offset that double quantization uses for
 // absmax (ceil(n/block) scales). Neither has a gradient.
 IrId ir_dequant_nf4(IrGraph *g, IrId packed, IrId absmax, int64_t block, IrShape shape, Loc loc);
+// The same stored in dtype out (IR_DTYPE_COUNT = absmax's; bf16 under mixed precision: rounded once).
+IrId ir_dequant_nf4_to(IrGraph *g, IrId packed, IrId absmax, int64_t block, IrShape shape, IrDType out, Loc loc);
 IrId ir_dequant_map8(IrGraph *g, IrId q, IrId map, IrId scale, int64_t block, double offset, Loc loc);
 // The 16 NF4 code values (bitsandbytes), index 0..15.
 double ir_nf4_value(int code);

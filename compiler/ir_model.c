@@ -375,6 +375,10 @@ static bool is_vec(const IrGraph *g, IrId x, IrDType dt, int64_t n) {
 }
 
 IrId ir_dequant_nf4(IrGraph *g, IrId packed, IrId absmax, int64_t block, IrShape shape, Loc loc) {
+    return ir_dequant_nf4_to(g, packed, absmax, block, shape, IR_DTYPE_COUNT, loc);
+}
+
+IrId ir_dequant_nf4_to(IrGraph *g, IrId packed, IrId absmax, int64_t block, IrShape shape, IrDType out, Loc loc) {
     if (!ir_valid(g, packed) || !ir_valid(g, absmax)) return IR_NONE;
     if (!ir_shape_ok(g, &shape, loc, "dequant_nf4")) return IR_NONE;
     IrDim nd;
@@ -395,7 +399,15 @@ IrId ir_dequant_nf4(IrGraph *g, IrId packed, IrId absmax, int64_t block, IrShape
     a.block = block;
     a.shape = shape;
     IrId in[2] = {packed, absmax};
-    return ir_append(g, IR_DEQUANT_NF4, ir_nd(g, absmax)->dtype, shape, in, 2, &a, loc);
+    IrDType dt = ir_nd(g, absmax)->dtype;
+    if (out != IR_DTYPE_COUNT) {
+        if (!ir_dtype_is_float(out)) {
+            ir_report(g, loc, "dequant_nf4: the weight must be a float dtype, not %s", ir_dtype_name(out));
+            return IR_NONE;
+        }
+        dt = out;
+    }
+    return ir_append(g, IR_DEQUANT_NF4, dt, shape, in, 2, &a, loc);
 }
 
 IrId ir_dequant_map8(IrGraph *g, IrId q, IrId map, IrId scale, int64_t block, double offset, Loc loc) {

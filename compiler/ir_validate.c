@@ -38,7 +38,7 @@ static IrId replay(IrGraph *s, const IrNode *n, const IrId *in, int idx) {
         return n->nin == 1 && a->axes ? ir_reduce_axes(s, n->op, x, a->axes, l) : IR_NONE;
     case IR_SUM_TO: return n->nin == 1 ? ir_sum_to(s, x, a->shape, l) : IR_NONE;
     case IR_BROADCAST: return n->nin == 1 ? ir_broadcast_to(s, x, a->shape, l) : IR_NONE;
-    case IR_MATMUL: return n->nin == 2 ? ir_matmul(s, x, y, a->trans_a, a->trans_b, l) : IR_NONE;
+    case IR_MATMUL: return n->nin == 2 ? ir_matmul_to(s, x, y, a->trans_a, a->trans_b, n->dtype, l) : IR_NONE;
     case IR_SOFTMAX: return n->nin == 1 ? ir_softmax(s, x, l) : IR_NONE;
     case IR_LOG_SOFTMAX: return n->nin == 1 ? ir_log_softmax(s, x, l) : IR_NONE;
     case IR_EMBED: return n->nin == 2 ? ir_embed(s, x, y, l) : IR_NONE;
@@ -71,7 +71,7 @@ static IrId replay(IrGraph *s, const IrNode *n, const IrId *in, int idx) {
         if (n->nin != 1 || a->axis < 0 || a->axis >= n->shape.rank) return IR_NONE;
         return ir_slice_dim(s, x, a->axis, a->off, n->shape.d[a->axis], l);
     case IR_PAD: return n->nin == 1 ? ir_pad(s, x, a->axis, a->off, a->shape, l) : IR_NONE;
-    case IR_DEQUANT_NF4: return n->nin == 2 ? ir_dequant_nf4(s, x, y, a->block, a->shape, l) : IR_NONE;
+    case IR_DEQUANT_NF4: return n->nin == 2 ? ir_dequant_nf4_to(s, x, y, a->block, a->shape, n->dtype, l) : IR_NONE;
     case IR_DEQUANT_MAP8:
         return n->nin == 3 ? ir_dequant_map8(s, x, y, z, a->block, a->value, l) : IR_NONE;
     case IR_OP_COUNT: break;

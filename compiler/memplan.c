@@ -7,10 +7,12 @@
 
 enum { MP_ALIGN = 256 };
 
-static int64_t elem_bytes(IrDType t, int act_bytes) {
+// Bytes per element of a value of dtype t: as the node says (mixed precision puts bf16 where it
+// is stored in bf16: autocast.h).
+static int64_t elem_bytes(IrDType t) {
     switch (t) {
-    case IR_F32: case IR_BF16: case IR_F16: case IR_F64: return act_bytes;
-    case IR_I32: return 4;
+    case IR_BF16: case IR_F16: return 2;
+    case IR_F64: return 8;
     case IR_U8: return 1;
     default: return 4;
     }
@@ -75,8 +77,7 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
             Diag *d) {
     memset(out, 0, sizeof *out);
     out->sym[0] = sym[0], out->sym[1] = sym[1];
-    int cbytes = precision && (!strcmp(precision, "bf16") || !strcmp(precision, "fp16")) ? 2 : 4;
-    out->act_bytes = cbytes;
+    out->act_bytes = precision && (!strcmp(precision, "bf16") || !strcmp(precision, "fp16")) ? 2 : 4;
     out->workspace = MP_GEMM_WORKSPACE;
     // the buffer that holds each node's value: views alias their input's
     int *root = malloc(((size_t)g->n + 1) * sizeof *root);
@@ -99,11 +100,10 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
         root[i] = i, bufof[i] = -1;
         if (n->op != IR_PARAM) continue;
         int64_t numel = ir_shape_numel(&n->shape, sym);
-        int64_t w = mul_ok(numel, elem_bytes(n->dtype, cbytes));
+        int64_t w = mul_ok(numel, elem_bytes(n->dtype));
         if (numel < 0 || w < 0) goto overflow;
-        out->weights += w;
+        out->weights += w;   // trainable params are fp32: the master weights themselves
         if (n->trainable) {
-            if (cbytes != 4) out->weights += numel * 4;   // fp32 master copy
             out->grads += numel * 4;
             out->optimizer += numel * 8;
         }
@@ -132,7 +132,7 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
             IrId id = written[k];
             if (is_grad[id]) continue;   // written into the grads buffers
             int64_t numel = ir_shape_numel(&g->nodes[id].shape, sym);
-            int64_t b = mul_ok(numel, elem_bytes(g->nodes[id].dtype, cbytes));
+            int64_t b = mul_ok(numel, elem_bytes(g->nodes[id].dtype));
             if (numel < 0 || b < 0 || b > INT64_MAX / 4) goto overflow;
             b = (b + MP_ALIGN - 1) / MP_ALIGN * MP_ALIGN;
             MpBuffer *mb = &out->bufs[out->nbufs];
@@ -145,7 +145,7 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
     for (int i = 0; i < g->n; i++) {
         if (g->nodes[i].op != IR_INPUT) continue;
         int64_t numel = ir_shape_numel(&g->nodes[i].shape, sym);
-        int64_t b = mul_ok(numel, elem_bytes(g->nodes[i].dtype, cbytes));
+        int64_t b = mul_ok(numel, elem_bytes(g->nodes[i].dtype));
         if (numel < 0 || b < 0 || b > INT64_MAX / 4) goto overflow;
         MpBuffer *mb = &out->bufs[out->nbufs];
         mb->node = i, mb->what = MP_VALUE, mb->first = 0, mb->last = fp->nsteps;
@@ -250,8 +250,8 @@ void mp_print(FILE *f, const MpPlan *p) {
     human(s[4], sizeof s[4], p->workspace);
     human(t, sizeof t, p->total);
     human(nv, sizeof nv, p->naive);
-    fprintf(f, "memory plan for B=%lld, T=%lld (%s activations):\n", (long long)p->sym[0], (long long)p->sym[1],
-            p->act_bytes == 2 ? "16-bit" : "fp32");
+    fprintf(f, "memory plan for B=%lld, T=%lld (%s):\n", (long long)p->sym[0], (long long)p->sym[1],
+            p->act_bytes == 2 ? "bf16 products and frozen weights, the rest fp32" : "fp32");
     fprintf(f, "  weights      %12s\n  grads        %12s\n  optimizer    %12s\n", s[0], s[1], s[2]);
     fprintf(f, "  activations  %12s   (%d buffers in one arena; %s without reuse)\n", s[3], p->nbufs, nv);
     fprintf(f, "  workspace    %12s\n  total        %12s\n", s[4], t);

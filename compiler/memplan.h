@@ -2,11 +2,12 @@
 // each lives in one activation arena (liveness over the plan's steps, then first-fit offsets, the
 // larger and longer-lived first), and the peak per category, for concrete B and T — known before
 // anything runs (`trlc check --memory`).
-// Categories: weights (every parameter at the compute dtype, plus an fp32 master copy of the
-// trainable ones when computing in bf16/fp16), grads (fp32, trainable params), optimizer (AdamW:
-// two fp32 moments per trainable element), activations (the arena: every value a step writes,
-// reused once dead; views alias their input, gradients stay until the step's end), workspace
-// (cuBLASLt's, a fixed MP_GEMM_WORKSPACE).
+// Categories: weights (every parameter at its dtype: fp32, or bf16 for a frozen weight that mixed
+// precision stores in bf16; trainable params stay fp32 — they are the master weights), grads
+// (fp32, trainable params), optimizer (AdamW: two fp32 moments per trainable element),
+// activations (the arena: every value a step writes at its dtype, reused once dead — the bf16
+// copies mixed precision makes for products included; views alias their input, gradients stay
+// until the step's end), workspace (cuBLASLt's, a fixed MP_GEMM_WORKSPACE).
 // Not here: recomputation (activation checkpointing: an IR pass before fusion), multi-GPU
 // sharding, allocating anything.
 #ifndef TRLC_MEMPLAN_H
@@ -41,15 +42,15 @@ typedef struct MpPlan {
     int64_t weights, grads, optimizer, activations, workspace;   // bytes
     int64_t total;
     int64_t sym[IR_NSYMS];  // the B and T planned for
-    int act_bytes;          // bytes per float activation element
+    int act_bytes;          // 2 when planned for bf16/fp16 precision (the label), else 4
     MpBuffer *bufs;         // malloc'd
     int nbufs;
     int64_t naive;          // the arena without reuse (sum of every buffer), for comparison
 } MpPlan;
 
 // Plans the step of g (with its fusion plan fp) for B = sym[IR_SYM_B], T = sym[IR_SYM_T].
-// precision: "fp32", "bf16" or "fp16" (NULL = fp32): the compute dtype of weights and
-// activations. Returns 0, or -1 after reporting (a size overflow, out of memory).
+// precision: "fp32", "bf16" or "fp16" (NULL = fp32): only labels the plan — sizes come from the
+// graph's dtypes (run the mixed-precision pass on g first for bf16: memplan_spec.c does).
 int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char *precision, MpPlan *out,
             Diag *d);
 void mp_plan_free(MpPlan *p);

@@ -6,6 +6,7 @@
 #include "lower.h"
 #include "memplan.h"
 #include "recompute.h"
+#include "autocast.h"
 #ifdef TRLC_HAVE_LORA
 #include "lora.h"
 #endif
@@ -37,6 +38,8 @@ int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *
 #endif
     if (ad_run_passes(g, NULL) != 0) return -1;
     if (cs->train.recompute && ir_recompute(g, NULL) != 0) return -1;   // after cse, which would undo it
+    // precision = bf16: the graph the trainer runs (autocast.h)
+    if (cs->train.precision && !strcmp(cs->train.precision, "bf16") && ir_autocast_bf16(g, NULL) != 0) return -1;
     return g->errors ? -1 : 0;
 }
 

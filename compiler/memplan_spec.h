@@ -15,7 +15,8 @@
 
 // Lowers the policy of a checked spec into g (initialised by the caller, f32), applies LoRA when
 // the spec has a lora block (and trlc was built with the LoRA pass), differentiates and removes
-// dead code. Returns 0, or -1 after reporting.
+// dead code, then recomputes (train.recompute) and applies bf16 mixed precision (precision = bf16)
+// as the trainer does. Returns 0, or -1 after reporting.
 int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g);
 
 // Compiles the spec, fuses it and prints the memory plan to out for B (<= 0: the spec's batch)

@@ -21,8 +21,8 @@ struct RtCudaDevice {
     Diag *d;
     CUdevice dev;
     CUcontext ctx;
-    CUmodule mods[256];
-    int nmods;
+    CUmodule *mods;         // every module loaded (unloaded at close), grows
+    int nmods, capmods;
     CUresult (*Init)(unsigned);
     CUresult (*DeviceGet)(CUdevice *, int);
     CUresult (*DeviceGetCount)(int *);
@@ -105,6 +105,7 @@ RtCudaDevice *rt_cuda_open(int dev, bool quiet, Diag *d) {
 void rt_cuda_close(RtCudaDevice *g) {
     if (!g) return;
     for (int i = 0; i < g->nmods; i++) g->ModuleUnload(g->mods[i]);
+    free(g->mods);
     g->PrimaryCtxRelease(g->dev);
     dlclose(g->lib);
     free(g);
@@ -143,9 +144,14 @@ int rt_cuda_load(RtCudaDevice *g, const void *cubin, const char *name, void **fn
 }
 
 int rt_cuda_load_source(RtCudaDevice *g, const void *cubin, const char *source, const char *name, void **fn) {
-    if (g->nmods >= 256) {
-        diag_plain_error(g->d, "CUDA: too many modules loaded");
-        return -1;
+    if (g->nmods == g->capmods) {
+        int cap = g->capmods ? 2 * g->capmods : 64;
+        CUmodule *nm = cap > g->capmods ? realloc(g->mods, (size_t)cap * sizeof *nm) : NULL;
+        if (!nm) {
+            diag_plain_error(g->d, "CUDA: out of memory for module %d", g->nmods);
+            return -1;
+        }
+        g->mods = nm, g->capmods = cap;
     }
     CUmodule m = NULL;
     if (g->EmuLoadSource && source) {

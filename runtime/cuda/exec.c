@@ -64,7 +64,14 @@ struct CudaProgram {
 
 static bool is_float(IrDType t) { return t == IR_F32 || t == IR_BF16 || t == IR_F16 || t == IR_F64; }
 
-static size_t esize(IrDType t) { return t == IR_U8 ? 1 : 4; }   // fp32 storage for every float
+static size_t esize(IrDType t) { return t == IR_U8 ? 1 : t == IR_BF16 ? 2 : 4; }
+
+static uint16_t to_bf16(float f) {   // round to nearest even, as the kernels' trlc_bf16 conversion
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) == 0x7f800000u) return (uint16_t)((u >> 16) | ((u & 0xffffu) ? 0x40u : 0));   // inf, NaN
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
 
 static const char *where(const CudaProgram *p, IrId id, char *buf, size_t n) {
     char loc[200];
@@ -100,10 +107,23 @@ static int check_graph(CudaProgram *p) {
     const IrGraph *g = p->g;
     int bad = 0;
     char w[256];
+    // dtypes: fp32 everywhere, and bf16 where mixed precision (autocast.h) puts it: casts and other
+    // fused nodes (bf16 storage), frozen params, dequantized weights, matrix-product operands
     for (int i = 0; i < g->n; i++) {
         const IrNode *n = &g->nodes[i];
-        if (n->dtype == IR_BF16 || n->dtype == IR_F16 || n->dtype == IR_F64) {
-            diag_error(p->d, n->loc, "the GPU backend computes in fp32 only for now: %s is %s (set precision = fp32)",
+        bool ok = n->dtype != IR_F16 && n->dtype != IR_F64;
+        if (ok && p->plan.steps && p->plan.step_of[i] >= 0 && p->plan.steps[p->plan.step_of[i]].kind != FUSE_KERNEL) {
+            const FuseStep *st = &p->plan.steps[p->plan.step_of[i]];
+            if (st->kind == FUSE_GEMM) {
+                IrDType a = g->nodes[n->in[0]].dtype, b = g->nodes[n->in[1]].dtype;
+                ok = a == b && (a == IR_F32 || a == IR_BF16) && (n->dtype == IR_F32 || n->dtype == a);
+            } else if (st->kind == FUSE_LIBRARY && n->op != IR_DEQUANT_NF4) {
+                ok = n->dtype != IR_BF16;
+                for (int k = 0; k < n->nin && ok; k++) ok = g->nodes[n->in[k]].dtype != IR_BF16;
+            }
+        }
+        if (!ok) {
+            diag_error(p->d, n->loc, "the GPU backend cannot run %s in %s yet (fp32, or bf16 products: precision = bf16)",
                        where(p, i, w, sizeof w), ir_dtype_name(n->dtype));
             return -1;
         }
@@ -362,16 +382,16 @@ static int upload_leaves(CudaProgram *p) {
         if (!ir_is_leaf(n)) continue;
         Leaf *l = &p->leaf[i];
         int64_t numel = numel_of(p, i);
-        size_t want = (size_t)numel * esize(n->dtype);
+        size_t want = (size_t)numel * esize(n->dtype), host_bytes = (size_t)numel * (n->dtype == IR_BF16 ? 4 : esize(n->dtype));
         if (!p->used[i]) continue;
         if (!l->host) {
             diag_error(p->d, n->loc, "GPU: %s '%s' is not bound to data", n->op == IR_PARAM ? "param" : "input",
                        n->name ? n->name : where(p, i, w, sizeof w));
             return -1;
         }
-        if (numel < 0 || l->nbytes != want) {
+        if (numel < 0 || l->nbytes != host_bytes) {
             diag_error(p->d, n->loc, "GPU: '%s' is bound to %zu bytes, its shape needs %zu", n->name ? n->name : "?",
-                       l->nbytes, want);
+                       l->nbytes, host_bytes);
             return -1;
         }
         if (n->op == IR_INPUT) {
@@ -384,7 +404,20 @@ static int upload_leaves(CudaProgram *p) {
             p->fixed_bytes += (int64_t)want;
         }
         if (n->trainable || l->uploaded != l->host) {
-            if (rt_cuda_upload(p->dev, l->dev, l->host, want) != 0) return -1;
+            const void *src = l->host;
+            uint16_t *half = NULL;
+            if (n->dtype == IR_BF16) {   // the host holds floats (rounded by the caller): bf16 bits
+                half = malloc(want + 2);
+                if (!half) {
+                    diag_plain_error(p->d, "GPU: out of memory");
+                    return -1;
+                }
+                for (int64_t k = 0; k < numel; k++) half[k] = to_bf16(((const float *)l->host)[k]);
+                src = half;
+            }
+            int rc = rt_cuda_upload(p->dev, l->dev, src, want);
+            free(half);
+            if (rc != 0) return -1;
             l->uploaded = l->host;
         }
     }
@@ -465,7 +498,9 @@ static int run_gemm(CudaProgram *p, IrId id) {
     }
     RtGemm gm;
     memset(&gm, 0, sizeof gm);
-    gm.type_ab = gm.type_c = IR_F32;
+    gm.type_ab = g->nodes[n->in[0]].dtype == IR_BF16 ? IR_BF16 : IR_F32;   // both alike (check_graph)
+    gm.type_c = n->dtype == IR_BF16 ? IR_BF16 : IR_F32;
+    const int64_t eab = (int64_t)esize(gm.type_ab), ec = (int64_t)esize(gm.type_c);
     gm.ta = tb, gm.tb = ta;
     gm.m = N, gm.k = K;
     gm.lda = tb ? K : N, gm.ldb = ta ? M : K, gm.ldc = N;
@@ -474,7 +509,7 @@ static int run_gemm(CudaProgram *p, IrId id) {
     snprintf(what, sizeof what, "matmul %lldx%lldx%lld x%lld (%s)", (long long)M, (long long)N, (long long)K,
              (long long)nbatch, where(p, id, w, sizeof w));
     if (M == 0 || N == 0 || nbatch == 0) return 0;
-    if (K == 0) return rt_cuda_zero(p->dev, C, (size_t)(nbatch * M * N) * 4);
+    if (K == 0) return rt_cuda_zero(p->dev, C, (size_t)(nbatch * M * N * ec));
     p->launches++;
     if (nb == 1 && !ta) {   // b shared by every batch element, a contiguous: one product of nbatch*M rows
         gm.n = nbatch * M, gm.batch = 1, gm.a = A, gm.b = Bm, gm.c = C;
@@ -497,7 +532,8 @@ static int run_gemm(CudaProgram *p, IrId id) {
             ao += (abat[i] == 1 ? 0 : c) * as, bo += (bbat[i] == 1 ? 0 : c) * bs;
             as *= abat[i], bs *= bbat[i];
         }
-        gm.a = A + (RtCudaPtr)(bo * K * N * 4), gm.b = Bm + (RtCudaPtr)(ao * M * K * 4), gm.c = C + (RtCudaPtr)(e * M * N * 4);
+        gm.a = A + (RtCudaPtr)(bo * K * N * eab), gm.b = Bm + (RtCudaPtr)(ao * M * K * eab);
+        gm.c = C + (RtCudaPtr)(e * M * N * ec);
         if (rt_blas_gemm(p->blas, &gm, what) != 0) return -1;
     }
     return 0;
@@ -718,7 +754,8 @@ static int run_library(CudaProgram *p, int s) {
         RtCudaPtr q = addr(p, n->in[0]), b = addr(p, n->in[1]);
         if (n->op == IR_DEQUANT_NF4) {
             void *a[] = {&out, &q, &b, &cnt, &block};
-            return launch(p, "trlc_dequant_nf4_f32", blocks_for((cnt + 1) / 2, 256, 1 << 20), 1, 1, 256, a, id);
+            const char *fn = n->dtype == IR_BF16 ? "trlc_dequant_nf4_bf16" : "trlc_dequant_nf4_f32";
+            return launch(p, fn, blocks_for((cnt + 1) / 2, 256, 1 << 20), 1, 1, 256, a, id);
         }
         RtCudaPtr sc = addr(p, n->in[2]);
         float offset = (float)n->a.value;
@@ -784,19 +821,25 @@ const CpuTensor *cuda_output(CudaProgram *p, int i) {
     const IrNode *n = &g->nodes[id];
     int64_t numel = numel_of(p, id);
     if (numel < 0) return NULL;
-    size_t bytes = (size_t)numel * esize(n->dtype);
-    if (!t->data || bytes > p->out_cap[i]) {
+    size_t bytes = (size_t)numel * esize(n->dtype);                              // on the device
+    size_t host = (size_t)numel * (n->dtype == IR_BF16 ? 4 : esize(n->dtype));   // floats on the host
+    if (!t->data || host > p->out_cap[i]) {
         free(t->data);
-        t->data = malloc(bytes + 4);
-        p->out_cap[i] = t->data ? bytes : 0;
+        t->data = malloc(host + 4);
+        p->out_cap[i] = t->data ? host : 0;
         if (!t->data) return NULL;
     }
     t->dtype = is_float(n->dtype) ? IR_F32 : n->dtype, t->rank = n->shape.rank, t->numel = numel;
     for (int k = 0; k < n->shape.rank; k++) t->shape[k] = dimv(p, &n->shape, k);
     int rc;
-    if (n->op == IR_INPUT || n->op == IR_PARAM) memcpy(t->data, p->leaf[id].host, bytes), rc = 0;
+    if (n->op == IR_INPUT || n->op == IR_PARAM) memcpy(t->data, p->leaf[id].host, host), rc = 0;
     else rc = bytes ? rt_cuda_download(p->dev, t->data, addr(p, id), bytes) : 0;
     if (rc != 0) return NULL;
+    if (n->dtype == IR_BF16 && n->op != IR_INPUT && n->op != IR_PARAM)   // widen in place, from the end
+        for (int64_t k = numel - 1; k >= 0; k--) {
+            uint32_t u = (uint32_t)((const uint16_t *)t->data)[k] << 16;
+            memcpy((float *)t->data + k, &u, 4);
+        }
     p->out_ready[i] = true;
     return t;
 }

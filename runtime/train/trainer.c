@@ -8,6 +8,7 @@
 #include "trainer_int.h"
 #include "autodiff.h"
 #include "recompute.h"
+#include "autocast.h"
 #include "hfconfig.h"
 #include "safetensors.h"
 #ifdef TRLC_HAVE_CUDA
@@ -382,6 +383,22 @@ int tr_set_schedule(Trainer *t, int64_t total_steps) {
     return sched_init(t->d, &t->sched, &sc);
 }
 
+// precision = bf16: products on bf16 operands, frozen weights read only by products stored in
+// bf16 (autocast.h) — in the training and the evaluation graph alike, on every backend (the CPU
+// rounds the same values). The frozen weights' values are rounded here, once.
+static int mixed_precision(Trainer *t) {
+    const char *pr = t->cs->train.precision;
+    if (!pr || strcmp(pr, "bf16") != 0) return 0;
+    if (ir_autocast_bf16(&t->g, &t->autocast) != 0 || ir_autocast_bf16(&t->ge, NULL) != 0) return -1;
+    for (int i = 0; i < t->np; i++) {
+        TrParam *p = &t->ps[i];
+        IrId a = ir_find(&t->g, p->name), b = ir_find(&t->ge, p->name);
+        if ((a != IR_NONE && t->g.nodes[a].dtype == IR_BF16) || (b != IR_NONE && t->ge.nodes[b].dtype == IR_BF16))
+            ac_round_bf16(p->data, p->numel);
+    }
+    return 0;
+}
+
 // The training program on the device the options name ("cpu" when NULL).
 static int new_train_program(Trainer *t, const TrainerOptions *o) {
     const char *dev = o && o->device ? o->device : "cpu";
@@ -440,7 +457,7 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     t->loss_out = find_output(&t->g, "loss");
     t->eloss_out = find_output(&t->ge, "loss");
     t->elogits_out = find_output(&t->ge, "logits");
-    if (alloc_params(t) || init_weights(t) || setup_aux(t, spec)) goto fail;
+    if (alloc_params(t) || init_weights(t) || setup_aux(t, spec) || mixed_precision(t)) goto fail;
     *status = TR_RUNTIME_ERROR;
     if (new_train_program(t, o) != 0) goto fail;
     t->eprog.cpu = cpu_program_new(&t->ge, IR_F32, d);

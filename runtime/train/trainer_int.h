@@ -6,6 +6,7 @@
 #include "lora.h"
 #include "lower.h"
 #include "recompute.h"
+#include "autocast.h"
 #include "rng.h"
 #include "schedule.h"
 #include "trainer.h"
@@ -48,6 +49,7 @@ struct Trainer {
     bool has_lora;
     LoraResult lora;
     RecomputeStats recompute;  // train.recompute: what the pass did to the training graph
+    AutocastStats autocast;    // precision = bf16: what the mixed-precision pass did to it
     TrProg prog, eprog;
     struct RtCudaDevice *dev;  // --device cuda: device 0, and the kernel cache
     struct RtCudaCache *cache;

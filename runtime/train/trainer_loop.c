@@ -763,9 +763,13 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
         total_params += r.t->ps[i].numel;
         if (r.t->ps[i].trainable) trainable += r.t->ps[i].numel;
     }
-    if (cs->train.precision && strcmp(cs->train.precision, "fp32") != 0)
-        fprintf(r.log, "note: precision = %s: the %s backend computes in fp32\n", cs->train.precision,
-                o->device && !strcmp(o->device, "cuda") ? "CUDA" : "CPU");
+    if (cs->train.precision && !strcmp(cs->train.precision, "bf16"))
+        fprintf(r.log, "precision = bf16: %d matrix products on bf16 operands (fp32 accumulation), %d frozen weights "
+                "stored in bf16; norms, attention, the loss, gradients and the optimizer in fp32\n",
+                r.t->autocast.products, r.t->autocast.retyped);
+    else if (cs->train.precision && strcmp(cs->train.precision, "fp32") != 0)
+        fprintf(r.log, "note: precision = %s: computed in fp32 (fp16 needs loss scaling, not implemented)\n",
+                cs->train.precision);
     fprintf(r.log, "trlc run: %s: %s (%s%s), %lld parameters, %lld trainable; %zu training rows; %lld steps -> %s\n",
             cs->path, r.t->m->name, r.t->m->arch, r.t->has_lora ? " + LoRA" : "", (long long)total_params,
             (long long)trainable, ds_num_rows(r.train), (long long)r.total, r.dir);

@@ -53,7 +53,7 @@ WS=$((32 << 20))   # cuBLASLt workspace (memplan.h)
 if run 0 check memory/tiny.trl --memory; then
     has out.txt "^memory/tiny.trl: ok$"
     has out.txt "^memory: precision fp32 (train.precision), B=2 (train.batch), T=64 (the train data's max_len)$"
-    has out.txt "^memory plan for B=2, T=64 (fp32 activations):$"
+    has out.txt "^memory plan for B=2, T=64 (fp32):$"
     for c in weights grads optimizer activations workspace total; do has out.txt "^  $c  *[0-9.]* [KMG]iB"; done
     [ -s "$work/err.txt" ] && bad "nothing expected on stderr, got: $(cat "$work/err.txt")"
     # fp32, full fine-tuning: every weight 4 bytes, fp32 grads, AdamW's two fp32 moments
@@ -81,13 +81,21 @@ if run 0 check memory/tiny.trl --memory --set train.batch=3 --set "data.train.ma
     run 0 kernels memory/tiny.trl -o "$work/k" --no-compile --memory 3,32 &&
         { plan_lines "$work/out.txt" | diff "$work/check-plan.txt" - > /dev/null && ok || bad "B=3, T=32: check and kernels differ"; }
 fi
-# bf16: 16-bit weights plus an fp32 master copy, grads and moments stay fp32
+# bf16 (mixed precision, autocast.h): every param of a full fine-tune trains, so all stay fp32 (the
+# master weights); the products' bf16 operand copies are activations
 if run 0 check memory/tiny.trl --memory --set train.precision=bf16; then
     has out.txt "^memory: precision bf16 (train.precision), B=2"
-    has out.txt "(16-bit activations)"
-    eq "bf16 weights" "$(bytes weights)" $((params * 2 + params * 4))
+    has out.txt "(bf16 products and frozen weights, the rest fp32)"
+    eq "bf16 weights" "$(bytes weights)" $((params * 4))
     eq "bf16 grads" "$(bytes grads)" $((params * 4))
     eq "bf16 optimizer" "$(bytes optimizer)" $((params * 8))
+fi
+# bf16 LoRA: the frozen linear weights (layers and lm_head) in 2 bytes; embeddings, norms and the
+# adapters in 4
+if run 0 check memory/tiny-lora.trl --memory --set train.precision=bf16; then
+    linear=$((L * (QD * H + 2 * KVD * H + H * QD + 3 * F * H) + V * H))
+    eq "bf16 LoRA weights" "$(bytes weights)" $((linear * 2 + (params - linear) * 4 + lora * 4))
+    eq "bf16 LoRA grads" "$(bytes grads)" $((lora * 4))
 fi
 # LoRA: the base is frozen (weights only), the adapters train
 if run 0 check memory/tiny-lora.trl --memory; then

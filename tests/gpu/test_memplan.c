@@ -1,8 +1,9 @@
 // test_memplan.c — the static memory plan: on the training graphs of the given specs, for a few
 // (B, T): weights / grads / optimizer equal the parameter counts times their element sizes; no
 // two buffers alive at the same step overlap in the arena; the arena is at most the sum of all
-// buffers and at least the largest; the plan grows with B and T; precision bf16 halves the
-// activations' element size. Prints the plans.
+// buffers and at least the largest; the plan grows with B and T; after the bf16 mixed-precision
+// pass the weights shrink by exactly 2 bytes per frozen weight stored in bf16. Prints the plans.
+#include "autocast.h"
 #include "check.h"
 #include "fuse.h"
 #include "load.h"
@@ -52,7 +53,7 @@ static void test_spec(const char *path) {
         for (int i = 0; i < g.n; i++) {
             if (g.nodes[i].op != IR_PARAM) continue;
             int64_t n = ir_shape_numel(&g.nodes[i].shape, (int64_t[]){1, 1});
-            w32 += 4 * n;
+            w32 += (g.nodes[i].dtype == IR_BF16 ? 2 : 4) * n;   // a bf16 spec's graph is mixed already
             if (g.nodes[i].trainable) trainable += n;
         }
         int64_t prev = 0;
@@ -68,13 +69,44 @@ static void test_spec(const char *path) {
             CHECK(mp.activations > prev);
             prev = mp.activations;
             check_invariants(&mp);
-            MpPlan h;
-            CHECK(mp_plan(&g, &fp, sizes[k], "bf16", &h, &d) == 0);
-            CHECK(h.weights == w32 / 2 + 4 * trainable);
-            CHECK(h.activations < mp.activations && 2 * h.activations >= mp.activations / 2);
-            check_invariants(&h);
-            mp_plan_free(&h);
             mp_plan_free(&mp);
+        }
+        // bf16 mixed precision: frozen weights read only by products are stored in 2 bytes
+        {
+            IrGraph gm;
+            ir_graph_init(&gm, &d, IR_F32);
+            FusePlan fm;
+            memset(&fm, 0, sizeof fm);
+            AutocastStats ac;
+            Arena a2 = {0};
+            LoadedSpec spec2 = {0};
+            CheckedSpec *cs2 = arena_alloc(&a2, sizeof *cs2);
+            bool okm = load_spec(&d, &a2, path, &spec2) == 0 && check_spec(&d, &a2, &spec2, cs2) == 0 &&
+                       mp_compile_training_graph(&d, &a2, &spec2, cs2, &gm) == 0 && ir_autocast_bf16(&gm, &ac) == 0 &&
+                       fuse_plan(&gm, &d, &fm) == 0;
+            CHECK_MSG(okm, "%s: the mixed-precision graph", path);
+            int64_t retyped = 0, frozen = 0, all = 0;
+            for (int i = 0; okm && i < gm.n; i++) {
+                const IrNode *n = &gm.nodes[i];
+                if (n->op != IR_PARAM) continue;
+                int64_t numel = ir_shape_numel(&n->shape, (int64_t[]){1, 1});
+                if (n->dtype == IR_BF16) retyped += numel;
+                if (!n->trainable) frozen += numel;
+                all += numel;
+            }
+            MpPlan h;
+            if (okm && mp_plan(&gm, &fm, sizes[1], "bf16", &h, &d) == 0) {
+                printf("%s, bf16: %lld of %lld frozen weights stored in bf16: ", path, (long long)retyped, (long long)frozen);
+                mp_print(stdout, &h);
+                CHECK(h.weights == 4 * all - 2 * retyped);
+                CHECK(h.grads == 4 * trainable && h.optimizer == 8 * trainable);
+                CHECK(retyped > 0 || frozen == 0);   // a spec with frozen linear weights stores them in bf16
+                check_invariants(&h);
+                mp_plan_free(&h);
+            }
+            if (okm) fuse_plan_free(&fm);
+            ir_graph_free(&gm);
+            arena_free(&a2);
         }
         // a B*T that overflows is an error, not a crash
         MpPlan big;

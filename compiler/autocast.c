@@ -1,0 +1,118 @@
+// autocast.c — bf16 mixed precision (see autocast.h). One pass over the graph in order: each f32
+// product's operands are mapped to bf16 values (a retyped leaf or dequantized weight, or a cast
+// emitted right after the value it casts) and the product is rebuilt with an f32 result.
+#include "autocast.h"
+#include "ir_internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_product(const IrNode *n) { return n->op == IR_MATMUL && n->dtype == IR_F32 && n->nin == 2; }
+
+void ac_round_bf16(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        if ((u & 0x7f800000u) == 0x7f800000u) continue;   // inf and NaN stay
+        u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+        memcpy(&x[i], &u, 4);
+    }
+}
+
+int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
+    AutocastStats st = {0, 0, 0};
+    int n = g->n;
+    size_t sz = (size_t)(n ? n : 1);
+    bool *operand = calloc(sz, 1);     // read as an operand of an f32 product
+    bool *other = calloc(sz, 1);       // read by anything else (or a graph output)
+    bool *retype = calloc(sz, 1);
+    IrId *map = malloc(sz * sizeof *map);     // old id → new id
+    IrId *lowp = malloc(sz * sizeof *lowp);   // old id → its bf16 value in the new graph
+    IrNode *nodes = malloc(2 * sz * sizeof *nodes);
+    int rc = -1;
+    if (!operand || !other || !retype || !map || !lowp || !nodes) {
+        ir_report(g, (Loc){0, 0, 0}, "out of memory in the mixed-precision pass");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        const IrNode *x = &g->nodes[i];
+        for (int k = 0; k < x->nin; k++) {
+            if (x->in[k] < 0 || x->in[k] >= i) {
+                ir_report(g, x->loc, "internal: autocast: node %%%d reads %%%d out of order", i, x->in[k]);
+                goto out;
+            }
+            if (is_product(x) && g->nodes[x->in[k]].dtype == IR_F32) operand[x->in[k]] = true;
+            else other[x->in[k]] = true;
+        }
+    }
+    for (int o = 0; o < g->nouts; o++)
+        if (ir_valid(g, g->outs[o].id)) other[g->outs[o].id] = true;
+    if (ir_valid(g, g->loss)) other[g->loss] = true;
+    for (int i = 0; i < n; i++) {
+        const IrNode *x = &g->nodes[i];
+        bool frozen = x->op == IR_PARAM && !x->trainable;
+        retype[i] = operand[i] && !other[i] && x->dtype == IR_F32 && (frozen || x->op == IR_DEQUANT_NF4);
+        lowp[i] = IR_NONE;
+    }
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        const IrNode *x = &g->nodes[i];
+        IrNode c = *x;
+        c.in = c.nin ? arena_alloc(&g->arena, (size_t)c.nin * sizeof *c.in) : NULL;
+        if (c.nin && !c.in) {
+            ir_report(g, x->loc, "out of memory in the mixed-precision pass");
+            goto out;
+        }
+        bool prod = is_product(x) && g->nodes[x->in[0]].dtype == IR_F32 && g->nodes[x->in[1]].dtype == IR_F32;
+        for (int k = 0; k < c.nin; k++) c.in[k] = prod ? lowp[x->in[k]] : map[x->in[k]];
+        if (retype[i]) {
+            c.dtype = IR_BF16;
+            st.retyped++;
+        }
+        if (prod) st.products++;
+        map[i] = m;
+        nodes[m++] = c;
+        if (retype[i]) lowp[i] = map[i];
+        else if (operand[i]) {   // the bf16 copy every product reading this value shares
+            IrNode cast;
+            memset(&cast, 0, sizeof cast);
+            cast.op = IR_CAST, cast.dtype = IR_BF16, cast.shape = x->shape, cast.nin = 1;
+            cast.in = arena_alloc(&g->arena, sizeof *cast.in);
+            if (!cast.in) {
+                ir_report(g, x->loc, "out of memory in the mixed-precision pass");
+                goto out;
+            }
+            cast.in[0] = map[i];
+            cast.loc = x->loc, cast.backward = x->backward;
+            lowp[i] = m;
+            nodes[m++] = cast;
+            st.casts++;
+        }
+    }
+    for (int o = 0; o < g->nouts; o++) {
+        if (ir_valid(g, g->outs[o].id)) g->outs[o].id = map[g->outs[o].id];
+        if (ir_valid(g, g->outs[o].grad_of)) g->outs[o].grad_of = map[g->outs[o].grad_of];
+    }
+    if (ir_valid(g, g->loss)) g->loss = map[g->loss];
+    if (g->renum) {
+        for (int k = 0; k < g->nrenum; k++)
+            if (g->renum[k] >= 0 && g->renum[k] < n) g->renum[k] = map[g->renum[k]];
+    } else {
+        g->renum = map;
+        g->nrenum = n;
+        map = NULL;
+    }
+    free(g->nodes);
+    g->nodes = nodes;
+    g->n = g->cap = m;
+    nodes = NULL;
+    rc = 0;
+out:
+    if (stats) *stats = st;
+    free(operand);
+    free(other);
+    free(retype);
+    free(map);
+    free(lowp);
+    free(nodes);
+    return rc;
+}
