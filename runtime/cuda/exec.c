@@ -28,6 +28,7 @@ typedef struct Leaf {
     RtCudaPtr dev;          // params: their own buffer (inputs live in the arena)
     size_t dev_bytes;
     const void *uploaded;   // frozen params: the host buffer last uploaded
+    struct Leaf *shared;    // a param whose buffer is another program's leaf (cuda_share_params)
 } Leaf;
 
 struct CudaProgram {
@@ -60,6 +61,7 @@ struct CudaProgram {
     bool ran;
     int launches;
     int64_t fixed_bytes;        // params, grads, rope tables, workspace
+    CudaProgram *owner;         // cuda_share_params: whose param buffers to use
 };
 
 static bool is_float(IrDType t) { return t == IR_F32 || t == IR_BF16 || t == IR_F16 || t == IR_F64; }
@@ -291,7 +293,7 @@ void cuda_program_free(CudaProgram *p) {
     if (!p) return;
     const IrGraph *g = p->g;
     for (int i = 0; p->leaf && i < g->n; i++)
-        if (p->leaf[i].dev) rt_cuda_free(p->dev, p->leaf[i].dev);
+        if (p->leaf[i].dev && !p->leaf[i].shared) rt_cuda_free(p->dev, p->leaf[i].dev);
     for (int i = 0; p->grad && i < g->n; i++)
         if (p->grad[i]) rt_cuda_free(p->dev, p->grad[i]);
     for (int i = 0; p->rope_freq && i < g->n; i++)
@@ -314,6 +316,8 @@ void cuda_program_free(CudaProgram *p) {
     if (p->plan.g) fuse_plan_free(&p->plan);
     free(p);
 }
+
+void cuda_share_params(CudaProgram *p, CudaProgram *owner) { p->owner = owner != p ? owner : NULL; }
 
 int cuda_bind(CudaProgram *p, IrId leaf, const void *data, size_t nbytes) {
     if (leaf < 0 || leaf >= p->g->n || !ir_is_leaf(&p->g->nodes[leaf])) {
@@ -398,12 +402,25 @@ static int upload_leaves(CudaProgram *p) {
             if (rt_cuda_upload(p->dev, addr(p, i), l->host, want) != 0) return -1;
             continue;
         }
+        if (!l->dev && p->owner) {   // the owner's buffer for the same host data: allocated there
+            IrId o = n->name ? ir_find(p->owner->g, n->name) : IR_NONE;
+            Leaf *ol = o != IR_NONE ? &p->owner->leaf[o] : NULL;
+            if (ol && !ol->shared && ol->host == l->host && ol->nbytes == l->nbytes && p->owner->g->nodes[o].dtype == n->dtype) {
+                if (!ol->dev) {
+                    if (rt_cuda_alloc(p->dev, want + 4, &ol->dev) != 0) return -1;
+                    ol->dev_bytes = want;
+                    p->owner->fixed_bytes += (int64_t)want;
+                }
+                l->dev = ol->dev, l->dev_bytes = want, l->shared = ol;
+            }
+        }
         if (!l->dev) {
             if (rt_cuda_alloc(p->dev, want + 4, &l->dev) != 0) return -1;
             l->dev_bytes = want;
             p->fixed_bytes += (int64_t)want;
         }
-        if (n->trainable || l->uploaded != l->host) {
+        const void **uploaded = l->shared ? &l->shared->uploaded : &l->uploaded;
+        if (n->trainable || *uploaded != l->host) {
             const void *src = l->host;
             uint16_t *half = NULL;
             if (n->dtype == IR_BF16) {   // the host holds floats (rounded by the caller): bf16 bits
@@ -418,7 +435,7 @@ static int upload_leaves(CudaProgram *p) {
             int rc = rt_cuda_upload(p->dev, l->dev, src, want);
             free(half);
             if (rc != 0) return -1;
-            l->uploaded = l->host;
+            *uploaded = l->host;
         }
     }
     return 0;

@@ -56,6 +56,11 @@ void cuda_program_free(CudaProgram *p);
 // is bound to another buffer). Checked against the node's shape at run time. Returns 0 or -1.
 int cuda_bind(CudaProgram *p, IrId leaf, const void *data, size_t nbytes);
 int cuda_bind_name(CudaProgram *p, const char *name, const void *data, size_t nbytes);
+// Lets p use owner's device buffer for every param both bind to the same host buffer with the
+// same dtype and size (the evaluation and reference programs of a training run: the weights are
+// on the device once). owner must outlive p. A trainable param is still uploaded by whichever
+// program runs (the host holds the current values), a frozen one once.
+void cuda_share_params(CudaProgram *p, CudaProgram *owner);
 // Runs the step for B = sym[IR_SYM_B], T = sym[IR_SYM_T]; step feeds dropout. Returns 0 or -1.
 int cuda_run(CudaProgram *p, const int64_t *sym, uint64_t step);
 // Output i of the last run, downloaded on first use (host memory valid until the next run).

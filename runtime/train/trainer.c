@@ -321,9 +321,27 @@ static int setup_aux(Trainer *t, LoadedSpec *spec) {
         }
     }
     if (!self && load_weights(t, t->am, &t->resa, t->aps, t->nap, NULL, TR_STREAM_AUX)) return -1;
-    t->aprog.cpu = cpu_program_new(&t->ga, IR_F32, t->d);
-    if (!t->aprog.cpu) return -1;
-    for (int i = 0; i < t->nap; i++)
+    return 0;
+}
+
+// The evaluation program and the teacher / reference program, on the training program's device;
+// on the GPU they share its parameter buffers (same host data and dtype: uploaded once).
+static int new_side_programs(Trainer *t) {
+#ifdef TRLC_HAVE_CUDA
+    if (t->prog.cuda) {
+        t->eprog.cuda = cuda_program_new(&t->ge, t->dev, t->cache, t->d);
+        if (!t->eprog.cuda) return -1;
+        cuda_share_params(t->eprog.cuda, t->prog.cuda);
+        if (t->aux != TR_AUX_NONE) {
+            t->aprog.cuda = cuda_program_new(&t->ga, t->dev, t->cache, t->d);
+            if (!t->aprog.cuda) return -1;
+            cuda_share_params(t->aprog.cuda, t->prog.cuda);
+        }
+    }
+#endif
+    if (!t->eprog.cuda && !(t->eprog.cpu = cpu_program_new(&t->ge, IR_F32, t->d))) return -1;
+    if (t->aux != TR_AUX_NONE && !t->aprog.cuda && !(t->aprog.cpu = cpu_program_new(&t->ga, IR_F32, t->d))) return -1;
+    for (int i = 0; t->aux != TR_AUX_NONE && i < t->nap; i++)
         if (prog_bind(&t->aprog, t->aps[i].name, t->aps[i].data, (size_t)t->aps[i].numel * sizeof(float)))
             return -1;
     return 0;
@@ -384,17 +402,22 @@ int tr_set_schedule(Trainer *t, int64_t total_steps) {
 }
 
 // precision = bf16: products on bf16 operands, frozen weights read only by products stored in
-// bf16 (autocast.h) — in the training and the evaluation graph alike, on every backend (the CPU
-// rounds the same values). The frozen weights' values are rounded here, once.
+// bf16 (autocast.h) — in the training, evaluation and teacher / reference graphs alike, on every
+// backend (the CPU rounds the same values). The frozen weights' values are rounded here, once.
 static int mixed_precision(Trainer *t) {
     const char *pr = t->cs->train.precision;
     if (!pr || strcmp(pr, "bf16") != 0) return 0;
     if (ir_autocast_bf16(&t->g, &t->autocast) != 0 || ir_autocast_bf16(&t->ge, NULL) != 0) return -1;
+    if (t->aux != TR_AUX_NONE && ir_autocast_bf16(&t->ga, NULL) != 0) return -1;
     for (int i = 0; i < t->np; i++) {
         TrParam *p = &t->ps[i];
         IrId a = ir_find(&t->g, p->name), b = ir_find(&t->ge, p->name);
         if ((a != IR_NONE && t->g.nodes[a].dtype == IR_BF16) || (b != IR_NONE && t->ge.nodes[b].dtype == IR_BF16))
             ac_round_bf16(p->data, p->numel);
+    }
+    for (int i = 0; t->aux != TR_AUX_NONE && i < t->nap; i++) {   // the teacher's / reference's own weights
+        IrId a = ir_find(&t->ga, t->aps[i].name);
+        if (!t->ashared[i] && a != IR_NONE && t->ga.nodes[a].dtype == IR_BF16) ac_round_bf16(t->aps[i].data, t->aps[i].numel);
     }
     return 0;
 }
@@ -459,9 +482,8 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     t->elogits_out = find_output(&t->ge, "logits");
     if (alloc_params(t) || init_weights(t) || setup_aux(t, spec) || mixed_precision(t)) goto fail;
     *status = TR_RUNTIME_ERROR;
-    if (new_train_program(t, o) != 0) goto fail;
-    t->eprog.cpu = cpu_program_new(&t->ge, IR_F32, d);
-    if (!t->eprog.cpu || bind_params(t, &t->prog, &t->g) || bind_params(t, &t->eprog, &t->ge)) goto fail;
+    if (new_train_program(t, o) != 0 || new_side_programs(t) != 0) goto fail;
+    if (bind_params(t, &t->prog, &t->g) || bind_params(t, &t->eprog, &t->ge)) goto fail;
     *status = TR_SPEC_ERROR;
     if (init_optimizer(t) || tr_set_schedule(t, cs->train.steps)) goto fail;
     *status = TR_OK;
@@ -473,8 +495,9 @@ fail:
 
 void tr_free(Trainer *t) {
     if (!t) return;
+    prog_free(&t->eprog);   // before the training program: they borrow its parameter buffers
+    prog_free(&t->aprog);
     prog_free(&t->prog);
-    prog_free(&t->eprog);
     for (int i = 0; i < t->np; i++) {
         free(t->ps[i].data);
         free(t->ps[i].grad);
@@ -483,7 +506,6 @@ void tr_free(Trainer *t) {
     if (t->opt_ok) opt_free(&t->opt);
     ir_graph_free(&t->g);
     ir_graph_free(&t->ge);
-    prog_free(&t->aprog);
     for (int i = 0; i < t->nap; i++)
         if (!t->ashared[i]) free(t->aps[i].data);
     free(t->aps);

@@ -27,7 +27,9 @@ elif grep -q "no CUDA device" "$work/probe.txt"; then
     exit 1
 fi
 # name, spec, tolerance, extra arguments (bf16: both sides round the same values; the issue's bound)
-cases=("full full 1e-4" "lora lora 1e-4" "lora-bf16 lora 2e-2 --set train.precision=bf16 --set train.steps=4")
+# (dpo: the reference model runs on the device too, sharing the policy's frozen weights)
+cases=("full full 1e-4" "lora lora 1e-4" "lora-bf16 lora 2e-2 --set train.precision=bf16 --set train.steps=4"
+       "dpo dpo 1e-4 --set train.steps=4")
 for c in "${cases[@]}"; do
     read -r spec file tol extra <<< "$c"
     for dev in cpu cuda; do
@@ -52,6 +54,16 @@ for c in "${cases[@]}"; do
               printf "ok: %s: %d steps, loss and grad norm on cuda vs cpu: worst %.2g / %.2g relative\n", spec, n, wl, wg; exit bad }' \
         "$work/$spec-pairs.txt"; then
         fail=1
+    fi
+    # the evaluation (on the device's evaluation program) where the spec has one
+    ec=$(sed -n 's/.*eval loss \([0-9.]*\).*/\1/p' "$work/$spec-cpu.log") eg=$(sed -n 's/.*eval loss \([0-9.]*\).*/\1/p' "$work/$spec-cuda.log")
+    if [ -n "$ec" ]; then
+        # printed with 4 decimals: equal within tol, or within the last printed digit
+        if awk -v a="$ec" -v b="${eg:-nan}" -v tol=$tol 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b != "nan" && (d <= tol * a || d <= 1.0001e-4)) }'; then
+            echo "ok: $spec: eval loss $ec (cpu), $eg (cuda)"
+        else
+            echo "FAIL: $spec: eval loss $ec (cpu) vs '$eg' (cuda)"; fail=1
+        fi
     fi
 done
 exit $fail
