@@ -1131,6 +1131,28 @@ int ir_dce(IrGraph *g) {
     return removed;
 }
 
+void ir_install_nodes(IrGraph *g, IrNode *nodes, int m, IrId **map) {
+    int n = g->n;
+    IrId *mp = *map;
+    for (int o = 0; o < g->nouts; o++) {
+        if (ir_valid(g, g->outs[o].id)) g->outs[o].id = mp[g->outs[o].id];
+        if (ir_valid(g, g->outs[o].grad_of)) g->outs[o].grad_of = mp[g->outs[o].grad_of];
+    }
+    if (ir_valid(g, g->loss)) g->loss = mp[g->loss];
+    if (g->renum) {
+        for (int k = 0; k < g->nrenum; k++)
+            if (g->renum[k] >= 0 && g->renum[k] < n) g->renum[k] = mp[g->renum[k]];
+    } else {
+        g->renum = mp;
+        g->nrenum = n;
+        *map = NULL;
+    }
+    free(g->nodes);
+    IrNode *shrunk = m > 0 ? realloc(nodes, (size_t)m * sizeof *shrunk) : NULL;   // give back the unused tail
+    g->nodes = shrunk ? shrunk : nodes;
+    g->n = g->cap = m;
+}
+
 IrId ir_renumbered(const IrGraph *g, IrId id) {
     if (!g->renum) return id;
     return (id >= 0 && id < g->nrenum) ? g->renum[id] : IR_NONE;

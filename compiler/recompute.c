@@ -155,28 +155,8 @@ int ir_recompute(IrGraph *g, RecomputeStats *stats) {
     }
     if (insp != ins) free(insp);
 
-    for (int o = 0; o < g->nouts; o++) {
-        if (ir_valid(g, g->outs[o].id)) g->outs[o].id = map[g->outs[o].id];
-        if (ir_valid(g, g->outs[o].grad_of)) g->outs[o].grad_of = map[g->outs[o].grad_of];
-    }
-    if (ir_valid(g, g->loss)) g->loss = map[g->loss];
-    // ir_renumbered keeps answering for the ids of before the last dce (or of before this pass)
-    if (g->renum) {
-        for (int k = 0; k < g->nrenum; k++)
-            if (g->renum[k] >= 0 && g->renum[k] < n) g->renum[k] = map[g->renum[k]];
-    } else {
-        g->renum = map;
-        g->nrenum = n;
-        map = NULL;
-    }
-    free(g->nodes);
-    g->nodes = nodes;
-    g->n = g->cap = m;
+    ir_install_nodes(g, nodes, m, &map);
     nodes = NULL;
-    if (m < (int)cap) {   // give back the unused tail
-        IrNode *shrunk = realloc(g->nodes, (size_t)m * sizeof *shrunk);
-        if (shrunk) g->nodes = shrunk;
-    }
     rc = 0;
     goto out;
 oom:
