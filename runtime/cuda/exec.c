@@ -869,4 +869,5 @@ const CpuTensor *cuda_output_named(CudaProgram *p, const char *name) {
 
 int64_t cuda_device_bytes(const CudaProgram *p) { return p->arena_bytes + p->fixed_bytes; }
 int cuda_kernel_count(const CudaProgram *p) { return p->plan.nkernels; }
+const char *cuda_arch(const CudaProgram *p) { return p->arch; }
 int cuda_launch_count(const CudaProgram *p) { return p->launches; }

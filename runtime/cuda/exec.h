@@ -71,6 +71,7 @@ const CpuTensor *cuda_output_named(CudaProgram *p, const char *name);
 int64_t cuda_device_bytes(const CudaProgram *p);
 // Counts for messages and tests: unique fused kernels, steps launched by the last run.
 int cuda_kernel_count(const CudaProgram *p);
+const char *cuda_arch(const CudaProgram *p);   // "sm_90"...
 int cuda_launch_count(const CudaProgram *p);
 
 #endif

@@ -422,6 +422,18 @@ static int mixed_precision(Trainer *t) {
     return 0;
 }
 
+void tr_describe_device(const Trainer *t, FILE *f) {
+#ifdef TRLC_HAVE_CUDA
+    if (!t->prog.cuda) return;
+    fprintf(f, "device: CUDA %s%s; %d fused kernels in the training step; kernel cache: %d programs compiled, %d "
+            "found%s%s\n", cuda_arch(t->prog.cuda), rt_cuda_is_emulated(t->dev) ? " (the emulator)" : "",
+            cuda_kernel_count(t->prog.cuda), t->cache->misses, t->cache->hits, t->cache->dir[0] ? " in " : " (disabled)",
+            t->cache->dir);
+#else
+    (void)t, (void)f;
+#endif
+}
+
 // The training program on the device the options name ("cpu" when NULL).
 static int new_train_program(Trainer *t, const TrainerOptions *o) {
     const char *dev = o && o->device ? o->device : "cpu";

@@ -78,6 +78,8 @@ struct Trainer {
     size_t ref_cap;
 };
 
+// One line on the device and the kernel cache when the training program runs on a GPU.
+void tr_describe_device(const Trainer *t, FILE *f);
 // (Re)builds the schedule for total_steps optimizer steps. Returns 0 or -1 (reported).
 int tr_set_schedule(Trainer *t, int64_t total_steps);
 

@@ -773,6 +773,7 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     fprintf(r.log, "trlc run: %s: %s (%s%s), %lld parameters, %lld trainable; %zu training rows; %lld steps -> %s\n",
             cs->path, r.t->m->name, r.t->m->arch, r.t->has_lora ? " + LoRA" : "", (long long)total_params,
             (long long)trainable, ds_num_rows(r.train), (long long)r.total, r.dir);
+    tr_describe_device(r.t, r.log);
     if (cs->train.recompute)
         fprintf(r.log, "recompute: %d layers; %d values recomputed in the backward pass, %d kept\n",
                 r.t->recompute.layers, r.t->recompute.recomputed, r.t->recompute.kept);

@@ -34,10 +34,18 @@ for c in "${cases[@]}"; do
     read -r spec file tol extra <<< "$c"
     for dev in cpu cuda; do
         # shellcheck disable=SC2086
-        if ! "$trlc" run "$src/tests/run/$file.trl" $extra --device $dev --out "$work/$spec-$dev" > "$work/$spec-$dev.log" 2>&1; then
-            echo "FAIL: $spec on $dev: exit $?"; tail -5 "$work/$spec-$dev.log"; fail=1; continue
-        fi
+        "$trlc" run "$src/tests/run/$file.trl" $extra --device $dev --out "$work/$spec-$dev" > "$work/$spec-$dev.log" 2>&1
+        rc=$?
+        if [ $rc -ne 0 ]; then echo "FAIL: $spec on $dev: exit $rc"; tail -5 "$work/$spec-$dev.log"; fail=1; continue; fi
     done
+    # the probe compiled full.trl's kernels: this run finds every one in the cache
+    if [ "$spec" = full ]; then
+        if grep -q "kernel cache: 0 programs compiled, [1-9][0-9]* found" "$work/full-cuda.log"; then
+            echo "ok: full: $(grep -o 'kernel cache: .*found' "$work/full-cuda.log") (the second run)"
+        else
+            echo "FAIL: full: the second run compiled kernels again: $(grep '^device:' "$work/full-cuda.log")"; fail=1
+        fi
+    fi
     [ -s "$work/$spec-cpu/metrics.jsonl" ] && [ -s "$work/$spec-cuda/metrics.jsonl" ] || { echo "FAIL: $spec: no metrics"; fail=1; continue; }
     [ -s "$work/$spec-cuda/model/model.safetensors" ] || [ -s "$work/$spec-cuda/adapter/adapter_model.safetensors" ] ||
         { echo "FAIL: $spec on cuda: no model written"; fail=1; }
