@@ -34,11 +34,14 @@ typedef struct Opened {
 
 // recompute < 0: as the spec says; else train.recompute forced on (1) or off (0). dropout >= 0:
 // the policy's LoRA dropout instead of the spec's.
+static const char *force_precision;   // when set: train.precision instead of the spec's
+
 static Trainer *open_spec_with(Diag *d, Opened *o, const char *name, int recompute, double dropout) {
     memset(o, 0, sizeof *o);
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     if (load_spec(d, &o->a, path, &o->spec) || check_spec(d, &o->a, &o->spec, &o->cs)) return NULL;
+    if (force_precision) o->cs.train.precision = force_precision;
     if (recompute >= 0) o->cs.train.recompute = recompute;
     if (dropout >= 0 && o->cs.policy >= 0) o->cs.models[o->cs.policy].lora_dropout = dropout;
     int st;
@@ -188,6 +191,63 @@ static void test_lora_step(Diag *d, const int32_t *tok, const int32_t *pos, cons
     }
     printf("LoRA: 28 adapter gradients vs peft, max rel error %.2e\n", worst);
     close_spec(&o);
+}
+
+// bf16 mixed precision (compiler/autocast.h) against PyTorch doing the same independently
+// (gen_bf16_fixture.py: every linear on bf16-rounded operands, forward and backward, fp32
+// accumulation): full fine-tuning and LoRA, loss and every gradient.
+static void test_bf16(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/fixtures/bf16.safetensors", dir);
+    StFile *ref = st_open(d, path), *step = fx;
+    CHECK(ref != NULL);
+    if (!ref) return;
+    int64_t n = count_targets(lab, (size_t)B * T);
+    for (int lora = 0; lora < 2; lora++) {
+        Opened o;
+        force_precision = "bf16";
+        Trainer *t = open_spec(d, &o, lora ? "lora.trl" : "full.trl");
+        force_precision = NULL;
+        CHECK(t != NULL);
+        if (!t) continue;
+        if (lora) CHECK(set_adapter(t) == 2 * 7 * 2);
+        double ls;
+        CHECK(tr_micro_step(t, tok, pos, lab, B, T, 0, &ls) == 0);
+        fx = ref;   // the references now
+        const char *what = lora ? "lora" : "full";
+        char key[512];
+        snprintf(key, sizeof key, "%s.loss", what);
+        double want = fx_scalar(key, 0), fp32 = 0;
+        CHECK_CLOSE(ls / (double)n, want, 0, 2e-5);
+        int checked = 0;
+        double worst = 0;
+        for (int i = 0; i < tr_nparams(t); i++) {
+            const char *name = tr_param_name(t, i);
+            if (!tr_param_trainable(t, i)) continue;
+            snprintf(key, sizeof key, "%s.grad.%s", what, name);
+            int64_t rn = 0, gn = 0;
+            float *r = fx_f32(key, &rn);
+            float *g = tr_grad(t, name, &gn);
+            CHECK_MSG(r && g && rn == gn, "bf16 gradient of %s", name);
+            if (r && g && rn == gn) {
+                float *sc = malloc((size_t)gn * sizeof *sc);
+                for (int64_t k = 0; k < gn; k++) sc[k] = g[k] / (float)n;
+                double e = rel_err(sc, r, gn);
+                if (e > worst) worst = e;
+                CHECK_MSG(e <= 5e-4, "bf16 %s gradient of %s: max rel error %.3g", what, name, e);
+                free(sc);
+                checked++;
+            }
+            free(r);
+        }
+        fx = step;
+        fp32 = fx_scalar(lora ? "lora.loss" : "full.loss", 0);
+        printf("bf16 %s: loss %.7f (PyTorch %.7f; fp32 %.7f), %d gradients, max rel error %.2e\n", what, ls / (double)n,
+               want, fp32, checked, worst);
+        CHECK(checked >= (lora ? 28 : 20));
+        close_spec(&o);
+    }
+    st_close(ref);
 }
 
 // (b) a few optimizer updates: full FT (full.trl) or LoRA from peft's adapter values (lora.trl,
@@ -595,6 +655,7 @@ int main(int argc, char **argv) {
         test_recompute(&d, "full.trl", -1);
         test_recompute(&d, "lora.trl", -1);
         test_recompute(&d, "lora.trl", 0.1);
+        test_bf16(&d, tok, pos, lab, B, T);
     }
     test_adamw(&d, "full.trl", "adamw.losses", false);
     test_adamw(&d, "lora.trl", "lora_adamw.losses", true);
