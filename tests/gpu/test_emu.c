@@ -118,6 +118,16 @@ static void test_kernels(RtCudaDevice *dev) {
     CHECK_MSG(rt_cuda_launch(dev, sum, g1, b512, 0, a2, "block_sum, 512 threads") != 0, "over __launch_bounds__(256)");
     unsigned gbig[3] = {1, 70000, 1};
     CHECK_MSG(rt_cuda_launch(dev, sum, gbig, b32, 0, a2, "block_sum, grid y 70000") != 0, "grid y over 65535");
+    // arguments the driver would take and the kernel would crash on: a host pointer, a freed
+    // buffer, no argument array
+    RtCudaPtr freed = 0, host_ptr = (RtCudaPtr)(uintptr_t)x;
+    CHECK(rt_cuda_alloc(dev, 64, &freed) == 0);
+    rt_cuda_free(dev, freed);
+    void *a3[] = {&pout, &host_ptr, &n};
+    CHECK_MSG(rt_cuda_launch(dev, sum, g1, b32, 0, a3, "block_sum, host pointer") != 0, "a host pointer argument");
+    void *a4[] = {&pout, &freed, &n};
+    CHECK_MSG(rt_cuda_launch(dev, sum, g1, b32, 0, a4, "block_sum, freed buffer") != 0, "a freed buffer argument");
+    CHECK_MSG(rt_cuda_launch(dev, sum, g1, b32, 0, NULL, "block_sum, no arguments") != 0, "no argument array");
     // shared memory does not survive from one block to the next: block 1 reads garbage (NaN)
     void *stale = NULL;
     CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "stale_shared", &stale) == 0);

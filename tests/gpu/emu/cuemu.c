@@ -311,6 +311,7 @@ typedef struct Module Module;
 typedef struct Kernel {
     char name[128];
     void (*launch)(void **args);
+    int (*check)(void **args);   // the arguments before a launch: the number of bad ones
     int max_threads;          // __launch_bounds__'s first argument, else 1024
     Module *mod;
 } Kernel;
@@ -454,6 +455,7 @@ static int write_launchers(const char *src, Buf *out, Buf *names) {
         memcpy(seen[nk], name, nlen);
         seen[nk][nlen] = 0;
         put(out, "extern \"C\" void cuemu_launch_%s(void **a) { cuemu_call(%s, a); }\n", seen[nk], seen[nk]);
+        put(out, "extern \"C\" int cuemu_check_%s(void **a) { return cuemu_check(%s, a); }\n", seen[nk], seen[nk]);
         put(out, "extern \"C\" const int cuemu_bounds_%s = (int)(%.*s);\n", seen[nk], lb ? (int)lblen : 4,
             lb ? lb : "1024");
         put(names, "\"%s\", ", seen[nk]);
@@ -582,11 +584,13 @@ EXPORT CUresult trlcEmuModuleLoadSource(CUmodule *mod, const char *source) {
         snprintf(k->name, sizeof k->name, "%s", kn[i]);
         snprintf(sym, sizeof sym, "cuemu_launch_%s", kn[i]);
         k->launch = (void (*)(void **))(uintptr_t)dlsym(dl, sym);
+        snprintf(sym, sizeof sym, "cuemu_check_%s", kn[i]);
+        k->check = (int (*)(void **))(uintptr_t)dlsym(dl, sym);
         snprintf(sym, sizeof sym, "cuemu_bounds_%s", kn[i]);
         const int *b = dlsym(dl, sym);
         k->max_threads = b && *b > 0 && *b < MAX_THREADS ? *b : MAX_THREADS;
         k->mod = m;
-        if (k->launch) m->nk++;
+        if (k->launch && k->check) m->nk++;
     }
     pthread_mutex_lock(&mu);
     m->next = modules;
@@ -817,6 +821,20 @@ static unsigned long long emu_shfl(int line, int mode, unsigned long long v, int
     return r;
 }
 
+static const Kernel *checking;   // the kernel whose arguments emu_check_ptr sees (under mu)
+
+static int emu_check_ptr(int index, const void *p) {
+    if (index < 0) {
+        fprintf(stderr, "cuemu: cuLaunchKernel %s: argument %d missing (kernelParams NULL or a NULL entry)\n",
+                checking->name, -1 - index);
+        return -1;
+    }
+    if (!p || find_alloc((uintptr_t)p, 0) >= 0) return 0;
+    fprintf(stderr, "cuemu: cuLaunchKernel %s: pointer argument %d (%p) is not device memory (a host pointer, a freed "
+            "buffer or past an allocation's end)\n", checking->name, index, p);
+    return -1;
+}
+
 static void emu_trap(int line, const char *what) {
     snprintf(E.err, sizeof E.err, "thread %d: %s at line %d", E.cur, what, line);
     fail_here();
@@ -971,6 +989,12 @@ EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned 
                 k->max_threads);
         return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
     }
+    checking = k;
+    int nbad = k->check(params);
+    if (nbad) {
+        pthread_mutex_unlock(&mu);
+        return CUDA_ERROR_INVALID_VALUE;
+    }
     if (!ensure_threads(n)) {
         pthread_mutex_unlock(&mu);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -993,4 +1017,5 @@ EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned 
     return r;
 }
 
-static CuemuState state = {NULL, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, emu_syncthreads, emu_syncwarp, emu_shfl, emu_trap};
+static CuemuState state = {NULL, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, emu_syncthreads, emu_syncwarp, emu_shfl, emu_trap,
+                           emu_check_ptr};

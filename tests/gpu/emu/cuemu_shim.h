@@ -10,7 +10,7 @@
 #ifndef TRLC_CUEMU_SHIM_H
 #define TRLC_CUEMU_SHIM_H
 
-#define CUEMU_ABI_VERSION 1
+#define CUEMU_ABI_VERSION 2
 
 typedef struct CuemuDim {
     unsigned x, y, z;
@@ -27,6 +27,8 @@ typedef struct CuemuState {
     void (*syncwarp)(int line);
     unsigned long long (*shfl)(int line, int mode, unsigned long long v, int arg, int width);
     void (*trap)(int line, const char *what);
+    // a pointer argument: 0 when NULL or inside a device allocation, else -1 (reported)
+    int (*check_ptr)(int index, const void *p);
 } CuemuState;
 
 #ifndef CUEMU_ABI_ONLY
@@ -127,6 +129,21 @@ static inline void cuemu_call_at(void (*f)(A...), void **args, std::index_sequen
 }
 template <class... A> static inline void cuemu_call(void (*f)(A...), void **args) {
     cuemu_call_at(f, args, std::index_sequence_for<A...>{});
+}
+
+// before a launch: every argument present, every pointer argument NULL or device memory (a host
+// pointer or a freed buffer is an executor bug); returns the number of bad arguments
+template <class T> static inline int cuemu_check_arg(int i, void *arg) {
+    if (!arg) return cuemu_state->check_ptr(-1 - i, nullptr) != 0;   // a missing argument
+    if constexpr (std::is_pointer<T>::value) return cuemu_state->check_ptr(i, (const void *)*static_cast<T *>(arg)) != 0;
+    else return 0;
+}
+template <class... A, std::size_t... I>
+static inline int cuemu_check_at(void (*)(A...), void **args, std::index_sequence<I...>) {
+    return (0 + ... + cuemu_check_arg<typename std::remove_cv<A>::type>((int)I, args ? args[I] : nullptr));
+}
+template <class... A> static inline int cuemu_check(void (*f)(A...), void **args) {
+    return cuemu_check_at(f, args, std::index_sequence_for<A...>{});
 }
 #endif
 #endif
