@@ -6,13 +6,14 @@
 // (NaN as floats) so that reading memory nobody wrote shows. Modules come from CUDA C source
 // (trlcEmuModuleLoadSource): the source plus a launcher per __global__ function is compiled with
 // the host C++ compiler into a shared object (cached by a hash of what was compiled) and dlopen'd.
-// Launches run synchronously: blocks one after another, the threads of a block as coroutines
-// (started with makecontext, switched with __builtin_setjmp/longjmp: no system call) that run
-// in thread order (reversed in odd blocks) until they finish or wait at a barrier; __syncthreads
-// waits for every live thread of the block, a warp shuffle for every live lane of the warp. A
-// barrier nobody can complete (deadlock), waiters at different __syncthreads / shuffle lines, or a
-// shuffle reading a lane that has exited fails the launch with a message naming the kernel, the
-// block and the threads. __shared__ memory holds 0xff bytes when a block starts.
+// Launches run synchronously: blocks one after another (backwards in every other launch), the
+// threads of a block as coroutines (started with makecontext, switched with __builtin_setjmp /
+// longjmp: no system call) that run in thread order (reversed in odd blocks) until they finish or
+// wait at a barrier; __syncthreads waits for every live thread of the block, a warp shuffle for
+// every live lane of the warp. A barrier nobody can complete (deadlock), waiters at different
+// __syncthreads / shuffle lines, or a shuffle reading a lane that has exited fails the launch with
+// a message naming the kernel, the block and the threads. __shared__ memory holds 0xff bytes when
+// a block starts. Pointer arguments must be NULL or device memory.
 // Not here: timing, concurrency (one block at a time: races only show as order effects), cubins
 // (cuModuleLoadData fails), streams (accepted and ignored), memory checks inside kernels (the
 // sanitizer build compiles modules with -fsanitize=address for that), cuBLASLt (cuemu_blas.c).
@@ -1003,9 +1004,15 @@ EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned 
     state.block_dim = (CuemuDim){bx, by, bz};
     state.grid_dim = (CuemuDim){gx, gy, gz};
     CUresult r = CUDA_SUCCESS;
-    for (unsigned z = 0; z < gz && r == CUDA_SUCCESS; z++)
-        for (unsigned y = 0; y < gy && r == CUDA_SUCCESS; y++)
-            for (unsigned x = 0; x < gx && r == CUDA_SUCCESS; x++) {
+    // every other launch walks the blocks backwards: a block depending on another's writes (no
+    // such order exists on a GPU) gives different results from one launch to the next
+    static unsigned long launches;
+    const bool backwards = launches++ & 1;
+    for (unsigned zi = 0; zi < gz && r == CUDA_SUCCESS; zi++)
+        for (unsigned yi = 0; yi < gy && r == CUDA_SUCCESS; yi++)
+            for (unsigned xi = 0; xi < gx && r == CUDA_SUCCESS; xi++) {
+                unsigned x = backwards ? gx - 1 - xi : xi, y = backwards ? gy - 1 - yi : yi;
+                unsigned z = backwards ? gz - 1 - zi : zi;
                 state.block = (CuemuDim){x, y, z};
                 if (run_block(bx, by, bz) != 0) {
                     fprintf(stderr, "cuemu: kernel %s, block (%u,%u,%u) of (%u,%u,%u), %u threads: %s\n", k->name, x,
