@@ -16,7 +16,7 @@
 // a block starts. Pointer arguments must be NULL or device memory.
 // Not here: timing, concurrency (one block at a time: races only show as order effects), cubins
 // (cuModuleLoadData fails), streams (accepted and ignored), memory checks inside kernels (the
-// sanitizer build compiles modules with -fsanitize=address for that), cuBLASLt (cuemu_blas.c).
+// sanitizer build compiles modules with -fsanitize=address,undefined), cuBLASLt (cuemu_blas.c).
 #define _GNU_SOURCE
 #include <cuda.h>
 #include <dlfcn.h>
@@ -481,8 +481,9 @@ static const char *cache_dir(char *buf, size_t n) {
 
 static const char *cxx_flags(void) {
 #if CUEMU_ASAN
-    // the sanitizer build checks the kernels' own memory accesses too
-    return "-std=c++17 -O1 -g -fPIC -shared -fsanitize=address -fno-omit-frame-pointer";
+    // the sanitizer build checks the kernels' own memory accesses and undefined behaviour too
+    return "-std=c++17 -O1 -g -fPIC -shared -fsanitize=address,undefined -fno-sanitize-recover=undefined "
+           "-fno-omit-frame-pointer";
 #else
     return "-std=c++17 -O1 -g -fPIC -shared";
 #endif
