@@ -17,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 
+CUresult trlcEmuModuleLoadSource(CUmodule *mod, const char *source);   // the emulator's own entry point
+
 static uint64_t rng = 7;
 static float frand(void) {
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -74,6 +76,13 @@ static void test_kernels(RtCudaDevice *dev) {
     CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "exited_lane", &exited) == 0);
     void *none = NULL;
     CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "not_a_kernel", &none) != 0);
+    // a source the host compiler rejects fails the load (CUDA_ERROR_INVALID_SOURCE, its output printed)
+    CHECK(rt_cuda_load_source(dev, NULL, "extern \"C\" __global__ void broken(float *x) { x[0] = y; }\n", "broken",
+                              &none) != 0);
+    CUmodule m = NULL;
+    CHECK(trlcEmuModuleLoadSource(&m, "extern \"C\" __global__ void broken(float *x) { x[0] = y; }\n") ==
+          CUDA_ERROR_INVALID_SOURCE);
+    CHECK(trlcEmuModuleLoadSource(&m, "// no kernel here\n") == CUDA_ERROR_INVALID_SOURCE);
     if (!sum || !div || !dead || !exited) return;
     enum { N = 1000 };
     float x[N];
