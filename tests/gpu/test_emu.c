@@ -57,6 +57,14 @@ static const char *kernels_src =
     "    v += __shfl_xor_sync(0xffffffffu, v, 16);\n"
     "    out[threadIdx.x] = v;\n"
     "}\n"
+    "extern \"C\" __global__ void shuffles(int *out) {   // 64 threads: 4 results per thread\n"
+    "    const int v = 100 + (int)threadIdx.x;\n"
+    "    out[threadIdx.x * 4 + 0] = __shfl_sync(0xffffffffu, v, 3);\n"
+    "    out[threadIdx.x * 4 + 1] = __shfl_up_sync(0xffffffffu, v, 1, 16);\n"
+    "    out[threadIdx.x * 4 + 2] = __shfl_down_sync(0xffffffffu, v, 2, 8);\n"
+    "    __syncwarp();\n"
+    "    out[threadIdx.x * 4 + 3] = __shfl_xor_sync(0xffffffffu, v, 5);\n"
+    "}\n"
     "extern \"C\" __global__ void stale_shared(float *out) {   // block 1 reads what it never wrote\n"
     "    __shared__ float s[4];\n"
     "    if (blockIdx.x == 0) s[threadIdx.x] = 1.0f;\n"
@@ -137,6 +145,26 @@ static void test_kernels(RtCudaDevice *dev) {
     void *a4[] = {&pout, &freed, &n};
     CHECK_MSG(rt_cuda_launch(dev, sum, g1, b32, 0, a4, "block_sum, freed buffer") != 0, "a freed buffer argument");
     CHECK_MSG(rt_cuda_launch(dev, sum, g1, b32, 0, NULL, "block_sum, no arguments") != 0, "no argument array");
+    // shuffle semantics (CUDA's): idx broadcasts a lane, up / down stay inside their width's
+    // segment (out of range: the own value), xor pairs lanes
+    void *shf = NULL;
+    CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "shuffles", &shf) == 0);
+    if (shf) {
+        RtCudaPtr pi = 0;
+        int got[256], wrong = 0;
+        CHECK(rt_cuda_alloc(dev, sizeof got, &pi) == 0);
+        unsigned b64[3] = {64, 1, 1};
+        void *a5[] = {&pi};
+        CHECK(rt_cuda_launch(dev, shf, g1, b64, 0, a5, "shuffles") == 0);
+        CHECK(rt_cuda_download(dev, got, pi, sizeof got) == 0);
+        for (int t = 0; t < 64; t++) {
+            int lane = t % 32, base = t - lane, v = 100 + t;
+            int want[4] = {100 + base + 3, lane % 16 >= 1 ? v - 1 : v, lane % 8 + 2 < 8 ? v + 2 : v, 100 + base + (lane ^ 5)};
+            for (int k = 0; k < 4; k++) wrong += got[t * 4 + k] != want[k];
+        }
+        CHECK_MSG(wrong == 0, "%d shuffle results wrong", wrong);
+        rt_cuda_free(dev, pi);
+    }
     // shared memory does not survive from one block to the next: block 1 reads garbage (NaN)
     void *stale = NULL;
     CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "stale_shared", &stale) == 0);
