@@ -9,7 +9,9 @@
 // TRLC_PRINT_KERNELS=1 prints every source before it is compiled (or found in the cache).
 // Registers and static shared memory per kernel are read from the cubin's ELF sections
 // (.nv.info EIATTR_REGCOUNT, .nv.shared.<kernel>), so no GPU and no cuobjdump are needed.
-// Not here: loading modules and launching (needs a GPU: rt_cuda_device_* only queries).
+// Also the device (device.c): memory, modules, launches through the driver API, which is
+// libcuda.so.1 or $TRLC_CUDA_DRIVER (the CPU emulator of tests/gpu/emu for the tests).
+// Not here: deciding what to launch (the executor, exec.c), cuBLASLt (blas.c).
 #ifndef TRLC_RT_CUDA_H
 #define TRLC_RT_CUDA_H
 #include <stdbool.h>
