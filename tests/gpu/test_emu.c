@@ -65,6 +65,12 @@ static const char *kernels_src =
     "    __syncwarp();\n"
     "    out[threadIdx.x * 4 + 3] = __shfl_xor_sync(0xffffffffu, v, 5);\n"
     "}\n"
+    "extern \"C\" __global__ void reverse(float *x) {   // dynamic shared memory: blockDim floats\n"
+    "    extern __shared__ float buf[];\n"
+    "    buf[threadIdx.x] = x[blockIdx.x * blockDim.x + threadIdx.x];\n"
+    "    __syncthreads();\n"
+    "    x[blockIdx.x * blockDim.x + threadIdx.x] = buf[blockDim.x - 1 - threadIdx.x];\n"
+    "}\n"
     "extern \"C\" __global__ void stale_shared(float *out) {   // block 1 reads what it never wrote\n"
     "    __shared__ float s[4];\n"
     "    if (blockIdx.x == 0) s[threadIdx.x] = 1.0f;\n"
@@ -164,6 +170,24 @@ static void test_kernels(RtCudaDevice *dev) {
         }
         CHECK_MSG(wrong == 0, "%d shuffle results wrong", wrong);
         rt_cuda_free(dev, pi);
+    }
+    // dynamic shared memory (extern __shared__): each block reverses its part; over 48 KiB fails
+    void *rev = NULL;
+    CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "reverse", &rev) == 0);
+    if (rev) {
+        float v[192], w[192];
+        for (int i = 0; i < 192; i++) v[i] = (float)i;
+        RtCudaPtr pv = 0;
+        CHECK(rt_cuda_alloc(dev, sizeof v, &pv) == 0 && rt_cuda_upload(dev, pv, v, sizeof v) == 0);
+        unsigned g3[3] = {3, 1, 1}, b64[3] = {64, 1, 1};
+        void *a6[] = {&pv};
+        CHECK(rt_cuda_launch(dev, rev, g3, b64, 64 * sizeof(float), a6, "reverse") == 0);
+        CHECK(rt_cuda_download(dev, w, pv, sizeof w) == 0);
+        int wrong = 0;
+        for (int i = 0; i < 192; i++) wrong += w[i] != v[i / 64 * 64 + 63 - i % 64];
+        CHECK_MSG(wrong == 0, "dynamic shared memory: %d wrong", wrong);
+        CHECK(rt_cuda_launch(dev, rev, g3, b64, 64 * 1024, a6, "reverse, 64 KiB") != 0);
+        rt_cuda_free(dev, pv);
     }
     // shared memory does not survive from one block to the next: block 1 reads garbage (NaN)
     void *stale = NULL;

@@ -13,7 +13,9 @@
 // every live lane of the warp. A barrier nobody can complete (deadlock), waiters at different
 // __syncthreads / shuffle lines, or a shuffle reading a lane that has exited fails the launch with
 // a message naming the kernel, the block and the threads. __shared__ memory holds 0xff bytes when
-// a block starts. Pointer arguments must be NULL or device memory.
+// a block starts; dynamic shared memory (`extern __shared__ T a[];`, at most 48 KiB: no opt-in
+// attribute here) is a static array of its own per declaration. Pointer arguments must be NULL or
+// device memory.
 // Not here: timing, concurrency (one block at a time: races only show as order effects), cubins
 // (cuModuleLoadData fails), streams (accepted and ignored), memory checks inside kernels (the
 // sanitizer build compiles modules with -fsanitize=address,undefined), cuBLASLt (cuemu_blas.c).
@@ -466,6 +468,38 @@ static int write_launchers(const char *src, Buf *out, Buf *names) {
     return nk;
 }
 
+// `extern __shared__ T name[];` (dynamic shared memory) becomes a static array of
+// CUEMU_DYNAMIC_SHARED_MAX elements in the shared section (see cuemu_shim.h); a malloc'd copy of
+// src, NULL when out of memory
+static char *rewrite_extern_shared(const char *src) {
+    char *blank = blank_comments(src);
+    Buf out = {0};
+    if (!blank) return NULL;
+    size_t done = 0;
+    for (const char *p = strstr(blank, "extern"); p; p = strstr(p + 1, "extern")) {
+        size_t at = (size_t)(p - blank);
+        if ((at > 0 && is_ident(p[-1])) || is_ident(p[6])) continue;
+        const char *q = skip_ws(p + 6);
+        if (strncmp(q, "__shared__", 10) || is_ident(q[10])) continue;
+        const char *semi = strchr(q, ';'), *open = strchr(q, '[');
+        if (!semi || !open || open > semi) continue;
+        const char *close = skip_ws(open + 1);
+        if (*close != ']') continue;
+        // text before, the macro for `extern __shared__`, the declaration up to `[`, the size
+        put(&out, "%.*sCUEMU_DYNAMIC_SHARED%.*s[CUEMU_DYNAMIC_SHARED_MAX]", (int)(at - done), src + done,
+            (int)(open - (q + 10)), src + (q + 10 - blank));
+        done = (size_t)(close + 1 - blank);
+        p = close;
+    }
+    put(&out, "%s", src + done);
+    free(blank);
+    if (out.oom) {
+        free(out.s);
+        return NULL;
+    }
+    return out.s;
+}
+
 static const char *cache_dir(char *buf, size_t n) {
     const char *env = getenv("TRLC_CACHE_DIR"), *tmp = getenv("TMPDIR");
     if (env && *env) snprintf(buf, n, "%s/cuemu", env);
@@ -521,7 +555,10 @@ static int compile_module(const char *dir, const char *cpp_path, const char *so_
 EXPORT CUresult trlcEmuModuleLoadSource(CUmodule *mod, const char *source) {
     if (!mod || !source) return CUDA_ERROR_INVALID_VALUE;
     Buf text = {0}, launchers = {0}, names = {0};
-    put(&text, "#include \"cuemu_shim.h\"\n#line 1 \"kernel.cu\"\n%s\n", source);
+    char *rewritten = rewrite_extern_shared(source);
+    if (!rewritten) return CUDA_ERROR_OUT_OF_MEMORY;
+    put(&text, "#include \"cuemu_shim.h\"\n#line 1 \"kernel.cu\"\n%s\n", rewritten);
+    free(rewritten);
     put(&launchers, "// ---- cuemu launchers ----\n");
     int nk = write_launchers(source, &launchers, &names);
     if (nk <= 0) {
@@ -978,7 +1015,7 @@ EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned gx, unsigned gy, unsigned 
         return CUDA_ERROR_NOT_SUPPORTED;
     }
     if (!gx || !gy || !gz || !bx || !by || !bz || gx > 2147483647u || gy > 65535 || gz > 65535 || bx > 1024 ||
-        by > 1024 || bz > 64 || (uint64_t)bx * by * bz > MAX_THREADS || shared_bytes > 227 * 1024) {
+        by > 1024 || bz > 64 || (uint64_t)bx * by * bz > MAX_THREADS || shared_bytes > 48 * 1024) {
         pthread_mutex_unlock(&mu);
         fprintf(stderr, "cuemu: cuLaunchKernel %s: invalid grid (%u,%u,%u) / block (%u,%u,%u) / shared %u\n", k->name,
                 gx, gy, gz, bx, by, bz, shared_bytes);

@@ -6,7 +6,7 @@
 // fast-math intrinsics and min / max. Only what trlc's kernels use and their near relatives.
 // The top part (CuemuState, the ABI between the emulator and a compiled module) is C and is also
 // included by cuemu.c with CUEMU_ABI_ONLY defined. Not here: textures, cooperative groups, warp
-// votes, dynamic (extern) shared memory, half / __nv_bfloat16 types.
+// votes, half / __nv_bfloat16 types.
 #ifndef TRLC_CUEMU_SHIM_H
 #define TRLC_CUEMU_SHIM_H
 
@@ -50,6 +50,10 @@ static CuemuState *cuemu_state;   // set by cuemu_module_init (one module = one 
 // floats) before every block, as a real block finds garbage there
 #define __shared__ static __attribute__((section("cuemu_shared")))
 #define __constant__ static
+// `extern __shared__ T a[];` is rewritten by the emulator to `CUEMU_DYNAMIC_SHARED T a[MAX];`: each
+// declaration gets an array of its own (on a GPU they all alias one buffer)
+#define CUEMU_DYNAMIC_SHARED static __attribute__((section("cuemu_shared"), aligned(16)))
+#define CUEMU_DYNAMIC_SHARED_MAX (48 * 1024)
 
 typedef CuemuDim uint3;
 #define threadIdx (*cuemu_state->thread)
