@@ -35,7 +35,7 @@ static int by_size(const void *x, const void *y) {
 static int add_aux(MpPlan *out, IrId node, MpWhat what, int64_t numel, int s) {
     if (numel < 0 || numel > INT64_MAX / 8) return -1;
     MpBuffer *mb = &out->bufs[out->nbufs++];
-    mb->node = node, mb->what = what, mb->first = mb->last = s;
+    mb->node = node, mb->what = what, mb->first = mb->last = s, mb->alias = IR_NONE;
     mb->bytes = (numel * 4 + MP_ALIGN - 1) / MP_ALIGN * MP_ALIGN, mb->offset = -1;
     return 0;
 }
@@ -137,6 +137,7 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
             b = (b + MP_ALIGN - 1) / MP_ALIGN * MP_ALIGN;
             MpBuffer *mb = &out->bufs[out->nbufs];
             mb->node = id, mb->what = MP_VALUE, mb->first = s, mb->last = is_out[id] ? fp->nsteps : s, mb->bytes = b;
+            mb->alias = IR_NONE;
             mb->offset = -1;
             bufof[id] = out->nbufs++;
         }
@@ -148,7 +149,7 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
         int64_t b = mul_ok(numel, elem_bytes(g->nodes[i].dtype));
         if (numel < 0 || b < 0 || b > INT64_MAX / 4) goto overflow;
         MpBuffer *mb = &out->bufs[out->nbufs];
-        mb->node = i, mb->what = MP_VALUE, mb->first = 0, mb->last = fp->nsteps;
+        mb->node = i, mb->what = MP_VALUE, mb->first = 0, mb->last = fp->nsteps, mb->alias = IR_NONE;
         mb->bytes = (b + MP_ALIGN - 1) / MP_ALIGN * MP_ALIGN;
         mb->offset = -1;
         bufof[i] = out->nbufs++;
@@ -182,6 +183,19 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
         if (out->naive > INT64_MAX - out->bufs[i].bytes) goto overflow;
         out->naive += out->bufs[i].bytes;
     }
+    // cross-entropy's backward writes its gradient over the logits when nothing reads them later
+    // (the kernel allows it): one (rows, V) buffer instead of two, the largest of a step
+    for (int s = 0; s < fp->nsteps; s++) {
+        const FuseStep *st = &fp->steps[s];
+        if (st->kind != FUSE_LIBRARY || g->nodes[st->node].op != IR_CROSS_ENTROPY_BWD) continue;
+        IrId x = root[g->nodes[st->node].in[0]];
+        int bx = bufof[x], bd = bufof[st->node];
+        if (bx < 0 || bd < 0 || is_out[x] || g->nodes[x].op == IR_INPUT || out->bufs[bx].last != s ||
+            out->bufs[bx].bytes != out->bufs[bd].bytes || g->nodes[x].dtype != g->nodes[st->node].dtype)
+            continue;
+        out->bufs[bx].last = out->bufs[bd].last;
+        out->bufs[bd].alias = x;
+    }
     // first fit, largest first: the lowest offset not overlapping a placed buffer alive at once
     qsort(out->bufs, (size_t)out->nbufs, sizeof *out->bufs, by_size);
     int64_t peak = 0;
@@ -189,10 +203,12 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
     if (!iv) goto oom;
     for (int i = 0; i < out->nbufs; i++) {
         MpBuffer *b = &out->bufs[i];
+        if (b->alias != IR_NONE) continue;   // placed with the buffer it overwrites
         int nv = 0;
         for (int j = 0; j < i; j++) {
             const MpBuffer *c = &out->bufs[j];
-            if (c->first <= b->last && b->first <= c->last) iv[nv][0] = c->offset, iv[nv][1] = c->offset + c->bytes, nv++;
+            if (c->alias == IR_NONE && c->first <= b->last && b->first <= c->last)
+                iv[nv][0] = c->offset, iv[nv][1] = c->offset + c->bytes, nv++;
         }
         // candidate offsets: 0 and every conflicting interval's end, lowest that fits
         int64_t best = -1;
@@ -207,6 +223,11 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
         if (best + b->bytes > peak) peak = best + b->bytes;
     }
     free(iv);
+    for (int i = 0; i < out->nbufs; i++)
+        if (out->bufs[i].alias != IR_NONE) {
+            const MpBuffer *a = mp_find(out, out->bufs[i].alias, MP_VALUE);
+            out->bufs[i].offset = a ? a->offset : -1;
+        }
     out->activations = peak;
     out->total = out->weights + out->grads + out->optimizer + out->activations + out->workspace;
     free(root), free(bufof), free(is_grad), free(is_out);

@@ -34,6 +34,8 @@ typedef struct MpBuffer {
     IrId node;              // the value (a step's output), or the node the state belongs to
     MpWhat what;
     int first, last;        // steps that write it and read it last (gradients: the last step)
+    IrId alias;             // IR_NONE, or the node whose value buffer this one overwrites in place
+                            // (cross-entropy's backward over logits nothing reads afterwards)
     int64_t bytes;
     int64_t offset;         // in the activation arena
 } MpBuffer;

@@ -36,6 +36,12 @@ int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *
         if (lora_apply(d, a, g, &res, &lo, &lr) != 0) return -1;
     }
 #endif
+    // as in the trainer: the training step hands out no logits (as an output they would stay
+    // allocated through the whole backward pass)
+    int k = 0;
+    for (int i = 0; i < g->nouts; i++)
+        if (strcmp(g->outs[i].name, "logits") != 0) g->outs[k++] = g->outs[i];
+    g->nouts = k;
     if (ad_run_passes(g, NULL) != 0) return -1;
     if (cs->train.recompute && ir_recompute(g, NULL) != 0) return -1;   // after cse, which would undo it
     // precision = bf16: the graph the trainer runs (autocast.h)
