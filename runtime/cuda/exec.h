@@ -10,9 +10,11 @@
 // downloads the outputs when asked.
 // Every driver / NVRTC / cuBLASLt failure is reported naming the call and the step's node and spec
 // location.
-// Not here (yet): fp16/bf16 graphs (computed as fp32 on the CPU; refused here with a message),
-// the optimizer on the device (the trainer's AdamW runs on the host over downloaded gradients),
-// CUDA graph capture of the step, several devices.
+// Dtypes: fp32, and bf16 where mixed precision puts it (compiler/autocast.h: product operands,
+// frozen weights, casts); anything else (fp16, bf16 attention) is refused at creation with the
+// node's spec line.
+// Not here (yet): the optimizer on the device (the trainer's AdamW runs on the host over
+// downloaded gradients), CUDA graph capture of the step, several devices.
 #ifndef TRLC_EXEC_H
 #define TRLC_EXEC_H
 #include <stdbool.h>
