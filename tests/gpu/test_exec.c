@@ -2,10 +2,13 @@
 // on the CUDA emulator, tests/gpu/emu): every fused group of the given specs' training graphs is
 // compiled for the device's architecture, launched with the interpreter's values of its inputs
 // (once with trlc's grid, once more on two blocks so the grid-stride loops run as a capped grid
-// makes them at full size), and its outputs compared with the interpreter's; every library kernel
+// makes them at full size), and its outputs compared with the interpreter's (bf16 outputs to one
+// bf16 step; `--bf16 SPEC`: the graph with mixed precision, its casts and bf16 frozen weights);
+// the generated CUDA of a hand-built graph and 40 random fusion graphs likewise; every library kernel
 // (attention forward/backward at several head sizes with grouped KV heads, segments and key
 // masks; cross-entropy f32/bf16; rope; AdamW and the gradient's sum of squares; embed; softmax;
 // layout copies; gather; dequantization) is compared with its C reference.
+#include "autocast.h"
 #include "codegen_cuda.h"
 #include "cpu.h"
 #include "fuse.h"
@@ -73,11 +76,28 @@ static float bf16_val(uint16_t b) {
     return f;
 }
 
-// the device bytes of one element of a group argument (bf16 storage: 2)
-static size_t elem_bytes(IrDType t) { return t == IR_BF16 ? 2 : 4; }
+// the largest distance between got and want in bf16 steps (ulps of want; NaN against a number: huge)
+static double bf16_ulps(const float *got, const float *want, int64_t n) {
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double a = got[i], b = want[i];
+        if (isnan(a) || isnan(b)) {
+            if (!(isnan(a) && isnan(b))) m = 1e30;
+            continue;
+        }
+        if (a == b) continue;
+        double ulp = b != 0 && isfinite(b) ? ldexp(1.0, ilogb(b) - 7) : ldexp(1.0, -133);
+        double u = fabs(a - b) / ulp;
+        if (!(u <= m)) m = u;
+    }
+    return m;
+}
 
-// copies n host values (floats for f32 and bf16 nodes, ints for i32) to a fresh device buffer of
-// dtype t (bf16: rounded to nearest even, as the kernels store)
+// the device bytes of one element of a group argument (bf16 storage: 2, NF4 codes: 1)
+static size_t elem_bytes(IrDType t) { return t == IR_BF16 ? 2 : t == IR_U8 ? 1 : 4; }
+
+// copies n host values (floats for f32 and bf16 nodes, ints for i32, bytes for u8) to a fresh
+// device buffer of dtype t (bf16: rounded to nearest even, as the kernels store)
 static RtCudaPtr up_typed(RtCudaDevice *dev, const void *data, int64_t n, IrDType t) {
     if (t != IR_BF16 || !data) return up(dev, data, (size_t)n * elem_bytes(t));
     uint16_t *h = malloc((size_t)n * 2 + 2);
@@ -123,14 +143,22 @@ static double check_groups(RtCudaDevice *dev, RtCudaCache *cache, const char *ar
         if (n->op != IR_INPUT && n->op != IR_PARAM) continue;
         int64_t numel = ir_shape_numel(&n->shape, sym);
         host[i] = malloc((size_t)numel * 4 + 4);
+        if (n->dtype == IR_U8) {   // NF4 codes: random bytes
+            for (int64_t k = 0; k < numel; k++) ((uint8_t *)host[i])[k] = (uint8_t)((frand() + 0.5f) * 255);
+            cpu_bind(prog, i, host[i], (size_t)numel);
+            continue;
+        }
         for (int64_t k = 0; k < numel; k++) {
             if (n->dtype == IR_I32) ((int32_t *)host[i])[k] = n->name && !strcmp(n->name, "pos") ? (int32_t)(k % sym[1]) : (int32_t)((frand() + 0.5f) * 300);
             else ((float *)host[i])[k] = n->name && strstr(n->name, "norm") ? 1 + frand() * 0.4f : frand() * (n->op == IR_PARAM ? 0.4f : 2.0f);
         }
+        if (n->dtype == IR_BF16) ac_round_bf16(host[i], numel);   // a frozen weight stored in bf16
         cpu_bind(prog, i, host[i], (size_t)numel * 4);
     }
     CHECK(cpu_run(prog, sym, step) == 0);
     void **fns = calloc((size_t)plan->nkernels, sizeof *fns);
+    double worst_ulps = 0;
+    int nbf16 = 0;
     if (one_module && rt_cuda_is_emulated(dev)) {
         // the emulator compiles one module per source with the host compiler: the plan's kernels go
         // into one source, each in a namespace of its own (their helpers repeat), found by name
@@ -218,7 +246,14 @@ static double check_groups(RtCudaDevice *dev, RtCudaCache *cache, const char *ar
                 const CpuTensor *t = cpu_output_named(prog, name);
                 double e = 0;
                 if (!t) e = 1;
-                else if (n->dtype != IR_I32) e = relerr(got, t->data, numel);
+                else if (n->dtype == IR_BF16) {
+                    // a bf16 output: the f32 values differ by ~1e-6 (summation order), so a value
+                    // near a rounding boundary may land one bf16 step away; more is a bug
+                    double u = bf16_ulps(got, t->data, numel);
+                    if (!(u <= worst_ulps)) worst_ulps = u;
+                    e = u <= 1 ? 0 : u;
+                    nbf16++;
+                } else if (n->dtype != IR_I32) e = relerr(got, t->data, numel);
                 else if (memcmp(got, t->data, (size_t)numel * 4)) e = 1;   // integers: exact
                 if (!(e <= worst)) worst = e;
                 if (!(e <= 2e-4) && bad++ < 5)
@@ -232,7 +267,9 @@ static double check_groups(RtCudaDevice *dev, RtCudaCache *cache, const char *ar
     CHECK_MSG(bad == 0, "%s: %d outputs differ", what, bad);
     if (!quiet)
         printf("%s: %d fused launches of %d kernels (%d of them on 2 blocks: grid-stride) on the GPU vs the "
-               "interpreter: max rel. error %.3g\n", what, launched, plan->nkernels, strided, worst);
+               "interpreter: max rel. error %.3g", what, launched, plan->nkernels, strided, worst);
+    if (!quiet && nbf16) printf(" (f32); %d bf16 outputs within %.0f bf16 step(s)", nbf16, worst_ulps);
+    if (!quiet) printf("\n");
     for (int i = 0; i < g->n; i++) free(host[i]);
     free(host);
     free(fns);
@@ -240,7 +277,7 @@ static double check_groups(RtCudaDevice *dev, RtCudaCache *cache, const char *ar
     return worst;
 }
 
-static void test_fused(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, const char *path) {
+static void test_fused(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, const char *path, bool mixed) {
     Diag d;
     diag_init(&d, stderr);
     Arena a = {0};
@@ -250,13 +287,18 @@ static void test_fused(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, 
     ir_graph_init(&g, &d, IR_F32);
     FusePlan plan;
     memset(&plan, 0, sizeof plan);
+    // --bf16 on an fp32 spec: the graph with mixed precision (a bf16 spec's graph has it already)
     if (load_spec(&d, &a, path, &spec) != 0 || check_spec(&d, &a, &spec, cs) != 0 ||
-        mp_compile_training_graph(&d, &a, &spec, cs, &g) != 0 || fuse_plan(&g, &d, &plan) != 0) {
+        mp_compile_training_graph(&d, &a, &spec, cs, &g) != 0 ||
+        (mixed && !(cs->train.precision && !strcmp(cs->train.precision, "bf16")) && ir_autocast_bf16(&g, NULL) != 0) ||
+        fuse_plan(&g, &d, &plan) != 0) {
         CHECK_MSG(0, "%s does not compile", path);
         return;
     }
     int64_t sym[IR_NSYMS] = {2, 45};
-    check_groups(dev, cache, arch, path, &g, &plan, sym, false, false, &d);
+    char what[600];
+    snprintf(what, sizeof what, "%s%s", path, mixed ? " (bf16 mixed precision)" : "");
+    check_groups(dev, cache, arch, what, &g, &plan, sym, false, false, &d);
     fuse_plan_free(&plan);
     ir_graph_free(&g);
     arena_free(&a);
@@ -839,8 +881,12 @@ int main(int argc, char **argv) {
     printf("gpu.exec: device 0 is %s\n", arch);
     RtCudaCache cache;
     rt_cuda_cache_init(&cache, &d);
-    for (int i = 1; i < argc; i++) test_fused(dev, &cache, arch, argv[i]);
-    test_codegen_fuzz(dev, &cache, arch, 60);
+    for (int i = 1; i < argc; i++) {   // SPEC, or --bf16 SPEC: the graph with bf16 mixed precision
+        bool mixed = !strcmp(argv[i], "--bf16") && i + 1 < argc;
+        test_fused(dev, &cache, arch, argv[i + mixed], mixed);
+        i += mixed;
+    }
+    test_codegen_fuzz(dev, &cache, arch, 40);
     test_library(dev, &cache, arch);
     test_library_more(dev, &cache, arch);
     test_attention_shapes(dev, &cache, arch);
