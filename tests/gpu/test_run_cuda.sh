@@ -74,4 +74,16 @@ for c in "${cases[@]}"; do
         fi
     fi
 done
+# resume on the device: 2 steps with a checkpoint after each, then resumed to the spec's 4; steps
+# 3 and 4 must give the uninterrupted run's losses (the host holds the state; the device reloads it)
+if "$trlc" run "$src/tests/run/full.trl" --device cuda --set train.steps=2 --set "train.save_every=1 steps" \
+       --out "$work/resume" > "$work/resume-1.log" 2>&1 &&
+   "$trlc" run "$src/tests/run/full.trl" --device cuda --set "train.save_every=1 steps" --resume "$work/resume" \
+       > "$work/resume-2.log" 2>&1; then
+    a=$(grep -o '"step": [34], "loss": [-0-9.e]*' "$work/full-cuda/metrics.jsonl" | tr '\n' ' ')
+    b=$(grep -o '"step": [34], "loss": [-0-9.e]*' "$work/resume/metrics.jsonl" | tail -2 | tr '\n' ' ')
+    if [ -n "$a" ] && [ "$a" = "$b" ]; then echo "ok: resumed on the device: $b"; else echo "FAIL: resume: '$b' vs '$a'"; fail=1; fi
+else
+    echo "FAIL: the resume runs failed"; tail -3 "$work/resume-1.log" "$work/resume-2.log"; fail=1
+fi
 exit $fail
