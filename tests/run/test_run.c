@@ -103,6 +103,34 @@ static double rel_err(const float *a, const float *b, int64_t n) {
     return mb > 0 ? md / mb : md;
 }
 
+// Compares the gradient of every trainable param of t, divided by n, with the fixture's
+// "<prefix>.grad.<name>" (normwise relative error) within tol; *worst receives the largest error.
+// Returns how many gradients were compared.
+static int check_grads(Trainer *t, const char *prefix, double n, double tol, double *worst) {
+    int checked = 0;
+    *worst = 0;
+    for (int i = 0; i < tr_nparams(t); i++) {
+        if (!tr_param_trainable(t, i)) continue;
+        const char *name = tr_param_name(t, i);
+        char key[512];
+        snprintf(key, sizeof key, "%s.grad.%s", prefix, name);
+        int64_t rn = 0, gn = 0;
+        float *ref = fx_f32(key, &rn), *g = tr_grad(t, name, &gn);
+        CHECK_MSG(ref && g && rn == gn, "%s gradient of %s", prefix, name);
+        if (ref && g && rn == gn) {
+            float *sc = malloc((size_t)gn * sizeof *sc + 1);
+            for (int64_t k = 0; k < gn; k++) sc[k] = (float)(g[k] / n);
+            double e = rel_err(sc, ref, gn);
+            if (e > *worst) *worst = e;
+            CHECK_MSG(e <= tol, "%s gradient of %s: max rel error %.3g", prefix, name, e);
+            free(sc);
+            checked++;
+        }
+        free(ref);
+    }
+    return checked;
+}
+
 static void test_full_step(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
     Opened o;
     Trainer *t = open_spec(d, &o, "full.trl");
@@ -112,27 +140,8 @@ static void test_full_step(Diag *d, const int32_t *tok, const int32_t *pos, cons
     CHECK(tr_micro_step(t, tok, pos, lab, B, T, 0, &ls) == 0);
     int64_t n = count_targets(lab, (size_t)B * T);
     CHECK_CLOSE(ls / (double)n, fx_scalar("full.loss", 0), 0, 1e-5);
-    int checked = 0;
-    double worst = 0;
-    for (int i = 0; i < tr_nparams(t); i++) {
-        const char *name = tr_param_name(t, i);
-        char key[512];
-        snprintf(key, sizeof key, "full.grad.%s", name);
-        int64_t rn = 0, gn = 0;
-        float *ref = fx_f32(key, &rn);
-        float *g = tr_grad(t, name, &gn);
-        CHECK_MSG(ref && g && rn == gn, "gradient of %s", name);
-        if (ref && g && rn == gn) {
-            float *s = malloc((size_t)gn * sizeof *s);
-            for (int64_t k = 0; k < gn; k++) s[k] = g[k] / (float)n;
-            double e = rel_err(s, ref, gn);
-            if (e > worst) worst = e;
-            CHECK_MSG(e <= 1e-4, "full FT gradient of %s: max rel error %.3g", name, e);
-            free(s);
-            checked++;
-        }
-        free(ref);
-    }
+    double worst;
+    int checked = check_grads(t, "full", (double)n, 1e-4, &worst);
     printf("full FT: %d gradients vs transformers, max rel error %.2e\n", checked, worst);
     CHECK(checked >= 20);
     close_spec(&o);
@@ -166,29 +175,10 @@ static void test_lora_step(Diag *d, const int32_t *tok, const int32_t *pos, cons
     CHECK(tr_micro_step(t, tok, pos, lab, B, T, 0, &ls) == 0);
     int64_t n = count_targets(lab, (size_t)B * T);
     CHECK_CLOSE(ls / (double)n, fx_scalar("lora.loss", 0), 0, 1e-5);
-    double worst = 0;
-    for (int i = 0; i < tr_nparams(t); i++) {
-        const char *name = tr_param_name(t, i);
-        if (!tr_param_trainable(t, i)) {
-            CHECK(tr_grad(t, name, NULL) == NULL);   // the base model is frozen
-            continue;
-        }
-        char key[512];
-        snprintf(key, sizeof key, "lora.grad.%s", name);
-        int64_t rn = 0, gn = 0;
-        float *ref = fx_f32(key, &rn);
-        float *g = tr_grad(t, name, &gn);
-        CHECK_MSG(ref && g && rn == gn, "gradient of %s", name);
-        if (ref && g && rn == gn) {
-            float *s = malloc((size_t)gn * sizeof *s);
-            for (int64_t k = 0; k < gn; k++) s[k] = g[k] / (float)n;
-            double e = rel_err(s, ref, gn);
-            if (e > worst) worst = e;
-            CHECK_MSG(e <= 1e-4, "LoRA gradient of %s: max rel error %.3g", name, e);
-            free(s);
-        }
-        free(ref);
-    }
+    for (int i = 0; i < tr_nparams(t); i++)
+        if (!tr_param_trainable(t, i)) CHECK(tr_grad(t, tr_param_name(t, i), NULL) == NULL);   // the base is frozen
+    double worst;
+    CHECK(check_grads(t, "lora", (double)n, 1e-4, &worst) == 28);
     printf("LoRA: 28 adapter gradients vs peft, max rel error %.2e\n", worst);
     close_spec(&o);
 }
@@ -219,27 +209,8 @@ static void test_bf16(Diag *d, const int32_t *tok, const int32_t *pos, const int
         snprintf(key, sizeof key, "%s.loss", what);
         double want = fx_scalar(key, 0), fp32 = 0;
         CHECK_CLOSE(ls / (double)n, want, 0, 2e-5);
-        int checked = 0;
-        double worst = 0;
-        for (int i = 0; i < tr_nparams(t); i++) {
-            const char *name = tr_param_name(t, i);
-            if (!tr_param_trainable(t, i)) continue;
-            snprintf(key, sizeof key, "%s.grad.%s", what, name);
-            int64_t rn = 0, gn = 0;
-            float *r = fx_f32(key, &rn);
-            float *g = tr_grad(t, name, &gn);
-            CHECK_MSG(r && g && rn == gn, "bf16 gradient of %s", name);
-            if (r && g && rn == gn) {
-                float *sc = malloc((size_t)gn * sizeof *sc);
-                for (int64_t k = 0; k < gn; k++) sc[k] = g[k] / (float)n;
-                double e = rel_err(sc, r, gn);
-                if (e > worst) worst = e;
-                CHECK_MSG(e <= 5e-4, "bf16 %s gradient of %s: max rel error %.3g", what, name, e);
-                free(sc);
-                checked++;
-            }
-            free(r);
-        }
+        double worst;
+        int checked = check_grads(t, what, (double)n, 5e-4, &worst);
         fx = step;
         fp32 = fx_scalar(lora ? "lora.loss" : "full.loss", 0);
         printf("bf16 %s: loss %.7f (PyTorch %.7f; fp32 %.7f), %d gradients, max rel error %.2e\n", what, ls / (double)n,
@@ -414,26 +385,8 @@ static void test_aux_objective(Diag *d, const char *spec, const char *prefix, co
         snprintf(key, sizeof key, "%s.loss", prefix);
         double want = fx_scalar(key, 0);
         CHECK_CLOSE(ls / n, want, 1e-7, 1e-5);
-        double worst = 0;
-        int checked = 0;
-        for (int i = 0; i < tr_nparams(t); i++) {
-            if (!tr_param_trainable(t, i)) continue;
-            const char *name = tr_param_name(t, i);
-            snprintf(key, sizeof key, "%s.grad.%s", prefix, name);
-            int64_t rn = 0, gn = 0;
-            float *ref = fx_f32(key, &rn), *g = tr_grad(t, name, &gn);
-            CHECK_MSG(ref && g && rn == gn, "%s gradient of %s", prefix, name);
-            if (ref && g && rn == gn) {
-                float *s = malloc((size_t)gn * sizeof *s);
-                for (int64_t k = 0; k < gn; k++) s[k] = (float)(g[k] / n);
-                double e = rel_err(s, ref, gn);
-                if (e > worst) worst = e;
-                CHECK_MSG(e <= 1e-4, "%s gradient of %s: max rel error %.3g", prefix, name, e);
-                free(s);
-                checked++;
-            }
-            free(ref);
-        }
+        double worst;
+        int checked = check_grads(t, prefix, n, 1e-4, &worst);
         printf("%s: loss %.6f vs %.6f, %d adapter gradients, max rel error %.2e\n", prefix, ls / n, want, checked,
                worst);
         close_spec(&o);
@@ -471,25 +424,8 @@ static void test_qlora(Diag *d, const int32_t *tok, const int32_t *pos, const in
     CHECK(tr_micro_step(t, tok, pos, lab, B, T, 0, &ls) == 0);
     double nt = (double)count_targets(lab, (size_t)B * T), want = fx_scalar("qlora.loss", 0);
     CHECK_CLOSE(ls / nt, want, 0, 1e-5);
-    double worst = 0;
-    for (int i = 0; i < tr_nparams(t); i++) {
-        if (!tr_param_trainable(t, i)) continue;
-        const char *name = tr_param_name(t, i);
-        char key[512];
-        snprintf(key, sizeof key, "qlora.grad.%s", name);
-        int64_t rn = 0, gn = 0;
-        float *ref = fx_f32(key, &rn), *g = tr_grad(t, name, &gn);
-        CHECK_MSG(ref && g && rn == gn, "qlora gradient of %s", name);
-        if (ref && g && rn == gn) {
-            float *s = malloc((size_t)gn * sizeof *s);
-            for (int64_t k = 0; k < gn; k++) s[k] = (float)(g[k] / nt);
-            double e = rel_err(s, ref, gn);
-            if (e > worst) worst = e;
-            CHECK_MSG(e <= 1e-4, "qlora gradient of %s: max rel error %.3g", name, e);
-            free(s);
-        }
-        free(ref);
-    }
+    double worst;
+    CHECK(check_grads(t, "qlora", nt, 1e-4, &worst) == 28);
     printf("qlora: NF4 codes = bitsandbytes'; loss %.6f vs %.6f; adapter gradients max rel error %.2e\n", ls / nt, want,
            worst);
     close_spec(&o);
