@@ -43,6 +43,7 @@ struct RtCudaDevice {
     CUresult (*FuncGetAttribute)(int *, int, CUfunction);
     CUresult (*GetErrorString)(CUresult, const char **);
     CUresult (*EmuLoadSource)(CUmodule *, const char *);   // only in the emulator, else NULL
+    CUresult (*MemGetInfo)(size_t *, size_t *);            // optional (rt_cuda_mem_info)
 };
 
 static int cu_fail(RtCudaDevice *g, CUresult r, const char *call, const char *file, int line) {
@@ -109,6 +110,11 @@ void rt_cuda_close(RtCudaDevice *g) {
     g->PrimaryCtxRelease(g->dev);
     dlclose(g->lib);
     free(g);
+}
+
+bool rt_cuda_mem_info(RtCudaDevice *g, size_t *free_bytes, size_t *total_bytes) {
+    if (!g->MemGetInfo) SYM(g, MemGetInfo, "cuMemGetInfo_v2");
+    return g->MemGetInfo && g->MemGetInfo(free_bytes, total_bytes) == 0;
 }
 
 int rt_cuda_alloc(RtCudaDevice *g, size_t bytes, RtCudaPtr *p) {

@@ -369,12 +369,27 @@ static int plan_for(CudaProgram *p, const int64_t *sym) {
     if (p->mp.activations > p->arena_bytes) {
         if (p->arena) rt_cuda_free(p->dev, p->arena);
         p->arena = 0, p->arena_bytes = 0;
-        if (rt_cuda_alloc(p->dev, (size_t)p->mp.activations, &p->arena) != 0) return -1;
+        if (rt_cuda_alloc(p->dev, (size_t)p->mp.activations, &p->arena) != 0) {
+            size_t fr = 0, tot = 0;
+            bool known = rt_cuda_mem_info(p->dev, &fr, &tot);
+            diag_hint(p->d, "the step at B=%lld, T=%lld needs %.2f GiB of activations (the memory plan) beside %.2f GiB "
+                      "of weights, gradients and workspace held already; %s%.2f GiB of %.2f GiB free. `trlc check "
+                      "SPEC --memory` shows the plan; a smaller batch or max_len, or `recompute = true`, lowers it",
+                      (long long)sym[0], (long long)sym[1], (double)p->mp.activations / (1 << 30),
+                      (double)p->fixed_bytes / (1 << 30), known ? "the device has " : "unknown: ",
+                      (double)fr / (1 << 30), (double)tot / (1 << 30));
+            return -1;
+        }
         p->arena_bytes = p->mp.activations;
     }
     p->sym[0] = sym[0], p->sym[1] = sym[1];
     p->planned = true;
     return 0;
+}
+
+int cuda_reserve(CudaProgram *p, const int64_t *sym) {
+    if (sym[0] < 1 || sym[1] < 1) return 0;
+    return plan_for(p, sym);
 }
 
 // Uploads bound leaves: inputs into the arena, params into their buffers (frozen ones once).

@@ -63,6 +63,10 @@ int cuda_bind_name(CudaProgram *p, const char *name, const void *data, size_t nb
 // on the device once). owner must outlive p. A trainable param is still uploaded by whichever
 // program runs (the host holds the current values), a frozen one once.
 void cuda_share_params(CudaProgram *p, CudaProgram *owner);
+// Lays out and allocates the activation arena for the largest step to come (B, T) now, so that a
+// device too small fails at the start (with the plan's numbers) rather than when a long batch
+// arrives; smaller steps reuse it. Returns 0 or -1 (reported).
+int cuda_reserve(CudaProgram *p, const int64_t *sym);
 // Runs the step for B = sym[IR_SYM_B], T = sym[IR_SYM_T]; step feeds dropout. Returns 0 or -1.
 int cuda_run(CudaProgram *p, const int64_t *sym, uint64_t step);
 // Output i of the last run, downloaded on first use (host memory valid until the next run).

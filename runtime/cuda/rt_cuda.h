@@ -76,6 +76,8 @@ typedef uint64_t RtCudaPtr;               // a device address (CUdeviceptr)
 RtCudaDevice *rt_cuda_open(int dev, bool quiet, Diag *d);
 void rt_cuda_close(RtCudaDevice *g);
 int rt_cuda_alloc(RtCudaDevice *g, size_t bytes, RtCudaPtr *p);
+// Free and total device memory (cuMemGetInfo); false when the driver cannot say.
+bool rt_cuda_mem_info(RtCudaDevice *g, size_t *free_bytes, size_t *total_bytes);
 void rt_cuda_free(RtCudaDevice *g, RtCudaPtr p);
 int rt_cuda_upload(RtCudaDevice *g, RtCudaPtr dst, const void *src, size_t bytes);
 int rt_cuda_download(RtCudaDevice *g, void *dst, RtCudaPtr src, size_t bytes);

@@ -450,7 +450,13 @@ static int new_train_program(Trainer *t, const TrainerOptions *o) {
     t->cache = calloc(1, sizeof *t->cache);
     if (!t->cache || rt_cuda_cache_init(t->cache, t->d) != 0) return -1;
     t->prog.cuda = cuda_program_new(&t->g, t->dev, t->cache, t->d);
-    return t->prog.cuda ? 0 : -1;
+    if (!t->prog.cuda) return -1;
+    // the largest step now (data max_len rows of `batch`), so that a device too small fails here
+    const CheckedSpec *cs = t->cs;
+    int64_t T = cs->train_data >= 0 && cs->data[cs->train_data].max_len > 0 ? cs->data[cs->train_data].max_len : 0;
+    int64_t B = cs->train.batch > 0 ? cs->train.batch : 0;
+    if (T > 0 && B > 0 && !t->per_pair && cuda_reserve(t->prog.cuda, (const int64_t[IR_NSYMS]){B, T}) != 0) return -1;
+    return 0;
 #else
     diag_plain_error(t->d, "`--device %s`: this trlc was built without the CUDA toolkit; run with `--device cpu`", dev);
     return -1;

@@ -74,6 +74,16 @@ for c in "${cases[@]}"; do
         fi
     fi
 done
+# a step too large for the device fails before training, with the memory plan's numbers
+"$trlc" run "$src/tests/run/full.trl" --device cuda --set train.batch=4096 --set "data.train.max_len=60000 tokens" \
+    --out "$work/oom" > "$work/oom.log" 2>&1
+rc=$?
+if [ $rc -eq 3 ] && grep -q "needs [0-9.]* GiB of activations (the memory plan)" "$work/oom.log" &&
+   ! grep -q '^step 1' "$work/oom.log"; then
+    echo "ok: too large a step: exit 3 before training: $(grep -o 'needs [0-9.]* GiB of activations' "$work/oom.log")"
+else
+    echo "FAIL: too large a step: exit $rc"; tail -3 "$work/oom.log"; fail=1
+fi
 # resume on the device: 2 steps with a checkpoint after each, then resumed to the spec's 4; steps
 # 3 and 4 must give the uninterrupted run's losses (the host holds the state; the device reloads it)
 if "$trlc" run "$src/tests/run/full.trl" --device cuda --set train.steps=2 --set "train.save_every=1 steps" \
