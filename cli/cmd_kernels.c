@@ -137,8 +137,7 @@ int cmd_kernels(int argc, char **argv) {
     LibCubin lib[32];
     memset(lib, 0, sizeof lib);
     int status = EXIT_OK;
-    if (load_spec(&d, &arena, path, &spec) != 0 || check_spec(&d, &arena, &spec, cs) != 0 ||
-        mp_compile_training_graph(&d, &arena, &spec, cs, &g) != 0 || fuse_plan(&g, &d, &plan) != 0) {
+    if (mp_compile_spec_file(&d, &arena, path, &spec, cs, &g) != 0 || fuse_plan(&g, &d, &plan) != 0) {
         if (d.errors) fprintf(stderr, "%s: %d error%s\n", path, d.errors, d.errors == 1 ? "" : "s");
         status = EXIT_SPEC;
         goto out;

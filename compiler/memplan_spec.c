@@ -49,6 +49,11 @@ int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *
     return g->errors ? -1 : 0;
 }
 
+int mp_compile_spec_file(Diag *d, Arena *a, const char *path, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g) {
+    if (load_spec(d, a, path, spec) != 0 || check_spec(d, a, spec, cs) != 0) return -1;
+    return mp_compile_training_graph(d, a, spec, cs, g);
+}
+
 int mp_report_spec(FILE *out, Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, int64_t B, int64_t T) {
     if (B <= 0) B = cs->train.batch > 0 ? cs->train.batch : 1;
     if (T <= 0) {

@@ -18,6 +18,9 @@
 // dead code, then recomputes (train.recompute) and applies bf16 mixed precision (precision = bf16)
 // as the trainer does. Returns 0, or -1 after reporting.
 int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g);
+// Loads and checks the spec file at path (into spec and cs, which the caller provides) and then
+// compiles its training graph into g as above: where `trlc kernels` and the GPU tests start.
+int mp_compile_spec_file(Diag *d, Arena *a, const char *path, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g);
 
 // Compiles the spec, fuses it and prints the memory plan to out for B (<= 0: the spec's batch)
 // and T (<= 0: the train data's max_len, else 2048). Returns 0, or -1 after reporting.

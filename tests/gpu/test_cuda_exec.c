@@ -59,8 +59,7 @@ static void check_spec_step(RtCudaDevice *dev, RtCudaCache *cache, const char *p
     CheckedSpec *cs = arena_alloc(&a, sizeof *cs);
     IrGraph g;
     ir_graph_init(&g, &d, IR_F32);
-    if (load_spec(&d, &a, path, &spec) != 0 || check_spec(&d, &a, &spec, cs) != 0 ||
-        mp_compile_training_graph(&d, &a, &spec, cs, &g) != 0) {
+    if (mp_compile_spec_file(&d, &a, path, &spec, cs, &g) != 0) {
         CHECK_MSG(0, "%s does not compile", path);
         return;
     }

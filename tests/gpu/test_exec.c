@@ -288,8 +288,7 @@ static void test_fused(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, 
     FusePlan plan;
     memset(&plan, 0, sizeof plan);
     // --bf16 on an fp32 spec: the graph with mixed precision (a bf16 spec's graph has it already)
-    if (load_spec(&d, &a, path, &spec) != 0 || check_spec(&d, &a, &spec, cs) != 0 ||
-        mp_compile_training_graph(&d, &a, &spec, cs, &g) != 0 ||
+    if (mp_compile_spec_file(&d, &a, path, &spec, cs, &g) != 0 ||
         (mixed && !(cs->train.precision && !strcmp(cs->train.precision, "bf16")) && ir_autocast_bf16(&g, NULL) != 0) ||
         fuse_plan(&g, &d, &plan) != 0) {
         CHECK_MSG(0, "%s does not compile", path);

@@ -52,10 +52,7 @@ static void test_spec(const char *path) {
     ir_graph_init(&g, &d, IR_F32);
     FusePlan fp;
     memset(&fp, 0, sizeof fp);
-    int rc = load_spec(&d, &a, path, &spec) == 0 && check_spec(&d, &a, &spec, cs) == 0 &&
-                     mp_compile_training_graph(&d, &a, &spec, cs, &g) == 0 && fuse_plan(&g, &d, &fp) == 0
-                 ? 0
-                 : -1;
+    int rc = mp_compile_spec_file(&d, &a, path, &spec, cs, &g) == 0 && fuse_plan(&g, &d, &fp) == 0 ? 0 : -1;
     CHECK_MSG(rc == 0, "%s", path);
     if (rc == 0) {
         int64_t w32 = 0, trainable = 0;
@@ -90,8 +87,7 @@ static void test_spec(const char *path) {
             Arena a2 = {0};
             LoadedSpec spec2 = {0};
             CheckedSpec *cs2 = arena_alloc(&a2, sizeof *cs2);
-            bool okm = load_spec(&d, &a2, path, &spec2) == 0 && check_spec(&d, &a2, &spec2, cs2) == 0 &&
-                       mp_compile_training_graph(&d, &a2, &spec2, cs2, &gm) == 0 && ir_autocast_bf16(&gm, &ac) == 0 &&
+            bool okm = mp_compile_spec_file(&d, &a2, path, &spec2, cs2, &gm) == 0 && ir_autocast_bf16(&gm, &ac) == 0 &&
                        fuse_plan(&gm, &d, &fm) == 0;
             CHECK_MSG(okm, "%s: the mixed-precision graph", path);
             int64_t retyped = 0, frozen = 0, all = 0;
