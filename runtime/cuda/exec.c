@@ -456,19 +456,27 @@ static int upload_leaves(CudaProgram *p) {
     return 0;
 }
 
+// A failed launch or product (rc != 0, already reported with the call) also names the node it
+// computes and its spec line; built only then, not on every launch.
+static int located(CudaProgram *p, int rc, IrId id) {
+    if (rc != 0) {
+        char w[256];
+        diag_hint(p->d, "computing %s", where(p, id, w, sizeof w));
+    }
+    return rc;
+}
+
 static int launch(CudaProgram *p, const char *fn_name, unsigned gx, unsigned gy, unsigned gz, unsigned threads,
                   void **args, IrId id) {
     void *fn = lib_fn(p, fn_name);
-    char w[256], what[320];
-    snprintf(what, sizeof what, "%s for %s", fn_name, where(p, id, w, sizeof w));
     if (!fn) {
-        diag_plain_error(p->d, "GPU: kernel %s is not loaded", what);
-        return -1;
+        diag_plain_error(p->d, "GPU: kernel %s is not loaded", fn_name);
+        return located(p, -1, id);
     }
     if (gx == 0 || gy == 0 || gz == 0) return 0;   // an empty tensor: nothing to do
     unsigned grid[3] = {gx, gy, gz}, block[3] = {threads, 1, 1};
     p->launches++;
-    return rt_cuda_launch(p->dev, fn, grid, block, 0, args, what);
+    return located(p, rt_cuda_launch(p->dev, fn, grid, block, 0, args, fn_name), id);
 }
 
 static unsigned blocks_for(int64_t n, int64_t per, int64_t cap) {
@@ -500,11 +508,9 @@ static int run_fused(CudaProgram *p, int s, uint64_t step) {
     unsigned grid[3], block[3];
     cg_launch_dims(&p->plan, p->plan.steps[s].group, p->sym, grid, block);
     const FuseKernel *k = &p->plan.kernels[gr->kernel];
-    char w[256], what[320];
-    snprintf(what, sizeof what, "kernel %s (step %d, %s)", k->name, s, where(p, gr->nodes[gr->nnodes - 1], w, sizeof w));
     if (grid[0] == 0) return 0;
     p->launches++;
-    return rt_cuda_launch(p->dev, p->kfn[gr->kernel], grid, block, 0, args, what);
+    return located(p, rt_cuda_launch(p->dev, p->kfn[gr->kernel], grid, block, 0, args, k->name), gr->nodes[gr->nnodes - 1]);
 }
 
 // matmul: row-major out (batch..., M, N) = op(a) op(b). In column-major terms outᵀ = op(b)ᵀ op(a)ᵀ:
@@ -537,22 +543,20 @@ static int run_gemm(CudaProgram *p, IrId id) {
     gm.m = N, gm.k = K;
     gm.lda = tb ? K : N, gm.ldb = ta ? M : K, gm.ldc = N;
     RtCudaPtr A = addr(p, n->in[1]), Bm = addr(p, n->in[0]), C = addr(p, id);
-    char w[256], what[320];
-    snprintf(what, sizeof what, "matmul %lldx%lldx%lld x%lld (%s)", (long long)M, (long long)N, (long long)K,
-             (long long)nbatch, where(p, id, w, sizeof w));
+    const char *what = "a matmul";   // located() adds the node and its spec line on failure
     if (M == 0 || N == 0 || nbatch == 0) return 0;
     if (K == 0) return rt_cuda_zero(p->dev, C, (size_t)(nbatch * M * N * ec));
     p->launches++;
     if (nb == 1 && !ta) {   // b shared by every batch element, a contiguous: one product of nbatch*M rows
         gm.n = nbatch * M, gm.batch = 1, gm.a = A, gm.b = Bm, gm.c = C;
-        return rt_blas_gemm(p->blas, &gm, what);
+        return located(p, rt_blas_gemm(p->blas, &gm, what), id);
     }
     bool a_full = true, b_full = true;
     for (int i = 0; i < nbd; i++) a_full = a_full && abat[i] == obat[i], b_full = b_full && bbat[i] == obat[i];
     if ((a_full || na == 1) && (b_full || nb == 1) && nbatch <= 0x7fffffff) {
         gm.n = M, gm.batch = (int)nbatch, gm.a = A, gm.b = Bm, gm.c = C;
         gm.stride_a = nb == 1 ? 0 : K * N, gm.stride_b = na == 1 ? 0 : M * K, gm.stride_c = M * N;
-        return rt_blas_gemm(p->blas, &gm, what);
+        return located(p, rt_blas_gemm(p->blas, &gm, what), id);
     }
     // general broadcast: one product per output batch element
     gm.n = M, gm.batch = 1;
@@ -566,7 +570,7 @@ static int run_gemm(CudaProgram *p, IrId id) {
         }
         gm.a = A + (RtCudaPtr)(bo * K * N * eab), gm.b = Bm + (RtCudaPtr)(ao * M * K * eab);
         gm.c = C + (RtCudaPtr)(e * M * N * ec);
-        if (rt_blas_gemm(p->blas, &gm, what) != 0) return -1;
+        if (rt_blas_gemm(p->blas, &gm, what) != 0) return located(p, -1, id);
     }
     return 0;
 }
