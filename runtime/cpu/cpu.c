@@ -360,6 +360,23 @@ void cpu_program_free(CpuProgram *p) {
 void cpu_set_check_finite(CpuProgram *p, bool on) { p->check_finite = on; }
 
 // Index of the first non-finite element of a real tensor, or -1.
+// A node of a 16-bit float dtype holds its values rounded to that dtype (as the GPU stores them):
+// every op's result is rounded here, once, except a cast's (exec_cast rounds as it converts).
+static void round_to_dtype(CpuTensor *t, IrDType dt, IrDType real) {
+    if (dt == IR_BF16 && real == IR_F32) {   // round to nearest even on the bits; inf and NaN stay
+        uint32_t *u = t->data;
+        for (int64_t i = 0; i < t->numel; i++)
+            if ((u[i] & 0x7f800000u) != 0x7f800000u) u[i] = (u[i] + 0x7fffu + ((u[i] >> 16) & 1u)) & 0xffff0000u;
+        return;
+    }
+    int bits = dt == IR_BF16 ? 8 : 11, emin = dt == IR_BF16 ? -126 : -14;
+    double maxv = dt == IR_BF16 ? 3.3895313892515355e38 : 65504.0;
+    for (int64_t i = 0; i < t->numel; i++) {
+        if (real == IR_F32) ((float *)t->data)[i] = (float)cpu_round_float(((float *)t->data)[i], bits, emin, maxv);
+        else ((double *)t->data)[i] = cpu_round_float(((double *)t->data)[i], bits, emin, maxv);
+    }
+}
+
 static int64_t first_nonfinite(const CpuTensor *t, double *val) {
     if (t->dtype == IR_F64) {
         const double *v = t->data;
@@ -522,6 +539,7 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
             release_all(p);
             return runtime_error(p, i, msg);
         }
+        if ((n->dtype == IR_BF16 || n->dtype == IR_F16) && n->op != IR_CAST) round_to_dtype(t, n->dtype, p->real);
         double bad;
         int64_t at = p->check_finite ? first_nonfinite(t, &bad) : -1;
         if (at >= 0) {
