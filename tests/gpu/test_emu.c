@@ -5,7 +5,10 @@
 // launch (no hang); launch bounds; out-of-bounds copies, sets and frees rejected; cublasLtMatmul
 // for every transpose combination, strided batches (stride 0 = broadcast), beta != 0 with C
 // aliasing D, and bf16 operands, against OpenBLAS cblas_sgemm (the same column-major problem);
-// malformed problems (ld < rows, shapes that disagree) rejected. Usage: test_gpu_emu LIBCUEMU.
+// malformed problems (ld < rows, shapes that disagree) rejected; WMMA (m16n16k16 bf16 -> f32, every
+// layout) against a double product, bf16 round-to-nearest-even, and WMMA calls breaking the
+// hardware's rules (misaligned pointer, bad ldm, half a warp, lanes disagreeing, a partial warp)
+// failing the launch. Usage: test_gpu_emu LIBCUEMU.
 #include "rt_cuda.h"
 #include "test.h"
 #include <cblas.h>
@@ -80,6 +83,44 @@ static const char *kernels_src =
     "extern \"C\" __global__ void exited_lane(float *out) {\n"
     "    if (threadIdx.x >= 16) return;\n"
     "    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 16);\n"
+    "}\n";
+
+// WMMA (m16n16k16, bf16 a / b, float accumulator): warp w of the block computes tile w of
+// D (16, 32) = A (16, 32) B (32, 32) + C with A / B / C / D in the layouts the flags name
+// (bit 0: A col-major, 1: B col-major, 2: C col-major, 3: D col-major); ld 40 (bf16) / 36 (float).
+// `bad` breaks a rule: 1 a misaligned pointer, 2 ldm 12, 3 lanes >= 16 skip the mma, 4 lanes
+// pass different pointers.
+static const char *wmma_src =
+    "using namespace nvcuda;\n"
+    "extern \"C\" __global__ void wmma_mm(float *d, const unsigned short *a_, const unsigned short *b_,\n"
+    "                                     const float *c, int flags, int bad) {\n"
+    "    __shared__ __align__(32) __nv_bfloat16 sa[32 * 40], sb[32 * 40];\n"
+    "    const __nv_bfloat16 *a = (const __nv_bfloat16 *)a_, *b = (const __nv_bfloat16 *)b_;\n"
+    "    for (int i = threadIdx.x; i < 32 * 40; i += blockDim.x) sa[i] = a[i], sb[i] = b[i];\n"
+    "    __syncthreads();\n"
+    "    const int w = threadIdx.x / 32, lane = threadIdx.x % 32;\n"
+    "    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;\n"
+    "    const wmma::layout_t lc = flags & 4 ? wmma::mem_col_major : wmma::mem_row_major;\n"
+    "    const wmma::layout_t ld = flags & 8 ? wmma::mem_col_major : wmma::mem_row_major;\n"
+    "    wmma::load_matrix_sync(acc, c + (flags & 4 ? w * 16 * 36 : w * 16), 36, lc);\n"
+    "    for (int k = 0; k < 32; k += 16) {\n"
+    "        const __nv_bfloat16 *pa = sa + (flags & 1 ? k * 40 : k), *pb = sb + (flags & 2 ? w * 16 * 40 + k : k * 40 + w * 16);\n"
+    "        if (bad == 1) pa += 1;\n"
+    "        if (bad == 4 && lane == 7) pa += 16;\n"
+    "        const unsigned lda = bad == 2 ? 12 : 40;\n"
+    "        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> ar;\n"
+    "        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major> ac;\n"
+    "        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> br;\n"
+    "        wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> bc;\n"
+    "        if (flags & 1) wmma::load_matrix_sync(ac, pa, lda); else wmma::load_matrix_sync(ar, pa, lda);\n"
+    "        if (flags & 2) wmma::load_matrix_sync(bc, pb, 40); else wmma::load_matrix_sync(br, pb, 40);\n"
+    "        if (bad == 3 && lane >= 16) return;\n"
+    "        if (flags & 1) { if (flags & 2) wmma::mma_sync(acc, ac, bc, acc); else wmma::mma_sync(acc, ac, br, acc); }\n"
+    "        else { if (flags & 2) wmma::mma_sync(acc, ar, bc, acc); else wmma::mma_sync(acc, ar, br, acc); }\n"
+    "    }\n"
+    "    wmma::store_matrix_sync(d + (flags & 8 ? w * 16 * 36 : w * 16), acc, 36, ld);\n"
+    "    if (threadIdx.x == 0) d[36 * 32] = __bfloat162float(__float2bfloat16(1.00390625f)) +\n"
+    "                                      __bfloat162float(__float2bfloat16(1.01171875f));   // ties to even\n"
     "}\n";
 
 static void test_kernels(RtCudaDevice *dev) {
@@ -272,6 +313,55 @@ static float from_bf16(uint16_t b) {
     return f;
 }
 
+static void test_wmma(RtCudaDevice *dev) {
+    void *fn = NULL;
+    CHECK(rt_cuda_load_source(dev, NULL, wmma_src, "wmma_mm", &fn) == 0);
+    if (!fn) return;
+    uint16_t a[32 * 40], b[32 * 40];
+    float af[32 * 40], bf[32 * 40], c[32 * 36], d[32 * 36 + 1];
+    for (int i = 0; i < 32 * 40; i++) a[i] = to_bf16(4 * frand()), b[i] = to_bf16(4 * frand());
+    for (int i = 0; i < 32 * 40; i++) af[i] = from_bf16(a[i]), bf[i] = from_bf16(b[i]);
+    for (int i = 0; i < 32 * 36; i++) c[i] = frand();
+    RtCudaPtr pa = 0, pb = 0, pc = 0, pd = 0;
+    CHECK(rt_cuda_alloc(dev, sizeof a, &pa) == 0 && rt_cuda_upload(dev, pa, a, sizeof a) == 0);
+    CHECK(rt_cuda_alloc(dev, sizeof b, &pb) == 0 && rt_cuda_upload(dev, pb, b, sizeof b) == 0);
+    CHECK(rt_cuda_alloc(dev, sizeof c, &pc) == 0 && rt_cuda_upload(dev, pc, c, sizeof c) == 0);
+    CHECK(rt_cuda_alloc(dev, sizeof d, &pd) == 0);
+    unsigned g1[3] = {1, 1, 1}, b64[3] = {64, 1, 1}, b48[3] = {48, 1, 1};
+    double worst = 0;
+    for (int flags = 0; flags < 16; flags++) {
+        int bad = 0;
+        void *args[] = {&pd, &pa, &pb, &pc, &flags, &bad};
+        CHECK(rt_cuda_launch(dev, fn, g1, b64, 0, args, "wmma_mm") == 0);
+        CHECK(rt_cuda_download(dev, d, pd, sizeof d) == 0);
+        for (int m = 0; m < 16; m++)
+            for (int n = 0; n < 32; n++) {
+                double want = c[flags & 4 ? n * 36 + m : m * 36 + n];
+                for (int k = 0; k < 32; k++)
+                    want += (double)af[flags & 1 ? k * 40 + m : m * 40 + k] * bf[flags & 2 ? n * 40 + k : k * 40 + n];
+                double got = d[flags & 8 ? n * 36 + m : m * 36 + n], e = fabs(got - want) / (1 + fabs(want));
+                if (!(e <= worst)) worst = e;
+            }
+        CHECK_MSG(d[32 * 36] == 2.015625f, "bf16 rounding: %g", d[32 * 36]);
+    }
+    printf("wmma m16n16k16 bf16 -> f32, 16 layout combinations of A / B / C / D, 2 warps: max error %.2g vs double\n",
+           worst);
+    CHECK(worst < 1e-5);
+    // the hardware's rules: each broken one fails the launch
+    const char *what[] = {"", "a pointer not 32-byte aligned", "ldm 12", "half the warp skipping mma_sync",
+                          "lanes passing different pointers"};
+    for (int bad = 1; bad <= 4; bad++) {
+        int flags = 0;
+        void *args[] = {&pd, &pa, &pb, &pc, &flags, &bad};
+        CHECK_MSG(rt_cuda_launch(dev, fn, g1, b64, 0, args, what[bad]) != 0, "%s must fail", what[bad]);
+    }
+    int flags = 0, bad = 0;
+    void *args[] = {&pd, &pa, &pb, &pc, &flags, &bad};
+    CHECK_MSG(rt_cuda_launch(dev, fn, g1, b48, 0, args, "wmma in a partial warp") != 0, "a partial warp must fail");
+    CHECK(rt_cuda_launch(dev, fn, g1, b64, 0, args, "wmma_mm again") == 0);
+    rt_cuda_free(dev, pa), rt_cuda_free(dev, pb), rt_cuda_free(dev, pc), rt_cuda_free(dev, pd);
+}
+
 static CUdeviceptr dev_copy(const void *h, size_t n) {
     CUdeviceptr p = 0;
     if (cuMemAlloc(&p, n) == CUDA_SUCCESS) cuMemcpyHtoD(p, h, n);
@@ -433,6 +523,7 @@ int main(int argc, char **argv) {
     if (dev) {
         CHECK(rt_cuda_is_emulated(dev));
         test_kernels(dev);
+        test_wmma(dev);
 #if defined(__SANITIZE_ADDRESS__)
         test_kernel_overflow(dev);
 #endif
