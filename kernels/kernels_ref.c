@@ -223,3 +223,90 @@ void trlc_dequant_map8_ref(float *out, const uint8_t *q, const float *map, const
                            int64_t block, float offset) {
     for (int64_t i = 0; i < n; i++) out[i] = map[q[i]] * scale[i / block] + offset;
 }
+
+// ---- attention_tc.cu: bf16 operands, fp32 accumulation, bf16(P) / bf16(dS) / bf16(dO) in the products
+
+static float tc_bf16_val(uint16_t b) {
+    union { uint32_t u; float f; } x = {(uint32_t)b << 16};
+    return x.f;
+}
+static float tc_round_bf16(float v) {   // round to nearest even, as the kernels
+    union { float f; uint32_t u; } x = {v};
+    x.u = (x.u + 0x7fffu + ((x.u >> 16) & 1u)) & 0xffff0000u;
+    return x.f;
+}
+// S_ij (fp32: the dot of the bf16 values, then times scale)
+static float tc_score(const uint16_t *qi, const uint16_t *kj, int64_t D, float scale) {
+    float s = 0.0f;
+    for (int64_t d = 0; d < D; d++) s += tc_bf16_val(qi[d]) * tc_bf16_val(kj[d]);
+    return scale * s;
+}
+static int tc_visible(int64_t i, int64_t j, int causal, const int32_t *sg, const float *km) {
+    return (!causal || j <= i) && (!sg || sg[j] == sg[i]) && (!km || km[j] != 0.0f);
+}
+
+void trlc_attention_tc_forward_ref(float *out, float *lse, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                                   const int32_t *seg, const float *key_mask, int64_t B, int64_t Hq, int64_t Hkv,
+                                   int64_t T, int64_t D, float scale, int causal) {
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < Hq; h++) {
+            const int64_t hk = h / (Hq / Hkv);
+            const uint16_t *kh = k + (b * Hkv + hk) * T * D, *vh = v + (b * Hkv + hk) * T * D;
+            const int32_t *sg = seg ? seg + b * T : 0;
+            const float *km = key_mask ? key_mask + b * T : 0;
+            for (int64_t i = 0; i < T; i++) {
+                const uint16_t *qi = q + ((b * Hq + h) * T + i) * D;
+                float *oi = out + ((b * Hq + h) * T + i) * D;
+                float m = -INFINITY, l = 0.0f;
+                for (int64_t j = 0; j < T; j++)
+                    if (tc_visible(i, j, causal, sg, km)) m = fmaxf(m, tc_score(qi, kh + j * D, D, scale));
+                for (int64_t j = 0; j < T; j++)
+                    if (tc_visible(i, j, causal, sg, km)) l += expf(tc_score(qi, kh + j * D, D, scale) - m);
+                const float li = l > 0.0f ? m + logf(l) : INFINITY;   // no key seen: +inf, out 0
+                lse[(b * Hq + h) * T + i] = li;
+                for (int64_t d = 0; d < D; d++) oi[d] = 0.0f;
+                for (int64_t j = 0; j < T; j++) {
+                    if (!tc_visible(i, j, causal, sg, km)) continue;
+                    const float p = tc_round_bf16(expf(tc_score(qi, kh + j * D, D, scale) - li));
+                    for (int64_t d = 0; d < D; d++) oi[d] += p * tc_bf16_val(vh[j * D + d]);
+                }
+            }
+        }
+}
+
+void trlc_attention_tc_backward_ref(float *dq, float *dk, float *dv, float *delta, const uint16_t *q, const uint16_t *k,
+                                    const uint16_t *v, const float *out, const float *dout, const float *lse,
+                                    const int32_t *seg, const float *key_mask, int64_t B, int64_t Hq, int64_t Hkv,
+                                    int64_t T, int64_t D, float scale, int causal) {
+    for (int64_t e = 0; e < B * Hkv * T * D; e++) dk[e] = dv[e] = 0.0f;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < Hq; h++) {
+            const int64_t hk = h / (Hq / Hkv);
+            const uint16_t *kh = k + (b * Hkv + hk) * T * D, *vh = v + (b * Hkv + hk) * T * D;
+            float *dkh = dk + (b * Hkv + hk) * T * D, *dvh = dv + (b * Hkv + hk) * T * D;
+            const int32_t *sg = seg ? seg + b * T : 0;
+            const float *km = key_mask ? key_mask + b * T : 0;
+            for (int64_t i = 0; i < T; i++) {
+                const int64_t ro = ((b * Hq + h) * T + i) * D;
+                float dl = 0.0f;
+                for (int64_t d = 0; d < D; d++) dl += dout[ro + d] * out[ro + d];
+                delta[(b * Hq + h) * T + i] = dl;
+                const float li = lse[(b * Hq + h) * T + i];
+                for (int64_t d = 0; d < D; d++) dq[ro + d] = 0.0f;
+                for (int64_t j = 0; j < T; j++) {
+                    if (!tc_visible(i, j, causal, sg, km)) continue;
+                    const float p = expf(tc_score(q + ro, kh + j * D, D, scale) - li);
+                    float dp = 0.0f;
+                    for (int64_t d = 0; d < D; d++) dp += tc_round_bf16(dout[ro + d]) * tc_bf16_val(vh[j * D + d]);
+                    const float ds = tc_round_bf16(p * (dp - dl)), pb = tc_round_bf16(p);
+                    for (int64_t d = 0; d < D; d++) {
+                        dq[ro + d] += ds * tc_bf16_val(kh[j * D + d]);
+                        dkh[j * D + d] += ds * tc_bf16_val(q[ro + d]);
+                        dvh[j * D + d] += pb * tc_round_bf16(dout[ro + d]);
+                    }
+                }
+                for (int64_t d = 0; d < D; d++) dq[ro + d] *= scale;
+            }
+        }
+    for (int64_t e = 0; e < B * Hkv * T * D; e++) dk[e] *= scale;
+}

@@ -1,0 +1,396 @@
+// attention_tc.cu — scaled-dot-product attention on tensor cores: bf16 q / k / v, fp32 accumulation
+// (WMMA m16n16k16), forward and backward, grouped KV heads (query head h reads KV head
+// h / (Hq / Hkv)), causal or full, packed rows (seg) and padding keys (key_mask) exactly as
+// attention.cu (the fp32 CUDA-core version). No T x T matrix is stored.
+// The numerics (the CPU interpreter and kernels_ref.c's trlc_attention_tc_*_ref implement the same):
+//   S_ij = scale * sum_d q_id k_jd (bf16 values, fp32 accumulation); masked entries (causal j > i,
+//          another segment, key_mask == 0) are left out;
+//   lse_i = log sum_j exp(S_ij), P_ij = exp(S_ij - lse_i) (fp32); a query that sees no key gets
+//          out = 0, lse = +inf (every P of the backward is then 0) and zero gradients;
+//   out_i = sum_j bf16(P_ij) v_j                        (P rounded to nearest even, fp32 sums);
+//   delta_i = sum_d dO_id O_id (fp32);  dP_ij = sum_d bf16(dO_id) v_jd;
+//   dS_ij = P_ij (dP_ij - delta_i);     dQ_i = scale * sum_j bf16(dS_ij) k_j;
+//   dV_j = sum_i bf16(P_ij) bf16(dO_i); dK_j = scale * sum_i bf16(dS_ij) q_i  (summed over the
+//          query heads of the group).
+// The forward makes two passes over the key blocks: the first finds each row's max and sum of
+// exponentials, the second recomputes S, forms the normalized bf16 P in shared memory and adds
+// P V into accumulator fragments (no rescaling, so the rounding points above are exact).
+// Launch (all three: 128 threads = 4 warps, static shared memory under 48 KB, no dynamic):
+//   trlc_attention_tc_forward, trlc_attention_tc_backward_dq: grid (ceil(T/64), Hq, B);
+//   trlc_attention_tc_backward_dkdv:                          grid (ceil(T/64), Hkv, B),
+//   the dq kernel (which writes delta) before the dkdv kernel. Any T >= 1, D in 1..128 (padded to
+//   a multiple of 16 with zeros in shared memory), Hq a multiple of Hkv. bf16 arrays are passed
+//   as their raw bits (unsigned short), fp32 for out / dout / lse / delta and the gradients.
+// Each warp owns 16 rows (queries; keys in dkdv); key (or query) tiles of 32 rows are staged in
+// shared memory, 16-byte loads when D % 8 == 0 and the row base is aligned.
+// NVRTC has no mma.h / cuda_bf16.h without the toolkit's include path, so under NVRTC this file
+// declares the WMMA subset it uses on the compiler's builtins (the calls mma.h makes); the CUDA
+// emulator's shim (tests/gpu/emu/cuemu_shim.h) provides nvcuda::wmma and __nv_bfloat16 itself.
+// Not here: dropout, attention bias, D > 128, fp16.
+#define TC_ROWS 64     // rows (queries, or keys in dkdv) per block: 16 per warp
+#define TC_KB 32       // keys (or queries in dkdv) per inner step
+#define TC_LD 136      // bf16 row stride of the staged tiles: 128 + 8 (a multiple of 8; rows 4 banks apart)
+#define TC_SLD 36      // float row stride of the per-warp score tiles (32 + 4)
+#define TC_PLD 40      // bf16 row stride of the per-warp P / dS tiles (32 + 8)
+#define TC_MAXF 8      // D / 16 fragments at most (D <= 128)
+
+#ifdef __CUDACC_RTC__
+struct __align__(2) __nv_bfloat16 {
+    unsigned short __x;
+};
+namespace nvcuda {
+namespace wmma {
+struct row_major {};
+struct col_major {};
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+enum layout_t { mem_row_major, mem_col_major };
+template <class L> struct tc_is_col { enum { v = 0 }; };
+template <> struct tc_is_col<col_major> { enum { v = 1 }; };
+template <class Use, int M, int N, int K, class T, class L = void> struct fragment;
+template <class Use, class L> struct fragment<Use, 16, 16, 16, __nv_bfloat16, L> { int r[4]; };
+template <> struct fragment<accumulator, 16, 16, 16, float, void> { float x[8]; };
+template <class L>
+__device__ __forceinline__ void load_matrix_sync(fragment<matrix_a, 16, 16, 16, __nv_bfloat16, L> &f,
+                                                 const __nv_bfloat16 *p, unsigned ldm) {
+    __mma_bf16_m16n16k16_ld_a(f.r, (const int *)p, ldm, tc_is_col<L>::v);
+}
+template <class L>
+__device__ __forceinline__ void load_matrix_sync(fragment<matrix_b, 16, 16, 16, __nv_bfloat16, L> &f,
+                                                 const __nv_bfloat16 *p, unsigned ldm) {
+    __mma_bf16_m16n16k16_ld_b(f.r, (const int *)p, ldm, tc_is_col<L>::v);
+}
+__device__ __forceinline__ void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f,
+                                                  unsigned ldm, layout_t l) {
+    if (l == mem_row_major) __hmma_m16n16k16_st_c_f32(p, (float *)f.x, ldm, 0);
+    else __hmma_m16n16k16_st_c_f32(p, (float *)f.x, ldm, 1);
+}
+__device__ __forceinline__ void fill_fragment(fragment<accumulator, 16, 16, 16, float> &f, float v) {
+    for (int i = 0; i < 8; i++) f.x[i] = v;
+}
+template <class LA, class LB>
+__device__ __forceinline__ void mma_sync(fragment<accumulator, 16, 16, 16, float> &d,
+                                         const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LA> &a,
+                                         const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LB> &b,
+                                         const fragment<accumulator, 16, 16, 16, float> &c) {
+    __mma_bf16_m16n16k16_mma_f32(d.x, a.r, b.r, c.x, tc_is_col<LA>::v * 2 + tc_is_col<LB>::v, 0);
+}
+}   // namespace wmma
+}   // namespace nvcuda
+#endif
+
+namespace wmma = nvcuda::wmma;
+typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> tc_frag_a;
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> tc_frag_b;    // (k, n) = p[k][n]
+typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> tc_frag_bt;   // (k, n) = p[n][k]
+typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> tc_frag_c;
+
+struct alignas(16) tc_u4 {
+    unsigned a, b, c, d;
+};
+
+__device__ __forceinline__ __nv_bfloat16 tc_bf16(float v) {   // round to nearest even (no NaN here)
+    unsigned u = __float_as_uint(v);
+    __nv_bfloat16 r;
+    r.__x = (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return r;
+}
+
+// rows r0 .. r0 + nrows - 1 of a (T, D) bf16 matrix into dst (nrows, TC_LD), columns padded to Dp
+// and rows past T with zeros (block-wide; the caller synchronizes)
+__device__ __forceinline__ void tc_stage(__nv_bfloat16 *dst, const unsigned short *src, int r0, int nrows, int T,
+                                         int D, int Dp) {
+    if ((D & 7) == 0 && ((unsigned long long)src & 15) == 0) {
+        const int cpr = Dp / 8;   // 16-byte chunks per padded row
+        for (int e = threadIdx.x; e < nrows * cpr; e += blockDim.x) {
+            const int r = e / cpr, c = (e % cpr) * 8, i = r0 + r;
+            tc_u4 v = {0u, 0u, 0u, 0u};
+            if (i < T && c < D) v = *(const tc_u4 *)(src + (long long)i * D + c);
+            *(tc_u4 *)(dst + r * TC_LD + c) = v;
+        }
+    } else {
+        for (int e = threadIdx.x; e < nrows * Dp; e += blockDim.x) {
+            const int r = e / Dp, c = e % Dp, i = r0 + r;
+            dst[r * TC_LD + c].__x = i < T && c < D ? src[(long long)i * D + c] : (unsigned short)0;
+        }
+    }
+}
+
+// the same for a (T, D) fp32 matrix, each value rounded to bf16
+__device__ __forceinline__ void tc_stage_f32(__nv_bfloat16 *dst, const float *src, int r0, int nrows, int T, int D,
+                                             int Dp) {
+    for (int e = threadIdx.x; e < nrows * Dp; e += blockDim.x) {
+        const int r = e / Dp, c = e % Dp, i = r0 + r;
+        dst[r * TC_LD + c] = tc_bf16(i < T && c < D ? src[(long long)i * D + c] : 0.0f);
+    }
+}
+
+// out (16, 32) fp32, ld TC_SLD = A (16, Dp) (fragments) times rows (32, Dp) of shared memory, transposed
+__device__ __forceinline__ void tc_abt(float *out, const tc_frag_a *a, const __nv_bfloat16 *rows, int nf) {
+    for (int n = 0; n < 2; n++) {
+        tc_frag_c acc;
+        wmma::fill_fragment(acc, 0.0f);
+        for (int c = 0; c < TC_MAXF; c++) {
+            if (c >= nf) break;
+            tc_frag_bt b;
+            wmma::load_matrix_sync(b, rows + n * 16 * TC_LD + c * 16, TC_LD);
+            wmma::mma_sync(acc, a[c], b, acc);
+        }
+        wmma::store_matrix_sync(out + n * 16, acc, TC_SLD, wmma::mem_row_major);
+    }
+}
+
+// acc[n] += P (16, 32) bf16 in shared memory (ld TC_PLD) times rows (32, Dp) of shared memory
+__device__ __forceinline__ void tc_pv(tc_frag_c *acc, const __nv_bfloat16 *p, const __nv_bfloat16 *rows, int nf) {
+    for (int kk = 0; kk < 2; kk++) {
+        tc_frag_a a;
+        wmma::load_matrix_sync(a, p + kk * 16, TC_PLD);
+        for (int n = 0; n < TC_MAXF; n++) {
+            if (n >= nf) break;
+            tc_frag_b b;
+            wmma::load_matrix_sync(b, rows + kk * 16 * TC_LD + n * 16, TC_LD);
+            wmma::mma_sync(acc[n], a, b, acc[n]);
+        }
+    }
+}
+
+// the warp's 16 rows of acc (16, Dp) times mul into dst (T, D) rows row0 .. (rows past T and
+// columns past D dropped), through the warp's score tile
+__device__ __forceinline__ void tc_write(float *dst, const tc_frag_c *acc, float *tile, float mul, int row0, int T,
+                                         int D, int nf, int lane) {
+    const int r = lane >> 1, half = lane & 1, i = row0 + r;
+    for (int n = 0; n < TC_MAXF; n++) {
+        if (n >= nf) break;
+        wmma::store_matrix_sync(tile, acc[n], TC_SLD, wmma::mem_row_major);
+        __syncwarp();
+        for (int c = 0; c < 8; c++) {
+            const int d = n * 16 + half * 8 + c;
+            if (i < T && d < D) dst[(long long)i * D + d] = mul * tile[r * TC_SLD + half * 8 + c];
+        }
+        __syncwarp();
+    }
+}
+
+__device__ __forceinline__ bool tc_visible(int i, int j, int T, int causal, const int *sg, int si, const float *km) {
+    return i < T && j < T && (!causal || j <= i) && (!sg || sg[j] == si) && (!km || km[j] != 0.0f);
+}
+
+extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward(
+    float *out,                 // (B, Hq, T, D)
+    float *lse,                 // (B, Hq, T)
+    const unsigned short *q,    // (B, Hq, T, D) bf16
+    const unsigned short *k,    // (B, Hkv, T, D) bf16
+    const unsigned short *v,    // (B, Hkv, T, D) bf16
+    const int *seg,             // (B, T) segment ids, or NULL
+    const float *key_mask,      // (B, T) 0 = padding key, or NULL
+    int T, int D, int Hq, int Hkv, float scale, int causal)
+{
+    __shared__ __align__(32) __nv_bfloat16 kv[2 * TC_KB * TC_LD];    // Q staging (64 rows), then K (32) and V (32)
+    __shared__ __align__(32) float sbuf[4][16 * TC_SLD];             // per warp: S (16, 32)
+    __shared__ __align__(32) __nv_bfloat16 pbuf[4][16 * TC_PLD];     // per warp: bf16 P (16, 32)
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 1, half = lane & 1;
+    const long long b = blockIdx.z, h = blockIdx.y, hk = h / (Hq / Hkv);
+    const int q0 = blockIdx.x * TC_ROWS, w0 = q0 + warp * 16, i = w0 + r;   // this lane's query row
+    const int Dp = (D + 15) & ~15, nf = Dp / 16;
+    const unsigned short *kh = k + (b * Hkv + hk) * T * (long long)D, *vh = v + (b * Hkv + hk) * T * (long long)D;
+    const int *sg = seg ? seg + b * T : 0;                 // (T) this row's segments
+    const float *km = key_mask ? key_mask + b * T : 0;     // (T) this row's key mask
+    const int si = sg && i < T ? sg[i] : 0;
+    tc_stage(kv, q + (b * Hq + h) * T * (long long)D, q0, TC_ROWS, T, D, Dp);
+    __syncthreads();
+    tc_frag_a qf[TC_MAXF];
+    for (int c = 0; c < TC_MAXF; c++)
+        if (c < nf) wmma::load_matrix_sync(qf[c], kv + warp * 16 * TC_LD + c * 16, TC_LD);
+    const int jend = causal ? min(T, q0 + TC_ROWS) : T;
+    float *st = sbuf[warp];
+    // pass 1: row max and sum of exponentials (online)
+    float m = -__int_as_float(0x7f800000), l = 0.0f;
+    for (int j0 = 0; j0 < jend; j0 += TC_KB) {
+        __syncthreads();
+        tc_stage(kv, kh, j0, TC_KB, T, D, Dp);
+        __syncthreads();
+        if (causal && j0 > w0 + 15) continue;   // every key after the warp's rows (warp-uniform)
+        tc_abt(st, qf, kv, nf);
+        __syncwarp();
+        float bm = -__int_as_float(0x7f800000);
+        for (int c = 0; c < 16; c++) {
+            const int j = j0 + half * 16 + c;
+            if (tc_visible(i, j, T, causal, sg, si, km)) bm = fmaxf(bm, scale * st[r * TC_SLD + half * 16 + c]);
+        }
+        bm = fmaxf(bm, __shfl_xor_sync(0xffffffffu, bm, 1));
+        const float mn = fmaxf(m, bm);
+        float add = 0.0f;
+        if (mn > -__int_as_float(0x7f800000))
+            for (int c = 0; c < 16; c++) {
+                const int j = j0 + half * 16 + c;
+                if (tc_visible(i, j, T, causal, sg, si, km)) add += expf(scale * st[r * TC_SLD + half * 16 + c] - mn);
+            }
+        add += __shfl_xor_sync(0xffffffffu, add, 1);
+        if (mn > -__int_as_float(0x7f800000)) l = l * expf(m - mn) + add;
+        m = mn;
+        __syncwarp();
+    }
+    const float li = l > 0.0f ? m + logf(l) : __int_as_float(0x7f800000);   // no key seen: +inf
+    if (half == 0 && i < T) lse[(b * Hq + h) * T + i] = li;
+    // pass 2: P = exp(S - lse) rounded to bf16, out += P V
+    tc_frag_c acc[TC_MAXF];
+    for (int c = 0; c < TC_MAXF; c++) wmma::fill_fragment(acc[c], 0.0f);
+    __nv_bfloat16 *pt = pbuf[warp];
+    for (int j0 = 0; j0 < jend; j0 += TC_KB) {
+        __syncthreads();
+        tc_stage(kv, kh, j0, TC_KB, T, D, Dp);
+        tc_stage(kv + TC_KB * TC_LD, vh, j0, TC_KB, T, D, Dp);
+        __syncthreads();
+        if (causal && j0 > w0 + 15) continue;
+        tc_abt(st, qf, kv, nf);
+        __syncwarp();
+        for (int c = 0; c < 16; c++) {
+            const int j = j0 + half * 16 + c;
+            const float p = tc_visible(i, j, T, causal, sg, si, km) ? expf(scale * st[r * TC_SLD + half * 16 + c] - li) : 0.0f;
+            pt[r * TC_PLD + half * 16 + c] = tc_bf16(p);
+        }
+        __syncwarp();
+        tc_pv(acc, pt, kv + TC_KB * TC_LD, nf);
+    }
+    tc_write(out + (b * Hq + h) * T * (long long)D, acc, st, 1.0f, w0, T, D, nf, lane);
+}
+
+extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dq(
+    float *dq,                  // (B, Hq, T, D)
+    float *delta,               // (B, Hq, T): dO_i . O_i, written for the dkdv kernel
+    const unsigned short *q,    // (B, Hq, T, D) bf16
+    const unsigned short *k,    // (B, Hkv, T, D) bf16
+    const unsigned short *v,    // (B, Hkv, T, D) bf16
+    const float *out, const float *dout,   // (B, Hq, T, D)
+    const float *lse,           // (B, Hq, T)
+    const int *seg,             // (B, T) segment ids, or NULL
+    const float *key_mask,      // (B, T) 0 = padding key, or NULL
+    int T, int D, int Hq, int Hkv, float scale, int causal)
+{
+    __shared__ __align__(32) __nv_bfloat16 kv[2 * TC_KB * TC_LD];    // Q / dO staging, then K (32) and V (32)
+    __shared__ __align__(32) float sbuf[4][16 * TC_SLD];             // per warp: S (16, 32)
+    __shared__ __align__(32) float dpbuf[4][16 * TC_SLD];            // per warp: dP (16, 32)
+    __shared__ __align__(32) __nv_bfloat16 pbuf[4][16 * TC_PLD];     // per warp: bf16 dS (16, 32)
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 1, half = lane & 1;
+    const long long b = blockIdx.z, h = blockIdx.y, hk = h / (Hq / Hkv);
+    const int q0 = blockIdx.x * TC_ROWS, w0 = q0 + warp * 16, i = w0 + r;
+    const int Dp = (D + 15) & ~15, nf = Dp / 16;
+    const long long ho = (b * Hq + h) * T * (long long)D;   // this query head's (T, D) matrices
+    const unsigned short *kh = k + (b * Hkv + hk) * T * (long long)D, *vh = v + (b * Hkv + hk) * T * (long long)D;
+    const int *sg = seg ? seg + b * T : 0;
+    const float *km = key_mask ? key_mask + b * T : 0;
+    const int si = sg && i < T ? sg[i] : 0;
+    // delta_i = dO_i . O_i (fp32): the lane pair of row i splits the columns
+    float dl = 0.0f;
+    if (i < T)
+        for (int d = half; d < D; d += 2) dl += dout[ho + (long long)i * D + d] * out[ho + (long long)i * D + d];
+    dl += __shfl_xor_sync(0xffffffffu, dl, 1);
+    if (half == 0 && i < T) delta[(b * Hq + h) * T + i] = dl;
+    const float li = i < T ? lse[(b * Hq + h) * T + i] : 0.0f;
+    tc_frag_a qf[TC_MAXF], of[TC_MAXF];
+    tc_stage(kv, q + ho, q0, TC_ROWS, T, D, Dp);
+    __syncthreads();
+    for (int c = 0; c < TC_MAXF; c++)
+        if (c < nf) wmma::load_matrix_sync(qf[c], kv + warp * 16 * TC_LD + c * 16, TC_LD);
+    __syncthreads();
+    tc_stage_f32(kv, dout + ho, q0, TC_ROWS, T, D, Dp);
+    __syncthreads();
+    for (int c = 0; c < TC_MAXF; c++)
+        if (c < nf) wmma::load_matrix_sync(of[c], kv + warp * 16 * TC_LD + c * 16, TC_LD);
+    tc_frag_c acc[TC_MAXF];
+    for (int c = 0; c < TC_MAXF; c++) wmma::fill_fragment(acc[c], 0.0f);
+    const int jend = causal ? min(T, q0 + TC_ROWS) : T;
+    float *st = sbuf[warp], *dpt = dpbuf[warp];
+    __nv_bfloat16 *pt = pbuf[warp];
+    for (int j0 = 0; j0 < jend; j0 += TC_KB) {
+        __syncthreads();
+        tc_stage(kv, kh, j0, TC_KB, T, D, Dp);
+        tc_stage(kv + TC_KB * TC_LD, vh, j0, TC_KB, T, D, Dp);
+        __syncthreads();
+        if (causal && j0 > w0 + 15) continue;
+        tc_abt(st, qf, kv, nf);                   // S = Q K^T
+        tc_abt(dpt, of, kv + TC_KB * TC_LD, nf);  // dP = bf16(dO) V^T
+        __syncwarp();
+        for (int c = 0; c < 16; c++) {
+            const int j = j0 + half * 16 + c, e = r * TC_SLD + half * 16 + c;
+            const float p = tc_visible(i, j, T, causal, sg, si, km) ? expf(scale * st[e] - li) : 0.0f;
+            pt[r * TC_PLD + half * 16 + c] = tc_bf16(p * (dpt[e] - dl));
+        }
+        __syncwarp();
+        tc_pv(acc, pt, kv, nf);                   // dQ += bf16(dS) K
+    }
+    tc_write(dq + ho, acc, st, scale, w0, T, D, nf, lane);
+}
+
+extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dkdv(
+    float *dk, float *dv,       // (B, Hkv, T, D), summed over the group's query heads
+    const unsigned short *q,    // (B, Hq, T, D) bf16
+    const unsigned short *k,    // (B, Hkv, T, D) bf16
+    const unsigned short *v,    // (B, Hkv, T, D) bf16
+    const float *dout,          // (B, Hq, T, D)
+    const float *lse, const float *delta,   // (B, Hq, T)
+    const int *seg,             // (B, T) segment ids, or NULL
+    const float *key_mask,      // (B, T) 0 = padding key, or NULL
+    int T, int D, int Hq, int Hkv, float scale, int causal)
+{
+    __shared__ __align__(32) __nv_bfloat16 qd[2 * TC_KB * TC_LD];    // K / V staging, then Q (32) and bf16 dO (32)
+    __shared__ __align__(32) float sbuf[4][16 * TC_SLD];             // per warp: S^T (16 keys, 32 queries)
+    __shared__ __align__(32) float dpbuf[4][16 * TC_SLD];            // per warp: dP^T
+    __shared__ __align__(32) __nv_bfloat16 pbuf[4][16 * TC_PLD];     // per warp: bf16 P^T
+    __shared__ __align__(32) __nv_bfloat16 dsbuf[4][16 * TC_PLD];    // per warp: bf16 dS^T
+    __shared__ float ls[TC_KB], dls[TC_KB];                         // lse, delta of the query tile
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 1, half = lane & 1;
+    const long long b = blockIdx.z, hk = blockIdx.y;
+    const int group = Hq / Hkv;
+    const int k0 = blockIdx.x * TC_ROWS, w0 = k0 + warp * 16, j = w0 + r;   // this lane's key row
+    const int Dp = (D + 15) & ~15, nf = Dp / 16;
+    const long long ko = (b * Hkv + hk) * T * (long long)D;
+    const int *sg = seg ? seg + b * T : 0;
+    const float *km = key_mask ? key_mask + b * T : 0;
+    tc_frag_a kf[TC_MAXF], vf[TC_MAXF];
+    tc_stage(qd, k + ko, k0, TC_ROWS, T, D, Dp);
+    __syncthreads();
+    for (int c = 0; c < TC_MAXF; c++)
+        if (c < nf) wmma::load_matrix_sync(kf[c], qd + warp * 16 * TC_LD + c * 16, TC_LD);
+    __syncthreads();
+    tc_stage(qd, v + ko, k0, TC_ROWS, T, D, Dp);
+    __syncthreads();
+    for (int c = 0; c < TC_MAXF; c++)
+        if (c < nf) wmma::load_matrix_sync(vf[c], qd + warp * 16 * TC_LD + c * 16, TC_LD);
+    tc_frag_c dka[TC_MAXF], dva[TC_MAXF];
+    for (int c = 0; c < TC_MAXF; c++) wmma::fill_fragment(dka[c], 0.0f), wmma::fill_fragment(dva[c], 0.0f);
+    float *st = sbuf[warp], *dpt = dpbuf[warp];
+    __nv_bfloat16 *pt = pbuf[warp], *dst = dsbuf[warp];
+    const int istart = causal ? k0 - k0 % TC_KB : 0;
+    for (int g = 0; g < group; g++) {
+        const long long h = hk * group + g, ho = (b * Hq + h) * T * (long long)D;
+        for (int i0 = istart; i0 < T; i0 += TC_KB) {
+            __syncthreads();
+            tc_stage(qd, q + ho, i0, TC_KB, T, D, Dp);
+            tc_stage_f32(qd + TC_KB * TC_LD, dout + ho, i0, TC_KB, T, D, Dp);
+            for (int x = threadIdx.x; x < TC_KB; x += blockDim.x) {
+                const int i = i0 + x;
+                ls[x] = i < T ? lse[(b * Hq + h) * T + i] : 0.0f;
+                dls[x] = i < T ? delta[(b * Hq + h) * T + i] : 0.0f;
+            }
+            __syncthreads();
+            if (causal && i0 + TC_KB - 1 < w0) continue;   // every query before the warp's keys
+            tc_abt(st, kf, qd, nf);                    // S^T = K Q^T
+            tc_abt(dpt, vf, qd + TC_KB * TC_LD, nf);   // dP^T = V bf16(dO)^T
+            __syncwarp();
+            for (int c = 0; c < 16; c++) {
+                const int x = half * 16 + c, i = i0 + x, e = r * TC_SLD + x;
+                const int si = sg && i < T ? sg[i] : 0;
+                const float p = tc_visible(i, j, T, causal, sg, si, km) ? expf(scale * st[e] - ls[x]) : 0.0f;
+                pt[r * TC_PLD + x] = tc_bf16(p);
+                dst[r * TC_PLD + x] = tc_bf16(p * (dpt[e] - dls[x]));
+            }
+            __syncwarp();
+            tc_pv(dva, pt, qd + TC_KB * TC_LD, nf);   // dV += bf16(P)^T bf16(dO)
+            tc_pv(dka, dst, qd, nf);                  // dK += bf16(dS)^T Q
+        }
+    }
+    tc_write(dk + ko, dka, st, scale, w0, T, D, nf, lane);
+    tc_write(dv + ko, dva, st, 1.0f, w0, T, D, nf, lane);
+}

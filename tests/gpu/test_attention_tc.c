@@ -1,0 +1,356 @@
+// test_attention_tc.c — the tensor-core attention kernels (kernels/attention_tc.cu) and their C
+// reference (kernels_ref.c trlc_attention_tc_*_ref):
+//  1. the reference against an independent double-precision computation of the same contract
+//     (bf16 inputs, P / dS / dO rounded to bf16 before their products), every output;
+//  2. with the CUDA toolkit: attention_tc.cu (as embedded in trlc) compiles with NVRTC for sm_80
+//     and sm_90;
+//  3. on a device (a GPU, or the emulator through $TRLC_CUDA_DRIVER): the three kernels against the
+//     reference on random inputs, B=2, Hq=4, Hkv=2 (GQA), T in {1, 37, 64, 130}, D in {12, 64, 128},
+//     causal and full, with no mask / a key mask / packed segments plus left padding (query rows
+//     with no key); and the tc kernels against the fp32 kernels (attention.cu) on the same
+//     bf16-rounded inputs: bf16 accuracy (normwise relative error under 1e-2).
+// Tolerances. Reference vs double: the only differences are fp32 rounding of the sums (~1e-7
+// relative) and, where that moves a P or dS value across a bf16 rounding boundary, one term
+// changing by one bf16 ulp (2^-8 relative): seen up to 6e-5 normwise, bound 3e-4. Kernels vs
+// reference: the same fp32 quantities summed in another order (WMMA tiles, the online max of the
+// forward's first pass), so again fp32 rounding plus rare bf16 boundary flips: seen up to 6e-5,
+// bound 2e-4; lse and delta are plain fp32 sums: 1e-5. The bf16 roundings themselves move the
+// results by ~2e-3 (tc vs fp32 kernels), so a rounding left out or added fails these bounds.
+// Usage: test_gpu_attention_tc (environment as gpu.library).
+#include "codegen_cuda.h"
+#include "kernels_ref.h"
+#include "test.h"
+#ifdef TRLC_HAVE_CUDA
+#include "rt_cuda.h"
+#endif
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 2024;
+static float frand(void) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0) - 0.5);
+}
+
+static uint16_t to_bf16(float v) {   // round to nearest even
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float from_bf16(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+static double round_bf16(double v) { return from_bf16(to_bf16((float)v)); }
+
+// ||got - want||_2 / max(||want||_2, 1e-2 sqrt(n)) over the finite entries: relative to the RMS of
+// the expected values, or to an RMS of 1e-2 where they are smaller (with T = 1 every P is 1 and
+// dS = dP - delta is cancellation noise of size ~1e-3). Equal entries (infinities too) count 0;
+// an infinity on one side only is a total mismatch (1e30).
+static double normdiff(const float *got, const float *want, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (got[i] == want[i]) {
+            if (isfinite(want[i])) den += (double)want[i] * want[i];
+            continue;
+        }
+        if (!isfinite(got[i]) || !isfinite(want[i])) return 1e30;
+        double e = (double)got[i] - want[i];
+        num += e * e, den += (double)want[i] * want[i];
+    }
+    const double floor2 = 1e-4 * (double)n;
+    return sqrt(num / (den > floor2 ? den : floor2));
+}
+
+typedef struct Case {
+    int B, Hq, Hkv, T, D, causal, mask;   // mask: 0 none, 1 key_mask, 2 segments + left padding
+    float scale;
+    uint16_t *q, *k, *v;                   // bf16 bits
+    float *go, *km;                        // dO; key mask (B, T)
+    int32_t *seg;                          // (B, T)
+    // the reference's results
+    float *o, *lse, *dq, *dk, *dv, *delta;
+} Case;
+
+static void case_init(Case *c, int T, int D, int causal, int mask) {
+    memset(c, 0, sizeof *c);
+    c->B = 2, c->Hq = 4, c->Hkv = 2, c->T = T, c->D = D, c->causal = causal, c->mask = mask;
+    c->scale = 1.0f / sqrtf((float)D);
+    const int64_t nq = (int64_t)c->B * c->Hq * T * D, nkv = (int64_t)c->B * c->Hkv * T * D, nl = (int64_t)c->B * c->Hq * T;
+    c->q = malloc(nq * 2), c->k = malloc(nkv * 2), c->v = malloc(nkv * 2), c->go = malloc(nq * 4);
+    c->km = malloc((size_t)c->B * T * 4), c->seg = malloc((size_t)c->B * T * 4);
+    c->o = malloc(nq * 4), c->lse = malloc(nl * 4), c->dq = malloc(nq * 4), c->delta = malloc(nl * 4);
+    c->dk = malloc(nkv * 4), c->dv = malloc(nkv * 4);
+    for (int64_t i = 0; i < nq; i++) c->q[i] = to_bf16(4 * frand()), c->go[i] = frand();
+    for (int64_t i = 0; i < nkv; i++) c->k[i] = to_bf16(4 * frand()), c->v[i] = to_bf16(2 * frand());
+    const int pad = T / 5;   // left padding of batch row 1
+    for (int j = 0; j < T; j++) {
+        c->km[j] = j % 5 == 2 ? 0.0f : 1.0f, c->km[T + j] = j < pad ? 0.0f : 1.0f;
+        c->seg[j] = j < T / 2 ? 0 : 1, c->seg[T + j] = j < pad ? -1 : j < 2 * T / 3 ? 0 : 1;
+    }
+    trlc_attention_tc_forward_ref(c->o, c->lse, c->q, c->k, c->v, mask == 2 ? c->seg : NULL, mask ? c->km : NULL, c->B,
+                                  c->Hq, c->Hkv, T, D, c->scale, causal);
+    trlc_attention_tc_backward_ref(c->dq, c->dk, c->dv, c->delta, c->q, c->k, c->v, c->o, c->go, c->lse,
+                                   mask == 2 ? c->seg : NULL, mask ? c->km : NULL, c->B, c->Hq, c->Hkv, T, D, c->scale,
+                                   causal);
+}
+
+static void case_free(Case *c) {
+    void *all[] = {c->q, c->k, c->v, c->go, c->km, c->seg, c->o, c->lse, c->dq, c->dk, c->dv, c->delta};
+    for (int i = 0; i < 12; i++) free(all[i]);
+}
+
+static const char *mask_name(int m) { return m == 0 ? "no mask" : m == 1 ? "key mask" : "segments + left padding"; }
+
+// 1. the reference against the contract computed in double (independently: S, P, dP, dS per
+// (query, key) pair; the bf16 roundings of P, dS and dO at the contract's points)
+static void test_ref_vs_double(int T, int D, int causal, int mask) {
+    Case c;
+    case_init(&c, T, D, causal, mask);
+    const int B = c.B, Hq = c.Hq, Hkv = c.Hkv;
+    const int64_t nq = (int64_t)B * Hq * T * D, nkv = (int64_t)B * Hkv * T * D, nl = (int64_t)B * Hq * T;
+    float *o = calloc(nq, 4), *lse = calloc(nl, 4), *dq = calloc(nq, 4), *dk = calloc(nkv, 4), *dv = calloc(nkv, 4);
+    float *delta = calloc(nl, 4);
+    double *s = malloc((size_t)T * 8), *dka = calloc(nkv, 8), *dva = calloc(nkv, 8), *acc = malloc((size_t)D * 8);
+    int empty = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < Hq; h++) {
+            const int hk = h / (Hq / Hkv);
+            for (int i = 0; i < T; i++) {
+                const int64_t ro = (((int64_t)b * Hq + h) * T + i) * D, lo = ((int64_t)b * Hq + h) * T + i;
+                double m = -INFINITY;
+                for (int j = 0; j < T; j++) {
+                    bool vis = (!causal || j <= i) && (mask != 2 || c.seg[b * T + j] == c.seg[b * T + i]) &&
+                               (mask == 0 || c.km[b * T + j] != 0.0f);
+                    s[j] = -INFINITY;
+                    if (!vis) continue;
+                    double dot = 0;
+                    for (int d = 0; d < D; d++)
+                        dot += (double)from_bf16(c.q[ro + d]) * from_bf16(c.k[(((int64_t)b * Hkv + hk) * T + j) * D + d]);
+                    s[j] = c.scale * dot;
+                    if (s[j] > m) m = s[j];
+                }
+                double l = 0;
+                for (int j = 0; j < T; j++) l += s[j] > -INFINITY ? exp(s[j] - m) : 0;
+                const double li = l > 0 ? m + log(l) : INFINITY;
+                empty += l == 0;
+                lse[lo] = (float)li;
+                double dl = 0;
+                for (int d = 0; d < D; d++) acc[d] = 0, dl += (double)c.o[ro + d] * c.go[ro + d];
+                delta[lo] = (float)dl;   // delta_i of the reference's own output (as the kernels get it)
+                for (int j = 0; j < T; j++) {
+                    if (!(s[j] > -INFINITY)) continue;
+                    const int64_t ko = (((int64_t)b * Hkv + hk) * T + j) * D;
+                    const double p = exp(s[j] - li), pb = round_bf16(p);
+                    double dp = 0;
+                    for (int d = 0; d < D; d++) dp += round_bf16(c.go[ro + d]) * from_bf16(c.v[ko + d]);
+                    const double ds = round_bf16(p * (dp - dl));
+                    for (int d = 0; d < D; d++) {
+                        acc[d] += pb * from_bf16(c.v[ko + d]);
+                        dka[ko + d] += ds * from_bf16(c.q[ro + d]);
+                        dva[ko + d] += pb * round_bf16(c.go[ro + d]);
+                    }
+                    for (int d = 0; d < D; d++) dq[ro + d] += (float)(c.scale * ds * from_bf16(c.k[ko + d]));
+                }
+                for (int d = 0; d < D; d++) o[ro + d] = (float)acc[d];
+            }
+        }
+    for (int64_t e = 0; e < nkv; e++) dk[e] = (float)(c.scale * dka[e]), dv[e] = (float)dva[e];
+    double e[6] = {normdiff(c.o, o, nq), normdiff(c.lse, lse, nl), normdiff(c.delta, delta, nl), normdiff(c.dq, dq, nq),
+                   normdiff(c.dk, dk, nkv), normdiff(c.dv, dv, nkv)};
+    printf("tc reference vs double (T=%d, D=%d, %s, %s; %d rows with no key): o %.2g lse %.2g delta %.2g dq %.2g "
+           "dk %.2g dv %.2g\n", T, D, causal ? "causal" : "full", mask_name(mask), empty, e[0], e[1], e[2], e[3], e[4],
+           e[5]);
+    CHECK(e[0] < 3e-4 && e[1] < 1e-5 && e[2] < 1e-5 && e[3] < 3e-4 && e[4] < 3e-4 && e[5] < 3e-4);
+    free(o), free(lse), free(dq), free(dk), free(dv), free(delta), free(s), free(dka), free(dva), free(acc);
+    case_free(&c);
+}
+
+#ifdef TRLC_HAVE_CUDA
+// 2. NVRTC: attention_tc.cu as trlc embeds it, for sm_80 and sm_90
+static void test_nvrtc(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    RtCudaCache cache;
+    rt_cuda_cache_init(&cache, &d);
+    const char *src = cg_library_source("attention_tc.cu");
+    CHECK(src != NULL);
+    for (int a = 0; a < 2 && src; a++) {
+        const char *arch = a ? "sm_90" : "sm_80";
+        RtCudaProgram p = {.name = "attention_tc.cu", .source = src};
+        CHECK(rt_cuda_compile(&cache, &p, 1, arch, true, 1, &d) == 0);
+        const char *ents[] = {"trlc_attention_tc_forward", "trlc_attention_tc_backward_dq", "trlc_attention_tc_backward_dkdv"};
+        int found = 0;
+        for (int i = 0; i < 3; i++) found += p.ptx && strstr(p.ptx, ents[i]) != NULL;
+        printf("attention_tc.cu for %s: %zu bytes of cubin, %d of 3 kernels in the PTX%s\n", arch,
+               p.cubin_size, found, p.cached ? " (cache)" : "");
+        CHECK(p.cubin_size > 0 && found == 3);
+        rt_cuda_program_free(&p);
+    }
+    diag_free(&d);
+}
+
+// 3. on a device
+typedef struct Dev {
+    RtCudaDevice *dev;
+    RtCudaCache cache;
+    char arch[32];
+    void *fwd, *dq, *dkdv;          // attention_tc.cu
+    void *fwd32, *dq32, *dkdv32;    // attention.cu
+    Diag *d;
+} Dev;
+
+static void *dev_kernel(Dev *g, const char *file, const char *name) {
+    const char *src = cg_library_source(file);
+    RtCudaProgram pr = {.name = file, .source = src};
+    void *fn = NULL;
+    if (src && rt_cuda_compile(&g->cache, &pr, 1, g->arch, false, 1, g->d) == 0)
+        rt_cuda_load_source(g->dev, pr.cubin, src, name, &fn);
+    rt_cuda_program_free(&pr);
+    CHECK_MSG(fn != NULL, "%s (%s) does not load", name, file);
+    return fn;
+}
+
+static RtCudaPtr dev_up(Dev *g, const void *data, size_t bytes) {
+    RtCudaPtr p = 0;
+    if (rt_cuda_alloc(g->dev, bytes, &p) == 0) {
+        if (data) rt_cuda_upload(g->dev, p, data, bytes);
+        else rt_cuda_zero(g->dev, p, bytes);
+    }
+    return p;
+}
+
+static double dev_err(Dev *g, RtCudaPtr p, const float *want, int64_t n) {
+    float *got = malloc((size_t)n * 4);
+    double e = 1e30;
+    if (got && rt_cuda_download(g->dev, got, p, (size_t)n * 4) == 0) e = normdiff(got, want, n);
+    free(got);
+    return e;
+}
+
+static int launch(Dev *g, void *fn, const unsigned grid[3], void **args, const char *what) {
+    unsigned blk[3] = {128, 1, 1};
+    int r = fn && rt_cuda_launch(g->dev, fn, grid, blk, 0, args, what) == 0 && rt_cuda_sync(g->dev, what) == 0 ? 0 : -1;
+    CHECK_MSG(r == 0, "%s failed", what);
+    return r;
+}
+
+// the tc kernels vs the reference; with fp32 set, the fp32 kernels of attention.cu too (on the
+// bf16 values as floats) against the tc results
+static void dev_case(Dev *g, int T, int D, int causal, int mask, bool fp32) {
+    Case c;
+    case_init(&c, T, D, causal, mask);
+    const int64_t nq = (int64_t)c.B * c.Hq * T * D, nkv = (int64_t)c.B * c.Hkv * T * D, nl = (int64_t)c.B * c.Hq * T;
+    RtCudaPtr pq = dev_up(g, c.q, nq * 2), pk = dev_up(g, c.k, nkv * 2), pv = dev_up(g, c.v, nkv * 2);
+    RtCudaPtr pgo = dev_up(g, c.go, nq * 4), pm = mask ? dev_up(g, c.km, (size_t)c.B * T * 4) : 0;
+    RtCudaPtr ps = mask == 2 ? dev_up(g, c.seg, (size_t)c.B * T * 4) : 0;
+    RtCudaPtr po = dev_up(g, NULL, nq * 4), pl = dev_up(g, NULL, nl * 4), pdq = dev_up(g, NULL, nq * 4);
+    RtCudaPtr pro = dev_up(g, c.o, nq * 4), prl = dev_up(g, c.lse, nl * 4);   // the reference's out and lse
+    RtCudaPtr pdl = dev_up(g, NULL, nl * 4), pdk = dev_up(g, NULL, nkv * 4), pdv = dev_up(g, NULL, nkv * 4);
+    int t = T, dd = D, hq = c.Hq, hkv = c.Hkv, cs = causal;
+    float scale = c.scale;
+    unsigned grid[3] = {(unsigned)(T + 63) / 64, (unsigned)c.Hq, (unsigned)c.B};
+    unsigned gridkv[3] = {(unsigned)(T + 63) / 64, (unsigned)c.Hkv, (unsigned)c.B};
+    void *a1[] = {&po, &pl, &pq, &pk, &pv, &ps, &pm, &t, &dd, &hq, &hkv, &scale, &cs};
+    // the backward gets the reference's out and lse: its results do not inherit the forward's
+    // rounding differences (delta = dO . out would, through cancellation)
+    void *a2[] = {&pdq, &pdl, &pq, &pk, &pv, &pro, &pgo, &prl, &ps, &pm, &t, &dd, &hq, &hkv, &scale, &cs};
+    void *a3[] = {&pdk, &pdv, &pq, &pk, &pv, &pgo, &prl, &pdl, &ps, &pm, &t, &dd, &hq, &hkv, &scale, &cs};
+    if (launch(g, g->fwd, grid, a1, "trlc_attention_tc_forward") == 0 &&
+        launch(g, g->dq, grid, a2, "trlc_attention_tc_backward_dq") == 0 &&
+        launch(g, g->dkdv, gridkv, a3, "trlc_attention_tc_backward_dkdv") == 0) {
+        double e[6] = {dev_err(g, po, c.o, nq), dev_err(g, pl, c.lse, nl), dev_err(g, pdl, c.delta, nl),
+                       dev_err(g, pdq, c.dq, nq), dev_err(g, pdk, c.dk, nkv), dev_err(g, pdv, c.dv, nkv)};
+        printf("tc kernels vs reference (T=%d, D=%d, %s, %s): o %.2g lse %.2g delta %.2g dq %.2g dk %.2g dv %.2g\n", T,
+               D, causal ? "causal" : "full", mask_name(mask), e[0], e[1], e[2], e[3], e[4], e[5]);
+        CHECK(e[0] < 2e-4 && e[1] < 1e-5 && e[2] < 1e-5 && e[3] < 2e-4 && e[4] < 2e-4 && e[5] < 2e-4);
+    }
+    if (fp32) {
+        // the fp32 kernels on the same (bf16-valued) inputs: the tc results within bf16 accuracy
+        float *qf = malloc(nq * 4), *kf = malloc(nkv * 4), *vf = malloc(nkv * 4);
+        float *o = malloc(nq * 4), *dq = malloc(nq * 4), *dk = malloc(nkv * 4), *dv = malloc(nkv * 4);
+        for (int64_t i = 0; i < nq; i++) qf[i] = from_bf16(c.q[i]);
+        for (int64_t i = 0; i < nkv; i++) kf[i] = from_bf16(c.k[i]), vf[i] = from_bf16(c.v[i]);
+        RtCudaPtr fq = dev_up(g, qf, nq * 4), fk = dev_up(g, kf, nkv * 4), fv = dev_up(g, vf, nkv * 4);
+        RtCudaPtr fo = dev_up(g, NULL, nq * 4), fl = dev_up(g, NULL, nl * 4), fdq = dev_up(g, NULL, nq * 4);
+        RtCudaPtr fdl = dev_up(g, NULL, nl * 4), fdk = dev_up(g, NULL, nkv * 4), fdv = dev_up(g, NULL, nkv * 4);
+        unsigned g4[3] = {(unsigned)(T + 3) / 4, (unsigned)c.Hq, (unsigned)c.B};
+        unsigned g4kv[3] = {(unsigned)(T + 3) / 4, (unsigned)c.Hkv, (unsigned)c.B};
+        void *b1[] = {&fo, &fl, &fq, &fk, &fv, &ps, &pm, &t, &dd, &hq, &hkv, &scale, &cs};
+        void *b2[] = {&fdq, &fdl, &fq, &fk, &fv, &fo, &pgo, &fl, &ps, &pm, &t, &dd, &hq, &hkv, &scale, &cs};
+        void *b3[] = {&fdk, &fdv, &fq, &fk, &fv, &pgo, &fl, &fdl, &ps, &pm, &t, &dd, &hq, &hkv, &scale, &cs};
+        if (launch(g, g->fwd32, g4, b1, "trlc_attention_forward") == 0 &&
+            launch(g, g->dq32, g4, b2, "trlc_attention_backward_dq") == 0 &&
+            launch(g, g->dkdv32, g4kv, b3, "trlc_attention_backward_dkdv") == 0 &&
+            rt_cuda_download(g->dev, o, fo, nq * 4) == 0 && rt_cuda_download(g->dev, dq, fdq, nq * 4) == 0 &&
+            rt_cuda_download(g->dev, dk, fdk, nkv * 4) == 0 && rt_cuda_download(g->dev, dv, fdv, nkv * 4) == 0) {
+            double e[4] = {dev_err(g, po, o, nq), dev_err(g, pdq, dq, nq), dev_err(g, pdk, dk, nkv),
+                           dev_err(g, pdv, dv, nkv)};
+            printf("  tc vs fp32 kernels, same bf16 inputs: o %.2g dq %.2g dk %.2g dv %.2g (bf16 accuracy: < 1e-2)\n",
+                   e[0], e[1], e[2], e[3]);
+            CHECK(e[0] < 1e-2 && e[1] < 1e-2 && e[2] < 1e-2 && e[3] < 1e-2);
+            // and bf16 rounding is really there: the tc results are not the fp32 ones
+            CHECK(e[0] > 1e-6 && e[3] > 1e-6);
+        }
+        RtCudaPtr fall[] = {fq, fk, fv, fo, fl, fdq, fdl, fdk, fdv};
+        for (int i = 0; i < 9; i++) rt_cuda_free(g->dev, fall[i]);
+        free(qf), free(kf), free(vf), free(o), free(dq), free(dk), free(dv);
+    }
+    RtCudaPtr all[] = {pq, pk, pv, pgo, po, pl, pdq, pdl, pdk, pdv, pro, prl};
+    for (int i = 0; i < 12; i++) rt_cuda_free(g->dev, all[i]);
+    if (pm) rt_cuda_free(g->dev, pm);
+    if (ps) rt_cuda_free(g->dev, ps);
+    case_free(&c);
+}
+
+static void test_device(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    Dev g = {.d = &d};
+    g.dev = rt_cuda_open(0, true, &d);
+    if (!g.dev) {
+        printf("gpu.attention_tc: no CUDA device (nor $TRLC_CUDA_DRIVER): kernels not launched\n");
+        diag_free(&d);
+        return;
+    }
+    snprintf(g.arch, sizeof g.arch, "sm_90");
+    rt_cuda_device_arch(0, g.arch, sizeof g.arch);
+    printf("gpu.attention_tc: launching on %s (%s)\n", g.arch, rt_cuda_is_emulated(g.dev) ? "the emulator" : "a GPU");
+    rt_cuda_cache_init(&g.cache, &d);
+    g.fwd = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_forward");
+    g.dq = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_backward_dq");
+    g.dkdv = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_backward_dkdv");
+    g.fwd32 = dev_kernel(&g, "attention.cu", "trlc_attention_forward");
+    g.dq32 = dev_kernel(&g, "attention.cu", "trlc_attention_backward_dq");
+    g.dkdv32 = dev_kernel(&g, "attention.cu", "trlc_attention_backward_dkdv");
+    const int Ts[4] = {1, 37, 64, 130}, Ds[3] = {12, 64, 128};
+    int n = 0;
+    for (int ti = 0; ti < 4; ti++)
+        for (int di = 0; di < 3; di++)
+            for (int causal = 1; causal >= 0; causal--, n++)
+                dev_case(&g, Ts[ti], Ds[di], causal, n % 3, Ts[ti] == 130 && di > 0);
+    // every mask with the largest shapes
+    dev_case(&g, 130, 128, 1, 2, false);
+    dev_case(&g, 130, 64, 0, 1, false);
+    rt_cuda_close(g.dev);
+    diag_free(&d);
+}
+#endif
+
+int main(void) {
+    test_ref_vs_double(37, 12, 1, 0);
+    test_ref_vs_double(64, 64, 0, 1);
+    test_ref_vs_double(130, 64, 1, 2);
+    test_ref_vs_double(130, 128, 0, 2);
+    test_ref_vs_double(1, 16, 1, 1);
+#ifdef TRLC_HAVE_CUDA
+    test_nvrtc();
+    test_device();
+#endif
+    return test_done("gpu.attention_tc");
+}
