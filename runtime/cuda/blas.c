@@ -2,7 +2,9 @@
 // trlc starts without it). One call = one strided-batched column-major product
 // D = op(A) op(B) + beta D with fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32 shortcut) and
 // fp32 or bf16 storage; the algorithm cuBLASLt's heuristic picks for a shape is kept, so a
-// training step asks once per distinct product. Every call is checked and reported with the
+// training step asks once per distinct product. Products go on the stream set with
+// rt_blas_set_stream with the workspace given at open and no host synchronization, so they can be
+// captured into a CUDA graph. Every call is checked and reported with the
 // product's description and cuBLASLt's status string.
 // The library: $TRLC_CUBLASLT_LIB when set (tests point it at the emulator), else
 // libcublasLt.so.13, .so.12, .so.
@@ -27,6 +29,7 @@ struct RtBlas {
     cublasLtHandle_t h;
     RtCudaPtr workspace;
     size_t workspace_bytes;
+    RtCudaStream stream;            // every product goes here (NULL: the legacy stream)
     BlasAlgo algos[BLAS_MAX_ALGOS];
     int nalgos;
     __typeof__(cublasLtCreate) *Create;
@@ -105,6 +108,8 @@ RtBlas *rt_blas_open(RtCudaPtr workspace, size_t workspace_bytes, Diag *d) {
     return b;
 }
 
+void rt_blas_set_stream(RtBlas *b, RtCudaStream s) { b->stream = s; }
+
 void rt_blas_close(RtBlas *b) {
     if (!b) return;
     if (b->h && b->Destroy) b->Destroy(b->h);
@@ -171,7 +176,7 @@ int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
     float alpha = 1.0f, beta = g->beta;
     LT_CHECK(b, b->Matmul(b->h, desc, &alpha, (const void *)(uintptr_t)g->a, la, (const void *)(uintptr_t)g->b, lb, &beta,
                           (const void *)(uintptr_t)g->c, lc, (void *)(uintptr_t)g->c, lc, algo,
-                          (void *)(uintptr_t)b->workspace, b->workspace_bytes, 0),
+                          (void *)(uintptr_t)b->workspace, b->workspace_bytes, (cudaStream_t)b->stream),
              what);
 done:
     if (pref) b->PrefDestroy(pref);

@@ -37,6 +37,7 @@ struct CudaProgram {
     RtCudaDevice *dev;
     RtCudaCache *cache;
     RtBlas *blas;
+    RtCudaStream stream;        // all of a run's work (created per program)
     char arch[16];
     FusePlan plan;
     void **kfn;                 // per unique fused kernel
@@ -267,10 +268,11 @@ CudaProgram *cuda_program_new(const IrGraph *g, RtCudaDevice *dev, RtCudaCache *
     }
     p->fixed_bytes = (int64_t)ws + (int64_t)(n * sizeof(int));
     p->blas = rt_blas_open(p->workspace, ws, d);
-    if (!p->blas) {
+    if (!p->blas || rt_cuda_stream_new(dev, &p->stream) != 0) {
         cuda_program_free(p);
         return NULL;
     }
+    rt_blas_set_stream(p->blas, p->stream);
     for (int o = 0; o < g->nouts; o++) {
         IrId id = g->outs[o].id;
         IrId of = g->outs[o].grad_of;
@@ -302,6 +304,7 @@ void cuda_program_free(CudaProgram *p) {
     if (p->workspace) rt_cuda_free(p->dev, p->workspace);
     if (p->bad) rt_cuda_free(p->dev, p->bad);
     rt_blas_close(p->blas);
+    rt_cuda_stream_free(p->dev, p->stream);
     for (int o = 0; p->outs && o < g->nouts; o++) free(p->outs[o].data);
     free(p->outs);
     free(p->out_cap);
@@ -414,7 +417,7 @@ static int upload_leaves(CudaProgram *p) {
             return -1;
         }
         if (n->op == IR_INPUT) {
-            if (rt_cuda_upload(p->dev, addr(p, i), l->host, want) != 0) return -1;
+            if (rt_cuda_upload_async(p->dev, p->stream, addr(p, i), l->host, want) != 0) return -1;
             continue;
         }
         if (!l->dev && p->owner) {   // the owner's buffer for the same host data: allocated there
@@ -447,7 +450,7 @@ static int upload_leaves(CudaProgram *p) {
                 for (int64_t k = 0; k < numel; k++) half[k] = to_bf16(((const float *)l->host)[k]);
                 src = half;
             }
-            int rc = rt_cuda_upload(p->dev, l->dev, src, want);
+            int rc = rt_cuda_upload_async(p->dev, p->stream, l->dev, src, want);   // src consumed on return
             free(half);
             if (rc != 0) return -1;
             *uploaded = l->host;
@@ -476,7 +479,7 @@ static int launch(CudaProgram *p, const char *fn_name, unsigned gx, unsigned gy,
     if (gx == 0 || gy == 0 || gz == 0) return 0;   // an empty tensor: nothing to do
     unsigned grid[3] = {gx, gy, gz}, block[3] = {threads, 1, 1};
     p->launches++;
-    return located(p, rt_cuda_launch(p->dev, fn, grid, block, 0, args, fn_name), id);
+    return located(p, rt_cuda_launch_on(p->dev, p->stream, fn, grid, block, 0, args, fn_name), id);
 }
 
 static unsigned blocks_for(int64_t n, int64_t per, int64_t cap) {
@@ -510,7 +513,8 @@ static int run_fused(CudaProgram *p, int s, uint64_t step) {
     const FuseKernel *k = &p->plan.kernels[gr->kernel];
     if (grid[0] == 0) return 0;
     p->launches++;
-    return located(p, rt_cuda_launch(p->dev, p->kfn[gr->kernel], grid, block, 0, args, k->name), gr->nodes[gr->nnodes - 1]);
+    return located(p, rt_cuda_launch_on(p->dev, p->stream, p->kfn[gr->kernel], grid, block, 0, args, k->name),
+                   gr->nodes[gr->nnodes - 1]);
 }
 
 // matmul: row-major out (batch..., M, N) = op(a) op(b). In column-major terms outᵀ = op(b)ᵀ op(a)ᵀ:
@@ -545,7 +549,7 @@ static int run_gemm(CudaProgram *p, IrId id) {
     RtCudaPtr A = addr(p, n->in[1]), Bm = addr(p, n->in[0]), C = addr(p, id);
     const char *what = "a matmul";   // located() adds the node and its spec line on failure
     if (M == 0 || N == 0 || nbatch == 0) return 0;
-    if (K == 0) return rt_cuda_zero(p->dev, C, (size_t)(nbatch * M * N * ec));
+    if (K == 0) return located(p, rt_cuda_zero_async(p->dev, p->stream, C, (size_t)(nbatch * M * N * ec)), id);
     p->launches++;
     if (nb == 1 && !ta) {   // b shared by every batch element, a contiguous: one product of nbatch*M rows
         gm.n = nbatch * M, gm.batch = 1, gm.a = A, gm.b = Bm, gm.c = C;
@@ -736,7 +740,7 @@ static int run_library(CudaProgram *p, int s) {
             const IrRope *r = &n->a.rope;
             trlc_rope_inv_freq(inv, D, r->theta, r->factor, r->low_freq_factor, r->high_freq_factor, r->original_max_pos);
             int rc = rt_cuda_alloc(p->dev, (size_t)(D / 2 + 1) * sizeof *inv, &p->rope_freq[id]);
-            if (rc == 0) rc = rt_cuda_upload(p->dev, p->rope_freq[id], inv, (size_t)(D / 2) * sizeof *inv);
+            if (rc == 0) rc = rt_cuda_upload_async(p->dev, p->stream, p->rope_freq[id], inv, (size_t)(D / 2) * sizeof *inv);
             free(inv);
             if (rc != 0) return -1;
             p->fixed_bytes += (D / 2 + 1) * 8;
@@ -755,7 +759,7 @@ static int run_library(CudaProgram *p, int s) {
             void *a[] = {&out, &bad, &ids, &x, &N, &H, &V};
             return launch(p, "trlc_embed_forward", grid, 1, 1, 128, a, id);
         }
-        if (rt_cuda_zero(p->dev, out, (size_t)(V * H) * 4) != 0) return -1;
+        if (rt_cuda_zero_async(p->dev, p->stream, out, (size_t)(V * H) * 4) != 0) return located(p, -1, id);
         void *a[] = {&out, &ids, &x, &N, &H, &V};
         return launch(p, "trlc_embed_backward", grid, 1, 1, 128, a, id);
     }
@@ -834,7 +838,7 @@ int cuda_run(CudaProgram *p, const int64_t *sym, uint64_t step) {
     p->ran = false;
     for (int o = 0; o < p->g->nouts; o++) p->out_ready[o] = false;
     if (sym[0] < 1 || sym[1] < 1 || plan_for(p, sym) != 0 || upload_leaves(p) != 0) return -1;
-    if (rt_cuda_zero(p->dev, p->bad, (size_t)p->g->n * sizeof(int)) != 0) return -1;
+    if (rt_cuda_zero_async(p->dev, p->stream, p->bad, (size_t)p->g->n * sizeof(int)) != 0) return -1;
     p->launches = 0;
     for (int s = 0; s < p->plan.nsteps; s++) {
         if (!fuse_step_runs(&p->plan, s)) continue;
@@ -843,7 +847,7 @@ int cuda_run(CudaProgram *p, const int64_t *sym, uint64_t step) {
                                                                                         : run_library(p, s);
         if (rc != 0) return -1;
     }
-    if (rt_cuda_sync(p->dev, "the training step") != 0 || check_embed_flags(p) != 0) return -1;
+    if (rt_cuda_stream_sync(p->dev, p->stream, "the training step") != 0 || check_embed_flags(p) != 0) return -1;
     p->ran = true;
     return 0;
 }
@@ -890,3 +894,4 @@ int64_t cuda_device_bytes(const CudaProgram *p) { return p->arena_bytes + p->fix
 int cuda_kernel_count(const CudaProgram *p) { return p->plan.nkernels; }
 const char *cuda_arch(const CudaProgram *p) { return p->arch; }
 int cuda_launch_count(const CudaProgram *p) { return p->launches; }
+RtCudaStream cuda_stream(const CudaProgram *p) { return p->stream; }

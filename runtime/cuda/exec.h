@@ -43,6 +43,8 @@ typedef struct RtGemm {
 // workspace (device memory) is offered to every product. NULL after reporting.
 RtBlas *rt_blas_open(RtCudaPtr workspace, size_t workspace_bytes, Diag *d);
 void rt_blas_close(RtBlas *b);
+// The stream every later product is issued on (NULL: the legacy stream).
+void rt_blas_set_stream(RtBlas *b, RtCudaStream s);
 // Returns 0, or -1 after reporting (`what` names the product in the message).
 int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what);
 
@@ -79,5 +81,8 @@ int64_t cuda_device_bytes(const CudaProgram *p);
 int cuda_kernel_count(const CudaProgram *p);
 const char *cuda_arch(const CudaProgram *p);   // "sm_90"...
 int cuda_launch_count(const CudaProgram *p);
+// The program's stream: every launch, product and copy of a run goes there (work others add to a
+// step, e.g. an optimizer's kernels, should too: rt_cuda_launch_on(dev, cuda_stream(p), ...)).
+RtCudaStream cuda_stream(const CudaProgram *p);
 
 #endif

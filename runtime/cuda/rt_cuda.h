@@ -94,6 +94,39 @@ bool rt_cuda_is_emulated(const RtCudaDevice *g);
 int rt_cuda_launch(RtCudaDevice *g, void *fn, const unsigned grid[3], const unsigned block[3],
                    unsigned shared_bytes, void **args, const char *what);
 int rt_cuda_sync(RtCudaDevice *g, const char *what);
+
+// ---- streams (device.c): a CUstream; NULL is the legacy default stream. A stream made here
+// blocks with the legacy stream (CU_STREAM_DEFAULT), so the synchronous copies above stay ordered
+// with it outside a capture.
+typedef void *RtCudaStream;
+int rt_cuda_stream_new(RtCudaDevice *g, RtCudaStream *s);
+void rt_cuda_stream_free(RtCudaDevice *g, RtCudaStream s);
+int rt_cuda_stream_sync(RtCudaDevice *g, RtCudaStream s, const char *what);
+int rt_cuda_launch_on(RtCudaDevice *g, RtCudaStream s, void *fn, const unsigned grid[3], const unsigned block[3],
+                      unsigned shared_bytes, void **args, const char *what);
+// Stream-ordered copies and sets. An upload from pageable host memory has consumed src when it
+// returns (the driver stages it), so src may change at once; it may not be captured in a graph.
+int rt_cuda_upload_async(RtCudaDevice *g, RtCudaStream s, RtCudaPtr dst, const void *src, size_t bytes);
+int rt_cuda_zero_async(RtCudaDevice *g, RtCudaStream s, RtCudaPtr p, size_t bytes);
+
+// ---- CUDA graphs (device.c): stream capture (global mode) into a graph, instantiated once and
+// launched many times. Optional: false when the driver lacks an entry point (then nothing is
+// captured and the callers launch step by step).
+typedef struct RtCudaGraph RtCudaGraph;
+bool rt_cuda_graphs_supported(const RtCudaDevice *g);
+int rt_cuda_capture_begin(RtCudaDevice *g, RtCudaStream s);
+// The node the last operation captured on s made (cuStreamGetCaptureInfo's dependency set of
+// one): a handle for rt_cuda_graph_set_kernel.
+int rt_cuda_capture_last_node(RtCudaDevice *g, RtCudaStream s, void **node);
+// Ends the capture and instantiates the graph (*out NULL on failure, reported). With abandon the
+// capture is ended after an earlier failure: the graph is dropped, nothing reported, *out NULL.
+int rt_cuda_capture_end(RtCudaDevice *g, RtCudaStream s, bool abandon, RtCudaGraph **out);
+int rt_cuda_graph_launch(RtCudaDevice *g, RtCudaGraph *gr, RtCudaStream s, const char *what);
+// New arguments (and launch shape) for a captured kernel node of gr's instance
+// (cuGraphExecKernelNodeSetParams); fn must be the node's kernel. args are copied.
+int rt_cuda_graph_set_kernel(RtCudaDevice *g, RtCudaGraph *gr, void *node, void *fn, const unsigned grid[3],
+                             const unsigned block[3], unsigned shared_bytes, void **args, const char *what);
+void rt_cuda_graph_free(RtCudaDevice *g, RtCudaGraph *gr);
 // Registers and static shared memory of a loaded kernel (cuFuncGetAttribute).
 int rt_cuda_func_resources(RtCudaDevice *g, void *fn, int *regs, int *shared_bytes);
 

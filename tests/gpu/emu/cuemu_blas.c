@@ -8,6 +8,7 @@
 // shows an executor's row-major / column-major mix-up. Not here: epilogues, other compute or data
 // types, device-pointer alpha / beta, algorithm choice (one "heuristic" result), speed.
 #include <cublasLt.h>
+#include <cuda.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,6 +18,8 @@
 #define EXPORT __attribute__((visibility("default")))
 
 bool cuemu_check_range(const void *p, size_t n, const char *what);   // cuemu.c
+CUresult cuemu_stream_host_op(CUstream s, const char *call, int (*host)(const void *), const void *blob, size_t size,
+                              bool *captured);                    // cuemu.c: run now or record
 
 typedef struct EmuLt {
     int magic;
@@ -280,27 +283,28 @@ static bool in_device(const void *p, const EmuLayout *l, int32_t batch, const ch
     return !n || (p && cuemu_check_range(p, (size_t)(n * es), what));
 }
 
-EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const void *alpha, const void *A,
-                                     cublasLtMatrixLayout_t adesc, const void *B, cublasLtMatrixLayout_t bdesc,
-                                     const void *beta, const void *C, cublasLtMatrixLayout_t cdesc, void *D,
-                                     cublasLtMatrixLayout_t ddesc, const cublasLtMatmulAlgo_t *algo, void *workspace,
-                                     size_t workspace_bytes, cudaStream_t stream) {
-    (void)algo, (void)stream;
-    EmuLt *lt = (EmuLt *)(void *)h;
-    if (!lt || lt->magic != 0x4c54) return CUBLAS_STATUS_NOT_INITIALIZED;
-    if (!alpha || !beta) return bad("alpha / beta NULL");
-    const EmuDesc *d = (EmuDesc *)(void *)op;
-    const EmuLayout *a = (EmuLayout *)(void *)adesc, *b = (EmuLayout *)(void *)bdesc;
-    const EmuLayout *c = (EmuLayout *)(void *)cdesc, *dd = (EmuLayout *)(void *)ddesc;
+// one product, everything it needs by value (a captured product is a copy of this)
+typedef struct Product {
+    EmuDesc d;
+    EmuLayout a, b, c, dd;
     Problem p;
-    cublasStatus_t s = validate(d, a, b, c, dd, &p);
-    if (s) return s;
     float al, be;
-    memcpy(&al, alpha, 4);
-    memcpy(&be, beta, 4);
+    const void *A, *B, *C;
+    void *D, *workspace;
+    size_t workspace_bytes;
+} Product;
+
+static int run_product(const void *blob) {
+    const Product *x = blob;
+    const EmuDesc *d = &x->d;
+    const EmuLayout *a = &x->a, *b = &x->b, *c = &x->c, *dd = &x->dd;
+    const Problem p = x->p;
+    const void *A = x->A, *B = x->B, *C = x->C;
+    void *D = x->D;
+    const float al = x->al, be = x->be;
     if (!in_device(A, a, p.batch, "cublasLtMatmul A") || !in_device(B, b, p.batch, "cublasLtMatmul B") ||
         !in_device(D, dd, p.batch, "cublasLtMatmul D") || (be != 0.0f && !in_device(C, c, p.batch, "cublasLtMatmul C")) ||
-        (workspace_bytes && !cuemu_check_range(workspace, workspace_bytes, "cublasLtMatmul workspace")))
+        (x->workspace_bytes && !cuemu_check_range(x->workspace, x->workspace_bytes, "cublasLtMatmul workspace")))
         return CUBLAS_STATUS_INVALID_VALUE;
     float *col = malloc((p.m ? p.m : 1) * sizeof *col);   // one column of D, so C may alias D
     if (!col) return CUBLAS_STATUS_ALLOC_FAILED;
@@ -326,4 +330,36 @@ EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op
     }
     free(col);
     return CUBLAS_STATUS_SUCCESS;
+}
+
+// runs now, or is recorded when the stream captures (operands checked now and at every launch)
+EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op, const void *alpha, const void *A,
+                                     cublasLtMatrixLayout_t adesc, const void *B, cublasLtMatrixLayout_t bdesc,
+                                     const void *beta, const void *C, cublasLtMatrixLayout_t cdesc, void *D,
+                                     cublasLtMatrixLayout_t ddesc, const cublasLtMatmulAlgo_t *algo, void *workspace,
+                                     size_t workspace_bytes, cudaStream_t stream) {
+    (void)algo;
+    EmuLt *lt = (EmuLt *)(void *)h;
+    if (!lt || lt->magic != 0x4c54) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (!alpha || !beta) return bad("alpha / beta NULL");
+    Product x;
+    memset(&x, 0, sizeof x);
+    const EmuDesc *d = (EmuDesc *)(void *)op;
+    const EmuLayout *a = (EmuLayout *)(void *)adesc, *b = (EmuLayout *)(void *)bdesc;
+    const EmuLayout *c = (EmuLayout *)(void *)cdesc, *dd = (EmuLayout *)(void *)ddesc;
+    cublasStatus_t s = validate(d, a, b, c, dd, &x.p);
+    if (s) return s;
+    x.d = *d, x.a = *a, x.b = *b, x.c = *c, x.dd = *dd;
+    memcpy(&x.al, alpha, 4);   // host-pointer scalars: read at the call, as cuBLASLt does
+    memcpy(&x.be, beta, 4);
+    x.A = A, x.B = B, x.C = C, x.D = D, x.workspace = workspace, x.workspace_bytes = workspace_bytes;
+    if (!in_device(A, a, x.p.batch, "cublasLtMatmul A") || !in_device(B, b, x.p.batch, "cublasLtMatmul B") ||
+        !in_device(D, dd, x.p.batch, "cublasLtMatmul D") ||
+        (x.be != 0.0f && !in_device(C, c, x.p.batch, "cublasLtMatmul C")) ||
+        (workspace_bytes && !cuemu_check_range(workspace, workspace_bytes, "cublasLtMatmul workspace")))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    bool captured = false;
+    CUresult r = cuemu_stream_host_op((CUstream)stream, "cublasLtMatmul", run_product, &x, sizeof x, &captured);
+    if (r != CUDA_SUCCESS) return r == CUDA_ERROR_INVALID_HANDLE ? CUBLAS_STATUS_INVALID_VALUE : CUBLAS_STATUS_EXECUTION_FAILED;
+    return captured ? CUBLAS_STATUS_SUCCESS : (cublasStatus_t)run_product(&x);
 }
