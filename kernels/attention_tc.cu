@@ -34,10 +34,15 @@
 #define TC_PLD 40      // bf16 row stride of the per-warp P / dS tiles (32 + 8)
 #define TC_MAXF 8      // D / 16 fragments at most (D <= 128)
 
-#ifdef __CUDACC_RTC__
+#if defined(__CUDACC_RTC__)
 struct __align__(2) __nv_bfloat16 {
     unsigned short __x;
 };
+__device__ __forceinline__ __nv_bfloat16 __ushort_as_bfloat16(unsigned short x) {
+    __nv_bfloat16 r;
+    r.__x = x;
+    return r;
+}
 namespace nvcuda {
 namespace wmma {
 struct row_major {};
@@ -78,6 +83,9 @@ __device__ __forceinline__ void mma_sync(fragment<accumulator, 16, 16, 16, float
 }
 }   // namespace wmma
 }   // namespace nvcuda
+#elif defined(__CUDACC__)   // nvcc: the toolkit's headers
+#include <cuda_bf16.h>
+#include <mma.h>
 #endif
 
 namespace wmma = nvcuda::wmma;
@@ -91,10 +99,8 @@ struct alignas(16) tc_u4 {
 };
 
 __device__ __forceinline__ __nv_bfloat16 tc_bf16(float v) {   // round to nearest even (no NaN here)
-    unsigned u = __float_as_uint(v);
-    __nv_bfloat16 r;
-    r.__x = (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    return r;
+    const unsigned u = __float_as_uint(v);
+    return __ushort_as_bfloat16((unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16));
 }
 
 // rows r0 .. r0 + nrows - 1 of a (T, D) bf16 matrix into dst (nrows, TC_LD), columns padded to Dp
@@ -112,7 +118,7 @@ __device__ __forceinline__ void tc_stage(__nv_bfloat16 *dst, const unsigned shor
     } else {
         for (int e = threadIdx.x; e < nrows * Dp; e += blockDim.x) {
             const int r = e / Dp, c = e % Dp, i = r0 + r;
-            dst[r * TC_LD + c].__x = i < T && c < D ? src[(long long)i * D + c] : (unsigned short)0;
+            dst[r * TC_LD + c] = __ushort_as_bfloat16(i < T && c < D ? src[(long long)i * D + c] : (unsigned short)0);
         }
     }
 }
@@ -172,6 +178,11 @@ __device__ __forceinline__ void tc_write(float *dst, const tc_frag_c *acc, float
     }
 }
 
+// shapes these kernels handle (whole blocks return otherwise, before any barrier)
+__device__ __forceinline__ bool tc_shape_ok(int T, int D, int Hq, int Hkv) {
+    return T >= 1 && D >= 1 && D <= 16 * TC_MAXF && Hkv >= 1 && Hq >= Hkv && Hq % Hkv == 0;
+}
+
 __device__ __forceinline__ bool tc_visible(int i, int j, int T, int causal, const int *sg, int si, const float *km) {
     return i < T && j < T && (!causal || j <= i) && (!sg || sg[j] == si) && (!km || km[j] != 0.0f);
 }
@@ -186,6 +197,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward(
     const float *key_mask,      // (B, T) 0 = padding key, or NULL
     int T, int D, int Hq, int Hkv, float scale, int causal)
 {
+    if (!tc_shape_ok(T, D, Hq, Hkv)) return;   // the launcher checks; never out of bounds
     __shared__ __align__(32) __nv_bfloat16 kv[2 * TC_KB * TC_LD];    // Q staging (64 rows), then K (32) and V (32)
     __shared__ __align__(32) float sbuf[4][16 * TC_SLD];             // per warp: S (16, 32)
     __shared__ __align__(32) __nv_bfloat16 pbuf[4][16 * TC_PLD];     // per warp: bf16 P (16, 32)
@@ -268,6 +280,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dq(
     const float *key_mask,      // (B, T) 0 = padding key, or NULL
     int T, int D, int Hq, int Hkv, float scale, int causal)
 {
+    if (!tc_shape_ok(T, D, Hq, Hkv)) return;   // the launcher checks; never out of bounds
     __shared__ __align__(32) __nv_bfloat16 kv[2 * TC_KB * TC_LD];    // Q / dO staging, then K (32) and V (32)
     __shared__ __align__(32) float sbuf[4][16 * TC_SLD];             // per warp: S (16, 32)
     __shared__ __align__(32) float dpbuf[4][16 * TC_SLD];            // per warp: dP (16, 32)
@@ -334,6 +347,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dkd
     const float *key_mask,      // (B, T) 0 = padding key, or NULL
     int T, int D, int Hq, int Hkv, float scale, int causal)
 {
+    if (!tc_shape_ok(T, D, Hq, Hkv)) return;   // the launcher checks; never out of bounds
     __shared__ __align__(32) __nv_bfloat16 qd[2 * TC_KB * TC_LD];    // K / V staging, then Q (32) and bf16 dO (32)
     __shared__ __align__(32) float sbuf[4][16 * TC_SLD];             // per warp: S^T (16 keys, 32 queries)
     __shared__ __align__(32) float dpbuf[4][16 * TC_SLD];            // per warp: dP^T
