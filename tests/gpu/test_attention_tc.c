@@ -16,7 +16,8 @@
 // forward's first pass), so again fp32 rounding plus rare bf16 boundary flips: seen up to 6e-5,
 // bound 2e-4; lse and delta are plain fp32 sums: 1e-5. The bf16 roundings themselves move the
 // results by ~2e-3 (tc vs fp32 kernels), so a rounding left out or added fails these bounds.
-// Usage: test_gpu_attention_tc (environment as gpu.library).
+// Usage: test_gpu_attention_tc [--bench [B T]] (environment as gpu.library; --bench times the
+// kernels at Qwen3-0.6B's attention shape on a GPU after the tests).
 #include "codegen_cuda.h"
 #include "kernels_ref.h"
 #include "test.h"
@@ -27,6 +28,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static uint64_t rng = 2024;
 static float frand(void) {
@@ -320,7 +322,92 @@ static void dev_case(Dev *g, int T, int D, int causal, int mask, bool fp32, int 
     case_free(&c);
 }
 
-static void test_device(void) {
+// --bench on a GPU: Qwen3-0.6B's attention (Hq 16, Hkv 8, D 128, causal) at B x T, the tc kernels
+// against the fp32 ones: milliseconds per launch (after a warm-up, mean of 10) and TFLOP/s counting
+// the causal half of 4 B Hq T^2 D (forward: QK^T and PV) and of 2.5 times that (backward); the
+// two results compared normwise (bf16 accuracy).
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double time_launch(Dev *g, void *fn, const unsigned grid[3], void **args, const char *what) {
+    unsigned blk[3] = {128, 1, 1};
+    if (!fn || rt_cuda_launch(g->dev, fn, grid, blk, 0, args, what) != 0 || rt_cuda_sync(g->dev, what) != 0) return -1;
+    double t0 = now_s();
+    for (int r = 0; r < 10; r++)
+        if (rt_cuda_launch(g->dev, fn, grid, blk, 0, args, what) != 0) return -1;
+    if (rt_cuda_sync(g->dev, what) != 0) return -1;
+    return (now_s() - t0) / 10 * 1e3;
+}
+
+static void bench(Dev *g, int B, int T) {
+    const int Hq = 16, Hkv = 8, D = 128;
+    const int64_t nq = (int64_t)B * Hq * T * D, nkv = (int64_t)B * Hkv * T * D, nl = (int64_t)B * Hq * T;
+    uint16_t *hb = malloc((size_t)nq * 2);
+    float *hf = malloc((size_t)nq * 4), *r1 = malloc((size_t)nq * 4), *r2 = malloc((size_t)nq * 4);
+    if (!hb || !hf || !r1 || !r2) {
+        free(hb), free(hf), free(r1), free(r2);
+        return;
+    }
+    RtCudaPtr b16[3], f32[3], go = dev_up(g, NULL, nq * 4);
+    for (int m = 0; m < 3; m++) {   // q, k, v: bf16 and the same values as fp32
+        const int64_t n = m ? nkv : nq;
+        for (int64_t i = 0; i < n; i++) hb[i] = to_bf16(4 * frand()), hf[i] = from_bf16(hb[i]);
+        b16[m] = dev_up(g, hb, (size_t)n * 2), f32[m] = dev_up(g, hf, (size_t)n * 4);
+    }
+    for (int64_t i = 0; i < nq; i++) hf[i] = frand();
+    rt_cuda_upload(g->dev, go, hf, (size_t)nq * 4);
+    RtCudaPtr o[2], l[2], dq[2], dl[2], dk[2], dv[2], none = 0;
+    for (int x = 0; x < 2; x++) {
+        o[x] = dev_up(g, NULL, nq * 4), l[x] = dev_up(g, NULL, nl * 4), dq[x] = dev_up(g, NULL, nq * 4);
+        dl[x] = dev_up(g, NULL, nl * 4), dk[x] = dev_up(g, NULL, nkv * 4), dv[x] = dev_up(g, NULL, nkv * 4);
+    }
+    int t = T, dd = D, hq = Hq, hkv = Hkv, cs = 1;
+    float scale = 1.0f / sqrtf((float)D);
+    const double fl = 4.0 * B * Hq * (double)T * T * D / 2;
+    printf("bench (B=%d, T=%d, Hq=%d, Hkv=%d, D=%d, causal):\n", B, T, Hq, Hkv, D);
+    for (int x = 0; x < 2; x++) {   // 0: tc, 1: fp32
+        RtCudaPtr *in = x ? f32 : b16;
+        unsigned rows = x ? 4 : 64;
+        unsigned grid[3] = {(unsigned)(T + rows - 1) / rows, (unsigned)Hq, (unsigned)B};
+        unsigned gkv[3] = {(unsigned)(T + rows - 1) / rows, (unsigned)Hkv, (unsigned)B};
+        void *a1[] = {&o[x], &l[x], &in[0], &in[1], &in[2], &none, &none, &t, &dd, &hq, &hkv, &scale, &cs};
+        void *a2[] = {&dq[x], &dl[x], &in[0], &in[1], &in[2], &o[x], &go, &l[x], &none, &none, &t, &dd, &hq, &hkv,
+                      &scale, &cs};
+        void *a3[] = {&dk[x], &dv[x], &in[0], &in[1], &in[2], &go, &l[x], &dl[x], &none, &none, &t, &dd, &hq, &hkv,
+                      &scale, &cs};
+        double t1 = time_launch(g, x ? g->fwd32 : g->fwd, grid, a1, "forward");
+        double t2 = time_launch(g, x ? g->dq32 : g->dq, grid, a2, "backward_dq");
+        double t3 = time_launch(g, x ? g->dkdv32 : g->dkdv, gkv, a3, "backward_dkdv");
+        printf("  %s: forward %.3f ms (%.1f TFLOP/s), dq %.3f ms, dkdv %.3f ms, backward %.1f TFLOP/s\n",
+               x ? "fp32 attention.cu   " : "bf16 attention_tc.cu", t1, fl / (t1 * 1e-3) * 1e-12, t2, t3,
+               2.5 * fl / ((t2 + t3) * 1e-3) * 1e-12);
+        CHECK(t1 > 0 && t2 > 0 && t3 > 0);
+    }
+    RtCudaPtr pairs[4][2] = {{o[0], o[1]}, {dq[0], dq[1]}, {dk[0], dk[1]}, {dv[0], dv[1]}};
+    const int64_t ns[4] = {nq, nq, nkv, nkv};
+    const char *names[4] = {"o", "dq", "dk", "dv"};
+    printf("  tc vs fp32:");
+    for (int m = 0; m < 4; m++) {
+        rt_cuda_download(g->dev, r1, pairs[m][0], (size_t)ns[m] * 4);
+        rt_cuda_download(g->dev, r2, pairs[m][1], (size_t)ns[m] * 4);
+        double e = normdiff(r1, r2, ns[m]);
+        printf(" %s %.2g", names[m], e);
+        CHECK(e < 1e-2);
+    }
+    printf("\n");
+    for (int x = 0; x < 2; x++) {
+        RtCudaPtr all[] = {o[x], l[x], dq[x], dl[x], dk[x], dv[x]};
+        for (int i = 0; i < 6; i++) rt_cuda_free(g->dev, all[i]);
+    }
+    for (int m = 0; m < 3; m++) rt_cuda_free(g->dev, b16[m]), rt_cuda_free(g->dev, f32[m]);
+    rt_cuda_free(g->dev, go);
+    free(hb), free(hf), free(r1), free(r2);
+}
+
+static void test_device(int bench_b, int bench_t) {
     Diag d;
     diag_init(&d, stderr);
     Dev g = {.d = &d};
@@ -350,12 +437,23 @@ static void test_device(void) {
     dev_case(&g, 130, 128, 1, 2, false, 0);
     dev_case(&g, 130, 64, 0, 1, false, 0);
     dev_case(&g, 37, 64, 1, 2, false, 1);
+    if (bench_b > 0 && !rt_cuda_is_emulated(g.dev)) bench(&g, bench_b, bench_t);
+    else if (bench_b > 0) printf("--bench: not on the emulator (no timing there)\n");
     rt_cuda_close(g.dev);
     diag_free(&d);
 }
 #endif
 
-int main(void) {
+int main(int argc, char **argv) {
+    // --bench [B T]: after the tests, time the kernels on a GPU (default B 4, T 1024)
+    int bench_b = 0, bench_t = 0;
+    if (argc > 1 && !strcmp(argv[1], "--bench")) {
+        bench_b = argc > 2 ? atoi(argv[2]) : 4, bench_t = argc > 3 ? atoi(argv[3]) : 1024;
+        if (bench_b < 1 || bench_b > 64 || bench_t < 1 || bench_t > 32768) {
+            fprintf(stderr, "usage: test_gpu_attention_tc [--bench [B (1..64) T (1..32768)]]\n");
+            return 2;
+        }
+    }
     test_ref_vs_double(37, 12, 1, 0);
     test_ref_vs_double(64, 64, 0, 1);
     test_ref_vs_double(130, 64, 1, 2);
@@ -363,7 +461,9 @@ int main(void) {
     test_ref_vs_double(1, 16, 1, 1);
 #ifdef TRLC_HAVE_CUDA
     test_nvrtc();
-    test_device();
+    test_device(bench_b, bench_t);
+#else
+    (void)bench_b, (void)bench_t;
 #endif
     return test_done("gpu.attention_tc");
 }
