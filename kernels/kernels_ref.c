@@ -85,6 +85,57 @@ void trlc_adamw_ref(float *p, float *m, float *v, const float *g, int64_t n, flo
     }
 }
 
+void trlc_adamw_setup(TrlcAdamw *s, double lr, double weight_decay, double beta1, double beta2, double eps,
+                      int64_t step) {
+    s->decay = weight_decay != 0 ? (float)(1 - lr * weight_decay) : 1.0f;
+    s->w1 = (float)(1 - beta1), s->b2 = (float)beta2, s->w2 = (float)(1 - beta2);
+    double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
+    s->neg_step = (float)(-(lr / bc1));
+    s->bc2_sqrt = (float)sqrt(bc2), s->eps = (float)eps;
+}
+
+void trlc_sgd_setup(TrlcSgd *s, double lr, double weight_decay, double momentum, double dampening, int nesterov,
+                    int first) {
+    s->wd = (float)weight_decay, s->mom = (float)momentum, s->damp = (float)(1 - dampening);
+    s->neg_lr = (float)(-lr);
+    s->use_buf = momentum != 0, s->nesterov = nesterov, s->first = first;
+}
+
+static float opt_grad(const float *g, int64_t i, float scale, float coef, int clip) {
+    float gi = g[i] * scale;
+    return clip ? gi * coef : gi;
+}
+
+void trlc_adamw_multi_ref(float *p, const float *g, float *m, float *v, int64_t n, float scale, float coef, int clip,
+                          int decay, const TrlcAdamw *s) {
+    float dc = decay ? s->decay : 1.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float gi = opt_grad(g, i, scale, coef, clip), pi = p[i] * dc;
+        float mi = m[i] + s->w1 * (gi - m[i]);
+        float vi = v[i] * s->b2 + s->w2 * (gi * gi);
+        float denom = sqrtf(vi) / s->bc2_sqrt + s->eps;
+        p[i] = pi + s->neg_step * (mi / denom);
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+void trlc_sgd_multi_ref(float *p, const float *g, float *buf, int64_t n, float scale, float coef, int clip, int decay,
+                        const TrlcSgd *s) {
+    float wd = decay ? s->wd : 0.0f;
+    int use_buf = s->use_buf && buf;
+    for (int64_t i = 0; i < n; i++) {
+        float gi = opt_grad(g, i, scale, coef, clip);
+        if (wd != 0) gi = gi + wd * p[i];
+        if (use_buf) {
+            float b = s->first ? gi : buf[i] * s->mom + s->damp * gi;
+            buf[i] = b;
+            gi = s->nesterov ? gi + s->mom * b : b;
+        }
+        p[i] = p[i] + s->neg_lr * gi;
+    }
+}
+
 static float dot(const float *a, const float *b, int64_t D) {
     float s = 0;
     for (int64_t d = 0; d < D; d++) s += a[d] * b[d];

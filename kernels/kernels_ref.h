@@ -23,6 +23,26 @@ void trlc_cross_entropy_bwd_ref(float *dlogits /* (N,V) */, const float *logits,
 // adamw.cu trlc_adamw_update
 void trlc_adamw_ref(float *p, float *m, float *v, const float *g, int64_t n, float lr, float b1, float b2,
                     float eps, float wd, float bc1, float bc2, float grad_scale);
+// adamw.cu's multi-tensor step (the trainer's optimizer on the device): per element the float
+// operations of runtime/train/optim.c's opt_adamw_update / opt_sgd_update, in their order, on the
+// float scalars these setups derive from the double settings as optim.c does (step: the 1-based
+// update number; first: sgd's momentum buffer does not exist yet). The gradient read is
+// g * scale, then * coef when clip; decay: weight decay applies to this parameter.
+typedef struct TrlcAdamw {   // as adamw.cu
+    float decay, w1, b2, w2, neg_step, bc2_sqrt, eps;
+} TrlcAdamw;
+typedef struct TrlcSgd {     // as adamw.cu
+    float wd, mom, damp, neg_lr;
+    int use_buf, nesterov, first;
+} TrlcSgd;
+void trlc_adamw_setup(TrlcAdamw *s, double lr, double weight_decay, double beta1, double beta2, double eps,
+                      int64_t step);
+void trlc_sgd_setup(TrlcSgd *s, double lr, double weight_decay, double momentum, double dampening, int nesterov,
+                    int first);
+void trlc_adamw_multi_ref(float *p, const float *g, float *m, float *v /* all (n) */, int64_t n, float scale,
+                          float coef, int clip, int decay, const TrlcAdamw *s);
+void trlc_sgd_multi_ref(float *p, const float *g, float *buf /* all (n); buf may be NULL */, int64_t n,
+                        float scale, float coef, int clip, int decay, const TrlcSgd *s);
 // attention.cu; seg (B,T) segment ids of packed rows or NULL: query i sees key j iff seg[i] == seg[j];
 // key_mask (B,T) or NULL: key j is skipped where key_mask[j] == 0. A query seeing no key gets
 // output 0, lse = +inf and zero gradients.

@@ -29,6 +29,7 @@ typedef struct Leaf {
     size_t dev_bytes;
     const void *uploaded;   // frozen params: the host buffer last uploaded
     struct Leaf *shared;    // a param whose buffer is another program's leaf (cuda_share_params)
+    bool resident;          // a trainable param the device owns (cuda_params_resident): not re-uploaded
 } Leaf;
 
 struct CudaProgram {
@@ -63,6 +64,7 @@ struct CudaProgram {
     int launches;
     int64_t fixed_bytes;        // params, grads, rope tables, workspace
     CudaProgram *owner;         // cuda_share_params: whose param buffers to use
+    int64_t transfer_bytes;     // host<->device bytes moved (cuda_transfer_bytes)
 };
 
 static bool is_float(IrDType t) { return t == IR_F32 || t == IR_BF16 || t == IR_F16 || t == IR_F64; }
@@ -417,7 +419,7 @@ static int upload_leaves(CudaProgram *p) {
             return -1;
         }
         if (n->op == IR_INPUT) {
-            if (rt_cuda_upload_async(p->dev, p->stream, addr(p, i), l->host, want) != 0) return -1;
+            if (cuda_upload(p, addr(p, i), l->host, want) != 0) return -1;
             continue;
         }
         if (!l->dev && p->owner) {   // the owner's buffer for the same host data: allocated there
@@ -431,6 +433,11 @@ static int upload_leaves(CudaProgram *p) {
                 }
                 l->dev = ol->dev, l->dev_bytes = want, l->shared = ol;
             }
+            if (n->trainable && ol && ol->resident && !l->shared) {   // its host copy is stale
+                diag_error(p->d, n->loc, "GPU (internal): trainable param '%s' cannot use the training program's "
+                           "device buffer", n->name);
+                return -1;
+            }
         }
         if (!l->dev) {
             if (rt_cuda_alloc(p->dev, want + 4, &l->dev) != 0) return -1;
@@ -438,7 +445,8 @@ static int upload_leaves(CudaProgram *p) {
             p->fixed_bytes += (int64_t)want;
         }
         const void **uploaded = l->shared ? &l->shared->uploaded : &l->uploaded;
-        if (n->trainable || *uploaded != l->host) {
+        bool resident = l->shared ? l->shared->resident : l->resident;
+        if ((n->trainable && !resident) || *uploaded != l->host) {
             const void *src = l->host;
             uint16_t *half = NULL;
             if (n->dtype == IR_BF16) {   // the host holds floats (rounded by the caller): bf16 bits
@@ -450,7 +458,7 @@ static int upload_leaves(CudaProgram *p) {
                 for (int64_t k = 0; k < numel; k++) half[k] = to_bf16(((const float *)l->host)[k]);
                 src = half;
             }
-            int rc = rt_cuda_upload_async(p->dev, p->stream, l->dev, src, want);   // src consumed on return
+            int rc = cuda_upload(p, l->dev, src, want);   // src consumed on return
             free(half);
             if (rc != 0) return -1;
             *uploaded = l->host;
@@ -740,7 +748,7 @@ static int run_library(CudaProgram *p, int s) {
             const IrRope *r = &n->a.rope;
             trlc_rope_inv_freq(inv, D, r->theta, r->factor, r->low_freq_factor, r->high_freq_factor, r->original_max_pos);
             int rc = rt_cuda_alloc(p->dev, (size_t)(D / 2 + 1) * sizeof *inv, &p->rope_freq[id]);
-            if (rc == 0) rc = rt_cuda_upload_async(p->dev, p->stream, p->rope_freq[id], inv, (size_t)(D / 2) * sizeof *inv);
+            if (rc == 0) rc = cuda_upload(p, p->rope_freq[id], inv, (size_t)(D / 2) * sizeof *inv);
             free(inv);
             if (rc != 0) return -1;
             p->fixed_bytes += (D / 2 + 1) * 8;
@@ -816,7 +824,7 @@ static int check_embed_flags(CudaProgram *p) {
     const IrGraph *g = p->g;
     int *flags = malloc((size_t)g->n * sizeof *flags + 4);
     if (!flags) return -1;
-    int rc = rt_cuda_download(p->dev, flags, p->bad, (size_t)g->n * sizeof *flags);
+    int rc = cuda_download(p, flags, p->bad, (size_t)g->n * sizeof *flags);
     for (int i = 0; rc == 0 && i < g->n; i++) {
         IrOp op = g->nodes[i].op;
         if ((op != IR_EMBED && op != IR_GATHER && op != IR_GATHER_BWD) || !flags[i]) continue;
@@ -873,7 +881,7 @@ const CpuTensor *cuda_output(CudaProgram *p, int i) {
     for (int k = 0; k < n->shape.rank; k++) t->shape[k] = dimv(p, &n->shape, k);
     int rc;
     if (n->op == IR_INPUT || n->op == IR_PARAM) memcpy(t->data, p->leaf[id].host, host), rc = 0;
-    else rc = bytes ? rt_cuda_download(p->dev, t->data, addr(p, id), bytes) : 0;
+    else rc = bytes ? cuda_download(p, t->data, addr(p, id), bytes) : 0;
     if (rc != 0) return NULL;
     if (n->dtype == IR_BF16 && n->op != IR_INPUT && n->op != IR_PARAM)   // widen in place, from the end
         for (int64_t k = numel - 1; k >= 0; k--) {
@@ -895,3 +903,49 @@ int cuda_kernel_count(const CudaProgram *p) { return p->plan.nkernels; }
 const char *cuda_arch(const CudaProgram *p) { return p->arch; }
 int cuda_launch_count(const CudaProgram *p) { return p->launches; }
 RtCudaStream cuda_stream(const CudaProgram *p) { return p->stream; }
+
+// ---------------------------------------------------------------------------------------------
+// the trainer's optimizer on the device (optim_cuda.c): resident params, buffers, counted copies
+
+void cuda_params_resident(CudaProgram *p) {
+    for (int i = 0; i < p->g->n; i++)
+        if (p->g->nodes[i].op == IR_PARAM && p->g->nodes[i].trainable) p->leaf[i].resident = true;
+}
+
+void cuda_params_changed(CudaProgram *p) {
+    for (int i = 0; i < p->g->n; i++)
+        if (p->leaf[i].resident) p->leaf[i].uploaded = NULL;
+}
+
+RtCudaPtr cuda_param_ptr(const CudaProgram *p, IrId leaf, size_t *bytes) {
+    if (bytes) *bytes = 0;
+    if (leaf < 0 || leaf >= p->g->n || p->g->nodes[leaf].op != IR_PARAM) return 0;
+    const Leaf *l = &p->leaf[leaf];
+    if (bytes && l->dev) *bytes = l->dev_bytes;
+    return l->dev;
+}
+
+RtCudaPtr cuda_output_ptr(const CudaProgram *p, int i) {
+    if (!p->ran || i < 0 || i >= p->g->nouts) return 0;
+    IrId id = p->g->outs[i].id;
+    if (id < 0 || id >= p->g->n || p->g->nodes[id].op == IR_INPUT) return 0;
+    return addr(p, id);
+}
+
+int cuda_upload(CudaProgram *p, RtCudaPtr dst, const void *src, size_t bytes) {
+    p->transfer_bytes += (int64_t)bytes;
+    return rt_cuda_upload_async(p->dev, p->stream, dst, src, bytes);   // on the program's stream (cgraph)
+}
+
+int cuda_download(CudaProgram *p, void *dst, RtCudaPtr src, size_t bytes) {
+    p->transfer_bytes += (int64_t)bytes;
+    return rt_cuda_download(p->dev, dst, src, bytes);
+}
+
+int cuda_launch_fn(CudaProgram *p, void *fn, unsigned blocks, unsigned threads, void **args, const char *what) {
+    if (blocks == 0) return 0;
+    unsigned grid[3] = {blocks, 1, 1}, block[3] = {threads, 1, 1};
+    return rt_cuda_launch_on(p->dev, p->stream, fn, grid, block, 0, args, what);   // the program's stream (cgraph)
+}
+
+int64_t cuda_transfer_bytes(const CudaProgram *p) { return p->transfer_bytes; }

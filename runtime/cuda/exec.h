@@ -5,7 +5,8 @@
 // (B, T) the static memory plan (compiler/memplan.h) lays out one device arena for every
 // activation and the state library steps keep (attention / cross-entropy log-sum-exp rows);
 // parameters and gradients have their own buffers. A run uploads what changed on the host (bound
-// inputs every run; trainable params every run; frozen params once), launches the plan's steps in
+// inputs every run; trainable params every run unless the device owns them, cuda_params_resident;
+// frozen params once), launches the plan's steps in
 // order (fused kernels; matrix products through cuBLASLt, blas.c; library kernels), waits, and
 // downloads the outputs when asked.
 // Every driver / NVRTC / cuBLASLt failure is reported naming the call and the step's node and spec
@@ -13,8 +14,8 @@
 // Dtypes: fp32, and bf16 where mixed precision puts it (compiler/autocast.h: product operands,
 // frozen weights, casts); anything else (fp16, bf16 attention) is refused at creation with the
 // node's spec line.
-// Not here (yet): the optimizer on the device (the trainer's AdamW runs on the host over
-// downloaded gradients), CUDA graph capture of the step, several devices.
+// Not here: the optimizer (runtime/cuda/optim_cuda.c, over the buffers this file hands out),
+// CUDA graph capture of the step, several devices.
 #ifndef TRLC_EXEC_H
 #define TRLC_EXEC_H
 #include <stdbool.h>
@@ -63,7 +64,8 @@ int cuda_bind_name(CudaProgram *p, const char *name, const void *data, size_t nb
 // Lets p use owner's device buffer for every param both bind to the same host buffer with the
 // same dtype and size (the evaluation and reference programs of a training run: the weights are
 // on the device once). owner must outlive p. A trainable param is still uploaded by whichever
-// program runs (the host holds the current values), a frozen one once.
+// program runs (the host holds the current values) unless the owner's is resident
+// (cuda_params_resident), a frozen one once.
 void cuda_share_params(CudaProgram *p, CudaProgram *owner);
 // Lays out and allocates the activation arena for the largest step to come (B, T) now, so that a
 // device too small fails at the start (with the plan's numbers) rather than when a long batch
@@ -84,5 +86,24 @@ int cuda_launch_count(const CudaProgram *p);
 // The program's stream: every launch, product and copy of a run goes there (work others add to a
 // step, e.g. an optimizer's kernels, should too: rt_cuda_launch_on(dev, cuda_stream(p), ...)).
 RtCudaStream cuda_stream(const CudaProgram *p);
+
+// ---- the trainer's optimizer on the device (runtime/cuda/optim_cuda.c) ----
+// From now on p's trainable params are the device's: uploaded from their bound host buffers once
+// (at the next run), then never again; the optimizer updates them in place and the programs
+// sharing them (cuda_share_params) read the current values. cuda_params_changed: the host values
+// changed (a resumed run): uploaded again at the next run.
+void cuda_params_resident(CudaProgram *p);
+void cuda_params_changed(CudaProgram *p);
+// The device buffer of param leaf (allocated by the first run; 0 before) and its bytes.
+RtCudaPtr cuda_param_ptr(const CudaProgram *p, IrId leaf, size_t *bytes);
+// The device buffer holding output i after the last run (valid until the next run), 0 when none.
+RtCudaPtr cuda_output_ptr(const CudaProgram *p, int i);
+// Copies between the host and the device, counted in cuda_transfer_bytes; a launch of a loaded
+// kernel fn (blocks x threads) in order with the program's own. Return 0 or -1 (reported).
+int cuda_upload(CudaProgram *p, RtCudaPtr dst, const void *src, size_t bytes);
+int cuda_download(CudaProgram *p, void *dst, RtCudaPtr src, size_t bytes);
+int cuda_launch_fn(CudaProgram *p, void *fn, unsigned blocks, unsigned threads, void **args, const char *what);
+// Host<->device bytes the program moved since it was made (inputs, params, outputs read, flags).
+int64_t cuda_transfer_bytes(const CudaProgram *p);
 
 #endif

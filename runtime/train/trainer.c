@@ -2,6 +2,8 @@
 // LoRA dropout and the backward, an evaluation graph without either), allocates one fp32 master
 // buffer per parameter bound to both CPU programs, loads the weights from the model directory or
 // initialises them from the seed, and runs one micro-batch / one optimizer update at a time.
+// With --device cuda the optimizer runs on the device (optim_cuda.h) over device-resident
+// weights, and the host copies are fetched only when asked for (tr_sync_host / tr_sync_state).
 // Objectives with a second model: kd runs the teacher's forward and binds its logits; dpo runs the
 // reference's forward and binds its sequence log-probs (computed here from its logits).
 // Not here: the data, the loop, checkpoints or export (trainer_loop.c); grpo (needs generation).
@@ -13,6 +15,7 @@
 #include "safetensors.h"
 #ifdef TRLC_HAVE_CUDA
 #include "exec.h"
+#include "optim_cuda.h"
 #endif
 #include <math.h>
 #include <stdlib.h>
@@ -124,6 +127,7 @@ static int alloc_params(Trainer *t) {
         p->numel = 1;
         p->grad_out = -1;
         p->lora = -1;
+        p->oi = -1;
         for (int k = 0; k < n->shape.rank; k++) {
             if (n->shape.d[k].syms || n->shape.d[k].coef < 0 || n->shape.d[k].coef > ((int64_t)1 << 40) ||
                 p->numel > ((int64_t)1 << 40) / (n->shape.d[k].coef ? n->shape.d[k].coef : 1)) {
@@ -297,6 +301,7 @@ static int setup_aux(Trainer *t, LoadedSpec *spec) {
         p->lora = -1;
         p->quant = -1;
         p->grad_out = -1;
+        p->oi = -1;
         for (int k = 0; k < n->shape.rank; k++) {
             p->shape[k] = n->shape.d[k].coef;
             p->numel *= p->shape[k];
@@ -377,13 +382,44 @@ static int init_optimizer(Trainer *t) {
     for (int i = 0; i < t->np; i++) {
         TrParam *p = &t->ps[i];
         if (!p->trainable) continue;
-        if (opt_add(t->d, &t->opt, p->name, p->data, p->grad, (size_t)p->numel, opt_default_decay(p->name)) < 0)
+        if ((p->oi = opt_add(t->d, &t->opt, p->name, p->data, p->grad, (size_t)p->numel, opt_default_decay(p->name))) < 0)
             return -1;
     }
     if (t->opt.nparams == 0) {
         diag_plain_error(t->d, "nothing to train: every parameter of `%s` is frozen", t->m->name);
         return -1;
     }
+    return 0;
+}
+
+// --device cuda: the optimizer on the device, over the training program's buffers, when every
+// trainable param and its gradient are fp32 there (else, or with TRLC_HOST_OPTIMIZER=1, the
+// host's optimizer over downloaded gradients).
+static int init_device_optimizer(Trainer *t) {
+#ifdef TRLC_HAVE_CUDA
+    if (!t->prog.cuda) return 0;
+    const char *env = getenv("TRLC_HOST_OPTIMIZER");
+    if (env && *env && strcmp(env, "0") != 0) return 0;
+    for (int i = 0; i < t->np; i++) {
+        const TrParam *p = &t->ps[i];
+        if (!p->trainable) continue;
+        IrId id = ir_find(&t->g, p->name);
+        if (id == IR_NONE || t->g.nodes[id].dtype != IR_F32 || t->g.outs[p->grad_out].id < 0 ||
+            t->g.nodes[t->g.outs[p->grad_out].id].dtype != IR_F32)
+            return 0;
+    }
+    t->copt = cuda_optim_new(t->prog.cuda, t->dev, t->cache, &t->opt.cfg, t->d);
+    if (!t->copt) return -1;
+    for (int i = 0; i < t->np; i++) {
+        const TrParam *p = &t->ps[i];
+        if (p->trainable && cuda_optim_add(t->copt, ir_find(&t->g, p->name), p->grad_out, p->numel,
+                                           t->opt.params[p->oi].decay) != p->oi)
+            return -1;
+    }
+    cuda_params_resident(t->prog.cuda);
+#else
+    (void)t;
+#endif
     return 0;
 }
 
@@ -504,6 +540,8 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     if (bind_params(t, &t->prog, &t->g) || bind_params(t, &t->eprog, &t->ge)) goto fail;
     *status = TR_SPEC_ERROR;
     if (init_optimizer(t) || tr_set_schedule(t, cs->train.steps)) goto fail;
+    *status = TR_RUNTIME_ERROR;
+    if (init_device_optimizer(t)) goto fail;
     *status = TR_OK;
     return t;
 fail:
@@ -513,6 +551,9 @@ fail:
 
 void tr_free(Trainer *t) {
     if (!t) return;
+#ifdef TRLC_HAVE_CUDA
+    cuda_optim_free(t->copt);
+#endif
     prog_free(&t->eprog);   // before the training program: they borrow its parameter buffers
     prog_free(&t->aprog);
     prog_free(&t->prog);
@@ -638,11 +679,17 @@ int tr_micro_step_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, con
     int rc = bind_inputs(t, &t->prog, tokens, pos, labels, B, T) || bind_seq(t, &t->prog, &t->g, seq, B, T, &zeros) ||
              run_aux(t, &t->prog, tokens, pos, seq, labels, B, T, &zeros);
     int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};   // dpo: B is the number of pairs
+#ifdef TRLC_HAVE_CUDA
+    if (!rc && t->copt) rc = cuda_optim_before_run(t->copt);
+#endif
     if (!rc) rc = prog_run(&t->prog, sym, step);
     free(zeros);
     if (rc) return -1;
     const CpuTensor *l = prog_output(&t->prog, t->loss_out);
     *loss_sum = l && l->numel >= 1 ? ((const float *)l->data)[0] : NAN;
+#ifdef TRLC_HAVE_CUDA
+    if (t->copt) return cuda_optim_after_run(t->copt);   // the gradients stay on the device
+#endif
     for (int i = 0; i < t->np; i++) {
         TrParam *p = &t->ps[i];
         if (!p->trainable) continue;
@@ -659,12 +706,31 @@ int tr_micro_step_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, con
 }
 
 void tr_zero_grad(Trainer *t) {
+#ifdef TRLC_HAVE_CUDA
+    if (t->copt) {
+        cuda_optim_zero_grad(t->copt);
+        return;
+    }
+#endif
     for (int i = 0; i < t->np; i++)
         if (t->ps[i].grad) memset(t->ps[i].grad, 0, (size_t)t->ps[i].numel * sizeof(float));
 }
 
 int tr_apply(Trainer *t, int64_t n_targets, double *grad_norm, double *lr) {
     float s = n_targets > 0 ? (float)(1.0 / (double)n_targets) : 1.0f;
+#ifdef TRLC_HAVE_CUDA
+    if (t->copt) {   // the same update on the device: scale, norm, clip, AdamW / SGD
+        double l = t->base_lr * sched_mult(&t->sched, t->step), gn = 0;
+        if (cuda_optim_step(t->copt, s, t->clip, l, t->opt.step + 1, &gn) != 0) return -1;
+        t->opt.step++;
+        t->host_stale = true;
+        if (grad_norm) *grad_norm = gn;
+        if (lr) *lr = l;
+        t->step++;
+        tr_zero_grad(t);
+        return 0;
+    }
+#endif
     for (int i = 0; i < t->np; i++) {
         TrParam *p = &t->ps[i];
         if (!p->trainable) continue;
@@ -711,7 +777,74 @@ static TrParam *find_param(Trainer *t, const char *name) {
     return NULL;
 }
 
+int tr_grad_norm(Trainer *t, int64_t n_targets, double *norm) {
+#ifdef TRLC_HAVE_CUDA
+    if (t->copt) return cuda_optim_grad_norm(t->copt, n_targets > 0 ? (float)(1.0 / (double)n_targets) : 1.0f, norm);
+#endif
+    double s = n_targets > 0 ? 1.0 / (double)n_targets : 1.0;
+    *norm = opt_grad_norm(&t->opt) * s;
+    return 0;
+}
+
+int tr_sync_host(Trainer *t) {
+#ifdef TRLC_HAVE_CUDA
+    if (!t->copt || !t->host_stale) return 0;
+    for (int i = 0; i < t->np; i++)
+        if (t->ps[i].trainable && cuda_optim_read_param(t->copt, t->ps[i].oi, t->ps[i].data) != 0) return -1;
+    t->host_stale = false;
+#else
+    (void)t;
+#endif
+    return 0;
+}
+
+int tr_sync_state(Trainer *t) {
+    if (tr_sync_host(t) != 0) return -1;
+#ifdef TRLC_HAVE_CUDA
+    for (int i = 0; t->copt && i < t->np; i++) {
+        const TrParam *p = &t->ps[i];
+        if (p->trainable && cuda_optim_read_state(t->copt, p->oi, t->opt.params[p->oi].m, t->opt.params[p->oi].v) != 0)
+            return -1;
+    }
+#endif
+    return 0;
+}
+
+int tr_state_loaded(Trainer *t) {
+#ifdef TRLC_HAVE_CUDA
+    if (!t->copt) return 0;
+    cuda_params_changed(t->prog.cuda);   // uploaded again by the next run
+    t->host_stale = false;
+    for (int i = 0; i < t->np; i++) {
+        const TrParam *p = &t->ps[i];
+        if (p->trainable && cuda_optim_write_state(t->copt, p->oi, t->opt.params[p->oi].m, t->opt.params[p->oi].v) != 0)
+            return -1;
+    }
+#else
+    (void)t;
+#endif
+    return 0;
+}
+
+int64_t tr_transfer_bytes(const Trainer *t) {
+    int64_t b = 0;
+#ifdef TRLC_HAVE_CUDA
+    const TrProg *ps[] = {&t->prog, &t->eprog, &t->aprog};
+    for (int i = 0; i < 3; i++)
+        if (ps[i]->cuda) b += cuda_transfer_bytes(ps[i]->cuda);
+#else
+    (void)t;
+#endif
+    return b;
+}
+
+// With the optimizer on the device the host copy is fetched first (every trainable param, once
+// per update at most): callers read the current values.
 float *tr_param(Trainer *t, const char *name, int64_t *numel) {
+    if (tr_sync_host(t) != 0) {
+        if (numel) *numel = 0;
+        return NULL;
+    }
     TrParam *p = find_param(t, name);
     if (numel) *numel = p ? p->numel : 0;
     return p ? p->data : NULL;
@@ -719,6 +852,9 @@ float *tr_param(Trainer *t, const char *name, int64_t *numel) {
 
 float *tr_grad(Trainer *t, const char *name, int64_t *numel) {
     TrParam *p = find_param(t, name);
+#ifdef TRLC_HAVE_CUDA
+    if (p && p->grad && t->copt && cuda_optim_read_grad(t->copt, p->oi, p->grad) != 0) p = NULL;
+#endif
     if (numel) *numel = p && p->grad ? p->numel : 0;
     return p ? p->grad : NULL;
 }
@@ -729,9 +865,10 @@ bool tr_param_trainable(const Trainer *t, int i) { return i >= 0 && i < t->np &&
 
 int64_t tr_peak_bytes(const Trainer *t) {
 #ifdef TRLC_HAVE_CUDA
-    if (t->prog.cuda) return cuda_device_bytes(t->prog.cuda);
+    if (t->prog.cuda) return cuda_device_bytes(t->prog.cuda) + cuda_optim_device_bytes(t->copt);
 #endif
     return t->prog.cpu ? cpu_peak_bytes(t->prog.cpu) : 0;
 }
-Optimizer *tr_optimizer(Trainer *t) { return &t->opt; }
+// The host's view of the optimizer: with it on the device, its state fetched first.
+Optimizer *tr_optimizer(Trainer *t) { return tr_sync_state(t) == 0 ? &t->opt : NULL; }
 bool tr_loss_per_pair(const Trainer *t) { return t->per_pair; }

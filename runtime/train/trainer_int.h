@@ -12,7 +12,7 @@
 #include "trainer.h"
 
 // A program on the CPU interpreter (cpu) or on the GPU executor (cuda, `--device cuda`: the
-// training program only; evaluation, the teacher and the reference run on the CPU).
+// training program, and the evaluation, teacher and reference programs beside it).
 typedef struct TrProg {
     CpuProgram *cpu;
     struct CudaProgram *cuda;
@@ -30,6 +30,7 @@ typedef struct TrParam {
     int grad_out;              // index of its gradient among the train program's outputs, or -1
     int lora;                  // index into lora.mods when a LoRA A or B, else -1
     int quant;                 // index into lora.quant for an NF4 weight's codes or absmax, else -1
+    int oi;                    // index among the optimizer's params (trainable), else -1
 } TrParam;
 
 // What the objective needs from a second, frozen model, run before the policy on each batch.
@@ -58,6 +59,12 @@ struct Trainer {
     int np;
     Optimizer opt;
     bool opt_ok;
+    // --device cuda: the optimizer on the device (runtime/cuda/optim_cuda.h; NULL: on the host over
+    // downloaded gradients, as on the CPU). Then the device holds the trainable values, the
+    // gradient sum and the state; the host copies (ps[].data, ps[].grad, opt's m / v) are fetched
+    // on demand: host_stale says ps[].data is older than the device's values.
+    struct CudaOptim *copt;
+    bool host_stale;
     Schedule sched;
     double base_lr, clip;
     int64_t step;              // optimizer updates done
@@ -82,5 +89,17 @@ struct Trainer {
 void tr_describe_device(const Trainer *t, FILE *f);
 // (Re)builds the schedule for total_steps optimizer steps. Returns 0 or -1 (reported).
 int tr_set_schedule(Trainer *t, int64_t total_steps);
+// The global gradient norm of the micro-steps so far divided by n_targets (the loop's check for a
+// non-finite update). 0 or -1 (reported).
+int tr_grad_norm(Trainer *t, int64_t n_targets, double *norm);
+// With the optimizer on the device: brings the host copies up to date — the trainable values
+// (tr_sync_host: export, evaluation by generation), and also the optimizer's state (tr_sync_state:
+// checkpoints); tr_state_loaded sends what a checkpoint loaded into the host copies back to the
+// device. No-ops otherwise. 0 or -1 (reported).
+int tr_sync_host(Trainer *t);
+int tr_sync_state(Trainer *t);
+int tr_state_loaded(Trainer *t);
+// Host<->device bytes moved so far by the programs on the GPU (0 on the CPU).
+int64_t tr_transfer_bytes(const Trainer *t);
 
 #endif

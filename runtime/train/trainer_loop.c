@@ -48,6 +48,8 @@ typedef struct Run {
     bool stop_early;
     GenModel *gen;             // decodes the eval prompts with the trained weights (NULL: teacher-forced only)
     int gen_max_new;           // new tokens per eval prompt at most
+    int64_t xfer_first, xfer_max;   // --device cuda: host<->device bytes of step 1, most of a later step
+    int64_t xfer_steps;             // training steps measured
 } Run;
 
 static int mkdir_p(Diag *d, const char *path) {
@@ -267,6 +269,7 @@ static void fill_state(Run *r, CkptState *st) {
 }
 
 static int save_checkpoint(Run *r) {
+    if (tr_sync_state(r->t) != 0) return -1;   // the optimizer on the device: its values and state
     size_t n;
     CkptTensor *v = ckpt_tensors(r, &n);
     if (!v) return -1;
@@ -333,6 +336,7 @@ static int resume(Run *r) {
         diag_hint(r->d, "remove the damaged %s to resume from an older checkpoint", path);
         return -1;
     }
+    if (tr_state_loaded(r->t) != 0) return -1;   // the optimizer on the device: sent back there
     if (st.seed != (uint64_t)r->cs->train.seed) {
         diag_plain_error(r->d, "--resume: the checkpoint was trained with seed %llu, the spec says %lld",
                          (unsigned long long)st.seed, (long long)r->cs->train.seed);
@@ -398,6 +402,7 @@ static int scratch_config(Run *r, const char *dir) {
 static int export_to(Run *r, const char *dir) {
     Trainer *t = r->t;
     const CheckedModel *m = t->m;
+    if (tr_sync_host(t) != 0) return -1;
     if (t->has_lora) {
         int n = t->lora.nmods;
         ExLoraModule *mods = calloc((size_t)n + 1, sizeof *mods);
@@ -536,6 +541,7 @@ static int open_generator(Run *r, Arena *a, LoadedSpec *spec) {
 // and the best model.
 static int evaluate(Run *r) {
     if (!r->eval) return 0;
+    if (r->gen && tr_sync_host(r->t) != 0) return -1;   // generation reads the host's copy
     if (ds_seek(r->eval, 0, 0)) return -1;
     DsBatch b = {0};
     double sum = 0;
@@ -623,7 +629,7 @@ static int loop(Run *r) {
     int64_t step0 = t->step, tok_last = r->tokens;
     double tps = -1;
     while (t->step < r->total && !r->stop_early) {
-        int64_t ep_before = epochs_done(r);
+        int64_t ep_before = epochs_done(r), xfer0 = tr_transfer_bytes(t);
         double loss_sum = 0;
         int64_t targets = 0;
         int micro = 0;
@@ -658,8 +664,7 @@ static int loop(Run *r) {
         bool finite = isfinite(loss);
         if (finite) {
             // the gradient norm before the update (tr_apply would clip a non-finite one as is)
-            double s = targets > 0 ? 1.0 / (double)targets : 1.0;
-            gn = opt_grad_norm(&t->opt) * s;
+            if (tr_grad_norm(t, targets, &gn) != 0) return TR_RUNTIME_ERROR;
             finite = isfinite(gn);
         }
         if (!finite) {
@@ -675,7 +680,10 @@ static int loop(Run *r) {
             t->step++;
             continue;
         }
-        tr_apply(t, targets, &gn, &lr);
+        if (tr_apply(t, targets, &gn, &lr) != 0) return TR_RUNTIME_ERROR;
+        int64_t xfer = tr_transfer_bytes(t) - xfer0;   // this step's inputs, outputs, norm
+        if (r->xfer_steps++ == 0) r->xfer_first = xfer;
+        else if (xfer > r->xfer_max) r->xfer_max = xfer;
         r->last_loss = loss;
         int64_t ep_after = epochs_done(r);
         bool log_now = due(tr->log_every, step, ep_before, ep_after) || step == r->total || step == 1;
@@ -794,6 +802,12 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     fprintf(r.log, ", %.0f tokens/s, %.1f s\n", tps, met_now() - t_start);
     fprintf(r.log, "  %s: %s\n  metrics: %s/metrics.jsonl, TensorBoard: %s/tensorboard\n",
             r.t->has_lora ? "adapter" : "model", ex, r.dir, r.dir);
+    if (r.t->prog.cuda && r.xfer_steps > 0) {
+        fprintf(r.log, "  host<->device per training step: %lld bytes in the first", (long long)r.xfer_first);
+        if (r.xfer_steps > 1) fprintf(r.log, ", at most %lld in the %lld after", (long long)r.xfer_max, (long long)r.xfer_steps - 1);
+        fprintf(r.log, " (trainable params: %lld bytes; optimizer on the %s)\n", (long long)trainable * 4,
+                r.t->copt ? "device" : "host");
+    }
     if (sum) {
         sum->tokens_per_s = tps;
         if (snprintf(sum->export_dir, sizeof sum->export_dir, "%s", ex) < 0) sum->export_dir[0] = 0;

@@ -11,6 +11,7 @@
 #include "cpu.h"
 #include "ir.h"
 #include "kernels_ref.h"
+#include "optim.h"
 #include "test.h"
 #ifdef TRLC_HAVE_CUDA
 #include "rt_cuda.h"
@@ -400,6 +401,57 @@ static void test_adamw(void) {
     for (int i = 0; i < 4; i++) CHECK_CLOSE(p[i], pe[i], 1e-6, 1e-5);
 }
 
+// adamw.cu's multi-tensor update (the trainer's optimizer on the device) through its C reference
+// against runtime/train/optim.c, the host optimizer: the gradient scaled by 1/targets and clipped
+// in place as tr_apply and opt_clip_grad_norm do, then opt_adamw_update / opt_sgd_update. Every
+// element must come out bit-identical (the same float operations on the same float scalars).
+static int opt_case(bool adamw, int step, bool decay, bool clip, double wd, double mom, double damp, bool nest) {
+    enum { N = 1000 };
+    float p0[N], g[N], m0[N], v0[N], p1[N], m1[N], v1[N], g1[N], p2[N], m2[N], v2[N];
+    for (int i = 0; i < N; i++)
+        p0[i] = frand(), g[i] = 3 * frand(), m0[i] = 0.1f * frand(), v0[i] = 0.01f * (frand() + 0.5f);
+    const float scale = (float)(1.0 / 37.0), coef = 0.3712f;
+    const double lr = 3e-3, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    memcpy(p1, p0, sizeof p0), memcpy(m1, m0, sizeof m0), memcpy(v1, v0, sizeof v0);
+    memcpy(p2, p0, sizeof p0), memcpy(m2, m0, sizeof m0), memcpy(v2, v0, sizeof v0);
+    for (int i = 0; i < N; i++) g1[i] = g[i] * scale;   // tr_apply
+    if (clip)
+        for (int i = 0; i < N; i++) g1[i] *= coef;     // opt_clip_grad_norm
+    double w = decay ? wd : 0.0;                        // opt_step: decay groups
+    if (adamw) {
+        opt_adamw_update(p1, g1, m1, v1, N, lr, w, b1, b2, eps, step);
+        TrlcAdamw s;
+        trlc_adamw_setup(&s, lr, wd, b1, b2, eps, step);
+        trlc_adamw_multi_ref(p2, g, m2, v2, N, scale, coef, clip, decay, &s);
+    } else {
+        opt_sgd_update(p1, g1, mom != 0 ? m1 : NULL, N, lr, w, mom, damp, nest, step == 1);
+        TrlcSgd s;
+        trlc_sgd_setup(&s, lr, wd, mom, damp, nest, step == 1);
+        trlc_sgd_multi_ref(p2, g, mom != 0 ? m2 : NULL, N, scale, coef, clip, decay, &s);
+    }
+    int differ = 0;
+    for (int i = 0; i < N; i++) differ += memcmp(&p1[i], &p2[i], 4) != 0 || memcmp(&m1[i], &m2[i], 4) != 0 ||
+                                          (adamw && memcmp(&v1[i], &v2[i], 4) != 0);
+    return differ;
+}
+
+static void test_opt_multi(void) {
+    int cases = 0, differ = 0;
+    for (int step = 1; step <= 5; step += 4)
+        for (int decay = 0; decay < 2; decay++)
+            for (int clip = 0; clip < 2; clip++) {
+                differ += opt_case(true, step, decay, clip, 0.01, 0, 0, false), cases++;
+                differ += opt_case(true, step, decay, clip, 0.0, 0, 0, false), cases++;
+                differ += opt_case(false, step, decay, clip, 0.01, 0, 0, false), cases++;
+                differ += opt_case(false, step, decay, clip, 0.01, 0.9, 0, false), cases++;
+                differ += opt_case(false, step, decay, clip, 0.0, 0.9, 0.1, false), cases++;
+                differ += opt_case(false, step, decay, clip, 0.01, 0.9, 0, true), cases++;
+            }
+    printf("adamw.cu multi-tensor AdamW / SGD (reference) vs optim.c: %d cases of 1000 elements, %d elements differ\n",
+           cases, differ);
+    CHECK(differ == 0);
+}
+
 #ifdef TRLC_HAVE_CUDA
 static void test_nvrtc(const char *dir) {
     (void)dir;
@@ -630,6 +682,93 @@ static void dev_dequant_bf16(RtCudaDevice *dev, RtCudaCache *cache, const char *
     free(packed), free(q8), free(absmax), free(want), free(got);
 }
 
+// adamw.cu's multi-tensor kernels launched over a table of three chunks (grid-stride: 2 blocks),
+// against their C references: AdamW and SGD bit-identical, the accumulation exact, the sum of
+// squares within double rounding of a sequential sum.
+typedef struct OptChunk {   // adamw.cu's TrlcOptChunk
+    RtCudaPtr p, g, m, v;
+    long long n;
+    int decay, pad;
+} OptChunk;
+typedef struct AccChunk {   // adamw.cu's TrlcAccChunk
+    RtCudaPtr dst, src;
+    long long n;
+} AccChunk;
+
+static void dev_opt_multi(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, Diag *d) {
+    enum { C = 1000, N = 3 * C };
+    static float p[N], g[N], m[N], v[N], want_p[N], want_m[N], want_v[N], got[N];
+    for (int i = 0; i < N; i++) p[i] = frand(), g[i] = 3 * frand(), m[i] = 0.1f * frand(), v[i] = 0.01f * (frand() + 0.5f);
+    RtCudaPtr dp = dev_up(dev, p, sizeof p), dg = dev_up(dev, g, sizeof g), dm = dev_up(dev, m, sizeof m);
+    RtCudaPtr dv = dev_up(dev, v, sizeof v), dacc = dev_up(dev, NULL, sizeof g);
+    OptChunk ch[3];
+    AccChunk ac[3];
+    for (int c = 0; c < 3; c++) {
+        RtCudaPtr o = (RtCudaPtr)c * C * 4;
+        ch[c] = (OptChunk){dp + o, dg + o, dm + o, dv + o, C, c != 1, 0};
+        ac[c] = (AccChunk){dacc + o, dg + o, C};
+    }
+    RtCudaPtr dch = dev_up(dev, ch, sizeof ch), dac = dev_up(dev, ac, sizeof ac), dpart = dev_up(dev, NULL, 3 * 8);
+    int nc = 3, two = 2, first = 1, clip = 1;
+    float scale = (float)(1.0 / 29.0), coef = 0.61f;
+    unsigned grid[3] = {2, 1, 1}, one[3] = {1, 1, 1};
+    // AdamW, step 3, clipped
+    TrlcAdamw sa;
+    trlc_adamw_setup(&sa, 2e-3, 0.01, 0.9, 0.999, 1e-8, 3);
+    memcpy(want_p, p, sizeof p), memcpy(want_m, m, sizeof m), memcpy(want_v, v, sizeof v);
+    for (int c = 0; c < 3; c++)
+        trlc_adamw_multi_ref(want_p + c * C, g + c * C, want_m + c * C, want_v + c * C, C, scale, coef, clip, c != 1, &sa);
+    void *a1[] = {&dch, &nc, &scale, &coef, &clip, &sa};
+    int bad_adamw = -1, bad_sgd = -1, bad_acc = -1;
+    if (dev_launch(dev, cache, arch, "adamw.cu", "trlc_adamw_multi", grid, 256, a1, d) == 0) {
+        bad_adamw = 0;
+        rt_cuda_download(dev, got, dp, sizeof got);
+        for (int i = 0; i < N; i++) bad_adamw += memcmp(&got[i], &want_p[i], 4) != 0;
+        rt_cuda_download(dev, got, dm, sizeof got);
+        for (int i = 0; i < N; i++) bad_adamw += memcmp(&got[i], &want_m[i], 4) != 0;
+        rt_cuda_download(dev, got, dv, sizeof got);
+        for (int i = 0; i < N; i++) bad_adamw += memcmp(&got[i], &want_v[i], 4) != 0;
+    }
+    // SGD with Nesterov momentum over the values AdamW left, not clipped
+    TrlcSgd ss;
+    trlc_sgd_setup(&ss, 1e-2, 0.01, 0.9, 0, 1, 0);
+    clip = 0;
+    for (int c = 0; c < 3; c++) trlc_sgd_multi_ref(want_p + c * C, g + c * C, want_m + c * C, C, scale, coef, clip, c != 1, &ss);
+    void *a2[] = {&dch, &nc, &scale, &coef, &clip, &ss};
+    if (dev_launch(dev, cache, arch, "adamw.cu", "trlc_sgd_multi", grid, 256, a2, d) == 0) {
+        bad_sgd = 0;
+        rt_cuda_download(dev, got, dp, sizeof got);
+        for (int i = 0; i < N; i++) bad_sgd += memcmp(&got[i], &want_p[i], 4) != 0;
+        rt_cuda_download(dev, got, dm, sizeof got);
+        for (int i = 0; i < N; i++) bad_sgd += memcmp(&got[i], &want_m[i], 4) != 0;
+    }
+    // accumulation: acc = g, then acc += g (twice g, exactly)
+    void *a3[] = {&dac, &nc, &first};
+    if (dev_launch(dev, cache, arch, "adamw.cu", "trlc_accumulate_multi", grid, 256, a3, d) == 0) {
+        first = 0;
+        if (dev_launch(dev, cache, arch, "adamw.cu", "trlc_accumulate_multi", grid, 256, a3, d) == 0) {
+            bad_acc = 0;
+            rt_cuda_download(dev, got, dacc, sizeof got);
+            for (int i = 0; i < N; i++) bad_acc += got[i] != 2 * g[i];
+        }
+    }
+    // the global sum of squares of the scaled gradients: partials of 2 blocks, then their sum
+    double want = 0, total = -1;
+    for (int i = 0; i < N; i++) want += (double)(g[i] * scale) * (double)(g[i] * scale);
+    RtCudaPtr dtot = dpart + 2 * 8;
+    void *a4[] = {&dpart, &dch, &nc, &scale};
+    void *a5[] = {&dtot, &dpart, &two};
+    if (dev_launch(dev, cache, arch, "adamw.cu", "trlc_sumsq_multi", grid, 256, a4, d) == 0 &&
+        dev_launch(dev, cache, arch, "adamw.cu", "trlc_sum_partials", one, 256, a5, d) == 0)
+        rt_cuda_download(dev, &total, dtot, 8);
+    printf("adamw.cu multi-tensor kernels on the device (3 chunks, 2 blocks): AdamW %d, SGD %d, accumulation %d elements "
+           "differ; sum of squares %.17g vs %.17g\n", bad_adamw, bad_sgd, bad_acc, total, want);
+    CHECK(bad_adamw == 0 && bad_sgd == 0 && bad_acc == 0);
+    CHECK(fabs(total - want) <= 1e-12 * want);
+    RtCudaPtr all[] = {dp, dg, dm, dv, dacc, dch, dac, dpart};
+    for (int i = 0; i < 8; i++) rt_cuda_free(dev, all[i]);
+}
+
 static void test_device(void) {
     Diag d;
     diag_init(&d, stderr);
@@ -649,6 +788,7 @@ static void test_device(void) {
     dev_gather_bf16(dev, &cache, arch, &d);
     dev_dequant_bf16(dev, &cache, arch, 1401, 64, &d);
     dev_dequant_bf16(dev, &cache, arch, 999, 37, &d);
+    dev_opt_multi(dev, &cache, arch, &d);
     rt_cuda_close(dev);
     diag_free(&d);
 }
@@ -661,6 +801,7 @@ int main(int argc, char **argv) {
     test_attention_masked(0, 1);
     test_attention_masked(1, 1);
     test_adamw();
+    test_opt_multi();
     test_gather_axis(1, ir_shape3(ir_dim(3), ir_dim(4), ir_dim(5)));
     test_gather_axis(0, ir_shape3(ir_dim(6), ir_dim(7), ir_dim(5)));
     test_gather_axis(2, ir_shape3(ir_dim(3), ir_dim(7), ir_dim(1)));

@@ -1,7 +1,10 @@
 #!/bin/bash
 # test_run_cuda.sh TRLC SRCDIR WORKDIR — `trlc run --device cuda` end to end: the same specs
 # trained on the CPU and on the device give the same loss and gradient norm at every step (1e-4
-# relative in fp32; 2e-2 with precision = bf16), and the run's files are written. CI runs it with the CUDA emulator as
+# relative in fp32; 2e-2 with precision = bf16), and the run's files are written. The optimizer
+# runs on the device: after the first step a step moves no params or gradients between host and
+# device (counted bytes), the host's optimizer gives the same losses, and checkpoints resume across
+# devices. CI runs it with the CUDA emulator as
 # the driver (TRLC_CUDA_DRIVER / TRLC_CUBLASLT_LIB set by ctest); on a machine with neither a GPU
 # nor the emulator only the "no device" error is checked, then it exits 77 (skipped).
 set -u
@@ -28,8 +31,9 @@ elif grep -q "no CUDA device" "$work/probe.txt"; then
 fi
 # name, spec, tolerance, extra arguments (bf16: both sides round the same values; the issue's bound)
 # (dpo: the reference model runs on the device too, sharing the policy's frozen weights)
+# (full-sgd: SGD with momentum and weight decay on the device's optimizer)
 cases=("full full 1e-4" "lora lora 1e-4" "lora-bf16 lora 2e-2 --set train.precision=bf16 --set train.steps=4"
-       "dpo dpo 1e-4 --set train.steps=4")
+       "dpo dpo 1e-4 --set train.steps=4" "full-sgd full 1e-4 --set train.optimizer=sgd{lr=1e-2;momentum=0.9;weight_decay=0.01;}")
 for c in "${cases[@]}"; do
     read -r spec file tol extra <<< "$c"
     for dev in cpu cuda; do
@@ -85,7 +89,8 @@ else
     echo "FAIL: too large a step: exit $rc"; tail -3 "$work/oom.log"; fail=1
 fi
 # resume on the device: 2 steps with a checkpoint after each, then resumed to the spec's 4; steps
-# 3 and 4 must give the uninterrupted run's losses (the host holds the state; the device reloads it)
+# 3 and 4 must give the uninterrupted run's losses (the device's weights and optimizer state go
+# into the checkpoint and back onto the device)
 if "$trlc" run "$src/tests/run/full.trl" --device cuda --set train.steps=2 --set "train.save_every=1 steps" \
        --out "$work/resume" > "$work/resume-1.log" 2>&1 &&
    "$trlc" run "$src/tests/run/full.trl" --device cuda --set "train.save_every=1 steps" --resume "$work/resume" \
@@ -95,5 +100,78 @@ if "$trlc" run "$src/tests/run/full.trl" --device cuda --set train.steps=2 --set
     if [ -n "$a" ] && [ "$a" = "$b" ]; then echo "ok: resumed on the device: $b"; else echo "FAIL: resume: '$b' vs '$a'"; fail=1; fi
 else
     echo "FAIL: the resume runs failed"; tail -3 "$work/resume-1.log" "$work/resume-2.log"; fail=1
+fi
+# The optimizer on the device (runtime/cuda/optim_cuda.c). A run's log gives the host<->device
+# bytes of its training steps: "F bytes in the first, at most M in the K after (trainable params: P
+# bytes; optimizer on the device)". The first step uploads the weights; after it a step moves only
+# its inputs, the loss, the embedding range flags and the gradient norm — never the params or
+# their gradients.
+xfer() { sed -n 's/.*host<->device per training step: \([0-9]*\) bytes in the first, at most \([0-9]*\) in the [0-9]* after (trainable params: \([0-9]*\) bytes; optimizer on the \([a-z]*\)).*/\1 \2 \3 \4/p' "$1"; }
+read -r f m P where <<< "$(xfer "$work/full-cuda.log")"
+if [ "${where:-}" = device ] && [ "$f" -ge "$P" ] && [ "$m" -gt 0 ] && [ $((m * 20)) -lt "$P" ]; then
+    echo "ok: full fine-tuning, optimizer on the device: $f bytes moved in step 1, at most $m in a later step ($P bytes of trainable params)"
+else
+    echo "FAIL: full fine-tuning's transfers per step: '$f' '$m' '$P' '${where:-}'"; grep 'host<->device' "$work/full-cuda.log"; fail=1
+fi
+# LoRA at rank 4 and rank 32 (8x the trainable params), grad_accum 2: the later steps move the
+# same bytes, and the first steps differ by exactly the extra params uploaded once. The host's
+# optimizer (TRLC_HOST_OPTIMIZER=1, the path before the device owned the weights) moves the params
+# and their gradients every micro-step, and trains to the same losses.
+for r in 4 32; do
+    "$trlc" run "$src/tests/run/lora.trl" --device cuda --set lora.policy.rank=$r --set train.steps=3 \
+        --out "$work/lora-r$r" > "$work/lora-r$r.log" 2>&1 || { echo "FAIL: lora rank $r: exit $?"; tail -3 "$work/lora-r$r.log"; fail=1; }
+done
+TRLC_HOST_OPTIMIZER=1 "$trlc" run "$src/tests/run/lora.trl" --device cuda --set lora.policy.rank=32 --set train.steps=3 \
+    --out "$work/lora-r32-host" > "$work/lora-r32-host.log" 2>&1 || { echo "FAIL: lora rank 32, host optimizer: exit $?"; fail=1; }
+read -r f4 m4 P4 w4 <<< "$(xfer "$work/lora-r4.log")"
+read -r f32 m32 P32 w32 <<< "$(xfer "$work/lora-r32.log")"
+read -r fh mh Ph wh <<< "$(xfer "$work/lora-r32-host.log")"
+if [ "${w4:-}" = device ] && [ "${w32:-}" = device ] && [ "${wh:-}" = host ] && [ "$m4" = "$m32" ] &&
+   [ $((f32 - f4)) -eq $((P32 - P4)) ] && [ "$mh" -ge $((4 * P32)) ]; then
+    echo "ok: LoRA on the device: a later step moves $m4 bytes at rank 4 and $m32 at rank 32 ($P4 / $P32 bytes of params); step 1 $f4 / $f32; the host optimizer moves $mh"
+else
+    echo "FAIL: LoRA transfers: rank 4 '$f4 $m4 $P4 ${w4:-}', rank 32 '$f32 $m32 $P32 ${w32:-}', host optimizer '$fh $mh $Ph ${wh:-}'"; fail=1
+fi
+if ! paste -d' ' <(grep -o '"loss": [-0-9.e]*\|"grad_norm": [-0-9.e]*' "$work/lora-r32/metrics.jsonl" | tr -d ',"' | paste -d' ' - -) \
+                 <(grep -o '"loss": [-0-9.e]*\|"grad_norm": [-0-9.e]*' "$work/lora-r32-host/metrics.jsonl" | tr -d ',"' | paste -d' ' - -) |
+     awk 'function rel(a, b) { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; return d / (m + 1e-12) }
+          { n++; e = rel($2, $6); g = rel($4, $8); if (e > w) w = e; if (g > wg) wg = g }
+          END { if (n != 3 || w > 1e-6 || wg > 1e-6) { printf "FAIL: LoRA rank 32, device vs host optimizer: %d steps, loss %.2g, grad norm %.2g relative\n", n, w, wg; exit 1 }
+                printf "ok: LoRA rank 32: the device optimizer vs the host one: loss %.2g, grad norm %.2g relative (3 steps)\n", w, wg }'; then
+    fail=1
+fi
+# checkpoints move between the devices: the format is one. A CPU run's step-2 checkpoint resumed on
+# the device, and the device's resumed on the CPU, give the uninterrupted runs' steps 3 and 4.
+for from in cpu cuda; do
+    to=cpu; [ $from = cpu ] && to=cuda
+    if "$trlc" run "$src/tests/run/full.trl" --device $from --set train.steps=2 --set "train.save_every=1 steps" \
+           --out "$work/x-$from" > "$work/x-$from-1.log" 2>&1 &&
+       "$trlc" run "$src/tests/run/full.trl" --device $to --set "train.save_every=1 steps" --resume "$work/x-$from" \
+           > "$work/x-$from-2.log" 2>&1; then
+        if paste -d' ' <(grep -o '"step": [34], "loss": [-0-9.e]*' "$work/full-$to/metrics.jsonl" | tr -d ',"') \
+                       <(grep -o '"step": [34], "loss": [-0-9.e]*' "$work/x-$from/metrics.jsonl" | tail -2 | tr -d ',"') |
+           awk -v what="$from -> $to" '{ n++; d = $4 - $8; if (d < 0) d = -d; if (d > 1e-5 * $4) bad = 1; s = s " " $4 "/" $8 }
+                END { if (n != 2 || bad) { print "FAIL: checkpoint " what ": steps 3, 4 (uninterrupted/resumed):" s; exit 1 }
+                      print "ok: a checkpoint written on the " what " resumed: steps 3, 4 (uninterrupted/resumed):" s }'; then :
+        else fail=1; fi
+    else
+        echo "FAIL: checkpoint $from -> $to: the runs failed"; tail -3 "$work/x-$from-1.log" "$work/x-$from-2.log"; fail=1
+    fi
+done
+# ... and the files are the same: the same tensors, names, dtypes and shapes in every file
+if [ -d "$work/x-cpu/checkpoint-2" ] && [ -d "$work/x-cuda/checkpoint-2" ] &&
+   [ "$(cd "$work/x-cpu/checkpoint-2" && ls)" = "$(cd "$work/x-cuda/checkpoint-2" && ls)" ]; then
+    same=1
+    for fl in "$work"/x-cpu/checkpoint-2/*.safetensors; do
+        b=$(basename "$fl")
+        # the JSON header of a safetensors file without its data offsets
+        h1=$(head -c 8 "$fl" | od -An -t u8 | tr -d ' '); h2=$(head -c 8 "$work/x-cuda/checkpoint-2/$b" | od -An -t u8 | tr -d ' ')
+        j1=$(tail -c +9 "$fl" | head -c "$h1" | sed 's/"data_offsets":\[[0-9,]*\]//g')
+        j2=$(tail -c +9 "$work/x-cuda/checkpoint-2/$b" | head -c "$h2" | sed 's/"data_offsets":\[[0-9,]*\]//g')
+        [ "$j1" = "$j2" ] || { echo "FAIL: checkpoint file $b differs between cpu and cuda"; same=0; }
+    done
+    [ $same = 1 ] && echo "ok: checkpoints of the cpu and the cuda run: the same files ($(cd "$work/x-cpu/checkpoint-2" && ls | tr '\n' ' '))" || fail=1
+else
+    echo "FAIL: no checkpoint-2 to compare"; fail=1
 fi
 exit $fail
