@@ -225,10 +225,12 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward(
         if (causal && j0 > w0 + 15) continue;   // every key after the warp's rows (warp-uniform)
         tc_abt(st, qf, kv, nf);
         __syncwarp();
+        const int jl = j0 + half * 16 + 15;   // this lane's last key
+        const bool all = !sg && !km && i < T && jl < T && (!causal || jl <= i);   // no check per key
         float bm = -__int_as_float(0x7f800000);
         for (int c = 0; c < 16; c++) {
             const int j = j0 + half * 16 + c;
-            if (tc_visible(i, j, T, causal, sg, si, km)) bm = fmaxf(bm, scale * st[r * TC_SLD + half * 16 + c]);
+            if (all || tc_visible(i, j, T, causal, sg, si, km)) bm = fmaxf(bm, scale * st[r * TC_SLD + half * 16 + c]);
         }
         bm = fmaxf(bm, __shfl_xor_sync(0xffffffffu, bm, 1));
         const float mn = fmaxf(m, bm);
@@ -236,7 +238,8 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward(
         if (mn > -__int_as_float(0x7f800000))
             for (int c = 0; c < 16; c++) {
                 const int j = j0 + half * 16 + c;
-                if (tc_visible(i, j, T, causal, sg, si, km)) add += expf(scale * st[r * TC_SLD + half * 16 + c] - mn);
+                if (all || tc_visible(i, j, T, causal, sg, si, km))
+                    add += expf(scale * st[r * TC_SLD + half * 16 + c] - mn);
             }
         add += __shfl_xor_sync(0xffffffffu, add, 1);
         if (mn > -__int_as_float(0x7f800000)) l = l * expf(m - mn) + add;
@@ -257,9 +260,12 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward(
         if (causal && j0 > w0 + 15) continue;
         tc_abt(st, qf, kv, nf);
         __syncwarp();
+        const int jl = j0 + half * 16 + 15;
+        const bool all = !sg && !km && i < T && jl < T && (!causal || jl <= i);
         for (int c = 0; c < 16; c++) {
             const int j = j0 + half * 16 + c;
-            const float p = tc_visible(i, j, T, causal, sg, si, km) ? expf(scale * st[r * TC_SLD + half * 16 + c] - li) : 0.0f;
+            const float s_ = scale * st[r * TC_SLD + half * 16 + c];
+            const float p = all || tc_visible(i, j, T, causal, sg, si, km) ? expf(s_ - li) : 0.0f;
             pt[r * TC_PLD + half * 16 + c] = tc_bf16(p);
         }
         __syncwarp();
@@ -325,9 +331,11 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dq(
         tc_abt(st, qf, kv, nf);                   // S = Q K^T
         tc_abt(dpt, of, kv + TC_KB * TC_LD, nf);  // dP = bf16(dO) V^T
         __syncwarp();
+        const int jl = j0 + half * 16 + 15;
+        const bool all = !sg && !km && i < T && jl < T && (!causal || jl <= i);
         for (int c = 0; c < 16; c++) {
             const int j = j0 + half * 16 + c, e = r * TC_SLD + half * 16 + c;
-            const float p = tc_visible(i, j, T, causal, sg, si, km) ? expf(scale * st[e] - li) : 0.0f;
+            const float p = all || tc_visible(i, j, T, causal, sg, si, km) ? expf(scale * st[e] - li) : 0.0f;
             pt[r * TC_PLD + half * 16 + c] = tc_bf16(p * (dpt[e] - dl));
         }
         __syncwarp();
@@ -393,10 +401,12 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dkd
             tc_abt(st, kf, qd, nf);                    // S^T = K Q^T
             tc_abt(dpt, vf, qd + TC_KB * TC_LD, nf);   // dP^T = V bf16(dO)^T
             __syncwarp();
+            const int il = i0 + half * 16;   // this lane's first query
+            const bool all = !sg && !km && j < T && il + 15 < T && (!causal || j <= il);
             for (int c = 0; c < 16; c++) {
                 const int x = half * 16 + c, i = i0 + x, e = r * TC_SLD + x;
                 const int si = sg && i < T ? sg[i] : 0;
-                const float p = tc_visible(i, j, T, causal, sg, si, km) ? expf(scale * st[e] - ls[x]) : 0.0f;
+                const float p = all || tc_visible(i, j, T, causal, sg, si, km) ? expf(scale * st[e] - ls[x]) : 0.0f;
                 pt[r * TC_PLD + x] = tc_bf16(p);
                 dst[r * TC_PLD + x] = tc_bf16(p * (dpt[e] - dls[x]));
             }
