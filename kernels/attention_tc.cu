@@ -22,7 +22,8 @@
 //   a multiple of 16 with zeros in shared memory), Hq a multiple of Hkv. bf16 arrays are passed
 //   as their raw bits (unsigned short), fp32 for out / dout / lse / delta and the gradients.
 // Each warp owns 16 rows (queries; keys in dkdv); key (or query) tiles of 32 rows are staged in
-// shared memory, 16-byte loads when D % 8 == 0 and the row base is aligned.
+// shared memory, 16-byte loads when D % 8 == 0 and the row base is aligned (then the forward and
+// dq kernels load the next K / V tile into registers while computing on the current one).
 // NVRTC has no mma.h / cuda_bf16.h without the toolkit's include path, so under NVRTC this file
 // declares the WMMA subset it uses on the compiler's builtins (the calls mma.h makes); the CUDA
 // emulator's shim (tests/gpu/emu/cuemu_shim.h) provides nvcuda::wmma and __nv_bfloat16 itself.
@@ -132,6 +133,32 @@ __device__ __forceinline__ void tc_stage_f32(__nv_bfloat16 *dst, const float *sr
     }
 }
 
+// A 32-row tile of a (T, D) bf16 matrix in flight: this thread's 16-byte chunks (4 with 128
+// threads and Dp <= 128), loaded from global memory while the block computes on the previous
+// tile, then stored into shared memory. Only where tc_vec_ok (D % 8 == 0, 16-byte aligned rows).
+struct TcPrefetch {
+    tc_u4 v[TC_KB * 16 / 128];
+};
+__device__ __forceinline__ bool tc_vec_ok(const unsigned short *src, int D) {
+    return (D & 7) == 0 && ((unsigned long long)src & 15) == 0;
+}
+__device__ __forceinline__ void tc_fetch(TcPrefetch &f, const unsigned short *src, int r0, int T, int D, int Dp) {
+    const int cpr = Dp / 8;
+    for (int k = 0; k < TC_KB * 16 / 128; k++) {
+        const int e = threadIdx.x + k * 128, r = e / cpr, c = (e % cpr) * 8, i = r0 + r;
+        tc_u4 v = {0u, 0u, 0u, 0u};
+        if (r < TC_KB && i < T && c < D) v = *(const tc_u4 *)(src + (long long)i * D + c);
+        f.v[k] = v;
+    }
+}
+__device__ __forceinline__ void tc_put(__nv_bfloat16 *dst, const TcPrefetch &f, int Dp) {
+    const int cpr = Dp / 8;
+    for (int k = 0; k < TC_KB * 16 / 128; k++) {
+        const int e = threadIdx.x + k * 128, r = e / cpr, c = (e % cpr) * 8;
+        if (r < TC_KB) *(tc_u4 *)(dst + r * TC_LD + c) = f.v[k];
+    }
+}
+
 // out (16, 32) fp32, ld TC_SLD = A (16, Dp) (fragments) times rows (32, Dp) of shared memory, transposed
 __device__ __forceinline__ void tc_abt(float *out, const tc_frag_a *a, const __nv_bfloat16 *rows, int nf) {
     for (int n = 0; n < 2; n++) {
@@ -178,9 +205,11 @@ __device__ __forceinline__ void tc_write(float *dst, const tc_frag_c *acc, float
     }
 }
 
-// shapes these kernels handle (whole blocks return otherwise, before any barrier)
+// shapes (and the launch's 128 threads) these kernels handle (whole blocks return otherwise,
+// before any barrier)
 __device__ __forceinline__ bool tc_shape_ok(int T, int D, int Hq, int Hkv) {
-    return T >= 1 && D >= 1 && D <= 16 * TC_MAXF && Hkv >= 1 && Hq >= Hkv && Hq % Hkv == 0;
+    return T >= 1 && D >= 1 && D <= 16 * TC_MAXF && Hkv >= 1 && Hq >= Hkv && Hq % Hkv == 0 && blockDim.x == 128 &&
+           blockDim.y == 1 && blockDim.z == 1;
 }
 
 __device__ __forceinline__ bool tc_visible(int i, int j, int T, int causal, const int *sg, int si, const float *km) {
@@ -218,9 +247,15 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward(
     float *st = sbuf[warp];
     // pass 1: row max and sum of exponentials (online)
     float m = -__int_as_float(0x7f800000), l = 0.0f;
+    const bool vec = tc_vec_ok(kh, D) && tc_vec_ok(vh, D);   // K / V tiles prefetched
+    TcPrefetch fk, fv;
+    if (vec) tc_fetch(fk, kh, 0, T, D, Dp);
     for (int j0 = 0; j0 < jend; j0 += TC_KB) {
         __syncthreads();
-        tc_stage(kv, kh, j0, TC_KB, T, D, Dp);
+        if (vec) {
+            tc_put(kv, fk, Dp);
+            if (j0 + TC_KB < jend) tc_fetch(fk, kh, j0 + TC_KB, T, D, Dp);
+        } else tc_stage(kv, kh, j0, TC_KB, T, D, Dp);
         __syncthreads();
         if (causal && j0 > w0 + 15) continue;   // every key after the warp's rows (warp-uniform)
         tc_abt(st, qf, kv, nf);
@@ -252,10 +287,16 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward(
     tc_frag_c acc[TC_MAXF];
     for (int c = 0; c < TC_MAXF; c++) wmma::fill_fragment(acc[c], 0.0f);
     __nv_bfloat16 *pt = pbuf[warp];
+    if (vec) tc_fetch(fk, kh, 0, T, D, Dp), tc_fetch(fv, vh, 0, T, D, Dp);
     for (int j0 = 0; j0 < jend; j0 += TC_KB) {
         __syncthreads();
-        tc_stage(kv, kh, j0, TC_KB, T, D, Dp);
-        tc_stage(kv + TC_KB * TC_LD, vh, j0, TC_KB, T, D, Dp);
+        if (vec) {
+            tc_put(kv, fk, Dp), tc_put(kv + TC_KB * TC_LD, fv, Dp);
+            if (j0 + TC_KB < jend) tc_fetch(fk, kh, j0 + TC_KB, T, D, Dp), tc_fetch(fv, vh, j0 + TC_KB, T, D, Dp);
+        } else {
+            tc_stage(kv, kh, j0, TC_KB, T, D, Dp);
+            tc_stage(kv + TC_KB * TC_LD, vh, j0, TC_KB, T, D, Dp);
+        }
         __syncthreads();
         if (causal && j0 > w0 + 15) continue;
         tc_abt(st, qf, kv, nf);
@@ -322,10 +363,18 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dq(
     const int jend = causal ? min(T, q0 + TC_ROWS) : T;
     float *st = sbuf[warp], *dpt = dpbuf[warp];
     __nv_bfloat16 *pt = pbuf[warp];
+    const bool vec = tc_vec_ok(kh, D) && tc_vec_ok(vh, D);   // K / V tiles prefetched
+    TcPrefetch fk, fv;
+    if (vec) tc_fetch(fk, kh, 0, T, D, Dp), tc_fetch(fv, vh, 0, T, D, Dp);
     for (int j0 = 0; j0 < jend; j0 += TC_KB) {
         __syncthreads();
-        tc_stage(kv, kh, j0, TC_KB, T, D, Dp);
-        tc_stage(kv + TC_KB * TC_LD, vh, j0, TC_KB, T, D, Dp);
+        if (vec) {
+            tc_put(kv, fk, Dp), tc_put(kv + TC_KB * TC_LD, fv, Dp);
+            if (j0 + TC_KB < jend) tc_fetch(fk, kh, j0 + TC_KB, T, D, Dp), tc_fetch(fv, vh, j0 + TC_KB, T, D, Dp);
+        } else {
+            tc_stage(kv, kh, j0, TC_KB, T, D, Dp);
+            tc_stage(kv + TC_KB * TC_LD, vh, j0, TC_KB, T, D, Dp);
+        }
         __syncthreads();
         if (causal && j0 > w0 + 15) continue;
         tc_abt(st, qf, kv, nf);                   // S = Q K^T
