@@ -140,6 +140,22 @@ if ! paste -d' ' <(grep -o '"loss": [-0-9.e]*\|"grad_norm": [-0-9.e]*' "$work/lo
                 printf "ok: LoRA rank 32: the device optimizer vs the host one: loss %.2g, grad norm %.2g relative (3 steps)\n", w, wg }'; then
     fail=1
 fi
+# a non-finite update on the device: stop (exit 3 naming the step) or, with on_nan = skip, skip the
+# same steps as the CPU (the norm reduced on the device is inf / NaN where the host's is)
+nan_args=(--set train.optimizer.lr=1e30 --set train.clip_norm=1e30 --set train.steps=4)
+"$trlc" run "$src/tests/run/lora.trl" --device cuda "${nan_args[@]}" --out "$work/nan" > "$work/nan.log" 2>&1
+rc=$?
+for dev in cpu cuda; do
+    "$trlc" run "$src/tests/run/lora.trl" --device $dev "${nan_args[@]}" --set train.on_nan=skip --out "$work/nanskip-$dev" \
+        > "$work/nanskip-$dev.log" 2>&1 || { echo "FAIL: on_nan = skip on $dev: exit $?"; fail=1; }
+done
+sc=$(grep -o '^step [0-9]*: the [a-z ]* is [a-zN]*; update skipped' "$work/nanskip-cpu.log" | tr '\n' ' ')
+sg=$(grep -o '^step [0-9]*: the [a-z ]* is [a-zN]*; update skipped' "$work/nanskip-cuda.log" | tr '\n' ' ')
+if [ $rc -eq 3 ] && grep -q "at step [0-9]" "$work/nan.log" && [ -n "$sg" ] && [ "$sc" = "$sg" ]; then
+    echo "ok: non-finite updates on the device: exit 3 without on_nan; with on_nan = skip as on the cpu: $sg"
+else
+    echo "FAIL: non-finite updates on the device: exit $rc; skipped on cpu '$sc', on cuda '$sg'"; tail -2 "$work/nan.log"; fail=1
+fi
 # checkpoints move between the devices: the format is one. A CPU run's step-2 checkpoint resumed on
 # the device, and the device's resumed on the CPU, give the uninterrupted runs' steps 3 and 4.
 for from in cpu cuda; do
