@@ -57,6 +57,7 @@ struct CudaOptim {
     int micro;               // micro-steps summed since the last zero_grad
     OcTable opt, acc;
     RtCudaPtr partial;       // (OC_GRID + 1) doubles: per-block sums of squares, then the total
+    bool pending;            // an update is queued on p's stream and not waited for
     bool norm_valid;
     float norm_scale;
     double norm;
@@ -327,7 +328,14 @@ int cuda_optim_step(CudaOptim *o, float scale, double max_norm, double lr, int64
         rc = cuda_launch_fn(o->p, o->fn_sgd, grid, OC_THREADS, args, "trlc_sgd_multi");
     }
     o->norm_valid = false;
+    o->pending = rc == 0;
     return rc;
+}
+
+int cuda_optim_wait(CudaOptim *o) {
+    if (!o->pending) return 0;
+    o->pending = false;
+    return rt_cuda_stream_sync(o->dev, cuda_stream(o->p), "the optimizer step");
 }
 
 // ---- host copies

@@ -37,6 +37,9 @@ int cuda_optim_grad_norm(CudaOptim *o, float scale, double *norm);
 // rate lr; step is the 1-based update number (torch's state["step"] after the increment). *norm:
 // the pre-clip norm. A non-finite norm is the caller's to handle (it should not call this).
 int cuda_optim_step(CudaOptim *o, float scale, double max_norm, double lr, int64_t step, double *norm);
+// Waits for the last update (it is queued on p's stream): before another program (evaluation, on
+// its own stream) reads the params. 0 or -1 (reported).
+int cuda_optim_wait(CudaOptim *o);
 // Host copies of param i's summed gradient (n floats; zeros before any micro-step), its value and
 // its state (m, v: NULL where the optimizer has none); and the state written back (a resume).
 int cuda_optim_read_grad(CudaOptim *o, int i, float *g);

@@ -757,6 +757,9 @@ int tr_eval_batch_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, con
     int rc = bind_inputs(t, &t->eprog, tokens, pos, labels, B, T) || bind_seq(t, &t->eprog, &t->ge, seq, B, T, &zeros) ||
              run_aux(t, &t->eprog, tokens, pos, seq, labels, B, T, &zeros);
     int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};
+#ifdef TRLC_HAVE_CUDA
+    if (!rc && t->copt) rc = cuda_optim_wait(t->copt);   // the update, on the training program's stream
+#endif
     if (!rc) rc = prog_run(&t->eprog, sym, 0);
     free(zeros);
     if (rc) return -1;
