@@ -180,7 +180,7 @@ int cmd_kernels(int argc, char **argv) {
     for (int i = 0; i < plan.nsteps; i++) {
         if (plan.steps[i].kind != FUSE_LIBRARY) continue;
         const char *file = NULL;
-        cg_library_kernel(&g.nodes[plan.steps[i].node], &file);
+        cg_library_kernel(&g, plan.steps[i].node, &file);
         bool have = !file;
         for (int k = 0; k < nlibs && !have; k++) have = !strcmp(libs[k], file);
         if (!have && nlibs < 32) libs[nlibs++] = file;
@@ -270,7 +270,7 @@ int cmd_kernels(int argc, char **argv) {
                         fuse_loc_str(&d, n->loc, loc, sizeof loc));
                 if (st->kind == FUSE_GEMM) fprintf(f, " -> cuBLASLt");
                 if (st->kind == FUSE_LIBRARY) {
-                    const char *file = NULL, *kn = cg_library_kernel(n, &file);
+                    const char *file = NULL, *kn = cg_library_kernel(&g, st->node, &file);
                     if (!kn) fprintf(f, " -> no GPU kernel yet");
                     else {
                         int r = -1;

@@ -7,6 +7,18 @@
 #include <string.h>
 
 static bool is_product(const IrNode *n) { return n->op == IR_MATMUL && n->dtype == IR_F32 && n->nin == 2; }
+static bool is_linear_ce(const IrNode *n) {
+    return (n->op == IR_LINEAR_CE || n->op == IR_LINEAR_CE_BWD_X || n->op == IR_LINEAR_CE_BWD_W) && n->dtype == IR_F32;
+}
+static bool is_attention(const IrNode *n) {
+    return (n->op == IR_SDPA || n->op == IR_SDPA_BWD_Q || n->op == IR_SDPA_BWD_K || n->op == IR_SDPA_BWD_V) &&
+           n->dtype == IR_F32;
+}
+// The inputs a node reads as bf16 operands: a product's two (linear_ce's x and w too), attention's
+// q, k, v (its gradient input and masks stay as they are).
+static int lowp_inputs(const IrNode *n) {
+    return is_product(n) || is_linear_ce(n) ? 2 : is_attention(n) ? 3 : 0;
+}
 
 void ac_round_bf16(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
@@ -19,17 +31,18 @@ void ac_round_bf16(float *x, int64_t n) {
 }
 
 int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
-    AutocastStats st = {0, 0, 0};
+    AutocastStats st = {0};
     int n = g->n;
     size_t sz = (size_t)(n ? n : 1);
     bool *operand = calloc(sz, 1);     // read as an operand of an f32 product
+    bool *table = calloc(sz, 1);       // read as an embedding table
     bool *other = calloc(sz, 1);       // read by anything else (or a graph output)
     bool *retype = calloc(sz, 1);
     IrId *map = malloc(sz * sizeof *map);     // old id → new id
     IrId *lowp = malloc(sz * sizeof *lowp);   // old id → its bf16 value in the new graph
     IrNode *nodes = malloc(2 * sz * sizeof *nodes);
     int rc = -1;
-    if (!operand || !other || !retype || !map || !lowp || !nodes) {
+    if (!operand || !table || !other || !retype || !map || !lowp || !nodes) {
         ir_report(g, (Loc){0, 0, 0}, "out of memory in the mixed-precision pass");
         goto out;
     }
@@ -40,7 +53,8 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
                 ir_report(g, x->loc, "internal: autocast: node %%%d reads %%%d out of order", i, x->in[k]);
                 goto out;
             }
-            if (is_product(x) && g->nodes[x->in[k]].dtype == IR_F32) operand[x->in[k]] = true;
+            if (k < lowp_inputs(x) && g->nodes[x->in[k]].dtype == IR_F32) operand[x->in[k]] = true;
+            else if (x->op == IR_EMBED && k == 1) table[x->in[k]] = true;
             else other[x->in[k]] = true;
         }
     }
@@ -50,7 +64,8 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
     for (int i = 0; i < n; i++) {
         const IrNode *x = &g->nodes[i];
         bool frozen = x->op == IR_PARAM && !x->trainable;
-        retype[i] = operand[i] && !other[i] && x->dtype == IR_F32 && (frozen || x->op == IR_DEQUANT_NF4);
+        retype[i] = !other[i] && x->dtype == IR_F32 &&
+                    ((operand[i] && (frozen || x->op == IR_DEQUANT_NF4)) || (table[i] && frozen));
         lowp[i] = IR_NONE;
     }
     int m = 0;
@@ -62,13 +77,16 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
             ir_report(g, x->loc, "out of memory in the mixed-precision pass");
             goto out;
         }
-        bool prod = is_product(x) && g->nodes[x->in[0]].dtype == IR_F32 && g->nodes[x->in[1]].dtype == IR_F32;
-        for (int k = 0; k < c.nin; k++) c.in[k] = prod ? lowp[x->in[k]] : map[x->in[k]];
+        int nl = lowp_inputs(x);
+        for (int k = 0; k < nl; k++)
+            if (g->nodes[x->in[k]].dtype != IR_F32) nl = 0;
+        for (int k = 0; k < c.nin; k++) c.in[k] = k < nl ? lowp[x->in[k]] : map[x->in[k]];
         if (retype[i]) {
             c.dtype = IR_BF16;
             st.retyped++;
         }
-        if (prod) st.products++;
+        if (nl && (is_product(x) || x->op == IR_LINEAR_CE)) st.products++;
+        if (nl && x->op == IR_SDPA) st.attention++;
         map[i] = m;
         nodes[m++] = c;
         if (retype[i]) lowp[i] = map[i];
@@ -94,6 +112,7 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
 out:
     if (stats) *stats = st;
     free(operand);
+    free(table);
     free(other);
     free(retype);
     free(map);

@@ -4,10 +4,13 @@
 // operand becomes a cast to bf16 (one per value, shared by every product that reads it: the
 // forward's and the backward's), except that a frozen parameter or a dequantized (NF4) weight read
 // only by products is itself retyped to bf16: it is stored in bf16 (half the memory) and the
-// caller rounds a frozen parameter's values once (ac_round_bf16). Everything else — norms,
-// softmax, attention, the loss, gradients, trainable parameters (the fp32 master weights) and
-// the optimizer — stays fp32.
-// Not here: fp16 (needs loss scaling), bf16 storage of other activations, bf16 attention.
+// caller rounds a frozen parameter's values once (ac_round_bf16). A frozen embedding table (read
+// by products too when tied to the head, or not) is stored in bf16 the same way: the rows it
+// gives are the bf16 values, widened to fp32 (as a model loaded in bf16 gives them). Attention (forward and
+// backward) reads q, k, v the same way, as bf16 casts, with fp32 results and flash attention's
+// rounding points (ir.h, IR_SDPA). Everything else — norms, softmax, the loss, gradients,
+// trainable parameters (the fp32 master weights) and the optimizer — stays fp32.
+// Not here: fp16 (needs loss scaling), bf16 storage of other activations.
 #ifndef TRLC_AUTOCAST_H
 #define TRLC_AUTOCAST_H
 #include <stdint.h>
@@ -17,6 +20,7 @@ typedef struct AutocastStats {
     int products;      // matrix products now on bf16 operands
     int casts;         // casts to bf16 inserted
     int retyped;       // frozen params / dequantized weights now stored in bf16
+    int attention;     // attention forwards now on bf16 q, k, v
 } AutocastStats;
 
 // Rewrites g in place (after autodiff, recompute, cse/dce). Node ids change: outputs, the loss and

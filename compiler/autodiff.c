@@ -234,6 +234,12 @@ static void backward_node(Ad *ad, IrId id, IrId gy) {
     case IR_CROSS_ENTROPY:
         acc(ad, x, ir_cross_entropy_bwd(g, x, b, gy, n.a.ignore_index, n.a.value, loc), loc);
         return;
+    case IR_LINEAR_CE:   // x, w, labels
+        if (ad->needs[x])
+            acc(ad, x, ir_linear_ce_bwd(g, IR_LINEAR_CE_BWD_X, x, b, n.in[2], gy, n.a.ignore_index, n.a.value, loc), loc);
+        if (ad->needs[b])
+            acc(ad, b, ir_linear_ce_bwd(g, IR_LINEAR_CE_BWD_W, x, b, n.in[2], gy, n.a.ignore_index, n.a.value, loc), loc);
+        return;
     case IR_GATHER: acc(ad, x, ir_gather_bwd(g, b, gy, n.a.axis, nd(ad, x)->shape, loc), loc); return;
     case IR_GATHER_BWD: acc(ad, b, ir_gather(g, gy, x, n.a.axis, loc), loc); return;
     case IR_RESHAPE: acc(ad, x, ir_reshape(g, gy, nd(ad, x)->shape, loc), loc); return;
@@ -261,7 +267,7 @@ static void backward_node(Ad *ad, IrId id, IrId gy) {
     case IR_DEQUANT_NF4: case IR_DEQUANT_MAP8:   // frozen quantized weights
         return;
     case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: case IR_CROSS_ENTROPY_BWD:
-    case IR_OP_COUNT:
+    case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W: case IR_OP_COUNT:
         break;
     }
     if (g->diag) diag_error(g->diag, loc, "no gradient rule for %s", ir_op_name(n.op));

@@ -561,13 +561,24 @@ typedef struct CgLibraryEntry {
 extern const CgLibraryEntry cg_library_table[];   // kernels_embed.c (generated)
 extern const int cg_library_table_count;
 
-const char *cg_library_kernel(const IrNode *n, const char **file) {
+const char *cg_library_kernel(const IrGraph *g, IrId id, const char **file) {
+    const IrNode *n = &g->nodes[id];
     const char *f = NULL, *k = NULL;
     bool bf = n->nin > 0 && n->dtype == IR_BF16;
+    // attention on bf16 q, k, v (mixed precision): the tensor-core kernels
+    bool tc = n->nin > 0 && g->nodes[n->in[0]].dtype == IR_BF16;
     switch (n->op) {
-    case IR_SDPA: f = "attention.cu", k = "trlc_attention_forward"; break;
-    case IR_SDPA_BWD_Q: f = "attention.cu", k = "trlc_attention_backward_dq"; break;
-    case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: f = "attention.cu", k = "trlc_attention_backward_dkdv"; break;
+    case IR_SDPA:
+        f = tc ? "attention_tc.cu" : "attention.cu", k = tc ? "trlc_attention_tc_forward" : "trlc_attention_forward";
+        break;
+    case IR_SDPA_BWD_Q:
+        f = tc ? "attention_tc.cu" : "attention.cu";
+        k = tc ? "trlc_attention_tc_backward_dq" : "trlc_attention_backward_dq";
+        break;
+    case IR_SDPA_BWD_K: case IR_SDPA_BWD_V:
+        f = tc ? "attention_tc.cu" : "attention.cu";
+        k = tc ? "trlc_attention_tc_backward_dkdv" : "trlc_attention_backward_dkdv";
+        break;
     case IR_CROSS_ENTROPY:
         f = "cross_entropy.cu", k = bf ? "trlc_cross_entropy_forward_bf16" : "trlc_cross_entropy_forward_f32";
         break;
@@ -575,7 +586,16 @@ const char *cg_library_kernel(const IrNode *n, const char **file) {
         f = "cross_entropy.cu", k = bf ? "trlc_cross_entropy_backward_bf16" : "trlc_cross_entropy_backward_f32";
         break;
     case IR_ROPE: f = "rope.cu", k = "trlc_rope_forward"; break;
-    case IR_EMBED: f = "embed.cu", k = "trlc_embed_forward"; break;
+    case IR_LINEAR_CE:   // the head's products through cuBLASLt, a chunk of rows at a time (exec.c)
+        f = "cross_entropy.cu", k = "trlc_cross_entropy_forward_f32";
+        break;
+    case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W:
+        f = "cross_entropy.cu";
+        k = g->nodes[n->in[0]].dtype == IR_BF16 ? "trlc_cross_entropy_backward_f32_bf16" : "trlc_cross_entropy_backward_f32";
+        break;
+    case IR_EMBED:   // a bf16 table: mixed precision's frozen tables
+        f = "embed.cu", k = g->nodes[n->in[1]].dtype == IR_BF16 ? "trlc_embed_forward_bf16" : "trlc_embed_forward";
+        break;
     case IR_EMBED_BWD: f = "embed.cu", k = "trlc_embed_backward"; break;
     case IR_PERMUTE: case IR_SLICE: case IR_PAD: case IR_CONCAT: f = "layout.cu", k = "trlc_strided_copy"; break;
     case IR_ARANGE: f = "layout.cu", k = "trlc_arange"; break;

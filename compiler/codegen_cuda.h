@@ -36,7 +36,7 @@ void cg_kernel_args(const FusePlan *p, int group, char *buf, size_t n);
 // ---- library kernels (kernels/*.cu, embedded at build time) ----
 // The hand-written kernel that runs a LIBRARY step's node: its function name, and in *file the
 // kernels/ file holding it ("attention.cu"); NULL when the op has no GPU kernel yet.
-const char *cg_library_kernel(const IrNode *n, const char **file);
+const char *cg_library_kernel(const IrGraph *g, IrId id, const char **file);
 // The embedded kernels/ files: count, names, and the text of one by name (NULL if unknown).
 int cg_library_count(void);
 const char *cg_library_name(int i);

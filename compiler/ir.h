@@ -99,7 +99,7 @@ typedef enum IrOp {
     // softmax family over the last axis
     IR_SOFTMAX, IR_LOG_SOFTMAX,
     // model primitives
-    IR_EMBED,          // in[0] ids i32 (...), in[1] table (V, H) → (..., H)
+    IR_EMBED,          // in[0] ids i32 (...), in[1] table (V, H) → (..., H); a bf16 table gives f32
     IR_EMBED_BWD,      // in[0] ids i32 (...), in[1] grad (..., H) → (V, H) in a.shape (scatter-add)
     IR_ROPE,           // in[0] x (B, H, T, D), in[1] pos i32 (B, T) or (T); a.rope; a.inverse
                        // rotates by -angle (the backward)
@@ -107,13 +107,28 @@ typedef enum IrOp {
                        // a.causal (aligned at the end: query i sees keys j <= i + Tk - Tq, as with
                        // a KV cache), a.scale; optional in[3] key mask (B, Tk), 0 = padding key;
                        // a.segmented: the LAST input is segment ids (B, Tk) i32 (packed rows):
-                       // query i (key index i + Tk - Tq) sees key j only if seg[j] == seg[i]
+                       // query i (key index i + Tk - Tq) sees key j only if seg[j] == seg[i].
+                       // bf16 q, k, v (mixed precision) give an f32 result and change the
+                       // arithmetic: S = scale q·k accumulated in fp32, P = softmax(S) in fp32,
+                       // out = bf16(P) v (P rounded to bf16 before the product, fp32 sums)
     IR_SDPA_BWD_Q,     // in: q, k, v, gout (B,Hq,T,D) [, key mask] [, seg] → dq (like q)
     IR_SDPA_BWD_K,     // in: q, k, v, gout [, key mask] [, seg] → dk (like k)
     IR_SDPA_BWD_V,     // in: q, k, v, gout [, key mask] [, seg] → dv (like v)
+                       // bf16 q, k, v: gout and the results are f32; with P recomputed as in
+                       // the forward, o = bf16(P) v, delta = gout·o (fp32), dV = bf16(P)ᵀ bf16(gout),
+                       // dP = bf16(gout) vᵀ, dS = P (dP - delta), dQ = scale bf16(dS) k,
+                       // dK = scale bf16(dS)ᵀ q — the rounding points of flash attention's kernels
     IR_CROSS_ENTROPY,  // in[0] logits (..., V), in[1] labels i32 (...) → loss (...), 0 where
                        // label == a.ignore_index; a.value = label smoothing
     IR_CROSS_ENTROPY_BWD, // in: logits, labels, gloss (...) → dlogits (..., V)
+    IR_LINEAR_CE,      // in[0] x (..., H), in[1] w (V, H), in[2] labels i32 (...) → loss (...):
+                       // cross_entropy(x wᵀ, labels) (a.ignore_index, a.value as there) without the
+                       // logits (..., V) in memory: backends compute them a chunk of rows at a time.
+                       // bf16 x, w (mixed precision): bf16 operands, fp32 logits and loss
+    IR_LINEAR_CE_BWD_X, // in: x, w, labels, gloss (...) → dx (like x; f32 for bf16 x): recomputes
+                       // the logits chunk by chunk; with bf16 x, w the logits' gradient is rounded
+                       // to bf16 before its product (as the unfused graph's operand cast does)
+    IR_LINEAR_CE_BWD_W, // in: x, w, labels, gloss → dw (like w; f32 for bf16 w), the same way
     IR_GATHER,         // torch.gather: in[0] x, in[1] idx i32 (same rank; out = idx's shape),
                        // along a.axis; other dims must equal x's
     IR_GATHER_BWD,     // in[0] idx, in[1] grad (idx's shape) → zeros of a.shape, scatter-added
@@ -292,6 +307,9 @@ IrId ir_sdpa_seg(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, IrId seg, bo
 IrId ir_cross_entropy(IrGraph *g, IrId logits, IrId labels, int64_t ignore_index,
                       double label_smoothing, Loc loc);
 IrId ir_gather(IrGraph *g, IrId x, IrId idx, int axis, Loc loc);
+// cross_entropy(matmul(x, w, trans_b), labels) as one op (IR_LINEAR_CE): w (V, H), x (..., H).
+IrId ir_linear_ce(IrGraph *g, IrId x, IrId w, IrId labels, int64_t ignore_index, double label_smoothing,
+                  Loc loc);
 
 // layout
 // dims with coef -1 (at most one) are inferred; the element counts must match.
@@ -329,6 +347,9 @@ IrId ir_sdpa_bwd_seg(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, 
 IrId ir_cross_entropy_bwd(IrGraph *g, IrId logits, IrId labels, IrId gloss,
                           int64_t ignore_index, double label_smoothing, Loc loc);
 IrId ir_embed_bwd(IrGraph *g, IrId ids, IrId gout, IrShape table_shape, Loc loc);
+// which: IR_LINEAR_CE_BWD_X or _W.
+IrId ir_linear_ce_bwd(IrGraph *g, IrOp which, IrId x, IrId w, IrId labels, IrId gloss, int64_t ignore_index,
+                      double label_smoothing, Loc loc);
 IrId ir_gather_bwd(IrGraph *g, IrId idx, IrId gout, int axis, IrShape x_shape, Loc loc);
 // A generic append with explicit dtype/shape/attrs, no checking (for passes that copy nodes).
 IrId ir_append(IrGraph *g, IrOp op, IrDType dt, IrShape shape, const IrId *in, int nin,

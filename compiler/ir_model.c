@@ -46,7 +46,8 @@ IrId ir_embed(IrGraph *g, IrId ids, IrId table, Loc loc) {
         return IR_NONE;
     }
     IrId in[2] = {ids, table};
-    return ir_append(g, IR_EMBED, nt->dtype, s, in, 2, NULL, loc);
+    // a bf16 table (mixed precision: a frozen table stored in bf16) gives its rows widened to f32
+    return ir_append(g, IR_EMBED, nt->dtype == IR_BF16 ? IR_F32 : nt->dtype, s, in, 2, NULL, loc);
 }
 
 static bool rope_check(IrGraph *g, IrId x, IrId pos, const IrRope *r, Loc loc) {
@@ -135,6 +136,9 @@ static bool sdpa_check(IrGraph *g, IrId q, IrId k, IrId v, Loc loc) {
     return true;
 }
 
+// bf16 operands (mixed precision) give fp32 results, as a product's do; any other dtype its own.
+static IrDType sdpa_result_dtype(IrDType operands) { return operands == IR_BF16 ? IR_F32 : operands; }
+
 static double sdpa_scale(const IrShape *sq, double scale) {
     if (scale > 0) return scale;
     double d = (double)sq->d[3].coef;
@@ -185,7 +189,7 @@ IrId ir_sdpa_seg(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, IrId seg, bo
     int nin = 3;
     if (key_mask != IR_NONE) in[nin++] = key_mask;
     if (seg != IR_NONE) in[nin++] = seg;
-    return ir_append(g, IR_SDPA, ir_nd(g, q)->dtype, ir_nd(g, q)->shape, in, nin, &a, loc);
+    return ir_append(g, IR_SDPA, sdpa_result_dtype(ir_nd(g, q)->dtype), ir_nd(g, q)->shape, in, nin, &a, loc);
 }
 
 IrId ir_sdpa_masked(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, bool causal, double scale,
@@ -209,7 +213,8 @@ IrId ir_sdpa_bwd_seg(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, 
     if (!sdpa_check(g, q, k, v, loc)) return IR_NONE;
     if (key_mask != IR_NONE && !mask_check(g, q, k, key_mask, loc)) return IR_NONE;
     if (seg != IR_NONE && !seg_check(g, q, k, seg, loc)) return IR_NONE;
-    if (!ir_shape_eq(&ir_nd(g, gout)->shape, &ir_nd(g, q)->shape) || ir_nd(g, gout)->dtype != ir_nd(g, q)->dtype) {
+    IrDType rt = sdpa_result_dtype(ir_nd(g, q)->dtype);
+    if (!ir_shape_eq(&ir_nd(g, gout)->shape, &ir_nd(g, q)->shape) || ir_nd(g, gout)->dtype != rt) {
         ir_report(g, loc, "sdpa backward: gradient %s does not match q %s", ir_shp(g, gout), ir_shp(g, q));
         return IR_NONE;
     }
@@ -223,7 +228,7 @@ IrId ir_sdpa_bwd_seg(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, 
     int nin = 4;
     if (key_mask != IR_NONE) in[nin++] = key_mask;
     if (seg != IR_NONE) in[nin++] = seg;
-    return ir_append(g, which, ir_nd(g, like)->dtype, ir_nd(g, like)->shape, in, nin, &a, loc);
+    return ir_append(g, which, rt, ir_nd(g, like)->shape, in, nin, &a, loc);
 }
 
 IrId ir_sdpa_bwd_masked(IrGraph *g, IrOp which, IrId q, IrId k, IrId v, IrId gout, IrId key_mask,
@@ -289,6 +294,65 @@ IrId ir_cross_entropy_bwd(IrGraph *g, IrId logits, IrId labels, IrId gloss, int6
     IrId in[3] = {logits, labels, gloss};
     return ir_append(g, IR_CROSS_ENTROPY_BWD, ir_nd(g, logits)->dtype, ir_nd(g, logits)->shape, in, 3, &a,
                      loc);
+}
+
+// x (..., H) and w (V, H) of one float dtype, labels i32 (...) matching x without its last axis.
+static bool linear_ce_check(IrGraph *g, IrId x, IrId w, IrId labels, double ls, Loc loc) {
+    const IrNode *nx = ir_nd(g, x), *nw = ir_nd(g, w), *nl = ir_nd(g, labels);
+    if (!ir_dtype_is_float(nx->dtype) || nx->dtype != nw->dtype || nx->shape.rank < 1 || nw->shape.rank != 2 ||
+        !ir_dim_eq(nx->shape.d[nx->shape.rank - 1], nw->shape.d[1]) || nw->shape.d[0].syms) {
+        ir_report(g, loc, "linear_ce: x (..., H) and w (V, H) must share a float dtype and H, got %s %s, %s %s",
+                  ir_dtype_name(nx->dtype), ir_shp(g, x), ir_dtype_name(nw->dtype), ir_shp(g, w));
+        return false;
+    }
+    IrShape pre = nx->shape;
+    pre.rank--;
+    if (nl->dtype != IR_I32 || !ir_shape_eq(&pre, &nl->shape)) {
+        ir_report(g, loc, "linear_ce: labels must be i32 %s, got %s %s", ir_shs(&pre), ir_dtype_name(nl->dtype),
+                  ir_shp(g, labels));
+        return false;
+    }
+    if (!(ls >= 0.0 && ls < 1.0)) {
+        ir_report(g, loc, "linear_ce: label smoothing must be in [0, 1), got %g", ls);
+        return false;
+    }
+    return true;
+}
+
+IrId ir_linear_ce(IrGraph *g, IrId x, IrId w, IrId labels, int64_t ignore_index, double label_smoothing,
+                  Loc loc) {
+    if (!ir_valid(g, x) || !ir_valid(g, w) || !ir_valid(g, labels)) return IR_NONE;
+    if (!linear_ce_check(g, x, w, labels, label_smoothing, loc)) return IR_NONE;
+    IrAttrs a;
+    memset(&a, 0, sizeof a);
+    a.ignore_index = ignore_index;
+    a.value = label_smoothing;
+    IrId in[3] = {x, w, labels};
+    IrDType dt = ir_nd(g, x)->dtype == IR_BF16 ? IR_F32 : ir_nd(g, x)->dtype;
+    return ir_append(g, IR_LINEAR_CE, dt, ir_nd(g, labels)->shape, in, 3, &a, loc);
+}
+
+IrId ir_linear_ce_bwd(IrGraph *g, IrOp which, IrId x, IrId w, IrId labels, IrId gloss, int64_t ignore_index,
+                      double label_smoothing, Loc loc) {
+    if (!ir_valid(g, x) || !ir_valid(g, w) || !ir_valid(g, labels) || !ir_valid(g, gloss)) return IR_NONE;
+    if (which != IR_LINEAR_CE_BWD_X && which != IR_LINEAR_CE_BWD_W) {
+        ir_report(g, loc, "internal: %s is not a linear_ce backward op", ir_op_name(which));
+        return IR_NONE;
+    }
+    if (!linear_ce_check(g, x, w, labels, label_smoothing, loc)) return IR_NONE;
+    IrDType dt = ir_nd(g, x)->dtype == IR_BF16 ? IR_F32 : ir_nd(g, x)->dtype;
+    if (!ir_shape_eq(&ir_nd(g, gloss)->shape, &ir_nd(g, labels)->shape) || ir_nd(g, gloss)->dtype != dt) {
+        ir_report(g, loc, "linear_ce backward: gradient %s %s does not match labels %s", ir_dtype_name(ir_nd(g, gloss)->dtype),
+                  ir_shp(g, gloss), ir_shp(g, labels));
+        return IR_NONE;
+    }
+    IrAttrs a;
+    memset(&a, 0, sizeof a);
+    a.ignore_index = ignore_index;
+    a.value = label_smoothing;
+    IrId in[4] = {x, w, labels, gloss};
+    IrId like = which == IR_LINEAR_CE_BWD_X ? x : w;
+    return ir_append(g, which, dt, ir_nd(g, like)->shape, in, 4, &a, loc);
 }
 
 IrId ir_embed_bwd(IrGraph *g, IrId ids, IrId gout, IrShape table_shape, Loc loc) {

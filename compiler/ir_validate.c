@@ -62,6 +62,9 @@ static IrId replay(IrGraph *s, const IrNode *n, const IrId *in, int idx) {
         return n->nin == 2 ? ir_cross_entropy(s, x, y, a->ignore_index, a->value, l) : IR_NONE;
     case IR_CROSS_ENTROPY_BWD:
         return n->nin == 3 ? ir_cross_entropy_bwd(s, x, y, z, a->ignore_index, a->value, l) : IR_NONE;
+    case IR_LINEAR_CE: return n->nin == 3 ? ir_linear_ce(s, x, y, z, a->ignore_index, a->value, l) : IR_NONE;
+    case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W:
+        return n->nin == 4 ? ir_linear_ce_bwd(s, n->op, x, y, z, w, a->ignore_index, a->value, l) : IR_NONE;
     case IR_GATHER: return n->nin == 2 ? ir_gather(s, x, y, a->axis, l) : IR_NONE;
     case IR_GATHER_BWD: return n->nin == 2 ? ir_gather_bwd(s, x, y, a->axis, a->shape, l) : IR_NONE;
     case IR_RESHAPE: return n->nin == 1 ? ir_reshape(s, x, a->shape, l) : IR_NONE;

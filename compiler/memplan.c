@@ -69,6 +69,15 @@ static int aux_buffers(const IrGraph *g, const FusePlan *fp, int s, const int64_
         return add_aux(out, fp->steps[s].node, MP_SCRATCH_OUT, qn, s) ||
                add_aux(out, fp->steps[s].node, MP_SCRATCH_LSE, qn / D, s);
     }
+    case IR_LINEAR_CE: case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W: {
+        int64_t V = ir_dim_value(g->nodes[n->in[1]].shape.d[0], sym), N = ir_shape_numel(&g->nodes[n->in[2]].shape, sym);
+        if (V < 0 || N < 0) return -1;
+        int64_t R = mp_lce_chunk_rows(V, N);
+        bool lowp = n->op != IR_LINEAR_CE && g->nodes[n->in[0]].dtype == IR_BF16;
+        return add_aux(out, fp->steps[s].node, MP_CHUNK, R * V, s) ||
+               (lowp && add_aux(out, fp->steps[s].node, MP_CHUNK_LOWP, (R * V + 1) / 2, s)) ||
+               add_aux(out, fp->steps[s].node, MP_CHUNK_ROWS, 2 * R, s);
+    }
     default: return 0;
     }
 }

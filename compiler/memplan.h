@@ -26,9 +26,20 @@
 // and the forward's output and log-sum-exp recomputed by a backward whose forward is not in the
 // plan (scratch inside that step).
 // An attention backward without a dq (or without one of dk, dv) still computes it: scratch too.
+// linear_ce's steps (ir.h) hold a chunk of rows: fp32 logits, their bf16 gradient (backward with
+// bf16 operands), and log-sum-exp / loss rows.
 typedef enum MpWhat {
-    MP_VALUE, MP_LSE, MP_DELTA, MP_SCRATCH_OUT, MP_SCRATCH_LSE, MP_SCRATCH_DQ, MP_SCRATCH_DKV, MP_NWHAT
+    MP_VALUE, MP_LSE, MP_DELTA, MP_SCRATCH_OUT, MP_SCRATCH_LSE, MP_SCRATCH_DQ, MP_SCRATCH_DKV,
+    MP_CHUNK, MP_CHUNK_LOWP, MP_CHUNK_ROWS, MP_NWHAT
 } MpWhat;
+
+// linear_ce's chunk, which the plan and the executor agree on: rows of fp32 logits of at most
+// MP_LCE_CHUNK_BYTES, at least one row, at most all N.
+#define MP_LCE_CHUNK_BYTES ((int64_t)128 << 20)
+static inline int64_t mp_lce_chunk_rows(int64_t V, int64_t N) {
+    int64_t r = V > 0 ? MP_LCE_CHUNK_BYTES / (V * 4) : N;
+    return r < 1 ? 1 : r > N ? N : r;
+}
 
 typedef struct MpBuffer {
     IrId node;              // the value (a step's output), or the node the state belongs to

@@ -7,6 +7,7 @@
 #include "memplan.h"
 #include "recompute.h"
 #include "autocast.h"
+#include "linear_ce.h"
 #ifdef TRLC_HAVE_LORA
 #include "lora.h"
 #endif
@@ -42,7 +43,7 @@ int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *
     for (int i = 0; i < g->nouts; i++)
         if (strcmp(g->outs[i].name, "logits") != 0) g->outs[k++] = g->outs[i];
     g->nouts = k;
-    if (ad_run_passes(g, NULL) != 0) return -1;
+    if (ir_fuse_linear_ce(g) < 0 || ad_run_passes(g, NULL) != 0) return -1;
     if (cs->train.recompute && ir_recompute(g, NULL) != 0) return -1;   // after cse, which would undo it
     // precision = bf16: the graph the trainer runs (autocast.h)
     if (cs->train.precision && !strcmp(cs->train.precision, "bf16") && ir_autocast_bf16(g, NULL) != 0) return -1;

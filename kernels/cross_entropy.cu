@@ -53,8 +53,8 @@ __device__ void ce_forward_row(float *loss, float *lse_out, const T *logits, con
     }
 }
 
-template <typename T>
-__device__ void ce_backward_row(T *dlogits, const T *logits, const float *lse, const int *labels,
+template <typename TO, typename T>
+__device__ void ce_backward_row(TO *dlogits, const T *logits, const float *lse, const int *labels,
                                 const float *gloss, long long V, int ignore_index, float eps) {
     const long long r = blockIdx.x;
     const int lab = labels[r];
@@ -87,5 +87,12 @@ extern "C" __global__ void __launch_bounds__(256) trlc_cross_entropy_backward_f3
 
 extern "C" __global__ void __launch_bounds__(256) trlc_cross_entropy_backward_bf16(
     trlc_bf16 *dlogits, const trlc_bf16 *logits, const float *lse, const int *labels, const float *gloss,
+    long long V, int ignore_index, float eps)
+{ ce_backward_row(dlogits, logits, lse, labels, gloss, V, ignore_index, eps); }
+
+// fp32 logits, their gradient stored in bf16 (linear_ce's chunks with bf16 operands: the operand
+// of the next product, rounded as mixed precision's cast rounds it).
+extern "C" __global__ void __launch_bounds__(256) trlc_cross_entropy_backward_f32_bf16(
+    trlc_bf16 *dlogits, const float *logits, const float *lse, const int *labels, const float *gloss,
     long long V, int ignore_index, float eps)
 { ce_backward_row(dlogits, logits, lse, labels, gloss, V, ignore_index, eps); }

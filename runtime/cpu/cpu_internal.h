@@ -16,6 +16,8 @@ typedef struct CpuExec {
     int64_t off;                   // slice/pad: the offset along the axis, bound
     void *sdpa_grads[3];           // sdpa_bwd_q/k/v: the outputs of the group's other members
                                    // (dQ, dK, dV), computed in the same call; NULL when alone
+    bool bf16_operands;            // sdpa / linear_ce (and their backward) with bf16 operands
+                                   // (q, k, v; x, w): mixed precision's rounding points (ir.h)
     char err[256];
 } CpuExec;
 
@@ -77,5 +79,14 @@ static inline float cpu_vexpf(float x) {
 // normal exponent emin (value 2^emin) and largest finite value maxv: bf16 (8, -126, 3.3895e38),
 // f16 (11, -14, 65504). Round to nearest even; overflow gives ±inf.
 double cpu_round_float(double x, int bits, int emin, double maxv);
+
+// x rounded to bf16 (nearest even), kept a float; inf and NaN stay.
+static inline float cpu_bf16f(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
 
 #endif

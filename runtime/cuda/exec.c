@@ -99,6 +99,8 @@ static const char *unsupported(const IrGraph *g, IrId id) {
         if (D.syms || D.coef > 128 || D.coef < 1) return "attention's GPU kernel needs a head dim of at most 128";
         return NULL;
     }
+    case IR_LINEAR_CE: case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W:
+        return g->nodes[n->in[1]].shape.d[0].syms ? "linear_ce needs a constant vocabulary" : NULL;
     case IR_CROSS_ENTROPY: case IR_CROSS_ENTROPY_BWD: case IR_ROPE: case IR_EMBED: case IR_EMBED_BWD:
     case IR_ARANGE: case IR_SOFTMAX: case IR_LOG_SOFTMAX: case IR_GATHER: case IR_GATHER_BWD:
     case IR_DEQUANT_NF4: case IR_DEQUANT_MAP8: return NULL;
@@ -123,8 +125,15 @@ static int check_graph(CudaProgram *p) {
                 IrDType a = g->nodes[n->in[0]].dtype, b = g->nodes[n->in[1]].dtype;
                 ok = a == b && (a == IR_F32 || a == IR_BF16) && (n->dtype == IR_F32 || n->dtype == a);
             } else if (st->kind == FUSE_LIBRARY && n->op != IR_DEQUANT_NF4) {
+                // attention may read bf16 q, k, v (the tensor-core kernels), all three alike; embed a
+                // bf16 table
+                bool attn = n->op == IR_SDPA || n->op == IR_SDPA_BWD_Q || n->op == IR_SDPA_BWD_K || n->op == IR_SDPA_BWD_V;
+                bool lce = n->op == IR_LINEAR_CE || n->op == IR_LINEAR_CE_BWD_X || n->op == IR_LINEAR_CE_BWD_W;
+                int lowp = g->nodes[n->in[0]].dtype != IR_BF16 ? 0 : attn ? 3 : lce ? 2 : 0;   // linear_ce: x, w
                 ok = n->dtype != IR_BF16;
-                for (int k = 0; k < n->nin && ok; k++) ok = g->nodes[n->in[k]].dtype != IR_BF16;
+                for (int k = 0; k < n->nin && ok; k++)
+                    ok = k < lowp ? g->nodes[n->in[k]].dtype == IR_BF16
+                                  : g->nodes[n->in[k]].dtype != IR_BF16 || (n->op == IR_EMBED && k == 1);
             }
         }
         if (!ok) {
@@ -165,15 +174,17 @@ static int load_library(CudaProgram *p) {
         const FuseStep *st = &p->plan.steps[s];
         if (st->kind != FUSE_LIBRARY) continue;
         const IrNode *n = &g->nodes[st->node];
-        const char *file = NULL, *k = cg_library_kernel(n, &file);
+        const char *file = NULL, *k = cg_library_kernel(g, st->node, &file);
         if (!k || !file) continue;
         NEED(file, k);
         if (n->op == IR_SDPA_BWD_Q || n->op == IR_SDPA_BWD_K || n->op == IR_SDPA_BWD_V) {
-            NEED(file, "trlc_attention_forward");   // when the forward is not in the plan
-            NEED(file, "trlc_attention_backward_dq");
-            NEED(file, "trlc_attention_backward_dkdv");
+            bool tc = g->nodes[n->in[0]].dtype == IR_BF16;
+            NEED(file, tc ? "trlc_attention_tc_forward" : "trlc_attention_forward");   // when the forward is not in the plan
+            NEED(file, tc ? "trlc_attention_tc_backward_dq" : "trlc_attention_backward_dq");
+            NEED(file, tc ? "trlc_attention_tc_backward_dkdv" : "trlc_attention_backward_dkdv");
         }
-        if (n->op == IR_CROSS_ENTROPY_BWD) NEED(file, "trlc_cross_entropy_forward_f32");
+        if (n->op == IR_CROSS_ENTROPY_BWD || n->op == IR_LINEAR_CE_BWD_X || n->op == IR_LINEAR_CE_BWD_W)
+            NEED(file, "trlc_cross_entropy_forward_f32");
         if (n->op == IR_PAD) NEED("layout.cu", "trlc_fill");
     }
 #undef NEED
@@ -686,16 +697,82 @@ static int run_attention_bwd(CudaProgram *p, int s) {
         diag_plain_error(p->d, "GPU (internal): attention backward %s has no buffer for its state", where(p, lead, w, sizeof w));
         return -1;
     }
-    unsigned gq = (unsigned)((T + 3) / 4);
+    // bf16 q, k, v: the tensor-core kernels (attention_tc.cu, 64 rows a block), else 4 rows a block
+    bool tc = g->nodes[n->in[0]].dtype == IR_BF16;
+    unsigned gq = tc ? (unsigned)((T + 63) / 64) : (unsigned)((T + 3) / 4);
     if (f == IR_NONE) {   // recompute the forward's output and log-sum-exp rows
         void *a0[] = {&o, &lse, &q, &k, &v, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
-        if (launch(p, "trlc_attention_forward", gq, (unsigned)Hq, (unsigned)B, 128, a0, lead) != 0) return -1;
+        if (launch(p, tc ? "trlc_attention_tc_forward" : "trlc_attention_forward", gq, (unsigned)Hq, (unsigned)B, 128,
+                   a0, lead) != 0)
+            return -1;
     }
     void *a1[] = {&dq, &delta, &q, &k, &v, &o, &go, &lse, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
-    if (launch(p, "trlc_attention_backward_dq", gq, (unsigned)Hq, (unsigned)B, 128, a1, lead) != 0) return -1;
+    if (launch(p, tc ? "trlc_attention_tc_backward_dq" : "trlc_attention_backward_dq", gq, (unsigned)Hq, (unsigned)B,
+               128, a1, lead) != 0)
+        return -1;
     if (mem[1] == IR_NONE && mem[2] == IR_NONE) return 0;
     void *a2[] = {&dk, &dv, &q, &k, &v, &go, &lse, &delta, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
-    return launch(p, "trlc_attention_backward_dkdv", gq, (unsigned)Hkv, (unsigned)B, 128, a2, lead);
+    return launch(p, tc ? "trlc_attention_tc_backward_dkdv" : "trlc_attention_backward_dkdv", gq, (unsigned)Hkv,
+                  (unsigned)B, 128, a2, lead);
+}
+
+// C (M, N) = op(X) op(Y) (+ C when beta is 1), row-major, fp32 result: cuBLASLt's column-major
+// view of it, Cᵀ = op(Y)ᵀ op(X)ᵀ (as run_gemm maps a matmul).
+static int gemm_rows(CudaProgram *p, IrId id, bool ta, bool tb, int64_t M, int64_t N, int64_t K, RtCudaPtr X,
+                     RtCudaPtr Y, RtCudaPtr C, float beta, IrDType ab) {
+    RtGemm gm;
+    memset(&gm, 0, sizeof gm);
+    gm.type_ab = ab, gm.type_c = IR_F32;
+    gm.ta = tb, gm.tb = ta;
+    gm.m = N, gm.n = M, gm.k = K;
+    gm.lda = tb ? K : N, gm.ldb = ta ? M : K, gm.ldc = N;
+    gm.a = Y, gm.b = X, gm.c = C, gm.batch = 1, gm.beta = beta;
+    p->launches++;
+    return located(p, rt_blas_gemm(p->blas, &gm, "linear_ce's head product"), id);
+}
+
+// linear_ce and its backward (ir.h): per chunk of rows (memplan.h: mp_lce_chunk_rows) the
+// logits x wᵀ into the chunk buffer, cross-entropy's forward kernel (the loss, or just the
+// log-sum-exp rows for a backward), and for a backward the logits' gradient (in place, or into
+// the bf16 chunk with bf16 operands) times w (dx) or accumulated as dlogitsᵀ x (dw).
+static int run_linear_ce(CudaProgram *p, IrId id) {
+    const IrGraph *g = p->g;
+    const IrNode *n = &g->nodes[id];
+    const IrShape *sx = &g->nodes[n->in[0]].shape;
+    long long H = dimv(p, sx, sx->rank - 1), V = dimv(p, &g->nodes[n->in[1]].shape, 0), N = numel_of(p, n->in[2]);
+    IrDType ab = g->nodes[n->in[0]].dtype == IR_BF16 ? IR_BF16 : IR_F32;
+    int64_t ex = (int64_t)esize(ab), R = mp_lce_chunk_rows(V, N);
+    int ign = (int)n->a.ignore_index;
+    float eps = (float)n->a.value;
+    RtCudaPtr x = addr(p, n->in[0]), w = addr(p, n->in[1]), labels = addr(p, n->in[2]), out = addr(p, id);
+    RtCudaPtr gl = n->op != IR_LINEAR_CE ? addr(p, n->in[3]) : 0;
+    RtCudaPtr chunk = aux(p, id, MP_CHUNK), lowp = aux(p, id, MP_CHUNK_LOWP), rows = aux(p, id, MP_CHUNK_ROWS);
+    if (!chunk || !rows || (ab == IR_BF16 && n->op != IR_LINEAR_CE && !lowp)) {
+        char wb[256];
+        diag_plain_error(p->d, "GPU (internal): %s has no chunk buffers", where(p, id, wb, sizeof wb));
+        return -1;
+    }
+    if (N == 0)   // no rows: nothing to compute, and a zero head gradient
+        return n->op == IR_LINEAR_CE_BWD_W ? located(p, rt_cuda_zero_async(p->dev, p->stream, out, (size_t)(V * H) * 4), id) : 0;
+    for (long long r0 = 0; r0 < N; r0 += R) {
+        long long rc = N - r0 < R ? N - r0 : R;
+        RtCudaPtr xc = x + (RtCudaPtr)(r0 * H * ex), lab = labels + (RtCudaPtr)(r0 * 4);
+        if (gemm_rows(p, id, false, true, rc, V, H, xc, w, chunk, 0.0f, ab) != 0) return -1;   // logits = x wᵀ
+        RtCudaPtr loss = n->op == IR_LINEAR_CE ? out + (RtCudaPtr)(r0 * 4) : rows + (RtCudaPtr)(R * 4), lse = rows;
+        void *a0[] = {&loss, &lse, &chunk, &lab, &V, &ign, &eps};
+        if (launch(p, "trlc_cross_entropy_forward_f32", (unsigned)rc, 1, 1, 256, a0, id) != 0) return -1;
+        if (n->op == IR_LINEAR_CE) continue;
+        RtCudaPtr glc = gl + (RtCudaPtr)(r0 * 4), d = ab == IR_BF16 ? lowp : chunk;
+        void *a1[] = {&d, &chunk, &lse, &lab, &glc, &V, &ign, &eps};
+        if (launch(p, ab == IR_BF16 ? "trlc_cross_entropy_backward_f32_bf16" : "trlc_cross_entropy_backward_f32",
+                   (unsigned)rc, 1, 1, 256, a1, id) != 0)
+            return -1;
+        int rc2 = n->op == IR_LINEAR_CE_BWD_X
+                      ? gemm_rows(p, id, false, false, rc, H, V, d, w, out + (RtCudaPtr)(r0 * H * 4), 0.0f, ab)   // dx = dlogits w
+                      : gemm_rows(p, id, true, false, V, H, rc, d, xc, out, r0 ? 1.0f : 0.0f, ab);   // dw += dlogitsᵀ x
+        if (rc2 != 0) return -1;
+    }
+    return 0;
 }
 
 static int run_library(CudaProgram *p, int s) {
@@ -713,9 +790,12 @@ static int run_library(CudaProgram *p, int s) {
         RtCudaPtr seg = n->a.segmented ? addr(p, n->in[n->nin - 1]) : 0;
         RtCudaPtr km = n->nin > 3 + (n->a.segmented ? 1 : 0) ? addr(p, n->in[3]) : 0;   // the key mask
         void *a[] = {&out, &lse, &q, &k, &v, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
+        if (g->nodes[n->in[0]].dtype == IR_BF16)   // bf16 q, k, v: tensor cores, 64 query rows a block
+            return launch(p, "trlc_attention_tc_forward", (unsigned)((T + 63) / 64), (unsigned)Hq, (unsigned)B, 128, a, id);
         return launch(p, "trlc_attention_forward", (unsigned)((T + 3) / 4), (unsigned)Hq, (unsigned)B, 128, a, id);
     }
     case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: return run_attention_bwd(p, s);
+    case IR_LINEAR_CE: case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W: return run_linear_ce(p, id);
     case IR_CROSS_ENTROPY: case IR_CROSS_ENTROPY_BWD: {
         const IrShape *sl = &g->nodes[n->in[0]].shape;
         long long V = dimv(p, sl, sl->rank - 1), rows = numel_of(p, n->in[1]);
@@ -765,7 +845,8 @@ static int run_library(CudaProgram *p, int s) {
         unsigned grid = blocks_for(N, 1, 1 << 20);
         if (n->op == IR_EMBED) {
             void *a[] = {&out, &bad, &ids, &x, &N, &H, &V};
-            return launch(p, "trlc_embed_forward", grid, 1, 1, 128, a, id);
+            bool bf = g->nodes[n->in[1]].dtype == IR_BF16;   // a frozen table stored in bf16
+            return launch(p, bf ? "trlc_embed_forward_bf16" : "trlc_embed_forward", grid, 1, 1, 128, a, id);
         }
         if (rt_cuda_zero_async(p->dev, p->stream, out, (size_t)(V * H) * 4) != 0) return located(p, -1, id);
         void *a[] = {&out, &ids, &x, &N, &H, &V};

@@ -12,8 +12,8 @@
 // Every driver / NVRTC / cuBLASLt failure is reported naming the call and the step's node and spec
 // location.
 // Dtypes: fp32, and bf16 where mixed precision puts it (compiler/autocast.h: product operands,
-// frozen weights, casts); anything else (fp16, bf16 attention) is refused at creation with the
-// node's spec line.
+// attention's q, k, v — the tensor-core kernels of kernels/attention_tc.cu — frozen weights,
+// casts); anything else (fp16) is refused at creation with the node's spec line.
 // Not here: the optimizer (runtime/cuda/optim_cuda.c, over the buffers this file hands out),
 // CUDA graph capture of the step, several devices.
 #ifndef TRLC_EXEC_H

@@ -11,6 +11,7 @@
 #include "autodiff.h"
 #include "recompute.h"
 #include "autocast.h"
+#include "linear_ce.h"
 #include "hfconfig.h"
 #include "safetensors.h"
 #ifdef TRLC_HAVE_CUDA
@@ -100,7 +101,8 @@ static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, b
         for (int i = 0; i < g->nouts; i++)
             if (strcmp(g->outs[i].name, "logits") != 0) g->outs[k++] = g->outs[i];
         g->nouts = k;
-        if (ad_backward(g, NULL, 0) != 0) return -1;
+        // the head and its loss as one op that never holds the whole batch's logits (linear_ce.h)
+        if (ir_fuse_linear_ce(g) < 0 || ad_backward(g, NULL, 0) != 0) return -1;
         // train.recompute: the backward pass recomputes each layer's values (recompute.h)
         if (t->cs->train.recompute && ir_recompute(g, &t->recompute) != 0) return -1;
     }
@@ -757,9 +759,6 @@ int tr_eval_batch_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, con
     int rc = bind_inputs(t, &t->eprog, tokens, pos, labels, B, T) || bind_seq(t, &t->eprog, &t->ge, seq, B, T, &zeros) ||
              run_aux(t, &t->eprog, tokens, pos, seq, labels, B, T, &zeros);
     int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};
-#ifdef TRLC_HAVE_CUDA
-    if (!rc && t->copt) rc = cuda_optim_wait(t->copt);   // the update, on the training program's stream
-#endif
     if (!rc) rc = prog_run(&t->eprog, sym, 0);
     free(zeros);
     if (rc) return -1;

@@ -772,9 +772,9 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
         if (r.t->ps[i].trainable) trainable += r.t->ps[i].numel;
     }
     if (cs->train.precision && !strcmp(cs->train.precision, "bf16"))
-        fprintf(r.log, "precision = bf16: %d matrix products on bf16 operands (fp32 accumulation), %d frozen weights "
-                "stored in bf16; norms, attention, the loss, gradients and the optimizer in fp32\n",
-                r.t->autocast.products, r.t->autocast.retyped);
+        fprintf(r.log, "precision = bf16: %d matrix products and %d attentions on bf16 operands (fp32 accumulation), "
+                "%d frozen weights stored in bf16; norms, the loss, gradients and the optimizer in fp32\n",
+                r.t->autocast.products, r.t->autocast.attention, r.t->autocast.retyped);
     else if (cs->train.precision && strcmp(cs->train.precision, "fp32") != 0)
         fprintf(r.log, "note: precision = %s: computed in fp32 (fp16 needs loss scaling, not implemented)\n",
                 cs->train.precision);

@@ -93,7 +93,8 @@ fi
 # bf16 LoRA: the frozen linear weights (layers and lm_head) in 2 bytes; embeddings, norms and the
 # adapters in 4
 if run 0 check memory/tiny-lora.trl --memory --set train.precision=bf16; then
-    linear=$((L * (QD * H + 2 * KVD * H + H * QD + 3 * F * H) + V * H))
+    # the linear weights, the head and the frozen embedding table in 2 bytes
+    linear=$((L * (QD * H + 2 * KVD * H + H * QD + 3 * F * H) + 2 * V * H))
     eq "bf16 LoRA weights" "$(bytes weights)" $((linear * 2 + (params - linear) * 4 + lora * 4))
     eq "bf16 LoRA grads" "$(bytes grads)" $((lora * 4))
 fi
@@ -128,8 +129,8 @@ if run 1 check memory/bad-arch.trl --memory; then
     has err.txt "^memory/bad-arch.trl: 1 error$"
     [ -s "$work/out.txt" ] && bad "an unlowerable spec printed on stdout: $(cat "$work/out.txt")" || ok
 fi
-# sizes whose buffers overflow int64 (logits: B * T * vocab * 4 bytes > 2^63): an error, no crash
-if run 1 check memory/tiny.trl --memory --set model.policy.config.vocab=65536 --set train.batch=1048576 \
+# sizes whose buffers overflow int64 (the MLP's: B * T * ffn * 4 bytes = 2^66): an error, no crash
+if run 1 check memory/tiny.trl --memory --set model.policy.config.ffn=1048576 --set train.batch=1048576 \
         --set "data.train.max_len=16777216 tokens"; then
     has err.txt "memory plan: a buffer's size overflows for B=1048576, T=16777216"
     [ -s "$work/out.txt" ] && bad "an overflowing plan printed on stdout" || ok

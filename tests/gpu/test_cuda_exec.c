@@ -63,7 +63,7 @@ static void check_spec_step(RtCudaDevice *dev, RtCudaCache *cache, const char *p
         CHECK_MSG(0, "%s does not compile", path);
         return;
     }
-    AutocastStats ac = {0, 0, 0};
+    AutocastStats ac = {0};
     if (mixed) {
         CHECK(ir_autocast_bf16(&g, &ac) == 0 && ac.products > 0);
         printf("%s, bf16 mixed precision: %d products on bf16 operands, %d casts, %d weights stored in bf16\n", path,

@@ -117,7 +117,7 @@ static void test_attention_rope_ce(int causal) {
 
 // A library node's kernel (cg_library_kernel) is an extern "C" function of the file it names.
 static void check_mapping(const IrGraph *g, IrId id, const char *want) {
-    const char *file = NULL, *k = cg_library_kernel(&g->nodes[id], &file);
+    const char *file = NULL, *k = cg_library_kernel(g, id, &file);
     const char *src = file ? cg_library_source(file) : NULL;
     char decl[160];
     snprintf(decl, sizeof decl, " %s(", k ? k : "?");

@@ -8,8 +8,11 @@ the loss and everything else stay fp32. Here the same scheme, written independen
 every nn.Linear (the base projections, LoRA's A and B, the tied lm_head) goes through a function
 that rounds both operands to bf16 (round to nearest even) and multiplies in fp32, and whose
 backward rounds the incoming gradient and the saved operands the same way before its two
-products. Eager attention's matmuls are not linears: they stay fp32, as trlc's attention does.
-As in trlc, the backward starts from the *summed* loss over the target tokens (the gradients are
+products. Attention reads bf16 q, k, v with fp32 results and flash attention's rounding points
+(trlc's compiler/ir.h, IR_SDPA): a custom autograd function below, written from that contract
+with torch ops, replaces transformers' eager attention.
+The frozen embedding table of the LoRA case is stored in bf16 (its rows are bf16 values), as
+trlc stores a frozen table. As in trlc, the backward starts from the *summed* loss over the target tokens (the gradients are
 divided by their count afterwards): under bf16 rounding that is not the same as differentiating
 the mean (bf16(g / n) != bf16(g) / n unless n is a power of two).
 
@@ -51,6 +54,50 @@ class MixedLinear(torch.autograd.Function):
         return gx, gw
 
 
+class MixedAttention(torch.autograd.Function):
+    """q (B, Hq, T, D), k / v (B, Hkv, T, D) fp32 in, attention out (B, Hq, T, D) fp32.
+    S = scale q k^T (bf16 q, k; fp32 sums), P = softmax(S), out = bf16(P) v. Backward: o = bf16(P) v,
+    delta = dO . o, dV = bf16(P)^T bf16(dO), dP = bf16(dO) v^T, dS = P (dP - delta),
+    dQ = scale bf16(dS) k, dK = scale bf16(dS)^T q."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, visible, scale):
+        grp = q.shape[1] // k.shape[1]
+        qr = bf16(q)
+        kr = bf16(k).repeat_interleave(grp, dim=1)
+        vr = bf16(v).repeat_interleave(grp, dim=1)
+        s = (qr @ kr.transpose(-1, -2)) * scale
+        s = s.masked_fill(~visible, float("-inf"))
+        p = torch.softmax(s, dim=-1)
+        ctx.save_for_backward(qr, kr, vr, p)
+        ctx.scale, ctx.grp = scale, grp
+        return bf16(p) @ vr
+
+    @staticmethod
+    def backward(ctx, g):
+        qr, kr, vr, p = ctx.saved_tensors
+        scale, grp = ctx.scale, ctx.grp
+        pr, gr = bf16(p), bf16(g)
+        delta = (g * (pr @ vr)).sum(-1, keepdim=True)
+        dv = pr.transpose(-1, -2) @ gr
+        ds = bf16(p * (gr @ vr.transpose(-1, -2) - delta))
+        dq = scale * (ds @ kr)
+        dk = scale * (ds.transpose(-1, -2) @ qr)
+
+        def per_kv_head(x):   # (B, Hq, T, D) -> (B, Hkv, T, D): sum over each group's query heads
+            b, h, t, d = x.shape
+            return x.reshape(b, h // grp, grp, t, d).sum(2)
+        return dq, per_kv_head(dk), per_kv_head(dv), None, None
+
+
+def mixed_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    t = key.shape[-2]
+    visible = attention_mask[:, :, :, :t] == 0 if attention_mask is not None else \
+        torch.ones(query.shape[-2], t, dtype=torch.bool).tril()
+    out = MixedAttention.apply(query, key, value, visible, scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
 def mixed_linear(x, w, b=None):
     y = MixedLinear.apply(x, w)
     return y if b is None else y + b
@@ -64,11 +111,15 @@ def sum_loss(model, tokens, pos, labels):
 
 def main():
     torch.nn.functional.linear = mixed_linear   # nn.Linear.forward looks it up at each call
+    import transformers.models.qwen3.modeling_qwen3 as Q
+    Q.eager_attention_forward = mixed_attention  # Qwen3Attention.forward looks it up at each call
     gen = torch.Generator().manual_seed(1234)
     tokens, pos, labels = G.batch(gen, G.B)     # the first batch gen_run_fixtures.py draws
     t = {}
     count = (labels != -100).sum().item()
     pm = G.lora_model(False)
+    emb = pm.get_input_embeddings()   # a frozen table is stored in bf16 (the tied head reads it too)
+    emb.weight.data = bf16(emb.weight.data)
     loss = sum_loss(pm, tokens, pos, labels)
     loss.backward()
     t["lora.loss"] = (loss.detach().double() / count).reshape(1)

@@ -16,6 +16,7 @@
 // usage: test_run DIR (tests/run: the specs and fixtures/)
 #include "check.h"
 #include "load.h"
+#include "memplan_spec.h"
 #include "safetensors.h"
 #include "test.h"
 #include "trainer.h"
@@ -185,7 +186,8 @@ static void test_lora_step(Diag *d, const int32_t *tok, const int32_t *pos, cons
 
 // bf16 mixed precision (compiler/autocast.h) against PyTorch doing the same independently
 // (gen_bf16_fixture.py: every linear on bf16-rounded operands, forward and backward, fp32
-// accumulation): full fine-tuning and LoRA, loss and every gradient.
+// accumulation; attention with flash attention's rounding points): full fine-tuning and LoRA,
+// loss and every gradient.
 static void test_bf16(Diag *d, const int32_t *tok, const int32_t *pos, const int32_t *lab, int B, int T) {
     char path[1024];
     snprintf(path, sizeof path, "%s/fixtures/bf16.safetensors", dir);
@@ -210,7 +212,11 @@ static void test_bf16(Diag *d, const int32_t *tok, const int32_t *pos, const int
         double want = fx_scalar(key, 0), fp32 = 0;
         CHECK_CLOSE(ls / (double)n, want, 0, 2e-5);
         double worst;
-        int checked = check_grads(t, what, (double)n, 5e-4, &worst);
+        // full fine-tuning: 6e-3. Flash attention's bf16 rounding of P, dO and dS makes the full
+        // model's gradients sensitive to fp32 summation order: the same PyTorch reference with its
+        // products in float64 differs from itself in float32 by 2.9e-3 (trlc: 2.9e-3); LoRA's
+        // gradients (the base frozen) agree to ~3e-6.
+        int checked = check_grads(t, what, (double)n, lora ? 5e-4 : 6e-3, &worst);
         fx = step;
         fp32 = fx_scalar(lora ? "lora.loss" : "full.loss", 0);
         printf("bf16 %s: loss %.7f (PyTorch %.7f; fp32 %.7f), %d gradients, max rel error %.2e\n", what, ls / (double)n,
@@ -519,7 +525,11 @@ static void test_accum(Diag *d) {
 // (h) one micro-step with and without train.recompute: identical loss and gradients (the
 // recomputed values come from the same kernels on the same inputs), lower peak memory.
 // A batch of 8 rows of 96 tokens (activations outweigh the gradients, so the peak can fall).
-static void test_recompute(Diag *d, const char *spec, double dropout) {
+// lower: the peak must drop. Not asked of LoRA without dropout on this 2-layer model: its base's
+// activations are few, the head's loss no longer holds the logits (linear_ce.h), and the peak sits
+// in the last layer's forward, which recompute does not shrink (measured: 98% before linear_ce,
+// 102% after, with the peak itself down from 5.9 to 3.9 MB).
+static void test_recompute(Diag *d, const char *spec, double dropout, bool lower) {
     enum { B = 8, T = 96 };
     static int32_t tok[B * T], pos[B * T], lab[B * T];
     uint32_t x = 12345;
@@ -557,9 +567,36 @@ static void test_recompute(Diag *d, const char *spec, double dropout) {
     printf("  recompute %s%s: loss equal, %d/%d gradients bit-identical; peak intermediates %lld -> %lld bytes (%.0f%%)\n",
            spec, dropout > 0 ? " (LoRA dropout 0.1)" : "", same, n, (long long)peak[0], (long long)peak[1],
            peak[0] ? 100.0 * (double)peak[1] / (double)peak[0] : 0);
-    CHECK(n > 0 && peak[1] > 0 && peak[1] < peak[0]);
+    CHECK(n > 0 && peak[1] > 0 && (!lower || peak[1] < peak[0]));
     close_spec(&o[0]);
     close_spec(&o[1]);
+}
+
+// (i) the training graph computes the head and its loss as linear_ce (linear_ce.h): no
+// cross_entropy over a (B, T, vocab) product is left, and the backward has dx, plus dw when the
+// head's weight trains (full fine-tuning); every step above ran through it, against the peers.
+// (run.step_chunked runs this program again with chunks of a row or two: dw summed over chunks.)
+static void test_linear_ce_graph(const char *spec, int want_bwd_w) {
+    Diag d;
+    diag_init(&d, stderr);
+    Arena a = {0};
+    LoadedSpec ls = {0};
+    CheckedSpec *cs = arena_alloc(&a, sizeof *cs);
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, spec);
+    CHECK_MSG(mp_compile_spec_file(&d, &a, path, &ls, cs, &g) == 0, "%s compiles", spec);
+    int count[IR_OP_COUNT] = {0};
+    for (int i = 0; i < g.n; i++) count[g.nodes[i].op]++;
+    CHECK_MSG(count[IR_LINEAR_CE] == 1 && count[IR_LINEAR_CE_BWD_X] == 1 && count[IR_LINEAR_CE_BWD_W] == want_bwd_w &&
+                  count[IR_CROSS_ENTROPY] == 0 && count[IR_CROSS_ENTROPY_BWD] == 0,
+              "%s: linear_ce %d, bwd_x %d, bwd_w %d (want %d), cross_entropy %d", spec, count[IR_LINEAR_CE],
+              count[IR_LINEAR_CE_BWD_X], count[IR_LINEAR_CE_BWD_W], want_bwd_w, count[IR_CROSS_ENTROPY]);
+    printf("%s: the head's loss is linear_ce (backward: dx%s)\n", spec, want_bwd_w ? ", dw" : "");
+    ir_graph_free(&g);
+    arena_free(&a);
+    diag_free(&d);
 }
 
 int main(int argc, char **argv) {
@@ -588,9 +625,11 @@ int main(int argc, char **argv) {
         test_qlora(&d, tok, pos, lab, B, T);
         test_freeze(&d, tok, pos, lab, B, T);
         test_exported_adapter(&d, tok, pos, lab, B, T);
-        test_recompute(&d, "full.trl", -1);
-        test_recompute(&d, "lora.trl", -1);
-        test_recompute(&d, "lora.trl", 0.1);
+        test_linear_ce_graph("full.trl", 1);
+        test_linear_ce_graph("lora.trl", 0);
+        test_recompute(&d, "full.trl", -1, true);
+        test_recompute(&d, "lora.trl", -1, false);
+        test_recompute(&d, "lora.trl", 0.1, true);
         test_bf16(&d, tok, pos, lab, B, T);
     }
     test_adamw(&d, "full.trl", "adamw.losses", false);

@@ -1,0 +1,46 @@
+// linear_ce.c — cross_entropy(x wᵀ) → linear_ce(x, w) (see linear_ce.h).
+#include "linear_ce.h"
+#include <stdlib.h>
+#include <string.h>
+#include "ir_internal.h"
+
+int ir_fuse_linear_ce(IrGraph *g) {
+    int *readers = calloc((size_t)g->n + 1, sizeof *readers);
+    if (!readers) {
+        ir_report(g, (Loc){0, 0, 0}, "out of memory in the linear_ce pass");
+        return -1;
+    }
+    for (int i = 0; i < g->n; i++)
+        for (int k = 0; k < g->nodes[i].nin; k++)
+            if (ir_valid(g, g->nodes[i].in[k])) readers[g->nodes[i].in[k]]++;
+    for (int o = 0; o < g->nouts; o++)
+        if (ir_valid(g, g->outs[o].id)) readers[g->outs[o].id]++;
+    if (ir_valid(g, g->loss)) readers[g->loss]++;
+    int fused = 0;
+    for (int i = 0; i < g->n; i++) {
+        IrNode *c = &g->nodes[i];
+        if (c->op != IR_CROSS_ENTROPY || c->nin != 2 || !ir_valid(g, c->in[0])) continue;
+        IrId mid = c->in[0];
+        IrNode *m = &g->nodes[mid];
+        if (m->op != IR_MATMUL || m->nin != 2 || m->a.trans_a || !m->a.trans_b || readers[mid] != 1) continue;
+        IrId x = m->in[0], w = m->in[1], labels = c->in[1];
+        const IrNode *nx = ir_nd(g, x), *nw = ir_nd(g, w);
+        if (nw->shape.rank != 2 || nx->shape.rank < 2 || nx->dtype != nw->dtype || nx->dtype != m->dtype ||
+            nw->shape.d[0].syms)
+            continue;
+        IrId *in = arena_alloc(&g->arena, 3 * sizeof *in);
+        if (!in) {
+            free(readers);
+            ir_report(g, c->loc, "out of memory in the linear_ce pass");
+            return -1;
+        }
+        in[0] = x, in[1] = w, in[2] = labels;
+        c->op = IR_LINEAR_CE, c->in = in, c->nin = 3;   // dtype, shape and attributes stay
+        // the product is read by nothing now: a dead scalar until dce (ids stay as they are)
+        memset(&m->a, 0, sizeof m->a);
+        m->op = IR_FULL, m->in = NULL, m->nin = 0, m->shape = ir_shape0(), m->a.shape = m->shape;
+        fused++;
+    }
+    free(readers);
+    return fused;
+}

@@ -1,0 +1,17 @@
+// linear_ce.h — the head and its loss as one op: rewrites cross_entropy(matmul(x, w, trans_b),
+// labels) whose logits nothing else reads (a training graph: the trainer drops the logits output)
+// into linear_ce(x, w, labels) (ir.h, IR_LINEAR_CE), whose backends never hold the (..., V) logits
+// of the whole batch: a chunk of rows at a time, recomputed in the backward (one more head
+// product per backward op; for a 150K vocabulary at 1024 tokens the full fp32 logits are 620 MB).
+// Run it before autodiff. Node ids do not change (the caller may hold ids of the lowered graph):
+// the matmul, now read by nothing, becomes a dead scalar constant that dce removes.
+// Not here: a head with LoRA or a bias (an add after the product: left as it is), KD's and
+// GRPO's losses (log_softmax / scaled logits, not cross_entropy).
+#ifndef TRLC_LINEAR_CE_H
+#define TRLC_LINEAR_CE_H
+#include "ir.h"
+
+// Returns how many cross-entropies were rewritten (0 or more), or -1 after reporting.
+int ir_fuse_linear_ce(IrGraph *g);
+
+#endif
