@@ -414,9 +414,13 @@ static int init_device_optimizer(Trainer *t) {
     if (!t->copt) return -1;
     for (int i = 0; i < t->np; i++) {
         const TrParam *p = &t->ps[i];
-        if (p->trainable && cuda_optim_add(t->copt, ir_find(&t->g, p->name), p->grad_out, p->numel,
-                                           t->opt.params[p->oi].decay) != p->oi)
+        if (!p->trainable) continue;
+        int k = cuda_optim_add(t->copt, ir_find(&t->g, p->name), p->grad_out, p->numel, t->opt.params[p->oi].decay);
+        if (k != p->oi) {   // the device's params in the host optimizer's order (state copies by index)
+            if (k >= 0) diag_plain_error(t->d, "internal: `%s` is parameter %d of the device's optimizer, %d of the host's",
+                                         p->name, k, p->oi);
             return -1;
+        }
     }
     cuda_params_resident(t->prog.cuda);
 #else
@@ -759,6 +763,9 @@ int tr_eval_batch_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, con
     int rc = bind_inputs(t, &t->eprog, tokens, pos, labels, B, T) || bind_seq(t, &t->eprog, &t->ge, seq, B, T, &zeros) ||
              run_aux(t, &t->eprog, tokens, pos, seq, labels, B, T, &zeros);
     int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};
+#ifdef TRLC_HAVE_CUDA
+    if (!rc && t->copt) rc = cuda_optim_wait(t->copt);   // the update, on the training program's stream
+#endif
     if (!rc) rc = prog_run(&t->eprog, sym, 0);
     free(zeros);
     if (rc) return -1;
