@@ -1,5 +1,6 @@
 // fuse.c — the fusion pass (see fuse.h): one walk over the nodes in topological order. Each
-// fusable node joins the group of one of its producers when the shapes and phases allow it, else
+// fusable node joins the group of one of its producers when the shapes and phases allow it (and
+// forward and backward nodes stay apart), else
 // the group opened last (for nodes whose inputs all come from memory), else it opens a new group.
 // A node may only join group G when every input it reads from memory is computed by a step
 // placed before G, so that the steps (in creation order) stay topologically ordered.
@@ -143,6 +144,9 @@ static FuseLevel join_level(const FusePlan *p, int gi, const IrNode *n) {
     const FuseGroup *gr = &p->groups[gi];
     const IrGraph *g = p->g;
     if (gr->nnodes >= FUSE_MAX_MEMBERS || count_inputs_with(p, gi, n) > FUSE_MAX_INS) return FUSE_LV_NONE;
+    // a backward node never joins a forward group: it would run in the forward pass, and a value
+    // recomputed for the backward (recompute.h) would be computed early and held all along
+    if (gr->nnodes > 0 && g->nodes[gr->nodes[0]].backward != n->backward) return FUSE_LV_NONE;
     // every input read from memory must come from a step placed before the group
     for (int i = 0; i < n->nin; i++) {
         IrId x = n->in[i];

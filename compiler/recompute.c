@@ -88,12 +88,17 @@ int ir_recompute(IrGraph *g, RecomputeStats *stats) {
             if (i >= nfwd) fwd_read[in] = true;
         }
     }
+    // A candidate the backward does not read itself is still recomputed when a recomputed value
+    // needs it (cloned on demand below): reading it from the forward pass instead would hold it
+    // to the backward (a frozen projection's output, read only to recompute its activation).
+    int wanted = 0;
     for (int i = 0; i < nfwd; i++) {
-        if (!fwd_read[i] || ir_is_leaf(&g->nodes[i]) || layer[i] == NO_LAYER) redo[i] = false;
-        else if (redo[i]) st.recomputed++;
+        if (ir_is_leaf(&g->nodes[i]) || layer[i] == NO_LAYER) redo[i] = false;
+        if (!fwd_read[i] || ir_is_leaf(&g->nodes[i]) || layer[i] == NO_LAYER) continue;
+        if (redo[i]) wanted++;
         else st.kept++;
     }
-    if (st.recomputed == 0) {   // nothing to gain: leave the graph as it is
+    if (wanted == 0) {   // nothing to gain: leave the graph as it is
         rc = 0;
         goto out;
     }
@@ -154,6 +159,7 @@ int ir_recompute(IrGraph *g, RecomputeStats *stats) {
         emit(g, nodes, &m, nd, insp, true);
     }
     if (insp != ins) free(insp);
+    for (int i = 0; i < nfwd; i++) st.recomputed += clone[i] != IR_NONE;
 
     ir_install_nodes(g, nodes, m, &map);
     nodes = NULL;
