@@ -1,6 +1,8 @@
 // device.c — one CUDA device through the driver API, loaded with dlopen so that trlc starts (and
-// its CPU path runs) on machines without a driver: memory, cubin modules, launches, and the
-// CU_CHECK macro that names the failing call, the driver's error string, file and line.
+// its CPU path runs) on machines without a driver: memory, cubin modules, launches, streams,
+// stream capture into CUDA graphs (instantiate, launch, kernel-node updates; optional entry points:
+// rt_cuda_graphs_supported), and the CU_CHECK macro that names the failing call, the driver's
+// error string, file and line.
 // The driver library is libcuda.so.1, or $TRLC_CUDA_DRIVER (a test hook: the CPU emulator in
 // tests/gpu/emu, which loads modules from CUDA C source: rt_cuda_load_source).
 // Not here: compiling (nvrtc.c), deciding what to launch (the executor).

@@ -17,6 +17,25 @@
 
 enum { EXEC_MAX_LIB = 32 };
 
+// A captured fused kernel that reads the dropout step: its graph node, updated when the step changes.
+typedef struct GraphDrop {
+    void *node;
+    int step;                   // the plan step it launches
+} GraphDrop;
+
+// One batch shape's CUDA graph (exec.h: EXEC_GRAPH_SHAPES of them, least recently used replaced).
+typedef struct ShapeGraph {
+    int64_t B, T;
+    uint64_t sig;               // the buffer layout it was made for (layout_sig)
+    bool warm;                  // one run of this shape (and layout) has run step by step
+    RtCudaGraph *graph;         // the captured run, instantiated (NULL: not captured yet)
+    uint64_t step;              // the dropout step its kernel nodes hold
+    GraphDrop *drop;
+    int ndrop, capdrop;
+    int launches;               // launches the captured run made
+    uint64_t used;              // LRU clock
+} ShapeGraph;
+
 typedef struct LibFn {
     const char *name;
     void *fn;
@@ -39,6 +58,12 @@ struct CudaProgram {
     RtCudaCache *cache;
     RtBlas *blas;
     RtCudaStream stream;        // all of a run's work (created per program)
+    bool graphs_on;             // capture and replay CUDA graphs ($TRLC_CUDA_GRAPHS != 0, driver support)
+    ShapeGraph graphs[EXEC_GRAPH_SHAPES];
+    int ngraphs;
+    uint64_t graph_clock;
+    ShapeGraph *capturing;      // during a capture: where run_fused records its dropout nodes
+    int graph_launches;         // graphs launched since the program was made
     char arch[16];
     FusePlan plan;
     void **kfn;                 // per unique fused kernel
@@ -286,6 +311,8 @@ CudaProgram *cuda_program_new(const IrGraph *g, RtCudaDevice *dev, RtCudaCache *
         return NULL;
     }
     rt_blas_set_stream(p->blas, p->stream);
+    const char *env = getenv("TRLC_CUDA_GRAPHS");
+    p->graphs_on = !(env && !strcmp(env, "0")) && rt_cuda_graphs_supported(dev);
     for (int o = 0; o < g->nouts; o++) {
         IrId id = g->outs[o].id;
         IrId of = g->outs[o].grad_of;
@@ -316,6 +343,10 @@ void cuda_program_free(CudaProgram *p) {
     if (p->arena) rt_cuda_free(p->dev, p->arena);
     if (p->workspace) rt_cuda_free(p->dev, p->workspace);
     if (p->bad) rt_cuda_free(p->dev, p->bad);
+    for (int i = 0; i < p->ngraphs; i++) {
+        rt_cuda_graph_free(p->dev, p->graphs[i].graph);
+        free(p->graphs[i].drop);
+    }
     rt_blas_close(p->blas);
     rt_cuda_stream_free(p->dev, p->stream);
     for (int o = 0; p->outs && o < g->nouts; o++) free(p->outs[o].data);
@@ -506,34 +537,63 @@ static unsigned blocks_for(int64_t n, int64_t per, int64_t cap) {
     return (unsigned)(b < 1 ? 1 : b > cap ? cap : b);
 }
 
-static int run_fused(CudaProgram *p, int s, uint64_t step) {
-    const FuseGroup *gr = &p->plan.groups[p->plan.steps[s].group];
-    const IrGraph *g = p->g;
+// A fused kernel's launch: arguments in codegen_cuda.c's order (outputs, inputs, dropout seed/salt
+// pairs, B, T, step) and shape. args point into the struct itself: not to be copied.
+typedef struct FusedLaunch {
     RtCudaPtr ptr[FUSE_MAX_ARGS];
     unsigned long long seeds[FUSE_MAX_MEMBERS];
     unsigned salts[FUSE_MAX_MEMBERS];
+    long long B, T;
+    unsigned long long step;
     void *args[FUSE_MAX_ARGS + 2 * FUSE_MAX_MEMBERS + 3];
+    int ndrop;                  // dropout members (the kernel reads step only then)
+    unsigned grid[3], block[3];
+} FusedLaunch;
+
+static void fused_launch(const CudaProgram *p, int s, uint64_t step, FusedLaunch *L) {
+    const FuseGroup *gr = &p->plan.groups[p->plan.steps[s].group];
+    const IrGraph *g = p->g;
     int na = 0, nd = 0;
-    for (int q = 0; q < gr->nouts; q++) ptr[na] = addr(p, gr->outs[q]), args[na] = &ptr[na], na++;
-    for (int q = 0; q < gr->nins; q++) ptr[na] = addr(p, gr->ins[q]), args[na] = &ptr[na], na++;
+    for (int q = 0; q < gr->nouts; q++) L->ptr[na] = addr(p, gr->outs[q]), L->args[na] = &L->ptr[na], na++;
+    for (int q = 0; q < gr->nins; q++) L->ptr[na] = addr(p, gr->ins[q]), L->args[na] = &L->ptr[na], na++;
     for (int m = 0; m < gr->nnodes; m++) {
         const IrNode *n = &g->nodes[gr->nodes[m]];
         if (n->op != IR_DROPOUT) continue;
-        seeds[nd] = n->a.seed, salts[nd] = n->a.salt;
-        args[na++] = &seeds[nd];
-        args[na++] = &salts[nd];
+        L->seeds[nd] = n->a.seed, L->salts[nd] = n->a.salt;
+        L->args[na++] = &L->seeds[nd];
+        L->args[na++] = &L->salts[nd];
         nd++;
     }
-    long long B = p->sym[0], T = p->sym[1];
-    unsigned long long st = step;
-    args[na++] = &B, args[na++] = &T, args[na++] = &st;
-    unsigned grid[3], block[3];
-    cg_launch_dims(&p->plan, p->plan.steps[s].group, p->sym, grid, block);
+    L->B = p->sym[0], L->T = p->sym[1], L->step = step, L->ndrop = nd;
+    L->args[na++] = &L->B, L->args[na++] = &L->T, L->args[na++] = &L->step;
+    cg_launch_dims(&p->plan, p->plan.steps[s].group, p->sym, L->grid, L->block);
+}
+
+static int run_fused(CudaProgram *p, int s, uint64_t step) {
+    const FuseGroup *gr = &p->plan.groups[p->plan.steps[s].group];
+    FusedLaunch L;
+    fused_launch(p, s, step, &L);
     const FuseKernel *k = &p->plan.kernels[gr->kernel];
-    if (grid[0] == 0) return 0;
+    if (L.grid[0] == 0) return 0;
     p->launches++;
-    return located(p, rt_cuda_launch_on(p->dev, p->stream, p->kfn[gr->kernel], grid, block, 0, args, k->name),
-                   gr->nodes[gr->nnodes - 1]);
+    IrId last = gr->nodes[gr->nnodes - 1];
+    int rc = located(p, rt_cuda_launch_on(p->dev, p->stream, p->kfn[gr->kernel], L.grid, L.block, 0, L.args, k->name), last);
+    ShapeGraph *sg = p->capturing;
+    if (rc != 0 || !sg || L.ndrop == 0) return rc;
+    // captured: remember the node, whose step argument changes from run to run
+    if (sg->ndrop == sg->capdrop) {
+        int cap = sg->capdrop ? 2 * sg->capdrop : 16;
+        GraphDrop *nd = realloc(sg->drop, (size_t)cap * sizeof *nd);
+        if (!nd) {
+            diag_plain_error(p->d, "GPU: out of memory");
+            return -1;
+        }
+        sg->drop = nd, sg->capdrop = cap;
+    }
+    sg->drop[sg->ndrop].step = s;
+    if (rt_cuda_capture_last_node(p->dev, p->stream, &sg->drop[sg->ndrop].node) != 0) return located(p, -1, last);
+    sg->ndrop++;
+    return 0;
 }
 
 // matmul: row-major out (batch..., M, N) = op(a) op(b). In column-major terms outᵀ = op(b)ᵀ op(a)ᵀ:
@@ -923,11 +983,8 @@ static int check_embed_flags(CudaProgram *p) {
     return rc;
 }
 
-int cuda_run(CudaProgram *p, const int64_t *sym, uint64_t step) {
-    p->ran = false;
-    for (int o = 0; o < p->g->nouts; o++) p->out_ready[o] = false;
-    if (sym[0] < 1 || sym[1] < 1 || plan_for(p, sym) != 0 || upload_leaves(p) != 0) return -1;
-    if (rt_cuda_zero_async(p->dev, p->stream, p->bad, (size_t)p->g->n * sizeof(int)) != 0) return -1;
+// Every step of the plan, in order, on the program's stream.
+static int run_steps(CudaProgram *p, uint64_t step) {
     p->launches = 0;
     for (int s = 0; s < p->plan.nsteps; s++) {
         if (!fuse_step_runs(&p->plan, s)) continue;
@@ -935,6 +992,108 @@ int cuda_run(CudaProgram *p, const int64_t *sym, uint64_t step) {
         int rc = st->kind == FUSE_KERNEL ? run_fused(p, s, step) : st->kind == FUSE_GEMM ? run_gemm(p, st->node)
                                                                                         : run_library(p, s);
         if (rc != 0) return -1;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// CUDA graphs. The first run of a shape (B, T) runs step by step (the warm-up: rope tables
+// allocated, cuBLASLt's algorithms chosen, nothing left that allocates or synchronizes); the
+// second is captured (global mode) on the program's stream, instantiated, and launched; later
+// runs of the shape launch the instance. Outside the graph, before its launch: the uploads of
+// bound host data (pageable memory cannot be captured) into the same buffers the graph reads, and
+// the reset of the embedding flags. What changes from run to run inside: only the dropout step,
+// a scalar argument of the fused kernels with dropout members: their nodes (found at capture with
+// cuStreamGetCaptureInfo) get new arguments through cuGraphExecKernelNodeSetParams when the step
+// differs from the one the instance holds (no kernel reads it from memory, so generated code stays
+// as it is). Every address a graph holds (arena, params, gradients, tables) is summed in
+// layout_sig: a layout that changed (a larger shape reallocated the arena, a param rebound to a
+// new buffer) makes the shape warm up and capture again.
+
+static uint64_t mix(uint64_t h, uint64_t v) { return (h ^ v) * 0x100000001b3ull; }
+
+static uint64_t layout_sig(const CudaProgram *p) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = mix(mix(mix(mix(h, p->arena), (uint64_t)p->arena_bytes), p->workspace), p->bad);
+    for (int i = 0; i < p->g->n; i++) {
+        h = mix(mix(mix(h, p->leaf[i].dev), p->grad[i]), p->rope_freq[i]);
+        for (int w = 0; w < MP_NWHAT; w++) h = mix(h, (uint64_t)p->off[w][i]);
+    }
+    return h;
+}
+
+static void drop_graph(CudaProgram *p, ShapeGraph *sg) {
+    rt_cuda_graph_free(p->dev, sg->graph);
+    sg->graph = NULL, sg->ndrop = 0, sg->warm = false;
+}
+
+// The entry of the current shape: found (emptied when its layout changed), or made in a free
+// slot or the least recently used one's.
+static ShapeGraph *shape_graph(CudaProgram *p) {
+    uint64_t sig = layout_sig(p);
+    ShapeGraph *sg = NULL, *lru = NULL;
+    for (int i = 0; i < p->ngraphs && !sg; i++)
+        if (p->graphs[i].B == p->sym[0] && p->graphs[i].T == p->sym[1]) sg = &p->graphs[i];
+    if (!sg) {
+        for (int i = 0; i < p->ngraphs; i++)
+            if (!lru || p->graphs[i].used < lru->used) lru = &p->graphs[i];
+        sg = p->ngraphs < EXEC_GRAPH_SHAPES ? &p->graphs[p->ngraphs++] : lru;
+        drop_graph(p, sg);
+        sg->B = p->sym[0], sg->T = p->sym[1], sg->sig = sig;
+    }
+    if (sg->sig != sig) drop_graph(p, sg), sg->sig = sig;
+    sg->used = ++p->graph_clock;
+    return sg;
+}
+
+static int capture(CudaProgram *p, ShapeGraph *sg, uint64_t step) {
+    if (rt_cuda_capture_begin(p->dev, p->stream) != 0) return -1;
+    sg->ndrop = 0;
+    p->capturing = sg;
+    int rc = run_steps(p, step);
+    p->capturing = NULL;
+    RtCudaGraph *gr = NULL;
+    if (rt_cuda_capture_end(p->dev, p->stream, rc != 0, &gr) != 0 || rc != 0) {
+        diag_hint(p->d, "capturing the step at B=%lld, T=%lld as a CUDA graph ($TRLC_CUDA_GRAPHS=0 runs it without)",
+                  (long long)p->sym[0], (long long)p->sym[1]);
+        return -1;
+    }
+    sg->graph = gr, sg->step = step, sg->launches = p->launches;
+    return 0;
+}
+
+static int replay(CudaProgram *p, ShapeGraph *sg, uint64_t step) {
+    for (int i = 0; step != sg->step && i < sg->ndrop; i++) {
+        int s = sg->drop[i].step;
+        const FuseGroup *gr = &p->plan.groups[p->plan.steps[s].group];
+        FusedLaunch L;
+        fused_launch(p, s, step, &L);
+        const char *name = p->plan.kernels[gr->kernel].name;
+        if (rt_cuda_graph_set_kernel(p->dev, sg->graph, sg->drop[i].node, p->kfn[gr->kernel], L.grid, L.block, 0, L.args,
+                                     name) != 0)
+            return located(p, -1, gr->nodes[gr->nnodes - 1]);
+    }
+    sg->step = step;
+    if (rt_cuda_graph_launch(p->dev, sg->graph, p->stream, "the training step") != 0) return -1;
+    p->launches = sg->launches;
+    p->graph_launches++;
+    return 0;
+}
+
+int cuda_run(CudaProgram *p, const int64_t *sym, uint64_t step) {
+    p->ran = false;
+    for (int o = 0; o < p->g->nouts; o++) p->out_ready[o] = false;
+    // the owner's stream may still be writing the params both read (its optimizer): streams made
+    // with CU_STREAM_DEFAULT do not wait for each other
+    if (p->owner && rt_cuda_stream_sync(p->dev, p->owner->stream, "the training program's work") != 0) return -1;
+    if (sym[0] < 1 || sym[1] < 1 || plan_for(p, sym) != 0 || upload_leaves(p) != 0) return -1;
+    if (rt_cuda_zero_async(p->dev, p->stream, p->bad, (size_t)p->g->n * sizeof(int)) != 0) return -1;
+    ShapeGraph *sg = p->graphs_on ? shape_graph(p) : NULL;
+    if (!sg || !sg->warm) {   // step by step: no graphs, or this shape's warm-up
+        if (run_steps(p, step) != 0) return -1;
+        if (sg) sg->warm = true, sg->sig = layout_sig(p);   // the warm-up may allocate (rope tables)
+    } else if ((!sg->graph && capture(p, sg, step) != 0) || replay(p, sg, step) != 0) {
+        return -1;
     }
     if (rt_cuda_stream_sync(p->dev, p->stream, "the training step") != 0 || check_embed_flags(p) != 0) return -1;
     p->ran = true;
@@ -984,6 +1143,8 @@ int cuda_kernel_count(const CudaProgram *p) { return p->plan.nkernels; }
 const char *cuda_arch(const CudaProgram *p) { return p->arch; }
 int cuda_launch_count(const CudaProgram *p) { return p->launches; }
 RtCudaStream cuda_stream(const CudaProgram *p) { return p->stream; }
+int cuda_graph_launches(const CudaProgram *p) { return p->graph_launches; }
+bool cuda_graphs_enabled(const CudaProgram *p) { return p->graphs_on; }
 
 // ---------------------------------------------------------------------------------------------
 // the trainer's optimizer on the device (optim_cuda.c): resident params, buffers, counted copies

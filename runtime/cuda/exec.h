@@ -87,6 +87,19 @@ int cuda_launch_count(const CudaProgram *p);
 // step, e.g. an optimizer's kernels, should too: rt_cuda_launch_on(dev, cuda_stream(p), ...)).
 RtCudaStream cuda_stream(const CudaProgram *p);
 
+// ---- CUDA graphs (cuda_run) ----
+// A shape's first run launches step by step (the warm-up); its second is captured into a CUDA
+// graph and later ones replay it (one cuGraphLaunch; the dropout step reaches the captured kernels
+// through node-parameter updates; bound host data is uploaded before the launch, outside the
+// graph). Graphs of the EXEC_GRAPH_SHAPES most recently run shapes are kept (least recently used
+// replaced); a changed buffer layout (arena reallocated, params rebound) captures again.
+// $TRLC_CUDA_GRAPHS=0 (read when the program is made), or a driver without graph entry points,
+// runs every step by step.
+enum { EXEC_GRAPH_SHAPES = 8 };
+bool cuda_graphs_enabled(const CudaProgram *p);
+// Runs that launched a captured graph since the program was made.
+int cuda_graph_launches(const CudaProgram *p);
+
 // ---- the trainer's optimizer on the device (runtime/cuda/optim_cuda.c) ----
 // From now on p's trainable params are the device's: uploaded from their bound host buffers once
 // (at the next run), then never again; the optimizer updates them in place and the programs

@@ -21,6 +21,7 @@
 #include <time.h>
 
 CUresult trlcEmuModuleLoadSource(CUmodule *mod, const char *source);   // the emulator's own entry point
+unsigned long trlcEmuGraphLaunches(void);                               // graphs launched so far
 
 static uint64_t rng = 7;
 static float frand(void) {
@@ -507,6 +508,198 @@ static void test_blas(void) {
     CHECK(cublasLtDestroy(lt) == CUBLAS_STATUS_SUCCESS);
 }
 
+// Stream capture and graphs (the executor's CUDA graphs): work on a capturing stream is recorded,
+// not run; the instance replays it in order, reading the buffers at launch; a kernel node takes
+// new arguments; the driver's capture errors (legacy stream, synchronous / allocating calls, host
+// copies) fail and invalidate the capture, whose end then returns no graph.
+static void test_capture(RtCudaDevice *dev) {
+    void *sum_fn = NULL;
+    CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "block_sum", &sum_fn) == 0);
+    CUfunction sum = (CUfunction)sum_fn;
+    enum { N = 256 };
+    float x[N], y[N], got[2];
+    for (int i = 0; i < N; i++) x[i] = (float)(i % 13), y[i] = 1.0f;
+    CUdeviceptr px = 0, py = 0, pout = 0, pout2 = 0, tmp = 0;
+    CHECK(cuMemAlloc(&px, sizeof x) == CUDA_SUCCESS && cuMemAlloc(&py, sizeof y) == CUDA_SUCCESS);
+    CHECK(cuMemAlloc(&pout, 2 * sizeof(float)) == CUDA_SUCCESS && cuMemAlloc(&pout2, 2 * sizeof(float)) == CUDA_SUCCESS);
+    CHECK(cuMemcpyHtoD(px, x, sizeof x) == CUDA_SUCCESS && cuMemcpyHtoD(py, y, sizeof y) == CUDA_SUCCESS);
+    CUstream s = NULL, nb = NULL;
+    CHECK(cuStreamCreate(&s, CU_STREAM_DEFAULT) == CUDA_SUCCESS);
+    CHECK(cuStreamCreate(&nb, CU_STREAM_NON_BLOCKING) == CUDA_SUCCESS);
+    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_ACTIVE;
+    CHECK(cuStreamIsCapturing(s, &st) == CUDA_SUCCESS && st == CU_STREAM_CAPTURE_STATUS_NONE);
+    CHECK(cuStreamBeginCapture(NULL, CU_STREAM_CAPTURE_MODE_GLOBAL) == CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+    CUgraph gr = NULL;
+    CHECK(cuStreamEndCapture(s, &gr) == CUDA_ERROR_ILLEGAL_STATE && !gr);   // not capturing
+
+    // capture: a memset and two launches (sums of x into pout: 2 blocks of 128)
+    CHECK(cuMemsetD8(pout, 0x7f, 2 * sizeof(float)) == CUDA_SUCCESS);
+    CHECK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL) == CUDA_SUCCESS);
+    CHECK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL) == CUDA_ERROR_ILLEGAL_STATE);
+    CHECK(cuStreamIsCapturing(s, &st) == CUDA_SUCCESS && st == CU_STREAM_CAPTURE_STATUS_ACTIVE);
+    const CUgraphNode *deps = NULL;
+    size_t ndeps = 9;
+    cuuint64_t id = 0;
+    CHECK(cuStreamGetCaptureInfo(s, &st, &id, NULL, &deps, NULL, &ndeps) == CUDA_SUCCESS && ndeps == 0 && id > 0);
+    CHECK(cuMemsetD8Async(pout2, 0, 2 * sizeof(float), s) == CUDA_SUCCESS);
+    int n = N;
+    void *args[] = {&pout, &px, &n};
+    CHECK(cuLaunchKernel(sum, 2, 1, 1, 128, 1, 1, 0, s, args, NULL) == CUDA_SUCCESS);
+    CHECK(cuStreamGetCaptureInfo(s, &st, NULL, NULL, &deps, NULL, &ndeps) == CUDA_SUCCESS && ndeps == 1);
+    CUgraphNode node = deps[0];
+    n = 5;   // the launch copied its arguments: this change is not seen
+    CHECK(cuMemcpyDtoH(got, pout, sizeof got) == CUDA_ERROR_STREAM_CAPTURE_IMPLICIT);   // the legacy stream: invalidates
+    CHECK(cuStreamIsCapturing(s, &st) == CUDA_SUCCESS && st == CU_STREAM_CAPTURE_STATUS_INVALIDATED);
+    CHECK(cuLaunchKernel(sum, 2, 1, 1, 128, 1, 1, 0, s, args, NULL) == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+    CHECK(cuStreamEndCapture(s, &gr) == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED && !gr);
+    CHECK(cuStreamIsCapturing(s, &st) == CUDA_SUCCESS && st == CU_STREAM_CAPTURE_STATUS_NONE);
+
+    // again, without the mistake
+    n = N;
+    CHECK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL) == CUDA_SUCCESS);
+    CHECK(cuMemsetD8Async(pout2, 0, 2 * sizeof(float), s) == CUDA_SUCCESS);
+    CHECK(cuLaunchKernel(sum, 2, 1, 1, 128, 1, 1, 0, s, args, NULL) == CUDA_SUCCESS);
+    CHECK(cuStreamGetCaptureInfo(s, &st, NULL, NULL, &deps, NULL, &ndeps) == CUDA_SUCCESS && ndeps == 1);
+    node = deps[0];
+    CHECK(cuMemcpyDtoDAsync(pout2, pout, sizeof(float), s) == CUDA_SUCCESS);   // pout2[0] = pout[0]
+    n = 5;
+    CHECK(cuStreamEndCapture(s, &gr) == CUDA_SUCCESS && gr);
+    CHECK(cuMemcpyDtoH(got, pout, sizeof got) == CUDA_SUCCESS);
+    CHECK(got[0] != got[0] || got[0] > 1e30f);   // nothing ran: still the 0x7f pattern
+    CUgraphExec ex = NULL;
+    CHECK(cuGraphInstantiate(&ex, gr, 0) == CUDA_SUCCESS && ex);
+    unsigned long before = trlcEmuGraphLaunches();
+    CHECK(cuGraphLaunch(ex, s) == CUDA_SUCCESS && cuStreamSynchronize(s) == CUDA_SUCCESS);
+    CHECK(trlcEmuGraphLaunches() == before + 1);
+    float want0 = 0, want1 = 0;
+    for (int i = 0; i < N; i++) *(i < 128 ? &want0 : &want1) += x[i];
+    float g2[2];
+    CHECK(cuMemcpyDtoH(got, pout, sizeof got) == CUDA_SUCCESS && cuMemcpyDtoH(g2, pout2, sizeof g2) == CUDA_SUCCESS);
+    CHECK(got[0] == want0 && got[1] == want1 && g2[0] == want0 && g2[1] == 0.0f);
+    // the graph reads the buffers when launched: new data, new sums
+    for (int i = 0; i < N; i++) x[i] = 2.0f;
+    CHECK(cuMemcpyHtoDAsync(px, x, sizeof x, s) == CUDA_SUCCESS && cuGraphLaunch(ex, s) == CUDA_SUCCESS);
+    CHECK(cuMemcpyDtoH(got, pout, sizeof got) == CUDA_SUCCESS && got[0] == 256.0f && got[1] == 256.0f);
+    // a kernel node's new arguments: the first 64 of y summed in one block (pout[1] keeps 256)
+    int n64 = 64;
+    void *args2[] = {&pout, &py, &n64};
+    CUDA_KERNEL_NODE_PARAMS kp;
+    memset(&kp, 0, sizeof kp);
+    kp.func = sum, kp.gridDimX = 1, kp.gridDimY = kp.gridDimZ = 1, kp.blockDimX = 128, kp.blockDimY = kp.blockDimZ = 1;
+    kp.kernelParams = args2;
+    CHECK(cuGraphExecKernelNodeSetParams(ex, node, &kp) == CUDA_SUCCESS);
+    CHECK(cuGraphLaunch(ex, s) == CUDA_SUCCESS);
+    CHECK(cuMemcpyDtoH(got, pout, sizeof got) == CUDA_SUCCESS && cuMemcpyDtoH(g2, pout2, sizeof g2) == CUDA_SUCCESS);
+    CHECK(got[0] == 64.0f && got[1] == 256.0f && g2[0] == 64.0f && g2[1] == 0.0f);
+    // a bad update: another function, a missing argument, a node of no graph of this instance
+    void *other = NULL;
+    CHECK(rt_cuda_load_source(dev, NULL, kernels_src, "stale_shared", &other) == 0);
+    kp.func = (CUfunction)other;
+    CHECK(cuGraphExecKernelNodeSetParams(ex, node, &kp) == CUDA_ERROR_INVALID_VALUE);
+    kp.func = sum, kp.kernelParams = NULL;
+    CHECK(cuGraphExecKernelNodeSetParams(ex, node, &kp) == CUDA_ERROR_INVALID_VALUE);
+    kp.kernelParams = args2;
+    CHECK(cuGraphExecKernelNodeSetParams(ex, (CUgraphNode)(void *)&kp, &kp) == CUDA_ERROR_INVALID_VALUE);
+
+    // what else invalidates a capture: a synchronization, an allocation, a copy from host memory,
+    // a stream synchronization; relaxed mode allows the allocation; a non-blocking stream's capture
+    // ignores the legacy stream's synchronous copies except in global mode
+    struct { int what; CUstream on; CUstreamCaptureMode mode; CUresult want; } cases[] = {
+        {0, s, CU_STREAM_CAPTURE_MODE_GLOBAL, CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED},          // cuCtxSynchronize
+        {1, s, CU_STREAM_CAPTURE_MODE_GLOBAL, CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED},          // cuMemAlloc
+        {2, s, CU_STREAM_CAPTURE_MODE_GLOBAL, CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED},          // cuMemcpyHtoDAsync
+        {3, s, CU_STREAM_CAPTURE_MODE_GLOBAL, CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED},          // cuStreamSynchronize
+        {4, s, CU_STREAM_CAPTURE_MODE_GLOBAL, CUDA_ERROR_STREAM_CAPTURE_IMPLICIT},             // launch on NULL
+        {4, nb, CU_STREAM_CAPTURE_MODE_GLOBAL, CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED},         // ... sync, global
+        {1, s, CU_STREAM_CAPTURE_MODE_RELAXED, CUDA_SUCCESS},
+        {5, nb, CU_STREAM_CAPTURE_MODE_RELAXED, CUDA_SUCCESS},                                 // cuMemsetD8, relaxed
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        CUstream on = cases[c].on;
+        CHECK(cuStreamBeginCapture(on, cases[c].mode) == CUDA_SUCCESS);
+        CUresult r = CUDA_SUCCESS;
+        switch (cases[c].what) {
+        case 0: r = cuCtxSynchronize(); break;
+        case 1: r = cuMemAlloc(&tmp, 64); break;
+        case 2: r = cuMemcpyHtoDAsync(px, x, 16, on); break;
+        case 3: r = cuStreamSynchronize(on); break;
+        case 4: r = on == nb ? cuMemcpyHtoD(px, x, 16) : cuLaunchKernel(sum, 1, 1, 1, 128, 1, 1, 0, NULL, args, NULL); break;
+        default: r = cuMemsetD8(pout2, 0, 4); break;
+        }
+        CHECK_MSG(r == cases[c].want, "capture case %zu: %d, want %d", c, (int)r, (int)cases[c].want);
+        CUgraph g3 = NULL;
+        CUresult e = cuStreamEndCapture(on, &g3);
+        if (cases[c].want == CUDA_SUCCESS) CHECK_MSG(e == CUDA_SUCCESS && g3, "capture case %zu ends with a graph", c);
+        else CHECK_MSG(e == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED && !g3, "capture case %zu: the capture is invalidated", c);
+        if (g3) CHECK(cuGraphDestroy(g3) == CUDA_SUCCESS);
+        if (tmp) {
+            CHECK(cuMemFree(tmp) == CUDA_SUCCESS);
+            tmp = 0;
+        }
+    }
+
+    // a cuBLASLt product on a capturing stream is recorded and runs at each launch
+    {
+        cublasLtHandle_t lt = NULL;
+        cublasLtMatmulDesc_t op = NULL;
+        CHECK(cublasLtCreate(&lt) == CUBLAS_STATUS_SUCCESS);
+        CHECK(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS);
+        float a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8}, dd[4] = {-1, -1, -1, -1}, one = 1, zero = 0;
+        CUdeviceptr pa = dev_copy(a, sizeof a), pb = dev_copy(b, sizeof b), pd = dev_copy(dd, sizeof dd);
+        cublasLtMatrixLayout_t l2 = layout(CUDA_R_32F, 2, 2, 2, 1, 0);
+        CHECK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL) == CUDA_SUCCESS);
+        CHECK(cublasLtMatmul(lt, op, &one, (void *)(uintptr_t)pa, l2, (void *)(uintptr_t)pb, l2, &zero,
+                             (void *)(uintptr_t)pd, l2, (void *)(uintptr_t)pd, l2, NULL, NULL, 0,
+                             (cudaStream_t)s) == CUBLAS_STATUS_SUCCESS);
+        CUgraph g4 = NULL;
+        CUgraphExec e4 = NULL;
+        CHECK(cuStreamEndCapture(s, &g4) == CUDA_SUCCESS && cuGraphInstantiate(&e4, g4, 0) == CUDA_SUCCESS);
+        CHECK(cuGraphDestroy(g4) == CUDA_SUCCESS);   // the instance stands alone
+        CHECK(cuMemcpyDtoH(dd, pd, sizeof dd) == CUDA_SUCCESS && dd[0] == -1.0f);   // recorded, not run
+        CHECK(cuGraphLaunch(e4, s) == CUDA_SUCCESS && cuMemcpyDtoH(dd, pd, sizeof dd) == CUDA_SUCCESS);
+        // column-major: D = A B, A = [1 3; 2 4], B = [5 7; 6 8]
+        CHECK(dd[0] == 23 && dd[1] == 34 && dd[2] == 31 && dd[3] == 46);
+        CHECK(cuGraphExecDestroy(e4) == CUDA_SUCCESS && cuGraphExecDestroy(e4) == CUDA_ERROR_INVALID_VALUE);
+        cublasLtMatrixLayoutDestroy(l2);
+        cublasLtMatmulDescDestroy(op);
+        cublasLtDestroy(lt);
+        cuMemFree(pa), cuMemFree(pb), cuMemFree(pd);
+    }
+
+    // through the device layer: a synchronizing call inside a capture fails naming the call
+    {
+        Diag d2;
+        diag_init(&d2, stderr);
+        RtCudaDevice *dv = rt_cuda_open(0, false, &d2);
+        RtCudaStream rs = NULL;
+        CHECK(dv && rt_cuda_graphs_supported(dv) && rt_cuda_stream_new(dv, &rs) == 0);
+        CHECK(rt_cuda_capture_begin(dv, rs) == 0);
+        CHECK(rt_cuda_launch_on(dv, rs, sum_fn, (const unsigned[3]){2, 1, 1}, (const unsigned[3]){128, 1, 1}, 0, args,
+                                "block_sum") == 0);
+        void *nd = NULL;
+        CHECK(rt_cuda_capture_last_node(dv, rs, &nd) == 0 && nd);
+        int errs = d2.errors;
+        CHECK(rt_cuda_sync(dv, "a step") != 0 && d2.errors > errs);
+        RtCudaGraph *g5 = NULL;
+        CHECK(rt_cuda_capture_end(dv, rs, false, &g5) != 0 && !g5);
+        CHECK(rt_cuda_capture_begin(dv, rs) == 0 && rt_cuda_zero_async(dv, rs, pout, 8) == 0);
+        CHECK(rt_cuda_capture_end(dv, rs, false, &g5) == 0 && g5);
+        CHECK(rt_cuda_graph_launch(dv, g5, rs, "a memset") == 0 && rt_cuda_stream_sync(dv, rs, "a memset") == 0);
+        CHECK(cuMemcpyDtoH(got, pout, sizeof got) == CUDA_SUCCESS && got[0] == 0.0f && got[1] == 0.0f);
+        rt_cuda_graph_free(dv, g5);
+        rt_cuda_stream_free(dv, rs);
+        rt_cuda_close(dv);
+        diag_free(&d2);
+    }
+    CHECK(cuGraphExecDestroy(ex) == CUDA_SUCCESS && cuGraphDestroy(gr) == CUDA_SUCCESS);
+    CHECK(cuGraphDestroy(gr) == CUDA_ERROR_INVALID_VALUE);
+    CHECK(cuStreamDestroy(s) == CUDA_SUCCESS && cuStreamDestroy(nb) == CUDA_SUCCESS);
+    CHECK(cuStreamDestroy(s) == CUDA_ERROR_INVALID_HANDLE);
+    cuMemFree(px), cuMemFree(py), cuMemFree(pout), cuMemFree(pout2);
+    printf("stream capture: recorded launches / memsets / copies / products replayed, node updates, 8 capture "
+           "error cases\n");
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: test_gpu_emu LIBCUEMU\n");
@@ -524,6 +717,7 @@ int main(int argc, char **argv) {
         CHECK(rt_cuda_is_emulated(dev));
         test_kernels(dev);
         test_wmma(dev);
+        test_capture(dev);
 #if defined(__SANITIZE_ADDRESS__)
         test_kernel_overflow(dev);
 #endif

@@ -6,8 +6,8 @@
 // (NaN as floats) so that reading memory nobody wrote shows. Modules come from CUDA C source
 // (trlcEmuModuleLoadSource): the source plus a launcher per __global__ function is compiled with
 // the host C++ compiler into a shared object (cached by a hash of what was compiled) and dlopen'd.
-// Launches run synchronously: blocks one after another (backwards in every other launch), the
-// threads of a block as coroutines (started with makecontext, switched with __builtin_setjmp /
+// Launches run synchronously: blocks one after another (backwards in every other launch of a
+// kernel), the threads of a block as coroutines (started with makecontext, switched with __builtin_setjmp /
 // longjmp: no system call) that run in thread order (reversed in odd blocks) until they finish or
 // wait at a barrier; __syncthreads waits for every live thread of the block, a warp shuffle for
 // every live lane of the warp. A barrier nobody can complete (deadlock), waiters at different
@@ -16,8 +16,11 @@
 // a block starts; dynamic shared memory (`extern __shared__ T a[];`, at most 48 KiB: no opt-in
 // attribute here) is a static array of its own per declaration. Pointer arguments must be NULL or
 // device memory.
+// Streams: work runs synchronously whatever the stream, but a stream can capture into a graph
+// (see "streams and stream capture" below: recorded work, instances, node updates, the driver's
+// capture errors).
 // Not here: timing, concurrency (one block at a time: races only show as order effects), cubins
-// (cuModuleLoadData fails), streams (accepted and ignored), memory checks inside kernels (the
+// (cuModuleLoadData fails), events, child graphs, memory checks inside kernels (the
 // sanitizer build compiles modules with -fsanitize=address,undefined), cuBLASLt (cuemu_blas.c).
 #define _GNU_SOURCE
 #include <cuda.h>
@@ -709,6 +712,7 @@ typedef struct Kernel {
     int (*check)(void **args);   // the arguments before a launch: the number of bad ones
     int (*sizes)(unsigned long *out, int max);   // the parameters' sizes (to copy them into a graph)
     int max_threads;          // __launch_bounds__'s first argument, else 1024
+    unsigned long launches;   // its launches so far (odd ones walk the blocks backwards)
     Module *mod;
 } Kernel;
 
@@ -1435,10 +1439,11 @@ static CUresult run_launch(Kernel *k, const unsigned g[3], const unsigned b[3], 
     state.block_dim = (CuemuDim){bx, by, bz};
     state.grid_dim = (CuemuDim){gx, gy, gz};
     CUresult r = CUDA_SUCCESS;
-    // every other launch walks the blocks backwards: a block depending on another's writes (no
-    // such order exists on a GPU) gives different results from one launch to the next
-    static unsigned long launches;
-    const bool backwards = launches++ & 1;
+    // every other launch of a kernel walks the blocks backwards: a block depending on another's
+    // writes (no such order exists on a GPU) gives different results from one launch to the next.
+    // Counted per kernel (per loaded module), not globally: two programs making the same launches
+    // (say graphs on and off) see the same orders, whatever else ran between
+    const bool backwards = k->launches++ & 1;
     for (unsigned zi = 0; zi < gz && r == CUDA_SUCCESS; zi++)
         for (unsigned yi = 0; yi < gy && r == CUDA_SUCCESS; yi++)
             for (unsigned xi = 0; xi < gx && r == CUDA_SUCCESS; xi++) {

@@ -5,7 +5,8 @@
 // written rounded to nearest even), host-pointer alpha / beta, C may alias D. Validated like the
 // real library (ld >= rows, op(A) m x k / op(B) k x n / C, D m x n, batch counts, types, every
 // operand inside one device allocation): CUBLAS_STATUS_INVALID_VALUE otherwise, which is what
-// shows an executor's row-major / column-major mix-up. Not here: epilogues, other compute or data
+// shows an executor's row-major / column-major mix-up. On a capturing stream a product is recorded
+// (cuemu.c runs it at each graph launch). Not here: epilogues, other compute or data
 // types, device-pointer alpha / beta, algorithm choice (one "heuristic" result), speed.
 #include <cublasLt.h>
 #include <cuda.h>
