@@ -1070,11 +1070,16 @@ static int replay(CudaProgram *p, ShapeGraph *sg, uint64_t step) {
         fused_launch(p, s, step, &L);
         const char *name = p->plan.kernels[gr->kernel].name;
         if (rt_cuda_graph_set_kernel(p->dev, sg->graph, sg->drop[i].node, p->kfn[gr->kernel], L.grid, L.block, 0, L.args,
-                                     name) != 0)
+                                     name) != 0) {
+            drop_graph(p, sg);   // some nodes may hold the new step: captured again later
             return located(p, -1, gr->nodes[gr->nnodes - 1]);
+        }
     }
     sg->step = step;
-    if (rt_cuda_graph_launch(p->dev, sg->graph, p->stream, "the training step") != 0) return -1;
+    if (rt_cuda_graph_launch(p->dev, sg->graph, p->stream, "the training step") != 0) {
+        drop_graph(p, sg);
+        return -1;
+    }
     p->launches = sg->launches;
     p->graph_launches++;
     return 0;

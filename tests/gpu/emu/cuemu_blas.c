@@ -18,9 +18,7 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
-bool cuemu_check_range(const void *p, size_t n, const char *what);   // cuemu.c
-CUresult cuemu_stream_host_op(CUstream s, const char *call, int (*host)(const void *), const void *blob, size_t size,
-                              bool *captured);                    // cuemu.c: run now or record
+#include "cuemu_internal.h"
 
 typedef struct EmuLt {
     int magic;
