@@ -8,7 +8,8 @@
 #               nothing); test_gpu_attention_tc --bench (tensor-core vs fp32 attention timing)
 #   bench:      bench.py (trlc vs PyTorch + peft: parity, tokens/s, peak memory, ratios)
 #   all:        the three in that order.  Or name checks: smi cuda_exec exec run_cuda optim_cuda
-#               library cuda_graph quickstart cache attn_bench bench (several words: in that order).
+#               library cuda_graph qs cache attn_bench gbench (several words: run in that order;
+#               qs is the quickstart check, gbench bench.py).
 # Each check runs under `timeout` (its own limit, cut to what is left of KIT_BUDGET seconds, 570 by
 # default: a device command may run 600); a check that no longer fits is NOT RUN, so one hang
 # cannot eat the call. Verdicts: PASS, FAIL, SKIP (no device, or not staged), TIMEOUT, NOT RUN.
@@ -17,12 +18,13 @@
 # and $OUT/logs.tgz (the checks' work dirs' logs and metrics); bench also $OUT/gbench.json.
 # Exit status: 0 when nothing FAILed or timed out (SKIPs allowed), 1 otherwise.
 # Environment: CARRY (the staged folder, default build-carry), OUT (default build-kit-out),
-#   KIT_WORK (scratch, default /tmp/trlc-kit, wiped), KIT_BUDGET (seconds), PYTHON (python3),
+#   KIT_WORK (scratch, default /tmp/trlc-kit, wiped), KIT_BUDGET (seconds), KIT_LIMIT_SCALE
+#   (an integer factor on every check's own limit: the emulator is slow), PYTHON (python3),
 #   TRLC_CUDA_DRIVER / TRLC_CUBLASLT_LIB (the emulator, for a dry run without a GPU),
 #   QS_STEPS=N (shorter quickstart: plumbing only, the 90% bar is not judged), QS_ON_EMULATOR=1
 #   (run the quickstart on the emulator too; skipped there by default: hours), QS_CPU=0 (no CPU
 #   side: compare with the README's numbers), ATTN_BENCH="B T" (default "4 1024"),
-#   BENCH_ARGS (extra bench.py arguments; with a PyTorch without CUDA bench is skipped unless they
+#   BENCH_ARGS (extra bench.py arguments; with a PyTorch without CUDA gbench is skipped unless they
 #   contain --device cpu, the dry run's `--device cpu --tiny`).
 # Does not: build, install, or change anything outside KIT_WORK and OUT.
 set -u
@@ -58,11 +60,11 @@ run_ctest() {
     shift
     staged_cmd "$name" || { key "not staged (the build had no such test)"; return 77; }
     mkdir -p "$KIT_WORK/$CHECK"
-    export TRLC_CACHE_DIR=$KIT_WORK/$CHECK/cache
+    export TRLC_CACHE_DIR=$KIT_WORK/cache-tests   # shared by the C tests of a call: content-addressed
     "${cmd[@]}" 2>&1 | tee "$KIT_WORK/$CHECK/out.txt"
     local rc=${PIPESTATUS[0]}
     local o=$KIT_WORK/$CHECK/out.txt dev
-    dev=$(grep -m1 -o 'the emulator\|the CUDA emulator\|a GPU\|a CUDA device\|device 0 is sm_[0-9a-z]*' "$o")
+    dev=$(grep -m1 -o 'the emulator\|the CUDA emulator\|a GPU\|a CUDA device\|device 0 is sm_[0-9a-z]*' "$o" | sed 's/device 0 is //')
     local t
     t=$(grep -o '[0-9]* passed, [0-9]* failed' "$o" | tail -1)
     if [ $rc = 77 ] || { [ $rc = 0 ] && grep -q 'no CUDA device' "$o"; }; then
@@ -89,8 +91,21 @@ probe() {
 # the checks: c_NAME runs in its own process (bash run_all.sh --one NAME) under timeout; exit 0
 # PASS, 77 SKIP, anything else FAIL; `key` leaves the summary's numbers
 c_smi() {
+    # the staged trlc must start here (glibc, the staged libraries), and where NVRTC, cuBLASLt and
+    # the driver come from
+    local c v
+    c=$(carry_abs)
+    STAGE_LDD=1 "$c/trlc" 2>&1
+    for l in libnvrtc.so libcublasLt.so libcuda.so.1; do
+        echo "$l: $(ldconfig -p 2>/dev/null | grep -m1 "$l" | sed 's/.*=> //')"
+    done
+    ls -d /usr/local/cuda*/lib64 2>/dev/null
+    if ! v=$("$c/trlc" --version 2>&1); then
+        key "the staged trlc does not start here: $(echo "$v" | head -1 | cut -c1-150)"
+        return 1
+    fi
     if ! command -v nvidia-smi >/dev/null; then
-        key "no nvidia-smi on this machine"
+        key "no nvidia-smi on this machine ($v starts)"
         return 77
     fi
     nvidia-smi
@@ -100,7 +115,21 @@ c_smi() {
     key "$q"
     [ -n "$q" ] && ! echo "$q" | grep -qi 'fail\|error'
 }
-c_cuda_exec() { run_ctest gpu.cuda_exec; }
+c_cuda_exec() {
+    run_ctest gpu.cuda_exec
+    local rc=$?
+    [ $rc = 77 ] && return 77
+    # the worst output (loss and gradients) vs the CPU over all steps: fp32 specs and bf16 ones
+    key "$(cat "$KIT_WORK/key.$CHECK"); $(awk '
+        /, bf16 mixed precision:/ { bf = $1; next }
+        / outputs \(loss .*worst .* normwise/ {
+            m = ($1 == bf) ? "bf16" : "fp32"; if ($1 != bf) bf = ""
+            for (i = 1; i < NF; i++) if ($i == "worst") { e = $(i + 1) + 0; w = $(i + 3); gsub(/[(),]/, "", w) }
+            n[m]++; if (e >= worst[m]) { worst[m] = e; what[m] = $1 " " w } }
+        END { for (m in n) printf "%s worst %.2g normwise over %d steps (%s); ", m, worst[m], n[m], what[m] }' \
+        "$KIT_WORK/$CHECK/out.txt" | sed 's/; $//; s|[^ ]*/tests/||g')"
+    return $rc
+}
 c_exec() { run_ctest gpu.exec; }
 c_optim_cuda() { run_ctest gpu.optim_cuda; }
 c_library() { run_ctest gpu.library; }   # without a device: its CPU half passes, SKIP
@@ -115,7 +144,7 @@ c_run_cuda() {
         tr '\n' ';' | sed 's/;$//; s/;/; /g')$(grep -m1 '^FAIL' "$o" | sed 's/^/; first: /' | cut -c1-160)"
     return $rc
 }
-c_quickstart() {
+c_qs() {
     probe
     local p=$? c
     c=$(carry_abs)
@@ -150,7 +179,7 @@ c_quickstart() {
         (export OMP_NUM_THREADS=$nc; qs_run cpu) &
         pid=$!
     fi
-    qs_run cuda
+    (qs_run cuda)
     local rg=$? rc=0
     [ -n "$pid" ] && { wait "$pid" || rc=$?; }
     acc() { grep '"eval_accuracy"' "$1/metrics.jsonl" 2>/dev/null | tail -n 1 | sed 's/.*"eval_accuracy": *\([0-9.e+-]*\).*/\1/'; }
@@ -237,7 +266,7 @@ c_attn_bench() {
               if (tf > 0 && ff > 0) printf "; forward speed-up %.1fx", ff / tf }' "$o"); $(grep -m1 'tc vs fp32:' "$o" | sed 's/^ *//'); $t"
     return $rc
 }
-c_bench() {
+c_gbench() {
     local c args=()
     c=$(carry_abs)
     # shellcheck disable=SC2206
@@ -252,12 +281,27 @@ c_bench() {
     PYTHONUNBUFFERED=1 "$PYTHON" bench/gpu_train/bench.py --trlc "$c/trlc" --json "$OUT/gbench.json" \
         --trlc-timeout "${BENCH_TRLC_TIMEOUT:-240}" "${args[@]}" 2>&1 | tee "$KIT_WORK/bench.out"
     local rc=${PIPESTATUS[0]} o=$KIT_WORK/bench.out
-    # the table's trlc and PyTorch rows, the ratio and the parity verdicts
-    key "$(awk '/^pytorch eager|^trlc  / { n = $1 == "trlc" ? "trlc" : "pytorch"; printf "%s %s tok/s %s ms %s; ", n, $(n == "trlc" ? 2 : 4), $(n == "trlc" ? 3 : 5), $(n == "trlc" ? 5 : 7) $(n == "trlc" ? 6 : 8) }' "$o")$(grep -m1 '^ratio trlc' "$o" | sed 's/^ratio trlc \/ [^:]*: //')$(grep -m1 '^target' "$o" | sed 's/.*: /; target /')$(grep -c 'FAILED' "$o" | awk '$1 > 0 { printf "; parity FAILED lines: %d", $1 }')$(grep -m1 '^bench.py:' "$o" | sed 's/^/; /' | cut -c1-160)"
+    # the parity errors of step 1 (trlc's, PyTorch bf16's, vs the fp32 reference), the table's trlc
+    # and PyTorch rows, the ratio and the target line
+    key "parity: $(awk '
+        /^  loss  / { printf "loss err trlc %s (pytorch %s) %s, ", $(NF-1), $4, $NF }
+        /^  grad norm  / { printf "grad norm trlc %s (pytorch %s) %s, ", $(NF-1), $5, $NF }
+        /^  B gradients/ { printf "B grads trlc %s (pytorch %s) %s", $(NF-1), $(NF-2), $NF }' "$o"); $(awk '/^pytorch eager|^trlc  / { n = $1 == "trlc" ? "trlc" : "pytorch"; printf "%s %s tok/s %s ms %s; ", n, $(n == "trlc" ? 2 : 4), $(n == "trlc" ? 3 : 5), $(n == "trlc" ? 5 : 7) $(n == "trlc" ? 6 : 8) }' "$o")$(grep -m1 '^ratio trlc' "$o" | sed 's/^ratio trlc \/ [^:]*: //')$(grep -m1 '^target' "$o" | sed 's/.*: /; target /')$(grep -c 'FAILED' "$o" | awk '$1 > 0 { printf "; parity FAILED lines: %d", $1 }')$(grep -m1 '^bench.py:' "$o" | sed 's/^/; /' | cut -c1-160)"
     return $rc
 }
 
 # ---------------------------------------------------------------------------------------------
+# a checksum of the sources the staged programs are built from (and the tests' specs and scripts):
+# stage.sh records it, the run compares (the device's copy of the tree may have no .git)
+sources_sum() {
+    find common compiler runtime kernels cli stdlib tests/gpu tests/run -type f \( -name '*.c' -o -name '*.h' -o \
+        -name '*.cu' -o -name '*.inc' -o -name '*.y' -o -name '*.l' -o -name '*.trl' -o -name '*.sh' -o \
+        -name 'CMakeLists.txt' \) 2>/dev/null | LC_ALL=C sort | xargs cat | cksum | cut -d' ' -f1
+}
+if [ "${1:-}" = --sources ]; then
+    sources_sum
+    exit 0
+fi
 if [ "${1:-}" = --one ]; then   # a check, in its own process
     export CHECK=$2
     mkdir -p "$KIT_WORK"
@@ -265,17 +309,17 @@ if [ "${1:-}" = --one ]; then   # a check, in its own process
     exit $?
 fi
 
-all_checks=(smi cuda_exec exec run_cuda optim_cuda library cuda_graph quickstart cache attn_bench bench)
+all_checks=(smi cuda_exec exec run_cuda optim_cuda library cuda_graph qs cache attn_bench gbench)
 declare -A limit=([smi]=30 [cuda_exec]=240 [exec]=240 [run_cuda]=300 [optim_cuda]=120 [library]=120 [cuda_graph]=120
-                  [quickstart]=420 [cache]=150 [attn_bench]=120 [bench]=560)
+                  [qs]=420 [cache]=150 [attn_bench]=120 [gbench]=560)
 want=()
 [ $# -eq 0 ] && set -- all
 for a in "$@"; do
     case "$a" in
         all) want+=("${all_checks[@]}") ;;
         parity) want+=(smi cuda_exec exec run_cuda optim_cuda library cuda_graph) ;;
-        quickstart) want+=(smi quickstart cache attn_bench) ;;
-        bench) want+=(smi bench) ;;
+        quickstart) want+=(smi qs cache attn_bench) ;;
+        bench) want+=(smi gbench) ;;
         *) if [ -n "${limit[$a]:-}" ]; then want+=("$a"); else
                echo "usage: $0 [parity|quickstart|bench|all|CHECK...]   checks: ${all_checks[*]}" >&2; exit 2; fi ;;
     esac
@@ -295,10 +339,13 @@ start=$(date +%s)
 names=() verdicts=() secs=() keys=() limits=()
 manifest_commit=$(sed -n 's/^commit: //p' "$c/MANIFEST.txt" 2>/dev/null)
 tree_commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+staged_sources=$(sed -n 's/^sources: //p' "$c/MANIFEST.txt" 2>/dev/null)
+tree_sources=$(sources_sum)
 header() {
     echo "run_all.sh $* — $(date -u '+%Y-%m-%d %H:%M:%S UTC'), host $(hostname), budget ${KIT_BUDGET}s"
-    echo "binaries: $(sed -n 's/^staged: //p' "$c/MANIFEST.txt" 2>/dev/null), commit ${manifest_commit:-?}; tree: $tree_commit" \
-         "$([ -n "$manifest_commit" ] && [ "$manifest_commit" != "$tree_commit" ] && echo '(DIFFERENT: the binaries are not this tree'"'"'s build)')"
+    echo "binaries: $(sed -n 's/^staged: //p' "$c/MANIFEST.txt" 2>/dev/null), commit ${manifest_commit:-?}; tree: commit $tree_commit;" \
+         "sources $([ "$staged_sources" = "$tree_sources" ] && echo "the same ($tree_sources)" ||
+                     echo "DIFFERENT (staged ${staged_sources:-?}, tree $tree_sources): the binaries are not this tree's build")"
     [ -n "${TRLC_CUDA_DRIVER:-}" ] && echo "TRLC_CUDA_DRIVER=$TRLC_CUDA_DRIVER (a dry run: not a real GPU)"
 }
 jstr() { printf '"%s"' "$(printf '%s' "$1" | tr -d '\000-\037' | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
@@ -311,9 +358,10 @@ write_summary() {
         done
     } >"$OUT/summary.txt"
     {
-        printf '{"started_utc": %s, "args": %s, "budget_s": %s, "binaries_commit": %s, "tree_commit": %s, "emulator": %s,\n "checks": [' \
+        printf '{"started_utc": %s, "args": %s, "budget_s": %s, "binaries_commit": %s, "tree_commit": %s, "same_sources": %s, "emulator": %s,\n "checks": [' \
             "$(jstr "$(date -u -d "@$start" '+%Y-%m-%dT%H:%M:%SZ')")" "$(jstr "$*")" "$KIT_BUDGET" "$(jstr "${manifest_commit:-}")" \
-            "$(jstr "$tree_commit")" "$([ -n "${TRLC_CUDA_DRIVER:-}" ] && echo true || echo false)"
+            "$(jstr "$tree_commit")" "$([ "$staged_sources" = "$tree_sources" ] && echo true || echo false)" \
+            "$([ -n "${TRLC_CUDA_DRIVER:-}" ] && echo true || echo false)"
         local i sep=
         for i in "${!names[@]}"; do
             printf '%s\n  {"name": %s, "verdict": %s, "seconds": %s, "limit_s": %s, "key": %s, "log": %s}' "$sep" \
@@ -336,7 +384,7 @@ bad=0
 for n in "${run[@]}"; do
     now=$(date +%s)
     left=$((KIT_BUDGET - (now - start)))
-    lim=${limit[$n]}
+    lim=$((limit[$n] * ${KIT_LIMIT_SCALE:-1}))
     [ $lim -gt $((left - 10)) ] && lim=$((left - 10))
     names+=("$n") limits+=("$lim")
     if [ $lim -lt 20 ]; then

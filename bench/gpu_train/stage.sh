@@ -63,6 +63,7 @@ for s in $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/
     done
 done
 export LD_LIBRARY_PATH="$p${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+[ -n "${STAGE_LDD:-}" ] && exec ldd "$here/$(basename "$0").bin"   # which libraries it would load
 exec "$here/$(basename "$0").bin" "$@"
 EOF
 }
@@ -120,6 +121,7 @@ done
 {
     echo "staged: $(date -u '+%Y-%m-%d %H:%M UTC') from $(cd "$B" && pwd)"
     echo "commit: $(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)"
+    echo "sources: $(bash "$root/bench/gpu_train/run_all.sh" --sources)"
     echo "uncommitted files in the tree: $(git -C "$root" status --porcelain 2>/dev/null | grep -vc '^??' || true)"
     echo "build type: $(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$B/CMakeCache.txt" 2>/dev/null)"
     echo "cuda toolkit: $(sed -n 's/^CUDAToolkit_NVCC_EXECUTABLE:[A-Z]*=//p' "$B/CMakeCache.txt" 2>/dev/null)"
