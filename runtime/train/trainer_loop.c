@@ -4,7 +4,10 @@
 // non-finite handling, logging (metrics.jsonl, TensorBoard, the progress line), evaluation (loss,
 // perplexity, exact match of greedily generated responses — KV-cached decoding, runtime/gen —
 // cross-checked against one teacher-forced pass) with early stopping and the best model,
-// checkpoints, --resume, Ctrl-C, and the final export and summary.
+// checkpoints, --resume, Ctrl-C, and the final export and summary. With the optimizer on the
+// device (trainer.c) the host copies of the weights and its state are fetched for checkpoints,
+// exports and generation only, a resume sends them back, and the summary gives the host<->device
+// bytes of a training step.
 // Not here: compiling or stepping the model (trainer.c).
 #include "fsutil.h"
 #include "trainer_int.h"
