@@ -4,7 +4,8 @@
 // element when the batch dimensions broadcast in a way one stride cannot express); the other
 // library steps launch the hand-written kernels of kernels/*.cu with the argument lists and launch
 // shapes their header comments give. Buffers: one arena per (B, T) laid out by mp_plan, params
-// and gradients in their own allocations.
+// and gradients in their own allocations. Everything goes on the program's stream; after a
+// shape's warm-up run its steps are captured as a CUDA graph and replayed ("CUDA graphs" below).
 // Not here: deciding what fuses (fuse.c), kernel source (codegen_cuda.c, kernels/), compiling
 // (nvrtc.c), the driver (device.c), cuBLASLt (blas.c).
 #include "exec.h"

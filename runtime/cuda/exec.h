@@ -7,7 +7,8 @@
 // parameters and gradients have their own buffers. A run uploads what changed on the host (bound
 // inputs every run; trainable params every run unless the device owns them, cuda_params_resident;
 // frozen params once), launches the plan's steps in
-// order (fused kernels; matrix products through cuBLASLt, blas.c; library kernels), waits, and
+// order (fused kernels; matrix products through cuBLASLt, blas.c; library kernels) on the
+// program's own stream — from a shape's second run on as one CUDA graph, see below — waits, and
 // downloads the outputs when asked.
 // Every driver / NVRTC / cuBLASLt failure is reported naming the call and the step's node and spec
 // location.
@@ -15,7 +16,7 @@
 // attention's q, k, v — the tensor-core kernels of kernels/attention_tc.cu — frozen weights,
 // casts); anything else (fp16) is refused at creation with the node's spec line.
 // Not here: the optimizer (runtime/cuda/optim_cuda.c, over the buffers this file hands out),
-// CUDA graph capture of the step, several devices.
+// several devices.
 #ifndef TRLC_EXEC_H
 #define TRLC_EXEC_H
 #include <stdbool.h>
