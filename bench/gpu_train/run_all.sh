@@ -16,7 +16,7 @@
 # Writes, after every check (so a killed call still returns them): $OUT/summary.txt (one line per
 # check: verdict, seconds, key numbers), $OUT/summary.json, $OUT/all.log (every check's output)
 # and $OUT/logs.tgz (the checks' work dirs' logs and metrics); bench also $OUT/gbench.json.
-# Exit status: 0 when nothing FAILed or timed out (SKIPs allowed), 1 otherwise.
+# Exit status: 0 when nothing FAILed, timed out or was left out (SKIPs allowed), 1 otherwise.
 # Environment: CARRY (the staged folder, default build-carry), OUT (default build-kit-out),
 #   KIT_WORK (scratch, default /tmp/trlc-kit, wiped), KIT_BUDGET (seconds), KIT_LIMIT_SCALE
 #   (an integer factor on every check's own limit: the emulator is slow), PYTHON (python3),
@@ -40,6 +40,9 @@ KIT_BUDGET=${KIT_BUDGET:-570}
 # ---------------------------------------------------------------------------------------------
 # helpers shared by the parent and the checks
 carry_abs() { (cd "$CARRY" 2>/dev/null && pwd); }
+# the C tests' stdout line by line into the logs, so a check killed at its limit still shows where
+LINEBUF=
+command -v stdbuf >/dev/null && LINEBUF="stdbuf -oL"
 key() { printf '%s\n' "$*" >"$KIT_WORK/key.$CHECK"; }   # the check's key numbers, one line
 # the staged ctest command of test NAME, with the placeholders filled in, into the array cmd
 staged_cmd() {
@@ -61,7 +64,7 @@ run_ctest() {
     staged_cmd "$name" || { key "not staged (the build had no such test)"; return 77; }
     mkdir -p "$KIT_WORK/$CHECK"
     export TRLC_CACHE_DIR=$KIT_WORK/cache-tests   # shared by the C tests of a call: content-addressed
-    "${cmd[@]}" 2>&1 | tee "$KIT_WORK/$CHECK/out.txt"
+    $LINEBUF "${cmd[@]}" 2>&1 | tee "$KIT_WORK/$CHECK/out.txt"
     local rc=${PIPESTATUS[0]}
     local o=$KIT_WORK/$CHECK/out.txt dev
     dev=$(grep -m1 -o 'the emulator\|the CUDA emulator\|a GPU\|a CUDA device\|device 0 is sm_[0-9a-z]*' "$o" | sed 's/device 0 is //')
@@ -112,8 +115,21 @@ c_smi() {
     local q
     q=$(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>&1 | head -1)
     nvidia-smi -q 2>/dev/null | grep -m1 'CUDA Version' || true
-    key "$q"
-    [ -n "$q" ] && ! echo "$q" | grep -qi 'fail\|error'
+    if [ -z "$q" ] || echo "$q" | grep -qi 'fail\|error\|no devices'; then
+        key "nvidia-smi: ${q:-no GPU listed}"
+        return 1
+    fi
+    # a GPU is there: from now on a check that says "no CUDA device" is a FAIL, not a SKIP; and
+    # trlc must find it (the driver through dlopen, NVRTC, cuBLASLt: one training step)
+    touch "$KIT_WORK/has_gpu"
+    probe
+    local p=$?
+    cat "$KIT_WORK/probe.txt"
+    if [ $p != 0 ]; then
+        key "$q; trlc does NOT run on it: $(grep -m1 -i 'error' "$KIT_WORK/probe.txt" | cut -c1-200)"
+        return 1
+    fi
+    key "$q; trlc: $(grep -m1 '^device:' "$KIT_WORK/probe.txt" | sed 's/; [0-9]* fused.*//')"
 }
 c_cuda_exec() {
     run_ctest gpu.cuda_exec
@@ -254,7 +270,7 @@ c_attn_bench() {
     [ -x "$c/test_gpu_attention_tc" ] || { key "not staged"; return 77; }
     mkdir -p "$KIT_WORK/attn_bench"
     # shellcheck disable=SC2086
-    TRLC_CACHE_DIR=$KIT_WORK/attn_bench/cache "$c/test_gpu_attention_tc" --bench ${ATTN_BENCH:-4 1024} 2>&1 |
+    TRLC_CACHE_DIR=$KIT_WORK/attn_bench/cache $LINEBUF "$c/test_gpu_attention_tc" --bench ${ATTN_BENCH:-4 1024} 2>&1 |
         tee "$KIT_WORK/attn_bench/out.txt"
     local rc=${PIPESTATUS[0]} o=$KIT_WORK/attn_bench/out.txt
     local t
@@ -316,7 +332,7 @@ fi
 # the run (a function, read whole before it starts: the script may be edited while it runs)
 main() {
 all_checks=(smi cuda_exec exec run_cuda optim_cuda library cuda_graph qs cache attn_bench gbench)
-declare -A limit=([smi]=30 [cuda_exec]=240 [exec]=240 [run_cuda]=300 [optim_cuda]=120 [library]=120 [cuda_graph]=120
+declare -A limit=([smi]=90 [cuda_exec]=240 [exec]=240 [run_cuda]=300 [optim_cuda]=120 [library]=120 [cuda_graph]=120
                   [qs]=420 [cache]=150 [attn_bench]=120 [gbench]=560)
 want=()
 [ $# -eq 0 ] && set -- all
@@ -394,7 +410,7 @@ for n in "${run[@]}"; do
     [ $lim -gt $((left - 10)) ] && lim=$((left - 10))
     names+=("$n") limits+=("$lim")
     if [ $lim -lt 20 ]; then
-        verdicts+=("NOT-RUN") secs+=(0) keys+=("no time left in KIT_BUDGET=${KIT_BUDGET}s")
+        verdicts+=("NOT-RUN") secs+=(0) keys+=("no time left in KIT_BUDGET=${KIT_BUDGET}s") bad=1
         echo "NOT-RUN  $n (no time left)"
         write_summary "$@"
         continue
@@ -407,8 +423,11 @@ for n in "${run[@]}"; do
     k=$(cat "$KIT_WORK/key.$n" 2>/dev/null)
     case $rc in
         0) v=PASS ;;
-        77) v=SKIP ;;
-        124 | 137) v=TIMEOUT k="killed after ${lim}s; last line: $(grep -v '^\s*$' "$KIT_WORK/logs/$n.log" | tail -1 | cut -c1-150)"; bad=1 ;;
+        77) v=SKIP
+            # on a machine where nvidia-smi saw a GPU, "no CUDA device" is a failure of the kit or of trlc
+            if [ -e "$KIT_WORK/has_gpu" ] && [ "${k#no CUDA device}" != "$k" ]; then v=FAIL k="SKIP on a machine with a GPU: $k"; bad=1; fi ;;
+        124 | 137) v=TIMEOUT k="killed after ${lim}s; last line: $(grep -v '^\s*$' "$KIT_WORK/logs/$n.log" | tail -1 | cut -c1-150)"
+                   [ "${k%last line: }" = "$k" ] || k="killed after ${lim}s, no output"; bad=1 ;;
         *) v=FAIL; [ -n "$k" ] || k="exit $rc; last line: $(grep -v '^\s*$' "$KIT_WORK/logs/$n.log" | tail -1 | cut -c1-150)"; bad=1 ;;
     esac
     verdicts+=("$v") secs+=("$t") keys+=("$k")
