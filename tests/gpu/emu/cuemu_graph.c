@@ -600,6 +600,12 @@ EXPORT CUresult cuGraphLaunch(CUgraphExec h, CUstream s) {
     return r;
 }
 
+// $TRLC_CUEMU_STATS=1: the count at exit, on stderr (scripts check that a run replayed graphs)
+__attribute__((destructor)) static void print_stats(void) {
+    const char *env = getenv("TRLC_CUEMU_STATS");
+    if (env && !strcmp(env, "1")) fprintf(stderr, "cuemu: %lu graph launches\n", graph_launches);
+}
+
 // graphs launched so far (tests)
 EXPORT unsigned long trlcEmuGraphLaunches(void) {
     pthread_mutex_lock(&cap_mu);
