@@ -8,7 +8,8 @@
 
 static bool is_product(const IrNode *n) { return n->op == IR_MATMUL && n->dtype == IR_F32 && n->nin == 2; }
 static bool is_linear_ce(const IrNode *n) {
-    return (n->op == IR_LINEAR_CE || n->op == IR_LINEAR_CE_BWD_X || n->op == IR_LINEAR_CE_BWD_W) && n->dtype == IR_F32;
+    return ((n->op == IR_LINEAR_CE || n->op == IR_LINEAR_CE_BWD_X || n->op == IR_LINEAR_CE_BWD_W) && n->dtype == IR_F32) ||
+           n->op == IR_LINEAR_ARGMAX;
 }
 static bool is_attention(const IrNode *n) {
     return (n->op == IR_SDPA || n->op == IR_SDPA_BWD_Q || n->op == IR_SDPA_BWD_K || n->op == IR_SDPA_BWD_V) &&

@@ -267,7 +267,7 @@ static void backward_node(Ad *ad, IrId id, IrId gy) {
     case IR_DEQUANT_NF4: case IR_DEQUANT_MAP8:   // frozen quantized weights
         return;
     case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: case IR_CROSS_ENTROPY_BWD:
-    case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W: case IR_OP_COUNT:
+    case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W: case IR_LINEAR_ARGMAX: case IR_OP_COUNT:
         break;
     }
     if (g->diag) diag_error(g->diag, loc, "no gradient rule for %s", ir_op_name(n.op));

@@ -589,6 +589,7 @@ const char *cg_library_kernel(const IrGraph *g, IrId id, const char **file) {
     case IR_LINEAR_CE:   // the head's products through cuBLASLt, a chunk of rows at a time (exec.c)
         f = "cross_entropy.cu", k = "trlc_cross_entropy_forward_f32";
         break;
+    case IR_LINEAR_ARGMAX: f = "cross_entropy.cu", k = "trlc_row_argmax_f32"; break;
     case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W:
         f = "cross_entropy.cu";
         k = g->nodes[n->in[0]].dtype == IR_BF16 ? "trlc_cross_entropy_backward_f32_bf16" : "trlc_cross_entropy_backward_f32";

@@ -41,6 +41,7 @@ static const char *const op_names[IR_OP_COUNT] = {
     [IR_SDPA_BWD_K] = "sdpa_bwd_k", [IR_SDPA_BWD_V] = "sdpa_bwd_v",
     [IR_CROSS_ENTROPY] = "cross_entropy", [IR_CROSS_ENTROPY_BWD] = "cross_entropy_bwd",
     [IR_LINEAR_CE] = "linear_ce", [IR_LINEAR_CE_BWD_X] = "linear_ce_bwd_x", [IR_LINEAR_CE_BWD_W] = "linear_ce_bwd_w",
+    [IR_LINEAR_ARGMAX] = "linear_argmax",
     [IR_GATHER] = "gather", [IR_GATHER_BWD] = "gather_bwd", [IR_RESHAPE] = "reshape",
     [IR_PERMUTE] = "permute", [IR_CONCAT] = "concat", [IR_SLICE] = "slice", [IR_PAD] = "pad",
     [IR_DEQUANT_NF4] = "dequant_nf4", [IR_DEQUANT_MAP8] = "dequant_map8",

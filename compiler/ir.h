@@ -129,6 +129,9 @@ typedef enum IrOp {
                        // the logits chunk by chunk; with bf16 x, w the logits' gradient is rounded
                        // to bf16 before its product (as the unfused graph's operand cast does)
     IR_LINEAR_CE_BWD_W, // in: x, w, labels, gloss → dw (like w; f32 for bf16 w), the same way
+    IR_LINEAR_ARGMAX,  // in[0] x (..., H), in[1] w (V, H) → i32 (...): the index of the largest of
+                       // x wᵀ over V (the first on ties; NaN never the largest; all NaN: 0), the
+                       // logits a chunk of rows at a time as linear_ce's. No gradient
     IR_GATHER,         // torch.gather: in[0] x, in[1] idx i32 (same rank; out = idx's shape),
                        // along a.axis; other dims must equal x's
     IR_GATHER_BWD,     // in[0] idx, in[1] grad (idx's shape) → zeros of a.shape, scatter-added
@@ -310,6 +313,8 @@ IrId ir_gather(IrGraph *g, IrId x, IrId idx, int axis, Loc loc);
 // cross_entropy(matmul(x, w, trans_b), labels) as one op (IR_LINEAR_CE): w (V, H), x (..., H).
 IrId ir_linear_ce(IrGraph *g, IrId x, IrId w, IrId labels, int64_t ignore_index, double label_smoothing,
                   Loc loc);
+// argmax(matmul(x, w, trans_b), -1) as one op (IR_LINEAR_ARGMAX): the predicted token per position.
+IrId ir_linear_argmax(IrGraph *g, IrId x, IrId w, Loc loc);
 
 // layout
 // dims with coef -1 (at most one) are inferred; the element counts must match.

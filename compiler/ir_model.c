@@ -332,6 +332,21 @@ IrId ir_linear_ce(IrGraph *g, IrId x, IrId w, IrId labels, int64_t ignore_index,
     return ir_append(g, IR_LINEAR_CE, dt, ir_nd(g, labels)->shape, in, 3, &a, loc);
 }
 
+IrId ir_linear_argmax(IrGraph *g, IrId x, IrId w, Loc loc) {
+    if (!ir_valid(g, x) || !ir_valid(g, w)) return IR_NONE;
+    const IrNode *nx = ir_nd(g, x), *nw = ir_nd(g, w);
+    if (!ir_dtype_is_float(nx->dtype) || nx->dtype != nw->dtype || nx->shape.rank < 1 || nw->shape.rank != 2 ||
+        !ir_dim_eq(nx->shape.d[nx->shape.rank - 1], nw->shape.d[1]) || nw->shape.d[0].syms) {
+        ir_report(g, loc, "linear_argmax: x (..., H) and w (V, H) must share a float dtype and H, got %s %s, %s %s",
+                  ir_dtype_name(nx->dtype), ir_shp(g, x), ir_dtype_name(nw->dtype), ir_shp(g, w));
+        return IR_NONE;
+    }
+    IrShape s = nx->shape;
+    s.rank--;
+    IrId in[2] = {x, w};
+    return ir_append(g, IR_LINEAR_ARGMAX, IR_I32, s, in, 2, NULL, loc);
+}
+
 IrId ir_linear_ce_bwd(IrGraph *g, IrOp which, IrId x, IrId w, IrId labels, IrId gloss, int64_t ignore_index,
                       double label_smoothing, Loc loc) {
     if (!ir_valid(g, x) || !ir_valid(g, w) || !ir_valid(g, labels) || !ir_valid(g, gloss)) return IR_NONE;

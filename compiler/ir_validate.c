@@ -63,6 +63,7 @@ static IrId replay(IrGraph *s, const IrNode *n, const IrId *in, int idx) {
     case IR_CROSS_ENTROPY_BWD:
         return n->nin == 3 ? ir_cross_entropy_bwd(s, x, y, z, a->ignore_index, a->value, l) : IR_NONE;
     case IR_LINEAR_CE: return n->nin == 3 ? ir_linear_ce(s, x, y, z, a->ignore_index, a->value, l) : IR_NONE;
+    case IR_LINEAR_ARGMAX: return n->nin == 2 ? ir_linear_argmax(s, x, y, l) : IR_NONE;
     case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W:
         return n->nin == 4 ? ir_linear_ce_bwd(s, n->op, x, y, z, w, a->ignore_index, a->value, l) : IR_NONE;
     case IR_GATHER: return n->nin == 2 ? ir_gather(s, x, y, a->axis, l) : IR_NONE;

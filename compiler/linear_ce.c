@@ -44,3 +44,23 @@ int ir_fuse_linear_ce(IrGraph *g) {
     free(readers);
     return fused;
 }
+
+int ir_head_predictions(IrGraph *g, bool keep_logits) {
+    int o = -1;
+    for (int i = 0; i < g->nouts; i++)
+        if (!strcmp(g->outs[i].name, "logits") && ir_valid(g, g->outs[i].id)) o = i;
+    if (o < 0) return 0;
+    const IrNode *m = ir_nd(g, g->outs[o].id);
+    if (m->op != IR_MATMUL || m->nin != 2 || m->a.trans_a || !m->a.trans_b) return 0;
+    const IrNode *nx = ir_nd(g, m->in[0]), *nw = ir_nd(g, m->in[1]);
+    if (nw->shape.rank != 2 || nx->shape.rank < 2 || nx->dtype != nw->dtype || nw->shape.d[0].syms) return 0;
+    IrId p = ir_linear_argmax(g, m->in[0], m->in[1], m->loc);
+    if (p == IR_NONE || ir_add_output(g, p, "predictions") < 0) return -1;
+    if (!keep_logits) {
+        int k = 0;
+        for (int i = 0; i < g->nouts; i++)
+            if (i != o) g->outs[k++] = g->outs[i];
+        g->nouts = k;
+    }
+    return 1;
+}

@@ -14,4 +14,11 @@
 // Returns how many cross-entropies were rewritten (0 or more), or -1 after reporting.
 int ir_fuse_linear_ce(IrGraph *g);
 
+// For an evaluation graph: when its output "logits" is matmul(x, w, trans_b), adds the output
+// "predictions" = linear_argmax(x, w) (i32, the predicted token per position) and, unless
+// keep_logits, drops "logits" — so that ir_fuse_linear_ce can then take the loss too and the
+// (..., V) logits never exist. Node ids do not change (one node is appended). Returns 1 when
+// done, 0 when the graph has no such output, -1 after reporting.
+int ir_head_predictions(IrGraph *g, bool keep_logits);
+
 #endif

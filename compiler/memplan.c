@@ -69,6 +69,11 @@ static int aux_buffers(const IrGraph *g, const FusePlan *fp, int s, const int64_
         return add_aux(out, fp->steps[s].node, MP_SCRATCH_OUT, qn, s) ||
                add_aux(out, fp->steps[s].node, MP_SCRATCH_LSE, qn / D, s);
     }
+    case IR_LINEAR_ARGMAX: {
+        int64_t V = ir_dim_value(g->nodes[n->in[1]].shape.d[0], sym), N = ir_shape_numel(&n->shape, sym);
+        if (V < 0 || N < 0) return -1;
+        return add_aux(out, fp->steps[s].node, MP_CHUNK, mp_lce_chunk_rows(V, N) * V, s);
+    }
     case IR_LINEAR_CE: case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W: {
         int64_t V = ir_dim_value(g->nodes[n->in[1]].shape.d[0], sym), N = ir_shape_numel(&g->nodes[n->in[2]].shape, sym);
         if (V < 0 || N < 0) return -1;

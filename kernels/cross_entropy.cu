@@ -90,6 +90,39 @@ extern "C" __global__ void __launch_bounds__(256) trlc_cross_entropy_backward_bf
     long long V, int ignore_index, float eps)
 { ce_backward_row(dlogits, logits, lse, labels, gloss, V, ignore_index, eps); }
 
+// linear_argmax's rows (ir.h): out[r] = the index of the largest logits[r, :] (the first on ties;
+// NaN never the largest; all NaN: 0). One block per row, as the kernels above.
+extern "C" __global__ void __launch_bounds__(256) trlc_row_argmax_f32(
+    int *out,                              // (rows)
+    const float *logits,                   // (rows, V)
+    long long V)
+{
+    const long long r = blockIdx.x;
+    const float *x = logits + r * V;
+    float bv = 0.0f;
+    long long bi = -1;   // this thread's first largest so far (-1: none)
+    for (long long j = threadIdx.x; j < V; j += blockDim.x) {
+        const float v = x[j];
+        if (v == v && (bi < 0 || v > bv)) { bv = v; bi = j; }
+    }
+    // (value, index) pairs merged: the larger value, or on a tie the smaller index; none loses
+    for (int o = 16; o > 0; o >>= 1) {
+        const float v2 = __shfl_xor_sync(0xffffffffu, bv, o);
+        const long long i2 = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (i2 >= 0 && (bi < 0 || v2 > bv || (v2 == bv && i2 < bi))) { bv = v2; bi = i2; }
+    }
+    __shared__ float shv[32];
+    __shared__ long long shi[32];
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    if (lane == 0) { shv[w] = bv; shi[w] = bi; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int k = 1; k < nw; k++)
+            if (shi[k] >= 0 && (bi < 0 || shv[k] > bv || (shv[k] == bv && shi[k] < bi))) { bv = shv[k]; bi = shi[k]; }
+        out[r] = bi < 0 ? 0 : (int)bi;
+    }
+}
+
 // fp32 logits, their gradient stored in bf16 (linear_ce's chunks with bf16 operands: the operand
 // of the next product, rounded as mixed precision's cast rounds it).
 extern "C" __global__ void __launch_bounds__(256) trlc_cross_entropy_backward_f32_bf16(

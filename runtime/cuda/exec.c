@@ -125,7 +125,7 @@ static const char *unsupported(const IrGraph *g, IrId id) {
         if (D.syms || D.coef > 128 || D.coef < 1) return "attention's GPU kernel needs a head dim of at most 128";
         return NULL;
     }
-    case IR_LINEAR_CE: case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W:
+    case IR_LINEAR_CE: case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W: case IR_LINEAR_ARGMAX:
         return g->nodes[n->in[1]].shape.d[0].syms ? "linear_ce needs a constant vocabulary" : NULL;
     case IR_CROSS_ENTROPY: case IR_CROSS_ENTROPY_BWD: case IR_ROPE: case IR_EMBED: case IR_EMBED_BWD:
     case IR_ARANGE: case IR_SOFTMAX: case IR_LOG_SOFTMAX: case IR_GATHER: case IR_GATHER_BWD:
@@ -154,7 +154,8 @@ static int check_graph(CudaProgram *p) {
                 // attention may read bf16 q, k, v (the tensor-core kernels), all three alike; embed a
                 // bf16 table
                 bool attn = n->op == IR_SDPA || n->op == IR_SDPA_BWD_Q || n->op == IR_SDPA_BWD_K || n->op == IR_SDPA_BWD_V;
-                bool lce = n->op == IR_LINEAR_CE || n->op == IR_LINEAR_CE_BWD_X || n->op == IR_LINEAR_CE_BWD_W;
+                bool lce = n->op == IR_LINEAR_CE || n->op == IR_LINEAR_CE_BWD_X || n->op == IR_LINEAR_CE_BWD_W ||
+                           n->op == IR_LINEAR_ARGMAX;
                 int lowp = g->nodes[n->in[0]].dtype != IR_BF16 ? 0 : attn ? 3 : lce ? 2 : 0;   // linear_ce: x, w
                 ok = n->dtype != IR_BF16;
                 for (int k = 0; k < n->nin && ok; k++)
@@ -796,19 +797,22 @@ static int gemm_rows(CudaProgram *p, IrId id, bool ta, bool tb, int64_t M, int64
 // logits x wᵀ into the chunk buffer, cross-entropy's forward kernel (the loss, or just the
 // log-sum-exp rows for a backward), and for a backward the logits' gradient (in place, or into
 // the bf16 chunk with bf16 operands) times w (dx) or accumulated as dlogitsᵀ x (dw).
+// linear_argmax: each chunk's logits, then each row's argmax.
 static int run_linear_ce(CudaProgram *p, IrId id) {
     const IrGraph *g = p->g;
     const IrNode *n = &g->nodes[id];
     const IrShape *sx = &g->nodes[n->in[0]].shape;
-    long long H = dimv(p, sx, sx->rank - 1), V = dimv(p, &g->nodes[n->in[1]].shape, 0), N = numel_of(p, n->in[2]);
+    bool argmax = n->op == IR_LINEAR_ARGMAX;
+    long long H = dimv(p, sx, sx->rank - 1), V = dimv(p, &g->nodes[n->in[1]].shape, 0);
+    long long N = argmax ? numel_of(p, id) : numel_of(p, n->in[2]);
     IrDType ab = g->nodes[n->in[0]].dtype == IR_BF16 ? IR_BF16 : IR_F32;
     int64_t ex = (int64_t)esize(ab), R = mp_lce_chunk_rows(V, N);
     int ign = (int)n->a.ignore_index;
     float eps = (float)n->a.value;
-    RtCudaPtr x = addr(p, n->in[0]), w = addr(p, n->in[1]), labels = addr(p, n->in[2]), out = addr(p, id);
-    RtCudaPtr gl = n->op != IR_LINEAR_CE ? addr(p, n->in[3]) : 0;
+    RtCudaPtr x = addr(p, n->in[0]), w = addr(p, n->in[1]), labels = argmax ? 0 : addr(p, n->in[2]), out = addr(p, id);
+    RtCudaPtr gl = n->op != IR_LINEAR_CE && !argmax ? addr(p, n->in[3]) : 0;
     RtCudaPtr chunk = aux(p, id, MP_CHUNK), lowp = aux(p, id, MP_CHUNK_LOWP), rows = aux(p, id, MP_CHUNK_ROWS);
-    if (!chunk || !rows || (ab == IR_BF16 && n->op != IR_LINEAR_CE && !lowp)) {
+    if (!chunk || (!rows && !argmax) || (ab == IR_BF16 && n->op != IR_LINEAR_CE && !argmax && !lowp)) {
         char wb[256];
         diag_plain_error(p->d, "GPU (internal): %s has no chunk buffers", where(p, id, wb, sizeof wb));
         return -1;
@@ -819,6 +823,12 @@ static int run_linear_ce(CudaProgram *p, IrId id) {
         long long rc = N - r0 < R ? N - r0 : R;
         RtCudaPtr xc = x + (RtCudaPtr)(r0 * H * ex), lab = labels + (RtCudaPtr)(r0 * 4);
         if (gemm_rows(p, id, false, true, rc, V, H, xc, w, chunk, 0.0f, ab) != 0) return -1;   // logits = x wᵀ
+        if (argmax) {
+            RtCudaPtr o = out + (RtCudaPtr)(r0 * 4);
+            void *aa[] = {&o, &chunk, &V};
+            if (launch(p, "trlc_row_argmax_f32", (unsigned)rc, 1, 1, 256, aa, id) != 0) return -1;
+            continue;
+        }
         RtCudaPtr loss = n->op == IR_LINEAR_CE ? out + (RtCudaPtr)(r0 * 4) : rows + (RtCudaPtr)(R * 4), lse = rows;
         void *a0[] = {&loss, &lse, &chunk, &lab, &V, &ign, &eps};
         if (launch(p, "trlc_cross_entropy_forward_f32", (unsigned)rc, 1, 1, 256, a0, id) != 0) return -1;
@@ -856,7 +866,8 @@ static int run_library(CudaProgram *p, int s) {
         return launch(p, "trlc_attention_forward", (unsigned)((T + 3) / 4), (unsigned)Hq, (unsigned)B, 128, a, id);
     }
     case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: return run_attention_bwd(p, s);
-    case IR_LINEAR_CE: case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W: return run_linear_ce(p, id);
+    case IR_LINEAR_CE: case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W: case IR_LINEAR_ARGMAX:
+        return run_linear_ce(p, id);
     case IR_CROSS_ENTROPY: case IR_CROSS_ENTROPY_BWD: {
         const IrShape *sl = &g->nodes[n->in[0]].shape;
         long long V = dimv(p, sl, sl->rank - 1), rows = numel_of(p, n->in[1]);
@@ -1047,20 +1058,42 @@ static ShapeGraph *shape_graph(CudaProgram *p) {
     return sg;
 }
 
+// Captures the step: 0, or 1 when the capture failed. A failed capture is not fatal: what it
+// reported goes to a scratch file, not the user's errors; a warning quotes its first line, graphs
+// go off for this program, and the caller runs the step step by step (where a real error is
+// reported as usual).
 static int capture(CudaProgram *p, ShapeGraph *sg, uint64_t step) {
-    if (rt_cuda_capture_begin(p->dev, p->stream) != 0) return -1;
-    sg->ndrop = 0;
-    p->capturing = sg;
-    int rc = run_steps(p, step);
-    p->capturing = NULL;
-    RtCudaGraph *gr = NULL;
-    if (rt_cuda_capture_end(p->dev, p->stream, rc != 0, &gr) != 0 || rc != 0) {
-        diag_hint(p->d, "capturing the step at B=%lld, T=%lld as a CUDA graph ($TRLC_CUDA_GRAPHS=0 runs it without)",
-                  (long long)p->sym[0], (long long)p->sym[1]);
-        return -1;
+    Diag *ds[2] = {p->d, rt_cuda_device_diag(p->dev)};
+    if (ds[1] == ds[0]) ds[1] = NULL;
+    FILE *quiet = tmpfile(), *outs[2] = {NULL, NULL};
+    int errs[2] = {0, 0};
+    for (int i = 0; i < 2; i++)
+        if (ds[i]) outs[i] = ds[i]->out, errs[i] = ds[i]->errors, ds[i]->out = quiet ? quiet : ds[i]->out;
+    int rc = rt_cuda_capture_begin(p->dev, p->stream);
+    if (rc == 0) {
+        sg->ndrop = 0;
+        p->capturing = sg;
+        rc = run_steps(p, step);
+        p->capturing = NULL;
+        RtCudaGraph *gr = NULL;
+        if (rt_cuda_capture_end(p->dev, p->stream, rc != 0, &gr) != 0) rc = -1;
+        if (rc == 0) sg->graph = gr, sg->step = step, sg->launches = p->launches;
     }
-    sg->graph = gr, sg->step = step, sg->launches = p->launches;
-    return 0;
+    for (int i = 0; i < 2; i++)
+        if (ds[i]) ds[i]->out = outs[i], ds[i]->errors = errs[i];
+    char first[512] = "";
+    if (rc != 0 && quiet) {
+        rewind(quiet);
+        if (!fgets(first, sizeof first, quiet)) first[0] = 0;
+        first[strcspn(first, "\n")] = 0;
+    }
+    if (quiet) fclose(quiet);
+    if (rc == 0) return 0;
+    diag_warning(p->d, (Loc){0, 0, 0}, "GPU: capturing the step at B=%lld, T=%lld as a CUDA graph failed (%s); this "
+                 "program runs step by step from now on ($TRLC_CUDA_GRAPHS=0 skips the attempt)",
+                 (long long)p->sym[0], (long long)p->sym[1], first[0] ? first : "no message");
+    p->graphs_on = false;
+    return 1;
 }
 
 static int replay(CudaProgram *p, ShapeGraph *sg, uint64_t step) {
@@ -1098,7 +1131,9 @@ int cuda_run(CudaProgram *p, const int64_t *sym, uint64_t step) {
     if (!sg || !sg->warm) {   // step by step: no graphs, or this shape's warm-up
         if (run_steps(p, step) != 0) return -1;
         if (sg) sg->warm = true, sg->sig = layout_sig(p);   // the warm-up may allocate (rope tables)
-    } else if ((!sg->graph && capture(p, sg, step) != 0) || replay(p, sg, step) != 0) {
+    } else if (!sg->graph && capture(p, sg, step) != 0) {   // failed: this run (and later ones) step by step
+        if (run_steps(p, step) != 0) return -1;
+    } else if (replay(p, sg, step) != 0) {
         return -1;
     }
     if (rt_cuda_stream_sync(p->dev, p->stream, "the training step") != 0 || check_embed_flags(p) != 0) return -1;

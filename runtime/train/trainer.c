@@ -260,6 +260,30 @@ static TrParam *find_param(Trainer *t, const char *name);
 // The second model an objective needs: kd's teacher, dpo's reference (`ref`, or else the policy
 // as it starts: its frozen base weights shared when LoRA trains, a copy of the initial weights for
 // full fine-tuning), lowered forward-only.
+// dpo: each row's summed target log-prob (B, 1) = -sum over T of linear_ce(x, w, labels), as the
+// reference graph's output "ref_logp" in place of "logits" when they are matmul(x, w, trans_b):
+// no (B, T, V) logits exist or cross to the host. Returns the output's index, or -1 for another
+// head (the host then computes it from the downloaded logits) or after reporting (g->errors).
+static int ref_logp_output(IrGraph *g) {
+    int o = find_output(g, "logits");
+    const IrNode *m = o >= 0 ? ir_node(g, g->outs[o].id) : NULL;
+    if (!m || m->op != IR_MATMUL || m->nin != 2 || m->a.trans_a || !m->a.trans_b ||
+        g->nodes[m->in[1]].shape.rank != 2 || g->nodes[m->in[0]].shape.rank != 3)
+        return -1;
+    IrId x = m->in[0], w = m->in[1];
+    Loc loc = m->loc;
+    IrId lab = ir_find(g, LOWER_INPUT_LABELS);
+    if (lab == IR_NONE) lab = ir_input(g, LOWER_INPUT_LABELS, IR_I32, ir_shape2(ir_dim_b(), ir_dim_t()), loc);
+    IrId nll = ir_linear_ce(g, x, w, lab, LOWER_IGNORE_INDEX, 0.0, loc);
+    IrId lp = nll == IR_NONE ? IR_NONE : ir_unary(g, IR_NEG, ir_reduce(g, IR_SUM, nll, 1, loc), loc);
+    if (lp == IR_NONE) return -1;
+    int k = 0;
+    for (int i = 0; i < g->nouts; i++)
+        if (i != o) g->outs[k++] = g->outs[i];
+    g->nouts = k;
+    return ir_add_output(g, lp, "ref_logp");
+}
+
 static int setup_aux(Trainer *t, LoadedSpec *spec) {
     const CheckedObjective *ob = &t->cs->objective;
     int idx;
@@ -286,10 +310,16 @@ static int setup_aux(Trainer *t, LoadedSpec *spec) {
     ir_graph_init(&t->ga, t->d, IR_F32);
     if (lower_model_opts(t->d, t->a, spec, t->cs, idx, &opt, &t->ga, &t->resa) != 0) return -1;
     t->alogits_out = find_output(&t->ga, "logits");
+    if (t->aux == TR_AUX_REFERENCE && (t->aref_out = ref_logp_output(&t->ga)) >= 0) t->alogits_out = -1;
+    if (t->ga.errors) return -1;
     t->nap = t->resa.nparams;
     t->aps = calloc((size_t)t->nap + 1, sizeof *t->aps);
     t->ashared = calloc((size_t)t->nap + 1, sizeof *t->ashared);
-    if (!t->aps || !t->ashared || t->alogits_out < 0) {
+    if (t->alogits_out < 0 && t->aref_out < 0) {
+        diag_plain_error(t->d, "internal: the %s model's graph has no logits", t->aux == TR_AUX_TEACHER ? "teacher" : "reference");
+        return -1;
+    }
+    if (!t->aps || !t->ashared) {
         diag_plain_error(t->d, "out of memory");
         return -1;
     }
@@ -523,7 +553,7 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     t->cs = cs;
     t->m = &cs->models[cs->policy];
     t->has_lora = t->m->has_lora;
-    t->loss_out = t->eloss_out = t->elogits_out = -1;
+    t->loss_out = t->eloss_out = t->elogits_out = t->epred_out = t->alogits_out = t->aref_out = -1;
     ir_graph_init(&t->g, d, IR_F32);
     ir_graph_init(&t->ge, d, IR_F32);
     rng_stream(&t->rng, (uint64_t)cs->train.seed, TR_STREAM_RUN);
@@ -537,9 +567,12 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
                 "note: quantize %s: double_quant is not applied yet: the NF4 absmax stay fp32 (bitsandbytes "
                 "stores them in 8 bits, which changes the dequantized weights slightly)\n", t->m->name);
     if (compile(t, spec, &t->g, &t->res, true) || compile(t, spec, &t->ge, &t->rese, false)) goto fail;
+    // the evaluation returns predicted tokens, not the (B, T, V) logits, and its loss is linear_ce
+    if (ir_head_predictions(&t->ge, o && o->eval_logits) < 0 || ir_fuse_linear_ce(&t->ge) < 0) goto fail;
     t->loss_out = find_output(&t->g, "loss");
     t->eloss_out = find_output(&t->ge, "loss");
     t->elogits_out = find_output(&t->ge, "logits");
+    t->epred_out = find_output(&t->ge, "predictions");
     if (alloc_params(t) || init_weights(t) || setup_aux(t, spec) || mixed_precision(t)) goto fail;
     *status = TR_RUNTIME_ERROR;
     if (new_train_program(t, o) != 0 || new_side_programs(t) != 0) goto fail;
@@ -634,16 +667,6 @@ static int run_aux(Trainer *t, TrProg *p, const int32_t *tokens, const int32_t *
         return -1;
     int64_t sym[IR_NSYMS] = {B, T};
     if (prog_run(&t->aprog, sym, 0) != 0) return -1;
-    const CpuTensor *lg = prog_output(&t->aprog, t->alogits_out);
-    int64_t V = t->am->cfg.vocab;
-    if (!lg || lg->numel != (int64_t)B * T * V) {
-        diag_plain_error(t->d, "internal: the %s's logits have the wrong size", t->aux == TR_AUX_TEACHER ? "teacher" : "reference");
-        return -1;
-    }
-    const float *x = lg->data;   // (B, T, V)
-    if (t->aux == TR_AUX_TEACHER)
-        return prog_bind(p, LOWER_INPUT_TEACHER_LOGITS, x, (size_t)lg->numel * sizeof(float));
-    // reference: summed log-probs of each row's target tokens, (B, 1)
     if ((size_t)B > t->ref_cap) {
         float *nr = realloc(t->ref_logp, (size_t)B * sizeof *nr);
         if (!nr) {
@@ -653,6 +676,25 @@ static int run_aux(Trainer *t, TrProg *p, const int32_t *tokens, const int32_t *
         t->ref_logp = nr;
         t->ref_cap = (size_t)B;
     }
+    if (t->aref_out >= 0) {   // computed in the reference's graph (ref_logp_output)
+        const CpuTensor *r = prog_output(&t->aprog, t->aref_out);
+        if (!r || r->numel != B) {
+            diag_plain_error(t->d, "internal: the reference's log-probs have the wrong size");
+            return -1;
+        }
+        memcpy(t->ref_logp, r->data, (size_t)B * sizeof(float));
+        return prog_bind(p, LOWER_INPUT_REF_LOGP, t->ref_logp, (size_t)B * sizeof(float));
+    }
+    const CpuTensor *lg = prog_output(&t->aprog, t->alogits_out);
+    int64_t V = t->am->cfg.vocab;
+    if (!lg || lg->numel != (int64_t)B * T * V) {
+        diag_plain_error(t->d, "internal: the %s's logits have the wrong size", t->aux == TR_AUX_TEACHER ? "teacher" : "reference");
+        return -1;
+    }
+    const float *x = lg->data;   // (B, T, V)
+    if (t->aux == TR_AUX_TEACHER)
+        return prog_bind(p, LOWER_INPUT_TEACHER_LOGITS, x, (size_t)lg->numel * sizeof(float));
+    // reference: summed log-probs of each row's target tokens, (B, 1), from the downloaded logits
     for (int b = 0; b < B; b++) {
         double s = 0;
         for (int k = 0; k < T; k++) {
@@ -772,6 +814,12 @@ int tr_eval_batch_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, con
     const CpuTensor *l = prog_output(&t->eprog, t->eloss_out);
     *loss_sum = l && l->numel >= 1 ? ((const float *)l->data)[0] : NAN;
     return 0;
+}
+
+const int32_t *tr_eval_predictions(const Trainer *t, int64_t *numel) {
+    const CpuTensor *x = t->epred_out >= 0 ? prog_output(&t->eprog, t->epred_out) : NULL;
+    if (numel) *numel = x ? x->numel : 0;
+    return x ? x->data : NULL;
 }
 
 const float *tr_eval_logits(const Trainer *t, int64_t *numel) {

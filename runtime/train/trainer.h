@@ -27,6 +27,10 @@ typedef struct TrainerOptions {
     const char *device;        // "cpu" (NULL = cpu) or "cuda": the training program on GPU 0
     FILE *log;                 // progress and summary (NULL = stderr)
     bool nan_skip;             // a non-finite loss skips the update instead of stopping
+    // The evaluation program also returns the logits (B, T, V) for tr_eval_logits (tests); else
+    // only each position's predicted token (tr_eval_predictions), and neither its loss nor its
+    // predictions hold the batch's logits (compiler/linear_ce.h)
+    bool eval_logits;
     // Set (e.g. by a SIGINT handler) to stop after the current step: a checkpoint is saved and
     // trainer_run returns TR_INTERRUPTED. May be NULL.
     volatile sig_atomic_t *interrupt;
@@ -75,8 +79,11 @@ int tr_eval_batch(Trainer *t, const int32_t *tokens, const int32_t *pos, const i
 // The same with segment ids (see tr_micro_step_seq).
 int tr_eval_batch_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *seq,
                       const int32_t *labels, int B, int T, double *loss_sum);
-// The logits (B, T, V) of the last tr_eval_batch, or NULL.
+// The logits (B, T, V) of the last tr_eval_batch, or NULL (always without TrainerOptions.eval_logits).
 const float *tr_eval_logits(const Trainer *t, int64_t *numel);
+// The predicted token (argmax of the logits; the first on ties) at each position (B, T) of the last
+// tr_eval_batch, or NULL.
+const int32_t *tr_eval_predictions(const Trainer *t, int64_t *numel);
 // Zeroes the gradient accumulators.
 void tr_zero_grad(Trainer *t);
 

@@ -54,7 +54,7 @@ struct Trainer {
     TrProg prog, eprog;
     struct RtCudaDevice *dev;  // --device cuda: device 0, and the kernel cache
     struct RtCudaCache *cache;
-    int loss_out, eloss_out, elogits_out;
+    int loss_out, eloss_out, elogits_out, epred_out;
     TrParam *ps;
     int np;
     Optimizer opt;
@@ -78,6 +78,7 @@ struct Trainer {
     LowerResult resa;
     TrProg aprog;
     int alogits_out;
+    int aref_out;              // dpo: the reference's "ref_logp" output (B, 1) computed in its graph, or -1
     TrParam *aps;              // its parameters; data owned unless shared with the policy
     int nap;
     bool *ashared;             // (nap) the buffer is the policy's (a frozen base weight)

@@ -36,7 +36,8 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/pack.trl", argv[1]);
     int st = 0;
     Trainer *t = NULL;
-    if (!load_spec(&d, &a, path, &spec) && !check_spec(&d, &a, &spec, &cs)) t = tr_new(&d, &a, &spec, &cs, NULL, &st);
+    TrainerOptions to = {.eval_logits = true};   // the test compares the evaluation's logits
+    if (!load_spec(&d, &a, path, &spec) && !check_spec(&d, &a, &spec, &cs)) t = tr_new(&d, &a, &spec, &cs, &to, &st);
     CHECK(t != NULL);
     if (!t) return test_done("pack.trainer");
 

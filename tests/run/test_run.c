@@ -46,7 +46,8 @@ static Trainer *open_spec_with(Diag *d, Opened *o, const char *name, int recompu
     if (recompute >= 0) o->cs.train.recompute = recompute;
     if (dropout >= 0 && o->cs.policy >= 0) o->cs.models[o->cs.policy].lora_dropout = dropout;
     int st;
-    o->t = tr_new(d, &o->a, &o->spec, &o->cs, NULL, &st);
+    TrainerOptions to = {.eval_logits = true};   // tests compare the evaluation's logits
+    o->t = tr_new(d, &o->a, &o->spec, &o->cs, &to, &st);
     return o->t;
 }
 
