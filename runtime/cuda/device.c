@@ -305,6 +305,8 @@ int rt_cuda_zero_async(RtCudaDevice *g, RtCudaStream s, RtCudaPtr p, size_t byte
 
 bool rt_cuda_graphs_supported(const RtCudaDevice *g) { return g && g->graphs_ok; }
 
+Diag *rt_cuda_device_diag(const RtCudaDevice *g) { return g->d; }
+
 int rt_cuda_capture_begin(RtCudaDevice *g, RtCudaStream s) {
     if (!g->graphs_ok) {
         diag_plain_error(g->d, "CUDA: the driver has no stream capture (CUDA graphs)");

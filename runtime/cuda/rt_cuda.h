@@ -127,6 +127,8 @@ int rt_cuda_graph_launch(RtCudaDevice *g, RtCudaGraph *gr, RtCudaStream s, const
 int rt_cuda_graph_set_kernel(RtCudaDevice *g, RtCudaGraph *gr, void *node, void *fn, const unsigned grid[3],
                              const unsigned block[3], unsigned shared_bytes, void **args, const char *what);
 void rt_cuda_graph_free(RtCudaDevice *g, RtCudaGraph *gr);
+// The Diag the device reports to (rt_cuda_open's).
+Diag *rt_cuda_device_diag(const RtCudaDevice *g);
 // Registers and static shared memory of a loaded kernel (cuFuncGetAttribute).
 int rt_cuda_func_resources(RtCudaDevice *g, void *fn, int *regs, int *shared_bytes);
 
