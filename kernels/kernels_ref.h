@@ -59,6 +59,20 @@ void trlc_attention_bwd_dkdv_ref(float *dk, float *dv /* (B,Hkv,T,D) */, const f
                                  const int32_t *seg, const float *key_mask, int64_t B, int64_t Hq, int64_t Hkv,
                                  int64_t T, int64_t D, float scale, int causal);
 
+// attention_tc.cu (tensor cores): q (B,Hq,T,D), k / v (B,Hkv,T,D) as bf16 bits, the numerics of
+// attention_tc.cu's header (fp32 scores and sums, P / dS / dO rounded to bf16 before their
+// products); seg / key_mask and the no-key convention as attention.cu's. The backward writes dq
+// and delta (B,Hq,T) like the dq kernel and dk / dv (B,Hkv,T,D) like the dkdv kernel.
+void trlc_attention_tc_forward_ref(float *out /* (B,Hq,T,D) */, float *lse /* (B,Hq,T) */, const uint16_t *q,
+                                   const uint16_t *k /* (B,Hkv,T,D) */, const uint16_t *v, const int32_t *seg,
+                                   const float *key_mask, int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D,
+                                   float scale, int causal);
+void trlc_attention_tc_backward_ref(float *dq /* (B,Hq,T,D) */, float *dk /* (B,Hkv,T,D) */, float *dv,
+                                    float *delta /* (B,Hq,T) */, const uint16_t *q, const uint16_t *k,
+                                    const uint16_t *v, const float *out, const float *dout, const float *lse,
+                                    const int32_t *seg, const float *key_mask, int64_t B, int64_t Hq, int64_t Hkv,
+                                    int64_t T, int64_t D, float scale, int causal);
+
 // gather.cu: x (outer, Lx, inner), idx and out (outer, Li, inner) around the gather axis. An index
 // outside [0, Lx) gives 0 (forward) or nothing (backward) and sets *bad to a bad flat position + 1
 // when *bad is 0. The backward writes every dx element: the sum over a of g where idx == l.
@@ -75,17 +89,3 @@ void trlc_dequant_map8_ref(float *out /* (n) */, const uint8_t *q /* (n) */, con
                            const float *scale /* (ceil(n/block)) */, int64_t n, int64_t block, float offset);
 
 #endif
-// attention_tc.cu (tensor cores): q (B,Hq,T,D), k / v (B,Hkv,T,D) as bf16 bits, the numerics of
-// attention_tc.cu's header (fp32 scores and sums, P / dS / dO rounded to bf16 before their
-// products); seg / key_mask and the no-key convention as attention.cu's. The backward writes dq
-// and delta (B,Hq,T) like the dq kernel and dk / dv (B,Hkv,T,D) like the dkdv kernel.
-void trlc_attention_tc_forward_ref(float *out /* (B,Hq,T,D) */, float *lse /* (B,Hq,T) */, const uint16_t *q,
-                                   const uint16_t *k /* (B,Hkv,T,D) */, const uint16_t *v, const int32_t *seg,
-                                   const float *key_mask, int64_t B, int64_t Hq, int64_t Hkv, int64_t T, int64_t D,
-                                   float scale, int causal);
-void trlc_attention_tc_backward_ref(float *dq /* (B,Hq,T,D) */, float *dk /* (B,Hkv,T,D) */, float *dv,
-                                    float *delta /* (B,Hq,T) */, const uint16_t *q, const uint16_t *k,
-                                    const uint16_t *v, const float *out, const float *dout, const float *lse,
-                                    const int32_t *seg, const float *key_mask, int64_t B, int64_t Hq, int64_t Hkv,
-                                    int64_t T, int64_t D, float scale, int causal);
-
