@@ -4,8 +4,9 @@
 // bit, run after run, over two interleaved shapes and a dropout step that changes every run
 // (node-parameter updates), a shape whose buffer layout changed under it (a larger step
 // reallocated the arena: captured again), more shapes than the cache keeps (the least recently
-// used one warms up and is captured again), and an out-of-range token id in a replayed step (the
-// flags are reset outside the graph). cuda_graph_launches counts the replays exactly.
+// used one warms up and is captured again), an out-of-range token id in a replayed step (the
+// flags are reset outside the graph), and a capture the driver refuses (a warning, then step by
+// step). cuda_graph_launches counts the replays exactly.
 // Bit for bit on the emulator (deterministic: one block at a time, block orders per kernel); on a
 // GPU, where atomics (embedding and gather backward) add in any order, to 1e-5 normwise per output.
 // Without a device it exits 77 (skipped); CI runs it on the CUDA emulator (tests/gpu/emu).
@@ -204,6 +205,37 @@ static void graph_spec(RtCudaDevice *dev, RtCudaCache *cache, const char *path) 
             else CHECK_MSG(rc == 0, "%s: token round %d", path, round);
         }
         CHECK(cuda_graph_launches(P.on) == expect + 4);   // (1, 8) is cached from the loop above
+    }
+    // a capture the driver refuses (the emulator's $TRLC_CUEMU_CAPTURE_LIMIT hook: the 4th node) is
+    // not fatal: one warning, no error, and the program runs step by step from then on, equal to a
+    // fresh program without graphs (fresh both: the emulator's block orders count each kernel's
+    // launches, and the embedding's backward adds in block order)
+    if (exact) {
+        setenv("TRLC_CUEMU_CAPTURE_LIMIT", "3", 1);
+        CudaProgram *keep = P.on, *keep_off = P.off, *fb = cuda_program_new(&g, dev, cache, &d);
+        setenv("TRLC_CUDA_GRAPHS", "0", 1);
+        CudaProgram *fb_off = cuda_program_new(&g, dev, cache, &d);
+        unsetenv("TRLC_CUDA_GRAPHS");
+        CHECK(fb != NULL && fb_off != NULL);
+        for (int i = 0; fb && fb_off && i < g.n; i++)
+            if (g.nodes[i].op == IR_PARAM) {
+                int64_t numel = ir_shape_numel(&g.nodes[i].shape, (const int64_t[IR_NSYMS]){1, 1});
+                size_t nb = (size_t)numel * (g.nodes[i].dtype == IR_U8 ? 1 : 4);
+                cuda_bind(fb, i, host[i], nb), cuda_bind(fb_off, i, host[i], nb);
+            }
+        if (fb && fb_off) {
+            P.on = fb, P.off = fb_off;
+            int errs = d.errors, warns = d.warnings;
+            bind_batch(&P, 2, 37, 900);
+            for (int r = 0; r < 3; r++) run_both(&P, 2, 37, 50 + (uint64_t)r, NULL);
+            CHECK_MSG(d.errors == errs && d.warnings == warns + 1, "%s: a refused capture: %d errors, %d warnings", path,
+                      d.errors - errs, d.warnings - warns);
+            CHECK(cuda_graph_launches(fb) == 0 && !cuda_graphs_enabled(fb));
+            P.on = keep, P.off = keep_off;
+        }
+        cuda_program_free(fb);
+        cuda_program_free(fb_off);
+        unsetenv("TRLC_CUEMU_CAPTURE_LIMIT");
     }
     printf("%s: %d runs with graphs on = off bit for bit, %d graph launches\n", path, P.runs, cuda_graph_launches(P.on));
     cuda_program_free(P.on);

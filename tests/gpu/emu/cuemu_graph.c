@@ -155,6 +155,13 @@ CUresult cuemu_legacy_sync(const char *call) {
 // a new node at the end of t's capture (under cap_mu); NULL when out of memory (invalidated)
 static EmuNode *capture_node(EmuStream *t, int kind, const char *call) {
     EmuGraph *g = t->graph;
+    // test hook: $TRLC_CUEMU_CAPTURE_LIMIT=N refuses a capture's node N + 1 (a capture that fails
+    // where running the same work would not: the executor's fallback)
+    const char *lim = getenv("TRLC_CUEMU_CAPTURE_LIMIT");
+    if (lim && *lim && g->n >= atoi(lim)) {
+        invalidate(t, call, "more nodes than $TRLC_CUEMU_CAPTURE_LIMIT (a test hook)");
+        return NULL;
+    }
     if (g->n == g->cap) {
         int cap = g->cap ? 2 * g->cap : 64;
         EmuNode **nn = realloc(g->nodes, (size_t)cap * sizeof *nn);
@@ -336,8 +343,9 @@ CUresult cuemu_stream_host_op(CUstream s, const char *call, int (*host)(const vo
             n->host = host, n->blob = copy, n->blob_size = size;
             *captured = true;
         } else {
+            if (copy) r = CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;   // capture_node said why
+            else invalidate(t, call, "out of memory"), r = CUDA_ERROR_OUT_OF_MEMORY;
             free(copy);
-            r = CUDA_ERROR_OUT_OF_MEMORY;
         }
     }
     pthread_mutex_unlock(&cap_mu);
@@ -387,7 +395,7 @@ static CUresult device_op_async(CUstream s, const char *call, int kind, uintptr_
         EmuNode *nd = capture_node(t, kind, call);
         if (nd) nd->dst = dst, nd->src = src, nd->value = v, nd->bytes = n;
         pthread_mutex_unlock(&cap_mu);
-        return nd ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+        return nd ? CUDA_SUCCESS : CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;   // capture_node said why
     }
     pthread_mutex_unlock(&cap_mu);
     if (r != CUDA_SUCCESS || !n) return r;
@@ -437,8 +445,9 @@ CUresult cuemu_capture_launch(CUstream stream, void *f, const unsigned g[3], con
             invalidate(t, "cuLaunchKernel", "the kernel's arguments cannot be copied");
             r = CUDA_ERROR_OUT_OF_MEMORY;
         }
+    } else if (r == CUDA_SUCCESS) {   // no node: capture_node invalidated the capture, saying why
+        r = CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
     } else {
-        if (r == CUDA_SUCCESS) r = CUDA_ERROR_OUT_OF_MEMORY;
         invalidate(t, "cuLaunchKernel", "an invalid launch");
     }
     pthread_mutex_unlock(&cap_mu);
