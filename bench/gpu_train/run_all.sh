@@ -137,13 +137,14 @@ c_cuda_exec() {
     [ $rc = 77 ] && return 77
     # the worst output (loss and gradients) vs the CPU over all steps: fp32 specs and bf16 ones
     key "$(cat "$KIT_WORK/key.$CHECK"); $(awk '
-        /, bf16 mixed precision:/ { bf = $1; next }
+        function spec(s) { sub(/[,:]$/, "", s); sub(/.*\/tests\//, "", s); return s }
+        /, bf16 mixed precision:/ { bf = spec($1); next }
         / outputs \(loss .*worst .* normwise/ {
-            m = ($1 == bf) ? "bf16" : "fp32"; if ($1 != bf) bf = ""
+            p = spec($1); m = (p == bf) ? "bf16" : "fp32"; if (p != bf) bf = ""
             for (i = 1; i < NF; i++) if ($i == "worst") { e = $(i + 1) + 0; w = $(i + 3); gsub(/[(),]/, "", w) }
-            n[m]++; if (e >= worst[m]) { worst[m] = e; what[m] = $1 " " w } }
+            n[m]++; if (e >= worst[m]) { worst[m] = e; what[m] = p " " w } }
         END { for (m in n) printf "%s worst %.2g normwise over %d steps (%s); ", m, worst[m], n[m], what[m] }' \
-        "$KIT_WORK/$CHECK/out.txt" | sed 's/; $//; s|[^ ]*/tests/||g')"
+        "$KIT_WORK/$CHECK/out.txt" | sed 's/; $//')"
     return $rc
 }
 c_exec() { run_ctest gpu.exec; }
@@ -364,7 +365,7 @@ tree_commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 staged_sources=$(sed -n 's/^sources: //p' "$c/MANIFEST.txt" 2>/dev/null)
 tree_sources=$(sources_sum)
 header() {
-    echo "run_all.sh $* — $(date -u '+%Y-%m-%d %H:%M:%S UTC'), host ${HOSTNAME:-?}, budget ${KIT_BUDGET}s"
+    echo "run_all.sh $* — started $(date -u -d "@$start" '+%Y-%m-%d %H:%M:%S UTC'), host ${HOSTNAME:-?}, budget ${KIT_BUDGET}s"
     echo "binaries: $(sed -n 's/^staged: //p' "$c/MANIFEST.txt" 2>/dev/null), commit ${manifest_commit:-?}; tree: commit $tree_commit;" \
          "sources $([ "$staged_sources" = "$tree_sources" ] && echo "the same ($tree_sources)" ||
                      echo "DIFFERENT (staged ${staged_sources:-?}, tree $tree_sources): the binaries are not this tree's build")"
