@@ -224,11 +224,11 @@ c_qs() {
     key "$(awk -v ga="$ga" -v gs="$gs" -v ca="$ca" -v cs="$cs" -v gt="$gt" -v ct="$ct" 'BEGIN {
         printf "held-out exact match add / sub (LoRA): cuda %.1f%% / %.1f%%, cpu %.1f%% / %.1f%%; seconds part 1, 2: cuda %s, cpu %s",
                ga * 100, gs * 100, ca * 100, cs * 100, gt, ct }'); part 1 at ${gk:-?} on cuda, ${ck:-?} on cpu$short"
-    # the same accuracy: both parts >= 90% (run.sh's bar) and within 3 points of the CPU's
+    # the same accuracy: both parts >= 90% (run.sh's bar) and neither more than 3 points below the
+    # CPU's (the seeds' spread on the CPU is 95.7..100%: README of the quickstart)
     awk -v ga="$ga" -v gs="$gs" -v ca="$ca" -v cs="$cs" -v short="${QS_STEPS:-}" 'BEGIN {
         if (ga == "" || gs == "") exit 1
-        d1 = ga - ca; d2 = gs - cs; if (d1 < 0) d1 = -d1; if (d2 < 0) d2 = -d2
-        exit !((short != "" || (ga >= 0.9 && gs >= 0.9)) && d1 <= 0.03 && d2 <= 0.03) }'
+        exit !((short != "" || (ga >= 0.9 && gs >= 0.9)) && ga >= ca - 0.03 && gs >= cs - 0.03) }'
 }
 c_cache() {
     probe
