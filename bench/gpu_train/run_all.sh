@@ -1,7 +1,7 @@
 #!/bin/bash
 # run_all.sh — every GPU check of issue #5 in one device call (or split across a few), from the
 # repository root, with the programs staged by stage.sh (no build, no cmake / ctest on the device):
-#   parity:     nvidia-smi; gpu.cuda_exec, gpu.exec, gpu.run_cuda (loss and gradients vs the CPU
+#   parity:     nvidia-smi (+ one trlc step); gpu.cuda_exec, gpu.exec, gpu.run_cuda (loss and gradients vs the CPU
 #               backend), then gpu.optim_cuda, gpu.library, gpu.cuda_graph (what the build staged)
 #   quickstart: examples/quickstart trained with --device cuda and --device cpu side by side
 #               (held-out accuracy of both parts); the kernel cache (a second run compiles
@@ -11,8 +11,9 @@
 #               library cuda_graph qs cache attn_bench gbench (several words: run in that order;
 #               qs is the quickstart check, gbench bench.py).
 # Each check runs under `timeout` (its own limit, cut to what is left of KIT_BUDGET seconds, 570 by
-# default: a device command may run 600); a check that no longer fits is NOT RUN, so one hang
-# cannot eat the call. Verdicts: PASS, FAIL, SKIP (no device, or not staged), TIMEOUT, NOT RUN.
+# default: a device command may run 600); a check that no longer fits is NOT-RUN, so one hang
+# cannot eat the call. Verdicts: PASS, FAIL, SKIP (no device, or not staged), TIMEOUT, NOT-RUN. Once
+# nvidia-smi has shown a GPU (check smi, which also runs one trlc step on it), "no CUDA device" FAILs.
 # Writes, after every check (so a killed call still returns them): $OUT/summary.txt (one line per
 # check: verdict, seconds, key numbers), $OUT/summary.json, $OUT/all.log (every check's output)
 # and $OUT/logs.tgz (the checks' work dirs' logs and metrics); bench also $OUT/gbench.json.
@@ -26,7 +27,8 @@
 #   side: compare with the README's numbers), ATTN_BENCH="B T" (default "4 1024"),
 #   BENCH_ARGS (extra bench.py arguments; with a PyTorch without CUDA gbench is skipped unless they
 #   contain --device cpu, the dry run's `--device cpu --tiny`).
-# Does not: build, install, or change anything outside KIT_WORK and OUT.
+# Does not: build, install, or change anything outside KIT_WORK, OUT and the staged libraries'
+# unpacked copy in /tmp (the wrappers').
 set -u
 self=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 root=$(cd "$(dirname "$0")/../.." && pwd)
