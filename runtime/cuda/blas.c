@@ -54,11 +54,12 @@ static int blas_fail(RtBlas *b, cublasStatus_t st, const char *call, const char 
     return -1;
 }
 
-#define LT_CHECK(b, call, what)                                                \
+// name: the cuBLASLt function the call makes (the message names it, not the C expression)
+#define LT_CHECK(b, name, call, what)                                          \
     do {                                                                       \
         cublasStatus_t st_ = (call);                                           \
         if (st_ != CUBLAS_STATUS_SUCCESS) {                                    \
-            rc = blas_fail((b), st_, #call, (what));                           \
+            rc = blas_fail((b), st_, (name), (what));                          \
             goto done;                                                         \
         }                                                                      \
     } while (0)
@@ -136,14 +137,15 @@ int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
     cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
     cublasLtMatmulPreference_t pref = NULL;
     if (g->m <= 0 || g->n <= 0 || g->batch <= 0) return 0;   // nothing to compute
-    LT_CHECK(b, b->DescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), what);
+    LT_CHECK(b, "cublasLtMatmulDescCreate", b->DescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), what);
     cublasOperation_t ta = g->ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    LT_CHECK(b, b->DescSet(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), what);
-    LT_CHECK(b, b->DescSet(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), what);
+    LT_CHECK(b, "cublasLtMatmulDescSetAttribute", b->DescSet(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), what);
+    LT_CHECK(b, "cublasLtMatmulDescSetAttribute", b->DescSet(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), what);
     // stored shapes: op(A) is m x k, op(B) k x n
-    LT_CHECK(b, layout(b, &la, g->type_ab, g->ta ? g->k : g->m, g->ta ? g->m : g->k, g->lda, g->batch, g->stride_a), what);
-    LT_CHECK(b, layout(b, &lb, g->type_ab, g->tb ? g->n : g->k, g->tb ? g->k : g->n, g->ldb, g->batch, g->stride_b), what);
-    LT_CHECK(b, layout(b, &lc, g->type_c, g->m, g->n, g->ldc, g->batch, g->stride_c), what);
+    const char *lay = "cublasLtMatrixLayoutCreate / SetAttribute";
+    LT_CHECK(b, lay, layout(b, &la, g->type_ab, g->ta ? g->k : g->m, g->ta ? g->m : g->k, g->lda, g->batch, g->stride_a), what);
+    LT_CHECK(b, lay, layout(b, &lb, g->type_ab, g->tb ? g->n : g->k, g->tb ? g->k : g->n, g->ldb, g->batch, g->stride_b), what);
+    LT_CHECK(b, lay, layout(b, &lc, g->type_c, g->m, g->n, g->ldc, g->batch, g->stride_c), what);
     // the algorithm: found once per shape
     RtGemm key = *g;
     key.a = key.b = key.c = 0;
@@ -154,13 +156,14 @@ int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
     const cublasLtMatmulAlgo_t *algo = NULL;
     if (al && al->found) algo = &al->algo;
     if (!algo) {
-        LT_CHECK(b, b->PrefCreate(&pref), what);
+        LT_CHECK(b, "cublasLtMatmulPreferenceCreate", b->PrefCreate(&pref), what);
         uint64_t ws = b->workspace_bytes;
-        LT_CHECK(b, b->PrefSet(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), what);
+        LT_CHECK(b, "cublasLtMatmulPreferenceSetAttribute",
+                 b->PrefSet(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), what);
         cublasLtMatmulHeuristicResult_t res;
         int nres = 0;
         memset(&res, 0, sizeof res);
-        LT_CHECK(b, b->Heuristic(b->h, desc, la, lb, lc, lc, pref, 1, &res, &nres), what);
+        LT_CHECK(b, "cublasLtMatmulAlgoGetHeuristic", b->Heuristic(b->h, desc, la, lb, lc, lc, pref, 1, &res, &nres), what);
         if (nres < 1) {
             diag_plain_error(b->d, "cuBLASLt: no algorithm for %s", what);
             rc = -1;
@@ -174,9 +177,10 @@ int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
         }
     }
     float alpha = 1.0f, beta = g->beta;
-    LT_CHECK(b, b->Matmul(b->h, desc, &alpha, (const void *)(uintptr_t)g->a, la, (const void *)(uintptr_t)g->b, lb, &beta,
-                          (const void *)(uintptr_t)g->c, lc, (void *)(uintptr_t)g->c, lc, algo,
-                          (void *)(uintptr_t)b->workspace, b->workspace_bytes, (cudaStream_t)b->stream),
+    LT_CHECK(b, "cublasLtMatmul",
+             b->Matmul(b->h, desc, &alpha, (const void *)(uintptr_t)g->a, la, (const void *)(uintptr_t)g->b, lb, &beta,
+                       (const void *)(uintptr_t)g->c, lc, (void *)(uintptr_t)g->c, lc, algo, (void *)(uintptr_t)b->workspace,
+                       b->workspace_bytes, (cudaStream_t)b->stream),
              what);
 done:
     if (pref) b->PrefDestroy(pref);
