@@ -58,6 +58,13 @@ enum { TR_STREAM_RUN = 0, TR_STREAM_INIT = 1, TR_STREAM_LORA = 2, TR_STREAM_AUX 
 
 static double rng_unit(void *ctx) { return rng_uniform_f64((Rng *)ctx); }
 
+static void drop_output(IrGraph *g, const char *name) {
+    int k = 0;
+    for (int i = 0; i < g->nouts; i++)
+        if (strcmp(g->outs[i].name, name) != 0) g->outs[k++] = g->outs[i];
+    g->nouts = k;
+}
+
 // lower (+ LoRA) (+ autodiff) into g.
 static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, bool train) {
     ir_graph_init(g, t->d, IR_F32);
@@ -97,10 +104,7 @@ static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, b
     if (train) {
         // the training program does not hand out the logits (B, T, V): as an output they would
         // stay allocated through the whole backward pass
-        int k = 0;
-        for (int i = 0; i < g->nouts; i++)
-            if (strcmp(g->outs[i].name, "logits") != 0) g->outs[k++] = g->outs[i];
-        g->nouts = k;
+        drop_output(g, "logits");
         // the head and its loss as one op that never holds the whole batch's logits (linear_ce.h)
         if (ir_fuse_linear_ce(g) < 0 || ad_backward(g, NULL, 0) != 0) return -1;
         // train.recompute: the backward pass recomputes each layer's values (recompute.h)
@@ -567,8 +571,11 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
                 "note: quantize %s: double_quant is not applied yet: the NF4 absmax stay fp32 (bitsandbytes "
                 "stores them in 8 bits, which changes the dequantized weights slightly)\n", t->m->name);
     if (compile(t, spec, &t->g, &t->res, true) || compile(t, spec, &t->ge, &t->rese, false)) goto fail;
-    // the evaluation returns predicted tokens, not the (B, T, V) logits, and its loss is linear_ce
-    if (ir_head_predictions(&t->ge, o && o->eval_logits) < 0 || ir_fuse_linear_ce(&t->ge) < 0) goto fail;
+    // the evaluation returns predicted tokens (for the exact match of token losses; preference
+    // pairs have none), not the (B, T, V) logits, and its loss is linear_ce
+    bool keep_logits = o && o->eval_logits;
+    if (t->per_pair && !keep_logits) drop_output(&t->ge, "logits");
+    if ((!t->per_pair && ir_head_predictions(&t->ge, keep_logits) < 0) || ir_fuse_linear_ce(&t->ge) < 0) goto fail;
     t->loss_out = find_output(&t->g, "loss");
     t->eloss_out = find_output(&t->ge, "loss");
     t->elogits_out = find_output(&t->ge, "logits");
