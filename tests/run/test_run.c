@@ -572,7 +572,7 @@ static void test_recompute(Diag *d, const char *spec, double dropout) {
 // (i) the training graph computes the head and its loss as linear_ce (linear_ce.h): no
 // cross_entropy over a (B, T, vocab) product is left, and the backward has dx, plus dw when the
 // head's weight trains (full fine-tuning); every step above ran through it, against the peers.
-// (run.step_chunked runs this program again with chunks of a row or two: dw summed over chunks.)
+// (run.step_chunked runs this program again with chunks of 3 rows: dw summed over 7 chunks.)
 static void test_linear_ce_graph(const char *spec, int want_bwd_w) {
     Diag d;
     diag_init(&d, stderr);
