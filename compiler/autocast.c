@@ -7,18 +7,11 @@
 #include <string.h>
 
 static bool is_product(const IrNode *n) { return n->op == IR_MATMUL && n->dtype == IR_F32 && n->nin == 2; }
-static bool is_linear_ce(const IrNode *n) {
-    return ((n->op == IR_LINEAR_CE || n->op == IR_LINEAR_CE_BWD_X || n->op == IR_LINEAR_CE_BWD_W) && n->dtype == IR_F32) ||
-           n->op == IR_LINEAR_ARGMAX;
-}
-static bool is_attention(const IrNode *n) {
-    return (n->op == IR_SDPA || n->op == IR_SDPA_BWD_Q || n->op == IR_SDPA_BWD_K || n->op == IR_SDPA_BWD_V) &&
-           n->dtype == IR_F32;
-}
-// The inputs a node reads as bf16 operands: a product's two (linear_ce's x and w too), attention's
-// q, k, v (its gradient input and masks stay as they are).
+// The inputs a node reads as bf16 operands (ir_lowp_operands), for a node with an fp32 result (or
+// linear_argmax's i32) not rewritten yet.
 static int lowp_inputs(const IrNode *n) {
-    return is_product(n) || is_linear_ce(n) ? 2 : is_attention(n) ? 3 : 0;
+    bool open = n->op == IR_LINEAR_ARGMAX || (n->dtype == IR_F32 && (n->op != IR_MATMUL || n->nin == 2));
+    return open ? ir_lowp_operands(n->op) : 0;
 }
 
 void ac_round_bf16(float *x, int64_t n) {

@@ -258,6 +258,14 @@ int ir_layer_of(const char *name) {
     return (*s == '.' || *s == 0) ? (int)v : -1;
 }
 
+int ir_lowp_operands(IrOp op) {
+    switch (op) {
+    case IR_MATMUL: case IR_LINEAR_CE: case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W: case IR_LINEAR_ARGMAX: return 2;
+    case IR_SDPA: case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: return 3;
+    default: return 0;
+    }
+}
+
 IrId ir_find(const IrGraph *g, const char *name) {
     for (int i = 0; i < g->n; i++)
         if (ir_is_leaf(&g->nodes[i]) && g->nodes[i].name &&

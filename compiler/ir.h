@@ -226,6 +226,10 @@ void ir_graph_free(IrGraph *g);
 static inline const IrNode *ir_node(const IrGraph *g, IrId id) {
     return (id >= 0 && id < g->n) ? &g->nodes[id] : NULL;
 }
+// Mixed precision: how many leading inputs op reads as bf16 operands when autocast.h casts them
+// (a product's two; linear_ce's and linear_argmax's x and w; attention's q, k, v), else 0. Their
+// results stay fp32; the backends use the count to know which inputs may be bf16.
+int ir_lowp_operands(IrOp op);
 // Inputs and params: the leaves a program binds to buffers.
 static inline bool ir_is_leaf(const IrNode *n) { return n->op == IR_INPUT || n->op == IR_PARAM; }
 // The decoder layer of a parameter named `model.layers.N` or `model.layers.N.<...>` (LoRA and NF4

@@ -296,15 +296,22 @@ IrId ir_cross_entropy_bwd(IrGraph *g, IrId logits, IrId labels, IrId gloss, int6
                      loc);
 }
 
-// x (..., H) and w (V, H) of one float dtype, labels i32 (...) matching x without its last axis.
-static bool linear_ce_check(IrGraph *g, IrId x, IrId w, IrId labels, double ls, Loc loc) {
-    const IrNode *nx = ir_nd(g, x), *nw = ir_nd(g, w), *nl = ir_nd(g, labels);
+// A head's operands: x (..., H) and w (V, H), V constant, of one float dtype.
+static bool head_check(IrGraph *g, IrId x, IrId w, const char *what, Loc loc) {
+    const IrNode *nx = ir_nd(g, x), *nw = ir_nd(g, w);
     if (!ir_dtype_is_float(nx->dtype) || nx->dtype != nw->dtype || nx->shape.rank < 1 || nw->shape.rank != 2 ||
         !ir_dim_eq(nx->shape.d[nx->shape.rank - 1], nw->shape.d[1]) || nw->shape.d[0].syms) {
-        ir_report(g, loc, "linear_ce: x (..., H) and w (V, H) must share a float dtype and H, got %s %s, %s %s",
+        ir_report(g, loc, "%s: x (..., H) and w (V, H) must share a float dtype and H, got %s %s, %s %s", what,
                   ir_dtype_name(nx->dtype), ir_shp(g, x), ir_dtype_name(nw->dtype), ir_shp(g, w));
         return false;
     }
+    return true;
+}
+
+// head_check, and labels i32 (...) matching x without its last axis.
+static bool linear_ce_check(IrGraph *g, IrId x, IrId w, IrId labels, double ls, Loc loc) {
+    if (!head_check(g, x, w, "linear_ce", loc)) return false;
+    const IrNode *nx = ir_nd(g, x), *nl = ir_nd(g, labels);
     IrShape pre = nx->shape;
     pre.rank--;
     if (nl->dtype != IR_I32 || !ir_shape_eq(&pre, &nl->shape)) {
@@ -333,15 +340,8 @@ IrId ir_linear_ce(IrGraph *g, IrId x, IrId w, IrId labels, int64_t ignore_index,
 }
 
 IrId ir_linear_argmax(IrGraph *g, IrId x, IrId w, Loc loc) {
-    if (!ir_valid(g, x) || !ir_valid(g, w)) return IR_NONE;
-    const IrNode *nx = ir_nd(g, x), *nw = ir_nd(g, w);
-    if (!ir_dtype_is_float(nx->dtype) || nx->dtype != nw->dtype || nx->shape.rank < 1 || nw->shape.rank != 2 ||
-        !ir_dim_eq(nx->shape.d[nx->shape.rank - 1], nw->shape.d[1]) || nw->shape.d[0].syms) {
-        ir_report(g, loc, "linear_argmax: x (..., H) and w (V, H) must share a float dtype and H, got %s %s, %s %s",
-                  ir_dtype_name(nx->dtype), ir_shp(g, x), ir_dtype_name(nw->dtype), ir_shp(g, w));
-        return IR_NONE;
-    }
-    IrShape s = nx->shape;
+    if (!ir_valid(g, x) || !ir_valid(g, w) || !head_check(g, x, w, "linear_argmax", loc)) return IR_NONE;
+    IrShape s = ir_nd(g, x)->shape;
     s.rank--;
     IrId in[2] = {x, w};
     return ir_append(g, IR_LINEAR_ARGMAX, IR_I32, s, in, 2, NULL, loc);

@@ -4,6 +4,18 @@
 #include <string.h>
 #include "ir_internal.h"
 
+bool ir_head_product(const IrGraph *g, IrId id, IrId *x, IrId *w) {
+    if (!ir_valid(g, id)) return false;
+    const IrNode *m = ir_nd(g, id);
+    if (m->op != IR_MATMUL || m->nin != 2 || m->a.trans_a || !m->a.trans_b) return false;
+    const IrNode *nx = ir_nd(g, m->in[0]), *nw = ir_nd(g, m->in[1]);
+    if (nw->shape.rank != 2 || nx->shape.rank < 2 || nx->dtype != nw->dtype || nx->dtype != m->dtype ||
+        nw->shape.d[0].syms)
+        return false;
+    *x = m->in[0], *w = m->in[1];
+    return true;
+}
+
 int ir_fuse_linear_ce(IrGraph *g) {
     int *readers = calloc((size_t)g->n + 1, sizeof *readers);
     if (!readers) {
@@ -20,14 +32,9 @@ int ir_fuse_linear_ce(IrGraph *g) {
     for (int i = 0; i < g->n; i++) {
         IrNode *c = &g->nodes[i];
         if (c->op != IR_CROSS_ENTROPY || c->nin != 2 || !ir_valid(g, c->in[0])) continue;
-        IrId mid = c->in[0];
+        IrId mid = c->in[0], x, w, labels = c->in[1];
+        if (readers[mid] != 1 || !ir_head_product(g, mid, &x, &w)) continue;
         IrNode *m = &g->nodes[mid];
-        if (m->op != IR_MATMUL || m->nin != 2 || m->a.trans_a || !m->a.trans_b || readers[mid] != 1) continue;
-        IrId x = m->in[0], w = m->in[1], labels = c->in[1];
-        const IrNode *nx = ir_nd(g, x), *nw = ir_nd(g, w);
-        if (nw->shape.rank != 2 || nx->shape.rank < 2 || nx->dtype != nw->dtype || nx->dtype != m->dtype ||
-            nw->shape.d[0].syms)
-            continue;
         IrId *in = arena_alloc(&g->arena, 3 * sizeof *in);
         if (!in) {
             free(readers);
@@ -49,12 +56,9 @@ int ir_head_predictions(IrGraph *g, bool keep_logits) {
     int o = -1;
     for (int i = 0; i < g->nouts; i++)
         if (!strcmp(g->outs[i].name, "logits") && ir_valid(g, g->outs[i].id)) o = i;
-    if (o < 0) return 0;
-    const IrNode *m = ir_nd(g, g->outs[o].id);
-    if (m->op != IR_MATMUL || m->nin != 2 || m->a.trans_a || !m->a.trans_b) return 0;
-    const IrNode *nx = ir_nd(g, m->in[0]), *nw = ir_nd(g, m->in[1]);
-    if (nw->shape.rank != 2 || nx->shape.rank < 2 || nx->dtype != nw->dtype || nw->shape.d[0].syms) return 0;
-    IrId p = ir_linear_argmax(g, m->in[0], m->in[1], m->loc);
+    IrId x, w;
+    if (o < 0 || !ir_head_product(g, g->outs[o].id, &x, &w)) return 0;
+    IrId p = ir_linear_argmax(g, x, w, ir_nd(g, g->outs[o].id)->loc);
     if (p == IR_NONE || ir_add_output(g, p, "predictions") < 0) return -1;
     if (!keep_logits) {
         int k = 0;

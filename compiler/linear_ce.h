@@ -11,6 +11,10 @@
 #define TRLC_LINEAR_CE_H
 #include "ir.h"
 
+// Whether node id is a head's product matmul(x, w, trans_b): w (V, H) with a constant V, x
+// (..., H) of w's dtype; *x and *w get them.
+bool ir_head_product(const IrGraph *g, IrId id, IrId *x, IrId *w);
+
 // Returns how many cross-entropies were rewritten (0 or more), or -1 after reporting.
 int ir_fuse_linear_ce(IrGraph *g);
 

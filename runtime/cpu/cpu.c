@@ -519,8 +519,7 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
         e.in = ins;
         e.step = step;
         e.off = (n->op == IR_SLICE || n->op == IR_PAD) ? ir_dim_value(n->a.off, syms) : 0;
-        e.bf16_operands = (n->op == IR_SDPA || is_sdpa_bwd(n->op) || n->op == IR_LINEAR_CE || n->op == IR_LINEAR_CE_BWD_X ||
-                           n->op == IR_LINEAR_CE_BWD_W) && p->g->nodes[n->in[0]].dtype == IR_BF16;
+        e.bf16_operands = n->op != IR_MATMUL && ir_lowp_operands(n->op) > 0 && p->g->nodes[n->in[0]].dtype == IR_BF16;
         if (p->lead[i] == i)   // an attention group: the leader writes its members' outputs too
             for (int k = 0; k < 3; k++) {
                 int m = p->members[i][k];

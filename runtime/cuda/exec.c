@@ -151,12 +151,9 @@ static int check_graph(CudaProgram *p) {
                 IrDType a = g->nodes[n->in[0]].dtype, b = g->nodes[n->in[1]].dtype;
                 ok = a == b && (a == IR_F32 || a == IR_BF16) && (n->dtype == IR_F32 || n->dtype == a);
             } else if (st->kind == FUSE_LIBRARY && n->op != IR_DEQUANT_NF4) {
-                // attention may read bf16 q, k, v (the tensor-core kernels), all three alike; embed a
-                // bf16 table
-                bool attn = n->op == IR_SDPA || n->op == IR_SDPA_BWD_Q || n->op == IR_SDPA_BWD_K || n->op == IR_SDPA_BWD_V;
-                bool lce = n->op == IR_LINEAR_CE || n->op == IR_LINEAR_CE_BWD_X || n->op == IR_LINEAR_CE_BWD_W ||
-                           n->op == IR_LINEAR_ARGMAX;
-                int lowp = g->nodes[n->in[0]].dtype != IR_BF16 ? 0 : attn ? 3 : lce ? 2 : 0;   // linear_ce: x, w
+                // attention and linear_ce may read bf16 operands (ir_lowp_operands: the tensor-core
+                // kernels, the head's products), all alike; embed a bf16 table
+                int lowp = g->nodes[n->in[0]].dtype == IR_BF16 ? ir_lowp_operands(n->op) : 0;
                 ok = n->dtype != IR_BF16;
                 for (int k = 0; k < n->nin && ok; k++)
                     ok = k < lowp ? g->nodes[n->in[k]].dtype == IR_BF16

@@ -270,12 +270,9 @@ static TrParam *find_param(Trainer *t, const char *name);
 // head (the host then computes it from the downloaded logits) or after reporting (g->errors).
 static int ref_logp_output(IrGraph *g) {
     int o = find_output(g, "logits");
-    const IrNode *m = o >= 0 ? ir_node(g, g->outs[o].id) : NULL;
-    if (!m || m->op != IR_MATMUL || m->nin != 2 || m->a.trans_a || !m->a.trans_b ||
-        g->nodes[m->in[1]].shape.rank != 2 || g->nodes[m->in[0]].shape.rank != 3)
-        return -1;
-    IrId x = m->in[0], w = m->in[1];
-    Loc loc = m->loc;
+    IrId x, w;
+    if (o < 0 || !ir_head_product(g, g->outs[o].id, &x, &w) || g->nodes[x].shape.rank != 3) return -1;
+    Loc loc = g->nodes[g->outs[o].id].loc;
     IrId lab = ir_find(g, LOWER_INPUT_LABELS);
     if (lab == IR_NONE) lab = ir_input(g, LOWER_INPUT_LABELS, IR_I32, ir_shape2(ir_dim_b(), ir_dim_t()), loc);
     IrId nll = ir_linear_ce(g, x, w, lab, LOWER_IGNORE_INDEX, 0.0, loc);
