@@ -159,6 +159,19 @@ __device__ __forceinline__ void tc_put(__nv_bfloat16 *dst, const TcPrefetch &f, 
     }
 }
 
+// The K and V tiles of keys [j0, j0 + TC_KB) into kv (K rows, then V rows) — from the prefetch
+// registers, which then fetch the next tiles, when vec; else staged from memory directly.
+__device__ __forceinline__ void tc_kv_tile(__nv_bfloat16 *kv, TcPrefetch &fk, TcPrefetch &fv, const unsigned short *kh,
+                                           const unsigned short *vh, int j0, int jend, int T, int D, int Dp, bool vec) {
+    if (vec) {
+        tc_put(kv, fk, Dp), tc_put(kv + TC_KB * TC_LD, fv, Dp);
+        if (j0 + TC_KB < jend) tc_fetch(fk, kh, j0 + TC_KB, T, D, Dp), tc_fetch(fv, vh, j0 + TC_KB, T, D, Dp);
+    } else {
+        tc_stage(kv, kh, j0, TC_KB, T, D, Dp);
+        tc_stage(kv + TC_KB * TC_LD, vh, j0, TC_KB, T, D, Dp);
+    }
+}
+
 // out (16, 32) fp32, ld TC_SLD = A (16, Dp) (fragments) times rows (32, Dp) of shared memory, transposed
 __device__ __forceinline__ void tc_abt(float *out, const tc_frag_a *a, const __nv_bfloat16 *rows, int nf) {
     for (int n = 0; n < 2; n++) {
@@ -290,13 +303,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward(
     if (vec) tc_fetch(fk, kh, 0, T, D, Dp), tc_fetch(fv, vh, 0, T, D, Dp);
     for (int j0 = 0; j0 < jend; j0 += TC_KB) {
         __syncthreads();
-        if (vec) {
-            tc_put(kv, fk, Dp), tc_put(kv + TC_KB * TC_LD, fv, Dp);
-            if (j0 + TC_KB < jend) tc_fetch(fk, kh, j0 + TC_KB, T, D, Dp), tc_fetch(fv, vh, j0 + TC_KB, T, D, Dp);
-        } else {
-            tc_stage(kv, kh, j0, TC_KB, T, D, Dp);
-            tc_stage(kv + TC_KB * TC_LD, vh, j0, TC_KB, T, D, Dp);
-        }
+        tc_kv_tile(kv, fk, fv, kh, vh, j0, jend, T, D, Dp, vec);
         __syncthreads();
         if (causal && j0 > w0 + 15) continue;
         tc_abt(st, qf, kv, nf);
@@ -368,13 +375,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dq(
     if (vec) tc_fetch(fk, kh, 0, T, D, Dp), tc_fetch(fv, vh, 0, T, D, Dp);
     for (int j0 = 0; j0 < jend; j0 += TC_KB) {
         __syncthreads();
-        if (vec) {
-            tc_put(kv, fk, Dp), tc_put(kv + TC_KB * TC_LD, fv, Dp);
-            if (j0 + TC_KB < jend) tc_fetch(fk, kh, j0 + TC_KB, T, D, Dp), tc_fetch(fv, vh, j0 + TC_KB, T, D, Dp);
-        } else {
-            tc_stage(kv, kh, j0, TC_KB, T, D, Dp);
-            tc_stage(kv + TC_KB * TC_LD, vh, j0, TC_KB, T, D, Dp);
-        }
+        tc_kv_tile(kv, fk, fv, kh, vh, j0, jend, T, D, Dp, vec);
         __syncthreads();
         if (causal && j0 > w0 + 15) continue;
         tc_abt(st, qf, kv, nf);                   // S = Q K^T
