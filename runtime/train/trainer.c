@@ -310,6 +310,10 @@ static int setup_aux(Trainer *t, LoadedSpec *spec) {
     opt.pack = sopt.pack;
     ir_graph_init(&t->ga, t->d, IR_F32);
     if (lower_model_opts(t->d, t->a, spec, t->cs, idx, &opt, &t->ga, &t->resa) != 0) return -1;
+    // nothing of the teacher / reference trains: frozen weights are stored in bf16 under mixed
+    // precision (shared with the policy's frozen ones) and reach the device once, not every step
+    for (int i = 0; i < t->ga.n; i++)
+        if (t->ga.nodes[i].op == IR_PARAM) t->ga.nodes[i].trainable = false;
     t->alogits_out = find_output(&t->ga, "logits");
     if (t->aux == TR_AUX_REFERENCE && (t->aref_out = ref_logp_output(&t->ga)) >= 0) t->alogits_out = -1;
     if (t->ga.errors) return -1;
