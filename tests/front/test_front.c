@@ -366,55 +366,41 @@ static void test_robust(void) {
     free(s);
     expect("NUL bytes", "trl 1;\0\0\0model m {}", 20, false, "NUL byte");
 
-    // a 1 MB line: a string, a name, a list
-    s = repeat("trl 1; model m { x = \"", "abcdefgh", 131072, "\"; }", &len);
-    expect("1 MB string", s, len, true, NULL);
-    free(s);
-    s = repeat("trl 1; model m { x = ", "abcdefgh", 131072, "; }", &len);
-    expect("1 MB name", s, len, true, NULL);
-    free(s);
-    s = repeat("trl 1; model m { x = [0", ", 1", 300000, "]; }", &len);
-    expect("1 MB list", s, len, true, NULL);
-    free(s);
-    s = repeat("trl 1; model m { x = 0", " + 1", 250000, "; }", &len);
-    expect("a 250,000-term sum", s, len, false, "nested more than 1000 levels");
-    free(s);
-    s = repeat("trl 1; model m { x = 0", " +", 250000, "; }", &len);
-    expect("1 MB of operators", s, len, false, NULL);
-    free(s);
-
-    // 10,000 nested brackets, parentheses, blocks; unary operators
-    s = repeat("trl 1; model m { x = ", "(", 10000, "1; }", &len);
-    expect("10,000 (", s, len, false, "nested more than 200 levels");
-    free(s);
-    s = repeat("trl 1; model m { x = ", "[", 10000, "", &len);
-    expect("10,000 [", s, len, false, "nested more than 200 levels");
-    free(s);
-    s = repeat("trl 1; ", "a {", 10000, "", &len);
-    expect("10,000 blocks", s, len, false, "nested more than 200 levels");
-    free(s);
-    s = repeat("def f(x) {", "if x {", 10000, "", &len);
-    expect("10,000 ifs", s, len, false, "nested more than 200 levels");
-    free(s);
-    s = repeat("trl 1; model m { x = ", "-", 10000, "1; }", &len);
-    expect("10,000 minus signs", s, len, false, "nested too deeply for the parser");
-    free(s);
-    s = repeat("trl 1; model m { x = ", "!", 10000, "y; }", &len);
-    expect("10,000 !", s, len, false, NULL);
-    free(s);
-    s = repeat("trl 1; model m { x = ", "a.", 10000, "b; }", &len);
-    expect("10,000 members", s, len, false, "nested more than 1000 levels");
-    free(s);
+    // pre + unit x times + post: a 1 MB line (a string, a name, a list); 10,000 nested brackets,
+    // parentheses, blocks; unary operators; 10,000 closing braces
+    static const struct {
+        const char *what, *pre, *unit;
+        int times;
+        const char *post;
+        bool ok;
+        const char *needle;
+    } repeated[] = {
+        {"1 MB string", "trl 1; model m { x = \"", "abcdefgh", 131072, "\"; }", true, NULL},
+        {"1 MB name", "trl 1; model m { x = ", "abcdefgh", 131072, "; }", true, NULL},
+        {"1 MB list", "trl 1; model m { x = [0", ", 1", 300000, "]; }", true, NULL},
+        {"a 250,000-term sum", "trl 1; model m { x = 0", " + 1", 250000, "; }", false, "nested more than 1000 levels"},
+        {"1 MB of operators", "trl 1; model m { x = 0", " +", 250000, "; }", false, NULL},
+        {"10,000 (", "trl 1; model m { x = ", "(", 10000, "1; }", false, "nested more than 200 levels"},
+        {"10,000 [", "trl 1; model m { x = ", "[", 10000, "", false, "nested more than 200 levels"},
+        {"10,000 blocks", "trl 1; ", "a {", 10000, "", false, "nested more than 200 levels"},
+        {"10,000 ifs", "def f(x) {", "if x {", 10000, "", false, "nested more than 200 levels"},
+        {"10,000 minus signs", "trl 1; model m { x = ", "-", 10000, "1; }", false, "nested too deeply for the parser"},
+        {"10,000 !", "trl 1; model m { x = ", "!", 10000, "y; }", false, NULL},
+        {"10,000 members", "trl 1; model m { x = ", "a.", 10000, "b; }", false, "nested more than 1000 levels"},
+        {"10,000 }", "trl 1;\n", "}", 10000, "", false, "this `}` closes nothing"},
+    };
+    for (size_t i = 0; i < sizeof repeated / sizeof repeated[0]; i++) {
+        s = repeat(repeated[i].pre, repeated[i].unit, repeated[i].times, repeated[i].post, &len);
+        expect(repeated[i].what, s, len, repeated[i].ok, repeated[i].needle);
+        free(s);
+    }
     s = repeat("trl 1; model m { x = ", "(", 150, "1", &len);
     char *t = repeat(s, ")", 150, "; }", &len);
     expect("150 nested parentheses", t, len, true, NULL);
     free(s);
     free(t);
-    s = repeat("trl 1;\n", "}", 10000, "", &len);
-    expect("10,000 }", s, len, false, "this `}` closes nothing");
     expect_s("stray )", "trl 1; model m { x = 1); }", false, "this `)` does not match the `{` before it");
     expect_s("stray ]", "trl 1; ]", false, "this `]` closes nothing");
-    free(s);
 
     // strings, numbers, characters
     expect_s("unterminated string", "trl 1;\nmodel m {\n  from = \"abc;\n  dtype = bf16;\n}\n", false,
