@@ -27,16 +27,28 @@ static int check_file(const char *name, Arena *a, CheckedSpec *out) {
     return errors;
 }
 
-// Checks spec text held in memory (relative paths resolve in dir); returns the error count.
+// Checks spec text held in memory (relative paths resolve in dir); returns the error count. The
+// diagnostics go to diag_out, or nowhere where it is NULL (tests that count expected errors).
 static int check_text(const char *text, Arena *a, CheckedSpec *out, FILE *diag_out) {
+    FILE *sink = diag_out ? NULL : fopen("/dev/null", "w");
     Diag d;
-    diag_init(&d, diag_out);
+    diag_init(&d, diag_out ? diag_out : sink ? sink : stderr);
     LoadedSpec spec = {0};
     int rc = load_spec_text(&d, a, arena_printf(a, "%s/mem.trl", dir), text, strlen(text), &spec);
     if (rc == 0) check_spec(&d, a, &spec, out);
     int errors = d.errors;
     diag_free(&d);
+    if (sink) fclose(sink);
     return errors;
+}
+
+// The specs' prelude (the policy model) and the optimizer line that ends them.
+#define POLICY "trl 1;\nmodel policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+#define ADAMW "train { optimizer = adamw { lr = 1e-4; }; }\n"
+
+// A spec training on the text file at path (a .json file: its first row is looked at).
+static const char *text_spec(Arena *a, const char *path) {
+    return arena_printf(a, POLICY "data train { from = \"%s\"; format = text; }\nobjective sft { }\n" ADAMW, path);
 }
 
 static bool has_target(const CheckedModel *m, const char *name) {
@@ -167,12 +179,11 @@ static void test_roles(void) {
 static void test_defaults(void) {
     Arena a = {0};
     CheckedSpec *s = arena_alloc(&a, sizeof *s);
-    int errors = check_text("trl 1;\n"
-                            "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+    int errors = check_text(POLICY
                             "lora policy { }\n"
                             "data train { from = \"data/text.jsonl\"; format = text; }\n"
                             "objective sft { }\n"
-                            "train { optimizer = adamw { lr = 1e-4; }; }\n",
+                            ADAMW,
                             &a, s, stderr);
     CHECK(errors == 0);
     if (errors == 0) {
@@ -189,15 +200,13 @@ static void test_defaults(void) {
         CHECK(strstr(s->train.out, "runs/mem") != NULL);
     }
     memset(s, 0, sizeof *s);
-    FILE *sink = fopen("/dev/null", "w");
     errors = check_text("trl 1;\n"
                         "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; dtype = bf61; }\n"
                         "lora policy { rank = 0; alpah = 3; }\n"
                         "data train { from = \"data/text.jsonl\"; format = text; }\n"
                         "objective sft { }\n"
                         "train { optimizer = adamw { lr = -1; }; save_every = 10; }\n",
-                        &a, s, sink ? sink : stderr);
-    if (sink) fclose(sink);
+                        &a, s, NULL);
     CHECK_MSG(errors == 5, "%d errors, expected 5 (dtype, rank, alpah, lr, save_every)", errors);
     arena_free(&a);
 }
@@ -208,14 +217,13 @@ static void test_defaults(void) {
 static void test_data_options(void) {
     Arena a = {0};
     CheckedSpec *s = arena_alloc(&a, sizeof *s);
-    int errors = check_text("trl 1;\n"
-                            "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+    int errors = check_text(POLICY
                             "data train { from = \"../../tests/check/broken/files/rows.json\"; format = prompt_response;\n"
                             "  fields { prompt = \"instruction\"; input = \"context\"; system = \"sys\"; }\n"
                             "  template = \"qwen2.5\"; on_error = skip; truncate = left; }\n"
                             "data eval { from = \"data/eval.jsonl\"; format = prompt_response; template = \"llama3.1\"; }\n"
                             "objective sft { }\n"
-                            "train { optimizer = adamw { lr = 1e-4; }; }\n",
+                            ADAMW,
                             &a, s, stderr);
     CHECK(errors == 0);
     if (errors == 0) {
@@ -228,49 +236,41 @@ static void test_data_options(void) {
     }
     // a .json file with the answers under another name, and a reward reading that column
     memset(s, 0, sizeof *s);
-    errors = check_text("trl 1;\n"
-                        "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+    errors = check_text(POLICY
                         "lora policy { }\n"
                         "data train { from = \"../../tests/check/broken/files/gsm.json\"; format = prompt_answer;\n"
                         "  fields { answer = \"solution\"; } }\n"
                         "objective grpo { reward correct { fn = exact_number; field = \"solution\"; } }\n"
-                        "train { optimizer = adamw { lr = 1e-4; }; }\n",
+                        ADAMW,
                         &a, s, stderr);
     CHECK(errors == 0);
     if (errors == 0) CHECK(s->objective.nrewards == 1 && !strcmp(s->objective.rewards[0].field, "solution"));
     // the same reward on a column that is not there: one error
     memset(s, 0, sizeof *s);
-    FILE *sink = fopen("/dev/null", "w");
-    errors = check_text("trl 1;\n"
-                        "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+    errors = check_text(POLICY
                         "lora policy { }\n"
                         "data train { from = \"../../tests/check/broken/files/gsm.json\"; format = prompt_answer;\n"
                         "  fields { answer = \"solution\"; } }\n"
                         "objective grpo { reward correct { fn = exact_number; field = \"answer\"; } }\n"
-                        "train { optimizer = adamw { lr = 1e-4; }; }\n",
-                        &a, s, sink ? sink : stderr);
-    if (sink) fclose(sink);
+                        ADAMW,
+                        &a, s, NULL);
     CHECK_MSG(errors == 1, "%d errors, expected 1 (reward field)", errors);
     // prompt_answer rows may carry a system prompt (as the reader takes it); its packing is refused
     memset(s, 0, sizeof *s);
-    errors = check_text("trl 1;\n"
-                        "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+    errors = check_text(POLICY
                         "lora policy { }\n"
                         "data train { from = \"data/math.jsonl\"; format = prompt_answer; fields { system = \"sys\"; } }\n"
                         "objective grpo { reward correct { fn = exact_number; } }\n"
-                        "train { optimizer = adamw { lr = 1e-4; }; }\n",
+                        ADAMW,
                         &a, s, stderr);
     CHECK(errors == 0 && s->data[0].f_system && !strcmp(s->data[0].f_system, "sys"));
     memset(s, 0, sizeof *s);
-    sink = fopen("/dev/null", "w");
-    errors = check_text("trl 1;\n"
-                        "model policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
+    errors = check_text(POLICY
                         "lora policy { }\n"
                         "data train { from = \"data/math.jsonl\"; format = prompt_answer; pack = true; }\n"
                         "objective grpo { reward correct { fn = exact_number; } }\n"
-                        "train { optimizer = adamw { lr = 1e-4; }; }\n",
-                        &a, s, sink ? sink : stderr);
-    if (sink) fclose(sink);
+                        ADAMW,
+                        &a, s, NULL);
     CHECK_MSG(errors == 1, "%d errors, expected 1 (pack on prompt_answer)", errors);
     arena_free(&a);
 }
@@ -300,12 +300,7 @@ static void test_json_first_rows(void) {
         fclose(f);
         Arena a = {0};
         CheckedSpec *s = arena_alloc(&a, sizeof *s);
-        char *text = arena_printf(&a, "trl 1;\nmodel policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
-                                      "data train { from = \"%s\"; format = text; }\n"
-                                      "objective sft { }\ntrain { optimizer = adamw { lr = 1e-4; }; }\n", path);
-        FILE *sink = fopen("/dev/null", "w");
-        int errors = check_text(text, &a, s, sink ? sink : stderr);
-        if (sink) fclose(sink);
+        int errors = check_text(text_spec(&a, path), &a, s, NULL);
         CHECK_MSG(errors == 0, "case %d: %d errors", i, errors);
         arena_free(&a);
     }
@@ -316,13 +311,10 @@ static void test_json_first_rows(void) {
         fclose(f);
         Arena a = {0};
         CheckedSpec *s = arena_alloc(&a, sizeof *s);
-        char *text = arena_printf(&a, "trl 1;\nmodel policy { from = \"../../tests/fixtures/tiny-qwen3\"; }\n"
-                                      "data train { from = \"%s\"; format = text; }\n"
-                                      "objective sft { }\ntrain { optimizer = adamw { lr = 1e-4; }; }\n", path);
         char *msg = NULL;
         size_t len = 0;
         FILE *ms = open_memstream(&msg, &len);
-        int errors = check_text(text, &a, s, ms ? ms : stderr);
+        int errors = check_text(text_spec(&a, path), &a, s, ms ? ms : stderr);
         if (ms) fclose(ms);
         CHECK_MSG(errors == 1, "%d errors, expected 1 (no text column)", errors);
         CHECK_MSG(msg && strstr(msg, "its columns: txt"), "%s", msg ? msg : "(no message)");
