@@ -183,48 +183,80 @@ static float *get_param(void *ctx, const char *name, int64_t *numel) {
     return NULL;
 }
 
+// A model of modeldir lowered alone (an empty spec: the model and objective `objective`), as
+// gen_model_from_graph's tests build it; hf_model_free frees it.
+typedef struct HfModel {
+    Diag d;
+    Arena a;
+    char dir[1024];   // modeldir/<name>
+    HfConfig hf;
+    IrGraph g;
+    LowerResult res;
+} HfModel;
+
+// The lowering's status (the config and the empty spec are CHECKed here).
+static int hf_model_lower(HfModel *m, const char *name, const char *arch, const char *objective) {
+    diag_init(&m->d, stderr);
+    m->a = (Arena){0};
+    snprintf(m->dir, sizeof m->dir, "%s/%s", modeldir, name);
+    CHECK(hf_config_load(&m->d, m->dir, &m->hf) == 0);
+    LoadedSpec spec = {0};
+    CHECK(load_spec_text(&m->d, &m->a, "t.trl", "trl 1;\n", 7, &spec) == 0);
+    const HfConfig *hf = &m->hf;
+    LowerModel lm = {.name = "m", .arch = arch, .hf = hf};
+    lm.cfg = (CheckedConfig){.vocab = hf->vocab_size, .hidden = hf->hidden_size, .layers = hf->num_hidden_layers,
+                             .heads = hf->num_attention_heads, .kv_heads = hf->num_key_value_heads,
+                             .head_dim = hf->head_dim, .ffn = hf->intermediate_size,
+                             .max_pos = hf->max_position_embeddings, .eps = hf->rms_norm_eps,
+                             .rope_theta = hf->rope.theta, .init_std = 0.02, .tie = hf->tie_word_embeddings};
+    LowerOptions lo;
+    lower_options_init(&lo);
+    lo.objective = objective;
+    ir_graph_init(&m->g, &m->d, IR_F32);
+    return lower_graph(&m->d, &m->a, &spec, &lm, &lo, &m->g, &m->res);
+}
+
+static void hf_model_free(HfModel *m) {
+    ir_graph_free(&m->g);
+    arena_free(&m->a);
+    diag_free(&m->d);
+}
+
+// ps gets m's parameters (at most 64): LoRA's A a fixed pattern, its B zeros, every other one
+// read from the checkpoint ck (CHECKed); free them with params_free.
+static void params_read(HfModel *m, StCheckpoint *ck, Params *ps) {
+    for (int i = 0; ck && i < m->res.nparams && i < 64; i++) {
+        const IrNode *n = ir_node(&m->g, m->res.params[i].id);
+        int64_t shape[IR_MAX_RANK], numel = 1;
+        for (int k = 0; k < n->shape.rank; k++) numel *= (shape[k] = n->shape.d[k].coef);
+        ps->names[ps->n] = m->res.params[i].name;
+        ps->numel[ps->n] = numel;
+        ps->data[ps->n] = calloc((size_t)numel, sizeof(float));
+        if (strstr(m->res.params[i].name, "lora_A"))
+            for (int64_t k = 0; k < numel; k++) ps->data[ps->n][k] = (float)((k % 7) - 3) * 0.1f;   // B stays 0
+        else if (!strstr(m->res.params[i].name, "lora_B"))
+            CHECK(st_checkpoint_read_f32(&m->d, ck, m->res.params[i].name, n->shape.rank, shape, ps->data[ps->n]) == 0);
+        ps->n++;
+    }
+}
+
+static void params_free(Params *ps) {
+    for (int i = 0; i < ps->n; i++) free(ps->data[i]);
+}
+
 // tiny-qwen3 lowered with the sft objective (inputs tokens, pos, labels; outputs logits, loss):
 // the decode graph keeps only what the logits need, and decodes as gen_model_open's model.
 static void test_from_graph(void) {
-    Diag d;
-    diag_init(&d, stderr);
-    Arena a = {0};
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/tiny-qwen3", modeldir);
-    HfConfig hf;
-    CHECK(hf_config_load(&d, dir, &hf) == 0);
-    LoadedSpec spec = {0};
-    CHECK(load_spec_text(&d, &a, "t.trl", "trl 1;\n", 7, &spec) == 0);
-    LowerModel lm = {.name = "m", .arch = "qwen3", .hf = &hf};
-    lm.cfg = (CheckedConfig){.vocab = hf.vocab_size, .hidden = hf.hidden_size, .layers = hf.num_hidden_layers,
-                             .heads = hf.num_attention_heads, .kv_heads = hf.num_key_value_heads,
-                             .head_dim = hf.head_dim, .ffn = hf.intermediate_size, .max_pos = hf.max_position_embeddings,
-                             .eps = hf.rms_norm_eps, .rope_theta = hf.rope.theta, .init_std = 0.02,
-                             .tie = hf.tie_word_embeddings};
-    LowerOptions lo;
-    lower_options_init(&lo);
-    lo.objective = "sft";
-    IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
-    LowerResult res;
-    int rc = lower_graph(&d, &a, &spec, &lm, &lo, &g, &res);
-    CHECK(rc == 0 && res.loss != IR_NONE);
+    HfModel hm;
+    int rc = hf_model_lower(&hm, "tiny-qwen3", "qwen3", "sft");
+    CHECK(rc == 0 && hm.res.loss != IR_NONE);
     Params ps = {0};
-    StCheckpoint *ck = rc == 0 ? st_checkpoint_open(&d, dir) : NULL;
+    StCheckpoint *ck = rc == 0 ? st_checkpoint_open(&hm.d, hm.dir) : NULL;
     CHECK(ck != NULL);
-    for (int i = 0; ck && i < res.nparams && i < 64; i++) {
-        const IrNode *n = ir_node(&g, res.params[i].id);
-        int64_t shape[IR_MAX_RANK], numel = 1;
-        for (int k = 0; k < n->shape.rank; k++) numel *= (shape[k] = n->shape.d[k].coef);
-        ps.names[ps.n] = res.params[i].name;
-        ps.numel[ps.n] = numel;
-        ps.data[ps.n] = malloc((size_t)numel * sizeof(float));
-        CHECK(st_checkpoint_read_f32(&d, ck, res.params[i].name, n->shape.rank, shape, ps.data[ps.n]) == 0);
-        ps.n++;
-    }
+    params_read(&hm, ck, &ps);
     st_checkpoint_close(ck);
-    GenModel *gm = rc == 0 ? gen_model_from_graph(&d, &g, get_param, &ps) : NULL;
-    GenModel *om = gen_model_open(&d, dir, NULL);
+    GenModel *gm = rc == 0 ? gen_model_from_graph(&hm.d, &hm.g, get_param, &ps) : NULL;
+    GenModel *om = gen_model_open(&hm.d, hm.dir, NULL);
     CHECK(gm != NULL && om != NULL);
     if (gm && om) {
         int32_t p1[] = {5, 17, 33, 3, 40}, p2[] = {300, 12};
@@ -251,10 +283,8 @@ static void test_from_graph(void) {
     }
     gen_model_free(gm);
     gen_model_free(om);
-    for (int i = 0; i < ps.n; i++) free(ps.data[i]);
-    ir_graph_free(&g);
-    arena_free(&a);
-    diag_free(&d);
+    params_free(&ps);
+    hf_model_free(&hm);
 }
 
 // gen_eval_dataset on prompt_answer and prompt_response files whose references are built from what
@@ -544,58 +574,24 @@ static void test_random_requests(void) {
 // LoRA on lm_head (B = 0): the logits are no plain product, so the decode graph computes every
 // position's logits (the fallback of the last-position gather); ids still equal transformers'.
 static void test_lm_head_lora(void) {
-    Diag d;
-    diag_init(&d, stderr);
-    Arena a = {0};
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/tiny-llama", modeldir);
-    HfConfig hf;
-    CHECK(hf_config_load(&d, dir, &hf) == 0);
-    LoadedSpec spec = {0};
-    CHECK(load_spec_text(&d, &a, "t.trl", "trl 1;\n", 7, &spec) == 0);
-    LowerModel lm = {.name = "m", .arch = "llama", .hf = &hf};
-    lm.cfg = (CheckedConfig){.vocab = hf.vocab_size, .hidden = hf.hidden_size, .layers = hf.num_hidden_layers,
-                             .heads = hf.num_attention_heads, .kv_heads = hf.num_key_value_heads,
-                             .head_dim = hf.head_dim, .ffn = hf.intermediate_size, .max_pos = hf.max_position_embeddings,
-                             .eps = hf.rms_norm_eps, .rope_theta = hf.rope.theta, .init_std = 0.02,
-                             .tie = hf.tie_word_embeddings};
-    LowerOptions lo;
-    lower_options_init(&lo);
-    lo.objective = "none";
-    IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
-    LowerResult res;
-    int rc = lower_graph(&d, &a, &spec, &lm, &lo, &g, &res);
+    HfModel hm;
+    int rc = hf_model_lower(&hm, "tiny-llama", "llama", "none");
     CHECK(rc == 0);
     const char *targets[] = {"lm_head"};
     LoraOptions lopt = {.rank = 2, .alpha = 4, .targets = targets, .ntargets = 1};
     LoraResult lr;
-    if (rc == 0) CHECK((rc = lora_apply(&d, &a, &g, &res, &lopt, &lr)) == 0);
+    if (rc == 0) CHECK((rc = lora_apply(&hm.d, &hm.a, &hm.g, &hm.res, &lopt, &lr)) == 0);
     CHECK(rc == 0 && lr.nmods == 1);
     Params ps = {0};
-    StCheckpoint *ck = rc == 0 ? st_checkpoint_open(&d, dir) : NULL;
-    for (int i = 0; ck && i < res.nparams && i < 64; i++) {
-        const IrNode *n = ir_node(&g, res.params[i].id);
-        int64_t shape[IR_MAX_RANK], numel = 1;
-        for (int k = 0; k < n->shape.rank; k++) numel *= (shape[k] = n->shape.d[k].coef);
-        ps.names[ps.n] = res.params[i].name;
-        ps.numel[ps.n] = numel;
-        ps.data[ps.n] = calloc((size_t)numel, sizeof(float));
-        if (strstr(res.params[i].name, "lora_A"))
-            for (int64_t k = 0; k < numel; k++) ps.data[ps.n][k] = (float)((k % 7) - 3) * 0.1f;   // B stays 0
-        else if (!strstr(res.params[i].name, "lora_B"))
-            CHECK(st_checkpoint_read_f32(&d, ck, res.params[i].name, n->shape.rank, shape, ps.data[ps.n]) == 0);
-        ps.n++;
-    }
+    StCheckpoint *ck = rc == 0 ? st_checkpoint_open(&hm.d, hm.dir) : NULL;
+    params_read(&hm, ck, &ps);
     st_checkpoint_close(ck);
-    GenModel *m = rc == 0 ? gen_model_from_graph(&d, &g, get_param, &ps) : NULL;
+    GenModel *m = rc == 0 ? gen_model_from_graph(&hm.d, &hm.g, get_param, &ps) : NULL;
     CHECK(m != NULL);
     if (m) check_greedy(m, "tiny-llama", "llama with LoRA on lm_head (all-position logits)");
     gen_model_free(m);
-    for (int i = 0; i < ps.n; i++) free(ps.data[i]);
-    ir_graph_free(&g);
-    arena_free(&a);
-    diag_free(&d);
+    params_free(&ps);
+    hf_model_free(&hm);
 }
 
 // A session (the cache kept between calls) gives the same ids as fresh generation for a growing
