@@ -210,14 +210,41 @@ static void check_grads(Case *c, const char *arch) {
     CHECK_MSG(maxrel < 1e-6, "%s: gradient rel error %g at %s", arch, maxrel, worst);
 }
 
-static void test_arch(const char *dir, const char *fixture) {
+// Opens the fixture dir/<name>.safetensors: 0, or -1 (a failed check) where it cannot be read.
+static int open_fx(Fx *fx, const char *dir, const char *name) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s.safetensors", dir, fixture);
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
+    int rc = fx_open(fx, path);
+    if (rc) CHECK_MSG(0, "cannot read %s", path);
+    return rc;
+}
+
+// One objective on the fixture against its value in torch: lowered (dpo: DPO's loss kind) and
+// run; its loss divided by div within atol (and 1e-6 relative) of the fixture's F64 scalar
+// ref_name; its loss_per equal to per (NULL: not checked); its gradients by finite differences.
+static void check_loss(const Fx *fx, const char *arch, const char *objective, const char *dpo, const char *ref_name,
+                       double div, double atol, const char *per, const char *what) {
+    Case c;
+    int rc = setup(&c, fx, arch, 0, objective, dpo);
+    CHECK_MSG(rc == 0, "%s: lowering failed", what);
+    double loss = 0, ref = 0;
+    if (rc == 0) rc = run(&c, &loss);
+    CHECK(rc == 0);
+    int64_t n;
+    const void *r = fx_get(fx, ref_name, "F64", &n);
+    CHECK(r != NULL);
+    if (r) memcpy(&ref, r, 8);
+    printf("%s: loss%s %.12g vs torch %.12g (summed per %s)\n", what, div != 1 ? " / B" : "", loss / div, ref,
+           c.res.loss_per ? c.res.loss_per : "?");
+    CHECK_CLOSE(loss / div, ref, atol, 1e-6);
+    if (per) CHECK(c.res.loss_per && !strcmp(c.res.loss_per, per));
+    if (rc == 0) check_grads(&c, what);
+    teardown(&c);
+}
+
+static void test_arch(const char *dir, const char *fixture) {
     Fx fx;
-    if (fx_open(&fx, path)) {
-        CHECK_MSG(0, "cannot read %s", path);
-        return;
-    }
+    if (open_fx(&fx, dir, fixture)) return;
     const char *arch = fx_meta(&fx, "arch");
     Case c;
     int rc = setup(&c, &fx, arch, 0, "sft", NULL);
@@ -292,37 +319,14 @@ static void test_arch(const char *dir, const char *fixture) {
 // against TRL's formulas in torch; gradients by finite differences. And the "logp" objective
 // (what the reference model computes) against the fixture's sequence log-probs.
 static void test_dpo(const char *dir, const char *arch) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.safetensors", dir, arch);
     Fx fx;
-    if (fx_open(&fx, path)) {
-        CHECK_MSG(0, "cannot read %s", path);
-        return;
-    }
+    if (open_fx(&fx, dir, arch)) return;
     static const char *const kinds[] = {"sigmoid", "hinge", "ipo"};
     for (int k = 0; k < 3; k++) {
-        Case c;
-        int rc = setup(&c, &fx, arch, 0, "dpo", kinds[k]);
-        CHECK_MSG(rc == 0, "%s dpo %s: lowering failed", arch, kinds[k]);
-        double loss = 0, ref = 0;
-        if (rc == 0) rc = run(&c, &loss);
-        CHECK(rc == 0);
-        char name[64];
+        char what[64], name[64];
+        snprintf(what, sizeof what, "%s dpo %s", arch, kinds[k]);
         snprintf(name, sizeof name, "test.dpo_%s", kinds[k]);
-        int64_t n;
-        const void *r = fx_get(&fx, name, "F64", &n);
-        CHECK(r != NULL);
-        if (r) memcpy(&ref, r, 8);
-        printf("%s dpo %s: loss %.12g vs torch %.12g (%s per %s)\n", arch, kinds[k], loss, ref,
-               c.res.loss_per ? "summed" : "?", c.res.loss_per ? c.res.loss_per : "?");
-        CHECK_CLOSE(loss, ref, 1e-6, 1e-6);
-        CHECK(c.res.loss_per && !strcmp(c.res.loss_per, "pair"));
-        if (rc == 0) {
-            char label[64];
-            snprintf(label, sizeof label, "%s dpo %s", arch, kinds[k]);
-            check_grads(&c, label);
-        }
-        teardown(&c);
+        check_loss(&fx, arch, "dpo", kinds[k], name, 1, 1e-6, "pair", what);
     }
     Case c;
     int rc = setup(&c, &fx, arch, 0, "logp", NULL);
@@ -345,54 +349,22 @@ static void test_dpo(const char *dir, const char *arch) {
 // per-token log-probs and advantages: our weighted sum / B against TRL's mean; gradients by finite
 // differences. And the per-token log-probs ("token_logp") against torch.
 static void test_grpo(const char *dir, const char *arch) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s.safetensors", dir, arch);
     Fx fx;
-    if (fx_open(&fx, path)) {
-        CHECK_MSG(0, "cannot read %s", path);
-        return;
-    }
-    Case c;
-    int rc = setup(&c, &fx, arch, 0, "grpo", NULL);
-    CHECK_MSG(rc == 0, "%s grpo: lowering failed", arch);
-    double loss = 0, ref = 0;
-    if (rc == 0) rc = run(&c, &loss);
-    CHECK(rc == 0);
-    int64_t n;
-    const void *r = fx_get(&fx, "test.grpo_loss", "F64", &n);
-    CHECK(r != NULL);
-    if (r) memcpy(&ref, r, 8);
-    printf("%s grpo: loss / B %.12g vs TRL's formula in torch %.12g\n", arch, loss / B, ref);
-    CHECK_CLOSE(loss / B, ref, 1e-6, 1e-6);
-    CHECK(c.res.loss_per && !strcmp(c.res.loss_per, "weight"));
-    if (rc == 0) {
-        char label[64];
-        snprintf(label, sizeof label, "%s grpo", arch);
-        check_grads(&c, label);
-    }
-    teardown(&c);
+    if (open_fx(&fx, dir, arch)) return;
+    char what[64];
+    snprintf(what, sizeof what, "%s grpo", arch);   // TRL's formula (a mean) in torch
+    check_loss(&fx, arch, "grpo", NULL, "test.grpo_loss", B, 1e-6, "weight", what);
     // knowledge distillation
-    rc = setup(&c, &fx, arch, 0, "kd", NULL);
-    CHECK_MSG(rc == 0, "%s kd: lowering failed", arch);
-    if (rc == 0) rc = run(&c, &loss);
-    CHECK(rc == 0);
-    r = fx_get(&fx, "test.kd_loss", "F64", &n);
-    CHECK(r != NULL);
-    if (r) memcpy(&ref, r, 8);
-    printf("%s kd: loss %.12g vs torch %.12g\n", arch, loss, ref);
-    CHECK_CLOSE(loss, ref, 1e-5, 1e-6);
-    if (rc == 0) {
-        char label[64];
-        snprintf(label, sizeof label, "%s kd", arch);
-        check_grads(&c, label);
-    }
-    teardown(&c);
-    rc = setup(&c, &fx, arch, 0, "token_logp", NULL);
+    snprintf(what, sizeof what, "%s kd", arch);
+    check_loss(&fx, arch, "kd", NULL, "test.kd_loss", 1, 1e-5, NULL, what);
+    Case c;
+    int rc = setup(&c, &fx, arch, 0, "token_logp", NULL);
     CHECK(rc == 0 && c.res.logp != IR_NONE);
     int64_t syms[IR_NSYMS] = {B, T};
     if (rc == 0) CHECK(cpu_run(c.p, syms, 0) == 0);
     const CpuTensor *lp = rc == 0 ? cpu_output_named(c.p, "token_logp") : NULL;
-    r = fx_get(&fx, "test.token_logp", "F64", &n);
+    int64_t n;
+    const void *r = fx_get(&fx, "test.token_logp", "F64", &n);
     CHECK(lp && r && lp->numel == B * T && n == B * T);
     double maxd = 0;
     for (int i = 0; lp && r && i < B * T && i < lp->numel; i++) {
@@ -432,13 +404,8 @@ static const char implicit_spec[] =
     "}\n";
 
 static void test_implicit(const char *dir) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/llama.safetensors", dir);
     Fx fx;
-    if (fx_open(&fx, path)) {
-        CHECK_MSG(0, "cannot read %s", path);
-        return;
-    }
+    if (open_fx(&fx, dir, "llama")) return;
     Case ref;
     int rc = setup(&ref, &fx, "llama", 0, "sft", NULL);
     double want = 0, got = 0;
