@@ -103,18 +103,37 @@ static uint32_t next(void) {
     return (uint32_t)(rng >> 11);
 }
 
+// Reads at most cap bytes of the file at path into buf (*n: how many); false (a failed check)
+// where it cannot be opened.
+static bool read_input(const char *path, void *buf, size_t cap, size_t *n) {
+    FILE *fp = fopen(path, "rb");
+    CHECK(fp != NULL);
+    if (!fp) return false;
+    *n = fread(buf, 1, cap, fp);
+    fclose(fp);
+    return true;
+}
+
+// The Diag of the tests that expect errors: it writes to /dev/null (quiet_close closes both).
+static FILE *quiet_open(Diag *d) {
+    FILE *devnull = fopen("/dev/null", "w");
+    diag_init(d, devnull);
+    return devnull;
+}
+
+static void quiet_close(Diag *d, FILE *devnull) {
+    diag_free(d);
+    fclose(devnull);
+}
+
 static void test_mutations(void) {
     char path[4096];
     snprintf(path, sizeof path, "%s/fixtures/dtypes.safetensors", src);
-    FILE *fp = fopen(path, "rb");
-    CHECK(fp != NULL);
-    if (!fp) return;
     static uint8_t file[1 << 16];
-    size_t n = fread(file, 1, sizeof file, fp);
-    fclose(fp);
-    FILE *devnull = fopen("/dev/null", "w");
+    size_t n;
+    if (!read_input(path, file, sizeof file, &n)) return;
     Diag d;
-    diag_init(&d, devnull);
+    FILE *devnull = quiet_open(&d);
     int accepted = 0;
     for (size_t len = 0; len < n; len++) {   // every truncation fails
         uint8_t *b = malloc(len ? len : 1);
@@ -157,23 +176,18 @@ static void test_mutations(void) {
     printf("mutations: %zu truncations rejected; %d random header edits: %d accepted, %d rejected\n", n, 4000,
            ok, rejected);
     CHECK(rejected > 0);
-    diag_free(&d);
-    fclose(devnull);
+    quiet_close(&d, devnull);
 }
 
 // Random edits of a real config.json text: an error or a config, never a crash.
 static void test_config_mutations(void) {
     char path[2048];
     snprintf(path, sizeof path, "%s/configs/llama-3.2-1b.json", src);
-    FILE *fp = fopen(path, "rb");
-    CHECK(fp != NULL);
-    if (!fp) return;
     static char text[1 << 14];
-    size_t n = fread(text, 1, sizeof text, fp);
-    fclose(fp);
-    FILE *devnull = fopen("/dev/null", "w");
+    size_t n;
+    if (!read_input(path, text, sizeof text, &n)) return;
     Diag d;
-    diag_init(&d, devnull);
+    FILE *devnull = quiet_open(&d);
     int ok = 0, rejected = 0;
     for (int iter = 0; iter < 3000; iter++) {
         char *b = malloc(n);
@@ -194,20 +208,16 @@ static void test_config_mutations(void) {
     }
     printf("config mutations: %d accepted, %d rejected\n", ok, rejected);
     CHECK(ok > 0 && rejected > 0);
-    diag_free(&d);
-    fclose(devnull);
+    quiet_close(&d, devnull);
 }
 
 // Random edits of a real index.json / adapter_config.json (next to links to the real weights):
 // an error or a consistent result, never a crash.
 static void mutate_json_file(const char *from, const char *to, const char *const *links, int nlinks,
                              const char *kind, int iters) {
-    FILE *fp = fopen(from, "rb");
-    CHECK(fp != NULL);
-    if (!fp) return;
     static char text[1 << 15];
-    size_t n = fread(text, 1, sizeof text, fp);
-    fclose(fp);
+    size_t n;
+    if (!read_input(from, text, sizeof text, &n)) return;
     char dir[2048];
     snprintf(dir, sizeof dir, "%s", to);
     *strrchr(dir, '/') = 0;
@@ -222,9 +232,8 @@ static void mutate_json_file(const char *from, const char *to, const char *const
         unlink(a);
         CHECK(realpath(b, absb) != NULL && symlink(absb, a) == 0);
     }
-    FILE *devnull = fopen("/dev/null", "w");
     Diag d;
-    diag_init(&d, devnull);
+    FILE *devnull = quiet_open(&d);
     int ok = 0, rejected = 0;
     for (int iter = 0; iter < iters; iter++) {
         char *b = malloc(n);
@@ -260,8 +269,7 @@ static void mutate_json_file(const char *from, const char *to, const char *const
     }
     printf("%s mutations: %d accepted, %d rejected\n", kind, ok, rejected);
     CHECK(ok > 0 && rejected > 0);
-    diag_free(&d);
-    fclose(devnull);
+    quiet_close(&d, devnull);
 }
 
 static void test_json_mutations(const char *bin) {
@@ -288,9 +296,8 @@ static void test_fifos(const char *bin) {
         unlink(p);
         CHECK(mkfifo(p, 0666) == 0);
     }
-    FILE *devnull = fopen("/dev/null", "w");
     Diag d;
-    diag_init(&d, devnull);
+    FILE *devnull = quiet_open(&d);
     HfConfig c;
     CHECK(hf_config_load(&d, dir, &c) != 0);
     StCheckpoint *ck = st_checkpoint_open(&d, dir);
@@ -300,8 +307,7 @@ static void test_fifos(const char *bin) {
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
     CHECK(st_open(&d, p) == NULL);
     CHECK(d.errors == 4);
-    diag_free(&d);
-    fclose(devnull);
+    quiet_close(&d, devnull);
 }
 
 int main(int argc, char **argv) {
