@@ -135,31 +135,39 @@ static void test_prompt_response(void) {
     ds_close(l);
 }
 
+// A prompt_response file of fixtures: opened (checked), and its row count checked where it opened.
+static DsLoader *open_rows(const char *file, size_t nrows) {
+    DsLoader *l = open_ds(file, DS_PROMPT_RESPONSE, NULL);
+    CHECK(l != NULL);
+    if (l) CHECK(ds_num_rows(l) == nrows);
+    return l;
+}
+
+// Row i of l is the bytes of s (the first `masked` of them masked) and EOS, from line `line`.
+static void check_row(DsLoader *l, size_t i, const char *s, size_t masked, long line) {
+    const int32_t eos = 257;
+    DsExample ex;
+    CHECK(ds_get(l, i, &ex) == 0);
+    CHECK(seq_is(ex.ids, ex.labels, ex.n, s, &eos, 1, masked));
+    CHECK(ex.line == line);
+    ds_example_free(&ex);
+}
+
 static void test_alpaca_csv(void) {
     int32_t eos = 257;
     DsExample ex;
-    DsLoader *l = open_ds("alpaca.json", DS_PROMPT_RESPONSE, NULL);
-    CHECK(l != NULL);
+    DsLoader *l = open_rows("alpaca.json", 3);
     if (l) {
-        CHECK(ds_num_rows(l) == 3);
-        CHECK(ds_get(l, 0, &ex) == 0);
-        CHECK(seq_is(ex.ids, ex.labels, ex.n, "Add the numbers.\n\n2 and 35", &eos, 1, 25));
-        CHECK(ex.line == 2);
-        ds_example_free(&ex);
-        CHECK(ds_get(l, 1, &ex) == 0);   // empty input: no blank line added
-        CHECK(seq_is(ex.ids, ex.labels, ex.n, "Name a fruit.Apple", &eos, 1, 13));
-        CHECK(ex.line == 7);
-        ds_example_free(&ex);
+        check_row(l, 0, "Add the numbers.\n\n2 and 35", 25, 2);
+        check_row(l, 1, "Name a fruit.Apple", 13, 7);   // empty input: no blank line added
         CHECK(ds_get(l, 2, &ex) == 0 && ex.line == 12);
         ds_example_free(&ex);
     }
     ds_close(l);
 
     // Row lines in a .json file with decoys (nested "data", brackets and quotes in strings).
-    l = open_ds("tricky.json", DS_PROMPT_RESPONSE, NULL);
-    CHECK(l != NULL);
+    l = open_rows("tricky.json", 3);
     if (l) {
-        CHECK(ds_num_rows(l) == 3);
         long want[3] = {3, 4, 5};
         for (size_t i = 0; i < 3; i++) {
             CHECK(ds_get(l, i, &ex) == 0);
@@ -170,10 +178,8 @@ static void test_alpaca_csv(void) {
     }
     ds_close(l);
 
-    l = open_ds("sft.csv", DS_PROMPT_RESPONSE, NULL);
-    CHECK(l != NULL);
+    l = open_rows("sft.csv", 4);
     if (l) {
-        CHECK(ds_num_rows(l) == 4);
         CHECK(ds_get(l, 0, &ex) == 0);   // BOM stripped from the header, quoted comma kept
         CHECK(seq_is(ex.ids, ex.labels, ex.n, "Hello, worldHi", &eos, 1, 12) && ex.line == 2);
         ds_example_free(&ex);

@@ -292,9 +292,7 @@ static void test_from_graph(void) {
 static void test_eval_dataset(void) {
     Diag d;
     diag_init(&d, stderr);
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/tiny-qwen3", modeldir);
-    GenModel *m = gen_model_open(&d, dir, NULL);
+    GenModel *m = open_model(&d, "tiny-qwen3", NULL);
     CHECK(m != NULL);
     if (!m) {
         diag_free(&d);
@@ -456,9 +454,7 @@ static void test_trainer_model(const char *spec_path) {
 static void test_stop_strings(void) {
     Diag d;
     diag_init(&d, stderr);
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/qwen3-sharp", fixdir);
-    GenModel *m = gen_model_open(&d, dir, NULL);
+    GenModel *m = open_fixture_model(&d, "qwen3-sharp");
     CHECK(m != NULL && gen_model_tokenizer(m) != NULL);
     if (m && gen_model_tokenizer(m)) {
         const Tokenizer *tok = gen_model_tokenizer(m);
@@ -600,9 +596,7 @@ static void test_lm_head_lora(void) {
 static void test_session(void) {
     Diag d;
     diag_init(&d, stderr);
-    char dir[1024];
-    snprintf(dir, sizeof dir, "%s/qwen3-sharp", fixdir);
-    GenModel *m = gen_model_open(&d, dir, NULL);
+    GenModel *m = open_fixture_model(&d, "qwen3-sharp");
     GenSession *s = gen_session_new(m);
     CHECK(m != NULL && s != NULL);
     int32_t conv[256];
