@@ -357,14 +357,22 @@ static void test_truncate_pack(void) {
     ds_close(l);
 }
 
-// First token of every example over all batches (unpacked, text rows distinguished by byte 1).
-static int run_order(uint64_t seed, int epochs, int batch, int *out, int cap) {
+// sft.jsonl shuffled with seed over epochs, packed into rows of max_len or not.
+static DsConfig shuffled_sft(uint64_t seed, int epochs, bool pack, int max_len) {
     DsConfig c;
     ds_config_init(&c);
     c.path = FIXTURES "/sft.jsonl";
     c.shuffle = true;
     c.seed = seed;
     c.epochs = epochs;
+    c.pack = pack;
+    c.max_len = max_len;
+    return c;
+}
+
+// First token of every example over all batches (unpacked, text rows distinguished by byte 1).
+static int run_order(uint64_t seed, int epochs, int batch, int *out, int cap) {
+    DsConfig c = shuffled_sft(seed, epochs, false, 0);
     DsLoader *l = ds_open(&d, &c, tok);
     if (!l) return -1;
     DsBatch b = {0};
@@ -392,14 +400,7 @@ static void test_shuffle_resume(void) {
 
     // Resume: positions from one loader reproduce the rest of the stream in another, also packed.
     for (int pack = 0; pack < 2; pack++) {
-        DsConfig c;
-        ds_config_init(&c);
-        c.path = FIXTURES "/sft.jsonl";
-        c.shuffle = true;
-        c.seed = 3;
-        c.epochs = 2;
-        c.pack = pack;
-        c.max_len = pack ? 40 : 0;
+        DsConfig c = shuffled_sft(3, 2, pack, pack ? 40 : 0);
         DsLoader *l1 = ds_open(&d, &c, tok), *l2 = ds_open(&d, &c, tok);
         CHECK(l1 && l2);
         if (!l1 || !l2) return;
@@ -435,14 +436,7 @@ static void test_shuffle_resume(void) {
 static void test_count_batches(void) {
     for (int pack = 0; pack < 2; pack++)
         for (int batch = 1; batch <= 3; batch++) {
-            DsConfig c;
-            ds_config_init(&c);
-            c.path = FIXTURES "/sft.jsonl";
-            c.shuffle = true;
-            c.seed = 11;
-            c.epochs = 3;
-            c.pack = pack;
-            c.max_len = pack ? 36 : 0;
+            DsConfig c = shuffled_sft(11, 3, pack, pack ? 36 : 0);
             DsLoader *l = ds_open(&d, &c, tok);
             CHECK(l != NULL);
             if (!l) return;
