@@ -62,17 +62,25 @@ static double rel_err(const CpuTensor *t, IrDType real, const double *ref, int n
     return mb > 0 ? md / mb : md;
 }
 
+// The graphs' inputs: q and w (the output's gradient) (B, HQ, T, D), k and v (B, HK, T, D), the
+// segment ids seg (B, T).
+static void add_inputs(IrGraph *g, IrId *q, IrId *k, IrId *v, IrId *w, IrId *s) {
+    Loc l = {0, 0, 0};
+    IrShape sq = ir_shape4(ir_dim(B), ir_dim(HQ), ir_dim(T), ir_dim(D));
+    IrShape sk = ir_shape4(ir_dim(B), ir_dim(HK), ir_dim(T), ir_dim(D));
+    *q = ir_input(g, "q", IR_F64, sq, l), *k = ir_input(g, "k", IR_F64, sk, l);
+    *v = ir_input(g, "v", IR_F64, sk, l), *w = ir_input(g, "w", IR_F64, sq, l);
+    *s = ir_input(g, "seg", IR_I32, ir_shape2(ir_dim(B), ir_dim(T)), l);
+}
+
 static void run(const Ref *r, IrDType real, double tol, const char *label) {
     Diag d;
     diag_init(&d, stderr);
     IrGraph g;
     ir_graph_init(&g, &d, IR_F64);
     Loc l = {0, 0, 0};
-    IrShape sq = ir_shape4(ir_dim(B), ir_dim(HQ), ir_dim(T), ir_dim(D));
-    IrShape sk = ir_shape4(ir_dim(B), ir_dim(HK), ir_dim(T), ir_dim(D));
-    IrId q = ir_input(&g, "q", IR_F64, sq, l), k = ir_input(&g, "k", IR_F64, sk, l);
-    IrId v = ir_input(&g, "v", IR_F64, sk, l), w = ir_input(&g, "w", IR_F64, sq, l);
-    IrId s = ir_input(&g, "seg", IR_I32, ir_shape2(ir_dim(B), ir_dim(T)), l);
+    IrId q, k, v, w, s;
+    add_inputs(&g, &q, &k, &v, &w, &s);
     IrId y = ir_sdpa_seg(&g, q, k, v, IR_NONE, s, true, 0, l);
     IrId gq = ir_sdpa_bwd_seg(&g, IR_SDPA_BWD_Q, q, k, v, w, IR_NONE, s, true, 0, l);
     IrId gk = ir_sdpa_bwd_seg(&g, IR_SDPA_BWD_K, q, k, v, w, IR_NONE, s, true, 0, l);
@@ -150,11 +158,8 @@ static void zeros_identical(const Ref *r) {
     IrGraph g;
     ir_graph_init(&g, &d, IR_F64);
     Loc l = {0, 0, 0};
-    IrShape sq = ir_shape4(ir_dim(B), ir_dim(HQ), ir_dim(T), ir_dim(D));
-    IrShape sk = ir_shape4(ir_dim(B), ir_dim(HK), ir_dim(T), ir_dim(D));
-    IrId q = ir_input(&g, "q", IR_F64, sq, l), k = ir_input(&g, "k", IR_F64, sk, l);
-    IrId v = ir_input(&g, "v", IR_F64, sk, l), w = ir_input(&g, "w", IR_F64, sq, l);
-    IrId s = ir_input(&g, "seg", IR_I32, ir_shape2(ir_dim(B), ir_dim(T)), l);
+    IrId q, k, v, w, s;
+    add_inputs(&g, &q, &k, &v, &w, &s);
     IrOp bw[3] = {IR_SDPA_BWD_Q, IR_SDPA_BWD_K, IR_SDPA_BWD_V};
     ir_add_output(&g, ir_sdpa(&g, q, k, v, true, 0, l), "y0");
     ir_add_output(&g, ir_sdpa_seg(&g, q, k, v, IR_NONE, s, true, 0, l), "y1");
