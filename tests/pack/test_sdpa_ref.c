@@ -62,9 +62,11 @@ static double rel_err(const CpuTensor *t, IrDType real, const double *ref, int n
     return mb > 0 ? md / mb : md;
 }
 
-// The graphs' inputs: q and w (the output's gradient) (B, HQ, T, D), k and v (B, HK, T, D), the
-// segment ids seg (B, T).
-static void add_inputs(IrGraph *g, IrId *q, IrId *k, IrId *v, IrId *w, IrId *s) {
+// An f64 graph (its Diag on stderr) with the inputs q and w (the output's gradient)
+// (B, HQ, T, D), k and v (B, HK, T, D) and the segment ids seg (B, T).
+static void graph_init(Diag *d, IrGraph *g, IrId *q, IrId *k, IrId *v, IrId *w, IrId *s) {
+    diag_init(d, stderr);
+    ir_graph_init(g, d, IR_F64);
     Loc l = {0, 0, 0};
     IrShape sq = ir_shape4(ir_dim(B), ir_dim(HQ), ir_dim(T), ir_dim(D));
     IrShape sk = ir_shape4(ir_dim(B), ir_dim(HK), ir_dim(T), ir_dim(D));
@@ -75,12 +77,10 @@ static void add_inputs(IrGraph *g, IrId *q, IrId *k, IrId *v, IrId *w, IrId *s) 
 
 static void run(const Ref *r, IrDType real, double tol, const char *label) {
     Diag d;
-    diag_init(&d, stderr);
     IrGraph g;
-    ir_graph_init(&g, &d, IR_F64);
-    Loc l = {0, 0, 0};
     IrId q, k, v, w, s;
-    add_inputs(&g, &q, &k, &v, &w, &s);
+    graph_init(&d, &g, &q, &k, &v, &w, &s);
+    Loc l = {0, 0, 0};
     IrId y = ir_sdpa_seg(&g, q, k, v, IR_NONE, s, true, 0, l);
     IrId gq = ir_sdpa_bwd_seg(&g, IR_SDPA_BWD_Q, q, k, v, w, IR_NONE, s, true, 0, l);
     IrId gk = ir_sdpa_bwd_seg(&g, IR_SDPA_BWD_K, q, k, v, w, IR_NONE, s, true, 0, l);
@@ -154,12 +154,10 @@ static void gpu_ref(const Ref *r) {
 // One segment per row (all zeros) == no segment input, bit for bit (unpacked batches unchanged).
 static void zeros_identical(const Ref *r) {
     Diag d;
-    diag_init(&d, stderr);
     IrGraph g;
-    ir_graph_init(&g, &d, IR_F64);
-    Loc l = {0, 0, 0};
     IrId q, k, v, w, s;
-    add_inputs(&g, &q, &k, &v, &w, &s);
+    graph_init(&d, &g, &q, &k, &v, &w, &s);
+    Loc l = {0, 0, 0};
     IrOp bw[3] = {IR_SDPA_BWD_Q, IR_SDPA_BWD_K, IR_SDPA_BWD_V};
     ir_add_output(&g, ir_sdpa(&g, q, k, v, true, 0, l), "y0");
     ir_add_output(&g, ir_sdpa_seg(&g, q, k, v, IR_NONE, s, true, 0, l), "y1");
