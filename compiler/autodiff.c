@@ -199,7 +199,16 @@ static void backward_node(Ad *ad, IrId id, IrId gy) {
     }
     case IR_SUM_TO: acc(ad, x, ir_broadcast_to(g, gy, nd(ad, x)->shape, loc), loc); return;
     case IR_BROADCAST: acc(ad, x, gy, loc); return;   // acc sums back to x's shape
-    case IR_MATMUL: matmul_bwd(ad, &n, gy, loc); return;
+    case IR_MATMUL:
+        if (n.nin == 2) {
+            matmul_bwd(ad, &n, gy, loc);
+            return;
+        }
+        // an accumulating product (3 inputs) exists only after autodiff (gemm_acc.h)
+        if (g->diag) diag_error(g->diag, loc, "autodiff (internal): an accumulating matmul has no gradient rule");
+        g->errors++;
+        ad->failed = true;
+        return;
     case IR_SOFTMAX: {
         IrId dot = ir_reduce(g, IR_SUM, ir_mul(g, gy, id, loc), -1, loc);
         acc(ad, x, ir_mul(g, id, ir_sub(g, gy, dot, loc), loc), loc);

@@ -625,6 +625,11 @@ void fuse_print(FILE *f, const FusePlan *p, const Diag *d) {
             if (p->lib_leader && p->lib_leader[i] >= 0 && p->lib_leader[i] != i)
                 fprintf(f, " (computed by step %d)", p->lib_leader[i]);
             if (p->lib_fwd && p->lib_fwd[i] != IR_NONE) fprintf(f, " (reads %%%d's saved state)", p->lib_fwd[i]);
+            if (st->kind == FUSE_GEMM && n->nin == 3) {   // an accumulating product (ir.h)
+                fprintf(f, " (%%%d @ %%%d", n->in[0], n->in[1]);
+                if (ir_matmul_alpha(n) != 1.0) fprintf(f, " * %g", ir_matmul_alpha(n));
+                fprintf(f, " + %%%d)", n->in[2]);
+            }
             print_loc(f, d, n->loc);
             fputc('\n', f);
             continue;

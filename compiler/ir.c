@@ -693,7 +693,10 @@ IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc) 
     return ir_matmul_to(g, a, b, trans_a, trans_b, IR_DTYPE_COUNT, loc);
 }
 
-IrId ir_matmul_to(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, Loc loc) {
+// ir_matmul_to, and with c != IR_NONE ir_matmul_acc: the addend c must be f32 of exactly the
+// result's shape, the result f32.
+static IrId matmul_build(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, IrId c, double alpha,
+                         Loc loc) {
     if (!ir_valid(g, a) || !ir_valid(g, b)) return IR_NONE;
     IrDType dt;
     if (!unify(g, &a, &b, &dt, "matmul", loc)) return IR_NONE;
@@ -743,8 +746,35 @@ IrId ir_matmul_to(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDTyp
         }
         dt = out;
     }
-    IrId in[2] = {a, b};
-    return ir_append(g, IR_MATMUL, dt, bs, in, 2, &at, loc);
+    if (c != IR_NONE) {
+        if (dt != IR_F32 || ir_nd(g, c)->dtype != IR_F32) {
+            ir_report(g, loc, "matmul: an accumulating product needs an f32 result and addend, not %s and %s",
+                      ir_dtype_name(dt), ir_dtype_name(ir_nd(g, c)->dtype));
+            return IR_NONE;
+        }
+        if (!ir_shape_eq(&ir_nd(g, c)->shape, &bs)) {
+            ir_report(g, loc, "matmul: the addend %s is not the result's shape %s (no broadcasting)", ir_shp(g, c),
+                      ir_shs(&bs));
+            return IR_NONE;
+        }
+        if (!isfinite(alpha)) {
+            ir_report(g, loc, "matmul: the product's scale is not finite");
+            return IR_NONE;
+        }
+        at.scale = alpha;
+    }
+    IrId in[3] = {a, b, c};
+    return ir_append(g, IR_MATMUL, dt, bs, in, c != IR_NONE ? 3 : 2, &at, loc);
+}
+
+IrId ir_matmul_to(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, Loc loc) {
+    return matmul_build(g, a, b, trans_a, trans_b, out, IR_NONE, 1.0, loc);
+}
+
+IrId ir_matmul_acc(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, IrId c, double alpha,
+                   Loc loc) {
+    if (!ir_valid(g, c)) return IR_NONE;
+    return matmul_build(g, a, b, trans_a, trans_b, out, c, alpha, loc);
 }
 
 IrId ir_linear(IrGraph *g, IrId x, IrId w, Loc loc) {

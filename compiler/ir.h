@@ -94,7 +94,13 @@ typedef enum IrOp {
     IR_SUM_TO,         // sum in[0] down to the broadcast-compatible a.shape (broadcast gradients)
     IR_BROADCAST,      // expand in[0] to a.shape (numpy rules)
     // linear algebra: in[0] (..., M, K) @ in[1] (..., K, N) → (..., M, N); batch dims broadcast;
-    // a.trans_a / a.trans_b transpose the last two dims of the operand first
+    // a.trans_a / a.trans_b transpose the last two dims of the operand first.
+    // Optional in[2]: an addend C, f32 of exactly the result's shape (no broadcasting), with an
+    // f32 result: D = a.scale · op(a) op(b) + C (cuBLASLt's alpha and beta = 1; the backends
+    // write D into the node's own buffer, never over C). With two inputs a.scale is unused (0)
+    // and alpha is 1 (ir_matmul_alpha). Only ir_fuse_gemm_accumulate (gemm_acc.h) makes them,
+    // after autodiff, which rejects them. Numerics: D is rounded once (alpha·acc + C in fp32)
+    // where mul(matmul, alpha) + C rounded three times: ~1 ulp apart
     IR_MATMUL,
     // softmax family over the last axis
     IR_SOFTMAX, IR_LOG_SOFTMAX,
@@ -162,7 +168,7 @@ typedef struct IrRope {
 // Op-specific attributes; unused fields are zero.
 typedef struct IrAttrs {
     double value;         // full: the constant; pow: exponent; dropout: p; cross_entropy: smoothing
-    double scale;         // sdpa: the score scale
+    double scale;         // sdpa: the score scale; matmul with an addend (3 inputs): alpha
     uint32_t axes;        // reductions
     int axis;             // concat, slice, pad, gather (normalised, >= 0)
     IrDim off;            // slice: first element along axis (length = the node's dim); pad: offset
@@ -288,6 +294,12 @@ IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc);
 // The same with the result's dtype: the operands' (IR_DTYPE_COUNT = that default), or f32 over bf16
 // or f16 operands (mixed precision: products of low-precision values accumulated and kept in fp32).
 IrId ir_matmul_to(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, Loc loc);
+// alpha · op(a) op(b) + c as one matmul (3 inputs, see IR_MATMUL): c f32 of exactly the result's
+// shape, the result f32 (out as in ir_matmul_to); alpha finite.
+IrId ir_matmul_acc(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, IrId c, double alpha,
+                   Loc loc);
+// A matmul node's alpha: a.scale with an addend, else 1.
+static inline double ir_matmul_alpha(const IrNode *n) { return n->nin == 3 ? n->a.scale : 1.0; }
 // x (..., K) @ w(N, K)ᵀ → (..., N): HF [out, in] layout. With bias b (N) added.
 IrId ir_linear(IrGraph *g, IrId x, IrId w, Loc loc);
 IrId ir_linear_bias(IrGraph *g, IrId x, IrId w, IrId b, Loc loc);

@@ -64,6 +64,7 @@ static void print_attrs(FILE *f, const IrNode *n) {
     case IR_MATMUL:
         if (a->trans_a) fputs(", trans_a", f);
         if (a->trans_b) fputs(", trans_b", f);
+        if (n->nin == 3) fprintf(f, ", alpha=%g, accumulate", a->scale);
         break;
     case IR_ROPE:
         fprintf(f, ", theta=%g", a->rope.theta);

@@ -38,7 +38,9 @@ static IrId replay(IrGraph *s, const IrNode *n, const IrId *in, int idx) {
         return n->nin == 1 && a->axes ? ir_reduce_axes(s, n->op, x, a->axes, l) : IR_NONE;
     case IR_SUM_TO: return n->nin == 1 ? ir_sum_to(s, x, a->shape, l) : IR_NONE;
     case IR_BROADCAST: return n->nin == 1 ? ir_broadcast_to(s, x, a->shape, l) : IR_NONE;
-    case IR_MATMUL: return n->nin == 2 ? ir_matmul_to(s, x, y, a->trans_a, a->trans_b, n->dtype, l) : IR_NONE;
+    case IR_MATMUL:
+        if (n->nin == 3) return ir_matmul_acc(s, x, y, a->trans_a, a->trans_b, n->dtype, z, a->scale, l);
+        return n->nin == 2 ? ir_matmul_to(s, x, y, a->trans_a, a->trans_b, n->dtype, l) : IR_NONE;
     case IR_SOFTMAX: return n->nin == 1 ? ir_softmax(s, x, l) : IR_NONE;
     case IR_LOG_SOFTMAX: return n->nin == 1 ? ir_log_softmax(s, x, l) : IR_NONE;
     case IR_EMBED: return n->nin == 2 ? ir_embed(s, x, y, l) : IR_NONE;

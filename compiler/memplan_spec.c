@@ -8,6 +8,7 @@
 #include "recompute.h"
 #include "autocast.h"
 #include "linear_ce.h"
+#include "gemm_acc.h"
 #ifdef TRLC_HAVE_LORA
 #include "lora.h"
 #endif
@@ -47,6 +48,8 @@ int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *
     if (cs->train.recompute && ir_recompute(g, NULL) != 0) return -1;   // after cse, which would undo it
     // precision = bf16: the graph the trainer runs (autocast.h)
     if (cs->train.precision && !strcmp(cs->train.precision, "bf16") && ir_autocast_bf16(g, NULL) != 0) return -1;
+    // products that accumulate into their sums, as the trainer runs them (gemm_acc.h)
+    if (ir_fuse_gemm_accumulate(g, NULL) < 0) return -1;
     return g->errors ? -1 : 0;
 }
 

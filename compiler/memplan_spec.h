@@ -15,8 +15,9 @@
 
 // Lowers the policy of a checked spec into g (initialised by the caller, f32), applies LoRA when
 // the spec has a lora block (and trlc was built with the LoRA pass), differentiates and removes
-// dead code, then recomputes (train.recompute) and applies bf16 mixed precision (precision = bf16)
-// as the trainer does. Returns 0, or -1 after reporting.
+// dead code, then recomputes (train.recompute), applies bf16 mixed precision (precision = bf16)
+// and makes products accumulate into their sums (gemm_acc.h) as the trainer does. Returns 0, or
+// -1 after reporting.
 int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g);
 // Loads and checks the spec file at path (into spec and cs, which the caller provides) and then
 // compiles its training graph into g as above: where `trlc kernels` and the GPU tests start.

@@ -1,6 +1,6 @@
 // blas.c — matrix products on the GPU through cuBLASLt, loaded with dlopen (like the driver:
 // trlc starts without it). One call = one strided-batched column-major product
-// D = op(A) op(B) + beta D with fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32 shortcut) and
+// D = alpha op(A) op(B) + beta C (D is C unless given apart) with fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32 shortcut) and
 // fp32 or bf16 storage; the algorithm cuBLASLt's heuristic picks for a shape is kept, so a
 // training step asks once per distinct product. Products go on the stream set with
 // rt_blas_set_stream with the workspace given at open and no host synchronization, so they can be
@@ -148,7 +148,7 @@ int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
     LT_CHECK(b, lay, layout(b, &lc, g->type_c, g->m, g->n, g->ldc, g->batch, g->stride_c), what);
     // the algorithm: found once per shape
     RtGemm key = *g;
-    key.a = key.b = key.c = 0;
+    key.a = key.b = key.c = key.d = 0;
     BlasAlgo *al = NULL;
     for (int i = 0; i < b->nalgos && !al; i++)
         if (!memcmp(&b->algos[i].key, &key, sizeof key)) al = &b->algos[i];
@@ -176,10 +176,11 @@ int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
             n->key = key, n->algo = res.algo, n->found = true;
         }
     }
-    float alpha = 1.0f, beta = g->beta;
+    float alpha = g->alpha, beta = g->beta;
+    RtCudaPtr dst = g->d ? g->d : g->c;   // D has C's layout (lc describes both)
     LT_CHECK(b, "cublasLtMatmul",
              b->Matmul(b->h, desc, &alpha, (const void *)(uintptr_t)g->a, la, (const void *)(uintptr_t)g->b, lb, &beta,
-                       (const void *)(uintptr_t)g->c, lc, (void *)(uintptr_t)g->c, lc, algo, (void *)(uintptr_t)b->workspace,
+                       (const void *)(uintptr_t)g->c, lc, (void *)(uintptr_t)dst, lc, algo, (void *)(uintptr_t)b->workspace,
                        b->workspace_bytes, (cudaStream_t)b->stream),
              what);
 done:

@@ -150,6 +150,10 @@ static int check_graph(CudaProgram *p) {
             if (st->kind == FUSE_GEMM) {
                 IrDType a = g->nodes[n->in[0]].dtype, b = g->nodes[n->in[1]].dtype;
                 ok = a == b && (a == IR_F32 || a == IR_BF16) && (n->dtype == IR_F32 || n->dtype == a);
+                // an addend: f32 of the result's shape, the result f32 (ir.h)
+                if (ok && n->nin == 3)
+                    ok = n->dtype == IR_F32 && g->nodes[n->in[2]].dtype == IR_F32 &&
+                         ir_shape_eq(&g->nodes[n->in[2]].shape, &n->shape);
             } else if (st->kind == FUSE_LIBRARY && n->op != IR_DEQUANT_NF4) {
                 // attention and linear_ce may read bf16 operands (ir_lowp_operands: the tensor-core
                 // kernels, the head's products), all alike; embed a bf16 table
@@ -596,7 +600,9 @@ static int run_fused(CudaProgram *p, int s, uint64_t step) {
 }
 
 // matmul: row-major out (batch..., M, N) = op(a) op(b). In column-major terms outᵀ = op(b)ᵀ op(a)ᵀ:
-// cuBLASLt's A is b's storage, its B is a's, m = N, n = M.
+// cuBLASLt's A is b's storage, its B is a's, m = N, n = M. An accumulating matmul (3 inputs,
+// ir.h) out = alpha op(a) op(b) + c: cuBLASLt's C is c (laid out as out), D the node's buffer,
+// beta 1, on every path below.
 static int run_gemm(CudaProgram *p, IrId id) {
     const IrGraph *g = p->g;
     const IrNode *n = &g->nodes[id];
@@ -624,19 +630,27 @@ static int run_gemm(CudaProgram *p, IrId id) {
     gm.ta = tb, gm.tb = ta;
     gm.m = N, gm.k = K;
     gm.lda = tb ? K : N, gm.ldb = ta ? M : K, gm.ldc = N;
+    gm.alpha = (float)ir_matmul_alpha(n);
+    bool acc = n->nin == 3;
     RtCudaPtr A = addr(p, n->in[1]), Bm = addr(p, n->in[0]), C = addr(p, id);
-    const char *what = "a matmul";   // located() adds the node and its spec line on failure
+    RtCudaPtr Cin = acc ? addr(p, n->in[2]) : C;   // the addend (the node's shape, f32: check_graph)
+    if (acc) gm.beta = 1.0f;
+    const char *what = acc ? "an accumulating matmul" : "a matmul";   // located() adds the node and its spec line
     if (M == 0 || N == 0 || nbatch == 0) return 0;
+    if (K == 0 && acc) {   // gemm_acc.h leaves such products alone
+        diag_error(p->d, n->loc, "internal: an accumulating matmul with an empty inner dimension");
+        return -1;
+    }
     if (K == 0) return located(p, rt_cuda_zero_async(p->dev, p->stream, C, (size_t)(nbatch * M * N * ec)), id);
     p->launches++;
     if (nb == 1 && !ta) {   // b shared by every batch element, a contiguous: one product of nbatch*M rows
-        gm.n = nbatch * M, gm.batch = 1, gm.a = A, gm.b = Bm, gm.c = C;
+        gm.n = nbatch * M, gm.batch = 1, gm.a = A, gm.b = Bm, gm.c = Cin, gm.d = C;
         return located(p, rt_blas_gemm(p->blas, &gm, what), id);
     }
     bool a_full = true, b_full = true;
     for (int i = 0; i < nbd; i++) a_full = a_full && abat[i] == obat[i], b_full = b_full && bbat[i] == obat[i];
     if ((a_full || na == 1) && (b_full || nb == 1) && nbatch <= 0x7fffffff) {
-        gm.n = M, gm.batch = (int)nbatch, gm.a = A, gm.b = Bm, gm.c = C;
+        gm.n = M, gm.batch = (int)nbatch, gm.a = A, gm.b = Bm, gm.c = Cin, gm.d = C;
         gm.stride_a = nb == 1 ? 0 : K * N, gm.stride_b = na == 1 ? 0 : M * K, gm.stride_c = M * N;
         return located(p, rt_blas_gemm(p->blas, &gm, what), id);
     }
@@ -651,7 +665,7 @@ static int run_gemm(CudaProgram *p, IrId id) {
             as *= abat[i], bs *= bbat[i];
         }
         gm.a = A + (RtCudaPtr)(bo * K * N * eab), gm.b = Bm + (RtCudaPtr)(ao * M * K * eab);
-        gm.c = C + (RtCudaPtr)(e * M * N * ec);
+        gm.c = Cin + (RtCudaPtr)(e * M * N * ec), gm.d = C + (RtCudaPtr)(e * M * N * ec);
         if (rt_blas_gemm(p->blas, &gm, what) != 0) return located(p, -1, id);
     }
     return 0;
@@ -785,7 +799,7 @@ static int gemm_rows(CudaProgram *p, IrId id, bool ta, bool tb, int64_t M, int64
     gm.ta = tb, gm.tb = ta;
     gm.m = N, gm.n = M, gm.k = K;
     gm.lda = tb ? K : N, gm.ldb = ta ? M : K, gm.ldc = N;
-    gm.a = Y, gm.b = X, gm.c = C, gm.batch = 1, gm.beta = beta;
+    gm.a = Y, gm.b = X, gm.c = C, gm.batch = 1, gm.alpha = 1.0f, gm.beta = beta;
     p->launches++;
     return located(p, rt_blas_gemm(p->blas, &gm, "linear_ce's head product"), id);
 }

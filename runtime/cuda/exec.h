@@ -28,17 +28,19 @@
 
 // ---- cuBLASLt (blas.c) ----
 typedef struct RtBlas RtBlas;
-// One column-major strided-batched product: C = op(A) op(B) + beta C, op(A) m x k, op(B) k x n,
-// C m x n; a stride of 0 repeats an operand for every batch. fp32 accumulation. Zero-initialise
-// (the struct is a cache key).
+// One column-major strided-batched product: D = alpha op(A) op(B) + beta C, op(A) m x k,
+// op(B) k x n, C and D m x n with one layout (ldc, stride_c); a stride of 0 repeats an operand for
+// every batch. fp32 accumulation. d == 0 writes over C (D = C). Zero-initialise, then set alpha
+// (the struct is a cache key: the pointers aside, alpha and beta are part of it).
 typedef struct RtGemm {
     bool ta, tb;
     int64_t m, n, k;
     RtCudaPtr a, b, c;
+    RtCudaPtr d;               // the result, or 0: into c
     int64_t lda, ldb, ldc;
     int64_t stride_a, stride_b, stride_c;
     int batch;
-    float beta;
+    float alpha, beta;
     IrDType type_ab, type_c;   // IR_F32 or IR_BF16
 } RtGemm;
 // Loads cuBLASLt ($TRLC_CUBLASLT_LIB, else libcublasLt.so.13/.12/.so) and makes a handle; the

@@ -499,6 +499,14 @@ static int mixed_precision(Trainer *t) {
     return 0;
 }
 
+// Products that accumulate into their sums (gemm_acc.h), after mixed precision, for fp32 and bf16
+// alike and in every graph, so that the CPU and the GPU run the same graph.
+static int gemm_accumulate(Trainer *t) {
+    if (ir_fuse_gemm_accumulate(&t->g, &t->gemm_acc) < 0 || ir_fuse_gemm_accumulate(&t->ge, NULL) < 0) return -1;
+    if (t->aux != TR_AUX_NONE && ir_fuse_gemm_accumulate(&t->ga, NULL) < 0) return -1;
+    return 0;
+}
+
 void tr_describe_device(const Trainer *t, FILE *f) {
 #ifdef TRLC_HAVE_CUDA
     if (!t->prog.cuda) return;
@@ -581,7 +589,7 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     t->eloss_out = find_output(&t->ge, "loss");
     t->elogits_out = find_output(&t->ge, "logits");
     t->epred_out = find_output(&t->ge, "predictions");
-    if (alloc_params(t) || init_weights(t) || setup_aux(t, spec) || mixed_precision(t)) goto fail;
+    if (alloc_params(t) || init_weights(t) || setup_aux(t, spec) || mixed_precision(t) || gemm_accumulate(t)) goto fail;
     *status = TR_RUNTIME_ERROR;
     if (new_train_program(t, o) != 0 || new_side_programs(t) != 0) goto fail;
     if (bind_params(t, &t->prog, &t->g) || bind_params(t, &t->eprog, &t->ge)) goto fail;

@@ -7,6 +7,7 @@
 #include "lower.h"
 #include "recompute.h"
 #include "autocast.h"
+#include "gemm_acc.h"
 #include "rng.h"
 #include "schedule.h"
 #include "trainer.h"
@@ -51,6 +52,7 @@ struct Trainer {
     LoraResult lora;
     RecomputeStats recompute;  // train.recompute: what the pass did to the training graph
     AutocastStats autocast;    // precision = bf16: what the mixed-precision pass did to it
+    GemmAccStats gemm_acc;     // the products that accumulate into their sums (gemm_acc.h)
     TrProg prog, eprog;
     struct RtCudaDevice *dev;  // --device cuda: device 0, and the kernel cache
     struct RtCudaCache *cache;

@@ -780,6 +780,9 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
             cs->path, r.t->m->name, r.t->m->arch, r.t->has_lora ? " + LoRA" : "", (long long)total_params,
             (long long)trainable, ds_num_rows(r.train), (long long)r.total, r.dir);
     tr_describe_device(r.t, r.log);
+    if (r.t->gemm_acc.rewritten > 0)
+        fprintf(r.log, "accumulating products: %d sums computed in their product's epilogue (alpha op(a) op(b) + c), "
+                "%d of them scaled (LoRA)\n", r.t->gemm_acc.rewritten, r.t->gemm_acc.scaled);
     if (cs->train.recompute)
         fprintf(r.log, "recompute: %d layers; %d values recomputed in the backward pass, %d kept\n",
                 r.t->recompute.layers, r.t->recompute.recomputed, r.t->recompute.kept);

@@ -1,0 +1,132 @@
+// gemm_acc.c — add(product, other) → matmul(a, b, other, alpha) (see gemm_acc.h).
+#include "gemm_acc.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ir_internal.h"
+
+typedef struct Cand {
+    IrId m;          // the product matmul(a, b)
+    IrId mul;        // the mul scaling it, or IR_NONE
+    double alpha;
+} Cand;
+
+static bool is_f32_like(const IrGraph *g, IrId id, const IrShape *s) {
+    const IrNode *n = ir_nd(g, id);
+    return n->dtype == IR_F32 && ir_shape_eq(&n->shape, s);
+}
+
+// A product read once (by its add or its mul), f32, not an output, two inputs, of shape s.
+static bool lone_product(const IrGraph *g, const int *readers, IrId id, const IrShape *s) {
+    const IrNode *n = ir_nd(g, id);
+    if (n->op != IR_MATMUL || n->nin != 2 || readers[id] != 1 || !is_f32_like(g, id, s)) return false;
+    const IrShape *sa = &ir_nd(g, n->in[0])->shape;   // an empty inner dimension: a zero fill, not a product
+    return sa->rank >= 2 && sa->d[sa->rank - (n->a.trans_a ? 2 : 1)].coef != 0;
+}
+
+// A constant of one element (rank 0 or all dims 1): its value.
+static bool scalar_const(const IrGraph *g, IrId id, double *v) {
+    const IrNode *n = ir_nd(g, id);
+    if (n->op != IR_FULL || n->nin != 0 || n->dtype != IR_F32) return false;
+    for (int k = 0; k < n->shape.rank; k++)
+        if (!ir_dim_is_one(n->shape.d[k])) return false;
+    *v = n->a.value;
+    return true;
+}
+
+// Whether side x of an add of shape s is a product (or a scaled one) the add may absorb.
+static bool candidate(const IrGraph *g, const int *readers, IrId x, const IrShape *s, Cand *c) {
+    if (lone_product(g, readers, x, s)) {
+        c->m = x, c->mul = IR_NONE, c->alpha = 1.0;
+        return true;
+    }
+    const IrNode *n = ir_nd(g, x);
+    if (n->op != IR_MUL || n->nin != 2 || readers[x] != 1 || !is_f32_like(g, x, s)) return false;
+    for (int k = 0; k < 2; k++) {
+        double v;
+        if (lone_product(g, readers, n->in[k], s) && scalar_const(g, n->in[1 - k], &v) && isfinite((float)v)) {
+            c->m = n->in[k], c->mul = x, c->alpha = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+int ir_fuse_gemm_accumulate(IrGraph *g, GemmAccStats *st) {
+    GemmAccStats local;
+    memset(&local, 0, sizeof local);
+    if (st) *st = local;
+    const char *env = getenv("TRLC_GEMM_ACC");   // 0: off (to compare plans and runs with and without)
+    if (env && !strcmp(env, "0")) return 0;
+    // readers: uses as an input, as an output (several count), as the loss: a product that is any
+    // of those besides its one add is kept
+    int *readers = calloc((size_t)g->n + 1, sizeof *readers);
+    if (!readers) {
+        ir_report(g, (Loc){0, 0, 0}, "out of memory in the accumulating-product pass");
+        return -1;
+    }
+    for (int i = 0; i < g->n; i++)
+        for (int k = 0; k < g->nodes[i].nin; k++)
+            if (ir_valid(g, g->nodes[i].in[k])) readers[g->nodes[i].in[k]]++;
+    for (int o = 0; o < g->nouts; o++)
+        if (ir_valid(g, g->outs[o].id)) readers[g->outs[o].id]++;
+    if (ir_valid(g, g->loss)) readers[g->loss]++;
+    for (int i = 0; i < g->n; i++) {
+        IrNode *ad = &g->nodes[i];
+        if (ad->op != IR_ADD || ad->nin != 2 || ad->dtype != IR_F32) continue;
+        IrId p = ad->in[0], q = ad->in[1];
+        if (!ir_valid(g, p) || !ir_valid(g, q) || p >= i || q >= i || p == q) continue;
+        if (!is_f32_like(g, p, &ad->shape) || !is_f32_like(g, q, &ad->shape)) continue;
+        Cand c[2];
+        bool ok[2] = {candidate(g, readers, p, &ad->shape, &c[0]), candidate(g, readers, q, &ad->shape, &c[1])};
+        if (!ok[0] && !ok[1]) continue;
+        // the scaled side (the LoRA branch) first, else the product computed last (its operands'
+        // lives are extended the least: it now runs at the add's place)
+        int side;
+        if (ok[0] != ok[1]) side = ok[0] ? 0 : 1;
+        else if ((c[0].mul != IR_NONE) != (c[1].mul != IR_NONE)) side = c[0].mul != IR_NONE ? 0 : 1;
+        else side = c[0].m > c[1].m ? 0 : 1;
+        const Cand *cd = &c[side];
+        IrId other = ad->in[1 - side];
+        const IrNode *m = ir_nd(g, cd->m);
+        IrId *in = arena_alloc(&g->arena, 3 * sizeof *in);
+        in[0] = m->in[0], in[1] = m->in[1], in[2] = other;
+        IrAttrs at;
+        memset(&at, 0, sizeof at);
+        at.trans_a = m->a.trans_a, at.trans_b = m->a.trans_b, at.scale = cd->alpha;
+        ad->op = IR_MATMUL, ad->in = in, ad->nin = 3, ad->a = at;   // dtype and shape stay
+        ad->loc = m->loc;                                           // where the product was written
+        if (!ad->name) ad->name = m->name;
+        // the product's operands are read here now instead; the product and the mul by nobody
+        readers[cd->m] = 0;
+        if (cd->mul != IR_NONE) readers[cd->mul] = 0;
+        local.rewritten++;
+        if (cd->mul != IR_NONE) local.scaled++;
+    }
+    free(readers);
+    if (local.rewritten > 0) {
+        // ir_dce keeps only its own map in g->renum: compose it with the one before (if any)
+        IrId *old = NULL;
+        int nold = g->nrenum;
+        if (g->renum) {
+            old = malloc((size_t)(nold > 0 ? nold : 1) * sizeof *old);
+            if (!old) {
+                ir_report(g, (Loc){0, 0, 0}, "out of memory in the accumulating-product pass");
+                return -1;
+            }
+            memcpy(old, g->renum, (size_t)nold * sizeof *old);
+        }
+        int n0 = g->n;
+        local.removed = ir_dce(g);
+        if (old && g->renum && g->nrenum == n0) {
+            for (int k = 0; k < nold; k++)
+                if (old[k] >= 0 && old[k] < n0) old[k] = g->renum[old[k]];
+            free(g->renum);
+            g->renum = old, g->nrenum = nold;
+            old = NULL;
+        }
+        free(old);
+    }
+    if (st) *st = local;
+    return local.rewritten;
+}

@@ -1,0 +1,28 @@
+// gemm_acc.h — products that accumulate: rewrites add(p, q), where one side is a matrix product
+// m = matmul(a, b) (or its scaling mul(m, c) / mul(c, m) by a scalar constant c) read by that add
+// alone, into one matmul(a, b, other side) with alpha = c (ir.h, IR_MATMUL's addend): cuBLASLt
+// computes alpha·op(a)op(b) + C in its epilogue, so the elementwise pass over the (..., M, N)
+// result that only added it to something is gone — the LoRA branch's add to the base product in
+// the forward, the gradient sums over the products that read a value in the backward. A chain
+// add(add(m1, m2), m3) becomes m3 accumulating into (m2 accumulating into m1).
+// Only f32: the add, both sides and the product's result f32 of one shape (no broadcasting); the
+// product and the mul not a graph output nor the loss. The add keeps its id; the product and the
+// mul become dead and ir_dce removes them (node ids change: outputs, the loss and ir_renumbered
+// follow). Runs after autodiff (which rejects an accumulating matmul), recompute and autocast.
+// TRLC_GEMM_ACC=0 in the environment turns the pass off (A/B comparisons of plans and runs).
+// Not here: executing the products (runtime/cpu exec_matmul, runtime/cuda run_gemm).
+#ifndef TRLC_GEMM_ACC_H
+#define TRLC_GEMM_ACC_H
+#include "ir.h"
+
+typedef struct GemmAccStats {
+    int rewritten;   // adds now accumulating products
+    int scaled;      // of them, the product scaled by a constant (alpha != 1: the LoRA branch)
+    int removed;     // nodes ir_dce removed after the rewrite
+} GemmAccStats;
+
+// Rewrites g in place. Returns the number of adds rewritten (>= 0), or -1 after reporting (out of
+// memory). st may be NULL.
+int ir_fuse_gemm_accumulate(IrGraph *g, GemmAccStats *st);
+
+#endif
