@@ -1,6 +1,7 @@
-// autocast.c — bf16 mixed precision (see autocast.h). One pass over the graph in order: each f32
-// product's operands are mapped to bf16 values (a retyped leaf or dequantized weight, or a cast
-// emitted right after the value it casts) and the product is rebuilt with an f32 result.
+// autocast.c — bf16 mixed precision (see autocast.h). A backward pass over the graph finds what
+// each value is read as; then one pass in order maps each f32 product's operands to bf16 values (a
+// retyped leaf or dequantized weight, a cast emitted right after the value it casts, or a reshape of
+// such a value) and rebuilds the product with an f32 result.
 #include "autocast.h"
 #include "ir_internal.h"
 #include <stdlib.h>
@@ -12,6 +13,15 @@ static bool is_product(const IrNode *n) { return n->op == IR_MATMUL && n->dtype 
 static int lowp_inputs(const IrNode *n) {
     bool open = n->op == IR_LINEAR_ARGMAX || (n->dtype == IR_F32 && (n->op != IR_MATMUL || n->nin == 2));
     return open ? ir_lowp_operands(n->op) : 0;
+}
+
+// How many leading inputs of x become bf16 operands: lowp_inputs(x), or none when one of them is
+// not f32 (the node is left as it is).
+static int operand_inputs(const IrGraph *g, const IrNode *x) {
+    int nl = lowp_inputs(x);
+    for (int k = 0; k < nl; k++)
+        if (g->nodes[x->in[k]].dtype != IR_F32) return 0;
+    return nl;
 }
 
 void ac_round_bf16(float *x, int64_t n) {
@@ -32,29 +42,43 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
     bool *table = calloc(sz, 1);       // read as an embedding table
     bool *other = calloc(sz, 1);       // read by anything else (or a graph output)
     bool *retype = calloc(sz, 1);
+    bool *via = calloc(sz, 1);         // a reshape read as an operand: its bf16 value is the reshape
+                                       // of its source's (one cast serves both shapes)
     IrId *map = malloc(sz * sizeof *map);     // old id → new id
     IrId *lowp = malloc(sz * sizeof *lowp);   // old id → its bf16 value in the new graph
     IrNode *nodes = malloc(2 * sz * sizeof *nodes);
     int rc = -1;
-    if (!operand || !table || !other || !retype || !map || !lowp || !nodes) {
+    if (!operand || !table || !other || !retype || !via || !map || !lowp || !nodes) {
         ir_report(g, (Loc){0, 0, 0}, "out of memory in the mixed-precision pass");
         goto out;
-    }
-    for (int i = 0; i < n; i++) {
-        const IrNode *x = &g->nodes[i];
-        for (int k = 0; k < x->nin; k++) {
-            if (x->in[k] < 0 || x->in[k] >= i) {
-                ir_report(g, x->loc, "internal: autocast: node %%%d reads %%%d out of order", i, x->in[k]);
-                goto out;
-            }
-            if (k < lowp_inputs(x) && g->nodes[x->in[k]].dtype == IR_F32) operand[x->in[k]] = true;
-            else if (x->op == IR_EMBED && k == 1) table[x->in[k]] = true;
-            else other[x->in[k]] = true;
-        }
     }
     for (int o = 0; o < g->nouts; o++)
         if (ir_valid(g, g->outs[o].id)) other[g->outs[o].id] = true;
     if (ir_valid(g, g->loss)) other[g->loss] = true;
+    // last reader first, so a node's flags are final when its own inputs are marked: an f32
+    // reshape of an f32 value that products read (the backward reads the forward's activations
+    // as (B*T, H) for the weight gradients) passes the operand mark on to its source, so the
+    // forward's cast serves the backward too and the f32 value need not be kept for it
+    for (int i = n - 1; i >= 0; i--) {
+        const IrNode *x = &g->nodes[i];
+        for (int k = 0; k < x->nin; k++)
+            if (x->in[k] < 0 || x->in[k] >= i) {
+                ir_report(g, x->loc, "internal: autocast: node %%%d reads %%%d out of order", i, x->in[k]);
+                goto out;
+            }
+        if (x->op == IR_RESHAPE && x->dtype == IR_F32 && g->nodes[x->in[0]].dtype == IR_F32 && operand[i]) {
+            via[i] = true;
+            operand[x->in[0]] = true;
+            if (other[i]) other[x->in[0]] = true;
+            continue;
+        }
+        int nl = operand_inputs(g, x);
+        for (int k = 0; k < x->nin; k++) {
+            if (k < nl) operand[x->in[k]] = true;
+            else if (x->op == IR_EMBED && k == 1) table[x->in[k]] = true;
+            else other[x->in[k]] = true;
+        }
+    }
     for (int i = 0; i < n; i++) {
         const IrNode *x = &g->nodes[i];
         bool frozen = x->op == IR_PARAM && !x->trainable;
@@ -71,9 +95,7 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
             ir_report(g, x->loc, "out of memory in the mixed-precision pass");
             goto out;
         }
-        int nl = lowp_inputs(x);
-        for (int k = 0; k < nl; k++)
-            if (g->nodes[x->in[k]].dtype != IR_F32) nl = 0;
+        int nl = operand_inputs(g, x);
         for (int k = 0; k < c.nin; k++) c.in[k] = k < nl ? lowp[x->in[k]] : map[x->in[k]];
         if (retype[i]) {
             c.dtype = IR_BF16;
@@ -81,6 +103,22 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
         }
         if (nl && (is_product(x) || x->op == IR_LINEAR_CE)) st.products++;
         if (nl && x->op == IR_SDPA) st.attention++;
+        if (via[i]) {   // the bf16 reshape; the f32 one only when something else reads it
+            IrNode r = c;
+            r.dtype = IR_BF16;
+            r.in = arena_alloc(&g->arena, sizeof *r.in);
+            if (!r.in) {
+                ir_report(g, x->loc, "out of memory in the mixed-precision pass");
+                goto out;
+            }
+            r.in[0] = lowp[x->in[0]];
+            map[i] = IR_NONE;
+            if (other[i]) map[i] = m, nodes[m++] = c;
+            lowp[i] = m;
+            nodes[m++] = r;
+            st.reshaped++;
+            continue;
+        }
         map[i] = m;
         nodes[m++] = c;
         if (retype[i]) lowp[i] = map[i];
@@ -109,6 +147,7 @@ out:
     free(table);
     free(other);
     free(retype);
+    free(via);
     free(map);
     free(lowp);
     free(nodes);

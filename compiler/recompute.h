@@ -28,4 +28,12 @@ typedef struct RecomputeStats {
 // ones). stats may be NULL.
 int ir_recompute(IrGraph *g, RecomputeStats *stats);
 
+// Always on (every training graph, after ir_recompute when that runs): a forward value the
+// backward reads that is a one-input elementwise op (silu, sigmoid, exp, dropout ...) of a value
+// the backward has anyway (a leaf, or a value it reads itself) is recomputed in the backward
+// instead of kept: SwiGLU's silu(gate) beside gate, for one. The fuser puts the copy into the
+// backward kernel that reads it. Bit-identical gradients (the same op on the same value). Returns
+// 0 or -1 (reported); *recomputed (may be NULL): how many values.
+int ir_recompute_cheap(IrGraph *g, int *recomputed);
+
 #endif

@@ -109,6 +109,8 @@ static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, b
         if (ir_fuse_linear_ce(g) < 0 || ad_backward(g, NULL, 0) != 0) return -1;
         // train.recompute: the backward pass recomputes each layer's values (recompute.h)
         if (t->cs->train.recompute && ir_recompute(g, &t->recompute) != 0) return -1;
+        // and always the cheap values (silu(gate) beside gate ...): recompute.h
+        if (ir_recompute_cheap(g, NULL) != 0) return -1;
     }
     return g->errors ? -1 : 0;
 }
