@@ -19,6 +19,7 @@
 // Usage: test_gpu_attention_tc [--bench [B T]] (environment as gpu.library; --bench times the
 // kernels at Qwen3-0.6B's attention shape on a GPU after the tests).
 #include "codegen_cuda.h"
+#include "gpu_test_util.h"
 #include "kernels_ref.h"
 #include "test.h"
 #ifdef TRLC_HAVE_CUDA
@@ -31,24 +32,9 @@
 #include <time.h>
 
 static uint64_t rng = 2024;
-static float frand(void) {
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0) - 0.5);
-}
+static float frand(void) { return gpu_test_frand(&rng); }
 
-static uint16_t to_bf16(float v) {   // round to nearest even
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float from_bf16(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float v;
-    memcpy(&v, &u, 4);
-    return v;
-}
-static double round_bf16(double v) { return from_bf16(to_bf16((float)v)); }
+static double round_bf16(double v) { return gpu_test_bf16_value(gpu_test_bf16_bits((float)v)); }
 
 // ||got - want||_2 / max(||want||_2, 1e-2 sqrt(n)) over the finite entries: relative to the RMS of
 // the expected values, or to an RMS of 1e-2 where they are smaller (with T = 1 every P is 1 and
@@ -88,8 +74,11 @@ static void case_init(Case *c, int T, int D, int causal, int mask) {
     c->km = malloc((size_t)c->B * T * 4), c->seg = malloc((size_t)c->B * T * 4);
     c->o = malloc(nq * 4), c->lse = malloc(nl * 4), c->dq = malloc(nq * 4), c->delta = malloc(nl * 4);
     c->dk = malloc(nkv * 4), c->dv = malloc(nkv * 4);
-    for (int64_t i = 0; i < nq; i++) c->q[i] = to_bf16(4 * frand()), c->go[i] = frand();
-    for (int64_t i = 0; i < nkv; i++) c->k[i] = to_bf16(4 * frand()), c->v[i] = to_bf16(2 * frand());
+    for (int64_t i = 0; i < nq; i++) c->q[i] = gpu_test_bf16_bits(4 * frand()), c->go[i] = frand();
+    for (int64_t i = 0; i < nkv; i++) {
+        c->k[i] = gpu_test_bf16_bits(4 * frand());
+        c->v[i] = gpu_test_bf16_bits(2 * frand());
+    }
     const int pad = T / 5;   // left padding of batch row 1
     for (int j = 0; j < T; j++) {
         c->km[j] = j % 5 == 2 ? 0.0f : 1.0f, c->km[T + j] = j < pad ? 0.0f : 1.0f;
@@ -132,8 +121,9 @@ static void test_ref_vs_double(int T, int D, int causal, int mask) {
                     s[j] = -INFINITY;
                     if (!vis) continue;
                     double dot = 0;
+                    const uint16_t *kj = c.k + (((int64_t)b * Hkv + hk) * T + j) * D;
                     for (int d = 0; d < D; d++)
-                        dot += (double)from_bf16(c.q[ro + d]) * from_bf16(c.k[(((int64_t)b * Hkv + hk) * T + j) * D + d]);
+                        dot += (double)gpu_test_bf16_value(c.q[ro + d]) * gpu_test_bf16_value(kj[d]);
                     s[j] = c.scale * dot;
                     if (s[j] > m) m = s[j];
                 }
@@ -150,14 +140,14 @@ static void test_ref_vs_double(int T, int D, int causal, int mask) {
                     const int64_t ko = (((int64_t)b * Hkv + hk) * T + j) * D;
                     const double p = exp(s[j] - li), pb = round_bf16(p);
                     double dp = 0;
-                    for (int d = 0; d < D; d++) dp += round_bf16(c.go[ro + d]) * from_bf16(c.v[ko + d]);
+                    for (int d = 0; d < D; d++) dp += round_bf16(c.go[ro + d]) * gpu_test_bf16_value(c.v[ko + d]);
                     const double ds = round_bf16(p * (dp - dl));
                     for (int d = 0; d < D; d++) {
-                        acc[d] += pb * from_bf16(c.v[ko + d]);
-                        dka[ko + d] += ds * from_bf16(c.q[ro + d]);
+                        acc[d] += pb * gpu_test_bf16_value(c.v[ko + d]);
+                        dka[ko + d] += ds * gpu_test_bf16_value(c.q[ro + d]);
                         dva[ko + d] += pb * round_bf16(c.go[ro + d]);
                     }
-                    for (int d = 0; d < D; d++) dq[ro + d] += (float)(c.scale * ds * from_bf16(c.k[ko + d]));
+                    for (int d = 0; d < D; d++) dq[ro + d] += (float)(c.scale * ds * gpu_test_bf16_value(c.k[ko + d]));
                 }
                 for (int d = 0; d < D; d++) o[ro + d] = (float)acc[d];
             }
@@ -199,31 +189,22 @@ static void test_nvrtc(void) {
 
 // 3. on a device
 typedef struct Dev {
-    RtCudaDevice *dev;
-    RtCudaCache cache;
-    char arch[32];
+    GpuTestDevice t;                // the device, its cache, arch and Diag
+    RtCudaDevice *dev;              // t.dev
     void *fwd, *dq, *dkdv;          // attention_tc.cu
     void *fwd32, *dq32, *dkdv32;    // attention.cu
-    Diag *d;
 } Dev;
 
 static void *dev_kernel(Dev *g, const char *file, const char *name) {
-    const char *src = cg_library_source(file);
-    RtCudaProgram pr = {.name = file, .source = src};
-    void *fn = NULL;
-    if (src && rt_cuda_compile(&g->cache, &pr, 1, g->arch, false, 1, g->d) == 0)
-        rt_cuda_load_source(g->dev, pr.cubin, src, name, &fn);
-    rt_cuda_program_free(&pr);
+    void *fn = gpu_test_kernel(g->dev, &g->t.cache, g->t.arch, file, cg_library_source(file), name, &g->t.d);
     CHECK_MSG(fn != NULL, "%s (%s) does not load", name, file);
     return fn;
 }
 
+// a fresh buffer: data uploaded, or zeros where there is none
 static RtCudaPtr dev_up(Dev *g, const void *data, size_t bytes) {
-    RtCudaPtr p = 0;
-    if (rt_cuda_alloc(g->dev, bytes, &p) == 0) {
-        if (data) rt_cuda_upload(g->dev, p, data, bytes);
-        else rt_cuda_zero(g->dev, p, bytes);
-    }
+    RtCudaPtr p = gpu_test_upload(g->dev, data, bytes);
+    if (p && !data) rt_cuda_zero(g->dev, p, bytes);
     return p;
 }
 
@@ -288,8 +269,8 @@ static void dev_case(Dev *g, int T, int D, int causal, int mask, bool fp32, int 
         // the fp32 kernels on the same (bf16-valued) inputs: the tc results within bf16 accuracy
         float *qf = malloc(nq * 4), *kf = malloc(nkv * 4), *vf = malloc(nkv * 4);
         float *o = malloc(nq * 4), *dq = malloc(nq * 4), *dk = malloc(nkv * 4), *dv = malloc(nkv * 4);
-        for (int64_t i = 0; i < nq; i++) qf[i] = from_bf16(c.q[i]);
-        for (int64_t i = 0; i < nkv; i++) kf[i] = from_bf16(c.k[i]), vf[i] = from_bf16(c.v[i]);
+        for (int64_t i = 0; i < nq; i++) qf[i] = gpu_test_bf16_value(c.q[i]);
+        for (int64_t i = 0; i < nkv; i++) kf[i] = gpu_test_bf16_value(c.k[i]), vf[i] = gpu_test_bf16_value(c.v[i]);
         RtCudaPtr fq = dev_up(g, qf, nq * 4), fk = dev_up(g, kf, nkv * 4), fv = dev_up(g, vf, nkv * 4);
         RtCudaPtr fo = dev_up(g, NULL, nq * 4), fl = dev_up(g, NULL, nl * 4), fdq = dev_up(g, NULL, nq * 4);
         RtCudaPtr fdl = dev_up(g, NULL, nl * 4), fdk = dev_up(g, NULL, nkv * 4), fdv = dev_up(g, NULL, nkv * 4);
@@ -354,7 +335,7 @@ static void bench(Dev *g, int B, int T) {
     RtCudaPtr b16[3], f32[3], go = dev_up(g, NULL, nq * 4);
     for (int m = 0; m < 3; m++) {   // q, k, v: bf16 and the same values as fp32
         const int64_t n = m ? nkv : nq;
-        for (int64_t i = 0; i < n; i++) hb[i] = to_bf16(4 * frand()), hf[i] = from_bf16(hb[i]);
+        for (int64_t i = 0; i < n; i++) hb[i] = gpu_test_bf16_bits(4 * frand()), hf[i] = gpu_test_bf16_value(hb[i]);
         b16[m] = dev_up(g, hb, (size_t)n * 2), f32[m] = dev_up(g, hf, (size_t)n * 4);
     }
     for (int64_t i = 0; i < nq; i++) hf[i] = frand();
@@ -408,19 +389,10 @@ static void bench(Dev *g, int B, int T) {
 }
 
 static void test_device(int bench_b, int bench_t) {
-    Diag d;
-    diag_init(&d, stderr);
-    Dev g = {.d = &d};
-    g.dev = rt_cuda_open(0, true, &d);
-    if (!g.dev) {
-        printf("gpu.attention_tc: no CUDA device (nor $TRLC_CUDA_DRIVER): kernels not launched\n");
-        diag_free(&d);
-        return;
-    }
-    snprintf(g.arch, sizeof g.arch, "sm_90");
-    rt_cuda_device_arch(0, g.arch, sizeof g.arch);
-    printf("gpu.attention_tc: launching on %s (%s)\n", g.arch, rt_cuda_is_emulated(g.dev) ? "the emulator" : "a GPU");
-    rt_cuda_cache_init(&g.cache, &d);
+    Dev g = {0};
+    if (!gpu_test_open(&g.t, "gpu.attention_tc", " (nor $TRLC_CUDA_DRIVER): kernels not launched")) return;
+    g.dev = g.t.dev;
+    printf("gpu.attention_tc: launching on %s (%s)\n", g.t.arch, rt_cuda_is_emulated(g.dev) ? "the emulator" : "a GPU");
     g.fwd = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_forward");
     g.dq = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_backward_dq");
     g.dkdv = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_backward_dkdv");
@@ -439,8 +411,7 @@ static void test_device(int bench_b, int bench_t) {
     dev_case(&g, 37, 64, 1, 2, false, 1);
     if (bench_b > 0 && !rt_cuda_is_emulated(g.dev)) bench(&g, bench_b, bench_t);
     else if (bench_b > 0) printf("--bench: not on the emulator (no timing there)\n");
-    rt_cuda_close(g.dev);
-    diag_free(&d);
+    gpu_test_close(&g.t);
 }
 #endif
 

@@ -9,6 +9,7 @@
 #include "autocast.h"
 #include "cpu.h"
 #include "exec.h"
+#include "gpu_test_util.h"
 #include "load.h"
 #include "memplan_spec.h"
 #include "lower.h"
@@ -16,11 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng = 7;
-static float frand(void) {   // [-0.5, 0.5)
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0) - 0.5);
-}
+static uint64_t rng = 7;   // gpu_test_frand's state: params and batches
 
 // Normwise relative error max|a - b| / max|b| (the two sides sum in different orders: cuBLAS vs
 // OpenBLAS blocks, block reductions vs loops, so single entries that nearly cancel differ more
@@ -38,96 +35,64 @@ static double relerr(const float *a, const float *b, int64_t n, double *elem) {
     return scale > 0 ? m / scale : m;
 }
 
-static int64_t vocab_of(const IrGraph *g) {
-    int64_t v = 1 << 30;
-    for (int i = 0; i < g->n; i++) {
-        const IrNode *n = &g->nodes[i];
-        if (n->op == IR_PARAM && n->name && strstr(n->name, "embed_tokens") && n->shape.d[0].coef < v)
-            v = n->shape.d[0].coef;
-    }
-    return v;
-}
-
 // mixed: the graph after the bf16 mixed-precision pass (products on bf16 operands, frozen weights
 // stored in bf16) on both sides; tolerance 2e-2 as the issue sets for bf16, though both sides
 // round the same values and the differences stay near fp32 rounding.
 static void check_spec_step(RtCudaDevice *dev, RtCudaCache *cache, const char *path, bool mixed) {
-    Diag d;
-    diag_init(&d, stderr);
-    Arena a = {0};
-    LoadedSpec spec = {0};
-    CheckedSpec *cs = arena_alloc(&a, sizeof *cs);
-    IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
-    if (mp_compile_spec_file(&d, &a, path, &spec, cs, &g) != 0) {
+    GpuTestSpec S;
+    if (gpu_test_spec_open(&S, path) != 0) {
         CHECK_MSG(0, "%s does not compile", path);
         return;
     }
     // the evaluation's predicted tokens on the same head (ir_head_predictions' op), as one more output
-    for (int i = 0; i < g.n; i++)
-        if (g.nodes[i].op == IR_LINEAR_CE) {
-            IrId pr = ir_linear_argmax(&g, g.nodes[i].in[0], g.nodes[i].in[1], g.nodes[i].loc);
-            CHECK_MSG(pr != IR_NONE && ir_add_output(&g, pr, "predictions") >= 0, "%s: linear_argmax", path);
+    for (int i = 0; i < S.g.n; i++)
+        if (S.g.nodes[i].op == IR_LINEAR_CE) {
+            IrId pr = ir_linear_argmax(&S.g, S.g.nodes[i].in[0], S.g.nodes[i].in[1], S.g.nodes[i].loc);
+            CHECK_MSG(pr != IR_NONE && ir_add_output(&S.g, pr, "predictions") >= 0, "%s: linear_argmax", path);
             break;
         }
     AutocastStats ac = {0};
     if (mixed) {
-        CHECK(ir_autocast_bf16(&g, &ac) == 0 && ac.products > 0);
+        CHECK(ir_autocast_bf16(&S.g, &ac) == 0 && ac.products > 0);
         printf("%s, bf16 mixed precision: %d products on bf16 operands, %d casts, %d weights stored in bf16\n", path,
                ac.products, ac.casts, ac.retyped);
     }
     const double tol = mixed ? 2e-2 : 1e-4;
-    CpuProgram *cpu = cpu_program_new(&g, IR_F32, &d);
-    CudaProgram *gpu = cuda_program_new(&g, dev, cache, &d);
+    CpuProgram *cpu = cpu_program_new(&S.g, IR_F32, &S.d);
+    CudaProgram *gpu = cuda_program_new(&S.g, dev, cache, &S.d);
     CHECK_MSG(cpu && gpu, "%s: programs", path);
     if (!cpu || !gpu) return;
-    int64_t V = vocab_of(&g);
-    void **host = calloc((size_t)g.n, sizeof *host);
+    int64_t V = gpu_test_vocab(&S.g);
+    void **host = calloc((size_t)S.g.n, sizeof *host);
     // params once (max shape), inputs per batch shape
-    for (int i = 0; i < g.n; i++) {
-        const IrNode *n = &g.nodes[i];
-        if (n->op != IR_PARAM) continue;
-        int64_t numel = ir_shape_numel(&n->shape, (const int64_t[IR_NSYMS]){1, 1});
-        host[i] = malloc((size_t)numel * 4 + 4);
-        for (int64_t k = 0; k < numel; k++) {
-            if (n->dtype == IR_U8) ((uint8_t *)host[i])[k] = (uint8_t)((frand() + 0.5f) * 255);
-            else ((float *)host[i])[k] = n->name && strstr(n->name, "norm") ? 1 + frand() * 0.4f : frand() * 0.2f;
-        }
-        if (n->dtype == IR_BF16) ac_round_bf16(host[i], numel);   // stored in bf16: the caller rounds
-        size_t nb = (size_t)numel * (n->dtype == IR_U8 ? 1 : 4);
+    gpu_test_random_params(&S.g, host, &rng);
+    for (int i = 0; i < S.g.n; i++) {
+        if (S.g.nodes[i].op != IR_PARAM) continue;
+        size_t nb = gpu_test_param_bytes(&S.g.nodes[i]);
         CHECK(cpu_bind(cpu, i, host[i], nb) == 0 && cuda_bind(gpu, i, host[i], nb) == 0);
     }
     const int64_t shapes[3][3] = {{2, 37, 0}, {3, 16, 5}, {2, 37, 9}};   // B, T, step (a shape again: arena reuse)
     for (int r = 0; r < 3; r++) {
         int64_t B = shapes[r][0], T = shapes[r][1], sym[IR_NSYMS] = {B, T};
         uint64_t step = (uint64_t)shapes[r][2];
-        void **in = calloc((size_t)g.n, sizeof *in);
-        for (int i = 0; i < g.n; i++) {
-            const IrNode *n = &g.nodes[i];
-            if (n->op != IR_INPUT) continue;
-            int64_t numel = ir_shape_numel(&n->shape, sym);
-            in[i] = malloc((size_t)numel * 4 + 4);
-            for (int64_t k = 0; k < numel; k++) {
-                int32_t *iv = in[i];
-                if (!strcmp(n->name, LOWER_INPUT_POS)) iv[k] = (int32_t)(k % T);
-                else if (!strcmp(n->name, LOWER_INPUT_LABELS)) iv[k] = k % 7 == 3 ? LOWER_IGNORE_INDEX : (int32_t)((frand() + 0.5f) * (float)(V - 1));
-                else if (!strcmp(n->name, LOWER_INPUT_SEQ)) iv[k] = (int32_t)((k % T) / 12);   // packed rows
-                else if (n->dtype == IR_I32) iv[k] = (int32_t)((frand() + 0.5f) * (float)(V - 1));
-                else ((float *)in[i])[k] = frand();
-            }
-            CHECK(cpu_bind(cpu, i, in[i], (size_t)numel * 4) == 0 && cuda_bind(gpu, i, in[i], (size_t)numel * 4) == 0);
+        void **in = calloc((size_t)S.g.n, sizeof *in);
+        gpu_test_random_batch(&S.g, in, B, T, V, &rng);
+        for (int i = 0; i < S.g.n; i++) {
+            if (S.g.nodes[i].op != IR_INPUT) continue;
+            size_t nb = (size_t)ir_shape_numel(&S.g.nodes[i].shape, sym) * 4;
+            CHECK(cpu_bind(cpu, i, in[i], nb) == 0 && cuda_bind(gpu, i, in[i], nb) == 0);
         }
         int rc_cpu = cpu_run(cpu, sym, step), rc_gpu = cuda_run(gpu, sym, step);
         CHECK_MSG(rc_cpu == 0 && rc_gpu == 0, "%s: run B=%lld T=%lld", path, (long long)B, (long long)T);
         double worst = 0, worst_elem = 0;
         int worst_out = -1, nbad = 0;
-        for (int o = 0; rc_cpu == 0 && rc_gpu == 0 && o < g.nouts; o++) {
+        for (int o = 0; rc_cpu == 0 && rc_gpu == 0 && o < S.g.nouts; o++) {
             const CpuTensor *c = cpu_output(cpu, o), *x = cuda_output(gpu, o);
-            CHECK_MSG(c && x && c->numel == x->numel, "%s: output %s", path, g.outs[o].name);
+            CHECK_MSG(c && x && c->numel == x->numel, "%s: output %s", path, S.g.outs[o].name);
             if (c && x && c->numel == x->numel && c->dtype == IR_I32) {   // predicted tokens: equal but for near ties
                 int64_t same = 0;
                 for (int64_t k = 0; k < c->numel; k++) same += ((const int32_t *)c->data)[k] == ((const int32_t *)x->data)[k];
-                CHECK_MSG(same * 100 >= c->numel * 99, "%s: output %s: %lld of %lld equal", path, g.outs[o].name,
+                CHECK_MSG(same * 100 >= c->numel * 99, "%s: output %s: %lld of %lld equal", path, S.g.outs[o].name,
                           (long long)same, (long long)c->numel);
                 continue;
             }
@@ -136,58 +101,47 @@ static void check_spec_step(RtCudaDevice *dev, RtCudaCache *cache, const char *p
             if (!(e <= worst)) worst = e, worst_out = o;
             if (!(el <= worst_elem)) worst_elem = el;
             if (!(e <= tol) && nbad++ < 5)
-                fprintf(stderr, "%s: output %s differs: max rel. error %.3g\n", path, g.outs[o].name, e);
+                fprintf(stderr, "%s: output %s differs: max rel. error %.3g\n", path, S.g.outs[o].name, e);
         }
         CHECK_MSG(nbad == 0, "%s: %d outputs differ", path, nbad);
         const CpuTensor *lc = cpu_output(cpu, 0), *lg = cuda_output(gpu, 0);
         printf("%s: B=%lld T=%lld step %llu: %d outputs (loss %.7f cpu, %.7f gpu), worst %.2g normwise (%s), %.2g per "
                "entry; %d kernels, %d launches\n",
-               path, (long long)B, (long long)T, (unsigned long long)step, g.nouts, lc ? ((float *)lc->data)[0] : 0.0f,
-               lg ? ((float *)lg->data)[0] : 0.0f, worst, worst_out >= 0 ? g.outs[worst_out].name : "-", worst_elem,
+               path, (long long)B, (long long)T, (unsigned long long)step, S.g.nouts, lc ? ((float *)lc->data)[0] : 0.0f,
+               lg ? ((float *)lg->data)[0] : 0.0f, worst, worst_out >= 0 ? S.g.outs[worst_out].name : "-", worst_elem,
                cuda_kernel_count(gpu), cuda_launch_count(gpu));
-        for (int i = 0; i < g.n; i++) free(in[i]);
+        for (int i = 0; i < S.g.n; i++) free(in[i]);
         free(in);
     }
     // a token id outside the vocabulary is an error at the embedding, not garbage
     {
         int64_t sym[IR_NSYMS] = {1, 8};
         int32_t ids[8] = {1, 2, 3, (int32_t)V + 5, 4, 5, 6, 7}, pos[8] = {0, 1, 2, 3, 4, 5, 6, 7}, zero[8] = {0};
-        for (int i = 0; i < g.n; i++) {
-            const IrNode *n = &g.nodes[i];
+        for (int i = 0; i < S.g.n; i++) {
+            const IrNode *n = &S.g.nodes[i];
             if (n->op != IR_INPUT) continue;
             const int32_t *v = !strcmp(n->name, LOWER_INPUT_TOKENS) ? ids : !strcmp(n->name, LOWER_INPUT_POS) ? pos : zero;
             cuda_bind(gpu, i, v, sizeof ids);
         }
-        int errs = d.errors;
-        CHECK_MSG(cuda_run(gpu, sym, 0) != 0 && d.errors > errs, "%s: an out-of-range token id is reported", path);
+        int errs = S.d.errors;
+        CHECK_MSG(cuda_run(gpu, sym, 0) != 0 && S.d.errors > errs, "%s: an out-of-range token id is reported", path);
     }
     cuda_program_free(gpu);
     cpu_program_free(cpu);
-    for (int i = 0; i < g.n; i++) free(host[i]);
+    for (int i = 0; i < S.g.n; i++) free(host[i]);
     free(host);
-    ir_graph_free(&g);
-    arena_free(&a);
-    diag_free(&d);
+    gpu_test_spec_free(&S);
 }
 
 int main(int argc, char **argv) {
-    Diag d;
-    diag_init(&d, stderr);
-    RtCudaDevice *dev = rt_cuda_open(0, true, &d);
-    if (!dev) {
-        printf("gpu.cuda_exec: no CUDA device: skipped\n");
-        diag_free(&d);
-        return 77;
-    }
-    printf("gpu.cuda_exec: %s\n", rt_cuda_is_emulated(dev) ? "the CUDA emulator (tests/gpu/emu)" : "a CUDA device");
-    RtCudaCache cache;
-    rt_cuda_cache_init(&cache, &d);
+    GpuTestDevice t;
+    if (!gpu_test_open(&t, "gpu.cuda_exec", ": skipped")) return 77;
+    printf("gpu.cuda_exec: %s\n", rt_cuda_is_emulated(t.dev) ? "the CUDA emulator (tests/gpu/emu)" : "a CUDA device");
     for (int i = 1; i < argc; i++) {   // "--bf16 SPEC": the mixed-precision graph
         bool mixed = !strcmp(argv[i], "--bf16") && i + 1 < argc;
-        check_spec_step(dev, &cache, argv[i + mixed], mixed);
+        check_spec_step(t.dev, &t.cache, argv[i + mixed], mixed);
         i += mixed;
     }
-    rt_cuda_close(dev);
-    diag_free(&d);
+    gpu_test_close(&t);
     return test_done("gpu.cuda_exec");
 }

@@ -11,6 +11,7 @@
 // GPU, where atomics (embedding and gather backward) add in any order, to 1e-5 normwise per output.
 // Without a device it exits 77 (skipped); CI runs it on the CUDA emulator (tests/gpu/emu).
 #include "exec.h"
+#include "gpu_test_util.h"
 #include "load.h"
 #include "lower.h"
 #include "memplan_spec.h"
@@ -19,24 +20,10 @@
 #include <math.h>
 #include <string.h>
 
-static uint64_t rng = 11;
-static float frand(void) {   // [-0.5, 0.5)
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0) - 0.5);
-}
+static uint64_t rng = 11;   // gpu_test_frand's state: params, then each batch from its seed
 
 static int specs_with_dropout;
 static bool exact;   // the emulator: outputs equal bit for bit   // the step-update path must be exercised by some spec
-
-static int64_t vocab_of(const IrGraph *g) {
-    int64_t v = 1 << 30;
-    for (int i = 0; i < g->n; i++) {
-        const IrNode *n = &g->nodes[i];
-        if (n->op == IR_PARAM && n->name && strstr(n->name, "embed_tokens") && n->shape.d[0].coef < v)
-            v = n->shape.d[0].coef;
-    }
-    return v;
-}
 
 typedef struct Pair {
     const char *path;
@@ -52,21 +39,11 @@ static void bind_batch(Pair *P, int64_t B, int64_t T, uint64_t seed) {
     const IrGraph *g = P->g;
     int64_t sym[IR_NSYMS] = {B, T};
     rng = seed;
+    gpu_test_random_batch(g, P->in, B, T, P->V, &rng);
     for (int i = 0; i < g->n; i++) {
-        const IrNode *n = &g->nodes[i];
-        if (n->op != IR_INPUT) continue;
-        int64_t numel = ir_shape_numel(&n->shape, sym);
-        free(P->in[i]);
-        P->in[i] = malloc((size_t)numel * 4 + 4);
-        int32_t *iv = P->in[i];
-        for (int64_t k = 0; k < numel; k++) {
-            if (!strcmp(n->name, LOWER_INPUT_POS)) iv[k] = (int32_t)(k % T);
-            else if (!strcmp(n->name, LOWER_INPUT_LABELS)) iv[k] = k % 7 == 3 ? LOWER_IGNORE_INDEX : (int32_t)((frand() + 0.5f) * (float)(P->V - 1));
-            else if (!strcmp(n->name, LOWER_INPUT_SEQ)) iv[k] = (int32_t)((k % T) / 12);
-            else if (n->dtype == IR_I32) iv[k] = (int32_t)((frand() + 0.5f) * (float)(P->V - 1));
-            else ((float *)P->in[i])[k] = frand();
-        }
-        CHECK(cuda_bind(P->on, i, P->in[i], (size_t)numel * 4) == 0 && cuda_bind(P->off, i, P->in[i], (size_t)numel * 4) == 0);
+        if (g->nodes[i].op != IR_INPUT) continue;
+        size_t nb = (size_t)ir_shape_numel(&g->nodes[i].shape, sym) * 4;
+        CHECK(cuda_bind(P->on, i, P->in[i], nb) == 0 && cuda_bind(P->off, i, P->in[i], nb) == 0);
     }
 }
 
@@ -104,39 +81,27 @@ static bool run_both(Pair *P, int64_t B, int64_t T, uint64_t step, float *loss) 
 }
 
 static void graph_spec(RtCudaDevice *dev, RtCudaCache *cache, const char *path) {
-    Diag d;
-    diag_init(&d, stderr);
-    Arena a = {0};
-    LoadedSpec spec = {0};
-    CheckedSpec *cs = arena_alloc(&a, sizeof *cs);
-    IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
-    if (mp_compile_spec_file(&d, &a, path, &spec, cs, &g) != 0) {
+    GpuTestSpec S;
+    if (gpu_test_spec_open(&S, path) != 0) {
         CHECK_MSG(0, "%s does not compile", path);
         return;
     }
-    Pair P = {path, &g, NULL, NULL, calloc((size_t)g.n, sizeof(void *)), vocab_of(&g), 0};
+    Pair P = {path, &S.g, NULL, NULL, calloc((size_t)S.g.n, sizeof(void *)), gpu_test_vocab(&S.g), 0};
     setenv("TRLC_CUDA_GRAPHS", "0", 1);
-    P.off = cuda_program_new(&g, dev, cache, &d);
+    P.off = cuda_program_new(&S.g, dev, cache, &S.d);
     unsetenv("TRLC_CUDA_GRAPHS");
-    P.on = cuda_program_new(&g, dev, cache, &d);
+    P.on = cuda_program_new(&S.g, dev, cache, &S.d);
     CHECK_MSG(P.on && P.off, "%s: programs", path);
     if (!P.on || !P.off) return;
     CHECK(cuda_graphs_enabled(P.on) && !cuda_graphs_enabled(P.off));
     int ndrop = 0;
-    for (int i = 0; i < g.n; i++) ndrop += g.nodes[i].op == IR_DROPOUT;
+    for (int i = 0; i < S.g.n; i++) ndrop += S.g.nodes[i].op == IR_DROPOUT;
     specs_with_dropout += ndrop > 0;
-    void **host = calloc((size_t)g.n, sizeof *host);
-    for (int i = 0; i < g.n; i++) {
-        const IrNode *n = &g.nodes[i];
-        if (n->op != IR_PARAM) continue;
-        int64_t numel = ir_shape_numel(&n->shape, (const int64_t[IR_NSYMS]){1, 1});
-        host[i] = malloc((size_t)numel * 4 + 4);
-        for (int64_t k = 0; k < numel; k++) {
-            if (n->dtype == IR_U8) ((uint8_t *)host[i])[k] = (uint8_t)((frand() + 0.5f) * 255);
-            else ((float *)host[i])[k] = n->name && strstr(n->name, "norm") ? 1 + frand() * 0.4f : frand() * 0.2f;
-        }
-        size_t nb = (size_t)numel * (n->dtype == IR_U8 ? 1 : 4);
+    void **host = calloc((size_t)S.g.n, sizeof *host);
+    gpu_test_random_params(&S.g, host, &rng);
+    for (int i = 0; i < S.g.n; i++) {
+        if (S.g.nodes[i].op != IR_PARAM) continue;
+        size_t nb = gpu_test_param_bytes(&S.g.nodes[i]);
         CHECK(cuda_bind(P.on, i, host[i], nb) == 0 && cuda_bind(P.off, i, host[i], nb) == 0);
     }
     // two shapes interleaved, a new batch and dropout step every run (the last two: the same
@@ -192,16 +157,16 @@ static void graph_spec(RtCudaDevice *dev, RtCudaCache *cache, const char *path) 
         int32_t ids[8] = {1, 2, 3, 4, 4, 5, 6, 7}, bad[8] = {1, 2, 3, (int32_t)P.V + 5, 4, 5, 6, 7};
         int32_t pos[8] = {0, 1, 2, 3, 4, 5, 6, 7}, zero[8] = {0};
         for (int round = 0; round < 4; round++) {
-            for (int i = 0; i < g.n; i++) {
-                const IrNode *n = &g.nodes[i];
+            for (int i = 0; i < S.g.n; i++) {
+                const IrNode *n = &S.g.nodes[i];
                 if (n->op != IR_INPUT) continue;
                 const int32_t *v = !strcmp(n->name, LOWER_INPUT_TOKENS) ? (round == 2 ? bad : ids)
                                    : !strcmp(n->name, LOWER_INPUT_POS) ? pos : zero;
                 cuda_bind(P.on, i, v, sizeof ids);
             }
-            int errs = d.errors;
+            int errs = S.d.errors;
             int rc = cuda_run(P.on, sym, 40 + (uint64_t)round);
-            if (round == 2) CHECK_MSG(rc != 0 && d.errors > errs, "%s: a bad token id in a replayed step is reported", path);
+            if (round == 2) CHECK_MSG(rc != 0 && S.d.errors > errs, "%s: a bad token id in a replayed step is reported", path);
             else CHECK_MSG(rc == 0, "%s: token round %d", path, round);
         }
         CHECK(cuda_graph_launches(P.on) == expect + 4);   // (1, 8) is cached from the loop above
@@ -212,24 +177,23 @@ static void graph_spec(RtCudaDevice *dev, RtCudaCache *cache, const char *path) 
     // launches, and the embedding's backward adds in block order)
     if (exact) {
         setenv("TRLC_CUEMU_CAPTURE_LIMIT", "3", 1);
-        CudaProgram *keep = P.on, *keep_off = P.off, *fb = cuda_program_new(&g, dev, cache, &d);
+        CudaProgram *keep = P.on, *keep_off = P.off, *fb = cuda_program_new(&S.g, dev, cache, &S.d);
         setenv("TRLC_CUDA_GRAPHS", "0", 1);
-        CudaProgram *fb_off = cuda_program_new(&g, dev, cache, &d);
+        CudaProgram *fb_off = cuda_program_new(&S.g, dev, cache, &S.d);
         unsetenv("TRLC_CUDA_GRAPHS");
         CHECK(fb != NULL && fb_off != NULL);
-        for (int i = 0; fb && fb_off && i < g.n; i++)
-            if (g.nodes[i].op == IR_PARAM) {
-                int64_t numel = ir_shape_numel(&g.nodes[i].shape, (const int64_t[IR_NSYMS]){1, 1});
-                size_t nb = (size_t)numel * (g.nodes[i].dtype == IR_U8 ? 1 : 4);
+        for (int i = 0; fb && fb_off && i < S.g.n; i++)
+            if (S.g.nodes[i].op == IR_PARAM) {
+                size_t nb = gpu_test_param_bytes(&S.g.nodes[i]);
                 cuda_bind(fb, i, host[i], nb), cuda_bind(fb_off, i, host[i], nb);
             }
         if (fb && fb_off) {
             P.on = fb, P.off = fb_off;
-            int errs = d.errors, warns = d.warnings;
+            int errs = S.d.errors, warns = S.d.warnings;
             bind_batch(&P, 2, 37, 900);
             for (int r = 0; r < 3; r++) run_both(&P, 2, 37, 50 + (uint64_t)r, NULL);
-            CHECK_MSG(d.errors == errs && d.warnings == warns + 1, "%s: a refused capture: %d errors, %d warnings", path,
-                      d.errors - errs, d.warnings - warns);
+            CHECK_MSG(S.d.errors == errs && S.d.warnings == warns + 1, "%s: a refused capture: %d errors, %d warnings", path,
+                      S.d.errors - errs, S.d.warnings - warns);
             CHECK(cuda_graph_launches(fb) == 0 && !cuda_graphs_enabled(fb));
             P.on = keep, P.off = keep_off;
         }
@@ -240,31 +204,20 @@ static void graph_spec(RtCudaDevice *dev, RtCudaCache *cache, const char *path) 
     printf("%s: %d runs with graphs on = off bit for bit, %d graph launches\n", path, P.runs, cuda_graph_launches(P.on));
     cuda_program_free(P.on);
     cuda_program_free(P.off);
-    for (int i = 0; i < g.n; i++) free(host[i]), free(P.in[i]);
+    for (int i = 0; i < S.g.n; i++) free(host[i]), free(P.in[i]);
     free(host);
     free(P.in);
-    ir_graph_free(&g);
-    arena_free(&a);
-    diag_free(&d);
+    gpu_test_spec_free(&S);
 }
 
 int main(int argc, char **argv) {
-    Diag d;
-    diag_init(&d, stderr);
-    RtCudaDevice *dev = rt_cuda_open(0, true, &d);
-    if (!dev) {
-        printf("gpu.cuda_graph: no CUDA device: skipped\n");
-        diag_free(&d);
-        return 77;
-    }
-    CHECK_MSG(rt_cuda_graphs_supported(dev), "the driver has the graph entry points");
-    exact = rt_cuda_is_emulated(dev);
+    GpuTestDevice t;
+    if (!gpu_test_open(&t, "gpu.cuda_graph", ": skipped")) return 77;
+    CHECK_MSG(rt_cuda_graphs_supported(t.dev), "the driver has the graph entry points");
+    exact = rt_cuda_is_emulated(t.dev);
     printf("gpu.cuda_graph: %s\n", exact ? "the CUDA emulator: bit for bit" : "a CUDA device: to 1e-5 normwise");
-    RtCudaCache cache;
-    rt_cuda_cache_init(&cache, &d);
-    for (int i = 1; i < argc; i++) graph_spec(dev, &cache, argv[i]);
+    for (int i = 1; i < argc; i++) graph_spec(t.dev, &t.cache, argv[i]);
     CHECK_MSG(specs_with_dropout > 0, "no spec with dropout: the step updates went untested");
-    rt_cuda_close(dev);
-    diag_free(&d);
+    gpu_test_close(&t);
     return test_done("gpu.cuda_graph");
 }

@@ -9,6 +9,7 @@
 // layout) against a double product, bf16 round-to-nearest-even, and WMMA calls breaking the
 // hardware's rules (misaligned pointer, bad ldm, half a warp, lanes disagreeing, a partial warp)
 // failing the launch. Usage: test_gpu_emu LIBCUEMU.
+#include "gpu_test_util.h"
 #include "rt_cuda.h"
 #include "test.h"
 #include <cblas.h>
@@ -24,10 +25,7 @@ CUresult trlcEmuModuleLoadSource(CUmodule *mod, const char *source);   // the em
 unsigned long trlcEmuGraphLaunches(void);                               // graphs launched so far
 
 static uint64_t rng = 7;
-static float frand(void) {
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0) - 0.5);
-}
+static float frand(void) { return gpu_test_frand(&rng); }
 
 static const char *kernels_src =
     "// block sums: warp shuffles, then one value per warp through shared memory\n"
@@ -301,27 +299,17 @@ static void test_memory(void) {
 
 // ---- cuBLASLt
 
-static uint16_t to_bf16(float v) {
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float from_bf16(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 static void test_wmma(RtCudaDevice *dev) {
     void *fn = NULL;
     CHECK(rt_cuda_load_source(dev, NULL, wmma_src, "wmma_mm", &fn) == 0);
     if (!fn) return;
     uint16_t a[32 * 40], b[32 * 40];
     float af[32 * 40], bf[32 * 40], c[32 * 36], d[32 * 36 + 1];
-    for (int i = 0; i < 32 * 40; i++) a[i] = to_bf16(4 * frand()), b[i] = to_bf16(4 * frand());
-    for (int i = 0; i < 32 * 40; i++) af[i] = from_bf16(a[i]), bf[i] = from_bf16(b[i]);
+    for (int i = 0; i < 32 * 40; i++) {
+        a[i] = gpu_test_bf16_bits(4 * frand());
+        b[i] = gpu_test_bf16_bits(4 * frand());
+    }
+    for (int i = 0; i < 32 * 40; i++) af[i] = gpu_test_bf16_value(a[i]), bf[i] = gpu_test_bf16_value(b[i]);
     for (int i = 0; i < 32 * 36; i++) c[i] = frand();
     RtCudaPtr pa = 0, pb = 0, pc = 0, pd = 0;
     CHECK(rt_cuda_alloc(dev, sizeof a, &pa) == 0 && rt_cuda_upload(dev, pa, a, sizeof a) == 0);
@@ -363,6 +351,14 @@ static void test_wmma(RtCudaDevice *dev) {
     rt_cuda_free(dev, pa), rt_cuda_free(dev, pb), rt_cuda_free(dev, pc), rt_cuda_free(dev, pd);
 }
 
+// n random values in x and their bf16 bits in x16; with bf16 set, x holds the bf16 values
+static void fill(float *x, uint16_t *x16, size_t n, bool bf16) {
+    for (size_t i = 0; i < n; i++) {
+        x[i] = frand(), x16[i] = gpu_test_bf16_bits(x[i]);
+        if (bf16) x[i] = gpu_test_bf16_value(x16[i]);
+    }
+}
+
 static CUdeviceptr dev_copy(const void *h, size_t n) {
     CUdeviceptr p = 0;
     if (cuMemAlloc(&p, n) == CUDA_SUCCESS) cuMemcpyHtoD(p, h, n);
@@ -391,9 +387,9 @@ static double gemm_case(cublasLtHandle_t lt, int ta, int tb, int m, int n, int k
     const size_t nc = (size_t)(sc * (batch - 1) + (long long)ldc * n);
     float *a = malloc(na * 4), *b = malloc(nb * 4), *c = malloc(nc * 4), *want = malloc(nc * 4), *got = malloc(nc * 4);
     uint16_t *a16 = malloc(na * 2), *b16 = malloc(nb * 2), *c16 = malloc(nc * 2);
-    for (size_t i = 0; i < na; i++) a[i] = frand(), a16[i] = to_bf16(a[i]), a[i] = bf16 ? from_bf16(a16[i]) : a[i];
-    for (size_t i = 0; i < nb; i++) b[i] = frand(), b16[i] = to_bf16(b[i]), b[i] = bf16 ? from_bf16(b16[i]) : b[i];
-    for (size_t i = 0; i < nc; i++) c[i] = frand(), c16[i] = to_bf16(c[i]), c[i] = bf16 ? from_bf16(c16[i]) : c[i];
+    fill(a, a16, na, bf16);
+    fill(b, b16, nb, bf16);
+    fill(c, c16, nc, bf16);
     const float alpha = 0.75f;
     // the reference: the same column-major problem, one cblas_sgemm per batch
     memcpy(want, c, nc * 4);
@@ -427,7 +423,7 @@ static double gemm_case(cublasLtHandle_t lt, int ta, int tb, int m, int n, int k
     double worst = 0;
     if (bf16) {
         CHECK(cuMemcpyDtoH(c16, pc, nc * 2) == CUDA_SUCCESS);
-        for (size_t i = 0; i < nc; i++) got[i] = from_bf16(c16[i]);
+        for (size_t i = 0; i < nc; i++) got[i] = gpu_test_bf16_value(c16[i]);
     } else CHECK(cuMemcpyDtoH(got, pc, nc * 4) == CUDA_SUCCESS);
     for (int q = 0; q < batch; q++)
         for (int j = 0; j < n; j++)

@@ -12,6 +12,7 @@
 #include "codegen_cuda.h"
 #include "cpu.h"
 #include "fuse.h"
+#include "gpu_test_util.h"
 #include "kernels_ref.h"
 #include "load.h"
 #include "memplan_spec.h"
@@ -22,18 +23,9 @@
 #include <string.h>
 
 static uint64_t rng = 99;
-static float frand(void) {
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0) - 0.5);
-}
-
-static double relerr(const float *a, const float *b, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - b[i]) / (1e-3 + fabs((double)b[i]));
-        if (!(e <= m)) m = e;
-    }
-    return m;
+static float frand(void) { return gpu_test_frand(&rng); }
+static RtCudaPtr up(RtCudaDevice *dev, const void *data, size_t bytes) {
+    return gpu_test_upload(dev, data, bytes);
 }
 
 // compiles one source and returns the kernel `name` loaded on the device, or NULL
@@ -55,25 +47,6 @@ static void *build(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, cons
     }
     rt_cuda_program_free(&p);
     return fn;
-}
-
-static RtCudaPtr up(RtCudaDevice *dev, const void *data, size_t bytes) {
-    RtCudaPtr p = 0;
-    if (rt_cuda_alloc(dev, bytes, &p) == 0 && data) rt_cuda_upload(dev, p, data, bytes);
-    return p;
-}
-
-static uint16_t bf16_bits(float v) {   // round to nearest even, as the kernels store
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float bf16_val(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
 }
 
 // the largest distance between got and want in bf16 steps (ulps of want; NaN against a number: huge)
@@ -101,7 +74,7 @@ static size_t elem_bytes(IrDType t) { return t == IR_BF16 ? 2 : t == IR_U8 ? 1 :
 static RtCudaPtr up_typed(RtCudaDevice *dev, const void *data, int64_t n, IrDType t) {
     if (t != IR_BF16 || !data) return up(dev, data, (size_t)n * elem_bytes(t));
     uint16_t *h = malloc((size_t)n * 2 + 2);
-    for (int64_t i = 0; i < n; i++) h[i] = bf16_bits(((const float *)data)[i]);
+    for (int64_t i = 0; i < n; i++) h[i] = gpu_test_bf16_bits(((const float *)data)[i]);
     RtCudaPtr p = up(dev, h, (size_t)n * 2);
     free(h);
     return p;
@@ -115,7 +88,7 @@ static void down_typed(RtCudaDevice *dev, float *dst, RtCudaPtr src, int64_t n, 
     }
     uint16_t *h = malloc((size_t)n * 2 + 2);
     rt_cuda_download(dev, h, src, (size_t)n * 2);
-    for (int64_t i = 0; i < n; i++) dst[i] = bf16_val(h[i]);
+    for (int64_t i = 0; i < n; i++) dst[i] = gpu_test_bf16_value(h[i]);
     free(h);
 }
 
@@ -253,7 +226,7 @@ static double check_groups(RtCudaDevice *dev, RtCudaCache *cache, const char *ar
                     if (!(u <= worst_ulps)) worst_ulps = u;
                     e = u <= 1 ? 0 : u;
                     nbf16++;
-                } else if (n->dtype != IR_I32) e = relerr(got, t->data, numel);
+                } else if (n->dtype != IR_I32) e = gpu_test_relerr(got, t->data, numel);
                 else if (memcmp(got, t->data, (size_t)numel * 4)) e = 1;   // integers: exact
                 if (!(e <= worst)) worst = e;
                 if (!(e <= 2e-4) && bad++ < 5)
@@ -278,30 +251,22 @@ static double check_groups(RtCudaDevice *dev, RtCudaCache *cache, const char *ar
 }
 
 static void test_fused(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, const char *path, bool mixed) {
-    Diag d;
-    diag_init(&d, stderr);
-    Arena a = {0};
-    LoadedSpec spec = {0};
-    CheckedSpec *cs = arena_alloc(&a, sizeof *cs);
-    IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
+    GpuTestSpec S;
     FusePlan plan;
     memset(&plan, 0, sizeof plan);
     // --bf16 on an fp32 spec: the graph with mixed precision (a bf16 spec's graph has it already)
-    if (mp_compile_spec_file(&d, &a, path, &spec, cs, &g) != 0 ||
-        (mixed && !(cs->train.precision && !strcmp(cs->train.precision, "bf16")) && ir_autocast_bf16(&g, NULL) != 0) ||
-        fuse_plan(&g, &d, &plan) != 0) {
+    if (gpu_test_spec_open(&S, path) != 0 ||
+        (mixed && !(S.cs->train.precision && !strcmp(S.cs->train.precision, "bf16")) && ir_autocast_bf16(&S.g, NULL) != 0) ||
+        fuse_plan(&S.g, &S.d, &plan) != 0) {
         CHECK_MSG(0, "%s does not compile", path);
         return;
     }
     int64_t sym[IR_NSYMS] = {2, 45};
     char what[600];
     snprintf(what, sizeof what, "%s%s", path, mixed ? " (bf16 mixed precision)" : "");
-    check_groups(dev, cache, arch, what, &g, &plan, sym, false, false, &d);
+    check_groups(dev, cache, arch, what, &S.g, &plan, sym, false, false, &S.d);
     fuse_plan_free(&plan);
-    ir_graph_free(&g);
-    arena_free(&a);
-    diag_free(&d);
+    gpu_test_spec_free(&S);
 }
 
 // Hand-built and random graphs of fusable ops (every unary op, comparisons, where, pow, casts to
@@ -322,53 +287,13 @@ static void test_codegen_fuzz(RtCudaDevice *dev, RtCudaCache *cache, const char 
         char what[48];
         if (it < 0) {   // hand-built: every op once
             snprintf(what, sizeof what, "codegen: hand-built graph");
-            IrShape s3 = ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(24));
-            IrId x = ir_input(&g, "x", IR_F32, s3, L), y = ir_input(&g, "y", IR_F32, s3, L);
-            IrId w = ir_param(&g, "norm.weight", IR_F32, ir_shape1(ir_dim(24)), true, L);
-            IrId col = ir_param(&g, "col", IR_F32, ir_shape3(ir_dim(1), ir_dim_t(), ir_dim(1)), false, L);
-            IrId ms = ir_reduce(&g, IR_MEAN, ir_mul(&g, x, x, L), -1, L);
-            IrId r = ir_unary(&g, IR_RSQRT, ir_add(&g, ms, ir_scalar(&g, 1e-5, L), L), L);
-            ir_add_output(&g, ir_mul(&g, w, ir_mul(&g, x, r, L), L), "rmsnorm");
-            IrId mx = ir_reduce(&g, IR_MAX, y, -1, L);
-            IrId ex = ir_unary(&g, IR_EXP, ir_sub(&g, y, mx, L), L);
-            ir_add_output(&g, ir_div(&g, ex, ir_reduce(&g, IR_SUM, ex, -1, L), L), "softmax");
-            IrOp un[] = {IR_NEG, IR_EXP, IR_TANH, IR_SIGMOID, IR_SILU, IR_GELU, IR_RELU, IR_ABS, IR_SQUARE,
-                         IR_LOG_SIGMOID, IR_SOFTPLUS};
-            IrId acc = x;
-            for (size_t i = 0; i < sizeof un / sizeof un[0]; i++) acc = ir_add(&g, acc, ir_unary(&g, un[i], y, L), L);
-            IrId pos = ir_add(&g, ir_unary(&g, IR_ABS, x, L), ir_scalar(&g, 0.5, L), L);
-            acc = ir_add(&g, acc, ir_unary(&g, IR_LOG, pos, L), L);
-            acc = ir_add(&g, acc, ir_unary(&g, IR_SQRT, pos, L), L);
-            acc = ir_add(&g, acc, ir_pow(&g, pos, 1.5, L), L);
-            IrId lt = ir_binary(&g, IR_LT, x, y, L);
-            acc = ir_add(&g, acc, ir_where(&g, lt, ir_binary(&g, IR_MAXIMUM, x, y, L), ir_binary(&g, IR_MINIMUM, x, y, L), L), L);
-            acc = ir_add(&g, acc, ir_binary(&g, IR_GE, x, ir_scalar(&g, 0.1, L), L), L);
-            ir_add_output(&g, ir_cast(&g, acc, IR_BF16, L), "mix_bf16");
-            ir_add_output(&g, ir_mul(&g, ir_dropout(&g, acc, 0.3, 77, L), col, L), "dropout");
-            IrId prod = ir_mul(&g, x, y, L);
-            ir_add_output(&g, ir_sum_to(&g, prod, ir_shape1(ir_dim(24)), L), "sum_to_cols");
-            ir_add_output(&g, ir_mul(&g, ir_reduce(&g, IR_MEAN, ir_add(&g, x, col, L), 1, L), ir_scalar(&g, 3.0, L), L),
-                          "mean_mid");
-            ir_add_output(&g, ir_reduce_all(&g, IR_SUM, ir_unary(&g, IR_SQUARE, y, L), L), "sum_all");
-            IrId sm = ir_sum_to(&g, prod, ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(1)), L);
-            IrId bc = ir_broadcast_to(&g, ir_mul(&g, sm, ir_scalar(&g, 0.5, L), L), s3, L);
-            ir_add_output(&g, ir_add(&g, ir_mul(&g, bc, x, L), y, L), "broadcast_back");
-            IrId ids = ir_input(&g, "ids", IR_I32, ir_shape2(ir_dim_b(), ir_dim_t()), L);
-            IrId mask = ir_binary(&g, IR_NE, ids, ir_full(&g, 7, IR_I32, ir_shape0(), L), L);
-            ir_add_output(&g, ir_cast(&g, ir_mul(&g, mask, ir_scalar(&g, 2.0, L), L), IR_I32, L), "mask_i32");
+            gpu_test_handbuilt_graph(&g, NULL);
         } else {   // random
             snprintf(what, sizeof what, "codegen: random graph %d", it);
-            int64_t H = it % 7 == 0 ? 1 : 3 + it % 4;
-            IrShape full = ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(H));
-            IrShape shapes[5] = {full, ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(1)), ir_shape1(ir_dim(H)),
-                                 ir_shape2(ir_dim_t(), ir_dim(H)), ir_shape3(ir_dim(1), ir_dim_t(), ir_dim(1))};
+            IrShape shapes[5];
             IrId v[200];
-            int n = 0;
-            for (int k = 0; k < 5; k++) {
-                char name[16];
-                snprintf(name, sizeof name, "in%d", k);
-                v[n++] = ir_input(&g, name, IR_F32, shapes[k], L);
-            }
+            int n = gpu_test_fuzz_inputs(&g, it, shapes, v);
+            const IrShape full = shapes[0];
             int nops = 6 + (int)((frand() + 0.5f) * 30);
             for (int k = 0; k < nops && n < 190; k++) {
                 double r = frand() + 0.5;
@@ -465,11 +390,11 @@ static void test_library(RtCudaDevice *dev, RtCudaCache *cache, const char *arch
         CHECK(rt_cuda_launch(dev, fkv, gridkv, block, 0, a3, "attention dkdv") == 0);
         CHECK(rt_cuda_sync(dev, "attention") == 0);
         double e[5];
-        rt_cuda_download(dev, got, po, nq * 4), e[0] = relerr(got, o, nq);
-        rt_cuda_download(dev, got, pl, B * Hq * T * 4), e[1] = relerr(got, lse, B * Hq * T);
-        rt_cuda_download(dev, got, pdq, nq * 4), e[2] = relerr(got, dq, nq);
-        rt_cuda_download(dev, got, pdk, nkv * 4), e[3] = relerr(got, dk, nkv);
-        rt_cuda_download(dev, got, pdv, nkv * 4), e[4] = relerr(got, dv, nkv);
+        rt_cuda_download(dev, got, po, nq * 4), e[0] = gpu_test_relerr(got, o, nq);
+        rt_cuda_download(dev, got, pl, B * Hq * T * 4), e[1] = gpu_test_relerr(got, lse, B * Hq * T);
+        rt_cuda_download(dev, got, pdq, nq * 4), e[2] = gpu_test_relerr(got, dq, nq);
+        rt_cuda_download(dev, got, pdk, nkv * 4), e[3] = gpu_test_relerr(got, dk, nkv);
+        rt_cuda_download(dev, got, pdv, nkv * 4), e[4] = gpu_test_relerr(got, dv, nkv);
         printf("attention on the GPU (%s, T=%d, D=%d, GQA %d/%d) vs reference: o %.2g lse %.2g dq %.2g dk %.2g dv %.2g\n",
                seg ? "causal, packed segments" : causal ? "causal" : "full", T, D, Hq, Hkv, e[0], e[1], e[2], e[3],
                e[4]);
@@ -503,8 +428,8 @@ static void test_library(RtCudaDevice *dev, RtCudaCache *cache, const char *arch
         CHECK(rt_cuda_launch(dev, cb, grid, block, 0, a2, "cross_entropy backward") == 0);
         CHECK(rt_cuda_sync(dev, "cross_entropy") == 0);
         double e1, e2;
-        rt_cuda_download(dev, got, ploss, N * 4), e1 = relerr(got, loss, N);
-        rt_cuda_download(dev, got, plg, (size_t)N * V * 4), e2 = relerr(got, dl, (int64_t)N * V);
+        rt_cuda_download(dev, got, ploss, N * 4), e1 = gpu_test_relerr(got, loss, N);
+        rt_cuda_download(dev, got, plg, (size_t)N * V * 4), e2 = gpu_test_relerr(got, dl, (int64_t)N * V);
         printf("cross-entropy on the GPU (V=%d): loss %.2g, dlogits (in place) %.2g\n", V, e1, e2);
         CHECK(e1 < 1e-4 && e2 < 1e-3);
         rt_cuda_free(dev, plg), rt_cuda_free(dev, plab), rt_cuda_free(dev, pgl), rt_cuda_free(dev, ploss), rt_cuda_free(dev, plse);
@@ -525,7 +450,7 @@ static void test_library(RtCudaDevice *dev, RtCudaCache *cache, const char *arch
             void *a[] = {&px, &px, &pp, &pi, &t, &dd, &h, &pb, &inverse};
             CHECK(rt_cuda_launch(dev, fr, grid, block, 0, a, "rope") == 0 && rt_cuda_sync(dev, "rope") == 0);
             rt_cuda_download(dev, got, px, nq * 4);
-            double e = relerr(got, o, nq);
+            double e = gpu_test_relerr(got, o, nq);
             printf("rope on the GPU (llama-3 scaled, positions to %d): %.2g\n", (T - 1) * 101, e);
             CHECK(e < 1e-4);
             rt_cuda_free(dev, px), rt_cuda_free(dev, pp), rt_cuda_free(dev, pi);
@@ -544,7 +469,7 @@ static void test_library(RtCudaDevice *dev, RtCudaCache *cache, const char *arch
             void *a[] = {&pp, &pm, &ps, &pg, &n, &lr, &b1, &b2, &eps, &wd, &bc1, &bc2, &gs};
             CHECK(rt_cuda_launch(dev, fa, grid, block, 0, a, "adamw") == 0 && rt_cuda_sync(dev, "adamw") == 0);
             rt_cuda_download(dev, got, pp, sizeof p);
-            double e = relerr(got, p2, NP);
+            double e = gpu_test_relerr(got, p2, NP);
             printf("AdamW on the GPU: %.2g\n", e);
             CHECK(e < 1e-5);
             rt_cuda_free(dev, pp), rt_cuda_free(dev, pm), rt_cuda_free(dev, ps), rt_cuda_free(dev, pg);
@@ -605,7 +530,7 @@ static void test_library_more(RtCudaDevice *dev, RtCudaCache *cache, const char 
         void *b[] = {&pd, &pids, &pg, &n, &h, &v};
         if (launch_lib(dev, cache, arch, "embed.cu", "trlc_embed_backward", 16, 128, b, &d) == 0) {
             rt_cuda_download(dev, got, pd, V * H * 4);
-            double e = relerr(got, dt, V * H);
+            double e = gpu_test_relerr(got, dt, V * H);
             printf("embed on the GPU: forward exact, backward %.2g\n", e);
             CHECK(e < 1e-6);
         }
@@ -630,7 +555,7 @@ static void test_library_more(RtCudaDevice *dev, RtCudaCache *cache, const char 
             void *a[] = {&py, &px, &rows, &n, &lg};
             if (launch_lib(dev, cache, arch, "softmax.cu", "trlc_softmax_forward", 3, 256, a, &d) == 0) {
                 rt_cuda_download(dev, got, py, R * C * 4);
-                double e = relerr(got, y, R * C);
+                double e = gpu_test_relerr(got, y, R * C);
                 printf("%s on the GPU: %.2g\n", lg ? "log-softmax" : "softmax", e);
                 CHECK(e < 1e-5);
             }
@@ -699,7 +624,7 @@ static void test_library_more(RtCudaDevice *dev, RtCudaCache *cache, const char 
         uint16_t *lg16 = malloc(R * C * 2);
         float *lg = malloc(R * C * 4), loss[R], lse[R], gl[R], *dl = malloc(R * C * 4);
         int32_t lab[R];
-        for (int i = 0; i < R * C; i++) lg16[i] = bf16_bits(10 * frand()), lg[i] = bf16_val(lg16[i]);
+        for (int i = 0; i < R * C; i++) lg16[i] = gpu_test_bf16_bits(10 * frand()), lg[i] = gpu_test_bf16_value(lg16[i]);
         for (int i = 0; i < R; i++) lab[i] = i == 4 ? -100 : (i * 131) % C, gl[i] = 1 + frand();
         trlc_cross_entropy_ref(loss, lse, lg, lab, R, C, -100, 0.1f);
         trlc_cross_entropy_bwd_ref(dl, lg, lse, lab, gl, R, C, -100, 0.1f);
@@ -715,8 +640,8 @@ static void test_library_more(RtCudaDevice *dev, RtCudaCache *cache, const char 
             float gloss[R];
             rt_cuda_download(dev, gloss, ploss, sizeof gloss);
             rt_cuda_download(dev, lg16, plg, R * C * 2);
-            for (int i = 0; i < R * C; i++) got[i] = bf16_val(lg16[i]);
-            double e1 = relerr(gloss, loss, R), e2 = relerr(got, dl, R * C);
+            for (int i = 0; i < R * C; i++) got[i] = gpu_test_bf16_value(lg16[i]);
+            double e1 = gpu_test_relerr(gloss, loss, R), e2 = gpu_test_relerr(got, dl, R * C);
             printf("cross-entropy on the GPU, bf16 logits (V=%d): loss %.2g, dlogits (bf16, in place) %.2g\n", C, e1, e2);
             CHECK(e1 < 1e-5 && e2 < 4e-3);   // the gradient is rounded to bf16 once
         }
@@ -784,17 +709,6 @@ static void test_library_more(RtCudaDevice *dev, RtCudaCache *cache, const char 
     diag_free(&d);
 }
 
-// max relative error where equal infinities (lse of a query that sees no key) count as exact
-static double relerr_inf(const float *a, const float *b, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (isinf(a[i]) && a[i] == b[i]) continue;
-        double e = fabs((double)a[i] - b[i]) / (1e-3 + fabs((double)b[i]));
-        if (!(e <= m)) m = e;
-    }
-    return m;
-}
-
 // attention at shapes the main case does not reach: head sizes 16 / 32 / 80 / 128, one KV head,
 // no grouping, T a multiple of the tile or not, key masks (left padding under the causal mask
 // leaves queries seeing no key), segments with a key mask
@@ -847,11 +761,11 @@ static void test_attention_shapes(RtCudaDevice *dev, RtCudaCache *cache, const c
         CHECK(rt_cuda_launch(dev, fkv, gridkv, block, 0, a3, "attention dkdv") == 0);
         CHECK(rt_cuda_sync(dev, "attention") == 0);
         double e[5];
-        rt_cuda_download(dev, got, po, nq * 4), e[0] = relerr_inf(got, o, nq);
-        rt_cuda_download(dev, got, pl, nl * 4), e[1] = relerr_inf(got, lse, nl);
-        rt_cuda_download(dev, got, pdq, nq * 4), e[2] = relerr_inf(got, dq, nq);
-        rt_cuda_download(dev, got, pdk, nkv * 4), e[3] = relerr_inf(got, dk, nkv);
-        rt_cuda_download(dev, got, pdv, nkv * 4), e[4] = relerr_inf(got, dv, nkv);
+        rt_cuda_download(dev, got, po, nq * 4), e[0] = gpu_test_relerr_eq(got, o, nq);
+        rt_cuda_download(dev, got, pl, nl * 4), e[1] = gpu_test_relerr_eq(got, lse, nl);
+        rt_cuda_download(dev, got, pdq, nq * 4), e[2] = gpu_test_relerr_eq(got, dq, nq);
+        rt_cuda_download(dev, got, pdk, nkv * 4), e[3] = gpu_test_relerr_eq(got, dk, nkv);
+        rt_cuda_download(dev, got, pdv, nkv * 4), e[4] = gpu_test_relerr_eq(got, dv, nkv);
         printf("attention on the GPU (B=%d Hq=%d Hkv=%d T=%d D=%d%s%s%s): o %.2g lse %.2g dq %.2g dk %.2g dv %.2g\n", B, Hq,
                Hkv, T, D, causal ? ", causal" : "", cases[c].mask ? ", key mask" : "", sgp ? ", segments" : "", e[0], e[1],
                e[2], e[3], e[4]);
@@ -867,29 +781,18 @@ static void test_attention_shapes(RtCudaDevice *dev, RtCudaCache *cache, const c
 }
 
 int main(int argc, char **argv) {
-    Diag d;
-    diag_init(&d, stderr);
-    RtCudaDevice *dev = rt_cuda_open(0, true, &d);
-    if (!dev) {
-        printf("gpu.exec: no CUDA device: skipped\n");
-        diag_free(&d);
-        return 77;
-    }
-    char arch[32] = "sm_90";
-    rt_cuda_device_arch(0, arch, sizeof arch);
-    printf("gpu.exec: device 0 is %s\n", arch);
-    RtCudaCache cache;
-    rt_cuda_cache_init(&cache, &d);
+    GpuTestDevice t;
+    if (!gpu_test_open(&t, "gpu.exec", ": skipped")) return 77;
+    printf("gpu.exec: device 0 is %s\n", t.arch);
     for (int i = 1; i < argc; i++) {   // SPEC, or --bf16 SPEC: the graph with bf16 mixed precision
         bool mixed = !strcmp(argv[i], "--bf16") && i + 1 < argc;
-        test_fused(dev, &cache, arch, argv[i + mixed], mixed);
+        test_fused(t.dev, &t.cache, t.arch, argv[i + mixed], mixed);
         i += mixed;
     }
-    test_codegen_fuzz(dev, &cache, arch, 40);
-    test_library(dev, &cache, arch);
-    test_library_more(dev, &cache, arch);
-    test_attention_shapes(dev, &cache, arch);
-    rt_cuda_close(dev);
-    diag_free(&d);
+    test_codegen_fuzz(t.dev, &t.cache, t.arch, 40);
+    test_library(t.dev, &t.cache, t.arch);
+    test_library_more(t.dev, &t.cache, t.arch);
+    test_attention_shapes(t.dev, &t.cache, t.arch);
+    gpu_test_close(&t);
     return test_done("gpu.exec");
 }

@@ -9,6 +9,7 @@
 #include "check.h"
 #include "cpu.h"
 #include "fuse.h"
+#include "gpu_test_util.h"
 #include "ir.h"
 #include "load.h"
 #include "lower.h"
@@ -155,66 +156,21 @@ static double check_graph(const char *what, IrGraph *g, Diag *d, int64_t B, int6
 static void test_handbuilt(void) {
     Diag d;
     diag_init(&d, stderr);
-    Loc L = {0, 0, 0};
     IrGraph g;
     ir_graph_init(&g, &d, IR_F32);
-    IrShape s3 = ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(24));
-    IrId x = ir_input(&g, "x", IR_F32, s3, L);
-    IrId y = ir_input(&g, "y", IR_F32, s3, L);
-    IrId w = ir_param(&g, "norm.weight", IR_F32, ir_shape1(ir_dim(24)), true, L);
-    IrId col = ir_param(&g, "col", IR_F32, ir_shape3(ir_dim(1), ir_dim_t(), ir_dim(1)), false, L);
-    // rmsnorm
-    IrId ms = ir_reduce(&g, IR_MEAN, ir_mul(&g, x, x, L), -1, L);
-    IrId r = ir_unary(&g, IR_RSQRT, ir_add(&g, ms, ir_scalar(&g, 1e-5, L), L), L);
-    IrId nx = ir_mul(&g, w, ir_mul(&g, x, r, L), L);
-    ir_add_output(&g, nx, "rmsnorm");
-    // a softmax written out: max, exp, sum, div
-    IrId mx = ir_reduce(&g, IR_MAX, y, -1, L);
-    IrId ex = ir_unary(&g, IR_EXP, ir_sub(&g, y, mx, L), L);
-    IrId sm = ir_div(&g, ex, ir_reduce(&g, IR_SUM, ex, -1, L), L);
-    ir_add_output(&g, sm, "softmax");
-    // every unary op, comparisons, where, pow, cast
-    IrOp un[] = {IR_NEG, IR_EXP, IR_TANH, IR_SIGMOID, IR_SILU, IR_GELU, IR_RELU, IR_ABS, IR_SQUARE,
-                 IR_LOG_SIGMOID, IR_SOFTPLUS};
-    IrId acc = x;
-    for (size_t i = 0; i < sizeof un / sizeof un[0]; i++) acc = ir_add(&g, acc, ir_unary(&g, un[i], y, L), L);
-    IrId pos = ir_add(&g, ir_unary(&g, IR_ABS, x, L), ir_scalar(&g, 0.5, L), L);
-    acc = ir_add(&g, acc, ir_unary(&g, IR_LOG, pos, L), L);
-    acc = ir_add(&g, acc, ir_unary(&g, IR_SQRT, pos, L), L);
-    acc = ir_add(&g, acc, ir_pow(&g, pos, 1.5, L), L);
-    IrId cmp = ir_binary(&g, IR_LT, x, y, L);
-    acc = ir_add(&g, acc, ir_where(&g, cmp, ir_binary(&g, IR_MAXIMUM, x, y, L), ir_binary(&g, IR_MINIMUM, x, y, L), L), L);
-    acc = ir_add(&g, acc, ir_binary(&g, IR_GE, x, ir_scalar(&g, 0.1, L), L), L);
-    IrId bf = ir_cast(&g, acc, IR_BF16, L);
-    ir_add_output(&g, bf, "mix_bf16");
-    IrId dr = ir_dropout(&g, acc, 0.3, 77, L);
-    ir_add_output(&g, ir_mul(&g, dr, col, L), "dropout");
-    // reductions over the leading axes (sum_to), the middle axis, everything
-    IrId prod = ir_mul(&g, x, y, L);
-    ir_add_output(&g, ir_sum_to(&g, prod, ir_shape1(ir_dim(24)), L), "sum_to_cols");
-    IrId mid = ir_reduce(&g, IR_MEAN, ir_add(&g, x, col, L), 1, L);
-    ir_add_output(&g, ir_mul(&g, mid, ir_scalar(&g, 3.0, L), L), "mean_mid");
-    IrId all = ir_reduce_all(&g, IR_SUM, ir_unary(&g, IR_SQUARE, y, L), L);
-    ir_add_output(&g, all, "sum_all");
-    // a reduced value broadcast back explicitly (the shape of rmsnorm's backward)
-    IrId s = ir_sum_to(&g, prod, ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(1)), L);
-    IrId bc = ir_broadcast_to(&g, ir_mul(&g, s, ir_scalar(&g, 0.5, L), L), s3, L);
-    ir_add_output(&g, ir_add(&g, ir_mul(&g, bc, x, L), y, L), "broadcast_back");
-    // integer input through a comparison into a mask
-    IrId ids = ir_input(&g, "ids", IR_I32, ir_shape2(ir_dim_b(), ir_dim_t()), L);
-    IrId mask = ir_binary(&g, IR_NE, ids, ir_full(&g, 7, IR_I32, ir_shape0(), L), L);
-    ir_add_output(&g, ir_cast(&g, ir_mul(&g, mask, ir_scalar(&g, 2.0, L), L), IR_I32, L), "mask_i32");
+    GpuTestHandbuilt h;
+    gpu_test_handbuilt_graph(&g, &h);
     CHECK(g.errors == 0);
     FusePlan plan;
     int ngroups = 0;
     double worst = check_graph("handbuilt", &g, &d, 3, 7, &ngroups, &plan);
     CHECK(worst <= 2e-4);
     // rmsnorm: mean, rsqrt and both muls in one group
-    int gm = plan.group_of[ms];
-    CHECK(gm >= 0 && plan.group_of[r] == gm && plan.group_of[nx] == gm);
+    int gm = plan.group_of[h.ms];
+    CHECK(gm >= 0 && plan.group_of[h.r] == gm && plan.group_of[h.nx] == gm);
     CHECK(plan.groups[gm].has_reduce);
     // the written-out softmax: the exp is computed in the max's group or its sum's
-    CHECK(plan.group_of[sm] >= 0);
+    CHECK(plan.group_of[h.sm] >= 0);
     // fuse_verify notices a plan whose steps are out of order or that drops an output
     FILE *sink = tmpfile();
     Diag d2;
@@ -253,17 +209,10 @@ static void test_fuzz(int ngraphs) {
         Loc L = {0, 0, 0};
         IrGraph g;
         ir_graph_init(&g, &d, IR_F32);
-        int64_t H = it % 7 == 0 ? 1 : 3 + it % 4;
-        IrShape full = ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(H));
-        IrShape shapes[5] = {full, ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(1)), ir_shape1(ir_dim(H)),
-                             ir_shape2(ir_dim_t(), ir_dim(H)), ir_shape3(ir_dim(1), ir_dim_t(), ir_dim(1))};
+        IrShape shapes[5];
         IrId v[200];
-        int n = 0;
-        for (int k = 0; k < 5; k++) {
-            char name[16];
-            snprintf(name, sizeof name, "in%d", k);
-            v[n++] = ir_input(&g, name, IR_F32, shapes[k], L);
-        }
+        int n = gpu_test_fuzz_inputs(&g, it, shapes, v);
+        const IrShape full = shapes[0];
         v[n++] = ir_input(&g, "in5", IR_F32, full, L);
         int nops = 6 + (int)(urand() * 30);
         for (int k = 0; k < nops && n < 190; k++) {

@@ -8,6 +8,7 @@
 // the registers read from the cubin are printed; with a device (a GPU, or the emulator named by
 // $TRLC_CUDA_DRIVER) masked attention and the bf16 gather / dequantization kernels are launched.
 #include "codegen_cuda.h"
+#include "gpu_test_util.h"
 #include "cpu.h"
 #include "ir.h"
 #include "kernels_ref.h"
@@ -21,10 +22,7 @@
 #include <string.h>
 
 static uint64_t rng = 42;
-static float frand(void) {
-    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0) - 0.5);
-}
+static float frand(void) { return gpu_test_frand(&rng); }
 
 static double maxdiff(const float *a, const float *b, int64_t n) {
     double m = 0;
@@ -507,48 +505,17 @@ static void test_nvrtc(const char *dir) {
 // (fully masked query rows), and the bf16 variants of gather and dequantization (bit-exact: the
 // same f32 math, rounded to nearest even once). Without a device this part is skipped.
 
-static uint16_t to_bf16(float v) {   // round to nearest even, as the kernels' stores
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float from_bf16(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
-    float v;
-    memcpy(&v, &u, 4);
-    return v;
-}
-
-// relative error with equal values (infinities included) counting as 0
-static double reldiff(const float *got, const float *want, int64_t n) {
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (got[i] == want[i]) continue;
-        double e = fabs((double)got[i] - want[i]) / (1e-3 + fabs((double)want[i]));
-        if (!(e <= m)) m = e;
-    }
-    return m;
-}
-
 static RtCudaPtr dev_up(RtCudaDevice *dev, const void *data, size_t bytes) {
-    RtCudaPtr p = 0;
-    if (rt_cuda_alloc(dev, bytes, &p) == 0 && data) rt_cuda_upload(dev, p, data, bytes);
-    return p;
+    return gpu_test_upload(dev, data, bytes);
 }
 
 // compiles `file` (as embedded in trlc), loads `name`, launches it and waits; 0 or -1
 static int dev_launch(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, const char *file, const char *name,
                       const unsigned grid[3], unsigned block, void **args, Diag *d) {
-    const char *src = cg_library_source(file);
-    RtCudaProgram pr = {.name = file, .source = src};
-    void *fn = NULL;
+    void *fn = gpu_test_kernel(dev, cache, arch, file, cg_library_source(file), name, d);
     int r = -1;
     unsigned b[3] = {block, 1, 1};
-    if (src && rt_cuda_compile(cache, &pr, 1, arch, false, 1, d) == 0 &&
-        rt_cuda_load_source(dev, pr.cubin, src, name, &fn) == 0)
-        r = rt_cuda_launch(dev, fn, grid, b, 0, args, name) == 0 && rt_cuda_sync(dev, name) == 0 ? 0 : -1;
-    rt_cuda_program_free(&pr);
+    if (fn) r = rt_cuda_launch(dev, fn, grid, b, 0, args, name) == 0 && rt_cuda_sync(dev, name) == 0 ? 0 : -1;
     CHECK_MSG(r == 0, "%s (%s) does not run", name, file);
     return r;
 }
@@ -586,12 +553,12 @@ static void dev_attention_masked(RtCudaDevice *dev, RtCudaCache *cache, const ch
         dev_launch(dev, cache, arch, "attention.cu", "trlc_attention_backward_dkdv", gridkv, 128, a3, d) == 0) {
         double e[5];
         int inf_rows = 0;
-        rt_cuda_download(dev, got, po, nq * 4), e[0] = reldiff(got, o, nq);
-        rt_cuda_download(dev, got, pl, nl * 4), e[1] = reldiff(got, lse, nl);
+        rt_cuda_download(dev, got, po, nq * 4), e[0] = gpu_test_relerr_eq(got, o, nq);
+        rt_cuda_download(dev, got, pl, nl * 4), e[1] = gpu_test_relerr_eq(got, lse, nl);
         for (int i = 0; i < nl; i++) inf_rows += got[i] == INFINITY;
-        rt_cuda_download(dev, got, pdq, nq * 4), e[2] = reldiff(got, dq, nq);
-        rt_cuda_download(dev, got, pdk, nkv * 4), e[3] = reldiff(got, dk, nkv);
-        rt_cuda_download(dev, got, pdv, nkv * 4), e[4] = reldiff(got, dv, nkv);
+        rt_cuda_download(dev, got, pdq, nq * 4), e[2] = gpu_test_relerr_eq(got, dq, nq);
+        rt_cuda_download(dev, got, pdk, nkv * 4), e[3] = gpu_test_relerr_eq(got, dk, nkv);
+        rt_cuda_download(dev, got, pdv, nkv * 4), e[4] = gpu_test_relerr_eq(got, dv, nkv);
         printf("attention with a key mask on the device (causal%s, T=%d, D=%d) vs reference: o %.2g lse %.2g dq %.2g "
                "dk %.2g dv %.2g; %d query rows with no key (lse inf)\n", with_seg ? ", segments" : "", T, D, e[0], e[1],
                e[2], e[3], e[4], inf_rows);
@@ -612,9 +579,9 @@ static void dev_gather_bf16(RtCudaDevice *dev, RtCudaCache *cache, const char *a
     uint16_t xb[O * LX * IN], gb[O * LI * IN], yb[O * LI * IN], dxb[O * LX * IN];
     float xf[O * LX * IN], gf[O * LI * IN], y[O * LI * IN], dx[O * LX * IN];
     int32_t idx[O * LI * IN];
-    for (int i = 0; i < nx; i++) xb[i] = to_bf16(frand()), xf[i] = from_bf16(xb[i]);
+    for (int i = 0; i < nx; i++) xb[i] = gpu_test_bf16_bits(frand()), xf[i] = gpu_test_bf16_value(xb[i]);
     for (int i = 0; i < ni; i++) {
-        gb[i] = to_bf16(frand()), gf[i] = from_bf16(gb[i]);
+        gb[i] = gpu_test_bf16_bits(frand()), gf[i] = gpu_test_bf16_value(gb[i]);
         idx[i] = (int32_t)(((i / IN) % LI / 3 * 7 + i % IN) % (LX - 1));   // triples of a pick one position
     }
     int bad = 0, bad2 = 0, gbad = -1;
@@ -632,8 +599,8 @@ static void dev_gather_bf16(RtCudaDevice *dev, RtCudaCache *cache, const char *a
         rt_cuda_download(dev, yb, py, sizeof yb), rt_cuda_download(dev, dxb, pdx, sizeof dxb);
         rt_cuda_download(dev, &gbad, pbad, 4);
         int wrong_y = 0, wrong_dx = 0;
-        for (int i = 0; i < ni; i++) wrong_y += yb[i] != to_bf16(y[i]);
-        for (int i = 0; i < nx; i++) wrong_dx += dxb[i] != to_bf16(dx[i]);
+        for (int i = 0; i < ni; i++) wrong_y += yb[i] != gpu_test_bf16_bits(y[i]);
+        for (int i = 0; i < nx; i++) wrong_dx += dxb[i] != gpu_test_bf16_bits(dx[i]);
         printf("gather bf16 on the device (%dx%dx%d, %d indexes): forward %d, backward %d elements differ\n", O, LX, IN,
                LI, wrong_y, wrong_dx);
         CHECK(wrong_y == 0 && wrong_dx == 0 && gbad == 0);
@@ -666,13 +633,13 @@ static void dev_dequant_bf16(RtCudaDevice *dev, RtCudaCache *cache, const char *
         trlc_dequant_nf4_ref(want, packed, absmax, n, block);
         rt_cuda_download(dev, got, po, (size_t)n * 2);
         wrong4 = 0;
-        for (int64_t i = 0; i < n; i++) wrong4 += got[i] != to_bf16(want[i]);
+        for (int64_t i = 0; i < n; i++) wrong4 += got[i] != gpu_test_bf16_bits(want[i]);
     }
     if (dev_launch(dev, cache, arch, "quant.cu", "trlc_dequant_map8_bf16", grid, 256, a2, d) == 0) {
         trlc_dequant_map8_ref(want, q8, map, absmax, n, block, off);
         rt_cuda_download(dev, got, po, (size_t)n * 2);
         wrong8 = 0;
-        for (int64_t i = 0; i < n; i++) wrong8 += got[i] != to_bf16(want[i]);
+        for (int64_t i = 0; i < n; i++) wrong8 += got[i] != gpu_test_bf16_bits(want[i]);
     }
     printf("dequant bf16 on the device (n=%" PRId64 ", block %" PRId64 "): nf4 %d, map8 %d elements differ\n", n, block,
            wrong4, wrong8);
@@ -770,27 +737,16 @@ static void dev_opt_multi(RtCudaDevice *dev, RtCudaCache *cache, const char *arc
 }
 
 static void test_device(void) {
-    Diag d;
-    diag_init(&d, stderr);
-    RtCudaDevice *dev = rt_cuda_open(0, true, &d);
-    if (!dev) {
-        printf("gpu.library: no CUDA device (nor $TRLC_CUDA_DRIVER): kernels not launched\n");
-        diag_free(&d);
-        return;
-    }
-    char arch[32] = "sm_90";
-    rt_cuda_device_arch(0, arch, sizeof arch);
-    printf("gpu.library: launching on %s (%s)\n", arch, rt_cuda_is_emulated(dev) ? "the emulator" : "a GPU");
-    RtCudaCache cache;
-    rt_cuda_cache_init(&cache, &d);
-    dev_attention_masked(dev, &cache, arch, 0, &d);
-    dev_attention_masked(dev, &cache, arch, 1, &d);
-    dev_gather_bf16(dev, &cache, arch, &d);
-    dev_dequant_bf16(dev, &cache, arch, 1401, 64, &d);
-    dev_dequant_bf16(dev, &cache, arch, 999, 37, &d);
-    dev_opt_multi(dev, &cache, arch, &d);
-    rt_cuda_close(dev);
-    diag_free(&d);
+    GpuTestDevice t;
+    if (!gpu_test_open(&t, "gpu.library", " (nor $TRLC_CUDA_DRIVER): kernels not launched")) return;
+    printf("gpu.library: launching on %s (%s)\n", t.arch, rt_cuda_is_emulated(t.dev) ? "the emulator" : "a GPU");
+    dev_attention_masked(t.dev, &t.cache, t.arch, 0, &t.d);
+    dev_attention_masked(t.dev, &t.cache, t.arch, 1, &t.d);
+    dev_gather_bf16(t.dev, &t.cache, t.arch, &t.d);
+    dev_dequant_bf16(t.dev, &t.cache, t.arch, 1401, 64, &t.d);
+    dev_dequant_bf16(t.dev, &t.cache, t.arch, 999, 37, &t.d);
+    dev_opt_multi(t.dev, &t.cache, t.arch, &t.d);
+    gpu_test_close(&t);
 }
 #endif
 

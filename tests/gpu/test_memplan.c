@@ -11,6 +11,7 @@
 #include "load.h"
 #include "memplan.h"
 #include "memplan_spec.h"
+#include "gpu_test_util.h"
 #include "test.h"
 #include <string.h>
 
@@ -49,30 +50,24 @@ static void check_invariants(const MpPlan *mp) {
 }
 
 static void test_spec(const char *path) {
-    Diag d;
-    diag_init(&d, stderr);
-    Arena a = {0};
-    LoadedSpec spec = {0};
-    CheckedSpec *cs = arena_alloc(&a, sizeof *cs);
-    IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
+    GpuTestSpec S;
     FusePlan fp;
     memset(&fp, 0, sizeof fp);
-    int rc = mp_compile_spec_file(&d, &a, path, &spec, cs, &g) == 0 && fuse_plan(&g, &d, &fp) == 0 ? 0 : -1;
+    int rc = gpu_test_spec_open(&S, path) == 0 && fuse_plan(&S.g, &S.d, &fp) == 0 ? 0 : -1;
     CHECK_MSG(rc == 0, "%s", path);
     if (rc == 0) {
         int64_t w32 = 0, trainable = 0;
-        for (int i = 0; i < g.n; i++) {
-            if (g.nodes[i].op != IR_PARAM) continue;
-            int64_t n = ir_shape_numel(&g.nodes[i].shape, (int64_t[]){1, 1});
-            w32 += (g.nodes[i].dtype == IR_BF16 ? 2 : 4) * n;   // a bf16 spec's graph is mixed already
-            if (g.nodes[i].trainable) trainable += n;
+        for (int i = 0; i < S.g.n; i++) {
+            if (S.g.nodes[i].op != IR_PARAM) continue;
+            int64_t n = ir_shape_numel(&S.g.nodes[i].shape, (int64_t[]){1, 1});
+            w32 += (S.g.nodes[i].dtype == IR_BF16 ? 2 : 4) * n;   // a bf16 spec's graph is mixed already
+            if (S.g.nodes[i].trainable) trainable += n;
         }
         int64_t prev = 0;
         int64_t sizes[3][2] = {{1, 16}, {2, 64}, {4, 256}};
         for (int k = 0; k < 3; k++) {
             MpPlan mp;
-            CHECK(mp_plan(&g, &fp, sizes[k], "fp32", &mp, &d) == 0);
+            CHECK(mp_plan(&S.g, &fp, sizes[k], "fp32", &mp, &S.d) == 0);
             printf("%s: ", path);
             mp_print(stdout, &mp);
             CHECK(mp.weights == w32);
@@ -86,15 +81,15 @@ static void test_spec(const char *path) {
         // bf16 mixed precision: frozen weights read only by products are stored in 2 bytes
         {
             IrGraph gm;
-            ir_graph_init(&gm, &d, IR_F32);
+            ir_graph_init(&gm, &S.d, IR_F32);
             FusePlan fm;
             memset(&fm, 0, sizeof fm);
             AutocastStats ac;
             Arena a2 = {0};
             LoadedSpec spec2 = {0};
             CheckedSpec *cs2 = arena_alloc(&a2, sizeof *cs2);
-            bool okm = mp_compile_spec_file(&d, &a2, path, &spec2, cs2, &gm) == 0 && ir_autocast_bf16(&gm, &ac) == 0 &&
-                       fuse_plan(&gm, &d, &fm) == 0;
+            bool okm = mp_compile_spec_file(&S.d, &a2, path, &spec2, cs2, &gm) == 0 && ir_autocast_bf16(&gm, &ac) == 0 &&
+                       fuse_plan(&gm, &S.d, &fm) == 0;
             CHECK_MSG(okm, "%s: the mixed-precision graph", path);
             int64_t retyped = 0, frozen = 0, all = 0;
             for (int i = 0; okm && i < gm.n; i++) {
@@ -106,7 +101,7 @@ static void test_spec(const char *path) {
                 all += numel;
             }
             MpPlan h;
-            if (okm && mp_plan(&gm, &fm, sizes[1], "bf16", &h, &d) == 0) {
+            if (okm && mp_plan(&gm, &fm, sizes[1], "bf16", &h, &S.d) == 0) {
                 printf("%s, bf16: %lld of %lld frozen weights stored in bf16: ", path, (long long)retyped, (long long)frozen);
                 mp_print(stdout, &h);
                 CHECK(h.weights == 4 * all - 2 * retyped);
@@ -122,18 +117,18 @@ static void test_spec(const char *path) {
         // train.recompute: the backward recomputes each layer from its input, so the activations of
         // a step of 4 x 256 tokens fall to a few layers' worth: below 70% with the 2-layer fixtures
         // (measured 49% full, 61% LoRA), below 30% for a real model (llama-3.2-1b-lora, 16 layers: 19%)
-        if (!cs->train.recompute) {
+        if (!S.cs->train.recompute) {
             IrGraph gr;
-            ir_graph_init(&gr, &d, IR_F32);
+            ir_graph_init(&gr, &S.d, IR_F32);
             FusePlan fr;
             memset(&fr, 0, sizeof fr);
-            cs->train.recompute = true;
-            bool okr = mp_compile_training_graph(&d, &a, &spec, cs, &gr) == 0 && fuse_plan(&gr, &d, &fr) == 0;
-            cs->train.recompute = false;
+            S.cs->train.recompute = true;
+            bool okr = mp_compile_training_graph(&S.d, &S.a, &S.spec, S.cs, &gr) == 0 && fuse_plan(&gr, &S.d, &fr) == 0;
+            S.cs->train.recompute = false;
             CHECK_MSG(okr, "%s: the recompute graph", path);
             MpPlan plain, redo;
-            if (okr && mp_plan(&g, &fp, sizes[2], "fp32", &plain, &d) == 0) {
-                if (mp_plan(&gr, &fr, sizes[2], "fp32", &redo, &d) == 0) {
+            if (okr && mp_plan(&S.g, &fp, sizes[2], "fp32", &plain, &S.d) == 0) {
+                if (mp_plan(&gr, &fr, sizes[2], "fp32", &redo, &S.d) == 0) {
                     printf("%s, recompute: activations %lld -> %lld bytes (%.0f%%)\n", path, (long long)plain.activations,
                            (long long)redo.activations, 100.0 * (double)redo.activations / (double)plain.activations);
                     double want = plain.activations > ((int64_t)1 << 30) ? 0.3 : 0.7;
@@ -152,13 +147,13 @@ static void test_spec(const char *path) {
         FILE *sink = tmpfile();
         Diag d2;
         diag_init(&d2, sink);
-        CHECK(mp_plan(&g, &fp, (int64_t[]){(int64_t)1 << 40, (int64_t)1 << 40}, "fp32", &big, &d2) == -1);
+        CHECK(mp_plan(&S.g, &fp, (int64_t[]){(int64_t)1 << 40, (int64_t)1 << 40}, "fp32", &big, &d2) == -1);
         CHECK(d2.errors == 1);
         diag_free(&d2);
         fclose(sink);
         // the report entry point `trlc check --memory` can call
         FILE *mem = tmpfile();
-        CHECK(mp_report_spec(mem, &d, &a, &spec, cs, 2, 32) == 0);
+        CHECK(mp_report_spec(mem, &S.d, &S.a, &S.spec, S.cs, 2, 32) == 0);
         char text[2048] = "";
         rewind(mem);
         text[fread(text, 1, sizeof text - 1, mem)] = 0;
@@ -166,9 +161,7 @@ static void test_spec(const char *path) {
         fclose(mem);
     }
     fuse_plan_free(&fp);
-    ir_graph_free(&g);
-    arena_free(&a);
-    diag_free(&d);
+    gpu_test_spec_free(&S);
 }
 
 int main(int argc, char **argv) {
