@@ -29,17 +29,6 @@ static int make_dirs(Diag *d, const char *dir) {
     return -1;
 }
 
-static char *join(const char *dir, const char *name) {
-    size_t n = strlen(dir), m = strlen(name);
-    char *s = malloc(n + m + 2);
-    if (!s) return NULL;
-    memcpy(s, dir, n);
-    size_t k = n;
-    if (n && dir[n - 1] != '/') s[k++] = '/';
-    memcpy(s + k, name, m + 1);
-    return s;
-}
-
 // A regular file of at most 64 MB (a FIFO or a device would block or never end). 0, or -1 reported.
 static int small_regular_file(Diag *d, const char *path) {
     struct stat st;
@@ -252,7 +241,7 @@ int ex_write_peft_adapter(Diag *d, const char *dir, const ExLoraConfig *cfg, con
             st_writer_add_f32(d, w, name, dt, 2, sb, m->B))
             goto out;
     }
-    char *st = join(dir, "adapter_model.safetensors"), *cj = join(dir, "adapter_config.json");
+    char *st = st_path_join(dir, "adapter_model.safetensors"), *cj = st_path_join(dir, "adapter_config.json");
     json_t *conf = adapter_config(cfg, mods, n_mods);
     if (!st || !cj || !conf) diag_file_error(d, dir, 0, 0, "out of memory");
     else if (st_writer_write(d, w, st) == 0 && write_json(d, cj, conf) == 0) rc = 0;
@@ -308,7 +297,7 @@ static const char *torch_dtype_name(StDtype t) {
 }
 
 static int write_config(Diag *d, const char *base_dir, const char *dir, StDtype dt) {
-    char *from = join(base_dir, "config.json"), *to = join(dir, "config.json");
+    char *from = st_path_join(base_dir, "config.json"), *to = st_path_join(dir, "config.json");
     int rc = -1;
     json_error_t err;
     json_t *root = NULL;
@@ -428,7 +417,7 @@ static int write_model(Diag *d, const char *dir, const ExModelOptions *opt, cons
             if (!bad && nshards > 1) bad = json_object_set_new(wm, tensors[i].name, json_string(fname));
         }
         free(path);
-        path = join(dir, fname);
+        path = st_path_join(dir, fname);
         if (!bad && path) bad = st_writer_write(d, w, path);
         st_writer_free(w);
         for (int i = 0; made && i < n; i++) free(made[i]);
@@ -438,7 +427,7 @@ static int write_model(Diag *d, const char *dir, const ExModelOptions *opt, cons
     }
     // The other layout must not shadow this one (transformers looks for model.safetensors first).
     free(path);
-    path = join(dir, nshards == 1 ? "model.safetensors.index.json" : "model.safetensors");
+    path = st_path_join(dir, nshards == 1 ? "model.safetensors.index.json" : "model.safetensors");
     if (!path) goto oom;
     unlink(path);
     if (nshards > 1) {
@@ -452,14 +441,14 @@ static int write_model(Diag *d, const char *dir, const ExModelOptions *opt, cons
         json_object_set_new(idx, "metadata", meta);
         json_object_set(idx, "weight_map", wm);
         free(path);
-        path = join(dir, "model.safetensors.index.json");
+        path = st_path_join(dir, "model.safetensors.index.json");
         int bad = !path || write_json(d, path, idx);
         json_decref(idx);
         if (bad) goto out;
     }
     if (write_config(d, opt->base_dir, dir, dt)) goto out;
     for (size_t i = 0; i < sizeof tokenizer_files / sizeof tokenizer_files[0]; i++) {
-        char *from = join(opt->base_dir, tokenizer_files[i]), *to = join(dir, tokenizer_files[i]);
+        char *from = st_path_join(opt->base_dir, tokenizer_files[i]), *to = st_path_join(dir, tokenizer_files[i]);
         struct stat st;
         int bad = !from || !to;
         if (!bad && stat(from, &st) == 0 && S_ISREG(st.st_mode)) bad = copy_file(d, from, to);
@@ -624,7 +613,7 @@ static int cmp_module(const void *x, const void *y) {
 
 int ex_load_peft_adapter(Diag *d, const char *dir, ExLoraAdapter *out) {
     memset(out, 0, sizeof *out);
-    char *cj = join(dir, "adapter_config.json"), *sp = join(dir, "adapter_model.safetensors");
+    char *cj = st_path_join(dir, "adapter_config.json"), *sp = st_path_join(dir, "adapter_model.safetensors");
     StFile *f = NULL;
     int rc = -1;
     struct stat st;
@@ -803,7 +792,7 @@ int ex_merge_lora(Diag *d, const char *base_dir, const char *adapter_dir, const 
         ts[i].shape[1] = spec[i].shape[1];
         lora_of[i] = -1;
     }
-    char *apath = join(adapter_dir, "adapter_model.safetensors");
+    char *apath = st_path_join(adapter_dir, "adapter_model.safetensors");
     for (int k = 0; k < a.n_mods; k++) {
         const ExLoraModule *m = &a.mods[k];
         long hit = -1;

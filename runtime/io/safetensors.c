@@ -471,6 +471,18 @@ size_t st_metadata_count(const StFile *f) { return f->nmeta; }
 const char *st_metadata_key(const StFile *f, size_t i) { return i < f->nmeta ? f->meta_k[i] : NULL; }
 const char *st_metadata_value(const StFile *f, size_t i) { return i < f->nmeta ? f->meta_v[i] : NULL; }
 
+// n little-endian integers of `bytes` bytes each (2, 4 or 8; two's complement where is_signed)
+// as floats: each value rounded to the nearest float.
+static void ints_to_f32(const uint8_t *p, size_t n, int bytes, bool is_signed, float *out /* (n) */) {
+    const int bits = 8 * bytes;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t u = 0;
+        for (int b = bytes - 1; b >= 0; b--) u = u << 8 | p[(size_t)bytes * i + (size_t)b];
+        if (is_signed && bits < 64 && (u >> (bits - 1) & 1)) u |= ~(uint64_t)0 << bits;   // sign extension
+        out[i] = is_signed ? (float)(int64_t)u : (float)u;
+    }
+}
+
 int st_to_f32(Diag *d, const StTensor *t, float *out /* (numel) */) {
     const uint8_t *p = t->data;
     size_t n = (size_t)t->numel;
@@ -508,28 +520,11 @@ int st_to_f32(Diag *d, const StTensor *t, float *out /* (numel) */) {
         for (size_t i = 0; i < n; i++) out[i] = f8e8m0_to_f32(p[i]);
         return 0;
     case ST_I16:
-    case ST_U16:
-        for (size_t i = 0; i < n; i++) {
-            uint16_t u = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
-            out[i] = t->dtype == ST_I16 ? (float)(int16_t)u : (float)u;
-        }
-        return 0;
+    case ST_U16: ints_to_f32(p, n, 2, t->dtype == ST_I16, out); return 0;
     case ST_I32:
-    case ST_U32:
-        for (size_t i = 0; i < n; i++) {
-            uint32_t u;
-            memcpy(&u, p + 4 * i, 4);
-            out[i] = t->dtype == ST_I32 ? (float)(int32_t)u : (float)u;
-        }
-        return 0;
+    case ST_U32: ints_to_f32(p, n, 4, t->dtype == ST_I32, out); return 0;
     case ST_I64:
-    case ST_U64:
-        for (size_t i = 0; i < n; i++) {
-            uint64_t u;
-            memcpy(&u, p + 8 * i, 8);
-            out[i] = t->dtype == ST_I64 ? (float)(int64_t)u : (float)u;
-        }
-        return 0;
+    case ST_U64: ints_to_f32(p, n, 8, t->dtype == ST_I64, out); return 0;
     case ST_F4:
     case ST_F6_E2M3:
     case ST_F6_E3M2:
@@ -817,7 +812,7 @@ void st_checkpoint_close(StCheckpoint *ck) {
     free(ck);
 }
 
-static char *join(const char *dir, const char *name) {
+char *st_path_join(const char *dir, const char *name) {
     size_t n = strlen(dir), m = strlen(name);
     char *s = malloc(n + m + 2);
     if (!s) return NULL;
@@ -894,7 +889,7 @@ static int open_index(Diag *d, StCheckpoint *ck, const char *index) {
         size_t s = 0;
         while (s < ck->nshards && strcmp(names[s], shard)) s++;
         if (s == ck->nshards) {
-            char *p = join(dir, shard);
+            char *p = st_path_join(dir, shard);
             if (!p) {
                 diag_file_error(d, index, 0, 0, "out of memory");
                 goto out;
@@ -957,7 +952,7 @@ StCheckpoint *st_checkpoint_open(Diag *d, const char *path) {
     if (stat(path, &st) != 0) {
         diag_file_error(d, path, 0, 0, "no such file or directory");
     } else if (S_ISDIR(st.st_mode)) {
-        char *idx = join(path, "model.safetensors.index.json"), *one = join(path, "model.safetensors");
+        char *idx = st_path_join(path, "model.safetensors.index.json"), *one = st_path_join(path, "model.safetensors");
         if (!idx || !one) diag_file_error(d, path, 0, 0, "out of memory");
         else if (is_file(one)) {   // transformers' order: model.safetensors first, then the index
             target = one;

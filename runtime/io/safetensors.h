@@ -109,4 +109,8 @@ const char *st_checkpoint_path(const StCheckpoint *ck);   // what was opened (fo
 int st_checkpoint_read_f32(Diag *d, const StCheckpoint *ck, const char *name, int ndim, const int64_t *shape,
                            float *out);
 
+// "dir/name" (no second '/' where dir ends in one), malloc'd; NULL when out of memory. The paths
+// of a checkpoint's files (here and export.c).
+char *st_path_join(const char *dir, const char *name);
+
 #endif
