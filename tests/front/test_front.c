@@ -568,6 +568,17 @@ static bool ends(const char *s, const char *suffix) {
     return n >= m && !strcmp(s + n - m, suffix);
 }
 
+// Writes text to tmpdir/rel (unless text is NULL) and checks that loading rel fails with
+// diagnostics holding needle (and needle2 unless NULL): one check.
+static void expect_load_error(Arena *a, const char *rel, const char *text, const char *needle, const char *needle2) {
+    if (text) put(rel, text);
+    LoadedSpec spec;
+    char *diags = NULL;
+    int rc = load(a, rel, &spec, &diags);
+    CHECK_MSG(rc != 0 && strstr(diags, needle) && (!needle2 || strstr(diags, needle2)), "%s: %s", rel, diags);
+    free(diags);
+}
+
 static void test_imports(const char *dir) {
     (void)dir;
     unsetenv("TRLC_STDLIB_DIR");
@@ -605,16 +616,10 @@ static void test_imports(const char *dir) {
     free(diags);
 
     // self import
-    put("self.trl", "trl 1;\nimport \"self.trl\";\n");
-    rc = load(&a, "self.trl", &spec, &diags);
-    CHECK_MSG(rc != 0 && strstr(diags, "import cycle"), "%s", diags);
-    free(diags);
-
+    expect_load_error(&a, "self.trl", "trl 1;\nimport \"self.trl\";\n", "import cycle", NULL);
     // a missing file: error at the import string
-    put("miss.trl", "trl 1;\nimport \"nope/gone.trl\";\n");
-    rc = load(&a, "miss.trl", &spec, &diags);
-    CHECK_MSG(rc != 0 && strstr(diags, "miss.trl:2:8: error: cannot open") && strstr(diags, "gone.trl"), "%s", diags);
-    free(diags);
+    expect_load_error(&a, "miss.trl", "trl 1;\nimport \"nope/gone.trl\";\n", "miss.trl:2:8: error: cannot open",
+                      "gone.trl");
 
     // an unknown stdlib module, with did-you-mean when the stdlib has a close name
     put("unk.trl", "trl 1;\nimport \"qwen33\";\n");
@@ -624,26 +629,12 @@ static void test_imports(const char *dir) {
     free(diags);
 
     // the main spec itself missing; a directory
-    rc = load(&a, "does-not-exist.trl", &spec, &diags);
-    CHECK_MSG(rc != 0 && strstr(diags, "cannot open"), "%s", diags);
-    free(diags);
-    rc = load(&a, "lib", &spec, &diags);
-    CHECK_MSG(rc != 0 && strstr(diags, "error"), "%s", diags);
-    free(diags);
-
+    expect_load_error(&a, "does-not-exist.trl", NULL, "cannot open", NULL);
+    expect_load_error(&a, "lib", NULL, "error", NULL);
     // `trl 1;` is required first, and only version 1 exists
-    put("nover.trl", "model m { }\n");
-    rc = load(&a, "nover.trl", &spec, &diags);
-    CHECK_MSG(rc != 0 && strstr(diags, "missing `trl 1;`"), "%s", diags);
-    free(diags);
-    put("v2.trl", "trl 2;\n");
-    rc = load(&a, "v2.trl", &spec, &diags);
-    CHECK_MSG(rc != 0 && strstr(diags, "version 1"), "%s", diags);
-    free(diags);
-    put("empty.trl", "");
-    rc = load(&a, "empty.trl", &spec, &diags);
-    CHECK_MSG(rc != 0 && strstr(diags, "missing `trl 1;`"), "%s", diags);
-    free(diags);
+    expect_load_error(&a, "nover.trl", "model m { }\n", "missing `trl 1;`", NULL);
+    expect_load_error(&a, "v2.trl", "trl 2;\n", "version 1", NULL);
+    expect_load_error(&a, "empty.trl", "", "missing `trl 1;`", NULL);
 
     // a stdlib module through TRLC_STDLIB_DIR, which may import another one by name
     put("std/base.trl", "trl 1;\ndef one() = 1;\n");
