@@ -1,8 +1,9 @@
 // gpu_test_util.h — helpers the GPU tests (tests/gpu/test_*.c) share instead of each keeping its
 // own copy: the tests' seeded random numbers, bf16 rounding, the relative error they compare
 // with; on targets that link trlc_cuda, opening device 0 for a test and uploading a buffer, and
-// compiling + loading one kernel; on targets that compile specs, random parameters and batches
-// for a graph (as the executor tests bind them) and the hand-built graph of every fusable op.
+// compiling + loading one kernel; on targets that compile specs, a spec compiled as trlc runs it,
+// random parameters and batches for a graph (as the executor tests bind them), the random fusion
+// graphs' inputs and the hand-built graph of every fusable op.
 // It asserts nothing: test.h's counters are per file, so every CHECK stays in the test itself
 // (the helpers return values and statuses). Each part is declared (and compiled in
 // gpu_test_util.c) only where its headers are on the target's include path (__has_include):
