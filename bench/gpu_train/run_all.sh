@@ -281,12 +281,24 @@ c_attn_bench() {
     if grep -q 'kernels not launched' "$o"; then key "no CUDA device (reference checks: $t)"; [ $rc = 0 ] && return 77; return $rc; fi
     if grep -q 'not on the emulator' "$o"; then key "the emulator: kernels vs reference $t; no timing there"; [ $rc = 0 ] && return 77; return $rc; fi
     # "  bf16 attention_tc.cu: forward 1.234 ms (56.7 TFLOP/s), dq ..., backward 12.3 TFLOP/s"
-    key "$(grep -m1 '^bench (' "$o" | sed 's/:$//') $(awk '
+    local line
+    line="$(grep -m1 '^bench (' "$o" | sed 's/:$//') $(awk '
         / attention_tc.cu: forward / { tf = $4; tfl = $6; tb = $NF == "TFLOP/s" ? $(NF-1) : "" }
         / attention.cu +: forward / || /fp32 attention.cu/ { ff = $4; ffl = $6; fb = $(NF-1) }
         END { gsub(/\(/, "", tfl); gsub(/\(/, "", ffl)
               printf "tc: forward %s ms (%s TFLOP/s), backward %s TFLOP/s; fp32: forward %s ms (%s TFLOP/s), backward %s TFLOP/s", tf, tfl, tb, ff, ffl, fb
               if (tf > 0 && ff > 0) printf "; forward speed-up %.1fx", ff / tf }' "$o"); $(grep -m1 'tc vs fp32:' "$o" | sed 's/^ *//'); $t"
+    # PyTorch's attention at the same shape (attn_torch.py): the peer's times, and trlc's over them
+    if "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+        # shellcheck disable=SC2086
+        timeout 120 "$PYTHON" "$root/bench/gpu_train/attn_torch.py" ${ATTN_BENCH:-4 1024} 2>&1 | tee -a "$o"
+        line="$line$(awk '/ attention_tc.cu: forward / { tf = $4; tb = $9 + $12 }
+                    /^torch sdpa: forward / { pf = $4; pb = $9; k = $0; sub(/.*\[/, "", k); sub(/\].*/, "", k) }
+                    END { if (pf > 0 && pb > 0 && tf > 0 && tb > 0)
+                              printf "; torch sdpa [%s]: forward %s ms, backward %s ms; trlc / torch time: forward %.2fx, backward %.2fx", k, pf, pb, tf / pf, tb / pb
+                          else printf "; torch sdpa: no timing" }' "$o")"
+    fi
+    key "$line"
     return $rc
 }
 c_gbench() {
