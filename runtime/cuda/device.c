@@ -70,6 +70,7 @@ struct RtCudaDevice {
     CUresult (*StreamDestroy)(CUstream);
     CUresult (*StreamSynchronize)(CUstream);
     CUresult (*MemcpyHtoDAsync)(CUdeviceptr, const void *, size_t, CUstream);
+    CUresult (*MemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t, CUstream);
     CUresult (*MemsetD8Async)(CUdeviceptr, unsigned char, size_t, CUstream);
     // graphs: optional (graphs_ok when all are there)
     bool graphs_ok;
@@ -126,7 +127,7 @@ RtCudaDevice *rt_cuda_open(int dev, bool quiet, Diag *d) {
               SYM(g, FuncGetAttribute, "cuFuncGetAttribute") && SYM(g, GetErrorString, "cuGetErrorString") &&
               SYM(g, StreamCreate, "cuStreamCreate") && SYM(g, StreamDestroy, "cuStreamDestroy_v2") &&
               SYM(g, StreamSynchronize, "cuStreamSynchronize") && SYM(g, MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2") &&
-              SYM(g, MemsetD8Async, "cuMemsetD8Async");
+              SYM(g, MemsetD8Async, "cuMemsetD8Async") && SYM(g, MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
     SYM(g, EmuLoadSource, "trlcEmuModuleLoadSource");
     // graphs (CUDA 12.0+ names; the v1 node-parameter and v2 capture-info entry points of older
     // drivers take the same arguments for what trlc passes)
@@ -293,6 +294,11 @@ int rt_cuda_stream_sync(RtCudaDevice *g, RtCudaStream s, const char *what) {
 
 int rt_cuda_upload_async(RtCudaDevice *g, RtCudaStream s, RtCudaPtr dst, const void *src, size_t bytes) {
     if (bytes) CU_CHECK(g, g->MemcpyHtoDAsync(dst, src, bytes, s));
+    return 0;
+}
+
+int rt_cuda_copy_async(RtCudaDevice *g, RtCudaStream s, RtCudaPtr dst, RtCudaPtr src, size_t bytes) {
+    if (bytes) CU_CHECK(g, g->MemcpyDtoDAsync(dst, src, bytes, s));
     return 0;
 }
 

@@ -50,6 +50,8 @@ typedef struct Leaf {
     const void *uploaded;   // frozen params: the host buffer last uploaded
     struct Leaf *shared;    // a param whose buffer is another program's leaf (cuda_share_params)
     bool resident;          // a trainable param the device owns (cuda_params_resident): not re-uploaded
+    struct CudaProgram *src;   // an input bound to src's output src_out (cuda_bind_output): copied on the device
+    int src_out;
 } Leaf;
 
 struct CudaProgram {
@@ -375,6 +377,7 @@ int cuda_bind(CudaProgram *p, IrId leaf, const void *data, size_t nbytes) {
         return -1;
     }
     p->leaf[leaf].host = data, p->leaf[leaf].nbytes = nbytes;
+    p->leaf[leaf].src = NULL;   // back to host uploads
     return 0;
 }
 
@@ -385,6 +388,31 @@ int cuda_bind_name(CudaProgram *p, const char *name, const void *data, size_t nb
         return -1;
     }
     return cuda_bind(p, id, data, nbytes);
+}
+
+int cuda_bind_output(CudaProgram *p, const char *input, CudaProgram *src, int out_index) {
+    IrId id = ir_find(p->g, input);
+    if (id == IR_NONE || p->g->nodes[id].op != IR_INPUT) {
+        diag_plain_error(p->d, "GPU: the program has no input named '%s' to bind to another program's output", input);
+        return -1;
+    }
+    const IrNode *n = &p->g->nodes[id];
+    if (!src || src == p || src->dev != p->dev || out_index < 0 || out_index >= src->g->nouts) {
+        diag_error(p->d, n->loc, "GPU: input '%s' cannot read output %d of %s", input, out_index,
+                   !src || src == p ? "the program itself (or none)" : src->dev != p->dev ? "a program on another device"
+                                                                             : "a program with fewer outputs");
+        return -1;
+    }
+    const IrOutput *o = &src->g->outs[out_index];
+    IrDType od = src->g->nodes[o->id].dtype;
+    if (od != n->dtype) {
+        diag_error(p->d, n->loc, "GPU: input '%s' (%s) cannot read the other program's output '%s' (%s): the dtypes differ",
+                   input, ir_dtype_name(n->dtype), o->name, ir_dtype_name(od));
+        return -1;
+    }
+    Leaf *l = &p->leaf[id];
+    l->host = NULL, l->nbytes = 0, l->src = src, l->src_out = out_index;
+    return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -412,6 +440,7 @@ static int plan_for(CudaProgram *p, const int64_t *sym) {
     if (p->planned && p->sym[0] == sym[0] && p->sym[1] == sym[1]) return 0;
     mp_plan_free(&p->mp);
     p->planned = false;
+    p->ran = false;   // the last run's outputs are gone with its layout (cuda_output, cuda_bind_output)
     if (mp_plan(p->g, &p->plan, sym, "fp32", &p->mp, p->d) != 0) return -1;
     for (int w = 0; w < MP_NWHAT; w++)
         for (int i = 0; i < p->g->n; i++) p->off[w][i] = -1;
@@ -442,7 +471,35 @@ int cuda_reserve(CudaProgram *p, const int64_t *sym) {
     return plan_for(p, sym);
 }
 
-// Uploads bound leaves: inputs into the arena, params into their buffers (frozen ones once).
+// Input id bound to another program's output (cuda_bind_output): copied on the device, on p's
+// stream (the source's run has finished: cuda_run waits for its stream).
+static int copy_bound_output(CudaProgram *p, IrId id, size_t want) {
+    const IrNode *n = &p->g->nodes[id];
+    const CudaProgram *s = p->leaf[id].src;
+    const IrOutput *o = &s->g->outs[p->leaf[id].src_out];
+    if (!s->ran) {
+        diag_error(p->d, n->loc, "GPU: input '%s' reads output '%s' of another program, which has not run since it "
+                   "last planned (or its run failed)", n->name, o->name);
+        return -1;
+    }
+    int64_t numel = numel_of(s, o->id);
+    size_t have = numel < 0 ? 0 : (size_t)numel * esize(s->g->nodes[o->id].dtype);
+    RtCudaPtr from = cuda_output_ptr(s, p->leaf[id].src_out), to = addr(p, id);
+    if (numel < 0 || have != want) {
+        diag_error(p->d, n->loc, "GPU: input '%s' needs %zu bytes at B=%lld, T=%lld; output '%s' of the other "
+                   "program's last run (B=%lld, T=%lld) holds %zu", n->name, want, (long long)p->sym[0],
+                   (long long)p->sym[1], o->name, (long long)s->sym[0], (long long)s->sym[1], have);
+        return -1;
+    }
+    if (want && (!from || !to)) {
+        diag_error(p->d, n->loc, "GPU: input '%s': output '%s' of the other program has no device buffer", n->name, o->name);
+        return -1;
+    }
+    return rt_cuda_copy_async(p->dev, p->stream, to, from, want);
+}
+
+// Uploads bound leaves: inputs into the arena (or copies them from another program's output on
+// the device), params into their buffers (frozen ones once).
 static int upload_leaves(CudaProgram *p) {
     const IrGraph *g = p->g;
     char w[256];
@@ -453,6 +510,10 @@ static int upload_leaves(CudaProgram *p) {
         int64_t numel = numel_of(p, i);
         size_t want = (size_t)numel * esize(n->dtype), host_bytes = (size_t)numel * (n->dtype == IR_BF16 ? 4 : esize(n->dtype));
         if (!p->used[i]) continue;
+        if (n->op == IR_INPUT && l->src) {
+            if (numel < 0 || copy_bound_output(p, i, want) != 0) return -1;
+            continue;
+        }
         if (!l->host) {
             diag_error(p->d, n->loc, "GPU: %s '%s' is not bound to data", n->op == IR_PARAM ? "param" : "input",
                        n->name ? n->name : where(p, i, w, sizeof w));
@@ -1172,10 +1233,11 @@ const CpuTensor *cuda_output(CudaProgram *p, int i) {
     t->dtype = is_float(n->dtype) ? IR_F32 : n->dtype, t->rank = n->shape.rank, t->numel = numel;
     for (int k = 0; k < n->shape.rank; k++) t->shape[k] = dimv(p, &n->shape, k);
     int rc;
-    if (n->op == IR_INPUT || n->op == IR_PARAM) memcpy(t->data, p->leaf[id].host, host), rc = 0;
+    bool on_host = (n->op == IR_INPUT && !p->leaf[id].src) || n->op == IR_PARAM;   // a bound host buffer
+    if (on_host) memcpy(t->data, p->leaf[id].host, host), rc = 0;
     else rc = bytes ? cuda_download(p, t->data, addr(p, id), bytes) : 0;
     if (rc != 0) return NULL;
-    if (n->dtype == IR_BF16 && n->op != IR_INPUT && n->op != IR_PARAM)   // widen in place, from the end
+    if (n->dtype == IR_BF16 && !on_host)   // widen in place, from the end
         for (int64_t k = numel - 1; k >= 0; k--) {
             uint32_t u = (uint32_t)((const uint16_t *)t->data)[k] << 16;
             memcpy((float *)t->data + k, &u, 4);

@@ -5,7 +5,8 @@
 // (B, T) the static memory plan (compiler/memplan.h) lays out one device arena for every
 // activation and the state library steps keep (attention / cross-entropy log-sum-exp rows);
 // parameters and gradients have their own buffers. A run uploads what changed on the host (bound
-// inputs every run; trainable params every run unless the device owns them, cuda_params_resident;
+// inputs every run, or copies them on the device from another program's output: cuda_bind_output;
+// trainable params every run unless the device owns them, cuda_params_resident;
 // frozen params once), launches the plan's steps in
 // order (fused kernels; matrix products through cuBLASLt, blas.c; library kernels) on the
 // program's own stream — from a shape's second run on as one CUDA graph, see below — waits, and
@@ -64,6 +65,17 @@ void cuda_program_free(CudaProgram *p);
 // is bound to another buffer). Checked against the node's shape at run time. Returns 0 or -1.
 int cuda_bind(CudaProgram *p, IrId leaf, const void *data, size_t nbytes);
 int cuda_bind_name(CudaProgram *p, const char *name, const void *data, size_t nbytes);
+// Binds input `input` of p to output out_index of another program src on the same device (kd: the
+// teacher's logits): at every later cuda_run of p it is copied device to device from src's
+// output buffer of src's last run, on p's stream before the step's launches (outside any CUDA
+// graph, like the host uploads); nothing crosses to the host. The dtypes must be equal (checked
+// here); at each run src must have run since it last planned, and the output's element count at
+// src's (B, T) must equal the input's at p's (checked then, errors naming the input). Contract:
+// the output lives in src's arena, valid until src runs or plans (cuda_reserve) again, so src's
+// next run must come after p's (cuda_run waits for its copies: run src, then p, step by step).
+// A later cuda_bind / cuda_bind_name of the input goes back to host uploads. src must outlive the
+// binding. Returns 0 or -1 (reported).
+int cuda_bind_output(CudaProgram *p, const char *input, CudaProgram *src, int out_index);
 // Lets p use owner's device buffer for every param both bind to the same host buffer with the
 // same dtype and size (the evaluation and reference programs of a training run: the weights are
 // on the device once). owner must outlive p. A trainable param is still uploaded by whichever

@@ -108,6 +108,8 @@ int rt_cuda_launch_on(RtCudaDevice *g, RtCudaStream s, void *fn, const unsigned 
 // returns (the driver stages it), so src may change at once; it may not be captured in a graph.
 int rt_cuda_upload_async(RtCudaDevice *g, RtCudaStream s, RtCudaPtr dst, const void *src, size_t bytes);
 int rt_cuda_zero_async(RtCudaDevice *g, RtCudaStream s, RtCudaPtr p, size_t bytes);
+// A device-to-device copy (cuMemcpyDtoDAsync), ordered on s; the ranges must not overlap.
+int rt_cuda_copy_async(RtCudaDevice *g, RtCudaStream s, RtCudaPtr dst, RtCudaPtr src, size_t bytes);
 
 // ---- CUDA graphs (device.c): stream capture (global mode) into a graph, instantiated once and
 // launched many times. Optional: false when the driver lacks an entry point (then nothing is

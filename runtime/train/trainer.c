@@ -4,8 +4,10 @@
 // initialises them from the seed, and runs one micro-batch / one optimizer update at a time.
 // With --device cuda the optimizer runs on the device (optim_cuda.h) over device-resident
 // weights, and the host copies are fetched only when asked for (tr_sync_host / tr_sync_state).
-// Objectives with a second model: kd runs the teacher's forward and binds its logits; dpo runs the
-// reference's forward and binds its sequence log-probs (computed here from its logits).
+// Objectives with a second model: kd runs the teacher's forward and binds its logits (on the
+// device they stay there: the student's program copies them from the teacher's output buffer,
+// cuda_bind_output); dpo runs the reference's forward and binds its sequence log-probs (computed
+// in the reference's graph, or here from its logits).
 // Not here: the data, the loop, checkpoints or export (trainer_loop.c); grpo (needs generation).
 #include "trainer_int.h"
 #include "autodiff.h"
@@ -694,6 +696,12 @@ static int run_aux(Trainer *t, TrProg *p, const int32_t *tokens, const int32_t *
         t->ref_logp = nr;
         t->ref_cap = (size_t)B;
     }
+#ifdef TRLC_HAVE_CUDA
+    // on the device the teacher's logits (B, T, V) stay there: the student's input is copied from
+    // the teacher's output buffer at the student's run (cuda_bind_output), never through the host
+    if (t->aux == TR_AUX_TEACHER && p->cuda && t->aprog.cuda)
+        return cuda_bind_output(p->cuda, LOWER_INPUT_TEACHER_LOGITS, t->aprog.cuda, t->alogits_out);
+#endif
     if (t->aref_out >= 0) {   // computed in the reference's graph (ref_logp_output)
         const CpuTensor *r = prog_output(&t->aprog, t->aref_out);
         if (!r || r->numel != B) {

@@ -191,4 +191,43 @@ if [ -d "$work/x-cpu/checkpoint-2" ] && [ -d "$work/x-cuda/checkpoint-2" ] &&
 else
     echo "FAIL: no checkpoint-2 to compare"; fail=1
 fi
+# kd: the teacher's logits (B, T, V) fp32 stay on the device — the student's training and
+# evaluation programs copy them from the teacher's output buffer (cuda_bind_output) — so the loss
+# per step and the eval loss are the CPU's, and a step after the first moves far less than one
+# copy of the logits (it moved two: downloaded, uploaded). Every row is cut to 30 tokens (the
+# shortest has 31), so every step has T = 30; kd.trl gains the eval data (paths made absolute).
+kdB=4 kdT=30
+kdV=$(sed -n 's/.*"vocab_size": *\([0-9]*\).*/\1/p' "$src/tests/fixtures/tiny-qwen3/config.json")
+sed -e "s|\"\.\./fixtures/|\"$src/tests/fixtures/|g" -e "s|\"train\.jsonl\"|\"$src/tests/run/train.jsonl\"|" \
+    "$src/tests/run/kd.trl" > "$work/kd.trl"
+echo "data eval { from = \"$src/tests/run/eval.jsonl\"; format = prompt_response; template = chat; }" >> "$work/kd.trl"
+kdok=1
+for dev in cpu cuda; do
+    "$trlc" run "$work/kd.trl" --set train.batch=$kdB --set "data.train.max_len=$kdT tokens" --device $dev \
+        --out "$work/kd-$dev" > "$work/kd-$dev.log" 2>&1 || { echo "FAIL: kd on $dev: exit $?"; tail -3 "$work/kd-$dev.log"; kdok=0; }
+done
+if [ $kdok = 1 ]; then
+    if ! paste -d' ' <(grep -o '"step": [0-9]*, "loss": [-0-9.e]*' "$work/kd-cpu/metrics.jsonl" | tr -d ',"') \
+                     <(grep -o '"step": [0-9]*, "loss": [-0-9.e]*' "$work/kd-cuda/metrics.jsonl" | tr -d ',"') |
+         awk 'function rel(a, b) { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; return d / (m + 1e-12) }
+              { n++; e = rel($8, $4); if (e > w) w = e; if ($2 != $6 || e > 1e-4) { print "FAIL: kd step " $2 ": loss " $4 " (cpu) " $8 " (cuda)"; bad = 1 } }
+              END { if (n < 4) { print "FAIL: kd: only " n " steps"; exit 1 }
+                    if (!bad) printf "ok: kd: %d steps, loss on cuda vs cpu: worst %.2g relative\n", n, w; exit bad }'; then
+        fail=1
+    fi
+    ec=$(sed -n 's/.*eval loss \([0-9.]*\).*/\1/p' "$work/kd-cpu.log") eg=$(sed -n 's/.*eval loss \([0-9.]*\).*/\1/p' "$work/kd-cuda.log")
+    if [ -n "$ec" ] && awk -v a="$ec" -v b="${eg:-nan}" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b != "nan" && (d <= 1e-4 * a || d <= 1.0001e-4)) }'; then
+        echo "ok: kd: eval loss $ec (cpu), $eg (cuda)"
+    else
+        echo "FAIL: kd: eval loss '$ec' (cpu) vs '$eg' (cuda)"; fail=1
+    fi
+    read -r f m P where <<< "$(xfer "$work/kd-cuda.log")"
+    logits=$((kdB * kdT * kdV * 4))
+    if [ -n "$kdV" ] && [ "${where:-}" = device ] && [ "${m:-0}" -gt 0 ] && [ "$m" -lt $((logits / 4)) ]; then
+        echo "ok: kd: a step after the first moves $m bytes, below a quarter of one copy of the teacher's logits ($logits bytes: B=$kdB T=$kdT V=$kdV fp32)"
+    else
+        echo "FAIL: kd: a step after the first moves '${m:-}' bytes; the bound is $((logits / 4)) (a quarter of the teacher's logits, $logits bytes)"
+        grep 'host<->device' "$work/kd-cuda.log"; fail=1
+    fi
+fi
 exit $fail
