@@ -34,6 +34,47 @@ void ac_round_bf16(float *x, int64_t n) {
     }
 }
 
+// Appends the bf16 cast of new node `src` (made from old node x) and returns its id, or IR_NONE
+// when out of memory.
+static IrId emit_cast(IrGraph *g, IrNode *nodes, int *m, const IrNode *x, IrId src) {
+    IrNode cast;
+    memset(&cast, 0, sizeof cast);
+    cast.op = IR_CAST, cast.dtype = IR_BF16, cast.shape = x->shape, cast.nin = 1;
+    cast.in = arena_alloc(&g->arena, sizeof *cast.in);
+    if (!cast.in) return IR_NONE;
+    cast.in[0] = src;
+    cast.loc = x->loc, cast.backward = x->backward;
+    nodes[*m] = cast;
+    return (*m)++;
+}
+
+// A trainable param small enough that its bf16 copy is made at the start of the step, with every
+// other of its shape in one kernel (LoRA's factors: 14 casts a layer otherwise), instead of next
+// to its first product. Larger ones (full fine-tuning's weights) are cast where first read, so an
+// evaluation pass does not hold every layer's copy at once.
+enum { AC_EARLY_CAST_MAX = 1 << 20 };   // elements
+static bool early_cast(const IrNode *x) {
+    int64_t one[IR_NSYMS] = {1, 1};
+    int64_t n = ir_shape_numel(&x->shape, one);
+    return x->op == IR_PARAM && x->trainable && n >= 0 && n <= AC_EARLY_CAST_MAX;
+}
+
+// Early casts ordered by shape (rank, then dims, then node), so that the fuser puts each shape's
+// into one group.
+typedef struct EarlyCast {
+    IrShape shape;
+    IrId id;
+} EarlyCast;
+static int by_shape(const void *pa, const void *pb) {
+    const EarlyCast *a = pa, *b = pb;
+    if (a->shape.rank != b->shape.rank) return a->shape.rank - b->shape.rank;
+    for (int k = 0; k < a->shape.rank; k++) {
+        if (a->shape.d[k].coef != b->shape.d[k].coef) return a->shape.d[k].coef < b->shape.d[k].coef ? -1 : 1;
+        if (a->shape.d[k].syms != b->shape.d[k].syms) return a->shape.d[k].syms < b->shape.d[k].syms ? -1 : 1;
+    }
+    return a->id - b->id;
+}
+
 int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
     AutocastStats st = {0};
     int n = g->n;
@@ -86,17 +127,56 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
                     ((operand[i] && (frozen || x->op == IR_DEQUANT_NF4)) || (table[i] && frozen));
         lowp[i] = IR_NONE;
     }
-    int m = 0;
+    // the leaves first (they read nothing), then the early casts by shape, then the rest in order
+    int m = 0, nearly = 0;
+    EarlyCast *early = malloc(sz * sizeof *early);
+    if (!early) {
+        ir_report(g, (Loc){0, 0, 0}, "out of memory in the mixed-precision pass");
+        goto out;
+    }
     for (int i = 0; i < n; i++) {
         const IrNode *x = &g->nodes[i];
+        if (!ir_is_leaf(x)) continue;
+        IrNode c = *x;
+        if (retype[i]) {
+            c.dtype = IR_BF16;
+            st.retyped++;
+            lowp[i] = m;
+        } else if (operand[i] && early_cast(x)) {
+            early[nearly++] = (EarlyCast){x->shape, i};
+        }
+        map[i] = m;
+        nodes[m++] = c;
+    }
+    qsort(early, (size_t)nearly, sizeof *early, by_shape);
+    for (int e = 0; e < nearly; e++) {
+        IrId i = early[e].id;
+        if ((lowp[i] = emit_cast(g, nodes, &m, &g->nodes[i], map[i])) == IR_NONE) break;
+        st.casts++;
+    }
+    free(early);
+    for (int i = 0; i < n; i++) {
+        const IrNode *x = &g->nodes[i];
+        int nl = operand_inputs(g, x);
+        for (int k = 0; k < (via[i] ? 1 : nl); k++) {   // a leaf's cast where it is first read
+            IrId in = x->in[k];
+            if (!ir_is_leaf(&g->nodes[in]) || lowp[in] != IR_NONE) continue;
+            if ((lowp[in] = emit_cast(g, nodes, &m, &g->nodes[in], map[in])) == IR_NONE) break;
+            st.casts++;
+        }
+        if (ir_is_leaf(x)) continue;   // placed above
         IrNode c = *x;
         c.in = c.nin ? arena_alloc(&g->arena, (size_t)c.nin * sizeof *c.in) : NULL;
         if (c.nin && !c.in) {
             ir_report(g, x->loc, "out of memory in the mixed-precision pass");
             goto out;
         }
-        int nl = operand_inputs(g, x);
         for (int k = 0; k < c.nin; k++) c.in[k] = k < nl ? lowp[x->in[k]] : map[x->in[k]];
+        for (int k = 0; k < nl; k++)
+            if (c.in[k] == IR_NONE) {
+                ir_report(g, x->loc, "out of memory in the mixed-precision pass");
+                goto out;
+            }
         if (retype[i]) {
             c.dtype = IR_BF16;
             st.retyped++;
@@ -112,6 +192,10 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
                 goto out;
             }
             r.in[0] = lowp[x->in[0]];
+            if (r.in[0] == IR_NONE) {
+                ir_report(g, x->loc, "out of memory in the mixed-precision pass");
+                goto out;
+            }
             map[i] = IR_NONE;
             if (other[i]) map[i] = m, nodes[m++] = c;
             lowp[i] = m;
@@ -119,22 +203,21 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
             st.reshaped++;
             continue;
         }
+        // a product read only as an operand writes its result in bf16 itself: cuBLASLt rounds its
+        // fp32 sums once on the way out, as the cast would (LoRA's (B, T, r) intermediates)
+        bool lowp_out = operand[i] && !other[i] && is_product(x);
+        if (lowp_out) {
+            c.dtype = IR_BF16;
+            st.lowp_results++;
+        }
         map[i] = m;
         nodes[m++] = c;
-        if (retype[i]) lowp[i] = map[i];
+        if (retype[i] || lowp_out) lowp[i] = map[i];
         else if (operand[i]) {   // the bf16 copy every product reading this value shares
-            IrNode cast;
-            memset(&cast, 0, sizeof cast);
-            cast.op = IR_CAST, cast.dtype = IR_BF16, cast.shape = x->shape, cast.nin = 1;
-            cast.in = arena_alloc(&g->arena, sizeof *cast.in);
-            if (!cast.in) {
+            if ((lowp[i] = emit_cast(g, nodes, &m, x, map[i])) == IR_NONE) {
                 ir_report(g, x->loc, "out of memory in the mixed-precision pass");
                 goto out;
             }
-            cast.in[0] = map[i];
-            cast.loc = x->loc, cast.backward = x->backward;
-            lowp[i] = m;
-            nodes[m++] = cast;
             st.casts++;
         }
     }

@@ -3,10 +3,13 @@
 // is cast at most once, also when a product reads it through a reshape (the weight gradients read
 // the forward's activations as (B*T, H)): no cast reads an f32 reshape, the reshape of the forward's
 // cast serves instead — so the f32 value is not kept for the backward pass for that. The
-// arithmetic is checked elsewhere (run.step: whole bf16 steps against PyTorch).
+// arithmetic is checked elsewhere (run.step: whole bf16 steps against PyTorch). A product whose
+// result only products read (LoRA's x A) writes it in bf16 itself: no cast of it remains. The
+// casts of LoRA's factors come first, by shape, and the fuser puts them in a few kernels.
 // usage: test_ir_autocast SPEC...
 #include "autocast.h"
 #include "check.h"
+#include "fuse.h"
 #include "load.h"
 #include "memplan_spec.h"
 #include "test.h"
@@ -39,24 +42,67 @@ static void check_spec_graph(const char *path) {
     CHECK(ir_autocast_bf16(&g, &st) == 0 && ir_verify(&g));
     CHECK_MSG(st.products == products, "%s: %d of %d products on bf16 operands", path, st.products, products);
     CHECK_MSG(st.reshaped > 0, "%s: the weight gradients read activations through reshapes", path);
-    int *casts = calloc((size_t)g.n, sizeof *casts);
-    int twice = 0, of_reshape = 0, f32_operands = 0;
-    for (int i = 0; casts && i < g.n; i++) {
+    int *casts = calloc((size_t)g.n, sizeof *casts), *readers = calloc((size_t)g.n, sizeof *readers);
+    for (int i = 0; readers && i < g.n; i++)
+        for (int k = 0; k < g.nodes[i].nin; k++) readers[g.nodes[i].in[k]]++;
+    for (int o = 0; readers && o < g.nouts; o++) readers[g.outs[o].id]++;
+    int twice = 0, of_reshape = 0, f32_operands = 0, of_product = 0, lowp_products = 0;
+    for (int i = 0; casts && readers && i < g.n; i++) {
         const IrNode *n = &g.nodes[i];
         if (n->op == IR_CAST && n->dtype == IR_BF16) {
             const IrNode *src = &g.nodes[n->in[0]];
             if (casts[n->in[0]]++) twice++;
             if (src->op == IR_RESHAPE && src->dtype == IR_F32) of_reshape++;
+            // a product whose result only this cast reads should have written bf16 itself
+            if (src->op == IR_MATMUL && readers[n->in[0]] == 1) of_product++;
         }
-        if (n->op == IR_MATMUL && n->dtype == IR_F32)
+        if (n->op == IR_MATMUL)
             for (int k = 0; k < 2; k++) f32_operands += g.nodes[n->in[k]].dtype != IR_BF16;
+        lowp_products += n->op == IR_MATMUL && n->dtype == IR_BF16;
     }
-    CHECK_MSG(casts && twice == 0, "%s: %d values cast twice", path, twice);
+    CHECK_MSG(casts && readers && twice == 0, "%s: %d values cast twice", path, twice);
     CHECK_MSG(of_reshape == 0, "%s: %d casts of an f32 reshape", path, of_reshape);
+    CHECK_MSG(of_product == 0, "%s: %d casts of a product nothing else reads", path, of_product);
     CHECK_MSG(f32_operands == 0, "%s: %d f32 operands left", path, f32_operands);
-    printf("%s: %d -> %d nodes; %d products, %d casts, %d reshaped operands, %d weights retyped\n", path, before, g.n,
-           st.products, st.casts, st.reshaped, st.retyped);
+    CHECK_MSG(lowp_products == st.lowp_results, "%s: %d bf16 products, %d counted", path, lowp_products, st.lowp_results);
+    printf("%s: %d -> %d nodes; %d products (%d with bf16 results), %d casts, %d reshaped operands, %d weights "
+           "retyped\n", path, before, g.n, st.products, st.lowp_results, st.casts, st.reshaped, st.retyped);
+    // LoRA's factors (trainable params of at most 2^20 elements) are cast at the start, each
+    // shape's casts side by side, so the fuser makes a few kernels of them, not one a factor
+    int early = 0, early_late = 0, shapes = 0, groups = 0;
+    bool seen_other = false;
+    IrShape last = {0};
+    for (int i = 0; i < g.n; i++) {
+        const IrNode *n = &g.nodes[i];
+        bool ec = n->op == IR_CAST && g.nodes[n->in[0]].op == IR_PARAM && g.nodes[n->in[0]].trainable &&
+                  ir_shape_numel(&n->shape, (int64_t[]){1, 1}) <= (1 << 20);
+        if (ec) {
+            early++, early_late += seen_other;
+            if (!ir_shape_eq(&n->shape, &last)) shapes++, last = n->shape;
+        } else if (!ir_is_leaf(n)) {
+            seen_other = true;
+        }
+    }
+    FusePlan fp;
+    memset(&fp, 0, sizeof fp);
+    if (fuse_plan(&g, &d, &fp) == 0) {
+        int *cast_group = calloc((size_t)(fp.ngroups + 1), sizeof *cast_group);
+        for (int i = 0; cast_group && i < g.n; i++) {
+            const IrNode *n = &g.nodes[i];
+            if (n->op == IR_CAST && g.nodes[n->in[0]].op == IR_PARAM && g.nodes[n->in[0]].trainable &&
+                fp.group_of[i] >= 0 && !cast_group[fp.group_of[i]]++)
+                groups++;
+        }
+        free(cast_group);
+        fuse_plan_free(&fp);
+    } else {
+        CHECK_MSG(false, "%s: the fusion plan", path);
+    }
+    CHECK_MSG(early_late == 0, "%s: %d of %d small params' casts after the first computation", path, early_late, early);
+    CHECK_MSG(groups <= shapes + early / 32, "%s: %d casts of %d shapes in %d kernels", path, early, shapes, groups);
+    printf("  %d casts of small trainable params (%d shapes) in %d kernels\n", early, shapes, groups);
     free(casts);
+    free(readers);
 out:
     ir_graph_free(&g);
     arena_free(&a);
