@@ -38,17 +38,30 @@ static const float *out_of(CpuProgram *p, const char *name) {
     return t ? t->data : NULL;
 }
 
+// An f32 graph (its Diag on stderr) with attention's inputs q and go (dO) (B, Hq, T, D), k and v
+// (B, Hkv, T, D); and random values for them (q, k in [-1, 1), go, v in [-0.5, 0.5)).
+static void attention_graph(Diag *d, IrGraph *g, int Hq, int Hkv, int D, IrId *q, IrId *k, IrId *v, IrId *go) {
+    Loc L = {0, 0, 0};
+    diag_init(d, stderr);
+    ir_graph_init(g, d, IR_F32);
+    IrShape sq = ir_shape4(ir_dim_b(), ir_dim(Hq), ir_dim_t(), ir_dim(D));
+    IrShape skv = ir_shape4(ir_dim_b(), ir_dim(Hkv), ir_dim_t(), ir_dim(D));
+    *q = ir_input(g, "q", IR_F32, sq, L), *k = ir_input(g, "k", IR_F32, skv, L);
+    *v = ir_input(g, "v", IR_F32, skv, L), *go = ir_input(g, "go", IR_F32, sq, L);
+}
+
+static void attention_values(float *q, float *k, float *v, float *go, int nq, int nkv) {
+    for (int i = 0; i < nq; i++) q[i] = 2 * frand(), go[i] = frand();
+    for (int i = 0; i < nkv; i++) k[i] = 2 * frand(), v[i] = frand();
+}
+
 static void test_attention_rope_ce(int causal) {
     enum { B = 2, Hq = 4, Hkv = 2, T = 37, D = 16, V = 50 };
     Diag d;
-    diag_init(&d, stderr);
-    Loc L = {0, 0, 0};
     IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
-    IrShape sq = ir_shape4(ir_dim_b(), ir_dim(Hq), ir_dim_t(), ir_dim(D));
-    IrShape skv = ir_shape4(ir_dim_b(), ir_dim(Hkv), ir_dim_t(), ir_dim(D));
-    IrId q = ir_input(&g, "q", IR_F32, sq, L), k = ir_input(&g, "k", IR_F32, skv, L);
-    IrId v = ir_input(&g, "v", IR_F32, skv, L), go = ir_input(&g, "go", IR_F32, sq, L);
+    IrId q, k, v, go;
+    attention_graph(&d, &g, Hq, Hkv, D, &q, &k, &v, &go);
+    Loc L = {0, 0, 0};
     IrId pos = ir_input(&g, "pos", IR_I32, ir_shape2(ir_dim_b(), ir_dim_t()), L);
     IrId lg = ir_input(&g, "logits", IR_F32, ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(V)), L);
     IrId lab = ir_input(&g, "labels", IR_I32, ir_shape2(ir_dim_b(), ir_dim_t()), L);
@@ -67,8 +80,7 @@ static void test_attention_rope_ce(int causal) {
     static float qb[B * Hq * T * D], kb[B * Hkv * T * D], vb[B * Hkv * T * D], gob[B * Hq * T * D];
     static float lgb[B * T * V], glb[B * T];
     static int32_t posb[B * T], labb[B * T];
-    for (int i = 0; i < B * Hq * T * D; i++) qb[i] = 2 * frand(), gob[i] = frand();
-    for (int i = 0; i < B * Hkv * T * D; i++) kb[i] = 2 * frand(), vb[i] = frand();
+    attention_values(qb, kb, vb, gob, B * Hq * T * D, B * Hkv * T * D);
     for (int i = 0; i < B * T * V; i++) lgb[i] = 8 * frand();
     for (int i = 0; i < B * T; i++) {
         posb[i] = (i % T) * 37 + 5;
@@ -314,14 +326,10 @@ static void test_dequant(int64_t rows, int64_t cols, int64_t block, int64_t bloc
 static void test_attention_masked(int causal, int with_seg) {
     enum { B = 2, Hq = 4, Hkv = 2, T = 29, D = 8, PAD = 6 };
     Diag d;
-    diag_init(&d, stderr);
-    Loc L = {0, 0, 0};
     IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
-    IrShape sq = ir_shape4(ir_dim_b(), ir_dim(Hq), ir_dim_t(), ir_dim(D));
-    IrShape skv = ir_shape4(ir_dim_b(), ir_dim(Hkv), ir_dim_t(), ir_dim(D));
-    IrId q = ir_input(&g, "q", IR_F32, sq, L), k = ir_input(&g, "k", IR_F32, skv, L);
-    IrId v = ir_input(&g, "v", IR_F32, skv, L), go = ir_input(&g, "go", IR_F32, sq, L);
+    IrId q, k, v, go;
+    attention_graph(&d, &g, Hq, Hkv, D, &q, &k, &v, &go);
+    Loc L = {0, 0, 0};
     IrId km = ir_input(&g, "mask", IR_F32, ir_shape2(ir_dim_b(), ir_dim_t()), L);
     IrId sg = with_seg ? ir_input(&g, "seg", IR_I32, ir_shape2(ir_dim_b(), ir_dim_t()), L) : IR_NONE;
     const float scale = 0.4f;
@@ -333,8 +341,7 @@ static void test_attention_masked(int causal, int with_seg) {
     if (g.errors) return;
     static float qb[B * Hq * T * D], kb[B * Hkv * T * D], vb[B * Hkv * T * D], gob[B * Hq * T * D], mb[B * T];
     static int32_t sb[B * T];
-    for (int i = 0; i < B * Hq * T * D; i++) qb[i] = 2 * frand(), gob[i] = frand();
-    for (int i = 0; i < B * Hkv * T * D; i++) kb[i] = 2 * frand(), vb[i] = frand();
+    attention_values(qb, kb, vb, gob, B * Hq * T * D, B * Hkv * T * D);
     for (int j = 0; j < T; j++) {
         mb[j] = j % 5 == 2 ? 0.0f : 1.0f;
         mb[T + j] = j < PAD ? 0.0f : 1.0f;
@@ -527,8 +534,7 @@ static void dev_attention_masked(RtCudaDevice *dev, RtCudaCache *cache, const ch
     float *o = malloc(nq * 4), *lse = malloc(nl * 4), *dq = malloc(nq * 4), *delta = malloc(nl * 4);
     float *dk = malloc(nkv * 4), *dv = malloc(nkv * 4), *got = malloc(nq * 4), km[B * T];
     int32_t sg[B * T];
-    for (int i = 0; i < nq; i++) q[i] = 2 * frand(), go[i] = frand();
-    for (int i = 0; i < nkv; i++) k[i] = 2 * frand(), v[i] = frand();
+    attention_values(q, k, v, go, nq, nkv);
     for (int j = 0; j < T; j++) {
         km[j] = j % 5 == 2 ? 0.0f : 1.0f, km[T + j] = j < PAD ? 0.0f : 1.0f;
         sg[j] = j < 20 ? 0 : 1, sg[T + j] = j < PAD ? -1 : j < 33 ? 0 : 1;
