@@ -628,7 +628,7 @@ void fuse_print(FILE *f, const FusePlan *p, const Diag *d) {
             if (st->kind == FUSE_GEMM && n->nin == 3) {   // an accumulating product (ir.h)
                 fprintf(f, " (%%%d @ %%%d", n->in[0], n->in[1]);
                 if (ir_matmul_alpha(n) != 1.0) fprintf(f, " * %g", ir_matmul_alpha(n));
-                fprintf(f, " + %%%d)", n->in[2]);
+                fprintf(f, " + %s%%%d)", ir_matmul_bias(g, n) ? "bias " : "", n->in[2]);
             }
             print_loc(f, d, n->loc);
             fputc('\n', f);

@@ -34,6 +34,18 @@ static bool scalar_const(const IrGraph *g, IrId id, double *v) {
     return true;
 }
 
+// A bias for a product of shape s (ir.h): f32 (N) or (1, ..., 1, N), rank <= s's, N s's last dim,
+// not s itself (that is a full addend)
+static bool bias_like(const IrGraph *g, IrId id, const IrShape *s) {
+    const IrNode *n = ir_nd(g, id);
+    const IrShape *b = &n->shape;
+    if (n->dtype != IR_F32 || b->rank < 1 || s->rank < 2 || b->rank > s->rank || ir_shape_eq(b, s)) return false;
+    if (!ir_dim_eq(b->d[b->rank - 1], s->d[s->rank - 1])) return false;
+    for (int k = 0; k < b->rank - 1; k++)
+        if (!ir_dim_is_one(b->d[k])) return false;
+    return true;
+}
+
 // Whether side x of an add of shape s is a product (or a scaled one) the add may absorb.
 static bool candidate(const IrGraph *g, const int *readers, IrId x, const IrShape *s, Cand *c) {
     if (lone_product(g, readers, x, s)) {
@@ -52,12 +64,44 @@ static bool candidate(const IrGraph *g, const int *readers, IrId x, const IrShap
     return false;
 }
 
+// LoRA + bias: add(add(m, y), b) with b a bias, m a product read there alone and y a (scaled)
+// product (lora.c puts the bias add after the LoRA branch's) becomes add(add(m, b), y), so that
+// below m takes the bias and y accumulates into it. Returns the adds reassociated.
+static int reassociate_bias(IrGraph *g, const int *readers) {
+    int count = 0;
+    for (int i = 0; i < g->n; i++) {
+        IrNode *ad = &g->nodes[i];
+        if (ad->op != IR_ADD || ad->nin != 2 || ad->dtype != IR_F32) continue;
+        for (int s = 0; s < 2; s++) {
+            IrId j = ad->in[s], b = ad->in[1 - s];
+            if (!ir_valid(g, j) || !ir_valid(g, b) || j >= i || b >= j || readers[j] != 1) continue;
+            IrNode *jn = &g->nodes[j];
+            if (jn->op != IR_ADD || jn->nin != 2 || !is_f32_like(g, j, &ad->shape) || !bias_like(g, b, &ad->shape))
+                continue;
+            int k = 0;
+            Cand c;
+            while (k < 2 && !(lone_product(g, readers, jn->in[k], &ad->shape) && jn->in[1 - k] != jn->in[k] &&
+                              candidate(g, readers, jn->in[1 - k], &ad->shape, &c)))
+                k++;
+            if (k == 2) continue;
+            IrId m = jn->in[k], y = jn->in[1 - k];
+            IrId *jin = arena_alloc(&g->arena, 2 * sizeof *jin), *iin = arena_alloc(&g->arena, 2 * sizeof *iin);
+            jin[0] = m, jin[1] = b, iin[0] = j, iin[1] = y;
+            jn->in = jin, ad->in = iin;
+            count++;
+            break;
+        }
+    }
+    return count;
+}
+
 int ir_fuse_gemm_accumulate(IrGraph *g, GemmAccStats *st) {
     GemmAccStats local;
     memset(&local, 0, sizeof local);
     if (st) *st = local;
     const char *env = getenv("TRLC_GEMM_ACC");   // 0: off (to compare plans and runs with and without)
     if (env && !strcmp(env, "0")) return 0;
+    bool biases = !(env && !strcmp(env, "nobias"));   // nobias: full addends only (A/B of the bias epilogue)
     // readers: uses as an input, as an output (several count), as the loss: a product that is any
     // of those besides its one add is kept
     int *readers = calloc((size_t)g->n + 1, sizeof *readers);
@@ -71,14 +115,21 @@ int ir_fuse_gemm_accumulate(IrGraph *g, GemmAccStats *st) {
     for (int o = 0; o < g->nouts; o++)
         if (ir_valid(g, g->outs[o].id)) readers[g->outs[o].id]++;
     if (ir_valid(g, g->loss)) readers[g->loss]++;
+    if (biases) reassociate_bias(g, readers);
     for (int i = 0; i < g->n; i++) {
         IrNode *ad = &g->nodes[i];
         if (ad->op != IR_ADD || ad->nin != 2 || ad->dtype != IR_F32) continue;
         IrId p = ad->in[0], q = ad->in[1];
         if (!ir_valid(g, p) || !ir_valid(g, q) || p >= i || q >= i || p == q) continue;
-        if (!is_f32_like(g, p, &ad->shape) || !is_f32_like(g, q, &ad->shape)) continue;
+        // both sides of the add's shape (a full addend), or one of them and a bias on the other
+        int bias = -1;   // the side that is a bias
+        bool fp = is_f32_like(g, p, &ad->shape), fq = is_f32_like(g, q, &ad->shape);
+        if (biases && fp && !fq && bias_like(g, q, &ad->shape)) bias = 1;
+        else if (biases && fq && !fp && bias_like(g, p, &ad->shape)) bias = 0;
+        else if (!fp || !fq) continue;
         Cand c[2];
-        bool ok[2] = {candidate(g, readers, p, &ad->shape, &c[0]), candidate(g, readers, q, &ad->shape, &c[1])};
+        bool ok[2] = {bias != 0 && candidate(g, readers, p, &ad->shape, &c[0]),
+                      bias != 1 && candidate(g, readers, q, &ad->shape, &c[1])};
         if (!ok[0] && !ok[1]) continue;
         // the scaled side (the LoRA branch) first, else the product computed last (its operands'
         // lives are extended the least: it now runs at the add's place)
@@ -102,6 +153,7 @@ int ir_fuse_gemm_accumulate(IrGraph *g, GemmAccStats *st) {
         if (cd->mul != IR_NONE) readers[cd->mul] = 0;
         local.rewritten++;
         if (cd->mul != IR_NONE) local.scaled++;
+        if (bias >= 0) local.bias++;
     }
     free(readers);
     if (local.rewritten > 0) {

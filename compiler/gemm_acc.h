@@ -5,11 +5,17 @@
 // result that only added it to something is gone — the LoRA branch's add to the base product in
 // the forward, the gradient sums over the products that read a value in the backward. A chain
 // add(add(m1, m2), m3) becomes m3 accumulating into (m2 accumulating into m1).
-// Only f32: the add, both sides and the product's result f32 of one shape (no broadcasting); the
-// product and the mul not a graph output nor the loss. The add keeps its id; the product and the
+// Only f32: the add, both sides and the product's result f32 of one shape (no broadcasting), or
+// the other side a bias: f32 of shape (N) or (1, ..., 1, N) with N the product's last dim (a
+// linear layer's bias, ir_linear_bias: Qwen2's q, k, v), which the product adds to every row
+// (cuBLASLt's bias epilogue; one addend per product, so a product already holding one is not
+// rewritten again). In LoRA + bias (lowered as add(add(x Wᵀ, b), s·(xA)Bᵀ)) the base product
+// takes the bias and the LoRA product accumulates into it. The product and the mul not a graph
+// output nor the loss. The add keeps its id; the product and the
 // mul become dead and ir_dce removes them (node ids change: outputs, the loss and ir_renumbered
 // follow). Runs after autodiff (which rejects an accumulating matmul), recompute and autocast.
-// TRLC_GEMM_ACC=0 in the environment turns the pass off (A/B comparisons of plans and runs).
+// TRLC_GEMM_ACC=0 in the environment turns the pass off (A/B comparisons of plans and runs);
+// TRLC_GEMM_ACC=nobias leaves the biases out (full addends only).
 // Not here: executing the products (runtime/cpu exec_matmul, runtime/cuda run_gemm).
 #ifndef TRLC_GEMM_ACC_H
 #define TRLC_GEMM_ACC_H
@@ -18,6 +24,7 @@
 typedef struct GemmAccStats {
     int rewritten;   // adds now accumulating products
     int scaled;      // of them, the product scaled by a constant (alpha != 1: the LoRA branch)
+    int bias;        // of them, the addend a bias (broadcast over rows: CUBLASLT_EPILOGUE_BIAS)
     int removed;     // nodes ir_dce removed after the rewrite
 } GemmAccStats;
 

@@ -694,7 +694,7 @@ IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc) 
 }
 
 // ir_matmul_to, and with c != IR_NONE ir_matmul_acc: the addend c must be f32 of exactly the
-// result's shape, the result f32.
+// result's shape or a bias (ir.h), the result f32.
 static IrId matmul_build(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, IrId c, double alpha,
                          Loc loc) {
     if (!ir_valid(g, a) || !ir_valid(g, b)) return IR_NONE;
@@ -752,9 +752,13 @@ static IrId matmul_build(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b,
                       ir_dtype_name(dt), ir_dtype_name(ir_nd(g, c)->dtype));
             return IR_NONE;
         }
-        if (!ir_shape_eq(&ir_nd(g, c)->shape, &bs)) {
-            ir_report(g, loc, "matmul: the addend %s is not the result's shape %s (no broadcasting)", ir_shp(g, c),
-                      ir_shs(&bs));
+        // the result's shape, or a bias: (N) or (1, ..., 1, N), rank <= the result's
+        const IrShape *sc = &ir_nd(g, c)->shape;
+        bool bias = sc->rank >= 1 && sc->rank <= bs.rank && ir_dim_eq(sc->d[sc->rank - 1], nn);
+        for (int k = 0; bias && k < sc->rank - 1; k++) bias = ir_dim_is_one(sc->d[k]);
+        if (!bias && !ir_shape_eq(sc, &bs)) {
+            ir_report(g, loc, "matmul: the addend %s is neither the result's shape %s nor a bias (a vector of its "
+                      "last dimension)", ir_shp(g, c), ir_shs(&bs));
             return IR_NONE;
         }
         if (!isfinite(alpha)) {

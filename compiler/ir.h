@@ -100,7 +100,11 @@ typedef enum IrOp {
     // write D into the node's own buffer, never over C). With two inputs a.scale is unused (0)
     // and alpha is 1 (ir_matmul_alpha). Only ir_fuse_gemm_accumulate (gemm_acc.h) makes them,
     // after autodiff, which rejects them. Numerics: D is rounded once (alpha·acc + C in fp32)
-    // where mul(matmul, alpha) + C rounded three times: ~1 ulp apart
+    // where mul(matmul, alpha) + C rounded three times: ~1 ulp apart.
+    // Or in[2] is a bias: f32 of shape (N) or (1, ..., 1, N) (rank <= the result's, N the
+    // result's last dim), added to every row: D = a.scale · op(a) op(b) + bias (cuBLASLt's beta 0
+    // and CUBLASLT_EPILOGUE_BIAS; the CPU copies it into each row, then beta 1). One addend per
+    // product: full or bias (ir_matmul_bias tells which; a (1, N) result's (1, N) addend is full)
     IR_MATMUL,
     // softmax family over the last axis
     IR_SOFTMAX, IR_LOG_SOFTMAX,
@@ -295,11 +299,17 @@ IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc);
 // or f16 operands (mixed precision: products of low-precision values accumulated and kept in fp32).
 IrId ir_matmul_to(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, Loc loc);
 // alpha · op(a) op(b) + c as one matmul (3 inputs, see IR_MATMUL): c f32 of exactly the result's
-// shape, the result f32 (out as in ir_matmul_to); alpha finite.
+// shape, or a bias (f32, (N) or (1, ..., 1, N): added to every row); the result f32 (out as in
+// ir_matmul_to); alpha finite.
 IrId ir_matmul_acc(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, IrId c, double alpha,
                    Loc loc);
 // A matmul node's alpha: a.scale with an addend, else 1.
 static inline double ir_matmul_alpha(const IrNode *n) { return n->nin == 3 ? n->a.scale : 1.0; }
+// Whether a matmul node's addend is a bias (a vector of the result's last dim, broadcast over
+// rows) rather than a full C of the result's shape. n must be a node of g.
+static inline bool ir_matmul_bias(const IrGraph *g, const IrNode *n) {
+    return n->op == IR_MATMUL && n->nin == 3 && !ir_shape_eq(&g->nodes[n->in[2]].shape, &n->shape);
+}
 // x (..., K) @ w(N, K)ᵀ → (..., N): HF [out, in] layout. With bias b (N) added.
 IrId ir_linear(IrGraph *g, IrId x, IrId w, Loc loc);
 IrId ir_linear_bias(IrGraph *g, IrId x, IrId w, IrId b, Loc loc);

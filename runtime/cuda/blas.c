@@ -1,6 +1,7 @@
 // blas.c — matrix products on the GPU through cuBLASLt, loaded with dlopen (like the driver:
 // trlc starts without it). One call = one strided-batched column-major product
-// D = alpha op(A) op(B) + beta C (D is C unless given apart) with fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32 shortcut) and
+// D = alpha op(A) op(B) + beta C (D is C unless given apart; optionally + a bias of m added to
+// every column: CUBLASLT_EPILOGUE_BIAS) with fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32 shortcut) and
 // fp32 or bf16 storage; the algorithm cuBLASLt's heuristic picks for a shape is kept, so a
 // training step asks once per distinct product. Products go on the stream set with
 // rt_blas_set_stream with the workspace given at open and no host synchronization, so they can be
@@ -141,6 +142,12 @@ int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
     cublasOperation_t ta = g->ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = g->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     LT_CHECK(b, "cublasLtMatmulDescSetAttribute", b->DescSet(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), what);
     LT_CHECK(b, "cublasLtMatmulDescSetAttribute", b->DescSet(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), what);
+    if (g->bias) {   // set before the heuristic: its choice depends on the epilogue (and the pointer's alignment)
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        const void *bp = (const void *)(uintptr_t)g->bias;   // fp32 like D (the bias type's default)
+        LT_CHECK(b, "cublasLtMatmulDescSetAttribute", b->DescSet(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), what);
+        LT_CHECK(b, "cublasLtMatmulDescSetAttribute", b->DescSet(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp), what);
+    }
     // stored shapes: op(A) is m x k, op(B) k x n
     const char *lay = "cublasLtMatrixLayoutCreate / SetAttribute";
     LT_CHECK(b, lay, layout(b, &la, g->type_ab, g->ta ? g->k : g->m, g->ta ? g->m : g->k, g->lda, g->batch, g->stride_a), what);
@@ -149,6 +156,7 @@ int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
     // the algorithm: found once per shape
     RtGemm key = *g;
     key.a = key.b = key.c = key.d = 0;
+    key.bias = g->bias ? 1 : 0;   // the epilogue is part of the key, not the pointer
     BlasAlgo *al = NULL;
     for (int i = 0; i < b->nalgos && !al; i++)
         if (!memcmp(&b->algos[i].key, &key, sizeof key)) al = &b->algos[i];

@@ -152,10 +152,15 @@ static int check_graph(CudaProgram *p) {
             if (st->kind == FUSE_GEMM) {
                 IrDType a = g->nodes[n->in[0]].dtype, b = g->nodes[n->in[1]].dtype;
                 ok = a == b && (a == IR_F32 || a == IR_BF16) && (n->dtype == IR_F32 || n->dtype == a);
-                // an addend: f32 of the result's shape, the result f32 (ir.h)
-                if (ok && n->nin == 3)
+                // an addend: f32 of the result's shape or a bias of its last dim, the result f32 (ir.h)
+                if (ok && n->nin == 3) {
+                    const IrShape *sc = &g->nodes[n->in[2]].shape;
                     ok = n->dtype == IR_F32 && g->nodes[n->in[2]].dtype == IR_F32 &&
-                         ir_shape_eq(&g->nodes[n->in[2]].shape, &n->shape);
+                         (ir_shape_eq(sc, &n->shape) ||
+                          (sc->rank >= 1 && sc->rank <= n->shape.rank &&
+                           ir_dim_eq(sc->d[sc->rank - 1], n->shape.d[n->shape.rank - 1])));
+                    for (int k = 0; ok && !ir_shape_eq(sc, &n->shape) && k < sc->rank - 1; k++) ok = ir_dim_is_one(sc->d[k]);
+                }
             } else if (st->kind == FUSE_LIBRARY && n->op != IR_DEQUANT_NF4) {
                 // attention and linear_ce may read bf16 operands (ir_lowp_operands: the tensor-core
                 // kernels, the head's products), all alike; embed a bf16 table
@@ -663,7 +668,9 @@ static int run_fused(CudaProgram *p, int s, uint64_t step) {
 // matmul: row-major out (batch..., M, N) = op(a) op(b). In column-major terms outᵀ = op(b)ᵀ op(a)ᵀ:
 // cuBLASLt's A is b's storage, its B is a's, m = N, n = M. An accumulating matmul (3 inputs,
 // ir.h) out = alpha op(a) op(b) + c: cuBLASLt's C is c (laid out as out), D the node's buffer,
-// beta 1, on every path below.
+// beta 1, on every path below; with a bias c (N) (ir_matmul_bias): beta 0, the bias epilogue
+// (cuBLASLt's bias has m = N elements, added to every column of outᵀ: every row of out), the
+// same vector for every batch element (CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE's default 0).
 static int run_gemm(CudaProgram *p, IrId id) {
     const IrGraph *g = p->g;
     const IrNode *n = &g->nodes[id];
@@ -692,13 +699,15 @@ static int run_gemm(CudaProgram *p, IrId id) {
     gm.m = N, gm.k = K;
     gm.lda = tb ? K : N, gm.ldb = ta ? M : K, gm.ldc = N;
     gm.alpha = (float)ir_matmul_alpha(n);
-    bool acc = n->nin == 3;
+    bool bias = ir_matmul_bias(g, n), acc = n->nin == 3 && !bias;
     RtCudaPtr A = addr(p, n->in[1]), Bm = addr(p, n->in[0]), C = addr(p, id);
     RtCudaPtr Cin = acc ? addr(p, n->in[2]) : C;   // the addend (the node's shape, f32: check_graph)
     if (acc) gm.beta = 1.0f;
-    const char *what = acc ? "an accumulating matmul" : "a matmul";   // located() adds the node and its spec line
+    if (bias) gm.bias = addr(p, n->in[2]);          // (N) f32: check_graph
+    // located() adds the node and its spec line
+    const char *what = acc ? "an accumulating matmul" : bias ? "a matmul with a bias" : "a matmul";
     if (M == 0 || N == 0 || nbatch == 0) return 0;
-    if (K == 0 && acc) {   // gemm_acc.h leaves such products alone
+    if (K == 0 && n->nin == 3) {   // gemm_acc.h leaves such products alone
         diag_error(p->d, n->loc, "internal: an accumulating matmul with an empty inner dimension");
         return -1;
     }

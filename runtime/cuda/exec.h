@@ -32,12 +32,15 @@ typedef struct RtBlas RtBlas;
 // One column-major strided-batched product: D = alpha op(A) op(B) + beta C, op(A) m x k,
 // op(B) k x n, C and D m x n with one layout (ldc, stride_c); a stride of 0 repeats an operand for
 // every batch. fp32 accumulation. d == 0 writes over C (D = C). Zero-initialise, then set alpha
-// (the struct is a cache key: the pointers aside, alpha and beta are part of it).
+// (the struct is a cache key: the pointers aside, alpha and beta are part of it). bias != 0: an
+// fp32 vector of m added to every column of D, the same for every batch element
+// (CUBLASLT_EPILOGUE_BIAS; type_c must be IR_F32; with beta 0 C is not read).
 typedef struct RtGemm {
     bool ta, tb;
     int64_t m, n, k;
     RtCudaPtr a, b, c;
     RtCudaPtr d;               // the result, or 0: into c
+    RtCudaPtr bias;            // (m) fp32, or 0: no epilogue
     int64_t lda, ldb, ldc;
     int64_t stride_a, stride_b, stride_c;
     int batch;

@@ -782,7 +782,8 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     tr_describe_device(r.t, r.log);
     if (r.t->gemm_acc.rewritten > 0)
         fprintf(r.log, "accumulating products: %d sums computed in their product's epilogue (alpha op(a) op(b) + c), "
-                "%d of them scaled (LoRA)\n", r.t->gemm_acc.rewritten, r.t->gemm_acc.scaled);
+                "%d of them scaled (LoRA), %d biases\n", r.t->gemm_acc.rewritten, r.t->gemm_acc.scaled,
+                r.t->gemm_acc.bias);
     if (cs->train.recompute)
         fprintf(r.log, "recompute: %d layers; %d values recomputed in the backward pass, %d kept\n",
                 r.t->recompute.layers, r.t->recompute.recomputed, r.t->recompute.kept);

@@ -1,6 +1,6 @@
 // gemm_acc_graphs.h — the graphs test_gemm_acc.c and test_gemm_acc_cuda.c build by hand (a
-// LoRA layer, a chain of products, the batch paths of a product, adds that must stay) and their
-// helpers: each leaf's random values from its name, the normwise comparison of two outputs.
+// LoRA layer, a chain of products, the batch paths of a product, biases, adds that must stay) and
+// their helpers: each leaf's random values from its name, the normwise comparison of two outputs.
 #ifndef TRLC_TEST_GEMM_ACC_GRAPHS_H
 #define TRLC_TEST_GEMM_ACC_GRAPHS_H
 #include "autodiff.h"
@@ -117,9 +117,59 @@ static inline void build_batch(IrGraph *g, int variant) {
     ir_add_output(g, ir_add(g, c, ir_mul(g, ir_scalar(g, 0.3, L0), m, L0), L0), "y");
 }
 
+// A bias (N) added to a product (the bias epilogue): 0 add(m, b), 1 add(b, m), 2 b (1, 1, N),
+// 3 add(0.5 m, b) (alpha and a bias), 4 LoRA + bias as lora.c lowers it: (m + s h) + b, 5 LoRA +
+// bias the other way: (m + b) + s h; the batch paths (as build_batch): 6 strided batches, 7
+// broadcast batches with a (1, 1, 1, N) bias, 8 one row per batch, 9 bf16 operands; 10 a linear
+// layer with a trainable bias, differentiated (loss sum(y²)).
+static inline void build_bias(IrGraph *g, int variant) {
+    IrId x = ir_input(g, "x", IR_F32, bt(K), L0);
+    IrId W = ir_param(g, "W", IR_F32, ir_shape2(ir_dim(N), ir_dim(K)), false, L0);
+    IrId b = ir_param(g, "bias", IR_F32, ir_shape1(ir_dim(N)), variant == 10, L0);
+    IrId m = ir_linear(g, x, W, L0), y = IR_NONE;
+    switch (variant) {
+    case 0: case 10: y = ir_add(g, m, b, L0); break;
+    case 1: y = ir_add(g, b, m, L0); break;
+    case 2: y = ir_add(g, m, ir_param(g, "b3", IR_F32, ir_shape3(ir_dim(1), ir_dim(1), ir_dim(N)), false, L0), L0); break;
+    case 3: y = ir_add(g, ir_mul(g, m, ir_scalar(g, 0.5, L0), L0), b, L0); break;
+    case 4: case 5: {
+        IrId A = ir_param(g, "A", IR_F32, ir_shape2(ir_dim(R), ir_dim(K)), true, L0);
+        IrId Bm = ir_param(g, "B", IR_F32, ir_shape2(ir_dim(N), ir_dim(R)), true, L0);
+        IrId sh = ir_mul(g, ir_scalar(g, 2.5, L0), ir_linear(g, ir_linear(g, x, A, L0), Bm, L0), L0);
+        y = variant == 4 ? ir_add(g, ir_add(g, m, sh, L0), b, L0) : ir_add(g, ir_add(g, m, b, L0), sh, L0);
+        break;
+    }
+    default: {   // 6..9: the batch paths
+        IrShape sa, sb;
+        bool ta = false, tb = false;
+        if (variant == 6 || variant == 9)
+            sa = ir_shape4(ir_dim(2), ir_dim(3), ir_dim(M), ir_dim(K)), sb = ir_shape4(ir_dim(2), ir_dim(3), ir_dim(N), ir_dim(K)), tb = true;
+        else if (variant == 7)
+            sa = ir_shape4(ir_dim(2), ir_dim(1), ir_dim(K), ir_dim(M)), sb = ir_shape4(ir_dim(1), ir_dim(3), ir_dim(N), ir_dim(K)), ta = tb = true;
+        else sa = ir_shape3(ir_dim(3), ir_dim(1), ir_dim(K)), sb = ir_shape3(ir_dim(3), ir_dim(K), ir_dim(N));
+        IrId a = ir_input(g, "a", IR_F32, sa, L0), bb = ir_input(g, "b", IR_F32, sb, L0);
+        IrId mm = variant == 9 ? ir_matmul_to(g, ir_cast(g, a, IR_BF16, L0), ir_cast(g, bb, IR_BF16, L0), ta, tb, IR_F32, L0)
+                               : ir_matmul(g, a, bb, ta, tb, L0);
+        IrId bias = variant == 7 ? ir_param(g, "b4", IR_F32, ir_shape4(ir_dim(1), ir_dim(1), ir_dim(1), ir_dim(N)), false, L0) : b;
+        ir_add_output(g, m, "m");   // the (B, T, N) product stays, read by this output alone
+        y = ir_add(g, mm, bias, L0);
+        break;
+    }
+    }
+    if (variant != 10) {
+        ir_add_output(g, y, "y");
+        return;
+    }
+    IrId loss = ir_reduce_all(g, IR_SUM, ir_unary(g, IR_SQUARE, y, L0), L0);
+    ir_set_loss(g, ir_reshape(g, loss, ir_shape0(), L0));
+    ad_backward(g, NULL, 0);
+}
+
 // Adds that must stay: 0 the product is an output too, 1 the product is read elsewhere as well,
-// 2 a broadcasting add (a bias), 3 a bf16 product and add, 4 a product scaled by a tensor,
-// 5 add(m, m), 6 the addend broadcasts (a (1, N) row)
+// 2 a broadcasting add that is no bias (a (B, 1, N) addend), 3 a bf16 product and add, 4 a
+// product scaled by a tensor, 5 add(m, m), 6 a (1, 1, 1, N) "bias" of a higher rank than the
+// product (the add's result is not the product's shape), 7 a bias added to a product read
+// elsewhere as well
 static inline void build_keep(IrGraph *g, int variant) {
     IrId x = ir_input(g, "x", IR_F32, bt(K), L0);
     IrId W = ir_param(g, "W", IR_F32, ir_shape2(ir_dim(N), ir_dim(K)), false, L0);
@@ -128,7 +178,7 @@ static inline void build_keep(IrGraph *g, int variant) {
     switch (variant) {
     case 0: y = ir_add(g, m, c, L0), ir_add_output(g, m, "m"); break;
     case 1: y = ir_add(g, m, c, L0), ir_add_output(g, ir_unary(g, IR_EXP, m, L0), "e"); break;
-    case 2: y = ir_add(g, m, ir_param(g, "bias", IR_F32, ir_shape1(ir_dim(N)), false, L0), L0); break;
+    case 2: y = ir_add(g, m, ir_input(g, "bb", IR_F32, ir_shape3(ir_dim_b(), ir_dim(1), ir_dim(N)), L0), L0); break;
     case 3: {
         IrId mb = ir_linear(g, ir_cast(g, x, IR_BF16, L0), ir_cast(g, W, IR_BF16, L0), L0);
         y = ir_cast(g, ir_add(g, mb, ir_cast(g, c, IR_BF16, L0), L0), IR_F32, L0);
@@ -136,7 +186,11 @@ static inline void build_keep(IrGraph *g, int variant) {
     }
     case 4: y = ir_add(g, ir_mul(g, m, ir_input(g, "v", IR_F32, ir_shape0(), L0), L0), c, L0); break;
     case 5: y = ir_add(g, m, m, L0); break;
-    default: y = ir_add(g, m, ir_input(g, "row", IR_F32, ir_shape2(ir_dim(1), ir_dim(N)), L0), L0); break;
+    case 6: y = ir_add(g, m, ir_input(g, "row", IR_F32, ir_shape4(ir_dim(1), ir_dim(1), ir_dim(1), ir_dim(N)), L0), L0); break;
+    default:
+        y = ir_add(g, m, ir_param(g, "bias", IR_F32, ir_shape1(ir_dim(N)), false, L0), L0);
+        ir_add_output(g, ir_unary(g, IR_EXP, m, L0), "e");
+        break;
     }
     ir_add_output(g, y, "y");
 }

@@ -2,13 +2,17 @@
 // (gemm_acc_graphs.h): a LoRA layer (base product + scaled low-rank product, both operand orders),
 // a chain of three products summed, the batch paths of a product (one folded product, strided
 // batches, broadcast batches, a row vector, transposes, bf16 operands) and a differentiated LoRA
-// layer whose backward sums products over x. Each is built twice; the pass rewrites one; the node
-// kinds and counts are checked and the CPU runs both on the same random inputs: every output
-// equal within 1e-6 (normwise relative).
-// Cases that must stay as they are: a product that is also an output or read elsewhere, a
-// broadcasting add, a bf16 product, a product scaled by a tensor, add(m, m). Also: the builder's
-// checks of the addend, ir_validate of a rewritten graph, autodiff refusing an accumulating
-// matmul, TRLC_GEMM_ACC=0.
+// layer whose backward sums products over x; biases (N) / (1, .., 1, N) taken by the product
+// (either operand order, with alpha, LoRA + bias in both association orders: the base product
+// takes the bias and the LoRA product accumulates into it, the batch paths, bf16 operands, a
+// trained bias). Each is built twice; the pass rewrites one; the node kinds and counts are checked
+// and the CPU runs both on the same random inputs: every output equal within 1e-6 (normwise
+// relative).
+// Cases that must stay as they are: a product that is also an output or read elsewhere (with a
+// full addend or a bias), a broadcasting add that is no bias ((B, 1, N), a bias of higher rank),
+// a bf16 product, a product scaled by a tensor, add(m, m). Also: the builder's checks of the
+// addend, ir_validate of a rewritten graph, autodiff refusing an accumulating matmul,
+// TRLC_GEMM_ACC=0 and =nobias.
 #include "cpu.h"
 #include "gemm_acc.h"
 #include "gemm_acc_graphs.h"
@@ -43,9 +47,11 @@ static bool run_cpu(const IrGraph *g, Diag *d, float **outs, int64_t *n) {
     return ok;
 }
 
-// Builds the graph twice, rewrites one: want rewrites (scaled of them with alpha != 1; want < 0:
-// at least -want), no IR_ADD left when none_left; the outputs equal on the CPU.
-static void compare(const char *name, BuildFn build, int variant, int want, int want_scaled, bool none_left) {
+// Builds the graph twice, rewrites one: want rewrites (scaled of them with alpha != 1, bias of them
+// with a bias; want < 0: at least -want; want_scaled / want_bias < 0: not checked), no IR_ADD left
+// when none_left; the outputs equal on the CPU.
+static void compare_b(const char *name, BuildFn build, int variant, int want, int want_scaled, int want_bias,
+                      bool none_left) {
     Diag d;
     diag_init(&d, stderr);
     IrGraph a, b;
@@ -60,6 +66,10 @@ static void compare(const char *name, BuildFn build, int variant, int want, int 
     bool count_ok = want >= 0 ? got == want : got >= -want;
     CHECK_MSG(count_ok && st.rewritten == got, "%s/%d: %d rewrites, want %d", name, variant, got, want);
     if (want_scaled >= 0) CHECK_MSG(st.scaled == want_scaled, "%s/%d: %d scaled, want %d", name, variant, st.scaled, want_scaled);
+    if (want_bias >= 0) CHECK_MSG(st.bias == want_bias, "%s/%d: %d biases, want %d", name, variant, st.bias, want_bias);
+    int nbias = 0;
+    for (int i = 0; i < b.n; i++) nbias += ir_matmul_bias(&b, &b.nodes[i]);
+    CHECK_MSG(nbias == st.bias, "%s/%d: %d products with a bias, %d counted", name, variant, nbias, st.bias);
     CHECK_MSG(count_op(&b, IR_MATMUL, 3) == got && count_op(&b, IR_MATMUL, -1) == mm_before &&
                   count_op(&b, IR_ADD, -1) == add_before - got,
               "%s/%d: %d matmuls (%d accumulating), %d adds; before %d, %d", name, variant, count_op(&b, IR_MATMUL, -1),
@@ -80,12 +90,16 @@ static void compare(const char *name, BuildFn build, int variant, int want, int 
         CHECK_MSG(e <= 1e-6, "%s/%d: output %s differs by %.3g", name, variant, a.outs[o].name, e);
         if (!(e <= worst)) worst = e;
     }
-    printf("%-12s variant %d: %d rewrites (%d scaled), %d nodes removed; outputs within %.2g\n", name, variant, got,
-           st.scaled, st.removed, worst);
+    printf("%-12s variant %d: %d rewrites (%d scaled, %d biases), %d nodes removed; outputs within %.2g\n", name,
+           variant, got, st.scaled, st.bias, st.removed, worst);
     for (int o = 0; o < 16; o++) free(oa[o]), free(ob[o]);
     ir_graph_free(&a);
     ir_graph_free(&b);
     diag_free(&d);
+}
+
+static void compare(const char *name, BuildFn build, int variant, int want, int want_scaled, bool none_left) {
+    compare_b(name, build, variant, want, want_scaled, 0, none_left);
 }
 
 static void check_builder(void) {
@@ -101,11 +115,24 @@ static void check_builder(void) {
     IrId ok = ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, c, 0.25, L0);
     CHECK(ok != IR_NONE && g.nodes[ok].nin == 3 && ir_matmul_alpha(&g.nodes[ok]) == 0.25 && g.errors == 0);
     CHECK(ir_matmul_alpha(&g.nodes[ir_matmul(&g, x, w, false, true, L0)]) == 1.0);
-    CHECK(ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, row, 1.0, L0) == IR_NONE && g.errors == 1);
+    // biases: (N) and (1, N) are; a column (M, 1), (2, N) and a (1, 1, N) of higher rank are not
+    IrId vec = ir_input(&g, "vec", IR_F32, ir_shape1(ir_dim(N)), L0);
+    IrId rb = ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, row, 1.0, L0);
+    IrId vb = ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, vec, 0.5, L0);
+    CHECK(rb != IR_NONE && vb != IR_NONE && ir_matmul_bias(&g, &g.nodes[rb]) && ir_matmul_bias(&g, &g.nodes[vb]) &&
+          !ir_matmul_bias(&g, &g.nodes[ok]) && g.errors == 0);
+    IrId col = ir_input(&g, "col", IR_F32, ir_shape2(ir_dim(M), ir_dim(1)), L0);
+    IrId two = ir_input(&g, "two", IR_F32, ir_shape2(ir_dim(2), ir_dim(N)), L0);
+    IrId r3 = ir_input(&g, "r3", IR_F32, ir_shape3(ir_dim(1), ir_dim(1), ir_dim(N)), L0);
+    CHECK(ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, col, 1.0, L0) == IR_NONE && g.errors == 1);
+    CHECK(ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, two, 1.0, L0) == IR_NONE && g.errors == 2);
+    CHECK(ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, r3, 1.0, L0) == IR_NONE && g.errors == 3);
     IrId cb = ir_cast(&g, c, IR_BF16, L0);
-    CHECK(ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, cb, 1.0, L0) == IR_NONE && g.errors == 2);
-    CHECK(ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, c, NAN, L0) == IR_NONE && g.errors == 3);
-    CHECK(ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, IR_NONE, 1.0, L0) == IR_NONE && g.errors == 3);
+    CHECK(ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, cb, 1.0, L0) == IR_NONE && g.errors == 4);
+    CHECK(ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, ir_cast(&g, vec, IR_BF16, L0), 1.0, L0) == IR_NONE &&
+          g.errors == 5);
+    CHECK(ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, c, NAN, L0) == IR_NONE && g.errors == 6);
+    CHECK(ir_matmul_acc(&g, x, w, false, true, IR_DTYPE_COUNT, IR_NONE, 1.0, L0) == IR_NONE && g.errors == 6);
     // autodiff refuses a graph that holds one (the pass runs after it)
     ir_set_loss(&g, ir_reshape(&g, ir_reduce_all(&g, IR_SUM, ok, L0), ir_shape0(), L0));
     int before = g.errors;
@@ -135,6 +162,14 @@ static void check_off(void) {   // TRLC_GEMM_ACC=0: nothing rewritten
     }
     CHECK_MSG(shape, "the chain nests its products");
     ir_graph_free(&g);
+    // TRLC_GEMM_ACC=nobias: LoRA + bias keeps the bias add (the LoRA branch still accumulates)
+    ir_graph_init(&g, &d, IR_F32);
+    build_bias(&g, 4);
+    setenv("TRLC_GEMM_ACC", "nobias", 1);
+    GemmAccStats st;
+    CHECK(ir_fuse_gemm_accumulate(&g, &st) == 1 && st.bias == 0 && count_op(&g, IR_ADD, -1) == 1);
+    unsetenv("TRLC_GEMM_ACC");
+    ir_graph_free(&g);
     diag_free(&d);
 }
 
@@ -145,7 +180,13 @@ int main(void) {
     compare("lora+grad", build_lora, 7, -2, -1, false);
     compare("chain", build_chain, 0, 2, 0, true);
     for (int v = 0; v < 6; v++) compare("batch", build_batch, v, 1, 1, true);
-    for (int v = 0; v < 7; v++) compare("keep", build_keep, v, 0, 0, false);
+    for (int v = 0; v < 8; v++) compare("keep", build_keep, v, 0, 0, false);
+    // biases: one rewrite each (0.5 m + b: scaled); LoRA + bias: the base product takes the bias,
+    // the LoRA branch accumulates into it, in either association order; a trained bias: at least
+    // the forward's
+    for (int v = 0; v < 10; v++)
+        compare_b("bias", build_bias, v, v == 4 || v == 5 ? 2 : 1, v == 3 || v == 4 || v == 5 ? 1 : 0, 1, v < 6);
+    compare_b("bias+grad", build_bias, 10, -1, -1, 1, false);
     check_builder();
     check_off();
     return test_done("gemm_acc");

@@ -2,8 +2,10 @@
 // cuBLASLt's C = the addend, D = the node's buffer, alpha, beta 1) against the CPU's on the graphs
 // of gemm_acc_graphs.h after ir_fuse_gemm_accumulate: the folded product (LoRA layers, a chain of
 // three), strided batches, broadcast batches (one product per batch element), a row vector,
-// transposes, bf16 operands, and a differentiated LoRA layer (the backward's sums over x). Every
-// output within 1e-5 normwise of the CPU's. Without a device it exits 77 (skipped); CI runs it on
+// transposes, bf16 operands, and a differentiated LoRA layer (the backward's sums over x); the
+// bias epilogue (cuBLASLt's CUBLASLT_EPILOGUE_BIAS, beta 0) on every run_gemm path: the folded
+// product (with alpha, LoRA + bias), strided batches, broadcast batches, a row per batch, bf16
+// operands, a trained bias. Every output within 1e-5 normwise of the CPU's. Without a device it exits 77 (skipped); CI runs it on
 // the CUDA emulator (tests/gpu/emu) as driver and cuBLASLt.
 #include "cpu.h"
 #include "exec.h"
@@ -72,6 +74,7 @@ int main(void) {
     check_case(dev, &cache, "lora+grad", build_lora, 7);
     check_case(dev, &cache, "chain", build_chain, 0);
     for (int v = 0; v < 6; v++) check_case(dev, &cache, "batch", build_batch, v);
+    for (int v = 0; v <= 10; v++) check_case(dev, &cache, "bias", build_bias, v);
     rt_cuda_close(dev);
     diag_free(&d);
     return test_done("gemm_acc.cuda");

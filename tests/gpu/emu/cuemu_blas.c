@@ -6,8 +6,11 @@
 // real library (ld >= rows, op(A) m x k / op(B) k x n / C, D m x n, batch counts, types, every
 // operand inside one device allocation): CUBLAS_STATUS_INVALID_VALUE otherwise, which is what
 // shows an executor's row-major / column-major mix-up. On a capturing stream a product is recorded
-// (cuemu.c runs it at each graph launch). Not here: epilogues, other compute or data
-// types, device-pointer alpha / beta, algorithm choice (one "heuristic" result), speed.
+// (cuemu.c runs it at each graph launch). Epilogues: CUBLASLT_EPILOGUE_DEFAULT and _BIAS (an
+// fp32 vector of m, CUBLASLT_MATMUL_DESC_BIAS_POINTER, added to every column after alpha and
+// beta, the same for every batch: the default batch stride 0); others CUBLAS_STATUS_NOT_SUPPORTED.
+// Not here: other epilogues, compute or data types, device-pointer alpha / beta, algorithm choice
+// (one "heuristic" result), speed.
 #include <cublasLt.h>
 #include <cuda.h>
 #include <stdbool.h>
@@ -27,6 +30,8 @@ typedef struct EmuLt {
 typedef struct EmuDesc {
     cublasComputeType_t compute;
     int32_t transa, transb;
+    int32_t epilogue;   // CUBLASLT_EPILOGUE_DEFAULT or _BIAS
+    const void *bias;   // _BIAS: m fp32 values
 } EmuDesc;
 
 typedef struct EmuLayout {
@@ -81,7 +86,7 @@ EXPORT cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasCo
     }
     EmuDesc *e = calloc(1, sizeof *e);
     if (!e) return CUBLAS_STATUS_ALLOC_FAILED;
-    e->compute = compute, e->transa = e->transb = CUBLAS_OP_N;
+    e->compute = compute, e->transa = e->transb = CUBLAS_OP_N, e->epilogue = CUBLASLT_EPILOGUE_DEFAULT;
     *d = (cublasLtMatmulDesc_t)(void *)e;
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -95,6 +100,22 @@ EXPORT cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cub
                                                      const void *buf, size_t size) {
     EmuDesc *e = (EmuDesc *)(void *)d;
     if (!e || !buf) return CUBLAS_STATUS_INVALID_VALUE;
+    if (attr == CUBLASLT_MATMUL_DESC_EPILOGUE) {
+        int32_t v;
+        if (size != sizeof v) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&v, buf, sizeof v);
+        if (v != CUBLASLT_EPILOGUE_DEFAULT && v != CUBLASLT_EPILOGUE_BIAS) {
+            fprintf(stderr, "cuemu: cublasLtMatmulDescSetAttribute: epilogue %d is not emulated\n", (int)v);
+            return CUBLAS_STATUS_NOT_SUPPORTED;
+        }
+        e->epilogue = v;
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    if (attr == CUBLASLT_MATMUL_DESC_BIAS_POINTER) {
+        if (size != sizeof e->bias) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&e->bias, buf, sizeof e->bias);
+        return CUBLAS_STATUS_SUCCESS;
+    }
     if (attr != CUBLASLT_MATMUL_DESC_TRANSA && attr != CUBLASLT_MATMUL_DESC_TRANSB) {
         fprintf(stderr, "cuemu: cublasLtMatmulDescSetAttribute: attribute %d is not emulated\n", (int)attr);
         return CUBLAS_STATUS_NOT_SUPPORTED;
@@ -220,6 +241,8 @@ static cublasStatus_t validate(const EmuDesc *d, const EmuLayout *a, const EmuLa
                  (unsigned long long)dd->rows, (unsigned long long)dd->cols);
         return bad(msg);
     }
+    if (d->epilogue == CUBLASLT_EPILOGUE_BIAS && (!d->bias || dd->type != CUDA_R_32F))
+        return bad("the bias epilogue needs a bias pointer and (here) an fp32 D");
     int32_t batch = dd->batch;
     if ((a->batch != batch && a->batch != 1) || (b->batch != batch && b->batch != 1) ||
         (c->batch != batch && c->batch != 1)) {
@@ -303,7 +326,8 @@ static int run_product(const void *blob) {
     const float al = x->al, be = x->be;
     if (!in_device(A, a, p.batch, "cublasLtMatmul A") || !in_device(B, b, p.batch, "cublasLtMatmul B") ||
         !in_device(D, dd, p.batch, "cublasLtMatmul D") || (be != 0.0f && !in_device(C, c, p.batch, "cublasLtMatmul C")) ||
-        (x->workspace_bytes && !cuemu_check_range(x->workspace, x->workspace_bytes, "cublasLtMatmul workspace")))
+        (x->workspace_bytes && !cuemu_check_range(x->workspace, x->workspace_bytes, "cublasLtMatmul workspace")) ||
+        (d->epilogue == CUBLASLT_EPILOGUE_BIAS && !cuemu_check_range(d->bias, p.m * 4, "cublasLtMatmul bias")))
         return CUBLAS_STATUS_INVALID_VALUE;
     float *col = malloc((p.m ? p.m : 1) * sizeof *col);   // one column of D, so C may alias D
     if (!col) return CUBLAS_STATUS_ALLOC_FAILED;
@@ -322,6 +346,7 @@ static int run_product(const void *blob) {
                 }
                 float v = al * acc;
                 if (be != 0.0f) v += be * ld_elem(C, c->type, oc + i + j * (uint64_t)c->ld);
+                if (d->epilogue == CUBLASLT_EPILOGUE_BIAS) v += ((const float *)d->bias)[i];
                 col[i] = v;
             }
             for (uint64_t i = 0; i < p.m; i++) st_elem(D, dd->type, od + i + j * (uint64_t)dd->ld, col[i]);
@@ -355,7 +380,8 @@ EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op
     if (!in_device(A, a, x.p.batch, "cublasLtMatmul A") || !in_device(B, b, x.p.batch, "cublasLtMatmul B") ||
         !in_device(D, dd, x.p.batch, "cublasLtMatmul D") ||
         (x.be != 0.0f && !in_device(C, c, x.p.batch, "cublasLtMatmul C")) ||
-        (workspace_bytes && !cuemu_check_range(workspace, workspace_bytes, "cublasLtMatmul workspace")))
+        (workspace_bytes && !cuemu_check_range(workspace, workspace_bytes, "cublasLtMatmul workspace")) ||
+        (d->epilogue == CUBLASLT_EPILOGUE_BIAS && !cuemu_check_range(d->bias, x.p.m * 4, "cublasLtMatmul bias")))
         return CUBLAS_STATUS_INVALID_VALUE;
     bool captured = false;
     CUresult r = cuemu_stream_host_op((CUstream)stream, "cublasLtMatmul", run_product, &x, sizeof x, &captured);
