@@ -204,11 +204,14 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
             continue;
         }
         // a product read only as an operand writes its result in bf16 itself: cuBLASLt rounds its
-        // fp32 sums once on the way out, as the cast would (LoRA's (B, T, r) intermediates)
-        bool lowp_out = operand[i] && !other[i] && is_product(x);
+        // fp32 sums once on the way out, as the cast would (LoRA's (B, T, r) intermediates); so
+        // does a rope read only by attention (q and k: the fp32 rotation rounded as it is stored)
+        bool lowp_rope = x->op == IR_ROPE && x->dtype == IR_F32;
+        bool lowp_out = operand[i] && !other[i] && (is_product(x) || lowp_rope);
         if (lowp_out) {
             c.dtype = IR_BF16;
-            st.lowp_results++;
+            if (lowp_rope) st.lowp_ropes++;
+            else st.lowp_results++;
         }
         map[i] = m;
         nodes[m++] = c;

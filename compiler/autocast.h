@@ -3,7 +3,7 @@
 // (cuBLASLt's bf16 tensor-core path; PyTorch autocast rounds operands the same way). An f32
 // operand becomes a cast to bf16 (one per value, shared by every product that reads it: the
 // forward's and the backward's — also through a reshape, which becomes a reshape of the cast; a
-// product read only by products writes its result in bf16 instead of being cast), except that a frozen parameter or a dequantized (NF4) weight read
+// product, or a rope, read only by products or attention writes its result in bf16 instead of being cast), except that a frozen parameter or a dequantized (NF4) weight read
 // only by products is itself retyped to bf16: it is stored in bf16 (half the memory) and the
 // caller rounds a frozen parameter's values once (ac_round_bf16). A frozen embedding table (read
 // by products too when tied to the head, or not) is stored in bf16 the same way: the rows it
@@ -24,6 +24,7 @@ typedef struct AutocastStats {
     int attention;     // attention forwards now on bf16 q, k, v
     int reshaped;      // operands that are reshapes of a cast value (no cast of their own)
     int lowp_results;  // products read only by products: their result is written in bf16
+    int lowp_ropes;    // ropes read only by attention (q, k): their result is written in bf16
 } AutocastStats;
 
 // Rewrites g in place (after autodiff, recompute, cse/dce). Node ids change: outputs, the loss and

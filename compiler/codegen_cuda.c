@@ -585,7 +585,7 @@ const char *cg_library_kernel(const IrGraph *g, IrId id, const char **file) {
     case IR_CROSS_ENTROPY_BWD:
         f = "cross_entropy.cu", k = bf ? "trlc_cross_entropy_backward_bf16" : "trlc_cross_entropy_backward_f32";
         break;
-    case IR_ROPE: f = "rope.cu", k = "trlc_rope_forward"; break;
+    case IR_ROPE: f = "rope.cu", k = bf ? "trlc_rope_forward_bf16" : "trlc_rope_forward"; break;   // bf16: q, k
     case IR_LINEAR_CE:   // the head's products through cuBLASLt, a chunk of rows at a time (exec.c)
         f = "cross_entropy.cu", k = "trlc_cross_entropy_forward_f32";
         break;

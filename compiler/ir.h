@@ -112,7 +112,8 @@ typedef enum IrOp {
     IR_EMBED,          // in[0] ids i32 (...), in[1] table (V, H) → (..., H); a bf16 table gives f32
     IR_EMBED_BWD,      // in[0] ids i32 (...), in[1] grad (..., H) → (V, H) in a.shape (scatter-add)
     IR_ROPE,           // in[0] x (B, H, T, D), in[1] pos i32 (B, T) or (T); a.rope; a.inverse
-                       // rotates by -angle (the backward)
+                       // rotates by -angle (the backward). The result is x's dtype, or bf16 over
+                       // an f32 x (mixed precision: the f32 rotation rounded to bf16, as a cast of it)
     IR_SDPA,           // in[0] q (B,Hq,Tq,D), in[1] k (B,Hkv,Tk,D), in[2] v (B,Hkv,Tk,D) → (B,Hq,Tq,D);
                        // a.causal (aligned at the end: query i sees keys j <= i + Tk - Tq, as with
                        // a KV cache), a.scale; optional in[3] key mask (B, Tk), 0 = padding key;
@@ -321,6 +322,9 @@ IrId ir_log_softmax(IrGraph *g, IrId x, Loc loc);
 // model primitives
 IrId ir_embed(IrGraph *g, IrId ids, IrId table, Loc loc);
 IrId ir_rope(IrGraph *g, IrId x, IrId pos, IrRope rope, Loc loc);
+// out: IR_DTYPE_COUNT (x's dtype), or IR_BF16 over an f32 x (the rotation rounded once, as
+// cast(rope(x)) would); inverse as ir_rope_inverse.
+IrId ir_rope_to(IrGraph *g, IrId x, IrId pos, IrRope rope, bool inverse, IrDType out, Loc loc);
 // scale <= 0 means 1/sqrt(D). q (B, Hq, Tq, D), k and v (B, Hkv, Tk, D): Tq == Tk in training;
 // Tq = 1 against a cache of Tk keys when generating.
 IrId ir_sdpa(IrGraph *g, IrId q, IrId k, IrId v, bool causal, double scale, Loc loc);

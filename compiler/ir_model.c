@@ -89,22 +89,30 @@ static bool rope_check(IrGraph *g, IrId x, IrId pos, const IrRope *r, Loc loc) {
     return true;
 }
 
-static IrId rope_node(IrGraph *g, IrId x, IrId pos, IrRope rope, bool inverse, Loc loc) {
+IrId ir_rope_to(IrGraph *g, IrId x, IrId pos, IrRope rope, bool inverse, IrDType out, Loc loc) {
     if (!ir_valid(g, x) || !ir_valid(g, pos)) return IR_NONE;
     if (!rope_check(g, x, pos, &rope, loc)) return IR_NONE;
+    IrDType dt = ir_nd(g, x)->dtype;
+    if (out != IR_DTYPE_COUNT && out != dt) {
+        if (out != IR_BF16 || dt != IR_F32) {
+            ir_report(g, loc, "rope: a %s result of %s x (only bf16 over f32)", ir_dtype_name(out), ir_dtype_name(dt));
+            return IR_NONE;
+        }
+        dt = out;
+    }
     IrAttrs a;
     memset(&a, 0, sizeof a);
     a.rope = rope;
     a.inverse = inverse;
     IrId in[2] = {x, pos};
-    return ir_append(g, IR_ROPE, ir_nd(g, x)->dtype, ir_nd(g, x)->shape, in, 2, &a, loc);
+    return ir_append(g, IR_ROPE, dt, ir_nd(g, x)->shape, in, 2, &a, loc);
 }
 
 IrId ir_rope(IrGraph *g, IrId x, IrId pos, IrRope rope, Loc loc) {
-    return rope_node(g, x, pos, rope, false, loc);
+    return ir_rope_to(g, x, pos, rope, false, IR_DTYPE_COUNT, loc);
 }
 IrId ir_rope_inverse(IrGraph *g, IrId x, IrId pos, IrRope rope, Loc loc) {
-    return rope_node(g, x, pos, rope, true, loc);
+    return ir_rope_to(g, x, pos, rope, true, IR_DTYPE_COUNT, loc);
 }
 
 static bool sdpa_check(IrGraph *g, IrId q, IrId k, IrId v, Loc loc) {

@@ -47,7 +47,7 @@ static IrId replay(IrGraph *s, const IrNode *n, const IrId *in, int idx) {
     case IR_EMBED_BWD: return n->nin == 2 ? ir_embed_bwd(s, x, y, a->shape, l) : IR_NONE;
     case IR_ROPE:
         if (n->nin != 2) return IR_NONE;
-        return a->inverse ? ir_rope_inverse(s, x, y, a->rope, l) : ir_rope(s, x, y, a->rope, l);
+        return ir_rope_to(s, x, y, a->rope, a->inverse, n->dtype, l);
     case IR_SDPA: {   // q, k, v [, key mask] [, seg]
         int nm = n->nin - 3 - (a->segmented ? 1 : 0);
         if (nm != 0 && nm != 1) return IR_NONE;

@@ -143,7 +143,8 @@ static int check_graph(CudaProgram *p) {
     int bad = 0;
     char w[256];
     // dtypes: fp32 everywhere, and bf16 where mixed precision (autocast.h) puts it: casts and other
-    // fused nodes (bf16 storage), frozen params, dequantized weights, matrix-product operands
+    // fused nodes (bf16 storage), frozen params, dequantized weights, matrix-product operands, and
+    // ropes of f32 x that only attention reads (q, k)
     for (int i = 0; i < g->n; i++) {
         const IrNode *n = &g->nodes[i];
         bool ok = n->dtype != IR_F16 && n->dtype != IR_F64;
@@ -165,7 +166,7 @@ static int check_graph(CudaProgram *p) {
                 // attention and linear_ce may read bf16 operands (ir_lowp_operands: the tensor-core
                 // kernels, the head's products), all alike; embed a bf16 table
                 int lowp = g->nodes[n->in[0]].dtype == IR_BF16 ? ir_lowp_operands(n->op) : 0;
-                ok = n->dtype != IR_BF16;
+                ok = n->dtype != IR_BF16 || (n->op == IR_ROPE && g->nodes[n->in[0]].dtype == IR_F32);   // rope: bf16 q, k
                 for (int k = 0; k < n->nin && ok; k++)
                     ok = k < lowp ? g->nodes[n->in[k]].dtype == IR_BF16
                                   : g->nodes[n->in[k]].dtype != IR_BF16 || (n->op == IR_EMBED && k == 1);
@@ -988,8 +989,8 @@ static int run_library(CudaProgram *p, int s) {
         }
         RtCudaPtr x = addr(p, n->in[0]), pos = addr(p, n->in[1]), inv = p->rope_freq[id];
         void *a[] = {&out, &x, &pos, &inv, &T, &D, &H, &pos_batched, &inverse};
-        return launch(p, "trlc_rope_forward", blocks_for((int64_t)T * (D / 2), 256, 0x7fffffff), (unsigned)H, (unsigned)B, 256,
-                      a, id);
+        const char *k = n->dtype == IR_BF16 ? "trlc_rope_forward_bf16" : "trlc_rope_forward";   // bf16: mixed precision's q, k
+        return launch(p, k, blocks_for((int64_t)T * (D / 2), 256, 0x7fffffff), (unsigned)H, (unsigned)B, 256, a, id);
     }
     case IR_EMBED: case IR_EMBED_BWD: {
         const IrShape *st = n->op == IR_EMBED ? &g->nodes[n->in[1]].shape : &n->shape;
