@@ -104,17 +104,8 @@ int ir_fuse_gemm_accumulate(IrGraph *g, GemmAccStats *st) {
     bool biases = !(env && !strcmp(env, "nobias"));   // nobias: full addends only (A/B of the bias epilogue)
     // readers: uses as an input, as an output (several count), as the loss: a product that is any
     // of those besides its one add is kept
-    int *readers = calloc((size_t)g->n + 1, sizeof *readers);
-    if (!readers) {
-        ir_report(g, (Loc){0, 0, 0}, "out of memory in the accumulating-product pass");
-        return -1;
-    }
-    for (int i = 0; i < g->n; i++)
-        for (int k = 0; k < g->nodes[i].nin; k++)
-            if (ir_valid(g, g->nodes[i].in[k])) readers[g->nodes[i].in[k]]++;
-    for (int o = 0; o < g->nouts; o++)
-        if (ir_valid(g, g->outs[o].id)) readers[g->outs[o].id]++;
-    if (ir_valid(g, g->loss)) readers[g->loss]++;
+    int *readers = ir_count_readers(g, "accumulating-product");
+    if (!readers) return -1;
     if (biases) reassociate_bias(g, readers);
     for (int i = 0; i < g->n; i++) {
         IrNode *ad = &g->nodes[i];

@@ -327,6 +327,21 @@ int ir_count_trainable(const IrGraph *g) {
     return k;
 }
 
+int *ir_count_readers(IrGraph *g, const char *pass) {
+    int *readers = calloc((size_t)g->n + 1, sizeof *readers);
+    if (!readers) {
+        ir_report(g, (Loc){0, 0, 0}, "out of memory in the %s pass", pass);
+        return NULL;
+    }
+    for (int i = 0; i < g->n; i++)
+        for (int k = 0; k < g->nodes[i].nin; k++)
+            if (ir_valid(g, g->nodes[i].in[k])) readers[g->nodes[i].in[k]]++;
+    for (int o = 0; o < g->nouts; o++)
+        if (ir_valid(g, g->outs[o].id)) readers[g->outs[o].id]++;
+    if (ir_valid(g, g->loss)) readers[g->loss]++;
+    return readers;
+}
+
 // ---------------------------------------------------------------------------------------------
 // builders: leaves
 

@@ -259,6 +259,10 @@ void ir_set_loss(IrGraph *g, IrId id);      // also an output named "loss"; must
 void ir_set_name(IrGraph *g, IrId id, const char *name);
 // Number of trainable params.
 int ir_count_trainable(const IrGraph *g);
+// How many times each node is read: as an input (once per use), as an output, as the loss. A
+// calloc'd array of g->n + 1 counts (the caller frees it), or NULL when out of memory (reported:
+// `pass` names the pass in the message).
+int *ir_count_readers(IrGraph *g, const char *pass);
 
 // ---------------------------------------------------------------------------------------------
 // builders. All take the spec location to report at and to keep on the node. Names are copied.

@@ -17,17 +17,8 @@ bool ir_head_product(const IrGraph *g, IrId id, IrId *x, IrId *w) {
 }
 
 int ir_fuse_linear_ce(IrGraph *g) {
-    int *readers = calloc((size_t)g->n + 1, sizeof *readers);
-    if (!readers) {
-        ir_report(g, (Loc){0, 0, 0}, "out of memory in the linear_ce pass");
-        return -1;
-    }
-    for (int i = 0; i < g->n; i++)
-        for (int k = 0; k < g->nodes[i].nin; k++)
-            if (ir_valid(g, g->nodes[i].in[k])) readers[g->nodes[i].in[k]]++;
-    for (int o = 0; o < g->nouts; o++)
-        if (ir_valid(g, g->outs[o].id)) readers[g->outs[o].id]++;
-    if (ir_valid(g, g->loss)) readers[g->loss]++;
+    int *readers = ir_count_readers(g, "linear_ce");
+    if (!readers) return -1;
     int fused = 0;
     for (int i = 0; i < g->n; i++) {
         IrNode *c = &g->nodes[i];
