@@ -147,29 +147,7 @@ int ir_fuse_gemm_accumulate(IrGraph *g, GemmAccStats *st) {
         if (bias >= 0) local.bias++;
     }
     free(readers);
-    if (local.rewritten > 0) {
-        // ir_dce keeps only its own map in g->renum: compose it with the one before (if any)
-        IrId *old = NULL;
-        int nold = g->nrenum;
-        if (g->renum) {
-            old = malloc((size_t)(nold > 0 ? nold : 1) * sizeof *old);
-            if (!old) {
-                ir_report(g, (Loc){0, 0, 0}, "out of memory in the accumulating-product pass");
-                return -1;
-            }
-            memcpy(old, g->renum, (size_t)nold * sizeof *old);
-        }
-        int n0 = g->n;
-        local.removed = ir_dce(g);
-        if (old && g->renum && g->nrenum == n0) {
-            for (int k = 0; k < nold; k++)
-                if (old[k] >= 0 && old[k] < n0) old[k] = g->renum[old[k]];
-            free(g->renum);
-            g->renum = old, g->nrenum = nold;
-            old = NULL;
-        }
-        free(old);
-    }
+    if (local.rewritten > 0) local.removed = ir_dce(g);
     if (st) *st = local;
     return local.rewritten;
 }

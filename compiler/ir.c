@@ -1182,9 +1182,14 @@ int ir_dce(IrGraph *g) {
             g->outs[i].grad_of = map[g->outs[i].grad_of];
     }
     if (ir_valid(g, g->loss)) g->loss = map[g->loss];
-    free(g->renum);
-    g->renum = map;
-    g->nrenum = g->n;
+    if (g->renum) {   // compose: ids of before the first renumbering keep answering
+        for (int k = 0; k < g->nrenum; k++)
+            if (g->renum[k] >= 0 && g->renum[k] < g->n) g->renum[k] = map[g->renum[k]];
+        free(map);
+    } else {
+        g->renum = map;
+        g->nrenum = g->n;
+    }
     g->n = m;
     free(live);
     return removed;

@@ -226,7 +226,7 @@ typedef struct IrGraph {
     int errors;           // errors reported by builders on this graph
     bool in_backward;     // set by autodiff: new nodes are marked backward
     uint32_t next_salt;   // for dropout sites
-    IrId *renum;          // the last ir_dce's map from old ids (nrenum of them) to new ones
+    IrId *renum;          // map from the ids before the first renumbering (nrenum of them) to now
     int nrenum;
 } IrGraph;
 
@@ -401,8 +401,8 @@ IrId ir_append(IrGraph *g, IrOp op, IrDType dt, IrShape shape, const IrId *in, i
 // again with ir_find and gradients with ad_grad_of, or map them with ir_renumbered. Returns the
 // number of nodes removed.
 int ir_dce(IrGraph *g);
-// The current id of a node numbered `id` before the last ir_dce (IR_NONE if it was removed);
-// id itself when no ir_dce has run.
+// The current id of a node numbered `id` before the first pass that renumbered the graph (ir_dce
+// or a rewriting pass; IR_NONE if it was removed); id itself when none has run.
 IrId ir_renumbered(const IrGraph *g, IrId id);
 // Common-subexpression elimination: a node computing the same op on the same inputs with the same
 // attributes as an earlier one is replaced by it (leaves and named nodes are kept). Leaves the

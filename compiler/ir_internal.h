@@ -20,7 +20,7 @@ bool ir_shape_ok(IrGraph *g, const IrShape *s, Loc loc, const char *what);
 bool ir_norm_axis(IrGraph *g, int axis, int rank, int *out, const char *what, Loc loc);
 // Replaces g's nodes by nodes[0..m) (malloc'd; g takes them, shrunk to m) that a rewriting pass
 // built, with *map giving each old node's new id: outputs, the loss and the renumbering follow
-// (ir_renumbered keeps answering for the ids of before the last dce, or of before this pass; g
+// (ir_renumbered keeps answering for the ids of before the first renumbering; g
 // may take *map, which is then NULL).
 void ir_install_nodes(IrGraph *g, IrNode *nodes, int m, IrId **map);
 // A node of x's dtype and shape.
