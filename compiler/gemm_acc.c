@@ -34,16 +34,10 @@ static bool scalar_const(const IrGraph *g, IrId id, double *v) {
     return true;
 }
 
-// A bias for a product of shape s (ir.h): f32 (N) or (1, ..., 1, N), rank <= s's, N s's last dim,
-// not s itself (that is a full addend)
+// A bias for a product of shape s (ir_bias_shape), f32, not s itself (that is a full addend).
 static bool bias_like(const IrGraph *g, IrId id, const IrShape *s) {
     const IrNode *n = ir_nd(g, id);
-    const IrShape *b = &n->shape;
-    if (n->dtype != IR_F32 || b->rank < 1 || s->rank < 2 || b->rank > s->rank || ir_shape_eq(b, s)) return false;
-    if (!ir_dim_eq(b->d[b->rank - 1], s->d[s->rank - 1])) return false;
-    for (int k = 0; k < b->rank - 1; k++)
-        if (!ir_dim_is_one(b->d[k])) return false;
-    return true;
+    return n->dtype == IR_F32 && s->rank >= 2 && ir_bias_shape(&n->shape, s) && !ir_shape_eq(&n->shape, s);
 }
 
 // Whether side x of an add of shape s is a product (or a scaled one) the add may absorb.

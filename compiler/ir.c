@@ -769,9 +769,7 @@ static IrId matmul_build(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b,
         }
         // the result's shape, or a bias: (N) or (1, ..., 1, N), rank <= the result's
         const IrShape *sc = &ir_nd(g, c)->shape;
-        bool bias = sc->rank >= 1 && sc->rank <= bs.rank && ir_dim_eq(sc->d[sc->rank - 1], nn);
-        for (int k = 0; bias && k < sc->rank - 1; k++) bias = ir_dim_is_one(sc->d[k]);
-        if (!bias && !ir_shape_eq(sc, &bs)) {
+        if (!ir_bias_shape(sc, &bs) && !ir_shape_eq(sc, &bs)) {
             ir_report(g, loc, "matmul: the addend %s is neither the result's shape %s nor a bias (a vector of its "
                       "last dimension)", ir_shp(g, c), ir_shs(&bs));
             return IR_NONE;

@@ -310,6 +310,14 @@ IrId ir_matmul_acc(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDTy
                    Loc loc);
 // A matmul node's alpha: a.scale with an addend, else 1.
 static inline double ir_matmul_alpha(const IrNode *n) { return n->nin == 3 ? n->a.scale : 1.0; }
+// Whether shape c is a bias for a product of shape s: (N) or (1, ..., 1, N), rank <= s's, N s's
+// last dim (a full addend has exactly s; a (1, N) result's (1, N) addend is both).
+static inline bool ir_bias_shape(const IrShape *c, const IrShape *s) {
+    if (c->rank < 1 || s->rank < 1 || c->rank > s->rank || !ir_dim_eq(c->d[c->rank - 1], s->d[s->rank - 1])) return false;
+    for (int k = 0; k < c->rank - 1; k++)
+        if (!ir_dim_is_one(c->d[k])) return false;
+    return true;
+}
 // Whether a matmul node's addend is a bias (a vector of the result's last dim, broadcast over
 // rows) rather than a full C of the result's shape. n must be a node of g.
 static inline bool ir_matmul_bias(const IrGraph *g, const IrNode *n) {

@@ -157,10 +157,7 @@ static int check_graph(CudaProgram *p) {
                 if (ok && n->nin == 3) {
                     const IrShape *sc = &g->nodes[n->in[2]].shape;
                     ok = n->dtype == IR_F32 && g->nodes[n->in[2]].dtype == IR_F32 &&
-                         (ir_shape_eq(sc, &n->shape) ||
-                          (sc->rank >= 1 && sc->rank <= n->shape.rank &&
-                           ir_dim_eq(sc->d[sc->rank - 1], n->shape.d[n->shape.rank - 1])));
-                    for (int k = 0; ok && !ir_shape_eq(sc, &n->shape) && k < sc->rank - 1; k++) ok = ir_dim_is_one(sc->d[k]);
+                         (ir_shape_eq(sc, &n->shape) || ir_bias_shape(sc, &n->shape));
                 }
             } else if (st->kind == FUSE_LIBRARY && n->op != IR_DEQUANT_NF4) {
                 // attention and linear_ce may read bf16 operands (ir_lowp_operands: the tensor-core
