@@ -132,6 +132,16 @@ static cublasStatus_t layout(RtBlas *b, cublasLtMatrixLayout_t *l, IrDType t, in
     return b->LayoutSet(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride);
 }
 
+// The alignment every batch of an operand starts at: the largest power of two dividing its address
+// and (batched) its stride in bytes, at most 256. cuBLASLt's heuristic assumes 256 unless told
+// (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES) and may answer with an algorithm whose vector loads
+// fault on less: a view into a buffer (the general broadcast path below the executor) or an odd
+// batch stride is told.
+static uint32_t operand_align(RtCudaPtr p, int batch, int64_t stride, IrDType t) {
+    uint64_t x = (uint64_t)p | (batch > 1 ? (uint64_t)stride * (t == IR_BF16 ? 2u : 4u) : 0) | 256u;
+    return (uint32_t)(x & (~x + 1));
+}
+
 int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
     int rc = 0;
     cublasLtMatmulDesc_t desc = NULL;
@@ -153,9 +163,19 @@ int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
     LT_CHECK(b, lay, layout(b, &la, g->type_ab, g->ta ? g->k : g->m, g->ta ? g->m : g->k, g->lda, g->batch, g->stride_a), what);
     LT_CHECK(b, lay, layout(b, &lb, g->type_ab, g->tb ? g->n : g->k, g->tb ? g->k : g->n, g->ldb, g->batch, g->stride_b), what);
     LT_CHECK(b, lay, layout(b, &lc, g->type_c, g->m, g->n, g->ldc, g->batch, g->stride_c), what);
-    // the algorithm: found once per shape
-    RtGemm key = *g;
-    key.a = key.b = key.c = key.d = 0;
+    // the algorithm: found once per shape, epilogue and alignment (the key holds those in place
+    // of the pointers)
+    uint32_t align[4] = {operand_align(g->a, g->batch, g->stride_a, g->type_ab),
+                         operand_align(g->b, g->batch, g->stride_b, g->type_ab),
+                         operand_align(g->c, g->batch, g->stride_c, g->type_c),
+                         operand_align(g->d ? g->d : g->c, g->batch, g->stride_c, g->type_c)};
+    RtGemm key;
+    memset(&key, 0, sizeof key);   // padding too: the key is compared with memcmp
+    key.ta = g->ta, key.tb = g->tb, key.m = g->m, key.n = g->n, key.k = g->k;
+    key.lda = g->lda, key.ldb = g->ldb, key.ldc = g->ldc;
+    key.stride_a = g->stride_a, key.stride_b = g->stride_b, key.stride_c = g->stride_c, key.batch = g->batch;
+    key.alpha = g->alpha, key.beta = g->beta, key.type_ab = g->type_ab, key.type_c = g->type_c;
+    key.a = align[0], key.b = align[1], key.c = align[2], key.d = align[3];
     key.bias = g->bias ? 1 : 0;   // the epilogue is part of the key, not the pointer
     BlasAlgo *al = NULL;
     for (int i = 0; i < b->nalgos && !al; i++)
@@ -168,6 +188,13 @@ int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
         uint64_t ws = b->workspace_bytes;
         LT_CHECK(b, "cublasLtMatmulPreferenceSetAttribute",
                  b->PrefSet(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), what);
+        static const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+            CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+        for (int q = 0; q < 4; q++)
+            if (align[q] < 256)   // 256 is the default
+                LT_CHECK(b, "cublasLtMatmulPreferenceSetAttribute",
+                         b->PrefSet(pref, align_attr[q], &align[q], sizeof align[q]), what);
         cublasLtMatmulHeuristicResult_t res;
         int nres = 0;
         memset(&res, 0, sizeof res);

@@ -93,7 +93,9 @@ static inline void build_chain(IrGraph *g, int variant) {
 // The batch paths: 0 a (2, 3, M, K) @ b (K, N) (one product of 6M rows), 1 strided batches
 // (2, 3, ...) both, 2 broadcast batches a (2, 1, M, K)ᵀ @ b (1, 3, N, K)ᵀ, 3 one row per batch
 // (M = 1: matrix-vector), 4 a (3, K, M)ᵀ @ b (K, N) (batched, a transposed), 5 as 1 on bf16
-// operands (mixed precision: an f32 product of bf16 casts); y = c + 0.3 m.
+// operands (mixed precision: an f32 product of bf16 casts), 6 and 7 as 2 with an inner dimension
+// of 3, f32 and bf16: the broadcast path's per-batch views of a then start 60 (f32) or 30 (bf16)
+// bytes apart, less aligned than cuBLASLt's default assumption; y = c + 0.3 m.
 static inline void build_batch(IrGraph *g, int variant) {
     IrShape sa, sb;
     bool ta = false, tb = false;
@@ -103,15 +105,17 @@ static inline void build_batch(IrGraph *g, int variant) {
         sa = ir_shape4(ir_dim(2), ir_dim(3), ir_dim(M), ir_dim(K)), sb = ir_shape4(ir_dim(2), ir_dim(3), ir_dim(N), ir_dim(K));
         tb = true;
         break;
-    case 2:
-        sa = ir_shape4(ir_dim(2), ir_dim(1), ir_dim(K), ir_dim(M)), sb = ir_shape4(ir_dim(1), ir_dim(3), ir_dim(N), ir_dim(K));
+    case 2: case 6: case 7: {
+        int64_t k = variant == 2 ? K : 3;
+        sa = ir_shape4(ir_dim(2), ir_dim(1), ir_dim(k), ir_dim(M)), sb = ir_shape4(ir_dim(1), ir_dim(3), ir_dim(N), ir_dim(k));
         ta = tb = true;
         break;
+    }
     case 3: sa = ir_shape3(ir_dim(3), ir_dim(1), ir_dim(K)), sb = ir_shape3(ir_dim(3), ir_dim(K), ir_dim(N)); break;
     default: sa = ir_shape3(ir_dim(3), ir_dim(K), ir_dim(M)), sb = ir_shape2(ir_dim(K), ir_dim(N)), ta = true; break;
     }
     IrId a = ir_input(g, "a", IR_F32, sa, L0), b = ir_input(g, "b", IR_F32, sb, L0);
-    IrId m = variant == 5 ? ir_matmul_to(g, ir_cast(g, a, IR_BF16, L0), ir_cast(g, b, IR_BF16, L0), ta, tb, IR_F32, L0)
+    IrId m = variant == 5 || variant == 7 ? ir_matmul_to(g, ir_cast(g, a, IR_BF16, L0), ir_cast(g, b, IR_BF16, L0), ta, tb, IR_F32, L0)
                           : ir_matmul(g, a, b, ta, tb, L0);
     IrId c = ir_input(g, "c", IR_F32, g->nodes[m].shape, L0);
     ir_add_output(g, ir_add(g, c, ir_mul(g, ir_scalar(g, 0.3, L0), m, L0), L0), "y");

@@ -179,7 +179,7 @@ int main(void) {
     compare("lora+grad", build_lora, 4, -2, -1, false);
     compare("lora+grad", build_lora, 7, -2, -1, false);
     compare("chain", build_chain, 0, 2, 0, true);
-    for (int v = 0; v < 6; v++) compare("batch", build_batch, v, 1, 1, true);
+    for (int v = 0; v < 8; v++) compare("batch", build_batch, v, 1, 1, true);
     for (int v = 0; v < 8; v++) compare("keep", build_keep, v, 0, 0, false);
     // biases: one rewrite each (0.5 m + b: scaled); LoRA + bias: the base product takes the bias,
     // the LoRA branch accumulates into it, in either association order; a trained bias: at least

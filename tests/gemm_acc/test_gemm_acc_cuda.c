@@ -73,7 +73,7 @@ int main(void) {
     check_case(dev, &cache, "lora+grad", build_lora, 4);
     check_case(dev, &cache, "lora+grad", build_lora, 7);
     check_case(dev, &cache, "chain", build_chain, 0);
-    for (int v = 0; v < 6; v++) check_case(dev, &cache, "batch", build_batch, v);
+    for (int v = 0; v < 8; v++) check_case(dev, &cache, "batch", build_batch, v);
     for (int v = 0; v <= 10; v++) check_case(dev, &cache, "bias", build_bias, v);
     rt_cuda_close(dev);
     diag_free(&d);

@@ -9,6 +9,11 @@
 // (cuemu.c runs it at each graph launch). Epilogues: CUBLASLT_EPILOGUE_DEFAULT and _BIAS (an
 // fp32 vector of m, CUBLASLT_MATMUL_DESC_BIAS_POINTER, added to every column after alpha and
 // beta, the same for every batch: the default batch stride 0); others CUBLAS_STATUS_NOT_SUPPORTED.
+// Alignment as the real library has it: the heuristic assumes every operand's address (and batch
+// stride) is a multiple of CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_{A,B,C,D}_BYTES (default 256) and
+// answers with an algorithm that may use vector loads of that width (here: up to 16 bytes); a
+// product run with that algorithm on a less aligned operand fails (CUBLAS_STATUS_NOT_SUPPORTED,
+// printed) where the real one fails or faults.
 // Not here: other epilogues, compute or data types, device-pointer alpha / beta, algorithm choice
 // (one "heuristic" result), speed.
 #include <cublasLt.h>
@@ -44,6 +49,7 @@ typedef struct EmuLayout {
 
 typedef struct EmuPref {
     uint64_t max_workspace;
+    uint32_t min_align[4];   // A, B, C, D: bytes (0: unset, the default 256)
 } EmuPref;
 
 EXPORT const char *cublasLtGetStatusString(cublasStatus_t s) {
@@ -184,6 +190,14 @@ EXPORT cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPrefere
                                                            size_t size) {
     EmuPref *e = (EmuPref *)(void *)p;
     if (!e || !buf) return CUBLAS_STATUS_INVALID_VALUE;
+    if (attr >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES && attr <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES) {
+        uint32_t v;
+        if (size != sizeof v) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&v, buf, sizeof v);
+        if (!v || (v & (v - 1))) return CUBLAS_STATUS_INVALID_VALUE;   // a power of two
+        e->min_align[attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES] = v;
+        return CUBLAS_STATUS_SUCCESS;
+    }
     if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES) {
         fprintf(stderr, "cuemu: cublasLtMatmulPreferenceSetAttribute: attribute %d is not emulated\n", (int)attr);
         return CUBLAS_STATUS_NOT_SUPPORTED;
@@ -192,6 +206,9 @@ EXPORT cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPrefere
     memcpy(&e->max_workspace, buf, sizeof e->max_workspace);
     return CUBLAS_STATUS_SUCCESS;
 }
+
+// the widest vector access an emulated algorithm makes (bytes)
+enum { EMU_ALGO_ALIGN = 16 };
 
 // the problem's shape: m, n, k and the batch count, or an error (printed, naming what is wrong)
 typedef struct Problem {
@@ -265,6 +282,11 @@ EXPORT cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasL
     if (s) return s;
     memset(&results[0], 0, sizeof results[0]);
     results[0].algo.data[0] = 0x656d75;   // "emu"
+    const EmuPref *e = (const EmuPref *)(void *)pref;
+    for (int x = 0; x < 4; x++) {   // the alignment the algorithm's loads and stores need
+        uint32_t want = e->min_align[x] ? e->min_align[x] : 256;
+        results[0].algo.data[1 + x] = want < EMU_ALGO_ALIGN ? want : EMU_ALGO_ALIGN;
+    }
     results[0].workspaceSize = 0;
     results[0].state = CUBLAS_STATUS_SUCCESS;
     results[0].wavesCount = 1.0f;
@@ -362,7 +384,6 @@ EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op
                                      const void *beta, const void *C, cublasLtMatrixLayout_t cdesc, void *D,
                                      cublasLtMatrixLayout_t ddesc, const cublasLtMatmulAlgo_t *algo, void *workspace,
                                      size_t workspace_bytes, cudaStream_t stream) {
-    (void)algo;
     EmuLt *lt = (EmuLt *)(void *)h;
     if (!lt || lt->magic != 0x4c54) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!alpha || !beta) return bad("alpha / beta NULL");
@@ -383,6 +404,22 @@ EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op
         (workspace_bytes && !cuemu_check_range(workspace, workspace_bytes, "cublasLtMatmul workspace")) ||
         (d->epilogue == CUBLASLT_EPILOGUE_BIAS && !cuemu_check_range(d->bias, x.p.m * 4, "cublasLtMatmul bias")))
         return CUBLAS_STATUS_INVALID_VALUE;
+    if (algo && algo->data[0] == 0x656d75) {
+        const void *ptr[4] = {A, B, C, D};
+        const EmuLayout *lay[4] = {a, b, c, dd};
+        for (int q = 0; q < 4; q++) {
+            if (q == 2 && x.be == 0.0f) continue;   // C is not read
+            uint64_t need = algo->data[1 + q], es = lay[q]->type == CUDA_R_32F ? 4 : 2;
+            uint64_t at = (uint64_t)(uintptr_t)ptr[q] | (x.p.batch > 1 && lay[q]->batch > 1 ? (uint64_t)lay[q]->stride * es : 0);
+            if (need && at % need) {
+                fprintf(stderr,
+                        "cuemu: cublasLtMatmul: %c at %p (batch stride %lld elements) is not %llu-byte aligned, as the "
+                        "algorithm from the heuristic needs (set CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_%c_BYTES)\n",
+                        "ABCD"[q], ptr[q], (long long)lay[q]->stride, (unsigned long long)need, "ABCD"[q]);
+                return CUBLAS_STATUS_NOT_SUPPORTED;
+            }
+        }
+    }
     bool captured = false;
     CUresult r = cuemu_stream_host_op((CUstream)stream, "cublasLtMatmul", run_product, &x, sizeof x, &captured);
     if (r != CUDA_SUCCESS) return r == CUDA_ERROR_INVALID_HANDLE ? CUBLAS_STATUS_INVALID_VALUE : CUBLAS_STATUS_EXECUTION_FAILED;
