@@ -7,15 +7,7 @@
 //     dlogits = gloss * (softmax(x) - (1 - eps) onehot(label) - eps / V)
 // The backward may write over the logits (dlogits == logits) to save the chunk's memory.
 // C reference: kernels_ref.c trlc_cross_entropy_ref. Launch: grid (rows), 256 threads.
-struct trlc_bf16 { unsigned short bits; };
-__device__ __forceinline__ float ce_ld(float x) { return x; }
-__device__ __forceinline__ float ce_ld(trlc_bf16 x) { return __uint_as_float((unsigned)x.bits << 16); }
-__device__ __forceinline__ void ce_st(float *p, float v) { *p = v; }
-__device__ __forceinline__ void ce_st(trlc_bf16 *p, float v) {
-    unsigned u = __float_as_uint(v);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    p->bits = (unsigned short)(u >> 16);
-}
+#include "prelude.cuh"   // trlc_bf16, trlc_ld, trlc_st
 
 // (max, sum of exp(x - max)) pairs, merged
 __device__ __forceinline__ void lse_merge(float &m, float &s, float m2, float s2) {
@@ -30,7 +22,7 @@ __device__ void ce_forward_row(float *loss, float *lse_out, const T *logits, con
     const T *x = logits + r * V;
     float m = -__int_as_float(0x7f800000), s = 0.0f, sx = 0.0f;
     for (long long j = threadIdx.x; j < V; j += blockDim.x) {
-        const float v = ce_ld(x[j]);
+        const float v = trlc_ld(x[j]);
         lse_merge(m, s, v, 1.0f);
         sx += v;
     }
@@ -49,7 +41,7 @@ __device__ void ce_forward_row(float *loss, float *lse_out, const T *logits, con
         const int lab = labels[r];
         lse_out[r] = lse;
         if (lab == ignore_index || lab < 0 || lab >= V) loss[r] = 0.0f;
-        else loss[r] = (1.0f - eps) * (lse - ce_ld(x[lab])) + eps * (lse - sx / (float)V);
+        else loss[r] = (1.0f - eps) * (lse - trlc_ld(x[lab])) + eps * (lse - sx / (float)V);
     }
 }
 
@@ -61,9 +53,9 @@ __device__ void ce_backward_row(TO *dlogits, const T *logits, const float *lse, 
     const bool ignored = lab == ignore_index || lab < 0 || lab >= V;
     const float g = ignored ? 0.0f : gloss[r], l = lse[r];
     for (long long j = threadIdx.x; j < V; j += blockDim.x) {
-        const float p = expf(ce_ld(logits[r * V + j]) - l);
+        const float p = expf(trlc_ld(logits[r * V + j]) - l);
         const float d = g * (p - (j == lab ? 1.0f - eps : 0.0f) - eps / (float)V);
-        ce_st(&dlogits[r * V + j], d);
+        trlc_st(&dlogits[r * V + j], d);
     }
 }
 

@@ -13,15 +13,7 @@
 // C reference: kernels_ref.c trlc_gather_ref / trlc_gather_bwd_ref (same loops).
 // Launch (all four kernels): grid-stride, 256 threads per block, grid (min(ceil(n / 256), 2^20))
 // with n = numel(out) forward, numel(dx) backward; no dynamic shared memory.
-struct trlc_bf16 { unsigned short bits; };
-__device__ __forceinline__ float ga_ld(float x) { return x; }
-__device__ __forceinline__ float ga_ld(trlc_bf16 x) { return __uint_as_float((unsigned)x.bits << 16); }
-__device__ __forceinline__ void ga_st(float *p, float v) { *p = v; }
-__device__ __forceinline__ void ga_st(trlc_bf16 *p, float v) {   // round to nearest even
-    unsigned u = __float_as_uint(v);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    p->bits = (unsigned short)(u >> 16);
-}
+#include "prelude.cuh"   // trlc_bf16, trlc_ld, trlc_st
 
 __device__ __forceinline__ void ga_flag(int *bad, long long k) {
     atomicCAS(bad, 0, (int)(k + 1 < 0x7fffffffLL ? k + 1 : 0x7fffffffLL));
@@ -37,7 +29,7 @@ __device__ void gather_forward(T *out, int *bad, const T *x, const int *idx, lon
         const int l = idx[k];
         if (l < 0 || l >= Lx) {
             ga_flag(bad, k);
-            ga_st(&out[k], 0.0f);
+            trlc_st(&out[k], 0.0f);
         } else {
             out[k] = x[(o * Lx + l) * inner + r];   // same storage type: a plain copy
         }
@@ -55,10 +47,10 @@ __device__ void gather_backward(T *dx, int *bad, const int *idx, const T *g, lon
         for (long long a = 0; a < Li; a++) {
             const long long k = (o * Li + a) * inner + r;
             const int i = idx[k];
-            if (i == l) s += ga_ld(g[k]);
+            if (i == l) s += trlc_ld(g[k]);
             else if ((i < 0 || i >= Lx) && l == 0) ga_flag(bad, k);   // flagged once, by the l = 0 thread
         }
-        ga_st(&dx[e], s);
+        trlc_st(&dx[e], s);
     }
 }
 

@@ -13,13 +13,7 @@
 // Launch: grid-stride, 256 threads per block, grid (min(ceil(m / 256), 2^20)) with m = ceil(n / 2)
 // packed bytes for NF4 (one thread per byte, two outputs) and m = n for map8; static shared
 // memory only (64 bytes NF4, 1 KiB map8).
-struct trlc_bf16 { unsigned short bits; };
-__device__ __forceinline__ void qt_st(float *p, float v) { *p = v; }
-__device__ __forceinline__ void qt_st(trlc_bf16 *p, float v) {   // round to nearest even
-    unsigned u = __float_as_uint(v);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    p->bits = (unsigned short)(u >> 16);
-}
+#include "prelude.cuh"   // trlc_bf16, trlc_st
 
 __device__ const float trlc_nf4_table[16] = {
     -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
@@ -39,8 +33,8 @@ __device__ void dequant_nf4(T *out, const unsigned char *packed, const float *ab
         const unsigned byte = packed[m];
         const long long i = 2 * m, b0 = i / block;
         const long long b1 = i + 1 - b0 * block == block ? b0 + 1 : b0;   // element i + 1's block
-        qt_st(&out[i], lut[byte >> 4] * absmax[b0]);
-        if (i + 1 < n) qt_st(&out[i + 1], lut[byte & 15u] * absmax[b1]);
+        trlc_st(&out[i], lut[byte >> 4] * absmax[b0]);
+        if (i + 1 < n) trlc_st(&out[i + 1], lut[byte & 15u] * absmax[b1]);
     }
 }
 
@@ -52,7 +46,7 @@ __device__ void dequant_map8(T *out, const unsigned char *q, const float *map, c
     __syncthreads();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x)
-        qt_st(&out[i], mp[q[i]] * scale[i / block] + offset);
+        trlc_st(&out[i], mp[q[i]] * scale[i / block] + offset);
 }
 
 extern "C" __global__ void __launch_bounds__(256) trlc_dequant_nf4_f32(

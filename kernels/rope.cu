@@ -9,17 +9,7 @@
 // f32 values rounded to bf16 (nearest even, as the fused cast rounds: mixed precision's q and k,
 // read only by attention, ir.h IR_ROPE), bit for bit cast(trlc_rope_forward(x)).
 // Launch: grid (ceil(T*D/2 / 256), H, B), 256 threads. In place (y == x) is allowed (f32 only).
-struct trlc_bf16 { unsigned short bits; };
-__device__ __forceinline__ void rope_st(float *p, float v) { *p = v; }
-__device__ __forceinline__ void rope_st(trlc_bf16 *p, float v) {   // round to nearest even; NaN stays NaN
-    unsigned u = __float_as_uint(v);
-    if ((u & 0x7fffffffu) > 0x7f800000u) {
-        p->bits = (unsigned short)((u >> 16) | 0x40u);
-        return;
-    }
-    u += 0x7fffu + ((u >> 16) & 1u);
-    p->bits = (unsigned short)(u >> 16);
-}
+#include "prelude.cuh"   // trlc_bf16, trlc_st (round to nearest even; NaN stays NaN)
 
 template <typename T>
 __device__ __forceinline__ void rope_forward(T *y, const float *x, const int *pos, const double *inv_freq, int Tn,
@@ -36,8 +26,8 @@ __device__ __forceinline__ void rope_forward(T *y, const float *x, const int *po
     const long long row = ((b * H + h) * Tn + t) * (long long)D;
     const float x1 = x[row + i], x2 = x[row + i + half];
     const float y1 = x1 * c - x2 * s, y2 = x2 * c + x1 * s;
-    rope_st(&y[row + i], y1);
-    rope_st(&y[row + i + half], y2);
+    trlc_st(&y[row + i], y1);
+    trlc_st(&y[row + i + half], y2);
 }
 
 extern "C" __global__ void __launch_bounds__(256) trlc_rope_forward(
