@@ -1,7 +1,8 @@
 // autocast.c — bf16 mixed precision (see autocast.h). A backward pass over the graph finds what
 // each value is read as; then one pass in order maps each f32 product's operands to bf16 values (a
 // retyped leaf or dequantized weight, a cast emitted right after the value it casts, or a reshape of
-// such a value) and rebuilds the product with an f32 result.
+// such a value) and rebuilds the product with an f32 result (attention: a bf16 one, read as f32
+// through a cast where something other than a product reads it).
 #include "autocast.h"
 #include "ir_internal.h"
 #include <stdlib.h>
@@ -24,6 +25,11 @@ static int operand_inputs(const IrGraph *g, const IrNode *x) {
     return nl;
 }
 
+// Attention on q, k, v that become bf16 operands: it writes its output in bf16 (lowp_sdpa below).
+static bool lowp_attention(const IrGraph *g, const IrNode *x) {
+    return x->op == IR_SDPA && x->dtype == IR_F32 && operand_inputs(g, x) > 0;
+}
+
 void ac_round_bf16(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         uint32_t u;
@@ -34,18 +40,21 @@ void ac_round_bf16(float *x, int64_t n) {
     }
 }
 
-// Appends the bf16 cast of new node `src` (made from old node x) and returns its id, or IR_NONE
-// when out of memory.
-static IrId emit_cast(IrGraph *g, IrNode *nodes, int *m, const IrNode *x, IrId src) {
+// Appends the cast to dt (bf16; f32 for a bf16 result read as f32) of new node `src` (made from
+// old node x) and returns its id, or IR_NONE when out of memory.
+static IrId emit_cast_to(IrGraph *g, IrNode *nodes, int *m, const IrNode *x, IrId src, IrDType dt) {
     IrNode cast;
     memset(&cast, 0, sizeof cast);
-    cast.op = IR_CAST, cast.dtype = IR_BF16, cast.shape = x->shape, cast.nin = 1;
+    cast.op = IR_CAST, cast.dtype = dt, cast.shape = x->shape, cast.nin = 1;
     cast.in = arena_alloc(&g->arena, sizeof *cast.in);
     if (!cast.in) return IR_NONE;
     cast.in[0] = src;
     cast.loc = x->loc, cast.backward = x->backward;
     nodes[*m] = cast;
     return (*m)++;
+}
+static IrId emit_cast(IrGraph *g, IrNode *nodes, int *m, const IrNode *x, IrId src) {
+    return emit_cast_to(g, nodes, m, x, src, IR_BF16);
 }
 
 // A trainable param small enough that its bf16 copy is made at the start of the step, with every
@@ -85,11 +94,13 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
     bool *retype = calloc(sz, 1);
     bool *via = calloc(sz, 1);         // a reshape read as an operand: its bf16 value is the reshape
                                        // of its source's (one cast serves both shapes)
+    bool *permute = calloc(sz, 1);     // a permute of attention's bf16 output: it permutes the bf16
+                                       // values (and is read as f32 through a cast where needed)
     IrId *map = malloc(sz * sizeof *map);     // old id → new id
     IrId *lowp = malloc(sz * sizeof *lowp);   // old id → its bf16 value in the new graph
     IrNode *nodes = malloc(2 * sz * sizeof *nodes);
     int rc = -1;
-    if (!operand || !table || !other || !retype || !via || !map || !lowp || !nodes) {
+    if (!operand || !table || !other || !retype || !via || !permute || !map || !lowp || !nodes) {
         ir_report(g, (Loc){0, 0, 0}, "out of memory in the mixed-precision pass");
         goto out;
     }
@@ -111,6 +122,10 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
             via[i] = true;
             operand[x->in[0]] = true;
             if (other[i]) other[x->in[0]] = true;
+            continue;
+        }
+        if (x->op == IR_PERMUTE && x->dtype == IR_F32 && lowp_attention(g, &g->nodes[x->in[0]])) {
+            permute[i] = true;   // the output projection's (B, T, H, D): no f32 copy of the output
             continue;
         }
         int nl = operand_inputs(g, x);
@@ -213,6 +228,25 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
             if (lowp_rope) st.lowp_ropes++;
             else st.lowp_results++;
         }
+        // attention on bf16 q, k, v writes its output in bf16 whoever reads it (as PyTorch's flash
+        // attention does under autocast: the f32 result rounded once; the backward's delta reads
+        // that bf16 O, ir.h IR_SDPA), and so does a permute of it (the output projection's (B, T,
+        // H, D) layout: a copy of the bf16 values): products read them as they are, anything else
+        // (dropout, an output) through a cast back to f32, which the fuser folds into a kernel
+        bool lowp_sdpa = lowp_attention(g, x);
+        if (lowp_sdpa || permute[i]) {
+            c.dtype = IR_BF16;
+            if (permute[i]) c.in[0] = lowp[x->in[0]];
+            else st.lowp_attention++;
+            lowp[i] = m;
+            nodes[m++] = c;
+            map[i] = lowp[i];
+            if (other[i] && (map[i] = emit_cast_to(g, nodes, &m, x, lowp[i], IR_F32)) == IR_NONE) {
+                ir_report(g, x->loc, "out of memory in the mixed-precision pass");
+                goto out;
+            }
+            continue;
+        }
         map[i] = m;
         nodes[m++] = c;
         if (retype[i] || lowp_out) lowp[i] = map[i];
@@ -234,6 +268,7 @@ out:
     free(other);
     free(retype);
     free(via);
+    free(permute);
     free(map);
     free(lowp);
     free(nodes);

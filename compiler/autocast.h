@@ -8,8 +8,10 @@
 // caller rounds a frozen parameter's values once (ac_round_bf16). A frozen embedding table (read
 // by products too when tied to the head, or not) is stored in bf16 the same way: the rows it
 // gives are the bf16 values, widened to fp32 (as a model loaded in bf16 gives them). Attention (forward and
-// backward) reads q, k, v the same way, as bf16 casts, with fp32 results and flash attention's
-// rounding points (ir.h, IR_SDPA). Everything else — norms, softmax, the loss, gradients,
+// backward) reads q, k, v the same way, as bf16 casts, with flash attention's rounding points
+// (ir.h, IR_SDPA): the forward writes its output in bf16 (the fp32 result rounded, as PyTorch's
+// flash attention returns it; a reader other than a product gets it back in fp32 through a
+// cast), the backward's gradients are fp32. Everything else — norms, softmax, the loss, gradients,
 // trainable parameters (the fp32 master weights) and the optimizer — stays fp32.
 // Not here: fp16 (needs loss scaling), bf16 storage of other activations.
 #ifndef TRLC_AUTOCAST_H
@@ -25,6 +27,7 @@ typedef struct AutocastStats {
     int reshaped;      // operands that are reshapes of a cast value (no cast of their own)
     int lowp_results;  // products read only by products: their result is written in bf16
     int lowp_ropes;    // ropes read only by attention (q, k): their result is written in bf16
+    int lowp_attention; // attention forwards on bf16 q, k, v writing their output in bf16
 } AutocastStats;
 
 // Rewrites g in place (after autodiff, recompute, cse/dce). Node ids change: outputs, the loss and

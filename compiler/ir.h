@@ -121,12 +121,15 @@ typedef enum IrOp {
                        // query i (key index i + Tk - Tq) sees key j only if seg[j] == seg[i].
                        // bf16 q, k, v (mixed precision) give an f32 result and change the
                        // arithmetic: S = scale q·k accumulated in fp32, P = softmax(S) in fp32,
-                       // out = bf16(P) v (P rounded to bf16 before the product, fp32 sums)
+                       // out = bf16(P) v (P rounded to bf16 before the product, fp32 sums); or a
+                       // bf16 result (ir_sdpa_to; autocast makes it): that f32 out rounded to
+                       // bf16, as a cast of it (PyTorch's flash attention returns bf16 O)
     IR_SDPA_BWD_Q,     // in: q, k, v, gout (B,Hq,T,D) [, key mask] [, seg] → dq (like q)
     IR_SDPA_BWD_K,     // in: q, k, v, gout [, key mask] [, seg] → dk (like k)
     IR_SDPA_BWD_V,     // in: q, k, v, gout [, key mask] [, seg] → dv (like v)
                        // bf16 q, k, v: gout and the results are f32; with P recomputed as in
-                       // the forward, o = bf16(P) v, delta = gout·o (fp32), dV = bf16(P)ᵀ bf16(gout),
+                       // the forward, o = bf16(bf16(P) v) (O as a bf16 forward stores it, whether
+                       // or not the forward node is bf16), delta = gout·o (fp32), dV = bf16(P)ᵀ bf16(gout),
                        // dP = bf16(gout) vᵀ, dS = P (dP - delta), dQ = scale bf16(dS) k,
                        // dK = scale bf16(dS)ᵀ q — the rounding points of flash attention's kernels
     IR_CROSS_ENTROPY,  // in[0] logits (..., V), in[1] labels i32 (...) → loss (...), 0 where
@@ -349,6 +352,10 @@ IrId ir_sdpa_masked(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, bool caus
 // and seg may each be IR_NONE; with both IR_NONE this is ir_sdpa.
 IrId ir_sdpa_seg(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, IrId seg, bool causal, double scale,
                  Loc loc);
+// out: IR_DTYPE_COUNT (q's dtype; f32 over bf16 q, k, v), or IR_BF16 over bf16 q, k, v (mixed
+// precision: the f32 result rounded to bf16, as cast(sdpa) would; IR_SDPA). Masks as ir_sdpa_seg.
+IrId ir_sdpa_to(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, IrId seg, bool causal, double scale,
+                IrDType out, Loc loc);
 IrId ir_cross_entropy(IrGraph *g, IrId logits, IrId labels, int64_t ignore_index,
                       double label_smoothing, Loc loc);
 IrId ir_gather(IrGraph *g, IrId x, IrId idx, int axis, Loc loc);

@@ -179,6 +179,11 @@ static bool seg_check(IrGraph *g, IrId q, IrId k, IrId s, Loc loc) {
 
 IrId ir_sdpa_seg(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, IrId seg, bool causal, double scale,
                  Loc loc) {
+    return ir_sdpa_to(g, q, k, v, key_mask, seg, causal, scale, IR_DTYPE_COUNT, loc);
+}
+
+IrId ir_sdpa_to(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, IrId seg, bool causal, double scale,
+                IrDType out, Loc loc) {
     if (!ir_valid(g, q) || !ir_valid(g, k) || !ir_valid(g, v)) return IR_NONE;
     if ((key_mask != IR_NONE && !ir_valid(g, key_mask)) || (seg != IR_NONE && !ir_valid(g, seg))) return IR_NONE;
     if (!sdpa_check(g, q, k, v, loc)) return IR_NONE;
@@ -187,6 +192,15 @@ IrId ir_sdpa_seg(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, IrId seg, bo
     if (!isfinite(scale)) {
         ir_report(g, loc, "sdpa: the scale must be finite");
         return IR_NONE;
+    }
+    IrDType dt = sdpa_result_dtype(ir_nd(g, q)->dtype);
+    if (out != IR_DTYPE_COUNT && out != dt) {   // bf16 over bf16 q, k, v: the f32 result rounded
+        if (out != IR_BF16 || ir_nd(g, q)->dtype != IR_BF16) {
+            ir_report(g, loc, "sdpa: a %s result of %s q, k, v (only bf16 or f32 over bf16)", ir_dtype_name(out),
+                      ir_dtype_name(ir_nd(g, q)->dtype));
+            return IR_NONE;
+        }
+        dt = out;
     }
     IrAttrs a;
     memset(&a, 0, sizeof a);
@@ -197,7 +211,7 @@ IrId ir_sdpa_seg(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, IrId seg, bo
     int nin = 3;
     if (key_mask != IR_NONE) in[nin++] = key_mask;
     if (seg != IR_NONE) in[nin++] = seg;
-    return ir_append(g, IR_SDPA, sdpa_result_dtype(ir_nd(g, q)->dtype), ir_nd(g, q)->shape, in, nin, &a, loc);
+    return ir_append(g, IR_SDPA, dt, ir_nd(g, q)->shape, in, nin, &a, loc);
 }
 
 IrId ir_sdpa_masked(IrGraph *g, IrId q, IrId k, IrId v, IrId key_mask, bool causal, double scale,

@@ -51,8 +51,8 @@ static IrId replay(IrGraph *s, const IrNode *n, const IrId *in, int idx) {
     case IR_SDPA: {   // q, k, v [, key mask] [, seg]
         int nm = n->nin - 3 - (a->segmented ? 1 : 0);
         if (nm != 0 && nm != 1) return IR_NONE;
-        return ir_sdpa_seg(s, x, y, z, nm ? in[3] : IR_NONE, a->segmented ? in[n->nin - 1] : IR_NONE,
-                           a->causal, a->scale, l);
+        return ir_sdpa_to(s, x, y, z, nm ? in[3] : IR_NONE, a->segmented ? in[n->nin - 1] : IR_NONE,
+                          a->causal, a->scale, n->dtype, l);
     }
     case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: {   // q, k, v, gout [, mask] [, seg]
         int nm = n->nin - 4 - (a->segmented ? 1 : 0);

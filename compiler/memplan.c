@@ -66,7 +66,8 @@ static int aux_buffers(const IrGraph *g, const FusePlan *fp, int s, const int64_
         if (!has[0] && add_aux(out, fp->steps[s].node, MP_SCRATCH_DQ, qn, s)) return -1;
         if (has[1] != has[2] && add_aux(out, fp->steps[s].node, MP_SCRATCH_DKV, kn, s)) return -1;
         if (fp->lib_fwd[s] != IR_NONE) return 0;
-        return add_aux(out, fp->steps[s].node, MP_SCRATCH_OUT, qn, s) ||
+        int64_t on = q->dtype == IR_BF16 ? (qn + 1) / 2 : qn;   // the recomputed O: bf16 with bf16 q (exec.c)
+        return add_aux(out, fp->steps[s].node, MP_SCRATCH_OUT, on, s) ||
                add_aux(out, fp->steps[s].node, MP_SCRATCH_LSE, qn / D, s);
     }
     case IR_LINEAR_ARGMAX: {

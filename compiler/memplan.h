@@ -23,8 +23,8 @@
 // What a buffer holds: a node's value, or state a library step keeps for another (fuse.h's
 // lib_fwd / lib_leader): attention's and cross-entropy's log-sum-exp rows (fp32, from the forward
 // to the last backward that reads them), attention's delta rows (fp32, inside its backward step),
-// and the forward's output and log-sum-exp recomputed by a backward whose forward is not in the
-// plan (scratch inside that step).
+// and the forward's output (bf16 with bf16 q, k, v) and log-sum-exp recomputed by a backward
+// whose forward is not in the plan (scratch inside that step).
 // An attention backward without a dq (or without one of dk, dv) still computes it: scratch too.
 // linear_ce's steps (ir.h) hold a chunk of rows: fp32 logits, their bf16 gradient (backward with
 // bf16 operands), and log-sum-exp / loss rows.

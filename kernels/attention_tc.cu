@@ -7,20 +7,27 @@
 //          another segment, key_mask == 0) are left out;
 //   lse_i = log sum_j exp(S_ij), P_ij = exp(S_ij - lse_i) (fp32); a query that sees no key gets
 //          out = 0, lse = +inf (every P of the backward is then 0) and zero gradients;
-//   out_i = sum_j bf16(P_ij) v_j                        (P rounded to nearest even, fp32 sums);
-//   delta_i = sum_d dO_id O_id (fp32);  dP_ij = sum_d bf16(dO_id) v_jd;
+//   out_i = sum_j bf16(P_ij) v_j                        (P rounded to nearest even, fp32 sums),
+//          written in fp32, or rounded to bf16 (nearest even, NaN stays NaN: as a cast of it);
+//   delta_i = sum_d dO_id bf16(O_id) (fp32; O as the bf16 forward stores it, as PyTorch's flash
+//          attention under autocast: the fp32 O's values are rounded as they are read);
+//   dP_ij = sum_d bf16(dO_id) v_jd;
 //   dS_ij = P_ij (dP_ij - delta_i);     dQ_i = scale * sum_j bf16(dS_ij) k_j;
 //   dV_j = sum_i bf16(P_ij) bf16(dO_i); dK_j = scale * sum_i bf16(dS_ij) q_i  (summed over the
 //          query heads of the group).
 // The forward makes two passes over the key blocks: the first finds each row's max and sum of
 // exponentials, the second recomputes S, forms the normalized bf16 P in shared memory and adds
 // P V into accumulator fragments (no rescaling, so the rounding points above are exact).
-// Launch (all three: 128 threads = 4 warps, static shared memory under 48 KB, no dynamic):
-//   trlc_attention_tc_forward, trlc_attention_tc_backward_dq: grid (ceil(T/64), Hq, B);
+// Kernels, one body each for the two dtypes of O: trlc_attention_tc_forward writes fp32 O,
+// trlc_attention_tc_forward_bf16 bf16 O (mixed precision's attention output, ir.h IR_SDPA);
+// trlc_attention_tc_backward_dq reads fp32 O, trlc_attention_tc_backward_dq_bf16 bf16 O.
+// Launch (all: 128 threads = 4 warps, static shared memory under 48 KB, no dynamic):
+//   trlc_attention_tc_forward(_bf16), trlc_attention_tc_backward_dq(_bf16): grid (ceil(T/64), Hq, B);
 //   trlc_attention_tc_backward_dkdv:                          grid (ceil(T/64), Hkv, B),
 //   the dq kernel (which writes delta) before the dkdv kernel. Any T >= 1, D in 1..128 (padded to
 //   a multiple of 16 with zeros in shared memory), Hq a multiple of Hkv. bf16 arrays are passed
-//   as their raw bits (unsigned short), fp32 for out / dout / lse / delta and the gradients.
+//   as their raw bits (unsigned short) (out too in the _bf16 kernels), fp32 for out / dout / lse /
+//   delta and the gradients.
 // Each warp owns 16 rows (queries; keys in dkdv); key (or query) tiles of 32 rows are staged in
 // shared memory, 16-byte loads when D % 8 == 0 and the row base is aligned (then the forward and
 // dq kernels load the next K / V tile into registers while computing on the current one).
@@ -99,9 +106,24 @@ struct alignas(16) tc_u4 {
     unsigned a, b, c, d;
 };
 
-__device__ __forceinline__ __nv_bfloat16 tc_bf16(float v) {   // round to nearest even (no NaN here)
+__device__ __forceinline__ unsigned short tc_bf16_bits(float v) {   // round to nearest even (no NaN here)
     const unsigned u = __float_as_uint(v);
-    return __ushort_as_bfloat16((unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16));
+    return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+__device__ __forceinline__ __nv_bfloat16 tc_bf16(float v) { return __ushort_as_bfloat16(tc_bf16_bits(v)); }
+
+// O as stored (fp32, or bf16 bits: rounded to nearest even, NaN stays NaN, as the fused cast) and
+// as the dq kernel reads it for delta: its bf16 value either way
+__device__ __forceinline__ void tc_st(float *p, float v) { *p = v; }
+__device__ __forceinline__ void tc_st(unsigned short *p, float v) {
+    const unsigned u = __float_as_uint(v);
+    *p = (u & 0x7fffffffu) > 0x7f800000u ? (unsigned short)((u >> 16) | 0x40u) : tc_bf16_bits(v);
+}
+__device__ __forceinline__ float tc_o(const unsigned short *p) { return __uint_as_float((unsigned)*p << 16); }
+__device__ __forceinline__ float tc_o(const float *p) {
+    unsigned short b;
+    tc_st(&b, *p);
+    return tc_o(&b);
 }
 
 // rows r0 .. r0 + nrows - 1 of a (T, D) bf16 matrix into dst (nrows, TC_LD), columns padded to Dp
@@ -202,8 +224,9 @@ __device__ __forceinline__ void tc_pv(tc_frag_c *acc, const __nv_bfloat16 *p, co
 }
 
 // the warp's 16 rows of acc (16, Dp) times mul into dst (T, D) rows row0 .. (rows past T and
-// columns past D dropped), through the warp's score tile
-__device__ __forceinline__ void tc_write(float *dst, const tc_frag_c *acc, float *tile, float mul, int row0, int T,
+// columns past D dropped; fp32, or bf16 bits: tc_st), through the warp's score tile
+template <typename OT>
+__device__ __forceinline__ void tc_write(OT *dst, const tc_frag_c *acc, float *tile, float mul, int row0, int T,
                                          int D, int nf, int lane) {
     const int r = lane >> 1, half = lane & 1, i = row0 + r;
     for (int n = 0; n < TC_MAXF; n++) {
@@ -212,7 +235,7 @@ __device__ __forceinline__ void tc_write(float *dst, const tc_frag_c *acc, float
         __syncwarp();
         for (int c = 0; c < 8; c++) {
             const int d = n * 16 + half * 8 + c;
-            if (i < T && d < D) dst[(long long)i * D + d] = mul * tile[r * TC_SLD + half * 8 + c];
+            if (i < T && d < D) tc_st(&dst[(long long)i * D + d], mul * tile[r * TC_SLD + half * 8 + c]);
         }
         __syncwarp();
     }
@@ -229,16 +252,10 @@ __device__ __forceinline__ bool tc_visible(int i, int j, int T, int causal, cons
     return i < T && j < T && (!causal || j <= i) && (!sg || sg[j] == si) && (!km || km[j] != 0.0f);
 }
 
-extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward(
-    float *out,                 // (B, Hq, T, D)
-    float *lse,                 // (B, Hq, T)
-    const unsigned short *q,    // (B, Hq, T, D) bf16
-    const unsigned short *k,    // (B, Hkv, T, D) bf16
-    const unsigned short *v,    // (B, Hkv, T, D) bf16
-    const int *seg,             // (B, T) segment ids, or NULL
-    const float *key_mask,      // (B, T) 0 = padding key, or NULL
-    int T, int D, int Hq, int Hkv, float scale, int causal)
-{
+template <typename OT>   // float, or unsigned short (bf16 bits)
+__device__ __forceinline__ void tc_forward(OT *out, float *lse, const unsigned short *q, const unsigned short *k,
+                                           const unsigned short *v, const int *seg, const float *key_mask, int T,
+                                           int D, int Hq, int Hkv, float scale, int causal) {
     if (!tc_shape_ok(T, D, Hq, Hkv)) return;   // the launcher checks; never out of bounds
     __shared__ __align__(32) __nv_bfloat16 kv[2 * TC_KB * TC_LD];    // Q staging (64 rows), then K (32) and V (32)
     __shared__ __align__(32) float sbuf[4][16 * TC_SLD];             // per warp: S (16, 32)
@@ -322,18 +339,38 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward(
     tc_write(out + (b * Hq + h) * T * (long long)D, acc, st, 1.0f, w0, T, D, nf, lane);
 }
 
-extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dq(
-    float *dq,                  // (B, Hq, T, D)
-    float *delta,               // (B, Hq, T): dO_i . O_i, written for the dkdv kernel
+extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward(
+    float *out,                 // (B, Hq, T, D)
+    float *lse,                 // (B, Hq, T)
     const unsigned short *q,    // (B, Hq, T, D) bf16
     const unsigned short *k,    // (B, Hkv, T, D) bf16
     const unsigned short *v,    // (B, Hkv, T, D) bf16
-    const float *out, const float *dout,   // (B, Hq, T, D)
-    const float *lse,           // (B, Hq, T)
     const int *seg,             // (B, T) segment ids, or NULL
     const float *key_mask,      // (B, T) 0 = padding key, or NULL
     int T, int D, int Hq, int Hkv, float scale, int causal)
 {
+    tc_forward(out, lse, q, k, v, seg, key_mask, T, D, Hq, Hkv, scale, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward_bf16(
+    unsigned short *out,        // (B, Hq, T, D) bf16
+    float *lse,                 // (B, Hq, T)
+    const unsigned short *q,    // (B, Hq, T, D) bf16
+    const unsigned short *k,    // (B, Hkv, T, D) bf16
+    const unsigned short *v,    // (B, Hkv, T, D) bf16
+    const int *seg,             // (B, T) segment ids, or NULL
+    const float *key_mask,      // (B, T) 0 = padding key, or NULL
+    int T, int D, int Hq, int Hkv, float scale, int causal)
+{
+    tc_forward(out, lse, q, k, v, seg, key_mask, T, D, Hq, Hkv, scale, causal);
+}
+
+template <typename OT>   // O: float, or unsigned short (bf16 bits)
+__device__ __forceinline__ void tc_backward_dq(float *dq, float *delta, const unsigned short *q,
+                                               const unsigned short *k, const unsigned short *v, const OT *out,
+                                               const float *dout, const float *lse, const int *seg,
+                                               const float *key_mask, int T, int D, int Hq, int Hkv, float scale,
+                                               int causal) {
     if (!tc_shape_ok(T, D, Hq, Hkv)) return;   // the launcher checks; never out of bounds
     __shared__ __align__(32) __nv_bfloat16 kv[2 * TC_KB * TC_LD];    // Q / dO staging, then K (32) and V (32)
     __shared__ __align__(32) float sbuf[4][16 * TC_SLD];             // per warp: S (16, 32)
@@ -348,10 +385,10 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dq(
     const int *sg = seg ? seg + b * T : 0;
     const float *km = key_mask ? key_mask + b * T : 0;
     const int si = sg && i < T ? sg[i] : 0;
-    // delta_i = dO_i . O_i (fp32): the lane pair of row i splits the columns
+    // delta_i = dO_i . bf16(O_i) (fp32): the lane pair of row i splits the columns
     float dl = 0.0f;
     if (i < T)
-        for (int d = half; d < D; d += 2) dl += dout[ho + (long long)i * D + d] * out[ho + (long long)i * D + d];
+        for (int d = half; d < D; d += 2) dl += dout[ho + (long long)i * D + d] * tc_o(&out[ho + (long long)i * D + d]);
     dl += __shfl_xor_sync(0xffffffffu, dl, 1);
     if (half == 0 && i < T) delta[(b * Hq + h) * T + i] = dl;
     const float li = i < T ? lse[(b * Hq + h) * T + i] : 0.0f;
@@ -392,6 +429,37 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dq(
         tc_pv(acc, pt, kv, nf);                   // dQ += bf16(dS) K
     }
     tc_write(dq + ho, acc, st, scale, w0, T, D, nf, lane);
+}
+
+extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dq(
+    float *dq,                  // (B, Hq, T, D)
+    float *delta,               // (B, Hq, T): dO_i . bf16(O_i), written for the dkdv kernel
+    const unsigned short *q,    // (B, Hq, T, D) bf16
+    const unsigned short *k,    // (B, Hkv, T, D) bf16
+    const unsigned short *v,    // (B, Hkv, T, D) bf16
+    const float *out, const float *dout,   // (B, Hq, T, D)
+    const float *lse,           // (B, Hq, T)
+    const int *seg,             // (B, T) segment ids, or NULL
+    const float *key_mask,      // (B, T) 0 = padding key, or NULL
+    int T, int D, int Hq, int Hkv, float scale, int causal)
+{
+    tc_backward_dq(dq, delta, q, k, v, out, dout, lse, seg, key_mask, T, D, Hq, Hkv, scale, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dq_bf16(
+    float *dq,                  // (B, Hq, T, D)
+    float *delta,               // (B, Hq, T): dO_i . O_i, written for the dkdv kernel
+    const unsigned short *q,    // (B, Hq, T, D) bf16
+    const unsigned short *k,    // (B, Hkv, T, D) bf16
+    const unsigned short *v,    // (B, Hkv, T, D) bf16
+    const unsigned short *out,  // (B, Hq, T, D) bf16 (trlc_attention_tc_forward_bf16's)
+    const float *dout,          // (B, Hq, T, D)
+    const float *lse,           // (B, Hq, T)
+    const int *seg,             // (B, T) segment ids, or NULL
+    const float *key_mask,      // (B, T) 0 = padding key, or NULL
+    int T, int D, int Hq, int Hkv, float scale, int causal)
+{
+    tc_backward_dq(dq, delta, q, k, v, out, dout, lse, seg, key_mask, T, D, Hq, Hkv, scale, causal);
 }
 
 extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dkdv(

@@ -340,7 +340,7 @@ void trlc_attention_tc_backward_ref(float *dq, float *dk, float *dv, float *delt
             for (int64_t i = 0; i < T; i++) {
                 const int64_t ro = ((b * Hq + h) * T + i) * D;
                 float dl = 0.0f;
-                for (int64_t d = 0; d < D; d++) dl += dout[ro + d] * out[ro + d];
+                for (int64_t d = 0; d < D; d++) dl += dout[ro + d] * tc_round_bf16(out[ro + d]);   // bf16 O
                 delta[(b * Hq + h) * T + i] = dl;
                 const float li = lse[(b * Hq + h) * T + i];
                 for (int64_t d = 0; d < D; d++) dq[ro + d] = 0.0f;

@@ -143,11 +143,16 @@ static int check_graph(CudaProgram *p) {
     int bad = 0;
     char w[256];
     // dtypes: fp32 everywhere, and bf16 where mixed precision (autocast.h) puts it: casts and other
-    // fused nodes (bf16 storage), frozen params, dequantized weights, matrix-product operands, and
-    // ropes of f32 x that only attention reads (q, k)
+    // fused nodes (bf16 storage), frozen params, dequantized weights, matrix-product operands,
+    // ropes of f32 x that only attention reads (q, k), and attention's output over bf16 q, k, v
     for (int i = 0; i < g->n; i++) {
         const IrNode *n = &g->nodes[i];
         bool ok = n->dtype != IR_F16 && n->dtype != IR_F64;
+        if (n->op == IR_SDPA && n->dtype == IR_BF16 && g->nodes[n->in[0]].dtype != IR_BF16) {   // ir_sdpa_to forbids it
+            diag_error(p->d, n->loc, "GPU (internal): %s writes bf16 over %s q: only the tensor-core kernels "
+                       "(bf16 q, k, v) write a bf16 output", where(p, i, w, sizeof w), ir_dtype_name(g->nodes[n->in[0]].dtype));
+            return -1;
+        }
         if (ok && p->plan.steps && p->plan.step_of[i] >= 0 && p->plan.steps[p->plan.step_of[i]].kind != FUSE_KERNEL) {
             const FuseStep *st = &p->plan.steps[p->plan.step_of[i]];
             if (st->kind == FUSE_GEMM) {
@@ -163,7 +168,8 @@ static int check_graph(CudaProgram *p) {
                 // attention and linear_ce may read bf16 operands (ir_lowp_operands: the tensor-core
                 // kernels, the head's products), all alike; embed a bf16 table
                 int lowp = g->nodes[n->in[0]].dtype == IR_BF16 ? ir_lowp_operands(n->op) : 0;
-                ok = n->dtype != IR_BF16 || (n->op == IR_ROPE && g->nodes[n->in[0]].dtype == IR_F32);   // rope: bf16 q, k
+                ok = n->dtype != IR_BF16 || (n->op == IR_ROPE && g->nodes[n->in[0]].dtype == IR_F32) ||   // rope: bf16 q, k
+                     (n->op == IR_SDPA && lowp);   // attention's bf16 output
                 for (int k = 0; k < n->nin && ok; k++)
                     ok = k < lowp ? g->nodes[n->in[k]].dtype == IR_BF16
                                   : g->nodes[n->in[k]].dtype != IR_BF16 || (n->op == IR_EMBED && k == 1);
@@ -182,6 +188,15 @@ static int check_graph(CudaProgram *p) {
         if (why && bad++ < 5) diag_error(p->d, g->nodes[st->node].loc, "%s: %s", where(p, st->node, w, sizeof w), why);
     }
     return bad ? -1 : 0;
+}
+
+// Whether attention's backward step s reads a bf16 O: its forward's output (ir.h IR_SDPA), or with
+// bf16 q, k, v and no forward in the plan the bf16 O it recomputes.
+static bool attention_o_bf16(const CudaProgram *p, int s) {
+    const IrGraph *g = p->g;
+    IrId f = p->plan.lib_fwd[s];
+    if (f != IR_NONE) return g->nodes[f].dtype == IR_BF16;
+    return g->nodes[g->nodes[p->plan.steps[s].node].in[0]].dtype == IR_BF16;
 }
 
 static void *lib_fn(CudaProgram *p, const char *name) {
@@ -212,8 +227,10 @@ static int load_library(CudaProgram *p) {
         NEED(file, k);
         if (n->op == IR_SDPA_BWD_Q || n->op == IR_SDPA_BWD_K || n->op == IR_SDPA_BWD_V) {
             bool tc = g->nodes[n->in[0]].dtype == IR_BF16;
-            NEED(file, tc ? "trlc_attention_tc_forward" : "trlc_attention_forward");   // when the forward is not in the plan
-            NEED(file, tc ? "trlc_attention_tc_backward_dq" : "trlc_attention_backward_dq");
+            bool o16 = attention_o_bf16(p, s);
+            if (p->plan.lib_fwd[s] == IR_NONE)   // the forward is not in the plan: recomputed
+                NEED(file, tc ? "trlc_attention_tc_forward_bf16" : "trlc_attention_forward");
+            NEED(file, o16 ? "trlc_attention_tc_backward_dq_bf16" : tc ? "trlc_attention_tc_backward_dq" : "trlc_attention_backward_dq");
             NEED(file, tc ? "trlc_attention_tc_backward_dkdv" : "trlc_attention_backward_dkdv");
         }
         if (n->op == IR_CROSS_ENTROPY_BWD || n->op == IR_LINEAR_CE_BWD_X || n->op == IR_LINEAR_CE_BWD_W)
@@ -813,6 +830,8 @@ static int run_layout(CudaProgram *p, IrId id) {
 }
 
 // Attention's backward group led by step s: dq (+ delta), then dk and dv in one kernel.
+// The forward's O: the forward node's buffer, fp32 or bf16 (ir.h IR_SDPA), or recomputed into
+// scratch, bf16 with bf16 q, k, v (memplan.c sizes it; delta reads O's bf16 values either way).
 static int run_attention_bwd(CudaProgram *p, int s) {
     const IrGraph *g = p->g;
     IrId lead = p->plan.steps[s].node, mem[3] = {IR_NONE, IR_NONE, IR_NONE};
@@ -839,18 +858,17 @@ static int run_attention_bwd(CudaProgram *p, int s) {
         return -1;
     }
     // bf16 q, k, v: the tensor-core kernels (attention_tc.cu, 64 rows a block), else 4 rows a block
-    bool tc = g->nodes[n->in[0]].dtype == IR_BF16;
+    bool tc = g->nodes[n->in[0]].dtype == IR_BF16, o16 = attention_o_bf16(p, s);
     unsigned gq = tc ? (unsigned)((T + 63) / 64) : (unsigned)((T + 3) / 4);
     if (f == IR_NONE) {   // recompute the forward's output and log-sum-exp rows
         void *a0[] = {&o, &lse, &q, &k, &v, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
-        if (launch(p, tc ? "trlc_attention_tc_forward" : "trlc_attention_forward", gq, (unsigned)Hq, (unsigned)B, 128,
-                   a0, lead) != 0)
+        if (launch(p, tc ? "trlc_attention_tc_forward_bf16" : "trlc_attention_forward", gq, (unsigned)Hq, (unsigned)B,
+                   128, a0, lead) != 0)
             return -1;
     }
     void *a1[] = {&dq, &delta, &q, &k, &v, &o, &go, &lse, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
-    if (launch(p, tc ? "trlc_attention_tc_backward_dq" : "trlc_attention_backward_dq", gq, (unsigned)Hq, (unsigned)B,
-               128, a1, lead) != 0)
-        return -1;
+    const char *kdq = o16 ? "trlc_attention_tc_backward_dq_bf16" : tc ? "trlc_attention_tc_backward_dq" : "trlc_attention_backward_dq";
+    if (launch(p, kdq, gq, (unsigned)Hq, (unsigned)B, 128, a1, lead) != 0) return -1;
     if (mem[1] == IR_NONE && mem[2] == IR_NONE) return 0;
     void *a2[] = {&dk, &dv, &q, &k, &v, &go, &lse, &delta, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
     return launch(p, tc ? "trlc_attention_tc_backward_dkdv" : "trlc_attention_backward_dkdv", gq, (unsigned)Hkv,
@@ -940,8 +958,9 @@ static int run_library(CudaProgram *p, int s) {
         RtCudaPtr seg = n->a.segmented ? addr(p, n->in[n->nin - 1]) : 0;
         RtCudaPtr km = n->nin > 3 + (n->a.segmented ? 1 : 0) ? addr(p, n->in[3]) : 0;   // the key mask
         void *a[] = {&out, &lse, &q, &k, &v, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
-        if (g->nodes[n->in[0]].dtype == IR_BF16)   // bf16 q, k, v: tensor cores, 64 query rows a block
-            return launch(p, "trlc_attention_tc_forward", (unsigned)((T + 63) / 64), (unsigned)Hq, (unsigned)B, 128, a, id);
+        if (g->nodes[n->in[0]].dtype == IR_BF16)   // bf16 q, k, v: tensor cores, 64 query rows a block; O fp32 or bf16
+            return launch(p, n->dtype == IR_BF16 ? "trlc_attention_tc_forward_bf16" : "trlc_attention_tc_forward",
+                          (unsigned)((T + 63) / 64), (unsigned)Hq, (unsigned)B, 128, a, id);
         return launch(p, "trlc_attention_forward", (unsigned)((T + 3) / 4), (unsigned)Hq, (unsigned)B, 128, a, id);
     }
     case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: return run_attention_bwd(p, s);

@@ -133,8 +133,10 @@ static void test_ref_vs_double(int T, int D, int causal, int mask) {
                 empty += l == 0;
                 lse[lo] = (float)li;
                 double dl = 0;
-                for (int d = 0; d < D; d++) acc[d] = 0, dl += (double)c.o[ro + d] * c.go[ro + d];
-                delta[lo] = (float)dl;   // delta_i of the reference's own output (as the kernels get it)
+                // delta_i of the reference's own output (as the kernels get it), its values rounded
+                // to bf16 as a bf16 forward stores them (ir.h IR_SDPA: the backward reads bf16 O)
+                for (int d = 0; d < D; d++) acc[d] = 0, dl += round_bf16(c.o[ro + d]) * c.go[ro + d];
+                delta[lo] = (float)dl;
                 for (int j = 0; j < T; j++) {
                     if (!(s[j] > -INFINITY)) continue;
                     const int64_t ko = (((int64_t)b * Hkv + hk) * T + j) * D;

@@ -8,9 +8,10 @@ the loss and everything else stay fp32. Here the same scheme, written independen
 every nn.Linear (the base projections, LoRA's A and B, the tied lm_head) goes through a function
 that rounds both operands to bf16 (round to nearest even) and multiplies in fp32, and whose
 backward rounds the incoming gradient and the saved operands the same way before its two
-products. Attention reads bf16 q, k, v with fp32 results and flash attention's rounding points
-(trlc's compiler/ir.h, IR_SDPA): a custom autograd function below, written from that contract
-with torch ops, replaces transformers' eager attention.
+products. Attention reads bf16 q, k, v with flash attention's rounding points and returns its
+output rounded to bf16, as PyTorch's flash attention does under autocast (trlc's compiler/ir.h,
+IR_SDPA): a custom autograd function below, written from that contract with torch ops, replaces
+transformers' eager attention.
 The frozen embedding table of the LoRA case is stored in bf16 (its rows are bf16 values), as
 trlc stores a frozen table. As in trlc, the backward starts from the *summed* loss over the target tokens (the gradients are
 divided by their count afterwards): under bf16 rounding that is not the same as differentiating
@@ -55,9 +56,10 @@ class MixedLinear(torch.autograd.Function):
 
 
 class MixedAttention(torch.autograd.Function):
-    """q (B, Hq, T, D), k / v (B, Hkv, T, D) fp32 in, attention out (B, Hq, T, D) fp32.
-    S = scale q k^T (bf16 q, k; fp32 sums), P = softmax(S), out = bf16(P) v. Backward: o = bf16(P) v,
-    delta = dO . o, dV = bf16(P)^T bf16(dO), dP = bf16(dO) v^T, dS = P (dP - delta),
+    """q (B, Hq, T, D), k / v (B, Hkv, T, D) fp32 in, attention out (B, Hq, T, D) bf16 values.
+    S = scale q k^T (bf16 q, k; fp32 sums), P = softmax(S), out = bf16(bf16(P) v). Backward:
+    o = bf16(bf16(P) v) (the output as stored), delta = dO . o, dV = bf16(P)^T bf16(dO),
+    dP = bf16(dO) v^T, dS = P (dP - delta),
     dQ = scale bf16(dS) k, dK = scale bf16(dS)^T q."""
 
     @staticmethod
@@ -71,14 +73,14 @@ class MixedAttention(torch.autograd.Function):
         p = torch.softmax(s, dim=-1)
         ctx.save_for_backward(qr, kr, vr, p)
         ctx.scale, ctx.grp = scale, grp
-        return bf16(p) @ vr
+        return bf16(bf16(p) @ vr)
 
     @staticmethod
     def backward(ctx, g):
         qr, kr, vr, p = ctx.saved_tensors
         scale, grp = ctx.scale, ctx.grp
         pr, gr = bf16(p), bf16(g)
-        delta = (g * (pr @ vr)).sum(-1, keepdim=True)
+        delta = (g * bf16(pr @ vr)).sum(-1, keepdim=True)
         dv = pr.transpose(-1, -2) @ gr
         ds = bf16(p * (gr @ vr.transpose(-1, -2) - delta))
         dq = scale * (ds @ kr)
