@@ -285,13 +285,40 @@ static void emit_loads(const Cg *c, unsigned levels, bool reduced, const char *i
     }
 }
 
-static void emit_decompose(StrBuf *o, const char *var, const char *pfx, const int *dims, int nd, const char *ind) {
+// var's coordinates over dims: pfx0.. of index type ity, dividing by dpfx0.. (the dims' sizes)
+static void emit_decompose(StrBuf *o, const char *var, const char *pfx, const int *dims, int nd, const char *ity,
+                           const char *dpfx, const char *ind) {
     if (nd == 0) return;
-    sb_printf(o, "%slong long %s_t = %s;\n", ind, pfx, var);
+    sb_printf(o, "%s%s %s_t = %s;\n", ind, ity, pfx, var);
     for (int k = nd - 1; k >= 0; k--) {
-        if (k > 0) sb_printf(o, "%sconst long long %s%d = %s_t %% D%d; %s_t /= D%d;\n", ind, pfx, dims[k], pfx, dims[k], pfx, dims[k]);
-        else sb_printf(o, "%sconst long long %s%d = %s_t;\n", ind, pfx, dims[k], pfx);
+        if (k > 0)
+            sb_printf(o, "%sconst %s %s%d = %s_t %% %s%d; %s_t /= %s%d;\n", ind, ity, pfx, dims[k], pfx, dpfx, dims[k], pfx,
+                      dpfx, dims[k]);
+        else sb_printf(o, "%sconst %s %s%d = %s_t;\n", ind, ity, pfx, dims[k], pfx);
     }
+}
+
+// The elementwise kernel's grid-stride loop with index type ity (the dims' sizes in dpfx0..).
+static void emit_elementwise_loop(const Cg *c, const char *ity, const char *dpfx, const char *ind) {
+    const IrGraph *g = c->p->g;
+    const FuseGroup *gr = c->gr;
+    const IrShape *D = &gr->dom;
+    char in2[32];
+    snprintf(in2, sizeof in2, "%s    ", ind);
+    sb_printf(c->o, "%sfor (%s i = blockIdx.x * (%s)blockDim.x + threadIdx.x; i < (%s)n; i += (%s)gridDim.x * blockDim.x) {\n",
+              ind, ity, ity, ity, ity);
+    bool need_idx = false;
+    for (int k = 0; k < gr->nins; k++) need_idx |= !ir_shape_eq(&g->nodes[gr->ins[k]].shape, D);
+    for (int m = 0; m < gr->nnodes; m++) need_idx |= g->nodes[gr->nodes[m]].op == IR_PERMUTE;
+    int all[IR_MAX_RANK];
+    for (int i = 0; i < D->rank; i++) all[i] = i;
+    if (need_idx) emit_decompose(c->o, "i", "i", all, D->rank, ity, dpfx, in2);
+    emit_loads(c, 1u << FUSE_LV_PRO, false, in2);
+    for (int m = 0; m < gr->nnodes; m++) {
+        emit_member(c, m, false, in2);
+        emit_store(c, m, "i", in2);
+    }
+    sb_printf(c->o, "%s}\n", ind);
 }
 
 static void emit_header(const Cg *c, int kidx, const Diag *d) {
@@ -361,21 +388,16 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
     sb_printf(&o, "    const long long n = 1LL");
     for (int i = 0; i < D->rank; i++) sb_printf(&o, " * D%d", i);
     sb_printf(&o, ";\n");
-    int all[IR_MAX_RANK];
-    for (int i = 0; i < D->rank; i++) all[i] = i;
     if (!gr->has_reduce) {
-        sb_printf(&o, "    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;\n"
-                "         i += (long long)gridDim.x * blockDim.x) {\n");
-        bool need_idx = false;
-        for (int k = 0; k < gr->nins; k++)
-            need_idx |= !ir_shape_eq(&g->nodes[gr->ins[k]].shape, D);
-        for (int m = 0; m < gr->nnodes; m++) need_idx |= g->nodes[gr->nodes[m]].op == IR_PERMUTE;
-        if (need_idx) emit_decompose(&o, "i", "i", all, D->rank, "        ");
-        emit_loads(&c, 1u << FUSE_LV_PRO, false, "        ");
-        for (int m = 0; m < gr->nnodes; m++) {
-            emit_member(&c, m, false, "        ");
-            emit_store(&c, m, "i", "        ");
-        }
+        // 32-bit index arithmetic when the elements fit (below 2^31, so i plus the grid's stride,
+        // at most 2^28: cg_launch_dims, stays below 2^32): the coordinates of a broadcast or
+        // permuted operand take a division per dim, and a 64-bit one costs several times a
+        // 32-bit one — a memory-bound kernel would be bound by it
+        sb_printf(&o, "    " CG_INDEX32_TEST " {\n");
+        for (int i = 0; i < D->rank; i++) sb_printf(&o, "        const unsigned U%d = (unsigned)D%d; (void)U%d;\n", i, i, i);
+        emit_elementwise_loop(&c, "unsigned", "U", "        ");
+        sb_printf(&o, "    } else {\n");
+        emit_elementwise_loop(&c, "long long", "D", "        ");
         sb_printf(&o, "    }\n}\n");
         return o.oom ? (free(o.s), NULL) : o.s;
     }
@@ -570,7 +592,6 @@ const char *cg_library_kernel(const IrGraph *g, IrId id, const char **file) {
     switch (n->op) {
     case IR_SDPA:
         f = tc ? "attention_tc.cu" : "attention.cu", k = tc ? "trlc_attention_tc_forward" : "trlc_attention_forward";
-        if (tc && bf) k = "trlc_attention_tc_forward_bf16";   // mixed precision's bf16 output
         break;
     case IR_SDPA_BWD_Q:
         f = tc ? "attention_tc.cu" : "attention.cu";

@@ -15,6 +15,9 @@
 // The source of unique kernel k of p, malloc'd (the caller frees it); NULL when out of memory.
 // d (may be NULL) turns node locations into file:line:col in the header comment.
 char *cg_cuda_kernel(const FusePlan *p, int k, const Diag *d);
+// An elementwise kernel runs its loop with 32-bit indexes when its element count fits; this is
+// the test that picks that loop, as it appears in the source (a test swaps it to run the other).
+#define CG_INDEX32_TEST "if (n <= 2147483647LL)"
 
 // The device helpers every generated kernel starts with (bf16 conversion, block reductions,
 // the dropout hash), as a string.

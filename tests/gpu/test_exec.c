@@ -132,21 +132,32 @@ static double check_groups(RtCudaDevice *dev, RtCudaCache *cache, const char *ar
     void **fns = calloc((size_t)plan->nkernels, sizeof *fns);
     double worst_ulps = 0;
     int nbf16 = 0;
+    void **wide_fns = calloc((size_t)plan->nkernels, sizeof *wide_fns);   // the 64-bit-index variants
+    char *wide_state = calloc((size_t)plan->nkernels, 1);                 // 1 built, 2 none (below)
     if (one_module && rt_cuda_is_emulated(dev)) {
         // the emulator compiles one module per source with the host compiler: the plan's kernels go
-        // into one source, each in a namespace of its own (their helpers repeat), found by name
-        StrBuf all = {0};
-        for (int k = 0; k < plan->nkernels; k++) {
-            char *src = cg_cuda_kernel(plan, k, d);
-            sb_printf(&all, "namespace cuemu_k%d {\n%s\n}\n", k, src ? src : "");
-            free(src);
+        // into one source, each in a namespace of its own (their helpers repeat), found by name;
+        // their 64-bit-index variants (below) into a second one
+        for (int w = 0; w < 2; w++) {
+            StrBuf all = {0};
+            for (int k = 0; k < plan->nkernels; k++) {
+                char *src = cg_cuda_kernel(plan, k, d), *at = src && w ? strstr(src, CG_INDEX32_TEST) : NULL;
+                if (at) memcpy(at, "if (n <= -1LL)         ", strlen(CG_INDEX32_TEST));   // same length
+                if (w && !at) wide_state[k] = 2;
+                sb_printf(&all, "namespace cuemu_k%d {\n%s\n}\n", k, src ? src : "");
+                free(src);
+            }
+            for (int k = 0; k < plan->nkernels; k++) sb_printf(&all, "using namespace cuemu_k%d;\n", k);
+            void **to = w ? wide_fns : fns;
+            for (int k = 0; k < plan->nkernels && all.s && !all.oom; k++) {
+                if (w && wide_state[k]) continue;
+                if (rt_cuda_load_source(dev, NULL, all.s, plan->kernels[k].name, &to[k]) != 0) to[k] = NULL;
+                if (w) wide_state[k] = to[k] ? 1 : 0;   // 0: built one by one below
+            }
+            free(all.s);
         }
-        for (int k = 0; k < plan->nkernels; k++) sb_printf(&all, "using namespace cuemu_k%d;\n", k);
-        for (int k = 0; k < plan->nkernels && all.s && !all.oom; k++)
-            if (rt_cuda_load_source(dev, NULL, all.s, plan->kernels[k].name, &fns[k]) != 0) fns[k] = NULL;
-        free(all.s);
     }
-    int bad = 0, launched = 0, strided = 0;
+    int bad = 0, launched = 0, strided = 0, wide = 0;
     double worst = 0;
     for (int gi = 0; gi < plan->ngroups; gi++) {
         const FuseGroup *gr = &plan->groups[gi];
@@ -194,19 +205,34 @@ static double check_groups(RtCudaDevice *dev, RtCudaCache *cache, const char *ar
         unsigned grid[3], block[3];
         cg_launch_dims(plan, gi, sym, grid, block);
         // pass 1: the grid trlc launches; pass 2: fresh outputs and two blocks, so that the
-        // kernel's grid-stride loops do what a capped grid (2^20 blocks) does at full size
-        for (int pass = 0; pass < 2; pass++) {
-            if (pass == 1) {
-                if (grid[0] <= 2) break;
-                grid[0] = 2;
+        // kernel's grid-stride loops do what a capped grid (2^20 blocks) does at full size;
+        // pass 3 (elementwise kernels): the loop with 64-bit indexes, which only counts of 2^31
+        // elements and more take, forced by the source with its 32-bit test made false
+        void *fn = fns[k];
+        for (int pass = 0; pass < 3; pass++) {
+            if (pass == 1 && grid[0] <= 2) continue;
+            if (pass == 2) {
+                if (!wide_state[k]) {   // the source with its 32-bit test made false
+                    char *src = cg_cuda_kernel(plan, k, d), *at = src ? strstr(src, CG_INDEX32_TEST) : NULL;
+                    if (at) memcpy(at, "if (n <= -1LL)         ", strlen(CG_INDEX32_TEST));   // same length
+                    wide_fns[k] = at ? build(dev, cache, arch, src, plan->kernels[k].name, plan->kernels[k].name, d) : NULL;
+                    CHECK_MSG(!at || wide_fns[k], "%s: the 64-bit-index variant of %s", what, plan->kernels[k].name);
+                    wide_state[k] = wide_fns[k] ? 1 : 2;
+                    free(src);
+                }
+                if (!(fn = wide_fns[k])) break;
+                cg_launch_dims(plan, gi, sym, grid, block);
+                wide++;
+            }
+            if (pass >= 1) {
+                if (pass == 1) grid[0] = 2, strided++;
                 for (int q = 0; q < gr->nouts; q++) {
                     const IrNode *n = &g->nodes[gr->outs[q]];
                     rt_cuda_free(dev, ptr[q]);
                     ptr[q] = up(dev, NULL, (size_t)ir_shape_numel(&n->shape, sym) * elem_bytes(n->dtype));
                 }
-                strided++;
             }
-            CHECK(rt_cuda_launch(dev, fns[k], grid, block, 0, args, plan->kernels[k].name) == 0);
+            CHECK(rt_cuda_launch(dev, fn, grid, block, 0, args, plan->kernels[k].name) == 0);
             CHECK(rt_cuda_sync(dev, plan->kernels[k].name) == 0);
             launched++;
             for (int q = 0; q < gr->nouts; q++) {
@@ -240,12 +266,14 @@ static double check_groups(RtCudaDevice *dev, RtCudaCache *cache, const char *ar
     CHECK_MSG(bad == 0, "%s: %d outputs differ", what, bad);
     if (!quiet)
         printf("%s: %d fused launches of %d kernels (%d of them on 2 blocks: grid-stride) on the GPU vs the "
-               "interpreter: max rel. error %.3g", what, launched, plan->nkernels, strided, worst);
+               "interpreter (%d with 64-bit indexes): max rel. error %.3g", what, launched, plan->nkernels, strided, wide, worst);
     if (!quiet && nbf16) printf(" (f32); %d bf16 outputs within %.0f bf16 step(s)", nbf16, worst_ulps);
     if (!quiet) printf("\n");
     for (int i = 0; i < g->n; i++) free(host[i]);
     free(host);
     free(fns);
+    free(wide_fns);
+    free(wide_state);
     cpu_program_free(prog);
     return worst;
 }
