@@ -592,6 +592,7 @@ const char *cg_library_kernel(const IrGraph *g, IrId id, const char **file) {
     switch (n->op) {
     case IR_SDPA:
         f = tc ? "attention_tc.cu" : "attention.cu", k = tc ? "trlc_attention_tc_forward" : "trlc_attention_forward";
+        if (tc && bf) k = "trlc_attention_tc_forward_bf16";   // mixed precision's bf16 output
         break;
     case IR_SDPA_BWD_Q:
         f = tc ? "attention_tc.cu" : "attention.cu";
