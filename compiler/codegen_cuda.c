@@ -597,6 +597,15 @@ const char *cg_library_kernel(const IrGraph *g, IrId id, const char **file) {
     case IR_SDPA_BWD_Q:
         f = tc ? "attention_tc.cu" : "attention.cu";
         k = tc ? "trlc_attention_tc_backward_dq" : "trlc_attention_backward_dq";
+        if (tc) {   // the dq kernel reads the forward's O: bf16 unless an f32 forward of these q, k, v (exec.c)
+            bool f32_fwd = false;
+            for (IrId i = 0; i < id && !f32_fwd; i++) {
+                const IrNode *x = &g->nodes[i];
+                f32_fwd = x->op == IR_SDPA && x->dtype != IR_BF16 && x->nin == n->nin - 1 && x->in[0] == n->in[0] &&
+                          x->in[1] == n->in[1] && x->in[2] == n->in[2];
+            }
+            if (!f32_fwd) k = "trlc_attention_tc_backward_dq_bf16";
+        }
         break;
     case IR_SDPA_BWD_K: case IR_SDPA_BWD_V:
         f = tc ? "attention_tc.cu" : "attention.cu";
