@@ -518,6 +518,21 @@ static int copy_bound_output(CudaProgram *p, IrId id, size_t want) {
     return rt_cuda_copy_async(p->dev, p->stream, to, from, want);
 }
 
+// Uploads a leaf's host data (floats for a bf16 leaf, rounded by the caller: sent as bf16 bits)
+// to dst, want bytes on the device.
+static int upload_leaf(CudaProgram *p, const IrNode *n, RtCudaPtr dst, const void *host, int64_t numel, size_t want) {
+    if (n->dtype != IR_BF16) return cuda_upload(p, dst, host, want);
+    uint16_t *half = malloc(want + 2);
+    if (!half) {
+        diag_plain_error(p->d, "GPU: out of memory");
+        return -1;
+    }
+    for (int64_t k = 0; k < numel; k++) half[k] = to_bf16(((const float *)host)[k]);
+    int rc = cuda_upload(p, dst, half, want);   // consumed on return
+    free(half);
+    return rc;
+}
+
 // Uploads bound leaves: inputs into the arena (or copies them from another program's output on
 // the device), params into their buffers (frozen ones once).
 static int upload_leaves(CudaProgram *p) {
@@ -545,7 +560,7 @@ static int upload_leaves(CudaProgram *p) {
             return -1;
         }
         if (n->op == IR_INPUT) {
-            if (cuda_upload(p, addr(p, i), l->host, want) != 0) return -1;
+            if (upload_leaf(p, n, addr(p, i), l->host, numel, want) != 0) return -1;
             continue;
         }
         if (!l->dev && p->owner) {   // the owner's buffer for the same host data: allocated there
@@ -573,20 +588,7 @@ static int upload_leaves(CudaProgram *p) {
         const void **uploaded = l->shared ? &l->shared->uploaded : &l->uploaded;
         bool resident = l->shared ? l->shared->resident : l->resident;
         if ((n->trainable && !resident) || *uploaded != l->host) {
-            const void *src = l->host;
-            uint16_t *half = NULL;
-            if (n->dtype == IR_BF16) {   // the host holds floats (rounded by the caller): bf16 bits
-                half = malloc(want + 2);
-                if (!half) {
-                    diag_plain_error(p->d, "GPU: out of memory");
-                    return -1;
-                }
-                for (int64_t k = 0; k < numel; k++) half[k] = to_bf16(((const float *)l->host)[k]);
-                src = half;
-            }
-            int rc = cuda_upload(p, l->dev, src, want);   // src consumed on return
-            free(half);
-            if (rc != 0) return -1;
+            if (upload_leaf(p, n, l->dev, l->host, numel, want) != 0) return -1;
             *uploaded = l->host;
         }
     }

@@ -133,10 +133,41 @@ static void check_spec_step(RtCudaDevice *dev, RtCudaCache *cache, const char *p
     gpu_test_spec_free(&S);
 }
 
+// A bf16 graph input (the host binds floats, already bf16 values, as for a bf16 param) reaches the
+// device as bf16 bits: cast to f32 and doubled, the outputs equal the CPU's exactly.
+static void check_bf16_input(RtCudaDevice *dev, RtCudaCache *cache) {
+    Diag d;
+    diag_init(&d, stderr);
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    const Loc L = {0, 0, 0};
+    IrId x = ir_input(&g, "x", IR_BF16, ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(5)), L);
+    ir_add_output(&g, ir_mul(&g, ir_scalar(&g, 2.0, L), ir_cast(&g, x, IR_F32, L), L), "y");
+    int64_t sym[IR_NSYMS] = {2, 3};
+    float in[30];
+    for (int k = 0; k < 30; k++) in[k] = gpu_test_frand(&rng) * 3.0f;
+    ac_round_bf16(in, 30);
+    CpuProgram *cpu = cpu_program_new(&g, IR_F32, &d);
+    CudaProgram *gpu = g.errors ? NULL : cuda_program_new(&g, dev, cache, &d);
+    bool ok = cpu && gpu && cpu_bind(cpu, x, in, sizeof in) == 0 && cuda_bind(gpu, x, in, sizeof in) == 0 &&
+              cpu_run(cpu, sym, 0) == 0 && cuda_run(gpu, sym, 0) == 0;
+    CHECK_MSG(ok, "bf16 input: the programs run");
+    const CpuTensor *c = ok ? cpu_output(cpu, 0) : NULL, *o = ok ? cuda_output(gpu, 0) : NULL;
+    bool same = c && o && c->numel == 30 && o->numel == 30 && !memcmp(c->data, o->data, sizeof in);
+    CHECK_MSG(same, "bf16 input: the GPU's y equals the CPU's (%g vs %g first)", o ? ((float *)o->data)[0] : 0.0,
+              c ? ((float *)c->data)[0] : 0.0);
+    printf("bf16 input: y = 2 * f32(x) over 30 bf16 values %s the CPU's\n", same ? "equals" : "DIFFERS from");
+    if (gpu) cuda_program_free(gpu);
+    if (cpu) cpu_program_free(cpu);
+    ir_graph_free(&g);
+    diag_free(&d);
+}
+
 int main(int argc, char **argv) {
     GpuTestDevice t;
     if (!gpu_test_open(&t, "gpu.cuda_exec", ": skipped")) return 77;
     printf("gpu.cuda_exec: %s\n", rt_cuda_is_emulated(t.dev) ? "the CUDA emulator (tests/gpu/emu)" : "a CUDA device");
+    check_bf16_input(t.dev, &t.cache);
     for (int i = 1; i < argc; i++) {   // "--bf16 SPEC": the mixed-precision graph
         bool mixed = !strcmp(argv[i], "--bf16") && i + 1 < argc;
         check_spec_step(t.dev, &t.cache, argv[i + mixed], mixed);
