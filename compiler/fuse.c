@@ -3,7 +3,11 @@
 // forward and backward nodes stay apart), else
 // the group opened last (for nodes whose inputs all come from memory), else it opens a new group.
 // A node may only join group G when every input it reads from memory is computed by a step
-// placed before G, so that the steps (in creation order) stay topologically ordered.
+// placed before G, so that the steps (in creation order) stay topologically ordered — or when G
+// can be sunk: moved to the end of the steps made so far, past steps that read none of its
+// members (SwiGLU's silu(gate) past the up projection's GEMMs into the mul that reads both).
+// Sinking only delays a group; it never moves a step past a reader of its values, and never
+// makes an input of the group live longer than it lives anyway (see sink_ok).
 // Afterwards: each group's external inputs and outputs, its canonical form and hash, and the
 // deduplicated kernel table. Not here: source text (codegen_cuda.c), evaluation (fuse_eval.c).
 #include "strbuf.h"
@@ -139,19 +143,102 @@ static int count_inputs_with(const FusePlan *p, int gi, const IrNode *n) {
     return k;
 }
 
-// The level n would have in group gi, or FUSE_LV_NONE when it cannot join.
-static FuseLevel join_level(const FusePlan *p, int gi, const IrNode *n) {
+// ---------------------------------------------------------------------------------------------
+// sinking: a group moved to the end of the steps made so far, so that node `id` (whose inputs
+// come from those later steps) can join it. Legal when no step after the group reads one of
+// its members (the order stays topological: the group's own inputs are all earlier still), and
+// worth it only when every value the group reads from memory is read at or after `id` anyway
+// (by `id` itself, by a later node, or as a graph output): a large input is then held no longer
+// than it was, while the group's values are written later (or, read only inside the merged
+// group, not at all). At most FUSE_SINK_MAX_STEPS steps are passed over.
+
+enum { FUSE_SINK_MAX_STEPS = 16 };
+
+static bool step_reads_group(const FusePlan *p, int s, int gi) {
+    const FuseStep *st = &p->steps[s];
+    const IrGraph *g = p->g;
+    if (st->kind != FUSE_KERNEL) {
+        const IrNode *n = &g->nodes[st->node];
+        for (int i = 0; i < n->nin; i++)
+            if (p->group_of[n->in[i]] == gi) return true;
+        return false;
+    }
+    const FuseGroup *gr = &p->groups[st->group];
+    for (int m = 0; m < gr->nnodes; m++) {
+        const IrNode *n = &g->nodes[gr->nodes[m]];
+        for (int i = 0; i < n->nin; i++)
+            if (p->group_of[n->in[i]] == gi) return true;
+    }
+    return false;
+}
+
+static bool sink_ok(const FusePlan *p, int gi, IrId id) {
     const FuseGroup *gr = &p->groups[gi];
     const IrGraph *g = p->g;
+    if (!p->sink || p->nsteps - 1 - gr->step > FUSE_SINK_MAX_STEPS) return false;
+    for (int s = gr->step + 1; s < p->nsteps; s++)
+        if (step_reads_group(p, s, gi)) return false;
+    const IrNode *n = &g->nodes[id];
+    for (int m = 0; m < gr->nnodes; m++) {
+        const IrNode *x = &g->nodes[gr->nodes[m]];
+        for (int i = 0; i < x->nin; i++) {
+            IrId y = x->in[i];
+            if (p->group_of[y] == gi || p->level[y] == FUSE_LV_CONST || ir_is_leaf(&g->nodes[y])) continue;
+            if (p->last_reader[y] > id) continue;   // graph outputs: g->n
+            bool read_by_id = false;
+            for (int k = 0; k < n->nin && !read_by_id; k++) read_by_id = n->in[k] == y;
+            if (!read_by_id) return false;
+        }
+    }
+    return true;
+}
+
+// Gives step s its index: the group's step and its members' (or the node's) step_of.
+static void set_step_index(FusePlan *p, int s) {
+    const FuseStep *st = &p->steps[s];
+    if (st->kind != FUSE_KERNEL) {
+        p->step_of[st->node] = s;
+        return;
+    }
+    FuseGroup *gr = &p->groups[st->group];
+    gr->step = s;
+    for (int m = 0; m < gr->nnodes; m++) p->step_of[gr->nodes[m]] = s;
+}
+
+// Moves group gi's step to the end; the steps after it move up one.
+static void sink_group(FusePlan *p, int gi) {
+    int from = p->groups[gi].step, to = p->nsteps - 1;
+    FuseStep moved = p->steps[from];
+    for (int s = from; s < to; s++) {
+        p->steps[s] = p->steps[s + 1];
+        set_step_index(p, s);
+    }
+    p->steps[to] = moved;
+    set_step_index(p, to);
+    p->nsunk++;
+}
+
+// The level n (node id) would have in group gi, or FUSE_LV_NONE when it cannot join. With
+// `sink` given, n may also join when the group can be sunk first (*sink set: the caller sinks).
+static FuseLevel join_level(const FusePlan *p, int gi, IrId id, bool *sink) {
+    const FuseGroup *gr = &p->groups[gi];
+    const IrGraph *g = p->g;
+    const IrNode *n = &g->nodes[id];
+    if (sink) *sink = false;
     if (gr->nnodes >= FUSE_MAX_MEMBERS || count_inputs_with(p, gi, n) > FUSE_MAX_INS) return FUSE_LV_NONE;
     // a backward node never joins a forward group: it would run in the forward pass, and a value
     // recomputed for the backward (recompute.h) would be computed early and held all along
     if (gr->nnodes > 0 && g->nodes[gr->nodes[0]].backward != n->backward) return FUSE_LV_NONE;
-    // every input read from memory must come from a step placed before the group
+    // every input read from memory must come from a step placed before the group (or the group
+    // is sunk below them all)
     for (int i = 0; i < n->nin; i++) {
         IrId x = n->in[i];
         if (p->group_of[x] == gi || p->level[x] == FUSE_LV_CONST) continue;
-        if (p->step_of[x] >= gr->step) return FUSE_LV_NONE;
+        if (p->step_of[x] >= gr->step) {
+            if (!sink || !sink_ok(p, gi, id)) return FUSE_LV_NONE;
+            *sink = true;
+            break;
+        }
     }
     if (is_reduce_op(n->op)) {
         IrId x = n->in[0];
@@ -204,12 +291,22 @@ static int place_fused(FusePlan *p, IrId id) {
         int cand = p->group_of[n->in[i]];
         if (cand < 0) continue;
         has_member_input = true;
-        lv = join_level(p, cand, n);
+        lv = join_level(p, cand, id, NULL);
         if (lv != FUSE_LV_NONE) gi = cand;
+    }
+    // else a producer's group sunk below the node's other inputs
+    for (int i = 0; i < n->nin && gi < 0; i++) {
+        int cand = p->group_of[n->in[i]];
+        bool sink = false;
+        if (cand < 0) continue;
+        lv = join_level(p, cand, id, &sink);
+        if (lv == FUSE_LV_NONE) continue;
+        gi = cand;
+        if (sink) sink_group(p, gi);
     }
     if (gi < 0 && !has_member_input && p->ngroups > 0) {
         int last = p->ngroups - 1;
-        lv = join_level(p, last, n);
+        lv = join_level(p, last, id, NULL);
         if (lv != FUSE_LV_NONE) gi = last;
     }
     if (gi < 0) {
@@ -412,8 +509,20 @@ bool fuse_step_runs(const FusePlan *p, int s) {
 }
 
 int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p) {
+    const char *env = getenv("TRLC_FUSE_SINK");   // 0: no sinking (to compare plans with and without)
+    if (env && *env && strcmp(env, "0") && strcmp(env, "1")) {
+        memset(p, 0, sizeof *p);
+        diag_plain_error(d, "TRLC_FUSE_SINK=%s: expected 0 (no sinking) or 1 (the default)", env);
+        return -1;
+    }
+    FuseOptions o = {.no_sink = env && !strcmp(env, "0")};
+    return fuse_plan_with(g, &o, d, p);
+}
+
+int fuse_plan_with(const IrGraph *g, const FuseOptions *o, Diag *d, FusePlan *p) {
     memset(p, 0, sizeof *p);
     p->g = g;
+    p->sink = !(o && o->no_sink);
     if (g->float_dtype != IR_F32) {
         diag_plain_error(d, "fusion: the graph computes in %s; GPU kernels are generated for f32 graphs",
                          ir_dtype_name(g->float_dtype));
@@ -428,6 +537,18 @@ int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p) {
         return -1;
     }
     for (size_t i = 0; i < n; i++) p->group_of[i] = -1, p->step_of[i] = -1;
+    if (p->sink) {   // last readers, for sink_ok (graph outputs: read after every node)
+        p->last_reader = malloc(n * sizeof *p->last_reader);
+        if (!p->last_reader) {
+            diag_plain_error(d, "fusion: out of memory");
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) p->last_reader[i] = -1;
+        for (int i = 0; i < g->n; i++)
+            for (int k = 0; k < g->nodes[i].nin; k++) p->last_reader[g->nodes[i].in[k]] = i;
+        for (int o2 = 0; o2 < g->nouts; o2++)
+            if (g->outs[o2].id >= 0 && g->outs[o2].id < g->n) p->last_reader[g->outs[o2].id] = g->n;
+    }
 
     // constants are inlined into fused users; materialised by a fill kernel when anything else
     // (a library step, a GEMM, a graph output) reads them
@@ -471,6 +592,8 @@ int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p) {
         p->step_of[id] = s;
     }
     free(needs_fill);
+    free(p->last_reader);
+    p->last_reader = NULL;
     if (rc == 0) rc = finish_groups(p);
     if (rc == 0) rc = pair_library(p);
     if (rc == -2) {
@@ -584,6 +707,7 @@ void fuse_plan_free(FusePlan *p) {
     free(p->step_of);
     free(p->lib_leader);
     free(p->lib_fwd);
+    free(p->last_reader);
     arena_free(&p->arena);
     memset(p, 0, sizeof *p);
 }

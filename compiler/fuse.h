@@ -96,11 +96,25 @@ typedef struct FusePlan {
     int *lib_leader;        // per step: the step that computes this step's node, or -1 (not shared)
     IrId *lib_fwd;          // per step: the matching forward node, or IR_NONE
     int nsteps_kind[4];     // steps per FuseStepKind
+    int nsunk;              // groups sunk (moved later) so that a reader could join them
+    bool sink;              // while planning: whether groups may sink
+    IrId *last_reader;      // while planning: per node the last node reading it (g->n: a graph output)
 } FusePlan;
+
+// The pass's choices (fuse_plan: all false).
+typedef struct FuseOptions {
+    bool no_sink;           // steps in node order only: no group moves later (to compare plans)
+} FuseOptions;
 
 // Builds the plan of g (which must outlive it). The graph's float dtype must be f32; f64 and f16
 // nodes are left to library steps. Returns 0, or -1 after reporting through d.
+// Steps follow the nodes' order, except that a group may sink: be placed later, past steps that
+// read none of its values, when a node whose other inputs those steps compute joins it (an
+// elementwise value then stays in registers instead of a pass over memory each way). No step
+// moves past a reader; a group sinks only when every value it reads is read that late anyway,
+// and past at most 16 steps. TRLC_FUSE_SINK=0 in the environment turns sinking off (A/B).
 int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p);
+int fuse_plan_with(const IrGraph *g, const FuseOptions *o, Diag *d, FusePlan *p);
 void fuse_plan_free(FusePlan *p);
 
 // Checks the plan's invariants: every non-leaf node is computed by exactly one step (inlined
