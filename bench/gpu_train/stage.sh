@@ -1,7 +1,7 @@
 #!/bin/bash
 # stage.sh — puts a built trlc, the GPU test binaries (tests/gpu: test_gpu_exec, test_gpu_cuda_exec,
-# test_gpu_attention_tc, test_gpu_optim_cuda, test_gpu_library, test_gpu_cuda_graph: those the
-# build has) and the shared libraries the GPU machine's image may lack (jansson, utf8proc, libcsv,
+# test_gpu_attention_tc, test_gpu_optim_cuda, test_gpu_library, test_gpu_cuda_graph, test_gpu_rope_lowp,
+# test_gpu_attn_lowp, test_gpu_bind_output; tests/gemm_acc: test_gemm_acc_cuda: those the build has) and the shared libraries the GPU machine's image may lack (jansson, utf8proc, libcsv,
 # OpenBLAS + gfortran, pcre2, libgomp) into one folder the device tool can carry: a whole build
 # directory is larger than the 64 MiB a call may carry. The libraries go in lib.tgz (PACK=0: a plain
 # lib/), unpacked into /tmp by the first wrapper that runs. Each program X is staged as X.bin
@@ -33,9 +33,10 @@ mkdir -p "$O/lib"
 # the programs: trlc, then the GPU tests the build has (the kit skips the ones not staged)
 progs=("cli/trlc")
 for t in test_gpu_exec test_gpu_cuda_exec test_gpu_attention_tc test_gpu_optim_cuda test_gpu_library \
-         test_gpu_cuda_graph; do
+         test_gpu_cuda_graph test_gpu_rope_lowp test_gpu_attn_lowp test_gpu_bind_output; do
     [ -x "$B/tests/gpu/$t" ] && progs+=("tests/gpu/$t")
 done
+[ -x "$B/tests/gemm_acc/test_gemm_acc_cuda" ] && progs+=("tests/gemm_acc/test_gemm_acc_cuda")
 
 wrapper() {
     cat <<'EOF'
@@ -88,15 +89,16 @@ if [ "${PACK:-1}" = 1 ]; then
     tar -czf "$O/lib.tgz" -C "$O" lib && rm -rf "${O:?}/lib"
 fi
 
-# the GPU tests' commands as ctest runs them (BUILD_DIR/tests/gpu/CTestTestfile.cmake), one per line:
+# the GPU tests' commands as ctest runs them (BUILD_DIR/tests/<area>/CTestTestfile.cmake), one per line:
 # NAME, then the arguments, tab-separated, with @CARRY@ for this folder, @ROOT@ for the repository
 # root and @WORK@ for a scratch folder (the build dir's work dirs). gpu.optim_cuda is the command of
 # gpu.optim_cuda_emu (the same binary finds a real device first). run_all.sh runs these, so the kit
 # follows the arguments tests/gpu/CMakeLists.txt gives at the time of staging.
 ba=$(cd "$B" && pwd)
-ctf=$B/tests/gpu/CTestTestfile.cmake
 : >"$O/tests.txt"
-for t in gpu.exec gpu.cuda_exec gpu.run_cuda gpu.optim_cuda_emu gpu.library gpu.attention_tc gpu.cuda_graph gpu.cache; do
+for t in gpu.exec gpu.cuda_exec gpu.run_cuda gpu.optim_cuda_emu gpu.library gpu.attention_tc gpu.cuda_graph gpu.cache \
+         gpu.rope_lowp gpu.attn_lowp gpu.bind_output gemm_acc.cuda; do
+    ctf=$B/tests/${t%%.*}/CTestTestfile.cmake
     line=$(grep -F "add_test([=[$t]=] " "$ctf" 2>/dev/null | head -1)
     [ -n "$line" ] || continue
     name=$t
@@ -106,7 +108,7 @@ for t in gpu.exec gpu.cuda_exec gpu.run_cuda gpu.optim_cuda_emu gpu.library gpu.
         printf '%s\n' "$line" | grep -o '"[^"]*"' | sed 's/^"//; s/"$//' | while IFS= read -r a; do
             case "$a" in
                 "$ba"/cli/trlc) a=@CARRY@/trlc ;;
-                "$ba"/tests/gpu/test_gpu_*) a=@CARRY@/$(basename "$a") ;;
+                "$ba"/tests/gpu/test_gpu_* | "$ba"/tests/gemm_acc/test_gemm_acc_cuda) a=@CARRY@/$(basename "$a") ;;
                 "$ba"/*) a=@WORK@/$(basename "$a") ;;
                 "$root") a=@ROOT@ ;;
                 "$root"/*) a=@ROOT@/${a#"$root"/} ;;
