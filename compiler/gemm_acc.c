@@ -1,5 +1,6 @@
 // gemm_acc.c — add(product, other) → matmul(a, b, other, alpha) (see gemm_acc.h).
 #include "gemm_acc.h"
+#include "env.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,9 +94,16 @@ int ir_fuse_gemm_accumulate(IrGraph *g, GemmAccStats *st) {
     GemmAccStats local;
     memset(&local, 0, sizeof local);
     if (st) *st = local;
-    const char *env = getenv("TRLC_GEMM_ACC");   // 0: off (to compare plans and runs with and without)
-    if (env && !strcmp(env, "0")) return 0;
-    bool biases = !(env && !strcmp(env, "nobias"));   // nobias: full addends only (A/B of the bias epilogue)
+    // 0: off (to compare plans and runs with and without); nobias: full addends only (A/B of the
+    // bias epilogue); 1 (the default): on
+    static const char *const modes[] = {"0", "nobias", "1", NULL};
+    int mode = env_choice(g->diag, "TRLC_GEMM_ACC", modes, 2);
+    if (mode < 0) {
+        g->errors++;
+        return -1;
+    }
+    if (mode == 0) return 0;
+    bool biases = mode == 2;
     // readers: uses as an input, as an output (several count), as the loss: a product that is any
     // of those besides its one add is kept
     int *readers = ir_count_readers(g, "accumulating-product");

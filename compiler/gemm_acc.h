@@ -15,7 +15,8 @@
 // mul become dead and ir_dce removes them (node ids change: outputs, the loss and ir_renumbered
 // follow). Runs after autodiff (which rejects an accumulating matmul), recompute and autocast.
 // TRLC_GEMM_ACC=0 in the environment turns the pass off (A/B comparisons of plans and runs);
-// TRLC_GEMM_ACC=nobias leaves the biases out (full addends only).
+// TRLC_GEMM_ACC=nobias leaves the biases out (full addends only); 1 or unset: on; any other value
+// is an error reported through g->diag (-1).
 // Not here: executing the products (runtime/cpu exec_matmul, runtime/cuda run_gemm).
 #ifndef TRLC_GEMM_ACC_H
 #define TRLC_GEMM_ACC_H

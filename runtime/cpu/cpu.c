@@ -7,6 +7,7 @@
 // Outputs stay valid until the next run.
 // Not here: the kernels themselves (cpu_ops.inc), graph construction (compiler/ir.c).
 #include "cpu_internal.h"
+#include "env.h"
 #include <cblas.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -247,24 +248,31 @@ void cpu_prefer_short_spin(char **argv) {
 
 // The float kernels built for the widest ISA this CPU has (all builds round alike: see
 // runtime/CMakeLists.txt); TRLC_CPU_ISA=base|avx2|avx512 asks for one (never one the CPU lacks).
-static int (*pick_f32_kernels(void))(CpuExec *) {
+// TRLC_CPU_ISA: base, avx2 or avx512 (the widest this CPU has, at most the one named; unset: the
+// widest); anything else is reported (when d is not NULL) and -1
+static const char *const cpu_isas[] = {"base", "avx2", "avx512", NULL};
+static int cpu_isa_wanted(Diag *d) { return env_choice(d, "TRLC_CPU_ISA", cpu_isas, 2); }
+
+static int (*pick_f32_kernels(int want))(CpuExec *) {   // want: an index into cpu_isas
 #ifdef TRLC_CPU_ISA_CLONES
     __builtin_cpu_init();
     bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                 __builtin_cpu_supports("bmi2");
     bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                   __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-    const char *want = getenv("TRLC_CPU_ISA");
-    if (want && !strcmp(want, "base")) avx2 = avx512 = false;
-    if (want && !strcmp(want, "avx2")) avx512 = false;
+    if (want == 0) avx2 = avx512 = false;
+    if (want == 1) avx512 = false;
     if (avx512) return cpu_exec_f32_avx512;
     if (avx2) return cpu_exec_f32_avx2;
+#else
+    (void)want;
 #endif
     return cpu_exec_f32;
 }
 
 const char *cpu_isa_name(void) {
-    int (*k)(CpuExec *) = pick_f32_kernels();
+    int want = cpu_isa_wanted(NULL);
+    int (*k)(CpuExec *) = pick_f32_kernels(want < 0 ? 2 : want);
 #ifdef TRLC_CPU_ISA_CLONES
     if (k == cpu_exec_f32_avx512) return "avx512";
     if (k == cpu_exec_f32_avx2) return "avx2";
@@ -279,14 +287,15 @@ CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
         return NULL;
     }
     if (!ir_validate(g, d)) return NULL;   // kernels rely on the builders' shape rules
+    int isa = cpu_isa_wanted(d), profile = env_flag(d, "TRLC_CPU_PROFILE");
+    if (isa < 0 || profile < 0) return NULL;
     CpuProgram *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->g = g;
     p->real = real;
     p->d = d;
-    p->exec_f32 = pick_f32_kernels();
-    const char *prof = getenv("TRLC_CPU_PROFILE");
-    p->profile = prof && *prof && strcmp(prof, "0") != 0;
+    p->exec_f32 = pick_f32_kernels(isa);
+    p->profile = profile == 1;
     size_t n = (size_t)(g->n ? g->n : 1);
     p->t = calloc(n, sizeof *p->t);
     p->bind = calloc(n, sizeof *p->bind);

@@ -10,6 +10,7 @@
 // (nvrtc.c), the driver (device.c), cuBLASLt (blas.c).
 #include "exec.h"
 #include "codegen_cuda.h"
+#include "env.h"
 #include "fuse.h"
 #include "kernels_ref.h"
 #include "memplan.h"
@@ -292,6 +293,8 @@ static int load_fused(CudaProgram *p) {
 }
 
 CudaProgram *cuda_program_new(const IrGraph *g, RtCudaDevice *dev, RtCudaCache *cache, Diag *d) {
+    int graphs = env_choice(d, "TRLC_CUDA_GRAPHS", (const char *const[]){"0", "1", NULL}, 1);   // 0: step by step
+    if (graphs < 0) return NULL;
     CudaProgram *p = calloc(1, sizeof *p);
     if (!p) {
         diag_plain_error(d, "GPU: out of memory");
@@ -336,8 +339,7 @@ CudaProgram *cuda_program_new(const IrGraph *g, RtCudaDevice *dev, RtCudaCache *
         return NULL;
     }
     rt_blas_set_stream(p->blas, p->stream);
-    const char *env = getenv("TRLC_CUDA_GRAPHS");
-    p->graphs_on = !(env && !strcmp(env, "0")) && rt_cuda_graphs_supported(dev);
+    p->graphs_on = graphs == 1 && rt_cuda_graphs_supported(dev);
     for (int o = 0; o < g->nouts; o++) {
         IrId id = g->outs[o].id;
         IrId of = g->outs[o].grad_of;

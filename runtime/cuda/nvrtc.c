@@ -3,6 +3,7 @@
 // One file per product: <dir>/<kernel>-<key>.cubin and .ptx. Threads take programs from a shared
 // counter; each program has its own NVRTC handle, so no NVRTC state is shared between threads.
 // Not here: module loading and launches (they need a GPU), code generation (compiler/).
+#include "env.h"
 #include "fsutil.h"
 #include "rt_cuda.h"
 #include <dlfcn.h>
@@ -250,12 +251,13 @@ int rt_cuda_compile(RtCudaCache *c, RtCudaProgram *progs, int n, const char *arc
                     int nthreads, Diag *d) {
     char devarch[32];
     if (!arch) arch = rt_cuda_device_arch(0, devarch, sizeof devarch) ? devarch : "sm_90";
-    const char *pk = getenv("TRLC_PRINT_KERNELS");
-    Job j = {c, progs, n, 0, arch, want_ptx, pk && *pk && strcmp(pk, "0"), d, PTHREAD_MUTEX_INITIALIZER};
+    int print = env_flag(d, "TRLC_PRINT_KERNELS");
+    Job j = {c, progs, n, 0, arch, want_ptx, print == 1, d, PTHREAD_MUTEX_INITIALIZER};
     for (int i = 0; i < n; i++) {
         progs[i].cubin = NULL, progs[i].ptx = NULL, progs[i].cubin_size = progs[i].ptx_size = 0;
         progs[i].regs = -1, progs[i].shared_bytes = -1, progs[i].status = -1, progs[i].cached = false;
     }
+    if (print < 0) return n;   // a bad TRLC_PRINT_KERNELS (reported): nothing compiled
     if (nthreads <= 0) nthreads = 2;
     if (nthreads > 64) nthreads = 64;
     if (nthreads > n) nthreads = n;

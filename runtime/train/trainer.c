@@ -14,6 +14,7 @@
 #include "recompute.h"
 #include "autocast.h"
 #include "linear_ce.h"
+#include "env.h"
 #include "hfconfig.h"
 #include "safetensors.h"
 #ifdef TRLC_HAVE_CUDA
@@ -439,8 +440,9 @@ static int init_optimizer(Trainer *t) {
 static int init_device_optimizer(Trainer *t) {
 #ifdef TRLC_HAVE_CUDA
     if (!t->prog.cuda) return 0;
-    const char *env = getenv("TRLC_HOST_OPTIMIZER");
-    if (env && *env && strcmp(env, "0") != 0) return 0;
+    int host = env_flag(t->d, "TRLC_HOST_OPTIMIZER");
+    if (host < 0) return -1;
+    if (host) return 0;
     for (int i = 0; i < t->np; i++) {
         const TrParam *p = &t->ps[i];
         if (!p->trainable) continue;
