@@ -412,24 +412,63 @@ int cuda_bind_name(CudaProgram *p, const char *name, const void *data, size_t nb
     return cuda_bind(p, id, data, nbytes);
 }
 
+// A shape's element count as the monomial c * B^b * T^t (every dim is coef * B^x * T^y); false
+// where c overflows.
+static bool numel_monomial(const IrShape *s, int64_t *c, int *b, int *t) {
+    *c = 1, *b = 0, *t = 0;
+    for (int k = 0; k < s->rank; k++) {
+        if (s->d[k].coef < 0 || (s->d[k].coef && *c > INT64_MAX / s->d[k].coef)) return false;
+        *c *= s->d[k].coef;
+        *b += (s->d[k].syms >> IR_SYM_B) & 1, *t += (s->d[k].syms >> IR_SYM_T) & 1;
+    }
+    return true;
+}
+
 int cuda_bind_output(CudaProgram *p, const char *input, CudaProgram *src, int out_index) {
-    IrId id = ir_find(p->g, input);
-    if (id == IR_NONE || p->g->nodes[id].op != IR_INPUT) {
-        diag_plain_error(p->d, "GPU: the program has no input named '%s' to bind to another program's output", input);
+    if (!p) return -1;
+    IrId id = input ? ir_find(p->g, input) : IR_NONE;
+    if (id == IR_NONE) {
+        diag_plain_error(p->d, "GPU: the program has no input named '%s' to bind to another program's output",
+                         input ? input : "(none)");
         return -1;
     }
     const IrNode *n = &p->g->nodes[id];
-    if (!src || src == p || src->dev != p->dev || out_index < 0 || out_index >= src->g->nouts) {
-        diag_error(p->d, n->loc, "GPU: input '%s' cannot read output %d of %s", input, out_index,
-                   !src || src == p ? "the program itself (or none)" : src->dev != p->dev ? "a program on another device"
-                                                                             : "a program with fewer outputs");
+    if (n->op != IR_INPUT) {
+        diag_error(p->d, n->loc, "GPU: '%s' is a %s, not an input: only an input can read another program's output",
+                   input, n->op == IR_PARAM ? "param" : "computed value");
+        return -1;
+    }
+    if (!src || src == p || src->dev != p->dev) {
+        diag_error(p->d, n->loc, "GPU: input '%s' cannot read an output of %s", input,
+                   !src ? "no program" : src == p ? "its own program" : "a program on another device");
+        return -1;
+    }
+    if (out_index < 0 || out_index >= src->g->nouts) {
+        diag_error(p->d, n->loc, "GPU: input '%s' cannot read output %d of the other program: it has %d output%s", input,
+                   out_index, src->g->nouts, src->g->nouts == 1 ? "" : "s");
         return -1;
     }
     const IrOutput *o = &src->g->outs[out_index];
-    IrDType od = src->g->nodes[o->id].dtype;
-    if (od != n->dtype) {
+    if (o->id < 0 || o->id >= src->g->n) {
+        diag_error(p->d, n->loc, "GPU: input '%s' cannot read output %d ('%s') of the other program: it has no value",
+                   input, out_index, o->name ? o->name : "?");
+        return -1;
+    }
+    const IrNode *on = &src->g->nodes[o->id];
+    if (on->dtype != n->dtype) {
         diag_error(p->d, n->loc, "GPU: input '%s' (%s) cannot read the other program's output '%s' (%s): the dtypes differ",
-                   input, ir_dtype_name(n->dtype), o->name, ir_dtype_name(od));
+                   input, ir_dtype_name(n->dtype), o->name, ir_dtype_name(on->dtype));
+        return -1;
+    }
+    // element counts that differ at every (B, T): refused now (equal ones are checked again at each
+    // run, at the two programs' own B and T)
+    int64_t c1, c2;
+    int b1, b2, t1, t2;
+    if (numel_monomial(&n->shape, &c1, &b1, &t1) && numel_monomial(&on->shape, &c2, &b2, &t2) &&
+        (c1 != c2 || b1 != b2 || t1 != t2)) {
+        char s1[128], s2[128];
+        diag_error(p->d, n->loc, "GPU: input '%s' %s cannot read the other program's output '%s' %s: the sizes differ",
+                   input, ir_shape_str(&n->shape, s1, sizeof s1), o->name, ir_shape_str(&on->shape, s2, sizeof s2));
         return -1;
     }
     Leaf *l = &p->leaf[id];

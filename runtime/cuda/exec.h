@@ -71,9 +71,11 @@ int cuda_bind_name(CudaProgram *p, const char *name, const void *data, size_t nb
 // Binds input `input` of p to output out_index of another program src on the same device (kd: the
 // teacher's logits): at every later cuda_run of p it is copied device to device from src's
 // output buffer of src's last run, on p's stream before the step's launches (outside any CUDA
-// graph, like the host uploads); nothing crosses to the host. The dtypes must be equal (checked
-// here); at each run src must have run since it last planned, and the output's element count at
-// src's (B, T) must equal the input's at p's (checked then, errors naming the input). Contract:
+// graph, like the host uploads); nothing crosses to the host. Checked here: input names an input
+// of p (not a param), src is another program on p's device, out_index one of its outputs with a
+// value, of the input's dtype and element count (as a function of B and T). At each run src must
+// have run since it last planned, and the output's element count at src's (B, T) must equal the
+// input's at p's (checked then). Every error names the input at its spec location. Contract:
 // the output lives in src's arena, valid until src runs or plans (cuda_reserve) again, so src's
 // next run must come after p's (cuda_run waits for its copies: run src, then p, step by step).
 // A later cuda_bind / cuda_bind_name of the input goes back to host uploads. src must outlive the
