@@ -2,6 +2,11 @@
 // 0 success, 1 spec or data error (diagnostics printed), 2 usage error, 3 runtime failure.
 #ifndef TRLC_CLI_H
 #define TRLC_CLI_H
+#include "arena.h"
+#include "check.h"
+#include "diag.h"
+#include "load.h"
+#include <stdbool.h>
 
 enum { EXIT_OK = 0, EXIT_SPEC = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
 
@@ -35,5 +40,27 @@ extern const char usage_check[], usage_ir[], usage_tokenize[];
 
 // True when argv holds -h or --help (subcommands print their usage and return 0).
 int cli_wants_help(int argc, char **argv);
+
+// One option of a subcommand for cli_parse_args (a table ends with a NULL name): a flag sets
+// *flag; a KEY=VALUE option (--set) appends its value to list (*nlist of CLI_MAX_SETS); any
+// other takes the next argument into *value (the last one given wins).
+enum { CLI_MAX_SETS = 64 };
+typedef struct CliOpt {
+    const char *name;      // "--plan", "-o"
+    bool *flag;
+    const char **value;
+    const char **list;     // CLI_MAX_SETS entries
+    int *nlist;
+} CliOpt;
+// Parses argv[1..] of `trlc CMD`: the options of opts, `--` ending them, at most one positional
+// argument (the spec, *path; NULL when none). EXIT_OK, or EXIT_USAGE after printing
+// `trlc CMD: error: ...` and usage_text (unknown option, missing value, bad KEY=VALUE, two specs).
+int cli_parse_args(int argc, char **argv, const char *cmd, const char *usage_text, const CliOpt *opts,
+                   const char **path);
+
+// Loads the spec at path into spec (in a), applies each --set KEY=VALUE of sets to its main module
+// and checks it into cs. 0, or -1 after reporting through d (any error reported counts).
+int cli_load_checked(Diag *d, Arena *a, const char *path, const char *const *sets, int nsets, LoadedSpec *spec,
+                     CheckedSpec *cs);
 
 #endif

@@ -38,8 +38,6 @@ const char usage_check[] =
     "\n"
     "exit status: 0 the spec is valid, 1 it has errors, 2 usage error\n";
 
-enum { MAX_SETS = 64 };
-
 // The memory plan of a checked spec: the training step as `trlc run` compiles it, fused, planned
 // for train.precision, B = train.batch and T = the train data's max_len (mp_report_spec's
 // defaults). Fills *mp (free with mp_plan_free) and returns 0, or -1 after reporting through d.
@@ -96,39 +94,12 @@ static void print_memory(const CheckedSpec *cs, const MpPlan *mp, const char *t_
 
 int cmd_check(int argc, char **argv) {
     const char *path = NULL;
-    const char *sets[MAX_SETS];
+    const char *sets[CLI_MAX_SETS];
     int nsets = 0;
-    bool settings = false, memory = false, opts_done = false;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (!opts_done && !strcmp(arg, "--")) {
-            opts_done = true;
-        } else if (!opts_done && !strcmp(arg, "--set")) {
-            const char *kv = i + 1 < argc ? argv[++i] : NULL;
-            if (!kv || !strchr(kv, '=') || kv[0] == '=') {
-                fprintf(stderr, "trlc check: error: `--set` takes KEY=VALUE, e.g. `--set train.optimizer.lr=1e-4`\n%s",
-                        usage_check);
-                return EXIT_USAGE;
-            }
-            if (nsets == MAX_SETS) {
-                fprintf(stderr, "trlc check: error: more than %d `--set` options\n", MAX_SETS);
-                return EXIT_USAGE;
-            }
-            sets[nsets++] = kv;
-        } else if (!opts_done && !strcmp(arg, "--memory")) {
-            memory = true;
-        } else if (!opts_done && !strcmp(arg, "--settings")) {
-            settings = true;
-        } else if (!opts_done && arg[0] == '-' && arg[1]) {
-            fprintf(stderr, "trlc check: error: unknown option `%s`\n%s", arg, usage_check);
-            return EXIT_USAGE;
-        } else if (path) {
-            fprintf(stderr, "trlc check: error: one spec at a time (got `%s` and `%s`)\n%s", path, arg, usage_check);
-            return EXIT_USAGE;
-        } else {
-            path = arg;
-        }
-    }
+    bool settings = false, memory = false;
+    const CliOpt opts[] = {{"--set", .list = sets, .nlist = &nsets}, {"--memory", .flag = &memory},
+                           {"--settings", .flag = &settings}, {0}};
+    if (cli_parse_args(argc, argv, "check", usage_check, opts, &path) != EXIT_OK) return EXIT_USAGE;
     if (settings) {
         if (path || memory) {
             fprintf(stderr, "trlc check: error: `--settings` takes no spec%s\n%s", memory ? " and no `--memory`" : "",
@@ -152,13 +123,8 @@ int cmd_check(int argc, char **argv) {
     memset(&mp, 0, sizeof mp);
     const char *t_from = NULL;
     bool planned = false;
-    if (load_spec(&d, &arena, path, &spec) == 0) {
-        Ast *root = spec.mods[spec.nmods - 1].root;
-        int bad = 0;
-        for (int i = 0; i < nsets; i++) bad |= check_override_arg(&d, &arena, root, sets[i]) != 0;
-        if (!bad && check_spec(&d, &arena, &spec, checked) == 0 && d.errors == 0 && memory)
-            planned = plan_memory(&d, &arena, &spec, checked, &mp, &t_from) == 0;
-    }
+    if (cli_load_checked(&d, &arena, path, sets, nsets, &spec, checked) == 0 && memory)
+        planned = plan_memory(&d, &arena, &spec, checked, &mp, &t_from) == 0;
     int errors = d.errors, warnings = d.warnings;
     if (errors == 0 && warnings == 0) {
         printf("%s: ok\n", path);

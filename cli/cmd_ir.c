@@ -33,30 +33,10 @@ const char usage_ir[] =
 
 int cmd_ir(int argc, char **argv) {
     const char *path = NULL, *after = NULL, *model_name = NULL;
-    bool f64 = false, opts_done = false;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (!opts_done && !strcmp(arg, "--")) {
-            opts_done = true;
-        } else if (!opts_done && (!strcmp(arg, "--after") || !strcmp(arg, "--model"))) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "trlc ir: error: `%s` needs a value\n%s", arg, usage_ir);
-                return EXIT_USAGE;
-            }
-            if (!strcmp(arg, "--after")) after = argv[++i];
-            else model_name = argv[++i];
-        } else if (!opts_done && !strcmp(arg, "--f64")) {
-            f64 = true;
-        } else if (!opts_done && arg[0] == '-' && arg[1]) {
-            fprintf(stderr, "trlc ir: error: unknown option `%s`\n%s", arg, usage_ir);
-            return EXIT_USAGE;
-        } else if (path) {
-            fprintf(stderr, "trlc ir: error: one spec at a time (got `%s` and `%s`)\n%s", path, arg, usage_ir);
-            return EXIT_USAGE;
-        } else {
-            path = arg;
-        }
-    }
+    bool f64 = false;
+    const CliOpt opts[] = {{"--after", .value = &after}, {"--model", .value = &model_name}, {"--f64", .flag = &f64},
+                           {0}};
+    if (cli_parse_args(argc, argv, "ir", usage_ir, opts, &path) != EXIT_OK) return EXIT_USAGE;
     if (!path) {
         fprintf(stderr, "trlc ir: error: no spec given\n%s", usage_ir);
         return EXIT_USAGE;
@@ -89,7 +69,7 @@ int cmd_ir(int argc, char **argv) {
     IrGraph g;
     ir_graph_init(&g, &d, f64 ? IR_F64 : IR_F32);
     int status = EXIT_OK;
-    if (load_spec(&d, &arena, path, &spec) != 0 || check_spec(&d, &arena, &spec, cs) != 0) {
+    if (cli_load_checked(&d, &arena, path, NULL, 0, &spec, cs) != 0) {
         status = EXIT_SPEC;
     } else {
         int model = -1;

@@ -73,43 +73,19 @@ static int write_file(Diag *d, const char *dir, const char *name, const char *ex
 }
 
 int cmd_kernels(int argc, char **argv) {
-    const char *path = NULL, *outdir = NULL, *arch = NULL;
-    bool ptx = false, compile = true, print_plan = false, opts_done = false;
+    const char *path = NULL, *outdir = NULL, *arch = NULL, *memory = NULL;
+    bool ptx = false, no_compile = false, print_plan = false;
+    const CliOpt opts[] = {{"-o", .value = &outdir}, {"--arch", .value = &arch}, {"--memory", .value = &memory},
+                           {"--ptx", .flag = &ptx}, {"--no-compile", .flag = &no_compile},
+                           {"--plan", .flag = &print_plan}, {0}};
+    if (cli_parse_args(argc, argv, "kernels", usage_kernels, opts, &path) != EXIT_OK) return EXIT_USAGE;
+    const bool compile = !no_compile;
     long long mem_b = 0, mem_t = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (!opts_done && !strcmp(arg, "--")) {
-            opts_done = true;
-        } else if (!opts_done && !strcmp(arg, "--memory")) {
-            char tail = 0;
-            if (i + 1 >= argc || sscanf(argv[i + 1], "%lld,%lld%c", &mem_b, &mem_t, &tail) != 2 || mem_b <= 0 ||
-                mem_t <= 0 || mem_b > (1 << 20) || mem_t > (1 << 24)) {
-                fprintf(stderr, "trlc kernels: error: `--memory` needs B,T (positive numbers, e.g. 8,2048)\n");
-                return EXIT_USAGE;
-            }
-            i++;
-        } else if (!opts_done && (!strcmp(arg, "-o") || !strcmp(arg, "--arch"))) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "trlc kernels: error: `%s` needs a value\n%s", arg, usage_kernels);
-                return EXIT_USAGE;
-            }
-            if (!strcmp(arg, "-o")) outdir = argv[++i];
-            else arch = argv[++i];
-        } else if (!opts_done && !strcmp(arg, "--ptx")) {
-            ptx = true;
-        } else if (!opts_done && !strcmp(arg, "--no-compile")) {
-            compile = false;
-        } else if (!opts_done && !strcmp(arg, "--plan")) {
-            print_plan = true;
-        } else if (!opts_done && arg[0] == '-' && arg[1]) {
-            fprintf(stderr, "trlc kernels: error: unknown option `%s`\n%s", arg, usage_kernels);
-            return EXIT_USAGE;
-        } else if (path) {
-            fprintf(stderr, "trlc kernels: error: one spec at a time (got `%s` and `%s`)\n%s", path, arg, usage_kernels);
-            return EXIT_USAGE;
-        } else {
-            path = arg;
-        }
+    char tail = 0;
+    if (memory && (sscanf(memory, "%lld,%lld%c", &mem_b, &mem_t, &tail) != 2 || mem_b <= 0 || mem_t <= 0 ||
+                   mem_b > (1 << 20) || mem_t > (1 << 24))) {
+        fprintf(stderr, "trlc kernels: error: `--memory` needs B,T (positive numbers, e.g. 8,2048)\n");
+        return EXIT_USAGE;
     }
     if (!path || !outdir) {
         fprintf(stderr, "trlc kernels: error: %s\n%s", !path ? "no spec given" : "no output directory (-o DIR)",
@@ -125,19 +101,18 @@ int cmd_kernels(int argc, char **argv) {
     }
     Diag d;
     diag_init(&d, stderr);
-    Arena arena = {0};
-    LoadedSpec spec = {0};
-    CheckedSpec *cs = arena_alloc(&arena, sizeof *cs);
+    Arena arena;
+    LoadedSpec spec;
+    CheckedSpec *cs;
     IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
+    int status = mp_open_spec_file(&d, &arena, path, &spec, &cs, &g) == 0 ? EXIT_OK : EXIT_SPEC;
     FusePlan plan;
     memset(&plan, 0, sizeof plan);
     const char *libs[32];
     int nlibs = 0;
     LibCubin lib[32];
     memset(lib, 0, sizeof lib);
-    int status = EXIT_OK;
-    if (mp_compile_spec_file(&d, &arena, path, &spec, cs, &g) != 0 || fuse_plan(&g, &d, &plan) != 0) {
+    if (status != EXIT_OK || fuse_plan(&g, &d, &plan) != 0) {
         if (d.errors) fprintf(stderr, "%s: %d error%s\n", path, d.errors, d.errors == 1 ? "" : "s");
         status = EXIT_SPEC;
         goto out;

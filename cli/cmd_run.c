@@ -34,8 +34,6 @@ const char usage_run[] =
     "exit status: 0 done, 1 spec or data error, 2 usage error, 3 runtime failure (e.g. NaN loss)\n"
     "or interrupted\n";
 
-enum { MAX_SETS = 64 };
-
 // Ctrl-C / SIGTERM: the first one asks the trainer to stop after the current step (and save a
 // checkpoint); a second one ends the process at once.
 static volatile sig_atomic_t interrupted;
@@ -56,41 +54,15 @@ static int usage_error(const char *msg, const char *arg) {
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *path = NULL, *sets[MAX_SETS];
+    const char *path = NULL, *sets[CLI_MAX_SETS];
     int nsets = 0;
     TrainerOptions o = {0};
     o.device = "cpu";
-    bool opts_done = false;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        bool takes = !opts_done && (!strcmp(arg, "--set") || !strcmp(arg, "--out") || !strcmp(arg, "--resume") ||
-                                    !strcmp(arg, "--device"));
-        const char *v = takes && i + 1 < argc ? argv[i + 1] : NULL;
-        if (takes && !v) return usage_error("`%s` needs a value", arg);
-        if (takes) i++;
-        if (!opts_done && !strcmp(arg, "--")) {
-            opts_done = true;
-        } else if (takes && !strcmp(arg, "--set")) {
-            if (!strchr(v, '=') || v[0] == '=')
-                return usage_error("`--set` takes KEY=VALUE, e.g. `--set train.optimizer.lr=1e-4` (got `%s`)", v);
-            if (nsets == MAX_SETS) return usage_error("too many `--set` options (%s)", "64 at most");
-            sets[nsets++] = v;
-        } else if (takes && !strcmp(arg, "--out")) {
-            o.out_dir = v;
-        } else if (takes && !strcmp(arg, "--resume")) {
-            o.resume_dir = v;
-        } else if (takes && !strcmp(arg, "--device")) {
-            if (strcmp(v, "cpu") && strcmp(v, "cuda"))
-                return usage_error("unknown device `%s` (cpu or cuda)", v);
-            o.device = v;
-        } else if (!opts_done && arg[0] == '-' && arg[1]) {
-            return usage_error("unknown option `%s`", arg);
-        } else if (path) {
-            return usage_error("one spec at a time (also got `%s`)", arg);
-        } else {
-            path = arg;
-        }
-    }
+    const CliOpt opts[] = {{"--set", .list = sets, .nlist = &nsets}, {"--out", .value = &o.out_dir},
+                           {"--resume", .value = &o.resume_dir}, {"--device", .value = &o.device}, {0}};
+    if (cli_parse_args(argc, argv, "run", usage_run, opts, &path) != EXIT_OK) return EXIT_USAGE;
+    if (strcmp(o.device, "cpu") && strcmp(o.device, "cuda"))
+        return usage_error("unknown device `%s` (cpu or cuda)", o.device);
     if (!path) return usage_error("%s", "no spec given");
     if (o.out_dir && o.resume_dir) return usage_error("%s", "`--out` and `--resume` cannot be combined (a resumed run writes to RUN_DIR)");
 
@@ -100,22 +72,15 @@ int cmd_run(int argc, char **argv) {
     LoadedSpec spec = {0};
     CheckedSpec *cs = arena_alloc(&arena, sizeof *cs);
     int rc = EXIT_SPEC;
-    if (load_spec(&d, &arena, path, &spec) == 0) {
-        Ast *root = spec.mods[spec.nmods - 1].root;
-        int bad = 0;
-        for (int i = 0; i < nsets; i++) bad |= check_override_arg(&d, &arena, root, sets[i]) != 0;
-        if (!bad && check_spec(&d, &arena, &spec, cs) == 0 && d.errors == 0) {
-            {
-                TrainerSummary sum;
-                o.interrupt = &interrupted;
-                signal(SIGINT, on_signal);
-                signal(SIGTERM, on_signal);
-                int st = trainer_run(&d, &arena, &spec, cs, &o, &sum);
-                signal(SIGINT, SIG_DFL);
-                signal(SIGTERM, SIG_DFL);
-                rc = st == TR_OK ? EXIT_OK : st == TR_SPEC_ERROR ? EXIT_SPEC : EXIT_RUNTIME;
-            }
-        }
+    if (cli_load_checked(&d, &arena, path, sets, nsets, &spec, cs) == 0) {
+        TrainerSummary sum;
+        o.interrupt = &interrupted;
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+        int st = trainer_run(&d, &arena, &spec, cs, &o, &sum);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        rc = st == TR_OK ? EXIT_OK : st == TR_SPEC_ERROR ? EXIT_SPEC : EXIT_RUNTIME;
     }
     if (rc == EXIT_SPEC && d.errors)
         fprintf(stderr, "%s: %d error%s\n", path, d.errors, d.errors == 1 ? "" : "s");

@@ -59,6 +59,14 @@ int mp_compile_spec_file(Diag *d, Arena *a, const char *path, LoadedSpec *spec, 
     return mp_compile_training_graph(d, a, spec, cs, g);
 }
 
+int mp_open_spec_file(Diag *d, Arena *a, const char *path, LoadedSpec *spec, CheckedSpec **cs, IrGraph *g) {
+    *a = (Arena){0};
+    *spec = (LoadedSpec){0};
+    ir_graph_init(g, d, IR_F32);
+    *cs = arena_alloc(a, sizeof **cs);
+    return mp_compile_spec_file(d, a, path, spec, *cs, g);
+}
+
 int mp_report_spec(FILE *out, Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, int64_t B, int64_t T) {
     if (B <= 0) B = cs->train.batch > 0 ? cs->train.batch : 1;
     if (T <= 0) {

@@ -22,6 +22,10 @@ int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *
 // Loads and checks the spec file at path (into spec and cs, which the caller provides) and then
 // compiles its training graph into g as above: where `trlc kernels` and the GPU tests start.
 int mp_compile_spec_file(Diag *d, Arena *a, const char *path, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g);
+// The same with nothing set up: a (an empty arena), spec, *cs (in a) and g (f32, reporting to d)
+// are initialised here, so that a caller that inspects the graph (trlc kernels, tests) declares
+// them and calls this. Returns 0 or -1 (reported); free with ir_graph_free(g), arena_free(a) either way.
+int mp_open_spec_file(Diag *d, Arena *a, const char *path, LoadedSpec *spec, CheckedSpec **cs, IrGraph *g);
 
 // Compiles the spec, fuses it and prints the memory plan to out for B (<= 0: the spec's batch)
 // and T (<= 0: the train data's max_len, else 2048). Returns 0, or -1 after reporting.

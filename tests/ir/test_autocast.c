@@ -19,12 +19,11 @@
 static void check_spec_graph(const char *path) {
     Diag d;
     diag_init(&d, stderr);
-    Arena a = {0};
-    LoadedSpec spec = {0};
-    CheckedSpec *cs = arena_alloc(&a, sizeof *cs);
+    Arena a;
+    LoadedSpec spec;
+    CheckedSpec *cs;
     IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
-    bool ok = cs && mp_compile_spec_file(&d, &a, path, &spec, cs, &g) == 0;
+    bool ok = mp_open_spec_file(&d, &a, path, &spec, &cs, &g) == 0;
     CHECK_MSG(ok, "%s: the training graph", path);
     if (!ok) goto out;
     if (cs->train.precision && !strcmp(cs->train.precision, "bf16")) {   // the graph is autocast already:

@@ -576,14 +576,13 @@ static void test_recompute(Diag *d, const char *spec, double dropout) {
 static void test_linear_ce_graph(const char *spec, int want_bwd_w) {
     Diag d;
     diag_init(&d, stderr);
-    Arena a = {0};
-    LoadedSpec ls = {0};
-    CheckedSpec *cs = arena_alloc(&a, sizeof *cs);
+    Arena a;
+    LoadedSpec ls;
+    CheckedSpec *cs;
     IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, spec);
-    CHECK_MSG(mp_compile_spec_file(&d, &a, path, &ls, cs, &g) == 0, "%s compiles", spec);
+    CHECK_MSG(mp_open_spec_file(&d, &a, path, &ls, &cs, &g) == 0, "%s compiles", spec);
     int count[IR_OP_COUNT] = {0};
     for (int i = 0; i < g.n; i++) count[g.nodes[i].op]++;
     CHECK_MSG(count[IR_LINEAR_CE] == 1 && count[IR_LINEAR_CE_BWD_X] == 1 && count[IR_LINEAR_CE_BWD_W] == want_bwd_w &&
