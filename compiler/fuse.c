@@ -326,6 +326,101 @@ static int place_fused(FusePlan *p, IrId id) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// merging (after grouping): a group Y moves into an earlier reduction group X when every member
+// of Y can take a level in X (join_level: EPI at X's reduced shape, PRO/POST over X's domain,
+// reduced values broadcast exactly along X's axes; inputs from memory computed before X's step;
+// X's limits on members and inputs; forward and backward apart). Y's members then run at X's
+// step: X absorbs Y, Y's step goes. RMSNorm's backward: the [B,T,1] group of the recomputed
+// rsqrt and the reduced terms, then the two [B,T,H] groups using them, all join the sum_to's
+// reduction kernel. Only when no step that does work lies between X and Y (views may): the moved
+// members' outputs are then written no earlier than they were, so no value lives longer, while
+// the values only Y read from X stay in registers. Y must read a member of X and hold no
+// reduction. Dropout members keep their masks: the mask hashes (seed, salt, step, index), the
+// index is the member's own linear index (over D at D's shape, over R at R's), as in Y's kernel.
+
+static bool group_reads(const FusePlan *p, int yi, int xi) {
+    const FuseGroup *y = &p->groups[yi];
+    for (int m = 0; m < y->nnodes; m++) {
+        const IrNode *n = &p->g->nodes[y->nodes[m]];
+        for (int i = 0; i < n->nin; i++)
+            if (p->group_of[n->in[i]] == xi) return true;
+    }
+    return false;
+}
+
+// Moves group yi's members into group xi, each at its join_level; on any refusal puts them back
+// and returns false.
+static bool merge_into(FusePlan *p, int xi, int yi) {
+    FuseGroup *x = &p->groups[xi], *y = &p->groups[yi];
+    const IrGraph *g = p->g;
+    if (!x->has_reduce || y->has_reduce || y->nnodes == 0 || x->nnodes + y->nnodes > FUSE_MAX_MEMBERS ||
+        !group_reads(p, yi, xi))
+        return false;
+    int x0 = x->nnodes;
+    IrId xlast = p->steps[x->step].node;
+    uint8_t old_level[FUSE_MAX_MEMBERS];
+    int moved = 0;
+    for (; moved < y->nnodes; moved++) {
+        IrId id = y->nodes[moved];
+        old_level[moved] = p->level[id];
+        FuseLevel lv = g->nodes[id].op == IR_FULL ? FUSE_LV_NONE : join_level(p, xi, id, NULL);
+        if (lv == FUSE_LV_NONE || lv == FUSE_LV_RED) break;
+        add_member(p, xi, id, lv);
+    }
+    if (moved == y->nnodes) return true;
+    for (int m = 0; m < moved; m++) {   // back out
+        IrId id = y->nodes[m];
+        p->group_of[id] = yi;
+        p->level[id] = old_level[m];
+        p->step_of[id] = y->step;
+    }
+    x->nnodes = x0;
+    p->steps[x->step].node = xlast;
+    return false;
+}
+
+// Removes step s (a group emptied by merging); the steps after it move up one.
+static void drop_step(FusePlan *p, int s) {
+    p->nsteps_kind[p->steps[s].kind]--;
+    for (int t = s; t + 1 < p->nsteps; t++) {
+        p->steps[t] = p->steps[t + 1];
+        set_step_index(p, t);
+    }
+    p->nsteps--;
+}
+
+// Removes the emptied groups from the table (group indexes in group_of and steps renumbered).
+static void compact_groups(FusePlan *p) {
+    int k = 0;
+    for (int gi = 0; gi < p->ngroups; gi++) {
+        if (p->groups[gi].nnodes == 0) continue;
+        if (k != gi) {
+            p->groups[k] = p->groups[gi];
+            for (int m = 0; m < p->groups[k].nnodes; m++) p->group_of[p->groups[k].nodes[m]] = k;
+            p->steps[p->groups[k].step].group = k;
+        }
+        k++;
+    }
+    p->ngroups = k;
+}
+
+static void merge_groups(FusePlan *p) {
+    for (int s = 1; s < p->nsteps; s++) {
+        if (p->steps[s].kind != FUSE_KERNEL) continue;
+        int t = s - 1;   // the nearest earlier step that does work
+        while (t >= 0 && p->steps[t].kind == FUSE_VIEW) t--;
+        if (t < 0 || p->steps[t].kind != FUSE_KERNEL) continue;
+        int xi = p->steps[t].group, yi = p->steps[s].group;
+        if (!merge_into(p, xi, yi)) continue;
+        p->groups[yi].nnodes = 0;
+        drop_step(p, s);
+        p->nmerged++;
+        s--;   // the step now at s may merge too
+    }
+    if (p->nmerged) compact_groups(p);
+}
+
+// ---------------------------------------------------------------------------------------------
 // after grouping: inputs, outputs, canonical forms
 
 static int local_index(const FuseGroup *gr, IrId id) {
@@ -523,6 +618,7 @@ int fuse_plan_with(const IrGraph *g, const FuseOptions *o, Diag *d, FusePlan *p)
     memset(p, 0, sizeof *p);
     p->g = g;
     p->sink = !(o && o->no_sink);
+    p->merge = !(o && o->no_merge);
     if (g->float_dtype != IR_F32) {
         diag_plain_error(d, "fusion: the graph computes in %s; GPU kernels are generated for f32 graphs",
                          ir_dtype_name(g->float_dtype));
@@ -594,6 +690,7 @@ int fuse_plan_with(const IrGraph *g, const FuseOptions *o, Diag *d, FusePlan *p)
     free(needs_fill);
     free(p->last_reader);
     p->last_reader = NULL;
+    if (rc == 0 && p->merge) merge_groups(p);
     if (rc == 0) rc = finish_groups(p);
     if (rc == 0) rc = pair_library(p);
     if (rc == -2) {

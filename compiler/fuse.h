@@ -97,13 +97,16 @@ typedef struct FusePlan {
     IrId *lib_fwd;          // per step: the matching forward node, or IR_NONE
     int nsteps_kind[4];     // steps per FuseStepKind
     int nsunk;              // groups sunk (moved later) so that a reader could join them
+    int nmerged;            // groups merged into an earlier reduction group (their steps gone)
     bool sink;              // while planning: whether groups may sink
+    bool merge;             // while planning: whether groups may merge into an earlier reduction
     IrId *last_reader;      // while planning: per node the last node reading it (g->n: a graph output)
 } FusePlan;
 
 // The pass's choices (fuse_plan: all false).
 typedef struct FuseOptions {
     bool no_sink;           // steps in node order only: no group moves later (to compare plans)
+    bool no_merge;          // no group merges into an earlier reduction group (to compare plans)
 } FuseOptions;
 
 // Builds the plan of g (which must outlive it). The graph's float dtype must be f32; f64 and f16
@@ -113,6 +116,9 @@ typedef struct FuseOptions {
 // elementwise value then stays in registers instead of a pass over memory each way). No step
 // moves past a reader; a group sinks only when every value it reads is read that late anyway,
 // and past at most 16 steps. TRLC_FUSE_SINK=0 in the environment turns sinking off (A/B).
+// After the walk, a kernel group next to a reduction group (only views between) may merge into
+// it when every member takes a level there (RMSNorm's backward: its [B,T,1] terms and the
+// [B,T,H] input gradient join the row's sum_to kernel); see merge_groups in fuse.c.
 int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p);
 int fuse_plan_with(const IrGraph *g, const FuseOptions *o, Diag *d, FusePlan *p);
 void fuse_plan_free(FusePlan *p);
