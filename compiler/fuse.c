@@ -550,6 +550,13 @@ static bool same_attention(const IrNode *f, const IrNode *b) {
 
 static bool is_attention_bwd(IrOp op) { return op == IR_SDPA_BWD_Q || op == IR_SDPA_BWD_K || op == IR_SDPA_BWD_V; }
 
+// A backward op of linear_ce f (the same x, w, labels, smoothing and ignored label).
+static bool same_head(const IrNode *f, const IrNode *b) {
+    return (b->op == IR_LINEAR_CE_BWD_X || b->op == IR_LINEAR_CE_BWD_W) && b->nin == 4 && f->nin == 3 &&
+           b->in[0] == f->in[0] && b->in[1] == f->in[1] && b->in[2] == f->in[2] && b->a.value == f->a.value &&
+           b->a.ignore_index == f->a.ignore_index;
+}
+
 static int pair_library(FusePlan *p) {
     const IrGraph *g = p->g;
     p->lib_leader = malloc(((size_t)p->nsteps + 1) * sizeof *p->lib_leader);
@@ -584,6 +591,22 @@ static int pair_library(FusePlan *p) {
                 const FuseStep *f = &p->steps[t];
                 if (f->kind == FUSE_LIBRARY && g->nodes[f->node].op == IR_SDPA && same_attention(&g->nodes[f->node], n))
                     p->lib_fwd[s] = f->node;
+            }
+        } else if (n->op == IR_LINEAR_CE && p->lib_leader[s] < 0) {
+            // its dx and dw (one of each) when their upstream gradient is computed before it
+            // (linear_ce.h ir_linear_ce_hoist_grads): it leads them, one logits product per chunk
+            bool have[2] = {false, false};
+            for (int t = s + 1; t < p->nsteps; t++) {
+                const IrNode *m = &g->nodes[p->steps[t].node];
+                if (p->steps[t].kind != FUSE_LIBRARY || p->lib_leader[t] >= 0 || !same_head(n, m)) continue;
+                IrId gl = m->in[3];
+                bool ready = ir_is_leaf(&g->nodes[gl]) || p->level[gl] == FUSE_LV_CONST ||
+                             (p->step_of[gl] >= 0 && p->step_of[gl] < s);
+                int slot = m->op == IR_LINEAR_CE_BWD_W;
+                if (!ready || have[slot]) continue;
+                have[slot] = true;
+                p->lib_leader[s] = s, p->lib_leader[t] = s;
+                p->step_of[p->steps[t].node] = s;
             }
         } else if (n->op == IR_CROSS_ENTROPY_BWD) {
             for (int t = 0; t < s; t++) {
@@ -750,9 +773,14 @@ int fuse_verify(const FusePlan *p, Diag *d) {
             done[st->node] = s;
             for (int t = s + 1; p->lib_leader && p->lib_leader[s] == s && t < p->nsteps; t++)
                 if (p->lib_leader[t] == s) {
-                    if (done[p->steps[t].node] >= 0)
-                        VIOLATION("node %%%d computed by steps %d and %d", p->steps[t].node, done[p->steps[t].node], s);
-                    done[p->steps[t].node] = s;
+                    IrId m = p->steps[t].node;
+                    if (done[m] >= 0) VIOLATION("node %%%d computed by steps %d and %d", m, done[m], s);
+                    done[m] = s;
+                    for (int k = 0; k < g->nodes[m].nin; k++) {   // what a led step reads, computed before
+                        IrId x = g->nodes[m].in[k];
+                        if (!ir_is_leaf(&g->nodes[x]) && p->level[x] != FUSE_LV_CONST && (done[x] < 0 || done[x] >= s))
+                            VIOLATION("step %d (led by step %d) reads %%%d before it is computed", t, s, x);
+                    }
                 }
             if (p->lib_fwd && p->lib_fwd[s] != IR_NONE && (done[p->lib_fwd[s]] < 0 || done[p->lib_fwd[s]] >= s))
                 VIOLATION("step %d reads the saved state of %%%d before it is computed", s, p->lib_fwd[s]);

@@ -59,3 +59,79 @@ int ir_head_predictions(IrGraph *g, bool keep_logits) {
     }
     return 1;
 }
+
+// The backward of a head whose loss's gradient does not depend on the loss (sft, pretrain: the
+// gradient of a sum is a constant) can run with its forward: one logits product per chunk serves
+// the loss, dlogits, dx and dw (fuse.c pairs them; the recompute costs a head product per backward
+// op otherwise: a third of the head's work in a LoRA step, two fifths in full fine-tuning).
+static bool same_head(const IrNode *f, const IrNode *b) {
+    return (b->op == IR_LINEAR_CE_BWD_X || b->op == IR_LINEAR_CE_BWD_W) && b->nin == 4 && f->nin == 3 &&
+           b->in[0] == f->in[0] && b->in[1] == f->in[1] && b->in[2] == f->in[2] && b->a.value == f->a.value &&
+           b->a.ignore_index == f->a.ignore_index;
+}
+
+int ir_linear_ce_hoist_grads(IrGraph *g) {
+    int n = g->n, hoisted = 0;
+    bool *dep = calloc((size_t)(n ? n : 1), 1), *need = calloc((size_t)(n ? n : 1), 1);
+    IrId *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    if (!dep || !need || !order) {
+        free(dep), free(need), free(order);
+        ir_report(g, (Loc){0, 0, 0}, "out of memory in the linear_ce pass");
+        return -1;
+    }
+    for (int f = 0; f < n; f++) {
+        const IrNode *fn = &g->nodes[f];
+        if (fn->op != IR_LINEAR_CE) continue;
+        // what depends on f; then what the gradients of f's backward ops need from after f
+        memset(dep, 0, (size_t)n), memset(need, 0, (size_t)n);
+        dep[f] = true;
+        for (int i = f + 1; i < n; i++)
+            for (int k = 0; k < g->nodes[i].nin && !dep[i]; k++) dep[i] = g->nodes[i].in[k] >= f && dep[g->nodes[i].in[k]];
+        int nneed = 0;
+        for (int b = f + 1; b < n; b++) {
+            const IrNode *bn = &g->nodes[b];
+            if (!same_head(fn, bn) || bn->in[3] <= f || dep[bn->in[3]]) continue;
+            need[bn->in[3]] = true;
+        }
+        for (int i = n - 1; i > f; i--) {
+            if (!need[i]) continue;
+            nneed++;
+            for (int k = 0; k < g->nodes[i].nin; k++)
+                if (g->nodes[i].in[k] > f) need[g->nodes[i].in[k]] = true;   // none depends on f: i does not
+        }
+        if (!nneed) continue;
+        // the new order: before f, the needed nodes, f, the rest
+        int m = 0;
+        for (int i = 0; i < f; i++) order[m++] = i;
+        for (int i = f + 1; i < n; i++)
+            if (need[i]) order[m++] = i;
+        for (int i = f; i < n; i++)
+            if (!need[i]) order[m++] = i;
+        IrId *map = malloc((size_t)n * sizeof *map);
+        IrNode *nodes = malloc((size_t)n * sizeof *nodes);
+        if (!map || !nodes) {
+            free(map), free(nodes), free(dep), free(need), free(order);
+            ir_report(g, fn->loc, "out of memory in the linear_ce pass");
+            return -1;
+        }
+        for (int k = 0; k < n; k++) map[order[k]] = k;
+        for (int k = 0; k < n; k++) {
+            nodes[k] = g->nodes[order[k]];
+            if (!nodes[k].nin) continue;
+            IrId *in = arena_alloc(&g->arena, (size_t)nodes[k].nin * sizeof *in);
+            if (!in) {
+                free(map), free(nodes), free(dep), free(need), free(order);
+                ir_report(g, fn->loc, "out of memory in the linear_ce pass");
+                return -1;
+            }
+            for (int q = 0; q < nodes[k].nin; q++) in[q] = map[nodes[k].in[q]];
+            nodes[k].in = in;
+        }
+        ir_install_nodes(g, nodes, n, &map);
+        free(map);
+        hoisted += nneed;
+        f += nneed;   // f's new position
+    }
+    free(dep), free(need), free(order);
+    return hoisted;
+}

@@ -18,6 +18,13 @@ bool ir_head_product(const IrGraph *g, IrId id, IrId *x, IrId *w);
 // Returns how many cross-entropies were rewritten (0 or more), or -1 after reporting.
 int ir_fuse_linear_ce(IrGraph *g);
 
+// After autodiff: for each linear_ce whose backward ops' upstream gradient does not depend on its
+// loss (a constant: sft's and pretrain's summed loss), moves the nodes that gradient needs from
+// after the linear_ce to just before it, so that the fuser can pair the backward ops with the
+// forward (fuse.h FusePlan.lib_leader: one logits product per chunk for all of them). Node ids
+// change (renumbered as ir_install_nodes does). Returns how many nodes moved, or -1 after reporting.
+int ir_linear_ce_hoist_grads(IrGraph *g);
+
 // For an evaluation graph: when its output "logits" is matmul(x, w, trans_b), adds the output
 // "predictions" = linear_argmax(x, w) (i32, the predicted token per position) and, unless
 // keep_logits, drops "logits" — so that ir_fuse_linear_ce can then take the loss too and the

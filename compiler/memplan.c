@@ -79,7 +79,9 @@ static int aux_buffers(const IrGraph *g, const FusePlan *fp, int s, const int64_
         int64_t V = ir_dim_value(g->nodes[n->in[1]].shape.d[0], sym), N = ir_shape_numel(&g->nodes[n->in[2]].shape, sym);
         if (V < 0 || N < 0) return -1;
         int64_t R = mp_lce_chunk_rows(V, N);
-        bool lowp = n->op != IR_LINEAR_CE && g->nodes[n->in[0]].dtype == IR_BF16;
+        bool leads = false;   // a linear_ce that computes its backward ops too (fuse.c)
+        for (int t = s + 1; fp->lib_leader[s] == s && t < fp->nsteps && !leads; t++) leads = fp->lib_leader[t] == s;
+        bool lowp = (n->op != IR_LINEAR_CE || leads) && g->nodes[n->in[0]].dtype == IR_BF16;
         return add_aux(out, fp->steps[s].node, MP_CHUNK, R * V, s) ||
                (lowp && add_aux(out, fp->steps[s].node, MP_CHUNK_LOWP, (R * V + 1) / 2, s)) ||
                add_aux(out, fp->steps[s].node, MP_CHUNK_ROWS, 2 * R, s);
@@ -187,6 +189,14 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
         for (int k = 0; k < nin; k++) {
             int b = bufof[root[ins[k]]];
             if (b >= 0 && out->bufs[b].last < s) out->bufs[b].last = s;
+        }
+        for (int t = s + 1; st->kind == FUSE_LIBRARY && fp->lib_leader[s] == s && t < fp->nsteps; t++) {
+            if (fp->lib_leader[t] != s) continue;   // what the steps it leads read (linear_ce's gradient)
+            const IrNode *m = &g->nodes[fp->steps[t].node];
+            for (int k = 0; k < m->nin; k++) {
+                int b = bufof[root[m->in[k]]];
+                if (b >= 0 && out->bufs[b].last < s) out->bufs[b].last = s;
+            }
         }
     }
     // a graph output reached through a view keeps its root alive

@@ -47,6 +47,7 @@ int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *
     if (ir_fuse_linear_ce(g) < 0 || ad_run_passes(g, NULL) != 0) return -1;
     if (cs->train.recompute && ir_recompute(g, NULL) != 0) return -1;   // after cse, which would undo it
     if (ir_recompute_cheap(g, NULL) != 0) return -1;
+    if (ir_linear_ce_hoist_grads(g) < 0) return -1;   // the head's backward beside its forward
     // precision = bf16: the graph the trainer runs (autocast.h)
     if (cs->train.precision && !strcmp(cs->train.precision, "bf16") && ir_autocast_bf16(g, NULL) != 0) return -1;
     // products that accumulate into their sums, as the trainer runs them (gemm_acc.h)

@@ -936,29 +936,41 @@ static int gemm_rows(CudaProgram *p, IrId id, bool ta, bool tb, int64_t M, int64
 // linear_ce and its backward (ir.h): per chunk of rows (memplan.h: mp_lce_chunk_rows) the
 // logits x wᵀ into the chunk buffer, cross-entropy's forward kernel (the loss, or just the
 // log-sum-exp rows for a backward), and for a backward the logits' gradient (in place, or into
-// the bf16 chunk with bf16 operands) times w (dx) or accumulated as dlogitsᵀ x (dw).
+// the bf16 chunk with bf16 operands) times w (dx) or accumulated as dlogitsᵀ x (dw). A linear_ce
+// that leads its backward ops (fuse.c: their upstream gradient was computed before it) does all
+// of it on one logits product per chunk: the loss, then dx and dw from the same chunk.
 // linear_argmax: each chunk's logits, then each row's argmax.
-static int run_linear_ce(CudaProgram *p, IrId id) {
+static int run_linear_ce(CudaProgram *p, int s) {
     const IrGraph *g = p->g;
+    IrId id = p->plan.steps[s].node;
     const IrNode *n = &g->nodes[id];
+    IrId bx = n->op == IR_LINEAR_CE_BWD_X ? id : IR_NONE, bw = n->op == IR_LINEAR_CE_BWD_W ? id : IR_NONE;
+    for (int t = s + 1; p->plan.lib_leader[s] == s && t < p->plan.nsteps; t++)
+        if (p->plan.lib_leader[t] == s) {
+            IrId m = p->plan.steps[t].node;
+            if (g->nodes[m].op == IR_LINEAR_CE_BWD_X) bx = m;
+            else bw = m;
+        }
     const IrShape *sx = &g->nodes[n->in[0]].shape;
-    bool argmax = n->op == IR_LINEAR_ARGMAX;
+    bool argmax = n->op == IR_LINEAR_ARGMAX, bwd = bx != IR_NONE || bw != IR_NONE;
     long long H = dimv(p, sx, sx->rank - 1), V = dimv(p, &g->nodes[n->in[1]].shape, 0);
     long long N = argmax ? numel_of(p, id) : numel_of(p, n->in[2]);
     IrDType ab = g->nodes[n->in[0]].dtype == IR_BF16 ? IR_BF16 : IR_F32;
     int64_t ex = (int64_t)esize(ab), R = mp_lce_chunk_rows(V, N);
     int ign = (int)n->a.ignore_index;
     float eps = (float)n->a.value;
-    RtCudaPtr x = addr(p, n->in[0]), w = addr(p, n->in[1]), labels = argmax ? 0 : addr(p, n->in[2]), out = addr(p, id);
-    RtCudaPtr gl = n->op != IR_LINEAR_CE && !argmax ? addr(p, n->in[3]) : 0;
+    RtCudaPtr x = addr(p, n->in[0]), w = addr(p, n->in[1]), labels = argmax ? 0 : addr(p, n->in[2]);
+    RtCudaPtr out = n->op == IR_LINEAR_CE || argmax ? addr(p, id) : 0;
+    RtCudaPtr dx = bx != IR_NONE ? addr(p, bx) : 0, dw = bw != IR_NONE ? addr(p, bw) : 0;
+    RtCudaPtr gl = bwd ? addr(p, g->nodes[bx != IR_NONE ? bx : bw].in[3]) : 0;   // the same for both (fuse.c)
     RtCudaPtr chunk = aux(p, id, MP_CHUNK), lowp = aux(p, id, MP_CHUNK_LOWP), rows = aux(p, id, MP_CHUNK_ROWS);
-    if (!chunk || (!rows && !argmax) || (ab == IR_BF16 && n->op != IR_LINEAR_CE && !argmax && !lowp)) {
+    if (!chunk || (!rows && !argmax) || (ab == IR_BF16 && bwd && !lowp)) {
         char wb[256];
         diag_plain_error(p->d, "GPU (internal): %s has no chunk buffers", where(p, id, wb, sizeof wb));
         return -1;
     }
     if (N == 0)   // no rows: nothing to compute, and a zero head gradient
-        return n->op == IR_LINEAR_CE_BWD_W ? located(p, rt_cuda_zero_async(p->dev, p->stream, out, (size_t)(V * H) * 4), id) : 0;
+        return bw != IR_NONE ? located(p, rt_cuda_zero_async(p->dev, p->stream, dw, (size_t)(V * H) * 4), bw) : 0;
     for (long long r0 = 0; r0 < N; r0 += R) {
         long long rc = N - r0 < R ? N - r0 : R;
         RtCudaPtr xc = x + (RtCudaPtr)(r0 * H * ex), lab = labels + (RtCudaPtr)(r0 * 4);
@@ -969,19 +981,19 @@ static int run_linear_ce(CudaProgram *p, IrId id) {
             if (launch(p, "trlc_row_argmax_f32", (unsigned)rc, 1, 1, 256, aa, id) != 0) return -1;
             continue;
         }
-        RtCudaPtr loss = n->op == IR_LINEAR_CE ? out + (RtCudaPtr)(r0 * 4) : rows + (RtCudaPtr)(R * 4), lse = rows;
+        RtCudaPtr loss = out ? out + (RtCudaPtr)(r0 * 4) : rows + (RtCudaPtr)(R * 4), lse = rows;
         void *a0[] = {&loss, &lse, &chunk, &lab, &V, &ign, &eps};
         if (launch(p, "trlc_cross_entropy_forward_f32", (unsigned)rc, 1, 1, 256, a0, id) != 0) return -1;
-        if (n->op == IR_LINEAR_CE) continue;
+        if (!bwd) continue;
         RtCudaPtr glc = gl + (RtCudaPtr)(r0 * 4), d = ab == IR_BF16 ? lowp : chunk;
         void *a1[] = {&d, &chunk, &lse, &lab, &glc, &V, &ign, &eps};
         if (launch(p, ab == IR_BF16 ? "trlc_cross_entropy_backward_f32_bf16" : "trlc_cross_entropy_backward_f32",
                    (unsigned)rc, 1, 1, 256, a1, id) != 0)
             return -1;
-        int rc2 = n->op == IR_LINEAR_CE_BWD_X
-                      ? gemm_rows(p, id, false, false, rc, H, V, d, w, out + (RtCudaPtr)(r0 * H * 4), 0.0f, ab)   // dx = dlogits w
-                      : gemm_rows(p, id, true, false, V, H, rc, d, xc, out, r0 ? 1.0f : 0.0f, ab);   // dw += dlogitsᵀ x
-        if (rc2 != 0) return -1;
+        if (bx != IR_NONE && gemm_rows(p, bx, false, false, rc, H, V, d, w, dx + (RtCudaPtr)(r0 * H * 4), 0.0f, ab) != 0)
+            return -1;   // dx = dlogits w
+        if (bw != IR_NONE && gemm_rows(p, bw, true, false, V, H, rc, d, xc, dw, r0 ? 1.0f : 0.0f, ab) != 0)
+            return -1;   // dw += dlogitsᵀ x
     }
     return 0;
 }
@@ -1008,7 +1020,7 @@ static int run_library(CudaProgram *p, int s) {
     }
     case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: return run_attention_bwd(p, s);
     case IR_LINEAR_CE: case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W: case IR_LINEAR_ARGMAX:
-        return run_linear_ce(p, id);
+        return run_linear_ce(p, s);
     case IR_CROSS_ENTROPY: case IR_CROSS_ENTROPY_BWD: {
         const IrShape *sl = &g->nodes[n->in[0]].shape;
         long long V = dimv(p, sl, sl->rank - 1), rows = numel_of(p, n->in[1]);

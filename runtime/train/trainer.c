@@ -114,6 +114,8 @@ static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, b
         if (t->cs->train.recompute && ir_recompute(g, &t->recompute) != 0) return -1;
         // and always the cheap values (silu(gate) beside gate ...): recompute.h
         if (ir_recompute_cheap(g, NULL) != 0) return -1;
+        // the head's backward beside its forward, one logits product for both (linear_ce.h)
+        if (ir_linear_ce_hoist_grads(g) < 0) return -1;
     }
     return g->errors ? -1 : 0;
 }

@@ -2,7 +2,8 @@
 // (B, T): weights / grads / optimizer equal the parameter counts times their element sizes; no
 // two buffers alive at the same step overlap in the arena; the arena is at most the sum of all
 // buffers and at least the largest (a buffer written in place over another shares its space on
-// purpose); the head's loss holds one chunk of logits (linear_ce), never the batch's; the plan
+// purpose); the head's loss holds one chunk of logits (linear_ce), never the batch's, and shares
+// it with its backward when one step computes both (sft: fuse.c pairs them); the plan
 // grows with B and T; after the bf16 mixed-precision pass the weights shrink by exactly 2 bytes
 // per frozen weight stored in bf16. Prints the plans.
 #include "autocast.h"
@@ -15,7 +16,8 @@
 #include "test.h"
 #include <string.h>
 
-static void check_invariants(const MpPlan *mp) {
+static void check_invariants(const MpPlan *mp, const FusePlan *fp) {
+    const IrGraph *g = fp->g;
     int bad = 0;
     int64_t largest = 0;
     for (int i = 0; i < mp->nbufs; i++) {
@@ -44,7 +46,13 @@ static void check_invariants(const MpPlan *mp) {
             CHECK_MSG(mp->bufs[i].bytes <= MP_LCE_CHUNK_BYTES + 256, "a chunk of logits of %lld bytes",
                       (long long)mp->bufs[i].bytes);
         }
-    CHECK_MSG(chunks >= 2, "the head's loss and its backward hold chunks of logits (%d)", chunks);
+    // one chunk buffer when the loss's step also computes its backward (fuse.c pairs them: sft), else two
+    bool paired = false;
+    for (int s = 0; s < fp->nsteps; s++)
+        paired = paired || (fp->steps[s].kind == FUSE_LIBRARY && g->nodes[fp->steps[s].node].op == IR_LINEAR_CE_BWD_X &&
+                            fp->lib_leader[s] >= 0 && g->nodes[fp->steps[fp->lib_leader[s]].node].op == IR_LINEAR_CE);
+    CHECK_MSG(chunks == (paired ? 1 : 2), "the head's loss and its backward hold chunks of logits (%d, %s)", chunks,
+              paired ? "one step" : "two steps");
     CHECK(mp->activations <= mp->naive);
     CHECK(mp->activations >= largest);
 }
@@ -75,7 +83,7 @@ static void test_spec(const char *path) {
             CHECK(mp.optimizer == 8 * trainable);
             CHECK(mp.activations > prev);
             prev = mp.activations;
-            check_invariants(&mp);
+            check_invariants(&mp, &fp);
             mp_plan_free(&mp);
         }
         // bf16 mixed precision: frozen weights read only by products are stored in 2 bytes
@@ -107,7 +115,7 @@ static void test_spec(const char *path) {
                 CHECK(h.weights == 4 * all - 2 * retyped);
                 CHECK(h.grads == 4 * trainable && h.optimizer == 8 * trainable);
                 CHECK(retyped > 0 || frozen == 0);   // a spec with frozen linear weights stores them in bf16
-                check_invariants(&h);
+                check_invariants(&h, &fm);
                 mp_plan_free(&h);
             }
             if (okm) fuse_plan_free(&fm);
@@ -134,7 +142,7 @@ static void test_spec(const char *path) {
                     double want = plain.activations > ((int64_t)1 << 30) ? 0.3 : 0.7;
                     CHECK_MSG((double)redo.activations < want * (double)plain.activations, "%s: recompute %lld vs %lld bytes",
                               path, (long long)redo.activations, (long long)plain.activations);
-                    check_invariants(&redo);
+                    check_invariants(&redo, &fr);
                     mp_plan_free(&redo);
                 }
                 mp_plan_free(&plain);
