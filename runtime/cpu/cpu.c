@@ -43,6 +43,7 @@ struct CpuProgram {
     char *arena;             // 64-byte aligned, arena_cap bytes, kept across runs
     int64_t arena_cap;
     int (*exec_f32)(CpuExec *);   // the float kernels for this CPU (pick_f32_kernels)
+    int64_t sdpa_block_max, lce_chunk_bytes;   // cpu_ops.inc's limits ($TRLC_CPU_SDPA_BLOCK_MAX, ...)
     bool check_finite;       // cpu_set_check_finite
     bool profile;            // TRLC_CPU_PROFILE set: per-op times on stderr after each run
     double op_secs[IR_OP_COUNT];
@@ -288,7 +289,10 @@ CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
     }
     if (!ir_validate(g, d)) return NULL;   // kernels rely on the builders' shape rules
     int isa = cpu_isa_wanted(d), profile = env_flag(d, "TRLC_CPU_PROFILE");
-    if (isa < 0 || profile < 0) return NULL;
+    int64_t block_max, chunk_bytes;   // test hooks: small values take the other paths
+    if (isa < 0 || profile < 0 || env_count(d, "TRLC_CPU_SDPA_BLOCK_MAX", CPU_SDPA_BLOCK_MAX_BYTES, 0, &block_max) ||
+        env_count(d, "TRLC_CPU_LCE_CHUNK_BYTES", CPU_LCE_CHUNK_BYTES, 1, &chunk_bytes))
+        return NULL;
     CpuProgram *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->g = g;
@@ -296,6 +300,7 @@ CpuProgram *cpu_program_new(const IrGraph *g, IrDType real, Diag *d) {
     p->d = d;
     p->exec_f32 = pick_f32_kernels(isa);
     p->profile = profile == 1;
+    p->sdpa_block_max = block_max, p->lce_chunk_bytes = chunk_bytes;
     size_t n = (size_t)(g->n ? g->n : 1);
     p->t = calloc(n, sizeof *p->t);
     p->bind = calloc(n, sizeof *p->bind);
@@ -529,6 +534,7 @@ int cpu_run(CpuProgram *p, const int64_t *sym_vals, uint64_t step) {
         e.step = step;
         e.off = (n->op == IR_SLICE || n->op == IR_PAD) ? ir_dim_value(n->a.off, syms) : 0;
         e.bf16_operands = n->op != IR_MATMUL && ir_lowp_operands(n->op) > 0 && p->g->nodes[n->in[0]].dtype == IR_BF16;
+        e.sdpa_block_max = p->sdpa_block_max, e.lce_chunk_bytes = p->lce_chunk_bytes;
         if (p->lead[i] == i)   // an attention group: the leader writes its members' outputs too
             for (int k = 0; k < 3; k++) {
                 int m = p->members[i][k];

@@ -8,6 +8,10 @@
 // One node's execution: out is allocated (shape and data) by the interpreter before the call;
 // kernels initialise every element they do not write. On a runtime error a kernel writes a
 // message into err and returns -1.
+// cpu_ops.inc's default limits (cpu_program_new reads the overrides from the environment)
+#define CPU_SDPA_BLOCK_MAX_BYTES ((int64_t)64 << 20)   // a thread's two attention score buffers
+#define CPU_LCE_CHUNK_BYTES ((int64_t)32 << 20)        // linear_ce's logits at a time
+
 typedef struct CpuExec {
     const IrNode *n;
     CpuTensor *out;
@@ -18,6 +22,8 @@ typedef struct CpuExec {
                                    // (dQ, dK, dV), computed in the same call; NULL when alone
     bool bf16_operands;            // sdpa / linear_ce (and their backward) with bf16 operands
                                    // (q, k, v; x, w): mixed precision's rounding points (ir.h)
+    int64_t sdpa_block_max;        // bytes: attention's block path while its buffers fit
+    int64_t lce_chunk_bytes;       // bytes of logits linear_ce computes at a time
     char err[256];
 } CpuExec;
 

@@ -2,7 +2,8 @@
 # test_env.sh TRLC SRCDIR WORKDIR [EMULATOR] — the enum-like TRLC_* environment variables
 # (common/env.h): a value outside the accepted set stops `trlc kernels` / `trlc run` with an error
 # naming the variable, the value and the accepted values, and a non-zero exit; every accepted
-# value (and the empty string, as unset) still works. EMULATOR (the CUDA emulator's library,
+# value (and the empty string, as unset) still works. The CPU backend's byte counts likewise
+# (TRLC_CPU_SDPA_BLOCK_MAX, TRLC_CPU_LCE_CHUNK_BYTES: a whole number, nothing else). EMULATOR (the CUDA emulator's library,
 # tests/gpu/emu) adds the device-only variables (TRLC_CUDA_GRAPHS, TRLC_HOST_OPTIMIZER) on
 # `trlc run --device cuda`; TRLC_PRINT_KERNELS needs NVRTC (`trlc kernels` compiling).
 set -u
@@ -61,6 +62,27 @@ good TRLC_CPU_ISA base "${run[@]}"
 bad TRLC_CPU_PROFILE yes '`0`, `1`' "${run[@]}"
 good TRLC_CPU_PROFILE 1 "${run[@]}"
 grep -q "matmul" "$work/err.txt" || { echo "FAIL: TRLC_CPU_PROFILE=1 printed no per-op times"; fail=1; }
+
+# the CPU backend's byte limits (counts: common/env.h env_count), on trlc run
+badnum() {
+    local var=$1 val=$2 min=$3
+    shift 3
+    env "$var=$val" "$@" > "$work/out.txt" 2> "$work/err.txt"
+    local rc=$?
+    n=$((n + 1))
+    if [ $rc -eq 0 ] || ! grep -qF "environment variable $var is \`$val\`: expected a whole number of at least $min (or unset)" "$work/err.txt"; then
+        echo "FAIL: $var=$val: exit $rc"; head -5 "$work/err.txt"; fail=1
+    else
+        echo "ok: $var=$val: exit $rc: $(grep -m1 "$var" "$work/err.txt")"
+    fi
+}
+badnum TRLC_CPU_SDPA_BLOCK_MAX 64MiB 0 "${run[@]}"
+badnum TRLC_CPU_SDPA_BLOCK_MAX -1 0 "${run[@]}"
+badnum TRLC_CPU_LCE_CHUNK_BYTES 0 1 "${run[@]}"
+badnum TRLC_CPU_LCE_CHUNK_BYTES '1e6' 1 "${run[@]}"
+badnum TRLC_CPU_LCE_CHUNK_BYTES 99999999999999999999 1 "${run[@]}"
+good TRLC_CPU_SDPA_BLOCK_MAX 0 "${run[@]}"
+good TRLC_CPU_LCE_CHUNK_BYTES 4096 "${run[@]}"
 
 # NVRTC: TRLC_PRINT_KERNELS on trlc kernels compiling (skipped where trlc has no NVRTC)
 if "$trlc" kernels "$spec" -o "$work/kc" --arch sm_90 > "$work/kc.txt" 2>&1; then
