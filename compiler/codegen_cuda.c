@@ -17,25 +17,17 @@
 #include <string.h>
 
 
+// The library kernels' prelude (kernels/prelude.cuh: trlc_bf16, its load and store), without its
+// include guard: the generated kernels start with it (kernels_embed.cmake embeds it).
+extern const char *const cg_kernel_prelude;
+
+// The generated kernels' own helpers, after cg_kernel_prelude.
 static const char prelude[] =
-    "// ---- trlc device helpers (codegen_cuda.c) ----\n"
-    "struct trlc_bf16 { unsigned short bits; };   // bf16 storage; math is f32\n"
-    "__device__ __forceinline__ float trlc_ld(float x) { return x; }\n"
+    "// ---- codegen_cuda.c's helpers ----\n"
     "__device__ __forceinline__ float trlc_ld(int x) { return (float)x; }\n"
-    "__device__ __forceinline__ float trlc_ld(trlc_bf16 x) { return __uint_as_float((unsigned)x.bits << 16); }\n"
-    "__device__ __forceinline__ void trlc_st(float *p, float v) { *p = v; }\n"
     "__device__ __forceinline__ void trlc_st(int *p, float v) {\n"
     "    *p = v != v ? 0 : v >= 2147483647.0f ? 2147483647 : v <= -2147483648.0f ? (-2147483647 - 1) : (int)v;\n"
     "}\n"
-    "__device__ __forceinline__ trlc_bf16 trlc_to_bf16(float v) {   // round to nearest even\n"
-    "    unsigned u = __float_as_uint(v);\n"
-    "    trlc_bf16 r;\n"
-    "    if ((u & 0x7fffffffu) > 0x7f800000u) { r.bits = (unsigned short)((u >> 16) | 0x40u); return r; }\n"
-    "    u += 0x7fffu + ((u >> 16) & 1u);\n"
-    "    r.bits = (unsigned short)(u >> 16);\n"
-    "    return r;\n"
-    "}\n"
-    "__device__ __forceinline__ void trlc_st(trlc_bf16 *p, float v) { *p = trlc_to_bf16(v); }\n"
     "__device__ __forceinline__ float trlc_round_bf16(float v) { return trlc_ld(trlc_to_bf16(v)); }\n"
     "__device__ __forceinline__ float trlc_sigmoid(float x) {\n"
     "    if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));\n"
@@ -80,7 +72,6 @@ static const char prelude[] =
     "}\n"
     "// ---- end of helpers ----\n";
 
-const char *cg_cuda_prelude(void) { return prelude; }
 
 static const char *ctype(IrDType t) {
     return t == IR_BF16 ? "trlc_bf16" : t == IR_I32 ? "int" : "float";
@@ -360,7 +351,7 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
     for (int m = 0; m < gr->nnodes; m++) c.post |= p->level[gr->nodes[m]] == FUSE_LV_POST;
     char s1[96], dbuf[64];
     emit_header(&c, kidx, d);
-    sb_printf(&o, "%s\n", prelude);
+    sb_printf(&o, "// ---- kernels/prelude.cuh ----%s%s\n", cg_kernel_prelude, prelude);
     sb_printf(&o, "extern \"C\" __global__ void __launch_bounds__(256) %s(\n", p->kernels[kidx].name);
     for (int q = 0; q < gr->nouts; q++) {
         const IrNode *n = &g->nodes[gr->outs[q]];

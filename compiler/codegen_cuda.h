@@ -19,10 +19,6 @@ char *cg_cuda_kernel(const FusePlan *p, int k, const Diag *d);
 // the test that picks that loop, as it appears in the source (a test swaps it to run the other).
 #define CG_INDEX32_TEST "if (n <= 2147483647LL)"
 
-// The device helpers every generated kernel starts with (bf16 conversion, block reductions,
-// the dropout hash), as a string.
-const char *cg_cuda_prelude(void);
-
 // How group `group` is launched, in words: "grid-stride over B*T*1024 elements, 256 threads" or
 // "one block per B*T outputs (1024 elements each), up to 256 threads".
 void cg_launch_shape(const FusePlan *p, int group, char *buf, size_t n);

@@ -1,7 +1,8 @@
 // prelude.cuh — what the library kernel files share: bf16 storage (trlc_bf16: the bits only; math
 // is f32) and its one load and one store. The store rounds to nearest even; a NaN stays a (quiet)
-// NaN and never rounds to infinity; infinities stay infinities. It is the generated kernels'
-// conversion (compiler/codegen_cuda.c's prelude) and the CPU's bf16 cast, bit for bit.
+// NaN and never rounds to infinity; infinities stay infinities: the CPU's bf16 cast, bit for bit.
+// Every generated kernel starts with these definitions too (compiler/codegen_cuda.c, from the
+// text between the include guard's #define and #endif that kernels_embed.cmake embeds).
 // A library file takes it with `#include "prelude.cuh"` (so it compiles beside this file with
 // nvcc); kernels_embed.cmake replaces that line with this text, so every embedded source — what
 // NVRTC, the emulator and `trlc kernels -o` see — stands alone and the kernel cache's key (a hash
