@@ -8,6 +8,8 @@
 // members (SwiGLU's silu(gate) past the up projection's GEMMs into the mul that reads both).
 // Sinking only delays a group; it never moves a step past a reader of its values, and never
 // makes an input of the group live longer than it lives anyway (see sink_ok).
+// Then merging: a kernel group next to a reduction group (views between at most) joins it when
+// every member takes a level there (RMSNorm's backward: one kernel instead of four).
 // Afterwards: each group's external inputs and outputs, its canonical form and hash, and the
 // deduplicated kernel table. Not here: source text (codegen_cuda.c), evaluation (fuse_eval.c).
 #include "strbuf.h"
@@ -335,8 +337,11 @@ static int place_fused(FusePlan *p, IrId id) {
 // reduction kernel. Only when no step that does work lies between X and Y (views may): the moved
 // members' outputs are then written no earlier than they were, so no value lives longer, while
 // the values only Y read from X stay in registers. Y must read a member of X and hold no
-// reduction. Dropout members keep their masks: the mask hashes (seed, salt, step, index), the
-// index is the member's own linear index (over D at D's shape, over R at R's), as in Y's kernel.
+// reduction. The other way (pull_into): the group just before a reduction group, read by it,
+// joins it and the union is levelled again (full fine-tuning's norm backward, where the weight
+// gradient's reduction comes first). Dropout members keep their masks: the mask hashes (seed,
+// salt, step, index), the index is the member's own linear index (over D at D's shape, over R at
+// R's), as in Y's kernel.
 
 static bool group_reads(const FusePlan *p, int yi, int xi) {
     const FuseGroup *y = &p->groups[yi];
@@ -379,6 +384,59 @@ static bool merge_into(FusePlan *p, int xi, int yi) {
     return false;
 }
 
+// The other way: group yi, just before the reduction group xi (only views between, none reading
+// yi), moves into xi when xi reads one of its members; the union is levelled again in node order
+// (a [B,T,1] member of yi becomes epi, and xi's members reading it post). yi's members then run
+// later, at xi's step: their inputs are held across views only, their outputs written later.
+static bool pull_into(FusePlan *p, int yi, int xi) {
+    FuseGroup *x = &p->groups[xi], *y = &p->groups[yi];
+    const IrGraph *g = p->g;
+    if (!x->has_reduce || y->has_reduce || y->nnodes == 0 || x->nnodes + y->nnodes > FUSE_MAX_MEMBERS ||
+        !group_reads(p, xi, yi))
+        return false;
+    for (int s = y->step + 1; s < x->step; s++)
+        if (step_reads_group(p, s, yi)) return false;
+    bool bwd = g->nodes[x->nodes[0]].backward;
+    for (int m = 0; m < y->nnodes; m++)
+        if (g->nodes[y->nodes[m]].op == IR_FULL || g->nodes[y->nodes[m]].backward != bwd) return false;
+    IrId u[FUSE_MAX_MEMBERS], xn[FUSE_MAX_MEMBERS];
+    uint8_t xl[FUSE_MAX_MEMBERS], yl[FUSE_MAX_MEMBERS];
+    int nx = x->nnodes, nu = 0;
+    IrId xlast = p->steps[x->step].node;
+    for (int m = 0; m < nx; m++) u[nu++] = x->nodes[m];
+    for (int m = 0; m < y->nnodes; m++) u[nu++] = y->nodes[m];
+    for (int a = 1; a < nu; a++)   // node order is a topological order
+        for (int b = a; b > 0 && u[b - 1] > u[b]; b--) {
+            IrId t = u[b];
+            u[b] = u[b - 1], u[b - 1] = t;
+        }
+    for (int m = 0; m < nx; m++) xn[m] = x->nodes[m], xl[m] = p->level[xn[m]];
+    for (int m = 0; m < y->nnodes; m++) yl[m] = p->level[y->nodes[m]];
+    for (int k = 0; k < nu; k++) p->group_of[u[k]] = -1;
+    x->nnodes = 0;
+    int k = 0;
+    for (; k < nu; k++) {
+        FuseLevel lv = join_level(p, xi, u[k], NULL);
+        if (lv == FUSE_LV_NONE) break;
+        add_member(p, xi, u[k], lv);
+    }
+    if (k == nu) return true;
+    x->nnodes = nx;   // back out
+    for (int m = 0; m < nx; m++) {
+        x->nodes[m] = xn[m];
+        p->group_of[xn[m]] = xi;
+        p->level[xn[m]] = xl[m];
+        p->step_of[xn[m]] = x->step;
+    }
+    for (int m = 0; m < y->nnodes; m++) {
+        p->group_of[y->nodes[m]] = yi;
+        p->level[y->nodes[m]] = yl[m];
+        p->step_of[y->nodes[m]] = y->step;
+    }
+    p->steps[x->step].node = xlast;
+    return false;
+}
+
 // Removes step s (a group emptied by merging); the steps after it move up one.
 static void drop_step(FusePlan *p, int s) {
     p->nsteps_kind[p->steps[s].kind]--;
@@ -411,11 +469,17 @@ static void merge_groups(FusePlan *p) {
         while (t >= 0 && p->steps[t].kind == FUSE_VIEW) t--;
         if (t < 0 || p->steps[t].kind != FUSE_KERNEL) continue;
         int xi = p->steps[t].group, yi = p->steps[s].group;
-        if (!merge_into(p, xi, yi)) continue;
-        p->groups[yi].nnodes = 0;
-        drop_step(p, s);
-        p->nmerged++;
-        s--;   // the step now at s may merge too
+        if (merge_into(p, xi, yi)) {
+            p->groups[yi].nnodes = 0;
+            drop_step(p, s);
+            p->nmerged++;
+            s--;   // the step now at s may merge too
+        } else if (pull_into(p, xi, yi)) {
+            p->groups[xi].nnodes = 0;
+            drop_step(p, t);
+            p->nmerged++;
+            s -= 2;   // the reduction, now at s - 1, may pull the group before it too
+        }
     }
     if (p->nmerged) compact_groups(p);
 }
