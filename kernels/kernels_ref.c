@@ -281,9 +281,10 @@ static float tc_bf16_val(uint16_t b) {
     union { uint32_t u; float f; } x = {(uint32_t)b << 16};
     return x.f;
 }
-static float tc_round_bf16(float v) {   // round to nearest even, as the kernels
+static float tc_round_bf16(float v) {   // round to nearest even, as the kernels; NaN stays a (quiet) NaN
     union { float f; uint32_t u; } x = {v};
-    x.u = (x.u + 0x7fffu + ((x.u >> 16) & 1u)) & 0xffff0000u;
+    if ((x.u & 0x7fffffffu) > 0x7f800000u) x.u = (x.u | 0x00400000u) & 0xffff0000u;
+    else x.u = (x.u + 0x7fffu + ((x.u >> 16) & 1u)) & 0xffff0000u;
     return x.f;
 }
 // S_ij (fp32: the dot of the bf16 values, then times scale)
