@@ -74,11 +74,7 @@ typedef struct GpuTestSpec {
 // 0, or -1 where the spec does not compile (reported on stderr); gpu_test_spec_free either way.
 static inline int gpu_test_spec_open(GpuTestSpec *s, const char *path) {
     diag_init(&s->d, stderr);
-    s->a = (Arena){0};
-    s->spec = (LoadedSpec){0};
-    s->cs = arena_alloc(&s->a, sizeof *s->cs);
-    ir_graph_init(&s->g, &s->d, IR_F32);
-    return mp_compile_spec_file(&s->d, &s->a, path, &s->spec, s->cs, &s->g);
+    return mp_open_spec_file(&s->d, &s->a, path, &s->spec, &s->cs, &s->g);
 }
 
 static inline void gpu_test_spec_free(GpuTestSpec *s) {
