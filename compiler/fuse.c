@@ -12,6 +12,7 @@
 // every member takes a level there (RMSNorm's backward: one kernel instead of four).
 // Afterwards: each group's external inputs and outputs, its canonical form and hash, and the
 // deduplicated kernel table. Not here: source text (codegen_cuda.c), evaluation (fuse_eval.c).
+#include "env.h"
 #include "strbuf.h"
 #include "fuse.h"
 #include <inttypes.h>
@@ -691,13 +692,14 @@ bool fuse_step_runs(const FusePlan *p, int s) {
 }
 
 int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p) {
-    const char *env = getenv("TRLC_FUSE_SINK");   // 0: no sinking (to compare plans with and without)
-    if (env && *env && strcmp(env, "0") && strcmp(env, "1")) {
+    // TRLC_FUSE_SINK=0 / TRLC_FUSE_MERGE=0: plans without sinking / merging, to compare
+    static const char *const on_off[] = {"0", "1", NULL};
+    int sink = env_choice(d, "TRLC_FUSE_SINK", on_off, 1), merge = env_choice(d, "TRLC_FUSE_MERGE", on_off, 1);
+    if (sink < 0 || merge < 0) {
         memset(p, 0, sizeof *p);
-        diag_plain_error(d, "TRLC_FUSE_SINK=%s: expected 0 (no sinking) or 1 (the default)", env);
         return -1;
     }
-    FuseOptions o = {.no_sink = env && !strcmp(env, "0")};
+    FuseOptions o = {.no_sink = sink == 0, .no_merge = merge == 0};
     return fuse_plan_with(g, &o, d, p);
 }
 

@@ -115,7 +115,8 @@ typedef struct FuseOptions {
 // read none of its values, when a node whose other inputs those steps compute joins it (an
 // elementwise value then stays in registers instead of a pass over memory each way). No step
 // moves past a reader; a group sinks only when every value it reads is read that late anyway,
-// and past at most 16 steps. TRLC_FUSE_SINK=0 in the environment turns sinking off (A/B).
+// and past at most 16 steps. TRLC_FUSE_SINK=0 / TRLC_FUSE_MERGE=0 in the environment turn sinking /
+// merging off (A/B; other values than 0 and 1 are an error).
 // After the walk, a kernel group next to a reduction group (only views between) may merge into
 // it when every member takes a level there (RMSNorm's backward: its [B,T,1] terms and the
 // [B,T,H] input gradient join the row's sum_to kernel); see merge_groups in fuse.c.

@@ -63,6 +63,15 @@ bad TRLC_CPU_PROFILE yes '`0`, `1`' "${run[@]}"
 good TRLC_CPU_PROFILE 1 "${run[@]}"
 grep -q "matmul" "$work/err.txt" || { echo "FAIL: TRLC_CPU_PROFILE=1 printed no per-op times"; fail=1; }
 
+# the fusion plan's switches, on trlc kernels: 0 plans more launches than 1 / unset
+bad TRLC_FUSE_SINK no '`0`, `1`' "${kernels[@]}"
+bad TRLC_FUSE_MERGE off '`0`, `1`' "${kernels[@]}"
+for v in 0 1; do good TRLC_FUSE_MERGE "$v" "${kernels[@]}"; cp "$work/out.txt" "$work/merge-$v.txt"; done
+m0=$(grep -o '[0-9]* kernel launches' "$work/merge-0.txt" | head -1 | awk '{print $1}')
+m1=$(grep -o '[0-9]* kernel launches' "$work/merge-1.txt" | head -1 | awk '{print $1}')
+if [ -n "$m0" ] && [ -n "$m1" ] && [ "$m0" -gt "$m1" ]; then echo "ok: launches: TRLC_FUSE_MERGE=0 $m0, =1 $m1"
+else echo "FAIL: launches: TRLC_FUSE_MERGE=0 '$m0', =1 '$m1'"; fail=1; fi
+
 # the CPU backend's byte limits (counts: common/env.h env_count), on trlc run
 badnum() {
     local var=$1 val=$2 min=$3
