@@ -13,6 +13,7 @@
 // Afterwards: each group's external inputs and outputs, its canonical form and hash, and the
 // deduplicated kernel table. Not here: source text (codegen_cuda.c), evaluation (fuse_eval.c).
 #include "env.h"
+#include "linear_ce.h"
 #include "strbuf.h"
 #include "fuse.h"
 #include <inttypes.h>
@@ -615,12 +616,6 @@ static bool same_attention(const IrNode *f, const IrNode *b) {
 
 static bool is_attention_bwd(IrOp op) { return op == IR_SDPA_BWD_Q || op == IR_SDPA_BWD_K || op == IR_SDPA_BWD_V; }
 
-// A backward op of linear_ce f (the same x, w, labels, smoothing and ignored label).
-static bool same_head(const IrNode *f, const IrNode *b) {
-    return (b->op == IR_LINEAR_CE_BWD_X || b->op == IR_LINEAR_CE_BWD_W) && b->nin == 4 && f->nin == 3 &&
-           b->in[0] == f->in[0] && b->in[1] == f->in[1] && b->in[2] == f->in[2] && b->a.value == f->a.value &&
-           b->a.ignore_index == f->a.ignore_index;
-}
 
 static int pair_library(FusePlan *p) {
     const IrGraph *g = p->g;
@@ -663,7 +658,7 @@ static int pair_library(FusePlan *p) {
             bool have[2] = {false, false};
             for (int t = s + 1; t < p->nsteps; t++) {
                 const IrNode *m = &g->nodes[p->steps[t].node];
-                if (p->steps[t].kind != FUSE_LIBRARY || p->lib_leader[t] >= 0 || !same_head(n, m)) continue;
+                if (p->steps[t].kind != FUSE_LIBRARY || p->lib_leader[t] >= 0 || !ir_linear_ce_backward_of(n, m)) continue;
                 IrId gl = m->in[3];
                 bool ready = ir_is_leaf(&g->nodes[gl]) || p->level[gl] == FUSE_LV_CONST ||
                              (p->step_of[gl] >= 0 && p->step_of[gl] < s);

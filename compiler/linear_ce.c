@@ -64,7 +64,7 @@ int ir_head_predictions(IrGraph *g, bool keep_logits) {
 // gradient of a sum is a constant) can run with its forward: one logits product per chunk serves
 // the loss, dlogits, dx and dw (fuse.c pairs them; the recompute costs a head product per backward
 // op otherwise: a third of the head's work in a LoRA step, two fifths in full fine-tuning).
-static bool same_head(const IrNode *f, const IrNode *b) {
+bool ir_linear_ce_backward_of(const IrNode *f, const IrNode *b) {
     return (b->op == IR_LINEAR_CE_BWD_X || b->op == IR_LINEAR_CE_BWD_W) && b->nin == 4 && f->nin == 3 &&
            b->in[0] == f->in[0] && b->in[1] == f->in[1] && b->in[2] == f->in[2] && b->a.value == f->a.value &&
            b->a.ignore_index == f->a.ignore_index;
@@ -90,7 +90,7 @@ int ir_linear_ce_hoist_grads(IrGraph *g) {
         int nneed = 0;
         for (int b = f + 1; b < n; b++) {
             const IrNode *bn = &g->nodes[b];
-            if (!same_head(fn, bn) || bn->in[3] <= f || dep[bn->in[3]]) continue;
+            if (!ir_linear_ce_backward_of(fn, bn) || bn->in[3] <= f || dep[bn->in[3]]) continue;
             need[bn->in[3]] = true;
         }
         for (int i = n - 1; i > f; i--) {

@@ -24,6 +24,9 @@ int ir_fuse_linear_ce(IrGraph *g);
 // forward (fuse.h FusePlan.lib_leader: one logits product per chunk for all of them). Node ids
 // change (renumbered as ir_install_nodes does). Returns how many nodes moved, or -1 after reporting.
 int ir_linear_ce_hoist_grads(IrGraph *g);
+// Whether b is a backward op (linear_ce_bwd_x / _bwd_w) of linear_ce f: the same x, w, labels,
+// label smoothing and ignored label.
+bool ir_linear_ce_backward_of(const IrNode *f, const IrNode *b);
 
 // For an evaluation graph: when its output "logits" is matmul(x, w, trans_b), adds the output
 // "predictions" = linear_argmax(x, w) (i32, the predicted token per position) and, unless

@@ -14,19 +14,22 @@ export TRLC_CACHE_DIR=$work/cache
 spec=$src/tests/run/lora.trl
 fail=0 n=0
 
-# bad VAR VALUE ACCEPTED CMD...: exit non-zero, the message names VAR, `VALUE` and ACCEPTED
-bad() {
-    local var=$1 val=$2 accepted=$3
+# refused VAR VALUE EXPECTED CMD...: exit non-zero, the message names VAR, `VALUE` and what it
+# expected ("one of `0`, `1`", "a whole number of at least 1")
+refused() {
+    local var=$1 val=$2 expected=$3
     shift 3
     env "$var=$val" "$@" > "$work/out.txt" 2> "$work/err.txt"
     local rc=$?
     n=$((n + 1))
-    if [ $rc -eq 0 ] || ! grep -qF "environment variable $var is \`$val\`: expected one of $accepted (or unset)" "$work/err.txt"; then
-        echo "FAIL: $var=$val ($2 ...): exit $rc"; cat "$work/err.txt" | head -5; fail=1
+    if [ $rc -eq 0 ] || ! grep -qF "environment variable $var is \`$val\`: expected $expected (or unset)" "$work/err.txt"; then
+        echo "FAIL: $var=$val: exit $rc"; head -5 "$work/err.txt"; fail=1
     else
         echo "ok: $var=$val: exit $rc: $(grep -m1 "$var" "$work/err.txt")"
     fi
 }
+# bad VAR VALUE ACCEPTED CMD...: an enum-like variable's value outside ACCEPTED
+bad() { local var=$1 val=$2 accepted=$3; shift 3; refused "$var" "$val" "one of $accepted" "$@"; }
 # good VAR VALUE CMD...: exit 0
 good() {
     local var=$1 val=$2
@@ -73,18 +76,7 @@ if [ -n "$m0" ] && [ -n "$m1" ] && [ "$m0" -gt "$m1" ]; then echo "ok: launches:
 else echo "FAIL: launches: TRLC_FUSE_MERGE=0 '$m0', =1 '$m1'"; fail=1; fi
 
 # the CPU backend's byte limits (counts: common/env.h env_count), on trlc run
-badnum() {
-    local var=$1 val=$2 min=$3
-    shift 3
-    env "$var=$val" "$@" > "$work/out.txt" 2> "$work/err.txt"
-    local rc=$?
-    n=$((n + 1))
-    if [ $rc -eq 0 ] || ! grep -qF "environment variable $var is \`$val\`: expected a whole number of at least $min (or unset)" "$work/err.txt"; then
-        echo "FAIL: $var=$val: exit $rc"; head -5 "$work/err.txt"; fail=1
-    else
-        echo "ok: $var=$val: exit $rc: $(grep -m1 "$var" "$work/err.txt")"
-    fi
-}
+badnum() { local var=$1 val=$2 min=$3; shift 3; refused "$var" "$val" "a whole number of at least $min" "$@"; }
 badnum TRLC_CPU_SDPA_BLOCK_MAX 64MiB 0 "${run[@]}"
 badnum TRLC_CPU_SDPA_BLOCK_MAX -1 0 "${run[@]}"
 badnum TRLC_CPU_LCE_CHUNK_BYTES 0 1 "${run[@]}"
