@@ -83,6 +83,35 @@ static inline void gpu_test_spec_free(GpuTestSpec *s) {
     diag_free(&s->d);
 }
 
+// A fusion rewrite's memory check (sinking, merging): g planned at B = 8, T = 1024 in bf16 with
+// `with` (the rewrite on) and `without`; prints both, and checks (tests/test.h) that the
+// activations do not grow and the sum of all buffers shrinks (the values only the moved groups
+// read are no longer written).
+#include "memplan.h"
+#include "test.h"
+#include <stdio.h>
+#include <string.h>
+static inline void gpu_test_check_plan_leaner(const IrGraph *g, const FusePlan *with, const FusePlan *without,
+                                              const char *path, Diag *d) {
+    int64_t sym[IR_NSYMS] = {8, 1024};
+    MpPlan mw, mo;
+    memset(&mw, 0, sizeof mw);
+    memset(&mo, 0, sizeof mo);
+    bool ok = mp_plan(g, with, sym, "bf16", &mw, d) == 0 && mp_plan(g, without, sym, "bf16", &mo, d) == 0;
+    CHECK_MSG(ok, "%s: the memory plans", path);
+    if (ok) {
+        printf("%s at B=8 T=1024: activations %.4f -> %.4f GiB (without reuse %.2f -> %.2f GiB)\n", path,
+               mo.activations / 1073741824.0, mw.activations / 1073741824.0, mo.naive / 1073741824.0,
+               mw.naive / 1073741824.0);
+        CHECK_MSG(mw.activations <= mo.activations, "%s: activations %lld > %lld", path, (long long)mw.activations,
+                  (long long)mo.activations);
+        CHECK_MSG(mw.naive < mo.naive, "%s: the sum of all buffers %lld, not below %lld", path, (long long)mw.naive,
+                  (long long)mo.naive);
+    }
+    mp_plan_free(&mw);
+    mp_plan_free(&mo);
+}
+
 // The vocabulary: the smallest first dimension of a parameter named *embed_tokens* (1 << 30 if none).
 int64_t gpu_test_vocab(const IrGraph *g);
 

@@ -287,22 +287,7 @@ static void test_spec(const char *path) {
                   "launches drop by at least 2 per norm: %d -> %d", plain.nsteps_kind[FUSE_KERNEL],
                   merged.nsteps_kind[FUSE_KERNEL]);
         CHECK(merged.nkernels <= plain.nkernels);
-        int64_t sym[IR_NSYMS] = {8, 1024};
-        MpPlan mm, mp;
-        memset(&mm, 0, sizeof mm);
-        memset(&mp, 0, sizeof mp);
-        bool mok = mp_plan(g, &merged, sym, "bf16", &mm, &S.d) == 0 && mp_plan(g, &plain, sym, "bf16", &mp, &S.d) == 0;
-        CHECK(mok);
-        if (mok) {
-            printf("%s at B=8 T=1024: activations %.4f -> %.4f GiB (without reuse %.2f -> %.2f GiB)\n", path,
-                   mp.activations / 1073741824.0, mm.activations / 1073741824.0, mp.naive / 1073741824.0,
-                   mm.naive / 1073741824.0);
-            CHECK_MSG(mm.activations <= mp.activations, "activations %lld > %lld", (long long)mm.activations,
-                      (long long)mp.activations);
-            CHECK(mm.naive < mp.naive);   // the values only the moved groups read are no longer written
-        }
-        mp_plan_free(&mm);
-        mp_plan_free(&mp);
+        gpu_test_check_plan_leaner(g, &merged, &plain, path, &S.d);
     }
     fuse_plan_free(&merged);
     fuse_plan_free(&plain);

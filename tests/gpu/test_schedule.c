@@ -202,23 +202,7 @@ static void test_spec(const char *path) {
         CHECK_MSG(launches(&plain) - launches(&sunk) >= silus, "launches drop by at least the layers: %lld -> %lld",
                   (long long)launches(&plain), (long long)launches(&sunk));
         CHECK(sunk.nkernels <= plain.nkernels);
-        // the memory plan gets no worse
-        int64_t sym[IR_NSYMS] = {8, 1024};
-        MpPlan ms, mp;
-        memset(&ms, 0, sizeof ms);
-        memset(&mp, 0, sizeof mp);
-        bool mok = mp_plan(g, &sunk, sym, "bf16", &ms, &S.d) == 0 && mp_plan(g, &plain, sym, "bf16", &mp, &S.d) == 0;
-        CHECK(mok);
-        if (mok) {
-            printf("%s at B=8 T=1024: activations %.2f -> %.2f GiB (without reuse %.2f -> %.2f GiB)\n", path,
-                   mp.activations / 1073741824.0, ms.activations / 1073741824.0, mp.naive / 1073741824.0,
-                   ms.naive / 1073741824.0);
-            CHECK_MSG(ms.activations <= mp.activations, "activations %lld > %lld", (long long)ms.activations,
-                      (long long)mp.activations);
-            CHECK(ms.naive < mp.naive);   // the silu values are no longer written at all
-        }
-        mp_plan_free(&ms);
-        mp_plan_free(&mp);
+        gpu_test_check_plan_leaner(g, &sunk, &plain, path, &S.d);   // the memory plan gets no worse
     }
     fuse_plan_free(&sunk);
     fuse_plan_free(&plain);
