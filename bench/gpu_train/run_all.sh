@@ -3,13 +3,13 @@
 # repository root, with the programs staged by stage.sh (no build, no cmake / ctest on the device):
 #   parity:     nvidia-smi (+ one trlc step); gpu.cuda_exec, gpu.exec, gpu.run_cuda (loss and gradients vs the CPU
 #               backend), then gpu.optim_cuda, gpu.library, gpu.cuda_graph, gpu.rope_lowp, gpu.attn_lowp,
-#               gpu.bind_output, gemm_acc.cuda (what the build staged)
+#               gpu.bind_output, gemm_acc.cuda, gpu.head_pair (what the build staged)
 #   quickstart: examples/quickstart trained with --device cuda and --device cpu side by side
 #               (held-out accuracy of both parts); the kernel cache (a second run compiles
 #               nothing); test_gpu_attention_tc --bench (tensor-core vs fp32 attention timing)
 #   bench:      bench.py (trlc vs PyTorch + peft: parity, tokens/s, peak memory, ratios)
 #   all:        the three in that order.  Or name checks: smi cuda_exec exec run_cuda optim_cuda
-#               library cuda_graph rope_lowp attn_lowp bind_output gemm_acc qs cache attn_bench gbench
+#               library cuda_graph rope_lowp attn_lowp bind_output gemm_acc head_pair qs cache attn_bench gbench
 #               (several words: run in that order;
 #               qs is the quickstart check, gbench bench.py).
 # Each check runs under `timeout` (its own limit, cut to what is left of KIT_BUDGET seconds, 570 by
@@ -159,6 +159,7 @@ c_rope_lowp() { run_ctest gpu.rope_lowp; }       # bf16 rope kernel == f32 round
 c_attn_lowp() { run_ctest gpu.attn_lowp; }       # bf16 attention output, delta from it
 c_bind_output() { run_ctest gpu.bind_output; }   # KD's teacher logits copied on the device
 c_gemm_acc() { run_ctest gemm_acc.cuda; }        # cuBLASLt beta = 1 / bias epilogues vs the CPU
+c_head_pair() { run_ctest gpu.head_pair; }       # the head's loss and backward on one logits product
 c_run_cuda() {
     staged_cmd gpu.run_cuda || { key "not staged"; return 77; }
     "${cmd[@]}" 2>&1 | tee "$KIT_WORK/run_cuda.out"
@@ -352,17 +353,17 @@ fi
 
 # the run (a function, read whole before it starts: the script may be edited while it runs)
 main() {
-all_checks=(smi cuda_exec exec run_cuda optim_cuda library cuda_graph rope_lowp attn_lowp bind_output gemm_acc qs cache
-            attn_bench gbench)
+all_checks=(smi cuda_exec exec run_cuda optim_cuda library cuda_graph rope_lowp attn_lowp bind_output gemm_acc head_pair qs
+            cache attn_bench gbench)
 declare -A limit=([smi]=90 [cuda_exec]=240 [exec]=240 [run_cuda]=300 [optim_cuda]=120 [library]=120 [cuda_graph]=120
-                  [rope_lowp]=60 [attn_lowp]=90 [bind_output]=60 [gemm_acc]=90
+                  [rope_lowp]=60 [attn_lowp]=90 [bind_output]=60 [gemm_acc]=90 [head_pair]=60
                   [qs]=420 [cache]=150 [attn_bench]=120 [gbench]=560)
 want=()
 [ $# -eq 0 ] && set -- all
 for a in "$@"; do
     case "$a" in
         all) want+=("${all_checks[@]}") ;;
-        parity) want+=(smi cuda_exec exec run_cuda optim_cuda library cuda_graph rope_lowp attn_lowp bind_output gemm_acc) ;;
+        parity) want+=(smi cuda_exec exec run_cuda optim_cuda library cuda_graph rope_lowp attn_lowp bind_output gemm_acc head_pair) ;;
         quickstart) want+=(smi qs cache attn_bench) ;;
         bench) want+=(smi gbench) ;;
         *) if [ -n "${limit[$a]:-}" ]; then want+=("$a"); else
