@@ -39,13 +39,14 @@ const char usage_kernels[] =
     "options:\n"
     "  -o DIR         output directory (created)\n"
     "  --arch sm_XY   target architecture (default: the GPU's own, else sm_90)\n"
-    "  --ptx          also write DIR/<kernel>.ptx\n"
+    "  --ptx          also write DIR/<kernel>.ptx (a library file's: DIR/<file>.cu.ptx)\n"
     "  --no-compile   generate only (no NVRTC)\n"
     "  --plan         print the step plan to stdout\n"
     "  --memory B,T   print the memory plan of a step with batch B and sequence length T\n"
     "  -h, --help     this help\n"
     "\n"
-    "environment: TRLC_CACHE_DIR (kernel cache), TRLC_PRINT_KERNELS=1 (print each source)\n"
+    "environment: TRLC_CACHE_DIR (kernel cache), TRLC_PRINT_KERNELS=1 (print each source);\n"
+    "  TRLC_GEMM_ACC, TRLC_FUSE_SINK, TRLC_FUSE_MERGE (=0: plans without those rewrites, to compare)\n"
     "exit status: 0 success, 1 spec errors, 2 usage error, 3 compile or write failure\n";
 
 

@@ -145,7 +145,11 @@ Ast *parse_source(Diag *d, Arena *a, uint32_t file) {
     Ast *root = fe_parse_state(&ps);
     if (!root) root = ast_new(a, AST_SPEC, (Loc){file, 0, 0});
     root->loc = (Loc){file, 0, (uint32_t)s->len};
-    if (!check_height(d, root)) root = ast_new(a, AST_SPEC, root->loc);
+    if (!check_height(d, root)) {   // reported: nothing of the file is read, but its `trl 1;` (no second error)
+        Ast *kept = ast_new(a, AST_SPEC, root->loc);
+        if (root->nkids > 0 && root->kids[0]->kind == AST_VERSION) ast_push(a, kept, root->kids[0]);
+        root = kept;
+    }
     return root;
 }
 
