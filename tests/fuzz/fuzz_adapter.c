@@ -1,0 +1,34 @@
+// fuzz_adapter.c — a PEFT LoRA adapter directory: input = adapter_config.json "\n@@FILE@@\n"
+// adapter_model.safetensors, written to <scratch>/adapter/, read by ex_load_peft_adapter.
+// Oracle: an accepted adapter's modules have r > 0, positive in/out and both matrices.
+// Not fuzzed here: merging into a base model (ex_merge_lora) and writing adapters.
+#include "diag.h"
+#include "export.h"
+#include "fuzz_util.h"
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const uint8_t *parts[2];
+    size_t lens[2];
+    size_t np = fuzz_split(data, size, "\n@@FILE@@\n", parts, lens, 2);
+    char dir[1024], path[1024];
+    FUZZ_ASSERT(fuzz_mkdir("adapter", dir, sizeof dir) == 0);
+    FUZZ_ASSERT(fuzz_write("adapter/adapter_config.json", parts[0], lens[0], path, sizeof path) == 0);
+    if (np > 1) FUZZ_ASSERT(fuzz_write("adapter/adapter_model.safetensors", parts[1], lens[1], path, sizeof path) == 0);
+    else fuzz_remove("adapter/adapter_model.safetensors");
+    Diag d;
+    diag_init(&d, fuzz_out());
+    ExLoraAdapter a;
+    memset(&a, 0, sizeof a);
+    if (ex_load_peft_adapter(&d, dir, &a) == 0) {
+        FUZZ_ASSERT(d.errors == 0 && a.cfg.r > 0);
+        for (int i = 0; i < a.n_mods; i++)
+            FUZZ_ASSERT(a.mods[i].in > 0 && a.mods[i].out > 0 && a.mods[i].A && a.mods[i].B && a.mods[i].module);
+    } else {
+        FUZZ_ASSERT(d.errors > 0);
+    }
+    ex_lora_adapter_free(&a);
+    diag_free(&d);
+    return 0;
+}
