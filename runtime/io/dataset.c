@@ -433,9 +433,25 @@ char *ds_gsm8k_answer(const char *s, size_t n) {
 // ---- checks at open -----------------------------------------------------------------------------
 
 // Extracts and renders one row; 0 valid, -1 bad (err set).
+// The text of a row (every message, reasoning and the text field), for the size limit.
+static size_t row_bytes(const RowData *rd) {
+    size_t n = rd->text_len;
+    const Conv *cs[2] = {&rd->conv, &rd->rej};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < cs[k]->n; i++) n += cs[k]->m[i].content_len + cs[k]->m[i].reasoning_len;
+    return n;
+}
+
 static int check_row(DsLoader *l, json_t *row, char *err) {
     RowData rd;
     int st = extract(&l->cfg, row, &rd, err);
+    // A JSON or CSV row holds at most what a JSONL line may (max_line_bytes): one 100 MB row would
+    // otherwise be tokenized whole, 8 bytes a token, every time it is read.
+    size_t maxrow = l->cfg.max_line_bytes ? l->cfg.max_line_bytes : (size_t)64 << 20;
+    if (!st && row_bytes(&rd) > maxrow) {
+        errf(err, "the row holds %zu bytes of text, more than %zu", row_bytes(&rd), maxrow);
+        st = -1;
+    }
     if (!st && l->cfg.format != DS_TEXT) {
         ChatRender r = {0};
         const char *e = NULL;

@@ -57,7 +57,8 @@ typedef struct DsConfig {
     int epochs;                 // 0 → 1
     bool skip_errors;           // on_error = skip: bad rows are skipped and counted, not fatal
     size_t max_file_bytes;      // JSON/CSV are loaded whole; larger files are refused (0 → 1 GiB)
-    size_t max_line_bytes;      // JSONL: longest accepted line (0 → 64 MiB)
+    size_t max_line_bytes;      // JSONL: longest accepted line; JSON / CSV: most text in one row
+                                // (0 → 64 MiB)
     int32_t eos_id;             // -1: detect (<|endoftext|>, </s>, <|end_of_text|>, <|eos|>); else an
                                 // id of the tokenizer (not checked); PLAIN/FORMAT templates end
                                 // responses with its text only when it is a special token

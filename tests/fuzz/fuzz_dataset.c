@@ -1,8 +1,9 @@
 // fuzz_dataset.c — a dataset file → ds_open, every row through ds_get, all batches (two epochs).
 // Input byte 0: file type (jsonl / json / csv) and format (text, prompt_response, messages,
 // preference, prompt_answer); byte 1: flags (pack, mask_prompt, skip_errors, truncate left,
-// shuffle, chatml template, Qwen2 tokenizer instead of bytes); byte 2: max_len; the rest is the file.
-// Oracles: batch shapes and ids inside the vocabulary, targets an id or DS_IGNORE, the number of
+// shuffle, chatml template, Qwen2 tokenizer instead of bytes, a 4 KiB row limit); byte 2: max_len; the
+// rest is the file. Oracles: batch shapes and ids inside the vocabulary, targets an id or DS_IGNORE,
+// no example longer than the row limit allows (bytes tokenizer, no template or max_len), the number of
 // batches equal to ds_count_batches, ds_seek back to the start replays the same first batch.
 // Not fuzzed here: column-name overrides (DsFields), files over the size limits (tests/data).
 #include "chat.h"
@@ -60,6 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cfg.truncate = (fl & 8) ? DS_TRUNC_LEFT : DS_TRUNC_RIGHT;
     cfg.shuffle = fl & 16;
     cfg.tmpl = (fl & 32) ? &g_chatml : NULL;
+    if (fl & 128) cfg.max_line_bytes = 4096;
     cfg.epochs = 2;
     cfg.seed = data[2];
     cfg.max_len = data[2] % 64;
@@ -79,6 +81,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (ds_get(l, i, &ex) == 0) {
                 for (size_t k = 0; k < ex.n; k++) FUZZ_ASSERT(ex.ids[k] >= 0 && ex.ids[k] < vocab);
                 if (cfg.max_len > 0) FUZZ_ASSERT(ex.n <= (size_t)cfg.max_len);
+                // bytes tokenizer, plain concatenation: a token per byte of the row, + BOS and EOS
+                if ((fl & 128) && tok == g_bytes && !cfg.tmpl && cfg.max_len == 0) FUZZ_ASSERT(ex.n <= 4096 + 2);
             }
             ds_example_free(&ex);
         }

@@ -37,6 +37,11 @@ def main():
     put("hfconfig", "deep_object.json", '{"a":' * SOME)
     put("tokenizer", "deep.json", '{"model":' + "[" * SOME)
     put("dataset", "deep.jsonl", bytes([0, 0x02, 16]) + b'{"text": ' + b"[" * DEEP + b"\n")
+    # a JSON / CSV row larger than the row limit (4 KiB with flag 0x80; 64 MiB by default, as a JSONL
+    # line): it was accepted and tokenized whole (a 100 MB CSV row took 21 s and 1 GB per open)
+    put("dataset", "row_over_limit.csv", bytes([2 + 3 * 0, 0x80 | 0x02, 0]) + b"text\n" + b"a" * 5000 + b"\n")
+    put("dataset", "row_over_limit.json", bytes([1 + 3 * 1, 0x80 | 0x02, 0]) +
+        json.dumps([{"prompt": "p" * 3000, "response": "r" * 3000}]).encode())
     put("chat", "deep_config.json", b"\x00" + b'{"chat_template": ' + b"[" * SOME)
     # safetensors: 2^62-element shapes, numel overflow, offsets and header lengths past the file
     put("safetensors", "shape_2p62.safetensors",
