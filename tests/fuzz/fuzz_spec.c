@@ -1,7 +1,8 @@
 // fuzz_spec.c — a .trl spec's text → load (lex, parse, imports) → check → lower the policy.
 // The spec is named examples/language/fuzz.trl (it is never written), so its relative paths find
 // that folder's tiny models and data, as the seeds (examples, specs) expect; stdlib imports are the
-// embedded modules. Asserts the status agrees with the error count.
+// embedded modules. Lines after a "\n@@SET@@\n" are `--set KEY=VALUE` overrides applied before
+// checking (check_override_arg), one per line. Asserts the status agrees with the error count.
 // Not fuzzed here: lowering models deeper than 64 layers (see below), autodiff and later passes (tests/ir's mutation tests), `--set` (check_override).
 #include "arena.h"
 #include "check.h"
@@ -22,10 +23,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     diag_init(&d, fuzz_out());
     Arena a = {0};
     LoadedSpec spec = {0};
-    if (load_spec_text(&d, &a, path, (const char *)data, size, &spec) == 0) {
+    const uint8_t *parts[2];
+    size_t lens[2];
+    size_t np = fuzz_split(data, size, "\n@@SET@@\n", parts, lens, 2);
+    if (load_spec_text(&d, &a, path, (const char *)parts[0], lens[0], &spec) == 0) {
         FUZZ_ASSERT(d.errors == 0);
+        int orc = 0;
+        for (size_t i = 0, start = 0; np == 2 && i <= lens[1]; i++) {
+            if (i < lens[1] && parts[1][i] != '\n') continue;
+            char *set = fuzz_strndup(parts[1] + start, i - start);
+            FUZZ_ASSERT(set != NULL);
+            if (check_override_arg(&d, &a, (Ast *)spec.mods[spec.nmods - 1].root, set) != 0) orc = -1;
+            free(set);
+            start = i + 1;
+        }
+        FUZZ_ASSERT((orc == -1) == (d.errors > 0));
         CheckedSpec *cs = arena_alloc(&a, sizeof *cs);
-        int rc = check_spec(&d, &a, &spec, cs);
+        int rc = orc == 0 ? check_spec(&d, &a, &spec, cs) : -1;
         FUZZ_ASSERT((rc == -1) == (d.errors > 0));
         // Lowering is quadratic in the number of parameters (lower.c looks names up linearly:
         // 1000 layers take 5 s, 3000 take 32 s), so deep models are left out here.

@@ -39,6 +39,9 @@ def main():
             put("spec", "broken_" + os.path.basename(p), rd(p))
     for m in ("llama", "nn"):
         put("spec", "stdlib_%s.trl" % m, rd("stdlib/%s.trl" % m))
+    sets = b"train.optimizer.lr=1e-4\nlora.policy.rank=8\nmodel.policy.config.layers=2\ntrain.seed=((((1\nnope=3"
+    for p in ("examples/language/sft-lora.trl", "examples/language/scratch.trl"):
+        put("spec", "set_" + os.path.basename(p), rd(p) + b"\n@@SET@@\n" + sets)
     # safetensors: small valid files and the malformed corpus of tests/io
     for p in sorted(glob.glob(ROOT + "/tests/io/bad/*.safetensors")):
         put("safetensors", os.path.basename(p), rd(p))
