@@ -111,6 +111,8 @@ def main():
         f = fmt[guess.get(base, "prompt_response")]
         for j, flags in enumerate((0x02, 0x01 | 0x02 | 0x10 | 0x20, 0x04 | 0x08 | 0x40)):
             put("dataset", "%s%s.%d" % (base, ext, j), bytes([typ[ext] + 3 * f, flags, 7 + 13 * j]) + rd(p))
+        # checkdata: byte 0 = type + 3 * format, byte 1 = `fields { }` written
+        put("checkdata", base + ext, bytes([typ[ext] + 3 * f, i & 1]) + rd(p)[:4096])
     gsm = rd(SHARED + "/gsm8k/test.jsonl").splitlines()[:3] if os.path.exists(SHARED + "/gsm8k") else []
     if gsm:
         put("dataset", "gsm8k3.jsonl", bytes([0 + 3 * 4, 0x06, 40]) + b"\n".join(gsm) + b"\n")
