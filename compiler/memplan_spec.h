@@ -1,8 +1,8 @@
 // memplan_spec.h — the GPU pipeline's front half for a checked spec: the training graph as
-// `trlc run` compiles it (lower → LoRA when the spec has it → autodiff → dce), and the memory
+// `trlc run` compiles it (pipeline.h: lower → LoRA → autodiff → ... ), and the memory
 // report `trlc check --memory` prints (fusion plan + memory plan for the spec's batch size and
 // sequence length, or given ones).
-// Not here: the passes themselves (lower.h, lora.h, autodiff.h, fuse.h, memplan.h).
+// Not here: the passes or their order (pipeline.h, fuse.h, memplan.h).
 #ifndef TRLC_MEMPLAN_SPEC_H
 #define TRLC_MEMPLAN_SPEC_H
 #include <stdint.h>
@@ -13,11 +13,10 @@
 #include "ir.h"
 #include "load.h"
 
-// Lowers the policy of a checked spec into g (initialised by the caller, f32), applies LoRA when
-// the spec has a lora block (and trlc was built with the LoRA pass), differentiates and removes
-// dead code, then recomputes (train.recompute), applies bf16 mixed precision (precision = bf16)
-// and makes products accumulate into their sums (gemm_acc.h) as the trainer does. Returns 0, or
-// -1 after reporting.
+// Compiles the policy of a checked spec into g (initialised by the caller, f32) through
+// pipeline.h as the trainer does (LoRA, the backward, recomputation, mixed precision, products
+// accumulating into their sums), with common subexpressions and dead code removed after the
+// backward. Returns 0, or -1 after reporting.
 int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g);
 // Loads and checks the spec file at path (into spec and cs, which the caller provides) and then
 // compiles its training graph into g as above: where `trlc kernels` and the GPU tests start.

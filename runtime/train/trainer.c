@@ -1,7 +1,8 @@
-// trainer.c — the Trainer object (trainer.h): compiles the policy twice (a training graph with
-// LoRA dropout and the backward, an evaluation graph without either), allocates one fp32 master
-// buffer per parameter bound to both CPU programs, loads the weights from the model directory or
-// initialises them from the seed, and runs one micro-batch / one optimizer update at a time.
+// trainer.c — the Trainer object (trainer.h): compiles the policy twice through pipeline.h (a
+// training graph with LoRA dropout and the backward, an evaluation graph without either),
+// allocates one fp32 master buffer per parameter bound to both CPU programs, loads the weights
+// from the model directory or initialises them from the seed, and runs one micro-batch / one
+// optimizer update at a time.
 // With --device cuda the optimizer runs on the device (optim_cuda.h) over device-resident
 // weights, and the host copies are fetched only when asked for (tr_sync_host / tr_sync_state).
 // Objectives with a second model: kd runs the teacher's forward and binds its logits (on the
@@ -10,9 +11,7 @@
 // in the reference's graph, or here from its logits).
 // Not here: the data, the loop, checkpoints or export (trainer_loop.c); grpo (needs generation).
 #include "trainer_int.h"
-#include "autodiff.h"
-#include "recompute.h"
-#include "autocast.h"
+#include "pipeline.h"
 #include "linear_ce.h"
 #include "env.h"
 #include "hfconfig.h"
@@ -68,7 +67,8 @@ static void drop_output(IrGraph *g, const char *name) {
     g->nouts = k;
 }
 
-// lower (+ LoRA) (+ autodiff) into g.
+// The policy's training graph (train) or evaluation graph into g: pipeline.h up to mixed precision
+// (pl_finish_graph, once the weights are in place).
 static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, bool train) {
     ir_graph_init(g, t->d, IR_F32);
     LowerOptions opt;
@@ -80,44 +80,10 @@ static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, b
         diag_hint(t->d, "`trlc run` trains sft, pretrain, dpo and kd");
         return -1;
     }
-    if (lower_model_opts(t->d, t->a, spec, t->cs, -1, &opt, g, res) != 0) return -1;
-    if (res->loss == IR_NONE) {
-        diag_plain_error(t->d, "objective `%s` lowered without a loss", k);
-        return -1;
-    }
+    PlOptions o = {.train = train, .need_loss = true, .lora = &t->lora, .recompute = &t->recompute};
+    if (pl_compile_policy(t->d, t->a, spec, t->cs, &o, g, res) != 0) return -1;
     t->per_pair = res->loss_per && !strcmp(res->loss_per, "pair");
-    if (t->has_lora) {
-        const CheckedModel *m = t->m;
-        LoraOptions lo = {0};
-        lo.nf4 = m->quantized;
-        lo.quant_block = m->quant_block > 0 ? m->quant_block : 64;
-        lo.rank = m->lora_rank;
-        lo.alpha = m->lora_alpha;
-        lo.dropout = m->lora_dropout;
-        lo.train_dropout = train;
-        lo.rslora = m->lora_rslora;
-        lo.all_linear = m->lora_all_linear;
-        lo.targets = m->lora_targets;
-        lo.ntargets = m->lora_ntargets;
-        lo.seed = (uint64_t)t->cs->train.seed;
-        LoraResult lr;
-        if (lora_apply(t->d, t->a, g, res, &lo, &lr) != 0) return -1;
-        if (train) t->lora = lr;
-    }
-    if (train) {
-        // the training program does not hand out the logits (B, T, V): as an output they would
-        // stay allocated through the whole backward pass
-        drop_output(g, "logits");
-        // the head and its loss as one op that never holds the whole batch's logits (linear_ce.h)
-        if (ir_fuse_linear_ce(g) < 0 || ad_backward(g, NULL, 0) != 0) return -1;
-        // train.recompute: the backward pass recomputes each layer's values (recompute.h)
-        if (t->cs->train.recompute && ir_recompute(g, &t->recompute) != 0) return -1;
-        // and always the cheap values (silu(gate) beside gate ...): recompute.h
-        if (ir_recompute_cheap(g, NULL) != 0) return -1;
-        // the head's backward beside its forward, one logits product for both (linear_ce.h)
-        if (ir_linear_ce_hoist_grads(g) < 0) return -1;
-    }
-    return g->errors ? -1 : 0;
+    return 0;
 }
 
 static int find_output(const IrGraph *g, const char *name) {
@@ -486,14 +452,15 @@ int tr_set_schedule(Trainer *t, int64_t total_steps) {
     return sched_init(t->d, &t->sched, &sc);
 }
 
-// precision = bf16: products on bf16 operands, frozen weights read only by products stored in
-// bf16 (autocast.h) — in the training, evaluation and teacher / reference graphs alike, on every
-// backend (the CPU rounds the same values). The frozen weights' values are rounded here, once.
-static int mixed_precision(Trainer *t) {
+// The last passes of every graph (pipeline.h: precision = bf16, products accumulating into their
+// sums) — the training, evaluation and teacher / reference graphs alike, on every backend (the
+// CPU rounds the same values). Under bf16 the frozen weights stored in bf16 are rounded here, once.
+static int finish_graphs(Trainer *t) {
     const char *pr = t->cs->train.precision;
+    if (pl_finish_graph(&t->g, pr, &t->autocast, &t->gemm_acc) != 0 || pl_finish_graph(&t->ge, pr, NULL, NULL) != 0)
+        return -1;
+    if (t->aux != TR_AUX_NONE && pl_finish_graph(&t->ga, pr, NULL, NULL) != 0) return -1;
     if (!pr || strcmp(pr, "bf16") != 0) return 0;
-    if (ir_autocast_bf16(&t->g, &t->autocast) != 0 || ir_autocast_bf16(&t->ge, NULL) != 0) return -1;
-    if (t->aux != TR_AUX_NONE && ir_autocast_bf16(&t->ga, NULL) != 0) return -1;
     for (int i = 0; i < t->np; i++) {
         TrParam *p = &t->ps[i];
         IrId a = ir_find(&t->g, p->name), b = ir_find(&t->ge, p->name);
@@ -504,14 +471,6 @@ static int mixed_precision(Trainer *t) {
         IrId a = ir_find(&t->ga, t->aps[i].name);
         if (!t->ashared[i] && a != IR_NONE && t->ga.nodes[a].dtype == IR_BF16) ac_round_bf16(t->aps[i].data, t->aps[i].numel);
     }
-    return 0;
-}
-
-// Products that accumulate into their sums (gemm_acc.h), after mixed precision, for fp32 and bf16
-// alike and in every graph, so that the CPU and the GPU run the same graph.
-static int gemm_accumulate(Trainer *t) {
-    if (ir_fuse_gemm_accumulate(&t->g, &t->gemm_acc) < 0 || ir_fuse_gemm_accumulate(&t->ge, NULL) < 0) return -1;
-    if (t->aux != TR_AUX_NONE && ir_fuse_gemm_accumulate(&t->ga, NULL) < 0) return -1;
     return 0;
 }
 
@@ -597,7 +556,7 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     t->eloss_out = find_output(&t->ge, "loss");
     t->elogits_out = find_output(&t->ge, "logits");
     t->epred_out = find_output(&t->ge, "predictions");
-    if (alloc_params(t) || init_weights(t) || setup_aux(t, spec) || mixed_precision(t) || gemm_accumulate(t)) goto fail;
+    if (alloc_params(t) || init_weights(t) || setup_aux(t, spec) || finish_graphs(t)) goto fail;
     *status = TR_RUNTIME_ERROR;
     if (new_train_program(t, o) != 0 || new_side_programs(t) != 0) goto fail;
     if (bind_params(t, &t->prog, &t->g) || bind_params(t, &t->eprog, &t->ge)) goto fail;

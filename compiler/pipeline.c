@@ -1,0 +1,72 @@
+// pipeline.c — see pipeline.h: the order of the passes that make a spec's policy the graph the
+// trainer runs, and what each caller keeps of them. No pass is implemented here.
+#include "pipeline.h"
+#include "autodiff.h"
+#include "linear_ce.h"
+#include <string.h>
+
+// LoRA on the policy as its lora block says (train: with dropout).
+static int apply_lora(Diag *d, Arena *a, const CheckedSpec *cs, const CheckedModel *m, const PlOptions *o,
+                      IrGraph *g, LowerResult *res) {
+    LoraOptions lo = {0};
+    lo.nf4 = m->quantized;   // QLoRA: the frozen weights as NF4 codes + scales
+    lo.quant_block = m->quant_block > 0 ? m->quant_block : 64;
+    lo.rank = m->lora_rank;
+    lo.alpha = m->lora_alpha;
+    lo.dropout = m->lora_dropout;
+    lo.train_dropout = o->train;
+    lo.rslora = m->lora_rslora;
+    lo.all_linear = m->lora_all_linear;
+    lo.targets = m->lora_targets;
+    lo.ntargets = m->lora_ntargets;
+    lo.seed = (uint64_t)cs->train.seed;
+    LoraResult lr;
+    if (lora_apply(d, a, g, res, &lo, &lr) != 0) return -1;
+    if (o->train && o->lora) *o->lora = lr;
+    return 0;
+}
+
+// The training program hands out no logits (B, T, V): as an output they would stay allocated
+// through the whole backward pass.
+static void drop_logits(IrGraph *g) {
+    int k = 0;
+    for (int i = 0; i < g->nouts; i++)
+        if (strcmp(g->outs[i].name, "logits") != 0) g->outs[k++] = g->outs[i];
+    g->nouts = k;
+}
+
+static int training_passes(const CheckedSpec *cs, const PlOptions *o, IrGraph *g) {
+    drop_logits(g);
+    // the head and its loss as one op that never holds the whole batch's logits (linear_ce.h)
+    if (ir_fuse_linear_ce(g) < 0) return -1;
+    if (o->cse_dce ? ad_run_passes(g, NULL) != 0 : ad_backward(g, NULL, 0) != 0) return -1;
+    // train.recompute: the backward recomputes each layer's values (after cse, which would undo it)
+    if (cs->train.recompute && ir_recompute(g, o->recompute) != 0) return -1;
+    // and always the cheap values (silu(gate) beside gate ...): recompute.h
+    if (ir_recompute_cheap(g, NULL) != 0) return -1;
+    // the head's backward beside its forward, one logits product for both (linear_ce.h)
+    if (ir_linear_ce_hoist_grads(g) < 0) return -1;
+    return 0;
+}
+
+int pl_compile_policy(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, const PlOptions *o, IrGraph *g,
+                      LowerResult *res) {
+    LowerOptions opt;   // the objective as the trainer lowers it (dpo's doubled batch, kd's teacher input)
+    lower_options_from_spec(cs, &opt);
+    if (lower_model_opts(d, a, spec, cs, -1, &opt, g, res) != 0) return -1;
+    if (o->need_loss && res->loss == IR_NONE) {
+        diag_plain_error(d, "objective `%s` lowered without a loss", opt.objective);
+        return -1;
+    }
+    const CheckedModel *m = cs->policy >= 0 && cs->policy < cs->nmodels ? &cs->models[cs->policy] : NULL;
+    if (m && m->has_lora && apply_lora(d, a, cs, m, o, g, res) != 0) return -1;
+    if (o->train && training_passes(cs, o, g) != 0) return -1;
+    return g->errors ? -1 : 0;
+}
+
+int pl_finish_graph(IrGraph *g, const char *precision, AutocastStats *ac, GemmAccStats *ga) {
+    // precision = bf16: products on bf16 operands, frozen weights read only by products in bf16
+    if (precision && !strcmp(precision, "bf16") && ir_autocast_bf16(g, ac) != 0) return -1;
+    // products that accumulate into their sums, for fp32 and bf16 alike (gemm_acc.h)
+    return ir_fuse_gemm_accumulate(g, ga) < 0 ? -1 : 0;
+}
