@@ -20,17 +20,30 @@
 // P V into accumulator fragments (no rescaling, so the rounding points above are exact).
 // Kernels, one body each for the two dtypes of O: trlc_attention_tc_forward writes fp32 O,
 // trlc_attention_tc_forward_bf16 bf16 O (mixed precision's attention output, ir.h IR_SDPA);
-// trlc_attention_tc_backward_dq reads fp32 O, trlc_attention_tc_backward_dq_bf16 bf16 O.
+// trlc_attention_tc_backward_dq and _backward_delta read fp32 O, their _bf16 twins bf16 O.
+// Two backwards, the same numbers but for dQ's fp32 summation order:
+//   fused (the executor's default; flash-attention 2's schedule, 5 GEMM-sized products S, dP,
+//     dV, dK, dQ): dQ zeroed (the launcher's memset), trlc_attention_tc_backward_delta(_bf16)
+//     writes delta, then trlc_attention_tc_backward_fused, one block per 64 keys of a KV head:
+//     per step of 16 queries (of each query head of the group) S^T and dP^T once, dV and dK in
+//     the warps' fragments, and the block's share of dQ = scale bf16(dS) K (dS^T of all 64 keys
+//     and K in shared memory) added into dQ with one fp32 atomicAdd an element: dQ's last bits
+//     depend on the order the blocks run in; delta, dK and dV are the split kernels' bits;
+//   split (TRLC_ATTN_BWD=split; 7 products: S and dP twice): trlc_attention_tc_backward_dq(_bf16)
+//     over query blocks (writes dQ and delta), then trlc_attention_tc_backward_dkdv over key
+//     blocks; dQ bit-reproducible. A backward needing only dQ runs the dq kernel alone.
 // Launch (all: 128 threads = 4 warps, static shared memory under 48 KB, no dynamic):
-//   trlc_attention_tc_forward(_bf16), trlc_attention_tc_backward_dq(_bf16): grid (ceil(T/64), Hq, B);
-//   trlc_attention_tc_backward_dkdv:                          grid (ceil(T/64), Hkv, B),
-//   the dq kernel (which writes delta) before the dkdv kernel. Any T >= 1, D in 1..128 (padded to
-//   a multiple of 16 with zeros in shared memory), Hq a multiple of Hkv. bf16 arrays are passed
-//   as their raw bits (unsigned short) (out too in the _bf16 kernels), fp32 for out / dout / lse /
-//   delta and the gradients.
-// Each warp owns 16 rows (queries; keys in dkdv); key (or query) tiles of 32 rows are staged in
-// shared memory, 16-byte loads when D % 8 == 0 and the row base is aligned (then the forward and
-// dq kernels load the next K / V tile into registers while computing on the current one).
+//   trlc_attention_tc_forward(_bf16), trlc_attention_tc_backward_dq(_bf16),
+//   trlc_attention_tc_backward_delta(_bf16):                  grid (ceil(T/64), Hq, B);
+//   trlc_attention_tc_backward_dkdv, _backward_fused:          grid (ceil(T/64), Hkv, B),
+//   the dq kernel before the dkdv kernel; the memset and the delta kernel before the fused one.
+//   Any T >= 1, D in 1..128 (padded to a multiple of 16 with zeros in shared memory), Hq a
+//   multiple of Hkv. bf16 arrays are passed as their raw bits (unsigned short) (out too in the
+//   _bf16 kernels), fp32 for out / dout / lse / delta and the gradients.
+// Each warp owns 16 rows (queries; keys in dkdv and fused); key (or query) tiles of 32 rows (16
+// queries in fused) are staged in shared memory, 16-byte loads when D % 8 == 0 and the row base
+// is aligned (then the forward and dq kernels load the next K / V tile into registers while
+// computing on the current one).
 // NVRTC has no mma.h / cuda_bf16.h without the toolkit's include path, so under NVRTC this file
 // declares the WMMA subset it uses on the compiler's builtins (the calls mma.h makes); the CUDA
 // emulator's shim (tests/gpu/emu/cuemu_shim.h) provides nvcuda::wmma and __nv_bfloat16 itself.
@@ -225,17 +238,18 @@ __device__ __forceinline__ void tc_pv(tc_frag_c *acc, const __nv_bfloat16 *p, co
 
 // the warp's 16 rows of acc (16, Dp) times mul into dst (T, D) rows row0 .. (rows past T and
 // columns past D dropped; fp32, or bf16 bits: tc_st), through the warp's score tile
+// (tile: 16 rows of ld floats, ld >= 16)
 template <typename OT>
-__device__ __forceinline__ void tc_write(OT *dst, const tc_frag_c *acc, float *tile, float mul, int row0, int T,
-                                         int D, int nf, int lane) {
+__device__ __forceinline__ void tc_write(OT *dst, const tc_frag_c *acc, float *tile, int ld, float mul, int row0,
+                                         int T, int D, int nf, int lane) {
     const int r = lane >> 1, half = lane & 1, i = row0 + r;
     for (int n = 0; n < TC_MAXF; n++) {
         if (n >= nf) break;
-        wmma::store_matrix_sync(tile, acc[n], TC_SLD, wmma::mem_row_major);
+        wmma::store_matrix_sync(tile, acc[n], ld, wmma::mem_row_major);
         __syncwarp();
         for (int c = 0; c < 8; c++) {
             const int d = n * 16 + half * 8 + c;
-            if (i < T && d < D) tc_st(&dst[(long long)i * D + d], mul * tile[r * TC_SLD + half * 8 + c]);
+            if (i < T && d < D) tc_st(&dst[(long long)i * D + d], mul * tile[r * ld + half * 8 + c]);
         }
         __syncwarp();
     }
@@ -336,7 +350,7 @@ __device__ __forceinline__ void tc_forward(OT *out, float *lse, const unsigned s
         __syncwarp();
         tc_pv(acc, pt, kv + TC_KB * TC_LD, nf);
     }
-    tc_write(out + (b * Hq + h) * T * (long long)D, acc, st, 1.0f, w0, T, D, nf, lane);
+    tc_write(out + (b * Hq + h) * T * (long long)D, acc, st, TC_SLD, 1.0f, w0, T, D, nf, lane);
 }
 
 extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward(
@@ -365,6 +379,17 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_forward_bf16
     tc_forward(out, lse, q, k, v, seg, key_mask, T, D, Hq, Hkv, scale, causal);
 }
 
+// delta_i = dO_i . bf16(O_i) (fp32) of row i of a (T, D) head, the lane pair (half 0 / 1) splitting
+// the columns by parity, then their two sums added (both lanes get it; 0 past T). The dq kernel and
+// the delta kernel both compute it so: the split and fused backwards see the same delta bits.
+template <typename OT>
+__device__ __forceinline__ float tc_delta_row(const OT *out, const float *dout, int i, int T, int D, int half) {
+    float dl = 0.0f;
+    if (i < T)
+        for (int d = half; d < D; d += 2) dl += dout[(long long)i * D + d] * tc_o(&out[(long long)i * D + d]);
+    return dl + __shfl_xor_sync(0xffffffffu, dl, 1);
+}
+
 template <typename OT>   // O: float, or unsigned short (bf16 bits)
 __device__ __forceinline__ void tc_backward_dq(float *dq, float *delta, const unsigned short *q,
                                                const unsigned short *k, const unsigned short *v, const OT *out,
@@ -386,10 +411,7 @@ __device__ __forceinline__ void tc_backward_dq(float *dq, float *delta, const un
     const float *km = key_mask ? key_mask + b * T : 0;
     const int si = sg && i < T ? sg[i] : 0;
     // delta_i = dO_i . bf16(O_i) (fp32): the lane pair of row i splits the columns
-    float dl = 0.0f;
-    if (i < T)
-        for (int d = half; d < D; d += 2) dl += dout[ho + (long long)i * D + d] * tc_o(&out[ho + (long long)i * D + d]);
-    dl += __shfl_xor_sync(0xffffffffu, dl, 1);
+    const float dl = tc_delta_row(out + ho, dout + ho, i, T, D, half);
     if (half == 0 && i < T) delta[(b * Hq + h) * T + i] = dl;
     const float li = i < T ? lse[(b * Hq + h) * T + i] : 0.0f;
     tc_frag_a qf[TC_MAXF], of[TC_MAXF];
@@ -428,7 +450,7 @@ __device__ __forceinline__ void tc_backward_dq(float *dq, float *delta, const un
         __syncwarp();
         tc_pv(acc, pt, kv, nf);                   // dQ += bf16(dS) K
     }
-    tc_write(dq + ho, acc, st, scale, w0, T, D, nf, lane);
+    tc_write(dq + ho, acc, st, TC_SLD, scale, w0, T, D, nf, lane);
 }
 
 extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dq(
@@ -533,6 +555,169 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dkd
             tc_pv(dka, dst, qd, nf);                  // dK += bf16(dS)^T Q
         }
     }
-    tc_write(dk + ko, dka, st, scale, w0, T, D, nf, lane);
-    tc_write(dv + ko, dva, st, 1.0f, w0, T, D, nf, lane);
+    tc_write(dk + ko, dka, st, TC_SLD, scale, w0, T, D, nf, lane);
+    tc_write(dv + ko, dva, st, TC_SLD, 1.0f, w0, T, D, nf, lane);
+}
+
+// ---- the fused backward (flash-attention 2's schedule): delta first, then one kernel over key
+// blocks that recomputes S and dP once and makes dV, dK and each key block's share of dQ
+// (5 products in all instead of the split path's 7), dQ added with fp32 atomics.
+
+template <typename OT>   // O: float, or unsigned short (bf16 bits)
+__device__ __forceinline__ void tc_backward_delta(float *delta, const OT *out, const float *dout, int T, int D,
+                                                  int Hq) {
+    if (T < 1 || D < 1 || Hq < 1 || blockDim.x != 128 || blockDim.y != 1 || blockDim.z != 1) return;
+    const int lane = threadIdx.x & 31, half = lane & 1;
+    const int i = blockIdx.x * TC_ROWS + (int)threadIdx.x / 2;   // this lane pair's row
+    const long long bh = (long long)blockIdx.z * Hq + blockIdx.y, ho = bh * T * (long long)D;
+    const float dl = tc_delta_row(out + ho, dout + ho, i, T, D, half);
+    if (half == 0 && i < T) delta[bh * T + i] = dl;
+}
+
+extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_delta(
+    float *delta,               // (B, Hq, T): dO_i . bf16(O_i)
+    const float *out,           // (B, Hq, T, D)
+    const float *dout,          // (B, Hq, T, D)
+    int T, int D, int Hq)
+{
+    tc_backward_delta(delta, out, dout, T, D, Hq);
+}
+
+extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_delta_bf16(
+    float *delta,               // (B, Hq, T): dO_i . O_i
+    const unsigned short *out,  // (B, Hq, T, D) bf16 (trlc_attention_tc_forward_bf16's)
+    const float *dout,          // (B, Hq, T, D)
+    int T, int D, int Hq)
+{
+    tc_backward_delta(delta, out, dout, T, D, Hq);
+}
+
+#define TC_QB 16     // queries per step of the fused kernel
+#define TC_FLD 20    // float row stride of its per-warp (16, 16) tiles
+#define TC_BLD 24    // bf16 row stride of its per-warp P^T / dS^T tiles (a multiple of 8)
+
+// whether warp rows (keys) from kw0 see none of the queries i0 .. i0 + TC_QB - 1 (causal): the
+// warp skips the step and its dS^T tile is left out of dQ (the same test at both places)
+__device__ __forceinline__ bool tc_fused_skip(int causal, int i0, int kw0) { return causal && i0 + TC_QB - 1 < kw0; }
+
+extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_fused(
+    float *dq,                  // (B, Hq, T, D): zeroed before; each key block adds its share (atomics)
+    float *dk, float *dv,       // (B, Hkv, T, D), summed over the group's query heads
+    const unsigned short *q,    // (B, Hq, T, D) bf16
+    const unsigned short *k,    // (B, Hkv, T, D) bf16
+    const unsigned short *v,    // (B, Hkv, T, D) bf16
+    const float *dout,          // (B, Hq, T, D)
+    const float *lse, const float *delta,   // (B, Hq, T); delta from trlc_attention_tc_backward_delta(_bf16)
+    const int *seg,             // (B, T) segment ids, or NULL
+    const float *key_mask,      // (B, T) 0 = padding key, or NULL
+    int T, int D, int Hq, int Hkv, float scale, int causal)
+{
+    if (!tc_shape_ok(T, D, Hq, Hkv)) return;   // the launcher checks; never out of bounds
+    __shared__ __align__(32) __nv_bfloat16 ks[TC_ROWS * TC_LD];      // V staging, then the block's K (64 keys)
+    __shared__ __align__(32) __nv_bfloat16 qd[2 * TC_QB * TC_LD];    // Q (16 queries), bf16 dO (16)
+    __shared__ __align__(32) float sbuf[4][16 * TC_FLD];             // per warp: S^T (16 keys, 16 queries); dQ tile
+    __shared__ __align__(32) float dpbuf[4][16 * TC_FLD];            // per warp: dP^T
+    __shared__ __align__(32) __nv_bfloat16 pbuf[4][16 * TC_BLD];     // per warp: bf16 P^T
+    __shared__ __align__(32) __nv_bfloat16 dsbuf[4][16 * TC_BLD];    // per warp: bf16 dS^T (all warps read it)
+    __shared__ float ls[TC_QB], dls[TC_QB];                         // lse, delta of the query tile
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, r = lane >> 1, half = lane & 1;
+    const long long b = blockIdx.z, hk = blockIdx.y;
+    const int group = Hq / Hkv;
+    const int k0 = blockIdx.x * TC_ROWS, w0 = k0 + warp * 16, j = w0 + r;   // this lane's key row
+    const int Dp = (D + 15) & ~15, nf = Dp / 16;
+    const long long ko = (b * Hkv + hk) * T * (long long)D;
+    const int *sg = seg ? seg + b * T : 0;
+    const float *km = key_mask ? key_mask + b * T : 0;
+    tc_frag_a vf[TC_MAXF];
+    tc_stage(ks, v + ko, k0, TC_ROWS, T, D, Dp);
+    __syncthreads();
+    for (int c = 0; c < TC_MAXF; c++)
+        if (c < nf) wmma::load_matrix_sync(vf[c], ks + warp * 16 * TC_LD + c * 16, TC_LD);
+    __syncthreads();
+    tc_stage(ks, k + ko, k0, TC_ROWS, T, D, Dp);   // stays: the A operand of S^T, the B operand of dQ
+    tc_frag_c dka[TC_MAXF], dva[TC_MAXF];
+    for (int c = 0; c < TC_MAXF; c++) wmma::fill_fragment(dka[c], 0.0f), wmma::fill_fragment(dva[c], 0.0f);
+    float *st = sbuf[warp], *dpt = dpbuf[warp];
+    __nv_bfloat16 *pt = pbuf[warp], *dst = dsbuf[warp];
+    const __nv_bfloat16 *kw = ks + warp * 16 * TC_LD, *qt = qd, *ot = qd + TC_QB * TC_LD;
+    const int istart = causal ? k0 : 0;   // queries before the block's first key see none of its keys
+    for (int g = 0; g < group; g++) {
+        const long long h = hk * group + g, ho = (b * Hq + h) * T * (long long)D;
+        for (int i0 = istart; i0 < T; i0 += TC_QB) {
+            __syncthreads();   // the last step's readers of qd, dsbuf (and the K staging) are done
+            tc_stage(qd, q + ho, i0, TC_QB, T, D, Dp);
+            tc_stage_f32(qd + TC_QB * TC_LD, dout + ho, i0, TC_QB, T, D, Dp);
+            for (int x = threadIdx.x; x < TC_QB; x += blockDim.x) {
+                const int i = i0 + x;
+                ls[x] = i < T ? lse[(b * Hq + h) * T + i] : 0.0f;
+                dls[x] = i < T ? delta[(b * Hq + h) * T + i] : 0.0f;
+            }
+            __syncthreads();
+            if (!tc_fused_skip(causal, i0, w0)) {
+                tc_frag_c sacc, dpacc;   // S^T = K Q^T, dP^T = V bf16(dO)^T
+                wmma::fill_fragment(sacc, 0.0f), wmma::fill_fragment(dpacc, 0.0f);
+                for (int c = 0; c < TC_MAXF; c++) {
+                    if (c >= nf) break;
+                    tc_frag_a a;
+                    tc_frag_bt bq, bo;
+                    wmma::load_matrix_sync(a, kw + c * 16, TC_LD);
+                    wmma::load_matrix_sync(bq, qt + c * 16, TC_LD);
+                    wmma::mma_sync(sacc, a, bq, sacc);
+                    wmma::load_matrix_sync(bo, ot + c * 16, TC_LD);
+                    wmma::mma_sync(dpacc, vf[c], bo, dpacc);
+                }
+                wmma::store_matrix_sync(st, sacc, TC_FLD, wmma::mem_row_major);
+                wmma::store_matrix_sync(dpt, dpacc, TC_FLD, wmma::mem_row_major);
+                __syncwarp();
+                const int il = i0 + half * 8;   // this lane's first query
+                const bool all = !sg && !km && j < T && il + 7 < T && (!causal || j <= il);
+                for (int c = 0; c < 8; c++) {
+                    const int x = half * 8 + c, i = i0 + x, e = r * TC_FLD + x;
+                    const int si = sg && i < T ? sg[i] : 0;
+                    const float p = all || tc_visible(i, j, T, causal, sg, si, km) ? expf(scale * st[e] - ls[x]) : 0.0f;
+                    pt[r * TC_BLD + x] = tc_bf16(p);
+                    dst[r * TC_BLD + x] = tc_bf16(p * (dpt[e] - dls[x]));
+                }
+                __syncwarp();
+                tc_frag_a ap, as;
+                wmma::load_matrix_sync(ap, pt, TC_BLD);
+                wmma::load_matrix_sync(as, dst, TC_BLD);
+                for (int n = 0; n < TC_MAXF; n++) {
+                    if (n >= nf) break;
+                    tc_frag_b bo, bq;
+                    wmma::load_matrix_sync(bo, ot + n * 16, TC_LD);
+                    wmma::mma_sync(dva[n], ap, bo, dva[n]);   // dV += bf16(P)^T bf16(dO)
+                    wmma::load_matrix_sync(bq, qt + n * 16, TC_LD);
+                    wmma::mma_sync(dka[n], as, bq, dka[n]);   // dK += bf16(dS)^T Q
+                }
+            }
+            __syncthreads();   // every warp's dS^T is in dsbuf
+            // dQ (16 queries, Dp) += bf16(dS) K over the block's 64 keys: warp w makes the column
+            // tiles w, w + 4, each summed over the (non-skipped) warps' 16-key chunks in order,
+            // then scale times it added into dq (fp32 atomics: other key blocks add to these rows)
+            float *dqh = dq + ho;
+            for (int n = warp; n < nf; n += 4) {
+                tc_frag_c acc;
+                wmma::fill_fragment(acc, 0.0f);
+                for (int kc = 0; kc < 4; kc++) {
+                    if (tc_fused_skip(causal, i0, k0 + kc * 16)) continue;   // block-uniform
+                    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::col_major> a;   // (q, key) = dS^T[key][q]
+                    tc_frag_b bk;
+                    wmma::load_matrix_sync(a, dsbuf[kc], TC_BLD);
+                    wmma::load_matrix_sync(bk, ks + kc * 16 * TC_LD + n * 16, TC_LD);
+                    wmma::mma_sync(acc, a, bk, acc);
+                }
+                wmma::store_matrix_sync(st, acc, TC_FLD, wmma::mem_row_major);
+                __syncwarp();
+                const int i = i0 + r;
+                for (int c = 0; c < 8; c++) {
+                    const int d = n * 16 + half * 8 + c;
+                    if (i < T && d < D) atomicAdd(&dqh[(long long)i * D + d], scale * st[r * TC_FLD + half * 8 + c]);
+                }
+                __syncwarp();
+            }
+        }
+    }
+    tc_write(dk + ko, dka, st, TC_FLD, scale, w0, T, D, nf, lane);
+    tc_write(dv + ko, dva, st, TC_FLD, 1.0f, w0, T, D, nf, lane);
 }

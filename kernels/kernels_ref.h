@@ -62,7 +62,8 @@ void trlc_attention_bwd_dkdv_ref(float *dk, float *dv /* (B,Hkv,T,D) */, const f
 // attention_tc.cu (tensor cores): q (B,Hq,T,D), k / v (B,Hkv,T,D) as bf16 bits, the numerics of
 // attention_tc.cu's header (fp32 scores and sums, P / dS / dO rounded to bf16 before their
 // products); seg / key_mask and the no-key convention as attention.cu's. The backward writes dq
-// and delta (B,Hq,T) like the dq kernel and dk / dv (B,Hkv,T,D) like the dkdv kernel; it reads
+// and delta (B,Hq,T) like the dq kernel and dk / dv (B,Hkv,T,D) like the dkdv kernel (and the
+// fused kernel: the same, dq up to its fp32 summation order; tests/gpu/test_attn_bwd.c); it reads
 // out as the bf16 forward stores it (delta = dout . bf16(out): fp32 out is rounded, a bf16
 // forward's values stay). The bf16 forward's out is this forward's rounded to bf16.
 void trlc_attention_tc_forward_ref(float *out /* (B,Hq,T,D) */, float *lse /* (B,Hq,T) */, const uint16_t *q,

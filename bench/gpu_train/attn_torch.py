@@ -7,6 +7,10 @@ Hopper for bf16 and D 128) on k, v already expanded to 16 heads (what transforme
 with repeat_kv before the call; the expansion is not timed). Forward, and forward + backward
 (backward = the difference), CUDA events, the mean of 10 after 3 warm-ups — as the C bench — and
 TFLOP/s counted the same way: the causal half of 4 B Hq T^2 D (forward), 2.5 times that (backward).
+PyTorch's backward is flash attention 2's: delta, then one kernel over key blocks with dQ added by
+atomics (5 products) -- what trlc's fused backward (trlc_attention_tc_backward_fused, the default)
+does; run_all.sh's attn_bench sets this line's backward against both trlc's fused and split
+(TRLC_ATTN_BWD=split: 7 products) backwards, which test_gpu_attention_tc --bench times.
 Prints one line bench/gpu_train/run_all.sh's attn_bench reads:
     torch sdpa: forward 0.123 ms (45.6 TFLOP/s), backward 0.456 ms (78.9 TFLOP/s) [flash]
 Usage: attn_torch.py [B T]   (default 4 1024). Exit 77 when PyTorch has no CUDA device.

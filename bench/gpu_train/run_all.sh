@@ -3,13 +3,14 @@
 # repository root, with the programs staged by stage.sh (no build, no cmake / ctest on the device):
 #   parity:     nvidia-smi (+ one trlc step); gpu.cuda_exec, gpu.exec, gpu.run_cuda (loss and gradients vs the CPU
 #               backend), then gpu.optim_cuda, gpu.library, gpu.cuda_graph, gpu.rope_lowp, gpu.attn_lowp,
-#               gpu.bind_output, gemm_acc.cuda, gpu.head_pair (what the build staged)
+#               gpu.attn_bwd, gpu.bind_output, gemm_acc.cuda, gpu.head_pair (what the build staged)
 #   quickstart: examples/quickstart trained with --device cuda and --device cpu side by side
 #               (held-out accuracy of both parts); the kernel cache (a second run compiles
-#               nothing); test_gpu_attention_tc --bench (tensor-core vs fp32 attention timing)
+#               nothing); test_gpu_attention_tc --bench (tensor-core vs fp32 attention timing, the
+#               fused backward vs the split one)
 #   bench:      bench.py (trlc vs PyTorch + peft: parity, tokens/s, peak memory, ratios)
 #   all:        the three in that order.  Or name checks: smi cuda_exec exec run_cuda optim_cuda
-#               library cuda_graph rope_lowp attn_lowp bind_output gemm_acc head_pair qs cache attn_bench gbench
+#               library cuda_graph rope_lowp attn_lowp attn_bwd bind_output gemm_acc head_pair qs cache attn_bench gbench
 #               (several words: run in that order;
 #               qs is the quickstart check, gbench bench.py).
 # Each check runs under `timeout` (its own limit, cut to what is left of KIT_BUDGET seconds, 570 by
@@ -157,6 +158,7 @@ c_library() { run_ctest gpu.library; }   # without a device: its CPU half passes
 c_cuda_graph() { run_ctest gpu.cuda_graph; }
 c_rope_lowp() { run_ctest gpu.rope_lowp; }       # bf16 rope kernel == f32 rounded
 c_attn_lowp() { run_ctest gpu.attn_lowp; }       # bf16 attention output, delta from it
+c_attn_bwd() { run_ctest gpu.attn_bwd; }         # the fused attention backward vs the reference and split
 c_bind_output() { run_ctest gpu.bind_output; }   # KD's teacher logits copied on the device
 c_gemm_acc() { run_ctest gemm_acc.cuda; }        # cuBLASLt beta = 1 / bias epilogues vs the CPU
 c_head_pair() { run_ctest gpu.head_pair; }       # the head's loss and backward on one logits product
@@ -295,15 +297,21 @@ c_attn_bench() {
         END { gsub(/\(/, "", tfl); gsub(/\(/, "", ffl)
               printf "tc: forward %s ms (%s TFLOP/s), backward %s TFLOP/s; fp32: forward %s ms (%s TFLOP/s), backward %s TFLOP/s", tf, tfl, tb, ff, ffl, fb
               if (tf > 0 && ff > 0) printf "; forward speed-up %.1fx", ff / tf }' "$o"); $(grep -m1 'tc vs fp32:' "$o" | sed 's/^ *//'); $t"
+    # "  bf16 fused backward: 1.234 ms (56.7 TFLOP/s; ...), split (dq + dkdv) 1.567 ms: split / fused 1.27x"
+    line="$line$(awk '/ bf16 fused backward: / { f = $4; ft = $6; sub(/\(/, "", ft); s = $(NF-5); r = $NF }
+                    END { if (f != "") printf "; fused backward %s ms (%s TFLOP/s), split %s ms: split / fused %s", f, ft, s, r }' "$o")"
+    line="$line$(grep -m1 'fused vs split:' "$o" | sed 's/^ */; /')"
     # PyTorch's attention at the same shape (attn_torch.py): the peer's times, and trlc's over them
     if "$PYTHON" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
         # shellcheck disable=SC2086
         timeout 120 "$PYTHON" "$root/bench/gpu_train/attn_torch.py" ${ATTN_BENCH:-4 1024} 2>&1 | tee -a "$o"
         line="$line$(awk '/ attention_tc.cu: forward / { tf = $4; tb = $9 + $12 }
+                    / bf16 fused backward: / { tfu = $4 }
                     /^torch sdpa: forward / { pf = $4; pb = $9; k = $0; sub(/.*\[/, "", k); sub(/\].*/, "", k) }
-                    END { if (pf > 0 && pb > 0 && tf > 0 && tb > 0)
-                              printf "; torch sdpa [%s]: forward %s ms, backward %s ms; trlc / torch time: forward %.2fx, backward %.2fx", k, pf, pb, tf / pf, tb / pb
-                          else printf "; torch sdpa: no timing" }' "$o")"
+                    END { if (pf > 0 && pb > 0 && tf > 0 && tb > 0) {
+                              printf "; torch sdpa [%s]: forward %s ms, backward %s ms; trlc / torch time: forward %.2fx, backward %.2fx (split)", k, pf, pb, tf / pf, tb / pb
+                              if (tfu > 0) printf ", %.2fx (fused)", tfu / pb
+                          } else printf "; torch sdpa: no timing" }' "$o")"
     fi
     key "$line"
     return $rc
@@ -353,17 +361,17 @@ fi
 
 # the run (a function, read whole before it starts: the script may be edited while it runs)
 main() {
-all_checks=(smi cuda_exec exec run_cuda optim_cuda library cuda_graph rope_lowp attn_lowp bind_output gemm_acc head_pair qs
+all_checks=(smi cuda_exec exec run_cuda optim_cuda library cuda_graph rope_lowp attn_lowp attn_bwd bind_output gemm_acc head_pair qs
             cache attn_bench gbench)
 declare -A limit=([smi]=90 [cuda_exec]=240 [exec]=240 [run_cuda]=300 [optim_cuda]=120 [library]=120 [cuda_graph]=120
-                  [rope_lowp]=60 [attn_lowp]=90 [bind_output]=60 [gemm_acc]=90 [head_pair]=60
+                  [rope_lowp]=60 [attn_lowp]=90 [attn_bwd]=60 [bind_output]=60 [gemm_acc]=90 [head_pair]=60
                   [qs]=420 [cache]=150 [attn_bench]=120 [gbench]=560)
 want=()
 [ $# -eq 0 ] && set -- all
 for a in "$@"; do
     case "$a" in
         all) want+=("${all_checks[@]}") ;;
-        parity) want+=(smi cuda_exec exec run_cuda optim_cuda library cuda_graph rope_lowp attn_lowp bind_output gemm_acc head_pair) ;;
+        parity) want+=(smi cuda_exec exec run_cuda optim_cuda library cuda_graph rope_lowp attn_lowp attn_bwd bind_output gemm_acc head_pair) ;;
         quickstart) want+=(smi qs cache attn_bench) ;;
         bench) want+=(smi gbench) ;;
         *) if [ -n "${limit[$a]:-}" ]; then want+=("$a"); else

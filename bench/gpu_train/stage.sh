@@ -1,7 +1,7 @@
 #!/bin/bash
 # stage.sh — puts a built trlc, the GPU test binaries (tests/gpu: test_gpu_exec, test_gpu_cuda_exec,
 # test_gpu_attention_tc, test_gpu_optim_cuda, test_gpu_library, test_gpu_cuda_graph, test_gpu_rope_lowp,
-# test_gpu_attn_lowp, test_gpu_bind_output, test_gpu_head_pair; tests/gemm_acc: test_gemm_acc_cuda: those
+# test_gpu_attn_lowp, test_gpu_attn_bwd, test_gpu_bind_output, test_gpu_head_pair; tests/gemm_acc: test_gemm_acc_cuda: those
 # the build has) and the shared libraries the GPU machine's image may lack (jansson, utf8proc, libcsv,
 # OpenBLAS + gfortran, pcre2, libgomp) into one folder the device tool can carry: a whole build
 # directory is larger than the 64 MiB a call may carry. The libraries go in lib.tgz (PACK=0: a plain
@@ -34,7 +34,7 @@ mkdir -p "$O/lib"
 # the programs: trlc, then the GPU tests the build has (the kit skips the ones not staged)
 progs=("cli/trlc")
 for t in test_gpu_exec test_gpu_cuda_exec test_gpu_attention_tc test_gpu_optim_cuda test_gpu_library \
-         test_gpu_cuda_graph test_gpu_rope_lowp test_gpu_attn_lowp test_gpu_bind_output test_gpu_head_pair; do
+         test_gpu_cuda_graph test_gpu_rope_lowp test_gpu_attn_lowp test_gpu_attn_bwd test_gpu_bind_output test_gpu_head_pair; do
     [ -x "$B/tests/gpu/$t" ] && progs+=("tests/gpu/$t")
 done
 [ -x "$B/tests/gemm_acc/test_gemm_acc_cuda" ] && progs+=("tests/gemm_acc/test_gemm_acc_cuda")
@@ -98,7 +98,7 @@ fi
 ba=$(cd "$B" && pwd)
 : >"$O/tests.txt"
 for t in gpu.exec gpu.cuda_exec gpu.run_cuda gpu.optim_cuda_emu gpu.library gpu.attention_tc gpu.cuda_graph gpu.cache \
-         gpu.rope_lowp gpu.attn_lowp gpu.bind_output gpu.head_pair gemm_acc.cuda; do
+         gpu.rope_lowp gpu.attn_lowp gpu.attn_bwd gpu.bind_output gpu.head_pair gemm_acc.cuda; do
     ctf=$B/tests/${t%%.*}/CTestTestfile.cmake
     line=$(grep -F "add_test([=[$t]=] " "$ctf" 2>/dev/null | head -1)
     [ -n "$line" ] || continue

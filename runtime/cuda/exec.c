@@ -63,6 +63,7 @@ struct CudaProgram {
     RtBlas *blas;
     RtCudaStream stream;        // all of a run's work (created per program)
     bool graphs_on;             // capture and replay CUDA graphs ($TRLC_CUDA_GRAPHS != 0, driver support)
+    bool attn_split;            // tensor-core attention backward as the dq and dkdv kernels ($TRLC_ATTN_BWD=split)
     ShapeGraph graphs[EXEC_GRAPH_SHAPES];
     int ngraphs;
     uint64_t graph_clock;
@@ -233,6 +234,10 @@ static int load_library(CudaProgram *p) {
                 NEED(file, tc ? "trlc_attention_tc_forward_bf16" : "trlc_attention_forward");
             NEED(file, o16 ? "trlc_attention_tc_backward_dq_bf16" : tc ? "trlc_attention_tc_backward_dq" : "trlc_attention_backward_dq");
             NEED(file, tc ? "trlc_attention_tc_backward_dkdv" : "trlc_attention_backward_dkdv");
+            if (tc) {   // the fused backward (run_attention_bwd): delta, then one kernel
+                NEED(file, o16 ? "trlc_attention_tc_backward_delta_bf16" : "trlc_attention_tc_backward_delta");
+                NEED(file, "trlc_attention_tc_backward_fused");
+            }
         }
         if (n->op == IR_CROSS_ENTROPY_BWD || n->op == IR_LINEAR_CE_BWD_X || n->op == IR_LINEAR_CE_BWD_W)
             NEED(file, "trlc_cross_entropy_forward_f32");
@@ -295,6 +300,8 @@ static int load_fused(CudaProgram *p) {
 CudaProgram *cuda_program_new(const IrGraph *g, RtCudaDevice *dev, RtCudaCache *cache, Diag *d) {
     int graphs = env_choice(d, "TRLC_CUDA_GRAPHS", (const char *const[]){"0", "1", NULL}, 1);   // 0: step by step
     if (graphs < 0) return NULL;
+    int attn_bwd = env_choice(d, "TRLC_ATTN_BWD", (const char *const[]){"fused", "split", NULL}, 0);
+    if (attn_bwd < 0) return NULL;
     CudaProgram *p = calloc(1, sizeof *p);
     if (!p) {
         diag_plain_error(d, "GPU: out of memory");
@@ -340,6 +347,7 @@ CudaProgram *cuda_program_new(const IrGraph *g, RtCudaDevice *dev, RtCudaCache *
     }
     rt_blas_set_stream(p->blas, p->stream);
     p->graphs_on = graphs == 1 && rt_cuda_graphs_supported(dev);
+    p->attn_split = attn_bwd == 1;
     for (int o = 0; o < g->nouts; o++) {
         IrId id = g->outs[o].id;
         IrId of = g->outs[o].grad_of;
@@ -872,7 +880,11 @@ static int run_layout(CudaProgram *p, IrId id) {
     }
 }
 
-// Attention's backward group led by step s: dq (+ delta), then dk and dv in one kernel.
+// Attention's backward group led by step s. Tensor-core kernels (bf16 q, k, v) needing dk or dv:
+// fused (flash-attention 2's 5 products): dq zeroed, delta, then one kernel over key blocks that
+// writes dk, dv and adds into dq with atomics (dq's last bits depend on the GPU's block order);
+// $TRLC_ATTN_BWD=split, only dq needed, or fp32 q: dq (+ delta), then dk and dv in one kernel
+// (7 products, dq bit-reproducible).
 // The forward's O: the forward node's buffer, fp32 or bf16 (ir.h IR_SDPA), or recomputed into
 // scratch, bf16 with bf16 q, k, v (memplan.c sizes it; delta reads O's bf16 values either way).
 static int run_attention_bwd(CudaProgram *p, int s) {
@@ -895,7 +907,8 @@ static int run_attention_bwd(CudaProgram *p, int s) {
     RtCudaPtr dq = mem[0] != IR_NONE ? addr(p, mem[0]) : aux(p, lead, MP_SCRATCH_DQ);
     RtCudaPtr dk = mem[1] != IR_NONE ? addr(p, mem[1]) : aux(p, lead, MP_SCRATCH_DKV);
     RtCudaPtr dv = mem[2] != IR_NONE ? addr(p, mem[2]) : aux(p, lead, MP_SCRATCH_DKV);
-    if (!o || !lse || !delta || !dq || !dk || !dv) {
+    const bool need_kv = mem[1] != IR_NONE || mem[2] != IR_NONE;   // else dq alone: no dk / dv scratch (memplan.c)
+    if (!o || !lse || !delta || !dq || (need_kv && (!dk || !dv))) {
         char w[256];
         diag_plain_error(p->d, "GPU (internal): attention backward %s has no buffer for its state", where(p, lead, w, sizeof w));
         return -1;
@@ -909,10 +922,21 @@ static int run_attention_bwd(CudaProgram *p, int s) {
                    128, a0, lead) != 0)
             return -1;
     }
+    if (tc && !p->attn_split && need_kv) {
+        p->launches++;   // the memset
+        if (located(p, rt_cuda_zero_async(p->dev, p->stream, dq, (size_t)B * Hq * T * D * sizeof(float)), lead) != 0)
+            return -1;
+        void *ad[] = {&delta, &o, &go, &T, &D, &Hq};
+        if (launch(p, o16 ? "trlc_attention_tc_backward_delta_bf16" : "trlc_attention_tc_backward_delta", gq,
+                   (unsigned)Hq, (unsigned)B, 128, ad, lead) != 0)
+            return -1;
+        void *af[] = {&dq, &dk, &dv, &q, &k, &v, &go, &lse, &delta, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
+        return launch(p, "trlc_attention_tc_backward_fused", gq, (unsigned)Hkv, (unsigned)B, 128, af, lead);
+    }
     void *a1[] = {&dq, &delta, &q, &k, &v, &o, &go, &lse, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
     const char *kdq = o16 ? "trlc_attention_tc_backward_dq_bf16" : tc ? "trlc_attention_tc_backward_dq" : "trlc_attention_backward_dq";
     if (launch(p, kdq, gq, (unsigned)Hq, (unsigned)B, 128, a1, lead) != 0) return -1;
-    if (mem[1] == IR_NONE && mem[2] == IR_NONE) return 0;
+    if (!need_kv) return 0;
     void *a2[] = {&dk, &dv, &q, &k, &v, &go, &lse, &delta, &seg, &km, &T, &D, &Hq, &Hkv, &scale, &causal};
     return launch(p, tc ? "trlc_attention_tc_backward_dkdv" : "trlc_attention_backward_dkdv", gq, (unsigned)Hkv,
                   (unsigned)B, 128, a2, lead);

@@ -17,7 +17,9 @@
 // bound 2e-4; lse and delta are plain fp32 sums: 1e-5. The bf16 roundings themselves move the
 // results by ~2e-3 (tc vs fp32 kernels), so a rounding left out or added fails these bounds.
 // Usage: test_gpu_attention_tc [--bench [B T]] (environment as gpu.library; --bench times the
-// kernels at Qwen3-0.6B's attention shape on a GPU after the tests).
+// kernels at Qwen3-0.6B's attention shape on a GPU after the tests: forward, the split backward
+// (dq + dkdv kernels, 7 products) and the fused one (memset + delta + fused kernel, 5 products,
+// what the executor runs unless TRLC_ATTN_BWD=split), and compares fused with split).
 #include "codegen_cuda.h"
 #include "gpu_test_util.h"
 #include "kernels_ref.h"
@@ -195,6 +197,7 @@ typedef struct Dev {
     RtCudaDevice *dev;              // t.dev
     void *fwd, *dq, *dkdv;          // attention_tc.cu
     void *fwd32, *dq32, *dkdv32;    // attention.cu
+    void *delta, *fused;            // the fused backward (--bench; gpu.attn_bwd tests it)
 } Dev;
 
 static void *dev_kernel(Dev *g, const char *file, const char *name) {
@@ -325,6 +328,26 @@ static double time_launch(Dev *g, void *fn, const unsigned grid[3], void **args,
     return (now_s() - t0) / 10 * 1e3;
 }
 
+// the fused backward (what the executor runs by default): dq zeroed, delta, the fused kernel;
+// milliseconds per backward (after a warm-up, mean of 10), -1 on failure
+static double time_fused(Dev *g, RtCudaPtr dq, size_t dq_bytes, const unsigned gq[3], void **ad,
+                         const unsigned gkv[3], void **af) {
+    unsigned blk[3] = {128, 1, 1};
+    double t0 = 0;
+    for (int r = 0; r < 11; r++) {
+        if (r == 1) {
+            if (rt_cuda_sync(g->dev, "fused backward") != 0) return -1;
+            t0 = now_s();
+        }
+        if (rt_cuda_zero_async(g->dev, NULL, dq, dq_bytes) != 0 ||
+            rt_cuda_launch(g->dev, g->delta, gq, blk, 0, ad, "backward_delta") != 0 ||
+            rt_cuda_launch(g->dev, g->fused, gkv, blk, 0, af, "backward_fused") != 0)
+            return -1;
+    }
+    if (rt_cuda_sync(g->dev, "fused backward") != 0) return -1;
+    return (now_s() - t0) / 10 * 1e3;
+}
+
 static void bench(Dev *g, int B, int T) {
     const int Hq = 16, Hkv = 8, D = 128;
     const int64_t nq = (int64_t)B * Hq * T * D, nkv = (int64_t)B * Hkv * T * D, nl = (int64_t)B * Hq * T;
@@ -368,6 +391,34 @@ static void bench(Dev *g, int B, int T) {
                x ? "fp32 attention.cu   " : "bf16 attention_tc.cu", t1, fl / (t1 * 1e-3) * 1e-12, t2, t3,
                2.5 * fl / ((t2 + t3) * 1e-3) * 1e-12);
         CHECK(t1 > 0 && t2 > 0 && t3 > 0);
+        if (x == 0) {   // the fused backward (5 products) on the same inputs, into dq[1] / dk[1] / dv[1]
+            void *ad[] = {&dl[1], &o[0], &go, &t, &dd, &hq};
+            void *af[] = {&dq[1], &dk[1], &dv[1], &in[0], &in[1], &in[2], &go, &l[0], &dl[1], &none, &none, &t, &dd,
+                          &hq, &hkv, &scale, &cs};
+            double tfu = time_fused(g, dq[1], (size_t)nq * 4, grid, ad, gkv, af);
+            // the timed loop added into dq 11 times: once more, for the comparison below
+            if (rt_cuda_zero(g->dev, dq[1], (size_t)nq * 4) != 0 ||
+                launch(g, g->delta, grid, ad, "backward_delta") != 0 || launch(g, g->fused, gkv, af, "backward_fused") != 0)
+                tfu = -1;
+            printf("  bf16 fused backward: %.3f ms (%.1f TFLOP/s; memset + delta + fused kernel), split (dq + dkdv) "
+                   "%.3f ms: split / fused %.2fx\n", tfu, 2.5 * fl / (tfu * 1e-3) * 1e-12, t2 + t3, (t2 + t3) / tfu);
+            CHECK(tfu > 0);
+            float *a = malloc((size_t)nq * 4), *b2 = malloc((size_t)nq * 4);
+            if (a && b2 && tfu > 0) {   // fused vs split, same inputs: fp32 summation order only
+                const RtCudaPtr pr[3][2] = {{dq[0], dq[1]}, {dk[0], dk[1]}, {dv[0], dv[1]}};
+                const int64_t ns3[3] = {nq, nkv, nkv};
+                printf("  fused vs split:");
+                for (int m = 0; m < 3; m++) {
+                    rt_cuda_download(g->dev, a, pr[m][1], (size_t)ns3[m] * 4);
+                    rt_cuda_download(g->dev, b2, pr[m][0], (size_t)ns3[m] * 4);
+                    double e = normdiff(a, b2, ns3[m]);
+                    printf(" %s %.2g", m == 0 ? "dq" : m == 1 ? "dk" : "dv", e);
+                    CHECK(e < 1e-4);
+                }
+                printf("\n");
+            }
+            free(a), free(b2);
+        }
     }
     RtCudaPtr pairs[4][2] = {{o[0], o[1]}, {dq[0], dq[1]}, {dk[0], dk[1]}, {dv[0], dv[1]}};
     const int64_t ns[4] = {nq, nq, nkv, nkv};
@@ -401,6 +452,8 @@ static void test_device(int bench_b, int bench_t) {
     g.fwd32 = dev_kernel(&g, "attention.cu", "trlc_attention_forward");
     g.dq32 = dev_kernel(&g, "attention.cu", "trlc_attention_backward_dq");
     g.dkdv32 = dev_kernel(&g, "attention.cu", "trlc_attention_backward_dkdv");
+    g.delta = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_backward_delta");
+    g.fused = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_backward_fused");
     const int Ts[4] = {1, 37, 64, 130}, Ds[3] = {12, 64, 128};
     int n = 0;
     for (int ti = 0; ti < 4; ti++)

@@ -4,7 +4,7 @@
 # naming the variable, the value and the accepted values, and a non-zero exit; every accepted
 # value (and the empty string, as unset) still works. The CPU backend's byte counts likewise
 # (TRLC_CPU_SDPA_BLOCK_MAX, TRLC_CPU_LCE_CHUNK_BYTES: a whole number, nothing else). EMULATOR (the CUDA emulator's library,
-# tests/gpu/emu) adds the device-only variables (TRLC_CUDA_GRAPHS, TRLC_HOST_OPTIMIZER) on
+# tests/gpu/emu) adds the device-only variables (TRLC_CUDA_GRAPHS, TRLC_HOST_OPTIMIZER, TRLC_ATTN_BWD) on
 # `trlc run --device cuda`; TRLC_PRINT_KERNELS needs NVRTC (`trlc kernels` compiling).
 set -u
 trlc=$1 src=$2 work=$3 emu=${4:-}
@@ -102,8 +102,10 @@ if [ -n "$emu" ]; then
     good TRLC_CUDA_GRAPHS 0 "${dev[@]}"
     bad TRLC_HOST_OPTIMIZER yes '`0`, `1`' "${dev[@]}"
     good TRLC_HOST_OPTIMIZER 1 "${dev[@]}"
+    bad TRLC_ATTN_BWD atomic '`fused`, `split`' "${dev[@]}"
+    good TRLC_ATTN_BWD split "${dev[@]}"
 else
-    echo "no emulator: TRLC_CUDA_GRAPHS, TRLC_HOST_OPTIMIZER not checked"
+    echo "no emulator: TRLC_CUDA_GRAPHS, TRLC_HOST_OPTIMIZER, TRLC_ATTN_BWD not checked"
 fi
 [ $fail = 0 ] && echo "gpu.env: $n cases ok"
 exit $fail

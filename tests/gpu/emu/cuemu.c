@@ -18,7 +18,8 @@
 // device memory.
 // Streams: work runs synchronously whatever the stream; streams, capture into graphs and graph
 // launches are cuemu_graph.c's (a launch on a capturing stream is recorded there).
-// Not here: timing, concurrency (one block at a time: races only show as order effects), cubins
+// Not here: timing, concurrency (one block at a time: races only show as order effects, or in the
+// race check, $TRLC_CUEMU_RACECHECK=1: words two blocks write, not both atomically), cubins
 // (cuModuleLoadData fails), events, child graphs, memory checks inside kernels (the
 // sanitizer build compiles modules with -fsanitize=address,undefined), cuBLASLt (cuemu_blas.c).
 #define _GNU_SOURCE
@@ -890,13 +891,95 @@ static unsigned long long emu_shfl(int line, int mode, unsigned long long v, int
 
 static const Kernel *checking;   // the kernel whose arguments emu_check_ptr sees (under mu)
 
+// The race check ($TRLC_CUEMU_RACECHECK=1, a test hook). Blocks run one at a time here, so two
+// blocks' plain read-modify-writes of one word give the sum a GPU may lose. With the hook set,
+// each launch snapshots the allocations its pointer arguments point into and, after every
+// block, finds the 4-byte words the block changed or updated through an atomic (the shim's
+// atomics report their addresses): a word that two blocks touch, not both through atomics,
+// fails the launch naming the word and the two blocks. (Plain writes of the value already
+// there are invisible; fine for the tests' accumulations.)
+#define RACE_MAX 32
+typedef struct RaceBuf {
+    uintptr_t p;
+    size_t words;
+    uint32_t *snap;       // the words as the last block left them
+    uint32_t *owner;      // per word: 1 + the linear block that touched it first, 0 none
+    uint32_t *atomic;     // per word: 1 + the last block that updated it through an atomic
+    unsigned char *plain; // per word: the first toucher changed it without an atomic
+} RaceBuf;
+static struct {
+    bool on;
+    int n;
+    RaceBuf b[RACE_MAX];
+    uint32_t block;       // 1 + the running block's linear index
+} R;
+
+static void race_note_ptr(const void *p) {   // a pointer argument (under mu, from emu_check_ptr)
+    long a = p ? find_alloc((uintptr_t)p, 0) : -1;
+    if (a < 0) return;
+    for (int i = 0; i < R.n; i++)
+        if (R.b[i].p == allocs[a].p) return;
+    if (R.n < RACE_MAX) R.b[R.n++] = (RaceBuf){.p = allocs[a].p, .words = allocs[a].n / 4};
+}
+
+static void race_free(void) {
+    for (int i = 0; i < R.n; i++) free(R.b[i].snap), free(R.b[i].owner), free(R.b[i].atomic), free(R.b[i].plain);
+    R.n = 0, R.on = false;
+}
+
+static bool race_begin(void) {   // after the arguments were checked: the snapshots
+    for (int i = 0; i < R.n; i++) {
+        RaceBuf *b = &R.b[i];
+        size_t w = b->words ? b->words : 1;
+        b->snap = malloc(w * 4), b->owner = calloc(w, 4), b->atomic = calloc(w, 4), b->plain = calloc(w, 1);
+        if (!b->snap || !b->owner || !b->atomic || !b->plain) return false;
+        memcpy(b->snap, (const void *)b->p, b->words * 4);
+    }
+    return true;
+}
+
+static void emu_atomic_note(const void *p) {
+    if (!R.on) return;
+    for (int i = 0; i < R.n; i++) {
+        RaceBuf *b = &R.b[i];
+        if ((uintptr_t)p >= b->p && (uintptr_t)p - b->p < b->words * 4) b->atomic[((uintptr_t)p - b->p) / 4] = R.block;
+    }
+}
+
+// after block R.block: 0, or -1 with the first race in E.err (gx, gy: the grid, for the message)
+static int race_after_block(unsigned gx, unsigned gy) {
+    for (int i = 0; i < R.n; i++) {
+        RaceBuf *b = &R.b[i];
+        const uint32_t *cur = (const uint32_t *)b->p;
+        for (size_t w = 0; w < b->words; w++) {
+            const bool changed = cur[w] != b->snap[w], atomic = b->atomic[w] == R.block;
+            if (!changed && !atomic) continue;
+            b->snap[w] = cur[w];
+            if (!b->owner[w]) {
+                b->owner[w] = R.block, b->plain[w] = !atomic;
+                continue;
+            }
+            if (b->owner[w] == R.block || (atomic && !b->plain[w])) continue;
+            const unsigned o = b->owner[w] - 1, m = R.block - 1;
+            snprintf(E.err, sizeof E.err, "race: word %zu (byte offset %zu) of the allocation at 0x%" PRIxPTR " is "
+                     "written by block (%u,%u,%u) and block (%u,%u,%u), not both through atomics", w, w * 4, b->p,
+                     o % gx, o / gx % gy, o / gx / gy, m % gx, m / gx % gy, m / gx / gy);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int emu_check_ptr(int index, const void *p) {
     if (index < 0) {
         fprintf(stderr, "cuemu: cuLaunchKernel %s: argument %d missing (kernelParams NULL or a NULL entry)\n",
                 checking->name, -1 - index);
         return -1;
     }
-    if (!p || find_alloc((uintptr_t)p, 0) >= 0) return 0;
+    if (!p || find_alloc((uintptr_t)p, 0) >= 0) {
+        race_note_ptr(p);
+        return 0;
+    }
     fprintf(stderr, "cuemu: cuLaunchKernel %s: pointer argument %d (%p) is not device memory (a host pointer, a freed "
             "buffer or past an allocation's end)\n", checking->name, index, p);
     return -1;
@@ -1049,6 +1132,7 @@ static CUresult check_launch(Kernel *k, const unsigned g[3], const unsigned b[3]
         return CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES;
     }
     checking = k;
+    race_free();   // the pointer arguments' allocations, collected by emu_check_ptr
     return k->check(params) ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS;
 }
 
@@ -1066,18 +1150,28 @@ static CUresult run_launch(Kernel *k, const unsigned g[3], const unsigned b[3], 
     // Counted per kernel (per loaded module), not globally: two programs making the same launches
     // (say graphs on and off) see the same orders, whatever else ran between
     const bool backwards = k->launches++ & 1;
+    const char *rc = getenv("TRLC_CUEMU_RACECHECK");
+    if (rc && !strcmp(rc, "1")) {
+        R.on = race_begin();
+        if (!R.on) {
+            race_free();
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+    }
     for (unsigned zi = 0; zi < gz && r == CUDA_SUCCESS; zi++)
         for (unsigned yi = 0; yi < gy && r == CUDA_SUCCESS; yi++)
             for (unsigned xi = 0; xi < gx && r == CUDA_SUCCESS; xi++) {
                 unsigned x = backwards ? gx - 1 - xi : xi, y = backwards ? gy - 1 - yi : yi;
                 unsigned z = backwards ? gz - 1 - zi : zi;
                 state.block = (CuemuDim){x, y, z};
-                if (run_block(bx, by, bz) != 0) {
+                R.block = 1 + x + gx * (y + gy * z);
+                if (run_block(bx, by, bz) != 0 || (R.on && race_after_block(gx, gy) != 0)) {
                     fprintf(stderr, "cuemu: kernel %s, block (%u,%u,%u) of (%u,%u,%u), %u threads: %s\n", k->name, x,
                             y, z, gx, gy, gz, n, E.err[0] ? E.err : "cannot start the threads");
                     r = CUDA_ERROR_LAUNCH_FAILED;
                 }
             }
+    race_free();
     return r;
 }
 
@@ -1136,4 +1230,4 @@ bool cuemu_copy_args(void *f, void **params, int *nargs, unsigned char **buf, vo
 
 
 static CuemuState state = {NULL, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, emu_syncthreads, emu_syncwarp, emu_shfl, emu_trap,
-                           emu_check_ptr};
+                           emu_check_ptr, emu_atomic_note};

@@ -16,7 +16,7 @@
 #ifndef TRLC_CUEMU_SHIM_H
 #define TRLC_CUEMU_SHIM_H
 
-#define CUEMU_ABI_VERSION 2
+#define CUEMU_ABI_VERSION 3
 
 typedef struct CuemuDim {
     unsigned x, y, z;
@@ -35,6 +35,8 @@ typedef struct CuemuState {
     void (*trap)(int line, const char *what);
     // a pointer argument: 0 when NULL or inside a device allocation, else -1 (reported)
     int (*check_ptr)(int index, const void *p);
+    // every atomic's address, before it updates (the race check: cuemu.c, $TRLC_CUEMU_RACECHECK)
+    void (*atomic_note)(const void *p);
 } CuemuState;
 
 #ifndef CUEMU_ABI_ONLY
@@ -123,13 +125,15 @@ template <class A, class B> static inline auto max(A a, B b) -> decltype(a + b) 
     else return (C)a < (C)b ? (C)b : (C)a;
 }
 
-// atomics: every emulated thread runs on one OS thread, so a plain update is atomic
-template <class T> static inline T atomicAdd(T *p, T v) { T o = *p; *p = o + v; return o; }
-template <class T> static inline T atomicSub(T *p, T v) { T o = *p; *p = o - v; return o; }
-template <class T> static inline T atomicExch(T *p, T v) { T o = *p; *p = v; return o; }
-template <class T> static inline T atomicMax(T *p, T v) { T o = *p; *p = o < v ? v : o; return o; }
-template <class T> static inline T atomicMin(T *p, T v) { T o = *p; *p = v < o ? v : o; return o; }
-template <class T> static inline T atomicCAS(T *p, T cmp, T v) { T o = *p; if (o == cmp) *p = v; return o; }
+// atomics: every emulated thread runs on one OS thread, so a plain update is atomic; each tells
+// the emulator its address (a plain `+=` where an atomic belongs shows in the race check only)
+#define CUEMU_ATOMIC(p) cuemu_state->atomic_note((const void *)(p))
+template <class T> static inline T atomicAdd(T *p, T v) { CUEMU_ATOMIC(p); T o = *p; *p = o + v; return o; }
+template <class T> static inline T atomicSub(T *p, T v) { CUEMU_ATOMIC(p); T o = *p; *p = o - v; return o; }
+template <class T> static inline T atomicExch(T *p, T v) { CUEMU_ATOMIC(p); T o = *p; *p = v; return o; }
+template <class T> static inline T atomicMax(T *p, T v) { CUEMU_ATOMIC(p); T o = *p; *p = o < v ? v : o; return o; }
+template <class T> static inline T atomicMin(T *p, T v) { CUEMU_ATOMIC(p); T o = *p; *p = v < o ? v : o; return o; }
+template <class T> static inline T atomicCAS(T *p, T cmp, T v) { CUEMU_ATOMIC(p); T o = *p; if (o == cmp) *p = v; return o; }
 static inline void __threadfence(void) {}
 static inline void __threadfence_block(void) {}
 
