@@ -41,6 +41,11 @@ extern const char usage_check[], usage_ir[], usage_tokenize[];
 // True when argv holds -h or --help (subcommands print their usage and return 0).
 int cli_wants_help(int argc, char **argv);
 
+// A usage error of `trlc CMD`, as every subcommand words it: prints `trlc: error: CMD: ` and the
+// message on stderr, then usage_text (NULL: none); returns EXIT_USAGE (2).
+int cli_usage_error(const char *cmd, const char *usage_text, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 // One option of a subcommand for cli_parse_args (a table ends with a NULL name): a flag sets
 // *flag; a KEY=VALUE option (--set) appends its value to list (*nlist of CLI_MAX_SETS); any
 // other takes the next argument into *value (the last one given wins).
@@ -53,8 +58,9 @@ typedef struct CliOpt {
     int *nlist;
 } CliOpt;
 // Parses argv[1..] of `trlc CMD`: the options of opts, `--` ending them, at most one positional
-// argument (the spec, *path; NULL when none). EXIT_OK, or EXIT_USAGE after printing
-// `trlc CMD: error: ...` and usage_text (unknown option, missing value, bad KEY=VALUE, two specs).
+// argument (the spec, *path; NULL when none; path NULL: the command takes none). EXIT_OK, or
+// EXIT_USAGE after printing as cli_usage_error (unknown option, missing value, bad KEY=VALUE, two
+// specs, an unexpected argument).
 int cli_parse_args(int argc, char **argv, const char *cmd, const char *usage_text, const CliOpt *opts,
                    const char **path);
 

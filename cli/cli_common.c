@@ -1,23 +1,28 @@
-// cli_common.c — what the spec-taking subcommands share (cli.h): the option loop
-// (cli_parse_args: flags, options with a value, repeatable KEY=VALUE options such as --set, `--`
-// ending the options, one positional argument: the spec), and loading a spec with its --set
+// cli_common.c — what the subcommands share (cli.h): usage errors (cli_usage_error: `trlc: error:
+// CMD: ...`, exit 2), the option loop (cli_parse_args: flags, options with a value, repeatable
+// KEY=VALUE options such as --set, `--` ending the options, at most one positional argument: the
+// spec), and, for the spec-taking subcommands, loading a spec with its --set
 // overrides applied and checking it (cli_load_checked).
 // Not here: what a value means (each command checks its own: --arch, --memory, --device ...).
 #include "cli.h"
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-static int usage(const char *cmd, const char *usage_text, const char *what, const char *a, const char *b) {
-    fprintf(stderr, "trlc %s: error: ", cmd);
-    fprintf(stderr, what, a, b);
-    fprintf(stderr, "\n%s", usage_text);
+int cli_usage_error(const char *cmd, const char *usage_text, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "trlc: error: %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n%s", usage_text ? usage_text : "");
     return EXIT_USAGE;
 }
 
 int cli_parse_args(int argc, char **argv, const char *cmd, const char *usage_text, const CliOpt *opts,
                    const char **path) {
     bool opts_done = false;
-    *path = NULL;
+    if (path) *path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const CliOpt *o = NULL;
@@ -30,17 +35,19 @@ int cli_parse_args(int argc, char **argv, const char *cmd, const char *usage_tex
         } else if (o && o->list) {   // KEY=VALUE, repeatable
             const char *kv = i + 1 < argc ? argv[++i] : NULL;
             if (!kv || !strchr(kv, '=') || kv[0] == '=')
-                return usage(cmd, usage_text, "`%s` takes KEY=VALUE, e.g. `%s train.optimizer.lr=1e-4`", arg, arg);
+                return cli_usage_error(cmd, usage_text, "`%s` takes KEY=VALUE, e.g. `%s train.optimizer.lr=1e-4`", arg, arg);
             if (*o->nlist >= CLI_MAX_SETS)
-                return usage(cmd, usage_text, "more than %s `%s` options", "64", arg);
+                return cli_usage_error(cmd, usage_text, "more than %d `%s` options", CLI_MAX_SETS, arg);
             o->list[(*o->nlist)++] = kv;
         } else if (o) {
-            if (i + 1 >= argc) return usage(cmd, usage_text, "`%s` needs a value%s", arg, "");
+            if (i + 1 >= argc) return cli_usage_error(cmd, usage_text, "`%s` needs a value", arg);
             *o->value = argv[++i];
         } else if (!opts_done && arg[0] == '-' && arg[1]) {
-            return usage(cmd, usage_text, "unknown option `%s`%s", arg, "");
+            return cli_usage_error(cmd, usage_text, "unknown option `%s`", arg);
+        } else if (!path) {
+            return cli_usage_error(cmd, usage_text, "unexpected argument `%s`", arg);
         } else if (*path) {
-            return usage(cmd, usage_text, "one spec at a time (got `%s` and `%s`)", *path, arg);
+            return cli_usage_error(cmd, usage_text, "one spec at a time (got `%s` and `%s`)", *path, arg);
         } else {
             *path = arg;
         }

@@ -4,7 +4,6 @@
 #include "cli.h"
 #include "load.h"
 #include <stdio.h>
-#include <string.h>
 
 const char usage_ast[] =
     "usage: trlc ast SPEC [--imports]\n"
@@ -17,27 +16,16 @@ const char usage_ast[] =
 
 int cmd_ast(int argc, char **argv) {
     const char *path = NULL;
-    int imports = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--imports")) imports = 1;
-        else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "trlc: error: unknown option `%s`\n%s", argv[i], usage_ast);
-            return EXIT_USAGE;
-        } else if (!path) path = argv[i];
-        else {
-            fprintf(stderr, "trlc: error: one SPEC only\n%s", usage_ast);
-            return EXIT_USAGE;
-        }
-    }
-    if (!path) {
-        fputs(usage_ast, stderr);
-        return EXIT_USAGE;
-    }
+    bool imports = false;
+    const CliOpt opts[] = {{"--imports", .flag = &imports}, {0}};
+    int rc = cli_parse_args(argc, argv, "ast", usage_ast, opts, &path);
+    if (rc != EXIT_OK) return rc;
+    if (!path) return cli_usage_error("ast", usage_ast, "no spec given");
     Diag d;
     diag_init(&d, stderr);
     Arena arena = {0};
     LoadedSpec spec;
-    int rc = load_spec(&d, &arena, path, &spec);
+    rc = load_spec(&d, &arena, path, &spec);
     if (rc == 0) {
         for (int i = imports ? 0 : spec.nmods - 1; i < spec.nmods; i++) {
             if (imports) printf("# %s\n", spec.mods[i].path);

@@ -64,17 +64,15 @@ int cmd_chat(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (a[0] != '-') {
-            if (model) {
-                fprintf(stderr, "trlc chat: error: unexpected argument `%s`\n", a);
-                return EXIT_USAGE;
-            }
+            if (model) return cli_usage_error("chat", usage_chat, "unexpected argument `%s`", a);
             model = a;
             continue;
         }
-        if (!v) {
-            fprintf(stderr, "trlc chat: error: unknown option or missing value `%s`\n%s", a, usage_chat);
-            return EXIT_USAGE;
-        }
+        static const char *takes[] = {"--adapter", "--system", "--max-new", "--top-k", "--seed", "--temperature", "--top-p"};
+        bool known = false;
+        for (size_t k = 0; k < sizeof takes / sizeof *takes; k++) known = known || !strcmp(a, takes[k]);
+        if (!known) return cli_usage_error("chat", usage_chat, "unknown option `%s`", a);
+        if (!v) return cli_usage_error("chat", usage_chat, "`%s` needs a value", a);
         i++;
         char *end;
         errno = 0;
@@ -93,25 +91,18 @@ int cmd_chat(int argc, char **argv) {
             long n = strtol(v, &end, 10);
             if (errno || *end || end == v || n < 0) goto bad;
             o.seed = (uint64_t)n;
-        } else if (!strcmp(a, "--temperature") || !strcmp(a, "--top-p")) {
+        } else {   // --temperature, --top-p
             double x = strtod(v, &end);
             if (errno || *end || end == v || !(x > 0) || x > 1e6 || (!strcmp(a, "--top-p") && x > 1)) goto bad;
             if (!strcmp(a, "--top-p")) o.top_p = x;
             else o.temperature = x;
             o.sample = true;
-        } else {
-            fprintf(stderr, "trlc chat: error: unknown option `%s`\n%s", a, usage_chat);
-            return EXIT_USAGE;
         }
         continue;
     bad:
-        fprintf(stderr, "trlc chat: error: bad value `%s` for %s\n", v, a);
-        return EXIT_USAGE;
+        return cli_usage_error("chat", NULL, "bad value `%s` for %s", v, a);
     }
-    if (!model) {
-        fprintf(stderr, "trlc chat: error: a model directory is required\n%s", usage_chat);
-        return EXIT_USAGE;
-    }
+    if (!model) return cli_usage_error("chat", usage_chat, "a model directory is required");
     Diag d;
     diag_init(&d, stderr);
     Arena arena = {0};

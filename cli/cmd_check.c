@@ -101,18 +101,12 @@ int cmd_check(int argc, char **argv) {
                            {"--settings", .flag = &settings}, {0}};
     if (cli_parse_args(argc, argv, "check", usage_check, opts, &path) != EXIT_OK) return EXIT_USAGE;
     if (settings) {
-        if (path || memory) {
-            fprintf(stderr, "trlc check: error: `--settings` takes no spec%s\n%s", memory ? " and no `--memory`" : "",
-                usage_check);
-            return EXIT_USAGE;
-        }
+        if (path || memory)
+            return cli_usage_error("check", usage_check, "`--settings` takes no spec%s", memory ? " and no `--memory`" : "");
         schema_write_markdown(stdout);
         return EXIT_OK;
     }
-    if (!path) {
-        fprintf(stderr, "trlc check: error: no spec given\n%s", usage_check);
-        return EXIT_USAGE;
-    }
+    if (!path) return cli_usage_error("check", usage_check, "no spec given");
 
     Diag d;
     diag_init(&d, stderr);

@@ -81,30 +81,26 @@ int cmd_data(int argc, char **argv) {
         if (!strcmp(a, "--tokenizer") && v) tokpath = v;
         else if (!strcmp(a, "--format") && v) {
             if (ds_format_parse(v, &c.format)) {
-                fprintf(stderr, "trlc: error: data: unknown format `%s`\n%s", v, usage_data);
-                return EXIT_USAGE;
+                return cli_usage_error("data", usage_data, "unknown format `%s`", v);
             }
         } else if (!strcmp(a, "--template") && v) tmpl = v;
         else if (!strcmp(a, "--config") && v) config = v;
         else if (!strcmp(a, "--field") && v) {
             if (set_field(&c.fields, v)) {
-                fprintf(stderr, "trlc: error: data: bad --field `%s` (want NAME=COLUMN)\n", v);
-                return EXIT_USAGE;
+                return cli_usage_error("data", NULL, "bad --field `%s` (want NAME=COLUMN)", v);
             }
         } else if ((!strcmp(a, "--max-len") || !strcmp(a, "--show")) && v) {
             char *end = NULL;
             long n = v[0] >= '0' && v[0] <= '9' ? strtol(v, &end, 10) : -1;
             if (!end || *end || n < 0 || n > INT_MAX) {
-                fprintf(stderr, "trlc: error: data: %s takes a whole number, not `%s`\n%s", a, v, usage_data);
-                return EXIT_USAGE;
+                return cli_usage_error("data", usage_data, "%s takes a whole number, not `%s`", a, v);
             }
             if (a[2] == 'm') c.max_len = (int)n;
             else show = (int)n;
         } else if (!v && (!strcmp(a, "--tokenizer") || !strcmp(a, "--format") || !strcmp(a, "--template") ||
                           !strcmp(a, "--config") || !strcmp(a, "--field") || !strcmp(a, "--max-len") ||
                           !strcmp(a, "--show"))) {
-            fprintf(stderr, "trlc: error: data: %s needs a value\n%s", a, usage_data);
-            return EXIT_USAGE;
+            return cli_usage_error("data", usage_data, "`%s` needs a value", a);
         } else {
             takes = 0;
             if (!strcmp(a, "--left")) c.truncate = DS_TRUNC_LEFT;
@@ -113,8 +109,7 @@ int cmd_data(int argc, char **argv) {
             else if (!strcmp(a, "--stats")) stats = 1;
             else if (a[0] != '-' && !c.path) c.path = a;
             else {
-                fprintf(stderr, "trlc: error: data: unexpected argument `%s`\n%s", a, usage_data);
-                return EXIT_USAGE;
+                return cli_usage_error("data", usage_data, a[0] == '-' && a[1] ? "unknown option `%s`" : "unexpected argument `%s`", a);
             }
         }
         i += takes;

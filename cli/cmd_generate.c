@@ -155,10 +155,7 @@ int cmd_generate(int argc, char **argv) {
             continue;
         }
         if (a[0] != '-' || !a[1]) {
-            if (model) {
-                fprintf(stderr, "trlc generate: error: unexpected argument `%s`\n", a);
-                return EXIT_USAGE;
-            }
+            if (model) return cli_usage_error("generate", usage_generate, "unexpected argument `%s`", a);
             model = a;
             continue;
         }
@@ -167,22 +164,13 @@ int cmd_generate(int argc, char **argv) {
                                       "--template", "--batch"};
         bool known = false;
         for (size_t k = 0; k < sizeof takes / sizeof *takes; k++) known = known || !strcmp(a, takes[k]);
-        if (!known) {
-            fprintf(stderr, "trlc generate: error: unknown option `%s`\n%s", a, usage_generate);
-            return EXIT_USAGE;
-        }
-        if (!v) {
-            fprintf(stderr, "trlc generate: error: `%s` needs a value\n", a);
-            return EXIT_USAGE;
-        }
+        if (!known) return cli_usage_error("generate", usage_generate, "unknown option `%s`", a);
+        if (!v) return cli_usage_error("generate", usage_generate, "`%s` needs a value", a);
         i++;
         long n;
         double x;
         if (!strcmp(a, "--prompt") || !strcmp(a, "--prompt-ids")) {
-            if (nprompts >= MAX_PROMPTS) {
-                fprintf(stderr, "trlc generate: error: at most %d prompts\n", MAX_PROMPTS);
-                return EXIT_USAGE;
-            }
+            if (nprompts >= MAX_PROMPTS) return cli_usage_error("generate", NULL, "at most %d prompts", MAX_PROMPTS);
             as_ids[nprompts] = !strcmp(a, "--prompt-ids");
             prompts[nprompts++] = v;
         }
@@ -193,10 +181,8 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) {
             if (parse_int(v, 1, 256, &batch)) goto bad;
         } else if (!strcmp(a, "--stop")) {
-            if (o.nstop_strings >= GEN_MAX_STOP) {
-                fprintf(stderr, "trlc generate: error: at most %d --stop strings\n", GEN_MAX_STOP);
-                return EXIT_USAGE;
-            }
+            if (o.nstop_strings >= GEN_MAX_STOP)
+                return cli_usage_error("generate", NULL, "at most %d --stop strings", GEN_MAX_STOP);
             o.stop_strings[o.nstop_strings++] = v;
         } else if (!strcmp(a, "--max-new")) {
             if (parse_int(v, 1, 1 << 20, &n)) goto bad;
@@ -220,25 +206,17 @@ int cmd_generate(int argc, char **argv) {
         }
         continue;
     bad:
-        fprintf(stderr, "trlc generate: error: bad value `%s` for %s\n", v, a);
-        return EXIT_USAGE;
+        return cli_usage_error("generate", NULL, "bad value `%s` for %s", v, a);
     }
     DsFormat fmt;
-    if (eval && (ds_format_parse(format, &fmt) || (fmt != DS_PROMPT_ANSWER && fmt != DS_PROMPT_RESPONSE))) {
-        fprintf(stderr, "trlc generate: error: --format must be prompt_answer or prompt_response, got `%s`\n", format);
-        return EXIT_USAGE;
-    }
-    if (eval && (nprompts || o.sample)) {
-        fprintf(stderr, "trlc generate: error: --eval decodes greedily from the data set's prompts: no --prompt, "
-                        "--prompt-ids or sampling options with it\n");
-        return EXIT_USAGE;
-    }
+    if (eval && (ds_format_parse(format, &fmt) || (fmt != DS_PROMPT_ANSWER && fmt != DS_PROMPT_RESPONSE)))
+        return cli_usage_error("generate", NULL, "--format must be prompt_answer or prompt_response, got `%s`", format);
+    if (eval && (nprompts || o.sample))
+        return cli_usage_error("generate", NULL, "--eval decodes greedily from the data set's prompts: no --prompt, "
+                               "--prompt-ids or sampling options with it");
     if (eval && model) return run_eval(model, adapter, eval, fmt, template, (int)batch, max_new_set ? o.max_new : 256);
-    if (!model || !nprompts) {
-        fprintf(stderr, "trlc generate: error: a model and a --prompt or --prompt-ids are required\n%s",
-                usage_generate);
-        return EXIT_USAGE;
-    }
+    if (!model || !nprompts)
+        return cli_usage_error("generate", usage_generate, "a model and a --prompt or --prompt-ids are required");
     Diag d;
     diag_init(&d, stderr);
     Arena arena = {0};

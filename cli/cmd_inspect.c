@@ -63,19 +63,11 @@ int cmd_inspect(int argc, char **argv) {
     bool summary = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--summary")) summary = true;
-        else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "trlc inspect: error: unknown option `%s`\n%s", argv[i], usage_inspect);
-            return EXIT_USAGE;
-        } else if (path) {
-            fprintf(stderr, "trlc inspect: error: one PATH only (got `%s` and `%s`)\n", path, argv[i]);
-            return EXIT_USAGE;
-        } else
-            path = argv[i];
+        else if (argv[i][0] == '-' && argv[i][1]) return cli_usage_error("inspect", usage_inspect, "unknown option `%s`", argv[i]);
+        else if (path) return cli_usage_error("inspect", usage_inspect, "one PATH only (got `%s` and `%s`)", path, argv[i]);
+        else path = argv[i];
     }
-    if (!path) {
-        fputs(usage_inspect, stderr);
-        return EXIT_USAGE;
-    }
+    if (!path) return cli_usage_error("inspect", usage_inspect, "no PATH given");
     Diag d;
     diag_init(&d, stderr);
     HfConfig cfg;

@@ -37,10 +37,7 @@ int cmd_ir(int argc, char **argv) {
     const CliOpt opts[] = {{"--after", .value = &after}, {"--model", .value = &model_name}, {"--f64", .flag = &f64},
                            {0}};
     if (cli_parse_args(argc, argv, "ir", usage_ir, opts, &path) != EXIT_OK) return EXIT_USAGE;
-    if (!path) {
-        fprintf(stderr, "trlc ir: error: no spec given\n%s", usage_ir);
-        return EXIT_USAGE;
-    }
+    if (!path) return cli_usage_error("ir", usage_ir, "no spec given");
     if (after) {
         int n;
         const char *const *names = ad_pass_names(&n);
@@ -52,7 +49,7 @@ int cmd_ir(int argc, char **argv) {
         bool known = false;
         for (int i = 0; i < nall; i++) known |= !strcmp(all[i], after);
         if (!known) {
-            fprintf(stderr, "trlc ir: error: unknown pass `%s` (passes:", after);
+            fprintf(stderr, "trlc: error: ir: unknown pass `%s` (passes:", after);
             for (int i = 0; i < nall; i++) fprintf(stderr, " %s", all[i]);
             fprintf(stderr, ")\n");
             const char *s = suggest_word(after, all, (size_t)nall);

@@ -85,20 +85,14 @@ int cmd_kernels(int argc, char **argv) {
     char tail = 0;
     if (memory && (sscanf(memory, "%lld,%lld%c", &mem_b, &mem_t, &tail) != 2 || mem_b <= 0 || mem_t <= 0 ||
                    mem_b > (1 << 20) || mem_t > (1 << 24))) {
-        fprintf(stderr, "trlc kernels: error: `--memory` needs B,T (positive numbers, e.g. 8,2048)\n");
-        return EXIT_USAGE;
+        return cli_usage_error("kernels", NULL, "`--memory` needs B,T (positive numbers, e.g. 8,2048)");
     }
-    if (!path || !outdir) {
-        fprintf(stderr, "trlc kernels: error: %s\n%s", !path ? "no spec given" : "no output directory (-o DIR)",
-                usage_kernels);
-        return EXIT_USAGE;
-    }
+    if (!path || !outdir)
+        return cli_usage_error("kernels", usage_kernels, "%s", !path ? "no spec given" : "no output directory (-o DIR)");
     if (arch) {
         int v = 0;
-        if (strncmp(arch, "sm_", 3) || sscanf(arch + 3, "%d", &v) != 1 || v < 50 || v > 200) {
-            fprintf(stderr, "trlc kernels: error: `--arch %s`: expected sm_XY, e.g. sm_80 or sm_90\n", arch);
-            return EXIT_USAGE;
-        }
+        if (strncmp(arch, "sm_", 3) || sscanf(arch + 3, "%d", &v) != 1 || v < 50 || v > 200)
+            return cli_usage_error("kernels", NULL, "`--arch %s`: expected sm_XY, e.g. sm_80 or sm_90", arch);
     }
     Diag d;
     diag_init(&d, stderr);

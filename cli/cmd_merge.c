@@ -56,14 +56,9 @@ int cmd_merge(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool takes = !strcmp(a, "--base") || !strcmp(a, "--adapter") || !strcmp(a, "-o") || !strcmp(a, "--out") ||
                      !strcmp(a, "--dtype") || !strcmp(a, "--max-shard-size");
-        if (!takes) {
-            fprintf(stderr, "trlc merge: error: unknown argument `%s`\n%s", a, usage_merge);
-            return EXIT_USAGE;
-        }
-        if (!v) {
-            fprintf(stderr, "trlc merge: error: `%s` needs a value\n", a);
-            return EXIT_USAGE;
-        }
+        if (!takes)
+            return cli_usage_error("merge", usage_merge, a[0] == '-' && a[1] ? "unknown option `%s`" : "unexpected argument `%s`", a);
+        if (!v) return cli_usage_error("merge", usage_merge, "`%s` needs a value", a);
         i++;
         if (!strcmp(a, "--base")) base = v;
         else if (!strcmp(a, "--adapter")) adapter = v;
@@ -72,19 +67,12 @@ int cmd_merge(int argc, char **argv) {
             if (!strcmp(v, "bf16") || !strcmp(v, "bfloat16")) dtype = ST_BF16;
             else if (!strcmp(v, "f16") || !strcmp(v, "float16")) dtype = ST_F16;
             else if (!strcmp(v, "f32") || !strcmp(v, "float32")) dtype = ST_F32;
-            else {
-                fprintf(stderr, "trlc merge: error: unknown dtype `%s` (bf16, f16 or f32)\n", v);
-                return EXIT_USAGE;
-            }
+            else return cli_usage_error("merge", NULL, "unknown dtype `%s` (bf16, f16 or f32)", v);
         } else if (!(shard = parse_size(v))) {
-            fprintf(stderr, "trlc merge: error: bad --max-shard-size `%s` (e.g. 5GB, 500MB, 20000)\n", v);
-            return EXIT_USAGE;
+            return cli_usage_error("merge", NULL, "bad --max-shard-size `%s` (e.g. 5GB, 500MB, 20000)", v);
         }
     }
-    if (!base || !adapter || !out) {
-        fprintf(stderr, "trlc merge: error: --base, --adapter and -o are required\n%s", usage_merge);
-        return EXIT_USAGE;
-    }
+    if (!base || !adapter || !out) return cli_usage_error("merge", usage_merge, "--base, --adapter and -o are required");
     Diag d;
     diag_init(&d, stderr);
     int rc = ex_merge_lora(&d, base, adapter, out, dtype, shard) == 0 ? EXIT_OK : EXIT_SPEC;

@@ -47,12 +47,6 @@ static void on_signal(int sig) {
 }
 
 
-static int usage_error(const char *msg, const char *arg) {
-    fprintf(stderr, "trlc run: error: ");
-    fprintf(stderr, msg, arg);
-    fprintf(stderr, "\n%s", usage_run);
-    return EXIT_USAGE;
-}
 
 int cmd_run(int argc, char **argv) {
     const char *path = NULL, *sets[CLI_MAX_SETS];
@@ -63,9 +57,10 @@ int cmd_run(int argc, char **argv) {
                            {"--resume", .value = &o.resume_dir}, {"--device", .value = &o.device}, {0}};
     if (cli_parse_args(argc, argv, "run", usage_run, opts, &path) != EXIT_OK) return EXIT_USAGE;
     if (strcmp(o.device, "cpu") && strcmp(o.device, "cuda"))
-        return usage_error("unknown device `%s` (cpu or cuda)", o.device);
-    if (!path) return usage_error("%s", "no spec given");
-    if (o.out_dir && o.resume_dir) return usage_error("%s", "`--out` and `--resume` cannot be combined (a resumed run writes to RUN_DIR)");
+        return cli_usage_error("run", usage_run, "unknown device `%s` (cpu or cuda)", o.device);
+    if (!path) return cli_usage_error("run", usage_run, "no spec given");
+    if (o.out_dir && o.resume_dir)
+        return cli_usage_error("run", usage_run, "`--out` and `--resume` cannot be combined (a resumed run writes to RUN_DIR)");
 
     Diag d;
     diag_init(&d, stderr);

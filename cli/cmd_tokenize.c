@@ -94,21 +94,13 @@ static int decode_line(const Tokenizer *t, const char *line, long lineno, bool s
 
 int cmd_tokenize(int argc, char **argv) {
     const char *path = NULL;
-    bool decode = false, special = true;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) path = argv[++i];
-        else if (!strncmp(argv[i], "--tokenizer=", 12)) path = argv[i] + 12;
-        else if (!strcmp(argv[i], "--decode")) decode = true;
-        else if (!strcmp(argv[i], "--no-special")) special = false;
-        else {
-            fprintf(stderr, "trlc: error: tokenize: unexpected argument `%s`\n%s", argv[i], usage_tokenize);
-            return EXIT_USAGE;
-        }
-    }
-    if (!path) {
-        fprintf(stderr, "trlc: error: tokenize: --tokenizer FILE is required\n%s", usage_tokenize);
-        return EXIT_USAGE;
-    }
+    bool decode = false, no_special = false;
+    const CliOpt opts[] = {{"--tokenizer", .value = &path}, {"--decode", .flag = &decode},
+                           {"--no-special", .flag = &no_special}, {0}};
+    int urc = cli_parse_args(argc, argv, "tokenize", usage_tokenize, opts, NULL);
+    if (urc != EXIT_OK) return urc;
+    if (!path) return cli_usage_error("tokenize", usage_tokenize, "--tokenizer FILE is required");
+    bool special = !no_special;
     Diag d;
     diag_init(&d, stderr);
     Tokenizer *t = !strcmp(path, "bytes") ? tok_new_bytes() : tok_load(&d, path);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run_usage.sh — the command line of `trlc check`: usage errors exit 2 with a message, --help and
-# --settings exit 0, a valid spec prints `PATH: ok` on stdout and exits 0.
+# --settings exit 0, a valid spec prints `PATH: ok` on stdout and exits 0; and every subcommand's
+# usage errors read `trlc: error: CMD: ...` (unknown option, missing value, extra argument).
 set -u
 trlc=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 cd "$(dirname "$0")"
@@ -39,6 +40,21 @@ expect 1 "closes nothing" check $ex --set "train.seed=)"
 expect 0 ": ok$" check $ex --set "lora.policy.targets=[q_proj, k_proj]" --set train.seed=3 --set objective.dpo.beta=0.2
 expect 2 "takes KEY=VALUE" check $ex --set train.seed
 expect 2 "takes KEY=VALUE" check $ex --set
+# every subcommand words its usage errors alike (cli.h cli_usage_error): `trlc: error: CMD: ...`, exit 2
+for cmd in ast check ir kernels run tokenize data generate chat inspect merge; do
+    expect 2 "^trlc: error: $cmd: unknown option \`--bogus\`$" $cmd --bogus
+done
+expect 2 "^trlc: error: tokenize: \`--tokenizer\` needs a value$" tokenize --tokenizer
+expect 2 "^trlc: error: tokenize: unexpected argument \`extra\`$" tokenize --tokenizer bytes extra
+expect 2 "^trlc: error: generate: \`--max-new\` needs a value$" generate model --max-new
+expect 2 "^trlc: error: chat: \`--seed\` needs a value$" chat model --seed
+expect 2 "^trlc: error: data: \`--max-len\` needs a value$" data --max-len
+expect 2 "^trlc: error: merge: \`--base\` needs a value$" merge --base
+expect 2 "^trlc: error: run: \`--out\` needs a value$" run $ex --out
+expect 2 "^trlc: error: kernels: \`-o\` needs a value$" kernels $ex -o
+expect 2 "^trlc: error: ast: one spec at a time (got \`a.trl\` and \`b.trl\`)$" ast a.trl b.trl
+expect 2 "^trlc: error: ast: no spec given$" ast
+expect 2 "^usage: trlc ast SPEC" ast --bogus
 # docs/settings.md holds the generated reference between its BEGIN/END markers: it must be current
 docs=../../docs/settings.md
 if diff <(sed -n '/^<!-- BEGIN blocks-and-settings/,/^<!-- END blocks-and-settings/p' "$docs" | sed '1d;$d') \
