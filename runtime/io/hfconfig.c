@@ -14,6 +14,7 @@
 
 enum { HF_MAX_CONFIG_BYTES = 16 << 20 };
 #define HF_MAX_DIM ((int64_t)1 << 30)   // any size beyond this is a broken file, not a model
+#define HF_MAX_PARAMS ((int64_t)1 << 44) // nor a model of more parameters (the largest have ~2^41)
 
 static const char *const hf_supported[] = {"llama", "qwen2", "qwen3"};
 
@@ -340,6 +341,17 @@ static int parse_root(Diag *d, const char *path, json_t *root, HfConfig *c) {
                         (long long)(c->num_attention_heads * c->head_dim));
         return -1;
     }
+    // Every size may be in range while their product is not: the weights' element count (and
+    // bytes, optimizer state, ...) must fit the 64-bit sizes everything downstream computes.
+    int64_t params = hf_param_count(c);
+    if (params > HF_MAX_PARAMS) {
+        if (params == INT64_MAX)
+            diag_file_error(d, path, 0, 0, "these sizes make a model of more than 2^63 parameters (at most 2^44)");
+        else
+            diag_file_error(d, path, 0, 0, "these sizes make a model of %lld parameters, more than 2^44 (17.6 trillion)",
+                            (long long)params);
+        return -1;
+    }
     return 0;
 }
 
@@ -503,8 +515,12 @@ typedef struct CountWalk {
     int64_t params;
 } CountWalk;
 
+// Saturates at INT64_MAX: each size is at most 2^30, but their sum over 100000 layers is not bounded
+// by 2^63 (a config.json may say anything; hf_config_parse then refuses it).
 static void count_one(Walk *w, const HfTensorSpec *s) {
-    ((CountWalk *)w)->params += s->shape[0] * (s->ndim == 2 ? s->shape[1] : 1);
+    int64_t n, *p = &((CountWalk *)w)->params;
+    if (__builtin_mul_overflow(s->shape[0], s->ndim == 2 ? s->shape[1] : 1, &n) || __builtin_add_overflow(*p, n, p))
+        *p = INT64_MAX;
 }
 
 int64_t hf_param_count(const HfConfig *c) {

@@ -91,7 +91,8 @@ typedef struct HfTensorSpec {
 // Writes up to `cap` specs to out (out may be NULL when cap == 0) and returns how many there are.
 long hf_expected_tensors(const HfConfig *c, HfTensorSpec *out, long cap);
 // The number of parameters of the checkpoint (tied embeddings counted once), e.g. 596,049,920 for
-// Qwen3-0.6B and 8,030,261,248 for Llama-3.1-8B, as their model cards say.
+// Qwen3-0.6B and 8,030,261,248 for Llama-3.1-8B, as their model cards say. INT64_MAX when it does
+// not fit (hf_config_parse / _load refuse a config of more than 2^44 parameters).
 int64_t hf_param_count(const HfConfig *c);
 
 // Verifies that the checkpoint holds every expected tensor with the expected shape (and no

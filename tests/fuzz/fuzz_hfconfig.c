@@ -1,5 +1,6 @@
 // fuzz_hfconfig.c — a Hugging Face config.json text → hf_config_parse, then what callers derive
-// from an accepted config: the expected tensor list, the parameter count and RoPE frequencies.
+// from an accepted config: the expected tensor list, the parameter count (at most 2^44) and RoPE
+// frequencies.
 // Not fuzzed here: hf_config_check_checkpoint against weights (fuzz_safetensors covers the reader).
 #include "diag.h"
 #include "fuzz_util.h"
@@ -22,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 free(ts);
             }
         }
-        (void)hf_param_count(c);
+        int64_t params = hf_param_count(c);   // refused above 2^44 (it overflowed int64 before)
+        FUZZ_ASSERT(params > 0 && params <= (int64_t)1 << 44);
         if (c->head_dim <= 65536) {
             double *inv = malloc((size_t)(c->head_dim / 2 + 1) * sizeof *inv);
             if (inv) {
