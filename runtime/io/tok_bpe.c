@@ -119,7 +119,8 @@ int tok_bpe_word(const struct Tokenizer *t, const char *s, size_t n, TokIds *out
         e->klen = (uint8_t)n;
         e->nids = (uint8_t)(out->n - before);
         memcpy(e->key, s, n);
-        memcpy(e->ids, out->v + before, (out->n - before) * sizeof *e->ids);
+        if (out->n > before)   // a word may give no ids (out->v still NULL): NULL + 0 is undefined
+            memcpy(e->ids, out->v + before, (out->n - before) * sizeof *e->ids);
     }
     return 0;
 }

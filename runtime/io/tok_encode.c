@@ -179,14 +179,16 @@ char *tok_decode(const Tokenizer *t, const int32_t *ids, size_t n, bool skip_spe
     }
     if (!rc && t->model == TOK_MODEL_BYTES) {
         TokBuf raw = {0};
-        for (size_t i = 0; i < l.n && !rc; i++) rc = tokbuf_add(&raw, l.buf.p + l.p[i].off, l.p[i].len);
+        // (empty pieces skipped: l.buf.p is NULL when every piece is empty, and NULL + 0 is undefined)
+        for (size_t i = 0; i < l.n && !rc; i++)
+            if (l.p[i].len) rc = tokbuf_add(&raw, l.buf.p + l.p[i].off, l.p[i].len);
         if (!rc) rc = tok_utf8_lossy(&res, raw.p ? raw.p : "", raw.n);
         free(raw.p);
     } else if (!rc) {
         if (t->has_decoder) rc = tok_decode_chain(t, &l, &tmp);
         for (size_t i = 0; i < l.n && !rc; i++) {
             if (!t->has_decoder && i) rc = tokbuf_add(&res, " ", 1);
-            if (!rc) rc = tokbuf_add(&res, l.buf.p + l.p[i].off, l.p[i].len);
+            if (!rc && l.p[i].len) rc = tokbuf_add(&res, l.buf.p + l.p[i].off, l.p[i].len);
         }
     }
     if (!rc) rc = tokbuf_add(&res, "", 0);   // make sure there is a buffer and a NUL
