@@ -253,6 +253,19 @@ static void check_model(Ck *c, const Ast *blk, CheckedModel *m) {
         }
         m->has_config = g->vocab > 0 && g->hidden > 0 && g->layers > 0 && g->heads > 0 && g->ffn > 0;
         if (m->arch && !builtin_arch(m->arch)) m->has_config = g->vocab > 0;   // the spec's own arch
+        else if (m->has_config && g->head_dim > 0 && g->kv_heads > 0) {
+            // Each size is bounded, their product is not: the decoder's weights (computed in double,
+            // so that nothing overflows) must fit the 64-bit sizes lowering and the runtime use, as
+            // hf_config_parse requires of config.json (at most 2^44 parameters).
+            double H = (double)g->hidden, q = (double)g->heads * g->head_dim, kv = (double)g->kv_heads * g->head_dim;
+            double n = (double)g->vocab * H * (g->tie ? 1 : 2) + H +
+                       (double)g->layers * (2 * H * q + 2 * H * kv + 3 * H * g->ffn + 2 * H + 2 * (double)g->head_dim);
+            if (n > 17592186044416.0) {
+                diag_error(c->d, ck_setting(config, "layers") ? ck_setting(config, "layers")->loc : config->loc,
+                           "model `%s` would have %.3g parameters, more than 2^44 (17.6 trillion)", m->name, n);
+                diag_hint(c->d, "check `vocab`, `hidden`, `layers`, `heads`, `head_dim` and `ffn`");
+            }
+        }
         g->init_std = 0.02;
     }
     if (init && init->kind == AST_CALL) {
