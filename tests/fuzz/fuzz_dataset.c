@@ -2,9 +2,10 @@
 // Input byte 0: file type (jsonl / json / csv) and format (text, prompt_response, messages,
 // preference, prompt_answer); byte 1: flags (pack, mask_prompt, skip_errors, truncate left,
 // shuffle, chatml template, Qwen2 tokenizer instead of bytes, a 4 KiB row limit); byte 2: max_len; the
-// rest is the file. Oracles: batch shapes and ids inside the vocabulary, targets an id or DS_IGNORE,
-// no example longer than the row limit allows (bytes tokenizer, no template or max_len), the number of
-// batches equal to ds_count_batches, ds_seek back to the start replays the same first batch.
+// rest is the file. Oracles: ids inside the vocabulary, each target the next token of its own
+// sequence, positions restarting per packed sequence, padding without targets, no example longer
+// than the row limit allows (bytes tokenizer, no template or max_len), the number of batches equal
+// to ds_count_batches, ds_seek back to the start replays the same first batch.
 // Not fuzzed here: column-name overrides (DsFields), files over the size limits (tests/data).
 #include "chat.h"
 #include "dataset.h"
@@ -33,13 +34,31 @@ static void load_all(void) {
     diag_free(&d);
 }
 
+// The layout dataset.h promises: a target is the next token of the same sequence; positions
+// restart at 0 with each packed sequence; padding has seq_id -1, position 0, no target.
 static void check_batch(const DsBatch *b, int rows, int32_t vocab) {
     FUZZ_ASSERT(b->B == rows && b->T >= 0);
-    for (long i = 0; i < (long)b->B * b->T; i++) {
-        FUZZ_ASSERT(b->tokens[i] >= 0 && b->tokens[i] < vocab);
-        FUZZ_ASSERT(b->targets[i] == DS_IGNORE || (b->targets[i] >= 0 && b->targets[i] < vocab));
+    long targets = 0;
+    for (int r = 0; r < b->B; r++) {
+        int len = b->lengths[r];
+        FUZZ_ASSERT(len >= 0 && len <= b->T);
+        const int32_t *tok = b->tokens + (size_t)r * b->T, *tgt = b->targets + (size_t)r * b->T;
+        const int32_t *pos = b->positions + (size_t)r * b->T, *sid = b->seq_id + (size_t)r * b->T;
+        for (int c = 0; c < b->T; c++) {
+            FUZZ_ASSERT(tok[c] >= 0 && tok[c] < vocab);
+            if (c >= len) {
+                FUZZ_ASSERT(sid[c] == -1 && pos[c] == 0 && tgt[c] == DS_IGNORE);
+                continue;
+            }
+            FUZZ_ASSERT(sid[c] >= 0);
+            FUZZ_ASSERT(pos[c] == ((c == 0 || sid[c] != sid[c - 1]) ? 0 : pos[c - 1] + 1));
+            if (tgt[c] == DS_IGNORE) continue;
+            targets++;
+            FUZZ_ASSERT(tgt[c] >= 0 && tgt[c] < vocab);
+            FUZZ_ASSERT(c + 1 < len && sid[c + 1] == sid[c] && tok[c + 1] == tgt[c]);
+        }
     }
-    for (int r = 0; r < b->B; r++) FUZZ_ASSERT(b->lengths[r] >= 0 && b->lengths[r] <= b->T);
+    FUZZ_ASSERT(targets == b->n_targets);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
