@@ -47,7 +47,9 @@
 // NVRTC has no mma.h / cuda_bf16.h without the toolkit's include path, so under NVRTC this file
 // declares the WMMA subset it uses on the compiler's builtins (the calls mma.h makes); the CUDA
 // emulator's shim (tests/gpu/emu/cuemu_shim.h) provides nvcuda::wmma and __nv_bfloat16 itself.
-// Not here: dropout, attention bias, D > 128, fp16.
+// Not here: dropout, attention bias, D > 128, fp16. Not tuned (no GPU has run these): the fused
+// kernel makes one atomic an element of dQ per 64 keys (flash-attention 2: per 128) with scalar
+// atomics (sm_90 has float2 / float4 ones) and 3 barriers a 16-query step.
 #define TC_ROWS 64     // rows (queries, or keys in dkdv) per block: 16 per warp
 #define TC_KB 32       // keys (or queries in dkdv) per inner step
 #define TC_LD 136      // bf16 row stride of the staged tiles: 128 + 8 (a multiple of 8; rows 4 banks apart)
