@@ -2,7 +2,9 @@
 // each value is read as; then one pass in order maps each f32 product's operands to bf16 values (a
 // retyped leaf or dequantized weight, a cast emitted right after the value it casts, or a reshape of
 // such a value) and rebuilds the product with an f32 result (attention: a bf16 one, read as f32
-// through a cast where something other than a product reads it).
+// through a cast where something other than a product reads it). Linear outputs (autocast.h) are
+// found before that pass (the LoRA sums, the forward products non-products read) and written in
+// bf16, each non-product reader reading a widening cast emitted before its phase's first reader.
 #include "autocast.h"
 #include "ir_internal.h"
 #include <stdlib.h>
@@ -28,6 +30,58 @@ static int operand_inputs(const IrGraph *g, const IrNode *x) {
 // Attention on q, k, v that become bf16 operands: it writes its output in bf16 (lowp_sdpa below).
 static bool lowp_attention(const IrGraph *g, const IrNode *x) {
     return x->op == IR_SDPA && x->dtype == IR_F32 && operand_inputs(g, x) > 0;
+}
+
+// A forward f32 product on operands that become bf16 (a linear layer's x Wᵀ, LoRA's factors).
+static bool forward_product(const IrGraph *g, IrId id) {
+    const IrNode *x = &g->nodes[id];
+    return is_product(x) && !x->backward && operand_inputs(g, x) == 2;
+}
+
+// Marks the values a forward add adds a bias to (f32 (N) / (1, ..., 1, N) of their last dim,
+// ir_bias_shape): a linear layer with a bias keeps its fp32 output (autocast.h).
+static void mark_bias_adds(const IrGraph *g, bool *biased) {
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *x = &g->nodes[i];
+        if (x->op != IR_ADD || x->nin != 2 || x->backward) continue;
+        for (int s = 0; s < 2; s++) {
+            const IrNode *b = &g->nodes[x->in[1 - s]];
+            const IrShape *v = &g->nodes[x->in[s]].shape;
+            if (b->dtype == IR_F32 && ir_bias_shape(&b->shape, v) && !ir_shape_eq(&b->shape, v)) biased[x->in[s]] = true;
+        }
+    }
+}
+
+// The LoRA sum of a linear layer (autocast.h, "linear outputs"): a forward f32 add of two forward
+// products of its shape, or of one and a product scaled by a constant (mul(p, c) / mul(c, p)),
+// each read by nothing else. Returns the LoRA side's product (the scaled one; of two unscaled ones
+// the later, as gemm_acc.c chooses), which keeps its f32 result, or IR_NONE.
+static IrId lora_sum(const IrGraph *g, const int *readers, const IrNode *x) {
+    if (x->op != IR_ADD || x->nin != 2 || x->dtype != IR_F32 || x->backward || x->in[0] == x->in[1]) return IR_NONE;
+    IrId prod[2] = {IR_NONE, IR_NONE};
+    bool scaled[2] = {false, false};
+    for (int s = 0; s < 2; s++) {
+        IrId y = x->in[s];
+        const IrNode *n = &g->nodes[y];
+        if (readers[y] != 1 || n->dtype != IR_F32 || !ir_shape_eq(&n->shape, &x->shape)) return IR_NONE;
+        if (forward_product(g, y)) {
+            prod[s] = y;
+            continue;
+        }
+        if (n->op != IR_MUL || n->nin != 2) return IR_NONE;
+        for (int k = 0; k < 2 && prod[s] == IR_NONE; k++) {
+            IrId m = n->in[k];
+            const IrNode *c = &g->nodes[n->in[1 - k]];
+            bool scalar = c->op == IR_FULL && c->nin == 0 && c->dtype == IR_F32;
+            for (int d = 0; scalar && d < c->shape.rank; d++) scalar = ir_dim_is_one(c->shape.d[d]);
+            if (scalar && readers[m] == 1 && forward_product(g, m) && ir_shape_eq(&g->nodes[m].shape, &x->shape))
+                prod[s] = m, scaled[s] = true;
+        }
+        if (prod[s] == IR_NONE) return IR_NONE;
+    }
+    if (scaled[0] && scaled[1]) return IR_NONE;   // no base product
+    if (scaled[0] != scaled[1]) return scaled[0] ? prod[0] : prod[1];
+    return prod[0] > prod[1] ? prod[0] : prod[1];
 }
 
 void ac_round_bf16(float *x, int64_t n) {
@@ -98,15 +152,28 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
                                        // values (and is read as f32 through a cast where needed)
     IrId *map = malloc(sz * sizeof *map);     // old id → new id
     IrId *lowp = malloc(sz * sizeof *lowp);   // old id → its bf16 value in the new graph
-    IrNode *nodes = malloc(2 * sz * sizeof *nodes);
+    // linear outputs (autocast.h): written in bf16, read by non-products through an f32 cast, one
+    // for the forward's readers and one for the backward's (so no f32 copy is kept for the latter)
+    bool *lin = calloc(sz, 1);         // a linear output: its bf16 value is lowp[]
+    bool *lin_sum = calloc(sz, 1);     // a LoRA sum: the f32 add, then its cast to bf16
+    bool *lora_y = calloc(sz, 1);      // the LoRA product of a sum: keeps its f32 result
+    bool *is_out = calloc(sz, 1);      // a graph output or the loss
+    IrId *widen[2] = {malloc(sz * sizeof(IrId)), malloc(sz * sizeof(IrId))};   // forward's, backward's
+    int *readers = NULL;
+    bool *biased = calloc(sz, 1);      // a bias is added to it (mark_bias_adds)
+    bool *deferred = calloc(sz, 1);    // emitted before its first reader, not in place (below)
+    bool *first_fwd = calloc(sz, 1);   // its first reader is a forward node
+    // each old node: itself, its cast to bf16, and at most two widening casts (2 for a via reshape)
+    IrNode *nodes = malloc(4 * sz * sizeof *nodes);
     int rc = -1;
-    if (!operand || !table || !other || !retype || !via || !permute || !map || !lowp || !nodes) {
+    if (!operand || !table || !other || !retype || !via || !permute || !map || !lowp || !nodes || !lin ||
+        !lin_sum || !lora_y || !is_out || !widen[0] || !widen[1] || !biased || !deferred || !first_fwd) {
         ir_report(g, (Loc){0, 0, 0}, "out of memory in the mixed-precision pass");
         goto out;
     }
     for (int o = 0; o < g->nouts; o++)
-        if (ir_valid(g, g->outs[o].id)) other[g->outs[o].id] = true;
-    if (ir_valid(g, g->loss)) other[g->loss] = true;
+        if (ir_valid(g, g->outs[o].id)) other[g->outs[o].id] = is_out[g->outs[o].id] = true;
+    if (ir_valid(g, g->loss)) other[g->loss] = is_out[g->loss] = true;
     // last reader first, so a node's flags are final when its own inputs are marked: an f32
     // reshape of an f32 value that products read (the backward reads the forward's activations
     // as (B*T, H) for the weight gradients) passes the operand mark on to its source, so the
@@ -140,8 +207,20 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
         bool frozen = x->op == IR_PARAM && !x->trainable;
         retype[i] = !other[i] && x->dtype == IR_F32 &&
                     ((operand[i] && (frozen || x->op == IR_DEQUANT_NF4)) || (table[i] && frozen));
-        lowp[i] = IR_NONE;
+        lowp[i] = widen[0][i] = widen[1][i] = IR_NONE;
     }
+    // linear outputs: the LoRA sums first (their LoRA products stay f32), then every forward
+    // product some non-product reads (the base products of the sums among them)
+    if (!(readers = ir_count_readers(g, "mixed-precision"))) goto out;
+    mark_bias_adds(g, biased);
+    for (int i = n - 1; i >= 0; i--)   // the last assignment is the first reader's
+        for (int k = 0; k < g->nodes[i].nin; k++) first_fwd[g->nodes[i].in[k]] = !g->nodes[i].backward;
+    for (int i = 0; i < n; i++) {
+        IrId y = is_out[i] || biased[i] ? IR_NONE : lora_sum(g, readers, &g->nodes[i]);
+        if (y != IR_NONE) lin_sum[i] = lora_y[y] = true;
+    }
+    for (int i = 0; i < n; i++)
+        lin[i] = forward_product(g, i) && other[i] && !is_out[i] && !lora_y[i] && !biased[i];
     // the leaves first (they read nothing), then the early casts by shape, then the rest in order
     int m = 0, nearly = 0;
     EarlyCast *early = malloc(sz * sizeof *early);
@@ -173,6 +252,40 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
     for (int i = 0; i < n; i++) {
         const IrNode *x = &g->nodes[i];
         int nl = operand_inputs(g, x);
+        // a deferred input (below): its widening cast and itself now, just before this reader
+        for (int k = 0; k < x->nin; k++) {
+            IrId in = x->in[k];
+            if (!deferred[in] || map[in] != IR_NONE) continue;
+            IrId src = g->nodes[in].in[0];
+            IrNode d = g->nodes[in];
+            d.in = arena_alloc(&g->arena, sizeof *d.in);
+            if (!d.in) {
+                ir_report(g, x->loc, "out of memory in the mixed-precision pass");
+                goto out;
+            }
+            if (widen[0][src] == IR_NONE) {
+                if ((widen[0][src] = emit_cast_to(g, nodes, &m, &g->nodes[src], lowp[src], IR_F32)) == IR_NONE) {
+                    ir_report(g, x->loc, "out of memory in the mixed-precision pass");
+                    goto out;
+                }
+                nodes[widen[0][src]].backward = false;
+                st.widened++;
+            }
+            d.in[0] = widen[0][src];
+            map[in] = m;
+            nodes[m++] = d;
+            st.deferred++;
+        }
+        // a forward elementwise op on one linear output (SwiGLU's silu(gate)), read first in the
+        // forward, waits for that reader: its widening cast and it then sit after the products
+        // between them (up's), so that the fuser puts them into the reader's kernel (the mul with
+        // up's widening cast) instead of a kernel of their own
+        if (x->nin == 1 && ir_op_is_elementwise(x->op) && x->op != IR_CAST && x->dtype == IR_F32 && !x->backward &&
+            lin[x->in[0]] && !is_out[i] && !operand[i] && !retype[i] && first_fwd[i] && readers[i] > 0) {
+            deferred[i] = true;
+            map[i] = IR_NONE;
+            continue;
+        }
         for (int k = 0; k < (via[i] ? 1 : nl); k++) {   // a leaf's cast where it is first read
             IrId in = x->in[k];
             if (!ir_is_leaf(&g->nodes[in]) || lowp[in] != IR_NONE) continue;
@@ -186,7 +299,28 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
             ir_report(g, x->loc, "out of memory in the mixed-precision pass");
             goto out;
         }
-        for (int k = 0; k < c.nin; k++) c.in[k] = k < nl ? lowp[x->in[k]] : map[x->in[k]];
+        // a reshape or permute of a linear output is the view of its bf16 value, itself one
+        // (q, k, v's (B, T, H, D) and (B, H, T, D) before their norms and attention)
+        bool lin_view = (x->op == IR_RESHAPE || x->op == IR_PERMUTE) && x->dtype == IR_F32 && lin[x->in[0]] && !is_out[i];
+        for (int k = 0; k < c.nin; k++) {
+            IrId in = x->in[k];
+            if (k < nl || !lin[in] || lin_view) {
+                c.in[k] = k < nl ? lowp[in] : map[in];
+                continue;
+            }
+            // a linear output read as f32: its widening cast in this reader's phase, emitted just
+            // before the first reader there (the fuser folds it into the reader's kernel)
+            IrId *w = &widen[x->backward ? 1 : 0][in];
+            if (*w == IR_NONE) {
+                if ((*w = emit_cast_to(g, nodes, &m, &g->nodes[in], lowp[in], IR_F32)) == IR_NONE) {
+                    ir_report(g, x->loc, "out of memory in the mixed-precision pass");
+                    goto out;
+                }
+                nodes[*w].backward = x->backward;
+                st.widened++;
+            }
+            c.in[k] = *w;
+        }
         for (int k = 0; k < nl; k++)
             if (c.in[k] == IR_NONE) {
                 ir_report(g, x->loc, "out of memory in the mixed-precision pass");
@@ -198,6 +332,27 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
         }
         if (nl && (is_product(x) || x->op == IR_LINEAR_CE)) st.products++;
         if (nl && x->op == IR_SDPA) st.attention++;
+        // a linear output (autocast.h): a product writes its result in bf16; a LoRA sum is the f32
+        // add rounded by a cast; a view of one views its bf16 value, each read through widening casts
+        lin[i] = lin[i] || lin_view;
+        if (lin[i] || lin_sum[i]) {
+            if (lin_view) c.in[0] = lowp[x->in[0]];
+            if (!lin_sum[i]) c.dtype = IR_BF16;
+            IrId sum = m;
+            lowp[i] = map[i] = m;
+            nodes[m++] = c;
+            if (lin_sum[i]) {
+                lin[i] = true;
+                if ((lowp[i] = map[i] = emit_cast(g, nodes, &m, x, sum)) == IR_NONE) {
+                    ir_report(g, x->loc, "out of memory in the mixed-precision pass");
+                    goto out;
+                }
+                st.lowp_sums++;
+            } else if (x->op == IR_MATMUL) {
+                st.lowp_linear++;
+            }
+            continue;
+        }
         if (via[i]) {   // the bf16 reshape; the f32 one only when something else reads it
             IrNode r = c;
             r.dtype = IR_BF16;
@@ -272,5 +427,15 @@ out:
     free(map);
     free(lowp);
     free(nodes);
+    free(lin);
+    free(lin_sum);
+    free(lora_y);
+    free(is_out);
+    free(widen[0]);
+    free(widen[1]);
+    free(readers);
+    free(biased);
+    free(deferred);
+    free(first_fwd);
     return rc;
 }

@@ -11,9 +11,34 @@
 // backward) reads q, k, v the same way, as bf16 casts, with flash attention's rounding points
 // (ir.h, IR_SDPA): the forward writes its output in bf16 (the fp32 result rounded, as PyTorch's
 // flash attention returns it; a reader other than a product gets it back in fp32 through a
-// cast), the backward's gradients are fp32. Everything else — norms, softmax, the loss, gradients,
-// trainable parameters (the fp32 master weights) and the optimizer — stays fp32.
-// Not here: fp16 (needs loss scaling), bf16 storage of other activations.
+// cast), the backward's gradients are fp32.
+// Linear outputs are bf16, as PyTorch autocast holds them (a bf16 model's F.linear, peft's LoRA
+// sum): in the forward pass (not a backward node, not a graph output or the loss), (1) a product
+// that something other than a product reads (a linear layer's x Wᵀ: q, k, v, o, gate, up, down,
+// and a head's logits when they are a product) writes its result in bf16 (cuBLASLt's fp32 sums
+// rounded once as they are stored); (2) a LoRA sum — add(base, s·lora) or add(base, lora) with
+// both products read there alone — is bf16: the base product rounds its result as in (1), the
+// LoRA product keeps its fp32 result, the add runs in fp32 and a cast rounds the sum, so the sum
+// is rounded once, not twice as in PyTorch (lora rounded to bf16, then scaled and added in bf16:
+// within ~1 bf16 ulp); ir_fuse_gemm_accumulate (gemm_acc.h) then folds the LoRA product and the
+// add into one GEMM with bf16 C and D (base + s·lora in fp32, rounded once: the same numbers); a
+// reshape of a linear output is the reshape of its bf16 value (q, k, v's (B, T, H, D) view).
+// A non-product reader of a linear output (the q/k norms, SwiGLU's silu and mul, the residual
+// add, a bias add) reads it as bf16 and computes in fp32: through a cast to f32 emitted just
+// before its first reader in its own phase — one for the forward's readers, another for the
+// backward's — which the fuser folds into the reader's kernel, so only the bf16 value is kept for
+// the backward (SwiGLU's and the q/k norms' backward read gate, up, q, k). A forward elementwise
+// op on one linear output whose first reader is in the forward (SwiGLU's silu(gate)) is emitted
+// just before that reader, with its widening cast (after up's products: one kernel for silu, the
+// mul and both casts, with no fusion rewrite needed). Not yet: a linear
+// layer with a bias (Qwen2's q, k, v: a product or LoRA sum read by the add of an (N) bias alone)
+// keeps its fp32 output, the bias added in cuBLASLt's epilogue (gemm_acc.h) — PyTorch rounds
+// x Wᵀ + b once, which needs a bf16 D with an fp32 bias. The residual stream stays fp32 (our contract: the residual adds read the bf16 o
+// and down outputs widened and write fp32), and so does everything else — norms, softmax, the
+// loss, gradients (a backward product's result is fp32 unless only products read it), trainable
+// parameters (the fp32 master weights) and the optimizer.
+// Not here: fp16 (needs loss scaling), bf16 storage of other activations (a norm's or SwiGLU's
+// output, the residual stream).
 #ifndef TRLC_AUTOCAST_H
 #define TRLC_AUTOCAST_H
 #include <stdint.h>
@@ -28,6 +53,10 @@ typedef struct AutocastStats {
     int lowp_results;  // products read only by products: their result is written in bf16
     int lowp_ropes;    // ropes read only by attention (q, k): their result is written in bf16
     int lowp_attention; // attention forwards on bf16 q, k, v writing their output in bf16
+    int lowp_linear;   // linear outputs: forward products read by non-products, written in bf16
+    int lowp_sums;     // linear outputs: LoRA sums (base + s·lora) rounded to bf16 by a cast
+    int widened;       // casts of linear outputs back to f32 for their non-product readers
+    int deferred;      // forward elementwise ops on one linear output moved to their first reader
 } AutocastStats;
 
 // Rewrites g in place (after autodiff, recompute, cse/dce). Node ids change: outputs, the loss and

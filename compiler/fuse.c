@@ -617,6 +617,21 @@ static bool same_attention(const IrNode *f, const IrNode *b) {
 static bool is_attention_bwd(IrOp op) { return op == IR_SDPA_BWD_Q || op == IR_SDPA_BWD_K || op == IR_SDPA_BWD_V; }
 
 
+// FusePlan.lib_members from lib_leader: each leader's led steps, grouped by leader (a counting
+// sort, so that each group is in step order).
+static int list_members(FusePlan *p) {
+    p->lib_member_start = calloc((size_t)p->nsteps + 2, sizeof *p->lib_member_start);
+    p->lib_members = malloc(((size_t)p->nsteps + 1) * sizeof *p->lib_members);
+    if (!p->lib_member_start || !p->lib_members) return -1;
+    for (int t = 0; t < p->nsteps; t++)
+        if (p->lib_leader[t] >= 0 && p->lib_leader[t] != t) p->lib_member_start[p->lib_leader[t] + 2]++;
+    for (int s = 0; s < p->nsteps; s++) p->lib_member_start[s + 2] += p->lib_member_start[s + 1];
+    // start[s + 1] is now where s's members begin; filling advances it to where they end
+    for (int t = 0; t < p->nsteps; t++)
+        if (p->lib_leader[t] >= 0 && p->lib_leader[t] != t) p->lib_members[p->lib_member_start[p->lib_leader[t] + 1]++] = t;
+    return 0;
+}
+
 static int pair_library(FusePlan *p) {
     const IrGraph *g = p->g;
     p->lib_leader = malloc(((size_t)p->nsteps + 1) * sizeof *p->lib_leader);
@@ -678,7 +693,7 @@ static int pair_library(FusePlan *p) {
             }
         }
     }
-    return 0;
+    return list_members(p);
 }
 
 bool fuse_step_runs(const FusePlan *p, int s) {
@@ -832,17 +847,19 @@ int fuse_verify(const FusePlan *p, Diag *d) {
             one[0] = st->node;
             if (done[st->node] >= 0) VIOLATION("node %%%d computed by steps %d and %d", st->node, done[st->node], s);
             done[st->node] = s;
-            for (int t = s + 1; p->lib_leader && p->lib_leader[s] == s && t < p->nsteps; t++)
-                if (p->lib_leader[t] == s) {
-                    IrId m = p->steps[t].node;
-                    if (done[m] >= 0) VIOLATION("node %%%d computed by steps %d and %d", m, done[m], s);
-                    done[m] = s;
-                    for (int k = 0; k < g->nodes[m].nin; k++) {   // what a led step reads, computed before
-                        IrId x = g->nodes[m].in[k];
-                        if (!ir_is_leaf(&g->nodes[x]) && p->level[x] != FUSE_LV_CONST && (done[x] < 0 || done[x] >= s))
-                            VIOLATION("step %d (led by step %d) reads %%%d before it is computed", t, s, x);
-                    }
+            int nled;
+            const int *led = fuse_led_steps(p, s, &nled);
+            for (int i = 0; i < nled; i++) {
+                int t = led[i];
+                IrId m = p->steps[t].node;
+                if (done[m] >= 0) VIOLATION("node %%%d computed by steps %d and %d", m, done[m], s);
+                done[m] = s;
+                for (int k = 0; k < g->nodes[m].nin; k++) {   // what a led step reads, computed before
+                    IrId x = g->nodes[m].in[k];
+                    if (!ir_is_leaf(&g->nodes[x]) && p->level[x] != FUSE_LV_CONST && (done[x] < 0 || done[x] >= s))
+                        VIOLATION("step %d (led by step %d) reads %%%d before it is computed", t, s, x);
                 }
+            }
             if (p->lib_fwd && p->lib_fwd[s] != IR_NONE && (done[p->lib_fwd[s]] < 0 || done[p->lib_fwd[s]] >= s))
                 VIOLATION("step %d reads the saved state of %%%d before it is computed", s, p->lib_fwd[s]);
             reads = g->nodes[st->node].in, nreads = g->nodes[st->node].nin;
@@ -892,6 +909,8 @@ void fuse_plan_free(FusePlan *p) {
     free(p->level);
     free(p->step_of);
     free(p->lib_leader);
+    free(p->lib_members);
+    free(p->lib_member_start);
     free(p->lib_fwd);
     free(p->last_reader);
     arena_free(&p->arena);

@@ -94,6 +94,9 @@ typedef struct FusePlan {
     // saved (attention: the output and the log-sum-exp rows; cross-entropy: the log-sum-exp)
     // when the plan computes that forward: `fwd`; otherwise it recomputes it.
     int *lib_leader;        // per step: the step that computes this step's node, or -1 (not shared)
+    int *lib_members;       // the steps each leader leads (not itself), by leader, in step order:
+    int *lib_member_start;  // per step + 1: step s's are lib_members[start[s] .. start[s + 1])
+                            // (fuse_led_steps; empty for a step that leads none)
     IrId *lib_fwd;          // per step: the matching forward node, or IR_NONE
     int nsteps_kind[4];     // steps per FuseStepKind
     int nsunk;              // groups sunk (moved later) so that a reader could join them
@@ -130,6 +133,15 @@ void fuse_plan_free(FusePlan *p);
 // it; every graph output is computed. Returns the number of violations (reported through d as
 // internal errors); fuse_plan runs it on every plan.
 int fuse_verify(const FusePlan *p, Diag *d);
+
+// The steps that step s leads (FusePlan.lib_leader[t] == s, t != s), in step order: returns the
+// first of *n (0 when s leads none, or the plan has no shared steps).
+static inline const int *fuse_led_steps(const FusePlan *p, int s, int *n) {
+    *n = 0;
+    if (!p->lib_member_start || s < 0 || s >= p->nsteps) return NULL;
+    *n = p->lib_member_start[s + 1] - p->lib_member_start[s];
+    return p->lib_members + p->lib_member_start[s];
+}
 
 // Whether step s does work (not a view, not a non-leader member of a shared library step).
 bool fuse_step_runs(const FusePlan *p, int s);

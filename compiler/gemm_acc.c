@@ -90,6 +90,58 @@ static int reassociate_bias(IrGraph *g, const int *readers) {
     return count;
 }
 
+// The bf16 LoRA sum autocast makes (autocast.h): cast_bf16(add(cast_f32(P), Y)) with P a bf16
+// product of the add's shape (the base linear output), Y a lone f32 product or a scaled one (the
+// LoRA product) and the add read by the cast alone → the cast becomes matmul(Y's a, b, P) with a
+// bf16 result: cuBLASLt's A/B bf16, C/D bf16, fp32 compute and scale, D = bf16(alpha·acc + P) —
+// the sum rounded once, as the cast did. Before the f32 adds below (which would otherwise fold Y
+// into an f32 result over cast_f32(P)). Returns the casts rewritten.
+static int fold_lowp_sums(IrGraph *g, int *readers, GemmAccStats *st) {
+    int count = 0;
+    for (int i = 0; i < g->n; i++) {
+        IrNode *cs = &g->nodes[i];
+        if (cs->op != IR_CAST || cs->dtype != IR_BF16 || cs->nin != 1 || !ir_valid(g, cs->in[0])) continue;
+        IrId a = cs->in[0];
+        const IrNode *ad = ir_nd(g, a);
+        if (ad->op != IR_ADD || ad->nin != 2 || ad->dtype != IR_F32 || readers[a] != 1 || ad->in[0] == ad->in[1])
+            continue;
+        for (int s = 0; s < 2; s++) {
+            IrId w = ad->in[s], y = ad->in[1 - s];
+            if (!ir_valid(g, w) || !ir_valid(g, y) || w >= a || y >= a) continue;
+            const IrNode *wn = ir_nd(g, w);
+            if (wn->op != IR_CAST || wn->dtype != IR_F32 || wn->nin != 1 || !is_f32_like(g, w, &ad->shape)) continue;
+            IrId base = wn->in[0];
+            const IrNode *bn = ir_nd(g, base);
+            if (bn->op != IR_MATMUL || bn->dtype != IR_BF16 || !ir_shape_eq(&bn->shape, &ad->shape)) continue;
+            Cand c;
+            if (!candidate(g, readers, y, &ad->shape, &c)) continue;
+            const IrNode *m = ir_nd(g, c.m);
+            if (ir_nd(g, m->in[0])->dtype != IR_BF16 || ir_nd(g, m->in[1])->dtype != IR_BF16) continue;
+            IrId *in = arena_alloc(&g->arena, 3 * sizeof *in);
+            if (!in) {
+                ir_report(g, cs->loc, "out of memory in the accumulating-product pass");
+                return -1;
+            }
+            in[0] = m->in[0], in[1] = m->in[1], in[2] = base;
+            IrAttrs at;
+            memset(&at, 0, sizeof at);
+            at.trans_a = m->a.trans_a, at.trans_b = m->a.trans_b, at.scale = c.alpha;
+            cs->op = IR_MATMUL, cs->in = in, cs->nin = 3, cs->a = at;   // bf16 and the shape stay
+            cs->loc = m->loc;
+            if (!cs->name) cs->name = m->name;
+            readers[a] = 0, readers[c.m] = 0;
+            if (c.mul != IR_NONE) readers[c.mul] = 0;
+            if (--readers[w] == 0) readers[base]--;
+            readers[base]++;
+            count++;
+            st->rewritten++, st->lowp++;
+            if (c.mul != IR_NONE) st->scaled++;
+            break;
+        }
+    }
+    return count;
+}
+
 int ir_fuse_gemm_accumulate(IrGraph *g, GemmAccStats *st) {
     GemmAccStats local;
     memset(&local, 0, sizeof local);
@@ -109,6 +161,10 @@ int ir_fuse_gemm_accumulate(IrGraph *g, GemmAccStats *st) {
     int *readers = ir_count_readers(g, "accumulating-product");
     if (!readers) return -1;
     if (biases) reassociate_bias(g, readers);
+    if (fold_lowp_sums(g, readers, &local) < 0) {
+        free(readers);
+        return -1;
+    }
     for (int i = 0; i < g->n; i++) {
         IrNode *ad = &g->nodes[i];
         if (ad->op != IR_ADD || ad->nin != 2 || ad->dtype != IR_F32) continue;

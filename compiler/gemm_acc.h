@@ -5,7 +5,14 @@
 // result that only added it to something is gone — the LoRA branch's add to the base product in
 // the forward, the gradient sums over the products that read a value in the backward. A chain
 // add(add(m1, m2), m3) becomes m3 accumulating into (m2 accumulating into m1).
-// Only f32: the add, both sides and the product's result f32 of one shape (no broadcasting), or
+// bf16 (precision = bf16, autocast.h's linear outputs): a LoRA sum autocast leaves as
+// cast_bf16(add(cast_f32(P), Y)), P the base product's bf16 result and Y the (scaled) LoRA
+// product, becomes one matmul with bf16 C = P and a bf16 result: cuBLASLt's A/B bf16, C/D bf16,
+// compute and scale fp32, D = bf16(alpha·acc + C). Rounding: the base output once (its own
+// GEMM), then the sum once (fp32 alpha·acc + C rounded as D is stored) — PyTorch/peft rounds
+// three times (base, lora, then scale and sum in bf16); the unfused graph (TRLC_GEMM_ACC=0) rounds
+// as ours does, through the cast. A bias is never folded into a bf16 result.
+// Otherwise only f32: the add, both sides and the product's result f32 of one shape (no broadcasting), or
 // the other side a bias: f32 of shape (N) or (1, ..., 1, N) with N the product's last dim (a
 // linear layer's bias, ir_linear_bias: Qwen2's q, k, v), which the product adds to every row
 // (cuBLASLt's bias epilogue; one addend per product, so a product already holding one is not
@@ -26,6 +33,7 @@ typedef struct GemmAccStats {
     int rewritten;   // adds now accumulating products
     int scaled;      // of them, the product scaled by a constant (alpha != 1: the LoRA branch)
     int bias;        // of them, the addend a bias (broadcast over rows: CUBLASLT_EPILOGUE_BIAS)
+    int lowp;        // of them, bf16 LoRA sums: bf16 C and D (autocast.h's linear outputs)
     int removed;     // nodes ir_dce removed after the rewrite
 } GemmAccStats;
 

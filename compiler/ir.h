@@ -96,7 +96,9 @@ typedef enum IrOp {
     // linear algebra: in[0] (..., M, K) @ in[1] (..., K, N) → (..., M, N); batch dims broadcast;
     // a.trans_a / a.trans_b transpose the last two dims of the operand first.
     // Optional in[2]: an addend C, f32 of exactly the result's shape (no broadcasting), with an
-    // f32 result: D = a.scale · op(a) op(b) + C (cuBLASLt's alpha and beta = 1; the backends
+    // f32 result — or bf16 C with a bf16 result (bf16 operands: a LoRA sum, autocast.h; D =
+    // bf16(a.scale · acc + C) in fp32, rounded once) —
+    // D = a.scale · op(a) op(b) + C (cuBLASLt's alpha and beta = 1; the backends
     // write D into the node's own buffer, never over C). With two inputs a.scale is unused (0)
     // and alpha is 1 (ir_matmul_alpha). Only ir_fuse_gemm_accumulate (gemm_acc.h) makes them,
     // after autodiff, which rejects them. Numerics: D is rounded once (alpha·acc + C in fp32)
@@ -308,7 +310,7 @@ IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc);
 IrId ir_matmul_to(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, Loc loc);
 // alpha · op(a) op(b) + c as one matmul (3 inputs, see IR_MATMUL): c f32 of exactly the result's
 // shape, or a bias (f32, (N) or (1, ..., 1, N): added to every row); the result f32 (out as in
-// ir_matmul_to); alpha finite.
+// ir_matmul_to) — or c bf16 of exactly the result's shape with a bf16 result; alpha finite.
 IrId ir_matmul_acc(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, IrId c, double alpha,
                    Loc loc);
 // A matmul node's alpha: a.scale with an addend, else 1.

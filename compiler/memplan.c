@@ -60,8 +60,10 @@ static int aux_buffers(const IrGraph *g, const FusePlan *fp, int s, const int64_
         if (qn < 0 || D <= 0) return -1;
         if (add_aux(out, fp->steps[s].node, MP_DELTA, qn / D, s)) return -1;
         bool has[3] = {false, false, false};   // dq, dk, dv among the step's group
-        for (int t = s; t < fp->nsteps; t++)
-            if (t == s || fp->lib_leader[t] == s) has[g->nodes[fp->steps[t].node].op - IR_SDPA_BWD_Q] = true;
+        int nled;
+        const int *led = fuse_led_steps(fp, s, &nled);
+        has[n->op - IR_SDPA_BWD_Q] = true;
+        for (int i = 0; i < nled; i++) has[g->nodes[fp->steps[led[i]].node].op - IR_SDPA_BWD_Q] = true;
         int64_t kn = ir_shape_numel(&g->nodes[n->in[1]].shape, sym);
         if (!has[0] && add_aux(out, fp->steps[s].node, MP_SCRATCH_DQ, qn, s)) return -1;
         if (has[1] != has[2] && add_aux(out, fp->steps[s].node, MP_SCRATCH_DKV, kn, s)) return -1;
@@ -79,8 +81,9 @@ static int aux_buffers(const IrGraph *g, const FusePlan *fp, int s, const int64_
         int64_t V = ir_dim_value(g->nodes[n->in[1]].shape.d[0], sym), N = ir_shape_numel(&g->nodes[n->in[2]].shape, sym);
         if (V < 0 || N < 0) return -1;
         int64_t R = mp_lce_chunk_rows(V, N);
-        bool leads = false;   // a linear_ce that computes its backward ops too (fuse.c)
-        for (int t = s + 1; fp->lib_leader[s] == s && t < fp->nsteps && !leads; t++) leads = fp->lib_leader[t] == s;
+        int nled;   // a linear_ce that leads computes its backward ops too (fuse.c)
+        fuse_led_steps(fp, s, &nled);
+        bool leads = nled > 0;
         bool lowp = (n->op != IR_LINEAR_CE || leads) && g->nodes[n->in[0]].dtype == IR_BF16;
         return add_aux(out, fp->steps[s].node, MP_CHUNK, R * V, s) ||
                (lowp && add_aux(out, fp->steps[s].node, MP_CHUNK_LOWP, (R * V + 1) / 2, s)) ||
@@ -141,8 +144,9 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
             for (int k = 0; k < gr->nouts; k++) written[nw++] = gr->outs[k];
         } else {
             written[nw++] = st->node;
-            for (int t = s + 1; fp->lib_leader[s] == s && t < fp->nsteps; t++)
-                if (fp->lib_leader[t] == s) written[nw++] = fp->steps[t].node;
+            int nled;
+            const int *led = fuse_led_steps(fp, s, &nled);
+            for (int i = 0; i < nled; i++) written[nw++] = fp->steps[led[i]].node;
             if (aux_buffers(g, fp, s, sym, out) != 0) goto overflow;
         }
         for (int k = 0; k < nw; k++) {
@@ -190,9 +194,11 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
             int b = bufof[root[ins[k]]];
             if (b >= 0 && out->bufs[b].last < s) out->bufs[b].last = s;
         }
-        for (int t = s + 1; st->kind == FUSE_LIBRARY && fp->lib_leader[s] == s && t < fp->nsteps; t++) {
-            if (fp->lib_leader[t] != s) continue;   // what the steps it leads read (linear_ce's gradient)
-            const IrNode *m = &g->nodes[fp->steps[t].node];
+        int nled = 0;   // what the steps it leads read (linear_ce's gradient)
+        const int *led = NULL;
+        if (st->kind == FUSE_LIBRARY) led = fuse_led_steps(fp, s, &nled);
+        for (int i = 0; i < nled; i++) {
+            const IrNode *m = &g->nodes[fp->steps[led[i]].node];
             for (int k = 0; k < m->nin; k++) {
                 int b = bufof[root[m->in[k]]];
                 if (b >= 0 && out->bufs[b].last < s) out->bufs[b].last = s;

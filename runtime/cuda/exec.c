@@ -890,8 +890,10 @@ static int run_layout(CudaProgram *p, IrId id) {
 static int run_attention_bwd(CudaProgram *p, int s) {
     const IrGraph *g = p->g;
     IrId lead = p->plan.steps[s].node, mem[3] = {IR_NONE, IR_NONE, IR_NONE};
-    for (int t = s; t < p->plan.nsteps; t++)
-        if (t == s || p->plan.lib_leader[t] == s) mem[g->nodes[p->plan.steps[t].node].op - IR_SDPA_BWD_Q] = p->plan.steps[t].node;
+    int nled;
+    const int *led = fuse_led_steps(&p->plan, s, &nled);
+    mem[g->nodes[lead].op - IR_SDPA_BWD_Q] = lead;
+    for (int i = 0; i < nled; i++) mem[g->nodes[p->plan.steps[led[i]].node].op - IR_SDPA_BWD_Q] = p->plan.steps[led[i]].node;
     const IrNode *n = &g->nodes[lead];
     const IrShape *sq = &g->nodes[n->in[0]].shape, *sk = &g->nodes[n->in[1]].shape;
     int B = (int)dimv(p, sq, 0), Hq = (int)dimv(p, sq, 1), T = (int)dimv(p, sq, 2), D = (int)dimv(p, sq, 3);
@@ -969,12 +971,13 @@ static int run_linear_ce(CudaProgram *p, int s) {
     IrId id = p->plan.steps[s].node;
     const IrNode *n = &g->nodes[id];
     IrId bx = n->op == IR_LINEAR_CE_BWD_X ? id : IR_NONE, bw = n->op == IR_LINEAR_CE_BWD_W ? id : IR_NONE;
-    for (int t = s + 1; p->plan.lib_leader[s] == s && t < p->plan.nsteps; t++)
-        if (p->plan.lib_leader[t] == s) {
-            IrId m = p->plan.steps[t].node;
-            if (g->nodes[m].op == IR_LINEAR_CE_BWD_X) bx = m;
-            else bw = m;
-        }
+    int nled;
+    const int *led = fuse_led_steps(&p->plan, s, &nled);
+    for (int i = 0; i < nled; i++) {
+        IrId m = p->plan.steps[led[i]].node;
+        if (g->nodes[m].op == IR_LINEAR_CE_BWD_X) bx = m;
+        else bw = m;
+    }
     const IrShape *sx = &g->nodes[n->in[0]].shape;
     bool argmax = n->op == IR_LINEAR_ARGMAX, bwd = bx != IR_NONE || bw != IR_NONE;
     long long H = dimv(p, sx, sx->rank - 1), V = dimv(p, &g->nodes[n->in[1]].shape, 0);

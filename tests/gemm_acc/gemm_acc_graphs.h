@@ -3,6 +3,7 @@
 // their helpers: each leaf's random values from its name, the normwise comparison of two outputs.
 #ifndef TRLC_TEST_GEMM_ACC_GRAPHS_H
 #define TRLC_TEST_GEMM_ACC_GRAPHS_H
+#include "autocast.h"
 #include "autodiff.h"
 #include "ir.h"
 #include <math.h>
@@ -42,6 +43,14 @@ static inline float *leaf_values(const char *name, int64_t n) {
     return v;
 }
 
+// The values of leaf n: leaf_values, rounded to bf16 for a bf16 leaf (a frozen weight autocast
+// retyped: the caller rounds, ac_round_bf16)
+static inline float *leaf_values_of(const IrNode *n, int64_t ne) {
+    float *v = leaf_values(n->name, ne);
+    if (v && n->dtype == IR_BF16) ac_round_bf16(v, ne);
+    return v;
+}
+
 // max |a - b| / max |b| (0 when both are all zeros; infinite with a NaN)
 static inline double normwise(const float *a, const float *b, int64_t n) {
     double m = 0, s = 0;
@@ -56,7 +65,8 @@ static inline double normwise(const float *a, const float *b, int64_t n) {
 
 // A LoRA layer: y = x Wᵀ + s (x Aᵀ) Bᵀ with the operands of the add and of the scaling mul in
 // either order (variant bits 0 and 1); variant 4: differentiated (loss sum(y²), x itself a
-// product h0 = x0 W0ᵀ with W0 trainable, so that the backward sums the products over x).
+// product h0 = x0 W0ᵀ with W0 trainable, so that the backward sums the products over x); bit 3
+// (8): the output is -y (y read by a non-product, not an output itself: a linear output).
 static inline void build_lora(IrGraph *g, int variant) {
     IrId x = ir_input(g, "x", IR_F32, bt(K), L0);
     if (variant & 4) x = ir_linear(g, x, ir_param(g, "W0", IR_F32, ir_shape2(ir_dim(K), ir_dim(K)), true, L0), L0);
@@ -69,12 +79,21 @@ static inline void build_lora(IrGraph *g, int variant) {
     IrId sh = variant & 1 ? ir_mul(g, s, h, L0) : ir_mul(g, h, s, L0);
     IrId y = variant & 2 ? ir_add(g, sh, base, L0) : ir_add(g, base, sh, L0);
     if (!(variant & 4)) {
-        ir_add_output(g, y, "y");
+        ir_add_output(g, variant & 8 ? ir_unary(g, IR_NEG, y, L0) : y, "y");
         return;
     }
     IrId loss = ir_reduce_all(g, IR_SUM, ir_unary(g, IR_SQUARE, y, L0), L0);
     ir_set_loss(g, ir_reshape(g, loss, ir_shape0(), L0));
     ad_backward(g, NULL, 0);
+}
+
+// A LoRA layer under precision = bf16 (autocast.h's linear outputs): build_lora's (variant bits 0,
+// 1: operand orders; 4: differentiated; y read by a non-product) after ir_autocast_bf16: the base
+// product writes bf16, the f32 sum with the LoRA product is rounded by a cast, which
+// ir_fuse_gemm_accumulate folds into one product with bf16 C (the base) and D.
+static inline void build_lowp_lora(IrGraph *g, int variant) {
+    build_lora(g, variant | 8);
+    ir_autocast_bf16(g, NULL);
 }
 
 // y = (m1 + m2) + m3, three products of x

@@ -124,7 +124,9 @@ static void test_spec(const char *path) {
         }
         // train.recompute: the backward recomputes each layer from its input, so the activations of
         // a step of 4 x 256 tokens fall to a few layers' worth: below 70% with the 2-layer fixtures
-        // (measured 49% full, 61% LoRA), below 30% for a real model (llama-3.2-1b-lora, 16 layers: 19%)
+        // (measured 49% full, 61% LoRA), below 40% for a real model (llama-3.2-1b-lora, 16 layers: 36%
+        // since its linear outputs are bf16 (autocast.h) — 19% when they were fp32: the plain step
+        // shrank, the recomputed one, a layer's worth, much less)
         if (!S.cs->train.recompute) {
             IrGraph gr;
             ir_graph_init(&gr, &S.d, IR_F32);
@@ -139,7 +141,7 @@ static void test_spec(const char *path) {
                 if (mp_plan(&gr, &fr, sizes[2], "fp32", &redo, &S.d) == 0) {
                     printf("%s, recompute: activations %lld -> %lld bytes (%.0f%%)\n", path, (long long)plain.activations,
                            (long long)redo.activations, 100.0 * (double)redo.activations / (double)plain.activations);
-                    double want = plain.activations > ((int64_t)1 << 30) ? 0.3 : 0.7;
+                    double want = plain.activations > ((int64_t)1 << 30) ? 0.4 : 0.7;
                     CHECK_MSG((double)redo.activations < want * (double)plain.activations, "%s: recompute %lld vs %lld bytes",
                               path, (long long)redo.activations, (long long)plain.activations);
                     check_invariants(&redo, &fr);

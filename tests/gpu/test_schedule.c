@@ -5,9 +5,10 @@
 // keep the plan of the nodes' order exactly — the value read by the GEMM between (and by the
 // reader), a reduction's value read by the GEMM between, a value read by two kernels (a permute
 // kernel between), an input that sinking would hold longer than it is held, a reader too many
-// steps away. On a spec given on the command line (Qwen3-0.6B LoRA): no fused kernel is a lone
-// silu, every forward silu shares its kernel with the mul reading it, launches drop by at least
-// the layer count, and the planned activations at B=8 T=1024 get no larger.
+// steps away. On the specs given on the command line: no fused kernel is a lone silu, every
+// forward silu shares its kernel with the mul reading it; in fp32 (tiny-llama-lora) sinking does
+// it: launches drop by at least the layer count, and the planned activations at B=8 T=1024 get no
+// larger; under bf16 (Qwen3-0.6B LoRA) autocast already emits silu next to the mul (autocast.h).
 #include "cpu.h"
 #include "fuse.h"
 #include "gpu_test_util.h"
@@ -193,16 +194,22 @@ static void test_spec(const char *path) {
                "silu kernels %d -> %d\n",
                path, silus, (long long)launches(&plain), (long long)launches(&sunk), sunk.nsunk, plain.nkernels,
                sunk.nkernels, lone_plain, lone_sunk);
+        // under precision = bf16, gate and up are bf16 linear outputs (autocast.h) and autocast
+        // itself emits silu (with gate's widening cast) just before the mul, after up's products:
+        // no sinking is needed there, silu shares the mul's kernel in node order already
+        bool lowp = false;
+        for (int i = 0; i < g->n && !lowp; i++) lowp = g->nodes[i].op == IR_MATMUL && g->nodes[i].dtype == IR_BF16 && !g->nodes[i].backward;
         CHECK_MSG(silus >= 2, "the spec has SwiGLU layers (%d silus)", silus);
-        CHECK_MSG(lone_plain == silus, "in node order every forward silu is a kernel of its own (%d of %d)",
-                  lone_plain, silus);
+        CHECK_MSG(lone_plain == (lowp ? 0 : silus), "in node order every forward silu is a kernel of its own (%d of %d; "
+                  "none with bf16 linear outputs)", lone_plain, silus);
         CHECK_MSG(lone_sunk == 0, "no fused kernel is a lone silu (%d)", lone_sunk);
         CHECK_MSG(with_mul == silus, "every forward silu shares its kernel with the mul reading it (%d of %d)",
                   with_mul, silus);
-        CHECK_MSG(launches(&plain) - launches(&sunk) >= silus, "launches drop by at least the layers: %lld -> %lld",
-                  (long long)launches(&plain), (long long)launches(&sunk));
+        CHECK_MSG(launches(&plain) - launches(&sunk) >= (lowp ? 0 : silus),
+                  "launches drop by at least the layers (fp32): %lld -> %lld", (long long)launches(&plain),
+                  (long long)launches(&sunk));
         CHECK(sunk.nkernels <= plain.nkernels);
-        gpu_test_check_plan_leaner(g, &sunk, &plain, path, &S.d);   // the memory plan gets no worse
+        if (!lowp) gpu_test_check_plan_leaner(g, &sunk, &plain, path, &S.d);   // the memory plan gets no worse
     }
     fuse_plan_free(&sunk);
     fuse_plan_free(&plain);

@@ -63,9 +63,14 @@ static void check_spec_graph(const char *path) {
     CHECK_MSG(of_reshape == 0, "%s: %d casts of an f32 reshape", path, of_reshape);
     CHECK_MSG(of_product == 0, "%s: %d casts of a product nothing else reads", path, of_product);
     CHECK_MSG(f32_operands == 0, "%s: %d f32 operands left", path, f32_operands);
-    CHECK_MSG(lowp_products == st.lowp_results, "%s: %d bf16 products, %d counted", path, lowp_products, st.lowp_results);
-    printf("%s: %d -> %d nodes; %d products (%d with bf16 results), %d casts, %d reshaped operands, %d weights "
-           "retyped\n", path, before, g.n, st.products, st.lowp_results, st.casts, st.reshaped, st.retyped);
+    // bf16 results: the products only products read (LoRA's x A) and, since linear outputs are
+    // bf16 (autocast.h), every forward product something else reads — but LoRA's B product,
+    // whose f32 result the LoRA sum adds before rounding
+    CHECK_MSG(lowp_products == st.lowp_results + st.lowp_linear, "%s: %d bf16 products, %d + %d counted", path,
+              lowp_products, st.lowp_results, st.lowp_linear);
+    printf("%s: %d -> %d nodes; %d products (%d with bf16 results, %d linear outputs), %d LoRA sums, %d casts, "
+           "%d widened, %d reshaped operands, %d weights retyped\n", path, before, g.n, st.products, st.lowp_results,
+           st.lowp_linear, st.lowp_sums, st.casts, st.widened, st.reshaped, st.retyped);
     // LoRA's factors (trainable params of at most 2^20 elements) are cast at the start, each
     // shape's casts side by side, so the fuser makes a few kernels of them, not one a factor
     int early = 0, early_late = 0, shapes = 0, groups = 0;

@@ -3,12 +3,18 @@
 torch, transformers and peft as gen_run_fixtures.py uses, whose model, adapters and batch it reuses).
 
 trlc's `precision = bf16` (compiler/autocast.h): every matrix product takes bf16 operands and
-accumulates and keeps its result in fp32 — forward and backward products alike; attention, norms,
-the loss and everything else stay fp32. Here the same scheme, written independently in PyTorch:
-every nn.Linear (the base projections, LoRA's A and B, the tied lm_head) goes through a function
-that rounds both operands to bf16 (round to nearest even) and multiplies in fp32, and whose
-backward rounds the incoming gradient and the saved operands the same way before its two
-products. Attention reads bf16 q, k, v with flash attention's rounding points and returns its
+accumulates in fp32 — forward and backward products alike; a forward linear layer's output is
+stored in bf16 (as PyTorch autocast holds it), gradients and the backward products' results stay
+fp32; attention, norms, the loss and everything else compute in fp32. Here the same scheme,
+written independently in PyTorch: every nn.Linear (the base projections, LoRA's A and B) goes
+through a function that rounds both operands to bf16 (round to nearest even) and multiplies in
+fp32, and whose backward rounds the incoming gradient and the saved operands the same way before
+its two products. Linear outputs (trlc's rule, autocast.h): a base projection's output is rounded
+to bf16 (the rounding's gradient is the identity: the backward reads the rounded value where it
+reads the output — the q/k norms, SwiGLU); with LoRA, base + scaling * lora_B(lora_A(x)) is
+computed in fp32 from the rounded base and the fp32 lora_B product and rounded to bf16 once (peft
+under autocast rounds lora_B's output and the scaled sum too: trlc rounds the sum once). The tied
+head's logits stay fp32 (trlc's linear_ce: bf16 operands, fp32 logits and loss). Attention reads bf16 q, k, v with flash attention's rounding points and returns its
 output rounded to bf16, as PyTorch's flash attention does under autocast (trlc's compiler/ir.h,
 IR_SDPA): a custom autograd function below, written from that contract with torch ops, replaces
 transformers' eager attention.
@@ -35,6 +41,19 @@ import gen_run_fixtures as G  # noqa: E402
 
 def bf16(x):
     return x.to(torch.bfloat16).to(torch.float32)
+
+
+class Round(torch.autograd.Function):
+    """A linear output stored in bf16: rounded forward, the identity backward (trlc rounds the
+    forward value; its gradient flows through unchanged)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return bf16(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
 
 
 class MixedLinear(torch.autograd.Function):
@@ -100,9 +119,37 @@ def mixed_attention(module, query, key, value, attention_mask, scaling, dropout=
     return out.transpose(1, 2).contiguous(), None
 
 
-def mixed_linear(x, w, b=None):
+def mixed_linear(x, w, b=None):   # the head's logits: fp32 (unrounded), as trlc's linear_ce
     y = MixedLinear.apply(x, w)
     return y if b is None else y + b
+
+
+def base_output(layer, x):
+    """A base projection (nn.Linear): its output rounded to bf16, then its bias (fp32) added."""
+    y = Round.apply(MixedLinear.apply(x, layer.weight))
+    return y if layer.bias is None else y + layer.bias
+
+
+def decoder_linear(self, x):   # nn.Linear.forward of a decoder layer's projection
+    return base_output(self, x)
+
+
+def lora_linear(self, x, *args, **kwargs):   # peft's LoRA Linear.forward (one adapter, no dropout)
+    a = self.active_adapters[0]
+    base = Round.apply(MixedLinear.apply(x, self.base_layer.weight))
+    h = MixedLinear.apply(self.lora_dropout[a](x), self.lora_A[a].weight)   # rounded as lora_B's operand
+    y = MixedLinear.apply(h, self.lora_B[a].weight)                          # fp32
+    return Round.apply(base + y * self.scaling[a])
+
+
+def wrap_init(init):
+    """After a Qwen3 attention / MLP block is built, its nn.Linear children return bf16 outputs."""
+    def wrapped(self, *a, **k):
+        init(self, *a, **k)
+        for m in self.children():
+            if isinstance(m, torch.nn.Linear):
+                m.forward = decoder_linear.__get__(m)
+    return wrapped
 
 
 def sum_loss(model, tokens, pos, labels):
@@ -115,6 +162,10 @@ def main():
     torch.nn.functional.linear = mixed_linear   # nn.Linear.forward looks it up at each call
     import transformers.models.qwen3.modeling_qwen3 as Q
     Q.eager_attention_forward = mixed_attention  # Qwen3Attention.forward looks it up at each call
+    import peft.tuners.lora.layer as L
+    L.Linear.forward = lora_linear
+    for cls in (Q.Qwen3Attention, Q.Qwen3MLP):    # the decoder layers' projections (not the head)
+        cls.__init__ = wrap_init(cls.__init__)
     gen = torch.Generator().manual_seed(1234)
     tokens, pos, labels = G.batch(gen, G.B)     # the first batch gen_run_fixtures.py draws
     t = {}
