@@ -574,6 +574,20 @@ typedef struct CgLibraryEntry {
 extern const CgLibraryEntry cg_library_table[];   // kernels_embed.c (generated)
 extern const int cg_library_table_count;
 
+// Whether the attention backward node id (sdpa_bwd_q) has a dk or dv sibling on the same inputs:
+// then exec.c runs the three as flash-attention 2's fused kernel (unless $TRLC_ATTN_BWD=split).
+static bool sdpa_bwd_has_kv(const IrGraph *g, IrId id) {
+    const IrNode *n = &g->nodes[id];
+    for (IrId i = 0; i < g->n; i++) {
+        const IrNode *x = &g->nodes[i];
+        if ((x->op != IR_SDPA_BWD_K && x->op != IR_SDPA_BWD_V) || x->nin != n->nin) continue;
+        bool same = true;
+        for (int k = 0; k < n->nin && same; k++) same = x->in[k] == n->in[k];
+        if (same) return true;
+    }
+    return false;
+}
+
 const char *cg_library_kernel(const IrGraph *g, IrId id, const char **file) {
     const IrNode *n = &g->nodes[id];
     const char *f = NULL, *k = NULL;
@@ -588,7 +602,9 @@ const char *cg_library_kernel(const IrGraph *g, IrId id, const char **file) {
     case IR_SDPA_BWD_Q:
         f = tc ? "attention_tc.cu" : "attention.cu";
         k = tc ? "trlc_attention_tc_backward_dq" : "trlc_attention_backward_dq";
-        if (tc) {   // the dq kernel reads the forward's O: bf16 unless an f32 forward of these q, k, v (exec.c)
+        if (tc && sdpa_bwd_has_kv(g, id)) {   // exec.c's default: delta, then one kernel for dq, dk, dv
+            k = "trlc_attention_tc_backward_fused";
+        } else if (tc) {   // the dq kernel reads the forward's O: bf16 unless an f32 forward of these q, k, v (exec.c)
             bool f32_fwd = false;
             for (IrId i = 0; i < id && !f32_fwd; i++) {
                 const IrNode *x = &g->nodes[i];
@@ -598,9 +614,9 @@ const char *cg_library_kernel(const IrGraph *g, IrId id, const char **file) {
             if (!f32_fwd) k = "trlc_attention_tc_backward_dq_bf16";
         }
         break;
-    case IR_SDPA_BWD_K: case IR_SDPA_BWD_V:
+    case IR_SDPA_BWD_K: case IR_SDPA_BWD_V:   // tensor cores: the fused kernel ($TRLC_ATTN_BWD=split: dkdv)
         f = tc ? "attention_tc.cu" : "attention.cu";
-        k = tc ? "trlc_attention_tc_backward_dkdv" : "trlc_attention_backward_dkdv";
+        k = tc ? "trlc_attention_tc_backward_fused" : "trlc_attention_backward_dkdv";
         break;
     case IR_CROSS_ENTROPY:
         f = "cross_entropy.cu", k = bf ? "trlc_cross_entropy_forward_bf16" : "trlc_cross_entropy_forward_f32";
