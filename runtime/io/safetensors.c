@@ -553,7 +553,35 @@ struct StWriter {
     size_t n, cap;
     char **meta_k, **meta_v;
     size_t nmeta, capmeta;
+    size_t *slot;       // (nslot) open-addressing index of e by name: i + 1, 0 = empty
+    size_t nslot;       // a power of two, at least 2 * n (the duplicate check was O(n) per add)
 };
+
+static size_t name_hash(const char *s) {
+    size_t h = 1469598103934665603u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+// The slot holding `name`, or the empty slot where it goes. nslot > n, so there is one.
+static size_t *writer_slot(const StWriter *w, const char *name) {
+    size_t m = w->nslot - 1, i = name_hash(name) & m;
+    while (w->slot[i] && strcmp(w->e[w->slot[i] - 1].name, name)) i = (i + 1) & m;
+    return &w->slot[i];
+}
+
+// Keeps nslot >= 2 * (n + 1). 0, or -1 when out of memory.
+static int writer_grow_index(StWriter *w) {
+    if (w->nslot >= 2 * (w->n + 1)) return 0;
+    size_t ns = w->nslot ? 2 * w->nslot : 128;
+    size_t *slot = calloc(ns, sizeof *slot);
+    if (!slot) return -1;
+    free(w->slot);
+    w->slot = slot;
+    w->nslot = ns;
+    for (size_t i = 0; i < w->n; i++) *writer_slot(w, w->e[i].name) = i + 1;
+    return 0;
+}
 
 StWriter *st_writer_new(void) { return calloc(1, sizeof(StWriter)); }
 
@@ -565,6 +593,7 @@ void st_writer_free(StWriter *w) {
         free(w->meta_v[i]);
     }
     free(w->e);
+    free(w->slot);
     free(w->meta_k);
     free(w->meta_v);
     free(w);
@@ -605,11 +634,15 @@ static int writer_add(Diag *d, StWriter *w, const char *name, StDtype dtype, boo
                          name);
         return -1;
     }
-    for (size_t i = 0; i < w->n; i++)
-        if (!strcmp(w->e[i].name, name)) {
-            diag_plain_error(d, "safetensors writer: tensor `%s` added twice", name);
-            return -1;
-        }
+    if (writer_grow_index(w)) {
+        diag_plain_error(d, "out of memory");
+        return -1;
+    }
+    size_t *slot = writer_slot(w, name);
+    if (*slot) {
+        diag_plain_error(d, "safetensors writer: tensor `%s` added twice", name);
+        return -1;
+    }
     if (w->n == w->cap) {
         size_t nc = w->cap ? 2 * w->cap : 64;
         StWEntry *ne = realloc(w->e, nc * sizeof *ne);
@@ -632,7 +665,7 @@ static int writer_add(Diag *d, StWriter *w, const char *name, StDtype dtype, boo
     for (int i = 0; i < ndim; i++) e->shape[i] = shape[i];
     e->data = data;
     e->nbytes = bits / 8;
-    w->n++;
+    *slot = ++w->n;
     return 0;
 }
 
@@ -707,7 +740,11 @@ static int write_data(FILE *fp, const StWEntry *e) {
 }
 
 int st_writer_write(Diag *d, StWriter *w, const char *path) {
-    if (w->n > 1) qsort(w->e, w->n, sizeof(StWEntry), cmp_wentry);
+    if (w->n > 1) {
+        qsort(w->e, w->n, sizeof(StWEntry), cmp_wentry);
+        memset(w->slot, 0, w->nslot * sizeof *w->slot);   // the index follows the new order
+        for (size_t i = 0; i < w->n; i++) *writer_slot(w, w->e[i].name) = i + 1;
+    }
     json_t *root = json_object(), *meta = json_object();
     int rc = -1;
     char *hdr = NULL, *tmp = NULL;
