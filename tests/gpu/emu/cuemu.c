@@ -19,7 +19,7 @@
 // Streams: work runs synchronously whatever the stream; streams, capture into graphs and graph
 // launches are cuemu_graph.c's (a launch on a capturing stream is recorded there).
 // Not here: timing, concurrency (one block at a time: races only show as order effects, or in the
-// race check, $TRLC_CUEMU_RACECHECK=1: words two blocks write, not both atomically), cubins
+// race check, $TRLC_CUEMU_RACECHECK=1: bytes two blocks write, not both atomically), cubins
 // (cuModuleLoadData fails), events, child graphs, memory checks inside kernels (the
 // sanitizer build compiles modules with -fsanitize=address,undefined), cuBLASLt (cuemu_blas.c).
 #define _GNU_SOURCE
@@ -894,18 +894,19 @@ static const Kernel *checking;   // the kernel whose arguments emu_check_ptr see
 // The race check ($TRLC_CUEMU_RACECHECK=1, a test hook). Blocks run one at a time here, so two
 // blocks' plain read-modify-writes of one word give the sum a GPU may lose. With the hook set,
 // each launch snapshots the allocations its pointer arguments point into and, after every
-// block, finds the 4-byte words the block changed or updated through an atomic (the shim's
-// atomics report their addresses): a word that two blocks touch, not both through atomics,
-// fails the launch naming the word and the two blocks. (Plain writes of the value already
-// there are invisible; fine for the tests' accumulations.)
+// block, finds the bytes the block changed or updated through an atomic (the shim's atomics
+// report their addresses; an atomic covers the 4 bytes there): a byte that two blocks touch, not
+// both through atomics, fails the launch naming it and the two blocks. Bytes, not words: two
+// blocks storing the two bf16 halves of one word (rows of odd length) do not race on a GPU.
+// (Plain writes of the value already there are invisible; fine for the tests' accumulations.)
 #define RACE_MAX 32
 typedef struct RaceBuf {
     uintptr_t p;
-    size_t words;
-    uint32_t *snap;       // the words as the last block left them
-    uint32_t *owner;      // per word: 1 + the linear block that touched it first, 0 none
-    uint32_t *atomic;     // per word: 1 + the last block that updated it through an atomic
-    unsigned char *plain; // per word: the first toucher changed it without an atomic
+    size_t bytes;
+    unsigned char *snap;  // the bytes as the last block left them
+    uint32_t *owner;      // per byte: 1 + the linear block that touched it first, 0 none
+    uint32_t *atomic;     // per byte: 1 + the last block that updated it through an atomic
+    unsigned char *plain; // per byte: the first toucher changed it without an atomic
 } RaceBuf;
 static struct {
     bool on;
@@ -919,7 +920,7 @@ static void race_note_ptr(const void *p) {   // a pointer argument (under mu, fr
     if (a < 0) return;
     for (int i = 0; i < R.n; i++)
         if (R.b[i].p == allocs[a].p) return;
-    if (R.n < RACE_MAX) R.b[R.n++] = (RaceBuf){.p = allocs[a].p, .words = allocs[a].n / 4};
+    if (R.n < RACE_MAX) R.b[R.n++] = (RaceBuf){.p = allocs[a].p, .bytes = allocs[a].n};
 }
 
 static void race_free(void) {
@@ -930,10 +931,10 @@ static void race_free(void) {
 static bool race_begin(void) {   // after the arguments were checked: the snapshots
     for (int i = 0; i < R.n; i++) {
         RaceBuf *b = &R.b[i];
-        size_t w = b->words ? b->words : 1;
-        b->snap = malloc(w * 4), b->owner = calloc(w, 4), b->atomic = calloc(w, 4), b->plain = calloc(w, 1);
+        size_t w = b->bytes ? b->bytes : 1;
+        b->snap = malloc(w), b->owner = calloc(w, 4), b->atomic = calloc(w, 4), b->plain = calloc(w, 1);
         if (!b->snap || !b->owner || !b->atomic || !b->plain) return false;
-        memcpy(b->snap, (const void *)b->p, b->words * 4);
+        memcpy(b->snap, (const void *)b->p, b->bytes);
     }
     return true;
 }
@@ -942,7 +943,8 @@ static void emu_atomic_note(const void *p) {
     if (!R.on) return;
     for (int i = 0; i < R.n; i++) {
         RaceBuf *b = &R.b[i];
-        if ((uintptr_t)p >= b->p && (uintptr_t)p - b->p < b->words * 4) b->atomic[((uintptr_t)p - b->p) / 4] = R.block;
+        if ((uintptr_t)p < b->p || (uintptr_t)p - b->p >= b->bytes) continue;
+        for (size_t k = (uintptr_t)p - b->p, e = k + 4; k < e && k < b->bytes; k++) b->atomic[k] = R.block;
     }
 }
 
@@ -950,8 +952,8 @@ static void emu_atomic_note(const void *p) {
 static int race_after_block(unsigned gx, unsigned gy) {
     for (int i = 0; i < R.n; i++) {
         RaceBuf *b = &R.b[i];
-        const uint32_t *cur = (const uint32_t *)b->p;
-        for (size_t w = 0; w < b->words; w++) {
+        const unsigned char *cur = (const unsigned char *)b->p;
+        for (size_t w = 0; w < b->bytes; w++) {
             const bool changed = cur[w] != b->snap[w], atomic = b->atomic[w] == R.block;
             if (!changed && !atomic) continue;
             b->snap[w] = cur[w];
@@ -961,8 +963,8 @@ static int race_after_block(unsigned gx, unsigned gy) {
             }
             if (b->owner[w] == R.block || (atomic && !b->plain[w])) continue;
             const unsigned o = b->owner[w] - 1, m = R.block - 1;
-            snprintf(E.err, sizeof E.err, "race: word %zu (byte offset %zu) of the allocation at 0x%" PRIxPTR " is "
-                     "written by block (%u,%u,%u) and block (%u,%u,%u), not both through atomics", w, w * 4, b->p,
+            snprintf(E.err, sizeof E.err, "race: byte offset %zu (word %zu) of the allocation at 0x%" PRIxPTR " is "
+                     "written by block (%u,%u,%u) and block (%u,%u,%u), not both through atomics", w, w / 4, b->p,
                      o % gx, o / gx % gy, o / gx / gy, m % gx, m / gx % gy, m / gx / gy);
             return -1;
         }
