@@ -114,20 +114,54 @@ int lower_as_bool(Lower *L, const LVal *v, Loc loc, const char *what, bool *out)
     return 0;
 }
 
+// The name tables (LowerNameTab): FNV-1a over the first n bytes of s.
+static size_t name_hash(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return (size_t)h;
+}
+// The slot of s[0..n) in t, or of the empty slot where it would go (t->cap > 0).
+static size_t name_slot(const LowerNameTab *t, const char *s, size_t n) {
+    size_t i = name_hash(s, n) & (t->cap - 1);
+    while (t->key[i] && (strncmp(t->key[i], s, n) != 0 || t->key[i][n] != 0)) i = (i + 1) & (t->cap - 1);
+    return i;
+}
+static const int *name_find(const LowerNameTab *t, const char *s, size_t n) {
+    if (!t->cap) return NULL;
+    size_t i = name_slot(t, s, n);
+    return t->key[i] ? &t->val[i] : NULL;
+}
+// Adds s[0..n) -> v unless present (copied into the arena unless s[n] ends the string). 0, or -1
+// when out of memory (the table stays as it was).
+static int name_put(Arena *a, LowerNameTab *t, const char *s, size_t n, int v) {
+    if (2 * (t->n + 1) > t->cap) {   // at most half full
+        LowerNameTab u = {.cap = t->cap ? 2 * t->cap : 256, .n = t->n};
+        u.key = arena_alloc(a, u.cap * sizeof *u.key), u.val = arena_alloc(a, u.cap * sizeof *u.val);
+        if (!u.key || !u.val) return -1;
+        memset(u.key, 0, u.cap * sizeof *u.key);
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->key[i]) {
+                size_t j = name_slot(&u, t->key[i], strlen(t->key[i]));
+                u.key[j] = t->key[i], u.val[j] = t->val[i];
+            }
+        *t = u;
+    }
+    size_t i = name_slot(t, s, n);
+    if (t->key[i]) return 0;
+    const char *k = s;
+    if (s[n] != 0 && !(k = arena_printf(a, "%.*s", (int)n, s))) return -1;
+    t->key[i] = k, t->val[i] = v, t->n++;
+    return 0;
+}
+
 IrId lower_param_id(Lower *L, const char *name) {
-    for (int i = 0; i < L->nparams; i++)
-        if (!strcmp(L->params[i].name, name)) return L->params[i].id;
-    return IR_NONE;
+    const int *i = name_find(&L->param_index, name, strlen(name));
+    return i ? L->params[*i].id : IR_NONE;
 }
 
 // True when some declared parameter is `root` or lies under `root.`.
 static bool is_param_root(Lower *L, const char *root) {
-    size_t n = strlen(root);
-    for (int i = 0; i < L->nparams; i++) {
-        const char *p = L->params[i].name;
-        if (!strncmp(p, root, n) && (p[n] == 0 || p[n] == '.')) return true;
-    }
-    return false;
+    return name_find(&L->param_roots, root, strlen(root)) != NULL;
 }
 
 static IrId implicit_param(Lower *L, const char *path, Loc loc);
@@ -733,6 +767,15 @@ static int add_param(Lower *L, LowerParam p, int rank, const IrDim *dims) {
         L->params = np;
         L->capparams = cap;
     }
+    // the name and each of its dotted prefixes, for lower_param_id and is_param_root
+    size_t n = strlen(p.name);
+    int rc = name_put(L->a, &L->param_index, p.name, n, L->nparams);
+    for (size_t k = 0; k <= n && rc == 0; k++)
+        if (p.name[k] == '.' || p.name[k] == 0) rc = name_put(L->a, &L->param_roots, p.name, k, 0);
+    if (rc != 0) {
+        lower_err(L, p.loc, "out of memory declaring parameter `%s`", p.name);
+        return -1;
+    }
     L->params[L->nparams++] = p;
     return 0;
 }
@@ -744,12 +787,12 @@ static int decl_param(Lower *L, LFrame *F, const Ast *s) {
     }
     LowerParam p = {.id = IR_NONE, .loc = s->loc};
     if (param_path(L, F, s->a, &p.name)) return -1;
-    for (int i = 0; i < L->nparams; i++)
-        if (!strcmp(L->params[i].name, p.name)) {
-            lower_err(L, s->a->loc, "parameter `%s` is declared twice", p.name);
-            diag_note(L->d, L->params[i].loc, "first declared here");
-            return -1;
-        }
+    const int *first = name_find(&L->param_index, p.name, strlen(p.name));
+    if (first) {
+        lower_err(L, s->a->loc, "parameter `%s` is declared twice", p.name);
+        diag_note(L->d, L->params[*first].loc, "first declared here");
+        return -1;
+    }
     const Ast *sh = s->b;
     if (!sh || sh->kind != AST_LIST || sh->nkids > IR_MAX_RANK) {
         lower_err(L, sh ? sh->loc : s->loc, "a parameter shape is a list of at most %d sizes", IR_MAX_RANK);

@@ -47,6 +47,13 @@ struct LFrame {
     LFrame *caller;           // the frame that called this one (notes)
 };
 
+// A string -> int hash table in arena memory (open addressing, linear probing).
+typedef struct LowerNameTab {
+    const char **key;         // cap slots, NULL: empty (keys: arena strings, NUL-terminated)
+    int *val;
+    size_t cap, n;
+} LowerNameTab;
+
 typedef struct Lower {
     Diag *d;
     Arena *a;
@@ -55,6 +62,9 @@ typedef struct Lower {
     const LowerModel *m;
     LowerParam *params;
     int nparams, capparams;
+    LowerNameTab param_index;  // parameter name -> its index in params (lookups stay O(1) per
+                               // name: a model of thousands of layers lowered in linear time)
+    LowerNameTab param_roots;  // every name and every prefix of it that ends before a '.'
     LFrame *top;              // innermost frame (for notes)
     int depth, max_depth;     // def nesting
     int eval_depth;           // C recursion guard for expressions and statements
