@@ -29,7 +29,9 @@ typedef struct PlOptions {
     bool cse_dce;                // the backward through ad_run_passes (+ cse, dce, verify: the graph the
                                  // memory plan sees) rather than ad_backward alone (the trainer's, which
                                  // keeps what they remove: qwen2.5-0.5b-full 3881 vs 3569 nodes, 1840 vs
-                                 // 1768 steps, the same memory plan; to unify once checked on a GPU)
+                                 // 1768 steps, the same memory plan). Not unified yet: with cse + dce the
+                                 // trainer's CPU quickstart took 259 s instead of 79 s (cause unknown;
+                                 // 23fe09c tried it, 3fb3281 reverted it)
     LoraResult *lora;            // out, training graph: what LoRA made (NULL: not kept)
     RecomputeStats *recompute;   // out, training graph: what train.recompute did (NULL: not kept)
 } PlOptions;
