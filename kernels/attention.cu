@@ -36,6 +36,18 @@ __device__ __forceinline__ float row_dot(const float *r, const float *sm, int D,
     return warp_sum(s);
 }
 
+// rows r0 .. r0 + ATT_TILE - 1 of one head's (T, D) matrices in x and y (the head's first row:
+// row h of x viewed as (rows, D)) into xs and ys, zeros past T (block-wide; the caller synchronizes)
+__device__ __forceinline__ void att_stage2(float (*xs)[ATT_MAXD], float (*ys)[ATT_MAXD], const float *x, const float *y,
+                                           long long h, int r0, int T, int D) {
+    for (int e = threadIdx.x; e < ATT_TILE * D; e += blockDim.x) {
+        const int r = e / D, d = e % D, i = r0 + r;
+        const long long off = (h + i) * (long long)D + d;
+        xs[r][d] = i < T ? x[off] : 0.0f;
+        ys[r][d] = i < T ? y[off] : 0.0f;
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(128) trlc_attention_forward(
     float *out,                 // (B, Hq, T, D)
     float *lse,                 // (B, Hq, T)
@@ -65,12 +77,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_forward(
     const int jend = causal ? row_last + 1 : T;
     for (int j0 = 0; j0 < jend; j0 += ATT_TILE) {
         __syncthreads();
-        for (int e = threadIdx.x; e < ATT_TILE * D; e += blockDim.x) {
-            const int r = e / D, d = e % D, j = j0 + r;
-            const long long off = ((b * Hkv + hk) * T + j) * (long long)D + d;
-            ks[r][d] = j < T ? k[off] : 0.0f;
-            vs[r][d] = j < T ? v[off] : 0.0f;
-        }
+        att_stage2(ks, vs, k, v, (b * Hkv + hk) * T, j0, T, D);
         __syncthreads();
         if (i >= T) continue;
         const int jn = min(ATT_TILE, (causal ? i + 1 : T) - j0);
@@ -129,12 +136,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dq(
     const int jend = causal ? row_last + 1 : T;
     for (int j0 = 0; j0 < jend; j0 += ATT_TILE) {
         __syncthreads();
-        for (int e = threadIdx.x; e < ATT_TILE * D; e += blockDim.x) {
-            const int r = e / D, d = e % D, j = j0 + r;
-            const long long off = ((b * Hkv + hk) * T + j) * (long long)D + d;
-            ks[r][d] = j < T ? k[off] : 0.0f;
-            vs[r][d] = j < T ? v[off] : 0.0f;
-        }
+        att_stage2(ks, vs, k, v, (b * Hkv + hk) * T, j0, T, D);
         __syncthreads();
         if (i >= T) continue;
         const int jn = min(ATT_TILE, (causal ? i + 1 : T) - j0);
@@ -189,12 +191,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_backward_dkdv(
         const long long h = hk * group + g;
         for (int i0 = istart; i0 < T; i0 += ATT_TILE) {
             __syncthreads();
-            for (int e = threadIdx.x; e < ATT_TILE * D; e += blockDim.x) {
-                const int r = e / D, d = e % D, i = i0 + r;
-                const long long off = ((b * Hq + h) * T + i) * (long long)D + d;
-                qs[r][d] = i < T ? q[off] : 0.0f;
-                dos[r][d] = i < T ? dout[off] : 0.0f;
-            }
+            att_stage2(qs, dos, q, dout, (b * Hq + h) * T, i0, T, D);
             for (int r = threadIdx.x; r < ATT_TILE; r += blockDim.x) {
                 const int i = i0 + r;
                 ls[r] = i < T ? lse[(b * Hq + h) * T + i] : 0.0f;

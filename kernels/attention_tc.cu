@@ -209,6 +209,27 @@ __device__ __forceinline__ void tc_kv_tile(__nv_bfloat16 *kv, TcPrefetch &fk, Tc
     }
 }
 
+// the warp's 16 rows of a staged (64, Dp) tile (ld TC_LD) as A fragments f[0 .. nf)
+__device__ __forceinline__ void tc_frags(tc_frag_a *f, const __nv_bfloat16 *tile, int warp, int nf) {
+    for (int c = 0; c < TC_MAXF; c++)
+        if (c < nf) wmma::load_matrix_sync(f[c], tile + warp * 16 * TC_LD + c * 16, TC_LD);
+}
+
+// a backward step's queries i0 .. i0 + n - 1 of one head (q, dout: (T, D); lse, delta: (T)): bf16 Q
+// into qd's first n rows, bf16 dO into the n rows after them (padded as tc_stage), lse and delta into
+// ls / dls (0 past T). Block-wide; the caller synchronizes.
+__device__ __forceinline__ void tc_stage_step(__nv_bfloat16 *qd, float *ls, float *dls, const unsigned short *q,
+                                              const float *dout, const float *lse, const float *delta, int i0,
+                                              int n, int T, int D, int Dp) {
+    tc_stage(qd, q, i0, n, T, D, Dp);
+    tc_stage_f32(qd + n * TC_LD, dout, i0, n, T, D, Dp);
+    for (int x = threadIdx.x; x < n; x += blockDim.x) {
+        const int i = i0 + x;
+        ls[x] = i < T ? lse[i] : 0.0f;
+        dls[x] = i < T ? delta[i] : 0.0f;
+    }
+}
+
 // out (16, 32) fp32, ld TC_SLD = A (16, Dp) (fragments) times rows (32, Dp) of shared memory, transposed
 __device__ __forceinline__ void tc_abt(float *out, const tc_frag_a *a, const __nv_bfloat16 *rows, int nf) {
     for (int n = 0; n < 2; n++) {
@@ -268,6 +289,26 @@ __device__ __forceinline__ bool tc_visible(int i, int j, int T, int causal, cons
     return i < T && j < T && (!causal || j <= i) && (!sg || sg[j] == si) && (!km || km[j] != 0.0f);
 }
 
+// The backward's P^T and dS^T of this lane's key row j (row r of the warp's tiles) for its half
+// (the lane pair splits the step's N queries from i0: N / 2 each): P = exp(scale S - lse) where
+// query i sees key j (0 elsewhere), pt = bf16(P), dst = bf16(P (dP - delta)). st / dpt hold S^T and
+// dP^T (row stride SLD), pt / dst row stride PLD; ls / dls the step's lse and delta. The dkdv
+// kernel's steps are TC_KB queries, the fused kernel's TC_QB.
+template <int N, int SLD, int PLD>
+__device__ __forceinline__ void tc_pds_t(__nv_bfloat16 *pt, __nv_bfloat16 *dst, const float *st, const float *dpt,
+                                         const float *ls, const float *dls, int i0, int j, int r, int half, int T,
+                                         int causal, const int *sg, const float *km, float scale) {
+    const int il = i0 + half * (N / 2);   // this lane's first query
+    const bool all = !sg && !km && j < T && il + N / 2 - 1 < T && (!causal || j <= il);
+    for (int c = 0; c < N / 2; c++) {
+        const int x = half * (N / 2) + c, i = i0 + x, e = r * SLD + x;
+        const int si = sg && i < T ? sg[i] : 0;
+        const float p = all || tc_visible(i, j, T, causal, sg, si, km) ? expf(scale * st[e] - ls[x]) : 0.0f;
+        pt[r * PLD + x] = tc_bf16(p);
+        dst[r * PLD + x] = tc_bf16(p * (dpt[e] - dls[x]));
+    }
+}
+
 template <typename OT>   // float, or unsigned short (bf16 bits)
 __device__ __forceinline__ void tc_forward(OT *out, float *lse, const unsigned short *q, const unsigned short *k,
                                            const unsigned short *v, const int *seg, const float *key_mask, int T,
@@ -287,8 +328,7 @@ __device__ __forceinline__ void tc_forward(OT *out, float *lse, const unsigned s
     tc_stage(kv, q + (b * Hq + h) * T * (long long)D, q0, TC_ROWS, T, D, Dp);
     __syncthreads();
     tc_frag_a qf[TC_MAXF];
-    for (int c = 0; c < TC_MAXF; c++)
-        if (c < nf) wmma::load_matrix_sync(qf[c], kv + warp * 16 * TC_LD + c * 16, TC_LD);
+    tc_frags(qf, kv, warp, nf);
     const int jend = causal ? min(T, q0 + TC_ROWS) : T;
     float *st = sbuf[warp];
     // pass 1: row max and sum of exponentials (online)
@@ -419,13 +459,11 @@ __device__ __forceinline__ void tc_backward_dq(float *dq, float *delta, const un
     tc_frag_a qf[TC_MAXF], of[TC_MAXF];
     tc_stage(kv, q + ho, q0, TC_ROWS, T, D, Dp);
     __syncthreads();
-    for (int c = 0; c < TC_MAXF; c++)
-        if (c < nf) wmma::load_matrix_sync(qf[c], kv + warp * 16 * TC_LD + c * 16, TC_LD);
+    tc_frags(qf, kv, warp, nf);
     __syncthreads();
     tc_stage_f32(kv, dout + ho, q0, TC_ROWS, T, D, Dp);
     __syncthreads();
-    for (int c = 0; c < TC_MAXF; c++)
-        if (c < nf) wmma::load_matrix_sync(of[c], kv + warp * 16 * TC_LD + c * 16, TC_LD);
+    tc_frags(of, kv, warp, nf);
     tc_frag_c acc[TC_MAXF];
     for (int c = 0; c < TC_MAXF; c++) wmma::fill_fragment(acc[c], 0.0f);
     const int jend = causal ? min(T, q0 + TC_ROWS) : T;
@@ -515,13 +553,11 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dkd
     tc_frag_a kf[TC_MAXF], vf[TC_MAXF];
     tc_stage(qd, k + ko, k0, TC_ROWS, T, D, Dp);
     __syncthreads();
-    for (int c = 0; c < TC_MAXF; c++)
-        if (c < nf) wmma::load_matrix_sync(kf[c], qd + warp * 16 * TC_LD + c * 16, TC_LD);
+    tc_frags(kf, qd, warp, nf);
     __syncthreads();
     tc_stage(qd, v + ko, k0, TC_ROWS, T, D, Dp);
     __syncthreads();
-    for (int c = 0; c < TC_MAXF; c++)
-        if (c < nf) wmma::load_matrix_sync(vf[c], qd + warp * 16 * TC_LD + c * 16, TC_LD);
+    tc_frags(vf, qd, warp, nf);
     tc_frag_c dka[TC_MAXF], dva[TC_MAXF];
     for (int c = 0; c < TC_MAXF; c++) wmma::fill_fragment(dka[c], 0.0f), wmma::fill_fragment(dva[c], 0.0f);
     float *st = sbuf[warp], *dpt = dpbuf[warp];
@@ -531,27 +567,14 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_dkd
         const long long h = hk * group + g, ho = (b * Hq + h) * T * (long long)D;
         for (int i0 = istart; i0 < T; i0 += TC_KB) {
             __syncthreads();
-            tc_stage(qd, q + ho, i0, TC_KB, T, D, Dp);
-            tc_stage_f32(qd + TC_KB * TC_LD, dout + ho, i0, TC_KB, T, D, Dp);
-            for (int x = threadIdx.x; x < TC_KB; x += blockDim.x) {
-                const int i = i0 + x;
-                ls[x] = i < T ? lse[(b * Hq + h) * T + i] : 0.0f;
-                dls[x] = i < T ? delta[(b * Hq + h) * T + i] : 0.0f;
-            }
+            tc_stage_step(qd, ls, dls, q + ho, dout + ho, lse + (b * Hq + h) * T, delta + (b * Hq + h) * T,
+                          i0, TC_KB, T, D, Dp);
             __syncthreads();
             if (causal && i0 + TC_KB - 1 < w0) continue;   // every query before the warp's keys
             tc_abt(st, kf, qd, nf);                    // S^T = K Q^T
             tc_abt(dpt, vf, qd + TC_KB * TC_LD, nf);   // dP^T = V bf16(dO)^T
             __syncwarp();
-            const int il = i0 + half * 16;   // this lane's first query
-            const bool all = !sg && !km && j < T && il + 15 < T && (!causal || j <= il);
-            for (int c = 0; c < 16; c++) {
-                const int x = half * 16 + c, i = i0 + x, e = r * TC_SLD + x;
-                const int si = sg && i < T ? sg[i] : 0;
-                const float p = all || tc_visible(i, j, T, causal, sg, si, km) ? expf(scale * st[e] - ls[x]) : 0.0f;
-                pt[r * TC_PLD + x] = tc_bf16(p);
-                dst[r * TC_PLD + x] = tc_bf16(p * (dpt[e] - dls[x]));
-            }
+            tc_pds_t<TC_KB, TC_SLD, TC_PLD>(pt, dst, st, dpt, ls, dls, i0, j, r, half, T, causal, sg, km, scale);
             __syncwarp();
             tc_pv(dva, pt, qd + TC_KB * TC_LD, nf);   // dV += bf16(P)^T bf16(dO)
             tc_pv(dka, dst, qd, nf);                  // dK += bf16(dS)^T Q
@@ -633,8 +656,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_fus
     tc_frag_a vf[TC_MAXF];
     tc_stage(ks, v + ko, k0, TC_ROWS, T, D, Dp);
     __syncthreads();
-    for (int c = 0; c < TC_MAXF; c++)
-        if (c < nf) wmma::load_matrix_sync(vf[c], ks + warp * 16 * TC_LD + c * 16, TC_LD);
+    tc_frags(vf, ks, warp, nf);
     __syncthreads();
     tc_stage(ks, k + ko, k0, TC_ROWS, T, D, Dp);   // stays: the A operand of S^T, the B operand of dQ
     tc_frag_c dka[TC_MAXF], dva[TC_MAXF];
@@ -647,13 +669,8 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_fus
         const long long h = hk * group + g, ho = (b * Hq + h) * T * (long long)D;
         for (int i0 = istart; i0 < T; i0 += TC_QB) {
             __syncthreads();   // the last step's readers of qd, dsbuf (and the K staging) are done
-            tc_stage(qd, q + ho, i0, TC_QB, T, D, Dp);
-            tc_stage_f32(qd + TC_QB * TC_LD, dout + ho, i0, TC_QB, T, D, Dp);
-            for (int x = threadIdx.x; x < TC_QB; x += blockDim.x) {
-                const int i = i0 + x;
-                ls[x] = i < T ? lse[(b * Hq + h) * T + i] : 0.0f;
-                dls[x] = i < T ? delta[(b * Hq + h) * T + i] : 0.0f;
-            }
+            tc_stage_step(qd, ls, dls, q + ho, dout + ho, lse + (b * Hq + h) * T, delta + (b * Hq + h) * T,
+                          i0, TC_QB, T, D, Dp);
             __syncthreads();
             if (!tc_fused_skip(causal, i0, w0)) {
                 tc_frag_c sacc, dpacc;   // S^T = K Q^T, dP^T = V bf16(dO)^T
@@ -671,15 +688,7 @@ extern "C" __global__ void __launch_bounds__(128) trlc_attention_tc_backward_fus
                 wmma::store_matrix_sync(st, sacc, TC_FLD, wmma::mem_row_major);
                 wmma::store_matrix_sync(dpt, dpacc, TC_FLD, wmma::mem_row_major);
                 __syncwarp();
-                const int il = i0 + half * 8;   // this lane's first query
-                const bool all = !sg && !km && j < T && il + 7 < T && (!causal || j <= il);
-                for (int c = 0; c < 8; c++) {
-                    const int x = half * 8 + c, i = i0 + x, e = r * TC_FLD + x;
-                    const int si = sg && i < T ? sg[i] : 0;
-                    const float p = all || tc_visible(i, j, T, causal, sg, si, km) ? expf(scale * st[e] - ls[x]) : 0.0f;
-                    pt[r * TC_BLD + x] = tc_bf16(p);
-                    dst[r * TC_BLD + x] = tc_bf16(p * (dpt[e] - dls[x]));
-                }
+                tc_pds_t<TC_QB, TC_FLD, TC_BLD>(pt, dst, st, dpt, ls, dls, i0, j, r, half, T, causal, sg, km, scale);
                 __syncwarp();
                 tc_frag_a ap, as;
                 wmma::load_matrix_sync(ap, pt, TC_BLD);
