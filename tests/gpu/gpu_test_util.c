@@ -40,6 +40,35 @@ static double relerr(const float *got, const float *want, int64_t n, bool equal_
 double gpu_test_relerr(const float *got, const float *want, int64_t n) { return relerr(got, want, n, false); }
 double gpu_test_relerr_eq(const float *got, const float *want, int64_t n) { return relerr(got, want, n, true); }
 
+double gpu_test_normdiff(const float *got, const float *want, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (got[i] == want[i]) {
+            if (isfinite(want[i])) den += (double)want[i] * want[i];
+            continue;
+        }
+        if (!isfinite(got[i]) || !isfinite(want[i])) return 1e30;
+        double e = (double)got[i] - want[i];
+        num += e * e, den += (double)want[i] * want[i];
+    }
+    const double floor2 = 1e-4 * (double)n;
+    return sqrt(num / (den > floor2 ? den : floor2));
+}
+
+void gpu_test_attn_inputs(uint16_t *q, uint16_t *k, uint16_t *v, float *go, int64_t nq, int64_t nkv, uint64_t *rng) {
+    for (int64_t i = 0; i < nq; i++) q[i] = gpu_test_bf16_bits(4 * gpu_test_frand(rng)), go[i] = gpu_test_frand(rng);
+    for (int64_t i = 0; i < nkv; i++)
+        k[i] = gpu_test_bf16_bits(4 * gpu_test_frand(rng)), v[i] = gpu_test_bf16_bits(2 * gpu_test_frand(rng));
+}
+
+void gpu_test_attn_masks(float *km, int32_t *seg, int T) {
+    const int pad = T / 5;   // left padding of row 1
+    for (int j = 0; j < T; j++) {
+        km[j] = j % 5 == 2 ? 0.0f : 1.0f, km[T + j] = j < pad ? 0.0f : 1.0f;
+        seg[j] = j < T / 2 ? 0 : 1, seg[T + j] = j < pad ? -1 : j < 2 * T / 3 ? 0 : 1;
+    }
+}
+
 #if __has_include("rt_cuda.h")
 bool gpu_test_open(GpuTestDevice *t, const char *name, const char *without) {
     diag_init(&t->d, stderr);
@@ -75,6 +104,24 @@ void *gpu_test_kernel(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, c
         fn = NULL;
     rt_cuda_program_free(&pr);
     return fn;
+}
+
+RtCudaPtr gpu_test_buffer(RtCudaDevice *dev, const void *data, size_t bytes) {
+    RtCudaPtr p = gpu_test_upload(dev, data, bytes);
+    if (p && !data) rt_cuda_zero(dev, p, bytes);
+    return p;
+}
+
+RtCudaPtr gpu_test_buffer_at(RtCudaDevice *dev, const uint16_t *data, int64_t n, int off, RtCudaPtr *at) {
+    RtCudaPtr p = gpu_test_buffer(dev, NULL, (size_t)(n + off) * 2);
+    *at = p + (RtCudaPtr)off * 2;
+    if (p) rt_cuda_upload(dev, *at, data, (size_t)n * 2);
+    return p;
+}
+
+int gpu_test_launch128(RtCudaDevice *dev, void *fn, const unsigned grid[3], void **args, const char *what) {
+    unsigned blk[3] = {128, 1, 1};
+    return fn && rt_cuda_launch(dev, fn, grid, blk, 0, args, what) == 0 && rt_cuda_sync(dev, what) == 0 ? 0 : -1;
 }
 #endif
 

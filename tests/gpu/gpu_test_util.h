@@ -3,9 +3,11 @@
 // with; on targets that link trlc_cuda, opening device 0 for a test and uploading a buffer, and
 // compiling + loading one kernel; on targets that compile specs, a spec compiled as trlc runs it,
 // random parameters and batches for a graph (as the executor tests bind them), the random fusion
-// graphs' inputs and the hand-built graph of every fusable op.
-// It asserts nothing: test.h's counters are per file, so every CHECK stays in the test itself
-// (the helpers return values and statuses). Each part is declared (and compiled in
+// graphs' inputs and the hand-built graph of every fusable op; the attention tests' inputs, masks,
+// buffers, launches and (with the executor) their hand-built graph.
+// The functions assert nothing: test.h's counters are per file, so every CHECK stays in the test
+// itself (they return values and statuses); the few static inline helpers here that CHECK count
+// in the test that calls them. Each part is declared (and compiled in
 // gpu_test_util.c) only where its headers are on the target's include path (__has_include):
 // a test target links the libraries of the parts it can see (rt_cuda.h: trlc_cuda; lower.h and
 // hfconfig.h: trlc_ir, trlc_io), so the one source serves every test executable.
@@ -28,6 +30,22 @@ float gpu_test_bf16_value(uint16_t b);
 double gpu_test_relerr(const float *got, const float *want, int64_t n);
 // The same, with equal entries (equal infinities too) counting 0.
 double gpu_test_relerr_eq(const float *got, const float *want, int64_t n);
+
+// The attention tests' measure: ||got - want||_2 / max(||want||_2, 1e-2 sqrt(n)) over the finite
+// entries (relative to the RMS of the expected values, or to an RMS of 1e-2 where they are
+// smaller). Equal entries (infinities too) count 0; an infinity or NaN on one side only: 1e30.
+double gpu_test_normdiff(const float *got, const float *want, int64_t n);
+
+// An attention test's random inputs from *rng, drawn in this order: per i < nq, q[i] = bf16(4 u)
+// then go[i] = u; then per i < nkv, k[i] = bf16(4 u) then v[i] = bf16(2 u) (u: gpu_test_frand;
+// q, k, v bf16 bits).
+void gpu_test_attn_inputs(uint16_t *q, uint16_t *k, uint16_t *v, float *go, int64_t nq, int64_t nkv, uint64_t *rng);
+
+// The key mask and packed segments of a batch of 2 rows of T positions: row 0 has every key with
+// j % 5 == 2 masked and segments 0 | 1 split at T / 2; row 1 its first T / 5 keys masked (left
+// padding; segment -1 there: those queries see no key), then segments 0 | 1 split at 2 T / 3.
+// km and seg: (2, T).
+void gpu_test_attn_masks(float *km, int32_t *seg, int T);
 
 // ---- with trlc_cuda
 #if __has_include("rt_cuda.h")
@@ -53,6 +71,89 @@ RtCudaPtr gpu_test_upload(RtCudaDevice *dev, const void *data, size_t bytes);
 // any failure (reported to d).
 void *gpu_test_kernel(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, const char *file, const char *src,
                       const char *name, Diag *d);
+
+// A fresh device buffer of `bytes` holding data, or zeros where data is NULL; 0 where the
+// allocation fails.
+RtCudaPtr gpu_test_buffer(RtCudaDevice *dev, const void *data, size_t bytes);
+
+// n bf16 values `off` elements into a fresh zeroed buffer of n + off (off 1: rows not 16-byte
+// aligned); *at = the device address of the values. Returns the buffer (to free), or 0.
+RtCudaPtr gpu_test_buffer_at(RtCudaDevice *dev, const uint16_t *data, int64_t n, int off, RtCudaPtr *at);
+
+// fn launched on grid with 128 threads a block (the attention kernels' launch), then waited for:
+// 0, or -1 (fn NULL, the launch or the wait failed).
+int gpu_test_launch128(RtCudaDevice *dev, void *fn, const unsigned grid[3], void **args, const char *what);
+
+// n kernels of src (the program `file`) loaded into fns[i] for names[i], each CHECKed ("<name>
+// does not load"): n checks in the calling test. src NULL: every fns[i] NULL.
+#include "test.h"
+static inline void gpu_test_kernels(GpuTestDevice *t, const char *file, const char *src, const char *const *names,
+                                    void **fns, int n) {
+    for (int i = 0; i < n; i++) {
+        fns[i] = src ? gpu_test_kernel(t->dev, &t->cache, t->arch, file, src, names[i], &t->d) : NULL;
+        CHECK_MSG(fns[i] != NULL, "%s does not load", names[i]);
+    }
+}
+#endif
+
+// ---- with the CUDA executor and the CPU interpreter (trlc_cuda_exec, trlc_cpu): static inline,
+// only the tests that call it link them
+#if __has_include("exec.h") && __has_include("cpu.h") && __has_include("rt_cuda.h")
+#include "cpu.h"
+#include "exec.h"
+#include "ir.h"
+#include <stdlib.h>
+
+// The executor tests' attention graph (hand-built; B, Hq, Hkv, T, D fixed, causal): q, k, v
+// frozen bf16 params ((B, Hq | Hkv, T, D)), dO the input "go", the forward's bf16 O as output "o"
+// (with_o), then the gradients "dq", "dk", "dv" (the first ngrads of them) as outputs; in[] the
+// values of q, k, v, go (gpu_test_attn_inputs from *rng, as bf16-valued floats; malloc'd).
+typedef struct GpuTestAttnGraph {
+    IrGraph g;
+    IrId ids[4];      // q, k, v, go
+    float *in[4];     // their values
+    size_t bytes[4];
+} GpuTestAttnGraph;
+
+// Builds a (its graph reports to d), CHECKing that the graph has no error (1 check).
+static inline void gpu_test_attn_graph(GpuTestAttnGraph *a, Diag *d, int B, int Hq, int Hkv, int T, int D, bool with_o,
+                                       int ngrads, uint64_t *rng) {
+    IrGraph *g = &a->g;
+    ir_graph_init(g, d, IR_F32);
+    Loc L = {0, 0, 0};
+    IrShape sq = ir_shape4(ir_dim(B), ir_dim(Hq), ir_dim(T), ir_dim(D));
+    IrShape sk = ir_shape4(ir_dim(B), ir_dim(Hkv), ir_dim(T), ir_dim(D));
+    IrId q = ir_param(g, "q", IR_BF16, sq, false, L), k = ir_param(g, "k", IR_BF16, sk, false, L);
+    IrId v = ir_param(g, "v", IR_BF16, sk, false, L), go = ir_input(g, "go", IR_F32, sq, L);
+    if (with_o) ir_add_output(g, ir_sdpa_to(g, q, k, v, IR_NONE, IR_NONE, true, 0, IR_BF16, L), "o");
+    const char *gn[3] = {"dq", "dk", "dv"};
+    for (int w = 0; w < ngrads; w++)
+        ir_add_output(g, ir_sdpa_bwd(g, (IrOp)(IR_SDPA_BWD_Q + w), q, k, v, go, true, 0, L), gn[w]);
+    CHECK(g->errors == 0);
+    const int64_t nq = (int64_t)B * Hq * T * D, nkv = (int64_t)B * Hkv * T * D, n[4] = {nq, nkv, nkv, nq};
+    uint16_t *bits[3];
+    for (int i = 0; i < 3; i++) bits[i] = malloc((size_t)n[i] * 2);
+    for (int i = 0; i < 4; i++) a->ids[i] = i == 0 ? q : i == 1 ? k : i == 2 ? v : go, a->in[i] = malloc((size_t)n[i] * 4);
+    for (int i = 0; i < 4; i++) a->bytes[i] = a->in[i] ? (size_t)n[i] * 4 : 0;
+    if (bits[0] && bits[1] && bits[2] && a->in[0] && a->in[1] && a->in[2] && a->in[3]) {
+        gpu_test_attn_inputs(bits[0], bits[1], bits[2], a->in[3], nq, nkv, rng);
+        for (int i = 0; i < 3; i++)
+            for (int64_t e = 0; e < n[i]; e++) a->in[i][e] = gpu_test_bf16_value(bits[i][e]);
+    }
+    for (int i = 0; i < 3; i++) free(bits[i]);
+}
+
+// a's inputs bound into the interpreter's and the executor's programs (4 checks).
+static inline void gpu_test_attn_bind(const GpuTestAttnGraph *a, CpuProgram *c, CudaProgram *x) {
+    for (int i = 0; i < 4; i++)
+        CHECK(a->in[i] && cpu_bind(c, a->ids[i], a->in[i], a->bytes[i]) == 0 &&
+              cuda_bind(x, a->ids[i], a->in[i], a->bytes[i]) == 0);
+}
+
+static inline void gpu_test_attn_graph_free(GpuTestAttnGraph *a) {
+    for (int i = 0; i < 4; i++) free(a->in[i]);
+    ir_graph_free(&a->g);
+}
 #endif
 
 // ---- with the IR and lower.h (trlc_ir; lower.h's includes reach runtime/io)

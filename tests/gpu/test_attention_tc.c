@@ -34,28 +34,13 @@
 #include <time.h>
 
 static uint64_t rng = 2024;
-static float frand(void) { return gpu_test_frand(&rng); }
 
 static double round_bf16(double v) { return gpu_test_bf16_value(gpu_test_bf16_bits((float)v)); }
 
-// ||got - want||_2 / max(||want||_2, 1e-2 sqrt(n)) over the finite entries: relative to the RMS of
-// the expected values, or to an RMS of 1e-2 where they are smaller (with T = 1 every P is 1 and
-// dS = dP - delta is cancellation noise of size ~1e-3). Equal entries (infinities too) count 0;
-// an infinity on one side only is a total mismatch (1e30).
-static double normdiff(const float *got, const float *want, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (got[i] == want[i]) {
-            if (isfinite(want[i])) den += (double)want[i] * want[i];
-            continue;
-        }
-        if (!isfinite(got[i]) || !isfinite(want[i])) return 1e30;
-        double e = (double)got[i] - want[i];
-        num += e * e, den += (double)want[i] * want[i];
-    }
-    const double floor2 = 1e-4 * (double)n;
-    return sqrt(num / (den > floor2 ? den : floor2));
-}
+// gpu_test_normdiff: ||got - want||_2 / max(||want||_2, 1e-2 sqrt(n)) over the finite entries,
+// relative to the RMS of the expected values, or to an RMS of 1e-2 where they are smaller (with
+// T = 1 every P is 1 and dS = dP - delta is cancellation noise of size ~1e-3)
+static double normdiff(const float *got, const float *want, int64_t n) { return gpu_test_normdiff(got, want, n); }
 
 typedef struct Case {
     int B, Hq, Hkv, T, D, causal, mask;   // mask: 0 none, 1 key_mask, 2 segments + left padding
@@ -76,16 +61,8 @@ static void case_init(Case *c, int T, int D, int causal, int mask) {
     c->km = malloc((size_t)c->B * T * 4), c->seg = malloc((size_t)c->B * T * 4);
     c->o = malloc(nq * 4), c->lse = malloc(nl * 4), c->dq = malloc(nq * 4), c->delta = malloc(nl * 4);
     c->dk = malloc(nkv * 4), c->dv = malloc(nkv * 4);
-    for (int64_t i = 0; i < nq; i++) c->q[i] = gpu_test_bf16_bits(4 * frand()), c->go[i] = frand();
-    for (int64_t i = 0; i < nkv; i++) {
-        c->k[i] = gpu_test_bf16_bits(4 * frand());
-        c->v[i] = gpu_test_bf16_bits(2 * frand());
-    }
-    const int pad = T / 5;   // left padding of batch row 1
-    for (int j = 0; j < T; j++) {
-        c->km[j] = j % 5 == 2 ? 0.0f : 1.0f, c->km[T + j] = j < pad ? 0.0f : 1.0f;
-        c->seg[j] = j < T / 2 ? 0 : 1, c->seg[T + j] = j < pad ? -1 : j < 2 * T / 3 ? 0 : 1;
-    }
+    gpu_test_attn_inputs(c->q, c->k, c->v, c->go, nq, nkv, &rng);
+    gpu_test_attn_masks(c->km, c->seg, T);   // batch row 1 left-padded
     trlc_attention_tc_forward_ref(c->o, c->lse, c->q, c->k, c->v, mask == 2 ? c->seg : NULL, mask ? c->km : NULL, c->B,
                                   c->Hq, c->Hkv, T, D, c->scale, causal);
     trlc_attention_tc_backward_ref(c->dq, c->dk, c->dv, c->delta, c->q, c->k, c->v, c->o, c->go, c->lse,
@@ -200,18 +177,8 @@ typedef struct Dev {
     void *delta, *fused;            // the fused backward (--bench; gpu.attn_bwd tests it)
 } Dev;
 
-static void *dev_kernel(Dev *g, const char *file, const char *name) {
-    void *fn = gpu_test_kernel(g->dev, &g->t.cache, g->t.arch, file, cg_library_source(file), name, &g->t.d);
-    CHECK_MSG(fn != NULL, "%s (%s) does not load", name, file);
-    return fn;
-}
-
 // a fresh buffer: data uploaded, or zeros where there is none
-static RtCudaPtr dev_up(Dev *g, const void *data, size_t bytes) {
-    RtCudaPtr p = gpu_test_upload(g->dev, data, bytes);
-    if (p && !data) rt_cuda_zero(g->dev, p, bytes);
-    return p;
-}
+static RtCudaPtr dev_up(Dev *g, const void *data, size_t bytes) { return gpu_test_buffer(g->dev, data, bytes); }
 
 static double dev_err(Dev *g, RtCudaPtr p, const float *want, int64_t n) {
     float *got = malloc((size_t)n * 4);
@@ -222,30 +189,22 @@ static double dev_err(Dev *g, RtCudaPtr p, const float *want, int64_t n) {
 }
 
 static int launch(Dev *g, void *fn, const unsigned grid[3], void **args, const char *what) {
-    unsigned blk[3] = {128, 1, 1};
-    int r = fn && rt_cuda_launch(g->dev, fn, grid, blk, 0, args, what) == 0 && rt_cuda_sync(g->dev, what) == 0 ? 0 : -1;
+    int r = gpu_test_launch128(g->dev, fn, grid, args, what);
     CHECK_MSG(r == 0, "%s failed", what);
     return r;
 }
 
 // the tc kernels vs the reference; with fp32 set, the fp32 kernels of attention.cu too (on the
-// bf16 values as floats) against the tc results
-// bf16 data at `off` elements into a fresh allocation (off = 1: rows not 16-byte aligned, the
-// kernels' scalar staging path even where D % 8 == 0); the device pointer to it in *at
-static RtCudaPtr dev_up_at(Dev *g, const uint16_t *data, int64_t n, int off, RtCudaPtr *at) {
-    RtCudaPtr p = dev_up(g, NULL, (size_t)(n + off) * 2);
-    *at = p + (RtCudaPtr)off * 2;
-    if (p) rt_cuda_upload(g->dev, *at, data, (size_t)n * 2);
-    return p;
-}
-
+// bf16 values as floats) against the tc results. q, k, v at `off` elements into their
+// allocations (off = 1: rows not 16-byte aligned, the kernels' scalar staging path even where
+// D % 8 == 0).
 static void dev_case(Dev *g, int T, int D, int causal, int mask, bool fp32, int off) {
     Case c;
     case_init(&c, T, D, causal, mask);
     const int64_t nq = (int64_t)c.B * c.Hq * T * D, nkv = (int64_t)c.B * c.Hkv * T * D, nl = (int64_t)c.B * c.Hq * T;
     RtCudaPtr pq, pk, pv;
-    RtCudaPtr bq = dev_up_at(g, c.q, nq, off, &pq), bk = dev_up_at(g, c.k, nkv, off, &pk);
-    RtCudaPtr bv = dev_up_at(g, c.v, nkv, off, &pv);
+    RtCudaPtr bq = gpu_test_buffer_at(g->dev, c.q, nq, off, &pq), bk = gpu_test_buffer_at(g->dev, c.k, nkv, off, &pk);
+    RtCudaPtr bv = gpu_test_buffer_at(g->dev, c.v, nkv, off, &pv);
     RtCudaPtr pgo = dev_up(g, c.go, nq * 4), pm = mask ? dev_up(g, c.km, (size_t)c.B * T * 4) : 0;
     RtCudaPtr ps = mask == 2 ? dev_up(g, c.seg, (size_t)c.B * T * 4) : 0;
     RtCudaPtr po = dev_up(g, NULL, nq * 4), pl = dev_up(g, NULL, nl * 4), pdq = dev_up(g, NULL, nq * 4);
@@ -348,6 +307,8 @@ static double time_fused(Dev *g, RtCudaPtr dq, size_t dq_bytes, const unsigned g
     return (now_s() - t0) / 10 * 1e3;
 }
 
+static float frand(void) { return gpu_test_frand(&rng); }
+
 static void bench(Dev *g, int B, int T) {
     const int Hq = 16, Hkv = 8, D = 128;
     const int64_t nq = (int64_t)B * Hq * T * D, nkv = (int64_t)B * Hkv * T * D, nl = (int64_t)B * Hq * T;
@@ -446,14 +407,14 @@ static void test_device(int bench_b, int bench_t) {
     if (!gpu_test_open(&g.t, "gpu.attention_tc", " (nor $TRLC_CUDA_DRIVER): kernels not launched")) return;
     g.dev = g.t.dev;
     printf("gpu.attention_tc: launching on %s (%s)\n", g.t.arch, rt_cuda_is_emulated(g.dev) ? "the emulator" : "a GPU");
-    g.fwd = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_forward");
-    g.dq = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_backward_dq");
-    g.dkdv = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_backward_dkdv");
-    g.fwd32 = dev_kernel(&g, "attention.cu", "trlc_attention_forward");
-    g.dq32 = dev_kernel(&g, "attention.cu", "trlc_attention_backward_dq");
-    g.dkdv32 = dev_kernel(&g, "attention.cu", "trlc_attention_backward_dkdv");
-    g.delta = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_backward_delta");
-    g.fused = dev_kernel(&g, "attention_tc.cu", "trlc_attention_tc_backward_fused");
+    const char *tc[5] = {"trlc_attention_tc_forward", "trlc_attention_tc_backward_dq", "trlc_attention_tc_backward_dkdv",
+                         "trlc_attention_tc_backward_delta", "trlc_attention_tc_backward_fused"};
+    const char *f32[3] = {"trlc_attention_forward", "trlc_attention_backward_dq", "trlc_attention_backward_dkdv"};
+    void *fn[8];
+    gpu_test_kernels(&g.t, "attention_tc.cu", cg_library_source("attention_tc.cu"), tc, fn, 5);
+    gpu_test_kernels(&g.t, "attention.cu", cg_library_source("attention.cu"), f32, fn + 5, 3);
+    g.fwd = fn[0], g.dq = fn[1], g.dkdv = fn[2], g.delta = fn[3], g.fused = fn[4];
+    g.fwd32 = fn[5], g.dq32 = fn[6], g.dkdv32 = fn[7];
     const int Ts[4] = {1, 37, 64, 130}, Ds[3] = {12, 64, 128};
     int n = 0;
     for (int ti = 0; ti < 4; ti++)

@@ -47,25 +47,9 @@
 
 #ifdef TRLC_HAVE_CUDA
 static uint64_t rng = 4242;
-static float frand(void) { return gpu_test_frand(&rng); }
 
 static float round_bf16(float v) { return gpu_test_bf16_value(gpu_test_bf16_bits(v)); }
-
-// as test_attention_tc.c: ||got - want|| / max(||want||, 1e-2 sqrt(n)), equal entries count 0
-static double normdiff(const float *got, const float *want, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (got[i] == want[i]) {
-            if (isfinite(want[i])) den += (double)want[i] * want[i];
-            continue;
-        }
-        if (!isfinite(got[i]) || !isfinite(want[i])) return 1e30;
-        double e = (double)got[i] - want[i];
-        num += e * e, den += (double)want[i] * want[i];
-    }
-    const double floor2 = 1e-4 * (double)n;
-    return sqrt(num / (den > floor2 ? den : floor2));
-}
+static double normdiff(const float *got, const float *want, int64_t n) { return gpu_test_normdiff(got, want, n); }
 
 static double maxabs(const float *a, const float *b, int64_t n) {
     double m = 0;
@@ -91,18 +75,12 @@ static double worst_dq_ratio;   // max over cases of |fused - split| / the bound
 static double worst_ref[3];     // max |got - ref| of dq, dk, dv over the cases
 
 static int launch(Dev *g, void *fn, const unsigned grid[3], void **args, const char *what) {
-    unsigned blk[3] = {128, 1, 1};
-    int r = fn && rt_cuda_launch(g->dev, fn, grid, blk, 0, args, what) == 0 && rt_cuda_sync(g->dev, what) == 0 ? 0 : -1;
+    int r = gpu_test_launch128(g->dev, fn, grid, args, what);
     CHECK_MSG(r == 0, "%s failed", what);
     return r;
 }
 
-static RtCudaPtr up(Dev *g, const void *data, size_t bytes) {
-    RtCudaPtr p = gpu_test_upload(g->dev, NULL, bytes);
-    if (p && data) rt_cuda_upload(g->dev, p, data, bytes);
-    else if (p) rt_cuda_zero(g->dev, p, bytes);
-    return p;
-}
+static RtCudaPtr up(Dev *g, const void *data, size_t bytes) { return gpu_test_buffer(g->dev, data, bytes); }
 
 static bool down(Dev *g, void *host, RtCudaPtr p, size_t bytes) { return rt_cuda_download(g->dev, host, p, bytes) == 0; }
 
@@ -147,13 +125,8 @@ static void run_case(Dev *g, const Shape *s) {
     float *fdq = malloc(nq * 4), *fdk = malloc(nkv * 4), *fdv = malloc(nkv * 4), *fdl = malloc(nl * 4);
     float *sdq = malloc(nq * 4), *sdk = malloc(nkv * 4), *sdv = malloc(nkv * 4), *sdl = malloc(nl * 4);
     double *A = malloc(nq * 8), *M = malloc(nq * 8);
-    for (int64_t i = 0; i < nq; i++) q[i] = gpu_test_bf16_bits(4 * frand()), go[i] = frand();
-    for (int64_t i = 0; i < nkv; i++) k[i] = gpu_test_bf16_bits(4 * frand()), v[i] = gpu_test_bf16_bits(2 * frand());
-    const int pad = T / 5;   // left padding of batch row 1: its first queries see no key with segments
-    for (int j = 0; j < T; j++) {
-        km[j] = j % 5 == 2 ? 0.0f : 1.0f, km[T + j] = j < pad ? 0.0f : 1.0f;
-        seg[j] = j < T / 2 ? 0 : 1, seg[T + j] = j < pad ? -1 : j < 2 * T / 3 ? 0 : 1;
-    }
+    gpu_test_attn_inputs(q, k, v, go, nq, nkv, &rng);
+    gpu_test_attn_masks(km, seg, T);   // batch row 1's left padding: its first queries see no key with segments
     const int32_t *sg = s->mask == 2 ? seg : NULL;
     const float *kmask = s->mask ? km : NULL;
     trlc_attention_tc_forward_ref(o, lse, q, k, v, sg, kmask, B, Hq, Hkv, T, D, scale, s->causal);
@@ -163,11 +136,8 @@ static void run_case(Dev *g, const Shape *s) {
     dq_bounds(A, M, s, B, q, k, v, go, lse, rdl, sg, kmask, scale);
 
     // device buffers (q, k, v at `off` elements into their allocations: off 1 = rows not 16-byte aligned)
-    RtCudaPtr bq = up(g, NULL, (size_t)(nq + s->off) * 2), bk = up(g, NULL, (size_t)(nkv + s->off) * 2);
-    RtCudaPtr bv = up(g, NULL, (size_t)(nkv + s->off) * 2);
-    RtCudaPtr pq = bq + (RtCudaPtr)s->off * 2, pk = bk + (RtCudaPtr)s->off * 2, pv = bv + (RtCudaPtr)s->off * 2;
-    if (bq && bk && bv)
-        rt_cuda_upload(g->dev, pq, q, nq * 2), rt_cuda_upload(g->dev, pk, k, nkv * 2), rt_cuda_upload(g->dev, pv, v, nkv * 2);
+    RtCudaPtr pq, pk, pv, bq = gpu_test_buffer_at(g->dev, q, nq, s->off, &pq);
+    RtCudaPtr bk = gpu_test_buffer_at(g->dev, k, nkv, s->off, &pk), bv = gpu_test_buffer_at(g->dev, v, nkv, s->off, &pv);
     RtCudaPtr pgo = up(g, go, nq * 4), po = s->o16 ? up(g, o16, nq * 2) : up(g, o, nq * 4), pl = up(g, lse, nl * 4);
     RtCudaPtr ps = sg ? up(g, seg, (size_t)B * T * 4) : 0, pm = kmask ? up(g, km, (size_t)B * T * 4) : 0;
     RtCudaPtr pdq = up(g, NULL, nq * 4), pdk = up(g, NULL, nkv * 4), pdv = up(g, NULL, nkv * 4), pdl = up(g, NULL, nl * 4);
@@ -287,27 +257,14 @@ static void exec_mode(RtCudaDevice *dev, RtCudaCache *cache, bool only_dq, const
                       int *graph_launches) {
     Diag d;
     diag_init(&d, stderr);
-    IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
-    Loc L = {0, 0, 0};
-    IrShape sq = ir_shape4(ir_dim(XB), ir_dim(XHQ), ir_dim(XT), ir_dim(XD));
-    IrShape sk = ir_shape4(ir_dim(XB), ir_dim(XHKV), ir_dim(XT), ir_dim(XD));
-    IrId q = ir_param(&g, "q", IR_BF16, sq, false, L), k = ir_param(&g, "k", IR_BF16, sk, false, L);
-    IrId v = ir_param(&g, "v", IR_BF16, sk, false, L), go = ir_input(&g, "go", IR_F32, sq, L);
-    ir_add_output(&g, ir_sdpa_to(&g, q, k, v, IR_NONE, IR_NONE, true, 0, IR_BF16, L), "o");
-    const char *gn[3] = {"dq", "dk", "dv"};
-    for (int w = 0; w < (only_dq ? 1 : 3); w++)
-        ir_add_output(&g, ir_sdpa_bwd(&g, (IrOp)(IR_SDPA_BWD_Q + w), q, k, v, go, true, 0, L), gn[w]);
-    CHECK(g.errors == 0);
-    enum { NQ = XB * XHQ * XT * XD, NKV = XB * XHKV * XT * XD };
-    static float qf[NQ], kf[NKV], vf[NKV], gof[NQ];
+    GpuTestAttnGraph a;
     uint64_t r = 77;   // the same values every time
-    for (int i = 0; i < NQ; i++) qf[i] = round_bf16(4 * gpu_test_frand(&r)), gof[i] = gpu_test_frand(&r);
-    for (int i = 0; i < NKV; i++) kf[i] = round_bf16(4 * gpu_test_frand(&r)), vf[i] = round_bf16(2 * gpu_test_frand(&r));
+    gpu_test_attn_graph(&a, &d, XB, XHQ, XHKV, XT, XD, true, only_dq ? 1 : 3, &r);
+    enum { NQ = XB * XHQ * XT * XD, NKV = XB * XHKV * XT * XD };
     if (mode) setenv("TRLC_ATTN_BWD", mode, 1);
     else unsetenv("TRLC_ATTN_BWD");
-    CpuProgram *c = cpu_program_new(&g, IR_F32, &d);
-    CudaProgram *x = cuda_program_new(&g, dev, cache, &d);
+    CpuProgram *c = cpu_program_new(&a.g, IR_F32, &d);
+    CudaProgram *x = cuda_program_new(&a.g, dev, cache, &d);
     unsetenv("TRLC_ATTN_BWD");
     CHECK(c && x);
     int64_t sym[IR_NSYMS] = {XB, XT};
@@ -315,10 +272,7 @@ static void exec_mode(RtCudaDevice *dev, RtCudaCache *cache, bool only_dq, const
     const int64_t n[4] = {NQ, NQ, NKV, NKV};
     const char *names[4] = {"o", "dq", "dk", "dv"};
     if (c && x) {
-        const void *data[4] = {qf, kf, vf, gof};
-        size_t bytes[4] = {sizeof qf, sizeof kf, sizeof vf, sizeof gof};
-        IrId ids[4] = {q, k, v, go};
-        for (int i = 0; i < 4; i++) CHECK(cpu_bind(c, ids[i], data[i], bytes[i]) == 0 && cuda_bind(x, ids[i], data[i], bytes[i]) == 0);
+        gpu_test_attn_bind(&a, c, x);
         CHECK(cpu_run(c, sym, 0) == 0);
         for (int step = 0; step < 3; step++) {
             CHECK(cuda_run(x, sym, (uint64_t)step) == 0);
@@ -343,7 +297,7 @@ static void exec_mode(RtCudaDevice *dev, RtCudaCache *cache, bool only_dq, const
     }
     if (x) cuda_program_free(x);
     if (c) cpu_program_free(c);
-    ir_graph_free(&g);
+    gpu_test_attn_graph_free(&a);
     diag_free(&d);
 }
 
@@ -402,15 +356,12 @@ static int test_device(void) {
     g.dev = g.t.dev;
     g.emu = rt_cuda_is_emulated(g.dev);
     printf("gpu.attn_bwd: on %s (%s)\n", g.t.arch, g.emu ? "the emulator, race check on" : "a GPU");
-    const char *src = cg_library_source("attention_tc.cu");
     const char *names[6] = {"trlc_attention_tc_backward_delta", "trlc_attention_tc_backward_delta_bf16",
                             "trlc_attention_tc_backward_fused", "trlc_attention_tc_backward_dq",
                             "trlc_attention_tc_backward_dq_bf16", "trlc_attention_tc_backward_dkdv"};
-    void **fns[6] = {&g.delta, &g.delta16, &g.fused, &g.dq, &g.dq16, &g.dkdv};
-    for (int i = 0; i < 6; i++) {
-        *fns[i] = gpu_test_kernel(g.dev, &g.t.cache, g.t.arch, "attention_tc.cu", src, names[i], &g.t.d);
-        CHECK_MSG(*fns[i] != NULL, "%s does not load", names[i]);
-    }
+    void *fns[6];
+    gpu_test_kernels(&g.t, "attention_tc.cu", cg_library_source("attention_tc.cu"), names, fns, 6);
+    g.delta = fns[0], g.delta16 = fns[1], g.fused = fns[2], g.dq = fns[3], g.dq16 = fns[4], g.dkdv = fns[5];
     if (g.emu) {
         test_race_check(&g);
         setenv("TRLC_CUEMU_RACECHECK", "1", 1);   // every launch below

@@ -38,23 +38,9 @@
 #include <string.h>
 
 static uint64_t rng = 11;
-static float frand(void) { return gpu_test_frand(&rng); }
 
 // ||got - want||_2 / max(||want||_2, 1e-2 sqrt(n)) (test_attention_tc.c's measure)
-static double normdiff(const float *got, const float *want, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (got[i] == want[i]) {
-            if (isfinite(want[i])) den += (double)want[i] * want[i];
-            continue;
-        }
-        if (!isfinite(got[i]) || !isfinite(want[i])) return 1e30;
-        double e = (double)got[i] - want[i];
-        num += e * e, den += (double)want[i] * want[i];
-    }
-    const double floor2 = 1e-4 * (double)n;
-    return sqrt(num / (den > floor2 ? den : floor2));
-}
+static double normdiff(const float *got, const float *want, int64_t n) { return gpu_test_normdiff(got, want, n); }
 
 static int count_bits_differ(const void *a, const void *b, int64_t n) {   // 4-byte words
     int d = 0;
@@ -186,14 +172,12 @@ static void test_builder(void) {
 
 enum { CB = 2, CHQ = 4, CHKV = 2, CT = 37, CD = 16 };
 
-// q, k, v bf16-valued floats; dO floats
+// q, k, v bf16 bits and the same values as floats; dO floats
 static void attention_inputs(float *q, float *k, float *v, float *go, uint16_t *qb, uint16_t *kb, uint16_t *vb) {
     const int nq = CB * CHQ * CT * CD, nkv = CB * CHKV * CT * CD;
-    for (int i = 0; i < nq; i++) qb[i] = gpu_test_bf16_bits(4 * frand()), q[i] = gpu_test_bf16_value(qb[i]), go[i] = frand();
-    for (int i = 0; i < nkv; i++) {
-        kb[i] = gpu_test_bf16_bits(4 * frand()), k[i] = gpu_test_bf16_value(kb[i]);
-        vb[i] = gpu_test_bf16_bits(2 * frand()), v[i] = gpu_test_bf16_value(vb[i]);
-    }
+    gpu_test_attn_inputs(qb, kb, vb, go, nq, nkv, &rng);
+    for (int i = 0; i < nq; i++) q[i] = gpu_test_bf16_value(qb[i]);
+    for (int i = 0; i < nkv; i++) k[i] = gpu_test_bf16_value(kb[i]), v[i] = gpu_test_bf16_value(vb[i]);
 }
 
 static void test_cpu(int causal, int masked, bool rows) {
@@ -269,8 +253,7 @@ static void dev_case(GpuTestDevice *t, void *const fn[5], int T, int D, int caus
     float *l2 = malloc(nl * 4), *dq1 = malloc(nq * 4), *dq2 = malloc(nq * 4), *dl1 = malloc(nl * 4), *dl2 = malloc(nl * 4);
     float *ro = malloc(nq * 4), *rl = malloc(nl * 4), *rdq = malloc(nq * 4), *rdk = malloc(nkv * 4);
     float *rdv = malloc(nkv * 4), *rdl = malloc(nl * 4), *dk = malloc(nkv * 4), *dv = malloc(nkv * 4);
-    for (int64_t i = 0; i < nq; i++) qb[i] = gpu_test_bf16_bits(4 * frand()), go[i] = frand();
-    for (int64_t i = 0; i < nkv; i++) kb[i] = gpu_test_bf16_bits(4 * frand()), vb[i] = gpu_test_bf16_bits(2 * frand());
+    gpu_test_attn_inputs(qb, kb, vb, go, nq, nkv, &rng);
     for (int i = 0; i < B * T; i++) km[i] = i % 5 == 2 || (i >= T && i < T + T / 5) ? 0.0f : 1.0f;
     float scale = 1.0f / sqrtf((float)D);
     const float *kmr = masked ? km : NULL;
@@ -335,14 +318,10 @@ static void test_device(void) {
     GpuTestDevice t;
     if (!gpu_test_open(&t, "gpu.attn_lowp", " (nor $TRLC_CUDA_DRIVER): kernels not launched")) return;
     printf("gpu.attn_lowp: launching on %s (%s)\n", t.arch, rt_cuda_is_emulated(t.dev) ? "the emulator" : "a GPU");
-    const char *src = cg_library_source("attention_tc.cu");
     const char *names[5] = {"trlc_attention_tc_forward", "trlc_attention_tc_forward_bf16", "trlc_attention_tc_backward_dq",
                             "trlc_attention_tc_backward_dq_bf16", "trlc_attention_tc_backward_dkdv"};
     void *fn[5];
-    for (int i = 0; i < 5; i++) {
-        fn[i] = src ? gpu_test_kernel(t.dev, &t.cache, t.arch, "attention_tc.cu", src, names[i], &t.d) : NULL;
-        CHECK_MSG(fn[i] != NULL, "%s does not load", names[i]);
-    }
+    gpu_test_kernels(&t, "attention_tc.cu", cg_library_source("attention_tc.cu"), names, fn, 5);
     dev_case(&t, fn, 37, 64, 1, 0);
     dev_case(&t, fn, 130, 128, 1, 1);
     dev_case(&t, fn, 64, 24, 0, 1);
@@ -359,34 +338,17 @@ static void test_device(void) {
 static void exec_case(RtCudaDevice *dev, RtCudaCache *cache, bool with_fwd, float **gpu_grads) {
     Diag d;
     diag_init(&d, stderr);
-    IrGraph g;
-    ir_graph_init(&g, &d, IR_F32);
-    Loc L = {0, 0, 0};
     // q, k, v as frozen bf16 params (the executor uploads a bf16 param's floats as bf16; a bf16
     // input it would copy as it is: no graph has one)
-    IrShape sq = ir_shape4(ir_dim(CB), ir_dim(CHQ), ir_dim(CT), ir_dim(CD));
-    IrShape sk = ir_shape4(ir_dim(CB), ir_dim(CHKV), ir_dim(CT), ir_dim(CD));
-    IrId q = ir_param(&g, "q", IR_BF16, sq, false, L), k = ir_param(&g, "k", IR_BF16, sk, false, L);
-    IrId v = ir_param(&g, "v", IR_BF16, sk, false, L), go = ir_input(&g, "go", IR_F32, sq, L);
-    if (with_fwd) ir_add_output(&g, ir_sdpa_to(&g, q, k, v, IR_NONE, IR_NONE, true, 0, IR_BF16, L), "o");
-    const char *gn[3] = {"dq", "dk", "dv"};
-    for (int w = 0; w < 3; w++)
-        ir_add_output(&g, ir_sdpa_bwd(&g, (IrOp)(IR_SDPA_BWD_Q + w), q, k, v, go, true, 0, L), gn[w]);
-    CHECK(g.errors == 0);
-    enum { NQ = CB * CHQ * CT * CD, NKV = CB * CHKV * CT * CD };
-    static float qf[NQ], kf[NKV], vf[NKV], gof[NQ];
-    static uint16_t qb[NQ], kb[NKV], vb[NKV];
+    GpuTestAttnGraph a;
     rng = 99;   // the same values for both graphs
-    attention_inputs(qf, kf, vf, gof, qb, kb, vb);
-    CpuProgram *c = cpu_program_new(&g, IR_F32, &d);
-    CudaProgram *x = cuda_program_new(&g, dev, cache, &d);
+    gpu_test_attn_graph(&a, &d, CB, CHQ, CHKV, CT, CD, with_fwd, 3, &rng);
+    CpuProgram *c = cpu_program_new(&a.g, IR_F32, &d);
+    CudaProgram *x = cuda_program_new(&a.g, dev, cache, &d);
     CHECK(c && x);
     int64_t sym[IR_NSYMS] = {CB, CT};
     if (c && x) {
-        const void *data[4] = {qf, kf, vf, gof};
-        size_t bytes[4] = {sizeof qf, sizeof kf, sizeof vf, sizeof gof};
-        IrId ids[4] = {q, k, v, go};
-        for (int i = 0; i < 4; i++) CHECK(cpu_bind(c, ids[i], data[i], bytes[i]) == 0 && cuda_bind(x, ids[i], data[i], bytes[i]) == 0);
+        gpu_test_attn_bind(&a, c, x);
         CHECK(cpu_run(c, sym, 0) == 0 && cuda_run(x, sym, 0) == 0);
         double e[4] = {0, 0, 0, 0};
         const char *names[4] = {"o", "dq", "dk", "dv"};
@@ -407,7 +369,7 @@ static void exec_case(RtCudaDevice *dev, RtCudaCache *cache, bool with_fwd, floa
     }
     if (x) cuda_program_free(x);
     if (c) cpu_program_free(c);
-    ir_graph_free(&g);
+    gpu_test_attn_graph_free(&a);
     diag_free(&d);
 }
 
