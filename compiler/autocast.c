@@ -39,7 +39,8 @@ static bool forward_product(const IrGraph *g, IrId id) {
 }
 
 // Marks the values a forward add adds a bias to (f32 (N) / (1, ..., 1, N) of their last dim,
-// ir_bias_shape): a linear layer with a bias keeps its fp32 output (autocast.h).
+// ir_bias_shape): none of them is a linear output itself; where the add is a biased linear layer
+// (biased_linear below) the add is, else the value keeps its fp32 result (autocast.h).
 static void mark_bias_adds(const IrGraph *g, bool *biased) {
     for (int i = 0; i < g->n; i++) {
         const IrNode *x = &g->nodes[i];
@@ -82,6 +83,27 @@ static IrId lora_sum(const IrGraph *g, const int *readers, const IrNode *x) {
     if (scaled[0] && scaled[1]) return IR_NONE;   // no base product
     if (scaled[0] != scaled[1]) return scaled[0] ? prod[0] : prod[1];
     return prod[0] > prod[1] ? prod[0] : prod[1];
+}
+
+// A biased linear layer (autocast.h): a forward f32 add(z, b) (or add(b, z)), not an output nor
+// the loss, of a bias b (f32 (N) / (1, ..., 1, N), ir_bias_shape) to z of its shape read there
+// alone: a forward product (Qwen2's x Wᵀ + b) or a LoRA sum (lora_sum; LoRA's add(add(x Wᵀ,
+// s·lora), b)). Returns b (*z: the other input), or IR_NONE.
+static IrId biased_linear(const IrGraph *g, const int *readers, IrId i, IrId *z) {
+    const IrNode *x = &g->nodes[i];
+    if (x->op != IR_ADD || x->nin != 2 || x->dtype != IR_F32 || x->backward || readers[i] < 1 || x->in[0] == x->in[1])
+        return IR_NONE;
+    for (int s = 0; s < 2; s++) {
+        IrId y = x->in[s], b = x->in[1 - s];
+        const IrNode *yn = &g->nodes[y], *bn = &g->nodes[b];
+        if (bn->dtype != IR_F32 || !ir_bias_shape(&bn->shape, &x->shape) || ir_shape_eq(&bn->shape, &x->shape)) continue;
+        if (yn->dtype != IR_F32 || !ir_shape_eq(&yn->shape, &x->shape) || readers[y] != 1) continue;
+        if (forward_product(g, y) || lora_sum(g, readers, yn) != IR_NONE) {
+            *z = y;
+            return b;
+        }
+    }
+    return IR_NONE;
 }
 
 void ac_round_bf16(float *x, int64_t n) {
@@ -163,28 +185,50 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
     bool *biased = calloc(sz, 1);      // a bias is added to it (mark_bias_adds)
     bool *deferred = calloc(sz, 1);    // emitted before its first reader, not in place (below)
     bool *first_fwd = calloc(sz, 1);   // its first reader is a forward node
-    // each old node: itself, its cast to bf16, and at most two widening casts (2 for a via reshape)
-    IrNode *nodes = malloc(4 * sz * sizeof *nodes);
+    // biased linear layers (biased_linear): the add's bias, read as a bf16 operand (bias_add); for
+    // a LoRA sum under the add, the sum's bias and base product (bias_sum, bias_base), the add
+    // then the sum's bf16 value (bias_alias)
+    IrId *bias_add = malloc(sz * sizeof *bias_add), *bias_sum = malloc(sz * sizeof *bias_sum);
+    IrId *bias_base = malloc(sz * sizeof *bias_base);
+    bool *bias_alias = calloc(sz, 1);
+    // each old node: itself, its cast to bf16, and at most two widening casts (2 for a via
+    // reshape); a biased LoRA sum emits six (its add's none)
+    IrNode *nodes = malloc(6 * sz * sizeof *nodes);
     int rc = -1;
     if (!operand || !table || !other || !retype || !via || !permute || !map || !lowp || !nodes || !lin ||
-        !lin_sum || !lora_y || !is_out || !widen[0] || !widen[1] || !biased || !deferred || !first_fwd) {
+        !lin_sum || !lora_y || !is_out || !widen[0] || !widen[1] || !biased || !deferred || !first_fwd || !bias_add ||
+        !bias_sum || !bias_base || !bias_alias) {
         ir_report(g, (Loc){0, 0, 0}, "out of memory in the mixed-precision pass");
         goto out;
     }
     for (int o = 0; o < g->nouts; o++)
         if (ir_valid(g, g->outs[o].id)) other[g->outs[o].id] = is_out[g->outs[o].id] = true;
     if (ir_valid(g, g->loss)) other[g->loss] = is_out[g->loss] = true;
-    // last reader first, so a node's flags are final when its own inputs are marked: an f32
-    // reshape of an f32 value that products read (the backward reads the forward's activations
-    // as (B*T, H) for the weight gradients) passes the operand mark on to its source, so the
-    // forward's cast serves the backward too and the f32 value need not be kept for it
-    for (int i = n - 1; i >= 0; i--) {
+    for (int i = 0; i < n; i++) {
         const IrNode *x = &g->nodes[i];
         for (int k = 0; k < x->nin; k++)
             if (x->in[k] < 0 || x->in[k] >= i) {
                 ir_report(g, x->loc, "internal: autocast: node %%%d reads %%%d out of order", i, x->in[k]);
                 goto out;
             }
+        bias_add[i] = bias_sum[i] = bias_base[i] = IR_NONE;
+    }
+    if (!(readers = ir_count_readers(g, "mixed-precision"))) goto out;
+    for (int i = 0; i < n; i++) {
+        IrId z;
+        if (is_out[i] || (bias_add[i] = biased_linear(g, readers, i, &z)) == IR_NONE || forward_product(g, z)) continue;
+        // add(z, b) of a LoRA sum z = add(P, s·Y): z emits bf16(bf16(P + b) + s·Y), the add is it
+        IrId y = lora_sum(g, readers, &g->nodes[z]), z0 = g->nodes[z].in[0];
+        bias_sum[z] = bias_add[i], bias_alias[i] = true;
+        bias_base[z] = z0 != y && forward_product(g, z0) ? z0 : g->nodes[z].in[1];
+    }
+    // last reader first, so a node's flags are final when its own inputs are marked: an f32
+    // reshape of an f32 value that products read (the backward reads the forward's activations
+    // as (B*T, H) for the weight gradients) passes the operand mark on to its source, so the
+    // forward's cast serves the backward too and the f32 value need not be kept for it; a biased
+    // linear layer's bias is read as a bf16 operand (cuBLASLt's bias of a bf16 D is bf16)
+    for (int i = n - 1; i >= 0; i--) {
+        const IrNode *x = &g->nodes[i];
         if (x->op == IR_RESHAPE && x->dtype == IR_F32 && g->nodes[x->in[0]].dtype == IR_F32 && operand[i]) {
             via[i] = true;
             operand[x->in[0]] = true;
@@ -197,7 +241,7 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
         }
         int nl = operand_inputs(g, x);
         for (int k = 0; k < x->nin; k++) {
-            if (k < nl) operand[x->in[k]] = true;
+            if (k < nl || x->in[k] == bias_add[i]) operand[x->in[k]] = true;
             else if (x->op == IR_EMBED && k == 1) table[x->in[k]] = true;
             else other[x->in[k]] = true;
         }
@@ -211,13 +255,16 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
     }
     // linear outputs: the LoRA sums first (their LoRA products stay f32), then every forward
     // product some non-product reads (the base products of the sums among them)
-    if (!(readers = ir_count_readers(g, "mixed-precision"))) goto out;
     mark_bias_adds(g, biased);
     for (int i = n - 1; i >= 0; i--)   // the last assignment is the first reader's
         for (int k = 0; k < g->nodes[i].nin; k++) first_fwd[g->nodes[i].in[k]] = !g->nodes[i].backward;
     for (int i = 0; i < n; i++) {
         IrId y = is_out[i] || biased[i] ? IR_NONE : lora_sum(g, readers, &g->nodes[i]);
         if (y != IR_NONE) lin_sum[i] = lora_y[y] = true;
+        if (bias_sum[i] != IR_NONE) {   // a biased LoRA sum: both products keep their f32 results
+            lora_y[lora_sum(g, readers, &g->nodes[i])] = true;
+            biased[bias_base[i]] = true;
+        }
     }
     for (int i = 0; i < n; i++)
         lin[i] = forward_product(g, i) && other[i] && !is_out[i] && !lora_y[i] && !biased[i];
@@ -293,6 +340,12 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
             st.casts++;
         }
         if (ir_is_leaf(x)) continue;   // placed above
+        if (bias_alias[i]) {   // the bias add over a biased LoRA sum: the sum's bf16 value (below)
+            IrId z = x->in[0] == bias_add[i] ? x->in[1] : x->in[0];
+            lowp[i] = map[i] = lowp[z];
+            lin[i] = true;
+            continue;
+        }
         IrNode c = *x;
         c.in = c.nin ? arena_alloc(&g->arena, (size_t)c.nin * sizeof *c.in) : NULL;
         if (c.nin && !c.in) {
@@ -332,6 +385,43 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
         }
         if (nl && (is_product(x) || x->op == IR_LINEAR_CE)) st.products++;
         if (nl && x->op == IR_SDPA) st.attention++;
+        // a biased linear layer (autocast.h): the product's f32 result plus the bias's bf16 value
+        // (widened), rounded by a cast — bf16(x Wᵀ + bf16(b)), cuBLASLt's bias epilogue with a
+        // bf16 D; over a LoRA sum, that base output widened plus s·lora, rounded again by a cast
+        IrId bias = bias_sum[i] != IR_NONE ? bias_sum[i] : bias_add[i];
+        if (bias != IR_NONE) {
+            const IrNode *bn = &g->nodes[bias];
+            if (lowp[bias] == IR_NONE) {   // a large trainable bias not cast yet: its cast here
+                if ((lowp[bias] = emit_cast(g, nodes, &m, bn, map[bias])) == IR_NONE) goto oom;
+                st.casts++;
+            }
+            IrId wb = emit_cast_to(g, nodes, &m, bn, lowp[bias], IR_F32);
+            if (wb == IR_NONE) goto oom;
+            nodes[wb].loc = x->loc, nodes[wb].backward = false;
+            IrId *in2 = arena_alloc(&g->arena, 2 * sizeof *in2);
+            if (!in2) goto oom;
+            IrId sum = m;
+            if (bias_sum[i] == IR_NONE) {   // add(x Wᵀ, b)
+                for (int k = 0; k < 2; k++) in2[k] = x->in[k] == bias ? wb : c.in[k];
+                c.in = in2;
+                nodes[m++] = c;
+            } else {                        // add(bf16(x Wᵀ + b), s·lora)
+                IrNode s1 = c;
+                s1.in = in2, in2[0] = map[bias_base[i]], in2[1] = wb;
+                nodes[m++] = s1;
+                IrId base = emit_cast(g, nodes, &m, x, sum), wbase;
+                if (base == IR_NONE || (wbase = emit_cast_to(g, nodes, &m, x, base, IR_F32)) == IR_NONE) goto oom;
+                for (int k = 0; k < 2; k++)
+                    if (x->in[k] == bias_base[i]) c.in[k] = wbase;
+                sum = m;
+                nodes[m++] = c;
+                st.lowp_sums++;
+            }
+            if ((lowp[i] = map[i] = emit_cast(g, nodes, &m, x, sum)) == IR_NONE) goto oom;
+            lin[i] = true;
+            st.lowp_biased++;
+            continue;
+        }
         // a linear output (autocast.h): a product writes its result in bf16; a LoRA sum is the f32
         // add rounded by a cast; a view of one views its bf16 value, each read through widening casts
         lin[i] = lin[i] || lin_view;
@@ -416,6 +506,10 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
     ir_install_nodes(g, nodes, m, &map);
     nodes = NULL;
     rc = 0;
+    if (0) {
+    oom:
+        ir_report(g, (Loc){0, 0, 0}, "out of memory in the mixed-precision pass");
+    }
 out:
     if (stats) *stats = st;
     free(operand);
@@ -437,5 +531,9 @@ out:
     free(biased);
     free(deferred);
     free(first_fwd);
+    free(bias_add);
+    free(bias_sum);
+    free(bias_base);
+    free(bias_alias);
     return rc;
 }

@@ -30,10 +30,21 @@
 // the backward (SwiGLU's and the q/k norms' backward read gate, up, q, k). A forward elementwise
 // op on one linear output whose first reader is in the forward (SwiGLU's silu(gate)) is emitted
 // just before that reader, with its widening cast (after up's products: one kernel for silu, the
-// mul and both casts, with no fusion rewrite needed). Not yet: a linear
-// layer with a bias (Qwen2's q, k, v: a product or LoRA sum read by the add of an (N) bias alone)
-// keeps its fp32 output, the bias added in cuBLASLt's epilogue (gemm_acc.h) — PyTorch rounds
-// x Wᵀ + b once, which needs a bf16 D with an fp32 bias. The residual stream stays fp32 (our contract: the residual adds read the bf16 o
+// mul and both casts, with no fusion rewrite needed).
+// A linear layer with a bias (Qwen2's q, k, v: add(z, b), b f32 (N) or (1, ..., 1, N), z a forward
+// product or a LoRA sum read by that add alone; not an output) writes bf16 too: the bias is read
+// as a bf16 operand (a frozen bias retyped to bf16 and rounded once by the caller, a trainable
+// one cast each step from its fp32 master like LoRA's factors; its gradient, the row sum of the
+// output's, stays fp32), and (3) without LoRA the output is bf16(x Wᵀ + bf16(b)): the fp32
+// product plus the widened bf16 bias, rounded once by a cast — cuBLASLt's bias epilogue with a
+// bf16 D, whose bias is of D's type (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: the bias
+// has D's type but for the integer and fp8 kernels), added in fp32 before D is rounded; and as
+// PyTorch autocast's F.linear (the bias cast to bf16 with the weight; cuBLASLt's epilogue, or
+// addmm's beta = 1 over the bias rows, rounds acc + b once); (4) with LoRA, base = bf16(x Wᵀ +
+// bf16(b)) as in (3), then bf16(base + s·lora) in fp32 as the unbiased LoRA sum (2): two
+// roundings, peft's base output being that same bf16 base (peft rounds lora's and the scaled sum
+// as in (2)). gemm_acc folds (3) into one GEMM with a bf16 bias and a bf16 D, and (4)'s LoRA
+// product accumulates into that as in (2). The residual stream stays fp32 (our contract: the residual adds read the bf16 o
 // and down outputs widened and write fp32), and so does everything else — norms, softmax, the
 // loss, gradients (a backward product's result is fp32 unless only products read it), trainable
 // parameters (the fp32 master weights) and the optimizer.
@@ -55,6 +66,7 @@ typedef struct AutocastStats {
     int lowp_attention; // attention forwards on bf16 q, k, v writing their output in bf16
     int lowp_linear;   // linear outputs: forward products read by non-products, written in bf16
     int lowp_sums;     // linear outputs: LoRA sums (base + s·lora) rounded to bf16 by a cast
+    int lowp_biased;   // linear outputs: biased linear layers (x Wᵀ + b, with LoRA or not) in bf16
     int widened;       // casts of linear outputs back to f32 for their non-product readers
     int deferred;      // forward elementwise ops on one linear output moved to their first reader
 } AutocastStats;

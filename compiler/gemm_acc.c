@@ -95,8 +95,13 @@ static int reassociate_bias(IrGraph *g, const int *readers) {
 // LoRA product) and the add read by the cast alone → the cast becomes matmul(Y's a, b, P) with a
 // bf16 result: cuBLASLt's A/B bf16, C/D bf16, fp32 compute and scale, D = bf16(alpha·acc + P) —
 // the sum rounded once, as the cast did. Before the f32 adds below (which would otherwise fold Y
-// into an f32 result over cast_f32(P)). Returns the casts rewritten.
-static int fold_lowp_sums(IrGraph *g, int *readers, GemmAccStats *st) {
+// into an f32 result over cast_f32(P)). With biases: a biased linear layer's output autocast
+// leaves as cast_bf16(add(P, cast_f32(bb))), P a lone f32 product on bf16 operands and bb a bf16
+// bias ((N) or (1, ..., 1, N)), becomes matmul(P's a, b, bb) with a bf16 result: cuBLASLt's bias
+// epilogue with a bf16 D and a bf16 bias, D = bf16(acc + bb) — rounded once, as the cast did (a
+// LoRA sum over it then folds as above: its base is this bf16 product). Returns the casts
+// rewritten.
+static int fold_lowp_sums(IrGraph *g, int *readers, bool biases, GemmAccStats *st) {
     int count = 0;
     for (int i = 0; i < g->n; i++) {
         IrNode *cs = &g->nodes[i];
@@ -109,10 +114,14 @@ static int fold_lowp_sums(IrGraph *g, int *readers, GemmAccStats *st) {
             IrId w = ad->in[s], y = ad->in[1 - s];
             if (!ir_valid(g, w) || !ir_valid(g, y) || w >= a || y >= a) continue;
             const IrNode *wn = ir_nd(g, w);
-            if (wn->op != IR_CAST || wn->dtype != IR_F32 || wn->nin != 1 || !is_f32_like(g, w, &ad->shape)) continue;
+            if (wn->op != IR_CAST || wn->dtype != IR_F32 || wn->nin != 1 || !ir_valid(g, wn->in[0])) continue;
             IrId base = wn->in[0];
             const IrNode *bn = ir_nd(g, base);
-            if (bn->op != IR_MATMUL || bn->dtype != IR_BF16 || !ir_shape_eq(&bn->shape, &ad->shape)) continue;
+            bool bias = biases && bn->dtype == IR_BF16 && ir_bias_shape(&wn->shape, &ad->shape) &&
+                        !ir_shape_eq(&wn->shape, &ad->shape) && ir_shape_eq(&bn->shape, &wn->shape);
+            if (!bias && (!is_f32_like(g, w, &ad->shape) || bn->op != IR_MATMUL || bn->dtype != IR_BF16 ||
+                          !ir_shape_eq(&bn->shape, &ad->shape)))
+                continue;
             Cand c;
             if (!candidate(g, readers, y, &ad->shape, &c)) continue;
             const IrNode *m = ir_nd(g, c.m);
@@ -136,6 +145,7 @@ static int fold_lowp_sums(IrGraph *g, int *readers, GemmAccStats *st) {
             count++;
             st->rewritten++, st->lowp++;
             if (c.mul != IR_NONE) st->scaled++;
+            if (bias) st->bias++;
             break;
         }
     }
@@ -161,7 +171,7 @@ int ir_fuse_gemm_accumulate(IrGraph *g, GemmAccStats *st) {
     int *readers = ir_count_readers(g, "accumulating-product");
     if (!readers) return -1;
     if (biases) reassociate_bias(g, readers);
-    if (fold_lowp_sums(g, readers, &local) < 0) {
+    if (fold_lowp_sums(g, readers, biases, &local) < 0) {
         free(readers);
         return -1;
     }

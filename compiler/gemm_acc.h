@@ -11,7 +11,11 @@
 // compute and scale fp32, D = bf16(alpha·acc + C). Rounding: the base output once (its own
 // GEMM), then the sum once (fp32 alpha·acc + C rounded as D is stored) — PyTorch/peft rounds
 // three times (base, lora, then scale and sum in bf16); the unfused graph (TRLC_GEMM_ACC=0) rounds
-// as ours does, through the cast. A bias is never folded into a bf16 result.
+// as ours does, through the cast. A biased linear layer's bf16 output (autocast.h:
+// cast_bf16(add(P, cast_f32(bb))), bb the bf16 bias) becomes one GEMM with a bf16 bias and a bf16
+// D: cuBLASLt's bias epilogue (the bias of D's type, cublasLt.h), D = bf16(acc + bb), rounded
+// once as the cast did; with LoRA its LoRA product then accumulates into that bf16 result as
+// above (base + bias rounded, then the sum rounded: two roundings, the unfused graph's too).
 // Otherwise only f32: the add, both sides and the product's result f32 of one shape (no broadcasting), or
 // the other side a bias: f32 of shape (N) or (1, ..., 1, N) with N the product's last dim (a
 // linear layer's bias, ir_linear_bias: Qwen2's q, k, v), which the product adds to every row
@@ -33,7 +37,8 @@ typedef struct GemmAccStats {
     int rewritten;   // adds now accumulating products
     int scaled;      // of them, the product scaled by a constant (alpha != 1: the LoRA branch)
     int bias;        // of them, the addend a bias (broadcast over rows: CUBLASLT_EPILOGUE_BIAS)
-    int lowp;        // of them, bf16 LoRA sums: bf16 C and D (autocast.h's linear outputs)
+    int lowp;        // of them, bf16 results: LoRA sums (bf16 C and D) and biased linear layers
+                     // (bf16 bias and D) (autocast.h's linear outputs)
     int removed;     // nodes ir_dce removed after the rewrite
 } GemmAccStats;
 

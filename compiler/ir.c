@@ -762,12 +762,12 @@ static IrId matmul_build(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b,
         dt = out;
     }
     if (c != IR_NONE) {
-        // f32 result and addend, or bf16 ones (a bf16 linear output: a full addend, no bias)
+        // f32 result and addend, or bf16 ones (a bf16 linear output: a full addend or a bias)
         const IrShape *sc = &ir_nd(g, c)->shape;
-        bool lowp = dt == IR_BF16 && ir_nd(g, c)->dtype == IR_BF16 && ir_shape_eq(sc, &bs);
+        bool lowp = dt == IR_BF16 && ir_nd(g, c)->dtype == IR_BF16;
         if ((dt != IR_F32 || ir_nd(g, c)->dtype != IR_F32) && !lowp) {
-            ir_report(g, loc, "matmul: an accumulating product needs an f32 result and addend (or bf16 ones of "
-                      "the result's shape), not %s and %s", ir_dtype_name(dt), ir_dtype_name(ir_nd(g, c)->dtype));
+            ir_report(g, loc, "matmul: an accumulating product needs an f32 result and addend (or bf16 ones), "
+                      "not %s and %s", ir_dtype_name(dt), ir_dtype_name(ir_nd(g, c)->dtype));
             return IR_NONE;
         }
         // the result's shape, or a bias: (N) or (1, ..., 1, N), rank <= the result's

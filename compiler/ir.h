@@ -104,7 +104,9 @@ typedef enum IrOp {
     // after autodiff, which rejects them. Numerics: D is rounded once (alpha·acc + C in fp32)
     // where mul(matmul, alpha) + C rounded three times: ~1 ulp apart.
     // Or in[2] is a bias: f32 of shape (N) or (1, ..., 1, N) (rank <= the result's, N the
-    // result's last dim), added to every row: D = a.scale · op(a) op(b) + bias (cuBLASLt's beta 0
+    // result's last dim) with an f32 result, or bf16 with a bf16 result (a biased linear output,
+    // autocast.h: D = bf16(a.scale · acc + bias) in fp32, rounded once), added to every row:
+    // D = a.scale · op(a) op(b) + bias (cuBLASLt's beta 0
     // and CUBLASLT_EPILOGUE_BIAS; the CPU copies it into each row, then beta 1). One addend per
     // product: full or bias (ir_matmul_bias tells which; a (1, N) result's (1, N) addend is full)
     IR_MATMUL,
@@ -310,7 +312,7 @@ IrId ir_matmul(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, Loc loc);
 IrId ir_matmul_to(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, Loc loc);
 // alpha · op(a) op(b) + c as one matmul (3 inputs, see IR_MATMUL): c f32 of exactly the result's
 // shape, or a bias (f32, (N) or (1, ..., 1, N): added to every row); the result f32 (out as in
-// ir_matmul_to) — or c bf16 of exactly the result's shape with a bf16 result; alpha finite.
+// ir_matmul_to) — or c bf16 (the result's shape or a bias) with a bf16 result; alpha finite.
 IrId ir_matmul_acc(IrGraph *g, IrId a, IrId b, bool trans_a, bool trans_b, IrDType out, IrId c, double alpha,
                    Loc loc);
 // A matmul node's alpha: a.scale with an addend, else 1.

@@ -1,7 +1,10 @@
 // blas.c — matrix products on the GPU through cuBLASLt, loaded with dlopen (like the driver:
 // trlc starts without it). One call = one strided-batched column-major product
 // D = alpha op(A) op(B) + beta C (D is C unless given apart; optionally + a bias of m added to
-// every column: CUBLASLT_EPILOGUE_BIAS) with fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32 shortcut) and
+// every column: CUBLASLT_EPILOGUE_BIAS, the bias of D's type — fp32, or bf16 for a bf16 D, the
+// default of CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE (cublasLt.h: "the same type as the elements of
+// output matrix (Dtype)" but for the integer and fp8 kernels), added in fp32 before D is
+// rounded) with fp32 accumulation (CUBLAS_COMPUTE_32F: no TF32 shortcut) and
 // fp32 or bf16 storage; the algorithm cuBLASLt's heuristic picks for a shape is kept, so a
 // training step asks once per distinct product. Products go on the stream set with
 // rt_blas_set_stream with the workspace given at open and no host synchronization, so they can be
@@ -154,7 +157,7 @@ int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
     LT_CHECK(b, "cublasLtMatmulDescSetAttribute", b->DescSet(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), what);
     if (g->bias) {   // set before the heuristic: its choice depends on the epilogue (and the pointer's alignment)
         cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        const void *bp = (const void *)(uintptr_t)g->bias;   // fp32 like D (the bias type's default)
+        const void *bp = (const void *)(uintptr_t)g->bias;   // D's type (the bias type's default)
         LT_CHECK(b, "cublasLtMatmulDescSetAttribute", b->DescSet(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), what);
         LT_CHECK(b, "cublasLtMatmulDescSetAttribute", b->DescSet(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp, sizeof bp), what);
     }
@@ -176,7 +179,9 @@ int rt_blas_gemm(RtBlas *b, const RtGemm *g, const char *what) {
     key.stride_a = g->stride_a, key.stride_b = g->stride_b, key.stride_c = g->stride_c, key.batch = g->batch;
     key.alpha = g->alpha, key.beta = g->beta, key.type_ab = g->type_ab, key.type_c = g->type_c;
     key.a = align[0], key.b = align[1], key.c = align[2], key.d = align[3];
-    key.bias = g->bias ? 1 : 0;   // the epilogue is part of the key, not the pointer
+    // the epilogue and the bias's alignment (the heuristic reads the pointer for it, cublasLt.h)
+    // are part of the key, not the pointer; its type is D's (type_c)
+    key.bias = g->bias ? operand_align(g->bias, 1, 0, g->type_c) : 0;
     BlasAlgo *al = NULL;
     for (int i = 0; i < b->nalgos && !al; i++)
         if (!memcmp(&b->algos[i].key, &key, sizeof key)) al = &b->algos[i];

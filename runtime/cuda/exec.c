@@ -160,13 +160,14 @@ static int check_graph(CudaProgram *p) {
             if (st->kind == FUSE_GEMM) {
                 IrDType a = g->nodes[n->in[0]].dtype, b = g->nodes[n->in[1]].dtype;
                 ok = a == b && (a == IR_F32 || a == IR_BF16) && (n->dtype == IR_F32 || n->dtype == a);
-                // an addend: f32 of the result's shape or a bias of its last dim, the result f32; or
-                // bf16 of the result's shape with a bf16 result (a LoRA sum: cuBLASLt's bf16 C/D) (ir.h)
+                // an addend of the result's type (f32 or bf16: a LoRA sum's bf16 C/D, a biased linear
+                // output's bf16 bias and D; cuBLASLt's bias is of D's type): the result's shape or a
+                // bias of its last dim (ir.h)
                 if (ok && n->nin == 3) {
                     const IrShape *sc = &g->nodes[n->in[2]].shape;
                     IrDType ct = g->nodes[n->in[2]].dtype;
-                    ok = (n->dtype == IR_F32 && ct == IR_F32 && (ir_shape_eq(sc, &n->shape) || ir_bias_shape(sc, &n->shape))) ||
-                         (n->dtype == IR_BF16 && ct == IR_BF16 && ir_shape_eq(sc, &n->shape));
+                    ok = (n->dtype == IR_F32 || n->dtype == IR_BF16) && ct == n->dtype &&
+                         (ir_shape_eq(sc, &n->shape) || ir_bias_shape(sc, &n->shape));
                 }
             } else if (st->kind == FUSE_LIBRARY && n->op != IR_DEQUANT_NF4) {
                 // attention and linear_ce may read bf16 operands (ir_lowp_operands: the tensor-core
@@ -771,7 +772,7 @@ static int run_gemm(CudaProgram *p, IrId id) {
     RtCudaPtr A = addr(p, n->in[1]), Bm = addr(p, n->in[0]), C = addr(p, id);
     RtCudaPtr Cin = acc ? addr(p, n->in[2]) : C;   // the addend (the node's shape and dtype: check_graph)
     if (acc) gm.beta = 1.0f;
-    if (bias) gm.bias = addr(p, n->in[2]);          // (N) f32: check_graph
+    if (bias) gm.bias = addr(p, n->in[2]);          // (N) of the result's type: check_graph
     // located() adds the node and its spec line
     const char *what = acc ? "an accumulating matmul" : bias ? "a matmul with a bias" : "a matmul";
     if (M == 0 || N == 0 || nbatch == 0) return 0;

@@ -40,7 +40,7 @@ typedef struct RtGemm {
     int64_t m, n, k;
     RtCudaPtr a, b, c;
     RtCudaPtr d;               // the result, or 0: into c
-    RtCudaPtr bias;            // (m) fp32, or 0: no epilogue
+    RtCudaPtr bias;            // (m) of type_c (D's type), or 0: no epilogue
     int64_t lda, ldb, ldc;
     int64_t stride_a, stride_b, stride_c;
     int batch;

@@ -144,8 +144,11 @@ static inline void build_batch(IrGraph *g, int variant) {
 // 3 add(0.5 m, b) (alpha and a bias), 4 LoRA + bias as lora.c lowers it: (m + s h) + b, 5 LoRA +
 // bias the other way: (m + b) + s h; the batch paths (as build_batch): 6 strided batches, 7
 // broadcast batches with a (1, 1, 1, N) bias, 8 one row per batch, 9 bf16 operands; 10 a linear
-// layer with a trainable bias, differentiated (loss sum(y²)).
+// layer with a trainable bias, differentiated (loss sum(y²)). Bit 5 (32): the output is -y (y read
+// by a non-product, not an output itself: a linear output under precision = bf16).
 static inline void build_bias(IrGraph *g, int variant) {
+    bool neg = variant & 32;
+    variant &= 31;
     IrId x = ir_input(g, "x", IR_F32, bt(K), L0);
     IrId W = ir_param(g, "W", IR_F32, ir_shape2(ir_dim(N), ir_dim(K)), false, L0);
     IrId b = ir_param(g, "bias", IR_F32, ir_shape1(ir_dim(N)), variant == 10, L0);
@@ -180,12 +183,23 @@ static inline void build_bias(IrGraph *g, int variant) {
     }
     }
     if (variant != 10) {
-        ir_add_output(g, y, "y");
+        ir_add_output(g, neg ? ir_unary(g, IR_NEG, y, L0) : y, "y");
         return;
     }
     IrId loss = ir_reduce_all(g, IR_SUM, ir_unary(g, IR_SQUARE, y, L0), L0);
     ir_set_loss(g, ir_reshape(g, loss, ir_shape0(), L0));
     ad_backward(g, NULL, 0);
+}
+
+// Biased linear layers under precision = bf16 (autocast.h): build_bias's (0, 1 operand orders, 2 a
+// (1, 1, N) bias, 4 LoRA + bias as lora.c lowers it, 5 the other association, 10 a trained bias,
+// differentiated; y read by a non-product) after ir_autocast_bf16: bf16(x Wᵀ + bf16(b)) is the f32
+// product plus the widened bf16 bias rounded by a cast, which ir_fuse_gemm_accumulate folds into
+// one product with a bf16 bias and a bf16 result (cuBLASLt's bias epilogue with a bf16 D); with
+// LoRA (4) the LoRA product then accumulates into that bf16 result (bf16 C and D).
+static inline void build_lowp_bias(IrGraph *g, int variant) {
+    build_bias(g, variant | 32);
+    ir_autocast_bf16(g, NULL);
 }
 
 // Adds that must stay: 0 the product is an output too, 1 the product is read elsewhere as well,

@@ -5,7 +5,8 @@
 // layer whose backward sums products over x; biases (N) / (1, .., 1, N) taken by the product
 // (either operand order, with alpha, LoRA + bias in both association orders: the base product
 // takes the bias and the LoRA product accumulates into it, the batch paths, bf16 operands, a
-// trained bias). Each is built twice; the pass rewrites one; the node kinds and counts are checked
+// trained bias), and under precision = bf16 (a LoRA sum's bf16 C and D; a biased linear layer's
+// bf16 bias and D, with LoRA accumulating into it). Each is built twice; the pass rewrites one; the node kinds and counts are checked
 // and the CPU runs both on the same random inputs: every output equal within 1e-6 (normwise
 // relative).
 // Cases that must stay as they are: a product that is also an output or read elsewhere (with a
@@ -96,6 +97,19 @@ static void compare_b(const char *name, BuildFn build, int variant, int want, in
             lowp += b.nodes[i].op == IR_MATMUL && b.nodes[i].nin == 3 && b.nodes[i].dtype == IR_BF16 &&
                     b.nodes[b.nodes[i].in[2]].dtype == IR_BF16 && b.nodes[b.nodes[i].in[2]].op == IR_MATMUL;
         CHECK_MSG(st.lowp == 1 && lowp == 1, "%s/%d: %d bf16 sums (%d counted), want 1", name, variant, lowp, st.lowp);
+    }
+    if (build == build_lowp_bias) {   // a bf16 bias and result: the forward's biased product
+        int lowp = 0, sums = 0;
+        for (int i = 0; i < b.n; i++) {
+            const IrNode *x = &b.nodes[i];
+            if (x->op != IR_MATMUL || x->nin != 3 || x->dtype != IR_BF16 || b.nodes[x->in[2]].dtype != IR_BF16) continue;
+            lowp += ir_matmul_bias(&b, x);
+            // LoRA + bias as lowered (4): the LoRA product accumulates into the bf16 biased product
+            sums += !ir_matmul_bias(&b, x) && b.nodes[x->in[2]].op == IR_MATMUL && ir_matmul_bias(&b, &b.nodes[x->in[2]]);
+        }
+        CHECK_MSG(lowp == 1 && sums == (variant == 4) && st.lowp == lowp + sums,
+                  "%s/%d: %d bf16 biased products, %d bf16 LoRA sums over one (%d counted)", name, variant, lowp, sums,
+                  st.lowp);
     }
     printf("%-12s variant %d: %d rewrites (%d scaled, %d biases, %d bf16), %d nodes removed; outputs within %.2g\n",
            name, variant, got, st.scaled, st.bias, st.lowp, st.removed, worst);
@@ -200,6 +214,17 @@ int main(void) {
     // largest |y|; the backward's gradients through it: 2 ulps)
     for (int v = 0; v < 4; v++) compare_b("lowp-lora", build_lowp_lora, v, 1, 1, 0, false, 1.0 / 256);
     compare_b("lowp+grad", build_lowp_lora, 4, -2, -1, 0, false, 2.0 / 256);
+    // biased linear layers in bf16 (autocast.h): the bias epilogue with a bf16 bias and D against the
+    // unfused graph (f32 product + widened bf16 bias, cast): the same terms rounded once, at most
+    // one ulp apart; LoRA + bias (4): the LoRA product then accumulates into the bf16 biased
+    // product (bf16 C and D); the other association (5, not how lora.c lowers it): the biased
+    // product alone (s·lora is no LoRA sum there: the LoRA product is a bf16 linear output itself)
+    static const int lowp_bias[] = {0, 1, 2, 4, 5};
+    for (int k = 0; k < 5; k++) {
+        int v = lowp_bias[k];
+        compare_b("lowp-bias", build_lowp_bias, v, v == 4 ? 2 : 1, v == 4 ? 1 : 0, 1, false, 1.0 / 256);
+    }
+    compare_b("lowp-bias+grad", build_lowp_bias, 10, -1, -1, 1, false, 2.0 / 256);
     check_builder();
     check_off();
     return test_done("gemm_acc");

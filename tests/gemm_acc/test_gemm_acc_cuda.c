@@ -5,7 +5,8 @@
 // transposes, bf16 operands, and a differentiated LoRA layer (the backward's sums over x); the
 // bias epilogue (cuBLASLt's CUBLASLT_EPILOGUE_BIAS, beta 0) on every run_gemm path: the folded
 // product (with alpha, LoRA + bias), strided batches, broadcast batches, a row per batch, bf16
-// operands, a trained bias; bf16 C and D (a LoRA sum under precision = bf16, autocast.h). Every
+// operands, a trained bias; bf16 C and D (a LoRA sum under precision = bf16, autocast.h); a bf16
+// bias and D (a biased linear layer under precision = bf16, with and without LoRA). Every
 // output within 1e-5 normwise of the CPU's (bf16 results: one bf16 ulp). Without a device it exits 77 (skipped); CI runs it on
 // the CUDA emulator (tests/gpu/emu) as driver and cuBLASLt.
 #include "cpu.h"
@@ -86,6 +87,12 @@ int main(void) {
     // one ulp apart (2^-8 of the largest), the gradients through them 2
     for (int v = 0; v < 4; v++) check_case_tol(dev, &cache, "lowp-lora", build_lowp_lora, v, 1.0 / 256);
     check_case_tol(dev, &cache, "lowp+grad", build_lowp_lora, 4, 2.0 / 256);
+    // a bf16 bias and D (a biased linear layer, autocast.h): cuBLASLt's bias epilogue reads the
+    // bias in D's type (bf16) and rounds acc + bias once; with LoRA (4) the LoRA product
+    // accumulates into that bf16 result: one ulp, the gradients two
+    static const int lowp_bias[] = {0, 1, 2, 4, 5};
+    for (int k = 0; k < 5; k++) check_case_tol(dev, &cache, "lowp-bias", build_lowp_bias, lowp_bias[k], 1.0 / 256);
+    check_case_tol(dev, &cache, "lowp-bias+grad", build_lowp_bias, 10, 2.0 / 256);
     rt_cuda_close(dev);
     diag_free(&d);
     return test_done("gemm_acc.cuda");

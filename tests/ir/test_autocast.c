@@ -6,6 +6,10 @@
 // arithmetic is checked elsewhere (run.step: whole bf16 steps against PyTorch). A product whose
 // result only products read (LoRA's x A) writes it in bf16 itself: no cast of it remains. The
 // casts of LoRA's factors come first, by shape, and the fuser puts them in a few kernels.
+// Biased linear layers (Qwen2's q, k, v; autocast.h): every forward add of a bias (a rank-1
+// param) becomes one bf16 output — cast_bf16(add(P, cast_f32(b'))) with b' the bias's bf16 value
+// (a retyped frozen bias, or the cast of a trainable one), with LoRA over it add(cast_f32(that),
+// s·lora) rounded again — and no f32 product plus bias is left in the forward.
 // usage: test_ir_autocast SPEC...
 #include "autocast.h"
 #include "check.h"
@@ -34,9 +38,15 @@ static void check_spec_graph(const char *path) {
         CHECK_MSG(ok, "%s: the fp32 training graph", path);
         if (!ok) goto out;
     }
-    int before = g.n, products = 0;
-    for (int i = 0; i < g.n; i++)   // products: matmuls and the head's linear_ce
-        products += (g.nodes[i].op == IR_MATMUL && g.nodes[i].nin == 2) || g.nodes[i].op == IR_LINEAR_CE;
+    int before = g.n, products = 0, bias_adds = 0;
+    for (int i = 0; i < g.n; i++) {   // products: matmuls and the head's linear_ce
+        const IrNode *x = &g.nodes[i];
+        products += (x->op == IR_MATMUL && x->nin == 2) || x->op == IR_LINEAR_CE;
+        if (x->op == IR_ADD && !x->backward)   // a linear layer's bias: a rank-1 param added to a matrix
+            for (int k = 0; k < 2; k++)
+                bias_adds += g.nodes[x->in[k]].op == IR_PARAM && g.nodes[x->in[k]].shape.rank == 1 &&
+                             g.nodes[x->in[1 - k]].shape.rank >= 2;
+    }
     AutocastStats st;
     CHECK(ir_autocast_bf16(&g, &st) == 0 && ir_verify(&g));
     CHECK_MSG(st.products == products, "%s: %d of %d products on bf16 operands", path, st.products, products);
@@ -68,9 +78,32 @@ static void check_spec_graph(const char *path) {
     // whose f32 result the LoRA sum adds before rounding
     CHECK_MSG(lowp_products == st.lowp_results + st.lowp_linear, "%s: %d bf16 products, %d + %d counted", path,
               lowp_products, st.lowp_results, st.lowp_linear);
-    printf("%s: %d -> %d nodes; %d products (%d with bf16 results, %d linear outputs), %d LoRA sums, %d casts, "
-           "%d widened, %d reshaped operands, %d weights retyped\n", path, before, g.n, st.products, st.lowp_results,
-           st.lowp_linear, st.lowp_sums, st.casts, st.widened, st.reshaped, st.retyped);
+    // biased linear layers: each bias add is a bf16 output, the bias read as its bf16 value widened
+    int biased_out = 0, f32_biased = 0;
+    for (int i = 0; i < g.n; i++) {
+        const IrNode *n = &g.nodes[i];
+        if (n->op == IR_CAST && n->dtype == IR_BF16 && g.nodes[n->in[0]].op == IR_ADD) {
+            const IrNode *ad = &g.nodes[n->in[0]];
+            for (int k = 0; k < 2; k++) {
+                const IrNode *w = &g.nodes[ad->in[k]], *p = &g.nodes[ad->in[1 - k]];
+                bool wide_bias = w->op == IR_CAST && w->dtype == IR_F32 && g.nodes[w->in[0]].dtype == IR_BF16 &&
+                                 w->shape.rank == 1 && ad->shape.rank >= 2;
+                biased_out += wide_bias && p->op == IR_MATMUL && p->dtype == IR_F32;
+            }
+        }
+        if (n->op == IR_ADD && !n->backward)   // an f32 bias not rounded to bf16 first
+            for (int k = 0; k < 2; k++) {
+                const IrNode *b = &g.nodes[n->in[k]];
+                f32_biased += b->shape.rank == 1 && b->dtype == IR_F32 && g.nodes[n->in[1 - k]].op == IR_MATMUL &&
+                              !(b->op == IR_CAST && g.nodes[b->in[0]].dtype == IR_BF16);
+            }
+    }
+    CHECK_MSG(st.lowp_biased == bias_adds && biased_out == bias_adds && f32_biased == 0,
+              "%s: %d bias adds: %d bf16 biased outputs (%d counted), %d f32 product + bias left", path, bias_adds,
+              biased_out, st.lowp_biased, f32_biased);
+    printf("%s: %d -> %d nodes; %d products (%d with bf16 results, %d linear outputs), %d LoRA sums, %d biased, "
+           "%d casts, %d widened, %d reshaped operands, %d weights retyped\n", path, before, g.n, st.products,
+           st.lowp_results, st.lowp_linear, st.lowp_sums, st.lowp_biased, st.casts, st.widened, st.reshaped, st.retyped);
     // LoRA's factors (trainable params of at most 2^20 elements) are cast at the start, each
     // shape's casts side by side, so the fuser makes a few kernels of them, not one a factor
     int early = 0, early_late = 0, shapes = 0, groups = 0;

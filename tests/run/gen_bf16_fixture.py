@@ -13,7 +13,11 @@ its two products. Linear outputs (trlc's rule, autocast.h): a base projection's 
 to bf16 (the rounding's gradient is the identity: the backward reads the rounded value where it
 reads the output — the q/k norms, SwiGLU); with LoRA, base + scaling * lora_B(lora_A(x)) is
 computed in fp32 from the rounded base and the fp32 lora_B product and rounded to bf16 once (peft
-under autocast rounds lora_B's output and the scaled sum too: trlc rounds the sum once). The tied
+under autocast rounds lora_B's output and the scaled sum too: trlc rounds the sum once). A biased
+projection (Qwen2's q, k, v) rounds x W^T + bf16(b) once: the bias rounded to bf16 (as autocast
+casts it with the weight; its gradient flows to the fp32 bias unchanged), added to the fp32
+product, the sum rounded (cuBLASLt's bias epilogue with a bf16 output); with LoRA that rounded
+base output is the base of the LoRA sum above (peft adds lora to the base layer's output). The tied
 head's logits stay fp32 (trlc's linear_ce: bf16 operands, fp32 logits and loss). Attention reads bf16 q, k, v with flash attention's rounding points and returns its
 output rounded to bf16, as PyTorch's flash attention does under autocast (trlc's compiler/ir.h,
 IR_SDPA): a custom autograd function below, written from that contract with torch ops, replaces
@@ -29,6 +33,10 @@ fixtures/bf16.safetensors
   lora.grad.<module>.lora_{A,B}.weight   F32 gradients of the summed loss / the target count
   full.loss                F64 (1,) full fine-tuning of the same model and batch
   full.grad.<param>        F32
+  qwen2.batch.tokens / pos / labels   I32 (2, 10) a batch for tests/fixtures/tiny-qwen2 (vocab 256)
+  qwen2.lora.<module>.lora_{A,B}.weight  F32 the adapter values (r=4, alpha=8, the seven projections)
+  qwen2.full.loss, qwen2.full.grad.<param>  the biased tiny Qwen2 (q, k, v with biases), full FT
+  qwen2.lora.loss, qwen2.lora.grad.<module>.lora_{A,B}.weight  the same with LoRA
 """
 import os
 import sys
@@ -125,9 +133,9 @@ def mixed_linear(x, w, b=None):   # the head's logits: fp32 (unrounded), as trlc
 
 
 def base_output(layer, x):
-    """A base projection (nn.Linear): its output rounded to bf16, then its bias (fp32) added."""
-    y = Round.apply(MixedLinear.apply(x, layer.weight))
-    return y if layer.bias is None else y + layer.bias
+    """A base projection (nn.Linear): x W^T (+ bf16(b) in fp32) rounded to bf16 once."""
+    y = MixedLinear.apply(x, layer.weight)
+    return Round.apply(y if layer.bias is None else y + Round.apply(layer.bias))
 
 
 def decoder_linear(self, x):   # nn.Linear.forward of a decoder layer's projection
@@ -136,7 +144,7 @@ def decoder_linear(self, x):   # nn.Linear.forward of a decoder layer's projecti
 
 def lora_linear(self, x, *args, **kwargs):   # peft's LoRA Linear.forward (one adapter, no dropout)
     a = self.active_adapters[0]
-    base = Round.apply(MixedLinear.apply(x, self.base_layer.weight))
+    base = base_output(self.base_layer, x)
     h = MixedLinear.apply(self.lora_dropout[a](x), self.lora_A[a].weight)   # rounded as lora_B's operand
     y = MixedLinear.apply(h, self.lora_B[a].weight)                          # fp32
     return Round.apply(base + y * self.scaling[a])
@@ -152,6 +160,44 @@ def wrap_init(init):
     return wrapped
 
 
+QWEN2 = os.path.join(G.HERE, "..", "fixtures", "tiny-qwen2")
+QWEN2_V = 256
+
+
+def qwen2_batch(gen, rows):   # gen_run_fixtures.py's batch for a vocabulary of 256
+    tokens = torch.randint(0, QWEN2_V, (rows, G.T), generator=gen)
+    pos = torch.arange(G.T).unsqueeze(0).expand(rows, G.T).contiguous()
+    labels = torch.full((rows, G.T), -100, dtype=torch.long)
+    labels[:, :-1] = tokens[:, 1:]
+    for r in range(rows):
+        labels[r, : 1 + 2 * r] = -100
+    return tokens, pos, labels
+
+
+def qwen2_load():
+    import transformers
+    m = transformers.AutoModelForCausalLM.from_pretrained(QWEN2, torch_dtype=torch.float32,
+                                                          attn_implementation="eager")
+    return m.train()
+
+
+def qwen2_lora():
+    import peft
+    cfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=G.TARGETS, bias="none",
+                          task_type="CAUSAL_LM")
+    pm = peft.get_peft_model(qwen2_load(), cfg)
+    g2 = torch.Generator().manual_seed(77)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_" in n:
+                p.copy_(0.3 * torch.randn(p.shape, generator=g2))
+    return pm
+
+
+def adapter_name(n):
+    return n.replace("base_model.model.", "", 1).replace(".default", "")
+
+
 def sum_loss(model, tokens, pos, labels):
     logits = model(input_ids=tokens, position_ids=pos).logits.float()
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
@@ -161,10 +207,12 @@ def sum_loss(model, tokens, pos, labels):
 def main():
     torch.nn.functional.linear = mixed_linear   # nn.Linear.forward looks it up at each call
     import transformers.models.qwen3.modeling_qwen3 as Q
+    import transformers.models.qwen2.modeling_qwen2 as Q2
     Q.eager_attention_forward = mixed_attention  # Qwen3Attention.forward looks it up at each call
+    Q2.eager_attention_forward = mixed_attention
     import peft.tuners.lora.layer as L
     L.Linear.forward = lora_linear
-    for cls in (Q.Qwen3Attention, Q.Qwen3MLP):    # the decoder layers' projections (not the head)
+    for cls in (Q.Qwen3Attention, Q.Qwen3MLP, Q2.Qwen2Attention, Q2.Qwen2MLP):   # not the head
         cls.__init__ = wrap_init(cls.__init__)
     gen = torch.Generator().manual_seed(1234)
     tokens, pos, labels = G.batch(gen, G.B)     # the first batch gen_run_fixtures.py draws
@@ -187,9 +235,34 @@ def main():
     for n, p in m.named_parameters():
         if p.grad is not None:
             t["full.grad." + n] = (p.grad.detach() / count).float().contiguous()
+    # the biased tiny Qwen2: LoRA (frozen embedding table in bf16, as above), then full FT
+    gen = torch.Generator().manual_seed(4321)
+    tokens, pos, labels = qwen2_batch(gen, G.B)
+    t["qwen2.batch.tokens"], t["qwen2.batch.pos"], t["qwen2.batch.labels"] = tokens.int(), pos.int(), labels.int()
+    count = (labels != -100).sum().item()
+    pm = qwen2_lora()
+    emb = pm.get_input_embeddings()
+    emb.weight.data = bf16(emb.weight.data)
+    for n, p in pm.named_parameters():
+        if "lora_" in n:
+            t["qwen2.lora." + adapter_name(n)] = p.detach().float().contiguous()
+    loss = sum_loss(pm, tokens, pos, labels)
+    loss.backward()
+    t["qwen2.lora.loss"] = (loss.detach().double() / count).reshape(1)
+    for n, p in pm.named_parameters():
+        if "lora_" in n:
+            t["qwen2.lora.grad." + adapter_name(n)] = (p.grad.detach() / count).float().contiguous()
+    m = qwen2_load()
+    loss = sum_loss(m, tokens, pos, labels)
+    loss.backward()
+    t["qwen2.full.loss"] = (loss.detach().double() / count).reshape(1)
+    for n, p in m.named_parameters():
+        if p.grad is not None:
+            t["qwen2.full.grad." + n] = (p.grad.detach() / count).float().contiguous()
     out = os.path.join(G.OUT, "bf16.safetensors")
     save_file(t, out)
-    print("wrote", out, "lora loss", t["lora.loss"].item(), "full loss", t["full.loss"].item())
+    print("wrote", out, "lora loss", t["lora.loss"].item(), "full loss", t["full.loss"].item(),
+          "qwen2 lora loss", t["qwen2.lora.loss"].item(), "qwen2 full loss", t["qwen2.full.loss"].item())
 
 
 if __name__ == "__main__":

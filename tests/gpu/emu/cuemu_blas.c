@@ -6,9 +6,12 @@
 // real library (ld >= rows, op(A) m x k / op(B) k x n / C, D m x n, batch counts, types, every
 // operand inside one device allocation): CUBLAS_STATUS_INVALID_VALUE otherwise, which is what
 // shows an executor's row-major / column-major mix-up. On a capturing stream a product is recorded
-// (cuemu.c runs it at each graph launch). Epilogues: CUBLASLT_EPILOGUE_DEFAULT and _BIAS (an
-// fp32 vector of m, CUBLASLT_MATMUL_DESC_BIAS_POINTER, added to every column after alpha and
-// beta, the same for every batch: the default batch stride 0); others CUBLAS_STATUS_NOT_SUPPORTED.
+// (cuemu.c runs it at each graph launch). Epilogues: CUBLASLT_EPILOGUE_DEFAULT and _BIAS (a
+// vector of m, CUBLASLT_MATMUL_DESC_BIAS_POINTER, of D's type — fp32, or bf16 for a bf16 D: the
+// default of CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, which cublasLt.h gives as D's type but for the
+// integer and fp8 kernels; the attribute itself is not emulated — added in fp32 to every column
+// after alpha and beta, before D is rounded, the same for every batch: the default batch stride
+// 0); others CUBLAS_STATUS_NOT_SUPPORTED.
 // Alignment as the real library has it: the heuristic assumes every operand's address (and batch
 // stride) is a multiple of CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_{A,B,C,D}_BYTES (default 256) and
 // answers with an algorithm that may use vector loads of that width (here: up to 16 bytes); a
@@ -36,7 +39,7 @@ typedef struct EmuDesc {
     cublasComputeType_t compute;
     int32_t transa, transb;
     int32_t epilogue;   // CUBLASLT_EPILOGUE_DEFAULT or _BIAS
-    const void *bias;   // _BIAS: m fp32 values
+    const void *bias;   // _BIAS: m values of D's type
 } EmuDesc;
 
 typedef struct EmuLayout {
@@ -258,8 +261,7 @@ static cublasStatus_t validate(const EmuDesc *d, const EmuLayout *a, const EmuLa
                  (unsigned long long)dd->rows, (unsigned long long)dd->cols);
         return bad(msg);
     }
-    if (d->epilogue == CUBLASLT_EPILOGUE_BIAS && (!d->bias || dd->type != CUDA_R_32F))
-        return bad("the bias epilogue needs a bias pointer and (here) an fp32 D");
+    if (d->epilogue == CUBLASLT_EPILOGUE_BIAS && !d->bias) return bad("the bias epilogue needs a bias pointer");
     int32_t batch = dd->batch;
     if ((a->batch != batch && a->batch != 1) || (b->batch != batch && b->batch != 1) ||
         (c->batch != batch && c->batch != 1)) {
@@ -321,9 +323,11 @@ static uint64_t span(const EmuLayout *l, int32_t batch) {
     return (uint64_t)(nb - 1) * (uint64_t)l->stride + (l->cols - 1) * (uint64_t)l->ld + l->rows;
 }
 
+static size_t elem_size(cudaDataType t) { return t == CUDA_R_32F ? 4 : 2; }
+
 static bool in_device(const void *p, const EmuLayout *l, int32_t batch, const char *what) {
     uint64_t n = span(l, batch);
-    size_t es = l->type == CUDA_R_32F ? 4 : 2;
+    size_t es = elem_size(l->type);
     return !n || (p && cuemu_check_range(p, (size_t)(n * es), what));
 }
 
@@ -349,7 +353,7 @@ static int run_product(const void *blob) {
     if (!in_device(A, a, p.batch, "cublasLtMatmul A") || !in_device(B, b, p.batch, "cublasLtMatmul B") ||
         !in_device(D, dd, p.batch, "cublasLtMatmul D") || (be != 0.0f && !in_device(C, c, p.batch, "cublasLtMatmul C")) ||
         (x->workspace_bytes && !cuemu_check_range(x->workspace, x->workspace_bytes, "cublasLtMatmul workspace")) ||
-        (d->epilogue == CUBLASLT_EPILOGUE_BIAS && !cuemu_check_range(d->bias, p.m * 4, "cublasLtMatmul bias")))
+        (d->epilogue == CUBLASLT_EPILOGUE_BIAS && !cuemu_check_range(d->bias, p.m * elem_size(dd->type), "cublasLtMatmul bias")))
         return CUBLAS_STATUS_INVALID_VALUE;
     float *col = malloc((p.m ? p.m : 1) * sizeof *col);   // one column of D, so C may alias D
     if (!col) return CUBLAS_STATUS_ALLOC_FAILED;
@@ -368,7 +372,7 @@ static int run_product(const void *blob) {
                 }
                 float v = al * acc;
                 if (be != 0.0f) v += be * ld_elem(C, c->type, oc + i + j * (uint64_t)c->ld);
-                if (d->epilogue == CUBLASLT_EPILOGUE_BIAS) v += ((const float *)d->bias)[i];
+                if (d->epilogue == CUBLASLT_EPILOGUE_BIAS) v += ld_elem(d->bias, dd->type, i);   // D's type
                 col[i] = v;
             }
             for (uint64_t i = 0; i < p.m; i++) st_elem(D, dd->type, od + i + j * (uint64_t)dd->ld, col[i]);
@@ -402,7 +406,8 @@ EXPORT cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t op
         !in_device(D, dd, x.p.batch, "cublasLtMatmul D") ||
         (x.be != 0.0f && !in_device(C, c, x.p.batch, "cublasLtMatmul C")) ||
         (workspace_bytes && !cuemu_check_range(workspace, workspace_bytes, "cublasLtMatmul workspace")) ||
-        (d->epilogue == CUBLASLT_EPILOGUE_BIAS && !cuemu_check_range(d->bias, x.p.m * 4, "cublasLtMatmul bias")))
+        (d->epilogue == CUBLASLT_EPILOGUE_BIAS &&
+         !cuemu_check_range(d->bias, x.p.m * elem_size(dd->type), "cublasLtMatmul bias")))
         return CUBLAS_STATUS_INVALID_VALUE;
     if (algo && algo->data[0] == 0x656d75) {
         const void *ptr[4] = {A, B, C, D};
