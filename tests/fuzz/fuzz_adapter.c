@@ -16,14 +16,10 @@
 #endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    const uint8_t *parts[2];
-    size_t lens[2];
-    size_t np = fuzz_split(data, size, "\n@@FILE@@\n", parts, lens, 2);
-    char dir[1024], path[1024];
+    static const char *const files[] = {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"};
+    char dir[1024];
     FUZZ_ASSERT(fuzz_mkdir("adapter", dir, sizeof dir) == 0);
-    FUZZ_ASSERT(fuzz_write("adapter/adapter_config.json", parts[0], lens[0], path, sizeof path) == 0);
-    if (np > 1) FUZZ_ASSERT(fuzz_write("adapter/adapter_model.safetensors", parts[1], lens[1], path, sizeof path) == 0);
-    else fuzz_remove("adapter/adapter_model.safetensors");
+    fuzz_write_files(data, size, files, 2);
     Diag d;
     diag_init(&d, fuzz_out());
     ExLoraAdapter a;

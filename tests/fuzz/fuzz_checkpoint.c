@@ -15,15 +15,9 @@ static const char *const FILES[] = {"run/checkpoint-3/state.json", "run/checkpoi
                                     "run/checkpoint-3/optimizer.safetensors"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    const uint8_t *parts[3];
-    size_t lens[3];
-    size_t np = fuzz_split(data, size, "\n@@FILE@@\n", parts, lens, 3);
-    char run[1024], dir[1024], path[1024];
+    char run[1024], dir[1024];
     FUZZ_ASSERT(fuzz_mkdir("run", run, sizeof run) == 0 && fuzz_mkdir("run/checkpoint-3", dir, sizeof dir) == 0);
-    for (size_t i = 0; i < 3; i++) {
-        if (i < np) FUZZ_ASSERT(fuzz_write(FILES[i], parts[i], lens[i], path, sizeof path) == 0);
-        else fuzz_remove(FILES[i]);
-    }
+    fuzz_write_files(data, size, FILES, 3);
     Diag d;
     diag_init(&d, fuzz_out());
     char found[1024];

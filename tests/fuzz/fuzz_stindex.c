@@ -16,15 +16,9 @@ static const char *const FILES[] = {"model/config.json", "model/model.safetensor
                                     "model/model-00002-of-00002.safetensors"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    const uint8_t *parts[4];
-    size_t lens[4];
-    size_t np = fuzz_split(data, size, "\n@@FILE@@\n", parts, lens, 4);
-    char dir[1024], path[1024];
+    char dir[1024];
     FUZZ_ASSERT(fuzz_mkdir("model", dir, sizeof dir) == 0);
-    for (size_t i = 0; i < 4; i++) {
-        if (i < np) FUZZ_ASSERT(fuzz_write(FILES[i], parts[i], lens[i], path, sizeof path) == 0);
-        else fuzz_remove(FILES[i]);
-    }
+    fuzz_write_files(data, size, FILES, 4);
     Diag d;
     diag_init(&d, fuzz_out());
     StCheckpoint *ck = st_checkpoint_open(&d, dir);

@@ -66,6 +66,19 @@ void fuzz_remove(const char *name) {
     unlink(p);
 }
 
+size_t fuzz_write_files(const uint8_t *data, size_t size, const char *const *names, size_t nfiles) {
+    const uint8_t *parts[8];
+    size_t lens[8];
+    FUZZ_ASSERT(nfiles >= 1 && nfiles <= 8);
+    size_t np = fuzz_split(data, size, "\n@@FILE@@\n", parts, lens, nfiles);
+    char path[1024];
+    for (size_t i = 0; i < nfiles; i++) {
+        if (i < np) FUZZ_ASSERT(fuzz_write(names[i], parts[i], lens[i], path, sizeof path) == 0);
+        else fuzz_remove(names[i]);
+    }
+    return np;
+}
+
 size_t fuzz_split(const uint8_t *data, size_t size, const char *sep, const uint8_t **parts, size_t *lens,
                   size_t maxparts) {
     size_t seplen = strlen(sep), n = 0, start = 0;

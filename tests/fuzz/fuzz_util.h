@@ -22,6 +22,11 @@ int fuzz_write(const char *name, const void *buf, size_t len, char *path, size_t
 int fuzz_mkdir(const char *name, char *path, size_t cap);
 // Removes <fuzz_dir>/<name> (a file) if present.
 void fuzz_remove(const char *name);
+// A directory's files from one input: data split at "\n@@FILE@@\n" into at most nfiles parts,
+// part i written to <fuzz_dir>/<names[i]> (fuzz_write; its directory must exist), the files past
+// the last part removed (none left from the previous input). Aborts where a write fails. Returns
+// the number of parts (>= 1).
+size_t fuzz_write_files(const uint8_t *data, size_t size, const char *const *names, size_t nfiles);
 // Splits data at each occurrence of sep (e.g. "\n====\n") into at most maxparts parts; the last
 // part takes the rest. Returns the number of parts (>= 1).
 size_t fuzz_split(const uint8_t *data, size_t size, const char *sep, const uint8_t **parts, size_t *lens,
