@@ -24,6 +24,20 @@ extern "C" __global__ void __launch_bounds__(256) trlc_adamw_update(
     }
 }
 
+// *out (thread 0) = the sum of every thread's s over the block (a power of two threads, at most
+// 256; sh: 256 entries of shared memory), in a fixed tree order: the same bits every run.
+template <typename F>
+__device__ __forceinline__ void trlc_block_sum(F *sh, F s, F *out)
+{
+    sh[threadIdx.x] = s;
+    __syncthreads();
+    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
+        if ((int)threadIdx.x < k) sh[threadIdx.x] += sh[threadIdx.x + k];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) *out = sh[0];
+}
+
 // Sum of squares of a gradient (for the global norm of clip_norm): one partial per block,
 // summed by the host or a second launch over the partials.
 extern "C" __global__ void __launch_bounds__(256) trlc_sumsq_partial(
@@ -35,13 +49,7 @@ extern "C" __global__ void __launch_bounds__(256) trlc_sumsq_partial(
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x)
         s += g[i] * g[i];
-    sh[threadIdx.x] = s;
-    __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if ((int)threadIdx.x < k) sh[threadIdx.x] += sh[threadIdx.x + k];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
+    trlc_block_sum(sh, s, &partial[blockIdx.x]);
 }
 
 // ---- the trainer's optimizer step on the device (runtime/cuda/optim_cuda.c) ----
@@ -116,13 +124,7 @@ extern "C" __global__ void __launch_bounds__(256) trlc_sumsq_multi(
             s += gi * gi;
         }
     }
-    sh[threadIdx.x] = s;
-    __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if ((int)threadIdx.x < k) sh[threadIdx.x] += sh[threadIdx.x + k];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
+    trlc_block_sum(sh, s, &partial[blockIdx.x]);
 }
 
 // out[0] = the sum of n partials, in a fixed order (one block of 256 threads).
@@ -133,13 +135,7 @@ extern "C" __global__ void __launch_bounds__(256) trlc_sum_partials(
     __shared__ double sh[256];
     double s = 0.0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) s += partial[i];
-    sh[threadIdx.x] = s;
-    __syncthreads();
-    for (int k = blockDim.x / 2; k > 0; k >>= 1) {
-        if ((int)threadIdx.x < k) sh[threadIdx.x] += sh[threadIdx.x + k];
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) out[0] = sh[0];
+    trlc_block_sum(sh, s, &out[0]);
 }
 
 // The gradient of element i as the update reads it.
