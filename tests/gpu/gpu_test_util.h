@@ -158,8 +158,10 @@ static inline void gpu_test_attn_graph_free(GpuTestAttnGraph *a) {
 
 // ---- with the IR and lower.h (trlc_ir; lower.h's includes reach runtime/io)
 #if __has_include("lower.h") && __has_include("hfconfig.h")
+#include "fuse.h"
 #include "ir.h"
 #include "memplan_spec.h"
+#include <string.h>
 
 // A spec compiled to its training graph as trlc runs it (memplan_spec.h: mp_compile_spec_file),
 // with the Diag (stderr) and arena it lives in. static inline: only the tests that call it link
@@ -182,6 +184,23 @@ static inline void gpu_test_spec_free(GpuTestSpec *s) {
     ir_graph_free(&s->g);
     arena_free(&s->a);
     diag_free(&s->d);
+}
+
+// A fusion rewrite's spec test (sinking, merging): the spec at path opened into S
+// (gpu_test_spec_open) and fused twice, with the default options into *with and with `off` (the
+// rewrite off) into *plain. True when all three succeed; either way gpu_test_spec_plans_free after.
+static inline bool gpu_test_spec_plans(GpuTestSpec *S, const char *path, const FuseOptions *off, FusePlan *with,
+                                       FusePlan *plain) {
+    memset(with, 0, sizeof *with);
+    memset(plain, 0, sizeof *plain);
+    return gpu_test_spec_open(S, path) == 0 && fuse_plan_with(&S->g, NULL, &S->d, with) == 0 &&
+           fuse_plan_with(&S->g, off, &S->d, plain) == 0;
+}
+
+static inline void gpu_test_spec_plans_free(GpuTestSpec *S, FusePlan *with, FusePlan *plain) {
+    fuse_plan_free(with);
+    fuse_plan_free(plain);
+    gpu_test_spec_free(S);
 }
 
 // A fusion rewrite's memory check (sinking, merging): g planned at B = 8, T = 1024 in bf16 with

@@ -249,11 +249,8 @@ static void count_norms(const IrGraph *g, const FusePlan *p, int *norms, int *lo
 static void test_spec(const char *path) {
     GpuTestSpec S;
     FusePlan merged, plain;
-    memset(&merged, 0, sizeof merged);
-    memset(&plain, 0, sizeof plain);
     FuseOptions off = {.no_merge = true};
-    bool ok = gpu_test_spec_open(&S, path) == 0 && fuse_plan_with(&S.g, NULL, &S.d, &merged) == 0 &&
-              fuse_plan_with(&S.g, &off, &S.d, &plain) == 0;
+    bool ok = gpu_test_spec_plans(&S, path, &off, &merged, &plain);
     CHECK_MSG(ok, "%s compiles and plans", path);
     if (ok) {
         const IrGraph *g = &S.g;
@@ -289,9 +286,7 @@ static void test_spec(const char *path) {
         CHECK(merged.nkernels <= plain.nkernels);
         gpu_test_check_plan_leaner(g, &merged, &plain, path, &S.d);
     }
-    fuse_plan_free(&merged);
-    fuse_plan_free(&plain);
-    gpu_test_spec_free(&S);
+    gpu_test_spec_plans_free(&S, &merged, &plain);
 }
 
 int main(int argc, char **argv) {

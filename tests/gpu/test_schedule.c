@@ -165,11 +165,8 @@ static int64_t launches(const FusePlan *p) { return p->nsteps_kind[FUSE_KERNEL];
 static void test_spec(const char *path) {
     GpuTestSpec S;
     FusePlan sunk, plain;
-    memset(&sunk, 0, sizeof sunk);
-    memset(&plain, 0, sizeof plain);
     FuseOptions off = {.no_sink = true};
-    bool ok = gpu_test_spec_open(&S, path) == 0 && fuse_plan_with(&S.g, NULL, &S.d, &sunk) == 0 &&
-              fuse_plan_with(&S.g, &off, &S.d, &plain) == 0;
+    bool ok = gpu_test_spec_plans(&S, path, &off, &sunk, &plain);
     CHECK_MSG(ok, "%s compiles and plans", path);
     if (ok) {
         const IrGraph *g = &S.g;
@@ -211,9 +208,7 @@ static void test_spec(const char *path) {
         CHECK(sunk.nkernels <= plain.nkernels);
         if (!lowp) gpu_test_check_plan_leaner(g, &sunk, &plain, path, &S.d);   // the memory plan gets no worse
     }
-    fuse_plan_free(&sunk);
-    fuse_plan_free(&plain);
-    gpu_test_spec_free(&S);
+    gpu_test_spec_plans_free(&S, &sunk, &plain);
 }
 
 int main(int argc, char **argv) {
