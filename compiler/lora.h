@@ -58,6 +58,21 @@ typedef struct LoraResult {
     int nquant;
 } LoraResult;
 
+// The options a model's lora block gives (check.h CheckedModel: rank, alpha, dropout, rsLoRA,
+// the targets); the rest (train_dropout, seed, nf4, quant_block) zero, for the caller to set. The
+// trainer's pipeline (pipeline.c) and generation (gen.c) both start from it.
+static inline LoraOptions lora_options_of(const CheckedModel *m) {
+    LoraOptions o = {0};
+    o.rank = m->lora_rank;
+    o.alpha = m->lora_alpha;
+    o.dropout = m->lora_dropout;
+    o.rslora = m->lora_rslora;
+    o.all_linear = m->lora_all_linear;
+    o.targets = m->lora_targets;
+    o.ntargets = m->lora_ntargets;
+    return o;
+}
+
 // True when `module`'s last path component is one of the options' targets (or, with all_linear,
 // when it is not lm_head).
 bool lora_matches(const LoraOptions *o, const char *module);

@@ -8,17 +8,10 @@
 // LoRA on the policy as its lora block says (train: with dropout).
 static int apply_lora(Diag *d, Arena *a, const CheckedSpec *cs, const CheckedModel *m, const PlOptions *o,
                       IrGraph *g, LowerResult *res) {
-    LoraOptions lo = {0};
+    LoraOptions lo = lora_options_of(m);
     lo.nf4 = m->quantized;   // QLoRA: the frozen weights as NF4 codes + scales
     lo.quant_block = m->quant_block > 0 ? m->quant_block : 64;
-    lo.rank = m->lora_rank;
-    lo.alpha = m->lora_alpha;
-    lo.dropout = m->lora_dropout;
     lo.train_dropout = o->train;
-    lo.rslora = m->lora_rslora;
-    lo.all_linear = m->lora_all_linear;
-    lo.targets = m->lora_targets;
-    lo.ntargets = m->lora_ntargets;
     lo.seed = (uint64_t)cs->train.seed;
     LoraResult lr;
     if (lora_apply(d, a, g, res, &lo, &lr) != 0) return -1;

@@ -312,6 +312,17 @@ fail:
 // ---------------------------------------------------------------------------------------------
 // models
 
+// A zeroed GenModel reporting to d, or NULL after reporting.
+static GenModel *gen_model_alloc(Diag *d) {
+    GenModel *m = calloc(1, sizeof *m);
+    if (!m) {
+        diag_plain_error(d, "out of memory");
+        return NULL;
+    }
+    m->d = d;
+    return m;
+}
+
 GenModel *gen_model_from_graph(Diag *d, const IrGraph *g, GenParamFn get, void *ctx) {
     IrId tok = ir_find(g, LOWER_INPUT_TOKENS), pos = ir_find(g, LOWER_INPUT_POS);
     const IrNode *logits = NULL;
@@ -322,12 +333,8 @@ GenModel *gen_model_from_graph(Diag *d, const IrGraph *g, GenParamFn get, void *
         diag_plain_error(d, "generation needs a forward graph with inputs `tokens`, `pos` and an output `logits` (B, T, V)");
         return NULL;
     }
-    GenModel *m = calloc(1, sizeof *m);
-    if (!m) {
-        diag_plain_error(d, "out of memory");
-        return NULL;
-    }
-    m->d = d;
+    GenModel *m = gen_model_alloc(d);
+    if (!m) return NULL;
     m->fwd = g;
     m->get = get;
     m->ctx = ctx;
@@ -469,12 +476,8 @@ GenModel *gen_model_from_spec(Diag *d, Arena *a, LoadedSpec *spec, const Checked
         diag_error(d, cm->loc, "generation with a quantized model is not supported yet");
         return NULL;
     }
-    GenModel *m = calloc(1, sizeof *m);
-    if (!m) {
-        diag_plain_error(d, "out of memory");
-        return NULL;
-    }
-    m->d = d;
+    GenModel *m = gen_model_alloc(d);
+    if (!m) return NULL;
     ir_graph_init(&m->own, d, IR_F32);
     m->has_own = true;
     LowerOptions lo;
@@ -483,15 +486,7 @@ GenModel *gen_model_from_spec(Diag *d, Arena *a, LoadedSpec *spec, const Checked
     LowerResult res;
     if (lower_model_opts(d, a, spec, cs, -1, &lo, &m->own, &res)) goto fail;
     if (cm->has_lora) {   // as the trainer's evaluation graph: the same pass, without dropout
-        LoraOptions o = {0};
-        o.rank = cm->lora_rank;
-        o.alpha = cm->lora_alpha;
-        o.dropout = cm->lora_dropout;
-        o.train_dropout = false;
-        o.rslora = cm->lora_rslora;
-        o.all_linear = cm->lora_all_linear;
-        o.targets = cm->lora_targets;
-        o.ntargets = cm->lora_ntargets;
+        LoraOptions o = lora_options_of(cm);   // train_dropout false
         LoraResult lr;
         if (lora_apply(d, a, &m->own, &res, &o, &lr)) goto fail;
     }
@@ -518,12 +513,8 @@ GenModel *gen_model_open(Diag *d, const char *model_dir, const char *adapter_dir
         diag_plain_error(d, "model directory `%s` does not exist", model_dir ? model_dir : "(null)");
         return NULL;
     }
-    GenModel *m = calloc(1, sizeof *m);
-    if (!m) {
-        diag_plain_error(d, "out of memory");
-        return NULL;
-    }
-    m->d = d;
+    GenModel *m = gen_model_alloc(d);
+    if (!m) return NULL;
     if (hf_config_load(d, model_dir, &m->hf)) goto fail;
     m->has_hf = true;
     for (int i = 0; i < m->hf.n_eos && i < HF_MAX_EOS; i++)
