@@ -150,7 +150,10 @@ static inline void gpu_test_attn_bind(const GpuTestAttnGraph *a, CpuProgram *c, 
               cuda_bind(x, a->ids[i], a->in[i], a->bytes[i]) == 0);
 }
 
-static inline void gpu_test_attn_graph_free(GpuTestAttnGraph *a) {
+// Frees a and the two programs made from its graph (either may be NULL).
+static inline void gpu_test_attn_graph_free(GpuTestAttnGraph *a, CpuProgram *c, CudaProgram *x) {
+    if (x) cuda_program_free(x);
+    if (c) cpu_program_free(c);
     for (int i = 0; i < 4; i++) free(a->in[i]);
     ir_graph_free(&a->g);
 }

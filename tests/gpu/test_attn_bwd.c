@@ -84,6 +84,16 @@ static RtCudaPtr up(Dev *g, const void *data, size_t bytes) { return gpu_test_bu
 
 static bool down(Dev *g, void *host, RtCudaPtr p, size_t bytes) { return rt_cuda_download(g->dev, host, p, bytes) == 0; }
 
+// One backward (fused: delta then fused; split: dq then dkdv): k1 on grid1, then k2 on grid2, then
+// dQ, dK, dV and delta (dev[]) copied into host[]. True when all of it worked.
+static bool backward(Dev *g, void *k1, const unsigned grid1[3], void **a1, const char *n1, void *k2,
+                     const unsigned grid2[3], void **a2, const char *n2, float *const host[4], const RtCudaPtr dev[4],
+                     const size_t bytes[4]) {
+    bool ok = launch(g, k1, grid1, a1, n1) == 0 && launch(g, k2, grid2, a2, n2) == 0;
+    for (int i = 0; i < 4 && ok; i++) ok = down(g, host[i], dev[i], bytes[i]);
+    return ok;
+}
+
 // A_id and M_id (see the header) from the reference's own dS (float operations as kernels_ref.c)
 static void dq_bounds(double *A, double *M, const Shape *s, int B, const uint16_t *q, const uint16_t *k,
                       const uint16_t *v, const float *go, const float *lse, const float *delta, const int32_t *seg,
@@ -152,18 +162,19 @@ static void run_case(Dev *g, const Shape *s) {
     float *nanbuf = malloc(nq * 4);
     for (int64_t i = 0; i < nq; i++) nanbuf[i] = NAN;
     if (ok) rt_cuda_upload(g->dev, pdq, nanbuf, nq * 4), rt_cuda_zero(g->dev, pdq, nq * 4);
+    const RtCudaPtr grads[4] = {pdq, pdk, pdv, pdl};
+    const size_t gbytes[4] = {nq * 4, nkv * 4, nkv * 4, nl * 4};
+    float *const fused[4] = {fdq, fdk, fdv, fdl}, *const split[4] = {sdq, sdk, sdv, sdl};
     void *ad[] = {&pdl, &po, &pgo, &t, &dd, &hq};
     void *af[] = {&pdq, &pdk, &pdv, &pq, &pk, &pv, &pgo, &pl, &pdl, &ps, &pm, &t, &dd, &hq, &hkv, &sc, &cs};
-    ok = ok && launch(g, s->o16 ? g->delta16 : g->delta, gq, ad, "trlc_attention_tc_backward_delta") == 0 &&
-         launch(g, g->fused, gkv, af, "trlc_attention_tc_backward_fused") == 0 && down(g, fdq, pdq, nq * 4) &&
-         down(g, fdk, pdk, nkv * 4) && down(g, fdv, pdv, nkv * 4) && down(g, fdl, pdl, nl * 4);
+    ok = ok && backward(g, s->o16 ? g->delta16 : g->delta, gq, ad, "trlc_attention_tc_backward_delta", g->fused, gkv, af,
+                        "trlc_attention_tc_backward_fused", fused, grads, gbytes);
     // split
     void *a1[] = {&pdq, &pdl, &pq, &pk, &pv, &po, &pgo, &pl, &ps, &pm, &t, &dd, &hq, &hkv, &sc, &cs};
     void *a2[] = {&pdk, &pdv, &pq, &pk, &pv, &pgo, &pl, &pdl, &ps, &pm, &t, &dd, &hq, &hkv, &sc, &cs};
     if (ok) rt_cuda_upload(g->dev, pdq, nanbuf, nq * 4), rt_cuda_upload(g->dev, pdk, nanbuf, nkv * 4);
-    ok = ok && launch(g, s->o16 ? g->dq16 : g->dq, gq, a1, "trlc_attention_tc_backward_dq") == 0 &&
-         launch(g, g->dkdv, gkv, a2, "trlc_attention_tc_backward_dkdv") == 0 && down(g, sdq, pdq, nq * 4) &&
-         down(g, sdk, pdk, nkv * 4) && down(g, sdv, pdv, nkv * 4) && down(g, sdl, pdl, nl * 4);
+    ok = ok && backward(g, s->o16 ? g->dq16 : g->dq, gq, a1, "trlc_attention_tc_backward_dq", g->dkdv, gkv, a2,
+                        "trlc_attention_tc_backward_dkdv", split, grads, gbytes);
     CHECK_MSG(ok, "T=%d D=%d: launches / copies", T, D);
     if (ok) {
         // dQ fused vs split, element by element against the summation-order bound
@@ -295,9 +306,7 @@ static void exec_mode(RtCudaDevice *dev, RtCudaCache *cache, bool only_dq, const
         }
         *launches = cuda_launch_count(x), *graph_launches = cuda_graph_launches(x);
     }
-    if (x) cuda_program_free(x);
-    if (c) cpu_program_free(c);
-    gpu_test_attn_graph_free(&a);
+    gpu_test_attn_graph_free(&a, c, x);
     diag_free(&d);
 }
 

@@ -367,9 +367,7 @@ static void exec_case(RtCudaDevice *dev, RtCudaCache *cache, bool with_fwd, floa
         // rounding boundary; the gradients: fp32 sums in other orders
         CHECK(e[0] < 2e-3 && e[1] < 2e-4 && e[2] < 2e-4 && e[3] < 2e-4);
     }
-    if (x) cuda_program_free(x);
-    if (c) cpu_program_free(c);
-    gpu_test_attn_graph_free(&a);
+    gpu_test_attn_graph_free(&a, c, x);
     diag_free(&d);
 }
 
