@@ -7,7 +7,7 @@
 
 int mp_compile_training_graph(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, IrGraph *g) {
     LowerResult res;
-    PlOptions o = {.train = true, .cse_dce = true};
+    PlOptions o = {.train = true};
     if (pl_compile_policy(d, a, spec, cs, &o, g, &res) != 0) return -1;
     if (pl_finish_graph(g, cs->train.precision, NULL, NULL) != 0) return -1;
     return g->errors ? -1 : 0;

@@ -3,6 +3,7 @@
 #include "pipeline.h"
 #include "autodiff.h"
 #include "linear_ce.h"
+#include <stdlib.h>
 #include <string.h>
 
 // LoRA on the policy as its lora block says (train: with dropout).
@@ -28,11 +29,31 @@ static void drop_logits(IrGraph *g) {
     g->nouts = k;
 }
 
-static int training_passes(const CheckedSpec *cs, const PlOptions *o, IrGraph *g) {
+// After cse + dce renumbered g: the ids res and o->lora hold are mapped to the new numbering, which
+// becomes the one later passes' ir_renumbered starts from (the caller's ids are all current).
+static void remap_ids(IrGraph *g, LowerResult *res, const PlOptions *o) {
+    IrId *ids[] = {&res->tokens, &res->pos, &res->labels, &res->seq, &res->logits, &res->loss, &res->ref_logp,
+                   &res->old_logp, &res->advantages, &res->weight, &res->teacher_logits, &res->logp};
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++)
+        if (*ids[i] != IR_NONE) *ids[i] = ir_renumbered(g, *ids[i]);
+    for (int i = 0; i < res->nparams; i++) res->params[i].id = ir_renumbered(g, res->params[i].id);
+    if (o->lora)
+        for (int i = 0; i < o->lora->nmods; i++) {
+            o->lora->mods[i].A = ir_renumbered(g, o->lora->mods[i].A);
+            o->lora->mods[i].B = ir_renumbered(g, o->lora->mods[i].B);
+        }
+    free(g->renum);
+    g->renum = NULL, g->nrenum = 0;
+}
+
+static int training_passes(const CheckedSpec *cs, const PlOptions *o, IrGraph *g, LowerResult *res) {
     drop_logits(g);
     // the head and its loss as one op that never holds the whole batch's logits (linear_ce.h)
     if (ir_fuse_linear_ce(g) < 0) return -1;
-    if (o->cse_dce ? ad_run_passes(g, NULL) != 0 : ad_backward(g, NULL, 0) != 0) return -1;
+    // the backward, then cse (one node for what the forward and backward both compute: the plan
+    // and the trainer run the same graph) and dce
+    if (ad_run_passes(g, NULL) != 0) return -1;
+    remap_ids(g, res, o);
     // train.recompute: the backward recomputes each layer's values (after cse, which would undo it)
     if (cs->train.recompute && ir_recompute(g, o->recompute) != 0) return -1;
     // and always the cheap values (silu(gate) beside gate ...): recompute.h
@@ -53,7 +74,7 @@ int pl_compile_policy(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs
     }
     const CheckedModel *m = cs->policy >= 0 && cs->policy < cs->nmodels ? &cs->models[cs->policy] : NULL;
     if (m && m->has_lora && apply_lora(d, a, cs, m, o, g, res) != 0) return -1;
-    if (o->train && training_passes(cs, o, g) != 0) return -1;
+    if (o->train && training_passes(cs, o, g, res) != 0) return -1;
     return g->errors ? -1 : 0;
 }
 

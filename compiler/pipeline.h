@@ -1,9 +1,10 @@
 // pipeline.h — the one compile pipeline of a spec's policy, from the checked spec to the graph the
 // trainer runs: lower → LoRA (when the model has a lora block) → [training: no logits output →
-// linear_ce fusion → autodiff (+ cse, dce) → train.recompute → cheap recomputation → the head's
+// linear_ce fusion → autodiff + cse + dce → train.recompute → cheap recomputation → the head's
 // gradients beside its forward] → [precision = bf16: mixed precision] → products accumulating into
 // their sums. `trlc run` (runtime/train/trainer.c) and `trlc check --memory` / `trlc kernels`
-// (memplan_spec.h) both call it, so that a new pass is added once, here.
+// (memplan_spec.h) both call it with the same options, so the program trained is the one planned
+// (tests/run/test_same_graph.c), and a new pass is added once, here.
 // Not here: the passes themselves (lower.h, lora.h, autodiff.h, linear_ce.h, recompute.h,
 // autocast.h, gemm_acc.h); the evaluation graph's head (predictions) and the teacher / reference
 // graphs, which the trainer lowers itself and finishes with pl_finish_graph.
@@ -26,19 +27,15 @@ typedef struct PlOptions {
     bool train;                  // the training graph: LoRA dropout, no `logits` output, the backward
                                  // and the passes after it; false: the forward only (evaluation)
     bool need_loss;              // an objective that lowers without a loss is an error (the trainer)
-    bool cse_dce;                // the backward through ad_run_passes (+ cse, dce, verify: the graph the
-                                 // memory plan sees) rather than ad_backward alone (the trainer's, which
-                                 // keeps what they remove: qwen2.5-0.5b-full 3881 vs 3569 nodes, 1840 vs
-                                 // 1768 steps, the same memory plan). Not unified yet: with cse + dce the
-                                 // trainer's CPU quickstart took 259 s instead of 79 s (cause unknown;
-                                 // 23fe09c tried it, 3fb3281 reverted it)
     LoraResult *lora;            // out, training graph: what LoRA made (NULL: not kept)
     RecomputeStats *recompute;   // out, training graph: what train.recompute did (NULL: not kept)
 } PlOptions;
 
 // Lowers the policy of cs into g (initialised by the caller, f32) and res, applies LoRA when the
-// policy has a lora block and, with o->train, the training passes above. Stops before mixed
-// precision (pl_finish_graph). Returns 0, or -1 after reporting.
+// policy has a lora block and, with o->train, the training passes above. cse + dce renumber the
+// graph: the ids in res and o->lora are mapped to the new numbering (an id of a node dce dropped
+// becomes IR_NONE). Stops before mixed precision (pl_finish_graph). Returns 0, or -1 after
+// reporting.
 int pl_compile_policy(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, const PlOptions *o, IrGraph *g,
                       LowerResult *res);
 
