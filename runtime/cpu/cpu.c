@@ -241,9 +241,42 @@ static void blas_single_thread(void) {
     openblas_set_num_threads(1);
 }
 
+// Whether other work would leave our OpenMP team fewer cores than threads (cpu.h): the fewest
+// runnable tasks /proc/loadavg shows over 5 samples 1 ms apart, less ourselves, plus our threads
+// (OMP_NUM_THREADS's first number, else one a core) exceed the cores; or the 1-minute load
+// average does. false when /proc/loadavg cannot be read.
+static bool machine_busy(void) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1) return false;
+    long threads = ncpu;
+    const char *nt = getenv("OMP_NUM_THREADS");
+    if (nt) {
+        char *end;
+        long v = strtol(nt, &end, 10);
+        if (end != nt && v >= 1 && v < threads) threads = v;
+    }
+    double load1 = 0;
+    long fewest = LONG_MAX;
+    for (int i = 0; i < 5; i++) {
+        FILE *f = fopen("/proc/loadavg", "r");
+        if (!f) return false;
+        double l1;
+        long running, total;
+        int k = fscanf(f, "%lf %*f %*f %ld/%ld", &l1, &running, &total);
+        fclose(f);
+        if (k != 3) return false;
+        load1 = l1;
+        if (running < fewest) fewest = running;
+        if (i < 4) nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    long others = fewest > 0 ? fewest - 1 : 0;   // the reader itself is running
+    return others + threads > ncpu || load1 > (double)ncpu;
+}
+
 void cpu_prefer_short_spin(char **argv) {
     if (!argv || !argv[0] || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("GOMP_SPINCOUNT", CPU_SPIN_COUNT, 0) != 0) return;
+    if (machine_busy() ? setenv("OMP_WAIT_POLICY", "PASSIVE", 0) != 0 : setenv("GOMP_SPINCOUNT", CPU_SPIN_COUNT, 0) != 0)
+        return;
     execv("/proc/self/exe", argv);   // returns only on failure: run on with the default policy
 }
 

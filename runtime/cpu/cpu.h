@@ -25,12 +25,16 @@ typedef struct CpuTensor {
 typedef struct CpuProgram CpuProgram;
 
 // For a program's main(), first thing: when neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set,
-// sets GOMP_SPINCOUNT to CPU_SPIN_COUNT and re-executes the program (/proc/self/exe, same argv)
-// so that libgomp, which reads it once at load, sees it. Idle OpenMP threads then spin briefly
-// (long enough to catch the next kernel of a step: threading small elementwise ops pays) and
-// then sleep. libgomp's default spins ~10x longer: on a shared machine spinning threads made a
-// training step 4-10x slower. Set either variable yourself to choose. Returns only when it did
-// not re-execute.
+// sets one and re-executes the program (/proc/self/exe, same argv) so that libgomp, which reads
+// them once at load, sees it. On an idle machine GOMP_SPINCOUNT = CPU_SPIN_COUNT: idle OpenMP
+// threads spin briefly (long enough to catch the next kernel of a step: threading small
+// elementwise ops pays) and then sleep; libgomp's default spins ~10x longer. When other runnable
+// work would leave the team fewer cores than threads (/proc/loadavg's runnable count, or its
+// 1-minute load, above the cores: machine_busy in cpu.c), OMP_WAIT_POLICY = PASSIVE: a spinning
+// thread then holds the core its teammate needs, and every kernel's barrier waits for a time
+// slice. Measured on 2 shared cores at load ~15 (100 steps of the quickstart's model): spinning
+// 45-64 s wall and 13 CPU-s, passive 4-10 s and 3.1 CPU-s (the same work: one thread needs 3.2
+// CPU-s). Set either variable yourself to choose. Returns only when it did not re-execute.
 #define CPU_SPIN_COUNT "10000"
 void cpu_prefer_short_spin(char **argv);
 
