@@ -907,6 +907,7 @@ typedef struct RaceBuf {
     uint32_t *owner;      // per byte: 1 + the linear block that touched it first, 0 none
     uint32_t *atomic;     // per byte: 1 + the last block that updated it through an atomic
     unsigned char *plain; // per byte: the first toucher changed it without an atomic
+    size_t alo, ahi;      // the byte range the running block updated through atomics (alo >= ahi: none)
 } RaceBuf;
 static struct {
     bool on;
@@ -935,6 +936,7 @@ static bool race_begin(void) {   // after the arguments were checked: the snapsh
         b->snap = malloc(w), b->owner = calloc(w, 4), b->atomic = calloc(w, 4), b->plain = calloc(w, 1);
         if (!b->snap || !b->owner || !b->atomic || !b->plain) return false;
         memcpy(b->snap, (const void *)b->p, b->bytes);
+        b->alo = SIZE_MAX, b->ahi = 0;
     }
     return true;
 }
@@ -944,7 +946,10 @@ static void emu_atomic_note(const void *p) {
     for (int i = 0; i < R.n; i++) {
         RaceBuf *b = &R.b[i];
         if ((uintptr_t)p < b->p || (uintptr_t)p - b->p >= b->bytes) continue;
-        for (size_t k = (uintptr_t)p - b->p, e = k + 4; k < e && k < b->bytes; k++) b->atomic[k] = R.block;
+        size_t k = (uintptr_t)p - b->p, e = k + 4 < b->bytes ? k + 4 : b->bytes;
+        if (k < b->alo) b->alo = k;
+        if (e > b->ahi) b->ahi = e;
+        for (; k < e; k++) b->atomic[k] = R.block;
     }
 }
 
@@ -953,7 +958,16 @@ static int race_after_block(unsigned gx, unsigned gy) {
     for (int i = 0; i < R.n; i++) {
         RaceBuf *b = &R.b[i];
         const unsigned char *cur = (const unsigned char *)b->p;
+        const size_t alo = b->alo, ahi = b->ahi;
+        b->alo = SIZE_MAX, b->ahi = 0;
         for (size_t w = 0; w < b->bytes; w++) {
+            if (w % 256 == 0 && (w + 256 <= alo || w >= ahi)) {   // a chunk no atomic touched: skip it if unchanged
+                const size_t n = b->bytes - w < 256 ? b->bytes - w : 256;
+                if (memcmp(cur + w, b->snap + w, n) == 0) {
+                    w += n - 1;
+                    continue;
+                }
+            }
             const bool changed = cur[w] != b->snap[w], atomic = b->atomic[w] == R.block;
             if (!changed && !atomic) continue;
             b->snap[w] = cur[w];
