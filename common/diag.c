@@ -32,6 +32,7 @@ void diag_free(Diag *d) {
     for (int i = 1; i < d->nsrc; i++) {
         free(d->src[i]->path);
         free(d->src[i]->text);
+        free(d->src[i]->line_start);
         free(d->src[i]);
     }
     free(d->src);
@@ -52,6 +53,12 @@ uint32_t diag_add_source(Diag *d, const char *path, const char *text, size_t len
     memcpy(s->text, text, len);
     s->text[len] = 0;
     s->len = len;
+    s->nlines = 1;
+    for (size_t i = 0; i < len; i++) s->nlines += s->text[i] == '\n';
+    s->line_start = diag_xrealloc(NULL, s->nlines * sizeof *s->line_start);
+    s->line_start[0] = 0;
+    for (size_t i = 0, k = 1; i < len; i++)
+        if (s->text[i] == '\n') s->line_start[k++] = i + 1;
     return (uint32_t)d->nsrc++;
 }
 
@@ -126,13 +133,15 @@ void diag_linecol(const Diag *d, Loc loc, int *line, int *col) {
     *col = 0;
     if (!s) return;
     size_t off = loc.off > s->len ? s->len : loc.off;
-    int ln = 1, c = 1;
-    for (size_t i = 0; i < off; i++) {
-        unsigned char ch = (unsigned char)s->text[i];
-        if (ch == '\n') { ln++; c = 1; }
-        else if (!is_utf8_cont(ch)) c++;
+    size_t lo = 0, hi = s->nlines;   // the last line starting at or before off
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->line_start[mid] <= off) lo = mid;
+        else hi = mid;
     }
-    *line = ln;
+    int c = 1;
+    for (size_t i = s->line_start[lo]; i < off; i++) c += !is_utf8_cont((unsigned char)s->text[i]);
+    *line = (int)(lo + 1);
     *col = c;
 }
 

@@ -17,6 +17,8 @@ typedef struct Source {
     char *path;      // as the user named it (or as resolved for imports)
     char *text;      // NUL-terminated copy
     size_t len;
+    size_t *line_start;   // byte offset of each line (nlines of them): line:col without a scan
+    size_t nlines;        // from the file's start per location (quadratic over a big file's nodes)
 } Source;
 
 typedef struct Diag {

@@ -439,16 +439,6 @@ static bool pull_into(FusePlan *p, int yi, int xi) {
     return false;
 }
 
-// Removes step s (a group emptied by merging); the steps after it move up one.
-static void drop_step(FusePlan *p, int s) {
-    p->nsteps_kind[p->steps[s].kind]--;
-    for (int t = s; t + 1 < p->nsteps; t++) {
-        p->steps[t] = p->steps[t + 1];
-        set_step_index(p, t);
-    }
-    p->nsteps--;
-}
-
 // Removes the emptied groups from the table (group indexes in group_of and steps renumbered).
 static void compact_groups(FusePlan *p) {
     int k = 0;
@@ -464,26 +454,44 @@ static void compact_groups(FusePlan *p) {
     p->ngroups = k;
 }
 
-static void merge_groups(FusePlan *p) {
+// Steps emptied by merging are marked dropped and removed in one pass at the end (removing each at
+// once moved every later step: quadratic in depth). Indexes stay in step order meanwhile, which is
+// all joining compares; a dropped step is an empty group, which reads nothing.
+static int merge_groups(FusePlan *p) {
+    bool *dropped = calloc((size_t)p->nsteps + 1, 1);
+    if (!dropped) return -1;
+    int first_drop = p->nsteps;
     for (int s = 1; s < p->nsteps; s++) {
-        if (p->steps[s].kind != FUSE_KERNEL) continue;
+        if (dropped[s] || p->steps[s].kind != FUSE_KERNEL) continue;
         int t = s - 1;   // the nearest earlier step that does work
-        while (t >= 0 && p->steps[t].kind == FUSE_VIEW) t--;
+        while (t >= 0 && (dropped[t] || p->steps[t].kind == FUSE_VIEW)) t--;
         if (t < 0 || p->steps[t].kind != FUSE_KERNEL) continue;
         int xi = p->steps[t].group, yi = p->steps[s].group;
         if (merge_into(p, xi, yi)) {
             p->groups[yi].nnodes = 0;
-            drop_step(p, s);
+            dropped[s] = true;   // the step after s may merge too
+            if (s < first_drop) first_drop = s;
+            p->nsteps_kind[FUSE_KERNEL]--;
             p->nmerged++;
-            s--;   // the step now at s may merge too
         } else if (pull_into(p, xi, yi)) {
             p->groups[xi].nnodes = 0;
-            drop_step(p, t);
+            dropped[t] = true;
+            if (t < first_drop) first_drop = t;
+            p->nsteps_kind[FUSE_KERNEL]--;
             p->nmerged++;
-            s -= 2;   // the reduction, now at s - 1, may pull the group before it too
+            s--;   // the reduction at s may pull the group before it too
         }
     }
+    int k = first_drop;
+    for (int s = first_drop; s < p->nsteps; s++) {
+        if (dropped[s]) continue;
+        p->steps[k] = p->steps[s];
+        set_step_index(p, k++);
+    }
+    p->nsteps = k;
+    free(dropped);
     if (p->nmerged) compact_groups(p);
+    return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -632,11 +640,38 @@ static int list_members(FusePlan *p) {
     return 0;
 }
 
+// Library steps by their first input, in step order: attention's backward steps and forwards and
+// cross-entropy forwards only ever pair with steps of the same first input (q, or the logits), so
+// each looks through its own few instead of every step (quadratic in depth).
+typedef struct LibIndex {
+    int *head, *next;   // head[node]: the first step whose node's in[0] is node; next[step]
+} LibIndex;
+
+static int lib_index(const FusePlan *p, bool (*want)(IrOp), LibIndex *ix) {
+    const IrGraph *g = p->g;
+    ix->head = malloc(((size_t)g->n + 1) * sizeof *ix->head);
+    ix->next = malloc(((size_t)p->nsteps + 1) * sizeof *ix->next);
+    if (!ix->head || !ix->next) return -1;
+    for (int i = 0; i < g->n; i++) ix->head[i] = -1;
+    for (int t = p->nsteps - 1; t >= 0; t--) {
+        ix->next[t] = -1;
+        const IrNode *m = &g->nodes[p->steps[t].node];
+        if (p->steps[t].kind != FUSE_LIBRARY || !want(m->op) || m->nin < 1) continue;
+        ix->next[t] = ix->head[m->in[0]], ix->head[m->in[0]] = t;
+    }
+    return 0;
+}
+
+static bool is_attention_op(IrOp op) { return op == IR_SDPA || is_attention_bwd(op); }
+static bool is_ce_op(IrOp op) { return op == IR_CROSS_ENTROPY; }
+
 static int pair_library(FusePlan *p) {
     const IrGraph *g = p->g;
     p->lib_leader = malloc(((size_t)p->nsteps + 1) * sizeof *p->lib_leader);
     p->lib_fwd = malloc(((size_t)p->nsteps + 1) * sizeof *p->lib_fwd);
-    if (!p->lib_leader || !p->lib_fwd) return -1;
+    LibIndex att = {0}, ce = {0};
+    int rc = -1;
+    if (!p->lib_leader || !p->lib_fwd || lib_index(p, is_attention_op, &att) || lib_index(p, is_ce_op, &ce)) goto done;
     for (int s = 0; s < p->nsteps; s++) p->lib_leader[s] = -1, p->lib_fwd[s] = IR_NONE;
     for (int s = 0; s < p->nsteps; s++) {
         const FuseStep *st = &p->steps[s];
@@ -645,27 +680,25 @@ static int pair_library(FusePlan *p) {
         if (is_attention_bwd(n->op)) {
             if (p->lib_leader[s] < 0) {   // the first of its group: lead the later ones
                 p->lib_leader[s] = s;
-                for (int t = s + 1; t < p->nsteps; t++) {
+                for (int t = att.next[s]; t >= 0; t = att.next[t]) {
                     const IrNode *m = &g->nodes[p->steps[t].node];
-                    if (p->steps[t].kind != FUSE_LIBRARY || !is_attention_bwd(m->op) || m->op == n->op ||
-                        p->lib_leader[t] >= 0 || m->nin != n->nin || m->a.causal != n->a.causal ||
-                        m->a.scale != n->a.scale || m->a.segmented != n->a.segmented)
+                    if (!is_attention_bwd(m->op) || m->op == n->op || p->lib_leader[t] >= 0 || m->nin != n->nin ||
+                        m->a.causal != n->a.causal || m->a.scale != n->a.scale || m->a.segmented != n->a.segmented)
                         continue;
                     bool same = true;
                     for (int k = 0; k < n->nin && same; k++) same = m->in[k] == n->in[k];
                     if (!same) continue;
                     bool dup = false;   // at most one dq, one dk and one dv per group
-                    for (int u = s + 1; u < t && !dup; u++)
+                    for (int u = att.next[s]; u >= 0 && u < t && !dup; u = att.next[u])
                         dup = p->lib_leader[u] == s && g->nodes[p->steps[u].node].op == m->op;
                     if (dup) continue;
                     p->lib_leader[t] = s;
                     p->step_of[p->steps[t].node] = s;
                 }
             }
-            for (int t = 0; t < s; t++) {
-                const FuseStep *f = &p->steps[t];
-                if (f->kind == FUSE_LIBRARY && g->nodes[f->node].op == IR_SDPA && same_attention(&g->nodes[f->node], n))
-                    p->lib_fwd[s] = f->node;
+            for (int t = att.head[n->in[0]]; t >= 0 && t < s; t = att.next[t]) {
+                const IrNode *f = &g->nodes[p->steps[t].node];
+                if (f->op == IR_SDPA && same_attention(f, n)) p->lib_fwd[s] = p->steps[t].node;
             }
         } else if (n->op == IR_LINEAR_CE && p->lib_leader[s] < 0) {
             // its dx and dw (one of each) when their upstream gradient is computed before it
@@ -684,16 +717,17 @@ static int pair_library(FusePlan *p) {
                 p->step_of[p->steps[t].node] = s;
             }
         } else if (n->op == IR_CROSS_ENTROPY_BWD) {
-            for (int t = 0; t < s; t++) {
-                const FuseStep *f = &p->steps[t];
-                const IrNode *fn = &g->nodes[f->node];
-                if (f->kind == FUSE_LIBRARY && fn->op == IR_CROSS_ENTROPY && fn->in[0] == n->in[0] &&
-                    fn->in[1] == n->in[1] && fn->a.value == n->a.value && fn->a.ignore_index == n->a.ignore_index)
-                    p->lib_fwd[s] = f->node;
+            for (int t = ce.head[n->in[0]]; t >= 0 && t < s; t = ce.next[t]) {
+                const IrNode *fn = &g->nodes[p->steps[t].node];
+                if (fn->in[1] == n->in[1] && fn->a.value == n->a.value && fn->a.ignore_index == n->a.ignore_index)
+                    p->lib_fwd[s] = p->steps[t].node;
             }
         }
     }
-    return list_members(p);
+    rc = list_members(p);
+done:
+    free(att.head), free(att.next), free(ce.head), free(ce.next);
+    return rc;
 }
 
 bool fuse_step_runs(const FusePlan *p, int s) {
@@ -789,7 +823,7 @@ int fuse_plan_with(const IrGraph *g, const FuseOptions *o, Diag *d, FusePlan *p)
     free(needs_fill);
     free(p->last_reader);
     p->last_reader = NULL;
-    if (rc == 0 && p->merge) merge_groups(p);
+    if (rc == 0 && p->merge) rc = merge_groups(p);
     if (rc == 0) rc = finish_groups(p);
     if (rc == 0) rc = pair_library(p);
     if (rc == -2) {

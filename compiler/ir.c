@@ -179,7 +179,10 @@ void ir_graph_init(IrGraph *g, Diag *d, IrDType float_dtype) {
     g->loss = IR_NONE;
 }
 
+static void names_free(IrGraph *g);   // the leaf-name index (ir_find)
+
 void ir_graph_free(IrGraph *g) {
+    names_free(g);
     free(g->nodes);
     free(g->outs);
     free(g->renum);
@@ -266,7 +269,92 @@ int ir_lowp_operands(IrOp op) {
     }
 }
 
+// Leaf names -> ids (IrGraph.names), for ir_find: a scan per lookup made building a graph (every
+// new leaf checks its name is new) and binding its parameters quadratic in depth. Open
+// addressing over the leaves; nodes appended since the last lookup are indexed at the next one;
+// renumbering the graph (ir_dce, ir_install_nodes) starts it again. The index is a cache, not part
+// of the graph's value: a const graph's lookup may fill it.
+struct IrNameIndex {
+    IrId *slot;     // cap slots (a power of two), IR_NONE when empty
+    int cap, used;
+    int indexed;    // nodes [0, indexed) are in; -1: renumbered since, rebuild
+};
+
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void names_reset(IrGraph *g) {
+    if (g->names) g->names->indexed = -1;
+}
+
+static void names_free(IrGraph *g) {
+    if (g->names) free(g->names->slot);
+    free(g->names);
+    g->names = NULL;
+}
+
+// The slot of name: its id's, or the empty one where it goes.
+static int names_probe(const struct IrNameIndex *x, const IrGraph *g, const char *name) {
+    int i = (int)(name_hash(name) & (uint64_t)(x->cap - 1));
+    while (x->slot[i] != IR_NONE && !(g->nodes[x->slot[i]].name && !strcmp(g->nodes[x->slot[i]].name, name)))
+        i = (i + 1) & (x->cap - 1);
+    return i;
+}
+
+static int names_rehash(struct IrNameIndex *x, const IrGraph *g, int cap) {
+    IrId *old = x->slot;
+    int oldcap = x->cap;
+    x->slot = malloc((size_t)cap * sizeof *x->slot);
+    if (!x->slot) {
+        x->slot = old;
+        return -1;
+    }
+    x->cap = cap;
+    for (int i = 0; i < cap; i++) x->slot[i] = IR_NONE;
+    for (int i = 0; i < oldcap; i++)
+        if (old[i] != IR_NONE && g->nodes[old[i]].name) x->slot[names_probe(x, g, g->nodes[old[i]].name)] = old[i];
+    free(old);
+    return 0;
+}
+
+// g's index, brought up to date; NULL when out of memory (ir_find then scans).
+static struct IrNameIndex *names_of(const IrGraph *cg) {
+    IrGraph *g = (IrGraph *)cg;   // the cache only (see above)
+    if (!g->names) {
+        g->names = calloc(1, sizeof *g->names);
+        if (!g->names) return NULL;
+    }
+    struct IrNameIndex *x = g->names;
+    if (x->indexed < 0 || x->indexed > g->n || !x->slot) {   // renumbered (or new): start again
+        if (!x->slot && names_rehash(x, g, 64)) return NULL;
+        for (int i = 0; i < x->cap; i++) x->slot[i] = IR_NONE;
+        x->used = 0, x->indexed = 0;
+    }
+    for (; x->indexed < g->n; x->indexed++) {
+        const IrNode *n = &g->nodes[x->indexed];
+        if (!ir_is_leaf(n) || !n->name) continue;
+        if (x->used >= x->cap / 2 && (x->cap > INT_MAX / 2 || names_rehash(x, g, 2 * x->cap))) {
+            names_free(g);
+            return NULL;
+        }
+        int i = names_probe(x, g, n->name);
+        if (x->slot[i] == IR_NONE) x->slot[i] = x->indexed, x->used++;   // the first of a name answers
+    }
+    return x;
+}
+
 IrId ir_find(const IrGraph *g, const char *name) {
+    if (!name) return IR_NONE;
+    const struct IrNameIndex *x = names_of(g);
+    if (x) {
+        IrId id = x->slot[names_probe(x, g, name)];
+        // a leaf changed in place since it was indexed (no pass does that): scan
+        if (id == IR_NONE || (ir_is_leaf(&g->nodes[id]) && g->nodes[id].name && !strcmp(g->nodes[id].name, name)))
+            return id;
+    }
     for (int i = 0; i < g->n; i++)
         if (ir_is_leaf(&g->nodes[i]) && g->nodes[i].name &&
             strcmp(g->nodes[i].name, name) == 0)
@@ -1191,6 +1279,7 @@ int ir_dce(IrGraph *g) {
         g->nrenum = g->n;
     }
     g->n = m;
+    names_reset(g);
     free(live);
     return removed;
 }
@@ -1215,6 +1304,7 @@ void ir_install_nodes(IrGraph *g, IrNode *nodes, int m, IrId **map) {
     IrNode *shrunk = m > 0 ? realloc(nodes, (size_t)m * sizeof *shrunk) : NULL;   // give back the unused tail
     g->nodes = shrunk ? shrunk : nodes;
     g->n = g->cap = m;
+    names_reset(g);
 }
 
 IrId ir_renumbered(const IrGraph *g, IrId id) {

@@ -235,6 +235,7 @@ typedef struct IrGraph {
     uint32_t next_salt;   // for dropout sites
     IrId *renum;          // map from the ids before the first renumbering (nrenum of them) to now
     int nrenum;
+    struct IrNameIndex *names;   // ir_find's index of leaf names (ir.c; a cache, NULL until used)
 } IrGraph;
 
 // float_dtype: IR_F32 normally, IR_F64 for gradient checks.

@@ -19,8 +19,9 @@ enum {
     MAX_LOOP = 1000000,           // iterations of one `for`
     MAX_NOTES = 8,                // call-stack notes after an error
 };
-static const int64_t EVAL_BUDGET = 1000000;    // evaluation steps per lowering (a 100-layer
-                                               // model takes ~30,000); bounds time and memory
+static const int64_t EVAL_BUDGET = 1000000;    // evaluation steps per lowering (each expression
+                                               // and statement evaluated: ~240 a stdlib decoder
+                                               // layer, so ~4,100 layers fit); bounds time and memory
 enum { MAX_NODES = 200000 };                   // IR nodes lowering may create (Qwen3-8B: ~2,000)
 static const int64_t MAX_DIM = (int64_t)1 << 40;
 
@@ -291,8 +292,13 @@ static bool step(Lower *L, Loc loc) {
         return false;
     }
     if (--L->budget >= 0) return true;
-    if (L->budget == -1)
+    if (L->budget == -1) {
         lower_err(L, loc, "graph code takes more than %" PRId64 " evaluation steps to lower", EVAL_BUDGET);
+        if (L->m && L->m->cfg.layers > 0)
+            diag_hint(L->d, "lowering unrolls every loop and call: model `%s` has %" PRId64 " layers, and a stdlib "
+                      "decoder layer takes about 240 steps (about 4,000 layers fit)",
+                      L->m->name ? L->m->name : "?", L->m->cfg.layers);
+    }
     return false;
 }
 

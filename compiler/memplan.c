@@ -93,6 +93,122 @@ static int aux_buffers(const IrGraph *g, const FusePlan *fp, int s, const int64_
     }
 }
 
+// First-fit placement over live ranges, in O(n log^2 n) rather than a scan of every placed buffer
+// per buffer (quadratic: the forward's saved activations are all alive at once in the middle of a
+// step, so a 4000-layer model took minutes). A segment tree over the steps 0..nsteps keeps, per
+// node, the offset ranges of the placed buffers whose live range covers the node (own) and of those
+// stored anywhere in its subtree (sub), each as a sorted list of disjoint ranges (merged: a union).
+// The buffers alive at once with [f, l] are exactly those stored at a node covered by [f, l] or its
+// subtree (sub of the cover nodes) or at a proper ancestor of a cover node (own): the union of those
+// few lists is what the lowest fitting offset must avoid. The offsets are those of the plain scan
+// (the lowest offset that fits is 0 or the end of a conflicting range; the union does not change
+// which offsets of a non-empty buffer conflict; an empty buffer goes at 0 and blocks nothing).
+typedef struct MpSpan { int64_t s, e; } MpSpan;   // [s, e) in the arena
+typedef struct MpSpans { MpSpan *v; int n, cap; } MpSpans;
+
+// The first range of l that ends after x (l->n when none).
+static int spans_after(const MpSpans *l, int64_t x) {
+    int lo = 0, hi = l->n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (l->v[mid].e > x) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+// Adds [s, e) to l, merged with the ranges it overlaps or touches. -1 when out of memory.
+static int spans_add(MpSpans *l, int64_t s, int64_t e) {
+    int i = spans_after(l, s - 1);   // first range with end >= s (touching included)
+    int j = i;
+    while (j < l->n && l->v[j].s <= e) j++;   // ranges [i, j) overlap or touch [s, e)
+    if (i < j) {
+        if (l->v[i].s < s) s = l->v[i].s;
+        if (l->v[j - 1].e > e) e = l->v[j - 1].e;
+        l->v[i] = (MpSpan){s, e};
+        memmove(&l->v[i + 1], &l->v[j], (size_t)(l->n - j) * sizeof *l->v);
+        l->n -= j - i - 1;
+        return 0;
+    }
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 4;
+        MpSpan *v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) return -1;
+        l->v = v, l->cap = cap;
+    }
+    memmove(&l->v[i + 1], &l->v[i], (size_t)(l->n - i) * sizeof *l->v);
+    l->v[i] = (MpSpan){s, e};
+    l->n++;
+    return 0;
+}
+
+typedef struct MpTree {
+    MpSpans *own, *sub;     // per node (1-based heap order over steps [0, size))
+    const MpSpans **hits;   // the lists a query gathers
+    int nhits, size;
+} MpTree;
+
+static void tree_gather(MpTree *t, int node, int lo, int hi, int f, int l) {
+    if (l < lo || hi < f) return;
+    if (f <= lo && hi <= l) {
+        if (t->sub[node].n) t->hits[t->nhits++] = &t->sub[node];
+        return;
+    }
+    if (t->own[node].n) t->hits[t->nhits++] = &t->own[node];
+    int mid = lo + (hi - lo) / 2;
+    tree_gather(t, 2 * node, lo, mid, f, l);
+    tree_gather(t, 2 * node + 1, mid + 1, hi, f, l);
+}
+
+static int tree_add(MpTree *t, int node, int lo, int hi, int f, int l, int64_t s, int64_t e) {
+    if (l < lo || hi < f) return 0;
+    if (spans_add(&t->sub[node], s, e)) return -1;
+    if (f <= lo && hi <= l) return spans_add(&t->own[node], s, e);
+    int mid = lo + (hi - lo) / 2;
+    return tree_add(t, 2 * node, lo, mid, f, l, s, e) || tree_add(t, 2 * node + 1, mid + 1, hi, f, l, s, e);
+}
+
+// Places every buffer of out (in its order) that does not alias another; the peak, -1 when out of
+// memory.
+static int64_t place_first_fit(MpPlan *out, int nsteps) {
+    MpTree t = {0};
+    t.size = 1;
+    while (t.size < nsteps + 1) t.size *= 2;
+    int depth = 0;
+    for (int x = t.size; x > 1; x /= 2) depth++;
+    t.own = calloc((size_t)t.size * 2, sizeof *t.own);
+    t.sub = calloc((size_t)t.size * 2, sizeof *t.sub);
+    t.hits = malloc(((size_t)depth + 2) * 4 * sizeof *t.hits);   // four per level at most
+    int64_t peak = 0;
+    if (!t.own || !t.sub || !t.hits) peak = -1;
+    for (int i = 0; i < out->nbufs && peak >= 0; i++) {
+        MpBuffer *b = &out->bufs[i];
+        if (b->alias != IR_NONE) continue;   // placed with the buffer it overwrites
+        int f = b->first < 0 ? 0 : b->first, l = b->last > nsteps ? nsteps : b->last;
+        if (b->bytes <= 0 || f > l) {   // fits at 0 whatever is placed; blocks nothing
+            b->offset = 0;
+            continue;
+        }
+        t.nhits = 0;
+        tree_gather(&t, 1, 0, t.size - 1, f, l);
+        int64_t cur = 0;   // no offset below cur fits
+        for (bool moved = true; moved;) {
+            moved = false;
+            for (int k = 0; k < t.nhits; k++) {
+                const MpSpans *h = t.hits[k];
+                int j = spans_after(h, cur);
+                if (j < h->n && h->v[j].s < cur + b->bytes) cur = h->v[j].e, moved = true;
+            }
+        }
+        b->offset = cur;
+        if (cur + b->bytes > peak) peak = cur + b->bytes;
+        if (tree_add(&t, 1, 0, t.size - 1, f, l, cur, cur + b->bytes)) peak = -1;
+    }
+    for (int i = 0; t.own && t.sub && i < t.size * 2; i++) free(t.own[i].v), free(t.sub[i].v);
+    free(t.own), free(t.sub), free(t.hits);
+    return peak;
+}
+
 int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char *precision, MpPlan *out,
             Diag *d) {
     memset(out, 0, sizeof *out);
@@ -103,6 +219,7 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
     int *root = malloc(((size_t)g->n + 1) * sizeof *root);
     int *bufof = malloc(((size_t)g->n + 1) * sizeof *bufof);
     bool *is_grad = calloc((size_t)g->n + 1, 1), *is_out = calloc((size_t)g->n + 1, 1);
+    int *lse = NULL, *lse_next = NULL;
     out->bufs = malloc(((size_t)g->n * 6 + 1) * sizeof *out->bufs);   // values + at most 5 aux per node
     if (!root || !bufof || !is_grad || !is_out || !out->bufs) goto oom;
     for (int i = 0; i < g->nouts; i++) {
@@ -175,14 +292,24 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
         mb->offset = -1;
         bufof[i] = out->nbufs++;
     }
+    // each node's log-sum-exp buffers (a list through lse_next), not a scan of all per step
+    lse = malloc(((size_t)g->n + 1) * sizeof *lse);
+    lse_next = malloc(((size_t)out->nbufs + 1) * sizeof *lse_next);
+    if (!lse || !lse_next) goto oom;
+    for (int i = 0; i < g->n; i++) lse[i] = -1;
+    for (int i = out->nbufs - 1; i >= 0; i--) {
+        lse_next[i] = -1;
+        const MpBuffer *b = &out->bufs[i];
+        if (b->what == MP_LSE && b->node >= 0 && b->node < g->n) lse_next[i] = lse[b->node], lse[b->node] = i;
+    }
     // last uses: every input a step reads
     for (int s = 0; s < fp->nsteps; s++) {
         const FuseStep *st = &fp->steps[s];
         if (!fuse_step_runs(fp, s)) continue;
         if (fp->lib_fwd[s] != IR_NONE) {   // the forward's saved state (and attention's output)
             IrId f = fp->lib_fwd[s];
-            for (int i = 0; i < out->nbufs; i++)
-                if (out->bufs[i].node == f && out->bufs[i].what == MP_LSE && out->bufs[i].last < s) out->bufs[i].last = s;
+            for (int i = lse[f]; i >= 0; i = lse_next[i])
+                if (out->bufs[i].last < s) out->bufs[i].last = s;
             int b = g->nodes[f].op == IR_SDPA ? bufof[root[f]] : -1;
             if (b >= 0 && out->bufs[b].last < s) out->bufs[b].last = s;
         }
@@ -229,31 +356,8 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
     }
     // first fit, largest first: the lowest offset not overlapping a placed buffer alive at once
     qsort(out->bufs, (size_t)out->nbufs, sizeof *out->bufs, by_size);
-    int64_t peak = 0;
-    int64_t (*iv)[2] = malloc(((size_t)out->nbufs + 1) * sizeof *iv);
-    if (!iv) goto oom;
-    for (int i = 0; i < out->nbufs; i++) {
-        MpBuffer *b = &out->bufs[i];
-        if (b->alias != IR_NONE) continue;   // placed with the buffer it overwrites
-        int nv = 0;
-        for (int j = 0; j < i; j++) {
-            const MpBuffer *c = &out->bufs[j];
-            if (c->alias == IR_NONE && c->first <= b->last && b->first <= c->last)
-                iv[nv][0] = c->offset, iv[nv][1] = c->offset + c->bytes, nv++;
-        }
-        // candidate offsets: 0 and every conflicting interval's end, lowest that fits
-        int64_t best = -1;
-        for (int k = -1; k < nv; k++) {
-            int64_t off = k < 0 ? 0 : iv[k][1];
-            if (best >= 0 && off >= best) continue;
-            bool ok = true;
-            for (int m = 0; m < nv && ok; m++) ok = off + b->bytes <= iv[m][0] || off >= iv[m][1];
-            if (ok) best = off;
-        }
-        b->offset = best;
-        if (best + b->bytes > peak) peak = best + b->bytes;
-    }
-    free(iv);
+    int64_t peak = place_first_fit(out, fp->nsteps);
+    if (peak < 0) goto oom;
     for (int i = 0; i < out->nbufs; i++)
         if (out->bufs[i].alias != IR_NONE) {
             const MpBuffer *a = mp_find(out, out->bufs[i].alias, MP_VALUE);
@@ -261,7 +365,7 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
         }
     out->activations = peak;
     out->total = out->weights + out->grads + out->optimizer + out->activations + out->workspace;
-    free(root), free(bufof), free(is_grad), free(is_out);
+    free(root), free(bufof), free(is_grad), free(is_out), free(lse), free(lse_next);
     return 0;
 overflow:
     diag_plain_error(d, "memory plan: a buffer's size overflows for B=%lld, T=%lld", (long long)sym[0],
@@ -270,7 +374,7 @@ overflow:
 oom:
     diag_plain_error(d, "memory plan: out of memory");
 fail:
-    free(root), free(bufof), free(is_grad), free(is_out);
+    free(root), free(bufof), free(is_grad), free(is_out), free(lse), free(lse_next);
     mp_plan_free(out);
     return -1;
 }
