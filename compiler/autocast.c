@@ -11,6 +11,11 @@
 #include <string.h>
 
 static bool is_product(const IrNode *n) { return n->op == IR_MATMUL && n->dtype == IR_F32 && n->nin == 2; }
+// The forward's rounding rules (autocast.h, linear outputs) apply to x: a forward node, or a
+// backward one that recomputes a forward value (ir.h, recomputed), so the backward reads the
+// values the forward had. Where a node is placed (which phase's widening cast, deferral) still
+// follows x->backward.
+static bool forward_rules(const IrNode *x) { return !x->backward || x->recomputed; }
 // The inputs a node reads as bf16 operands (ir_lowp_operands), for a node with an fp32 result (or
 // linear_argmax's i32) not rewritten yet.
 static int lowp_inputs(const IrNode *n) {
@@ -35,7 +40,7 @@ static bool lowp_attention(const IrGraph *g, const IrNode *x) {
 // A forward f32 product on operands that become bf16 (a linear layer's x Wᵀ, LoRA's factors).
 static bool forward_product(const IrGraph *g, IrId id) {
     const IrNode *x = &g->nodes[id];
-    return is_product(x) && !x->backward && operand_inputs(g, x) == 2;
+    return is_product(x) && forward_rules(x) && operand_inputs(g, x) == 2;
 }
 
 // Marks the values a forward add adds a bias to (f32 (N) / (1, ..., 1, N) of their last dim,
@@ -44,7 +49,7 @@ static bool forward_product(const IrGraph *g, IrId id) {
 static void mark_bias_adds(const IrGraph *g, bool *biased) {
     for (int i = 0; i < g->n; i++) {
         const IrNode *x = &g->nodes[i];
-        if (x->op != IR_ADD || x->nin != 2 || x->backward) continue;
+        if (x->op != IR_ADD || x->nin != 2 || !forward_rules(x)) continue;
         for (int s = 0; s < 2; s++) {
             const IrNode *b = &g->nodes[x->in[1 - s]];
             const IrShape *v = &g->nodes[x->in[s]].shape;
@@ -58,7 +63,7 @@ static void mark_bias_adds(const IrGraph *g, bool *biased) {
 // each read by nothing else. Returns the LoRA side's product (the scaled one; of two unscaled ones
 // the later, as gemm_acc.c chooses), which keeps its f32 result, or IR_NONE.
 static IrId lora_sum(const IrGraph *g, const int *readers, const IrNode *x) {
-    if (x->op != IR_ADD || x->nin != 2 || x->dtype != IR_F32 || x->backward || x->in[0] == x->in[1]) return IR_NONE;
+    if (x->op != IR_ADD || x->nin != 2 || x->dtype != IR_F32 || !forward_rules(x) || x->in[0] == x->in[1]) return IR_NONE;
     IrId prod[2] = {IR_NONE, IR_NONE};
     bool scaled[2] = {false, false};
     for (int s = 0; s < 2; s++) {
@@ -91,7 +96,7 @@ static IrId lora_sum(const IrGraph *g, const int *readers, const IrNode *x) {
 // s·lora), b)). Returns b (*z: the other input), or IR_NONE.
 static IrId biased_linear(const IrGraph *g, const int *readers, IrId i, IrId *z) {
     const IrNode *x = &g->nodes[i];
-    if (x->op != IR_ADD || x->nin != 2 || x->dtype != IR_F32 || x->backward || readers[i] < 1 || x->in[0] == x->in[1])
+    if (x->op != IR_ADD || x->nin != 2 || x->dtype != IR_F32 || !forward_rules(x) || readers[i] < 1 || x->in[0] == x->in[1])
         return IR_NONE;
     for (int s = 0; s < 2; s++) {
         IrId y = x->in[s], b = x->in[1 - s];
@@ -125,7 +130,7 @@ static IrId emit_cast_to(IrGraph *g, IrNode *nodes, int *m, const IrNode *x, IrI
     cast.in = arena_alloc(&g->arena, sizeof *cast.in);
     if (!cast.in) return IR_NONE;
     cast.in[0] = src;
-    cast.loc = x->loc, cast.backward = x->backward;
+    cast.loc = x->loc, cast.backward = x->backward, cast.recomputed = x->recomputed;
     nodes[*m] = cast;
     return (*m)++;
 }
@@ -397,7 +402,7 @@ int ir_autocast_bf16(IrGraph *g, AutocastStats *stats) {
             }
             IrId wb = emit_cast_to(g, nodes, &m, bn, lowp[bias], IR_F32);
             if (wb == IR_NONE) goto oom;
-            nodes[wb].loc = x->loc, nodes[wb].backward = false;
+            nodes[wb].loc = x->loc, nodes[wb].backward = x->backward, nodes[wb].recomputed = x->recomputed;
             IrId *in2 = arena_alloc(&g->arena, 2 * sizeof *in2);
             if (!in2) goto oom;
             IrId sum = m;

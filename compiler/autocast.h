@@ -48,6 +48,11 @@
 // and down outputs widened and write fp32), and so does everything else — norms, softmax, the
 // loss, gradients (a backward product's result is fp32 unless only products read it), trainable
 // parameters (the fp32 master weights) and the optimizer.
+// Recomputed values (train.recompute, recompute.h): a backward node flagged `recomputed` (ir.h) is
+// a copy of a forward value and follows the forward's rules above (linear outputs, LoRA sums,
+// biased linear layers), as PyTorch's checkpointing re-runs the forward under the same autocast:
+// the backward reads bit for bit the values the forward had. Where its casts go (the backward's
+// widening casts, no deferral) still follows its `backward` flag.
 // Not here: fp16 (needs loss scaling), bf16 storage of other activations (a norm's or SwiGLU's
 // output, the residual stream).
 #ifndef TRLC_AUTOCAST_H

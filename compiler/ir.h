@@ -213,6 +213,9 @@ typedef struct IrNode {
                           // label, e.g. a linear's module path (ir_set_name); else NULL
     bool trainable;       // params only
     bool backward;        // created by autodiff
+    bool recomputed;      // (backward too) a forward value recomputed for the backward pass
+                          // (recompute.h): scheduled and planned as a backward node, but the
+                          // forward's precision rules (rounding points) apply to it (autocast.h)
 } IrNode;
 
 typedef struct IrOutput {

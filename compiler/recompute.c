@@ -42,6 +42,7 @@ static void emit(IrGraph *g, IrNode *out, int *nout, const IrNode *src, const Ir
     c.in = c.nin ? arena_alloc(&g->arena, (size_t)c.nin * sizeof *c.in) : NULL;
     for (int k = 0; k < c.nin; k++) c.in[k] = ins[k];
     c.backward = backward;
+    c.recomputed = src->recomputed || (backward && !src->backward);   // a forward value's clone (ir.h)
     out[(*nout)++] = c;
 }
 

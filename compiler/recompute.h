@@ -9,7 +9,9 @@
 // node reads is recomputed: a copy of its computation (back to kept values) is placed just before
 // the first backward node that reads it, so the forward pass frees it after its last forward use
 // and the backward pass holds one layer's values at a time. Dropout recomputes the same mask (its
-// RNG is a hash of seed, site, step and element). Gradients are bit-identical to the plain graph.
+// RNG is a hash of seed, site, step and element). Each copy is flagged `backward` and `recomputed`
+// (ir.h; the cheap pass's rebuild keeps the flag), so under precision = bf16 autocast rounds it as
+// the forward's value (autocast.h). Gradients are bit-identical to the plain graph (fp32 and bf16).
 // Not here: choosing which layers to checkpoint (all are), offloading, fusion or memory planning
 // (they run on the rewritten graph as on any other).
 #ifndef TRLC_RECOMPUTE_H

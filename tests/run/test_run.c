@@ -11,8 +11,9 @@
 // (g) dpo (reference = the policy without adapters) and kd (the base model as teacher): loss and
 //     adapter gradients vs peft with TRL's formulas;
 // (f) an adapter `trlc run` exported, loaded by peft (gen_adapter_check.py), gives the same loss;
-// (h) train.recompute = true (full, LoRA, LoRA with dropout): the same loss and gradients, bit for
-//     bit, as without, with a smaller peak of intermediates.
+// (h) train.recompute = true (full, LoRA, LoRA with dropout; and under precision = bf16: full,
+//     LoRA, the Qwen2 biased ones): the same loss and gradients, bit for bit, as without, with a
+//     smaller peak of intermediates.
 // usage: test_run DIR (tests/run: the specs and fixtures/)
 #include "check.h"
 #include "load.h"
@@ -573,14 +574,17 @@ static void test_accum(Diag *d) {
 
 // (h) one micro-step with and without train.recompute: identical loss and gradients (the
 // recomputed values come from the same kernels on the same inputs), lower peak memory.
-// A batch of 8 rows of 96 tokens (activations outweigh the gradients, so the peak can fall).
-static void test_recompute(Diag *d, const char *spec, double dropout) {
+// A batch of 8 rows of 96 tokens below vocab (activations outweigh the gradients, so the peak
+// can fall). Under force_precision = "bf16" the recomputed linear outputs must be rounded as the
+// forward's are (autocast.h: a recomputed node follows the forward's rules), else the backward
+// reads f32 values the forward never had and the gradients differ.
+static void test_recompute(Diag *d, const char *spec, double dropout, uint32_t vocab) {
     enum { B = 8, T = 96 };
     static int32_t tok[B * T], pos[B * T], lab[B * T];
     uint32_t x = 12345;
     for (int i = 0; i < B * T; i++) {
         x = x * 1664525u + 1013904223u;
-        tok[i] = (int32_t)((x >> 8) % 350);
+        tok[i] = (int32_t)((x >> 8) % vocab);
         pos[i] = i % T;
     }
     for (int i = 0; i < B * T; i++) lab[i] = i % T == T - 1 ? -100 : tok[i + 1];
@@ -609,8 +613,9 @@ static void test_recompute(Diag *d, const char *spec, double dropout) {
         same += eq;
         CHECK_MSG(eq, "%s: gradient of %s differs with recompute", spec, name);
     }
-    printf("  recompute %s%s: loss equal, %d/%d gradients bit-identical; peak intermediates %lld -> %lld bytes (%.0f%%)\n",
-           spec, dropout > 0 ? " (LoRA dropout 0.1)" : "", same, n, (long long)peak[0], (long long)peak[1],
+    printf("  recompute %s%s%s: loss equal, %d/%d gradients bit-identical; peak intermediates %lld -> %lld bytes (%.0f%%)\n",
+           spec, force_precision ? " (bf16)" : "", dropout > 0 ? " (LoRA dropout 0.1)" : "", same, n,
+           (long long)peak[0], (long long)peak[1],
            peak[0] ? 100.0 * (double)peak[1] / (double)peak[0] : 0);
     CHECK(n > 0 && peak[1] > 0 && peak[1] < peak[0]);
     close_spec(&o[0]);
@@ -671,9 +676,15 @@ int main(int argc, char **argv) {
         test_exported_adapter(&d, tok, pos, lab, B, T);
         test_linear_ce_graph("full.trl", 1);
         test_linear_ce_graph("lora.trl", 0);
-        test_recompute(&d, "full.trl", -1);
-        test_recompute(&d, "lora.trl", -1);
-        test_recompute(&d, "lora.trl", 0.1);
+        test_recompute(&d, "full.trl", -1, 350);
+        test_recompute(&d, "lora.trl", -1, 350);
+        test_recompute(&d, "lora.trl", 0.1, 350);
+        force_precision = "bf16";
+        test_recompute(&d, "full.trl", -1, 350);
+        test_recompute(&d, "lora.trl", 0.1, 350);
+        test_recompute(&d, "qwen2-full.trl", -1, 256);
+        test_recompute(&d, "qwen2-lora.trl", -1, 256);
+        force_precision = NULL;
         test_bf16(&d, tok, pos, lab, B, T);
         test_bf16_qwen2(&d);
     }
