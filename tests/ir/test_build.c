@@ -56,6 +56,15 @@ static void expect_error(const char *what, IrId got, Env *e, int errors_before, 
     CHECK_MSG(strstr(t, needle) != NULL, "%s: `%s` not in diagnostics:\n%s", what, needle, t);
 }
 
+// The error count is read before the call (as an argument next to the call it could be read after:
+// the order arguments are evaluated in is unspecified, and clang reads them left to right).
+#define EXPECT_ERROR(what, call, e, needle)                                                         \
+    do {                                                                                           \
+        int before_ = (e)->g.errors;                                                               \
+        IrId got_ = (call);                                                                        \
+        expect_error(what, got_, e, before_, needle);                                              \
+    } while (0)
+
 static void shape_errors(void) {
     Env e;
     env_init(&e);
@@ -66,42 +75,42 @@ static void shape_errors(void) {
     expect_error("linear", ir_linear(g, x, w, e.l1), &e, n0, "shape mismatch in linear");
     CHECK(strstr(env_text(&e), "spec.trl:1:15: error:") != NULL);
     IrId w2 = ir_param(g, "w2", IR_F32, ir_shape2(D(12), D(8)), true, e.l1);
-    expect_error("matmul", ir_matmul(g, x, w2, false, false, e.l1), &e, g->errors,
+    EXPECT_ERROR("matmul", ir_matmul(g, x, w2, false, false, e.l1), &e,
                  "shape mismatch in matmul");
     IrId y = ir_input(g, "y", IR_F32, ir_shape3(DB, DT, D(15)), e.l1);
-    expect_error("broadcast", ir_add(g, x, y, e.l1), &e, g->errors, "cannot be broadcast");
-    expect_error("axis", ir_reduce(g, IR_SUM, x, 3, e.l1), &e, g->errors, "axis 3 is out of range");
-    expect_error("reshape", ir_reshape(g, x, ir_shape2(DB, D(16)), e.l1), &e, g->errors,
+    EXPECT_ERROR("broadcast", ir_add(g, x, y, e.l1), &e, "cannot be broadcast");
+    EXPECT_ERROR("axis", ir_reduce(g, IR_SUM, x, 3, e.l1), &e, "axis 3 is out of range");
+    EXPECT_ERROR("reshape", ir_reshape(g, x, ir_shape2(DB, D(16)), e.l1), &e,
                  "different element counts");
     IrDim bb = {1, 1u << IR_SYM_B};
-    expect_error("reshape -1", ir_reshape(g, x, ir_shape3(bb, bb, D(-1)), e.l1), &e, g->errors,
+    EXPECT_ERROR("reshape -1", ir_reshape(g, x, ir_shape3(bb, bb, D(-1)), e.l1), &e,
                  "invalid target shape");
     int e0 = g->errors;
     IrId tt = ir_binary(g, IR_GE, ir_reshape(g, ir_arange(g, DT, e.l1), ir_shape2(DT, D(1)), e.l1),
                         ir_arange(g, DT, e.l1), e.l1);   // a (T, T) causal mask is fine
     CHECK(tt != IR_NONE && g->errors == e0);
-    expect_error("reshape (T,T)", ir_reshape(g, tt, ir_shape1(D(-1)), e.l1), &e, g->errors,
+    EXPECT_ERROR("reshape (T,T)", ir_reshape(g, tt, ir_shape1(D(-1)), e.l1), &e,
                  "repeats a dynamic dimension");
-    expect_error("slice T", ir_slice(g, x, 1, 0, -1, e.l1), &e, g->errors, "is dynamic");
+    EXPECT_ERROR("slice T", ir_slice(g, x, 1, 0, -1, e.l1), &e, "is dynamic");
     IrId q = ir_input(g, "q", IR_F32, ir_shape4(DB, D(6), DT, D(8)), e.l1);
     IrId k = ir_input(g, "k", IR_F32, ir_shape4(DB, D(4), DT, D(8)), e.l1);
-    expect_error("sdpa heads", ir_sdpa(g, q, k, k, true, 0, e.l1), &e, g->errors, "multiple of key/value heads");
+    EXPECT_ERROR("sdpa heads", ir_sdpa(g, q, k, k, true, 0, e.l1), &e, "multiple of key/value heads");
     IrId odd = ir_input(g, "odd", IR_F32, ir_shape4(DB, D(2), DT, D(7)), e.l1);
     IrId pos = ir_input(g, "pos", IR_I32, ir_shape1(DT), e.l1);
-    expect_error("rope odd", ir_rope(g, odd, pos, (IrRope){.theta = 1e4}, e.l1), &e, g->errors,
+    EXPECT_ERROR("rope odd", ir_rope(g, odd, pos, (IrRope){.theta = 1e4}, e.l1), &e,
                  "constant even number");
     IrId lab = ir_input(g, "lab", IR_I32, ir_shape2(DB, D(3)), e.l2);
-    expect_error("ce labels", ir_cross_entropy(g, x, lab, -100, 0, e.l2), &e, g->errors,
+    EXPECT_ERROR("ce labels", ir_cross_entropy(g, x, lab, -100, 0, e.l2), &e,
                  "without the last axis");
     CHECK(strstr(env_text(&e), "spec.trl:2:") != NULL);
-    expect_error("embed ids", ir_embed(g, x, w, e.l1), &e, g->errors, "token ids must be i32");
-    expect_error("dup param", ir_param(g, "w", IR_F32, ir_shape1(D(3)), true, e.l1), &e, g->errors,
+    EXPECT_ERROR("embed ids", ir_embed(g, x, w, e.l1), &e, "token ids must be i32");
+    EXPECT_ERROR("dup param", ir_param(g, "w", IR_F32, ir_shape1(D(3)), true, e.l1), &e,
                  "defined twice");
-    expect_error("permute", ir_permute(g, x, (const int[]){0, 0, 1}, e.l1), &e, g->errors,
+    EXPECT_ERROR("permute", ir_permute(g, x, (const int[]){0, 0, 1}, e.l1), &e,
                  "not a permutation");
-    expect_error("dropout p", ir_dropout(g, x, 1.5, 1, e.l1), &e, g->errors, "dropout probability");
+    EXPECT_ERROR("dropout p", ir_dropout(g, x, 1.5, 1, e.l1), &e, "dropout probability");
     IrId i32 = ir_input(g, "ids", IR_I32, ir_shape2(DB, DT), e.l1);
-    expect_error("dtypes", ir_matmul(g, i32, i32, false, false, e.l1), &e, g->errors, "floating-point");
+    EXPECT_ERROR("dtypes", ir_matmul(g, i32, i32, false, false, e.l1), &e, "floating-point");
     // errors propagate silently
     int n1 = g->errors;
     CHECK(ir_add(g, IR_NONE, x, e.l1) == IR_NONE);
