@@ -9,6 +9,8 @@
 #include "cpu_internal.h"
 #include "env.h"
 #include <cblas.h>
+#include <dirent.h>
+#include <stdio.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -241,10 +243,34 @@ static void blas_single_thread(void) {
     openblas_set_num_threads(1);
 }
 
+// This process's threads that are running or runnable now (state R in /proc/self/task/*/stat):
+// OpenBLAS's pool, started before main, may be spinning. -1 when /proc cannot be read.
+static long own_running_threads(void) {
+    DIR *dir = opendir("/proc/self/task");
+    if (!dir) return -1;
+    long n = 0;
+    for (struct dirent *e; (e = readdir(dir));) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/self/task/%.20s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;   // the thread ended
+        size_t k = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[k] = 0;
+        const char *rp = strrchr(buf, ')');   // "pid (comm) S ...": comm may hold spaces and ')'
+        if (rp && rp[1] == ' ' && rp[2] == 'R') n++;
+    }
+    closedir(dir);
+    return n;
+}
+
 // Whether other work would leave our OpenMP team fewer cores than threads (cpu.h): the fewest
-// runnable tasks /proc/loadavg shows over 5 samples 1 ms apart, less ourselves, plus our threads
-// (OMP_NUM_THREADS's first number, else one a core) exceed the cores; or the 1-minute load
-// average does. false when /proc/loadavg cannot be read.
+// runnable tasks /proc/loadavg shows over 5 samples 1 ms apart, less this process's own running
+// threads (the reader, and OpenBLAS's pool if it spins), plus our threads (OMP_NUM_THREADS's
+// first number, else one a core) exceed the cores. (Not the 1-minute load average: it counts
+// our own previous run, e.g. the quickstart's first part when the second starts.) false when
+// /proc cannot be read.
 static bool machine_busy(void) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 1) return false;
@@ -255,22 +281,20 @@ static bool machine_busy(void) {
         long v = strtol(nt, &end, 10);
         if (end != nt && v >= 1 && v < threads) threads = v;
     }
-    double load1 = 0;
     long fewest = LONG_MAX;
     for (int i = 0; i < 5; i++) {
         FILE *f = fopen("/proc/loadavg", "r");
         if (!f) return false;
-        double l1;
         long running, total;
-        int k = fscanf(f, "%lf %*f %*f %ld/%ld", &l1, &running, &total);
+        int k = fscanf(f, "%*f %*f %*f %ld/%ld", &running, &total);
         fclose(f);
-        if (k != 3) return false;
-        load1 = l1;
-        if (running < fewest) fewest = running;
+        long own = own_running_threads();
+        if (k != 2 || own < 0) return false;
+        long others = running > own ? running - own : 0;
+        if (others < fewest) fewest = others;
         if (i < 4) nanosleep(&(struct timespec){0, 1000000}, NULL);
     }
-    long others = fewest > 0 ? fewest - 1 : 0;   // the reader itself is running
-    return others + threads > ncpu || load1 > (double)ncpu;
+    return fewest + threads > ncpu;
 }
 
 void cpu_prefer_short_spin(char **argv) {

@@ -29,8 +29,8 @@ typedef struct CpuProgram CpuProgram;
 // them once at load, sees it. On an idle machine GOMP_SPINCOUNT = CPU_SPIN_COUNT: idle OpenMP
 // threads spin briefly (long enough to catch the next kernel of a step: threading small
 // elementwise ops pays) and then sleep; libgomp's default spins ~10x longer. When other runnable
-// work would leave the team fewer cores than threads (/proc/loadavg's runnable count, or its
-// 1-minute load, above the cores: machine_busy in cpu.c), OMP_WAIT_POLICY = PASSIVE: a spinning
+// work would leave the team fewer cores than threads (/proc/loadavg's runnable count, less this
+// process's own running threads, above the cores: machine_busy in cpu.c), OMP_WAIT_POLICY = PASSIVE: a spinning
 // thread then holds the core its teammate needs, and every kernel's barrier waits for a time
 // slice. Measured on 2 shared cores at load ~15 (100 steps of the quickstart's model): spinning
 // 45-64 s wall and 13 CPU-s, passive 4-10 s and 3.1 CPU-s (the same work: one thread needs 3.2
