@@ -45,6 +45,7 @@ typedef struct Run {
     MetProgress prog;
     int64_t total;             // optimizer steps planned
     int64_t samples, tokens;   // seen so far
+    int64_t targets;           // learned tokens (or pairs) the training steps of this process saw
     double best;               // early stopping: best metric (NaN: none)
     int64_t since_best;
     double last_loss, last_eval, last_acc, last_acc_tf;
@@ -619,6 +620,20 @@ static bool due(CheckedEvery e, int64_t step, int64_t ep_before, int64_t ep_afte
     return step % e.count == 0;
 }
 
+// Every step so far had nothing to learn (each row's learned tokens: none, e.g. a response the
+// tokenizer drops or max_len truncates away, or a mask that hides everything): the loss is 0 and
+// the gradients too, so training would "succeed" doing nothing. An error instead, once a whole
+// epoch (or the run) has gone by without one learned token.
+static int no_targets_error(Run *r) {
+    met_progress_end(&r->prog);
+    const CheckedData *td = &r->cs->data[r->cs->train_data];
+    diag_plain_error(r->d, "%s: no learned token in %lld training steps (%lld rows seen): every row's targets are "
+                     "empty, so there is nothing to train on", td->from, (long long)r->t->step, (long long)r->samples);
+    diag_hint(r->d, "`trlc data %s --tokenizer TOKENIZER --stats` shows each row's learned tokens: a response the "
+              "tokenizer drops, `max_len` cutting it away, or a mask over everything leaves none", td->from);
+    return TR_SPEC_ERROR;
+}
+
 static int loop(Run *r) {
     Trainer *t = r->t;
     const CheckedTrain *tr = &r->cs->train;
@@ -626,6 +641,7 @@ static int loop(Run *r) {
     double t0 = met_now(), tlast = t0;
     int64_t step0 = t->step, tok_last = r->tokens;
     double tps = -1;
+    const int64_t ep_start = epochs_done(r);
     while (t->step < r->total && !r->stop_early) {
         int64_t ep_before = epochs_done(r), xfer0 = tr_transfer_bytes(t);
         double loss_sum = 0;
@@ -656,6 +672,8 @@ static int loop(Run *r) {
             micro++;
         }
         if (micro == 0) break;   // the data is used up (epochs)
+        r->targets += targets;
+        if (r->targets == 0 && epochs_done(r) > ep_start) return no_targets_error(r);
         int64_t step = t->step + 1;
         double loss = targets > 0 ? loss_sum / (double)targets : 0.0;
         double gn = NAN, lr = 0;
@@ -714,6 +732,7 @@ static int loop(Run *r) {
             return TR_INTERRUPTED;
         }
     }
+    if (r->targets == 0 && t->step > step0) return no_targets_error(r);
     met_progress_end(&r->prog);
     return TR_OK;
 }
