@@ -46,6 +46,7 @@ typedef struct Run {
     int64_t total;             // optimizer steps planned
     int64_t samples, tokens;   // seen so far
     int64_t targets;           // learned tokens (or pairs) the training steps of this process saw
+    bool warned_no_targets;    // no_targets_warning said it
     double best;               // early stopping: best metric (NaN: none)
     int64_t since_best;
     double last_loss, last_eval, last_acc, last_acc_tf;
@@ -622,16 +623,16 @@ static bool due(CheckedEvery e, int64_t step, int64_t ep_before, int64_t ep_afte
 
 // Every step so far had nothing to learn (each row's learned tokens: none, e.g. a response the
 // tokenizer drops or max_len truncates away, or a mask that hides everything): the loss is 0 and
-// the gradients too, so training would "succeed" doing nothing. An error instead, once a whole
-// epoch (or the run) has gone by without one learned token.
-static int no_targets_error(Run *r) {
+// the gradients too, so the run trains nothing. Said once, as a warning (a short run over such
+// rows is not an error in itself), once a whole epoch (or the run) has gone by without one.
+static void no_targets_warning(Run *r) {
+    if (r->warned_no_targets) return;
+    r->warned_no_targets = true;
     met_progress_end(&r->prog);
     const CheckedData *td = &r->cs->data[r->cs->train_data];
-    diag_plain_error(r->d, "%s: no learned token in %lld training steps (%lld rows seen): every row's targets are "
-                     "empty, so there is nothing to train on", td->from, (long long)r->t->step, (long long)r->samples);
-    diag_hint(r->d, "`trlc data %s --tokenizer TOKENIZER --stats` shows each row's learned tokens: a response the "
-              "tokenizer drops, `max_len` cutting it away, or a mask over everything leaves none", td->from);
-    return TR_SPEC_ERROR;
+    diag_warning(r->d, (Loc){0, 0, 0}, "%s: no learned token in %lld training steps (%lld rows seen): every row's "
+                 "targets are empty, so nothing was trained (`trlc data %s --tokenizer TOKENIZER --stats` shows "
+                 "each row's learned tokens)", td->from, (long long)r->t->step, (long long)r->samples, td->from);
 }
 
 static int loop(Run *r) {
@@ -673,7 +674,7 @@ static int loop(Run *r) {
         }
         if (micro == 0) break;   // the data is used up (epochs)
         r->targets += targets;
-        if (r->targets == 0 && epochs_done(r) > ep_start) return no_targets_error(r);
+        if (r->targets == 0 && epochs_done(r) > ep_start) no_targets_warning(r);
         int64_t step = t->step + 1;
         double loss = targets > 0 ? loss_sum / (double)targets : 0.0;
         double gn = NAN, lr = 0;
@@ -732,7 +733,7 @@ static int loop(Run *r) {
             return TR_INTERRUPTED;
         }
     }
-    if (r->targets == 0 && t->step > step0) return no_targets_error(r);
+    if (r->targets == 0 && t->step > step0) no_targets_warning(r);
     met_progress_end(&r->prog);
     return TR_OK;
 }
