@@ -15,6 +15,7 @@
 #include "schema.h"
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char usage_check[] =
@@ -41,7 +42,9 @@ const char usage_check[] =
 // The memory plan of a checked spec: the training step as `trlc run` compiles it, fused, planned
 // for train.precision, B = train.batch and T = the train data's max_len (mp_report_spec's
 // defaults). Fills *mp (free with mp_plan_free) and returns 0, or -1 after reporting through d.
-static int plan_memory(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, MpPlan *mp, const char **t_from) {
+// *peak: what fills the arena at its fullest (mp_print_peak's lines, malloc'd; NULL if none).
+static int plan_memory(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, MpPlan *mp, const char **t_from,
+                       char **peak) {
     int64_t B = cs->train.batch > 0 ? cs->train.batch : 1;
     int64_t T = 2048;
     *t_from = "the default: no train data";
@@ -57,6 +60,12 @@ static int plan_memory(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, MpP
     if (mp_compile_training_graph(d, a, spec, cs, &g) == 0 && fuse_plan(&g, d, &fp) == 0) {
         int64_t sym[IR_NSYMS] = {B, T};
         rc = mp_plan(&g, &fp, sym, cs->train.precision, mp, d);
+        size_t len = 0;
+        FILE *f = rc == 0 ? open_memstream(peak, &len) : NULL;
+        if (f) {   // the graph is freed below: its peak's lines are kept as text
+            if (mp_print_peak(f, mp, &g, &fp, d, 10) != 0) rewind(f);
+            fclose(f);
+        }
     }
     fuse_plan_free(&fp);
     ir_graph_free(&g);
@@ -75,13 +84,14 @@ static int plan_memory(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, MpP
     return rc == 0 ? 0 : -1;
 }
 
-static void print_memory(const CheckedSpec *cs, const MpPlan *mp, const char *t_from) {
+static void print_memory(const CheckedSpec *cs, const MpPlan *mp, const char *t_from, const char *peak) {
     printf("memory: precision %s (train.precision), B=%lld (train.batch), T=%lld (%s)\n",
            cs->train.precision ? cs->train.precision : "fp32", (long long)mp->sym[0], (long long)mp->sym[1], t_from);
     mp_print(stdout, mp);
     printf("  bytes: weights %lld, grads %lld, optimizer %lld, activations %lld, workspace %lld, total %lld\n",
            (long long)mp->weights, (long long)mp->grads, (long long)mp->optimizer, (long long)mp->activations,
            (long long)mp->workspace, (long long)mp->total);
+    if (peak) fputs(peak, stdout);
     if (cs->train.optimizer && strcmp(cs->train.optimizer, "adamw"))
         printf("  note: optimizer is planned as AdamW's two fp32 moments; train.optimizer is %s\n", cs->train.optimizer);
     if (cs->train.recompute)
@@ -116,9 +126,10 @@ int cmd_check(int argc, char **argv) {
     MpPlan mp;
     memset(&mp, 0, sizeof mp);
     const char *t_from = NULL;
+    char *peak = NULL;
     bool planned = false;
     if (cli_load_checked(&d, &arena, path, sets, nsets, &spec, checked) == 0 && memory)
-        planned = plan_memory(&d, &arena, &spec, checked, &mp, &t_from) == 0;
+        planned = plan_memory(&d, &arena, &spec, checked, &mp, &t_from, &peak) == 0;
     int errors = d.errors, warnings = d.warnings;
     if (errors == 0 && warnings == 0) {
         printf("%s: ok\n", path);
@@ -129,7 +140,8 @@ int cmd_check(int argc, char **argv) {
         if (warnings) fprintf(stderr, ", %d warning%s", warnings, warnings == 1 ? "" : "s");
         fputc('\n', stderr);
     }
-    if (planned && errors == 0) print_memory(checked, &mp, t_from);
+    if (planned && errors == 0) print_memory(checked, &mp, t_from, peak);
+    free(peak);
     mp_plan_free(&mp);
     arena_free(&arena);
     diag_free(&d);

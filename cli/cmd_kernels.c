@@ -121,6 +121,7 @@ int cmd_kernels(int argc, char **argv) {
             goto out;
         }
         mp_print(stdout, &mp);
+        mp_print_peak(stdout, &mp, &g, &plan, &d, 10);
         mp_plan_free(&mp);
     }
     if (fs_mkdir_p(outdir, 0755, NULL, 0) != 0) {

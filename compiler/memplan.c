@@ -412,3 +412,111 @@ void mp_print(FILE *f, const MpPlan *p) {
     fprintf(f, "  activations  %12s   (%d buffers in one arena; %s without reuse)\n", s[3], p->nbufs, nv);
     fprintf(f, "  workspace    %12s\n  total        %12s\n", s[4], t);
 }
+
+// ---- what the peak holds ----------------------------------------------------------------------
+
+// Two buffers fall in one group when they hold the same kind of value: the same what, op, dtype,
+// shape, size, direction and spec location (one per layer, typically).
+static bool same_kind(const IrGraph *g, const MpBuffer *a, const MpBuffer *b) {
+    if (a->what != b->what || a->bytes != b->bytes) return false;
+    const IrNode *x = &g->nodes[a->node], *y = &g->nodes[b->node];
+    if (x->op != y->op || x->dtype != y->dtype || x->backward != y->backward || x->loc.file != y->loc.file ||
+        x->loc.off != y->loc.off || x->shape.rank != y->shape.rank)
+        return false;
+    return memcmp(x->shape.d, y->shape.d, (size_t)x->shape.rank * sizeof x->shape.d[0]) == 0;
+}
+
+static int by_group_bytes(const void *x, const void *y) {
+    const MpPeakGroup *a = x, *b = y;
+    if (a->bytes != b->bytes) return a->bytes > b->bytes ? -1 : 1;
+    return a->node < b->node ? -1 : a->node > b->node;
+}
+
+int mp_peak(const MpPlan *p, const IrGraph *g, int nsteps, MpPeak *out) {
+    memset(out, 0, sizeof *out);
+    int64_t *live = calloc((size_t)nsteps + 2, sizeof *live);
+    out->groups = malloc(((size_t)p->nbufs + 1) * sizeof *out->groups);
+    if (!live || !out->groups) {
+        free(live), free(out->groups);
+        out->groups = NULL;
+        return -1;
+    }
+    for (int i = 0; i < p->nbufs; i++) {   // bytes live at each step: a difference array
+        const MpBuffer *b = &p->bufs[i];
+        int lo = b->first < 0 ? 0 : b->first, hi = b->last > nsteps ? nsteps : b->last;
+        if (b->alias != IR_NONE || b->bytes <= 0 || lo > hi) continue;
+        live[lo] += b->bytes, live[hi + 1] -= b->bytes;
+    }
+    int64_t run = 0;
+    out->bytes = -1;
+    for (int s = 0; s <= nsteps; s++) {
+        run += live[s];
+        if (run > out->bytes) out->bytes = run, out->step = s;
+    }
+    const MpBuffer **rep = malloc(((size_t)p->nbufs + 1) * sizeof *rep);   // each group's first buffer
+    if (!rep) {
+        free(live), mp_peak_free(out);
+        return -1;
+    }
+    for (int i = 0; i < p->nbufs; i++) {
+        const MpBuffer *b = &p->bufs[i];
+        if (b->alias != IR_NONE || b->bytes <= 0 || b->first > out->step || b->last < out->step) continue;
+        int k = 0;
+        while (k < out->ngroups && !same_kind(g, rep[k], b)) k++;   // tens of kinds: a scan is enough
+        if (k == out->ngroups) {
+            rep[k] = b;
+            out->groups[out->ngroups++] = (MpPeakGroup){b->node, b->what, 0, 0};
+        }
+        out->groups[k].count++, out->groups[k].bytes += b->bytes;
+    }
+    free(rep), free(live);
+    qsort(out->groups, (size_t)out->ngroups, sizeof *out->groups, by_group_bytes);
+    return 0;
+}
+
+void mp_peak_free(MpPeak *pk) {
+    free(pk->groups);
+    pk->groups = NULL;
+    pk->ngroups = 0;
+}
+
+static const char *what_label(MpWhat w) {   // the state a library step keeps (memplan.h)
+    switch (w) {
+    case MP_LSE: return "log-sum-exp rows";
+    case MP_DELTA: return "attention delta rows";
+    case MP_CHUNK: return "fp32 logits of a chunk of rows";
+    case MP_CHUNK_LOWP: return "logit gradients of a chunk of rows";
+    case MP_CHUNK_ROWS: return "per-row values of a chunk";
+    default: return "scratch";
+    }
+}
+
+int mp_print_peak(FILE *f, const MpPlan *p, const IrGraph *g, const FusePlan *fp, const Diag *d, int top) {
+    MpPeak pk;
+    if (mp_peak(p, g, fp->nsteps, &pk) != 0) return -1;
+    char h[32], sh[96];
+    human(h, sizeof h, pk.bytes);
+    const char *when = pk.step >= fp->nsteps                          ? "after the last"
+                       : g->nodes[fp->steps[pk.step].node].backward ? "in the backward"
+                                                                     : "in the forward";
+    fprintf(f, "  peak: step %d of %d (%s), %s live in %d kinds of buffer; the largest:\n", pk.step, fp->nsteps,
+            when, h, pk.ngroups);
+    for (int k = 0; k < pk.ngroups && k < top; k++) {
+        const IrNode *n = &g->nodes[pk.groups[k].node];
+        int line = 0, col = 0;
+        const Source *src = n->loc.file ? diag_source(d, n->loc.file) : NULL;
+        if (src) diag_linecol(d, n->loc, &line, &col);
+        const char *base = src ? strrchr(src->path, '/') : NULL;
+        base = base ? base + 1 : src ? src->path : "?";
+        human(h, sizeof h, pk.groups[k].bytes);
+        fprintf(f, "    %10s  %4d x %s ", h, pk.groups[k].count, ir_op_name(n->op));
+        if (pk.groups[k].what == MP_VALUE)
+            fprintf(f, "%s%s%s", ir_dtype_name(n->dtype), ir_shape_str(&n->shape, sh, sizeof sh),
+                    n->backward ? " (backward)" : "");
+        else fprintf(f, "(%s)", what_label(pk.groups[k].what));
+        if (src) fprintf(f, "  # %s:%d:%d", base, line, col);
+        fputc('\n', f);
+    }
+    mp_peak_free(&pk);
+    return 0;
+}

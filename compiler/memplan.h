@@ -73,4 +73,26 @@ const MpBuffer *mp_find(const MpPlan *p, IrId node, MpWhat what);
 // "weights   1.19 GiB" ... one line per category and the total.
 void mp_print(FILE *f, const MpPlan *p);
 
+// What the arena holds at its fullest: the step (0..nsteps; nsteps = after the last, where only the
+// step's outputs remain) where the most bytes are live, those bytes (at most the arena: first fit
+// may leave gaps), and the live buffers grouped by kind (the same op, dtype, shape, size and spec
+// location: typically one per layer), the largest group first. Tells a user what fills memory.
+typedef struct MpPeakGroup {
+    IrId node;              // a representative buffer's node
+    MpWhat what;
+    int count;
+    int64_t bytes;          // of the group's count buffers
+} MpPeakGroup;
+typedef struct MpPeak {
+    int step;
+    int64_t bytes;
+    MpPeakGroup *groups;    // malloc'd; bytes add up to .bytes
+    int ngroups;
+} MpPeak;
+int mp_peak(const MpPlan *p, const IrGraph *g, int nsteps, MpPeak *out);   // 0, or -1 out of memory
+void mp_peak_free(MpPeak *pk);
+// "  peak: step S of N (in the backward), X live in K kinds of buffer; the largest:" and the top
+// groups, one line each ("  1.31 GiB    28 x matmul bf16[B,T,3072]  # nn.trl:16:29"). 0, or -1.
+int mp_print_peak(FILE *f, const MpPlan *p, const IrGraph *g, const FusePlan *fp, const Diag *d, int top);
+
 #endif
