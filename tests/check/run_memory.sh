@@ -65,13 +65,25 @@ if run 0 check memory/tiny.trl --memory; then
     [ -n "$act" ] && [ "$act" -gt 0 ] && ok || bad "activations: '$act'"
     eq "total" "$(bytes total)" $((params * 16 + ${act:-0} + WS))
     plan_lines "$work/out.txt" > "$work/check-plan.txt"
+    # what fills the peak: the step, then the ten largest kinds of buffer, each with its spec line;
+    # by hand: the head's fp32 logits for all B*T = 128 rows (one chunk: 128 x 320 x 4 bytes =
+    # 160 KiB), the gate projections' outputs of both layers (2 x 128 x 96 x 4 bytes = 96 KiB)
+    has out.txt "^  peak: step [0-9]* of [0-9]* (in the [a-z]*), [0-9.]* [KM]iB live in [0-9]* kinds of buffer; the largest:$"
+    has out.txt "^ *160.0 KiB  *1 x linear_ce (fp32 logits of a chunk of rows)  # objectives.trl:[0-9]*:[0-9]*$"
+    has out.txt "^ *96.0 KiB  *2 x matmul f32\[B,T,96\]  # nn.trl:16:29$"
+    sed -n '/^  peak: /,$p' "$work/out.txt" > "$work/check-peak.txt"
+    [ "$(grep -c '  # [a-z0-9.-]*\.trl:[0-9]*:[0-9]*$' "$work/check-peak.txt")" -eq 10 ] && ok ||
+        bad "the peak lists no 10 buffers with spec lines: $(cat "$work/check-peak.txt")"
 fi
-# the same numbers as `trlc kernels SPEC --memory B,T`
+# the same numbers as `trlc kernels SPEC --memory B,T`, and the same peak
 if run 0 kernels memory/tiny.trl -o "$work/k" --no-compile --memory 2,64; then
     plan_lines "$work/out.txt" > "$work/kernels-plan.txt"
     [ "$(wc -l < "$work/kernels-plan.txt")" -eq 7 ] && ok || bad "kernels printed no 7-line plan"
     diff "$work/check-plan.txt" "$work/kernels-plan.txt" > /dev/null && ok || {
         bad "check --memory and kernels --memory 2,64 differ:"; diff "$work/check-plan.txt" "$work/kernels-plan.txt"; }
+    sed -n '/^  peak: /,/^[^ ]/p' "$work/out.txt" | grep '^  ' > "$work/kernels-peak.txt"
+    diff "$work/check-peak.txt" "$work/kernels-peak.txt" > /dev/null && ok || {
+        bad "check --memory and kernels --memory 2,64 print different peaks:"; diff "$work/check-peak.txt" "$work/kernels-peak.txt"; }
 fi
 # other sizes through --set, again equal to kernels --memory B,T
 if run 0 check memory/tiny.trl --memory --set train.batch=3 --set "data.train.max_len=32 tokens"; then

@@ -16,6 +16,55 @@
 #include "test.h"
 #include <string.h>
 
+// mp_peak: the step of the most live bytes, found here by summing every buffer at every step; those
+// bytes fit in the arena; the groups add up to them, each of buffers of one kind (same node op,
+// dtype and bytes per buffer), the largest first; the printed report names the step.
+static void check_peak(const MpPlan *mp, const FusePlan *fp) {
+    const IrGraph *g = fp->g;
+    MpPeak pk;
+    CHECK(mp_peak(mp, g, fp->nsteps, &pk) == 0);
+    int64_t best = -1;
+    int best_step = -1, nlive = 0;
+    for (int s = 0; s <= fp->nsteps; s++) {
+        int64_t sum = 0;
+        for (int i = 0; i < mp->nbufs; i++) {
+            const MpBuffer *b = &mp->bufs[i];
+            if (b->alias == IR_NONE && b->first <= s && s <= b->last) sum += b->bytes;
+        }
+        if (sum > best) best = sum, best_step = s;
+    }
+    for (int i = 0; i < mp->nbufs; i++) {
+        const MpBuffer *b = &mp->bufs[i];
+        nlive += b->alias == IR_NONE && b->bytes > 0 && b->first <= best_step && best_step <= b->last;
+    }
+    CHECK_MSG(pk.step == best_step && pk.bytes == best, "peak at step %d, %lld bytes; by hand step %d, %lld bytes", pk.step,
+              (long long)pk.bytes, best_step, (long long)best);
+    CHECK(pk.bytes <= mp->activations);
+    int64_t sum = 0;
+    int count = 0, sorted = 1, uniform = 1;
+    for (int k = 0; k < pk.ngroups; k++) {
+        sum += pk.groups[k].bytes, count += pk.groups[k].count;
+        if (k && pk.groups[k].bytes > pk.groups[k - 1].bytes) sorted = 0;
+        if (pk.groups[k].count <= 0 || pk.groups[k].bytes % pk.groups[k].count) uniform = 0;
+    }
+    CHECK_MSG(sum == pk.bytes && count == nlive, "groups: %lld bytes in %d buffers, want %lld in %d", (long long)sum, count,
+              (long long)pk.bytes, nlive);
+    CHECK(sorted && uniform);
+    char text[4096] = "", want[64];
+    FILE *f = tmpfile();
+    CHECK(f && mp_print_peak(f, mp, g, fp, g->diag, 3) == 0);
+    if (f) {
+        rewind(f);
+        text[fread(text, 1, sizeof text - 1, f)] = 0;
+        fclose(f);
+    }
+    snprintf(want, sizeof want, "  peak: step %d of %d (", pk.step, fp->nsteps);
+    int lines = 0;
+    for (const char *c = text; *c; c++) lines += *c == '\n';
+    CHECK_MSG(strncmp(text, want, strlen(want)) == 0 && lines == 1 + (pk.ngroups < 3 ? pk.ngroups : 3), "%s", text);
+    mp_peak_free(&pk);
+}
+
 static void check_invariants(const MpPlan *mp, const FusePlan *fp) {
     const IrGraph *g = fp->g;
     int bad = 0;
@@ -55,6 +104,7 @@ static void check_invariants(const MpPlan *mp, const FusePlan *fp) {
               paired ? "one step" : "two steps");
     CHECK(mp->activations <= mp->naive);
     CHECK(mp->activations >= largest);
+    check_peak(mp, fp);
 }
 
 static void test_spec(const char *path) {
