@@ -529,6 +529,7 @@ static int plan_for(CudaProgram *p, const int64_t *sym) {
                       (long long)sym[0], (long long)sym[1], (double)p->mp.activations / (1 << 30),
                       (double)p->fixed_bytes / (1 << 30), known ? "the device has " : "unknown: ",
                       (double)fr / (1 << 30), (double)tot / (1 << 30));
+            mp_print_peak(p->d->out, &p->mp, p->g, &p->plan, p->d, 5);   // what fills it, with spec lines
             return -1;
         }
         p->arena_bytes = p->mp.activations;

@@ -82,7 +82,10 @@ done
 "$trlc" run "$src/tests/run/full.trl" --device cuda --set train.batch=4096 --set "data.train.max_len=60000 tokens" \
     --out "$work/oom" > "$work/oom.log" 2>&1
 rc=$?
+# and what fills it: the peak's step and its five largest kinds of value, with spec lines
 if [ $rc -eq 3 ] && grep -q "needs [0-9.]* GiB of activations (the memory plan)" "$work/oom.log" &&
+   grep -q '^  peak: step [0-9]* of [0-9]* (in the [a-z]*), [0-9.]* GiB live' "$work/oom.log" &&
+   [ "$(grep -c '^ *[0-9.]* [KMG]iB  *[0-9]* x .*  # [a-z0-9.-]*\.trl:[0-9]*:[0-9]*$' "$work/oom.log")" -eq 5 ] &&
    ! grep -q '^step 1' "$work/oom.log"; then
     echo "ok: too large a step: exit 3 before training: $(grep -o 'needs [0-9.]* GiB of activations' "$work/oom.log")"
 else
