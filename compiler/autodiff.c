@@ -45,12 +45,22 @@ static IrId gelu_grad(Ad *ad, IrId x, Loc loc) {
     IrGraph *g = ad->g;
     const double c = 0.7978845608028654, k = 0.044715;
     IrId x2 = ir_mul(g, x, x, loc);
-    IrId inner = ir_mul(g, sc(ad, c, loc), ir_add(g, x, ir_mul(g, sc(ad, k, loc), ir_mul(g, x2, x, loc), loc), loc), loc);
+    // One node-creating call per argument list: C leaves the order of arguments unspecified, and
+    // the graph's node order must not depend on the compiler (scripts/compare_compilers.sh).
+    IrId x3 = ir_mul(g, x2, x, loc);
+    IrId kx3 = ir_mul(g, sc(ad, k, loc), x3, loc);
+    IrId inner_sum = ir_add(g, x, kx3, loc);
+    IrId inner = ir_mul(g, sc(ad, c, loc), inner_sum, loc);
     IrId t = ir_unary(g, IR_TANH, inner, loc);
-    IrId left = ir_mul(g, sc(ad, 0.5, loc), ir_add(g, sc(ad, 1.0, loc), t, loc), loc);
-    IrId one_t2 = ir_sub(g, sc(ad, 1.0, loc), ir_mul(g, t, t, loc), loc);
-    IrId poly = ir_add(g, sc(ad, 1.0, loc), ir_mul(g, sc(ad, 3 * k, loc), x2, loc), loc);
-    IrId right = ir_mul(g, ir_mul(g, sc(ad, 0.5 * c, loc), x, loc), ir_mul(g, one_t2, poly, loc), loc);
+    IrId one_t = ir_add(g, sc(ad, 1.0, loc), t, loc);
+    IrId left = ir_mul(g, sc(ad, 0.5, loc), one_t, loc);
+    IrId t2 = ir_mul(g, t, t, loc);
+    IrId one_t2 = ir_sub(g, sc(ad, 1.0, loc), t2, loc);
+    IrId kx2 = ir_mul(g, sc(ad, 3 * k, loc), x2, loc);
+    IrId poly = ir_add(g, sc(ad, 1.0, loc), kx2, loc);
+    IrId tp = ir_mul(g, one_t2, poly, loc);
+    IrId cx = ir_mul(g, sc(ad, 0.5 * c, loc), x, loc);
+    IrId right = ir_mul(g, cx, tp, loc);
     return ir_add(g, left, right, loc);
 }
 
@@ -120,18 +130,24 @@ static void backward_node(Ad *ad, IrId id, IrId gy) {
     case IR_EXP: acc(ad, x, ir_mul(g, gy, id, loc), loc); return;
     case IR_LOG: acc(ad, x, ir_div(g, gy, x, loc), loc); return;
     case IR_SQRT: acc(ad, x, ir_div(g, ir_mul(g, gy, sc(ad, 0.5, loc), loc), id, loc), loc); return;
-    case IR_RSQRT:
-        acc(ad, x, ir_mul(g, gy, ir_mul(g, sc(ad, -0.5, loc), ir_div(g, id, x, loc), loc), loc), loc);
+    // Below, at most one argument of a call creates a node (see gelu_grad).
+    case IR_RSQRT: {
+        IrId r = ir_div(g, id, x, loc);
+        acc(ad, x, ir_mul(g, gy, ir_mul(g, sc(ad, -0.5, loc), r, loc), loc), loc);
         return;
-    case IR_TANH:
-        acc(ad, x, ir_mul(g, gy, ir_sub(g, sc(ad, 1, loc), ir_mul(g, id, id, loc), loc), loc), loc);
+    }
+    case IR_TANH: {
+        IrId y2 = ir_mul(g, id, id, loc);
+        acc(ad, x, ir_mul(g, gy, ir_sub(g, sc(ad, 1, loc), y2, loc), loc), loc);
         return;
+    }
     case IR_SIGMOID:
         acc(ad, x, ir_mul(g, gy, ir_mul(g, id, ir_sub(g, sc(ad, 1, loc), id, loc), loc), loc), loc);
         return;
     case IR_SILU: {
         IrId s = ir_unary(g, IR_SIGMOID, x, loc);
-        IrId d = ir_mul(g, s, ir_add(g, sc(ad, 1, loc), ir_mul(g, x, ir_sub(g, sc(ad, 1, loc), s, loc), loc), loc), loc);
+        IrId xs = ir_mul(g, x, ir_sub(g, sc(ad, 1, loc), s, loc), loc);
+        IrId d = ir_mul(g, s, ir_add(g, sc(ad, 1, loc), xs, loc), loc);
         acc(ad, x, ir_mul(g, gy, d, loc), loc);
         return;
     }
@@ -140,15 +156,21 @@ static void backward_node(Ad *ad, IrId id, IrId gy) {
         acc(ad, x, ir_mul(g, gy, ir_binary(g, IR_GT, x, sc(ad, 0, loc), loc), loc), loc);
         return;
     case IR_ABS: {
-        IrId sign = ir_sub(g, ir_binary(g, IR_GT, x, sc(ad, 0, loc), loc),
-                           ir_binary(g, IR_LT, x, sc(ad, 0, loc), loc), loc);
+        IrId lt = ir_binary(g, IR_LT, x, sc(ad, 0, loc), loc);
+        IrId sign = ir_sub(g, ir_binary(g, IR_GT, x, sc(ad, 0, loc), loc), lt, loc);
         acc(ad, x, ir_mul(g, gy, sign, loc), loc);
         return;
     }
     case IR_SQUARE: acc(ad, x, ir_mul(g, gy, ir_mul(g, sc(ad, 2, loc), x, loc), loc), loc); return;
     case IR_POW: {
         double p = n.a.value;
-        IrId d = p == 1.0 ? sc(ad, 1, loc) : ir_mul(g, sc(ad, p, loc), ir_pow(g, x, p - 1.0, loc), loc);
+        IrId d;
+        if (p == 1.0) {
+            d = sc(ad, 1, loc);
+        } else {
+            IrId xp = ir_pow(g, x, p - 1.0, loc);
+            d = ir_mul(g, sc(ad, p, loc), xp, loc);
+        }
         acc(ad, x, ir_mul(g, gy, d, loc), loc);
         return;
     }

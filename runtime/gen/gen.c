@@ -177,8 +177,11 @@ static IrId cached_sdpa(GenModel *m, IrGraph *ng, const IrNode *n, IrId q, IrId 
     IrId pk = ir_input(ng, name, dt, ir_shape4(B, ir_dim(hkv), S, ir_dim(D)), loc);
     snprintf(name, sizeof name, "gen.past_v.%d", l);
     IrId pv = ir_input(ng, name, dt, ir_shape4(B, ir_dim(hkv), S, ir_dim(D)), loc);
-    IrId kall = ir_add(ng, ir_mul(ng, pk, sh->keep, loc), ir_matmul(ng, sh->place, k, false, false, loc), loc);
-    IrId vall = ir_add(ng, ir_mul(ng, pv, sh->keep, loc), ir_matmul(ng, sh->place, v, false, false, loc), loc);
+    // One node-creating call per argument list (argument order is unspecified in C).
+    IrId knew = ir_matmul(ng, sh->place, k, false, false, loc);
+    IrId kall = ir_add(ng, ir_mul(ng, pk, sh->keep, loc), knew, loc);
+    IrId vnew = ir_matmul(ng, sh->place, v, false, false, loc);
+    IrId vall = ir_add(ng, ir_mul(ng, pv, sh->keep, loc), vnew, loc);
     IrDim gt = {G, (uint8_t)(1u << IR_SYM_T)};
     IrId q4 = ir_reshape(ng, q, ir_shape4(B, ir_dim(hkv), gt, ir_dim(D)), loc);           // (B, Hkv, G*T, D)
     IrId sc = ir_matmul(ng, q4, kall, false, true, loc);                                  // (B, Hkv, G*T, S)
