@@ -1,9 +1,11 @@
 // cmd_check.c — `trlc check SPEC`: loads the spec and its imports, checks every block, prints all
 // diagnostics on stderr and a one-line summary. Exit 0 (valid), 1 (spec errors), 2 (usage).
 // `--set KEY=VALUE` overrides a setting before checking (check_override); `--settings` prints the
-// blocks-and-settings reference generated from the schema. `--memory` then compiles the valid
-// spec's training step (memplan_spec.h: lower, LoRA, autodiff, fuse) and prints its static GPU
-// memory plan per category (memplan.h) for the spec's precision, batch size and max_len.
+// blocks-and-settings reference generated from the schema. A valid spec's training step is then
+// compiled as `trlc run` compiles it (memplan_spec.h: lower, LoRA, autodiff, mixed precision), so
+// that an error only lowering finds (a misspelt name in a custom arch's forward, a shape that does
+// not fit) is reported here too, with its location. `--memory` also fuses that step and prints its
+// static GPU memory plan per category (memplan.h) for the spec's precision, batch size and max_len.
 // Not here: the passes and the planner themselves (compiler/), running anything.
 #include "check.h"
 #include "cli.h"
@@ -23,8 +25,11 @@ const char usage_check[] =
     "       trlc check --settings\n"
     "\n"
     "Checks SPEC (a .trl file) and the modules it imports without running anything: syntax,\n"
-    "blocks, settings, types, units, ranges, files, LoRA targets and cross-references. Every\n"
-    "problem is printed on stderr as `file:line:col: error: ...` with the source line and a hint.\n"
+    "blocks, settings, types, units, ranges, files, LoRA targets and cross-references; then\n"
+    "compiles the policy's training step as `trlc run` does (no weights read), so that what\n"
+    "lowering finds (a misspelt name in an arch's forward, shapes that do not fit) is found\n"
+    "here. Every problem is printed on stderr as `file:line:col: error: ...` with the source\n"
+    "line and a hint.\n"
     "\n"
     "options:\n"
     "  --set KEY=VALUE   override a setting before checking: `--set train.optimizer.lr=1e-4`,\n"
@@ -85,6 +90,16 @@ static int plan_memory(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, MpP
     return rc == 0 ? 0 : -1;
 }
 
+// Without --memory: the training step compiled (and dropped) for its errors. 0, or -1 after reporting.
+static int compile_step(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs) {
+    IrGraph g;
+    ir_graph_init(&g, d, IR_F32);
+    int rc = mp_compile_training_graph(d, a, spec, cs, &g);
+    ir_graph_free(&g);
+    if (rc != 0 && d->errors == 0) diag_plain_error(d, "the training step could not be compiled");
+    return rc;
+}
+
 static void print_memory(const CheckedSpec *cs, const MpPlan *mp, const char *t_from, const char *peak) {
     printf("memory: precision %s (train.precision), B=%lld (train.batch), T=%lld (%s)\n",
            cs->train.precision ? cs->train.precision : "fp32", (long long)mp->sym[0], (long long)mp->sym[1], t_from);
@@ -129,8 +144,10 @@ int cmd_check(int argc, char **argv) {
     const char *t_from = NULL;
     char *peak = NULL;
     bool planned = false;
-    if (cli_load_checked(&d, &arena, path, sets, nsets, &spec, checked) == 0 && memory)
-        planned = plan_memory(&d, &arena, &spec, checked, &mp, &t_from, &peak) == 0;
+    if (cli_load_checked(&d, &arena, path, sets, nsets, &spec, checked) == 0) {
+        if (memory) planned = plan_memory(&d, &arena, &spec, checked, &mp, &t_from, &peak) == 0;
+        else compile_step(&d, &arena, &spec, checked);
+    }
     int errors = d.errors, warnings = d.warnings;
     if (errors == 0 && warnings == 0) {
         printf("%s: ok\n", path);
