@@ -387,6 +387,7 @@ def run_trlc(name, steps, **kw):
 # and B = -(the gradient of B): the whole step-1 gradient. The PyTorch side starts from that A, so
 # both sides begin from the same state: step-1 loss, gradient norm and every gradient compared.
 plan = None
+plan_peak = []   # check --memory's lines on what fills the activations' peak
 if not os.access(args.trlc, os.X_OK):
     trlc_par = {"name": "trlc", "error": f"no trlc binary at {args.trlc} (give --trlc PATH)"}
 else:
@@ -395,6 +396,9 @@ else:
                            capture_output=True, text=True, timeout=600)
         mt = re.search(r"bytes:.*total (\d+)", r.stdout)
         plan = int(mt.group(1)) if r.returncode == 0 and mt else None
+        lines = r.stdout.splitlines()
+        at = next((k for k, x in enumerate(lines) if x.startswith("  peak: ")), None)
+        plan_peak = lines[at:] if plan is not None and at is not None else []
     except (OSError, subprocess.TimeoutExpired):
         plan = None
     trlc_par = run_trlc("parity", 1, optimizer="sgd { lr = 1.0; }")
@@ -670,6 +674,8 @@ if GPU:
           + (f"sampled every 20 ms by {sampler.how}" if sampler.how else "not measured: no pynvml, no nvidia-smi"))
 if plan is not None:
     print(f"trlc memory plan (trlc check --memory, a plan, not a measurement): {fmt_mem(plan)}")
+    for l in plan_peak:
+        print(f"  plan {l.strip()}")
 for l in trlc.get("peak_lines", []):
     print(f"trlc says: {l}")
 
