@@ -1,10 +1,12 @@
 // recompute.c — activation recomputation: see recompute.h for what is kept and what is recomputed.
 // Each pass chooses the forward values the backward recomputes (train.recompute: by layer; the
-// cheap pass: one-input elementwise values whose input is kept anyway), then one rebuild makes the
-// new node order (forward nodes as they were, each recomputed value cloned right before its first
-// backward reader, with its recomputed inputs cloned first).
+// cheap pass: short chains of elementwise ops and views over values the backward keeps anyway),
+// then one rebuild makes the new node order (forward nodes as they were, each recomputed value
+// cloned right before its first backward reader, with its recomputed inputs cloned first). Not
+// here: deciding what fuses with the copies (fuse.c) or where buffers go (memplan.c).
 #include "recompute.h"
 #include "ir_internal.h"
+#include "env.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,8 +79,10 @@ static int mark_backward_reads(IrGraph *g, int nfwd, bool *fwd_read) {
 
 // The new order: forward nodes as they were, each value in redo cloned right before its first
 // backward reader (its redo inputs cloned first, depth-first); the backward readers read the
-// clones. Returns how many values were cloned, or -1 (reported) when out of memory.
-static int rebuild(IrGraph *g, int nfwd, const bool *redo) {
+// clones. A value in fwd_in_chain (may be NULL) is cloned for the backward nodes that read it, but
+// a clone that reads it reads the forward's value. Returns how many values were cloned, or -1
+// (reported) when out of memory.
+static int rebuild(IrGraph *g, int nfwd, const bool *redo, const bool *fwd_in_chain) {
     int n = g->n, rc = -1;
     size_t sz = (size_t)(n ? n : 1);
     IrId *map = malloc(sz * sizeof *map);         // old id → new id
@@ -119,7 +123,7 @@ static int rebuild(IrGraph *g, int nfwd, const bool *redo) {
                 if (j < vn->nin) {
                     next_in[sp - 1]++;
                     IrId u = vn->in[j];
-                    if (redo[u] && clone[u] == IR_NONE) {   // sp < nfwd: each value is pushed once
+                    if (redo[u] && !(fwd_in_chain && fwd_in_chain[u]) && clone[u] == IR_NONE) {   // sp < nfwd: each value is pushed once
                         stack[sp] = u;
                         next_in[sp++] = 0;
                     }
@@ -127,7 +131,7 @@ static int rebuild(IrGraph *g, int nfwd, const bool *redo) {
                 }
                 for (int q = 0; q < vn->nin; q++) {
                     IrId u = vn->in[q];
-                    insp[q] = redo[u] ? clone[u] : map[u];
+                    insp[q] = redo[u] && !(fwd_in_chain && fwd_in_chain[u]) ? clone[u] : map[u];
                 }
                 clone[v] = m;
                 emit(g, nodes, &m, vn, insp, true);
@@ -194,7 +198,7 @@ int ir_recompute(IrGraph *g, RecomputeStats *stats) {
     }
     rc = 0;
     if (wanted > 0) {   // else nothing to gain: the graph stays as it is
-        int made = rebuild(g, nfwd, redo);
+        int made = rebuild(g, nfwd, redo, NULL);
         if (made < 0) rc = -1;
         else st.recomputed = made;
     }
@@ -219,37 +223,171 @@ static bool cheap_unary(IrOp op) {
     }
 }
 
-int ir_recompute_cheap(IrGraph *g, int *recomputed) {
+// Chains (RecomputeCheapOptions.chains): every elementwise op (ir.h: unary, binary, where, cast,
+// dropout), reshape and permute; rope with o->rope. Never a reduction, product or attention.
+static bool chain_op(IrOp op, const RecomputeCheapOptions *o) {
+    return ir_op_is_elementwise(op) || op == IR_RESHAPE || op == IR_PERMUTE || (op == IR_ROPE && o->rope);
+}
+
+// The forward attention node f shares its saved state (output, row statistics) with backward node
+// b (fuse.c pairs them when b reads f's q, k, v and extras): the backward keeps f's output anyway.
+static bool pairs_with(const IrNode *f, const IrNode *b) {
+    if ((b->op != IR_SDPA_BWD_Q && b->op != IR_SDPA_BWD_K && b->op != IR_SDPA_BWD_V) || b->nin != f->nin + 1 ||
+        f->a.causal != b->a.causal || f->a.scale != b->a.scale || f->a.segmented != b->a.segmented)
+        return false;
+    for (int k = 0; k < 3; k++)
+        if (f->in[k] != b->in[k]) return false;
+    for (int k = 3; k < f->nin; k++)
+        if (f->in[k] != b->in[k + 1]) return false;
+    return true;
+}
+
+// The chain pass's choice, in forward order: a value is recomputed (redo) when its op is cheap,
+// it is not an output, not an operand of a paired library op (pinned), each input is kept (a
+// leaf, an output, a value the backward reads and does not recompute, paired attention's output)
+// or recomputed itself, and the longest recomputed path under it is at most o->max_chain ops.
+// Constants (full, arange) read by no backward node are recomputed (no inputs). A held value is
+// recomputed for its own backward readers, but counts as kept for the values that read it (their
+// copies read the forward's). Returns how many recomputed values the backward reads; the others
+// are cloned on demand by rebuild when one of those needs them.
+static int choose_chains(const IrGraph *g, int nfwd, const RecomputeCheapOptions *o, const bool *fwd_read,
+                         const bool *out_val, const bool *paired, const bool *pinned, const bool *hold, bool *kept,
+                         bool *redo, int *depth) {
+    int wanted = 0;
+    for (int i = 0; i < nfwd; i++) {
+        const IrNode *nd = &g->nodes[i];
+        redo[i] = false, depth[i] = 0;
+        kept[i] = ir_is_leaf(nd) || out_val[i];
+        if (kept[i]) continue;
+        bool can = !pinned[i] && (nd->nin == 0 ? !fwd_read[i] : chain_op(nd->op, o));
+        int d = 0;
+        for (int k = 0; can && k < nd->nin; k++) {
+            IrId u = nd->in[k];
+            if (kept[u]) continue;
+            if (redo[u]) {
+                if (depth[u] > d) d = depth[u];
+            } else {
+                can = false;
+            }
+        }
+        if (can && nd->nin > 0 && d + 1 > o->max_chain) can = false;
+        if (can) {
+            redo[i] = true;
+            depth[i] = nd->nin ? d + 1 : 0;
+            wanted += fwd_read[i];
+            kept[i] = hold[i];
+            continue;
+        }
+        kept[i] = fwd_read[i];
+        // paired attention's output, unless its q, k or v is recomputed (the pairing is lost)
+        if (nd->op == IR_SDPA && paired[i]) {
+            bool same = true;
+            for (int k = 0; k < 3 && k < nd->nin; k++) same = same && !redo[nd->in[k]];
+            kept[i] = kept[i] || same;
+        }
+    }
+    return wanted;
+}
+
+// The forward twin of a backward library node that fuse.c pairs with it (the backward reads the
+// forward's saved state or shares its work when both read the same inputs): IR_SDPA for
+// attention's backward, IR_LINEAR_CE and IR_CROSS_ENTROPY for the head's; else IR_OP_COUNT.
+static IrOp forward_twin(IrOp op) {
+    switch (op) {
+    case IR_SDPA_BWD_Q: case IR_SDPA_BWD_K: case IR_SDPA_BWD_V: return IR_SDPA;
+    case IR_LINEAR_CE_BWD_X: case IR_LINEAR_CE_BWD_W: return IR_LINEAR_CE;
+    case IR_CROSS_ENTROPY_BWD: return IR_CROSS_ENTROPY;
+    default: return IR_OP_COUNT;
+    }
+}
+
+// Elements of a shape with B = 8, T = 1024 (a typical step): only compared with another's.
+static int64_t nominal_numel(const IrShape *s) {
+    static const int64_t sym[IR_NSYMS] = {8, 1024};
+    return ir_shape_numel(s, sym);
+}
+
+int ir_recompute_cheap_opts(IrGraph *g, const RecomputeCheapOptions *o, int *recomputed) {
     int n = g->n, nfwd = forward_count(g);
     if (recomputed) *recomputed = 0;
     if (nfwd < 0) return -1;
     size_t sz = (size_t)(n ? n : 1);
     bool *redo = calloc(sz, sizeof *redo);
     bool *fwd_read = calloc(sz, sizeof *fwd_read);
-    bool *out_val = calloc(sz, sizeof *out_val);   // a graph output or the loss: stays
+    bool *out_val = calloc(sz, sizeof *out_val);    // a graph output or the loss: stays
+    bool *kept = calloc(sz, sizeof *kept);          // there in the backward anyway (chains)
+    bool *paired = calloc(sz, sizeof *paired);      // attention whose backward reads its saved state
+    bool *pinned = calloc(sz, sizeof *pinned);      // an input of a paired library op (not recomputed)
+    bool *hold = calloc(sz, sizeof *hold);          // recomputed, but its readers' copies read the forward's (below)
+    int *depth = calloc(sz, sizeof *depth);         // recomputed ops on the longest path down to kept values
     int rc = -1;
-    if (!redo || !fwd_read || !out_val) {
+    if (!redo || !fwd_read || !out_val || !kept || !paired || !pinned || !hold || !depth) {
         ir_report(g, (Loc){0, 0, 0}, "out of memory in the recompute pass");
         goto out;
     }
     if (mark_backward_reads(g, nfwd, fwd_read) != 0) goto out;
-    for (int o = 0; o < g->nouts; o++)
-        if (ir_valid(g, g->outs[o].id)) out_val[g->outs[o].id] = true;
+    for (int k = 0; k < g->nouts; k++)
+        if (ir_valid(g, g->outs[k].id)) out_val[g->outs[k].id] = true;
     if (ir_valid(g, g->loss)) out_val[g->loss] = true;
-    // a value the backward reads, of a cheap op whose input is there in the backward anyway: a
-    // leaf, a value the backward reads itself, or one recomputed the same way
     int wanted = 0;
-    for (int i = 0; i < nfwd; i++) {
-        const IrNode *nd = &g->nodes[i];
-        if (!cheap_unary(nd->op) || nd->nin != 1 || out_val[i] || !fwd_read[i]) continue;
-        IrId x = nd->in[0];
-        if (!(ir_is_leaf(&g->nodes[x]) || fwd_read[x] || redo[x])) continue;
-        redo[i] = true;
-        wanted++;
+    if (!o->chains) {
+        // a value the backward reads, of a cheap op whose input is there in the backward anyway: a
+        // leaf, a value the backward reads itself, or one recomputed the same way
+        for (int i = 0; i < nfwd; i++) {
+            const IrNode *nd = &g->nodes[i];
+            if (!cheap_unary(nd->op) || nd->nin != 1 || out_val[i] || !fwd_read[i]) continue;
+            IrId x = nd->in[0];
+            if (!(ir_is_leaf(&g->nodes[x]) || fwd_read[x] || redo[x])) continue;
+            redo[i] = true;
+            wanted++;
+        }
+    } else {
+        // A library op whose backward pairs with its forward through the same inputs (attention:
+        // the backward reads the forward's output and row statistics; the head's linear_ce: one
+        // logits product for both, linear_ce.h): the inputs both read stay as they are (pinned),
+        // else the backward would read copies and redo the forward's work. Attention's output is
+        // then kept for the backward: a chain may start there (merge_heads(o) -> dropout). With
+        // o->rope, q and k (rope) may be recomputed and attention unpaired.
+        for (int b = nfwd; b < n; b++) {
+            const IrNode *bn = &g->nodes[b];
+            IrOp twin = forward_twin(bn->op);
+            IrId f0 = bn->nin > 0 ? bn->in[0] : IR_NONE;   // the forward reading the same first input
+            for (int i = f0 + 1; twin != IR_OP_COUNT && f0 >= 0 && i < nfwd; i++) {
+                const IrNode *f = &g->nodes[i];
+                if (f->op != twin || f->in[0] != f0) continue;
+                if (twin == IR_SDPA) {
+                    if (!pairs_with(f, bn)) continue;
+                    paired[i] = true;
+                    if (o->rope) break;
+                }
+                for (int k = 0; k < f->nin; k++)
+                    for (int j = 0; j < bn->nin; j++)
+                        if (bn->in[j] == f->in[k]) pinned[f->in[k]] = true;
+                break;
+            }
+        }
+        wanted = choose_chains(g, nfwd, o, fwd_read, out_val, paired, pinned, hold, kept, redo, depth);
+        // A small value the backward reads (rmsnorm's rstd (B, T, 1)) that a larger recomputed
+        // value reads too (x * rstd) is held: the larger one's copy reads the forward's value,
+        // and its own backward readers (the norm's backward) a copy of their own, which the fuser
+        // puts in their kernel. One shared copy would be a kernel launch of its own, for a few
+        // bytes.
+        bool again = false;
+        for (int j = 0; j < nfwd; j++) {
+            if (!redo[j]) continue;
+            int64_t nj = nominal_numel(&g->nodes[j].shape);
+            for (int k = 0; k < g->nodes[j].nin; k++) {
+                IrId u = g->nodes[j].in[k];
+                if (!redo[u] || !fwd_read[u] || hold[u] || g->nodes[u].nin == 0) continue;
+                int64_t nu = nominal_numel(&g->nodes[u].shape);
+                if (nu >= 0 && nj >= 0 && nu <= nj / 8) hold[u] = again = true;
+            }
+        }
+        if (again) wanted = choose_chains(g, nfwd, o, fwd_read, out_val, paired, pinned, hold, kept, redo, depth);
     }
     rc = 0;
     if (wanted > 0) {
-        int made = rebuild(g, nfwd, redo);
+        int made = rebuild(g, nfwd, redo, o->chains ? hold : NULL);
         if (made < 0) rc = -1;
         else if (recomputed) *recomputed = made;
     }
@@ -257,5 +395,21 @@ out:
     free(redo);
     free(fwd_read);
     free(out_val);
+    free(kept);
+    free(paired);
+    free(pinned);
+    free(hold);
+    free(depth);
     return rc;
+}
+
+int ir_recompute_cheap(IrGraph *g, int *recomputed) {
+    // TRLC_RECOMPUTE_CHAINS=0: one-input values only (to compare); TRLC_RECOMPUTE_ROPE=1: rope too
+    static const char *const on_off[] = {"0", "1", NULL};
+    int chains = env_choice(g->diag, "TRLC_RECOMPUTE_CHAINS", on_off, 1);
+    int rope = env_choice(g->diag, "TRLC_RECOMPUTE_ROPE", on_off, 0);
+    if (recomputed) *recomputed = 0;
+    if (chains < 0 || rope < 0) return -1;
+    RecomputeCheapOptions o = {.chains = chains == 1, .rope = rope == 1, .max_chain = RECOMPUTE_MAX_CHAIN};
+    return ir_recompute_cheap_opts(g, &o, recomputed);
 }

@@ -31,11 +31,38 @@ typedef struct RecomputeStats {
 int ir_recompute(IrGraph *g, RecomputeStats *stats);
 
 // Always on (every training graph, after ir_recompute when that runs): a forward value the
-// backward reads that is a one-input elementwise op (silu, sigmoid, exp, dropout ...) of a value
-// the backward has anyway (a leaf, or a value it reads itself) is recomputed in the backward
-// instead of kept: SwiGLU's silu(gate) beside gate, for one. The fuser puts the copy into the
-// backward kernel that reads it. Bit-identical gradients (the same op on the same value). Returns
-// 0 or -1 (reported); *recomputed (may be NULL): how many values.
+// backward reads is recomputed in the backward instead of kept when it is a short chain of cheap
+// ops over values the backward has anyway. Cheap: every elementwise op (ir.h: unary and binary
+// arithmetic, comparisons, where, cast, dropout — the same mask regenerated), reshape and
+// permute; never a reduction, product or attention. Had anyway: leaves, graph outputs, constants
+// (full, arange: recomputed), a value a backward node reads itself (and that is not recomputed),
+// and the output of an attention whose backward reads its saved state (fuse.c pairs them: same q,
+// k, v). At most RECOMPUTE_MAX_CHAIN ops on any path down to those. So nothing new is held: the
+// backward only reads what it read before, or less. What this recomputes in a decoder layer:
+// LoRA's dropout(rmsnorm(x)) for q, k, v, gate and up (from x and the norm's rstd, which the
+// norm's backward reads), w * (x * rstd) itself where full fine-tuning's products read it, and
+// x * rstd; dropout(silu(gate) * up) for down (or silu(gate) * up without dropout) from gate and
+// up; dropout(merge_heads(attention output)) for o (from the attention's saved output).
+// An operand (q, k, v) of paired attention is never recomputed: the backward would read a copy,
+// no longer pair with the forward, and recompute the attention itself; so q and k after rope stay
+// (TRLC_RECOMPUTE_ROPE=1 recomputes rope too, for measurements: docs/kernels.md).
+// Each copy is placed before its first backward reader (its recomputed inputs first) and flagged
+// `backward` + `recomputed`: autocast rounds it as the forward's value, so the gradients are
+// bit-identical (fp32 and bf16). The fuser puts the copies into the backward kernels that read
+// them. TRLC_RECOMPUTE_CHAINS=0 in the environment restricts the pass to its first version (a
+// one-input elementwise op of a kept value: silu(gate) beside gate), to compare; any value but 0
+// or 1 is an error. Returns 0 or -1 (reported); *recomputed (may be NULL): how many values.
 int ir_recompute_cheap(IrGraph *g, int *recomputed);
+
+enum { RECOMPUTE_MAX_CHAIN = 6 };   // the default bound on a recomputed chain (ops)
+
+typedef struct RecomputeCheapOptions {
+    bool chains;       // chains of elementwise ops, views (and rope) as above; false: one-input ops
+    bool rope;         // rope too (and so attention operands, unpairing attention's backward)
+    int max_chain;     // ops on the longest recomputed path
+} RecomputeCheapOptions;
+
+// ir_recompute_cheap with explicit options (no environment).
+int ir_recompute_cheap_opts(IrGraph *g, const RecomputeCheapOptions *o, int *recomputed);
 
 #endif

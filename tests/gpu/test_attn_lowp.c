@@ -80,9 +80,12 @@ static void test_graph(const char *path) {
             for (int k = 0; k < 3; k++) b += g->nodes[n->in[k]].dtype == IR_BF16;
             bf16_qkv += b == 3;
         }
-        if (n->op == IR_PERMUTE && g->nodes[n->in[0]].op == IR_SDPA) permutes++, bf16_permutes += n->dtype == IR_BF16;
+        // the forward's permutes and copies: the backward's recomputed merge_heads(O) (recompute.h)
+        // is a permute of the kept bf16 O, widened there and then (nothing fp32 held for it)
+        if (n->op == IR_PERMUTE && !n->backward && g->nodes[n->in[0]].op == IR_SDPA)
+            permutes++, bf16_permutes += n->dtype == IR_BF16;
         if (n->backward)
-            for (int k = 0; k < n->nin; k++) to_backward += f32_copy_of_o(g, n->in[k]);
+            for (int k = 0; k < n->nin; k++) to_backward += !g->nodes[n->in[k]].backward && f32_copy_of_o(g, n->in[k]);
     }
     printf("%s: %d attention forwards, %d with a bf16 output, %d on bf16 q, k, v; %d permutes of O (%d bf16); "
            "%d backward reads of an fp32 copy of O\n", path, sdpa, bf16, bf16_qkv, permutes, bf16_permutes, to_backward);

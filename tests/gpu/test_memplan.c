@@ -173,10 +173,11 @@ static void test_spec(const char *path) {
             arena_free(&a2);
         }
         // train.recompute: the backward recomputes each layer from its input, so the activations of
-        // a step of 4 x 256 tokens fall to a few layers' worth: below 70% with the 2-layer fixtures
-        // (measured 49% full, 61% LoRA), below 40% for a real model (llama-3.2-1b-lora, 16 layers: 36%
-        // since its linear outputs are bf16 (autocast.h) — 19% when they were fp32: the plain step
-        // shrank, the recomputed one, a layer's worth, much less)
+        // a step of 4 x 256 tokens fall to a few layers' worth: below 80% with the 2-layer fixtures
+        // (measured 74% full, 77% LoRA; 49%, 61% before the plain step recomputed its cheap chains,
+        // recompute.h), below 45% for a real model (llama-3.2-1b-lora, 16 layers: 40%; 36% before
+        // the chains, since its linear outputs are bf16 (autocast.h) — 19% when they were fp32: the
+        // plain step shrank, the recomputed one, a layer's worth, much less)
         if (!S.cs->train.recompute) {
             IrGraph gr;
             ir_graph_init(&gr, &S.d, IR_F32);
@@ -191,7 +192,7 @@ static void test_spec(const char *path) {
                 if (mp_plan(&gr, &fr, sizes[2], "fp32", &redo, &S.d) == 0) {
                     printf("%s, recompute: activations %lld -> %lld bytes (%.0f%%)\n", path, (long long)plain.activations,
                            (long long)redo.activations, 100.0 * (double)redo.activations / (double)plain.activations);
-                    double want = plain.activations > ((int64_t)1 << 30) ? 0.4 : 0.7;
+                    double want = plain.activations > ((int64_t)1 << 30) ? 0.45 : 0.8;
                     CHECK_MSG((double)redo.activations < want * (double)plain.activations, "%s: recompute %lld vs %lld bytes",
                               path, (long long)redo.activations, (long long)plain.activations);
                     check_invariants(&redo, &fr);

@@ -1,12 +1,19 @@
-// test_recompute_cheap.c — ir_recompute_cheap (recompute.h): on a small differentiated graph with
-// SwiGLU's silu(gate) * up, an exp and a tanh whose inputs the backward keeps anyway, the pass
-// moves those values' computation into the backward (no backward node reads the forward's silu,
-// tanh or that exp any more; dropout's backward never read its output) and the CPU backend gives the same loss and bit-identical gradients
-// with and without it. A value whose input the backward does not keep stays as it is.
+// test_recompute_cheap.c — ir_recompute_cheap (recompute.h), on small differentiated graphs run by
+// the CPU backend with and without the pass: the same loss and bit-identical gradients, and the
+// backward reads no forward value it did not read before (nothing new is kept).
+// (1) One-input values (chains off, the pass's first version): SwiGLU's silu(gate) * up, an exp
+//     and a tanh whose inputs the backward keeps anyway move into the backward; exp(gate + up)
+//     stays (its input is a sum the backward does not keep). With chains on it moves too.
+// (2) Chains: a decoder-like block (rmsnorm -> LoRA dropout for q, a trainable k projection
+//     reading the norm, rope, attention, merge_heads -> dropout for o, silu(gate) * up ->
+//     dropout for down): no backward node reads a forward dropout or the norm's output any more;
+//     q and k after rope stay (attention's backward pairs with its forward on the same q, k, v)
+//     unless rope is asked for; a chain bound of 1 recomputes less.
 #include "autodiff.h"
 #include "cpu.h"
 #include "recompute.h"
 #include "test.h"
+#include <stdlib.h>
 #include <string.h>
 
 #define L0 ((Loc){0, 0, 0})
@@ -14,7 +21,7 @@ enum { N = 5, H = 8, F = 12 };
 
 // x (N, H) → gate = x w1ᵀ, up = x w2ᵀ (F); y = silu(gate) * up + exp(up) * 0.01 + dropout(gate);
 // out = y w3ᵀ (H); loss = sum(out²) + sum(tanh(gate)) (tanh of a value the backward keeps: moved)
-// + sum(exp(gate + up)) (the sum is not kept: that exp stays).
+// + sum(exp(gate + up)) (the sum is not kept: that exp stays without chains).
 static void build(IrGraph *g) {
     IrId x = ir_input(g, "x", IR_F32, ir_shape2(ir_dim(N), ir_dim(H)), L0);
     IrId w1 = ir_param(g, "w1", IR_F32, ir_shape2(ir_dim(F), ir_dim(H)), true, L0);
@@ -32,6 +39,63 @@ static void build(IrGraph *g) {
     ir_set_loss(g, ir_reshape(g, loss, ir_shape0(), L0));
 }
 
+// The chain case: a decoder-like layer, B = 2, T = 6, hidden 8 = 2 heads of 4, ffn 12, LoRA rank 2.
+enum { CB = 2, CT = 6, CH = 8, CNH = 2, CD = 4, CF = 12, CR = 2 };
+static const char *const chain_params[] = {"x", "we", "wqn", "wn", "wq", "aq", "bq", "wk", "wv", "wo", "ao", "bo",
+                                           "wg", "wu", "wd", "ad", "bd"};
+enum { NCHAIN = sizeof chain_params / sizeof *chain_params };
+
+// base(x) + lora_b(lora_a(dropout(x))): peft's LoRA linear
+static IrId lora(IrGraph *g, IrId x, IrId w, IrId a, IrId b, uint64_t seed) {
+    IrId l = ir_linear(g, ir_linear(g, ir_dropout(g, x, 0.2, seed, L0), a, L0), b, L0);
+    return ir_add(g, ir_linear(g, x, w, L0), l, L0);
+}
+
+static IrId heads(IrGraph *g, IrId x) {
+    static const int perm[4] = {0, 2, 1, 3};
+    return ir_permute(g, ir_reshape(g, x, ir_shape4(ir_dim(CB), ir_dim(CT), ir_dim(CNH), ir_dim(CD)), L0), perm, L0);
+}
+
+// rmsnorm over the last axis: w * (x * rsqrt(mean(x²) + eps))
+static IrId rms(IrGraph *g, IrId x, IrId w) {
+    IrId ms = ir_reduce(g, IR_MEAN, ir_mul(g, x, x, L0), -1, L0);
+    IrId r = ir_unary(g, IR_RSQRT, ir_add(g, ms, ir_scalar(g, 1e-6, L0), L0), L0);
+    return ir_mul(g, w, ir_mul(g, x, r, L0), L0);
+}
+
+static void build_chain(IrGraph *g) {
+    static const int perm[4] = {0, 2, 1, 3};
+    IrId p[NCHAIN];
+    IrShape shapes[NCHAIN] = {
+        ir_shape3(ir_dim(CB), ir_dim(CT), ir_dim(CH)), ir_shape2(ir_dim(CH), ir_dim(CH)), ir_shape1(ir_dim(CD)),
+        ir_shape1(ir_dim(CH)),
+        ir_shape2(ir_dim(CH), ir_dim(CH)), ir_shape2(ir_dim(CR), ir_dim(CH)), ir_shape2(ir_dim(CH), ir_dim(CR)),
+        ir_shape2(ir_dim(CH), ir_dim(CH)), ir_shape2(ir_dim(CH), ir_dim(CH)),
+        ir_shape2(ir_dim(CH), ir_dim(CH)), ir_shape2(ir_dim(CR), ir_dim(CH)), ir_shape2(ir_dim(CH), ir_dim(CR)),
+        ir_shape2(ir_dim(CF), ir_dim(CH)), ir_shape2(ir_dim(CF), ir_dim(CH)),
+        ir_shape2(ir_dim(CH), ir_dim(CF)), ir_shape2(ir_dim(CR), ir_dim(CF)), ir_shape2(ir_dim(CH), ir_dim(CR))};
+    for (int i = 0; i < NCHAIN; i++) {
+        // trainable: LoRA's factors, we (so the norm has a backward) and wk (a full fine-tuned
+        // projection: its gradient reads the norm's output)
+        const char *nm = chain_params[i];
+        bool train = nm[0] == 'a' || nm[0] == 'b' || !strcmp(nm, "wk") || !strcmp(nm, "we");
+        p[i] = i == 0 ? ir_input(g, "x", IR_F32, shapes[0], L0) : ir_param(g, chain_params[i], IR_F32, shapes[i], train, L0);
+    }
+    IrId x = ir_linear(g, p[0], p[1], L0), pos = ir_input(g, "pos", IR_I32, ir_shape2(ir_dim(CB), ir_dim(CT)), L0);
+    IrId xn = rms(g, x, p[3]);
+    IrRope rope = {.theta = 10000};
+    // q: qwen3's per-head norm before rope (the rope's input is there in the backward: x and rstd)
+    IrId q = ir_rope(g, rms(g, heads(g, lora(g, xn, p[4], p[5], p[6], 11)), p[2]), pos, rope, L0);
+    IrId k = ir_rope(g, heads(g, ir_linear(g, xn, p[7], L0)), pos, rope, L0);
+    IrId v = heads(g, ir_linear(g, xn, p[8], L0));
+    IrId o = ir_sdpa(g, q, k, v, true, 0.5, L0);
+    o = ir_reshape(g, ir_permute(g, o, perm, L0), shapes[0], L0);
+    IrId h = ir_add(g, x, lora(g, o, p[9], p[10], p[11], 11), L0);
+    IrId s = ir_mul(g, ir_unary(g, IR_SILU, ir_linear(g, h, p[12], L0), L0), ir_linear(g, h, p[13], L0), L0);
+    IrId y = ir_add(g, h, lora(g, s, p[14], p[15], p[16], 11), L0);
+    ir_set_loss(g, ir_reshape(g, ir_reduce_all(g, IR_SUM, ir_mul(g, y, y, L0), L0), ir_shape0(), L0));
+}
+
 // How many forward nodes of op a backward node reads.
 static int read_by_backward(const IrGraph *g, IrOp op) {
     int count = 0;
@@ -46,57 +110,168 @@ static int read_by_backward(const IrGraph *g, IrOp op) {
     return count;
 }
 
-int main(void) {
-    Diag d;
-    diag_init(&d, stderr);
-    IrGraph plain, cheap;
-    ir_graph_init(&plain, &d, IR_F32);
-    ir_graph_init(&cheap, &d, IR_F32);
-    build(&plain);
-    build(&cheap);
-    CHECK(ad_backward(&plain, NULL, 0) == 0 && ad_backward(&cheap, NULL, 0) == 0);
-    CHECK(read_by_backward(&plain, IR_SILU) == 1 && read_by_backward(&plain, IR_EXP) == 2 &&
-          read_by_backward(&plain, IR_TANH) == 1 &&
-          read_by_backward(&plain, IR_DROPOUT) == 0);   // dropout's backward regenerates its mask
-    int made = -1;
-    CHECK(ir_recompute_cheap(&cheap, &made) == 0 && ir_verify(&cheap));
-    CHECK_MSG(made == 3, "%d values recomputed (silu, exp, tanh)", made);
-    CHECK(read_by_backward(&cheap, IR_SILU) == 0 && read_by_backward(&cheap, IR_TANH) == 0);
-    CHECK(read_by_backward(&cheap, IR_EXP) == 1);   // exp(gate + up) stays: the sum is not kept
-    int nsilu = 0;
-    for (int i = 0; i < cheap.n; i++) nsilu += cheap.nodes[i].op == IR_SILU;
-    CHECK_MSG(nsilu == 2, "silu in the forward and its copy in the backward: %d", nsilu);
-    // the same numbers
-    float xv[N * H], w1[F * H], w2[F * H], w3[H * F];
+// Forward values a backward node reads (malloc'd flags over the forward ids, which the pass keeps).
+static bool *backward_reads(const IrGraph *g) {
+    bool *r = calloc((size_t)g->n + 1, 1);
+    for (int j = 0; r && j < g->n; j++)
+        for (int k = 0; g->nodes[j].backward && k < g->nodes[j].nin; k++)
+            if (!g->nodes[g->nodes[j].in[k]].backward) r[g->nodes[j].in[k]] = true;
+    return r;
+}
+
+// After the pass, the backward reads a subset of what it read before (forward ids are unchanged),
+// or an attention output: attention's backward keeps it anyway (it reads the forward's saved state).
+static bool reads_subset(const IrGraph *before, const IrGraph *after) {
+    bool *a = backward_reads(before), *b = backward_reads(after), ok = a && b;
+    for (int i = 0; ok && i < after->n && !after->nodes[i].backward; i++) {
+        ok = !b[i] || a[i] || after->nodes[i].op == IR_SDPA;
+    }
+    free(a);
+    free(b);
+    return ok;
+}
+
+// Runs both graphs on the same pseudo-random values (pos: 0..T-1 per row) and compares every
+// output bit for bit; prints the loss.
+static void same_numbers(const char *what, IrGraph *gs[2], const char *const *names, int nnames, Diag *d) {
+    float *bufs[32];
+    int64_t sizes[32];
     uint32_t s = 12345;
-    float *bufs[4] = {xv, w1, w2, w3};
-    int sizes[4] = {N * H, F * H, F * H, H * F};
-    for (int b = 0; b < 4; b++)
-        for (int i = 0; i < sizes[b]; i++) {
+    CpuProgram *p[2] = {cpu_program_new(gs[0], IR_F32, d), cpu_program_new(gs[1], IR_F32, d)};
+    for (int b = 0; b < nnames; b++) {
+        IrId id = ir_find(gs[0], names[b]);
+        sizes[b] = id == IR_NONE ? 0 : ir_shape_numel(&gs[0]->nodes[id].shape, NULL);
+        bufs[b] = malloc((size_t)(sizes[b] > 0 ? sizes[b] : 1) * sizeof(float));
+        for (int64_t i = 0; i < sizes[b]; i++) {
             s = s * 1664525u + 1013904223u;
-            bufs[b][i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * (b ? 0.6f : 2.0f);
+            if (gs[0]->nodes[id].dtype == IR_I32) ((int32_t *)bufs[b])[i] = (int32_t)(i % CT);
+            else bufs[b][i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * (b ? 0.6f : 2.0f);
         }
-    CpuProgram *p[2] = {cpu_program_new(&plain, IR_F32, &d), cpu_program_new(&cheap, IR_F32, &d)};
-    const char *names[4] = {"x", "w1", "w2", "w3"};
+    }
     for (int k = 0; k < 2; k++) {
-        CHECK(p[k] != NULL);
+        CHECK_MSG(p[k] != NULL, "%s: program %d", what, k);
         if (!p[k]) continue;
-        for (int b = 0; b < 4; b++) CHECK(cpu_bind_name(p[k], names[b], bufs[b], (size_t)sizes[b] * 4) == 0);
+        for (int b = 0; b < nnames; b++)
+            CHECK(cpu_bind_name(p[k], names[b], bufs[b], (size_t)sizes[b] * 4) == 0);
         CHECK(cpu_run(p[k], NULL, 3) == 0);
     }
     if (p[0] && p[1]) {
-        const char *outs[4] = {"loss", "grad:w1", "grad:w2", "grad:w3"};
-        for (int o = 0; o < 4; o++) {
-            const CpuTensor *a = cpu_output_named(p[0], outs[o]), *b = cpu_output_named(p[1], outs[o]);
-            CHECK_MSG(a && b && a->numel == b->numel && !memcmp(a->data, b->data, (size_t)a->numel * 4),
-                      "%s differs with the cheap values recomputed", outs[o]);
+        int same = 0;
+        for (int o = 0; o < gs[0]->nouts; o++) {
+            const char *name = gs[0]->outs[o].name;
+            const CpuTensor *a = cpu_output_named(p[0], name), *b = cpu_output_named(p[1], name);
+            bool eq = a && b && a->numel == b->numel && !memcmp(a->data, b->data, (size_t)a->numel * 4);
+            same += eq;
+            CHECK_MSG(eq, "%s: %s differs with the values recomputed", what, name);
         }
         const CpuTensor *l = cpu_output_named(p[0], "loss");
-        if (l) printf("loss %.9g; %d values recomputed; gradients bit-identical\n", ((float *)l->data)[0], made);
+        if (l) printf("%s: loss %.9g; %d/%d outputs bit-identical\n", what, ((float *)l->data)[0], same, gs[0]->nouts);
     }
     for (int k = 0; k < 2; k++) cpu_program_free(p[k]);
-    ir_graph_free(&plain);
-    ir_graph_free(&cheap);
+    for (int b = 0; b < nnames; b++) free(bufs[b]);
+}
+
+// Builds two copies of a graph, differentiates both, runs the pass with o on the second; returns
+// how many values it recomputed (-1 on failure).
+static int pair(Diag *d, IrGraph gs[2], void (*fn)(IrGraph *), const RecomputeCheapOptions *o) {
+    ir_graph_init(&gs[0], d, IR_F32);
+    ir_graph_init(&gs[1], d, IR_F32);
+    fn(&gs[0]);
+    fn(&gs[1]);
+    int made = -1;
+    CHECK(ad_backward(&gs[0], NULL, 0) == 0 && ad_backward(&gs[1], NULL, 0) == 0);
+    CHECK(ir_recompute_cheap_opts(&gs[1], o, &made) == 0 && ir_verify(&gs[1]));
+    CHECK_MSG(reads_subset(&gs[0], &gs[1]), "the backward reads a forward value it did not read before");
+    return made;
+}
+
+static void free_pair(IrGraph gs[2]) {
+    ir_graph_free(&gs[0]);
+    ir_graph_free(&gs[1]);
+}
+
+static void test_one_input(Diag *d) {
+    static const char *const names[4] = {"x", "w1", "w2", "w3"};
+    IrGraph gs[2];
+    RecomputeCheapOptions o = {.chains = false, .max_chain = RECOMPUTE_MAX_CHAIN};
+    int made = pair(d, gs, build, &o);
+    IrGraph *plain = &gs[0], *cheap = &gs[1];
+    CHECK(read_by_backward(plain, IR_SILU) == 1 && read_by_backward(plain, IR_EXP) == 2 &&
+          read_by_backward(plain, IR_TANH) == 1 &&
+          read_by_backward(plain, IR_DROPOUT) == 0);   // dropout's backward regenerates its mask
+    CHECK_MSG(made == 3, "%d values recomputed (silu, exp, tanh)", made);
+    CHECK(read_by_backward(cheap, IR_SILU) == 0 && read_by_backward(cheap, IR_TANH) == 0);
+    CHECK(read_by_backward(cheap, IR_EXP) == 1);   // exp(gate + up) stays: the sum is not kept
+    int nsilu = 0;
+    for (int i = 0; i < cheap->n; i++) nsilu += cheap->nodes[i].op == IR_SILU;
+    CHECK_MSG(nsilu == 2, "silu in the forward and its copy in the backward: %d", nsilu);
+    IrGraph *g2[2] = {plain, cheap};
+    same_numbers("one-input", g2, names, 4, d);
+    free_pair(gs);
+    // chains: exp(gate + up) moves too (gate and up are kept)
+    o.chains = true;
+    made = pair(d, gs, build, &o);
+    CHECK_MSG(read_by_backward(&gs[1], IR_EXP) == 0 && read_by_backward(&gs[1], IR_ADD) == 0,
+              "exp(gate + up) recomputed with chains (%d values)", made);
+    g2[0] = &gs[0], g2[1] = &gs[1];
+    same_numbers("one-input graph, chains", g2, names, 4, d);
+    free_pair(gs);
+}
+
+// Forward nodes of op whose `recomputed` copies the backward has.
+static int copies(const IrGraph *g, IrOp op) {
+    int c = 0;
+    for (int i = 0; i < g->n; i++) c += g->nodes[i].op == op && g->nodes[i].backward && g->nodes[i].recomputed;
+    return c;
+}
+
+static void test_chains(Diag *d) {
+    static const char *names[NCHAIN + 1];
+    for (int i = 0; i < NCHAIN; i++) names[i] = chain_params[i];
+    names[NCHAIN] = "pos";
+    IrGraph gs[2];
+    IrGraph *g2[2] = {&gs[0], &gs[1]};
+    RecomputeCheapOptions o = {.chains = true, .max_chain = RECOMPUTE_MAX_CHAIN};
+    int made = pair(d, gs, build_chain, &o);
+    // before: the backward reads the three LoRA dropouts (lora_a's gradient), the norm's output
+    // w * (x * r) (wk's gradient) and the two ropes (attention's backward)
+    CHECK_MSG(read_by_backward(&gs[0], IR_DROPOUT) == 3 && read_by_backward(&gs[0], IR_ROPE) == 2,
+              "plain: %d dropouts, %d ropes read", read_by_backward(&gs[0], IR_DROPOUT), read_by_backward(&gs[0], IR_ROPE));
+    int mul_before = read_by_backward(&gs[0], IR_MUL), mul_after = read_by_backward(&gs[1], IR_MUL);
+    CHECK_MSG(read_by_backward(&gs[1], IR_DROPOUT) == 0 && copies(&gs[1], IR_DROPOUT) == 3,
+              "chains: %d dropouts still read, %d copies (%d values)", read_by_backward(&gs[1], IR_DROPOUT),
+              copies(&gs[1], IR_DROPOUT), made);
+    // w * (x * r), x * r and silu(gate) * up: no longer read (r and the mean's sum, x, gate and up are)
+    CHECK_MSG(mul_after < mul_before && read_by_backward(&gs[1], IR_SILU) == 0,
+              "muls read: %d -> %d, silu %d", mul_before, mul_after, read_by_backward(&gs[1], IR_SILU));
+    CHECK_MSG(read_by_backward(&gs[1], IR_ROPE) == 2 && copies(&gs[1], IR_ROPE) == 0, "ropes stay without the option");
+    CHECK(copies(&gs[1], IR_PERMUTE) >= 1 && copies(&gs[1], IR_RESHAPE) >= 1);   // merge_heads(o) for o's dropout
+    same_numbers("chains", g2, names, NCHAIN + 1, d);
+    free_pair(gs);
+    // rope too: q's, from the per-head norm's x and rstd (k's input, a projection's heads, is not
+    // kept: its rope stays); attention no longer pairs, so merge_heads(o)'s chain stays
+    o.rope = true;
+    int made_rope = pair(d, gs, build_chain, &o);
+    CHECK_MSG(read_by_backward(&gs[1], IR_ROPE) == 1 && copies(&gs[1], IR_ROPE) == 1 && copies(&gs[1], IR_PERMUTE) == 0,
+              "rope: %d values, %d ropes read, %d copied, %d permutes copied", made_rope, read_by_backward(&gs[1], IR_ROPE),
+              copies(&gs[1], IR_ROPE), copies(&gs[1], IR_PERMUTE));
+    same_numbers("chains + rope", g2, names, NCHAIN + 1, d);
+    free_pair(gs);
+    // a bound of one op: no chain, less recomputed, the dropout of the norm's output stays
+    o.rope = false, o.max_chain = 1;
+    int made1 = pair(d, gs, build_chain, &o);
+    CHECK_MSG(made1 < made && read_by_backward(&gs[1], IR_DROPOUT) > 0, "bound 1: %d values (%d with %d)", made1,
+              made, RECOMPUTE_MAX_CHAIN);
+    same_numbers("chains, bound 1", g2, names, NCHAIN + 1, d);
+    free_pair(gs);
+    printf("chains: %d values recomputed (%d with rope, %d with a bound of 1)\n", made, made_rope, made1);
+}
+
+int main(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    test_one_input(&d);
+    test_chains(&d);
     diag_free(&d);
     return test_done("ir.recompute_cheap");
 }

@@ -13,7 +13,8 @@
 // (f) an adapter `trlc run` exported, loaded by peft (gen_adapter_check.py), gives the same loss;
 // (h) train.recompute = true (full, LoRA, LoRA with dropout; and under precision = bf16: full,
 //     LoRA, the Qwen2 biased ones): the same loss and gradients, bit for bit, as without, with a
-//     smaller peak of intermediates.
+//     smaller peak of intermediates; the cheap pass's chains (recompute.h) the same way against
+//     TRLC_RECOMPUTE_CHAINS=0 (fp32 and bf16: full, LoRA with dropout 0.1, Qwen2 LoRA in bf16);
 // usage: test_run DIR (tests/run: the specs and fixtures/)
 #include "check.h"
 #include "load.h"
@@ -622,6 +623,65 @@ static void test_recompute(Diag *d, const char *spec, double dropout, uint32_t v
     close_spec(&o[1]);
 }
 
+// (h2) the cheap pass's chains (recompute.h: dropout(rmsnorm(x)), dropout(silu(gate) * up), the
+// norm's output under full fine-tuning ...) against the pass's first version
+// (TRLC_RECOMPUTE_CHAINS=0): one micro-step gives the same loss and bit-identical gradients, with
+// a peak of intermediates no higher (lower where LoRA's dropout outputs were kept).
+static void test_recompute_chains(Diag *d, const char *spec, double dropout, uint32_t vocab) {
+    enum { B = 8, T = 96 };
+    static int32_t tok[B * T], pos[B * T], lab[B * T];
+    uint32_t x = 54321;
+    for (int i = 0; i < B * T; i++) {
+        x = x * 1664525u + 1013904223u;
+        tok[i] = (int32_t)((x >> 8) % vocab);
+        pos[i] = i % T;
+    }
+    for (int i = 0; i < B * T; i++) lab[i] = i % T == T - 1 ? -100 : tok[i + 1];
+    Opened o[2];
+    double loss[2] = {NAN, NAN};
+    int64_t peak[2] = {0, 0};
+    for (int r = 0; r < 2; r++) {
+        setenv("TRLC_RECOMPUTE_CHAINS", r ? "1" : "0", 1);
+        Trainer *t = open_spec_with(d, &o[r], spec, 0, dropout);
+        CHECK_MSG(t != NULL, "%s chains=%d", spec, r);
+        if (!t) {
+            if (r) close_spec(&o[0]);
+            unsetenv("TRLC_RECOMPUTE_CHAINS");
+            return;
+        }
+        // LoRA's B is 0 at initialisation, and with it every lora_A gradient (the only readers of
+        // the dropout outputs): small values instead, the same in both
+        for (int i = 0; i < tr_nparams(t); i++) {
+            const char *name = tr_param_name(t, i);
+            int64_t np = 0;
+            float *w = strstr(name, "lora_B") ? tr_param(t, name, &np) : NULL;
+            for (int64_t j = 0; w && j < np; j++) w[j] = 0.01f * (float)((j * 7 + i) % 13 - 6);
+        }
+        CHECK(tr_micro_step(t, tok, pos, lab, B, T, 5, &loss[r]) == 0);
+        peak[r] = tr_peak_bytes(t);
+    }
+    unsetenv("TRLC_RECOMPUTE_CHAINS");
+    CHECK_MSG(memcmp(&loss[0], &loss[1], sizeof loss[0]) == 0, "%s: loss %.9g vs %.9g", spec, loss[0], loss[1]);
+    int same = 0, n = 0;
+    for (int i = 0; i < tr_nparams(o[0].t); i++) {
+        if (!tr_param_trainable(o[0].t, i)) continue;
+        const char *name = tr_param_name(o[0].t, i);
+        int64_t n0 = 0, n1 = 0;
+        float *g0 = tr_grad(o[0].t, name, &n0), *g1 = tr_grad(o[1].t, name, &n1);
+        n++;
+        bool eq = g0 && g1 && n0 == n1 && memcmp(g0, g1, (size_t)n0 * sizeof *g0) == 0;
+        same += eq;
+        CHECK_MSG(eq, "%s: gradient of %s differs with the recomputed chains", spec, name);
+    }
+    printf("  recompute chains %s%s%s: loss %.9g equal, %d/%d gradients bit-identical; peak intermediates %lld -> %lld bytes (%.0f%%)\n",
+           spec, force_precision ? " (bf16)" : "", dropout > 0 ? " (LoRA dropout 0.1)" : "", loss[0], same, n,
+           (long long)peak[0], (long long)peak[1], peak[0] ? 100.0 * (double)peak[1] / (double)peak[0] : 0);
+    CHECK(n > 0 && peak[1] > 0 && peak[1] <= peak[0]);
+    if (dropout > 0) CHECK_MSG(peak[1] < peak[0], "%s: the dropout outputs are no longer kept", spec);
+    close_spec(&o[0]);
+    close_spec(&o[1]);
+}
+
 // (i) the training graph computes the head and its loss as linear_ce (linear_ce.h): no
 // cross_entropy over a (B, T, vocab) product is left, and the backward has dx, plus dw when the
 // head's weight trains (full fine-tuning); every step above ran through it, against the peers.
@@ -679,7 +739,12 @@ int main(int argc, char **argv) {
         test_recompute(&d, "full.trl", -1, 350);
         test_recompute(&d, "lora.trl", -1, 350);
         test_recompute(&d, "lora.trl", 0.1, 350);
+        test_recompute_chains(&d, "full.trl", -1, 350);
+        test_recompute_chains(&d, "lora.trl", 0.1, 350);
         force_precision = "bf16";
+        test_recompute_chains(&d, "full.trl", -1, 350);
+        test_recompute_chains(&d, "lora.trl", 0.1, 350);
+        test_recompute_chains(&d, "qwen2-lora.trl", 0.1, 256);
         test_recompute(&d, "full.trl", -1, 350);
         test_recompute(&d, "lora.trl", 0.1, 350);
         test_recompute(&d, "qwen2-full.trl", -1, 256);
