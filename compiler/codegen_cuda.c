@@ -131,21 +131,31 @@ static int out_index(const FuseGroup *gr, IrId id) {
     return -1;
 }
 
-// The offset of input k's element at the current index of the full space (i, i0..) or the
-// reduced space (o, r0..): broadcast dims contribute nothing.
-static void offset_expr(const Cg *c, int k, bool reduced, char *buf, size_t n) {
+// The coordinate names of a space: "i" (i0.. over D), "i1_" (i1_0.. over the group's space 1:
+// a view of D's elements, fuse.h), "r" (r0.. over R).
+static void coord_prefix(bool reduced, int space, char *buf, size_t n) {
+    if (reduced) snprintf(buf, n, "r");
+    else if (space == 0) snprintf(buf, n, "i");
+    else snprintf(buf, n, "i%d_", space);
+}
+
+// The offset of input k's element at the current index of a full space (i; coordinates i0.. for
+// D, i1_0.. for space 1, ...) or the reduced space (o, r0..): broadcast dims contribute nothing.
+static void offset_expr(const Cg *c, int k, bool reduced, int space, char *buf, size_t n) {
     const IrShape *xs = &c->p->g->nodes[c->gr->ins[k]].shape;
-    const IrShape *sp = reduced ? &c->gr->rshape : &c->gr->dom;
+    const IrShape *sp = reduced ? &c->gr->rshape : &c->gr->spaces[space];
     if (ir_shape_eq(xs, sp)) {
         snprintf(buf, n, reduced ? "o" : "i");
         return;
     }
+    char pfx[16];
+    coord_prefix(reduced, space, pfx, sizeof pfx);
     StrBuf e = {0};
     int lead = sp->rank - xs->rank;
     bool any = false;
     for (int ix = 0; ix < xs->rank; ix++) {
         if (ir_dim_is_one(xs->d[ix])) continue;
-        sb_printf(&e, "%s%c%d", any ? " + " : "", reduced ? 'r' : 'i', ix + lead);
+        sb_printf(&e, "%s%s%d", any ? " + " : "", pfx, ix + lead);
         for (int k2 = ix + 1; k2 < xs->rank; k2++) {
             char d[64];
             dim_expr(xs->d[k2], d, sizeof d);
@@ -157,11 +167,16 @@ static void offset_expr(const Cg *c, int k, bool reduced, char *buf, size_t n) {
     free(e.s);
 }
 
-static void arg_expr(const Cg *c, IrId x, bool reduced, char *buf, size_t n) {
-    int m = c->p->group_of[x] == c->gi ? member_index(c->gr, x) : -1;
+// Operand x of a member in the given space: a member's register (read directly or through a
+// reshape), an inlined constant, or the value loaded from input k (x<k> over D, x<k>_<j> over
+// space j, y<k> over R).
+static void arg_expr(const Cg *c, IrId x, bool reduced, int space, char *buf, size_t n) {
+    IrId mx = fuse_member_src(c->p, c->gi, x);
+    int m = mx != IR_NONE ? member_index(c->gr, mx) : -1;
     if (m >= 0) snprintf(buf, n, "v%d", m);
     else if (c->p->level[x] == FUSE_LV_CONST) flit(c->p->g->nodes[x].a.value, buf, n);
-    else snprintf(buf, n, "%c%d", reduced ? 'y' : 'x', in_index(c->gr, x));
+    else if (reduced || space == 0) snprintf(buf, n, "%c%d", reduced ? 'y' : 'x', in_index(c->gr, x));
+    else snprintf(buf, n, "x%d_%d", in_index(c->gr, x), space);
 }
 
 // Index of dropout member m among the group's dropout members (its seed/salt arguments).
@@ -175,9 +190,10 @@ static void emit_member(const Cg *c, int m, bool reduced, const char *ind) {
     const IrGraph *g = c->p->g;
     const IrNode *n = &g->nodes[c->gr->nodes[m]];
     char a[64] = "0.0f", b[64] = "0.0f", w[64] = "0.0f", e[512];
-    if (n->nin > 0) arg_expr(c, n->in[0], reduced, a, sizeof a);
-    if (n->nin > 1) arg_expr(c, n->in[1], reduced, b, sizeof b);
-    if (n->nin > 2) arg_expr(c, n->in[2], reduced, w, sizeof w);
+    int sp = reduced ? 0 : c->gr->space[m];
+    if (n->nin > 0) arg_expr(c, n->in[0], reduced, sp, a, sizeof a);
+    if (n->nin > 1) arg_expr(c, n->in[1], reduced, sp, b, sizeof b);
+    if (n->nin > 2) arg_expr(c, n->in[2], reduced, sp, w, sizeof w);
     switch (n->op) {
     case IR_FULL: flit(n->a.value, e, sizeof e); break;
     case IR_NEG: snprintf(e, sizeof e, "-%s", a); break;
@@ -256,24 +272,47 @@ static void emit_store(const Cg *c, int m, const char *idx, const char *ind) {
     if (q >= 0) sb_printf(c->o, "%strlc_st(out%d + %s, v%d);\n", ind, q, idx, m);
 }
 
-// Loads of the inputs the members of the given levels read, at the top of a loop body.
+// Loads of the inputs the members of the given levels read, at the top of a loop body (once per
+// input and space of its readers).
 static void emit_loads(const Cg *c, unsigned levels, bool reduced, const char *ind) {
     const IrGraph *g = c->p->g;
-    bool done[FUSE_MAX_ARGS] = {false};
+    bool done[FUSE_MAX_ARGS][FUSE_MAX_SPACES] = {{false}};
     for (int m = 0; m < c->gr->nnodes; m++) {
         IrId id = c->gr->nodes[m];
         if (!(levels & (1u << c->p->level[id]))) continue;
         const IrNode *n = &g->nodes[id];
         if (n->op == IR_PERMUTE) continue;   // reads its input itself, at permuted indexes
+        int sp = reduced ? 0 : c->gr->space[m];
         for (int a = 0; a < n->nin; a++) {
             int k = in_index(c->gr, n->in[a]);
-            if (k < 0 || done[k] || c->p->group_of[n->in[a]] == c->gi) continue;
-            done[k] = true;
-            char off[512];
-            offset_expr(c, k, reduced, off, sizeof off);
-            sb_printf(c->o, "%sconst float %c%d = trlc_ld(in%d[%s]);\n", ind, reduced ? 'y' : 'x', k, k, off);
+            if (k < 0 || done[k][sp] || fuse_member_src(c->p, c->gi, n->in[a]) != IR_NONE) continue;
+            done[k][sp] = true;
+            char off[512], name[32];
+            offset_expr(c, k, reduced, sp, off, sizeof off);
+            arg_expr(c, n->in[a], reduced, sp, name, sizeof name);
+            sb_printf(c->o, "%sconst float %s = trlc_ld(in%d[%s]);\n", ind, name, k, off);
         }
     }
+}
+
+// Whether the members over space sp (not reduced) need the current index's coordinates there:
+// an input read at broadcast offsets, or (D) a permute.
+static bool space_needs_coords(const Cg *c, int sp) {
+    const IrGraph *g = c->p->g;
+    const FuseGroup *gr = c->gr;
+    for (int m = 0; m < gr->nnodes; m++) {
+        FuseLevel lv = (FuseLevel)c->p->level[gr->nodes[m]];
+        if (gr->space[m] != sp || (lv != FUSE_LV_PRO && lv != FUSE_LV_POST)) continue;
+        const IrNode *n = &g->nodes[gr->nodes[m]];
+        if (n->op == IR_PERMUTE) return true;
+        for (int a = 0; a < n->nin; a++) {
+            int k = in_index(gr, n->in[a]);
+            if (k >= 0 && fuse_member_src(c->p, c->gi, n->in[a]) == IR_NONE &&
+                !ir_shape_eq(&g->nodes[gr->ins[k]].shape, &gr->spaces[sp]))
+                return true;
+        }
+    }
+    return false;
 }
 
 // var's coordinates over dims: pfx0.. of index type ity, dividing by dpfx0.. (the dims' sizes)
@@ -289,21 +328,31 @@ static void emit_decompose(StrBuf *o, const char *var, const char *pfx, const in
     }
 }
 
+// The coordinates of i in spaces 1.. where needed (dims S<j>_0.. of index type ity).
+static void emit_space_coords(const Cg *c, const char *ity, const char *dpfx, const char *ind) {
+    for (int j = 1; j < c->gr->nspaces; j++) {
+        if (!space_needs_coords(c, j)) continue;
+        int all[IR_MAX_RANK];
+        for (int i = 0; i < c->gr->spaces[j].rank; i++) all[i] = i;
+        char pfx[16], dp[16];
+        coord_prefix(false, j, pfx, sizeof pfx);
+        snprintf(dp, sizeof dp, "%s%d_", dpfx, j);
+        emit_decompose(c->o, "i", pfx, all, c->gr->spaces[j].rank, ity, dp, ind);
+    }
+}
+
 // The elementwise kernel's grid-stride loop with index type ity (the dims' sizes in dpfx0..).
 static void emit_elementwise_loop(const Cg *c, const char *ity, const char *dpfx, const char *ind) {
-    const IrGraph *g = c->p->g;
     const FuseGroup *gr = c->gr;
     const IrShape *D = &gr->dom;
     char in2[32];
     snprintf(in2, sizeof in2, "%s    ", ind);
     sb_printf(c->o, "%sfor (%s i = blockIdx.x * (%s)blockDim.x + threadIdx.x; i < (%s)n; i += (%s)gridDim.x * blockDim.x) {\n",
               ind, ity, ity, ity, ity);
-    bool need_idx = false;
-    for (int k = 0; k < gr->nins; k++) need_idx |= !ir_shape_eq(&g->nodes[gr->ins[k]].shape, D);
-    for (int m = 0; m < gr->nnodes; m++) need_idx |= g->nodes[gr->nodes[m]].op == IR_PERMUTE;
     int all[IR_MAX_RANK];
     for (int i = 0; i < D->rank; i++) all[i] = i;
-    if (need_idx) emit_decompose(c->o, "i", "i", all, D->rank, ity, dpfx, in2);
+    if (space_needs_coords(c, 0)) emit_decompose(c->o, "i", "i", all, D->rank, ity, dpfx, in2);
+    emit_space_coords(c, ity, dpfx, in2);
     emit_loads(c, 1u << FUSE_LV_PRO, false, in2);
     for (int m = 0; m < gr->nnodes; m++) {
         emit_member(c, m, false, in2);
@@ -376,6 +425,11 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
         dim_expr(D->d[i], dbuf, sizeof dbuf);
         sb_printf(&o, "    const long long D%d = %s;\n", i, dbuf);
     }
+    for (int j = 1; j < gr->nspaces; j++)   // the other shapes of D's elements (views)
+        for (int i = 0; i < gr->spaces[j].rank; i++) {
+            dim_expr(gr->spaces[j].d[i], dbuf, sizeof dbuf);
+            sb_printf(&o, "    const long long D%d_%d = %s; (void)D%d_%d;\n", j, i, dbuf, j, i);
+        }
     sb_printf(&o, "    const long long n = 1LL");
     for (int i = 0; i < D->rank; i++) sb_printf(&o, " * D%d", i);
     sb_printf(&o, ";\n");
@@ -386,6 +440,9 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
         // 32-bit one — a memory-bound kernel would be bound by it
         sb_printf(&o, "    " CG_INDEX32_TEST " {\n");
         for (int i = 0; i < D->rank; i++) sb_printf(&o, "        const unsigned U%d = (unsigned)D%d; (void)U%d;\n", i, i, i);
+        for (int j = 1; j < gr->nspaces; j++)
+            for (int i = 0; i < gr->spaces[j].rank; i++)
+                sb_printf(&o, "        const unsigned U%d_%d = (unsigned)D%d_%d; (void)U%d_%d;\n", j, i, j, i, j, i);
         emit_elementwise_loop(&c, "unsigned", "U", "        ");
         sb_printf(&o, "    } else {\n");
         emit_elementwise_loop(&c, "long long", "D", "        ");
@@ -477,6 +534,7 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
         sb_printf(&o, "0LL");
         for (int k = 0; k < D->rank; k++) sb_printf(&o, " * D%d + i%d)", k, k);
         sb_printf(&o, "; (void)i;\n");
+        emit_space_coords(&c, "long long", "D", "            ");
         unsigned lv = pass == 0 ? (1u << FUSE_LV_PRO | 1u << FUSE_LV_RED) : (1u << FUSE_LV_PRO | 1u << FUSE_LV_POST);
         emit_loads(&c, lv, false, "            ");
         for (int m = 0; m < gr->nnodes; m++) {
@@ -487,7 +545,7 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
                 if ((l == FUSE_LV_PRO) == (pass == 0)) emit_store(&c, m, "i", "            ");
             } else if (pass == 0 && l == FUSE_LV_RED) {
                 char a[64];
-                arg_expr(&c, g->nodes[id].in[0], false, a, sizeof a);
+                arg_expr(&c, g->nodes[id].in[0], false, 0, a, sizeof a);
                 if (g->nodes[id].op == IR_MAX) sb_printf(&o, "            a%d = trlc_max(%s, a%d);\n", m, a, m);
                 else sb_printf(&o, "            a%d += %s;\n", m, a);
             }

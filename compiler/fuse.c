@@ -138,7 +138,7 @@ static int count_inputs_with(const FusePlan *p, int gi, const IrNode *n) {
         const IrNode *x = m < gr->nnodes ? &p->g->nodes[gr->nodes[m]] : n;
         for (int i = 0; i < x->nin && k <= FUSE_MAX_INS; i++) {
             IrId y = x->in[i];
-            if (p->group_of[y] == gi || p->level[y] == FUSE_LV_CONST) continue;
+            if (fuse_member_src(p, gi, y) != IR_NONE || p->level[y] == FUSE_LV_CONST) continue;
             bool dup = false;
             for (int j = 0; j < k && !dup; j++) dup = seen[j] == y;
             if (!dup) seen[k++] = y;
@@ -222,6 +222,43 @@ static void sink_group(FusePlan *p, int gi) {
     p->nsunk++;
 }
 
+// Whether elementwise node n, of a shape S other than group gi's domain D, may join gi over D's
+// elements (fuse.h): S has D's element count, n reads a member (directly or through reshapes) or
+// a reshape of a value gi reads, and S is one of at most FUSE_MAX_SPACES shapes of gi's members
+// over D's elements. (The caller checks each member input's shape.)
+static bool view_space_ok(const FusePlan *p, int gi, const IrNode *n) {
+    const FuseGroup *gr = &p->groups[gi];
+    const IrGraph *g = p->g;
+    IrDim a, b;
+    if (!ir_shape_numel_dim(&n->shape, &a) || !ir_shape_numel_dim(&gr->dom, &b) || !ir_dim_eq(a, b)) return false;
+    bool touch = false;
+    for (int i = 0; i < n->nin && !touch; i++) {
+        IrId x = n->in[i], r = fuse_view_src(g, x);
+        if (fuse_member_src(p, gi, x) != IR_NONE) touch = true;
+        else if (r != x)   // a view of a value the group reads from memory
+            for (int m = 0; m < gr->nnodes && !touch; m++) {
+                const IrNode *y = &g->nodes[gr->nodes[m]];
+                for (int k = 0; k < y->nin && !touch; k++) touch = fuse_view_src(g, y->in[k]) == r;
+            }
+    }
+    if (!touch) return false;
+    IrShape seen[FUSE_MAX_SPACES];
+    int ns = 0;
+    seen[ns++] = gr->dom;
+    for (int m = 0; m < gr->nnodes; m++) {
+        IrId id = gr->nodes[m];
+        if (p->level[id] != FUSE_LV_PRO && p->level[id] != FUSE_LV_POST) continue;
+        bool dup = false;
+        for (int k = 0; k < ns && !dup; k++) dup = ir_shape_eq(&g->nodes[id].shape, &seen[k]);
+        if (dup) continue;
+        if (ns == FUSE_MAX_SPACES) return false;
+        seen[ns++] = g->nodes[id].shape;
+    }
+    for (int k = 0; k < ns; k++)
+        if (ir_shape_eq(&n->shape, &seen[k])) return true;
+    return ns < FUSE_MAX_SPACES;
+}
+
 // The level n (node id) would have in group gi, or FUSE_LV_NONE when it cannot join. With
 // `sink` given, n may also join when the group can be sunk first (*sink set: the caller sinks).
 static FuseLevel join_level(const FusePlan *p, int gi, IrId id, bool *sink) {
@@ -233,11 +270,14 @@ static FuseLevel join_level(const FusePlan *p, int gi, IrId id, bool *sink) {
     // a backward node never joins a forward group: it would run in the forward pass, and a value
     // recomputed for the backward (recompute.h) would be computed early and held all along
     if (gr->nnodes > 0 && g->nodes[gr->nodes[0]].backward != n->backward) return FUSE_LV_NONE;
+    if (!p->views)   // (TRLC_FUSE_VIEWS=0) no member read through a reshape
+        for (int i = 0; i < n->nin; i++)
+            if (fuse_member_src(p, gi, n->in[i]) != IR_NONE && p->group_of[n->in[i]] != gi) return FUSE_LV_NONE;
     // every input read from memory must come from a step placed before the group (or the group
     // is sunk below them all)
     for (int i = 0; i < n->nin; i++) {
         IrId x = n->in[i];
-        if (p->group_of[x] == gi || p->level[x] == FUSE_LV_CONST) continue;
+        if (fuse_member_src(p, gi, x) != IR_NONE || p->level[x] == FUSE_LV_CONST) continue;
         if (p->step_of[x] >= gr->step) {
             if (!sink || !sink_ok(p, gi, id)) return FUSE_LV_NONE;
             *sink = true;
@@ -247,8 +287,9 @@ static FuseLevel join_level(const FusePlan *p, int gi, IrId id, bool *sink) {
     if (is_reduce_op(n->op)) {
         IrId x = n->in[0];
         const IrNode *xn = ir_node(g, x);
-        if (!ir_shape_eq(&xn->shape, &gr->dom)) return FUSE_LV_NONE;
-        if (p->group_of[x] == gi && p->level[x] != FUSE_LV_PRO) return FUSE_LV_NONE;
+        if (!ir_shape_eq(&xn->shape, &gr->dom)) return FUSE_LV_NONE;   // (through views too: D only)
+        IrId mx = fuse_member_src(p, gi, x);
+        if (mx != IR_NONE && p->level[mx] != FUSE_LV_PRO) return FUSE_LV_NONE;
         uint32_t axes = reduce_axes(n, &gr->dom);
         if (gr->has_reduce) {
             if (axes != gr->axes || !ir_shape_eq(&n->shape, &gr->rshape)) return FUSE_LV_NONE;
@@ -258,28 +299,34 @@ static FuseLevel join_level(const FusePlan *p, int gi, IrId id, bool *sink) {
     }
     // a permute reads its input at permuted indexes: only from memory, only over the domain
     if (n->op == IR_PERMUTE) {
-        if (p->group_of[n->in[0]] == gi || !ir_shape_eq(&n->shape, &gr->dom)) return FUSE_LV_NONE;
+        if (fuse_member_src(p, gi, n->in[0]) != IR_NONE || !ir_shape_eq(&n->shape, &gr->dom)) return FUSE_LV_NONE;
         return FUSE_LV_PRO;
     }
     // elementwise (and broadcast): which levels do its member inputs have?
     bool any_red = false, any_full = false;
     for (int i = 0; i < n->nin; i++) {
-        IrId x = n->in[i];
-        if (p->group_of[x] != gi) continue;
-        FuseLevel lv = (FuseLevel)p->level[x];
+        IrId mx = fuse_member_src(p, gi, n->in[i]);
+        if (mx == IR_NONE) continue;
+        FuseLevel lv = (FuseLevel)p->level[mx];
         if (is_reduced_level(lv)) any_red = true;
         else any_full = true;
     }
     if (gr->has_reduce && ir_shape_eq(&n->shape, &gr->rshape) && !any_full) return FUSE_LV_EPI;
-    if (!ir_shape_eq(&n->shape, &gr->dom)) return FUSE_LV_NONE;
+    bool in_dom = ir_shape_eq(&n->shape, &gr->dom);
+    if (!in_dom && !view_space_ok(p, gi, n)) return FUSE_LV_NONE;
     bool post = any_red;
     for (int i = 0; i < n->nin; i++) {
-        IrId x = n->in[i];
-        if (p->group_of[x] == gi && p->level[x] == FUSE_LV_POST) post = true;
-        // a reduced value used over D must broadcast exactly along the reduced axes
-        if (p->group_of[x] == gi && is_reduced_level((FuseLevel)p->level[x])) {
-            const IrNode *xn = ir_node(g, x);
-            if (!ir_shape_eq(&xn->shape, &gr->rshape)) return FUSE_LV_NONE;
+        IrId x = n->in[i], mx = fuse_member_src(p, gi, x);
+        if (mx == IR_NONE) continue;
+        if (p->level[mx] == FUSE_LV_POST) post = true;
+        const IrNode *xn = ir_node(g, x);
+        if (is_reduced_level((FuseLevel)p->level[mx])) {
+            // a reduced value used over D must broadcast exactly along the reduced axes
+            if (!in_dom || !ir_shape_eq(&xn->shape, &gr->rshape)) return FUSE_LV_NONE;
+        } else if (!ir_shape_eq(&xn->shape, &n->shape)) {
+            // a value over D's elements is read at the same linear index: of the reader's shape
+            // (directly, or through reshapes)
+            return FUSE_LV_NONE;
         }
     }
     return post ? FUSE_LV_POST : FUSE_LV_PRO;
@@ -293,8 +340,9 @@ static int place_fused(FusePlan *p, IrId id) {
     bool has_member_input = false;
     for (int i = 0; i < n->nin && gi < 0; i++) {
         int cand = p->group_of[n->in[i]];
+        if (cand >= 0) has_member_input = true;
+        else if (p->views) cand = p->group_of[fuse_view_src(g, n->in[i])];   // a member read through reshapes
         if (cand < 0) continue;
-        has_member_input = true;
         lv = join_level(p, cand, id, NULL);
         if (lv != FUSE_LV_NONE) gi = cand;
     }
@@ -535,7 +583,8 @@ static int canonicalize(FusePlan *p, int gi, StrBuf *b) {
         for (int i = 0; i < n->nin; i++) {
             IrId x = n->in[i];
             const IrNode *xn = &g->nodes[x];
-            if (p->group_of[x] == gi) sb_printf(b, " m%d", local_index(gr, x));
+            IrId mx = fuse_member_src(p, gi, x);
+            if (mx != IR_NONE) sb_printf(b, " m%d", local_index(gr, mx));
             else if (p->level[x] == FUSE_LV_CONST) sb_printf(b, " c%.17g", xn->a.value);
             else sb_printf(b, " in%d", input_index(gr, x));
         }
@@ -549,18 +598,21 @@ static int canonicalize(FusePlan *p, int gi, StrBuf *b) {
 
 static int finish_groups(FusePlan *p) {
     const IrGraph *g = p->g;
-    // uses: does anything outside the node's group read it?
+    // uses: does anything outside the node's group read it? (A reshape is no reader: its
+    // readers read the value it views, which a member of their own group may take in registers.)
     bool *ext_use = calloc((size_t)g->n + 1, sizeof *ext_use);
     if (!ext_use) return -1;
     for (int i = 0; i < g->n; i++) {
         const IrNode *n = &g->nodes[i];
+        if (n->op == IR_RESHAPE) continue;
         for (int k = 0; k < n->nin; k++) {
-            IrId x = n->in[k];
-            if (p->group_of[x] >= 0 && p->group_of[x] != p->group_of[i]) ext_use[x] = true;
+            IrId x = n->in[k], r = fuse_view_src(g, x);
+            if (p->group_of[r] < 0) continue;
+            if (p->group_of[i] < 0 || fuse_member_src(p, p->group_of[i], x) != r) ext_use[r] = true;
         }
     }
     for (int o = 0; o < g->nouts; o++)
-        if (g->outs[o].id >= 0 && g->outs[o].id < g->n) ext_use[g->outs[o].id] = true;
+        if (g->outs[o].id >= 0 && g->outs[o].id < g->n) ext_use[fuse_view_src(g, g->outs[o].id)] = true;
     StrBuf b = {0};
     int rc = 0;
     for (int gi = 0; gi < p->ngroups && rc == 0; gi++) {
@@ -571,11 +623,30 @@ static int finish_groups(FusePlan *p) {
             const IrNode *n = &g->nodes[gr->nodes[k]];
             for (int i = 0; i < n->nin; i++) {
                 IrId x = n->in[i];
-                if (p->group_of[x] == gi || p->level[x] == FUSE_LV_CONST) continue;
+                if (fuse_member_src(p, gi, x) != IR_NONE || p->level[x] == FUSE_LV_CONST) continue;
                 if (input_index(gr, x) < 0) gr->ins[gr->nins++] = x;
             }
             if (ext_use[gr->nodes[k]]) gr->outs[gr->nouts++] = gr->nodes[k];
         }
+        // the spaces: D, then the other shapes of members over D's elements (view_space_ok)
+        gr->spaces = arena_alloc(&p->arena, FUSE_MAX_SPACES * sizeof *gr->spaces);
+        gr->space = arena_alloc(&p->arena, (size_t)gr->nnodes + 1);
+        gr->spaces[0] = gr->dom;
+        gr->nspaces = 1;
+        for (int k = 0; k < gr->nnodes; k++) {
+            const IrNode *n = &g->nodes[gr->nodes[k]];
+            FuseLevel lv = (FuseLevel)p->level[gr->nodes[k]];
+            int j = 0;
+            if (lv == FUSE_LV_PRO || lv == FUSE_LV_POST) {
+                while (j < gr->nspaces && !ir_shape_eq(&n->shape, &gr->spaces[j])) j++;
+                if (j == gr->nspaces) {
+                    if (j == FUSE_MAX_SPACES) { rc = -3; break; }   // (view_space_ok keeps to the limit)
+                    gr->spaces[gr->nspaces++] = n->shape;
+                }
+            }
+            gr->space[k] = (uint8_t)j;
+        }
+        if (rc) break;
         if (canonicalize(p, gi, &b) != 0) { rc = -1; break; }
         uint64_t h = fuse_hash(b.s, b.n, 0);
         int found = -1;
@@ -739,11 +810,12 @@ int fuse_plan(const IrGraph *g, Diag *d, FusePlan *p) {
     // TRLC_FUSE_SINK=0 / TRLC_FUSE_MERGE=0: plans without sinking / merging, to compare
     static const char *const on_off[] = {"0", "1", NULL};
     int sink = env_choice(d, "TRLC_FUSE_SINK", on_off, 1), merge = env_choice(d, "TRLC_FUSE_MERGE", on_off, 1);
-    if (sink < 0 || merge < 0) {
+    int views = env_choice(d, "TRLC_FUSE_VIEWS", on_off, 1);
+    if (sink < 0 || merge < 0 || views < 0) {
         memset(p, 0, sizeof *p);
         return -1;
     }
-    FuseOptions o = {.no_sink = sink == 0, .no_merge = merge == 0};
+    FuseOptions o = {.no_sink = sink == 0, .no_merge = merge == 0, .no_views = views == 0};
     return fuse_plan_with(g, &o, d, p);
 }
 
@@ -752,6 +824,7 @@ int fuse_plan_with(const IrGraph *g, const FuseOptions *o, Diag *d, FusePlan *p)
     p->g = g;
     p->sink = !(o && o->no_sink);
     p->merge = !(o && o->no_merge);
+    p->views = !(o && o->no_views);
     if (g->float_dtype != IR_F32) {
         diag_plain_error(d, "fusion: the graph computes in %s; GPU kernels are generated for f32 graphs",
                          ir_dtype_name(g->float_dtype));
@@ -830,6 +903,10 @@ int fuse_plan_with(const IrGraph *g, const FuseOptions *o, Diag *d, FusePlan *p)
         diag_plain_error(d, "fusion: a fused group has more than %d arguments", FUSE_MAX_ARGS);
         return -1;
     }
+    if (rc == -3) {
+        diag_plain_error(d, "fusion (internal): a fused group has more than %d shapes", FUSE_MAX_SPACES);
+        return -1;
+    }
     if (rc != 0) {
         diag_plain_error(d, "fusion: out of memory");
         return -1;
@@ -863,7 +940,7 @@ int fuse_verify(const FusePlan *p, Diag *d) {
                 const IrNode *n = &g->nodes[id];
                 for (int k = 0; k < n->nin; k++) {
                     IrId x = n->in[k];
-                    if (p->group_of[x] == st->group || p->level[x] == FUSE_LV_CONST) continue;
+                    if (fuse_member_src(p, st->group, x) != IR_NONE || p->level[x] == FUSE_LV_CONST) continue;
                     bool listed = false;
                     for (int q = 0; q < gr->nins && !listed; q++) listed = gr->ins[q] == x;
                     if (!listed) VIOLATION("step %d reads %%%d without listing it as an input", s, x);
@@ -879,6 +956,14 @@ int fuse_verify(const FusePlan *p, Diag *d) {
             continue;
         } else {
             one[0] = st->node;
+            if (st->kind == FUSE_VIEW) {   // no work: its input computed before (written: by its readers)
+                IrId x = g->nodes[st->node].in[0];
+                if (!ir_is_leaf(&g->nodes[x]) && p->level[x] != FUSE_LV_CONST && (done[x] < 0 || done[x] >= s))
+                    VIOLATION("step %d reads %%%d before it is computed", s, x);
+                if (done[st->node] >= 0) VIOLATION("node %%%d computed by steps %d and %d", st->node, done[st->node], s);
+                done[st->node] = s;
+                continue;
+            }
             if (done[st->node] >= 0) VIOLATION("node %%%d computed by steps %d and %d", st->node, done[st->node], s);
             done[st->node] = s;
             int nled;
@@ -907,11 +992,12 @@ int fuse_verify(const FusePlan *p, Diag *d) {
                 VIOLATION("step %d reads %%%d before it is computed", s, x);
                 continue;
             }
-            int w = p->group_of[x];
+            IrId r = fuse_view_src(g, x);   // a view reads the buffer of the value it views
+            int w = p->group_of[r];
             if (w >= 0) {
                 bool out = false;
-                for (int q = 0; q < p->groups[w].nouts && !out; q++) out = p->groups[w].outs[q] == x;
-                if (!out) VIOLATION("step %d reads %%%d, which step %d does not write out", s, x, done[x]);
+                for (int q = 0; q < p->groups[w].nouts && !out; q++) out = p->groups[w].outs[q] == r;
+                if (!out) VIOLATION("step %d reads %%%d, which step %d does not write out", s, r, done[r]);
             }
         }
     }
@@ -923,6 +1009,7 @@ int fuse_verify(const FusePlan *p, Diag *d) {
     for (int o = 0; o < g->nouts; o++) {
         IrId id = g->outs[o].id;
         if (id < 0 || id >= g->n) continue;
+        id = fuse_view_src(g, id);
         int w = p->group_of[id];
         if (w >= 0) {
             bool out = false;

@@ -12,6 +12,13 @@
 // stored). Intermediates stay in registers; only values used outside the group are written.
 // Identical groups (same op structure, dtypes and shapes: one per layer) share one kernel,
 // found by hashing the group's canonical form.
+// Across views: a reshape is a view of contiguous data (the same linear index), so a member
+// over D may be read through reshapes by an elementwise member of another shape S with as many
+// elements (numel S = numel D): both are computed at the same linear index i, the value stays in
+// registers. Members over S (a "space" of the group: at most FUSE_MAX_SPACES shapes, D first)
+// index their memory inputs by i's coordinates in S (broadcasts included). Reductions read D
+// only (a reshape that moves the reduced axes stops the group), reduced values are read over D
+// only, and a permute only defines D.
 // Not here: the CUDA source (codegen_cuda.h), running anything (runtime/cuda), memory planning.
 #ifndef TRLC_FUSE_H
 #define TRLC_FUSE_H
@@ -43,7 +50,8 @@ enum { FUSE_MAX_MEMBERS = 96,   // nodes in one group
        FUSE_MAX_REDUCE = 8,     // reductions in one group
        FUSE_MAX_INS = 32,       // external inputs of one group (a node that would add more
                                 // starts a new group)
-       FUSE_MAX_ARGS = FUSE_MAX_INS + FUSE_MAX_MEMBERS };   // inputs + outputs of one group
+       FUSE_MAX_ARGS = FUSE_MAX_INS + FUSE_MAX_MEMBERS,     // inputs + outputs of one group
+       FUSE_MAX_SPACES = 4 };   // shapes of the members over D's elements (D and views of it)
 
 typedef struct FuseGroup {
     IrId *nodes;            // members, topological order
@@ -58,6 +66,9 @@ typedef struct FuseGroup {
     int nouts;
     int step;               // its step index
     int kernel;             // index into FusePlan.kernels
+    IrShape *spaces;        // the shapes members over D's elements have: spaces[0] = D, then views
+    int nspaces;            // of it (same element count, same linear index), first use order
+    uint8_t *space;         // per member: its index in spaces (0 for reduced-level members)
 } FuseGroup;
 
 typedef struct FuseStep {
@@ -103,6 +114,7 @@ typedef struct FusePlan {
     int nmerged;            // groups merged into an earlier reduction group (their steps gone)
     bool sink;              // while planning: whether groups may sink
     bool merge;             // while planning: whether groups may merge into an earlier reduction
+    bool views;             // while planning: whether members may read members through reshapes
     IrId *last_reader;      // while planning: per node the last node reading it (g->n: a graph output)
 } FusePlan;
 
@@ -110,7 +122,27 @@ typedef struct FusePlan {
 typedef struct FuseOptions {
     bool no_sink;           // steps in node order only: no group moves later (to compare plans)
     bool no_merge;          // no group merges into an earlier reduction group (to compare plans)
+    bool no_views;          // no member reads a member through a reshape (to compare plans)
 } FuseOptions;
+
+// The node a reshape chain views (id itself when id is no reshape): the value whose buffer, and
+// whose element at each linear index, id has.
+static inline IrId fuse_view_src(const IrGraph *g, IrId id) {
+    while (id >= 0 && id < g->n && g->nodes[id].op == IR_RESHAPE && g->nodes[id].nin == 1 &&
+           g->nodes[id].in[0] >= 0 && g->nodes[id].in[0] < id)   // topological: ends
+        id = g->nodes[id].in[0];
+    return id;
+}
+
+// The member of group gi an input x of one of its members reads: x itself when x is a member, the
+// member a reshape chain x views when that member is over D's elements (pro or post level; fuse.h
+// top), else IR_NONE (x comes from memory, or is an inlined constant).
+static inline IrId fuse_member_src(const FusePlan *p, int gi, IrId x) {
+    if (p->group_of[x] == gi) return x;
+    IrId r = fuse_view_src(p->g, x);
+    if (r == x || p->group_of[r] != gi) return IR_NONE;
+    return p->level[r] == FUSE_LV_PRO || p->level[r] == FUSE_LV_POST ? r : IR_NONE;
+}
 
 // Builds the plan of g (which must outlive it). The graph's float dtype must be f32; f64 and f16
 // nodes are left to library steps. Returns 0, or -1 after reporting through d.
@@ -118,8 +150,9 @@ typedef struct FuseOptions {
 // read none of its values, when a node whose other inputs those steps compute joins it (an
 // elementwise value then stays in registers instead of a pass over memory each way). No step
 // moves past a reader; a group sinks only when every value it reads is read that late anyway,
-// and past at most 16 steps. TRLC_FUSE_SINK=0 / TRLC_FUSE_MERGE=0 in the environment turn sinking /
-// merging off (A/B; other values than 0 and 1 are an error).
+// and past at most 16 steps. TRLC_FUSE_SINK=0 / TRLC_FUSE_MERGE=0 / TRLC_FUSE_VIEWS=0 in the
+// environment turn sinking / merging / fusing across reshapes off (A/B; other values than 0 and
+// 1 are an error).
 // After the walk, a kernel group next to a reduction group (only views between) may merge into
 // it when every member takes a level there (RMSNorm's backward: its [B,T,1] terms and the
 // [B,T,H] input gradient join the row's sum_to kernel); see merge_groups in fuse.c.

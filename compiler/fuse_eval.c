@@ -46,8 +46,11 @@ typedef struct Ev {
     void *const *outs;
     int r, rr;                          // ranks of D and R
     int64_t dim[IR_MAX_RANK], rdim[IR_MAX_RANK];
-    int64_t sD[FUSE_MAX_ARGS][IR_MAX_RANK], sR[FUSE_MAX_ARGS][IR_MAX_RANK];
+    int64_t sR[FUSE_MAX_ARGS][IR_MAX_RANK];
+    int64_t (*sS)[FUSE_MAX_ARGS][IR_MAX_RANK];   // per space (0: D), input: broadcast strides
+    int64_t sdim[FUSE_MAX_SPACES][IR_MAX_RANK];  // the spaces' dims (space 0: dim)
     int64_t idx[IR_MAX_RANK], ridx[IR_MAX_RANK];
+    int64_t sidx[FUSE_MAX_SPACES][IR_MAX_RANK];  // lin's coordinates in spaces 1..
     int64_t lin, rlin;                  // linear index in D, in R
     uint64_t step;
     const int64_t *sym;
@@ -72,11 +75,14 @@ static bool bstrides(const IrShape *x, const int64_t *sym, int trank, int64_t *s
     return true;
 }
 
-static float load_in(const Ev *e, int k, bool reduced) {
+// Input k at the current index: over R, or over space sp (D: its coordinates idx; a view of
+// D's elements: the linear index's coordinates there).
+static float load_in(const Ev *e, int k, bool reduced, int sp) {
     const IrNode *x = &e->p->g->nodes[e->gr->ins[k]];
     int64_t off = 0;
     if (reduced) for (int i = 0; i < e->rr; i++) off += e->ridx[i] * e->sR[k][i];
-    else for (int i = 0; i < e->r; i++) off += e->idx[i] * e->sD[k][i];
+    else if (sp == 0) for (int i = 0; i < e->r; i++) off += e->idx[i] * e->sS[0][k][i];
+    else for (int i = 0; i < e->gr->spaces[sp].rank; i++) off += e->sidx[sp][i] * e->sS[sp][k][i];
     if (x->dtype == IR_I32) return (float)((const int32_t *)e->ins[k])[off];
     return ((const float *)e->ins[k])[off];
 }
@@ -103,14 +109,27 @@ static float arg(const Ev *e, int m, int a, bool reduced) {
     const IrGraph *g = e->p->g;
     IrId x = g->nodes[e->gr->nodes[m]].in[a];
     int gi = (int)(e->gr - e->p->groups);
-    if (e->p->group_of[x] == gi) {
+    IrId mx = fuse_member_src(e->p, gi, x);   // a member, read directly or through reshapes
+    if (mx != IR_NONE) {
         for (int k = 0; k < e->gr->nnodes; k++)
-            if (e->gr->nodes[k] == x) return e->val[k];
+            if (e->gr->nodes[k] == mx) return e->val[k];
     }
     if (e->p->level[x] == FUSE_LV_CONST) return (float)g->nodes[x].a.value;
     for (int k = 0; k < e->gr->nins; k++)
-        if (e->gr->ins[k] == x) return load_in(e, k, reduced);
+        if (e->gr->ins[k] == x) return load_in(e, k, reduced, reduced ? 0 : e->gr->space[m]);
     return NAN;
+}
+
+// lin's coordinates in spaces 1.. (the views of D's elements).
+static void set_space_idx(Ev *e) {
+    for (int j = 1; j < e->gr->nspaces; j++) {
+        int64_t i = e->lin;
+        for (int k = e->gr->spaces[j].rank - 1; k >= 0; k--) {
+            int64_t dv = e->sdim[j][k];
+            e->sidx[j][k] = dv ? i % dv : 0;
+            i = dv ? i / dv : 0;
+        }
+    }
 }
 
 // The value of member m at the current index (its inputs already computed).
@@ -188,6 +207,7 @@ static void set_idx(Ev *e, int64_t i) {
         e->idx[k] = e->dim[k] ? i % e->dim[k] : 0;
         i = e->dim[k] ? i / e->dim[k] : 0;
     }
+    set_space_idx(e);
 }
 
 int fuse_eval_group(const FusePlan *p, int group, const int64_t *sym, uint64_t step,
@@ -209,9 +229,16 @@ int fuse_eval_group(const FusePlan *p, int group, const int64_t *sym, uint64_t s
     for (int i = 0; i < e.r; i++) e.dim[i] = ir_dim_value(gr->dom.d[i], sym);
     e.rr = gr->has_reduce ? gr->rshape.rank : 0;
     for (int i = 0; i < e.rr; i++) e.rdim[i] = ir_dim_value(gr->rshape.d[i], sym);
+    e.sS = calloc(FUSE_MAX_SPACES, sizeof *e.sS);
+    if (!e.sS) {
+        diag_plain_error(d, "fuse_eval: out of memory");
+        return -1;
+    }
+    for (int j = 1; j < gr->nspaces; j++)
+        for (int i = 0; i < gr->spaces[j].rank; i++) e.sdim[j][i] = ir_dim_value(gr->spaces[j].d[i], sym);
     for (int k = 0; k < gr->nins; k++) {
         const IrShape *s = &p->g->nodes[gr->ins[k]].shape;
-        bstrides(s, sym, e.r, e.sD[k]);
+        for (int j = 0; j < gr->nspaces; j++) bstrides(s, sym, gr->spaces[j].rank, e.sS[j][k]);
         if (gr->has_reduce) bstrides(s, sym, e.rr, e.sR[k]);
     }
     float val[FUSE_MAX_MEMBERS];
@@ -225,6 +252,7 @@ int fuse_eval_group(const FusePlan *p, int group, const int64_t *sym, uint64_t s
                 store(&e, m, i);
             }
         }
+        free(e.sS);
         return 0;
     }
     // reduce: kept dims enumerate the outputs, reduced dims the elements of each
@@ -277,6 +305,7 @@ int fuse_eval_group(const FusePlan *p, int group, const int64_t *sym, uint64_t s
                 int64_t lin = 0;
                 for (int k = 0; k < e.r; k++) lin = lin * e.dim[k] + e.idx[k];
                 e.lin = lin;
+                set_space_idx(&e);
                 for (int m = 0; m < gr->nnodes; m++) {
                     IrId id = gr->nodes[m];
                     FuseLevel lv = (FuseLevel)p->level[id];
@@ -293,5 +322,6 @@ int fuse_eval_group(const FusePlan *p, int group, const int64_t *sym, uint64_t s
             }
         }
     }
+    free(e.sS);
     return 0;
 }

@@ -244,4 +244,63 @@ void gpu_test_handbuilt_graph(IrGraph *g, GpuTestHandbuilt *ids) {
     IrId mask = ir_binary(g, IR_NE, idn, ir_full(g, 7, IR_I32, ir_shape0(), L), L);
     ir_add_output(g, ir_cast(g, ir_mul(g, mask, ir_scalar(g, 2.0, L), L), IR_I32, L), "mask_i32");
 }
+// Random chains across reshapes (test_fuse_eval, test_exec): see gpu_test_util.h.
+void gpu_test_view_graph(IrGraph *g, int it, double (*rnd)(void)) {
+    Loc L = {0, 0, 0};
+    int64_t H = 2 + it % 3, W = 3 + it % 4;
+    IrShape sp[4] = {ir_shape4(ir_dim_b(), ir_dim_t(), ir_dim(H), ir_dim(W)),
+                     ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(H * W)),
+                     ir_shape2((IrDim){1, (uint8_t)(1u << IR_SYM_B | 1u << IR_SYM_T)}, ir_dim(H * W)),
+                     ir_shape3(ir_dim_b(), (IrDim){H, (uint8_t)(1u << IR_SYM_T)}, ir_dim(W))};
+    IrId v[160];
+    int vs[160], n = 0;   // values over the full elements and their view (index into sp)
+    IrId wts[4];
+    for (int k = 0; k < 4; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "x%d", k);
+        v[n] = ir_input(g, name, IR_F32, sp[k], L), vs[n++] = k;
+        snprintf(name, sizeof name, "w%d", k);
+        const IrShape *s = &sp[k];
+        wts[k] = ir_param(g, name, IR_F32, ir_shape1(s->d[s->rank - 1]), true, L);
+    }
+    int nops = 8 + (int)(rnd() * 24);
+    for (int k = 0; k < nops && n < 150; k++) {
+        int i = (int)(rnd() * n) % n;
+        IrId x = v[i], z = IR_NONE;
+        int zs = vs[i];
+        double r = rnd();
+        if (r < 0.3) {
+            zs = (int)(rnd() * 4) % 4;
+            z = ir_reshape(g, x, sp[zs], L);
+            if (rnd() < 0.8) z = ir_unary(g, rnd() < 0.5 ? IR_TANH : IR_SILU, z, L);
+        } else if (r < 0.45) {
+            z = ir_unary(g, rnd() < 0.5 ? IR_TANH : IR_SIGMOID, x, L);
+        } else if (r < 0.6) {
+            int j = (int)(rnd() * n) % n;   // a value of the same view, or x's view of it
+            IrId y = vs[j] == zs ? v[j] : ir_reshape(g, v[j], sp[zs], L);
+            z = ir_binary(g, rnd() < 0.5 ? IR_ADD : IR_MUL, x, y, L);
+        } else if (r < 0.7) {
+            z = ir_mul(g, x, wts[zs], L);
+        } else if (r < 0.77) {
+            z = ir_dropout(g, x, 0.3, 100 + (uint64_t)k, L);
+        } else if (r < 0.84) {
+            z = ir_cast(g, ir_cast(g, x, IR_BF16, L), IR_F32, L);
+        } else if (r < 0.94) {
+            IrOp red[] = {IR_SUM, IR_MEAN, IR_MAX};
+            IrId s = ir_reduce(g, red[(int)(rnd() * 3) % 3], x, -1, L);
+            z = ir_mul(g, x, ir_unary(g, IR_TANH, s, L), L);
+        } else if (zs == 0) {   // a permute of [B,T,H,W] to [B,T,W,H] where that is the same shape
+            static const int p1[4] = {0, 1, 3, 2};
+            z = H == W ? ir_permute(g, x, p1, L) : ir_unary(g, IR_NEG, x, L);
+        } else {
+            z = ir_add(g, x, ir_scalar(g, 0.5, L), L);
+        }
+        if (z != IR_NONE) v[n] = z, vs[n++] = zs;
+    }
+    for (int k = n - 1, outs = 0; k >= 4 && outs < 3; k--, outs++) {
+        char name[16];
+        snprintf(name, sizeof name, "o%d", k);
+        ir_add_output(g, v[k], name);
+    }
+}
 #endif

@@ -265,6 +265,13 @@ typedef struct GpuTestHandbuilt {
     IrId sm;          // the softmax (output "softmax")
 } GpuTestHandbuilt;
 void gpu_test_handbuilt_graph(IrGraph *g, GpuTestHandbuilt *ids);   // ids may be NULL
+
+// A random graph across reshapes (fuse.h, fusing across views): chains over four views of the
+// same elements ([B,T,H,W], [B,T,H*W], [B*T,H*W], [B,T*H,W]; H = 2 + it % 3, W = 3 + it % 4):
+// reshapes, elementwise ops, products with a weight of each view's last dim (inputs x0..x3,
+// weights w0..w3), dropout, bf16 round trips, reductions along a view's last axis broadcast
+// back, permutes; outputs o<k>: the last three values. rnd() gives numbers in [0, 1).
+void gpu_test_view_graph(IrGraph *g, int it, double (*rnd)(void));
 #endif
 
 #endif

@@ -808,6 +808,41 @@ static void test_attention_shapes(RtCudaDevice *dev, RtCudaCache *cache, const c
     diag_free(&d);
 }
 
+// Random graphs across reshapes (gpu_test_view_graph; fuse.h, fusing across views): the
+// generated CUDA of groups over several views of D's elements (loads at a view's broadcast
+// coordinates, reductions beside them) vs the interpreter.
+static double frand01(void) { return frand() + 0.5; }
+
+static void test_codegen_views(RtCudaDevice *dev, RtCudaCache *cache, const char *arch, int ngraphs) {
+    double worst = 0;
+    int groups = 0, multi = 0;
+    for (int it = 0; it < ngraphs; it++) {
+        Diag d;
+        diag_init(&d, stderr);
+        IrGraph g;
+        ir_graph_init(&g, &d, IR_F32);
+        char what[48];
+        snprintf(what, sizeof what, "codegen: view graph %d", it);
+        gpu_test_view_graph(&g, it, frand01);
+        CHECK_MSG(g.errors == 0, "%s: graph errors", what);
+        FusePlan plan;
+        memset(&plan, 0, sizeof plan);
+        if (g.errors == 0 && fuse_plan(&g, &d, &plan) == 0) {
+            int64_t sym[IR_NSYMS] = {2, 35};
+            double e = check_groups(dev, cache, arch, what, &g, &plan, sym, true, true, &d);
+            if (!(e <= worst)) worst = e;
+            groups += plan.ngroups;
+            for (int gi = 0; gi < plan.ngroups; gi++) multi += plan.groups[gi].nspaces > 1;
+        } else CHECK_MSG(0, "%s: no fusion plan", what);
+        fuse_plan_free(&plan);
+        ir_graph_free(&g);
+        diag_free(&d);
+    }
+    printf("codegen: %d random graphs across reshapes, %d fused groups (%d over several views) on the GPU vs the "
+           "interpreter: max rel. error %.3g\n", ngraphs, groups, multi, worst);
+    CHECK(multi > 10);
+}
+
 int main(int argc, char **argv) {
     GpuTestDevice t;
     if (!gpu_test_open(&t, "gpu.exec", ": skipped")) return 77;
@@ -821,6 +856,7 @@ int main(int argc, char **argv) {
     test_library(t.dev, &t.cache, t.arch);
     test_library_more(t.dev, &t.cache, t.arch);
     test_attention_shapes(t.dev, &t.cache, t.arch);
+    test_codegen_views(t.dev, &t.cache, t.arch, 24);
     gpu_test_close(&t);
     return test_done("gpu.exec");
 }

@@ -334,6 +334,206 @@ static void test_many_inputs(void) {
     diag_free(&d);
 }
 
+// ---------------------------------------------------------------------------------------------
+// fusing across reshapes (fuse.h, "Across views")
+
+static bool in_outs(const FuseGroup *gr, IrId id) {
+    for (int k = 0; k < gr->nouts; k++)
+        if (gr->outs[k] == id) return true;
+    return false;
+}
+
+#ifdef TRLC_HAVE_CUDA
+// Every kernel of the plan compiles with NVRTC for sm_80 and sm_90; returns how many.
+static int nvrtc_plan(const FusePlan *plan, Diag *d) {
+    RtCudaCache cache;
+    rt_cuda_cache_init(&cache, d);
+    RtCudaProgram progs[64];
+    char *src[64];
+    int np = 0;
+    for (int k = 0; k < plan->nkernels && np < 64; k++, np++) {
+        src[np] = cg_cuda_kernel(plan, k, d);
+        memset(&progs[np], 0, sizeof progs[np]);
+        progs[np].name = plan->kernels[k].name;
+        progs[np].source = src[np] ? src[np] : "";
+    }
+    CHECK(rt_cuda_compile(&cache, progs, np, "sm_80", false, 2, d) == 0);
+    for (int k = 0; k < np; k++) rt_cuda_program_free(&progs[k]);
+    memset(progs, 0, sizeof progs);
+    for (int k = 0; k < np; k++) progs[k].name = plan->kernels[k].name, progs[k].source = src[k] ? src[k] : "";
+    CHECK(rt_cuda_compile(&cache, progs, np, "sm_90", false, 2, d) == 0);
+    for (int k = 0; k < np; k++) rt_cuda_program_free(&progs[k]), free(src[k]);
+    return np;
+}
+#endif
+
+// The attention output's LoRA pattern, twice (two layers): permute [B,4,T,6] -> [B,T,4,6], cast
+// to bf16 (read by a product), reshape to [B,T,24], times a [24] weight (a broadcast in the
+// view's shape), dropout, plus a [B,T,24] input, cast. One kernel per layer, the f32 permute and
+// the view never written, the layers sharing it; without views two kernels per layer.
+static void test_views_lora(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    Loc L = {0, 0, 0};
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    IrShape s_bhtd = ir_shape4(ir_dim_b(), ir_dim(4), ir_dim_t(), ir_dim(6));
+    IrShape s_bt = ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(24));
+    static const int perm[4] = {0, 2, 1, 3};
+    IrId perm_ids[2], mul_ids[2], add_ids[2], prev = IR_NONE;
+    for (int layer = 0; layer < 2; layer++) {
+        char name[32];
+        snprintf(name, sizeof name, "q%d", layer);
+        IrId q;
+        if (layer == 0) {
+            q = ir_input(&g, name, IR_F32, s_bhtd, L);
+        } else {   // the second layer's q from the first's output, through a product
+            IrId wq = ir_param(&g, name, IR_F32, ir_shape2(ir_dim(24), ir_dim(24)), true, L);
+            q = ir_reshape(&g, ir_matmul(&g, prev, wq, false, false, L), s_bhtd, L);
+        }
+        snprintf(name, sizeof name, "w%d", layer);
+        IrId w = ir_param(&g, name, IR_F32, ir_shape1(ir_dim(24)), true, L);
+        snprintf(name, sizeof name, "y%d", layer);
+        IrId y = ir_input(&g, name, IR_F32, s_bt, L);
+        IrId pm = ir_permute(&g, q, perm, L);
+        IrId c = ir_cast(&g, pm, IR_BF16, L);
+        IrId r = ir_reshape(&g, pm, s_bt, L);
+        IrId m = ir_mul(&g, r, w, L);
+        IrId dr = ir_dropout(&g, m, 0.25, 11 + (uint64_t)layer, L);
+        IrId a = ir_add(&g, dr, y, L);
+        snprintf(name, sizeof name, "bf%d", layer);
+        ir_add_output(&g, c, name);
+        snprintf(name, sizeof name, "o%d", layer);
+        ir_add_output(&g, ir_cast(&g, a, IR_BF16, L), name);
+        snprintf(name, sizeof name, "a%d", layer);   // (written by both layers: the second's product reads the first's)
+        ir_add_output(&g, a, name);
+        perm_ids[layer] = pm, mul_ids[layer] = m, add_ids[layer] = a, prev = a;
+    }
+    CHECK(g.errors == 0);
+    FusePlan plan, plain;
+    double worst = check_graph("views: lora", &g, &d, 2, 5, NULL, &plan);
+    CHECK(worst <= 2e-4);
+    FuseOptions off = {.no_views = true};
+    CHECK(fuse_plan_with(&g, &off, &d, &plain) == 0);
+    for (int layer = 0; layer < 2; layer++) {
+        int gp = plan.group_of[perm_ids[layer]];
+        CHECK(gp >= 0 && plan.group_of[mul_ids[layer]] == gp && plan.group_of[add_ids[layer]] == gp);
+        CHECK(gp >= 0 && !in_outs(&plan.groups[gp], perm_ids[layer]));   // stays in registers
+        CHECK(gp >= 0 && plan.groups[gp].nspaces == 2);
+        CHECK(plain.group_of[perm_ids[layer]] != plain.group_of[mul_ids[layer]]);
+        CHECK(in_outs(&plain.groups[plain.group_of[perm_ids[layer]]], perm_ids[layer]));
+    }
+    CHECK(plan.groups[plan.group_of[perm_ids[0]]].kernel == plan.groups[plan.group_of[perm_ids[1]]].kernel);
+    CHECK_MSG(plan.nsteps_kind[FUSE_KERNEL] == 2 && plain.nsteps_kind[FUSE_KERNEL] == 4,
+              "kernel launches %d with views, %d without (want 2, 4)", plan.nsteps_kind[FUSE_KERNEL],
+              plain.nsteps_kind[FUSE_KERNEL]);
+    // the kernel indexes the weight by the view's coordinates
+    char *src = cg_cuda_kernel(&plan, plan.groups[plan.group_of[perm_ids[0]]].kernel, &d);
+    CHECK(src && strstr(src, "i1_2") && strstr(src, "D1_2 = 24LL"));
+    free(src);
+    int nv = 0;
+#ifdef TRLC_HAVE_CUDA
+    nv = nvrtc_plan(&plan, &d);
+#endif
+    printf("views: lora: kernel launches %d -> %d, unique kernels %d -> %d%s\n", plain.nsteps_kind[FUSE_KERNEL],
+           plan.nsteps_kind[FUSE_KERNEL], plain.nkernels, plan.nkernels, nv ? "; NVRTC compiles them (sm_80, sm_90)" : "");
+    fuse_plan_free(&plan);
+    fuse_plan_free(&plain);
+    ir_graph_free(&g);
+    diag_free(&d);
+}
+
+// Reductions across views. (a) A reshape that moves the reduced axes stops the group: tanh over
+// [B,T,4,6], reshaped to [B,T,24] and summed along the last axis. (b) A reduction group over
+// [B,T,24] (rmsnorm's mean, post product) continues through a reshape to [B,T,4,6] with an
+// elementwise product by a [6] weight (post level, in the view's shape), but the sum over the
+// view's last axis does not join. (c) A reduced value read through a reshape comes from memory.
+static void test_views_reduce(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    Loc L = {0, 0, 0};
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    IrShape s4 = ir_shape4(ir_dim_b(), ir_dim_t(), ir_dim(4), ir_dim(6));
+    IrShape s3 = ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(24));
+    // (a)
+    IrId x = ir_input(&g, "x", IR_F32, s4, L);
+    IrId a = ir_unary(&g, IR_TANH, x, L);
+    IrId sa = ir_reduce(&g, IR_SUM, ir_reshape(&g, a, s3, L), -1, L);
+    ir_add_output(&g, sa, "sa");
+    ir_add_output(&g, ir_unary(&g, IR_NEG, a, L), "na");
+    // (b)
+    IrId x2 = ir_input(&g, "x2", IR_F32, s3, L);
+    IrId w6 = ir_param(&g, "w6", IR_F32, ir_shape1(ir_dim(6)), true, L);
+    IrId ms = ir_reduce(&g, IR_MEAN, ir_mul(&g, x2, x2, L), -1, L);
+    IrId nx = ir_mul(&g, x2, ir_unary(&g, IR_RSQRT, ir_add(&g, ms, ir_scalar(&g, 1e-5, L), L), L), L);
+    IrId v = ir_reshape(&g, nx, s4, L);
+    IrId e = ir_mul(&g, v, w6, L);
+    IrId s2 = ir_reduce(&g, IR_SUM, v, -1, L);
+    ir_add_output(&g, e, "e");
+    ir_add_output(&g, s2, "s2");
+    // (c)
+    IrId rv = ir_reshape(&g, ms, ir_shape2(ir_dim_b(), ir_dim_t()), L);
+    IrId c = ir_mul(&g, rv, ir_input(&g, "z", IR_F32, ir_shape2(ir_dim_b(), ir_dim_t()), L), L);
+    ir_add_output(&g, c, "c");
+    CHECK(g.errors == 0);
+    FusePlan plan;
+    double worst = check_graph("views: reductions", &g, &d, 3, 4, NULL, &plan);
+    CHECK(worst <= 2e-4);
+    CHECK(plan.group_of[sa] >= 0 && plan.group_of[sa] != plan.group_of[a]);                 // (a)
+    CHECK(in_outs(&plan.groups[plan.group_of[a]], a));
+    int gb = plan.group_of[ms];
+    CHECK(gb >= 0 && plan.group_of[nx] == gb && plan.group_of[e] == gb);                     // (b)
+    CHECK(plan.level[e] == FUSE_LV_POST && plan.groups[gb].nspaces == 2);
+    CHECK(plan.group_of[s2] >= 0 && plan.group_of[s2] != gb);
+    CHECK(plan.group_of[c] >= 0 && plan.group_of[c] != gb);                                  // (c)
+    int nv = 0;
+#ifdef TRLC_HAVE_CUDA
+    nv = nvrtc_plan(&plan, &d);
+#endif
+    printf("views: reductions: %d kernel launches; the reductions across a reshape apart%s\n",
+           plan.nsteps_kind[FUSE_KERNEL], nv ? "; NVRTC compiles them (sm_80, sm_90)" : "");
+    fuse_plan_free(&plan);
+    ir_graph_free(&g);
+    diag_free(&d);
+}
+
+// Random chains across reshapes (gpu_test_view_graph): every fused group against the interpreter.
+static void test_fuzz_views(int ngraphs) {
+    int multi = 0, failures = 0, groups = 0, groups_off = 0, kernels = 0;
+    double worst = 0;
+    for (int it = 0; it < ngraphs; it++) {
+        Diag d;
+        diag_init(&d, stderr);
+        IrGraph g;
+        ir_graph_init(&g, &d, IR_F32);
+        gpu_test_view_graph(&g, it, urand);
+        CHECK(g.errors == 0);
+        char what[32];
+        snprintf(what, sizeof what, "fuzz views %d", it);
+        FusePlan plan, plain;
+        int before = test_failed, ng = 0;
+        double w = check_graph(what, &g, &d, 2, 3, &ng, &plan);
+        if (test_failed != before) failures++;
+        if (!(w <= worst)) worst = w;
+        FuseOptions off = {.no_views = true};
+        CHECK(fuse_plan_with(&g, &off, &d, &plain) == 0);
+        groups += plan.nsteps_kind[FUSE_KERNEL], groups_off += plain.nsteps_kind[FUSE_KERNEL];
+        for (int gi = 0; gi < plan.ngroups; gi++) multi += plan.groups[gi].nspaces > 1;
+#ifdef TRLC_HAVE_CUDA
+        if (it < 8) kernels += nvrtc_plan(&plan, &d);
+#endif
+        fuse_plan_free(&plan);
+        fuse_plan_free(&plain);
+        ir_graph_free(&g);
+        diag_free(&d);
+    }
+    printf("fuzz views: %d random graphs, kernel launches %d -> %d (%d groups over several views), %d failing "
+           "graphs, max rel. error %.3g%s\n", ngraphs, groups_off, groups, multi, failures, worst,
+           kernels ? "; the first 8 graphs' kernels compile with NVRTC" : "");
+    CHECK(multi > 50 && groups < groups_off);   // the generator reaches the rule
+}
+
 static int compile_spec(const char *path, Diag *d, Arena *a, IrGraph *g) {
     LoadedSpec spec = {0};
     CheckedSpec *cs = arena_alloc(a, sizeof *cs);
@@ -385,6 +585,9 @@ int main(int argc, char **argv) {
     test_handbuilt();
     test_many_inputs();
     test_fuzz(400);
+    test_views_lora();
+    test_views_reduce();
+    test_fuzz_views(300);
     for (int i = 1; i < argc; i++) test_spec(argv[i]);
     return test_done("gpu.fuse_eval");
 }
