@@ -576,88 +576,70 @@ static void test_accum(Diag *d) {
 // (h) one micro-step with and without train.recompute: identical loss and gradients (the
 // recomputed values come from the same kernels on the same inputs), lower peak memory.
 // A batch of 8 rows of 96 tokens below vocab (activations outweigh the gradients, so the peak
-// can fall). Under force_precision = "bf16" the recomputed linear outputs must be rounded as the
+// can fall). Under precision = bf16 the recomputed linear outputs must be rounded as the
 // forward's are (autocast.h: a recomputed node follows the forward's rules), else the backward
 // reads f32 values the forward never had and the gradients differ.
-static void test_recompute(Diag *d, const char *spec, double dropout, uint32_t vocab) {
-    enum { B = 8, T = 96 };
-    static int32_t tok[B * T], pos[B * T], lab[B * T];
-    uint32_t x = 12345;
-    for (int i = 0; i < B * T; i++) {
-        x = x * 1664525u + 1013904223u;
-        tok[i] = (int32_t)((x >> 8) % vocab);
-        pos[i] = i % T;
-    }
-    for (int i = 0; i < B * T; i++) lab[i] = i % T == T - 1 ? -100 : tok[i + 1];
-    Opened o[2];
-    double loss[2] = {NAN, NAN};
-    int64_t peak[2] = {0, 0};
-    for (int r = 0; r < 2; r++) {
-        Trainer *t = open_spec_with(d, &o[r], spec, r, dropout);
-        CHECK_MSG(t != NULL, "%s recompute=%d", spec, r);
-        if (!t) {
-            if (r) close_spec(&o[0]);
-            return;
-        }
-        CHECK(tr_micro_step(t, tok, pos, lab, B, T, 3, &loss[r]) == 0);
-        peak[r] = tr_peak_bytes(t);
-    }
-    CHECK_MSG(memcmp(&loss[0], &loss[1], sizeof loss[0]) == 0, "%s: loss %.9g vs %.9g", spec, loss[0], loss[1]);
-    int same = 0, n = 0;
-    for (int i = 0; i < tr_nparams(o[0].t); i++) {
-        if (!tr_param_trainable(o[0].t, i)) continue;
-        const char *name = tr_param_name(o[0].t, i);
-        int64_t n0 = 0, n1 = 0;
-        float *g0 = tr_grad(o[0].t, name, &n0), *g1 = tr_grad(o[1].t, name, &n1);
-        n++;
-        bool eq = g0 && g1 && n0 == n1 && memcmp(g0, g1, (size_t)n0 * sizeof *g0) == 0;
-        same += eq;
-        CHECK_MSG(eq, "%s: gradient of %s differs with recompute", spec, name);
-    }
-    printf("  recompute %s%s%s: loss equal, %d/%d gradients bit-identical; peak intermediates %lld -> %lld bytes (%.0f%%)\n",
-           spec, force_precision ? " (bf16)" : "", dropout > 0 ? " (LoRA dropout 0.1)" : "", same, n,
-           (long long)peak[0], (long long)peak[1],
-           peak[0] ? 100.0 * (double)peak[1] / (double)peak[0] : 0);
-    CHECK(n > 0 && peak[1] > 0 && peak[1] < peak[0]);
-    close_spec(&o[0]);
-    close_spec(&o[1]);
-}
-
 // (h2) the cheap pass's chains (recompute.h: dropout(rmsnorm(x)), dropout(silu(gate) * up), the
 // norm's output under full fine-tuning ...) against the pass's first version
 // (TRLC_RECOMPUTE_CHAINS=0): one micro-step gives the same loss and bit-identical gradients, with
 // a peak of intermediates no higher (lower where LoRA's dropout outputs were kept).
-static void test_recompute_chains(Diag *d, const char *spec, double dropout, uint32_t vocab) {
+typedef struct RecomputeCase {
+    const char *spec;
+    double dropout;   // the policy's LoRA dropout, or -1: the spec's
+    uint32_t vocab;   // the batch's tokens are below it
+    bool bf16;        // under precision = bf16
+    bool chains;      // (h2): TRLC_RECOMPUTE_CHAINS=0 vs 1 (train.recompute off); else (h): recompute off vs on
+} RecomputeCase;
+
+static const RecomputeCase recompute_cases[] = {
+    {"full.trl", -1, 350, false, false},
+    {"lora.trl", -1, 350, false, false},
+    {"lora.trl", 0.1, 350, false, false},
+    {"full.trl", -1, 350, false, true},
+    {"lora.trl", 0.1, 350, false, true},
+    {"full.trl", -1, 350, true, true},
+    {"lora.trl", 0.1, 350, true, true},
+    {"qwen2-lora.trl", 0.1, 256, true, true},
+    {"full.trl", -1, 350, true, false},
+    {"lora.trl", 0.1, 350, true, false},
+    {"qwen2-full.trl", -1, 256, true, false},
+    {"qwen2-lora.trl", -1, 256, true, false},
+};
+
+static void test_recompute(Diag *d, const RecomputeCase *c) {
     enum { B = 8, T = 96 };
     static int32_t tok[B * T], pos[B * T], lab[B * T];
-    uint32_t x = 54321;
+    const char *spec = c->spec;
+    uint32_t x = c->chains ? 54321 : 12345;
     for (int i = 0; i < B * T; i++) {
         x = x * 1664525u + 1013904223u;
-        tok[i] = (int32_t)((x >> 8) % vocab);
+        tok[i] = (int32_t)((x >> 8) % c->vocab);
         pos[i] = i % T;
     }
     for (int i = 0; i < B * T; i++) lab[i] = i % T == T - 1 ? -100 : tok[i + 1];
+    force_precision = c->bf16 ? "bf16" : NULL;
     Opened o[2];
     double loss[2] = {NAN, NAN};
     int64_t peak[2] = {0, 0};
     for (int r = 0; r < 2; r++) {
-        setenv("TRLC_RECOMPUTE_CHAINS", r ? "1" : "0", 1);
-        Trainer *t = open_spec_with(d, &o[r], spec, 0, dropout);
-        CHECK_MSG(t != NULL, "%s chains=%d", spec, r);
+        if (c->chains) setenv("TRLC_RECOMPUTE_CHAINS", r ? "1" : "0", 1);
+        Trainer *t = open_spec_with(d, &o[r], spec, c->chains ? 0 : r, c->dropout);
+        CHECK_MSG(t != NULL, "%s %s=%d", spec, c->chains ? "chains" : "recompute", r);
         if (!t) {
             if (r) close_spec(&o[0]);
             unsetenv("TRLC_RECOMPUTE_CHAINS");
+            force_precision = NULL;
             return;
         }
-        // LoRA's B is 0 at initialisation, and with it every lora_A gradient (the only readers of
-        // the dropout outputs): small values instead, the same in both
-        for (int i = 0; i < tr_nparams(t); i++) {
+        // (h2) LoRA's B is 0 at initialisation, and with it every lora_A gradient (the only
+        // readers of the dropout outputs): small values instead, the same in both
+        for (int i = 0; c->chains && i < tr_nparams(t); i++) {
             const char *name = tr_param_name(t, i);
             int64_t np = 0;
             float *w = strstr(name, "lora_B") ? tr_param(t, name, &np) : NULL;
             for (int64_t j = 0; w && j < np; j++) w[j] = 0.01f * (float)((j * 7 + i) % 13 - 6);
         }
-        CHECK(tr_micro_step(t, tok, pos, lab, B, T, 5, &loss[r]) == 0);
+        CHECK(tr_micro_step(t, tok, pos, lab, B, T, c->chains ? 5 : 3, &loss[r]) == 0);
         peak[r] = tr_peak_bytes(t);
     }
     unsetenv("TRLC_RECOMPUTE_CHAINS");
@@ -671,13 +653,21 @@ static void test_recompute_chains(Diag *d, const char *spec, double dropout, uin
         n++;
         bool eq = g0 && g1 && n0 == n1 && memcmp(g0, g1, (size_t)n0 * sizeof *g0) == 0;
         same += eq;
-        CHECK_MSG(eq, "%s: gradient of %s differs with the recomputed chains", spec, name);
+        CHECK_MSG(eq, "%s: gradient of %s differs with %s", spec, name, c->chains ? "the recomputed chains" : "recompute");
     }
-    printf("  recompute chains %s%s%s: loss %.9g equal, %d/%d gradients bit-identical; peak intermediates %lld -> %lld bytes (%.0f%%)\n",
-           spec, force_precision ? " (bf16)" : "", dropout > 0 ? " (LoRA dropout 0.1)" : "", loss[0], same, n,
-           (long long)peak[0], (long long)peak[1], peak[0] ? 100.0 * (double)peak[1] / (double)peak[0] : 0);
-    CHECK(n > 0 && peak[1] > 0 && peak[1] <= peak[0]);
-    if (dropout > 0) CHECK_MSG(peak[1] < peak[0], "%s: the dropout outputs are no longer kept", spec);
+    char lossmsg[48] = "loss equal";
+    if (c->chains) snprintf(lossmsg, sizeof lossmsg, "loss %.9g equal", loss[0]);
+    printf("  recompute %s%s%s%s: %s, %d/%d gradients bit-identical; peak intermediates %lld -> %lld bytes (%.0f%%)\n",
+           c->chains ? "chains " : "", spec, force_precision ? " (bf16)" : "", c->dropout > 0 ? " (LoRA dropout 0.1)" : "",
+           lossmsg, same, n, (long long)peak[0], (long long)peak[1],
+           peak[0] ? 100.0 * (double)peak[1] / (double)peak[0] : 0);
+    if (c->chains) {
+        CHECK(n > 0 && peak[1] > 0 && peak[1] <= peak[0]);
+        if (c->dropout > 0) CHECK_MSG(peak[1] < peak[0], "%s: the dropout outputs are no longer kept", spec);
+    } else {
+        CHECK(n > 0 && peak[1] > 0 && peak[1] < peak[0]);
+    }
+    force_precision = NULL;
     close_spec(&o[0]);
     close_spec(&o[1]);
 }
@@ -736,20 +726,8 @@ int main(int argc, char **argv) {
         test_exported_adapter(&d, tok, pos, lab, B, T);
         test_linear_ce_graph("full.trl", 1);
         test_linear_ce_graph("lora.trl", 0);
-        test_recompute(&d, "full.trl", -1, 350);
-        test_recompute(&d, "lora.trl", -1, 350);
-        test_recompute(&d, "lora.trl", 0.1, 350);
-        test_recompute_chains(&d, "full.trl", -1, 350);
-        test_recompute_chains(&d, "lora.trl", 0.1, 350);
-        force_precision = "bf16";
-        test_recompute_chains(&d, "full.trl", -1, 350);
-        test_recompute_chains(&d, "lora.trl", 0.1, 350);
-        test_recompute_chains(&d, "qwen2-lora.trl", 0.1, 256);
-        test_recompute(&d, "full.trl", -1, 350);
-        test_recompute(&d, "lora.trl", 0.1, 350);
-        test_recompute(&d, "qwen2-full.trl", -1, 256);
-        test_recompute(&d, "qwen2-lora.trl", -1, 256);
-        force_precision = NULL;
+        for (size_t i = 0; i < sizeof recompute_cases / sizeof recompute_cases[0]; i++)
+            test_recompute(&d, &recompute_cases[i]);
         test_bf16(&d, tok, pos, lab, B, T);
         test_bf16_qwen2(&d);
     }
