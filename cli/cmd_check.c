@@ -21,7 +21,7 @@
 #include <string.h>
 
 const char usage_check[] =
-    "usage: trlc check SPEC [--set KEY=VALUE ...] [--memory]\n"
+    "usage: trlc check SPEC [--set KEY=VALUE ...] [--memory] [--fit SIZE]\n"
     "       trlc check --settings\n"
     "\n"
     "Checks SPEC (a .trl file) and the modules it imports without running anything: syntax,\n"
@@ -40,17 +40,105 @@ const char usage_check[] =
     "                    and the largest values live at the activations' peak, with spec lines\n"
     "                    for train.precision, B = train.batch and T = the train data's max_len\n"
     "                    (other sizes: `--set train.batch=8 --set \"data.train.max_len=512 tokens\"`)\n"
+    "  --fit SIZE        with --memory: the largest train.batch whose planned total fits SIZE\n"
+    "                    (e.g. 80GiB, 141GB, 40000MiB) at that T, and with train.recompute\n"
+    "                    switched the other way\n"
     "  --settings        print the reference of every block and setting (Markdown) and exit\n"
     "  -h, --help        this help\n"
     "\n"
     "exit status: 0 the spec is valid, 1 it has errors, 2 usage error\n";
 
+// The plan's total for batch B (fp: g's fusion plan) at T; -1 when it cannot be planned (a size
+// that overflows). Probes report into a quiet Diag: a batch too large is an answer, not an error.
+static int64_t total_at(const IrGraph *g, const FusePlan *fp, const char *precision, int64_t B, int64_t T) {
+    FILE *sink = fopen("/dev/null", "w");
+    Diag q;
+    diag_init(&q, sink ? sink : stderr);
+    MpPlan p;
+    int64_t sym[IR_NSYMS] = {B, T}, total = -1;
+    if (mp_plan(g, fp, sym, precision, &p, &q) == 0) {
+        int64_t c[5] = {p.weights, p.grads, p.optimizer, p.activations, p.workspace};
+        total = 0;
+        for (int i = 0; i < 5 && total >= 0; i++) total = c[i] < 0 || c[i] > INT64_MAX - total ? -1 : total + c[i];
+        mp_plan_free(&p);
+    }
+    diag_free(&q);
+    if (sink) fclose(sink);
+    return total;
+}
+
+// The largest B (0: not even 1; at most FIT_MAX_B) whose total at T fits budget bytes; *total its
+// total, *next the total of B + 1 (-1: unplannable). Totals grow with B: doubling, then bisection.
+enum { FIT_MAX_B = 1 << 20 };
+static int64_t largest_batch(const IrGraph *g, const FusePlan *fp, const char *precision, int64_t T, int64_t budget,
+                             int64_t *total, int64_t *next) {
+    int64_t t1 = total_at(g, fp, precision, 1, T);
+    *total = t1, *next = t1;
+    if (t1 < 0 || t1 > budget) return 0;
+    int64_t lo = 1, hi = 2;   // lo fits; hi is the first doubling that does not (or the cap)
+    while (hi <= FIT_MAX_B) {
+        int64_t t = total_at(g, fp, precision, hi, T);
+        if (t < 0 || t > budget) break;
+        lo = hi, hi *= 2;
+    }
+    if (hi > FIT_MAX_B) hi = FIT_MAX_B + 1;
+    while (hi - lo > 1) {
+        int64_t mid = lo + (hi - lo) / 2, t = total_at(g, fp, precision, mid, T);
+        if (t >= 0 && t <= budget) lo = mid;
+        else hi = mid;
+    }
+    *total = total_at(g, fp, precision, lo, T);
+    *next = lo < FIT_MAX_B ? total_at(g, fp, precision, lo + 1, T) : -1;
+    return lo;
+}
+
+static void human_bytes(char *buf, size_t n, int64_t b) {
+    if (b < 0) snprintf(buf, n, "too much to plan");
+    else if (b >= ((int64_t)1 << 30)) snprintf(buf, n, "%.2f GiB", (double)b / (double)((int64_t)1 << 30));
+    else snprintf(buf, n, "%.2f MiB", (double)b / (double)(1 << 20));
+}
+
+static void fit_line(FILE *f, const char *what, int64_t B, int64_t total, int64_t next) {
+    char t[32], nx[32];
+    human_bytes(t, sizeof t, total);
+    human_bytes(nx, sizeof nx, next);
+    if (B == 0) fprintf(f, "  %s: B=1 does not fit (%s)\n", what, t);
+    else if (B >= FIT_MAX_B) fprintf(f, "  %s: B=%lld (%s; larger batches not tried)\n", what, (long long)B, t);
+    else fprintf(f, "  %s: B=%lld (%s; B=%lld: %s)\n", what, (long long)B, t, (long long)(B + 1), nx);
+}
+
+// --fit: the largest batch of this step (g, fp) that fits budget at T, and of the step compiled
+// with train.recompute the other way (a second graph).
+static void fit_report(FILE *f, Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, const IrGraph *g,
+                       const FusePlan *fp, int64_t T, int64_t budget) {
+    char b[32];
+    human_bytes(b, sizeof b, budget);
+    fprintf(f, "fit: the largest train.batch whose planned total fits %s at T=%lld (not counted: the CUDA\n"
+               "  context and the libraries' own allocations; leave room for them):\n", b, (long long)T);
+    int64_t total, next, B = largest_batch(g, fp, cs->train.precision, T, budget, &total, &next);
+    fit_line(f, cs->train.recompute ? "as specified (train.recompute = true)" : "as specified", B, total, next);
+    IrGraph g2;
+    ir_graph_init(&g2, d, IR_F32);
+    FusePlan fp2;
+    memset(&fp2, 0, sizeof fp2);
+    cs->train.recompute = !cs->train.recompute;
+    if (mp_compile_training_graph(d, a, spec, cs, &g2) == 0 && fuse_plan(&g2, d, &fp2) == 0) {
+        B = largest_batch(&g2, &fp2, cs->train.precision, T, budget, &total, &next);
+        fit_line(f, cs->train.recompute ? "with train.recompute = true" : "with train.recompute = false", B, total,
+                 next);
+    }
+    cs->train.recompute = !cs->train.recompute;
+    fuse_plan_free(&fp2);
+    ir_graph_free(&g2);
+}
+
 // The memory plan of a checked spec: the training step as `trlc run` compiles it, fused, planned
 // for train.precision, B = train.batch and T = the train data's max_len (mp_report_spec's
 // defaults). Fills *mp (free with mp_plan_free) and returns 0, or -1 after reporting through d.
-// *peak: what fills the arena at its fullest (mp_print_peak's lines, malloc'd; NULL if none).
+// *report: text printed after the plan (malloc'd; NULL if none): what fills the arena at its
+// fullest (mp_print_peak's lines) and, with fit > 0, the largest batch whose total fits fit bytes.
 static int plan_memory(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, MpPlan *mp, const char **t_from,
-                       char **peak) {
+                       int64_t fit, char **report) {
     int64_t B = cs->train.batch > 0 ? cs->train.batch : 1;
     int64_t T = 2048;
     *t_from = "the default: no train data";
@@ -67,9 +155,10 @@ static int plan_memory(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, MpP
         int64_t sym[IR_NSYMS] = {B, T};
         rc = mp_plan(&g, &fp, sym, cs->train.precision, mp, d);
         size_t len = 0;
-        FILE *f = rc == 0 ? open_memstream(peak, &len) : NULL;
-        if (f) {   // the graph is freed below: its peak's lines are kept as text
+        FILE *f = rc == 0 ? open_memstream(report, &len) : NULL;
+        if (f) {   // the graph is freed below: its report is kept as text
             if (mp_print_peak(f, mp, &g, &fp, d, 10) != 0) rewind(f);
+            if (fit > 0) fit_report(f, d, a, spec, cs, &g, &fp, T, fit);
             fclose(f);
         }
     }
@@ -118,14 +207,33 @@ static void print_memory(const CheckedSpec *cs, const MpPlan *mp, const char *t_
 }
 
 
+// "80GiB", "141GB", "40000MiB", "79.5 GiB" -> bytes (GiB/MiB binary, GB/MB decimal); 0 when bad.
+static int64_t parse_gib(const char *s) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v > 0) || v > 1e15) return 0;
+    while (*end == ' ') end++;
+    double mul = !strcmp(end, "GiB") ? 1073741824.0 : !strcmp(end, "MiB") ? 1048576.0
+               : !strcmp(end, "GB")  ? 1e9 : !strcmp(end, "MB") ? 1e6 : 0;
+    return mul > 0 && v * mul < 9e18 ? (int64_t)(v * mul) : 0;
+}
+
 int cmd_check(int argc, char **argv) {
     const char *path = NULL;
     const char *sets[CLI_MAX_SETS];
     int nsets = 0;
     bool settings = false, memory = false;
+    const char *fit_arg = NULL;
     const CliOpt opts[] = {{"--set", .list = sets, .nlist = &nsets}, {"--memory", .flag = &memory},
-                           {"--settings", .flag = &settings}, {0}};
+                           {"--fit", .value = &fit_arg}, {"--settings", .flag = &settings}, {0}};
     if (cli_parse_args(argc, argv, "check", usage_check, opts, &path) != EXIT_OK) return EXIT_USAGE;
+    int64_t fit = 0;
+    if (fit_arg) {
+        if (!memory) return cli_usage_error("check", usage_check, "`--fit` needs `--memory`");
+        fit = parse_gib(fit_arg);
+        if (fit <= 0)
+            return cli_usage_error("check", usage_check, "bad size `%s` for --fit (e.g. 80GiB, 141GB, 40000MiB)", fit_arg);
+    }
     if (settings) {
         if (path || memory)
             return cli_usage_error("check", usage_check, "`--settings` takes no spec%s", memory ? " and no `--memory`" : "");
@@ -145,7 +253,7 @@ int cmd_check(int argc, char **argv) {
     char *peak = NULL;
     bool planned = false;
     if (cli_load_checked(&d, &arena, path, sets, nsets, &spec, checked) == 0) {
-        if (memory) planned = plan_memory(&d, &arena, &spec, checked, &mp, &t_from, &peak) == 0;
+        if (memory) planned = plan_memory(&d, &arena, &spec, checked, &mp, &t_from, fit, &peak) == 0;
         else compile_step(&d, &arena, &spec, checked);
     }
     int errors = d.errors, warnings = d.warnings;

@@ -124,6 +124,26 @@ if run 0 check memory/tiny.trl --memory --set "data.train.max_len=128 tokens"; t
     has out.txt "T=128 (the train data's max_len)$"
 fi
 
+# --fit SIZE: the largest batch whose planned total fits, checked against the plans of B=5 and B=6
+# (`--set train.batch=N`): a budget halfway between their totals must give exactly B=5
+run 0 check memory/tiny.trl --memory --set train.batch=5 && t5=$(bytes total)
+run 0 check memory/tiny.trl --memory --set train.batch=6 && t6=$(bytes total)
+if [ -n "${t5:-}" ] && [ -n "${t6:-}" ] && [ "$t6" -gt "$t5" ]; then
+    mib=$(awk -v a="$t5" -v b="$t6" 'BEGIN { printf "%.4f", (a + b) / 2 / 1048576 }')
+    if run 0 check memory/tiny.trl --memory --fit "${mib}MiB"; then
+        has out.txt "^fit: the largest train.batch whose planned total fits [0-9.]* MiB at T=64"
+        has out.txt "^  as specified: B=5 ([0-9.]* MiB; B=6: [0-9.]* MiB)$"
+        # and the other way round: train.recompute = true keeps less, so at least as many rows fit
+        rb=$(sed -n 's/^  with train.recompute = true: B=\([0-9]*\) .*/\1/p' "$work/out.txt")
+        [ -n "$rb" ] && [ "$rb" -ge 5 ] && ok || bad "recompute fit: '$rb'"
+    fi
+else
+    bad "plans of B=5 and B=6: '${t5:-}' '${t6:-}'"
+fi
+if run 0 check memory/tiny.trl --memory --fit 1MiB; then
+    has out.txt "^  as specified: B=1 does not fit ([0-9.]* MiB)$"
+fi
+
 # 2. a broken spec: exactly the diagnostics of a plain `trlc check`, no plan
 "$trlc" check broken/27-rank-zero.trl > /dev/null 2> "$work/plain-err.txt"
 if run 1 check broken/27-rank-zero.trl --memory; then
@@ -160,6 +180,10 @@ run 2 check memory/tiny.trl --memory=2,64 && has err.txt "unknown option \`--mem
 run 2 check memory/tiny.trl --memroy && has err.txt "unknown option \`--memroy\`"
 run 2 check --settings --memory && has err.txt "takes no spec and no \`--memory\`"
 run 2 check --memory && has err.txt "no spec given"
+run 2 check memory/tiny.trl --fit 80GiB && has err.txt "\`--fit\` needs \`--memory\`"
+run 2 check memory/tiny.trl --memory --fit 80 && has err.txt "bad size \`80\` for --fit"
+run 2 check memory/tiny.trl --memory --fit -3GiB && has err.txt "bad size \`-3GiB\` for --fit"
+run 2 check memory/tiny.trl --memory --fit && has err.txt "--fit"
 run 0 check --help && has out.txt "^  --memory "
 
 echo "$pass passed, $fail failed"
