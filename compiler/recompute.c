@@ -7,6 +7,7 @@
 #include "recompute.h"
 #include "ir_internal.h"
 #include "env.h"
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -243,23 +244,24 @@ static bool pairs_with(const IrNode *f, const IrNode *b) {
 }
 
 // The chain pass's choice, in forward order: a value is recomputed (redo) when its op is cheap,
-// it is not an output, not an operand of a paired library op (pinned), each input is kept (a
-// leaf, an output, a value the backward reads and does not recompute, paired attention's output)
-// or recomputed itself, and the longest recomputed path under it is at most o->max_chain ops.
+// it is not an output, not an operand of a paired library op (pinned), not blocked, each input is
+// kept (a leaf, an output, a value the backward reads and does not recompute, paired attention's
+// output) or recomputed itself, and the longest recomputed path under it is at most o->max_chain
+// ops.
 // Constants (full, arange) read by no backward node are recomputed (no inputs). A held value is
 // recomputed for its own backward readers, but counts as kept for the values that read it (their
 // copies read the forward's). Returns how many recomputed values the backward reads; the others
 // are cloned on demand by rebuild when one of those needs them.
 static int choose_chains(const IrGraph *g, int nfwd, const RecomputeCheapOptions *o, const bool *fwd_read,
-                         const bool *out_val, const bool *paired, const bool *pinned, const bool *hold, bool *kept,
-                         bool *redo, int *depth) {
+                         const bool *out_val, const bool *paired, const bool *pinned, const bool *hold,
+                         const bool *block, bool *kept, bool *redo, int *depth) {
     int wanted = 0;
     for (int i = 0; i < nfwd; i++) {
         const IrNode *nd = &g->nodes[i];
         redo[i] = false, depth[i] = 0;
         kept[i] = ir_is_leaf(nd) || out_val[i];
         if (kept[i]) continue;
-        bool can = !pinned[i] && (nd->nin == 0 ? !fwd_read[i] : chain_op(nd->op, o));
+        bool can = !pinned[i] && !block[i] && (nd->nin == 0 ? !fwd_read[i] : chain_op(nd->op, o));
         int d = 0;
         for (int k = 0; can && k < nd->nin; k++) {
             IrId u = nd->in[k];
@@ -307,6 +309,37 @@ static int64_t nominal_numel(const IrShape *s) {
     return ir_shape_numel(s, sym);
 }
 
+// Blocks (block[i] = true) each recomputed value whose copy would read kept values after the
+// backward's last read of them (its copy is placed at the first backward reader of the earliest
+// recomputed value that needs it) when those are together larger than the value itself: from
+// their last read to the copy, they are held where the value was before (kept from the forward),
+// so no larger is never more memory. last[u]: the backward's last read of u (for paired
+// attention's output, its backward's). Returns how many values it blocked; need is scratch.
+static int block_extensions(const IrGraph *g, int nfwd, const bool *fwd_read, const bool *out_val, const bool *redo,
+                            const bool *hold, const int *first, const int *last, int *need, bool *block) {
+    int n = g->n, blocked = 0;
+    for (int i = nfwd - 1; i >= 0; i--) {   // readers come after their inputs
+        if (!redo[i]) continue;
+        if (fwd_read[i] && first[i] < need[i]) need[i] = first[i];
+        for (int k = 0; k < g->nodes[i].nin; k++) {
+            IrId u = g->nodes[i].in[k];
+            if (redo[u] && !hold[u] && need[i] < need[u]) need[u] = need[i];
+        }
+    }
+    for (int i = 0; i < nfwd; i++) {
+        if (!redo[i] || need[i] >= n) continue;
+        int64_t held = 0, own = nominal_numel(&g->nodes[i].shape);
+        for (int k = 0; k < g->nodes[i].nin; k++) {
+            IrId u = g->nodes[i].in[k];
+            if ((redo[u] && !hold[u]) || ir_is_leaf(&g->nodes[u]) || out_val[u] || last[u] >= need[i]) continue;
+            int64_t nu = nominal_numel(&g->nodes[u].shape);
+            held = nu < 0 || held > INT64_MAX - nu ? INT64_MAX : held + nu;
+        }
+        if (held > 0 && (own < 0 || held > own)) block[i] = true, blocked++;
+    }
+    return blocked;
+}
+
 int ir_recompute_cheap_opts(IrGraph *g, const RecomputeCheapOptions *o, int *recomputed) {
     int n = g->n, nfwd = forward_count(g);
     if (recomputed) *recomputed = 0;
@@ -318,10 +351,15 @@ int ir_recompute_cheap_opts(IrGraph *g, const RecomputeCheapOptions *o, int *rec
     bool *kept = calloc(sz, sizeof *kept);          // there in the backward anyway (chains)
     bool *paired = calloc(sz, sizeof *paired);      // attention whose backward reads its saved state
     bool *pinned = calloc(sz, sizeof *pinned);      // an input of a paired library op (not recomputed)
-    bool *hold = calloc(sz, sizeof *hold);          // recomputed, but its readers' copies read the forward's (below)
+    bool *hold = calloc(sz, sizeof *hold);          // recomputed; its readers' copies read the forward's
     int *depth = calloc(sz, sizeof *depth);         // recomputed ops on the longest path down to kept values
+    bool *block = calloc(sz, sizeof *block);        // not recomputed: its copy would hold a value longer
+    int *first = malloc(sz * sizeof *first);        // the first / last backward node reading a value
+    int *last = malloc(sz * sizeof *last);
+    int *need = malloc(sz * sizeof *need);          // where a value's copy goes (block_extensions)
     int rc = -1;
-    if (!redo || !fwd_read || !out_val || !kept || !paired || !pinned || !hold || !depth) {
+    if (!redo || !fwd_read || !out_val || !kept || !paired || !pinned || !hold || !depth || !block || !first ||
+        !last || !need) {
         ir_report(g, (Loc){0, 0, 0}, "out of memory in the recompute pass");
         goto out;
     }
@@ -348,6 +386,13 @@ int ir_recompute_cheap_opts(IrGraph *g, const RecomputeCheapOptions *o, int *rec
         // else the backward would read copies and redo the forward's work. Attention's output is
         // then kept for the backward: a chain may start there (merge_heads(o) -> dropout). With
         // o->rope, q and k (rope) may be recomputed and attention unpaired.
+        for (int i = 0; i < n; i++) first[i] = n, last[i] = -1;
+        for (int b = nfwd; b < n; b++)
+            for (int k = 0; k < g->nodes[b].nin; k++) {
+                IrId u = g->nodes[b].in[k];
+                if (first[u] > b) first[u] = b;
+                last[u] = b;
+            }
         for (int b = nfwd; b < n; b++) {
             const IrNode *bn = &g->nodes[b];
             IrOp twin = forward_twin(bn->op);
@@ -358,6 +403,7 @@ int ir_recompute_cheap_opts(IrGraph *g, const RecomputeCheapOptions *o, int *rec
                 if (twin == IR_SDPA) {
                     if (!pairs_with(f, bn)) continue;
                     paired[i] = true;
+                    if (last[i] < b) last[i] = b;   // its output is read there (the saved state)
                     if (o->rope) break;
                 }
                 for (int k = 0; k < f->nin; k++)
@@ -366,7 +412,7 @@ int ir_recompute_cheap_opts(IrGraph *g, const RecomputeCheapOptions *o, int *rec
                 break;
             }
         }
-        wanted = choose_chains(g, nfwd, o, fwd_read, out_val, paired, pinned, hold, kept, redo, depth);
+        wanted = choose_chains(g, nfwd, o, fwd_read, out_val, paired, pinned, hold, block, kept, redo, depth);
         // A small value the backward reads (rmsnorm's rstd (B, T, 1)) that a larger recomputed
         // value reads too (x * rstd) is held: the larger one's copy reads the forward's value,
         // and its own backward readers (the norm's backward) a copy of their own, which the fuser
@@ -383,7 +429,21 @@ int ir_recompute_cheap_opts(IrGraph *g, const RecomputeCheapOptions *o, int *rec
                 if (nu >= 0 && nj >= 0 && nu <= nj / 8) hold[u] = again = true;
             }
         }
-        if (again) wanted = choose_chains(g, nfwd, o, fwd_read, out_val, paired, pinned, hold, kept, redo, depth);
+        if (again)
+            wanted = choose_chains(g, nfwd, o, fwd_read, out_val, paired, pinned, hold, block, kept, redo, depth);
+        // Never hold more bytes than before: block the values whose copies would hold larger kept
+        // values past their last read (none in the decoders of tests/gpu/specs and tests/run; a
+        // value blocked is kept, which may make another's copy hold it, so repeat; a graph that
+        // still has some after 16 rounds stays as it is).
+        for (int round = 0;; round++) {
+            for (int i = 0; i < nfwd; i++) need[i] = n;
+            if (block_extensions(g, nfwd, fwd_read, out_val, redo, hold, first, last, need, block) == 0) break;
+            if (round == 16) {
+                wanted = 0;
+                break;
+            }
+            wanted = choose_chains(g, nfwd, o, fwd_read, out_val, paired, pinned, hold, block, kept, redo, depth);
+        }
     }
     rc = 0;
     if (wanted > 0) {
@@ -400,6 +460,10 @@ out:
     free(pinned);
     free(hold);
     free(depth);
+    free(block);
+    free(first);
+    free(last);
+    free(need);
     return rc;
 }
 

@@ -38,14 +38,19 @@ int ir_recompute(IrGraph *g, RecomputeStats *stats);
 // (full, arange: recomputed), a value a backward node reads itself (and that is not recomputed),
 // and the output of an attention whose backward reads its saved state (fuse.c pairs them: same q,
 // k, v). At most RECOMPUTE_MAX_CHAIN ops on any path down to those. So nothing new is held: the
-// backward only reads what it read before, or less. What this recomputes in a decoder layer:
+// backward only reads what it read before, or less; and a copy that would read kept values after
+// the backward's last read of them is made only when they are no larger than the value it
+// replaces (they are held where that value was), so no step holds more bytes than before.
+// What this recomputes in a decoder layer:
 // LoRA's dropout(rmsnorm(x)) for q, k, v, gate and up (from x and the norm's rstd, which the
 // norm's backward reads), w * (x * rstd) itself where full fine-tuning's products read it, and
 // x * rstd; dropout(silu(gate) * up) for down (or silu(gate) * up without dropout) from gate and
 // up; dropout(merge_heads(attention output)) for o (from the attention's saved output).
-// An operand (q, k, v) of paired attention is never recomputed: the backward would read a copy,
-// no longer pair with the forward, and recompute the attention itself; so q and k after rope stay
-// (TRLC_RECOMPUTE_ROPE=1 recomputes rope too, for measurements: docs/kernels.md).
+// An input a library op's backward shares with its forward is never recomputed (attention's q, k,
+// v; the head's linear_ce x): the backward would read a copy, no longer pair with the forward
+// (fuse.c) and redo its work; so q and k after rope stay (TRLC_RECOMPUTE_ROPE=1 recomputes rope
+// too, unpairing attention, for measurements: docs/kernels.md). A small value a larger copy reads
+// (the norm's rstd, B x T x 1) is read from the forward there (its own readers get a copy).
 // Each copy is placed before its first backward reader (its recomputed inputs first) and flagged
 // `backward` + `recomputed`: autocast rounds it as the forward's value, so the gradients are
 // bit-identical (fp32 and bf16). The fuser puts the copies into the backward kernels that read

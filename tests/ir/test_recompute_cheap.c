@@ -9,6 +9,8 @@
 //     dropout for down): no backward node reads a forward dropout or the norm's output any more;
 //     q and k after rope stay (attention's backward pairs with its forward on the same q, k, v)
 //     unless rope is asked for; a chain bound of 1 recomputes less.
+// (3) No kept value is read later than before (every case above); a sum computed early and read
+//     late, after its two inputs' last reads, stays kept (its copy would hold twice its size).
 #include "autodiff.h"
 #include "cpu.h"
 #include "recompute.h"
@@ -131,6 +133,29 @@ static bool reads_subset(const IrGraph *before, const IrGraph *after) {
     return ok;
 }
 
+// Forward values whose last backward read comes later after the pass than before: a backward node
+// is placed by how many of the original backward nodes come before it (a copy: its reader's place).
+// Attention's output does not count: its backward keeps it anyway (reads_subset).
+static int extended(const IrGraph *before, const IrGraph *after) {
+    int *lb = calloc((size_t)before->n + 1, sizeof *lb), *la = calloc((size_t)after->n + 1, sizeof *la), count = 0;
+    for (int pass = 0; lb && la && pass < 2; pass++) {
+        const IrGraph *g = pass ? after : before;
+        int *last = pass ? la : lb, ord = 0;
+        for (int j = 0; j < g->n; j++) {
+            const IrNode *nd = &g->nodes[j];
+            if (!nd->backward) continue;
+            for (int k = 0; k < nd->nin; k++)
+                if (!g->nodes[nd->in[k]].backward && last[nd->in[k]] < ord + 1) last[nd->in[k]] = ord + 1;
+            ord += !nd->recomputed;
+        }
+    }
+    for (int i = 0; lb && la && i < after->n && !after->nodes[i].backward; i++)
+        count += la[i] > lb[i] && after->nodes[i].op != IR_SDPA;
+    free(lb);
+    free(la);
+    return count;
+}
+
 // Runs both graphs on the same pseudo-random values (pos: 0..T-1 per row) and compares every
 // output bit for bit; prints the loss.
 static void same_numbers(const char *what, IrGraph *gs[2], const char *const *names, int nnames, Diag *d) {
@@ -172,8 +197,9 @@ static void same_numbers(const char *what, IrGraph *gs[2], const char *const *na
 }
 
 // Builds two copies of a graph, differentiates both, runs the pass with o on the second; returns
-// how many values it recomputed (-1 on failure).
-static int pair(Diag *d, IrGraph gs[2], void (*fn)(IrGraph *), const RecomputeCheapOptions *o) {
+// how many values it recomputed (-1 on failure). ext: how many kept values the backward may read
+// later than before (a copy placed after their last read; no larger than the value it replaces).
+static int pair(Diag *d, IrGraph gs[2], void (*fn)(IrGraph *), const RecomputeCheapOptions *o, int ext_want) {
     ir_graph_init(&gs[0], d, IR_F32);
     ir_graph_init(&gs[1], d, IR_F32);
     fn(&gs[0]);
@@ -182,6 +208,8 @@ static int pair(Diag *d, IrGraph gs[2], void (*fn)(IrGraph *), const RecomputeCh
     CHECK(ad_backward(&gs[0], NULL, 0) == 0 && ad_backward(&gs[1], NULL, 0) == 0);
     CHECK(ir_recompute_cheap_opts(&gs[1], o, &made) == 0 && ir_verify(&gs[1]));
     CHECK_MSG(reads_subset(&gs[0], &gs[1]), "the backward reads a forward value it did not read before");
+    int ext = extended(&gs[0], &gs[1]);
+    CHECK_MSG(ext == ext_want, "%d kept values read later than before (want %d)", ext, ext_want);
     return made;
 }
 
@@ -194,7 +222,7 @@ static void test_one_input(Diag *d) {
     static const char *const names[4] = {"x", "w1", "w2", "w3"};
     IrGraph gs[2];
     RecomputeCheapOptions o = {.chains = false, .max_chain = RECOMPUTE_MAX_CHAIN};
-    int made = pair(d, gs, build, &o);
+    int made = pair(d, gs, build, &o, 0);
     IrGraph *plain = &gs[0], *cheap = &gs[1];
     CHECK(read_by_backward(plain, IR_SILU) == 1 && read_by_backward(plain, IR_EXP) == 2 &&
           read_by_backward(plain, IR_TANH) == 1 &&
@@ -210,7 +238,7 @@ static void test_one_input(Diag *d) {
     free_pair(gs);
     // chains: exp(gate + up) moves too (gate and up are kept)
     o.chains = true;
-    made = pair(d, gs, build, &o);
+    made = pair(d, gs, build, &o, 0);
     CHECK_MSG(read_by_backward(&gs[1], IR_EXP) == 0 && read_by_backward(&gs[1], IR_ADD) == 0,
               "exp(gate + up) recomputed with chains (%d values)", made);
     g2[0] = &gs[0], g2[1] = &gs[1];
@@ -232,7 +260,7 @@ static void test_chains(Diag *d) {
     IrGraph gs[2];
     IrGraph *g2[2] = {&gs[0], &gs[1]};
     RecomputeCheapOptions o = {.chains = true, .max_chain = RECOMPUTE_MAX_CHAIN};
-    int made = pair(d, gs, build_chain, &o);
+    int made = pair(d, gs, build_chain, &o, 0);
     // before: the backward reads the three LoRA dropouts (lora_a's gradient), the norm's output
     // w * (x * r) (wk's gradient) and the two ropes (attention's backward)
     CHECK_MSG(read_by_backward(&gs[0], IR_DROPOUT) == 3 && read_by_backward(&gs[0], IR_ROPE) == 2,
@@ -251,15 +279,17 @@ static void test_chains(Diag *d) {
     // rope too: q's, from the per-head norm's x and rstd (k's input, a projection's heads, is not
     // kept: its rope stays); attention no longer pairs, so merge_heads(o)'s chain stays
     o.rope = true;
-    int made_rope = pair(d, gs, build_chain, &o);
+    int made_rope = pair(d, gs, build_chain, &o, 0);
     CHECK_MSG(read_by_backward(&gs[1], IR_ROPE) == 1 && copies(&gs[1], IR_ROPE) == 1 && copies(&gs[1], IR_PERMUTE) == 0,
               "rope: %d values, %d ropes read, %d copied, %d permutes copied", made_rope, read_by_backward(&gs[1], IR_ROPE),
               copies(&gs[1], IR_ROPE), copies(&gs[1], IR_PERMUTE));
     same_numbers("chains + rope", g2, names, NCHAIN + 1, d);
     free_pair(gs);
-    // a bound of one op: no chain, less recomputed, the dropout of the norm's output stays
+    // a bound of one op: no chain, less recomputed; q's dropout of the norm's output (kept for wk's
+    // gradient) is recomputed from it: the norm's output is then read later than before, in place
+    // of the dropout output, as large, which is no longer kept
     o.rope = false, o.max_chain = 1;
-    int made1 = pair(d, gs, build_chain, &o);
+    int made1 = pair(d, gs, build_chain, &o, 1);
     CHECK_MSG(made1 < made && read_by_backward(&gs[1], IR_DROPOUT) > 0, "bound 1: %d values (%d with %d)", made1,
               made, RECOMPUTE_MAX_CHAIN);
     same_numbers("chains, bound 1", g2, names, NCHAIN + 1, d);
@@ -267,11 +297,38 @@ static void test_chains(Diag *d) {
     printf("chains: %d values recomputed (%d with rope, %d with a bound of 1)\n", made, made_rope, made1);
 }
 
+// c = a + b is computed early and read late (w3's gradient), after the backward's last reads of a
+// and b (silu's): its copy would hold a and b, twice its size, past their last read. It stays.
+static void build_late(IrGraph *g) {
+    IrId x = ir_input(g, "x", IR_F32, ir_shape2(ir_dim(N), ir_dim(H)), L0);
+    IrId w1 = ir_param(g, "w1", IR_F32, ir_shape2(ir_dim(F), ir_dim(H)), true, L0);
+    IrId w2 = ir_param(g, "w2", IR_F32, ir_shape2(ir_dim(F), ir_dim(H)), true, L0);
+    IrId w3 = ir_param(g, "w3", IR_F32, ir_shape2(ir_dim(H), ir_dim(F)), true, L0);
+    IrId a = ir_linear(g, x, w1, L0), b = ir_linear(g, x, w2, L0);
+    IrId y = ir_linear(g, ir_add(g, a, b, L0), w3, L0);
+    IrId s = ir_mul(g, ir_unary(g, IR_SILU, a, L0), ir_unary(g, IR_SILU, b, L0), L0);
+    IrId loss = ir_add(g, ir_reduce_all(g, IR_SUM, ir_mul(g, y, y, L0), L0), ir_reduce_all(g, IR_SUM, s, L0), L0);
+    ir_set_loss(g, ir_reshape(g, loss, ir_shape0(), L0));
+}
+
+static void test_late(Diag *d) {
+    static const char *const names[4] = {"x", "w1", "w2", "w3"};
+    IrGraph gs[2];
+    IrGraph *g2[2] = {&gs[0], &gs[1]};
+    RecomputeCheapOptions o = {.chains = true, .max_chain = RECOMPUTE_MAX_CHAIN};
+    int made = pair(d, gs, build_late, &o, 0);
+    CHECK_MSG(read_by_backward(&gs[0], IR_ADD) == 1 && read_by_backward(&gs[1], IR_ADD) == 1 && copies(&gs[1], IR_ADD) == 0,
+              "a + b stays kept (%d values recomputed)", made);
+    same_numbers("late reader", g2, names, 4, d);
+    free_pair(gs);
+}
+
 int main(void) {
     Diag d;
     diag_init(&d, stderr);
     test_one_input(&d);
     test_chains(&d);
+    test_late(&d);
     diag_free(&d);
     return test_done("ir.recompute_cheap");
 }
