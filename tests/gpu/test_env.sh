@@ -74,6 +74,12 @@ m0=$(grep -o '[0-9]* kernel launches' "$work/merge-0.txt" | head -1 | awk '{prin
 m1=$(grep -o '[0-9]* kernel launches' "$work/merge-1.txt" | head -1 | awk '{print $1}')
 if [ -n "$m0" ] && [ -n "$m1" ] && [ "$m0" -gt "$m1" ]; then echo "ok: launches: TRLC_FUSE_MERGE=0 $m0, =1 $m1"
 else echo "FAIL: launches: TRLC_FUSE_MERGE=0 '$m0', =1 '$m1'"; fail=1; fi
+bad TRLC_FUSE_VIEWS yes '`0`, `1`' "${kernels[@]}"
+for v in 0 1; do good TRLC_FUSE_VIEWS "$v" "${kernels[@]}"; cp "$work/out.txt" "$work/views-$v.txt"; done
+v0=$(grep -o '[0-9]* kernel launches' "$work/views-0.txt" | head -1 | awk '{print $1}')
+v1=$(grep -o '[0-9]* kernel launches' "$work/views-1.txt" | head -1 | awk '{print $1}')
+if [ -n "$v0" ] && [ -n "$v1" ] && [ "$v0" -gt "$v1" ]; then echo "ok: launches: TRLC_FUSE_VIEWS=0 $v0, =1 $v1"
+else echo "FAIL: launches: TRLC_FUSE_VIEWS=0 '$v0', =1 '$v1'"; fail=1; fi
 
 # the CPU backend's byte limits (counts: common/env.h env_count), on trlc run
 badnum() { local var=$1 val=$2 min=$3; shift 3; refused "$var" "$val" "a whole number of at least $min" "$@"; }
