@@ -411,10 +411,10 @@ static void test_views_lora(void) {
     }
     CHECK(g.errors == 0);
     FusePlan plan, plain;
+    FuseOptions off = {.no_views = true};   // (before check_graph adds outputs to the graph)
+    CHECK(fuse_plan_with(&g, &off, &d, &plain) == 0);
     double worst = check_graph("views: lora", &g, &d, 2, 5, NULL, &plan);
     CHECK(worst <= 2e-4);
-    FuseOptions off = {.no_views = true};
-    CHECK(fuse_plan_with(&g, &off, &d, &plain) == 0);
     for (int layer = 0; layer < 2; layer++) {
         int gp = plan.group_of[perm_ids[layer]];
         CHECK(gp >= 0 && plan.group_of[mul_ids[layer]] == gp && plan.group_of[add_ids[layer]] == gp);
@@ -512,12 +512,12 @@ static void test_fuzz_views(int ngraphs) {
         char what[32];
         snprintf(what, sizeof what, "fuzz views %d", it);
         FusePlan plan, plain;
+        FuseOptions off = {.no_views = true};   // (before check_graph adds outputs to the graph)
+        CHECK(fuse_plan_with(&g, &off, &d, &plain) == 0);
         int before = test_failed, ng = 0;
         double w = check_graph(what, &g, &d, 2, 3, &ng, &plan);
         if (test_failed != before) failures++;
         if (!(w <= worst)) worst = w;
-        FuseOptions off = {.no_views = true};
-        CHECK(fuse_plan_with(&g, &off, &d, &plain) == 0);
         groups += plan.nsteps_kind[FUSE_KERNEL], groups_off += plain.nsteps_kind[FUSE_KERNEL];
         for (int gi = 0; gi < plan.ngroups; gi++) multi += plan.groups[gi].nspaces > 1;
 #ifdef TRLC_HAVE_CUDA
@@ -569,11 +569,31 @@ static void test_spec(const char *path) {
     int rc = compile_spec(path, &d, &a, &g);
     CHECK_MSG(rc == 0, "%s does not compile", path);
     if (rc == 0) {
-        FusePlan plan;
+        FusePlan plan, plain;
+        FuseOptions off = {.no_views = true};   // (before check_graph adds outputs to the graph)
+        CHECK(fuse_plan_with(&g, &off, &d, &plain) == 0);
         double worst = check_graph(path, &g, &d, 2, 6, NULL, &plan);
         CHECK(worst <= 2e-4);
         // identical layers share kernels: fewer unique kernels than fused groups
         CHECK_MSG(plan.nkernels < plan.ngroups, "%d kernels for %d groups", plan.nkernels, plan.ngroups);
+        // across views: never more launches than without; what kernels still read through a view
+        // of another kernel's value (written and read back)
+        CHECK(plan.nsteps_kind[FUSE_KERNEL] <= plain.nsteps_kind[FUSE_KERNEL]);
+        int via_view = 0;
+        for (int gi = 0; gi < plan.ngroups; gi++) {
+            const FuseGroup *gr = &plan.groups[gi];
+            for (int k = 0; k < gr->nins; k++) {
+                IrId x = gr->ins[k], r = fuse_view_src(&g, x);
+                int w = plan.group_of[r];
+                if (r == x || w < 0 || w == gi) continue;
+                if (via_view++ == 0)
+                    printf("%s: e.g. a %s kernel reads %%%d, a view of %%%d (%s, written by another kernel)\n", path,
+                           ir_op_name(g.nodes[gr->nodes[0]].op), x, r, ir_op_name(g.nodes[r].op));
+            }
+        }
+        printf("%s: kernel launches %d -> %d across views; %d kernel inputs still read a view of another kernel's value\n",
+               path, plain.nsteps_kind[FUSE_KERNEL], plan.nsteps_kind[FUSE_KERNEL], via_view);
+        fuse_plan_free(&plain);
         fuse_plan_free(&plan);
     }
     ir_graph_free(&g);
