@@ -47,7 +47,8 @@ const char usage_kernels[] =
     "  -h, --help     this help\n"
     "\n"
     "environment: TRLC_CACHE_DIR (kernel cache), TRLC_PRINT_KERNELS=1 (print each source);\n"
-    "  TRLC_GEMM_ACC, TRLC_FUSE_SINK, TRLC_FUSE_MERGE (=0: plans without those rewrites, to compare);\n"
+    "  TRLC_GEMM_ACC, TRLC_FUSE_SINK, TRLC_FUSE_MERGE, TRLC_FUSE_VIEWS (=0: plans without those\n"
+    "  rewrites, to compare);\n"
     "  TRLC_RECOMPUTE_CHAINS=0 (keep the cheap chains the backward recomputes), TRLC_RECOMPUTE_ROPE=1\n"
     "  (recompute rope too): docs/kernels.md, memory plan\n"
     "exit status: 0 success, 1 spec errors, 2 usage error, 3 compile or write failure\n";
