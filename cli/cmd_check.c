@@ -114,7 +114,8 @@ static void fit_report(FILE *f, Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec
     char b[32];
     human_bytes(b, sizeof b, budget);
     fprintf(f, "fit: the largest train.batch whose planned total fits %s at T=%lld (not counted: the CUDA\n"
-               "  context and the libraries' own allocations; leave room for them):\n", b, (long long)T);
+               "  context, the libraries' own allocations, the evaluation's forward and a reference or teacher\n"
+               "  model, which run in arenas of their own; leave room for them):\n", b, (long long)T);
     int64_t total, next, B = largest_batch(g, fp, cs->train.precision, T, budget, &total, &next);
     fit_line(f, cs->train.recompute ? "as specified (train.recompute = true)" : "as specified", B, total, next);
     IrGraph g2;
