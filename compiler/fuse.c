@@ -683,17 +683,85 @@ static int finish_groups(FusePlan *p) {
 // Library steps that share work (see FusePlan.lib_leader / lib_fwd). Attention's backward nodes
 // hold q, k, v, gout then the forward's extra inputs (key mask, segments); the forward holds q,
 // k, v then the same extras.
-static bool same_attention(const IrNode *f, const IrNode *b) {
+// Inputs are compared as values (canon: same_values below), so a backward reading recomputed
+// copies of the forward's q, k, v pairs with it.
+static bool same_attention(const IrNode *f, const IrNode *b, const IrId *canon) {
     if (f->a.causal != b->a.causal || f->a.scale != b->a.scale || f->a.segmented != b->a.segmented) return false;
     if (b->nin != f->nin + 1) return false;
     for (int k = 0; k < 3; k++)
-        if (f->in[k] != b->in[k]) return false;
+        if (canon[f->in[k]] != canon[b->in[k]]) return false;
     for (int k = 3; k < f->nin; k++)
-        if (f->in[k] != b->in[k + 1]) return false;
+        if (canon[f->in[k]] != canon[b->in[k + 1]]) return false;
     return true;
 }
 
 static bool is_attention_bwd(IrOp op) { return op == IR_SDPA_BWD_Q || op == IR_SDPA_BWD_K || op == IR_SDPA_BWD_V; }
+
+// Ops whose value depends only on their inputs and attributes (dropout: its mask hashes seed,
+// salt, step and element), which the recompute passes clone: elementwise ops, views, rope and
+// constants. Two such nodes with the same op, dtype, shape and attributes over the same values
+// compute the same bits.
+static bool same_value_op(IrOp op) {
+    return ir_op_is_elementwise(op) || op == IR_RESHAPE || op == IR_PERMUTE || op == IR_ROPE || op == IR_FULL ||
+           op == IR_ARANGE || op == IR_BROADCAST;
+}
+
+static bool same_attrs(const IrAttrs *a, const IrAttrs *b) {
+    if (a->value != b->value || a->scale != b->scale || a->axes != b->axes || a->axis != b->axis ||
+        !ir_dim_eq(a->off, b->off) || a->ignore_index != b->ignore_index || a->trans_a != b->trans_a ||
+        a->trans_b != b->trans_b || a->causal != b->causal || a->segmented != b->segmented ||
+        a->inverse != b->inverse || a->seed != b->seed || a->salt != b->salt || a->block != b->block ||
+        a->rope.theta != b->rope.theta || a->rope.factor != b->rope.factor ||
+        a->rope.low_freq_factor != b->rope.low_freq_factor || a->rope.high_freq_factor != b->rope.high_freq_factor ||
+        a->rope.original_max_pos != b->rope.original_max_pos || !ir_shape_eq(&a->shape, &b->shape))
+        return false;
+    for (int k = 0; k < IR_MAX_RANK; k++)
+        if (a->perm[k] != b->perm[k]) return false;
+    return true;
+}
+
+static uint64_t same_value_hash(const IrNode *n, const IrId *canon) {
+    uint64_t h = 1469598103934665603ull;
+    uint64_t part[4] = {(uint64_t)n->op, (uint64_t)n->dtype, (uint64_t)n->nin, n->a.salt};
+    for (int k = 0; k < 4; k++) h = (h ^ part[k]) * 1099511628211ull;
+    for (int k = 0; k < n->nin; k++) h = (h ^ (uint64_t)(uint32_t)canon[n->in[k]]) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+// The value each node computes, as a node id (canon[i]): a backward node of a same_value_op with
+// the same op, dtype, shape and attributes as an earlier node, over the same values, computes the
+// same bits as it (the recompute passes' clones of q and k, and their casts) and takes its value;
+// any other node is its own. Attention's backward pairs with its forward through these (the
+// saved output and row statistics were computed from the same bits). A malloc'd array of g->n
+// ids, or NULL when out of memory.
+static IrId *same_values(const IrGraph *g) {
+    size_t cap = 16;
+    while (cap < 2 * (size_t)g->n) cap *= 2;
+    IrId *canon = malloc(((size_t)g->n + 1) * sizeof *canon);
+    IrId *table = malloc(cap * sizeof *table);   // open addressing: representatives by hash
+    if (!canon || !table) {
+        free(canon), free(table);
+        return NULL;
+    }
+    for (size_t k = 0; k < cap; k++) table[k] = IR_NONE;
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *n = &g->nodes[i];
+        canon[i] = i;
+        if (!same_value_op(n->op)) continue;
+        size_t slot = (size_t)same_value_hash(n, canon) & (cap - 1);
+        for (; table[slot] != IR_NONE; slot = (slot + 1) & (cap - 1)) {
+            const IrNode *m = &g->nodes[table[slot]];
+            bool same = m->op == n->op && m->dtype == n->dtype && m->nin == n->nin &&
+                        ir_shape_eq(&m->shape, &n->shape) && same_attrs(&m->a, &n->a);
+            for (int k = 0; same && k < n->nin; k++) same = canon[m->in[k]] == canon[n->in[k]];
+            if (same) break;
+        }
+        if (table[slot] == IR_NONE) table[slot] = i;   // the first of its value
+        else if (n->backward) canon[i] = table[slot];
+    }
+    free(table);
+    return canon;
+}
 
 
 // FusePlan.lib_members from lib_leader: each leader's led steps, grouped by leader (a counting
@@ -718,7 +786,7 @@ typedef struct LibIndex {
     int *head, *next;   // head[node]: the first step whose node's in[0] is node; next[step]
 } LibIndex;
 
-static int lib_index(const FusePlan *p, bool (*want)(IrOp), LibIndex *ix) {
+static int lib_index(const FusePlan *p, bool (*want)(IrOp), const IrId *canon, LibIndex *ix) {
     const IrGraph *g = p->g;
     ix->head = malloc(((size_t)g->n + 1) * sizeof *ix->head);
     ix->next = malloc(((size_t)p->nsteps + 1) * sizeof *ix->next);
@@ -728,7 +796,8 @@ static int lib_index(const FusePlan *p, bool (*want)(IrOp), LibIndex *ix) {
         ix->next[t] = -1;
         const IrNode *m = &g->nodes[p->steps[t].node];
         if (p->steps[t].kind != FUSE_LIBRARY || !want(m->op) || m->nin < 1) continue;
-        ix->next[t] = ix->head[m->in[0]], ix->head[m->in[0]] = t;
+        IrId x = canon ? canon[m->in[0]] : m->in[0];   // by value (attention: copies of q too)
+        ix->next[t] = ix->head[x], ix->head[x] = t;
     }
     return 0;
 }
@@ -741,8 +810,11 @@ static int pair_library(FusePlan *p) {
     p->lib_leader = malloc(((size_t)p->nsteps + 1) * sizeof *p->lib_leader);
     p->lib_fwd = malloc(((size_t)p->nsteps + 1) * sizeof *p->lib_fwd);
     LibIndex att = {0}, ce = {0};
+    IrId *canon = same_values(g);
     int rc = -1;
-    if (!p->lib_leader || !p->lib_fwd || lib_index(p, is_attention_op, &att) || lib_index(p, is_ce_op, &ce)) goto done;
+    if (!p->lib_leader || !p->lib_fwd || !canon || lib_index(p, is_attention_op, canon, &att) ||
+        lib_index(p, is_ce_op, NULL, &ce))
+        goto done;
     for (int s = 0; s < p->nsteps; s++) p->lib_leader[s] = -1, p->lib_fwd[s] = IR_NONE;
     for (int s = 0; s < p->nsteps; s++) {
         const FuseStep *st = &p->steps[s];
@@ -767,9 +839,10 @@ static int pair_library(FusePlan *p) {
                     p->step_of[p->steps[t].node] = s;
                 }
             }
-            for (int t = att.head[n->in[0]]; t >= 0 && t < s; t = att.next[t]) {
+            // the last forward of the same values before it (train.recompute: the layer's copy)
+            for (int t = att.head[canon[n->in[0]]]; t >= 0 && t < s; t = att.next[t]) {
                 const IrNode *f = &g->nodes[p->steps[t].node];
-                if (f->op == IR_SDPA && same_attention(f, n)) p->lib_fwd[s] = p->steps[t].node;
+                if (f->op == IR_SDPA && same_attention(f, n, canon)) p->lib_fwd[s] = p->steps[t].node;
             }
         } else if (n->op == IR_LINEAR_CE && p->lib_leader[s] < 0) {
             // its dx and dw (one of each) when their upstream gradient is computed before it
@@ -797,7 +870,7 @@ static int pair_library(FusePlan *p) {
     }
     rc = list_members(p);
 done:
-    free(att.head), free(att.next), free(ce.head), free(ce.next);
+    free(att.head), free(att.next), free(ce.head), free(ce.next), free(canon);
     return rc;
 }
 

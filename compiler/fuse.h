@@ -103,7 +103,10 @@ typedef struct FusePlan {
     // the `leader` (dk and dv come from one kernel, and dq's pass computes the delta rows both
     // need); the other members' steps do nothing. A backward step reads the state its forward
     // saved (attention: the output and the log-sum-exp rows; cross-entropy: the log-sum-exp)
-    // when the plan computes that forward: `fwd`; otherwise it recomputes it.
+    // when the plan computes that forward: `fwd`; otherwise it recomputes it. Attention's inputs
+    // match as values: a backward reading recomputed copies of q, k (recompute.h: the same ops
+    // and attributes over the same values, bit-identical) pairs with the forward that read the
+    // originals.
     int *lib_leader;        // per step: the step that computes this step's node, or -1 (not shared)
     int *lib_members;       // the steps each leader leads (not itself), by leader, in step order:
     int *lib_member_start;  // per step + 1: step s's are lib_members[start[s] .. start[s + 1])

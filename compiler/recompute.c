@@ -280,13 +280,9 @@ static int choose_chains(const IrGraph *g, int nfwd, const RecomputeCheapOptions
             kept[i] = hold[i];
             continue;
         }
-        kept[i] = fwd_read[i];
-        // paired attention's output, unless its q, k or v is recomputed (the pairing is lost)
-        if (nd->op == IR_SDPA && paired[i]) {
-            bool same = true;
-            for (int k = 0; k < 3 && k < nd->nin; k++) same = same && !redo[nd->in[k]];
-            kept[i] = kept[i] || same;
-        }
+        // paired attention's output, also when its q, k or v is recomputed: the copies compute
+        // the same bits, and fuse.c pairs the backward reading them with this forward
+        kept[i] = fwd_read[i] || (nd->op == IR_SDPA && paired[i]);
     }
     return wanted;
 }
@@ -385,7 +381,8 @@ int ir_recompute_cheap_opts(IrGraph *g, const RecomputeCheapOptions *o, int *rec
         // logits product for both, linear_ce.h): the inputs both read stay as they are (pinned),
         // else the backward would read copies and redo the forward's work. Attention's output is
         // then kept for the backward: a chain may start there (merge_heads(o) -> dropout). With
-        // o->rope, q and k (rope) may be recomputed and attention unpaired.
+        // o->rope, q and k (rope) may be recomputed: the backward reads the copies, which fuse.c
+        // pairs with the forward as the values they are (its output stays kept).
         for (int i = 0; i < n; i++) first[i] = n, last[i] = -1;
         for (int b = nfwd; b < n; b++)
             for (int k = 0; k < g->nodes[b].nin; k++) {

@@ -36,8 +36,8 @@ int ir_recompute(IrGraph *g, RecomputeStats *stats);
 // arithmetic, comparisons, where, cast, dropout — the same mask regenerated), reshape and
 // permute; never a reduction, product or attention. Had anyway: leaves, graph outputs, constants
 // (full, arange: recomputed), a value a backward node reads itself (and that is not recomputed),
-// and the output of an attention whose backward reads its saved state (fuse.c pairs them: same q,
-// k, v). At most RECOMPUTE_MAX_CHAIN ops on any path down to those. So nothing new is held: the
+// and the output of an attention whose backward reads its saved state (fuse.c pairs them: the same
+// q, k, v, or copies of them: fuse.c compares its inputs as values). At most RECOMPUTE_MAX_CHAIN ops on any path down to those. So nothing new is held: the
 // backward only reads what it read before, or less; and a copy that would read kept values after
 // the backward's last read of them is made only when they are no larger than the value it
 // replaces (they are held where that value was), so no step holds more bytes than before.
@@ -49,7 +49,9 @@ int ir_recompute(IrGraph *g, RecomputeStats *stats);
 // An input a library op's backward shares with its forward is never recomputed (attention's q, k,
 // v; the head's linear_ce x): the backward would read a copy, no longer pair with the forward
 // (fuse.c) and redo its work; so q and k after rope stay (TRLC_RECOMPUTE_ROPE=1 recomputes rope
-// too, unpairing attention, for measurements: docs/kernels.md). A small value a larger copy reads
+// too: attention's backward reads the copies and still pairs with its forward, since fuse.c
+// compares q, k, v as values; off by default, each layer's two rope copies cost two library calls
+// and two kernels: docs/kernels.md). A small value a larger copy reads
 // (the norm's rstd, B x T x 1) is read from the forward there (its own readers get a copy).
 // Each copy is placed before its first backward reader (its recomputed inputs first) and flagged
 // `backward` + `recomputed`: autocast rounds it as the forward's value, so the gradients are
@@ -63,7 +65,7 @@ enum { RECOMPUTE_MAX_CHAIN = 6 };   // the default bound on a recomputed chain (
 
 typedef struct RecomputeCheapOptions {
     bool chains;       // chains of elementwise ops, views (and rope) as above; false: one-input ops
-    bool rope;         // rope too (and so attention operands, unpairing attention's backward)
+    bool rope;         // rope too (and so attention's q, k: its backward reads copies, still paired)
     int max_chain;     // ops on the longest recomputed path
 } RecomputeCheapOptions;
 

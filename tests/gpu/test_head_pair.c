@@ -9,7 +9,9 @@
 // launches one logits product per chunk: exactly its running kernel and gemm steps plus 5 per
 // chunk (logits, cross-entropy forward and backward, dx, dw; unpaired it would be 10 per chunk).
 // The specs' sft training graphs given (tests/run/full.trl: dx and dw; lora.trl: dx) pair too.
-// Without a device the plan checks still run and the device part prints a skip line.
+// Attention's backward pairs with its forward the same way through recomputed copies of q and k
+// (recompute.h's rope option: a hand-built attention, check_attention_copies), not through a copy
+// that differs. Without a device the plan checks still run and the device part prints a skip line.
 #include "autodiff.h"
 #include "cpu.h"
 #include "exec.h"
@@ -18,6 +20,7 @@
 #include "linear_ce.h"
 #include "memplan.h"
 #include "memplan_spec.h"
+#include "recompute.h"
 #include "test.h"
 #include <stdlib.h>
 #include <string.h>
@@ -158,8 +161,89 @@ static void check_device(GpuTestDevice *t) {
     diag_free(&d);
 }
 
+// Attention whose q and k the backward recomputes (RecomputeCheapOptions.rope): x (1, 8, 32);
+// q = rope(permute(reshape(silu(x wqᵀ)))) over 2 heads of 16 (silu's backward keeps x wqᵀ, so the
+// cheap pass recomputes the chain down to it), k the same, v = permute(reshape(x wvᵀ)); loss =
+// sum(sdpa(q, k, v)). The backward's dq, dk, dv read the recomputed copies of q and k; fuse.c
+// pairs them with the forward all the same (the copies compute the same bits), and not when a
+// copy differs (its rope's theta changed).
+static void build_attention(IrGraph *g) {
+    IrShape xs = ir_shape3(ir_dim(1), ir_dim(8), ir_dim(32)), hs = ir_shape4(ir_dim(1), ir_dim(8), ir_dim(2), ir_dim(16));
+    IrId x = ir_param(g, "x", IR_F32, xs, true, L0);
+    IrId pos = ir_input(g, "pos", IR_I32, ir_shape1(ir_dim(8)), L0);
+    IrRope rope = {.theta = 10000.0};
+    const int perm[4] = {0, 2, 1, 3};
+    IrId qkv[3];
+    for (int j = 0; j < 3; j++) {
+        static const char *const names[3] = {"wq", "wk", "wv"};
+        IrId w = ir_param(g, names[j], IR_F32, ir_shape2(ir_dim(32), ir_dim(32)), true, L0);
+        IrId y = ir_matmul(g, x, w, false, true, L0);
+        if (j < 2) y = ir_unary(g, IR_SILU, y, L0);
+        y = ir_permute(g, ir_reshape(g, y, hs, L0), perm, L0);
+        qkv[j] = j < 2 ? ir_rope(g, y, pos, rope, L0) : y;
+    }
+    IrId o = ir_sdpa(g, qkv[0], qkv[1], qkv[2], true, 0.25, L0);
+    ir_set_loss(g, ir_reshape(g, ir_reduce_all(g, IR_SUM, o, L0), ir_shape0(), L0));
+    ad_backward(g, NULL, 0);
+}
+
+// Attention's backward steps that read the forward fwd's saved state; *copies: how many of them
+// read copies of q and k (recomputed nodes) instead of the forward's own.
+static int attention_paired(const FusePlan *fp, IrId fwd, int *copies) {
+    const IrGraph *g = fp->g;
+    int paired = 0;
+    *copies = 0;
+    for (int s = 0; s < fp->nsteps; s++) {
+        const IrNode *n = &g->nodes[fp->steps[s].node];
+        if (fp->steps[s].kind != FUSE_LIBRARY || n->op < IR_SDPA_BWD_Q || n->op > IR_SDPA_BWD_V) continue;
+        paired += fp->lib_fwd[s] == fwd;
+        *copies += g->nodes[n->in[0]].recomputed && g->nodes[n->in[1]].recomputed && n->in[0] != g->nodes[fwd].in[0] &&
+                   n->in[1] != g->nodes[fwd].in[1];
+    }
+    return paired;
+}
+
+static void check_attention_copies(void) {
+    for (int rope = 0; rope < 2; rope++) {
+        for (int tamper = 0; tamper <= rope; tamper++) {
+            Diag d;
+            diag_init(&d, stderr);
+            IrGraph g;
+            ir_graph_init(&g, &d, IR_F32);
+            build_attention(&g);
+            RecomputeCheapOptions o = {.chains = true, .rope = rope == 1, .max_chain = RECOMPUTE_MAX_CHAIN};
+            int made = 0;
+            CHECK(g.errors == 0 && ir_recompute_cheap_opts(&g, &o, &made) == 0);
+            IrId fwd = IR_NONE, qcopy = IR_NONE;
+            for (int i = 0; i < g.n; i++) {
+                if (g.nodes[i].op == IR_SDPA && !g.nodes[i].backward) fwd = i;
+                if (g.nodes[i].op == IR_SDPA_BWD_Q && g.nodes[i].backward) qcopy = g.nodes[i].in[0];
+            }
+            if (tamper && qcopy != IR_NONE && g.nodes[qcopy].op == IR_ROPE) g.nodes[qcopy].a.rope.theta *= 2;
+            FusePlan fp;
+            memset(&fp, 0, sizeof fp);
+            bool ok = fwd != IR_NONE && qcopy != IR_NONE && fuse_plan(&g, &d, &fp) == 0;
+            CHECK_MSG(ok, "attention (rope copies %d, tampered %d): plan", rope, tamper);
+            int copies = 0, paired = ok ? attention_paired(&fp, fwd, &copies) : -1;
+            int want = tamper ? 0 : 3;
+            CHECK_MSG(paired == want && copies == (rope ? 3 : 0),
+                      "attention (rope copies %d, tampered %d): %d of 3 backward steps read the forward's saved state "
+                      "(want %d), %d read copies of q and k (want %d); %d values recomputed",
+                      rope, tamper, paired, want, copies, rope ? 3 : 0, made);
+            printf("attention%s: %d values recomputed; %d of 3 backward steps read copies of q and k, %d read the "
+                   "forward's saved state\n",
+                   !rope ? "" : tamper ? " with q's rope copy changed (theta x 2)" : " with rope recomputed", made,
+                   copies, paired);
+            if (ok) fuse_plan_free(&fp);
+            ir_graph_free(&g);
+            diag_free(&d);
+        }
+    }
+}
+
 int main(int argc, char **argv) {   // argv: tests/run/full.trl tests/run/lora.trl
     check_plans(argc - 1, argv + 1);
+    check_attention_copies();
     GpuTestDevice t;
     if (gpu_test_open(&t, "gpu.head_pair", ": the device part skipped")) {
         check_device(&t);

@@ -14,7 +14,8 @@
 // (h) train.recompute = true (full, LoRA, LoRA with dropout; and under precision = bf16: full,
 //     LoRA, the Qwen2 biased ones): the same loss and gradients, bit for bit, as without, with a
 //     smaller peak of intermediates; the cheap pass's chains (recompute.h) the same way against
-//     TRLC_RECOMPUTE_CHAINS=0 (fp32 and bf16: full, LoRA with dropout 0.1, Qwen2 LoRA in bf16);
+//     TRLC_RECOMPUTE_CHAINS=0 (fp32 and bf16: full, LoRA with dropout 0.1, Qwen2 LoRA in bf16),
+//     and rope's copies (TRLC_RECOMPUTE_ROPE=1 vs 0: LoRA with dropout 0.1, fp32 and bf16);
 // usage: test_run DIR (tests/run: the specs and fixtures/)
 #include "check.h"
 #include "load.h"
@@ -582,28 +583,32 @@ static void test_accum(Diag *d) {
 // (h2) the cheap pass's chains (recompute.h: dropout(rmsnorm(x)), dropout(silu(gate) * up), the
 // norm's output under full fine-tuning ...) against the pass's first version
 // (TRLC_RECOMPUTE_CHAINS=0): one micro-step gives the same loss and bit-identical gradients, with
-// a peak of intermediates no higher (lower where LoRA's dropout outputs were kept).
+// a peak of intermediates no higher (lower where LoRA's dropout outputs were kept); the same with
+// rope recomputed too (TRLC_RECOMPUTE_ROPE=1 vs 0, chains on in both).
 typedef struct RecomputeCase {
     const char *spec;
     double dropout;   // the policy's LoRA dropout, or -1: the spec's
     uint32_t vocab;   // the batch's tokens are below it
     bool bf16;        // under precision = bf16
     bool chains;      // (h2): TRLC_RECOMPUTE_CHAINS=0 vs 1 (train.recompute off); else (h): recompute off vs on
+    bool rope;        // (h2) with chains on in both: TRLC_RECOMPUTE_ROPE=0 vs 1 instead
 } RecomputeCase;
 
 static const RecomputeCase recompute_cases[] = {
-    {"full.trl", -1, 350, false, false},
-    {"lora.trl", -1, 350, false, false},
-    {"lora.trl", 0.1, 350, false, false},
-    {"full.trl", -1, 350, false, true},
-    {"lora.trl", 0.1, 350, false, true},
-    {"full.trl", -1, 350, true, true},
-    {"lora.trl", 0.1, 350, true, true},
-    {"qwen2-lora.trl", 0.1, 256, true, true},
-    {"full.trl", -1, 350, true, false},
-    {"lora.trl", 0.1, 350, true, false},
-    {"qwen2-full.trl", -1, 256, true, false},
-    {"qwen2-lora.trl", -1, 256, true, false},
+    {"full.trl", -1, 350, false, false, false},
+    {"lora.trl", -1, 350, false, false, false},
+    {"lora.trl", 0.1, 350, false, false, false},
+    {"full.trl", -1, 350, false, true, false},
+    {"lora.trl", 0.1, 350, false, true, false},
+    {"full.trl", -1, 350, true, true, false},
+    {"lora.trl", 0.1, 350, true, true, false},
+    {"qwen2-lora.trl", 0.1, 256, true, true, false},
+    {"full.trl", -1, 350, true, false, false},
+    {"lora.trl", 0.1, 350, true, false, false},
+    {"qwen2-full.trl", -1, 256, true, false, false},
+    {"qwen2-lora.trl", -1, 256, true, false, false},
+    {"lora.trl", 0.1, 350, false, true, true},
+    {"lora.trl", 0.1, 350, true, true, true},
 };
 
 static void test_recompute(Diag *d, const RecomputeCase *c) {
@@ -622,12 +627,13 @@ static void test_recompute(Diag *d, const RecomputeCase *c) {
     double loss[2] = {NAN, NAN};
     int64_t peak[2] = {0, 0};
     for (int r = 0; r < 2; r++) {
-        if (c->chains) setenv("TRLC_RECOMPUTE_CHAINS", r ? "1" : "0", 1);
+        if (c->chains) setenv(c->rope ? "TRLC_RECOMPUTE_ROPE" : "TRLC_RECOMPUTE_CHAINS", r ? "1" : "0", 1);
         Trainer *t = open_spec_with(d, &o[r], spec, c->chains ? 0 : r, c->dropout);
         CHECK_MSG(t != NULL, "%s %s=%d", spec, c->chains ? "chains" : "recompute", r);
         if (!t) {
             if (r) close_spec(&o[0]);
             unsetenv("TRLC_RECOMPUTE_CHAINS");
+            unsetenv("TRLC_RECOMPUTE_ROPE");
             force_precision = NULL;
             return;
         }
@@ -643,6 +649,7 @@ static void test_recompute(Diag *d, const RecomputeCase *c) {
         peak[r] = tr_peak_bytes(t);
     }
     unsetenv("TRLC_RECOMPUTE_CHAINS");
+    unsetenv("TRLC_RECOMPUTE_ROPE");
     CHECK_MSG(memcmp(&loss[0], &loss[1], sizeof loss[0]) == 0, "%s: loss %.9g vs %.9g", spec, loss[0], loss[1]);
     int same = 0, n = 0;
     for (int i = 0; i < tr_nparams(o[0].t); i++) {
@@ -653,17 +660,18 @@ static void test_recompute(Diag *d, const RecomputeCase *c) {
         n++;
         bool eq = g0 && g1 && n0 == n1 && memcmp(g0, g1, (size_t)n0 * sizeof *g0) == 0;
         same += eq;
-        CHECK_MSG(eq, "%s: gradient of %s differs with %s", spec, name, c->chains ? "the recomputed chains" : "recompute");
+        CHECK_MSG(eq, "%s: gradient of %s differs with %s", spec, name,
+                  c->rope ? "rope recomputed" : c->chains ? "the recomputed chains" : "recompute");
     }
     char lossmsg[48] = "loss equal";
     if (c->chains) snprintf(lossmsg, sizeof lossmsg, "loss %.9g equal", loss[0]);
     printf("  recompute %s%s%s%s: %s, %d/%d gradients bit-identical; peak intermediates %lld -> %lld bytes (%.0f%%)\n",
-           c->chains ? "chains " : "", spec, force_precision ? " (bf16)" : "", c->dropout > 0 ? " (LoRA dropout 0.1)" : "",
+           c->rope ? "rope " : c->chains ? "chains " : "", spec, force_precision ? " (bf16)" : "", c->dropout > 0 ? " (LoRA dropout 0.1)" : "",
            lossmsg, same, n, (long long)peak[0], (long long)peak[1],
            peak[0] ? 100.0 * (double)peak[1] / (double)peak[0] : 0);
     if (c->chains) {
         CHECK(n > 0 && peak[1] > 0 && peak[1] <= peak[0]);
-        if (c->dropout > 0) CHECK_MSG(peak[1] < peak[0], "%s: the dropout outputs are no longer kept", spec);
+        if (c->dropout > 0 && !c->rope) CHECK_MSG(peak[1] < peak[0], "%s: the dropout outputs are no longer kept", spec);
     } else {
         CHECK(n > 0 && peak[1] > 0 && peak[1] < peak[0]);
     }
