@@ -49,21 +49,15 @@ const char usage_check[] =
     "exit status: 0 the spec is valid, 1 it has errors, 2 usage error\n";
 
 // The plan's total for batch B (fp: g's fusion plan) at T; -1 when it cannot be planned (a size
-// that overflows). Probes report into a quiet Diag: a batch too large is an answer, not an error.
-static int64_t total_at(const IrGraph *g, const FusePlan *fp, const char *precision, int64_t B, int64_t T) {
-    FILE *sink = fopen("/dev/null", "w");
-    Diag q;
-    diag_init(&q, sink ? sink : stderr);
+// that overflows). Probes report into quiet (a Diag writing nowhere): a batch too large is an
+// answer, not an error.
+static int64_t total_at(const IrGraph *g, const FusePlan *fp, const char *precision, int64_t B, int64_t T,
+                        Diag *quiet) {
     MpPlan p;
-    int64_t sym[IR_NSYMS] = {B, T}, total = -1;
-    if (mp_plan(g, fp, sym, precision, &p, &q) == 0) {
-        int64_t c[5] = {p.weights, p.grads, p.optimizer, p.activations, p.workspace};
-        total = 0;
-        for (int i = 0; i < 5 && total >= 0; i++) total = c[i] < 0 || c[i] > INT64_MAX - total ? -1 : total + c[i];
-        mp_plan_free(&p);
-    }
-    diag_free(&q);
-    if (sink) fclose(sink);
+    int64_t sym[IR_NSYMS] = {B, T};
+    if (mp_plan(g, fp, sym, precision, &p, quiet) != 0) return -1;
+    int64_t total = p.total;   // mp_plan checks that it is representable
+    mp_plan_free(&p);
     return total;
 }
 
@@ -71,31 +65,30 @@ static int64_t total_at(const IrGraph *g, const FusePlan *fp, const char *precis
 // total, *next the total of B + 1 (-1: unplannable). Totals grow with B: doubling, then bisection.
 enum { FIT_MAX_B = 1 << 20 };
 static int64_t largest_batch(const IrGraph *g, const FusePlan *fp, const char *precision, int64_t T, int64_t budget,
-                             int64_t *total, int64_t *next) {
-    int64_t t1 = total_at(g, fp, precision, 1, T);
+                             Diag *quiet, int64_t *total, int64_t *next) {
+    int64_t t1 = total_at(g, fp, precision, 1, T, quiet);
     *total = t1, *next = t1;
     if (t1 < 0 || t1 > budget) return 0;
     int64_t lo = 1, hi = 2;   // lo fits; hi is the first doubling that does not (or the cap)
     while (hi <= FIT_MAX_B) {
-        int64_t t = total_at(g, fp, precision, hi, T);
+        int64_t t = total_at(g, fp, precision, hi, T, quiet);
         if (t < 0 || t > budget) break;
         lo = hi, hi *= 2;
     }
     if (hi > FIT_MAX_B) hi = FIT_MAX_B + 1;
     while (hi - lo > 1) {
-        int64_t mid = lo + (hi - lo) / 2, t = total_at(g, fp, precision, mid, T);
+        int64_t mid = lo + (hi - lo) / 2, t = total_at(g, fp, precision, mid, T, quiet);
         if (t >= 0 && t <= budget) lo = mid;
         else hi = mid;
     }
-    *total = total_at(g, fp, precision, lo, T);
-    *next = lo < FIT_MAX_B ? total_at(g, fp, precision, lo + 1, T) : -1;
+    *total = total_at(g, fp, precision, lo, T, quiet);
+    *next = lo < FIT_MAX_B ? total_at(g, fp, precision, lo + 1, T, quiet) : -1;
     return lo;
 }
 
-static void human_bytes(char *buf, size_t n, int64_t b) {
+static void human_bytes(char *buf, size_t n, int64_t b) {   // mp_bytes_str, or what a -1 total means
     if (b < 0) snprintf(buf, n, "too much to plan");
-    else if (b >= ((int64_t)1 << 30)) snprintf(buf, n, "%.2f GiB", (double)b / (double)((int64_t)1 << 30));
-    else snprintf(buf, n, "%.2f MiB", (double)b / (double)(1 << 20));
+    else mp_bytes_str(buf, n, b);
 }
 
 static void fit_line(FILE *f, const char *what, int64_t B, int64_t total, int64_t next) {
@@ -116,7 +109,10 @@ static void fit_report(FILE *f, Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec
     fprintf(f, "fit: the largest train.batch whose planned total fits %s at T=%lld (not counted: the CUDA\n"
                "  context, the libraries' own allocations, the evaluation's forward and a reference or teacher\n"
                "  model, which run in arenas of their own; leave room for them):\n", b, (long long)T);
-    int64_t total, next, B = largest_batch(g, fp, cs->train.precision, T, budget, &total, &next);
+    FILE *sink = fopen("/dev/null", "w");
+    Diag quiet;   // where the probes report
+    diag_init(&quiet, sink ? sink : stderr);
+    int64_t total, next, B = largest_batch(g, fp, cs->train.precision, T, budget, &quiet, &total, &next);
     fit_line(f, cs->train.recompute ? "as specified (train.recompute = true)" : "as specified", B, total, next);
     IrGraph g2;
     ir_graph_init(&g2, d, IR_F32);
@@ -124,13 +120,15 @@ static void fit_report(FILE *f, Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec
     memset(&fp2, 0, sizeof fp2);
     cs->train.recompute = !cs->train.recompute;
     if (mp_compile_training_graph(d, a, spec, cs, &g2) == 0 && fuse_plan(&g2, d, &fp2) == 0) {
-        B = largest_batch(&g2, &fp2, cs->train.precision, T, budget, &total, &next);
+        B = largest_batch(&g2, &fp2, cs->train.precision, T, budget, &quiet, &total, &next);
         fit_line(f, cs->train.recompute ? "with train.recompute = true" : "with train.recompute = false", B, total,
                  next);
     }
     cs->train.recompute = !cs->train.recompute;
     fuse_plan_free(&fp2);
     ir_graph_free(&g2);
+    diag_free(&quiet);
+    if (sink) fclose(sink);
 }
 
 // The memory plan of a checked spec: the training step as `trlc run` compiles it, fused, planned
@@ -165,17 +163,6 @@ static int plan_memory(Diag *d, Arena *a, LoadedSpec *spec, CheckedSpec *cs, MpP
     }
     fuse_plan_free(&fp);
     ir_graph_free(&g);
-    if (rc == 0) {   // the categories and their sum must be representable (mp_plan bounds each buffer)
-        int64_t c[5] = {mp->weights, mp->grads, mp->optimizer, mp->activations, mp->workspace}, sum = 0;
-        for (int i = 0; i < 5 && rc == 0; i++) {
-            if (c[i] < 0 || c[i] > INT64_MAX - sum) rc = -1;
-            else sum += c[i];
-        }
-        if (rc != 0) {
-            diag_plain_error(d, "memory plan: the total overflows for B=%lld, T=%lld", (long long)B, (long long)T);
-            mp_plan_free(mp);
-        }
-    }
     if (rc != 0 && d->errors == 0) diag_plain_error(d, "memory plan: the training step could not be compiled");
     return rc == 0 ? 0 : -1;
 }

@@ -364,12 +364,20 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
             out->bufs[i].offset = a ? a->offset : -1;
         }
     out->activations = peak;
-    out->total = out->weights + out->grads + out->optimizer + out->activations + out->workspace;
+    int64_t cat[5] = {out->weights, out->grads, out->optimizer, out->activations, out->workspace};
+    out->total = 0;
+    for (int i = 0; i < 5; i++) {   // every category is bounded; their sum must be representable too
+        if (cat[i] < 0 || cat[i] > INT64_MAX - out->total) goto total_overflow;
+        out->total += cat[i];
+    }
     free(root), free(bufof), free(is_grad), free(is_out), free(lse), free(lse_next);
     return 0;
 overflow:
     diag_plain_error(d, "memory plan: a buffer's size overflows for B=%lld, T=%lld", (long long)sym[0],
                      (long long)sym[1]);
+    goto fail;
+total_overflow:
+    diag_plain_error(d, "memory plan: the total overflows for B=%lld, T=%lld", (long long)sym[0], (long long)sym[1]);
     goto fail;
 oom:
     diag_plain_error(d, "memory plan: out of memory");
@@ -391,7 +399,7 @@ void mp_plan_free(MpPlan *p) {
     p->nbufs = 0;
 }
 
-static void human(char *buf, size_t n, int64_t b) {
+void mp_bytes_str(char *buf, size_t n, int64_t b) {
     if (b >= ((int64_t)1 << 30)) snprintf(buf, n, "%.2f GiB", (double)b / (double)((int64_t)1 << 30));
     else if (b >= (1 << 20)) snprintf(buf, n, "%.1f MiB", (double)b / (double)(1 << 20));
     else snprintf(buf, n, "%.1f KiB", (double)b / 1024.0);
@@ -399,13 +407,13 @@ static void human(char *buf, size_t n, int64_t b) {
 
 void mp_print(FILE *f, const MpPlan *p) {
     char s[5][32], t[32], nv[32];
-    human(s[0], sizeof s[0], p->weights);
-    human(s[1], sizeof s[1], p->grads);
-    human(s[2], sizeof s[2], p->optimizer);
-    human(s[3], sizeof s[3], p->activations);
-    human(s[4], sizeof s[4], p->workspace);
-    human(t, sizeof t, p->total);
-    human(nv, sizeof nv, p->naive);
+    mp_bytes_str(s[0], sizeof s[0], p->weights);
+    mp_bytes_str(s[1], sizeof s[1], p->grads);
+    mp_bytes_str(s[2], sizeof s[2], p->optimizer);
+    mp_bytes_str(s[3], sizeof s[3], p->activations);
+    mp_bytes_str(s[4], sizeof s[4], p->workspace);
+    mp_bytes_str(t, sizeof t, p->total);
+    mp_bytes_str(nv, sizeof nv, p->naive);
     fprintf(f, "memory plan for B=%lld, T=%lld (%s):\n", (long long)p->sym[0], (long long)p->sym[1],
             p->act_bytes == 2 ? "bf16 products and frozen weights, the rest fp32" : "fp32");
     fprintf(f, "  weights      %12s\n  grads        %12s\n  optimizer    %12s\n", s[0], s[1], s[2]);
@@ -495,7 +503,7 @@ int mp_print_peak(FILE *f, const MpPlan *p, const IrGraph *g, const FusePlan *fp
     MpPeak pk;
     if (mp_peak(p, g, fp->nsteps, &pk) != 0) return -1;
     char h[32], sh[96];
-    human(h, sizeof h, pk.bytes);
+    mp_bytes_str(h, sizeof h, pk.bytes);
     const char *when = pk.step >= fp->nsteps                          ? "after the last"
                        : g->nodes[fp->steps[pk.step].node].backward ? "in the backward"
                                                                      : "in the forward";
@@ -508,7 +516,7 @@ int mp_print_peak(FILE *f, const MpPlan *p, const IrGraph *g, const FusePlan *fp
         if (src) diag_linecol(d, n->loc, &line, &col);
         const char *base = src ? strrchr(src->path, '/') : NULL;
         base = base ? base + 1 : src ? src->path : "?";
-        human(h, sizeof h, pk.groups[k].bytes);
+        mp_bytes_str(h, sizeof h, pk.groups[k].bytes);
         fprintf(f, "    %10s  %4d x %s ", h, pk.groups[k].count, ir_op_name(n->op));
         if (pk.groups[k].what == MP_VALUE)
             fprintf(f, "%s%s%s", ir_dtype_name(n->dtype), ir_shape_str(&n->shape, sh, sizeof sh),

@@ -61,7 +61,8 @@ typedef struct MpPlan {
     int64_t naive;          // the arena without reuse (sum of every buffer), for comparison
 } MpPlan;
 
-// Plans the step of g (with its fusion plan fp) for B = sym[IR_SYM_B], T = sym[IR_SYM_T].
+// Plans the step of g (with its fusion plan fp) for B = sym[IR_SYM_B], T = sym[IR_SYM_T]. A
+// buffer, category or total that overflows 64 bits is an error (reported), never a wrapped value.
 // precision: "fp32", "bf16" or "fp16" (NULL = fp32): only labels the plan — sizes come from the
 // graph's dtypes (run the mixed-precision pass on g first for bf16: memplan_spec.c does).
 int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char *precision, MpPlan *out,
@@ -70,6 +71,8 @@ void mp_plan_free(MpPlan *p);
 // The buffer of (node, what) in p, or NULL.
 const MpBuffer *mp_find(const MpPlan *p, IrId node, MpWhat what);
 
+// "1.19 GiB", "32.0 MiB", "160.0 KiB": b bytes as the plan prints them.
+void mp_bytes_str(char *buf, size_t n, int64_t b);
 // "weights   1.19 GiB" ... one line per category and the total.
 void mp_print(FILE *f, const MpPlan *p);
 
