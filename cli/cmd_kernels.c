@@ -180,7 +180,8 @@ int cmd_kernels(int argc, char **argv) {
             status = EXIT_RUNTIME;
             goto free_src;
         }
-        for (int k = 0; k < plan.nkernels; k++) progs[k].name = plan.kernels[k].name, progs[k].source = src[k];
+        for (int k = 0; k < plan.nkernels; k++)   // as the executor compiles them (exec.c load_fused)
+            progs[k].name = plan.kernels[k].name, progs[k].source = src[k], progs[k].no_fma = true;
         for (int k = 0; k < nlibs; k++)
             progs[plan.nkernels + k].name = libs[k], progs[plan.nkernels + k].source = cg_library_source(libs[k]);
         char devarch[32];

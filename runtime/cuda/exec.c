@@ -289,6 +289,7 @@ static int load_fused(CudaProgram *p) {
         }
         progs[k].name = p->plan.kernels[k].name;
         progs[k].source = src[k];
+        progs[k].no_fma = true;
     }
     if (rc == 0 && nk > 0 && rt_cuda_compile(p->cache, progs, nk, p->arch, false, 0, p->d) != 0) rc = -1;
     for (int k = 0; rc == 0 && k < nk; k++)

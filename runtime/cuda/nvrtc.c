@@ -149,9 +149,13 @@ static void compile_one(Job *j, RtCudaProgram *p) {
     snprintf(archopt, sizeof archopt, "--gpu-architecture=%s", j->arch);
     // no --restrict: library kernels may run in place (rope, the cross-entropy backward);
     // generated kernels mark their distinct buffers __restrict__ themselves
-    const char *opts[] = {archopt, "--std=c++17"};
-    const int nopts = 2;
-    snprintf(optline, sizeof optline, "%s %s", opts[0], opts[1]);
+    // --fmad=false for generated kernels: they are memory-bound, so the separate multiply and add
+    // should cost nothing, and an expression then rounds as the CPU interpreter's does
+    // (transcendentals and reduction orders aside), and a recomputed chain equals its forward.
+    // Library kernels keep NVRTC's default (contracted FMAs: attention.cu's fp32 dot products)
+    const char *opts[] = {archopt, "--std=c++17", "--fmad=false"};
+    const int nopts = p->no_fma ? 3 : 2;
+    snprintf(optline, sizeof optline, "%s %s%s", opts[0], opts[1], p->no_fma ? " --fmad=false" : "");
     int vmaj = 0, vmin = 0;
     rt_nvrtc_version(&vmaj, &vmin);
     char keytext[512];

@@ -35,6 +35,8 @@ typedef struct RtCudaProgram {
     // in
     const char *name;       // the kernel's name (for messages, the cache file name, resources)
     const char *source;     // complete CUDA C (NUL-terminated)
+    bool no_fma;            // --fmad=false: a * b + c rounds twice, as the CPU interpreter (built
+                            // with -ffp-contract=off) and the emulator compute it (generated kernels)
     // out
     unsigned char *cubin;   // malloc'd
     size_t cubin_size;

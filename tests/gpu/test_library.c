@@ -489,6 +489,20 @@ static void test_nvrtc(const char *dir) {
     CHECK(pr.shared_bytes >= 0);
     CHECK(pr.ptx && strstr(pr.ptx, ".entry k"));
     rt_cuda_program_free(&pr);
+    // no_fma (generated kernels): a * b + c stays a multiply and an add, as the CPU computes it;
+    // by default NVRTC contracts it into one fma (the PTX says which)
+    const char *fsrc = "extern \"C\" __global__ void f(float *o, const float *a, const float *b, const float *c) {\n"
+                       "    o[threadIdx.x] = a[threadIdx.x] * b[threadIdx.x] + c[threadIdx.x];\n}\n";
+    for (int nofma = 0; nofma < 2; nofma++) {
+        RtCudaProgram fp = {.name = "f", .source = fsrc, .no_fma = nofma};
+        CHECK(rt_cuda_compile(&cache, &fp, 1, "sm_90", true, 1, &d) == 0);
+        bool fma = fp.ptx && strstr(fp.ptx, "fma.rn.f32");
+        bool split = fp.ptx && strstr(fp.ptx, "mul.rn.f32") && strstr(fp.ptx, "add.rn.f32");
+        printf("a * b + c compiled %s: PTX has %s\n", nofma ? "with --fmad=false" : "by default",
+               fma ? "fma.rn.f32" : split ? "mul.rn.f32 and add.rn.f32" : "neither");
+        CHECK(nofma ? !fma && split : fma && !split);
+        rt_cuda_program_free(&fp);
+    }
     // a failing compile is reported (name, options, log, numbered source) and counted
     FILE *mem = tmpfile();
     Diag d2;
