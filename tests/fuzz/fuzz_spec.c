@@ -1,9 +1,13 @@
-// fuzz_spec.c — a .trl spec's text → load (lex, parse, imports) → check → lower the policy.
+// fuzz_spec.c — a .trl spec's text → load (lex, parse, imports) → check → compile the policy's
+// training step as `trlc check` does (memplan_spec.h: lower, LoRA, autodiff, recompute, mixed
+// precision) → fuse → memory plan for the spec's B and T and its peak lines (`check --memory`).
 // The spec is named examples/language/fuzz.trl (it is never written), so its relative paths find
 // that folder's tiny models and data, as the seeds (examples, specs) expect; stdlib imports are the
 // embedded modules. Lines after a "\n@@SET@@\n" are `--set KEY=VALUE` overrides applied before
 // checking (check_override_arg), one per line. Asserts the status agrees with the error count.
-// Not fuzzed here: lowering models deeper than 64 layers (see below), autodiff and later passes (tests/ir's mutation tests), `--set` (check_override).
+// Not fuzzed here: compiling models deeper than 16 layers (see below: up to 64 are lowered only),
+// CUDA code generation,
+// `--fit`'s search over batch sizes (cmd_check.c, through the cli harness only).
 #include "arena.h"
 #include "check.h"
 #include "diag.h"
@@ -11,6 +15,9 @@
 #include "ir.h"
 #include "load.h"
 #include "lower.h"
+#include "memplan.h"
+#include "memplan_spec.h"
+#include "fuse.h"
 #include <stdlib.h>
 
 #ifndef FUZZ_SOURCE_DIR
@@ -41,10 +48,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CheckedSpec *cs = arena_alloc(&a, sizeof *cs);
         int rc = orc == 0 ? check_spec(&d, &a, &spec, cs) : -1;
         FUZZ_ASSERT((rc == -1) == (d.errors > 0));
-        // Lowering is quadratic in the number of parameters (lower.c looks names up linearly:
-        // 1000 layers take 5 s, 3000 take 32 s), so deep models are left out here.
-        if (rc == 0 && cs->nmodels > 0 && cs->policy >= 0 && cs->models[cs->policy].cfg.layers <= 64) {
+        // Compiling is linear in depth but the backward and the plans make each layer costly
+        // (64 layers of a tiny model: ~1 s under ASan), so deep models are left out here.
+        if (rc == 0 && cs->nmodels > 0 && cs->policy >= 0 && cs->models[cs->policy].cfg.layers <= 16) {
             IrGraph g;
+            ir_graph_init(&g, &d, IR_F32);
+            int crc = mp_compile_training_graph(&d, &a, &spec, cs, &g);
+            FUZZ_ASSERT((crc == -1) == (d.errors > 0));
+            FusePlan fp = {0};
+            MpPlan mp = {0};
+            int frc = crc == 0 ? fuse_plan(&g, &d, &fp) : -1;
+            FUZZ_ASSERT(crc != 0 || (frc == -1) == (d.errors > 0));
+            if (frc == 0) {   // check --memory's B and T
+                int64_t B = cs->train.batch > 0 ? cs->train.batch : 1, T = 2048;
+                if (cs->train_data >= 0 && cs->train_data < cs->ndata && cs->data[cs->train_data].max_len > 0)
+                    T = cs->data[cs->train_data].max_len;
+                int64_t sym[IR_NSYMS] = {B, T};
+                int prc = mp_plan(&g, &fp, sym, cs->train.precision, &mp, &d);
+                FUZZ_ASSERT((prc == -1) == (d.errors > 0));
+                if (prc == 0) {
+                    mp_print(fuzz_out(), &mp);
+                    mp_print_peak(fuzz_out(), &mp, &g, &fp, &d, 10);
+                }
+            }
+            mp_plan_free(&mp);
+            fuse_plan_free(&fp);
+            ir_graph_free(&g);
+        } else if (rc == 0 && cs->nmodels > 0 && cs->policy >= 0 && cs->models[cs->policy].cfg.layers <= 64) {
+            IrGraph g;   // deeper models: the forward only (lowering is linear in depth since 8781658)
             ir_graph_init(&g, &d, IR_F32);
             LowerResult res;
             int lrc = lower_model(&d, &a, &spec, cs, -1, &g, &res);

@@ -6,7 +6,7 @@
 # optimizer.safetensors); the committed seed was made from a 2-tensor AdamW checkpoint at step 3.
 # Multi-file inputs are joined with the separators the harnesses split at (see fuzz_<kind>.c).
 # The corpora are seeds only: libFuzzer grows its own working corpus elsewhere (README.md).
-import glob, json, os, shutil, sys
+import glob, json, os, re, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "tests/fuzz/corpus")
@@ -19,6 +19,18 @@ def rd(p):
         return f.read()
 
 
+def relocate(p):
+    """A spec's text with each quoted path that exists beside it made relative to examples/language,
+    where fuzz_spec.c names its input."""
+    src, dst = os.path.dirname(p), os.path.join(ROOT, "examples/language")
+
+    def fix(m):
+        q = m.group(1)
+        full = os.path.normpath(os.path.join(src, q))
+        return '"%s"' % os.path.relpath(full, dst) if q and os.path.exists(full) else m.group(0)
+    return re.sub(r'"([^"\n]*)"', fix, rd(p).decode()).encode()
+
+
 def put(kind, name, data):
     d = os.path.join(OUT, kind)
     os.makedirs(d, exist_ok=True)
@@ -27,8 +39,8 @@ def put(kind, name, data):
 
 
 def main():
-    for kind in os.listdir(OUT) if os.path.isdir(OUT) else []:
-        shutil.rmtree(os.path.join(OUT, kind))
+    # Seeds are (re)written, never removed: corpus/cli and corpus/gen (15adc18) and the checkpoint seed
+    # (without an argument) are not made here, and a rerun must not delete them.
     # spec: examples, specs, front-end samples, a quarter of the broken specs, two stdlib modules
     for p in sorted(glob.glob(ROOT + "/examples/*/*.trl") + glob.glob(ROOT + "/specs/*.trl")):
         put("spec", os.path.basename(p), rd(p))
@@ -37,11 +49,22 @@ def main():
     for i, p in enumerate(sorted(glob.glob(ROOT + "/tests/check/broken/*.trl"))):
         if i % 4 == 3:
             put("spec", "broken_" + os.path.basename(p), rd(p))
+    # specs that `trlc check` compiles to a training step and plans (tests/run, tests/gpu, tests/check/
+    # memory): their relative paths rewritten for examples/language/fuzz.trl, so each reaches the
+    # compile step, fusion and the memory plan (LoRA, QLoRA, DPO, ORPO, KD, recompute, custom arch)
+    for p in sorted(glob.glob(ROOT + "/tests/run/*.trl") + glob.glob(ROOT + "/tests/gpu/specs/*.trl") +
+                    glob.glob(ROOT + "/tests/check/memory/*.trl")):
+        sub = os.path.basename(os.path.dirname(p))
+        put("spec", "plan_%s_%s" % (sub, os.path.basename(p)), relocate(p))
     for m in ("llama", "nn"):
         put("spec", "stdlib_%s.trl" % m, rd("stdlib/%s.trl" % m))
     sets = b"train.optimizer.lr=1e-4\nlora.policy.rank=8\nmodel.policy.config.layers=2\ntrain.seed=((((1\nnope=3"
     for p in ("examples/language/sft-lora.trl", "examples/language/scratch.trl"):
         put("spec", "set_" + os.path.basename(p), rd(p) + b"\n@@SET@@\n" + sets)
+    # overrides that all apply, so the overridden spec is compiled and planned too
+    sets = b"train.optimizer.lr=1e-4\ntrain.recompute=true\ntrain.precision=bf16\ntrain.batch=3"
+    for p in ("examples/language/sft-lora.trl", "examples/language/scratch.trl"):
+        put("spec", "setok_" + os.path.basename(p), rd(p) + b"\n@@SET@@\n" + sets)
     # safetensors: small valid files and the malformed corpus of tests/io
     for p in sorted(glob.glob(ROOT + "/tests/io/bad/*.safetensors")):
         put("safetensors", os.path.basename(p), rd(p))
