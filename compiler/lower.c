@@ -1084,10 +1084,11 @@ void lower_options_from_spec(const CheckedSpec *cs, LowerOptions *o) {
     const CheckedObjective *ob = &cs->objective;
     const char *k = ob->kind;
     o->objective = k && (!strcmp(k, "sft") || !strcmp(k, "pretrain") || !strcmp(k, "dpo") || !strcmp(k, "grpo") ||
-                  !strcmp(k, "kd"))
+                  !strcmp(k, "kd") || !strcmp(k, "orpo"))
                        ? k : "none";
     o->label_smoothing = ob->label_smoothing;
     for (int i = 0; i < cs->ndata; i++) o->pack |= cs->data[i].pack;
+    if (k && !strcmp(k, "orpo")) o->beta = ob->beta;
     if (k && !strcmp(k, "dpo")) {
         o->beta = ob->beta;
         if (ob->loss) o->dpo_loss = ob->loss;
@@ -1167,6 +1168,13 @@ static int add_objective(Lower *L, const LowerOptions *opt, IrDim bdim, LowerRes
                         v_num(opt->label_smoothing), (LVal){.kind = LV_STR, .s = kind}};
         if (call_objective(L, "dpo_loss", names, vals, 6, &res->loss)) return -1;
         res->loss_per = "pair";
+    } else if (!strcmp(obj, "orpo")) {
+        res->nll_labels = ir_input(g, LOWER_INPUT_NLL_LABELS, IR_I32, bt, m->loc);
+        if (res->nll_labels == IR_NONE) return -1;
+        const char *names[4] = {NULL, NULL, NULL, "beta"};
+        LVal vals[4] = {v_tensor(res->logits), v_tensor(res->labels), v_tensor(res->nll_labels), v_num(opt->beta)};
+        if (call_objective(L, "orpo_loss", names, vals, 4, &res->loss)) return -1;
+        res->loss_per = "pair";
     } else if (!strcmp(obj, "grpo")) {
         IrDType f = g->float_dtype;
         res->advantages = ir_input(g, LOWER_INPUT_ADVANTAGES, f, ir_shape2(bdim, ir_dim(1)), m->loc);
@@ -1198,7 +1206,7 @@ static int add_objective(Lower *L, const LowerOptions *opt, IrDim bdim, LowerRes
         ir_add_output(g, res->logp, obj);
         return 0;
     } else {
-        diag_error(L->d, m->loc, "the objective `%s` cannot be lowered yet (sft, pretrain, dpo, grpo and kd can)", obj);
+        diag_error(L->d, m->loc, "the objective `%s` cannot be lowered yet (sft, pretrain, dpo, orpo, grpo and kd can)", obj);
         return -1;
     }
     ir_set_loss(g, res->loss);
@@ -1212,10 +1220,10 @@ int lower_graph(Diag *d, Arena *a, LoadedSpec *spec, const LowerModel *m, const 
     const LowerOptions *opt = opt_in ? opt_in : &defaults;
     memset(res, 0, sizeof *res);
     res->tokens = res->pos = res->labels = res->logits = res->loss = res->ref_logp = res->logp = IR_NONE;
-    res->old_logp = res->advantages = res->weight = res->teacher_logits = res->seq = IR_NONE;
+    res->old_logp = res->advantages = res->weight = res->teacher_logits = res->seq = res->nll_labels = IR_NONE;
     const char *obj = opt->objective && strcmp(opt->objective, "none") ? opt->objective : NULL;
     // preference pairs: 2B rows (chosen, then rejected)
-    IrDim bdim = obj && !strcmp(obj, "dpo") ? (IrDim){2, 1u << IR_SYM_B} : ir_dim_b();
+    IrDim bdim = obj && (!strcmp(obj, "dpo") || !strcmp(obj, "orpo")) ? (IrDim){2, 1u << IR_SYM_B} : ir_dim_b();
     int errors0 = d->errors;
     Lower L = {.d = d, .a = a, .g = g, .spec = spec, .m = m, .budget = EVAL_BUDGET, .seq = IR_NONE,
                .max_depth = opt->max_def_depth > 0 ? opt->max_def_depth : DEFAULT_MAX_DEPTH};

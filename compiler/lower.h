@@ -67,6 +67,10 @@ typedef struct LowerOptions {
     //                      rejected [B, 2B) (DsBatch order); an extra input `ref_logp` (2B, 1) holds
     //                      the reference model's sequence log-probs; the loss is the SUM over pairs
     //                      (stdlib dpo_loss)
+    //   "orpo"             odds-ratio preference optimisation (stdlib orpo_loss): the batch as for
+    //                      dpo, no reference; an extra input `nll_labels` (2B, T): the chosen rows
+    //                      with every next token a target (prompt too, as TRL's NLL), the rejected
+    //                      rows as `labels`; the loss is the SUM over pairs (B * TRL's batch loss)
     //   "grpo"             policy-gradient on B sampled completions (stdlib grpo_loss): extra
     //                      inputs `advantages` (B, 1), `old_logp` and `ref_logp` (B, T) per-token
     //                      log-probs of the labels under the sampling policy and the reference
@@ -84,7 +88,7 @@ typedef struct LowerOptions {
     //   NULL / "none"      the forward only (the output "logits")
     const char *objective;
     double label_smoothing;   // sft, pretrain, dpo
-    double beta;              // dpo (default 0.1), grpo (KL coefficient)
+    double beta;              // dpo, orpo (default 0.1), grpo (KL coefficient)
     double clip;              // grpo: ratio clipped to [1 - clip, 1 + clip] (default 0.2)
     double temperature;       // grpo, token_logp, kd: logits are divided by it (default 1)
     double alpha;             // kd: weight of the distillation term (default 0.5)
@@ -95,7 +99,7 @@ typedef struct LowerOptions {
 } LowerOptions;
 
 void lower_options_init(LowerOptions *o);
-// The options a checked spec asks for: its objective (sft, pretrain, dpo; others → "none").
+// The options a checked spec asks for: its objective (sft, pretrain, dpo, orpo, grpo, kd; others → "none").
 void lower_options_from_spec(const CheckedSpec *cs, LowerOptions *o);
 
 #define LOWER_INPUT_REF_LOGP "ref_logp"
@@ -103,6 +107,7 @@ void lower_options_from_spec(const CheckedSpec *cs, LowerOptions *o);
 #define LOWER_INPUT_ADVANTAGES "advantages"
 #define LOWER_INPUT_WEIGHT "weight"
 #define LOWER_INPUT_TEACHER_LOGITS "teacher_logits"
+#define LOWER_INPUT_NLL_LABELS "nll_labels"
 
 typedef struct LowerResult {
     IrId tokens, pos, labels; // inputs (labels is IR_NONE without an objective)
@@ -112,9 +117,10 @@ typedef struct LowerResult {
     IrId ref_logp;            // dpo: the input (2B, 1); grpo: (B, T); else IR_NONE
     IrId old_logp, advantages, weight;   // grpo inputs; else IR_NONE
     IrId teacher_logits;      // kd input (B, T, vocab); else IR_NONE
+    IrId nll_labels;          // orpo input (2B, T) i32; else IR_NONE
     IrId logp;                // "logp": the output (B, 1); "token_logp": (B, T); else IR_NONE
     const char *loss_per;     // what the loss sums over, i.e. what the trainer divides it by:
-                              // "token" (sft, pretrain, kd: target tokens), "pair" (dpo),
+                              // "token" (sft, pretrain, kd: target tokens), "pair" (dpo, orpo),
                               // "weight" (grpo: see above), NULL
     LowerParam *params;       // every declared parameter, in declaration order (arena memory)
     int nparams;

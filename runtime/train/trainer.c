@@ -74,10 +74,10 @@ static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, b
     LowerOptions opt;
     lower_options_from_spec(t->cs, &opt);
     const char *k = opt.objective;
-    if (strcmp(k, "sft") && strcmp(k, "pretrain") && strcmp(k, "dpo") && strcmp(k, "kd")) {
+    if (strcmp(k, "sft") && strcmp(k, "pretrain") && strcmp(k, "dpo") && strcmp(k, "orpo") && strcmp(k, "kd")) {
         diag_error(t->d, t->cs->objective.loc, "the trainer does not run the `%s` objective yet",
                    t->cs->objective.kind ? t->cs->objective.kind : "?");
-        diag_hint(t->d, "`trlc run` trains sft, pretrain, dpo and kd");
+        diag_hint(t->d, "`trlc run` trains sft, pretrain, dpo, orpo and kd");
         return -1;
     }
     PlOptions o = {.train = train, .need_loss = true, .lora = &t->lora, .recompute = &t->recompute};
@@ -592,6 +592,7 @@ void tr_free(Trainer *t) {
     free(t->aps);
     free(t->ashared);
     free(t->ref_logp);
+    free(t->nll_labels);
     ir_graph_free(&t->ga);
 #ifdef TRLC_HAVE_CUDA
     rt_cuda_close(t->dev);
@@ -619,6 +620,34 @@ static int bind_inputs(Trainer *t, TrProg *p, const int32_t *tokens, const int32
         prog_bind(p, LOWER_INPUT_LABELS, labels, nb))
         return -1;
     return 0;
+}
+
+// orpo: binds `nll_labels` (2B, T) when graph g has it: the rejected rows' labels, and for the
+// chosen rows [0, B/2) every next token of the same sequence (tokens[t + 1] where pos[t + 1] ==
+// pos[t] + 1: not into padding, whose positions are 0, nor across a packed boundary), prompt
+// included, as TRL's ORPO NLL; where labels has a target it is kept (the two agree there).
+static int bind_nll_labels(Trainer *t, TrProg *p, const IrGraph *g, const int32_t *tokens, const int32_t *pos,
+                           const int32_t *labels, int B, int T) {
+    if (ir_find(g, LOWER_INPUT_NLL_LABELS) == IR_NONE) return 0;
+    size_t n = (size_t)B * (size_t)T;
+    if (n > t->nll_cap) {
+        int32_t *nb = realloc(t->nll_labels, n * sizeof *nb);
+        if (!nb) {
+            diag_plain_error(t->d, "out of memory");
+            return -1;
+        }
+        t->nll_labels = nb;
+        t->nll_cap = n;
+    }
+    for (int b = 0; b < B; b++)
+        for (int k = 0; k < T; k++) {
+            size_t i = (size_t)b * T + k;
+            int32_t y = labels[i];
+            if (y == LOWER_IGNORE_INDEX && b < B / 2 && k + 1 < T && pos[i + 1] == (int64_t)pos[i] + 1)
+                y = tokens[i + 1];
+            t->nll_labels[i] = y;
+        }
+    return prog_bind(p, LOWER_INPUT_NLL_LABELS, t->nll_labels, n * sizeof(int32_t));
 }
 
 // Binds the segment ids of packed rows when graph g (run by p) has the input `seq`; seq NULL
@@ -714,8 +743,9 @@ int tr_micro_step_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, con
                       const int32_t *labels, int B, int T, uint64_t step, double *loss_sum) {
     int32_t *zeros = NULL;
     int rc = bind_inputs(t, &t->prog, tokens, pos, labels, B, T) || bind_seq(t, &t->prog, &t->g, seq, B, T, &zeros) ||
+             bind_nll_labels(t, &t->prog, &t->g, tokens, pos, labels, B, T) ||
              run_aux(t, &t->prog, tokens, pos, seq, labels, B, T, &zeros);
-    int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};   // dpo: B is the number of pairs
+    int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};   // dpo, orpo: B is the number of pairs
 #ifdef TRLC_HAVE_CUDA
     if (!rc && t->copt) rc = cuda_optim_before_run(t->copt);
 #endif
@@ -792,6 +822,7 @@ int tr_eval_batch_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, con
                       const int32_t *labels, int B, int T, double *loss_sum) {
     int32_t *zeros = NULL;
     int rc = bind_inputs(t, &t->eprog, tokens, pos, labels, B, T) || bind_seq(t, &t->eprog, &t->ge, seq, B, T, &zeros) ||
+             bind_nll_labels(t, &t->eprog, &t->ge, tokens, pos, labels, B, T) ||
              run_aux(t, &t->eprog, tokens, pos, seq, labels, B, T, &zeros);
     int64_t sym[IR_NSYMS] = {t->per_pair ? B / 2 : B, T};
 #ifdef TRLC_HAVE_CUDA

@@ -72,7 +72,7 @@ struct Trainer {
     int64_t step;              // optimizer updates done
     Rng rng;                   // the run's generator (saved in checkpoints)
     // the objective
-    bool per_pair;             // the loss sums over preference pairs (dpo), else target tokens
+    bool per_pair;             // the loss sums over preference pairs (dpo, orpo), else target tokens
     TrAuxKind aux;
     const CheckedModel *am;    // the teacher / reference model (the policy itself for a dpo
                                // reference without `ref`)
@@ -86,6 +86,8 @@ struct Trainer {
     bool *ashared;             // (nap) the buffer is the policy's (a frozen base weight)
     float *ref_logp;           // (rows) dpo: the reference's sequence log-probs
     size_t ref_cap;
+    int32_t *nll_labels;       // (rows, T) orpo: the `nll_labels` input (bind_nll_labels)
+    size_t nll_cap;
 };
 
 // One line on the device and the kernel cache when the training program runs on a GPU.

@@ -20,7 +20,7 @@ for spec in *.trl; do
     "$TRLC" run "$spec" --set train.steps=2 --set train.batch=2 --out "$W/$name" >/dev/null 2>"$W/err.txt"
     rc=$?
     if [ "$spec" = grpo.trl ]; then
-        [ $rc = 1 ] && grep -q "trains sft, pretrain, dpo and kd" "$W/err.txt" && ok || { bad "$spec: exit $rc, want 1 (GRPO refused)"; cat "$W/err.txt" >&2; }
+        [ $rc = 1 ] && grep -q "trains sft, pretrain, dpo, orpo and kd" "$W/err.txt" && ok || { bad "$spec: exit $rc, want 1 (GRPO refused)"; cat "$W/err.txt" >&2; }
         continue
     fi
     if [ $rc = 0 ] && grep -q "^done: 2 steps" "$W/err.txt"; then ok; else bad "$spec: trlc run exit $rc"; cat "$W/err.txt" >&2; fi

@@ -72,6 +72,15 @@ expect_rc 0 "dpo full fine-tuning" -- "$TRLC" run dpo-full.trl --out "$W/dpof"
 awk -v a="$(loss_at "$W/dpof/metrics.jsonl" 6)" 'BEGIN { exit !(a < 0.6) }' && ok || bad "dpo full FT: loss did not fall"
 expect_rc 0 "kd run" -- "$TRLC" run kd.trl --out "$W/kd"
 [ -s "$W/kd/adapter/adapter_model.safetensors" ] && ok || bad "kd: no adapter"
+# --- orpo (no reference): LoRA and full fine-tuning train, the loss falls, the export is written ---
+expect_rc 0 "orpo run" -- "$TRLC" run orpo.trl --out "$W/orpo"
+awk -v a="$(loss_at "$W/orpo/metrics.jsonl" 1)" -v b="$(loss_at "$W/orpo/metrics.jsonl" 6)" 'BEGIN { exit !(b < a) }' && ok || bad "orpo: loss did not fall"
+[ -s "$W/orpo/adapter/adapter_model.safetensors" ] && ok || bad "orpo: no adapter"
+expect_rc 0 "orpo full fine-tuning" -- "$TRLC" run orpo-full.trl --out "$W/orpof"
+awk -v a="$(loss_at "$W/orpof/metrics.jsonl" 1)" -v b="$(loss_at "$W/orpof/metrics.jsonl" 6)" 'BEGIN { exit !(b < a - 1) }' && ok || bad "orpo full FT: loss did not fall by 1"
+[ -s "$W/orpof/model/model.safetensors" ] && ok || bad "orpo full FT: no model"
+expect_rc 1 "orpo on text data" -- "$TRLC" run orpo.trl --set data.train.format=text --out "$W/orpot"
+grep_err "error: objective \`orpo\` needs data in format preference"
 
 # --- QLoRA (NF4 base weights) end to end; double_quant is noted as not applied ---
 expect_rc 0 "qlora run" -- "$TRLC" run qlora.trl --set quantize.policy.double_quant=true --out "$W/qlora"

@@ -90,7 +90,8 @@ int main(int argc, char **argv) {
     Diag d;
     diag_init(&d, stderr);
     const char *specs[] = {"full.trl", "lora.trl", "lora-all.trl", "lora-rs.trl", "qlora.trl", "freeze.trl",
-                           "scratch.trl", "pretrain.trl", "dpo.trl", "dpo-full.trl", "kd.trl", "gsm.trl"};
+                           "scratch.trl", "pretrain.trl", "dpo.trl", "dpo-full.trl", "orpo.trl", "orpo-full.trl",
+                           "kd.trl", "gsm.trl"};
     for (size_t i = 0; i < sizeof specs / sizeof *specs; i++) check_spec_graph(&d, specs[i]);
     diag_free(&d);
     return test_done("run.same_graph");
