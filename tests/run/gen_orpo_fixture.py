@@ -29,6 +29,10 @@ fixtures/orpo.safetensors
   accum.loss               F64 (1,) LoRA, two micro-batches of one pair each (pair 0, pair 1) as
                            transformers' Trainer accumulates them: the mean of the two losses
   accum.grad.<module>...   F32 its gradients
+  log1mexp.x               F32 (260,) probes -1e-7 .. -31.6 (log-spaced; -ln 2 among them) for
+                           tests/run/log1mexp.trl, which sums log1mexp over them
+  log1mexp.y, .grad        F64 (260,) log(-expm1(x)) and its derivative exp(x) / expm1(x), in
+                           float64 at the float32 probes
 """
 import os
 import torch
@@ -161,6 +165,15 @@ def main():
     for n, p in pm.named_parameters():
         if "lora_" in n:
             t["accum.grad." + short(n)] = p.grad.detach().float().contiguous()
+
+    # log1mexp on its own: where 1 - exp(x) cancels (x near 0) and across the branch point -ln 2
+    x = -torch.logspace(-7, 1.5, 260, dtype=torch.float64)
+    x[100] = -0.6931471805599453
+    x = x.float()
+    x64 = x.double()
+    t["log1mexp.x"] = x.contiguous()
+    t["log1mexp.y"] = torch.log(-torch.expm1(x64))
+    t["log1mexp.grad"] = torch.exp(x64) / torch.expm1(x64)
 
     save_file({k: v.contiguous() for k, v in t.items()}, OUT,
               metadata={"format": "pt", "peft": peft.__version__, "transformers": transformers.__version__,

@@ -5,7 +5,10 @@
 // (b) LoRA (orpo.trl, the fixture's adapter values): loss and the 28 adapter gradients;
 // (c) gradient accumulation: the pairs as two micro-batches of one pair give transformers'
 //     Trainer's mean of the two micro-batch losses, and its gradient;
-// (d) the batch's bookkeeping: orpo divides by pairs, and a batch of an odd row count is refused.
+// (d) the batch's bookkeeping: orpo divides by pairs, and a batch of an odd row count is refused;
+// (e) log1mexp (ORPO's log1p(-exp(x))) alone through log1mexp.trl: its sum and derivative at 260
+//     probes from -1e-7 to -31.6 vs float64 (where fp32 1 - exp(x) would lose up to 19% near 0),
+//     and x = 0 or a rounded-up +1e-7 give a finite loss and gradient (held at -1e-30).
 // All fp32 against a float64 reference: max relative error <= 1e-4 (printed).
 // usage: test_orpo DIR (tests/run: the specs and fixtures/)
 #include "check.h"
@@ -201,6 +204,60 @@ static void test_accum(Diag *d, const Rows *r) {
     close_spec(&o);
 }
 
+// Reads an F64 fixture tensor of n values into out.
+static bool fx_f64(const char *name, double *out, int64_t n) {
+    const StTensor *t = st_find(fx, name);
+    if (!t || t->dtype != ST_F64 || t->numel != n || t->nbytes != (size_t)n * sizeof *out) return false;
+    memcpy(out, t->data, t->nbytes);
+    return true;
+}
+
+// (e) the probes in row 0 of log1mexp.trl's table, read by token 0: loss = sum log1mexp(x_i).
+static void test_log1mexp(Diag *d) {
+    enum { N = 260 };
+    Opened o;
+    Trainer *t = open_spec(d, &o, "log1mexp.trl");
+    CHECK(t != NULL);
+    if (!t) return;
+    int64_t n = 0, xn = 0;
+    float *table = tr_param(t, "model.embed_tokens.weight", &n), *x = fx_f32("log1mexp.x", &xn);
+    static double y[N], gy[N];
+    bool ok = table && n == (int64_t)N * N && x && xn == N && fx_f64("log1mexp.y", y, N) && fx_f64("log1mexp.grad", gy, N);
+    CHECK(ok);
+    if (ok) {
+        memcpy(table, x, N * sizeof *x);   // row 0
+        for (int i = 0; i < N; i++) table[N + i] = i % 2 ? 0.0f : 1e-7f;   // row 1: probability 1, or above
+        int32_t tok = 0, pos = 0, lab = -100;
+        double ls, want = 0;
+        CHECK(tr_micro_step(t, &tok, &pos, &lab, 1, 1, 0, &ls) == 0);
+        for (int i = 0; i < N; i++) want += y[i];
+        CHECK_CLOSE(ls, want, 0, 1e-6);
+        int64_t gn = 0;
+        const float *g = tr_grad(t, "model.embed_tokens.weight", &gn);
+        double worst = 0;
+        int bad = 0;
+        for (int i = 0; g && gn == (int64_t)N * N && i < N; i++) {
+            double e = fabs(g[i] - gy[i]) / fabs(gy[i]);
+            if (!(e <= 1e-5)) bad++;
+            if (e > worst || isnan(e)) worst = e;
+        }
+        CHECK(g && gn == (int64_t)N * N);
+        CHECK_MSG(bad == 0, "log1mexp: %d of %d derivatives off by more than 1e-5 (worst %.3g)", bad, N, worst);
+        printf("log1mexp: sum %.9g vs %.9g (rel %.1e), %d derivatives, max rel error %.2e\n", ls, want,
+               fabs(ls - want) / fabs(want), N, worst);
+        tr_zero_grad(t);
+        tok = 1;
+        CHECK(tr_micro_step(t, &tok, &pos, &lab, 1, 1, 1, &ls) == 0);
+        CHECK_CLOSE(ls, N * log(1e-30), 0, 1e-5);   // held at -1e-30: no -inf
+        g = tr_grad(t, "model.embed_tokens.weight", &gn);
+        int finite = 0;
+        for (int i = 0; g && gn == (int64_t)N * N && i < N; i++) finite += g[N + i] == 0;
+        CHECK_MSG(finite == N, "log1mexp at x >= 0: %d of %d gradients are 0", finite, N);
+    }
+    free(x);
+    close_spec(&o);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: test_orpo DIR\n");
@@ -221,6 +278,7 @@ int main(int argc, char **argv) {
         test_step(&d, &r, "orpo.trl", "lora", 28);
         test_accum(&d, &r);
     }
+    test_log1mexp(&d);
     free(r.tok);
     free(r.pos);
     free(r.lab);
