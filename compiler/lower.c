@@ -750,6 +750,10 @@ static int eval_init(Lower *L, LFrame *F, const Ast *e, LowerParam *p) {
         return 0;
     }
     const char *name = (e->kind == AST_IDENT || e->kind == AST_CALL) ? e->name : NULL;
+    if (e->kind == AST_CALL && (!strcmp(name, "ones") || !strcmp(name, "zeros"))) {   // not "did you mean `ones`?"
+        lower_err(L, e->loc, "`%s` takes no arguments: write `= %s;`", name, name);
+        return -1;
+    }
     lower_err(L, e->loc, "unknown initializer%s%s%s: expected normal(std), ones or zeros", name ? " `" : "",
               name ? name : "", name ? "`" : "");
     const char *s = name ? suggest_word(name, inits, 3) : NULL;

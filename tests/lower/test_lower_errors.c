@@ -85,6 +85,10 @@ static const ErrCase cases[] = {
      "arch t(cfg) {\n    param model.embed_tokens.weight : [cfg.vocab, cfg.hidden] = normall(0.02);\n"
      "    forward(tokens, pos) = tokens;\n}\n",
      {"unknown initializer `normall`", "did you mean `normal`?"}},
+    {"ones called like normal",   // said "unknown initializer `ones` ... did you mean `ones`?"
+     "arch t(cfg) {\n    param model.embed_tokens.weight : [cfg.vocab, cfg.hidden] = ones();\n"
+     "    forward(tokens, pos) = tokens;\n}\n",
+     {"test.trl:4:65: error: `ones` takes no arguments: write `= ones;`"}},
     {"no forward", "arch t(cfg) {\n" PARAMS "}\n", {"arch `t` has no `forward(tokens, pos)`"}},
     {"bad parameter size",
      "arch t(cfg) {\n    param model.embed_tokens.weight : [cfg.vocab, cfg.eps] = zeros;\n"
