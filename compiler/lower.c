@@ -1175,9 +1175,17 @@ static int add_objective(Lower *L, const LowerOptions *opt, IrDim bdim, LowerRes
     } else if (!strcmp(obj, "orpo")) {
         res->nll_labels = ir_input(g, LOWER_INPUT_NLL_LABELS, IR_I32, bt, m->loc);
         if (res->nll_labels == IR_NONE) return -1;
-        const char *names[4] = {NULL, NULL, NULL, "beta"};
-        LVal vals[4] = {v_tensor(res->logits), v_tensor(res->labels), v_tensor(res->nll_labels), v_num(opt->beta)};
-        if (call_objective(L, "orpo_loss", names, vals, 4, &res->loss)) return -1;
+        // stdlib orpo_loss in its parts: the per-row terms once (one cross-entropy), then the loss
+        // and TRL's metrics from them (the output "orpo_metrics", (1, 6) sums over pairs)
+        const char *names[3] = {NULL, NULL, NULL};
+        LVal vals[3] = {v_tensor(res->logits), v_tensor(res->labels), v_tensor(res->nll_labels)};
+        IrId terms, metrics;
+        if (call_objective(L, "orpo_terms", names, vals, 3, &terms)) return -1;
+        LVal tv[2] = {v_tensor(terms), v_num(opt->beta)};
+        if (call_objective(L, "orpo_loss_of", names, tv, 2, &res->loss) ||
+            call_objective(L, "orpo_metrics", names, tv, 2, &metrics))
+            return -1;
+        ir_add_output(g, metrics, LOWER_OUTPUT_ORPO_METRICS);
         res->loss_per = "pair";
     } else if (!strcmp(obj, "grpo")) {
         IrDType f = g->float_dtype;

@@ -70,7 +70,9 @@ typedef struct LowerOptions {
     //   "orpo"             odds-ratio preference optimisation (stdlib orpo_loss): the batch as for
     //                      dpo, no reference; an extra input `nll_labels` (2B, T): the chosen rows
     //                      with every next token a target (prompt too, as TRL's NLL), the rejected
-    //                      rows as `labels`; the loss is the SUM over pairs (B * TRL's batch loss)
+    //                      rows as `labels`; the loss is the SUM over pairs (B * TRL's batch loss);
+    //                      the output "orpo_metrics" (1, 6): TRL's metrics summed over the pairs
+    //                      (stdlib orpo_metrics)
     //   "grpo"             policy-gradient on B sampled completions (stdlib grpo_loss): extra
     //                      inputs `advantages` (B, 1), `old_logp` and `ref_logp` (B, T) per-token
     //                      log-probs of the labels under the sampling policy and the reference
@@ -108,6 +110,7 @@ void lower_options_from_spec(const CheckedSpec *cs, LowerOptions *o);
 #define LOWER_INPUT_WEIGHT "weight"
 #define LOWER_INPUT_TEACHER_LOGITS "teacher_logits"
 #define LOWER_INPUT_NLL_LABELS "nll_labels"
+#define LOWER_OUTPUT_ORPO_METRICS "orpo_metrics"
 
 typedef struct LowerResult {
     IrId tokens, pos, labels; // inputs (labels is IR_NONE without an objective)

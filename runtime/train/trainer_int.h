@@ -41,6 +41,8 @@ typedef enum TrAuxKind {
     TR_AUX_REFERENCE,          // dpo: the reference's sequence log-probs → `ref_logp`
 } TrAuxKind;
 
+enum { TR_OMET = 6 };          // stdlib orpo_metrics' values
+
 struct Trainer {
     Diag *d;
     Arena *a;
@@ -88,6 +90,9 @@ struct Trainer {
     size_t ref_cap;
     int32_t *nll_labels;       // (rows, T) orpo: the `nll_labels` input (bind_nll_labels)
     size_t nll_cap;
+    int omet_out;              // orpo: the training graph's "orpo_metrics" output (1, TR_OMET), or -1
+    double omet[TR_OMET];      // its sums over the micro-steps since tr_objective_metrics
+    int64_t omet_pairs;        // the pairs of those micro-steps
 };
 
 // One line on the device and the kernel cache when the training program runs on a GPU.

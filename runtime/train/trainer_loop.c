@@ -715,9 +715,18 @@ static int loop(Run *r) {
             tlast = now;
             tok_last = r->tokens;
             double eta = step > step0 ? (now - t0) / (double)(step - step0) * (double)(r->total - step) : -1;
-            MetField f[] = {{"loss", loss}, {"lr", lr}, {"grad_norm", gn}, {"tokens_per_s", tps},
-                            {"epoch", (double)ep_after}, {"elapsed", now - t0}};
-            if (met_log(r->met, step, f, sizeof f / sizeof f[0])) return TR_RUNTIME_ERROR;
+            MetField f[16] = {{"loss", loss}, {"lr", lr}, {"grad_norm", gn}, {"tokens_per_s", tps},
+                              {"epoch", (double)ep_after}, {"elapsed", now - t0}};
+            const char *on[10];
+            double ov[10];
+            int no = tr_objective_metrics(t, on, ov, 10);   // orpo: TRL's rewards/..., nll_loss, ...
+            for (int i = 0; i < no; i++) f[6 + i] = (MetField){on[i], ov[i]};
+            if (met_log(r->met, step, f, (size_t)(6 + no))) return TR_RUNTIME_ERROR;
+            for (int i = 0; i < no; i++) {
+                char tag[64];
+                snprintf(tag, sizeof tag, "train/%s", on[i]);
+                tb_scalar(r->tb, tag, step, (float)ov[i]);
+            }
             tb_scalar(r->tb, "train/loss", step, (float)loss);
             tb_scalar(r->tb, "train/lr", step, (float)lr);
             tb_scalar(r->tb, "train/grad_norm", step, (float)gn);

@@ -24,8 +24,11 @@ fixtures/orpo.safetensors
   full.loss                F64 (1,) full fine-tuning: TRL's loss, beta 0.1
   full.nll, full.log_odds  F64 (1,) / (2,) its parts
   full.grad.<param>        F32 every parameter's gradient
+  full.metrics             F64 (9,) what TRL logs for the batch: rewards/chosen, rewards/rejected,
+                           rewards/accuracies, rewards/margins, logps/chosen, logps/rejected,
+                           nll_loss, log_odds_ratio, log_odds_chosen
   lora.<module>.lora_{A,B}.weight  F32 the adapter (peft r=4, alpha 8, seven projections; 0.05 randn)
-  lora.loss                F64 (1,), lora.grad.<module>.lora_{A,B}.weight F32
+  lora.loss                F64 (1,), lora.grad.<module>.lora_{A,B}.weight F32, lora.metrics F64 (9,)
   accum.loss               F64 (1,) LoRA, two micro-batches of one pair each (pair 0, pair 1) as
                            transformers' Trainer accumulates them: the mean of the two losses
   accum.grad.<module>...   F32 its gradients
@@ -108,6 +111,14 @@ def orpo(model, tokens, pos, labels, lengths):
     return loss, nll, log_odds, pc, pr
 
 
+def metrics(nll, lo, pc, pr):
+    """TRL's logged metrics of the batch (get_batch_loss_metrics), in tr_objective_metrics' order."""
+    rc, rr = BETA * pc, BETA * pr
+    v = [rc.mean(), rr.mean(), (rc > rr).double().mean(), (rc - rr).mean(), pc.mean(), pr.mean(), nll,
+         F.logsigmoid(lo).mean(), lo.mean()]
+    return torch.stack([x.detach().double() for x in v])
+
+
 def lora_model(norm):
     cfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=TARGETS, bias="none",
                           task_type="CAUSAL_LM")
@@ -139,6 +150,7 @@ def main():
     t["full.loss"] = loss.detach().double().reshape(1)
     t["full.nll"] = nll.detach().double().reshape(1)
     t["full.log_odds"] = lo.detach().double().contiguous()
+    t["full.metrics"] = metrics(nll, lo, pc, pr)
     for n, p in m.named_parameters():
         t["full.grad." + n] = p.grad.detach().float().contiguous()
 
@@ -147,6 +159,7 @@ def main():
     loss.backward()
     print("lora: loss %.6f nll %.6f logp_c %s logp_r %s" % (loss.item(), nll.item(), pc.tolist(), pr.tolist()))
     t["lora.loss"] = loss.detach().double().reshape(1)
+    t["lora.metrics"] = metrics(nll, lo, pc, pr)
     for n, p in pm.named_parameters():
         if "lora_" in n:
             t["lora." + short(n)] = p.detach().float().contiguous()

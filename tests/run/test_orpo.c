@@ -5,6 +5,7 @@
 // (b) LoRA (orpo.trl, the fixture's adapter values): loss and the 28 adapter gradients;
 // (c) gradient accumulation: the pairs as two micro-batches of one pair give transformers'
 //     Trainer's mean of the two micro-batch losses, and its gradient;
+// (a), (b) also: TRL's logged metrics (rewards/chosen ... log_odds_chosen, tr_objective_metrics);
 // (d) the batch's bookkeeping: orpo divides by pairs, and a batch of an odd row count is refused;
 // (e) log1mexp (ORPO's log1p(-exp(x))) alone through log1mexp.trl: its sum and derivative at 260
 //     probes from -1e-7 to -31.6 vs float64 (where fp32 1 - exp(x) would lose up to 19% near 0),
@@ -101,6 +102,14 @@ static int check_grads(Trainer *t, const char *prefix, double n, double *worst) 
     return checked;
 }
 
+// Reads an F64 fixture tensor of n values into out.
+static bool fx_f64(const char *name, double *out, int64_t n) {
+    const StTensor *t = st_find(fx, name);
+    if (!t || t->dtype != ST_F64 || t->numel != n || t->nbytes != (size_t)n * sizeof *out) return false;
+    memcpy(out, t->data, t->nbytes);
+    return true;
+}
+
 // The fixture's scaled final norm, and for LoRA its adapter values, into t.
 static int set_weights(Trainer *t, bool lora) {
     int set = 0;
@@ -159,6 +168,21 @@ static void test_step(Diag *d, const Rows *r, const char *spec, const char *pref
     CHECK_MSG(checked == want_grads, "%s: %d gradients compared, want %d", prefix, checked, want_grads);
     printf("orpo %s: loss %.8f vs TRL %.8f (rel %.1e), %d gradients, max rel error %.2e\n", prefix, ls / pairs, want,
            fabs(ls / pairs - want) / fabs(want), checked, worst);
+    // TRL's logged metrics of the batch
+    const char *names[9];
+    double mv[9], mw[9];
+    char key[64];
+    snprintf(key, sizeof key, "%s.metrics", prefix);
+    CHECK(tr_objective_metrics(t, names, mv, 9) == 9 && fx_f64(key, mw, 9));
+    double mworst = 0;
+    for (int k = 0; k < 9; k++) {
+        double e = fabs(mv[k] - mw[k]) / fmax(fabs(mw[k]), 1e-3);
+        if (e > mworst) mworst = e;
+        CHECK_MSG(e <= 1e-5, "%s: %s %.9g, TRL %.9g", prefix, names[k], mv[k], mw[k]);
+    }
+    CHECK(tr_objective_metrics(t, names, mv, 9) == 0);   // reset: nothing since
+    printf("orpo %s: TRL's 9 metrics (rewards/chosen %.6f, nll_loss %.6f, log_odds_ratio %.6f ...), max rel error %.1e\n",
+           prefix, mw[0], mw[6], mw[7], mworst);
     // the evaluation graph gives the same loss without the backward
     double le;
     CHECK(tr_eval_batch(t, r->tok, r->pos, r->lab, r->B, r->T, &le) == 0);
@@ -202,14 +226,6 @@ static void test_accum(Diag *d, const Rows *r) {
     free(ps);
     free(lb);
     close_spec(&o);
-}
-
-// Reads an F64 fixture tensor of n values into out.
-static bool fx_f64(const char *name, double *out, int64_t n) {
-    const StTensor *t = st_find(fx, name);
-    if (!t || t->dtype != ST_F64 || t->numel != n || t->nbytes != (size_t)n * sizeof *out) return false;
-    memcpy(out, t->data, t->nbytes);
-    return true;
 }
 
 // (e) the probes in row 0 of log1mexp.trl's table, read by token 0: loss = sum log1mexp(x_i).
