@@ -37,6 +37,7 @@ q8="model.policy.from=\"$work/Qwen3-8B\"" q32="model.policy.from=\"$work/Qwen3-3
 run qwen3-8b-lora-sft.trl --set "$q8" --set "data.train.from=\"$work/sft.jsonl\"" --set "data.eval.from=\"$work/sft.jsonl\""
 run qwen3-8b-full-freeze.trl --set "$q8" --set "data.train.from=\"$work/messages.jsonl\""
 run qwen3-8b-dpo.trl --set "$q8" --set "data.train.from=\"$work/pref.jsonl\""
+run qwen3-8b-orpo.trl --set "$q8" --set "data.train.from=\"$work/pref.jsonl\""
 run qwen3-32b-qlora-grpo-gsm8k.trl --set "$q32" --set "data.train.from=\"$gsm/train.jsonl\"" --set "data.eval.from=\"$gsm/test.jsonl\""
 # a LoRA target the architecture lacks must still be caught through --set
 if "$trlc" check "$src/specs/qwen3-8b-dpo.trl" --set "$q8" --set "data.train.from=\"$work/pref.jsonl\"" \
