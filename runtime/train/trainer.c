@@ -13,6 +13,7 @@
 #include "trainer_int.h"
 #include "pipeline.h"
 #include "linear_ce.h"
+#include "memplan.h"
 #include "env.h"
 #include "hfconfig.h"
 #include "safetensors.h"
@@ -23,6 +24,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 // ---- the programs: the CPU interpreter or the GPU executor, one interface for the trainer
 
@@ -484,6 +486,45 @@ void tr_describe_device(const Trainer *t, FILE *f) {
 #else
     (void)t, (void)f;
 #endif
+}
+
+// The memory the run used, for the closing summary: on the CPU the training step's peak live
+// buffers (the interpreter's own count) and the process's peak resident set; with --device cuda
+// the device buffers trlc allocated (each program's arena and fixed buffers, the optimizer's) and
+// the device memory in use as the driver reports it (every context and library, other processes'
+// included: what nvidia-smi shows).
+void tr_describe_memory(const Trainer *t, FILE *f) {
+    char a[32], b[32];
+#ifdef TRLC_HAVE_CUDA
+    if (t->prog.cuda) {
+        int64_t step = cuda_device_bytes(t->prog.cuda);
+        int64_t ev = t->eprog.cuda ? cuda_device_bytes(t->eprog.cuda) : 0;
+        int64_t aux = t->aprog.cuda ? cuda_device_bytes(t->aprog.cuda) : 0;
+        int64_t opt = cuda_optim_device_bytes(t->copt);
+        mp_bytes_str(a, sizeof a, step + ev + aux + opt);
+        mp_bytes_str(b, sizeof b, step);
+        fprintf(f, "  device memory: %s allocated by trlc (training step %s", a, b);
+        if (ev) mp_bytes_str(b, sizeof b, ev), fprintf(f, ", evaluation %s", b);
+        if (aux) mp_bytes_str(b, sizeof b, aux), fprintf(f, ", %s %s", t->aux == TR_AUX_TEACHER ? "teacher" : "reference", b);
+        if (opt) mp_bytes_str(b, sizeof b, opt), fprintf(f, ", optimizer %s", b);
+        size_t freeb = 0, total = 0;
+        if (rt_cuda_mem_info(t->dev, &freeb, &total) && total >= freeb) {
+            mp_bytes_str(a, sizeof a, (int64_t)(total - freeb));
+            mp_bytes_str(b, sizeof b, (int64_t)total);
+            fprintf(f, "); %s of %s in use on the device (the driver's count: contexts and libraries included)\n", a, b);
+        } else
+            fprintf(f, ")\n");
+        return;
+    }
+#endif
+    struct rusage ru;
+    mp_bytes_str(a, sizeof a, tr_peak_bytes(t));
+    fprintf(f, "  memory: %s at the training step's peak (its buffers)", a);
+    if (getrusage(RUSAGE_SELF, &ru) == 0 && ru.ru_maxrss > 0) {
+        mp_bytes_str(b, sizeof b, (int64_t)ru.ru_maxrss * 1024);   // Linux: KiB
+        fprintf(f, "; process peak resident %s", b);
+    }
+    fprintf(f, "\n");
 }
 
 // The training program on the device the options name ("cpu" when NULL).

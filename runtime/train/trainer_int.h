@@ -97,6 +97,7 @@ struct Trainer {
 
 // One line on the device and the kernel cache when the training program runs on a GPU.
 void tr_describe_device(const Trainer *t, FILE *f);
+void tr_describe_memory(const Trainer *t, FILE *f);   // the closing summary's memory line
 // (Re)builds the schedule for total_steps optimizer steps. Returns 0 or -1 (reported).
 int tr_set_schedule(Trainer *t, int64_t total_steps);
 // The global gradient norm of the micro-steps so far divided by n_targets (the loop's check for a

@@ -833,6 +833,7 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     fprintf(r.log, ", %.0f tokens/s, %.1f s\n", tps, met_now() - t_start);
     fprintf(r.log, "  %s: %s\n  metrics: %s/metrics.jsonl, TensorBoard: %s/tensorboard\n",
             r.t->has_lora ? "adapter" : "model", ex, r.dir, r.dir);
+    tr_describe_memory(r.t, r.log);
     if (r.t->prog.cuda && r.xfer_steps > 0) {
         fprintf(r.log, "  host<->device per training step: %lld bytes in the first", (long long)r.xfer_first);
         if (r.xfer_steps > 1) fprintf(r.log, ", at most %lld in the %lld after", (long long)r.xfer_max, (long long)r.xfer_steps - 1);

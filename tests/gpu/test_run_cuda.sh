@@ -104,6 +104,22 @@ if "$trlc" run "$src/tests/run/full.trl" --device cuda --set train.steps=2 --set
 else
     echo "FAIL: the resume runs failed"; tail -3 "$work/resume-1.log" "$work/resume-2.log"; fail=1
 fi
+# The closing summary's device memory: what trlc counts it allocated (each program's arena and fixed
+# buffers, the optimizer's) against the driver's count of memory in use. The emulator's driver
+# counts exactly what was allocated (no context, no library of its own), so there the two are equal
+# when trlc's count misses no buffer; on a GPU the driver's count is the larger (contexts, cuBLAS).
+for spec in full lora dpo; do
+    line=$(grep '^  device memory: ' "$work/$spec-cuda.log")
+    ours=$(sed -n 's/^  device memory: \([0-9.]* [KMG]*i*B\) allocated by trlc.*/\1/p' <<< "$line")
+    used=$(sed -n 's/.*); \([0-9.]* [KMG]*i*B\) of .* in use on the device.*/\1/p' <<< "$line")
+    if [ -z "$ours" ] || [ -z "$used" ]; then
+        echo "FAIL: $spec: no device memory line: '$line'"; fail=1
+    elif grep -q '^device: .*(the emulator)' "$work/$spec-cuda.log" && [ "$ours" != "$used" ]; then
+        echo "FAIL: $spec: trlc counts $ours allocated, the emulator's driver $used"; fail=1
+    else
+        echo "ok: $spec: device memory $ours allocated by trlc, $used in use by the driver's count"
+    fi
+done
 # The optimizer on the device (runtime/cuda/optim_cuda.c). A run's log gives the host<->device
 # bytes of its training steps: "F bytes in the first, at most M in the K after (trainable params: P
 # bytes; optimizer on the device)". The first step uploads the weights; after it a step moves only
