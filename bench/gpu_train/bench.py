@@ -43,7 +43,9 @@ What happens, in order:
      cuda`. Same seed as the parity run, so the same initial A. Step times: differences of the
      `elapsed` field of RUN/metrics.jsonl (host clock at the end of each step; trlc reads the loss
      back every step, so that includes the device's work and trlc's own batching), median after
-     --warmup steps. trlc does not print its peak device memory (2026-11-21): a background thread
+     --warmup steps. trlc's closing summary says what device memory it allocated and what the
+     driver counts in use at the end (`device memory: ...`, printed below the table as "trlc
+     says"), which a peak between could exceed: so a background thread
      samples the device's used memory (pynvml, else `nvidia-smi --query-gpu=memory.used`) every
      20 ms while trlc runs, minus the value just before it started. The same sampler runs during
      each PyTorch row (minus the value before this process touched CUDA), so the memory ratio
@@ -354,7 +356,8 @@ def run_trlc(name, steps, **kw):
     res["rss"] = hwm
     res["dev_peak"] = peak - base_before if peak is not None and base_before is not None else None
     err = open(err_path, errors="replace").read()
-    res["peak_lines"] = [l.strip() for l in err.splitlines() if re.search(r"\bpeak\b", l, re.I)]
+    res["peak_lines"] = [l.strip() for l in err.splitlines()
+                         if re.search(r"\bpeak\b", l, re.I) or l.startswith("  device memory: ")]
     if rc == "timeout":
         res["error"] = (f"trlc run killed after --trlc-timeout {args.trlc_timeout:.0f} s; its last output: "
                         + (" / ".join(err.strip().splitlines()[-2:]) or "(none)"))
