@@ -24,7 +24,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 // ---- the programs: the CPU interpreter or the GPU executor, one interface for the trainer
 
@@ -517,11 +516,18 @@ void tr_describe_memory(const Trainer *t, FILE *f) {
         return;
     }
 #endif
-    struct rusage ru;
     mp_bytes_str(a, sizeof a, tr_peak_bytes(t));
     fprintf(f, "  memory: %s at the training step's peak (its buffers)", a);
-    if (getrusage(RUSAGE_SELF, &ru) == 0 && ru.ru_maxrss > 0) {
-        mp_bytes_str(b, sizeof b, (int64_t)ru.ru_maxrss * 1024);   // Linux: KiB
+    // VmHWM, not getrusage's ru_maxrss: Linux carries that across exec, so a run started from a
+    // large process (a Python benchmark's fork) would report the parent's size
+    FILE *st = fopen("/proc/self/status", "r");
+    char line[256];
+    long long kib = -1;
+    while (st && fgets(line, sizeof line, st))
+        if (sscanf(line, "VmHWM: %lld kB", &kib) == 1) break;
+    if (st) fclose(st);
+    if (kib > 0) {
+        mp_bytes_str(b, sizeof b, (int64_t)kib * 1024);
         fprintf(f, "; process peak resident %s", b);
     }
     fprintf(f, "\n");
