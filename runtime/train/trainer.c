@@ -8,7 +8,8 @@
 // Objectives with a second model: kd runs the teacher's forward and binds its logits (on the
 // device they stay there: the student's program copies them from the teacher's output buffer,
 // cuda_bind_output); dpo runs the reference's forward and binds its sequence log-probs (computed
-// in the reference's graph, or here from its logits).
+// in the reference's graph, or here from its logits). orpo has none: it binds `nll_labels` (its
+// NLL's targets, prompt included) and sums its metrics output for tr_objective_metrics.
 // Not here: the data, the loop, checkpoints or export (trainer_loop.c); grpo (needs generation).
 #include "trainer_int.h"
 #include "pipeline.h"

@@ -3,7 +3,7 @@
 torch, transformers 4.51, peft 0.15). The C test never runs Python.
 
 The loss is TRL's ORPOTrainer (trl/trainer/orpo_trainer.py: concatenated_forward, odds_ratio_loss,
-get_batch_loss_metrics, as of TRL 0.12 - 0.19, unchanged since the prompt joined the NLL):
+get_batch_loss_metrics, as read at huggingface/trl commit 4795c7d, about TRL 0.13 on):
   logp_c, logp_r  mean log-prob of the response tokens (get_batch_logps, average_log_prob=True)
   log_odds        (logp_c - logp_r) - (log1p(-exp(logp_c)) - log1p(-exp(logp_r)))
   nll             cross-entropy of the chosen rows over prompt AND response, padding excluded
