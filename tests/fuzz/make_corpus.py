@@ -56,6 +56,9 @@ def main():
                     glob.glob(ROOT + "/tests/check/memory/*.trl")):
         sub = os.path.basename(os.path.dirname(p))
         put("spec", "plan_%s_%s" % (sub, os.path.basename(p)), relocate(p))
+    for loss in ("ipo", "hinge"):   # dpo's other losses, through --set
+        put("spec", "setok_dpo_%s.trl" % loss, relocate(ROOT + "/tests/run/dpo.trl") + b"\n@@SET@@\nobjective.dpo.loss=" +
+            loss.encode() + b"\nobjective.dpo.label_smoothing=0.1")
     for m in ("llama", "nn"):
         put("spec", "stdlib_%s.trl" % m, rd("stdlib/%s.trl" % m))
     sets = b"train.optimizer.lr=1e-4\nlora.policy.rank=8\nmodel.policy.config.layers=2\ntrain.seed=((((1\nnope=3"
