@@ -573,17 +573,19 @@ static int evaluate(Run *r) {
     r->last_acc = acc;
     r->last_acc_tf = acc_tf;
     MetField f[] = {{"eval_loss", loss}, {"eval_ppl", exp(loss)}, {"eval_accuracy", acc}};
+    bool pairs = r->t->per_pair;   // dpo, orpo: a loss per pair, neither a perplexity nor tokens to match
     met_progress_end(&r->prog);
     fprintf(r->log, "eval step %lld", (long long)r->t->step);
-    if (targets > 0) fprintf(r->log, "  eval_loss %.4f  ppl %.3f", loss, exp(loss));   // none: prompt_answer
+    if (targets > 0)   // none: prompt_answer
+        fprintf(r->log, pairs ? "  eval_loss %.4f" : "  eval_loss %.4f  ppl %.3f", loss, exp(loss));
     if (r->gen) fprintf(r->log, "  exact match %ld/%ld (%.1f%%) generated", gcorrect, gtotal, 100 * acc);
-    else fprintf(r->log, "  exact match %ld/%ld (%.1f%%)", correct, seqs, 100 * acc);
+    else if (!pairs) fprintf(r->log, "  exact match %ld/%ld (%.1f%%)", correct, seqs, 100 * acc);
     if (r->gen && seqs > 0) fprintf(r->log, ", %ld/%ld teacher-forced", correct, seqs);
     fputc('\n', r->log);
-    if (met_log(r->met, r->t->step, f, 3)) return -1;
+    if (met_log(r->met, r->t->step, f, pairs ? 1 : 3)) return -1;
     tb_scalar(r->tb, "eval/loss", r->t->step, (float)loss);
-    tb_scalar(r->tb, "eval/perplexity", r->t->step, (float)exp(loss));
-    tb_scalar(r->tb, "eval/accuracy", r->t->step, (float)acc);
+    if (!pairs) tb_scalar(r->tb, "eval/perplexity", r->t->step, (float)exp(loss));
+    if (!pairs) tb_scalar(r->tb, "eval/accuracy", r->t->step, (float)acc);
     const CheckedTrain *tr = &r->cs->train;
     // lower is better; accuracy is watched as its negative
     // prompt_answer data has no eval loss: the best model is the most accurate one
@@ -828,7 +830,8 @@ int trainer_run(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     if (!join(d, ex, sizeof ex, r.dir, r.t->has_lora ? "adapter" : "model") || export_to(&r, ex)) goto out;
     double tps = el > 0 ? (double)(r.tokens - tok0) / el : 0;
     fprintf(r.log, "done: %lld steps, final loss %.4f", (long long)r.t->step, r.last_loss);
-    if (!isnan(r.last_eval)) fprintf(r.log, ", eval loss %.4f (ppl %.3f)", r.last_eval, exp(r.last_eval));
+    if (!isnan(r.last_eval) && r.t->per_pair) fprintf(r.log, ", eval loss %.4f", r.last_eval);
+    else if (!isnan(r.last_eval)) fprintf(r.log, ", eval loss %.4f (ppl %.3f)", r.last_eval, exp(r.last_eval));
     if (!isnan(r.last_acc)) fprintf(r.log, ", exact match %.1f%%", 100 * r.last_acc);
     fprintf(r.log, ", %.0f tokens/s, %.1f s\n", tps, met_now() - t_start);
     fprintf(r.log, "  %s: %s\n  metrics: %s/metrics.jsonl, TensorBoard: %s/tensorboard\n",
