@@ -220,6 +220,7 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
     int *bufof = malloc(((size_t)g->n + 1) * sizeof *bufof);
     bool *is_grad = calloc((size_t)g->n + 1, 1), *is_out = calloc((size_t)g->n + 1, 1);
     int *lse = NULL, *lse_next = NULL;
+    IrId bad = IR_NONE;   // the value whose buffer overflows: the error's location
     out->bufs = malloc(((size_t)g->n * 6 + 1) * sizeof *out->bufs);   // values + at most 5 aux per node
     if (!root || !bufof || !is_grad || !is_out || !out->bufs) goto oom;
     for (int i = 0; i < g->nouts; i++) {
@@ -238,7 +239,10 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
         if (n->op != IR_PARAM) continue;
         int64_t numel = ir_shape_numel(&n->shape, sym);
         int64_t w = mul_ok(numel, elem_bytes(n->dtype));
-        if (numel < 0 || w < 0) goto overflow;
+        if (numel < 0 || w < 0) {
+            bad = i;
+            goto overflow;
+        }
         out->weights += w;   // trainable params are fp32: the master weights themselves
         if (n->trainable) {
             out->grads += numel * 4;
@@ -264,14 +268,20 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
             int nled;
             const int *led = fuse_led_steps(fp, s, &nled);
             for (int i = 0; i < nled; i++) written[nw++] = fp->steps[led[i]].node;
-            if (aux_buffers(g, fp, s, sym, out) != 0) goto overflow;
+            if (aux_buffers(g, fp, s, sym, out) != 0) {
+                bad = st->node;
+                goto overflow;
+            }
         }
         for (int k = 0; k < nw; k++) {
             IrId id = written[k];
             if (is_grad[id]) continue;   // written into the grads buffers
             int64_t numel = ir_shape_numel(&g->nodes[id].shape, sym);
             int64_t b = mul_ok(numel, elem_bytes(g->nodes[id].dtype));
-            if (numel < 0 || b < 0 || b > INT64_MAX / 4) goto overflow;
+            if (numel < 0 || b < 0 || b > INT64_MAX / 4) {
+                bad = id;
+                goto overflow;
+            }
             b = (b + MP_ALIGN - 1) / MP_ALIGN * MP_ALIGN;
             MpBuffer *mb = &out->bufs[out->nbufs];
             mb->node = id, mb->what = MP_VALUE, mb->first = s, mb->last = is_out[id] ? fp->nsteps : s, mb->bytes = b;
@@ -285,7 +295,10 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
         if (g->nodes[i].op != IR_INPUT) continue;
         int64_t numel = ir_shape_numel(&g->nodes[i].shape, sym);
         int64_t b = mul_ok(numel, elem_bytes(g->nodes[i].dtype));
-        if (numel < 0 || b < 0 || b > INT64_MAX / 4) goto overflow;
+        if (numel < 0 || b < 0 || b > INT64_MAX / 4) {
+            bad = i;
+            goto overflow;
+        }
         MpBuffer *mb = &out->bufs[out->nbufs];
         mb->node = i, mb->what = MP_VALUE, mb->first = 0, mb->last = fp->nsteps, mb->alias = IR_NONE;
         mb->bytes = (b + MP_ALIGN - 1) / MP_ALIGN * MP_ALIGN;
@@ -373,8 +386,14 @@ int mp_plan(const IrGraph *g, const FusePlan *fp, const int64_t *sym, const char
     free(root), free(bufof), free(is_grad), free(is_out), free(lse), free(lse_next);
     return 0;
 overflow:
-    diag_plain_error(d, "memory plan: a buffer's size overflows for B=%lld, T=%lld", (long long)sym[0],
-                     (long long)sym[1]);
+    if (bad >= 0 && bad < g->n && g->nodes[bad].loc.file > 0) {   // where the value comes from, and what it is
+        char sh[128];
+        const IrNode *n = &g->nodes[bad];
+        diag_error(d, n->loc, "memory plan: a buffer's size overflows for B=%lld, T=%lld: %s %s%s", (long long)sym[0],
+                   (long long)sym[1], ir_op_name(n->op), ir_dtype_name(n->dtype), ir_shape_str(&n->shape, sh, sizeof sh));
+    } else
+        diag_plain_error(d, "memory plan: a buffer's size overflows for B=%lld, T=%lld", (long long)sym[0],
+                         (long long)sym[1]);
     goto fail;
 total_overflow:
     diag_plain_error(d, "memory plan: the total overflows for B=%lld, T=%lld", (long long)sym[0], (long long)sym[1]);

@@ -171,7 +171,7 @@ fi
 # sizes whose buffers overflow int64 (the MLP's: B * T * ffn * 4 bytes = 2^66): an error, no crash
 if run 1 check memory/tiny.trl --memory --set model.policy.config.ffn=1048576 --set train.batch=1048576 \
         --set "data.train.max_len=16777216 tokens"; then
-    has err.txt "memory plan: a buffer's size overflows for B=1048576, T=16777216"
+    has err.txt "^stdlib/nn.trl:16:29: error: memory plan: a buffer's size overflows for B=1048576, T=16777216: matmul f32\[B,T,1048576\]$"
     [ -s "$work/out.txt" ] && bad "an overflowing plan printed on stdout" || ok
 fi
 
