@@ -581,7 +581,7 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     t->cs = cs;
     t->m = &cs->models[cs->policy];
     t->has_lora = t->m->has_lora;
-    t->loss_out = t->eloss_out = t->elogits_out = t->epred_out = t->alogits_out = t->aref_out = t->omet_out = -1;
+    t->loss_out = t->eloss_out = t->elogits_out = t->epred_out = t->alogits_out = t->aref_out = t->omet_out = t->eomet_out = -1;
     ir_graph_init(&t->g, d, IR_F32);
     ir_graph_init(&t->ge, d, IR_F32);
     rng_stream(&t->rng, (uint64_t)cs->train.seed, TR_STREAM_RUN);
@@ -603,6 +603,7 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     t->loss_out = find_output(&t->g, "loss");
     t->omet_out = find_output(&t->g, LOWER_OUTPUT_ORPO_METRICS);
     t->eloss_out = find_output(&t->ge, "loss");
+    t->eomet_out = find_output(&t->ge, LOWER_OUTPUT_ORPO_METRICS);
     t->elogits_out = find_output(&t->ge, "logits");
     t->epred_out = find_output(&t->ge, "predictions");
     if (alloc_params(t) || init_weights(t) || setup_aux(t, spec) || finish_graphs(t)) goto fail;
@@ -783,6 +784,20 @@ static int run_aux(Trainer *t, TrProg *p, const int32_t *tokens, const int32_t *
     return prog_bind(p, LOWER_INPUT_REF_LOGP, t->ref_logp, (size_t)B * sizeof(float));
 }
 
+// orpo: adds program p's output `out` ("orpo_metrics", (1, TR_OMET) sums over the pairs) to the
+// training (which 0) or evaluation (1) sums that tr_objective_metrics averages. No-op when out < 0.
+static int add_objective_metrics(Trainer *t, TrProg *p, int out, int which, int B) {
+    if (out < 0) return 0;
+    const CpuTensor *m = prog_output(p, out);
+    if (!m || m->numel != TR_OMET) {
+        diag_plain_error(t->d, "internal: the orpo metrics have the wrong size");
+        return -1;
+    }
+    for (int k = 0; k < TR_OMET; k++) t->omet[which][k] += ((const float *)m->data)[k];
+    t->omet_pairs[which] += B / 2;
+    return 0;
+}
+
 int tr_micro_step(Trainer *t, const int32_t *tokens, const int32_t *pos, const int32_t *labels,
                   int B, int T, uint64_t step, double *loss_sum) {
     return tr_micro_step_seq(t, tokens, pos, NULL, labels, B, T, step, loss_sum);
@@ -803,15 +818,7 @@ int tr_micro_step_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, con
     if (rc) return -1;
     const CpuTensor *l = prog_output(&t->prog, t->loss_out);
     *loss_sum = l && l->numel >= 1 ? ((const float *)l->data)[0] : NAN;
-    if (t->omet_out >= 0) {   // orpo: TRL's metrics summed over the pairs (tr_objective_metrics)
-        const CpuTensor *m = prog_output(&t->prog, t->omet_out);
-        if (!m || m->numel != TR_OMET) {
-            diag_plain_error(t->d, "internal: the orpo metrics have the wrong size");
-            return -1;
-        }
-        for (int k = 0; k < TR_OMET; k++) t->omet[k] += ((const float *)m->data)[k];
-        t->omet_pairs += B / 2;
-    }
+    if (add_objective_metrics(t, &t->prog, t->omet_out, 0, B)) return -1;
 #ifdef TRLC_HAVE_CUDA
     if (t->copt) return cuda_optim_after_run(t->copt);   // the gradients stay on the device
 #endif
@@ -891,7 +898,7 @@ int tr_eval_batch_seq(Trainer *t, const int32_t *tokens, const int32_t *pos, con
     if (rc) return -1;
     const CpuTensor *l = prog_output(&t->eprog, t->eloss_out);
     *loss_sum = l && l->numel >= 1 ? ((const float *)l->data)[0] : NAN;
-    return 0;
+    return add_objective_metrics(t, &t->eprog, t->eomet_out, 1, B);
 }
 
 const int32_t *tr_eval_predictions(const Trainer *t, int64_t *numel) {
@@ -1008,18 +1015,19 @@ int64_t tr_peak_bytes(const Trainer *t) {
 Optimizer *tr_optimizer(Trainer *t) { return tr_sync_state(t) == 0 ? &t->opt : NULL; }
 bool tr_loss_per_pair(const Trainer *t) { return t->per_pair; }
 
-int tr_objective_metrics(Trainer *t, const char **names, double *values, int cap) {
-    if (t->omet_out < 0 || t->omet_pairs <= 0 || cap < 9) return 0;
+int tr_objective_metrics(Trainer *t, bool eval, const char **names, double *values, int cap) {
+    int w = eval ? 1 : 0;
+    if (t->omet_pairs[w] <= 0 || cap < 9) return 0;
     // the sums of stdlib orpo_metrics: beta pc, beta pr, pc > pr, log sigmoid(log_odds), log_odds,
     // B * NLL; TRL's names (trl/trainer/orpo_trainer.py get_batch_loss_metrics)
-    double n = (double)t->omet_pairs, beta = t->cs->objective.beta, *m = t->omet;
+    double n = (double)t->omet_pairs[w], beta = t->cs->objective.beta, *m = t->omet[w];
     static const char *const key[9] = {"rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
                                        "logps/chosen", "logps/rejected", "nll_loss", "log_odds_ratio",
                                        "log_odds_chosen"};
     double v[9] = {m[0] / n, m[1] / n, m[2] / n, (m[0] - m[1]) / n, beta > 0 ? m[0] / (beta * n) : NAN,
                    beta > 0 ? m[1] / (beta * n) : NAN, m[5] / n, m[3] / n, m[4] / n};
     for (int k = 0; k < 9; k++) names[k] = key[k], values[k] = v[k];
-    memset(t->omet, 0, sizeof t->omet);
-    t->omet_pairs = 0;
+    memset(t->omet[w], 0, sizeof t->omet[w]);
+    t->omet_pairs[w] = 0;
     return 9;
 }

@@ -100,11 +100,12 @@ Optimizer *tr_optimizer(Trainer *t);
 // True when the loss sums over preference pairs (dpo, orpo: divide by the pairs, DsBatch.n_examples),
 // false when over target tokens (sft, pretrain, kd).
 bool tr_loss_per_pair(const Trainer *t);
-// The objective's own metrics, averaged per pair over the micro-steps since the last call, which
-// it resets: for orpo TRL's rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins,
-// logps/chosen, logps/rejected, nll_loss, log_odds_ratio, log_odds_chosen (names[i] static
-// strings). Returns how many (0: none, or cap < 9).
-int tr_objective_metrics(Trainer *t, const char **names, double *values, int cap);
+// The objective's own metrics, averaged per pair over the training micro-steps (eval: the
+// tr_eval_batch calls) since the last call, which resets them: for orpo TRL's rewards/chosen,
+// rewards/rejected, rewards/accuracies, rewards/margins, logps/chosen, logps/rejected, nll_loss,
+// log_odds_ratio, log_odds_chosen (names[i] static strings, without TRL's "eval_" prefix).
+// Returns how many (0: none, or cap < 9).
+int tr_objective_metrics(Trainer *t, bool eval, const char **names, double *values, int cap);
 
 // The whole run: tr_new, data, the loop, evaluation, checkpoints, export, summary. Returns a
 // TR_* status; *sum (may be NULL) is filled as far as the run got.

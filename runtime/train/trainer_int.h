@@ -90,9 +90,11 @@ struct Trainer {
     size_t ref_cap;
     int32_t *nll_labels;       // (rows, T) orpo: the `nll_labels` input (bind_nll_labels)
     size_t nll_cap;
-    int omet_out;              // orpo: the training graph's "orpo_metrics" output (1, TR_OMET), or -1
-    double omet[TR_OMET];      // its sums over the micro-steps since tr_objective_metrics
-    int64_t omet_pairs;        // the pairs of those micro-steps
+    int omet_out, eomet_out;   // orpo: the training / evaluation graph's "orpo_metrics" output
+                               // (1, TR_OMET), or -1
+    double omet[2][TR_OMET];   // their sums over the runs since tr_objective_metrics: [0] training
+                               // micro-steps, [1] evaluation batches
+    int64_t omet_pairs[2];     // the pairs of those runs
 };
 
 // One line on the device and the kernel cache when the training program runs on a GPU.

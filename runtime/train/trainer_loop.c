@@ -572,8 +572,16 @@ static int evaluate(Run *r) {
     r->last_eval = loss;
     r->last_acc = acc;
     r->last_acc_tf = acc_tf;
-    MetField f[] = {{"eval_loss", loss}, {"eval_ppl", exp(loss)}, {"eval_accuracy", acc}};
+    MetField f[16] = {{"eval_loss", loss}, {"eval_ppl", exp(loss)}, {"eval_accuracy", acc}};
     bool pairs = r->t->per_pair;   // dpo, orpo: a loss per pair, neither a perplexity nor tokens to match
+    const char *on[10];
+    double ov[10];
+    char keys[10][48];
+    int no = tr_objective_metrics(r->t, true, on, ov, 10), nf = pairs ? 1 : 3;   // orpo: TRL's eval_rewards/...
+    for (int i = 0; i < no; i++) {
+        snprintf(keys[i], sizeof keys[i], "eval_%s", on[i]);
+        f[nf++] = (MetField){keys[i], ov[i]};
+    }
     met_progress_end(&r->prog);
     fprintf(r->log, "eval step %lld", (long long)r->t->step);
     if (targets > 0)   // none: prompt_answer
@@ -582,7 +590,12 @@ static int evaluate(Run *r) {
     else if (!pairs) fprintf(r->log, "  exact match %ld/%ld (%.1f%%)", correct, seqs, 100 * acc);
     if (r->gen && seqs > 0) fprintf(r->log, ", %ld/%ld teacher-forced", correct, seqs);
     fputc('\n', r->log);
-    if (met_log(r->met, r->t->step, f, pairs ? 1 : 3)) return -1;
+    if (met_log(r->met, r->t->step, f, (size_t)nf)) return -1;
+    for (int i = 0; i < no; i++) {
+        char tag[64];
+        snprintf(tag, sizeof tag, "eval/%s", on[i]);
+        tb_scalar(r->tb, tag, r->t->step, (float)ov[i]);
+    }
     tb_scalar(r->tb, "eval/loss", r->t->step, (float)loss);
     if (!pairs) tb_scalar(r->tb, "eval/perplexity", r->t->step, (float)exp(loss));
     if (!pairs) tb_scalar(r->tb, "eval/accuracy", r->t->step, (float)acc);
@@ -721,7 +734,7 @@ static int loop(Run *r) {
                               {"epoch", (double)ep_after}, {"elapsed", now - t0}};
             const char *on[10];
             double ov[10];
-            int no = tr_objective_metrics(t, on, ov, 10);   // orpo: TRL's rewards/..., nll_loss, ...
+            int no = tr_objective_metrics(t, false, on, ov, 10);   // orpo: TRL's rewards/..., nll_loss, ...
             for (int i = 0; i < no; i++) f[6 + i] = (MetField){on[i], ov[i]};
             if (met_log(r->met, step, f, (size_t)(6 + no))) return TR_RUNTIME_ERROR;
             for (int i = 0; i < no; i++) {

@@ -80,10 +80,10 @@ grep '"step": 6,' "$W/orpo/metrics.jsonl" | grep -q '"rewards/chosen": .*"reward
 expect_rc 0 "orpo full fine-tuning" -- "$TRLC" run orpo-full.trl --out "$W/orpof"
 awk -v a="$(loss_at "$W/orpof/metrics.jsonl" 1)" -v b="$(loss_at "$W/orpof/metrics.jsonl" 6)" 'BEGIN { exit !(b < a - 1) }' && ok || bad "orpo full FT: loss did not fall by 1"
 [ -s "$W/orpof/model/model.safetensors" ] && ok || bad "orpo full FT: no model"
-# with data eval: the loss per pair (no perplexity or exact match for preference pairs)
+# with data eval: the loss per pair and TRL's eval_ metrics (no perplexity or exact match for pairs)
 expect_rc 0 "orpo with eval" -- "$TRLC" run orpo.trl --set "data.eval.from=\"prefs.jsonl\"" --set data.eval.format=preference --set data.eval.template=chat --set "train.eval_every=3 steps" --out "$W/orpoe"
 grep_err "^eval step 6  eval_loss [0-9.]*\$"
-grep -q '^{"step": 3, "eval_loss": [0-9.]*}$' "$W/orpoe/metrics.jsonl" && ok || bad "orpo: eval line in metrics.jsonl"
+grep -q '^{"step": 3, "eval_loss": [0-9.]*, "eval_rewards/chosen": .*"eval_log_odds_chosen": [-0-9.e]*}$' "$W/orpoe/metrics.jsonl" && ! grep -q eval_ppl "$W/orpoe/metrics.jsonl" && ok || bad "orpo: eval line in metrics.jsonl"
 expect_rc 1 "orpo on text data" -- "$TRLC" run orpo.trl --set data.train.format=text --out "$W/orpot"
 grep_err "error: objective \`orpo\` needs data in format preference"
 

@@ -173,20 +173,25 @@ static void test_step(Diag *d, const Rows *r, const char *spec, const char *pref
     double mv[9], mw[9];
     char key[64];
     snprintf(key, sizeof key, "%s.metrics", prefix);
-    CHECK(tr_objective_metrics(t, names, mv, 9) == 9 && fx_f64(key, mw, 9));
+    CHECK(tr_objective_metrics(t, false, names, mv, 9) == 9 && fx_f64(key, mw, 9));
     double mworst = 0;
     for (int k = 0; k < 9; k++) {
         double e = fabs(mv[k] - mw[k]) / fmax(fabs(mw[k]), 1e-3);
         if (e > mworst) mworst = e;
         CHECK_MSG(e <= 1e-5, "%s: %s %.9g, TRL %.9g", prefix, names[k], mv[k], mw[k]);
     }
-    CHECK(tr_objective_metrics(t, names, mv, 9) == 0);   // reset: nothing since
+    CHECK(tr_objective_metrics(t, false, names, mv, 9) == 0);   // reset: nothing since
     printf("orpo %s: TRL's 9 metrics (rewards/chosen %.6f, nll_loss %.6f, log_odds_ratio %.6f ...), max rel error %.1e\n",
            prefix, mw[0], mw[6], mw[7], mworst);
     // the evaluation graph gives the same loss without the backward
     double le;
     CHECK(tr_eval_batch(t, r->tok, r->pos, r->lab, r->B, r->T, &le) == 0);
     CHECK_CLOSE(le / pairs, want, 0, 1e-5);
+    // ... and the same metrics, on their own (evaluation) sums
+    double me[9];
+    CHECK(tr_objective_metrics(t, true, names, me, 9) == 9);
+    for (int k = 0; k < 9; k++) CHECK_MSG(fabs(me[k] - mw[k]) <= 1e-5 * fmax(fabs(mw[k]), 1e-3), "eval %s", names[k]);
+    CHECK(tr_objective_metrics(t, false, names, me, 9) == 0);   // the evaluation added nothing to training's
     close_spec(&o);
 }
 
