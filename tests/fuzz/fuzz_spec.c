@@ -1,15 +1,17 @@
 // fuzz_spec.c — a .trl spec's text → load (lex, parse, imports) → check → compile the policy's
 // training step as `trlc check` does (memplan_spec.h: lower, LoRA, autodiff, recompute, mixed
-// precision) → fuse → memory plan for the spec's B and T and its peak lines (`check --memory`).
+// precision) → fuse → memory plan for the spec's B and T and its peak lines (`check --memory`),
+// and the CUDA source of every fused kernel with its launch sizes (`trlc kernels --no-compile`).
 // The spec is named examples/language/fuzz.trl (it is never written), so its relative paths find
 // that folder's tiny models and data, as the seeds (examples, specs) expect; stdlib imports are the
 // embedded modules. Lines after a "\n@@SET@@\n" are `--set KEY=VALUE` overrides applied before
 // checking (check_override_arg), one per line. Asserts the status agrees with the error count.
 // Not fuzzed here: compiling models deeper than 16 layers (see below: up to 64 are lowered only),
-// CUDA code generation,
-// `--fit`'s search over batch sizes (cmd_check.c, through the cli harness only).
+// compiling the CUDA (NVRTC), `--fit`'s search over batch sizes (cmd_check.c: fuzz_cli stops at
+// the missing spec file; tests/check/run_memory.sh tests it).
 #include "arena.h"
 #include "check.h"
+#include "codegen_cuda.h"
 #include "diag.h"
 #include "fuzz_util.h"
 #include "ir.h"
@@ -64,6 +66,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (cs->train_data >= 0 && cs->train_data < cs->ndata && cs->data[cs->train_data].max_len > 0)
                     T = cs->data[cs->train_data].max_len;
                 int64_t sym[IR_NSYMS] = {B, T};
+                for (int k = 0; k < fp.nkernels; k++) {   // trlc kernels --no-compile: each kernel's source
+                    char *src = cg_cuda_kernel(&fp, k, &d);
+                    FUZZ_ASSERT(src != NULL);
+                    free(src);
+                }
+                for (int s = 0; s < fp.nsteps; s++) {   // launch sizes; the library kernel of each library step
+                    const char *file = NULL;
+                    unsigned grid[3], block[3];
+                    if (fp.steps[s].kind == FUSE_KERNEL) cg_launch_dims(&fp, fp.steps[s].group, sym, grid, block);
+                    else if (fp.steps[s].kind == FUSE_LIBRARY) cg_library_kernel(&g, fp.steps[s].node, &file);
+                }
                 int prc = mp_plan(&g, &fp, sym, cs->train.precision, &mp, &d);
                 FUZZ_ASSERT((prc == -1) == (d.errors > 0));
                 if (prc == 0) {
