@@ -341,18 +341,41 @@ static int setup_aux(Trainer *t, LoadedSpec *spec) {
     return 0;
 }
 
+// data block i's max_len, 0 when there is none
+static int64_t data_max_len(const CheckedSpec *cs, int i) {
+    return i >= 0 && i < cs->ndata && cs->data[i].max_len > 0 ? cs->data[i].max_len : 0;
+}
+
 // The evaluation program and the teacher / reference program, on the training program's device;
 // on the GPU they share its parameter buffers (same host data and dtype: uploaded once).
 static int new_side_programs(Trainer *t) {
 #ifdef TRLC_HAVE_CUDA
     if (t->prog.cuda) {
+        // their arenas for their largest runs now, as the training step's (new_train_program):
+        // a device too small fails before training, not at the first evaluation or a long batch
+        const CheckedSpec *cs = t->cs;
+        int64_t B = cs->train.batch > 0 ? cs->train.batch : 0;
+        int64_t Te = data_max_len(cs, cs->eval_data), Tt = data_max_len(cs, cs->train_data);
         t->eprog.cuda = cuda_program_new(&t->ge, t->dev, t->cache, t->d);
         if (!t->eprog.cuda) return -1;
         cuda_share_params(t->eprog.cuda, t->prog.cuda);
+        if (cs->eval_data >= 0 && Te > 0 && B > 0 &&
+            cuda_reserve(t->eprog.cuda, (const int64_t[IR_NSYMS]){B, Te}) != 0) {   // B: pairs for dpo / orpo
+            diag_hint(t->d, "that is the evaluation's forward pass, on train.batch examples of data `%s`'s max_len",
+                      cs->data[cs->eval_data].name ? cs->data[cs->eval_data].name : "eval");
+            return -1;
+        }
         if (t->aux != TR_AUX_NONE) {
             t->aprog.cuda = cuda_program_new(&t->ga, t->dev, t->cache, t->d);
             if (!t->aprog.cuda) return -1;
             cuda_share_params(t->aprog.cuda, t->prog.cuda);
+            // it runs on every training batch (and evaluation batch) row by row: 2 rows a pair
+            int64_t rows = t->per_pair ? 2 * B : B, Ta = Tt > Te ? Tt : Te;
+            if (Ta > 0 && rows > 0 && cuda_reserve(t->aprog.cuda, (const int64_t[IR_NSYMS]){rows, Ta}) != 0) {
+                diag_hint(t->d, "that is the %s model's forward pass, on the rows of a batch at the longest max_len",
+                          t->aux == TR_AUX_TEACHER ? "teacher" : "reference");
+                return -1;
+            }
         }
     }
 #endif
@@ -551,11 +574,10 @@ static int new_train_program(Trainer *t, const TrainerOptions *o) {
     if (!t->cache || rt_cuda_cache_init(t->cache, t->d) != 0) return -1;
     t->prog.cuda = cuda_program_new(&t->g, t->dev, t->cache, t->d);
     if (!t->prog.cuda) return -1;
-    // the largest step now (data max_len rows of `batch`), so that a device too small fails here
-    const CheckedSpec *cs = t->cs;
-    int64_t T = cs->train_data >= 0 && cs->data[cs->train_data].max_len > 0 ? cs->data[cs->train_data].max_len : 0;
-    int64_t B = cs->train.batch > 0 ? cs->train.batch : 0;
-    if (T > 0 && B > 0 && !t->per_pair && cuda_reserve(t->prog.cuda, (const int64_t[IR_NSYMS]){B, T}) != 0) return -1;
+    // the largest step now (`batch` examples of the data's max_len: the graph's B counts pairs for
+    // dpo / orpo), so that a device too small fails here
+    int64_t T = data_max_len(t->cs, t->cs->train_data), B = t->cs->train.batch > 0 ? t->cs->train.batch : 0;
+    if (T > 0 && B > 0 && cuda_reserve(t->prog.cuda, (const int64_t[IR_NSYMS]){B, T}) != 0) return -1;
     return 0;
 #else
     diag_plain_error(t->d, "`--device %s`: this trlc was built without the CUDA toolkit; run with `--device cpu`", dev);

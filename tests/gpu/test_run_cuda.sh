@@ -91,6 +91,17 @@ if [ $rc -eq 3 ] && grep -q "needs [0-9.]* GiB of activations (the memory plan)"
 else
     echo "FAIL: too large a step: exit $rc"; tail -3 "$work/oom.log"; fail=1
 fi
+# so does an evaluation too large for the device (its arena is reserved with the training step's,
+# before training, not at the first evaluation): the training step here is small
+"$trlc" run "$src/tests/run/lora.trl" --device cuda --set train.batch=1024 --set "data.train.max_len=64 tokens" \
+    --set "data.eval.max_len=60000 tokens" --out "$work/oom-eval" > "$work/oom-eval.log" 2>&1
+rc=$?
+if [ $rc -eq 3 ] && grep -q "needs [0-9.]* GiB of activations (the memory plan)" "$work/oom-eval.log" &&
+   grep -q "that is the evaluation's forward pass" "$work/oom-eval.log" && ! grep -q '^step 1' "$work/oom-eval.log"; then
+    echo "ok: too large an evaluation: exit 3 before training: $(grep -o 'needs [0-9.]* GiB of activations' "$work/oom-eval.log")"
+else
+    echo "FAIL: too large an evaluation: exit $rc"; tail -3 "$work/oom-eval.log"; fail=1
+fi
 # resume on the device: 2 steps with a checkpoint after each, then resumed to the spec's 4; steps
 # 3 and 4 must give the uninterrupted run's losses (the device's weights and optimizer state go
 # into the checkpoint and back onto the device)
