@@ -20,13 +20,21 @@ static int apply_lora(Diag *d, Arena *a, const CheckedSpec *cs, const CheckedMod
     return 0;
 }
 
-// The training program hands out no logits (B, T, V): as an output they would stay allocated
-// through the whole backward pass.
-static void drop_logits(IrGraph *g) {
+static void drop_output(IrGraph *g, const char *name) {
     int k = 0;
     for (int i = 0; i < g->nouts; i++)
-        if (strcmp(g->outs[i].name, "logits") != 0) g->outs[k++] = g->outs[i];
+        if (strcmp(g->outs[i].name, name) != 0) g->outs[k++] = g->outs[i];
     g->nouts = k;
+}
+
+// The training program hands out no logits (B, T, V): as an output they would stay allocated
+// through the whole backward pass.
+static void drop_logits(IrGraph *g) { drop_output(g, "logits"); }
+
+static int find_output(const IrGraph *g, const char *name) {
+    for (int i = 0; i < g->nouts; i++)
+        if (!strcmp(g->outs[i].name, name)) return i;
+    return -1;
 }
 
 // After cse + dce renumbered g: the ids res and o->lora hold are mapped to the new numbering, which
@@ -83,4 +91,65 @@ int pl_finish_graph(IrGraph *g, const char *precision, AutocastStats *ac, GemmAc
     if (precision && !strcmp(precision, "bf16") && ir_autocast_bf16(g, ac) != 0) return -1;
     // products that accumulate into their sums, for fp32 and bf16 alike (gemm_acc.h)
     return ir_fuse_gemm_accumulate(g, ga) < 0 ? -1 : 0;
+}
+
+int pl_eval_head(IrGraph *g, bool per_pair, bool keep_logits) {
+    if (per_pair && !keep_logits) drop_output(g, "logits");
+    if ((!per_pair && ir_head_predictions(g, keep_logits) < 0) || ir_fuse_linear_ce(g) < 0) return -1;
+    return 0;
+}
+
+int pl_aux_model(Diag *d, const CheckedSpec *cs, PlAux *kind, int *model) {
+    const CheckedObjective *ob = &cs->objective;
+    *kind = PL_AUX_NONE, *model = -1;
+    if (ob->kind && !strcmp(ob->kind, "kd")) {
+        if (ob->teacher < 0) {
+            diag_error(d, ob->loc, "the `kd` objective needs `teacher = MODEL;`");
+            return -1;
+        }
+        *kind = PL_AUX_TEACHER, *model = ob->teacher;
+    } else if (ob->kind && !strcmp(ob->kind, "dpo")) {
+        *kind = PL_AUX_REFERENCE, *model = ob->ref >= 0 ? ob->ref : cs->policy;
+    }
+    return 0;
+}
+
+// dpo: each row's summed target log-prob (B, 1) = -sum over T of linear_ce(x, w, labels), as the
+// reference graph's output "ref_logp" in place of "logits" when they are matmul(x, w, trans_b):
+// no (B, T, V) logits exist or cross to the host. Returns the output's index, or -1 for another
+// head (the host then computes it from the downloaded logits) or after reporting (g->errors).
+static int ref_logp_output(IrGraph *g) {
+    int o = find_output(g, "logits");
+    IrId x, w;
+    if (o < 0 || !ir_head_product(g, g->outs[o].id, &x, &w) || g->nodes[x].shape.rank != 3) return -1;
+    Loc loc = g->nodes[g->outs[o].id].loc;
+    IrId lab = ir_find(g, LOWER_INPUT_LABELS);
+    if (lab == IR_NONE) lab = ir_input(g, LOWER_INPUT_LABELS, IR_I32, ir_shape2(ir_dim_b(), ir_dim_t()), loc);
+    IrId nll = ir_linear_ce(g, x, w, lab, LOWER_IGNORE_INDEX, 0.0, loc);
+    IrId lp = nll == IR_NONE ? IR_NONE : ir_unary(g, IR_NEG, ir_reduce(g, IR_SUM, nll, 1, loc), loc);
+    if (lp == IR_NONE) return -1;
+    int k = 0;
+    for (int i = 0; i < g->nouts; i++)
+        if (i != o) g->outs[k++] = g->outs[i];
+    g->nouts = k;
+    return ir_add_output(g, lp, "ref_logp");
+}
+
+int pl_aux_graph(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, PlAux kind, int model, IrGraph *g,
+                 LowerResult *res, int *logits_out, int *ref_out) {
+    *logits_out = *ref_out = -1;
+    LowerOptions opt;
+    lower_options_init(&opt);
+    opt.objective = "none";
+    LowerOptions sopt;   // a packed run's teacher / reference masks attention by `seq` too
+    lower_options_from_spec(cs, &sopt);
+    opt.pack = sopt.pack;
+    if (lower_model_opts(d, a, spec, cs, model, &opt, g, res) != 0) return -1;
+    // nothing of the teacher / reference trains: frozen weights are stored in bf16 under mixed
+    // precision (shared with the policy's frozen ones) and reach the device once, not every step
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == IR_PARAM) g->nodes[i].trainable = false;
+    *logits_out = find_output(g, "logits");
+    if (kind == PL_AUX_REFERENCE && (*ref_out = ref_logp_output(g)) >= 0) *logits_out = -1;
+    return g->errors ? -1 : 0;
 }

@@ -62,13 +62,6 @@ enum { TR_STREAM_RUN = 0, TR_STREAM_INIT = 1, TR_STREAM_LORA = 2, TR_STREAM_AUX 
 
 static double rng_unit(void *ctx) { return rng_uniform_f64((Rng *)ctx); }
 
-static void drop_output(IrGraph *g, const char *name) {
-    int k = 0;
-    for (int i = 0; i < g->nouts; i++)
-        if (strcmp(g->outs[i].name, name) != 0) g->outs[k++] = g->outs[i];
-    g->nouts = k;
-}
-
 // The policy's training graph (train) or evaluation graph into g: pipeline.h up to mixed precision
 // (pl_finish_graph, once the weights are in place).
 static int compile(Trainer *t, LoadedSpec *spec, IrGraph *g, LowerResult *res, bool train) {
@@ -238,60 +231,17 @@ static TrParam *find_param(Trainer *t, const char *name);
 
 // The second model an objective needs: kd's teacher, dpo's reference (`ref`, or else the policy
 // as it starts: its frozen base weights shared when LoRA trains, a copy of the initial weights for
-// full fine-tuning), lowered forward-only.
-// dpo: each row's summed target log-prob (B, 1) = -sum over T of linear_ce(x, w, labels), as the
-// reference graph's output "ref_logp" in place of "logits" when they are matmul(x, w, trans_b):
-// no (B, T, V) logits exist or cross to the host. Returns the output's index, or -1 for another
-// head (the host then computes it from the downloaded logits) or after reporting (g->errors).
-static int ref_logp_output(IrGraph *g) {
-    int o = find_output(g, "logits");
-    IrId x, w;
-    if (o < 0 || !ir_head_product(g, g->outs[o].id, &x, &w) || g->nodes[x].shape.rank != 3) return -1;
-    Loc loc = g->nodes[g->outs[o].id].loc;
-    IrId lab = ir_find(g, LOWER_INPUT_LABELS);
-    if (lab == IR_NONE) lab = ir_input(g, LOWER_INPUT_LABELS, IR_I32, ir_shape2(ir_dim_b(), ir_dim_t()), loc);
-    IrId nll = ir_linear_ce(g, x, w, lab, LOWER_IGNORE_INDEX, 0.0, loc);
-    IrId lp = nll == IR_NONE ? IR_NONE : ir_unary(g, IR_NEG, ir_reduce(g, IR_SUM, nll, 1, loc), loc);
-    if (lp == IR_NONE) return -1;
-    int k = 0;
-    for (int i = 0; i < g->nouts; i++)
-        if (i != o) g->outs[k++] = g->outs[i];
-    g->nouts = k;
-    return ir_add_output(g, lp, "ref_logp");
-}
-
+// full fine-tuning), lowered forward-only (pipeline.h: pl_aux_graph); its weights here.
 static int setup_aux(Trainer *t, LoadedSpec *spec) {
-    const CheckedObjective *ob = &t->cs->objective;
+    PlAux kind;
     int idx;
-    if (!strcmp(ob->kind, "kd")) {
-        t->aux = TR_AUX_TEACHER;
-        idx = ob->teacher;
-        if (idx < 0) {
-            diag_error(t->d, ob->loc, "the `kd` objective needs `teacher = MODEL;`");
-            return -1;
-        }
-    } else if (!strcmp(ob->kind, "dpo")) {
-        t->aux = TR_AUX_REFERENCE;
-        idx = ob->ref >= 0 ? ob->ref : t->cs->policy;
-    } else {
-        return 0;
-    }
+    if (pl_aux_model(t->d, t->cs, &kind, &idx) != 0) return -1;
+    if (kind == PL_AUX_NONE) return 0;
+    t->aux = kind == PL_AUX_TEACHER ? TR_AUX_TEACHER : TR_AUX_REFERENCE;
     t->am = &t->cs->models[idx];
-    LowerOptions opt;
-    lower_options_init(&opt);
-    opt.objective = "none";
-    LowerOptions sopt;   // a packed run's teacher / reference masks attention by `seq` too
-    lower_options_from_spec(t->cs, &sopt);
-    opt.pack = sopt.pack;
     ir_graph_init(&t->ga, t->d, IR_F32);
-    if (lower_model_opts(t->d, t->a, spec, t->cs, idx, &opt, &t->ga, &t->resa) != 0) return -1;
-    // nothing of the teacher / reference trains: frozen weights are stored in bf16 under mixed
-    // precision (shared with the policy's frozen ones) and reach the device once, not every step
-    for (int i = 0; i < t->ga.n; i++)
-        if (t->ga.nodes[i].op == IR_PARAM) t->ga.nodes[i].trainable = false;
-    t->alogits_out = find_output(&t->ga, "logits");
-    if (t->aux == TR_AUX_REFERENCE && (t->aref_out = ref_logp_output(&t->ga)) >= 0) t->alogits_out = -1;
-    if (t->ga.errors) return -1;
+    if (pl_aux_graph(t->d, t->a, spec, t->cs, kind, idx, &t->ga, &t->resa, &t->alogits_out, &t->aref_out) != 0)
+        return -1;
     t->nap = t->resa.nparams;
     t->aps = calloc((size_t)t->nap + 1, sizeof *t->aps);
     t->ashared = calloc((size_t)t->nap + 1, sizeof *t->ashared);
@@ -620,8 +570,7 @@ Trainer *tr_new(Diag *d, Arena *a, LoadedSpec *spec, const CheckedSpec *cs, cons
     // the evaluation returns predicted tokens (for the exact match of token losses; preference
     // pairs have none), not the (B, T, V) logits, and its loss is linear_ce
     bool keep_logits = o && o->eval_logits;
-    if (t->per_pair && !keep_logits) drop_output(&t->ge, "logits");
-    if ((!t->per_pair && ir_head_predictions(&t->ge, keep_logits) < 0) || ir_fuse_linear_ce(&t->ge) < 0) goto fail;
+    if (pl_eval_head(&t->ge, t->per_pair, keep_logits) != 0) goto fail;
     t->loss_out = find_output(&t->g, "loss");
     t->omet_out = find_output(&t->g, LOWER_OUTPUT_ORPO_METRICS);
     t->eloss_out = find_output(&t->ge, "loss");
@@ -766,7 +715,7 @@ static int run_aux(Trainer *t, TrProg *p, const int32_t *tokens, const int32_t *
     if (t->aux == TR_AUX_TEACHER && p->cuda && t->aprog.cuda)
         return cuda_bind_output(p->cuda, LOWER_INPUT_TEACHER_LOGITS, t->aprog.cuda, t->alogits_out);
 #endif
-    if (t->aref_out >= 0) {   // computed in the reference's graph (ref_logp_output)
+    if (t->aref_out >= 0) {   // computed in the reference's graph (pipeline.c: ref_logp_output)
         const CpuTensor *r = prog_output(&t->aprog, t->aref_out);
         if (!r || r->numel != B) {
             diag_plain_error(t->d, "internal: the reference's log-probs have the wrong size");

@@ -31,6 +31,9 @@ has() {   # has FILE PATTERN: a line of FILE matches PATTERN
 bytes() {   # bytes CATEGORY: the exact byte count `--memory` printed for it
     sed -n "/^  bytes: /s/.*[ :]$1 \([0-9][0-9]*\).*/\1/p" "$work/out.txt"
 }
+runbytes() {   # runbytes WHAT: the exact byte count of a side program (or "total": the run's)
+    sed -n "/^  run bytes: /s/.*[ :]$1 \([0-9][0-9]*\).*/\1/p" "$work/out.txt"
+}
 eq() {   # eq WHAT GOT WANT
     if [ "$2" = "$3" ]; then ok; else bad "$1: got '$2', expected '$3'"; fi
 }
@@ -124,14 +127,44 @@ if run 0 check memory/tiny.trl --memory --set "data.train.max_len=128 tokens"; t
     has out.txt "T=128 (the train data's max_len)$"
 fi
 
-# --fit SIZE: the largest batch whose planned total fits, checked against the plans of B=5 and B=6
-# (`--set train.batch=N`): a budget halfway between their totals must give exactly B=5
-run 0 check memory/tiny.trl --memory --set train.batch=5 && t5=$(bytes total)
-run 0 check memory/tiny.trl --memory --set train.batch=6 && t6=$(bytes total)
+# the programs `trlc run` runs beside the step, each in an arena of its own: the evaluation (made
+# even without data eval: its workspace), dpo's reference, kd's teacher; the run total is the sum
+if run 0 check memory/tiny.trl --memory; then
+    has out.txt "^  evaluation  32.0 MiB (no data eval: its program is made but never runs; workspace 32.0 MiB)$"
+    eq "idle evaluation" "$(runbytes evaluation)" $WS
+    eq "run total" "$(runbytes total)" $(($(bytes total) + WS))
+    has out.txt "^  run total   [0-9.]* MiB (the training step and the program beside it"
+fi
+# data eval: train.batch examples of the eval data's max_len, its own workspace, the weights shared
+if run 0 check ../run/lora.trl --memory --set "data.eval.max_len=64 tokens"; then
+    has out.txt "^  evaluation  [0-9.]* MiB (activations [0-9.]* [KM]iB at B=4, T=64 (the eval data's max_len); workspace 32.0 MiB)$"
+    e64=$(runbytes evaluation)
+    eq "lora run total" "$(runbytes total)" $(($(bytes total) + e64))
+fi
+if run 0 check ../run/lora.trl --memory --set "data.eval.max_len=128 tokens"; then
+    e128=$(runbytes evaluation)
+    [ -n "${e64:-}" ] && [ -n "$e128" ] && [ "$e128" -gt "$e64" ] && [ "$e64" -gt $WS ] && ok ||
+        bad "evaluation at T=64 and 128: '${e64:-}' '$e128'"
+fi
+# dpo: the policy's frozen copy as the reference, 2 rows a pair, its LoRA base shared (no weights)
+if run 0 check ../run/dpo.trl --memory; then
+    has out.txt "^  reference   [0-9.]* MiB (activations [0-9.]* MiB at B=4 rows: 2 a pair, T=2048 (the step's T); workspace 32.0 MiB)$"
+    eq "dpo run total" "$(runbytes total)" $(($(bytes total) + $(runbytes evaluation) + $(runbytes reference)))
+fi
+# kd: the teacher's weights are its own (the tiny qwen3 of tests/run, fp32: 120.8 KiB)
+if run 0 check ../run/kd.trl --memory; then
+    has out.txt "^  teacher     [0-9.]* MiB (activations .* workspace 32.0 MiB; weights 120.8 KiB of its own)$"
+fi
+
+# --fit SIZE: the largest batch whose planned run total fits, checked against the plans of B=5 and
+# B=6 (`--set train.batch=N`): a budget halfway between their totals must give exactly B=5
+run 0 check memory/tiny.trl --memory --set train.batch=5 && t5=$(runbytes total)
+run 0 check memory/tiny.trl --memory --set train.batch=6 && t6=$(runbytes total)
 if [ -n "${t5:-}" ] && [ -n "${t6:-}" ] && [ "$t6" -gt "$t5" ]; then
     mib=$(awk -v a="$t5" -v b="$t6" 'BEGIN { printf "%.4f", (a + b) / 2 / 1048576 }')
     if run 0 check memory/tiny.trl --memory --fit "${mib}MiB"; then
-        has out.txt "^fit: the largest train.batch whose planned total fits [0-9.]* MiB at T=64"
+        has out.txt "^fit: the largest train.batch whose planned run total fits [0-9.]* MiB at T=64$"
+        has out.txt "^  (the step and the evaluation; not counted: the CUDA context"
         has out.txt "^  as specified: B=5 ([0-9.]* MiB; B=6: [0-9.]* MiB)$"
         # and the other way round: train.recompute = true keeps less, so at least as many rows fit
         rb=$(sed -n 's/^  with train.recompute = true: B=\([0-9]*\) .*/\1/p' "$work/out.txt")
