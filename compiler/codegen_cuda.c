@@ -175,8 +175,8 @@ static void arg_expr(const Cg *c, IrId x, bool reduced, int space, char *buf, si
     int m = mx != IR_NONE ? member_index(c->gr, mx) : -1;
     if (m >= 0) snprintf(buf, n, "v%d", m);
     else if (c->p->level[x] == FUSE_LV_CONST) flit(c->p->g->nodes[x].a.value, buf, n);
-    else if (reduced || space == 0) snprintf(buf, n, "%c%d", reduced ? 'y' : 'x', in_index(c->gr, x));
-    else snprintf(buf, n, "x%d_%d", in_index(c->gr, x), space);
+    else if (reduced || space == 0) snprintf(buf, n, "%c%d", reduced ? 'y' : 'x', in_index(c->gr, fuse_read_src(c->p, c->gi, x)));
+    else snprintf(buf, n, "x%d_%d", in_index(c->gr, fuse_read_src(c->p, c->gi, x)), space);
 }
 
 // Index of dropout member m among the group's dropout members (its seed/salt arguments).
@@ -284,7 +284,7 @@ static void emit_loads(const Cg *c, unsigned levels, bool reduced, const char *i
         if (n->op == IR_PERMUTE) continue;   // reads its input itself, at permuted indexes
         int sp = reduced ? 0 : c->gr->space[m];
         for (int a = 0; a < n->nin; a++) {
-            int k = in_index(c->gr, n->in[a]);
+            int k = in_index(c->gr, fuse_read_src(c->p, c->gi, n->in[a]));
             if (k < 0 || done[k][sp] || fuse_member_src(c->p, c->gi, n->in[a]) != IR_NONE) continue;
             done[k][sp] = true;
             char off[512], name[32];
@@ -306,7 +306,7 @@ static bool space_needs_coords(const Cg *c, int sp) {
         const IrNode *n = &g->nodes[gr->nodes[m]];
         if (n->op == IR_PERMUTE) return true;
         for (int a = 0; a < n->nin; a++) {
-            int k = in_index(gr, n->in[a]);
+            int k = in_index(gr, fuse_read_src(c->p, c->gi, n->in[a]));
             if (k >= 0 && fuse_member_src(c->p, c->gi, n->in[a]) == IR_NONE &&
                 !ir_shape_eq(&g->nodes[gr->ins[k]].shape, &gr->spaces[sp]))
                 return true;
@@ -494,7 +494,8 @@ char *cg_cuda_kernel(const FusePlan *p, int kidx, const Diag *d) {
                 if (p->level[gr->nodes[m]] != FUSE_LV_EPI) continue;
                 const IrNode *n = &g->nodes[gr->nodes[m]];
                 for (int a = 0; a < n->nin; a++)
-                    if (in_index(gr, n->in[a]) >= 0 && !ir_shape_eq(&g->nodes[n->in[a]].shape, R)) need_r = true;
+                    if (in_index(gr, fuse_read_src(p, c.gi, n->in[a])) >= 0 && !ir_shape_eq(&g->nodes[n->in[a]].shape, R))
+                        need_r = true;
             }
             if (need_r && R->rank) {
                 sb_printf(&o, "        long long r_t = o;\n");

@@ -1,7 +1,8 @@
 // fuse.c — the fusion pass (see fuse.h): one walk over the nodes in topological order. Each
 // fusable node joins the group of one of its producers when the shapes and phases allow it (and
 // forward and backward nodes stay apart), else
-// the group opened last (for nodes whose inputs all come from memory), else it opens a new group.
+// the group opened last (for nodes whose inputs all come from memory, or when no working step
+// follows that group: see place_fused), else it opens a new group.
 // A node may only join group G when every input it reads from memory is computed by a step
 // placed before G, so that the steps (in creation order) stay topologically ordered — or when G
 // can be sunk: moved to the end of the steps made so far, past steps that read none of its
@@ -139,6 +140,7 @@ static int count_inputs_with(const FusePlan *p, int gi, const IrNode *n) {
         for (int i = 0; i < x->nin && k <= FUSE_MAX_INS; i++) {
             IrId y = x->in[i];
             if (fuse_member_src(p, gi, y) != IR_NONE || p->level[y] == FUSE_LV_CONST) continue;
+            y = fuse_read_src(p, gi, y);
             bool dup = false;
             for (int j = 0; j < k && !dup; j++) dup = seen[j] == y;
             if (!dup) seen[k++] = y;
@@ -278,6 +280,7 @@ static FuseLevel join_level(const FusePlan *p, int gi, IrId id, bool *sink) {
     for (int i = 0; i < n->nin; i++) {
         IrId x = n->in[i];
         if (fuse_member_src(p, gi, x) != IR_NONE || p->level[x] == FUSE_LV_CONST) continue;
+        x = fuse_read_src(p, gi, x);
         if (p->step_of[x] >= gr->step) {
             if (!sink || !sink_ok(p, gi, id)) return FUSE_LV_NONE;
             *sink = true;
@@ -332,6 +335,55 @@ static FuseLevel join_level(const FusePlan *p, int gi, IrId id, bool *sink) {
     return post ? FUSE_LV_POST : FUSE_LV_PRO;
 }
 
+// Bytes of a value at a nominal step (B = 8, T = 1024): only compared with another's.
+static int64_t nominal_bytes(const IrNode *n) {
+    static const int64_t sym[IR_NSYMS] = {8, 1024};
+    int64_t k = ir_shape_numel(&n->shape, sym), e = n->dtype == IR_BF16 ? 2 : n->dtype == IR_U8 ? 1 : 4;
+    return k < 0 || k > INT64_MAX / 8 ? INT64_MAX : k * e;
+}
+
+// Whether no step that does work (a GEMM, a library step, another kernel) follows group gi's.
+static bool group_open(const FusePlan *p, int gi) {
+    for (int s = p->groups[gi].step + 1; s < p->nsteps; s++)
+        if (p->steps[s].kind != FUSE_VIEW) return false;
+    return true;
+}
+
+// Whether node id, computed where a group placed before some working steps is, would hold no
+// more bytes across them than it frees there: its value's bytes at most those of its inputs
+// (not leaves or inlined constants) that id reads last; or its shape does not grow with B and T
+// (a weight's bf16 copy).
+static bool frees_own(const FusePlan *p, IrId id) {
+    const IrGraph *g = p->g;
+    const IrNode *n = &g->nodes[id];
+    bool per_token = false;   // grows with B or T (else a weight-sized value: a weight's cast)
+    for (int i = 0; i < n->shape.rank; i++) per_token |= n->shape.d[i].syms != 0;
+    if (!per_token) return true;
+    int64_t freed = 0;
+    for (int i = 0; i < n->nin; i++) {
+        IrId x = n->in[i];
+        if (p->level[x] == FUSE_LV_CONST || ir_is_leaf(&g->nodes[x])) continue;
+        if (p->last_reader[x] != id || fuse_view_src(g, x) != x) return false;   // (a view frees nothing)
+        bool dup = false;
+        for (int k = 0; k < i && !dup; k++) dup = n->in[k] == x;
+        int64_t b = nominal_bytes(&g->nodes[x]);
+        if (!dup) freed = freed > INT64_MAX - b ? INT64_MAX : freed + b;
+    }
+    return nominal_bytes(n) <= freed;
+}
+
+// Whether node id, which reads no member, may join the group made last (join_level decides
+// whether it can): when no working step follows that group; past one, as it always could, but
+// for a value recomputed for the backward (ir.h IrNode.recomputed: recompute.h places each copy
+// just before its first reader) that would hold more than it frees (frees_own). Such a copy
+// computed before those steps would be held across them for its readers after them: the
+// backward's copies that SwiGLU's gradient reads after the down projection's GEMMs start a group
+// there, which the gradient joins. Other nodes join as before (a LoRA dropout of a GEMM's output:
+// the output dies where the dropout's value is born).
+static bool may_join_last(const FusePlan *p, IrId id) {
+    return group_open(p, p->ngroups - 1) || !p->g->nodes[id].recomputed || frees_own(p, id);
+}
+
 static int place_fused(FusePlan *p, IrId id) {
     const IrGraph *g = p->g;
     const IrNode *n = &g->nodes[id];
@@ -346,6 +398,14 @@ static int place_fused(FusePlan *p, IrId id) {
         lv = join_level(p, cand, id, NULL);
         if (lv != FUSE_LV_NONE) gi = cand;
     }
+    // a recomputed value whose producer's group has working steps after it: rather the open group
+    // made last, when it would hold its value across those steps without freeing as many bytes
+    // (frees_own: silu's copy beside gate's cast, read by up's gradient after the GEMMs)
+    if (gi >= 0 && n->recomputed && !group_open(p, gi) && !frees_own(p, id)) {
+        int last = p->ngroups - 1;
+        FuseLevel l2 = last != gi && group_open(p, last) ? join_level(p, last, id, NULL) : FUSE_LV_NONE;
+        if (l2 != FUSE_LV_NONE) gi = last, lv = l2;
+    }
     // else a producer's group sunk below the node's other inputs
     for (int i = 0; i < n->nin && gi < 0; i++) {
         int cand = p->group_of[n->in[i]];
@@ -356,7 +416,10 @@ static int place_fused(FusePlan *p, IrId id) {
         gi = cand;
         if (sink) sink_group(p, gi);
     }
-    if (gi < 0 && !has_member_input && p->ngroups > 0) {
+    // else the group made last: one with a member input when no working step follows it (the node
+    // runs where a group of its own would: the gradients of gate and up in one kernel), else as
+    // may_join_last says
+    if (gi < 0 && p->ngroups > 0 && (has_member_input ? group_open(p, p->ngroups - 1) : may_join_last(p, id))) {
         int last = p->ngroups - 1;
         lv = join_level(p, last, id, NULL);
         if (lv != FUSE_LV_NONE) gi = last;
@@ -403,14 +466,21 @@ static bool group_reads(const FusePlan *p, int yi, int xi) {
     return false;
 }
 
+static bool relevel_into(FusePlan *p, int xi, int yi);
+
 // Moves group yi's members into group xi, each at its join_level; on any refusal puts them back
-// and returns false.
+// and returns false. When xi reads a member of yi (only as a widening cast's source,
+// FusePlan.read_as), the union is levelled again in node order (relevel_into): yi's members
+// would otherwise follow their readers.
 static bool merge_into(FusePlan *p, int xi, int yi) {
     FuseGroup *x = &p->groups[xi], *y = &p->groups[yi];
     const IrGraph *g = p->g;
     if (!x->has_reduce || y->has_reduce || y->nnodes == 0 || x->nnodes + y->nnodes > FUSE_MAX_MEMBERS ||
         !group_reads(p, yi, xi))
         return false;
+    for (int m = 0; m < y->nnodes; m++)
+        if (g->nodes[y->nodes[m]].op == IR_FULL) return false;
+    if (group_reads(p, xi, yi)) return relevel_into(p, xi, yi);
     int x0 = x->nnodes;
     IrId xlast = p->steps[x->step].node;
     uint8_t old_level[FUSE_MAX_MEMBERS];
@@ -449,6 +519,13 @@ static bool pull_into(FusePlan *p, int yi, int xi) {
     bool bwd = g->nodes[x->nodes[0]].backward;
     for (int m = 0; m < y->nnodes; m++)
         if (g->nodes[y->nodes[m]].op == IR_FULL || g->nodes[y->nodes[m]].backward != bwd) return false;
+    return relevel_into(p, xi, yi);
+}
+
+// Moves the members of groups xi and yi into xi, levelled again in node order (a topological
+// order); on any refusal puts them back and returns false.
+static bool relevel_into(FusePlan *p, int xi, int yi) {
+    FuseGroup *x = &p->groups[xi], *y = &p->groups[yi];
     IrId u[FUSE_MAX_MEMBERS], xn[FUSE_MAX_MEMBERS];
     uint8_t xl[FUSE_MAX_MEMBERS], yl[FUSE_MAX_MEMBERS];
     int nx = x->nnodes, nu = 0;
@@ -586,7 +663,7 @@ static int canonicalize(FusePlan *p, int gi, StrBuf *b) {
             IrId mx = fuse_member_src(p, gi, x);
             if (mx != IR_NONE) sb_printf(b, " m%d", local_index(gr, mx));
             else if (p->level[x] == FUSE_LV_CONST) sb_printf(b, " c%.17g", xn->a.value);
-            else sb_printf(b, " in%d", input_index(gr, x));
+            else sb_printf(b, " in%d", input_index(gr, fuse_read_src(p, gi, x)));
         }
         sb_printf(b, "\n");
     }
@@ -606,7 +683,10 @@ static int finish_groups(FusePlan *p) {
         const IrNode *n = &g->nodes[i];
         if (n->op == IR_RESHAPE) continue;
         for (int k = 0; k < n->nin; k++) {
-            IrId x = n->in[k], r = fuse_view_src(g, x);
+            IrId x = n->in[k];
+            if (p->group_of[i] >= 0 && fuse_member_src(p, p->group_of[i], x) == IR_NONE)
+                x = fuse_read_src(p, p->group_of[i], x);   // (through a widening cast: its source)
+            IrId r = fuse_view_src(g, x);
             if (p->group_of[r] < 0) continue;
             if (p->group_of[i] < 0 || fuse_member_src(p, p->group_of[i], x) != r) ext_use[r] = true;
         }
@@ -624,6 +704,7 @@ static int finish_groups(FusePlan *p) {
             for (int i = 0; i < n->nin; i++) {
                 IrId x = n->in[i];
                 if (fuse_member_src(p, gi, x) != IR_NONE || p->level[x] == FUSE_LV_CONST) continue;
+                x = fuse_read_src(p, gi, x);
                 if (input_index(gr, x) < 0) gr->ins[gr->nins++] = x;
             }
             if (ext_use[gr->nodes[k]]) gr->outs[gr->nouts++] = gr->nodes[k];
@@ -912,7 +993,7 @@ int fuse_plan_with(const IrGraph *g, const FuseOptions *o, Diag *d, FusePlan *p)
         return -1;
     }
     for (size_t i = 0; i < n; i++) p->group_of[i] = -1, p->step_of[i] = -1;
-    if (p->sink) {   // last readers, for sink_ok (graph outputs: read after every node)
+    {   // last readers, for sink_ok and may_join_last (graph outputs: read after every node)
         p->last_reader = malloc(n * sizeof *p->last_reader);
         if (!p->last_reader) {
             diag_plain_error(d, "fusion: out of memory");
@@ -924,6 +1005,27 @@ int fuse_plan_with(const IrGraph *g, const FuseOptions *o, Diag *d, FusePlan *p)
         for (int o2 = 0; o2 < g->nouts; o2++)
             if (g->outs[o2].id >= 0 && g->outs[o2].id < g->n) p->last_reader[g->outs[o2].id] = g->n;
     }
+
+    // widening casts read through their source (FusePlan.read_as): f32 casts of bf16 values that
+    // only kernel members other than permutes read
+    p->read_as = malloc(n * sizeof *p->read_as);
+    if (!p->read_as) {
+        diag_plain_error(d, "fusion: out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const IrNode *x = i < (size_t)g->n ? &g->nodes[i] : NULL;
+        p->read_as[i] = x && x->op == IR_CAST && x->nin == 1 && x->dtype == IR_F32 &&
+                        g->nodes[x->in[0]].dtype == IR_BF16 && g->nodes[x->in[0]].op != IR_FULL   // (inlined)
+                            ? x->in[0] : IR_NONE;
+    }
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *x = &g->nodes[i];
+        bool kernel = node_fusable(g, x) && x->op != IR_PERMUTE && x->op != IR_FULL;
+        for (int k = 0; k < x->nin && !kernel; k++) p->read_as[x->in[k]] = IR_NONE;
+    }
+    for (int o = 0; o < g->nouts; o++)
+        if (g->outs[o].id >= 0 && g->outs[o].id < g->n) p->read_as[g->outs[o].id] = IR_NONE;
 
     // constants are inlined into fused users; materialised by a fill kernel when anything else
     // (a library step, a GEMM, a graph output) reads them
@@ -1014,6 +1116,7 @@ int fuse_verify(const FusePlan *p, Diag *d) {
                 for (int k = 0; k < n->nin; k++) {
                     IrId x = n->in[k];
                     if (fuse_member_src(p, st->group, x) != IR_NONE || p->level[x] == FUSE_LV_CONST) continue;
+                    x = fuse_read_src(p, st->group, x);
                     bool listed = false;
                     for (int q = 0; q < gr->nins && !listed; q++) listed = gr->ins[q] == x;
                     if (!listed) VIOLATION("step %d reads %%%d without listing it as an input", s, x);
@@ -1107,6 +1210,7 @@ void fuse_plan_free(FusePlan *p) {
     free(p->lib_member_start);
     free(p->lib_fwd);
     free(p->last_reader);
+    free(p->read_as);
     arena_free(&p->arena);
     memset(p, 0, sizeof *p);
 }

@@ -119,6 +119,11 @@ typedef struct FusePlan {
     bool merge;             // while planning: whether groups may merge into an earlier reduction
     bool views;             // while planning: whether members may read members through reshapes
     IrId *last_reader;      // while planning: per node the last node reading it (g->n: a graph output)
+    // Widening casts read through their source: a cast of a bf16 value to f32 that only nodes a
+    // kernel computes read (no product, library op, view or graph output) is read by a kernel
+    // it is not a member of as its bf16 source (loads widen exactly: the same values), so the
+    // f32 copy is never written: read_as[x] = the source, else IR_NONE (fuse_read_src).
+    IrId *read_as;
 } FusePlan;
 
 // The pass's choices (fuse_plan: all false).
@@ -147,6 +152,14 @@ static inline IrId fuse_member_src(const FusePlan *p, int gi, IrId x) {
     return p->level[r] == FUSE_LV_PRO || p->level[r] == FUSE_LV_POST ? r : IR_NONE;
 }
 
+// The value whose buffer group gi reads for operand x of a member, when x is neither a member
+// (fuse_member_src) nor an inlined constant: x, or the bf16 value a widening cast x reads
+// (FusePlan.read_as).
+static inline IrId fuse_read_src(const FusePlan *p, int gi, IrId x) {
+    if (!p->read_as || p->read_as[x] == IR_NONE || p->group_of[x] == gi) return x;
+    return p->read_as[x];
+}
+
 // Builds the plan of g (which must outlive it). The graph's float dtype must be f32; f64 and f16
 // nodes are left to library steps. Returns 0, or -1 after reporting through d.
 // Steps follow the nodes' order, except that a group may sink: be placed later, past steps that
@@ -156,6 +169,14 @@ static inline IrId fuse_member_src(const FusePlan *p, int gi, IrId x) {
 // and past at most 16 steps. TRLC_FUSE_SINK=0 / TRLC_FUSE_MERGE=0 / TRLC_FUSE_VIEWS=0 in the
 // environment turn sinking / merging / fusing across reshapes off (A/B; other values than 0 and
 // 1 are an error).
+// The group a node joins (place_fused in fuse.c): a producer's, else a producer's sunk, else the
+// group made last when no step that does work follows it (the "open" group: the node runs where a
+// group of its own would, so nothing lives longer), else a new one. A node reading no member may
+// also join the last group past such steps, as before, except a value recomputed for the
+// backward (recompute.h) that would be held across them without freeing as many bytes; and such
+// a value prefers the open group to a producer's group past such steps (SwiGLU's backward: the
+// gradients of gate and up, silu's copy among them, are one kernel after the down projection's
+// GEMMs). Widening casts are read through their bf16 source (FusePlan.read_as).
 // After the walk, a kernel group next to a reduction group (only views between) may merge into
 // it when every member takes a level there (RMSNorm's backward: its [B,T,1] terms and the
 // [B,T,H] input gradient join the row's sum_to kernel); see merge_groups in fuse.c.

@@ -115,6 +115,7 @@ static float arg(const Ev *e, int m, int a, bool reduced) {
             if (e->gr->nodes[k] == mx) return e->val[k];
     }
     if (e->p->level[x] == FUSE_LV_CONST) return (float)g->nodes[x].a.value;
+    x = fuse_read_src(e->p, gi, x);   // a widening cast's bf16 source (its values, as floats)
     for (int k = 0; k < e->gr->nins; k++)
         if (e->gr->ins[k] == x) return load_in(e, k, reduced, reduced ? 0 : e->gr->space[m]);
     return NAN;

@@ -7,6 +7,7 @@
 #include "recompute.h"
 #include "ir_internal.h"
 #include "env.h"
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,17 +82,42 @@ static int mark_backward_reads(IrGraph *g, int nfwd, bool *fwd_read) {
 // The new order: forward nodes as they were, each value in redo cloned right before its first
 // backward reader (its redo inputs cloned first, depth-first); the backward readers read the
 // clones. A value in fwd_in_chain (may be NULL) is cloned for the backward nodes that read it, but
-// a clone that reads it reads the forward's value. Returns how many values were cloned, or -1
-// (reported) when out of memory.
-static int rebuild(IrGraph *g, int nfwd, const bool *redo, const bool *fwd_in_chain) {
+// a clone that reads it reads the forward's value. With `fresh`, a reader a kernel computes reads
+// clones made after the last kernel_barrier before it (stale ones are cloned again). Returns how
+// many forward values were cloned, or -1 (reported) when out of memory.
+// A backward node the fuser cannot put in a generated kernel (a product, a library op): a copy
+// made before it and read by a kernel after it is written by one kernel and read back by another.
+static bool kernel_barrier(IrOp op) {
+    return !(ir_op_is_elementwise(op) || op == IR_RESHAPE || op == IR_PERMUTE || op == IR_BROADCAST ||
+             op == IR_FULL || op == IR_SUM || op == IR_MEAN || op == IR_MAX || op == IR_SUM_TO);
+}
+
+// A copy made before a kernel barrier and read after it by an op a generated kernel computes: with
+// `fresh`, made again for that reader (rebuild); only copies of ops a kernel computes.
+static bool stale_copy(const IrGraph *g, const IrId *clone, IrId v, int barrier) {
+    return clone[v] != IR_NONE && clone[v] < barrier && !kernel_barrier(g->nodes[v].op);
+}
+
+// Doubles the new order's array (node ids stay below INT_MAX); 0, or -1 when out of memory.
+static int grow_nodes(IrNode **nodes, size_t *cap) {
+    if (*cap > (size_t)INT_MAX / 2) return -1;
+    IrNode *t = realloc(*nodes, 2 * *cap * sizeof *t);
+    if (!t) return -1;
+    *nodes = t;
+    *cap *= 2;
+    return 0;
+}
+
+static int rebuild(IrGraph *g, int nfwd, const bool *redo, const bool *fwd_in_chain, bool fresh) {
     int n = g->n, rc = -1;
     size_t sz = (size_t)(n ? n : 1);
     IrId *map = malloc(sz * sizeof *map);         // old id → new id
     IrId *clone = malloc(sz * sizeof *clone);     // forward id → its recomputed copy, or IR_NONE
     IrId *stack = malloc(sz * sizeof *stack);
     int *next_in = malloc(sz * sizeof *next_in);
-    // every clone is one more node: at most nfwd of them
-    IrNode *nodes = malloc(((size_t)n + (size_t)nfwd + 1) * sizeof *nodes);
+    // every clone is one more node: at most nfwd of them, or more with `fresh` (grown then)
+    size_t cap = (size_t)n + (size_t)nfwd + 1;
+    IrNode *nodes = malloc(cap * sizeof *nodes);
     IrId ins[64], *insp = ins;
     int maxin = 0;
     for (int i = 0; i < n; i++)
@@ -108,12 +134,20 @@ static int rebuild(IrGraph *g, int nfwd, const bool *redo, const bool *fwd_in_ch
         map[i] = m;
         emit(g, nodes, &m, nd, insp, false);
     }
+    int barrier = -1;   // the new id of the last backward kernel_barrier node
     for (int i = nfwd; i < n; i++) {
         const IrNode *nd = &g->nodes[i];
+        // with `fresh`, an op a kernel computes reads copies made after the last barrier, when
+        // it reads a value made after them (else the fuser may put it beside the copy)
+        bool renew = fresh && !kernel_barrier(nd->op) && nd->op != IR_RESHAPE;
+        int latest = -1;   // the new id of its latest input that is no copy
+        for (int k = 0; renew && k < nd->nin; k++)
+            if (!redo[nd->in[k]] && map[nd->in[k]] > latest) latest = map[nd->in[k]];
         // clone every recomputed input first: depth-first over recomputed inputs, explicit stack
         for (int k = 0; k < nd->nin; k++) {
             IrId r = nd->in[k];
-            if (!redo[r] || clone[r] != IR_NONE) continue;
+            bool again = renew && stale_copy(g, clone, r, barrier) && latest > clone[r];
+            if (!redo[r] || (clone[r] != IR_NONE && !again)) continue;
             int sp = 0;
             stack[sp] = r;
             next_in[sp++] = 0;
@@ -124,7 +158,8 @@ static int rebuild(IrGraph *g, int nfwd, const bool *redo, const bool *fwd_in_ch
                 if (j < vn->nin) {
                     next_in[sp - 1]++;
                     IrId u = vn->in[j];
-                    if (redo[u] && !(fwd_in_chain && fwd_in_chain[u]) && clone[u] == IR_NONE) {   // sp < nfwd: each value is pushed once
+                    if (redo[u] && !(fwd_in_chain && fwd_in_chain[u]) &&
+                        (clone[u] == IR_NONE || (renew && stale_copy(g, clone, u, barrier)))) {   // pushed once each
                         stack[sp] = u;
                         next_in[sp++] = 0;
                     }
@@ -133,6 +168,10 @@ static int rebuild(IrGraph *g, int nfwd, const bool *redo, const bool *fwd_in_ch
                 for (int q = 0; q < vn->nin; q++) {
                     IrId u = vn->in[q];
                     insp[q] = redo[u] && !(fwd_in_chain && fwd_in_chain[u]) ? clone[u] : map[u];
+                }
+                if ((size_t)m + 1 >= cap && grow_nodes(&nodes, &cap) != 0) {
+                    ir_report(g, (Loc){0, 0, 0}, "out of memory in the recompute pass");
+                    goto out;
                 }
                 clone[v] = m;
                 emit(g, nodes, &m, vn, insp, true);
@@ -143,7 +182,12 @@ static int rebuild(IrGraph *g, int nfwd, const bool *redo, const bool *fwd_in_ch
             IrId r = nd->in[k];
             insp[k] = redo[r] ? clone[r] : map[r];
         }
+        if ((size_t)m + 1 >= cap && grow_nodes(&nodes, &cap) != 0) {
+            ir_report(g, (Loc){0, 0, 0}, "out of memory in the recompute pass");
+            goto out;
+        }
         map[i] = m;
+        if (kernel_barrier(nd->op)) barrier = m;
         emit(g, nodes, &m, nd, insp, true);
     }
     rc = 0;
@@ -199,7 +243,7 @@ int ir_recompute(IrGraph *g, RecomputeStats *stats) {
     }
     rc = 0;
     if (wanted > 0) {   // else nothing to gain: the graph stays as it is
-        int made = rebuild(g, nfwd, redo, NULL);
+        int made = rebuild(g, nfwd, redo, NULL, false);
         if (made < 0) rc = -1;
         else st.recomputed = made;
     }
@@ -444,7 +488,7 @@ int ir_recompute_cheap_opts(IrGraph *g, const RecomputeCheapOptions *o, int *rec
     }
     rc = 0;
     if (wanted > 0) {
-        int made = rebuild(g, nfwd, redo, o->chains ? hold : NULL);
+        int made = rebuild(g, nfwd, redo, o->chains ? hold : NULL, o->chains);
         if (made < 0) rc = -1;
         else if (recomputed) *recomputed = made;
     }

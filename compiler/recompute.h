@@ -56,7 +56,11 @@ int ir_recompute(IrGraph *g, RecomputeStats *stats);
 // Each copy is placed before its first backward reader (its recomputed inputs first) and flagged
 // `backward` + `recomputed`: autocast rounds it as the forward's value, so the gradients are
 // bit-identical (fp32 and bf16). The fuser puts the copies into the backward kernels that read
-// them. TRLC_RECOMPUTE_CHAINS=0 in the environment restricts the pass to its first version (a
+// them. A copy made before a product or a library op (a step no generated kernel computes) is made
+// again for an elementwise or reduction reader after that step (its copied inputs too, those that
+// are ops a kernel computes): SwiGLU's silu(gate), copied for the down projection's LoRA gradient
+// before its GEMMs and again for up's gradient after them, so the fuser computes it in the
+// gradient's kernel instead of writing the first copy out and reading it back (fuse.c). TRLC_RECOMPUTE_CHAINS=0 in the environment restricts the pass to its first version (a
 // one-input elementwise op of a kept value: silu(gate) beside gate), to compare; any value but 0
 // or 1 is an error. Returns 0 or -1 (reported); *recomputed (may be NULL): how many values.
 int ir_recompute_cheap(IrGraph *g, int *recomputed);

@@ -601,8 +601,59 @@ static void test_spec(const char *path) {
     diag_free(&d);
 }
 
+// SwiGLU's backward under bf16 (fuse.h FusePlan.read_as): gate and up are bf16 products, the
+// f32 casts of them feed silu(gate) * up before a GEMM (the down projection's gradient) and the
+// gradient's kernel after it. That kernel reads gate and up as the bf16 values (its loads widen
+// them), so no kernel writes an f32 cast; the gradients of gate and of up are one kernel after
+// the GEMM (silu and its derivative from the kernel before it), evaluated against the interpreter.
+static void test_cast_alias(void) {
+    Diag d;
+    diag_init(&d, stderr);
+    IrGraph g;
+    ir_graph_init(&g, &d, IR_F32);
+    const Loc L = {0, 0, 0};
+    IrShape sx = ir_shape3(ir_dim_b(), ir_dim_t(), ir_dim(8));
+    IrId x = ir_cast(&g, ir_input(&g, "x", IR_F32, sx, L), IR_BF16, L);
+    IrId wg = ir_cast(&g, ir_param(&g, "wg", IR_F32, ir_shape2(ir_dim(16), ir_dim(8)), false, L), IR_BF16, L);
+    IrId wu = ir_cast(&g, ir_param(&g, "wu", IR_F32, ir_shape2(ir_dim(16), ir_dim(8)), false, L), IR_BF16, L);
+    IrId wd = ir_cast(&g, ir_param(&g, "wd", IR_F32, ir_shape2(ir_dim(8), ir_dim(16)), false, L), IR_BF16, L);
+    IrId gate = ir_matmul_to(&g, x, wg, false, true, IR_BF16, L), up = ir_matmul_to(&g, x, wu, false, true, IR_BF16, L);
+    IrId gf = ir_cast(&g, gate, IR_F32, L), uf = ir_cast(&g, up, IR_F32, L);
+    IrId s = ir_unary(&g, IR_SILU, gf, L);
+    IrId h = ir_cast(&g, ir_mul(&g, s, uf, L), IR_BF16, L);
+    IrId y = ir_matmul_to(&g, h, wd, false, true, IR_F32, L);                          // (B, T, 8)
+    IrId dh = ir_matmul(&g, ir_cast(&g, y, IR_BF16, L), wd, false, false, L);         // (B, T, 16) f32
+    IrId du = ir_mul(&g, dh, s, L);
+    IrId sg = ir_unary(&g, IR_SIGMOID, gf, L);
+    IrId ds = ir_mul(&g, sg, ir_add(&g, ir_full(&g, 1.0, IR_F32, ir_shape0(), L),
+                                     ir_mul(&g, gf, ir_sub(&g, ir_full(&g, 1.0, IR_F32, ir_shape0(), L), sg, L), L), L), L);
+    IrId dg = ir_mul(&g, ir_mul(&g, dh, uf, L), ds, L);
+    ir_add_output(&g, ir_cast(&g, du, IR_BF16, L), "du");
+    ir_add_output(&g, ir_cast(&g, dg, IR_BF16, L), "dg");
+    CHECK(g.errors == 0 && ir_verify(&g));
+    FusePlan plan;
+    double worst = check_graph("cast alias", &g, &d, 2, 5, NULL, &plan);
+    CHECK(worst <= 2e-4);
+    int ga = plan.group_of[h], gb = plan.group_of[dg];
+    CHECK_MSG(ga >= 0 && gb >= 0 && ga != gb && plan.group_of[du] == gb && plan.step_of[dh] < plan.groups[gb].step,
+              "silu(gate) * up before the GEMMs, both gradients in one kernel after them");
+    int written = 0, source = 0;   // f32 casts written; up read by the gradient's kernel
+    for (int gi = 0; gi < plan.ngroups; gi++)
+        for (int k = 0; k < plan.groups[gi].nouts; k++) written += plan.groups[gi].outs[k] == gf || plan.groups[gi].outs[k] == uf;
+    for (int k = 0; gb >= 0 && k < plan.groups[gb].nins; k++) source += plan.groups[gb].ins[k] == up;
+    CHECK_MSG(written == 0 && source == 1 && plan.read_as[gf] == gate && plan.read_as[uf] == up,
+              "no f32 cast of gate or up written (%d); the gradient reads up's bf16 value (%d)", written, source);
+#ifdef TRLC_HAVE_CUDA
+    CHECK(nvrtc_plan(&plan, &d) == plan.nkernels);
+#endif
+    fuse_plan_free(&plan);
+    ir_graph_free(&g);
+    diag_free(&d);
+}
+
 int main(int argc, char **argv) {
     test_handbuilt();
+    test_cast_alias();
     test_many_inputs();
     test_fuzz(400);
     test_views_lora();

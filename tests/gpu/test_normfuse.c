@@ -198,8 +198,10 @@ static void test_cases(void) {
                               M->groups[gi].nins);
                 break;
             case CASE_PULL:
-                CHECK_MSG(P->ngroups == 4 && M->nmerged == 2 && M->ngroups == 2 && M->group_of[id.r] == kx &&
-                              M->group_of[id.out] == kx && M->group_of[id.t] != kx,
+                // the [B,T,8] group's reader, the row reduction, joins it while planning (the open
+                // group made last: fuse.c place_fused); the rsqrt group is pulled in
+                CHECK_MSG(P->ngroups == 3 && M->nmerged == 1 && M->ngroups == 2 && M->group_of[id.r] == kx &&
+                              M->group_of[id.out] == kx && M->group_of[id.t] != kx && P->group_of[id.out] == P->group_of[id.s],
                           "pulled: the rsqrt and [B,T,8] groups join the row reduction (%d -> %d groups)", P->ngroups,
                           M->ngroups);
                 CHECK(M->level[id.r] == FUSE_LV_EPI && M->level[id.e] == FUSE_LV_EPI && M->level[id.out] == FUSE_LV_POST);
@@ -207,8 +209,11 @@ static void test_cases(void) {
                 check_numerics(&g, M, id.out, false, &d);
                 break;
             case CASE_PULL_VIEW:
-                CHECK_MSG(P->ngroups == 4 && M->nmerged == 0 && M->group_of[id.r] != kx,
-                          "pull with a view between: nothing moves (%d merged)", M->nmerged);
+                // the view of the [B,T,8] value follows that group, which the reduction joined while
+                // planning (a view closes no group): the rsqrt group is pulled in as without it
+                CHECK_MSG(P->ngroups == 3 && M->nmerged == 1 && M->ngroups == 2 && M->group_of[id.r] == kx &&
+                              M->group_of[id.out] == kx,
+                          "pull with a view between: as without it (%d merged)", M->nmerged);
                 break;
             case CASE_FWD_BWD:
                 CHECK_MSG(M->nmerged == 0 && M->group_of[id.r] != kx && M->group_of[id.out] != kx,
@@ -280,8 +285,10 @@ static void test_spec(const char *path) {
         CHECK_MSG(lp == np && op == 0, "without merging each norm backward has a lone rsqrt kernel (%d of %d)", lp, np);
         CHECK_MSG(lm == 0 && om == nm, "merged: every norm backward is one kernel (%d of %d; %d lone)", om, nm, lm);
         CHECK_MSG(lone_red_m == 0, "no backward elementwise kernel over a reduction's shape remains (%d)", lone_red_m);
-        CHECK_MSG(plain.nsteps_kind[FUSE_KERNEL] - merged.nsteps_kind[FUSE_KERNEL] >= 2 * nm,
-                  "launches drop by at least 2 per norm: %d -> %d", plain.nsteps_kind[FUSE_KERNEL],
+        // (the walk itself puts a norm's [B,T,H] gradient group into its row reduction when that is
+        // the open group made last: full fine-tuning's norms, one launch each without merging)
+        CHECK_MSG(plain.nsteps_kind[FUSE_KERNEL] - merged.nsteps_kind[FUSE_KERNEL] >= nm,
+                  "launches drop by at least 1 per norm: %d -> %d", plain.nsteps_kind[FUSE_KERNEL],
                   merged.nsteps_kind[FUSE_KERNEL]);
         CHECK(merged.nkernels <= plain.nkernels);
         gpu_test_check_plan_leaner(g, &merged, &plain, path, &S.d);

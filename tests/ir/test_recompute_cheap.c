@@ -11,6 +11,9 @@
 //     unless rope is asked for; a chain bound of 1 recomputes less.
 // (3) No kept value is read later than before (every case above); a sum computed early and read
 //     late, after its two inputs' last reads, stays kept (its copy would hold twice its size).
+// (4) With chains, a copy read by an elementwise op after a product that follows the copy is made
+//     again after the product (silu(gate): once for y's copy before w3's gradient, once for up's
+//     gradient after dy's product); no elementwise backward node reads a copy across a product.
 #include "autodiff.h"
 #include "cpu.h"
 #include "recompute.h"
@@ -218,6 +221,28 @@ static void free_pair(IrGraph gs[2]) {
     ir_graph_free(&gs[1]);
 }
 
+// Elementwise backward nodes reading a recomputed copy made before a product that lies between
+// them, when they also read a value made after the copy (the chain pass copies such a value
+// again after the product, so that the fuser computes it in the reader's kernel: recompute.h).
+static int stale_reads(const IrGraph *g) {
+    int stale = 0;
+    for (int i = 0; i < g->n; i++) {
+        const IrNode *n = &g->nodes[i];
+        if (!n->backward || !ir_op_is_elementwise(n->op)) continue;
+        IrId latest = -1;   // its latest input that is no copy
+        for (int k = 0; k < n->nin; k++)
+            if (!g->nodes[n->in[k]].recomputed && n->in[k] > latest) latest = n->in[k];
+        for (int k = 0; k < n->nin; k++) {
+            IrId u = n->in[k];
+            if (!g->nodes[u].recomputed || latest < u) continue;
+            bool between = false;
+            for (IrId j = u + 1; j < i && !between; j++) between = g->nodes[j].op == IR_MATMUL;
+            stale += between;
+        }
+    }
+    return stale;
+}
+
 static void test_one_input(Diag *d) {
     static const char *const names[4] = {"x", "w1", "w2", "w3"};
     IrGraph gs[2];
@@ -241,6 +266,7 @@ static void test_one_input(Diag *d) {
     made = pair(d, gs, build, &o, 0);
     CHECK_MSG(read_by_backward(&gs[1], IR_EXP) == 0 && read_by_backward(&gs[1], IR_ADD) == 0,
               "exp(gate + up) recomputed with chains (%d values)", made);
+    CHECK_MSG(stale_reads(&gs[1]) == 0, "no copy read across a product (%d)", stale_reads(&gs[1]));
     g2[0] = &gs[0], g2[1] = &gs[1];
     same_numbers("one-input graph, chains", g2, names, 4, d);
     free_pair(gs);
@@ -272,6 +298,12 @@ static void test_chains(Diag *d) {
     // w * (x * r), x * r and silu(gate) * up: no longer read (r and the mean's sum, x, gate and up are)
     CHECK_MSG(mul_after < mul_before && read_by_backward(&gs[1], IR_SILU) == 0,
               "muls read: %d -> %d, silu %d", mul_before, mul_after, read_by_backward(&gs[1], IR_SILU));
+    // silu(gate) is copied twice: for dropout(silu(gate) * up), which down's LoRA gradient (a
+    // product) reads, and again after the products of down's input gradient for the gradient of
+    // up, dy * silu(gate) (the fuser computes that copy in the gradient's kernel)
+    CHECK_MSG(copies(&gs[1], IR_SILU) == 2 && stale_reads(&gs[1]) == 0,
+              "silu(gate) copied on each side of the products (%d copies; %d reads across a product)",
+              copies(&gs[1], IR_SILU), stale_reads(&gs[1]));
     CHECK_MSG(read_by_backward(&gs[1], IR_ROPE) == 2 && copies(&gs[1], IR_ROPE) == 0, "ropes stay without the option");
     CHECK(copies(&gs[1], IR_PERMUTE) >= 1 && copies(&gs[1], IR_RESHAPE) >= 1);   // merge_heads(o) for o's dropout
     same_numbers("chains", g2, names, NCHAIN + 1, d);
